@@ -1,0 +1,190 @@
+// Package api is the master's REST API (Gin, over HTTPS with the master's
+// certificate). Every route but minion registration and /healthz needs a
+// bearer token. Errors are JSON {"error": "..."} with the matching status;
+// the mapping from domain errors to statuses lives in one place (abort).
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/jobs"
+)
+
+// maxBody bounds every JSON request body.
+const maxBody = 4 << 20
+
+// Runner runs exec jobs; satisfied by *jobs.Service.
+type Runner interface {
+	Run(ctx context.Context, spec jobs.Spec) (inventory.Job, []exec.Result, error)
+}
+
+// Server holds what the handlers use.
+type Server struct {
+	Store  *inventory.Store
+	Jobs   Runner
+	Log    *slog.Logger
+	Now    func() time.Time
+	Config Config
+	// Forget, if set, is called when a minion is rejected or deleted so its
+	// connection is closed.
+	Forget func(id string)
+}
+
+// Config is what the API needs from the master's configuration.
+type Config struct {
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+	Version        string
+}
+
+// Handler returns the Gin engine with every route.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(s.logRequests, gin.CustomRecovery(func(c *gin.Context, err any) {
+		s.Log.Error("panic in handler", "path", c.Request.URL.Path, "panic", err)
+		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
+	}))
+	r.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"error": "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path})
+	})
+	r.HandleMethodNotAllowed = true
+	r.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": "method not allowed: " + c.Request.Method + " " + c.Request.URL.Path})
+	})
+	r.GET("/healthz", s.healthz)
+	v1 := r.Group("/api/v1")
+	v1.POST("/minions/register", s.register)
+	auth := v1.Group("", s.authenticate)
+	auth.GET("/minions", s.listMinions)
+	auth.GET("/minions/:id", s.getMinion)
+	auth.DELETE("/minions/:id", s.deleteMinion)
+	auth.POST("/minions/:id/accept", s.setState(inventory.StateAccepted))
+	auth.POST("/minions/:id/reject", s.setState(inventory.StateRejected))
+	auth.POST("/tokens/join", s.createJoinToken)
+	auth.POST("/exec", s.exec)
+	auth.GET("/jobs/:id", s.getJob)
+	return r
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	s.Log.Debug("http", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(),
+		"took", time.Since(start), "remote", c.ClientIP())
+}
+
+func (s *Server) healthz(c *gin.Context) {
+	if _, err := s.Store.SchemaVersion(c.Request.Context()); err != nil {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unhealthy", "error": "database: " + err.Error()})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "version": s.Config.Version})
+}
+
+// badRequest marks an error as the client's fault (400).
+type badRequest struct{ msg string }
+
+func (e badRequest) Error() string { return e.msg }
+
+func badRequestf(format string, args ...any) error { return badRequest{fmt.Sprintf(format, args...)} }
+
+// abort answers with the status that err means, in one place.
+func (s *Server) abort(c *gin.Context, err error) {
+	var br badRequest
+	var mbe *http.MaxBytesError
+	status := http.StatusInternalServerError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &br):
+		status = http.StatusBadRequest
+	case errors.As(err, &mbe):
+		status, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", mbe.Limit)
+	case errors.Is(err, inventory.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, inventory.ErrConflict):
+		status = http.StatusConflict
+	case errors.Is(err, inventory.ErrInvalidToken):
+		status = http.StatusUnauthorized
+		c.Header("WWW-Authenticate", `Bearer realm="felix"`)
+	case errors.Is(err, jobs.ErrBadTarget):
+		status = http.StatusBadRequest
+	case errors.Is(err, jobs.ErrNoTargets):
+		status = http.StatusNotFound
+	}
+	if status == http.StatusInternalServerError {
+		s.Log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+		msg = "internal error; see the master's log"
+	}
+	c.AbortWithStatusJSON(status, gin.H{"error": msg})
+}
+
+// decode reads one JSON object strictly: unknown fields, trailing data and
+// oversized bodies are errors that name the problem.
+func decode(c *gin.Context, v any) error {
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return err
+		case errors.Is(err, io.EOF):
+			return badRequestf("malformed JSON: empty body")
+		case errors.As(err, &se):
+			return badRequestf("malformed JSON at byte %d: %v", se.Offset, err)
+		case errors.As(err, &te):
+			return badRequestf("malformed JSON: field %q must be %s, not %s", te.Field, te.Type, te.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field"):
+			return badRequestf("malformed JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return badRequestf("malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return badRequestf("malformed JSON: data after the object")
+	}
+	return nil
+}
+
+// authenticate requires a valid bearer API token.
+func (s *Server) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || strings.TrimSpace(tok) == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="felix"`)
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "missing bearer token (Authorization: Bearer TOKEN)"})
+		return
+	}
+	t, err := s.Store.APIToken(c.Request.Context(), inventory.HashToken(strings.TrimSpace(tok)), s.now())
+	if err != nil {
+		if errors.Is(err, inventory.ErrInvalidToken) {
+			err = fmt.Errorf("api token: %w", err)
+		}
+		s.abort(c, err)
+		return
+	}
+	c.Set("token", t.Name)
+	c.Next()
+}

@@ -1,0 +1,237 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/pki"
+)
+
+// ValidID reports why id cannot name a minion, or nil. Ids are host-name
+// like: 1–253 bytes of letters, digits, '.', '-' and '_', starting with a
+// letter or digit, with no "..": safe as a file name and a shell word.
+func ValidID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("id is empty")
+	case len(id) > 253:
+		return fmt.Errorf("id is %d bytes; at most 253", len(id))
+	case !utf8.ValidString(id):
+		return fmt.Errorf("id is not valid UTF-8")
+	case strings.Contains(id, ".."):
+		return fmt.Errorf("id %q contains \"..\"", id)
+	}
+	for i, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || (i > 0 && strings.ContainsRune(".-_", r))
+		if !ok {
+			return fmt.Errorf("id %q: character %q at byte %d is not allowed (letters, digits, '.', '-', '_')", id, r, i)
+		}
+	}
+	return nil
+}
+
+func (s *Server) register(c *gin.Context) {
+	var req wire.RegisterRequest
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	if err := ValidID(req.ID); err != nil {
+		s.abort(c, badRequest{err.Error()})
+		return
+	}
+	if req.Hostname == "" {
+		req.Hostname = req.ID
+	}
+	if len(req.Hostname) > 253 || !utf8.ValidString(req.Hostname) || strings.ContainsRune(req.Hostname, 0) {
+		s.abort(c, badRequestf("hostname is not a valid host name"))
+		return
+	}
+	for _, ip := range req.IPs {
+		if net.ParseIP(ip) == nil {
+			s.abort(c, badRequestf("ips: %q is not an IP address", ip))
+			return
+		}
+	}
+	addr, err := grpcAddr(req.GRPCAddr, c.Request.RemoteAddr)
+	if err != nil {
+		s.abort(c, badRequest{err.Error()})
+		return
+	}
+	var f facts.Facts
+	if len(req.Facts) > 0 && string(req.Facts) != "null" {
+		if err := json.Unmarshal(req.Facts, &f); err != nil {
+			s.abort(c, badRequestf("facts: %v", err))
+			return
+		}
+	} else {
+		req.Facts = json.RawMessage("{}")
+	}
+	_, fp, err := pki.ParseCertPEM([]byte(req.CertPEM))
+	if err != nil {
+		s.abort(c, badRequestf("cert_pem: %v", err))
+		return
+	}
+	// Proof of possession: the TLS client certificate must be the one sent.
+	if c.Request.TLS == nil || len(c.Request.TLS.PeerCertificates) == 0 ||
+		pki.Fingerprint(c.Request.TLS.PeerCertificates[0].Raw) != fp {
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "register over TLS presenting the certificate in cert_pem as the client certificate"})
+		return
+	}
+	reg := inventory.Registration{Minion: inventory.Minion{
+		ID: req.ID, Hostname: req.Hostname, IPs: req.IPs, Addr: addr, Version: req.Version, OS: f.OS(),
+		Facts: string(req.Facts), CertPEM: req.CertPEM, Fingerprint: fp,
+	}}
+	if req.JoinToken != "" {
+		reg.JoinTokenHash = inventory.HashToken(req.JoinToken)
+	}
+	m, err := s.Store.Register(c.Request.Context(), reg, s.now())
+	if err != nil {
+		if err == inventory.ErrInvalidToken {
+			err = fmt.Errorf("join token: %w (issue one with: master token join)", err)
+		}
+		s.abort(c, err)
+		return
+	}
+	status := http.StatusOK
+	if m.RegisteredAt.Equal(m.UpdatedAt) {
+		status = http.StatusCreated
+	}
+	s.Log.Info("minion registered", "id", m.ID, "state", m.State, "addr", m.Addr, "fingerprint", m.Fingerprint)
+	c.JSON(status, wire.RegisterResponse{ID: m.ID, State: m.State, Fingerprint: m.Fingerprint, Address: m.Addr})
+}
+
+// grpcAddr works out the address the master dials: the minion's own when it
+// names a host, else the address its request came from.
+func grpcAddr(given, remote string) (string, error) {
+	host, port, err := net.SplitHostPort(given)
+	if err != nil {
+		return "", fmt.Errorf("grpc_addr %q: want host:port or :port", given)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("grpc_addr %q: port must be 1-65535", given)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		rh, _, err := net.SplitHostPort(remote)
+		if err != nil {
+			return "", fmt.Errorf("grpc_addr %q names no host and the remote address %q is unusable", given, remote)
+		}
+		host = rh
+	}
+	if strings.ContainsAny(host, "/ \x00") {
+		return "", fmt.Errorf("grpc_addr %q: bad host", given)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func (s *Server) listMinions(c *gin.Context) {
+	ms, err := s.Store.Minions(c.Request.Context())
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	if state := c.Query("state"); state != "" {
+		kept := ms[:0]
+		for _, m := range ms {
+			if m.State == state {
+				kept = append(kept, m)
+			}
+		}
+		ms = kept
+	}
+	out := wire.MinionList{Minions: make([]wire.Minion, 0, len(ms))}
+	for _, m := range ms {
+		out.Minions = append(out.Minions, minionView(m, false))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getMinion(c *gin.Context) {
+	m, err := s.Store.Minion(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, minionView(m, true))
+}
+
+func (s *Server) deleteMinion(c *gin.Context) {
+	id := c.Param("id")
+	if err := s.Store.DeleteMinion(c.Request.Context(), id); err != nil {
+		s.abort(c, err)
+		return
+	}
+	if s.Forget != nil {
+		s.Forget(id)
+	}
+	s.Log.Info("minion deleted", "id", id, "by", c.GetString("token"))
+	c.JSON(http.StatusOK, gin.H{"id": id, "deleted": true})
+}
+
+func (s *Server) setState(state string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.Param("id")
+		if err := s.Store.SetMinionState(c.Request.Context(), id, state, s.now()); err != nil {
+			s.abort(c, err)
+			return
+		}
+		if state != inventory.StateAccepted && s.Forget != nil {
+			s.Forget(id)
+		}
+		s.Log.Info("minion "+state, "id", id, "by", c.GetString("token"))
+		c.JSON(http.StatusOK, gin.H{"id": id, "state": state})
+	}
+}
+
+func (s *Server) createJoinToken(c *gin.Context) {
+	var req wire.JoinTokenRequest
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	ttl := 24 * time.Hour
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d < 0 {
+			s.abort(c, badRequestf("ttl %q: want a duration such as 1h or 15m, or 0 for no expiry", req.TTL))
+			return
+		}
+		ttl = d
+	}
+	if req.Uses < 0 {
+		s.abort(c, badRequestf("uses must be 0 (unlimited) or more"))
+		return
+	}
+	tok, exp, err := s.Store.CreateJoinToken(c.Request.Context(),
+		inventory.JoinTokenSpec{AutoAccept: req.AutoAccept, TTL: ttl, Uses: req.Uses}, s.now())
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	resp := wire.JoinTokenResponse{Token: tok, AutoAccept: req.AutoAccept, Uses: req.Uses}
+	if !exp.IsZero() {
+		resp.ExpiresAt = &exp
+	}
+	c.JSON(http.StatusCreated, resp)
+}
+
+func minionView(m inventory.Minion, withFacts bool) wire.Minion {
+	v := wire.Minion{ID: m.ID, Hostname: m.Hostname, IPs: m.IPs, Address: m.Addr, Version: m.Version, OS: m.OS,
+		Fingerprint: m.Fingerprint, State: m.State, Health: m.Health, LastSeen: m.LastSeen,
+		RegisteredAt: m.RegisteredAt, UpdatedAt: m.UpdatedAt}
+	if withFacts {
+		v.Facts = json.RawMessage(m.Facts)
+	}
+	return v
+}

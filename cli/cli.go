@@ -1,0 +1,317 @@
+// Package cli is the felix command line: an operator's client of the
+// master's REST API that prints tables (go-pretty) or JSON (-o json).
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/jedib0t/go-pretty/v6/table"
+	"github.com/spf13/pflag"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/version"
+)
+
+const usage = `felix: run commands on many servers through a felix master.
+
+Usage:
+  felix minions [-o json]                    list minions
+  felix minion ID [-o json]                  show one minion with its facts
+  felix keys [-o json]                       minion keys: pending, accepted, rejected
+  felix keys accept|reject|delete ID...      decide on minion keys
+  felix exec -t TARGETS [flags] -- COMMAND   run a command line on the targets
+  felix job JOB_ID [-o json]                 show a job's stored results
+  felix token join [--auto-accept] [--ttl 24h] [--uses N]
+                                             issue a join token for new minions
+  felix version                              print the version
+
+Targets (-t, repeatable, comma-separated): minion ids, globs over accepted
+minions (web*, db[12]), IP addresses. Exec flags: --timeout 60s, --id ID
+(your own id, echoed in the result), -o json.
+Exec exits 1 when any host did not end ok.
+
+Connection (flag, environment, or the config file ~/.config/felix/felix.toml):
+  --master URL               FELIX_MASTER              master = "https://127.0.0.1:8443"
+  --token TOKEN              FELIX_TOKEN               token = "fat_..."
+  --master-fingerprint FP    FELIX_MASTER_FINGERPRINT  master_fingerprint = "sha256:..."
+  --config PATH              FELIX_CONFIG
+`
+
+// options are the connection settings every command shares.
+type options struct {
+	ConfigPath  string
+	Master      string `toml:"master"`
+	Token       string `toml:"token"`
+	Fingerprint string `toml:"master_fingerprint"`
+	Output      string
+}
+
+// errFailed makes Main exit 1 without printing anything more.
+var errFailed = errors.New("some hosts failed")
+
+// Main runs the felix command line and returns the exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer) error{
+		"minions": cmdMinions,
+		"minion":  cmdMinion,
+		"keys":    cmdKeys,
+		"exec":    cmdExec,
+		"job":     cmdJob,
+		"token":   cmdToken,
+	}
+	name := args[0]
+	switch name {
+	case "version":
+		fmt.Fprintln(stdout, version.String())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fn, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "felix: unknown command %q; run felix help\n", name)
+		return 2
+	}
+	err := fn(ctx, args[1:], stdout)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errFailed):
+		return 1
+	case errors.Is(err, pflag.ErrHelp):
+		return 0
+	}
+	fmt.Fprintf(stderr, "felix %s: %v\n", name, err)
+	return 1
+}
+
+// flags returns a flag set with the shared connection flags.
+func flags(name string) (*pflag.FlagSet, *options) {
+	fs := pflag.NewFlagSet("felix "+name, pflag.ContinueOnError)
+	o := &options{}
+	fs.StringVar(&o.ConfigPath, "config", filepath.Join(config.DefaultDir("config", "felix"), "felix.toml"), "config file")
+	fs.String("master", "", "master URL")
+	fs.String("token", "", "API token")
+	fs.String("master-fingerprint", "", "pinned master certificate fingerprint")
+	fs.StringVarP(&o.Output, "output", "o", "table", "output format: table or json")
+	return fs, o
+}
+
+// resolve applies the layers: config file, environment, flags.
+func (o *options) resolve(fs *pflag.FlagSet) error {
+	config.Override(&o.ConfigPath, fs, "config", "FELIX_CONFIG")
+	if _, err := os.Stat(o.ConfigPath); err == nil {
+		md, err := toml.DecodeFile(o.ConfigPath, o)
+		if err != nil {
+			return fmt.Errorf("config %s: %w", o.ConfigPath, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			return fmt.Errorf("config %s: unknown key %s", o.ConfigPath, und[0])
+		}
+	}
+	config.Override(&o.Master, fs, "master", "FELIX_MASTER")
+	config.Override(&o.Token, fs, "token", "FELIX_TOKEN")
+	config.Override(&o.Fingerprint, fs, "master-fingerprint", "FELIX_MASTER_FINGERPRINT")
+	if o.Output != "table" && o.Output != "json" {
+		return fmt.Errorf("-o %q: want table or json", o.Output)
+	}
+	return nil
+}
+
+// parse parses args and returns a connected client and the positional args.
+func parse(fs *pflag.FlagSet, o *options, args []string) (*client, []string, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if err := o.resolve(fs); err != nil {
+		return nil, nil, err
+	}
+	c, err := newClient(*o)
+	return c, fs.Args(), err
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newTable(w io.Writer, header ...any) table.Writer {
+	t := table.NewWriter()
+	t.SetOutputMirror(w)
+	t.SetStyle(table.StyleLight)
+	t.AppendHeader(table.Row(header))
+	return t
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Local().Format("2006-01-02")
+}
+
+func cmdMinions(ctx context.Context, args []string, w io.Writer) error {
+	fs, o := flags("minions")
+	c, rest, err := parse(fs, o, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	var list wire.MinionList
+	if err := c.do(ctx, "GET", "/api/v1/minions", nil, &list); err != nil {
+		return err
+	}
+	if o.Output == "json" {
+		return printJSON(w, list)
+	}
+	t := newTable(w, "ID", "ADDRESS", "STATE", "HEALTH", "VERSION", "OS", "LAST SEEN")
+	for _, m := range list.Minions {
+		t.AppendRow(table.Row{m.ID, m.Address, m.State, m.Health, m.Version, m.OS, ago(m.LastSeen)})
+	}
+	t.Render()
+	return nil
+}
+
+func cmdMinion(ctx context.Context, args []string, w io.Writer) error {
+	fs, o := flags("minion")
+	c, rest, err := parse(fs, o, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return fmt.Errorf("want exactly one minion id")
+	}
+	var m wire.Minion
+	if err := c.do(ctx, "GET", "/api/v1/minions/"+url.PathEscape(rest[0]), nil, &m); err != nil {
+		return err
+	}
+	if o.Output == "json" {
+		return printJSON(w, m)
+	}
+	t := newTable(w, "FIELD", "VALUE")
+	t.AppendRows([]table.Row{
+		{"id", m.ID}, {"hostname", m.Hostname}, {"address", m.Address}, {"state", m.State},
+		{"health", m.Health}, {"version", m.Version}, {"os", m.OS}, {"ips", strings.Join(m.IPs, ", ")},
+		{"fingerprint", m.Fingerprint}, {"registered", m.RegisteredAt.Local().Format(time.RFC3339)},
+		{"last seen", ago(m.LastSeen)},
+	})
+	var f map[string]any
+	if json.Unmarshal(m.Facts, &f) == nil {
+		keys := make([]string, 0, len(f))
+		for k := range f {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			t.AppendRow(table.Row{"facts." + k, fmt.Sprint(f[k])})
+		}
+	}
+	t.Render()
+	return nil
+}
+
+func cmdKeys(ctx context.Context, args []string, w io.Writer) error {
+	fs, o := flags("keys")
+	c, rest, err := parse(fs, o, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) == 0 || rest[0] == "list" {
+		var list wire.MinionList
+		if err := c.do(ctx, "GET", "/api/v1/minions", nil, &list); err != nil {
+			return err
+		}
+		if o.Output == "json" {
+			return printJSON(w, list)
+		}
+		order := map[string]int{"pending": 0, "accepted": 1, "rejected": 2}
+		sort.SliceStable(list.Minions, func(i, j int) bool {
+			return order[list.Minions[i].State] < order[list.Minions[j].State]
+		})
+		t := newTable(w, "STATE", "ID", "ADDRESS", "FINGERPRINT")
+		for _, m := range list.Minions {
+			t.AppendRow(table.Row{m.State, m.ID, m.Address, m.Fingerprint})
+		}
+		t.Render()
+		return nil
+	}
+	action, ids := rest[0], rest[1:]
+	if len(ids) == 0 {
+		return fmt.Errorf("keys %s: name at least one minion id", action)
+	}
+	method, suffix := "POST", "/"+action
+	switch action {
+	case "accept", "reject":
+	case "delete":
+		method, suffix = "DELETE", ""
+	default:
+		return fmt.Errorf("keys %q: want accept, reject or delete", action)
+	}
+	failed := false
+	for _, id := range ids {
+		if err := c.do(ctx, method, "/api/v1/minions/"+url.PathEscape(id)+suffix, nil, nil); err != nil {
+			fmt.Fprintf(os.Stderr, "felix keys %s %s: %v\n", action, id, err)
+			failed = true
+			continue
+		}
+		fmt.Fprintf(w, "%s: %sed\n", id, strings.TrimSuffix(action, "e"))
+	}
+	if failed {
+		return errFailed
+	}
+	return nil
+}
+
+func cmdToken(ctx context.Context, args []string, w io.Writer) error {
+	fs, o := flags("token")
+	auto := fs.Bool("auto-accept", false, "accept minions joining with this token at once")
+	ttl := fs.String("ttl", "24h", "validity (0: forever)")
+	uses := fs.Int("uses", 0, "registrations allowed (0: unlimited)")
+	c, rest, err := parse(fs, o, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 || rest[0] != "join" {
+		return fmt.Errorf("want: felix token join")
+	}
+	var resp wire.JoinTokenResponse
+	if err := c.do(ctx, "POST", "/api/v1/tokens/join", wire.JoinTokenRequest{AutoAccept: *auto, TTL: *ttl, Uses: *uses}, &resp); err != nil {
+		return err
+	}
+	if o.Output == "json" {
+		return printJSON(w, resp)
+	}
+	fmt.Fprintln(w, resp.Token)
+	return nil
+}

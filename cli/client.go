@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/pki"
+)
+
+// client talks to the master's REST API.
+type client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func newClient(o options) (*client, error) {
+	if o.Master == "" {
+		return nil, fmt.Errorf("no master URL: set --master, FELIX_MASTER or master in %s", o.ConfigPath)
+	}
+	u, err := url.Parse(o.Master)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("master %q: want https://host:port", o.Master)
+	}
+	if o.Token == "" {
+		return nil, fmt.Errorf("no API token: set --token, FELIX_TOKEN or token in %s", o.ConfigPath)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if o.Fingerprint != "" {
+		fp, err := pki.ParseFingerprint(o.Fingerprint)
+		if err != nil {
+			return nil, fmt.Errorf("master fingerprint: %w", err)
+		}
+		tr.TLSClientConfig = pki.ClientConfig(nil, fp)
+	} else {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return &client{base: strings.TrimSuffix(o.Master, "/"), token: o.Token, http: &http.Client{Transport: tr}}, nil
+}
+
+// apiError is an error answer from the master.
+type apiError struct {
+	Status int
+	Msg    string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Status) }
+
+// do sends a JSON request and decodes the JSON answer into out.
+func (c *client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if strings.Contains(err.Error(), "certificate") {
+			return fmt.Errorf("%s %s: %w (pin the master with --master-fingerprint; master start prints it)", method, path, err)
+		}
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e wire.Error
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		return &apiError{Status: resp.StatusCode, Msg: e.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: bad answer: %w", method, path, err)
+	}
+	return nil
+}

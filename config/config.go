@@ -1,0 +1,115 @@
+// Package config loads felix's TOML configuration files in layers: defaults,
+// then the file, then FELIX_* environment variables, then flags. A missing
+// file is written out first from a commented template, so an operator always
+// has a documented file to edit.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/spf13/pflag"
+)
+
+// Load decodes the TOML file at path into v. When the file does not exist it
+// is created (0600, parents 0700) from template, which must itself decode into
+// v, and created is true. Unknown keys are an error naming them.
+func Load(path, template string, v any) (created bool, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return false, fmt.Errorf("create config directory: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return false, fmt.Errorf("write default config %s: %w", path, err)
+		}
+		if _, err := f.WriteString(template); err != nil {
+			f.Close()
+			return false, fmt.Errorf("write default config %s: %w", path, err)
+		}
+		if err := f.Close(); err != nil {
+			return false, fmt.Errorf("write default config %s: %w", path, err)
+		}
+		data, created = []byte(template), true
+	} else if err != nil {
+		return false, fmt.Errorf("read config: %w", err)
+	}
+	md, err := toml.Decode(string(data), v)
+	if err != nil {
+		return created, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return created, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return created, nil
+}
+
+// Override sets *dst from the environment variable env when it is set, then
+// from flag name in fs when that flag was given: flags win over environment,
+// which wins over the file.
+func Override(dst *string, fs *pflag.FlagSet, name, env string) {
+	if v, ok := os.LookupEnv(env); ok {
+		*dst = v
+	}
+	if fs != nil && fs.Changed(name) {
+		*dst, _ = fs.GetString(name)
+	}
+}
+
+// Duration is a time.Duration written in TOML as a string such as "30s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as Go does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Logger returns a text logger to w at the named level (debug, info, warn, error).
+func Logger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log_level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// DefaultDir returns the directory for kind ("config" or "data") of app:
+// /etc/felix and /var/lib/felix/APP for root, else the XDG directories.
+func DefaultDir(kind, app string) string {
+	if os.Geteuid() == 0 {
+		if kind == "config" {
+			return "/etc/felix"
+		}
+		return filepath.Join("/var/lib/felix", app)
+	}
+	home, _ := os.UserHomeDir()
+	if kind == "config" {
+		if x := os.Getenv("XDG_CONFIG_HOME"); x != "" {
+			return filepath.Join(x, "felix")
+		}
+		return filepath.Join(home, ".config", "felix")
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "felix", app)
+	}
+	return filepath.Join(home, ".local", "share", "felix", app)
+}

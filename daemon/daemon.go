@@ -1,0 +1,97 @@
+// Package daemon holds what the master and minion share as long-running
+// processes: pid files, the start/stop/status sub-commands' mechanics, and
+// signal handling (SIGTERM or SIGINT drains; a second signal forces exit).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// WritePID writes the process id to path and returns a func that removes it.
+func WritePID(path string) (remove func(), err error) {
+	if pid, err := ReadPID(path); err == nil && alive(pid) {
+		return nil, fmt.Errorf("already running with pid %d (pid file %s)", pid, path)
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write pid file: %w", err)
+	}
+	return func() { os.Remove(path) }, nil
+}
+
+// ReadPID reads a pid file.
+func ReadPID(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pid file %s: bad content", path)
+	}
+	return pid, nil
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Running returns the pid of the process named by the pid file, if it runs.
+func Running(path string) (int, bool) {
+	pid, err := ReadPID(path)
+	if err != nil || !alive(pid) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// Stop sends SIGTERM to the process in the pid file and waits for it to exit.
+func Stop(path string, wait time.Duration) error {
+	pid, ok := Running(path)
+	if !ok {
+		return fmt.Errorf("not running (no live process in %s)", path)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signal pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if !alive(pid) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("pid %d still running after %s", pid, wait)
+}
+
+// SignalContext returns a context cancelled by the first SIGINT or SIGTERM;
+// a second one exits the process at once with status 1.
+func SignalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+			signal.Stop(ch)
+			return
+		}
+		select {
+		case <-ch:
+			fmt.Fprintln(os.Stderr, "second signal: exiting without draining")
+			os.Exit(1)
+		case <-parent.Done():
+		}
+	}()
+	return ctx, cancel
+}

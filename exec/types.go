@@ -1,0 +1,62 @@
+// Package exec is felix's job engine: it resolves nothing itself, but fans one
+// command out to many hosts through a Transport with bounded parallelism,
+// per-host deadlines and output caps, and gives every host exactly one final
+// State. Its subpackage exec/local runs a single command on this machine and is
+// what a minion uses.
+//
+// The package deliberately imports neither the inventory (SQLite) nor any API
+// code, so the minion binary can link it and stay small and cgo-free.
+package exec
+
+import "time"
+
+// Stream names an output stream of a remote command.
+type Stream uint8
+
+// The output streams of a command.
+const (
+	Stdout Stream = 1
+	Stderr Stream = 2
+)
+
+// String returns "stdout" or "stderr".
+func (s Stream) String() string {
+	switch s {
+	case Stdout:
+		return "stdout"
+	case Stderr:
+		return "stderr"
+	}
+	return "unknown"
+}
+
+// Command is one command line to run on a host.
+type Command struct {
+	// Line is run with /bin/sh -c. It is the only field ever given to a shell.
+	Line string
+	// Env holds extra KEY=VALUE pairs added to the minion's environment.
+	Env []string
+	// Dir is the working directory; empty means the runner's default.
+	Dir string
+	// Timeout bounds the run; zero means no deadline besides the context's.
+	Timeout time.Duration
+}
+
+// Exit describes how a command ended.
+type Exit struct {
+	// Code is the exit status, or -1 when the process was killed by a signal.
+	Code int
+	// Signal is the name of the signal that killed the process ("SIGKILL"), if any.
+	Signal string
+	// Duration is the wall time from start to exit.
+	Duration time.Duration
+	// TimedOut is true when the runner killed the process at its deadline.
+	TimedOut bool
+	// Cancelled is true when the run was cancelled before it finished.
+	Cancelled bool
+}
+
+// OutputFunc receives output chunks as they are produced. Implementations
+// must be safe for concurrent use: stdout and stderr arrive from different
+// goroutines. The slice is only valid during the call.
+type OutputFunc func(s Stream, p []byte)

@@ -1,0 +1,184 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/felix-ops/felix/exec"
+)
+
+// Job states.
+const (
+	JobRunning = "running"
+	JobDone    = "done"
+)
+
+// Job is one request run on many hosts.
+type Job struct {
+	ID         string
+	ClientID   string // the requester's own id (the seed's "id"), echoed back
+	CmdLine    string
+	CmdType    string
+	Targets    []string
+	State      string
+	CreatedAt  time.Time
+	FinishedAt time.Time
+}
+
+// CreateJob stores a new job.
+func (s *Store) CreateJob(ctx context.Context, j Job) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO jobs (id, client_id, cmd_line, cmd_type, targets, state, created_at, finished_at)
+		VALUES (?,?,?,?,?,?,?,?)`, j.ID, j.ClientID, j.CmdLine, j.CmdType, strings.Join(j.Targets, "\n"), j.State,
+		ms(j.CreatedAt), ms(j.FinishedAt))
+	if isUniqueViolation(err) {
+		return fmt.Errorf("job %s: %w", j.ID, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Job returns a job and its per-host results ordered by host.
+func (s *Store) Job(ctx context.Context, id string) (Job, []exec.Result, error) {
+	var j Job
+	var targets string
+	var created, finished int64
+	err := s.r.QueryRowContext(ctx, `SELECT id, client_id, cmd_line, cmd_type, targets, state, created_at, finished_at
+		FROM jobs WHERE id = ?`, id).Scan(&j.ID, &j.ClientID, &j.CmdLine, &j.CmdType, &targets, &j.State, &created, &finished)
+	if errors.Is(err, sql.ErrNoRows) {
+		return j, nil, fmt.Errorf("job %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return j, nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	j.Targets = strings.Split(targets, "\n")
+	j.CreatedAt, j.FinishedAt = fromMS(created), fromMS(finished)
+	rows, err := s.r.QueryContext(ctx, `SELECT host, addr, state, exit_code, signal, stdout, stderr, truncated, error,
+		transport, started_at, finished_at FROM job_hosts WHERE job_id = ? ORDER BY host`, id)
+	if err != nil {
+		return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []exec.Result
+	for rows.Next() {
+		var r exec.Result
+		var st, fin int64
+		if err := rows.Scan(&r.Host, &r.Addr, &r.State, &r.ExitCode, &r.Signal, &r.Stdout, &r.Stderr, &r.Truncated,
+			&r.Error, &r.Transport, &st, &fin); err != nil {
+			return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
+		}
+		r.StartedAt, r.FinishedAt = fromMS(st), fromMS(fin)
+		out = append(out, r)
+	}
+	return j, out, rows.Err()
+}
+
+// ResultWriter is the single writer of job results. Results from every
+// running job are queued and committed in batches, one transaction per batch,
+// so a fan-out to thousands of hosts costs a handful of commits.
+type ResultWriter struct {
+	store *Store
+	ops   chan writeOp
+	wg    sync.WaitGroup
+}
+
+type writeOp struct {
+	jobID    string
+	result   *exec.Result
+	finish   string     // job state to set when non-empty
+	finished time.Time  // with finish
+	done     chan error // with finish: told when committed
+}
+
+const maxBatch = 2048
+
+// NewResultWriter starts the writer goroutine; Close stops it.
+func NewResultWriter(s *Store) *ResultWriter {
+	w := &ResultWriter{store: s, ops: make(chan writeOp, maxBatch)}
+	w.wg.Add(1)
+	go w.loop()
+	return w
+}
+
+// Add queues one host result of a job.
+func (w *ResultWriter) Add(jobID string, r exec.Result) {
+	w.ops <- writeOp{jobID: jobID, result: &r}
+}
+
+// Finish queues the end of a job and waits until it and every result queued
+// before it are committed.
+func (w *ResultWriter) Finish(ctx context.Context, jobID, state string, at time.Time) error {
+	done := make(chan error, 1)
+	w.ops <- writeOp{jobID: jobID, finish: state, finished: at, done: done}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close commits what is queued and stops the writer. No Add or Finish may
+// follow.
+func (w *ResultWriter) Close() {
+	close(w.ops)
+	w.wg.Wait()
+}
+
+func (w *ResultWriter) loop() {
+	defer w.wg.Done()
+	batch := make([]writeOp, 0, maxBatch)
+	for op := range w.ops {
+		batch = append(batch[:0], op)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case op, ok := <-w.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		err := w.commit(batch)
+		for _, op := range batch {
+			if op.done != nil {
+				op.done <- err
+			}
+		}
+	}
+}
+
+func (w *ResultWriter) commit(batch []writeOp) error {
+	ctx := context.Background()
+	return w.store.tx(ctx, func(tx *sql.Tx) error {
+		ins, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO job_hosts (job_id, host, addr, state, exit_code, signal,
+			stdout, stderr, truncated, error, transport, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for _, op := range batch {
+			if r := op.result; r != nil {
+				if _, err := ins.ExecContext(ctx, op.jobID, r.Host, r.Addr, string(r.State), r.ExitCode, r.Signal,
+					r.Stdout, r.Stderr, r.Truncated, r.Error, r.Transport, ms(r.StartedAt), ms(r.FinishedAt)); err != nil {
+					return fmt.Errorf("store result of %s for job %s: %w", r.Host, op.jobID, err)
+				}
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, finished_at = ? WHERE id = ?`,
+				op.finish, ms(op.finished), op.jobID); err != nil {
+				return fmt.Errorf("finish job %s: %w", op.jobID, err)
+			}
+		}
+		return nil
+	})
+}

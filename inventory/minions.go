@@ -1,0 +1,193 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Minion states.
+const (
+	StatePending  = "pending"
+	StateAccepted = "accepted"
+	StateRejected = "rejected"
+)
+
+// Health values recorded by the master's periodic ping.
+const (
+	HealthUnknown     = "unknown"
+	HealthOK          = "ok"
+	HealthUnreachable = "unreachable"
+)
+
+// Minion is a registered minion with its pinned certificate.
+type Minion struct {
+	ID           string    `json:"id"`
+	Hostname     string    `json:"hostname"`
+	IPs          []string  `json:"ips"`
+	Addr         string    `json:"address"` // host:port the master dials for gRPC
+	Version      string    `json:"version"`
+	OS           string    `json:"os"`
+	Facts        string    `json:"-"` // JSON object as reported
+	CertPEM      string    `json:"-"`
+	Fingerprint  string    `json:"fingerprint"`
+	State        string    `json:"state"`
+	Health       string    `json:"health"`
+	LastSeen     time.Time `json:"last_seen"`
+	RegisteredAt time.Time `json:"registered_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+const minionCols = `id, hostname, ips, addr, version, os, facts, cert_pem, fingerprint, state, health, last_seen, registered_at, updated_at`
+
+func scanMinion(row interface{ Scan(...any) error }) (Minion, error) {
+	var m Minion
+	var ips string
+	var seen, reg, upd int64
+	err := row.Scan(&m.ID, &m.Hostname, &ips, &m.Addr, &m.Version, &m.OS, &m.Facts, &m.CertPEM,
+		&m.Fingerprint, &m.State, &m.Health, &seen, &reg, &upd)
+	m.IPs = splitList(ips)
+	m.LastSeen, m.RegisteredAt, m.UpdatedAt = fromMS(seen), fromMS(reg), fromMS(upd)
+	return m, err
+}
+
+// Registration is what a minion sends to register, already validated.
+type Registration struct {
+	Minion
+	// JoinTokenHash authenticates a new minion. A known minion needs none:
+	// the caller must already have proven it holds the key of the
+	// certificate (TLS client authentication), which must be the pinned one.
+	JoinTokenHash string
+}
+
+// Register stores a minion or refreshes a known one, in one transaction.
+// A new minion needs a valid join token, which is used up once; it becomes
+// accepted if the token says so, else pending. A known id must present the
+// pinned fingerprint (else ErrConflict, nothing changed); its state is kept.
+func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (Minion, error) {
+	var out Minion
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		old, err := scanMinion(tx.QueryRowContext(ctx, `SELECT `+minionCols+` FROM minions WHERE id = ?`, reg.ID))
+		known := err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if known && old.Fingerprint != reg.Fingerprint {
+			return fmt.Errorf("minion %s is registered with certificate %s: %w", reg.ID, old.Fingerprint, ErrConflict)
+		}
+		state := StatePending
+		if known {
+			// The caller proved it holds the pinned key: no token needed.
+			state = old.State
+		} else {
+			if reg.JoinTokenHash == "" {
+				return ErrInvalidToken
+			}
+			auto, err := consumeJoinToken(ctx, tx, reg.JoinTokenHash, now)
+			if err != nil {
+				return err
+			}
+			if auto {
+				state = StateAccepted
+			}
+		}
+		m := reg.Minion
+		m.State = state
+		m.Health = HealthUnknown
+		m.RegisteredAt = now
+		if known {
+			m.Health, m.LastSeen, m.RegisteredAt = old.Health, old.LastSeen, old.RegisteredAt
+		}
+		m.UpdatedAt = now
+		_, err = tx.ExecContext(ctx, `INSERT INTO minions (`+minionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+			ON CONFLICT(id) DO UPDATE SET hostname=excluded.hostname, ips=excluded.ips, addr=excluded.addr,
+			version=excluded.version, os=excluded.os, facts=excluded.facts, updated_at=excluded.updated_at`,
+			m.ID, m.Hostname, joinList(m.IPs), m.Addr, m.Version, m.OS, m.Facts, m.CertPEM, m.Fingerprint,
+			m.State, m.Health, ms(m.LastSeen), ms(m.RegisteredAt), ms(m.UpdatedAt))
+		out = m
+		return err
+	})
+	return out, err
+}
+
+// Minions lists all minions ordered by id.
+func (s *Store) Minions(ctx context.Context) ([]Minion, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+minionCols+` FROM minions ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list minions: %w", err)
+	}
+	defer rows.Close()
+	var out []Minion
+	for rows.Next() {
+		m, err := scanMinion(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list minions: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Minion returns one minion by id.
+func (s *Store) Minion(ctx context.Context, id string) (Minion, error) {
+	m, err := scanMinion(s.r.QueryRowContext(ctx, `SELECT `+minionCols+` FROM minions WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, fmt.Errorf("minion %s: %w", id, ErrNotFound)
+	}
+	return m, err
+}
+
+// SetMinionState sets a minion's state (accepted, rejected or pending).
+func (s *Store) SetMinionState(ctx context.Context, id, state string, now time.Time) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE minions SET state = ?, updated_at = ? WHERE id = ?`, state, ms(now), id)
+	return affected(res, err, "minion "+id)
+}
+
+// DeleteMinion forgets a minion and its pinned certificate.
+func (s *Store) DeleteMinion(ctx context.Context, id string) error {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM minions WHERE id = ?`, id)
+	return affected(res, err, "minion "+id)
+}
+
+// HealthUpdate is one minion's health as seen by a ping.
+type HealthUpdate struct {
+	ID     string
+	Health string
+	Seen   time.Time // zero when the ping failed: last_seen is kept
+}
+
+// UpdateHealth records many health results in one transaction.
+func (s *Store) UpdateHealth(ctx context.Context, ups []HealthUpdate) error {
+	if len(ups) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `UPDATE minions SET health = ?, last_seen = MAX(last_seen, ?) WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, u := range ups {
+			if _, err := st.ExecContext(ctx, u.Health, ms(u.Seen), u.ID); err != nil {
+				return fmt.Errorf("update health of %s: %w", u.ID, err)
+			}
+		}
+		return nil
+	})
+}
+
+func affected(res sql.Result, err error, what string) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return nil
+}

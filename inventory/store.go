@@ -1,0 +1,201 @@
+// Package inventory is felix's SQLite store: minions and their pinned
+// certificates, join and API tokens (hashed), jobs and per-host results.
+//
+// The database runs in WAL mode with a busy timeout. All writes of one
+// process go through a single connection (one writer); reads use a separate
+// pool and never wait for writers. The schema is versioned by PRAGMA
+// user_version and migrated forward in code when the store opens.
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// Sentinel errors; the API maps them to HTTP statuses in one place.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("conflict")
+	ErrInvalidToken = errors.New("invalid or expired token")
+)
+
+// Store is the inventory database.
+type Store struct {
+	w *sql.DB // one connection: the only writer
+	r *sql.DB // readers
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_synchronous", "NORMAL") // WAL + NORMAL: durable across crashes of the process, no fsync per commit
+	q.Set("_foreign_keys", "on")
+	dsn := "file:" + path + "?"
+	w, err := sql.Open("sqlite3", dsn+q.Encode()+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	s := &Store{w: w}
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite3", dsn+q.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(max(4, runtime.NumCPU()))
+	s.r = r
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// migrations are applied in order; migrations[i] brings the schema from
+// version i to i+1. Never edit a released one: append.
+var migrations = []string{
+	`CREATE TABLE minions (
+		id            TEXT PRIMARY KEY,
+		hostname      TEXT NOT NULL,
+		ips           TEXT NOT NULL DEFAULT '',
+		addr          TEXT NOT NULL,
+		version       TEXT NOT NULL DEFAULT '',
+		os            TEXT NOT NULL DEFAULT '',
+		facts         TEXT NOT NULL DEFAULT '{}',
+		cert_pem      TEXT NOT NULL,
+		fingerprint   TEXT NOT NULL,
+		state         TEXT NOT NULL,
+		health        TEXT NOT NULL DEFAULT 'unknown',
+		last_seen     INTEGER NOT NULL DEFAULT 0,
+		registered_at INTEGER NOT NULL,
+		updated_at    INTEGER NOT NULL
+	);
+	CREATE TABLE join_tokens (
+		hash        TEXT PRIMARY KEY,
+		auto_accept INTEGER NOT NULL,
+		uses_left   INTEGER NOT NULL, -- -1: unlimited
+		expires_at  INTEGER NOT NULL, -- unix ms; 0: never
+		created_at  INTEGER NOT NULL
+	);
+	CREATE TABLE api_tokens (
+		hash       TEXT PRIMARY KEY,
+		name       TEXT NOT NULL UNIQUE,
+		role       TEXT NOT NULL,
+		expires_at INTEGER NOT NULL,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE jobs (
+		id          TEXT PRIMARY KEY,
+		client_id   TEXT NOT NULL DEFAULT '',
+		cmd_line    TEXT NOT NULL,
+		cmd_type    TEXT NOT NULL,
+		targets     TEXT NOT NULL,
+		state       TEXT NOT NULL,
+		created_at  INTEGER NOT NULL,
+		finished_at INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE job_hosts (
+		job_id      TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+		host        TEXT NOT NULL,
+		addr        TEXT NOT NULL DEFAULT '',
+		state       TEXT NOT NULL,
+		exit_code   INTEGER NOT NULL DEFAULT 0,
+		signal      TEXT NOT NULL DEFAULT '',
+		stdout      BLOB,
+		stderr      BLOB,
+		truncated   INTEGER NOT NULL DEFAULT 0,
+		error       TEXT NOT NULL DEFAULT '',
+		transport   TEXT NOT NULL DEFAULT '',
+		started_at  INTEGER NOT NULL DEFAULT 0,
+		finished_at INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (job_id, host)
+	);
+	CREATE INDEX jobs_created ON jobs(created_at);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	var v int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d)", v, len(migrations))
+	}
+	for ; v < len(migrations); v++ {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("schema version %d: %w", v+1, err)
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SchemaVersion reports the database's schema version.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.r.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	return v, err
+}
+
+// tx runs fn in a write transaction and commits it when fn returns nil.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
+
+func isUniqueViolation(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique
+}
+
+func joinList(v []string) string { return strings.Join(v, ",") }
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}

@@ -1,0 +1,138 @@
+package inventory
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Token prefixes tell an operator which kind of secret they hold.
+const (
+	joinPrefix = "fjt_"
+	apiPrefix  = "fat_"
+)
+
+// API token roles.
+const (
+	RoleAdmin = "admin"
+)
+
+// HashToken is how tokens are stored: only their SHA-256 is kept.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func newToken(prefix string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// JoinTokenSpec says what a new join token allows.
+type JoinTokenSpec struct {
+	AutoAccept bool
+	TTL        time.Duration // 0: never expires
+	Uses       int           // 0: unlimited
+}
+
+// CreateJoinToken issues a join token and returns it; only its hash is kept.
+func (s *Store) CreateJoinToken(ctx context.Context, spec JoinTokenSpec, now time.Time) (string, time.Time, error) {
+	tok, err := newToken(joinPrefix)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	var exp time.Time
+	if spec.TTL > 0 {
+		exp = now.Add(spec.TTL)
+	}
+	uses := spec.Uses
+	if uses <= 0 {
+		uses = -1
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO join_tokens (hash, auto_accept, uses_left, expires_at, created_at) VALUES (?,?,?,?,?)`,
+		HashToken(tok), spec.AutoAccept, uses, ms(exp), ms(now))
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("store join token: %w", err)
+	}
+	return tok, exp, nil
+}
+
+// consumeJoinToken checks a join token inside tx and uses it up once.
+func consumeJoinToken(ctx context.Context, tx *sql.Tx, hash string, now time.Time) (autoAccept bool, err error) {
+	var uses, exp int64
+	err = tx.QueryRowContext(ctx, `SELECT auto_accept, uses_left, expires_at FROM join_tokens WHERE hash = ?`, hash).
+		Scan(&autoAccept, &uses, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, ErrInvalidToken
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up join token: %w", err)
+	}
+	if uses == 0 || (exp != 0 && now.UnixMilli() >= exp) {
+		return false, ErrInvalidToken
+	}
+	if uses > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE join_tokens SET uses_left = uses_left - 1 WHERE hash = ?`, hash); err != nil {
+			return false, fmt.Errorf("use join token: %w", err)
+		}
+	}
+	return autoAccept, nil
+}
+
+// APIToken is a bearer token for the REST API.
+type APIToken struct {
+	Name      string
+	Role      string
+	ExpiresAt time.Time
+	CreatedAt time.Time
+}
+
+// CreateAPIToken issues an API token named name and returns it; only its
+// hash is kept. A second token with the same name is ErrConflict.
+func (s *Store) CreateAPIToken(ctx context.Context, name, role string, ttl time.Duration, now time.Time) (string, error) {
+	tok, err := newToken(apiPrefix)
+	if err != nil {
+		return "", err
+	}
+	var exp time.Time
+	if ttl > 0 {
+		exp = now.Add(ttl)
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO api_tokens (hash, name, role, expires_at, created_at) VALUES (?,?,?,?,?)`,
+		HashToken(tok), name, role, ms(exp), ms(now))
+	if isUniqueViolation(err) {
+		return "", fmt.Errorf("api token %q: %w", name, ErrConflict)
+	}
+	if err != nil {
+		return "", fmt.Errorf("store api token: %w", err)
+	}
+	return tok, nil
+}
+
+// APIToken returns the unexpired API token whose hash is hash.
+func (s *Store) APIToken(ctx context.Context, hash string, now time.Time) (APIToken, error) {
+	var t APIToken
+	var exp, created int64
+	err := s.r.QueryRowContext(ctx, `SELECT name, role, expires_at, created_at FROM api_tokens WHERE hash = ?`, hash).
+		Scan(&t.Name, &t.Role, &exp, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, ErrInvalidToken
+	}
+	if err != nil {
+		return t, fmt.Errorf("look up api token: %w", err)
+	}
+	t.ExpiresAt, t.CreatedAt = fromMS(exp), fromMS(created)
+	if exp != 0 && now.UnixMilli() >= exp {
+		return t, ErrInvalidToken
+	}
+	return t, nil
+}

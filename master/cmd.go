@@ -1,0 +1,207 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/daemon"
+	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/version"
+)
+
+const usage = `master: the felix master (REST API, job engine, inventory).
+
+Usage:
+  master start [flags]          run in the foreground (systemd-friendly)
+  master stop [flags]           stop a running master, draining in-flight work
+  master status [flags]         say whether the master runs, and its fingerprint
+  master token join [--auto-accept] [--ttl 24h] [--uses N]
+                                issue a join token for minions
+  master token api --name NAME [--ttl D]
+                                issue an admin API token
+  master version                print the version
+
+Flags of every command:
+  --config PATH     config file (FELIX_MASTER_CONFIG; default /etc/felix/master.toml
+                    for root, else ~/.config/felix/master.toml; written on first run)
+  --data-dir DIR    data directory (FELIX_MASTER_DATA_DIR)
+Flags of start:
+  --listen ADDR     API address, host:port (FELIX_MASTER_LISTEN)
+  --log-level L     debug, info, warn, error (FELIX_MASTER_LOG_LEVEL)
+`
+
+// Main runs the master command line and returns the exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "start":
+		err = cmdStart(ctx, args[1:], stdout)
+	case "stop":
+		err = cmdStop(args[1:], stdout)
+	case "status":
+		err = cmdStatus(args[1:], stdout)
+	case "token":
+		err = cmdToken(ctx, args[1:], stdout)
+	case "version":
+		fmt.Fprintln(stdout, version.String())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "master: unknown command %q; run master help\n", args[0])
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "master %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// load parses the common flags plus any extra ones, then applies the layers.
+func load(name string, args []string, extra func(*pflag.FlagSet)) (Config, *pflag.FlagSet, bool, error) {
+	fs := pflag.NewFlagSet("master "+name, pflag.ContinueOnError)
+	fs.String("config", filepath.Join(config.DefaultDir("config", "master"), "master.toml"), "config file")
+	fs.String("data-dir", "", "data directory")
+	fs.String("listen", "", "API listen address")
+	fs.String("log-level", "", "log level")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, fs, false, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fs, false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	path, _ := fs.GetString("config")
+	config.Override(&path, fs, "config", "FELIX_MASTER_CONFIG")
+	cfg, created, err := LoadConfig(path)
+	if err != nil {
+		return cfg, fs, false, err
+	}
+	config.Override(&cfg.DataDir, fs, "data-dir", "FELIX_MASTER_DATA_DIR")
+	config.Override(&cfg.Listen, fs, "listen", "FELIX_MASTER_LISTEN")
+	config.Override(&cfg.LogLevel, fs, "log-level", "FELIX_MASTER_LOG_LEVEL")
+	if err := cfg.Validate(); err != nil {
+		return cfg, fs, false, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, fs, created, nil
+}
+
+func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
+	cfg, fs, created, err := load("start", args, nil)
+	if err != nil {
+		return err
+	}
+	if created {
+		path, _ := fs.GetString("config")
+		config.Override(&path, fs, "config", "FELIX_MASTER_CONFIG")
+		fmt.Fprintf(stdout, "wrote default config %s\n", path)
+	}
+	log, err := config.Logger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := daemon.SignalContext(ctx)
+	defer cancel()
+	m, err := New(ctx, cfg, log, stdout)
+	if err != nil {
+		return err
+	}
+	removePID, err := daemon.WritePID(filepath.Join(cfg.DataDir, pidFile))
+	if err != nil {
+		m.ln.Close()
+		m.store.Close()
+		return err
+	}
+	defer removePID()
+	return m.Run(ctx)
+}
+
+func cmdStop(args []string, stdout io.Writer) error {
+	cfg, _, _, err := load("stop", args, nil)
+	if err != nil {
+		return err
+	}
+	if err := daemon.Stop(filepath.Join(cfg.DataDir, pidFile), drainLimit+5*time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "master stopped")
+	return nil
+}
+
+func cmdStatus(args []string, stdout io.Writer) error {
+	cfg, _, _, err := load("status", args, nil)
+	if err != nil {
+		return err
+	}
+	pid, ok := daemon.Running(filepath.Join(cfg.DataDir, pidFile))
+	if !ok {
+		return fmt.Errorf("not running (data dir %s)", cfg.DataDir)
+	}
+	fmt.Fprintf(stdout, "master running, pid %d, data dir %s\n", pid, cfg.DataDir)
+	return nil
+}
+
+func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || (args[0] != "join" && args[0] != "api") {
+		return fmt.Errorf("want token join or token api")
+	}
+	kind := args[0]
+	var auto *bool
+	var ttl *time.Duration
+	var uses *int
+	var name *string
+	cfg, _, _, err := load("token "+kind, args[1:], func(fs *pflag.FlagSet) {
+		auto = fs.Bool("auto-accept", false, "minions joining with this token are accepted at once")
+		def := 24 * time.Hour
+		if kind == "api" {
+			def = 0
+		}
+		ttl = fs.Duration("ttl", def, "how long the token is valid (0: forever)")
+		uses = fs.Int("uses", 0, "how many registrations the token allows (0: unlimited)")
+		name = fs.String("name", "", "name of the API token")
+	})
+	if err != nil {
+		return err
+	}
+	store, err := inventory.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if kind == "api" {
+		if *name == "" {
+			return fmt.Errorf("--name is required")
+		}
+		tok, err := store.CreateAPIToken(ctx, *name, inventory.RoleAdmin, *ttl, time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok)
+		return nil
+	}
+	if *uses < 0 || *ttl < 0 {
+		return fmt.Errorf("--uses and --ttl must not be negative")
+	}
+	tok, _, err := store.CreateJoinToken(ctx, inventory.JoinTokenSpec{AutoAccept: *auto, TTL: *ttl, Uses: *uses}, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

@@ -1,0 +1,102 @@
+package master
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/felix-ops/felix/config"
+)
+
+// Config is the master's configuration file (TOML).
+type Config struct {
+	Listen    string   `toml:"listen"`
+	DataDir   string   `toml:"data_dir"`
+	CertHosts []string `toml:"cert_hosts"`
+	LogLevel  string   `toml:"log_level"`
+	Exec      struct {
+		DefaultTimeout config.Duration `toml:"default_timeout"`
+		MaxTimeout     config.Duration `toml:"max_timeout"`
+		MaxParallel    int             `toml:"max_parallel"`
+		OutputCap      int             `toml:"output_cap"`
+	} `toml:"exec"`
+	Health struct {
+		Interval config.Duration `toml:"interval"`
+		Timeout  config.Duration `toml:"timeout"`
+	} `toml:"health"`
+}
+
+// defaultConfig is written on first run; every key is documented.
+const defaultConfig = `# felix master configuration.
+# Flags and FELIX_MASTER_* environment variables override what is set here.
+
+# Address of the HTTPS REST API (minions register here, the felix CLI talks here).
+listen = ":8443"
+
+# Where the master keeps its certificate and key (master.crt, master.key), the
+# SQLite inventory (felix.db), the admin token (admin.token) and its pid file.
+# Empty means /var/lib/felix/master for root, else ~/.local/share/felix/master.
+data_dir = ""
+
+# Extra host names and IP addresses the master's certificate is valid for, besides
+# localhost, 127.0.0.1, ::1, the host name and the listen address. Only read
+# when the certificate is first created.
+cert_hosts = []
+
+# debug, info, warn or error. Logs go to stderr.
+log_level = "info"
+
+[exec]
+# Deadline of a command when the request names none; the minion kills the
+# command's whole process group when it passes.
+default_timeout = "60s"
+# Longest deadline a request may ask for.
+max_timeout = "24h"
+# How many hosts a job runs on at once.
+max_parallel = 5000
+# Bytes of stdout and of stderr kept per host (the first and last halves).
+output_cap = 1048576
+
+[health]
+# How often the master pings every accepted minion.
+interval = "30s"
+# How long one ping may take before the minion counts as unreachable.
+timeout = "5s"
+`
+
+// LoadConfig loads the master's config file, writing the default first if
+// there is none.
+func LoadConfig(path string) (Config, bool, error) {
+	var c Config
+	created, err := config.Load(path, defaultConfig, &c)
+	return c, created, err
+}
+
+// Validate checks the configuration once, after every layer is applied.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q: want host:port", c.Listen)
+	}
+	if c.DataDir == "" {
+		c.DataDir = config.DefaultDir("data", "master")
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.Exec.DefaultTimeout.Duration <= 0 {
+		c.Exec.DefaultTimeout.Duration = 60 * time.Second
+	}
+	if c.Exec.MaxTimeout.Duration <= 0 {
+		c.Exec.MaxTimeout.Duration = 24 * time.Hour
+	}
+	if c.Exec.MaxParallel <= 0 {
+		return fmt.Errorf("exec.max_parallel must be positive")
+	}
+	if c.Exec.OutputCap < 1024 {
+		return fmt.Errorf("exec.output_cap must be at least 1024 bytes")
+	}
+	if c.Health.Interval.Duration <= 0 || c.Health.Timeout.Duration <= 0 {
+		return fmt.Errorf("health.interval and health.timeout must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+// Package master is the master daemon: it wires the inventory, the agent
+// transport, the job engine, the REST API and the health checker together
+// and runs them until its context ends, then drains.
+package master
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/felix-ops/felix/api"
+	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/pki"
+	"github.com/felix-ops/felix/transport/agent"
+	"github.com/felix-ops/felix/version"
+)
+
+// Paths inside the data directory.
+const (
+	certName   = "master" // master.crt, master.key
+	dbFile     = "felix.db"
+	tokenFile  = "admin.token"
+	pidFile    = "master.pid"
+	drainLimit = 30 * time.Second
+)
+
+// Master is a running master.
+type Master struct {
+	cfg    Config
+	log    *slog.Logger
+	id     *pki.Identity
+	store  *inventory.Store
+	pool   *agent.Pool
+	writer *inventory.ResultWriter
+	srv    *http.Server
+	ln     net.Listener
+}
+
+// New opens everything the master needs: identity, inventory, listener.
+// Announcements for the operator (fingerprint, first admin token) go to out.
+func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Master, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	hostname, _ := os.Hostname()
+	hosts := append([]string{"localhost", "127.0.0.1", "::1", hostname, host}, cfg.CertHosts...)
+	id, err := pki.LoadOrCreate(cfg.DataDir, certName, "felix-master", hosts)
+	if err != nil {
+		return nil, fmt.Errorf("master certificate: %w", err)
+	}
+	store, err := inventory.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
+	if err != nil {
+		return nil, err
+	}
+	m := &Master{cfg: cfg, log: log, id: id, store: store}
+	if err := m.ensureAdminToken(ctx, out); err != nil {
+		store.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	m.ln = ln
+	m.pool = agent.NewPool(id)
+	m.writer = inventory.NewResultWriter(store)
+	svc := &jobs.Service{
+		Store:  store,
+		Writer: m.writer,
+		Engine: &exec.Engine{Transport: m.pool, Limit: cfg.Exec.MaxParallel, OutputCap: cfg.Exec.OutputCap},
+		Log:    log,
+		Started: func(ctx context.Context, jobID string) context.Context {
+			return agent.WithJobID(ctx, jobID)
+		},
+	}
+	a := &api.Server{Store: store, Jobs: svc, Log: log, Forget: m.pool.Forget, Config: api.Config{
+		DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
+		Version: version.String()}}
+	m.srv = &http.Server{
+		Handler: a.Handler(),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{id.Cert},
+			// Minions prove they hold their key by presenting their
+			// certificate when they register; nobody else needs one.
+			ClientAuth: tls.RequestClientCert,
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(out, "felix master %s listening on https://%s\nmaster fingerprint: %s\n", version.String(), ln.Addr(), id.Fingerprint)
+	return m, nil
+}
+
+// Addr returns the API's listening address.
+func (m *Master) Addr() net.Addr { return m.ln.Addr() }
+
+// Fingerprint returns the master certificate's fingerprint.
+func (m *Master) Fingerprint() string { return m.id.Fingerprint }
+
+// Store returns the inventory (for tests and benchmarks in other packages).
+func (m *Master) Store() *inventory.Store { return m.store }
+
+// ensureAdminToken creates the first admin token when the inventory has
+// none, prints it once and keeps it 0600 in the data directory.
+func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
+	path := filepath.Join(m.cfg.DataDir, tokenFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	tok, err := m.store.CreateAPIToken(ctx, "admin", inventory.RoleAdmin, 0, time.Now())
+	if errors.Is(err, inventory.ErrConflict) {
+		return nil // issued before; its file was removed on purpose
+	}
+	if err != nil {
+		return err
+	}
+	if err := pki.WriteFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "admin API token (shown once; also kept in %s):\n%s\n", path, tok)
+	return nil
+}
+
+// Run serves until ctx ends, then stops accepting, drains in-flight requests
+// (bounded by drainLimit) and closes everything.
+func (m *Master) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	hctx, stopHealth := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.healthLoop(hctx)
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- m.srv.ServeTLS(m.ln, "", "") }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		m.log.Info("draining", "limit", drainLimit)
+		sctx, cancel := context.WithTimeout(context.Background(), drainLimit)
+		err = m.srv.Shutdown(sctx)
+		cancel()
+	}
+	stopHealth()
+	wg.Wait()
+	m.writer.Close()
+	return errors.Join(ignoreClosed(err), m.pool.Close(), m.store.Close())
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// healthLoop pings every accepted minion each interval and records the result.
+func (m *Master) healthLoop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.Health.Interval.Duration)
+	defer t.Stop()
+	for {
+		m.checkHealth(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Master) checkHealth(ctx context.Context) {
+	ms, err := m.store.Minions(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn("health check: list minions", "err", err)
+		}
+		return
+	}
+	var (
+		mu  sync.Mutex
+		ups []inventory.HealthUpdate
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, 512)
+	)
+	for _, mn := range ms {
+		if mn.State != inventory.StateAccepted {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			pctx, cancel := context.WithTimeout(ctx, m.cfg.Health.Timeout.Duration)
+			defer cancel()
+			_, err := m.pool.Ping(pctx, exec.Target{ID: mn.ID, Addr: mn.Addr, Fingerprint: mn.Fingerprint})
+			u := inventory.HealthUpdate{ID: mn.ID, Health: inventory.HealthOK, Seen: time.Now()}
+			if err != nil {
+				u = inventory.HealthUpdate{ID: mn.ID, Health: inventory.HealthUnreachable}
+				if mn.Health != inventory.HealthUnreachable && ctx.Err() == nil {
+					m.log.Warn("minion unreachable", "id", mn.ID, "addr", mn.Addr, "err", err)
+				}
+			}
+			mu.Lock()
+			ups = append(ups, u)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+	if err := m.store.UpdateHealth(ctx, ups); err != nil {
+		m.log.Warn("health check: store", "err", err)
+	}
+}

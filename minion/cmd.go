@@ -1,0 +1,163 @@
+package minion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/daemon"
+	"github.com/felix-ops/felix/version"
+)
+
+const usage = `minion: the felix minion (runs what the master asks, over gRPC with mutual TLS).
+
+Usage:
+  minion start [flags]     run in the foreground (systemd-friendly)
+  minion stop [flags]      stop a running minion, letting running commands finish
+  minion status [flags]    say whether the minion runs, and its fingerprint
+  minion version           print the version
+
+Flags (each also FELIX_MINION_<NAME>, e.g. FELIX_MINION_JOIN_TOKEN):
+  --config PATH               config file (default /etc/felix/minion.toml for root,
+                              else ~/.config/felix/minion.toml; written on first run)
+  --master URL                master API URL, https://HOST:8443
+  --master-fingerprint FP     pin the master's certificate (sha256:HEX)
+  --join-token TOKEN          join token for the first registration
+  --id ID                     minion id (default: host name)
+  --listen ADDR               gRPC listen address (default :4510)
+  --advertise HOST:PORT       address the master should dial
+  --data-dir DIR              data directory
+  --log-level L               debug, info, warn, error
+`
+
+// Main runs the minion command line and returns the exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "start":
+		err = cmdStart(ctx, args[1:], stdout)
+	case "stop":
+		err = cmdStop(args[1:], stdout)
+	case "status":
+		err = cmdStatus(args[1:], stdout)
+	case "version":
+		fmt.Fprintln(stdout, version.String())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "minion: unknown command %q; run minion help\n", args[0])
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "minion %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func load(name string, args []string, stdout io.Writer) (Config, error) {
+	fs := pflag.NewFlagSet("minion "+name, pflag.ContinueOnError)
+	fs.String("config", filepath.Join(config.DefaultDir("config", "minion"), "minion.toml"), "config file")
+	flags := []struct{ flag, env string }{
+		{"master", "FELIX_MINION_MASTER"},
+		{"master-fingerprint", "FELIX_MINION_MASTER_FINGERPRINT"},
+		{"join-token", "FELIX_MINION_JOIN_TOKEN"},
+		{"id", "FELIX_MINION_ID"},
+		{"listen", "FELIX_MINION_LISTEN"},
+		{"advertise", "FELIX_MINION_ADVERTISE"},
+		{"data-dir", "FELIX_MINION_DATA_DIR"},
+		{"log-level", "FELIX_MINION_LOG_LEVEL"},
+	}
+	for _, f := range flags {
+		fs.String(f.flag, "", f.flag)
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	path, _ := fs.GetString("config")
+	config.Override(&path, fs, "config", "FELIX_MINION_CONFIG")
+	cfg, created, err := LoadConfig(path)
+	if err != nil {
+		return cfg, err
+	}
+	if created && stdout != nil {
+		fmt.Fprintf(stdout, "wrote default config %s\n", path)
+	}
+	dst := []*string{&cfg.Master, &cfg.MasterFingerprint, &cfg.JoinToken, &cfg.ID, &cfg.Listen, &cfg.Advertise,
+		&cfg.DataDir, &cfg.LogLevel}
+	for i, f := range flags {
+		config.Override(dst[i], fs, f.flag, f.env)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
+	cfg, err := load("start", args, stdout)
+	if err != nil {
+		return err
+	}
+	if cfg.Master == "" {
+		return fmt.Errorf("master URL is not set (--master https://HOST:8443 or master in the config file)")
+	}
+	log, err := config.Logger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	m, err := New(cfg, log)
+	if err != nil {
+		return err
+	}
+	removePID, err := daemon.WritePID(filepath.Join(cfg.DataDir, pidFile))
+	if err != nil {
+		return err
+	}
+	defer removePID()
+	fmt.Fprintf(stdout, "felix minion %s id %s fingerprint %s\n", version.String(), cfg.ID, m.Fingerprint())
+	ctx, cancel := daemon.SignalContext(ctx)
+	defer cancel()
+	return m.Run(ctx)
+}
+
+func cmdStop(args []string, stdout io.Writer) error {
+	cfg, err := load("stop", args, nil)
+	if err != nil {
+		return err
+	}
+	if err := daemon.Stop(filepath.Join(cfg.DataDir, pidFile), drainLimit+5*time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "minion stopped")
+	return nil
+}
+
+func cmdStatus(args []string, stdout io.Writer) error {
+	cfg, err := load("status", args, nil)
+	if err != nil {
+		return err
+	}
+	pid, ok := daemon.Running(filepath.Join(cfg.DataDir, pidFile))
+	if !ok {
+		return fmt.Errorf("not running (data dir %s)", cfg.DataDir)
+	}
+	fmt.Fprintf(stdout, "minion %s running, pid %d, data dir %s\n", cfg.ID, pid, cfg.DataDir)
+	return nil
+}

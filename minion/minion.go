@@ -1,0 +1,236 @@
+// Package minion is the minion daemon: it keeps its own key and certificate,
+// registers with the master over HTTPS (pinning the master's certificate),
+// and serves the agent transport's gRPC service to that master only.
+package minion
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/pki"
+	"github.com/felix-ops/felix/transport/agent"
+	"github.com/felix-ops/felix/version"
+)
+
+// Files in the data directory.
+const (
+	certName   = "minion" // minion.crt, minion.key
+	pinFile    = "master.fingerprint"
+	pidFile    = "minion.pid"
+	drainLimit = 30 * time.Second
+)
+
+// ErrPermanent marks a registration failure that retrying cannot fix (a bad
+// join token, an id already pinned to another certificate).
+var ErrPermanent = errors.New("registration refused")
+
+// Minion is a running minion.
+type Minion struct {
+	cfg Config
+	log *slog.Logger
+	id  *pki.Identity
+
+	mu     sync.Mutex
+	pinned string // master fingerprint; protected by mu
+}
+
+// New loads or creates the minion's identity and its pinned master fingerprint.
+func New(cfg Config, log *slog.Logger) (*Minion, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	hostname, _ := os.Hostname()
+	id, err := pki.LoadOrCreate(cfg.DataDir, certName, cfg.ID, []string{cfg.ID, hostname})
+	if err != nil {
+		return nil, fmt.Errorf("minion certificate: %w", err)
+	}
+	m := &Minion{cfg: cfg, log: log, id: id, pinned: cfg.MasterFingerprint}
+	if m.pinned == "" {
+		b, err := os.ReadFile(filepath.Join(cfg.DataDir, pinFile))
+		if err == nil {
+			if m.pinned, err = pki.ParseFingerprint(string(b)); err != nil {
+				return nil, fmt.Errorf("%s: %w", pinFile, err)
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("read %s: %w", pinFile, err)
+		}
+	}
+	return m, nil
+}
+
+// Fingerprint returns the minion certificate's fingerprint.
+func (m *Minion) Fingerprint() string { return m.id.Fingerprint }
+
+// MasterFingerprint returns the pinned master fingerprint, "" before trust on
+// first use.
+func (m *Minion) MasterFingerprint() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pinned
+}
+
+// Run serves gRPC and registers (retrying with backoff) until ctx ends or
+// registration is refused for good.
+func (m *Minion) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", m.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
+	}
+	g := agent.NewGRPCServer(m.id, m.MasterFingerprint, agent.NewServer(m.cfg.ID, version.String(), m.log))
+	m.log.Info("minion serving", "id", m.cfg.ID, "grpc", ln.Addr().String(), "fingerprint", m.id.Fingerprint)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- g.Serve(ln) }()
+	go func() {
+		if err := m.registerLoop(ctx, ln.Addr()); err != nil {
+			errc <- err
+		}
+	}()
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	m.log.Info("minion stopping", "drain_limit", drainLimit)
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(drainLimit):
+		g.Stop()
+	}
+	return err
+}
+
+// registerLoop registers until it succeeds, backing off exponentially with
+// full jitter between 1 s and 1 min while the master is unreachable.
+func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
+	delay := time.Second
+	for {
+		err := m.Register(ctx, addr)
+		if err == nil || errors.Is(err, ErrPermanent) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := time.Duration(rand.Int64N(int64(delay))) + delay/2
+		m.log.Warn("register failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		delay = min(delay*2, time.Minute)
+	}
+}
+
+// grpcAddr is what the minion tells the master to dial.
+func (m *Minion) grpcAddr(ln net.Addr) string {
+	if m.cfg.Advertise != "" {
+		return m.cfg.Advertise
+	}
+	host, _, _ := net.SplitHostPort(m.cfg.Listen)
+	_, port, _ := net.SplitHostPort(ln.String())
+	return net.JoinHostPort(host, port)
+}
+
+// Register registers once. It presents the minion's certificate as TLS
+// client certificate (proof of possession) and checks the master's against
+// the pin, pinning the first one seen when none is set.
+func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
+	f, err := facts.Gather(ctx)
+	if err != nil {
+		m.log.Warn("gather facts", "err", err)
+	}
+	factsJSON, _ := json.Marshal(f)
+	body, err := json.Marshal(wire.RegisterRequest{
+		ID: m.cfg.ID, Hostname: f.Hostname, IPs: f.IPs, GRPCAddr: m.grpcAddr(ln), Version: version.String(),
+		Facts: factsJSON, CertPEM: string(m.id.CertPEM), JoinToken: m.cfg.JoinToken,
+	})
+	if err != nil {
+		return fmt.Errorf("encode registration: %w", err)
+	}
+	var seen string // master fingerprint seen in this handshake
+	tlsCfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		Certificates:       []tls.Certificate{m.id.Cert},
+		InsecureSkipVerify: true, // replaced by the pin check below
+		VerifyConnection: pki.VerifyPinned(func(peer string) error {
+			seen = peer
+			if pinned := m.MasterFingerprint(); pinned != "" {
+				return pki.Match(pinned, peer)
+			}
+			return nil // trust on first use; pinned below once registration succeeds
+		}),
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	defer client.CloseIdleConnections()
+	url := strings.TrimSuffix(m.cfg.Master, "/") + "/api/v1/minions/register"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("register with %s: %w", m.cfg.Master, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		if errors.Is(err, pki.ErrFingerprintMismatch) {
+			return fmt.Errorf("register with %s: master certificate %s is not the pinned %s: %w",
+				m.cfg.Master, seen, m.MasterFingerprint(), ErrPermanent)
+		}
+		return fmt.Errorf("register with %s: %w", m.cfg.Master, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		var e wire.Error
+		json.Unmarshal(data, &e)
+		err := fmt.Errorf("register with %s: %s: %s", m.cfg.Master, resp.Status, e.Error)
+		switch resp.StatusCode {
+		case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict:
+			return fmt.Errorf("%w: %w", ErrPermanent, err)
+		}
+		return err
+	}
+	var rr wire.RegisterResponse
+	if err := json.Unmarshal(data, &rr); err != nil {
+		return fmt.Errorf("register with %s: bad answer: %w", m.cfg.Master, err)
+	}
+	if err := m.pin(seen); err != nil {
+		return err
+	}
+	m.log.Info("registered", "master", m.cfg.Master, "state", rr.State, "address", rr.Address,
+		"master_fingerprint", seen)
+	return nil
+}
+
+// pin keeps the master fingerprint seen on first use.
+func (m *Minion) pin(fp string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pinned != "" {
+		return nil
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(m.cfg.DataDir, pinFile), []byte(fp+"\n"), 0o600); err != nil {
+		return fmt.Errorf("pin master fingerprint: %w", err)
+	}
+	m.pinned = fp
+	m.log.Info("pinned master certificate on first use", "fingerprint", fp)
+	return nil
+}

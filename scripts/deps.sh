@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages felix's tests use, when missing and running as
+# root: openssh-server (sshd, for the agentless tests), protobuf-compiler
+# (make proto / make check) and iproute2 (network namespaces).
+set -euo pipefail
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ip >/dev/null || need+=(iproute2)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2
+	exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
