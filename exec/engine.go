@@ -72,9 +72,17 @@ func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, onResul
 			}
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		// A cancelled job starts no more hosts: when a slot is free and ctx is
+		// done, select alone would pick either case at random.
+		acquired := false
+		if ctx.Err() == nil {
+			select {
+			case sem <- struct{}{}:
+				acquired = true
+			case <-ctx.Done():
+			}
+		}
+		if !acquired {
 			now := time.Now()
 			results[i] = Result{Host: t.ID, Addr: t.Addr, State: StateCancelled, ExitCode: -1, Error: ctx.Err().Error(),
 				Transport: e.Transport.Name(), StartedAt: now, FinishedAt: now}

@@ -186,9 +186,12 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v)
 }
 
+// isUniqueViolation reports a UNIQUE or PRIMARY KEY constraint failure;
+// SQLite gives them different extended codes.
 func isUniqueViolation(err error) bool {
 	var se sqlite3.Error
-	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique
+	return errors.As(err, &se) &&
+		(se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
 }
 
 func joinList(v []string) string { return strings.Join(v, ",") }

@@ -1,0 +1,448 @@
+// Package e2e tests felix end to end: the real master, minion and felix
+// binaries as processes on loopback addresses, real TLS and a real SQLite file.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/felix-ops/felix/api/wire"
+	fexec "github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/pki"
+	"github.com/felix-ops/felix/transport/agent"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "felix-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	// Built with the race detector: a race in a real process fails its test.
+	for _, b := range []string{"master", "minion", "felix"} {
+		cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, b), "../cmd/"+b)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a started binary whose output is kept for the test log.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, strings.Fields(name)[0]), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(40 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("--- output of %s ---\n%s", name, p.output())
+		}
+	})
+	return p
+}
+
+// stop ends p with SIGTERM and checks it drained and exited 0 (and so had
+// no data race).
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(40 * time.Second):
+		t.Fatalf("%s did not stop on SIGTERM", p.name)
+	}
+	if p.err != nil {
+		t.Errorf("%s exited with %v\n%s", p.name, p.err, p.output())
+	}
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatalf("find a free port on %s: %v", host, err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// cluster is a running master with the CLI's environment.
+type cluster struct {
+	t           *testing.T
+	dir         string
+	master      *proc
+	url         string
+	token       string
+	fingerprint string
+	env         []string
+}
+
+func startMaster(t *testing.T) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	addr := freePort(t, "127.0.0.1")
+	cfg := filepath.Join(dir, "master.toml")
+	// Fast health checks so the test sees a killed minion marked unreachable.
+	if err := os.WriteFile(cfg, []byte("listen = \""+addr+"\"\n[exec]\nmax_parallel = 100\noutput_cap = 4096\n"+
+		"default_timeout = \"30s\"\nmax_timeout = \"1h\"\n[health]\ninterval = \"500ms\"\ntimeout = \"2s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := start(t, "master", "start", "--config", cfg, "--data-dir", filepath.Join(dir, "master"))
+	c := &cluster{t: t, dir: dir, master: m, url: "https://" + addr}
+	waitFor(t, "the master to print its token and fingerprint", 60*time.Second, func() bool {
+		sc := bufio.NewScanner(strings.NewReader(m.output()))
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "fat_") {
+				c.token = line
+			}
+			if fp, ok := strings.CutPrefix(line, "master fingerprint: "); ok {
+				c.fingerprint = fp
+			}
+		}
+		return c.token != "" && c.fingerprint != ""
+	})
+	c.env = []string{"FELIX_MASTER=" + c.url, "FELIX_TOKEN=" + c.token, "FELIX_MASTER_FINGERPRINT=" + c.fingerprint,
+		"FELIX_CONFIG=" + filepath.Join(dir, "felix.toml")}
+	return c
+}
+
+// felix runs the CLI and returns stdout, stderr and the exit status.
+func (c *cluster) felix(args ...string) (string, string, int) {
+	c.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "felix"), args...)
+	cmd.Env = append(os.Environ(), c.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("run felix %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func (c *cluster) startMinion(id, ip, joinToken string) *proc {
+	c.t.Helper()
+	dir := filepath.Join(c.dir, id)
+	return start(c.t, "minion "+id, "start", "--config", filepath.Join(dir, "minion.toml"), "--data-dir", dir,
+		"--id", id, "--listen", ip+":0", "--master", c.url, "--master-fingerprint", c.fingerprint,
+		"--join-token", joinToken, "--log-level", "debug")
+}
+
+func (c *cluster) minions() map[string]wire.Minion {
+	c.t.Helper()
+	out, errOut, code := c.felix("minions", "-o", "json")
+	if code != 0 {
+		c.t.Fatalf("felix minions: exit %d: %s", code, errOut)
+	}
+	var list wire.MinionList
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		c.t.Fatalf("felix minions -o json: %v\n%s", err, out)
+	}
+	byID := map[string]wire.Minion{}
+	for _, m := range list.Minions {
+		byID[m.ID] = m
+	}
+	return byID
+}
+
+// api calls the REST API the way a third party would: pinned TLS, bearer token.
+func (c *cluster) api(method, path string, body any, out any) int {
+	c.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.url+path, r)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientConfig(nil, c.fingerprint)}}
+	resp, err := cl.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			c.t.Fatalf("%s %s: %v\n%s", method, path, err, data)
+		}
+	}
+	return resp.StatusCode
+}
+
+func resultsByHost(j wire.Job) map[string]wire.HostResult {
+	m := map[string]wire.HostResult{}
+	for _, r := range j.Results {
+		m[r.Host] = r
+	}
+	return m
+}
+
+func TestEndToEnd(t *testing.T) {
+	c := startMaster(t)
+	join, errOut, code := c.felix("token", "join", "--ttl", "10m")
+	if code != 0 {
+		t.Fatalf("felix token join: exit %d: %s", code, errOut)
+	}
+	join = strings.TrimSpace(join)
+
+	ids := []string{"m1", "m2", "m3"}
+	minions := map[string]*proc{}
+	for i, id := range ids {
+		minions[id] = c.startMinion(id, fmt.Sprintf("127.0.0.%d", i+2), join)
+	}
+	waitFor(t, "three pending minions", 60*time.Second, func() bool {
+		n := 0
+		for _, m := range c.minions() {
+			if m.State == "pending" {
+				n++
+			}
+		}
+		return n == 3
+	})
+
+	// A pending minion is reported as such, never silently dropped.
+	out, _, code := c.felix("exec", "-t", "m1", "-o", "json", "--", "true")
+	var job wire.Job
+	if err := json.Unmarshal([]byte(out), &job); err != nil {
+		t.Fatalf("exec on pending: %v\n%s", err, out)
+	}
+	if code != 1 || len(job.Results) != 1 || job.Results[0].State != "not_accepted" {
+		t.Errorf("exec on a pending minion: exit %d, results %+v; want exit 1 and state not_accepted", code, job.Results)
+	}
+
+	keys, _, code := c.felix("keys")
+	if code != 0 || !strings.Contains(keys, "pending") || !strings.Contains(keys, "sha256:") {
+		t.Errorf("felix keys: exit %d\n%s", code, keys)
+	}
+	out, errOut, code = c.felix(append([]string{"keys", "accept"}, ids...)...)
+	if code != 0 {
+		t.Fatalf("felix keys accept: exit %d: %s%s", code, out, errOut)
+	}
+	for id, m := range c.minions() {
+		if m.State != "accepted" {
+			t.Errorf("minion %s is %s after accept", id, m.State)
+		}
+	}
+
+	// Exec through the CLI: a table, every host ok.
+	out, errOut, code = c.felix("exec", "-t", "*", "--", "echo hello from $(id -un); echo warn >&2")
+	if code != 0 {
+		t.Fatalf("felix exec: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, id := range ids {
+		if !strings.Contains(out, id) {
+			t.Errorf("exec table lacks %s:\n%s", id, out)
+		}
+	}
+	if strings.Count(out, "hello from") != 3 || !strings.Contains(out, "3 hosts: 3 ok") {
+		t.Errorf("exec table:\n%s", out)
+	}
+
+	// A failing command: exit code kept, CLI exits 1.
+	out, _, code = c.felix("exec", "-t", "m1,m2", "-o", "json", "--", "exit 7")
+	job = wire.Job{}
+	if err := json.Unmarshal([]byte(out), &job); err != nil {
+		t.Fatalf("exec exit 7: %v\n%s", err, out)
+	}
+	if code != 1 {
+		t.Errorf("felix exec of a failing command exited %d; want 1", code)
+	}
+	for _, r := range job.Results {
+		if r.State != "failed" || r.ExitCode != 7 || r.Transport != "agent" {
+			t.Errorf("host %s: state %s exit %d transport %q; want failed 7 agent", r.Host, r.State, r.ExitCode, r.Transport)
+		}
+	}
+
+	// The seed's request through the REST API, targeting by IP.
+	var seed wire.Job
+	status := c.api("POST", "/api/v1/exec", map[string]string{
+		"id": "abc", "cmd_line": "echo $FELIX_E2E_UNSET-ok; hostname", "cmd_type": "line", "minion_ip": "127.0.0.3"}, &seed)
+	if status != http.StatusOK || seed.ID != "abc" || len(seed.Results) != 1 {
+		t.Fatalf("seed exec: status %d, job %+v", status, seed)
+	}
+	host, _ := os.Hostname()
+	if r := seed.Results[0]; r.Host != "m2" || r.State != "ok" || r.Stdout != "-ok\n"+host+"\n" {
+		t.Errorf("seed exec result: %+v; want m2 ok with -ok and %q", r, host)
+	}
+	// And the results are stored.
+	var stored wire.Job
+	if status := c.api("GET", "/api/v1/jobs/"+seed.JobID, nil, &stored); status != http.StatusOK {
+		t.Fatalf("GET job: %d", status)
+	}
+	if stored.ID != "abc" || stored.State != "done" || len(stored.Results) != 1 || stored.Results[0].Stdout != seed.Results[0].Stdout {
+		t.Errorf("stored job %+v; want what exec answered: %+v", stored, seed)
+	}
+
+	// Output over the cap is truncated, head and tail kept.
+	out, _, _ = c.felix("exec", "-t", "m1", "-o", "json", "--", "echo HEAD; head -c 20000 /dev/zero | tr '\\0' x; echo; echo TAIL")
+	job = wire.Job{}
+	json.Unmarshal([]byte(out), &job)
+	if r := job.Results[0]; !r.Truncated || !strings.HasPrefix(r.Stdout, "HEAD") || !strings.HasSuffix(r.Stdout, "TAIL\n") || len(r.Stdout) > 4200 {
+		t.Errorf("big output: truncated=%v len=%d; want head and tail of at most ~4096 bytes", r.Truncated, len(r.Stdout))
+	}
+
+	// A deadline kills the command's whole process group on the minion.
+	pidFile := filepath.Join(c.dir, "child.pid")
+	out, _, code = c.felix("exec", "-t", "m1", "--timeout", "1s", "-o", "json", "--", "sleep 300 & echo $! > "+pidFile+"; wait")
+	job = wire.Job{}
+	json.Unmarshal([]byte(out), &job)
+	if code != 1 || job.Results[0].State != "timeout" {
+		t.Errorf("exec past its deadline: exit %d, %+v; want timeout", code, job.Results)
+	}
+	if b, err := os.ReadFile(pidFile); err != nil {
+		t.Errorf("child pid: %v", err)
+	} else {
+		var pid int
+		fmt.Sscan(string(b), &pid)
+		waitFor(t, "the timed-out child to be gone", 10*time.Second, func() bool { return gone(pid) })
+	}
+
+	// A gRPC client with any certificate but the master's is refused at the
+	// handshake and nothing runs.
+	intruder, err := pki.LoadOrCreate(t.TempDir(), "intruder", "intruder", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := c.minions()["m1"]
+	marker := filepath.Join(c.dir, "intruder-ran")
+	pool := agent.NewPool(intruder)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err = pool.Exec(ctx, fexec.Target{ID: "m1", Addr: m1.Address, Fingerprint: m1.Fingerprint},
+		fexec.Command{Line: "touch " + marker}, func(fexec.Stream, []byte) {})
+	cancel()
+	pool.Close()
+	if err == nil {
+		t.Errorf("exec with an intruder's certificate succeeded")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("the intruder's command ran")
+	}
+
+	// SIGKILL one minion: it is reported unreachable, the others succeed.
+	minions["m3"].cmd.Process.Kill()
+	<-minions["m3"].done
+	out, _, code = c.felix("exec", "-t", "*", "-o", "json", "--", "echo alive")
+	job = wire.Job{}
+	if err := json.Unmarshal([]byte(out), &job); err != nil {
+		t.Fatalf("exec after kill: %v\n%s", err, out)
+	}
+	rs := resultsByHost(job)
+	if code != 1 || rs["m1"].State != "ok" || rs["m2"].State != "ok" || rs["m3"].State != "unreachable" {
+		t.Errorf("after SIGKILL of m3: exit %d, states m1=%s m2=%s m3=%s; want 1, ok ok unreachable",
+			code, rs["m1"].State, rs["m2"].State, rs["m3"].State)
+	}
+	// Unknown ids are reported too.
+	out, _, code = c.felix("exec", "-t", "m1,nosuch", "-o", "json", "--", "true")
+	job = wire.Job{}
+	json.Unmarshal([]byte(out), &job)
+	if rs := resultsByHost(job); code != 1 || rs["nosuch"].State != "unknown" || rs["m1"].State != "ok" {
+		t.Errorf("exec on an unknown id: exit %d, %+v", code, job.Results)
+	}
+	// Health: the master's pings mark m3 unreachable and see the others.
+	waitFor(t, "health: m3 unreachable, m1 and m2 ok", 20*time.Second, func() bool {
+		ms := c.minions()
+		return ms["m3"].Health == "unreachable" && ms["m1"].Health == "ok" && ms["m2"].Health == "ok" &&
+			!ms["m1"].LastSeen.IsZero()
+	})
+
+	// m3 comes back with the same key: it re-registers without a token
+	// (proof of possession) and runs commands again.
+	c.startMinion("m3", "127.0.0.4", "")
+	waitFor(t, "m3 to come back", 30*time.Second, func() bool {
+		out, _, code := c.felix("exec", "-t", "m3", "--", "true")
+		_ = out
+		return code == 0
+	})
+
+	c.master.stop(t)
+	for id, p := range minions {
+		if id != "m3" {
+			p.stop(t)
+		}
+	}
+}
+
+// gone reports whether pid no longer runs (a zombie counts as gone).
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
+}

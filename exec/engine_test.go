@@ -1,0 +1,428 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// execFunc is what a fakeTransport does for one host.
+type execFunc func(ctx context.Context, t Target, cmd Command, out OutputFunc) (Exit, error)
+
+// fakeTransport is an in-process Transport: each host's behaviour is a func.
+type fakeTransport struct {
+	byHost map[string]execFunc // read-only once Run starts
+	def    execFunc            // for hosts not in byHost
+
+	mu    sync.Mutex     // protects calls
+	calls map[string]int // Exec calls per host id
+}
+
+func (f *fakeTransport) Name() string { return "fake" }
+
+func (f *fakeTransport) Exec(ctx context.Context, t Target, cmd Command, out OutputFunc) (Exit, error) {
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = make(map[string]int)
+	}
+	f.calls[t.ID]++
+	f.mu.Unlock()
+	fn := f.byHost[t.ID]
+	if fn == nil {
+		fn = f.def
+	}
+	if fn == nil {
+		return Exit{}, nil
+	}
+	return fn(ctx, t, cmd, out)
+}
+
+func (f *fakeTransport) callCount(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[id]
+}
+
+func (f *fakeTransport) totalCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		n += c
+	}
+	return n
+}
+
+func exitWith(x Exit, err error) execFunc {
+	return func(context.Context, Target, Command, OutputFunc) (Exit, error) { return x, err }
+}
+
+// blockUntilDone is a transport that never answers: it returns when the
+// engine's deadline (or cancellation) ends its context.
+func blockUntilDone(ctx context.Context, _ Target, _ Command, _ OutputFunc) (Exit, error) {
+	<-ctx.Done()
+	return Exit{}, fmt.Errorf("exec: %w", ctx.Err())
+}
+
+// resultCollector records every onResult call.
+type resultCollector struct {
+	mu      sync.Mutex // protects results
+	results []Result
+}
+
+func (c *resultCollector) add(r Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.results = append(c.results, r)
+}
+
+func (c *resultCollector) countByHost() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]int)
+	for _, r := range c.results {
+		m[r.Host]++
+	}
+	return m
+}
+
+func TestEngineRunStates(t *testing.T) {
+	tests := []struct {
+		name       string
+		cmd        Command
+		exec       execFunc
+		wantState  State
+		wantCode   int
+		wantSignal string
+		wantStdout string
+		wantStderr string
+		wantError  bool
+	}{
+		{
+			name: "ok",
+			exec: func(_ context.Context, _ Target, _ Command, out OutputFunc) (Exit, error) {
+				out(Stdout, []byte("hello "))
+				out(Stderr, []byte("warn"))
+				out(Stdout, []byte("world"))
+				return Exit{Code: 0}, nil
+			},
+			wantState: StateOK, wantStdout: "hello world", wantStderr: "warn",
+		},
+		{name: "exit code", exec: exitWith(Exit{Code: 3}, nil), wantState: StateFailed, wantCode: 3},
+		{
+			name: "signal", exec: exitWith(Exit{Code: -1, Signal: "SIGKILL"}, nil),
+			wantState: StateFailed, wantCode: -1, wantSignal: "SIGKILL",
+		},
+		{
+			name: "killed at deadline", cmd: Command{Line: "sleep 30", Timeout: time.Second},
+			exec:      exitWith(Exit{Code: -1, Signal: "SIGTERM", TimedOut: true}, nil),
+			wantState: StateTimeout, wantCode: -1, wantSignal: "SIGTERM", wantError: true,
+		},
+		{
+			name: "no answer before deadline", cmd: Command{Line: "sleep 30", Timeout: time.Millisecond},
+			exec: blockUntilDone, wantState: StateTimeout, wantCode: -1, wantError: true,
+		},
+		{
+			name: "unreachable", exec: exitWith(Exit{}, fmt.Errorf("dial h: connection refused: %w", ErrUnreachable)),
+			wantState: StateUnreachable, wantCode: -1, wantError: true,
+		},
+		{
+			name: "other error", exec: exitWith(Exit{}, errors.New("stream broke")),
+			wantState: StateFailed, wantCode: -1, wantError: true,
+		},
+		{name: "cancelled by host", exec: exitWith(Exit{Code: -1, Cancelled: true}, nil), wantState: StateCancelled, wantCode: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &fakeTransport{def: tt.exec}
+			e := &Engine{Transport: tr, Grace: time.Millisecond}
+			targets := []Target{{ID: "h1", Addr: "10.0.0.1:4506", Fingerprint: "sha256:00"}}
+			var got resultCollector
+			res := e.Run(context.Background(), tt.cmd, targets, got.add)
+			if len(res) != 1 {
+				t.Fatalf("Run returned %d results; want 1", len(res))
+			}
+			r := res[0]
+			if r.State != tt.wantState {
+				t.Errorf("State = %q; want %q (error %q)", r.State, tt.wantState, r.Error)
+			}
+			if r.ExitCode != tt.wantCode {
+				t.Errorf("ExitCode = %d; want %d", r.ExitCode, tt.wantCode)
+			}
+			if r.Signal != tt.wantSignal {
+				t.Errorf("Signal = %q; want %q", r.Signal, tt.wantSignal)
+			}
+			if string(r.Stdout) != tt.wantStdout || string(r.Stderr) != tt.wantStderr {
+				t.Errorf("output = %q, %q; want %q, %q", r.Stdout, r.Stderr, tt.wantStdout, tt.wantStderr)
+			}
+			if (r.Error != "") != tt.wantError {
+				t.Errorf("Error = %q; want an error: %v", r.Error, tt.wantError)
+			}
+			if r.Host != "h1" || r.Addr != "10.0.0.1:4506" || r.Transport != "fake" {
+				t.Errorf("Host, Addr, Transport = %q, %q, %q; want h1, 10.0.0.1:4506, fake", r.Host, r.Addr, r.Transport)
+			}
+			if r.StartedAt.IsZero() || r.FinishedAt.Before(r.StartedAt) {
+				t.Errorf("StartedAt, FinishedAt = %v, %v; want set and ordered", r.StartedAt, r.FinishedAt)
+			}
+			if n := tr.callCount("h1"); n != 1 {
+				t.Errorf("transport called %d times; want 1", n)
+			}
+			if c := got.countByHost(); c["h1"] != 1 || len(c) != 1 {
+				t.Errorf("onResult calls = %v; want h1 once", c)
+			}
+		})
+	}
+}
+
+func TestEngineRunMixed(t *testing.T) {
+	tr := &fakeTransport{byHost: map[string]execFunc{
+		"ok":          exitWith(Exit{}, nil),
+		"fail":        exitWith(Exit{Code: 3}, nil),
+		"signal":      exitWith(Exit{Code: -1, Signal: "SIGKILL"}, nil),
+		"killed":      exitWith(Exit{Code: -1, TimedOut: true}, nil),
+		"silent":      blockUntilDone,
+		"unreachable": exitWith(Exit{}, fmt.Errorf("x: %w", ErrUnreachable)),
+		"broken":      exitWith(Exit{}, errors.New("broken pipe")),
+	}}
+	targets := []Target{
+		{ID: "unreachable"},
+		{ID: "pending", Skip: StateNotAccepted, Error: "minion is pending"},
+		{ID: "ok"},
+		{ID: "silent"},
+		{ID: "ghost", Skip: StateUnknown, Error: "no minion with id ghost"},
+		{ID: "fail"},
+		{ID: "broken"},
+		{ID: "signal"},
+		{ID: "killed"},
+	}
+	want := map[string]State{
+		"unreachable": StateUnreachable, "pending": StateNotAccepted, "ok": StateOK, "silent": StateTimeout,
+		"ghost": StateUnknown, "fail": StateFailed, "broken": StateFailed, "signal": StateFailed, "killed": StateTimeout,
+	}
+	e := &Engine{Transport: tr, Limit: 2, Grace: time.Millisecond}
+	var got resultCollector
+	res := e.Run(context.Background(), Command{Line: "x", Timeout: time.Millisecond}, targets, got.add)
+
+	if len(res) != len(targets) {
+		t.Fatalf("Run returned %d results; want %d", len(res), len(targets))
+	}
+	for i, r := range res {
+		if r.Host != targets[i].ID {
+			t.Errorf("results[%d].Host = %q; want %q (target order)", i, r.Host, targets[i].ID)
+		}
+		if r.State != want[r.Host] {
+			t.Errorf("%s: State = %q; want %q (error %q)", r.Host, r.State, want[r.Host], r.Error)
+		}
+	}
+	counts := got.countByHost()
+	for _, tg := range targets {
+		if counts[tg.ID] != 1 {
+			t.Errorf("onResult called %d times for %s; want 1", counts[tg.ID], tg.ID)
+		}
+	}
+	if len(counts) != len(targets) {
+		t.Errorf("onResult called for %d hosts; want %d", len(counts), len(targets))
+	}
+	for _, id := range []string{"pending", "ghost"} {
+		if n := tr.callCount(id); n != 0 {
+			t.Errorf("skipped host %s reached the transport %d times; want 0", id, n)
+		}
+	}
+	for i, r := range res {
+		if targets[i].Skip != "" && (r.Error != targets[i].Error || r.ExitCode != -1) {
+			t.Errorf("%s: Error, ExitCode = %q, %d; want %q, -1", r.Host, r.Error, r.ExitCode, targets[i].Error)
+		}
+	}
+}
+
+func TestEngineRunLimit(t *testing.T) {
+	const limit, hosts = 3, 20
+	// The first limit hosts wait until limit of them run at once: an engine
+	// without parallelism would never get there (the test would time out,
+	// not pass). Later hosts return at once.
+	full := make(chan struct{})
+	var fullOnce sync.Once
+	var inFlight, maxInFlight atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tr := &fakeTransport{def: func(ctx context.Context, _ Target, _ Command, _ OutputFunc) (Exit, error) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			m := maxInFlight.Load()
+			if n <= m || maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		if n >= limit {
+			fullOnce.Do(func() { close(full) })
+		}
+		select {
+		case <-full:
+		case <-ctx.Done():
+			return Exit{}, ctx.Err()
+		}
+		return Exit{}, nil
+	}}
+	targets := make([]Target, hosts)
+	for i := range targets {
+		targets[i] = Target{ID: fmt.Sprintf("h%02d", i)}
+	}
+	e := &Engine{Transport: tr, Limit: limit}
+	res := e.Run(ctx, Command{Line: "true"}, targets, nil)
+
+	if m := maxInFlight.Load(); m > limit || m <= 1 {
+		t.Errorf("max in flight = %d; want 1 < max <= %d", m, limit)
+	}
+	if n := tr.totalCalls(); n != hosts {
+		t.Errorf("transport called %d times; want %d", n, hosts)
+	}
+	for i, r := range res {
+		if r.Host != targets[i].ID || r.State != StateOK {
+			t.Errorf("results[%d] = %s %s; want %s ok", i, r.Host, r.State, targets[i].ID)
+		}
+	}
+}
+
+func TestEngineRunCancelledBeforeStart(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	// The transport ignores ctx on purpose: a cancelled job must not start
+	// any host, whatever its transport would do.
+	tr := &fakeTransport{def: exitWith(Exit{}, nil)}
+	targets := []Target{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d", Skip: StateUnknown}, {ID: "e"}, {ID: "f"}}
+	var got resultCollector
+	res := (&Engine{Transport: tr, Limit: 10}).Run(ctx, Command{Line: "true"}, targets, got.add)
+	for i, r := range res {
+		want := StateCancelled
+		if targets[i].Skip != "" {
+			want = targets[i].Skip
+		}
+		if r.Host != targets[i].ID || r.State != want {
+			t.Errorf("results[%d] = %s %s; want %s %s", i, r.Host, r.State, targets[i].ID, want)
+		}
+	}
+	if n := tr.totalCalls(); n != 0 {
+		t.Errorf("transport called %d times for a cancelled job; want 0", n)
+	}
+	if n := len(got.countByHost()); n != len(targets) {
+		t.Errorf("onResult called for %d hosts; want %d", n, len(targets))
+	}
+}
+
+func TestEngineRunOutputCap(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 100)
+	tr := &fakeTransport{def: func(_ context.Context, _ Target, _ Command, out OutputFunc) (Exit, error) {
+		out(Stdout, big)
+		out(Stderr, []byte("small"))
+		return Exit{}, nil
+	}}
+	res := (&Engine{Transport: tr, OutputCap: 10}).Run(context.Background(), Command{}, []Target{{ID: "h"}}, nil)
+	r := res[0]
+	if !r.Truncated {
+		t.Errorf("Truncated = false; want true")
+	}
+	if want := "xxxxx" + truncMarker + "xxxxx"; string(r.Stdout) != want {
+		t.Errorf("Stdout = %q; want %q", r.Stdout, want)
+	}
+	if string(r.Stderr) != "small" {
+		t.Errorf("Stderr = %q; want %q", r.Stderr, "small")
+	}
+}
+
+const truncMarker = "\n[... output truncated by felix ...]\n"
+
+// capReference is what a CappedBuffer of n holds after data was written.
+func capReference(data []byte, n int) ([]byte, bool) {
+	if len(data) <= n {
+		return data, false
+	}
+	out := slices.Clone(data[:n/2])
+	out = append(out, truncMarker...)
+	return append(out, data[len(data)-(n-n/2):]...), true
+}
+
+func TestCappedBuffer(t *testing.T) {
+	tests := []struct {
+		name          string
+		n             int
+		writes        []string
+		want          string
+		wantTruncated bool
+	}{
+		{name: "empty", n: 10, want: ""},
+		{name: "under cap", n: 10, writes: []string{"abc", "de"}, want: "abcde"},
+		{name: "exactly cap", n: 10, writes: []string{"01234", "56789"}, want: "0123456789"},
+		{name: "one over", n: 10, writes: []string{"0123456789a"}, want: "01234" + truncMarker + "6789a", wantTruncated: true},
+		{name: "over in small writes", n: 4, writes: []string{"a", "b", "c", "d", "e", "f", "g"}, want: "ab" + truncMarker + "fg", wantTruncated: true},
+		{name: "odd n keeps the larger half at the tail", n: 5, writes: []string{"abcdefghij"}, want: "ab" + truncMarker + "hij", wantTruncated: true},
+		{name: "odd n small writes", n: 5, writes: []string{"abc", "def", "g", "hij"}, want: "ab" + truncMarker + "hij", wantTruncated: true},
+		{name: "n 1", n: 1, writes: []string{"abc"}, want: truncMarker + "c", wantTruncated: true},
+		{name: "n 0", n: 0, writes: []string{"abc"}, want: truncMarker, wantTruncated: true},
+		{name: "wrap ring then big write", n: 6, writes: []string{"abcde", "f", "gh", "ijklmnop"}, want: "abc" + truncMarker + "nop", wantTruncated: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewCappedBuffer(tt.n)
+			for _, w := range tt.writes {
+				if n, err := b.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v; want %d, nil", w, n, err, len(w))
+				}
+			}
+			if got := string(b.Bytes()); got != tt.want {
+				t.Errorf("Bytes() = %q; want %q", got, tt.want)
+			}
+			if b.Truncated() != tt.wantTruncated {
+				t.Errorf("Truncated() = %v; want %v", b.Truncated(), tt.wantTruncated)
+			}
+		})
+	}
+}
+
+// TestCappedBufferChunking checks that however the data is split into
+// writes, the buffer holds what capReference computes from all of it.
+func TestCappedBufferChunking(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	data := make([]byte, 3000)
+	for i := range data {
+		data[i] = byte('a' + rng.IntN(26))
+	}
+	chunkings := map[string]func(n int) int{
+		"one write":     func(int) int { return len(data) },
+		"bytes":         func(int) int { return 1 },
+		"random small":  func(n int) int { return 1 + rng.IntN(max(1, n/2+1)) },
+		"random large":  func(n int) int { return 1 + rng.IntN(3*n+1) },
+		"exact tail":    func(n int) int { return max(1, n-n/2) },
+		"tail plus one": func(n int) int { return n - n/2 + 1 },
+	}
+	for _, n := range []int{0, 1, 2, 3, 4, 5, 7, 8, 16, 17, 100, 101} {
+		for _, size := range []int{0, 1, n - 1, n, n + 1, 2 * n, 2*n + 1, 5*n + 3, 1000, 3000} {
+			if size < 0 {
+				continue
+			}
+			full := data[:size]
+			want, wantTrunc := capReference(full, n)
+			for name, chunk := range chunkings {
+				b := NewCappedBuffer(n)
+				for rest := full; len(rest) > 0; {
+					k := min(chunk(n), len(rest))
+					b.Write(rest[:k])
+					rest = rest[k:]
+				}
+				if got := b.Bytes(); !bytes.Equal(got, want) {
+					t.Errorf("n=%d size=%d %s: Bytes() = %q; want %q", n, size, name, got, want)
+				}
+				if b.Truncated() != wantTrunc {
+					t.Errorf("n=%d size=%d %s: Truncated() = %v; want %v", n, size, name, b.Truncated(), wantTrunc)
+				}
+			}
+		}
+	}
+}

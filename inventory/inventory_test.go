@@ -1,0 +1,743 @@
+package inventory
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/felix-ops/felix/exec"
+)
+
+// t0 is a fixed, millisecond-aligned clock for tests.
+var t0 = time.UnixMilli(1_760_000_000_000)
+
+// newStore opens a store on a fresh SQLite file and closes it at cleanup.
+func newStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "felix.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("Open(%q) = %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+	})
+	return s, path
+}
+
+func minion(id, fp string) Minion {
+	return Minion{ID: id, Hostname: id + ".example", IPs: []string{"10.0.0.1", "fd00::1"}, Addr: "10.0.0.1:4510",
+		Version: "v1", OS: "debian 12", Facts: `{"os_name":"debian"}`, CertPEM: "PEM-" + fp, Fingerprint: fp}
+}
+
+func joinToken(t *testing.T, s *Store, spec JoinTokenSpec, now time.Time) string {
+	t.Helper()
+	tok, _, err := s.CreateJoinToken(context.Background(), spec, now)
+	if err != nil {
+		t.Fatalf("CreateJoinToken(%+v) = %v", spec, err)
+	}
+	return tok
+}
+
+func register(t *testing.T, s *Store, m Minion, tok string, now time.Time) (Minion, error) {
+	t.Helper()
+	reg := Registration{Minion: m}
+	if tok != "" {
+		reg.JoinTokenHash = HashToken(tok)
+	}
+	return s.Register(context.Background(), reg, now)
+}
+
+func ids(t *testing.T, s *Store) []string {
+	t.Helper()
+	ms, err := s.Minions(context.Background())
+	if err != nil {
+		t.Fatalf("Minions() = %v", err)
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+func TestOpenMigrates(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "felix.db")
+	for i := range 2 {
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatalf("Open #%d = %v", i+1, err)
+		}
+		v, err := s.SchemaVersion(ctx)
+		if err != nil {
+			t.Fatalf("SchemaVersion() = %v", err)
+		}
+		if v != len(migrations) {
+			t.Errorf("Open #%d: SchemaVersion() = %d; want %d", i+1, v, len(migrations))
+		}
+		if i == 0 {
+			// Data written before a reopen survives it.
+			joinToken(t, s, JoinTokenSpec{}, t0)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close() = %v", err)
+		}
+	}
+
+	// Two stores on the same file at once (e.g. master and a CLI) both work.
+	a, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open a = %v", err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open b = %v", err)
+	}
+	defer b.Close()
+	tok := joinToken(t, a, JoinTokenSpec{}, t0)
+	if _, err := register(t, b, minion("m1", "fp1"), tok, t0); err != nil {
+		t.Errorf("Register through a second store = %v; want nil", err)
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	s, path := newStore(t)
+	if _, err := s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations)+1)); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(ctx, path)
+	if err == nil {
+		s2.Close()
+		t.Fatalf("Open of a newer schema = nil; want an error")
+	}
+	if !strings.Contains(err.Error(), "newer") {
+		t.Errorf("Open of a newer schema = %q; want it to say the schema is newer", err)
+	}
+}
+
+func TestWAL(t *testing.T) {
+	ctx := context.Background()
+	s, path := newStore(t)
+	for _, c := range []struct {
+		name string
+		db   *sql.DB
+	}{
+		{"writer", s.w},
+		{"reader", s.r},
+	} {
+		var mode string
+		if err := c.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatalf("%s: PRAGMA journal_mode: %v", c.name, err)
+		}
+		if mode != "wal" {
+			t.Errorf("%s: journal_mode = %q; want %q", c.name, mode, "wal")
+		}
+	}
+	joinToken(t, s, JoinTokenSpec{}, t0)
+	if _, err := os.Stat(path + "-wal"); err != nil {
+		t.Errorf("after a write: %v; want a WAL file", err)
+	}
+	var fk int
+	if err := s.r.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("PRAGMA foreign_keys = %d, %v; want 1", fk, err)
+	}
+}
+
+func TestRegister(t *testing.T) {
+	ctx := context.Background()
+	const ttl = time.Hour
+	tests := []struct {
+		name string
+		// run registers and returns the result of the registration under test.
+		run       func(t *testing.T, s *Store) (Minion, error)
+		wantErr   error
+		wantState string   // when wantErr is nil
+		wantIDs   []string // stored minions afterwards
+		check     func(t *testing.T, s *Store)
+	}{
+		{
+			name: "new minion without token",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				joinToken(t, s, JoinTokenSpec{}, t0)
+				return register(t, s, minion("m1", "fp1"), "", t0)
+			},
+			wantErr: ErrInvalidToken,
+		},
+		{
+			name: "wrong token",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				joinToken(t, s, JoinTokenSpec{}, t0)
+				return register(t, s, minion("m1", "fp1"), "fjt_wrong", t0)
+			},
+			wantErr: ErrInvalidToken,
+		},
+		{
+			name: "api token is no join token",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok, err := s.CreateAPIToken(ctx, "admin", RoleAdmin, 0, t0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return register(t, s, minion("m1", "fp1"), tok, t0)
+			},
+			wantErr: ErrInvalidToken,
+		},
+		{
+			name: "expired token",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{TTL: ttl}, t0)
+				return register(t, s, minion("m1", "fp1"), tok, t0.Add(ttl+time.Millisecond))
+			},
+			wantErr: ErrInvalidToken,
+		},
+		{
+			name: "token at its expiry instant",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{TTL: ttl}, t0)
+				return register(t, s, minion("m1", "fp1"), tok, t0.Add(ttl))
+			},
+			wantErr: ErrInvalidToken,
+		},
+		{
+			name: "token just before expiry",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{TTL: ttl}, t0)
+				return register(t, s, minion("m1", "fp1"), tok, t0.Add(ttl-time.Millisecond))
+			},
+			wantState: StatePending,
+			wantIDs:   []string{"m1"},
+		},
+		{
+			name: "single-use token used twice",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{Uses: 1}, t0)
+				if _, err := register(t, s, minion("m1", "fp1"), tok, t0); err != nil {
+					t.Fatalf("first Register = %v; want nil", err)
+				}
+				return register(t, s, minion("m2", "fp2"), tok, t0)
+			},
+			wantErr: ErrInvalidToken,
+			wantIDs: []string{"m1"},
+		},
+		{
+			name: "two-use token used three times",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{Uses: 2}, t0)
+				for _, id := range []string{"m1", "m2"} {
+					if _, err := register(t, s, minion(id, "fp-"+id), tok, t0); err != nil {
+						t.Fatalf("Register(%s) = %v; want nil", id, err)
+					}
+				}
+				return register(t, s, minion("m3", "fp-m3"), tok, t0)
+			},
+			wantErr: ErrInvalidToken,
+			wantIDs: []string{"m1", "m2"},
+		},
+		{
+			name: "unlimited token",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{}, t0)
+				for _, id := range []string{"m1", "m2", "m3"} {
+					if _, err := register(t, s, minion(id, "fp-"+id), tok, t0); err != nil {
+						t.Fatalf("Register(%s) = %v; want nil", id, err)
+					}
+				}
+				return register(t, s, minion("m4", "fp-m4"), tok, t0)
+			},
+			wantState: StatePending,
+			wantIDs:   []string{"m1", "m2", "m3", "m4"},
+		},
+		{
+			name: "auto-accept token",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{AutoAccept: true}, t0)
+				return register(t, s, minion("m1", "fp1"), tok, t0)
+			},
+			wantState: StateAccepted,
+			wantIDs:   []string{"m1"},
+		},
+		{
+			name: "normal token",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{}, t0)
+				return register(t, s, minion("m1", "fp1"), tok, t0)
+			},
+			wantState: StatePending,
+			wantIDs:   []string{"m1"},
+			check: func(t *testing.T, s *Store) {
+				m, err := s.Minion(ctx, "m1")
+				if err != nil {
+					t.Fatalf("Minion(m1) = %v", err)
+				}
+				want := minion("m1", "fp1")
+				if m.Hostname != want.Hostname || m.Addr != want.Addr || m.Version != want.Version || m.OS != want.OS ||
+					m.Facts != want.Facts || m.CertPEM != want.CertPEM || m.Fingerprint != want.Fingerprint {
+					t.Errorf("Minion(m1) = %+v; want fields of %+v", m, want)
+				}
+				if got, want := strings.Join(m.IPs, ","), strings.Join(want.IPs, ","); got != want {
+					t.Errorf("IPs = %q; want %q", got, want)
+				}
+				if m.Health != HealthUnknown {
+					t.Errorf("Health = %q; want %q", m.Health, HealthUnknown)
+				}
+				if !m.RegisteredAt.Equal(t0) || !m.UpdatedAt.Equal(t0) || !m.LastSeen.IsZero() {
+					t.Errorf("times = %v, %v, %v; want %v, %v, zero", m.RegisteredAt, m.UpdatedAt, m.LastSeen, t0, t0)
+				}
+			},
+		},
+		{
+			name: "known id with another certificate",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{}, t0)
+				if _, err := register(t, s, minion("m1", "fp1"), tok, t0); err != nil {
+					t.Fatalf("first Register = %v", err)
+				}
+				evil := minion("m1", "fp-evil")
+				evil.Addr = "6.6.6.6:4510"
+				return register(t, s, evil, tok, t0.Add(time.Second))
+			},
+			wantErr: ErrConflict,
+			wantIDs: []string{"m1"},
+			check: func(t *testing.T, s *Store) {
+				m, err := s.Minion(ctx, "m1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Fingerprint != "fp1" || m.CertPEM != "PEM-fp1" || m.Addr != "10.0.0.1:4510" || !m.UpdatedAt.Equal(t0) {
+					t.Errorf("after a conflict: fingerprint %q, addr %q, updated %v; want %q, %q, %v unchanged",
+						m.Fingerprint, m.Addr, m.UpdatedAt, "fp1", "10.0.0.1:4510", t0)
+				}
+			},
+		},
+		{
+			name: "known id re-registers without token",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{Uses: 1}, t0)
+				if _, err := register(t, s, minion("m1", "fp1"), tok, t0); err != nil {
+					t.Fatalf("first Register = %v", err)
+				}
+				if err := s.SetMinionState(ctx, "m1", StateAccepted, t0); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.UpdateHealth(ctx, []HealthUpdate{{ID: "m1", Health: HealthOK, Seen: t0.Add(time.Minute)}}); err != nil {
+					t.Fatal(err)
+				}
+				again := minion("m1", "fp1")
+				again.Addr, again.Version = "10.0.0.2:4511", "v2"
+				return register(t, s, again, "", t0.Add(time.Hour))
+			},
+			wantState: StateAccepted,
+			wantIDs:   []string{"m1"},
+			check: func(t *testing.T, s *Store) {
+				m, err := s.Minion(ctx, "m1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.State != StateAccepted || m.Addr != "10.0.0.2:4511" || m.Version != "v2" {
+					t.Errorf("state, addr, version = %q, %q, %q; want %q, %q, %q",
+						m.State, m.Addr, m.Version, StateAccepted, "10.0.0.2:4511", "v2")
+				}
+				if !m.RegisteredAt.Equal(t0) || !m.UpdatedAt.Equal(t0.Add(time.Hour)) {
+					t.Errorf("registered, updated = %v, %v; want %v, %v", m.RegisteredAt, m.UpdatedAt, t0, t0.Add(time.Hour))
+				}
+				if m.Health != HealthOK || !m.LastSeen.Equal(t0.Add(time.Minute)) {
+					t.Errorf("health, last seen = %q, %v; want %q, %v kept", m.Health, m.LastSeen, HealthOK, t0.Add(time.Minute))
+				}
+			},
+		},
+		{
+			name: "rejected minion stays rejected on re-register",
+			run: func(t *testing.T, s *Store) (Minion, error) {
+				tok := joinToken(t, s, JoinTokenSpec{AutoAccept: true}, t0)
+				if _, err := register(t, s, minion("m1", "fp1"), tok, t0); err != nil {
+					t.Fatalf("first Register = %v", err)
+				}
+				if err := s.SetMinionState(ctx, "m1", StateRejected, t0); err != nil {
+					t.Fatal(err)
+				}
+				return register(t, s, minion("m1", "fp1"), tok, t0.Add(time.Second))
+			},
+			wantState: StateRejected,
+			wantIDs:   []string{"m1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newStore(t)
+			m, err := tt.run(t, s)
+			switch {
+			case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+				t.Fatalf("Register() = %v; want %v", err, tt.wantErr)
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("Register() = %v; want nil", err)
+			case tt.wantErr == nil && m.State != tt.wantState:
+				t.Errorf("Register().State = %q; want %q", m.State, tt.wantState)
+			}
+			if got, want := strings.Join(ids(t, s), ","), strings.Join(tt.wantIDs, ","); got != want {
+				t.Errorf("stored minions = %q; want %q", got, want)
+			}
+			if tt.wantErr == nil {
+				stored, err := s.Minion(ctx, m.ID)
+				if err != nil {
+					t.Fatalf("Minion(%s) = %v", m.ID, err)
+				}
+				if stored.State != m.State {
+					t.Errorf("stored state = %q; want %q as returned", stored.State, m.State)
+				}
+			}
+			if tt.check != nil {
+				tt.check(t, s)
+			}
+		})
+	}
+}
+
+func TestJoinTokenUsesAreNotSpentOnFailure(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	tok := joinToken(t, s, JoinTokenSpec{Uses: 1}, t0)
+	other := joinToken(t, s, JoinTokenSpec{}, t0)
+	if _, err := register(t, s, minion("m1", "fp1"), other, t0); err != nil {
+		t.Fatal(err)
+	}
+	// A conflicting registration with the single-use token must not use it up.
+	if _, err := register(t, s, minion("m1", "fp2"), tok, t0); !errors.Is(err, ErrConflict) {
+		t.Fatalf("conflicting Register = %v; want %v", err, ErrConflict)
+	}
+	if _, err := register(t, s, minion("m2", "fp2"), tok, t0); err != nil {
+		t.Errorf("Register after a conflict = %v; want nil (token not used up)", err)
+	}
+	var uses int
+	if err := s.r.QueryRowContext(ctx, `SELECT uses_left FROM join_tokens WHERE hash = ?`, HashToken(tok)).Scan(&uses); err != nil {
+		t.Fatal(err)
+	}
+	if uses != 0 {
+		t.Errorf("uses_left = %d; want 0", uses)
+	}
+}
+
+func TestUnknownMinion(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	tests := []struct {
+		name string
+		fn   func() error
+	}{
+		{"SetMinionState", func() error { return s.SetMinionState(ctx, "nope", StateAccepted, t0) }},
+		{"DeleteMinion", func() error { return s.DeleteMinion(ctx, "nope") }},
+		{"Minion", func() error { _, err := s.Minion(ctx, "nope"); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.fn(); !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s(nope) = %v; want %v", tt.name, err, ErrNotFound)
+			}
+		})
+	}
+}
+
+func TestSetStateAndDelete(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	tok := joinToken(t, s, JoinTokenSpec{}, t0)
+	if _, err := register(t, s, minion("m1", "fp1"), tok, t0); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{StateAccepted, StateRejected, StatePending} {
+		if err := s.SetMinionState(ctx, "m1", st, t0.Add(time.Second)); err != nil {
+			t.Fatalf("SetMinionState(%s) = %v", st, err)
+		}
+		m, err := s.Minion(ctx, "m1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.State != st || !m.UpdatedAt.Equal(t0.Add(time.Second)) {
+			t.Errorf("after SetMinionState(%s): state %q, updated %v; want %q, %v", st, m.State, m.UpdatedAt, st, t0.Add(time.Second))
+		}
+	}
+	if err := s.DeleteMinion(ctx, "m1"); err != nil {
+		t.Fatalf("DeleteMinion = %v", err)
+	}
+	if err := s.DeleteMinion(ctx, "m1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second DeleteMinion = %v; want %v", err, ErrNotFound)
+	}
+	// A deleted minion's id is free again, for a new certificate, with a token.
+	if _, err := register(t, s, minion("m1", "fp2"), "", t0); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("Register after delete without token = %v; want %v", err, ErrInvalidToken)
+	}
+	if _, err := register(t, s, minion("m1", "fp2"), tok, t0); err != nil {
+		t.Errorf("Register after delete = %v; want nil", err)
+	}
+}
+
+func TestAPITokens(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	forever, err := s.CreateAPIToken(ctx, "admin", RoleAdmin, 0, t0)
+	if err != nil {
+		t.Fatalf("CreateAPIToken(admin) = %v", err)
+	}
+	hourly, err := s.CreateAPIToken(ctx, "ci", RoleAdmin, time.Hour, t0)
+	if err != nil {
+		t.Fatalf("CreateAPIToken(ci) = %v", err)
+	}
+	if !strings.HasPrefix(forever, apiPrefix) || forever == hourly {
+		t.Errorf("tokens %q, %q; want distinct, prefixed %q", forever, hourly, apiPrefix)
+	}
+	if _, err := s.CreateAPIToken(ctx, "admin", RoleAdmin, 0, t0); !errors.Is(err, ErrConflict) {
+		t.Errorf("CreateAPIToken with a duplicate name = %v; want %v", err, ErrConflict)
+	}
+
+	tests := []struct {
+		name     string
+		hash     string
+		now      time.Time
+		wantErr  error
+		wantName string
+	}{
+		{"never expires", HashToken(forever), t0.AddDate(10, 0, 0), nil, "admin"},
+		{"before expiry", HashToken(hourly), t0.Add(time.Hour - time.Millisecond), nil, "ci"},
+		{"at expiry", HashToken(hourly), t0.Add(time.Hour), ErrInvalidToken, ""},
+		{"after expiry", HashToken(hourly), t0.Add(2 * time.Hour), ErrInvalidToken, ""},
+		{"unknown", HashToken("fat_nope"), t0, ErrInvalidToken, ""},
+		{"raw token is not its hash", forever, t0, ErrInvalidToken, ""},
+		{"empty", "", t0, ErrInvalidToken, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := s.APIToken(ctx, tt.hash, tt.now)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("APIToken() = %v; want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("APIToken() = %v; want nil", err)
+			}
+			if tok.Name != tt.wantName || tok.Role != RoleAdmin || !tok.CreatedAt.Equal(t0) {
+				t.Errorf("APIToken() = %+v; want name %q, role %q, created %v", tok, tt.wantName, RoleAdmin, t0)
+			}
+		})
+	}
+
+	// Only hashes are stored.
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM api_tokens WHERE hash IN (?, ?)`, forever, hourly).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d raw tokens stored; want 0", n)
+	}
+}
+
+func TestJobsAndResultWriter(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	w := NewResultWriter(s)
+	t.Cleanup(w.Close) // runs before the store closes
+
+	jobs := []Job{
+		{ID: "job-a", ClientID: "abc", CmdLine: "hostname", CmdType: "line", Targets: []string{"web*", "10.0.0.1"},
+			State: JobRunning, CreatedAt: t0},
+		{ID: "job-b", CmdLine: "uptime; echo 'x'", CmdType: "line", Targets: []string{"db1"}, State: JobRunning,
+			CreatedAt: t0.Add(time.Second)},
+	}
+	for _, j := range jobs {
+		if err := s.CreateJob(ctx, j); err != nil {
+			t.Fatalf("CreateJob(%s) = %v", j.ID, err)
+		}
+	}
+	if err := s.CreateJob(ctx, jobs[0]); !errors.Is(err, ErrConflict) {
+		t.Errorf("CreateJob(duplicate) = %v; want %v", err, ErrConflict)
+	}
+
+	// 3000 results, split between the two jobs, added from many goroutines
+	// with sub-millisecond times and binary output.
+	const n = 3000
+	want := map[string][]exec.Result{}
+	base := time.Unix(1_760_000_000, 123_456_789)
+	var all []struct {
+		job string
+		r   exec.Result
+	}
+	for i := range n {
+		job := jobs[i%2].ID
+		r := exec.Result{
+			Host:       fmt.Sprintf("host%04d", i),
+			Addr:       fmt.Sprintf("10.0.%d.%d:4510", i/256, i%256),
+			State:      exec.StateOK,
+			Stdout:     []byte(fmt.Sprintf("out %d\x00\xff\n", i)),
+			Transport:  "agent",
+			StartedAt:  base.Add(time.Duration(i) * time.Microsecond * 700),
+			FinishedAt: base.Add(time.Duration(i)*time.Microsecond*700 + 1500*time.Millisecond),
+		}
+		switch i % 5 {
+		case 1:
+			r.State, r.ExitCode, r.Stderr = exec.StateFailed, 3, []byte("boom")
+		case 2:
+			r.State, r.ExitCode, r.Signal, r.Truncated = exec.StateTimeout, -1, "SIGKILL", true
+		case 3:
+			r.State, r.ExitCode, r.Error, r.Stdout = exec.StateUnreachable, -1, "dial: refused", nil
+		}
+		want[job] = append(want[job], r)
+		all = append(all, struct {
+			job string
+			r   exec.Result
+		}{job, r})
+	}
+	var wg sync.WaitGroup
+	const workers = 8
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < len(all); i += workers {
+				w.Add(all[i].job, all[i].r)
+			}
+		}()
+	}
+	wg.Wait()
+	finished := t0.Add(time.Minute + 250*time.Microsecond)
+	for _, j := range jobs {
+		if err := w.Finish(ctx, j.ID, JobDone, finished); err != nil {
+			t.Fatalf("Finish(%s) = %v", j.ID, err)
+		}
+	}
+
+	for _, j := range jobs {
+		got, results, err := s.Job(ctx, j.ID)
+		if err != nil {
+			t.Fatalf("Job(%s) = %v", j.ID, err)
+		}
+		if got.ID != j.ID || got.ClientID != j.ClientID || got.CmdLine != j.CmdLine || got.CmdType != j.CmdType ||
+			strings.Join(got.Targets, "|") != strings.Join(j.Targets, "|") || !got.CreatedAt.Equal(j.CreatedAt) {
+			t.Errorf("Job(%s) = %+v; want %+v", j.ID, got, j)
+		}
+		if got.State != JobDone || !got.FinishedAt.Equal(msTime(finished)) {
+			t.Errorf("Job(%s): state %q, finished %v; want %q, %v", j.ID, got.State, got.FinishedAt, JobDone, msTime(finished))
+		}
+		exp := want[j.ID]
+		sort.Slice(exp, func(a, b int) bool { return exp[a].Host < exp[b].Host })
+		if len(results) != len(exp) {
+			t.Fatalf("Job(%s): %d results; want %d", j.ID, len(results), len(exp))
+		}
+		for i, r := range results {
+			e := exp[i]
+			if r.Host != e.Host || r.Addr != e.Addr || r.State != e.State || r.ExitCode != e.ExitCode ||
+				r.Signal != e.Signal || r.Truncated != e.Truncated || r.Error != e.Error || r.Transport != e.Transport {
+				t.Errorf("Job(%s) result %d = %+v; want %+v", j.ID, i, r, e)
+			}
+			if !bytes.Equal(r.Stdout, e.Stdout) || !bytes.Equal(r.Stderr, e.Stderr) {
+				t.Errorf("Job(%s) %s: stdout, stderr = %q, %q; want %q, %q", j.ID, r.Host, r.Stdout, r.Stderr, e.Stdout, e.Stderr)
+			}
+			if !r.StartedAt.Equal(msTime(e.StartedAt)) || !r.FinishedAt.Equal(msTime(e.FinishedAt)) {
+				t.Errorf("Job(%s) %s: times %v, %v; want %v, %v", j.ID, r.Host, r.StartedAt, r.FinishedAt,
+					msTime(e.StartedAt), msTime(e.FinishedAt))
+			}
+		}
+	}
+
+	if _, _, err := s.Job(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Job(nope) = %v; want %v", err, ErrNotFound)
+	}
+}
+
+func TestResultWriterReplacesHostResult(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	w := NewResultWriter(s)
+	t.Cleanup(w.Close)
+	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "true", CmdType: "line", Targets: []string{"m1"}, State: JobRunning, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	w.Add("j", exec.Result{Host: "m1", State: exec.StateCancelled})
+	w.Add("j", exec.Result{Host: "m1", State: exec.StateOK})
+	if err := w.Finish(ctx, "j", JobDone, t0); err != nil {
+		t.Fatal(err)
+	}
+	_, rs, err := s.Job(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].State != exec.StateOK {
+		t.Errorf("results = %+v; want one, state %q", rs, exec.StateOK)
+	}
+}
+
+func TestUpdateHealth(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	tok := joinToken(t, s, JoinTokenSpec{}, t0)
+	for _, id := range []string{"m1", "m2"} {
+		if _, err := register(t, s, minion(id, "fp-"+id), tok, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := t0.Add(time.Minute)
+	steps := []struct {
+		name       string
+		ups        []HealthUpdate
+		wantHealth map[string]string
+		wantSeen   map[string]time.Time
+	}{
+		{
+			name:       "both ok",
+			ups:        []HealthUpdate{{ID: "m1", Health: HealthOK, Seen: seen}, {ID: "m2", Health: HealthOK, Seen: seen}},
+			wantHealth: map[string]string{"m1": HealthOK, "m2": HealthOK},
+			wantSeen:   map[string]time.Time{"m1": seen, "m2": seen},
+		},
+		{
+			name:       "m1 unreachable keeps last seen",
+			ups:        []HealthUpdate{{ID: "m1", Health: HealthUnreachable}, {ID: "m2", Health: HealthOK, Seen: seen.Add(time.Minute)}},
+			wantHealth: map[string]string{"m1": HealthUnreachable, "m2": HealthOK},
+			wantSeen:   map[string]time.Time{"m1": seen, "m2": seen.Add(time.Minute)},
+		},
+		{
+			name:       "an older sighting does not move last seen back",
+			ups:        []HealthUpdate{{ID: "m1", Health: HealthOK, Seen: t0}},
+			wantHealth: map[string]string{"m1": HealthOK, "m2": HealthOK},
+			wantSeen:   map[string]time.Time{"m1": seen, "m2": seen.Add(time.Minute)},
+		},
+		{
+			name:       "unknown id and empty batch are no-ops",
+			ups:        []HealthUpdate{{ID: "ghost", Health: HealthOK, Seen: seen}},
+			wantHealth: map[string]string{"m1": HealthOK, "m2": HealthOK},
+			wantSeen:   map[string]time.Time{"m1": seen, "m2": seen.Add(time.Minute)},
+		},
+	}
+	for _, st := range steps {
+		if err := s.UpdateHealth(ctx, st.ups); err != nil {
+			t.Fatalf("%s: UpdateHealth = %v", st.name, err)
+		}
+		if err := s.UpdateHealth(ctx, nil); err != nil {
+			t.Fatalf("UpdateHealth(nil) = %v", err)
+		}
+		for id, h := range st.wantHealth {
+			m, err := s.Minion(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Health != h || !m.LastSeen.Equal(st.wantSeen[id]) {
+				t.Errorf("%s: %s health, last seen = %q, %v; want %q, %v", st.name, id, m.Health, m.LastSeen, h, st.wantSeen[id])
+			}
+		}
+	}
+}
+
+// msTime is t as stored: at millisecond precision.
+func msTime(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()) }
