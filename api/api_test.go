@@ -1,0 +1,830 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/felix-ops/felix/api"
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/pki"
+)
+
+// fakeTransport runs nothing; it records which hosts it was asked to run on.
+type fakeTransport struct {
+	mu    sync.Mutex
+	calls []fakeCall // guarded by mu
+}
+
+type fakeCall struct {
+	Target exec.Target
+	Cmd    exec.Command
+}
+
+func (f *fakeTransport) Name() string { return "fake" }
+
+func (f *fakeTransport) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, fakeCall{Target: t, Cmd: cmd})
+	f.mu.Unlock()
+	out(exec.Stdout, []byte(t.ID+"\n"))
+	return exec.Exit{Code: 0, Duration: time.Millisecond}, nil
+}
+
+func (f *fakeTransport) Calls() []fakeCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// logWriter routes slog output to t.Log.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// harness is a master API over TLS with a real store and a fake transport.
+type harness struct {
+	t      *testing.T
+	store  *inventory.Store
+	db     *sql.DB // a second, independent view of the database file
+	srv    *httptest.Server
+	master *pki.Identity
+	fake   *fakeTransport
+	admin  string // a valid API token
+}
+
+const defaultTimeout = 10 * time.Second
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "felix.db")
+	store, err := inventory.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatalf("inventory.Open = %v", err)
+	}
+	t.Cleanup(func() {
+		if err := store.Close(); err != nil {
+			t.Errorf("store.Close() = %v", err)
+		}
+	})
+	writer := inventory.NewResultWriter(store)
+	t.Cleanup(writer.Close) // before store.Close: cleanups run last-in first-out
+
+	db, err := sql.Open("sqlite3", "file:"+dbPath+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+
+	master, err := pki.LoadOrCreate(filepath.Join(dir, "pki"), "master", "felix-master", []string{"127.0.0.1", "localhost"})
+	if err != nil {
+		t.Fatalf("pki.LoadOrCreate(master) = %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	fake := &fakeTransport{}
+	svc := &jobs.Service{Store: store, Writer: writer, Engine: &exec.Engine{Transport: fake}, Log: log}
+	s := &api.Server{Store: store, Jobs: svc, Log: log,
+		Config: api.Config{DefaultTimeout: defaultTimeout, MaxTimeout: time.Minute, Version: "test"}}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, Certificates: []tls.Certificate{master.Cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close) // first: no handler runs once the writer and store close
+
+	admin, err := store.CreateAPIToken(ctx, "admin", inventory.RoleAdmin, 0, time.Now())
+	if err != nil {
+		t.Fatalf("CreateAPIToken = %v", err)
+	}
+	return &harness{t: t, store: store, db: db, srv: srv, master: master, fake: fake, admin: admin}
+}
+
+// client returns an HTTPS client that trusts the master and presents id's
+// certificate when id is not nil.
+func (h *harness) client(id *pki.Identity) *http.Client {
+	h.t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(h.master.CertPEM) {
+		h.t.Fatal("master certificate does not parse")
+	}
+	cfg := &tls.Config{RootCAs: pool}
+	if id != nil {
+		cfg.Certificates = []tls.Certificate{id.Cert}
+	}
+	tr := &http.Transport{TLSClientConfig: cfg}
+	h.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// do sends body (a string or []byte as is, anything else as JSON) and
+// returns the status and the body.
+func (h *harness) do(c *http.Client, method, path, auth string, body any) (int, []byte) {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, h.srv.URL+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp.StatusCode, out
+}
+
+// admin sends an authenticated request and decodes a 2xx answer into out.
+func (h *harness) adminDo(method, path string, body, out any, wantStatus int) {
+	h.t.Helper()
+	status, b := h.do(h.client(nil), method, path, "Bearer "+h.admin, body)
+	if status != wantStatus {
+		h.t.Fatalf("%s %s = %d %s; want %d", method, path, status, b, wantStatus)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			h.t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
+		}
+	}
+}
+
+// dump describes everything stored, so a test can show a failed request
+// changed nothing.
+func (h *harness) dump() string {
+	h.t.Helper()
+	var sb strings.Builder
+	for _, table := range []string{"minions", "join_tokens", "api_tokens", "jobs", "job_hosts"} {
+		rows, err := h.db.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
+		if err != nil {
+			h.t.Fatalf("dump %s: %v", table, err)
+		}
+		cols, err := rows.Columns()
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		fmt.Fprintf(&sb, "%s:\n", table)
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				h.t.Fatal(err)
+			}
+			fmt.Fprintf(&sb, "  %q\n", vals)
+		}
+		if err := rows.Err(); err != nil {
+			h.t.Fatal(err)
+		}
+		rows.Close()
+	}
+	return sb.String()
+}
+
+func (h *harness) count(table string) int {
+	h.t.Helper()
+	var n int
+	if err := h.db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil {
+		h.t.Fatalf("count %s: %v", table, err)
+	}
+	return n
+}
+
+func (h *harness) joinToken(spec inventory.JoinTokenSpec, now time.Time) string {
+	h.t.Helper()
+	tok, _, err := h.store.CreateJoinToken(context.Background(), spec, now)
+	if err != nil {
+		h.t.Fatalf("CreateJoinToken = %v", err)
+	}
+	return tok
+}
+
+func newIdentity(t *testing.T, cn string) *pki.Identity {
+	t.Helper()
+	id, err := pki.LoadOrCreate(t.TempDir(), "minion", cn, nil)
+	if err != nil {
+		t.Fatalf("pki.LoadOrCreate(%s) = %v", cn, err)
+	}
+	return id
+}
+
+func registerReq(id string, ident *pki.Identity, token string) wire.RegisterRequest {
+	return wire.RegisterRequest{ID: id, Hostname: id + ".example", IPs: []string{"127.0.0.9"}, GRPCAddr: "127.0.0.9:4510",
+		Version: "test", Facts: json.RawMessage(`{"os_name":"debian","os_version":"12"}`), CertPEM: string(ident.CertPEM),
+		JoinToken: token}
+}
+
+// wantError checks that body is a JSON error answer with a message that
+// contains every one of want.
+func wantError(t *testing.T, what string, body []byte, want ...string) {
+	t.Helper()
+	var e map[string]any
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Errorf("%s: body %q is not JSON: %v", what, body, err)
+		return
+	}
+	msg, ok := e["error"].(string)
+	if !ok || msg == "" || len(e) != 1 {
+		t.Errorf("%s: body = %s; want {\"error\": \"<message>\"}", what, body)
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("%s: error = %q; want it to contain %q", what, msg, w)
+		}
+	}
+}
+
+// wantUnchanged fails when the database differs from before.
+func (h *harness) wantUnchanged(what, before string) {
+	h.t.Helper()
+	if after := h.dump(); after != before {
+		h.t.Errorf("%s changed the database:\nbefore:\n%s\nafter:\n%s", what, before, after)
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	h := newHarness(t)
+	status, body := h.do(h.client(nil), "GET", "/healthz", "", nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET /healthz = %d %s; want 200", status, body)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["status"] != "ok" || got["version"] != "test" {
+		t.Errorf("GET /healthz = %s; want status ok, version test", body)
+	}
+}
+
+func TestRegisterRefusesTokens(t *testing.T) {
+	h := newHarness(t)
+	ident := newIdentity(t, "m1")
+	c := h.client(ident)
+	h.joinToken(inventory.JoinTokenSpec{}, time.Now()) // a valid token exists, but is not sent
+	expired := h.joinToken(inventory.JoinTokenSpec{TTL: time.Hour}, time.Now().Add(-2*time.Hour))
+	spent := h.joinToken(inventory.JoinTokenSpec{Uses: 1}, time.Now())
+	if _, err := h.store.Register(context.Background(), inventory.Registration{
+		Minion:        inventory.Minion{ID: "other", Hostname: "other", Addr: "127.0.0.8:4510", CertPEM: "x", Fingerprint: "sha256:00"},
+		JoinTokenHash: inventory.HashToken(spent),
+	}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name  string
+		token string
+	}{
+		{"no token", ""},
+		{"wrong token", "fjt_wrong"},
+		{"expired token", expired},
+		{"used-up token", spent},
+		{"api token", h.admin},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.dump()
+			status, body := h.do(c, "POST", "/api/v1/minions/register", "", registerReq("m1", ident, tt.token))
+			if status != http.StatusUnauthorized {
+				t.Errorf("register = %d %s; want 401", status, body)
+			}
+			wantError(t, "register", body, "join token")
+			h.wantUnchanged("register", before)
+		})
+	}
+}
+
+func TestRegisterRefusesBadInput(t *testing.T) {
+	h := newHarness(t)
+	ident := newIdentity(t, "m1")
+	c := h.client(ident)
+	tok := h.joinToken(inventory.JoinTokenSpec{AutoAccept: true}, time.Now())
+
+	tests := []struct {
+		name string
+		body func() []byte
+		want []string // in the error message
+	}{
+		{"id with slash", idBody("a/b", ident, tok), []string{"id", "'/'"}},
+		{"id dot dot", idBody("..", ident, tok), []string{"id", ".."}},
+		{"id with dot dot", idBody("a..b", ident, tok), []string{"id", ".."}},
+		{"id with NUL", idBody("a\x00b", ident, tok), []string{"id"}},
+		{"id invalid UTF-8", rawIDBody("\xff", ident, tok), []string{"id"}},
+		{"id over 253 bytes", idBody(strings.Repeat("a", 254), ident, tok), []string{"id", "253"}},
+		{"empty id", idBody("", ident, tok), []string{"id is empty"}},
+		{"id starting with dash", idBody("-a", ident, tok), []string{"id"}},
+		{"id with space", idBody("a b", ident, tok), []string{"id"}},
+		{"empty body", func() []byte { return nil }, []string{"malformed JSON", "empty"}},
+		{"truncated JSON", func() []byte { return []byte(`{"id": "m1"`) }, []string{"malformed JSON"}},
+		{"not an object", func() []byte { return []byte(`["m1"]`) }, []string{"malformed JSON"}},
+		{"wrong type", func() []byte { return []byte(`{"id": 5}`) }, []string{"malformed JSON", `"id"`}},
+		{"unknown field", func() []byte { return []byte(`{"id": "m1", "is_admin": true}`) }, []string{"malformed JSON", "is_admin"}},
+		{"trailing data", func() []byte { b, _ := json.Marshal(registerReq("m1", ident, tok)); return append(b, "{}"...) },
+			[]string{"malformed JSON", "after"}},
+		{"bad grpc_addr", reqBody(func(r *wire.RegisterRequest) { r.GRPCAddr = "nohostport" }, ident, tok), []string{"grpc_addr"}},
+		{"bad grpc port", reqBody(func(r *wire.RegisterRequest) { r.GRPCAddr = "127.0.0.9:70000" }, ident, tok), []string{"grpc_addr"}},
+		{"bad ip", reqBody(func(r *wire.RegisterRequest) { r.IPs = []string{"not-an-ip"} }, ident, tok), []string{"ips"}},
+		{"bad facts", reqBody(func(r *wire.RegisterRequest) { r.Facts = json.RawMessage(`"debian"`) }, ident, tok), []string{"facts"}},
+		{"no cert_pem", reqBody(func(r *wire.RegisterRequest) { r.CertPEM = "" }, ident, tok), []string{"cert_pem"}},
+		{"garbage cert_pem", reqBody(func(r *wire.RegisterRequest) { r.CertPEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" }, ident, tok), []string{"cert_pem"}},
+		{"hostname with NUL", reqBody(func(r *wire.RegisterRequest) { r.Hostname = "a\x00b" }, ident, tok), []string{"hostname"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.dump()
+			status, body := h.do(c, "POST", "/api/v1/minions/register", "", tt.body())
+			if status != http.StatusBadRequest {
+				t.Errorf("register = %d %s; want 400", status, body)
+			}
+			wantError(t, "register", body, tt.want...)
+			h.wantUnchanged("register", before)
+		})
+	}
+	if n := h.count("minions"); n != 0 {
+		t.Errorf("%d minions stored; want 0", n)
+	}
+}
+
+func idBody(id string, ident *pki.Identity, tok string) func() []byte {
+	return reqBody(func(r *wire.RegisterRequest) { r.ID = id }, ident, tok)
+}
+
+func reqBody(edit func(*wire.RegisterRequest), ident *pki.Identity, tok string) func() []byte {
+	return func() []byte {
+		r := registerReq("m1", ident, tok)
+		edit(&r)
+		b, err := json.Marshal(r)
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}
+}
+
+// rawIDBody puts id into the JSON unescaped, so invalid UTF-8 reaches the server.
+func rawIDBody(id string, ident *pki.Identity, tok string) func() []byte {
+	return func() []byte {
+		b := idBody("PLACEHOLDER", ident, tok)()
+		return bytes.Replace(b, []byte("PLACEHOLDER"), []byte(id), 1)
+	}
+}
+
+func TestRegisterProofOfPossession(t *testing.T) {
+	h := newHarness(t)
+	ident := newIdentity(t, "m1")
+	other := newIdentity(t, "m2")
+	tok := h.joinToken(inventory.JoinTokenSpec{}, time.Now())
+
+	tests := []struct {
+		name   string
+		client *http.Client
+		req    wire.RegisterRequest
+	}{
+		{"no client certificate", h.client(nil), registerReq("m1", ident, tok)},
+		{"cert_pem is not the client certificate", h.client(other), registerReq("m1", ident, tok)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.dump()
+			status, body := h.do(tt.client, "POST", "/api/v1/minions/register", "", tt.req)
+			if status != http.StatusUnauthorized {
+				t.Errorf("register = %d %s; want 401", status, body)
+			}
+			wantError(t, "register", body, "client certificate")
+			h.wantUnchanged("register", before)
+		})
+	}
+}
+
+func TestRegisterConflict(t *testing.T) {
+	h := newHarness(t)
+	first := newIdentity(t, "m1")
+	second := newIdentity(t, "m1")
+	tok := h.joinToken(inventory.JoinTokenSpec{}, time.Now())
+	status, body := h.do(h.client(first), "POST", "/api/v1/minions/register", "", registerReq("m1", first, tok))
+	if status != http.StatusCreated {
+		t.Fatalf("first register = %d %s; want 201", status, body)
+	}
+
+	before := h.dump()
+	req := registerReq("m1", second, tok)
+	req.GRPCAddr = "127.0.0.66:4510"
+	status, body = h.do(h.client(second), "POST", "/api/v1/minions/register", "", req)
+	if status != http.StatusConflict {
+		t.Errorf("register with another certificate = %d %s; want 409", status, body)
+	}
+	wantError(t, "register with another certificate", body, first.Fingerprint)
+	h.wantUnchanged("a conflicting register", before)
+
+	var m wire.Minion
+	h.adminDo("GET", "/api/v1/minions/m1", nil, &m, http.StatusOK)
+	if m.Fingerprint != first.Fingerprint || m.Address != "127.0.0.9:4510" {
+		t.Errorf("minion m1 fingerprint, address = %q, %q; want %q, %q", m.Fingerprint, m.Address, first.Fingerprint, "127.0.0.9:4510")
+	}
+}
+
+func TestAuthRequired(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	tok := h.joinToken(inventory.JoinTokenSpec{}, time.Now())
+	// A minion x exists, so a request that got through would change something.
+	if _, err := h.store.Register(ctx, inventory.Registration{
+		Minion:        inventory.Minion{ID: "x", Hostname: "x", Addr: "127.0.0.9:4510", CertPEM: "x", Fingerprint: "sha256:00"},
+		JoinTokenHash: inventory.HashToken(tok),
+	}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	expired, err := h.store.CreateAPIToken(ctx, "old", inventory.RoleAdmin, time.Hour, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	routes := []struct {
+		method, path string
+		body         string
+	}{
+		{"GET", "/api/v1/minions", ""},
+		{"GET", "/api/v1/minions/x", ""},
+		{"DELETE", "/api/v1/minions/x", ""},
+		{"POST", "/api/v1/minions/x/accept", ""},
+		{"POST", "/api/v1/minions/x/reject", ""},
+		{"POST", "/api/v1/tokens/join", `{"uses": 1}`},
+		{"POST", "/api/v1/exec", `{"cmd_line": "true", "targets": ["x"]}`},
+		{"GET", "/api/v1/jobs/x", ""},
+	}
+	auths := []struct {
+		name, header string
+	}{
+		{"no token", ""},
+		{"wrong token", "Bearer fat_wrong"},
+		{"expired token", "Bearer " + expired},
+		{"join token", "Bearer " + tok},
+		{"empty bearer", "Bearer "},
+		{"not bearer", "Basic " + h.admin},
+		{"token without scheme", h.admin},
+	}
+	c := h.client(nil)
+	for _, r := range routes {
+		for _, a := range auths {
+			t.Run(r.method+" "+r.path+"/"+a.name, func(t *testing.T) {
+				before := h.dump()
+				var body any
+				if r.body != "" {
+					body = r.body
+				}
+				status, out := h.do(c, r.method, r.path, a.header, body)
+				if status != http.StatusUnauthorized {
+					t.Errorf("%s %s = %d %s; want 401", r.method, r.path, status, out)
+				}
+				wantError(t, r.method+" "+r.path, out)
+				h.wantUnchanged(r.method+" "+r.path, before)
+			})
+		}
+	}
+	if got := h.fake.Calls(); len(got) != 0 {
+		t.Errorf("transport called %d times; want 0", len(got))
+	}
+}
+
+func TestMalformedJSON(t *testing.T) {
+	h := newHarness(t)
+	ident := newIdentity(t, "m1")
+	routes := []struct {
+		path string
+		auth string
+	}{
+		{"/api/v1/minions/register", ""},
+		{"/api/v1/exec", "Bearer " + h.admin},
+		{"/api/v1/tokens/join", "Bearer " + h.admin},
+	}
+	bodies := []struct {
+		name string
+		body string
+		want []string
+	}{
+		{"empty", "", []string{"malformed JSON", "empty body"}},
+		{"truncated", `{"id": `, []string{"malformed JSON"}},
+		{"syntax", `{"id" "x"}`, []string{"malformed JSON at byte"}},
+		{"array", `[1, 2]`, []string{"malformed JSON"}},
+		{"unknown field", `{"no_such_field": 1}`, []string{"malformed JSON", "no_such_field"}},
+		{"wrong type", `{"cmd_line": 5, "id": 5, "uses": "x"}`, []string{"malformed JSON", "must be"}},
+		{"trailing data", `{} {}`, []string{"malformed JSON", "data after the object"}},
+	}
+	c := h.client(ident)
+	for _, r := range routes {
+		for _, b := range bodies {
+			t.Run(r.path+"/"+b.name, func(t *testing.T) {
+				before := h.dump()
+				status, out := h.do(c, "POST", r.path, r.auth, b.body)
+				if status != http.StatusBadRequest {
+					t.Errorf("POST %s %q = %d %s; want 400", r.path, b.body, status, out)
+				}
+				wantError(t, "POST "+r.path, out, b.want...)
+				h.wantUnchanged("POST "+r.path, before)
+			})
+		}
+	}
+}
+
+func TestJoinTokenBadInput(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name string
+		body string
+		want string
+	}{
+		{"bad ttl", `{"ttl": "soon"}`, "ttl"},
+		{"negative ttl", `{"ttl": "-1h"}`, "ttl"},
+		{"negative uses", `{"uses": -1}`, "uses"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.dump()
+			status, out := h.do(h.client(nil), "POST", "/api/v1/tokens/join", "Bearer "+h.admin, tt.body)
+			if status != http.StatusBadRequest {
+				t.Errorf("POST /api/v1/tokens/join %s = %d %s; want 400", tt.body, status, out)
+			}
+			wantError(t, "tokens/join", out, tt.want)
+			h.wantUnchanged("tokens/join", before)
+		})
+	}
+}
+
+func TestExecBadInput(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	tok := h.joinToken(inventory.JoinTokenSpec{AutoAccept: true}, time.Now())
+	if _, err := h.store.Register(ctx, inventory.Registration{
+		Minion:        inventory.Minion{ID: "web1", Hostname: "web1", Addr: "127.0.0.9:4510", CertPEM: "x", Fingerprint: "sha256:00"},
+		JoinTokenHash: inventory.HashToken(tok),
+	}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name   string
+		req    map[string]any
+		status int
+		want   string
+	}{
+		{"empty cmd_line", map[string]any{"cmd_line": "", "targets": []string{"web1"}}, 400, "cmd_line"},
+		{"blank cmd_line", map[string]any{"cmd_line": "  \n", "targets": []string{"web1"}}, 400, "cmd_line"},
+		{"NUL in cmd_line", map[string]any{"cmd_line": "echo \x00", "targets": []string{"web1"}}, 400, "cmd_line"},
+		{"bogus cmd_type", map[string]any{"cmd_line": "true", "cmd_type": "bogus", "targets": []string{"web1"}}, 400, "bogus"},
+		{"script cmd_type", map[string]any{"cmd_line": "true", "cmd_type": "script", "targets": []string{"web1"}}, 400, "script"},
+		{"file cmd_type", map[string]any{"cmd_line": "true", "cmd_type": "file", "file": "/x", "targets": []string{"web1"}}, 400, "file"},
+		{"file field", map[string]any{"cmd_line": "true", "file": "/x", "targets": []string{"web1"}}, 400, "file"},
+		{"callback_url", map[string]any{"cmd_line": "true", "callback_url": "http://example.com/", "targets": []string{"web1"}}, 400, "callback_url"},
+		{"no targets", map[string]any{"cmd_line": "true"}, 400, "no targets"},
+		{"empty targets", map[string]any{"cmd_line": "true", "targets": []string{}}, 400, "no targets"},
+		{"empty target", map[string]any{"cmd_line": "true", "targets": []string{"web1", " "}}, 400, "empty target"},
+		{"bad glob", map[string]any{"cmd_line": "true", "targets": []string{"web["}}, 400, "web["},
+		{"bad timeout", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "timeout": "soon"}, 400, "timeout"},
+		{"zero timeout", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "timeout": "0s"}, 400, "timeout"},
+		{"negative timeout", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "timeout": "-5s"}, 400, "timeout"},
+		{"timeout over the limit", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "timeout": "2h"}, 400, "limit"},
+		{"bad env key", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "env": map[string]string{"A=B": "x"}}, 400, "env"},
+		{"env key with digit first", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "env": map[string]string{"1A": "x"}}, 400, "env"},
+		{"NUL in env value", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "env": map[string]string{"A": "x\x00"}}, 400, "env"},
+		{"relative cwd", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "cwd": "tmp"}, 400, "cwd"},
+		{"long id", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "id": strings.Repeat("x", 257)}, 400, "id"},
+		{"glob matching nothing", map[string]any{"cmd_line": "true", "targets": []string{"db*"}}, 404, "db*"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.dump()
+			status, out := h.do(h.client(nil), "POST", "/api/v1/exec", "Bearer "+h.admin, tt.req)
+			if status != tt.status {
+				t.Errorf("exec %v = %d %s; want %d", tt.req, status, out, tt.status)
+			}
+			wantError(t, "exec", out, tt.want)
+			h.wantUnchanged("exec", before)
+		})
+	}
+	if n := h.count("jobs"); n != 0 {
+		t.Errorf("%d jobs stored; want 0", n)
+	}
+	if got := h.fake.Calls(); len(got) != 0 {
+		t.Errorf("transport called %d times; want 0", len(got))
+	}
+}
+
+func TestExecReportsUnknownAndPending(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	tok := h.joinToken(inventory.JoinTokenSpec{}, time.Now())
+	if _, err := h.store.Register(ctx, inventory.Registration{
+		Minion:        inventory.Minion{ID: "p1", Hostname: "p1", Addr: "127.0.0.7:4510", CertPEM: "x", Fingerprint: "sha256:00"},
+		JoinTokenHash: inventory.HashToken(tok),
+	}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	var job wire.Job
+	h.adminDo("POST", "/api/v1/exec", wire.ExecRequest{ID: "req-1", CmdLine: "hostname", Targets: []string{"ghost", "p1", "10.99.0.1"}},
+		&job, http.StatusOK)
+	want := map[string]string{"ghost": "unknown", "p1": "not_accepted", "10.99.0.1": "unknown"}
+	if len(job.Results) != len(want) {
+		t.Errorf("exec: %d results %+v; want %d", len(job.Results), job.Results, len(want))
+	}
+	for _, r := range job.Results {
+		if r.State != want[r.Host] {
+			t.Errorf("host %s state = %q; want %q", r.Host, r.State, want[r.Host])
+		}
+		if r.Error == "" {
+			t.Errorf("host %s: no error message; want one saying why nothing ran", r.Host)
+		}
+	}
+	if job.ID != "req-1" || job.State != inventory.JobDone {
+		t.Errorf("exec: id, state = %q, %q; want %q, %q", job.ID, job.State, "req-1", inventory.JobDone)
+	}
+	if got := h.fake.Calls(); len(got) != 0 {
+		t.Errorf("transport called for %+v; want no calls", got)
+	}
+
+	var stored wire.Job
+	h.adminDo("GET", "/api/v1/jobs/"+job.JobID, nil, &stored, http.StatusOK)
+	if len(stored.Results) != len(want) {
+		t.Errorf("stored job: %d results; want %d", len(stored.Results), len(want))
+	}
+	for _, r := range stored.Results {
+		if r.State != want[r.Host] {
+			t.Errorf("stored host %s state = %q; want %q", r.Host, r.State, want[r.Host])
+		}
+	}
+}
+
+func TestHappyPath(t *testing.T) {
+	h := newHarness(t)
+	ident := newIdentity(t, "m1")
+	mc := h.client(ident)
+
+	// An operator issues a single-use join token through the API.
+	var jt wire.JoinTokenResponse
+	h.adminDo("POST", "/api/v1/tokens/join", wire.JoinTokenRequest{Uses: 1, TTL: "1h"}, &jt, http.StatusCreated)
+	if jt.Token == "" || jt.ExpiresAt == nil {
+		t.Fatalf("join token = %+v; want a token with an expiry", jt)
+	}
+
+	var reg wire.RegisterResponse
+	status, body := h.do(mc, "POST", "/api/v1/minions/register", "", registerReq("m1", ident, jt.Token))
+	if status != http.StatusCreated {
+		t.Fatalf("register = %d %s; want 201", status, body)
+	}
+	if err := json.Unmarshal(body, &reg); err != nil {
+		t.Fatal(err)
+	}
+	want := wire.RegisterResponse{ID: "m1", State: inventory.StatePending, Fingerprint: ident.Fingerprint, Address: "127.0.0.9:4510"}
+	if reg != want {
+		t.Errorf("register = %+v; want %+v", reg, want)
+	}
+
+	// Re-registering with the same certificate needs no token; the token is used up anyway.
+	again := registerReq("m1", ident, "")
+	again.Version = "test2"
+	status, body = h.do(mc, "POST", "/api/v1/minions/register", "", again)
+	if status != http.StatusOK {
+		t.Fatalf("re-register = %d %s; want 200", status, body)
+	}
+
+	// Not accepted yet: exec reports it, runs nothing.
+	var job wire.Job
+	h.adminDo("POST", "/api/v1/exec", wire.ExecRequest{CmdLine: "hostname", Targets: []string{"m1"}}, &job, http.StatusOK)
+	if len(job.Results) != 1 || job.Results[0].State != "not_accepted" {
+		t.Errorf("exec on a pending minion = %+v; want one not_accepted result", job.Results)
+	}
+
+	h.adminDo("POST", "/api/v1/minions/m1/accept", nil, nil, http.StatusOK)
+	var m wire.Minion
+	h.adminDo("GET", "/api/v1/minions/m1", nil, &m, http.StatusOK)
+	if m.State != inventory.StateAccepted || m.Version != "test2" || m.OS != "debian 12" || m.Fingerprint != ident.Fingerprint {
+		t.Errorf("minion m1 = %+v; want accepted, version test2, os debian 12, fingerprint %s", m, ident.Fingerprint)
+	}
+	var list wire.MinionList
+	h.adminDo("GET", "/api/v1/minions?state=accepted", nil, &list, http.StatusOK)
+	if len(list.Minions) != 1 || list.Minions[0].ID != "m1" {
+		t.Errorf("accepted minions = %+v; want m1", list.Minions)
+	}
+
+	// The seed's request shape, targeting the minion by its address.
+	seed := `{"id":"abc","cmd_line":"hostname","cmd_type":"line","minion_ip":"127.0.0.9"}`
+	job = wire.Job{}
+	h.adminDo("POST", "/api/v1/exec", seed, &job, http.StatusOK)
+	if job.ID != "abc" || job.JobID == "" || job.CmdLine != "hostname" || job.CmdType != "line" || job.State != inventory.JobDone {
+		t.Errorf("exec = %+v; want id abc, a job id, cmd hostname, type line, done", job)
+	}
+	if len(job.Results) != 1 {
+		t.Fatalf("exec results = %+v; want one", job.Results)
+	}
+	r := job.Results[0]
+	if r.Host != "m1" || r.State != "ok" || r.ExitCode != 0 || r.Stdout != "m1\n" || r.Transport != "fake" || r.Address != "127.0.0.9:4510" {
+		t.Errorf("exec result = %+v; want m1 ok, exit 0, stdout %q, transport fake", r, "m1\n")
+	}
+	if job.Summary["ok"] != 1 {
+		t.Errorf("summary = %v; want ok: 1", job.Summary)
+	}
+	calls := h.fake.Calls()
+	if len(calls) != 1 {
+		t.Fatalf("transport calls = %+v; want one", calls)
+	}
+	if c := calls[0]; c.Target.ID != "m1" || c.Target.Addr != "127.0.0.9:4510" || c.Target.Fingerprint != ident.Fingerprint ||
+		c.Cmd.Line != "hostname" || c.Cmd.Timeout != defaultTimeout {
+		t.Errorf("transport call = %+v; want m1 at 127.0.0.9:4510 pinned to %s, hostname, timeout %s", c, ident.Fingerprint, defaultTimeout)
+	}
+
+	var stored wire.Job
+	h.adminDo("GET", "/api/v1/jobs/"+job.JobID, nil, &stored, http.StatusOK)
+	if stored.JobID != job.JobID || stored.ID != "abc" || stored.State != inventory.JobDone || len(stored.Results) != 1 {
+		t.Fatalf("stored job = %+v; want %s with one result", stored, job.JobID)
+	}
+	if s := stored.Results[0]; s.Host != r.Host || s.State != r.State || s.Stdout != r.Stdout || s.ExitCode != r.ExitCode ||
+		s.Transport != r.Transport || !s.StartedAt.Equal(r.StartedAt.Truncate(time.Millisecond)) {
+		t.Errorf("stored result = %+v; want %+v", s, r)
+	}
+
+	status, body = h.do(h.client(nil), "GET", "/api/v1/jobs/nope", "Bearer "+h.admin, nil)
+	if status != http.StatusNotFound {
+		t.Errorf("GET unknown job = %d %s; want 404", status, body)
+	}
+	wantError(t, "GET unknown job", body, "nope")
+
+	// Rejecting and deleting: unknown ids are 404.
+	for _, p := range []string{"/api/v1/minions/nope/accept", "/api/v1/minions/nope/reject"} {
+		status, body = h.do(h.client(nil), "POST", p, "Bearer "+h.admin, nil)
+		if status != http.StatusNotFound {
+			t.Errorf("POST %s = %d %s; want 404", p, status, body)
+		}
+		wantError(t, p, body)
+	}
+	h.adminDo("DELETE", "/api/v1/minions/m1", nil, nil, http.StatusOK)
+	status, body = h.do(h.client(nil), "DELETE", "/api/v1/minions/m1", "Bearer "+h.admin, nil)
+	if status != http.StatusNotFound {
+		t.Errorf("second DELETE = %d %s; want 404", status, body)
+	}
+	wantError(t, "second DELETE", body)
+}
+
+func TestUnknownRoute(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/api/v1/nope", http.StatusNotFound},
+		{"PUT", "/api/v1/minions/register", http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		status, body := h.do(h.client(nil), tt.method, tt.path, "", nil)
+		if status != tt.status {
+			t.Errorf("%s %s = %d %s; want %d", tt.method, tt.path, status, body, tt.status)
+		}
+		wantError(t, tt.method+" "+tt.path, body)
+	}
+}
