@@ -217,7 +217,7 @@ func (h *harness) dump() string {
 			if err := rows.Scan(ptrs...); err != nil {
 				h.t.Fatal(err)
 			}
-			fmt.Fprintf(&sb, "  %q\n", vals)
+			fmt.Fprintf(&sb, "  %#v\n", vals)
 		}
 		if err := rows.Err(); err != nil {
 			h.t.Fatal(err)
@@ -311,7 +311,7 @@ func TestRegisterRefusesTokens(t *testing.T) {
 	h.joinToken(inventory.JoinTokenSpec{}, time.Now()) // a valid token exists, but is not sent
 	expired := h.joinToken(inventory.JoinTokenSpec{TTL: time.Hour}, time.Now().Add(-2*time.Hour))
 	spent := h.joinToken(inventory.JoinTokenSpec{Uses: 1}, time.Now())
-	if _, err := h.store.Register(context.Background(), inventory.Registration{
+	if _, _, err := h.store.Register(context.Background(), inventory.Registration{
 		Minion:        inventory.Minion{ID: "other", Hostname: "other", Addr: "127.0.0.8:4510", CertPEM: "x", Fingerprint: "sha256:00"},
 		JoinTokenHash: inventory.HashToken(spent),
 	}, time.Now()); err != nil {
@@ -373,7 +373,9 @@ func TestRegisterRefusesBadInput(t *testing.T) {
 		{"bad ip", reqBody(func(r *wire.RegisterRequest) { r.IPs = []string{"not-an-ip"} }, ident, tok), []string{"ips"}},
 		{"bad facts", reqBody(func(r *wire.RegisterRequest) { r.Facts = json.RawMessage(`"debian"`) }, ident, tok), []string{"facts"}},
 		{"no cert_pem", reqBody(func(r *wire.RegisterRequest) { r.CertPEM = "" }, ident, tok), []string{"cert_pem"}},
-		{"garbage cert_pem", reqBody(func(r *wire.RegisterRequest) { r.CertPEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" }, ident, tok), []string{"cert_pem"}},
+		{"garbage cert_pem", reqBody(func(r *wire.RegisterRequest) {
+			r.CertPEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+		}, ident, tok), []string{"cert_pem"}},
 		{"hostname with NUL", reqBody(func(r *wire.RegisterRequest) { r.Hostname = "a\x00b" }, ident, tok), []string{"hostname"}},
 	}
 	for _, tt := range tests {
@@ -475,7 +477,7 @@ func TestAuthRequired(t *testing.T) {
 	ctx := context.Background()
 	tok := h.joinToken(inventory.JoinTokenSpec{}, time.Now())
 	// A minion x exists, so a request that got through would change something.
-	if _, err := h.store.Register(ctx, inventory.Registration{
+	if _, _, err := h.store.Register(ctx, inventory.Registration{
 		Minion:        inventory.Minion{ID: "x", Hostname: "x", Addr: "127.0.0.9:4510", CertPEM: "x", Fingerprint: "sha256:00"},
 		JoinTokenHash: inventory.HashToken(tok),
 	}, time.Now()); err != nil {
@@ -537,12 +539,13 @@ func TestMalformedJSON(t *testing.T) {
 	h := newHarness(t)
 	ident := newIdentity(t, "m1")
 	routes := []struct {
-		path string
-		auth string
+		path      string
+		auth      string
+		wrongType string // a body with a known field of the wrong type
 	}{
-		{"/api/v1/minions/register", ""},
-		{"/api/v1/exec", "Bearer " + h.admin},
-		{"/api/v1/tokens/join", "Bearer " + h.admin},
+		{"/api/v1/minions/register", "", `{"id": 5}`},
+		{"/api/v1/exec", "Bearer " + h.admin, `{"cmd_line": ["true"]}`},
+		{"/api/v1/tokens/join", "Bearer " + h.admin, `{"uses": "x"}`},
 	}
 	bodies := []struct {
 		name string
@@ -554,7 +557,7 @@ func TestMalformedJSON(t *testing.T) {
 		{"syntax", `{"id" "x"}`, []string{"malformed JSON at byte"}},
 		{"array", `[1, 2]`, []string{"malformed JSON"}},
 		{"unknown field", `{"no_such_field": 1}`, []string{"malformed JSON", "no_such_field"}},
-		{"wrong type", `{"cmd_line": 5, "id": 5, "uses": "x"}`, []string{"malformed JSON", "must be"}},
+		{"wrong type", "", []string{"malformed JSON", "must be"}},
 		{"trailing data", `{} {}`, []string{"malformed JSON", "data after the object"}},
 	}
 	c := h.client(ident)
@@ -562,7 +565,11 @@ func TestMalformedJSON(t *testing.T) {
 		for _, b := range bodies {
 			t.Run(r.path+"/"+b.name, func(t *testing.T) {
 				before := h.dump()
-				status, out := h.do(c, "POST", r.path, r.auth, b.body)
+				body := b.body
+				if b.name == "wrong type" {
+					body = r.wrongType
+				}
+				status, out := h.do(c, "POST", r.path, r.auth, body)
 				if status != http.StatusBadRequest {
 					t.Errorf("POST %s %q = %d %s; want 400", r.path, b.body, status, out)
 				}
@@ -601,7 +608,7 @@ func TestExecBadInput(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	tok := h.joinToken(inventory.JoinTokenSpec{AutoAccept: true}, time.Now())
-	if _, err := h.store.Register(ctx, inventory.Registration{
+	if _, _, err := h.store.Register(ctx, inventory.Registration{
 		Minion:        inventory.Minion{ID: "web1", Hostname: "web1", Addr: "127.0.0.9:4510", CertPEM: "x", Fingerprint: "sha256:00"},
 		JoinTokenHash: inventory.HashToken(tok),
 	}, time.Now()); err != nil {
@@ -660,7 +667,7 @@ func TestExecReportsUnknownAndPending(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	tok := h.joinToken(inventory.JoinTokenSpec{}, time.Now())
-	if _, err := h.store.Register(ctx, inventory.Registration{
+	if _, _, err := h.store.Register(ctx, inventory.Registration{
 		Minion:        inventory.Minion{ID: "p1", Hostname: "p1", Addr: "127.0.0.7:4510", CertPEM: "x", Fingerprint: "sha256:00"},
 		JoinTokenHash: inventory.HashToken(tok),
 	}, time.Now()); err != nil {

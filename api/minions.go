@@ -96,7 +96,7 @@ func (s *Server) register(c *gin.Context) {
 	if req.JoinToken != "" {
 		reg.JoinTokenHash = inventory.HashToken(req.JoinToken)
 	}
-	m, err := s.Store.Register(c.Request.Context(), reg, s.now())
+	m, created, err := s.Store.Register(c.Request.Context(), reg, s.now())
 	if err != nil {
 		if err == inventory.ErrInvalidToken {
 			err = fmt.Errorf("join token: %w (issue one with: master token join)", err)
@@ -105,7 +105,7 @@ func (s *Server) register(c *gin.Context) {
 		return
 	}
 	status := http.StatusOK
-	if m.RegisteredAt.Equal(m.UpdatedAt) {
+	if created {
 		status = http.StatusCreated
 	}
 	s.Log.Info("minion registered", "id", m.ID, "state", m.State, "addr", m.Addr, "fingerprint", m.Fingerprint)

@@ -67,7 +67,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	cmds := map[string]func(context.Context, []string, io.Writer) error{
+	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
 		"minions": cmdMinions,
 		"minion":  cmdMinion,
 		"keys":    cmdKeys,
@@ -89,7 +89,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "felix: unknown command %q; run felix help\n", name)
 		return 2
 	}
-	err := fn(ctx, args[1:], stdout)
+	err := fn(ctx, args[1:], stdout, stderr)
 	switch {
 	case err == nil:
 		return 0
@@ -179,7 +179,7 @@ func ago(t time.Time) string {
 	return t.Local().Format("2006-01-02")
 }
 
-func cmdMinions(ctx context.Context, args []string, w io.Writer) error {
+func cmdMinions(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("minions")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
@@ -203,7 +203,7 @@ func cmdMinions(ctx context.Context, args []string, w io.Writer) error {
 	return nil
 }
 
-func cmdMinion(ctx context.Context, args []string, w io.Writer) error {
+func cmdMinion(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("minion")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
@@ -241,7 +241,7 @@ func cmdMinion(ctx context.Context, args []string, w io.Writer) error {
 	return nil
 }
 
-func cmdKeys(ctx context.Context, args []string, w io.Writer) error {
+func cmdKeys(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("keys")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
@@ -281,7 +281,7 @@ func cmdKeys(ctx context.Context, args []string, w io.Writer) error {
 	failed := false
 	for _, id := range ids {
 		if err := c.do(ctx, method, "/api/v1/minions/"+url.PathEscape(id)+suffix, nil, nil); err != nil {
-			fmt.Fprintf(os.Stderr, "felix keys %s %s: %v\n", action, id, err)
+			fmt.Fprintf(ew, "felix keys %s %s: %v\n", action, id, err)
 			failed = true
 			continue
 		}
@@ -293,7 +293,7 @@ func cmdKeys(ctx context.Context, args []string, w io.Writer) error {
 	return nil
 }
 
-func cmdToken(ctx context.Context, args []string, w io.Writer) error {
+func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("token")
 	auto := fs.Bool("auto-accept", false, "accept minions joining with this token at once")
 	ttl := fs.String("ttl", "24h", "validity (0: forever)")

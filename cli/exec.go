@@ -14,7 +14,7 @@ import (
 	"github.com/felix-ops/felix/api/wire"
 )
 
-func cmdExec(ctx context.Context, args []string, w io.Writer) error {
+func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("exec")
 	targets := fs.StringArrayP("target", "t", nil, "targets: ids, globs, IPs (repeatable, comma-separated)")
 	timeout := fs.String("timeout", "", "deadline per host, e.g. 30s (default: the master's)")
@@ -45,7 +45,7 @@ func cmdExec(ctx context.Context, args []string, w io.Writer) error {
 	return printJob(w, o.Output, job)
 }
 
-func cmdJob(ctx context.Context, args []string, w io.Writer) error {
+func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("job")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {

@@ -56,7 +56,8 @@ func register(t *testing.T, s *Store, m Minion, tok string, now time.Time) (Mini
 	if tok != "" {
 		reg.JoinTokenHash = HashToken(tok)
 	}
-	return s.Register(context.Background(), reg, now)
+	m, _, err := s.Register(context.Background(), reg, now)
+	return m, err
 }
 
 func ids(t *testing.T, s *Store) []string {
@@ -741,3 +742,20 @@ func TestUpdateHealth(t *testing.T) {
 
 // msTime is t as stored: at millisecond precision.
 func msTime(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()) }
+
+func TestRegisterReportsCreated(t *testing.T) {
+	s, _ := newStore(t)
+	now := time.UnixMilli(1_700_000_000_000)
+	tok := joinToken(t, s, JoinTokenSpec{}, now)
+	reg := Registration{Minion: minion("m1", "sha256:aa"), JoinTokenHash: HashToken(tok)}
+	// Same millisecond on purpose: "created" must not be derived from times.
+	for i, want := range []bool{true, false} {
+		_, created, err := s.Register(context.Background(), reg, now)
+		if err != nil {
+			t.Fatalf("register %d: %v", i, err)
+		}
+		if created != want {
+			t.Errorf("register %d: created = %v; want %v", i, created, want)
+		}
+	}
+}

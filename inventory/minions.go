@@ -66,9 +66,9 @@ type Registration struct {
 // A new minion needs a valid join token, which is used up once; it becomes
 // accepted if the token says so, else pending. A known id must present the
 // pinned fingerprint (else ErrConflict, nothing changed); its state is kept.
-func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (Minion, error) {
-	var out Minion
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+// created reports whether the minion is new.
+func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (m Minion, created bool, err error) {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
 		old, err := scanMinion(tx.QueryRowContext(ctx, `SELECT `+minionCols+` FROM minions WHERE id = ?`, reg.ID))
 		known := err == nil
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -93,7 +93,8 @@ func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (
 				state = StateAccepted
 			}
 		}
-		m := reg.Minion
+		m = reg.Minion
+		created = !known
 		m.State = state
 		m.Health = HealthUnknown
 		m.RegisteredAt = now
@@ -106,10 +107,9 @@ func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (
 			version=excluded.version, os=excluded.os, facts=excluded.facts, updated_at=excluded.updated_at`,
 			m.ID, m.Hostname, joinList(m.IPs), m.Addr, m.Version, m.OS, m.Facts, m.CertPEM, m.Fingerprint,
 			m.State, m.Health, ms(m.LastSeen), ms(m.RegisteredAt), ms(m.UpdatedAt))
-		out = m
 		return err
 	})
-	return out, err
+	return m, created, err
 }
 
 // Minions lists all minions ordered by id.

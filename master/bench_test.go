@@ -68,7 +68,7 @@ func benchFanout(b *testing.B, n int) {
 		g := agent.NewGRPCServer(mid, m.Fingerprint, agent.NewServer(id, "bench", log))
 		go g.Serve(ln)
 		servers = append(servers, g)
-		_, err = m.store.Register(ctx, inventory.Registration{JoinTokenHash: inventory.HashToken(tok), Minion: inventory.Minion{
+		_, _, err = m.store.Register(ctx, inventory.Registration{JoinTokenHash: inventory.HashToken(tok), Minion: inventory.Minion{
 			ID: id, Hostname: id, Addr: ln.Addr().String(), CertPEM: string(mid.CertPEM), Fingerprint: mid.Fingerprint,
 			Facts: "{}"}}, time.Now())
 		if err != nil {

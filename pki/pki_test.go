@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var fingerprintRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
@@ -319,8 +320,10 @@ func TestMatch(t *testing.T) {
 	}
 }
 
-// TestPinnedHandshake runs real TLS handshakes over an in-memory pipe between
+// TestPinnedHandshake runs real TLS handshakes between
 // ClientConfig and a server that pins its client the way the minion does.
+// (Over loopback TCP: net.Pipe is unbuffered and TLS 1.3's post-handshake
+// messages would block on it.)
 func TestPinnedHandshake(t *testing.T) {
 	master, minion := testIdentities(t)
 	tests := []struct {
@@ -339,8 +342,7 @@ func TestPinnedHandshake(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cc, sc := net.Pipe()
-			t.Cleanup(func() { cc.Close(); sc.Close() })
+			cc, sc := tcpPair(t)
 			srv := tls.Server(sc, &tls.Config{
 				MinVersion:       tls.VersionTLS13,
 				Certificates:     []tls.Certificate{minion.Cert},
@@ -368,6 +370,15 @@ func TestPinnedHandshake(t *testing.T) {
 			// certificate; a refused client learns it on its first read.
 			if tt.wantClient != (cliErr == nil) {
 				t.Errorf("client handshake = %v; want success: %v", cliErr, tt.wantClient)
+			}
+			if cliErr == nil && sErr != nil {
+				// The refused client's first read must fail, not hang or succeed.
+				cc.SetReadDeadline(time.Now().Add(time.Minute))
+				if _, err := cli.Read(make([]byte, 1)); err == nil {
+					t.Errorf("refused client's first read succeeded; want an error")
+				} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Errorf("refused client's first read timed out; want the server's alert")
+				}
 			}
 			if cliErr == nil && sErr == nil {
 				got := cli.ConnectionState().PeerCertificates[0]
@@ -397,4 +408,34 @@ func TestVerifyPinnedNoCertificate(t *testing.T) {
 	if err == nil {
 		t.Errorf("VerifyPinned(expired certificate) = nil; want an error")
 	}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, closed at cleanup.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }
