@@ -92,7 +92,7 @@ func newHarness(t *testing.T) *harness {
 			t.Errorf("store.Close() = %v", err)
 		}
 	})
-	writer := inventory.NewResultWriter(store)
+	writer := inventory.NewResultWriter(store, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(writer.Close) // before store.Close: cleanups run last-in first-out
 
 	db, err := sql.Open("sqlite3", "file:"+dbPath+"?mode=ro&_busy_timeout=5000")

@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -549,7 +551,7 @@ func TestAPITokens(t *testing.T) {
 func TestJobsAndResultWriter(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
-	w := NewResultWriter(s)
+	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(w.Close) // runs before the store closes
 
 	jobs := []Job{
@@ -661,7 +663,7 @@ func TestJobsAndResultWriter(t *testing.T) {
 func TestResultWriterReplacesHostResult(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
-	w := NewResultWriter(s)
+	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(w.Close)
 	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "true", CmdType: "line", Targets: []string{"m1"}, State: JobRunning, CreatedAt: t0}); err != nil {
 		t.Fatal(err)
@@ -757,5 +759,16 @@ func TestRegisterReportsCreated(t *testing.T) {
 		if created != want {
 			t.Errorf("register %d: created = %v; want %v", i, created, want)
 		}
+	}
+}
+
+func TestResultWriterAfterClose(t *testing.T) {
+	s, _ := newStore(t)
+	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w.Close()
+	w.Close()                          // twice is fine
+	w.Add("j", exec.Result{Host: "h"}) // must not panic
+	if err := w.Finish(context.Background(), "j", JobDone, t0); !errors.Is(err, ErrWriterClosed) {
+		t.Errorf("Finish after Close = %v; want ErrWriterClosed", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -84,9 +85,16 @@ func (s *Store) Job(ctx context.Context, id string) (Job, []exec.Result, error) 
 // so a fan-out to thousands of hosts costs a handful of commits.
 type ResultWriter struct {
 	store *Store
+	log   *slog.Logger
 	ops   chan writeOp
 	wg    sync.WaitGroup
+
+	mu     sync.RWMutex // held for reading while sending on ops, for writing to close it
+	closed bool         // protected by mu
 }
+
+// ErrWriterClosed is returned by Finish after Close.
+var ErrWriterClosed = errors.New("result writer closed")
 
 type writeOp struct {
 	jobID    string
@@ -98,16 +106,23 @@ type writeOp struct {
 
 const maxBatch = 2048
 
-// NewResultWriter starts the writer goroutine; Close stops it.
-func NewResultWriter(s *Store) *ResultWriter {
-	w := &ResultWriter{store: s, ops: make(chan writeOp, maxBatch)}
+// NewResultWriter starts the writer goroutine; Close stops it. Failed
+// commits are logged to log.
+func NewResultWriter(s *Store, log *slog.Logger) *ResultWriter {
+	w := &ResultWriter{store: s, log: log, ops: make(chan writeOp, maxBatch)}
 	w.wg.Add(1)
 	go w.loop()
 	return w
 }
 
-// Add queues one host result of a job.
+// Add queues one host result of a job. After Close it only logs.
 func (w *ResultWriter) Add(jobID string, r exec.Result) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		w.log.Error("result dropped: writer closed", "job", jobID, "host", r.Host, "state", r.State)
+		return
+	}
 	w.ops <- writeOp{jobID: jobID, result: &r}
 }
 
@@ -115,7 +130,13 @@ func (w *ResultWriter) Add(jobID string, r exec.Result) {
 // before it are committed.
 func (w *ResultWriter) Finish(ctx context.Context, jobID, state string, at time.Time) error {
 	done := make(chan error, 1)
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return ErrWriterClosed
+	}
 	w.ops <- writeOp{jobID: jobID, finish: state, finished: at, done: done}
+	w.mu.RUnlock()
 	select {
 	case err := <-done:
 		return err
@@ -124,10 +145,15 @@ func (w *ResultWriter) Finish(ctx context.Context, jobID, state string, at time.
 	}
 }
 
-// Close commits what is queued and stops the writer. No Add or Finish may
-// follow.
+// Close commits what is queued and stops the writer. Later calls of Add
+// and Finish store nothing.
 func (w *ResultWriter) Close() {
-	close(w.ops)
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.ops)
+	}
+	w.mu.Unlock()
 	w.wg.Wait()
 }
 
@@ -149,6 +175,9 @@ func (w *ResultWriter) loop() {
 			}
 		}
 		err := w.commit(batch)
+		if err != nil {
+			w.log.Error("store job results", "ops", len(batch), "err", err)
+		}
 		for _, op := range batch {
 			if op.done != nil {
 				op.done <- err

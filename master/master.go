@@ -76,7 +76,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	}
 	m.ln = ln
 	m.pool = agent.NewPool(id)
-	m.writer = inventory.NewResultWriter(store)
+	m.writer = inventory.NewResultWriter(store, log)
 	svc := &jobs.Service{
 		Store:  store,
 		Writer: m.writer,
