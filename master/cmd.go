@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -179,24 +180,27 @@ func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if kind == "api" && *name == "" {
+		return fmt.Errorf("--name is required")
+	}
+	if *uses < 0 || *ttl < 0 {
+		return fmt.Errorf("--uses and --ttl must not be negative")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
 	store, err := inventory.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	if kind == "api" {
-		if *name == "" {
-			return fmt.Errorf("--name is required")
-		}
 		tok, err := store.CreateAPIToken(ctx, *name, inventory.RoleAdmin, *ttl, time.Now())
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, tok)
 		return nil
-	}
-	if *uses < 0 || *ttl < 0 {
-		return fmt.Errorf("--uses and --ttl must not be negative")
 	}
 	tok, _, err := store.CreateJoinToken(ctx, inventory.JoinTokenSpec{AutoAccept: *auto, TTL: *ttl, Uses: *uses}, time.Now())
 	if err != nil {
