@@ -641,6 +641,8 @@ func TestExecBadInput(t *testing.T) {
 		{"env key with digit first", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "env": map[string]string{"1A": "x"}}, 400, "env"},
 		{"NUL in env value", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "env": map[string]string{"A": "x\x00"}}, 400, "env"},
 		{"relative cwd", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "cwd": "tmp"}, 400, "cwd"},
+		{"minion_ip not an IP", map[string]any{"cmd_line": "true", "minion_ip": "*"}, 400, "minion_ip"},
+		{"target with a newline", map[string]any{"cmd_line": "true", "targets": []string{"web1\nweb2"}}, 400, "bad target"},
 		{"long id", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "id": strings.Repeat("x", 257)}, 400, "id"},
 		{"glob matching nothing", map[string]any{"cmd_line": "true", "targets": []string{"db*"}}, 404, "db*"},
 	}

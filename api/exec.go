@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net"
 	"net/http"
 	"regexp"
 	"sort"
@@ -44,6 +45,9 @@ func (s *Server) spec(req wire.ExecRequest) (jobs.Spec, error) {
 	}
 	targets := append([]string(nil), req.Targets...)
 	if req.MinionIP != "" {
+		if net.ParseIP(req.MinionIP) == nil {
+			return jobs.Spec{}, badRequestf("minion_ip %q is not an IP address", req.MinionIP)
+		}
 		targets = append(targets, req.MinionIP)
 	}
 	if len(targets) == 0 {

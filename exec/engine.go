@@ -141,9 +141,9 @@ func (e *Engine) runOne(ctx context.Context, cmd Command, t Target) Result {
 	switch {
 	case err != nil && errors.Is(err, ErrUnreachable):
 		r.State, r.ExitCode, r.Error = StateUnreachable, -1, err.Error()
-	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case err != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)):
 		r.State, r.ExitCode, r.Error = StateTimeout, -1, "no answer from host before the deadline: "+err.Error()
-	case err != nil && ctx.Err() != nil:
+	case err != nil && (ctx.Err() != nil || errors.Is(err, context.Canceled)):
 		r.State, r.ExitCode, r.Error = StateCancelled, -1, err.Error()
 	case err != nil:
 		r.State, r.ExitCode, r.Error = StateFailed, -1, err.Error()

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
@@ -111,6 +113,8 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 		switch {
 		case p == "":
 			return nil, fmt.Errorf("%w: empty target", ErrBadTarget)
+		case len(p) > 253 || strings.IndexFunc(p, unicode.IsControl) >= 0 || !utf8.ValidString(p):
+			return nil, fmt.Errorf("%w: %q is not an id, glob or IP address", ErrBadTarget, p)
 		case strings.ContainsAny(p, "*?["):
 			if _, err := path.Match(p, ""); err != nil {
 				return nil, fmt.Errorf("%w: %q: %v", ErrBadTarget, p, err)
@@ -121,7 +125,10 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 				}
 			}
 		case net.ParseIP(p) != nil:
-			ms := matchIP(all, net.ParseIP(p))
+			ms, err := matchIP(all, net.ParseIP(p))
+			if err != nil {
+				return nil, err
+			}
 			if len(ms) == 0 {
 				picked[p] = exec.Target{ID: p, Addr: p, Skip: exec.StateUnknown, Error: "no minion has address " + p}
 			}
@@ -147,9 +154,12 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 	return out, nil
 }
 
-// matchIP returns the minions dialled at ip, or failing that the minions that
-// report ip among their addresses.
-func matchIP(all []inventory.Minion, ip net.IP) []inventory.Minion {
+// matchIP returns the minions dialled at ip, or failing that the one minion
+// that reports ip among its addresses. Loopback, link-local and unspecified
+// addresses are never matched by report (every host has them), and an
+// address reported by several minions (a NAT or docker0 address) is refused
+// as ambiguous rather than run everywhere.
+func matchIP(all []inventory.Minion, ip net.IP) ([]inventory.Minion, error) {
 	var byAddr, byFact []inventory.Minion
 	for _, m := range all {
 		if host, _, err := net.SplitHostPort(m.Addr); err == nil && ip.Equal(net.ParseIP(host)) {
@@ -164,7 +174,18 @@ func matchIP(all []inventory.Minion, ip net.IP) []inventory.Minion {
 		}
 	}
 	if len(byAddr) > 0 {
-		return byAddr
+		return byAddr, nil
 	}
-	return byFact
+	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast() {
+		return nil, nil
+	}
+	if len(byFact) > 1 {
+		ids := make([]string, len(byFact))
+		for i, m := range byFact {
+			ids[i] = m.ID
+		}
+		return nil, fmt.Errorf("%w: address %s is reported by %d minions (%s); name them by id", ErrBadTarget, ip,
+			len(byFact), strings.Join(ids, ", "))
+	}
+	return byFact, nil
 }

@@ -38,6 +38,9 @@ var testMinions = []testMinion{
 	// db2 reports web1's dial address as one of its own: a dial address wins.
 	{id: "db2", addr: "db2.example:4506", ips: []string{"10.0.0.1", "172.16.0.6"}, state: inventory.StateAccepted},
 	{id: "v6", addr: "[fd00::6]:4506", state: inventory.StateAccepted},
+	// Every host reports loopback; docker hosts share 172.17.0.1.
+	{id: "dock1", addr: "10.0.2.1:4506", ips: []string{"127.0.0.1", "fe80::1", "172.17.0.1"}, state: inventory.StateAccepted},
+	{id: "dock2", addr: "10.0.2.2:4506", ips: []string{"127.0.0.1", "fe80::1", "172.17.0.1"}, state: inventory.StateAccepted},
 }
 
 // newTestStore opens an inventory in t.TempDir() holding testMinions.
@@ -127,6 +130,12 @@ func TestResolve(t *testing.T) {
 			want: []exec.Target{{ID: "a-unknown", Skip: exec.StateUnknown}, accepted("db1"), accepted("web1"),
 				accepted("web2"), notAccepted("web3"), {ID: "zz-unknown", Skip: exec.StateUnknown}},
 		},
+		{name: "loopback is never matched by report", patterns: []string{"127.0.0.1"},
+			want: []exec.Target{{ID: "127.0.0.1", Addr: "127.0.0.1", Skip: exec.StateUnknown}}},
+		{name: "link-local is never matched by report", patterns: []string{"fe80::1"},
+			want: []exec.Target{{ID: "fe80::1", Addr: "fe80::1", Skip: exec.StateUnknown}}},
+		{name: "address reported by several minions", patterns: []string{"172.17.0.1"}, wantErr: ErrBadTarget},
+		{name: "control character", patterns: []string{"web1\nweb2"}, wantErr: ErrBadTarget},
 		{name: "glob matching nothing", patterns: []string{"zzz*"}, wantErr: ErrNoTargets},
 		{name: "glob matching only pending and rejected", patterns: []string{"web[34]"}, wantErr: ErrNoTargets},
 		{name: "bad glob", patterns: []string{"["}, wantErr: ErrBadTarget},

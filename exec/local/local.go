@@ -62,13 +62,15 @@ func Run(ctx context.Context, cmd exec.Command, out exec.OutputFunc) (exec.Exit,
 	c.WaitDelay = waitDelay
 
 	var killed atomic.Bool
+	var killTimer atomic.Pointer[time.Timer]
 	c.Cancel = func() error {
 		killed.Store(true)
 		pgid := c.Process.Pid
 		// SIGKILL follows even if the shell dies at once, so children that
 		// ignore SIGTERM do not outlive the run. The group id cannot be reused
-		// while any member, even a zombie, remains.
-		time.AfterFunc(killGrace, func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+		// while any member, even a zombie, remains; once Run returns the
+		// timer is settled there instead (below).
+		killTimer.Store(time.AfterFunc(killGrace, func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) }))
 		if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("signal process group %d: %w", pgid, err)
 		}
@@ -82,6 +84,14 @@ func Run(ctx context.Context, cmd exec.Command, out exec.OutputFunc) (exec.Exit,
 	// Wait's error only repeats what ProcessState and the context say
 	// (non-zero exit, ErrWaitDelay, ctx.Err()).
 	_ = c.Wait()
+	if t := killTimer.Load(); t != nil && t.Stop() {
+		// Past the deadline with the shell gone: kill what is left of the
+		// group now rather than later, when its id may belong to others.
+		pgid := c.Process.Pid
+		if syscall.Kill(-pgid, 0) == nil {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	}
 
 	ex := exec.Exit{Duration: time.Since(start), Code: c.ProcessState.ExitCode()}
 	if ws, ok := c.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {

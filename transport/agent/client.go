@@ -121,9 +121,12 @@ func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out ex
 	if id, ok := JobID(ctx); ok {
 		req.JobId = id
 	}
+	// Opening the stream fails fast with Unavailable when no connection to
+	// the minion is ready: then the request was never sent. Any failure
+	// after that may have run the command, so it is never "unreachable".
 	stream, err := cl.Exec(ctx, req)
 	if err != nil {
-		return exec.Exit{}, rpcError("exec on", t, err, false)
+		return exec.Exit{}, rpcError("exec on", t, err, true)
 	}
 	started := false
 	for {
@@ -132,13 +135,16 @@ func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out ex
 			return exec.Exit{}, fmt.Errorf("exec on minion %s: stream ended without an exit status", t.ID)
 		}
 		if err != nil {
-			return exec.Exit{}, rpcError("exec on", t, err, started)
+			err = rpcError("exec on", t, err, false)
+			if !started {
+				err = fmt.Errorf("%w (the minion never confirmed the start; the command may or may not have run)", err)
+			}
+			return exec.Exit{}, err
 		}
 		switch e := ev.Event.(type) {
 		case *felixv1.ExecEvent_Started:
 			started = true
 		case *felixv1.ExecEvent_Output:
-			started = true
 			s := exec.Stdout
 			if e.Output.Stream == felixv1.Stream_STREAM_STDERR {
 				s = exec.Stderr
@@ -163,7 +169,7 @@ func (p *Pool) Ping(ctx context.Context, t exec.Target) (string, error) {
 	}
 	resp, err := cl.Ping(ctx, &felixv1.PingRequest{})
 	if err != nil {
-		return "", rpcError("ping", t, err, false)
+		return "", rpcError("ping", t, err, true)
 	}
 	return resp.Version, nil
 }
@@ -176,7 +182,7 @@ func (p *Pool) Facts(ctx context.Context, t exec.Target) (facts.Facts, error) {
 	}
 	r, err := cl.Facts(ctx, &felixv1.FactsRequest{})
 	if err != nil {
-		return facts.Facts{}, rpcError("facts of", t, err, false)
+		return facts.Facts{}, rpcError("facts of", t, err, true)
 	}
 	return facts.Facts{Hostname: r.Hostname, OSName: r.OsName, OSVersion: r.OsVersion, OSPretty: r.OsPretty,
 		Kernel: r.Kernel, Arch: r.Arch, CPUs: int(r.Cpus), MemoryBytes: r.MemoryBytes, IPs: r.Ips,
@@ -184,10 +190,11 @@ func (p *Pool) Facts(ctx context.Context, t exec.Target) (facts.Facts, error) {
 }
 
 // rpcError names the operation and maps gRPC codes onto exec's sentinels in
-// one place: Unavailable before the command started means unreachable.
-func rpcError(op string, t exec.Target, err error, started bool) error {
+// one place. Unavailable means unreachable only when notSent: the call failed
+// before its request could go out.
+func rpcError(op string, t exec.Target, err error, notSent bool) error {
 	st, _ := status.FromError(err)
-	if st.Code() == codes.Unavailable && !started {
+	if st.Code() == codes.Unavailable && notSent {
 		return fmt.Errorf("%s minion %s at %s: %s: %w", op, t.ID, t.Addr, st.Message(), exec.ErrUnreachable)
 	}
 	switch st.Code() {

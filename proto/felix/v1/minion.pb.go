@@ -257,8 +257,9 @@ func (x *ExecRequest) GetTimeout() *durationpb.Duration {
 }
 
 // ExecEvent is one message of an Exec stream: Started, output chunks, then
-// the exit. Started is sent before the process starts, so a client that never
-// saw it knows the command did not run.
+// the exit. Started is sent just before the process starts; it tells the
+// client the minion accepted the request (a client that never saw it cannot
+// know whether the command ran).
 type ExecEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
