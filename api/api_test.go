@@ -589,7 +589,7 @@ func TestJoinTokenBadInput(t *testing.T) {
 	}{
 		{"bad ttl", `{"ttl": "soon"}`, "ttl"},
 		{"negative ttl", `{"ttl": "-1h"}`, "ttl"},
-		{"negative uses", `{"uses": -1}`, "uses"},
+		{"negative uses", `{"uses": -2}`, "uses"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -209,8 +209,8 @@ func (s *Server) createJoinToken(c *gin.Context) {
 		}
 		ttl = d
 	}
-	if req.Uses < 0 {
-		s.abort(c, badRequestf("uses must be 0 (unlimited) or more"))
+	if req.Uses < -1 {
+		s.abort(c, badRequestf("uses must be -1 (unlimited), 0 (default) or more"))
 		return
 	}
 	tok, exp, err := s.Store.CreateJoinToken(c.Request.Context(),

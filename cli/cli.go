@@ -297,7 +297,7 @@ func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("token")
 	auto := fs.Bool("auto-accept", false, "accept minions joining with this token at once")
 	ttl := fs.String("ttl", "24h", "validity (0: forever)")
-	uses := fs.Int("uses", 0, "registrations allowed (0: unlimited)")
+	uses := fs.Int("uses", 0, "registrations allowed (default 1 with --auto-accept, else unlimited; -1: unlimited)")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err

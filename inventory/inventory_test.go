@@ -772,3 +772,60 @@ func TestResultWriterAfterClose(t *testing.T) {
 		t.Errorf("Finish after Close = %v; want ErrWriterClosed", err)
 	}
 }
+
+func TestConflictNeedsAValidToken(t *testing.T) {
+	s, _ := newStore(t)
+	tok := joinToken(t, s, JoinTokenSpec{Uses: 2}, t0)
+	if _, err := register(t, s, minion("m1", "sha256:aa"), tok, t0); err != nil {
+		t.Fatal(err)
+	}
+	// Without a valid token nobody learns the id is taken.
+	for _, bad := range []string{"", "fjt_wrong"} {
+		if _, err := register(t, s, minion("m1", "sha256:bb"), bad, t0); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("other certificate with token %q: %v; want ErrInvalidToken", bad, err)
+		}
+	}
+	// With one it is a conflict, and the token is not used up.
+	if _, err := register(t, s, minion("m1", "sha256:bb"), tok, t0); !errors.Is(err, ErrConflict) {
+		t.Errorf("other certificate with a valid token: %v; want ErrConflict", err)
+	}
+	if _, err := register(t, s, minion("m2", "sha256:cc"), tok, t0); err != nil {
+		t.Errorf("the token's second use after a conflict: %v", err)
+	}
+	m, err := s.Minion(context.Background(), "m1")
+	if err != nil || m.Fingerprint != "sha256:aa" {
+		t.Errorf("m1 pinned to %q (%v); want sha256:aa unchanged", m.Fingerprint, err)
+	}
+}
+
+func TestJoinTokenDefaultUses(t *testing.T) {
+	tests := []struct {
+		name     string
+		spec     JoinTokenSpec
+		wantUses int // registrations that succeed out of 3
+	}{
+		{"auto-accept defaults to one use", JoinTokenSpec{AutoAccept: true}, 1},
+		{"auto-accept unlimited on request", JoinTokenSpec{AutoAccept: true, Uses: -1}, 3},
+		{"pending defaults to unlimited", JoinTokenSpec{}, 3},
+		{"explicit two", JoinTokenSpec{Uses: 2}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newStore(t)
+			tok := joinToken(t, s, tt.spec, t0)
+			ok := 0
+			for i := range 3 {
+				if _, err := register(t, s, minion(fmt.Sprintf("m%d", i), fmt.Sprintf("sha256:%02d", i)), tok, t0); err == nil {
+					ok++
+				}
+			}
+			if ok != tt.wantUses {
+				t.Errorf("%d registrations succeeded; want %d", ok, tt.wantUses)
+			}
+		})
+	}
+	s, _ := newStore(t)
+	if _, _, err := s.CreateJoinToken(context.Background(), JoinTokenSpec{Uses: -2}, t0); err == nil {
+		t.Errorf("uses -2 accepted")
+	}
+}

@@ -75,6 +75,14 @@ func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (
 			return err
 		}
 		if known && old.Fingerprint != reg.Fingerprint {
+			// Only a caller with a valid join token learns that the id is
+			// taken (and by which certificate); the token is not used up.
+			if reg.JoinTokenHash == "" {
+				return ErrInvalidToken
+			}
+			if _, err := checkJoinToken(ctx, tx, reg.JoinTokenHash, now); err != nil {
+				return err
+			}
 			return fmt.Errorf("minion %s is registered with certificate %s: %w", reg.ID, old.Fingerprint, ErrConflict)
 		}
 		state := StatePending

@@ -41,7 +41,10 @@ func newToken(prefix string) (string, error) {
 type JoinTokenSpec struct {
 	AutoAccept bool
 	TTL        time.Duration // 0: never expires
-	Uses       int           // 0: unlimited
+	// Uses is how many registrations the token allows: N > 0, or -1 for no
+	// limit. 0 means the default: one use for an auto-accept token (it lets
+	// anyone holding it claim a free id), no limit otherwise.
+	Uses int
 }
 
 // CreateJoinToken issues a join token and returns it; only its hash is kept.
@@ -55,7 +58,12 @@ func (s *Store) CreateJoinToken(ctx context.Context, spec JoinTokenSpec, now tim
 		exp = now.Add(spec.TTL)
 	}
 	uses := spec.Uses
-	if uses <= 0 {
+	switch {
+	case uses < -1:
+		return "", time.Time{}, fmt.Errorf("join token uses %d: want -1 (no limit), 0 (default) or more", uses)
+	case uses == 0 && spec.AutoAccept:
+		uses = 1
+	case uses == 0:
 		uses = -1
 	}
 	_, err = s.w.ExecContext(ctx, `INSERT INTO join_tokens (hash, auto_accept, uses_left, expires_at, created_at) VALUES (?,?,?,?,?)`,
@@ -66,8 +74,8 @@ func (s *Store) CreateJoinToken(ctx context.Context, spec JoinTokenSpec, now tim
 	return tok, exp, nil
 }
 
-// consumeJoinToken checks a join token inside tx and uses it up once.
-func consumeJoinToken(ctx context.Context, tx *sql.Tx, hash string, now time.Time) (autoAccept bool, err error) {
+// checkJoinToken reports whether a join token is valid now, inside tx.
+func checkJoinToken(ctx context.Context, tx *sql.Tx, hash string, now time.Time) (autoAccept bool, err error) {
 	var uses, exp int64
 	err = tx.QueryRowContext(ctx, `SELECT auto_accept, uses_left, expires_at FROM join_tokens WHERE hash = ?`, hash).
 		Scan(&autoAccept, &uses, &exp)
@@ -80,10 +88,17 @@ func consumeJoinToken(ctx context.Context, tx *sql.Tx, hash string, now time.Tim
 	if uses == 0 || (exp != 0 && now.UnixMilli() >= exp) {
 		return false, ErrInvalidToken
 	}
-	if uses > 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE join_tokens SET uses_left = uses_left - 1 WHERE hash = ?`, hash); err != nil {
-			return false, fmt.Errorf("use join token: %w", err)
-		}
+	return autoAccept, nil
+}
+
+// consumeJoinToken checks a join token inside tx and uses it up once.
+func consumeJoinToken(ctx context.Context, tx *sql.Tx, hash string, now time.Time) (autoAccept bool, err error) {
+	autoAccept, err = checkJoinToken(ctx, tx, hash, now)
+	if err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE join_tokens SET uses_left = uses_left - 1 WHERE hash = ? AND uses_left > 0`, hash); err != nil {
+		return false, fmt.Errorf("use join token: %w", err)
 	}
 	return autoAccept, nil
 }

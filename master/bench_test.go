@@ -54,7 +54,7 @@ func benchFanout(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tok, _, err := m.store.CreateJoinToken(ctx, inventory.JoinTokenSpec{AutoAccept: true}, time.Now())
+	tok, _, err := m.store.CreateJoinToken(ctx, inventory.JoinTokenSpec{AutoAccept: true, Uses: -1}, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

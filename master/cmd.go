@@ -24,7 +24,8 @@ Usage:
   master stop [flags]           stop a running master, draining in-flight work
   master status [flags]         say whether the master runs, and its fingerprint
   master token join [--auto-accept] [--ttl 24h] [--uses N]
-                                issue a join token for minions
+                                issue a join token for minions (uses: default 1 with
+                                --auto-accept, else unlimited; -1 for unlimited)
   master token api --name NAME [--ttl D]
                                 issue an admin API token
   master version                print the version
@@ -174,7 +175,7 @@ func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
 			def = 0
 		}
 		ttl = fs.Duration("ttl", def, "how long the token is valid (0: forever)")
-		uses = fs.Int("uses", 0, "how many registrations the token allows (0: unlimited)")
+		uses = fs.Int("uses", 0, "how many registrations the token allows (default 1 with --auto-accept, else unlimited; -1: unlimited)")
 		name = fs.String("name", "", "name of the API token")
 	})
 	if err != nil {
@@ -183,8 +184,8 @@ func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
 	if kind == "api" && *name == "" {
 		return fmt.Errorf("--name is required")
 	}
-	if *uses < 0 || *ttl < 0 {
-		return fmt.Errorf("--uses and --ttl must not be negative")
+	if *uses < -1 || *ttl < 0 {
+		return fmt.Errorf("--uses must be -1 (unlimited) or more, --ttl must not be negative")
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)

@@ -430,7 +430,7 @@ func TestMainErrors(t *testing.T) {
 		{append([]string{"token", "api"}, common...), 1, "--name"},
 		{append([]string{"token"}, common...), 1, "token join"},
 		{append([]string{"token", "bogus"}, common...), 1, "token join"},
-		{append([]string{"token", "join", "--uses", "-1"}, common...), 1, "negative"},
+		{append([]string{"token", "join", "--uses", "-2"}, common...), 1, "--uses"},
 		{append([]string{"token", "api", "--name", "x", "--ttl", "-1h"}, common...), 1, "negative"},
 		{append([]string{"status"}, common...), 1, "not running"},
 		{append([]string{"stop"}, common...), 1, "not running"},

@@ -61,7 +61,7 @@ type MinionList struct {
 type JoinTokenRequest struct {
 	AutoAccept bool   `json:"auto_accept"`
 	TTL        string `json:"ttl"`  // Go duration; empty: 24h; "0": never expires
-	Uses       int    `json:"uses"` // 0: unlimited
+	Uses       int    `json:"uses"` // 0: 1 for auto-accept, else unlimited; -1: unlimited
 }
 
 // JoinTokenResponse carries a new join token.
