@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -18,44 +19,29 @@ import (
 	"github.com/felix-ops/felix/pki"
 )
 
-// ValidID reports why id cannot name a minion, or nil. Ids are host-name
-// like: 1–253 bytes of letters, digits, '.', '-' and '_', starting with a
-// letter or digit, with no "..": safe as a file name and a shell word.
-func ValidID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("id is empty")
-	case len(id) > 253:
-		return fmt.Errorf("id is %d bytes; at most 253", len(id))
-	case !utf8.ValidString(id):
-		return fmt.Errorf("id is not valid UTF-8")
-	case strings.Contains(id, ".."):
-		return fmt.Errorf("id %q contains \"..\"", id)
-	}
-	for i, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || (i > 0 && strings.ContainsRune(".-_", r))
-		if !ok {
-			return fmt.Errorf("id %q: character %q at byte %d is not allowed (letters, digits, '.', '-', '_')", id, r, i)
-		}
-	}
-	return nil
-}
-
 func (s *Server) register(c *gin.Context) {
 	var req wire.RegisterRequest
 	if err := decode(c, &req); err != nil {
 		s.abort(c, err)
 		return
 	}
-	if err := ValidID(req.ID); err != nil {
+	if err := wire.ValidID(req.ID); err != nil {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
 	if req.Hostname == "" {
 		req.Hostname = req.ID
 	}
-	if len(req.Hostname) > 253 || !utf8.ValidString(req.Hostname) || strings.ContainsRune(req.Hostname, 0) {
-		s.abort(c, badRequestf("hostname is not a valid host name"))
+	if err := printable("hostname", req.Hostname, 253); err != nil {
+		s.abort(c, err)
+		return
+	}
+	if err := printable("version", req.Version, 64); err != nil {
+		s.abort(c, err)
+		return
+	}
+	if len(req.IPs) > 1024 {
+		s.abort(c, badRequestf("ips: %d addresses; at most 1024", len(req.IPs)))
 		return
 	}
 	for _, ip := range req.IPs {
@@ -110,6 +96,18 @@ func (s *Server) register(c *gin.Context) {
 	}
 	s.Log.Info("minion registered", "id", m.ID, "state", m.State, "addr", m.Addr, "fingerprint", m.Fingerprint)
 	c.JSON(status, wire.RegisterResponse{ID: m.ID, State: m.State, Fingerprint: m.Fingerprint, Address: m.Addr})
+}
+
+// printable refuses text that is too long or could rewrite an operator's
+// terminal when shown in a table.
+func printable(field, v string, maxLen int) error {
+	if len(v) > maxLen {
+		return badRequestf("%s is %d bytes; at most %d", field, len(v), maxLen)
+	}
+	if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+		return badRequestf("%s must be printable UTF-8 text", field)
+	}
+	return nil
 }
 
 // grpcAddr works out the address the master dials: the minion's own when it

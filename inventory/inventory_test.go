@@ -829,3 +829,24 @@ func TestJoinTokenDefaultUses(t *testing.T) {
 		t.Errorf("uses -2 accepted")
 	}
 }
+
+func TestInterruptJobs(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	for _, j := range []Job{{ID: "run", State: JobRunning}, {ID: "done", State: JobDone}} {
+		j.CmdLine, j.CmdType, j.CreatedAt = "true", "line", t0
+		if err := s.CreateJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.InterruptJobs(ctx, t0.Add(time.Second))
+	if err != nil || n != 1 {
+		t.Fatalf("InterruptJobs = %d, %v; want 1", n, err)
+	}
+	for id, want := range map[string]string{"run": JobInterrupted, "done": JobDone} {
+		j, _, err := s.Job(ctx, id)
+		if err != nil || j.State != want {
+			t.Errorf("job %s: state %q (%v); want %q", id, j.State, err, want)
+		}
+	}
+}

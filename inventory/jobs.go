@@ -15,8 +15,9 @@ import (
 
 // Job states.
 const (
-	JobRunning = "running"
-	JobDone    = "done"
+	JobRunning     = "running"
+	JobDone        = "done"
+	JobInterrupted = "interrupted" // the master stopped while it ran
 )
 
 // Job is one request run on many hosts.
@@ -43,6 +44,18 @@ func (s *Store) CreateJob(ctx context.Context, j Job) error {
 		return fmt.Errorf("create job %s: %w", j.ID, err)
 	}
 	return nil
+}
+
+// InterruptJobs marks every job still running as interrupted. The master
+// calls it at start: no job survives a master restart (yet), and none may
+// look as if it were still running.
+func (s *Store) InterruptJobs(ctx context.Context, now time.Time) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE jobs SET state = ?, finished_at = ? WHERE state = ?`,
+		JobInterrupted, ms(now), JobRunning)
+	if err != nil {
+		return 0, fmt.Errorf("interrupt running jobs: %w", err)
+	}
+	return res.RowsAffected()
 }
 
 // Job returns a job and its per-host results ordered by host.

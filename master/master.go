@@ -45,6 +45,11 @@ type Master struct {
 	writer *inventory.ResultWriter
 	srv    *http.Server
 	ln     net.Listener
+	// baseCtx is every request's parent; cancelRequests ends the requests
+	// still running when the drain time is up, so their jobs record
+	// cancelled hosts before the store closes.
+	baseCtx        context.Context
+	cancelRequests context.CancelFunc
 }
 
 // New opens everything the master needs: identity, inventory, listener.
@@ -65,6 +70,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, err
 	}
 	m := &Master{cfg: cfg, log: log, id: id, store: store}
+	if n, err := store.InterruptJobs(ctx, time.Now()); err != nil {
+		store.Close()
+		return nil, err
+	} else if n > 0 {
+		log.Warn("jobs left running by the previous master marked interrupted", "jobs", n)
+	}
 	if err := m.ensureAdminToken(ctx, out); err != nil {
 		store.Close()
 		return nil, err
@@ -89,8 +100,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	a := &api.Server{Store: store, Jobs: svc, Log: log, Forget: m.pool.Forget, Config: api.Config{
 		DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
 		Version: version.String()}}
+	m.baseCtx, m.cancelRequests = context.WithCancel(context.Background())
 	m.srv = &http.Server{
-		Handler: a.Handler(),
+		Handler:     a.Handler(),
+		BaseContext: func(net.Listener) context.Context { return m.baseCtx },
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{id.Cert},
@@ -99,6 +112,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 			ClientAuth: tls.RequestClientCert,
 		},
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute, // the request only; a synchronous exec may answer much later
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(out, "felix master %s listening on https://%s\nmaster fingerprint: %s\n", version.String(), ln.Addr(), id.Fingerprint)
@@ -155,7 +170,15 @@ func (m *Master) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), drainLimit)
 		err = m.srv.Shutdown(sctx)
 		cancel()
+		if err != nil {
+			m.log.Warn("drain time is up: cancelling the requests still running")
+			m.cancelRequests()
+			sctx, cancel := context.WithTimeout(context.Background(), drainLimit)
+			err = m.srv.Shutdown(sctx)
+			cancel()
+		}
 	}
+	m.cancelRequests()
 	stopHealth()
 	wg.Wait()
 	m.writer.Close()

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 
+	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/pki"
 )
@@ -84,6 +85,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("id not set and host name unknown: %w", err)
 		}
 		c.ID = h
+	}
+	if err := wire.ValidID(c.ID); err != nil {
+		return fmt.Errorf("%w (set id or --id)", err)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q: want host:port", c.Listen)

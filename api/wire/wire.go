@@ -5,8 +5,34 @@ package wire
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
+
+// ValidID reports why id cannot name a minion, or nil. Ids are host-name
+// like: 1–253 bytes of letters, digits, '.', '-' and '_', starting with a
+// letter or digit, with no "..": safe as a file name and a shell word.
+func ValidID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("id is empty")
+	case len(id) > 253:
+		return fmt.Errorf("id is %d bytes; at most 253", len(id))
+	case !utf8.ValidString(id):
+		return fmt.Errorf("id is not valid UTF-8")
+	case strings.Contains(id, ".."):
+		return fmt.Errorf("id %q contains \"..\"", id)
+	}
+	for i, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || (i > 0 && strings.ContainsRune(".-_", r))
+		if !ok {
+			return fmt.Errorf("id %q: character %q at byte %d is not allowed (letters, digits, '.', '-', '_')", id, r, i)
+		}
+	}
+	return nil
+}
 
 // Error is the body of every error answer.
 type Error struct {
