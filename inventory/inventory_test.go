@@ -850,3 +850,29 @@ func TestInterruptJobs(t *testing.T) {
 		}
 	}
 }
+
+func TestResultWriterIsolatesBadRows(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.CreateJob(ctx, Job{ID: "real", CmdLine: "true", CmdType: "line", State: JobRunning, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer w.Close()
+	// A result for a job that does not exist violates the foreign key; it
+	// must not take the real job's results down with it.
+	for i := range 50 {
+		w.Add("ghost", exec.Result{Host: fmt.Sprintf("g%d", i), State: exec.StateOK})
+		w.Add("real", exec.Result{Host: fmt.Sprintf("h%02d", i), State: exec.StateOK})
+	}
+	if err := w.Finish(ctx, "real", JobDone, t0); err != nil {
+		t.Errorf("Finish(real) = %v; want nil", err)
+	}
+	if err := w.Finish(ctx, "ghost", JobDone, t0); err == nil {
+		t.Errorf("Finish(ghost) = nil; want an error about lost results")
+	}
+	_, rs, err := s.Job(ctx, "real")
+	if err != nil || len(rs) != 50 {
+		t.Errorf("real job has %d results (%v); want 50", len(rs), err)
+	}
+}

@@ -173,6 +173,7 @@ func (w *ResultWriter) Close() {
 func (w *ResultWriter) loop() {
 	defer w.wg.Done()
 	batch := make([]writeOp, 0, maxBatch)
+	lost := make(map[string]int) // results that could not be stored, by job; told to Finish
 	for op := range w.ops {
 		batch = append(batch[:0], op)
 	drain:
@@ -187,14 +188,32 @@ func (w *ResultWriter) loop() {
 				break drain
 			}
 		}
-		err := w.commit(batch)
-		if err != nil {
-			w.log.Error("store job results", "ops", len(batch), "err", err)
+		if err := w.commit(batch); err != nil {
+			// One bad row must not sink the others: store them one by one.
+			w.log.Warn("store job results in a batch; retrying one by one", "ops", len(batch), "err", err)
+			for i := range batch {
+				op := &batch[i]
+				if err := w.commit(batch[i : i+1]); err != nil {
+					w.log.Error("store job result", "job", op.jobID, "err", err)
+					if op.done != nil {
+						op.done <- err
+						op.done = nil
+					} else {
+						lost[op.jobID]++
+					}
+				}
+			}
 		}
 		for _, op := range batch {
-			if op.done != nil {
-				op.done <- err
+			if op.done == nil {
+				continue
 			}
+			var err error
+			if n := lost[op.jobID]; n > 0 {
+				err = fmt.Errorf("%d results of job %s could not be stored", n, op.jobID)
+			}
+			delete(lost, op.jobID)
+			op.done <- err
 		}
 	}
 }
