@@ -14,6 +14,7 @@ import (
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/daemon"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/version"
 )
 
@@ -156,6 +157,11 @@ func cmdStatus(args []string, stdout io.Writer) error {
 		return fmt.Errorf("not running (data dir %s)", cfg.DataDir)
 	}
 	fmt.Fprintf(stdout, "master running, pid %d, data dir %s\n", pid, cfg.DataDir)
+	if pem, err := os.ReadFile(filepath.Join(cfg.DataDir, certName+".crt")); err == nil {
+		if _, fp, err := pki.ParseCertPEM(pem); err == nil {
+			fmt.Fprintf(stdout, "master fingerprint: %s\n", fp)
+		}
+	}
 	return nil
 }
 

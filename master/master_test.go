@@ -517,8 +517,8 @@ func TestMainStartStatus(t *testing.T) {
 		}
 	}
 	code, sout, _ := runMain(t, append([]string{"status"}, common...)...)
-	if code != 0 || !strings.Contains(sout, "running") {
-		t.Errorf("master status while running = %d %q; want 0 and running", code, sout)
+	if code != 0 || !strings.Contains(sout, "running") || !strings.Contains(sout, "master fingerprint: sha256:") {
+		t.Errorf("master status while running = %d %q; want 0, running and the fingerprint", code, sout)
 	}
 	cancel()
 	select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/daemon"
+	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/version"
 )
 
@@ -159,5 +161,13 @@ func cmdStatus(args []string, stdout io.Writer) error {
 		return fmt.Errorf("not running (data dir %s)", cfg.DataDir)
 	}
 	fmt.Fprintf(stdout, "minion %s running, pid %d, data dir %s\n", cfg.ID, pid, cfg.DataDir)
+	if pem, err := os.ReadFile(filepath.Join(cfg.DataDir, certName+".crt")); err == nil {
+		if _, fp, err := pki.ParseCertPEM(pem); err == nil {
+			fmt.Fprintf(stdout, "minion fingerprint: %s\n", fp)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, pinFile)); err == nil {
+		fmt.Fprintf(stdout, "pinned master fingerprint: %s", b)
+	}
 	return nil
 }

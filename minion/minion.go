@@ -167,13 +167,11 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 	if err != nil {
 		return fmt.Errorf("encode registration: %w", err)
 	}
-	var seen string // master fingerprint seen in this handshake
 	tlsCfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		Certificates:       []tls.Certificate{m.id.Cert},
 		InsecureSkipVerify: true, // replaced by the pin check below
 		VerifyConnection: pki.VerifyPinned(func(peer string) error {
-			seen = peer
 			if pinned := m.MasterFingerprint(); pinned != "" {
 				return pki.Match(pinned, peer)
 			}
@@ -191,8 +189,7 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, pki.ErrFingerprintMismatch) {
-			return fmt.Errorf("register with %s: master certificate %s is not the pinned %s: %w",
-				m.cfg.Master, seen, m.MasterFingerprint(), ErrPermanent)
+			return fmt.Errorf("register with %s: %w: %w (pinned %s)", m.cfg.Master, ErrPermanent, err, m.MasterFingerprint())
 		}
 		return fmt.Errorf("register with %s: %w", m.cfg.Master, err)
 	}
@@ -212,6 +209,10 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 	if err := json.Unmarshal(data, &rr); err != nil {
 		return fmt.Errorf("register with %s: bad answer: %w", m.cfg.Master, err)
 	}
+	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+		return fmt.Errorf("register with %s: no TLS peer certificate", m.cfg.Master)
+	}
+	seen := pki.Fingerprint(resp.TLS.PeerCertificates[0].Raw)
 	if err := m.pin(seen); err != nil {
 		return err
 	}

@@ -183,10 +183,10 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-// VerifyPinned returns a tls.Config.VerifyConnection hook that accepts the
-// connection only when the peer's leaf certificate has the fingerprint that
-// pinned returns. pinned is asked on every handshake, so it may change (trust
-// on first use); it returns "" to refuse every peer.
+// VerifyPinned returns a tls.Config.VerifyConnection hook that checks the
+// peer's leaf certificate is valid now and hands its fingerprint to pinned,
+// whose error refuses the connection. pinned runs on every handshake, so
+// what it trusts may change (trust on first use).
 func VerifyPinned(pinned func(peer string) error) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
