@@ -37,11 +37,11 @@ proto: ## regenerate the protobuf code with protoc and pinned plugins
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
 		proto/felix/v1/*.proto
 
-check: proto ## gofmt, go vet, dependency guard, and fail if regenerated protobuf differs
+check: deps proto ## gofmt, go vet, dependency guard, and fail if regenerated protobuf differs
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -run 'TestMinionDeps' ./cmd/minion/
-	@git diff --exit-code -- proto || { echo 'make proto changed the generated code: commit it'; exit 1; }
+	@git diff --exit-code -- proto && test -z "$$(git status --porcelain -- proto)" || { git status --short -- proto; echo 'make proto changed the generated code: commit it'; exit 1; }
 
 bench: ## exec fan-out through a real master to 100 and 1000 minions
 	$(GO) test -run '^$$' -bench 'BenchmarkExecFanout' -benchtime 5x -timeout 20m ./master/

@@ -10,6 +10,8 @@ command -v ip >/dev/null || need+=(iproute2)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2
+	# In CI a missing dependency is a failure, never a silent skip.
+	[ "${CI:-}" = true ] && exit 1
 	exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
