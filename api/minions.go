@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -84,7 +85,7 @@ func (s *Server) register(c *gin.Context) {
 	}
 	m, created, err := s.Store.Register(c.Request.Context(), reg, s.now())
 	if err != nil {
-		if err == inventory.ErrInvalidToken {
+		if errors.Is(err, inventory.ErrInvalidToken) {
 			err = fmt.Errorf("join token: %w (issue one with: master token join)", err)
 		}
 		s.abort(c, err)

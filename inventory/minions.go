@@ -117,6 +117,9 @@ func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (
 			m.State, m.Health, ms(m.LastSeen), ms(m.RegisteredAt), ms(m.UpdatedAt))
 		return err
 	})
+	if err != nil && !errors.Is(err, ErrInvalidToken) && !errors.Is(err, ErrConflict) {
+		err = fmt.Errorf("register minion %s: %w", reg.ID, err)
+	}
 	return m, created, err
 }
 
