@@ -55,7 +55,7 @@ func newTestStore(t *testing.T) *inventory.Store {
 	now := time.Now()
 	tokens := make(map[bool]string)
 	for _, auto := range []bool{true, false} {
-		tok, _, err := store.CreateJoinToken(ctx, inventory.JoinTokenSpec{AutoAccept: auto}, now)
+		tok, _, err := store.CreateJoinToken(ctx, inventory.JoinTokenSpec{AutoAccept: auto, Uses: -1}, now)
 		if err != nil {
 			t.Fatalf("create join token: %v", err)
 		}
