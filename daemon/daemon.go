@@ -8,12 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // WritePID writes the process id to path and returns a func that removes it.
@@ -115,4 +118,38 @@ func SignalContext(parent context.Context) (context.Context, context.CancelFunc)
 		}
 	}()
 	return ctx, cancel
+}
+
+// Command is one sub-command of a daemon's command line.
+type Command func(args []string) error
+
+// Dispatch runs the sub-command named by args[0] and returns the exit
+// status: 0 on success, 1 with one line on stderr on failure, 2 for usage
+// errors. "version" and "help" are built in.
+func Dispatch(prog, usage, version string, cmds map[string]Command, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "%s: unknown command %q; run %s help\n", prog, args[0], prog)
+		return 2
+	}
+	if err := cmd(args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "%s %s: %v\n", prog, args[0], err)
+		return 1
+	}
+	return 0
 }

@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,36 +41,12 @@ Flags of start:
 
 // Main runs the master command line and returns the exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	var err error
-	switch args[0] {
-	case "start":
-		err = cmdStart(ctx, args[1:], stdout)
-	case "stop":
-		err = cmdStop(args[1:], stdout)
-	case "status":
-		err = cmdStatus(args[1:], stdout)
-	case "token":
-		err = cmdToken(ctx, args[1:], stdout)
-	case "version":
-		fmt.Fprintln(stdout, version.String())
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "master: unknown command %q; run master help\n", args[0])
-		return 2
-	}
-	if err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "master %s: %v\n", args[0], err)
-		return 1
-	}
-	return 0
+	return daemon.Dispatch("master", usage, version.String(), map[string]daemon.Command{
+		"start":  func(a []string) error { return cmdStart(ctx, a, stdout) },
+		"stop":   func(a []string) error { return cmdStop(a, stdout) },
+		"status": func(a []string) error { return cmdStatus(a, stdout) },
+		"token":  func(a []string) error { return cmdToken(ctx, a, stdout) },
+	}, args, stdout, stderr)
 }
 
 // load parses the common flags plus any extra ones, then applies the layers.
