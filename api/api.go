@@ -25,9 +25,15 @@ import (
 // maxBody bounds every JSON request body.
 const maxBody = 4 << 20
 
-// Runner runs exec jobs; satisfied by *jobs.Service.
+// Runner runs jobs; satisfied by *jobs.Service.
 type Runner interface {
-	Run(ctx context.Context, spec jobs.Spec) (inventory.Job, []exec.Result, error)
+	Submit(ctx context.Context, spec jobs.Spec, payload string) (inventory.Job, error)
+	DryRun(ctx context.Context, spec jobs.Spec) ([]exec.Target, error)
+	Wait(ctx context.Context, id string) bool
+	Cancel(ctx context.Context, id string) error
+	Rerun(ctx context.Context, id string, onlyFailed bool) (inventory.Job, error)
+	Events(ctx context.Context, id string, fn func(jobs.Event) error) error
+	StorePayload(content io.Reader, limit int64) (string, int64, error)
 }
 
 // Server holds what the handlers use.
@@ -40,13 +46,18 @@ type Server struct {
 	// Forget, if set, is called when a minion is rejected or deleted so its
 	// connection is closed.
 	Forget func(id string)
+	// CheckCallback, if set, refuses callback URLs the master must not call
+	// (loopback, link-local, its own addresses) unless allow-listed.
+	CheckCallback func(ctx context.Context, url string) error
 }
 
 // Config is what the API needs from the master's configuration.
 type Config struct {
 	DefaultTimeout time.Duration
 	MaxTimeout     time.Duration
-	Version        string
+	// MaxFileSize bounds the content of script and file commands.
+	MaxFileSize int64
+	Version     string
 }
 
 // Handler returns the Gin engine with every route.
@@ -74,8 +85,15 @@ func (s *Server) Handler() http.Handler {
 	auth.POST("/minions/:id/accept", s.setState(inventory.StateAccepted))
 	auth.POST("/minions/:id/reject", s.setState(inventory.StateRejected))
 	auth.POST("/tokens/join", s.createJoinToken)
+	auth.PUT("/minions/:id/labels", s.setLabels)
 	auth.POST("/exec", s.exec)
+	auth.GET("/jobs", s.listJobs)
 	auth.GET("/jobs/:id", s.getJob)
+	auth.GET("/jobs/:id/events", s.jobEvents)
+	auth.POST("/jobs/:id/cancel", s.cancelJob)
+	auth.POST("/jobs/:id/rerun", s.rerunJob)
+	auth.GET("/deliveries", s.listDeliveries)
+	v1.GET("/openapi.yaml", s.openAPI)
 	return r
 }
 
@@ -130,6 +148,8 @@ func (s *Server) abort(c *gin.Context, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, jobs.ErrNoTargets):
 		status = http.StatusNotFound
+	case errors.Is(err, jobs.ErrTooLarge):
+		status = http.StatusRequestEntityTooLarge
 	}
 	if status == http.StatusInternalServerError {
 		s.Log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
@@ -140,8 +160,11 @@ func (s *Server) abort(c *gin.Context, err error) {
 
 // decode reads one JSON object strictly: unknown fields, trailing data and
 // oversized bodies are errors that name the problem.
-func decode(c *gin.Context, v any) error {
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxBody)
+func decode(c *gin.Context, v any) error { return decodeLimit(c, v, maxBody) }
+
+// decodeLimit is decode with a body limit of its own.
+func decodeLimit(c *gin.Context, v any, limit int64) error {
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

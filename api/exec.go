@@ -1,10 +1,19 @@
 package api
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -12,27 +21,21 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/felix-ops/felix/api/wire"
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
 )
 
 var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// spec validates an exec request into a job spec.
-func (s *Server) spec(req wire.ExecRequest) (jobs.Spec, error) {
+// spec validates an exec request into a job spec. It does not look at the
+// file content; exec stores that separately.
+func (s *Server) spec(c *gin.Context, req wire.ExecRequest) (jobs.Spec, error) {
 	switch req.CmdType {
-	case "", "line":
-	case "script", "file":
-		return jobs.Spec{}, badRequestf("cmd_type %q is not supported by this master yet; use \"line\"", req.CmdType)
+	case "":
+		req.CmdType = "line"
+	case "line", "script", "file":
 	default:
-		return jobs.Spec{}, badRequestf("cmd_type %q: want \"line\"", req.CmdType)
-	}
-	if req.File != "" {
-		return jobs.Spec{}, badRequestf("file is only for cmd_type script or file, which this master does not support yet")
-	}
-	if req.CallbackURL != "" {
-		return jobs.Spec{}, badRequestf("callback_url: callbacks are not supported by this master yet; use the synchronous answer")
+		return jobs.Spec{}, badRequestf("cmd_type %q: want line, script or file", req.CmdType)
 	}
 	if strings.TrimSpace(req.CmdLine) == "" {
 		return jobs.Spec{}, badRequestf("cmd_line is empty")
@@ -43,6 +46,29 @@ func (s *Server) spec(req wire.ExecRequest) (jobs.Spec, error) {
 	if len(req.ID) > 256 || !utf8.ValidString(req.ID) {
 		return jobs.Spec{}, badRequestf("id must be UTF-8 of at most 256 bytes")
 	}
+	spec := jobs.Spec{ClientID: req.ID, CmdType: req.CmdType, CmdLine: req.CmdLine, Batch: req.Batch,
+		FailThreshold: req.FailThreshold}
+	if req.CmdType == "line" {
+		if req.File != "" || req.FileName != "" || req.FileEncoding != "" {
+			return jobs.Spec{}, badRequestf("file, file_name and file_encoding are for cmd_type script or file")
+		}
+	} else {
+		if req.File == "" {
+			return jobs.Spec{}, badRequestf("file is required for cmd_type %s", req.CmdType)
+		}
+		if req.FileEncoding != "" && req.FileEncoding != "text" && req.FileEncoding != "base64" {
+			return jobs.Spec{}, badRequestf("file_encoding %q: want text or base64", req.FileEncoding)
+		}
+		name := req.FileName
+		if name == "" {
+			name = strings.TrimPrefix(strings.Fields(req.CmdLine)[0], "./")
+		}
+		if name == "" || len(name) > 255 || name != filepath.Base(name) || name == "." || name == ".." ||
+			strings.ContainsAny(name, "/\x00") || !utf8.ValidString(name) {
+			return jobs.Spec{}, badRequestf("file_name %q: want a plain file name (from file_name or the first word of cmd_line)", name)
+		}
+		spec.FileName = name
+	}
 	targets := append([]string(nil), req.Targets...)
 	if req.MinionIP != "" {
 		if net.ParseIP(req.MinionIP) == nil {
@@ -51,20 +77,20 @@ func (s *Server) spec(req wire.ExecRequest) (jobs.Spec, error) {
 		targets = append(targets, req.MinionIP)
 	}
 	if len(targets) == 0 {
-		return jobs.Spec{}, badRequestf("no targets: give targets (ids, globs, IPs) or minion_ip")
+		return jobs.Spec{}, badRequestf("no targets: give targets (ids, globs, IPs, CIDRs, key=value) or minion_ip")
 	}
-	timeout := s.Config.DefaultTimeout
+	spec.Targets = targets
+	spec.Timeout = s.Config.DefaultTimeout
 	if req.Timeout != "" {
 		d, err := time.ParseDuration(req.Timeout)
 		if err != nil || d <= 0 {
 			return jobs.Spec{}, badRequestf("timeout %q: want a positive duration such as 30s", req.Timeout)
 		}
-		timeout = d
+		spec.Timeout = d
 	}
-	if s.Config.MaxTimeout > 0 && timeout > s.Config.MaxTimeout {
-		return jobs.Spec{}, badRequestf("timeout %s is over the master's limit of %s", timeout, s.Config.MaxTimeout)
+	if s.Config.MaxTimeout > 0 && spec.Timeout > s.Config.MaxTimeout {
+		return jobs.Spec{}, badRequestf("timeout %s is over the master's limit of %s", spec.Timeout, s.Config.MaxTimeout)
 	}
-	var env []string
 	for k, v := range req.Env {
 		if !envKey.MatchString(k) {
 			return jobs.Spec{}, badRequestf("env: %q is not a valid variable name", k)
@@ -72,58 +98,267 @@ func (s *Server) spec(req wire.ExecRequest) (jobs.Spec, error) {
 		if strings.ContainsRune(v, 0) {
 			return jobs.Spec{}, badRequestf("env: value of %s contains NUL", k)
 		}
-		env = append(env, k+"="+v)
+		spec.Env = append(spec.Env, k+"="+v)
 	}
-	sort.Strings(env)
+	sort.Strings(spec.Env)
 	if strings.ContainsRune(req.Cwd, 0) || (req.Cwd != "" && !strings.HasPrefix(req.Cwd, "/")) {
 		return jobs.Spec{}, badRequestf("cwd %q: want an absolute path", req.Cwd)
 	}
-	return jobs.Spec{
-		ClientID: req.ID,
-		CmdType:  "line",
-		Command:  exec.Command{Line: req.CmdLine, Env: env, Dir: req.Cwd, Timeout: timeout},
-		Targets:  targets,
-	}, nil
+	spec.Dir = req.Cwd
+	if err := jobs.ParseBatch(req.Batch); err != nil {
+		return jobs.Spec{}, badRequest{err.Error()}
+	}
+	if req.FailThreshold < 0 {
+		return jobs.Spec{}, badRequestf("fail_threshold must be 0 (none) or more")
+	}
+	if req.CallbackURL != "" {
+		u, err := url.Parse(req.CallbackURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return jobs.Spec{}, badRequestf("callback_url %q: want an http or https URL without credentials", req.CallbackURL)
+		}
+		if s.CheckCallback != nil {
+			if err := s.CheckCallback(c.Request.Context(), req.CallbackURL); err != nil {
+				return jobs.Spec{}, badRequestf("callback_url: %v", err)
+			}
+		}
+		spec.CallbackURL = req.CallbackURL
+	}
+	return spec, nil
+}
+
+// execBodyLimit is the largest exec body: the file limit in base64 plus room.
+func (s *Server) execBodyLimit() int64 {
+	return s.Config.MaxFileSize/3*4 + 8<<20
 }
 
 func (s *Server) exec(c *gin.Context) {
 	var req wire.ExecRequest
-	if err := decode(c, &req); err != nil {
+	if err := decodeLimit(c, &req, s.execBodyLimit()); err != nil {
 		s.abort(c, err)
 		return
 	}
-	spec, err := s.spec(req)
+	var wait time.Duration
+	if w := c.Query("wait"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d <= 0 {
+			s.abort(c, badRequestf("wait %q: want a positive duration such as 30s", w))
+			return
+		}
+		wait = d
+	}
+	dry, _ := strconv.ParseBool(c.Query("dry_run"))
+	spec, err := s.spec(c, req)
 	if err != nil {
 		s.abort(c, err)
 		return
 	}
-	job, results, err := s.Jobs.Run(c.Request.Context(), spec)
+	if dry || req.DryRun {
+		s.dryRun(c, spec)
+		return
+	}
+	payload := ""
+	if spec.CmdType != "line" {
+		var content io.Reader = strings.NewReader(req.File)
+		if req.FileEncoding == "base64" {
+			content = base64.NewDecoder(base64.StdEncoding, strings.NewReader(req.File))
+		}
+		req.File = "" // the decoded copy goes to disk; drop the request's
+		path, size, err := s.Jobs.StorePayload(content, s.Config.MaxFileSize)
+		if errors.Is(err, jobs.ErrTooLarge) {
+			c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": fmt.Sprintf("file: content over the limit of %d bytes", s.Config.MaxFileSize)})
+			return
+		}
+		var cie base64.CorruptInputError
+		if errors.As(err, &cie) {
+			s.abort(c, badRequestf("file: bad base64 at byte %d", int64(cie)))
+			return
+		}
+		if err != nil {
+			s.abort(c, err)
+			return
+		}
+		payload, spec.FileSize = path, size
+	}
+	job, err := s.Jobs.Submit(c.Request.Context(), spec, payload)
 	if err != nil {
 		s.abort(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, jobResponse(job, results))
+	if wait == 0 {
+		c.Header("Location", "/api/v1/jobs/"+job.ID)
+		c.JSON(http.StatusAccepted, wire.ExecAccepted{JobID: job.ID, ID: job.ClientID, State: job.State, Total: job.Total})
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
+	defer cancel()
+	if !s.Jobs.Wait(ctx, job.ID) {
+		// Still running: answer like an async request; the job goes on.
+		c.Header("Location", "/api/v1/jobs/"+job.ID)
+		c.JSON(http.StatusAccepted, wire.ExecAccepted{JobID: job.ID, ID: job.ClientID, State: inventory.JobRunning, Total: job.Total})
+		return
+	}
+	s.writeJob(c, job.ID, http.StatusOK)
+}
+
+func (s *Server) dryRun(c *gin.Context, spec jobs.Spec) {
+	targets, err := s.Jobs.DryRun(c.Request.Context(), spec)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	out := wire.DryRun{Targets: spec.Targets, Hosts: make([]wire.DryRunHost, 0, len(targets))}
+	for _, t := range targets {
+		h := wire.DryRunHost{Host: t.ID, Address: t.Addr, State: "would run"}
+		if t.Skip != "" {
+			h.State, h.Error = string(t.Skip), t.Error
+		}
+		out.Hosts = append(out.Hosts, h)
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) getJob(c *gin.Context) {
-	job, results, err := s.Store.Job(c.Request.Context(), c.Param("id"))
+	s.writeJob(c, c.Param("id"), http.StatusOK)
+}
+
+func (s *Server) writeJob(c *gin.Context, id string, status int) {
+	ctx := c.Request.Context()
+	job, results, err := s.Store.Job(ctx, id)
 	if err != nil {
 		s.abort(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, jobResponse(job, results))
+	out := jobs.View(job, results)
+	items, err := s.Store.Outbox(ctx, inventory.OutboxFilter{JobID: id})
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	for _, it := range items {
+		out.Deliveries = append(out.Deliveries, deliveryView(it))
+	}
+	c.JSON(status, out)
 }
 
-func jobResponse(j inventory.Job, rs []exec.Result) wire.Job {
-	out := wire.Job{JobID: j.ID, ID: j.ClientID, CmdLine: j.CmdLine, CmdType: j.CmdType, Targets: j.Targets,
-		State: j.State, CreatedAt: j.CreatedAt, FinishedAt: j.FinishedAt, Summary: map[string]int{},
-		Results: make([]wire.HostResult, 0, len(rs))}
-	for _, r := range rs {
-		out.Summary[string(r.State)]++
-		out.Results = append(out.Results, wire.HostResult{Host: r.Host, Address: r.Addr, State: string(r.State),
-			ExitCode: r.ExitCode, Signal: r.Signal, Stdout: string(r.Stdout), Stderr: string(r.Stderr),
-			Truncated: r.Truncated, Error: r.Error, Transport: r.Transport, StartedAt: r.StartedAt,
-			FinishedAt: r.FinishedAt, DurationMS: r.FinishedAt.Sub(r.StartedAt).Milliseconds()})
+func (s *Server) listJobs(c *gin.Context) {
+	limit := 50
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			s.abort(c, badRequestf("limit %q: want 1 to 1000", l))
+			return
+		}
+		limit = n
 	}
-	return out
+	f := inventory.JobFilter{State: c.Query("state"), ClientID: c.Query("id"), Before: c.Query("before"), Limit: limit + 1}
+	list, err := s.Store.Jobs(c.Request.Context(), f)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	out := wire.JobList{Jobs: make([]wire.Job, 0, len(list))}
+	if len(list) > limit {
+		list = list[:limit]
+		out.Next = list[limit-1].ID
+	}
+	for _, j := range list {
+		v := jobs.View(j, nil)
+		v.Summary = j.Summary
+		out.Jobs = append(out.Jobs, v)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) cancelJob(c *gin.Context) {
+	id := c.Param("id")
+	if err := s.Jobs.Cancel(c.Request.Context(), id); err != nil {
+		if errors.Is(err, jobs.ErrFinished) {
+			c.AbortWithStatusJSON(http.StatusConflict, gin.H{"error": err.Error()})
+			return
+		}
+		s.abort(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"job_id": id, "state": "cancelling"})
+}
+
+func (s *Server) rerunJob(c *gin.Context) {
+	only := c.Query("only")
+	if only != "" && only != "failed" {
+		s.abort(c, badRequestf("only %q: want failed, or nothing for every host", only))
+		return
+	}
+	job, err := s.Jobs.Rerun(c.Request.Context(), c.Param("id"), only == "failed")
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.Header("Location", "/api/v1/jobs/"+job.ID)
+	c.JSON(http.StatusAccepted, wire.ExecAccepted{JobID: job.ID, ID: job.ClientID, State: job.State, Total: job.Total})
+}
+
+// jobEvents streams a job's events as Server-Sent Events: "event: TYPE" and
+// "data: JSON" per event, from the job's start, live until it ends.
+func (s *Server) jobEvents(c *gin.Context) {
+	id := c.Param("id")
+	if _, _, err := s.Store.Job(c.Request.Context(), id); err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.Header("Content-Type", "text/event-stream")
+	c.Header("Cache-Control", "no-cache")
+	c.Header("X-Accel-Buffering", "no")
+	c.Status(http.StatusOK)
+	w := c.Writer
+	err := s.Jobs.Events(c.Request.Context(), id, func(e jobs.Event) error {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b); err != nil {
+			return err
+		}
+		w.Flush()
+		return nil
+	})
+	if err != nil && c.Request.Context().Err() == nil {
+		s.Log.Warn("job events", "job", id, "err", err)
+	}
+	fmt.Fprint(w, "event: end\ndata: {}\n\n")
+	w.Flush()
+}
+
+func (s *Server) listDeliveries(c *gin.Context) {
+	state := c.Query("state")
+	switch state {
+	case "", inventory.OutboxPending, inventory.OutboxDelivered, inventory.OutboxDead:
+	default:
+		s.abort(c, badRequestf("state %q: want pending, delivered or dead", state))
+		return
+	}
+	items, err := s.Store.Outbox(c.Request.Context(), inventory.OutboxFilter{State: state, JobID: c.Query("job")})
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	out := wire.DeliveryList{Deliveries: make([]wire.Delivery, 0, len(items))}
+	for _, it := range items {
+		out.Deliveries = append(out.Deliveries, deliveryView(it))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func deliveryView(it inventory.OutboxItem) wire.Delivery {
+	d := wire.Delivery{EventID: it.EventID, Kind: it.Kind, JobID: it.JobID, URL: it.URL, State: it.State,
+		Attempts: it.Attempts, LastError: it.LastError, CreatedAt: it.CreatedAt}
+	if it.State == inventory.OutboxPending {
+		d.NextAt = &it.NextAt
+	}
+	if !it.DeliveredAt.IsZero() {
+		d.DeliveredAt = &it.DeliveredAt
+	}
+	if it.Kind == inventory.KindSlack {
+		d.URL = "(slack webhook)" // the webhook URL is a secret
+	}
+	return d
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -228,9 +229,50 @@ func (s *Server) createJoinToken(c *gin.Context) {
 func minionView(m inventory.Minion, withFacts bool) wire.Minion {
 	v := wire.Minion{ID: m.ID, Hostname: m.Hostname, IPs: m.IPs, Address: m.Addr, Version: m.Version, OS: m.OS,
 		Fingerprint: m.Fingerprint, State: m.State, Health: m.Health, LastSeen: m.LastSeen,
-		RegisteredAt: m.RegisteredAt, UpdatedAt: m.UpdatedAt}
+		RegisteredAt: m.RegisteredAt, UpdatedAt: m.UpdatedAt, Labels: m.Labels}
 	if withFacts {
 		v.Facts = json.RawMessage(m.Facts)
 	}
 	return v
+}
+
+var labelKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+
+func (s *Server) setLabels(c *gin.Context) {
+	var req wire.Labels
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	if len(req.Set) == 0 && len(req.Remove) == 0 {
+		s.abort(c, badRequestf("nothing to do: give set and/or remove"))
+		return
+	}
+	for k, v := range req.Set {
+		if !labelKey.MatchString(k) {
+			s.abort(c, badRequestf("label key %q: letters, digits, '.', '_', '/', '-'; at most 63", k))
+			return
+		}
+		if err := printable("label "+k, v, 253); err != nil {
+			s.abort(c, err)
+			return
+		}
+	}
+	for _, k := range req.Remove {
+		if !labelKey.MatchString(k) {
+			s.abort(c, badRequestf("label key %q: letters, digits, '.', '_', '/', '-'; at most 63", k))
+			return
+		}
+	}
+	id := c.Param("id")
+	if err := s.Store.SetLabels(c.Request.Context(), id, req.Set, req.Remove); err != nil {
+		s.abort(c, err)
+		return
+	}
+	m, err := s.Store.Minion(c.Request.Context(), id)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, minionView(m, false))
 }

@@ -3,7 +3,9 @@ package exec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,61 +53,90 @@ type Engine struct {
 	Grace time.Duration
 }
 
+// Options tune one run.
+type Options struct {
+	// Limit bounds how many hosts run at once (a rolling batch); 0 means the
+	// engine's Limit.
+	Limit int
+	// FailThreshold, when positive, stops launching hosts once that many
+	// have ended in a state other than ok; the rest end cancelled.
+	FailThreshold int
+}
+
+// Hooks are told about a run's progress; any may be nil. They are called
+// from many goroutines at once.
+type Hooks struct {
+	// Start is called when a host starts running.
+	Start func(t Target, at time.Time)
+	// Output is called with each output chunk of a host; p is only valid
+	// during the call.
+	Output func(host string, s Stream, p []byte)
+	// Result is called once per target with its final result.
+	Result func(r Result)
+}
+
 // Run runs cmd on every target and returns one Result per target, in target
-// order. onResult, if not nil, is called as each host finishes (from many
-// goroutines at once). A failed host is a result, never an error; Run
-// returns when every host has its final state.
-func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, onResult func(Result)) []Result {
-	limit := e.Limit
+// order. A failed host is a result, never an error; Run returns when every
+// host has its final state.
+func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, opts Options, h Hooks) []Result {
+	limit := opts.Limit
+	if limit <= 0 || (e.Limit > 0 && limit > e.Limit) {
+		limit = e.Limit
+	}
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
 	results := make([]Result, len(targets))
 	sem := make(chan struct{}, limit)
+	var failed atomic.Int64
 	var wg sync.WaitGroup
+	finish := func(i int, r Result) {
+		results[i] = r
+		if r.State != StateOK {
+			failed.Add(1)
+		}
+		if h.Result != nil {
+			h.Result(r)
+		}
+	}
+	skip := func(i int, t Target, st State, why string) {
+		now := time.Now()
+		finish(i, Result{Host: t.ID, Addr: t.Addr, State: st, Error: why, ExitCode: -1, StartedAt: now, FinishedAt: now})
+	}
 	for i, t := range targets {
 		if t.Skip != "" {
-			now := time.Now()
-			results[i] = Result{Host: t.ID, Addr: t.Addr, State: t.Skip, Error: t.Error, ExitCode: -1, StartedAt: now, FinishedAt: now}
-			if onResult != nil {
-				onResult(results[i])
-			}
+			skip(i, t, t.Skip, t.Error)
 			continue
 		}
-		// A cancelled job starts no more hosts: when a slot is free and ctx is
-		// done, select alone would pick either case at random.
-		acquired := false
+		// A slot is taken only while ctx is live: with both ready, select
+		// would pick at random and could start hosts of a cancelled job.
 		if ctx.Err() == nil {
 			select {
 			case sem <- struct{}{}:
-				acquired = true
 			case <-ctx.Done():
 			}
 		}
-		if !acquired {
-			now := time.Now()
-			results[i] = Result{Host: t.ID, Addr: t.Addr, State: StateCancelled, ExitCode: -1, Error: ctx.Err().Error(),
-				Transport: e.Transport.Name(), StartedAt: now, FinishedAt: now}
-			if onResult != nil {
-				onResult(results[i])
-			}
+		if ctx.Err() != nil {
+			skip(i, t, StateCancelled, "job cancelled before this host started")
+			continue
+		}
+		if opts.FailThreshold > 0 && failed.Load() >= int64(opts.FailThreshold) {
+			<-sem
+			skip(i, t, StateCancelled, fmt.Sprintf("not started: %d hosts failed (fail threshold %d)", failed.Load(), opts.FailThreshold))
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = e.runOne(ctx, cmd, t)
-			if onResult != nil {
-				onResult(results[i])
-			}
+			finish(i, e.runOne(ctx, cmd, t, h))
 		}()
 	}
 	wg.Wait()
 	return results
 }
 
-func (e *Engine) runOne(ctx context.Context, cmd Command, t Target) Result {
+func (e *Engine) runOne(ctx context.Context, cmd Command, t Target, h Hooks) Result {
 	capBytes := e.OutputCap
 	if capBytes <= 0 {
 		capBytes = DefaultOutputCap
@@ -122,6 +153,9 @@ func (e *Engine) runOne(ctx context.Context, cmd Command, t Target) Result {
 	stdout, stderr := NewCappedBuffer(capBytes), NewCappedBuffer(capBytes)
 	var mu sync.Mutex // serialises out: the transport may call it from two goroutines
 	out := func(s Stream, p []byte) {
+		if h.Output != nil {
+			h.Output(t.ID, s, p)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if s == Stderr {
@@ -131,6 +165,9 @@ func (e *Engine) runOne(ctx context.Context, cmd Command, t Target) Result {
 		}
 	}
 	r := Result{Host: t.ID, Addr: t.Addr, Transport: e.Transport.Name(), StartedAt: time.Now()}
+	if h.Start != nil {
+		h.Start(t, r.StartedAt)
+	}
 	exit, err := e.Transport.Exec(ctx, t, cmd, out)
 	r.FinishedAt = time.Now()
 	mu.Lock()

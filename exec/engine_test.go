@@ -145,7 +145,7 @@ func TestEngineRunStates(t *testing.T) {
 			e := &Engine{Transport: tr, Grace: time.Millisecond}
 			targets := []Target{{ID: "h1", Addr: "10.0.0.1:4506", Fingerprint: "sha256:00"}}
 			var got resultCollector
-			res := e.Run(context.Background(), tt.cmd, targets, got.add)
+			res := e.Run(context.Background(), tt.cmd, targets, Options{}, Hooks{Result: got.add})
 			if len(res) != 1 {
 				t.Fatalf("Run returned %d results; want 1", len(res))
 			}
@@ -208,7 +208,7 @@ func TestEngineRunMixed(t *testing.T) {
 	}
 	e := &Engine{Transport: tr, Limit: 2, Grace: time.Millisecond}
 	var got resultCollector
-	res := e.Run(context.Background(), Command{Line: "x", Timeout: time.Millisecond}, targets, got.add)
+	res := e.Run(context.Background(), Command{Line: "x", Timeout: time.Millisecond}, targets, Options{}, Hooks{Result: got.add})
 
 	if len(res) != len(targets) {
 		t.Fatalf("Run returned %d results; want %d", len(res), len(targets))
@@ -276,7 +276,7 @@ func TestEngineRunLimit(t *testing.T) {
 		targets[i] = Target{ID: fmt.Sprintf("h%02d", i)}
 	}
 	e := &Engine{Transport: tr, Limit: limit}
-	res := e.Run(ctx, Command{Line: "true"}, targets, nil)
+	res := e.Run(ctx, Command{Line: "true"}, targets, Options{}, Hooks{})
 
 	if m := maxInFlight.Load(); m > limit || m <= 1 {
 		t.Errorf("max in flight = %d; want 1 < max <= %d", m, limit)
@@ -299,7 +299,7 @@ func TestEngineRunCancelledBeforeStart(t *testing.T) {
 	tr := &fakeTransport{def: exitWith(Exit{}, nil)}
 	targets := []Target{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d", Skip: StateUnknown}, {ID: "e"}, {ID: "f"}}
 	var got resultCollector
-	res := (&Engine{Transport: tr, Limit: 10}).Run(ctx, Command{Line: "true"}, targets, got.add)
+	res := (&Engine{Transport: tr, Limit: 10}).Run(ctx, Command{Line: "true"}, targets, Options{}, Hooks{Result: got.add})
 	for i, r := range res {
 		want := StateCancelled
 		if targets[i].Skip != "" {
@@ -324,7 +324,7 @@ func TestEngineRunOutputCap(t *testing.T) {
 		out(Stderr, []byte("small"))
 		return Exit{}, nil
 	}}
-	res := (&Engine{Transport: tr, OutputCap: 10}).Run(context.Background(), Command{}, []Target{{ID: "h"}}, nil)
+	res := (&Engine{Transport: tr, OutputCap: 10}).Run(context.Background(), Command{}, []Target{{ID: "h"}}, Options{}, Hooks{})
 	r := res[0]
 	if !r.Truncated {
 		t.Errorf("Truncated = false; want true")

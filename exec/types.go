@@ -8,7 +8,10 @@
 // code, so the minion binary can link it and stay small and cgo-free.
 package exec
 
-import "time"
+import (
+	"io"
+	"time"
+)
 
 // Stream names an output stream of a remote command.
 type Stream uint8
@@ -40,6 +43,21 @@ type Command struct {
 	Dir string
 	// Timeout bounds the run; zero means no deadline besides the context's.
 	Timeout time.Duration
+	// File, when set, is written into a private working directory created
+	// for this run (and removed after it), made executable, and Line runs
+	// there: the script and file command types.
+	File *File
+}
+
+// File is content to place beside a command.
+type File struct {
+	// Name is the file's base name in the working directory.
+	Name string
+	// Size is the content's length in bytes.
+	Size int64
+	// Open returns a new reader of the content; each host gets its own, so
+	// the content is streamed from its store rather than held per host.
+	Open func() (io.ReadCloser, error)
 }
 
 // Exit describes how a command ended.

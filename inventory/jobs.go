@@ -15,9 +15,10 @@ import (
 
 // Job states.
 const (
-	JobRunning     = "running"
-	JobDone        = "done"
-	JobInterrupted = "interrupted" // the master stopped while it ran
+	JobQueued    = "queued"
+	JobRunning   = "running"
+	JobDone      = "done"
+	JobCancelled = "cancelled"
 )
 
 // Job is one request run on many hosts.
@@ -28,15 +29,34 @@ type Job struct {
 	CmdType    string
 	Targets    []string
 	State      string
+	Spec       string // the validated request as JSON, for reruns; opaque here
+	Total      int    // hosts in the job
 	CreatedAt  time.Time
 	FinishedAt time.Time
+	Summary    map[string]int // hosts by state; filled by Jobs
 }
 
-// CreateJob stores a new job.
-func (s *Store) CreateJob(ctx context.Context, j Job) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO jobs (id, client_id, cmd_line, cmd_type, targets, state, created_at, finished_at)
-		VALUES (?,?,?,?,?,?,?,?)`, j.ID, j.ClientID, j.CmdLine, j.CmdType, strings.Join(j.Targets, "\n"), j.State,
-		ms(j.CreatedAt), ms(j.FinishedAt))
+// CreateJob stores a new job and one pending row per host, in one transaction.
+func (s *Store) CreateJob(ctx context.Context, j Job, hosts []exec.Result) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, client_id, cmd_line, cmd_type, targets, state, spec,
+			hosts_total, created_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?)`, j.ID, j.ClientID, j.CmdLine, j.CmdType,
+			strings.Join(j.Targets, "\n"), j.State, j.Spec, len(hosts), ms(j.CreatedAt), ms(j.FinishedAt))
+		if err != nil {
+			return err
+		}
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO job_hosts (job_id, host, addr, state, error) VALUES (?,?,?,?,?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for _, h := range hosts {
+			if _, err := ins.ExecContext(ctx, j.ID, h.Host, h.Addr, string(h.State), h.Error); err != nil {
+				return fmt.Errorf("host %s: %w", h.Host, err)
+			}
+		}
+		return nil
+	})
 	if isUniqueViolation(err) {
 		return fmt.Errorf("job %s: %w", j.ID, ErrConflict)
 	}
@@ -46,33 +66,149 @@ func (s *Store) CreateJob(ctx context.Context, j Job) error {
 	return nil
 }
 
-// InterruptJobs marks every job still running as interrupted. The master
-// calls it at start: no job survives a master restart (yet), and none may
-// look as if it were still running.
-func (s *Store) InterruptJobs(ctx context.Context, now time.Time) (int64, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE jobs SET state = ?, finished_at = ? WHERE state = ?`,
-		JobInterrupted, ms(now), JobRunning)
+// UnfinishedJobs returns the ids of jobs that are queued or running: at the
+// master's start, jobs a previous master left behind.
+func (s *Store) UnfinishedJobs(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM jobs WHERE state IN (?, ?) ORDER BY created_at`, JobQueued, JobRunning)
 	if err != nil {
-		return 0, fmt.Errorf("interrupt running jobs: %w", err)
+		return nil, fmt.Errorf("list unfinished jobs: %w", err)
 	}
-	return res.RowsAffected()
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list unfinished jobs: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// MarkLost gives every host of a job that has no final state the state
+// lost, with reason.
+func (s *Store) MarkLost(ctx context.Context, jobID, reason string, now time.Time) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE job_hosts SET state = ?, error = ?, exit_code = -1, finished_at = ?
+		WHERE job_id = ? AND state IN (?, ?)`, string(exec.StateLost), reason, ms(now), jobID,
+		string(exec.StatePending), string(exec.StateRunning))
+	if err != nil {
+		return fmt.Errorf("mark hosts of job %s lost: %w", jobID, err)
+	}
+	return nil
+}
+
+// JobFilter selects jobs for Jobs.
+type JobFilter struct {
+	State    string
+	ClientID string
+	Before   string // a job id: only older jobs (paging)
+	Limit    int
+}
+
+// Jobs lists jobs newest first, with per-state host counts.
+func (s *Store) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
+	q := `SELECT id, client_id, cmd_line, cmd_type, targets, state, spec, hosts_total, created_at, finished_at FROM jobs WHERE 1=1`
+	var args []any
+	if f.State != "" {
+		q += ` AND state = ?`
+		args = append(args, f.State)
+	}
+	if f.ClientID != "" {
+		q += ` AND client_id = ?`
+		args = append(args, f.ClientID)
+	}
+	if f.Before != "" {
+		q += ` AND id < ?`
+		args = append(args, f.Before)
+	}
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	var out []Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		out = append(out, j)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	for i := range out {
+		if out[i].Summary, err = s.summary(ctx, out[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) summary(ctx context.Context, jobID string) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT state, COUNT(*) FROM job_hosts WHERE job_id = ? GROUP BY state`, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("summarise job %s: %w", jobID, err)
+	}
+	defer rows.Close()
+	sum := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("summarise job %s: %w", jobID, err)
+		}
+		sum[st] = n
+	}
+	return sum, rows.Err()
+}
+
+func scanJob(row interface{ Scan(...any) error }) (Job, error) {
+	var j Job
+	var targets string
+	var created, finished int64
+	err := row.Scan(&j.ID, &j.ClientID, &j.CmdLine, &j.CmdType, &targets, &j.State, &j.Spec, &j.Total, &created, &finished)
+	j.Targets = strings.Split(targets, "\n")
+	j.CreatedAt, j.FinishedAt = fromMS(created), fromMS(finished)
+	return j, err
+}
+
+// Prune deletes finished jobs created before before, and the oldest finished
+// jobs beyond keep, with their results and delivered or dead outbox rows.
+func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE state IN (?, ?) AND (created_at < ? OR id IN
+			(SELECT id FROM jobs ORDER BY id DESC LIMIT -1 OFFSET ?))`, JobDone, JobCancelled, ms(before), keep)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE state != ? AND job_id NOT IN (SELECT id FROM jobs)`, OutboxPending)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune jobs: %w", err)
+	}
+	return n, nil
 }
 
 // Job returns a job and its per-host results ordered by host.
 func (s *Store) Job(ctx context.Context, id string) (Job, []exec.Result, error) {
-	var j Job
-	var targets string
-	var created, finished int64
-	err := s.r.QueryRowContext(ctx, `SELECT id, client_id, cmd_line, cmd_type, targets, state, created_at, finished_at
-		FROM jobs WHERE id = ?`, id).Scan(&j.ID, &j.ClientID, &j.CmdLine, &j.CmdType, &targets, &j.State, &created, &finished)
+	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT id, client_id, cmd_line, cmd_type, targets, state, spec,
+		hosts_total, created_at, finished_at FROM jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return j, nil, fmt.Errorf("job %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return j, nil, fmt.Errorf("get job %s: %w", id, err)
 	}
-	j.Targets = strings.Split(targets, "\n")
-	j.CreatedAt, j.FinishedAt = fromMS(created), fromMS(finished)
 	rows, err := s.r.QueryContext(ctx, `SELECT host, addr, state, exit_code, signal, stdout, stderr, truncated, error,
 		transport, started_at, finished_at FROM job_hosts WHERE job_id = ? ORDER BY host`, id)
 	if err != nil {
@@ -112,9 +248,10 @@ var ErrWriterClosed = errors.New("result writer closed")
 type writeOp struct {
 	jobID    string
 	result   *exec.Result
-	finish   string     // job state to set when non-empty
-	finished time.Time  // with finish
-	done     chan error // with finish: told when committed
+	finish   string       // job state to set when non-empty
+	finished time.Time    // with finish
+	outbox   []OutboxItem // with finish: deliveries enqueued in the same transaction
+	done     chan error   // with finish: told when committed
 }
 
 const maxBatch = 2048
@@ -139,16 +276,17 @@ func (w *ResultWriter) Add(jobID string, r exec.Result) {
 	w.ops <- writeOp{jobID: jobID, result: &r}
 }
 
-// Finish queues the end of a job and waits until it and every result queued
-// before it are committed.
-func (w *ResultWriter) Finish(ctx context.Context, jobID, state string, at time.Time) error {
+// Finish queues the end of a job, with the deliveries (callbacks, Slack)
+// that announce it, and waits until they and every result queued before
+// them are committed together: a finished job always has its deliveries.
+func (w *ResultWriter) Finish(ctx context.Context, jobID, state string, at time.Time, outbox ...OutboxItem) error {
 	done := make(chan error, 1)
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
 		return ErrWriterClosed
 	}
-	w.ops <- writeOp{jobID: jobID, finish: state, finished: at, done: done}
+	w.ops <- writeOp{jobID: jobID, finish: state, finished: at, outbox: outbox, done: done}
 	w.mu.RUnlock()
 	select {
 	case err := <-done:
@@ -238,6 +376,11 @@ func (w *ResultWriter) commit(batch []writeOp) error {
 			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, finished_at = ? WHERE id = ?`,
 				op.finish, ms(op.finished), op.jobID); err != nil {
 				return fmt.Errorf("finish job %s: %w", op.jobID, err)
+			}
+			for _, it := range op.outbox {
+				if err := enqueue(ctx, tx, it); err != nil {
+					return fmt.Errorf("finish job %s: %w", op.jobID, err)
+				}
 			}
 		}
 		return nil

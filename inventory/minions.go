@@ -38,6 +38,8 @@ type Minion struct {
 	LastSeen     time.Time `json:"last_seen"`
 	RegisteredAt time.Time `json:"registered_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// Labels are set by operators (role=web); filled by Minions and Minion.
+	Labels map[string]string `json:"labels"`
 }
 
 const minionCols = `id, hostname, ips, addr, version, os, facts, cert_pem, fingerprint, state, health, last_seen, registered_at, updated_at`
@@ -138,7 +140,70 @@ func (s *Store) Minions(ctx context.Context) ([]Minion, error) {
 		}
 		out = append(out, m)
 	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list minions: %w", err)
+	}
+	labels, err := s.labels(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Labels = labels[out[i].ID]
+	}
+	return out, nil
+}
+
+// labels returns the labels of one minion, or of all when id is "".
+func (s *Store) labels(ctx context.Context, id string) (map[string]map[string]string, error) {
+	q, args := `SELECT minion_id, key, value FROM labels`, []any{}
+	if id != "" {
+		q, args = q+` WHERE minion_id = ?`, append(args, id)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read labels: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[string]string{}
+	for rows.Next() {
+		var mid, k, v string
+		if err := rows.Scan(&mid, &k, &v); err != nil {
+			return nil, fmt.Errorf("read labels: %w", err)
+		}
+		if out[mid] == nil {
+			out[mid] = map[string]string{}
+		}
+		out[mid][k] = v
+	}
 	return out, rows.Err()
+}
+
+// SetLabels sets and removes labels of a minion in one transaction.
+func (s *Store) SetLabels(ctx context.Context, id string, set map[string]string, remove []string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM minions WHERE id = ?`, id).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		for k, v := range set {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO labels (minion_id, key, value) VALUES (?,?,?)
+				ON CONFLICT(minion_id, key) DO UPDATE SET value = excluded.value`, id, k, v); err != nil {
+				return err
+			}
+		}
+		for _, k := range remove {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM labels WHERE minion_id = ? AND key = ?`, id, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set labels of minion %s: %w", id, err)
+	}
+	return nil
 }
 
 // Minion returns one minion by id.
@@ -147,6 +212,11 @@ func (s *Store) Minion(ctx context.Context, id string) (Minion, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, fmt.Errorf("minion %s: %w", id, ErrNotFound)
 	}
+	if err != nil {
+		return m, fmt.Errorf("get minion %s: %w", id, err)
+	}
+	labels, err := s.labels(ctx, id)
+	m.Labels = labels[id]
 	return m, err
 }
 

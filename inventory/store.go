@@ -127,6 +127,34 @@ var migrations = []string{
 		PRIMARY KEY (job_id, host)
 	);
 	CREATE INDEX jobs_created ON jobs(created_at);`,
+
+	// 2: the job model of async jobs, labels, and the callback outbox.
+	`ALTER TABLE jobs ADD COLUMN spec TEXT NOT NULL DEFAULT '{}';
+	ALTER TABLE jobs ADD COLUMN hosts_total INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX jobs_state ON jobs(state);
+	CREATE INDEX jobs_client ON jobs(client_id);
+	CREATE TABLE labels (
+		minion_id TEXT NOT NULL REFERENCES minions(id) ON DELETE CASCADE,
+		key       TEXT NOT NULL,
+		value     TEXT NOT NULL,
+		PRIMARY KEY (minion_id, key)
+	);
+	CREATE TABLE outbox (
+		id           INTEGER PRIMARY KEY AUTOINCREMENT,
+		event_id     TEXT NOT NULL UNIQUE,
+		kind         TEXT NOT NULL,     -- callback | slack
+		job_id       TEXT NOT NULL,
+		url          TEXT NOT NULL,
+		body         BLOB NOT NULL,
+		state        TEXT NOT NULL,     -- pending | delivered | dead
+		attempts     INTEGER NOT NULL DEFAULT 0,
+		next_at      INTEGER NOT NULL,
+		last_error   TEXT NOT NULL DEFAULT '',
+		created_at   INTEGER NOT NULL,
+		delivered_at INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX outbox_due ON outbox(state, next_at);
+	CREATE INDEX outbox_job ON outbox(job_id);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

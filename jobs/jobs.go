@@ -1,39 +1,83 @@
-// Package jobs turns an exec request into a job: it resolves targets against
-// the inventory, stores the job, runs it through the exec engine and stores
-// each host's result as it arrives through the single result writer.
+// Package jobs is felix's job service: it turns a request into a job —
+// resolves targets against the inventory, stores the job with a row per
+// host, runs it through the exec engine in the background, stores each
+// host's result as it arrives through the single result writer, streams
+// progress to event subscribers, and on the job's end enqueues its
+// announcements (callbacks, Slack) in the same transaction that finishes it.
 package jobs
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
-	"path"
-	"sort"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 )
 
-// ErrNoTargets is returned when the targets of a request match no host.
-var ErrNoTargets = errors.New("no host matched")
+// ErrFinished is returned when cancelling a job that has already ended.
+var ErrFinished = errors.New("job already finished")
 
-// ErrBadTarget is returned for a target pattern that cannot be parsed.
-var ErrBadTarget = errors.New("bad target")
-
-// Spec is a validated exec request.
+// Spec is a validated exec request; it is stored with the job as JSON so
+// the job can be rerun.
 type Spec struct {
-	ClientID string // the requester's id, echoed back
-	CmdType  string // "line"
-	Command  exec.Command
-	Targets  []string // ids, globs or IP addresses
+	ClientID      string        `json:"id,omitempty"` // the requester's id, echoed back
+	CmdType       string        `json:"cmd_type"`     // line, script or file
+	CmdLine       string        `json:"cmd_line"`
+	Env           []string      `json:"env,omitempty"`
+	Dir           string        `json:"cwd,omitempty"`
+	Timeout       time.Duration `json:"timeout"`
+	Targets       []string      `json:"targets"`
+	Batch         string        `json:"batch,omitempty"` // "N" or "N%": hosts at a time
+	FailThreshold int           `json:"fail_threshold,omitempty"`
+	CallbackURL   string        `json:"callback_url,omitempty"`
+	FileName      string        `json:"file_name,omitempty"` // script/file: name in the working directory
+	FileSize      int64         `json:"file_size,omitempty"`
+}
+
+// ParseBatch checks a batch value: a positive count, or a percentage of the
+// hosts from 1% to 100%.
+func ParseBatch(b string) error {
+	if b == "" {
+		return nil
+	}
+	if p, ok := strings.CutSuffix(b, "%"); ok {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 100 {
+			return fmt.Errorf("batch %q: a percentage must be 1%% to 100%%", b)
+		}
+		return nil
+	}
+	if n, err := strconv.Atoi(b); err != nil || n < 1 {
+		return fmt.Errorf("batch %q: want a positive number of hosts or a percentage such as 10%%", b)
+	}
+	return nil
+}
+
+// batchLimit turns a batch value into hosts at a time for n hosts (0: no batching).
+func batchLimit(b string, n int) int {
+	if p, ok := strings.CutSuffix(b, "%"); ok {
+		pct, _ := strconv.Atoi(p)
+		return max(1, (n*pct+99)/100)
+	}
+	v, _ := strconv.Atoi(b)
+	return v
+}
+
+// Announcer builds the deliveries that announce a finished job; satisfied
+// by *notify.Notifier.
+type Announcer interface {
+	Announce(job inventory.Job, spec Spec, results []exec.Result) []inventory.OutboxItem
 }
 
 // Service runs jobs.
@@ -42,150 +86,337 @@ type Service struct {
 	Writer *inventory.ResultWriter
 	Engine *exec.Engine
 	Log    *slog.Logger
+	// PayloadDir keeps the content of script and file jobs, one file per job.
+	PayloadDir string
+	// Announcer, if set, is asked for each finished job's deliveries.
+	Announcer Announcer
 	// Started, if set, is called with a job's context before its hosts run;
 	// the agent transport uses it to tag requests with the job id.
 	Started func(ctx context.Context, jobID string) context.Context
+	// Finished, if set, is called after a job's end and its deliveries are
+	// stored; the notifier uses it to deliver at once instead of at its
+	// next poll.
+	Finished func(jobID string)
+
+	mu      sync.Mutex
+	running map[string]*run // by job id; protected by mu
+	wg      sync.WaitGroup  // running jobs
+}
+
+// run is a job in progress.
+type run struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	hub    *hub
+	// cancelled is set by Cancel: the job ends cancelled, not done.
+	cancelled bool // protected by Service.mu
 }
 
 // NewJobID returns a new random job id: a sortable time prefix and 6 random bytes.
 func NewJobID(now time.Time) string {
 	b := make([]byte, 6)
 	rand.Read(b)
-	return now.UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
+	return now.UTC().Format("20060102T150405.000") + "-" + hex.EncodeToString(b)
 }
 
-// Run resolves spec's targets, stores the job and runs it to the end. Host
-// failures are results; the error is for requests that cannot run at all.
-func (s *Service) Run(ctx context.Context, spec Spec) (inventory.Job, []exec.Result, error) {
+// DryRun resolves spec's targets without running anything.
+func (s *Service) DryRun(ctx context.Context, spec Spec) ([]exec.Target, error) {
+	return s.Resolve(ctx, spec.Targets)
+}
+
+// Submit resolves spec's targets, stores the job with a pending row per
+// host and starts it in the background. payload, for script and file jobs,
+// is the content already stored by StorePayload under a temporary name; it
+// becomes the job's.
+func (s *Service) Submit(ctx context.Context, spec Spec, payload string) (inventory.Job, error) {
 	targets, err := s.Resolve(ctx, spec.Targets)
 	if err != nil {
-		return inventory.Job{}, nil, err
+		if payload != "" {
+			os.Remove(payload)
+		}
+		return inventory.Job{}, err
+	}
+	return s.start(ctx, spec, targets, payload)
+}
+
+func (s *Service) start(ctx context.Context, spec Spec, targets []exec.Target, payload string) (inventory.Job, error) {
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return inventory.Job{}, fmt.Errorf("encode job spec: %w", err)
 	}
 	now := time.Now()
-	job := inventory.Job{ID: NewJobID(now), ClientID: spec.ClientID, CmdLine: spec.Command.Line, CmdType: spec.CmdType,
-		Targets: spec.Targets, State: inventory.JobRunning, CreatedAt: now}
-	if err := s.Store.CreateJob(ctx, job); err != nil {
-		return job, nil, err
+	job := inventory.Job{ID: NewJobID(now), ClientID: spec.ClientID, CmdLine: spec.CmdLine, CmdType: spec.CmdType,
+		Targets: spec.Targets, State: inventory.JobRunning, Spec: string(specJSON), Total: len(targets), CreatedAt: now}
+	if payload != "" {
+		if err := os.Rename(payload, s.payloadPath(job.ID)); err != nil {
+			os.Remove(payload)
+			return job, fmt.Errorf("keep payload of job %s: %w", job.ID, err)
+		}
 	}
-	s.Log.Info("job started", "job", job.ID, "id", spec.ClientID, "hosts", len(targets), "cmd", spec.Command.Line)
-	runCtx := ctx
+	rows := make([]exec.Result, len(targets))
+	for i, t := range targets {
+		rows[i] = exec.Result{Host: t.ID, Addr: t.Addr, State: exec.StatePending}
+	}
+	if err := s.Store.CreateJob(ctx, job, rows); err != nil {
+		os.Remove(s.payloadPath(job.ID))
+		return job, err
+	}
+	jctx, cancel := context.WithCancel(context.Background())
 	if s.Started != nil {
-		runCtx = s.Started(ctx, job.ID)
+		jctx = s.Started(jctx, job.ID)
 	}
-	results := s.Engine.Run(runCtx, spec.Command, targets, func(r exec.Result) { s.Writer.Add(job.ID, r) })
+	r := &run{cancel: cancel, done: make(chan struct{}), hub: newHub()}
+	s.mu.Lock()
+	if s.running == nil {
+		s.running = make(map[string]*run)
+	}
+	s.running[job.ID] = r
+	s.mu.Unlock()
+	s.wg.Add(1)
+	s.Log.Info("job started", "job", job.ID, "id", spec.ClientID, "hosts", len(targets), "cmd", spec.CmdLine)
+	go s.execute(jctx, job, spec, targets, r)
+	return job, nil
+}
+
+// execute runs a job to its end and stores it.
+func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, targets []exec.Target, r *run) {
+	defer s.wg.Done()
+	defer close(r.done)
+	defer r.cancel()
+	cmd := exec.Command{Line: spec.CmdLine, Env: spec.Env, Dir: spec.Dir, Timeout: spec.Timeout}
+	if spec.CmdType != "line" {
+		path := s.payloadPath(job.ID)
+		cmd.File = &exec.File{Name: spec.FileName, Size: spec.FileSize,
+			Open: func() (io.ReadCloser, error) { return os.Open(path) }}
+	}
+	runnable := 0
+	for _, t := range targets {
+		if t.Skip == "" {
+			runnable++
+		}
+	}
+	opts := exec.Options{Limit: batchLimit(spec.Batch, runnable), FailThreshold: spec.FailThreshold}
+	r.hub.publish(Event{Type: "job", State: inventory.JobRunning, Total: len(targets)})
+	hooks := exec.Hooks{
+		Start: func(t exec.Target, at time.Time) {
+			r.hub.publish(Event{Type: "host", Host: t.ID, State: string(exec.StateRunning), At: at})
+		},
+		Output: func(host string, st exec.Stream, p []byte) {
+			r.hub.publish(Event{Type: "output", Host: host, Stream: st.String(), Data: string(p)})
+		},
+		Result: func(res exec.Result) {
+			s.Writer.Add(job.ID, res)
+			r.hub.publish(Event{Type: "host", Host: res.Host, State: string(res.State), ExitCode: res.ExitCode,
+				Signal: res.Signal, Error: res.Error, At: res.FinishedAt})
+		},
+	}
+	results := s.Engine.Run(ctx, cmd, targets, opts, hooks)
 	job.State, job.FinishedAt = inventory.JobDone, time.Now()
-	// The job's end is stored even when the requester went away.
-	if err := s.Writer.Finish(context.WithoutCancel(ctx), job.ID, job.State, job.FinishedAt); err != nil {
-		return job, results, fmt.Errorf("store results of job %s: %w", job.ID, err)
+	s.mu.Lock()
+	if r.cancelled {
+		job.State = inventory.JobCancelled
 	}
-	s.Log.Info("job done", "job", job.ID, "hosts", len(results), "took", job.FinishedAt.Sub(now))
-	return job, results, nil
+	s.mu.Unlock()
+	if err := s.finish(job, results); err != nil {
+		s.Log.Error("finish job", "job", job.ID, "err", err)
+	}
+	r.hub.publish(Event{Type: "job", State: job.State, Total: len(targets)})
+	r.hub.close()
+	s.mu.Lock()
+	delete(s.running, job.ID)
+	s.mu.Unlock()
+	s.Log.Info("job finished", "job", job.ID, "state", job.State, "hosts", len(results),
+		"took", job.FinishedAt.Sub(job.CreatedAt))
 }
 
-// Resolve turns target patterns into hosts, sorted by id. A pattern is a
-// minion id, a glob over accepted minions' ids (web*, db[12]), or an IP
-// address, which matches the minion the master dials at that address, else
-// minions reporting that address. An id or address that is not in the
-// inventory, or names a minion that is not accepted, becomes a host that is
-// reported as such, never dropped.
-func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target, error) {
-	if len(patterns) == 0 {
-		return nil, fmt.Errorf("%w: no targets given", ErrNoTargets)
+// finish stores a job's end with its announcements.
+func (s *Service) finish(job inventory.Job, results []exec.Result) error {
+	var items []inventory.OutboxItem
+	if s.Announcer != nil {
+		var spec Spec
+		json.Unmarshal([]byte(job.Spec), &spec)
+		items = s.Announcer.Announce(job, spec, results)
 	}
-	all, err := s.Store.Minions(ctx)
+	if err := s.Writer.Finish(context.Background(), job.ID, job.State, job.FinishedAt, items...); err != nil {
+		return err
+	}
+	if s.Finished != nil {
+		s.Finished(job.ID)
+	}
+	return nil
+}
+
+// Wait blocks until the job ends or ctx is done; it reports whether the job
+// ended. A job that is not running has ended.
+func (s *Service) Wait(ctx context.Context, id string) bool {
+	s.mu.Lock()
+	r, ok := s.running[id]
+	s.mu.Unlock()
+	if !ok {
+		return true
+	}
+	select {
+	case <-r.done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Cancel stops a running job: hosts not yet started end cancelled, and the
+// running ones are killed on their hosts (the transport's context ends).
+func (s *Service) Cancel(ctx context.Context, id string) error {
+	s.mu.Lock()
+	r, ok := s.running[id]
+	if ok {
+		r.cancelled = true
+	}
+	s.mu.Unlock()
+	if ok {
+		r.cancel()
+		s.Log.Info("job cancelled", "job", id)
+		return nil
+	}
+	if _, _, err := s.Store.Job(ctx, id); err != nil {
+		return err
+	}
+	return fmt.Errorf("cancel job %s: %w", id, ErrFinished)
+}
+
+// Rerun starts a new job with the spec of job id, on all of its hosts or,
+// with onlyFailed, on those that did not end ok.
+func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (inventory.Job, error) {
+	old, results, err := s.Store.Job(ctx, id)
 	if err != nil {
-		return nil, err
+		return inventory.Job{}, err
 	}
-	byID := make(map[string]inventory.Minion, len(all))
-	for _, m := range all {
-		byID[m.ID] = m
+	var spec Spec
+	if err := json.Unmarshal([]byte(old.Spec), &spec); err != nil || spec.CmdLine == "" {
+		return inventory.Job{}, fmt.Errorf("rerun job %s: its request was not kept: %w", id, inventory.ErrConflict)
 	}
-	picked := make(map[string]exec.Target)
-	add := func(m inventory.Minion) {
-		t := exec.Target{ID: m.ID, Addr: m.Addr, Fingerprint: m.Fingerprint}
-		if m.State != inventory.StateAccepted {
-			t.Skip, t.Error = exec.StateNotAccepted, "minion is "+m.State+"; accept it with: felix keys accept "+m.ID
-		}
-		picked[m.ID] = t
-	}
-	for _, p := range patterns {
-		p = strings.TrimSpace(p)
-		switch {
-		case p == "":
-			return nil, fmt.Errorf("%w: empty target", ErrBadTarget)
-		case len(p) > 253 || strings.IndexFunc(p, unicode.IsControl) >= 0 || !utf8.ValidString(p):
-			return nil, fmt.Errorf("%w: %q is not an id, glob or IP address", ErrBadTarget, p)
-		case strings.ContainsAny(p, "*?["):
-			if _, err := path.Match(p, ""); err != nil {
-				return nil, fmt.Errorf("%w: %q: %v", ErrBadTarget, p, err)
-			}
-			for _, m := range all {
-				if ok, _ := path.Match(p, m.ID); ok && m.State == inventory.StateAccepted {
-					add(m)
-				}
-			}
-		case net.ParseIP(p) != nil:
-			ms, err := matchIP(all, net.ParseIP(p))
-			if err != nil {
-				return nil, err
-			}
-			if len(ms) == 0 {
-				picked[p] = exec.Target{ID: p, Addr: p, Skip: exec.StateUnknown, Error: "no minion has address " + p}
-			}
-			for _, m := range ms {
-				add(m)
-			}
-		default:
-			if m, ok := byID[p]; ok {
-				add(m)
-			} else {
-				picked[p] = exec.Target{ID: p, Skip: exec.StateUnknown, Error: "no minion with id " + p}
+	if onlyFailed {
+		var hosts []string
+		for _, r := range results {
+			if r.State != exec.StateOK {
+				hosts = append(hosts, r.Host)
 			}
 		}
+		if len(hosts) == 0 {
+			return inventory.Job{}, fmt.Errorf("%w: job %s has no failed hosts", ErrNoTargets, id)
+		}
+		spec.Targets = hosts
 	}
-	if len(picked) == 0 {
-		return nil, fmt.Errorf("%w: targets %s matched no accepted minion", ErrNoTargets, strings.Join(patterns, ", "))
+	payload := ""
+	if spec.CmdType != "line" {
+		tmp, err := os.CreateTemp(s.PayloadDir, ".rerun-*")
+		if err != nil {
+			return inventory.Job{}, fmt.Errorf("rerun job %s: %w", id, err)
+		}
+		tmp.Close()
+		os.Remove(tmp.Name())
+		if err := os.Link(s.payloadPath(id), tmp.Name()); err != nil {
+			return inventory.Job{}, fmt.Errorf("rerun job %s: its content is gone: %w", id, inventory.ErrConflict)
+		}
+		payload = tmp.Name()
 	}
-	out := make([]exec.Target, 0, len(picked))
-	for _, t := range picked {
-		out = append(out, t)
+	job, err := s.Submit(ctx, spec, payload)
+	if err != nil && payload != "" {
+		os.Remove(payload)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return job, err
 }
 
-// matchIP returns the minions dialled at ip, or failing that the one minion
-// that reports ip among its addresses. Loopback, link-local and unspecified
-// addresses are never matched by report (every host has them), and an
-// address reported by several minions (a NAT or docker0 address) is refused
-// as ambiguous rather than run everywhere.
-func matchIP(all []inventory.Minion, ip net.IP) ([]inventory.Minion, error) {
-	var byAddr, byFact []inventory.Minion
-	for _, m := range all {
-		if host, _, err := net.SplitHostPort(m.Addr); err == nil && ip.Equal(net.ParseIP(host)) {
-			byAddr = append(byAddr, m)
+// Recover resolves the jobs a previous master left queued or running:
+// their unfinished hosts end lost (the minions' commands were cut off with
+// the master's connections, and felix does not re-attach to them), the job
+// ends done, and its announcements are enqueued like any other job's.
+func (s *Service) Recover(ctx context.Context) error {
+	ids, err := s.Store.UnfinishedJobs(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, id := range ids {
+		if err := s.Store.MarkLost(ctx, id, "the master stopped while this host ran", now); err != nil {
+			return err
+		}
+		job, results, err := s.Store.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		job.State, job.FinishedAt = inventory.JobDone, now
+		if err := s.finish(job, results); err != nil {
+			return fmt.Errorf("recover job %s: %w", id, err)
+		}
+		s.Log.Warn("job left running by the previous master resolved; unfinished hosts are lost", "job", id)
+	}
+	return nil
+}
+
+// Shutdown waits for running jobs until ctx ends, then cancels them and
+// waits for them to store their ends.
+func (s *Service) Shutdown(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for _, r := range s.running {
+		r.cancelled = true
+		r.cancel()
+	}
+	s.mu.Unlock()
+	<-done
+}
+
+// StorePayload copies up to limit bytes of content into a temporary file of
+// the payload directory and returns its path and size. More than limit is
+// ErrTooLarge and stores nothing.
+func (s *Service) StorePayload(content io.Reader, limit int64) (string, int64, error) {
+	if err := os.MkdirAll(s.PayloadDir, 0o700); err != nil {
+		return "", 0, fmt.Errorf("store payload: %w", err)
+	}
+	f, err := os.CreateTemp(s.PayloadDir, ".upload-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("store payload: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(content, limit+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n > limit {
+		err = fmt.Errorf("content over %d bytes: %w", limit, ErrTooLarge)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", 0, err
+	}
+	return f.Name(), n, nil
+}
+
+// ErrTooLarge is returned for content over the configured limit.
+var ErrTooLarge = errors.New("too large")
+
+func (s *Service) payloadPath(jobID string) string {
+	return filepath.Join(s.PayloadDir, jobID)
+}
+
+// PrunePayloads removes the payloads of jobs that no longer exist.
+func (s *Service) PrunePayloads(ctx context.Context) {
+	entries, err := os.ReadDir(s.PayloadDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		for _, s := range m.IPs {
-			if ip.Equal(net.ParseIP(s)) {
-				byFact = append(byFact, m)
-				break
-			}
+		if _, _, err := s.Store.Job(ctx, name); errors.Is(err, inventory.ErrNotFound) {
+			os.Remove(filepath.Join(s.PayloadDir, name))
 		}
 	}
-	if len(byAddr) > 0 {
-		return byAddr, nil
-	}
-	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast() {
-		return nil, nil
-	}
-	if len(byFact) > 1 {
-		ids := make([]string, len(byFact))
-		for i, m := range byFact {
-			ids[i] = m.ID
-		}
-		return nil, fmt.Errorf("%w: address %s is reported by %d minions (%s); name them by id", ErrBadTarget, ip,
-			len(byFact), strings.Join(ids, ", "))
-	}
-	return byFact, nil
 }

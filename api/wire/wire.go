@@ -63,19 +63,20 @@ type RegisterResponse struct {
 
 // Minion is a minion as the API shows it.
 type Minion struct {
-	ID           string          `json:"id"`
-	Hostname     string          `json:"hostname"`
-	IPs          []string        `json:"ips"`
-	Address      string          `json:"address"`
-	Version      string          `json:"version"`
-	OS           string          `json:"os"`
-	Fingerprint  string          `json:"fingerprint"`
-	State        string          `json:"state"`
-	Health       string          `json:"health"`
-	LastSeen     time.Time       `json:"last_seen"`
-	RegisteredAt time.Time       `json:"registered_at"`
-	UpdatedAt    time.Time       `json:"updated_at"`
-	Facts        json.RawMessage `json:"facts,omitempty"`
+	ID           string            `json:"id"`
+	Hostname     string            `json:"hostname"`
+	IPs          []string          `json:"ips"`
+	Address      string            `json:"address"`
+	Version      string            `json:"version"`
+	OS           string            `json:"os"`
+	Fingerprint  string            `json:"fingerprint"`
+	State        string            `json:"state"`
+	Health       string            `json:"health"`
+	LastSeen     time.Time         `json:"last_seen"`
+	RegisteredAt time.Time         `json:"registered_at"`
+	UpdatedAt    time.Time         `json:"updated_at"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Facts        json.RawMessage   `json:"facts,omitempty"`
 }
 
 // MinionList is the body of GET /api/v1/minions.
@@ -101,16 +102,83 @@ type JoinTokenResponse struct {
 // ExecRequest is the body of POST /api/v1/exec. It keeps the seed's fields
 // (id, callback_url, cmd_line, cmd_type, file, minion_ip) and adds felix's.
 type ExecRequest struct {
-	ID          string            `json:"id,omitempty"`           // the caller's own id, echoed back unchanged
-	CallbackURL string            `json:"callback_url,omitempty"` // not supported yet: refused when set
-	CmdLine     string            `json:"cmd_line"`
-	CmdType     string            `json:"cmd_type,omitempty"` // "line" (default)
-	File        string            `json:"file,omitempty"`     // for script/file types: not supported yet
-	MinionIP    string            `json:"minion_ip,omitempty"`
-	Targets     []string          `json:"targets,omitempty"`
-	Timeout     string            `json:"timeout,omitempty"` // Go duration, e.g. "30s"
-	Env         map[string]string `json:"env,omitempty"`
-	Cwd         string            `json:"cwd,omitempty"`
+	ID          string `json:"id,omitempty"`           // the caller's own id, echoed back unchanged
+	CallbackURL string `json:"callback_url,omitempty"` // POSTed the results when the job ends
+	CmdLine     string `json:"cmd_line"`
+	CmdType     string `json:"cmd_type,omitempty"` // "line" (default), "script" or "file"
+	// File is the content for script and file types: text, or base64 when
+	// FileEncoding is "base64".
+	File          string            `json:"file,omitempty"`
+	FileEncoding  string            `json:"file_encoding,omitempty"` // "text" (default) or "base64"
+	FileName      string            `json:"file_name,omitempty"`     // default: the first word of cmd_line
+	MinionIP      string            `json:"minion_ip,omitempty"`
+	Targets       []string          `json:"targets,omitempty"`
+	Timeout       string            `json:"timeout,omitempty"` // Go duration, e.g. "30s"
+	Env           map[string]string `json:"env,omitempty"`
+	Cwd           string            `json:"cwd,omitempty"`
+	Batch         string            `json:"batch,omitempty"`          // hosts at a time: "10" or "10%"
+	FailThreshold int               `json:"fail_threshold,omitempty"` // stop launching after this many failures
+	DryRun        bool              `json:"dry_run,omitempty"`        // resolve targets only
+}
+
+// ExecAccepted answers an exec that runs on in the background (202).
+type ExecAccepted struct {
+	JobID string `json:"job_id"`
+	ID    string `json:"id,omitempty"`
+	State string `json:"state"`
+	Total int    `json:"total"`
+}
+
+// DryRunHost is one host a request would run on, or why it would not.
+type DryRunHost struct {
+	Host    string `json:"host"`
+	Address string `json:"address,omitempty"`
+	State   string `json:"state"` // "would run", not_accepted or unknown
+	Error   string `json:"error,omitempty"`
+}
+
+// DryRun answers an exec with dry_run set.
+type DryRun struct {
+	Targets []string     `json:"targets"`
+	Hosts   []DryRunHost `json:"hosts"`
+}
+
+// Delivery is one callback or Slack message of a job.
+type Delivery struct {
+	EventID     string     `json:"event_id"`
+	Kind        string     `json:"kind"`
+	JobID       string     `json:"job_id"`
+	URL         string     `json:"url"`
+	State       string     `json:"state"` // pending, delivered, dead
+	Attempts    int        `json:"attempts"`
+	NextAt      *time.Time `json:"next_at,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+}
+
+// DeliveryList is the body of GET /api/v1/deliveries.
+type DeliveryList struct {
+	Deliveries []Delivery `json:"deliveries"`
+}
+
+// JobList is the body of GET /api/v1/jobs; Next, when set, is the value of
+// "before" for the next page.
+type JobList struct {
+	Jobs []Job  `json:"jobs"`
+	Next string `json:"next,omitempty"`
+}
+
+// Labels is the body of PUT /api/v1/minions/{id}/labels.
+type Labels struct {
+	Set    map[string]string `json:"set,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
+}
+
+// Callback is the JSON a job's callback_url receives when the job ends.
+type Callback struct {
+	EventID string `json:"event_id"` // the same on every retry: deduplicate on it
+	Job
 }
 
 // HostResult is one host's result.
@@ -139,7 +207,9 @@ type Job struct {
 	Targets    []string       `json:"targets"`
 	State      string         `json:"state"`
 	CreatedAt  time.Time      `json:"created_at"`
-	FinishedAt time.Time      `json:"finished_at"`
+	FinishedAt *time.Time     `json:"finished_at,omitempty"`
+	Total      int            `json:"total"`
 	Summary    map[string]int `json:"summary"`
-	Results    []HostResult   `json:"results"`
+	Results    []HostResult   `json:"results,omitempty"`
+	Deliveries []Delivery     `json:"deliveries,omitempty"`
 }

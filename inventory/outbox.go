@@ -1,0 +1,119 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Outbox states and kinds.
+const (
+	OutboxPending   = "pending"
+	OutboxDelivered = "delivered"
+	OutboxDead      = "dead"
+
+	KindCallback = "callback"
+	KindSlack    = "slack"
+)
+
+// OutboxItem is one delivery to make at least once: a callback to a
+// requester or a Slack message. It survives restarts of the master.
+type OutboxItem struct {
+	ID          int64
+	EventID     string // stable across retries: receivers deduplicate on it
+	Kind        string
+	JobID       string
+	URL         string
+	Body        []byte
+	State       string
+	Attempts    int
+	NextAt      time.Time
+	LastError   string
+	CreatedAt   time.Time
+	DeliveredAt time.Time
+}
+
+func enqueue(ctx context.Context, tx *sql.Tx, it OutboxItem) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, kind, job_id, url, body, state, next_at, created_at)
+		VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING`, it.EventID, it.Kind, it.JobID, it.URL, it.Body,
+		OutboxPending, ms(it.NextAt), ms(it.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("enqueue %s %s: %w", it.Kind, it.EventID, err)
+	}
+	return nil
+}
+
+const outboxCols = `id, event_id, kind, job_id, url, body, state, attempts, next_at, last_error, created_at, delivered_at`
+
+func scanOutbox(rows *sql.Rows) ([]OutboxItem, error) {
+	defer rows.Close()
+	var out []OutboxItem
+	for rows.Next() {
+		var it OutboxItem
+		var next, created, delivered int64
+		if err := rows.Scan(&it.ID, &it.EventID, &it.Kind, &it.JobID, &it.URL, &it.Body, &it.State, &it.Attempts,
+			&next, &it.LastError, &created, &delivered); err != nil {
+			return nil, fmt.Errorf("read outbox: %w", err)
+		}
+		it.NextAt, it.CreatedAt, it.DeliveredAt = fromMS(next), fromMS(created), fromMS(delivered)
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// DueOutbox returns up to limit pending deliveries due at now, oldest first.
+func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE state = ? AND next_at <= ?
+		ORDER BY next_at LIMIT ?`, OutboxPending, ms(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read due outbox: %w", err)
+	}
+	return scanOutbox(rows)
+}
+
+// OutboxFilter selects outbox rows.
+type OutboxFilter struct {
+	JobID string
+	State string
+	Limit int
+}
+
+// Outbox lists deliveries, newest first.
+func (s *Store) Outbox(ctx context.Context, f OutboxFilter) ([]OutboxItem, error) {
+	q := `SELECT ` + outboxCols + ` FROM outbox WHERE 1=1`
+	var args []any
+	if f.JobID != "" {
+		q += ` AND job_id = ?`
+		args = append(args, f.JobID)
+	}
+	if f.State != "" {
+		q += ` AND state = ?`
+		args = append(args, f.State)
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list outbox: %w", err)
+	}
+	return scanOutbox(rows)
+}
+
+// OutboxDone records a delivery's outcome: delivered, or state pending with
+// the next try at next, or dead.
+func (s *Store) OutboxDone(ctx context.Context, id int64, state string, attempts int, next time.Time, lastErr string, now time.Time) error {
+	var delivered int64
+	if state == OutboxDelivered {
+		delivered = ms(now)
+	}
+	_, err := s.w.ExecContext(ctx, `UPDATE outbox SET state = ?, attempts = ?, next_at = ?, last_error = ?, delivered_at = ?
+		WHERE id = ?`, state, attempts, ms(next), lastErr, delivered, id)
+	if err != nil {
+		return fmt.Errorf("update outbox %d: %w", id, err)
+	}
+	return nil
+}

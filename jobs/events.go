@@ -1,0 +1,139 @@
+package jobs
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/felix-ops/felix/exec"
+)
+
+// Event is one step of a job, as streamed to subscribers (Server-Sent Events).
+type Event struct {
+	Seq      int       `json:"seq"`
+	Type     string    `json:"type"` // job, host, output
+	Host     string    `json:"host,omitempty"`
+	State    string    `json:"state,omitempty"`
+	Total    int       `json:"total,omitempty"` // job: hosts in the job
+	ExitCode int       `json:"exit_code,omitempty"`
+	Signal   string    `json:"signal,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Stream   string    `json:"stream,omitempty"` // output: stdout or stderr
+	Data     string    `json:"data,omitempty"`   // output: the chunk
+	At       time.Time `json:"at"`
+}
+
+// maxHubOutput bounds the output a running job keeps for subscribers that
+// connect late; past it, output chunks are no longer kept (state changes
+// always are) and the stored results hold the capped output.
+const maxHubOutput = 8 << 20
+
+// hub keeps a running job's events and wakes subscribers.
+type hub struct {
+	mu      sync.Mutex
+	events  []Event       // protected by mu
+	output  int           // bytes of output kept; protected by mu
+	dropped bool          // output chunks were dropped; protected by mu
+	closed  bool          // the job ended; protected by mu
+	wake    chan struct{} // closed and replaced on every change; protected by mu
+}
+
+func newHub() *hub { return &hub{wake: make(chan struct{})} }
+
+func (h *hub) publish(e Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e.Type == "output" {
+		if h.output+len(e.Data) > maxHubOutput {
+			h.dropped = true
+			return
+		}
+		h.output += len(e.Data)
+	}
+	if e.At.IsZero() {
+		e.At = time.Now()
+	}
+	e.Seq = len(h.events) + 1
+	h.events = append(h.events, e)
+	close(h.wake)
+	h.wake = make(chan struct{})
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	close(h.wake)
+	h.wake = make(chan struct{})
+}
+
+// since returns the events after the first n, whether the job ended, and a
+// channel closed at the next change.
+func (h *hub) since(n int) ([]Event, bool, <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.events[n:], h.closed, h.wake
+}
+
+// Events sends a job's events to fn from its start: what already happened,
+// then live events until the job ends, ctx ends or fn fails. For a job that
+// is not running it sends the stored outcome: each host's output and state,
+// then the job's state.
+func (s *Service) Events(ctx context.Context, id string, fn func(Event) error) error {
+	s.mu.Lock()
+	r, ok := s.running[id]
+	s.mu.Unlock()
+	if ok {
+		n := 0
+		for {
+			evs, closed, wake := r.hub.since(n)
+			for _, e := range evs {
+				if err := fn(e); err != nil {
+					return err
+				}
+			}
+			n += len(evs)
+			if closed {
+				return nil
+			}
+			select {
+			case <-wake:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	job, results, err := s.Store.Job(ctx, id)
+	if err != nil {
+		return err
+	}
+	seq := 0
+	send := func(e Event) error {
+		seq++
+		e.Seq = seq
+		return fn(e)
+	}
+	if err := send(Event{Type: "job", State: job.State, Total: job.Total, At: job.CreatedAt}); err != nil {
+		return err
+	}
+	for _, r := range results {
+		for _, o := range []struct {
+			s exec.Stream
+			b []byte
+		}{{exec.Stdout, r.Stdout}, {exec.Stderr, r.Stderr}} {
+			if len(o.b) > 0 {
+				if err := send(Event{Type: "output", Host: r.Host, Stream: o.s.String(), Data: string(o.b), At: r.FinishedAt}); err != nil {
+					return err
+				}
+			}
+		}
+		if err := send(Event{Type: "host", Host: r.Host, State: string(r.State), ExitCode: r.ExitCode, Signal: r.Signal,
+			Error: r.Error, At: r.FinishedAt}); err != nil {
+			return err
+		}
+	}
+	if job.State == "running" || job.State == "queued" {
+		return nil // another master's, or stored before this one started
+	}
+	return send(Event{Type: "job", State: job.State, Total: job.Total, At: job.FinishedAt})
+}
