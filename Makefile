@@ -43,8 +43,8 @@ check: deps proto ## gofmt, go vet, dependency guard, and fail if regenerated pr
 	$(GO) test -count=1 -run 'TestMinionDeps' ./cmd/minion/
 	@git diff --exit-code -- proto && test -z "$$(git status --porcelain -- proto)" || { git status --short -- proto; echo 'make proto changed the generated code: commit it'; exit 1; }
 
-bench: ## exec fan-out through a real master to 100 and 1000 minions
-	$(GO) test -run '^$$' -bench 'BenchmarkExecFanout' -benchtime 5x -timeout 20m ./master/
+bench: ## exec fan-out through a real master to 100 and 1000 minions, and a 1000-host job with its callback
+	$(GO) test -run '^$$' -bench 'BenchmarkExecFanout|BenchmarkJobWithCallback' -benchtime 5x -timeout 20m ./master/
 
 dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, in dist/
 	@mkdir -p dist

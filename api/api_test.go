@@ -1,17 +1,21 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,31 +33,121 @@ import (
 	"github.com/felix-ops/felix/pki"
 )
 
-// fakeTransport runs nothing; it records which hosts it was asked to run on.
+// fakeTransport runs nothing real. It records every call and acts on the
+// command line:
+//
+//	sleep         blocks until its context ends (a cancel or the deadline)
+//	stream        prints "chunk-1\n", blocks until Release, prints "chunk-2\n", exits 0
+//	fail          prints "boom\n" on stderr and exits 1
+//	fail-on H...  fails like fail on the hosts named, else like the default
+//	anything else prints the host's id and exits 0
 type fakeTransport struct {
 	mu    sync.Mutex
 	calls []fakeCall // guarded by mu
+
+	release     chan struct{} // closed by Release: stream commands go on
+	releaseOnce sync.Once
 }
 
 type fakeCall struct {
-	Target exec.Target
-	Cmd    exec.Command
+	Target  exec.Target
+	Cmd     exec.Command
+	Content []byte // what Cmd.File's Open yielded during the call
 }
+
+var _ exec.Transport = (*fakeTransport)(nil)
+
+func newFakeTransport() *fakeTransport { return &fakeTransport{release: make(chan struct{})} }
 
 func (f *fakeTransport) Name() string { return "fake" }
 
 func (f *fakeTransport) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+	call := fakeCall{Target: t, Cmd: cmd}
+	if cmd.File != nil {
+		rc, err := cmd.File.Open()
+		if err != nil {
+			return exec.Exit{}, fmt.Errorf("open file %s: %w", cmd.File.Name, err)
+		}
+		call.Content, err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return exec.Exit{}, fmt.Errorf("read file %s: %w", cmd.File.Name, err)
+		}
+	}
 	f.mu.Lock()
-	f.calls = append(f.calls, fakeCall{Target: t, Cmd: cmd})
+	f.calls = append(f.calls, call)
 	f.mu.Unlock()
+
+	word := strings.Fields(cmd.Line)
+	switch {
+	case cmd.Line == "sleep":
+		<-ctx.Done()
+		return exec.Exit{Code: -1, Signal: "SIGKILL", Cancelled: true}, nil
+	case cmd.Line == "stream":
+		out(exec.Stdout, []byte("chunk-1\n"))
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return exec.Exit{Code: -1, Signal: "SIGKILL", Cancelled: true}, nil
+		}
+		out(exec.Stdout, []byte("chunk-2\n"))
+		return exec.Exit{}, nil
+	case cmd.Line == "fail" || (len(word) > 1 && word[0] == "fail-on" && slices.Contains(word[1:], t.ID)):
+		out(exec.Stderr, []byte("boom\n"))
+		return exec.Exit{Code: 1}, nil
+	}
 	out(exec.Stdout, []byte(t.ID+"\n"))
 	return exec.Exit{Code: 0, Duration: time.Millisecond}, nil
 }
+
+// Release lets every stream command, running or to come, finish.
+func (f *fakeTransport) Release() { f.releaseOnce.Do(func() { close(f.release) }) }
 
 func (f *fakeTransport) Calls() []fakeCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls)
+}
+
+// hosts returns the target ids of calls, sorted.
+func hosts(calls []fakeCall) []string {
+	var out []string
+	for _, c := range calls {
+		out = append(out, c.Target.ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// fakeAnnouncer enqueues one callback delivery for each finished job that
+// has a callback_url; nothing delivers it, so it stays pending.
+type fakeAnnouncer struct{}
+
+func (fakeAnnouncer) Announce(job inventory.Job, spec jobs.Spec, results []exec.Result) []inventory.OutboxItem {
+	if spec.CallbackURL == "" {
+		return nil
+	}
+	id := "cb-" + job.ID
+	body, err := json.Marshal(wire.Callback{EventID: id, Job: jobs.View(job, results)})
+	if err != nil {
+		panic(err)
+	}
+	now := time.Now()
+	return []inventory.OutboxItem{{EventID: id, Kind: inventory.KindCallback, JobID: job.ID, URL: spec.CallbackURL,
+		Body: body, NextAt: now.Add(time.Hour), CreatedAt: now}}
+}
+
+// checkCallback stands in for the master's callback policy: hosts whose
+// name contains "blocked" are refused.
+func checkCallback(_ context.Context, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(u.Hostname(), "blocked") {
+		return fmt.Errorf("host %s is not allowed", u.Hostname())
+	}
+	return nil
 }
 
 // logWriter routes slog output to t.Log.
@@ -65,18 +159,23 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// harness is a master API over TLS with a real store and a fake transport.
+// harness is a master API over TLS with a real store, a real job service
+// and a fake transport.
 type harness struct {
-	t      *testing.T
-	store  *inventory.Store
-	db     *sql.DB // a second, independent view of the database file
-	srv    *httptest.Server
-	master *pki.Identity
-	fake   *fakeTransport
-	admin  string // a valid API token
+	t          *testing.T
+	store      *inventory.Store
+	db         *sql.DB // a second, independent view of the database file
+	srv        *httptest.Server
+	master     *pki.Identity
+	fake       *fakeTransport
+	payloadDir string
+	admin      string // a valid API token
 }
 
-const defaultTimeout = 10 * time.Second
+const (
+	defaultTimeout = 10 * time.Second
+	maxFileSize    = 1 << 20
+)
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
@@ -87,13 +186,15 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatalf("inventory.Open = %v", err)
 	}
+	// Cleanups run last-in first-out: the server closes first, then the
+	// job service drains, then the result writer, then the store.
 	t.Cleanup(func() {
 		if err := store.Close(); err != nil {
 			t.Errorf("store.Close() = %v", err)
 		}
 	})
 	writer := inventory.NewResultWriter(store, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(writer.Close) // before store.Close: cleanups run last-in first-out
+	t.Cleanup(writer.Close)
 
 	db, err := sql.Open("sqlite3", "file:"+dbPath+"?mode=ro&_busy_timeout=5000")
 	if err != nil {
@@ -106,20 +207,46 @@ func newHarness(t *testing.T) *harness {
 		t.Fatalf("pki.LoadOrCreate(master) = %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	fake := &fakeTransport{}
-	svc := &jobs.Service{Store: store, Writer: writer, Engine: &exec.Engine{Transport: fake}, Log: log}
-	s := &api.Server{Store: store, Jobs: svc, Log: log,
-		Config: api.Config{DefaultTimeout: defaultTimeout, MaxTimeout: time.Minute, Version: "test"}}
+	fake := newFakeTransport()
+	payloadDir := filepath.Join(dir, "payloads")
+	svc := &jobs.Service{Store: store, Writer: writer, Engine: &exec.Engine{Transport: fake}, Log: log,
+		PayloadDir: payloadDir, Announcer: fakeAnnouncer{}}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		svc.Shutdown(ctx)
+	})
+	s := &api.Server{Store: store, Jobs: svc, Log: log, CheckCallback: checkCallback,
+		Config: api.Config{DefaultTimeout: defaultTimeout, MaxTimeout: time.Minute, MaxFileSize: maxFileSize, Version: "test"}}
 	srv := httptest.NewUnstartedServer(s.Handler())
 	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, Certificates: []tls.Certificate{master.Cert}}
 	srv.StartTLS()
-	t.Cleanup(srv.Close) // first: no handler runs once the writer and store close
+	t.Cleanup(srv.Close) // first: no handler runs once the jobs, writer and store close
 
 	admin, err := store.CreateAPIToken(ctx, "admin", inventory.RoleAdmin, 0, time.Now())
 	if err != nil {
 		t.Fatalf("CreateAPIToken = %v", err)
 	}
-	return &harness{t: t, store: store, db: db, srv: srv, master: master, fake: fake, admin: admin}
+	return &harness{t: t, store: store, db: db, srv: srv, master: master, fake: fake, payloadDir: payloadDir, admin: admin}
+}
+
+// addMinion registers a minion at addr, accepted or pending, with labels.
+func (h *harness) addMinion(id, addr string, accepted bool, labels map[string]string) {
+	h.t.Helper()
+	ctx := context.Background()
+	tok := h.joinToken(inventory.JoinTokenSpec{AutoAccept: accepted}, time.Now())
+	if _, _, err := h.store.Register(ctx, inventory.Registration{
+		Minion: inventory.Minion{ID: id, Hostname: id, Addr: addr, CertPEM: "x", Fingerprint: "sha256:" + id,
+			Facts: `{"os_name":"debian","os_version":"12"}`},
+		JoinTokenHash: inventory.HashToken(tok),
+	}, time.Now()); err != nil {
+		h.t.Fatalf("register %s: %v", id, err)
+	}
+	if len(labels) > 0 {
+		if err := h.store.SetLabels(ctx, id, labels, nil); err != nil {
+			h.t.Fatalf("label %s: %v", id, err)
+		}
+	}
 }
 
 // client returns an HTTPS client that trusts the master and presents id's
@@ -179,7 +306,8 @@ func (h *harness) do(c *http.Client, method, path, auth string, body any) (int, 
 	return resp.StatusCode, out
 }
 
-// admin sends an authenticated request and decodes a 2xx answer into out.
+// adminDo sends an authenticated request, checks its status and decodes the
+// answer into out.
 func (h *harness) adminDo(method, path string, body, out any, wantStatus int) {
 	h.t.Helper()
 	status, b := h.do(h.client(nil), method, path, "Bearer "+h.admin, body)
@@ -193,12 +321,65 @@ func (h *harness) adminDo(method, path string, body, out any, wantStatus int) {
 	}
 }
 
-// dump describes everything stored, so a test can show a failed request
-// changed nothing.
+// submit POSTs an exec request without waiting and returns the job id.
+func (h *harness) submit(req any) string {
+	h.t.Helper()
+	var acc wire.ExecAccepted
+	h.adminDo("POST", "/api/v1/exec", req, &acc, http.StatusAccepted)
+	if acc.JobID == "" || acc.State != inventory.JobRunning {
+		h.t.Fatalf("exec = %+v; want a running job's id", acc)
+	}
+	return acc.JobID
+}
+
+// eventually polls cond until it holds; it fails the test after 10s, which
+// only a hang reaches.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still not so after 10s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitJob polls GET /api/v1/jobs/{id} until the job has ended.
+func (h *harness) waitJob(id string) wire.Job {
+	h.t.Helper()
+	var j wire.Job
+	eventually(h.t, "job "+id+" ends", func() bool {
+		j = wire.Job{}
+		h.adminDo("GET", "/api/v1/jobs/"+id, nil, &j, http.StatusOK)
+		return j.State == inventory.JobDone || j.State == inventory.JobCancelled
+	})
+	return j
+}
+
+// payloads lists the files in the payload directory.
+func (h *harness) payloads() []string {
+	h.t.Helper()
+	entries, err := os.ReadDir(h.payloadDir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// dump describes everything stored, in the database and the payload
+// directory, so a test can show a failed request changed nothing.
 func (h *harness) dump() string {
 	h.t.Helper()
 	var sb strings.Builder
-	for _, table := range []string{"minions", "join_tokens", "api_tokens", "jobs", "job_hosts"} {
+	for _, table := range []string{"minions", "labels", "join_tokens", "api_tokens", "jobs", "job_hosts", "outbox"} {
 		rows, err := h.db.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
 		if err != nil {
 			h.t.Fatalf("dump %s: %v", table, err)
@@ -224,6 +405,7 @@ func (h *harness) dump() string {
 		}
 		rows.Close()
 	}
+	fmt.Fprintf(&sb, "payloads: %q\n", h.payloads())
 	return sb.String()
 }
 
@@ -243,6 +425,87 @@ func (h *harness) joinToken(spec inventory.JoinTokenSpec, now time.Time) string 
 		h.t.Fatalf("CreateJoinToken = %v", err)
 	}
 	return tok
+}
+
+// sseEvent is one Server-Sent Event as read off the wire.
+type sseEvent struct {
+	ID, Type, Data string
+}
+
+// event decodes e's data as a job event.
+func (e sseEvent) event(t *testing.T) jobs.Event {
+	t.Helper()
+	var ev jobs.Event
+	if err := json.Unmarshal([]byte(e.Data), &ev); err != nil {
+		t.Fatalf("event %s data %q: %v", e.Type, e.Data, err)
+	}
+	return ev
+}
+
+// events opens GET /api/v1/jobs/{id}/events and returns its events as they
+// arrive; the channel closes when the stream ends. Cancel ctx to hang up.
+func (h *harness) events(ctx context.Context, id string) <-chan sseEvent {
+	h.t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", h.srv.URL+"/api/v1/jobs/"+id+"/events", nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+h.admin)
+	resp, err := h.client(nil).Do(req)
+	if err != nil {
+		h.t.Fatalf("GET events of %s: %v", id, err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h.t.Fatalf("GET events of %s = %d %s %s; want 200 text/event-stream", id, resp.StatusCode,
+			resp.Header.Get("Content-Type"), b)
+	}
+	ch := make(chan sseEvent)
+	go func() {
+		defer close(ch)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				select {
+				case ch <- ev:
+				case <-ctx.Done():
+					return
+				}
+				ev = sseEvent{}
+			case strings.HasPrefix(line, "id: "):
+				ev.ID = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "event: "):
+				ev.Type = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				ev.Data += strings.TrimPrefix(line, "data: ")
+			default:
+				ev.Type = "bad line: " + line
+			}
+		}
+	}()
+	return ch
+}
+
+// nextEvent returns the next event; it fails when the stream ends first or
+// nothing comes for 10s (a hang).
+func nextEvent(t *testing.T, ch <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case e, ok := <-ch:
+		if !ok {
+			t.Fatal("event stream ended; want another event")
+		}
+		return e
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event for 10s")
+	}
+	panic("unreachable")
 }
 
 func newIdentity(t *testing.T, cn string) *pki.Identity {
@@ -281,11 +544,12 @@ func wantError(t *testing.T, what string, body []byte, want ...string) {
 	}
 }
 
-// wantUnchanged fails when the database differs from before.
+// wantUnchanged fails when the database or the payload directory differs
+// from before.
 func (h *harness) wantUnchanged(what, before string) {
 	h.t.Helper()
 	if after := h.dump(); after != before {
-		h.t.Errorf("%s changed the database:\nbefore:\n%s\nafter:\n%s", what, before, after)
+		h.t.Errorf("%s changed what is stored:\nbefore:\n%s\nafter:\n%s", what, before, after)
 	}
 }
 
@@ -498,8 +762,17 @@ func TestAuthRequired(t *testing.T) {
 		{"POST", "/api/v1/minions/x/accept", ""},
 		{"POST", "/api/v1/minions/x/reject", ""},
 		{"POST", "/api/v1/tokens/join", `{"uses": 1}`},
+		{"PUT", "/api/v1/minions/x/labels", `{"set": {"role": "web"}}`},
 		{"POST", "/api/v1/exec", `{"cmd_line": "true", "targets": ["x"]}`},
+		{"POST", "/api/v1/exec?wait=10s", `{"cmd_line": "true", "targets": ["x"]}`},
+		{"POST", "/api/v1/exec?dry_run=true", `{"cmd_line": "true", "targets": ["x"]}`},
+		{"GET", "/api/v1/jobs", ""},
 		{"GET", "/api/v1/jobs/x", ""},
+		{"GET", "/api/v1/jobs/x/events", ""},
+		{"POST", "/api/v1/jobs/x/cancel", ""},
+		{"POST", "/api/v1/jobs/x/rerun", ""},
+		{"POST", "/api/v1/jobs/x/rerun?only=failed", ""},
+		{"GET", "/api/v1/deliveries", ""},
 	}
 	auths := []struct {
 		name, header string
@@ -538,14 +811,17 @@ func TestAuthRequired(t *testing.T) {
 func TestMalformedJSON(t *testing.T) {
 	h := newHarness(t)
 	ident := newIdentity(t, "m1")
+	h.addMinion("m2", "127.0.0.8:4510", true, nil)
 	routes := []struct {
+		method    string
 		path      string
 		auth      string
 		wrongType string // a body with a known field of the wrong type
 	}{
-		{"/api/v1/minions/register", "", `{"id": 5}`},
-		{"/api/v1/exec", "Bearer " + h.admin, `{"cmd_line": ["true"]}`},
-		{"/api/v1/tokens/join", "Bearer " + h.admin, `{"uses": "x"}`},
+		{"POST", "/api/v1/minions/register", "", `{"id": 5}`},
+		{"POST", "/api/v1/exec", "Bearer " + h.admin, `{"cmd_line": ["true"]}`},
+		{"POST", "/api/v1/tokens/join", "Bearer " + h.admin, `{"uses": "x"}`},
+		{"PUT", "/api/v1/minions/m2/labels", "Bearer " + h.admin, `{"set": "role=web"}`},
 	}
 	bodies := []struct {
 		name string
@@ -563,18 +839,18 @@ func TestMalformedJSON(t *testing.T) {
 	c := h.client(ident)
 	for _, r := range routes {
 		for _, b := range bodies {
-			t.Run(r.path+"/"+b.name, func(t *testing.T) {
+			t.Run(r.method+" "+r.path+"/"+b.name, func(t *testing.T) {
 				before := h.dump()
 				body := b.body
 				if b.name == "wrong type" {
 					body = r.wrongType
 				}
-				status, out := h.do(c, "POST", r.path, r.auth, body)
+				status, out := h.do(c, r.method, r.path, r.auth, body)
 				if status != http.StatusBadRequest {
-					t.Errorf("POST %s %q = %d %s; want 400", r.path, b.body, status, out)
+					t.Errorf("%s %s %q = %d %s; want 400", r.method, r.path, body, status, out)
 				}
-				wantError(t, "POST "+r.path, out, b.want...)
-				h.wantUnchanged("POST "+r.path, before)
+				wantError(t, r.method+" "+r.path, out, b.want...)
+				h.wantUnchanged(r.method+" "+r.path, before)
 			})
 		}
 	}
@@ -606,59 +882,114 @@ func TestJoinTokenBadInput(t *testing.T) {
 
 func TestExecBadInput(t *testing.T) {
 	h := newHarness(t)
-	ctx := context.Background()
-	tok := h.joinToken(inventory.JoinTokenSpec{AutoAccept: true}, time.Now())
-	if _, _, err := h.store.Register(ctx, inventory.Registration{
-		Minion:        inventory.Minion{ID: "web1", Hostname: "web1", Addr: "127.0.0.9:4510", CertPEM: "x", Fingerprint: "sha256:00"},
-		JoinTokenHash: inventory.HashToken(tok),
-	}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	h.addMinion("web1", "127.0.0.9:4510", true, map[string]string{"role": "web"})
+	h.addMinion("p1", "127.0.0.7:4510", false, nil) // pending: not counted as accepted
 
+	base64Of := func(n int) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xfe}, n)) }
+	web1 := []string{"web1"}
+	type req = map[string]any
 	tests := []struct {
 		name   string
-		req    map[string]any
+		query  string
+		req    any // JSON-encoded unless a string
 		status int
-		want   string
+		want   []string // in the error message
 	}{
-		{"empty cmd_line", map[string]any{"cmd_line": "", "targets": []string{"web1"}}, 400, "cmd_line"},
-		{"blank cmd_line", map[string]any{"cmd_line": "  \n", "targets": []string{"web1"}}, 400, "cmd_line"},
-		{"NUL in cmd_line", map[string]any{"cmd_line": "echo \x00", "targets": []string{"web1"}}, 400, "cmd_line"},
-		{"bogus cmd_type", map[string]any{"cmd_line": "true", "cmd_type": "bogus", "targets": []string{"web1"}}, 400, "bogus"},
-		{"script cmd_type", map[string]any{"cmd_line": "true", "cmd_type": "script", "targets": []string{"web1"}}, 400, "script"},
-		{"file cmd_type", map[string]any{"cmd_line": "true", "cmd_type": "file", "file": "/x", "targets": []string{"web1"}}, 400, "file"},
-		{"file field", map[string]any{"cmd_line": "true", "file": "/x", "targets": []string{"web1"}}, 400, "file"},
-		{"callback_url", map[string]any{"cmd_line": "true", "callback_url": "http://example.com/", "targets": []string{"web1"}}, 400, "callback_url"},
-		{"no targets", map[string]any{"cmd_line": "true"}, 400, "no targets"},
-		{"empty targets", map[string]any{"cmd_line": "true", "targets": []string{}}, 400, "no targets"},
-		{"empty target", map[string]any{"cmd_line": "true", "targets": []string{"web1", " "}}, 400, "empty target"},
-		{"bad glob", map[string]any{"cmd_line": "true", "targets": []string{"web["}}, 400, "web["},
-		{"bad timeout", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "timeout": "soon"}, 400, "timeout"},
-		{"zero timeout", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "timeout": "0s"}, 400, "timeout"},
-		{"negative timeout", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "timeout": "-5s"}, 400, "timeout"},
-		{"timeout over the limit", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "timeout": "2h"}, 400, "limit"},
-		{"bad env key", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "env": map[string]string{"A=B": "x"}}, 400, "env"},
-		{"env key with digit first", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "env": map[string]string{"1A": "x"}}, 400, "env"},
-		{"NUL in env value", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "env": map[string]string{"A": "x\x00"}}, 400, "env"},
-		{"relative cwd", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "cwd": "tmp"}, 400, "cwd"},
-		{"minion_ip not an IP", map[string]any{"cmd_line": "true", "minion_ip": "*"}, 400, "minion_ip"},
-		{"target with a newline", map[string]any{"cmd_line": "true", "targets": []string{"web1\nweb2"}}, 400, "bad target"},
-		{"long id", map[string]any{"cmd_line": "true", "targets": []string{"web1"}, "id": strings.Repeat("x", 257)}, 400, "id"},
-		{"glob matching nothing", map[string]any{"cmd_line": "true", "targets": []string{"db*"}}, 404, "db*"},
+		{"empty cmd_line", "", req{"cmd_line": "", "targets": web1}, 400, []string{"cmd_line"}},
+		{"blank cmd_line", "", req{"cmd_line": "  \n", "targets": web1}, 400, []string{"cmd_line"}},
+		{"NUL in cmd_line", "", req{"cmd_line": "echo \x00", "targets": web1}, 400, []string{"cmd_line"}},
+		{"unknown cmd_type", "", req{"cmd_line": "true", "cmd_type": "bogus", "targets": web1}, 400, []string{"cmd_type", "bogus"}},
+		{"script without file", "", req{"cmd_line": "./x.sh", "cmd_type": "script", "targets": web1}, 400,
+			[]string{"file is required", "script"}},
+		{"file without file", "", req{"cmd_line": "cat x", "cmd_type": "file", "targets": web1}, 400,
+			[]string{"file is required", "file"}},
+		{"file with cmd_type line", "", req{"cmd_line": "true", "file": "echo hi", "targets": web1}, 400, []string{"file"}},
+		{"file_name with cmd_type line", "", req{"cmd_line": "true", "file_name": "x.sh", "targets": web1}, 400,
+			[]string{"file_name"}},
+		{"bad file_encoding", "", req{"cmd_line": "./x.sh", "cmd_type": "script", "file": "echo hi", "file_encoding": "hex",
+			"targets": web1}, 400, []string{"file_encoding", "hex"}},
+		{"bad base64", "", req{"cmd_line": "./x.sh", "cmd_type": "script", "file": "!!!not base64", "file_encoding": "base64",
+			"targets": web1}, 400, []string{"base64"}},
+		{"truncated base64", "", req{"cmd_line": "./x.sh", "cmd_type": "script", "file": "QUJDRA=", "file_encoding": "base64",
+			"targets": web1}, 400, []string{"base64"}},
+		{"text over the size limit", "", req{"cmd_line": "./x.sh", "cmd_type": "script", "file": strings.Repeat("a", maxFileSize+1),
+			"targets": web1}, 413, []string{"file", fmt.Sprint(maxFileSize)}},
+		{"base64 over the size limit", "", req{"cmd_line": "cat blob", "cmd_type": "file", "file": base64Of(maxFileSize + 1),
+			"file_encoding": "base64", "file_name": "blob", "targets": web1}, 413, []string{"file", fmt.Sprint(maxFileSize)}},
+		{"body over the body limit", "", req{"cmd_line": "./x.sh", "cmd_type": "script",
+			"file": strings.Repeat("a", maxFileSize/3*4+8<<20), "targets": web1}, 413, []string{"request body over"}},
+		{"file_name with dot dot", "", req{"cmd_line": "./x.sh", "cmd_type": "script", "file": "echo hi", "file_name": "../x",
+			"targets": web1}, 400, []string{"file_name", "../x"}},
+		{"file_name with slash", "", req{"cmd_line": "./x.sh", "cmd_type": "script", "file": "echo hi", "file_name": "a/b",
+			"targets": web1}, 400, []string{"file_name", "a/b"}},
+		{"file name from cmd_line with dot dot", "", req{"cmd_line": "../x.sh", "cmd_type": "script", "file": "echo hi",
+			"targets": web1}, 400, []string{"file_name", "../x.sh"}},
+		{"callback_url unparsable", "", req{"cmd_line": "true", "callback_url": "::", "targets": web1}, 400, []string{"callback_url"}},
+		{"callback_url not http", "", req{"cmd_line": "true", "callback_url": "ftp://x/", "targets": web1}, 400,
+			[]string{"callback_url", "ftp://x/"}},
+		{"callback_url with credentials", "", req{"cmd_line": "true", "callback_url": "http://user:pw@h/", "targets": web1}, 400,
+			[]string{"callback_url", "credentials"}},
+		{"callback_url without host", "", req{"cmd_line": "true", "callback_url": "http:///nohost", "targets": web1}, 400,
+			[]string{"callback_url"}},
+		{"callback_url on a disallowed host", "", req{"cmd_line": "true", "callback_url": "https://blocked.example/cb",
+			"targets": web1}, 400, []string{"callback_url", "blocked.example", "not allowed"}},
+		{"no targets", "", req{"cmd_line": "true"}, 400, []string{"no targets"}},
+		{"empty targets", "", req{"cmd_line": "true", "targets": []string{}}, 400, []string{"no targets"}},
+		{"empty target", "", req{"cmd_line": "true", "targets": []string{"web1", " "}}, 400, []string{"empty target"}},
+		{"bad glob", "", req{"cmd_line": "true", "targets": []string{"web["}}, 400, []string{"web["}},
+		{"bad CIDR", "", req{"cmd_line": "true", "targets": []string{"10.0.0.0/99"}}, 400, []string{"10.0.0.0/99"}},
+		{"filter without value", "", req{"cmd_line": "true", "targets": []string{"role="}}, 400, []string{"role="}},
+		{"target with a newline", "", req{"cmd_line": "true", "targets": []string{"web1\nweb2"}}, 400, []string{"bad target"}},
+		{"glob matching nothing", "", req{"cmd_line": "true", "targets": []string{"zzz*"}}, 404,
+			[]string{"zzz*", "1 accepted minions"}},
+		{"filter matching nothing", "", req{"cmd_line": "true", "targets": []string{"role=nope"}}, 404,
+			[]string{"role=nope", "1 accepted minions"}},
+		{"filters ANDed matching nothing", "", req{"cmd_line": "true", "targets": []string{"role=web", "os=windows"}}, 404,
+			[]string{"role=web, os=windows", "1 accepted minions"}},
+		{"script matching nothing", "", req{"cmd_line": "./x.sh", "cmd_type": "script", "file": "echo hi",
+			"targets": []string{"zzz*"}}, 404, []string{"zzz*"}},
+		{"batch 0", "", req{"cmd_line": "true", "targets": web1, "batch": "0"}, 400, []string{"batch", `"0"`}},
+		{"batch abc", "", req{"cmd_line": "true", "targets": web1, "batch": "abc"}, 400, []string{"batch", "abc"}},
+		{"batch 150%", "", req{"cmd_line": "true", "targets": web1, "batch": "150%"}, 400, []string{"batch", "150%"}},
+		{"batch -1", "", req{"cmd_line": "true", "targets": web1, "batch": "-1"}, 400, []string{"batch", "-1"}},
+		{"negative fail_threshold", "", req{"cmd_line": "true", "targets": web1, "fail_threshold": -1}, 400,
+			[]string{"fail_threshold"}},
+		{"bad wait", "?wait=soon", req{"cmd_line": "true", "targets": web1}, 400, []string{"wait", "soon"}},
+		{"zero wait", "?wait=0s", req{"cmd_line": "true", "targets": web1}, 400, []string{"wait"}},
+		{"negative wait", "?wait=-1s", req{"cmd_line": "true", "targets": web1}, 400, []string{"wait"}},
+		{"bad dry_run", "?dry_run=yes", req{"cmd_line": "true", "targets": web1}, 400, []string{"dry_run", "yes"}},
+		{"bad timeout", "", req{"cmd_line": "true", "targets": web1, "timeout": "soon"}, 400, []string{"timeout"}},
+		{"zero timeout", "", req{"cmd_line": "true", "targets": web1, "timeout": "0s"}, 400, []string{"timeout"}},
+		{"negative timeout", "", req{"cmd_line": "true", "targets": web1, "timeout": "-5s"}, 400, []string{"timeout"}},
+		{"timeout over the limit", "", req{"cmd_line": "true", "targets": web1, "timeout": "2h"}, 400, []string{"limit"}},
+		{"bad env key", "", req{"cmd_line": "true", "targets": web1, "env": map[string]string{"A=B": "x"}}, 400, []string{"env"}},
+		{"env key with digit first", "", req{"cmd_line": "true", "targets": web1, "env": map[string]string{"1A": "x"}}, 400,
+			[]string{"env"}},
+		{"NUL in env value", "", req{"cmd_line": "true", "targets": web1, "env": map[string]string{"A": "x\x00"}}, 400,
+			[]string{"env"}},
+		{"relative cwd", "", req{"cmd_line": "true", "targets": web1, "cwd": "tmp"}, 400, []string{"cwd"}},
+		{"minion_ip not an IP", "", req{"cmd_line": "true", "minion_ip": "*"}, 400, []string{"minion_ip"}},
+		{"minion_ip a name", "", req{"cmd_line": "true", "minion_ip": "web1"}, 400, []string{"minion_ip", "web1"}},
+		{"long id", "", req{"cmd_line": "true", "targets": web1, "id": strings.Repeat("x", 257)}, 400, []string{"id"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := h.dump()
-			status, out := h.do(h.client(nil), "POST", "/api/v1/exec", "Bearer "+h.admin, tt.req)
+			status, out := h.do(h.client(nil), "POST", "/api/v1/exec"+tt.query, "Bearer "+h.admin, tt.req)
 			if status != tt.status {
-				t.Errorf("exec %v = %d %s; want %d", tt.req, status, out, tt.status)
+				t.Errorf("exec%s %.200v = %d %.300s; want %d", tt.query, tt.req, status, out, tt.status)
 			}
-			wantError(t, "exec", out, tt.want)
+			wantError(t, "exec", out, tt.want...)
 			h.wantUnchanged("exec", before)
 		})
 	}
-	if n := h.count("jobs"); n != 0 {
-		t.Errorf("%d jobs stored; want 0", n)
+	for _, table := range []string{"jobs", "job_hosts", "outbox"} {
+		if n := h.count(table); n != 0 {
+			t.Errorf("%d rows in %s; want 0", n, table)
+		}
+	}
+	if p := h.payloads(); len(p) != 0 {
+		t.Errorf("payload directory holds %q; want nothing", p)
 	}
 	if got := h.fake.Calls(); len(got) != 0 {
 		t.Errorf("transport called %d times; want 0", len(got))
@@ -667,17 +998,10 @@ func TestExecBadInput(t *testing.T) {
 
 func TestExecReportsUnknownAndPending(t *testing.T) {
 	h := newHarness(t)
-	ctx := context.Background()
-	tok := h.joinToken(inventory.JoinTokenSpec{}, time.Now())
-	if _, _, err := h.store.Register(ctx, inventory.Registration{
-		Minion:        inventory.Minion{ID: "p1", Hostname: "p1", Addr: "127.0.0.7:4510", CertPEM: "x", Fingerprint: "sha256:00"},
-		JoinTokenHash: inventory.HashToken(tok),
-	}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	h.addMinion("p1", "127.0.0.7:4510", false, nil)
 
 	var job wire.Job
-	h.adminDo("POST", "/api/v1/exec", wire.ExecRequest{ID: "req-1", CmdLine: "hostname", Targets: []string{"ghost", "p1", "10.99.0.1"}},
+	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{ID: "req-1", CmdLine: "hostname", Targets: []string{"ghost", "p1", "10.99.0.1"}},
 		&job, http.StatusOK)
 	want := map[string]string{"ghost": "unknown", "p1": "not_accepted", "10.99.0.1": "unknown"}
 	if len(job.Results) != len(want) {
@@ -745,7 +1069,7 @@ func TestHappyPath(t *testing.T) {
 
 	// Not accepted yet: exec reports it, runs nothing.
 	var job wire.Job
-	h.adminDo("POST", "/api/v1/exec", wire.ExecRequest{CmdLine: "hostname", Targets: []string{"m1"}}, &job, http.StatusOK)
+	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{CmdLine: "hostname", Targets: []string{"m1"}}, &job, http.StatusOK)
 	if len(job.Results) != 1 || job.Results[0].State != "not_accepted" {
 		t.Errorf("exec on a pending minion = %+v; want one not_accepted result", job.Results)
 	}
@@ -765,7 +1089,7 @@ func TestHappyPath(t *testing.T) {
 	// The seed's request shape, targeting the minion by its address.
 	seed := `{"id":"abc","cmd_line":"hostname","cmd_type":"line","minion_ip":"127.0.0.9"}`
 	job = wire.Job{}
-	h.adminDo("POST", "/api/v1/exec", seed, &job, http.StatusOK)
+	h.adminDo("POST", "/api/v1/exec?wait=10s", seed, &job, http.StatusOK)
 	if job.ID != "abc" || job.JobID == "" || job.CmdLine != "hostname" || job.CmdType != "line" || job.State != inventory.JobDone {
 		t.Errorf("exec = %+v; want id abc, a job id, cmd hostname, type line, done", job)
 	}
@@ -796,6 +1120,24 @@ func TestHappyPath(t *testing.T) {
 	if s := stored.Results[0]; s.Host != r.Host || s.State != r.State || s.Stdout != r.Stdout || s.ExitCode != r.ExitCode ||
 		s.Transport != r.Transport || !s.StartedAt.Equal(r.StartedAt.Truncate(time.Millisecond)) {
 		t.Errorf("stored result = %+v; want %+v", s, r)
+	}
+
+	// Without wait the same request answers 202 at once; the job ends in the background.
+	var acc wire.ExecAccepted
+	status, body = h.do(h.client(nil), "POST", "/api/v1/exec", "Bearer "+h.admin, seed)
+	if status != http.StatusAccepted {
+		t.Fatalf("exec without wait = %d %s; want 202", status, body)
+	}
+	if err := json.Unmarshal(body, &acc); err != nil {
+		t.Fatal(err)
+	}
+	if acc.JobID == "" || acc.JobID == job.JobID || acc.ID != "abc" || acc.Total != 1 {
+		t.Errorf("exec without wait = %+v; want a new job id, id abc, total 1", acc)
+	}
+	async := h.waitJob(acc.JobID)
+	if async.ID != "abc" || async.State != inventory.JobDone || len(async.Results) != 1 ||
+		async.Results[0].State != "ok" || async.Results[0].Stdout != "m1\n" {
+		t.Errorf("async job = %+v; want id abc, done, m1 ok with stdout %q", async, "m1\n")
 	}
 
 	status, body = h.do(h.client(nil), "GET", "/api/v1/jobs/nope", "Bearer "+h.admin, nil)

@@ -146,7 +146,16 @@ func (s *Server) exec(c *gin.Context) {
 		}
 		wait = d
 	}
-	dry, _ := strconv.ParseBool(c.Query("dry_run"))
+	var dry bool
+	if d := c.Query("dry_run"); d != "" {
+		// A mistyped dry run must not run the command for real.
+		v, err := strconv.ParseBool(d)
+		if err != nil {
+			s.abort(c, badRequestf("dry_run %q: want true or false", d))
+			return
+		}
+		dry = v
+	}
 	spec, err := s.spec(c, req)
 	if err != nil {
 		s.abort(c, err)
@@ -171,6 +180,10 @@ func (s *Server) exec(c *gin.Context) {
 		var cie base64.CorruptInputError
 		if errors.As(err, &cie) {
 			s.abort(c, badRequestf("file: bad base64 at byte %d", int64(cie)))
+			return
+		}
+		if req.FileEncoding == "base64" && errors.Is(err, io.ErrUnexpectedEOF) {
+			s.abort(c, badRequestf("file: truncated base64 (its length must be a multiple of 4, with = padding)"))
 			return
 		}
 		if err != nil {
@@ -249,6 +262,12 @@ func (s *Server) listJobs(c *gin.Context) {
 			return
 		}
 		limit = n
+	}
+	switch st := c.Query("state"); st {
+	case "", inventory.JobQueued, inventory.JobRunning, inventory.JobDone, inventory.JobCancelled:
+	default:
+		s.abort(c, badRequestf("state %q: want queued, running, done or cancelled", st))
+		return
 	}
 	f := inventory.JobFilter{State: c.Query("state"), ClientID: c.Query("id"), Before: c.Query("before"), Limit: limit + 1}
 	list, err := s.Store.Jobs(c.Request.Context(), f)

@@ -28,19 +28,43 @@ const usage = `felix: run commands on many servers through a felix master.
 
 Usage:
   felix minions [-o json]                    list minions
+  felix minions label ID key=value... -key...
+                                             set and remove a minion's labels
   felix minion ID [-o json]                  show one minion with its facts
   felix keys [-o json]                       minion keys: pending, accepted, rejected
   felix keys accept|reject|delete ID...      decide on minion keys
   felix exec -t TARGETS [flags] -- COMMAND   run a command line on the targets
-  felix job JOB_ID [-o json]                 show a job's stored results
+  felix exec -t TARGETS [flags] --script FILE [-- ARGS...]
+                                             run a local script on the targets
+  felix exec -t TARGETS [flags] --file FILE -- COMMAND
+                                             upload FILE, run COMMAND in its directory
+  felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
+                                             list jobs, newest first
+  felix job JOB_ID [-o json]                 show a job's results and callbacks
+  felix job cancel JOB_ID                    cancel a running job
+  felix job rerun JOB_ID [--failed] [--async]
+                                             run a job again (--failed: its failed hosts)
   felix token join [--auto-accept] [--ttl 24h] [--uses N]
                                              issue a join token for new minions
   felix version                              print the version
 
 Targets (-t, repeatable, comma-separated): minion ids, globs over accepted
-minions (web*, db[12]), IP addresses. Exec flags: --timeout 60s, --id ID
-(your own id, echoed in the result), -o json.
-Exec exits 1 when any host did not end ok.
+minions (web*, db[12]), IP addresses, CIDR ranges (10.0.0.0/24) — these add
+up — and filters over labels and facts (role=web, os=debian), which must all
+hold: -t 'web*' -t role=web,os=debian.
+
+Exec flags:
+  --timeout 60s            deadline per host (default: the master's)
+  --id ID                  your own id, echoed in the results and callback
+  --batch N|N%             run on N hosts (or N% of them) at a time
+  --fail-threshold N       launch no more hosts after N failures
+  --dry-run                show the hosts it would run on; run nothing
+  --async                  print the job id and return at once
+  -o json                  print the results as JSON
+exec and job rerun wait for the job, showing progress on stderr when it is a
+terminal, then print the results; Ctrl-C stops waiting, not the job. They
+exit 1 when any host did not end ok. --script sends FILE (binary content as
+base64) and runs ./FILE with the arguments after --, each quoted.
 
 Connection (flag, environment, or the config file ~/.config/felix/felix.toml):
   --master URL               FELIX_MASTER              master = "https://127.0.0.1:8443"
@@ -72,6 +96,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"minion":  cmdMinion,
 		"keys":    cmdKeys,
 		"exec":    cmdExec,
+		"jobs":    cmdJobs,
 		"job":     cmdJob,
 		"token":   cmdToken,
 	}
@@ -180,10 +205,14 @@ func ago(t time.Time) string {
 }
 
 func cmdMinions(ctx context.Context, args []string, w, ew io.Writer) error {
+	args, removals := labelRemovals(args)
 	fs, o := flags("minions")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
+	}
+	if len(rest) > 0 && rest[0] == "label" {
+		return labelMinion(ctx, c, o.Output, rest[1:], removals, w)
 	}
 	if len(rest) > 0 {
 		return fmt.Errorf("unexpected argument %q", rest[0])
@@ -195,12 +224,104 @@ func cmdMinions(ctx context.Context, args []string, w, ew io.Writer) error {
 	if o.Output == "json" {
 		return printJSON(w, list)
 	}
-	t := newTable(w, "ID", "ADDRESS", "STATE", "HEALTH", "VERSION", "OS", "LAST SEEN")
+	t := newTable(w, "ID", "ADDRESS", "STATE", "HEALTH", "VERSION", "OS", "LABELS", "LAST SEEN")
 	for _, m := range list.Minions {
-		t.AppendRow(table.Row{m.ID, m.Address, m.State, m.Health, m.Version, m.OS, ago(m.LastSeen)})
+		t.AppendRow(table.Row{m.ID, m.Address, m.State, m.Health, m.Version, m.OS, formatLabels(m.Labels, ","), ago(m.LastSeen)})
 	}
 	t.Render()
 	return nil
+}
+
+// labelRemovals takes the "-key" words of "felix minions label ID ..." out
+// of args before flag parsing, which would read them as flags. -o and -h
+// stay flags; after "--" every word is left to the caller.
+func labelRemovals(args []string) (rest, removals []string) {
+	valueFlags := map[string]bool{"--config": true, "--master": true, "--token": true,
+		"--master-fingerprint": true, "--output": true, "-o": true}
+	label := false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(rest, args[i:]...), removals
+		case valueFlags[a]:
+			rest = append(rest, a)
+			if i+1 < len(args) {
+				i++
+				rest = append(rest, args[i])
+			}
+			continue
+		case label && len(a) > 1 && a[0] == '-' && a[1] != '-' && a != "-h":
+			removals = append(removals, a[1:])
+			continue
+		case !label && !strings.HasPrefix(a, "-"):
+			if a != "label" {
+				return args, nil // not a label command
+			}
+			label = true
+		}
+		rest = append(rest, a)
+	}
+	return rest, removals
+}
+
+// labelMinion sets and removes a minion's labels: args are the minion id,
+// then key=value to set and -key to remove.
+func labelMinion(ctx context.Context, c *client, format string, args, removals []string, w io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("want: felix minions label ID key=value... -key...")
+	}
+	id, req := args[0], wire.Labels{Remove: removals}
+	for _, a := range args[1:] {
+		if k, v, ok := strings.Cut(a, "="); ok && k != "" {
+			if req.Set == nil {
+				req.Set = map[string]string{}
+			}
+			req.Set[k] = v
+		} else if k, ok := strings.CutPrefix(a, "-"); ok && k != "" {
+			req.Remove = append(req.Remove, k)
+		} else {
+			return fmt.Errorf("label %q: want key=value to set or -key to remove", a)
+		}
+	}
+	if len(req.Set) == 0 && len(req.Remove) == 0 {
+		return fmt.Errorf("no labels: give key=value to set or -key to remove")
+	}
+	var m wire.Minion
+	if err := c.do(ctx, "PUT", "/api/v1/minions/"+url.PathEscape(id)+"/labels", req, &m); err != nil {
+		return err
+	}
+	if format == "json" {
+		return printJSON(w, m)
+	}
+	if len(m.Labels) == 0 {
+		fmt.Fprintf(w, "%s: no labels\n", m.ID)
+		return nil
+	}
+	t := newTable(w, "LABEL", "VALUE")
+	for _, k := range sortedKeys(m.Labels) {
+		t.AppendRow(table.Row{k, m.Labels[k]})
+	}
+	t.Render()
+	return nil
+}
+
+// formatLabels shows labels as key=value, sorted, joined by sep.
+func formatLabels(labels map[string]string, sep string) string {
+	parts := make([]string, 0, len(labels))
+	for _, k := range sortedKeys(labels) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	return strings.Join(parts, sep)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func cmdMinion(ctx context.Context, args []string, w, ew io.Writer) error {
@@ -223,7 +344,7 @@ func cmdMinion(ctx context.Context, args []string, w, ew io.Writer) error {
 	t.AppendRows([]table.Row{
 		{"id", m.ID}, {"hostname", m.Hostname}, {"address", m.Address}, {"state", m.State},
 		{"health", m.Health}, {"version", m.Version}, {"os", m.OS}, {"ips", strings.Join(m.IPs, ", ")},
-		{"fingerprint", m.Fingerprint}, {"registered", m.RegisteredAt.Local().Format(time.RFC3339)},
+		{"labels", formatLabels(m.Labels, ", ")}, {"fingerprint", m.Fingerprint}, {"registered", m.RegisteredAt.Local().Format(time.RFC3339)},
 		{"last seen", ago(m.LastSeen)},
 	})
 	var f map[string]any

@@ -1,13 +1,18 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
@@ -16,46 +21,193 @@ import (
 
 func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("exec")
-	targets := fs.StringArrayP("target", "t", nil, "targets: ids, globs, IPs (repeatable, comma-separated)")
+	targets := fs.StringArrayP("target", "t", nil, "targets: ids, globs, IPs, CIDRs, key=value labels or facts (repeatable, comma-separated)")
 	timeout := fs.String("timeout", "", "deadline per host, e.g. 30s (default: the master's)")
 	id := fs.String("id", "", "your own request id, echoed back")
+	async := fs.Bool("async", false, "print the job id and return at once")
+	dry := fs.Bool("dry-run", false, "show the hosts the command would run on; run nothing")
+	batch := fs.String("batch", "", "hosts at a time, N or N%, in a rolling window")
+	threshold := fs.Int("fail-threshold", 0, "launch no more hosts after N failures")
+	script := fs.String("script", "", "run this local script on the targets; args after -- are its arguments")
+	file := fs.String("file", "", "upload this local file and run COMMAND in its directory")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
 	}
-	if len(rest) == 0 {
-		return fmt.Errorf("no command: felix exec -t TARGETS -- COMMAND")
+	req := wire.ExecRequest{ID: *id, Timeout: *timeout, Batch: *batch, FailThreshold: *threshold}
+	switch {
+	case *script != "" && *file != "":
+		return fmt.Errorf("give --script or --file, not both")
+	case *script != "":
+		if err := attach(&req, *script); err != nil {
+			return err
+		}
+		req.CmdType = "script"
+		words := []string{shellWord("./" + req.FileName)}
+		for _, a := range rest {
+			words = append(words, shellQuote(a))
+		}
+		req.CmdLine = strings.Join(words, " ")
+	case *file != "":
+		if len(rest) == 0 {
+			return fmt.Errorf("no command: felix exec -t TARGETS --file FILE -- COMMAND")
+		}
+		if err := attach(&req, *file); err != nil {
+			return err
+		}
+		req.CmdType, req.CmdLine = "file", strings.Join(rest, " ")
+	default:
+		if len(rest) == 0 {
+			return fmt.Errorf("no command: felix exec -t TARGETS -- COMMAND")
+		}
+		req.CmdType, req.CmdLine = "line", strings.Join(rest, " ")
 	}
-	var ts []string
 	for _, t := range *targets {
 		for _, p := range strings.Split(t, ",") {
 			if p = strings.TrimSpace(p); p != "" {
-				ts = append(ts, p)
+				req.Targets = append(req.Targets, p)
 			}
 		}
 	}
-	if len(ts) == 0 {
+	if len(req.Targets) == 0 {
 		return fmt.Errorf("no targets: give -t, e.g. -t '*' or -t web01,web02")
 	}
-	req := wire.ExecRequest{ID: *id, CmdLine: strings.Join(rest, " "), CmdType: "line", Targets: ts, Timeout: *timeout}
-	var job wire.Job
-	if err := c.do(ctx, "POST", "/api/v1/exec", req, &job); err != nil {
+	if *dry {
+		req.DryRun = true
+		var dr wire.DryRun
+		if err := c.do(ctx, "POST", "/api/v1/exec?dry_run=true", req, &dr); err != nil {
+			return err
+		}
+		return printDryRun(w, o.Output, dr)
+	}
+	var acc wire.ExecAccepted
+	if err := c.do(ctx, "POST", "/api/v1/exec", req, &acc); err != nil {
 		return err
 	}
-	return printJob(w, o.Output, job)
+	if *async {
+		return printAccepted(w, o.Output, acc)
+	}
+	return followJob(ctx, c, acc.JobID, w, ew, o.Output)
+}
+
+// attach puts the local file at path into req: as text when it is UTF-8
+// without NUL, else as base64, under its base name.
+func attach(req *wire.ExecRequest, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err // names the operation and the path
+	}
+	if len(b) == 0 {
+		return fmt.Errorf("%s is empty", path)
+	}
+	req.FileName = filepath.Base(path)
+	if utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 {
+		req.File = string(b)
+	} else {
+		req.File, req.FileEncoding = base64.StdEncoding.EncodeToString(b), "base64"
+	}
+	return nil
+}
+
+// shellQuote quotes s for /bin/sh in single quotes.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// shellWord returns s as is when /bin/sh reads it as one plain word, else
+// quoted.
+func shellWord(s string) string {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("./_-+,:@%", r)) {
+			return shellQuote(s)
+		}
+	}
+	return s
+}
+
+// printAccepted prints a job started in the background: its id alone, for
+// scripts, or the answer as JSON.
+func printAccepted(w io.Writer, format string, acc wire.ExecAccepted) error {
+	if format == "json" {
+		return printJSON(w, acc)
+	}
+	fmt.Fprintln(w, acc.JobID)
+	return nil
+}
+
+// followJob waits for a job, showing its progress, and prints its results.
+func followJob(ctx context.Context, c *client, jobID string, w, ew io.Writer, format string) error {
+	job, err := follow(ctx, c, jobID, ew)
+	if err != nil {
+		return err
+	}
+	return printJob(w, format, job)
+}
+
+func printDryRun(w io.Writer, format string, dr wire.DryRun) error {
+	if format == "json" {
+		return printJSON(w, dr)
+	}
+	t := newTable(w, "HOST", "ADDRESS", "WOULD", "NOTE")
+	n := 0
+	for _, h := range dr.Hosts {
+		if h.State == "would run" {
+			n++
+		}
+		t.AppendRow(table.Row{h.Host, h.Address, h.State, h.Error})
+	}
+	t.Render()
+	fmt.Fprintf(w, "dry run: %d of %d hosts would run; nothing ran\n", n, len(dr.Hosts))
+	return nil
 }
 
 func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("job")
+	failed := fs.Bool("failed", false, "rerun: only the hosts that did not end ok")
+	async := fs.Bool("async", false, "rerun: print the new job id and return at once")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
 	}
+	sub := "show"
+	if len(rest) > 0 && (rest[0] == "cancel" || rest[0] == "rerun") {
+		sub, rest = rest[0], rest[1:]
+	}
+	if sub != "rerun" && (fs.Changed("failed") || fs.Changed("async")) {
+		return fmt.Errorf("--failed and --async are for felix job rerun")
+	}
 	if len(rest) != 1 {
 		return fmt.Errorf("want exactly one job id")
 	}
+	path := "/api/v1/jobs/" + url.PathEscape(rest[0])
+	switch sub {
+	case "cancel":
+		var ans map[string]any
+		if err := c.do(ctx, "POST", path+"/cancel", nil, &ans); err != nil {
+			return err
+		}
+		if o.Output == "json" {
+			return printJSON(w, ans)
+		}
+		fmt.Fprintf(w, "job %s: cancelling\n", rest[0])
+		return nil
+	case "rerun":
+		if *failed {
+			path += "/rerun?only=failed"
+		} else {
+			path += "/rerun"
+		}
+		var acc wire.ExecAccepted
+		if err := c.do(ctx, "POST", path, nil, &acc); err != nil {
+			return err
+		}
+		if *async {
+			return printAccepted(w, o.Output, acc)
+		}
+		return followJob(ctx, c, acc.JobID, w, ew, o.Output)
+	}
 	var job wire.Job
-	if err := c.do(ctx, "GET", "/api/v1/jobs/"+url.PathEscape(rest[0]), nil, &job); err != nil {
+	if err := c.do(ctx, "GET", path, nil, &job); err != nil {
 		return err
 	}
 	return printJob(w, o.Output, job)
@@ -82,6 +234,9 @@ func printJob(w io.Writer, format string, job wire.Job) error {
 		t.SetColumnConfigs([]table.ColumnConfig{{Name: "OUTPUT", WidthMax: 100}})
 		t.Render()
 		fmt.Fprintf(w, "job %s: %s\n", job.JobID, summary(job))
+		for _, d := range job.Deliveries {
+			fmt.Fprintln(w, delivery(d))
+		}
 	}
 	for _, r := range job.Results {
 		if r.State != "ok" {
@@ -107,6 +262,37 @@ func output(r wire.HostResult) string {
 		parts = append(parts, "(output truncated)")
 	}
 	return strings.Join(parts, "\n")
+}
+
+// delivery describes a callback or Slack message of a job in one line.
+func delivery(d wire.Delivery) string {
+	attempts := fmt.Sprintf("%d attempts", d.Attempts)
+	if d.Attempts == 1 {
+		attempts = "1 attempt"
+	}
+	switch d.State {
+	case "dead":
+		return fmt.Sprintf("%s: dead: %s (%s)", d.Kind, d.LastError, attempts)
+	case "pending":
+		s := fmt.Sprintf("%s: pending (%s", d.Kind, attempts)
+		if d.LastError != "" {
+			s += "; last error: " + d.LastError
+		}
+		if d.NextAt != nil {
+			s += "; next try " + until(*d.NextAt)
+		}
+		return s + ")"
+	}
+	return fmt.Sprintf("%s: %s (%s)", d.Kind, d.State, attempts)
+}
+
+// until says how far in the future t is.
+func until(t time.Time) string {
+	d := time.Until(t).Round(time.Second)
+	if d <= 0 {
+		return "now"
+	}
+	return "in " + d.String()
 }
 
 func summary(job wire.Job) string {

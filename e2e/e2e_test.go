@@ -136,6 +136,7 @@ func freePort(t *testing.T, host string) string {
 type cluster struct {
 	t           *testing.T
 	dir         string
+	config      string
 	master      *proc
 	url         string
 	token       string
@@ -143,18 +144,40 @@ type cluster struct {
 	env         []string
 }
 
-func startMaster(t *testing.T) *cluster {
+func startMaster(t *testing.T) *cluster { return startMasterWith(t, "") }
+
+// startMasterWith starts a master whose config ends with extra (TOML tables).
+func startMasterWith(t *testing.T, extra string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	addr := freePort(t, "127.0.0.1")
 	cfg := filepath.Join(dir, "master.toml")
 	// Fast health checks so the test sees a killed minion marked unreachable.
 	if err := os.WriteFile(cfg, []byte("listen = \""+addr+"\"\n[exec]\nmax_parallel = 100\noutput_cap = 4096\n"+
-		"default_timeout = \"30s\"\nmax_timeout = \"1h\"\n[health]\ninterval = \"500ms\"\ntimeout = \"2s\"\n"), 0o600); err != nil {
+		"default_timeout = \"30s\"\nmax_timeout = \"1h\"\n[health]\ninterval = \"500ms\"\ntimeout = \"2s\"\n"+extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := start(t, "master", "start", "--config", cfg, "--data-dir", filepath.Join(dir, "master"))
-	c := &cluster{t: t, dir: dir, master: m, url: "https://" + addr}
+	c := &cluster{t: t, dir: dir, url: "https://" + addr, config: cfg}
+	c.startMasterProc()
+	return c
+}
+
+// startMasterProc starts (or restarts) the master process of c.
+func (c *cluster) startMasterProc() {
+	t := c.t
+	t.Helper()
+	m := start(t, "master", "start", "--config", c.config, "--data-dir", filepath.Join(c.dir, "master"))
+	c.master = m
+	waitFor(t, "the master to listen", 60*time.Second, func() bool {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(c.url, "https://"))
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil && strings.Contains(m.output(), "master fingerprint:")
+	})
+	if c.token != "" {
+		return // a restart: the token was printed by the first start only
+	}
 	waitFor(t, "the master to print its token and fingerprint", 60*time.Second, func() bool {
 		sc := bufio.NewScanner(strings.NewReader(m.output()))
 		for sc.Scan() {
@@ -169,8 +192,7 @@ func startMaster(t *testing.T) *cluster {
 		return c.token != "" && c.fingerprint != ""
 	})
 	c.env = []string{"FELIX_MASTER=" + c.url, "FELIX_TOKEN=" + c.token, "FELIX_MASTER_FINGERPRINT=" + c.fingerprint,
-		"FELIX_CONFIG=" + filepath.Join(dir, "felix.toml")}
-	return c
+		"FELIX_CONFIG=" + filepath.Join(c.dir, "felix.toml")}
 }
 
 // felix runs the CLI and returns stdout, stderr and the exit status.
@@ -326,7 +348,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The seed's request through the REST API, targeting by IP.
 	var seed wire.Job
-	status := c.api("POST", "/api/v1/exec", map[string]string{
+	status := c.api("POST", "/api/v1/exec?wait=30s", map[string]string{
 		"id": "abc", "cmd_line": "echo $FELIX_E2E_UNSET-ok; hostname", "cmd_type": "line", "minion_ip": "127.0.0.3"}, &seed)
 	if status != http.StatusOK || seed.ID != "abc" || len(seed.Results) != 1 {
 		t.Fatalf("seed exec: status %d, job %+v", status, seed)

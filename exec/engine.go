@@ -92,9 +92,6 @@ func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, opts Op
 	var wg sync.WaitGroup
 	finish := func(i int, r Result) {
 		results[i] = r
-		if r.State != StateOK {
-			failed.Add(1)
-		}
 		if h.Result != nil {
 			h.Result(r)
 		}
@@ -129,7 +126,11 @@ func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, opts Op
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			finish(i, e.runOne(ctx, cmd, t, h))
+			r := e.runOne(ctx, cmd, t, h)
+			if r.State != StateOK {
+				failed.Add(1) // only hosts that ran count towards the threshold
+			}
+			finish(i, r)
 		}()
 	}
 	wg.Wait()

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -424,5 +426,212 @@ func TestCappedBufferChunking(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// maxTracker records how many hosts are in the transport at once.
+type maxTracker struct {
+	inFlight, max atomic.Int64
+}
+
+// enter counts a host in and returns how many are in now.
+func (m *maxTracker) enter() int64 {
+	n := m.inFlight.Add(1)
+	for {
+		old := m.max.Load()
+		if n <= old || m.max.CompareAndSwap(old, n) {
+			return n
+		}
+	}
+}
+
+func (m *maxTracker) leave() { m.inFlight.Add(-1) }
+
+func TestEngineRunOptionsLimit(t *testing.T) {
+	tests := []struct {
+		name                   string
+		engineLimit, optsLimit int
+		want                   int64
+	}{
+		{name: "options below the default", optsLimit: 2, want: 2},
+		{name: "options below the engine's", engineLimit: 4, optsLimit: 3, want: 3},
+		{name: "engine's caps options", engineLimit: 3, optsLimit: 10, want: 3},
+		{name: "options of one", engineLimit: 8, optsLimit: 1, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			// Hosts wait until want of them run at once, then all return:
+			// an engine running fewer at once would never get there (the
+			// test would time out, not pass), one running more is caught
+			// by the recorded maximum.
+			full := make(chan struct{})
+			var fullOnce sync.Once
+			var m maxTracker
+			tr := &fakeTransport{def: func(ctx context.Context, _ Target, _ Command, _ OutputFunc) (Exit, error) {
+				defer m.leave()
+				if m.enter() >= tt.want {
+					fullOnce.Do(func() { close(full) })
+				}
+				select {
+				case <-full:
+					return Exit{}, nil
+				case <-ctx.Done():
+					return Exit{}, ctx.Err()
+				}
+			}}
+			targets := make([]Target, 12)
+			for i := range targets {
+				targets[i] = Target{ID: fmt.Sprintf("h%02d", i)}
+			}
+			e := &Engine{Transport: tr, Limit: tt.engineLimit}
+			res := e.Run(ctx, Command{Line: "true"}, targets, Options{Limit: tt.optsLimit}, Hooks{})
+			if got := m.max.Load(); got != tt.want {
+				t.Errorf("max in flight = %d; want %d", got, tt.want)
+			}
+			for i, r := range res {
+				if r.State != StateOK {
+					t.Errorf("results[%d] = %s %s (%s); want ok", i, r.Host, r.State, r.Error)
+				}
+			}
+		})
+	}
+}
+
+func TestEngineRunFailThreshold(t *testing.T) {
+	tr := &fakeTransport{byHost: map[string]execFunc{
+		"a-ok":          exitWith(Exit{}, nil),
+		"b-fail":        exitWith(Exit{Code: 1}, nil),
+		"c-ok":          exitWith(Exit{}, nil),
+		"d-unreachable": exitWith(Exit{}, fmt.Errorf("dial: %w", ErrUnreachable)),
+		"e-ok":          exitWith(Exit{}, nil),
+		"f-fail":        exitWith(Exit{Code: 1}, nil),
+	}}
+	targets := []Target{{ID: "a-ok"}, {ID: "b-fail"}, {ID: "c-ok"}, {ID: "d-unreachable"}, {ID: "e-ok"}, {ID: "f-fail"}}
+	want := []State{StateOK, StateFailed, StateOK, StateUnreachable, StateCancelled, StateCancelled}
+	var got resultCollector
+	// Limit 1: each host ends before the next is considered, so which hosts
+	// run is decided, not raced.
+	res := (&Engine{Transport: tr}).Run(context.Background(), Command{Line: "x"}, targets,
+		Options{Limit: 1, FailThreshold: 2}, Hooks{Result: got.add})
+	for i, r := range res {
+		if r.Host != targets[i].ID || r.State != want[i] {
+			t.Errorf("results[%d] = %s %s (%q); want %s %s", i, r.Host, r.State, r.Error, targets[i].ID, want[i])
+		}
+		if want[i] != StateCancelled {
+			continue
+		}
+		if !strings.Contains(r.Error, "fail threshold 2") {
+			t.Errorf("%s: Error = %q; want it to name the fail threshold", r.Host, r.Error)
+		}
+		if n := tr.callCount(r.Host); n != 0 {
+			t.Errorf("%s reached the transport %d times after the threshold; want 0", r.Host, n)
+		}
+	}
+	if n := tr.totalCalls(); n != 4 {
+		t.Errorf("transport called %d times; want 4", n)
+	}
+	if c := got.countByHost(); len(c) != len(targets) {
+		t.Errorf("Result hook called for %v; want every target once", c)
+	}
+}
+
+func TestEngineRunHooks(t *testing.T) {
+	tr := &fakeTransport{def: func(_ context.Context, tg Target, _ Command, out OutputFunc) (Exit, error) {
+		out(Stdout, []byte("out-"+tg.ID))
+		out(Stderr, []byte("err-"+tg.ID))
+		if tg.ID == "fail" {
+			return Exit{Code: 2}, nil
+		}
+		return Exit{}, nil
+	}}
+	targets := []Target{
+		{ID: "a"}, {ID: "ghost", Skip: StateUnknown, Error: "no minion"}, {ID: "b"}, {ID: "fail"},
+		{ID: "pend", Skip: StateNotAccepted, Error: "pending"}, {ID: "c"},
+	}
+
+	var mu sync.Mutex // protects log, starts, output
+	var log []string  // "start h" and "result h" in call order
+	starts := map[string]time.Time{}
+	output := map[string][]string{} // by host: "stream:data"
+	hooks := Hooks{
+		Start: func(tg Target, at time.Time) {
+			mu.Lock()
+			defer mu.Unlock()
+			log = append(log, "start "+tg.ID)
+			starts[tg.ID] = at
+		},
+		Output: func(host string, s Stream, p []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			output[host] = append(output[host], s.String()+":"+string(p))
+		},
+		Result: func(r Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			log = append(log, "result "+r.Host)
+		},
+	}
+	res := (&Engine{Transport: tr, Limit: 3}).Run(context.Background(), Command{Line: "x"}, targets, Options{}, hooks)
+
+	mu.Lock()
+	defer mu.Unlock()
+	for i, tg := range targets {
+		startAt, resultAt := -1, -1
+		nStart, nResult := 0, 0
+		for j, l := range log {
+			switch l {
+			case "start " + tg.ID:
+				nStart++
+				startAt = j
+			case "result " + tg.ID:
+				nResult++
+				resultAt = j
+			}
+		}
+		if nResult != 1 {
+			t.Errorf("%s: Result hook called %d times; want 1", tg.ID, nResult)
+		}
+		if tg.Skip != "" {
+			if nStart != 0 || len(output[tg.ID]) != 0 {
+				t.Errorf("skipped %s: Start called %d times, output %q; want neither", tg.ID, nStart, output[tg.ID])
+			}
+			continue
+		}
+		if nStart != 1 || startAt > resultAt {
+			t.Errorf("%s: Start called %d times, at %d, Result at %d; want once, before Result", tg.ID, nStart, startAt, resultAt)
+		}
+		if !starts[tg.ID].Equal(res[i].StartedAt) {
+			t.Errorf("%s: Start told %v; result started %v", tg.ID, starts[tg.ID], res[i].StartedAt)
+		}
+		wantOut := []string{"stdout:out-" + tg.ID, "stderr:err-" + tg.ID}
+		if !slices.Equal(output[tg.ID], wantOut) {
+			t.Errorf("%s: Output hook got %q; want %q", tg.ID, output[tg.ID], wantOut)
+		}
+	}
+	if len(output) != 4 {
+		t.Errorf("Output hook called for hosts %v; want a, b, c and fail only", slices.Sorted(maps.Keys(output)))
+	}
+}
+
+func TestEngineRunThresholdHostsGetNoStart(t *testing.T) {
+	tr := &fakeTransport{def: exitWith(Exit{Code: 1}, nil)}
+	var mu sync.Mutex // protects started
+	var started []string
+	hooks := Hooks{Start: func(tg Target, _ time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		started = append(started, tg.ID)
+	}}
+	targets := []Target{{ID: "a"}, {ID: "b"}, {ID: "c"}}
+	res := (&Engine{Transport: tr}).Run(context.Background(), Command{}, targets, Options{Limit: 1, FailThreshold: 1}, hooks)
+	if res[0].State != StateFailed || res[1].State != StateCancelled || res[2].State != StateCancelled {
+		t.Errorf("states = %s, %s, %s; want failed, cancelled, cancelled", res[0].State, res[1].State, res[2].State)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(started, []string{"a"}) {
+		t.Errorf("Start called for %q; want only a", started)
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -443,6 +445,7 @@ func TestUnknownMinion(t *testing.T) {
 		{"SetMinionState", func() error { return s.SetMinionState(ctx, "nope", StateAccepted, t0) }},
 		{"DeleteMinion", func() error { return s.DeleteMinion(ctx, "nope") }},
 		{"Minion", func() error { _, err := s.Minion(ctx, "nope"); return err }},
+		{"SetLabels", func() error { return s.SetLabels(ctx, "nope", map[string]string{"role": "web"}, nil) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -561,11 +564,11 @@ func TestJobsAndResultWriter(t *testing.T) {
 			CreatedAt: t0.Add(time.Second)},
 	}
 	for _, j := range jobs {
-		if err := s.CreateJob(ctx, j); err != nil {
+		if err := s.CreateJob(ctx, j, nil); err != nil {
 			t.Fatalf("CreateJob(%s) = %v", j.ID, err)
 		}
 	}
-	if err := s.CreateJob(ctx, jobs[0]); !errors.Is(err, ErrConflict) {
+	if err := s.CreateJob(ctx, jobs[0], nil); !errors.Is(err, ErrConflict) {
 		t.Errorf("CreateJob(duplicate) = %v; want %v", err, ErrConflict)
 	}
 
@@ -665,7 +668,7 @@ func TestResultWriterReplacesHostResult(t *testing.T) {
 	s, _ := newStore(t)
 	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(w.Close)
-	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "true", CmdType: "line", Targets: []string{"m1"}, State: JobRunning, CreatedAt: t0}); err != nil {
+	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "true", CmdType: "line", Targets: []string{"m1"}, State: JobRunning, CreatedAt: t0}, nil); err != nil {
 		t.Fatal(err)
 	}
 	w.Add("j", exec.Result{Host: "m1", State: exec.StateCancelled})
@@ -830,31 +833,42 @@ func TestJoinTokenDefaultUses(t *testing.T) {
 	}
 }
 
-func TestInterruptJobs(t *testing.T) {
+func TestUnfinishedAndLost(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
+	hosts := []exec.Result{{Host: "a", State: exec.StatePending}, {Host: "b", State: exec.StatePending}}
 	for _, j := range []Job{{ID: "run", State: JobRunning}, {ID: "done", State: JobDone}} {
 		j.CmdLine, j.CmdType, j.CreatedAt = "true", "line", t0
-		if err := s.CreateJob(ctx, j); err != nil {
+		if err := s.CreateJob(ctx, j, hosts); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n, err := s.InterruptJobs(ctx, t0.Add(time.Second))
-	if err != nil || n != 1 {
-		t.Fatalf("InterruptJobs = %d, %v; want 1", n, err)
+	ids, err := s.UnfinishedJobs(ctx)
+	if err != nil || len(ids) != 1 || ids[0] != "run" {
+		t.Fatalf("UnfinishedJobs = %v, %v; want [run]", ids, err)
 	}
-	for id, want := range map[string]string{"run": JobInterrupted, "done": JobDone} {
-		j, _, err := s.Job(ctx, id)
-		if err != nil || j.State != want {
-			t.Errorf("job %s: state %q (%v); want %q", id, j.State, err, want)
-		}
+	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer w.Close()
+	w.Add("run", exec.Result{Host: "a", State: exec.StateOK})
+	if err := w.Finish(ctx, "other", JobDone, t0); err != nil { // flushes a's result
+		t.Fatal(err)
+	}
+	if err := s.MarkLost(ctx, "run", "master stopped", t0); err != nil {
+		t.Fatal(err)
+	}
+	_, rs, err := s.Job(ctx, "run")
+	if err != nil || len(rs) != 2 || rs[0].State != exec.StateOK || rs[1].State != exec.StateLost || rs[1].Error == "" {
+		t.Errorf("after MarkLost: %+v (%v); want a ok, b lost with a reason", rs, err)
+	}
+	if j, _, _ := s.Job(ctx, "run"); j.Total != 2 {
+		t.Errorf("job total = %d; want 2", j.Total)
 	}
 }
 
 func TestResultWriterIsolatesBadRows(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
-	if err := s.CreateJob(ctx, Job{ID: "real", CmdLine: "true", CmdType: "line", State: JobRunning, CreatedAt: t0}); err != nil {
+	if err := s.CreateJob(ctx, Job{ID: "real", CmdLine: "true", CmdType: "line", State: JobRunning, CreatedAt: t0}, nil); err != nil {
 		t.Fatal(err)
 	}
 	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -874,5 +888,466 @@ func TestResultWriterIsolatesBadRows(t *testing.T) {
 	_, rs, err := s.Job(ctx, "real")
 	if err != nil || len(rs) != 50 {
 		t.Errorf("real job has %d results (%v); want 50", len(rs), err)
+	}
+}
+
+func TestLabels(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	tok := joinToken(t, s, JoinTokenSpec{}, t0)
+	for _, id := range []string{"m1", "m2"} {
+		if _, err := register(t, s, minion(id, "fp-"+id), tok, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	labelsOf := func(id string) map[string]string {
+		t.Helper()
+		m, err := s.Minion(ctx, id)
+		if err != nil {
+			t.Fatalf("Minion(%s) = %v", id, err)
+		}
+		all, err := s.Minions(ctx)
+		if err != nil {
+			t.Fatalf("Minions() = %v", err)
+		}
+		for _, o := range all {
+			if o.ID == id && !maps.Equal(o.Labels, m.Labels) {
+				t.Errorf("%s: Minions() labels %v, Minion() labels %v; want the same", id, o.Labels, m.Labels)
+			}
+		}
+		return m.Labels
+	}
+	steps := []struct {
+		name   string
+		set    map[string]string
+		remove []string
+		want   map[string]string
+	}{
+		{name: "set", set: map[string]string{"role": "web", "zone": "eu-1"}, want: map[string]string{"role": "web", "zone": "eu-1"}},
+		{name: "overwrite", set: map[string]string{"role": "db"}, want: map[string]string{"role": "db", "zone": "eu-1"}},
+		{name: "remove", remove: []string{"zone"}, want: map[string]string{"role": "db"}},
+		{name: "remove unknown key", remove: []string{"nope"}, want: map[string]string{"role": "db"}},
+		{name: "set and remove others", set: map[string]string{"tier": "1"}, remove: []string{"role"}, want: map[string]string{"tier": "1"}},
+		{name: "remove all", remove: []string{"tier"}, want: nil},
+	}
+	for _, st := range steps {
+		if err := s.SetLabels(ctx, "m1", st.set, st.remove); err != nil {
+			t.Fatalf("%s: SetLabels = %v", st.name, err)
+		}
+		if got := labelsOf("m1"); !maps.Equal(got, st.want) {
+			t.Errorf("%s: labels %v; want %v", st.name, got, st.want)
+		}
+	}
+	if got := labelsOf("m2"); len(got) != 0 {
+		t.Errorf("m2 labels %v; want none", got)
+	}
+
+	// Labels go with their minion and do not come back with the id.
+	if err := s.SetLabels(ctx, "m1", map[string]string{"role": "web"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMinion(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM labels WHERE minion_id = 'm1'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("labels of a deleted minion: %d rows (%v); want 0", n, err)
+	}
+	if _, err := register(t, s, minion("m1", "fp-new"), tok, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := labelsOf("m1"); len(got) != 0 {
+		t.Errorf("re-registered m1 labels %v; want none", got)
+	}
+}
+
+// createJob stores a job with the given host states and fails the test on error.
+func createJob(t *testing.T, s *Store, j Job, hostStates ...exec.State) {
+	t.Helper()
+	if j.CmdLine == "" {
+		j.CmdLine, j.CmdType = "true", "line"
+	}
+	var hosts []exec.Result
+	for i, st := range hostStates {
+		hosts = append(hosts, exec.Result{Host: fmt.Sprintf("h%d", i), State: st})
+	}
+	if err := s.CreateJob(context.Background(), j, hosts); err != nil {
+		t.Fatalf("CreateJob(%s) = %v", j.ID, err)
+	}
+}
+
+func jobIDs(js []Job) []string {
+	var out []string
+	for _, j := range js {
+		out = append(out, j.ID)
+	}
+	return out
+}
+
+func TestJobsList(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	// Ids sort like their creation times, as NewJobID's do.
+	createJob(t, s, Job{ID: "j1", ClientID: "a", State: JobDone, CreatedAt: t0}, exec.StateOK, exec.StateOK)
+	createJob(t, s, Job{ID: "j2", ClientID: "b", State: JobDone, CreatedAt: t0.Add(1 * time.Second)}, exec.StateFailed)
+	createJob(t, s, Job{ID: "j3", ClientID: "a", State: JobRunning, CreatedAt: t0.Add(2 * time.Second)},
+		exec.StateOK, exec.StateFailed, exec.StatePending, exec.StatePending)
+	createJob(t, s, Job{ID: "j4", ClientID: "a", State: JobCancelled, CreatedAt: t0.Add(3 * time.Second)}, exec.StateCancelled)
+	createJob(t, s, Job{ID: "j5", State: JobDone, CreatedAt: t0.Add(4 * time.Second)})
+
+	tests := []struct {
+		name string
+		f    JobFilter
+		want []string
+	}{
+		{name: "all, newest first", f: JobFilter{}, want: []string{"j5", "j4", "j3", "j2", "j1"}},
+		{name: "by state", f: JobFilter{State: JobDone}, want: []string{"j5", "j2", "j1"}},
+		{name: "by client id", f: JobFilter{ClientID: "a"}, want: []string{"j4", "j3", "j1"}},
+		{name: "by both", f: JobFilter{ClientID: "a", State: JobDone}, want: []string{"j1"}},
+		{name: "unknown state", f: JobFilter{State: "bogus"}, want: nil},
+		{name: "first page", f: JobFilter{Limit: 2}, want: []string{"j5", "j4"}},
+		{name: "second page", f: JobFilter{Limit: 2, Before: "j4"}, want: []string{"j3", "j2"}},
+		{name: "last page", f: JobFilter{Limit: 2, Before: "j2"}, want: []string{"j1"}},
+		{name: "past the end", f: JobFilter{Limit: 2, Before: "j1"}, want: nil},
+		{name: "paging with a filter", f: JobFilter{ClientID: "a", Limit: 1, Before: "j4"}, want: []string{"j3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Jobs(ctx, tt.f)
+			if err != nil {
+				t.Fatalf("Jobs(%+v) = %v", tt.f, err)
+			}
+			if ids := jobIDs(got); !slices.Equal(ids, tt.want) {
+				t.Errorf("Jobs(%+v) = %q; want %q", tt.f, ids, tt.want)
+			}
+		})
+	}
+
+	all, err := s.Jobs(ctx, JobFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSummary := map[string]map[string]int{
+		"j1": {"ok": 2},
+		"j2": {"failed": 1},
+		"j3": {"ok": 1, "failed": 1, "pending": 2},
+		"j4": {"cancelled": 1},
+		"j5": {},
+	}
+	wantTotal := map[string]int{"j1": 2, "j2": 1, "j3": 4, "j4": 1, "j5": 0}
+	for _, j := range all {
+		if j.Summary == nil || !maps.Equal(j.Summary, wantSummary[j.ID]) {
+			t.Errorf("%s: Summary = %v; want %v", j.ID, j.Summary, wantSummary[j.ID])
+		}
+		if j.Total != wantTotal[j.ID] {
+			t.Errorf("%s: Total = %d; want %d", j.ID, j.Total, wantTotal[j.ID])
+		}
+	}
+}
+
+// outboxRow inserts an outbox row directly, in any state.
+func outboxRow(t *testing.T, s *Store, eventID, jobID, state string, next time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		return enqueue(ctx, tx, OutboxItem{EventID: eventID, Kind: KindCallback, JobID: jobID, URL: "http://x/",
+			Body: []byte("{}"), NextAt: next, CreatedAt: t0})
+	})
+	if err != nil {
+		t.Fatalf("enqueue %s: %v", eventID, err)
+	}
+	if state != OutboxPending {
+		if _, err := s.w.ExecContext(ctx, `UPDATE outbox SET state = ? WHERE event_id = ?`, state, eventID); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func outboxEvents(t *testing.T, s *Store) []string {
+	t.Helper()
+	items, err := s.Outbox(context.Background(), OutboxFilter{})
+	if err != nil {
+		t.Fatalf("Outbox() = %v", err)
+	}
+	var out []string
+	for _, it := range items {
+		out = append(out, it.EventID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	day := 24 * time.Hour
+	old := t0.Add(-40 * day)
+
+	t.Run("by age", func(t *testing.T) {
+		s, _ := newStore(t)
+		createJob(t, s, Job{ID: "a1-old-done", State: JobDone, CreatedAt: old}, exec.StateOK, exec.StateFailed)
+		createJob(t, s, Job{ID: "a2-old-running", State: JobRunning, CreatedAt: old}, exec.StatePending)
+		createJob(t, s, Job{ID: "a3-old-cancelled", State: JobCancelled, CreatedAt: old.Add(time.Hour)}, exec.StateCancelled)
+		createJob(t, s, Job{ID: "a4-old-queued", State: JobQueued, CreatedAt: old.Add(time.Hour)})
+		createJob(t, s, Job{ID: "a5-new-done", State: JobDone, CreatedAt: t0}, exec.StateOK)
+		outboxRow(t, s, "old-delivered", "a1-old-done", OutboxDelivered, old)
+		outboxRow(t, s, "old-dead", "a1-old-done", OutboxDead, old)
+		outboxRow(t, s, "old-pending", "a1-old-done", OutboxPending, old)
+		outboxRow(t, s, "cancelled-delivered", "a3-old-cancelled", OutboxDelivered, old)
+		outboxRow(t, s, "new-delivered", "a5-new-done", OutboxDelivered, t0)
+
+		n, err := s.Prune(ctx, t0.Add(-30*day), 1000)
+		if err != nil || n != 2 {
+			t.Fatalf("Prune = %d, %v; want 2", n, err)
+		}
+		all, err := s.Jobs(ctx, JobFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := jobIDs(all), []string{"a5-new-done", "a4-old-queued", "a2-old-running"}; !slices.Equal(got, want) {
+			t.Errorf("jobs after Prune = %q; want %q", got, want)
+		}
+		var results int
+		if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM job_hosts WHERE job_id IN ('a1-old-done', 'a3-old-cancelled')`).
+			Scan(&results); err != nil || results != 0 {
+			t.Errorf("results of pruned jobs: %d (%v); want 0", results, err)
+		}
+		if _, rs, err := s.Job(ctx, "a2-old-running"); err != nil || len(rs) != 1 {
+			t.Errorf("running job kept with %d results (%v); want 1", len(rs), err)
+		}
+		if got, want := outboxEvents(t, s), []string{"new-delivered", "old-pending"}; !slices.Equal(got, want) {
+			t.Errorf("outbox after Prune = %q; want %q", got, want)
+		}
+	})
+
+	t.Run("by count", func(t *testing.T) {
+		s, _ := newStore(t)
+		createJob(t, s, Job{ID: "j1", State: JobRunning, CreatedAt: t0}, exec.StatePending)
+		for i := 2; i <= 5; i++ {
+			createJob(t, s, Job{ID: fmt.Sprintf("j%d", i), State: JobDone, CreatedAt: t0.Add(time.Duration(i) * time.Second)}, exec.StateOK)
+			outboxRow(t, s, fmt.Sprintf("e%d", i), fmt.Sprintf("j%d", i), OutboxDelivered, t0)
+		}
+		n, err := s.Prune(ctx, t0.Add(-30*day), 2)
+		if err != nil || n != 2 {
+			t.Fatalf("Prune = %d, %v; want 2", n, err)
+		}
+		all, err := s.Jobs(ctx, JobFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := jobIDs(all), []string{"j5", "j4", "j1"}; !slices.Equal(got, want) {
+			t.Errorf("jobs after Prune = %q; want %q (the newest two and the running one)", got, want)
+		}
+		if got, want := outboxEvents(t, s), []string{"e4", "e5"}; !slices.Equal(got, want) {
+			t.Errorf("outbox after Prune = %q; want %q", got, want)
+		}
+		if n, err := s.Prune(ctx, t0.Add(-30*day), 2); err != nil || n != 0 {
+			t.Errorf("second Prune = %d, %v; want 0", n, err)
+		}
+	})
+}
+
+func TestFinishEnqueuesOutbox(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(w.Close)
+	item := func(eventID, jobID, url string) OutboxItem {
+		return OutboxItem{EventID: eventID, Kind: KindCallback, JobID: jobID, URL: url, Body: []byte(`{"id":"` + eventID + `"}`),
+			NextAt: t0, CreatedAt: t0}
+	}
+
+	createJob(t, s, Job{ID: "ok", State: JobRunning, CreatedAt: t0}, exec.StatePending)
+	w.Add("ok", exec.Result{Host: "h0", State: exec.StateOK})
+	if err := w.Finish(ctx, "ok", JobDone, t0, item("ok-cb", "ok", "http://a/"), item("ok-slack", "ok", "http://b/")); err != nil {
+		t.Fatalf("Finish(ok) = %v", err)
+	}
+	j, rs, err := s.Job(ctx, "ok")
+	if err != nil || j.State != JobDone || rs[0].State != exec.StateOK {
+		t.Errorf("finished job: %s, %+v (%v); want done, h0 ok", j.State, rs, err)
+	}
+	items, err := s.Outbox(ctx, OutboxFilter{JobID: "ok"})
+	if err != nil || len(items) != 2 {
+		t.Fatalf("outbox of the finished job: %+v, %v; want 2 items", items, err)
+	}
+	for _, it := range items {
+		if it.State != OutboxPending || it.Attempts != 0 || it.JobID != "ok" || string(it.Body) != `{"id":"`+it.EventID+`"}` ||
+			!it.NextAt.Equal(t0) || !it.CreatedAt.Equal(t0) || !it.DeliveredAt.IsZero() {
+			t.Errorf("outbox item = %+v; want it pending as enqueued", it)
+		}
+	}
+
+	// The same event id again (a retried Finish) is not a second delivery.
+	if err := w.Finish(ctx, "ok", JobDone, t0, item("ok-cb", "ok", "http://other/")); err != nil {
+		t.Fatalf("Finish(ok) again = %v", err)
+	}
+	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "ok"}); len(items) != 2 {
+		t.Errorf("after a duplicate event id: %d items; want 2", len(items))
+	}
+	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "ok", State: OutboxPending}); len(items) != 2 || items[0].URL == "http://other/" || items[1].URL == "http://other/" {
+		t.Errorf("after a duplicate event id: %+v; want the first items unchanged", items)
+	}
+
+	// When an item cannot be stored, neither is the job's end: a finished
+	// job always has its deliveries, and an unfinished one has none.
+	if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER refuse BEFORE INSERT ON outbox WHEN NEW.url = 'http://refused/'
+		BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	createJob(t, s, Job{ID: "bad", State: JobRunning, CreatedAt: t0}, exec.StatePending)
+	if err := w.Finish(ctx, "bad", JobDone, t0, item("bad-1", "bad", "http://a/"), item("bad-2", "bad", "http://refused/")); err == nil {
+		t.Errorf("Finish with an item that cannot be stored = nil; want an error")
+	}
+	if j, _, _ := s.Job(ctx, "bad"); j.State != JobRunning {
+		t.Errorf("job state after a failed Finish = %s; want running", j.State)
+	}
+	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "bad"}); len(items) != 0 {
+		t.Errorf("outbox after a failed Finish: %+v; want nothing", items)
+	}
+	// Other jobs are not held up by it.
+	createJob(t, s, Job{ID: "next", State: JobRunning, CreatedAt: t0}, exec.StatePending)
+	if err := w.Finish(ctx, "next", JobDone, t0, item("next-cb", "next", "http://a/")); err != nil {
+		t.Errorf("Finish(next) = %v", err)
+	}
+	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "next"}); len(items) != 1 {
+		t.Errorf("outbox of the next job: %d items; want 1", len(items))
+	}
+}
+
+func TestOutboxDueAndDone(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	outboxRow(t, s, "later", "j", OutboxPending, t0.Add(time.Minute))
+	outboxRow(t, s, "due-second", "j", OutboxPending, t0.Add(-time.Minute))
+	outboxRow(t, s, "due-now", "j", OutboxPending, t0)
+	outboxRow(t, s, "due-first", "j", OutboxPending, t0.Add(-2*time.Minute))
+	outboxRow(t, s, "delivered", "j", OutboxDelivered, t0.Add(-3*time.Minute))
+	outboxRow(t, s, "dead", "j", OutboxDead, t0.Add(-3*time.Minute))
+
+	due := func(now time.Time, limit int) []string {
+		t.Helper()
+		items, err := s.DueOutbox(ctx, now, limit)
+		if err != nil {
+			t.Fatalf("DueOutbox = %v", err)
+		}
+		var out []string
+		for _, it := range items {
+			out = append(out, it.EventID)
+		}
+		return out
+	}
+	if got, want := due(t0, 10), []string{"due-first", "due-second", "due-now"}; !slices.Equal(got, want) {
+		t.Errorf("DueOutbox(t0) = %q; want %q", got, want)
+	}
+	if got, want := due(t0, 2), []string{"due-first", "due-second"}; !slices.Equal(got, want) {
+		t.Errorf("DueOutbox(t0, 2) = %q; want %q", got, want)
+	}
+	if got := due(t0.Add(-time.Hour), 10); len(got) != 0 {
+		t.Errorf("DueOutbox(an hour earlier) = %q; want none", got)
+	}
+
+	byEvent := func(id string) OutboxItem {
+		t.Helper()
+		items, err := s.Outbox(ctx, OutboxFilter{JobID: "j", Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			if it.EventID == id {
+				return it
+			}
+		}
+		t.Fatalf("no outbox item %s", id)
+		return OutboxItem{}
+	}
+	first := byEvent("due-first")
+	// A failed try: pending again, later.
+	retry := t0.Add(5 * time.Minute)
+	if err := s.OutboxDone(ctx, first.ID, OutboxPending, 1, retry, "HTTP 500", t0); err != nil {
+		t.Fatal(err)
+	}
+	if it := byEvent("due-first"); it.State != OutboxPending || it.Attempts != 1 || !it.NextAt.Equal(retry) ||
+		it.LastError != "HTTP 500" || !it.DeliveredAt.IsZero() {
+		t.Errorf("after a failed try: %+v; want pending, 1 attempt, next at %v, the error kept", it, retry)
+	}
+	if got := due(t0, 10); slices.Contains(got, "due-first") {
+		t.Errorf("DueOutbox(t0) = %q; want due-first not due before its retry", got)
+	}
+	if got := due(retry, 10); got[len(got)-1] != "due-first" {
+		t.Errorf("DueOutbox(retry) = %q; want due-first last (latest next_at)", got)
+	}
+	// Delivered.
+	if err := s.OutboxDone(ctx, first.ID, OutboxDelivered, 2, retry, "", t0.Add(6*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if it := byEvent("due-first"); it.State != OutboxDelivered || it.Attempts != 2 || it.LastError != "" ||
+		!it.DeliveredAt.Equal(t0.Add(6*time.Minute)) {
+		t.Errorf("after delivery: %+v; want delivered at %v", it, t0.Add(6*time.Minute))
+	}
+	// Dead.
+	second := byEvent("due-second")
+	if err := s.OutboxDone(ctx, second.ID, OutboxDead, 30, t0, "gave up after 24h", t0); err != nil {
+		t.Fatal(err)
+	}
+	if it := byEvent("due-second"); it.State != OutboxDead || it.Attempts != 30 || it.LastError != "gave up after 24h" || !it.DeliveredAt.IsZero() {
+		t.Errorf("after giving up: %+v; want dead with the reason", it)
+	}
+	if got, want := due(t0.Add(time.Hour), 10), []string{"due-now", "later"}; !slices.Equal(got, want) {
+		t.Errorf("DueOutbox(t0+1h) = %q; want %q", got, want)
+	}
+	if dead, err := s.Outbox(ctx, OutboxFilter{State: OutboxDead}); err != nil || len(dead) != 2 {
+		t.Errorf("Outbox(dead) = %d items, %v; want 2", len(dead), err)
+	}
+}
+
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "felix.db")
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		migrations[0],
+		`PRAGMA user_version = 1`,
+		`INSERT INTO jobs (id, client_id, cmd_line, cmd_type, targets, state, created_at, finished_at)
+			VALUES ('old', 'c-1', 'uptime', 'line', 'web1` + "\n" + `web2', 'done', 1000, 2000)`,
+		`INSERT INTO job_hosts (job_id, host, state, exit_code, stdout) VALUES ('old', 'web1', 'ok', 0, 'up 3 days')`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			db.Close()
+			t.Fatalf("build a version 1 database: %v", err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open(version 1) = %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 2 {
+		t.Errorf("SchemaVersion() = %d, %v; want 2", v, err)
+	}
+	j, rs, err := s.Job(ctx, "old")
+	if err != nil {
+		t.Fatalf("Job(old) = %v", err)
+	}
+	if j.Spec != "{}" || j.ClientID != "c-1" || j.State != JobDone || !slices.Equal(j.Targets, []string{"web1", "web2"}) ||
+		!j.CreatedAt.Equal(time.UnixMilli(1000)) || !j.FinishedAt.Equal(time.UnixMilli(2000)) {
+		t.Errorf("old job = %+v; want it as stored, spec {}", j)
+	}
+	if len(rs) != 1 || rs[0].State != exec.StateOK || string(rs[0].Stdout) != "up 3 days" {
+		t.Errorf("old job's results = %+v; want web1 ok", rs)
+	}
+	if list, err := s.Jobs(ctx, JobFilter{}); err != nil || len(list) != 1 || list[0].Summary["ok"] != 1 {
+		t.Errorf("Jobs() = %+v, %v; want the old job, 1 ok", list, err)
+	}
+	// The new tables work on a migrated database.
+	createJob(t, s, Job{ID: "new", State: JobRunning, CreatedAt: t0}, exec.StatePending)
+	outboxRow(t, s, "e1", "new", OutboxPending, t0)
+	if ids, err := s.UnfinishedJobs(ctx); err != nil || !slices.Equal(ids, []string{"new"}) {
+		t.Errorf("UnfinishedJobs() = %q, %v; want [new]", ids, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -118,13 +119,13 @@ func (s *Store) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
 		args = append(args, f.ClientID)
 	}
 	if f.Before != "" {
-		q += ` AND id < ?`
+		q += ` AND rowid < (SELECT rowid FROM jobs WHERE id = ?)`
 		args = append(args, f.Before)
 	}
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
-	q += ` ORDER BY id DESC LIMIT ?`
+	q += ` ORDER BY rowid DESC LIMIT ?` // insertion order: ids made in the same millisecond sort at random
 	args = append(args, f.Limit)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -180,12 +181,16 @@ func scanJob(row interface{ Scan(...any) error }) (Job, error) {
 }
 
 // Prune deletes finished jobs created before before, and the oldest finished
-// jobs beyond keep, with their results and delivered or dead outbox rows.
+// jobs beyond keep (0: no count limit), with their results and delivered or
+// dead outbox rows.
 func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, error) {
+	if keep <= 0 {
+		keep = math.MaxInt32
+	}
 	var n int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE state IN (?, ?) AND (created_at < ? OR id IN
-			(SELECT id FROM jobs ORDER BY id DESC LIMIT -1 OFFSET ?))`, JobDone, JobCancelled, ms(before), keep)
+			(SELECT id FROM jobs ORDER BY rowid DESC LIMIT -1 OFFSET ?))`, JobDone, JobCancelled, ms(before), keep)
 		if err != nil {
 			return err
 		}

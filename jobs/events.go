@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/inventory"
 )
 
 // Event is one step of a job, as streamed to subscribers (Server-Sent Events).
@@ -113,7 +114,8 @@ func (s *Service) Events(ctx context.Context, id string, fn func(Event) error) e
 		e.Seq = seq
 		return fn(e)
 	}
-	if err := send(Event{Type: "job", State: job.State, Total: job.Total, At: job.CreatedAt}); err != nil {
+	// The same shape a live subscriber sees: running, the hosts, the end.
+	if err := send(Event{Type: "job", State: inventory.JobRunning, Total: job.Total, At: job.CreatedAt}); err != nil {
 		return err
 	}
 	for _, r := range results {
@@ -132,7 +134,7 @@ func (s *Service) Events(ctx context.Context, id string, fn func(Event) error) e
 			return err
 		}
 	}
-	if job.State == "running" || job.State == "queued" {
+	if job.State == inventory.JobRunning || job.State == inventory.JobQueued {
 		return nil // another master's, or stored before this one started
 	}
 	return send(Event{Type: "job", State: job.State, Total: job.Total, At: job.FinishedAt})

@@ -93,6 +93,9 @@ type Service struct {
 	// Started, if set, is called with a job's context before its hosts run;
 	// the agent transport uses it to tag requests with the job id.
 	Started func(ctx context.Context, jobID string) context.Context
+	// CheckURL, if set, checks a rerun's callback URL again: what was allowed
+	// when the first job was made may not be now.
+	CheckURL func(ctx context.Context, url string) error
 	// Finished, if set, is called after a job's end and its deliveries are
 	// stored; the notifier uses it to deliver at once instead of at its
 	// next poll.
@@ -110,6 +113,9 @@ type run struct {
 	hub    *hub
 	// cancelled is set by Cancel: the job ends cancelled, not done.
 	cancelled bool // protected by Service.mu
+	// ended is set once the job's final state is decided; Cancel then
+	// reports ErrFinished instead of claiming a cancel that cannot happen.
+	ended bool // protected by Service.mu
 }
 
 // NewJobID returns a new random job id: a sortable time prefix and 6 random bytes.
@@ -213,9 +219,11 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, tar
 	results := s.Engine.Run(ctx, cmd, targets, opts, hooks)
 	job.State, job.FinishedAt = inventory.JobDone, time.Now()
 	s.mu.Lock()
-	if r.cancelled {
+	if r.cancelled && anyCancelled(results) {
+		// A cancel that came after every host had finished changed nothing.
 		job.State = inventory.JobCancelled
 	}
+	r.ended = true
 	s.mu.Unlock()
 	if err := s.finish(job, results); err != nil {
 		s.Log.Error("finish job", "job", job.ID, "err", err)
@@ -246,6 +254,15 @@ func (s *Service) finish(job inventory.Job, results []exec.Result) error {
 	return nil
 }
 
+func anyCancelled(rs []exec.Result) bool {
+	for _, r := range rs {
+		if r.State == exec.StateCancelled {
+			return true
+		}
+	}
+	return false
+}
+
 // Wait blocks until the job ends or ctx is done; it reports whether the job
 // ended. A job that is not running has ended.
 func (s *Service) Wait(ctx context.Context, id string) bool {
@@ -268,6 +285,10 @@ func (s *Service) Wait(ctx context.Context, id string) bool {
 func (s *Service) Cancel(ctx context.Context, id string) error {
 	s.mu.Lock()
 	r, ok := s.running[id]
+	if ok && r.ended {
+		s.mu.Unlock()
+		return fmt.Errorf("cancel job %s: %w", id, ErrFinished)
+	}
 	if ok {
 		r.cancelled = true
 	}
@@ -290,9 +311,17 @@ func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (invent
 	if err != nil {
 		return inventory.Job{}, err
 	}
+	if old.State == inventory.JobRunning || old.State == inventory.JobQueued {
+		return inventory.Job{}, fmt.Errorf("rerun job %s: it is still %s: %w", id, old.State, inventory.ErrConflict)
+	}
 	var spec Spec
 	if err := json.Unmarshal([]byte(old.Spec), &spec); err != nil || spec.CmdLine == "" {
 		return inventory.Job{}, fmt.Errorf("rerun job %s: its request was not kept: %w", id, inventory.ErrConflict)
+	}
+	if spec.CallbackURL != "" && s.CheckURL != nil {
+		if err := s.CheckURL(ctx, spec.CallbackURL); err != nil {
+			return inventory.Job{}, fmt.Errorf("rerun job %s: callback_url: %v: %w", id, err, ErrBadTarget)
+		}
 	}
 	if onlyFailed {
 		var hosts []string

@@ -3,6 +3,8 @@ package master
 import (
 	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/felix-ops/felix/config"
@@ -19,11 +21,25 @@ type Config struct {
 		MaxTimeout     config.Duration `toml:"max_timeout"`
 		MaxParallel    int             `toml:"max_parallel"`
 		OutputCap      int             `toml:"output_cap"`
+		MaxFileSize    int64           `toml:"max_file_size"`
 	} `toml:"exec"`
 	Health struct {
 		Interval config.Duration `toml:"interval"`
 		Timeout  config.Duration `toml:"timeout"`
 	} `toml:"health"`
+	Callbacks struct {
+		Secret  string          `toml:"secret"`
+		Allow   []string        `toml:"allow"`
+		Timeout config.Duration `toml:"timeout"`
+		MaxAge  config.Duration `toml:"max_age"`
+	} `toml:"callbacks"`
+	Slack struct {
+		WebhookURL string `toml:"webhook_url"`
+	} `toml:"slack"`
+	Retention struct {
+		MaxAge  config.Duration `toml:"max_age"`
+		MaxJobs int             `toml:"max_jobs"`
+	} `toml:"retention"`
 }
 
 // defaultConfig is written on first run; every key is documented.
@@ -56,12 +72,36 @@ max_timeout = "24h"
 max_parallel = 5000
 # Bytes of stdout and of stderr kept per host (the first and last halves).
 output_cap = 1048576
+# Largest content of a script or file command, in bytes.
+max_file_size = 67108864
 
 [health]
 # How often the master pings every accepted minion.
 interval = "30s"
 # How long one ping may take before the minion counts as unreachable.
 timeout = "5s"
+
+[callbacks]
+# Key of the HMAC-SHA256 signature on every callback (X-Felix-Signature).
+# Empty: a random one is made on first start and kept in data_dir/callback.secret.
+secret = ""
+# Callback hosts allowed although they are loopback, link-local, unspecified
+# or the master's own: CIDRs ("127.0.0.0/8") or host[:port] ("hooks.internal:8080").
+allow = []
+# How long one delivery attempt may take.
+timeout = "10s"
+# How long a callback is retried (exponential backoff with jitter) before it is dead.
+max_age = "24h"
+
+[slack]
+# Incoming-webhook URL; one message per finished job. Empty: no Slack.
+webhook_url = ""
+
+[retention]
+# Finished jobs older than this are deleted with their results.
+max_age = "720h"
+# At most this many finished jobs are kept (the newest).
+max_jobs = 100000
 `
 
 // LoadConfig loads the master's config file, writing the default first if
@@ -98,5 +138,35 @@ func (c *Config) Validate() error {
 	if c.Health.Interval.Duration <= 0 || c.Health.Timeout.Duration <= 0 {
 		return fmt.Errorf("health.interval and health.timeout must be positive")
 	}
+	if c.Exec.MaxFileSize <= 0 {
+		c.Exec.MaxFileSize = 64 << 20
+	}
+	if c.Callbacks.Timeout.Duration <= 0 {
+		c.Callbacks.Timeout.Duration = 10 * time.Second
+	}
+	if c.Callbacks.MaxAge.Duration <= 0 {
+		c.Callbacks.MaxAge.Duration = 24 * time.Hour
+	}
+	for _, a := range c.Callbacks.Allow {
+		if a == "" || strings.ContainsAny(a, " /") && !validCIDR(a) {
+			return fmt.Errorf("callbacks.allow: %q is neither a CIDR nor host[:port]", a)
+		}
+	}
+	if u := c.Slack.WebhookURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			return fmt.Errorf("slack.webhook_url: want an http(s) URL")
+		}
+	}
+	if c.Retention.MaxAge.Duration <= 0 {
+		c.Retention.MaxAge.Duration = 30 * 24 * time.Hour
+	}
+	if c.Retention.MaxJobs <= 0 {
+		c.Retention.MaxJobs = 100000
+	}
 	return nil
+}
+
+func validCIDR(s string) bool {
+	_, _, err := net.ParseCIDR(s)
+	return err == nil
 }

@@ -5,7 +5,9 @@ package master
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/notify"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/agent"
 	"github.com/felix-ops/felix/version"
@@ -32,19 +36,22 @@ const (
 	dbFile     = "felix.db"
 	tokenFile  = "admin.token"
 	pidFile    = "master.pid"
+	secretFile = "callback.secret"
 	drainLimit = 30 * time.Second
 )
 
 // Master is a running master.
 type Master struct {
-	cfg    Config
-	log    *slog.Logger
-	id     *pki.Identity
-	store  *inventory.Store
-	pool   *agent.Pool
-	writer *inventory.ResultWriter
-	srv    *http.Server
-	ln     net.Listener
+	cfg      Config
+	log      *slog.Logger
+	id       *pki.Identity
+	store    *inventory.Store
+	pool     *agent.Pool
+	writer   *inventory.ResultWriter
+	srv      *http.Server
+	ln       net.Listener
+	jobs     *jobs.Service
+	notifier *notify.Notifier
 	// baseCtx is every request's parent; cancelRequests ends the requests
 	// still running when the drain time is up, so their jobs record
 	// cancelled hosts before the store closes.
@@ -70,13 +77,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, err
 	}
 	m := &Master{cfg: cfg, log: log, id: id, store: store}
-	if n, err := store.InterruptJobs(ctx, time.Now()); err != nil {
+	if err := m.ensureAdminToken(ctx, out); err != nil {
 		store.Close()
 		return nil, err
-	} else if n > 0 {
-		log.Warn("jobs left running by the previous master marked interrupted", "jobs", n)
 	}
-	if err := m.ensureAdminToken(ctx, out); err != nil {
+	secret, err := m.callbackSecret()
+	if err != nil {
 		store.Close()
 		return nil, err
 	}
@@ -88,18 +94,35 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	m.ln = ln
 	m.pool = agent.NewPool(id)
 	m.writer = inventory.NewResultWriter(store, log)
-	svc := &jobs.Service{
-		Store:  store,
-		Writer: m.writer,
-		Engine: &exec.Engine{Transport: m.pool, Limit: cfg.Exec.MaxParallel, OutputCap: cfg.Exec.OutputCap},
-		Log:    log,
+	m.notifier, err = notify.New(store, notify.Config{
+		Secret: secret, SlackURL: cfg.Slack.WebhookURL, Allow: cfg.Callbacks.Allow,
+		OwnAddrs: func() []net.IP { return ownAddrs(ln.Addr()) },
+		Timeout:  cfg.Callbacks.Timeout.Duration, MaxAge: cfg.Callbacks.MaxAge.Duration,
+	}, log)
+	if err != nil {
+		m.closeEarly()
+		return nil, err
+	}
+	m.jobs = &jobs.Service{
+		Store:      store,
+		Writer:     m.writer,
+		Engine:     &exec.Engine{Transport: m.pool, Limit: cfg.Exec.MaxParallel, OutputCap: cfg.Exec.OutputCap},
+		Log:        log,
+		PayloadDir: filepath.Join(cfg.DataDir, "payloads"),
+		Announcer:  m.notifier,
 		Started: func(ctx context.Context, jobID string) context.Context {
 			return agent.WithJobID(ctx, jobID)
 		},
+		CheckURL: m.notifier.CheckURL,
+		Finished: func(string) { m.notifier.Kick() },
 	}
-	a := &api.Server{Store: store, Jobs: svc, Log: log, Forget: m.pool.Forget, Config: api.Config{
-		DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
-		Version: version.String()}}
+	if err := m.jobs.Recover(ctx); err != nil {
+		m.closeEarly()
+		return nil, err
+	}
+	a := &api.Server{Store: store, Jobs: m.jobs, Log: log, Forget: m.pool.Forget, CheckCallback: m.notifier.CheckURL,
+		Config: api.Config{DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
+			MaxFileSize: cfg.Exec.MaxFileSize, Version: version.String()}}
 	m.baseCtx, m.cancelRequests = context.WithCancel(context.Background())
 	m.srv = &http.Server{
 		Handler:     a.Handler(),
@@ -150,15 +173,66 @@ func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
+// closeEarly undoes New after the listener and writer exist.
+func (m *Master) closeEarly() {
+	m.ln.Close()
+	m.writer.Close()
+	m.store.Close()
+}
+
+// callbackSecret returns the callbacks' HMAC key: the configured one, or
+// one made on first start and kept 0600 in the data directory.
+func (m *Master) callbackSecret() (string, error) {
+	if m.cfg.Callbacks.Secret != "" {
+		return m.cfg.Callbacks.Secret, nil
+	}
+	path := filepath.Join(m.cfg.DataDir, secretFile)
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read callback secret: %w", err)
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	secret := hex.EncodeToString(b)
+	if err := pki.WriteFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// ownAddrs are the master's addresses, which callbacks may not target.
+func ownAddrs(listen net.Addr) []net.IP {
+	var out []net.IP
+	if ta, ok := listen.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
+		out = append(out, ta.IP)
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			out = append(out, ipn.IP)
+		}
+	}
+	return out
+}
+
 // Run serves until ctx ends, then stops accepting, drains in-flight requests
-// (bounded by drainLimit) and closes everything.
+// and jobs (bounded by drainLimit) and closes everything.
 func (m *Master) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	hctx, stopHealth := context.WithCancel(ctx)
-	wg.Add(1)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		m.healthLoop(hctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.pruneLoop(hctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.notifier.Run(hctx)
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.ServeTLS(m.ln, "", "") }()
@@ -179,6 +253,9 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 	}
 	m.cancelRequests()
+	jctx, cancel := context.WithTimeout(context.Background(), drainLimit)
+	m.jobs.Shutdown(jctx)
+	cancel()
 	stopHealth()
 	wg.Wait()
 	m.writer.Close()
@@ -190,6 +267,26 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
+}
+
+// pruneLoop deletes jobs past the retention limits, at start and hourly.
+func (m *Master) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := m.store.Prune(ctx, time.Now().Add(-m.cfg.Retention.MaxAge.Duration), m.cfg.Retention.MaxJobs)
+		if err != nil && ctx.Err() == nil {
+			m.log.Warn("prune jobs", "err", err)
+		} else if n > 0 {
+			m.log.Info("pruned old jobs", "jobs", n)
+			m.jobs.PrunePayloads(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // healthLoop pings every accepted minion each interval and records the result.

@@ -3,9 +3,13 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,9 +20,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/pki"
+	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
 )
 
 // testLogWriter routes a logger to t.Log until the test ends; afterwards
@@ -100,14 +107,16 @@ type harness struct {
 	grpc                 *grpc.Server
 	pool                 *Pool       // presents the master identity
 	target               exec.Target // the minion, pinned correctly
+	tempDir              string      // where the server makes job directories
 	serverPin            atomic.Value
 	served               chan error
 	stopOnce             sync.Once
 }
 
-func newHarness(t *testing.T) *harness {
+// newHarness starts the minion server; opts adjust it before it serves.
+func newHarness(t *testing.T, opts ...func(*Server)) *harness {
 	t.Helper()
-	h := &harness{served: make(chan error, 1)}
+	h := &harness{served: make(chan error, 1), tempDir: t.TempDir()}
 	h.master, h.minion, h.evil = identities(t)
 	h.serverPin.Store(h.master.Fingerprint)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -115,8 +124,12 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.ln = &countingListener{Listener: ln}
-	h.grpc = NewGRPCServer(h.minion, func() string { return h.serverPin.Load().(string) },
-		NewServer("m1", "test", testLogger(t)))
+	srv := NewServer("m1", "test", testLogger(t))
+	srv.TempDir = h.tempDir
+	for _, o := range opts {
+		o(srv)
+	}
+	h.grpc = NewGRPCServer(h.minion, func() string { return h.serverPin.Load().(string) }, srv)
 	go func() { h.served <- h.grpc.Serve(h.ln) }()
 	t.Cleanup(h.stop)
 	h.pool = NewPool(h.master)
@@ -228,7 +241,7 @@ func TestEngineOverAgent(t *testing.T) {
 	bad := h.target
 	bad.ID, bad.Fingerprint = "m1-wrong-pin", h.evil.Fingerprint
 	targets := []exec.Target{h.target, bad}
-	res := e.Run(testCtx(t), exec.Command{Line: "echo hi; exit 2"}, targets, nil)
+	res := e.Run(testCtx(t), exec.Command{Line: "echo hi; exit 2"}, targets, exec.Options{}, exec.Hooks{})
 	if res[0].State != exec.StateFailed || res[0].ExitCode != 2 || string(res[0].Stdout) != "hi\n" || res[0].Transport != Name {
 		t.Errorf("m1: %+v; want failed, exit 2, stdout hi, transport agent", res[0])
 	}
@@ -452,5 +465,288 @@ func TestJobID(t *testing.T) {
 	}
 	if id, ok := JobID(WithJobID(context.Background(), "j1")); !ok || id != "j1" {
 		t.Errorf("JobID = %q, %v; want j1, true", id, ok)
+	}
+}
+
+// genReader yields n deterministic pseudo-random bytes made on the fly, so
+// a large file never exists in memory; after failAfter bytes (if positive)
+// it fails instead.
+type genReader struct {
+	rng       *rand.ChaCha8
+	left      int64
+	read      int64
+	failAfter int64
+	closed    atomic.Bool
+}
+
+var errDiskOnFire = errors.New("disk on fire")
+
+func newGenReader(seed byte, n int64) *genReader {
+	return &genReader{rng: rand.NewChaCha8([32]byte{seed}), left: n}
+}
+
+func (g *genReader) Read(p []byte) (int, error) {
+	if g.failAfter > 0 && g.read >= g.failAfter {
+		return 0, errDiskOnFire
+	}
+	if g.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > g.left {
+		p = p[:g.left]
+	}
+	n, _ := g.rng.Read(p)
+	g.left -= int64(n)
+	g.read += int64(n)
+	return n, nil
+}
+
+func (g *genReader) Close() error {
+	g.closed.Store(true)
+	return nil
+}
+
+// bytesFile is an exec.File of fixed content.
+func bytesFile(name string, b []byte) *exec.File {
+	return &exec.File{Name: name, Size: int64(len(b)), Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}}
+}
+
+// jobDirs lists what the server left in its temporary directory.
+func jobDirs(t *testing.T, h *harness) []string {
+	t.Helper()
+	ents, err := os.ReadDir(h.tempDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestExecFileScript(t *testing.T) {
+	h := newHarness(t)
+	pwdFile := filepath.Join(t.TempDir(), "pwd")
+	script := "#!/bin/sh\nprintf '[%s]' \"$@\"\npwd > " + pwdFile + "\nstat -c %a . \"$0\" >&2\n"
+	cmd := exec.Command{Line: "./deploy.sh 'arg one' two", Dir: "/", File: bytesFile("deploy.sh", []byte(script))}
+	var out output
+	exit, err := h.pool.Exec(testCtx(t), h.target, cmd, out.add)
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	stdout, stderr := out.strings()
+	if exit.Code != 0 || stdout != "[arg one][two]" || stderr != "700\n700\n" {
+		t.Errorf("exit %d, output %q, %q; want 0, %q, %q", exit.Code, stdout, stderr, "[arg one][two]", "700\n700\n")
+	}
+	b, err := os.ReadFile(pwdFile)
+	if err != nil {
+		t.Fatalf("the script recorded no working directory: %v", err)
+	}
+	dir := strings.TrimSpace(string(b))
+	if filepath.Dir(dir) != h.tempDir || !strings.HasPrefix(filepath.Base(dir), "felix-job-") {
+		t.Errorf("working directory = %q; want a felix-job-* directory in %s", dir, h.tempDir)
+	}
+	// The directory is removed before the exit status is sent.
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("working directory left behind: stat %s = %v", dir, err)
+	}
+	if d := jobDirs(t, h); len(d) != 0 {
+		t.Errorf("left in the server's temporary directory: %q", d)
+	}
+}
+
+func TestExecFileContent(t *testing.T) {
+	h := newHarness(t)
+	blob := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{1}).Read(blob)
+	const large = 20 << 20
+	sum := sha256.New()
+	if _, err := io.Copy(sum, newGenReader(2, large)); err != nil {
+		t.Fatal(err)
+	}
+	var gens []*genReader
+	genFile := &exec.File{Name: "large.bin", Size: large, Open: func() (io.ReadCloser, error) {
+		g := newGenReader(2, large)
+		gens = append(gens, g)
+		return g, nil
+	}}
+	tests := []struct {
+		name string
+		cmd  exec.Command
+		want string
+	}{
+		{name: "binary", cmd: exec.Command{Line: "sha256sum ./blob", File: bytesFile("blob", blob)},
+			want: fmt.Sprintf("%x  ./blob\n", sha256.Sum256(blob))},
+		{name: "large, generated", cmd: exec.Command{Line: "sha256sum large.bin", File: genFile},
+			want: fmt.Sprintf("%x  large.bin\n", sum.Sum(nil))},
+		{name: "empty", cmd: exec.Command{Line: "wc -c < empty", File: bytesFile("empty", nil)}, want: "0\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out output
+			exit, err := h.pool.Exec(testCtx(t), h.target, tt.cmd, out.add)
+			if err != nil {
+				t.Fatalf("Exec: %v", err)
+			}
+			stdout, stderr := out.strings()
+			if exit.Code != 0 || stdout != tt.want {
+				t.Errorf("exit %d, output %q, %q; want 0, %q", exit.Code, stdout, stderr, tt.want)
+			}
+		})
+	}
+	if len(gens) != 1 || !gens[0].closed.Load() {
+		t.Errorf("the generated file was opened %d times, closed: %v; want once and closed", len(gens), len(gens) > 0 && gens[0].closed.Load())
+	}
+	if d := jobDirs(t, h); len(d) != 0 {
+		t.Errorf("left in the server's temporary directory: %q", d)
+	}
+}
+
+// TestExecFileNotRun checks that nothing runs and nothing is left behind
+// when the content cannot be delivered whole or the minion refuses it.
+func TestExecFileNotRun(t *testing.T) {
+	const size = 4 << 20
+	failing := func() (io.ReadCloser, error) {
+		g := newGenReader(3, size)
+		g.failAfter = 1 << 20
+		return g, nil
+	}
+	content := func() (io.ReadCloser, error) { return newGenReader(3, size), nil }
+	tests := []struct {
+		name    string
+		file    exec.File
+		maxSize int64
+		wantErr string
+	}{
+		{name: "reader fails midway", file: exec.File{Name: "f", Size: size, Open: failing}, wantErr: errDiskOnFire.Error()},
+		{name: "content shorter than its size", file: exec.File{Name: "f", Size: size + 1, Open: content}, wantErr: "not its size"},
+		{name: "content longer than its size", file: exec.File{Name: "f", Size: size - 1, Open: content}, wantErr: "longer than its size"},
+		{name: "open fails", file: exec.File{Name: "f", Size: size, Open: func() (io.ReadCloser, error) { return nil, errDiskOnFire }},
+			wantErr: errDiskOnFire.Error()},
+		{name: "over the size limit", file: exec.File{Name: "f", Size: size, Open: content}, maxSize: size - 1, wantErr: "limit"},
+		{name: "name with ..", file: exec.File{Name: "../x", Size: size, Open: content}, wantErr: "not a plain base name"},
+		{name: "name with /", file: exec.File{Name: "a/b", Size: size, Open: content}, wantErr: "not a plain base name"},
+		{name: "empty name", file: exec.File{Name: "", Size: size, Open: content}, wantErr: "empty file name"},
+		{name: "name ..", file: exec.File{Name: "..", Size: size, Open: content}, wantErr: "is a directory"},
+		{name: "name with NUL", file: exec.File{Name: "a\x00b", Size: size, Open: content}, wantErr: "not a plain base name"},
+		{name: "name too long", file: exec.File{Name: strings.Repeat("a", 256), Size: size, Open: content}, wantErr: "longer than 255"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, func(s *Server) { s.MaxFileSize = tt.maxSize })
+			marker := filepath.Join(t.TempDir(), "ran")
+			f := tt.file
+			exit, err := h.pool.Exec(testCtx(t), h.target, exec.Command{Line: "touch " + marker, File: &f}, func(exec.Stream, []byte) {
+				t.Errorf("output arrived from a command that should not run")
+			})
+			if err == nil {
+				t.Fatalf("Exec = %+v, nil; want an error", exit)
+			}
+			if errors.Is(err, exec.ErrUnreachable) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Exec error = %v; want one mentioning %q, not unreachable", err, tt.wantErr)
+			}
+			t.Logf("refused: %v", err)
+			h.stop() // waits for every handler
+			if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the command ran: stat %s = %v", marker, err)
+			}
+			if d := jobDirs(t, h); len(d) != 0 {
+				t.Errorf("left in the server's temporary directory: %q", d)
+			}
+		})
+	}
+}
+
+// TestExecFileProtocol speaks ExecFile directly to check that the minion
+// itself enforces the protocol, whatever the client does.
+func TestExecFileProtocol(t *testing.T) {
+	header := func(name string, size int64, line string) *felixv1.ExecFileRequest {
+		return &felixv1.ExecFileRequest{Msg: &felixv1.ExecFileRequest_Header{Header: &felixv1.ExecFileHeader{
+			Exec: &felixv1.ExecRequest{JobId: "j1", CmdLine: line}, FileName: name, Size: size}}}
+	}
+	data := func(b string) *felixv1.ExecFileRequest {
+		return &felixv1.ExecFileRequest{Msg: &felixv1.ExecFileRequest_Data{Data: []byte(b)}}
+	}
+	tests := []struct {
+		name string
+		msgs func(line string) []*felixv1.ExecFileRequest
+		want codes.Code
+	}{
+		{name: "no header", want: codes.InvalidArgument,
+			msgs: func(string) []*felixv1.ExecFileRequest { return []*felixv1.ExecFileRequest{data("abc")} }},
+		{name: "header without command", want: codes.InvalidArgument,
+			msgs: func(string) []*felixv1.ExecFileRequest {
+				return []*felixv1.ExecFileRequest{{Msg: &felixv1.ExecFileRequest_Header{Header: &felixv1.ExecFileHeader{FileName: "f"}}}}
+			}},
+		{name: "bad name", want: codes.InvalidArgument,
+			msgs: func(l string) []*felixv1.ExecFileRequest {
+				return []*felixv1.ExecFileRequest{header("../f", 3, l), data("abc")}
+			}},
+		{name: "negative size", want: codes.InvalidArgument,
+			msgs: func(l string) []*felixv1.ExecFileRequest { return []*felixv1.ExecFileRequest{header("f", -1, l)} }},
+		{name: "over the limit", want: codes.ResourceExhausted,
+			msgs: func(l string) []*felixv1.ExecFileRequest { return []*felixv1.ExecFileRequest{header("f", 1025, l)} }},
+		{name: "short", want: codes.InvalidArgument,
+			msgs: func(l string) []*felixv1.ExecFileRequest {
+				return []*felixv1.ExecFileRequest{header("f", 4, l), data("ab"), data("c")}
+			}},
+		{name: "long", want: codes.InvalidArgument,
+			msgs: func(l string) []*felixv1.ExecFileRequest {
+				return []*felixv1.ExecFileRequest{header("f", 2, l), data("ab"), data("c")}
+			}},
+		{name: "second header", want: codes.InvalidArgument,
+			msgs: func(l string) []*felixv1.ExecFileRequest {
+				return []*felixv1.ExecFileRequest{header("f", 3, l), data("ab"), header("f", 3, l), data("c")}
+			}},
+		{name: "complete", want: codes.OK,
+			msgs: func(l string) []*felixv1.ExecFileRequest {
+				return []*felixv1.ExecFileRequest{header("f", 3, l), data("ab"), data("c")}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, func(s *Server) { s.MaxFileSize = 1024 })
+			ctx := testCtx(t)
+			marker := filepath.Join(t.TempDir(), "ran")
+			cl, err := h.pool.client(h.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream, err := cl.ExecFile(ctx)
+			if err != nil {
+				t.Fatalf("open ExecFile: %v", err)
+			}
+			for _, m := range tt.msgs("test \"$(cat f)\" = abc && touch " + marker) {
+				if err := stream.Send(m); err != nil {
+					break // the minion gave up; Recv says why
+				}
+			}
+			stream.CloseSend()
+			var code codes.Code
+			for {
+				_, err := stream.Recv()
+				if err != nil {
+					if err != io.EOF {
+						code = status.Code(err)
+					}
+					t.Logf("stream ended: %v", err)
+					break
+				}
+			}
+			if code != tt.want {
+				t.Errorf("status = %v; want %v", code, tt.want)
+			}
+			h.stop()
+			_, err = os.Stat(marker)
+			if ran := err == nil; ran != (tt.want == codes.OK) {
+				t.Errorf("command ran: %v; want %v", ran, tt.want == codes.OK)
+			}
+			if d := jobDirs(t, h); len(d) != 0 {
+				t.Errorf("left in the server's temporary directory: %q", d)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -108,7 +109,12 @@ func (p *Pool) Close() error {
 	return errors.Join(errs...)
 }
 
-// Exec runs cmd on the minion and streams its output to out.
+// chunkSize is the size of the data messages of an ExecFile stream.
+const chunkSize = 64 << 10
+
+// Exec runs cmd on the minion and streams its output to out. A command with
+// a File goes through ExecFile: the content is streamed to the minion, which
+// runs the command only once it has all of it.
 func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
 	cl, err := p.client(t)
 	if err != nil {
@@ -121,6 +127,9 @@ func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out ex
 	if id, ok := JobID(ctx); ok {
 		req.JobId = id
 	}
+	if cmd.File != nil {
+		return p.execFile(ctx, cl, t, req, cmd.File, out)
+	}
 	// Opening the stream fails fast with Unavailable when no connection to
 	// the minion is ready: then the request was never sent. Any failure
 	// after that may have run the command, so it is never "unreachable".
@@ -128,6 +137,104 @@ func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out ex
 	if err != nil {
 		return exec.Exit{}, rpcError("exec on", t, err, true)
 	}
+	return recvEvents(t, stream, out)
+}
+
+// execFile sends req with f's content over an ExecFile stream and then
+// reads the events like Exec. The content is read in chunks into one
+// buffer, never whole. If it cannot be read completely the stream is
+// cancelled before the client closes its side, so the minion, which runs
+// the command only after that close, runs nothing.
+func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t exec.Target, req *felixv1.ExecRequest, f *exec.File, out exec.OutputFunc) (exec.Exit, error) {
+	if f.Open == nil || f.Size < 0 {
+		return exec.Exit{}, fmt.Errorf("exec on minion %s: file %s has no content or a negative size", t.ID, f.Name)
+	}
+	r, err := f.Open()
+	if err != nil {
+		return exec.Exit{}, fmt.Errorf("open file %s for minion %s: %w", f.Name, t.ID, err)
+	}
+	defer r.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// As for Exec, only a stream that could not be opened is "unreachable".
+	stream, err := cl.ExecFile(ctx)
+	if err != nil {
+		return exec.Exit{}, rpcError("exec on", t, err, true)
+	}
+	sendErr := sendFile(stream, req, f, r)
+	var readErr *fileReadError
+	switch {
+	case sendErr == nil:
+		if err := stream.CloseSend(); err != nil {
+			return exec.Exit{}, rpcError("exec on", t, err, false)
+		}
+	case errors.As(sendErr, &readErr):
+		cancel() // before anything else: the minion must not run the command
+		return exec.Exit{}, fmt.Errorf("exec on minion %s: %w (the command did not run)", t.ID, sendErr)
+	case sendErr == io.EOF:
+		// The minion ended the stream early; Recv reports why.
+	default:
+		return exec.Exit{}, rpcError("exec on", t, sendErr, false)
+	}
+	return recvEvents(t, stream, out)
+}
+
+// fileReadError is a failure to read the content to send, as opposed to a
+// failure of the stream.
+type fileReadError struct{ err error }
+
+func (e *fileReadError) Error() string { return e.err.Error() }
+func (e *fileReadError) Unwrap() error { return e.err }
+
+// sendFile sends the header and then r's content, which must be exactly
+// f.Size bytes, in chunks of chunkSize. A stream failure is returned as
+// Send returned it (io.EOF when the minion ended the stream); a read
+// failure or a size mismatch as a *fileReadError.
+func sendFile(stream grpc.BidiStreamingClient[felixv1.ExecFileRequest, felixv1.ExecEvent], req *felixv1.ExecRequest, f *exec.File, r io.Reader) error {
+	err := stream.Send(&felixv1.ExecFileRequest{Msg: &felixv1.ExecFileRequest_Header{
+		Header: &felixv1.ExecFileHeader{Exec: req, FileName: f.Name, Size: f.Size}}})
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, chunkSize)
+	data := &felixv1.ExecFileRequest_Data{}
+	msg := &felixv1.ExecFileRequest{Msg: data}
+	// One byte more than announced is read to notice a longer content.
+	lr := io.LimitReader(r, min(f.Size, math.MaxInt64-1)+1)
+	var sent int64
+	for {
+		n, err := io.ReadFull(lr, buf)
+		if n > 0 {
+			if sent+int64(n) > f.Size {
+				return &fileReadError{fmt.Errorf("read file %s: content is longer than its size %d", f.Name, f.Size)}
+			}
+			// Send marshals the message before it returns, so buf is free
+			// for the next chunk.
+			data.Data = buf[:n]
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			sent += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return &fileReadError{fmt.Errorf("read file %s after %d bytes: %w", f.Name, sent, err)}
+		}
+	}
+	if sent != f.Size {
+		return &fileReadError{fmt.Errorf("read file %s: content has %d bytes, not its size %d", f.Name, sent, f.Size)}
+	}
+	return nil
+}
+
+// recvEvents reads an Exec or ExecFile stream to its exit status, passing
+// output to out.
+func recvEvents(t exec.Target, stream interface {
+	Recv() (*felixv1.ExecEvent, error)
+}, out exec.OutputFunc) (exec.Exit, error) {
 	started := false
 	for {
 		ev, err := stream.Recv()
@@ -135,8 +242,14 @@ func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out ex
 			return exec.Exit{}, fmt.Errorf("exec on minion %s: stream ended without an exit status", t.ID)
 		}
 		if err != nil {
+			code := status.Code(err)
 			err = rpcError("exec on", t, err, false)
-			if !started {
+			switch {
+			case started:
+			case code == codes.InvalidArgument || code == codes.ResourceExhausted:
+				// The minion refuses a request so before it starts anything.
+				err = fmt.Errorf("%w (refused by the minion; the command did not run)", err)
+			default:
 				err = fmt.Errorf("%w (the minion never confirmed the start; the command may or may not have run)", err)
 			}
 			return exec.Exit{}, err

@@ -3,13 +3,21 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/felix-ops/felix/exec"
@@ -25,6 +33,12 @@ type Server struct {
 	ID      string
 	Version string
 	Log     *slog.Logger
+	// MaxFileSize is the largest file ExecFile accepts; zero means
+	// DefaultMaxFileSize.
+	MaxFileSize int64
+	// TempDir is where ExecFile makes each job's private directory; empty
+	// means os.TempDir().
+	TempDir string
 	started time.Time
 }
 
@@ -73,11 +87,138 @@ func (s *Server) Facts(ctx context.Context, _ *felixv1.FactsRequest) (*felixv1.F
 // Exec runs the command in its own process group and streams its output. If
 // the master goes away the stream's context ends and the group is killed.
 func (s *Server) Exec(req *felixv1.ExecRequest, stream grpc.ServerStreamingServer[felixv1.ExecEvent]) error {
-	ctx := stream.Context()
+	cmd := exec.Command{Line: req.CmdLine, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout.AsDuration()}
+	s.Log.Info("exec", "job", req.JobId, "cmd", req.CmdLine)
+	return s.run(stream.Context(), req.JobId, cmd, stream, nil)
+}
+
+// ExecFile receives a file into a private directory made for this run,
+// then runs the command there like Exec. Nothing runs unless the whole
+// content arrived: exactly the announced size, followed by the client's
+// close. The directory is removed before the exit status is sent, and on
+// every failure.
+func (s *Server) ExecFile(stream grpc.BidiStreamingServer[felixv1.ExecFileRequest, felixv1.ExecEvent]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	h := first.GetHeader()
+	if h == nil || h.Exec == nil {
+		return status.Error(codes.InvalidArgument, "exec file: the first message must be a header with the command")
+	}
+	req := h.Exec
+	log := s.Log.With("job", req.JobId, "file", h.FileName)
+	if err := checkFileName(h.FileName); err != nil {
+		log.Warn("exec file refused", "err", err)
+		return status.Errorf(codes.InvalidArgument, "exec file: %v", err)
+	}
+	if limit := s.maxFileSize(); h.Size < 0 || h.Size > limit {
+		log.Warn("exec file refused", "size", h.Size, "limit", limit)
+		if h.Size < 0 {
+			return status.Errorf(codes.InvalidArgument, "exec file: negative size %d", h.Size)
+		}
+		return status.Errorf(codes.ResourceExhausted, "exec file: %s is %d bytes, more than this minion's limit of %d",
+			h.FileName, h.Size, limit)
+	}
+
+	dir, err := os.MkdirTemp(s.TempDir, "felix-job-*") // mode 0700
+	if err != nil {
+		return status.Errorf(codes.Internal, "exec file: make working directory: %v", err)
+	}
+	defer removeDir(log, dir)
+	if err := receiveFile(stream, filepath.Join(dir, h.FileName), h.Size); err != nil {
+		log.Warn("exec file not run: receiving the file failed", "err", err)
+		return err
+	}
+
+	cmd := exec.Command{Line: req.CmdLine, Env: req.Env, Dir: dir, Timeout: req.Timeout.AsDuration()}
+	log.Info("exec file", "size", h.Size, "dir", dir, "cmd", req.CmdLine)
+	return s.run(stream.Context(), req.JobId, cmd, stream, func() { removeDir(log, dir) })
+}
+
+// DefaultMaxFileSize is the largest file ExecFile accepts when the Server's
+// MaxFileSize is zero.
+const DefaultMaxFileSize = 64 << 20
+
+func (s *Server) maxFileSize() int64 {
+	if s.MaxFileSize > 0 {
+		return s.MaxFileSize
+	}
+	return DefaultMaxFileSize
+}
+
+// checkFileName accepts a plain base name only: the file must land in the
+// job's directory and nowhere else.
+func checkFileName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty file name")
+	case name == "." || name == "..":
+		return fmt.Errorf("file name %q is a directory", name)
+	case len(name) > 255:
+		return fmt.Errorf("file name of %d bytes is longer than 255", len(name))
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("file name %q is not a plain base name", name)
+	}
+	return nil
+}
+
+// receiveFile writes the data messages of stream into a new file at path,
+// executable by its owner only, until the client closes its side. The
+// content must be exactly size bytes.
+func receiveFile(stream grpc.BidiStreamingServer[felixv1.ExecFileRequest, felixv1.ExecEvent], path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
+	if err != nil {
+		return status.Errorf(codes.Internal, "exec file: create %s: %v", filepath.Base(path), err)
+	}
+	defer f.Close() // after the explicit Close below, on failures only
+	var n int64
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		d, ok := m.Msg.(*felixv1.ExecFileRequest_Data)
+		if !ok {
+			return status.Error(codes.InvalidArgument, "exec file: a second header")
+		}
+		if n+int64(len(d.Data)) > size {
+			return status.Errorf(codes.InvalidArgument, "exec file: more content than the announced %d bytes", size)
+		}
+		if _, err := f.Write(d.Data); err != nil {
+			return status.Errorf(codes.Internal, "exec file: write %s: %v", filepath.Base(path), err)
+		}
+		n += int64(len(d.Data))
+	}
+	if n != size {
+		return status.Errorf(codes.InvalidArgument, "exec file: got %d bytes of the announced %d", n, size)
+	}
+	// The umask may have narrowed the mode given to OpenFile.
+	if err := f.Chmod(0o700); err != nil {
+		return status.Errorf(codes.Internal, "exec file: chmod %s: %v", filepath.Base(path), err)
+	}
+	if err := f.Close(); err != nil {
+		return status.Errorf(codes.Internal, "exec file: write %s: %v", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// removeDir removes a job's working directory, logging a failure.
+func removeDir(log *slog.Logger, dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		log.Error("remove job directory", "dir", dir, "err", err)
+	}
+}
+
+// run sends Started, runs cmd streaming its output, calls done (if any)
+// once the command has ended, and sends the exit status.
+func (s *Server) run(ctx context.Context, jobID string, cmd exec.Command, stream grpc.ServerStreamingServer[felixv1.ExecEvent], done func()) error {
 	if err := stream.Send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_Started{Started: &felixv1.Started{}}}); err != nil {
 		return err
 	}
-	cmd := exec.Command{Line: req.CmdLine, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout.AsDuration()}
 	var mu sync.Mutex // a stream's Send is not safe for concurrent use
 	var sendErr error
 	out := func(st exec.Stream, p []byte) {
@@ -92,14 +233,16 @@ func (s *Server) Exec(req *felixv1.ExecRequest, stream grpc.ServerStreamingServe
 				Output: &felixv1.OutputChunk{Stream: ps, Data: p}}})
 		}
 	}
-	s.Log.Info("exec", "job", req.JobId, "cmd", req.CmdLine)
 	exit, err := local.Run(ctx, cmd, out)
+	if done != nil {
+		done()
+	}
 	st := &felixv1.ExitStatus{ExitCode: int32(exit.Code), Signal: exit.Signal, Duration: durationpb.New(exit.Duration),
 		TimedOut: exit.TimedOut}
 	if err != nil {
 		st.ExitCode, st.Error = -1, err.Error()
 	}
-	s.Log.Info("exec done", "job", req.JobId, "exit", exit.Code, "signal", exit.Signal, "timed_out", exit.TimedOut,
+	s.Log.Info("exec done", "job", jobID, "exit", exit.Code, "signal", exit.Signal, "timed_out", exit.TimedOut,
 		"duration", exit.Duration)
 	mu.Lock()
 	defer mu.Unlock()

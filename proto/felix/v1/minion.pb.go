@@ -527,6 +527,154 @@ func (x *ExitStatus) GetError() string {
 	return ""
 }
 
+// ExecFileRequest is one message of an ExecFile stream: the header first,
+// then data chunks.
+type ExecFileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecFileRequest_Header
+	//	*ExecFileRequest_Data
+	Msg           isExecFileRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecFileRequest) Reset() {
+	*x = ExecFileRequest{}
+	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecFileRequest) ProtoMessage() {}
+
+func (x *ExecFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecFileRequest.ProtoReflect.Descriptor instead.
+func (*ExecFileRequest) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ExecFileRequest) GetMsg() isExecFileRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecFileRequest) GetHeader() *ExecFileHeader {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecFileRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *ExecFileRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecFileRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isExecFileRequest_Msg interface {
+	isExecFileRequest_Msg()
+}
+
+type ExecFileRequest_Header struct {
+	Header *ExecFileHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type ExecFileRequest_Data struct {
+	// A piece of the content, in order; 64 KiB or less.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*ExecFileRequest_Header) isExecFileRequest_Msg() {}
+
+func (*ExecFileRequest_Data) isExecFileRequest_Msg() {}
+
+type ExecFileHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command; its cwd is ignored: it runs in the file's directory.
+	Exec *ExecRequest `protobuf:"bytes,1,opt,name=exec,proto3" json:"exec,omitempty"`
+	// The file's base name: no '/', not "." or "..", at most 255 bytes.
+	FileName string `protobuf:"bytes,2,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	// The content's exact length in bytes.
+	Size          int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecFileHeader) Reset() {
+	*x = ExecFileHeader{}
+	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecFileHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecFileHeader) ProtoMessage() {}
+
+func (x *ExecFileHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecFileHeader.ProtoReflect.Descriptor instead.
+func (*ExecFileHeader) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ExecFileHeader) GetExec() *ExecRequest {
+	if x != nil {
+		return x.Exec
+	}
+	return nil
+}
+
+func (x *ExecFileHeader) GetFileName() string {
+	if x != nil {
+		return x.FileName
+	}
+	return ""
+}
+
+func (x *ExecFileHeader) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 type FactsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -535,7 +683,7 @@ type FactsRequest struct {
 
 func (x *FactsRequest) Reset() {
 	*x = FactsRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	mi := &file_felix_v1_minion_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +695,7 @@ func (x *FactsRequest) String() string {
 func (*FactsRequest) ProtoMessage() {}
 
 func (x *FactsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	mi := &file_felix_v1_minion_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +708,7 @@ func (x *FactsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactsRequest.ProtoReflect.Descriptor instead.
 func (*FactsRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{7}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{9}
 }
 
 type FactsResponse struct {
@@ -581,7 +729,7 @@ type FactsResponse struct {
 
 func (x *FactsResponse) Reset() {
 	*x = FactsResponse{}
-	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	mi := &file_felix_v1_minion_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +741,7 @@ func (x *FactsResponse) String() string {
 func (*FactsResponse) ProtoMessage() {}
 
 func (x *FactsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	mi := &file_felix_v1_minion_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +754,7 @@ func (x *FactsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactsResponse.ProtoReflect.Descriptor instead.
 func (*FactsResponse) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{8}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FactsResponse) GetHostname() string {
@@ -710,7 +858,15 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x125\n" +
 	"\bduration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1b\n" +
 	"\ttimed_out\x18\x04 \x01(\bR\btimedOut\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\x0e\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"b\n" +
+	"\x0fExecFileRequest\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x18.felix.v1.ExecFileHeaderH\x00R\x06header\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
+	"\x03msg\"l\n" +
+	"\x0eExecFileHeader\x12)\n" +
+	"\x04exec\x18\x01 \x01(\v2\x15.felix.v1.ExecRequestR\x04exec\x12\x1b\n" +
+	"\tfile_name\x18\x02 \x01(\tR\bfileName\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"\x0e\n" +
 	"\fFactsRequest\"\x9c\x02\n" +
 	"\rFactsResponse\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x17\n" +
@@ -728,11 +884,12 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
-	"\rSTREAM_STDERR\x10\x022\xaf\x01\n" +
+	"\rSTREAM_STDERR\x10\x022\xef\x01\n" +
 	"\x06Minion\x125\n" +
 	"\x04Ping\x12\x15.felix.v1.PingRequest\x1a\x16.felix.v1.PingResponse\x124\n" +
 	"\x04Exec\x12\x15.felix.v1.ExecRequest\x1a\x13.felix.v1.ExecEvent0\x01\x128\n" +
-	"\x05Facts\x12\x16.felix.v1.FactsRequest\x1a\x17.felix.v1.FactsResponseB3Z1github.com/felix-ops/felix/proto/felix/v1;felixv1b\x06proto3"
+	"\x05Facts\x12\x16.felix.v1.FactsRequest\x1a\x17.felix.v1.FactsResponse\x12>\n" +
+	"\bExecFile\x12\x19.felix.v1.ExecFileRequest\x1a\x13.felix.v1.ExecEvent(\x010\x01B3Z1github.com/felix-ops/felix/proto/felix/v1;felixv1b\x06proto3"
 
 var (
 	file_felix_v1_minion_proto_rawDescOnce sync.Once
@@ -747,7 +904,7 @@ func file_felix_v1_minion_proto_rawDescGZIP() []byte {
 }
 
 var file_felix_v1_minion_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_felix_v1_minion_proto_goTypes = []any{
 	(Stream)(0),                 // 0: felix.v1.Stream
 	(*PingRequest)(nil),         // 1: felix.v1.PingRequest
@@ -757,29 +914,35 @@ var file_felix_v1_minion_proto_goTypes = []any{
 	(*Started)(nil),             // 5: felix.v1.Started
 	(*OutputChunk)(nil),         // 6: felix.v1.OutputChunk
 	(*ExitStatus)(nil),          // 7: felix.v1.ExitStatus
-	(*FactsRequest)(nil),        // 8: felix.v1.FactsRequest
-	(*FactsResponse)(nil),       // 9: felix.v1.FactsResponse
-	(*durationpb.Duration)(nil), // 10: google.protobuf.Duration
+	(*ExecFileRequest)(nil),     // 8: felix.v1.ExecFileRequest
+	(*ExecFileHeader)(nil),      // 9: felix.v1.ExecFileHeader
+	(*FactsRequest)(nil),        // 10: felix.v1.FactsRequest
+	(*FactsResponse)(nil),       // 11: felix.v1.FactsResponse
+	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
 }
 var file_felix_v1_minion_proto_depIdxs = []int32{
-	10, // 0: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
-	10, // 1: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	12, // 0: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
+	12, // 1: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
 	6,  // 2: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
 	7,  // 3: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
 	5,  // 4: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
 	0,  // 5: felix.v1.OutputChunk.stream:type_name -> felix.v1.Stream
-	10, // 6: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
-	1,  // 7: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
-	3,  // 8: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
-	8,  // 9: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
-	2,  // 10: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
-	4,  // 11: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
-	9,  // 12: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 6: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
+	9,  // 7: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
+	3,  // 8: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
+	1,  // 9: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
+	3,  // 10: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
+	10, // 11: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
+	8,  // 12: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
+	2,  // 13: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
+	4,  // 14: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
+	11, // 15: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
+	4,  // 16: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_felix_v1_minion_proto_init() }
@@ -792,13 +955,17 @@ func file_felix_v1_minion_proto_init() {
 		(*ExecEvent_Exit)(nil),
 		(*ExecEvent_Started)(nil),
 	}
+	file_felix_v1_minion_proto_msgTypes[7].OneofWrappers = []any{
+		(*ExecFileRequest_Header)(nil),
+		(*ExecFileRequest_Data)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_felix_v1_minion_proto_rawDesc), len(file_felix_v1_minion_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,9 +23,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Minion_Ping_FullMethodName  = "/felix.v1.Minion/Ping"
-	Minion_Exec_FullMethodName  = "/felix.v1.Minion/Exec"
-	Minion_Facts_FullMethodName = "/felix.v1.Minion/Facts"
+	Minion_Ping_FullMethodName     = "/felix.v1.Minion/Ping"
+	Minion_Exec_FullMethodName     = "/felix.v1.Minion/Exec"
+	Minion_Facts_FullMethodName    = "/felix.v1.Minion/Facts"
+	Minion_ExecFile_FullMethodName = "/felix.v1.Minion/ExecFile"
 )
 
 // MinionClient is the client API for Minion service.
@@ -40,6 +41,13 @@ type MinionClient interface {
 	Exec(ctx context.Context, in *ExecRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExecEvent], error)
 	// Facts reports what the host knows about itself.
 	Facts(ctx context.Context, in *FactsRequest, opts ...grpc.CallOption) (*FactsResponse, error)
+	// ExecFile places a file in a private working directory created for this
+	// run and runs a command line there (the script and file command types).
+	// The client sends an ExecFileHeader, then the content in chunks, then
+	// closes its side; the minion runs the command only once it has the whole
+	// content, exactly the announced size. The answer is as for Exec, and the
+	// directory is removed before the exit status is sent.
+	ExecFile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecFileRequest, ExecEvent], error)
 }
 
 type minionClient struct {
@@ -89,6 +97,19 @@ func (c *minionClient) Facts(ctx context.Context, in *FactsRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *minionClient) ExecFile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecFileRequest, ExecEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[1], Minion_ExecFile_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecFileRequest, ExecEvent]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_ExecFileClient = grpc.BidiStreamingClient[ExecFileRequest, ExecEvent]
+
 // MinionServer is the server API for Minion service.
 // All implementations must embed UnimplementedMinionServer
 // for forward compatibility.
@@ -101,6 +122,13 @@ type MinionServer interface {
 	Exec(*ExecRequest, grpc.ServerStreamingServer[ExecEvent]) error
 	// Facts reports what the host knows about itself.
 	Facts(context.Context, *FactsRequest) (*FactsResponse, error)
+	// ExecFile places a file in a private working directory created for this
+	// run and runs a command line there (the script and file command types).
+	// The client sends an ExecFileHeader, then the content in chunks, then
+	// closes its side; the minion runs the command only once it has the whole
+	// content, exactly the announced size. The answer is as for Exec, and the
+	// directory is removed before the exit status is sent.
+	ExecFile(grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]) error
 	mustEmbedUnimplementedMinionServer()
 }
 
@@ -119,6 +147,9 @@ func (UnimplementedMinionServer) Exec(*ExecRequest, grpc.ServerStreamingServer[E
 }
 func (UnimplementedMinionServer) Facts(context.Context, *FactsRequest) (*FactsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Facts not implemented")
+}
+func (UnimplementedMinionServer) ExecFile(grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]) error {
+	return status.Error(codes.Unimplemented, "method ExecFile not implemented")
 }
 func (UnimplementedMinionServer) mustEmbedUnimplementedMinionServer() {}
 func (UnimplementedMinionServer) testEmbeddedByValue()                {}
@@ -188,6 +219,13 @@ func _Minion_Facts_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Minion_ExecFile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MinionServer).ExecFile(&grpc.GenericServerStream[ExecFileRequest, ExecEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_ExecFileServer = grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]
+
 // Minion_ServiceDesc is the grpc.ServiceDesc for Minion service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -209,6 +247,12 @@ var Minion_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Exec",
 			Handler:       _Minion_Exec_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "ExecFile",
+			Handler:       _Minion_ExecFile_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "felix/v1/minion.proto",
