@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/felix-ops/felix/config"
@@ -147,11 +146,6 @@ func (c *Config) Validate() error {
 	if c.Callbacks.MaxAge.Duration <= 0 {
 		c.Callbacks.MaxAge.Duration = 24 * time.Hour
 	}
-	for _, a := range c.Callbacks.Allow {
-		if a == "" || strings.ContainsAny(a, " /") && !validCIDR(a) {
-			return fmt.Errorf("callbacks.allow: %q is neither a CIDR nor host[:port]", a)
-		}
-	}
 	if u := c.Slack.WebhookURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
 			return fmt.Errorf("slack.webhook_url: want an http(s) URL")
@@ -164,9 +158,4 @@ func (c *Config) Validate() error {
 		c.Retention.MaxJobs = 100000
 	}
 	return nil
-}
-
-func validCIDR(s string) bool {
-	_, _, err := net.ParseCIDR(s)
-	return err == nil
 }
