@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -29,7 +31,7 @@ var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // spec validates an exec request into a job spec. It does not look at the
 // file content; exec stores that separately.
-func (s *Server) spec(c *gin.Context, req wire.ExecRequest) (jobs.Spec, error) {
+func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (jobs.Spec, error) {
 	switch req.CmdType {
 	case "":
 		req.CmdType = "line"
@@ -49,11 +51,11 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest) (jobs.Spec, error) {
 	spec := jobs.Spec{ClientID: req.ID, CmdType: req.CmdType, CmdLine: req.CmdLine, Batch: req.Batch,
 		FailThreshold: req.FailThreshold}
 	if req.CmdType == "line" {
-		if req.File != "" || req.FileName != "" || req.FileEncoding != "" {
+		if req.File != "" || uploaded || req.FileName != "" || req.FileEncoding != "" {
 			return jobs.Spec{}, badRequestf("file, file_name and file_encoding are for cmd_type script or file")
 		}
 	} else {
-		if req.File == "" {
+		if req.File == "" && !uploaded {
 			return jobs.Spec{}, badRequestf("file is required for cmd_type %s", req.CmdType)
 		}
 		if req.FileEncoding != "" && req.FileEncoding != "text" && req.FileEncoding != "base64" {
@@ -133,7 +135,21 @@ func (s *Server) execBodyLimit() int64 {
 
 func (s *Server) exec(c *gin.Context) {
 	var req wire.ExecRequest
-	if err := decodeLimit(c, &req, s.execBodyLimit()); err != nil {
+	upload := "" // content streamed to disk from a multipart request; owned here until Submit
+	var uploadSize int64
+	defer func() {
+		if upload != "" {
+			os.Remove(upload)
+		}
+	}()
+	if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt == "multipart/form-data" {
+		var err error
+		req, upload, uploadSize, err = s.readMultipart(c)
+		if err != nil {
+			s.abortUpload(c, err, "")
+			return
+		}
+	} else if err := decodeLimit(c, &req, s.execBodyLimit()); err != nil {
 		s.abort(c, err)
 		return
 	}
@@ -156,7 +172,7 @@ func (s *Server) exec(c *gin.Context) {
 		}
 		dry = v
 	}
-	spec, err := s.spec(c, req)
+	spec, err := s.spec(c, req, upload != "")
 	if err != nil {
 		s.abort(c, err)
 		return
@@ -166,28 +182,17 @@ func (s *Server) exec(c *gin.Context) {
 		return
 	}
 	payload := ""
-	if spec.CmdType != "line" {
+	if upload != "" {
+		payload, spec.FileSize, upload = upload, uploadSize, ""
+	} else if spec.CmdType != "line" {
 		var content io.Reader = strings.NewReader(req.File)
 		if req.FileEncoding == "base64" {
 			content = base64.NewDecoder(base64.StdEncoding, strings.NewReader(req.File))
 		}
 		req.File = "" // the decoded copy goes to disk; drop the request's
 		path, size, err := s.Jobs.StorePayload(content, s.Config.MaxFileSize)
-		if errors.Is(err, jobs.ErrTooLarge) {
-			c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": fmt.Sprintf("file: content over the limit of %d bytes", s.Config.MaxFileSize)})
-			return
-		}
-		var cie base64.CorruptInputError
-		if errors.As(err, &cie) {
-			s.abort(c, badRequestf("file: bad base64 at byte %d", int64(cie)))
-			return
-		}
-		if req.FileEncoding == "base64" && errors.Is(err, io.ErrUnexpectedEOF) {
-			s.abort(c, badRequestf("file: truncated base64 (its length must be a multiple of 4, with = padding)"))
-			return
-		}
 		if err != nil {
-			s.abort(c, err)
+			s.abortUpload(c, err, req.FileEncoding)
 			return
 		}
 		payload, spec.FileSize = path, size
@@ -211,6 +216,79 @@ func (s *Server) exec(c *gin.Context) {
 		return
 	}
 	s.writeJob(c, job.ID, http.StatusOK)
+}
+
+// abortUpload answers a failure to store a command's content.
+func (s *Server) abortUpload(c *gin.Context, err error, encoding string) {
+	var cie base64.CorruptInputError
+	switch {
+	case errors.Is(err, jobs.ErrTooLarge):
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": fmt.Sprintf("file: content over the limit of %d bytes", s.Config.MaxFileSize)})
+	case errors.As(err, &cie):
+		s.abort(c, badRequestf("file: bad base64 at byte %d", int64(cie)))
+	case encoding == "base64" && errors.Is(err, io.ErrUnexpectedEOF):
+		s.abort(c, badRequestf("file: truncated base64 (its length must be a multiple of 4, with = padding)"))
+	default:
+		s.abort(c, err)
+	}
+}
+
+// readMultipart reads a multipart/form-data exec: a "request" part with the
+// JSON request (without file), and a "file" part whose content is streamed
+// straight to disk — the way to send large content without the master
+// holding it in memory. It returns the stored content's path and size.
+func (s *Server) readMultipart(c *gin.Context) (req wire.ExecRequest, path string, size int64, err error) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.execBodyLimit())
+	mr, err := c.Request.MultipartReader()
+	if err != nil {
+		return req, "", 0, badRequestf("multipart body: %v", err)
+	}
+	haveReq := false
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return req, path, size, err
+			}
+			return req, path, size, badRequestf("multipart body: %v", err)
+		}
+		switch part.FormName() {
+		case "request":
+			if haveReq {
+				return req, path, size, badRequestf("multipart body: more than one request part")
+			}
+			dec := json.NewDecoder(io.LimitReader(part, maxBody))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				return req, path, size, badRequestf("malformed JSON in the request part: %v", err)
+			}
+			haveReq = true
+		case "file":
+			if path != "" {
+				return req, path, size, badRequestf("multipart body: more than one file part")
+			}
+			path, size, err = s.Jobs.StorePayload(part, s.Config.MaxFileSize)
+			if err != nil {
+				return req, "", 0, err
+			}
+		default:
+			return req, path, size, badRequestf("multipart body: unknown part %q; want request and file", part.FormName())
+		}
+	}
+	if !haveReq {
+		return req, path, size, badRequestf("multipart body: no request part")
+	}
+	if path != "" && req.File != "" {
+		return req, path, size, badRequestf("give the content once: a file part or the file field, not both")
+	}
+	if path != "" && req.FileEncoding != "" {
+		return req, path, size, badRequestf("file_encoding is for the file field; a file part is sent as is")
+	}
+	return req, path, size, nil
 }
 
 func (s *Server) dryRun(c *gin.Context, spec jobs.Spec) {
