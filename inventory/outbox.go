@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -25,6 +26,7 @@ type OutboxItem struct {
 	Kind        string
 	JobID       string
 	URL         string
+	Receiver    string // who receives it (scheme://host:port); DueOutbox can leave busy ones out
 	Body        []byte
 	State       string
 	Attempts    int
@@ -35,16 +37,16 @@ type OutboxItem struct {
 }
 
 func enqueue(ctx context.Context, tx *sql.Tx, it OutboxItem) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, kind, job_id, url, body, state, next_at, created_at)
-		VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING`, it.EventID, it.Kind, it.JobID, it.URL, it.Body,
-		OutboxPending, ms(it.NextAt), ms(it.CreatedAt))
+	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, kind, job_id, url, receiver, body, state, next_at, created_at)
+		VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING`, it.EventID, it.Kind, it.JobID, it.URL, it.Receiver,
+		it.Body, OutboxPending, ms(it.NextAt), ms(it.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("enqueue %s %s: %w", it.Kind, it.EventID, err)
 	}
 	return nil
 }
 
-const outboxCols = `id, event_id, kind, job_id, url, body, state, attempts, next_at, last_error, created_at, delivered_at`
+const outboxCols = `id, event_id, kind, job_id, url, receiver, body, state, attempts, next_at, last_error, created_at, delivered_at`
 
 func scanOutbox(rows *sql.Rows) ([]OutboxItem, error) {
 	defer rows.Close()
@@ -52,7 +54,7 @@ func scanOutbox(rows *sql.Rows) ([]OutboxItem, error) {
 	for rows.Next() {
 		var it OutboxItem
 		var next, created, delivered int64
-		if err := rows.Scan(&it.ID, &it.EventID, &it.Kind, &it.JobID, &it.URL, &it.Body, &it.State, &it.Attempts,
+		if err := rows.Scan(&it.ID, &it.EventID, &it.Kind, &it.JobID, &it.URL, &it.Receiver, &it.Body, &it.State, &it.Attempts,
 			&next, &it.LastError, &created, &delivered); err != nil {
 			return nil, fmt.Errorf("read outbox: %w", err)
 		}
@@ -62,10 +64,20 @@ func scanOutbox(rows *sql.Rows) ([]OutboxItem, error) {
 	return out, rows.Err()
 }
 
-// DueOutbox returns up to limit pending deliveries due at now, oldest first.
-func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE state = ? AND next_at <= ?
-		ORDER BY next_at LIMIT ?`, OutboxPending, ms(now), limit)
+// DueOutbox returns up to limit pending deliveries due at now, oldest
+// first, leaving out those for the receivers in skip (busy ones), so a
+// slow receiver's backlog cannot fill the window.
+func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int, skip ...string) ([]OutboxItem, error) {
+	q := `SELECT ` + outboxCols + ` FROM outbox WHERE state = ? AND next_at <= ?`
+	args := []any{OutboxPending, ms(now)}
+	if len(skip) > 0 {
+		q += ` AND receiver NOT IN (?` + strings.Repeat(`,?`, len(skip)-1) + `)`
+		for _, r := range skip {
+			args = append(args, r)
+		}
+	}
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, q+` ORDER BY next_at LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read due outbox: %w", err)
 	}

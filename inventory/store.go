@@ -145,6 +145,7 @@ var migrations = []string{
 		kind         TEXT NOT NULL,     -- callback | slack
 		job_id       TEXT NOT NULL,
 		url          TEXT NOT NULL,
+		receiver     TEXT NOT NULL DEFAULT '', -- scheme://host:port, to skip a busy receiver's backlog
 		body         BLOB NOT NULL,
 		state        TEXT NOT NULL,     -- pending | delivered | dead
 		attempts     INTEGER NOT NULL DEFAULT 0,

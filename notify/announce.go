@@ -28,12 +28,19 @@ func (n *Notifier) Announce(job inventory.Job, spec jobs.Spec, results []exec.Re
 	var items []inventory.OutboxItem
 	if spec.CallbackURL != "" {
 		id := "cb-" + job.ID
-		body, err := json.Marshal(wire.Callback{EventID: id, Job: jobs.View(job, results)})
+		view := jobs.View(job, results)
+		for i := range view.Results {
+			r := &view.Results[i]
+			if len(r.Stdout) > CallbackOutputCap || len(r.Stderr) > CallbackOutputCap {
+				r.Stdout, r.Stderr, r.Truncated = tail(r.Stdout), tail(r.Stderr), true
+			}
+		}
+		body, err := json.Marshal(wire.Callback{EventID: id, Job: view})
 		if err != nil {
 			n.log.Error("encode callback", "job", job.ID, "err", err)
 		} else {
 			items = append(items, inventory.OutboxItem{EventID: id, Kind: inventory.KindCallback, JobID: job.ID,
-				URL: spec.CallbackURL, Body: body, NextAt: now, CreatedAt: now})
+				URL: spec.CallbackURL, Receiver: receiverOf(spec.CallbackURL), Body: body, NextAt: now, CreatedAt: now})
 		}
 	}
 	if n.cfg.SlackURL != "" {
@@ -44,10 +51,23 @@ func (n *Notifier) Announce(job inventory.Job, spec jobs.Spec, results []exec.Re
 			n.log.Error("encode slack message", "job", job.ID, "err", err)
 		} else {
 			items = append(items, inventory.OutboxItem{EventID: "slack-" + job.ID, Kind: inventory.KindSlack,
-				JobID: job.ID, URL: n.cfg.SlackURL, Body: body, NextAt: now, CreatedAt: now})
+				JobID: job.ID, URL: n.cfg.SlackURL, Receiver: receiverOf(n.cfg.SlackURL), Body: body, NextAt: now, CreatedAt: now})
 		}
 	}
 	return items
+}
+
+// CallbackOutputCap bounds each host's stdout and stderr in a callback: a
+// callback of a thousand hosts must stay small enough to build and send.
+// Longer output keeps its last CallbackOutputCap bytes and sets truncated;
+// GET /api/v1/jobs/{id} has the stored output.
+const CallbackOutputCap = 64 << 10
+
+func tail(s string) string {
+	if len(s) <= CallbackOutputCap {
+		return s
+	}
+	return s[len(s)-CallbackOutputCap:]
 }
 
 // Limits of a Slack summary, in bytes of text.

@@ -211,7 +211,13 @@ func (l *loop) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 			break
 		}
 		now := time.Now()
-		items, err := n.store.DueOutbox(ctx, now, len(l.inflight)+l.window)
+		var busy []string
+		for host, b := range l.busy {
+			if b >= l.hostCap {
+				busy = append(busy, host)
+			}
+		}
+		items, err := n.store.DueOutbox(ctx, now, len(l.inflight)+l.window, busy...)
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.Error("read due deliveries", "err", err)

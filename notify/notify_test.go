@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -562,5 +563,38 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if _, err := New(e.store, cfg, nil); err == nil {
 			t.Errorf("New(%+v) = nil error; want one", cfg)
 		}
+	}
+}
+
+// A slow receiver with a backlog must not fill the due window: the fast
+// receiver's callback is delivered while the slow one still holds its share.
+func TestSlowBacklogDoesNotDelayOthers(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	var slowDone atomic.Int64
+	slow := newReceiver(t, func(i int, w http.ResponseWriter, r *http.Request) {
+		select { // answers 200, but only when the test lets it
+		case <-r.Context().Done():
+		case <-release:
+		}
+		slowDone.Add(1)
+	})
+	t.Cleanup(func() { close(release) })
+	got := make(chan struct{}, 1)
+	fast := newReceiver(t, func(i int, w http.ResponseWriter, r *http.Request) { got <- struct{}{} })
+	n := e.notifier(Config{Allow: loopbackOK, Timeout: time.Minute, Parallel: 4})
+	// The backlog first, all due before the fast receiver's item.
+	for i := range 40 {
+		e.finish(n, fmt.Sprintf("slow%02d", i), jobs.Spec{CallbackURL: slow.srv.URL}, hostResults())
+	}
+	e.finish(n, "fast", jobs.Spec{CallbackURL: fast.srv.URL}, hostResults())
+	e.run(n)
+	select {
+	case <-got:
+	case <-time.After(30 * time.Second): // a hang bound, not a timing assertion
+		t.Fatal("the fast receiver got nothing while the slow one's backlog waited")
+	}
+	if d := slowDone.Load(); d != 0 {
+		t.Errorf("%d slow deliveries ended before the fast one arrived; want 0", d)
 	}
 }
