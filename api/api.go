@@ -150,6 +150,8 @@ func (s *Server) abort(c *gin.Context, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, jobs.ErrTooLarge):
 		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, jobs.ErrShuttingDown):
+		status = http.StatusServiceUnavailable
 	}
 	if status == http.StatusInternalServerError {
 		s.Log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)

@@ -63,7 +63,14 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (jobs
 		}
 		name := req.FileName
 		if name == "" {
-			name = strings.TrimPrefix(strings.Fields(req.CmdLine)[0], "./")
+			first := strings.Fields(req.CmdLine)[0]
+			if !strings.HasPrefix(first, "./") {
+				return jobs.Spec{}, badRequestf("file_name is required unless cmd_line starts with ./NAME (it is %q)", first)
+			}
+			name = strings.TrimPrefix(first, "./")
+		}
+		if req.Cwd != "" {
+			return jobs.Spec{}, badRequestf("cwd: a %s command runs in its own private directory", req.CmdType)
 		}
 		if name == "" || len(name) > 255 || name != filepath.Base(name) || name == "." || name == ".." ||
 			strings.ContainsAny(name, "/\x00") || !utf8.ValidString(name) {
@@ -160,7 +167,7 @@ func (s *Server) exec(c *gin.Context) {
 			s.abort(c, badRequestf("wait %q: want a positive duration such as 30s", w))
 			return
 		}
-		wait = d
+		wait = min(d, max(s.Config.MaxTimeout, time.Minute))
 	}
 	var dry bool
 	if d := c.Query("dry_run"); d != "" {
@@ -398,7 +405,7 @@ func (s *Server) rerunJob(c *gin.Context) {
 // "data: JSON" per event, from the job's start, live until it ends.
 func (s *Server) jobEvents(c *gin.Context) {
 	id := c.Param("id")
-	if _, _, err := s.Store.Job(c.Request.Context(), id); err != nil {
+	if _, err := s.Store.JobState(c.Request.Context(), id); err != nil {
 		s.abort(c, err)
 		return
 	}

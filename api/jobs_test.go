@@ -456,7 +456,7 @@ func TestScriptAndFile(t *testing.T) {
 			wire.ExecRequest{CmdType: "file", CmdLine: "cat blob", File: wrap76(base64.StdEncoding.EncodeToString(binary)),
 				FileEncoding: "base64", FileName: "blob"},
 			binary, "blob"},
-		{"script at exactly the size limit", wire.ExecRequest{CmdType: "script", CmdLine: "big.sh", File: string(big)}, big, "big.sh"},
+		{"script at exactly the size limit", wire.ExecRequest{CmdType: "script", CmdLine: "./big.sh", File: string(big)}, big, "big.sh"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

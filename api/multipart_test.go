@@ -85,7 +85,7 @@ func TestExecMultipart(t *testing.T) {
 		{"malformed request part", `{"cmd_line": `, content, nil, 400, "malformed JSON"},
 		{"over the limit", wire.ExecRequest{CmdType: "file", CmdLine: "x", Targets: []string{"web1"}},
 			bytes.Repeat([]byte("x"), maxFileSize+1), nil, 413, "limit"},
-		{"targets match nothing", wire.ExecRequest{CmdType: "file", CmdLine: "x", Targets: []string{"zzz*"}}, content, nil, 404, "zzz*"},
+		{"targets match nothing", wire.ExecRequest{CmdType: "file", CmdLine: "x", FileName: "x", Targets: []string{"zzz*"}}, content, nil, 404, "zzz*"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -204,6 +204,19 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, e
 	return n, nil
 }
 
+// JobState returns a job's state without reading its results.
+func (s *Store) JobState(ctx context.Context, id string) (string, error) {
+	var st string
+	err := s.r.QueryRowContext(ctx, `SELECT state FROM jobs WHERE id = ?`, id).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("job %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("get job %s: %w", id, err)
+	}
+	return st, nil
+}
+
 // Job returns a job and its per-host results ordered by host.
 func (s *Store) Job(ctx context.Context, id string) (Job, []exec.Result, error) {
 	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT id, client_id, cmd_line, cmd_type, targets, state, spec,

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 // Event is one step of a job, as streamed to subscribers (Server-Sent Events).
 type Event struct {
 	Seq      int       `json:"seq"`
-	Type     string    `json:"type"` // job, host, output
+	Type     string    `json:"type"` // job, host, output, notice
 	Host     string    `json:"host,omitempty"`
 	State    string    `json:"state,omitempty"`
 	Total    int       `json:"total,omitempty"` // job: hosts in the job
@@ -46,10 +47,16 @@ func (h *hub) publish(e Event) {
 	defer h.mu.Unlock()
 	if e.Type == "output" {
 		if h.output+len(e.Data) > maxHubOutput {
+			if h.dropped {
+				return
+			}
+			// Say so once, in place of the chunks: the stored results
+			// (GET the job) hold each host's capped output.
 			h.dropped = true
-			return
+			e = Event{Type: "notice", Error: fmt.Sprintf("this job's output passed %d MiB; further output is not streamed, GET the job for each host's stored output", maxHubOutput>>20)}
+		} else {
+			h.output += len(e.Data)
 		}
-		h.output += len(e.Data)
 	}
 	if e.At.IsZero() {
 		e.At = time.Now()

@@ -29,6 +29,9 @@ import (
 // ErrFinished is returned when cancelling a job that has already ended.
 var ErrFinished = errors.New("job already finished")
 
+// ErrShuttingDown is returned for jobs submitted while the master stops.
+var ErrShuttingDown = errors.New("the master is shutting down")
+
 // Spec is a validated exec request; it is stored with the job as JSON so
 // the job can be rerun.
 type Spec struct {
@@ -103,6 +106,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	running map[string]*run // by job id; protected by mu
+	closing bool            // Shutdown began: no new jobs; protected by mu
 	wg      sync.WaitGroup  // running jobs
 }
 
@@ -173,12 +177,24 @@ func (s *Service) start(ctx context.Context, spec Spec, targets []exec.Target, p
 	}
 	r := &run{cancel: cancel, done: make(chan struct{}), hub: newHub()}
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		cancel()
+		// Stored but never run: end it now, its hosts cancelled.
+		for i := range rows {
+			rows[i].State, rows[i].Error, rows[i].ExitCode = exec.StateCancelled, "the master is shutting down", -1
+			s.Writer.Add(job.ID, rows[i])
+		}
+		job.State, job.FinishedAt = inventory.JobCancelled, time.Now()
+		s.finish(job, rows)
+		return job, ErrShuttingDown
+	}
 	if s.running == nil {
 		s.running = make(map[string]*run)
 	}
 	s.running[job.ID] = r
-	s.mu.Unlock()
 	s.wg.Add(1)
+	s.mu.Unlock()
 	s.Log.Info("job started", "job", job.ID, "id", spec.ClientID, "hosts", len(targets), "cmd", spec.CmdLine)
 	go s.execute(jctx, job, spec, targets, r)
 	return job, nil
@@ -245,7 +261,18 @@ func (s *Service) finish(job inventory.Job, results []exec.Result) error {
 		json.Unmarshal([]byte(job.Spec), &spec)
 		items = s.Announcer.Announce(job, spec, results)
 	}
-	if err := s.Writer.Finish(context.Background(), job.ID, job.State, job.FinishedAt, items...); err != nil {
+	// A job must not stay "running" for a passing database error (a busy
+	// timeout): try a few times before giving up to the next start's Recover.
+	var err error
+	for try := range 4 {
+		if err = s.Writer.Finish(context.Background(), job.ID, job.State, job.FinishedAt, items...); err == nil ||
+			errors.Is(err, inventory.ErrWriterClosed) {
+			break
+		}
+		s.Log.Warn("store the end of job; retrying", "job", job.ID, "err", err)
+		time.Sleep(time.Duration(try+1) * 500 * time.Millisecond)
+	}
+	if err != nil {
 		return err
 	}
 	if s.Finished != nil {
@@ -298,7 +325,7 @@ func (s *Service) Cancel(ctx context.Context, id string) error {
 		s.Log.Info("job cancelled", "job", id)
 		return nil
 	}
-	if _, _, err := s.Store.Job(ctx, id); err != nil {
+	if _, err := s.Store.JobState(ctx, id); err != nil {
 		return err
 	}
 	return fmt.Errorf("cancel job %s: %w", id, ErrFinished)
@@ -385,6 +412,9 @@ func (s *Service) Recover(ctx context.Context) error {
 // Shutdown waits for running jobs until ctx ends, then cancels them and
 // waits for them to store their ends.
 func (s *Service) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -433,18 +463,25 @@ func (s *Service) payloadPath(jobID string) string {
 	return filepath.Join(s.PayloadDir, jobID)
 }
 
-// PrunePayloads removes the payloads of jobs that no longer exist.
+// PrunePayloads removes the payloads of jobs that no longer exist, and
+// uploads a crash left behind. Files younger than an hour are left alone: a
+// job being created has its payload before its row.
 func (s *Service) PrunePayloads(ctx context.Context) {
 	entries, err := os.ReadDir(s.PayloadDir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") {
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < time.Hour {
 			continue
 		}
-		if _, _, err := s.Store.Job(ctx, name); errors.Is(err, inventory.ErrNotFound) {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			os.Remove(filepath.Join(s.PayloadDir, name))
+			continue
+		}
+		if _, err := s.Store.JobState(ctx, name); errors.Is(err, inventory.ErrNotFound) {
 			os.Remove(filepath.Join(s.PayloadDir, name))
 		}
 	}

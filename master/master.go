@@ -230,9 +230,11 @@ func (m *Master) Run(ctx context.Context) error {
 		defer wg.Done()
 		m.pruneLoop(hctx)
 	}()
+	// Deliveries go on while the master drains: jobs that end then are announced.
+	nctx, stopNotifier := context.WithCancel(context.Background())
 	go func() {
 		defer wg.Done()
-		m.notifier.Run(hctx)
+		m.notifier.Run(nctx)
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.ServeTLS(m.ln, "", "") }()
@@ -257,6 +259,7 @@ func (m *Master) Run(ctx context.Context) error {
 	m.jobs.Shutdown(jctx)
 	cancel()
 	stopHealth()
+	stopNotifier()
 	wg.Wait()
 	m.writer.Close()
 	return errors.Join(ignoreClosed(err), m.pool.Close(), m.store.Close())

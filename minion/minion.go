@@ -92,7 +92,18 @@ func (m *Minion) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
 	}
-	g := agent.NewGRPCServer(m.id, m.MasterFingerprint, agent.NewServer(m.cfg.ID, version.String(), m.log))
+	srv := agent.NewServer(m.cfg.ID, version.String(), m.log)
+	// Scripts run from the data directory: /tmp is often mounted noexec.
+	// What a crash left there is swept first.
+	srv.TempDir = filepath.Join(m.cfg.DataDir, "work")
+	os.RemoveAll(srv.TempDir)
+	if err := os.MkdirAll(srv.TempDir, 0o700); err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	// The master's exec.max_file_size is the limit operators set; this is
+	// a guard against a runaway upload filling the disk.
+	srv.MaxFileSize = 1 << 30
+	g := agent.NewGRPCServer(m.id, m.MasterFingerprint, srv)
 	m.log.Info("minion serving", "id", m.cfg.ID, "grpc", ln.Addr().String(), "fingerprint", m.id.Fingerprint)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
