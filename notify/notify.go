@@ -101,7 +101,7 @@ func New(store *inventory.Store, cfg Config, log *slog.Logger) (*Notifier, error
 	if cfg.SlackURL != "" {
 		u, err := url.Parse(cfg.SlackURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("slack url %q: want an http or https URL", cfg.SlackURL)
+			return nil, fmt.Errorf("slack url: want an http or https URL") // the URL itself is a secret
 		}
 	}
 	al, err := parseAllow(cfg.Allow)
@@ -396,15 +396,16 @@ func (n *Notifier) post(ctx context.Context, it inventory.OutboxItem) (retryAfte
 	if err != nil {
 		return 0, false, fmt.Errorf("post %s: %w", where(it), err)
 	}
-	ts := time.Now().Unix()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
-	req.Header.Set(HeaderEventID, it.EventID)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(n.cfg.Secret, ts, it.Body))
-	client := n.callbacks
-	if it.Kind == inventory.KindSlack {
-		client = n.slack
+	client := n.slack
+	if it.Kind != inventory.KindSlack {
+		// Signed for the requester; Slack gets no copy of the signature.
+		ts := time.Now().Unix()
+		req.Header.Set(HeaderEventID, it.EventID)
+		req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+		req.Header.Set(HeaderSignature, Sign(n.cfg.Secret, ts, it.Body))
+		client = n.callbacks
 	}
 	resp, err := client.Do(req)
 	if err != nil {
