@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -414,11 +415,32 @@ func (s *Server) jobEvents(c *gin.Context) {
 	c.Header("X-Accel-Buffering", "no")
 	c.Status(http.StatusOK)
 	w := c.Writer
+	var mu sync.Mutex // serialises writes: events and keep-alives
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// A comment line now and then keeps proxies from closing a quiet stream.
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				mu.Lock()
+				fmt.Fprint(w, ": keep-alive\n\n")
+				w.Flush()
+				mu.Unlock()
+			}
+		}
+	}()
 	err := s.Jobs.Events(c.Request.Context(), id, func(e jobs.Event) error {
 		b, err := json.Marshal(e)
 		if err != nil {
 			return err
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b); err != nil {
 			return err
 		}
@@ -428,8 +450,10 @@ func (s *Server) jobEvents(c *gin.Context) {
 	if err != nil && c.Request.Context().Err() == nil {
 		s.Log.Warn("job events", "job", id, "err", err)
 	}
+	mu.Lock()
 	fmt.Fprint(w, "event: end\ndata: {}\n\n")
 	w.Flush()
+	mu.Unlock()
 }
 
 func (s *Server) listDeliveries(c *gin.Context) {

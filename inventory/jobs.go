@@ -144,30 +144,32 @@ func (s *Store) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	// One query for every listed job's per-state counts.
+	ids := make([]any, len(out))
+	byID := make(map[string]*Job, len(out))
 	for i := range out {
-		if out[i].Summary, err = s.summary(ctx, out[i].ID); err != nil {
-			return nil, err
-		}
+		ids[i] = out[i].ID
+		out[i].Summary = map[string]int{}
+		byID[out[i].ID] = &out[i]
 	}
-	return out, nil
-}
-
-func (s *Store) summary(ctx context.Context, jobID string) (map[string]int, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT state, COUNT(*) FROM job_hosts WHERE job_id = ? GROUP BY state`, jobID)
+	srows, err := s.r.QueryContext(ctx, `SELECT job_id, state, COUNT(*) FROM job_hosts WHERE job_id IN (?`+
+		strings.Repeat(",?", len(ids)-1)+`) GROUP BY job_id, state`, ids...)
 	if err != nil {
-		return nil, fmt.Errorf("summarise job %s: %w", jobID, err)
+		return nil, fmt.Errorf("summarise jobs: %w", err)
 	}
-	defer rows.Close()
-	sum := map[string]int{}
-	for rows.Next() {
-		var st string
+	defer srows.Close()
+	for srows.Next() {
+		var id, st string
 		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, fmt.Errorf("summarise job %s: %w", jobID, err)
+		if err := srows.Scan(&id, &st, &n); err != nil {
+			return nil, fmt.Errorf("summarise jobs: %w", err)
 		}
-		sum[st] = n
+		byID[id].Summary[st] = n
 	}
-	return sum, rows.Err()
+	return out, srows.Err()
 }
 
 func scanJob(row interface{ Scan(...any) error }) (Job, error) {

@@ -221,6 +221,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, tar
 	r.hub.publish(Event{Type: "job", State: inventory.JobRunning, Total: len(targets)})
 	hooks := exec.Hooks{
 		Start: func(t exec.Target, at time.Time) {
+			s.Writer.Add(job.ID, exec.Result{Host: t.ID, Addr: t.Addr, State: exec.StateRunning, ExitCode: -1, StartedAt: at})
 			r.hub.publish(Event{Type: "host", Host: t.ID, State: string(exec.StateRunning), At: at})
 		},
 		Output: func(host string, st exec.Stream, p []byte) {
