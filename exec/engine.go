@@ -16,12 +16,27 @@ var ErrUnreachable = errors.New("host unreachable")
 // Target is one host a job runs on, as resolved from the inventory.
 type Target struct {
 	ID          string
-	Addr        string // what the transport dials
-	Fingerprint string // the host's pinned certificate
+	Addr        string // what the agent transport dials (host:port of the minion)
+	Fingerprint string // the minion's pinned certificate; "" when the host has no accepted minion
+	// SSH, when set, says how to reach the host agentlessly.
+	SSH *SSHTarget
+	// Mode is the transport the request asked for: "auto" (or ""), "agent"
+	// or "ssh"; the selecting transport honours it.
+	Mode string
 	// Skip, when set, is the final state the host gets without running
 	// anything (StateNotAccepted, StateUnknown).
 	Skip  State
 	Error string // with Skip: why
+}
+
+// SSHTarget is how a host is reached over SSH. Every field is data, never
+// spliced into a shell.
+type SSHTarget struct {
+	Host    string // name or IP address
+	Port    int    // 0 means 22
+	User    string // "" means the transport's default (root)
+	KeyPath string // "" means the transport's configured keys and agent
+	Become  bool   // run the command with sudo -n
 }
 
 // Transport runs one command on one host. The agent (gRPC) and agentless
@@ -176,6 +191,9 @@ func (e *Engine) runOne(ctx context.Context, cmd Command, t Target, h Hooks) Res
 	r.Truncated = stdout.Truncated() || stderr.Truncated()
 	mu.Unlock()
 	r.ExitCode, r.Signal = exit.Code, exit.Signal
+	if exit.Transport != "" {
+		r.Transport = exit.Transport // a selecting transport says which one ran
+	}
 	switch {
 	case err != nil && errors.Is(err, ErrUnreachable):
 		r.State, r.ExitCode, r.Error = StateUnreachable, -1, err.Error()

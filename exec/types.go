@@ -72,6 +72,9 @@ type Exit struct {
 	TimedOut bool
 	// Cancelled is true when the run was cancelled before it finished.
 	Cancelled bool
+	// Transport, when set, names the transport that ran the command (a
+	// selecting transport sets it, also on errors).
+	Transport string
 }
 
 // OutputFunc receives output chunks as they are produced. Implementations

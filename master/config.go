@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"time"
 
 	"github.com/felix-ops/felix/config"
@@ -39,6 +40,20 @@ type Config struct {
 		MaxAge  config.Duration `toml:"max_age"`
 		MaxJobs int             `toml:"max_jobs"`
 	} `toml:"retention"`
+	SSH struct {
+		KnownHosts  string          `toml:"known_hosts"`
+		HostKeys    string          `toml:"host_keys"`
+		User        string          `toml:"user"`
+		KeyFiles    []string        `toml:"key_files"`
+		Agent       bool            `toml:"agent"`
+		IdleTimeout config.Duration `toml:"idle_timeout"`
+		MaxConns    int             `toml:"max_conns"`
+	} `toml:"ssh"`
+	Bootstrap struct {
+		MasterURL string          `toml:"master_url"`
+		MinionDir string          `toml:"minion_dir"`
+		Timeout   config.Duration `toml:"timeout"`
+	} `toml:"bootstrap"`
 }
 
 // defaultConfig is written on first run; every key is documented.
@@ -101,6 +116,35 @@ webhook_url = ""
 max_age = "720h"
 # At most this many finished jobs are kept (the newest).
 max_jobs = 100000
+
+[ssh]
+# Agentless hosts and bootstrap. felix's own known_hosts file; empty means
+# data_dir/known_hosts.
+known_hosts = ""
+# "strict": an unknown host key is an error (accept it with felix hosts trust);
+# "accept-new": record a new host's key on first use. A changed key is always an error.
+host_keys = "strict"
+# Login when a host names none.
+user = "root"
+# Private keys to offer; empty means ~/.ssh/id_ed25519, id_ecdsa and id_rsa.
+# Passphrases come from FELIX_SSH_PASSPHRASE; passwords only from FELIX_SSH_PASSWORD.
+key_files = []
+# Offer the keys of the ssh-agent at SSH_AUTH_SOCK.
+agent = true
+# Pooled connections unused this long are closed.
+idle_timeout = "5m"
+# At most this many pooled connections.
+max_conns = 1000
+
+[bootstrap]
+# The master URL written into bootstrapped minions' config; empty means
+# https://<this host's name>:<listen port>.
+master_url = ""
+# Directory holding minion-linux-amd64 and minion-linux-arm64 (make dist);
+# empty means data_dir/dist.
+minion_dir = ""
+# How long one host may take to install, start and register.
+timeout = "2m"
 `
 
 // LoadConfig loads the master's config file, writing the default first if
@@ -156,6 +200,36 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention.MaxJobs <= 0 {
 		c.Retention.MaxJobs = 100000
+	}
+	if c.SSH.KnownHosts == "" {
+		c.SSH.KnownHosts = filepath.Join(c.DataDir, "known_hosts")
+	}
+	switch c.SSH.HostKeys {
+	case "":
+		c.SSH.HostKeys = "strict"
+	case "strict", "accept-new":
+	default:
+		return fmt.Errorf("ssh.host_keys %q: want strict or accept-new", c.SSH.HostKeys)
+	}
+	if c.SSH.User == "" {
+		c.SSH.User = "root"
+	}
+	if c.SSH.IdleTimeout.Duration <= 0 {
+		c.SSH.IdleTimeout.Duration = 5 * time.Minute
+	}
+	if c.SSH.MaxConns <= 0 {
+		c.SSH.MaxConns = 1000
+	}
+	if c.Bootstrap.MinionDir == "" {
+		c.Bootstrap.MinionDir = filepath.Join(c.DataDir, "dist")
+	}
+	if c.Bootstrap.Timeout.Duration <= 0 {
+		c.Bootstrap.Timeout.Duration = 2 * time.Minute
+	}
+	if u := c.Bootstrap.MasterURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || pu.Scheme != "https" || pu.Host == "" {
+			return fmt.Errorf("bootstrap.master_url %q: want https://host:port", u)
+		}
 	}
 	return nil
 }
