@@ -1,7 +1,8 @@
 // Package api is the master's REST API (Gin, over HTTPS with the master's
-// certificate). Every route but minion registration and /healthz needs a
-// bearer token. Errors are JSON {"error": "..."} with the matching status;
-// the mapping from domain errors to statuses lives in one place (abort).
+// certificate): minions and their keys, agentless hosts, tokens, jobs.
+// Every route but minion registration and /healthz needs a bearer token.
+// Errors are JSON {"error": "..."} with the matching status; the mapping
+// from domain errors to statuses lives in one place (abort).
 package api
 
 import (
@@ -49,6 +50,12 @@ type Server struct {
 	// CheckCallback, if set, refuses callback URLs the master must not call
 	// (loopback, link-local, its own addresses) unless allow-listed.
 	CheckCallback func(ctx context.Context, url string) error
+	// SSH, if set, records host keys for POST /api/v1/hosts/{id}/trust;
+	// nil when the master runs without an SSH transport (503).
+	SSH HostKeys
+	// Bootstrap, if set, installs minions over SSH (POST /api/v1/bootstrap);
+	// nil answers 503.
+	Bootstrap Bootstrapper
 }
 
 // Config is what the API needs from the master's configuration.
@@ -93,6 +100,14 @@ func (s *Server) Handler() http.Handler {
 	auth.POST("/jobs/:id/cancel", s.cancelJob)
 	auth.POST("/jobs/:id/rerun", s.rerunJob)
 	auth.GET("/deliveries", s.listDeliveries)
+	auth.POST("/hosts", s.addHost)
+	auth.POST("/hosts/import", s.importHosts)
+	auth.GET("/hosts", s.listHosts)
+	auth.GET("/hosts/:id", s.getHost)
+	auth.DELETE("/hosts/:id", s.deleteHost)
+	auth.PUT("/hosts/:id/labels", s.setHostLabels)
+	auth.POST("/hosts/:id/trust", s.trustHost)
+	auth.POST("/bootstrap", s.bootstrap)
 	v1.GET("/openapi.yaml", s.openAPI)
 	return r
 }

@@ -169,7 +169,8 @@ type harness struct {
 	master     *pki.Identity
 	fake       *fakeTransport
 	payloadDir string
-	admin      string // a valid API token
+	admin      string        // a valid API token
+	keys       *fakeHostKeys // the SSH host keys the API trusts through
 }
 
 const (
@@ -216,7 +217,8 @@ func newHarness(t *testing.T) *harness {
 		defer cancel()
 		svc.Shutdown(ctx)
 	})
-	s := &api.Server{Store: store, Jobs: svc, Log: log, CheckCallback: checkCallback,
+	keys := &fakeHostKeys{}
+	s := &api.Server{Store: store, Jobs: svc, Log: log, CheckCallback: checkCallback, SSH: keys,
 		Config: api.Config{DefaultTimeout: defaultTimeout, MaxTimeout: time.Minute, MaxFileSize: maxFileSize, Version: "test"}}
 	srv := httptest.NewUnstartedServer(s.Handler())
 	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, Certificates: []tls.Certificate{master.Cert}}
@@ -227,7 +229,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatalf("CreateAPIToken = %v", err)
 	}
-	return &harness{t: t, store: store, db: db, srv: srv, master: master, fake: fake, payloadDir: payloadDir, admin: admin}
+	return &harness{t: t, store: store, db: db, srv: srv, master: master, fake: fake, payloadDir: payloadDir, admin: admin, keys: keys}
 }
 
 // addMinion registers a minion at addr, accepted or pending, with labels.
@@ -379,7 +381,7 @@ func (h *harness) payloads() []string {
 func (h *harness) dump() string {
 	h.t.Helper()
 	var sb strings.Builder
-	for _, table := range []string{"minions", "labels", "join_tokens", "api_tokens", "jobs", "job_hosts", "outbox"} {
+	for _, table := range []string{"minions", "labels", "join_tokens", "api_tokens", "jobs", "job_hosts", "outbox", "hosts", "host_labels"} {
 		rows, err := h.db.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
 		if err != nil {
 			h.t.Fatalf("dump %s: %v", table, err)
@@ -773,6 +775,16 @@ func TestAuthRequired(t *testing.T) {
 		{"POST", "/api/v1/jobs/x/rerun", ""},
 		{"POST", "/api/v1/jobs/x/rerun?only=failed", ""},
 		{"GET", "/api/v1/deliveries", ""},
+		{"GET", "/api/v1/hosts", ""},
+		{"POST", "/api/v1/hosts", `{"host": "10.0.0.7"}`},
+		{"POST", "/api/v1/hosts/import", "10.0.0.7\n"},
+		{"GET", "/api/v1/hosts/x", ""},
+		{"DELETE", "/api/v1/hosts/x", ""},
+		{"PUT", "/api/v1/hosts/x/labels", `{"set": {"role": "web"}}`},
+		{"POST", "/api/v1/hosts/x/trust", `{"fingerprint": "` + goodFP + `"}`},
+	}
+	if _, err := h.store.AddHost(ctx, inventory.Host{ID: "x", Address: "127.0.0.9"}, false, time.Now()); err != nil {
+		t.Fatal(err)
 	}
 	auths := []struct {
 		name, header string
@@ -805,6 +817,9 @@ func TestAuthRequired(t *testing.T) {
 	}
 	if got := h.fake.Calls(); len(got) != 0 {
 		t.Errorf("transport called %d times; want 0", len(got))
+	}
+	if n := len(h.keys.Calls()); n != 0 {
+		t.Errorf("host keys trusted %d times; want 0", n)
 	}
 }
 
@@ -975,6 +990,12 @@ func TestExecBadInput(t *testing.T) {
 		{"minion_ip not an IP", "", req{"cmd_line": "true", "minion_ip": "*"}, 400, []string{"minion_ip"}},
 		{"minion_ip a name", "", req{"cmd_line": "true", "minion_ip": "web1"}, 400, []string{"minion_ip", "web1"}},
 		{"long id", "", req{"cmd_line": "true", "targets": web1, "id": strings.Repeat("x", 257)}, 400, []string{"id"}},
+		{"unknown transport", "", req{"cmd_line": "true", "targets": web1, "transport": "rsh"}, 400,
+			[]string{"transport", "rsh", "auto, agent or ssh"}},
+		{"transport in capitals", "", req{"cmd_line": "true", "targets": web1, "transport": "SSH"}, 400, []string{"transport"}},
+		{"transport not a string", "", req{"cmd_line": "true", "targets": web1, "transport": 1}, 400, []string{"transport"}},
+		{"unknown transport in a dry run", "?dry_run=true", req{"cmd_line": "true", "targets": web1, "transport": "telnet"}, 400,
+			[]string{"transport", "telnet"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/transport"
 )
 
 var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -115,6 +116,13 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (jobs
 		return jobs.Spec{}, badRequestf("cwd %q: want an absolute path", req.Cwd)
 	}
 	spec.Dir = req.Cwd
+	if err := transport.ValidMode(req.Transport); err != nil {
+		return jobs.Spec{}, badRequest{err.Error()}
+	}
+	spec.Transport = req.Transport
+	if spec.Transport == "" {
+		spec.Transport = transport.ModeAuto
+	}
 	if err := jobs.ParseBatch(req.Batch); err != nil {
 		return jobs.Spec{}, badRequest{err.Error()}
 	}
@@ -310,6 +318,8 @@ func (s *Server) dryRun(c *gin.Context, spec jobs.Spec) {
 		h := wire.DryRunHost{Host: t.ID, Address: t.Addr, State: "would run"}
 		if t.Skip != "" {
 			h.State, h.Error = string(t.Skip), t.Error
+		} else {
+			h.Transport, h.Fallback = transport.Plan(t)
 		}
 		out.Hosts = append(out.Hosts, h)
 	}

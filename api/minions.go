@@ -238,31 +238,45 @@ func minionView(m inventory.Minion, withFacts bool) wire.Minion {
 
 var labelKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
 
+// checkLabels checks a labels request (of a minion or a host): something
+// to do, keys of letters, digits, '.', '_', '/', '-', printable values.
+func checkLabels(set map[string]string, remove []string) error {
+	if len(set) == 0 && len(remove) == 0 {
+		return badRequestf("nothing to do: give set and/or remove")
+	}
+	if err := checkLabelSet(set); err != nil {
+		return err
+	}
+	for _, k := range remove {
+		if !labelKey.MatchString(k) {
+			return badRequestf("label key %q: letters, digits, '.', '_', '/', '-'; at most 63", k)
+		}
+	}
+	return nil
+}
+
+// checkLabelSet checks labels to set.
+func checkLabelSet(set map[string]string) error {
+	for k, v := range set {
+		if !labelKey.MatchString(k) {
+			return badRequestf("label key %q: letters, digits, '.', '_', '/', '-'; at most 63", k)
+		}
+		if err := printable("label "+k, v, 253); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Server) setLabels(c *gin.Context) {
 	var req wire.Labels
 	if err := decode(c, &req); err != nil {
 		s.abort(c, err)
 		return
 	}
-	if len(req.Set) == 0 && len(req.Remove) == 0 {
-		s.abort(c, badRequestf("nothing to do: give set and/or remove"))
+	if err := checkLabels(req.Set, req.Remove); err != nil {
+		s.abort(c, err)
 		return
-	}
-	for k, v := range req.Set {
-		if !labelKey.MatchString(k) {
-			s.abort(c, badRequestf("label key %q: letters, digits, '.', '_', '/', '-'; at most 63", k))
-			return
-		}
-		if err := printable("label "+k, v, 253); err != nil {
-			s.abort(c, err)
-			return
-		}
-	}
-	for _, k := range req.Remove {
-		if !labelKey.MatchString(k) {
-			s.abort(c, badRequestf("label key %q: letters, digits, '.', '_', '/', '-'; at most 63", k))
-			return
-		}
 	}
 	id := c.Param("id")
 	if err := s.Store.SetLabels(c.Request.Context(), id, req.Set, req.Remove); err != nil {

@@ -33,6 +33,16 @@ Usage:
   felix minion ID [-o json]                  show one minion with its facts
   felix keys [-o json]                       minion keys: pending, accepted, rejected
   felix keys accept|reject|delete ID...      decide on minion keys
+  felix hosts [list] [-o json]               list agentless (SSH) hosts
+  felix hosts add [USER@]HOST[:PORT] [--id ID] [--user U] [--port P] [--key PATH]
+        [--become] [--label k=v]... [--replace]
+                                             add an agentless host
+  felix hosts import FILE                    add hosts from a file ([user@]host[:port] a
+                                             line, or an Ansible INI inventory); all or none
+  felix hosts rm ID...                       forget agentless hosts
+  felix hosts label ID key=value... -key...  set and remove a host's labels
+  felix hosts trust HOST[:PORT] FINGERPRINT  trust a host's SSH key after checking its
+                                             fingerprint (SHA256:...) on the host
   felix exec -t TARGETS [flags] -- COMMAND   run a command line on the targets
   felix exec -t TARGETS [flags] --script FILE [-- ARGS...]
                                              run a local script on the targets
@@ -44,21 +54,25 @@ Usage:
   felix job cancel JOB_ID                    cancel a running job
   felix job rerun JOB_ID [--failed] [--async]
                                              run a job again (--failed: its failed hosts)
+  felix bootstrap [USER@]HOST[:PORT]... [-f FILE] [--port P] [--id ID] [--key PATH]
+                                             install minions over SSH (rerun: repair, upgrade)
   felix token join [--auto-accept] [--ttl 24h] [--uses N]
                                              issue a join token for new minions
   felix version                              print the version
 
-Targets (-t, repeatable, comma-separated): minion ids, globs over accepted
-minions (web*, db[12]), IP addresses, CIDR ranges (10.0.0.0/24) — these add
-up — and filters over labels and facts (role=web, os=debian), which must all
-hold: -t 'web*' -t role=web,os=debian.
+Targets (-t, repeatable, comma-separated): ids, globs over accepted minions
+and agentless hosts (web*, db[12]), IP addresses, CIDR ranges (10.0.0.0/24)
+— these add up — and filters over labels and facts (role=web, os=debian),
+which must all hold: -t 'web*' -t role=web,os=debian.
 
 Exec flags:
   --timeout 60s            deadline per host (default: the master's)
   --id ID                  your own id, echoed in the results and callback
   --batch N|N%             run on N hosts (or N% of them) at a time
   --fail-threshold N       launch no more hosts after N failures
-  --dry-run                show the hosts it would run on; run nothing
+  --transport MODE         auto (default: the minion when accepted, else SSH, and
+                           SSH when the minion cannot be reached), agent or ssh
+  --dry-run                show the hosts it would run on, and how; run nothing
   --async                  print the job id and return at once
   -o json                  print the results as JSON
 exec and job rerun wait for the job, showing progress on stderr when it is a
@@ -95,10 +109,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"minions": cmdMinions,
 		"minion":  cmdMinion,
 		"keys":    cmdKeys,
+		"hosts":   cmdHosts,
 		"exec":    cmdExec,
 		"jobs":    cmdJobs,
 		"job":     cmdJob,
 		"token":   cmdToken,
+
+		"bootstrap": cmdBootstrap,
 	}
 	name := args[0]
 	switch name {

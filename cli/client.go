@@ -60,6 +60,21 @@ func (c *client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return err
 	}
+	return c.decodeAnswer(resp, method, path, out)
+}
+
+// doBody sends body as is with its content type and decodes the JSON
+// answer into out.
+func (c *client) doBody(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
+	resp, err := c.sendBody(ctx, method, path, contentType, body)
+	if err != nil {
+		return err
+	}
+	return c.decodeAnswer(resp, method, path, out)
+}
+
+// decodeAnswer reads a 2xx answer into out and closes it.
+func (c *client) decodeAnswer(resp *http.Response, method, path string, out any) error {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -87,21 +102,25 @@ func (c *client) stream(ctx context.Context, path string) (io.ReadCloser, error)
 // send sends a request with in as its JSON body. It returns the answer of a
 // 2xx status with its body unread, and an *apiError for any other status.
 func (c *client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
+	if in == nil {
+		return c.sendBody(ctx, method, path, "", nil)
 	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	return c.sendBody(ctx, method, path, "application/json", bytes.NewReader(b))
+}
+
+// sendBody is send with a body of any content type (none when body is nil).
+func (c *client) sendBody(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

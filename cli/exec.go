@@ -30,11 +30,17 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	threshold := fs.Int("fail-threshold", 0, "launch no more hosts after N failures")
 	script := fs.String("script", "", "run this local script on the targets; args after -- are its arguments")
 	file := fs.String("file", "", "upload this local file and run COMMAND in its directory")
+	mode := fs.String("transport", "", "auto (default), agent or ssh")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
 	}
-	req := wire.ExecRequest{ID: *id, Timeout: *timeout, Batch: *batch, FailThreshold: *threshold}
+	switch *mode {
+	case "", "auto", "agent", "ssh":
+	default:
+		return fmt.Errorf("--transport %q: want auto, agent or ssh", *mode)
+	}
+	req := wire.ExecRequest{ID: *id, Timeout: *timeout, Batch: *batch, FailThreshold: *threshold, Transport: *mode}
 	switch {
 	case *script != "" && *file != "":
 		return fmt.Errorf("give --script or --file, not both")
@@ -148,13 +154,17 @@ func printDryRun(w io.Writer, format string, dr wire.DryRun) error {
 	if format == "json" {
 		return printJSON(w, dr)
 	}
-	t := newTable(w, "HOST", "ADDRESS", "WOULD", "NOTE")
+	t := newTable(w, "HOST", "ADDRESS", "WOULD", "TRANSPORT", "NOTE")
 	n := 0
 	for _, h := range dr.Hosts {
 		if h.State == "would run" {
 			n++
 		}
-		t.AppendRow(table.Row{h.Host, h.Address, h.State, h.Error})
+		tr := h.Transport
+		if h.Fallback != "" {
+			tr += ", else " + h.Fallback
+		}
+		t.AppendRow(table.Row{h.Host, h.Address, h.State, tr, h.Error})
 	}
 	t.Render()
 	fmt.Fprintf(w, "dry run: %d of %d hosts would run; nothing ran\n", n, len(dr.Hosts))

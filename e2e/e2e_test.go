@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,7 +27,12 @@ import (
 	"github.com/felix-ops/felix/transport/agent"
 )
 
-var binDir string
+var (
+	binDir string
+	// distDir holds a static minion-linux-GOARCH (CGO_ENABLED=0, no race
+	// detector), as make dist builds it, for bootstrap.
+	distDir string
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "felix-e2e-bin")
@@ -43,6 +49,14 @@ func TestMain(m *testing.M) {
 			os.RemoveAll(dir)
 			os.Exit(1)
 		}
+	}
+	distDir = filepath.Join(dir, "dist")
+	cmd := exec.Command("go", "build", "-o", filepath.Join(distDir, "minion-linux-"+runtime.GOARCH), "../cmd/minion")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build static minion: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

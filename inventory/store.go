@@ -1,5 +1,6 @@
 // Package inventory is felix's SQLite store: minions and their pinned
-// certificates, join and API tokens (hashed), jobs and per-host results.
+// certificates, agentless (SSH) hosts, labels, join and API tokens
+// (hashed), jobs and per-host results, and the callback outbox.
 //
 // The database runs in WAL mode with a busy timeout. All writes of one
 // process go through a single connection (one writer); reads use a separate
@@ -156,6 +157,27 @@ var migrations = []string{
 	);
 	CREATE INDEX outbox_due ON outbox(state, next_at);
 	CREATE INDEX outbox_job ON outbox(job_id);`,
+
+	// 3: agentless hosts (reached over SSH) and their labels. A host whose
+	// id is also a minion's is the same machine: the row gives its SSH
+	// settings.
+	`CREATE TABLE hosts (
+		id         TEXT PRIMARY KEY,
+		address    TEXT NOT NULL,
+		port       INTEGER NOT NULL DEFAULT 22,
+		user       TEXT NOT NULL DEFAULT '',
+		key_path   TEXT NOT NULL DEFAULT '',
+		become     INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE INDEX hosts_address ON hosts(address);
+	CREATE TABLE host_labels (
+		host_id TEXT NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,
+		key     TEXT NOT NULL,
+		value   TEXT NOT NULL,
+		PRIMARY KEY (host_id, key)
+	);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

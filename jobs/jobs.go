@@ -24,6 +24,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/transport"
 )
 
 // ErrFinished is returned when cancelling a job that has already ended.
@@ -47,6 +48,9 @@ type Spec struct {
 	CallbackURL   string        `json:"callback_url,omitempty"`
 	FileName      string        `json:"file_name,omitempty"` // script/file: name in the working directory
 	FileSize      int64         `json:"file_size,omitempty"`
+	// Transport is the mode every host runs in: auto ("" too), agent or
+	// ssh (see package transport). Kept so a rerun runs the same way.
+	Transport string `json:"transport,omitempty"`
 }
 
 // ParseBatch checks a batch value: a positive count, or a percentage of the
@@ -131,7 +135,39 @@ func NewJobID(now time.Time) string {
 
 // DryRun resolves spec's targets without running anything.
 func (s *Service) DryRun(ctx context.Context, spec Spec) ([]exec.Target, error) {
-	return s.Resolve(ctx, spec.Targets)
+	return s.targets(ctx, spec)
+}
+
+// targets resolves spec's targets and gives each the transport mode of the
+// spec. A host the mode cannot reach is skipped at once, so a dry run
+// shows it and it takes no slot: under agent, one without an accepted
+// minion; under ssh, one without SSH settings.
+func (s *Service) targets(ctx context.Context, spec Spec) ([]exec.Target, error) {
+	if err := transport.ValidMode(spec.Transport); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
+	}
+	mode := spec.Transport
+	if mode == "" {
+		mode = transport.ModeAuto
+	}
+	targets, err := s.Resolve(ctx, spec.Targets)
+	if err != nil {
+		return nil, err
+	}
+	for i := range targets {
+		t := &targets[i]
+		t.Mode = mode
+		if t.Skip != "" {
+			continue
+		}
+		switch {
+		case mode == transport.ModeAgent && t.Fingerprint == "" && t.SSH != nil:
+			t.Skip, t.Error = exec.StateUnreachable, "no accepted minion on "+t.ID+" (transport agent); use --transport auto or ssh"
+		case mode == transport.ModeSSH && t.SSH == nil:
+			t.Skip, t.Error = exec.StateUnreachable, "no ssh settings for "+t.ID+" (transport ssh); add them with: felix hosts add ADDRESS --id "+t.ID
+		}
+	}
+	return targets, nil
 }
 
 // Submit resolves spec's targets, stores the job with a pending row per
@@ -139,7 +175,7 @@ func (s *Service) DryRun(ctx context.Context, spec Spec) ([]exec.Target, error) 
 // is the content already stored by StorePayload under a temporary name; it
 // becomes the job's.
 func (s *Service) Submit(ctx context.Context, spec Spec, payload string) (inventory.Job, error) {
-	targets, err := s.Resolve(ctx, spec.Targets)
+	targets, err := s.targets(ctx, spec)
 	if err != nil {
 		if payload != "" {
 			os.Remove(payload)

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -25,38 +27,57 @@ var ErrBadTarget = errors.New("bad target")
 // factAliases lets filters use short names for facts.
 var factAliases = map[string]string{"os": "os_name", "version": "os_version"}
 
-// Resolve turns target patterns into hosts, sorted by id.
+// Resolve turns target patterns into hosts, sorted by id. Hosts are
+// minions and agentless (SSH) hosts together, one per id: an id that names
+// both is one machine with a minion and SSH settings, and its target
+// carries both (the selecting transport picks).
 //
-// A pattern is a minion id; a glob over accepted minions' ids (web*,
-// db[12]); an IP address, which matches the minion the master dials at that
-// address, else the one minion reporting it; a CIDR range (10.0.0.0/24),
-// matching accepted minions dialled or reporting an address in it; or a
-// filter key=value over labels and facts (role=web, os=debian; the value may
-// be a glob). Patterns other than filters are unioned; filters narrow that
-// union (or, alone, all accepted minions) and must all hold: AND.
+// A pattern is an id; a glob over ids (web*, db[12]) of accepted minions
+// and agentless hosts; an IP address, which matches the minion the master
+// dials at that address and the hosts with that address, else the one
+// minion reporting it; a CIDR range (10.0.0.0/24), matching accepted
+// minions dialled or reporting an address in it and hosts whose address is
+// in it; or a filter key=value over labels and facts (role=web, os=debian;
+// the value may be a glob). Patterns other than filters are unioned;
+// filters narrow that union (or, alone, all accepted minions and hosts)
+// and must all hold: AND. Hosts have labels but no facts.
 //
-// An id or address that is not in the inventory, or names a minion that is
-// not accepted, becomes a host reported as such, never dropped.
+// An id or address that is not in the inventory becomes a host reported
+// unknown, never dropped. A pending or rejected minion is reported
+// not_accepted, unless its id also has SSH settings: then it is a target
+// without a minion (no fingerprint), which auto and ssh mode run over SSH.
 func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target, error) {
 	if len(patterns) == 0 {
 		return nil, fmt.Errorf("%w: no targets given", ErrNoTargets)
 	}
-	all, err := s.Store.Minions(ctx)
+	minions, err := s.Store.Minions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	byID := make(map[string]inventory.Minion, len(all))
-	for _, m := range all {
-		byID[m.ID] = m
+	hosts, err := s.Store.Hosts(ctx)
+	if err != nil {
+		return nil, err
 	}
-	picked := make(map[string]exec.Target)
-	add := func(m inventory.Minion) {
-		t := exec.Target{ID: m.ID, Addr: m.Addr, Fingerprint: m.Fingerprint}
-		if m.State != inventory.StateAccepted {
-			t.Skip, t.Error = exec.StateNotAccepted, "minion is "+m.State+"; accept it with: felix keys accept "+m.ID
+	byID := make(map[string]*machine, len(minions)+len(hosts))
+	var all []*machine // sorted by id
+	for i := range minions {
+		x := &machine{id: minions[i].ID, m: &minions[i]}
+		byID[x.id] = x
+		all = append(all, x)
+	}
+	for i := range hosts {
+		if x, ok := byID[hosts[i].ID]; ok {
+			x.h = &hosts[i]
+			continue
 		}
-		picked[m.ID] = t
+		x := &machine{id: hosts[i].ID, h: &hosts[i]}
+		byID[x.id] = x
+		all = append(all, x)
 	}
+	sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
+
+	picked := make(map[string]exec.Target)
+	add := func(x *machine) { picked[x.id] = x.target() }
 	var filters [][2]string
 	selectors := 0
 	for _, p := range patterns {
@@ -81,9 +102,9 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 			if _, err := path.Match(p, ""); err != nil {
 				return nil, fmt.Errorf("%w: %q: %v", ErrBadTarget, p, err)
 			}
-			for _, m := range all {
-				if ok, _ := path.Match(p, m.ID); ok && m.State == inventory.StateAccepted {
-					add(m)
+			for _, x := range all {
+				if ok, _ := path.Match(p, x.id); ok && x.selectable() {
+					add(x)
 				}
 			}
 		case strings.Contains(p, "/"):
@@ -91,54 +112,54 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 			if err != nil {
 				return nil, fmt.Errorf("%w: %q is not a CIDR range", ErrBadTarget, p)
 			}
-			for _, m := range all {
-				if m.State == inventory.StateAccepted && inRange(m, cidr) {
-					add(m)
+			for _, x := range all {
+				if x.selectable() && x.inRange(cidr) {
+					add(x)
 				}
 			}
 		case net.ParseIP(p) != nil:
-			ms, err := matchIP(all, net.ParseIP(p))
+			xs, err := matchIP(all, net.ParseIP(p))
 			if err != nil {
 				return nil, err
 			}
-			if len(ms) == 0 {
-				picked[p] = exec.Target{ID: p, Addr: p, Skip: exec.StateUnknown, Error: "no minion has address " + p}
+			if len(xs) == 0 {
+				picked[p] = exec.Target{ID: p, Addr: p, Skip: exec.StateUnknown, Error: "no minion or host has address " + p}
 			}
-			for _, m := range ms {
-				add(m)
+			for _, x := range xs {
+				add(x)
 			}
 		default:
-			if m, ok := byID[p]; ok {
-				add(m)
+			if x, ok := byID[p]; ok {
+				add(x)
 			} else {
-				picked[p] = exec.Target{ID: p, Skip: exec.StateUnknown, Error: "no minion with id " + p}
+				picked[p] = exec.Target{ID: p, Skip: exec.StateUnknown, Error: "no minion or host with id " + p}
 			}
 		}
 		selectors++
 	}
 	if len(filters) > 0 {
 		if selectors == 0 {
-			for _, m := range all {
-				if m.State == inventory.StateAccepted {
-					add(m)
+			for _, x := range all {
+				if x.selectable() {
+					add(x)
 				}
 			}
 		}
 		for id := range picked {
-			if m, known := byID[id]; known && !matches(m, filters) {
+			if x, known := byID[id]; known && !x.matches(filters) {
 				delete(picked, id)
 			}
 		}
 	}
 	if len(picked) == 0 {
 		accepted := 0
-		for _, m := range all {
+		for _, m := range minions {
 			if m.State == inventory.StateAccepted {
 				accepted++
 			}
 		}
-		return nil, fmt.Errorf("%w: targets %s matched none of the %d accepted minions", ErrNoTargets,
-			strings.Join(patterns, ", "), accepted)
+		return nil, fmt.Errorf("%w: targets %s matched none of the %d accepted minions and %d agentless hosts", ErrNoTargets,
+			strings.Join(patterns, ", "), accepted, len(hosts))
 	}
 	out := make([]exec.Target, 0, len(picked))
 	for _, t := range picked {
@@ -148,17 +169,88 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 	return out, nil
 }
 
-// matches reports whether every filter holds for m: a label of that key, or
-// else a fact, equal to the value (a glob; case-insensitive).
-func matches(m inventory.Minion, filters [][2]string) bool {
+// machine is one id of the inventory: a minion, an agentless host, or both.
+type machine struct {
+	id string
+	m  *inventory.Minion // nil: no minion
+	h  *inventory.Host   // nil: no SSH settings
+}
+
+// selectable reports whether globs, ranges and filters may pick x: it has
+// an accepted minion or SSH settings.
+func (x *machine) selectable() bool {
+	return x.h != nil || x.m.State == inventory.StateAccepted
+}
+
+// target is what x runs as. A minion that is not accepted and has no SSH
+// settings is skipped as not_accepted; with SSH settings it runs without
+// its minion.
+func (x *machine) target() exec.Target {
+	t := exec.Target{ID: x.id}
+	if h := x.h; h != nil {
+		port := h.Port
+		if port == 0 {
+			port = 22
+		}
+		t.Addr = net.JoinHostPort(h.Address, strconv.Itoa(port))
+		t.SSH = &exec.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+	}
+	switch m := x.m; {
+	case m == nil:
+	case m.State == inventory.StateAccepted:
+		t.Addr, t.Fingerprint = m.Addr, m.Fingerprint
+	case t.SSH == nil:
+		t.Addr, t.Fingerprint = m.Addr, m.Fingerprint
+		t.Skip, t.Error = exec.StateNotAccepted, "minion is "+m.State+"; accept it with: felix keys accept "+m.ID
+	}
+	return t
+}
+
+// inRange reports whether x's minion is dialled at, or reports, an address
+// in cidr, or its SSH address is in cidr.
+func (x *machine) inRange(cidr *net.IPNet) bool {
+	if x.h != nil {
+		if ip := net.ParseIP(x.h.Address); ip != nil && cidr.Contains(ip) {
+			return true
+		}
+	}
+	return x.m != nil && inRange(*x.m, cidr)
+}
+
+// labels returns x's labels: its host's, and its minion's over them.
+func (x *machine) labels() map[string]string {
+	switch {
+	case x.m == nil:
+		return x.h.Labels
+	case x.h == nil || len(x.h.Labels) == 0:
+		return x.m.Labels
+	}
+	out := maps.Clone(x.h.Labels)
+	maps.Copy(out, x.m.Labels)
+	return out
+}
+
+// matches reports whether every filter holds for x.
+func (x *machine) matches(filters [][2]string) bool {
+	facts := "{}"
+	if x.m != nil {
+		facts = x.m.Facts
+	}
+	return matches(x.labels(), facts, filters)
+}
+
+// matches reports whether every filter holds: a label of that key, or else
+// a fact (factsJSON, as reported), equal to the value (a glob;
+// case-insensitive).
+func matches(labels map[string]string, factsJSON string, filters [][2]string) bool {
 	var facts map[string]any
 	for _, f := range filters {
 		key, want := f[0], strings.ToLower(f[1])
-		have, ok := m.Labels[key]
+		have, ok := labels[key]
 		if !ok {
 			if facts == nil {
 				facts = map[string]any{}
-				json.Unmarshal([]byte(m.Facts), &facts)
+				json.Unmarshal([]byte(factsJSON), &facts)
 			}
 			if alias, isAlias := factAliases[key]; isAlias {
 				key = alias
@@ -191,21 +283,29 @@ func inRange(m inventory.Minion, cidr *net.IPNet) bool {
 	return false
 }
 
-// matchIP returns the minions dialled at ip, or failing that the one minion
-// that reports ip among its addresses. Loopback, link-local and unspecified
-// addresses are never matched by report (every host has them), and an
-// address reported by several minions (a NAT or docker0 address) is refused
-// as ambiguous rather than run everywhere.
-func matchIP(all []inventory.Minion, ip net.IP) ([]inventory.Minion, error) {
-	var byAddr, byFact []inventory.Minion
-	for _, m := range all {
-		if host, _, err := net.SplitHostPort(m.Addr); err == nil && ip.Equal(net.ParseIP(host)) {
-			byAddr = append(byAddr, m)
+// matchIP returns the machines whose minion is dialled at ip or whose SSH
+// address is ip, or failing that the one minion that reports ip among its
+// addresses. Loopback, link-local and unspecified addresses are never
+// matched by report (every host has them), and an address reported by
+// several minions (a NAT or docker0 address) is refused as ambiguous rather
+// than run everywhere.
+func matchIP(all []*machine, ip net.IP) ([]*machine, error) {
+	var byAddr, byFact []*machine
+	for _, x := range all {
+		if x.h != nil && ip.Equal(net.ParseIP(x.h.Address)) {
+			byAddr = append(byAddr, x)
 			continue
 		}
-		for _, s := range m.IPs {
+		if x.m == nil {
+			continue
+		}
+		if host, _, err := net.SplitHostPort(x.m.Addr); err == nil && ip.Equal(net.ParseIP(host)) {
+			byAddr = append(byAddr, x)
+			continue
+		}
+		for _, s := range x.m.IPs {
 			if ip.Equal(net.ParseIP(s)) {
-				byFact = append(byFact, m)
+				byFact = append(byFact, x)
 				break
 			}
 		}
@@ -218,8 +318,8 @@ func matchIP(all []inventory.Minion, ip net.IP) ([]inventory.Minion, error) {
 	}
 	if len(byFact) > 1 {
 		ids := make([]string, len(byFact))
-		for i, m := range byFact {
-			ids[i] = m.ID
+		for i, x := range byFact {
+			ids[i] = x.id
 		}
 		return nil, fmt.Errorf("%w: address %s is reported by %d minions (%s); name them by id", ErrBadTarget, ip,
 			len(byFact), strings.Join(ids, ", "))

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/felix-ops/felix/bootstrap"
 	"github.com/felix-ops/felix/config"
 )
 
@@ -50,9 +51,10 @@ type Config struct {
 		MaxConns    int             `toml:"max_conns"`
 	} `toml:"ssh"`
 	Bootstrap struct {
-		MasterURL string          `toml:"master_url"`
-		MinionDir string          `toml:"minion_dir"`
-		Timeout   config.Duration `toml:"timeout"`
+		MasterURL   string          `toml:"master_url"`
+		MinionDir   string          `toml:"minion_dir"`
+		Timeout     config.Duration `toml:"timeout"`
+		InstallRoot string          `toml:"install_root"`
 	} `toml:"bootstrap"`
 }
 
@@ -145,6 +147,11 @@ master_url = ""
 minion_dir = ""
 # How long one host may take to install, start and register.
 timeout = "2m"
+# A test and chroot aid: install under this directory on the hosts
+# (ROOT/usr/local/bin/felix-minion, ROOT/etc/felix/minion.toml, ...) and
+# never touch systemd or the crontab: the minion is started detached and
+# the boot entry goes to ROOT/etc/rc.local. Empty: the real paths.
+install_root = ""
 `
 
 // LoadConfig loads the master's config file, writing the default first if
@@ -225,6 +232,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Bootstrap.Timeout.Duration <= 0 {
 		c.Bootstrap.Timeout.Duration = 2 * time.Minute
+	}
+	if err := bootstrap.ValidInstallRoot(c.Bootstrap.InstallRoot); err != nil {
+		return fmt.Errorf("bootstrap.install_root: %w", err)
 	}
 	if u := c.Bootstrap.MasterURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || pu.Scheme != "https" || pu.Host == "" {

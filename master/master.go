@@ -1,6 +1,7 @@
 // Package master is the master daemon: it wires the inventory, the agent
-// transport, the job engine, the REST API and the health checker together
-// and runs them until its context ends, then drains.
+// and SSH transports (behind the selecting transport), the job engine, the
+// REST API and the health checker together and runs them until its
+// context ends, then drains.
 package master
 
 import (
@@ -26,7 +27,9 @@ import (
 	"github.com/felix-ops/felix/jobs"
 	"github.com/felix-ops/felix/notify"
 	"github.com/felix-ops/felix/pki"
+	"github.com/felix-ops/felix/transport"
 	"github.com/felix-ops/felix/transport/agent"
+	"github.com/felix-ops/felix/transport/ssh"
 	"github.com/felix-ops/felix/version"
 )
 
@@ -47,6 +50,7 @@ type Master struct {
 	id       *pki.Identity
 	store    *inventory.Store
 	pool     *agent.Pool
+	sshPool  *ssh.Pool // nil: the master runs without SSH (hosts needing it end unreachable)
 	writer   *inventory.ResultWriter
 	srv      *http.Server
 	ln       net.Listener
@@ -93,6 +97,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	}
 	m.ln = ln
 	m.pool = agent.NewPool(id)
+	m.sshPool = newSSHPool(cfg, log)
+	sel := &transport.Select{Agent: m.pool}
+	if m.sshPool != nil {
+		sel.SSH = m.sshPool // never a typed nil in the interface
+	}
 	m.writer = inventory.NewResultWriter(store, log)
 	m.notifier, err = notify.New(store, notify.Config{
 		Secret: secret, SlackURL: cfg.Slack.WebhookURL, Allow: cfg.Callbacks.Allow,
@@ -106,7 +115,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	m.jobs = &jobs.Service{
 		Store:      store,
 		Writer:     m.writer,
-		Engine:     &exec.Engine{Transport: m.pool, Limit: cfg.Exec.MaxParallel, OutputCap: cfg.Exec.OutputCap},
+		Engine:     &exec.Engine{Transport: sel, Limit: cfg.Exec.MaxParallel, OutputCap: cfg.Exec.OutputCap},
 		Log:        log,
 		PayloadDir: filepath.Join(cfg.DataDir, "payloads"),
 		Announcer:  m.notifier,
@@ -123,6 +132,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	a := &api.Server{Store: store, Jobs: m.jobs, Log: log, Forget: m.pool.Forget, CheckCallback: m.notifier.CheckURL,
 		Config: api.Config{DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
 			MaxFileSize: cfg.Exec.MaxFileSize, Version: version.String()}}
+	if m.sshPool != nil {
+		a.SSH = hostKeys{m.sshPool}
+	}
+	// Bootstrap installs minions over the same SSH pool (see bootstrap.go).
+	if m.sshPool != nil {
+		a.Bootstrap = m.bootstrapper(m.sshPool)
+	}
 	m.baseCtx, m.cancelRequests = context.WithCancel(context.Background())
 	m.srv = &http.Server{
 		Handler:     a.Handler(),
@@ -173,8 +189,50 @@ func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
+// newSSHPool builds the agentless transport from the [ssh] config. When it
+// cannot be built the master still runs, without SSH: hosts that need it
+// end unreachable with a clear error, and the reason is logged here.
+func newSSHPool(cfg Config, log *slog.Logger) *ssh.Pool {
+	p, err := ssh.NewPool(ssh.Config{
+		KnownHosts:  cfg.SSH.KnownHosts,
+		Policy:      cfg.SSH.HostKeys,
+		KeyFiles:    cfg.SSH.KeyFiles,
+		NoAgent:     !cfg.SSH.Agent,
+		User:        cfg.SSH.User,
+		IdleTimeout: cfg.SSH.IdleTimeout.Duration,
+		MaxConns:    cfg.SSH.MaxConns,
+		Log:         log.With("transport", ssh.Name),
+	})
+	if err != nil {
+		log.Warn("running without the ssh transport: agentless hosts are unreachable", "err", err)
+		return nil
+	}
+	return p
+}
+
+// hostKeys adapts the SSH pool to api.HostKeys: its host-key errors are
+// the API's (a 400, not a 502).
+type hostKeys struct{ pool *ssh.Pool }
+
+func (h hostKeys) Trust(ctx context.Context, t exec.Target, fingerprint string) error {
+	err := h.pool.Trust(ctx, t, fingerprint)
+	if errors.Is(err, ssh.ErrHostKey) {
+		return hostKeyError{err}
+	}
+	return err
+}
+
+// hostKeyError is an ssh.ErrHostKey error that is also api.ErrHostKey.
+type hostKeyError struct{ error }
+
+func (e hostKeyError) Unwrap() error        { return e.error }
+func (e hostKeyError) Is(target error) bool { return target == api.ErrHostKey }
+
 // closeEarly undoes New after the listener and writer exist.
 func (m *Master) closeEarly() {
+	if m.sshPool != nil {
+		m.sshPool.Close()
+	}
 	m.ln.Close()
 	m.writer.Close()
 	m.store.Close()
@@ -262,7 +320,11 @@ func (m *Master) Run(ctx context.Context) error {
 	stopNotifier()
 	wg.Wait()
 	m.writer.Close()
-	return errors.Join(ignoreClosed(err), m.pool.Close(), m.store.Close())
+	var sshErr error
+	if m.sshPool != nil {
+		sshErr = m.sshPool.Close()
+	}
+	return errors.Join(ignoreClosed(err), m.pool.Close(), sshErr, m.store.Close())
 }
 
 func ignoreClosed(err error) error {

@@ -1,9 +1,10 @@
-package minion
+package minion_test
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/felix-ops/felix/minion"
 	"io"
 	"log/slog"
 	"net"
@@ -90,9 +91,9 @@ func joinToken(t *testing.T, m *master.Master, auto bool) string {
 }
 
 // minionConfig is a valid minion configuration for master m.
-func minionConfig(t *testing.T, m *master.Master, id, token string) Config {
+func minionConfig(t *testing.T, m *master.Master, id, token string) minion.Config {
 	t.Helper()
-	cfg := Config{Master: "https://" + m.Addr().String(), JoinToken: token, ID: id, Listen: "127.0.0.1:0",
+	cfg := minion.Config{Master: "https://" + m.Addr().String(), JoinToken: token, ID: id, Listen: "127.0.0.1:0",
 		DataDir: t.TempDir()}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -100,9 +101,9 @@ func minionConfig(t *testing.T, m *master.Master, id, token string) Config {
 	return cfg
 }
 
-func newMinion(t *testing.T, cfg Config) *Minion {
+func newMinion(t *testing.T, cfg minion.Config) *minion.Minion {
 	t.Helper()
-	mn, err := New(cfg, testLogger(t))
+	mn, err := minion.New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatalf("minion.New: %v", err)
 	}
@@ -115,7 +116,7 @@ var grpcAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4510}
 
 func readPin(t *testing.T, dataDir string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dataDir, pinFile))
+	b, err := os.ReadFile(filepath.Join(dataDir, "master.fingerprint"))
 	if errors.Is(err, os.ErrNotExist) {
 		return ""
 	}
@@ -153,10 +154,10 @@ func TestTrustOnFirstUse(t *testing.T) {
 	}
 	pin := readPin(t, cfg.DataDir)
 	if strings.TrimSpace(pin) != ma.Fingerprint() {
-		t.Errorf("%s = %q; want %q", pinFile, pin, ma.Fingerprint())
+		t.Errorf("%s = %q; want %q", "master.fingerprint", pin, ma.Fingerprint())
 	}
-	if st, err := os.Stat(filepath.Join(cfg.DataDir, pinFile)); err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("%s mode: %v, %v; want 0600", pinFile, st.Mode(), err)
+	if st, err := os.Stat(filepath.Join(cfg.DataDir, "master.fingerprint")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("%s mode: %v, %v; want 0600", "master.fingerprint", st.Mode(), err)
 	}
 	got, err := ma.Store().Minion(ctx, "tofu1")
 	if err != nil {
@@ -171,7 +172,7 @@ func TestTrustOnFirstUse(t *testing.T) {
 	cfg.JoinToken = ""
 	again := newMinion(t, cfg)
 	if got := again.MasterFingerprint(); got != ma.Fingerprint() {
-		t.Fatalf("a new Minion on the same data dir pins %q; want %q", got, ma.Fingerprint())
+		t.Fatalf("a new minion.Minion on the same data dir pins %q; want %q", got, ma.Fingerprint())
 	}
 	if again.Fingerprint() != mn.Fingerprint() {
 		t.Errorf("minion certificate changed across New: %s then %s", mn.Fingerprint(), again.Fingerprint())
@@ -187,14 +188,14 @@ func TestTrustOnFirstUse(t *testing.T) {
 	cfg.JoinToken = joinToken(t, mb, true)
 	moved := newMinion(t, cfg)
 	err = moved.Register(ctx, grpcAddr)
-	if !errors.Is(err, ErrPermanent) {
+	if !errors.Is(err, minion.ErrPermanent) {
 		t.Fatalf("Register with another master: %v; want ErrPermanent", err)
 	}
 	if !strings.Contains(err.Error(), mb.Fingerprint()) {
 		t.Errorf("error %q does not name the certificate seen %s", err, mb.Fingerprint())
 	}
 	if got := readPin(t, cfg.DataDir); got != pin {
-		t.Errorf("%s changed to %q; want %q kept", pinFile, got, pin)
+		t.Errorf("%s changed to %q; want %q kept", "master.fingerprint", got, pin)
 	}
 	if got := moved.MasterFingerprint(); got != ma.Fingerprint() {
 		t.Errorf("MasterFingerprint = %q after refusal; want %q", got, ma.Fingerprint())
@@ -209,11 +210,11 @@ func TestConfiguredFingerprintMismatch(t *testing.T) {
 	cfg := minionConfig(t, ma, "pin1", joinToken(t, ma, true))
 	cfg.MasterFingerprint = "sha256:" + strings.Repeat("ab", 32)
 	mn := newMinion(t, cfg)
-	if err := mn.Register(context.Background(), grpcAddr); !errors.Is(err, ErrPermanent) {
+	if err := mn.Register(context.Background(), grpcAddr); !errors.Is(err, minion.ErrPermanent) {
 		t.Fatalf("Register with a wrong configured pin: %v; want ErrPermanent", err)
 	}
 	if pin := readPin(t, cfg.DataDir); pin != "" {
-		t.Errorf("%s written (%q) although a fingerprint is configured", pinFile, pin)
+		t.Errorf("%s written (%q) although a fingerprint is configured", "master.fingerprint", pin)
 	}
 
 	// The right one configured works, and is not written to the pin file.
@@ -223,7 +224,7 @@ func TestConfiguredFingerprintMismatch(t *testing.T) {
 		t.Fatalf("Register with the right configured pin: %v", err)
 	}
 	if pin := readPin(t, cfg.DataDir); pin != "" {
-		t.Errorf("%s written (%q) although a fingerprint is configured", pinFile, pin)
+		t.Errorf("%s written (%q) although a fingerprint is configured", "master.fingerprint", pin)
 	}
 }
 
@@ -240,14 +241,14 @@ func TestRegisterRefused(t *testing.T) {
 			cfg := minionConfig(t, ma, "refused1", tt.token)
 			mn := newMinion(t, cfg)
 			err := mn.Register(context.Background(), grpcAddr)
-			if !errors.Is(err, ErrPermanent) {
+			if !errors.Is(err, minion.ErrPermanent) {
 				t.Fatalf("Register = %v; want ErrPermanent", err)
 			}
 			if !strings.Contains(err.Error(), "401") {
 				t.Errorf("Register = %v; want it to report 401", err)
 			}
 			if pin := readPin(t, cfg.DataDir); pin != "" {
-				t.Errorf("%s written (%q) by a refused registration", pinFile, pin)
+				t.Errorf("%s written (%q) by a refused registration", "master.fingerprint", pin)
 			}
 			if fp := mn.MasterFingerprint(); fp != "" {
 				t.Errorf("MasterFingerprint = %q after a refused registration; want empty", fp)
@@ -262,7 +263,7 @@ func TestRegisterRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	impostor := newMinion(t, minionConfig(t, ma, "taken1", tok))
-	if err := impostor.Register(context.Background(), grpcAddr); !errors.Is(err, ErrPermanent) {
+	if err := impostor.Register(context.Background(), grpcAddr); !errors.Is(err, minion.ErrPermanent) {
 		t.Errorf("Register of a taken id with another certificate = %v; want ErrPermanent", err)
 	}
 }
@@ -274,7 +275,7 @@ func TestRegisterUnreachable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cfg := Config{Master: "https://" + addr, JoinToken: "fjt_x", ID: "lonely1", Listen: "127.0.0.1:0", DataDir: t.TempDir()}
+	cfg := minion.Config{Master: "https://" + addr, JoinToken: "fjt_x", ID: "lonely1", Listen: "127.0.0.1:0", DataDir: t.TempDir()}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -283,11 +284,11 @@ func TestRegisterUnreachable(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Register with no master succeeded")
 	}
-	if errors.Is(err, ErrPermanent) {
+	if errors.Is(err, minion.ErrPermanent) {
 		t.Errorf("Register with no master = %v; want a retryable error, not ErrPermanent", err)
 	}
 	if pin := readPin(t, cfg.DataDir); pin != "" {
-		t.Errorf("%s written (%q) without a master", pinFile, pin)
+		t.Errorf("%s written (%q) without a master", "master.fingerprint", pin)
 	}
 }
 
@@ -354,7 +355,7 @@ func TestRunRefused(t *testing.T) {
 	go func() { done <- mn.Run(ctx) }()
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrPermanent) {
+		if !errors.Is(err, minion.ErrPermanent) {
 			t.Errorf("Run with a bad token = %v; want ErrPermanent", err)
 		}
 	case <-time.After(60 * time.Second):
@@ -368,7 +369,7 @@ func TestRunListenError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg := Config{Master: "https://127.0.0.1:1", ID: "busy1", Listen: ln.Addr().String(), DataDir: t.TempDir()}
+	cfg := minion.Config{Master: "https://127.0.0.1:1", ID: "busy1", Listen: ln.Addr().String(), DataDir: t.TempDir()}
 	mn := newMinion(t, cfg)
 	if err := mn.Run(context.Background()); err == nil {
 		t.Errorf("Run on a taken address succeeded")
@@ -377,11 +378,11 @@ func TestRunListenError(t *testing.T) {
 
 func TestNewBadPinFile(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, pinFile), []byte("garbage\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "master.fingerprint"), []byte("garbage\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Config{ID: "x", Listen: ":0", DataDir: dir}, testLogger(t)); err == nil {
-		t.Errorf("New with a corrupt %s succeeded", pinFile)
+	if _, err := minion.New(minion.Config{ID: "x", Listen: ":0", DataDir: dir}, testLogger(t)); err == nil {
+		t.Errorf("minion.New with a corrupt %s succeeded", "master.fingerprint")
 	}
 }
 
@@ -390,25 +391,25 @@ func TestConfigValidate(t *testing.T) {
 	if err != nil {
 		t.Skip("no host name")
 	}
-	valid := func() Config {
-		return Config{Master: "https://master.example.net:8443", ID: "web1", Listen: ":4510", DataDir: t.TempDir()}
+	valid := func() minion.Config {
+		return minion.Config{Master: "https://master.example.net:8443", ID: "web1", Listen: ":4510", DataDir: t.TempDir()}
 	}
 	tests := []struct {
 		name   string
-		change func(*Config)
+		change func(*minion.Config)
 		want   string // substring of the error; "" for valid
 	}{
-		{"valid", func(*Config) {}, ""},
-		{"no master yet", func(c *Config) { c.Master = "" }, ""},
-		{"http master", func(c *Config) { c.Master = "http://master:8443" }, "master"},
-		{"master without host", func(c *Config) { c.Master = "https://" }, "master"},
-		{"master without scheme", func(c *Config) { c.Master = "master:8443" }, "master"},
-		{"bad fingerprint", func(c *Config) { c.MasterFingerprint = "sha256:1234" }, "fingerprint"},
-		{"fingerprint not hex", func(c *Config) { c.MasterFingerprint = strings.Repeat("zz", 32) }, "fingerprint"},
-		{"listen without port", func(c *Config) { c.Listen = "4510" }, "listen"},
-		{"listen empty", func(c *Config) { c.Listen = "" }, "listen"},
-		{"bad advertise", func(c *Config) { c.Advertise = "host" }, "advertise"},
-		{"advertise", func(c *Config) { c.Advertise = "10.0.0.1:4510" }, ""},
+		{"valid", func(*minion.Config) {}, ""},
+		{"no master yet", func(c *minion.Config) { c.Master = "" }, ""},
+		{"http master", func(c *minion.Config) { c.Master = "http://master:8443" }, "master"},
+		{"master without host", func(c *minion.Config) { c.Master = "https://" }, "master"},
+		{"master without scheme", func(c *minion.Config) { c.Master = "master:8443" }, "master"},
+		{"bad fingerprint", func(c *minion.Config) { c.MasterFingerprint = "sha256:1234" }, "fingerprint"},
+		{"fingerprint not hex", func(c *minion.Config) { c.MasterFingerprint = strings.Repeat("zz", 32) }, "fingerprint"},
+		{"listen without port", func(c *minion.Config) { c.Listen = "4510" }, "listen"},
+		{"listen empty", func(c *minion.Config) { c.Listen = "" }, "listen"},
+		{"bad advertise", func(c *minion.Config) { c.Advertise = "host" }, "advertise"},
+		{"advertise", func(c *minion.Config) { c.Advertise = "10.0.0.1:4510" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -425,7 +426,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 
 	t.Run("defaults", func(t *testing.T) {
-		cfg := Config{Listen: ":4510"}
+		cfg := minion.Config{Listen: ":4510"}
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("Validate: %v", err)
 		}
@@ -455,9 +456,9 @@ func TestConfigValidate(t *testing.T) {
 
 func TestLoadConfigWritesDefault(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "etc", "minion.toml")
-	cfg, created, err := LoadConfig(path)
+	cfg, created, err := minion.LoadConfig(path)
 	if err != nil || !created {
-		t.Fatalf("LoadConfig = created %v, %v; want true, nil", created, err)
+		t.Fatalf("minion.LoadConfig = created %v, %v; want true, nil", created, err)
 	}
 	st, err := os.Stat(path)
 	if err != nil || st.Mode().Perm() != 0o600 {
@@ -471,11 +472,11 @@ func TestLoadConfigWritesDefault(t *testing.T) {
 	}
 }
 
-// runMain runs Main and returns its status, stdout and stderr.
+// runMain runs minion.Main and returns its status, stdout and stderr.
 func runMain(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := Main(context.Background(), args, &stdout, &stderr)
+	code := minion.Main(context.Background(), args, &stdout, &stderr)
 	t.Logf("minion %s = %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, stdout.String(), stderr.String())
 	return code, stdout.String(), stderr.String()
 }

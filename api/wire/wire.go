@@ -119,6 +119,9 @@ type ExecRequest struct {
 	Batch         string            `json:"batch,omitempty"`          // hosts at a time: "10" or "10%"
 	FailThreshold int               `json:"fail_threshold,omitempty"` // stop launching after this many failures
 	DryRun        bool              `json:"dry_run,omitempty"`        // resolve targets only
+	// Transport is "auto" (default: the minion when accepted, else SSH,
+	// and SSH when the minion cannot be reached), "agent" or "ssh".
+	Transport string `json:"transport,omitempty"`
 }
 
 // ExecAccepted answers an exec that runs on in the background (202).
@@ -133,8 +136,12 @@ type ExecAccepted struct {
 type DryRunHost struct {
 	Host    string `json:"host"`
 	Address string `json:"address,omitempty"`
-	State   string `json:"state"` // "would run", not_accepted or unknown
+	State   string `json:"state"` // "would run", not_accepted, unknown or unreachable
 	Error   string `json:"error,omitempty"`
+	// Transport is the transport the host would run on ("agent", "ssh");
+	// Fallback the one auto mode tries when the minion is unreachable.
+	Transport string `json:"transport,omitempty"`
+	Fallback  string `json:"fallback,omitempty"`
 }
 
 // DryRun answers an exec with dry_run set.

@@ -3,14 +3,55 @@
 // (github.com/pkg/sftp). Host keys are checked against a known_hosts file
 // owned by felix (strict, or accept-new); connections are pooled per host
 // and sessions multiplexed over them. The same connections serve bootstrap.
+//
+// # Connections and sessions
+//
+// A Pool keeps one connection per login (user@host:port and key file),
+// dialled on first use and shared by every command to that host. Commands
+// run in sessions (SSH channels) multiplexed over it. A connection carries
+// at most Config.SessionsPerConn sessions at once (OpenSSH's MaxSessions
+// default, 10); further callers wait for a free session rather than open a
+// second connection, which keeps the load on the host and the count of
+// connections predictable. When the server refuses a session while fewer
+// are open (a lower MaxSessions), the limit of that connection drops to
+// the number open and callers wait likewise. Only the kill sent at a
+// deadline may exceed the limit; if the server refuses it, it goes over a
+// short-lived connection of its own.
+//
+// A connection unused for IdleTimeout is closed by a janitor. At most
+// MaxConns connections are open: a new host then evicts the least recently
+// used idle connection, or waits for one to become idle. A connection that
+// died (the host rebooted) is noticed when it closes or when opening a
+// session on it fails or hangs for ConnectTimeout, and is redialled once.
+//
+// # Commands
+//
+// sshd runs every command in a session of its own (it calls setsid), so
+// the command's shell leads its own process group. felix sends a fixed
+// wrapper as the command; the command line, working directory and
+// environment follow on the session's standard input as data, and the
+// wrapper reports the process group on standard error (a line felix strips)
+// before it execs /bin/sh -c with the command line. At the deadline felix
+// opens another session that signals the group: SIGTERM, then SIGKILL two
+// seconds later. Nothing but the command line itself is ever given to a
+// shell as code.
 package ssh
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unicode"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/facts"
@@ -31,8 +72,19 @@ const (
 	EnvPassword   = "FELIX_SSH_PASSWORD"   // password authentication, only from here
 )
 
+// Defaults for a Config's zero fields.
+const (
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultIdleTimeout     = 5 * time.Minute
+	DefaultMaxConns        = 1000
+	DefaultSessionsPerConn = 10
+)
+
 // ErrHostKey marks a host-key failure: unknown under strict, or changed.
 var ErrHostKey = errors.New("host key")
+
+// ErrClosed is returned (wrapping exec.ErrUnreachable) by a closed Pool.
+var ErrClosed = errors.New("ssh pool closed")
 
 // Config configures a Pool.
 type Config struct {
@@ -53,6 +105,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxConns bounds pooled connections; default 1000.
 	MaxConns int
+	// SessionsPerConn bounds the sessions open at once on one connection;
+	// default 10, OpenSSH's MaxSessions. It is lowered per connection when
+	// a server refuses sessions earlier.
+	SessionsPerConn int
 	// Prompt, if set, asks for a key's passphrase on a terminal when the
 	// environment has none.
 	Prompt func(keyPath string) ([]byte, error)
@@ -62,61 +118,596 @@ type Config struct {
 
 // Pool holds SSH connections, one per host, and satisfies exec.Transport.
 type Pool struct {
-	cfg Config
+	cfg  Config
+	log  *slog.Logger
+	kh   *knownHosts
+	keys keyring
+
+	dials atomic.Int64 // connections dialled, for Stats
+
+	mu      sync.Mutex
+	conns   map[string]*conn // by hostSpec.key, dialling or open; protected by mu
+	changed chan struct{}    // closed and replaced when a session or connection is released; protected by mu
+	closed  bool             // protected by mu
+
+	killing int // kills at deadlines in flight; protected by mu. Close waits for them first
+
+	done chan struct{}  // closed by Close; stops the janitor
+	bg   sync.WaitGroup // dials, connection watchers and the janitor
 }
 
 var _ exec.Transport = (*Pool)(nil)
 
+// conn is one pooled connection.
+type conn struct {
+	spec  hostSpec
+	ready chan struct{} // closed when the dial ended; client or err is set then
+
+	// protected by Pool.mu:
+	client   *ssh.Client
+	err      error
+	active   int       // sessions open
+	limit    int       // sessions allowed at once
+	lastUsed time.Time // when a session last started or ended
+	dead     bool      // dropped from the pool
+}
+
+// hostSpec is where and as whom a target is reached.
+type hostSpec struct {
+	id      string // the target's id, for messages
+	host    string
+	port    int
+	user    string
+	keyPath string
+	become  bool
+	addr    string // host:port
+	key     string // the pool's key: one connection per login
+}
+
+func (s hostSpec) String() string { return s.user + "@" + s.addr }
+
 // NewPool returns a Pool; it fails on an unreadable known_hosts file or a
 // bad policy.
 func NewPool(cfg Config) (*Pool, error) {
-	return nil, errors.New("not implemented")
+	switch cfg.Policy {
+	case "":
+		cfg.Policy = PolicyStrict
+	case PolicyStrict, PolicyAcceptNew:
+	default:
+		return nil, fmt.Errorf("ssh host-key policy %q: want %s or %s", cfg.Policy, PolicyStrict, PolicyAcceptNew)
+	}
+	if cfg.User == "" {
+		cfg.User = "root"
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.SessionsPerConn <= 0 {
+		cfg.SessionsPerConn = DefaultSessionsPerConn
+	}
+	kh, err := openKnownHosts(cfg.KnownHosts)
+	if err != nil {
+		return nil, fmt.Errorf("ssh pool: %w", err)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Pool{cfg: cfg, log: log, kh: kh, conns: make(map[string]*conn), changed: make(chan struct{}), done: make(chan struct{})}
+	p.bg.Add(1)
+	go p.janitor()
+	return p, nil
 }
 
 // Name returns "ssh".
 func (p *Pool) Name() string { return Name }
+
+// Stats are a Pool's counters.
+type Stats struct {
+	Conns    int   // connections open or being dialled
+	Sessions int   // sessions open
+	Dials    int64 // connections dialled since the pool was made
+}
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := Stats{Conns: len(p.conns), Dials: p.dials.Load()}
+	for _, c := range p.conns {
+		st.Sessions += c.active
+	}
+	return st
+}
+
+// spec checks t's SSH settings and fills in the defaults.
+func (p *Pool) spec(t exec.Target) (hostSpec, error) {
+	if t.SSH == nil {
+		return hostSpec{}, fmt.Errorf("host %s has no SSH settings: %w", t.ID, exec.ErrUnreachable)
+	}
+	st := t.SSH
+	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become}
+	if s.id == "" {
+		s.id = s.host
+	}
+	if s.port == 0 {
+		s.port = 22
+	}
+	if s.user == "" {
+		s.user = p.cfg.User
+	}
+	switch {
+	case s.host == "" || strings.IndexFunc(s.host, badHostRune) >= 0 || s.host[0] == '-':
+		return hostSpec{}, fmt.Errorf("host %s: bad SSH host %q", s.id, s.host)
+	case s.port < 1 || s.port > 65535:
+		return hostSpec{}, fmt.Errorf("host %s: bad SSH port %d", s.id, s.port)
+	case strings.IndexFunc(s.user, badHostRune) >= 0 || s.user[0] == '-':
+		return hostSpec{}, fmt.Errorf("host %s: bad SSH user %q", s.id, s.user)
+	case strings.ContainsRune(s.keyPath, 0):
+		return hostSpec{}, fmt.Errorf("host %s: bad SSH key path %q", s.id, s.keyPath)
+	}
+	s.addr = net.JoinHostPort(strings.Trim(s.host, "[]"), strconv.Itoa(s.port))
+	s.key = s.user + "@" + s.addr + "\x00" + s.keyPath
+	return s, nil
+}
+
+func badHostRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '/' }
+
+// unreachable wraps err as exec.ErrUnreachable, saying what failed.
+func unreachable(s hostSpec, op string, err error) error {
+	return fmt.Errorf("%s %s: %w: %w", op, s, err, exec.ErrUnreachable)
+}
+
+// connect dials s and authenticates. Errors wrap exec.ErrUnreachable; host
+// key failures also ErrHostKey.
+func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
+	p.dials.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+	defer cancel()
+	methods, closer, skipped := p.authMethods(s)
+	defer closer.Close()
+	if len(methods) == 0 {
+		return nil, unreachable(s, "connect to", fmt.Errorf("no credentials: no ssh-agent keys, no usable key file and %s is not set%s", EnvPassword, authHint(skipped)))
+	}
+	var hostKeyErr error // what the callback refused, if it did
+	cfg := &ssh.ClientConfig{
+		User: s.user,
+		Auth: methods,
+		HostKeyCallback: func(_ string, remote net.Addr, key ssh.PublicKey) error {
+			hostKeyErr = p.kh.check(s.addr, remote, key, p.cfg.Policy)
+			return hostKeyErr
+		},
+		ClientVersion: "SSH-2.0-felix",
+	}
+	cfg.HostKeyAlgorithms, _ = p.kh.algorithms(s.addr)
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, unreachable(s, "connect to", err)
+	}
+	// The handshake honours ctx too: its end makes the connection fail.
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	sc, chans, reqs, err := ssh.NewClientConn(nc, s.addr, cfg)
+	if !stop() && err == nil {
+		sc.Close()
+		err = ctx.Err()
+	}
+	if err != nil {
+		nc.Close()
+		if hostKeyErr != nil {
+			return nil, hostKeyErr
+		}
+		hint := ""
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			hint = authHint(skipped)
+		}
+		return nil, unreachable(s, "connect to", fmt.Errorf("%w%s", err, hint))
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+// acquire returns s's connection with a session slot taken, dialling it if
+// needed. bypass takes a slot even beyond the connection's limit.
+func (p *Pool) acquire(ctx context.Context, s hostSpec, bypass bool) (*conn, error) {
+	for {
+		p.mu.Lock()
+		if p.closed && !bypass { // a kill may still use an open connection
+			p.mu.Unlock()
+			return nil, unreachable(s, "connect to", ErrClosed)
+		}
+		c := p.conns[s.key]
+		if c == nil {
+			if len(p.conns) >= p.cfg.MaxConns {
+				victim := p.evictIdleLocked()
+				if victim == nil {
+					if err := p.waitLocked(ctx); err != nil {
+						return nil, fmt.Errorf("wait for a free connection to %s: %w", s, err)
+					}
+					continue
+				}
+				go victim.Close()
+			}
+			c = &conn{spec: s, ready: make(chan struct{}), limit: p.cfg.SessionsPerConn}
+			p.conns[s.key] = c
+			p.bg.Add(1)
+			go p.dial(c)
+		}
+		p.mu.Unlock()
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to %s: %w", s, ctx.Err())
+		}
+		p.mu.Lock()
+		switch {
+		case c.err != nil:
+			p.mu.Unlock()
+			return nil, c.err
+		case c.dead:
+			p.mu.Unlock()
+			continue
+		case bypass || c.active < c.limit:
+			c.active++
+			c.lastUsed = time.Now()
+			p.mu.Unlock()
+			return c, nil
+		}
+		if err := p.waitLocked(ctx); err != nil {
+			return nil, fmt.Errorf("wait for a free session on %s: %w", s, err)
+		}
+	}
+}
+
+// waitLocked unlocks mu and waits until a session or connection is
+// released, or ctx ends.
+func (p *Pool) waitLocked(ctx context.Context) error {
+	ch := p.changed
+	p.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// broadcastLocked wakes everyone in waitLocked.
+func (p *Pool) broadcastLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// evictIdleLocked drops the least recently used idle connection and
+// returns its client for the caller to close, or nil if none is idle.
+func (p *Pool) evictIdleLocked() *ssh.Client {
+	var victim *conn
+	for _, c := range p.conns {
+		if c.client != nil && c.active == 0 && (victim == nil || c.lastUsed.Before(victim.lastUsed)) {
+			victim = c
+		}
+	}
+	if victim == nil {
+		return nil
+	}
+	delete(p.conns, victim.spec.key)
+	victim.dead = true
+	return victim.client
+}
+
+// dial connects c and publishes the result.
+func (p *Pool) dial(c *conn) {
+	defer p.bg.Done()
+	client, err := p.connect(context.Background(), c.spec)
+	p.mu.Lock()
+	switch {
+	case err != nil:
+		c.err = err
+		if p.conns[c.spec.key] == c {
+			delete(p.conns, c.spec.key)
+		}
+		c.dead = true
+		p.broadcastLocked()
+	case p.closed:
+		c.err = unreachable(c.spec, "connect to", ErrClosed)
+		c.dead = true
+		client.Close()
+	default:
+		c.client = client
+		c.lastUsed = time.Now()
+		p.bg.Add(1)
+		go func() {
+			defer p.bg.Done()
+			_ = client.Wait()
+			p.drop(c)
+		}()
+	}
+	p.mu.Unlock()
+	close(c.ready)
+}
+
+// drop removes c from the pool and closes it.
+func (p *Pool) drop(c *conn) {
+	p.mu.Lock()
+	if p.conns[c.spec.key] == c {
+		delete(p.conns, c.spec.key)
+	}
+	c.dead = true
+	client := c.client
+	p.broadcastLocked()
+	p.mu.Unlock()
+	if client != nil {
+		client.Close()
+	}
+}
+
+// release gives back a session slot of c and returns how many remain taken.
+func (p *Pool) release(c *conn) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.active--
+	c.lastUsed = time.Now()
+	p.broadcastLocked()
+	return c.active
+}
+
+// janitor closes connections idle longer than IdleTimeout.
+func (p *Pool) janitor() {
+	defer p.bg.Done()
+	every := min(max(p.cfg.IdleTimeout/2, 10*time.Millisecond), 30*time.Second)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case now := <-tick.C:
+			var idle []*ssh.Client
+			p.mu.Lock()
+			for k, c := range p.conns {
+				if c.client != nil && c.active == 0 && now.Sub(c.lastUsed) >= p.cfg.IdleTimeout {
+					delete(p.conns, k)
+					c.dead = true
+					idle = append(idle, c.client)
+				}
+			}
+			if len(idle) > 0 {
+				p.broadcastLocked()
+			}
+			p.mu.Unlock()
+			for _, cl := range idle {
+				cl.Close()
+			}
+		}
+	}
+}
 
 // Exec runs cmd on t.SSH: line commands with /bin/sh -c, script and file
 // commands from a private temporary directory filled over SFTP and removed
 // afterwards; output streamed; at the deadline the remote process group is
 // killed. An error wrapping exec.ErrUnreachable means nothing ran.
 func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
-	return exec.Exit{}, errors.New("not implemented")
+	ex, err := p.exec(ctx, t, cmd, out)
+	ex.Transport = Name
+	return ex, err
+}
+
+func (p *Pool) exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+	s, err := p.spec(t)
+	if err != nil {
+		return exec.Exit{}, err
+	}
+	if out == nil {
+		out = func(exec.Stream, []byte) {}
+	}
+	if err := ctx.Err(); err != nil {
+		return exec.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
+	}
+	r := runSpec{line: cmd.Line, env: cmd.Env, dir: cmd.Dir, timeout: cmd.Timeout}
+	if err := r.validate(); err != nil {
+		return exec.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
+	}
+	if cmd.File != nil {
+		return p.execFile(ctx, s, r, cmd.File, out)
+	}
+	return p.run(ctx, s, r, out)
 }
 
 // Facts probes the host for the same facts a minion reports.
 func (p *Pool) Facts(ctx context.Context, t exec.Target) (facts.Facts, error) {
-	return facts.Facts{}, errors.New("not implemented")
+	stdout, stderr, code, err := p.Run(ctx, t, facts.ProbeScript())
+	if err != nil {
+		return facts.Facts{}, fmt.Errorf("facts of %s: %w", t.ID, err)
+	}
+	f, err := facts.FromProbe(stdout)
+	if err != nil {
+		return facts.Facts{}, fmt.Errorf("facts of %s (probe exit %d, stderr %q): %w", t.ID, code, firstLine(stderr), err)
+	}
+	return f, nil
 }
 
-// Run runs a shell script (given on stdin to /bin/sh, never spliced) and
-// returns its output and exit code; bootstrap uses it.
+// maxRunOutput bounds each output stream Run keeps.
+const maxRunOutput = 16 << 20
+
+// Run runs a shell script (given on stdin, never spliced) and returns its
+// output and exit code; bootstrap uses it.
+//
+// The script runs like a line command: the wrapper reads it from standard
+// input and runs it with /bin/sh -c, standard input /dev/null, under sudo
+// when t.SSH.Become. When ctx ends its process group is killed and the
+// error wraps ctx's. The code is -1 when the script was killed by a
+// signal. Background processes it leaves holding its output open are
+// waited for two seconds at most. Each stream keeps at most 16 MiB; more is
+// an error.
 func (p *Pool) Run(ctx context.Context, t exec.Target, script string) (stdout, stderr []byte, code int, err error) {
-	return nil, nil, 0, errors.New("not implemented")
-}
-
-// Upload writes r to path on the host with mode, atomically (a temporary
-// name renamed into place).
-func (p *Pool) Upload(ctx context.Context, t exec.Target, path string, r io.Reader, mode uint32) error {
-	return errors.New("not implemented")
-}
-
-// ReadFile reads a file from the host over SFTP.
-func (p *Pool) ReadFile(ctx context.Context, t exec.Target, path string) ([]byte, error) {
-	return nil, errors.New("not implemented")
+	s, err := p.spec(t)
+	if err != nil {
+		return nil, nil, -1, err
+	}
+	r := runSpec{line: script}
+	if err := r.validate(); err != nil {
+		return nil, nil, -1, fmt.Errorf("run on %s: %w", s.id, err)
+	}
+	var mu sync.Mutex
+	var bufs [3][]byte
+	over := false
+	ex, err := p.run(ctx, s, r, func(st exec.Stream, b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(bufs[st])+len(b) > maxRunOutput {
+			over = true
+			return
+		}
+		bufs[st] = append(bufs[st], b...)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	stdout, stderr = bufs[exec.Stdout], bufs[exec.Stderr]
+	switch {
+	case err != nil:
+		return stdout, stderr, -1, err
+	case ex.Cancelled || ex.TimedOut:
+		return stdout, stderr, ex.Code, fmt.Errorf("run on %s: killed: %w", s.id, context.Cause(ctx))
+	case over:
+		return stdout, stderr, ex.Code, fmt.Errorf("run on %s: output exceeds %d bytes", s.id, maxRunOutput)
+	}
+	return stdout, stderr, ex.Code, nil
 }
 
 // HostKey returns the host key fingerprint (SHA256:...) a host presents,
 // without authenticating; `felix hosts trust` uses it.
 func (p *Pool) HostKey(ctx context.Context, t exec.Target) (string, error) {
-	return "", errors.New("not implemented")
+	s, err := p.spec(t)
+	if err != nil {
+		return "", err
+	}
+	key, err := p.presentedKey(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	return ssh.FingerprintSHA256(key), nil
 }
 
 // Trust records the host's current key in the known_hosts file after
-// checking it has the fingerprint the operator confirmed.
+// checking it has the fingerprint the operator confirmed. A key recorded
+// for the same address before (a host that was re-installed) is replaced.
 func (p *Pool) Trust(ctx context.Context, t exec.Target, fingerprint string) error {
-	return errors.New("not implemented")
+	s, err := p.spec(t)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(fingerprint, "SHA256:") {
+		return fmt.Errorf("trust %s: fingerprint %q: want SHA256:...: %w", s.addr, fingerprint, ErrHostKey)
+	}
+	key, err := p.presentedKey(ctx, s)
+	if err != nil {
+		return err
+	}
+	if got := ssh.FingerprintSHA256(key); got != fingerprint {
+		return &hostKeyError{fmt.Sprintf("trust %s: it presents %s %s, not %s; nothing recorded", s.addr, key.Type(), got, fingerprint)}
+	}
+	if err := p.kh.replace(s.addr, key); err != nil {
+		return fmt.Errorf("trust %s: %w", s.addr, err)
+	}
+	return nil
 }
 
-// Close closes every connection.
-func (p *Pool) Close() error { return nil }
+// errGotKey ends a handshake once the host key is known.
+var errGotKey = errors.New("host key received")
+
+// presentedKey dials s and returns its host key, without authenticating.
+func (p *Pool) presentedKey(ctx context.Context, s hostSpec) (ssh.PublicKey, error) {
+	// Ask for the kind of key recorded, like a connection would; failing
+	// that (the host no longer has such a key), for any.
+	algos, known := p.kh.algorithms(s.addr)
+	key, err := p.fetchKey(ctx, s, algos)
+	if err != nil && known && ctx.Err() == nil {
+		key, err = p.fetchKey(ctx, s, defaultHostKeyAlgorithms)
+	}
+	return key, err
+}
+
+func (p *Pool) fetchKey(ctx context.Context, s hostSpec, algos []string) (ssh.PublicKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+	defer cancel()
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, unreachable(s, "get the host key of", err)
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var key ssh.PublicKey
+	cfg := &ssh.ClientConfig{
+		User: s.user,
+		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error {
+			key = k
+			return errGotKey
+		},
+		HostKeyAlgorithms: algos,
+		ClientVersion:     "SSH-2.0-felix",
+	}
+	_, _, _, err = ssh.NewClientConn(nc, s.addr, cfg)
+	if key == nil {
+		return nil, unreachable(s, "get the host key of", err)
+	}
+	return key, nil
+}
+
+// Close closes every connection. Kills already sent at deadlines are let
+// finish first (a few seconds at most).
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	close(p.done)
+	for p.killing > 0 {
+		if err := p.waitLocked(context.Background()); err != nil {
+			return err
+		}
+		p.mu.Lock()
+	}
+	var clients []io.Closer
+	for k, c := range p.conns {
+		if c.client != nil {
+			clients = append(clients, c.client)
+		}
+		c.dead = true
+		delete(p.conns, k)
+	}
+	p.broadcastLocked()
+	p.mu.Unlock()
+	for _, c := range clients {
+		c.Close()
+	}
+	p.bg.Wait()
+	return nil
+}
+
+// startKill and endKill count the kills in flight.
+func (p *Pool) startKill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.killing++
+}
+
+func (p *Pool) endKill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.killing--
+	p.broadcastLocked()
+}
+
+// firstLine returns the first line of b, for messages.
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\n")
+	return s
+}

@@ -1,0 +1,92 @@
+package api
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/bootstrap"
+	"github.com/felix-ops/felix/exec"
+)
+
+// Bootstrapper installs minions over SSH; satisfied by
+// *bootstrap.Bootstrapper.
+type Bootstrapper interface {
+	Many(ctx context.Context, targets []exec.Target, ids []string) []bootstrap.Result
+}
+
+// maxBootstrapHosts bounds the hosts of one bootstrap request.
+const maxBootstrapHosts = 10000
+
+// bootstrap installs minions on the hosts of the request and answers when
+// every host has its result. Every host, user, port and key is checked
+// before anything connects anywhere.
+func (s *Server) bootstrap(c *gin.Context) {
+	var req wire.BootstrapRequest
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	if len(req.Hosts) == 0 {
+		s.abort(c, badRequestf("hosts: name at least one host, [user@]host[:port]"))
+		return
+	}
+	if len(req.Hosts) > maxBootstrapHosts {
+		s.abort(c, badRequestf("hosts: %d hosts; at most %d in one request", len(req.Hosts), maxBootstrapHosts))
+		return
+	}
+	var ids []string
+	if req.ID != "" {
+		if len(req.Hosts) != 1 {
+			s.abort(c, badRequestf("id: only with a single host (%d given)", len(req.Hosts)))
+			return
+		}
+		if err := wire.ValidID(req.ID); err != nil {
+			s.abort(c, badRequest{err.Error()})
+			return
+		}
+		ids = []string{req.ID}
+	}
+	if req.Port != 0 {
+		if err := wire.ValidPort(req.Port); err != nil {
+			s.abort(c, badRequest{err.Error()})
+			return
+		}
+	}
+	if err := wire.ValidKeyPath(req.Key); err != nil {
+		s.abort(c, badRequest{err.Error()})
+		return
+	}
+	targets := make([]exec.Target, 0, len(req.Hosts))
+	seen := make(map[string]string, len(req.Hosts))
+	for _, h := range req.Hosts {
+		st, err := bootstrap.ParseHost(h, req.Port, req.Key)
+		if err != nil {
+			s.abort(c, badRequestf("hosts: %v", err))
+			return
+		}
+		addr := net.JoinHostPort(st.Host, strconv.Itoa(st.Port))
+		if prev, ok := seen[addr]; ok {
+			s.abort(c, badRequestf("hosts: %q and %q are the same host", prev, h))
+			return
+		}
+		seen[addr] = h
+		targets = append(targets, exec.Target{ID: h, SSH: &st})
+	}
+	if s.Bootstrap == nil {
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "bootstrap is not available: the master runs without its SSH transport (see its log)"})
+		return
+	}
+	s.Log.Info("bootstrap", "hosts", len(targets), "by", c.GetString("token"))
+	results := s.Bootstrap.Many(c.Request.Context(), targets, ids)
+	out := wire.BootstrapResponse{Results: make([]wire.BootstrapResult, 0, len(results))}
+	for _, r := range results {
+		out.Results = append(out.Results, wire.BootstrapResult{Host: r.Host, ID: r.ID, State: r.State, Action: r.Action,
+			Arch: r.Arch, Init: r.Init, Fingerprint: r.Fingerprint, Reason: r.Reason})
+	}
+	c.JSON(http.StatusOK, out)
+}

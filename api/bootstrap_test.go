@@ -1,0 +1,154 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/felix-ops/felix/api"
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/bootstrap"
+	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/inventory"
+)
+
+// fakeBootstrapper records what it is asked and answers ok for each host.
+type fakeBootstrapper struct {
+	mu      sync.Mutex
+	targets []exec.Target // protected by mu
+	ids     []string      // protected by mu
+}
+
+func (f *fakeBootstrapper) Many(ctx context.Context, targets []exec.Target, ids []string) []bootstrap.Result {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.targets = append(f.targets, targets...)
+	f.ids = append(f.ids, ids...)
+	out := make([]bootstrap.Result, len(targets))
+	for i, t := range targets {
+		out[i] = bootstrap.Result{Host: t.ID, ID: "m" + t.SSH.Host, State: bootstrap.StateOK, Action: bootstrap.ActionInstalled,
+			Arch: "amd64", Init: bootstrap.InitNohup, Fingerprint: "sha256:ab"}
+		if t.SSH.Host == "10.0.0.66" {
+			out[i] = bootstrap.Result{Host: t.ID, State: bootstrap.StateFailed, Arch: "riscv64", Reason: "no minion binary for linux/riscv64"}
+		}
+	}
+	return out
+}
+
+func (f *fakeBootstrapper) seen() ([]exec.Target, []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]exec.Target(nil), f.targets...), append([]string(nil), f.ids...)
+}
+
+func bootstrapServer(t *testing.T, b api.Bootstrapper) (post func(body string) (int, []byte)) {
+	t.Helper()
+	ctx := context.Background()
+	store, err := inventory.Open(ctx, filepath.Join(t.TempDir(), "felix.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	tok, err := store.CreateAPIToken(ctx, "admin", inventory.RoleAdmin, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &api.Server{Store: store, Log: slog.New(slog.NewTextHandler(logWriter{t}, nil)), Bootstrap: b}
+	srv := httptest.NewTLSServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return func(body string) (int, []byte) {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/bootstrap", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, data
+	}
+}
+
+func TestBootstrap(t *testing.T) {
+	fake := &fakeBootstrapper{}
+	post := bootstrapServer(t, fake)
+	status, body := post(`{"hosts": ["root@10.0.0.5", "admin@10.0.0.66:2222", "web-3.example.net"], "port": 2200, "key": "/etc/felix/id_ed25519"}`)
+	if status != http.StatusOK {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	var resp wire.BootstrapResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Results) != 3 || resp.Results[0].State != "ok" || resp.Results[0].Host != "root@10.0.0.5" ||
+		resp.Results[1].State != "failed" || resp.Results[1].Reason == "" || resp.Results[2].ID != "mweb-3.example.net" {
+		t.Errorf("results %+v", resp.Results)
+	}
+	want := []exec.SSHTarget{
+		{Host: "10.0.0.5", User: "root", Port: 2200, KeyPath: "/etc/felix/id_ed25519"},
+		{Host: "10.0.0.66", User: "admin", Port: 2222, KeyPath: "/etc/felix/id_ed25519"},
+		{Host: "web-3.example.net", Port: 2200, KeyPath: "/etc/felix/id_ed25519"},
+	}
+	targets, _ := fake.seen()
+	for i, tg := range targets {
+		if *tg.SSH != want[i] {
+			t.Errorf("target %d: %+v; want %+v", i, *tg.SSH, want[i])
+		}
+	}
+	status, body = post(`{"hosts": ["10.0.0.7"], "id": "db-1"}`)
+	if _, ids := fake.seen(); status != http.StatusOK || len(ids) != 1 || ids[0] != "db-1" {
+		t.Errorf("with an id: status %d %s, ids %q", status, body, ids)
+	}
+}
+
+// TestBootstrapRefusesBadInput: 400 and nothing attempted.
+func TestBootstrapRefusesBadInput(t *testing.T) {
+	fake := &fakeBootstrapper{}
+	post := bootstrapServer(t, fake)
+	for _, tc := range []struct{ body, want string }{
+		{`{}`, "hosts"},
+		{`{"hosts": []}`, "hosts"},
+		{`{"hosts": ["-oProxyCommand=touch /tmp/x"]}`, "-"},
+		{`{"hosts": ["10.0.0.5;reboot"]}`, "not allowed"},
+		{`{"hosts": ["$(reboot)@10.0.0.5"]}`, "user"},
+		{`{"hosts": ["-l@10.0.0.5"]}`, "user"},
+		{`{"hosts": ["10.0.0.5:99999"]}`, "port"},
+		{`{"hosts": ["10.0.0.5"], "port": -1}`, "port"},
+		{`{"hosts": ["10.0.0.5"], "key": "-i/etc/shadow"}`, "key"},
+		{`{"hosts": ["10.0.0.5"], "key": "/root/k ey"}`, "key"},
+		{`{"hosts": ["10.0.0.5"], "key": "/root/k;id"}`, "key"},
+		{`{"hosts": ["10.0.0.5", "10.0.0.6"], "id": "web"}`, "single host"},
+		{`{"hosts": ["10.0.0.5"], "id": "a b"}`, "id"},
+		{`{"hosts": ["10.0.0.5", "root@10.0.0.5:22"]}`, "same host"},
+		{`{"hosts": ["10.0.0.5"], "become": true}`, "unknown field"},
+		{`{"hosts": "10.0.0.5"}`, "hosts"},
+	} {
+		status, body := post(tc.body)
+		if status != http.StatusBadRequest {
+			t.Errorf("%s: status %d %s; want 400", tc.body, status, body)
+			continue
+		}
+		wantError(t, tc.body, body, tc.want)
+	}
+	if targets, _ := fake.seen(); len(targets) != 0 {
+		t.Errorf("bad requests reached the bootstrapper: %+v", targets)
+	}
+}
+
+func TestBootstrapUnavailable(t *testing.T) {
+	post := bootstrapServer(t, nil)
+	if status, body := post(`{"hosts": ["10.0.0.5"]}`); status != http.StatusServiceUnavailable {
+		t.Errorf("status %d %s; want 503", status, body)
+	}
+}

@@ -1,0 +1,289 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/inventory"
+)
+
+// HostKeys records SSH host keys the operator confirmed; satisfied by the
+// master's adapter of *ssh.Pool. Trust connects to the host, checks that
+// its key has the fingerprint given, and records it. A key that does not
+// match (or differs from the recorded one) is an error wrapping
+// ErrHostKey; any other error means the host could not be asked.
+type HostKeys interface {
+	Trust(ctx context.Context, t exec.Target, fingerprint string) error
+}
+
+// ErrHostKey marks a host key that is not the one the operator confirmed
+// (400); the api package does not import the SSH transport itself.
+var ErrHostKey = errors.New("host key mismatch")
+
+// trustTimeout bounds one trust request's connection to the host.
+const trustTimeout = 30 * time.Second
+
+// hostFromRequest validates a host request into an inventory host. Every
+// field is checked before anything connects anywhere or is stored.
+func hostFromRequest(req wire.HostRequest) (inventory.Host, error) {
+	if err := wire.ValidHost(req.Host); err != nil {
+		return inventory.Host{}, badRequest{err.Error()}
+	}
+	if req.ID == "" {
+		req.ID = req.Host
+		if err := wire.ValidID(req.ID); err != nil {
+			return inventory.Host{}, badRequestf("id: host %q is not a valid id; give one (letters, digits, '.', '-', '_')", req.Host)
+		}
+	}
+	if err := wire.ValidID(req.ID); err != nil {
+		return inventory.Host{}, badRequest{err.Error()}
+	}
+	if req.Port == 0 {
+		req.Port = wire.DefaultSSHPort
+	}
+	if err := wire.ValidPort(req.Port); err != nil {
+		return inventory.Host{}, badRequest{err.Error()}
+	}
+	if err := wire.ValidUser(req.User); err != nil {
+		return inventory.Host{}, badRequest{err.Error()}
+	}
+	if err := wire.ValidKeyPath(req.Key); err != nil {
+		return inventory.Host{}, badRequest{err.Error()}
+	}
+	if err := checkLabelSet(req.Labels); err != nil {
+		return inventory.Host{}, err
+	}
+	return inventory.Host{ID: req.ID, Address: req.Host, Port: req.Port, User: req.User, KeyPath: req.Key,
+		Become: req.Become, Labels: req.Labels}, nil
+}
+
+func hostView(h inventory.Host, minionState string) wire.Host {
+	return wire.Host{ID: h.ID, Host: h.Address, Port: h.Port, User: h.User, Key: h.KeyPath, Become: h.Become,
+		Labels: h.Labels, Minion: minionState, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt}
+}
+
+// minionState returns the state of the minion with id, "" when none.
+func (s *Server) minionState(ctx context.Context, id string) (string, error) {
+	m, err := s.Store.Minion(ctx, id)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return "", nil
+	}
+	return m.State, err
+}
+
+func (s *Server) addHost(c *gin.Context) {
+	var req wire.HostRequest
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	replace := false
+	if r := c.Query("replace"); r != "" {
+		v, err := strconv.ParseBool(r)
+		if err != nil {
+			s.abort(c, badRequestf("replace %q: want true or false", r))
+			return
+		}
+		replace = v
+	}
+	h, err := hostFromRequest(req)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	created, err := s.Store.AddHost(ctx, h, replace, s.now())
+	if err != nil {
+		if errors.Is(err, inventory.ErrConflict) {
+			err = fmt.Errorf("%w (replace it with ?replace=true, felix hosts add --replace)", err)
+		}
+		s.abort(c, err)
+		return
+	}
+	s.Log.Info("host added", "id", h.ID, "host", h.Address, "port", h.Port, "replaced", !created, "by", c.GetString("token"))
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	s.writeHost(c, h.ID, status)
+}
+
+// writeHost answers with the stored host id.
+func (s *Server) writeHost(c *gin.Context, id string, status int) {
+	ctx := c.Request.Context()
+	h, err := s.Store.Host(ctx, id)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	st, err := s.minionState(ctx, id)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.JSON(status, hostView(h, st))
+}
+
+func (s *Server) listHosts(c *gin.Context) {
+	ctx := c.Request.Context()
+	hs, err := s.Store.Hosts(ctx)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	ms, err := s.Store.Minions(ctx)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	states := make(map[string]string, len(ms))
+	for _, m := range ms {
+		states[m.ID] = m.State
+	}
+	out := wire.HostList{Hosts: make([]wire.Host, 0, len(hs))}
+	for _, h := range hs {
+		out.Hosts = append(out.Hosts, hostView(h, states[h.ID]))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getHost(c *gin.Context) {
+	s.writeHost(c, c.Param("id"), http.StatusOK)
+}
+
+func (s *Server) deleteHost(c *gin.Context) {
+	id := c.Param("id")
+	if err := s.Store.DeleteHost(c.Request.Context(), id); err != nil {
+		s.abort(c, err)
+		return
+	}
+	s.Log.Info("host deleted", "id", id, "by", c.GetString("token"))
+	c.JSON(http.StatusOK, gin.H{"id": id, "deleted": true})
+}
+
+func (s *Server) setHostLabels(c *gin.Context) {
+	var req wire.Labels
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	if err := checkLabels(req.Set, req.Remove); err != nil {
+		s.abort(c, err)
+		return
+	}
+	id := c.Param("id")
+	if err := s.Store.SetHostLabels(c.Request.Context(), id, req.Set, req.Remove); err != nil {
+		s.abort(c, err)
+		return
+	}
+	s.writeHost(c, id, http.StatusOK)
+}
+
+// importHosts stores the hosts of a text inventory (see parseInventory),
+// all or none: any bad line is a 400 listing every bad line.
+func (s *Server) importHosts(c *gin.Context) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	if !utf8.Valid(body) {
+		s.abort(c, badRequestf("the inventory is not UTF-8 text"))
+		return
+	}
+	hosts, bad := parseInventory(string(body))
+	if len(bad) == 0 && len(hosts) == 0 {
+		s.abort(c, badRequestf("the inventory names no host"))
+		return
+	}
+	if len(bad) > 0 {
+		msgs := make([]string, 0, 3)
+		for _, e := range bad[:min(3, len(bad))] {
+			msgs = append(msgs, fmt.Sprintf("line %d: %s", e.Line, e.Error))
+		}
+		msg := strings.Join(msgs, "; ")
+		if len(bad) > 3 {
+			msg += fmt.Sprintf("; and %d more bad lines", len(bad)-3)
+		}
+		c.AbortWithStatusJSON(http.StatusBadRequest, wire.ImportResult{Errors: bad, Error: msg + "; nothing imported"})
+		return
+	}
+	added, updated, err := s.Store.ImportHosts(c.Request.Context(), hosts, s.now())
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	s.Log.Info("hosts imported", "added", added, "updated", updated, "by", c.GetString("token"))
+	c.JSON(http.StatusOK, wire.ImportResult{Added: added, Updated: updated, Errors: []wire.ImportError{}})
+}
+
+// trustHost records the key of a host (by inventory id, or an address not
+// in the inventory, e.g. one to bootstrap) after checking it has the
+// fingerprint the operator confirmed. Everything is validated before the
+// master connects to the host.
+func (s *Server) trustHost(c *gin.Context) {
+	var req wire.TrustRequest
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	fp, err := wire.ValidFingerprint(req.Fingerprint)
+	if err != nil {
+		s.abort(c, badRequest{err.Error()})
+		return
+	}
+	if req.Port != 0 {
+		if err := wire.ValidPort(req.Port); err != nil {
+			s.abort(c, badRequest{err.Error()})
+			return
+		}
+	}
+	id := c.Param("id")
+	ctx := c.Request.Context()
+	h, err := s.Store.Host(ctx, id)
+	switch {
+	case err == nil:
+	case errors.Is(err, inventory.ErrNotFound):
+		if err := wire.ValidHost(id); err != nil {
+			s.abort(c, badRequestf("%v (and no host has that id)", err))
+			return
+		}
+		h = inventory.Host{ID: id, Address: id, Port: wire.DefaultSSHPort}
+	default:
+		s.abort(c, err)
+		return
+	}
+	if req.Port != 0 {
+		h.Port = req.Port
+	}
+	if s.SSH == nil {
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master runs without an ssh transport; see its log"})
+		return
+	}
+	t := exec.Target{ID: h.ID, Addr: net.JoinHostPort(h.Address, strconv.Itoa(h.Port)),
+		SSH: &exec.SSHTarget{Host: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath}}
+	tctx, cancel := context.WithTimeout(ctx, trustTimeout)
+	defer cancel()
+	if err := s.SSH.Trust(tctx, t, fp); err != nil {
+		if errors.Is(err, ErrHostKey) {
+			s.abort(c, badRequestf("trust %s: %v", t.Addr, err))
+			return
+		}
+		c.AbortWithStatusJSON(http.StatusBadGateway, gin.H{"error": fmt.Sprintf("trust %s: %v", t.Addr, err)})
+		return
+	}
+	s.Log.Info("host key trusted", "id", h.ID, "addr", t.Addr, "fingerprint", fp, "by", c.GetString("token"))
+	c.JSON(http.StatusOK, wire.Trusted{ID: h.ID, Host: h.Address, Port: h.Port, Fingerprint: fp})
+}

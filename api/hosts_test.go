@@ -1,0 +1,483 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/felix-ops/felix/api"
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/exec"
+)
+
+// goodFP is the fingerprint fakeHostKeys accepts; any other well-formed one
+// is a mismatch.
+const goodFP = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
+
+// fakeHostKeys stands in for the SSH pool's Trust: it records each call;
+// the host down.example is unreachable, and a fingerprint other than
+// goodFP is a mismatch.
+type fakeHostKeys struct {
+	mu    sync.Mutex
+	calls []trustCall // guarded by mu
+}
+
+type trustCall struct {
+	Target      exec.Target
+	SSH         exec.SSHTarget
+	Fingerprint string
+}
+
+func (f *fakeHostKeys) Trust(ctx context.Context, t exec.Target, fp string) error {
+	f.mu.Lock()
+	call := trustCall{Target: t, Fingerprint: fp}
+	if t.SSH != nil {
+		call.SSH = *t.SSH
+	}
+	f.calls = append(f.calls, call)
+	f.mu.Unlock()
+	switch {
+	case t.SSH == nil:
+		return errors.New("no ssh settings")
+	case t.SSH.Host == "down.example":
+		return fmt.Errorf("dial %s: connection refused: %w", t.Addr, exec.ErrUnreachable)
+	case fp != goodFP:
+		return fmt.Errorf("host %s presents SHA256:other, not %s: %w", t.Addr, fp, api.ErrHostKey)
+	}
+	return nil
+}
+
+func (f *fakeHostKeys) Calls() []trustCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+func TestHostsCRUD(t *testing.T) {
+	h := newHarness(t)
+	h.addMinion("web1", "127.0.0.9:4510", true, map[string]string{"role": "web"})
+
+	var got wire.Host
+	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{Host: "10.0.0.7", User: "deploy", Port: 2222,
+		Key: "/etc/felix/keys/id_ed25519", Become: true, Labels: map[string]string{"role": "db"}}, &got, http.StatusCreated)
+	if got.ID != "10.0.0.7" || got.Host != "10.0.0.7" || got.Port != 2222 || got.User != "deploy" ||
+		got.Key != "/etc/felix/keys/id_ed25519" || !got.Become || got.Labels["role"] != "db" || got.Minion != "" || got.CreatedAt.IsZero() {
+		t.Errorf("POST /hosts = %+v; want the host with its id defaulting to its address", got)
+	}
+	// The id of a minion: the same machine, which the host view says.
+	got = wire.Host{}
+	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{ID: "web1", Host: "web1.example"}, &got, http.StatusCreated)
+	if got.ID != "web1" || got.Port != 22 || got.Minion != "accepted" || got.Become {
+		t.Errorf("POST /hosts web1 = %+v; want port 22 and minion accepted", got)
+	}
+
+	status, body := h.do(h.client(nil), "POST", "/api/v1/hosts", "Bearer "+h.admin, wire.HostRequest{Host: "10.0.0.7"})
+	if status != http.StatusConflict {
+		t.Errorf("POST a known id = %d %s; want 409", status, body)
+	}
+	wantError(t, "duplicate host", body, "10.0.0.7", "replace")
+	got = wire.Host{}
+	h.adminDo("POST", "/api/v1/hosts?replace=true", wire.HostRequest{Host: "10.0.0.7", User: "root"}, &got, http.StatusOK)
+	if got.User != "root" || got.Port != 22 || got.Key != "" || got.Labels != nil {
+		t.Errorf("replaced host = %+v; want only the new settings", got)
+	}
+
+	var list wire.HostList
+	h.adminDo("GET", "/api/v1/hosts", nil, &list, http.StatusOK)
+	if len(list.Hosts) != 2 || list.Hosts[0].ID != "10.0.0.7" || list.Hosts[1].ID != "web1" || list.Hosts[1].Minion != "accepted" {
+		t.Errorf("GET /hosts = %+v; want 10.0.0.7 and web1 (minion accepted)", list.Hosts)
+	}
+	h.adminDo("GET", "/api/v1/hosts/web1", nil, &got, http.StatusOK)
+	if got.Host != "web1.example" {
+		t.Errorf("GET /hosts/web1 = %+v", got)
+	}
+
+	h.adminDo("PUT", "/api/v1/hosts/web1/labels", wire.Labels{Set: map[string]string{"zone": "eu", "tier": "1"}}, &got, http.StatusOK)
+	got = wire.Host{}
+	h.adminDo("PUT", "/api/v1/hosts/web1/labels", wire.Labels{Remove: []string{"tier"}}, &got, http.StatusOK)
+	if !maps.Equal(got.Labels, map[string]string{"zone": "eu"}) {
+		t.Errorf("host labels %v; want zone=eu", got.Labels)
+	}
+	if m, _ := h.store.Minion(context.Background(), "web1"); !maps.Equal(m.Labels, map[string]string{"role": "web"}) {
+		t.Errorf("minion web1 labels %v; want its own, untouched", m.Labels)
+	}
+
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/hosts/nope", ""},
+		{"DELETE", "/api/v1/hosts/nope", ""},
+		{"PUT", "/api/v1/hosts/nope/labels", `{"set": {"a": "b"}}`},
+	} {
+		var b any
+		if r.body != "" {
+			b = r.body
+		}
+		status, body := h.do(h.client(nil), r.method, r.path, "Bearer "+h.admin, b)
+		if status != http.StatusNotFound {
+			t.Errorf("%s %s = %d %s; want 404", r.method, r.path, status, body)
+		}
+		wantError(t, r.path, body, "nope")
+	}
+
+	h.adminDo("DELETE", "/api/v1/hosts/web1", nil, nil, http.StatusOK)
+	if _, err := h.store.Minion(context.Background(), "web1"); err != nil {
+		t.Errorf("deleting host web1 deleted its minion: %v", err)
+	}
+	h.adminDo("GET", "/api/v1/hosts", nil, &list, http.StatusOK)
+	if len(list.Hosts) != 1 {
+		t.Errorf("hosts after delete: %+v; want one", list.Hosts)
+	}
+	if n := len(h.keys.Calls()) + len(h.fake.Calls()); n != 0 {
+		t.Errorf("%d connections; want none (adding a host connects to nothing)", n)
+	}
+}
+
+// TestHostsBadInput: every field is data, checked before anything is
+// stored or connected to; each bad value is a 400 naming its field.
+func TestHostsBadInput(t *testing.T) {
+	h := newHarness(t)
+	type req = map[string]any
+	host := func(kv ...any) req {
+		r := req{"host": "10.0.0.7"}
+		for i := 0; i < len(kv); i += 2 {
+			r[kv[i].(string)] = kv[i+1]
+		}
+		return r
+	}
+	tests := []struct {
+		name string
+		req  any
+		want []string
+	}{
+		{"no host", req{}, []string{"host is empty"}},
+		{"host with ;", host("host", "10.0.0.7;reboot"), []string{"host", ";"}},
+		{"host with $(", host("host", "$(reboot)"), []string{"host", "$"}},
+		{"host with backticks", host("host", "`reboot`"), []string{"host", "`"}},
+		{"host with a space", host("host", "10.0.0.7 -oProxyCommand=x"), []string{"host", "' '"}},
+		{"host with |", host("host", "a|b"), []string{"host", "|"}},
+		{"host with &", host("host", "a&b"), []string{"host", "&"}},
+		{"host with a newline", host("host", "a\nb"), []string{"host"}},
+		{"host starting with -", host("host", "-oProxyCommand=reboot"), []string{"host", "'-'"}},
+		{"host label starting with -", host("host", "a.-b"), []string{"host", "'-'"}},
+		{"host too long", host("host", strings.Repeat("a", 254)), []string{"host", "253"}},
+		{"host not an IP", host("host", "10.0.0.256"), []string{"host", "IP address"}},
+		{"host with a slash", host("host", "10.0.0.0/24"), []string{"host", "/"}},
+		{"host with user", host("host", "root@10.0.0.7"), []string{"host", "@"}},
+		{"ipv6 host without an id", host("host", "fd00::7"), []string{"id", "fd00::7"}},
+		{"user with ;", host("user", "root;reboot"), []string{"user", ";"}},
+		{"user with $(", host("user", "$(id)"), []string{"user", "$"}},
+		{"user with backticks", host("user", "`id`"), []string{"user", "`"}},
+		{"user with a space", host("user", "root x"), []string{"user", "' '"}},
+		{"user with |", host("user", "a|b"), []string{"user", "|"}},
+		{"user with &", host("user", "a&b"), []string{"user", "&"}},
+		{"user starting with -", host("user", "-oProxyCommand=x"), []string{"user", "'-'"}},
+		{"user in capitals", host("user", "Root"), []string{"user", "Root"}},
+		{"user too long", host("user", strings.Repeat("a", 33)), []string{"user", "32"}},
+		{"port 0 means default, -1 is bad", host("port", -1), []string{"port", "-1", "1-65535"}},
+		{"port too large", host("port", 65536), []string{"port", "65536"}},
+		{"port as a string", host("port", "22; reboot"), []string{"port"}},
+		{"key with ;", host("key", "/k;reboot"), []string{"key", ";"}},
+		{"key with $(", host("key", "/k$(reboot)"), []string{"key", "$"}},
+		{"key with backticks", host("key", "/k`reboot`"), []string{"key", "`"}},
+		{"key with a space", host("key", "/my key"), []string{"key", "' '"}},
+		{"key with |", host("key", "/k|x"), []string{"key", "|"}},
+		{"key with &", host("key", "/k&x"), []string{"key", "&"}},
+		{"key starting with -", host("key", "-oProxyCommand=x"), []string{"key", "'-'"}},
+		{"key with ~", host("key", "~/.ssh/id_rsa"), []string{"key", "~"}},
+		{"key relative", host("key", "keys/id_rsa"), []string{"key", "absolute"}},
+		{"key with NUL", host("key", "/k\x00x"), []string{"key"}},
+		{"key with a newline", host("key", "/k\nx"), []string{"key"}},
+		{"bad id", host("id", "a b"), []string{"id", "a b"}},
+		{"id with ..", host("id", "a..b"), []string{"id"}},
+		{"id starting with -", host("id", "-x"), []string{"id", "-x"}},
+		{"bad label key", host("labels", map[string]string{"a b": "c"}), []string{"label key"}},
+		{"bad label value", host("labels", map[string]string{"a": "b\x1b[31m"}), []string{"label a"}},
+		{"become not a bool", host("become", "yes"), []string{"become"}},
+		{"unknown field", host("password", "hunter2"), []string{"password"}},
+		{"not JSON", "host: 10.0.0.7", []string{"malformed JSON"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.dump()
+			status, out := h.do(h.client(nil), "POST", "/api/v1/hosts", "Bearer "+h.admin, tt.req)
+			if status != http.StatusBadRequest {
+				t.Errorf("POST /hosts %v = %d %s; want 400", tt.req, status, out)
+			}
+			wantError(t, "POST /hosts", out, tt.want...)
+			h.wantUnchanged("POST /hosts", before)
+		})
+	}
+	status, out := h.do(h.client(nil), "POST", "/api/v1/hosts?replace=maybe", "Bearer "+h.admin, host())
+	if status != http.StatusBadRequest {
+		t.Errorf("replace=maybe = %d %s; want 400", status, out)
+	}
+	if n := h.count("hosts"); n != 0 {
+		t.Errorf("%d hosts stored; want 0", n)
+	}
+	if n := len(h.keys.Calls()) + len(h.fake.Calls()); n != 0 {
+		t.Errorf("%d connections; want none", n)
+	}
+}
+
+func TestHostTrust(t *testing.T) {
+	h := newHarness(t)
+	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{ID: "db1", Host: "10.0.1.1", Port: 2222, User: "admin"}, nil, http.StatusCreated)
+	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{ID: "down", Host: "down.example"}, nil, http.StatusCreated)
+	trust := func(id string, body any) (int, []byte) {
+		t.Helper()
+		return h.do(h.client(nil), "POST", "/api/v1/hosts/"+url.PathEscape(id)+"/trust", "Bearer "+h.admin, body)
+	}
+
+	// By inventory id: the host's address and port.
+	var ok wire.Trusted
+	status, body := trust("db1", wire.TrustRequest{Fingerprint: goodFP})
+	if status != http.StatusOK || json.Unmarshal(body, &ok) != nil || ok.Host != "10.0.1.1" || ok.Port != 2222 || ok.Fingerprint != goodFP {
+		t.Errorf("trust db1 = %d %s; want 200 with 10.0.1.1:2222", status, body)
+	}
+	// An address that is not in the inventory (a host to bootstrap), with a
+	// port; and a fingerprint written the lower-case way with padding.
+	status, body = trust("10.0.9.9", wire.TrustRequest{Fingerprint: "sha256:" + strings.TrimPrefix(goodFP, "SHA256:") + "=", Port: 2200})
+	if status != http.StatusOK {
+		t.Errorf("trust 10.0.9.9 = %d %s; want 200", status, body)
+	}
+	calls := h.keys.Calls()
+	if len(calls) != 2 || calls[0].SSH != (exec.SSHTarget{Host: "10.0.1.1", Port: 2222, User: "admin"}) ||
+		calls[0].Target.ID != "db1" || calls[1].SSH != (exec.SSHTarget{Host: "10.0.9.9", Port: 2200}) || calls[1].Fingerprint != goodFP {
+		t.Errorf("Trust calls = %+v; want db1 at 10.0.1.1:2222 as admin, then 10.0.9.9:2200 with the normalised fingerprint", calls)
+	}
+
+	// The host's key differs: 400, and the error says so.
+	status, body = trust("db1", wire.TrustRequest{Fingerprint: "SHA256:" + strings.Repeat("A", 43)})
+	if status != http.StatusBadRequest {
+		t.Errorf("trust with another fingerprint = %d %s; want 400", status, body)
+	}
+	wantError(t, "mismatch", body, "10.0.1.1:2222", "SHA256:other")
+	// The host cannot be reached: 502.
+	status, body = trust("down", wire.TrustRequest{Fingerprint: goodFP})
+	if status != http.StatusBadGateway {
+		t.Errorf("trust of an unreachable host = %d %s; want 502", status, body)
+	}
+	wantError(t, "unreachable", body, "connection refused")
+
+	// Bad input is refused before any connection.
+	n := len(h.keys.Calls())
+	bad := []struct {
+		name, id string
+		body     any
+		want     []string
+	}{
+		{"no fingerprint", "db1", wire.TrustRequest{}, []string{"fingerprint"}},
+		{"md5 fingerprint", "db1", wire.TrustRequest{Fingerprint: "MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48"}, []string{"fingerprint", "SHA256"}},
+		{"short fingerprint", "db1", wire.TrustRequest{Fingerprint: "SHA256:abc"}, []string{"fingerprint", "43"}},
+		{"fingerprint with ;", "db1", wire.TrustRequest{Fingerprint: "SHA256:" + strings.Repeat("A", 42) + ";"}, []string{"fingerprint", "base64"}},
+		{"bad port", "db1", wire.TrustRequest{Fingerprint: goodFP, Port: 70000}, []string{"port", "70000"}},
+		{"address with ;", "10.0.0.1;reboot", wire.TrustRequest{Fingerprint: goodFP}, []string{"host", ";"}},
+		{"address with $(", "$(reboot)", wire.TrustRequest{Fingerprint: goodFP}, []string{"host", "$"}},
+		{"address with backticks", "`reboot`", wire.TrustRequest{Fingerprint: goodFP}, []string{"host", "`"}},
+		{"address with a space", "a b", wire.TrustRequest{Fingerprint: goodFP}, []string{"host", "' '"}},
+		{"address with |", "a|b", wire.TrustRequest{Fingerprint: goodFP}, []string{"host", "|"}},
+		{"address with &", "a&b", wire.TrustRequest{Fingerprint: goodFP}, []string{"host", "&"}},
+		{"address starting with -", "-oProxyCommand=reboot", wire.TrustRequest{Fingerprint: goodFP}, []string{"host", "'-'"}},
+		{"unknown field", "db1", map[string]any{"fingerprint": goodFP, "user": "root"}, []string{"user"}},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := trust(tt.id, tt.body)
+			if status != http.StatusBadRequest {
+				t.Errorf("trust %q %+v = %d %s; want 400", tt.id, tt.body, status, body)
+			}
+			wantError(t, tt.name, body, tt.want...)
+		})
+	}
+	if got := len(h.keys.Calls()); got != n {
+		t.Errorf("bad trust requests reached the SSH pool %d times; want 0", got-n)
+	}
+}
+
+func TestImportHosts(t *testing.T) {
+	h := newHarness(t)
+	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{ID: "db1", Host: "10.0.1.9", Labels: map[string]string{"keep": "me"}}, nil, http.StatusCreated)
+	inv := `# plain lines
+10.0.0.7
+deploy@10.0.0.8:2222
+web9.example   # a comment
+
+[db]
+db1 ansible_host=10.0.1.1 ansible_user=admin ansible_ssh_private_key_file=/etc/felix/keys/db
+db2 ansible_host=10.0.1.2 ansible_port=2200 ansible_become=yes ansible_python_interpreter=/usr/bin/python3
+
+[web]
+web[01:03].example
+
+[web:vars]
+ansible_user=www
+`
+	var res wire.ImportResult
+	h.adminDo("POST", "/api/v1/hosts/import", inv, &res, http.StatusOK)
+	if res.Added != 7 || res.Updated != 1 || res.Errors == nil || len(res.Errors) != 0 {
+		t.Errorf("import = %+v; want 7 added, 1 updated (db1), no errors", res)
+	}
+	var list wire.HostList
+	h.adminDo("GET", "/api/v1/hosts", nil, &list, http.StatusOK)
+	got := map[string]string{}
+	for _, x := range list.Hosts {
+		got[x.ID] = fmt.Sprintf("%s:%d user=%s key=%s become=%v labels=%v", x.Host, x.Port, x.User, x.Key, x.Become, x.Labels)
+	}
+	want := map[string]string{
+		"10.0.0.7":      "10.0.0.7:22 user= key= become=false labels=map[]",
+		"10.0.0.8":      "10.0.0.8:2222 user=deploy key= become=false labels=map[]",
+		"web9.example":  "web9.example:22 user= key= become=false labels=map[]",
+		"db1":           "10.0.1.1:22 user=admin key=/etc/felix/keys/db become=false labels=map[group:db keep:me]",
+		"db2":           "10.0.1.2:2200 user= key= become=true labels=map[group:db]",
+		"web01.example": "web01.example:22 user=www key= become=false labels=map[group:web]",
+		"web02.example": "web02.example:22 user=www key= become=false labels=map[group:web]",
+		"web03.example": "web03.example:22 user=www key= become=false labels=map[group:web]",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("imported hosts:\n%v\nwant\n%v", got, want)
+	}
+
+	// The same inventory again updates every host.
+	res = wire.ImportResult{}
+	h.adminDo("POST", "/api/v1/hosts/import", inv, &res, http.StatusOK)
+	if res.Added != 0 || res.Updated != 8 {
+		t.Errorf("second import = %+v; want 0 added, 8 updated", res)
+	}
+}
+
+// TestImportHostsAllOrNothing: any bad line is a 400 naming every bad line,
+// and nothing is stored.
+func TestImportHostsAllOrNothing(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name  string
+		inv   string
+		lines []int
+		want  []string
+	}{
+		{"shell metacharacters", "10.0.0.1\n10.0.0.2;reboot\nroot@$(reboot)\n`id`@h\na|b\na&b\n", []int{2, 3, 4, 5, 6}, []string{"line 2", ";"}},
+		{"a space in the host", "ok.example\nbad host.example ansible_port=22\n", []int{2}, []string{"line 2"}},
+		{"leading dash", "-oProxyCommand=reboot\n", []int{1}, []string{"line 1", "'-'"}},
+		{"bad port", "h1:0\nh2:99999\nh3 ansible_port=x\n", []int{1, 2, 3}, []string{"line 1", "port"}},
+		{"bad user", "Root@h1\nh2 ansible_user=-x\n", []int{1, 2}, []string{"line 1", "user"}},
+		{"bad key", "h1 ansible_ssh_private_key_file=~/.ssh/id_rsa\nh2 ansible_ssh_private_key_file=/k;x\n", []int{1, 2}, []string{"line 1", "key", "~"}},
+		{"bad ansible_host", "[web]\nweb1 ansible_host=$(reboot)\n", []int{2}, []string{"line 2", "host"}},
+		{"bad section", "[web servers]\nweb1\n", []int{1}, []string{"line 1", "section"}},
+		{"conflicting duplicate", "[a]\nh1 ansible_user=x\n[b]\nh1 ansible_user=y\n", []int{4}, []string{"line 4", "line 2"}},
+		{"not key=value", "h1 ansible_user\n", []int{1}, []string{"line 1", "key=value"}},
+		{"unsupported connection", "h1 ansible_connection=local\n", []int{1}, []string{"line 1", "ssh only"}},
+		{"become another user", "h1 ansible_become=yes ansible_become_user=postgres\n", []int{1}, []string{"line 1", "root"}},
+		{"ipv6 needs a name", "[fd00::1]:22\n", []int{1}, []string{"line 1", "ansible_host"}},
+		{"bad range", "web[9:1]\n", []int{1}, []string{"line 1", "range"}},
+		{"control characters", "h1\x1b[2J\n", []int{1}, []string{"line 1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.dump()
+			status, out := h.do(h.client(nil), "POST", "/api/v1/hosts/import", "Bearer "+h.admin, tt.inv)
+			if status != http.StatusBadRequest {
+				t.Fatalf("import = %d %s; want 400", status, out)
+			}
+			var res wire.ImportResult
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatalf("import answer %s: %v", out, err)
+			}
+			var lines []int
+			for _, e := range res.Errors {
+				lines = append(lines, e.Line)
+				if e.Error == "" {
+					t.Errorf("line %d: empty error", e.Line)
+				}
+			}
+			if !slices.Equal(lines, tt.lines) {
+				t.Errorf("bad lines %v (%+v); want %v", lines, res.Errors, tt.lines)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(res.Error, w) {
+					t.Errorf("error %q; want it to contain %q", res.Error, w)
+				}
+			}
+			if !strings.Contains(res.Error, "nothing imported") || res.Added != 0 || res.Updated != 0 {
+				t.Errorf("answer %+v; want nothing imported", res)
+			}
+			h.wantUnchanged("a bad import", before)
+		})
+	}
+	for _, empty := range []string{"", "# only comments\n\n; and these\n", "[web]\n"} {
+		status, out := h.do(h.client(nil), "POST", "/api/v1/hosts/import", "Bearer "+h.admin, empty)
+		if status != http.StatusBadRequest {
+			t.Errorf("import %q = %d %s; want 400", empty, status, out)
+		}
+	}
+	status, out := h.do(h.client(nil), "POST", "/api/v1/hosts/import", "Bearer "+h.admin, []byte("h1\n\xff\xfe\n"))
+	if status != http.StatusBadRequest {
+		t.Errorf("import of non-UTF-8 = %d %s; want 400", status, out)
+	}
+	if n := h.count("hosts"); n != 0 {
+		t.Errorf("%d hosts stored; want 0", n)
+	}
+}
+
+// TestDryRunTransport: a dry run says which transport each host would use.
+func TestDryRunTransport(t *testing.T) {
+	h := newHarness(t)
+	h.addMinion("web1", "127.0.0.9:4510", true, nil)
+	h.addMinion("web2", "127.0.0.8:4510", true, nil)
+	h.addMinion("p1", "127.0.0.7:4510", false, nil)
+	for _, r := range []wire.HostRequest{{ID: "web1", Host: "127.0.0.9"}, {ID: "ssh1", Host: "10.0.5.1", Port: 2222}, {ID: "p1", Host: "127.0.0.7"}} {
+		h.adminDo("POST", "/api/v1/hosts", r, nil, http.StatusCreated)
+	}
+	targets := []string{"web1", "web2", "ssh1", "p1"}
+	tests := []struct {
+		mode string
+		want []string // host state transport fallback, sorted by host
+	}{
+		{"", []string{"p1 would run ssh ", "ssh1 would run ssh ", "web1 would run agent ssh", "web2 would run agent "}},
+		{"agent", []string{"p1 unreachable  ", "ssh1 unreachable  ", "web1 would run agent ", "web2 would run agent "}},
+		{"ssh", []string{"p1 would run ssh ", "ssh1 would run ssh ", "web1 would run ssh ", "web2 unreachable  "}},
+	}
+	for _, tt := range tests {
+		var dr wire.DryRun
+		h.adminDo("POST", "/api/v1/exec?dry_run=true", wire.ExecRequest{CmdLine: "true", Targets: targets, Transport: tt.mode}, &dr, http.StatusOK)
+		var got []string
+		for _, x := range dr.Hosts {
+			got = append(got, fmt.Sprintf("%s %s %s %s", x.Host, x.State, x.Transport, x.Fallback))
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("dry run with transport %q:\n%q\nwant\n%q", tt.mode, got, tt.want)
+		}
+	}
+	if got := h.fake.Calls(); len(got) != 0 {
+		t.Errorf("transport called %d times by dry runs; want 0", len(got))
+	}
+}
+
+// TestExecTransportStored: the request's transport reaches each target and
+// is kept with the job.
+func TestExecTransportStored(t *testing.T) {
+	h := newHarness(t)
+	h.addMinion("web1", "127.0.0.9:4510", true, nil)
+	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{ID: "web1", Host: "127.0.0.9", User: "deploy"}, nil, http.StatusCreated)
+	id := h.submit(wire.ExecRequest{CmdLine: "true", Targets: []string{"web1"}, Transport: "ssh"})
+	h.waitJob(id)
+	calls := h.fake.Calls()
+	if len(calls) != 1 || calls[0].Target.Mode != "ssh" || calls[0].Target.SSH == nil || calls[0].Target.SSH.User != "deploy" {
+		t.Fatalf("calls = %+v; want web1 in mode ssh with its ssh settings", calls)
+	}
+	var spec string
+	if err := h.db.QueryRow(`SELECT spec FROM jobs WHERE id = ?`, id).Scan(&spec); err != nil || !strings.Contains(spec, `"transport":"ssh"`) {
+		t.Errorf("stored spec %s (%v); want transport ssh kept for reruns", spec, err)
+	}
+	id = h.submit(wire.ExecRequest{CmdLine: "true", Targets: []string{"web1"}})
+	h.waitJob(id)
+	if calls := h.fake.Calls(); len(calls) != 2 || calls[1].Target.Mode != "auto" {
+		t.Errorf("default mode = %q; want auto", calls[len(calls)-1].Target.Mode)
+	}
+}

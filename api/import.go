@@ -1,0 +1,427 @@
+package api
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/inventory"
+)
+
+// maxImportErrors bounds the bad lines an import reports.
+const maxImportErrors = 100
+
+// maxRange bounds the hosts one Ansible host range (web[01:50]) expands to.
+const maxRange = 10000
+
+// groupName is an Ansible group name; it becomes the label group=NAME.
+var groupName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$`)
+
+// hostVars are the Ansible variables felix reads, by their felix name;
+// older ansible_ssh_* spellings are accepted too. Other variables are
+// ignored.
+var hostVars = map[string]string{
+	"ansible_host": "host", "ansible_ssh_host": "host",
+	"ansible_port": "port", "ansible_ssh_port": "port",
+	"ansible_user": "user", "ansible_ssh_user": "user",
+	"ansible_ssh_private_key_file": "key", "ansible_private_key_file": "key",
+	"ansible_become":        "become",
+	"ansible_become_user":   "become_user",
+	"ansible_become_method": "become_method",
+	"ansible_connection":    "connection",
+}
+
+// invHost is one host of an inventory being parsed.
+type invHost struct {
+	line   int
+	id     string
+	vars   map[string]string // felix names; from the host's line
+	groups []string          // in order of appearance
+}
+
+// parseInventory reads an inventory of agentless hosts. Two forms, which
+// may be mixed:
+//
+//   - one host a line, "[user@]host[:port]" ("[ipv6]:port" with a port);
+//   - an Ansible INI inventory: [group] sections of "name key=value..."
+//     lines, where ansible_host, ansible_port, ansible_user,
+//     ansible_ssh_private_key_file and ansible_become are read (the name
+//     is the id; without ansible_host it is also the address), [group:vars]
+//     and [all:vars] give those variables to a group's hosts, and
+//     [group:children] nests groups. Host ranges (web[01:20].example.com,
+//     db[a:c]) are expanded. A host's first group becomes its label
+//     group=NAME. Other variables are ignored; ones felix cannot honour
+//     (another connection type, becoming a user other than root) are
+//     errors rather than surprises.
+//
+// Blank lines and lines starting with '#' or ';' are comments, as is
+// anything after " #". A host listed twice with the same settings is one
+// host (of both groups); with different settings it is an error. It
+// returns the hosts in order of first appearance, or every bad line.
+func parseInventory(text string) ([]inventory.Host, []wire.ImportError) {
+	var (
+		bad       []wire.ImportError
+		order     []*invHost
+		byID      = map[string]*invHost{}
+		groupVars = map[string]map[string]string{} // by group: felix names
+		children  = map[string][]string{}          // parent group -> child groups
+		section   = ""                             // the group of host lines; "" ungrouped
+		kind      = "hosts"                        // hosts, vars or children
+	)
+	fail := func(line int, format string, args ...any) {
+		if len(bad) < maxImportErrors {
+			bad = append(bad, wire.ImportError{Line: line, Error: fmt.Sprintf(format, args...)})
+		}
+	}
+	for i, raw := range strings.Split(text, "\n") {
+		n := i + 1
+		line := strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
+		if c := strings.Index(line, " #"); c >= 0 {
+			line = strings.TrimSpace(line[:c])
+		}
+		if c := strings.Index(line, "\t#"); c >= 0 {
+			line = strings.TrimSpace(line[:c])
+		}
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if err := printable("line", line, 4096); err != nil {
+			fail(n, "%v", err)
+			continue
+		}
+		if line[0] == '[' && strings.HasSuffix(line, "]") && !isHostSpec(line) {
+			name := strings.TrimSpace(line[1 : len(line)-1])
+			kind = "hosts"
+			if g, ok := strings.CutSuffix(name, ":vars"); ok {
+				name, kind = g, "vars"
+			} else if g, ok := strings.CutSuffix(name, ":children"); ok {
+				name, kind = g, "children"
+			}
+			if !groupName.MatchString(name) {
+				fail(n, "section [%s]: want [group], [group:vars] or [group:children] (group: letters, digits, '_', '.', '-')", name)
+				section, kind = "\x00bad", "bad"
+				continue
+			}
+			section = name
+			continue
+		}
+		switch kind {
+		case "bad":
+			// Lines of a bad section were reported with it.
+		case "vars":
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				fail(n, "[%s:vars]: %q: want key=value", section, line)
+				continue
+			}
+			name, v, err := hostVar(strings.TrimSpace(k), strings.TrimSpace(v))
+			if err != nil {
+				fail(n, "%v", err)
+				continue
+			}
+			if name != "" {
+				if groupVars[section] == nil {
+					groupVars[section] = map[string]string{}
+				}
+				groupVars[section][name] = v
+			}
+		case "children":
+			if !groupName.MatchString(line) {
+				fail(n, "[%s:children]: %q is not a group name", section, line)
+				continue
+			}
+			children[section] = append(children[section], line)
+		default:
+			hs, err := parseHostLine(line)
+			if err != nil {
+				fail(n, "%v", err)
+				continue
+			}
+			for _, h := range hs {
+				h.line = n
+				if section != "" && section != "all" && section != "ungrouped" {
+					h.groups = []string{section}
+				}
+				old, dup := byID[h.id]
+				if !dup {
+					byID[h.id] = h
+					order = append(order, h)
+					continue
+				}
+				// Listed again (in another group): settings add up, and
+				// must not contradict each other.
+				conflict := false
+				for k, v := range h.vars {
+					if ov, set := old.vars[k]; set && ov != v {
+						fail(n, "host %s is on line %d with another %s (%s, here %s)", h.id, old.line, k, ov, v)
+						conflict = true
+						break
+					}
+				}
+				if conflict {
+					continue
+				}
+				maps.Copy(old.vars, h.vars)
+				for _, g := range h.groups {
+					if !slices.Contains(old.groups, g) {
+						old.groups = append(old.groups, g)
+					}
+				}
+			}
+		}
+	}
+	if len(bad) > 0 {
+		return nil, bad
+	}
+	out := make([]inventory.Host, 0, len(order))
+	for _, h := range order {
+		vars := effectiveVars(h, groupVars, children)
+		ih, err := inventoryHost(h.id, vars)
+		if err != nil {
+			fail(h.line, "host %s: %v", h.id, err)
+			continue
+		}
+		if len(h.groups) > 0 {
+			ih.Labels = map[string]string{"group": h.groups[0]}
+		}
+		out = append(out, ih)
+	}
+	if len(bad) > 0 {
+		return nil, bad
+	}
+	return out, nil
+}
+
+// isHostSpec tells "[fd00::1]:22" and "[fd00::1]" (an IPv6 host) from a
+// section header.
+func isHostSpec(line string) bool {
+	inner := strings.TrimSuffix(strings.TrimPrefix(line, "["), "]")
+	return strings.Count(inner, ":") >= 2 && !strings.ContainsAny(inner, " \t")
+}
+
+// parseHostLine reads "SPEC [key=value...]": SPEC is [user@]host[:port]
+// (which may be an Ansible range), or with ansible_host a name (the id).
+func parseHostLine(line string) ([]*invHost, error) {
+	fields := strings.Fields(line)
+	spec := fields[0]
+	vars := map[string]string{}
+	for _, f := range fields[1:] {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q: want key=value after the host", f)
+		}
+		name, v, err := hostVar(k, v)
+		if err != nil {
+			return nil, err
+		}
+		if name != "" {
+			vars[name] = v
+		}
+	}
+	specs, err := expandRange(spec)
+	if err != nil {
+		return nil, err
+	}
+	if _, named := vars["host"]; named && len(specs) > 1 {
+		return nil, fmt.Errorf("host range %s: ansible_host would give every host the same address", spec)
+	}
+	out := make([]*invHost, 0, len(specs))
+	for _, sp := range specs {
+		h := &invHost{vars: maps.Clone(vars)}
+		if _, named := vars["host"]; named {
+			// Ansible's "name ansible_host=address": the name is the id.
+			if err := wire.ValidID(sp); err != nil {
+				return nil, fmt.Errorf("host name: %v", err)
+			}
+			h.id = sp
+		} else {
+			user, host, port, err := wire.ParseHostSpec(sp)
+			if err != nil {
+				return nil, err
+			}
+			if err := wire.ValidID(host); err != nil {
+				return nil, fmt.Errorf("%s is not a valid id; name it: NAME ansible_host=%s", host, host)
+			}
+			h.id = host
+			if user != "" {
+				if _, set := h.vars["user"]; !set {
+					h.vars["user"] = user
+				}
+			}
+			if port != 0 {
+				if _, set := h.vars["port"]; !set {
+					h.vars["port"] = strconv.Itoa(port)
+				}
+			}
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// hostVar checks one Ansible variable: it returns its felix name ("" for
+// one felix ignores) and its value without quotes.
+func hostVar(k, v string) (name, value string, err error) {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		v = v[1 : len(v)-1]
+	}
+	name = hostVars[k]
+	switch name {
+	case "":
+		return "", "", nil
+	case "host":
+		err = wire.ValidHost(v)
+	case "port":
+		p, convErr := strconv.Atoi(v)
+		if convErr != nil {
+			err = fmt.Errorf("%s %q: want 1-65535", k, v)
+		} else {
+			err = wire.ValidPort(p)
+		}
+	case "user":
+		err = wire.ValidUser(v)
+	case "key":
+		err = wire.ValidKeyPath(v)
+	case "become":
+		var b bool
+		b, err = parseAnsibleBool(v)
+		if err != nil {
+			err = fmt.Errorf("%s %q: want true or false", k, v)
+		}
+		v = strconv.FormatBool(b)
+	case "become_user":
+		if v != "root" {
+			err = fmt.Errorf("%s=%s: felix becomes root only (sudo -n)", k, v)
+		}
+	case "become_method":
+		if v != "sudo" {
+			err = fmt.Errorf("%s=%s: felix becomes root with sudo only", k, v)
+		}
+	case "connection":
+		if v != "ssh" && v != "smart" && v != "paramiko" {
+			err = fmt.Errorf("%s=%s: felix reaches agentless hosts over ssh only", k, v)
+		}
+	}
+	return name, v, err
+}
+
+func parseAnsibleBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "true", "yes", "on", "1":
+		return true, nil
+	case "false", "no", "off", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean")
+}
+
+// effectiveVars returns h's variables: its own, then those of its groups
+// in the order it was listed in them, then of their parent groups, then
+// [all:vars].
+func effectiveVars(h *invHost, groupVars map[string]map[string]string, children map[string][]string) map[string]string {
+	parents := map[string][]string{}
+	for p, cs := range children {
+		for _, c := range cs {
+			parents[c] = append(parents[c], p)
+		}
+	}
+	out := maps.Clone(h.vars)
+	seen := map[string]bool{}
+	queue := append([]string(nil), h.groups...)
+	for len(queue) > 0 {
+		g := queue[0]
+		queue = queue[1:]
+		if seen[g] {
+			continue
+		}
+		seen[g] = true
+		for k, v := range groupVars[g] {
+			if _, set := out[k]; !set {
+				out[k] = v
+			}
+		}
+		queue = append(queue, parents[g]...)
+	}
+	for k, v := range groupVars["all"] {
+		if _, set := out[k]; !set {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// inventoryHost builds the host of id from checked variables.
+func inventoryHost(id string, vars map[string]string) (inventory.Host, error) {
+	h := inventory.Host{ID: id, Address: vars["host"], Port: wire.DefaultSSHPort, User: vars["user"],
+		KeyPath: vars["key"], Become: vars["become"] == "true"}
+	if h.Address == "" {
+		h.Address = id
+	}
+	if p := vars["port"]; p != "" {
+		h.Port, _ = strconv.Atoi(p)
+	}
+	if vars["become_user"] != "" && !h.Become {
+		// Harmless, but a sign the inventory means something felix does not do.
+		return h, fmt.Errorf("ansible_become_user without ansible_become")
+	}
+	return h, nil
+}
+
+// rangePart matches one Ansible range: [01:20], [1:20:5] or [a:f].
+var rangePart = regexp.MustCompile(`\[([0-9]+):([0-9]+)(?::([0-9]+))?\]|\[([a-z]):([a-z])\]`)
+
+// expandRange expands the Ansible ranges of a host pattern; a pattern
+// without one is returned as is.
+func expandRange(spec string) ([]string, error) {
+	if strings.HasPrefix(spec, "[") || strings.Contains(spec, "@[") {
+		return []string{spec}, nil // an IPv6 address in brackets
+	}
+	loc := rangePart.FindStringSubmatchIndex(spec)
+	if loc == nil {
+		return []string{spec}, nil
+	}
+	m := rangePart.FindStringSubmatch(spec)
+	prefix, suffix := spec[:loc[0]], spec[loc[1]:]
+	var items []string
+	if m[1] != "" {
+		from, err1 := strconv.Atoi(m[1])
+		to, err2 := strconv.Atoi(m[2])
+		step := 1
+		if m[3] != "" {
+			step, _ = strconv.Atoi(m[3])
+		}
+		if err1 != nil || err2 != nil || from > to || step < 1 || (to-from)/step >= maxRange {
+			return nil, fmt.Errorf("host range %s: want [FROM:TO] with FROM <= TO, at most %d hosts", spec, maxRange)
+		}
+		width := 0
+		if len(m[1]) > 1 && m[1][0] == '0' {
+			width = len(m[1])
+		}
+		for i := from; i <= to; i += step {
+			items = append(items, fmt.Sprintf("%0*d", width, i))
+		}
+	} else {
+		if m[4] > m[5] {
+			return nil, fmt.Errorf("host range %s: want [FROM:TO] with FROM <= TO", spec)
+		}
+		for c := m[4][0]; c <= m[5][0]; c++ {
+			items = append(items, string(c))
+		}
+	}
+	var out []string
+	for _, it := range items {
+		rest, err := expandRange(prefix + it + suffix)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rest...)
+		if len(out) > maxRange {
+			return nil, fmt.Errorf("host range %s: over %d hosts", spec, maxRange)
+		}
+	}
+	return out, nil
+}

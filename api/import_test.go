@@ -1,0 +1,108 @@
+package api
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// brief describes parsed hosts in one line each.
+func brief(inv string) ([]string, []string) {
+	hs, bad := parseInventory(inv)
+	var out, errs []string
+	for _, h := range hs {
+		out = append(out, fmt.Sprintf("%s %s:%d u=%s k=%s b=%v g=%s", h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, h.Labels["group"]))
+	}
+	for _, e := range bad {
+		errs = append(errs, fmt.Sprintf("%d: %s", e.Line, e.Error))
+	}
+	return out, errs
+}
+
+func TestParseInventory(t *testing.T) {
+	tests := []struct {
+		name string
+		inv  string
+		want []string
+	}{
+		{"plain lines", "10.0.0.1\nroot@10.0.0.2\ndeploy@h3.example:2222\n",
+			[]string{"10.0.0.1 10.0.0.1:22 u= k= b=false g=", "10.0.0.2 10.0.0.2:22 u=root k= b=false g=",
+				"h3.example h3.example:2222 u=deploy k= b=false g="}},
+		{"comments, blanks, CRLF", "# hosts\r\n\r\n; ini comment\r\nh1 # trailing\r\nh2\t# tab\r\n",
+			[]string{"h1 h1:22 u= k= b=false g=", "h2 h2:22 u= k= b=false g="}},
+		{"ansible names and vars", "[db]\ndb1 ansible_host=10.0.1.1 ansible_port=2200 ansible_user=admin ansible_ssh_private_key_file=\"/k/db\" ansible_become=True\n",
+			[]string{"db1 10.0.1.1:2200 u=admin k=/k/db b=true g=db"}},
+		{"old spellings", "h1 ansible_ssh_host=10.0.0.9 ansible_ssh_port=2 ansible_ssh_user=x ansible_private_key_file=/k\n",
+			[]string{"h1 10.0.0.9:2 u=x k=/k b=false g="}},
+		{"group vars, all vars, host vars win", "[all:vars]\nansible_user=base\nansible_port=2022\n[web]\nw1\nw2 ansible_user=own\n[web:vars]\nansible_user = www\n[db]\nd1\n",
+			[]string{"w1 w1:2022 u=www k= b=false g=web", "w2 w2:2022 u=own k= b=false g=web", "d1 d1:2022 u=base k= b=false g=db"}},
+		{"children inherit vars", "[web]\nw1\n[prod:children]\nweb\n[prod:vars]\nansible_become=yes\nansible_user=ops\n",
+			[]string{"w1 w1:22 u=ops k= b=true g=web"}},
+		{"a host in two groups keeps the first and merges settings", "[web]\nh1\n[prod]\nh1 ansible_user=ops\n[prod:vars]\nansible_port=2200\n",
+			[]string{"h1 h1:2200 u=ops k= b=false g=web"}},
+		{"ungrouped and all sections give no group", "[ungrouped]\nh1\n[all]\nh2\n",
+			[]string{"h1 h1:22 u= k= b=false g=", "h2 h2:22 u= k= b=false g="}},
+		{"numeric range with padding", "[web]\nweb[08:10].example\n",
+			[]string{"web08.example web08.example:22 u= k= b=false g=web", "web09.example web09.example:22 u= k= b=false g=web",
+				"web10.example web10.example:22 u= k= b=false g=web"}},
+		{"range with step and letters", "db[1:5:2]-[a:b]\n",
+			[]string{"db1-a db1-a:22 u= k= b=false g=", "db1-b db1-b:22 u= k= b=false g=", "db3-a db3-a:22 u= k= b=false g=",
+				"db3-b db3-b:22 u= k= b=false g=", "db5-a db5-a:22 u= k= b=false g=", "db5-b db5-b:22 u= k= b=false g="}},
+		{"ipv6 with a name", "v6 ansible_host=fd00::1 ansible_port=2222\n", []string{"v6 fd00::1:2222 u= k= b=false g="}},
+		{"other variables ignored", "h1 ansible_python_interpreter=/usr/bin/python3 http_port=80 ansible_connection=ssh\n",
+			[]string{"h1 h1:22 u= k= b=false g="}},
+		{"same host twice is one", "h1\nh1\n", []string{"h1 h1:22 u= k= b=false g="}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, errs := brief(tt.inv)
+			if len(errs) > 0 || !slices.Equal(got, tt.want) {
+				t.Errorf("parseInventory(%q) =\n  %q, errors %q\nwant\n  %q", tt.inv, got, errs, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseInventoryErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		inv  string
+		want []string // "LINE: substring"
+	}{
+		{"metacharacters in every field", "a;b\nh ansible_user=r`id`\nh2 ansible_ssh_private_key_file=/k|x\nh3 ansible_host=a&b\n",
+			[]string{"1: ';'", "2: '`'", "3: '|'", "4: '&'"}},
+		{"dollar and space", "$(reboot)\nh ansible_host=\"a b\"\n", []string{"1: '$'", "2: host"}},
+		{"leading dash everywhere", "-oProxyCommand=x\nh -x\nh2 ansible_user=-x\n", []string{"1: '-'", "2: key=value", "3: '-'"}},
+		{"bad vars line", "[web:vars]\nansible_user\n", []string{"2: key=value"}},
+		{"bad children line", "[web:children]\nnot a group\n", []string{"2: not a group"}},
+		{"bad section keeps its lines quiet", "[a b]\nh;1\n[ok]\nh2\n", []string{"1: section"}},
+		{"range with ansible_host", "web[1:3] ansible_host=10.0.0.1\n", []string{"1: same address"}},
+		{"huge range", "h[1:100000]\n", []string{"1: at most"}},
+		{"become_user without become", "h1 ansible_become_user=root\n", []string{"1: without ansible_become"}},
+		{"bad become", "h1 ansible_become=maybe\n", []string{"1: true or false"}},
+		{"bad name with ansible_host", "root@h1 ansible_host=10.0.0.1\n", []string{"1: host name"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, errs := brief(tt.inv)
+			if len(got) != 0 {
+				t.Errorf("parseInventory(%q) returned hosts %q along with errors", tt.inv, got)
+			}
+			if len(errs) != len(tt.want) {
+				t.Fatalf("parseInventory(%q) errors %q; want %d: %q", tt.inv, errs, len(tt.want), tt.want)
+			}
+			for i, w := range tt.want {
+				line, sub, _ := strings.Cut(w, ": ")
+				if !strings.HasPrefix(errs[i], line+": ") || !strings.Contains(errs[i], sub) {
+					t.Errorf("error %d = %q; want line %s containing %q", i, errs[i], line, sub)
+				}
+			}
+		})
+	}
+	// The error list is bounded.
+	_, bad := parseInventory(strings.Repeat("a;b\n", 1000))
+	if len(bad) != maxImportErrors {
+		t.Errorf("%d errors for 1000 bad lines; want %d", len(bad), maxImportErrors)
+	}
+}

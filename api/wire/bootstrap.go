@@ -1,0 +1,33 @@
+package wire
+
+// BootstrapRequest is the body of POST /api/v1/bootstrap: install minions
+// over SSH on the hosts, each "[user@]host[:port]".
+type BootstrapRequest struct {
+	Hosts []string `json:"hosts"`
+	// ID names the minion; only with a single host. Default: the id in the
+	// host's existing minion config, else its host name.
+	ID string `json:"id,omitempty"`
+	// Port is the SSH port of hosts that name none (default 22).
+	Port int `json:"port,omitempty"`
+	// Key is a private key file on the master for hosts not in the
+	// agentless inventory (default: the master's configured keys and agent).
+	Key string `json:"key,omitempty"`
+}
+
+// BootstrapResult is one host's outcome.
+type BootstrapResult struct {
+	Host        string `json:"host"`
+	ID          string `json:"id"`
+	State       string `json:"state"`            // ok or failed
+	Action      string `json:"action,omitempty"` // installed, upgraded, repaired or unchanged
+	Arch        string `json:"arch,omitempty"`   // amd64, arm64
+	Init        string `json:"init,omitempty"`   // systemd or nohup
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// BootstrapResponse answers POST /api/v1/bootstrap, one result per host in
+// the order asked.
+type BootstrapResponse struct {
+	Results []BootstrapResult `json:"results"`
+}

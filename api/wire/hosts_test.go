@@ -1,0 +1,118 @@
+package wire
+
+import (
+	"strings"
+	"testing"
+)
+
+// metachars are the shell metacharacters and word breakers no SSH setting
+// may hold.
+var metachars = []string{";", "$(", "`", " ", "|", "&", "\n", "\x00", ">", "<", "'", "\"", "\\", "*", "?", "!", "#", "~", "{", "(", "\t"}
+
+func TestValidHost(t *testing.T) {
+	for _, h := range []string{"10.0.0.7", "fd00::7", "::1", "web01", "web-01.example.com", "db_1.internal", "a", strings.Repeat("a.", 126) + "b"} {
+		if err := ValidHost(h); err != nil {
+			t.Errorf("ValidHost(%q) = %v; want nil", h, err)
+		}
+	}
+	bad := []string{"", "-oProxyCommand=x", "a.-b", "a..b", ".a", "a.", "10.0.0.256", "1.2.3", strings.Repeat("a", 64) + ".b",
+		strings.Repeat("a.", 127) + "b", "[fd00::1]", "root@h", "h:22", "h/24", "\xff"}
+	for _, m := range metachars {
+		bad = append(bad, "a"+m+"b")
+	}
+	for _, h := range bad {
+		if err := ValidHost(h); err == nil {
+			t.Errorf("ValidHost(%q) = nil; want an error", h)
+		} else if !strings.Contains(err.Error(), "host") {
+			t.Errorf("ValidHost(%q) = %v; want it to name the field", h, err)
+		}
+	}
+}
+
+func TestValidUser(t *testing.T) {
+	for _, u := range []string{"", "root", "_svc", "deploy-user", "a.b", "u1", strings.Repeat("a", 32)} {
+		if err := ValidUser(u); err != nil {
+			t.Errorf("ValidUser(%q) = %v; want nil", u, err)
+		}
+	}
+	bad := []string{"-x", "1abc", "Root", ".x", strings.Repeat("a", 33), "a@b", "a:b", "a/b"}
+	for _, m := range metachars {
+		bad = append(bad, "a"+m+"b")
+	}
+	for _, u := range bad {
+		if err := ValidUser(u); err == nil || !strings.Contains(err.Error(), "user") {
+			t.Errorf("ValidUser(%q) = %v; want an error naming user", u, err)
+		}
+	}
+}
+
+func TestValidKeyPath(t *testing.T) {
+	for _, p := range []string{"", "/etc/felix/id_ed25519", "/home/op/.ssh/id_rsa", "/k/a-b_c.d+e@f,g:h=i%j"} {
+		if err := ValidKeyPath(p); err != nil {
+			t.Errorf("ValidKeyPath(%q) = %v; want nil", p, err)
+		}
+	}
+	bad := []string{"-oProxyCommand=x", "~/.ssh/id_rsa", "keys/id", "./id", "/" + strings.Repeat("a", 4096)}
+	for _, m := range metachars {
+		bad = append(bad, "/k"+m+"x")
+	}
+	for _, p := range bad {
+		if err := ValidKeyPath(p); err == nil || !strings.Contains(err.Error(), "key") {
+			t.Errorf("ValidKeyPath(%q) = %v; want an error naming key", p, err)
+		}
+	}
+}
+
+func TestValidPort(t *testing.T) {
+	for _, p := range []int{1, 22, 65535} {
+		if err := ValidPort(p); err != nil {
+			t.Errorf("ValidPort(%d) = %v", p, err)
+		}
+	}
+	for _, p := range []int{0, -1, 65536} {
+		if err := ValidPort(p); err == nil || !strings.Contains(err.Error(), "port") {
+			t.Errorf("ValidPort(%d) = %v; want an error naming port", p, err)
+		}
+	}
+}
+
+func TestParseHostSpec(t *testing.T) {
+	tests := []struct {
+		in, user, host string
+		port           int
+	}{
+		{"10.0.0.7", "", "10.0.0.7", 0},
+		{"root@10.0.0.7", "root", "10.0.0.7", 0},
+		{"root@10.0.0.7:2222", "root", "10.0.0.7", 2222},
+		{"web01.example:22", "", "web01.example", 22},
+		{"fd00::7", "", "fd00::7", 0},
+		{"[fd00::7]", "", "fd00::7", 0},
+		{"deploy@[fd00::7]:2200", "deploy", "fd00::7", 2200},
+	}
+	for _, tt := range tests {
+		u, h, p, err := ParseHostSpec(tt.in)
+		if err != nil || u != tt.user || h != tt.host || p != tt.port {
+			t.Errorf("ParseHostSpec(%q) = %q, %q, %d, %v; want %q, %q, %d", tt.in, u, h, p, err, tt.user, tt.host, tt.port)
+		}
+	}
+	for _, in := range []string{"", "@h", "-x@h", "r@-h", "h:0", "h:x", "h:99999", "[fd00::7", "[fd00::7]:x", "a;b@h", "r@h;x", "h:22;x", "$(id)@h"} {
+		if _, _, _, err := ParseHostSpec(in); err == nil {
+			t.Errorf("ParseHostSpec(%q) = nil error; want one", in)
+		}
+	}
+}
+
+func TestValidFingerprint(t *testing.T) {
+	const fp = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
+	for _, in := range []string{fp, "sha256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s", fp + "="} {
+		if got, err := ValidFingerprint(in); err != nil || got != fp {
+			t.Errorf("ValidFingerprint(%q) = %q, %v; want %q", in, got, err, fp)
+		}
+	}
+	for _, in := range []string{"", "uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s", "MD5:" + fp[7:], "SHA256:abc", fp + "A",
+		"SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2;", "sha256:" + strings.Repeat("a", 64)} {
+		if _, err := ValidFingerprint(in); err == nil || !strings.Contains(err.Error(), "fingerprint") {
+			t.Errorf("ValidFingerprint(%q) = %v; want an error naming fingerprint", in, err)
+		}
+	}
+}

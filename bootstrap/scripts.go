@@ -1,0 +1,253 @@
+package bootstrap
+
+import (
+	"bufio"
+	"strings"
+)
+
+// The install paths on a host, without an install root.
+const (
+	BinPath    = "/usr/local/bin/felix-minion"
+	ConfigPath = "/etc/felix/minion.toml"
+	DataDir    = "/var/lib/felix/minion"
+	UnitPath   = "/etc/systemd/system/felix-minion.service"
+	LogPath    = "/var/log/felix-minion.log"
+	RCLocal    = "/etc/rc.local"
+	unitName   = "felix-minion.service"
+	certFile   = "minion.crt" // in DataDir, written by the minion
+	pidFile    = "minion.pid" // in DataDir, written by the minion
+)
+
+// Script markers: the first line of each script says what it is (and lets a
+// test's fake host tell them apart).
+const (
+	markProbe   = "# felix bootstrap: probe"
+	markPrepare = "# felix bootstrap: prepare"
+	markStart   = "# felix bootstrap: start"
+	markLogs    = "# felix bootstrap: logs"
+)
+
+// paths are the install paths under an install root.
+type paths struct {
+	bin, conf, data, unit, log, rc string
+}
+
+func pathsUnder(root string) paths {
+	return paths{bin: root + BinPath, conf: root + ConfigPath, data: root + DataDir, unit: root + UnitPath,
+		log: root + LogPath, rc: root + RCLocal}
+}
+
+// shellQuote quotes s as one shell word.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// script returns a script: its marker line, then one brace group (so the
+// shell has read all of it before anything runs, and no command can eat
+// the rest of the script from stdin) setting the variables and running
+// body. Only the install paths (checked plain by ValidInstallRoot, and
+// quoted anyway) and fixed flags are set here; ids, tokens and URLs never
+// reach a shell: they travel in the config file.
+func (p paths) script(mark, body string, vars ...string) string {
+	var b strings.Builder
+	b.WriteString(mark + "\n{\n")
+	for _, kv := range [][2]string{{"BIN", p.bin}, {"CONF", p.conf}, {"DATA", p.data}, {"UNIT", p.unit},
+		{"LOG", p.log}, {"RC", p.rc}} {
+		b.WriteString(kv[0] + "=" + shellQuote(kv[1]) + "\n")
+	}
+	for i := 0; i+1 < len(vars); i += 2 {
+		b.WriteString(vars[i] + "=" + shellQuote(vars[i+1]) + "\n")
+	}
+	b.WriteString(body)
+	b.WriteString("} </dev/null\n")
+	return b.String()
+}
+
+// alive reports whether the process of a pid file runs; a zombie (exited,
+// never reaped where PID 1 reaps no orphans, as in some containers) does not.
+const alive = `alive() {
+	[ -f "$1" ] || return 1
+	pid=$(cat "$1")
+	case "$pid" in ''|*[!0-9]*) return 1;; esac
+	kill -0 "$pid" 2>/dev/null || return 1
+	[ -r "/proc/$pid/stat" ] || return 0
+	st=$(sed 's/.*) //' "/proc/$pid/stat" | cut -c1)
+	[ "$st" != Z ] && [ "$st" != X ]
+}
+`
+
+// probeBody reports what the host is and what of felix it already has, as
+// key=value lines. It changes nothing.
+const probeBody = alive + `echo "os=$(uname -s)"
+echo "arch=$(uname -m)"
+echo "hostname=$(hostname 2>/dev/null || uname -n)"
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then echo systemd=1; fi
+if command -v crontab >/dev/null 2>&1; then echo crontab=1; fi
+if [ -f "$BIN" ]; then
+	echo bin=1
+	echo "bin_sha256=$(sha256sum "$BIN" 2>/dev/null | cut -d' ' -f1)"
+	echo "bin_version=$("$BIN" version 2>/dev/null | head -n 1)"
+fi
+if [ -f "$CONF" ]; then echo config=1; fi
+if [ -f "$DATA/minion.crt" ]; then echo cert=1; fi
+if [ -f "$UNIT" ]; then echo "unit_sha256=$(sha256sum "$UNIT" 2>/dev/null | cut -d' ' -f1)"; fi
+if alive "$DATA/minion.pid"; then echo running=1; fi
+if [ -d /run/systemd/system ] && systemctl is-active --quiet felix-minion.service 2>/dev/null; then echo active=1; fi
+exit 0
+`
+
+// prepareBody creates the directories the files go to.
+const prepareBody = `set -e
+umask 022
+mkdir -p "$(dirname "$BIN")" "$(dirname "$CONF")" "$(dirname "$LOG")"
+if [ "$SYSTEMD" = 1 ]; then mkdir -p "$(dirname "$UNIT")"; fi
+mkdir -p "$DATA"
+chmod 700 "$DATA"
+`
+
+// stopOld stops a minion started detached (by an earlier bootstrap without
+// systemd) through its pid file: SIGTERM, up to 40 s to drain, then SIGKILL.
+const stopOld = alive + `stop_old() {
+	alive "$DATA/minion.pid" || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	i=0
+	while alive "$DATA/minion.pid" && [ $i -lt 400 ]; do sleep 0.1; i=$((i+1)); done
+	if alive "$DATA/minion.pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+}
+`
+
+// startSystemd installs nothing itself (the unit was uploaded) but makes
+// systemd load, enable and (re)start it.
+const startSystemd = stopOld + `set -e
+systemctl daemon-reload
+if ! systemctl is-enabled --quiet felix-minion.service 2>/dev/null; then
+	systemctl enable --quiet felix-minion.service
+	echo boot=1
+fi
+# A minion an earlier bootstrap started detached would hold the port.
+systemctl is-active --quiet felix-minion.service || stop_old
+if [ "$RESTART" = 1 ]; then
+	systemctl restart felix-minion.service
+	echo started=1
+elif ! systemctl is-active --quiet felix-minion.service; then
+	systemctl start felix-minion.service
+	echo started=1
+fi
+`
+
+// startDetached starts the minion in its own session with nohup, its output
+// appended to $LOG, after stopping the old one; then makes it start at boot:
+// an @reboot crontab line where crontab exists (and $CRON is 1), else a line
+// in rc.local.
+const startDetached = stopOld + `set -e
+if [ "$RESTART" = 1 ] || ! alive "$DATA/minion.pid"; then
+	stop_old
+	rm -f "$DATA/minion.pid"
+	cd /
+	if command -v setsid >/dev/null 2>&1; then
+		setsid nohup "$BIN" start --config "$CONF" >>"$LOG" 2>&1 </dev/null &
+	else
+		nohup "$BIN" start --config "$CONF" >>"$LOG" 2>&1 </dev/null &
+	fi
+	echo started=1
+fi
+if [ "$CRON" = 1 ]; then
+	line="@reboot $BIN start --config $CONF >>$LOG 2>&1"
+	if ! crontab -l 2>/dev/null | grep -qxF "$line"; then
+		{ crontab -l 2>/dev/null | grep -vF 'felix-minion start' || true; echo "$line"; } | crontab -
+		echo boot=1
+	fi
+else
+	line="$BIN start --config $CONF >>$LOG 2>&1 &"
+	mkdir -p "$(dirname "$RC")"
+	if [ ! -f "$RC" ]; then
+		printf '#!/bin/sh\n%s\nexit 0\n' "$line" >"$RC"
+		echo boot=1
+	elif ! grep -qxF "$line" "$RC"; then
+		echo boot=1
+		if grep -qx 'exit 0' "$RC"; then
+			awk -v l="$line" '!done && $0 == "exit 0" { print l; done = 1 } { print }' "$RC" >"$RC.felix-tmp"
+			cat "$RC.felix-tmp" >"$RC"
+			rm -f "$RC.felix-tmp"
+		else
+			echo "$line" >>"$RC"
+		fi
+	fi
+	chmod 755 "$RC"
+fi
+`
+
+// logsSystemd and logsDetached show the minion's last log lines, for the
+// reason of a minion that did not register.
+const (
+	logsSystemd  = `journalctl -u felix-minion.service -n 5 --no-pager -o cat 2>/dev/null || true` + "\n"
+	logsDetached = `tail -n 5 "$LOG" 2>/dev/null || true` + "\n"
+)
+
+// probe is what the probe script found.
+type probe struct {
+	OS, Arch, Hostname string
+	Systemd, Crontab   bool
+	Bin                bool
+	BinSHA256          string
+	BinVersion         string
+	Config, Cert       bool
+	UnitSHA256         string
+	Running, Active    bool
+}
+
+func parseProbe(out []byte) probe {
+	var p probe
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "os":
+			p.OS = v
+		case "arch":
+			p.Arch = v
+		case "hostname":
+			p.Hostname = v
+		case "systemd":
+			p.Systemd = v == "1"
+		case "crontab":
+			p.Crontab = v == "1"
+		case "bin":
+			p.Bin = v == "1"
+		case "bin_sha256":
+			p.BinSHA256 = v
+		case "bin_version":
+			p.BinVersion = v
+		case "config":
+			p.Config = v == "1"
+		case "cert":
+			p.Cert = v == "1"
+		case "unit_sha256":
+			p.UnitSHA256 = v
+		case "running":
+			p.Running = v == "1"
+		case "active":
+			p.Active = v == "1"
+		}
+	}
+	return p
+}
+
+// goArch maps `uname -m` to Go's architecture names; an unknown machine
+// is returned as it is (lower case), and has no binary.
+func goArch(machine string) string {
+	switch m := strings.ToLower(strings.TrimSpace(machine)); m {
+	case "x86_64", "amd64":
+		return "amd64"
+	case "aarch64", "arm64":
+		return "arm64"
+	case "i386", "i486", "i586", "i686":
+		return "386"
+	case "armv6l", "armv7l", "armv8l":
+		return "arm"
+	default:
+		return m
+	}
+}

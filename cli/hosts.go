@@ -1,0 +1,246 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/jedib0t/go-pretty/v6/table"
+
+	"github.com/felix-ops/felix/api/wire"
+)
+
+// cmdHosts manages agentless hosts: list (the default), add, import, rm,
+// label, trust.
+func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
+	args, removals := labelRemovals(args)
+	fs, o := flags("hosts")
+	id := fs.String("id", "", "add: the host's id (default: HOST)")
+	user := fs.String("user", "", "add: SSH login (default: the master's [ssh] user)")
+	port := fs.Int("port", 0, "add: SSH port (default 22)")
+	key := fs.String("key", "", "add: private key file on the master (default: the master's keys and agent)")
+	become := fs.Bool("become", false, "add: run commands with sudo -n")
+	labels := fs.StringArray("label", nil, "add: label key=value (repeatable)")
+	replace := fs.Bool("replace", false, "add: replace a host of the same id")
+	c, rest, err := parse(fs, o, args)
+	if err != nil {
+		return err
+	}
+	sub := "list"
+	if len(rest) > 0 {
+		sub, rest = rest[0], rest[1:]
+	}
+	addFlags := []string{"id", "user", "port", "key", "become", "label", "replace"}
+	if sub != "add" {
+		for _, f := range addFlags {
+			if fs.Changed(f) {
+				return fmt.Errorf("--%s is for felix hosts add", f)
+			}
+		}
+	}
+	switch sub {
+	case "list":
+		if len(rest) > 0 {
+			return fmt.Errorf("unexpected argument %q", rest[0])
+		}
+		return listHosts(ctx, c, o.Output, w)
+	case "add":
+		if len(rest) != 1 {
+			return fmt.Errorf("want: felix hosts add HOST [--id ID] [--user U] [--port P] [--key PATH] [--become] [--label k=v]...")
+		}
+		req := wire.HostRequest{ID: *id, User: *user, Port: *port, Key: *key, Become: *become}
+		// HOST may carry its user and port: root@10.0.0.7:2222.
+		u, h, p, err := wire.ParseHostSpec(rest[0])
+		if err != nil {
+			return err
+		}
+		req.Host = h
+		if u != "" {
+			if req.User != "" && req.User != u {
+				return fmt.Errorf("user given twice: %s@ and --user %s", u, req.User)
+			}
+			req.User = u
+		}
+		if p != 0 {
+			if req.Port != 0 && req.Port != p {
+				return fmt.Errorf("port given twice: :%d and --port %d", p, req.Port)
+			}
+			req.Port = p
+		}
+		for _, l := range *labels {
+			k, v, ok := strings.Cut(l, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("--label %q: want key=value", l)
+			}
+			if req.Labels == nil {
+				req.Labels = map[string]string{}
+			}
+			req.Labels[k] = v
+		}
+		path := "/api/v1/hosts"
+		if *replace {
+			path += "?replace=true"
+		}
+		var host wire.Host
+		if err := c.do(ctx, "POST", path, req, &host); err != nil {
+			return err
+		}
+		if o.Output == "json" {
+			return printJSON(w, host)
+		}
+		printHosts(w, []wire.Host{host})
+		return nil
+	case "import":
+		if len(rest) != 1 {
+			return fmt.Errorf("want: felix hosts import FILE (- for stdin)")
+		}
+		return importHosts(ctx, c, o.Output, rest[0], w)
+	case "rm":
+		if len(rest) == 0 {
+			return fmt.Errorf("hosts rm: name at least one host id")
+		}
+		failed := false
+		for _, id := range rest {
+			if err := c.do(ctx, "DELETE", "/api/v1/hosts/"+url.PathEscape(id), nil, nil); err != nil {
+				fmt.Fprintf(ew, "felix hosts rm %s: %v\n", id, err)
+				failed = true
+				continue
+			}
+			fmt.Fprintf(w, "%s: removed\n", id)
+		}
+		if failed {
+			return errFailed
+		}
+		return nil
+	case "label":
+		return labelHost(ctx, c, o.Output, rest, removals, w)
+	case "trust":
+		if len(rest) != 2 {
+			return fmt.Errorf("want: felix hosts trust HOST[:PORT] FINGERPRINT")
+		}
+		return trustHost(ctx, c, o.Output, rest[0], rest[1], w)
+	}
+	return fmt.Errorf("hosts %q: want list, add, import, rm, label or trust", sub)
+}
+
+func listHosts(ctx context.Context, c *client, format string, w io.Writer) error {
+	var list wire.HostList
+	if err := c.do(ctx, "GET", "/api/v1/hosts", nil, &list); err != nil {
+		return err
+	}
+	if format == "json" {
+		return printJSON(w, list)
+	}
+	printHosts(w, list.Hosts)
+	return nil
+}
+
+// printHosts prints hosts as a table: ID | ADDRESS | USER | KEY | LABELS.
+// A host with become shows "+sudo" after its user; a minion of the same
+// id is noted in the ID column.
+func printHosts(w io.Writer, hosts []wire.Host) {
+	t := newTable(w, "ID", "ADDRESS", "USER", "KEY", "LABELS")
+	for _, h := range hosts {
+		id := h.ID
+		if h.Minion != "" {
+			id += " (minion " + h.Minion + ")"
+		}
+		user := h.User
+		if user == "" {
+			user = "(default)"
+		}
+		if h.Become {
+			user += " +sudo"
+		}
+		key := h.Key
+		if key == "" {
+			key = "(default)"
+		}
+		t.AppendRow(table.Row{id, net.JoinHostPort(h.Host, strconv.Itoa(h.Port)), user, key, formatLabels(h.Labels, ",")})
+	}
+	t.Render()
+}
+
+func importHosts(ctx context.Context, c *client, format, file string, w io.Writer) error {
+	var b []byte
+	var err error
+	if file == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return err
+	}
+	var res wire.ImportResult
+	if err := c.doBody(ctx, "POST", "/api/v1/hosts/import", "text/plain; charset=utf-8", bytes.NewReader(b), &res); err != nil {
+		return err
+	}
+	if format == "json" {
+		return printJSON(w, res)
+	}
+	fmt.Fprintf(w, "%d hosts added, %d updated\n", res.Added, res.Updated)
+	return nil
+}
+
+// labelHost sets and removes a host's labels: args are the host id, then
+// key=value to set and -key to remove.
+func labelHost(ctx context.Context, c *client, format string, args, removals []string, w io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("want: felix hosts label ID key=value... -key...")
+	}
+	id, req := args[0], wire.Labels{Remove: removals}
+	for _, a := range args[1:] {
+		if k, v, ok := strings.Cut(a, "="); ok && k != "" {
+			if req.Set == nil {
+				req.Set = map[string]string{}
+			}
+			req.Set[k] = v
+		} else {
+			return fmt.Errorf("label %q: want key=value to set or -key to remove", a)
+		}
+	}
+	if len(req.Set) == 0 && len(req.Remove) == 0 {
+		return fmt.Errorf("no labels: give key=value to set or -key to remove")
+	}
+	var h wire.Host
+	if err := c.do(ctx, "PUT", "/api/v1/hosts/"+url.PathEscape(id)+"/labels", req, &h); err != nil {
+		return err
+	}
+	if format == "json" {
+		return printJSON(w, h)
+	}
+	printHosts(w, []wire.Host{h})
+	return nil
+}
+
+// trustHost asks the master to record a host's key once it has the
+// fingerprint the operator checked on the host. HOST is a host id or an
+// address; PORT, when given, overrides the host's.
+func trustHost(ctx context.Context, c *client, format, hostPort, fp string, w io.Writer) error {
+	_, host, port, err := wire.ParseHostSpec(hostPort)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(hostPort, "@") {
+		return fmt.Errorf("%q: want HOST[:PORT]; host keys do not depend on the user", hostPort)
+	}
+	if _, err := wire.ValidFingerprint(fp); err != nil {
+		return err
+	}
+	var ans wire.Trusted
+	if err := c.do(ctx, "POST", "/api/v1/hosts/"+url.PathEscape(host)+"/trust", wire.TrustRequest{Fingerprint: fp, Port: port}, &ans); err != nil {
+		return err
+	}
+	if format == "json" {
+		return printJSON(w, ans)
+	}
+	fmt.Fprintf(w, "%s: trusted %s\n", net.JoinHostPort(ans.Host, strconv.Itoa(ans.Port)), ans.Fingerprint)
+	return nil
+}

@@ -1,0 +1,381 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/pki"
+)
+
+// netns is a separate "host" for bootstrap: a network namespace joined to
+// this one by a veth pair. It shares this machine's file system, so what
+// is installed into it goes under an install root in a temp directory.
+type netns struct {
+	name  string
+	local string // the root namespace's end, 10.250.X.1
+	peer  string // the namespace's end, 10.250.X.2
+}
+
+// skipOrFail skips where network namespaces cannot be made (not root, no
+// iproute2), but fails in CI, where they must work.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+func run(t *testing.T, name string, args ...string) error {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		skipOrFail(t, "no ip command (iproute2) for a network namespace: %v", err)
+	}
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		skipOrFail(t, "no /usr/sbin/sshd (openssh-server): %v", err)
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	tag := hex.EncodeToString(b[:])
+	n := &netns{name: "felix-bs-" + tag}
+	x := 1 + int(b[0])%250 // 10.250.X.0/30
+	n.local, n.peer = fmt.Sprintf("10.250.%d.1", x), fmt.Sprintf("10.250.%d.2", x)
+	if err := run(t, "ip", "netns", "add", n.name); err != nil {
+		skipOrFail(t, "network namespaces are not permitted here: %v", err)
+	}
+	t.Cleanup(func() {
+		// Whatever still runs in the namespace was started by this test.
+		if out, err := exec.Command("ip", "netns", "pids", n.name).Output(); err == nil {
+			for _, f := range strings.Fields(string(out)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		if err := run(t, "ip", "netns", "del", n.name); err != nil {
+			t.Errorf("remove the namespace: %v", err)
+		}
+	})
+	veth, peer := "fbs"+tag, "fbp"+tag
+	steps := [][]string{
+		{"ip", "link", "add", veth, "type", "veth", "peer", "name", peer},
+		{"ip", "link", "set", peer, "netns", n.name},
+		{"ip", "addr", "add", n.local + "/30", "dev", veth},
+		{"ip", "link", "set", veth, "up"},
+		{"ip", "netns", "exec", n.name, "ip", "addr", "add", n.peer + "/30", "dev", peer},
+		{"ip", "netns", "exec", n.name, "ip", "link", "set", peer, "up"},
+		{"ip", "netns", "exec", n.name, "ip", "link", "set", "lo", "up"},
+	}
+	for i, s := range steps {
+		if err := run(t, s[0], s[1:]...); err != nil {
+			if i == 0 {
+				skipOrFail(t, "veth pairs are not permitted here: %v", err)
+			}
+			t.Fatal(err)
+		}
+		if i == 0 {
+			t.Cleanup(func() { exec.Command("ip", "link", "del", veth).Run() }) // gone with the namespace, normally
+		}
+	}
+	return n
+}
+
+// nsSSHD is an OpenSSH sshd running inside the namespace on port 22 with
+// its own host key, accepting root with the test's client key.
+type nsSSHD struct {
+	hostKeyLine string // the known_hosts line for the namespace's address
+	clientKey   string // private key file
+}
+
+func startNsSSHD(t *testing.T, n *netns) *nsSSHD {
+	t.Helper()
+	dir := t.TempDir()
+	hostKey, clientKey := filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "client_ed25519")
+	for _, k := range []string{hostKey, clientKey} {
+		if err := run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "felix-e2e", "-f", k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, err := os.ReadFile(clientKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`ListenAddress %s:22
+HostKey %s
+PidFile %s
+AuthorizedKeysFile %s
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+LogLevel VERBOSE
+`, n.peer, hostKey, filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll("/run/sshd", 0o755) // its privilege separation directory
+	var mu sync.Mutex
+	var out bytes.Buffer
+	cmd := exec.Command("ip", "netns", "exec", n.name, "/usr/sbin/sshd", "-D", "-e", "-f", cfg)
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sshd in %s: %v", n.name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("--- sshd in %s ---\n%s", n.name, out.String())
+			mu.Unlock()
+		}
+	})
+	waitFor(t, "sshd in the namespace", 20*time.Second, func() bool {
+		select {
+		case <-done:
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("sshd exited: %s", out.String())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(n.peer, "22"), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	hp, err := os.ReadFile(hostKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(hp))
+	return &nsSSHD{hostKeyLine: n.peer + " " + f[0] + " " + f[1] + "\n", clientKey: clientKey}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// bootstrapConfig is the master's [ssh] and [bootstrap] config for the test.
+func bootstrapConfig(knownHosts, key, masterURL, minionDir, root string) string {
+	return fmt.Sprintf("[ssh]\nknown_hosts = %q\nkey_files = [%q]\nagent = false\n"+
+		"[bootstrap]\nmaster_url = %q\nminion_dir = %q\ntimeout = \"60s\"\ninstall_root = %q\n",
+		knownHosts, key, masterURL, minionDir, root)
+}
+
+func (c *cluster) bootstrap(args ...string) (wire.BootstrapResponse, int, string) {
+	c.t.Helper()
+	out, errOut, code := c.felix(append([]string{"bootstrap", "-o", "json"}, args...)...)
+	var resp wire.BootstrapResponse
+	if code == 0 || code == 1 {
+		json.Unmarshal([]byte(out), &resp)
+	}
+	return resp, code, out + errOut
+}
+
+// TestBootstrap installs a minion over SSH into a network namespace: it
+// registers, is accepted, runs commands over gRPC, and its certificate on
+// the host is the registered one; a rerun changes nothing and adds no
+// minion; without a binary for the host's architecture nothing is written.
+func TestBootstrap(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("bootstrap is tested on Linux")
+	}
+	n := newNetns(t)
+	sshd := startNsSSHD(t, n)
+	dir := t.TempDir()
+	knownHosts := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(knownHosts, []byte(sshd.hostKeyLine), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "hostroot")
+	// The master URL is known once the port is: write it after the start.
+	port := freePort(t, n.local)
+	_, p, _ := net.SplitHostPort(port)
+	masterURL := "https://" + net.JoinHostPort(n.local, p)
+	extra := bootstrapConfig(knownHosts, sshd.clientKey, masterURL, distDir, root)
+	c := startMasterAtAddr(t, port, extra)
+
+	// The minion runs in the namespace until the test ends.
+	pidFile := filepath.Join(root, "var/lib/felix/minion/minion.pid")
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				syscall.Kill(pid, syscall.SIGTERM)
+				deadline := time.Now().Add(40 * time.Second)
+				for !gone(pid) && time.Now().Before(deadline) {
+					time.Sleep(100 * time.Millisecond)
+				}
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(root, "var/log/felix-minion.log")); err == nil {
+				t.Logf("--- minion log ---\n%s", b)
+			}
+		}
+	})
+
+	// Bad input: refused before any connection.
+	if out, errOut, code := c.felix("bootstrap", "root@"+n.peer+";touch "+filepath.Join(dir, "pwned")); code != 1 ||
+		!strings.Contains(errOut, "HTTP 400") {
+		t.Errorf("bootstrap of a host with a ';': exit %d %s%s; want 1 and a 400", code, out, errOut)
+	}
+
+	// First bootstrap: installed, started detached, registered, accepted.
+	resp, code, out := c.bootstrap("root@"+n.peer, "--id", "bs-host")
+	if code != 0 || len(resp.Results) != 1 {
+		t.Fatalf("felix bootstrap: exit %d\n%s", code, out)
+	}
+	r := resp.Results[0]
+	if r.State != "ok" || r.ID != "bs-host" || r.Action != "installed" || r.Init != "nohup" || r.Arch != runtime.GOARCH {
+		t.Errorf("first bootstrap: %+v; want ok, bs-host, installed, nohup, %s", r, runtime.GOARCH)
+	}
+	m, ok := c.minions()["bs-host"]
+	if !ok || m.State != "accepted" || !strings.HasPrefix(m.Address, n.peer+":") {
+		t.Fatalf("minion bs-host: %+v; want accepted at %s", m, n.peer)
+	}
+	// The fingerprint the master checked is the one of the key on the host.
+	certPEM, err := os.ReadFile(filepath.Join(root, "var/lib/felix/minion/minion.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, fp, err := pki.ParseCertPEM(certPEM); err != nil || fp != m.Fingerprint || r.Fingerprint != fp {
+		t.Errorf("fingerprints: on the host %s (%v), registered %s, result %s; want all equal", fp, err, m.Fingerprint, r.Fingerprint)
+	}
+	for path, mode := range map[string]os.FileMode{"usr/local/bin/felix-minion": 0o755, "etc/felix/minion.toml": 0o600} {
+		if fi, err := os.Stat(filepath.Join(root, path)); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v, %v; want mode %o", path, fi.Mode(), err, mode)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "etc/rc.local")); err != nil || !strings.Contains(string(b), root+"/usr/local/bin/felix-minion start --config") {
+		t.Errorf("rc.local: %q, %v; want the minion's boot line", b, err)
+	}
+
+	// Exec over gRPC reaches the minion inside the namespace.
+	out, errOut, code := c.felix("exec", "-t", "bs-host", "-o", "json", "--", "ip -4 -o addr show")
+	var job wire.Job
+	if err := json.Unmarshal([]byte(out), &job); err != nil || code != 0 || len(job.Results) != 1 {
+		t.Fatalf("exec on bs-host: exit %d %v\n%s%s", code, err, out, errOut)
+	}
+	if res := job.Results[0]; res.State != "ok" || res.Transport != "agent" || !strings.Contains(res.Stdout, n.peer+"/30") {
+		t.Errorf("exec on bs-host: %+v; want ok over the agent, inside the namespace", res)
+	}
+
+	// A rerun (the id comes from the host's config now): nothing changes,
+	// still one minion.
+	resp, code, out = c.bootstrap("root@" + n.peer)
+	if code != 0 || len(resp.Results) != 1 || resp.Results[0].State != "ok" || resp.Results[0].ID != "bs-host" ||
+		resp.Results[0].Action != "unchanged" || resp.Results[0].Fingerprint != m.Fingerprint {
+		t.Errorf("rerun: exit %d %+v\n%s; want ok, bs-host, unchanged", code, resp.Results, out)
+	}
+	if ms := c.minions(); len(ms) != 1 || ms["bs-host"].Fingerprint != m.Fingerprint {
+		t.Errorf("minions after the rerun: %+v; want bs-host alone, same key", ms)
+	}
+
+	// The minion stopped: a rerun starts it again with its key (repaired),
+	// and it runs commands again.
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, "the minion to die", 10*time.Second, func() bool { return gone(pid) })
+	resp, code, out = c.bootstrap("root@" + n.peer)
+	if code != 0 || len(resp.Results) != 1 || resp.Results[0].Action != "repaired" || resp.Results[0].Fingerprint != m.Fingerprint {
+		t.Errorf("rerun with the minion stopped: exit %d %+v\n%s; want ok, repaired, same key", code, resp.Results, out)
+	}
+	if out, errOut, code := c.felix("exec", "-t", "bs-host", "--", "true"); code != 0 {
+		t.Errorf("exec after the repair: exit %d %s%s", code, out, errOut)
+	}
+	if ms := c.minions(); len(ms) != 1 {
+		t.Errorf("minions after the repair: %+v; want bs-host alone", ms)
+	}
+
+	// A master whose minion directory has no binary for the host's
+	// architecture: a clear error, and nothing written on the host.
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	noArch := filepath.Join(dir, "dist-without-"+runtime.GOARCH)
+	os.MkdirAll(noArch, 0o755)
+	os.WriteFile(filepath.Join(noArch, "minion-linux-"+other), []byte("not for this host"), 0o755)
+	root2 := filepath.Join(dir, "hostroot2")
+	c.master.stop(t)
+	cfg, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCfg := strings.TrimSuffix(string(cfg), extra) + bootstrapConfig(knownHosts, sshd.clientKey, masterURL, noArch, root2)
+	if err := os.WriteFile(c.config, []byte(newCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.startMasterProc()
+	resp, code, out = c.bootstrap("root@" + n.peer)
+	want := "no minion binary for linux/" + runtime.GOARCH
+	if code != 1 || len(resp.Results) != 1 || resp.Results[0].State != "failed" || !strings.Contains(resp.Results[0].Reason, want) {
+		t.Errorf("bootstrap without a binary: exit %d %+v\n%s; want 1, failed with %q", code, resp.Results, out, want)
+	}
+	if _, err := os.Stat(root2); !os.IsNotExist(err) {
+		t.Errorf("the install root %s was written: %v", root2, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+		t.Errorf("a host name ran as a command")
+	}
+	c.master.stop(t)
+}
+
+// startMasterAtAddr starts a master listening on addr (host:port) whose
+// config ends with extra, like startMasterWith.
+func startMasterAtAddr(t *testing.T, addr, extra string) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "master.toml")
+	if err := os.WriteFile(cfg, []byte("listen = \""+addr+"\"\n[exec]\nmax_parallel = 100\noutput_cap = 65536\n"+
+		"[health]\ninterval = \"1s\"\ntimeout = \"2s\"\n"+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, dir: dir, url: "https://" + addr, config: cfg}
+	c.startMasterProc()
+	return c
+}

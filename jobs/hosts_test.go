@@ -1,0 +1,221 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/transport"
+)
+
+// testHosts are the agentless hosts added to the test inventory for the
+// tests below: web1 (an accepted minion) and web3 (a pending one) also
+// have SSH settings; the others have no minion.
+var testHosts = []inventory.Host{
+	{ID: "web1", Address: "10.0.0.1", User: "deploy", Labels: map[string]string{"via": "ssh", "role": "ignored"}},
+	{ID: "web3", Address: "10.0.0.3", Port: 2222},
+	{ID: "web5", Address: "10.0.0.5", Become: true, Labels: map[string]string{"role": "web"}},
+	{ID: "ssh1", Address: "10.0.5.1", Port: 2222, KeyPath: "/etc/felix/id_ssh1", Labels: map[string]string{"role": "db"}},
+	{ID: "ssh2", Address: "ssh2.example", User: "admin"},
+}
+
+// addTestHosts adds testHosts to store.
+func addTestHosts(t *testing.T, store *inventory.Store) {
+	t.Helper()
+	for _, h := range testHosts {
+		if _, err := store.AddHost(context.Background(), h, false, time.Now()); err != nil {
+			t.Fatalf("add host %s: %v", h.ID, err)
+		}
+	}
+}
+
+// sshOf is the SSH part of a test host's target.
+func sshOf(id string) *exec.SSHTarget {
+	for _, h := range testHosts {
+		if h.ID == id {
+			port := h.Port
+			if port == 0 {
+				port = 22
+			}
+			return &exec.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+		}
+	}
+	panic("no test host " + id)
+}
+
+// hostOnly is the target of a host without an accepted minion.
+func hostOnly(id string) exec.Target {
+	s := sshOf(id)
+	return exec.Target{ID: id, Addr: fmt.Sprintf("%s:%d", s.Host, s.Port), SSH: s}
+}
+
+// both is the target of an accepted minion with SSH settings.
+func both(id string) exec.Target {
+	t := accepted(id)
+	t.SSH = sshOf(id)
+	return t
+}
+
+func TestResolveHosts(t *testing.T) {
+	store := newTestStore(t)
+	addTestHosts(t, store)
+	s := &Service{Store: store}
+	tests := []struct {
+		name     string
+		patterns []string
+		want     []exec.Target
+		wantErr  error
+	}{
+		{name: "host-only id", patterns: []string{"ssh1"}, want: []exec.Target{hostOnly("ssh1")}},
+		{name: "host with a DNS name", patterns: []string{"ssh2"}, want: []exec.Target{hostOnly("ssh2")}},
+		{name: "minion with ssh settings gets both", patterns: []string{"web1"}, want: []exec.Target{both("web1")}},
+		{name: "minion without ssh settings is unchanged", patterns: []string{"web2"}, want: []exec.Target{accepted("web2")}},
+		{name: "pending minion with ssh settings runs without its minion", patterns: []string{"web3"}, want: []exec.Target{hostOnly("web3")}},
+		{name: "rejected minion without ssh settings stays not accepted", patterns: []string{"web4"}, want: []exec.Target{notAccepted("web4")}},
+		{name: "unknown stays unknown", patterns: []string{"ssh9"}, want: []exec.Target{{ID: "ssh9", Skip: exec.StateUnknown}}},
+		{name: "glob over minions and hosts", patterns: []string{"web*"},
+			want: []exec.Target{both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
+		{name: "glob over hosts only", patterns: []string{"ssh?"}, want: []exec.Target{hostOnly("ssh1"), hostOnly("ssh2")}},
+		{name: "ip of a host", patterns: []string{"10.0.5.1"}, want: []exec.Target{hostOnly("ssh1")}},
+		{name: "ip of a minion and its host is one target", patterns: []string{"10.0.0.1"}, want: []exec.Target{both("web1")}},
+		{name: "ip of a pending minion with ssh settings", patterns: []string{"10.0.0.3"}, want: []exec.Target{hostOnly("web3")}},
+		{name: "cidr over hosts", patterns: []string{"10.0.5.0/24"}, want: []exec.Target{hostOnly("ssh1")}},
+		{name: "cidr over minions and hosts", patterns: []string{"10.0.0.0/29"},
+			want: []exec.Target{accepted("db2"), both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
+		{name: "host label filter", patterns: []string{"role=db"},
+			want: []exec.Target{accepted("db1"), accepted("db2"), hostOnly("ssh1")}},
+		{name: "minion label beats its host's", patterns: []string{"role=web"},
+			want: []exec.Target{both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
+		{name: "host label of a minion", patterns: []string{"via=ssh"}, want: []exec.Target{both("web1")}},
+		{name: "hosts have no facts", patterns: []string{"ssh*", "os=debian"}, wantErr: ErrNoTargets},
+		{name: "glob and host label", patterns: []string{"ssh*", "role=db"}, want: []exec.Target{hostOnly("ssh1")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Resolve(context.Background(), tt.patterns)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Resolve(%q) = %v, %v; want error %v", tt.patterns, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Resolve(%q): %v", tt.patterns, err)
+			}
+			for i := range got {
+				if (got[i].Skip != "") != (got[i].Error != "") {
+					t.Errorf("%s: Skip %q with Error %q; want an error exactly when skipped", got[i].ID, got[i].Skip, got[i].Error)
+				}
+				got[i].Error = ""
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Resolve(%q) =\n  %s\nwant\n  %s", tt.patterns, show(got), show(tt.want))
+			}
+		})
+	}
+}
+
+// show prints targets with their SSH settings.
+func show(ts []exec.Target) string {
+	var parts []string
+	for _, t := range ts {
+		s := fmt.Sprintf("%+v", t)
+		if t.SSH != nil {
+			s += fmt.Sprintf(" ssh=%+v", *t.SSH)
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "\n  ")
+}
+
+// TestTransportModes checks how the spec's transport reaches each target,
+// and which hosts a forced mode skips before anything runs.
+func TestTransportModes(t *testing.T) {
+	store := newTestStore(t)
+	addTestHosts(t, store)
+	s := &Service{Store: store}
+	targets := []string{"web1", "web2", "web3", "ssh1"}
+	tests := []struct {
+		mode string
+		want string // id=mode/skip
+	}{
+		{"", "ssh1=auto/ web1=auto/ web2=auto/ web3=auto/"},
+		{"auto", "ssh1=auto/ web1=auto/ web2=auto/ web3=auto/"},
+		{"agent", "ssh1=agent/unreachable web1=agent/ web2=agent/ web3=agent/unreachable"},
+		{"ssh", "ssh1=ssh/ web1=ssh/ web2=ssh/unreachable web3=ssh/"},
+	}
+	for _, tt := range tests {
+		got, err := s.DryRun(context.Background(), Spec{CmdType: "line", CmdLine: "true", Targets: targets, Transport: tt.mode})
+		if err != nil {
+			t.Fatalf("DryRun(transport %q) = %v", tt.mode, err)
+		}
+		var parts []string
+		for _, tg := range got {
+			parts = append(parts, fmt.Sprintf("%s=%s/%s", tg.ID, tg.Mode, tg.Skip))
+			if tg.Skip != "" && tg.Error == "" {
+				t.Errorf("transport %q: %s skipped without a reason", tt.mode, tg.ID)
+			}
+		}
+		if g := strings.Join(parts, " "); g != tt.want {
+			t.Errorf("DryRun(transport %q) = %s; want %s", tt.mode, g, tt.want)
+		}
+	}
+	if _, err := s.DryRun(context.Background(), Spec{CmdType: "line", CmdLine: "true", Targets: targets, Transport: "rsh"}); !errors.Is(err, ErrBadTarget) {
+		t.Errorf("DryRun(transport rsh) = %v; want ErrBadTarget", err)
+	}
+}
+
+// TestJobOverSelect runs a job through the selecting transport: each host's
+// result records the transport that ran, an unreachable minion falls back to
+// SSH once, and a rerun keeps the job's transport.
+func TestJobOverSelect(t *testing.T) {
+	agent := &fakeTransport{run: func(_ context.Context, tg exec.Target, _ exec.Command, _ exec.OutputFunc) (exec.Exit, error) {
+		if tg.ID == "web1" {
+			return exec.Exit{}, fmt.Errorf("dial minion web1: refused: %w", exec.ErrUnreachable)
+		}
+		return exec.Exit{}, nil
+	}}
+	ssh := &fakeTransport{}
+	s := newService(t, &transport.Select{Agent: agent, SSH: ssh})
+	addTestHosts(t, s.Store)
+	ctx := context.Background()
+	job, err := s.Submit(ctx, Spec{CmdType: "line", CmdLine: "true", Targets: []string{"web1", "web2", "ssh1"}}, "")
+	if err != nil {
+		t.Fatalf("Submit = %v", err)
+	}
+	_, rs := waitJob(t, s, job.ID)
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.Host+"="+string(r.State)+"/"+r.Transport)
+	}
+	if want := []string{"ssh1=ok/ssh", "web1=ok/ssh", "web2=ok/agent"}; !slices.Equal(got, want) {
+		t.Errorf("results %q; want %q", got, want)
+	}
+	if a, sh := agent.hosts(), ssh.hosts(); len(agent.callsOf("web1")) != 1 || len(ssh.callsOf("web1")) != 1 || len(a) != 2 || len(sh) != 2 {
+		t.Errorf("agent ran %q, ssh ran %q; want web1 once on each, web2 on the agent, ssh1 over ssh", a, sh)
+	}
+
+	forced, err := s.Submit(ctx, Spec{CmdType: "line", CmdLine: "true", Targets: []string{"web1", "web2"}, Transport: "ssh"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, s, forced.ID)
+	again, err := s.Rerun(ctx, forced.ID, false)
+	if err != nil {
+		t.Fatalf("Rerun = %v", err)
+	}
+	_, rs = waitJob(t, s, again.ID)
+	if got := states(rs); got != "web1=ok web2=unreachable" || rs[0].Transport != "ssh" {
+		t.Errorf("rerun of a transport=ssh job: %s (web1 over %q); want web1 ok over ssh, web2 unreachable", got, rs[0].Transport)
+	}
+	if n := len(agent.callsOf("web1")); n != 1 {
+		t.Errorf("the agent ran web1 %d times; want 1 (the ssh jobs never use it)", n)
+	}
+}

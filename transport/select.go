@@ -1,0 +1,155 @@
+// Package transport chooses, per host, how a command reaches it: through
+// the host's minion (the agent transport, gRPC with mutual TLS, in
+// transport/agent) or agentlessly over SSH (transport/ssh). The choice
+// follows the request's mode:
+//
+//   - "agent" runs on the minion only. A host without an accepted minion
+//     ends unreachable, and an unreachable minion is never replaced by SSH.
+//   - "ssh" runs over SSH only; a host without SSH settings ends unreachable.
+//   - "auto" (the default) runs on the minion when the host has an accepted
+//     one (a pinned fingerprint), else over SSH when the host has SSH
+//     settings. When the minion cannot be reached before the command was
+//     sent (an error wrapping exec.ErrUnreachable, and no output seen) and
+//     the host has SSH settings, the command runs over SSH instead.
+//
+// A command is never run twice on a host: the only fallback is after an
+// error that guarantees nothing was sent. A minion that failed after the
+// command started (a broken stream, a timeout) ends as that failure.
+// Every Exit names the transport that ran, or was last tried, so each
+// host's result records it.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/felix-ops/felix/exec"
+)
+
+// Transport modes a request may ask for (exec.Target.Mode).
+const (
+	ModeAuto  = "auto"
+	ModeAgent = "agent"
+	ModeSSH   = "ssh"
+)
+
+// Names of the transports as recorded in results. They are the names the
+// agent and ssh transports report; kept here so this package imports
+// neither.
+const (
+	NameAgent = "agent"
+	NameSSH   = "ssh"
+)
+
+// ErrNoSSH marks a host that needs SSH while the master has no SSH transport.
+var ErrNoSSH = errors.New("the master runs without an ssh transport")
+
+// ValidMode reports why m is not a transport mode, or nil; "" means auto.
+func ValidMode(m string) error {
+	switch m {
+	case "", ModeAuto, ModeAgent, ModeSSH:
+		return nil
+	}
+	return fmt.Errorf("transport %q: want auto, agent or ssh", m)
+}
+
+// Select is the selecting transport: it runs each target on Agent or SSH
+// following the target's Mode (see the package comment). SSH may be nil
+// when the master has no SSH transport; hosts that need it then end
+// unreachable with a clear error.
+type Select struct {
+	Agent exec.Transport
+	SSH   exec.Transport
+}
+
+var _ exec.Transport = (*Select)(nil)
+
+// Name returns "auto"; each Exit says which transport actually ran.
+func (s *Select) Name() string { return ModeAuto }
+
+// Plan says which transport a target would use first, and which one it
+// falls back to in auto mode when the first cannot reach it ("" for none).
+// It is what Exec does, for dry runs; "" first means the target cannot run.
+func Plan(t exec.Target) (first, fallback string) {
+	switch t.Mode {
+	case ModeAgent:
+		if t.Fingerprint != "" {
+			return NameAgent, ""
+		}
+	case ModeSSH:
+		if t.SSH != nil {
+			return NameSSH, ""
+		}
+	case "", ModeAuto:
+		switch {
+		case t.Fingerprint != "" && t.SSH != nil:
+			return NameAgent, NameSSH
+		case t.Fingerprint != "":
+			return NameAgent, ""
+		case t.SSH != nil:
+			return NameSSH, ""
+		}
+	}
+	return "", ""
+}
+
+// Exec runs cmd on t through the transport its mode selects.
+func (s *Select) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+	switch t.Mode {
+	case ModeAgent:
+		if t.Fingerprint == "" {
+			return exec.Exit{Transport: NameAgent}, fmt.Errorf("%s has no accepted minion (transport agent): %w", t.ID, exec.ErrUnreachable)
+		}
+		return s.agent(ctx, t, cmd, out)
+	case ModeSSH:
+		return s.ssh(ctx, t, cmd, out)
+	case "", ModeAuto:
+	default:
+		return exec.Exit{}, fmt.Errorf("run on %s: %w", t.ID, ValidMode(t.Mode))
+	}
+	if t.Fingerprint == "" {
+		if t.SSH == nil {
+			return exec.Exit{}, fmt.Errorf("%s has no accepted minion and no ssh settings (add them with felix hosts add): %w", t.ID, exec.ErrUnreachable)
+		}
+		return s.ssh(ctx, t, cmd, out)
+	}
+	var wrote atomic.Bool
+	exit, err := s.agent(ctx, t, cmd, func(st exec.Stream, p []byte) {
+		wrote.Store(true)
+		out(st, p)
+	})
+	// Only an error that guarantees nothing was sent allows another try.
+	if err == nil || !errors.Is(err, exec.ErrUnreachable) || wrote.Load() || t.SSH == nil || s.SSH == nil || ctx.Err() != nil {
+		return exit, err
+	}
+	exit, sshErr := s.ssh(ctx, t, cmd, out)
+	if sshErr != nil {
+		return exit, fmt.Errorf("%w (after the minion was unreachable: %v)", sshErr, err)
+	}
+	return exit, nil
+}
+
+// agent runs on the minion and names the agent transport in the Exit.
+func (s *Select) agent(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+	if s.Agent == nil {
+		return exec.Exit{Transport: NameAgent}, fmt.Errorf("%s: the master has no agent transport: %w", t.ID, exec.ErrUnreachable)
+	}
+	exit, err := s.Agent.Exec(ctx, t, cmd, out)
+	exit.Transport = NameAgent
+	return exit, err
+}
+
+// ssh runs over SSH and names the ssh transport in the Exit.
+func (s *Select) ssh(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+	if t.SSH == nil {
+		return exec.Exit{Transport: NameSSH}, fmt.Errorf("%s has no ssh settings (add them with felix hosts add): %w", t.ID, exec.ErrUnreachable)
+	}
+	if s.SSH == nil {
+		return exec.Exit{Transport: NameSSH}, fmt.Errorf("%s: %w (see its log at start): %w", t.ID, ErrNoSSH, exec.ErrUnreachable)
+	}
+	exit, err := s.SSH.Exec(ctx, t, cmd, out)
+	exit.Transport = NameSSH
+	return exit, err
+}

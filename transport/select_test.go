@@ -1,0 +1,247 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/felix-ops/felix/exec"
+)
+
+// outcome is what a fake transport's Exec does.
+type outcome struct {
+	exit exec.Exit
+	err  error
+	out  string // written to stdout before returning
+}
+
+// fake is a transport whose outcome the test sets; it records its calls.
+type fake struct {
+	name string
+	outcome
+
+	mu    sync.Mutex // protects calls
+	calls int
+}
+
+func (f *fake) Name() string { return f.name }
+
+func (f *fake) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	if f.out != "" {
+		out(exec.Stdout, []byte(f.out))
+	}
+	return f.exit, f.err
+}
+
+func (f *fake) n() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+var (
+	unreachable = fmt.Errorf("dial minion web1: connection refused: %w", exec.ErrUnreachable)
+	broken      = errors.New("exec on minion web1: stream broke (the minion never confirmed the start; the command may or may not have run)")
+	sshSettings = &exec.SSHTarget{Host: "10.0.0.1", Port: 22}
+)
+
+func TestSelect(t *testing.T) {
+	tests := []struct {
+		name      string
+		target    exec.Target
+		agent     outcome
+		ssh       outcome
+		noSSH     bool // the master has no ssh transport
+		wantAgent int  // calls
+		wantSSH   int
+		wantUsed  string // Exit.Transport
+		wantErr   string // substring; "" for none
+		wantUnr   bool   // the error wraps exec.ErrUnreachable
+		wantCode  int
+	}{
+		{name: "auto: accepted minion runs on the agent",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp"},
+			agent:     outcome{exit: exec.Exit{Code: 3}},
+			wantAgent: 1, wantUsed: NameAgent, wantCode: 3},
+		{name: "auto: minion and ssh settings prefer the agent",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			wantAgent: 1, wantUsed: NameAgent},
+		{name: "auto: host without a minion runs over ssh",
+			target:  exec.Target{ID: "web1", SSH: sshSettings},
+			ssh:     outcome{exit: exec.Exit{Code: 4}},
+			wantSSH: 1, wantUsed: NameSSH, wantCode: 4},
+		{name: "auto: agent unreachable falls back to ssh, which runs once",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			agent:     outcome{err: unreachable},
+			wantAgent: 1, wantSSH: 1, wantUsed: NameSSH},
+		{name: "auto: fallback that fails says both",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			agent:     outcome{err: unreachable},
+			ssh:       outcome{err: fmt.Errorf("ssh web1: connection refused: %w", exec.ErrUnreachable)},
+			wantAgent: 1, wantSSH: 1, wantUsed: NameSSH, wantErr: "ssh web1: connection refused", wantUnr: true},
+		{name: "auto: agent failed after the start is never retried",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			agent:     outcome{err: broken},
+			wantAgent: 1, wantUsed: NameAgent, wantErr: "stream broke"},
+		{name: "auto: agent unreachable after output is never retried",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			agent:     outcome{err: unreachable, out: "partial\n"},
+			wantAgent: 1, wantUsed: NameAgent, wantErr: "connection refused", wantUnr: true},
+		{name: "auto: agent unreachable without ssh settings stays unreachable",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp"},
+			agent:     outcome{err: unreachable},
+			wantAgent: 1, wantUsed: NameAgent, wantErr: "connection refused", wantUnr: true},
+		{name: "auto: agent unreachable and the master has no ssh",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			agent:     outcome{err: unreachable},
+			noSSH:     true,
+			wantAgent: 1, wantUsed: NameAgent, wantErr: "connection refused", wantUnr: true},
+		{name: "auto: neither minion nor ssh settings",
+			target:  exec.Target{ID: "web1"},
+			wantErr: "no accepted minion and no ssh settings", wantUnr: true},
+		{name: "auto is the empty mode too",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeAuto},
+			agent:     outcome{err: unreachable},
+			wantAgent: 1, wantSSH: 1, wantUsed: NameSSH},
+
+		{name: "agent: runs on the agent",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeAgent},
+			wantAgent: 1, wantUsed: NameAgent},
+		{name: "agent: unreachable never falls back",
+			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeAgent},
+			agent:     outcome{err: unreachable},
+			wantAgent: 1, wantUsed: NameAgent, wantErr: "connection refused", wantUnr: true},
+		{name: "agent: no accepted minion",
+			target:   exec.Target{ID: "web1", SSH: sshSettings, Mode: ModeAgent},
+			wantUsed: NameAgent, wantErr: "no accepted minion", wantUnr: true},
+
+		{name: "ssh: runs over ssh although a minion is accepted",
+			target:  exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeSSH},
+			wantSSH: 1, wantUsed: NameSSH},
+		{name: "ssh: no ssh settings",
+			target:   exec.Target{ID: "web1", Fingerprint: "fp", Mode: ModeSSH},
+			wantUsed: NameSSH, wantErr: "no ssh settings", wantUnr: true},
+		{name: "ssh: the master has no ssh transport",
+			target:   exec.Target{ID: "web1", SSH: sshSettings, Mode: ModeSSH},
+			noSSH:    true,
+			wantUsed: NameSSH, wantErr: "without an ssh transport", wantUnr: true},
+		{name: "ssh: failure is not retried on the agent",
+			target:  exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeSSH},
+			ssh:     outcome{err: fmt.Errorf("ssh web1: %w", exec.ErrUnreachable)},
+			wantSSH: 1, wantUsed: NameSSH, wantErr: "ssh web1", wantUnr: true},
+
+		{name: "unknown mode",
+			target:  exec.Target{ID: "web1", Fingerprint: "fp", Mode: "carrier-pigeon"},
+			wantErr: `transport "carrier-pigeon"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			agent, ssh := &fake{name: "agent-fake", outcome: tt.agent}, &fake{name: "ssh-fake", outcome: tt.ssh}
+			s := &Select{Agent: agent}
+			if !tt.noSSH {
+				s.SSH = ssh
+			}
+			var out strings.Builder
+			var mu sync.Mutex
+			exit, err := s.Exec(context.Background(), tt.target, exec.Command{Line: "true"}, func(_ exec.Stream, p []byte) {
+				mu.Lock()
+				out.Write(p)
+				mu.Unlock()
+			})
+			if agent.n() != tt.wantAgent || ssh.n() != tt.wantSSH {
+				t.Errorf("calls: agent %d, ssh %d; want %d, %d", agent.n(), ssh.n(), tt.wantAgent, tt.wantSSH)
+			}
+			if exit.Transport != tt.wantUsed {
+				t.Errorf("Exit.Transport = %q; want %q", exit.Transport, tt.wantUsed)
+			}
+			if exit.Code != tt.wantCode {
+				t.Errorf("Exit.Code = %d; want %d", exit.Code, tt.wantCode)
+			}
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Exec = %v; want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Exec = %v; want an error containing %q", err, tt.wantErr)
+			}
+			if err != nil && errors.Is(err, exec.ErrUnreachable) != tt.wantUnr {
+				t.Errorf("errors.Is(%v, ErrUnreachable) = %v; want %v", err, !tt.wantUnr, tt.wantUnr)
+			}
+			if tt.agent.out != "" && out.String() != tt.agent.out {
+				t.Errorf("output %q; want %q once", out.String(), tt.agent.out)
+			}
+		})
+	}
+}
+
+// TestSelectCancelledNoFallback: a job cancelled while the minion was
+// being dialled does not start the command over SSH.
+func TestSelectCancelledNoFallback(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	agent, ssh := &fake{name: "a", outcome: outcome{err: unreachable}}, &fake{name: "s"}
+	s := &Select{Agent: agent, SSH: ssh}
+	exit, err := s.Exec(ctx, exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings}, exec.Command{Line: "true"}, func(exec.Stream, []byte) {})
+	if ssh.n() != 0 || err == nil || exit.Transport != NameAgent {
+		t.Errorf("Exec on a cancelled context = %+v, %v with %d ssh calls; want the agent's error and no ssh", exit, err, ssh.n())
+	}
+}
+
+// TestSelectInEngine: the engine records which transport ran per host.
+func TestSelectInEngine(t *testing.T) {
+	agent, ssh := &fake{name: "a", outcome: outcome{err: unreachable}}, &fake{name: "s"}
+	e := &exec.Engine{Transport: &Select{Agent: agent, SSH: ssh}}
+	rs := e.Run(context.Background(), exec.Command{Line: "true"}, []exec.Target{
+		{ID: "both", Fingerprint: "fp", SSH: sshSettings},
+		{ID: "minion-only", Fingerprint: "fp"},
+		{ID: "host-only", SSH: sshSettings},
+	}, exec.Options{}, exec.Hooks{})
+	got := make([]string, len(rs))
+	for i, r := range rs {
+		got[i] = fmt.Sprintf("%s %s %s", r.Host, r.State, r.Transport)
+	}
+	want := []string{"both ok ssh", "minion-only unreachable agent", "host-only ok ssh"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("results %q; want %q", got, want)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	tests := []struct {
+		t               exec.Target
+		first, fallback string
+	}{
+		{exec.Target{Fingerprint: "fp", SSH: sshSettings}, NameAgent, NameSSH},
+		{exec.Target{Fingerprint: "fp"}, NameAgent, ""},
+		{exec.Target{SSH: sshSettings}, NameSSH, ""},
+		{exec.Target{}, "", ""},
+		{exec.Target{Fingerprint: "fp", SSH: sshSettings, Mode: ModeAgent}, NameAgent, ""},
+		{exec.Target{SSH: sshSettings, Mode: ModeAgent}, "", ""},
+		{exec.Target{Fingerprint: "fp", SSH: sshSettings, Mode: ModeSSH}, NameSSH, ""},
+		{exec.Target{Fingerprint: "fp", Mode: ModeSSH}, "", ""},
+	}
+	for _, tt := range tests {
+		first, fallback := Plan(tt.t)
+		if first != tt.first || fallback != tt.fallback {
+			t.Errorf("Plan(%+v) = %q, %q; want %q, %q", tt.t, first, fallback, tt.first, tt.fallback)
+		}
+	}
+}
+
+func TestValidMode(t *testing.T) {
+	for _, m := range []string{"", "auto", "agent", "ssh"} {
+		if err := ValidMode(m); err != nil {
+			t.Errorf("ValidMode(%q) = %v; want nil", m, err)
+		}
+	}
+	for _, m := range []string{"AUTO", "grpc", "ssh ", "agent,ssh"} {
+		if err := ValidMode(m); err == nil {
+			t.Errorf("ValidMode(%q) = nil; want an error", m)
+		}
+	}
+}

@@ -1,0 +1,288 @@
+package ssh
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+
+	"github.com/felix-ops/felix/exec"
+)
+
+// copyBuffer is the chunk size of uploads; pkg/sftp writes each chunk as
+// concurrent packets, so memory stays at one chunk per upload.
+const copyBuffer = 256 << 10
+
+// maxReadFile bounds what ReadFile returns.
+const maxReadFile = 64 << 20
+
+// jobDirPattern is what mktemp makes for a script or file command; only
+// such a path is ever removed.
+var jobDirPattern = regexp.MustCompile(`^/tmp/felix-job-[A-Za-z0-9]{6}$`)
+
+// mktempCommand makes the private (0700) directory of a script or file
+// command.
+const mktempCommand = "mktemp -d /tmp/felix-job-XXXXXX"
+
+// sftpServerScript starts sftp-server under sudo, for Become: the paths
+// where distributions keep it.
+const sftpServerScript = `for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/lib/ssh/sftp-server /usr/libexec/sftp-server /usr/lib/sftp-server; do if [ -x "$p" ]; then exec "$p"; fi; done; echo "felix: no sftp-server found" >&2; exit 127`
+
+// validFileName checks the base name of a script or file command's content.
+func validFileName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("file name %q: want a plain file name", name)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("file name %q: want a plain file name, without / or NUL", name)
+	case len(name) > 255:
+		return fmt.Errorf("file name %.20q...: longer than 255 bytes", name)
+	}
+	return nil
+}
+
+// execFile runs a script or file command: it makes a private directory
+// with mktemp, uploads the content there over SFTP (mode 0700), runs the
+// command line in it and removes it afterwards, whatever happened.
+func (p *Pool) execFile(ctx context.Context, s hostSpec, r runSpec, f *exec.File, out exec.OutputFunc) (exec.Exit, error) {
+	if err := validFileName(f.Name); err != nil {
+		return exec.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
+	}
+	if f.Open == nil || f.Size < 0 {
+		return exec.Exit{}, fmt.Errorf("exec on %s: file %s has no content or a negative size", s.id, f.Name)
+	}
+	stdout, stderr, code, err := p.runPlain(ctx, s, plainCommand(mktempCommand, s.become), false)
+	if err != nil {
+		return exec.Exit{}, err
+	}
+	if code != 0 {
+		return exec.Exit{}, fmt.Errorf("exec on %s: make a private directory: mktemp exited %d: %s (the command did not run)", s.id, code, firstLine(stderr))
+	}
+	dir := strings.TrimSpace(string(stdout))
+	if !jobDirPattern.MatchString(dir) {
+		return exec.Exit{}, fmt.Errorf("exec on %s: make a private directory: mktemp printed %q (the command did not run)", s.id, firstLine(stdout))
+	}
+	defer p.removeJobDir(s, dir)
+	if err := p.putJobFile(ctx, s, dir, f); err != nil {
+		return exec.Exit{}, err
+	}
+	r.dir = dir
+	return p.run(ctx, s, r, out)
+}
+
+// putJobFile uploads f into dir as an executable only its owner can use.
+func (p *Pool) putJobFile(ctx context.Context, s hostSpec, dir string, f *exec.File) error {
+	rc, err := f.Open()
+	if err != nil {
+		return fmt.Errorf("exec on %s: open file %s: %w (the command did not run)", s.id, f.Name, err)
+	}
+	defer rc.Close()
+	path := dir + "/" + f.Name
+	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
+		if err := c.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("chmod %s: %w", dir, err)
+		}
+		fh, err := c.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", path, err)
+		}
+		if err := c.Chmod(path, 0o700); err != nil {
+			fh.Close()
+			return fmt.Errorf("chmod %s: %w", path, err)
+		}
+		if err := copyExact(fh, rc, f.Size); err != nil {
+			fh.Close()
+			return err
+		}
+		if err := fh.Close(); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, exec.ErrUnreachable) {
+		return err
+	}
+	return fmt.Errorf("exec on %s: upload %s: %w (the command did not run)", s.id, f.Name, err)
+}
+
+// copyExact copies r, which must hold exactly size bytes, to w.
+func copyExact(w io.Writer, r io.Reader, size int64) error {
+	// One byte more than announced is read to notice a longer content.
+	n, err := io.CopyBuffer(onlyWriter{w}, io.LimitReader(r, size+1), make([]byte, copyBuffer))
+	switch {
+	case err != nil:
+		return fmt.Errorf("copy after %d bytes: %w", n, err)
+	case n > size:
+		return fmt.Errorf("content is longer than its size %d", size)
+	case n < size:
+		return fmt.Errorf("content has %d bytes, not its size %d", n, size)
+	}
+	return nil
+}
+
+// onlyWriter hides a writer's ReadFrom, so io.CopyBuffer writes chunks of
+// our buffer (pkg/sftp's ReadFrom would buffer on its own terms).
+type onlyWriter struct{ io.Writer }
+
+// removeJobDir removes a command's private directory; failures are logged.
+func (p *Pool) removeJobDir(s hostSpec, dir string) {
+	if !jobDirPattern.MatchString(dir) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+30*time.Second)
+	defer cancel()
+	_, stderr, code, err := p.runPlain(ctx, s, plainCommand("rm -rf -- "+dir, s.become), false)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("rm exited %d: %s", code, firstLine(stderr))
+	}
+	if err != nil {
+		p.log.Warn("ssh: remove job directory", "host", s.addr, "dir", dir, "err", err)
+	}
+}
+
+// withSFTP runs fn with an SFTP client on a session of s's connection (as
+// root through sudo when s.become). Ending ctx closes the client.
+func (p *Pool) withSFTP(ctx context.Context, s hostSpec, fn func(*sftp.Client) error) error {
+	ss, err := p.openSession(ctx, s, false)
+	if err != nil {
+		return err
+	}
+	if s.become {
+		err = ss.start(shellCommand(sftpServerScript, true))
+	} else {
+		err = ss.subsystem("sftp")
+	}
+	if err != nil {
+		ss.ch.Close()
+		return fmt.Errorf("start sftp on %s: %w", s, err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, ss.ch.Stderr()) }()
+	c, err := sftp.NewClientPipe(ss.ch, ss.ch, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		ss.ch.Close()
+		return fmt.Errorf("start sftp on %s: %w", s, err)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	err = fn(c)
+	stop()
+	c.Close()
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (%w)", err, ctx.Err())
+	}
+	return err
+}
+
+// Upload writes r to path on the host with mode, atomically (a temporary
+// name renamed into place).
+//
+// path must be absolute. The content goes to PATH.tmp-RANDOM, private
+// (0600) while written, gets mode (permission, setuid, setgid and sticky
+// bits) and is renamed over path (posix-rename). With t.SSH.Become the
+// SFTP server runs under sudo.
+func (p *Pool) Upload(ctx context.Context, t exec.Target, path string, r io.Reader, mode uint32) error {
+	s, err := p.spec(t)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, "/") || strings.ContainsRune(path, 0) {
+		return fmt.Errorf("upload to %s: path %q: want an absolute file path", s.id, path)
+	}
+	rnd := make([]byte, 6)
+	_, _ = rand.Read(rnd)
+	tmp := path + ".tmp-" + hex.EncodeToString(rnd)
+	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
+		fh, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", tmp, err)
+		}
+		done := false
+		defer func() {
+			if !done {
+				fh.Close()
+				_ = c.Remove(tmp)
+			}
+		}()
+		if err := c.Chmod(tmp, 0o600); err != nil {
+			return fmt.Errorf("chmod %s: %w", tmp, err)
+		}
+		if _, err := io.CopyBuffer(onlyWriter{fh}, r, make([]byte, copyBuffer)); err != nil {
+			return fmt.Errorf("write %s: %w", tmp, err)
+		}
+		if err := fh.Close(); err != nil {
+			return fmt.Errorf("write %s: %w", tmp, err)
+		}
+		if err := c.Chmod(tmp, fileMode(mode)); err != nil {
+			return fmt.Errorf("chmod %s: %w", tmp, err)
+		}
+		if err := c.PosixRename(tmp, path); err != nil {
+			return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
+		}
+		done = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("upload %s to %s: %w", path, s.id, err)
+	}
+	return nil
+}
+
+// fileMode turns a Unix mode into the os.FileMode pkg/sftp expects.
+func fileMode(mode uint32) os.FileMode {
+	m := os.FileMode(mode & 0o777)
+	if mode&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if mode&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if mode&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+// ReadFile reads a file from the host over SFTP.
+//
+// Files larger than 64 MiB are refused. With t.SSH.Become the SFTP server
+// runs under sudo.
+func (p *Pool) ReadFile(ctx context.Context, t exec.Target, path string) ([]byte, error) {
+	s, err := p.spec(t)
+	if err != nil {
+		return nil, err
+	}
+	if path == "" || strings.ContainsRune(path, 0) {
+		return nil, fmt.Errorf("read %q on %s: bad path", path, s.id)
+	}
+	var data []byte
+	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
+		fh, err := c.Open(path)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		data, err = io.ReadAll(io.LimitReader(bufio.NewReaderSize(fh, copyBuffer), maxReadFile+1))
+		if err != nil {
+			return err
+		}
+		if len(data) > maxReadFile {
+			return fmt.Errorf("larger than %d bytes", maxReadFile)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s on %s: %w", path, s.id, err)
+	}
+	return data, nil
+}

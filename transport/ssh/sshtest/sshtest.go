@@ -1,0 +1,496 @@
+// Package sshtest starts real OpenSSH sshd processes for tests: each with
+// its own ed25519 host key, an authorized ed25519 client key and its
+// configuration under a temporary directory, listening on a loopback
+// address (127.0.0.x) and stopped when the test ends. The login user is
+// root: the tests run as root, as sshd needs.
+package sshtest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/felix-ops/felix/exec"
+)
+
+// SSHD is the sshd binary the servers run.
+const SSHD = "/usr/sbin/sshd"
+
+// Server is a running sshd.
+type Server struct {
+	Host               string // the address it listens on, e.g. "127.0.0.3"
+	Addr               string // Host and Port joined, for dialling
+	Port               int
+	HostKeyFingerprint string        // SHA256:... of its host key
+	HostKey            ssh.PublicKey // its host key
+	HostKeyFile        string        // path of its private host key (see the HostKeyFile option)
+	KnownHostsLine     string        // a known_hosts line for Addr and its key
+	ClientKey          string        // path of an unencrypted private key authorized for User
+	User               string        // the login user: "root"
+	Dir                string        // the temporary directory holding its files
+
+	cmd      *osexec.Cmd
+	log      *logBuffer
+	exited   chan struct{} // closed when the sshd process has been waited for
+	stopOnce sync.Once
+}
+
+// Option changes how Start configures sshd.
+type Option func(*options)
+
+type options struct {
+	password    string
+	shell       string
+	maxSessions int
+	port        int
+	hostKeyFile string
+	config      []string
+}
+
+// Password enables password authentication and gives User this password,
+// in a private mount namespace of the sshd process only (a copy of
+// /etc/shadow is bind-mounted over the real one there). The test is
+// skipped when mount namespaces are not available.
+func Password(pw string) Option { return func(o *options) { o.password = pw } }
+
+// Shell gives User this login shell (e.g. "/bin/sh"), in a private mount
+// namespace of the sshd process only (a copy of /etc/passwd is
+// bind-mounted over the real one there): sshd runs every command with the
+// login shell, and bash run by sshd reads ~/.bashrc, whose cost would
+// otherwise be part of every measurement. The test is skipped when mount
+// namespaces are not available.
+func Shell(path string) Option { return func(o *options) { o.shell = path } }
+
+// MaxSessions sets sshd's MaxSessions (sessions per connection); the
+// default is OpenSSH's, 10.
+func MaxSessions(n int) Option { return func(o *options) { o.maxSessions = n } }
+
+// Port makes sshd listen on this port instead of a free one (to restart a
+// "host" on the same address).
+func Port(p int) Option { return func(o *options) { o.port = p } }
+
+// HostKeyFile makes sshd use this private host key instead of a fresh one
+// (a rebooted host keeps its key: pass the stopped server's HostKeyFile).
+func HostKeyFile(path string) Option { return func(o *options) { o.hostKeyFile = path } }
+
+// Config adds sshd_config lines. They come before the defaults, so they
+// override them (sshd keeps the first value of a keyword); no Match blocks.
+func Config(lines ...string) Option {
+	return func(o *options) { o.config = append(o.config, lines...) }
+}
+
+// Start starts sshd on host (e.g. "127.0.0.3"; "" means 127.0.0.1) and a
+// free port, and waits until it listens. Host "0.0.0.0" serves every
+// loopback address (127.x.y.z) at once: many "hosts" on one sshd (OpenSSH
+// takes at most 16 ListenAddress lines). It is stopped in t.Cleanup. When
+// sshd is missing or the test does not run as root, the test is skipped,
+// or fails when the environment variable CI is "true".
+func Start(t testing.TB, host string, opts ...Option) *Server {
+	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	unavailable := func(format string, args ...any) {
+		t.Helper()
+		msg := fmt.Sprintf(format, args...)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	if _, err := os.Stat(SSHD); err != nil {
+		unavailable("sshd is not installed (%v); install openssh-server", err)
+	}
+	if os.Geteuid() != 0 {
+		unavailable("sshd tests need root (running as uid %d)", os.Geteuid())
+	}
+	if o.password != "" || o.shell != "" {
+		if err := osexec.Command("unshare", "-m", "true").Run(); err != nil {
+			unavailable("sshd with its own password or shell needs mount namespaces (unshare -m): %v", err)
+		}
+	}
+	// sshd's privilege separation directory.
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatalf("create /run/sshd: %v", err)
+	}
+
+	dir := t.TempDir()
+	s := &Server{Host: host, User: "root", Dir: dir}
+	s.HostKeyFile = o.hostKeyFile
+	if s.HostKeyFile == "" {
+		s.HostKeyFile = filepath.Join(dir, "host_key")
+		WriteKey(t, s.HostKeyFile, "")
+	}
+	pemBytes, err := os.ReadFile(s.HostKeyFile)
+	if err != nil {
+		t.Fatalf("read host key: %v", err)
+	}
+	hostSigner, err := ssh.ParsePrivateKey(pemBytes)
+	if err != nil {
+		t.Fatalf("parse host key %s: %v", s.HostKeyFile, err)
+	}
+	s.HostKey = hostSigner.PublicKey()
+	s.HostKeyFingerprint = ssh.FingerprintSHA256(s.HostKey)
+	s.ClientKey = filepath.Join(dir, "client_key")
+	clientPub := WriteKey(t, s.ClientKey, "")
+	s.AuthorizeKey(t, clientPub)
+
+	// Files bind-mounted over /etc ones in sshd's mount namespace.
+	var overlays []string
+	if o.password != "" {
+		shadow := filepath.Join(dir, "shadow")
+		writeShadow(t, shadow, s.User, o.password)
+		overlays = append(overlays, shadow, "/etc/shadow")
+	}
+	if o.shell != "" {
+		passwd := filepath.Join(dir, "passwd")
+		writePasswd(t, passwd, s.User, o.shell)
+		overlays = append(overlays, passwd, "/etc/passwd")
+	}
+
+	for attempt := 0; ; attempt++ {
+		port := o.port
+		if port == 0 {
+			port = freePort(t, host)
+		}
+		s.Port = port
+		s.Addr = net.JoinHostPort(host, strconv.Itoa(port))
+		err := s.start(t, o, overlays)
+		if err == nil {
+			break
+		}
+		// Another process may have taken the free port in between.
+		if o.port == 0 && attempt < 4 && strings.Contains(s.Log(), "Address already in use") {
+			continue
+		}
+		t.Fatalf("start sshd on %s: %v\nsshd log:\n%s", s.Addr, err, s.Log())
+	}
+	s.KnownHostsLine = knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.HostKey)
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("sshd %s log:\n%s", s.Addr, s.Log())
+		}
+	})
+	return s
+}
+
+// start writes the configuration and starts sshd, waiting until it listens.
+func (s *Server) start(t testing.TB, o options, overlays []string) error {
+	maxSessions := o.maxSessions
+	if maxSessions == 0 {
+		maxSessions = 10
+	}
+	passwords := "no"
+	if o.password != "" {
+		passwords = "yes"
+	}
+	// Extra lines first: sshd keeps the first value of a keyword.
+	cfg := append([]string{"ListenAddress " + s.Addr}, o.config...)
+	cfg = append(cfg,
+		"HostKey "+s.HostKeyFile,
+		"AuthorizedKeysFile "+filepath.Join(s.Dir, "authorized_keys"),
+		"PidFile "+filepath.Join(s.Dir, "sshd.pid"),
+		"PermitRootLogin yes",
+		"UsePAM no",
+		"StrictModes no",
+		"PasswordAuthentication "+passwords,
+		"KbdInteractiveAuthentication no",
+		"MaxSessions "+strconv.Itoa(maxSessions),
+		"MaxStartups 2000",
+		"UseDNS no",
+		"PrintMotd no",
+		"LogLevel VERBOSE",
+		"Subsystem sftp internal-sftp",
+	)
+	cfgPath := filepath.Join(s.Dir, "sshd_config")
+	if err := os.WriteFile(cfgPath, []byte(strings.Join(cfg, "\n")+"\n"), 0o600); err != nil {
+		t.Fatalf("write sshd_config: %v", err)
+	}
+
+	var cmd *osexec.Cmd
+	if len(overlays) == 0 {
+		cmd = osexec.Command(SSHD, "-D", "-e", "-f", cfgPath)
+	} else {
+		// unshare execs (no fork), and so does the script: the process
+		// is sshd. Arguments: sshd, its config, then pairs of files.
+		script := `d=$1 c=$2; shift 2; while [ $# -gt 0 ]; do mount --bind "$1" "$2" || exit 1; shift 2; done; exec "$d" -D -e -f "$c"`
+		cmd = osexec.Command("unshare", append([]string{"-m", "--", "/bin/sh", "-c", script, "sh", SSHD, cfgPath}, overlays...)...)
+	}
+	// sshd writes its pid file once it listens.
+	pidFile := filepath.Join(s.Dir, "sshd.pid")
+	_ = os.Remove(pidFile)
+	s.log = &logBuffer{}
+	cmd.Stdout = s.log
+	cmd.Stderr = s.log
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.cmd = cmd
+	s.exited = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+	s.stopOnce = sync.Once{}
+	deadline := time.After(15 * time.Second)
+	for {
+		if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(cmd.Process.Pid) {
+			break
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("sshd exited: %v", cmd.ProcessState)
+		case <-deadline:
+			s.Stop()
+			return errors.New("sshd did not start listening within 15s")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Stop kills sshd and every process it started (connections, sessions), as
+// if the host went down. It is safe to call more than once.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		if s.cmd == nil || s.cmd.Process == nil {
+			return
+		}
+		pid := s.cmd.Process.Pid
+		select {
+		case <-s.exited:
+			return
+		default:
+		}
+		_ = syscall.Kill(pid, syscall.SIGSTOP) // no new children while we look
+		for _, d := range descendants(pid) {
+			_ = syscall.Kill(d, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		<-s.exited
+	})
+}
+
+// Log returns what sshd logged so far (LogLevel VERBOSE).
+func (s *Server) Log() string {
+	if s.log == nil {
+		return ""
+	}
+	return s.log.String()
+}
+
+// WaitLog waits until the log contains substr, for at most d, and reports
+// whether it does.
+func (s *Server) WaitLog(substr string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if strings.Contains(s.Log(), substr) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// KnownHosts returns the path of a new known_hosts file holding this
+// server's key.
+func (s *Server) KnownHosts(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(p, []byte(s.KnownHostsLine+"\n"), 0o600); err != nil {
+		t.Fatalf("write known_hosts: %v", err)
+	}
+	return p
+}
+
+// Target returns a target for this server, logging in as User with
+// ClientKey.
+func (s *Server) Target() exec.Target {
+	return exec.Target{ID: s.Host, SSH: &exec.SSHTarget{Host: s.Host, Port: s.Port, User: s.User, KeyPath: s.ClientKey}}
+}
+
+// AuthorizeKey adds a public key to the server's authorized keys.
+func (s *Server) AuthorizeKey(t testing.TB, pub ssh.PublicKey) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(s.Dir, "authorized_keys"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatalf("authorize key: %v", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(ssh.MarshalAuthorizedKey(pub)); err != nil {
+		t.Fatalf("authorize key: %v", err)
+	}
+}
+
+// WriteKey writes a new ed25519 private key in OpenSSH format to path (mode
+// 0600), encrypted with passphrase when it is not empty, and returns its
+// public key.
+func WriteKey(t testing.TB, path, passphrase string) ssh.PublicKey {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatalf("generate key: %v", err)
+	}
+	var block *pem.Block
+	if passphrase == "" {
+		block, err = ssh.MarshalPrivateKey(priv, "felix test key")
+	} else {
+		block, err = ssh.MarshalPrivateKeyWithPassphrase(priv, "felix test key", []byte(passphrase))
+	}
+	if err != nil {
+		t.Fatalf("marshal key: %v", err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatalf("write key: %v", err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatalf("public key: %v", err)
+	}
+	return sshPub
+}
+
+// freePort returns a TCP port free on host at the time of the call.
+func freePort(t testing.TB, host string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatalf("find a free port on %s: %v", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// writeShadow writes a copy of /etc/shadow in which user has password pw.
+func writeShadow(t testing.TB, path, user, pw string) {
+	t.Helper()
+	old, err := os.ReadFile("/etc/shadow")
+	if err != nil {
+		t.Fatalf("read /etc/shadow: %v", err)
+	}
+	salt := make([]byte, 12)
+	if _, err := rand.Read(salt); err != nil {
+		t.Fatal(err)
+	}
+	hash := sha512Crypt(pw, b64Encode(salt)[:16])
+	var out []string
+	found := false
+	for _, line := range strings.Split(strings.TrimRight(string(old), "\n"), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 2 && f[0] == user {
+			f[1] = hash
+			line = strings.Join(f, ":")
+			found = true
+		}
+		out = append(out, line)
+	}
+	if !found {
+		out = append(out, user+":"+hash+":19000:0:99999:7:::")
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(out, "\n")+"\n"), 0o640); err != nil {
+		t.Fatalf("write shadow: %v", err)
+	}
+}
+
+// writePasswd writes a copy of /etc/passwd in which user has shell.
+func writePasswd(t testing.TB, path, user, shell string) {
+	t.Helper()
+	old, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatalf("read /etc/passwd: %v", err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimRight(string(old), "\n"), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 7 && f[0] == user {
+			f[6] = shell
+			line = strings.Join(f, ":")
+		}
+		out = append(out, line)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(out, "\n")+"\n"), 0o644); err != nil {
+		t.Fatalf("write passwd: %v", err)
+	}
+}
+
+// descendants returns the pids of every process below pid, read from /proc.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := make(map[int][]int)
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		children[ppid] = append(children[ppid], p)
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// logBuffer collects sshd's log; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
