@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages felix's tests use, when missing and running as
 # root: openssh-server (sshd, for the agentless tests), protobuf-compiler
-# (make proto / make check) and iproute2 (network namespaces).
+# (make proto / make check), iproute2 (network namespaces for bootstrap) and
+# sudo (the become option).
 set -euo pipefail
 need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ip >/dev/null || need+=(iproute2)
+command -v sudo >/dev/null || need+=(sudo)
+command -v setsid >/dev/null || need+=(util-linux)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2

@@ -240,6 +240,8 @@ func (s *Server) start(t testing.TB, o options, overlays []string) error {
 	// sshd writes its pid file once it listens.
 	pidFile := filepath.Join(s.Dir, "sshd.pid")
 	_ = os.Remove(pidFile)
+	// sshd dies with the test binary, even one killed by a test timeout.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	s.log = &logBuffer{}
 	cmd.Stdout = s.log
 	cmd.Stderr = s.log
