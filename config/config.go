@@ -17,9 +17,10 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// Load decodes the TOML file at path into v. When the file does not exist it
-// is created (0600, parents 0700) from template, which must itself decode into
-// v, and created is true. Unknown keys are an error naming them.
+// Load decodes the TOML file at path into v, on top of the defaults in
+// template: keys the file leaves out keep the template's values. When the
+// file does not exist it is created (0600, parents 0700) from template, and
+// created is true. Unknown keys are an error naming them.
 func Load(path, template string, v any) (created bool, err error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -40,6 +41,10 @@ func Load(path, template string, v any) (created bool, err error) {
 		data, created = []byte(template), true
 	} else if err != nil {
 		return false, fmt.Errorf("read config: %w", err)
+	}
+	// The template's values are the defaults of keys the file leaves out.
+	if _, err := toml.Decode(template, v); err != nil {
+		return created, fmt.Errorf("config template: %w", err)
 	}
 	md, err := toml.Decode(string(data), v)
 	if err != nil {

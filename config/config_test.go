@@ -238,3 +238,24 @@ func TestLogger(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadKeepsTemplateDefaults(t *testing.T) {
+	type cfg struct {
+		A string `toml:"a"`
+		S struct {
+			N int  `toml:"n"`
+			B bool `toml:"b"`
+		} `toml:"s"`
+	}
+	path := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(path, []byte("[s]\nn = 7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var c cfg
+	if _, err := Load(path, "a = \"dflt\"\n[s]\nn = 1\nb = true\n", &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.A != "dflt" || c.S.N != 7 || !c.S.B {
+		t.Errorf("Load = %+v; want a=dflt (default), n=7 (file), b=true (default)", c)
+	}
+}
