@@ -31,7 +31,10 @@
 //     master URL and fingerprint, the id, listen and data_dir
 //     /var/lib/felix/minion, encoded by a TOML encoder, never spliced into a
 //     shell. A minion not yet registered with the host's certificate gets a
-//     single-use, auto-accept join token valid for ten minutes in it; one
+//     single-use join token valid for ten minutes in it — not auto-accept:
+//     the minion registers pending and is accepted only once step 6 has
+//     matched its certificate, so whoever reads or races the token gets at
+//     most a pending key; one
 //     already registered needs none (it proves its key). The data directory is
 //     never touched, so the minion keeps its key and a rerun re-registers the
 //     same certificate instead of getting 409.
@@ -410,7 +413,7 @@ func (b *Bootstrapper) host(ctx context.Context, t exec.Target, hosts map[string
 	}
 	if cfgChanged {
 		if !known {
-			tok, _, err := b.Store.CreateJoinToken(ctx, inventory.JoinTokenSpec{AutoAccept: true, Uses: 1, TTL: TokenTTL}, time.Now())
+			tok, _, err := b.Store.CreateJoinToken(ctx, inventory.JoinTokenSpec{AutoAccept: false, Uses: 1, TTL: TokenTTL}, time.Now())
 			if err != nil {
 				return err
 			}

@@ -101,6 +101,9 @@ mkdir -p "$(dirname "$BIN")" "$(dirname "$CONF")" "$(dirname "$LOG")"
 if [ "$SYSTEMD" = 1 ]; then mkdir -p "$(dirname "$UNIT")"; fi
 mkdir -p "$DATA"
 chmod 700 "$DATA"
+# The config carries a join token: nobody else may even open it while it is
+# written (the upload's temporary file starts with the server's umask).
+chmod 700 "$(dirname "$CONF")"
 `
 
 // stopOld stops a minion started detached (by an earlier bootstrap without

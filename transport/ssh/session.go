@@ -264,9 +264,10 @@ func validEnvName(k string) bool {
 // A field is "r" and the value, or "e" and the value with backslashes and
 // newlines escaped for printf %b. It changes directory, finds its process
 // group (its own when sshd made it a session leader; else it becomes one
-// with setsid, which then does not fork), exports the environment, reports
-// "TOKEN pgid N" on standard error and execs /bin/sh -c with the command
-// line. A directory it cannot enter is reported as "TOKEN cd". Values are
+// with setsid, which then does not fork), reports "TOKEN pgid N" on
+// standard error and execs env with the entries and /bin/sh -c with the
+// command line — the entries reach only the command, so none can change the
+// wrapper's own variables. A directory it cannot enter is reported as "TOKEN cd". Values are
 // only ever expanded inside double quotes: none is code.
 //
 // It must not contain single quotes (it is single-quoted in the command
@@ -278,9 +279,8 @@ const wrapperScript = `set -f; IFS= read -r t || exit 126; IFS= read -r d || exi
 	`if [ -n "$d" ]; then case $d in /*) ;; *) d=./$d;; esac; cd "$d" 2>/dev/null || { printf "%s cd\n" "$t" >&2; exit 126; }; fi; ` +
 	`g=$$; if IFS= read -r s 2>/dev/null </proc/$$/stat; then s=${s##*) }; s=${s#* }; s=${s#* }; g=${s%% *}; fi; ` +
 	`x=; if [ "$g" != "$$" ] && x=$(command -v setsid); then g=$$; else x=; fi; ` +
-	`if [ $# -gt 0 ]; then export "$@" || exit 126; fi; ` +
 	`printf "%s pgid %s\n" "$t" "$g" >&2; ` +
-	`if [ -n "$x" ]; then exec "$x" /bin/sh -c -- "$c" </dev/null; fi; exec /bin/sh -c -- "$c" </dev/null`
+	`if [ -n "$x" ]; then exec "$x" env -- "$@" /bin/sh -c -- "$c" </dev/null; fi; exec env -- "$@" /bin/sh -c -- "$c" </dev/null`
 
 // shellCommand is the command sshd gives the login shell to run script,
 // which is fixed text, with /bin/sh (under sudo -n when become).

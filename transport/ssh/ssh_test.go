@@ -945,3 +945,15 @@ func BenchmarkExecTrue(b *testing.B) {
 		}
 	})
 }
+
+// Environment entries reach only the command: names the wrapper uses for
+// itself cannot change what runs or which group is killed.
+func TestEnvCannotRewriteTheWrapper(t *testing.T) {
+	t.Parallel()
+	s, p := server(t, "127.0.0.35")
+	stdout, _, ex := mustRun(t, p, s.Target(), exec.Command{Line: "echo ran $c $g",
+		Env: []string{"c=echo hijacked", "x=/bin/false", "g=1", "t=x", "d=/", "n=9"}})
+	if ex.Code != 0 || strings.TrimSpace(stdout) != "ran echo hijacked 1" {
+		t.Errorf("got %q exit %d; want the command itself run, seeing its env", stdout, ex.Code)
+	}
+}
