@@ -950,7 +950,7 @@ func BenchmarkExecTrue(b *testing.B) {
 // itself cannot change what runs or which group is killed.
 func TestEnvCannotRewriteTheWrapper(t *testing.T) {
 	t.Parallel()
-	s, p := server(t, "127.0.0.35")
+	s, p := server(t, "127.0.0.38")
 	stdout, _, ex := mustRun(t, p, s.Target(), exec.Command{Line: "echo ran $c $g",
 		Env: []string{"c=echo hijacked", "x=/bin/false", "g=1", "t=x", "d=/", "n=9"}})
 	if ex.Code != 0 || strings.TrimSpace(stdout) != "ran echo hijacked 1" {
