@@ -82,7 +82,9 @@ func (s *Server) bootstrap(c *gin.Context) {
 		return
 	}
 	s.Log.Info("bootstrap", "hosts", len(targets), "by", c.GetString("token"))
-	results := s.Bootstrap.Many(c.Request.Context(), targets, ids)
+	// A client that goes away must not leave hosts half installed: each
+	// host is bounded by bootstrap.timeout instead.
+	results := s.Bootstrap.Many(context.WithoutCancel(c.Request.Context()), targets, ids)
 	out := wire.BootstrapResponse{Results: make([]wire.BootstrapResult, 0, len(results))}
 	for _, r := range results {
 		out.Results = append(out.Results, wire.BootstrapResult{Host: r.Host, ID: r.ID, State: r.State, Action: r.Action,

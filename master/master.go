@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
@@ -201,6 +203,7 @@ func newSSHPool(cfg Config, log *slog.Logger) *ssh.Pool {
 		User:        cfg.SSH.User,
 		IdleTimeout: cfg.SSH.IdleTimeout.Duration,
 		MaxConns:    cfg.SSH.MaxConns,
+		Prompt:      terminalPrompt(),
 		Log:         log.With("transport", ssh.Name),
 	})
 	if err != nil {
@@ -412,5 +415,23 @@ func (m *Master) checkHealth(ctx context.Context) {
 	}
 	if err := m.store.UpdateHealth(ctx, ups); err != nil {
 		m.log.Warn("health check: store", "err", err)
+	}
+}
+
+// terminalPrompt asks for a key's passphrase on the terminal when the master
+// runs in the foreground on one (FELIX_SSH_PASSPHRASE is asked first); a
+// daemon without a terminal gets nil and skips encrypted keys it cannot open.
+func terminalPrompt() func(keyPath string) ([]byte, error) {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil
+	}
+	var mu sync.Mutex // one prompt at a time
+	return func(keyPath string) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(os.Stderr, "passphrase for %s: ", keyPath)
+		pw, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		return pw, err
 	}
 }
