@@ -159,6 +159,9 @@ func TestStopNotRunning(t *testing.T) {
 // its pid file; it must not count as running, or stop would wait in vain.
 func TestZombieIsNotAlive(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no procfs")
+		}
 		t.Skip("no procfs")
 	}
 	cmd := exec.Command("sleep", "30")

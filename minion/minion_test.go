@@ -389,7 +389,7 @@ func TestNewBadPinFile(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	hostname, err := os.Hostname()
 	if err != nil {
-		t.Skip("no host name")
+		t.Fatalf("no host name: %v", err) // every machine felix runs on has one
 	}
 	valid := func() minion.Config {
 		return minion.Config{Master: "https://master.example.net:8443", ID: "web1", Listen: ":4510", DataDir: t.TempDir()}
