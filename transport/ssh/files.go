@@ -233,6 +233,13 @@ func (p *Pool) Upload(ctx context.Context, t exec.Target, path string, r io.Read
 		return nil
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Cancelled: the client was closed before the deferred
+			// removal could run. Remove the partial file on a new one.
+			cctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+10*time.Second)
+			_ = p.withSFTP(cctx, s, func(c *sftp.Client) error { return c.Remove(tmp) })
+			cancel()
+		}
 		return fmt.Errorf("upload %s to %s: %w", path, s.id, err)
 	}
 	return nil
