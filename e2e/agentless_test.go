@@ -72,6 +72,18 @@ func TestAgentlessAndFallback(t *testing.T) {
 		t.Fatalf("felix hosts trust: exit %d %s%s", code, out, errOut)
 	}
 
+	// A host's own key must be under ssh.key_dirs: the master's TLS key is not
+	// an SSH identity an API caller may borrow.
+	if out, errOut, code := cl.felix("hosts", "add", c.Host, "--id", "hz", "--port", strconv.Itoa(c.Port),
+		"--key", filepath.Join(cl.dir, "master", "master.key")); code != 0 {
+		t.Fatalf("felix hosts add hz: exit %d %s%s", code, out, errOut)
+	}
+	j, _ = run("-t", "hz", "--", "true")
+	if r := resultsByHost(j)["hz"]; r.State != "unreachable" || !strings.Contains(r.Error, "ssh.key_dirs") {
+		t.Errorf("a key outside ssh.key_dirs: %s %q; want unreachable naming ssh.key_dirs", r.State, r.Error)
+	}
+	cl.felix("hosts", "rm", "hz")
+
 	// A script over SSH: quoted arguments; its directory is gone afterwards.
 	script := filepath.Join(t.TempDir(), "deploy.sh")
 	os.WriteFile(script, []byte("#!/bin/sh\nprintf '[%s]' \"$@\"; echo; pwd\n"), 0o755)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -46,6 +47,7 @@ type Config struct {
 		HostKeys    string          `toml:"host_keys"`
 		User        string          `toml:"user"`
 		KeyFiles    []string        `toml:"key_files"`
+		KeyDirs     []string        `toml:"key_dirs"`
 		Agent       bool            `toml:"agent"`
 		IdleTimeout config.Duration `toml:"idle_timeout"`
 		MaxConns    int             `toml:"max_conns"`
@@ -131,6 +133,10 @@ user = "root"
 # Private keys to offer; empty means ~/.ssh/id_ed25519, id_ecdsa and id_rsa.
 # Passphrases come from FELIX_SSH_PASSPHRASE; passwords only from FELIX_SSH_PASSWORD.
 key_files = []
+# Directories a host's own key file (felix hosts add --key, ansible_ssh_private_key_file)
+# must be in, so an API caller cannot make the master use any file it can read as an
+# identity. Empty means data_dir/keys and ~/.ssh of the user the master runs as.
+key_dirs = []
 # Offer the keys of the ssh-agent at SSH_AUTH_SOCK.
 agent = true
 # Pooled connections unused this long are closed.
@@ -217,6 +223,12 @@ func (c *Config) Validate() error {
 	case "strict", "accept-new":
 	default:
 		return fmt.Errorf("ssh.host_keys %q: want strict or accept-new", c.SSH.HostKeys)
+	}
+	if len(c.SSH.KeyDirs) == 0 {
+		c.SSH.KeyDirs = []string{filepath.Join(c.DataDir, "keys")}
+		if home, err := os.UserHomeDir(); err == nil {
+			c.SSH.KeyDirs = append(c.SSH.KeyDirs, filepath.Join(home, ".ssh"))
+		}
 	}
 	if c.SSH.User == "" {
 		c.SSH.User = "root"

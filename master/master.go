@@ -199,6 +199,7 @@ func newSSHPool(cfg Config, log *slog.Logger) *ssh.Pool {
 		KnownHosts:  cfg.SSH.KnownHosts,
 		Policy:      cfg.SSH.HostKeys,
 		KeyFiles:    cfg.SSH.KeyFiles,
+		KeyDirs:     cfg.SSH.KeyDirs,
 		NoAgent:     !cfg.SSH.Agent,
 		User:        cfg.SSH.User,
 		IdleTimeout: cfg.SSH.IdleTimeout.Duration,

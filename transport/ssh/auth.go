@@ -122,6 +122,13 @@ func (p *Pool) authMethods(s hostSpec) (methods []ssh.AuthMethod, closer io.Clos
 		}
 	}
 	for _, path := range p.keyFiles(s) {
+		if s.keyPath != "" {
+			if err := p.keyAllowed(path); err != nil {
+				p.log.Warn("ssh key refused", "host", s.addr, "err", err)
+				skipped = append(skipped, err.Error())
+				continue
+			}
+		}
 		sg, err := p.signer(path)
 		if err != nil {
 			p.log.Debug("ssh key skipped", "host", s.addr, "err", err)
@@ -154,4 +161,28 @@ func authHint(skipped []string) string {
 		return ""
 	}
 	return " (skipped: " + strings.Join(skipped, "; ") + ")"
+}
+
+// keyAllowed confines a host's own key file to Config.KeyDirs: an API
+// caller naming a host's key must not be able to make the master use any
+// file it can read (its TLS key, the machine's SSH host keys) as an
+// identity. Symlinks are resolved first. No KeyDirs means no confinement.
+func (p *Pool) keyAllowed(path string) error {
+	if len(p.cfg.KeyDirs) == 0 {
+		return nil
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("key %s: %w", path, err)
+	}
+	for _, dir := range p.cfg.KeyDirs {
+		d, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(d, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && rel != "." {
+			return nil
+		}
+	}
+	return fmt.Errorf("key %s is not under ssh.key_dirs (%s)", path, strings.Join(p.cfg.KeyDirs, ", "))
 }

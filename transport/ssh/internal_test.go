@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -144,5 +146,39 @@ func TestTrustArg(t *testing.T) {
 		if got := trustArg(in); got != want {
 			t.Errorf("trustArg(%q) = %q; want %q", in, got, want)
 		}
+	}
+}
+
+func TestKeyAllowed(t *testing.T) {
+	keys, other := t.TempDir(), t.TempDir()
+	inside := filepath.Join(keys, "id_web")
+	outside := filepath.Join(other, "master.key")
+	escape := filepath.Join(keys, "sneaky") // a link in the key dir to a file outside it
+	for _, f := range []string{inside, outside} {
+		if err := os.WriteFile(f, []byte("k"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(outside, escape); err != nil {
+		t.Fatal(err)
+	}
+	p := &Pool{cfg: Config{KeyDirs: []string{keys}}}
+	tests := []struct {
+		path string
+		ok   bool
+	}{
+		{inside, true},
+		{outside, false},
+		{escape, false},
+		{filepath.Join(keys, "..", filepath.Base(other), "master.key"), false},
+		{filepath.Join(keys, "missing"), false},
+	}
+	for _, tt := range tests {
+		if err := p.keyAllowed(tt.path); (err == nil) != tt.ok {
+			t.Errorf("keyAllowed(%s) = %v; want ok=%v", tt.path, err, tt.ok)
+		}
+	}
+	if err := (&Pool{}).keyAllowed(outside); err != nil {
+		t.Errorf("no KeyDirs: keyAllowed = %v; want no confinement", err)
 	}
 }

@@ -95,6 +95,10 @@ type Config struct {
 	// KeyFiles are private keys to offer; empty means ~/.ssh/id_ed25519,
 	// id_ecdsa and id_rsa, those that exist.
 	KeyFiles []string
+	// KeyDirs confines the key files hosts name for themselves to these
+	// directories; empty means no confinement. Config.KeyFiles are not
+	// confined: the operator chose them.
+	KeyDirs []string
 	// NoAgent disables ssh-agent (SSH_AUTH_SOCK).
 	NoAgent bool
 	// User is the login when a host names none; default "root".
