@@ -77,7 +77,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -383,6 +385,7 @@ func (b *Bootstrapper) host(ctx context.Context, t exec.Target, hosts map[string
 		Listen: ":" + strconv.Itoa(orDefault(b.Port, DefaultPort)), DataDir: p.data, LogLevel: "info"}
 	if old != nil { // what an operator tuned by hand stays
 		cfg.Advertise = old.Advertise
+		cfg.FileRoots = old.FileRoots
 		if old.LogLevel != "" {
 			cfg.LogLevel = old.LogLevel
 		}
@@ -664,7 +667,11 @@ func lastLine(out []byte) string {
 // registered minion no longer needs.
 func sameConfig(a, b minion.Config) bool {
 	a.JoinToken, b.JoinToken = "", ""
-	return a == b
+	if !slices.Equal(a.FileRoots, b.FileRoots) {
+		return false
+	}
+	a.FileRoots, b.FileRoots = nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 // renderConfig encodes a minion config as TOML: every value quoted by the

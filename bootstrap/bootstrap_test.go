@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -434,7 +435,7 @@ func TestConfigEncoding(t *testing.T) {
 		if _, err := toml.Decode(string(data), &out); err != nil {
 			t.Fatalf("config for %q does not decode: %v\n%s", url, err, data)
 		}
-		if out != in {
+		if !reflect.DeepEqual(out, in) {
 			t.Errorf("round trip of %q:\n got %+v\nwant %+v", url, out, in)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/config"
@@ -21,6 +22,9 @@ type Config struct {
 	Advertise         string `toml:"advertise"`
 	DataDir           string `toml:"data_dir"`
 	LogLevel          string `toml:"log_level"`
+	// FileRoots are the directories the master may put files in or fetch
+	// them from; empty means any absolute path.
+	FileRoots []string `toml:"file_roots"`
 }
 
 const defaultConfig = `# felix minion configuration.
@@ -54,6 +58,11 @@ data_dir = ""
 
 # debug, info, warn or error. Logs go to stderr.
 log_level = "info"
+
+# Directories the master may put files in (felix cp) or fetch them from,
+# e.g. ["/etc/nginx", "/srv"]. Symlinks in them are resolved. Empty means
+# any absolute path.
+file_roots = []
 `
 
 // LoadConfig loads the minion's config file, writing the default first if
@@ -95,6 +104,11 @@ func (c *Config) Validate() error {
 	if c.Advertise != "" {
 		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
 			return fmt.Errorf("advertise %q: want host:port", c.Advertise)
+		}
+	}
+	for _, r := range c.FileRoots {
+		if !filepath.IsAbs(r) || filepath.Clean(r) != r {
+			return fmt.Errorf("file_roots: %q is not an absolute, clean path", r)
 		}
 	}
 	if c.DataDir == "" {

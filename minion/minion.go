@@ -103,6 +103,13 @@ func (m *Minion) Run(ctx context.Context) error {
 	// The master's exec.max_file_size is the limit operators set; this is
 	// a guard against a runaway upload filling the disk.
 	srv.MaxFileSize = 1 << 30
+	// File distribution: where the master may write, and the journal of
+	// transfers in flight, whose temp files a crash may have left behind.
+	srv.FileRoots = m.cfg.FileRoots
+	srv.JournalDir = filepath.Join(m.cfg.DataDir, "inflight")
+	if err := srv.SweepTemp(); err != nil {
+		m.log.Warn("sweep the temp files of interrupted transfers", "err", err)
+	}
 	g := agent.NewGRPCServer(m.id, m.MasterFingerprint, srv)
 	m.log.Info("minion serving", "id", m.cfg.ID, "grpc", ln.Addr().String(), "fingerprint", m.id.Fingerprint)
 	ctx, cancel := context.WithCancel(ctx)

@@ -39,7 +39,13 @@ type Server struct {
 	// TempDir is where ExecFile makes each job's private directory; empty
 	// means os.TempDir().
 	TempDir string
-	started time.Time
+	// FileRoots, when not empty, are the directories PutFile and GetFile
+	// may touch (symlinks resolved); empty means any absolute path.
+	FileRoots []string
+	// JournalDir records the temp file of each PutFile in flight, so
+	// SweepTemp can remove what a crash left; empty means no journal.
+	JournalDir string
+	started    time.Time
 }
 
 // NewServer returns the minion service for the minion id.

@@ -827,6 +827,547 @@ func (x *FactsResponse) GetUptimeSeconds() int64 {
 	return 0
 }
 
+// PutFileRequest is one message of a PutFile stream: the header first,
+// then (only after the minion's Send) data chunks.
+type PutFileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*PutFileRequest_Header
+	//	*PutFileRequest_Data
+	Msg           isPutFileRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutFileRequest) Reset() {
+	*x = PutFileRequest{}
+	mi := &file_felix_v1_minion_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutFileRequest) ProtoMessage() {}
+
+func (x *PutFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutFileRequest.ProtoReflect.Descriptor instead.
+func (*PutFileRequest) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PutFileRequest) GetMsg() isPutFileRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *PutFileRequest) GetHeader() *PutFileHeader {
+	if x != nil {
+		if x, ok := x.Msg.(*PutFileRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *PutFileRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*PutFileRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isPutFileRequest_Msg interface {
+	isPutFileRequest_Msg()
+}
+
+type PutFileRequest_Header struct {
+	Header *PutFileHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type PutFileRequest_Data struct {
+	// A piece of the content, in order; 64 KiB or less.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*PutFileRequest_Header) isPutFileRequest_Msg() {}
+
+func (*PutFileRequest_Data) isPutFileRequest_Msg() {}
+
+type PutFileHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute, clean path of the destination file.
+	Dest string `protobuf:"bytes,1,opt,name=dest,proto3" json:"dest,omitempty"`
+	// The content's exact length in bytes.
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// The content's sha256, lower-case hex.
+	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Permission bits (07777); 0 keeps an existing file's, 0644 for a new one.
+	Mode uint32 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	// "user:group" resolved on the minion; empty keeps an existing file's.
+	Owner string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Create missing parent directories (0755).
+	Mkdir bool `protobuf:"varint,6,opt,name=mkdir,proto3" json:"mkdir,omitempty"`
+	// Keep the old file as <dest>.felix-bak-<UTC timestamp>.
+	Backup        bool `protobuf:"varint,7,opt,name=backup,proto3" json:"backup,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutFileHeader) Reset() {
+	*x = PutFileHeader{}
+	mi := &file_felix_v1_minion_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutFileHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutFileHeader) ProtoMessage() {}
+
+func (x *PutFileHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutFileHeader.ProtoReflect.Descriptor instead.
+func (*PutFileHeader) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PutFileHeader) GetDest() string {
+	if x != nil {
+		return x.Dest
+	}
+	return ""
+}
+
+func (x *PutFileHeader) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *PutFileHeader) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *PutFileHeader) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *PutFileHeader) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *PutFileHeader) GetMkdir() bool {
+	if x != nil {
+		return x.Mkdir
+	}
+	return false
+}
+
+func (x *PutFileHeader) GetBackup() bool {
+	if x != nil {
+		return x.Backup
+	}
+	return false
+}
+
+// PutFileResponse is the minion's answer: Send (stream the content) or Done.
+type PutFileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*PutFileResponse_Send
+	//	*PutFileResponse_Done
+	Msg           isPutFileResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutFileResponse) Reset() {
+	*x = PutFileResponse{}
+	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutFileResponse) ProtoMessage() {}
+
+func (x *PutFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutFileResponse.ProtoReflect.Descriptor instead.
+func (*PutFileResponse) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PutFileResponse) GetMsg() isPutFileResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *PutFileResponse) GetSend() *PutFileSend {
+	if x != nil {
+		if x, ok := x.Msg.(*PutFileResponse_Send); ok {
+			return x.Send
+		}
+	}
+	return nil
+}
+
+func (x *PutFileResponse) GetDone() *PutFileDone {
+	if x != nil {
+		if x, ok := x.Msg.(*PutFileResponse_Done); ok {
+			return x.Done
+		}
+	}
+	return nil
+}
+
+type isPutFileResponse_Msg interface {
+	isPutFileResponse_Msg()
+}
+
+type PutFileResponse_Send struct {
+	Send *PutFileSend `protobuf:"bytes,1,opt,name=send,proto3,oneof"`
+}
+
+type PutFileResponse_Done struct {
+	Done *PutFileDone `protobuf:"bytes,2,opt,name=done,proto3,oneof"`
+}
+
+func (*PutFileResponse_Send) isPutFileResponse_Msg() {}
+
+func (*PutFileResponse_Done) isPutFileResponse_Msg() {}
+
+type PutFileSend struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutFileSend) Reset() {
+	*x = PutFileSend{}
+	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutFileSend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutFileSend) ProtoMessage() {}
+
+func (x *PutFileSend) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutFileSend.ProtoReflect.Descriptor instead.
+func (*PutFileSend) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{14}
+}
+
+type PutFileDone struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the destination already had the content, mode and owner.
+	Changed bool `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Path of the backup of the old file, if one was made.
+	Backup        string `protobuf:"bytes,2,opt,name=backup,proto3" json:"backup,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutFileDone) Reset() {
+	*x = PutFileDone{}
+	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutFileDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutFileDone) ProtoMessage() {}
+
+func (x *PutFileDone) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutFileDone.ProtoReflect.Descriptor instead.
+func (*PutFileDone) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PutFileDone) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *PutFileDone) GetBackup() string {
+	if x != nil {
+		return x.Backup
+	}
+	return ""
+}
+
+type GetFileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute, clean path of a regular file (not a symlink).
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFileRequest) Reset() {
+	*x = GetFileRequest{}
+	mi := &file_felix_v1_minion_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFileRequest) ProtoMessage() {}
+
+func (x *GetFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFileRequest.ProtoReflect.Descriptor instead.
+func (*GetFileRequest) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetFileRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// GetFileChunk is one message of a GetFile stream: data chunks, then the
+// trailer.
+type GetFileChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*GetFileChunk_Data
+	//	*GetFileChunk_Trailer
+	Msg           isGetFileChunk_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFileChunk) Reset() {
+	*x = GetFileChunk{}
+	mi := &file_felix_v1_minion_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFileChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFileChunk) ProtoMessage() {}
+
+func (x *GetFileChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFileChunk.ProtoReflect.Descriptor instead.
+func (*GetFileChunk) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetFileChunk) GetMsg() isGetFileChunk_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *GetFileChunk) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*GetFileChunk_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *GetFileChunk) GetTrailer() *GetFileTrailer {
+	if x != nil {
+		if x, ok := x.Msg.(*GetFileChunk_Trailer); ok {
+			return x.Trailer
+		}
+	}
+	return nil
+}
+
+type isGetFileChunk_Msg interface {
+	isGetFileChunk_Msg()
+}
+
+type GetFileChunk_Data struct {
+	// A piece of the content, in order; 64 KiB or less.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3,oneof"`
+}
+
+type GetFileChunk_Trailer struct {
+	Trailer *GetFileTrailer `protobuf:"bytes,2,opt,name=trailer,proto3,oneof"`
+}
+
+func (*GetFileChunk_Data) isGetFileChunk_Msg() {}
+
+func (*GetFileChunk_Trailer) isGetFileChunk_Msg() {}
+
+type GetFileTrailer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number of bytes sent.
+	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// The sha256 of the bytes sent, lower-case hex.
+	Sha256        string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFileTrailer) Reset() {
+	*x = GetFileTrailer{}
+	mi := &file_felix_v1_minion_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFileTrailer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFileTrailer) ProtoMessage() {}
+
+func (x *GetFileTrailer) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFileTrailer.ProtoReflect.Descriptor instead.
+func (*GetFileTrailer) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetFileTrailer) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *GetFileTrailer) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 var File_felix_v1_minion_proto protoreflect.FileDescriptor
 
 const file_felix_v1_minion_proto_rawDesc = "" +
@@ -880,16 +1421,47 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\fmemory_bytes\x18\b \x01(\x04R\vmemoryBytes\x12\x10\n" +
 	"\x03ips\x18\t \x03(\tR\x03ips\x12%\n" +
 	"\x0euptime_seconds\x18\n" +
-	" \x01(\x03R\ruptimeSeconds*F\n" +
+	" \x01(\x03R\ruptimeSeconds\"`\n" +
+	"\x0ePutFileRequest\x121\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.felix.v1.PutFileHeaderH\x00R\x06header\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
+	"\x03msg\"\xa7\x01\n" +
+	"\rPutFileHeader\x12\x12\n" +
+	"\x04dest\x18\x01 \x01(\tR\x04dest\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05mkdir\x18\x06 \x01(\bR\x05mkdir\x12\x16\n" +
+	"\x06backup\x18\a \x01(\bR\x06backup\"r\n" +
+	"\x0fPutFileResponse\x12+\n" +
+	"\x04send\x18\x01 \x01(\v2\x15.felix.v1.PutFileSendH\x00R\x04send\x12+\n" +
+	"\x04done\x18\x02 \x01(\v2\x15.felix.v1.PutFileDoneH\x00R\x04doneB\x05\n" +
+	"\x03msg\"\r\n" +
+	"\vPutFileSend\"?\n" +
+	"\vPutFileDone\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged\x12\x16\n" +
+	"\x06backup\x18\x02 \x01(\tR\x06backup\"$\n" +
+	"\x0eGetFileRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"a\n" +
+	"\fGetFileChunk\x12\x14\n" +
+	"\x04data\x18\x01 \x01(\fH\x00R\x04data\x124\n" +
+	"\atrailer\x18\x02 \x01(\v2\x18.felix.v1.GetFileTrailerH\x00R\atrailerB\x05\n" +
+	"\x03msg\"<\n" +
+	"\x0eGetFileTrailer\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256*F\n" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
-	"\rSTREAM_STDERR\x10\x022\xef\x01\n" +
+	"\rSTREAM_STDERR\x10\x022\xf2\x02\n" +
 	"\x06Minion\x125\n" +
 	"\x04Ping\x12\x15.felix.v1.PingRequest\x1a\x16.felix.v1.PingResponse\x124\n" +
 	"\x04Exec\x12\x15.felix.v1.ExecRequest\x1a\x13.felix.v1.ExecEvent0\x01\x128\n" +
 	"\x05Facts\x12\x16.felix.v1.FactsRequest\x1a\x17.felix.v1.FactsResponse\x12>\n" +
-	"\bExecFile\x12\x19.felix.v1.ExecFileRequest\x1a\x13.felix.v1.ExecEvent(\x010\x01B3Z1github.com/felix-ops/felix/proto/felix/v1;felixv1b\x06proto3"
+	"\bExecFile\x12\x19.felix.v1.ExecFileRequest\x1a\x13.felix.v1.ExecEvent(\x010\x01\x12B\n" +
+	"\aPutFile\x12\x18.felix.v1.PutFileRequest\x1a\x19.felix.v1.PutFileResponse(\x010\x01\x12=\n" +
+	"\aGetFile\x12\x18.felix.v1.GetFileRequest\x1a\x16.felix.v1.GetFileChunk0\x01B3Z1github.com/felix-ops/felix/proto/felix/v1;felixv1b\x06proto3"
 
 var (
 	file_felix_v1_minion_proto_rawDescOnce sync.Once
@@ -904,7 +1476,7 @@ func file_felix_v1_minion_proto_rawDescGZIP() []byte {
 }
 
 var file_felix_v1_minion_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_felix_v1_minion_proto_goTypes = []any{
 	(Stream)(0),                 // 0: felix.v1.Stream
 	(*PingRequest)(nil),         // 1: felix.v1.PingRequest
@@ -918,31 +1490,47 @@ var file_felix_v1_minion_proto_goTypes = []any{
 	(*ExecFileHeader)(nil),      // 9: felix.v1.ExecFileHeader
 	(*FactsRequest)(nil),        // 10: felix.v1.FactsRequest
 	(*FactsResponse)(nil),       // 11: felix.v1.FactsResponse
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
+	(*PutFileRequest)(nil),      // 12: felix.v1.PutFileRequest
+	(*PutFileHeader)(nil),       // 13: felix.v1.PutFileHeader
+	(*PutFileResponse)(nil),     // 14: felix.v1.PutFileResponse
+	(*PutFileSend)(nil),         // 15: felix.v1.PutFileSend
+	(*PutFileDone)(nil),         // 16: felix.v1.PutFileDone
+	(*GetFileRequest)(nil),      // 17: felix.v1.GetFileRequest
+	(*GetFileChunk)(nil),        // 18: felix.v1.GetFileChunk
+	(*GetFileTrailer)(nil),      // 19: felix.v1.GetFileTrailer
+	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
 }
 var file_felix_v1_minion_proto_depIdxs = []int32{
-	12, // 0: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
-	12, // 1: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	20, // 0: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
+	20, // 1: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
 	6,  // 2: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
 	7,  // 3: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
 	5,  // 4: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
 	0,  // 5: felix.v1.OutputChunk.stream:type_name -> felix.v1.Stream
-	12, // 6: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
+	20, // 6: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
 	9,  // 7: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
 	3,  // 8: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
-	1,  // 9: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
-	3,  // 10: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
-	10, // 11: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
-	8,  // 12: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
-	2,  // 13: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
-	4,  // 14: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
-	11, // 15: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
-	4,  // 16: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	13, // 9: felix.v1.PutFileRequest.header:type_name -> felix.v1.PutFileHeader
+	15, // 10: felix.v1.PutFileResponse.send:type_name -> felix.v1.PutFileSend
+	16, // 11: felix.v1.PutFileResponse.done:type_name -> felix.v1.PutFileDone
+	19, // 12: felix.v1.GetFileChunk.trailer:type_name -> felix.v1.GetFileTrailer
+	1,  // 13: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
+	3,  // 14: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
+	10, // 15: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
+	8,  // 16: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
+	12, // 17: felix.v1.Minion.PutFile:input_type -> felix.v1.PutFileRequest
+	17, // 18: felix.v1.Minion.GetFile:input_type -> felix.v1.GetFileRequest
+	2,  // 19: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
+	4,  // 20: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
+	11, // 21: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
+	4,  // 22: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
+	14, // 23: felix.v1.Minion.PutFile:output_type -> felix.v1.PutFileResponse
+	18, // 24: felix.v1.Minion.GetFile:output_type -> felix.v1.GetFileChunk
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_felix_v1_minion_proto_init() }
@@ -959,13 +1547,25 @@ func file_felix_v1_minion_proto_init() {
 		(*ExecFileRequest_Header)(nil),
 		(*ExecFileRequest_Data)(nil),
 	}
+	file_felix_v1_minion_proto_msgTypes[11].OneofWrappers = []any{
+		(*PutFileRequest_Header)(nil),
+		(*PutFileRequest_Data)(nil),
+	}
+	file_felix_v1_minion_proto_msgTypes[13].OneofWrappers = []any{
+		(*PutFileResponse_Send)(nil),
+		(*PutFileResponse_Done)(nil),
+	}
+	file_felix_v1_minion_proto_msgTypes[17].OneofWrappers = []any{
+		(*GetFileChunk_Data)(nil),
+		(*GetFileChunk_Trailer)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_felix_v1_minion_proto_rawDesc), len(file_felix_v1_minion_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

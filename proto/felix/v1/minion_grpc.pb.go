@@ -27,6 +27,8 @@ const (
 	Minion_Exec_FullMethodName     = "/felix.v1.Minion/Exec"
 	Minion_Facts_FullMethodName    = "/felix.v1.Minion/Facts"
 	Minion_ExecFile_FullMethodName = "/felix.v1.Minion/ExecFile"
+	Minion_PutFile_FullMethodName  = "/felix.v1.Minion/PutFile"
+	Minion_GetFile_FullMethodName  = "/felix.v1.Minion/GetFile"
 )
 
 // MinionClient is the client API for Minion service.
@@ -48,6 +50,18 @@ type MinionClient interface {
 	// content, exactly the announced size. The answer is as for Exec, and the
 	// directory is removed before the exit status is sent.
 	ExecFile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecFileRequest, ExecEvent], error)
+	// PutFile places a file at an absolute path, atomically. The client sends
+	// a PutFileHeader; the minion answers Done (unchanged: the destination
+	// already has that content, mode and owner; the client sends nothing
+	// more) or Send. After Send the client streams the content in chunks and
+	// closes its side; the minion writes it to a temp file in the destination
+	// directory, verifies size and sha256, sets mode and owner, renames it
+	// over the destination and answers Done. On any failure the old file is
+	// left intact and the temp file removed.
+	PutFile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PutFileRequest, PutFileResponse], error)
+	// GetFile streams a regular file's content in chunks, then one trailer
+	// with its size and sha256.
+	GetFile(ctx context.Context, in *GetFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetFileChunk], error)
 }
 
 type minionClient struct {
@@ -110,6 +124,38 @@ func (c *minionClient) ExecFile(ctx context.Context, opts ...grpc.CallOption) (g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Minion_ExecFileClient = grpc.BidiStreamingClient[ExecFileRequest, ExecEvent]
 
+func (c *minionClient) PutFile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PutFileRequest, PutFileResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[2], Minion_PutFile_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PutFileRequest, PutFileResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_PutFileClient = grpc.BidiStreamingClient[PutFileRequest, PutFileResponse]
+
+func (c *minionClient) GetFile(ctx context.Context, in *GetFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetFileChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[3], Minion_GetFile_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetFileRequest, GetFileChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_GetFileClient = grpc.ServerStreamingClient[GetFileChunk]
+
 // MinionServer is the server API for Minion service.
 // All implementations must embed UnimplementedMinionServer
 // for forward compatibility.
@@ -129,6 +175,18 @@ type MinionServer interface {
 	// content, exactly the announced size. The answer is as for Exec, and the
 	// directory is removed before the exit status is sent.
 	ExecFile(grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]) error
+	// PutFile places a file at an absolute path, atomically. The client sends
+	// a PutFileHeader; the minion answers Done (unchanged: the destination
+	// already has that content, mode and owner; the client sends nothing
+	// more) or Send. After Send the client streams the content in chunks and
+	// closes its side; the minion writes it to a temp file in the destination
+	// directory, verifies size and sha256, sets mode and owner, renames it
+	// over the destination and answers Done. On any failure the old file is
+	// left intact and the temp file removed.
+	PutFile(grpc.BidiStreamingServer[PutFileRequest, PutFileResponse]) error
+	// GetFile streams a regular file's content in chunks, then one trailer
+	// with its size and sha256.
+	GetFile(*GetFileRequest, grpc.ServerStreamingServer[GetFileChunk]) error
 	mustEmbedUnimplementedMinionServer()
 }
 
@@ -150,6 +208,12 @@ func (UnimplementedMinionServer) Facts(context.Context, *FactsRequest) (*FactsRe
 }
 func (UnimplementedMinionServer) ExecFile(grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]) error {
 	return status.Error(codes.Unimplemented, "method ExecFile not implemented")
+}
+func (UnimplementedMinionServer) PutFile(grpc.BidiStreamingServer[PutFileRequest, PutFileResponse]) error {
+	return status.Error(codes.Unimplemented, "method PutFile not implemented")
+}
+func (UnimplementedMinionServer) GetFile(*GetFileRequest, grpc.ServerStreamingServer[GetFileChunk]) error {
+	return status.Error(codes.Unimplemented, "method GetFile not implemented")
 }
 func (UnimplementedMinionServer) mustEmbedUnimplementedMinionServer() {}
 func (UnimplementedMinionServer) testEmbeddedByValue()                {}
@@ -226,6 +290,24 @@ func _Minion_ExecFile_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Minion_ExecFileServer = grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]
 
+func _Minion_PutFile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MinionServer).PutFile(&grpc.GenericServerStream[PutFileRequest, PutFileResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_PutFileServer = grpc.BidiStreamingServer[PutFileRequest, PutFileResponse]
+
+func _Minion_GetFile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetFileRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MinionServer).GetFile(m, &grpc.GenericServerStream[GetFileRequest, GetFileChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_GetFileServer = grpc.ServerStreamingServer[GetFileChunk]
+
 // Minion_ServiceDesc is the grpc.ServiceDesc for Minion service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -253,6 +335,17 @@ var Minion_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Minion_ExecFile_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "PutFile",
+			Handler:       _Minion_PutFile_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "GetFile",
+			Handler:       _Minion_GetFile_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "felix/v1/minion.proto",

@@ -1,0 +1,778 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/felix-ops/felix/exec"
+	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
+)
+
+// What PutFile leaves beside a destination: a temp file while the content
+// arrives (removed or renamed into place before the RPC ends) and, when
+// asked, the backup of the old file.
+const (
+	tempPrefix   = ".felix-tmp-"
+	backupInfix  = ".felix-bak-"
+	backupFormat = "20060102T150405.000000000Z"
+	// maxTempBase bounds the part of the destination's name copied into
+	// the temp file's name, which must stay under NAME_MAX (255).
+	maxTempBase = 200
+)
+
+// modeBits are the bits of a file mode PutFile sets and compares.
+const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+// PutFile receives a file and puts it in place atomically; see the proto
+// for the exchange. The content goes to a temp file in the destination's
+// directory (recorded in the journal while it exists), is verified against
+// the announced size and sha256, gets its mode and owner, and is renamed
+// over the destination. Any failure leaves the old file as it was and
+// removes the temp file.
+func (s *Server) PutFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	h := first.GetHeader()
+	if h == nil {
+		return status.Error(codes.InvalidArgument, "put file: the first message must be a header")
+	}
+	log := s.Log.With("dest", h.Dest)
+	res, err := s.putFile(stream, h, log)
+	if err != nil {
+		log.Warn("put file failed", "err", err)
+		return err
+	}
+	log.Info("put file", "changed", res.Changed, "size", h.Size, "backup", res.Backup)
+	return nil
+}
+
+// putSpec is a checked PutFileHeader.
+type putSpec struct {
+	size     int64
+	sha256   string
+	mode     fs.FileMode // 0: keep the old file's, or 0644
+	uid, gid int         // -1: keep the old file's
+}
+
+// checkPutHeader validates a header and resolves its owner.
+func checkPutHeader(h *felixv1.PutFileHeader) (putSpec, error) {
+	if err := checkPath(h.Dest); err != nil {
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file: %v", err)
+	}
+	sp := putSpec{size: h.Size, sha256: strings.ToLower(h.Sha256), uid: -1, gid: -1}
+	if h.Size < 0 {
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file %s: negative size %d", h.Dest, h.Size)
+	}
+	if b, err := hex.DecodeString(sp.sha256); err != nil || len(b) != sha256.Size {
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file %s: sha256 %q is not 64 hex digits", h.Dest, h.Sha256)
+	}
+	if h.Mode&^0o7777 != 0 {
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file %s: mode %#o has bits beyond 07777", h.Dest, h.Mode)
+	}
+	sp.mode = fileMode(h.Mode)
+	var err error
+	if sp.uid, sp.gid, err = lookupOwner(h.Owner); err != nil {
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file %s: %v", h.Dest, err)
+	}
+	return sp, nil
+}
+
+func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], h *felixv1.PutFileHeader, log *slog.Logger) (exec.PutResult, error) {
+	sp, err := checkPutHeader(h)
+	if err != nil {
+		return exec.PutResult{}, err
+	}
+	dest, dirExists, err := s.resolve(h.Dest)
+	if err != nil {
+		return exec.PutResult{}, err
+	}
+	dir := filepath.Dir(dest)
+	if !dirExists {
+		if !h.Mkdir {
+			return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: directory %s does not exist (mkdir not asked)", h.Dest, filepath.Dir(h.Dest))
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: %v", h.Dest, err)
+		}
+	} else if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: %s is not a directory", h.Dest, filepath.Dir(h.Dest))
+	}
+
+	old, err := os.Lstat(dest)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		old = nil
+	case err != nil:
+		return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: %v", h.Dest, err)
+	case old.Mode()&fs.ModeSymlink != 0:
+		return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: the destination is a symlink; refusing to follow it", h.Dest)
+	case !old.Mode().IsRegular():
+		return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: the destination is not a regular file (%s)", h.Dest, old.Mode().Type())
+	}
+	if old != nil {
+		same, err := sameFile(dest, old, sp)
+		if err != nil {
+			return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: read the old file: %v", h.Dest, err)
+		}
+		if same {
+			return exec.PutResult{}, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{Done: &felixv1.PutFileDone{}}})
+		}
+	}
+	if err := stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Send{Send: &felixv1.PutFileSend{}}}); err != nil {
+		return exec.PutResult{}, err
+	}
+
+	base := filepath.Base(dest)
+	if len(base) > maxTempBase {
+		base = base[:maxTempBase]
+	}
+	tmp := filepath.Join(dir, tempPrefix+base+"-"+randomHex())
+	unjournal, err := s.journal(tmp)
+	if err != nil {
+		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: %v", h.Dest, err)
+	}
+	defer unjournal() // after the temp file is gone (defers run in reverse)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: create temp file: %v", h.Dest, err)
+	}
+	renamed := false
+	defer func() {
+		f.Close() // a no-op error after the explicit Close
+		if !renamed {
+			if err := os.Remove(tmp); err != nil {
+				log.Error("remove temp file", "path", tmp, "err", err)
+			}
+		}
+	}()
+	if err := receiveContent(stream, f, h.Dest, sp); err != nil {
+		return exec.PutResult{}, err
+	}
+	if err := setAttrs(f, old, sp); err != nil {
+		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: %v", h.Dest, err)
+	}
+	if err := f.Sync(); err != nil {
+		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: fsync: %v", h.Dest, err)
+	}
+	if err := f.Close(); err != nil {
+		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: write: %v", h.Dest, err)
+	}
+	var res exec.PutResult
+	if h.Backup && old != nil {
+		if res.Backup, err = backupFile(dest); err != nil {
+			return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: backup: %v", h.Dest, err)
+		}
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: rename into place: %v", h.Dest, err)
+	}
+	renamed = true
+	if err := syncDir(dir); err != nil {
+		// The file is in place; only its durability across a power loss
+		// is in doubt.
+		log.Warn("fsync directory", "dir", dir, "err", err)
+	}
+	res.Changed = true
+	return res, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{
+		Done: &felixv1.PutFileDone{Changed: true, Backup: res.Backup}}})
+}
+
+// receiveContent writes the data messages of stream to f until the client
+// closes its side, then checks the size and sha256.
+func receiveContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], f *os.File, dest string, sp putSpec) error {
+	sum := sha256.New()
+	var n int64
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		d, ok := m.Msg.(*felixv1.PutFileRequest_Data)
+		if !ok {
+			return status.Errorf(codes.InvalidArgument, "put file %s: a second header", dest)
+		}
+		if n+int64(len(d.Data)) > sp.size {
+			return status.Errorf(codes.InvalidArgument, "put file %s: more content than the announced %d bytes", dest, sp.size)
+		}
+		if _, err := f.Write(d.Data); err != nil {
+			return status.Errorf(codes.Internal, "put file %s: write: %v", dest, err)
+		}
+		sum.Write(d.Data)
+		n += int64(len(d.Data))
+	}
+	if n != sp.size {
+		return status.Errorf(codes.InvalidArgument, "put file %s: got %d bytes of the announced %d", dest, n, sp.size)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != sp.sha256 {
+		return status.Errorf(codes.DataLoss, "put file %s: sha256 of the content is %s, not the announced %s", dest, got, sp.sha256)
+	}
+	return nil
+}
+
+// setAttrs gives the temp file its owner (asked, or the old file's) and
+// then its mode (asked, the old file's, or 0644); chown clears set-id bits,
+// so it comes first.
+func setAttrs(f *os.File, old fs.FileInfo, sp putSpec) error {
+	uid, gid := sp.uid, sp.gid
+	mode := sp.mode
+	if old != nil {
+		if st, ok := old.Sys().(*syscall.Stat_t); ok {
+			if uid < 0 {
+				uid = int(st.Uid)
+			}
+			if gid < 0 {
+				gid = int(st.Gid)
+			}
+		}
+		if mode == 0 {
+			mode = old.Mode() & modeBits
+		}
+	}
+	if mode == 0 {
+		mode = 0o644
+	}
+	cur, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st, ok := cur.Sys().(*syscall.Stat_t); ok && (uid >= 0 && uid != int(st.Uid) || gid >= 0 && gid != int(st.Gid)) {
+		if err := f.Chown(uid, gid); err != nil {
+			return err
+		}
+	}
+	return f.Chmod(mode)
+}
+
+// sameFile reports whether the regular file at path (described by old)
+// already has the content, mode and owner asked for.
+func sameFile(path string, old fs.FileInfo, sp putSpec) (bool, error) {
+	if old.Size() != sp.size || sp.mode != 0 && old.Mode()&modeBits != sp.mode {
+		return false, nil
+	}
+	if st, ok := old.Sys().(*syscall.Stat_t); ok {
+		if sp.uid >= 0 && uint32(sp.uid) != st.Uid || sp.gid >= 0 && uint32(sp.gid) != st.Gid {
+			return false, nil
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.CopyBuffer(sum, f, make([]byte, chunkSize)); err != nil {
+		return false, err
+	}
+	return hex.EncodeToString(sum.Sum(nil)) == sp.sha256, nil
+}
+
+// backupFile keeps the file at path as path.felix-bak-<UTC time>: a hard
+// link where the file system allows one, else a copy with its mode and
+// owner.
+func backupFile(path string) (string, error) {
+	bak := path + backupInfix + time.Now().UTC().Format(backupFormat)
+	if err := os.Link(path, bak); err == nil {
+		return bak, nil
+	}
+	src, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	st, err := src.Stat()
+	if err != nil {
+		return "", err
+	}
+	dst, err := os.OpenFile(bak, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	err = func() error {
+		if _, err := io.CopyBuffer(dst, src, make([]byte, chunkSize)); err != nil {
+			return err
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			if err := dst.Chown(int(sys.Uid), int(sys.Gid)); err != nil {
+				return err
+			}
+		}
+		if err := dst.Chmod(st.Mode() & modeBits); err != nil {
+			return err
+		}
+		return dst.Sync()
+	}()
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(bak)
+		return "", err
+	}
+	return bak, nil
+}
+
+// GetFile streams a regular file in chunks, then its size and sha256.
+// Symlinks are refused, not followed.
+func (s *Server) GetFile(req *felixv1.GetFileRequest, stream grpc.ServerStreamingServer[felixv1.GetFileChunk]) error {
+	if err := checkPath(req.Path); err != nil {
+		return status.Errorf(codes.InvalidArgument, "get file: %v", err)
+	}
+	path, dirExists, err := s.resolve(req.Path)
+	if err != nil {
+		return err
+	}
+	if !dirExists {
+		return status.Errorf(codes.NotFound, "get file %s: no such file", req.Path)
+	}
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		return status.Errorf(codes.NotFound, "get file %s: no such file", req.Path)
+	case err != nil:
+		return status.Errorf(codes.FailedPrecondition, "get file %s: %v", req.Path, err)
+	case !st.Mode().IsRegular():
+		return status.Errorf(codes.FailedPrecondition, "get file %s: not a regular file (%s)", req.Path, st.Mode().Type())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return status.Errorf(codes.FailedPrecondition, "get file %s: %v", req.Path, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return status.Errorf(codes.FailedPrecondition, "get file %s: not a regular file", req.Path)
+	}
+	sum := sha256.New()
+	buf := make([]byte, chunkSize)
+	data := &felixv1.GetFileChunk_Data{}
+	msg := &felixv1.GetFileChunk{Msg: data}
+	var n int64
+	for {
+		k, err := f.Read(buf)
+		if k > 0 {
+			sum.Write(buf[:k])
+			data.Data = buf[:k] // Send marshals before it returns
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			n += int64(k)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return status.Errorf(codes.Internal, "get file %s: read after %d bytes: %v", req.Path, n, err)
+		}
+	}
+	s.Log.Info("get file", "path", req.Path, "size", n)
+	return stream.Send(&felixv1.GetFileChunk{Msg: &felixv1.GetFileChunk_Trailer{
+		Trailer: &felixv1.GetFileTrailer{Size: n, Sha256: hex.EncodeToString(sum.Sum(nil))}}})
+}
+
+// checkPath accepts an absolute, clean path (no "..", "//" or trailing
+// "/") of something other than the root, without NUL.
+func checkPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("path %q contains NUL", p)
+	case !filepath.IsAbs(p):
+		return fmt.Errorf("path %q is not absolute", p)
+	case filepath.Clean(p) != p:
+		return fmt.Errorf("path %q is not clean (it has .., . or extra slashes)", p)
+	case p == "/":
+		return errors.New("path / is not a file")
+	}
+	return nil
+}
+
+// resolve resolves the symlinks of a checked path's directory, as far as
+// it exists, and checks the result against the FileRoots. It returns the
+// resolved path (its last element is never resolved) and whether its
+// directory exists.
+func (s *Server) resolve(p string) (string, bool, error) {
+	d := filepath.Dir(p)
+	var missing []string
+	for {
+		r, err := filepath.EvalSymlinks(d)
+		if err == nil {
+			d = r
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || d == "/" {
+			return "", false, status.Errorf(codes.FailedPrecondition, "%s: %v", p, err)
+		}
+		missing = append(missing, filepath.Base(d))
+		d = filepath.Dir(d)
+	}
+	slices.Reverse(missing)
+	resolved := filepath.Join(append(append([]string{d}, missing...), filepath.Base(p))...)
+	if !s.underRoots(resolved) {
+		return "", false, status.Errorf(codes.PermissionDenied, "%s is outside this minion's file_roots", p)
+	}
+	return resolved, len(missing) == 0, nil
+}
+
+// underRoots reports whether the resolved path p is inside one of the
+// FileRoots (their symlinks resolved too), or there are none.
+func (s *Server) underRoots(p string) bool {
+	if len(s.FileRoots) == 0 {
+		return true
+	}
+	for _, root := range s.FileRoots {
+		r, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			r = filepath.Clean(root)
+		}
+		if r == "/" || strings.HasPrefix(p, r+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// journal records tmp in a new file of JournalDir and returns what removes
+// that record.
+func (s *Server) journal(tmp string) (func(), error) {
+	if s.JournalDir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(s.JournalDir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	name := filepath.Join(s.JournalDir, randomHex())
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	_, err = f.WriteString(tmp + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return func() {
+		if err := os.Remove(name); err != nil {
+			s.Log.Error("remove journal entry", "path", name, "err", err)
+		}
+	}, nil
+}
+
+// SweepTemp removes the temp files of transfers a crash interrupted, as
+// listed in JournalDir, and their journal entries. Only a regular file
+// named like a temp file is ever removed. Call it before serving.
+func (s *Server) SweepTemp() error {
+	if s.JournalDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(s.JournalDir, 0o700); err != nil {
+		return fmt.Errorf("sweep temp files: %w", err)
+	}
+	ents, err := os.ReadDir(s.JournalDir)
+	if err != nil {
+		return fmt.Errorf("sweep temp files: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		entry := filepath.Join(s.JournalDir, e.Name())
+		b, err := readSmall(entry, 4096)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sweep temp files: %w", err))
+			continue
+		}
+		tmp := strings.TrimSpace(string(b))
+		if checkPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), tempPrefix) {
+			st, err := os.Lstat(tmp)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+			case err != nil:
+				errs = append(errs, fmt.Errorf("sweep temp file %s: %w", tmp, err))
+				continue
+			case !st.Mode().IsRegular():
+				s.Log.Warn("journalled temp file is not a regular file; left alone", "path", tmp)
+			default:
+				if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("sweep temp file: %w", err))
+					continue
+				}
+				s.Log.Info("removed the temp file of an interrupted transfer", "path", tmp)
+			}
+		} else {
+			s.Log.Warn("journal entry names no temp file; ignored", "entry", entry, "content", tmp)
+		}
+		if err := os.Remove(entry); err != nil {
+			errs = append(errs, fmt.Errorf("sweep temp files: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readSmall reads a file of at most limit bytes.
+func readSmall(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// syncDir fsyncs a directory, making a rename in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// fileMode converts Unix permission bits (07777) to an fs.FileMode.
+func fileMode(m uint32) fs.FileMode {
+	fm := fs.FileMode(m & 0o777)
+	if m&0o4000 != 0 {
+		fm |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		fm |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		fm |= fs.ModeSticky
+	}
+	return fm
+}
+
+// lookupOwner resolves "user:group" (either part may be empty, meaning
+// unchanged; "user" alone is the user) to ids, -1 for an unchanged part.
+// Names and numeric ids must both exist on the host.
+func lookupOwner(owner string) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if owner == "" {
+		return uid, gid, nil
+	}
+	un, gn, _ := strings.Cut(owner, ":")
+	if un == "" && gn == "" {
+		return -1, -1, fmt.Errorf("owner %q names neither user nor group", owner)
+	}
+	if un != "" {
+		u, err := user.Lookup(un)
+		if err != nil {
+			if _, nerr := strconv.Atoi(un); nerr != nil {
+				return -1, -1, fmt.Errorf("owner %q: %w", owner, err)
+			}
+			if u, err = user.LookupId(un); err != nil {
+				return -1, -1, fmt.Errorf("owner %q: %w", owner, err)
+			}
+		}
+		if uid, err = strconv.Atoi(u.Uid); err != nil {
+			return -1, -1, fmt.Errorf("owner %q: uid %q: %w", owner, u.Uid, err)
+		}
+	}
+	if gn != "" {
+		g, err := user.LookupGroup(gn)
+		if err != nil {
+			if _, nerr := strconv.Atoi(gn); nerr != nil {
+				return -1, -1, fmt.Errorf("owner %q: %w", owner, err)
+			}
+			if g, err = user.LookupGroupId(gn); err != nil {
+				return -1, -1, fmt.Errorf("owner %q: %w", owner, err)
+			}
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return -1, -1, fmt.Errorf("owner %q: gid %q: %w", owner, g.Gid, err)
+		}
+	}
+	return uid, gid, nil
+}
+
+// randomHex returns 16 random hex digits.
+func randomHex() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
+}
+
+// Put places f at f.Dest on the minion. The minion first compares what it
+// has: when Dest already has the content, mode and owner, Put returns
+// Changed false without calling f.Open. Otherwise the content is streamed
+// in chunks through one reused buffer, never whole. If it cannot be read
+// completely the stream is cancelled before the client closes its side,
+// so the minion, which puts the file in place only after that close,
+// changes nothing.
+func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.PutResult, error) {
+	if f.Open == nil || f.Size < 0 {
+		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: no content or a negative size", f.Dest, t.ID)
+	}
+	cl, err := p.client(t)
+	if err != nil {
+		return exec.PutResult{}, err
+	}
+	op := "put " + f.Dest + " on"
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// As for Exec, only a stream that could not be opened is "unreachable".
+	stream, err := cl.PutFile(ctx)
+	if err != nil {
+		return exec.PutResult{}, rpcError(op, t, err, true)
+	}
+	err = stream.Send(&felixv1.PutFileRequest{Msg: &felixv1.PutFileRequest_Header{Header: &felixv1.PutFileHeader{
+		Dest: f.Dest, Size: f.Size, Sha256: f.SHA256, Mode: f.Mode, Owner: f.Owner, Mkdir: f.Mkdir, Backup: f.Backup}}})
+	if err != nil && err != io.EOF { // on io.EOF the minion ended the stream; Recv says why
+		return exec.PutResult{}, rpcError(op, t, err, false)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return exec.PutResult{}, rpcError(op, t, err, false)
+	}
+	switch m := resp.Msg.(type) {
+	case *felixv1.PutFileResponse_Done:
+		return exec.PutResult{Changed: m.Done.Changed, Backup: m.Done.Backup}, nil
+	case *felixv1.PutFileResponse_Send:
+	default:
+		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: unexpected answer %T", f.Dest, t.ID, resp.Msg)
+	}
+
+	r, err := f.Open()
+	if err != nil {
+		cancel()
+		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: open the content: %w (the file was not changed)", f.Dest, t.ID, err)
+	}
+	defer r.Close()
+	data := &felixv1.PutFileRequest_Data{}
+	msg := &felixv1.PutFileRequest{Msg: data}
+	sendErr := sendChunks(r, f.Size, func(b []byte) error {
+		data.Data = b // Send marshals before it returns, so b is free after
+		return stream.Send(msg)
+	})
+	var readErr *fileReadError
+	switch {
+	case sendErr == nil:
+		if err := stream.CloseSend(); err != nil {
+			return exec.PutResult{}, rpcError(op, t, err, false)
+		}
+	case errors.As(sendErr, &readErr):
+		cancel() // before anything else: the minion must not put the file in place
+		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: %w (the file was not changed)", f.Dest, t.ID, sendErr)
+	case sendErr == io.EOF:
+		// The minion ended the stream early; Recv says why.
+	default:
+		return exec.PutResult{}, rpcError(op, t, sendErr, false)
+	}
+	resp, err = stream.Recv()
+	if err != nil {
+		return exec.PutResult{}, rpcError(op, t, err, false)
+	}
+	done := resp.GetDone()
+	if done == nil {
+		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: unexpected answer %T", f.Dest, t.ID, resp.Msg)
+	}
+	return exec.PutResult{Changed: done.Changed, Backup: done.Backup}, nil
+}
+
+// sendChunks reads r, which must hold exactly size bytes, and passes it to
+// send in chunks of chunkSize through one buffer. A failure of send is
+// returned as is; a read failure or a size mismatch as a *fileReadError.
+func sendChunks(r io.Reader, size int64, send func([]byte) error) error {
+	buf := make([]byte, chunkSize)
+	// One byte more than announced is read to notice a longer content.
+	lr := io.LimitReader(r, min(size, math.MaxInt64-1)+1)
+	var sent int64
+	for {
+		n, err := io.ReadFull(lr, buf)
+		if n > 0 {
+			if sent+int64(n) > size {
+				return &fileReadError{fmt.Errorf("content is longer than its size %d", size)}
+			}
+			if err := send(buf[:n]); err != nil {
+				return err
+			}
+			sent += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return &fileReadError{fmt.Errorf("read the content after %d bytes: %w", sent, err)}
+		}
+	}
+	if sent != size {
+		return &fileReadError{fmt.Errorf("content has %d bytes, not its size %d", sent, size)}
+	}
+	return nil
+}
+
+// Get streams the file at path on the minion to w and returns its size
+// and sha256 (hex), checked against the minion's trailer. On an error w
+// may have received part of the content.
+func (p *Pool) Get(ctx context.Context, t exec.Target, path string, w io.Writer) (int64, string, error) {
+	cl, err := p.client(t)
+	if err != nil {
+		return 0, "", err
+	}
+	op := "get " + path + " from"
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := cl.GetFile(ctx, &felixv1.GetFileRequest{Path: path})
+	if err != nil {
+		return 0, "", rpcError(op, t, err, true)
+	}
+	sum := sha256.New()
+	var n int64
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			return n, "", fmt.Errorf("get %s from minion %s: stream ended without a trailer", path, t.ID)
+		}
+		if err != nil {
+			return n, "", rpcError(op, t, err, false)
+		}
+		switch m := m.Msg.(type) {
+		case *felixv1.GetFileChunk_Data:
+			if _, err := w.Write(m.Data); err != nil {
+				return n, "", fmt.Errorf("get %s from minion %s: write: %w", path, t.ID, err)
+			}
+			sum.Write(m.Data)
+			n += int64(len(m.Data))
+		case *felixv1.GetFileChunk_Trailer:
+			got := hex.EncodeToString(sum.Sum(nil))
+			if m.Trailer.Size != n || m.Trailer.Sha256 != got {
+				return n, "", fmt.Errorf("get %s from minion %s: received %d bytes with sha256 %s; the minion sent %d bytes with sha256 %s",
+					path, t.ID, n, got, m.Trailer.Size, m.Trailer.Sha256)
+			}
+			return n, got, nil
+		}
+	}
+}

@@ -1,0 +1,423 @@
+package agent
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/felix-ops/felix/exec"
+)
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// putBytes is a PutFile of fixed content whose Open calls are counted.
+func putBytes(dest string, b []byte, opened *atomic.Int64) exec.PutFile {
+	return exec.PutFile{Dest: dest, Size: int64(len(b)), SHA256: sha256Hex(b), Open: func() (io.ReadCloser, error) {
+		if opened != nil {
+			opened.Add(1)
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}}
+}
+
+// withFiles sets the server's journal directory and file roots.
+func withFiles(journal string, roots ...string) func(*Server) {
+	return func(s *Server) {
+		s.JournalDir = journal
+		s.FileRoots = roots
+	}
+}
+
+// names lists a directory's entries.
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n []string
+	for _, e := range ents {
+		n = append(n, e.Name())
+	}
+	return n
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func modeOf(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	st, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode()
+}
+
+func TestPutFile(t *testing.T) {
+	journal := t.TempDir()
+	h := newHarness(t, withFiles(journal))
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "app.conf")
+	var opened atomic.Int64
+
+	// A new file.
+	f := putBytes(dest, []byte("v1\n"), &opened)
+	f.Mode = 0o640
+	res, err := h.pool.Put(ctx, h.target, f)
+	if err != nil || !res.Changed || res.Backup != "" {
+		t.Fatalf("Put new = %+v, %v; want changed, no backup", res, err)
+	}
+	if got := readFile(t, dest); got != "v1\n" {
+		t.Errorf("content = %q; want %q", got, "v1\n")
+	}
+	if m := modeOf(t, dest); m != 0o640 {
+		t.Errorf("mode = %v; want 0640", m)
+	}
+
+	// The same again: nothing is sent.
+	opened.Store(0)
+	res, err = h.pool.Put(ctx, h.target, f)
+	if err != nil || res.Changed {
+		t.Fatalf("re-Put = %+v, %v; want unchanged", res, err)
+	}
+	if n := opened.Load(); n != 0 {
+		t.Errorf("re-Put opened the content %d times; want 0", n)
+	}
+	f.Mode = 0 // keep the file's mode: still unchanged
+	if res, err = h.pool.Put(ctx, h.target, f); err != nil || res.Changed || opened.Load() != 0 {
+		t.Fatalf("re-Put without mode = %+v, %v (opened %d); want unchanged", res, err, opened.Load())
+	}
+
+	// New content with a backup; the mode is kept.
+	f = putBytes(dest, []byte("v2\n"), &opened)
+	f.Backup = true
+	res, err = h.pool.Put(ctx, h.target, f)
+	if err != nil || !res.Changed || res.Backup == "" {
+		t.Fatalf("Put changed = %+v, %v; want changed with a backup", res, err)
+	}
+	if got := readFile(t, dest); got != "v2\n" {
+		t.Errorf("content = %q; want %q", got, "v2\n")
+	}
+	if m := modeOf(t, dest); m != 0o640 {
+		t.Errorf("mode = %v; want 0640 kept", m)
+	}
+	if !strings.HasPrefix(res.Backup, dest+".felix-bak-") {
+		t.Errorf("backup = %q; want %s.felix-bak-<time>", res.Backup, dest)
+	}
+	if got := readFile(t, res.Backup); got != "v1\n" {
+		t.Errorf("backup content = %q; want %q", got, "v1\n")
+	}
+
+	// A mode change alone re-sends the content.
+	f.Backup, f.Mode = false, 0o600
+	if res, err = h.pool.Put(ctx, h.target, f); err != nil || !res.Changed {
+		t.Fatalf("Put with a new mode = %+v, %v; want changed", res, err)
+	}
+	if m := modeOf(t, dest); m != 0o600 {
+		t.Errorf("mode = %v; want 0600", m)
+	}
+
+	if os.Geteuid() == 0 {
+		// Another owner, then root:root back.
+		f.Owner = "nobody:nogroup"
+		if _, err := h.pool.Put(ctx, h.target, f); err != nil {
+			t.Logf("no nobody:nogroup here: %v", err)
+		}
+		f.Owner = "root:root"
+		if _, err := h.pool.Put(ctx, h.target, f); err != nil {
+			t.Fatalf("Put owner root:root: %v", err)
+		}
+		st, _ := os.Stat(dest)
+		if s := st.Sys().(*syscall.Stat_t); s.Uid != 0 || s.Gid != 0 {
+			t.Errorf("owner = %d:%d; want 0:0", s.Uid, s.Gid)
+		}
+		opened.Store(0)
+		if res, err := h.pool.Put(ctx, h.target, f); err != nil || res.Changed || opened.Load() != 0 {
+			t.Errorf("re-Put root:root = %+v, %v; want unchanged", res, err)
+		}
+	}
+
+	// Nothing left beside the files, nothing in the journal.
+	for _, n := range names(t, dir) {
+		if strings.HasPrefix(n, ".felix-tmp-") {
+			t.Errorf("temp file %s left", n)
+		}
+	}
+	if n := names(t, journal); len(n) != 0 {
+		t.Errorf("journal holds %v; want nothing", n)
+	}
+}
+
+func TestPutFileMkdir(t *testing.T) {
+	h := newHarness(t)
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "a", "b", "f")
+	f := putBytes(dest, []byte("x"), nil)
+	if _, err := h.pool.Put(ctx, h.target, f); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("Put without mkdir = %v; want a missing directory error", err)
+	}
+	if n := names(t, dir); len(n) != 0 {
+		t.Fatalf("dir holds %v after a refused put", n)
+	}
+	f.Mkdir = true
+	if res, err := h.pool.Put(ctx, h.target, f); err != nil || !res.Changed {
+		t.Fatalf("Put with mkdir = %+v, %v", res, err)
+	}
+	if got := readFile(t, dest); got != "x" {
+		t.Errorf("content = %q", got)
+	}
+	if m := modeOf(t, filepath.Join(dir, "a")); !m.IsDir() || m.Perm()&0o755 != 0o755 {
+		t.Errorf("made directory mode = %v; want drwxr-xr-x", m)
+	}
+}
+
+func TestPutFileRefused(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(root, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(root, "target")
+	if err := os.WriteFile(target, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, withFiles(t.TempDir(), root))
+	ctx := testCtx(t)
+
+	good := putBytes(filepath.Join(root, "sub", "ok"), []byte("ok"), nil)
+	if res, err := h.pool.Put(ctx, h.target, good); err != nil || !res.Changed {
+		t.Fatalf("Put inside the roots = %+v, %v", res, err)
+	}
+
+	tests := []struct {
+		name, dest, owner, sha, want string
+		mkdir                        bool
+	}{
+		{name: "relative", dest: "sub/rel", want: "not absolute"},
+		{name: "dot dot", dest: root + "/sub/../rel", want: "not clean"},
+		{name: "trailing slash", dest: root + "/sub/", want: "not clean"},
+		{name: "NUL", dest: root + "/sub/a\x00b", want: "NUL"},
+		{name: "root", dest: "/", want: "not a file"},
+		{name: "outside the roots", dest: outside + "/f", want: "outside", mkdir: true},
+		{name: "through a symlink out of the roots", dest: root + "/escape/f", want: "outside"},
+		{name: "symlink destination", dest: root + "/link", want: "symlink"},
+		{name: "directory destination", dest: root + "/sub", want: "not a regular file"},
+		{name: "unknown owner", dest: root + "/sub/o", owner: "no-such-user-felix:root", want: "no-such-user-felix"},
+		{name: "bad sha256", dest: root + "/sub/s", sha: "abc", want: "sha256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var opened atomic.Int64
+			f := putBytes(tt.dest, []byte("evil"), &opened)
+			f.Owner, f.Mkdir = tt.owner, tt.mkdir
+			if tt.sha != "" {
+				f.SHA256 = tt.sha
+			}
+			_, err := h.pool.Put(ctx, h.target, f)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Put(%q) = %v; want an error with %q", tt.dest, err, tt.want)
+			}
+			if errors.Is(err, exec.ErrUnreachable) {
+				t.Errorf("Put(%q) = %v; must not be unreachable", tt.dest, err)
+			}
+			if n := opened.Load(); n != 0 {
+				t.Errorf("content opened %d times; want 0", n)
+			}
+		})
+	}
+	if got := names(t, outside); len(got) != 0 {
+		t.Errorf("outside holds %v; want nothing", got)
+	}
+	if got := strings.Join(names(t, root), " "); got != "escape link sub target" {
+		t.Errorf("root holds %q; want only what the test made", got)
+	}
+	if got := strings.Join(names(t, filepath.Join(root, "sub")), " "); got != "ok" {
+		t.Errorf("root/sub holds %q; want only ok", got)
+	}
+	if got := readFile(t, target); got != "precious" {
+		t.Errorf("symlink target = %q; want it untouched", got)
+	}
+	if m := modeOf(t, filepath.Join(root, "link")); m&os.ModeSymlink == 0 {
+		t.Errorf("link mode = %v; want still a symlink", m)
+	}
+}
+
+// TestPutFileFailures checks that a transfer that fails leaves the old
+// file intact and no temp file or journal entry behind.
+func TestPutFileFailures(t *testing.T) {
+	tests := []struct {
+		name string
+		f    func(dest string) exec.PutFile
+		want string
+	}{
+		{name: "sha256 mismatch", want: "sha256", f: func(dest string) exec.PutFile {
+			f := putBytes(dest, []byte("new content"), nil)
+			f.SHA256 = sha256Hex([]byte("what the client claimed"))
+			return f
+		}},
+		{name: "reader fails midway", want: errDiskOnFire.Error(), f: func(dest string) exec.PutFile {
+			return exec.PutFile{Dest: dest, Size: 1 << 20, SHA256: sha256Hex(nil), Open: func() (io.ReadCloser, error) {
+				g := newGenReader(3, 1<<20)
+				g.failAfter = 300 << 10
+				return g, nil
+			}}
+		}},
+		{name: "content shorter than its size", want: "not its size", f: func(dest string) exec.PutFile {
+			f := putBytes(dest, []byte("short"), nil)
+			f.Size = 100
+			return f
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			journal := t.TempDir()
+			h := newHarness(t, withFiles(journal))
+			dir := t.TempDir()
+			dest := filepath.Join(dir, "f")
+			if err := os.WriteFile(dest, []byte("old"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := h.pool.Put(testCtx(t), h.target, tt.f(dest))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Put = %v; want an error with %q", err, tt.want)
+			}
+			h.stop() // waits for the handler
+			if got := readFile(t, dest); got != "old" {
+				t.Errorf("dest = %q; want the old content", got)
+			}
+			if got := names(t, dir); len(got) != 1 {
+				t.Errorf("dir holds %v; want only f", got)
+			}
+			if got := names(t, journal); len(got) != 0 {
+				t.Errorf("journal holds %v; want nothing", got)
+			}
+		})
+	}
+}
+
+func TestSweepTemp(t *testing.T) {
+	dir, journal := t.TempDir(), t.TempDir()
+	tmp := filepath.Join(dir, ".felix-tmp-f-0123456789abcdef")
+	keep := filepath.Join(dir, "keep")
+	for _, p := range []string{tmp, keep} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A transfer that died, one whose temp file is already gone, and an
+	// entry naming something that is not a temp file.
+	entries := map[string]string{"a": tmp + "\n", "b": filepath.Join(dir, ".felix-tmp-gone-1") + "\n", "c": keep + "\n"}
+	for name, content := range entries {
+		if err := os.WriteFile(filepath.Join(journal, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := NewServer("m1", "test", testLogger(t))
+	s.JournalDir = journal
+	if err := s.SweepTemp(); err != nil {
+		t.Fatalf("SweepTemp: %v", err)
+	}
+	if got := strings.Join(names(t, dir), " "); got != "keep" {
+		t.Errorf("dir holds %q; want only keep", got)
+	}
+	if got := names(t, journal); len(got) != 0 {
+		t.Errorf("journal holds %v; want nothing", got)
+	}
+}
+
+func TestGetFile(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	h := newHarness(t, withFiles("", root))
+	ctx := testCtx(t)
+	content := make([]byte, 5<<20)
+	rand.Read(content)
+	path := filepath.Join(root, "big")
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	size, sum, err := h.pool.Get(ctx, h.target, path, &buf)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if size != int64(len(content)) || sum != sha256Hex(content) || !bytes.Equal(buf.Bytes(), content) {
+		t.Errorf("Get = %d bytes, sha256 %s; want %d, %s and the same bytes", size, sum, len(content), sha256Hex(content))
+	}
+
+	if err := os.Symlink(path, filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{root + "/link", root, root + "/missing", root + "/missing/x", "big",
+		outside + "/secret", root + "/../" + filepath.Base(outside) + "/secret"} {
+		var buf bytes.Buffer
+		if _, _, err := h.pool.Get(ctx, h.target, p, &buf); err == nil || buf.Len() != 0 {
+			t.Errorf("Get(%q) = %v with %d bytes; want an error and nothing", p, err, buf.Len())
+		}
+	}
+}
+
+func TestPutFileLarge(t *testing.T) {
+	const size = 50 << 20
+	h := newHarness(t, withFiles(t.TempDir()))
+	sum := sha256.New()
+	if _, err := io.Copy(sum, newGenReader(7, size)); err != nil {
+		t.Fatal(err)
+	}
+	want := hex.EncodeToString(sum.Sum(nil))
+	dest := filepath.Join(t.TempDir(), "big")
+	var g *genReader
+	f := exec.PutFile{Dest: dest, Size: size, SHA256: want, Open: func() (io.ReadCloser, error) {
+		g = newGenReader(7, size)
+		return g, nil
+	}}
+	res, err := h.pool.Put(testCtx(t), h.target, f)
+	if err != nil || !res.Changed {
+		t.Fatalf("Put = %+v, %v", res, err)
+	}
+	if !g.closed.Load() {
+		t.Error("the reader was not closed")
+	}
+	df, err := os.Open(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer df.Close()
+	got := sha256.New()
+	n, err := io.Copy(got, df)
+	if err != nil || n != size || hex.EncodeToString(got.Sum(nil)) != want {
+		t.Errorf("on disk: %d bytes, sha256 %x, %v; want %d, %s", n, got.Sum(nil), err, size, want)
+	}
+	if m := modeOf(t, dest); m != 0o644 {
+		t.Errorf("mode = %v; want 0644 for a new file", m)
+	}
+}
