@@ -282,14 +282,11 @@ func labelRemovals(args []string) (rest, removals []string) {
 	return rest, removals
 }
 
-// labelMinion sets and removes a minion's labels: args are the minion id,
-// then key=value to set and -key to remove.
-func labelMinion(ctx context.Context, c *client, format string, args, removals []string, w io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("want: felix minions label ID key=value... -key...")
-	}
-	id, req := args[0], wire.Labels{Remove: removals}
-	for _, a := range args[1:] {
+// labelRequest turns key=value (set) and -key (remove) arguments, plus keys
+// already taken out as removals, into a labels request.
+func labelRequest(args, removals []string) (wire.Labels, error) {
+	req := wire.Labels{Remove: removals}
+	for _, a := range args {
 		if k, v, ok := strings.Cut(a, "="); ok && k != "" {
 			if req.Set == nil {
 				req.Set = map[string]string{}
@@ -298,11 +295,25 @@ func labelMinion(ctx context.Context, c *client, format string, args, removals [
 		} else if k, ok := strings.CutPrefix(a, "-"); ok && k != "" {
 			req.Remove = append(req.Remove, k)
 		} else {
-			return fmt.Errorf("label %q: want key=value to set or -key to remove", a)
+			return req, fmt.Errorf("label %q: want key=value to set or -key to remove", a)
 		}
 	}
 	if len(req.Set) == 0 && len(req.Remove) == 0 {
-		return fmt.Errorf("no labels: give key=value to set or -key to remove")
+		return req, fmt.Errorf("no labels: give key=value to set or -key to remove")
+	}
+	return req, nil
+}
+
+// labelMinion sets and removes a minion's labels: args are the minion id,
+// then key=value to set and -key to remove.
+func labelMinion(ctx context.Context, c *client, format string, args, removals []string, w io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("want: felix minions label ID key=value... -key...")
+	}
+	id := args[0]
+	req, err := labelRequest(args[1:], removals)
+	if err != nil {
+		return err
 	}
 	var m wire.Minion
 	if err := c.do(ctx, "PUT", "/api/v1/minions/"+url.PathEscape(id)+"/labels", req, &m); err != nil {

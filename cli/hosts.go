@@ -195,19 +195,10 @@ func labelHost(ctx context.Context, c *client, format string, args, removals []s
 	if len(args) == 0 {
 		return fmt.Errorf("want: felix hosts label ID key=value... -key...")
 	}
-	id, req := args[0], wire.Labels{Remove: removals}
-	for _, a := range args[1:] {
-		if k, v, ok := strings.Cut(a, "="); ok && k != "" {
-			if req.Set == nil {
-				req.Set = map[string]string{}
-			}
-			req.Set[k] = v
-		} else {
-			return fmt.Errorf("label %q: want key=value to set or -key to remove", a)
-		}
-	}
-	if len(req.Set) == 0 && len(req.Remove) == 0 {
-		return fmt.Errorf("no labels: give key=value to set or -key to remove")
+	id := args[0]
+	req, err := labelRequest(args[1:], removals)
+	if err != nil {
+		return err
 	}
 	var h wire.Host
 	if err := c.do(ctx, "PUT", "/api/v1/hosts/"+url.PathEscape(id)+"/labels", req, &h); err != nil {

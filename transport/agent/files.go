@@ -28,21 +28,6 @@ import (
 	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
 )
 
-// What PutFile leaves beside a destination: a temp file while the content
-// arrives (removed or renamed into place before the RPC ends) and, when
-// asked, the backup of the old file.
-const (
-	tempPrefix   = ".felix-tmp-"
-	backupInfix  = ".felix-bak-"
-	backupFormat = "20060102T150405.000000000Z"
-	// maxTempBase bounds the part of the destination's name copied into
-	// the temp file's name, which must stay under NAME_MAX (255).
-	maxTempBase = 200
-)
-
-// modeBits are the bits of a file mode PutFile sets and compares.
-const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
-
 // PutFile receives a file and puts it in place atomically; see the proto
 // for the exchange. The content goes to a temp file in the destination's
 // directory (recorded in the journal while it exists), is verified against
@@ -144,11 +129,7 @@ func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 		return exec.PutResult{}, err
 	}
 
-	base := filepath.Base(dest)
-	if len(base) > maxTempBase {
-		base = base[:maxTempBase]
-	}
-	tmp := filepath.Join(dir, tempPrefix+base+"-"+randomHex())
+	tmp := filepath.Join(dir, filepath.Base(exec.PutTempName(dest, randomHex())))
 	unjournal, err := s.journal(tmp)
 	if err != nil {
 		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: %v", h.Dest, err)
@@ -250,7 +231,7 @@ func setAttrs(f *os.File, old fs.FileInfo, sp putSpec) error {
 			}
 		}
 		if mode == 0 {
-			mode = old.Mode() & modeBits
+			mode = old.Mode() & exec.PutModeBits
 		}
 	}
 	if mode == 0 {
@@ -271,7 +252,7 @@ func setAttrs(f *os.File, old fs.FileInfo, sp putSpec) error {
 // sameFile reports whether the regular file at path (described by old)
 // already has the content, mode and owner asked for.
 func sameFile(path string, old fs.FileInfo, sp putSpec) (bool, error) {
-	if old.Size() != sp.size || sp.mode != 0 && old.Mode()&modeBits != sp.mode {
+	if old.Size() != sp.size || sp.mode != 0 && old.Mode()&exec.PutModeBits != sp.mode {
 		return false, nil
 	}
 	if st, ok := old.Sys().(*syscall.Stat_t); ok {
@@ -295,7 +276,7 @@ func sameFile(path string, old fs.FileInfo, sp putSpec) (bool, error) {
 // link where the file system allows one, else a copy with its mode and
 // owner.
 func backupFile(path string) (string, error) {
-	bak := path + backupInfix + time.Now().UTC().Format(backupFormat)
+	bak := exec.PutBackupName(path, time.Now())
 	if err := os.Link(path, bak); err == nil {
 		return bak, nil
 	}
@@ -321,7 +302,7 @@ func backupFile(path string) (string, error) {
 				return err
 			}
 		}
-		if err := dst.Chmod(st.Mode() & modeBits); err != nil {
+		if err := dst.Chmod(st.Mode() & exec.PutModeBits); err != nil {
 			return err
 		}
 		return dst.Sync()
@@ -511,7 +492,7 @@ func (s *Server) SweepTemp() error {
 			continue
 		}
 		tmp := strings.TrimSpace(string(b))
-		if checkPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), tempPrefix) {
+		if checkPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), exec.PutTempPrefix) {
 			st, err := os.Lstat(tmp)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):

@@ -22,18 +22,6 @@ import (
 	"github.com/felix-ops/felix/exec"
 )
 
-// What Put leaves beside a destination, as the agent does: a temp file
-// while the content arrives and, when asked, the backup of the old file.
-const (
-	putTempPrefix   = ".felix-tmp-"
-	putBackupInfix  = ".felix-bak-"
-	putBackupFormat = "20060102T150405.000000000Z"
-	putMaxTempBase  = 200
-)
-
-// putModeBits are the bits of a file mode Put sets and compares.
-const putModeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
-
 // numericOwner is the only owner form Put accepts over SSH: "uid" or
 // "uid:gid". Names would have to be resolved on the host by a command,
 // which Put does not run; the owner is data and never reaches a shell.
@@ -145,11 +133,7 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 	}
 
 	dir := path.Dir(f.Dest)
-	base := path.Base(f.Dest)
-	if len(base) > putMaxTempBase {
-		base = base[:putMaxTempBase]
-	}
-	tmp := path.Join(dir, putTempPrefix+base+"-"+randomSuffix())
+	tmp := exec.PutTempName(f.Dest, randomSuffix())
 	created := false
 	var res exec.PutResult
 	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
@@ -224,7 +208,7 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 			return err
 		}
 		if f.Backup && old != nil {
-			bak := f.Dest + putBackupInfix + time.Now().UTC().Format(putBackupFormat)
+			bak := exec.PutBackupName(f.Dest, time.Now())
 			if err := c.Link(f.Dest, bak); err != nil {
 				return fmt.Errorf("backup to %s: %w", bak, err)
 			}
@@ -267,7 +251,7 @@ func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMod
 			}
 		}
 		if mode == 0 {
-			mode = old.Mode() & putModeBits
+			mode = old.Mode() & exec.PutModeBits
 		}
 	}
 	if mode == 0 {
@@ -303,7 +287,7 @@ func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMod
 // sameRemote reports whether the regular file at dest (described by old)
 // already has the size, sha256, mode and owner asked for.
 func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c *sftp.Client, dest string, old os.FileInfo, size int64, want string, mode fs.FileMode, uid, gid int) (bool, error) {
-	if old.Size() != size || mode != 0 && old.Mode()&putModeBits != mode {
+	if old.Size() != size || mode != 0 && old.Mode()&exec.PutModeBits != mode {
 		return false, nil
 	}
 	if ou, og, ok := ownerOf(old); ok && (uid >= 0 && uid != ou || gid >= 0 && gid != og) {
