@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,12 +23,11 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
 	"github.com/felix-ops/felix/transport"
 )
-
-var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // spec validates an exec request into a job spec. It does not look at the
 // file content; exec stores that separately.
@@ -103,7 +101,7 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (jobs
 		return jobs.Spec{}, badRequestf("timeout %s is over the master's limit of %s", spec.Timeout, s.Config.MaxTimeout)
 	}
 	for k, v := range req.Env {
-		if !envKey.MatchString(k) {
+		if !exec.ValidEnvName(k) {
 			return jobs.Spec{}, badRequestf("env: %q is not a valid variable name", k)
 		}
 		if strings.ContainsRune(v, 0) {

@@ -81,3 +81,17 @@ type Exit struct {
 // must be safe for concurrent use: stdout and stderr arrive from different
 // goroutines. The slice is only valid during the call.
 type OutputFunc func(s Stream, p []byte)
+
+// ValidEnvName reports whether k can name an environment variable passed
+// to a command: a shell variable name.
+func ValidEnvName(k string) bool {
+	if k == "" || (k[0] >= '0' && k[0] <= '9') {
+		return false
+	}
+	for _, c := range k {
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

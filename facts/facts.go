@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -277,21 +276,10 @@ func addresses() ([]string, error) {
 			if !ok {
 				continue
 			}
-			ip, ok := netip.AddrFromSlice(ipn.IP)
-			if !ok {
-				continue
-			}
-			ip = ip.Unmap().WithZone("")
-			if ip.IsGlobalUnicast() || ip.IsLoopback() {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
 				addrs = append(addrs, ip)
 			}
 		}
 	}
-	slices.SortFunc(addrs, netip.Addr.Compare)
-	addrs = slices.Compact(addrs)
-	ips := make([]string, len(addrs))
-	for i, a := range addrs {
-		ips[i] = a.String()
-	}
-	return ips, nil
+	return sortedIPs(addrs), nil
 }

@@ -235,7 +235,7 @@ func (r runSpec) validate() error {
 	}
 	for _, e := range r.env {
 		k, _, ok := strings.Cut(e, "=")
-		if !ok || !validEnvName(k) {
+		if !ok || !exec.ValidEnvName(k) {
 			return fmt.Errorf("environment entry %q: want NAME=VALUE with a shell variable name", e)
 		}
 		if strings.ContainsRune(e, 0) {
@@ -243,19 +243,6 @@ func (r runSpec) validate() error {
 		}
 	}
 	return nil
-}
-
-// validEnvName reports whether k is a shell variable name.
-func validEnvName(k string) bool {
-	if k == "" || (k[0] >= '0' && k[0] <= '9') {
-		return false
-	}
-	for _, c := range k {
-		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // wrapperScript is the fixed program felix runs for every command. It reads
