@@ -190,7 +190,7 @@ func (e *Engine) runOne(ctx context.Context, cmd Command, t Target, h Hooks) Res
 	r.Stdout, r.Stderr = stdout.Bytes(), stderr.Bytes()
 	r.Truncated = stdout.Truncated() || stderr.Truncated()
 	mu.Unlock()
-	r.ExitCode, r.Signal = exit.Code, exit.Signal
+	r.ExitCode, r.Signal, r.Files = exit.Code, exit.Signal, exit.Files
 	if exit.Transport != "" {
 		r.Transport = exit.Transport // a selecting transport says which one ran
 	}

@@ -36,6 +36,7 @@ type Result struct {
 	Truncated  bool
 	Error      string
 	Transport  string
+	Files      *FileReport // a file transfer's report
 	StartedAt  time.Time
 	FinishedAt time.Time
 }

@@ -47,7 +47,14 @@ type Command struct {
 	// for this run (and removed after it), made executable, and Line runs
 	// there: the script and file command types.
 	File *File
+	// Push or Fetch, when set, make the job a file transfer: nothing runs
+	// and Line is empty; transports hand the command to Transfer.
+	Push  *Push
+	Fetch *Fetch
 }
+
+// IsTransfer reports whether c is a file transfer rather than a command.
+func (c Command) IsTransfer() bool { return c.Push != nil || c.Fetch != nil }
 
 // File is content to place beside a command.
 type File struct {
@@ -75,6 +82,8 @@ type Exit struct {
 	// Transport, when set, names the transport that ran the command (a
 	// selecting transport sets it, also on errors).
 	Transport string
+	// Files reports what a transfer did (see Transfer).
+	Files *FileReport
 }
 
 // OutputFunc receives output chunks as they are produced. Implementations
