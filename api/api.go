@@ -56,6 +56,9 @@ type Server struct {
 	// Bootstrap, if set, installs minions over SSH (POST /api/v1/bootstrap);
 	// nil answers 503.
 	Bootstrap Bootstrapper
+	// Content stores what pushes send and fetches bring back; nil answers
+	// 503 on the file routes.
+	Content Contents
 }
 
 // Config is what the API needs from the master's configuration.
@@ -64,7 +67,9 @@ type Config struct {
 	MaxTimeout     time.Duration
 	// MaxFileSize bounds the content of script and file commands.
 	MaxFileSize int64
-	Version     string
+	// FilesTimeout is a file job's per-host timeout when it names none.
+	FilesTimeout time.Duration
+	Version      string
 }
 
 // Handler returns the Gin engine with every route.
@@ -108,6 +113,11 @@ func (s *Server) Handler() http.Handler {
 	auth.PUT("/hosts/:id/labels", s.setHostLabels)
 	auth.POST("/hosts/:id/trust", s.trustHost)
 	auth.POST("/bootstrap", s.bootstrap)
+	auth.POST("/content", s.putContent)
+	auth.GET("/content/:sha256", s.getContent)
+	auth.HEAD("/content/:sha256", s.getContent)
+	auth.POST("/files", s.pushFiles)
+	auth.POST("/fetch", s.fetchFiles)
 	v1.GET("/openapi.yaml", s.openAPI)
 	return r
 }
@@ -165,6 +175,8 @@ func (s *Server) abort(c *gin.Context, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, jobs.ErrTooLarge):
 		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, jobs.ErrNoContent):
+		status = http.StatusBadRequest
 	case errors.Is(err, jobs.ErrShuttingDown):
 		status = http.StatusServiceUnavailable
 	}

@@ -78,27 +78,16 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (jobs
 		}
 		spec.FileName = name
 	}
-	targets := append([]string(nil), req.Targets...)
+	opts := wire.JobOptions{ID: req.ID, CallbackURL: req.CallbackURL, Targets: req.Targets, Timeout: req.Timeout,
+		Batch: req.Batch, FailThreshold: req.FailThreshold, Transport: req.Transport}
 	if req.MinionIP != "" {
 		if net.ParseIP(req.MinionIP) == nil {
 			return jobs.Spec{}, badRequestf("minion_ip %q is not an IP address", req.MinionIP)
 		}
-		targets = append(targets, req.MinionIP)
+		opts.Targets = append(append([]string(nil), req.Targets...), req.MinionIP)
 	}
-	if len(targets) == 0 {
-		return jobs.Spec{}, badRequestf("no targets: give targets (ids, globs, IPs, CIDRs, key=value) or minion_ip")
-	}
-	spec.Targets = targets
-	spec.Timeout = s.Config.DefaultTimeout
-	if req.Timeout != "" {
-		d, err := time.ParseDuration(req.Timeout)
-		if err != nil || d <= 0 {
-			return jobs.Spec{}, badRequestf("timeout %q: want a positive duration such as 30s", req.Timeout)
-		}
-		spec.Timeout = d
-	}
-	if s.Config.MaxTimeout > 0 && spec.Timeout > s.Config.MaxTimeout {
-		return jobs.Spec{}, badRequestf("timeout %s is over the master's limit of %s", spec.Timeout, s.Config.MaxTimeout)
+	if err := s.jobOptions(c, opts, s.Config.DefaultTimeout, &spec); err != nil {
+		return jobs.Spec{}, err
 	}
 	for k, v := range req.Env {
 		if !exec.ValidEnvName(k) {
@@ -114,32 +103,95 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (jobs
 		return jobs.Spec{}, badRequestf("cwd %q: want an absolute path", req.Cwd)
 	}
 	spec.Dir = req.Cwd
-	if err := transport.ValidMode(req.Transport); err != nil {
-		return jobs.Spec{}, badRequest{err.Error()}
+	return spec, nil
+}
+
+// jobOptions validates the fields every job request has into spec:
+// targets, timeout (def when none), transport, batch, fail threshold,
+// callback URL and the caller's id.
+func (s *Server) jobOptions(c *gin.Context, o wire.JobOptions, def time.Duration, spec *jobs.Spec) error {
+	if len(o.ID) > 256 || !utf8.ValidString(o.ID) {
+		return badRequestf("id must be UTF-8 of at most 256 bytes")
 	}
-	spec.Transport = req.Transport
+	spec.ClientID, spec.Batch, spec.FailThreshold = o.ID, o.Batch, o.FailThreshold
+	if len(o.Targets) == 0 {
+		return badRequestf("no targets: give targets (ids, globs, IPs, CIDRs, key=value) or minion_ip")
+	}
+	spec.Targets = append([]string(nil), o.Targets...)
+	spec.Timeout = def
+	if o.Timeout != "" {
+		d, err := time.ParseDuration(o.Timeout)
+		if err != nil || d <= 0 {
+			return badRequestf("timeout %q: want a positive duration such as 30s", o.Timeout)
+		}
+		spec.Timeout = d
+	}
+	if s.Config.MaxTimeout > 0 && spec.Timeout > s.Config.MaxTimeout {
+		return badRequestf("timeout %s is over the master's limit of %s", spec.Timeout, s.Config.MaxTimeout)
+	}
+	if err := transport.ValidMode(o.Transport); err != nil {
+		return badRequest{err.Error()}
+	}
+	spec.Transport = o.Transport
 	if spec.Transport == "" {
 		spec.Transport = transport.ModeAuto
 	}
-	if err := jobs.ParseBatch(req.Batch); err != nil {
-		return jobs.Spec{}, badRequest{err.Error()}
+	if err := jobs.ParseBatch(o.Batch); err != nil {
+		return badRequest{err.Error()}
 	}
-	if req.FailThreshold < 0 {
-		return jobs.Spec{}, badRequestf("fail_threshold must be 0 (none) or more")
+	if o.FailThreshold < 0 {
+		return badRequestf("fail_threshold must be 0 (none) or more")
 	}
-	if req.CallbackURL != "" {
-		u, err := url.Parse(req.CallbackURL)
+	if o.CallbackURL != "" {
+		u, err := url.Parse(o.CallbackURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			return jobs.Spec{}, badRequestf("callback_url %q: want an http or https URL without credentials", req.CallbackURL)
+			return badRequestf("callback_url %q: want an http or https URL without credentials", o.CallbackURL)
 		}
 		if s.CheckCallback != nil {
-			if err := s.CheckCallback(c.Request.Context(), req.CallbackURL); err != nil {
-				return jobs.Spec{}, badRequestf("callback_url: %v", err)
+			if err := s.CheckCallback(c.Request.Context(), o.CallbackURL); err != nil {
+				return badRequestf("callback_url: %v", err)
 			}
 		}
-		spec.CallbackURL = req.CallbackURL
+		spec.CallbackURL = o.CallbackURL
 	}
-	return spec, nil
+	return nil
+}
+
+// jobQuery reads the query parameters of a job request: wait (capped) and
+// dry_run.
+func (s *Server) jobQuery(c *gin.Context) (wait time.Duration, dry bool, err error) {
+	if w := c.Query("wait"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d <= 0 {
+			return 0, false, badRequestf("wait %q: want a positive duration such as 30s", w)
+		}
+		wait = min(d, max(s.Config.MaxTimeout, time.Minute))
+	}
+	if d := c.Query("dry_run"); d != "" {
+		// A mistyped dry run must not run the command for real.
+		v, err := strconv.ParseBool(d)
+		if err != nil {
+			return 0, false, badRequestf("dry_run %q: want true or false", d)
+		}
+		dry = v
+	}
+	return wait, dry, nil
+}
+
+// answerJob answers a submitted job: 202 at once, or with a wait the
+// finished job (200), or 202 when it is still running after the wait.
+func (s *Server) answerJob(c *gin.Context, job inventory.Job, wait time.Duration) {
+	if wait > 0 {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
+		defer cancel()
+		if s.Jobs.Wait(ctx, job.ID) {
+			s.writeJob(c, job.ID, http.StatusOK)
+			return
+		}
+		job.State = inventory.JobRunning // still running: the job goes on
+	}
+	c.Header("Location", "/api/v1/jobs/"+job.ID)
+	c.JSON(http.StatusAccepted, wire.ExecAccepted{JobID: job.ID, ID: job.ClientID, State: job.State, Total: job.Total})
 }
 
 // execBodyLimit is the largest exec body: the file limit in base64 plus room.
@@ -167,24 +219,10 @@ func (s *Server) exec(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	var wait time.Duration
-	if w := c.Query("wait"); w != "" {
-		d, err := time.ParseDuration(w)
-		if err != nil || d <= 0 {
-			s.abort(c, badRequestf("wait %q: want a positive duration such as 30s", w))
-			return
-		}
-		wait = min(d, max(s.Config.MaxTimeout, time.Minute))
-	}
-	var dry bool
-	if d := c.Query("dry_run"); d != "" {
-		// A mistyped dry run must not run the command for real.
-		v, err := strconv.ParseBool(d)
-		if err != nil {
-			s.abort(c, badRequestf("dry_run %q: want true or false", d))
-			return
-		}
-		dry = v
+	wait, dry, err := s.jobQuery(c)
+	if err != nil {
+		s.abort(c, err)
+		return
 	}
 	spec, err := s.spec(c, req, upload != "")
 	if err != nil {
@@ -216,20 +254,7 @@ func (s *Server) exec(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	if wait == 0 {
-		c.Header("Location", "/api/v1/jobs/"+job.ID)
-		c.JSON(http.StatusAccepted, wire.ExecAccepted{JobID: job.ID, ID: job.ClientID, State: job.State, Total: job.Total})
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
-	defer cancel()
-	if !s.Jobs.Wait(ctx, job.ID) {
-		// Still running: answer like an async request; the job goes on.
-		c.Header("Location", "/api/v1/jobs/"+job.ID)
-		c.JSON(http.StatusAccepted, wire.ExecAccepted{JobID: job.ID, ID: job.ClientID, State: inventory.JobRunning, Total: job.Total})
-		return
-	}
-	s.writeJob(c, job.ID, http.StatusOK)
+	s.answerJob(c, job, wait)
 }
 
 // abortUpload answers a failure to store a command's content.

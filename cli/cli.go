@@ -48,6 +48,11 @@ Usage:
                                              run a local script on the targets
   felix exec -t TARGETS [flags] --file FILE -- COMMAND
                                              upload FILE, run COMMAND in its directory
+  felix cp SRC -t TARGETS DEST [--mode 0644] [--owner U:G] [--mkdir] [--backup] [-r]
+        [--follow-symlinks]
+                                             push a file (or with -r a tree) to the targets;
+                                             hosts that have it already receive nothing
+  felix fetch -t TARGETS PATH OUTDIR         copy PATH from every target to OUTDIR/HOST/
   felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
                                              list jobs, newest first
   felix job JOB_ID [-o json]                 show a job's results and callbacks
@@ -75,7 +80,12 @@ Exec flags:
   --dry-run                show the hosts it would run on, and how; run nothing
   --async                  print the job id and return at once
   -o json                  print the results as JSON
-exec and job rerun wait for the job, showing progress on stderr when it is a
+cp and fetch take the same flags (their default timeout is the master's
+files.timeout). cp stores content on the master once per sha256 and sends
+only what a host lacks; each file is verified on the host and renamed into
+place atomically. A DEST that is a symlink is refused unless
+--follow-symlinks. With -r, modes are kept and symlinks copied as links.
+exec, cp, fetch and job rerun wait for the job, showing progress on stderr when it is a
 terminal, then print the results; Ctrl-C stops waiting, not the job. They
 exit 1 when any host did not end ok. --script sends FILE (binary content as
 base64) and runs ./FILE with the arguments after --, each quoted.
@@ -111,6 +121,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"keys":    cmdKeys,
 		"hosts":   cmdHosts,
 		"exec":    cmdExec,
+		"cp":      cmdCp,
+		"fetch":   cmdFetch,
 		"jobs":    cmdJobs,
 		"job":     cmdJob,
 		"token":   cmdToken,

@@ -21,26 +21,19 @@ import (
 
 func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("exec")
-	targets := fs.StringArrayP("target", "t", nil, "targets: ids, globs, IPs, CIDRs, key=value labels or facts (repeatable, comma-separated)")
-	timeout := fs.String("timeout", "", "deadline per host, e.g. 30s (default: the master's)")
-	id := fs.String("id", "", "your own request id, echoed back")
-	async := fs.Bool("async", false, "print the job id and return at once")
-	dry := fs.Bool("dry-run", false, "show the hosts the command would run on; run nothing")
-	batch := fs.String("batch", "", "hosts at a time, N or N%, in a rolling window")
-	threshold := fs.Int("fail-threshold", 0, "launch no more hosts after N failures")
+	jf := addJobFlags(fs)
 	script := fs.String("script", "", "run this local script on the targets; args after -- are its arguments")
 	file := fs.String("file", "", "upload this local file and run COMMAND in its directory")
-	mode := fs.String("transport", "", "auto (default), agent or ssh")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
 	}
-	switch *mode {
-	case "", "auto", "agent", "ssh":
-	default:
-		return fmt.Errorf("--transport %q: want auto, agent or ssh", *mode)
+	opts, err := jf.options()
+	if err != nil {
+		return err
 	}
-	req := wire.ExecRequest{ID: *id, Timeout: *timeout, Batch: *batch, FailThreshold: *threshold, Transport: *mode}
+	req := wire.ExecRequest{ID: opts.ID, Timeout: opts.Timeout, Batch: opts.Batch, FailThreshold: opts.FailThreshold,
+		Transport: opts.Transport, Targets: opts.Targets, DryRun: opts.DryRun}
 	switch {
 	case *script != "" && *file != "":
 		return fmt.Errorf("give --script or --file, not both")
@@ -68,32 +61,11 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 		}
 		req.CmdType, req.CmdLine = "line", strings.Join(rest, " ")
 	}
-	for _, t := range *targets {
-		for _, p := range strings.Split(t, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				req.Targets = append(req.Targets, p)
-			}
-		}
-	}
-	if len(req.Targets) == 0 {
-		return fmt.Errorf("no targets: give -t, e.g. -t '*' or -t web01,web02")
-	}
-	if *dry {
-		req.DryRun = true
-		var dr wire.DryRun
-		if err := c.do(ctx, "POST", "/api/v1/exec?dry_run=true", req, &dr); err != nil {
-			return err
-		}
-		return printDryRun(w, o.Output, dr)
-	}
-	var acc wire.ExecAccepted
-	if err := c.do(ctx, "POST", "/api/v1/exec", req, &acc); err != nil {
+	id, err := startJob(ctx, c, "/api/v1/exec", req, *jf.dry, *jf.async, w, o.Output)
+	if err != nil || id == "" {
 		return err
 	}
-	if *async {
-		return printAccepted(w, o.Output, acc)
-	}
-	return followJob(ctx, c, acc.JobID, w, ew, o.Output)
+	return followJob(ctx, c, id, w, ew, o.Output)
 }
 
 // attach puts the local file at path into req: as text when it is UTF-8
@@ -229,6 +201,12 @@ func printJob(w io.Writer, format string, job wire.Job) error {
 	if format == "json" {
 		if err := printJSON(w, job); err != nil {
 			return err
+		}
+	} else if job.CmdType == "push" || job.CmdType == "fetch" {
+		printFileJob(w, job)
+		fmt.Fprintf(w, "job %s: %s\n", job.JobID, summary(job))
+		for _, d := range job.Deliveries {
+			fmt.Fprintln(w, delivery(d))
 		}
 	} else {
 		t := newTable(w, "HOST", "STATE", "EXIT", "TRANSPORT", "TIME", "OUTPUT")

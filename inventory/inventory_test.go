@@ -685,6 +685,29 @@ func TestResultWriterReplacesHostResult(t *testing.T) {
 	}
 }
 
+func TestResultWriterKeepsFileReports(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(w.Close)
+	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "push /etc/motd", CmdType: "push", Targets: []string{"m*"}, State: JobRunning, CreatedAt: t0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rep := exec.FileReport{Changed: 2, Unchanged: 5, Size: 1 << 20, SHA256: strings.Repeat("ab", 32)}
+	w.Add("j", exec.Result{Host: "m1", State: exec.StateOK, Files: &rep})
+	w.Add("j", exec.Result{Host: "m2", State: exec.StateUnreachable})
+	if err := w.Finish(ctx, "j", JobDone, t0); err != nil {
+		t.Fatal(err)
+	}
+	_, rs, err := s.Job(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 || rs[0].Files == nil || *rs[0].Files != rep || rs[1].Files != nil {
+		t.Fatalf("results = %+v", rs)
+	}
+}
+
 func TestUpdateHealth(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)

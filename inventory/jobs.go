@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -230,7 +231,7 @@ func (s *Store) Job(ctx context.Context, id string) (Job, []exec.Result, error) 
 		return j, nil, fmt.Errorf("get job %s: %w", id, err)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT host, addr, state, exit_code, signal, stdout, stderr, truncated, error,
-		transport, started_at, finished_at FROM job_hosts WHERE job_id = ? ORDER BY host`, id)
+		transport, started_at, finished_at, files FROM job_hosts WHERE job_id = ? ORDER BY host`, id)
 	if err != nil {
 		return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
 	}
@@ -239,9 +240,16 @@ func (s *Store) Job(ctx context.Context, id string) (Job, []exec.Result, error) 
 	for rows.Next() {
 		var r exec.Result
 		var st, fin int64
+		var files string
 		if err := rows.Scan(&r.Host, &r.Addr, &r.State, &r.ExitCode, &r.Signal, &r.Stdout, &r.Stderr, &r.Truncated,
-			&r.Error, &r.Transport, &st, &fin); err != nil {
+			&r.Error, &r.Transport, &st, &fin, &files); err != nil {
 			return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
+		}
+		if files != "" {
+			r.Files = new(exec.FileReport)
+			if err := json.Unmarshal([]byte(files), r.Files); err != nil {
+				return j, nil, fmt.Errorf("get results of job %s: file report of %s: %w", id, r.Host, err)
+			}
 		}
 		r.StartedAt, r.FinishedAt = fromMS(st), fromMS(fin)
 		out = append(out, r)
@@ -380,15 +388,23 @@ func (w *ResultWriter) commit(batch []writeOp) error {
 	ctx := context.Background()
 	return w.store.tx(ctx, func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO job_hosts (job_id, host, addr, state, exit_code, signal,
-			stdout, stderr, truncated, error, transport, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+			stdout, stderr, truncated, error, transport, started_at, finished_at, files) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 		if err != nil {
 			return err
 		}
 		defer ins.Close()
 		for _, op := range batch {
 			if r := op.result; r != nil {
+				files := ""
+				if r.Files != nil {
+					b, err := json.Marshal(r.Files)
+					if err != nil {
+						return fmt.Errorf("store result of %s for job %s: %w", r.Host, op.jobID, err)
+					}
+					files = string(b)
+				}
 				if _, err := ins.ExecContext(ctx, op.jobID, r.Host, r.Addr, string(r.State), r.ExitCode, r.Signal,
-					r.Stdout, r.Stderr, r.Truncated, r.Error, r.Transport, ms(r.StartedAt), ms(r.FinishedAt)); err != nil {
+					r.Stdout, r.Stderr, r.Truncated, r.Error, r.Transport, ms(r.StartedAt), ms(r.FinishedAt), files); err != nil {
 					return fmt.Errorf("store result of %s for job %s: %w", r.Host, op.jobID, err)
 				}
 				continue

@@ -178,6 +178,10 @@ var migrations = []string{
 		value   TEXT NOT NULL,
 		PRIMARY KEY (host_id, key)
 	);`,
+
+	// 4: file transfers: each host's report (exec.FileReport as JSON,
+	// '' for commands).
+	`ALTER TABLE job_hosts ADD COLUMN files TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

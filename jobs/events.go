@@ -12,17 +12,19 @@ import (
 
 // Event is one step of a job, as streamed to subscribers (Server-Sent Events).
 type Event struct {
-	Seq      int       `json:"seq"`
-	Type     string    `json:"type"` // job, host, output, notice
-	Host     string    `json:"host,omitempty"`
-	State    string    `json:"state,omitempty"`
-	Total    int       `json:"total,omitempty"` // job: hosts in the job
-	ExitCode int       `json:"exit_code,omitempty"`
-	Signal   string    `json:"signal,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	Stream   string    `json:"stream,omitempty"` // output: stdout or stderr
-	Data     string    `json:"data,omitempty"`   // output: the chunk
-	At       time.Time `json:"at"`
+	Seq      int    `json:"seq"`
+	Type     string `json:"type"` // job, host, output, notice
+	Host     string `json:"host,omitempty"`
+	State    string `json:"state,omitempty"`
+	Total    int    `json:"total,omitempty"` // job: hosts in the job
+	ExitCode int    `json:"exit_code,omitempty"`
+	Signal   string `json:"signal,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Stream   string `json:"stream,omitempty"` // output: stdout or stderr
+	Data     string `json:"data,omitempty"`   // output: the chunk
+	// Files is a file job's report of a finished host.
+	Files *exec.FileReport `json:"files,omitempty"`
+	At    time.Time        `json:"at"`
 }
 
 // maxHubOutput bounds the output a running job keeps for subscribers that

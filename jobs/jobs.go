@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/transport"
@@ -51,7 +52,17 @@ type Spec struct {
 	// Transport is the mode every host runs in: auto ("" too), agent or
 	// ssh (see package transport). Kept so a rerun runs the same way.
 	Transport string `json:"transport,omitempty"`
+	// Push or Fetch make a file job (CmdType push or fetch; see files.go).
+	Push  *PushSpec  `json:"push,omitempty"`
+	Fetch *FetchSpec `json:"fetch,omitempty"`
 }
+
+// isTransfer reports whether spec is a file job.
+func (spec Spec) isTransfer() bool { return spec.Push != nil || spec.Fetch != nil }
+
+// hasPayload reports whether spec's job keeps content in the payload
+// directory: script and file commands.
+func (spec Spec) hasPayload() bool { return spec.CmdType == "script" || spec.CmdType == "file" }
 
 // ParseBatch checks a batch value: a positive count, or a percentage of the
 // hosts from 1% to 100%.
@@ -95,6 +106,8 @@ type Service struct {
 	Log    *slog.Logger
 	// PayloadDir keeps the content of script and file jobs, one file per job.
 	PayloadDir string
+	// Content stores what push jobs send and fetch jobs bring back.
+	Content *content.Store
 	// Announcer, if set, is asked for each finished job's deliveries.
 	Announcer Announcer
 	// Started, if set, is called with a job's context before its hosts run;
@@ -135,6 +148,13 @@ func NewJobID(now time.Time) string {
 
 // DryRun resolves spec's targets without running anything.
 func (s *Service) DryRun(ctx context.Context, spec Spec) ([]exec.Target, error) {
+	if spec.isTransfer() {
+		release, err := s.checkFiles(&spec)
+		if err != nil {
+			return nil, err
+		}
+		release()
+	}
 	return s.targets(ctx, spec)
 }
 
@@ -174,18 +194,35 @@ func (s *Service) targets(ctx context.Context, spec Spec) ([]exec.Target, error)
 // host and starts it in the background. payload, for script and file jobs,
 // is the content already stored by StorePayload under a temporary name; it
 // becomes the job's.
+//
+// A file job (spec.Push or spec.Fetch) is checked here; a push's content
+// must be in the content store, and is held there while the job runs.
 func (s *Service) Submit(ctx context.Context, spec Spec, payload string) (inventory.Job, error) {
+	release := func() {}
+	if spec.isTransfer() {
+		var err error
+		if release, err = s.checkFiles(&spec); err != nil {
+			return inventory.Job{}, err
+		}
+	}
 	targets, err := s.targets(ctx, spec)
 	if err != nil {
+		release()
 		if payload != "" {
 			os.Remove(payload)
 		}
 		return inventory.Job{}, err
 	}
-	return s.start(ctx, spec, targets, payload)
+	job, err := s.start(ctx, spec, targets, payload, release)
+	if err != nil {
+		release()
+	}
+	return job, err
 }
 
-func (s *Service) start(ctx context.Context, spec Spec, targets []exec.Target, payload string) (inventory.Job, error) {
+// start stores a job and runs it; release is called when it ends (not
+// when start fails: the caller does that).
+func (s *Service) start(ctx context.Context, spec Spec, targets []exec.Target, payload string, release func()) (inventory.Job, error) {
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
 		return inventory.Job{}, fmt.Errorf("encode job spec: %w", err)
@@ -232,17 +269,20 @@ func (s *Service) start(ctx context.Context, spec Spec, targets []exec.Target, p
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.Log.Info("job started", "job", job.ID, "id", spec.ClientID, "hosts", len(targets), "cmd", spec.CmdLine)
-	go s.execute(jctx, job, spec, targets, r)
+	go s.execute(jctx, job, spec, targets, r, release)
 	return job, nil
 }
 
 // execute runs a job to its end and stores it.
-func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, targets []exec.Target, r *run) {
+func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, targets []exec.Target, r *run, release func()) {
 	defer s.wg.Done()
 	defer close(r.done)
 	defer r.cancel()
+	defer release()
 	cmd := exec.Command{Line: spec.CmdLine, Env: spec.Env, Dir: spec.Dir, Timeout: spec.Timeout}
-	if spec.CmdType != "line" {
+	if spec.isTransfer() {
+		cmd = s.transferCommand(spec)
+	} else if spec.hasPayload() {
 		path := s.payloadPath(job.ID)
 		cmd.File = &exec.File{Name: spec.FileName, Size: spec.FileSize,
 			Open: func() (io.ReadCloser, error) { return os.Open(path) }}
@@ -266,7 +306,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, tar
 		Result: func(res exec.Result) {
 			s.Writer.Add(job.ID, res)
 			r.hub.publish(Event{Type: "host", Host: res.Host, State: string(res.State), ExitCode: res.ExitCode,
-				Signal: res.Signal, Error: res.Error, At: res.FinishedAt})
+				Signal: res.Signal, Error: res.Error, Files: res.Files, At: res.FinishedAt})
 		},
 	}
 	results := s.Engine.Run(ctx, cmd, targets, opts, hooks)
@@ -400,7 +440,7 @@ func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (invent
 		spec.Targets = hosts
 	}
 	payload := ""
-	if spec.CmdType != "line" {
+	if spec.hasPayload() {
 		tmp, err := os.CreateTemp(s.PayloadDir, ".rerun-*")
 		if err != nil {
 			return inventory.Job{}, fmt.Errorf("rerun job %s: %w", id, err)
@@ -415,6 +455,10 @@ func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (invent
 	job, err := s.Submit(ctx, spec, payload)
 	if err != nil && payload != "" {
 		os.Remove(payload)
+	}
+	if errors.Is(err, ErrNoContent) {
+		// Collected since: the old job cannot be repeated as it was.
+		err = fmt.Errorf("rerun job %s: %w (%w)", id, err, inventory.ErrConflict)
 	}
 	return job, err
 }

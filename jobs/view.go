@@ -24,6 +24,9 @@ func View(j inventory.Job, rs []exec.Result) wire.Job {
 			ExitCode: r.ExitCode, Signal: r.Signal, Stdout: string(r.Stdout), Stderr: string(r.Stderr),
 			Truncated: r.Truncated, Error: r.Error, Transport: r.Transport, StartedAt: r.StartedAt,
 			FinishedAt: r.FinishedAt}
+		if f := r.Files; f != nil {
+			hr.Files = &wire.FileReport{Changed: f.Changed, Unchanged: f.Unchanged, Size: f.Size, SHA256: f.SHA256}
+		}
 		if !r.StartedAt.IsZero() && !r.FinishedAt.IsZero() {
 			hr.DurationMS = r.FinishedAt.Sub(r.StartedAt).Milliseconds()
 		}

@@ -52,6 +52,12 @@ type Config struct {
 		IdleTimeout config.Duration `toml:"idle_timeout"`
 		MaxConns    int             `toml:"max_conns"`
 	} `toml:"ssh"`
+	Files struct {
+		MaxSize      int64           `toml:"max_size"`
+		MaxStoreSize int64           `toml:"max_store_size"`
+		KeepUnused   config.Duration `toml:"keep_unused"`
+		Timeout      config.Duration `toml:"timeout"`
+	} `toml:"files"`
 	Bootstrap struct {
 		MasterURL   string          `toml:"master_url"`
 		MinionDir   string          `toml:"minion_dir"`
@@ -144,6 +150,19 @@ idle_timeout = "5m"
 # At most this many pooled connections.
 max_conns = 1000
 
+[files]
+# File distribution (felix cp, felix fetch). Content is kept once per sha256
+# in data_dir/content: what pushes send and what fetches bring back.
+# Largest single file, in bytes (1 GiB).
+max_size = 1073741824
+# Largest total of the content store, in bytes (10 GiB); an upload that does not
+# fit once unused content is collected is refused (507).
+max_store_size = 10737418240
+# Content no job has used for this long is collected (hourly, and when the store is full).
+keep_unused = "168h"
+# Per-host deadline of a push or fetch when the request names none.
+timeout = "1h"
+
 [bootstrap]
 # The master URL written into bootstrapped minions' config; empty means
 # https://<this host's name>:<listen port>.
@@ -196,6 +215,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Exec.MaxFileSize <= 0 {
 		c.Exec.MaxFileSize = 64 << 20
+	}
+	if c.Files.MaxSize <= 0 {
+		c.Files.MaxSize = 1 << 30
+	}
+	if c.Files.MaxStoreSize <= 0 {
+		c.Files.MaxStoreSize = 10 << 30
+	}
+	if c.Files.MaxSize > c.Files.MaxStoreSize {
+		return fmt.Errorf("files.max_size must not be over files.max_store_size")
+	}
+	if c.Files.KeepUnused.Duration <= 0 {
+		c.Files.KeepUnused.Duration = 7 * 24 * time.Hour
+	}
+	if c.Files.Timeout.Duration <= 0 {
+		c.Files.Timeout.Duration = time.Hour
 	}
 	if c.Callbacks.Timeout.Duration <= 0 {
 		c.Callbacks.Timeout.Duration = 10 * time.Second

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/felix-ops/felix/api"
+	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
@@ -53,6 +54,7 @@ type Master struct {
 	store    *inventory.Store
 	pool     *agent.Pool
 	sshPool  *ssh.Pool // nil: the master runs without SSH (hosts needing it end unreachable)
+	content  *content.Store
 	writer   *inventory.ResultWriter
 	srv      *http.Server
 	ln       net.Listener
@@ -114,7 +116,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		m.closeEarly()
 		return nil, err
 	}
+	m.content, err = content.Open(filepath.Join(cfg.DataDir, "content"), content.Options{
+		MaxFileSize: cfg.Files.MaxSize, MaxTotalSize: cfg.Files.MaxStoreSize, KeepUnused: cfg.Files.KeepUnused.Duration, Log: log})
+	if err != nil {
+		m.closeEarly()
+		return nil, err
+	}
 	m.jobs = &jobs.Service{
+		Content:    m.content,
 		Store:      store,
 		Writer:     m.writer,
 		Engine:     &exec.Engine{Transport: sel, Limit: cfg.Exec.MaxParallel, OutputCap: cfg.Exec.OutputCap},
@@ -132,8 +141,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, err
 	}
 	a := &api.Server{Store: store, Jobs: m.jobs, Log: log, Forget: m.pool.Forget, CheckCallback: m.notifier.CheckURL,
+		Content: m.content,
 		Config: api.Config{DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
-			MaxFileSize: cfg.Exec.MaxFileSize, Version: version.String()}}
+			MaxFileSize: cfg.Exec.MaxFileSize, FilesTimeout: cfg.Files.Timeout.Duration, Version: version.String()}}
 	if m.sshPool != nil {
 		a.SSH = hostKeys{m.sshPool}
 	}
@@ -338,7 +348,8 @@ func ignoreClosed(err error) error {
 	return err
 }
 
-// pruneLoop deletes jobs past the retention limits, at start and hourly.
+// pruneLoop deletes jobs past the retention limits and content unused for
+// files.keep_unused, at start and hourly.
 func (m *Master) pruneLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -349,6 +360,11 @@ func (m *Master) pruneLoop(ctx context.Context) {
 		} else if n > 0 {
 			m.log.Info("pruned old jobs", "jobs", n)
 			m.jobs.PrunePayloads(ctx)
+		}
+		if n, freed, err := m.content.GC(time.Now()); err != nil {
+			m.log.Warn("collect unused content", "err", err)
+		} else if n > 0 {
+			m.log.Info("collected unused content", "blobs", n, "bytes", freed)
 		}
 		select {
 		case <-ctx.Done():

@@ -16,7 +16,9 @@
 // error that guarantees nothing was sent. A minion that failed after the
 // command started (a broken stream, a timeout) ends as that failure.
 // Every Exit names the transport that ran, or was last tried, so each
-// host's result records it.
+// host's result records it. File transfers (exec.Command Push and Fetch)
+// follow the same selection and fallback through the transports' Put and
+// Get (exec.FileTransport).
 package transport
 
 import (
@@ -136,7 +138,7 @@ func (s *Select) agent(ctx context.Context, t exec.Target, cmd exec.Command, out
 	if s.Agent == nil {
 		return exec.Exit{Transport: NameAgent}, fmt.Errorf("%s: the master has no agent transport: %w", t.ID, exec.ErrUnreachable)
 	}
-	exit, err := s.Agent.Exec(ctx, t, cmd, out)
+	exit, err := run(ctx, s.Agent, t, cmd, out)
 	exit.Transport = NameAgent
 	return exit, err
 }
@@ -149,7 +151,20 @@ func (s *Select) ssh(ctx context.Context, t exec.Target, cmd exec.Command, out e
 	if s.SSH == nil {
 		return exec.Exit{Transport: NameSSH}, fmt.Errorf("%s: %w (see its log at start): %w", t.ID, ErrNoSSH, exec.ErrUnreachable)
 	}
-	exit, err := s.SSH.Exec(ctx, t, cmd, out)
+	exit, err := run(ctx, s.SSH, t, cmd, out)
 	exit.Transport = NameSSH
 	return exit, err
+}
+
+// run executes cmd on tr: a command through Exec, a file transfer through
+// exec.Transfer over tr's Put and Get.
+func run(ctx context.Context, tr exec.Transport, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+	if !cmd.IsTransfer() {
+		return tr.Exec(ctx, t, cmd, out)
+	}
+	ft, ok := tr.(exec.FileTransport)
+	if !ok {
+		return exec.Exit{Code: -1}, fmt.Errorf("%s: the %s transport cannot transfer files: %w", t.ID, tr.Name(), exec.ErrUnreachable)
+	}
+	return exec.Transfer(ctx, ft, t, cmd, out)
 }

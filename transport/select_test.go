@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -243,5 +244,48 @@ func TestValidMode(t *testing.T) {
 		if err := ValidMode(m); err == nil {
 			t.Errorf("ValidMode(%q) = nil; want an error", m)
 		}
+	}
+}
+
+// fileFake is a transport that can also transfer files.
+type fileFake struct {
+	fake
+	putErr error
+	puts   int
+}
+
+func (f *fileFake) Put(ctx context.Context, t exec.Target, p exec.PutFile) (exec.PutResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts++
+	return exec.PutResult{Changed: true}, f.putErr
+}
+
+func (f *fileFake) Get(ctx context.Context, t exec.Target, path string, w io.Writer) (int64, string, error) {
+	return 0, "", f.putErr
+}
+
+func TestSelectTransfer(t *testing.T) {
+	push := exec.Command{Push: &exec.Push{Dest: "/etc/motd", Entries: []exec.PushEntry{{Rel: ".", SHA256: "aa"}}}}
+	target := exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings}
+
+	agent, ssh := &fileFake{fake: fake{name: NameAgent}, putErr: unreachable}, &fileFake{fake: fake{name: NameSSH}}
+	exit, err := (&Select{Agent: agent, SSH: ssh}).Exec(context.Background(), target, push, func(exec.Stream, []byte) {})
+	if err != nil || exit.Transport != NameSSH || exit.Files == nil || exit.Files.Changed != 1 || agent.puts != 1 || ssh.puts != 1 {
+		t.Fatalf("unreachable minion: exit %+v, %v; puts agent %d ssh %d", exit, err, agent.puts, ssh.puts)
+	}
+	if agent.n()+ssh.n() != 0 {
+		t.Error("a transfer ran Exec")
+	}
+
+	agent, ssh = &fileFake{fake: fake{name: NameAgent}, putErr: broken}, &fileFake{fake: fake{name: NameSSH}}
+	if _, err := (&Select{Agent: agent, SSH: ssh}).Exec(context.Background(), target, push, func(exec.Stream, []byte) {}); err == nil || ssh.puts != 0 {
+		t.Fatalf("broken minion: %v, ssh puts %d (must not fall back)", err, ssh.puts)
+	}
+
+	// A transport without Put and Get: the host is unreachable for files.
+	exit, err = (&Select{Agent: &fake{name: NameAgent}}).Exec(context.Background(), exec.Target{ID: "web1", Fingerprint: "fp"}, push, func(exec.Stream, []byte) {})
+	if !errors.Is(err, exec.ErrUnreachable) || exit.Transport != NameAgent {
+		t.Fatalf("no file transport: %+v, %v", exit, err)
 	}
 }

@@ -190,19 +190,21 @@ type Callback struct {
 
 // HostResult is one host's result.
 type HostResult struct {
-	Host       string    `json:"host"`
-	Address    string    `json:"address,omitempty"`
-	State      string    `json:"state"`
-	ExitCode   int       `json:"exit_code"`
-	Signal     string    `json:"signal,omitempty"`
-	Stdout     string    `json:"stdout"`
-	Stderr     string    `json:"stderr"`
-	Truncated  bool      `json:"truncated"`
-	Error      string    `json:"error,omitempty"`
-	Transport  string    `json:"transport,omitempty"`
-	StartedAt  time.Time `json:"started_at"`
-	FinishedAt time.Time `json:"finished_at"`
-	DurationMS int64     `json:"duration_ms"`
+	Host      string `json:"host"`
+	Address   string `json:"address,omitempty"`
+	State     string `json:"state"`
+	ExitCode  int    `json:"exit_code"`
+	Signal    string `json:"signal,omitempty"`
+	Stdout    string `json:"stdout"`
+	Stderr    string `json:"stderr"`
+	Truncated bool   `json:"truncated"`
+	Error     string `json:"error,omitempty"`
+	Transport string `json:"transport,omitempty"`
+	// Files is what a file job (push, fetch) did on the host.
+	Files      *FileReport `json:"files,omitempty"`
+	StartedAt  time.Time   `json:"started_at"`
+	FinishedAt time.Time   `json:"finished_at"`
+	DurationMS int64       `json:"duration_ms"`
 }
 
 // Job is a job with its per-host results.

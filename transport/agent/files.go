@@ -28,12 +28,14 @@ import (
 	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
 )
 
-// PutFile receives a file and puts it in place atomically; see the proto
-// for the exchange. The content goes to a temp file in the destination's
-// directory (recorded in the journal while it exists), is verified against
-// the announced size and sha256, gets its mode and owner, and is renamed
-// over the destination. Any failure leaves the old file as it was and
-// removes the temp file.
+// PutFile places a file, directory or symlink atomically; see the proto
+// for the exchange. A file's content goes to a temp file in the
+// destination's directory (recorded in the journal while it exists), is
+// verified against the announced size and sha256, gets its mode and owner,
+// and is renamed over the destination; a symlink is made at a temp name
+// and renamed the same way; a directory is made or given its mode and
+// owner. Any failure leaves the old destination as it was and removes the
+// temp file.
 func (s *Server) PutFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse]) error {
 	first, err := stream.Recv()
 	if err != nil {
@@ -43,7 +45,7 @@ func (s *Server) PutFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 	if h == nil {
 		return status.Error(codes.InvalidArgument, "put file: the first message must be a header")
 	}
-	log := s.Log.With("dest", h.Dest)
+	log := s.Log.With("dest", h.Dest, "kind", kindName(h.Kind))
 	res, err := s.putFile(stream, h, log)
 	if err != nil {
 		log.Warn("put file failed", "err", err)
@@ -55,33 +57,118 @@ func (s *Server) PutFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 
 // putSpec is a checked PutFileHeader.
 type putSpec struct {
+	kind     exec.FileKind
+	op       string // "put <kind> <dest>", the prefix of error messages
 	size     int64
 	sha256   string
-	mode     fs.FileMode // 0: keep the old file's, or 0644
-	uid, gid int         // -1: keep the old file's
+	link     string
+	mode     fs.FileMode // 0: keep the old one's, or the default for a new one
+	uid, gid int         // -1: keep the old one's
+}
+
+// fileKind converts a header's kind; ok is false for an unknown one.
+func fileKind(k felixv1.FileKind) (kind exec.FileKind, ok bool) {
+	switch k {
+	case felixv1.FileKind_FILE_KIND_FILE:
+		return exec.KindFile, true
+	case felixv1.FileKind_FILE_KIND_DIR:
+		return exec.KindDir, true
+	case felixv1.FileKind_FILE_KIND_SYMLINK:
+		return exec.KindSymlink, true
+	}
+	return 0, false
+}
+
+// kindName names a header's kind for logs: "file", "dir", "symlink" or
+// "kind(N)".
+func kindName(k felixv1.FileKind) string {
+	if kind, ok := fileKind(k); ok {
+		return kind.String()
+	}
+	return fmt.Sprintf("kind(%d)", k)
 }
 
 // checkPutHeader validates a header and resolves its owner.
 func checkPutHeader(h *felixv1.PutFileHeader) (putSpec, error) {
+	kind, ok := fileKind(h.Kind)
+	if !ok {
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "put %s: unknown kind %d", h.Dest, h.Kind)
+	}
+	op := "put " + kind.String()
 	if err := checkPath(h.Dest); err != nil {
-		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file: %v", err)
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: %v", op, err)
 	}
-	sp := putSpec{size: h.Size, sha256: strings.ToLower(h.Sha256), uid: -1, gid: -1}
-	if h.Size < 0 {
-		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file %s: negative size %d", h.Dest, h.Size)
+	op += " " + h.Dest
+	sp := putSpec{kind: kind, op: op, size: h.Size, sha256: strings.ToLower(h.Sha256), link: h.Link, uid: -1, gid: -1}
+	if kind == exec.KindFile {
+		if h.Size < 0 {
+			return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: negative size %d", op, h.Size)
+		}
+		if b, err := hex.DecodeString(sp.sha256); err != nil || len(b) != sha256.Size {
+			return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: sha256 %q is not 64 hex digits", op, h.Sha256)
+		}
+	} else if h.Size != 0 || h.Sha256 != "" {
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: a %s has no content, but size is %d and sha256 %q", op, kind, h.Size, h.Sha256)
 	}
-	if b, err := hex.DecodeString(sp.sha256); err != nil || len(b) != sha256.Size {
-		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file %s: sha256 %q is not 64 hex digits", h.Dest, h.Sha256)
+	switch {
+	case kind != exec.KindSymlink && h.Link != "":
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: a link target (%q) is only for a symlink", op, h.Link)
+	case kind == exec.KindSymlink && h.Link == "":
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: empty link target", op)
+	case strings.ContainsRune(h.Link, 0):
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: link target %q contains NUL", op, h.Link)
+	}
+	if h.Root != "" {
+		if err := checkRoot(h.Root, h.Dest); err != nil {
+			return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: %v", op, err)
+		}
 	}
 	if h.Mode&^0o7777 != 0 {
-		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file %s: mode %#o has bits beyond 07777", h.Dest, h.Mode)
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: mode %#o has bits beyond 07777", op, h.Mode)
 	}
 	sp.mode = fileMode(h.Mode)
 	var err error
 	if sp.uid, sp.gid, err = lookupOwner(h.Owner); err != nil {
-		return putSpec{}, status.Errorf(codes.InvalidArgument, "put file %s: %v", h.Dest, err)
+		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: %v", op, err)
 	}
 	return sp, nil
+}
+
+// checkRoot accepts a root that is an absolute, clean path without NUL
+// and a strict ancestor of the checked path dest.
+func checkRoot(root, dest string) error {
+	switch {
+	case strings.ContainsRune(root, 0):
+		return fmt.Errorf("root %q contains NUL", root)
+	case !filepath.IsAbs(root):
+		return fmt.Errorf("root %q is not absolute", root)
+	case filepath.Clean(root) != root:
+		return fmt.Errorf("root %q is not clean (it has .., . or extra slashes)", root)
+	case root != "/" && !strings.HasPrefix(dest, root+"/"):
+		return fmt.Errorf("root %s is not an ancestor of the destination", root)
+	}
+	return nil
+}
+
+// checkBelowRoot refuses a destination with an existing component strictly
+// between the checked root and dest (both excluded) that is a symlink: a
+// tree is never written through a link out of it.
+func checkBelowRoot(root, dest, op string) error {
+	names := strings.Split(strings.TrimPrefix(dest[len(root):], "/"), "/")
+	p := root
+	for _, name := range names[:len(names)-1] {
+		p = filepath.Join(p, name)
+		st, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+			return nil // nothing deeper exists; the rest is checked on the way
+		case err != nil:
+			return status.Errorf(codes.FailedPrecondition, "%s: %v", op, err)
+		case st.Mode()&fs.ModeSymlink != 0:
+			return status.Errorf(codes.FailedPrecondition, "%s: %s is a symlink; refusing to follow it out of the tree (follow_symlinks not asked)", op, p)
+		}
+	}
+	return nil
 }
 
 func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], h *felixv1.PutFileHeader, log *slog.Logger) (exec.PutResult, error) {
@@ -89,37 +176,119 @@ func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 	if err != nil {
 		return exec.PutResult{}, err
 	}
-	dest, dirExists, err := s.resolve(h.Dest)
+	dest, old, err := s.putDest(h, sp)
 	if err != nil {
 		return exec.PutResult{}, err
 	}
-	dir := filepath.Dir(dest)
+	var res exec.PutResult
+	switch sp.kind {
+	case exec.KindDir:
+		res, err = putDir(dest, old, sp, log)
+	case exec.KindSymlink:
+		res, err = s.putSymlink(dest, old, h.Backup, sp, log)
+	default:
+		return s.putContent(stream, dest, old, h.Backup, sp, log)
+	}
+	if err != nil {
+		return exec.PutResult{}, err
+	}
+	return res, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{
+		Done: &felixv1.PutFileDone{Changed: res.Changed, Backup: res.Backup}}})
+}
+
+// putDest finds where a put goes. It checks the components below Root,
+// resolves Dest's directory within the FileRoots (making it when Mkdir
+// asks), follows a symlink at Dest when allowed (not for a symlink put,
+// which replaces it) and checks that what is there suits the kind. It
+// returns the resolved destination and what is there (nil for nothing).
+func (s *Server) putDest(h *felixv1.PutFileHeader, sp putSpec) (string, fs.FileInfo, error) {
+	if h.Root != "" && !h.FollowSymlinks {
+		if err := checkBelowRoot(h.Root, h.Dest, sp.op); err != nil {
+			return "", nil, err
+		}
+	}
+	dest, dirExists, err := s.resolve(h.Dest)
+	if err != nil {
+		return "", nil, err
+	}
 	if !dirExists {
 		if !h.Mkdir {
-			return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: directory %s does not exist (mkdir not asked)", h.Dest, filepath.Dir(h.Dest))
+			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: directory %s does not exist (mkdir not asked)", sp.op, filepath.Dir(h.Dest))
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: %v", h.Dest, err)
+		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
 		}
-	} else if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: %s is not a directory", h.Dest, filepath.Dir(h.Dest))
+	} else if st, err := os.Stat(filepath.Dir(dest)); err != nil || !st.IsDir() {
+		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %s is not a directory", sp.op, filepath.Dir(h.Dest))
 	}
 
 	old, err := os.Lstat(dest)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		old = nil
+		return dest, nil, nil
 	case err != nil:
-		return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: %v", h.Dest, err)
-	case old.Mode()&fs.ModeSymlink != 0:
-		return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: the destination is a symlink; refusing to follow it", h.Dest)
-	case !old.Mode().IsRegular():
-		return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "put file %s: the destination is not a regular file (%s)", h.Dest, old.Mode().Type())
+		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
 	}
+	if old.Mode()&fs.ModeSymlink != 0 && sp.kind != exec.KindSymlink {
+		if !h.FollowSymlinks {
+			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is a symlink; refusing to follow it (follow_symlinks not asked)", sp.op)
+		}
+		r, err := filepath.EvalSymlinks(dest)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is a dangling symlink; not writing through it", sp.op)
+		case err != nil:
+			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
+		case !s.underRoots(r):
+			return "", nil, status.Errorf(codes.PermissionDenied, "%s: the destination is a symlink to %s, outside this minion's file_roots", sp.op, r)
+		}
+		dest = r
+		if old, err = os.Lstat(dest); err != nil {
+			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
+		}
+	}
+	switch {
+	case sp.kind == exec.KindFile && !old.Mode().IsRegular():
+		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is not a regular file (%s)", sp.op, typeName(old.Mode()))
+	case sp.kind == exec.KindDir && !old.IsDir():
+		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is not a directory (%s)", sp.op, typeName(old.Mode()))
+	case sp.kind == exec.KindSymlink && old.IsDir():
+		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is a directory; refusing to replace it", sp.op)
+	case sp.kind == exec.KindSymlink && !old.Mode().IsRegular() && old.Mode()&fs.ModeSymlink == 0:
+		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is neither a symlink nor a regular file (%s)", sp.op, typeName(old.Mode()))
+	}
+	return dest, old, nil
+}
+
+// typeName names the type of a file mode: "a directory", "a symlink" ...
+func typeName(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t == 0:
+		return "a regular file"
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeSymlink != 0:
+		return "a symlink"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeDevice != 0:
+		return "a device"
+	default:
+		return "type " + t.String()
+	}
+}
+
+// putContent puts a regular file at the resolved dest, where old (nil for
+// nothing) is the regular file there: Done at once when it already has the
+// content, mode and owner, else Send, the content into a temp file and a
+// rename over dest.
+func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], dest string, old fs.FileInfo, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
 	if old != nil {
 		same, err := sameFile(dest, old, sp)
 		if err != nil {
-			return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: read the old file: %v", h.Dest, err)
+			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: read the old file: %v", sp.op, err)
 		}
 		if same {
 			return exec.PutResult{}, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{Done: &felixv1.PutFileDone{}}})
@@ -129,15 +298,16 @@ func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 		return exec.PutResult{}, err
 	}
 
+	dir := filepath.Dir(dest)
 	tmp := filepath.Join(dir, filepath.Base(exec.PutTempName(dest, randomHex())))
 	unjournal, err := s.journal(tmp)
 	if err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: %v", h.Dest, err)
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 	}
 	defer unjournal() // after the temp file is gone (defers run in reverse)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: create temp file: %v", h.Dest, err)
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: create temp file: %v", sp.op, err)
 	}
 	renamed := false
 	defer func() {
@@ -148,26 +318,26 @@ func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 			}
 		}
 	}()
-	if err := receiveContent(stream, f, h.Dest, sp); err != nil {
+	if err := receiveContent(stream, f, sp); err != nil {
 		return exec.PutResult{}, err
 	}
 	if err := setAttrs(f, old, sp); err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: %v", h.Dest, err)
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 	}
 	if err := f.Sync(); err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: fsync: %v", h.Dest, err)
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: fsync: %v", sp.op, err)
 	}
 	if err := f.Close(); err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: write: %v", h.Dest, err)
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: write: %v", sp.op, err)
 	}
 	var res exec.PutResult
-	if h.Backup && old != nil {
+	if backup && old != nil {
 		if res.Backup, err = backupFile(dest); err != nil {
-			return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: backup: %v", h.Dest, err)
+			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: backup: %v", sp.op, err)
 		}
 	}
 	if err := os.Rename(tmp, dest); err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "put file %s: rename into place: %v", h.Dest, err)
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: rename into place: %v", sp.op, err)
 	}
 	renamed = true
 	if err := syncDir(dir); err != nil {
@@ -180,9 +350,145 @@ func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 		Done: &felixv1.PutFileDone{Changed: true, Backup: res.Backup}}})
 }
 
+// putDir makes the directory dest, where nothing is (old nil), or gives
+// the directory there the mode and owner asked for. A directory it makes
+// but cannot give them is removed again.
+func putDir(dest string, old fs.FileInfo, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+	made := old == nil
+	if made {
+		// Private until it has its mode.
+		if err := os.Mkdir(dest, 0o700); err != nil {
+			return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
+		}
+	}
+	changed, err := setDirAttrs(dest, made, sp)
+	if err != nil {
+		if made {
+			if rerr := os.Remove(dest); rerr != nil {
+				log.Error("remove the directory just made", "path", dest, "err", rerr)
+			}
+		}
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+	}
+	if made {
+		if err := syncDir(filepath.Dir(dest)); err != nil {
+			log.Warn("fsync directory", "dir", filepath.Dir(dest), "err", err)
+		}
+	}
+	return exec.PutResult{Changed: made || changed}, nil
+}
+
+// setDirAttrs gives the directory at path (opened without following a
+// symlink) the owner and then the mode asked for (0: the one it has, or
+// 0755 when made is true); chown may clear set-id bits, so it comes first.
+// It reports whether anything changed.
+func setDirAttrs(path string, made bool, sp putSpec) (bool, error) {
+	d, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	st, err := d.Stat()
+	if err != nil {
+		return false, err
+	}
+	have := st.Mode() & exec.PutModeBits
+	mode := sp.mode
+	switch {
+	case mode != 0:
+	case made:
+		mode = 0o755
+	default:
+		mode = have
+	}
+	changed := false
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (sp.uid >= 0 && uint32(sp.uid) != sys.Uid || sp.gid >= 0 && uint32(sp.gid) != sys.Gid) {
+		if err := d.Chown(sp.uid, sp.gid); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	if changed || have != mode {
+		if err := d.Chmod(mode); err != nil {
+			return false, err
+		}
+		changed = changed || have != mode
+	}
+	return changed, nil
+}
+
+// putSymlink makes dest a symlink to sp.link, where old (nil for nothing)
+// is the symlink or regular file there: unchanged when it is a symlink to
+// that target already (its owner set if asked), else a symlink made at a
+// temp name (journalled) and renamed over dest. A replaced regular file is
+// backed up when backup asks.
+func (s *Server) putSymlink(dest string, old fs.FileInfo, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+	chown := sp.uid >= 0 || sp.gid >= 0
+	if old != nil && old.Mode()&fs.ModeSymlink != 0 {
+		cur, err := os.Readlink(dest)
+		if err != nil {
+			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: read the old link: %v", sp.op, err)
+		}
+		if cur == sp.link {
+			if !chown || sameOwner(old, sp) {
+				return exec.PutResult{}, nil
+			}
+			if err := os.Lchown(dest, sp.uid, sp.gid); err != nil {
+				return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+			}
+			return exec.PutResult{Changed: true}, nil
+		}
+	}
+
+	dir := filepath.Dir(dest)
+	tmp := filepath.Join(dir, filepath.Base(exec.PutTempName(dest, randomHex())))
+	unjournal, err := s.journal(tmp)
+	if err != nil {
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+	}
+	defer unjournal() // after the temp symlink is gone (defers run in reverse)
+	if err := os.Symlink(sp.link, tmp); err != nil {
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: create temp symlink: %v", sp.op, err)
+	}
+	renamed := false
+	defer func() {
+		if !renamed {
+			if err := os.Remove(tmp); err != nil {
+				log.Error("remove temp symlink", "path", tmp, "err", err)
+			}
+		}
+	}()
+	if chown {
+		if err := os.Lchown(tmp, sp.uid, sp.gid); err != nil {
+			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+		}
+	}
+	var res exec.PutResult
+	if backup && old != nil && old.Mode().IsRegular() {
+		if res.Backup, err = backupFile(dest); err != nil {
+			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: backup: %v", sp.op, err)
+		}
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: rename into place: %v", sp.op, err)
+	}
+	renamed = true
+	if err := syncDir(dir); err != nil {
+		log.Warn("fsync directory", "dir", dir, "err", err)
+	}
+	res.Changed = true
+	return res, nil
+}
+
+// sameOwner reports whether what old describes has the owner asked for.
+func sameOwner(old fs.FileInfo, sp putSpec) bool {
+	st, ok := old.Sys().(*syscall.Stat_t)
+	return !ok || (sp.uid < 0 || uint32(sp.uid) == st.Uid) && (sp.gid < 0 || uint32(sp.gid) == st.Gid)
+}
+
 // receiveContent writes the data messages of stream to f until the client
 // closes its side, then checks the size and sha256.
-func receiveContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], f *os.File, dest string, sp putSpec) error {
+func receiveContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], f *os.File, sp putSpec) error {
 	sum := sha256.New()
 	var n int64
 	for {
@@ -195,22 +501,22 @@ func receiveContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, feli
 		}
 		d, ok := m.Msg.(*felixv1.PutFileRequest_Data)
 		if !ok {
-			return status.Errorf(codes.InvalidArgument, "put file %s: a second header", dest)
+			return status.Errorf(codes.InvalidArgument, "%s: a second header", sp.op)
 		}
 		if n+int64(len(d.Data)) > sp.size {
-			return status.Errorf(codes.InvalidArgument, "put file %s: more content than the announced %d bytes", dest, sp.size)
+			return status.Errorf(codes.InvalidArgument, "%s: more content than the announced %d bytes", sp.op, sp.size)
 		}
 		if _, err := f.Write(d.Data); err != nil {
-			return status.Errorf(codes.Internal, "put file %s: write: %v", dest, err)
+			return status.Errorf(codes.Internal, "%s: write: %v", sp.op, err)
 		}
 		sum.Write(d.Data)
 		n += int64(len(d.Data))
 	}
 	if n != sp.size {
-		return status.Errorf(codes.InvalidArgument, "put file %s: got %d bytes of the announced %d", dest, n, sp.size)
+		return status.Errorf(codes.InvalidArgument, "%s: got %d bytes of the announced %d", sp.op, n, sp.size)
 	}
 	if got := hex.EncodeToString(sum.Sum(nil)); got != sp.sha256 {
-		return status.Errorf(codes.DataLoss, "put file %s: sha256 of the content is %s, not the announced %s", dest, got, sp.sha256)
+		return status.Errorf(codes.DataLoss, "%s: sha256 of the content is %s, not the announced %s", sp.op, got, sp.sha256)
 	}
 	return nil
 }
@@ -469,9 +775,10 @@ func (s *Server) journal(tmp string) (func(), error) {
 	}, nil
 }
 
-// SweepTemp removes the temp files of transfers a crash interrupted, as
-// listed in JournalDir, and their journal entries. Only a regular file
-// named like a temp file is ever removed. Call it before serving.
+// SweepTemp removes the temp files and symlinks of transfers a crash
+// interrupted, as listed in JournalDir, and their journal entries. Only a
+// regular file or symlink named like a temp file is ever removed (a
+// symlink itself, never what it points to). Call it before serving.
 func (s *Server) SweepTemp() error {
 	if s.JournalDir == "" {
 		return nil
@@ -499,8 +806,8 @@ func (s *Server) SweepTemp() error {
 			case err != nil:
 				errs = append(errs, fmt.Errorf("sweep temp file %s: %w", tmp, err))
 				continue
-			case !st.Mode().IsRegular():
-				s.Log.Warn("journalled temp file is not a regular file; left alone", "path", tmp)
+			case !st.Mode().IsRegular() && st.Mode()&fs.ModeSymlink == 0:
+				s.Log.Warn("journalled temp file is neither a regular file nor a symlink; left alone", "path", tmp)
 			default:
 				if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					errs = append(errs, fmt.Errorf("sweep temp file: %w", err))
@@ -606,15 +913,17 @@ func randomHex() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Put places f at f.Dest on the minion. The minion first compares what it
-// has: when Dest already has the content, mode and owner, Put returns
-// Changed false without calling f.Open. Otherwise the content is streamed
-// in chunks through one reused buffer, never whole. If it cannot be read
-// completely the stream is cancelled before the client closes its side,
-// so the minion, which puts the file in place only after that close,
-// changes nothing.
+// Put places f at f.Dest on the minion. For a file the minion first
+// compares what it has: when Dest already has the content, mode and owner,
+// Put returns Changed false without calling f.Open. Otherwise the content
+// is streamed in chunks through one reused buffer, never whole. If it
+// cannot be read completely the stream is cancelled before the client
+// closes its side, so the minion, which puts the file in place only after
+// that close, changes nothing. A directory or symlink has no content: the
+// minion answers the header at once.
 func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.PutResult, error) {
-	if f.Open == nil || f.Size < 0 {
+	content := f.Kind == exec.KindFile
+	if content && (f.Open == nil || f.Size < 0) {
 		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: no content or a negative size", f.Dest, t.ID)
 	}
 	cl, err := p.client(t)
@@ -630,7 +939,8 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 		return exec.PutResult{}, rpcError(op, t, err, true)
 	}
 	err = stream.Send(&felixv1.PutFileRequest{Msg: &felixv1.PutFileRequest_Header{Header: &felixv1.PutFileHeader{
-		Dest: f.Dest, Size: f.Size, Sha256: f.SHA256, Mode: f.Mode, Owner: f.Owner, Mkdir: f.Mkdir, Backup: f.Backup}}})
+		Dest: f.Dest, Kind: protoKind(f.Kind), Size: f.Size, Sha256: f.SHA256, Mode: f.Mode, Owner: f.Owner,
+		Mkdir: f.Mkdir, Backup: f.Backup, Link: f.Link, Root: f.Root, FollowSymlinks: f.FollowSymlinks}}})
 	if err != nil && err != io.EOF { // on io.EOF the minion ended the stream; Recv says why
 		return exec.PutResult{}, rpcError(op, t, err, false)
 	}
@@ -642,6 +952,9 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 	case *felixv1.PutFileResponse_Done:
 		return exec.PutResult{Changed: m.Done.Changed, Backup: m.Done.Backup}, nil
 	case *felixv1.PutFileResponse_Send:
+		if !content {
+			return exec.PutResult{}, fmt.Errorf("put %s on minion %s: the minion asked for the content of a %s", f.Dest, t.ID, f.Kind)
+		}
 	default:
 		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: unexpected answer %T", f.Dest, t.ID, resp.Msg)
 	}
@@ -681,6 +994,20 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: unexpected answer %T", f.Dest, t.ID, resp.Msg)
 	}
 	return exec.PutResult{Changed: done.Changed, Backup: done.Backup}, nil
+}
+
+// protoKind converts a put's kind for the wire. An unknown kind keeps its
+// number, which the minion refuses.
+func protoKind(k exec.FileKind) felixv1.FileKind {
+	switch k {
+	case exec.KindFile:
+		return felixv1.FileKind_FILE_KIND_FILE
+	case exec.KindDir:
+		return felixv1.FileKind_FILE_KIND_DIR
+	case exec.KindSymlink:
+		return felixv1.FileKind_FILE_KIND_SYMLINK
+	}
+	return felixv1.FileKind(k)
 }
 
 // sendChunks reads r, which must hold exactly size bytes, and passes it to

@@ -325,15 +325,25 @@ func TestPutFileFailures(t *testing.T) {
 func TestSweepTemp(t *testing.T) {
 	dir, journal := t.TempDir(), t.TempDir()
 	tmp := filepath.Join(dir, ".felix-tmp-f-0123456789abcdef")
+	tmpLink := filepath.Join(dir, ".felix-tmp-l-0123456789abcdef")
+	tmpDir := filepath.Join(dir, ".felix-tmp-d-0123456789abcdef")
 	keep := filepath.Join(dir, "keep")
 	for _, p := range []string{tmp, keep} {
 		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// A transfer that died, one whose temp file is already gone, and an
-	// entry naming something that is not a temp file.
-	entries := map[string]string{"a": tmp + "\n", "b": filepath.Join(dir, ".felix-tmp-gone-1") + "\n", "c": keep + "\n"}
+	if err := os.Symlink("keep", tmpLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(tmpDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A transfer that died, a symlink put that died, one whose temp file
+	// is already gone, an entry naming something that is not a temp file,
+	// and one naming a directory (never removed).
+	entries := map[string]string{"a": tmp + "\n", "b": filepath.Join(dir, ".felix-tmp-gone-1") + "\n", "c": keep + "\n",
+		"d": tmpLink + "\n", "e": tmpDir + "\n"}
 	for name, content := range entries {
 		if err := os.WriteFile(filepath.Join(journal, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
@@ -344,8 +354,11 @@ func TestSweepTemp(t *testing.T) {
 	if err := s.SweepTemp(); err != nil {
 		t.Fatalf("SweepTemp: %v", err)
 	}
-	if got := strings.Join(names(t, dir), " "); got != "keep" {
-		t.Errorf("dir holds %q; want only keep", got)
+	if got, want := strings.Join(names(t, dir), " "), filepath.Base(tmpDir)+" keep"; got != want {
+		t.Errorf("dir holds %q; want %q", got, want)
+	}
+	if got := readFile(t, keep); got != "x" {
+		t.Errorf("keep = %q; want it untouched", got)
 	}
 	if got := names(t, journal); len(got) != 0 {
 		t.Errorf("journal holds %v; want nothing", got)

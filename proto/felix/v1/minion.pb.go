@@ -76,6 +76,59 @@ func (Stream) EnumDescriptor() ([]byte, []int) {
 	return file_felix_v1_minion_proto_rawDescGZIP(), []int{0}
 }
 
+// FileKind is what a PutFile places. The values are exec.FileKind's.
+type FileKind int32
+
+const (
+	// A regular file with content (the default).
+	FileKind_FILE_KIND_FILE FileKind = 0
+	// A directory, created or given mode and owner; no content.
+	FileKind_FILE_KIND_DIR FileKind = 1
+	// A symbolic link to PutFileHeader.link; no content.
+	FileKind_FILE_KIND_SYMLINK FileKind = 2
+)
+
+// Enum value maps for FileKind.
+var (
+	FileKind_name = map[int32]string{
+		0: "FILE_KIND_FILE",
+		1: "FILE_KIND_DIR",
+		2: "FILE_KIND_SYMLINK",
+	}
+	FileKind_value = map[string]int32{
+		"FILE_KIND_FILE":    0,
+		"FILE_KIND_DIR":     1,
+		"FILE_KIND_SYMLINK": 2,
+	}
+)
+
+func (x FileKind) Enum() *FileKind {
+	p := new(FileKind)
+	*p = x
+	return p
+}
+
+func (x FileKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FileKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_felix_v1_minion_proto_enumTypes[1].Descriptor()
+}
+
+func (FileKind) Type() protoreflect.EnumType {
+	return &file_felix_v1_minion_proto_enumTypes[1]
+}
+
+func (x FileKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FileKind.Descriptor instead.
+func (FileKind) EnumDescriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{1}
+}
+
 type PingRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -914,22 +967,43 @@ func (*PutFileRequest_Data) isPutFileRequest_Msg() {}
 
 type PutFileHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Absolute, clean path of the destination file.
+	// Absolute, clean path of the destination file, directory or symlink.
 	Dest string `protobuf:"bytes,1,opt,name=dest,proto3" json:"dest,omitempty"`
-	// The content's exact length in bytes.
+	// The content's exact length in bytes; 0 for a directory or symlink.
 	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
-	// The content's sha256, lower-case hex.
+	// The content's sha256, lower-case hex; empty for a directory or symlink.
 	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	// Permission bits (07777); 0 keeps an existing file's, 0644 for a new one.
+	// Permission bits (07777); 0 keeps an existing file's or directory's,
+	// 0644 for a new file, 0755 for a new directory. Ignored for a symlink,
+	// which has none.
 	Mode uint32 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
-	// "user:group" resolved on the minion; empty keeps an existing file's.
+	// "user:group" resolved on the minion; empty keeps an existing file's
+	// (a symlink's owner is set with lchown, only when asked).
 	Owner string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	// Create missing parent directories (0755).
 	Mkdir bool `protobuf:"varint,6,opt,name=mkdir,proto3" json:"mkdir,omitempty"`
-	// Keep the old file as <dest>.felix-bak-<UTC timestamp>.
-	Backup        bool `protobuf:"varint,7,opt,name=backup,proto3" json:"backup,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Keep the old regular file as <dest>.felix-bak-<UTC timestamp>.
+	Backup bool `protobuf:"varint,7,opt,name=backup,proto3" json:"backup,omitempty"`
+	// What to place; a minion that predates it sees a file without a valid
+	// sha256 and refuses the put.
+	Kind FileKind `protobuf:"varint,8,opt,name=kind,proto3,enum=felix.v1.FileKind" json:"kind,omitempty"`
+	// A symlink's target, stored as is (never resolved on the minion);
+	// non-empty, without NUL, and set only for FILE_KIND_SYMLINK. An existing
+	// symlink at dest is replaced atomically, a regular file too (backup
+	// applies); a directory there is an error.
+	Link string `protobuf:"bytes,9,opt,name=link,proto3" json:"link,omitempty"`
+	// When set, an absolute, clean ancestor of dest (the top of a tree being
+	// copied): every existing component of dest strictly below it must not
+	// be a symlink, so a tree is never written through a link out of it.
+	// Components down to root itself are resolved as usual.
+	Root string `protobuf:"bytes,10,opt,name=root,proto3" json:"root,omitempty"`
+	// Allow a dest (and components below root) that is an existing symlink:
+	// a file or directory is put where it points, which must still be inside
+	// the minion's file_roots. Without it such a destination is refused. A
+	// FILE_KIND_SYMLINK put replaces a symlink at dest, never follows it.
+	FollowSymlinks bool `protobuf:"varint,11,opt,name=follow_symlinks,json=followSymlinks,proto3" json:"follow_symlinks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PutFileHeader) Reset() {
@@ -1007,6 +1081,34 @@ func (x *PutFileHeader) GetMkdir() bool {
 func (x *PutFileHeader) GetBackup() bool {
 	if x != nil {
 		return x.Backup
+	}
+	return false
+}
+
+func (x *PutFileHeader) GetKind() FileKind {
+	if x != nil {
+		return x.Kind
+	}
+	return FileKind_FILE_KIND_FILE
+}
+
+func (x *PutFileHeader) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+func (x *PutFileHeader) GetRoot() string {
+	if x != nil {
+		return x.Root
+	}
+	return ""
+}
+
+func (x *PutFileHeader) GetFollowSymlinks() bool {
+	if x != nil {
+		return x.FollowSymlinks
 	}
 	return false
 }
@@ -1132,7 +1234,8 @@ func (*PutFileSend) Descriptor() ([]byte, []int) {
 
 type PutFileDone struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// False when the destination already had the content, mode and owner.
+	// False when the destination already had the content, mode and owner
+	// (a directory already there, a symlink with the same target).
 	Changed bool `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
 	// Path of the backup of the old file, if one was made.
 	Backup        string `protobuf:"bytes,2,opt,name=backup,proto3" json:"backup,omitempty"`
@@ -1425,7 +1528,7 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\x0ePutFileRequest\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.felix.v1.PutFileHeaderH\x00R\x06header\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
-	"\x03msg\"\xa7\x01\n" +
+	"\x03msg\"\xa0\x02\n" +
 	"\rPutFileHeader\x12\x12\n" +
 	"\x04dest\x18\x01 \x01(\tR\x04dest\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
@@ -1433,7 +1536,12 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x14\n" +
 	"\x05mkdir\x18\x06 \x01(\bR\x05mkdir\x12\x16\n" +
-	"\x06backup\x18\a \x01(\bR\x06backup\"r\n" +
+	"\x06backup\x18\a \x01(\bR\x06backup\x12&\n" +
+	"\x04kind\x18\b \x01(\x0e2\x12.felix.v1.FileKindR\x04kind\x12\x12\n" +
+	"\x04link\x18\t \x01(\tR\x04link\x12\x12\n" +
+	"\x04root\x18\n" +
+	" \x01(\tR\x04root\x12'\n" +
+	"\x0ffollow_symlinks\x18\v \x01(\bR\x0efollowSymlinks\"r\n" +
 	"\x0fPutFileResponse\x12+\n" +
 	"\x04send\x18\x01 \x01(\v2\x15.felix.v1.PutFileSendH\x00R\x04send\x12+\n" +
 	"\x04done\x18\x02 \x01(\v2\x15.felix.v1.PutFileDoneH\x00R\x04doneB\x05\n" +
@@ -1454,7 +1562,11 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
-	"\rSTREAM_STDERR\x10\x022\xf2\x02\n" +
+	"\rSTREAM_STDERR\x10\x02*H\n" +
+	"\bFileKind\x12\x12\n" +
+	"\x0eFILE_KIND_FILE\x10\x00\x12\x11\n" +
+	"\rFILE_KIND_DIR\x10\x01\x12\x15\n" +
+	"\x11FILE_KIND_SYMLINK\x10\x022\xf2\x02\n" +
 	"\x06Minion\x125\n" +
 	"\x04Ping\x12\x15.felix.v1.PingRequest\x1a\x16.felix.v1.PingResponse\x124\n" +
 	"\x04Exec\x12\x15.felix.v1.ExecRequest\x1a\x13.felix.v1.ExecEvent0\x01\x128\n" +
@@ -1475,62 +1587,64 @@ func file_felix_v1_minion_proto_rawDescGZIP() []byte {
 	return file_felix_v1_minion_proto_rawDescData
 }
 
-var file_felix_v1_minion_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_felix_v1_minion_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_felix_v1_minion_proto_goTypes = []any{
 	(Stream)(0),                 // 0: felix.v1.Stream
-	(*PingRequest)(nil),         // 1: felix.v1.PingRequest
-	(*PingResponse)(nil),        // 2: felix.v1.PingResponse
-	(*ExecRequest)(nil),         // 3: felix.v1.ExecRequest
-	(*ExecEvent)(nil),           // 4: felix.v1.ExecEvent
-	(*Started)(nil),             // 5: felix.v1.Started
-	(*OutputChunk)(nil),         // 6: felix.v1.OutputChunk
-	(*ExitStatus)(nil),          // 7: felix.v1.ExitStatus
-	(*ExecFileRequest)(nil),     // 8: felix.v1.ExecFileRequest
-	(*ExecFileHeader)(nil),      // 9: felix.v1.ExecFileHeader
-	(*FactsRequest)(nil),        // 10: felix.v1.FactsRequest
-	(*FactsResponse)(nil),       // 11: felix.v1.FactsResponse
-	(*PutFileRequest)(nil),      // 12: felix.v1.PutFileRequest
-	(*PutFileHeader)(nil),       // 13: felix.v1.PutFileHeader
-	(*PutFileResponse)(nil),     // 14: felix.v1.PutFileResponse
-	(*PutFileSend)(nil),         // 15: felix.v1.PutFileSend
-	(*PutFileDone)(nil),         // 16: felix.v1.PutFileDone
-	(*GetFileRequest)(nil),      // 17: felix.v1.GetFileRequest
-	(*GetFileChunk)(nil),        // 18: felix.v1.GetFileChunk
-	(*GetFileTrailer)(nil),      // 19: felix.v1.GetFileTrailer
-	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
+	(FileKind)(0),               // 1: felix.v1.FileKind
+	(*PingRequest)(nil),         // 2: felix.v1.PingRequest
+	(*PingResponse)(nil),        // 3: felix.v1.PingResponse
+	(*ExecRequest)(nil),         // 4: felix.v1.ExecRequest
+	(*ExecEvent)(nil),           // 5: felix.v1.ExecEvent
+	(*Started)(nil),             // 6: felix.v1.Started
+	(*OutputChunk)(nil),         // 7: felix.v1.OutputChunk
+	(*ExitStatus)(nil),          // 8: felix.v1.ExitStatus
+	(*ExecFileRequest)(nil),     // 9: felix.v1.ExecFileRequest
+	(*ExecFileHeader)(nil),      // 10: felix.v1.ExecFileHeader
+	(*FactsRequest)(nil),        // 11: felix.v1.FactsRequest
+	(*FactsResponse)(nil),       // 12: felix.v1.FactsResponse
+	(*PutFileRequest)(nil),      // 13: felix.v1.PutFileRequest
+	(*PutFileHeader)(nil),       // 14: felix.v1.PutFileHeader
+	(*PutFileResponse)(nil),     // 15: felix.v1.PutFileResponse
+	(*PutFileSend)(nil),         // 16: felix.v1.PutFileSend
+	(*PutFileDone)(nil),         // 17: felix.v1.PutFileDone
+	(*GetFileRequest)(nil),      // 18: felix.v1.GetFileRequest
+	(*GetFileChunk)(nil),        // 19: felix.v1.GetFileChunk
+	(*GetFileTrailer)(nil),      // 20: felix.v1.GetFileTrailer
+	(*durationpb.Duration)(nil), // 21: google.protobuf.Duration
 }
 var file_felix_v1_minion_proto_depIdxs = []int32{
-	20, // 0: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
-	20, // 1: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	6,  // 2: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
-	7,  // 3: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
-	5,  // 4: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
+	21, // 0: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
+	21, // 1: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	7,  // 2: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
+	8,  // 3: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
+	6,  // 4: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
 	0,  // 5: felix.v1.OutputChunk.stream:type_name -> felix.v1.Stream
-	20, // 6: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
-	9,  // 7: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
-	3,  // 8: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
-	13, // 9: felix.v1.PutFileRequest.header:type_name -> felix.v1.PutFileHeader
-	15, // 10: felix.v1.PutFileResponse.send:type_name -> felix.v1.PutFileSend
-	16, // 11: felix.v1.PutFileResponse.done:type_name -> felix.v1.PutFileDone
-	19, // 12: felix.v1.GetFileChunk.trailer:type_name -> felix.v1.GetFileTrailer
-	1,  // 13: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
-	3,  // 14: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
-	10, // 15: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
-	8,  // 16: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
-	12, // 17: felix.v1.Minion.PutFile:input_type -> felix.v1.PutFileRequest
-	17, // 18: felix.v1.Minion.GetFile:input_type -> felix.v1.GetFileRequest
-	2,  // 19: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
-	4,  // 20: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
-	11, // 21: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
-	4,  // 22: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
-	14, // 23: felix.v1.Minion.PutFile:output_type -> felix.v1.PutFileResponse
-	18, // 24: felix.v1.Minion.GetFile:output_type -> felix.v1.GetFileChunk
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	21, // 6: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
+	10, // 7: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
+	4,  // 8: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
+	14, // 9: felix.v1.PutFileRequest.header:type_name -> felix.v1.PutFileHeader
+	1,  // 10: felix.v1.PutFileHeader.kind:type_name -> felix.v1.FileKind
+	16, // 11: felix.v1.PutFileResponse.send:type_name -> felix.v1.PutFileSend
+	17, // 12: felix.v1.PutFileResponse.done:type_name -> felix.v1.PutFileDone
+	20, // 13: felix.v1.GetFileChunk.trailer:type_name -> felix.v1.GetFileTrailer
+	2,  // 14: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
+	4,  // 15: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
+	11, // 16: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
+	9,  // 17: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
+	13, // 18: felix.v1.Minion.PutFile:input_type -> felix.v1.PutFileRequest
+	18, // 19: felix.v1.Minion.GetFile:input_type -> felix.v1.GetFileRequest
+	3,  // 20: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
+	5,  // 21: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
+	12, // 22: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
+	5,  // 23: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
+	15, // 24: felix.v1.Minion.PutFile:output_type -> felix.v1.PutFileResponse
+	19, // 25: felix.v1.Minion.GetFile:output_type -> felix.v1.GetFileChunk
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_felix_v1_minion_proto_init() }
@@ -1564,7 +1678,7 @@ func file_felix_v1_minion_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_felix_v1_minion_proto_rawDesc), len(file_felix_v1_minion_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -50,14 +50,15 @@ type MinionClient interface {
 	// content, exactly the announced size. The answer is as for Exec, and the
 	// directory is removed before the exit status is sent.
 	ExecFile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecFileRequest, ExecEvent], error)
-	// PutFile places a file at an absolute path, atomically. The client sends
-	// a PutFileHeader; the minion answers Done (unchanged: the destination
-	// already has that content, mode and owner; the client sends nothing
-	// more) or Send. After Send the client streams the content in chunks and
-	// closes its side; the minion writes it to a temp file in the destination
-	// directory, verifies size and sha256, sets mode and owner, renames it
-	// over the destination and answers Done. On any failure the old file is
-	// left intact and the temp file removed.
+	// PutFile places a file, directory or symlink at an absolute path,
+	// atomically. The client sends a PutFileHeader. For a file the minion
+	// answers Done (unchanged: the destination already has that content, mode
+	// and owner; the client sends nothing more) or Send. After Send the client
+	// streams the content in chunks and closes its side; the minion writes it
+	// to a temp file in the destination directory, verifies size and sha256,
+	// sets mode and owner, renames it over the destination and answers Done.
+	// On any failure the old file is left intact and the temp file removed.
+	// A directory or symlink has no content: the minion answers Done at once.
 	PutFile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PutFileRequest, PutFileResponse], error)
 	// GetFile streams a regular file's content in chunks, then one trailer
 	// with its size and sha256.
@@ -175,14 +176,15 @@ type MinionServer interface {
 	// content, exactly the announced size. The answer is as for Exec, and the
 	// directory is removed before the exit status is sent.
 	ExecFile(grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]) error
-	// PutFile places a file at an absolute path, atomically. The client sends
-	// a PutFileHeader; the minion answers Done (unchanged: the destination
-	// already has that content, mode and owner; the client sends nothing
-	// more) or Send. After Send the client streams the content in chunks and
-	// closes its side; the minion writes it to a temp file in the destination
-	// directory, verifies size and sha256, sets mode and owner, renames it
-	// over the destination and answers Done. On any failure the old file is
-	// left intact and the temp file removed.
+	// PutFile places a file, directory or symlink at an absolute path,
+	// atomically. The client sends a PutFileHeader. For a file the minion
+	// answers Done (unchanged: the destination already has that content, mode
+	// and owner; the client sends nothing more) or Send. After Send the client
+	// streams the content in chunks and closes its side; the minion writes it
+	// to a temp file in the destination directory, verifies size and sha256,
+	// sets mode and owner, renames it over the destination and answers Done.
+	// On any failure the old file is left intact and the temp file removed.
+	// A directory or symlink has no content: the minion answers Done at once.
 	PutFile(grpc.BidiStreamingServer[PutFileRequest, PutFileResponse]) error
 	// GetFile streams a regular file's content in chunks, then one trailer
 	// with its size and sha256.

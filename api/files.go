@@ -1,0 +1,323 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/content"
+	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/jobs"
+)
+
+// Contents is the master's content store as the API uses it; satisfied by
+// *content.Store.
+type Contents interface {
+	Put(r io.Reader, wantSHA string) (content.Blob, error)
+	Open(sha string) (*os.File, content.Blob, error)
+	Stat(sha string) (content.Blob, error)
+}
+
+// putContent stores the request body (POST /api/v1/content), verified
+// against ?sha256= when given: 201 with the blob, 200 when the store
+// already had it.
+func (s *Server) putContent(c *gin.Context) {
+	if s.Content == nil {
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master has no content store"})
+		return
+	}
+	s.allowLongUpload(c)
+	want := c.Query("sha256")
+	if want != "" && !content.ValidSHA(want) {
+		s.abort(c, badRequestf("sha256 %q: want 64 lower-case hex digits", want))
+		return
+	}
+	status := http.StatusCreated
+	if want != "" {
+		if _, err := s.Content.Stat(want); err == nil {
+			status = http.StatusOK
+		}
+	}
+	b, err := s.Content.Put(c.Request.Body, want)
+	if err != nil {
+		s.abortContent(c, err)
+		return
+	}
+	c.JSON(status, wire.Blob{SHA256: b.SHA256, Size: b.Size})
+}
+
+// getContent streams a blob (GET and HEAD /api/v1/content/{sha256}).
+func (s *Server) getContent(c *gin.Context) {
+	if s.Content == nil {
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master has no content store"})
+		return
+	}
+	sum := c.Param("sha256")
+	if !content.ValidSHA(sum) {
+		s.abort(c, badRequestf("sha256 %q: want 64 lower-case hex digits", sum))
+		return
+	}
+	f, b, err := s.Content.Open(sum)
+	if err != nil {
+		s.abortContent(c, err)
+		return
+	}
+	defer f.Close()
+	c.Header("Content-Length", strconv.FormatInt(b.Size, 10))
+	c.Header("Content-Type", "application/octet-stream")
+	c.Header("ETag", `"`+b.SHA256+`"`)
+	c.Header("X-Felix-Sha256", b.SHA256)
+	c.Status(http.StatusOK)
+	if c.Request.Method == http.MethodHead {
+		return
+	}
+	if _, err := io.Copy(c.Writer, f); err != nil {
+		s.Log.Debug("send content", "sha256", sum, "err", err)
+	}
+}
+
+// allowLongUpload lets a content upload take up to the files timeout
+// instead of the server's read timeout, which bounds ordinary requests.
+func (s *Server) allowLongUpload(c *gin.Context) {
+	d := max(s.Config.FilesTimeout, time.Hour)
+	if err := http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(d)); err != nil {
+		s.Log.Debug("extend the read deadline of an upload", "err", err)
+	}
+}
+
+// abortContent answers a content store error.
+func (s *Server) abortContent(c *gin.Context, err error) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, content.ErrTooLarge) || errors.As(err, &mbe):
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": err.Error()})
+	case errors.Is(err, content.ErrFull):
+		c.AbortWithStatusJSON(http.StatusInsufficientStorage, gin.H{"error": err.Error()})
+	case errors.Is(err, content.ErrMismatch), errors.Is(err, content.ErrBadSHA):
+		s.abort(c, badRequest{err.Error()})
+	case errors.Is(err, content.ErrNotFound):
+		c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": err.Error()})
+	default:
+		s.abort(c, err)
+	}
+}
+
+// pushFiles starts a push job (POST /api/v1/files): JSON naming stored
+// content, or multipart with a "request" part and the content as a "file"
+// part, which is stored first.
+func (s *Server) pushFiles(c *gin.Context) {
+	if s.Content == nil {
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master has no content store"})
+		return
+	}
+	wait, dry, err := s.jobQuery(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	var req wire.PushRequest
+	uploaded := ""
+	if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt == "multipart/form-data" {
+		s.allowLongUpload(c)
+		if req, uploaded, err = s.readPushMultipart(c); err != nil {
+			s.abortContent(c, err)
+			return
+		}
+	} else if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	spec, err := s.pushSpec(c, req, uploaded)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	if dry || req.DryRun {
+		s.dryRun(c, spec)
+		return
+	}
+	job, err := s.Jobs.Submit(c.Request.Context(), spec, "")
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	s.answerJob(c, job, wait)
+}
+
+// readPushMultipart reads a multipart push: the "request" part (JSON) and
+// at most one "file" part streamed into the content store. It returns the
+// stored content's sha256.
+func (s *Server) readPushMultipart(c *gin.Context) (req wire.PushRequest, sum string, err error) {
+	mr, err := c.Request.MultipartReader()
+	if err != nil {
+		return req, "", badRequestf("multipart body: %v", err)
+	}
+	haveReq := false
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return req, "", badRequestf("multipart body: %v", err)
+		}
+		switch part.FormName() {
+		case "request":
+			if haveReq {
+				return req, "", badRequestf("multipart body: more than one request part")
+			}
+			dec := json.NewDecoder(io.LimitReader(part, maxBody))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				return req, "", badRequestf("malformed JSON in the request part: %v", err)
+			}
+			haveReq = true
+		case "file":
+			if sum != "" {
+				return req, "", badRequestf("multipart body: more than one file part")
+			}
+			b, err := s.Content.Put(part, "")
+			if err != nil {
+				return req, "", err
+			}
+			sum = b.SHA256
+		default:
+			return req, "", badRequestf("multipart body: unknown part %q; want request and file", part.FormName())
+		}
+	}
+	if !haveReq {
+		return req, "", badRequestf("multipart body: no request part")
+	}
+	if sum == "" {
+		return req, "", badRequestf("multipart body: no file part (send JSON naming stored content by sha256 instead)")
+	}
+	return req, sum, nil
+}
+
+// pushSpec validates a push request into a job spec; uploaded is the
+// sha256 of a file part, if there was one.
+func (s *Server) pushSpec(c *gin.Context, req wire.PushRequest, uploaded string) (jobs.Spec, error) {
+	spec := jobs.Spec{CmdType: jobs.TypePush}
+	if err := jobs.CheckRemotePath(req.Dest); err != nil {
+		return spec, badRequestf("dest: %v", err)
+	}
+	if !utf8.ValidString(req.Dest) {
+		return spec, badRequestf("dest: not UTF-8")
+	}
+	if err := checkOwner(req.Owner); err != nil {
+		return spec, err
+	}
+	mode, err := wire.ParseMode(req.Mode)
+	if err != nil {
+		return spec, badRequest{err.Error()}
+	}
+	push := &jobs.PushSpec{Dest: req.Dest, Owner: req.Owner, Mkdir: req.Mkdir, Backup: req.Backup, FollowSymlinks: req.FollowSymlinks}
+	switch {
+	case len(req.Entries) > 0:
+		if uploaded != "" || req.SHA256 != "" || req.Mode != "" {
+			return spec, badRequestf("a tree (entries) names each file's sha256 and mode in its entries; sha256, mode and a file part are for a single file")
+		}
+		for _, e := range req.Entries {
+			es := jobs.EntrySpec{Path: e.Path, SHA256: e.SHA256, Link: e.Link}
+			switch e.Kind {
+			case wire.KindFile:
+				es.Kind = exec.KindFile
+			case wire.KindDir:
+				es.Kind = exec.KindDir
+			case wire.KindSymlink:
+				es.Kind = exec.KindSymlink
+			default:
+				return spec, badRequestf("entry %q: kind %q: want file, dir or symlink", e.Path, e.Kind)
+			}
+			if es.Mode, err = wire.ParseMode(e.Mode); err != nil {
+				return spec, badRequestf("entry %q: %v", e.Path, err)
+			}
+			push.Entries = append(push.Entries, es)
+		}
+	case uploaded != "" && req.SHA256 != "":
+		return spec, badRequestf("give the content once: a file part or sha256, not both")
+	case uploaded != "" || req.SHA256 != "":
+		sum := uploaded + req.SHA256
+		if !content.ValidSHA(sum) {
+			return spec, badRequestf("sha256 %q: want 64 lower-case hex digits", sum)
+		}
+		push.Entries = []jobs.EntrySpec{{Path: ".", Kind: exec.KindFile, SHA256: sum, Mode: mode}}
+	default:
+		return spec, badRequestf("no content: give sha256 of stored content (POST /api/v1/content), a file part, or entries")
+	}
+	if err := s.jobOptions(c, req.JobOptions, s.Config.FilesTimeout, &spec); err != nil {
+		return spec, err
+	}
+	spec.Push = push
+	spec.CmdLine = "push " + req.Dest
+	return spec, nil
+}
+
+// checkOwner accepts "", "user", "user:group", ":group" of plain names or
+// numbers.
+func checkOwner(owner string) error {
+	if owner == "" {
+		return nil
+	}
+	u, g, _ := strings.Cut(owner, ":")
+	if u == "" && g == "" {
+		return badRequestf("owner %q names neither user nor group", owner)
+	}
+	for _, n := range []string{u, g} {
+		if len(n) > 64 || strings.HasPrefix(n, "-") || strings.ContainsFunc(n, func(r rune) bool {
+			return !(r == '_' || r == '-' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) {
+			return badRequestf("owner %q: want user:group names or numeric ids", owner)
+		}
+	}
+	return nil
+}
+
+// fetchFiles starts a fetch job (POST /api/v1/fetch).
+func (s *Server) fetchFiles(c *gin.Context) {
+	if s.Content == nil {
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master has no content store"})
+		return
+	}
+	wait, dry, err := s.jobQuery(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	var req wire.FetchRequest
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	spec := jobs.Spec{CmdType: jobs.TypeFetch, CmdLine: "fetch " + req.Path}
+	if err := jobs.CheckRemotePath(req.Path); err != nil || !utf8.ValidString(req.Path) {
+		s.abort(c, badRequestf("path: %v", fmt.Sprint(err)))
+		return
+	}
+	if err := s.jobOptions(c, req.JobOptions, s.Config.FilesTimeout, &spec); err != nil {
+		s.abort(c, err)
+		return
+	}
+	spec.Fetch = &jobs.FetchSpec{Path: req.Path}
+	if dry || req.DryRun {
+		s.dryRun(c, spec)
+		return
+	}
+	job, err := s.Jobs.Submit(c.Request.Context(), spec, "")
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	s.answerJob(c, job, wait)
+}

@@ -1,0 +1,98 @@
+package wire
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// JobOptions are the fields a file job request shares with exec: who runs
+// it, how, and who hears about its end.
+type JobOptions struct {
+	ID            string   `json:"id,omitempty"`           // the caller's own id, echoed back unchanged
+	CallbackURL   string   `json:"callback_url,omitempty"` // POSTed the results when the job ends
+	Targets       []string `json:"targets"`
+	Timeout       string   `json:"timeout,omitempty"`        // per host, Go duration; default files.timeout
+	Batch         string   `json:"batch,omitempty"`          // hosts at a time: "10" or "10%"
+	FailThreshold int      `json:"fail_threshold,omitempty"` // stop launching after this many failures
+	DryRun        bool     `json:"dry_run,omitempty"`        // resolve targets only
+	Transport     string   `json:"transport,omitempty"`      // auto, agent or ssh
+}
+
+// Entry kinds of a pushed tree.
+const (
+	KindFile    = "file"
+	KindDir     = "dir"
+	KindSymlink = "symlink"
+)
+
+// PushRequest is the body of POST /api/v1/files (as JSON, or as the
+// "request" part of a multipart body whose "file" part is the content).
+// A single file is the "file" part or SHA256, content the master already
+// stores (POST /api/v1/content). A tree is Entries, each file by SHA256.
+type PushRequest struct {
+	JobOptions
+	// Dest is the absolute path on the hosts: the file, or the directory
+	// a tree is copied to.
+	Dest   string `json:"dest"`
+	SHA256 string `json:"sha256,omitempty"`
+	// Mode is a single file's permission bits in octal ("0644"); a tree
+	// keeps each entry's mode.
+	Mode           string      `json:"mode,omitempty"`
+	Owner          string      `json:"owner,omitempty"` // "user:group"; minions resolve names, SSH hosts take numeric ids
+	Mkdir          bool        `json:"mkdir,omitempty"`
+	Backup         bool        `json:"backup,omitempty"`
+	FollowSymlinks bool        `json:"follow_symlinks,omitempty"`
+	Entries        []PushEntry `json:"entries,omitempty"`
+}
+
+// PushEntry is one entry of a pushed tree.
+type PushEntry struct {
+	Path   string `json:"path"` // slash-separated below dest; "." is dest itself
+	Kind   string `json:"kind"` // file, dir or symlink
+	Mode   string `json:"mode,omitempty"`
+	SHA256 string `json:"sha256,omitempty"` // file
+	Link   string `json:"link,omitempty"`   // symlink target, kept as is
+}
+
+// FetchRequest is the body of POST /api/v1/fetch: read Path from every
+// target into the master's content store; each host's result names the
+// copy's sha256 (GET /api/v1/content/{sha256}).
+type FetchRequest struct {
+	JobOptions
+	Path string `json:"path"`
+}
+
+// Blob is content the master stores, by sha256.
+type Blob struct {
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// FileReport is what a file job did on one host.
+type FileReport struct {
+	Changed   int    `json:"changed"`
+	Unchanged int    `json:"unchanged"`
+	Size      int64  `json:"size"`
+	SHA256    string `json:"sha256,omitempty"`
+}
+
+// ParseMode reads permission bits written in octal ("0644", "644",
+// "4755"); "" is 0, meaning "keep".
+func ParseMode(s string) (uint32, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o7777 {
+		return 0, fmt.Errorf("mode %q: want octal permission bits such as 0644", s)
+	}
+	return uint32(v), nil
+}
+
+// FormatMode writes permission bits as ParseMode reads them.
+func FormatMode(m uint32) string {
+	if m == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%04o", m)
+}

@@ -1,0 +1,397 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jedib0t/go-pretty/v6/table"
+	"github.com/spf13/pflag"
+
+	"github.com/felix-ops/felix/api/wire"
+)
+
+// jobFlags are the flags every job command (exec, cp, fetch) shares.
+type jobFlags struct {
+	targets   *[]string
+	timeout   *string
+	id        *string
+	async     *bool
+	dry       *bool
+	batch     *string
+	threshold *int
+	transport *string
+}
+
+func addJobFlags(fs *pflag.FlagSet) jobFlags {
+	return jobFlags{
+		targets:   fs.StringArrayP("target", "t", nil, "targets: ids, globs, IPs, CIDRs, key=value labels or facts (repeatable, comma-separated)"),
+		timeout:   fs.String("timeout", "", "deadline per host, e.g. 30s (default: the master's)"),
+		id:        fs.String("id", "", "your own request id, echoed back"),
+		async:     fs.Bool("async", false, "print the job id and return at once"),
+		dry:       fs.Bool("dry-run", false, "show the hosts it would run on; run nothing"),
+		batch:     fs.String("batch", "", "hosts at a time, N or N%, in a rolling window"),
+		threshold: fs.Int("fail-threshold", 0, "launch no more hosts after N failures"),
+		transport: fs.String("transport", "", "auto (default), agent or ssh"),
+	}
+}
+
+// options checks the flags and returns them as a request's job options.
+func (f jobFlags) options() (wire.JobOptions, error) {
+	switch *f.transport {
+	case "", "auto", "agent", "ssh":
+	default:
+		return wire.JobOptions{}, fmt.Errorf("--transport %q: want auto, agent or ssh", *f.transport)
+	}
+	o := wire.JobOptions{ID: *f.id, Timeout: *f.timeout, Batch: *f.batch, FailThreshold: *f.threshold,
+		Transport: *f.transport, DryRun: *f.dry}
+	for _, t := range *f.targets {
+		for _, p := range strings.Split(t, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				o.Targets = append(o.Targets, p)
+			}
+		}
+	}
+	if len(o.Targets) == 0 {
+		return o, fmt.Errorf("no targets: give -t, e.g. -t '*' or -t web01,web02")
+	}
+	return o, nil
+}
+
+// startJob POSTs a job request: a dry run prints the hosts, --async the
+// job id; otherwise it returns the started job's id to follow.
+func startJob(ctx context.Context, c *client, apiPath string, req any, dry, async bool, w io.Writer, format string) (string, error) {
+	if dry {
+		var dr wire.DryRun
+		if err := c.do(ctx, "POST", apiPath+"?dry_run=true", req, &dr); err != nil {
+			return "", err
+		}
+		return "", printDryRun(w, format, dr)
+	}
+	var acc wire.ExecAccepted
+	if err := c.do(ctx, "POST", apiPath, req, &acc); err != nil {
+		return "", err
+	}
+	if async {
+		return "", printAccepted(w, format, acc)
+	}
+	return acc.JobID, nil
+}
+
+func cmdCp(ctx context.Context, args []string, w, ew io.Writer) error {
+	fs, o := flags("cp")
+	jf := addJobFlags(fs)
+	recursive := fs.BoolP("recursive", "r", false, "copy a directory tree (modes kept, symlinks copied as links)")
+	mode := fs.String("mode", "", "permission bits of the file in octal, e.g. 0644 (default: keep, 0644 for a new file)")
+	owner := fs.String("owner", "", "owner as user:group (SSH hosts: numeric ids)")
+	mkdir := fs.Bool("mkdir", false, "create missing parent directories of DEST")
+	backup := fs.Bool("backup", false, "keep each replaced file as FILE.felix-bak-<time>")
+	follow := fs.Bool("follow-symlinks", false, "allow a DEST (or a directory in it) that is a symlink")
+	c, rest, err := parse(fs, o, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 2 {
+		return fmt.Errorf("want SRC and DEST: felix cp SRC -t TARGETS DEST")
+	}
+	src, dest := rest[0], rest[1]
+	opts, err := jf.options()
+	if err != nil {
+		return err
+	}
+	if _, err := wire.ParseMode(*mode); err != nil {
+		return err
+	}
+	req := wire.PushRequest{JobOptions: opts, Dest: dest, Mode: *mode, Owner: *owner, Mkdir: *mkdir,
+		Backup: *backup, FollowSymlinks: *follow}
+	st, err := os.Stat(src)
+	if err != nil {
+		return err // "stat SRC: no such file or directory"
+	}
+	switch {
+	case st.IsDir() && !*recursive:
+		return fmt.Errorf("%s is a directory (copy a tree with -r)", src)
+	case st.IsDir():
+		if *mode != "" {
+			return fmt.Errorf("--mode is for a single file; a tree keeps each entry's mode")
+		}
+		if req.Entries, err = treeEntries(ctx, c, src, ew); err != nil {
+			return err
+		}
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", src)
+	default:
+		if req.SHA256, err = upload(ctx, c, src); err != nil {
+			return err
+		}
+	}
+	id, err := startJob(ctx, c, "/api/v1/files", req, *jf.dry, *jf.async, w, o.Output)
+	if err != nil || id == "" {
+		return err
+	}
+	return followJob(ctx, c, id, w, ew, o.Output)
+}
+
+// upload makes sure the master stores the content of the local file at
+// p and returns its sha256: content the master already has is not sent
+// again.
+func upload(ctx context.Context, c *client, p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", p, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	resp, err := c.sendBody(ctx, "HEAD", "/api/v1/content/"+sum, "", nil)
+	if err == nil {
+		resp.Body.Close()
+		return sum, nil
+	}
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		return "", err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("read %s: %w", p, err)
+	}
+	var b wire.Blob
+	if err := c.doBody(ctx, "POST", "/api/v1/content?sha256="+sum, "application/octet-stream", f, &b); err != nil {
+		return "", fmt.Errorf("upload %s: %w", p, err)
+	}
+	return sum, nil
+}
+
+// treeEntries walks the local tree at root without following symlinks,
+// uploads its files' content and returns its entries, each directory
+// before what it holds. Entries that are neither files, directories nor
+// symlinks (sockets, devices) are skipped with a warning.
+func treeEntries(ctx context.Context, c *client, root string, ew io.Writer) ([]wire.PushEntry, error) {
+	var entries []wire.PushEntry
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		e := wire.PushEntry{Path: rel, Mode: wire.FormatMode(modeBits(info.Mode()))}
+		switch {
+		case d.IsDir():
+			e.Kind = wire.KindDir
+		case d.Type()&fs.ModeSymlink != 0:
+			e.Kind, e.Mode = wire.KindSymlink, ""
+			if e.Link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		case d.Type().IsRegular():
+			e.Kind = wire.KindFile
+			if e.SHA256, err = upload(ctx, c, p); err != nil {
+				return err
+			}
+		default:
+			fmt.Fprintf(ew, "felix cp: skipping %s: not a file, directory or symlink (%s)\n", p, d.Type())
+			return nil
+		}
+		entries = append(entries, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return entries, nil
+}
+
+// modeBits converts an fs.FileMode to Unix permission bits (07777).
+func modeBits(m fs.FileMode) uint32 {
+	b := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		b |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		b |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		b |= 0o1000
+	}
+	return b
+}
+
+func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
+	fs, o := flags("fetch")
+	jf := addJobFlags(fs)
+	c, rest, err := parse(fs, o, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 2 {
+		return fmt.Errorf("want PATH and OUTDIR: felix fetch -t TARGETS PATH OUTDIR")
+	}
+	opts, err := jf.options()
+	if err != nil {
+		return err
+	}
+	remote, outDir := rest[0], rest[1]
+	name := path.Base(remote)
+	if !strings.HasPrefix(remote, "/") || name == "/" || name == "." || name == ".." {
+		return fmt.Errorf("PATH %q: want the absolute path of a file on the hosts", remote)
+	}
+	if !*jf.dry && !*jf.async {
+		// Before the job: a bad OUTDIR must not cost a fetch from every host.
+		if err := os.MkdirAll(outDir, 0o755); err != nil {
+			return err
+		}
+	}
+	id, err := startJob(ctx, c, "/api/v1/fetch", wire.FetchRequest{JobOptions: opts, Path: remote}, *jf.dry, *jf.async, w, o.Output)
+	if err != nil || id == "" {
+		return err
+	}
+	job, err := follow(ctx, c, id, ew)
+	if err != nil {
+		return err
+	}
+	saved := make(map[string]string, len(job.Results)) // host → local path, or "error: ..."
+	failed := false
+	for _, r := range job.Results {
+		if r.State != "ok" || r.Files == nil {
+			continue
+		}
+		p, err := download(ctx, c, r.Host, r.Files.SHA256, outDir, name)
+		if err != nil {
+			failed = true
+			saved[r.Host] = "error: " + err.Error()
+			continue
+		}
+		saved[r.Host] = p
+	}
+	if o.Output == "json" {
+		if err := printJSON(w, struct {
+			wire.Job
+			Saved map[string]string `json:"saved"`
+		}{job, saved}); err != nil {
+			return err
+		}
+	} else {
+		t := newTable(w, "HOST", "STATE", "SIZE", "SHA256", "TRANSPORT", "TIME", "SAVED")
+		for _, r := range job.Results {
+			size, sum, note := "-", "-", saved[r.Host]
+			if r.Files != nil && r.State == "ok" {
+				size, sum = byteSize(r.Files.Size), r.Files.SHA256
+			}
+			if r.State != "ok" {
+				note = r.Error
+			}
+			t.AppendRow(table.Row{r.Host, r.State, size, sum, r.Transport, (time.Duration(r.DurationMS) * time.Millisecond).String(), note})
+		}
+		t.SetColumnConfigs([]table.ColumnConfig{{Name: "SAVED", WidthMax: 80}})
+		t.Render()
+		fmt.Fprintf(w, "job %s: %s\n", job.JobID, summary(job))
+	}
+	for _, r := range job.Results {
+		if r.State != "ok" {
+			failed = true
+		}
+	}
+	if failed {
+		return errFailed
+	}
+	return nil
+}
+
+// download saves the master's copy of a host's file as OUTDIR/HOST/NAME,
+// verifying its sha256 on the way; the file appears complete or not at
+// all.
+func download(ctx context.Context, c *client, host, sum, outDir, name string) (string, error) {
+	if err := wire.ValidID(host); err != nil {
+		return "", fmt.Errorf("host %q cannot name a directory: %w", host, err)
+	}
+	dir := filepath.Join(outDir, host)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	resp, err := c.sendBody(ctx, "GET", "/api/v1/content/"+url.PathEscape(sum), "", nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	tmp, err := os.CreateTemp(dir, "."+name+".felix-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(tmp, h), resp.Body)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("download the copy of %s: %w", host, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return "", fmt.Errorf("the copy of %s has sha256 %s, not %s", host, got, sum)
+	}
+	dst := filepath.Join(dir, name)
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+// byteSize prints n bytes for a person: 512 B, 1.5 KiB, 100.0 MiB.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// printFileJob prints a file job's results: per host, for a push the
+// changed and unchanged entries and the bytes of content, for a fetch the
+// size and sha256 of the copy.
+func printFileJob(w io.Writer, job wire.Job) {
+	fetch := job.CmdType == "fetch"
+	t := newTable(w, "HOST", "STATE", "CHANGED", "UNCHANGED", "SIZE", "TRANSPORT", "TIME", "ERROR")
+	if fetch {
+		t = newTable(w, "HOST", "STATE", "SIZE", "SHA256", "TRANSPORT", "TIME", "ERROR")
+	}
+	for _, r := range job.Results {
+		changed, unchanged, size, sum := "-", "-", "-", "-"
+		if f := r.Files; f != nil && (r.State == "ok" || !fetch) {
+			changed, unchanged, size, sum = fmt.Sprint(f.Changed), fmt.Sprint(f.Unchanged), byteSize(f.Size), f.SHA256
+		}
+		took := (time.Duration(r.DurationMS) * time.Millisecond).String()
+		if fetch {
+			t.AppendRow(table.Row{r.Host, r.State, size, sum, r.Transport, took, r.Error})
+		} else {
+			t.AppendRow(table.Row{r.Host, r.State, changed, unchanged, size, r.Transport, took, r.Error})
+		}
+	}
+	t.SetColumnConfigs([]table.ColumnConfig{{Name: "ERROR", WidthMax: 80}})
+	t.Render()
+}

@@ -1,0 +1,121 @@
+package content
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// GC removes the blobs that are not held and whose last use is older than
+// now minus KeepUnused, and returns how many it removed and the bytes
+// freed. It keeps going past a failed removal and returns the errors
+// joined. Writes that would pass MaxTotalSize call it too; it never removes
+// blobs used more recently than KeepUnused (see Options.MaxTotalSize).
+func (s *Store) GC(now time.Time) (removed int, freed int64, err error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	cutoff := now.Add(-s.keepUnused)
+	var old []string
+	var errs []error
+	// The scan runs without s.mu; each removal re-checks under it.
+	if err := s.walk(func(sha string, fi fs.FileInfo) {
+		if fi.ModTime().Before(cutoff) {
+			old = append(old, sha)
+		}
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	for _, sha := range old {
+		n, ok, err := s.removeUnused(sha, cutoff)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			removed++
+			freed += n
+		}
+	}
+	if removed > 0 {
+		s.log.Info("content: gc", "removed", removed, "freed", freed)
+	}
+	if len(errs) > 0 {
+		return removed, freed, fmt.Errorf("gc content store %s: %w", s.dir, errors.Join(errs...))
+	}
+	return removed, freed, nil
+}
+
+// removeUnused removes the blob sha if it is not held and still unused
+// since cutoff, and returns its size and whether it was removed.
+func (s *Store) removeUnused(sha string, cutoff time.Time) (int64, bool, error) {
+	p := s.path(sha)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holds[sha] > 0 {
+		return 0, false, nil
+	}
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil // removed by a concurrent GC
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("remove blob %s: %w", sha, err)
+	}
+	if !fi.Mode().IsRegular() || !fi.ModTime().Before(cutoff) {
+		return 0, false, nil // used since the scan
+	}
+	if err := os.Remove(p); err != nil {
+		return 0, false, fmt.Errorf("remove blob %s: %w", sha, err)
+	}
+	s.total -= fi.Size()
+	s.count--
+	return fi.Size(), true, nil
+}
+
+// walk calls fn for every blob file: a regular file named by a valid
+// sha256 inside the shard directory of its first two digits. Anything
+// else, apart from Dir/tmp, is logged and ignored, never removed.
+func (s *Store) walk(fn func(sha string, fi fs.FileInfo)) error {
+	shards, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	for _, d := range shards {
+		name := d.Name()
+		if name == "tmp" {
+			continue
+		}
+		if !d.IsDir() || !validShard(name) {
+			s.log.Warn("content: ignoring unexpected file", "path", filepath.Join(s.dir, name))
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(s.dir, name))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			sha := e.Name()
+			if !ValidSHA(sha) || sha[:2] != name || !e.Type().IsRegular() {
+				s.log.Warn("content: ignoring unexpected file", "path", filepath.Join(s.dir, name, sha))
+				continue
+			}
+			fi, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed since ReadDir
+			}
+			if err != nil {
+				return err
+			}
+			fn(sha, fi)
+		}
+	}
+	return nil
+}
+
+// validShard reports whether name is two lower-case hex digits.
+func validShard(name string) bool {
+	return len(name) == 2 && isLowerHex(name)
+}

@@ -1,0 +1,231 @@
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+
+	"github.com/felix-ops/felix/content"
+	"github.com/felix-ops/felix/exec"
+)
+
+// Command types of file jobs.
+const (
+	TypePush  = "push"
+	TypeFetch = "fetch"
+)
+
+// ErrNoContent is returned for a push naming content the master does not
+// store.
+var ErrNoContent = errors.New("content not in the master's store")
+
+// PushSpec is a validated push: entries in order, each directory before
+// what it holds, files by the sha256 of content in the store.
+type PushSpec struct {
+	Dest           string      `json:"dest"`
+	Entries        []EntrySpec `json:"entries"`
+	Owner          string      `json:"owner,omitempty"`
+	Mkdir          bool        `json:"mkdir,omitempty"`
+	Backup         bool        `json:"backup,omitempty"`
+	FollowSymlinks bool        `json:"follow_symlinks,omitempty"`
+}
+
+// EntrySpec is one entry of a PushSpec.
+type EntrySpec struct {
+	Path   string        `json:"path"` // "." or slash-separated below Dest
+	Kind   exec.FileKind `json:"kind"`
+	Mode   uint32        `json:"mode,omitempty"`
+	SHA256 string        `json:"sha256,omitempty"`
+	Size   int64         `json:"size,omitempty"`
+	Link   string        `json:"link,omitempty"`
+}
+
+// FetchSpec is a validated fetch.
+type FetchSpec struct {
+	Path string `json:"path"`
+}
+
+// CheckRemotePath reports why p cannot name a file on a host: it must be
+// absolute and clean (no "..", "." or doubled slashes), without NUL, and
+// not the root.
+func CheckRemotePath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("path %q contains NUL", p)
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("path %q is not absolute", p)
+	case path.Clean(p) != p:
+		return fmt.Errorf("path %q is not clean (it has .., . or extra slashes)", p)
+	case p == "/":
+		return errors.New("path / names no file")
+	}
+	return nil
+}
+
+// CheckEntryPath reports why rel cannot name an entry below a push's
+// destination: "." or a clean relative path that never leaves it.
+func CheckEntryPath(rel string) error {
+	switch {
+	case rel == ".":
+		return nil
+	case rel == "" || strings.ContainsRune(rel, 0):
+		return fmt.Errorf("entry path %q is empty or contains NUL", rel)
+	case strings.HasPrefix(rel, "/") || path.Clean(rel) != rel || rel == ".." || strings.HasPrefix(rel, "../"):
+		return fmt.Errorf("entry path %q: want a clean relative path inside the destination", rel)
+	}
+	return nil
+}
+
+// checkPush checks a push's shape: the destination, and entries whose
+// parents come before them. The store is not consulted.
+func checkPush(p *PushSpec) error {
+	if err := CheckRemotePath(p.Dest); err != nil {
+		return fmt.Errorf("dest: %w", err)
+	}
+	if len(p.Entries) == 0 {
+		return errors.New("nothing to push")
+	}
+	seen := make(map[string]exec.FileKind, len(p.Entries))
+	for i, e := range p.Entries {
+		if err := CheckEntryPath(e.Path); err != nil {
+			return err
+		}
+		if (i == 0) != (e.Path == ".") {
+			return fmt.Errorf("entry %q: the first entry, and only it, is \".\" (the destination itself)", e.Path)
+		}
+		if _, dup := seen[e.Path]; dup {
+			return fmt.Errorf("entry %q appears twice", e.Path)
+		}
+		if i > 0 {
+			if k, ok := seen[path.Dir(e.Path)]; !ok || k != exec.KindDir {
+				return fmt.Errorf("entry %q: its directory %q must be a dir entry before it", e.Path, path.Dir(e.Path))
+			}
+		}
+		seen[e.Path] = e.Kind
+		if e.Mode&^0o7777 != 0 {
+			return fmt.Errorf("entry %q: mode %#o has bits beyond 07777", e.Path, e.Mode)
+		}
+		switch e.Kind {
+		case exec.KindFile:
+			if !content.ValidSHA(e.SHA256) {
+				return fmt.Errorf("entry %q: sha256 %q is not 64 lower-case hex digits", e.Path, e.SHA256)
+			}
+		case exec.KindDir:
+			if e.SHA256 != "" || e.Link != "" {
+				return fmt.Errorf("entry %q: a dir has no sha256 or link", e.Path)
+			}
+		case exec.KindSymlink:
+			if e.Link == "" || strings.ContainsRune(e.Link, 0) || e.SHA256 != "" || e.Mode != 0 {
+				return fmt.Errorf("entry %q: a symlink has a link target (no NUL) and no sha256 or mode", e.Path)
+			}
+		default:
+			return fmt.Errorf("entry %q: unknown kind %v", e.Path, e.Kind)
+		}
+	}
+	return nil
+}
+
+// holdContent checks that every file of a push is in the store, fills in
+// sizes, and holds the content so garbage collection leaves it alone
+// while the job runs; the returned function releases it.
+func (s *Service) holdContent(p *PushSpec) (func(), error) {
+	if s.Content == nil {
+		return nil, errors.New("the master has no content store")
+	}
+	var releases []func()
+	release := func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	for i := range p.Entries {
+		e := &p.Entries[i]
+		if e.Kind != exec.KindFile {
+			continue
+		}
+		rel, err := s.Content.Hold(e.SHA256)
+		if err != nil {
+			release()
+			if errors.Is(err, content.ErrNotFound) {
+				return nil, fmt.Errorf("%w: sha256 %s (upload it with POST /api/v1/content)", ErrNoContent, e.SHA256)
+			}
+			return nil, err
+		}
+		releases = append(releases, rel)
+		b, err := s.Content.Stat(e.SHA256)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		e.Size = b.Size
+	}
+	return release, nil
+}
+
+// transferCommand builds the exec command of a file job.
+func (s *Service) transferCommand(spec Spec) exec.Command {
+	cmd := exec.Command{Timeout: spec.Timeout}
+	if p := spec.Push; p != nil {
+		push := &exec.Push{Dest: p.Dest, Owner: p.Owner, Mkdir: p.Mkdir, Backup: p.Backup,
+			FollowSymlinks: p.FollowSymlinks, Entries: make([]exec.PushEntry, len(p.Entries))}
+		for i, e := range p.Entries {
+			pe := exec.PushEntry{Rel: e.Path, Kind: e.Kind, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Link: e.Link}
+			if e.Kind == exec.KindFile {
+				sum := e.SHA256
+				pe.Open = func() (io.ReadCloser, error) {
+					f, _, err := s.Content.Open(sum)
+					return f, err
+				}
+			}
+			push.Entries[i] = pe
+		}
+		cmd.Push = push
+	}
+	if f := spec.Fetch; f != nil {
+		cmd.Fetch = &exec.Fetch{Path: f.Path, Sink: func(string) (exec.FetchSink, error) {
+			w, err := s.Content.Create()
+			if err != nil {
+				return nil, err
+			}
+			return fetchSink{w}, nil
+		}}
+	}
+	return cmd
+}
+
+// fetchSink stores one host's fetched copy in the content store.
+type fetchSink struct{ w *content.Writer }
+
+func (f fetchSink) Write(p []byte) (int, error) { return f.w.Write(p) }
+
+func (f fetchSink) Commit(size int64, sum string) error {
+	_, err := f.w.Commit(size, sum)
+	return err
+}
+
+func (f fetchSink) Abort() { f.w.Abort() }
+
+// checkFiles checks a file job's spec, fills in a push's sizes and holds
+// its content in the store until the returned function is called.
+func (s *Service) checkFiles(spec *Spec) (release func(), err error) {
+	switch {
+	case spec.Push != nil && spec.Fetch == nil:
+		if err := checkPush(spec.Push); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
+		}
+		return s.holdContent(spec.Push)
+	case spec.Fetch != nil && spec.Push == nil:
+		if err := CheckRemotePath(spec.Fetch.Path); err != nil {
+			return nil, fmt.Errorf("%w: path: %v", ErrBadTarget, err)
+		}
+		if s.Content == nil {
+			return nil, errors.New("the master has no content store")
+		}
+		return func() {}, nil
+	}
+	return nil, fmt.Errorf("%w: a file job is a push or a fetch", ErrBadTarget)
+}
