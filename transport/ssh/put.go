@@ -86,16 +86,31 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-// Put places f.Dest on the host over SFTP, atomically, mirroring the
-// agent's PutFile: a symlink or non-regular destination is refused; when
-// the destination already has the content (and the mode and owner asked
-// for) nothing is sent and f.Open is not called; otherwise the content goes
-// to a private temp file beside the destination, is verified against f.Size
-// and f.SHA256, gets its owner and mode and is renamed over the
-// destination. With f.Backup the old file is first hard-linked to
-// DEST.felix-bak-<UTC time>. Any failure leaves the old file as it was
-// and removes the temp file. f.Owner must be numeric ("uid" or
-// "uid:gid"). With t.SSH.Become the SFTP server runs under sudo.
+// Put places f on the host over SFTP, mirroring the agent's PutFile.
+//
+// A regular file (exec.KindFile) that the destination already has, with
+// the mode and owner asked for, is not sent and f.Open is not called;
+// otherwise the content goes to a private temp file beside the
+// destination, is verified against f.Size and f.SHA256, synced when the
+// server has fsync@openssh.com, gets its owner and mode and is renamed
+// over the destination. A directory (exec.KindDir) is made, or an
+// existing one given the mode and owner asked for. A symlink
+// (exec.KindSymlink) is made at a temp name and renamed over the
+// destination, replacing a file or symlink there; its owner is not set
+// (pkg/sftp has no lchown). With f.Backup a replaced regular file is
+// first hard-linked to DEST.felix-bak-<UTC time>. Any failure leaves the
+// old entry as it was and removes the temp file.
+//
+// A destination that is a symlink is refused for a file or directory
+// unless f.FollowSymlinks, which puts it where the link points; with
+// f.Root, an existing component of the destination below Root that is a
+// symlink is refused the same way. SFTP works on paths, not descriptors:
+// these checks and the writes after them are separate requests, so they
+// keep a tree from being written through its own links but cannot stop a
+// host changing its paths during the put.
+//
+// f.Owner must be numeric ("uid" or "uid:gid"). With t.SSH.Become the
+// SFTP server runs under sudo.
 func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.PutResult, error) {
 	s, err := p.spec(t)
 	if err != nil {
@@ -107,139 +122,383 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 		}
 		return exec.PutResult{}, fmt.Errorf("put %s on %s: %w", f.Dest, s.id, err)
 	}
-	if err := checkRemotePath(f.Dest); err != nil {
+	if err := checkPut(f); err != nil {
 		return fail(err)
-	}
-	want := strings.ToLower(f.SHA256)
-	if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
-		return fail(fmt.Errorf("sha256 %q is not 64 hex digits", f.SHA256))
-	}
-	if f.Size < 0 {
-		return fail(fmt.Errorf("negative size %d", f.Size))
-	}
-	if f.Mode&^0o7777 != 0 {
-		return fail(fmt.Errorf("mode %#o has bits beyond 07777", f.Mode))
-	}
-	if f.Open == nil {
-		return fail(errors.New("no content"))
 	}
 	uid, gid, err := parseOwner(f.Owner)
 	if err != nil {
 		return fail(err)
 	}
-	mode := fs.FileMode(0)
+	o := &putOp{p: p, s: s, f: f, dest: f.Dest, want: strings.ToLower(f.SHA256), uid: uid, gid: gid}
 	if f.Mode != 0 {
-		mode = fileMode(f.Mode)
+		o.mode = fileMode(f.Mode)
 	}
-
-	dir := path.Dir(f.Dest)
-	tmp := exec.PutTempName(f.Dest, randomSuffix())
-	created := false
-	var res exec.PutResult
 	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
-		switch st, err := c.Stat(dir); {
-		case errors.Is(err, fs.ErrNotExist):
-			if !f.Mkdir {
-				return fmt.Errorf("directory %s does not exist (mkdir not asked)", dir)
-			}
-			if err := c.MkdirAll(dir); err != nil {
-				return fmt.Errorf("mkdir %s: %w", dir, err)
-			}
-		case err != nil:
-			return fmt.Errorf("stat %s: %w", dir, err)
-		case !st.IsDir():
-			return fmt.Errorf("%s is not a directory", dir)
-		}
-
-		old, err := c.Lstat(f.Dest)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			old = nil
-		case err != nil:
-			return fmt.Errorf("lstat: %w", err)
-		case old.Mode()&fs.ModeSymlink != 0:
-			return errors.New("the destination is a symlink; refusing to follow it")
-		case !old.Mode().IsRegular():
-			return fmt.Errorf("the destination is not a regular file (%s)", old.Mode().Type())
-		}
-		if old != nil {
-			same, err := p.sameRemote(ctx, s, c, f.Dest, old, f.Size, want, mode, uid, gid)
-			if err != nil {
-				return fmt.Errorf("read the old file: %w", err)
-			}
-			if same {
-				return nil
-			}
-		}
-
-		rc, err := f.Open()
-		if err != nil {
-			return fmt.Errorf("open content: %w", err)
-		}
-		defer rc.Close()
-		fh, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
-		if err != nil {
-			return fmt.Errorf("create temp file: %w", err)
-		}
-		created = true
-		renamed := false
-		defer func() {
-			fh.Close()
-			if !renamed {
-				if err := c.Remove(tmp); err == nil || errors.Is(err, fs.ErrNotExist) {
-					created = false
-				}
-			}
-		}()
-		if err := c.Chmod(tmp, 0o600); err != nil {
-			return fmt.Errorf("chmod %s: %w", tmp, err)
-		}
-		sum := sha256.New()
-		if err := copyExact(io.MultiWriter(fh, sum), rc, f.Size); err != nil {
-			return fmt.Errorf("write %s: %w", tmp, err)
-		}
-		if got := hex.EncodeToString(sum.Sum(nil)); got != want {
-			return fmt.Errorf("sha256 of the content is %s, not the announced %s", got, want)
-		}
-		if err := fh.Close(); err != nil {
-			return fmt.Errorf("write %s: %w", tmp, err)
-		}
-		if err := setRemoteAttrs(c, tmp, old, mode, uid, gid); err != nil {
-			return err
-		}
-		if f.Backup && old != nil {
-			bak := exec.PutBackupName(f.Dest, time.Now())
-			if err := c.Link(f.Dest, bak); err != nil {
-				return fmt.Errorf("backup to %s: %w", bak, err)
-			}
-			res.Backup = bak
-		}
-		if err := c.PosixRename(tmp, f.Dest); err != nil {
-			return fmt.Errorf("rename %s into place: %w", tmp, err)
-		}
-		renamed = true
-		created = false
-		res.Changed = true
-		return nil
+		o.c = c
+		return o.run(ctx)
 	})
 	if err != nil {
-		if created {
-			// The client was closed (ctx ended) before the deferred
-			// removal could run: remove the temp file on a new one.
+		if o.created {
+			// The client was closed (ctx ended) before the temp file
+			// could be removed: remove it on a new one.
 			cctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+10*time.Second)
-			if rerr := p.withSFTP(cctx, s, func(c *sftp.Client) error { return c.Remove(tmp) }); rerr != nil {
-				p.log.Warn("ssh: remove temp file", "host", s.addr, "path", tmp, "err", rerr)
+			if rerr := p.withSFTP(cctx, s, func(c *sftp.Client) error { return c.Remove(o.tmp) }); rerr != nil {
+				p.log.Warn("ssh: remove temp file", "host", s.addr, "path", o.tmp, "err", rerr)
 			}
 			cancel()
 		}
 		return fail(err)
 	}
-	return res, nil
+	return o.res, nil
 }
 
-// setRemoteAttrs gives tmp its owner (asked, or the old file's) and then
-// its mode (asked, the old file's, or 0644); chown clears set-id bits, so
-// it comes first.
+// checkPut validates f before anything is sent: its paths, and the
+// fields its kind has (content for a file, a target for a symlink).
+func checkPut(f exec.PutFile) error {
+	if err := checkRemotePath(f.Dest); err != nil {
+		return err
+	}
+	if f.Root != "" {
+		if f.Root != "/" {
+			if err := checkRemotePath(f.Root); err != nil {
+				return fmt.Errorf("root: %w", err)
+			}
+		}
+		if !strings.HasPrefix(f.Dest, strings.TrimSuffix(f.Root, "/")+"/") {
+			return fmt.Errorf("root %s is not an ancestor of the destination", f.Root)
+		}
+	}
+	if f.Mode&^0o7777 != 0 {
+		return fmt.Errorf("mode %#o has bits beyond 07777", f.Mode)
+	}
+	switch f.Kind {
+	case exec.KindFile:
+		if b, err := hex.DecodeString(strings.ToLower(f.SHA256)); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("sha256 %q is not 64 hex digits", f.SHA256)
+		}
+		if f.Size < 0 {
+			return fmt.Errorf("negative size %d", f.Size)
+		}
+		if f.Open == nil {
+			return errors.New("no content")
+		}
+	case exec.KindDir, exec.KindSymlink:
+		if f.Size != 0 || f.SHA256 != "" {
+			return fmt.Errorf("a %s has no content (size %d, sha256 %q)", f.Kind, f.Size, f.SHA256)
+		}
+	default:
+		return fmt.Errorf("unknown kind %d", f.Kind)
+	}
+	switch {
+	case f.Kind != exec.KindSymlink && f.Link != "":
+		return fmt.Errorf("a %s has no link target (%q)", f.Kind, f.Link)
+	case f.Kind == exec.KindSymlink && f.Link == "":
+		return errors.New("empty link target")
+	case strings.ContainsRune(f.Link, 0):
+		return fmt.Errorf("link target %q contains NUL", f.Link)
+	}
+	return nil
+}
+
+// putOp is one Put in progress on an SFTP client.
+type putOp struct {
+	p        *Pool
+	s        hostSpec
+	c        *sftp.Client
+	f        exec.PutFile
+	dest     string      // f.Dest, or where it points once followed
+	want     string      // a file's sha256, lower-case hex
+	mode     fs.FileMode // asked for; 0 keeps an existing entry's
+	uid, gid int         // asked for; -1 keeps an existing entry's
+	tmp      string      // the temp file or symlink beside dest
+	created  bool        // tmp may exist and must be removed
+	res      exec.PutResult
+}
+
+// run checks the path below f.Root and the parent directory, then puts
+// the entry of f's kind.
+func (o *putOp) run(ctx context.Context) error {
+	if o.f.Root != "" && !o.f.FollowSymlinks {
+		if err := o.checkBelowRoot(); err != nil {
+			return err
+		}
+	}
+	if err := o.parent(path.Dir(o.dest)); err != nil {
+		return err
+	}
+	old, err := o.lstat(o.dest)
+	if err != nil {
+		return err
+	}
+	if old != nil && old.Mode()&fs.ModeSymlink != 0 && o.f.Kind != exec.KindSymlink {
+		if !o.f.FollowSymlinks {
+			return errors.New("the destination is a symlink; refusing to follow it")
+		}
+		if old, err = o.follow(); err != nil {
+			return err
+		}
+	}
+	switch o.f.Kind {
+	case exec.KindDir:
+		return o.dir(old)
+	case exec.KindSymlink:
+		return o.symlink(old)
+	}
+	return o.file(ctx, old)
+}
+
+// checkBelowRoot refuses a symlink among the existing components of
+// f.Dest strictly between f.Root and it: a tree is not written through a
+// link out of it. Root and what is above it are the host's own (links
+// such as /var/run are fine); f.Dest itself is checked by run. A missing
+// component ends the walk, as nothing below it exists.
+func (o *putOp) checkBelowRoot() error {
+	cur := o.f.Root
+	rel := strings.TrimPrefix(o.f.Dest, strings.TrimSuffix(cur, "/")+"/")
+	names := strings.Split(rel, "/")
+	for _, name := range names[:len(names)-1] {
+		cur = path.Join(cur, name)
+		st, err := o.lstat(cur)
+		switch {
+		case err != nil:
+			return err
+		case st == nil:
+			return nil
+		case st.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%s is a symlink; refusing to follow it out of the tree", cur)
+		case !st.IsDir():
+			return fmt.Errorf("%s is not a directory", cur)
+		}
+	}
+	return nil
+}
+
+// parent makes sure dir is a directory, creating it (and its parents)
+// when it is missing and f.Mkdir asks for that.
+func (o *putOp) parent(dir string) error {
+	switch st, err := o.c.Stat(dir); {
+	case errors.Is(err, fs.ErrNotExist):
+		if !o.f.Mkdir {
+			return fmt.Errorf("directory %s does not exist (mkdir not asked)", dir)
+		}
+		if err := o.c.MkdirAll(dir); err != nil {
+			return fmt.Errorf("mkdir %s: %w", dir, err)
+		}
+	case err != nil:
+		return fmt.Errorf("stat %s: %w", dir, err)
+	case !st.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
+}
+
+// lstat describes the entry at p without following it; nil when there is
+// none.
+func (o *putOp) lstat(p string) (os.FileInfo, error) {
+	st, err := o.c.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("lstat %s: %w", p, err)
+	}
+	return st, nil
+}
+
+// follow resolves the symlink at o.dest on the host (OpenSSH's realpath
+// also resolves a link to a missing last component), makes the result the
+// destination and describes what is there, nil when nothing is yet.
+func (o *putOp) follow() (os.FileInfo, error) {
+	real, err := o.c.RealPath(o.dest)
+	if err != nil {
+		return nil, fmt.Errorf("resolve the symlink at the destination: %w", err)
+	}
+	if err := checkRemotePath(real); err != nil {
+		return nil, fmt.Errorf("the destination is a symlink to %q: %w", real, err)
+	}
+	old, err := o.lstat(real)
+	if err != nil {
+		return nil, err
+	}
+	if old != nil && old.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("the destination resolved to %s, still a symlink", real)
+	}
+	o.dest = real
+	return old, nil
+}
+
+// dir makes the directory at o.dest, or gives the existing one the mode
+// and owner asked for.
+func (o *putOp) dir(old os.FileInfo) error {
+	if old == nil {
+		if err := o.c.Mkdir(o.dest); err != nil {
+			return fmt.Errorf("mkdir: %w", err)
+		}
+		o.res.Changed = true
+		mode := o.mode
+		if mode == 0 {
+			mode = 0o755
+		}
+		return setRemoteAttrs(o.c, o.dest, nil, mode, o.uid, o.gid)
+	}
+	if !old.IsDir() {
+		return fmt.Errorf("the destination is not a directory (%s)", describeMode(old.Mode()))
+	}
+	if sameAttrs(old, o.mode, o.uid, o.gid) {
+		return nil
+	}
+	o.res.Changed = true
+	return setRemoteAttrs(o.c, o.dest, old, o.mode, o.uid, o.gid)
+}
+
+// symlink makes a symlink to f.Link at a temp name beside o.dest and
+// renames it over the file or symlink there; a symlink already pointing
+// to f.Link is left alone.
+func (o *putOp) symlink(old os.FileInfo) error {
+	if old != nil {
+		switch {
+		case old.Mode()&fs.ModeSymlink != 0:
+			target, err := o.c.ReadLink(o.dest)
+			if err != nil {
+				return fmt.Errorf("readlink: %w", err)
+			}
+			if target == o.f.Link {
+				return nil
+			}
+		case !old.Mode().IsRegular():
+			return fmt.Errorf("the destination is %s, not a file or symlink to replace", describeMode(old.Mode()))
+		}
+	}
+	o.tmp = exec.PutTempName(o.dest, randomSuffix())
+	if err := o.c.Symlink(o.f.Link, o.tmp); err != nil {
+		return fmt.Errorf("create temp symlink %s: %w", o.tmp, err)
+	}
+	o.created = true
+	// The owner is not set: pkg/sftp has no lchown (OpenSSH's
+	// lsetstat@openssh.com) and SETSTAT follows the link, so a chown
+	// would change its target. The link belongs to the SFTP server's
+	// user, and a link's owner grants nothing on Linux.
+	if err := o.replace(old); err != nil {
+		o.removeTemp()
+		return err
+	}
+	return nil
+}
+
+// file sends the content to a temp file beside o.dest, verifies and
+// syncs it, gives it its owner and mode and renames it over the old file,
+// unless the old file already has it all.
+func (o *putOp) file(ctx context.Context, old os.FileInfo) error {
+	if old != nil {
+		if !old.Mode().IsRegular() {
+			return fmt.Errorf("the destination is not a regular file (%s)", describeMode(old.Mode()))
+		}
+		same, err := o.p.sameRemote(ctx, o.s, o.c, o.dest, old, o.f.Size, o.want, o.mode, o.uid, o.gid)
+		if err != nil {
+			return fmt.Errorf("read the old file: %w", err)
+		}
+		if same {
+			return nil
+		}
+	}
+	rc, err := o.f.Open()
+	if err != nil {
+		return fmt.Errorf("open content: %w", err)
+	}
+	defer rc.Close()
+	o.tmp = exec.PutTempName(o.dest, randomSuffix())
+	fh, err := o.c.OpenFile(o.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return fmt.Errorf("create temp file: %w", err)
+	}
+	o.created = true
+	err = o.fill(fh, rc)
+	if cerr := fh.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write %s: %w", o.tmp, cerr)
+	}
+	if err == nil {
+		err = setRemoteAttrs(o.c, o.tmp, old, o.mode, o.uid, o.gid)
+	}
+	if err == nil {
+		err = o.replace(old)
+	}
+	if err != nil {
+		o.removeTemp()
+	}
+	return err
+}
+
+// fill makes the new temp file private, writes the content to it,
+// verifies it and syncs it to disk when the server can.
+func (o *putOp) fill(fh *sftp.File, r io.Reader) error {
+	if err := o.c.Chmod(o.tmp, 0o600); err != nil {
+		return fmt.Errorf("chmod %s: %w", o.tmp, err)
+	}
+	sum := sha256.New()
+	if err := copyExact(io.MultiWriter(fh, sum), r, o.f.Size); err != nil {
+		return fmt.Errorf("write %s: %w", o.tmp, err)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != o.want {
+		return fmt.Errorf("sha256 of the content is %s, not the announced %s", got, o.want)
+	}
+	// Without fsync@openssh.com the rename may reach the disk before the
+	// content does; that server cannot do better.
+	if err := fh.Sync(); err != nil && !isUnsupported(err) {
+		return fmt.Errorf("fsync %s: %w", o.tmp, err)
+	}
+	return nil
+}
+
+// replace backs up the old regular file when asked and renames the temp
+// entry over o.dest.
+func (o *putOp) replace(old os.FileInfo) error {
+	if o.f.Backup && old != nil && old.Mode().IsRegular() {
+		bak := exec.PutBackupName(o.dest, time.Now())
+		if err := o.c.Link(o.dest, bak); err != nil {
+			return fmt.Errorf("backup to %s: %w", bak, err)
+		}
+		o.res.Backup = bak
+	}
+	if err := o.c.PosixRename(o.tmp, o.dest); err != nil {
+		return fmt.Errorf("rename %s into place: %w", o.tmp, err)
+	}
+	o.created = false
+	o.res.Changed = true
+	return nil
+}
+
+// removeTemp removes the temp entry; when that fails (the client was
+// closed) Put tries again on a new client.
+func (o *putOp) removeTemp() {
+	if err := o.c.Remove(o.tmp); err == nil || errors.Is(err, fs.ErrNotExist) {
+		o.created = false
+	}
+}
+
+// isUnsupported reports whether err is SFTP's "operation unsupported",
+// which pkg/sftp's File.Sync returns when the server lacks
+// fsync@openssh.com.
+func isUnsupported(err error) bool {
+	var se *sftp.StatusError
+	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxOpUnsupported
+}
+
+// describeMode names the type of an entry for an error message.
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	}
+	return "a special file (" + m.Type().String() + ")"
+}
+
+// setRemoteAttrs gives tmp (a new temp file, or a directory) its owner
+// (asked, or old's) and then its mode (asked, old's, or 0644); chown
+// clears set-id bits, so it comes first.
 func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMode, uid, gid int) error {
 	if old != nil {
 		if ou, og, ok := ownerOf(old); ok {
@@ -287,10 +546,7 @@ func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMod
 // sameRemote reports whether the regular file at dest (described by old)
 // already has the size, sha256, mode and owner asked for.
 func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c *sftp.Client, dest string, old os.FileInfo, size int64, want string, mode fs.FileMode, uid, gid int) (bool, error) {
-	if old.Size() != size || mode != 0 && old.Mode()&exec.PutModeBits != mode {
-		return false, nil
-	}
-	if ou, og, ok := ownerOf(old); ok && (uid >= 0 && uid != ou || gid >= 0 && gid != og) {
+	if old.Size() != size || !sameAttrs(old, mode, uid, gid) {
 		return false, nil
 	}
 	got, err := p.remoteSHA256(ctx, s, c, dest)
@@ -298,6 +554,16 @@ func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c *sftp.Client, dest 
 		return false, err
 	}
 	return got == want, nil
+}
+
+// sameAttrs reports whether an existing entry has the mode (0: any) and
+// owner (-1: any) asked for.
+func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
+	if mode != 0 && old.Mode()&exec.PutModeBits != mode {
+		return false
+	}
+	ou, og, ok := ownerOf(old)
+	return !ok || (uid < 0 || uid == ou) && (gid < 0 || gid == og)
 }
 
 // remoteSHA256 hashes a file on the host: with sha256sum when the path

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/transport/ssh"
 )
 
 func sum256(b []byte) string {
@@ -245,5 +246,343 @@ func TestGet(t *testing.T) {
 		if _, _, err := p.Get(ctx, s.Target(), bad, &buf); err == nil || buf.Len() != 0 {
 			t.Errorf("Get(%q) = %v, %d bytes; want an error, nothing", bad, err, buf.Len())
 		}
+	}
+}
+
+// mustMode fails the test unless path is a directory (dir) or a regular
+// file with the permission bits perm.
+func mustMode(t *testing.T, path string, dir bool, perm os.FileMode) {
+	t.Helper()
+	st, err := os.Lstat(path)
+	if err != nil || st.IsDir() != dir || !dir && !st.Mode().IsRegular() || st.Mode().Perm() != perm {
+		t.Errorf("%s = %v, %v; want dir %v, %v", path, st, err, dir, perm)
+	}
+}
+
+// mustLink fails the test unless path is a symlink to target.
+func mustLink(t *testing.T, path, target string) {
+	t.Helper()
+	got, err := os.Readlink(path)
+	if err != nil || got != target {
+		t.Errorf("readlink %s = %q, %v; want %q", path, got, err, target)
+	}
+}
+
+func mustNotExist(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s exists (%v); want nothing there", path, err)
+	}
+}
+
+// putStep is one Put of a sequence on the same host; err, when set, is a
+// part of the error wanted.
+type putStep struct {
+	name    string
+	f       exec.PutFile
+	changed bool
+	err     string
+	check   func(t *testing.T)
+}
+
+func runSteps(t *testing.T, p *ssh.Pool, target exec.Target, steps []putStep) {
+	t.Helper()
+	for _, st := range steps {
+		res, err := p.Put(context.Background(), target, st.f)
+		switch {
+		case st.err != "" && (err == nil || !strings.Contains(err.Error(), st.err)):
+			t.Errorf("%s: Put = %+v, %v; want an error with %q", st.name, res, err, st.err)
+		case st.err != "" && !strings.HasPrefix(err.Error(), "put "+st.f.Dest+" on "):
+			t.Errorf("%s: error %q; want it to start with %q", st.name, err, "put "+st.f.Dest+" on ")
+		case st.err == "" && err != nil:
+			t.Errorf("%s: Put: %v", st.name, err)
+		case st.err == "" && res.Changed != st.changed:
+			t.Errorf("%s: Put = %+v; want changed %v", st.name, res, st.changed)
+		}
+		if st.check != nil {
+			st.check(t)
+		}
+	}
+}
+
+func TestPutDir(t *testing.T) {
+	t.Parallel()
+	s, p := server(t, "127.0.0.42")
+	dir := t.TempDir()
+	d := filepath.Join(dir, "d")
+	own := strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deep := filepath.Join(dir, "a", "b", "c")
+	dirAt := func(path string, m exec.PutFile) exec.PutFile {
+		m.Dest, m.Kind = path, exec.KindDir
+		return m
+	}
+	runSteps(t, p, s.Target(), []putStep{
+		{name: "new", f: dirAt(d, exec.PutFile{}), changed: true,
+			check: func(t *testing.T) { mustMode(t, d, true, 0o755) }},
+		{name: "same", f: dirAt(d, exec.PutFile{})},
+		{name: "new mode", f: dirAt(d, exec.PutFile{Mode: 0o700}), changed: true,
+			check: func(t *testing.T) { mustMode(t, d, true, 0o700) }},
+		{name: "same mode and owner", f: dirAt(d, exec.PutFile{Mode: 0o700, Owner: own})},
+		{name: "mode 0 keeps it", f: dirAt(d, exec.PutFile{}),
+			check: func(t *testing.T) { mustMode(t, d, true, 0o700) }},
+		{name: "setgid", f: dirAt(d, exec.PutFile{Mode: 0o2750}), changed: true,
+			check: func(t *testing.T) {
+				if st, err := os.Stat(d); err != nil || st.Mode()&os.ModeSetgid == 0 || st.Mode().Perm() != 0o750 {
+					t.Errorf("mode = %v, %v; want setgid 0750", st.Mode(), err)
+				}
+			}},
+		{name: "over a file", f: dirAt(file, exec.PutFile{}), err: "not a directory (a regular file)",
+			check: func(t *testing.T) { mustContent(t, file, "file\n") }},
+		{name: "missing parent", f: dirAt(deep, exec.PutFile{Mode: 0o750}), err: "mkdir not asked",
+			check: func(t *testing.T) { mustNotExist(t, filepath.Join(dir, "a")) }},
+		{name: "mkdir", f: dirAt(deep, exec.PutFile{Mode: 0o750, Mkdir: true}), changed: true,
+			check: func(t *testing.T) {
+				mustMode(t, deep, true, 0o750)
+				mustMode(t, filepath.Dir(deep), true, 0o755)
+			}},
+	})
+	noTemp(t, dir)
+}
+
+func TestPutSymlink(t *testing.T) {
+	t.Parallel()
+	s, p := server(t, "127.0.0.43")
+	dir := t.TempDir()
+	link := filepath.Join(dir, "link")
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	linkAt := func(path, to string, backup bool) exec.PutFile {
+		return exec.PutFile{Dest: path, Kind: exec.KindSymlink, Link: to, Backup: backup,
+			Owner: strconv.Itoa(os.Getuid())}
+	}
+	var backups []string
+	runSteps(t, p, s.Target(), []putStep{
+		{name: "new", f: linkAt(link, "target", false), changed: true,
+			check: func(t *testing.T) { mustLink(t, link, "target") }},
+		{name: "same", f: linkAt(link, "target", true),
+			check: func(t *testing.T) { mustLink(t, link, "target") }},
+		// A target is stored as is, not resolved.
+		{name: "retarget", f: linkAt(link, "../x/./y", true), changed: true,
+			check: func(t *testing.T) { mustLink(t, link, "../x/./y") }},
+		{name: "replace a file", f: linkAt(file, "/etc/hostname", true), changed: true,
+			check: func(t *testing.T) {
+				mustLink(t, file, "/etc/hostname")
+				backups, _ = filepath.Glob(file + ".felix-bak-*")
+				if len(backups) != 1 {
+					t.Fatalf("backups = %q; want one", backups)
+				}
+				mustContent(t, backups[0], "old\n")
+			}},
+		// A symlink is replaced, never followed: the linked file and
+		// directory keep what they are.
+		{name: "over a link to a dir", f: linkAt(link, "sub", false), changed: true},
+		{name: "replace a link to a dir", f: linkAt(link, "other", false), changed: true,
+			check: func(t *testing.T) {
+				mustLink(t, link, "other")
+				mustMode(t, sub, true, 0o755)
+			}},
+		{name: "over a directory", f: linkAt(sub, "x", false), err: "is a directory",
+			check: func(t *testing.T) { mustMode(t, sub, true, 0o755) }},
+	})
+	noTemp(t, dir)
+}
+
+func TestPutRoot(t *testing.T) {
+	t.Parallel()
+	s, p := server(t, "127.0.0.44")
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside")
+	tree := filepath.Join(dir, "tree")
+	for _, d := range []string{outside, filepath.Join(tree, "a")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// tree/a/esc and tree/esc lead out of the tree.
+	for _, l := range []string{filepath.Join(tree, "esc"), filepath.Join(tree, "a", "esc")} {
+		if err := os.Symlink(outside, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// alias is a link to the tree: at the root, it is the host's own.
+	alias := filepath.Join(dir, "alias")
+	if err := os.Symlink(tree, alias); err != nil {
+		t.Fatal(err)
+	}
+
+	content := []byte("in\n")
+	for _, tc := range []struct {
+		name, root, rel string
+		follow          bool
+		err             string // "" when the put goes through to outside/rel's base
+	}{
+		{name: "link below root", root: tree, rel: "esc/f", err: tree + "/esc is a symlink; refusing to follow it out of the tree"},
+		{name: "deeper link", root: tree, rel: "a/esc/f", err: tree + "/a/esc is a symlink; refusing to follow it out of the tree"},
+		{name: "link below root, followed", root: tree, rel: "esc/f", follow: true},
+		{name: "deeper link, followed", root: tree, rel: "a/esc/g", follow: true},
+	} {
+		for _, kind := range []exec.FileKind{exec.KindFile, exec.KindDir, exec.KindSymlink} {
+			f := exec.PutFile{Dest: filepath.Join(tc.root, tc.rel) + "-" + kind.String(), Kind: kind, Root: tc.root, FollowSymlinks: tc.follow}
+			switch kind {
+			case exec.KindFile:
+				f = putFile(f.Dest, content, nil)
+				f.Root, f.FollowSymlinks = tc.root, tc.follow
+			case exec.KindSymlink:
+				f.Link = "to"
+			}
+			written := filepath.Join(outside, filepath.Base(f.Dest))
+			res, err := p.Put(context.Background(), s.Target(), f)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("%s, %s: Put = %+v, %v; want %q", tc.name, kind, res, err, tc.err)
+				}
+				mustNotExist(t, written)
+				continue
+			}
+			if err != nil || !res.Changed {
+				t.Errorf("%s, %s: Put = %+v, %v; want changed", tc.name, kind, res, err)
+			}
+			switch kind {
+			case exec.KindFile:
+				mustContent(t, written, string(content))
+			case exec.KindDir:
+				mustMode(t, written, true, 0o755)
+			case exec.KindSymlink:
+				mustLink(t, written, "to")
+			}
+		}
+	}
+
+	// Components at and above the root are not checked; Dest itself is.
+	f := putFile(filepath.Join(alias, "a", "f"), content, nil)
+	f.Root = alias
+	if res, err := p.Put(context.Background(), s.Target(), f); err != nil || !res.Changed {
+		t.Errorf("Put below a linked root = %+v, %v; want changed", res, err)
+	}
+	mustContent(t, filepath.Join(tree, "a", "f"), string(content))
+	f = putFile(filepath.Join(tree, "esc"), content, nil)
+	f.Root = tree
+	if _, err := p.Put(context.Background(), s.Target(), f); err == nil || !strings.Contains(err.Error(), "destination is a symlink") {
+		t.Errorf("Put over a link in the tree = %v; want refused", err)
+	}
+	// A missing component ends the check (and Mkdir makes the rest).
+	f = putFile(filepath.Join(tree, "new", "deep", "f"), content, nil)
+	f.Root, f.Mkdir = tree, true
+	if res, err := p.Put(context.Background(), s.Target(), f); err != nil || !res.Changed {
+		t.Errorf("Put below a missing component = %+v, %v; want changed", res, err)
+	}
+	if ents, err := os.ReadDir(outside); err != nil || len(ents) != 6 {
+		t.Errorf("outside holds %v, %v; want the 6 followed puts", ents, err)
+	}
+	noTemp(t, tree)
+	noTemp(t, outside)
+}
+
+func TestPutFollow(t *testing.T) {
+	t.Parallel()
+	s, p := server(t, "127.0.0.45")
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("target\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	targetDir := filepath.Join(dir, "tdir")
+	if err := os.Mkdir(targetDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link, dirLink, dangling := filepath.Join(dir, "link"), filepath.Join(dir, "dirlink"), filepath.Join(dir, "dangling")
+	for l, to := range map[string]string{link: "target", dirLink: targetDir, dangling: "missing"} {
+		if err := os.Symlink(to, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	follow := func(f exec.PutFile) exec.PutFile { f.FollowSymlinks = true; return f }
+	newFile := putFile(link, []byte("new\n"), nil)
+	newFile.Backup = true
+	dirAt := exec.PutFile{Dest: dirLink, Kind: exec.KindDir, Mode: 0o700}
+	runSteps(t, p, s.Target(), []putStep{
+		{name: "file", f: newFile, err: "the destination is a symlink; refusing to follow it",
+			check: func(t *testing.T) { mustContent(t, target, "target\n") }},
+		{name: "file, followed", f: follow(newFile), changed: true,
+			check: func(t *testing.T) {
+				mustContent(t, target, "new\n")
+				mustMode(t, target, false, 0o640)
+				mustLink(t, link, "target")
+				if baks, _ := filepath.Glob(target + ".felix-bak-*"); len(baks) != 1 {
+					t.Errorf("backups of the target = %q; want one", baks)
+				}
+			}},
+		{name: "file, followed again", f: follow(newFile)},
+		{name: "dir", f: dirAt, err: "the destination is a symlink; refusing to follow it",
+			check: func(t *testing.T) { mustMode(t, targetDir, true, 0o755) }},
+		{name: "dir, followed", f: follow(dirAt), changed: true,
+			check: func(t *testing.T) {
+				mustMode(t, targetDir, true, 0o700)
+				mustLink(t, dirLink, targetDir)
+			}},
+		{name: "a file to a dir, followed", f: follow(putFile(dirLink, []byte("x"), nil)), err: "not a regular file (a directory)"},
+		{name: "dangling, followed", f: follow(putFile(dangling, []byte("made\n"), nil)), changed: true,
+			check: func(t *testing.T) {
+				mustContent(t, filepath.Join(dir, "missing"), "made\n")
+				mustLink(t, dangling, "missing")
+			}},
+	})
+	noTemp(t, dir)
+}
+
+func TestPutBadInput(t *testing.T) {
+	t.Parallel()
+	s, p := server(t, "127.0.0.46")
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "x")
+	content := putFile(dest, []byte("x"), nil)
+	for _, tc := range []struct {
+		name string
+		f    exec.PutFile
+		err  string
+	}{
+		{"unknown kind", exec.PutFile{Dest: dest, Kind: 9}, "unknown kind 9"},
+		{"dir with a size", exec.PutFile{Dest: dest, Kind: exec.KindDir, Size: 1}, "a dir has no content"},
+		{"dir with a sha256", exec.PutFile{Dest: dest, Kind: exec.KindDir, SHA256: content.SHA256}, "a dir has no content"},
+		{"dir with a link", exec.PutFile{Dest: dest, Kind: exec.KindDir, Link: "y"}, "link target"},
+		{"dir with a bad mode", exec.PutFile{Dest: dest, Kind: exec.KindDir, Mode: 0o10755}, "bits beyond 07777"},
+		{"symlink with content", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "y", Size: 1, SHA256: content.SHA256}, "a symlink has no content"},
+		{"symlink without a target", exec.PutFile{Dest: dest, Kind: exec.KindSymlink}, "empty link target"},
+		{"symlink target with NUL", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "a\x00b"}, "contains NUL"},
+		{"symlink with a named owner", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "y", Owner: "root"}, "numeric"},
+		{"file with a link", func() exec.PutFile { f := content; f.Link = "y"; return f }(), "link target"},
+		{"file without content", func() exec.PutFile { f := content; f.Open = nil; return f }(), "no content"},
+		{"file without sha256", func() exec.PutFile { f := content; f.SHA256 = ""; return f }(), "not 64 hex digits"},
+		{"relative root", func() exec.PutFile { f := content; f.Root = "tmp"; return f }(), "not absolute"},
+		{"unclean root", func() exec.PutFile { f := content; f.Root = dir + "/"; return f }(), "not clean"},
+		{"root not above", func() exec.PutFile { f := content; f.Root = dir + "/y"; return f }(), "not an ancestor"},
+		{"root a prefix only", func() exec.PutFile { f := content; f.Root = dir[:len(dir)-1]; return f }(), "not an ancestor"},
+		{"root is dest", func() exec.PutFile { f := content; f.Root = dest; return f }(), "not an ancestor"},
+		{"dir at /", exec.PutFile{Dest: "/", Kind: exec.KindDir}, "path /"},
+	} {
+		_, err := p.Put(context.Background(), s.Target(), tc.f)
+		if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.HasPrefix(err.Error(), "put "+tc.f.Dest+" on ") {
+			t.Errorf("%s: Put = %v; want put %s on …: …%s…", tc.name, err, tc.f.Dest, tc.err)
+		}
+		if errors.Is(err, exec.ErrUnreachable) {
+			t.Errorf("%s: %v wraps ErrUnreachable", tc.name, err)
+		}
+	}
+	mustNotExist(t, dest)
+	// Root "/" is every path's ancestor.
+	f := content
+	f.Root = "/"
+	if res, err := p.Put(context.Background(), s.Target(), f); err != nil || !res.Changed {
+		t.Errorf("Put with root / = %+v, %v; want changed", res, err)
 	}
 }
