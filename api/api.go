@@ -175,7 +175,7 @@ func (s *Server) abort(c *gin.Context, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, jobs.ErrTooLarge):
 		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, jobs.ErrNoContent):
+	case errors.Is(err, jobs.ErrNoContent), errors.Is(err, jobs.ErrInvalid):
 		status = http.StatusBadRequest
 	case errors.Is(err, jobs.ErrShuttingDown):
 		status = http.StatusServiceUnavailable

@@ -27,6 +27,7 @@ import (
 
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
@@ -171,6 +172,7 @@ type harness struct {
 	payloadDir string
 	admin      string        // a valid API token
 	keys       *fakeHostKeys // the SSH host keys the API trusts through
+	content    *content.Store
 }
 
 const (
@@ -178,7 +180,12 @@ const (
 	maxFileSize    = 1 << 20
 )
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil, false) }
+
+// newHarnessWith builds the harness with tr running the jobs (nil: the
+// harness's fake transport) and, withContent, a content store of
+// filesMaxSize per blob.
+func newHarnessWith(t *testing.T, tr exec.Transport, withContent bool) *harness {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -209,9 +216,18 @@ func newHarness(t *testing.T) *harness {
 	}
 	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	fake := newFakeTransport()
+	if tr == nil {
+		tr = fake
+	}
+	var cs *content.Store
+	if withContent {
+		if cs, err = content.Open(filepath.Join(dir, "content"), content.Options{MaxFileSize: filesMaxSize, Log: log}); err != nil {
+			t.Fatalf("content.Open = %v", err)
+		}
+	}
 	payloadDir := filepath.Join(dir, "payloads")
-	svc := &jobs.Service{Store: store, Writer: writer, Engine: &exec.Engine{Transport: fake}, Log: log,
-		PayloadDir: payloadDir, Announcer: fakeAnnouncer{}}
+	svc := &jobs.Service{Store: store, Writer: writer, Engine: &exec.Engine{Transport: tr}, Log: log,
+		PayloadDir: payloadDir, Content: cs, Announcer: fakeAnnouncer{}}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -219,7 +235,11 @@ func newHarness(t *testing.T) *harness {
 	})
 	keys := &fakeHostKeys{}
 	s := &api.Server{Store: store, Jobs: svc, Log: log, CheckCallback: checkCallback, SSH: keys,
-		Config: api.Config{DefaultTimeout: defaultTimeout, MaxTimeout: time.Minute, MaxFileSize: maxFileSize, Version: "test"}}
+		Config: api.Config{DefaultTimeout: defaultTimeout, MaxTimeout: time.Minute, MaxFileSize: maxFileSize,
+			FilesTimeout: defaultTimeout, Version: "test"}}
+	if cs != nil {
+		s.Content = cs // never a typed nil in the interface
+	}
 	srv := httptest.NewUnstartedServer(s.Handler())
 	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, Certificates: []tls.Certificate{master.Cert}}
 	srv.StartTLS()
@@ -229,7 +249,8 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatalf("CreateAPIToken = %v", err)
 	}
-	return &harness{t: t, store: store, db: db, srv: srv, master: master, fake: fake, payloadDir: payloadDir, admin: admin, keys: keys}
+	return &harness{t: t, store: store, db: db, srv: srv, master: master, fake: fake, payloadDir: payloadDir, admin: admin,
+		keys: keys, content: cs}
 }
 
 // addMinion registers a minion at addr, accepted or pending, with labels.

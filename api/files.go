@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -30,8 +28,8 @@ type Contents interface {
 }
 
 // putContent stores the request body (POST /api/v1/content), verified
-// against ?sha256= when given: 201 with the blob, 200 when the store
-// already had it.
+// against ?sha256= when given: 201 with the blob, or 200 when the content
+// that ?sha256= names was stored already.
 func (s *Server) putContent(c *gin.Context) {
 	if s.Content == nil {
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master has no content store"})
@@ -209,11 +207,8 @@ func (s *Server) readPushMultipart(c *gin.Context) (req wire.PushRequest, sum st
 // sha256 of a file part, if there was one.
 func (s *Server) pushSpec(c *gin.Context, req wire.PushRequest, uploaded string) (jobs.Spec, error) {
 	spec := jobs.Spec{CmdType: jobs.TypePush}
-	if err := jobs.CheckRemotePath(req.Dest); err != nil {
+	if err := exec.CheckPath(req.Dest); err != nil {
 		return spec, badRequestf("dest: %v", err)
-	}
-	if !utf8.ValidString(req.Dest) {
-		return spec, badRequestf("dest: not UTF-8")
 	}
 	if err := checkOwner(req.Owner); err != nil {
 		return spec, err
@@ -301,8 +296,8 @@ func (s *Server) fetchFiles(c *gin.Context) {
 		return
 	}
 	spec := jobs.Spec{CmdType: jobs.TypeFetch, CmdLine: "fetch " + req.Path}
-	if err := jobs.CheckRemotePath(req.Path); err != nil || !utf8.ValidString(req.Path) {
-		s.abort(c, badRequestf("path: %v", fmt.Sprint(err)))
+	if err := exec.CheckPath(req.Path); err != nil {
+		s.abort(c, badRequestf("path: %v", err))
 		return
 	}
 	if err := s.jobOptions(c, req.JobOptions, s.Config.FilesTimeout, &spec); err != nil {

@@ -176,13 +176,20 @@ func upload(ctx context.Context, c *client, p string) (string, error) {
 	return sum, nil
 }
 
-// treeEntries walks the local tree at root without following symlinks,
-// uploads its files' content and returns its entries, each directory
-// before what it holds. Entries that are neither files, directories nor
-// symlinks (sockets, devices) are skipped with a warning.
+// treeEntries walks the local tree at root without following symlinks
+// below it, uploads its files' content and returns its entries, each
+// directory before what it holds. Entries that are neither files,
+// directories nor symlinks (sockets, devices) are skipped with a warning.
 func treeEntries(ctx context.Context, c *client, root string, ew io.Writer) ([]wire.PushEntry, error) {
+	// A root that is a symlink to a directory is the tree it points to, as
+	// cmdCp decided with os.Stat: WalkDir would report the link itself and
+	// push one symlink to a path of this machine instead of the tree.
+	root, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, err
+	}
 	var entries []wire.PushEntry
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -331,6 +338,7 @@ func download(ctx context.Context, c *client, host, sum, outDir, name string) (s
 	}
 	resp, err := c.sendBody(ctx, "GET", "/api/v1/content/"+url.PathEscape(sum), "", nil)
 	if err != nil {
+		os.Remove(dir) // only when empty: nothing else of this host's is lost
 		return "", err
 	}
 	defer resp.Body.Close()

@@ -1,9 +1,12 @@
 package exec
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -81,6 +84,26 @@ func PutTempName(dest, random string) string {
 		base = base[:putMaxTempBase]
 	}
 	return path.Join(path.Dir(dest), PutTempPrefix+base+"-"+random)
+}
+
+// CheckPath reports why p cannot name a file on a host, or nil: it must
+// be absolute and clean (no "..", "." or doubled and trailing slashes),
+// without NUL, and not the root. Every transport and the API check paths
+// with it.
+func CheckPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("path %q contains NUL", p)
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("path %q is not absolute", p)
+	case path.Clean(p) != p:
+		return fmt.Errorf("path %q is not clean (it has .., . or extra slashes)", p)
+	case p == "/":
+		return errors.New("path / names no file")
+	}
+	return nil
 }
 
 // PutBackupName is the name of the backup of dest made at now.

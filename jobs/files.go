@@ -17,6 +17,15 @@ const (
 	TypeFetch = "fetch"
 )
 
+// ErrInvalid marks a file job the service refuses as malformed; the
+// error's text is the reason alone.
+var ErrInvalid = errors.New("invalid file job")
+
+// invalid is a reason wrapped so that errors.Is(err, ErrInvalid) holds.
+type invalid struct{ error }
+
+func (e invalid) Unwrap() []error { return []error{e.error, ErrInvalid} }
+
 // ErrNoContent is returned for a push naming content the master does not
 // store.
 var ErrNoContent = errors.New("content not in the master's store")
@@ -47,25 +56,6 @@ type FetchSpec struct {
 	Path string `json:"path"`
 }
 
-// CheckRemotePath reports why p cannot name a file on a host: it must be
-// absolute and clean (no "..", "." or doubled slashes), without NUL, and
-// not the root.
-func CheckRemotePath(p string) error {
-	switch {
-	case p == "":
-		return errors.New("empty path")
-	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("path %q contains NUL", p)
-	case !strings.HasPrefix(p, "/"):
-		return fmt.Errorf("path %q is not absolute", p)
-	case path.Clean(p) != p:
-		return fmt.Errorf("path %q is not clean (it has .., . or extra slashes)", p)
-	case p == "/":
-		return errors.New("path / names no file")
-	}
-	return nil
-}
-
 // CheckEntryPath reports why rel cannot name an entry below a push's
 // destination: "." or a clean relative path that never leaves it.
 func CheckEntryPath(rel string) error {
@@ -83,7 +73,7 @@ func CheckEntryPath(rel string) error {
 // checkPush checks a push's shape: the destination, and entries whose
 // parents come before them. The store is not consulted.
 func checkPush(p *PushSpec) error {
-	if err := CheckRemotePath(p.Dest); err != nil {
+	if err := exec.CheckPath(p.Dest); err != nil {
 		return fmt.Errorf("dest: %w", err)
 	}
 	if len(p.Entries) == 0 {
@@ -215,17 +205,17 @@ func (s *Service) checkFiles(spec *Spec) (release func(), err error) {
 	switch {
 	case spec.Push != nil && spec.Fetch == nil:
 		if err := checkPush(spec.Push); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
+			return nil, invalid{err}
 		}
 		return s.holdContent(spec.Push)
 	case spec.Fetch != nil && spec.Push == nil:
-		if err := CheckRemotePath(spec.Fetch.Path); err != nil {
-			return nil, fmt.Errorf("%w: path: %v", ErrBadTarget, err)
+		if err := exec.CheckPath(spec.Fetch.Path); err != nil {
+			return nil, invalid{fmt.Errorf("path: %w", err)}
 		}
 		if s.Content == nil {
 			return nil, errors.New("the master has no content store")
 		}
 		return func() {}, nil
 	}
-	return nil, fmt.Errorf("%w: a file job is a push or a fetch", ErrBadTarget)
+	return nil, invalid{errors.New("a file job is a push or a fetch")}
 }

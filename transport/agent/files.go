@@ -95,7 +95,7 @@ func checkPutHeader(h *felixv1.PutFileHeader) (putSpec, error) {
 		return putSpec{}, status.Errorf(codes.InvalidArgument, "put %s: unknown kind %d", h.Dest, h.Kind)
 	}
 	op := "put " + kind.String()
-	if err := checkPath(h.Dest); err != nil {
+	if err := exec.CheckPath(h.Dest); err != nil {
 		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: %v", op, err)
 	}
 	op += " " + h.Dest
@@ -330,22 +330,11 @@ func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileReque
 	if err := f.Close(); err != nil {
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: write: %v", sp.op, err)
 	}
-	var res exec.PutResult
-	if backup && old != nil {
-		if res.Backup, err = backupFile(dest); err != nil {
-			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: backup: %v", sp.op, err)
-		}
-	}
-	if err := os.Rename(tmp, dest); err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: rename into place: %v", sp.op, err)
+	res, err := replace(tmp, dest, backup && old != nil, sp, log)
+	if err != nil {
+		return res, err
 	}
 	renamed = true
-	if err := syncDir(dir); err != nil {
-		// The file is in place; only its durability across a power loss
-		// is in doubt.
-		log.Warn("fsync directory", "dir", dir, "err", err)
-	}
-	res.Changed = true
 	return res, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{
 		Done: &felixv1.PutFileDone{Changed: true, Backup: res.Backup}}})
 }
@@ -463,8 +452,20 @@ func (s *Server) putSymlink(dest string, old fs.FileInfo, backup bool, sp putSpe
 			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 		}
 	}
-	var res exec.PutResult
-	if backup && old != nil && old.Mode().IsRegular() {
+	res, err := replace(tmp, dest, backup && old != nil && old.Mode().IsRegular(), sp, log)
+	if err == nil {
+		renamed = true
+	}
+	return res, err
+}
+
+// replace renames the finished temp file (or symlink) tmp over dest,
+// first keeping the old file as a backup when backup is set, and fsyncs
+// the directory.
+func replace(tmp, dest string, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+	res := exec.PutResult{Changed: true}
+	if backup {
+		var err error
 		if res.Backup, err = backupFile(dest); err != nil {
 			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: backup: %v", sp.op, err)
 		}
@@ -472,11 +473,11 @@ func (s *Server) putSymlink(dest string, old fs.FileInfo, backup bool, sp putSpe
 	if err := os.Rename(tmp, dest); err != nil {
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: rename into place: %v", sp.op, err)
 	}
-	renamed = true
-	if err := syncDir(dir); err != nil {
-		log.Warn("fsync directory", "dir", dir, "err", err)
+	if dir := filepath.Dir(dest); syncDir(dir) != nil {
+		// The file is in place; only its durability across a power loss
+		// is in doubt.
+		log.Warn("fsync directory", "dir", dir)
 	}
-	res.Changed = true
 	return res, nil
 }
 
@@ -626,7 +627,7 @@ func backupFile(path string) (string, error) {
 // GetFile streams a regular file in chunks, then its size and sha256.
 // Symlinks are refused, not followed.
 func (s *Server) GetFile(req *felixv1.GetFileRequest, stream grpc.ServerStreamingServer[felixv1.GetFileChunk]) error {
-	if err := checkPath(req.Path); err != nil {
+	if err := exec.CheckPath(req.Path); err != nil {
 		return status.Errorf(codes.InvalidArgument, "get file: %v", err)
 	}
 	path, dirExists, err := s.resolve(req.Path)
@@ -678,24 +679,6 @@ func (s *Server) GetFile(req *felixv1.GetFileRequest, stream grpc.ServerStreamin
 	s.Log.Info("get file", "path", req.Path, "size", n)
 	return stream.Send(&felixv1.GetFileChunk{Msg: &felixv1.GetFileChunk_Trailer{
 		Trailer: &felixv1.GetFileTrailer{Size: n, Sha256: hex.EncodeToString(sum.Sum(nil))}}})
-}
-
-// checkPath accepts an absolute, clean path (no "..", "//" or trailing
-// "/") of something other than the root, without NUL.
-func checkPath(p string) error {
-	switch {
-	case p == "":
-		return errors.New("empty path")
-	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("path %q contains NUL", p)
-	case !filepath.IsAbs(p):
-		return fmt.Errorf("path %q is not absolute", p)
-	case filepath.Clean(p) != p:
-		return fmt.Errorf("path %q is not clean (it has .., . or extra slashes)", p)
-	case p == "/":
-		return errors.New("path / is not a file")
-	}
-	return nil
 }
 
 // resolve resolves the symlinks of a checked path's directory, as far as
@@ -799,7 +782,7 @@ func (s *Server) SweepTemp() error {
 			continue
 		}
 		tmp := strings.TrimSpace(string(b))
-		if checkPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), exec.PutTempPrefix) {
+		if exec.CheckPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), exec.PutTempPrefix) {
 			st, err := os.Lstat(tmp)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):

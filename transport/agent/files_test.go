@@ -224,7 +224,7 @@ func TestPutFileRefused(t *testing.T) {
 		{name: "dot dot", dest: root + "/sub/../rel", want: "not clean"},
 		{name: "trailing slash", dest: root + "/sub/", want: "not clean"},
 		{name: "NUL", dest: root + "/sub/a\x00b", want: "NUL"},
-		{name: "root", dest: "/", want: "not a file"},
+		{name: "root", dest: "/", want: "names no file"},
 		{name: "outside the roots", dest: outside + "/f", want: "outside", mkdir: true},
 		{name: "through a symlink out of the roots", dest: root + "/escape/f", want: "outside"},
 		{name: "symlink destination", dest: root + "/link", want: "symlink"},

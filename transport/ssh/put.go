@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,23 +29,6 @@ var numericOwner = regexp.MustCompile(`^([0-9]{1,10})(?::([0-9]{1,10}))?$`)
 // hashablePath is a path that may be passed to sha256sum on a command
 // line as it is; any other path is hashed by reading it over SFTP.
 var hashablePath = regexp.MustCompile(`^/[A-Za-z0-9._/+@-]*$`)
-
-// checkRemotePath accepts an absolute, clean path other than /, without NUL.
-func checkRemotePath(p string) error {
-	switch {
-	case p == "":
-		return errors.New("empty path")
-	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("path %q contains NUL", p)
-	case !strings.HasPrefix(p, "/"):
-		return fmt.Errorf("path %q is not absolute", p)
-	case filepath.Clean(p) != p:
-		return fmt.Errorf("path %q is not clean (it has .., . or extra slashes)", p)
-	case p == "/":
-		return errors.New("path / is not a file")
-	}
-	return nil
-}
 
 // parseOwner parses a numeric owner; -1 keeps the old value.
 func parseOwner(owner string) (uid, gid int, err error) {
@@ -155,12 +137,12 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 // checkPut validates f before anything is sent: its paths, and the
 // fields its kind has (content for a file, a target for a symlink).
 func checkPut(f exec.PutFile) error {
-	if err := checkRemotePath(f.Dest); err != nil {
+	if err := exec.CheckPath(f.Dest); err != nil {
 		return err
 	}
 	if f.Root != "" {
 		if f.Root != "/" {
-			if err := checkRemotePath(f.Root); err != nil {
+			if err := exec.CheckPath(f.Root); err != nil {
 				return fmt.Errorf("root: %w", err)
 			}
 		}
@@ -313,7 +295,7 @@ func (o *putOp) follow() (os.FileInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve the symlink at the destination: %w", err)
 	}
-	if err := checkRemotePath(real); err != nil {
+	if err := exec.CheckPath(real); err != nil {
 		return nil, fmt.Errorf("the destination is a symlink to %q: %w", real, err)
 	}
 	old, err := o.lstat(real)
@@ -569,7 +551,7 @@ func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
 // remoteSHA256 hashes a file on the host: with sha256sum when the path
 // is plain enough for a fixed command line, else by reading it over SFTP.
 func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c *sftp.Client, file string) (string, error) {
-	if hashablePath.MatchString(file) && checkRemotePath(file) == nil {
+	if hashablePath.MatchString(file) && exec.CheckPath(file) == nil {
 		stdout, _, code, err := p.runPlain(ctx, s, plainCommand("sha256sum -- "+file, s.become), false)
 		if err == nil && code == 0 && len(stdout) >= 64 {
 			if b, err := hex.DecodeString(string(stdout[:64])); err == nil && len(b) == sha256.Size {
@@ -613,7 +595,7 @@ func (p *Pool) Get(ctx context.Context, t exec.Target, path string, w io.Writer)
 	if err != nil {
 		return 0, "", err
 	}
-	if err := checkRemotePath(path); err != nil {
+	if err := exec.CheckPath(path); err != nil {
 		return 0, "", fmt.Errorf("get %q on %s: %w", path, s.id, err)
 	}
 	var n int64
