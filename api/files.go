@@ -153,9 +153,9 @@ func (s *Server) pushFiles(c *gin.Context) {
 	s.answerJob(c, job, wait)
 }
 
-// readPushMultipart reads a multipart push: the "request" part (JSON) and
-// at most one "file" part streamed into the content store. It returns the
-// stored content's sha256.
+// readPushMultipart reads a multipart push: the "request" part (JSON),
+// then one "file" part streamed into the content store once the request
+// has been checked. It returns the stored content's sha256.
 func (s *Server) readPushMultipart(c *gin.Context) (req wire.PushRequest, sum string, err error) {
 	mr, err := c.Request.MultipartReader()
 	if err != nil {
@@ -184,6 +184,14 @@ func (s *Server) readPushMultipart(c *gin.Context) (req wire.PushRequest, sum st
 		case "file":
 			if sum != "" {
 				return req, "", badRequestf("multipart body: more than one file part")
+			}
+			if !haveReq {
+				return req, "", badRequestf("multipart body: the request part must come before the file part")
+			}
+			// A request that will be refused stores nothing: check it
+			// (with a stand-in for the content's sha256) before the content.
+			if _, err := s.pushSpec(c, req, strings.Repeat("0", 64)); err != nil {
+				return req, "", err
 			}
 			b, err := s.Content.Put(part, "")
 			if err != nil {

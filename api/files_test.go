@@ -369,33 +369,31 @@ func TestFilesBadInput(t *testing.T) {
 	}
 }
 
-// TestFilesMultipartBadInput checks multipart pushes. The file part is
-// stored before the request is checked (the API documents it: "stored
-// first"), so a refused request may leave its content in the store, where
-// garbage collection finds it; it never leaves a job.
+// TestFilesMultipartBadInput checks multipart pushes: the request part is
+// checked before the file part is stored, so a refused request leaves
+// neither a job nor content.
 func TestFilesMultipartBadInput(t *testing.T) {
 	h := newFilesHarness(t)
 	sum := h.upload([]byte("stored content\n"))
 	data := []byte("multipart content\n")
 	tests := []struct {
-		name      string
-		req       any
-		file      []byte
-		status    int
-		want      []string
-		blobStays bool // the file part was stored before the request was refused
+		name   string
+		req    any
+		file   []byte
+		status int
+		want   []string
 	}{
 		{"sha256 and a file part", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "/etc/x", SHA256: sum}, data, 400,
-			[]string{"once"}, true},
+			[]string{"once"}},
 		{"entries and a file part", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "/srv/app",
-			Entries: []wire.PushEntry{{Path: ".", Kind: wire.KindDir}}}, data, 400, []string{"entries"}, true},
-		{"bad dest", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "etc/x"}, data, 400, []string{"dest", "not absolute"}, true},
-		{"no file part", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "/etc/x"}, nil, 400, []string{"no file part"}, false},
-		{"no request part", nil, data, 400, []string{"no request part"}, true},
+			Entries: []wire.PushEntry{{Path: ".", Kind: wire.KindDir}}}, data, 400, []string{"entries"}},
+		{"bad dest", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "etc/x"}, data, 400, []string{"dest", "not absolute"}},
+		{"no file part", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "/etc/x"}, nil, 400, []string{"no file part"}},
+		{"no request part", nil, data, 400, []string{"request part must come before"}},
 		{"unknown field in the request part", `{"targets":["web1"],"dest":"/etc/x","nope":1}`, data, 400,
-			[]string{"malformed JSON", "nope"}, false},
+			[]string{"malformed JSON", "nope"}},
 		{"over the size limit", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "/etc/x"},
-			bytes.Repeat([]byte("x"), filesMaxSize+1), 413, []string{"too large"}, false},
+			bytes.Repeat([]byte("x"), filesMaxSize+1), 413, []string{"too large"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -411,10 +409,8 @@ func TestFilesMultipartBadInput(t *testing.T) {
 			if n := len(h.files.Puts()); n != puts {
 				t.Errorf("hosts got %d puts; want none", n-puts)
 			}
-			if !tt.blobStays {
-				if after := h.blobs(); after != blobs {
-					t.Errorf("content store changed:\nbefore:\n%s\nafter:\n%s", blobs, after)
-				}
+			if after := h.blobs(); after != blobs {
+				t.Errorf("content store changed:\nbefore:\n%s\nafter:\n%s", blobs, after)
 			}
 			if tmp, _ := os.ReadDir(filepath.Join(h.content.Dir(), "tmp")); len(tmp) != 0 {
 				t.Errorf("temporary uploads left behind: %v", tmp)

@@ -55,10 +55,11 @@ type Options struct {
 	MaxFileSize int64
 	// MaxTotalSize is the store's limit (blobs only, not temporary files).
 	// A commit that would pass it first collects garbage, then fails with
-	// ErrFull. Only blobs already unused for KeepUnused are collected for
-	// room: a recent upload is likely about to be pushed by a job that has
-	// not held it yet, and evicting it would break that push, so a full
-	// store of recent content refuses the new blob instead.
+	// ErrFull. Only blobs unused for an hour (or KeepUnused, when shorter)
+	// and not held are collected for room: a fresh upload is likely about
+	// to be pushed by a job that has not held it yet, and evicting it
+	// would break that push, so a store full of recent content refuses the
+	// new blob instead.
 	MaxTotalSize int64
 	// KeepUnused is how long a blob may go unused (not written, opened or
 	// held) before GC removes it.
@@ -358,12 +359,12 @@ func (s *Store) place(tmp string, b Blob) (err error) {
 		var old int64 // size of a damaged blob being replaced
 		fi, err := os.Lstat(p)
 		switch {
-		case err == nil && fi.Mode().IsRegular() && fi.Size() == b.Size:
-			s.touchLocked(p)
-			s.mu.Unlock()
-			return nil
 		case err == nil && fi.Mode().IsRegular():
-			s.log.Warn("content: replacing blob of wrong size", "sha256", b.SHA256, "size", fi.Size(), "want", b.Size)
+			// Stored already: the verified upload replaces it anyway, which
+			// repairs a blob damaged on disk at no extra cost.
+			if fi.Size() != b.Size {
+				s.log.Warn("content: replacing blob of wrong size", "sha256", b.SHA256, "size", fi.Size(), "want", b.Size)
+			}
 			old = fi.Size()
 		case err == nil:
 			s.mu.Unlock()
@@ -377,7 +378,7 @@ func (s *Store) place(tmp string, b Blob) (err error) {
 			if gcDone || b.Size > s.maxTotal {
 				return fmt.Errorf("%d bytes over the %d-byte limit: %w", b.Size, s.maxTotal, ErrFull)
 			}
-			if _, _, err := s.GC(time.Now()); err != nil {
+			if _, _, err := s.gc(time.Now(), min(s.keepUnused, roomAge)); err != nil {
 				s.log.Warn("content: gc for room", "err", err)
 			}
 			continue
@@ -386,7 +387,7 @@ func (s *Store) place(tmp string, b Blob) (err error) {
 		if err == nil {
 			renamed = true
 			s.total += b.Size - old
-			if old == 0 {
+			if fi == nil {
 				s.count++
 			}
 			s.touchLocked(p)

@@ -576,3 +576,61 @@ func TestAbortAfterCommit(t *testing.T) {
 	checkTmpEmpty(t, s)
 	checkUsage(t, s, 1, 4)
 }
+
+func TestVerifyAndRepair(t *testing.T) {
+	s := newStore(t, Options{})
+	data := []byte("the content\n")
+	b, err := s.Put(bytes.NewReader(data), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Verify(b.SHA256); !ok || err != nil {
+		t.Fatalf("Verify(sound) = %v, %v", ok, err)
+	}
+	// Damaged on disk (same size): a verified re-upload replaces it.
+	if err := os.WriteFile(s.path(b.SHA256), []byte("THE CONTENT\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(bytes.NewReader(data), b.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Verify(b.SHA256); !ok || err != nil {
+		t.Errorf("Verify after the re-upload = %v, %v; want repaired", ok, err)
+	}
+	checkUsage(t, s, 1, int64(len(data)))
+	// Damaged again: Verify removes it.
+	if err := os.WriteFile(s.path(b.SHA256), []byte("THE CONTENT\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Verify(b.SHA256); ok || err != nil {
+		t.Errorf("Verify(damaged) = %v, %v; want false", ok, err)
+	}
+	if _, err := s.Stat(b.SHA256); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stat after a failed Verify = %v; want ErrNotFound", err)
+	}
+	checkUsage(t, s, 0, 0)
+	if _, err := s.Verify(b.SHA256); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Verify(missing) = %v; want ErrNotFound", err)
+	}
+}
+
+func TestRoomIsMadeFromContentUnusedForAnHour(t *testing.T) {
+	// KeepUnused is a week, but a write that needs room may collect
+	// content unused for an hour.
+	s := newStore(t, Options{MaxTotalSize: 100, KeepUnused: 7 * 24 * time.Hour})
+	a, err := s.Put(bytes.NewReader(bytes.Repeat([]byte{'a'}, 60)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(bytes.NewReader(bytes.Repeat([]byte{'b'}, 60)), ""); !errors.Is(err, ErrFull) {
+		t.Fatalf("Put with a fresh blob in the way = %v; want ErrFull", err)
+	}
+	age(t, s, a.SHA256, 2*time.Hour)
+	if _, err := s.Put(bytes.NewReader(bytes.Repeat([]byte{'b'}, 60)), ""); err != nil {
+		t.Fatalf("Put with an hour-old blob in the way = %v", err)
+	}
+	if _, err := s.Stat(a.SHA256); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stat(a) = %v; want collected", err)
+	}
+	checkUsage(t, s, 1, 60)
+}

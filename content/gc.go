@@ -1,23 +1,66 @@
 package content
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 )
 
+// roomAge is how long a blob must have been unused before a write that
+// needs room may collect it, when KeepUnused is longer: long enough for an
+// uploaded file to be pushed by the job it was uploaded for, short enough
+// that a burst of uploads or fetched copies cannot fill the store for days.
+const roomAge = time.Hour
+
 // GC removes the blobs that are not held and whose last use is older than
 // now minus KeepUnused, and returns how many it removed and the bytes
 // freed. It keeps going past a failed removal and returns the errors
-// joined. Writes that would pass MaxTotalSize call it too; it never removes
-// blobs used more recently than KeepUnused (see Options.MaxTotalSize).
+// joined. Writes that would pass MaxTotalSize collect too, blobs unused for
+// an hour (or KeepUnused when shorter) and not held.
 func (s *Store) GC(now time.Time) (removed int, freed int64, err error) {
+	return s.gc(now, s.keepUnused)
+}
+
+// Verify hashes the blob sha again and, when its content no longer has
+// that sha256 (damaged on disk), removes it so that the next upload
+// stores it afresh; it reports whether the blob was sound. A missing blob
+// is ErrNotFound.
+func (s *Store) Verify(sha string) (bool, error) {
+	f, b, err := s.Open(sha)
+	if err != nil {
+		return false, err
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return false, fmt.Errorf("verify blob %s: %w", sha, err)
+	}
+	if hex.EncodeToString(h.Sum(nil)) == sha {
+		return true, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := os.Remove(s.path(sha)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("remove damaged blob %s: %w", sha, err)
+	} else if err == nil {
+		s.total -= b.Size
+		s.count--
+	}
+	s.log.Warn("content: removed a blob whose content no longer matches its sha256", "sha256", sha)
+	return false, nil
+}
+
+func (s *Store) gc(now time.Time, keep time.Duration) (removed int, freed int64, err error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
-	cutoff := now.Add(-s.keepUnused)
+	cutoff := now.Add(-keep)
 	var old []string
 	var errs []error
 	// The scan runs without s.mu; each removal re-checks under it.

@@ -329,6 +329,20 @@ func TestFileDistribution(t *testing.T) {
 			if m, _ := filepath.Glob(filepath.Join(filepath.Dir(dest), fexec.PutTempPrefix+"*")); len(m) != 0 {
 				t.Errorf("%s: temp files left: %v", h, m)
 			}
+			if h == "fa" {
+				// The master checked its copy after the failure and dropped it.
+				if status, _ := cl.apiRaw("HEAD", "/api/v1/content/"+b.SHA256, "", nil); status != http.StatusNotFound {
+					t.Errorf("HEAD of the damaged content = %d; want 404 (removed)", status)
+				}
+				// felix cp uploads it afresh, and the push succeeds.
+				local := filepath.Join(t.TempDir(), "m.conf")
+				writeFile(t, local, content, 0o644)
+				j, code, errOut := cl.cp(local, "-t", h, dest)
+				if r := resultsByHost(j)[h]; code != 0 || r.State != "ok" || sha256File(t, dest) != b.SHA256 {
+					t.Errorf("push after the repair: exit %d %+v %s", code, r, errOut)
+				}
+				os.WriteFile(stored, []byte("THE REAL CONTENT\n"), 0o600) // damaged again, for sa
+			}
 		}
 	})
 

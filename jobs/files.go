@@ -156,6 +156,27 @@ func (s *Service) holdContent(p *PushSpec) (func(), error) {
 	return release, nil
 }
 
+// verifyContent hashes a push's content in the store again after hosts
+// failed: content damaged on the master's disk fails every host's
+// verification, and is removed so that the next upload stores it afresh.
+func (s *Service) verifyContent(jobID string, p *PushSpec) {
+	seen := map[string]bool{}
+	for _, e := range p.Entries {
+		if e.Kind != exec.KindFile || seen[e.SHA256] {
+			continue
+		}
+		seen[e.SHA256] = true
+		ok, err := s.Content.Verify(e.SHA256)
+		switch {
+		case err != nil && !errors.Is(err, content.ErrNotFound):
+			s.Log.Warn("verify pushed content", "job", jobID, "sha256", e.SHA256, "err", err)
+		case err == nil && !ok:
+			s.Log.Error("pushed content was damaged on the master's disk and is removed; upload it again",
+				"job", jobID, "sha256", e.SHA256)
+		}
+	}
+}
+
 // transferCommand builds the exec command of a file job.
 func (s *Service) transferCommand(spec Spec) exec.Command {
 	cmd := exec.Command{Timeout: spec.Timeout}

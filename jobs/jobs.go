@@ -310,6 +310,9 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, tar
 		},
 	}
 	results := s.Engine.Run(ctx, cmd, targets, opts, hooks)
+	if spec.Push != nil && anyState(results, exec.StateFailed) {
+		s.verifyContent(job.ID, spec.Push)
+	}
 	job.State, job.FinishedAt = inventory.JobDone, time.Now()
 	s.mu.Lock()
 	if r.cancelled && anyCancelled(results) {
@@ -358,9 +361,11 @@ func (s *Service) finish(job inventory.Job, results []exec.Result) error {
 	return nil
 }
 
-func anyCancelled(rs []exec.Result) bool {
+func anyCancelled(rs []exec.Result) bool { return anyState(rs, exec.StateCancelled) }
+
+func anyState(rs []exec.Result, st exec.State) bool {
 	for _, r := range rs {
-		if r.State == exec.StateCancelled {
+		if r.State == st {
 			return true
 		}
 	}

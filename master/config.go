@@ -229,7 +229,10 @@ func (c *Config) Validate() error {
 		c.Files.KeepUnused.Duration = 7 * 24 * time.Hour
 	}
 	if c.Files.Timeout.Duration <= 0 {
-		c.Files.Timeout.Duration = time.Hour
+		c.Files.Timeout.Duration = min(time.Hour, c.Exec.MaxTimeout.Duration)
+	}
+	if c.Files.Timeout.Duration > c.Exec.MaxTimeout.Duration {
+		return fmt.Errorf("files.timeout %s is over exec.max_timeout %s", c.Files.Timeout.Duration, c.Exec.MaxTimeout.Duration)
 	}
 	if c.Callbacks.Timeout.Duration <= 0 {
 		c.Callbacks.Timeout.Duration = 10 * time.Second

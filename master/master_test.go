@@ -210,6 +210,13 @@ func TestConfigValidate(t *testing.T) {
 		{"output_cap minimum", func(c *Config) { c.Exec.OutputCap = 1024 }, ""},
 		{"health interval 0", func(c *Config) { c.Health.Interval.Duration = 0 }, "health"},
 		{"health timeout 0", func(c *Config) { c.Health.Timeout.Duration = 0 }, "health"},
+		{"files timeout over max_timeout", func(c *Config) {
+			c.Exec.MaxTimeout.Duration, c.Files.Timeout.Duration = time.Minute, time.Hour
+		}, "files.timeout"},
+		{"files timeout defaults within max_timeout", func(c *Config) {
+			c.Exec.MaxTimeout.Duration, c.Files.Timeout.Duration = time.Minute, 0
+		}, ""},
+		{"files max_size over max_store_size", func(c *Config) { c.Files.MaxSize, c.Files.MaxStoreSize = 2 << 30, 1 << 30 }, "files.max_size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,6 +252,10 @@ func TestConfigValidateDefaults(t *testing.T) {
 	}
 	if cfg.Exec.MaxTimeout.Duration != 24*time.Hour {
 		t.Errorf("MaxTimeout = %v; want 24h", cfg.Exec.MaxTimeout.Duration)
+	}
+	if cfg.Files.MaxSize != 1<<30 || cfg.Files.MaxStoreSize != 10<<30 || cfg.Files.KeepUnused.Duration != 7*24*time.Hour ||
+		cfg.Files.Timeout.Duration != time.Hour {
+		t.Errorf("Files = %+v; want 1 GiB, 10 GiB, 168h, 1h", cfg.Files)
 	}
 }
 
