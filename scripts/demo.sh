@@ -53,3 +53,10 @@ step "accept them"
 
 step "felix exec -t '*' -- 'uname -a; id -un'"
 "$BIN/felix" exec -t '*' -- 'uname -a; id -un'
+
+step "felix cp README.md -t minion1 $DEMO/pushed/README.md --mkdir  (twice: the second finds it unchanged)"
+"$BIN/felix" cp README.md -t minion1 "$DEMO/pushed/README.md" --mkdir
+"$BIN/felix" cp README.md -t minion1 "$DEMO/pushed/README.md"
+
+step "felix fetch -t '*' /etc/hostname $DEMO/fetched"
+"$BIN/felix" fetch -t '*' /etc/hostname "$DEMO/fetched"
