@@ -72,16 +72,17 @@ func randomSuffix() string {
 //
 // A regular file (exec.KindFile) that the destination already has, with
 // the mode and owner asked for, is not sent and f.Open is not called;
-// otherwise the content goes to a private temp file beside the
-// destination, is verified against f.Size and f.SHA256, synced when the
-// server has fsync@openssh.com, gets its owner and mode and is renamed
-// over the destination. A directory (exec.KindDir) is made, or an
+// otherwise the content goes to a temp file in a private (0700) temp
+// directory beside the destination, is verified against f.Size and
+// f.SHA256 as it is sent, synced when the server has fsync@openssh.com,
+// hashed again on the host, gets its owner and mode and is renamed over
+// the destination. A directory (exec.KindDir) is made, or an
 // existing one given the mode and owner asked for. A symlink
 // (exec.KindSymlink) is made at a temp name and renamed over the
 // destination, replacing a file or symlink there; its owner is not set
 // (pkg/sftp has no lchown). With f.Backup a replaced regular file is
 // first hard-linked to DEST.felix-bak-<UTC time>. Any failure leaves the
-// old entry as it was and removes the temp file.
+// old entry as it was and removes the temp file and directory.
 //
 // A destination that is a symlink is refused for a file or directory
 // unless f.FollowSymlinks, which puts it where the link points; with
@@ -119,16 +120,20 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 		o.c = c
 		return o.run(ctx)
 	})
-	if err != nil {
-		if o.created {
-			// The client was closed (ctx ended) before the temp file
-			// could be removed: remove it on a new one.
-			cctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+10*time.Second)
-			if rerr := p.withSFTP(cctx, s, func(c *sftp.Client) error { return c.Remove(o.tmp) }); rerr != nil {
-				p.log.Warn("ssh: remove temp file", "host", s.addr, "path", o.tmp, "err", rerr)
-			}
-			cancel()
+	if o.created || o.madeDir {
+		// The client was closed (ctx ended) before the temp entries
+		// could be removed: remove them on a new one.
+		cctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+10*time.Second)
+		rerr := p.withSFTP(cctx, s, func(c *sftp.Client) error {
+			o.c = c
+			return o.removeTemp()
+		})
+		if rerr != nil {
+			p.log.Warn("ssh: remove temp file", "host", s.addr, "path", o.tmp, "dir", o.tmpDir, "err", rerr)
 		}
+		cancel()
+	}
+	if err != nil {
 		return fail(err)
 	}
 	return o.res, nil
@@ -192,10 +197,19 @@ type putOp struct {
 	want     string      // a file's sha256, lower-case hex
 	mode     fs.FileMode // asked for; 0 keeps an existing entry's
 	uid, gid int         // asked for; -1 keeps an existing entry's
-	tmp      string      // the temp file or symlink beside dest
+	tmp      string      // the temp file in tmpDir, or the temp symlink beside dest
+	tmpDir   string      // a file's private temp directory beside dest
 	created  bool        // tmp may exist and must be removed
+	madeDir  bool        // tmpDir exists and must be removed (after tmp)
 	res      exec.PutResult
 }
+
+// testHookPut, when set by a test, is called with the private temp
+// directory's path once it is made ("mkdir"), then with the temp file's
+// once the file is created ("created") and once its content is written,
+// synced and closed ("written"). It is nil in production; a test setting
+// it does not run in parallel.
+var testHookPut func(stage, path string)
 
 // run checks the path below f.Root and the parent directory, then puts
 // the entry of f's kind.
@@ -361,15 +375,15 @@ func (o *putOp) symlink(old os.FileInfo) error {
 	// would change its target. The link belongs to the SFTP server's
 	// user, and a link's owner grants nothing on Linux.
 	if err := o.replace(old); err != nil {
-		o.removeTemp()
+		_ = o.removeTemp()
 		return err
 	}
 	return nil
 }
 
-// file sends the content to a temp file beside o.dest, verifies and
-// syncs it, gives it its owner and mode and renames it over the old file,
-// unless the old file already has it all.
+// file sends the content to a temp file in a private directory beside
+// o.dest, verifies and syncs it, gives it its owner and mode and renames
+// it over the old file, unless the old file already has it all.
 func (o *putOp) file(ctx context.Context, old os.FileInfo) error {
 	if old != nil {
 		if !old.Mode().IsRegular() {
@@ -388,33 +402,98 @@ func (o *putOp) file(ctx context.Context, old os.FileInfo) error {
 		return fmt.Errorf("open content: %w", err)
 	}
 	defer rc.Close()
-	o.tmp = exec.PutTempName(o.dest, randomSuffix())
+	err = o.send(ctx, rc, old)
+	// The temp file after a failure, the private directory in any case;
+	// what is left is removed on a new client by Put.
+	_ = o.removeTemp()
+	return err
+}
+
+// send makes the private directory, writes the content to a temp file in
+// it, verifies it on the host, gives it its attributes and renames it
+// over o.dest.
+func (o *putOp) send(ctx context.Context, r io.Reader, old os.FileInfo) error {
+	dir, err := o.privateDir()
+	if err != nil {
+		return err
+	}
+	o.tmp = path.Join(o.tmpDir, "data")
 	fh, err := o.c.OpenFile(o.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return fmt.Errorf("create temp file: %w", err)
 	}
 	o.created = true
-	err = o.fill(fh, rc)
+	if testHookPut != nil {
+		testHookPut("created", o.tmp)
+	}
+	err = o.fill(fh, dir, r)
 	if cerr := fh.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("write %s: %w", o.tmp, cerr)
 	}
-	if err == nil {
-		err = setRemoteAttrs(o.c, o.tmp, old, o.mode, o.uid, o.gid)
-	}
-	if err == nil {
-		err = o.replace(old)
-	}
 	if err != nil {
-		o.removeTemp()
+		return err
 	}
-	return err
+	if testHookPut != nil {
+		testHookPut("written", o.tmp)
+	}
+	// Before the attributes: a mode such as 0200 would keep a login
+	// that is not root from reading the file back.
+	got, err := o.p.remoteSHA256(ctx, o.s, o.c, o.tmp)
+	if err != nil {
+		return fmt.Errorf("hash %s on the host: %w", o.tmp, err)
+	}
+	if got != o.want {
+		return fmt.Errorf("sha256 of the content on the host is %s, not the announced %s", got, o.want)
+	}
+	if err := setRemoteAttrs(o.c, o.tmp, old, o.mode, o.uid, o.gid); err != nil {
+		return err
+	}
+	return o.replace(old)
 }
 
-// fill makes the new temp file private, writes the content to it,
-// verifies it and syncs it to disk when the server can.
-func (o *putOp) fill(fh *sftp.File, r io.Reader) error {
-	if err := o.c.Chmod(o.tmp, 0o600); err != nil {
-		return fmt.Errorf("chmod %s: %w", o.tmp, err)
+// privateDir makes the temp directory beside o.dest and makes it private
+// (0700) before anything is created in it, so no other user of the host
+// can open the temp file while it is written or keep it open to read it
+// later. It returns the directory as checked: a directory with mode 0700
+// (its owner is compared with the temp file's by fill).
+func (o *putOp) privateDir() (os.FileInfo, error) {
+	dir := exec.PutTempName(o.dest, randomSuffix())
+	if err := o.c.Mkdir(dir); err != nil {
+		return nil, fmt.Errorf("create temp directory: %w", err)
+	}
+	o.tmpDir, o.madeDir = dir, true
+	if testHookPut != nil {
+		testHookPut("mkdir", dir)
+	}
+	if err := o.c.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("chmod %s: %w", dir, err)
+	}
+	st, err := o.c.Lstat(dir)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("lstat %s: %w", dir, err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("temp directory %s is %s", dir, describeMode(st.Mode()))
+	case st.Mode().Perm() != 0o700:
+		return nil, fmt.Errorf("temp directory %s has mode %#o, not 0700", dir, st.Mode().Perm())
+	}
+	return st, nil
+}
+
+// fill checks that the private directory dir belongs to the user the new
+// temp file does (the SFTP server's: the login, or root with become),
+// then writes the content to the file, verifies it and syncs it to disk
+// when the server can. SFTP does not tell its user, so the owner is
+// checked once the empty file exists, before any content is written.
+func (o *putOp) fill(fh *sftp.File, dir os.FileInfo, r io.Reader) error {
+	st, err := fh.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", o.tmp, err)
+	}
+	fu, _, fok := ownerOf(st)
+	du, _, dok := ownerOf(dir)
+	if fok && dok && fu != du {
+		return fmt.Errorf("temp directory %s is owned by uid %d, not the login's %d", o.tmpDir, du, fu)
 	}
 	sum := sha256.New()
 	if err := copyExact(io.MultiWriter(fh, sum), r, o.f.Size); err != nil {
@@ -449,12 +528,23 @@ func (o *putOp) replace(old os.FileInfo) error {
 	return nil
 }
 
-// removeTemp removes the temp entry; when that fails (the client was
-// closed) Put tries again on a new client.
-func (o *putOp) removeTemp() {
-	if err := o.c.Remove(o.tmp); err == nil || errors.Is(err, fs.ErrNotExist) {
+// removeTemp removes the temp entry, then the private directory when
+// there is one; what it cannot remove (the client was closed) Put tries
+// again on a new client.
+func (o *putOp) removeTemp() error {
+	if o.created {
+		if err := o.c.Remove(o.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", o.tmp, err)
+		}
 		o.created = false
 	}
+	if o.madeDir {
+		if err := o.c.RemoveDirectory(o.tmpDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", o.tmpDir, err)
+		}
+		o.madeDir = false
+	}
+	return nil
 }
 
 // isUnsupported reports whether err is SFTP's "operation unsupported",
@@ -550,9 +640,15 @@ func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
 
 // remoteSHA256 hashes a file on the host: with sha256sum when the path
 // is plain enough for a fixed command line, else by reading it over SFTP.
+//
+// The caller holds a session, c's, so the sha256sum session is taken
+// beyond the connection's limit: waiting for a free one could wait for
+// ever (a host with MaxSessions 1, or every session held by a put doing
+// the same). A host refusing it gets the file read back over SFTP.
 func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c *sftp.Client, file string) (string, error) {
-	if hashablePath.MatchString(file) && exec.CheckPath(file) == nil {
-		stdout, _, code, err := p.runPlain(ctx, s, plainCommand("sha256sum -- "+file, s.become), false)
+	if hashablePath.MatchString(file) && exec.CheckPath(file) == nil && p.startNested() {
+		stdout, _, code, err := p.runPlain(ctx, s, plainCommand("sha256sum -- "+file, s.become), true)
+		p.endKill()
 		if err == nil && code == 0 && len(stdout) >= 64 {
 			if b, err := hex.DecodeString(string(stdout[:64])); err == nil && len(b) == sha256.Size {
 				return string(stdout[:64]), nil
@@ -564,6 +660,19 @@ func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c *sftp.Client, fil
 	}
 	_, sum, err := readRemote(c, file, io.Discard)
 	return sum, err
+}
+
+// startNested counts a session taken beyond the limit by an operation
+// holding one as Close counts kills, so Close waits for it and it never
+// dials after Close; false once the pool is closed. endKill ends it.
+func (p *Pool) startNested() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.killing++
+	return true
 }
 
 // readRemote streams a regular file into w while hashing it.

@@ -7,15 +7,21 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/transport/ssh"
+	"github.com/felix-ops/felix/transport/ssh/sshtest"
 )
 
 func sum256(b []byte) string {
@@ -584,5 +590,184 @@ func TestPutBadInput(t *testing.T) {
 	f.Root = "/"
 	if res, err := p.Put(context.Background(), s.Target(), f); err != nil || !res.Changed {
 		t.Errorf("Put with root / = %+v, %v; want changed", res, err)
+	}
+}
+
+// TestPutSessionLimit checks that a put, which holds an SFTP session while
+// it hashes a file on the host, does not wait for a second session: not
+// with a pool allowing one session per connection, not on a host allowing
+// one (the file is read back over SFTP instead).
+func TestPutSessionLimit(t *testing.T) {
+	t.Parallel()
+	s1 := sshtest.Start(t, "127.0.0.50")
+	s2 := sshtest.Start(t, "127.0.0.51", sshtest.MaxSessions(1))
+	for _, tc := range []struct {
+		name string
+		s    *sshtest.Server
+		p    *ssh.Pool
+	}{
+		{"pool limit 1", s1, newPool(t, s1.KnownHosts(t), func(c *ssh.Config) { c.SessionsPerConn = 1 })},
+		{"MaxSessions 1", s2, newPool(t, s2.KnownHosts(t))},
+	} {
+		dest := filepath.Join(t.TempDir(), "conf")
+		for i, content := range []string{"one\n", "one\n", "two\n"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			res, err := tc.p.Put(ctx, tc.s.Target(), putFile(dest, []byte(content), nil))
+			cancel()
+			if err != nil || res.Changed != (i != 1) {
+				t.Errorf("%s: put %d = %+v, %v; want changed %v", tc.name, i, res, err, i != 1)
+			}
+			mustContent(t, dest, content)
+		}
+		noTemp(t, filepath.Dir(dest))
+	}
+}
+
+// nobody is a uid and gid no file of the tests belongs to.
+const nobody = 65534
+
+// readAsNobody reads path in a child process running as nobody: what any
+// other local user of the host could do.
+func readAsNobody(path string) error {
+	cmd := osexec.Command("cat", "--", path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// publicDir returns a new directory that any user of this machine can
+// enter and list, as a destination's directory on a host usually is.
+func publicDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} { // MkdirTemp makes the first 0700
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// The tests below set Put's global test hook: they do not run in
+// parallel.
+
+func TestPutPrivateTempDir(t *testing.T) {
+	s, p := server(t, "127.0.0.47")
+	dir := publicDir(t)
+	dest := filepath.Join(dir, "conf")
+	if err := os.WriteFile(dest, []byte("old secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The check below means something only if nobody can read a
+	// readable file here.
+	if err := readAsNobody(dest); err != nil {
+		t.Skipf("cannot read as uid %d here: %v", nobody, err)
+	}
+	content := []byte("new secret\n")
+	var stages []string
+	ssh.SetTestHookPut(t, func(stage, path string) {
+		stages = append(stages, stage)
+		if stage == "mkdir" {
+			return
+		}
+		private := filepath.Dir(path)
+		if filepath.Dir(private) != dir || !strings.HasPrefix(filepath.Base(private), exec.PutTempPrefix+"conf-") {
+			t.Errorf("%s: temp file %s; want it in %s/%sconf-*/", stage, path, dir, exec.PutTempPrefix)
+		}
+		st, err := os.Lstat(private)
+		if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 || st.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
+			t.Errorf("%s: temp directory = %v, %v; want a directory 0700 of uid %d", stage, st, err, os.Getuid())
+		}
+		if ents, err := os.ReadDir(private); err != nil || len(ents) != 1 {
+			t.Errorf("%s: temp directory holds %v, %v; want the temp file only", stage, ents, err)
+		}
+		if err := readAsNobody(path); err == nil {
+			t.Errorf("%s: uid %d can read the temp file", stage, nobody)
+		}
+		if stage == "written" {
+			mustContent(t, path, string(content))
+		}
+	})
+	f := putFile(dest, content, nil)
+	f.Mode = 0o644
+	if res, err := p.Put(context.Background(), s.Target(), f); err != nil || !res.Changed {
+		t.Fatalf("Put = %+v, %v; want changed", res, err)
+	}
+	if want := []string{"mkdir", "created", "written"}; !slices.Equal(stages, want) {
+		t.Errorf("stages = %q; want %q", stages, want)
+	}
+	mustContent(t, dest, string(content))
+	mustMode(t, dest, false, 0o644)
+	noTemp(t, dir)
+}
+
+func TestPutHostMismatch(t *testing.T) {
+	s, p := server(t, "127.0.0.48")
+	dir := t.TempDir()
+	content, corrupt := []byte("new\n"), []byte("bad\n")
+	ssh.SetTestHookPut(t, func(stage, path string) {
+		if stage == "written" {
+			// The disk or something on the host changed the content
+			// after it was sent.
+			if err := os.WriteFile(path, corrupt, 0o600); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	// "conf" is hashed with sha256sum, "my conf" read back over SFTP.
+	for _, name := range []string{"conf", "my conf"} {
+		dest := filepath.Join(dir, name)
+		if err := os.WriteFile(dest, []byte("old\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := p.Put(context.Background(), s.Target(), putFile(dest, content, nil))
+		want := "sha256 of the content on the host is " + sum256(corrupt) + ", not the announced " + sum256(content)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "put "+dest+" on ") {
+			t.Errorf("%q: Put = %v; want put %s on …: %s", name, err, dest, want)
+		}
+		mustContent(t, dest, "old\n")
+	}
+	noTemp(t, dir)
+}
+
+func TestPutTempRemoved(t *testing.T) {
+	s, p := server(t, "127.0.0.49")
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "conf")
+	if err := os.WriteFile(dest, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, tc := range []struct {
+		name, err string
+		hook      func(stage, path string)
+	}{
+		// Another user's directory at the temp name (swapped in before
+		// the chmod) is refused before any content is written.
+		{"not the login's", "owned by uid 65534, not the login's", func(stage, path string) {
+			if stage == "mkdir" {
+				if err := os.Chown(path, nobody, nobody); err != nil {
+					t.Error(err)
+				}
+			}
+		}},
+		// The context ends once the temp file exists: the client is
+		// closed, the file and directory are removed on a new one.
+		{"cancelled", "context canceled", func(stage, path string) {
+			if stage == "created" {
+				cancel()
+			}
+		}},
+	} {
+		ssh.SetTestHookPut(t, tc.hook)
+		_, err := p.Put(ctx, s.Target(), putFile(dest, []byte("new\n"), nil))
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s: Put = %v; want an error with %q", tc.name, err, tc.err)
+		}
+		mustContent(t, dest, "old\n")
+		noTemp(t, dir)
 	}
 }
