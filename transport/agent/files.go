@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -176,18 +177,19 @@ func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 	if err != nil {
 		return exec.PutResult{}, err
 	}
-	dest, old, err := s.putDest(h, sp)
+	d, name, old, err := s.putDest(h, sp)
 	if err != nil {
 		return exec.PutResult{}, err
 	}
+	defer d.close()
 	var res exec.PutResult
 	switch sp.kind {
 	case exec.KindDir:
-		res, err = putDir(dest, old, sp, log)
+		res, err = putDir(d, name, old, sp, log)
 	case exec.KindSymlink:
-		res, err = s.putSymlink(dest, old, h.Backup, sp, log)
+		res, err = s.putSymlink(d, name, old, h.Backup, sp, log)
 	default:
-		return s.putContent(stream, dest, old, h.Backup, sp, log)
+		return s.putContent(stream, d, name, old, h.Backup, sp, log)
 	}
 	if err != nil {
 		return exec.PutResult{}, err
@@ -197,67 +199,124 @@ func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 }
 
 // putDest finds where a put goes. It checks the components below Root,
-// resolves Dest's directory within the FileRoots (making it when Mkdir
-// asks), follows a symlink at Dest when allowed (not for a symlink put,
-// which replaces it) and checks that what is there suits the kind. It
-// returns the resolved destination and what is there (nil for nothing).
-func (s *Server) putDest(h *felixv1.PutFileHeader, sp putSpec) (string, fs.FileInfo, error) {
-	if h.Root != "" && !h.FollowSymlinks {
+// resolves Dest's directory within the FileRoots, follows a symlink at
+// Dest when allowed (not for a symlink put, which replaces it), and opens
+// the resolved directory by walking it without following any symlink
+// (making what is missing when Mkdir asks). Every later change goes
+// through that directory's descriptor, so a component swapped for a
+// symlink after these checks is refused, never followed. It returns the
+// directory, the name in it and what is there (nil for nothing), checked
+// to suit the kind.
+func (s *Server) putDest(h *felixv1.PutFileHeader, sp putSpec) (*destDir, string, *entry, error) {
+	confined := h.Root != "" && !h.FollowSymlinks
+	if confined {
 		if err := checkBelowRoot(h.Root, h.Dest, sp.op); err != nil {
-			return "", nil, err
+			return nil, "", nil, err
+		}
+		if testHookChecked != nil {
+			testHookChecked(h.Dest)
 		}
 	}
 	dest, dirExists, err := s.resolve(h.Dest)
 	if err != nil {
-		return "", nil, err
+		return nil, "", nil, err
 	}
-	if !dirExists {
-		if !h.Mkdir {
-			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: directory %s does not exist (mkdir not asked)", sp.op, filepath.Dir(h.Dest))
+	if !dirExists && !h.Mkdir {
+		return nil, "", nil, status.Errorf(codes.FailedPrecondition, "%s: directory %s does not exist (mkdir not asked)", sp.op, filepath.Dir(h.Dest))
+	}
+	if confined {
+		// checkBelowRoot looked by path, so a symlink made below Root since
+		// was resolved like any other. Resolved, Dest must still be Root's
+		// resolution and the same names; the walk then holds to them.
+		root, _, err := resolvePath(h.Root)
+		if err != nil {
+			return nil, "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
 		}
-		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
+		if dest != filepath.Join(root, h.Dest[len(h.Root):]) {
+			return nil, "", nil, changedError(sp.op, filepath.Dir(h.Dest))
 		}
-	} else if st, err := os.Stat(filepath.Dir(dest)); err != nil || !st.IsDir() {
-		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %s is not a directory", sp.op, filepath.Dir(h.Dest))
 	}
 
-	old, err := os.Lstat(dest)
+	following := false
+	if dirExists && sp.kind != exec.KindSymlink {
+		if st, err := os.Lstat(dest); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+			if !h.FollowSymlinks {
+				return nil, "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is a symlink; refusing to follow it (follow_symlinks not asked)", sp.op)
+			}
+			r, err := filepath.EvalSymlinks(dest)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				return nil, "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is a dangling symlink; not writing through it", sp.op)
+			case err != nil:
+				return nil, "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
+			case !s.underRoots(r):
+				return nil, "", nil, status.Errorf(codes.PermissionDenied, "%s: the destination is a symlink to %s, outside this minion's file_roots", sp.op, r)
+			}
+			dest, following = r, true
+		}
+	}
+	shown := filepath.Dir(h.Dest)
+	if following {
+		shown = filepath.Dir(dest)
+	}
+	d, err := openDestDir(filepath.Dir(dest), shown, !dirExists, sp.op)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	name := filepath.Base(dest)
+	old, err := d.lstat(name)
+	if errors.Is(err, fs.ErrNotExist) && !following {
+		return d, name, nil, nil
+	}
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return dest, nil, nil
 	case err != nil:
-		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
+		err = status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
+	case old.mode&fs.ModeSymlink != 0 && sp.kind != exec.KindSymlink && !h.FollowSymlinks:
+		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is a symlink; refusing to follow it (follow_symlinks not asked)", sp.op)
+	case old.mode&fs.ModeSymlink != 0 && sp.kind != exec.KindSymlink:
+		// It was no symlink, or was followed to what is none, just above.
+		err = changedError(sp.op, d.join(name))
+	case sp.kind == exec.KindFile && !old.mode.IsRegular():
+		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is not a regular file (%s)", sp.op, typeName(old.mode))
+	case sp.kind == exec.KindDir && !old.mode.IsDir():
+		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is not a directory (%s)", sp.op, typeName(old.mode))
+	case sp.kind == exec.KindSymlink && old.mode.IsDir():
+		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is a directory; refusing to replace it", sp.op)
+	case sp.kind == exec.KindSymlink && !old.mode.IsRegular() && old.mode&fs.ModeSymlink == 0:
+		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is neither a symlink nor a regular file (%s)", sp.op, typeName(old.mode))
 	}
-	if old.Mode()&fs.ModeSymlink != 0 && sp.kind != exec.KindSymlink {
-		if !h.FollowSymlinks {
-			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is a symlink; refusing to follow it (follow_symlinks not asked)", sp.op)
-		}
-		r, err := filepath.EvalSymlinks(dest)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is a dangling symlink; not writing through it", sp.op)
-		case err != nil:
-			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
-		case !s.underRoots(r):
-			return "", nil, status.Errorf(codes.PermissionDenied, "%s: the destination is a symlink to %s, outside this minion's file_roots", sp.op, r)
-		}
-		dest = r
-		if old, err = os.Lstat(dest); err != nil {
-			return "", nil, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
-		}
+	if err != nil {
+		d.close()
+		return nil, "", nil, err
 	}
+	return d, name, old, nil
+}
+
+// openDestDir walks to the resolved directory dir of the put op (see
+// walkDir) and turns a failure into the put's status: a symlink met is the
+// race refused; a component that is no directory is named, as shown when
+// it is dir itself.
+func openDestDir(dir, shown string, mkdir bool, op string) (*destDir, error) {
+	d, err := walkDir(dir, mkdir)
+	var pe *fs.PathError
 	switch {
-	case sp.kind == exec.KindFile && !old.Mode().IsRegular():
-		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is not a regular file (%s)", sp.op, typeName(old.Mode()))
-	case sp.kind == exec.KindDir && !old.IsDir():
-		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is not a directory (%s)", sp.op, typeName(old.Mode()))
-	case sp.kind == exec.KindSymlink && old.IsDir():
-		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is a directory; refusing to replace it", sp.op)
-	case sp.kind == exec.KindSymlink && !old.Mode().IsRegular() && old.Mode()&fs.ModeSymlink == 0:
-		return "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is neither a symlink nor a regular file (%s)", sp.op, typeName(old.Mode()))
+	case err == nil:
+		return d, nil
+	case errors.As(err, &pe) && errors.Is(pe.Err, errSymlinkAppeared):
+		return nil, changedError(op, pe.Path)
+	case errors.As(err, &pe) && errors.Is(pe.Err, unix.ENOTDIR):
+		if pe.Path == dir {
+			pe.Path = shown
+		}
+		return nil, status.Errorf(codes.FailedPrecondition, "%s: %s is not a directory", op, pe.Path)
 	}
-	return dest, old, nil
+	return nil, status.Errorf(codes.FailedPrecondition, "%s: %v", op, err)
+}
+
+// changedError refuses a put whose path changed between its checks and
+// its writes: where the resolution met no symlink at path, the walk did.
+func changedError(op, path string) error {
+	return status.Errorf(codes.FailedPrecondition, "%s: %s changed while being written (a symlink appeared); refusing", op, path)
 }
 
 // typeName names the type of a file mode: "a directory", "a symlink" ...
@@ -280,13 +339,13 @@ func typeName(m fs.FileMode) string {
 	}
 }
 
-// putContent puts a regular file at the resolved dest, where old (nil for
+// putContent puts a regular file at name in d, where old (nil for
 // nothing) is the regular file there: Done at once when it already has the
-// content, mode and owner, else Send, the content into a temp file and a
-// rename over dest.
-func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], dest string, old fs.FileInfo, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+// content, mode and owner, else Send, the content into a temp file in d
+// and a rename over name.
+func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], d *destDir, name string, old *entry, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
 	if old != nil {
-		same, err := sameFile(dest, old, sp)
+		same, err := sameFile(d, name, old, sp)
 		if err != nil {
 			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: read the old file: %v", sp.op, err)
 		}
@@ -298,14 +357,13 @@ func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileReque
 		return exec.PutResult{}, err
 	}
 
-	dir := filepath.Dir(dest)
-	tmp := filepath.Join(dir, filepath.Base(exec.PutTempName(dest, randomHex())))
-	unjournal, err := s.journal(tmp)
+	tmp := filepath.Base(exec.PutTempName(d.join(name), randomHex()))
+	unjournal, err := s.journal(d.join(tmp))
 	if err != nil {
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 	}
 	defer unjournal() // after the temp file is gone (defers run in reverse)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := d.create(tmp, 0o600)
 	if err != nil {
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: create temp file: %v", sp.op, err)
 	}
@@ -313,8 +371,8 @@ func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileReque
 	defer func() {
 		f.Close() // a no-op error after the explicit Close
 		if !renamed {
-			if err := os.Remove(tmp); err != nil {
-				log.Error("remove temp file", "path", tmp, "err", err)
+			if err := d.remove(tmp, false); err != nil {
+				log.Error("remove temp file", "path", d.join(tmp), "err", err)
 			}
 		}
 	}()
@@ -330,7 +388,7 @@ func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileReque
 	if err := f.Close(); err != nil {
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: write: %v", sp.op, err)
 	}
-	res, err := replace(tmp, dest, backup && old != nil, sp, log)
+	res, err := replace(d, tmp, name, backup && old != nil, sp, log)
 	if err != nil {
 		return res, err
 	}
@@ -339,45 +397,48 @@ func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileReque
 		Done: &felixv1.PutFileDone{Changed: true, Backup: res.Backup}}})
 }
 
-// putDir makes the directory dest, where nothing is (old nil), or gives
-// the directory there the mode and owner asked for. A directory it makes
-// but cannot give them is removed again.
-func putDir(dest string, old fs.FileInfo, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+// putDir makes the directory name in d, where nothing is (old nil), or
+// gives the directory there the mode and owner asked for. A directory it
+// makes but cannot give them is removed again.
+func putDir(d *destDir, name string, old *entry, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
 	made := old == nil
 	if made {
 		// Private until it has its mode.
-		if err := os.Mkdir(dest, 0o700); err != nil {
-			return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
+		if err := unix.Mkdirat(d.fd, name, 0o700); err != nil {
+			return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, &fs.PathError{Op: "mkdir", Path: d.join(name), Err: err})
 		}
 	}
-	changed, err := setDirAttrs(dest, made, sp)
+	changed, err := setDirAttrs(d, name, made, sp)
 	if err != nil {
 		if made {
-			if rerr := os.Remove(dest); rerr != nil {
-				log.Error("remove the directory just made", "path", dest, "err", rerr)
+			if rerr := d.remove(name, true); rerr != nil {
+				log.Error("remove the directory just made", "path", d.join(name), "err", rerr)
 			}
+		}
+		if errors.Is(err, errSymlinkAppeared) {
+			return exec.PutResult{}, changedError(sp.op, d.join(name))
 		}
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 	}
 	if made {
-		if err := syncDir(filepath.Dir(dest)); err != nil {
-			log.Warn("fsync directory", "dir", filepath.Dir(dest), "err", err)
+		if err := d.sync(); err != nil {
+			log.Warn("fsync directory", "dir", d.path, "err", err)
 		}
 	}
 	return exec.PutResult{Changed: made || changed}, nil
 }
 
-// setDirAttrs gives the directory at path (opened without following a
+// setDirAttrs gives the directory name in d (opened without following a
 // symlink) the owner and then the mode asked for (0: the one it has, or
 // 0755 when made is true); chown may clear set-id bits, so it comes first.
 // It reports whether anything changed.
-func setDirAttrs(path string, made bool, sp putSpec) (bool, error) {
-	d, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+func setDirAttrs(d *destDir, name string, made bool, sp putSpec) (bool, error) {
+	f, err := d.openDir(name)
 	if err != nil {
 		return false, err
 	}
-	defer d.Close()
-	st, err := d.Stat()
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return false, err
 	}
@@ -392,13 +453,13 @@ func setDirAttrs(path string, made bool, sp putSpec) (bool, error) {
 	}
 	changed := false
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (sp.uid >= 0 && uint32(sp.uid) != sys.Uid || sp.gid >= 0 && uint32(sp.gid) != sys.Gid) {
-		if err := d.Chown(sp.uid, sp.gid); err != nil {
+		if err := f.Chown(sp.uid, sp.gid); err != nil {
 			return false, err
 		}
 		changed = true
 	}
 	if changed || have != mode {
-		if err := d.Chmod(mode); err != nil {
+		if err := f.Chmod(mode); err != nil {
 			return false, err
 		}
 		changed = changed || have != mode
@@ -406,15 +467,15 @@ func setDirAttrs(path string, made bool, sp putSpec) (bool, error) {
 	return changed, nil
 }
 
-// putSymlink makes dest a symlink to sp.link, where old (nil for nothing)
-// is the symlink or regular file there: unchanged when it is a symlink to
-// that target already (its owner set if asked), else a symlink made at a
-// temp name (journalled) and renamed over dest. A replaced regular file is
-// backed up when backup asks.
-func (s *Server) putSymlink(dest string, old fs.FileInfo, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+// putSymlink makes name in d a symlink to sp.link, where old (nil for
+// nothing) is the symlink or regular file there: unchanged when it is a
+// symlink to that target already (its owner set if asked), else a symlink
+// made at a temp name (journalled) and renamed over name. A replaced
+// regular file is backed up when backup asks.
+func (s *Server) putSymlink(d *destDir, name string, old *entry, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
 	chown := sp.uid >= 0 || sp.gid >= 0
-	if old != nil && old.Mode()&fs.ModeSymlink != 0 {
-		cur, err := os.Readlink(dest)
+	if old != nil && old.mode&fs.ModeSymlink != 0 {
+		cur, err := d.readlink(name)
 		if err != nil {
 			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: read the old link: %v", sp.op, err)
 		}
@@ -422,69 +483,69 @@ func (s *Server) putSymlink(dest string, old fs.FileInfo, backup bool, sp putSpe
 			if !chown || sameOwner(old, sp) {
 				return exec.PutResult{}, nil
 			}
-			if err := os.Lchown(dest, sp.uid, sp.gid); err != nil {
+			if err := d.lchown(name, sp.uid, sp.gid); err != nil {
 				return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 			}
 			return exec.PutResult{Changed: true}, nil
 		}
 	}
 
-	dir := filepath.Dir(dest)
-	tmp := filepath.Join(dir, filepath.Base(exec.PutTempName(dest, randomHex())))
-	unjournal, err := s.journal(tmp)
+	tmp := filepath.Base(exec.PutTempName(d.join(name), randomHex()))
+	unjournal, err := s.journal(d.join(tmp))
 	if err != nil {
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 	}
 	defer unjournal() // after the temp symlink is gone (defers run in reverse)
-	if err := os.Symlink(sp.link, tmp); err != nil {
+	if err := unix.Symlinkat(sp.link, d.fd, tmp); err != nil {
+		err = &os.LinkError{Op: "symlink", Old: sp.link, New: d.join(tmp), Err: err}
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: create temp symlink: %v", sp.op, err)
 	}
 	renamed := false
 	defer func() {
 		if !renamed {
-			if err := os.Remove(tmp); err != nil {
-				log.Error("remove temp symlink", "path", tmp, "err", err)
+			if err := d.remove(tmp, false); err != nil {
+				log.Error("remove temp symlink", "path", d.join(tmp), "err", err)
 			}
 		}
 	}()
 	if chown {
-		if err := os.Lchown(tmp, sp.uid, sp.gid); err != nil {
+		if err := d.lchown(tmp, sp.uid, sp.gid); err != nil {
 			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 		}
 	}
-	res, err := replace(tmp, dest, backup && old != nil && old.Mode().IsRegular(), sp, log)
+	res, err := replace(d, tmp, name, backup && old != nil && old.mode.IsRegular(), sp, log)
 	if err == nil {
 		renamed = true
 	}
 	return res, err
 }
 
-// replace renames the finished temp file (or symlink) tmp over dest,
-// first keeping the old file as a backup when backup is set, and fsyncs
-// the directory.
-func replace(tmp, dest string, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+// replace renames the finished temp file (or symlink) tmp over name, both
+// in d, first keeping the old file as a backup when backup is set, and
+// fsyncs d.
+func replace(d *destDir, tmp, name string, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
 	res := exec.PutResult{Changed: true}
 	if backup {
 		var err error
-		if res.Backup, err = backupFile(dest); err != nil {
+		if res.Backup, err = backupFile(d, name); err != nil {
 			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: backup: %v", sp.op, err)
 		}
 	}
-	if err := os.Rename(tmp, dest); err != nil {
+	if err := unix.Renameat(d.fd, tmp, d.fd, name); err != nil {
+		err = &os.LinkError{Op: "rename", Old: d.join(tmp), New: d.join(name), Err: err}
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: rename into place: %v", sp.op, err)
 	}
-	if dir := filepath.Dir(dest); syncDir(dir) != nil {
+	if err := d.sync(); err != nil {
 		// The file is in place; only its durability across a power loss
 		// is in doubt.
-		log.Warn("fsync directory", "dir", dir)
+		log.Warn("fsync directory", "dir", d.path, "err", err)
 	}
 	return res, nil
 }
 
-// sameOwner reports whether what old describes has the owner asked for.
-func sameOwner(old fs.FileInfo, sp putSpec) bool {
-	st, ok := old.Sys().(*syscall.Stat_t)
-	return !ok || (sp.uid < 0 || uint32(sp.uid) == st.Uid) && (sp.gid < 0 || uint32(sp.gid) == st.Gid)
+// sameOwner reports whether old has the owner asked for.
+func sameOwner(old *entry, sp putSpec) bool {
+	return (sp.uid < 0 || uint32(sp.uid) == old.uid) && (sp.gid < 0 || uint32(sp.gid) == old.gid)
 }
 
 // receiveContent writes the data messages of stream to f until the client
@@ -525,20 +586,18 @@ func receiveContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, feli
 // setAttrs gives the temp file its owner (asked, or the old file's) and
 // then its mode (asked, the old file's, or 0644); chown clears set-id bits,
 // so it comes first.
-func setAttrs(f *os.File, old fs.FileInfo, sp putSpec) error {
+func setAttrs(f *os.File, old *entry, sp putSpec) error {
 	uid, gid := sp.uid, sp.gid
 	mode := sp.mode
 	if old != nil {
-		if st, ok := old.Sys().(*syscall.Stat_t); ok {
-			if uid < 0 {
-				uid = int(st.Uid)
-			}
-			if gid < 0 {
-				gid = int(st.Gid)
-			}
+		if uid < 0 {
+			uid = int(old.uid)
+		}
+		if gid < 0 {
+			gid = int(old.gid)
 		}
 		if mode == 0 {
-			mode = old.Mode() & exec.PutModeBits
+			mode = old.mode & exec.PutModeBits
 		}
 	}
 	if mode == 0 {
@@ -556,22 +615,20 @@ func setAttrs(f *os.File, old fs.FileInfo, sp putSpec) error {
 	return f.Chmod(mode)
 }
 
-// sameFile reports whether the regular file at path (described by old)
+// sameFile reports whether the regular file name in d (described by old)
 // already has the content, mode and owner asked for.
-func sameFile(path string, old fs.FileInfo, sp putSpec) (bool, error) {
-	if old.Size() != sp.size || sp.mode != 0 && old.Mode()&exec.PutModeBits != sp.mode {
+func sameFile(d *destDir, name string, old *entry, sp putSpec) (bool, error) {
+	if old.size != sp.size || sp.mode != 0 && old.mode&exec.PutModeBits != sp.mode || !sameOwner(old, sp) {
 		return false, nil
 	}
-	if st, ok := old.Sys().(*syscall.Stat_t); ok {
-		if sp.uid >= 0 && uint32(sp.uid) != st.Uid || sp.gid >= 0 && uint32(sp.gid) != st.Gid {
-			return false, nil
-		}
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, cur, err := d.openRegular(name)
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
+	if cur.dev != old.dev || cur.ino != old.ino {
+		return false, nil // replaced since it was looked at: put it anew
+	}
 	sum := sha256.New()
 	if _, err := io.CopyBuffer(sum, f, make([]byte, chunkSize)); err != nil {
 		return false, err
@@ -579,24 +636,20 @@ func sameFile(path string, old fs.FileInfo, sp putSpec) (bool, error) {
 	return hex.EncodeToString(sum.Sum(nil)) == sp.sha256, nil
 }
 
-// backupFile keeps the file at path as path.felix-bak-<UTC time>: a hard
-// link where the file system allows one, else a copy with its mode and
-// owner.
-func backupFile(path string) (string, error) {
-	bak := exec.PutBackupName(path, time.Now())
-	if err := os.Link(path, bak); err == nil {
-		return bak, nil
+// backupFile keeps the file name in d as name.felix-bak-<UTC time> in d: a
+// hard link where the file system allows one, else a copy with its mode
+// and owner. It returns the backup's path.
+func backupFile(d *destDir, name string) (string, error) {
+	bak := filepath.Base(exec.PutBackupName(d.join(name), time.Now()))
+	if err := unix.Linkat(d.fd, name, d.fd, bak, 0); err == nil {
+		return d.join(bak), nil
 	}
-	src, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	src, st, err := d.openRegular(name)
 	if err != nil {
 		return "", err
 	}
 	defer src.Close()
-	st, err := src.Stat()
-	if err != nil {
-		return "", err
-	}
-	dst, err := os.OpenFile(bak, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	dst, err := d.create(bak, 0o600)
 	if err != nil {
 		return "", err
 	}
@@ -604,12 +657,10 @@ func backupFile(path string) (string, error) {
 		if _, err := io.CopyBuffer(dst, src, make([]byte, chunkSize)); err != nil {
 			return err
 		}
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			if err := dst.Chown(int(sys.Uid), int(sys.Gid)); err != nil {
-				return err
-			}
+		if err := dst.Chown(int(st.uid), int(st.gid)); err != nil {
+			return err
 		}
-		if err := dst.Chmod(st.Mode() & exec.PutModeBits); err != nil {
+		if err := dst.Chmod(st.mode & exec.PutModeBits); err != nil {
 			return err
 		}
 		return dst.Sync()
@@ -618,14 +669,15 @@ func backupFile(path string) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(bak)
+		d.remove(bak, false)
 		return "", err
 	}
-	return bak, nil
+	return d.join(bak), nil
 }
 
 // GetFile streams a regular file in chunks, then its size and sha256.
-// Symlinks are refused, not followed.
+// Symlinks are refused, not followed: the file is opened in its resolved
+// directory, walked to without following any.
 func (s *Server) GetFile(req *felixv1.GetFileRequest, stream grpc.ServerStreamingServer[felixv1.GetFileChunk]) error {
 	if err := exec.CheckPath(req.Path); err != nil {
 		return status.Errorf(codes.InvalidArgument, "get file: %v", err)
@@ -637,23 +689,35 @@ func (s *Server) GetFile(req *felixv1.GetFileRequest, stream grpc.ServerStreamin
 	if !dirExists {
 		return status.Errorf(codes.NotFound, "get file %s: no such file", req.Path)
 	}
-	st, err := os.Lstat(path)
+	d, err := walkDir(filepath.Dir(path), false)
+	var pe *fs.PathError
 	switch {
-	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+	case errors.As(err, &pe) && errors.Is(pe.Err, errSymlinkAppeared):
+		return status.Errorf(codes.FailedPrecondition, "get file %s: %s changed while being read (a symlink appeared); refusing", req.Path, pe.Path)
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR):
 		return status.Errorf(codes.NotFound, "get file %s: no such file", req.Path)
 	case err != nil:
 		return status.Errorf(codes.FailedPrecondition, "get file %s: %v", req.Path, err)
-	case !st.Mode().IsRegular():
-		return status.Errorf(codes.FailedPrecondition, "get file %s: not a regular file (%s)", req.Path, st.Mode().Type())
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
+	defer d.close()
+	name := filepath.Base(path)
+	st, err := d.lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR):
+		return status.Errorf(codes.NotFound, "get file %s: no such file", req.Path)
+	case err != nil:
+		return status.Errorf(codes.FailedPrecondition, "get file %s: %v", req.Path, err)
+	case !st.mode.IsRegular():
+		return status.Errorf(codes.FailedPrecondition, "get file %s: not a regular file (%s)", req.Path, st.mode.Type())
+	}
+	f, _, err := d.openRegular(name)
+	switch {
+	case errors.Is(err, errNotRegular):
+		return status.Errorf(codes.FailedPrecondition, "get file %s: not a regular file", req.Path)
+	case err != nil:
 		return status.Errorf(codes.FailedPrecondition, "get file %s: %v", req.Path, err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return status.Errorf(codes.FailedPrecondition, "get file %s: not a regular file", req.Path)
-	}
 	sum := sha256.New()
 	buf := make([]byte, chunkSize)
 	data := &felixv1.GetFileChunk_Data{}
@@ -686,7 +750,22 @@ func (s *Server) GetFile(req *felixv1.GetFileRequest, stream grpc.ServerStreamin
 // resolved path (its last element is never resolved) and whether its
 // directory exists.
 func (s *Server) resolve(p string) (string, bool, error) {
-	d := filepath.Dir(p)
+	d, missing, err := resolvePath(filepath.Dir(p))
+	if err != nil {
+		return "", false, status.Errorf(codes.FailedPrecondition, "%s: %v", p, err)
+	}
+	resolved := filepath.Join(d, filepath.Base(p))
+	if !s.underRoots(resolved) {
+		return "", false, status.Errorf(codes.PermissionDenied, "%s is outside this minion's file_roots", p)
+	}
+	return resolved, missing == 0, nil
+}
+
+// resolvePath resolves the symlinks of the absolute, clean path p as far
+// as it exists and appends the missing rest as it is. It returns the
+// result and how many components are missing.
+func resolvePath(p string) (string, int, error) {
+	d := p
 	var missing []string
 	for {
 		r, err := filepath.EvalSymlinks(d)
@@ -695,17 +774,13 @@ func (s *Server) resolve(p string) (string, bool, error) {
 			break
 		}
 		if !errors.Is(err, fs.ErrNotExist) || d == "/" {
-			return "", false, status.Errorf(codes.FailedPrecondition, "%s: %v", p, err)
+			return "", 0, err
 		}
 		missing = append(missing, filepath.Base(d))
 		d = filepath.Dir(d)
 	}
 	slices.Reverse(missing)
-	resolved := filepath.Join(append(append([]string{d}, missing...), filepath.Base(p))...)
-	if !s.underRoots(resolved) {
-		return "", false, status.Errorf(codes.PermissionDenied, "%s is outside this minion's file_roots", p)
-	}
-	return resolved, len(missing) == 0, nil
+	return filepath.Join(append([]string{d}, missing...)...), len(missing), nil
 }
 
 // underRoots reports whether the resolved path p is inside one of the
@@ -724,6 +799,245 @@ func (s *Server) underRoots(p string) bool {
 		}
 	}
 	return false
+}
+
+// Test hooks, nil outside tests. They run where a put or get has checked
+// a path but not yet opened it, so a test can change the file system there
+// as a racing local user would.
+var (
+	// testHookChecked runs after the components below a put's Root are
+	// checked, before its destination is resolved.
+	testHookChecked func(dest string)
+	// testHookResolved runs after a path is resolved and checked, before
+	// walkDir opens its directory dir.
+	testHookResolved func(dir string)
+)
+
+// errSymlinkAppeared is met by a walk through a path resolved free of
+// symlinks that finds one: the file system changed since the checks.
+var errSymlinkAppeared = errors.New("a symlink appeared")
+
+// errNotRegular is what openRegular says of anything but a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// destDir is a directory opened by walkDir. A put or get names files only
+// relative to its descriptor, so a component of its path swapped for a
+// symlink after the checks cannot redirect a write or a read.
+type destDir struct {
+	fd   int
+	path string // resolved and absolute, for messages and the journal
+}
+
+// dirFlags open a directory on a walk, never through a symlink. O_RDONLY
+// rather than O_PATH, which is Linux's only and cannot be fsynced; the
+// minion runs as root, which may read any directory.
+const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW
+
+// walkDir opens the directory at the resolved absolute path p by walking
+// it from "/" one component at a time, never following a symlink, and
+// makes a missing component (0755 less the umask) when mkdir is set. A
+// component that is a symlink by now fails with a *fs.PathError wrapping
+// errSymlinkAppeared, one that is no directory with one wrapping ENOTDIR.
+func walkDir(p string, mkdir bool) (*destDir, error) {
+	if testHookResolved != nil {
+		testHookResolved(p)
+	}
+	fd, err := openat(unix.AT_FDCWD, "/", dirFlags, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: "/", Err: err}
+	}
+	cur := "/"
+	for name := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
+		if name == "" {
+			continue // p is "/"
+		}
+		cur = filepath.Join(cur, name)
+		op := "open"
+		next, err := openDirAt(fd, name)
+		if errors.Is(err, unix.ENOENT) && mkdir {
+			if err = unix.Mkdirat(fd, name, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+				next, err = openDirAt(fd, name)
+			} else {
+				op = "mkdir"
+			}
+		}
+		unix.Close(fd)
+		if err != nil {
+			return nil, &fs.PathError{Op: op, Path: cur, Err: err}
+		}
+		fd = next
+	}
+	return &destDir{fd: fd, path: p}, nil
+}
+
+// openDirAt opens the directory name in the directory dirfd without
+// following a symlink. A symlink there fails with errSymlinkAppeared
+// (O_NOFOLLOW with O_DIRECTORY gives ELOOP or ENOTDIR for one), anything
+// else that is no directory with ENOTDIR.
+func openDirAt(dirfd int, name string) (int, error) {
+	fd, err := openat(dirfd, name, dirFlags, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return -1, errSymlinkAppeared
+	}
+	if errors.Is(err, unix.ENOTDIR) {
+		var st unix.Stat_t
+		if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return -1, errSymlinkAppeared
+		}
+	}
+	return fd, err
+}
+
+// openat is unix.Openat with O_CLOEXEC (the minion runs commands), retried
+// on EINTR as os.OpenFile is.
+func openat(dirfd int, name string, flags int, perm uint32) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, flags|unix.O_CLOEXEC, perm)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// close closes d; a nil d is nothing to close.
+func (d *destDir) close() {
+	if d != nil {
+		unix.Close(d.fd)
+	}
+}
+
+// join returns the absolute path of name in d.
+func (d *destDir) join(name string) string {
+	return filepath.Join(d.path, name)
+}
+
+// lstat describes what is at name in d, not following a symlink.
+func (d *destDir) lstat(name string) (*entry, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, &fs.PathError{Op: "lstat", Path: d.join(name), Err: err}
+	}
+	return entryOf(&st), nil
+}
+
+// create makes the file name in d, where nothing may be, for writing with
+// the permissions perm.
+func (d *destDir) create(name string, perm uint32) (*os.File, error) {
+	fd, err := openat(d.fd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, perm)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: d.join(name), Err: err}
+	}
+	return os.NewFile(uintptr(fd), d.join(name)), nil
+}
+
+// openDir opens the directory name in d (see openDirAt).
+func (d *destDir) openDir(name string) (*os.File, error) {
+	fd, err := openDirAt(d.fd, name)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: d.join(name), Err: err}
+	}
+	return os.NewFile(uintptr(fd), d.join(name)), nil
+}
+
+// openRegular opens the regular file name in d for reading, never through
+// a symlink and without blocking on a FIFO swapped in after a check. It
+// returns the file and what it is; anything but a regular file fails with
+// errNotRegular.
+func (d *destDir) openRegular(name string) (*os.File, *entry, error) {
+	path := d.join(name)
+	fd, err := openat(d.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	e := entryOf(&st)
+	if !e.mode.IsRegular() {
+		unix.Close(fd)
+		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: errNotRegular}
+	}
+	// Blocking again, as os.File expects of a regular file.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), e, nil
+}
+
+// readlink returns the target of the symlink name in d.
+func (d *destDir) readlink(name string) (string, error) {
+	for n := 256; ; n *= 2 {
+		b := make([]byte, n)
+		k, err := unix.Readlinkat(d.fd, name, b)
+		if err != nil {
+			return "", &fs.PathError{Op: "readlink", Path: d.join(name), Err: err}
+		}
+		if k < n {
+			return string(b[:k]), nil
+		}
+	}
+}
+
+// lchown gives name in d the owner uid:gid (-1 keeps a part), not
+// following a symlink.
+func (d *destDir) lchown(name string, uid, gid int) error {
+	if err := unix.Fchownat(d.fd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &fs.PathError{Op: "lchown", Path: d.join(name), Err: err}
+	}
+	return nil
+}
+
+// remove removes name from d: the directory when dir is set, else the file
+// or symlink (never what it points to).
+func (d *destDir) remove(name string, dir bool) error {
+	flags := 0
+	if dir {
+		flags = unix.AT_REMOVEDIR
+	}
+	if err := unix.Unlinkat(d.fd, name, flags); err != nil {
+		return &fs.PathError{Op: "remove", Path: d.join(name), Err: err}
+	}
+	return nil
+}
+
+// sync fsyncs d, making a rename or a new entry in it durable.
+func (d *destDir) sync() error {
+	if err := unix.Fsync(d.fd); err != nil {
+		return &fs.PathError{Op: "fsync", Path: d.path, Err: err}
+	}
+	return nil
+}
+
+// entry is what is at a name in a destDir: its type, mode bits, size,
+// owner and identity, as fstat says.
+type entry struct {
+	mode     fs.FileMode // type and PutModeBits
+	size     int64
+	uid, gid uint32
+	dev, ino uint64
+}
+
+// entryOf converts a stat result.
+func entryOf(st *unix.Stat_t) *entry {
+	m := fileMode(uint32(st.Mode) & 0o7777)
+	switch uint32(st.Mode) & unix.S_IFMT {
+	case unix.S_IFDIR:
+		m |= fs.ModeDir
+	case unix.S_IFLNK:
+		m |= fs.ModeSymlink
+	case unix.S_IFIFO:
+		m |= fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		m |= fs.ModeSocket
+	case unix.S_IFBLK:
+		m |= fs.ModeDevice
+	case unix.S_IFCHR:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	}
+	return &entry{mode: m, size: st.Size, uid: st.Uid, gid: st.Gid, dev: uint64(st.Dev), ino: uint64(st.Ino)}
 }
 
 // journal records tmp in a new file of JournalDir and returns what removes
@@ -783,20 +1097,9 @@ func (s *Server) SweepTemp() error {
 		}
 		tmp := strings.TrimSpace(string(b))
 		if exec.CheckPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), exec.PutTempPrefix) {
-			st, err := os.Lstat(tmp)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-			case err != nil:
-				errs = append(errs, fmt.Errorf("sweep temp file %s: %w", tmp, err))
+			if err := s.sweepTemp(tmp); err != nil {
+				errs = append(errs, err)
 				continue
-			case !st.Mode().IsRegular() && st.Mode()&fs.ModeSymlink == 0:
-				s.Log.Warn("journalled temp file is neither a regular file nor a symlink; left alone", "path", tmp)
-			default:
-				if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					errs = append(errs, fmt.Errorf("sweep temp file: %w", err))
-					continue
-				}
-				s.Log.Info("removed the temp file of an interrupted transfer", "path", tmp)
 			}
 		} else {
 			s.Log.Warn("journal entry names no temp file; ignored", "entry", entry, "content", tmp)
@@ -808,6 +1111,39 @@ func (s *Server) SweepTemp() error {
 	return errors.Join(errs...)
 }
 
+// sweepTemp removes the journalled temp file or symlink tmp (a symlink
+// itself, never what it points to) through its directory, walked to
+// without following a symlink as it was when tmp was made; anything else
+// is left alone.
+func (s *Server) sweepTemp(tmp string) error {
+	d, err := walkDir(filepath.Dir(tmp), false)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case errors.Is(err, errSymlinkAppeared):
+		s.Log.Warn("the directory of a journalled temp file is reached through a symlink now; left alone", "path", tmp)
+		return nil
+	case err != nil:
+		return fmt.Errorf("sweep temp file %s: %w", tmp, err)
+	}
+	defer d.close()
+	name := filepath.Base(tmp)
+	st, err := d.lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("sweep temp file %s: %w", tmp, err)
+	case !st.mode.IsRegular() && st.mode&fs.ModeSymlink == 0:
+		s.Log.Warn("journalled temp file is neither a regular file nor a symlink; left alone", "path", tmp)
+	default:
+		if err := d.remove(name, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("sweep temp file: %w", err)
+		}
+		s.Log.Info("removed the temp file of an interrupted transfer", "path", tmp)
+	}
+	return nil
+}
+
 // readSmall reads a file of at most limit bytes.
 func readSmall(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
@@ -816,19 +1152,6 @@ func readSmall(path string, limit int64) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, limit))
-}
-
-// syncDir fsyncs a directory, making a rename in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // fileMode converts Unix permission bits (07777) to an fs.FileMode.
