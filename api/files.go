@@ -312,7 +312,7 @@ func (s *Server) fetchFiles(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	spec.Fetch = &jobs.FetchSpec{Path: req.Path}
+	spec.Fetch = &jobs.FetchSpec{Path: req.Path, FollowSymlinks: req.FollowSymlinks}
 	if dry || req.DryRun {
 		s.dryRun(c, spec)
 		return

@@ -93,7 +93,8 @@ func (f *fileTransport) Put(ctx context.Context, t exec.Target, p exec.PutFile) 
 }
 
 // Get sends fetchedContent(host, path).
-func (f *fileTransport) Get(ctx context.Context, t exec.Target, path string, w io.Writer) (int64, string, error) {
+func (f *fileTransport) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
+	path := g.Path
 	f.mu.Lock()
 	f.gets = append(f.gets, t.ID+" "+path)
 	f.mu.Unlock()

@@ -52,7 +52,8 @@ Usage:
         [--follow-symlinks]
                                              push a file (or with -r a tree) to the targets;
                                              hosts that have it already receive nothing
-  felix fetch -t TARGETS PATH OUTDIR         copy PATH from every target to OUTDIR/HOST/
+  felix fetch -t TARGETS PATH OUTDIR [--follow-symlinks]
+                                             copy PATH from every target to OUTDIR/HOST/
   felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
                                              list jobs, newest first
   felix job JOB_ID [-o json]                 show a job's results and callbacks

@@ -247,6 +247,7 @@ func modeBits(m fs.FileMode) uint32 {
 func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("fetch")
 	jf := addJobFlags(fs)
+	followLinks := fs.Bool("follow-symlinks", false, "read the file a symlink at PATH points to (refused otherwise)")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -269,7 +270,7 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 			return err
 		}
 	}
-	id, err := startJob(ctx, c, "/api/v1/fetch", wire.FetchRequest{JobOptions: opts, Path: remote}, *jf.dry, *jf.async, w, o.Output)
+	id, err := startJob(ctx, c, "/api/v1/fetch", wire.FetchRequest{JobOptions: opts, Path: remote, FollowSymlinks: *followLinks}, *jf.dry, *jf.async, w, o.Output)
 	if err != nil || id == "" {
 		return err
 	}

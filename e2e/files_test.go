@@ -234,6 +234,15 @@ func TestFileDistribution(t *testing.T) {
 			if got := sha256File(t, saved); got != sha256File(t, dest) {
 				t.Errorf("fetched sha256 %s; want %s", got, sha256File(t, dest))
 			}
+			// A symlink: refused, unless --follow-symlinks.
+			stdout, _, code = cl.felix("fetch", "-t", h.id, link, out)
+			if code != 1 || !strings.Contains(stdout, "symlink") {
+				t.Errorf("fetch of a symlink: exit %d\n%s", code, stdout)
+			}
+			if _, _, code = cl.felix("fetch", "-t", h.id, link, out, "--follow-symlinks"); code != 0 ||
+				sha256File(t, filepath.Join(out, h.id, "link.conf")) != sha256File(t, target) {
+				t.Errorf("fetch of a symlink with --follow-symlinks: exit %d", code)
+			}
 			// A missing file: failed, nothing saved.
 			stdout, _, code = cl.felix("fetch", "-t", h.id, filepath.Join(base, "nope"), out)
 			if _, err := os.Stat(filepath.Join(out, h.id, "nope")); code != 1 || !os.IsNotExist(err) {

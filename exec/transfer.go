@@ -37,9 +37,18 @@ type FileTransport interface {
 	// Put places f on t. It returns an error wrapping ErrUnreachable when
 	// nothing was sent to the host.
 	Put(ctx context.Context, t Target, f PutFile) (PutResult, error)
-	// Get streams the regular file at path on t to w and returns its size
+	// Get streams the regular file g.Path on t to w and returns its size
 	// and sha256 (lower-case hex), verified end to end.
-	Get(ctx context.Context, t Target, path string, w io.Writer) (int64, string, error)
+	Get(ctx context.Context, t Target, g GetFile, w io.Writer) (int64, string, error)
+}
+
+// GetFile names a file to read from a host.
+type GetFile struct {
+	// Path is the absolute, clean path of a regular file.
+	Path string
+	// FollowSymlinks reads the file a symlink at Path points to; without
+	// it a symlink is refused.
+	FollowSymlinks bool
 }
 
 // Push is a file transfer job: files (or a tree) placed on every host
@@ -82,6 +91,8 @@ type PushEntry struct {
 type Fetch struct {
 	// Path is the absolute, clean path of a regular file on the hosts.
 	Path string
+	// FollowSymlinks reads what a symlink at Path points to.
+	FollowSymlinks bool
 	// Sink returns where one host's copy is written.
 	Sink func(host string) (FetchSink, error)
 }
@@ -179,7 +190,7 @@ func fetch(ctx context.Context, ft FileTransport, t Target, f *Fetch) (Exit, err
 		// Nothing was asked of the host.
 		return exit, fmt.Errorf("fetch %s from %s: %w", f.Path, t.ID, err)
 	}
-	n, sum, err := ft.Get(ctx, t, f.Path, sink)
+	n, sum, err := ft.Get(ctx, t, GetFile{Path: f.Path, FollowSymlinks: f.FollowSymlinks}, sink)
 	if err != nil {
 		sink.Abort()
 		return exit, err

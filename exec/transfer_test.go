@@ -37,8 +37,8 @@ func (f *fakeFiles) Put(ctx context.Context, t Target, p PutFile) (PutResult, er
 	return PutResult{Changed: true, Backup: map[bool]string{true: p.Dest + ".bak"}[p.Backup]}, nil
 }
 
-func (f *fakeFiles) Get(ctx context.Context, t Target, path string, w io.Writer) (int64, string, error) {
-	if path == f.fail {
+func (f *fakeFiles) Get(ctx context.Context, t Target, g GetFile, w io.Writer) (int64, string, error) {
+	if g.Path == f.fail {
 		return 0, "", f.failErr
 	}
 	n, err := io.WriteString(w, f.content)

@@ -53,7 +53,8 @@ type EntrySpec struct {
 
 // FetchSpec is a validated fetch.
 type FetchSpec struct {
-	Path string `json:"path"`
+	Path           string `json:"path"`
+	FollowSymlinks bool   `json:"follow_symlinks,omitempty"`
 }
 
 // CheckEntryPath reports why rel cannot name an entry below a push's
@@ -197,7 +198,7 @@ func (s *Service) transferCommand(spec Spec) exec.Command {
 		cmd.Push = push
 	}
 	if f := spec.Fetch; f != nil {
-		cmd.Fetch = &exec.Fetch{Path: f.Path, Sink: func(string) (exec.FetchSink, error) {
+		cmd.Fetch = &exec.Fetch{Path: f.Path, FollowSymlinks: f.FollowSymlinks, Sink: func(string) (exec.FetchSink, error) {
 			w, err := s.Content.Create()
 			if err != nil {
 				return nil, err

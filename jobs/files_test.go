@@ -196,7 +196,8 @@ func (f *fileHosts) Put(ctx context.Context, t exec.Target, p exec.PutFile) (exe
 	return f.put(ctx, t, p)
 }
 
-func (f *fileHosts) Get(ctx context.Context, t exec.Target, path string, w io.Writer) (int64, string, error) {
+func (f *fileHosts) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
+	path := g.Path
 	if f.get != nil {
 		return f.get(ctx, t, path, w)
 	}

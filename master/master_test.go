@@ -216,7 +216,7 @@ func TestConfigValidate(t *testing.T) {
 		{"files timeout defaults within max_timeout", func(c *Config) {
 			c.Exec.MaxTimeout.Duration, c.Files.Timeout.Duration = time.Minute, 0
 		}, ""},
-		{"files max_size over max_store_size", func(c *Config) { c.Files.MaxSize, c.Files.MaxStoreSize = 2 << 30, 1 << 30 }, "files.max_size"},
+		{"files max_size over max_store_size", func(c *Config) { c.Files.MaxSize, c.Files.MaxStoreSize = 2<<30, 1<<30 }, "files.max_size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -261,7 +261,7 @@ func (f *fileFake) Put(ctx context.Context, t exec.Target, p exec.PutFile) (exec
 	return exec.PutResult{Changed: true}, f.putErr
 }
 
-func (f *fileFake) Get(ctx context.Context, t exec.Target, path string, w io.Writer) (int64, string, error) {
+func (f *fileFake) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
 	return 0, "", f.putErr
 }
 

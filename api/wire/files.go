@@ -60,6 +60,9 @@ type PushEntry struct {
 type FetchRequest struct {
 	JobOptions
 	Path string `json:"path"`
+	// FollowSymlinks reads the file a symlink at Path points to; without
+	// it a symlink is refused.
+	FollowSymlinks bool `json:"follow_symlinks,omitempty"`
 }
 
 // Blob is content the master stores, by sha256.

@@ -676,13 +676,25 @@ func backupFile(d *destDir, name string) (string, error) {
 }
 
 // GetFile streams a regular file in chunks, then its size and sha256.
-// Symlinks are refused, not followed: the file is opened in its resolved
-// directory, walked to without following any.
+// A symlink at the path is refused unless follow_symlinks, which reads its
+// resolved target (checked against the FileRoots like any path); the file
+// is opened in its resolved directory, walked to without following any.
 func (s *Server) GetFile(req *felixv1.GetFileRequest, stream grpc.ServerStreamingServer[felixv1.GetFileChunk]) error {
 	if err := exec.CheckPath(req.Path); err != nil {
 		return status.Errorf(codes.InvalidArgument, "get file: %v", err)
 	}
-	path, dirExists, err := s.resolve(req.Path)
+	target := req.Path
+	if req.FollowSymlinks {
+		r, err := filepath.EvalSymlinks(req.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR):
+			return status.Errorf(codes.NotFound, "get file %s: no such file", req.Path)
+		case err != nil:
+			return status.Errorf(codes.FailedPrecondition, "get file %s: %v", req.Path, err)
+		}
+		target = r
+	}
+	path, dirExists, err := s.resolve(target)
 	if err != nil {
 		return err
 	}
@@ -707,6 +719,8 @@ func (s *Server) GetFile(req *felixv1.GetFileRequest, stream grpc.ServerStreamin
 		return status.Errorf(codes.NotFound, "get file %s: no such file", req.Path)
 	case err != nil:
 		return status.Errorf(codes.FailedPrecondition, "get file %s: %v", req.Path, err)
+	case st.mode&fs.ModeSymlink != 0:
+		return status.Errorf(codes.FailedPrecondition, "get file %s: a symlink; refusing to follow it (follow_symlinks not asked)", req.Path)
 	case !st.mode.IsRegular():
 		return status.Errorf(codes.FailedPrecondition, "get file %s: not a regular file (%s)", req.Path, st.mode.Type())
 	}
@@ -1351,7 +1365,8 @@ func sendChunks(r io.Reader, size int64, send func([]byte) error) error {
 // Get streams the file at path on the minion to w and returns its size
 // and sha256 (hex), checked against the minion's trailer. On an error w
 // may have received part of the content.
-func (p *Pool) Get(ctx context.Context, t exec.Target, path string, w io.Writer) (int64, string, error) {
+func (p *Pool) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
+	path := g.Path
 	cl, err := p.client(t)
 	if err != nil {
 		return 0, "", err
@@ -1359,7 +1374,7 @@ func (p *Pool) Get(ctx context.Context, t exec.Target, path string, w io.Writer)
 	op := "get " + path + " from"
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := cl.GetFile(ctx, &felixv1.GetFileRequest{Path: path})
+	stream, err := cl.GetFile(ctx, &felixv1.GetFileRequest{Path: path, FollowSymlinks: g.FollowSymlinks})
 	if err != nil {
 		return 0, "", rpcError(op, t, err, true)
 	}

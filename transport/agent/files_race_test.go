@@ -209,7 +209,7 @@ func TestGetFileRace(t *testing.T) {
 	setHook(t, &testHookResolved, hook)
 	h := newHarness(t, withFiles("", tree))
 	var buf bytes.Buffer
-	_, _, err := h.pool.Get(testCtx(t), h.target, tree+"/a/f", &buf)
+	_, _, err := h.pool.Get(testCtx(t), h.target, exec.GetFile{Path: tree + "/a/f"}, &buf)
 	if !fired.Load() {
 		t.Fatalf("Get = %v without the hook swapping the directory", err)
 	}

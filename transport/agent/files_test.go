@@ -376,7 +376,7 @@ func TestGetFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	size, sum, err := h.pool.Get(ctx, h.target, path, &buf)
+	size, sum, err := h.pool.Get(ctx, h.target, exec.GetFile{Path: path}, &buf)
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
@@ -393,9 +393,24 @@ func TestGetFile(t *testing.T) {
 	for _, p := range []string{root + "/link", root, root + "/missing", root + "/missing/x", "big",
 		outside + "/secret", root + "/../" + filepath.Base(outside) + "/secret"} {
 		var buf bytes.Buffer
-		if _, _, err := h.pool.Get(ctx, h.target, p, &buf); err == nil || buf.Len() != 0 {
+		if _, _, err := h.pool.Get(ctx, h.target, exec.GetFile{Path: p}, &buf); err == nil || buf.Len() != 0 {
 			t.Errorf("Get(%q) = %v with %d bytes; want an error and nothing", p, err, buf.Len())
 		}
+	}
+
+	// Asked to, Get follows a symlink, but not out of the file_roots.
+	buf.Reset()
+	if size, sum, err := h.pool.Get(ctx, h.target, exec.GetFile{Path: root + "/link", FollowSymlinks: true}, &buf); err != nil ||
+		size != int64(len(content)) || sum != sha256Hex(content) {
+		t.Errorf("Get(link, follow) = %d, %s, %v; want the target's content", size, sum, err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "secret"), filepath.Join(root, "out")); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, _, err := h.pool.Get(ctx, h.target, exec.GetFile{Path: root + "/out", FollowSymlinks: true}, &out); err == nil ||
+		!strings.Contains(err.Error(), "file_roots") || out.Len() != 0 {
+		t.Errorf("Get(link out of the roots, follow) = %v with %d bytes; want refused naming file_roots", err, out.Len())
 	}
 }
 

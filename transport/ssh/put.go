@@ -695,11 +695,13 @@ func readRemote(c *sftp.Client, file string, w io.Writer) (int64, string, error)
 	return n, hex.EncodeToString(sum.Sum(nil)), nil
 }
 
-// Get streams the regular file at path on the host into w over SFTP and
-// returns its size and sha256 (lower-case hex). Symlinks and other
-// non-regular files are refused. With t.SSH.Become the SFTP server runs
-// under sudo.
-func (p *Pool) Get(ctx context.Context, t exec.Target, path string, w io.Writer) (int64, string, error) {
+// Get streams the regular file at g.Path on the host into w over SFTP and
+// returns its size and sha256 (lower-case hex). A symlink is refused
+// unless g.FollowSymlinks (then its target, resolved on the host, is
+// read); other non-regular files are refused. With t.SSH.Become the SFTP
+// server runs under sudo.
+func (p *Pool) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
+	path := g.Path
 	s, err := p.spec(t)
 	if err != nil {
 		return 0, "", err
@@ -710,16 +712,22 @@ func (p *Pool) Get(ctx context.Context, t exec.Target, path string, w io.Writer)
 	var n int64
 	var sum string
 	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
-		st, err := c.Lstat(path)
+		src := path
+		st, err := c.Lstat(src)
+		if err == nil && st.Mode()&fs.ModeSymlink != 0 && g.FollowSymlinks {
+			if src, err = c.RealPath(path); err == nil {
+				st, err = c.Lstat(src)
+			}
+		}
 		switch {
 		case err != nil:
 			return err
 		case st.Mode()&fs.ModeSymlink != 0:
-			return errors.New("a symlink; refusing to follow it")
+			return errors.New("a symlink; refusing to follow it (follow_symlinks not asked)")
 		case !st.Mode().IsRegular():
 			return fmt.Errorf("not a regular file (%s)", st.Mode().Type())
 		}
-		n, sum, err = readRemote(c, path, w)
+		n, sum, err = readRemote(c, src, w)
 		return err
 	})
 	if err != nil {

@@ -232,7 +232,7 @@ func TestGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	n, sum, err := p.Get(ctx, s.Target(), path, &buf)
+	n, sum, err := p.Get(ctx, s.Target(), exec.GetFile{Path: path}, &buf)
 	if err != nil || n != int64(len(data)) || sum != sum256(data) || !bytes.Equal(buf.Bytes(), data) {
 		t.Errorf("Get = %d, %s, %v (%d bytes); want %d, %s", n, sum, err, buf.Len(), len(data), sum256(data))
 	}
@@ -249,9 +249,15 @@ func TestGet(t *testing.T) {
 	}
 	for _, bad := range []string{link, dir, filepath.Join(dir, "missing"), "rel", dir + "/../x"} {
 		buf.Reset()
-		if _, _, err := p.Get(ctx, s.Target(), bad, &buf); err == nil || buf.Len() != 0 {
+		if _, _, err := p.Get(ctx, s.Target(), exec.GetFile{Path: bad}, &buf); err == nil || buf.Len() != 0 {
 			t.Errorf("Get(%q) = %v, %d bytes; want an error, nothing", bad, err, buf.Len())
 		}
+	}
+	// Asked to, Get reads what the symlink points to.
+	buf.Reset()
+	if n, sum, err := p.Get(ctx, s.Target(), exec.GetFile{Path: link, FollowSymlinks: true}, &buf); err != nil ||
+		n != int64(len(data)) || sum != sum256(data) {
+		t.Errorf("Get(link, follow) = %d, %s, %v; want the target's content", n, sum, err)
 	}
 }
 

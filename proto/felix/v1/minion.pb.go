@@ -1289,10 +1289,13 @@ func (x *PutFileDone) GetBackup() string {
 
 type GetFileRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Absolute, clean path of a regular file (not a symlink).
-	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Absolute, clean path of a regular file.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Follow a symlink at path (its target must be a regular file, inside
+	// the minion's file_roots); without it a symlink is refused.
+	FollowSymlinks bool `protobuf:"varint,2,opt,name=follow_symlinks,json=followSymlinks,proto3" json:"follow_symlinks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetFileRequest) Reset() {
@@ -1330,6 +1333,13 @@ func (x *GetFileRequest) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *GetFileRequest) GetFollowSymlinks() bool {
+	if x != nil {
+		return x.FollowSymlinks
+	}
+	return false
 }
 
 // GetFileChunk is one message of a GetFile stream: data chunks, then the
@@ -1549,9 +1559,10 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\vPutFileSend\"?\n" +
 	"\vPutFileDone\x12\x18\n" +
 	"\achanged\x18\x01 \x01(\bR\achanged\x12\x16\n" +
-	"\x06backup\x18\x02 \x01(\tR\x06backup\"$\n" +
+	"\x06backup\x18\x02 \x01(\tR\x06backup\"M\n" +
 	"\x0eGetFileRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"a\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12'\n" +
+	"\x0ffollow_symlinks\x18\x02 \x01(\bR\x0efollowSymlinks\"a\n" +
 	"\fGetFileChunk\x12\x14\n" +
 	"\x04data\x18\x01 \x01(\fH\x00R\x04data\x124\n" +
 	"\atrailer\x18\x02 \x01(\v2\x18.felix.v1.GetFileTrailerH\x00R\atrailerB\x05\n" +
