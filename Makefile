@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTO_TOOLS := $(abspath $(BIN)/tools)
 
-.PHONY: help build test demo proto check bench bench-ssh dist deps clean
+.PHONY: help build test demo proto check bench bench-ssh bench-files dist deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench: ## exec fan-out through a real master to 100 and 1000 minions, and a 1000
 
 bench-ssh: build ## `true` on 200 SSH hosts: felix cold and warm vs parallel-ssh, pdsh and clush (one local sshd)
 	@bash scripts/bench-ssh.sh
+
+bench-files: build ## felix cp of a 100 MiB file to 50 minions and 50 SSH hosts vs parallel-scp: MiB/s, master peak RSS
+	@bash scripts/bench-files.sh
 
 dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, in dist/
 	@mkdir -p dist
