@@ -316,4 +316,4 @@ row "baseline: cp x $TARGETS, sequential (page cache)" "$TARGETS (local)" "${bas
 row "baseline: dd conv=fsync x $TARGETS, sequential" "$TARGETS (local)" "${base_sync_t[@]}"
 printf '\nmaster peak RSS (VmHWM of a master restarted before each push; highest of %d runs): agent %d MiB, ssh %d MiB\n' \
 	"$RUNS" $((agent_hwm / 1024)) $((ssh_hwm / 1024))
-printf 'content size x targets would be %d MiB; chunk size (64 KiB) x targets is %d KiB\n' "$TOTAL_MIB" $((64 * TARGETS))
+printf 'content size x targets would be %d MiB; gRPC chunk (32 KiB) x targets is %d KiB, SFTP write buffer (256 KiB) x targets %d KiB\n' "$TOTAL_MIB" $((32 * TARGETS)) $((256 * TARGETS))
