@@ -257,6 +257,41 @@ func (s *Server) exec(c *gin.Context) {
 	s.answerJob(c, job, wait)
 }
 
+// readParts calls fn with the name and content of each part of a
+// multipart/form-data body, in order, until fn fails or the parts end.
+func readParts(c *gin.Context, fn func(name string, part io.Reader) error) error {
+	mr, err := c.Request.MultipartReader()
+	if err != nil {
+		return badRequestf("multipart body: %v", err)
+	}
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return err
+			}
+			return badRequestf("multipart body: %v", err)
+		}
+		if err := fn(part.FormName(), part); err != nil {
+			return err
+		}
+	}
+}
+
+// decodePart decodes the JSON request part of a multipart body strictly.
+func decodePart(part io.Reader, v any) error {
+	dec := json.NewDecoder(io.LimitReader(part, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequestf("malformed JSON in the request part: %v", err)
+	}
+	return nil
+}
+
 // abortUpload answers a failure to store a command's content.
 func (s *Server) abortUpload(c *gin.Context, err error, encoding string) {
 	var cie base64.CorruptInputError
@@ -278,45 +313,27 @@ func (s *Server) abortUpload(c *gin.Context, err error, encoding string) {
 // holding it in memory. It returns the stored content's path and size.
 func (s *Server) readMultipart(c *gin.Context) (req wire.ExecRequest, path string, size int64, err error) {
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.execBodyLimit())
-	mr, err := c.Request.MultipartReader()
-	if err != nil {
-		return req, "", 0, badRequestf("multipart body: %v", err)
-	}
 	haveReq := false
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return req, path, size, err
-			}
-			return req, path, size, badRequestf("multipart body: %v", err)
-		}
-		switch part.FormName() {
+	err = readParts(c, func(name string, part io.Reader) error {
+		switch name {
 		case "request":
 			if haveReq {
-				return req, path, size, badRequestf("multipart body: more than one request part")
-			}
-			dec := json.NewDecoder(io.LimitReader(part, maxBody))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
-				return req, path, size, badRequestf("malformed JSON in the request part: %v", err)
+				return badRequestf("multipart body: more than one request part")
 			}
 			haveReq = true
+			return decodePart(part, &req)
 		case "file":
 			if path != "" {
-				return req, path, size, badRequestf("multipart body: more than one file part")
+				return badRequestf("multipart body: more than one file part")
 			}
+			var err error
 			path, size, err = s.Jobs.StorePayload(part, s.Config.MaxFileSize)
-			if err != nil {
-				return req, "", 0, err
-			}
-		default:
-			return req, path, size, badRequestf("multipart body: unknown part %q; want request and file", part.FormName())
+			return err
 		}
+		return badRequestf("multipart body: unknown part %q; want request and file", name)
+	})
+	if err != nil {
+		return req, path, size, err
 	}
 	if !haveReq {
 		return req, path, size, badRequestf("multipart body: no request part")

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -111,10 +110,9 @@ func (s *Server) abortContent(c *gin.Context, err error) {
 	}
 }
 
-// pushFiles starts a push job (POST /api/v1/files): JSON naming stored
-// content, or multipart with a "request" part and the content as a "file"
-// part, which is stored first.
-func (s *Server) pushFiles(c *gin.Context) {
+// fileJob answers a file job request like exec: build reads the body
+// into a spec and says whether the body asks for a dry run.
+func (s *Server) fileJob(c *gin.Context, build func() (jobs.Spec, bool, error)) {
 	if s.Content == nil {
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master has no content store"})
 		return
@@ -124,24 +122,12 @@ func (s *Server) pushFiles(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	var req wire.PushRequest
-	uploaded := ""
-	if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt == "multipart/form-data" {
-		s.allowLongUpload(c)
-		if req, uploaded, err = s.readPushMultipart(c); err != nil {
-			s.abortContent(c, err)
-			return
-		}
-	} else if err := decode(c, &req); err != nil {
-		s.abort(c, err)
-		return
-	}
-	spec, err := s.pushSpec(c, req, uploaded)
+	spec, dryBody, err := build()
 	if err != nil {
-		s.abort(c, err)
+		s.abortContent(c, err)
 		return
 	}
-	if dry || req.DryRun {
+	if dry || dryBody {
 		s.dryRun(c, spec)
 		return
 	}
@@ -153,59 +139,68 @@ func (s *Server) pushFiles(c *gin.Context) {
 	s.answerJob(c, job, wait)
 }
 
+// pushFiles starts a push job (POST /api/v1/files): JSON naming stored
+// content, or multipart with a "request" part and then the content as a
+// "file" part.
+func (s *Server) pushFiles(c *gin.Context) {
+	s.fileJob(c, func() (jobs.Spec, bool, error) {
+		var req wire.PushRequest
+		uploaded := ""
+		var err error
+		if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt == "multipart/form-data" {
+			s.allowLongUpload(c)
+			req, uploaded, err = s.readPushMultipart(c)
+		} else {
+			err = decode(c, &req)
+		}
+		if err != nil {
+			return jobs.Spec{}, false, err
+		}
+		spec, err := s.pushSpec(c, req, uploaded)
+		return spec, req.DryRun, err
+	})
+}
+
 // readPushMultipart reads a multipart push: the "request" part (JSON),
 // then one "file" part streamed into the content store once the request
 // has been checked. It returns the stored content's sha256.
 func (s *Server) readPushMultipart(c *gin.Context) (req wire.PushRequest, sum string, err error) {
-	mr, err := c.Request.MultipartReader()
-	if err != nil {
-		return req, "", badRequestf("multipart body: %v", err)
-	}
 	haveReq := false
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return req, "", badRequestf("multipart body: %v", err)
-		}
-		switch part.FormName() {
+	err = readParts(c, func(name string, part io.Reader) error {
+		switch name {
 		case "request":
 			if haveReq {
-				return req, "", badRequestf("multipart body: more than one request part")
-			}
-			dec := json.NewDecoder(io.LimitReader(part, maxBody))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
-				return req, "", badRequestf("malformed JSON in the request part: %v", err)
+				return badRequestf("multipart body: more than one request part")
 			}
 			haveReq = true
+			return decodePart(part, &req)
 		case "file":
 			if sum != "" {
-				return req, "", badRequestf("multipart body: more than one file part")
+				return badRequestf("multipart body: more than one file part")
 			}
 			if !haveReq {
-				return req, "", badRequestf("multipart body: the request part must come before the file part")
+				return badRequestf("multipart body: the request part must come before the file part")
 			}
 			// A request that will be refused stores nothing: check it
 			// (with a stand-in for the content's sha256) before the content.
 			if _, err := s.pushSpec(c, req, strings.Repeat("0", 64)); err != nil {
-				return req, "", err
+				return err
 			}
 			b, err := s.Content.Put(part, "")
 			if err != nil {
-				return req, "", err
+				return err
 			}
 			sum = b.SHA256
-		default:
-			return req, "", badRequestf("multipart body: unknown part %q; want request and file", part.FormName())
+			return nil
 		}
-	}
-	if !haveReq {
+		return badRequestf("multipart body: unknown part %q; want request and file", name)
+	})
+	switch {
+	case err != nil:
+		return req, "", err
+	case !haveReq:
 		return req, "", badRequestf("multipart body: no request part")
-	}
-	if sum == "" {
+	case sum == "":
 		return req, "", badRequestf("multipart body: no file part (send JSON naming stored content by sha256 instead)")
 	}
 	return req, sum, nil
@@ -289,38 +284,19 @@ func checkOwner(owner string) error {
 
 // fetchFiles starts a fetch job (POST /api/v1/fetch).
 func (s *Server) fetchFiles(c *gin.Context) {
-	if s.Content == nil {
-		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master has no content store"})
-		return
-	}
-	wait, dry, err := s.jobQuery(c)
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	var req wire.FetchRequest
-	if err := decode(c, &req); err != nil {
-		s.abort(c, err)
-		return
-	}
-	spec := jobs.Spec{CmdType: jobs.TypeFetch, CmdLine: "fetch " + req.Path}
-	if err := exec.CheckPath(req.Path); err != nil {
-		s.abort(c, badRequestf("path: %v", err))
-		return
-	}
-	if err := s.jobOptions(c, req.JobOptions, s.Config.FilesTimeout, &spec); err != nil {
-		s.abort(c, err)
-		return
-	}
-	spec.Fetch = &jobs.FetchSpec{Path: req.Path, FollowSymlinks: req.FollowSymlinks}
-	if dry || req.DryRun {
-		s.dryRun(c, spec)
-		return
-	}
-	job, err := s.Jobs.Submit(c.Request.Context(), spec, "")
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	s.answerJob(c, job, wait)
+	s.fileJob(c, func() (jobs.Spec, bool, error) {
+		var req wire.FetchRequest
+		if err := decode(c, &req); err != nil {
+			return jobs.Spec{}, false, err
+		}
+		spec := jobs.Spec{CmdType: jobs.TypeFetch, CmdLine: "fetch " + req.Path}
+		if err := exec.CheckPath(req.Path); err != nil {
+			return spec, false, badRequestf("path: %v", err)
+		}
+		if err := s.jobOptions(c, req.JobOptions, s.Config.FilesTimeout, &spec); err != nil {
+			return spec, false, err
+		}
+		spec.Fetch = &jobs.FetchSpec{Path: req.Path, FollowSymlinks: req.FollowSymlinks}
+		return spec, req.DryRun, nil
+	})
 }

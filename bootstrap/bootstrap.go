@@ -88,6 +88,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/minion"
@@ -631,11 +632,10 @@ func (b *Bootstrapper) sha256(path string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	sum, _, err := content.Sum(f)
+	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	b.mu.Lock()
 	if b.sums == nil {
 		b.sums = map[string]fileSum{}

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/content"
 )
 
 // jobFlags are the flags every job command (exec, cp, fetch) shares.
@@ -152,11 +153,10 @@ func upload(ctx context.Context, c *client, p string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	sum, _, err := content.Sum(f)
+	if err != nil {
 		return "", fmt.Errorf("read %s: %w", p, err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	resp, err := c.sendBody(ctx, "HEAD", "/api/v1/content/"+sum, "", nil)
 	if err == nil {
 		resp.Body.Close()

@@ -425,6 +425,17 @@ func (s *Store) path(sha string) string {
 	return filepath.Join(s.dir, sha[:2], sha)
 }
 
+// Sum reads r to its end and returns the sha256 (lower-case hex) of what
+// it read, and how many bytes.
+func Sum(r io.Reader) (string, int64, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return "", n, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
 // ValidSHA reports whether sha is 64 lower-case hex digits, the only form
 // from which the store builds a path.
 func ValidSHA(sha string) bool {
