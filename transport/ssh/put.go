@@ -438,7 +438,7 @@ func (o *putOp) send(ctx context.Context, r io.Reader, old os.FileInfo) error {
 	}
 	// Before the attributes: a mode such as 0200 would keep a login
 	// that is not root from reading the file back.
-	got, err := o.p.remoteSHA256(ctx, o.s, o.c, o.tmp)
+	got, err := o.p.remoteSHA256(ctx, o.s, o.c, o.tmp, o.f.Size)
 	if err != nil {
 		return fmt.Errorf("hash %s on the host: %w", o.tmp, err)
 	}
@@ -621,7 +621,7 @@ func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c *sftp.Client, dest 
 	if old.Size() != size || !sameAttrs(old, mode, uid, gid) {
 		return false, nil
 	}
-	got, err := p.remoteSHA256(ctx, s, c, dest)
+	got, err := p.remoteSHA256(ctx, s, c, dest, size)
 	if err != nil {
 		return false, err
 	}
@@ -638,15 +638,17 @@ func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
 	return !ok || (uid < 0 || uid == ou) && (gid < 0 || gid == og)
 }
 
-// remoteSHA256 hashes a file on the host: with sha256sum when the path
-// is plain enough for a fixed command line, else by reading it over SFTP.
+// remoteSHA256 hashes a file of size bytes on the host: a small one by
+// reading it back over SFTP (cheaper than starting a command; trees are
+// mostly small files), a larger one with sha256sum when the path is plain
+// enough for a fixed command line, else by reading it over SFTP.
 //
 // The caller holds a session, c's, so the sha256sum session is taken
 // beyond the connection's limit: waiting for a free one could wait for
 // ever (a host with MaxSessions 1, or every session held by a put doing
 // the same). A host refusing it gets the file read back over SFTP.
-func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c *sftp.Client, file string) (string, error) {
-	if hashablePath.MatchString(file) && exec.CheckPath(file) == nil && p.startNested() {
+func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c *sftp.Client, file string, size int64) (string, error) {
+	if size > readBackMax && hashablePath.MatchString(file) && exec.CheckPath(file) == nil && p.startNested() {
 		stdout, _, code, err := p.runPlain(ctx, s, plainCommand("sha256sum -- "+file, s.become), true)
 		p.endKill()
 		if err == nil && code == 0 && len(stdout) >= 64 {
@@ -661,6 +663,9 @@ func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c *sftp.Client, fil
 	_, sum, err := readRemote(c, file, io.Discard)
 	return sum, err
 }
+
+// readBackMax is the largest file remoteSHA256 hashes by reading it back.
+const readBackMax = 256 << 10
 
 // startNested counts a session taken beyond the limit by an operation
 // holding one as Close counts kills, so Close waits for it and it never

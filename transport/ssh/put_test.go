@@ -712,7 +712,9 @@ func TestPutPrivateTempDir(t *testing.T) {
 func TestPutHostMismatch(t *testing.T) {
 	s, p := server(t, "127.0.0.48")
 	dir := t.TempDir()
-	content, corrupt := []byte("new\n"), []byte("bad\n")
+	// Over readBackMax, so that a plain path is hashed with sha256sum.
+	content := bytes.Repeat([]byte("new\n"), 100<<10)
+	corrupt := bytes.Repeat([]byte("bad\n"), 100<<10)
 	ssh.SetTestHookPut(t, func(stage, path string) {
 		if stage == "written" {
 			// The disk or something on the host changed the content
@@ -722,8 +724,12 @@ func TestPutHostMismatch(t *testing.T) {
 			}
 		}
 	})
-	// "conf" is hashed with sha256sum, "my conf" read back over SFTP.
-	for _, name := range []string{"conf", "my conf"} {
+	// "conf" is hashed with sha256sum, "my conf" read back over SFTP, and
+	// so is "small" for its size.
+	for _, name := range []string{"conf", "my conf", "small"} {
+		if name == "small" {
+			content, corrupt = []byte("new\n"), []byte("bad\n") // the hook writes corrupt
+		}
 		dest := filepath.Join(dir, name)
 		if err := os.WriteFile(dest, []byte("old\n"), 0o644); err != nil {
 			t.Fatal(err)
