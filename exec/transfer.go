@@ -51,6 +51,17 @@ type GetFile struct {
 	FollowSymlinks bool
 }
 
+// PutBatcher is a FileTransport that places many entries through one call,
+// reusing what it opened for the first (an SFTP session) for the rest;
+// Transfer uses it when a transport has it.
+type PutBatcher interface {
+	// PutBatch puts files in order and calls done after each with its
+	// result; done returning false stops it. It returns an error only
+	// when the batch itself failed: nothing reached the host (wrapping
+	// ErrUnreachable, before any done call), or ctx ended between files.
+	PutBatch(ctx context.Context, t Target, files []PutFile, done func(i int, res PutResult, err error) bool) error
+}
+
 // Push is a file transfer job: files (or a tree) placed on every host
 // instead of a command run there.
 type Push struct {
@@ -135,49 +146,74 @@ func Transfer(ctx context.Context, ft FileTransport, t Target, cmd Command, out 
 
 func push(ctx context.Context, ft FileTransport, t Target, p *Push, out OutputFunc) (Exit, error) {
 	var rep FileReport
-	for _, e := range p.Entries {
-		rep.Size += e.Size
-	}
-	if len(p.Entries) == 1 {
-		rep.SHA256 = p.Entries[0].SHA256
-	}
-	exit := Exit{Code: -1, Files: &rep}
+	files := make([]PutFile, len(p.Entries))
 	for i, e := range p.Entries {
-		if err := ctx.Err(); err != nil {
-			return exit, fmt.Errorf("push to %s: %w after %d changed, %d unchanged", t.ID, err, rep.Changed, rep.Unchanged)
-		}
-		f := PutFile{
+		rep.Size += e.Size
+		files[i] = PutFile{
 			Dest: path.Join(p.Dest, e.Rel), Kind: e.Kind, Size: e.Size, SHA256: e.SHA256,
 			Mode: e.Mode, Owner: p.Owner, Backup: p.Backup, Link: e.Link, Open: e.Open,
 			FollowSymlinks: p.FollowSymlinks,
 		}
 		if e.Rel == "." {
-			f.Mkdir = p.Mkdir
+			files[i].Mkdir = p.Mkdir
 		} else {
-			f.Root = p.Dest
+			files[i].Root = p.Dest
 		}
-		res, err := ft.Put(ctx, t, f)
+	}
+	if len(p.Entries) == 1 {
+		rep.SHA256 = p.Entries[0].SHA256
+	}
+	exit := Exit{Code: -1, Files: &rep}
+	var failed error
+	handled := 0
+	handle := func(i int, res PutResult, err error) bool {
+		handled++
 		if err != nil {
 			if i == 0 && errors.Is(err, ErrUnreachable) {
-				return exit, err
+				failed = err
+				return false
 			}
 			if errors.Is(err, ErrUnreachable) {
 				// Earlier entries were placed: no longer "nothing sent".
 				err = errors.New(err.Error())
 			}
-			return exit, fmt.Errorf("%w (%d changed, %d unchanged before it)", err, rep.Changed, rep.Unchanged)
+			failed = fmt.Errorf("%w (%d changed, %d unchanged before it)", err, rep.Changed, rep.Unchanged)
+			return false
 		}
 		if !res.Changed {
 			rep.Unchanged++
-			continue
+			return true
 		}
 		rep.Changed++
 		if out != nil {
-			out(Stdout, []byte("changed "+f.Dest+"\n"))
+			out(Stdout, []byte("changed "+files[i].Dest+"\n"))
 			if res.Backup != "" {
 				out(Stdout, []byte("backup "+res.Backup+"\n"))
 			}
 		}
+		return true
+	}
+	if b, ok := ft.(PutBatcher); ok {
+		if err := b.PutBatch(ctx, t, files, handle); err != nil && failed == nil {
+			failed = err
+			if handled > 0 {
+				failed = fmt.Errorf("push to %s: %w after %d changed, %d unchanged", t.ID, err, rep.Changed, rep.Unchanged)
+			}
+		}
+	} else {
+		for i, f := range files {
+			if err := ctx.Err(); err != nil {
+				failed = fmt.Errorf("push to %s: %w after %d changed, %d unchanged", t.ID, err, rep.Changed, rep.Unchanged)
+				break
+			}
+			res, err := ft.Put(ctx, t, f)
+			if !handle(i, res, err) {
+				break
+			}
+		}
+	}
+	if failed != nil {
+		return exit, failed
 	}
 	exit.Code = 0
 	return exit, nil

@@ -154,3 +154,46 @@ func TestTransferFetch(t *testing.T) {
 		t.Error("neither push nor fetch: no error")
 	}
 }
+
+// batchFiles is fakeFiles with PutBatch, which Transfer must prefer.
+type batchFiles struct {
+	fakeFiles
+	batches int
+	err     error // returned by PutBatch after the files
+}
+
+func (b *batchFiles) PutBatch(ctx context.Context, t Target, files []PutFile, done func(int, PutResult, error) bool) error {
+	b.batches++
+	for i, f := range files {
+		res, err := b.Put(ctx, t, f)
+		if !done(i, res, err) {
+			return nil
+		}
+	}
+	return b.err
+}
+
+func TestTransferPushBatch(t *testing.T) {
+	ft := &batchFiles{fakeFiles: fakeFiles{have: map[string]string{}}}
+	exit, err := Transfer(context.Background(), ft, Target{ID: "web1"}, Command{Push: tree()}, nil)
+	if err != nil || exit.Code != 0 || exit.Files.Changed != 4 || ft.batches != 1 || len(ft.puts) != 4 {
+		t.Fatalf("Transfer = %+v %+v, %v; batches %d, puts %d", exit, exit.Files, err, ft.batches, len(ft.puts))
+	}
+	// A failing entry stops the batch; the rest are not put.
+	ft = &batchFiles{fakeFiles: fakeFiles{have: map[string]string{}, fail: "/srv/app/a.conf", failErr: errors.New("disk full")}}
+	if _, err := Transfer(context.Background(), ft, Target{ID: "web1"}, Command{Push: tree()}, nil); err == nil ||
+		!strings.Contains(err.Error(), "disk full (1 changed, 0 unchanged before it)") || len(ft.puts) != 2 {
+		t.Errorf("failing entry: %v, %d puts", err, len(ft.puts))
+	}
+	// The batch cannot reach the host: unreachable, nothing counted.
+	ft = &batchFiles{fakeFiles: fakeFiles{have: map[string]string{}, fail: "/srv/app", failErr: fmt.Errorf("dial: %w", ErrUnreachable)}}
+	if _, err := Transfer(context.Background(), ft, Target{ID: "web1"}, Command{Push: tree()}, nil); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("unreachable batch: %v", err)
+	}
+	// The batch ends early (ctx) after some entries: an error naming the counts.
+	ft = &batchFiles{fakeFiles: fakeFiles{have: map[string]string{}}, err: context.Canceled}
+	if _, err := Transfer(context.Background(), ft, Target{ID: "web1"}, Command{Push: tree()}, nil); !errors.Is(err, context.Canceled) ||
+		!strings.Contains(err.Error(), "after 4 changed") {
+		t.Errorf("batch error after entries: %v", err)
+	}
+}

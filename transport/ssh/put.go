@@ -95,48 +95,94 @@ func randomSuffix() string {
 // f.Owner must be numeric ("uid" or "uid:gid"). With t.SSH.Become the
 // SFTP server runs under sudo.
 func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.PutResult, error) {
+	var res exec.PutResult
+	var putErr error
+	err := p.PutBatch(ctx, t, []exec.PutFile{f}, func(_ int, r exec.PutResult, err error) bool {
+		res, putErr = r, err
+		return true
+	})
+	if err == nil {
+		err = putErr
+	}
+	return res, err
+}
+
+// PutBatch places files in order over one SFTP session, each as Put
+// does, and calls done after each with its result; done returning false
+// stops it. It returns an error only when the batch itself failed: the
+// host could not be reached (wrapping exec.ErrUnreachable, before any
+// done call), or ctx ended between files.
+func (p *Pool) PutBatch(ctx context.Context, t exec.Target, files []exec.PutFile, done func(i int, res exec.PutResult, err error) bool) error {
 	s, err := p.spec(t)
 	if err != nil {
-		return exec.PutResult{}, err
+		return err
 	}
-	fail := func(err error) (exec.PutResult, error) {
-		if errors.Is(err, exec.ErrUnreachable) {
-			return exec.PutResult{}, err
+	var leftovers []*putOp
+	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
+		for i, f := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			o, err := p.newPutOp(s, f)
+			if err == nil {
+				o.c = c
+				err = o.run(ctx)
+				if o.created || o.madeDir {
+					leftovers = append(leftovers, o)
+				}
+			}
+			if err != nil {
+				if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+					err = fmt.Errorf("%w (%w)", err, ctx.Err()) // why the connection was lost
+				}
+				err = fmt.Errorf("put %s on %s: %w", f.Dest, s.id, err)
+				o = &putOp{}
+			}
+			if !done(i, o.res, err) {
+				return nil
+			}
 		}
-		return exec.PutResult{}, fmt.Errorf("put %s on %s: %w", f.Dest, s.id, err)
+		return nil
+	})
+	if len(leftovers) > 0 {
+		// The client was closed (ctx ended) before the temp entries
+		// could be removed: remove them on a new one.
+		cctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+10*time.Second)
+		rerr := p.withSFTP(cctx, s, func(c *sftp.Client) error {
+			var errs []error
+			for _, o := range leftovers {
+				o.c = c
+				if err := o.removeTemp(); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", o.tmp, err))
+				}
+			}
+			return errors.Join(errs...)
+		})
+		if rerr != nil {
+			p.log.Warn("ssh: remove temp files", "host", s.addr, "err", rerr)
+		}
+		cancel()
 	}
+	if err != nil && !errors.Is(err, exec.ErrUnreachable) {
+		return fmt.Errorf("put on %s: %w", s.id, err)
+	}
+	return err
+}
+
+// newPutOp checks f and prepares its put on the host s.
+func (p *Pool) newPutOp(s hostSpec, f exec.PutFile) (*putOp, error) {
 	if err := checkPut(f); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	uid, gid, err := parseOwner(f.Owner)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	o := &putOp{p: p, s: s, f: f, dest: f.Dest, want: strings.ToLower(f.SHA256), uid: uid, gid: gid}
 	if f.Mode != 0 {
 		o.mode = fileMode(f.Mode)
 	}
-	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
-		o.c = c
-		return o.run(ctx)
-	})
-	if o.created || o.madeDir {
-		// The client was closed (ctx ended) before the temp entries
-		// could be removed: remove them on a new one.
-		cctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+10*time.Second)
-		rerr := p.withSFTP(cctx, s, func(c *sftp.Client) error {
-			o.c = c
-			return o.removeTemp()
-		})
-		if rerr != nil {
-			p.log.Warn("ssh: remove temp file", "host", s.addr, "path", o.tmp, "dir", o.tmpDir, "err", rerr)
-		}
-		cancel()
-	}
-	if err != nil {
-		return fail(err)
-	}
-	return o.res, nil
+	return o, nil
 }
 
 // checkPut validates f before anything is sent: its paths, and the
