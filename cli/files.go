@@ -95,7 +95,7 @@ func cmdCp(ctx context.Context, args []string, w, ew io.Writer) error {
 	jf := addJobFlags(fs)
 	recursive := fs.BoolP("recursive", "r", false, "copy a directory tree (modes kept, symlinks copied as links)")
 	mode := fs.String("mode", "", "permission bits of the file in octal, e.g. 0644 (default: keep, 0644 for a new file)")
-	owner := fs.String("owner", "", "owner as user:group (SSH hosts: numeric ids)")
+	owner := fs.String("owner", "", "owner as user:group, names or numeric ids")
 	mkdir := fs.Bool("mkdir", false, "create missing parent directories of DEST")
 	backup := fs.Bool("backup", false, "keep each replaced file as FILE.felix-bak-<time>")
 	follow := fs.Bool("follow-symlinks", false, "allow a DEST (or a directory in it) that is a symlink")

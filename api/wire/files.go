@@ -38,7 +38,7 @@ type PushRequest struct {
 	// Mode is a single file's permission bits in octal ("0644"); a tree
 	// keeps each entry's mode.
 	Mode           string      `json:"mode,omitempty"`
-	Owner          string      `json:"owner,omitempty"` // "user:group"; minions resolve names, SSH hosts take numeric ids
+	Owner          string      `json:"owner,omitempty"` // "user:group", names or numeric ids, resolved on each host
 	Mkdir          bool        `json:"mkdir,omitempty"`
 	Backup         bool        `json:"backup,omitempty"`
 	FollowSymlinks bool        `json:"follow_symlinks,omitempty"`

@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -21,10 +23,86 @@ import (
 	"github.com/felix-ops/felix/exec"
 )
 
-// numericOwner is the only owner form Put accepts over SSH: "uid" or
-// "uid:gid". Names would have to be resolved on the host by a command,
-// which Put does not run; the owner is data and never reaches a shell.
+// numericOwner is an owner of numeric ids: "uid" or "uid:gid".
 var numericOwner = regexp.MustCompile(`^([0-9]{1,10})(?::([0-9]{1,10}))?$`)
+
+// ownerName is a user or group name Put resolves on the host.
+var ownerName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
+
+// ownerScript prints the uid of the user named in FELIX_OWNER_USER and
+// the gid of the group named in FELIX_OWNER_GROUP as "uid:gid" (either
+// empty when not asked). The names reach it as environment data, never as
+// part of the command line.
+const ownerScript = `u= g=
+if [ -n "$FELIX_OWNER_USER" ]; then u=$(id -u -- "$FELIX_OWNER_USER") || exit 3; fi
+if [ -n "$FELIX_OWNER_GROUP" ]; then
+	g=$(getent group -- "$FELIX_OWNER_GROUP" 2>/dev/null | cut -d: -f3)
+	[ -n "$g" ] || g=$(awk -F: -v n="$FELIX_OWNER_GROUP" '$1 == n { print $3; exit }' /etc/group)
+	[ -n "$g" ] || { echo "no such group: $FELIX_OWNER_GROUP" >&2; exit 4; }
+fi
+echo "$u:$g"`
+
+// resolveOwner turns "user:group" (either part a name or a number, or
+// empty) into ids, -1 for a part not asked. Numbers are taken as they
+// are; names are looked up on the host with ownerScript, in one command.
+func (p *Pool) resolveOwner(ctx context.Context, t exec.Target, owner string) (uid, gid int, err error) {
+	if owner == "" {
+		return -1, -1, nil
+	}
+	if uid, gid, err := parseOwner(owner); err == nil {
+		return uid, gid, nil
+	}
+	un, gn, _ := strings.Cut(owner, ":")
+	ids := [2]int{-1, -1}
+	var env []string
+	for i, part := range []string{un, gn} {
+		switch {
+		case part == "":
+		case numericOwner.MatchString(part) && !strings.Contains(part, ":"):
+			n, err := strconv.ParseUint(part, 10, 32)
+			if err != nil {
+				return -1, -1, fmt.Errorf("owner %q: %w", owner, err)
+			}
+			ids[i] = int(n)
+		case ownerName.MatchString(part):
+			env = append(env, []string{"FELIX_OWNER_USER=", "FELIX_OWNER_GROUP="}[i]+part)
+		default:
+			return -1, -1, fmt.Errorf("owner %q: want user:group names or numeric ids", owner)
+		}
+	}
+	if un == "" && gn == "" {
+		return -1, -1, fmt.Errorf("owner %q names neither user nor group", owner)
+	}
+	var stdout, stderr bytes.Buffer
+	var mu sync.Mutex
+	exit, err := p.exec(ctx, t, exec.Command{Line: ownerScript, Env: env, Timeout: 30 * time.Second}, func(st exec.Stream, b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if st == exec.Stderr {
+			stderr.Write(b)
+		} else {
+			stdout.Write(b)
+		}
+	})
+	if err != nil {
+		return -1, -1, fmt.Errorf("owner %q: look up on the host: %w", owner, err)
+	}
+	if exit.Code != 0 {
+		return -1, -1, fmt.Errorf("owner %q: %s", owner, strings.TrimSpace(stderr.String()))
+	}
+	u, g, ok := strings.Cut(strings.TrimSpace(stdout.String()), ":")
+	for i, v := range []string{u, g} {
+		if v == "" || ids[i] >= 0 {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || !ok {
+			return -1, -1, fmt.Errorf("owner %q: the host answered %q", owner, stdout.String())
+		}
+		ids[i] = int(n)
+	}
+	return ids[0], ids[1], nil
+}
 
 // hashablePath is a path that may be passed to sha256sum on a command
 // line as it is; any other path is hashed by reading it over SFTP.
@@ -117,13 +195,29 @@ func (p *Pool) PutBatch(ctx context.Context, t exec.Target, files []exec.PutFile
 	if err != nil {
 		return err
 	}
+	// Owner names are resolved on the host first, once each.
+	owners := map[string][2]int{}
+	for _, f := range files {
+		if _, ok := owners[f.Owner]; ok {
+			continue
+		}
+		uid, gid, err := p.resolveOwner(ctx, t, f.Owner)
+		if errors.Is(err, exec.ErrUnreachable) {
+			return err
+		}
+		if err != nil {
+			done(0, exec.PutResult{}, fmt.Errorf("put %s on %s: %w", f.Dest, s.id, err))
+			return nil
+		}
+		owners[f.Owner] = [2]int{uid, gid}
+	}
 	var leftovers []*putOp
 	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
 		for i, f := range files {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			o, err := p.newPutOp(s, f)
+			o, err := p.newPutOp(s, f, owners[f.Owner])
 			if err == nil {
 				o.c = c
 				err = o.run(ctx)
@@ -169,16 +263,13 @@ func (p *Pool) PutBatch(ctx context.Context, t exec.Target, files []exec.PutFile
 	return err
 }
 
-// newPutOp checks f and prepares its put on the host s.
-func (p *Pool) newPutOp(s hostSpec, f exec.PutFile) (*putOp, error) {
+// newPutOp checks f and prepares its put on the host s; owner holds the
+// resolved uid and gid (-1: keep).
+func (p *Pool) newPutOp(s hostSpec, f exec.PutFile, owner [2]int) (*putOp, error) {
 	if err := checkPut(f); err != nil {
 		return nil, err
 	}
-	uid, gid, err := parseOwner(f.Owner)
-	if err != nil {
-		return nil, err
-	}
-	o := &putOp{p: p, s: s, f: f, dest: f.Dest, want: strings.ToLower(f.SHA256), uid: uid, gid: gid}
+	o := &putOp{p: p, s: s, f: f, dest: f.Dest, want: strings.ToLower(f.SHA256), uid: owner[0], gid: owner[1]}
 	if f.Mode != 0 {
 		o.mode = fileMode(f.Mode)
 	}

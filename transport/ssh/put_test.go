@@ -148,6 +148,34 @@ func TestPut(t *testing.T) {
 		t.Errorf("Put with a non-numeric owner succeeded")
 	}
 	noTemp(t, dir)
+
+	// Names are resolved on the host; mixed with numbers too.
+	for _, tc := range []struct {
+		owner    string
+		uid, gid uint32
+	}{{"nobody:nogroup", 65534, 65534}, {"root", 0, 65534}, {"0:root", 0, 0}, {":nogroup", 0, 65534}} {
+		f = putFile(filepath.Join(dir, "owned"), []byte("x"), nil)
+		f.Owner = tc.owner
+		if _, err := p.Put(ctx, s.Target(), f); err != nil {
+			t.Errorf("Put owner %q: %v", tc.owner, err)
+			continue
+		}
+		st, _ := os.Stat(filepath.Join(dir, "owned"))
+		if sys := st.Sys().(*syscall.Stat_t); sys.Uid != tc.uid || sys.Gid != tc.gid {
+			t.Errorf("owner %q: %d:%d; want %d:%d", tc.owner, sys.Uid, sys.Gid, tc.uid, tc.gid)
+		}
+	}
+	for _, bad := range []string{"no-such-user-felix", "root:no-such-group-felix"} {
+		f = putFile(filepath.Join(dir, "owned"), []byte("y"), nil)
+		f.Owner = bad
+		if _, err := p.Put(ctx, s.Target(), f); err == nil || !strings.Contains(err.Error(), "no-such") {
+			t.Errorf("Put owner %q = %v; want an error naming it", bad, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "owned")); string(b) != "x" {
+		t.Errorf("a put with an unknown owner wrote %q", b)
+	}
+	noTemp(t, dir)
 }
 
 func TestPutRefused(t *testing.T) {
@@ -571,7 +599,7 @@ func TestPutBadInput(t *testing.T) {
 		{"symlink with content", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "y", Size: 1, SHA256: content.SHA256}, "a symlink has no content"},
 		{"symlink without a target", exec.PutFile{Dest: dest, Kind: exec.KindSymlink}, "empty link target"},
 		{"symlink target with NUL", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "a\x00b"}, "contains NUL"},
-		{"symlink with a named owner", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "y", Owner: "root"}, "numeric"},
+		{"symlink with a bad owner name", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "y", Owner: "root;id"}, "want user:group names"},
 		{"file with a link", func() exec.PutFile { f := content; f.Link = "y"; return f }(), "link target"},
 		{"file without content", func() exec.PutFile { f := content; f.Open = nil; return f }(), "no content"},
 		{"file without sha256", func() exec.PutFile { f := content; f.SHA256 = ""; return f }(), "not 64 hex digits"},
