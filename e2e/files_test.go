@@ -142,6 +142,15 @@ func TestFileDistribution(t *testing.T) {
 			if !os.SameFile(before, after) {
 				t.Error("an unchanged re-push replaced the file")
 			}
+			// Another mode only: set in place, the content not sent again.
+			j, code, _ = cl.cp(conf, "-t", h.id, dest, "--mode", "0600")
+			if r := resultsByHost(j)[h.id]; code != 0 || r.State != "ok" || r.Files.Changed != 1 {
+				t.Errorf("mode-only push: exit %d %+v", code, r)
+			}
+			if st, _ := os.Stat(dest); !os.SameFile(before, st) || st.Mode().Perm() != 0o600 {
+				t.Errorf("mode-only push: mode %v, same file %v; want 0600 in place", st.Mode(), os.SameFile(before, st))
+			}
+			os.Chmod(dest, 0o640)
 
 			// Change and push with a backup.
 			writeFile(t, conf, "listen 8080;\n", 0o644)

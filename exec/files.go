@@ -45,7 +45,8 @@ type PutFile struct {
 	Owner string
 	// Mkdir creates missing parent directories (0755).
 	Mkdir bool
-	// Backup keeps the old file beside the new one.
+	// Backup keeps the old file beside the new one when the content
+	// changes (not for a change of mode or owner alone, made in place).
 	Backup bool
 	// Open returns a new reader of the content; it is called only when the
 	// host needs the content.

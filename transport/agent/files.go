@@ -33,10 +33,12 @@ import (
 // for the exchange. A file's content goes to a temp file in the
 // destination's directory (recorded in the journal while it exists), is
 // verified against the announced size and sha256, gets its mode and owner,
-// and is renamed over the destination; a symlink is made at a temp name
-// and renamed the same way; a directory is made or given its mode and
-// owner. Any failure leaves the old destination as it was and removes the
-// temp file.
+// and is renamed over the destination; a file that already has the
+// content but not the mode or owner asked for gets them in place instead,
+// its content never sent. A symlink is made at a temp name and renamed the
+// same way; a directory is made or given its mode and owner. A backup is
+// made only when a file's content changes. Any failure leaves the old
+// destination as it was and removes the temp file.
 func (s *Server) PutFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse]) error {
 	first, err := stream.Recv()
 	if err != nil {
@@ -341,16 +343,21 @@ func typeName(m fs.FileMode) string {
 
 // putContent puts a regular file at name in d, where old (nil for
 // nothing) is the regular file there: Done at once when it already has the
-// content, mode and owner, else Send, the content into a temp file in d
-// and a rename over name.
+// content (given the mode and owner in place when they differ; see
+// keepOld), else Send, the content into a temp file in d and a rename
+// over name, backing up the old file when backup asks and the content
+// changes: a file whose content stays is never backed up.
 func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], d *destDir, name string, old *entry, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+	fate := replaceOld
 	if old != nil {
-		same, err := sameFile(d, name, old, sp)
-		if err != nil {
-			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: read the old file: %v", sp.op, err)
+		var err error
+		if fate, err = keepOld(d, name, old, sp); err != nil {
+			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 		}
-		if same {
-			return exec.PutResult{}, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{Done: &felixv1.PutFileDone{}}})
+		if fate == keptOld || fate == fixedOld {
+			changed := fate == fixedOld
+			return exec.PutResult{Changed: changed}, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{
+				Done: &felixv1.PutFileDone{Changed: changed}}})
 		}
 	}
 	if err := stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Send{Send: &felixv1.PutFileSend{}}}); err != nil {
@@ -388,7 +395,7 @@ func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileReque
 	if err := f.Close(); err != nil {
 		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: write: %v", sp.op, err)
 	}
-	res, err := replace(d, tmp, name, backup && old != nil, sp, log)
+	res, err := replace(d, tmp, name, backup && old != nil && fate == replaceOld, sp, log)
 	if err != nil {
 		return res, err
 	}
@@ -615,25 +622,74 @@ func setAttrs(f *os.File, old *entry, sp putSpec) error {
 	return f.Chmod(mode)
 }
 
-// sameFile reports whether the regular file name in d (described by old)
-// already has the content, mode and owner asked for.
-func sameFile(d *destDir, name string, old *entry, sp putSpec) (bool, error) {
-	if old.size != sp.size || sp.mode != 0 && old.mode&exec.PutModeBits != sp.mode || !sameOwner(old, sp) {
-		return false, nil
+// oldFate is what keepOld makes of the regular file at a put's
+// destination.
+type oldFate int
+
+const (
+	replaceOld oldFate = iota // another content, or another file by now: replace it
+	keptOld                   // the content, mode and owner asked for: unchanged
+	fixedOld                  // the content asked for, given the mode and owner in place
+	relinkOld                 // the content asked for, but hard-linked: replace it, no backup
+)
+
+// keepOld compares the regular file name in d (described by old) with the
+// size and sha256 asked for. A file with that content is kept: when it
+// lacks the owner or mode asked for it gets them in place, the owner
+// first (chown clears set-id bits) and then the mode (asked, or the one it
+// had), through the descriptor its content was hashed by: opened relative
+// to d without following a symlink and checked to be old (device and
+// inode), so what changes is the file compared, whatever became of its
+// name since. A file with another hard link is replaced rather than
+// changed in place, so that no other name of it changes too.
+func keepOld(d *destDir, name string, old *entry, sp putSpec) (oldFate, error) {
+	if old.size != sp.size {
+		return replaceOld, nil
+	}
+	if testHookKeep != nil {
+		testHookKeep(d.join(name))
 	}
 	f, cur, err := d.openRegular(name)
 	if err != nil {
-		return false, err
+		return replaceOld, fmt.Errorf("read the old file: %w", err)
 	}
 	defer f.Close()
 	if cur.dev != old.dev || cur.ino != old.ino {
-		return false, nil // replaced since it was looked at: put it anew
+		return replaceOld, nil // replaced since it was looked at: put it anew
 	}
 	sum := sha256.New()
 	if _, err := io.CopyBuffer(sum, f, make([]byte, chunkSize)); err != nil {
-		return false, err
+		return replaceOld, fmt.Errorf("read the old file: %w", err)
 	}
-	return hex.EncodeToString(sum.Sum(nil)) == sp.sha256, nil
+	if hex.EncodeToString(sum.Sum(nil)) != sp.sha256 {
+		return replaceOld, nil
+	}
+	have := cur.mode & exec.PutModeBits
+	mode := sp.mode
+	if mode == 0 {
+		mode = have
+	}
+	chown := !sameOwner(cur, sp)
+	switch {
+	case !chown && have == mode:
+		return keptOld, nil
+	case cur.nlink != 1:
+		return relinkOld, nil
+	}
+	if chown {
+		if err := f.Chown(sp.uid, sp.gid); err != nil {
+			return replaceOld, err
+		}
+	}
+	// After a chown even the same mode, for the set-id bits it cleared.
+	if err := f.Chmod(mode); err != nil {
+		if chown { // back as it was, as far as it goes
+			f.Chown(int(cur.uid), int(cur.gid))
+			f.Chmod(have)
+		}
+		return replaceOld, err
+	}
+	return fixedOld, nil
 }
 
 // backupFile keeps the file name in d as name.felix-bak-<UTC time> in d: a
@@ -825,6 +881,9 @@ var (
 	// testHookResolved runs after a path is resolved and checked, before
 	// walkDir opens its directory dir.
 	testHookResolved func(dir string)
+	// testHookKeep runs after a file put looked at the regular file at its
+	// destination path, before it opens it to compare its content.
+	testHookKeep func(path string)
 )
 
 // errSymlinkAppeared is met by a walk through a path resolved free of
@@ -1032,6 +1091,7 @@ type entry struct {
 	size     int64
 	uid, gid uint32
 	dev, ino uint64
+	nlink    uint64 // hard links
 }
 
 // entryOf converts a stat result.
@@ -1051,7 +1111,7 @@ func entryOf(st *unix.Stat_t) *entry {
 	case unix.S_IFCHR:
 		m |= fs.ModeDevice | fs.ModeCharDevice
 	}
-	return &entry{mode: m, size: st.Size, uid: st.Uid, gid: st.Gid, dev: uint64(st.Dev), ino: uint64(st.Ino)}
+	return &entry{mode: m, size: st.Size, uid: st.Uid, gid: st.Gid, dev: uint64(st.Dev), ino: uint64(st.Ino), nlink: uint64(st.Nlink)}
 }
 
 // journal records tmp in a new file of JournalDir and returns what removes
@@ -1235,7 +1295,9 @@ func randomHex() string {
 
 // Put places f at f.Dest on the minion. For a file the minion first
 // compares what it has: when Dest already has the content, mode and owner,
-// Put returns Changed false without calling f.Open. Otherwise the content
+// Put returns Changed false without calling f.Open; when it has the
+// content but another mode or owner, the minion sets them in place and
+// Put returns Changed true (no backup), again without calling f.Open. Otherwise the content
 // is streamed in chunks through one reused buffer, never whole. If it
 // cannot be read completely the stream is cancelled before the client
 // closes its side, so the minion, which puts the file in place only after

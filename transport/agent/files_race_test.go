@@ -219,6 +219,85 @@ func TestGetFileRace(t *testing.T) {
 	}
 }
 
+// TestPutKeepRace swaps the destination of a file put, whose content the
+// minion has but not its mode, after the minion looked at it and before
+// it opens it to compare and change it in place: no other file gets the
+// mode.
+func TestPutKeepRace(t *testing.T) {
+	const content = "same\n"
+	tests := []struct {
+		name string
+		// swap replaces dest, using the file other (same content, 0644).
+		swap    func(t *testing.T, dest, other string)
+		wantErr string // "": the put succeeds, replacing what was swapped in
+	}{
+		{name: "a symlink", wantErr: "too many levels of symbolic links",
+			swap: func(t *testing.T, dest, other string) {
+				if err := os.Remove(dest); err != nil {
+					t.Error(err)
+				}
+				if err := os.Symlink(other, dest); err != nil {
+					t.Error(err)
+				}
+			}},
+		{name: "another file with the content", // only one link, as dest had
+			swap: func(t *testing.T, dest, other string) {
+				if err := os.Rename(other, dest); err != nil {
+					t.Error(err)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, outside := t.TempDir(), t.TempDir()
+			dest, other := filepath.Join(dir, "f"), filepath.Join(outside, "f")
+			for p, m := range map[string]os.FileMode{dest: 0o644, other: 0o644} {
+				if err := os.WriteFile(p, []byte(content), m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The file swapped in, however it is named by then.
+			swapped, err := os.Open(other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer swapped.Close()
+			var fired atomic.Bool
+			setHook(t, &testHookKeep, func(string) {
+				if !fired.Swap(true) {
+					tt.swap(t, dest, other) // in the server's goroutine: t.Error only
+				}
+			})
+			h := newHarness(t)
+			var opened atomic.Int64
+			f := putBytes(dest, []byte(content), &opened)
+			f.Mode = 0o600
+			res, err := h.pool.Put(testCtx(t), h.target, f)
+			if !fired.Load() {
+				t.Fatalf("Put = %+v, %v without the hook swapping %s", res, err, dest)
+			}
+			switch {
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Put = %+v, %v; want an error with %q", res, err, tt.wantErr)
+			case tt.wantErr == "" && (err != nil || !res.Changed || opened.Load() != 1):
+				t.Errorf("Put = %+v, %v (opened %d); want changed, the content sent", res, err, opened.Load())
+			case tt.wantErr == "":
+				wantMode(dest, 0o600)(t)
+				wantContent(dest, content)(t)
+			}
+			h.stop() // waits for the handler
+			st, err := swapped.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := st.Mode(); m != 0o644 {
+				t.Errorf("the file swapped in has mode %v; want 0644 kept", m)
+			}
+			noTempIn(t, dir)
+		})
+	}
+}
+
 // TestWalkDir checks the walk every put and get opens its directory with.
 func TestWalkDir(t *testing.T) {
 	dir := t.TempDir()

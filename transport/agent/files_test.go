@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -128,10 +129,11 @@ func TestPutFile(t *testing.T) {
 		t.Errorf("backup content = %q; want %q", got, "v1\n")
 	}
 
-	// A mode change alone re-sends the content.
+	// A mode change alone is made in place (TestPutFileAttrsInPlace).
+	opened.Store(0)
 	f.Backup, f.Mode = false, 0o600
-	if res, err = h.pool.Put(ctx, h.target, f); err != nil || !res.Changed {
-		t.Fatalf("Put with a new mode = %+v, %v; want changed", res, err)
+	if res, err = h.pool.Put(ctx, h.target, f); err != nil || !res.Changed || opened.Load() != 0 {
+		t.Fatalf("Put with a new mode = %+v, %v (opened %d); want changed, not opened", res, err, opened.Load())
 	}
 	if m := modeOf(t, dest); m != 0o600 {
 		t.Errorf("mode = %v; want 0600", m)
@@ -166,6 +168,120 @@ func TestPutFile(t *testing.T) {
 	if n := names(t, journal); len(n) != 0 {
 		t.Errorf("journal holds %v; want nothing", n)
 	}
+}
+
+// TestPutFileAttrsInPlace puts files whose content the minion already
+// has: another mode or owner is set in place (the same inode), the
+// content is neither asked for nor read and no backup is made; another
+// content is sent and replaces the file as before.
+func TestPutFileAttrsInPlace(t *testing.T) {
+	journal := t.TempDir()
+	h := newHarness(t, withFiles(journal))
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "app.conf")
+	alias := filepath.Join(dir, "alias")
+	if err := os.WriteFile(dest, []byte("v1\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name      string
+		content   string
+		mode      uint32
+		owner     func(t *testing.T) string // nil: none asked
+		setup     func(t *testing.T)
+		changed   bool
+		sent      bool // the content was opened, the file replaced
+		backup    bool
+		wantMode  os.FileMode
+		wantOwner func(t *testing.T) (uint32, uint32) // nil: not checked
+		check     func(t *testing.T)
+	}{
+		{name: "all the same", content: "v1\n", mode: 0o640, wantMode: 0o640},
+		{name: "mode differs", content: "v1\n", mode: 0o600, changed: true, wantMode: 0o600},
+		{name: "mode 0 keeps it", content: "v1\n", wantMode: 0o600},
+		{name: "setuid", content: "v1\n", mode: 0o4755, changed: true, wantMode: os.ModeSetuid | 0o755},
+		{name: "owner differs, the set-id mode kept", content: "v1\n", changed: true,
+			owner: func(t *testing.T) string {
+				uid, gid := nobody(t)
+				return fmt.Sprintf("%d:%d", uid, gid)
+			},
+			wantMode: os.ModeSetuid | 0o755, wantOwner: nobody},
+		{name: "owner and mode differ", content: "v1\n", mode: 0o640, changed: true,
+			owner: func(t *testing.T) string {
+				nobody(t) // root
+				return "0:0"
+			},
+			wantMode: 0o640, wantOwner: func(*testing.T) (uint32, uint32) { return 0, 0 }},
+		{name: "content differs", content: "v2\n", mode: 0o640, changed: true, sent: true, backup: true, wantMode: 0o640,
+			check: func(t *testing.T) {
+				bak, err := filepath.Glob(dest + ".felix-bak-*")
+				if err != nil || len(bak) != 1 {
+					t.Fatalf("backups = %q, %v; want the one of v1", bak, err)
+				}
+				wantContent(bak[0], "v1\n")(t)
+			}},
+		{name: "hard-linked, mode differs: replaced, no backup", content: "v2\n", mode: 0o600, changed: true, sent: true, wantMode: 0o600,
+			setup: func(t *testing.T) {
+				if err := os.Link(dest, alias); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T) {
+				wantMode(alias, 0o640)(t)
+				wantContent(alias, "v2\n")(t)
+			}},
+		{name: "all the same again", content: "v2\n", mode: 0o600, wantMode: 0o600},
+	}
+	for _, st := range steps {
+		ok := t.Run(st.name, func(t *testing.T) {
+			var opened atomic.Int64
+			f := putBytes(dest, []byte(st.content), &opened)
+			f.Mode, f.Backup = st.mode, true
+			if st.owner != nil {
+				f.Owner = st.owner(t)
+			}
+			if st.setup != nil {
+				st.setup(t)
+			}
+			before, err := os.Stat(dest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := h.pool.Put(ctx, h.target, f)
+			if err != nil || res.Changed != st.changed {
+				t.Fatalf("Put = %+v, %v; want changed %v", res, err, st.changed)
+			}
+			if (res.Backup != "") != st.backup {
+				t.Errorf("Put made the backup %q; want one: %v", res.Backup, st.backup)
+			}
+			if n := opened.Load(); n != 0 != st.sent {
+				t.Errorf("the content was opened %d times; want sent %v", n, st.sent)
+			}
+			after, err := os.Stat(dest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if same := os.SameFile(before, after); same == st.sent {
+				t.Errorf("the same file after the put: %v; want %v", same, !st.sent)
+			}
+			wantContent(dest, st.content)(t)
+			wantMode(dest, st.wantMode)(t)
+			if st.wantOwner != nil {
+				wu, wg := st.wantOwner(t)
+				if u, g := ownerOf(t, dest); u != wu || g != wg {
+					t.Errorf("owner = %d:%d; want %d:%d", u, g, wu, wg)
+				}
+			}
+			if st.check != nil {
+				st.check(t)
+			}
+		})
+		if !ok {
+			break // the later steps build on this one
+		}
+	}
+	noTemp(t, dir, journal)
 }
 
 func TestPutFileMkdir(t *testing.T) {

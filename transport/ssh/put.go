@@ -149,9 +149,11 @@ func randomSuffix() string {
 // Put places f on the host over SFTP, mirroring the agent's PutFile.
 //
 // A regular file (exec.KindFile) that the destination already has, with
-// the mode and owner asked for, is not sent and f.Open is not called;
-// otherwise the content goes to a temp file in a private (0700) temp
-// directory beside the destination, is verified against f.Size and
+// the mode and owner asked for, is not sent and f.Open is not called; one
+// it has with another mode or owner is not sent either, but given the
+// owner and then the mode in place (Changed, never a backup). Otherwise
+// the content goes to a temp file in a private (0700) temp directory
+// beside the destination, is verified against f.Size and
 // f.SHA256 as it is sent, synced when the server has fsync@openssh.com,
 // hashed again on the host, gets its owner and mode and is renamed over
 // the destination. A directory (exec.KindDir) is made, or an
@@ -520,18 +522,31 @@ func (o *putOp) symlink(old os.FileInfo) error {
 
 // file sends the content to a temp file in a private directory beside
 // o.dest, verifies and syncs it, gives it its owner and mode and renames
-// it over the old file, unless the old file already has it all.
+// it over the old file (backed up when f.Backup asks), unless the old file
+// already has the content: then it only gets the owner and mode asked for
+// where it has others, in place, and is never backed up, as its content
+// does not change.
 func (o *putOp) file(ctx context.Context, old os.FileInfo) error {
 	if old != nil {
 		if !old.Mode().IsRegular() {
 			return fmt.Errorf("the destination is not a regular file (%s)", describeMode(old.Mode()))
 		}
-		same, err := o.p.sameRemote(ctx, o.s, o.c, o.dest, old, o.f.Size, o.want, o.mode, o.uid, o.gid)
+		same, err := o.p.sameRemote(ctx, o.s, o.c, o.dest, old, o.f.Size, o.want)
 		if err != nil {
 			return fmt.Errorf("read the old file: %w", err)
 		}
 		if same {
-			return nil
+			if sameAttrs(old, o.mode, o.uid, o.gid) {
+				return nil
+			}
+			// Chown (the ids are resolved) then chmod. SFTP goes by path,
+			// not descriptor: o.dest was Lstat'ed as a regular file and
+			// hashed just before and is changed by path now (see Put on
+			// what that cannot stop). SFTP does not tell a file's link
+			// count, so unlike the minion this cannot spare other hard
+			// links of it.
+			o.res.Changed = true
+			return setRemoteAttrs(o.c, o.dest, old, o.mode, o.uid, o.gid)
 		}
 	}
 	rc, err := o.f.Open()
@@ -705,9 +720,9 @@ func describeMode(m fs.FileMode) string {
 	return "a special file (" + m.Type().String() + ")"
 }
 
-// setRemoteAttrs gives tmp (a new temp file, or a directory) its owner
-// (asked, or old's) and then its mode (asked, old's, or 0644); chown
-// clears set-id bits, so it comes first.
+// setRemoteAttrs gives tmp (a new temp file, a directory, or a file kept
+// in place) its owner (asked, or old's) and then its mode (asked, old's,
+// or 0644); chown clears set-id bits, so it comes first.
 func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMode, uid, gid int) error {
 	if old != nil {
 		if ou, og, ok := ownerOf(old); ok {
@@ -753,9 +768,10 @@ func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMod
 }
 
 // sameRemote reports whether the regular file at dest (described by old)
-// already has the size, sha256, mode and owner asked for.
-func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c *sftp.Client, dest string, old os.FileInfo, size int64, want string, mode fs.FileMode, uid, gid int) (bool, error) {
-	if old.Size() != size || !sameAttrs(old, mode, uid, gid) {
+// already has the size and sha256 asked for; its mode and owner are
+// sameAttrs's.
+func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c *sftp.Client, dest string, old os.FileInfo, size int64, want string) (bool, error) {
+	if old.Size() != size {
 		return false, nil
 	}
 	got, err := p.remoteSHA256(ctx, s, c, dest, size)

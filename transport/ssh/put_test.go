@@ -178,6 +178,100 @@ func TestPut(t *testing.T) {
 	noTemp(t, dir)
 }
 
+// TestPutAttrsInPlace puts files the host already has: another mode or
+// owner is set in place (the same inode), the content is not opened and
+// no backup is made; another content is sent and replaces the file.
+func TestPutAttrsInPlace(t *testing.T) {
+	t.Parallel()
+	s, p := server(t, "127.0.0.58")
+	ctx := context.Background()
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "conf")
+	if err := os.WriteFile(dest, []byte("v1\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	asRoot := func(t *testing.T, owner string) string {
+		if os.Geteuid() != 0 {
+			t.Skip("changing owners needs root")
+		}
+		return owner
+	}
+	steps := []struct {
+		name     string
+		content  string
+		mode     uint32
+		owner    func(t *testing.T) string // nil: none asked
+		changed  bool
+		sent     bool // the content was opened, the file replaced
+		wantMode os.FileMode
+		uid, gid uint32 // checked when owner is set
+	}{
+		{name: "all the same", content: "v1\n", mode: 0o640, wantMode: 0o640},
+		{name: "mode differs", content: "v1\n", mode: 0o600, changed: true, wantMode: 0o600},
+		{name: "mode 0 keeps it", content: "v1\n", wantMode: 0o600},
+		{name: "setuid", content: "v1\n", mode: 0o4755, changed: true, wantMode: os.ModeSetuid | 0o755},
+		{name: "owner differs, the set-id mode kept", content: "v1\n", changed: true, wantMode: os.ModeSetuid | 0o755,
+			owner: func(t *testing.T) string { return asRoot(t, "65534:65534") }, uid: 65534, gid: 65534},
+		{name: "owner and mode differ", content: "v1\n", mode: 0o640, changed: true, wantMode: 0o640,
+			owner: func(t *testing.T) string { return asRoot(t, "0:0") }},
+		{name: "same owner", content: "v1\n", wantMode: 0o640,
+			owner: func(t *testing.T) string { return asRoot(t, "0:0") }},
+		{name: "content differs", content: "v2\n", mode: 0o640, changed: true, sent: true, wantMode: 0o640},
+		{name: "all the same again", content: "v2\n", mode: 0o640, wantMode: 0o640},
+	}
+	for _, st := range steps {
+		ok := t.Run(st.name, func(t *testing.T) {
+			f := exec.PutFile{Dest: dest, Size: int64(len(st.content)), SHA256: sum256([]byte(st.content)),
+				Mode: st.mode, Backup: true}
+			opened := false
+			f.Open = func() (io.ReadCloser, error) {
+				opened = true
+				if !st.sent {
+					t.Errorf("the content was opened")
+				}
+				return io.NopCloser(strings.NewReader(st.content)), nil
+			}
+			if st.owner != nil {
+				f.Owner = st.owner(t)
+			}
+			before, err := os.Stat(dest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := p.Put(ctx, s.Target(), f)
+			if err != nil || res.Changed != st.changed {
+				t.Fatalf("Put = %+v, %v; want changed %v", res, err, st.changed)
+			}
+			if opened != st.sent {
+				t.Errorf("the content opened: %v; want %v", opened, st.sent)
+			}
+			if backup := res.Backup != ""; backup != st.sent {
+				t.Errorf("Put made the backup %q; want one: %v", res.Backup, st.sent)
+			} else if backup {
+				mustContent(t, res.Backup, "v1\n")
+			}
+			after, err := os.Stat(dest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if same := os.SameFile(before, after); same == st.sent {
+				t.Errorf("the same file after the put: %v; want %v", same, !st.sent)
+			}
+			mustContent(t, dest, st.content)
+			if m := after.Mode(); m != st.wantMode {
+				t.Errorf("mode = %v; want %v", m, st.wantMode)
+			}
+			if sys := after.Sys().(*syscall.Stat_t); st.owner != nil && (sys.Uid != st.uid || sys.Gid != st.gid) {
+				t.Errorf("owner = %d:%d; want %d:%d", sys.Uid, sys.Gid, st.uid, st.gid)
+			}
+		})
+		if !ok {
+			break // the later steps build on this one
+		}
+	}
+	noTemp(t, dir)
+}
+
 func TestPutRefused(t *testing.T) {
 	t.Parallel()
 	s, p := server(t, "127.0.0.40")
