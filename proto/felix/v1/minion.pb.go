@@ -982,7 +982,8 @@ type PutFileHeader struct {
 	Owner string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	// Create missing parent directories (0755).
 	Mkdir bool `protobuf:"varint,6,opt,name=mkdir,proto3" json:"mkdir,omitempty"`
-	// Keep the old regular file as <dest>.felix-bak-<UTC timestamp>.
+	// Keep the old regular file as <dest>.felix-bak-<UTC timestamp> when the
+	// content changes (a change of mode or owner alone is made in place).
 	Backup bool `protobuf:"varint,7,opt,name=backup,proto3" json:"backup,omitempty"`
 	// What to place; a minion that predates it sees a file without a valid
 	// sha256 and refuses the put.
