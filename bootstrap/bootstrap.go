@@ -627,14 +627,9 @@ func (b *Bootstrapper) sha256(path string) (string, error) {
 	if ok && c.size == fi.Size() && c.mod.Equal(fi.ModTime()) {
 		return c.sum, nil
 	}
-	f, err := os.Open(path)
+	sum, _, err := content.SumFile(path)
 	if err != nil {
 		return "", err
-	}
-	defer f.Close()
-	sum, _, err := content.Sum(f)
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	b.mu.Lock()
 	if b.sums == nil {

@@ -148,14 +148,9 @@ func cmdCp(ctx context.Context, args []string, w, ew io.Writer) error {
 // p and returns its sha256: content the master already has is not sent
 // again.
 func upload(ctx context.Context, c *client, p string) (string, error) {
-	f, err := os.Open(p)
+	sum, _, err := content.SumFile(p)
 	if err != nil {
 		return "", err
-	}
-	defer f.Close()
-	sum, _, err := content.Sum(f)
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", p, err)
 	}
 	resp, err := c.sendBody(ctx, "HEAD", "/api/v1/content/"+sum, "", nil)
 	if err == nil {
@@ -166,9 +161,11 @@ func upload(ctx context.Context, c *client, p string) (string, error) {
 	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
 		return "", err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", fmt.Errorf("read %s: %w", p, err)
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
 	}
+	defer f.Close()
 	var b wire.Blob
 	if err := c.doBody(ctx, "POST", "/api/v1/content?sha256="+sum, "application/octet-stream", f, &b); err != nil {
 		return "", fmt.Errorf("upload %s: %w", p, err)

@@ -436,6 +436,20 @@ func Sum(r io.Reader) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
+// SumFile returns the sha256 (lower-case hex) and size of the file at path.
+func SumFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	sum, n, err := Sum(f)
+	if err != nil {
+		return "", n, fmt.Errorf("read %s: %w", path, err)
+	}
+	return sum, n, nil
+}
+
 // ValidSHA reports whether sha is 64 lower-case hex digits, the only form
 // from which the store builds a path.
 func ValidSHA(sha string) bool {
