@@ -11,7 +11,7 @@ PROTO_TOOLS := $(abspath $(BIN)/tools)
 .PHONY: help build test demo proto check bench bench-ssh bench-files dist deps clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build master, minion and felix into bin/ (the minion static, without cgo)
 	@mkdir -p $(BIN)
@@ -25,7 +25,7 @@ deps: ## install what the tests need (Debian packages; needs root when something
 test: deps ## run every test with the race detector
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-demo: build ## start a master and three minions on loopback, accept them, run an exec, stop them
+demo: build ## start a master and three minions on loopback, accept them, run an exec, push and fetch a file, stop them
 	@bash scripts/demo.sh
 
 proto: ## regenerate the protobuf code with protoc and pinned plugins
