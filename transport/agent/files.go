@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -400,6 +401,7 @@ func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileReque
 		return res, err
 	}
 	renamed = true
+	unjournal() // before Done: the temp file is gone, and the client may look at once
 	return res, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{
 		Done: &felixv1.PutFileDone{Changed: true, Backup: res.Backup}}})
 }
@@ -1139,10 +1141,13 @@ func (s *Server) journal(tmp string) (func(), error) {
 		os.Remove(name)
 		return nil, fmt.Errorf("journal: %w", err)
 	}
+	var once sync.Once
 	return func() {
-		if err := os.Remove(name); err != nil {
-			s.Log.Error("remove journal entry", "path", name, "err", err)
-		}
+		once.Do(func() {
+			if err := os.Remove(name); err != nil {
+				s.Log.Error("remove journal entry", "path", name, "err", err)
+			}
+		})
 	}, nil
 }
 
