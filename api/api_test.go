@@ -29,6 +29,7 @@ import (
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
 	"github.com/felix-ops/felix/pki"
@@ -151,15 +152,6 @@ func checkCallback(_ context.Context, raw string) error {
 	return nil
 }
 
-// logWriter routes slog output to t.Log.
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
 // harness is a master API over TLS with a real store, a real job service
 // and a fake transport.
 type harness struct {
@@ -214,7 +206,7 @@ func newHarnessWith(t *testing.T, tr exec.Transport, withContent bool) *harness 
 	if err != nil {
 		t.Fatalf("pki.LoadOrCreate(master) = %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := testenv.Logger(t)
 	fake := newFakeTransport()
 	if tr == nil {
 		tr = fake

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/bootstrap"
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 )
 
@@ -61,7 +61,7 @@ func bootstrapServer(t *testing.T, b api.Bootstrapper) (post func(body string) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &api.Server{Store: store, Log: slog.New(slog.NewTextHandler(logWriter{t}, nil)), Bootstrap: b}
+	s := &api.Server{Store: store, Log: testenv.Logger(t), Bootstrap: b}
 	srv := httptest.NewTLSServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return func(body string) (int, []byte) {

@@ -144,28 +144,27 @@ func (s *Server) fileJob(c *gin.Context, build func() (jobs.Spec, bool, error)) 
 // "file" part.
 func (s *Server) pushFiles(c *gin.Context) {
 	s.fileJob(c, func() (jobs.Spec, bool, error) {
-		var req wire.PushRequest
-		uploaded := ""
-		var err error
 		if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt == "multipart/form-data" {
 			s.allowLongUpload(c)
-			req, uploaded, err = s.readPushMultipart(c)
-		} else {
-			err = decode(c, &req)
+			return s.readPushMultipart(c)
 		}
-		if err != nil {
+		var req wire.PushRequest
+		if err := decode(c, &req); err != nil {
 			return jobs.Spec{}, false, err
 		}
-		spec, err := s.pushSpec(c, req, uploaded)
+		spec, err := s.pushSpec(c, req, "")
 		return spec, req.DryRun, err
 	})
 }
 
 // readPushMultipart reads a multipart push: the "request" part (JSON),
 // then one "file" part streamed into the content store once the request
-// has been checked. It returns the stored content's sha256.
-func (s *Server) readPushMultipart(c *gin.Context) (req wire.PushRequest, sum string, err error) {
+// has been checked. It returns the push's spec and whether the request
+// asks for a dry run.
+func (s *Server) readPushMultipart(c *gin.Context) (spec jobs.Spec, dry bool, err error) {
+	var req wire.PushRequest
 	haveReq := false
+	sum := ""
 	err = readParts(c, func(name string, part io.Reader) error {
 		switch name {
 		case "request":
@@ -183,7 +182,8 @@ func (s *Server) readPushMultipart(c *gin.Context) (req wire.PushRequest, sum st
 			}
 			// A request that will be refused stores nothing: check it
 			// (with a stand-in for the content's sha256) before the content.
-			if _, err := s.pushSpec(c, req, strings.Repeat("0", 64)); err != nil {
+			var err error
+			if spec, err = s.pushSpec(c, req, strings.Repeat("0", 64)); err != nil {
 				return err
 			}
 			b, err := s.Content.Put(part, "")
@@ -191,19 +191,20 @@ func (s *Server) readPushMultipart(c *gin.Context) (req wire.PushRequest, sum st
 				return err
 			}
 			sum = b.SHA256
+			spec.Push.Entries[0].SHA256 = sum
 			return nil
 		}
 		return badRequestf("multipart body: unknown part %q; want request and file", name)
 	})
 	switch {
 	case err != nil:
-		return req, "", err
+		return spec, false, err
 	case !haveReq:
-		return req, "", badRequestf("multipart body: no request part")
+		return spec, false, badRequestf("multipart body: no request part")
 	case sum == "":
-		return req, "", badRequestf("multipart body: no file part (send JSON naming stored content by sha256 instead)")
+		return spec, false, badRequestf("multipart body: no file part (send JSON naming stored content by sha256 instead)")
 	}
-	return req, sum, nil
+	return spec, req.DryRun, nil
 }
 
 // pushSpec validates a push request into a job spec; uploaded is the

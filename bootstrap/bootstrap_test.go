@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	fexec "github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/minion"
 	"github.com/felix-ops/felix/pki"
@@ -211,13 +211,6 @@ func (h *fakeHost) reset() {
 	h.scripts, h.bodies, h.uploads = nil, nil, nil
 }
 
-type testLogWriter struct{ t *testing.T }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 // setup returns a bootstrapper with a real SQLite store and a minion
 // directory holding the binaries for archs, and the fake SSH it uses.
 func setup(t *testing.T, archs ...string) (*Bootstrapper, fakeSSH) {
@@ -236,7 +229,7 @@ func setup(t *testing.T, archs ...string) (*Bootstrapper, fakeSSH) {
 	}
 	ssh := fakeSSH{}
 	b := &Bootstrapper{SSH: ssh, Store: store, MasterURL: "https://master.example:8443", MasterFingerprint: testMasterFP,
-		MinionDir: dir, Timeout: 5 * time.Second, Log: slog.New(slog.NewTextHandler(testLogWriter{t}, nil))}
+		MinionDir: dir, Timeout: 5 * time.Second, Log: testenv.Logger(t)}
 	return b, ssh
 }
 

@@ -192,22 +192,23 @@ func (s *Store) Open(sha string) (*os.File, Blob, error) {
 // Hold marks the blob as in use by a running job: GC never removes a held
 // blob. Holds are counted; each release (safe to call more than once)
 // drops one. Holding and releasing both touch the blob's last use, so it is
-// kept for KeepUnused after the job ends. ErrNotFound if the blob is absent.
-func (s *Store) Hold(sha string) (release func(), err error) {
+// kept for KeepUnused after the job ends. It returns the blob as Stat
+// does; ErrNotFound if it is absent.
+func (s *Store) Hold(sha string) (b Blob, release func(), err error) {
 	if !ValidSHA(sha) {
-		return nil, fmt.Errorf("hold blob %q: %w", sha, ErrBadSHA)
+		return Blob{}, nil, fmt.Errorf("hold blob %q: %w", sha, ErrBadSHA)
 	}
 	p := s.path(sha)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fi, err := os.Lstat(p)
 	if err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("hold blob %s: %w", sha, notFound(err))
+		return Blob{}, nil, fmt.Errorf("hold blob %s: %w", sha, notFound(err))
 	}
 	s.holds[sha]++
 	s.touchLocked(p)
 	var once sync.Once
-	return func() {
+	return Blob{SHA256: sha, Size: fi.Size()}, func() {
 		once.Do(func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()

@@ -153,7 +153,7 @@ func TestStatMissing(t *testing.T) {
 	if _, _, err := s.Open(sha); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Open = %v; want ErrNotFound", err)
 	}
-	if _, err := s.Hold(sha); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Hold(sha); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Hold = %v; want ErrNotFound", err)
 	}
 }
@@ -277,7 +277,7 @@ func TestFullStoreCollectsGarbage(t *testing.T) {
 	}
 	age(t, s, a.SHA256, 2*keep)
 	age(t, s, b.SHA256, 2*keep)
-	release, err := s.Hold(a.SHA256) // touches a, but a held blob is kept regardless
+	_, release, err := s.Hold(a.SHA256) // touches a, but a held blob is kept regardless
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,11 +338,11 @@ func TestGCByAge(t *testing.T) {
 	old, recent, held, opened := put("old"), put("recent"), put("held"), put("opened")
 	age(t, s, old.SHA256, 2*keep)
 	age(t, s, recent.SHA256, keep/2)
-	release, err := s.Hold(held.SHA256)
+	_, release, err := s.Hold(held.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	release2, err := s.Hold(held.SHA256) // refcounted
+	_, release2, err := s.Hold(held.SHA256) // refcounted
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +411,7 @@ func TestBadSHA(t *testing.T) {
 			if _, _, err := s.Open(tt.sha); !errors.Is(err, ErrBadSHA) {
 				t.Errorf("Open(%q) = %v; want ErrBadSHA", tt.sha, err)
 			}
-			if _, err := s.Hold(tt.sha); !errors.Is(err, ErrBadSHA) {
+			if _, _, err := s.Hold(tt.sha); !errors.Is(err, ErrBadSHA) {
 				t.Errorf("Hold(%q) = %v; want ErrBadSHA", tt.sha, err)
 			}
 			if tt.sha == "" {
@@ -504,7 +504,7 @@ func TestConcurrentPut(t *testing.T) {
 				if _, err := s.Put(strings.NewReader(c), sum([]byte(c))); err != nil {
 					errs <- err
 				}
-				rel, err := s.Hold(sum([]byte(c)))
+				_, rel, err := s.Hold(sum([]byte(c)))
 				if err != nil {
 					errs <- err
 					continue

@@ -1,11 +1,8 @@
 package content
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -36,13 +33,12 @@ func (s *Store) Verify(sha string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	h := sha256.New()
-	_, err = io.Copy(h, f)
+	got, _, err := Sum(f)
 	f.Close()
 	if err != nil {
 		return false, fmt.Errorf("verify blob %s: %w", sha, err)
 	}
-	if hex.EncodeToString(h.Sum(nil)) == sha {
+	if got == sha {
 		return true, nil
 	}
 	s.mu.Lock()

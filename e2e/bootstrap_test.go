@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/pki"
 )
 
@@ -29,16 +30,6 @@ type netns struct {
 	name  string
 	local string // the root namespace's end, 10.250.X.1
 	peer  string // the namespace's end, 10.250.X.2
-}
-
-// skipOrFail skips where network namespaces cannot be made (not root, no
-// iproute2), but fails in CI, where they must work.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
 }
 
 func run(t *testing.T, name string, args ...string) error {
@@ -53,10 +44,10 @@ func run(t *testing.T, name string, args ...string) error {
 func newNetns(t *testing.T) *netns {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		skipOrFail(t, "no ip command (iproute2) for a network namespace: %v", err)
+		testenv.Missing(t, "no ip command (iproute2) for a network namespace: %v", err)
 	}
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		skipOrFail(t, "no /usr/sbin/sshd (openssh-server): %v", err)
+		testenv.Missing(t, "no /usr/sbin/sshd (openssh-server): %v", err)
 	}
 	var b [4]byte
 	rand.Read(b[:])
@@ -65,7 +56,7 @@ func newNetns(t *testing.T) *netns {
 	x := 1 + int(b[0])%250 // 10.250.X.0/30
 	n.local, n.peer = fmt.Sprintf("10.250.%d.1", x), fmt.Sprintf("10.250.%d.2", x)
 	if err := run(t, "ip", "netns", "add", n.name); err != nil {
-		skipOrFail(t, "network namespaces are not permitted here: %v", err)
+		testenv.Missing(t, "network namespaces are not permitted here: %v", err)
 	}
 	t.Cleanup(func() {
 		// Whatever still runs in the namespace was started by this test.
@@ -93,7 +84,7 @@ func newNetns(t *testing.T) *netns {
 	for i, s := range steps {
 		if err := run(t, s[0], s[1:]...); err != nil {
 			if i == 0 {
-				skipOrFail(t, "veth pairs are not permitted here: %v", err)
+				testenv.Missing(t, "veth pairs are not permitted here: %v", err)
 			}
 			t.Fatal(err)
 		}
@@ -217,7 +208,7 @@ func (c *cluster) bootstrap(args ...string) (wire.BootstrapResponse, int, string
 // minion; without a binary for the host's architecture nothing is written.
 func TestBootstrap(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("bootstrap is tested on Linux")
+		testenv.Missing(t, "bootstrap is tested on Linux")
 	}
 	n := newNetns(t)
 	sshd := startNsSSHD(t, n)

@@ -251,7 +251,8 @@ func (c *cluster) minions() map[string]wire.Minion {
 	return byID
 }
 
-// api calls the REST API the way a third party would: pinned TLS, bearer token.
+// api calls the REST API the way a third party would: pinned TLS, bearer
+// token, a JSON body; the answer is decoded into out when it is not nil.
 func (c *cluster) api(method, path string, body any, out any) int {
 	c.t.Helper()
 	var r io.Reader
@@ -259,8 +260,21 @@ func (c *cluster) api(method, path string, body any, out any) int {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, c.url+path, r)
+	status, data := c.apiRaw(method, path, "application/json", r)
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			c.t.Fatalf("%s %s: %v\n%s", method, path, err, data)
+		}
+	}
+	return status
+}
+
+// apiRaw sends a body as is and returns the status and the answer.
+func (c *cluster) apiRaw(method, path, contentType string, body io.Reader) (int, []byte) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.url+path, body)
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", contentType)
 	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientConfig(nil, c.fingerprint)}}
 	resp, err := cl.Do(req)
 	if err != nil {
@@ -268,12 +282,7 @@ func (c *cluster) api(method, path string, body any, out any) int {
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			c.t.Fatalf("%s %s: %v\n%s", method, path, err, data)
-		}
-	}
-	return resp.StatusCode
+	return resp.StatusCode, data
 }
 
 func resultsByHost(j wire.Job) map[string]wire.HostResult {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	fexec "github.com/felix-ops/felix/exec"
-	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/ssh/sshtest"
 )
 
@@ -60,22 +58,6 @@ func (c *cluster) cp(args ...string) (wire.Job, int, string) {
 		c.t.Fatalf("felix cp %v: exit %d: %v\n%s%s", args, code, err, out, errOut)
 	}
 	return j, code, errOut
-}
-
-// apiRaw sends a body as is and returns the status and the answer.
-func (c *cluster) apiRaw(method, path, contentType string, body io.Reader) (int, []byte) {
-	c.t.Helper()
-	req, _ := http.NewRequest(method, c.url+path, body)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", contentType)
-	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientConfig(nil, c.fingerprint)}}
-	resp, err := cl.Do(req)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, data
 }
 
 func jobCount(c *cluster) int {

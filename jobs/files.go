@@ -138,7 +138,7 @@ func (s *Service) holdContent(p *PushSpec) (func(), error) {
 		if e.Kind != exec.KindFile {
 			continue
 		}
-		rel, err := s.Content.Hold(e.SHA256)
+		b, rel, err := s.Content.Hold(e.SHA256)
 		if err != nil {
 			release()
 			if errors.Is(err, content.ErrNotFound) {
@@ -147,11 +147,6 @@ func (s *Service) holdContent(p *PushSpec) (func(), error) {
 			return nil, err
 		}
 		releases = append(releases, rel)
-		b, err := s.Content.Stat(e.SHA256)
-		if err != nil {
-			release()
-			return nil, err
-		}
 		e.Size = b.Size
 	}
 	return release, nil

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 )
 
@@ -269,15 +269,6 @@ func TestResolveNoTargetsSaysWhat(t *testing.T) {
 	}
 }
 
-// logWriter routes a logger to t.Log.
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
 // call is one Exec of the fake transport.
 type call struct {
 	host    string
@@ -387,7 +378,7 @@ func (a *fakeAnnouncer) asked(id string) (int, []exec.Result) {
 func newService(t *testing.T, tr exec.Transport) *Service {
 	t.Helper()
 	store := newTestStore(t)
-	log := slog.New(slog.NewTextHandler(logWriter{t}, nil))
+	log := testenv.Logger(t)
 	w := inventory.NewResultWriter(store, log)
 	t.Cleanup(w.Close)
 	s := &Service{Store: store, Writer: w, Engine: &exec.Engine{Transport: tr}, Log: log,

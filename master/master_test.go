@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,38 +16,11 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/agent"
 )
-
-// testLogWriter routes a logger to t.Log until the test ends; afterwards
-// (a goroutine still finishing) lines are dropped instead of panicking.
-type testLogWriter struct {
-	t    *testing.T
-	mu   sync.Mutex // protects done
-	done bool
-}
-
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	t.Helper()
-	w := &testLogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.done = true
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // testConfig is a valid configuration listening on a free loopback port.
 func testConfig(dataDir string) Config {
@@ -72,7 +44,7 @@ func startMaster(t *testing.T, cfg Config) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out bytes.Buffer
-	m, err := New(ctx, cfg, testLogger(t), &out)
+	m, err := New(ctx, cfg, testenv.Logger(t), &out)
 	if err != nil {
 		cancel()
 		t.Fatalf("New: %v", err)
@@ -355,7 +327,7 @@ func TestNewListenError(t *testing.T) {
 	defer ln.Close()
 	cfg := testConfig(t.TempDir())
 	cfg.Listen = ln.Addr().String() // taken
-	m, err := New(context.Background(), cfg, testLogger(t), io.Discard)
+	m, err := New(context.Background(), cfg, testenv.Logger(t), io.Discard)
 	if err == nil {
 		m.ln.Close()
 		m.store.Close()
@@ -550,7 +522,7 @@ func TestHealth(t *testing.T) {
 	cfg.Health.Interval.Duration, cfg.Health.Timeout.Duration = 200*time.Millisecond, 2*time.Second
 	r := startMaster(t, cfg)
 	ctx := context.Background()
-	log := testLogger(t)
+	log := testenv.Logger(t)
 
 	const id = "health1"
 	mid, err := pki.LoadOrCreate(t.TempDir(), "minion", id, []string{"127.0.0.1"})

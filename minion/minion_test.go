@@ -4,48 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/felix-ops/felix/minion"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/felix-ops/felix/internal/testenv"
+	"github.com/felix-ops/felix/minion"
 
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/master"
 )
-
-// testLogWriter routes a logger to t.Log until the test ends; afterwards
-// (a goroutine still finishing) lines are dropped instead of panicking.
-type testLogWriter struct {
-	t    *testing.T
-	mu   sync.Mutex // protects done
-	done bool
-}
-
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	t.Helper()
-	w := &testLogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.done = true
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // startMaster runs a real master in-process on a free loopback port with its
 // own data directory, until the test ends.
@@ -60,7 +32,7 @@ func startMaster(t *testing.T, health time.Duration) *master.Master {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m, err := master.New(ctx, cfg, testLogger(t), io.Discard)
+	m, err := master.New(ctx, cfg, testenv.Logger(t), io.Discard)
 	if err != nil {
 		cancel()
 		t.Fatalf("master.New: %v", err)
@@ -103,7 +75,7 @@ func minionConfig(t *testing.T, m *master.Master, id, token string) minion.Confi
 
 func newMinion(t *testing.T, cfg minion.Config) *minion.Minion {
 	t.Helper()
-	mn, err := minion.New(cfg, testLogger(t))
+	mn, err := minion.New(cfg, testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("minion.New: %v", err)
 	}
@@ -381,7 +353,7 @@ func TestNewBadPinFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "master.fingerprint"), []byte("garbage\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := minion.New(minion.Config{ID: "x", Listen: ":0", DataDir: dir}, testLogger(t)); err == nil {
+	if _, err := minion.New(minion.Config{ID: "x", Listen: ":0", DataDir: dir}, testenv.Logger(t)); err == nil {
 		t.Errorf("minion.New with a corrupt %s succeeded", "master.fingerprint")
 	}
 }

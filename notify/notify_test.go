@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,23 +17,12 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
 )
 
 const secret = "test-secret-0123456789abcdef"
-
-// tWriter routes logs to t.Log.
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLog(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // env is a store with its result writer, as the master has them.
 type env struct {
@@ -57,7 +45,7 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatalf("Open(%q) = %v", e.path, err)
 	}
-	w := inventory.NewResultWriter(s, testLog(e.t))
+	w := inventory.NewResultWriter(s, testenv.Logger(e.t))
 	e.store, e.writer = s, w
 	e.t.Cleanup(func() {
 		w.Close()
@@ -81,7 +69,7 @@ func (e *env) notifier(cfg Config) *Notifier {
 	if cfg.Secret == "" {
 		cfg.Secret = secret
 	}
-	n, err := New(e.store, cfg, testLog(e.t))
+	n, err := New(e.store, cfg, testenv.Logger(e.t))
 	if err != nil {
 		e.t.Fatalf("New() = %v", err)
 	}

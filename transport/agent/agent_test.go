@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -24,37 +23,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/pki"
 	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
 )
-
-// testLogWriter routes a logger to t.Log until the test ends; afterwards
-// (a handler still finishing) lines are dropped instead of panicking.
-type testLogWriter struct {
-	t    *testing.T
-	mu   sync.Mutex // protects done
-	done bool
-}
-
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	t.Helper()
-	w := &testLogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.done = true
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // countingListener counts the connections it accepts.
 type countingListener struct {
@@ -124,7 +96,7 @@ func newHarness(t *testing.T, opts ...func(*Server)) *harness {
 		t.Fatal(err)
 	}
 	h.ln = &countingListener{Listener: ln}
-	srv := NewServer("m1", "test", testLogger(t))
+	srv := NewServer("m1", "test", testenv.Logger(t))
 	srv.TempDir = h.tempDir
 	for _, o := range opts {
 		o(srv)

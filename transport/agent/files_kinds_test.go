@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 )
 
 // putStep is one put of a sequence against the same minion, and what it
@@ -106,17 +107,17 @@ func wantContent(path, content string) func(t *testing.T) {
 func nobody(t *testing.T) (uint32, uint32) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("changing owners needs root")
+		testenv.Missing(t, "changing owners needs root")
 	}
 	u, uerr := user.Lookup("nobody")
 	g, gerr := user.LookupGroup("nogroup")
 	if uerr != nil || gerr != nil {
-		t.Skipf("no nobody:nogroup here: %v, %v", uerr, gerr)
+		testenv.Missing(t, "no nobody:nogroup here: %v, %v", uerr, gerr)
 	}
 	uid, uerr := strconv.Atoi(u.Uid)
 	gid, gerr := strconv.Atoi(g.Gid)
 	if uerr != nil || gerr != nil {
-		t.Skipf("nobody:nogroup is %s:%s, not numeric", u.Uid, g.Gid)
+		testenv.Missing(t, "nobody:nogroup is %s:%s, not numeric", u.Uid, g.Gid)
 	}
 	return uint32(uid), uint32(gid)
 }

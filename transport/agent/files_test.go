@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 )
 
 func sha256Hex(b []byte) string {
@@ -465,7 +466,7 @@ func TestSweepTemp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := NewServer("m1", "test", testLogger(t))
+	s := NewServer("m1", "test", testenv.Logger(t))
 	s.JournalDir = journal
 	if err := s.SweepTemp(); err != nil {
 		t.Fatalf("SweepTemp: %v", err)

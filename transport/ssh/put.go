@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -23,8 +22,8 @@ import (
 	"github.com/felix-ops/felix/exec"
 )
 
-// numericOwner is an owner of numeric ids: "uid" or "uid:gid".
-var numericOwner = regexp.MustCompile(`^([0-9]{1,10})(?::([0-9]{1,10}))?$`)
+// numericID is a uid or gid given as a number.
+var numericID = regexp.MustCompile(`^[0-9]{1,10}$`)
 
 // ownerName is a user or group name Put resolves on the host.
 var ownerName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
@@ -49,16 +48,13 @@ func (p *Pool) resolveOwner(ctx context.Context, t exec.Target, owner string) (u
 	if owner == "" {
 		return -1, -1, nil
 	}
-	if uid, gid, err := parseOwner(owner); err == nil {
-		return uid, gid, nil
-	}
 	un, gn, _ := strings.Cut(owner, ":")
 	ids := [2]int{-1, -1}
 	var env []string
 	for i, part := range []string{un, gn} {
 		switch {
 		case part == "":
-		case numericOwner.MatchString(part) && !strings.Contains(part, ":"):
+		case numericID.MatchString(part):
 			n, err := strconv.ParseUint(part, 10, 32)
 			if err != nil {
 				return -1, -1, fmt.Errorf("owner %q: %w", owner, err)
@@ -73,31 +69,24 @@ func (p *Pool) resolveOwner(ctx context.Context, t exec.Target, owner string) (u
 	if un == "" && gn == "" {
 		return -1, -1, fmt.Errorf("owner %q names neither user nor group", owner)
 	}
-	var stdout, stderr bytes.Buffer
-	var mu sync.Mutex
-	exit, err := p.exec(ctx, t, exec.Command{Line: ownerScript, Env: env, Timeout: 30 * time.Second}, func(st exec.Stream, b []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		if st == exec.Stderr {
-			stderr.Write(b)
-		} else {
-			stdout.Write(b)
-		}
-	})
+	if len(env) == 0 {
+		return ids[0], ids[1], nil
+	}
+	stdout, stderr, code, err := p.runCollect(ctx, t, runSpec{line: ownerScript, env: env, timeout: 30 * time.Second})
 	if err != nil {
 		return -1, -1, fmt.Errorf("owner %q: look up on the host: %w", owner, err)
 	}
-	if exit.Code != 0 {
-		return -1, -1, fmt.Errorf("owner %q: %s", owner, strings.TrimSpace(stderr.String()))
+	if code != 0 {
+		return -1, -1, fmt.Errorf("owner %q: %s", owner, bytes.TrimSpace(stderr))
 	}
-	u, g, ok := strings.Cut(strings.TrimSpace(stdout.String()), ":")
+	u, g, ok := strings.Cut(string(bytes.TrimSpace(stdout)), ":")
 	for i, v := range []string{u, g} {
 		if v == "" || ids[i] >= 0 {
 			continue
 		}
 		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil || !ok {
-			return -1, -1, fmt.Errorf("owner %q: the host answered %q", owner, stdout.String())
+			return -1, -1, fmt.Errorf("owner %q: the host answered %q", owner, stdout)
 		}
 		ids[i] = int(n)
 	}
@@ -107,30 +96,6 @@ func (p *Pool) resolveOwner(ctx context.Context, t exec.Target, owner string) (u
 // hashablePath is a path that may be passed to sha256sum on a command
 // line as it is; any other path is hashed by reading it over SFTP.
 var hashablePath = regexp.MustCompile(`^/[A-Za-z0-9._/+@-]*$`)
-
-// parseOwner parses a numeric owner; -1 keeps the old value.
-func parseOwner(owner string) (uid, gid int, err error) {
-	if owner == "" {
-		return -1, -1, nil
-	}
-	m := numericOwner.FindStringSubmatch(owner)
-	if m == nil {
-		return -1, -1, fmt.Errorf("owner %q: over SSH only a numeric uid or uid:gid is supported", owner)
-	}
-	u, err := strconv.ParseUint(m[1], 10, 32)
-	if err != nil {
-		return -1, -1, fmt.Errorf("owner %q: %w", owner, err)
-	}
-	uid, gid = int(u), -1
-	if m[2] != "" {
-		g, err := strconv.ParseUint(m[2], 10, 32)
-		if err != nil {
-			return -1, -1, fmt.Errorf("owner %q: %w", owner, err)
-		}
-		gid = int(g)
-	}
-	return uid, gid, nil
-}
 
 // ownerOf returns the uid and gid of a file described over SFTP.
 func ownerOf(fi os.FileInfo) (int, int, bool) {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/transport/ssh"
 	"github.com/felix-ops/felix/transport/ssh/sshtest"
 )
@@ -192,7 +193,7 @@ func TestPutAttrsInPlace(t *testing.T) {
 	}
 	asRoot := func(t *testing.T, owner string) string {
 		if os.Geteuid() != 0 {
-			t.Skip("changing owners needs root")
+			testenv.Missing(t, "changing owners needs root")
 		}
 		return owner
 	}
@@ -791,7 +792,7 @@ func TestPutPrivateTempDir(t *testing.T) {
 	// The check below means something only if nobody can read a
 	// readable file here.
 	if err := readAsNobody(dest); err != nil {
-		t.Skipf("cannot read as uid %d here: %v", nobody, err)
+		testenv.Missing(t, "cannot read as uid %d here: %v", nobody, err)
 	}
 	content := []byte("new secret\n")
 	var stages []string

@@ -549,11 +549,15 @@ const maxRunOutput = 16 << 20
 // waited for two seconds at most. Each stream keeps at most 16 MiB; more is
 // an error.
 func (p *Pool) Run(ctx context.Context, t exec.Target, script string) (stdout, stderr []byte, code int, err error) {
+	return p.runCollect(ctx, t, runSpec{line: script})
+}
+
+// runCollect runs r like Run and returns its output and exit code.
+func (p *Pool) runCollect(ctx context.Context, t exec.Target, r runSpec) (stdout, stderr []byte, code int, err error) {
 	s, err := p.spec(t)
 	if err != nil {
 		return nil, nil, -1, err
 	}
-	r := runSpec{line: script}
 	if err := r.validate(); err != nil {
 		return nil, nil, -1, fmt.Errorf("run on %s: %w", s.id, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	osexec "os/exec"
@@ -27,17 +26,10 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/transport/ssh"
 	"github.com/felix-ops/felix/transport/ssh/sshtest"
 )
-
-// tWriter sends a pool's logs to the test log.
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // newPool returns a pool using knownHosts, without ssh-agent, closed when
 // the test ends.
@@ -47,7 +39,7 @@ func newPool(t testing.TB, knownHosts string, change ...func(*ssh.Config)) *ssh.
 		KnownHosts:     knownHosts,
 		NoAgent:        true,
 		ConnectTimeout: 10 * time.Second,
-		Log:            slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Log:            testenv.Logger(t),
 	}
 	for _, c := range change {
 		c(&cfg)
@@ -725,7 +717,7 @@ func TestBecome(t *testing.T) {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("sudo is not installed (make deps installs it)")
 		}
-		t.Skip("sudo is not installed (make deps installs it)")
+		testenv.Missing(t, "sudo is not installed (make deps installs it)")
 	}
 	s, p := server(t, "127.0.0.34")
 	target := s.Target()

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 )
 
 // SSHD is the sshd binary the servers run.
@@ -110,23 +111,15 @@ func Start(t testing.TB, host string, opts ...Option) *Server {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
 	if _, err := os.Stat(SSHD); err != nil {
-		unavailable("sshd is not installed (%v); install openssh-server", err)
+		testenv.Missing(t, "sshd is not installed (%v); install openssh-server", err)
 	}
 	if os.Geteuid() != 0 {
-		unavailable("sshd tests need root (running as uid %d)", os.Geteuid())
+		testenv.Missing(t, "sshd tests need root (running as uid %d)", os.Geteuid())
 	}
 	if o.password != "" || o.shell != "" {
 		if err := osexec.Command("unshare", "-m", "true").Run(); err != nil {
-			unavailable("sshd with its own password or shell needs mount namespaces (unshare -m): %v", err)
+			testenv.Missing(t, "sshd with its own password or shell needs mount namespaces (unshare -m): %v", err)
 		}
 	}
 	// sshd's privilege separation directory.
