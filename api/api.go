@@ -18,9 +18,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/model"
 )
 
 // maxBody bounds every JSON request body.
@@ -28,12 +28,12 @@ const maxBody = 4 << 20
 
 // Runner runs jobs; satisfied by *jobs.Service.
 type Runner interface {
-	Submit(ctx context.Context, spec jobs.Spec, payload string) (inventory.Job, error)
-	DryRun(ctx context.Context, spec jobs.Spec) ([]exec.Target, error)
+	Submit(ctx context.Context, spec model.JobSpec, payload string) (inventory.Job, error)
+	DryRun(ctx context.Context, spec model.JobSpec) ([]model.Target, error)
 	Wait(ctx context.Context, id string) bool
 	Cancel(ctx context.Context, id string) error
 	Rerun(ctx context.Context, id string, onlyFailed bool) (inventory.Job, error)
-	Events(ctx context.Context, id string, fn func(jobs.Event) error) error
+	Events(ctx context.Context, id string, fn func(model.Event) error) error
 	StorePayload(content io.Reader, limit int64) (string, int64, error)
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 )
 
@@ -52,8 +53,8 @@ type fakeTransport struct {
 }
 
 type fakeCall struct {
-	Target  exec.Target
-	Cmd     exec.Command
+	Target  model.Target
+	Cmd     model.Command
 	Content []byte // what Cmd.File's Open yielded during the call
 }
 
@@ -63,17 +64,17 @@ func newFakeTransport() *fakeTransport { return &fakeTransport{release: make(cha
 
 func (f *fakeTransport) Name() string { return "fake" }
 
-func (f *fakeTransport) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func (f *fakeTransport) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	call := fakeCall{Target: t, Cmd: cmd}
 	if cmd.File != nil {
 		rc, err := cmd.File.Open()
 		if err != nil {
-			return exec.Exit{}, fmt.Errorf("open file %s: %w", cmd.File.Name, err)
+			return model.Exit{}, fmt.Errorf("open file %s: %w", cmd.File.Name, err)
 		}
 		call.Content, err = io.ReadAll(rc)
 		rc.Close()
 		if err != nil {
-			return exec.Exit{}, fmt.Errorf("read file %s: %w", cmd.File.Name, err)
+			return model.Exit{}, fmt.Errorf("read file %s: %w", cmd.File.Name, err)
 		}
 	}
 	f.mu.Lock()
@@ -84,22 +85,22 @@ func (f *fakeTransport) Exec(ctx context.Context, t exec.Target, cmd exec.Comman
 	switch {
 	case cmd.Line == "sleep":
 		<-ctx.Done()
-		return exec.Exit{Code: -1, Signal: "SIGKILL", Cancelled: true}, nil
+		return model.Exit{Code: -1, Signal: "SIGKILL", Cancelled: true}, nil
 	case cmd.Line == "stream":
-		out(exec.Stdout, []byte("chunk-1\n"))
+		out(model.Stdout, []byte("chunk-1\n"))
 		select {
 		case <-f.release:
 		case <-ctx.Done():
-			return exec.Exit{Code: -1, Signal: "SIGKILL", Cancelled: true}, nil
+			return model.Exit{Code: -1, Signal: "SIGKILL", Cancelled: true}, nil
 		}
-		out(exec.Stdout, []byte("chunk-2\n"))
-		return exec.Exit{}, nil
+		out(model.Stdout, []byte("chunk-2\n"))
+		return model.Exit{}, nil
 	case cmd.Line == "fail" || (len(word) > 1 && word[0] == "fail-on" && slices.Contains(word[1:], t.ID)):
-		out(exec.Stderr, []byte("boom\n"))
-		return exec.Exit{Code: 1}, nil
+		out(model.Stderr, []byte("boom\n"))
+		return model.Exit{Code: 1}, nil
 	}
-	out(exec.Stdout, []byte(t.ID+"\n"))
-	return exec.Exit{Code: 0, Duration: time.Millisecond}, nil
+	out(model.Stdout, []byte(t.ID+"\n"))
+	return model.Exit{Code: 0, Duration: time.Millisecond}, nil
 }
 
 // Release lets every stream command, running or to come, finish.
@@ -125,12 +126,12 @@ func hosts(calls []fakeCall) []string {
 // has a callback_url; nothing delivers it, so it stays pending.
 type fakeAnnouncer struct{}
 
-func (fakeAnnouncer) Announce(job inventory.Job, spec jobs.Spec, results []exec.Result) []inventory.OutboxItem {
+func (fakeAnnouncer) Announce(job inventory.Job, spec model.JobSpec, results []model.Result) []inventory.OutboxItem {
 	if spec.CallbackURL == "" {
 		return nil
 	}
 	id := "cb-" + job.ID
-	body, err := json.Marshal(wire.Callback{EventID: id, Job: jobs.View(job, results)})
+	body, err := api.CallbackBody(id, job, results)
 	if err != nil {
 		panic(err)
 	}
@@ -341,7 +342,7 @@ func (h *harness) submit(req any) string {
 	h.t.Helper()
 	var acc wire.ExecAccepted
 	h.adminDo("POST", "/api/v1/exec", req, &acc, http.StatusAccepted)
-	if acc.JobID == "" || acc.State != inventory.JobRunning {
+	if acc.JobID == "" || acc.State != model.JobRunning {
 		h.t.Fatalf("exec = %+v; want a running job's id", acc)
 	}
 	return acc.JobID
@@ -367,7 +368,7 @@ func (h *harness) waitJob(id string) wire.Job {
 	eventually(h.t, "job "+id+" ends", func() bool {
 		j = wire.Job{}
 		h.adminDo("GET", "/api/v1/jobs/"+id, nil, &j, http.StatusOK)
-		return j.State == inventory.JobDone || j.State == inventory.JobCancelled
+		return j.State == model.JobDone || j.State == model.JobCancelled
 	})
 	return j
 }
@@ -448,9 +449,9 @@ type sseEvent struct {
 }
 
 // event decodes e's data as a job event.
-func (e sseEvent) event(t *testing.T) jobs.Event {
+func (e sseEvent) event(t *testing.T) model.Event {
 	t.Helper()
-	var ev jobs.Event
+	var ev model.Event
 	if err := json.Unmarshal([]byte(e.Data), &ev); err != nil {
 		t.Fatalf("event %s data %q: %v", e.Type, e.Data, err)
 	}
@@ -532,8 +533,8 @@ func newIdentity(t *testing.T, cn string) *pki.Identity {
 	return id
 }
 
-func registerReq(id string, ident *pki.Identity, token string) wire.RegisterRequest {
-	return wire.RegisterRequest{ID: id, Hostname: id + ".example", IPs: []string{"127.0.0.9"}, GRPCAddr: "127.0.0.9:4510",
+func registerReq(id string, ident *pki.Identity, token string) model.RegisterRequest {
+	return model.RegisterRequest{ID: id, Hostname: id + ".example", IPs: []string{"127.0.0.9"}, GRPCAddr: "127.0.0.9:4510",
 		Version: "test", Facts: json.RawMessage(`{"os_name":"debian","os_version":"12"}`), CertPEM: string(ident.CertPEM),
 		JoinToken: token}
 }
@@ -647,15 +648,15 @@ func TestRegisterRefusesBadInput(t *testing.T) {
 		{"unknown field", func() []byte { return []byte(`{"id": "m1", "is_admin": true}`) }, []string{"malformed JSON", "is_admin"}},
 		{"trailing data", func() []byte { b, _ := json.Marshal(registerReq("m1", ident, tok)); return append(b, "{}"...) },
 			[]string{"malformed JSON", "after"}},
-		{"bad grpc_addr", reqBody(func(r *wire.RegisterRequest) { r.GRPCAddr = "nohostport" }, ident, tok), []string{"grpc_addr"}},
-		{"bad grpc port", reqBody(func(r *wire.RegisterRequest) { r.GRPCAddr = "127.0.0.9:70000" }, ident, tok), []string{"grpc_addr"}},
-		{"bad ip", reqBody(func(r *wire.RegisterRequest) { r.IPs = []string{"not-an-ip"} }, ident, tok), []string{"ips"}},
-		{"bad facts", reqBody(func(r *wire.RegisterRequest) { r.Facts = json.RawMessage(`"debian"`) }, ident, tok), []string{"facts"}},
-		{"no cert_pem", reqBody(func(r *wire.RegisterRequest) { r.CertPEM = "" }, ident, tok), []string{"cert_pem"}},
-		{"garbage cert_pem", reqBody(func(r *wire.RegisterRequest) {
+		{"bad grpc_addr", reqBody(func(r *model.RegisterRequest) { r.GRPCAddr = "nohostport" }, ident, tok), []string{"grpc_addr"}},
+		{"bad grpc port", reqBody(func(r *model.RegisterRequest) { r.GRPCAddr = "127.0.0.9:70000" }, ident, tok), []string{"grpc_addr"}},
+		{"bad ip", reqBody(func(r *model.RegisterRequest) { r.IPs = []string{"not-an-ip"} }, ident, tok), []string{"ips"}},
+		{"bad facts", reqBody(func(r *model.RegisterRequest) { r.Facts = json.RawMessage(`"debian"`) }, ident, tok), []string{"facts"}},
+		{"no cert_pem", reqBody(func(r *model.RegisterRequest) { r.CertPEM = "" }, ident, tok), []string{"cert_pem"}},
+		{"garbage cert_pem", reqBody(func(r *model.RegisterRequest) {
 			r.CertPEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
 		}, ident, tok), []string{"cert_pem"}},
-		{"hostname with NUL", reqBody(func(r *wire.RegisterRequest) { r.Hostname = "a\x00b" }, ident, tok), []string{"hostname"}},
+		{"hostname with NUL", reqBody(func(r *model.RegisterRequest) { r.Hostname = "a\x00b" }, ident, tok), []string{"hostname"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -674,10 +675,10 @@ func TestRegisterRefusesBadInput(t *testing.T) {
 }
 
 func idBody(id string, ident *pki.Identity, tok string) func() []byte {
-	return reqBody(func(r *wire.RegisterRequest) { r.ID = id }, ident, tok)
+	return reqBody(func(r *model.RegisterRequest) { r.ID = id }, ident, tok)
 }
 
-func reqBody(edit func(*wire.RegisterRequest), ident *pki.Identity, tok string) func() []byte {
+func reqBody(edit func(*model.RegisterRequest), ident *pki.Identity, tok string) func() []byte {
 	return func() []byte {
 		r := registerReq("m1", ident, tok)
 		edit(&r)
@@ -706,7 +707,7 @@ func TestRegisterProofOfPossession(t *testing.T) {
 	tests := []struct {
 		name   string
 		client *http.Client
-		req    wire.RegisterRequest
+		req    model.RegisterRequest
 	}{
 		{"no client certificate", h.client(nil), registerReq("m1", ident, tok)},
 		{"cert_pem is not the client certificate", h.client(other), registerReq("m1", ident, tok)},
@@ -1041,7 +1042,7 @@ func TestExecReportsUnknownAndPending(t *testing.T) {
 	var job wire.Job
 	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{ID: "req-1", CmdLine: "hostname", Targets: []string{"ghost", "p1", "10.99.0.1"}},
 		&job, http.StatusOK)
-	want := map[string]string{"ghost": "unknown", "p1": "not_accepted", "10.99.0.1": "unknown"}
+	want := map[string]model.State{"ghost": "unknown", "p1": "not_accepted", "10.99.0.1": "unknown"}
 	if len(job.Results) != len(want) {
 		t.Errorf("exec: %d results %+v; want %d", len(job.Results), job.Results, len(want))
 	}
@@ -1053,8 +1054,8 @@ func TestExecReportsUnknownAndPending(t *testing.T) {
 			t.Errorf("host %s: no error message; want one saying why nothing ran", r.Host)
 		}
 	}
-	if job.ID != "req-1" || job.State != inventory.JobDone {
-		t.Errorf("exec: id, state = %q, %q; want %q, %q", job.ID, job.State, "req-1", inventory.JobDone)
+	if job.ID != "req-1" || job.State != model.JobDone {
+		t.Errorf("exec: id, state = %q, %q; want %q, %q", job.ID, job.State, "req-1", model.JobDone)
 	}
 	if got := h.fake.Calls(); len(got) != 0 {
 		t.Errorf("transport called for %+v; want no calls", got)
@@ -1084,7 +1085,7 @@ func TestHappyPath(t *testing.T) {
 		t.Fatalf("join token = %+v; want a token with an expiry", jt)
 	}
 
-	var reg wire.RegisterResponse
+	var reg model.RegisterResponse
 	status, body := h.do(mc, "POST", "/api/v1/minions/register", "", registerReq("m1", ident, jt.Token))
 	if status != http.StatusCreated {
 		t.Fatalf("register = %d %s; want 201", status, body)
@@ -1092,7 +1093,7 @@ func TestHappyPath(t *testing.T) {
 	if err := json.Unmarshal(body, &reg); err != nil {
 		t.Fatal(err)
 	}
-	want := wire.RegisterResponse{ID: "m1", State: inventory.StatePending, Fingerprint: ident.Fingerprint, Address: "127.0.0.9:4510"}
+	want := model.RegisterResponse{ID: "m1", State: inventory.StatePending, Fingerprint: ident.Fingerprint, Address: "127.0.0.9:4510"}
 	if reg != want {
 		t.Errorf("register = %+v; want %+v", reg, want)
 	}
@@ -1128,7 +1129,7 @@ func TestHappyPath(t *testing.T) {
 	seed := `{"id":"abc","cmd_line":"hostname","cmd_type":"line","minion_ip":"127.0.0.9"}`
 	job = wire.Job{}
 	h.adminDo("POST", "/api/v1/exec?wait=10s", seed, &job, http.StatusOK)
-	if job.ID != "abc" || job.JobID == "" || job.CmdLine != "hostname" || job.CmdType != "line" || job.State != inventory.JobDone {
+	if job.ID != "abc" || job.JobID == "" || job.CmdLine != "hostname" || job.CmdType != "line" || job.State != model.JobDone {
 		t.Errorf("exec = %+v; want id abc, a job id, cmd hostname, type line, done", job)
 	}
 	if len(job.Results) != 1 {
@@ -1152,7 +1153,7 @@ func TestHappyPath(t *testing.T) {
 
 	var stored wire.Job
 	h.adminDo("GET", "/api/v1/jobs/"+job.JobID, nil, &stored, http.StatusOK)
-	if stored.JobID != job.JobID || stored.ID != "abc" || stored.State != inventory.JobDone || len(stored.Results) != 1 {
+	if stored.JobID != job.JobID || stored.ID != "abc" || stored.State != model.JobDone || len(stored.Results) != 1 {
 		t.Fatalf("stored job = %+v; want %s with one result", stored, job.JobID)
 	}
 	if s := stored.Results[0]; s.Host != r.Host || s.State != r.State || s.Stdout != r.Stdout || s.ExitCode != r.ExitCode ||
@@ -1173,7 +1174,7 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("exec without wait = %+v; want a new job id, id abc, total 1", acc)
 	}
 	async := h.waitJob(acc.JobID)
-	if async.ID != "abc" || async.State != inventory.JobDone || len(async.Results) != 1 ||
+	if async.ID != "abc" || async.State != model.JobDone || len(async.Results) != 1 ||
 		async.Results[0].State != "ok" || async.Results[0].Stdout != "m1\n" {
 		t.Errorf("async job = %+v; want id abc, done, m1 ok with stdout %q", async, "m1\n")
 	}

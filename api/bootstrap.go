@@ -10,13 +10,13 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/bootstrap"
-	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 // Bootstrapper installs minions over SSH; satisfied by
 // *bootstrap.Bootstrapper.
 type Bootstrapper interface {
-	Many(ctx context.Context, targets []exec.Target, ids []string) []bootstrap.Result
+	Many(ctx context.Context, targets []model.Target, ids []string) []bootstrap.Result
 }
 
 // maxBootstrapHosts bounds the hosts of one bootstrap request.
@@ -45,23 +45,23 @@ func (s *Server) bootstrap(c *gin.Context) {
 			s.abort(c, badRequestf("id: only with a single host (%d given)", len(req.Hosts)))
 			return
 		}
-		if err := wire.ValidID(req.ID); err != nil {
+		if err := model.ValidID(req.ID); err != nil {
 			s.abort(c, badRequest{err.Error()})
 			return
 		}
 		ids = []string{req.ID}
 	}
 	if req.Port != 0 {
-		if err := wire.ValidPort(req.Port); err != nil {
+		if err := model.ValidPort(req.Port); err != nil {
 			s.abort(c, badRequest{err.Error()})
 			return
 		}
 	}
-	if err := wire.ValidKeyPath(req.Key); err != nil {
+	if err := model.ValidKeyPath(req.Key); err != nil {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
-	targets := make([]exec.Target, 0, len(req.Hosts))
+	targets := make([]model.Target, 0, len(req.Hosts))
 	seen := make(map[string]string, len(req.Hosts))
 	for _, h := range req.Hosts {
 		st, err := bootstrap.ParseHost(h, req.Port, req.Key)
@@ -75,7 +75,7 @@ func (s *Server) bootstrap(c *gin.Context) {
 			return
 		}
 		seen[addr] = h
-		targets = append(targets, exec.Target{ID: h, SSH: &st})
+		targets = append(targets, model.Target{ID: h, SSH: &st})
 	}
 	if s.Bootstrap == nil {
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "bootstrap is not available: the master runs without its SSH transport (see its log)"})

@@ -15,19 +15,19 @@ import (
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/bootstrap"
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 )
 
 // fakeBootstrapper records what it is asked and answers ok for each host.
 type fakeBootstrapper struct {
 	mu      sync.Mutex
-	targets []exec.Target // protected by mu
-	ids     []string      // protected by mu
+	targets []model.Target // protected by mu
+	ids     []string       // protected by mu
 }
 
-func (f *fakeBootstrapper) Many(ctx context.Context, targets []exec.Target, ids []string) []bootstrap.Result {
+func (f *fakeBootstrapper) Many(ctx context.Context, targets []model.Target, ids []string) []bootstrap.Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.targets = append(f.targets, targets...)
@@ -43,10 +43,10 @@ func (f *fakeBootstrapper) Many(ctx context.Context, targets []exec.Target, ids 
 	return out
 }
 
-func (f *fakeBootstrapper) seen() ([]exec.Target, []string) {
+func (f *fakeBootstrapper) seen() ([]model.Target, []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]exec.Target(nil), f.targets...), append([]string(nil), f.ids...)
+	return append([]model.Target(nil), f.targets...), append([]string(nil), f.ids...)
 }
 
 func bootstrapServer(t *testing.T, b api.Bootstrapper) (post func(body string) (int, []byte)) {
@@ -95,7 +95,7 @@ func TestBootstrap(t *testing.T) {
 		resp.Results[1].State != "failed" || resp.Results[1].Reason == "" || resp.Results[2].ID != "mweb-3.example.net" {
 		t.Errorf("results %+v", resp.Results)
 	}
-	want := []exec.SSHTarget{
+	want := []model.SSHTarget{
 		{Host: "10.0.0.5", User: "root", Port: 2200, KeyPath: "/etc/felix/id_ed25519"},
 		{Host: "10.0.0.66", User: "admin", Port: 2222, KeyPath: "/etc/felix/id_ed25519"},
 		{Host: "web-3.example.net", Port: 2200, KeyPath: "/etc/felix/id_ed25519"},

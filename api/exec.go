@@ -23,58 +23,58 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/felix-ops/felix/api/wire"
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/transport"
 )
 
 // spec validates an exec request into a job spec. It does not look at the
 // file content; exec stores that separately.
-func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (jobs.Spec, error) {
+func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (model.JobSpec, error) {
 	switch req.CmdType {
 	case "":
 		req.CmdType = "line"
 	case "line", "script", "file":
 	default:
-		return jobs.Spec{}, badRequestf("cmd_type %q: want line, script or file", req.CmdType)
+		return model.JobSpec{}, badRequestf("cmd_type %q: want line, script or file", req.CmdType)
 	}
 	if strings.TrimSpace(req.CmdLine) == "" {
-		return jobs.Spec{}, badRequestf("cmd_line is empty")
+		return model.JobSpec{}, badRequestf("cmd_line is empty")
 	}
 	if !utf8.ValidString(req.CmdLine) || strings.ContainsRune(req.CmdLine, 0) {
-		return jobs.Spec{}, badRequestf("cmd_line must be UTF-8 text without NUL")
+		return model.JobSpec{}, badRequestf("cmd_line must be UTF-8 text without NUL")
 	}
 	if len(req.ID) > 256 || !utf8.ValidString(req.ID) {
-		return jobs.Spec{}, badRequestf("id must be UTF-8 of at most 256 bytes")
+		return model.JobSpec{}, badRequestf("id must be UTF-8 of at most 256 bytes")
 	}
-	spec := jobs.Spec{ClientID: req.ID, CmdType: req.CmdType, CmdLine: req.CmdLine, Batch: req.Batch,
+	spec := model.JobSpec{ClientID: req.ID, CmdType: req.CmdType, CmdLine: req.CmdLine, Batch: req.Batch,
 		FailThreshold: req.FailThreshold}
 	if req.CmdType == "line" {
 		if req.File != "" || uploaded || req.FileName != "" || req.FileEncoding != "" {
-			return jobs.Spec{}, badRequestf("file, file_name and file_encoding are for cmd_type script or file")
+			return model.JobSpec{}, badRequestf("file, file_name and file_encoding are for cmd_type script or file")
 		}
 	} else {
 		if req.File == "" && !uploaded {
-			return jobs.Spec{}, badRequestf("file is required for cmd_type %s", req.CmdType)
+			return model.JobSpec{}, badRequestf("file is required for cmd_type %s", req.CmdType)
 		}
 		if req.FileEncoding != "" && req.FileEncoding != "text" && req.FileEncoding != "base64" {
-			return jobs.Spec{}, badRequestf("file_encoding %q: want text or base64", req.FileEncoding)
+			return model.JobSpec{}, badRequestf("file_encoding %q: want text or base64", req.FileEncoding)
 		}
 		name := req.FileName
 		if name == "" {
 			first := strings.Fields(req.CmdLine)[0]
 			if !strings.HasPrefix(first, "./") {
-				return jobs.Spec{}, badRequestf("file_name is required unless cmd_line starts with ./NAME (it is %q)", first)
+				return model.JobSpec{}, badRequestf("file_name is required unless cmd_line starts with ./NAME (it is %q)", first)
 			}
 			name = strings.TrimPrefix(first, "./")
 		}
 		if req.Cwd != "" {
-			return jobs.Spec{}, badRequestf("cwd: a %s command runs in its own private directory", req.CmdType)
+			return model.JobSpec{}, badRequestf("cwd: a %s command runs in its own private directory", req.CmdType)
 		}
 		if name == "" || len(name) > 255 || name != filepath.Base(name) || name == "." || name == ".." ||
 			strings.ContainsAny(name, "/\x00") || !utf8.ValidString(name) {
-			return jobs.Spec{}, badRequestf("file_name %q: want a plain file name (from file_name or the first word of cmd_line)", name)
+			return model.JobSpec{}, badRequestf("file_name %q: want a plain file name (from file_name or the first word of cmd_line)", name)
 		}
 		spec.FileName = name
 	}
@@ -82,25 +82,25 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (jobs
 		Batch: req.Batch, FailThreshold: req.FailThreshold, Transport: req.Transport}
 	if req.MinionIP != "" {
 		if net.ParseIP(req.MinionIP) == nil {
-			return jobs.Spec{}, badRequestf("minion_ip %q is not an IP address", req.MinionIP)
+			return model.JobSpec{}, badRequestf("minion_ip %q is not an IP address", req.MinionIP)
 		}
 		opts.Targets = append(append([]string(nil), req.Targets...), req.MinionIP)
 	}
 	if err := s.jobOptions(c, opts, s.Config.DefaultTimeout, &spec); err != nil {
-		return jobs.Spec{}, err
+		return model.JobSpec{}, err
 	}
 	for k, v := range req.Env {
-		if !exec.ValidEnvName(k) {
-			return jobs.Spec{}, badRequestf("env: %q is not a valid variable name", k)
+		if !model.ValidEnvName(k) {
+			return model.JobSpec{}, badRequestf("env: %q is not a valid variable name", k)
 		}
 		if strings.ContainsRune(v, 0) {
-			return jobs.Spec{}, badRequestf("env: value of %s contains NUL", k)
+			return model.JobSpec{}, badRequestf("env: value of %s contains NUL", k)
 		}
 		spec.Env = append(spec.Env, k+"="+v)
 	}
 	sort.Strings(spec.Env)
 	if strings.ContainsRune(req.Cwd, 0) || (req.Cwd != "" && !strings.HasPrefix(req.Cwd, "/")) {
-		return jobs.Spec{}, badRequestf("cwd %q: want an absolute path", req.Cwd)
+		return model.JobSpec{}, badRequestf("cwd %q: want an absolute path", req.Cwd)
 	}
 	spec.Dir = req.Cwd
 	return spec, nil
@@ -109,7 +109,7 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (jobs
 // jobOptions validates the fields every job request has into spec:
 // targets, timeout (def when none), transport, batch, fail threshold,
 // callback URL and the caller's id.
-func (s *Server) jobOptions(c *gin.Context, o wire.JobOptions, def time.Duration, spec *jobs.Spec) error {
+func (s *Server) jobOptions(c *gin.Context, o wire.JobOptions, def time.Duration, spec *model.JobSpec) error {
 	if len(o.ID) > 256 || !utf8.ValidString(o.ID) {
 		return badRequestf("id must be UTF-8 of at most 256 bytes")
 	}
@@ -129,14 +129,14 @@ func (s *Server) jobOptions(c *gin.Context, o wire.JobOptions, def time.Duration
 	if s.Config.MaxTimeout > 0 && spec.Timeout > s.Config.MaxTimeout {
 		return badRequestf("timeout %s is over the master's limit of %s", spec.Timeout, s.Config.MaxTimeout)
 	}
-	if err := transport.ValidMode(o.Transport); err != nil {
+	if err := model.ValidMode(o.Transport); err != nil {
 		return badRequest{err.Error()}
 	}
 	spec.Transport = o.Transport
 	if spec.Transport == "" {
-		spec.Transport = transport.ModeAuto
+		spec.Transport = model.ModeAuto
 	}
-	if err := jobs.ParseBatch(o.Batch); err != nil {
+	if err := model.ParseBatch(o.Batch); err != nil {
 		return badRequest{err.Error()}
 	}
 	if o.FailThreshold < 0 {
@@ -188,7 +188,7 @@ func (s *Server) answerJob(c *gin.Context, job inventory.Job, wait time.Duration
 			s.writeJob(c, job.ID, http.StatusOK)
 			return
 		}
-		job.State = inventory.JobRunning // still running: the job goes on
+		job.State = model.JobRunning // still running: the job goes on
 	}
 	c.Header("Location", "/api/v1/jobs/"+job.ID)
 	c.JSON(http.StatusAccepted, wire.ExecAccepted{JobID: job.ID, ID: job.ClientID, State: job.State, Total: job.Total})
@@ -347,7 +347,7 @@ func (s *Server) readMultipart(c *gin.Context) (req wire.ExecRequest, path strin
 	return req, path, size, nil
 }
 
-func (s *Server) dryRun(c *gin.Context, spec jobs.Spec) {
+func (s *Server) dryRun(c *gin.Context, spec model.JobSpec) {
 	targets, err := s.Jobs.DryRun(c.Request.Context(), spec)
 	if err != nil {
 		s.abort(c, err)
@@ -377,7 +377,7 @@ func (s *Server) writeJob(c *gin.Context, id string, status int) {
 		s.abort(c, err)
 		return
 	}
-	out := jobs.View(job, results)
+	out := jobView(job, results)
 	items, err := s.Store.Outbox(ctx, inventory.OutboxFilter{JobID: id})
 	if err != nil {
 		s.abort(c, err)
@@ -399,13 +399,13 @@ func (s *Server) listJobs(c *gin.Context) {
 		}
 		limit = n
 	}
-	switch st := c.Query("state"); st {
-	case "", inventory.JobQueued, inventory.JobRunning, inventory.JobDone, inventory.JobCancelled:
+	switch st := model.JobState(c.Query("state")); st {
+	case "", model.JobQueued, model.JobRunning, model.JobDone, model.JobCancelled:
 	default:
 		s.abort(c, badRequestf("state %q: want queued, running, done or cancelled", st))
 		return
 	}
-	f := inventory.JobFilter{State: c.Query("state"), ClientID: c.Query("id"), Before: c.Query("before"), Limit: limit + 1}
+	f := inventory.JobFilter{State: model.JobState(c.Query("state")), ClientID: c.Query("id"), Before: c.Query("before"), Limit: limit + 1}
 	list, err := s.Store.Jobs(c.Request.Context(), f)
 	if err != nil {
 		s.abort(c, err)
@@ -417,7 +417,7 @@ func (s *Server) listJobs(c *gin.Context) {
 		out.Next = list[limit-1].ID
 	}
 	for _, j := range list {
-		v := jobs.View(j, nil)
+		v := jobView(j, nil)
 		v.Summary = j.Summary
 		out.Jobs = append(out.Jobs, v)
 	}
@@ -484,7 +484,7 @@ func (s *Server) jobEvents(c *gin.Context) {
 			}
 		}
 	}()
-	err := s.Jobs.Events(c.Request.Context(), id, func(e jobs.Event) error {
+	err := s.Jobs.Events(c.Request.Context(), id, func(e model.Event) error {
 		b, err := json.Marshal(e)
 		if err != nil {
 			return err

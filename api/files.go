@@ -14,8 +14,7 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/content"
-	"github.com/felix-ops/felix/exec"
-	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/model"
 )
 
 // Contents is the master's content store as the API uses it; satisfied by
@@ -112,7 +111,7 @@ func (s *Server) abortContent(c *gin.Context, err error) {
 
 // fileJob answers a file job request like exec: build reads the body
 // into a spec and says whether the body asks for a dry run.
-func (s *Server) fileJob(c *gin.Context, build func() (jobs.Spec, bool, error)) {
+func (s *Server) fileJob(c *gin.Context, build func() (model.JobSpec, bool, error)) {
 	if s.Content == nil {
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master has no content store"})
 		return
@@ -143,14 +142,14 @@ func (s *Server) fileJob(c *gin.Context, build func() (jobs.Spec, bool, error)) 
 // content, or multipart with a "request" part and then the content as a
 // "file" part.
 func (s *Server) pushFiles(c *gin.Context) {
-	s.fileJob(c, func() (jobs.Spec, bool, error) {
+	s.fileJob(c, func() (model.JobSpec, bool, error) {
 		if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt == "multipart/form-data" {
 			s.allowLongUpload(c)
 			return s.readPushMultipart(c)
 		}
 		var req wire.PushRequest
 		if err := decode(c, &req); err != nil {
-			return jobs.Spec{}, false, err
+			return model.JobSpec{}, false, err
 		}
 		spec, err := s.pushSpec(c, req, "")
 		return spec, req.DryRun, err
@@ -161,7 +160,7 @@ func (s *Server) pushFiles(c *gin.Context) {
 // then one "file" part streamed into the content store once the request
 // has been checked. It returns the push's spec and whether the request
 // asks for a dry run.
-func (s *Server) readPushMultipart(c *gin.Context) (spec jobs.Spec, dry bool, err error) {
+func (s *Server) readPushMultipart(c *gin.Context) (spec model.JobSpec, dry bool, err error) {
 	var req wire.PushRequest
 	haveReq := false
 	sum := ""
@@ -209,37 +208,30 @@ func (s *Server) readPushMultipart(c *gin.Context) (spec jobs.Spec, dry bool, er
 
 // pushSpec validates a push request into a job spec; uploaded is the
 // sha256 of a file part, if there was one.
-func (s *Server) pushSpec(c *gin.Context, req wire.PushRequest, uploaded string) (jobs.Spec, error) {
-	spec := jobs.Spec{CmdType: jobs.TypePush}
-	if err := exec.CheckPath(req.Dest); err != nil {
+func (s *Server) pushSpec(c *gin.Context, req wire.PushRequest, uploaded string) (model.JobSpec, error) {
+	spec := model.JobSpec{CmdType: model.CmdPush}
+	if err := model.CheckPath(req.Dest); err != nil {
 		return spec, badRequestf("dest: %v", err)
 	}
 	if err := checkOwner(req.Owner); err != nil {
 		return spec, err
 	}
-	mode, err := wire.ParseMode(req.Mode)
+	mode, err := model.ParseMode(req.Mode)
 	if err != nil {
 		return spec, badRequest{err.Error()}
 	}
-	push := &jobs.PushSpec{Dest: req.Dest, Owner: req.Owner, Mkdir: req.Mkdir, Backup: req.Backup, FollowSymlinks: req.FollowSymlinks}
+	push := &model.PushSpec{Dest: req.Dest, Owner: req.Owner, Mkdir: req.Mkdir, Backup: req.Backup, FollowSymlinks: req.FollowSymlinks}
 	switch {
 	case len(req.Entries) > 0:
 		if uploaded != "" || req.SHA256 != "" || req.Mode != "" {
 			return spec, badRequestf("a tree (entries) names each file's sha256 and mode in its entries; sha256, mode and a file part are for a single file")
 		}
 		for _, e := range req.Entries {
-			es := jobs.EntrySpec{Path: e.Path, SHA256: e.SHA256, Link: e.Link}
-			switch e.Kind {
-			case wire.KindFile:
-				es.Kind = exec.KindFile
-			case wire.KindDir:
-				es.Kind = exec.KindDir
-			case wire.KindSymlink:
-				es.Kind = exec.KindSymlink
-			default:
-				return spec, badRequestf("entry %q: kind %q: want file, dir or symlink", e.Path, e.Kind)
+			es := model.EntrySpec{Path: e.Path, SHA256: e.SHA256, Link: e.Link}
+			if es.Kind, err = model.ParseFileKind(e.Kind); err != nil {
+				return spec, badRequestf("entry %q: %v", e.Path, err)
 			}
-			if es.Mode, err = wire.ParseMode(e.Mode); err != nil {
+			if es.Mode, err = model.ParseMode(e.Mode); err != nil {
 				return spec, badRequestf("entry %q: %v", e.Path, err)
 			}
 			push.Entries = append(push.Entries, es)
@@ -251,7 +243,7 @@ func (s *Server) pushSpec(c *gin.Context, req wire.PushRequest, uploaded string)
 		if !content.ValidSHA(sum) {
 			return spec, badRequestf("sha256 %q: want 64 lower-case hex digits", sum)
 		}
-		push.Entries = []jobs.EntrySpec{{Path: ".", Kind: exec.KindFile, SHA256: sum, Mode: mode}}
+		push.Entries = []model.EntrySpec{{Path: ".", Kind: model.KindFile, SHA256: sum, Mode: mode}}
 	default:
 		return spec, badRequestf("no content: give sha256 of stored content (POST /api/v1/content), a file part, or entries")
 	}
@@ -285,19 +277,19 @@ func checkOwner(owner string) error {
 
 // fetchFiles starts a fetch job (POST /api/v1/fetch).
 func (s *Server) fetchFiles(c *gin.Context) {
-	s.fileJob(c, func() (jobs.Spec, bool, error) {
+	s.fileJob(c, func() (model.JobSpec, bool, error) {
 		var req wire.FetchRequest
 		if err := decode(c, &req); err != nil {
-			return jobs.Spec{}, false, err
+			return model.JobSpec{}, false, err
 		}
-		spec := jobs.Spec{CmdType: jobs.TypeFetch, CmdLine: "fetch " + req.Path}
-		if err := exec.CheckPath(req.Path); err != nil {
+		spec := model.JobSpec{CmdType: model.CmdFetch, CmdLine: "fetch " + req.Path}
+		if err := model.CheckPath(req.Path); err != nil {
 			return spec, false, badRequestf("path: %v", err)
 		}
 		if err := s.jobOptions(c, req.JobOptions, s.Config.FilesTimeout, &spec); err != nil {
 			return spec, false, err
 		}
-		spec.Fetch = &jobs.FetchSpec{Path: req.Path, FollowSymlinks: req.FollowSymlinks}
+		spec.Fetch = &model.FetchSpec{Path: req.Path, FollowSymlinks: req.FollowSymlinks}
 		return spec, req.DryRun, nil
 	})
 }

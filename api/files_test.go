@@ -21,8 +21,7 @@ import (
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
-	"github.com/felix-ops/felix/inventory"
-	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/transport"
 )
 
@@ -40,7 +39,7 @@ type fileTransport struct {
 // putCall is one Put: the file asked for and what its Open yielded.
 type putCall struct {
 	Host    string
-	File    exec.PutFile
+	File    model.PutFile
 	Content []byte
 }
 
@@ -54,26 +53,26 @@ func newFileTransport() *fileTransport { return &fileTransport{have: map[string]
 func (f *fileTransport) Name() string { return "fake" }
 
 // Exec runs no commands: the file routes must never ask for one.
-func (f *fileTransport) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
-	return exec.Exit{Code: -1}, fmt.Errorf("fileTransport: asked to run %q on %s", cmd.Line, t.ID)
+func (f *fileTransport) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
+	return model.Exit{Code: -1}, fmt.Errorf("fileTransport: asked to run %q on %s", cmd.Line, t.ID)
 }
 
 // Put places p in memory; a host that has the same entry already reports
 // it unchanged.
-func (f *fileTransport) Put(ctx context.Context, t exec.Target, p exec.PutFile) (exec.PutResult, error) {
+func (f *fileTransport) Put(ctx context.Context, t model.Target, p model.PutFile) (model.PutResult, error) {
 	call := putCall{Host: t.ID, File: p}
-	if p.Kind == exec.KindFile {
+	if p.Kind == model.KindFile {
 		if p.Open == nil {
-			return exec.PutResult{}, fmt.Errorf("put %s on %s: a file without Open", p.Dest, t.ID)
+			return model.PutResult{}, fmt.Errorf("put %s on %s: a file without Open", p.Dest, t.ID)
 		}
 		rc, err := p.Open()
 		if err != nil {
-			return exec.PutResult{}, fmt.Errorf("put %s on %s: %w", p.Dest, t.ID, err)
+			return model.PutResult{}, fmt.Errorf("put %s on %s: %w", p.Dest, t.ID, err)
 		}
 		call.Content, err = io.ReadAll(rc)
 		rc.Close()
 		if err != nil {
-			return exec.PutResult{}, fmt.Errorf("put %s on %s: %w", p.Dest, t.ID, err)
+			return model.PutResult{}, fmt.Errorf("put %s on %s: %w", p.Dest, t.ID, err)
 		}
 	}
 	f.mu.Lock()
@@ -82,10 +81,10 @@ func (f *fileTransport) Put(ctx context.Context, t exec.Target, p exec.PutFile) 
 	key, want := t.ID+" "+p.Dest, fmt.Sprintf("%s %s %s %o %s", p.Kind, p.SHA256, p.Link, p.Mode, p.Owner)
 	old, existed := f.have[key]
 	if old == want {
-		return exec.PutResult{}, nil
+		return model.PutResult{}, nil
 	}
 	f.have[key] = want
-	res := exec.PutResult{Changed: true}
+	res := model.PutResult{Changed: true}
 	if existed && p.Backup {
 		res.Backup = p.Dest + ".bak"
 	}
@@ -93,7 +92,7 @@ func (f *fileTransport) Put(ctx context.Context, t exec.Target, p exec.PutFile) 
 }
 
 // Get sends fetchedContent(host, path).
-func (f *fileTransport) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
+func (f *fileTransport) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Writer) (int64, string, error) {
 	path := g.Path
 	f.mu.Lock()
 	f.gets = append(f.gets, t.ID+" "+path)
@@ -260,8 +259,10 @@ func TestFilesBadInput(t *testing.T) {
 	sum := h.upload([]byte("stored content\n"))
 	unknown := blobSum([]byte("never uploaded"))
 	web := onHosts("web1")
-	dir := wire.PushEntry{Path: ".", Kind: wire.KindDir}
-	file := func(p string) wire.PushEntry { return wire.PushEntry{Path: p, Kind: wire.KindFile, SHA256: sum} }
+	dir := wire.PushEntry{Path: ".", Kind: model.KindDir.String()}
+	file := func(p string) wire.PushEntry {
+		return wire.PushEntry{Path: p, Kind: model.KindFile.String(), SHA256: sum}
+	}
 	tree := func(es ...wire.PushEntry) wire.PushRequest {
 		return wire.PushRequest{JobOptions: web, Dest: "/srv/app", Entries: es}
 	}
@@ -303,29 +304,29 @@ func TestFilesBadInput(t *testing.T) {
 			[]string{"owner"}},
 		{"entry ../x", "/api/v1/files", tree(dir, file("../x")), 400, []string{"../x", "inside the destination"}},
 		{"entry absolute", "/api/v1/files", tree(dir, file("/abs")), 400, []string{"/abs", "inside the destination"}},
-		{"entry a/../b", "/api/v1/files", tree(dir, wire.PushEntry{Path: "a", Kind: wire.KindDir}, file("a/../b")), 400,
+		{"entry a/../b", "/api/v1/files", tree(dir, wire.PushEntry{Path: "a", Kind: model.KindDir.String()}, file("a/../b")), 400,
 			[]string{"a/../b", "clean relative path"}},
 		{"entry with NUL", "/api/v1/files", tree(dir, file("a\x00b")), 400, []string{"NUL"}},
 		{"entry empty", "/api/v1/files", tree(dir, file("")), 400, []string{"empty"}},
 		{"entry twice", "/api/v1/files", tree(dir, file("a"), file("a")), 400, []string{`"a"`, "twice"}},
-		{"child before its dir", "/api/v1/files", tree(dir, file("sub/a"), wire.PushEntry{Path: "sub", Kind: wire.KindDir}), 400,
+		{"child before its dir", "/api/v1/files", tree(dir, file("sub/a"), wire.PushEntry{Path: "sub", Kind: model.KindDir.String()}), 400,
 			[]string{"sub/a", `directory "sub"`, "before it"}},
 		{"child of a file", "/api/v1/files", tree(dir, file("a"), file("a/b")), 400, []string{"a/b", "dir entry before it"}},
 		{"first entry not .", "/api/v1/files", tree(file("a")), 400, []string{"first entry"}},
 		{". twice", "/api/v1/files", tree(dir, dir), 400, []string{"first entry"}},
-		{"symlink without link", "/api/v1/files", tree(dir, wire.PushEntry{Path: "l", Kind: wire.KindSymlink}), 400,
+		{"symlink without link", "/api/v1/files", tree(dir, wire.PushEntry{Path: "l", Kind: model.KindSymlink.String()}), 400,
 			[]string{`"l"`, "link target"}},
-		{"symlink with mode", "/api/v1/files", tree(dir, wire.PushEntry{Path: "l", Kind: wire.KindSymlink, Link: "x", Mode: "0644"}), 400,
+		{"symlink with mode", "/api/v1/files", tree(dir, wire.PushEntry{Path: "l", Kind: model.KindSymlink.String(), Link: "x", Mode: "0644"}), 400,
 			[]string{`"l"`, "no sha256 or mode"}},
-		{"dir with sha256", "/api/v1/files", tree(dir, wire.PushEntry{Path: "d", Kind: wire.KindDir, SHA256: sum}), 400,
+		{"dir with sha256", "/api/v1/files", tree(dir, wire.PushEntry{Path: "d", Kind: model.KindDir.String(), SHA256: sum}), 400,
 			[]string{`"d"`, "a dir has no sha256"}},
-		{"file without sha256", "/api/v1/files", tree(dir, wire.PushEntry{Path: "f", Kind: wire.KindFile}), 400,
+		{"file without sha256", "/api/v1/files", tree(dir, wire.PushEntry{Path: "f", Kind: model.KindFile.String()}), 400,
 			[]string{`"f"`, "sha256"}},
-		{"file with a bad sha256", "/api/v1/files", tree(dir, wire.PushEntry{Path: "f", Kind: wire.KindFile, SHA256: "xyz"}), 400,
+		{"file with a bad sha256", "/api/v1/files", tree(dir, wire.PushEntry{Path: "f", Kind: model.KindFile.String(), SHA256: "xyz"}), 400,
 			[]string{`"f"`, "xyz"}},
-		{"file with unknown sha256", "/api/v1/files", tree(dir, wire.PushEntry{Path: "f", Kind: wire.KindFile, SHA256: unknown}), 400,
+		{"file with unknown sha256", "/api/v1/files", tree(dir, wire.PushEntry{Path: "f", Kind: model.KindFile.String(), SHA256: unknown}), 400,
 			[]string{unknown, "POST /api/v1/content"}},
-		{"entry mode abc", "/api/v1/files", tree(dir, wire.PushEntry{Path: "f", Kind: wire.KindFile, SHA256: sum, Mode: "abc"}), 400,
+		{"entry mode abc", "/api/v1/files", tree(dir, wire.PushEntry{Path: "f", Kind: model.KindFile.String(), SHA256: sum, Mode: "abc"}), 400,
 			[]string{`"f"`, "mode"}},
 		{"unknown kind", "/api/v1/files", tree(dir, wire.PushEntry{Path: "p", Kind: "fifo"}), 400, []string{"fifo", "want file, dir or symlink"}},
 		{"entries and mode", "/api/v1/files", wire.PushRequest{JobOptions: web, Dest: "/srv/app", Mode: "0644", Entries: []wire.PushEntry{dir}}, 400,
@@ -387,7 +388,7 @@ func TestFilesMultipartBadInput(t *testing.T) {
 		{"sha256 and a file part", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "/etc/x", SHA256: sum}, data, 400,
 			[]string{"once"}},
 		{"entries and a file part", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "/srv/app",
-			Entries: []wire.PushEntry{{Path: ".", Kind: wire.KindDir}}}, data, 400, []string{"entries"}},
+			Entries: []wire.PushEntry{{Path: ".", Kind: model.KindDir.String()}}}, data, 400, []string{"entries"}},
 		{"bad dest", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "etc/x"}, data, 400, []string{"dest", "not absolute"}},
 		{"no file part", wire.PushRequest{JobOptions: onHosts("web1"), Dest: "/etc/x"}, nil, 400, []string{"no file part"}},
 		{"no request part", nil, data, 400, []string{"request part must come before"}},
@@ -502,11 +503,11 @@ func TestPushFile(t *testing.T) {
 		Dest: "/etc/app.conf", SHA256: sum, Mode: "0640", Owner: "root:adm", Mkdir: true, Backup: true}
 	var job wire.Job
 	h.adminDo("POST", "/api/v1/files?wait=10s", req, &job, http.StatusOK)
-	if job.CmdType != jobs.TypePush || job.State != inventory.JobDone || job.ID != "deploy-7" || job.CmdLine != "push /etc/app.conf" {
+	if job.CmdType != model.CmdPush || job.State != model.JobDone || job.ID != "deploy-7" || job.CmdLine != "push /etc/app.conf" {
 		t.Errorf("job = cmd_type %q state %q id %q cmd_line %q; want push, done, deploy-7, \"push /etc/app.conf\"",
 			job.CmdType, job.State, job.ID, job.CmdLine)
 	}
-	wantFiles := wire.FileReport{Changed: 1, Size: int64(len(data)), SHA256: sum}
+	wantFiles := model.FileReport{Changed: 1, Size: int64(len(data)), SHA256: sum}
 	if len(job.Results) != 2 {
 		t.Fatalf("results = %+v; want web1 and web2", job.Results)
 	}
@@ -525,8 +526,8 @@ func TestPushFile(t *testing.T) {
 	slices.Sort(got)
 	var want []string
 	for _, host := range []string{"web1", "web2"} {
-		want = append(want, describePut(putCall{Host: host, Content: data, File: exec.PutFile{Dest: "/etc/app.conf",
-			Kind: exec.KindFile, Mode: 0o640, Size: int64(len(data)), SHA256: sum, Owner: "root:adm", Mkdir: true, Backup: true}}))
+		want = append(want, describePut(putCall{Host: host, Content: data, File: model.PutFile{Dest: "/etc/app.conf",
+			Kind: model.KindFile, Mode: 0o640, Size: int64(len(data)), SHA256: sum, Owner: "root:adm", Mkdir: true, Backup: true}}))
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("puts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -535,7 +536,7 @@ func TestPushFile(t *testing.T) {
 	// Again: the hosts have it, nothing changes.
 	h.adminDo("POST", "/api/v1/files?wait=10s", req, &job, http.StatusOK)
 	for _, r := range job.Results {
-		if r.State != "ok" || r.Files == nil || *r.Files != (wire.FileReport{Unchanged: 1, Size: int64(len(data)), SHA256: sum}) || r.Stdout != "" {
+		if r.State != "ok" || r.Files == nil || *r.Files != (model.FileReport{Unchanged: 1, Size: int64(len(data)), SHA256: sum}) || r.Stdout != "" {
 			t.Errorf("second push, %s: state %s files %+v stdout %q; want ok, 1 unchanged, no output", r.Host, r.State, r.Files, r.Stdout)
 		}
 	}
@@ -543,7 +544,7 @@ func TestPushFile(t *testing.T) {
 	// Without wait: 202 and the job's location; the job ends the same.
 	var acc wire.ExecAccepted
 	h.adminDo("POST", "/api/v1/files", req, &acc, http.StatusAccepted)
-	if j := h.waitJob(acc.JobID); j.State != inventory.JobDone || j.Summary["ok"] != 2 {
+	if j := h.waitJob(acc.JobID); j.State != model.JobDone || j.Summary["ok"] != 2 {
 		t.Errorf("async push = %s %v; want done, 2 ok", j.State, j.Summary)
 	}
 }
@@ -586,28 +587,28 @@ func TestPushTree(t *testing.T) {
 	sum := h.upload(conf)
 	req := wire.PushRequest{JobOptions: onHosts("web1"), Dest: "/srv/app", Owner: "app:app", Mkdir: true, FollowSymlinks: true,
 		Entries: []wire.PushEntry{
-			{Path: ".", Kind: wire.KindDir, Mode: "0755"},
-			{Path: "a.conf", Kind: wire.KindFile, SHA256: sum, Mode: "0600"},
-			{Path: "sub", Kind: wire.KindDir},
-			{Path: "sub/link", Kind: wire.KindSymlink, Link: "../a.conf"},
+			{Path: ".", Kind: model.KindDir.String(), Mode: "0755"},
+			{Path: "a.conf", Kind: model.KindFile.String(), SHA256: sum, Mode: "0600"},
+			{Path: "sub", Kind: model.KindDir.String()},
+			{Path: "sub/link", Kind: model.KindSymlink.String(), Link: "../a.conf"},
 		}}
 	var job wire.Job
 	h.adminDo("POST", "/api/v1/files?wait=10s", req, &job, http.StatusOK)
 	if len(job.Results) != 1 || job.Results[0].State != "ok" ||
-		*job.Results[0].Files != (wire.FileReport{Changed: 4, Size: int64(len(conf))}) {
+		*job.Results[0].Files != (model.FileReport{Changed: 4, Size: int64(len(conf))}) {
 		t.Errorf("tree push results = %+v; want web1 ok, 4 changed, %d bytes, no single sha256", job.Results, len(conf))
 	}
-	put := func(kind exec.FileKind, dest string, mode uint32, root string, mkdir bool) exec.PutFile {
-		return exec.PutFile{Kind: kind, Dest: dest, Mode: mode, Root: root, Mkdir: mkdir, Owner: "app:app", FollowSymlinks: true}
+	put := func(kind model.FileKind, dest string, mode uint32, root string, mkdir bool) model.PutFile {
+		return model.PutFile{Kind: kind, Dest: dest, Mode: mode, Root: root, Mkdir: mkdir, Owner: "app:app", FollowSymlinks: true}
 	}
-	file := put(exec.KindFile, "/srv/app/a.conf", 0o600, "/srv/app", false)
+	file := put(model.KindFile, "/srv/app/a.conf", 0o600, "/srv/app", false)
 	file.SHA256, file.Size = sum, int64(len(conf))
-	link := put(exec.KindSymlink, "/srv/app/sub/link", 0, "/srv/app", false)
+	link := put(model.KindSymlink, "/srv/app/sub/link", 0, "/srv/app", false)
 	link.Link = "../a.conf"
 	want := []string{
-		describePut(putCall{Host: "web1", File: put(exec.KindDir, "/srv/app", 0o755, "", true)}),
+		describePut(putCall{Host: "web1", File: put(model.KindDir, "/srv/app", 0o755, "", true)}),
 		describePut(putCall{Host: "web1", File: file, Content: conf}),
-		describePut(putCall{Host: "web1", File: put(exec.KindDir, "/srv/app/sub", 0, "/srv/app", false)}),
+		describePut(putCall{Host: "web1", File: put(model.KindDir, "/srv/app/sub", 0, "/srv/app", false)}),
 		describePut(putCall{Host: "web1", File: link}),
 	}
 	var got []string
@@ -623,12 +624,12 @@ func TestFetch(t *testing.T) {
 	h := newFilesHarness(t)
 	var job wire.Job
 	h.adminDo("POST", "/api/v1/fetch?wait=10s", wire.FetchRequest{JobOptions: onHosts("web*"), Path: "/etc/hostname"}, &job, http.StatusOK)
-	if job.CmdType != jobs.TypeFetch || job.State != inventory.JobDone || len(job.Results) != 2 {
+	if job.CmdType != model.CmdFetch || job.State != model.JobDone || len(job.Results) != 2 {
 		t.Fatalf("fetch job = %+v; want a done fetch of web1 and web2", job)
 	}
 	for _, r := range job.Results {
 		data := fetchedContent(r.Host, "/etc/hostname")
-		want := wire.FileReport{Size: int64(len(data)), SHA256: blobSum(data)}
+		want := model.FileReport{Size: int64(len(data)), SHA256: blobSum(data)}
 		if r.State != "ok" || r.Files == nil || *r.Files != want {
 			t.Errorf("%s: state %s files %+v (%s); want ok with %+v", r.Host, r.State, r.Files, r.Error, want)
 			continue
@@ -659,7 +660,7 @@ func TestFilesDryRun(t *testing.T) {
 		{"push query", "/api/v1/files?dry_run=true", wire.PushRequest{JobOptions: onHosts("web*", "ghost"), Dest: "/etc/x", SHA256: sum}},
 		{"push body", "/api/v1/files", wire.PushRequest{JobOptions: wire.JobOptions{Targets: []string{"web*", "ghost"}, DryRun: true}, Dest: "/etc/x", SHA256: sum}},
 		{"push tree", "/api/v1/files?dry_run=1", wire.PushRequest{JobOptions: onHosts("web*", "ghost"), Dest: "/srv",
-			Entries: []wire.PushEntry{{Path: ".", Kind: wire.KindDir}, {Path: "f", Kind: wire.KindFile, SHA256: sum}}}},
+			Entries: []wire.PushEntry{{Path: ".", Kind: model.KindDir.String()}, {Path: "f", Kind: model.KindFile.String(), SHA256: sum}}}},
 		{"fetch query", "/api/v1/fetch?dry_run=true", wire.FetchRequest{JobOptions: onHosts("web*", "ghost"), Path: "/etc/x"}},
 		{"fetch body", "/api/v1/fetch", wire.FetchRequest{JobOptions: wire.JobOptions{Targets: []string{"web*", "ghost"}, DryRun: true}, Path: "/etc/x"}},
 	}
@@ -709,11 +710,11 @@ func TestPushRerun(t *testing.T) {
 		t.Fatalf("rerun = %+v; want a new job of 2 hosts", acc)
 	}
 	again := h.waitJob(acc.JobID)
-	if again.CmdType != jobs.TypePush || again.CmdLine != first.CmdLine || again.Summary["ok"] != 2 {
+	if again.CmdType != model.CmdPush || again.CmdLine != first.CmdLine || again.Summary["ok"] != 2 {
 		t.Errorf("rerun = %s %q %v; want the push again, 2 ok", again.CmdType, again.CmdLine, again.Summary)
 	}
 	for _, r := range again.Results {
-		if r.Files == nil || *r.Files != (wire.FileReport{Unchanged: 1, Size: int64(len(data)), SHA256: sum}) {
+		if r.Files == nil || *r.Files != (model.FileReport{Unchanged: 1, Size: int64(len(data)), SHA256: sum}) {
 			t.Errorf("rerun on %s: files %+v; want 1 unchanged", r.Host, r.Files)
 		}
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/felix-ops/felix/api/wire"
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 )
 
 // HostKeys records SSH host keys the operator confirmed; satisfied by the
@@ -25,7 +25,7 @@ import (
 // match (or differs from the recorded one) is an error wrapping
 // ErrHostKey; any other error means the host could not be asked.
 type HostKeys interface {
-	Trust(ctx context.Context, t exec.Target, fingerprint string) error
+	Trust(ctx context.Context, t model.Target, fingerprint string) error
 }
 
 // ErrHostKey marks a host key that is not the one the operator confirmed
@@ -38,28 +38,28 @@ const trustTimeout = 30 * time.Second
 // hostFromRequest validates a host request into an inventory host. Every
 // field is checked before anything connects anywhere or is stored.
 func hostFromRequest(req wire.HostRequest) (inventory.Host, error) {
-	if err := wire.ValidHost(req.Host); err != nil {
+	if err := model.ValidHost(req.Host); err != nil {
 		return inventory.Host{}, badRequest{err.Error()}
 	}
 	if req.ID == "" {
 		req.ID = req.Host
-		if err := wire.ValidID(req.ID); err != nil {
+		if err := model.ValidID(req.ID); err != nil {
 			return inventory.Host{}, badRequestf("id: host %q is not a valid id; give one (letters, digits, '.', '-', '_')", req.Host)
 		}
 	}
-	if err := wire.ValidID(req.ID); err != nil {
+	if err := model.ValidID(req.ID); err != nil {
 		return inventory.Host{}, badRequest{err.Error()}
 	}
 	if req.Port == 0 {
-		req.Port = wire.DefaultSSHPort
+		req.Port = model.DefaultSSHPort
 	}
-	if err := wire.ValidPort(req.Port); err != nil {
+	if err := model.ValidPort(req.Port); err != nil {
 		return inventory.Host{}, badRequest{err.Error()}
 	}
-	if err := wire.ValidUser(req.User); err != nil {
+	if err := model.ValidUser(req.User); err != nil {
 		return inventory.Host{}, badRequest{err.Error()}
 	}
-	if err := wire.ValidKeyPath(req.Key); err != nil {
+	if err := model.ValidKeyPath(req.Key); err != nil {
 		return inventory.Host{}, badRequest{err.Error()}
 	}
 	if err := checkLabelSet(req.Labels); err != nil {
@@ -239,13 +239,13 @@ func (s *Server) trustHost(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	fp, err := wire.ValidFingerprint(req.Fingerprint)
+	fp, err := model.ValidFingerprint(req.Fingerprint)
 	if err != nil {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
 	if req.Port != 0 {
-		if err := wire.ValidPort(req.Port); err != nil {
+		if err := model.ValidPort(req.Port); err != nil {
 			s.abort(c, badRequest{err.Error()})
 			return
 		}
@@ -256,11 +256,11 @@ func (s *Server) trustHost(c *gin.Context) {
 	switch {
 	case err == nil:
 	case errors.Is(err, inventory.ErrNotFound):
-		if err := wire.ValidHost(id); err != nil {
+		if err := model.ValidHost(id); err != nil {
 			s.abort(c, badRequestf("%v (and no host has that id)", err))
 			return
 		}
-		h = inventory.Host{ID: id, Address: id, Port: wire.DefaultSSHPort}
+		h = inventory.Host{ID: id, Address: id, Port: model.DefaultSSHPort}
 	default:
 		s.abort(c, err)
 		return
@@ -272,8 +272,8 @@ func (s *Server) trustHost(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the master runs without an ssh transport; see its log"})
 		return
 	}
-	t := exec.Target{ID: h.ID, Addr: net.JoinHostPort(h.Address, strconv.Itoa(h.Port)),
-		SSH: &exec.SSHTarget{Host: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath}}
+	t := model.Target{ID: h.ID, Addr: net.JoinHostPort(h.Address, strconv.Itoa(h.Port)),
+		SSH: &model.SSHTarget{Host: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath}}
 	tctx, cancel := context.WithTimeout(ctx, trustTimeout)
 	defer cancel()
 	if err := s.SSH.Trust(tctx, t, fp); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 // goodFP is the fingerprint fakeHostKeys accepts; any other well-formed one
@@ -31,12 +32,12 @@ type fakeHostKeys struct {
 }
 
 type trustCall struct {
-	Target      exec.Target
-	SSH         exec.SSHTarget
+	Target      model.Target
+	SSH         model.SSHTarget
 	Fingerprint string
 }
 
-func (f *fakeHostKeys) Trust(ctx context.Context, t exec.Target, fp string) error {
+func (f *fakeHostKeys) Trust(ctx context.Context, t model.Target, fp string) error {
 	f.mu.Lock()
 	call := trustCall{Target: t, Fingerprint: fp}
 	if t.SSH != nil {
@@ -248,8 +249,8 @@ func TestHostTrust(t *testing.T) {
 		t.Errorf("trust 10.0.9.9 = %d %s; want 200", status, body)
 	}
 	calls := h.keys.Calls()
-	if len(calls) != 2 || calls[0].SSH != (exec.SSHTarget{Host: "10.0.1.1", Port: 2222, User: "admin"}) ||
-		calls[0].Target.ID != "db1" || calls[1].SSH != (exec.SSHTarget{Host: "10.0.9.9", Port: 2200}) || calls[1].Fingerprint != goodFP {
+	if len(calls) != 2 || calls[0].SSH != (model.SSHTarget{Host: "10.0.1.1", Port: 2222, User: "admin"}) ||
+		calls[0].Target.ID != "db1" || calls[1].SSH != (model.SSHTarget{Host: "10.0.9.9", Port: 2200}) || calls[1].Fingerprint != goodFP {
 		t.Errorf("Trust calls = %+v; want db1 at 10.0.1.1:2222 as admin, then 10.0.9.9:2200 with the normalised fingerprint", calls)
 	}
 

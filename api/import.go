@@ -10,6 +10,7 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 )
 
 // maxImportErrors bounds the bad lines an import reports.
@@ -234,16 +235,16 @@ func parseHostLine(line string) ([]*invHost, error) {
 		h := &invHost{vars: maps.Clone(vars)}
 		if _, named := vars["host"]; named {
 			// Ansible's "name ansible_host=address": the name is the id.
-			if err := wire.ValidID(sp); err != nil {
+			if err := model.ValidID(sp); err != nil {
 				return nil, fmt.Errorf("host name: %v", err)
 			}
 			h.id = sp
 		} else {
-			user, host, port, err := wire.ParseHostSpec(sp)
+			user, host, port, err := model.ParseHostSpec(sp)
 			if err != nil {
 				return nil, err
 			}
-			if err := wire.ValidID(host); err != nil {
+			if err := model.ValidID(host); err != nil {
 				return nil, fmt.Errorf("%s is not a valid id; name it: NAME ansible_host=%s", host, host)
 			}
 			h.id = host
@@ -274,18 +275,18 @@ func hostVar(k, v string) (name, value string, err error) {
 	case "":
 		return "", "", nil
 	case "host":
-		err = wire.ValidHost(v)
+		err = model.ValidHost(v)
 	case "port":
 		p, convErr := strconv.Atoi(v)
 		if convErr != nil {
 			err = fmt.Errorf("%s %q: want 1-65535", k, v)
 		} else {
-			err = wire.ValidPort(p)
+			err = model.ValidPort(p)
 		}
 	case "user":
-		err = wire.ValidUser(v)
+		err = model.ValidUser(v)
 	case "key":
-		err = wire.ValidKeyPath(v)
+		err = model.ValidKeyPath(v)
 	case "become":
 		var b bool
 		b, err = parseAnsibleBool(v)
@@ -356,7 +357,7 @@ func effectiveVars(h *invHost, groupVars map[string]map[string]string, children 
 
 // inventoryHost builds the host of id from checked variables.
 func inventoryHost(id string, vars map[string]string) (inventory.Host, error) {
-	h := inventory.Host{ID: id, Address: vars["host"], Port: wire.DefaultSSHPort, User: vars["user"],
+	h := inventory.Host{ID: id, Address: vars["host"], Port: model.DefaultSSHPort, User: vars["user"],
 		KeyPath: vars["key"], Become: vars["become"] == "true"}
 	if h.Address == "" {
 		h.Address = id

@@ -17,6 +17,7 @@ import (
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/model"
 )
 
 // threeWebs is a harness with accepted minions web1..web3.
@@ -31,7 +32,7 @@ func threeWebs(t *testing.T) *harness {
 func resultStates(j wire.Job) map[string]string {
 	out := map[string]string{}
 	for _, r := range j.Results {
-		out[r.Host] = r.State
+		out[r.Host] = string(r.State)
 	}
 	return out
 }
@@ -59,7 +60,7 @@ func TestJobCancel(t *testing.T) {
 
 	var running wire.Job
 	h.adminDo("GET", "/api/v1/jobs/"+id, nil, &running, http.StatusOK)
-	if running.State != inventory.JobRunning || running.FinishedAt != nil {
+	if running.State != model.JobRunning || running.FinishedAt != nil {
 		t.Errorf("job before cancel = %+v; want running, not finished", running)
 	}
 
@@ -69,7 +70,7 @@ func TestJobCancel(t *testing.T) {
 		t.Errorf("cancel = %v; want job_id %s", resp, id)
 	}
 	job := h.waitJob(id)
-	if job.State != inventory.JobCancelled || job.FinishedAt == nil {
+	if job.State != model.JobCancelled || job.FinishedAt == nil {
 		t.Errorf("job after cancel: state %q, finished %v; want cancelled with a finish time", job.State, job.FinishedAt)
 	}
 	wantStates(t, "cancelled job", job, map[string]string{"web1": "cancelled", "web2": "cancelled"})
@@ -174,7 +175,7 @@ func TestJobFailThreshold(t *testing.T) {
 	if got := hosts(h.fake.Calls()); !slices.Equal(got, []string{"web1"}) {
 		t.Errorf("transport ran on %v; want only web1", got)
 	}
-	if job.State != inventory.JobDone {
+	if job.State != model.JobDone {
 		t.Errorf("job state = %q; want done", job.State)
 	}
 }
@@ -356,10 +357,10 @@ func TestJobEvents(t *testing.T) {
 		e := nextEvent(t, ch)
 		seq(e)
 		ev := e.event(t)
-		if ev.Type != e.Type {
+		if string(ev.Type) != e.Type {
 			t.Errorf("event %q carries type %q", e.Type, ev.Type)
 		}
-		if e.Type == "job" && ev.State != inventory.JobRunning {
+		if e.Type == "job" && ev.State != string(model.JobRunning) {
 			t.Fatalf("job event %+v before the first chunk; want only running", ev)
 		}
 		if e.Type == "output" {
@@ -371,7 +372,7 @@ func TestJobEvents(t *testing.T) {
 	}
 	var mid wire.Job
 	h.adminDo("GET", "/api/v1/jobs/"+id, nil, &mid, http.StatusOK)
-	if mid.State != inventory.JobRunning {
+	if mid.State != model.JobRunning {
 		t.Fatalf("job state when the first chunk arrived = %q; want running", mid.State)
 	}
 
@@ -464,7 +465,7 @@ func TestScriptAndFile(t *testing.T) {
 			calls := len(h.fake.Calls())
 			var job wire.Job
 			h.adminDo("POST", "/api/v1/exec?wait=10s", tt.req, &job, http.StatusOK)
-			if job.State != inventory.JobDone || job.CmdType != tt.req.CmdType || len(job.Results) != 1 || job.Results[0].State != "ok" {
+			if job.State != model.JobDone || job.CmdType != tt.req.CmdType || len(job.Results) != 1 || job.Results[0].State != "ok" {
 				t.Fatalf("job = %+v; want a done %s job, web1 ok", job, tt.req.CmdType)
 			}
 			got := h.fake.Calls()[calls:]
@@ -490,7 +491,7 @@ func TestScriptAndFile(t *testing.T) {
 			// A rerun sends the same content again.
 			var acc wire.ExecAccepted
 			h.adminDo("POST", "/api/v1/jobs/"+job.JobID+"/rerun", nil, &acc, http.StatusAccepted)
-			if again := h.waitJob(acc.JobID); again.State != inventory.JobDone || resultStates(again)["web1"] != "ok" {
+			if again := h.waitJob(acc.JobID); again.State != model.JobDone || resultStates(again)["web1"] != "ok" {
 				t.Errorf("rerun = %+v; want done, web1 ok", again)
 			}
 			re := h.fake.Calls()[calls+1:]

@@ -18,16 +18,17 @@ import (
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/facts"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 )
 
 func (s *Server) register(c *gin.Context) {
-	var req wire.RegisterRequest
+	var req model.RegisterRequest
 	if err := decode(c, &req); err != nil {
 		s.abort(c, err)
 		return
 	}
-	if err := wire.ValidID(req.ID); err != nil {
+	if err := model.ValidID(req.ID); err != nil {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
@@ -97,7 +98,7 @@ func (s *Server) register(c *gin.Context) {
 		status = http.StatusCreated
 	}
 	s.Log.Info("minion registered", "id", m.ID, "state", m.State, "addr", m.Addr, "fingerprint", m.Fingerprint)
-	c.JSON(status, wire.RegisterResponse{ID: m.ID, State: m.State, Fingerprint: m.Fingerprint, Address: m.Addr})
+	c.JSON(status, model.RegisterResponse{ID: m.ID, State: m.State, Fingerprint: m.Fingerprint, Address: m.Addr})
 }
 
 // printable refuses text that is too long or could rewrite an operator's

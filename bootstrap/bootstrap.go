@@ -87,11 +87,10 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/content"
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/minion"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 )
 
@@ -99,11 +98,11 @@ import (
 // *ssh.Pool (transport/ssh).
 type SSH interface {
 	// Run runs script with /bin/sh, the script given on stdin.
-	Run(ctx context.Context, t exec.Target, script string) (stdout, stderr []byte, code int, err error)
+	Run(ctx context.Context, t model.Target, script string) (stdout, stderr []byte, code int, err error)
 	// Upload writes r to path with mode, atomically.
-	Upload(ctx context.Context, t exec.Target, path string, r io.Reader, mode uint32) error
+	Upload(ctx context.Context, t model.Target, path string, r io.Reader, mode uint32) error
 	// ReadFile reads a file.
-	ReadFile(ctx context.Context, t exec.Target, path string) ([]byte, error)
+	ReadFile(ctx context.Context, t model.Target, path string) ([]byte, error)
 }
 
 // Result states.
@@ -190,7 +189,7 @@ func (b *Bootstrapper) log() *slog.Logger {
 // Many bootstraps targets in parallel (at most Parallel at once); ids[i],
 // when given and not empty, is the id of targets[i]. It returns one result
 // per target, in order.
-func (b *Bootstrapper) Many(ctx context.Context, targets []exec.Target, ids []string) []Result {
+func (b *Bootstrapper) Many(ctx context.Context, targets []model.Target, ids []string) []Result {
 	limit := b.Parallel
 	if limit <= 0 {
 		limit = DefaultParallel
@@ -231,7 +230,7 @@ func (b *Bootstrapper) Many(ctx context.Context, targets []exec.Target, ids []st
 
 // hostName is how a target is named in results: its ID (what the caller
 // asked for), else user@host:port.
-func hostName(t exec.Target) string {
+func hostName(t model.Target) string {
 	if t.ID != "" || t.SSH == nil {
 		return t.ID
 	}
@@ -251,7 +250,7 @@ func orDefault(v, def int) int {
 
 // Host bootstraps one host; id may be empty (see the package comment). A
 // failure is a result with the reason, never an error.
-func (b *Bootstrapper) Host(ctx context.Context, t exec.Target, id string) Result {
+func (b *Bootstrapper) Host(ctx context.Context, t model.Target, id string) Result {
 	hosts, err := b.hostIndex(ctx)
 	if err != nil {
 		return Result{Host: hostName(t), ID: id, State: StateFailed, Reason: err.Error()}
@@ -260,7 +259,7 @@ func (b *Bootstrapper) Host(ctx context.Context, t exec.Target, id string) Resul
 }
 
 // bootstrap is Host with the agentless inventory loaded.
-func (b *Bootstrapper) bootstrap(ctx context.Context, t exec.Target, id string, hosts map[string]inventory.Host) Result {
+func (b *Bootstrapper) bootstrap(ctx context.Context, t model.Target, id string, hosts map[string]inventory.Host) Result {
 	timeout := b.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -283,7 +282,7 @@ func (b *Bootstrapper) bootstrap(ctx context.Context, t exec.Target, id string, 
 var archRE = regexp.MustCompile(`^[a-z0-9_]{1,16}$`)
 
 // host does Host's work, filling r as it learns; an error fails the host.
-func (b *Bootstrapper) host(ctx context.Context, t exec.Target, hosts map[string]inventory.Host, r *Result) error {
+func (b *Bootstrapper) host(ctx context.Context, t model.Target, hosts map[string]inventory.Host, r *Result) error {
 	if b.SSH == nil || b.Store == nil {
 		return errors.New("bootstrap is not configured on this master (no SSH transport or inventory)")
 	}
@@ -298,7 +297,7 @@ func (b *Bootstrapper) host(ctx context.Context, t exec.Target, hosts map[string
 	}
 	hostID := ""
 	if h, ok := hosts[t.SSH.Host]; ok {
-		t.SSH = &exec.SSHTarget{Host: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+		t.SSH = &model.SSHTarget{Host: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
 		hostID = h.ID
 	}
 	p := pathsUnder(b.InstallRoot)
@@ -341,7 +340,7 @@ func (b *Bootstrapper) host(ctx context.Context, t exec.Target, hosts map[string
 	if r.ID == "" {
 		r.ID = pr.Hostname
 	}
-	if err := wire.ValidID(r.ID); err != nil {
+	if err := model.ValidID(r.ID); err != nil {
 		return fmt.Errorf("minion id: %w (choose one with --id)", err)
 	}
 
@@ -520,7 +519,7 @@ func (b *Bootstrapper) hostIndex(ctx context.Context) (map[string]inventory.Host
 }
 
 // probe runs the probe script and checks its answer.
-func (b *Bootstrapper) probe(ctx context.Context, t exec.Target, p paths) (probe, error) {
+func (b *Bootstrapper) probe(ctx context.Context, t model.Target, p paths) (probe, error) {
 	out, errOut, code, err := b.SSH.Run(ctx, t, p.script(markProbe, probeBody))
 	if err != nil {
 		return probe{}, fmt.Errorf("probe: %w", err)
@@ -536,7 +535,7 @@ func (b *Bootstrapper) probe(ctx context.Context, t exec.Target, p paths) (probe
 }
 
 // run runs a script that must exit 0.
-func (b *Bootstrapper) run(ctx context.Context, t exec.Target, what, script string) error {
+func (b *Bootstrapper) run(ctx context.Context, t model.Target, what, script string) error {
 	_, errOut, code, err := b.SSH.Run(ctx, t, script)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -548,7 +547,7 @@ func (b *Bootstrapper) run(ctx context.Context, t exec.Target, what, script stri
 }
 
 // hostFingerprint reads the minion's certificate on the host.
-func (b *Bootstrapper) hostFingerprint(ctx context.Context, t exec.Target, p paths) (string, error) {
+func (b *Bootstrapper) hostFingerprint(ctx context.Context, t model.Target, p paths) (string, error) {
 	path := p.data + "/" + certFile
 	data, err := b.SSH.ReadFile(ctx, t, path)
 	if err != nil {
@@ -563,7 +562,7 @@ func (b *Bootstrapper) hostFingerprint(ctx context.Context, t exec.Target, p pat
 
 // waitRegistered polls the inventory until the minion r.ID is registered
 // (at or after since, when since is set) and not rejected.
-func (b *Bootstrapper) waitRegistered(ctx context.Context, t exec.Target, p paths, r *Result, since time.Time) (inventory.Minion, error) {
+func (b *Bootstrapper) waitRegistered(ctx context.Context, t model.Target, p paths, r *Result, since time.Time) (inventory.Minion, error) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -592,7 +591,7 @@ func (b *Bootstrapper) timeout() time.Duration {
 }
 
 // logTail returns the minion's last log lines on the host, for a reason.
-func (b *Bootstrapper) logTail(ctx context.Context, t exec.Target, p paths, init string) string {
+func (b *Bootstrapper) logTail(ctx context.Context, t model.Target, p paths, init string) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	body := logsDetached

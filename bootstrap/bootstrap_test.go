@@ -19,10 +19,10 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	fexec "github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/minion"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 )
 
@@ -51,7 +51,7 @@ type fakeHost struct {
 	scripts []string          // marker lines of the scripts run, in order
 	bodies  []string          // the scripts run, in order
 	uploads []string          // paths uploaded, in order
-	via     []fexec.SSHTarget // the SSH settings of each script run
+	via     []model.SSHTarget // the SSH settings of each script run
 	running bool
 	key     *pki.Identity
 }
@@ -66,7 +66,7 @@ type fakeSSH map[string]*fakeHost
 
 var _ SSH = fakeSSH(nil)
 
-func (f fakeSSH) host(t fexec.Target) *fakeHost {
+func (f fakeSSH) host(t model.Target) *fakeHost {
 	h := f[t.SSH.Host]
 	if h == nil {
 		panic("no fake host " + t.SSH.Host)
@@ -74,7 +74,7 @@ func (f fakeSSH) host(t fexec.Target) *fakeHost {
 	return h
 }
 
-func (f fakeSSH) Run(ctx context.Context, t fexec.Target, script string) ([]byte, []byte, int, error) {
+func (f fakeSSH) Run(ctx context.Context, t model.Target, script string) ([]byte, []byte, int, error) {
 	h := f.host(t)
 	h.mu.Lock()
 	h.via = append(h.via, *t.SSH)
@@ -82,7 +82,7 @@ func (f fakeSSH) Run(ctx context.Context, t fexec.Target, script string) ([]byte
 	return h.run(ctx, script)
 }
 
-func (f fakeSSH) Upload(ctx context.Context, t fexec.Target, path string, r io.Reader, mode uint32) error {
+func (f fakeSSH) Upload(ctx context.Context, t model.Target, path string, r io.Reader, mode uint32) error {
 	h := f.host(t)
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -95,7 +95,7 @@ func (f fakeSSH) Upload(ctx context.Context, t fexec.Target, path string, r io.R
 	return nil
 }
 
-func (f fakeSSH) ReadFile(ctx context.Context, t fexec.Target, path string) ([]byte, error) {
+func (f fakeSSH) ReadFile(ctx context.Context, t model.Target, path string) ([]byte, error) {
 	h := f.host(t)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -233,8 +233,8 @@ func setup(t *testing.T, archs ...string) (*Bootstrapper, fakeSSH) {
 	return b, ssh
 }
 
-func target(host string) fexec.Target {
-	return fexec.Target{ID: "root@" + host, SSH: &fexec.SSHTarget{Host: host, User: "root"}}
+func target(host string) model.Target {
+	return model.Target{ID: "root@" + host, SSH: &model.SSHTarget{Host: host, User: "root"}}
 }
 
 func (h *fakeHost) config(t *testing.T) minion.Config {
@@ -266,14 +266,14 @@ func TestGoArch(t *testing.T) {
 func TestParseHost(t *testing.T) {
 	good := []struct {
 		in   string
-		want fexec.SSHTarget
+		want model.SSHTarget
 	}{
-		{"10.0.0.5", fexec.SSHTarget{Host: "10.0.0.5", Port: 22}},
-		{"root@10.0.0.5:2222", fexec.SSHTarget{Host: "10.0.0.5", User: "root", Port: 2222}},
-		{"deploy@web-01.example.net", fexec.SSHTarget{Host: "web-01.example.net", User: "deploy", Port: 22}},
-		{"[::1]:2200", fexec.SSHTarget{Host: "::1", Port: 2200}},
-		{"admin@fe80::1", fexec.SSHTarget{Host: "fe80::1", User: "admin", Port: 22}},
-		{"[2001:db8::5]", fexec.SSHTarget{Host: "2001:db8::5", Port: 22}},
+		{"10.0.0.5", model.SSHTarget{Host: "10.0.0.5", Port: 22}},
+		{"root@10.0.0.5:2222", model.SSHTarget{Host: "10.0.0.5", User: "root", Port: 2222}},
+		{"deploy@web-01.example.net", model.SSHTarget{Host: "web-01.example.net", User: "deploy", Port: 22}},
+		{"[::1]:2200", model.SSHTarget{Host: "::1", Port: 2200}},
+		{"admin@fe80::1", model.SSHTarget{Host: "fe80::1", User: "admin", Port: 22}},
+		{"[2001:db8::5]", model.SSHTarget{Host: "2001:db8::5", Port: 22}},
 	}
 	for _, tc := range good {
 		got, err := ParseHost(tc.in, 0, "")
@@ -513,7 +513,7 @@ func TestNoRegistrationTimesOut(t *testing.T) {
 func TestMany(t *testing.T) {
 	b, ssh := setup(t, "amd64")
 	b.Parallel = 2
-	var targets []fexec.Target
+	var targets []model.Target
 	for i := range 5 {
 		host := fmt.Sprintf("10.0.0.%d", i+1)
 		h := newFakeHost(t, b.Store, "x86_64")
@@ -599,7 +599,7 @@ func TestAgentlessInventory(t *testing.T) {
 	if r.State != StateOK || r.ID != "db1" || r.Arch != "arm64" {
 		t.Errorf("result %+v; want ok, id db1 from the inventory, arm64", r)
 	}
-	want := fexec.SSHTarget{Host: "10.0.0.9", Port: 2222, User: "admin", KeyPath: "/etc/felix/db.key"}
+	want := model.SSHTarget{Host: "10.0.0.9", Port: 2222, User: "admin", KeyPath: "/etc/felix/db.key"}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, v := range h.via {

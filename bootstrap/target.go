@@ -5,8 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 
-	"github.com/felix-ops/felix/api/wire"
-	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 // pathRE is what an install root may hold: no space, quote, glob,
@@ -19,24 +18,24 @@ var pathRE = regexp.MustCompile(`^/[A-Za-z0-9/._+@,=-]*$`)
 // turn into an option or a command. port is used when s names none (0:
 // 22) and key is the private key file on the master ("" for the
 // configured ones).
-func ParseHost(s string, port int, key string) (exec.SSHTarget, error) {
-	user, host, p, err := wire.ParseHostSpec(s)
+func ParseHost(s string, port int, key string) (model.SSHTarget, error) {
+	user, host, p, err := model.ParseHostSpec(s)
 	if err != nil {
-		return exec.SSHTarget{}, err
+		return model.SSHTarget{}, err
 	}
 	if p == 0 {
 		p = port
 	}
 	if p == 0 {
-		p = wire.DefaultSSHPort
+		p = model.DefaultSSHPort
 	}
-	if err := wire.ValidPort(p); err != nil {
-		return exec.SSHTarget{}, err
+	if err := model.ValidPort(p); err != nil {
+		return model.SSHTarget{}, err
 	}
-	if err := wire.ValidKeyPath(key); err != nil {
-		return exec.SSHTarget{}, err
+	if err := model.ValidKeyPath(key); err != nil {
+		return model.SSHTarget{}, err
 	}
-	return exec.SSHTarget{Host: host, Port: p, User: user, KeyPath: key}, nil
+	return model.SSHTarget{Host: host, Port: p, User: user, KeyPath: key}, nil
 }
 
 // ValidInstallRoot reports why root cannot be an install root: it must be ""

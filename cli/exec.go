@@ -17,6 +17,7 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/model"
 )
 
 func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
@@ -227,7 +228,7 @@ func printJob(w io.Writer, format string, job wire.Job) error {
 		}
 	}
 	for _, r := range job.Results {
-		if r.State != "ok" {
+		if r.State != model.StateOK {
 			return errFailed
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/content"
+	"github.com/felix-ops/felix/model"
 )
 
 // jobFlags are the flags every job command (exec, cp, fetch) shares.
@@ -111,7 +112,7 @@ func cmdCp(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := wire.ParseMode(*mode); err != nil {
+	if _, err := model.ParseMode(*mode); err != nil {
 		return err
 	}
 	req := wire.PushRequest{JobOptions: opts, Dest: dest, Mode: *mode, Owner: *owner, Mkdir: *mkdir,
@@ -199,17 +200,17 @@ func treeEntries(ctx context.Context, c *client, root string, ew io.Writer) ([]w
 		if err != nil {
 			return err
 		}
-		e := wire.PushEntry{Path: rel, Mode: wire.FormatMode(modeBits(info.Mode()))}
+		e := wire.PushEntry{Path: rel, Mode: model.FormatMode(modeBits(info.Mode()))}
 		switch {
 		case d.IsDir():
-			e.Kind = wire.KindDir
+			e.Kind = model.KindDir.String()
 		case d.Type()&fs.ModeSymlink != 0:
-			e.Kind, e.Mode = wire.KindSymlink, ""
+			e.Kind, e.Mode = model.KindSymlink.String(), ""
 			if e.Link, err = os.Readlink(p); err != nil {
 				return err
 			}
 		case d.Type().IsRegular():
-			e.Kind = wire.KindFile
+			e.Kind = model.KindFile.String()
 			if e.SHA256, err = upload(ctx, c, p); err != nil {
 				return err
 			}
@@ -278,7 +279,7 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 	saved := make(map[string]string, len(job.Results)) // host → local path, or "error: ..."
 	failed := false
 	for _, r := range job.Results {
-		if r.State != "ok" || r.Files == nil {
+		if r.State != model.StateOK || r.Files == nil {
 			continue
 		}
 		p, err := download(ctx, c, r.Host, r.Files.SHA256, outDir, name)
@@ -300,10 +301,10 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 		t := newTable(w, "HOST", "STATE", "SIZE", "SHA256", "TRANSPORT", "TIME", "SAVED")
 		for _, r := range job.Results {
 			size, sum, note := "-", "-", saved[r.Host]
-			if r.Files != nil && r.State == "ok" {
+			if r.Files != nil && r.State == model.StateOK {
 				size, sum = byteSize(r.Files.Size), r.Files.SHA256
 			}
-			if r.State != "ok" {
+			if r.State != model.StateOK {
 				note = r.Error
 			}
 			t.AppendRow(table.Row{r.Host, r.State, size, sum, r.Transport, (time.Duration(r.DurationMS) * time.Millisecond).String(), note})
@@ -313,7 +314,7 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 		fmt.Fprintf(w, "job %s: %s\n", job.JobID, summary(job))
 	}
 	for _, r := range job.Results {
-		if r.State != "ok" {
+		if r.State != model.StateOK {
 			failed = true
 		}
 	}
@@ -327,7 +328,7 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 // verifying its sha256 on the way; the file appears complete or not at
 // all.
 func download(ctx context.Context, c *client, host, sum, outDir, name string) (string, error) {
-	if err := wire.ValidID(host); err != nil {
+	if err := model.ValidID(host); err != nil {
 		return "", fmt.Errorf("host %q cannot name a directory: %w", host, err)
 	}
 	dir := filepath.Join(outDir, host)
@@ -388,7 +389,7 @@ func printFileJob(w io.Writer, job wire.Job) {
 	}
 	for _, r := range job.Results {
 		changed, unchanged, size, sum := "-", "-", "-", "-"
-		if f := r.Files; f != nil && (r.State == "ok" || !fetch) {
+		if f := r.Files; f != nil && (r.State == model.StateOK || !fetch) {
 			changed, unchanged, size, sum = fmt.Sprint(f.Changed), fmt.Sprint(f.Unchanged), byteSize(f.Size), f.SHA256
 		}
 		took := (time.Duration(r.DurationMS) * time.Millisecond).String()

@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 )
 
@@ -169,7 +170,7 @@ func writeMode(t *testing.T, p string, b []byte, mode fs.FileMode) {
 // pushDone is a finished push of one host.
 var pushDone = wire.Job{JobID: "jpush", CmdType: "push", CmdLine: "push /etc/app.conf", State: "done", Total: 1,
 	Summary: map[string]int{"ok": 1}, Results: []wire.HostResult{{Host: "web01", State: "ok", Transport: "agent",
-		Files: &wire.FileReport{Changed: 1, Size: 12}}}}
+		Files: &model.FileReport{Changed: 1, Size: 12}}}}
 
 func TestCpRefusesBeforeSending(t *testing.T) {
 	f := newFilesFake(t)
@@ -307,12 +308,12 @@ func TestCpTree(t *testing.T) {
 	var req wire.PushRequest
 	sentJSON(t, got, "POST /api/v1/files", &req)
 	want := []wire.PushEntry{
-		{Path: ".", Kind: wire.KindDir, Mode: "0755"},
-		{Path: "a.conf", Kind: wire.KindFile, Mode: "0640", SHA256: blobSum(a)},
-		{Path: "out", Kind: wire.KindSymlink, Link: outside},
-		{Path: "sub", Kind: wire.KindDir, Mode: "0750"},
-		{Path: "sub/link", Kind: wire.KindSymlink, Link: "../a.conf"},
-		{Path: "sub/run.sh", Kind: wire.KindFile, Mode: "0755", SHA256: blobSum(b)},
+		{Path: ".", Kind: model.KindDir.String(), Mode: "0755"},
+		{Path: "a.conf", Kind: model.KindFile.String(), Mode: "0640", SHA256: blobSum(a)},
+		{Path: "out", Kind: model.KindSymlink.String(), Link: outside},
+		{Path: "sub", Kind: model.KindDir.String(), Mode: "0750"},
+		{Path: "sub/link", Kind: model.KindSymlink.String(), Link: "../a.conf"},
+		{Path: "sub/run.sh", Kind: model.KindFile.String(), Mode: "0755", SHA256: blobSum(b)},
 	}
 	if g, w := mustJSON(t, req.Entries), mustJSON(t, want); g != w {
 		t.Errorf("entries:\n%s\nwant:\n%s", g, w)
@@ -371,13 +372,13 @@ func fetchJob(results ...wire.HostResult) wire.Job {
 	j := wire.Job{JobID: "jfetch", CmdType: "fetch", CmdLine: "fetch /etc/hostname", State: "done", Total: len(results),
 		Summary: map[string]int{}, Results: results}
 	for _, r := range results {
-		j.Summary[r.State]++
+		j.Summary[string(r.State)]++
 	}
 	return j
 }
 
 func okCopy(host string, b []byte) wire.HostResult {
-	return wire.HostResult{Host: host, State: "ok", Transport: "agent", Files: &wire.FileReport{Size: int64(len(b)), SHA256: blobSum(b)}}
+	return wire.HostResult{Host: host, State: "ok", Transport: "agent", Files: &model.FileReport{Size: int64(len(b)), SHA256: blobSum(b)}}
 }
 
 // files lists the files below dir, relative and slash-separated.
@@ -561,11 +562,11 @@ func TestPrintFileJob(t *testing.T) {
 		want [][]string
 	}{
 		{"push", wire.Job{CmdType: "push", Results: []wire.HostResult{
-			{Host: "web01", State: "ok", Transport: "agent", DurationMS: 1500, Files: &wire.FileReport{Changed: 2, Unchanged: 1, Size: 2048}},
+			{Host: "web01", State: "ok", Transport: "agent", DurationMS: 1500, Files: &model.FileReport{Changed: 2, Unchanged: 1, Size: 2048}},
 			{Host: "web02", State: "failed", Transport: "ssh", DurationMS: 20, Error: "put /srv/x: permission denied",
-				Files: &wire.FileReport{Changed: 1, Size: 10}},
+				Files: &model.FileReport{Changed: 1, Size: 10}},
 			{Host: "web03", State: "unreachable", Error: "dial: refused"},
-			{Host: "web04", State: "ok", Transport: "agent", Files: &wire.FileReport{Unchanged: 1, Size: 5 << 20, SHA256: sum}},
+			{Host: "web04", State: "ok", Transport: "agent", Files: &model.FileReport{Unchanged: 1, Size: 5 << 20, SHA256: sum}},
 		}}, [][]string{
 			{"HOST", "STATE", "CHANGED", "UNCHANGED", "SIZE", "TRANSPORT", "TIME", "ERROR"},
 			{"web01", "ok", "2", "1", "2.0 KiB", "agent", "1.5s", ""},
@@ -574,8 +575,8 @@ func TestPrintFileJob(t *testing.T) {
 			{"web04", "ok", "0", "1", "5.0 MiB", "agent", "0s", ""},
 		}},
 		{"fetch", wire.Job{CmdType: "fetch", Results: []wire.HostResult{
-			{Host: "web01", State: "ok", Transport: "agent", DurationMS: 2000, Files: &wire.FileReport{Size: 1536, SHA256: sum}},
-			{Host: "web02", State: "failed", Transport: "ssh", Error: "not a regular file", Files: &wire.FileReport{Size: 3, SHA256: sum}},
+			{Host: "web01", State: "ok", Transport: "agent", DurationMS: 2000, Files: &model.FileReport{Size: 1536, SHA256: sum}},
+			{Host: "web02", State: "failed", Transport: "ssh", Error: "not a regular file", Files: &model.FileReport{Size: 3, SHA256: sum}},
 			{Host: "web03", State: "timeout", Error: "no answer"},
 		}}, [][]string{
 			{"HOST", "STATE", "SIZE", "SHA256", "TRANSPORT", "TIME", "ERROR"},

@@ -14,29 +14,8 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/model"
 )
-
-// event is one Server-Sent Event of GET /api/v1/jobs/{id}/events: the JSON
-// of the master's jobs.Event, of which the CLI reads what progress needs.
-type event struct {
-	Seq   int    `json:"seq"`
-	Type  string `json:"type"` // job, host, output
-	Host  string `json:"host,omitempty"`
-	State string `json:"state,omitempty"`
-	Total int    `json:"total,omitempty"`
-}
-
-// finalHost reports whether a host in state s is done.
-func finalHost(s string) bool {
-	switch s {
-	case "ok", "failed", "timeout", "unreachable", "not_accepted", "unknown", "cancelled", "lost":
-		return true
-	}
-	return false
-}
-
-// finalJob reports whether a job in state s has ended.
-func finalJob(s string) bool { return s == "done" || s == "cancelled" }
 
 // pollInterval is how often follow asks for the job when it has no events.
 var pollInterval = 500 * time.Millisecond
@@ -60,7 +39,7 @@ var isTerminal = func(w io.Writer) bool {
 func follow(ctx context.Context, c *client, jobID string, ew io.Writer) (wire.Job, error) {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	p := &progress{w: ew, job: jobID, tty: isTerminal(ew), done: map[string]string{}}
+	p := &progress{w: ew, job: jobID, tty: isTerminal(ew), done: map[string]model.State{}}
 	defer p.clear()
 	err := p.events(ctx, c)
 	if err == nil || ctx.Err() == nil {
@@ -85,10 +64,10 @@ func follow(ctx context.Context, c *client, jobID string, ew io.Writer) (wire.Jo
 type progress struct {
 	w     io.Writer
 	job   string
-	tty   bool              // draw the progress line
-	total int               // hosts in the job; 0 until known
-	done  map[string]string // final state by host
-	line  string            // the line drawn last, "" when none is shown
+	tty   bool                   // draw the progress line
+	total int                    // hosts in the job; 0 until known
+	done  map[string]model.State // final state by host
+	line  string                 // the line drawn last, "" when none is shown
 }
 
 // events reads the job's event stream until its end event (nil), or until
@@ -100,18 +79,18 @@ func (p *progress) events(ctx context.Context, c *client) error {
 	}
 	defer body.Close()
 	return readSSE(body, func(typ string, data []byte) error {
-		if typ != "job" && typ != "host" {
+		if typ != string(model.EventJob) && typ != string(model.EventHost) {
 			return nil // output chunks: the final table shows them
 		}
-		var e event
+		var e model.Event
 		if err := json.Unmarshal(data, &e); err != nil {
 			return fmt.Errorf("job events: bad %s event: %w", typ, err)
 		}
 		switch {
-		case typ == "job" && p.total == 0 && e.Total > 0:
+		case e.Type == model.EventJob && p.total == 0 && e.Total > 0:
 			p.total = e.Total
-		case typ == "host" && finalHost(e.State):
-			p.done[e.Host] = e.State
+		case e.Type == model.EventHost && model.State(e.State).Final():
+			p.done[e.Host] = model.State(e.State)
 		}
 		p.draw(len(p.done), p.failed())
 		return nil
@@ -121,7 +100,7 @@ func (p *progress) events(ctx context.Context, c *client) error {
 func (p *progress) failed() int {
 	n := 0
 	for _, s := range p.done {
-		if s != "ok" {
+		if s != model.StateOK {
 			n++
 		}
 	}
@@ -138,7 +117,7 @@ func (p *progress) poll(ctx context.Context, c *client) (wire.Job, error) {
 		err := c.do(ctx, "GET", "/api/v1/jobs/"+url.PathEscape(p.job), nil, &job)
 		var ae *apiError
 		switch {
-		case err == nil && finalJob(job.State):
+		case err == nil && job.State.Final():
 			return job, nil
 		case err == nil:
 			errs = 0
@@ -147,9 +126,9 @@ func (p *progress) poll(ctx context.Context, c *client) (wire.Job, error) {
 			}
 			done, failed := 0, 0
 			for s, n := range job.Summary {
-				if finalHost(s) {
+				if st := model.State(s); st.Final() {
 					done += n
-					if s != "ok" {
+					if st != model.StateOK {
 						failed += n
 					}
 				}

@@ -14,6 +14,7 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/model"
 )
 
 // cmdHosts manages agentless hosts: list (the default), add, import, rm,
@@ -56,7 +57,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 		}
 		req := wire.HostRequest{ID: *id, User: *user, Port: *port, Key: *key, Become: *become}
 		// HOST may carry its user and port: root@10.0.0.7:2222.
-		u, h, p, err := wire.ParseHostSpec(rest[0])
+		u, h, p, err := model.ParseHostSpec(rest[0])
 		if err != nil {
 			return err
 		}
@@ -215,14 +216,14 @@ func labelHost(ctx context.Context, c *client, format string, args, removals []s
 // fingerprint the operator checked on the host. HOST is a host id or an
 // address; PORT, when given, overrides the host's.
 func trustHost(ctx context.Context, c *client, format, hostPort, fp string, w io.Writer) error {
-	_, host, port, err := wire.ParseHostSpec(hostPort)
+	_, host, port, err := model.ParseHostSpec(hostPort)
 	if err != nil {
 		return err
 	}
 	if strings.Contains(hostPort, "@") {
 		return fmt.Errorf("%q: want HOST[:PORT]; host keys do not depend on the user", hostPort)
 	}
-	if _, err := wire.ValidFingerprint(fp); err != nil {
+	if _, err := model.ValidFingerprint(fp); err != nil {
 		return err
 	}
 	var ans wire.Trusted

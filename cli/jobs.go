@@ -10,6 +10,7 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/model"
 )
 
 // cmdJobs lists jobs, newest first, a page at a time.
@@ -50,11 +51,11 @@ func cmdJobs(ctx context.Context, args []string, w, ew io.Writer) error {
 	for _, j := range list.Jobs {
 		failed := 0
 		for s, n := range j.Summary {
-			if s != "ok" && finalHost(s) {
+			if st := model.State(s); st != model.StateOK && st.Final() {
 				failed += n
 			}
 		}
-		t.AppendRow(table.Row{j.JobID, j.State, j.Total, j.Summary["ok"], failed, truncate(j.CmdLine, 40), ago(j.CreatedAt)})
+		t.AppendRow(table.Row{j.JobID, j.State, j.Total, j.Summary[string(model.StateOK)], failed, truncate(j.CmdLine, 40), ago(j.CreatedAt)})
 	}
 	t.Render()
 	if list.Next != "" {

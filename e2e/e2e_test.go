@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
-	fexec "github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/agent"
 )
@@ -423,8 +423,8 @@ func TestEndToEnd(t *testing.T) {
 	marker := filepath.Join(c.dir, "intruder-ran")
 	pool := agent.NewPool(intruder)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, err = pool.Exec(ctx, fexec.Target{ID: "m1", Addr: m1.Address, Fingerprint: m1.Fingerprint},
-		fexec.Command{Line: "touch " + marker}, func(fexec.Stream, []byte) {})
+	_, err = pool.Exec(ctx, model.Target{ID: "m1", Addr: m1.Address, Fingerprint: m1.Fingerprint},
+		model.Command{Line: "touch " + marker}, func(model.Stream, []byte) {})
 	cancel()
 	pool.Close()
 	if err == nil {

@@ -7,37 +7,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/felix-ops/felix/model"
 )
 
 // ErrUnreachable marks a transport error that happened before the command
 // was sent: nothing ran on the host.
 var ErrUnreachable = errors.New("host unreachable")
-
-// Target is one host a job runs on, as resolved from the inventory.
-type Target struct {
-	ID          string
-	Addr        string // what the agent transport dials (host:port of the minion)
-	Fingerprint string // the minion's pinned certificate; "" when the host has no accepted minion
-	// SSH, when set, says how to reach the host agentlessly.
-	SSH *SSHTarget
-	// Mode is the transport the request asked for: "auto" (or ""), "agent"
-	// or "ssh"; the selecting transport honours it.
-	Mode string
-	// Skip, when set, is the final state the host gets without running
-	// anything (StateNotAccepted, StateUnknown).
-	Skip  State
-	Error string // with Skip: why
-}
-
-// SSHTarget is how a host is reached over SSH. Every field is data, never
-// spliced into a shell.
-type SSHTarget struct {
-	Host    string // name or IP address
-	Port    int    // 0 means 22
-	User    string // "" means the transport's default (root)
-	KeyPath string // "" means the transport's configured keys and agent
-	Become  bool   // run the command with sudo -n
-}
 
 // Transport runs one command on one host. The agent (gRPC) and agentless
 // (SSH) transports satisfy it.
@@ -46,7 +22,7 @@ type Transport interface {
 	Name() string
 	// Exec runs cmd on t, streaming output to out. It returns an error
 	// wrapping ErrUnreachable when the command was never sent.
-	Exec(ctx context.Context, t Target, cmd Command, out OutputFunc) (Exit, error)
+	Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error)
 }
 
 // Defaults for an Engine's zero fields.
@@ -82,18 +58,18 @@ type Options struct {
 // from many goroutines at once.
 type Hooks struct {
 	// Start is called when a host starts running.
-	Start func(t Target, at time.Time)
+	Start func(t model.Target, at time.Time)
 	// Output is called with each output chunk of a host; p is only valid
 	// during the call.
-	Output func(host string, s Stream, p []byte)
+	Output func(host string, s model.Stream, p []byte)
 	// Result is called once per target with its final result.
-	Result func(r Result)
+	Result func(r model.Result)
 }
 
 // Run runs cmd on every target and returns one Result per target, in target
 // order. A failed host is a result, never an error; Run returns when every
 // host has its final state.
-func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, opts Options, h Hooks) []Result {
+func (e *Engine) Run(ctx context.Context, cmd model.Command, targets []model.Target, opts Options, h Hooks) []model.Result {
 	limit := opts.Limit
 	if limit <= 0 || (e.Limit > 0 && limit > e.Limit) {
 		limit = e.Limit
@@ -101,19 +77,19 @@ func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, opts Op
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	results := make([]Result, len(targets))
+	results := make([]model.Result, len(targets))
 	sem := make(chan struct{}, limit)
 	var failed atomic.Int64
 	var wg sync.WaitGroup
-	finish := func(i int, r Result) {
+	finish := func(i int, r model.Result) {
 		results[i] = r
 		if h.Result != nil {
 			h.Result(r)
 		}
 	}
-	skip := func(i int, t Target, st State, why string) {
+	skip := func(i int, t model.Target, st model.State, why string) {
 		now := time.Now()
-		finish(i, Result{Host: t.ID, Addr: t.Addr, State: st, Error: why, ExitCode: -1, StartedAt: now, FinishedAt: now})
+		finish(i, model.Result{Host: t.ID, Addr: t.Addr, State: st, Error: why, ExitCode: -1, StartedAt: now, FinishedAt: now})
 	}
 	for i, t := range targets {
 		if t.Skip != "" {
@@ -129,12 +105,12 @@ func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, opts Op
 			}
 		}
 		if ctx.Err() != nil {
-			skip(i, t, StateCancelled, "job cancelled before this host started")
+			skip(i, t, model.StateCancelled, "job cancelled before this host started")
 			continue
 		}
 		if opts.FailThreshold > 0 && failed.Load() >= int64(opts.FailThreshold) {
 			<-sem
-			skip(i, t, StateCancelled, fmt.Sprintf("not started: %d hosts failed (fail threshold %d)", failed.Load(), opts.FailThreshold))
+			skip(i, t, model.StateCancelled, fmt.Sprintf("not started: %d hosts failed (fail threshold %d)", failed.Load(), opts.FailThreshold))
 			continue
 		}
 		wg.Add(1)
@@ -142,7 +118,7 @@ func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, opts Op
 			defer wg.Done()
 			defer func() { <-sem }()
 			r := e.runOne(ctx, cmd, t, h)
-			if r.State != StateOK {
+			if r.State != model.StateOK {
 				failed.Add(1) // only hosts that ran count towards the threshold
 			}
 			finish(i, r)
@@ -152,7 +128,7 @@ func (e *Engine) Run(ctx context.Context, cmd Command, targets []Target, opts Op
 	return results
 }
 
-func (e *Engine) runOne(ctx context.Context, cmd Command, t Target, h Hooks) Result {
+func (e *Engine) runOne(ctx context.Context, cmd model.Command, t model.Target, h Hooks) model.Result {
 	capBytes := e.OutputCap
 	if capBytes <= 0 {
 		capBytes = DefaultOutputCap
@@ -168,19 +144,19 @@ func (e *Engine) runOne(ctx context.Context, cmd Command, t Target, h Hooks) Res
 	}
 	stdout, stderr := NewCappedBuffer(capBytes), NewCappedBuffer(capBytes)
 	var mu sync.Mutex // serialises out: the transport may call it from two goroutines
-	out := func(s Stream, p []byte) {
+	out := func(s model.Stream, p []byte) {
 		if h.Output != nil {
 			h.Output(t.ID, s, p)
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if s == Stderr {
+		if s == model.Stderr {
 			stderr.Write(p)
 		} else {
 			stdout.Write(p)
 		}
 	}
-	r := Result{Host: t.ID, Addr: t.Addr, Transport: e.Transport.Name(), StartedAt: time.Now()}
+	r := model.Result{Host: t.ID, Addr: t.Addr, Transport: e.Transport.Name(), StartedAt: time.Now()}
 	if h.Start != nil {
 		h.Start(t, r.StartedAt)
 	}
@@ -196,21 +172,21 @@ func (e *Engine) runOne(ctx context.Context, cmd Command, t Target, h Hooks) Res
 	}
 	switch {
 	case err != nil && errors.Is(err, ErrUnreachable):
-		r.State, r.ExitCode, r.Error = StateUnreachable, -1, err.Error()
+		r.State, r.ExitCode, r.Error = model.StateUnreachable, -1, err.Error()
 	case err != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)):
-		r.State, r.ExitCode, r.Error = StateTimeout, -1, "no answer from host before the deadline: "+err.Error()
+		r.State, r.ExitCode, r.Error = model.StateTimeout, -1, "no answer from host before the deadline: "+err.Error()
 	case err != nil && (ctx.Err() != nil || errors.Is(err, context.Canceled)):
-		r.State, r.ExitCode, r.Error = StateCancelled, -1, err.Error()
+		r.State, r.ExitCode, r.Error = model.StateCancelled, -1, err.Error()
 	case err != nil:
-		r.State, r.ExitCode, r.Error = StateFailed, -1, err.Error()
+		r.State, r.ExitCode, r.Error = model.StateFailed, -1, err.Error()
 	case exit.TimedOut:
-		r.State, r.Error = StateTimeout, "killed at the deadline of "+cmd.Timeout.String()
+		r.State, r.Error = model.StateTimeout, "killed at the deadline of "+cmd.Timeout.String()
 	case exit.Cancelled:
-		r.State = StateCancelled
+		r.State = model.StateCancelled
 	case exit.Code == 0 && exit.Signal == "":
-		r.State = StateOK
+		r.State = model.StateOK
 	default:
-		r.State = StateFailed
+		r.State = model.StateFailed
 	}
 	return r
 }

@@ -13,10 +13,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/felix-ops/felix/model"
 )
 
 // execFunc is what a fakeTransport does for one host.
-type execFunc func(ctx context.Context, t Target, cmd Command, out OutputFunc) (Exit, error)
+type execFunc func(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error)
 
 // fakeTransport is an in-process Transport: each host's behaviour is a func.
 type fakeTransport struct {
@@ -29,7 +31,7 @@ type fakeTransport struct {
 
 func (f *fakeTransport) Name() string { return "fake" }
 
-func (f *fakeTransport) Exec(ctx context.Context, t Target, cmd Command, out OutputFunc) (Exit, error) {
+func (f *fakeTransport) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = make(map[string]int)
@@ -41,7 +43,7 @@ func (f *fakeTransport) Exec(ctx context.Context, t Target, cmd Command, out Out
 		fn = f.def
 	}
 	if fn == nil {
-		return Exit{}, nil
+		return model.Exit{}, nil
 	}
 	return fn(ctx, t, cmd, out)
 }
@@ -62,24 +64,26 @@ func (f *fakeTransport) totalCalls() int {
 	return n
 }
 
-func exitWith(x Exit, err error) execFunc {
-	return func(context.Context, Target, Command, OutputFunc) (Exit, error) { return x, err }
+func exitWith(x model.Exit, err error) execFunc {
+	return func(context.Context, model.Target, model.Command, model.OutputFunc) (model.Exit, error) {
+		return x, err
+	}
 }
 
 // blockUntilDone is a transport that never answers: it returns when the
 // engine's deadline (or cancellation) ends its context.
-func blockUntilDone(ctx context.Context, _ Target, _ Command, _ OutputFunc) (Exit, error) {
+func blockUntilDone(ctx context.Context, _ model.Target, _ model.Command, _ model.OutputFunc) (model.Exit, error) {
 	<-ctx.Done()
-	return Exit{}, fmt.Errorf("exec: %w", ctx.Err())
+	return model.Exit{}, fmt.Errorf("exec: %w", ctx.Err())
 }
 
 // resultCollector records every onResult call.
 type resultCollector struct {
 	mu      sync.Mutex // protects results
-	results []Result
+	results []model.Result
 }
 
-func (c *resultCollector) add(r Result) {
+func (c *resultCollector) add(r model.Result) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.results = append(c.results, r)
@@ -98,9 +102,9 @@ func (c *resultCollector) countByHost() map[string]int {
 func TestEngineRunStates(t *testing.T) {
 	tests := []struct {
 		name       string
-		cmd        Command
+		cmd        model.Command
 		exec       execFunc
-		wantState  State
+		wantState  model.State
 		wantCode   int
 		wantSignal string
 		wantStdout string
@@ -109,43 +113,43 @@ func TestEngineRunStates(t *testing.T) {
 	}{
 		{
 			name: "ok",
-			exec: func(_ context.Context, _ Target, _ Command, out OutputFunc) (Exit, error) {
-				out(Stdout, []byte("hello "))
-				out(Stderr, []byte("warn"))
-				out(Stdout, []byte("world"))
-				return Exit{Code: 0}, nil
+			exec: func(_ context.Context, _ model.Target, _ model.Command, out model.OutputFunc) (model.Exit, error) {
+				out(model.Stdout, []byte("hello "))
+				out(model.Stderr, []byte("warn"))
+				out(model.Stdout, []byte("world"))
+				return model.Exit{Code: 0}, nil
 			},
-			wantState: StateOK, wantStdout: "hello world", wantStderr: "warn",
+			wantState: model.StateOK, wantStdout: "hello world", wantStderr: "warn",
 		},
-		{name: "exit code", exec: exitWith(Exit{Code: 3}, nil), wantState: StateFailed, wantCode: 3},
+		{name: "exit code", exec: exitWith(model.Exit{Code: 3}, nil), wantState: model.StateFailed, wantCode: 3},
 		{
-			name: "signal", exec: exitWith(Exit{Code: -1, Signal: "SIGKILL"}, nil),
-			wantState: StateFailed, wantCode: -1, wantSignal: "SIGKILL",
-		},
-		{
-			name: "killed at deadline", cmd: Command{Line: "sleep 30", Timeout: time.Second},
-			exec:      exitWith(Exit{Code: -1, Signal: "SIGTERM", TimedOut: true}, nil),
-			wantState: StateTimeout, wantCode: -1, wantSignal: "SIGTERM", wantError: true,
+			name: "signal", exec: exitWith(model.Exit{Code: -1, Signal: "SIGKILL"}, nil),
+			wantState: model.StateFailed, wantCode: -1, wantSignal: "SIGKILL",
 		},
 		{
-			name: "no answer before deadline", cmd: Command{Line: "sleep 30", Timeout: time.Millisecond},
-			exec: blockUntilDone, wantState: StateTimeout, wantCode: -1, wantError: true,
+			name: "killed at deadline", cmd: model.Command{Line: "sleep 30", Timeout: time.Second},
+			exec:      exitWith(model.Exit{Code: -1, Signal: "SIGTERM", TimedOut: true}, nil),
+			wantState: model.StateTimeout, wantCode: -1, wantSignal: "SIGTERM", wantError: true,
 		},
 		{
-			name: "unreachable", exec: exitWith(Exit{}, fmt.Errorf("dial h: connection refused: %w", ErrUnreachable)),
-			wantState: StateUnreachable, wantCode: -1, wantError: true,
+			name: "no answer before deadline", cmd: model.Command{Line: "sleep 30", Timeout: time.Millisecond},
+			exec: blockUntilDone, wantState: model.StateTimeout, wantCode: -1, wantError: true,
 		},
 		{
-			name: "other error", exec: exitWith(Exit{}, errors.New("stream broke")),
-			wantState: StateFailed, wantCode: -1, wantError: true,
+			name: "unreachable", exec: exitWith(model.Exit{}, fmt.Errorf("dial h: connection refused: %w", ErrUnreachable)),
+			wantState: model.StateUnreachable, wantCode: -1, wantError: true,
 		},
-		{name: "cancelled by host", exec: exitWith(Exit{Code: -1, Cancelled: true}, nil), wantState: StateCancelled, wantCode: -1},
+		{
+			name: "other error", exec: exitWith(model.Exit{}, errors.New("stream broke")),
+			wantState: model.StateFailed, wantCode: -1, wantError: true,
+		},
+		{name: "cancelled by host", exec: exitWith(model.Exit{Code: -1, Cancelled: true}, nil), wantState: model.StateCancelled, wantCode: -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := &fakeTransport{def: tt.exec}
 			e := &Engine{Transport: tr, Grace: time.Millisecond}
-			targets := []Target{{ID: "h1", Addr: "10.0.0.1:4506", Fingerprint: "sha256:00"}}
+			targets := []model.Target{{ID: "h1", Addr: "10.0.0.1:4506", Fingerprint: "sha256:00"}}
 			var got resultCollector
 			res := e.Run(context.Background(), tt.cmd, targets, Options{}, Hooks{Result: got.add})
 			if len(res) != 1 {
@@ -185,32 +189,32 @@ func TestEngineRunStates(t *testing.T) {
 
 func TestEngineRunMixed(t *testing.T) {
 	tr := &fakeTransport{byHost: map[string]execFunc{
-		"ok":          exitWith(Exit{}, nil),
-		"fail":        exitWith(Exit{Code: 3}, nil),
-		"signal":      exitWith(Exit{Code: -1, Signal: "SIGKILL"}, nil),
-		"killed":      exitWith(Exit{Code: -1, TimedOut: true}, nil),
+		"ok":          exitWith(model.Exit{}, nil),
+		"fail":        exitWith(model.Exit{Code: 3}, nil),
+		"signal":      exitWith(model.Exit{Code: -1, Signal: "SIGKILL"}, nil),
+		"killed":      exitWith(model.Exit{Code: -1, TimedOut: true}, nil),
 		"silent":      blockUntilDone,
-		"unreachable": exitWith(Exit{}, fmt.Errorf("x: %w", ErrUnreachable)),
-		"broken":      exitWith(Exit{}, errors.New("broken pipe")),
+		"unreachable": exitWith(model.Exit{}, fmt.Errorf("x: %w", ErrUnreachable)),
+		"broken":      exitWith(model.Exit{}, errors.New("broken pipe")),
 	}}
-	targets := []Target{
+	targets := []model.Target{
 		{ID: "unreachable"},
-		{ID: "pending", Skip: StateNotAccepted, Error: "minion is pending"},
+		{ID: "pending", Skip: model.StateNotAccepted, Error: "minion is pending"},
 		{ID: "ok"},
 		{ID: "silent"},
-		{ID: "ghost", Skip: StateUnknown, Error: "no minion with id ghost"},
+		{ID: "ghost", Skip: model.StateUnknown, Error: "no minion with id ghost"},
 		{ID: "fail"},
 		{ID: "broken"},
 		{ID: "signal"},
 		{ID: "killed"},
 	}
-	want := map[string]State{
-		"unreachable": StateUnreachable, "pending": StateNotAccepted, "ok": StateOK, "silent": StateTimeout,
-		"ghost": StateUnknown, "fail": StateFailed, "broken": StateFailed, "signal": StateFailed, "killed": StateTimeout,
+	want := map[string]model.State{
+		"unreachable": model.StateUnreachable, "pending": model.StateNotAccepted, "ok": model.StateOK, "silent": model.StateTimeout,
+		"ghost": model.StateUnknown, "fail": model.StateFailed, "broken": model.StateFailed, "signal": model.StateFailed, "killed": model.StateTimeout,
 	}
 	e := &Engine{Transport: tr, Limit: 2, Grace: time.Millisecond}
 	var got resultCollector
-	res := e.Run(context.Background(), Command{Line: "x", Timeout: time.Millisecond}, targets, Options{}, Hooks{Result: got.add})
+	res := e.Run(context.Background(), model.Command{Line: "x", Timeout: time.Millisecond}, targets, Options{}, Hooks{Result: got.add})
 
 	if len(res) != len(targets) {
 		t.Fatalf("Run returned %d results; want %d", len(res), len(targets))
@@ -254,7 +258,7 @@ func TestEngineRunLimit(t *testing.T) {
 	var inFlight, maxInFlight atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tr := &fakeTransport{def: func(ctx context.Context, _ Target, _ Command, _ OutputFunc) (Exit, error) {
+	tr := &fakeTransport{def: func(ctx context.Context, _ model.Target, _ model.Command, _ model.OutputFunc) (model.Exit, error) {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
 		for {
@@ -269,16 +273,16 @@ func TestEngineRunLimit(t *testing.T) {
 		select {
 		case <-full:
 		case <-ctx.Done():
-			return Exit{}, ctx.Err()
+			return model.Exit{}, ctx.Err()
 		}
-		return Exit{}, nil
+		return model.Exit{}, nil
 	}}
-	targets := make([]Target, hosts)
+	targets := make([]model.Target, hosts)
 	for i := range targets {
-		targets[i] = Target{ID: fmt.Sprintf("h%02d", i)}
+		targets[i] = model.Target{ID: fmt.Sprintf("h%02d", i)}
 	}
 	e := &Engine{Transport: tr, Limit: limit}
-	res := e.Run(ctx, Command{Line: "true"}, targets, Options{}, Hooks{})
+	res := e.Run(ctx, model.Command{Line: "true"}, targets, Options{}, Hooks{})
 
 	if m := maxInFlight.Load(); m > limit || m <= 1 {
 		t.Errorf("max in flight = %d; want 1 < max <= %d", m, limit)
@@ -287,7 +291,7 @@ func TestEngineRunLimit(t *testing.T) {
 		t.Errorf("transport called %d times; want %d", n, hosts)
 	}
 	for i, r := range res {
-		if r.Host != targets[i].ID || r.State != StateOK {
+		if r.Host != targets[i].ID || r.State != model.StateOK {
 			t.Errorf("results[%d] = %s %s; want %s ok", i, r.Host, r.State, targets[i].ID)
 		}
 	}
@@ -298,12 +302,12 @@ func TestEngineRunCancelledBeforeStart(t *testing.T) {
 	cancel()
 	// The transport ignores ctx on purpose: a cancelled job must not start
 	// any host, whatever its transport would do.
-	tr := &fakeTransport{def: exitWith(Exit{}, nil)}
-	targets := []Target{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d", Skip: StateUnknown}, {ID: "e"}, {ID: "f"}}
+	tr := &fakeTransport{def: exitWith(model.Exit{}, nil)}
+	targets := []model.Target{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d", Skip: model.StateUnknown}, {ID: "e"}, {ID: "f"}}
 	var got resultCollector
-	res := (&Engine{Transport: tr, Limit: 10}).Run(ctx, Command{Line: "true"}, targets, Options{}, Hooks{Result: got.add})
+	res := (&Engine{Transport: tr, Limit: 10}).Run(ctx, model.Command{Line: "true"}, targets, Options{}, Hooks{Result: got.add})
 	for i, r := range res {
-		want := StateCancelled
+		want := model.StateCancelled
 		if targets[i].Skip != "" {
 			want = targets[i].Skip
 		}
@@ -321,12 +325,12 @@ func TestEngineRunCancelledBeforeStart(t *testing.T) {
 
 func TestEngineRunOutputCap(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 100)
-	tr := &fakeTransport{def: func(_ context.Context, _ Target, _ Command, out OutputFunc) (Exit, error) {
-		out(Stdout, big)
-		out(Stderr, []byte("small"))
-		return Exit{}, nil
+	tr := &fakeTransport{def: func(_ context.Context, _ model.Target, _ model.Command, out model.OutputFunc) (model.Exit, error) {
+		out(model.Stdout, big)
+		out(model.Stderr, []byte("small"))
+		return model.Exit{}, nil
 	}}
-	res := (&Engine{Transport: tr, OutputCap: 10}).Run(context.Background(), Command{}, []Target{{ID: "h"}}, Options{}, Hooks{})
+	res := (&Engine{Transport: tr, OutputCap: 10}).Run(context.Background(), model.Command{}, []model.Target{{ID: "h"}}, Options{}, Hooks{})
 	r := res[0]
 	if !r.Truncated {
 		t.Errorf("Truncated = false; want true")
@@ -469,29 +473,29 @@ func TestEngineRunOptionsLimit(t *testing.T) {
 			full := make(chan struct{})
 			var fullOnce sync.Once
 			var m maxTracker
-			tr := &fakeTransport{def: func(ctx context.Context, _ Target, _ Command, _ OutputFunc) (Exit, error) {
+			tr := &fakeTransport{def: func(ctx context.Context, _ model.Target, _ model.Command, _ model.OutputFunc) (model.Exit, error) {
 				defer m.leave()
 				if m.enter() >= tt.want {
 					fullOnce.Do(func() { close(full) })
 				}
 				select {
 				case <-full:
-					return Exit{}, nil
+					return model.Exit{}, nil
 				case <-ctx.Done():
-					return Exit{}, ctx.Err()
+					return model.Exit{}, ctx.Err()
 				}
 			}}
-			targets := make([]Target, 12)
+			targets := make([]model.Target, 12)
 			for i := range targets {
-				targets[i] = Target{ID: fmt.Sprintf("h%02d", i)}
+				targets[i] = model.Target{ID: fmt.Sprintf("h%02d", i)}
 			}
 			e := &Engine{Transport: tr, Limit: tt.engineLimit}
-			res := e.Run(ctx, Command{Line: "true"}, targets, Options{Limit: tt.optsLimit}, Hooks{})
+			res := e.Run(ctx, model.Command{Line: "true"}, targets, Options{Limit: tt.optsLimit}, Hooks{})
 			if got := m.max.Load(); got != tt.want {
 				t.Errorf("max in flight = %d; want %d", got, tt.want)
 			}
 			for i, r := range res {
-				if r.State != StateOK {
+				if r.State != model.StateOK {
 					t.Errorf("results[%d] = %s %s (%s); want ok", i, r.Host, r.State, r.Error)
 				}
 			}
@@ -501,25 +505,25 @@ func TestEngineRunOptionsLimit(t *testing.T) {
 
 func TestEngineRunFailThreshold(t *testing.T) {
 	tr := &fakeTransport{byHost: map[string]execFunc{
-		"a-ok":          exitWith(Exit{}, nil),
-		"b-fail":        exitWith(Exit{Code: 1}, nil),
-		"c-ok":          exitWith(Exit{}, nil),
-		"d-unreachable": exitWith(Exit{}, fmt.Errorf("dial: %w", ErrUnreachable)),
-		"e-ok":          exitWith(Exit{}, nil),
-		"f-fail":        exitWith(Exit{Code: 1}, nil),
+		"a-ok":          exitWith(model.Exit{}, nil),
+		"b-fail":        exitWith(model.Exit{Code: 1}, nil),
+		"c-ok":          exitWith(model.Exit{}, nil),
+		"d-unreachable": exitWith(model.Exit{}, fmt.Errorf("dial: %w", ErrUnreachable)),
+		"e-ok":          exitWith(model.Exit{}, nil),
+		"f-fail":        exitWith(model.Exit{Code: 1}, nil),
 	}}
-	targets := []Target{{ID: "a-ok"}, {ID: "b-fail"}, {ID: "c-ok"}, {ID: "d-unreachable"}, {ID: "e-ok"}, {ID: "f-fail"}}
-	want := []State{StateOK, StateFailed, StateOK, StateUnreachable, StateCancelled, StateCancelled}
+	targets := []model.Target{{ID: "a-ok"}, {ID: "b-fail"}, {ID: "c-ok"}, {ID: "d-unreachable"}, {ID: "e-ok"}, {ID: "f-fail"}}
+	want := []model.State{model.StateOK, model.StateFailed, model.StateOK, model.StateUnreachable, model.StateCancelled, model.StateCancelled}
 	var got resultCollector
 	// Limit 1: each host ends before the next is considered, so which hosts
 	// run is decided, not raced.
-	res := (&Engine{Transport: tr}).Run(context.Background(), Command{Line: "x"}, targets,
+	res := (&Engine{Transport: tr}).Run(context.Background(), model.Command{Line: "x"}, targets,
 		Options{Limit: 1, FailThreshold: 2}, Hooks{Result: got.add})
 	for i, r := range res {
 		if r.Host != targets[i].ID || r.State != want[i] {
 			t.Errorf("results[%d] = %s %s (%q); want %s %s", i, r.Host, r.State, r.Error, targets[i].ID, want[i])
 		}
-		if want[i] != StateCancelled {
+		if want[i] != model.StateCancelled {
 			continue
 		}
 		if !strings.Contains(r.Error, "fail threshold 2") {
@@ -538,17 +542,17 @@ func TestEngineRunFailThreshold(t *testing.T) {
 }
 
 func TestEngineRunHooks(t *testing.T) {
-	tr := &fakeTransport{def: func(_ context.Context, tg Target, _ Command, out OutputFunc) (Exit, error) {
-		out(Stdout, []byte("out-"+tg.ID))
-		out(Stderr, []byte("err-"+tg.ID))
+	tr := &fakeTransport{def: func(_ context.Context, tg model.Target, _ model.Command, out model.OutputFunc) (model.Exit, error) {
+		out(model.Stdout, []byte("out-"+tg.ID))
+		out(model.Stderr, []byte("err-"+tg.ID))
 		if tg.ID == "fail" {
-			return Exit{Code: 2}, nil
+			return model.Exit{Code: 2}, nil
 		}
-		return Exit{}, nil
+		return model.Exit{}, nil
 	}}
-	targets := []Target{
-		{ID: "a"}, {ID: "ghost", Skip: StateUnknown, Error: "no minion"}, {ID: "b"}, {ID: "fail"},
-		{ID: "pend", Skip: StateNotAccepted, Error: "pending"}, {ID: "c"},
+	targets := []model.Target{
+		{ID: "a"}, {ID: "ghost", Skip: model.StateUnknown, Error: "no minion"}, {ID: "b"}, {ID: "fail"},
+		{ID: "pend", Skip: model.StateNotAccepted, Error: "pending"}, {ID: "c"},
 	}
 
 	var mu sync.Mutex // protects log, starts, output
@@ -556,24 +560,24 @@ func TestEngineRunHooks(t *testing.T) {
 	starts := map[string]time.Time{}
 	output := map[string][]string{} // by host: "stream:data"
 	hooks := Hooks{
-		Start: func(tg Target, at time.Time) {
+		Start: func(tg model.Target, at time.Time) {
 			mu.Lock()
 			defer mu.Unlock()
 			log = append(log, "start "+tg.ID)
 			starts[tg.ID] = at
 		},
-		Output: func(host string, s Stream, p []byte) {
+		Output: func(host string, s model.Stream, p []byte) {
 			mu.Lock()
 			defer mu.Unlock()
 			output[host] = append(output[host], s.String()+":"+string(p))
 		},
-		Result: func(r Result) {
+		Result: func(r model.Result) {
 			mu.Lock()
 			defer mu.Unlock()
 			log = append(log, "result "+r.Host)
 		},
 	}
-	res := (&Engine{Transport: tr, Limit: 3}).Run(context.Background(), Command{Line: "x"}, targets, Options{}, hooks)
+	res := (&Engine{Transport: tr, Limit: 3}).Run(context.Background(), model.Command{Line: "x"}, targets, Options{}, hooks)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -591,7 +595,7 @@ func TestEngineRunHooks(t *testing.T) {
 			}
 		}
 		if nResult != 1 {
-			t.Errorf("%s: Result hook called %d times; want 1", tg.ID, nResult)
+			t.Errorf("%s: model.Result hook called %d times; want 1", tg.ID, nResult)
 		}
 		if tg.Skip != "" {
 			if nStart != 0 || len(output[tg.ID]) != 0 {
@@ -600,7 +604,7 @@ func TestEngineRunHooks(t *testing.T) {
 			continue
 		}
 		if nStart != 1 || startAt > resultAt {
-			t.Errorf("%s: Start called %d times, at %d, Result at %d; want once, before Result", tg.ID, nStart, startAt, resultAt)
+			t.Errorf("%s: Start called %d times, at %d, model.Result at %d; want once, before model.Result", tg.ID, nStart, startAt, resultAt)
 		}
 		if !starts[tg.ID].Equal(res[i].StartedAt) {
 			t.Errorf("%s: Start told %v; result started %v", tg.ID, starts[tg.ID], res[i].StartedAt)
@@ -616,17 +620,17 @@ func TestEngineRunHooks(t *testing.T) {
 }
 
 func TestEngineRunThresholdHostsGetNoStart(t *testing.T) {
-	tr := &fakeTransport{def: exitWith(Exit{Code: 1}, nil)}
+	tr := &fakeTransport{def: exitWith(model.Exit{Code: 1}, nil)}
 	var mu sync.Mutex // protects started
 	var started []string
-	hooks := Hooks{Start: func(tg Target, _ time.Time) {
+	hooks := Hooks{Start: func(tg model.Target, _ time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
 		started = append(started, tg.ID)
 	}}
-	targets := []Target{{ID: "a"}, {ID: "b"}, {ID: "c"}}
-	res := (&Engine{Transport: tr}).Run(context.Background(), Command{}, targets, Options{Limit: 1, FailThreshold: 1}, hooks)
-	if res[0].State != StateFailed || res[1].State != StateCancelled || res[2].State != StateCancelled {
+	targets := []model.Target{{ID: "a"}, {ID: "b"}, {ID: "c"}}
+	res := (&Engine{Transport: tr}).Run(context.Background(), model.Command{}, targets, Options{Limit: 1, FailThreshold: 1}, hooks)
+	if res[0].State != model.StateFailed || res[1].State != model.StateCancelled || res[2].State != model.StateCancelled {
 		t.Errorf("states = %s, %s, %s; want failed, cancelled, cancelled", res[0].State, res[1].State, res[2].State)
 	}
 	mu.Lock()

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 func hostIDs(t *testing.T, s *Store) []string {
@@ -217,7 +217,7 @@ func TestMigrateFromVersion2(t *testing.T) {
 	if err != nil || m.Fingerprint != "sha256:aa" || m.Labels["role"] != "web" {
 		t.Errorf("Minion(m1) = %+v, %v; want it with its label", m, err)
 	}
-	if _, rs, err := s.Job(ctx, "j1"); err != nil || len(rs) != 1 || rs[0].State != exec.StateOK || rs[0].Transport != "agent" {
+	if _, rs, err := s.Job(ctx, "j1"); err != nil || len(rs) != 1 || rs[0].State != model.StateOK || rs[0].Transport != "agent" {
 		t.Errorf("Job(j1) = %+v, %v; want m1 ok over agent", rs, err)
 	}
 	if hs, err := s.Hosts(ctx); err != nil || len(hs) != 0 {

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 // t0 is a fixed, millisecond-aligned clock for tests.
@@ -559,8 +559,8 @@ func TestJobsAndResultWriter(t *testing.T) {
 
 	jobs := []Job{
 		{ID: "job-a", ClientID: "abc", CmdLine: "hostname", CmdType: "line", Targets: []string{"web*", "10.0.0.1"},
-			State: JobRunning, CreatedAt: t0},
-		{ID: "job-b", CmdLine: "uptime; echo 'x'", CmdType: "line", Targets: []string{"db1"}, State: JobRunning,
+			State: model.JobRunning, CreatedAt: t0},
+		{ID: "job-b", CmdLine: "uptime; echo 'x'", CmdType: "line", Targets: []string{"db1"}, State: model.JobRunning,
 			CreatedAt: t0.Add(time.Second)},
 	}
 	for _, j := range jobs {
@@ -575,18 +575,18 @@ func TestJobsAndResultWriter(t *testing.T) {
 	// 3000 results, split between the two jobs, added from many goroutines
 	// with sub-millisecond times and binary output.
 	const n = 3000
-	want := map[string][]exec.Result{}
+	want := map[string][]model.Result{}
 	base := time.Unix(1_760_000_000, 123_456_789)
 	var all []struct {
 		job string
-		r   exec.Result
+		r   model.Result
 	}
 	for i := range n {
 		job := jobs[i%2].ID
-		r := exec.Result{
+		r := model.Result{
 			Host:       fmt.Sprintf("host%04d", i),
 			Addr:       fmt.Sprintf("10.0.%d.%d:4510", i/256, i%256),
-			State:      exec.StateOK,
+			State:      model.StateOK,
 			Stdout:     []byte(fmt.Sprintf("out %d\x00\xff\n", i)),
 			Transport:  "agent",
 			StartedAt:  base.Add(time.Duration(i) * time.Microsecond * 700),
@@ -594,16 +594,16 @@ func TestJobsAndResultWriter(t *testing.T) {
 		}
 		switch i % 5 {
 		case 1:
-			r.State, r.ExitCode, r.Stderr = exec.StateFailed, 3, []byte("boom")
+			r.State, r.ExitCode, r.Stderr = model.StateFailed, 3, []byte("boom")
 		case 2:
-			r.State, r.ExitCode, r.Signal, r.Truncated = exec.StateTimeout, -1, "SIGKILL", true
+			r.State, r.ExitCode, r.Signal, r.Truncated = model.StateTimeout, -1, "SIGKILL", true
 		case 3:
-			r.State, r.ExitCode, r.Error, r.Stdout = exec.StateUnreachable, -1, "dial: refused", nil
+			r.State, r.ExitCode, r.Error, r.Stdout = model.StateUnreachable, -1, "dial: refused", nil
 		}
 		want[job] = append(want[job], r)
 		all = append(all, struct {
 			job string
-			r   exec.Result
+			r   model.Result
 		}{job, r})
 	}
 	var wg sync.WaitGroup
@@ -620,7 +620,7 @@ func TestJobsAndResultWriter(t *testing.T) {
 	wg.Wait()
 	finished := t0.Add(time.Minute + 250*time.Microsecond)
 	for _, j := range jobs {
-		if err := w.Finish(ctx, j.ID, JobDone, finished); err != nil {
+		if err := w.Finish(ctx, j.ID, model.JobDone, finished); err != nil {
 			t.Fatalf("Finish(%s) = %v", j.ID, err)
 		}
 	}
@@ -634,8 +634,8 @@ func TestJobsAndResultWriter(t *testing.T) {
 			strings.Join(got.Targets, "|") != strings.Join(j.Targets, "|") || !got.CreatedAt.Equal(j.CreatedAt) {
 			t.Errorf("Job(%s) = %+v; want %+v", j.ID, got, j)
 		}
-		if got.State != JobDone || !got.FinishedAt.Equal(msTime(finished)) {
-			t.Errorf("Job(%s): state %q, finished %v; want %q, %v", j.ID, got.State, got.FinishedAt, JobDone, msTime(finished))
+		if got.State != model.JobDone || !got.FinishedAt.Equal(msTime(finished)) {
+			t.Errorf("Job(%s): state %q, finished %v; want %q, %v", j.ID, got.State, got.FinishedAt, model.JobDone, msTime(finished))
 		}
 		exp := want[j.ID]
 		sort.Slice(exp, func(a, b int) bool { return exp[a].Host < exp[b].Host })
@@ -668,20 +668,20 @@ func TestResultWriterReplacesHostResult(t *testing.T) {
 	s, _ := newStore(t)
 	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(w.Close)
-	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "true", CmdType: "line", Targets: []string{"m1"}, State: JobRunning, CreatedAt: t0}, nil); err != nil {
+	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "true", CmdType: "line", Targets: []string{"m1"}, State: model.JobRunning, CreatedAt: t0}, nil); err != nil {
 		t.Fatal(err)
 	}
-	w.Add("j", exec.Result{Host: "m1", State: exec.StateCancelled})
-	w.Add("j", exec.Result{Host: "m1", State: exec.StateOK})
-	if err := w.Finish(ctx, "j", JobDone, t0); err != nil {
+	w.Add("j", model.Result{Host: "m1", State: model.StateCancelled})
+	w.Add("j", model.Result{Host: "m1", State: model.StateOK})
+	if err := w.Finish(ctx, "j", model.JobDone, t0); err != nil {
 		t.Fatal(err)
 	}
 	_, rs, err := s.Job(ctx, "j")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 1 || rs[0].State != exec.StateOK {
-		t.Errorf("results = %+v; want one, state %q", rs, exec.StateOK)
+	if len(rs) != 1 || rs[0].State != model.StateOK {
+		t.Errorf("results = %+v; want one, state %q", rs, model.StateOK)
 	}
 }
 
@@ -690,13 +690,13 @@ func TestResultWriterKeepsFileReports(t *testing.T) {
 	s, _ := newStore(t)
 	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(w.Close)
-	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "push /etc/motd", CmdType: "push", Targets: []string{"m*"}, State: JobRunning, CreatedAt: t0}, nil); err != nil {
+	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "push /etc/motd", CmdType: "push", Targets: []string{"m*"}, State: model.JobRunning, CreatedAt: t0}, nil); err != nil {
 		t.Fatal(err)
 	}
-	rep := exec.FileReport{Changed: 2, Unchanged: 5, Size: 1 << 20, SHA256: strings.Repeat("ab", 32)}
-	w.Add("j", exec.Result{Host: "m1", State: exec.StateOK, Files: &rep})
-	w.Add("j", exec.Result{Host: "m2", State: exec.StateUnreachable})
-	if err := w.Finish(ctx, "j", JobDone, t0); err != nil {
+	rep := model.FileReport{Changed: 2, Unchanged: 5, Size: 1 << 20, SHA256: strings.Repeat("ab", 32)}
+	w.Add("j", model.Result{Host: "m1", State: model.StateOK, Files: &rep})
+	w.Add("j", model.Result{Host: "m2", State: model.StateUnreachable})
+	if err := w.Finish(ctx, "j", model.JobDone, t0); err != nil {
 		t.Fatal(err)
 	}
 	_, rs, err := s.Job(ctx, "j")
@@ -792,9 +792,9 @@ func TestResultWriterAfterClose(t *testing.T) {
 	s, _ := newStore(t)
 	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	w.Close()
-	w.Close()                          // twice is fine
-	w.Add("j", exec.Result{Host: "h"}) // must not panic
-	if err := w.Finish(context.Background(), "j", JobDone, t0); !errors.Is(err, ErrWriterClosed) {
+	w.Close()                           // twice is fine
+	w.Add("j", model.Result{Host: "h"}) // must not panic
+	if err := w.Finish(context.Background(), "j", model.JobDone, t0); !errors.Is(err, ErrWriterClosed) {
 		t.Errorf("Finish after Close = %v; want ErrWriterClosed", err)
 	}
 }
@@ -859,8 +859,8 @@ func TestJoinTokenDefaultUses(t *testing.T) {
 func TestUnfinishedAndLost(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
-	hosts := []exec.Result{{Host: "a", State: exec.StatePending}, {Host: "b", State: exec.StatePending}}
-	for _, j := range []Job{{ID: "run", State: JobRunning}, {ID: "done", State: JobDone}} {
+	hosts := []model.Result{{Host: "a", State: model.StatePending}, {Host: "b", State: model.StatePending}}
+	for _, j := range []Job{{ID: "run", State: model.JobRunning}, {ID: "done", State: model.JobDone}} {
 		j.CmdLine, j.CmdType, j.CreatedAt = "true", "line", t0
 		if err := s.CreateJob(ctx, j, hosts); err != nil {
 			t.Fatal(err)
@@ -872,15 +872,15 @@ func TestUnfinishedAndLost(t *testing.T) {
 	}
 	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer w.Close()
-	w.Add("run", exec.Result{Host: "a", State: exec.StateOK})
-	if err := w.Finish(ctx, "other", JobDone, t0); err != nil { // flushes a's result
+	w.Add("run", model.Result{Host: "a", State: model.StateOK})
+	if err := w.Finish(ctx, "other", model.JobDone, t0); err != nil { // flushes a's result
 		t.Fatal(err)
 	}
 	if err := s.MarkLost(ctx, "run", "master stopped", t0); err != nil {
 		t.Fatal(err)
 	}
 	_, rs, err := s.Job(ctx, "run")
-	if err != nil || len(rs) != 2 || rs[0].State != exec.StateOK || rs[1].State != exec.StateLost || rs[1].Error == "" {
+	if err != nil || len(rs) != 2 || rs[0].State != model.StateOK || rs[1].State != model.StateLost || rs[1].Error == "" {
 		t.Errorf("after MarkLost: %+v (%v); want a ok, b lost with a reason", rs, err)
 	}
 	if j, _, _ := s.Job(ctx, "run"); j.Total != 2 {
@@ -891,7 +891,7 @@ func TestUnfinishedAndLost(t *testing.T) {
 func TestResultWriterIsolatesBadRows(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
-	if err := s.CreateJob(ctx, Job{ID: "real", CmdLine: "true", CmdType: "line", State: JobRunning, CreatedAt: t0}, nil); err != nil {
+	if err := s.CreateJob(ctx, Job{ID: "real", CmdLine: "true", CmdType: "line", State: model.JobRunning, CreatedAt: t0}, nil); err != nil {
 		t.Fatal(err)
 	}
 	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -899,13 +899,13 @@ func TestResultWriterIsolatesBadRows(t *testing.T) {
 	// A result for a job that does not exist violates the foreign key; it
 	// must not take the real job's results down with it.
 	for i := range 50 {
-		w.Add("ghost", exec.Result{Host: fmt.Sprintf("g%d", i), State: exec.StateOK})
-		w.Add("real", exec.Result{Host: fmt.Sprintf("h%02d", i), State: exec.StateOK})
+		w.Add("ghost", model.Result{Host: fmt.Sprintf("g%d", i), State: model.StateOK})
+		w.Add("real", model.Result{Host: fmt.Sprintf("h%02d", i), State: model.StateOK})
 	}
-	if err := w.Finish(ctx, "real", JobDone, t0); err != nil {
+	if err := w.Finish(ctx, "real", model.JobDone, t0); err != nil {
 		t.Errorf("Finish(real) = %v; want nil", err)
 	}
-	if err := w.Finish(ctx, "ghost", JobDone, t0); err == nil {
+	if err := w.Finish(ctx, "ghost", model.JobDone, t0); err == nil {
 		t.Errorf("Finish(ghost) = nil; want an error about lost results")
 	}
 	_, rs, err := s.Job(ctx, "real")
@@ -985,14 +985,14 @@ func TestLabels(t *testing.T) {
 }
 
 // createJob stores a job with the given host states and fails the test on error.
-func createJob(t *testing.T, s *Store, j Job, hostStates ...exec.State) {
+func createJob(t *testing.T, s *Store, j Job, hostStates ...model.State) {
 	t.Helper()
 	if j.CmdLine == "" {
 		j.CmdLine, j.CmdType = "true", "line"
 	}
-	var hosts []exec.Result
+	var hosts []model.Result
 	for i, st := range hostStates {
-		hosts = append(hosts, exec.Result{Host: fmt.Sprintf("h%d", i), State: st})
+		hosts = append(hosts, model.Result{Host: fmt.Sprintf("h%d", i), State: st})
 	}
 	if err := s.CreateJob(context.Background(), j, hosts); err != nil {
 		t.Fatalf("CreateJob(%s) = %v", j.ID, err)
@@ -1011,12 +1011,12 @@ func TestJobsList(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
 	// Ids sort like their creation times, as NewJobID's do.
-	createJob(t, s, Job{ID: "j1", ClientID: "a", State: JobDone, CreatedAt: t0}, exec.StateOK, exec.StateOK)
-	createJob(t, s, Job{ID: "j2", ClientID: "b", State: JobDone, CreatedAt: t0.Add(1 * time.Second)}, exec.StateFailed)
-	createJob(t, s, Job{ID: "j3", ClientID: "a", State: JobRunning, CreatedAt: t0.Add(2 * time.Second)},
-		exec.StateOK, exec.StateFailed, exec.StatePending, exec.StatePending)
-	createJob(t, s, Job{ID: "j4", ClientID: "a", State: JobCancelled, CreatedAt: t0.Add(3 * time.Second)}, exec.StateCancelled)
-	createJob(t, s, Job{ID: "j5", State: JobDone, CreatedAt: t0.Add(4 * time.Second)})
+	createJob(t, s, Job{ID: "j1", ClientID: "a", State: model.JobDone, CreatedAt: t0}, model.StateOK, model.StateOK)
+	createJob(t, s, Job{ID: "j2", ClientID: "b", State: model.JobDone, CreatedAt: t0.Add(1 * time.Second)}, model.StateFailed)
+	createJob(t, s, Job{ID: "j3", ClientID: "a", State: model.JobRunning, CreatedAt: t0.Add(2 * time.Second)},
+		model.StateOK, model.StateFailed, model.StatePending, model.StatePending)
+	createJob(t, s, Job{ID: "j4", ClientID: "a", State: model.JobCancelled, CreatedAt: t0.Add(3 * time.Second)}, model.StateCancelled)
+	createJob(t, s, Job{ID: "j5", State: model.JobDone, CreatedAt: t0.Add(4 * time.Second)})
 
 	tests := []struct {
 		name string
@@ -1024,9 +1024,9 @@ func TestJobsList(t *testing.T) {
 		want []string
 	}{
 		{name: "all, newest first", f: JobFilter{}, want: []string{"j5", "j4", "j3", "j2", "j1"}},
-		{name: "by state", f: JobFilter{State: JobDone}, want: []string{"j5", "j2", "j1"}},
+		{name: "by state", f: JobFilter{State: model.JobDone}, want: []string{"j5", "j2", "j1"}},
 		{name: "by client id", f: JobFilter{ClientID: "a"}, want: []string{"j4", "j3", "j1"}},
-		{name: "by both", f: JobFilter{ClientID: "a", State: JobDone}, want: []string{"j1"}},
+		{name: "by both", f: JobFilter{ClientID: "a", State: model.JobDone}, want: []string{"j1"}},
 		{name: "unknown state", f: JobFilter{State: "bogus"}, want: nil},
 		{name: "first page", f: JobFilter{Limit: 2}, want: []string{"j5", "j4"}},
 		{name: "second page", f: JobFilter{Limit: 2, Before: "j4"}, want: []string{"j3", "j2"}},
@@ -1107,11 +1107,11 @@ func TestPrune(t *testing.T) {
 
 	t.Run("by age", func(t *testing.T) {
 		s, _ := newStore(t)
-		createJob(t, s, Job{ID: "a1-old-done", State: JobDone, CreatedAt: old}, exec.StateOK, exec.StateFailed)
-		createJob(t, s, Job{ID: "a2-old-running", State: JobRunning, CreatedAt: old}, exec.StatePending)
-		createJob(t, s, Job{ID: "a3-old-cancelled", State: JobCancelled, CreatedAt: old.Add(time.Hour)}, exec.StateCancelled)
-		createJob(t, s, Job{ID: "a4-old-queued", State: JobQueued, CreatedAt: old.Add(time.Hour)})
-		createJob(t, s, Job{ID: "a5-new-done", State: JobDone, CreatedAt: t0}, exec.StateOK)
+		createJob(t, s, Job{ID: "a1-old-done", State: model.JobDone, CreatedAt: old}, model.StateOK, model.StateFailed)
+		createJob(t, s, Job{ID: "a2-old-running", State: model.JobRunning, CreatedAt: old}, model.StatePending)
+		createJob(t, s, Job{ID: "a3-old-cancelled", State: model.JobCancelled, CreatedAt: old.Add(time.Hour)}, model.StateCancelled)
+		createJob(t, s, Job{ID: "a4-old-queued", State: model.JobQueued, CreatedAt: old.Add(time.Hour)})
+		createJob(t, s, Job{ID: "a5-new-done", State: model.JobDone, CreatedAt: t0}, model.StateOK)
 		outboxRow(t, s, "old-delivered", "a1-old-done", OutboxDelivered, old)
 		outboxRow(t, s, "old-dead", "a1-old-done", OutboxDead, old)
 		outboxRow(t, s, "old-pending", "a1-old-done", OutboxPending, old)
@@ -1144,9 +1144,9 @@ func TestPrune(t *testing.T) {
 
 	t.Run("by count", func(t *testing.T) {
 		s, _ := newStore(t)
-		createJob(t, s, Job{ID: "j1", State: JobRunning, CreatedAt: t0}, exec.StatePending)
+		createJob(t, s, Job{ID: "j1", State: model.JobRunning, CreatedAt: t0}, model.StatePending)
 		for i := 2; i <= 5; i++ {
-			createJob(t, s, Job{ID: fmt.Sprintf("j%d", i), State: JobDone, CreatedAt: t0.Add(time.Duration(i) * time.Second)}, exec.StateOK)
+			createJob(t, s, Job{ID: fmt.Sprintf("j%d", i), State: model.JobDone, CreatedAt: t0.Add(time.Duration(i) * time.Second)}, model.StateOK)
 			outboxRow(t, s, fmt.Sprintf("e%d", i), fmt.Sprintf("j%d", i), OutboxDelivered, t0)
 		}
 		n, err := s.Prune(ctx, t0.Add(-30*day), 2)
@@ -1179,13 +1179,13 @@ func TestFinishEnqueuesOutbox(t *testing.T) {
 			NextAt: t0, CreatedAt: t0}
 	}
 
-	createJob(t, s, Job{ID: "ok", State: JobRunning, CreatedAt: t0}, exec.StatePending)
-	w.Add("ok", exec.Result{Host: "h0", State: exec.StateOK})
-	if err := w.Finish(ctx, "ok", JobDone, t0, item("ok-cb", "ok", "http://a/"), item("ok-slack", "ok", "http://b/")); err != nil {
+	createJob(t, s, Job{ID: "ok", State: model.JobRunning, CreatedAt: t0}, model.StatePending)
+	w.Add("ok", model.Result{Host: "h0", State: model.StateOK})
+	if err := w.Finish(ctx, "ok", model.JobDone, t0, item("ok-cb", "ok", "http://a/"), item("ok-slack", "ok", "http://b/")); err != nil {
 		t.Fatalf("Finish(ok) = %v", err)
 	}
 	j, rs, err := s.Job(ctx, "ok")
-	if err != nil || j.State != JobDone || rs[0].State != exec.StateOK {
+	if err != nil || j.State != model.JobDone || rs[0].State != model.StateOK {
 		t.Errorf("finished job: %s, %+v (%v); want done, h0 ok", j.State, rs, err)
 	}
 	items, err := s.Outbox(ctx, OutboxFilter{JobID: "ok"})
@@ -1200,7 +1200,7 @@ func TestFinishEnqueuesOutbox(t *testing.T) {
 	}
 
 	// The same event id again (a retried Finish) is not a second delivery.
-	if err := w.Finish(ctx, "ok", JobDone, t0, item("ok-cb", "ok", "http://other/")); err != nil {
+	if err := w.Finish(ctx, "ok", model.JobDone, t0, item("ok-cb", "ok", "http://other/")); err != nil {
 		t.Fatalf("Finish(ok) again = %v", err)
 	}
 	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "ok"}); len(items) != 2 {
@@ -1216,19 +1216,19 @@ func TestFinishEnqueuesOutbox(t *testing.T) {
 		BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
 		t.Fatal(err)
 	}
-	createJob(t, s, Job{ID: "bad", State: JobRunning, CreatedAt: t0}, exec.StatePending)
-	if err := w.Finish(ctx, "bad", JobDone, t0, item("bad-1", "bad", "http://a/"), item("bad-2", "bad", "http://refused/")); err == nil {
+	createJob(t, s, Job{ID: "bad", State: model.JobRunning, CreatedAt: t0}, model.StatePending)
+	if err := w.Finish(ctx, "bad", model.JobDone, t0, item("bad-1", "bad", "http://a/"), item("bad-2", "bad", "http://refused/")); err == nil {
 		t.Errorf("Finish with an item that cannot be stored = nil; want an error")
 	}
-	if j, _, _ := s.Job(ctx, "bad"); j.State != JobRunning {
+	if j, _, _ := s.Job(ctx, "bad"); j.State != model.JobRunning {
 		t.Errorf("job state after a failed Finish = %s; want running", j.State)
 	}
 	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "bad"}); len(items) != 0 {
 		t.Errorf("outbox after a failed Finish: %+v; want nothing", items)
 	}
 	// Other jobs are not held up by it.
-	createJob(t, s, Job{ID: "next", State: JobRunning, CreatedAt: t0}, exec.StatePending)
-	if err := w.Finish(ctx, "next", JobDone, t0, item("next-cb", "next", "http://a/")); err != nil {
+	createJob(t, s, Job{ID: "next", State: model.JobRunning, CreatedAt: t0}, model.StatePending)
+	if err := w.Finish(ctx, "next", model.JobDone, t0, item("next-cb", "next", "http://a/")); err != nil {
 		t.Errorf("Finish(next) = %v", err)
 	}
 	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "next"}); len(items) != 1 {
@@ -1357,18 +1357,18 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Job(old) = %v", err)
 	}
-	if j.Spec != "{}" || j.ClientID != "c-1" || j.State != JobDone || !slices.Equal(j.Targets, []string{"web1", "web2"}) ||
+	if j.Spec != "{}" || j.ClientID != "c-1" || j.State != model.JobDone || !slices.Equal(j.Targets, []string{"web1", "web2"}) ||
 		!j.CreatedAt.Equal(time.UnixMilli(1000)) || !j.FinishedAt.Equal(time.UnixMilli(2000)) {
 		t.Errorf("old job = %+v; want it as stored, spec {}", j)
 	}
-	if len(rs) != 1 || rs[0].State != exec.StateOK || string(rs[0].Stdout) != "up 3 days" {
+	if len(rs) != 1 || rs[0].State != model.StateOK || string(rs[0].Stdout) != "up 3 days" {
 		t.Errorf("old job's results = %+v; want web1 ok", rs)
 	}
 	if list, err := s.Jobs(ctx, JobFilter{}); err != nil || len(list) != 1 || list[0].Summary["ok"] != 1 {
 		t.Errorf("Jobs() = %+v, %v; want the old job, 1 ok", list, err)
 	}
 	// The new tables work on a migrated database.
-	createJob(t, s, Job{ID: "new", State: JobRunning, CreatedAt: t0}, exec.StatePending)
+	createJob(t, s, Job{ID: "new", State: model.JobRunning, CreatedAt: t0}, model.StatePending)
 	outboxRow(t, s, "e1", "new", OutboxPending, t0)
 	if ids, err := s.UnfinishedJobs(ctx); err != nil || !slices.Equal(ids, []string{"new"}) {
 		t.Errorf("UnfinishedJobs() = %q, %v; want [new]", ids, err)

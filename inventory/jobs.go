@@ -12,15 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/felix-ops/felix/exec"
-)
-
-// Job states.
-const (
-	JobQueued    = "queued"
-	JobRunning   = "running"
-	JobDone      = "done"
-	JobCancelled = "cancelled"
+	"github.com/felix-ops/felix/model"
 )
 
 // Job is one request run on many hosts.
@@ -30,7 +22,7 @@ type Job struct {
 	CmdLine    string
 	CmdType    string
 	Targets    []string
-	State      string
+	State      model.JobState
 	Spec       string // the validated request as JSON, for reruns; opaque here
 	Total      int    // hosts in the job
 	CreatedAt  time.Time
@@ -39,7 +31,7 @@ type Job struct {
 }
 
 // CreateJob stores a new job and one pending row per host, in one transaction.
-func (s *Store) CreateJob(ctx context.Context, j Job, hosts []exec.Result) error {
+func (s *Store) CreateJob(ctx context.Context, j Job, hosts []model.Result) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, client_id, cmd_line, cmd_type, targets, state, spec,
 			hosts_total, created_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?)`, j.ID, j.ClientID, j.CmdLine, j.CmdType,
@@ -71,7 +63,7 @@ func (s *Store) CreateJob(ctx context.Context, j Job, hosts []exec.Result) error
 // UnfinishedJobs returns the ids of jobs that are queued or running: at the
 // master's start, jobs a previous master left behind.
 func (s *Store) UnfinishedJobs(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM jobs WHERE state IN (?, ?) ORDER BY created_at`, JobQueued, JobRunning)
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM jobs WHERE state IN (?, ?) ORDER BY created_at`, model.JobQueued, model.JobRunning)
 	if err != nil {
 		return nil, fmt.Errorf("list unfinished jobs: %w", err)
 	}
@@ -91,8 +83,8 @@ func (s *Store) UnfinishedJobs(ctx context.Context) ([]string, error) {
 // lost, with reason.
 func (s *Store) MarkLost(ctx context.Context, jobID, reason string, now time.Time) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE job_hosts SET state = ?, error = ?, exit_code = -1, finished_at = ?
-		WHERE job_id = ? AND state IN (?, ?)`, string(exec.StateLost), reason, ms(now), jobID,
-		string(exec.StatePending), string(exec.StateRunning))
+		WHERE job_id = ? AND state IN (?, ?)`, string(model.StateLost), reason, ms(now), jobID,
+		string(model.StatePending), string(model.StateRunning))
 	if err != nil {
 		return fmt.Errorf("mark hosts of job %s lost: %w", jobID, err)
 	}
@@ -101,7 +93,7 @@ func (s *Store) MarkLost(ctx context.Context, jobID, reason string, now time.Tim
 
 // JobFilter selects jobs for Jobs.
 type JobFilter struct {
-	State    string
+	State    model.JobState
 	ClientID string
 	Before   string // a job id: only older jobs (paging)
 	Limit    int
@@ -193,7 +185,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, e
 	var n int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE state IN (?, ?) AND (created_at < ? OR id IN
-			(SELECT id FROM jobs ORDER BY rowid DESC LIMIT -1 OFFSET ?))`, JobDone, JobCancelled, ms(before), keep)
+			(SELECT id FROM jobs ORDER BY rowid DESC LIMIT -1 OFFSET ?))`, model.JobDone, model.JobCancelled, ms(before), keep)
 		if err != nil {
 			return err
 		}
@@ -208,8 +200,8 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, e
 }
 
 // JobState returns a job's state without reading its results.
-func (s *Store) JobState(ctx context.Context, id string) (string, error) {
-	var st string
+func (s *Store) JobState(ctx context.Context, id string) (model.JobState, error) {
+	var st model.JobState
 	err := s.r.QueryRowContext(ctx, `SELECT state FROM jobs WHERE id = ?`, id).Scan(&st)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("job %s: %w", id, ErrNotFound)
@@ -221,7 +213,7 @@ func (s *Store) JobState(ctx context.Context, id string) (string, error) {
 }
 
 // Job returns a job and its per-host results ordered by host.
-func (s *Store) Job(ctx context.Context, id string) (Job, []exec.Result, error) {
+func (s *Store) Job(ctx context.Context, id string) (Job, []model.Result, error) {
 	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT id, client_id, cmd_line, cmd_type, targets, state, spec,
 		hosts_total, created_at, finished_at FROM jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -236,9 +228,9 @@ func (s *Store) Job(ctx context.Context, id string) (Job, []exec.Result, error) 
 		return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
 	}
 	defer rows.Close()
-	var out []exec.Result
+	var out []model.Result
 	for rows.Next() {
-		var r exec.Result
+		var r model.Result
 		var st, fin int64
 		var files string
 		if err := rows.Scan(&r.Host, &r.Addr, &r.State, &r.ExitCode, &r.Signal, &r.Stdout, &r.Stderr, &r.Truncated,
@@ -246,7 +238,7 @@ func (s *Store) Job(ctx context.Context, id string) (Job, []exec.Result, error) 
 			return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
 		}
 		if files != "" {
-			r.Files = new(exec.FileReport)
+			r.Files = new(model.FileReport)
 			if err := json.Unmarshal([]byte(files), r.Files); err != nil {
 				return j, nil, fmt.Errorf("get results of job %s: file report of %s: %w", id, r.Host, err)
 			}
@@ -275,11 +267,11 @@ var ErrWriterClosed = errors.New("result writer closed")
 
 type writeOp struct {
 	jobID    string
-	result   *exec.Result
-	finish   string       // job state to set when non-empty
-	finished time.Time    // with finish
-	outbox   []OutboxItem // with finish: deliveries enqueued in the same transaction
-	done     chan error   // with finish: told when committed
+	result   *model.Result
+	finish   model.JobState // job state to set when non-empty
+	finished time.Time      // with finish
+	outbox   []OutboxItem   // with finish: deliveries enqueued in the same transaction
+	done     chan error     // with finish: told when committed
 }
 
 const maxBatch = 2048
@@ -294,7 +286,7 @@ func NewResultWriter(s *Store, log *slog.Logger) *ResultWriter {
 }
 
 // Add queues one host result of a job. After Close it only logs.
-func (w *ResultWriter) Add(jobID string, r exec.Result) {
+func (w *ResultWriter) Add(jobID string, r model.Result) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
@@ -307,7 +299,7 @@ func (w *ResultWriter) Add(jobID string, r exec.Result) {
 // Finish queues the end of a job, with the deliveries (callbacks, Slack)
 // that announce it, and waits until they and every result queued before
 // them are committed together: a finished job always has its deliveries.
-func (w *ResultWriter) Finish(ctx context.Context, jobID, state string, at time.Time, outbox ...OutboxItem) error {
+func (w *ResultWriter) Finish(ctx context.Context, jobID string, state model.JobState, at time.Time, outbox ...OutboxItem) error {
 	done := make(chan error, 1)
 	w.mu.RLock()
 	if w.closed {

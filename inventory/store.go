@@ -179,7 +179,7 @@ var migrations = []string{
 		PRIMARY KEY (host_id, key)
 	);`,
 
-	// 4: file transfers: each host's report (exec.FileReport as JSON,
+	// 4: file transfers: each host's report (model.FileReport as JSON,
 	// '' for commands).
 	`ALTER TABLE job_hosts ADD COLUMN files TEXT NOT NULL DEFAULT '';`,
 }

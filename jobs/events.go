@@ -6,26 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/felix-ops/felix/exec"
-	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 )
-
-// Event is one step of a job, as streamed to subscribers (Server-Sent Events).
-type Event struct {
-	Seq      int    `json:"seq"`
-	Type     string `json:"type"` // job, host, output, notice
-	Host     string `json:"host,omitempty"`
-	State    string `json:"state,omitempty"`
-	Total    int    `json:"total,omitempty"` // job: hosts in the job
-	ExitCode int    `json:"exit_code,omitempty"`
-	Signal   string `json:"signal,omitempty"`
-	Error    string `json:"error,omitempty"`
-	Stream   string `json:"stream,omitempty"` // output: stdout or stderr
-	Data     string `json:"data,omitempty"`   // output: the chunk
-	// Files is a file job's report of a finished host.
-	Files *exec.FileReport `json:"files,omitempty"`
-	At    time.Time        `json:"at"`
-}
 
 // maxHubOutput bounds the output a running job keeps for subscribers that
 // connect late; past it, output chunks are no longer kept (state changes
@@ -35,7 +17,7 @@ const maxHubOutput = 8 << 20
 // hub keeps a running job's events and wakes subscribers.
 type hub struct {
 	mu      sync.Mutex
-	events  []Event       // protected by mu
+	events  []model.Event // protected by mu
 	output  int           // bytes of output kept; protected by mu
 	dropped bool          // output chunks were dropped; protected by mu
 	closed  bool          // the job ended; protected by mu
@@ -44,7 +26,7 @@ type hub struct {
 
 func newHub() *hub { return &hub{wake: make(chan struct{})} }
 
-func (h *hub) publish(e Event) {
+func (h *hub) publish(e model.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if e.Type == "output" {
@@ -55,7 +37,7 @@ func (h *hub) publish(e Event) {
 			// Say so once, in place of the chunks: the stored results
 			// (GET the job) hold each host's capped output.
 			h.dropped = true
-			e = Event{Type: "notice", Error: fmt.Sprintf("this job's output passed %d MiB; further output is not streamed, GET the job for each host's stored output", maxHubOutput>>20)}
+			e = model.Event{Type: "notice", Error: fmt.Sprintf("this job's output passed %d MiB; further output is not streamed, GET the job for each host's stored output", maxHubOutput>>20)}
 		} else {
 			h.output += len(e.Data)
 		}
@@ -79,7 +61,7 @@ func (h *hub) close() {
 
 // since returns the events after the first n, whether the job ended, and a
 // channel closed at the next change.
-func (h *hub) since(n int) ([]Event, bool, <-chan struct{}) {
+func (h *hub) since(n int) ([]model.Event, bool, <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.events[n:], h.closed, h.wake
@@ -89,7 +71,7 @@ func (h *hub) since(n int) ([]Event, bool, <-chan struct{}) {
 // then live events until the job ends, ctx ends or fn fails. For a job that
 // is not running it sends the stored outcome: each host's output and state,
 // then the job's state.
-func (s *Service) Events(ctx context.Context, id string, fn func(Event) error) error {
+func (s *Service) Events(ctx context.Context, id string, fn func(model.Event) error) error {
 	s.mu.Lock()
 	r, ok := s.running[id]
 	s.mu.Unlock()
@@ -118,33 +100,33 @@ func (s *Service) Events(ctx context.Context, id string, fn func(Event) error) e
 		return err
 	}
 	seq := 0
-	send := func(e Event) error {
+	send := func(e model.Event) error {
 		seq++
 		e.Seq = seq
 		return fn(e)
 	}
 	// The same shape a live subscriber sees: running, the hosts, the end.
-	if err := send(Event{Type: "job", State: inventory.JobRunning, Total: job.Total, At: job.CreatedAt}); err != nil {
+	if err := send(model.Event{Type: "job", State: string(model.JobRunning), Total: job.Total, At: job.CreatedAt}); err != nil {
 		return err
 	}
 	for _, r := range results {
 		for _, o := range []struct {
-			s exec.Stream
+			s model.Stream
 			b []byte
-		}{{exec.Stdout, r.Stdout}, {exec.Stderr, r.Stderr}} {
+		}{{model.Stdout, r.Stdout}, {model.Stderr, r.Stderr}} {
 			if len(o.b) > 0 {
-				if err := send(Event{Type: "output", Host: r.Host, Stream: o.s.String(), Data: string(o.b), At: r.FinishedAt}); err != nil {
+				if err := send(model.Event{Type: "output", Host: r.Host, Stream: o.s.String(), Data: string(o.b), At: r.FinishedAt}); err != nil {
 					return err
 				}
 			}
 		}
-		if err := send(Event{Type: "host", Host: r.Host, State: string(r.State), ExitCode: r.ExitCode, Signal: r.Signal,
+		if err := send(model.Event{Type: "host", Host: r.Host, State: string(r.State), ExitCode: r.ExitCode, Signal: r.Signal,
 			Error: r.Error, At: r.FinishedAt}); err != nil {
 			return err
 		}
 	}
-	if job.State == inventory.JobRunning || job.State == inventory.JobQueued {
+	if job.State == model.JobRunning || job.State == model.JobQueued {
 		return nil // another master's, or stored before this one started
 	}
-	return send(Event{Type: "job", State: job.State, Total: job.Total, At: job.FinishedAt})
+	return send(model.Event{Type: "job", State: string(job.State), Total: job.Total, At: job.FinishedAt})
 }

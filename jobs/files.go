@@ -8,13 +8,7 @@ import (
 	"strings"
 
 	"github.com/felix-ops/felix/content"
-	"github.com/felix-ops/felix/exec"
-)
-
-// Command types of file jobs.
-const (
-	TypePush  = "push"
-	TypeFetch = "fetch"
+	"github.com/felix-ops/felix/model"
 )
 
 // ErrInvalid marks a file job the service refuses as malformed; the
@@ -30,59 +24,18 @@ func (e invalid) Unwrap() []error { return []error{e.error, ErrInvalid} }
 // store.
 var ErrNoContent = errors.New("content not in the master's store")
 
-// PushSpec is a validated push: entries in order, each directory before
-// what it holds, files by the sha256 of content in the store.
-type PushSpec struct {
-	Dest           string      `json:"dest"`
-	Entries        []EntrySpec `json:"entries"`
-	Owner          string      `json:"owner,omitempty"`
-	Mkdir          bool        `json:"mkdir,omitempty"`
-	Backup         bool        `json:"backup,omitempty"`
-	FollowSymlinks bool        `json:"follow_symlinks,omitempty"`
-}
-
-// EntrySpec is one entry of a PushSpec.
-type EntrySpec struct {
-	Path   string        `json:"path"` // "." or slash-separated below Dest
-	Kind   exec.FileKind `json:"kind"`
-	Mode   uint32        `json:"mode,omitempty"`
-	SHA256 string        `json:"sha256,omitempty"`
-	Size   int64         `json:"size,omitempty"`
-	Link   string        `json:"link,omitempty"`
-}
-
-// FetchSpec is a validated fetch.
-type FetchSpec struct {
-	Path           string `json:"path"`
-	FollowSymlinks bool   `json:"follow_symlinks,omitempty"`
-}
-
-// CheckEntryPath reports why rel cannot name an entry below a push's
-// destination: "." or a clean relative path that never leaves it.
-func CheckEntryPath(rel string) error {
-	switch {
-	case rel == ".":
-		return nil
-	case rel == "" || strings.ContainsRune(rel, 0):
-		return fmt.Errorf("entry path %q is empty or contains NUL", rel)
-	case strings.HasPrefix(rel, "/") || path.Clean(rel) != rel || rel == ".." || strings.HasPrefix(rel, "../"):
-		return fmt.Errorf("entry path %q: want a clean relative path inside the destination", rel)
-	}
-	return nil
-}
-
 // checkPush checks a push's shape: the destination, and entries whose
 // parents come before them. The store is not consulted.
-func checkPush(p *PushSpec) error {
-	if err := exec.CheckPath(p.Dest); err != nil {
+func checkPush(p *model.PushSpec) error {
+	if err := model.CheckPath(p.Dest); err != nil {
 		return fmt.Errorf("dest: %w", err)
 	}
 	if len(p.Entries) == 0 {
 		return errors.New("nothing to push")
 	}
-	seen := make(map[string]exec.FileKind, len(p.Entries))
+	seen := make(map[string]model.FileKind, len(p.Entries))
 	for i, e := range p.Entries {
-		if err := CheckEntryPath(e.Path); err != nil {
+		if err := model.CheckEntryPath(e.Path); err != nil {
 			return err
 		}
 		if (i == 0) != (e.Path == ".") {
@@ -92,7 +45,7 @@ func checkPush(p *PushSpec) error {
 			return fmt.Errorf("entry %q appears twice", e.Path)
 		}
 		if i > 0 {
-			if k, ok := seen[path.Dir(e.Path)]; !ok || k != exec.KindDir {
+			if k, ok := seen[path.Dir(e.Path)]; !ok || k != model.KindDir {
 				return fmt.Errorf("entry %q: its directory %q must be a dir entry before it", e.Path, path.Dir(e.Path))
 			}
 		}
@@ -101,15 +54,15 @@ func checkPush(p *PushSpec) error {
 			return fmt.Errorf("entry %q: mode %#o has bits beyond 07777", e.Path, e.Mode)
 		}
 		switch e.Kind {
-		case exec.KindFile:
+		case model.KindFile:
 			if !content.ValidSHA(e.SHA256) {
 				return fmt.Errorf("entry %q: sha256 %q is not 64 lower-case hex digits", e.Path, e.SHA256)
 			}
-		case exec.KindDir:
+		case model.KindDir:
 			if e.SHA256 != "" || e.Link != "" {
 				return fmt.Errorf("entry %q: a dir has no sha256 or link", e.Path)
 			}
-		case exec.KindSymlink:
+		case model.KindSymlink:
 			if e.Link == "" || strings.ContainsRune(e.Link, 0) || e.SHA256 != "" || e.Mode != 0 {
 				return fmt.Errorf("entry %q: a symlink has a link target (no NUL) and no sha256 or mode", e.Path)
 			}
@@ -123,7 +76,7 @@ func checkPush(p *PushSpec) error {
 // holdContent checks that every file of a push is in the store, fills in
 // sizes, and holds the content so garbage collection leaves it alone
 // while the job runs; the returned function releases it.
-func (s *Service) holdContent(p *PushSpec) (func(), error) {
+func (s *Service) holdContent(p *model.PushSpec) (func(), error) {
 	if s.Content == nil {
 		return nil, errors.New("the master has no content store")
 	}
@@ -135,7 +88,7 @@ func (s *Service) holdContent(p *PushSpec) (func(), error) {
 	}
 	for i := range p.Entries {
 		e := &p.Entries[i]
-		if e.Kind != exec.KindFile {
+		if e.Kind != model.KindFile {
 			continue
 		}
 		b, rel, err := s.Content.Hold(e.SHA256)
@@ -155,10 +108,10 @@ func (s *Service) holdContent(p *PushSpec) (func(), error) {
 // verifyContent hashes a push's content in the store again after hosts
 // failed: content damaged on the master's disk fails every host's
 // verification, and is removed so that the next upload stores it afresh.
-func (s *Service) verifyContent(jobID string, p *PushSpec) {
+func (s *Service) verifyContent(jobID string, p *model.PushSpec) {
 	seen := map[string]bool{}
 	for _, e := range p.Entries {
-		if e.Kind != exec.KindFile || seen[e.SHA256] {
+		if e.Kind != model.KindFile || seen[e.SHA256] {
 			continue
 		}
 		seen[e.SHA256] = true
@@ -174,14 +127,14 @@ func (s *Service) verifyContent(jobID string, p *PushSpec) {
 }
 
 // transferCommand builds the exec command of a file job.
-func (s *Service) transferCommand(spec Spec) exec.Command {
-	cmd := exec.Command{Timeout: spec.Timeout}
+func (s *Service) transferCommand(spec model.JobSpec) model.Command {
+	cmd := model.Command{Timeout: spec.Timeout}
 	if p := spec.Push; p != nil {
-		push := &exec.Push{Dest: p.Dest, Owner: p.Owner, Mkdir: p.Mkdir, Backup: p.Backup,
-			FollowSymlinks: p.FollowSymlinks, Entries: make([]exec.PushEntry, len(p.Entries))}
+		push := &model.Push{Dest: p.Dest, Owner: p.Owner, Mkdir: p.Mkdir, Backup: p.Backup,
+			FollowSymlinks: p.FollowSymlinks, Entries: make([]model.PushEntry, len(p.Entries))}
 		for i, e := range p.Entries {
-			pe := exec.PushEntry{Rel: e.Path, Kind: e.Kind, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Link: e.Link}
-			if e.Kind == exec.KindFile {
+			pe := model.PushEntry{Rel: e.Path, Kind: e.Kind, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Link: e.Link}
+			if e.Kind == model.KindFile {
 				sum := e.SHA256
 				pe.Open = func() (io.ReadCloser, error) {
 					f, _, err := s.Content.Open(sum)
@@ -193,7 +146,7 @@ func (s *Service) transferCommand(spec Spec) exec.Command {
 		cmd.Push = push
 	}
 	if f := spec.Fetch; f != nil {
-		cmd.Fetch = &exec.Fetch{Path: f.Path, FollowSymlinks: f.FollowSymlinks, Sink: func(string) (exec.FetchSink, error) {
+		cmd.Fetch = &model.Fetch{Path: f.Path, FollowSymlinks: f.FollowSymlinks, Sink: func(string) (model.FetchSink, error) {
 			w, err := s.Content.Create()
 			if err != nil {
 				return nil, err
@@ -218,7 +171,7 @@ func (f fetchSink) Abort() { f.w.Abort() }
 
 // checkFiles checks a file job's spec, fills in a push's sizes and holds
 // its content in the store until the returned function is called.
-func (s *Service) checkFiles(spec *Spec) (release func(), err error) {
+func (s *Service) checkFiles(spec *model.JobSpec) (release func(), err error) {
 	switch {
 	case spec.Push != nil && spec.Fetch == nil:
 		if err := checkPush(spec.Push); err != nil {
@@ -226,7 +179,7 @@ func (s *Service) checkFiles(spec *Spec) (release func(), err error) {
 		}
 		return s.holdContent(spec.Push)
 	case spec.Fetch != nil && spec.Push == nil:
-		if err := exec.CheckPath(spec.Fetch.Path); err != nil {
+		if err := model.CheckPath(spec.Fetch.Path); err != nil {
 			return nil, invalid{fmt.Errorf("path: %w", err)}
 		}
 		if s.Content == nil {

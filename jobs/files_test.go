@@ -18,6 +18,7 @@ import (
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/transport"
 )
 
@@ -26,133 +27,60 @@ func sumOf(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func TestCheckPath(t *testing.T) {
-	tests := []struct {
-		path string
-		want string // substring of the error; "" for valid
-	}{
-		{"/etc/x", ""},
-		{"/x", ""},
-		{"/etc/app dir/x.conf", ""},
-		{"/etc/..x", ""},
-		{"/etc/x..", ""},
-		{"/etc/\n", ""}, // odd, but a name; the transports never give it to a shell
-		{"", "empty"},
-		{"etc/x", "not absolute"},
-		{"./x", "not absolute"},
-		{"/etc/../x", "not clean"},
-		{"/..", "not clean"},
-		{"/etc/./x", "not clean"},
-		{"/etc//x", "not clean"},
-		{"//etc", "not clean"},
-		{"/etc/x/", "not clean"},
-		{"/etc/x/.", "not clean"},
-		{"/etc/a\x00b", "NUL"},
-		{"\x00", "NUL"},
-		{"/", "names no file"},
-	}
-	for _, tt := range tests {
-		err := exec.CheckPath(tt.path)
-		switch {
-		case tt.want == "" && err != nil:
-			t.Errorf("exec.CheckPath(%q) = %v; want nil", tt.path, err)
-		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-			t.Errorf("exec.CheckPath(%q) = %v; want an error containing %q", tt.path, err, tt.want)
-		}
-	}
-}
-
-func TestCheckEntryPath(t *testing.T) {
-	tests := []struct {
-		rel  string
-		want string // substring of the error; "" for valid
-	}{
-		{".", ""},
-		{"a", ""},
-		{"a/b/c.conf", ""},
-		{"..a", ""},
-		{"a..", ""},
-		{"a/..b", ""},
-		{".hidden", ""},
-		{"", "empty or contains NUL"},
-		{"a\x00b", "empty or contains NUL"},
-		{"..", "inside the destination"},
-		{"../x", "inside the destination"},
-		{"a/../../x", "inside the destination"},
-		{"a/../b", "inside the destination"},
-		{"a/..", "inside the destination"},
-		{"./a", "inside the destination"},
-		{"a/./b", "inside the destination"},
-		{"a//b", "inside the destination"},
-		{"a/", "inside the destination"},
-		{"/abs", "inside the destination"},
-		{"/", "inside the destination"},
-	}
-	for _, tt := range tests {
-		err := CheckEntryPath(tt.rel)
-		switch {
-		case tt.want == "" && err != nil:
-			t.Errorf("CheckEntryPath(%q) = %v; want nil", tt.rel, err)
-		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-			t.Errorf("CheckEntryPath(%q) = %v; want an error containing %q", tt.rel, err, tt.want)
-		}
-	}
-}
-
 func TestCheckPush(t *testing.T) {
 	sum := sumOf([]byte("x"))
-	dir := func(p string) EntrySpec { return EntrySpec{Path: p, Kind: exec.KindDir} }
-	file := func(p string) EntrySpec { return EntrySpec{Path: p, Kind: exec.KindFile, SHA256: sum} }
-	link := func(p, to string) EntrySpec { return EntrySpec{Path: p, Kind: exec.KindSymlink, Link: to} }
-	with := func(e EntrySpec, edit func(*EntrySpec)) EntrySpec { edit(&e); return e }
+	dir := func(p string) model.EntrySpec { return model.EntrySpec{Path: p, Kind: model.KindDir} }
+	file := func(p string) model.EntrySpec { return model.EntrySpec{Path: p, Kind: model.KindFile, SHA256: sum} }
+	link := func(p, to string) model.EntrySpec { return model.EntrySpec{Path: p, Kind: model.KindSymlink, Link: to} }
+	with := func(e model.EntrySpec, edit func(*model.EntrySpec)) model.EntrySpec { edit(&e); return e }
 	tests := []struct {
 		name    string
 		dest    string
-		entries []EntrySpec
+		entries []model.EntrySpec
 		want    string // substring of the error; "" for valid
 	}{
-		{"single file", "/etc/x", []EntrySpec{file(".")}, ""},
-		{"single file with setuid mode", "/usr/local/bin/x", []EntrySpec{with(file("."), func(e *EntrySpec) { e.Mode = 0o4755 })}, ""},
-		{"single dir", "/srv/app", []EntrySpec{dir(".")}, ""},
-		{"single symlink", "/etc/alt", []EntrySpec{link(".", "/etc/real")}, ""},
-		{"tree", "/srv/app", []EntrySpec{dir("."), file("a"), dir("d"), dir("d/e"), file("d/e/f"), link("d/l", "../a"),
-			with(dir("x"), func(e *EntrySpec) { e.Mode = 0o1777 })}, ""},
-		{"tree with an odd but clean name", "/srv/app", []EntrySpec{dir("."), file("..a")}, ""},
+		{"single file", "/etc/x", []model.EntrySpec{file(".")}, ""},
+		{"single file with setuid mode", "/usr/local/bin/x", []model.EntrySpec{with(file("."), func(e *model.EntrySpec) { e.Mode = 0o4755 })}, ""},
+		{"single dir", "/srv/app", []model.EntrySpec{dir(".")}, ""},
+		{"single symlink", "/etc/alt", []model.EntrySpec{link(".", "/etc/real")}, ""},
+		{"tree", "/srv/app", []model.EntrySpec{dir("."), file("a"), dir("d"), dir("d/e"), file("d/e/f"), link("d/l", "../a"),
+			with(dir("x"), func(e *model.EntrySpec) { e.Mode = 0o1777 })}, ""},
+		{"tree with an odd but clean name", "/srv/app", []model.EntrySpec{dir("."), file("..a")}, ""},
 
-		{"relative dest", "srv/app", []EntrySpec{file(".")}, "dest: path \"srv/app\" is not absolute"},
-		{"dest with ..", "/srv/../app", []EntrySpec{file(".")}, "dest: path \"/srv/../app\" is not clean"},
-		{"dest root", "/", []EntrySpec{dir(".")}, "dest: path / names no file"},
-		{"dest empty", "", []EntrySpec{file(".")}, "dest: empty path"},
-		{"dest with NUL", "/a\x00", []EntrySpec{file(".")}, "dest: path \"/a\\x00\" contains NUL"},
+		{"relative dest", "srv/app", []model.EntrySpec{file(".")}, "dest: path \"srv/app\" is not absolute"},
+		{"dest with ..", "/srv/../app", []model.EntrySpec{file(".")}, "dest: path \"/srv/../app\" is not clean"},
+		{"dest root", "/", []model.EntrySpec{dir(".")}, "dest: path / names no file"},
+		{"dest empty", "", []model.EntrySpec{file(".")}, "dest: empty path"},
+		{"dest with NUL", "/a\x00", []model.EntrySpec{file(".")}, "dest: path \"/a\\x00\" contains NUL"},
 		{"no entries", "/srv/app", nil, "nothing to push"},
-		{"first entry not .", "/srv/app", []EntrySpec{file("a")}, "the first entry, and only it"},
-		{". later", "/srv/app", []EntrySpec{dir("."), dir(".")}, "the first entry, and only it"},
-		{"duplicate", "/srv/app", []EntrySpec{dir("."), dir("d"), dir("d")}, `entry "d" appears twice`},
-		{"duplicate of another kind", "/srv/app", []EntrySpec{dir("."), file("d"), dir("d")}, `entry "d" appears twice`},
-		{"child before its dir", "/srv/app", []EntrySpec{dir("."), file("d/f"), dir("d")}, `entry "d/f": its directory "d" must be a dir entry before it`},
-		{"child without its dir", "/srv/app", []EntrySpec{dir("."), file("d/e/f"), dir("d")}, `its directory "d/e"`},
-		{"child of a file", "/srv/app", []EntrySpec{dir("."), file("f"), file("f/g")}, `its directory "f" must be a dir entry`},
-		{"child of a symlink", "/srv/app", []EntrySpec{dir("."), link("l", "/etc"), file("l/passwd")}, `its directory "l" must be a dir entry`},
-		{"tree under a file", "/srv/app", []EntrySpec{file("."), file("a")}, `its directory "." must be a dir entry`},
-		{"path ..", "/srv/app", []EntrySpec{dir("."), file("../x")}, "inside the destination"},
-		{"path absolute", "/srv/app", []EntrySpec{dir("."), file("/etc/passwd")}, "inside the destination"},
-		{"path not clean", "/srv/app", []EntrySpec{dir("."), dir("a"), file("a/../b")}, "inside the destination"},
-		{"path empty", "/srv/app", []EntrySpec{dir("."), file("")}, "empty or contains NUL"},
-		{"mode beyond 07777", "/srv/app", []EntrySpec{with(file("."), func(e *EntrySpec) { e.Mode = 0o10644 })}, "bits beyond 07777"},
-		{"file without sha256", "/etc/x", []EntrySpec{{Path: ".", Kind: exec.KindFile}}, `sha256 "" is not 64 lower-case hex digits`},
-		{"file with upper-case sha256", "/etc/x", []EntrySpec{with(file("."), func(e *EntrySpec) { e.SHA256 = strings.ToUpper(sum) })}, "lower-case hex"},
-		{"file with short sha256", "/etc/x", []EntrySpec{with(file("."), func(e *EntrySpec) { e.SHA256 = sum[:63] })}, "lower-case hex"},
-		{"dir with sha256", "/srv", []EntrySpec{with(dir("."), func(e *EntrySpec) { e.SHA256 = sum })}, "a dir has no sha256 or link"},
-		{"dir with link", "/srv", []EntrySpec{with(dir("."), func(e *EntrySpec) { e.Link = "x" })}, "a dir has no sha256 or link"},
-		{"symlink without link", "/srv/app", []EntrySpec{dir("."), link("l", "")}, "a symlink has a link target"},
-		{"symlink link with NUL", "/srv/app", []EntrySpec{dir("."), link("l", "a\x00b")}, "a symlink has a link target"},
-		{"symlink with sha256", "/srv/app", []EntrySpec{dir("."), with(link("l", "x"), func(e *EntrySpec) { e.SHA256 = sum })}, "no sha256 or mode"},
-		{"symlink with mode", "/srv/app", []EntrySpec{dir("."), with(link("l", "x"), func(e *EntrySpec) { e.Mode = 0o777 })}, "no sha256 or mode"},
-		{"unknown kind", "/srv/app", []EntrySpec{dir("."), {Path: "p", Kind: exec.FileKind(9)}}, "unknown kind kind(9)"},
+		{"first entry not .", "/srv/app", []model.EntrySpec{file("a")}, "the first entry, and only it"},
+		{". later", "/srv/app", []model.EntrySpec{dir("."), dir(".")}, "the first entry, and only it"},
+		{"duplicate", "/srv/app", []model.EntrySpec{dir("."), dir("d"), dir("d")}, `entry "d" appears twice`},
+		{"duplicate of another kind", "/srv/app", []model.EntrySpec{dir("."), file("d"), dir("d")}, `entry "d" appears twice`},
+		{"child before its dir", "/srv/app", []model.EntrySpec{dir("."), file("d/f"), dir("d")}, `entry "d/f": its directory "d" must be a dir entry before it`},
+		{"child without its dir", "/srv/app", []model.EntrySpec{dir("."), file("d/e/f"), dir("d")}, `its directory "d/e"`},
+		{"child of a file", "/srv/app", []model.EntrySpec{dir("."), file("f"), file("f/g")}, `its directory "f" must be a dir entry`},
+		{"child of a symlink", "/srv/app", []model.EntrySpec{dir("."), link("l", "/etc"), file("l/passwd")}, `its directory "l" must be a dir entry`},
+		{"tree under a file", "/srv/app", []model.EntrySpec{file("."), file("a")}, `its directory "." must be a dir entry`},
+		{"path ..", "/srv/app", []model.EntrySpec{dir("."), file("../x")}, "inside the destination"},
+		{"path absolute", "/srv/app", []model.EntrySpec{dir("."), file("/etc/passwd")}, "inside the destination"},
+		{"path not clean", "/srv/app", []model.EntrySpec{dir("."), dir("a"), file("a/../b")}, "inside the destination"},
+		{"path empty", "/srv/app", []model.EntrySpec{dir("."), file("")}, "empty or contains NUL"},
+		{"mode beyond 07777", "/srv/app", []model.EntrySpec{with(file("."), func(e *model.EntrySpec) { e.Mode = 0o10644 })}, "bits beyond 07777"},
+		{"file without sha256", "/etc/x", []model.EntrySpec{{Path: ".", Kind: model.KindFile}}, `sha256 "" is not 64 lower-case hex digits`},
+		{"file with upper-case sha256", "/etc/x", []model.EntrySpec{with(file("."), func(e *model.EntrySpec) { e.SHA256 = strings.ToUpper(sum) })}, "lower-case hex"},
+		{"file with short sha256", "/etc/x", []model.EntrySpec{with(file("."), func(e *model.EntrySpec) { e.SHA256 = sum[:63] })}, "lower-case hex"},
+		{"dir with sha256", "/srv", []model.EntrySpec{with(dir("."), func(e *model.EntrySpec) { e.SHA256 = sum })}, "a dir has no sha256 or link"},
+		{"dir with link", "/srv", []model.EntrySpec{with(dir("."), func(e *model.EntrySpec) { e.Link = "x" })}, "a dir has no sha256 or link"},
+		{"symlink without link", "/srv/app", []model.EntrySpec{dir("."), link("l", "")}, "a symlink has a link target"},
+		{"symlink link with NUL", "/srv/app", []model.EntrySpec{dir("."), link("l", "a\x00b")}, "a symlink has a link target"},
+		{"symlink with sha256", "/srv/app", []model.EntrySpec{dir("."), with(link("l", "x"), func(e *model.EntrySpec) { e.SHA256 = sum })}, "no sha256 or mode"},
+		{"symlink with mode", "/srv/app", []model.EntrySpec{dir("."), with(link("l", "x"), func(e *model.EntrySpec) { e.Mode = 0o777 })}, "no sha256 or mode"},
+		{"unknown kind", "/srv/app", []model.EntrySpec{dir("."), {Path: "p", Kind: model.FileKind(9)}}, "unknown kind kind(9)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkPush(&PushSpec{Dest: tt.dest, Entries: tt.entries})
+			err := checkPush(&model.PushSpec{Dest: tt.dest, Entries: tt.entries})
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("checkPush = %v; want nil", err)
@@ -168,11 +96,11 @@ func TestCheckPush(t *testing.T) {
 // transport. A nil put reports every entry changed; a nil get sends
 // "PATH on HOST".
 type fileHosts struct {
-	put func(ctx context.Context, t exec.Target, p exec.PutFile) (exec.PutResult, error)
-	get func(ctx context.Context, t exec.Target, path string, w io.Writer) (int64, string, error)
+	put func(ctx context.Context, t model.Target, p model.PutFile) (model.PutResult, error)
+	get func(ctx context.Context, t model.Target, path string, w io.Writer) (int64, string, error)
 
 	mu   sync.Mutex // protects puts
-	puts []exec.PutFile
+	puts []model.PutFile
 }
 
 var (
@@ -182,21 +110,21 @@ var (
 
 func (f *fileHosts) Name() string { return "fake" }
 
-func (f *fileHosts) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
-	return exec.Exit{Code: -1}, fmt.Errorf("fileHosts: asked to run %q on %s", cmd.Line, t.ID)
+func (f *fileHosts) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
+	return model.Exit{Code: -1}, fmt.Errorf("fileHosts: asked to run %q on %s", cmd.Line, t.ID)
 }
 
-func (f *fileHosts) Put(ctx context.Context, t exec.Target, p exec.PutFile) (exec.PutResult, error) {
+func (f *fileHosts) Put(ctx context.Context, t model.Target, p model.PutFile) (model.PutResult, error) {
 	f.mu.Lock()
 	f.puts = append(f.puts, p)
 	f.mu.Unlock()
 	if f.put == nil {
-		return exec.PutResult{Changed: true}, nil
+		return model.PutResult{Changed: true}, nil
 	}
 	return f.put(ctx, t, p)
 }
 
-func (f *fileHosts) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
+func (f *fileHosts) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Writer) (int64, string, error) {
 	path := g.Path
 	if f.get != nil {
 		return f.get(ctx, t, path, w)
@@ -261,9 +189,9 @@ func TestHoldContent(t *testing.T) {
 	missing := sumOf([]byte("never stored"))
 
 	// A missing blob fails the hold and releases the ones already held.
-	spec := &PushSpec{Dest: "/srv", Entries: []EntrySpec{{Path: ".", Kind: exec.KindDir},
-		{Path: "a", Kind: exec.KindFile, SHA256: sa}, {Path: "b", Kind: exec.KindFile, SHA256: sb},
-		{Path: "m", Kind: exec.KindFile, SHA256: missing}}}
+	spec := &model.PushSpec{Dest: "/srv", Entries: []model.EntrySpec{{Path: ".", Kind: model.KindDir},
+		{Path: "a", Kind: model.KindFile, SHA256: sa}, {Path: "b", Kind: model.KindFile, SHA256: sb},
+		{Path: "m", Kind: model.KindFile, SHA256: missing}}}
 	if _, err := s.holdContent(spec); !errors.Is(err, ErrNoContent) || !strings.Contains(err.Error(), missing) ||
 		!strings.Contains(err.Error(), "POST /api/v1/content") {
 		t.Fatalf("holdContent(missing blob) = %v; want ErrNoContent naming %s and POST /api/v1/content", err, missing)
@@ -274,9 +202,9 @@ func TestHoldContent(t *testing.T) {
 
 	// Held blobs survive GC until released; sizes are filled in.
 	sa, sb = putBlob(t, s, a), putBlob(t, s, b)
-	spec = &PushSpec{Dest: "/srv", Entries: []EntrySpec{{Path: ".", Kind: exec.KindDir},
-		{Path: "a", Kind: exec.KindFile, SHA256: sa}, {Path: "b", Kind: exec.KindFile, SHA256: sb},
-		{Path: "a2", Kind: exec.KindFile, SHA256: sa}, {Path: "l", Kind: exec.KindSymlink, Link: "a"}}}
+	spec = &model.PushSpec{Dest: "/srv", Entries: []model.EntrySpec{{Path: ".", Kind: model.KindDir},
+		{Path: "a", Kind: model.KindFile, SHA256: sa}, {Path: "b", Kind: model.KindFile, SHA256: sb},
+		{Path: "a2", Kind: model.KindFile, SHA256: sa}, {Path: "l", Kind: model.KindSymlink, Link: "a"}}}
 	release, err := s.holdContent(spec)
 	if err != nil {
 		t.Fatalf("holdContent = %v", err)
@@ -295,7 +223,7 @@ func TestHoldContent(t *testing.T) {
 	}
 
 	s.Content = nil
-	if _, err := s.holdContent(&PushSpec{Dest: "/x", Entries: []EntrySpec{{Path: ".", Kind: exec.KindFile, SHA256: sa}}}); err == nil ||
+	if _, err := s.holdContent(&model.PushSpec{Dest: "/x", Entries: []model.EntrySpec{{Path: ".", Kind: model.KindFile, SHA256: sa}}}); err == nil ||
 		!strings.Contains(err.Error(), "no content store") {
 		t.Errorf("holdContent without a store = %v; want an error", err)
 	}
@@ -305,26 +233,26 @@ func TestHoldContent(t *testing.T) {
 // content survives GC while the job runs and is collectable after.
 func TestPushHoldsContentWhileRunning(t *testing.T) {
 	g := newGate(1)
-	fh := &fileHosts{put: func(ctx context.Context, tg exec.Target, p exec.PutFile) (exec.PutResult, error) {
+	fh := &fileHosts{put: func(ctx context.Context, tg model.Target, p model.PutFile) (model.PutResult, error) {
 		if !g.wait(ctx, tg.ID) {
-			return exec.PutResult{}, ctx.Err()
+			return model.PutResult{}, ctx.Err()
 		}
 		rc, err := p.Open()
 		if err != nil {
-			return exec.PutResult{}, err
+			return model.PutResult{}, err
 		}
 		defer rc.Close()
 		b, err := io.ReadAll(rc)
 		if err != nil || int64(len(b)) != p.Size || sumOf(b) != p.SHA256 {
-			return exec.PutResult{}, fmt.Errorf("content %q (%v) does not match size %d sha256 %s", b, err, p.Size, p.SHA256)
+			return model.PutResult{}, fmt.Errorf("content %q (%v) does not match size %d sha256 %s", b, err, p.Size, p.SHA256)
 		}
-		return exec.PutResult{Changed: true}, nil
+		return model.PutResult{Changed: true}, nil
 	}}
 	s := newFileService(t, fh)
 	data := []byte("held while the job runs\n")
 	sum := putBlob(t, s, data)
-	job, err := s.Submit(context.Background(), Spec{CmdType: TypePush, CmdLine: "push /etc/x", Targets: []string{"web1"},
-		Push: &PushSpec{Dest: "/etc/x", Entries: []EntrySpec{{Path: ".", Kind: exec.KindFile, SHA256: sum}}}}, "")
+	job, err := s.Submit(context.Background(), model.JobSpec{CmdType: model.CmdPush, CmdLine: "push /etc/x", Targets: []string{"web1"},
+		Push: &model.PushSpec{Dest: "/etc/x", Entries: []model.EntrySpec{{Path: ".", Kind: model.KindFile, SHA256: sum}}}}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}
@@ -338,7 +266,7 @@ func TestPushHoldsContentWhileRunning(t *testing.T) {
 	}
 	close(g.release)
 	_, rs := waitJob(t, s, job.ID)
-	if states(rs) != "web1=ok" || rs[0].Files == nil || *rs[0].Files != (exec.FileReport{Changed: 1, Size: int64(len(data)), SHA256: sum}) {
+	if states(rs) != "web1=ok" || rs[0].Files == nil || *rs[0].Files != (model.FileReport{Changed: 1, Size: int64(len(data)), SHA256: sum}) {
 		t.Fatalf("results %s %+v (%s); want web1 ok, 1 changed", states(rs), rs[0].Files, rs[0].Error)
 	}
 	if n := collectAll(t, s); n != 1 || isStored(s, sum) {
@@ -359,22 +287,22 @@ func TestSubmitFilesRefused(t *testing.T) {
 	s := newFileService(t, fh)
 	sum := putBlob(t, s, []byte("x"))
 	missing := sumOf([]byte("never stored"))
-	single := func(dest, sha string) *PushSpec {
-		return &PushSpec{Dest: dest, Entries: []EntrySpec{{Path: ".", Kind: exec.KindFile, SHA256: sha}}}
+	single := func(dest, sha string) *model.PushSpec {
+		return &model.PushSpec{Dest: dest, Entries: []model.EntrySpec{{Path: ".", Kind: model.KindFile, SHA256: sha}}}
 	}
 	tests := []struct {
 		name string
-		spec Spec
+		spec model.JobSpec
 		want error
 	}{
-		{"bad dest", Spec{Targets: []string{"web1"}, Push: single("etc/x", sum)}, ErrInvalid},
-		{"bad entry", Spec{Targets: []string{"web1"}, Push: &PushSpec{Dest: "/srv", Entries: []EntrySpec{
-			{Path: ".", Kind: exec.KindDir}, {Path: "../x", Kind: exec.KindFile, SHA256: sum}}}}, ErrInvalid},
-		{"missing content", Spec{Targets: []string{"web1"}, Push: single("/etc/x", missing)}, ErrNoContent},
-		{"push and fetch", Spec{Targets: []string{"web1"}, Push: single("/etc/x", sum), Fetch: &FetchSpec{Path: "/etc/x"}}, ErrInvalid},
-		{"bad fetch path", Spec{Targets: []string{"web1"}, Fetch: &FetchSpec{Path: "/etc/../x"}}, ErrInvalid},
-		{"targets match nothing", Spec{Targets: []string{"zzz*"}, Push: single("/etc/x", sum)}, ErrNoTargets},
-		{"bad transport", Spec{Targets: []string{"web1"}, Transport: "rsh", Fetch: &FetchSpec{Path: "/etc/x"}}, ErrBadTarget},
+		{"bad dest", model.JobSpec{Targets: []string{"web1"}, Push: single("etc/x", sum)}, ErrInvalid},
+		{"bad entry", model.JobSpec{Targets: []string{"web1"}, Push: &model.PushSpec{Dest: "/srv", Entries: []model.EntrySpec{
+			{Path: ".", Kind: model.KindDir}, {Path: "../x", Kind: model.KindFile, SHA256: sum}}}}, ErrInvalid},
+		{"missing content", model.JobSpec{Targets: []string{"web1"}, Push: single("/etc/x", missing)}, ErrNoContent},
+		{"push and fetch", model.JobSpec{Targets: []string{"web1"}, Push: single("/etc/x", sum), Fetch: &model.FetchSpec{Path: "/etc/x"}}, ErrInvalid},
+		{"bad fetch path", model.JobSpec{Targets: []string{"web1"}, Fetch: &model.FetchSpec{Path: "/etc/../x"}}, ErrInvalid},
+		{"targets match nothing", model.JobSpec{Targets: []string{"zzz*"}, Push: single("/etc/x", sum)}, ErrNoTargets},
+		{"bad transport", model.JobSpec{Targets: []string{"web1"}, Transport: "rsh", Fetch: &model.FetchSpec{Path: "/etc/x"}}, ErrBadTarget},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -399,7 +327,7 @@ func TestSubmitFilesRefused(t *testing.T) {
 	}
 
 	s.Content = nil
-	if _, err := s.Submit(context.Background(), Spec{Targets: []string{"web1"}, Fetch: &FetchSpec{Path: "/etc/x"}}, ""); err == nil ||
+	if _, err := s.Submit(context.Background(), model.JobSpec{Targets: []string{"web1"}, Fetch: &model.FetchSpec{Path: "/etc/x"}}, ""); err == nil ||
 		!strings.Contains(err.Error(), "no content store") {
 		t.Errorf("fetch without a content store = %v; want an error", err)
 	}
@@ -407,8 +335,8 @@ func TestSubmitFilesRefused(t *testing.T) {
 
 func TestFetchStoresCopies(t *testing.T) {
 	s := newFileService(t, &fileHosts{})
-	job, err := s.Submit(context.Background(), Spec{CmdType: TypeFetch, CmdLine: "fetch /etc/hostname",
-		Targets: []string{"web1", "web2"}, Fetch: &FetchSpec{Path: "/etc/hostname"}}, "")
+	job, err := s.Submit(context.Background(), model.JobSpec{CmdType: model.CmdFetch, CmdLine: "fetch /etc/hostname",
+		Targets: []string{"web1", "web2"}, Fetch: &model.FetchSpec{Path: "/etc/hostname"}}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}
@@ -418,7 +346,7 @@ func TestFetchStoresCopies(t *testing.T) {
 	}
 	for _, r := range rs {
 		data := []byte("/etc/hostname on " + r.Host)
-		want := exec.FileReport{Size: int64(len(data)), SHA256: sumOf(data)}
+		want := model.FileReport{Size: int64(len(data)), SHA256: sumOf(data)}
 		if r.Files == nil || *r.Files != want {
 			t.Errorf("%s: files %+v; want %+v", r.Host, r.Files, want)
 			continue
@@ -433,22 +361,22 @@ func TestFetchAbortedStoresNothing(t *testing.T) {
 	part := []byte("the first half of a file")
 	tests := []struct {
 		name string
-		get  func(ctx context.Context, tg exec.Target, path string, w io.Writer) (int64, string, error)
+		get  func(ctx context.Context, tg model.Target, path string, w io.Writer) (int64, string, error)
 		want string // in the host's error
 	}{
-		{"broken after a part", func(ctx context.Context, tg exec.Target, path string, w io.Writer) (int64, string, error) {
+		{"broken after a part", func(ctx context.Context, tg model.Target, path string, w io.Writer) (int64, string, error) {
 			n, _ := w.Write(part)
 			return int64(n), "", fmt.Errorf("get %s from %s: stream broken", path, tg.ID)
 		}, "stream broken"},
-		{"sha256 not as announced", func(ctx context.Context, tg exec.Target, path string, w io.Writer) (int64, string, error) {
+		{"sha256 not as announced", func(ctx context.Context, tg model.Target, path string, w io.Writer) (int64, string, error) {
 			n, _ := w.Write(part)
 			return int64(n), sumOf([]byte("something else")), nil
 		}, "mismatch"},
-		{"size not as announced", func(ctx context.Context, tg exec.Target, path string, w io.Writer) (int64, string, error) {
+		{"size not as announced", func(ctx context.Context, tg model.Target, path string, w io.Writer) (int64, string, error) {
 			n, _ := w.Write(part)
 			return int64(n) + 1, sumOf(part), nil
 		}, "mismatch"},
-		{"over the size limit", func(ctx context.Context, tg exec.Target, path string, w io.Writer) (int64, string, error) {
+		{"over the size limit", func(ctx context.Context, tg model.Target, path string, w io.Writer) (int64, string, error) {
 			big := bytes.Repeat([]byte("x"), 64<<10)
 			var total int64
 			for range 20 { // 1.25 MiB > the store's 1 MiB
@@ -464,8 +392,8 @@ func TestFetchAbortedStoresNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newFileService(t, &fileHosts{get: tt.get})
-			job, err := s.Submit(context.Background(), Spec{CmdType: TypeFetch, CmdLine: "fetch /var/log/x",
-				Targets: []string{"web1"}, Fetch: &FetchSpec{Path: "/var/log/x"}}, "")
+			job, err := s.Submit(context.Background(), model.JobSpec{CmdType: model.CmdFetch, CmdLine: "fetch /var/log/x",
+				Targets: []string{"web1"}, Fetch: &model.FetchSpec{Path: "/var/log/x"}}, "")
 			if err != nil {
 				t.Fatalf("Submit = %v", err)
 			}
@@ -493,9 +421,9 @@ func TestPushTransferCommand(t *testing.T) {
 	s := newFileService(t, &fileHosts{})
 	data := []byte("content\n")
 	sum := putBlob(t, s, data)
-	spec := Spec{Timeout: time.Minute, Push: &PushSpec{Dest: "/srv", Owner: "a:b", Mkdir: true, Backup: true, FollowSymlinks: true,
-		Entries: []EntrySpec{{Path: ".", Kind: exec.KindDir, Mode: 0o750}, {Path: "f", Kind: exec.KindFile, SHA256: sum, Size: 8, Mode: 0o600},
-			{Path: "l", Kind: exec.KindSymlink, Link: "f"}}}}
+	spec := model.JobSpec{Timeout: time.Minute, Push: &model.PushSpec{Dest: "/srv", Owner: "a:b", Mkdir: true, Backup: true, FollowSymlinks: true,
+		Entries: []model.EntrySpec{{Path: ".", Kind: model.KindDir, Mode: 0o750}, {Path: "f", Kind: model.KindFile, SHA256: sum, Size: 8, Mode: 0o600},
+			{Path: "l", Kind: model.KindSymlink, Link: "f"}}}}
 	cmd := s.transferCommand(spec)
 	p := cmd.Push
 	if p == nil || cmd.Fetch != nil || cmd.Line != "" || cmd.Timeout != time.Minute || !cmd.IsTransfer() {
@@ -509,7 +437,7 @@ func TestPushTransferCommand(t *testing.T) {
 		if e.Rel != want.Path || e.Kind != want.Kind || e.Mode != want.Mode || e.SHA256 != want.SHA256 || e.Size != want.Size || e.Link != want.Link {
 			t.Errorf("entry %d = %+v; want %+v", i, e, want)
 		}
-		if (e.Open != nil) != (e.Kind == exec.KindFile) {
+		if (e.Open != nil) != (e.Kind == model.KindFile) {
 			t.Errorf("entry %d: Open set %v; want only for files", i, e.Open != nil)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/transport"
 )
 
@@ -37,27 +38,27 @@ func addTestHosts(t *testing.T, store *inventory.Store) {
 }
 
 // sshOf is the SSH part of a test host's target.
-func sshOf(id string) *exec.SSHTarget {
+func sshOf(id string) *model.SSHTarget {
 	for _, h := range testHosts {
 		if h.ID == id {
 			port := h.Port
 			if port == 0 {
 				port = 22
 			}
-			return &exec.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+			return &model.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
 		}
 	}
 	panic("no test host " + id)
 }
 
 // hostOnly is the target of a host without an accepted minion.
-func hostOnly(id string) exec.Target {
+func hostOnly(id string) model.Target {
 	s := sshOf(id)
-	return exec.Target{ID: id, Addr: fmt.Sprintf("%s:%d", s.Host, s.Port), SSH: s}
+	return model.Target{ID: id, Addr: fmt.Sprintf("%s:%d", s.Host, s.Port), SSH: s}
 }
 
 // both is the target of an accepted minion with SSH settings.
-func both(id string) exec.Target {
+func both(id string) model.Target {
 	t := accepted(id)
 	t.SSH = sshOf(id)
 	return t
@@ -70,32 +71,32 @@ func TestResolveHosts(t *testing.T) {
 	tests := []struct {
 		name     string
 		patterns []string
-		want     []exec.Target
+		want     []model.Target
 		wantErr  error
 	}{
-		{name: "host-only id", patterns: []string{"ssh1"}, want: []exec.Target{hostOnly("ssh1")}},
-		{name: "host with a DNS name", patterns: []string{"ssh2"}, want: []exec.Target{hostOnly("ssh2")}},
-		{name: "minion with ssh settings gets both", patterns: []string{"web1"}, want: []exec.Target{both("web1")}},
-		{name: "minion without ssh settings is unchanged", patterns: []string{"web2"}, want: []exec.Target{accepted("web2")}},
-		{name: "pending minion with ssh settings runs without its minion", patterns: []string{"web3"}, want: []exec.Target{hostOnly("web3")}},
-		{name: "rejected minion without ssh settings stays not accepted", patterns: []string{"web4"}, want: []exec.Target{notAccepted("web4")}},
-		{name: "unknown stays unknown", patterns: []string{"ssh9"}, want: []exec.Target{{ID: "ssh9", Skip: exec.StateUnknown}}},
+		{name: "host-only id", patterns: []string{"ssh1"}, want: []model.Target{hostOnly("ssh1")}},
+		{name: "host with a DNS name", patterns: []string{"ssh2"}, want: []model.Target{hostOnly("ssh2")}},
+		{name: "minion with ssh settings gets both", patterns: []string{"web1"}, want: []model.Target{both("web1")}},
+		{name: "minion without ssh settings is unchanged", patterns: []string{"web2"}, want: []model.Target{accepted("web2")}},
+		{name: "pending minion with ssh settings runs without its minion", patterns: []string{"web3"}, want: []model.Target{hostOnly("web3")}},
+		{name: "rejected minion without ssh settings stays not accepted", patterns: []string{"web4"}, want: []model.Target{notAccepted("web4")}},
+		{name: "unknown stays unknown", patterns: []string{"ssh9"}, want: []model.Target{{ID: "ssh9", Skip: model.StateUnknown}}},
 		{name: "glob over minions and hosts", patterns: []string{"web*"},
-			want: []exec.Target{both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
-		{name: "glob over hosts only", patterns: []string{"ssh?"}, want: []exec.Target{hostOnly("ssh1"), hostOnly("ssh2")}},
-		{name: "ip of a host", patterns: []string{"10.0.5.1"}, want: []exec.Target{hostOnly("ssh1")}},
-		{name: "ip of a minion and its host is one target", patterns: []string{"10.0.0.1"}, want: []exec.Target{both("web1")}},
-		{name: "ip of a pending minion with ssh settings", patterns: []string{"10.0.0.3"}, want: []exec.Target{hostOnly("web3")}},
-		{name: "cidr over hosts", patterns: []string{"10.0.5.0/24"}, want: []exec.Target{hostOnly("ssh1")}},
+			want: []model.Target{both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
+		{name: "glob over hosts only", patterns: []string{"ssh?"}, want: []model.Target{hostOnly("ssh1"), hostOnly("ssh2")}},
+		{name: "ip of a host", patterns: []string{"10.0.5.1"}, want: []model.Target{hostOnly("ssh1")}},
+		{name: "ip of a minion and its host is one target", patterns: []string{"10.0.0.1"}, want: []model.Target{both("web1")}},
+		{name: "ip of a pending minion with ssh settings", patterns: []string{"10.0.0.3"}, want: []model.Target{hostOnly("web3")}},
+		{name: "cidr over hosts", patterns: []string{"10.0.5.0/24"}, want: []model.Target{hostOnly("ssh1")}},
 		{name: "cidr over minions and hosts", patterns: []string{"10.0.0.0/29"},
-			want: []exec.Target{accepted("db2"), both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
+			want: []model.Target{accepted("db2"), both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
 		{name: "host label filter", patterns: []string{"role=db"},
-			want: []exec.Target{accepted("db1"), accepted("db2"), hostOnly("ssh1")}},
+			want: []model.Target{accepted("db1"), accepted("db2"), hostOnly("ssh1")}},
 		{name: "minion label beats its host's", patterns: []string{"role=web"},
-			want: []exec.Target{both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
-		{name: "host label of a minion", patterns: []string{"via=ssh"}, want: []exec.Target{both("web1")}},
+			want: []model.Target{both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
+		{name: "host label of a minion", patterns: []string{"via=ssh"}, want: []model.Target{both("web1")}},
 		{name: "hosts have no facts", patterns: []string{"ssh*", "os=debian"}, wantErr: ErrNoTargets},
-		{name: "glob and host label", patterns: []string{"ssh*", "role=db"}, want: []exec.Target{hostOnly("ssh1")}},
+		{name: "glob and host label", patterns: []string{"ssh*", "role=db"}, want: []model.Target{hostOnly("ssh1")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,7 +124,7 @@ func TestResolveHosts(t *testing.T) {
 }
 
 // show prints targets with their SSH settings.
-func show(ts []exec.Target) string {
+func show(ts []model.Target) string {
 	var parts []string
 	for _, t := range ts {
 		s := fmt.Sprintf("%+v", t)
@@ -152,7 +153,7 @@ func TestTransportModes(t *testing.T) {
 		{"ssh", "ssh1=ssh/ web1=ssh/ web2=ssh/unreachable web3=ssh/"},
 	}
 	for _, tt := range tests {
-		got, err := s.DryRun(context.Background(), Spec{CmdType: "line", CmdLine: "true", Targets: targets, Transport: tt.mode})
+		got, err := s.DryRun(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "true", Targets: targets, Transport: tt.mode})
 		if err != nil {
 			t.Fatalf("DryRun(transport %q) = %v", tt.mode, err)
 		}
@@ -167,7 +168,7 @@ func TestTransportModes(t *testing.T) {
 			t.Errorf("DryRun(transport %q) = %s; want %s", tt.mode, g, tt.want)
 		}
 	}
-	if _, err := s.DryRun(context.Background(), Spec{CmdType: "line", CmdLine: "true", Targets: targets, Transport: "rsh"}); !errors.Is(err, ErrBadTarget) {
+	if _, err := s.DryRun(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "true", Targets: targets, Transport: "rsh"}); !errors.Is(err, ErrBadTarget) {
 		t.Errorf("DryRun(transport rsh) = %v; want ErrBadTarget", err)
 	}
 }
@@ -176,17 +177,17 @@ func TestTransportModes(t *testing.T) {
 // result records the transport that ran, an unreachable minion falls back to
 // SSH once, and a rerun keeps the job's transport.
 func TestJobOverSelect(t *testing.T) {
-	agent := &fakeTransport{run: func(_ context.Context, tg exec.Target, _ exec.Command, _ exec.OutputFunc) (exec.Exit, error) {
+	agent := &fakeTransport{run: func(_ context.Context, tg model.Target, _ model.Command, _ model.OutputFunc) (model.Exit, error) {
 		if tg.ID == "web1" {
-			return exec.Exit{}, fmt.Errorf("dial minion web1: refused: %w", exec.ErrUnreachable)
+			return model.Exit{}, fmt.Errorf("dial minion web1: refused: %w", exec.ErrUnreachable)
 		}
-		return exec.Exit{}, nil
+		return model.Exit{}, nil
 	}}
 	ssh := &fakeTransport{}
 	s := newService(t, &transport.Select{Agent: agent, SSH: ssh})
 	addTestHosts(t, s.Store)
 	ctx := context.Background()
-	job, err := s.Submit(ctx, Spec{CmdType: "line", CmdLine: "true", Targets: []string{"web1", "web2", "ssh1"}}, "")
+	job, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"web1", "web2", "ssh1"}}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}
@@ -202,7 +203,7 @@ func TestJobOverSelect(t *testing.T) {
 		t.Errorf("agent ran %q, ssh ran %q; want web1 once on each, web2 on the agent, ssh1 over ssh", a, sh)
 	}
 
-	forced, err := s.Submit(ctx, Spec{CmdType: "line", CmdLine: "true", Targets: []string{"web1", "web2"}, Transport: "ssh"}, "")
+	forced, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"web1", "web2"}, Transport: "ssh"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

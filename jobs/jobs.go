@@ -25,7 +25,7 @@ import (
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
-	"github.com/felix-ops/felix/transport"
+	"github.com/felix-ops/felix/model"
 )
 
 // ErrFinished is returned when cancelling a job that has already ended.
@@ -33,54 +33,6 @@ var ErrFinished = errors.New("job already finished")
 
 // ErrShuttingDown is returned for jobs submitted while the master stops.
 var ErrShuttingDown = errors.New("the master is shutting down")
-
-// Spec is a validated exec request; it is stored with the job as JSON so
-// the job can be rerun.
-type Spec struct {
-	ClientID      string        `json:"id,omitempty"` // the requester's id, echoed back
-	CmdType       string        `json:"cmd_type"`     // line, script or file
-	CmdLine       string        `json:"cmd_line"`
-	Env           []string      `json:"env,omitempty"`
-	Dir           string        `json:"cwd,omitempty"`
-	Timeout       time.Duration `json:"timeout"`
-	Targets       []string      `json:"targets"`
-	Batch         string        `json:"batch,omitempty"` // "N" or "N%": hosts at a time
-	FailThreshold int           `json:"fail_threshold,omitempty"`
-	CallbackURL   string        `json:"callback_url,omitempty"`
-	FileName      string        `json:"file_name,omitempty"` // script/file: name in the working directory
-	FileSize      int64         `json:"file_size,omitempty"`
-	// Transport is the mode every host runs in: auto ("" too), agent or
-	// ssh (see package transport). Kept so a rerun runs the same way.
-	Transport string `json:"transport,omitempty"`
-	// Push or Fetch make a file job (CmdType push or fetch; see files.go).
-	Push  *PushSpec  `json:"push,omitempty"`
-	Fetch *FetchSpec `json:"fetch,omitempty"`
-}
-
-// isTransfer reports whether spec is a file job.
-func (spec Spec) isTransfer() bool { return spec.Push != nil || spec.Fetch != nil }
-
-// hasPayload reports whether spec's job keeps content in the payload
-// directory: script and file commands.
-func (spec Spec) hasPayload() bool { return spec.CmdType == "script" || spec.CmdType == "file" }
-
-// ParseBatch checks a batch value: a positive count, or a percentage of the
-// hosts from 1% to 100%.
-func ParseBatch(b string) error {
-	if b == "" {
-		return nil
-	}
-	if p, ok := strings.CutSuffix(b, "%"); ok {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 100 {
-			return fmt.Errorf("batch %q: a percentage must be 1%% to 100%%", b)
-		}
-		return nil
-	}
-	if n, err := strconv.Atoi(b); err != nil || n < 1 {
-		return fmt.Errorf("batch %q: want a positive number of hosts or a percentage such as 10%%", b)
-	}
-	return nil
-}
 
 // batchLimit turns a batch value into hosts at a time for n hosts (0: no batching).
 func batchLimit(b string, n int) int {
@@ -95,7 +47,7 @@ func batchLimit(b string, n int) int {
 // Announcer builds the deliveries that announce a finished job; satisfied
 // by *notify.Notifier.
 type Announcer interface {
-	Announce(job inventory.Job, spec Spec, results []exec.Result) []inventory.OutboxItem
+	Announce(job inventory.Job, spec model.JobSpec, results []model.Result) []inventory.OutboxItem
 }
 
 // Service runs jobs.
@@ -147,8 +99,8 @@ func NewJobID(now time.Time) string {
 }
 
 // DryRun resolves spec's targets without running anything.
-func (s *Service) DryRun(ctx context.Context, spec Spec) ([]exec.Target, error) {
-	if spec.isTransfer() {
+func (s *Service) DryRun(ctx context.Context, spec model.JobSpec) ([]model.Target, error) {
+	if spec.IsTransfer() {
 		release, err := s.checkFiles(&spec)
 		if err != nil {
 			return nil, err
@@ -162,13 +114,13 @@ func (s *Service) DryRun(ctx context.Context, spec Spec) ([]exec.Target, error) 
 // spec. A host the mode cannot reach is skipped at once, so a dry run
 // shows it and it takes no slot: under agent, one without an accepted
 // minion; under ssh, one without SSH settings.
-func (s *Service) targets(ctx context.Context, spec Spec) ([]exec.Target, error) {
-	if err := transport.ValidMode(spec.Transport); err != nil {
+func (s *Service) targets(ctx context.Context, spec model.JobSpec) ([]model.Target, error) {
+	if err := model.ValidMode(spec.Transport); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
 	}
 	mode := spec.Transport
 	if mode == "" {
-		mode = transport.ModeAuto
+		mode = model.ModeAuto
 	}
 	targets, err := s.Resolve(ctx, spec.Targets)
 	if err != nil {
@@ -181,10 +133,10 @@ func (s *Service) targets(ctx context.Context, spec Spec) ([]exec.Target, error)
 			continue
 		}
 		switch {
-		case mode == transport.ModeAgent && t.Fingerprint == "" && t.SSH != nil:
-			t.Skip, t.Error = exec.StateUnreachable, "no accepted minion on "+t.ID+" (transport agent); use --transport auto or ssh"
-		case mode == transport.ModeSSH && t.SSH == nil:
-			t.Skip, t.Error = exec.StateUnreachable, "no ssh settings for "+t.ID+" (transport ssh); add them with: felix hosts add ADDRESS --id "+t.ID
+		case mode == model.ModeAgent && t.Fingerprint == "" && t.SSH != nil:
+			t.Skip, t.Error = model.StateUnreachable, "no accepted minion on "+t.ID+" (transport agent); use --transport auto or ssh"
+		case mode == model.ModeSSH && t.SSH == nil:
+			t.Skip, t.Error = model.StateUnreachable, "no ssh settings for "+t.ID+" (transport ssh); add them with: felix hosts add ADDRESS --id "+t.ID
 		}
 	}
 	return targets, nil
@@ -197,9 +149,9 @@ func (s *Service) targets(ctx context.Context, spec Spec) ([]exec.Target, error)
 //
 // A file job (spec.Push or spec.Fetch) is checked here; a push's content
 // must be in the content store, and is held there while the job runs.
-func (s *Service) Submit(ctx context.Context, spec Spec, payload string) (inventory.Job, error) {
+func (s *Service) Submit(ctx context.Context, spec model.JobSpec, payload string) (inventory.Job, error) {
 	release := func() {}
-	if spec.isTransfer() {
+	if spec.IsTransfer() {
 		var err error
 		if release, err = s.checkFiles(&spec); err != nil {
 			return inventory.Job{}, err
@@ -222,23 +174,23 @@ func (s *Service) Submit(ctx context.Context, spec Spec, payload string) (invent
 
 // start stores a job and runs it; release is called when it ends (not
 // when start fails: the caller does that).
-func (s *Service) start(ctx context.Context, spec Spec, targets []exec.Target, payload string, release func()) (inventory.Job, error) {
+func (s *Service) start(ctx context.Context, spec model.JobSpec, targets []model.Target, payload string, release func()) (inventory.Job, error) {
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
 		return inventory.Job{}, fmt.Errorf("encode job spec: %w", err)
 	}
 	now := time.Now()
 	job := inventory.Job{ID: NewJobID(now), ClientID: spec.ClientID, CmdLine: spec.CmdLine, CmdType: spec.CmdType,
-		Targets: spec.Targets, State: inventory.JobRunning, Spec: string(specJSON), Total: len(targets), CreatedAt: now}
+		Targets: spec.Targets, State: model.JobRunning, Spec: string(specJSON), Total: len(targets), CreatedAt: now}
 	if payload != "" {
 		if err := os.Rename(payload, s.payloadPath(job.ID)); err != nil {
 			os.Remove(payload)
 			return job, fmt.Errorf("keep payload of job %s: %w", job.ID, err)
 		}
 	}
-	rows := make([]exec.Result, len(targets))
+	rows := make([]model.Result, len(targets))
 	for i, t := range targets {
-		rows[i] = exec.Result{Host: t.ID, Addr: t.Addr, State: exec.StatePending}
+		rows[i] = model.Result{Host: t.ID, Addr: t.Addr, State: model.StatePending}
 	}
 	if err := s.Store.CreateJob(ctx, job, rows); err != nil {
 		os.Remove(s.payloadPath(job.ID))
@@ -255,11 +207,11 @@ func (s *Service) start(ctx context.Context, spec Spec, targets []exec.Target, p
 		cancel()
 		// Stored but never run: end it now, its hosts cancelled.
 		for i := range rows {
-			rows[i].State, rows[i].Error, rows[i].ExitCode = exec.StateCancelled, "the master is shutting down", -1
+			rows[i].State, rows[i].Error, rows[i].ExitCode = model.StateCancelled, "the master is shutting down", -1
 			s.Writer.Add(job.ID, rows[i])
 		}
-		job.State, job.FinishedAt = inventory.JobCancelled, time.Now()
-		s.finish(job, rows)
+		job.State, job.FinishedAt = model.JobCancelled, time.Now()
+		s.finish(job, spec, rows)
 		return job, ErrShuttingDown
 	}
 	if s.running == nil {
@@ -274,17 +226,17 @@ func (s *Service) start(ctx context.Context, spec Spec, targets []exec.Target, p
 }
 
 // execute runs a job to its end and stores it.
-func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, targets []exec.Target, r *run, release func()) {
+func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.JobSpec, targets []model.Target, r *run, release func()) {
 	defer s.wg.Done()
 	defer close(r.done)
 	defer r.cancel()
 	defer release()
-	cmd := exec.Command{Line: spec.CmdLine, Env: spec.Env, Dir: spec.Dir, Timeout: spec.Timeout}
-	if spec.isTransfer() {
+	cmd := model.Command{Line: spec.CmdLine, Env: spec.Env, Dir: spec.Dir, Timeout: spec.Timeout}
+	if spec.IsTransfer() {
 		cmd = s.transferCommand(spec)
-	} else if spec.hasPayload() {
+	} else if spec.HasPayload() {
 		path := s.payloadPath(job.ID)
-		cmd.File = &exec.File{Name: spec.FileName, Size: spec.FileSize,
+		cmd.File = &model.File{Name: spec.FileName, Size: spec.FileSize,
 			Open: func() (io.ReadCloser, error) { return os.Open(path) }}
 	}
 	runnable := 0
@@ -294,37 +246,37 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, tar
 		}
 	}
 	opts := exec.Options{Limit: batchLimit(spec.Batch, runnable), FailThreshold: spec.FailThreshold}
-	r.hub.publish(Event{Type: "job", State: inventory.JobRunning, Total: len(targets)})
+	r.hub.publish(model.Event{Type: "job", State: string(model.JobRunning), Total: len(targets)})
 	hooks := exec.Hooks{
-		Start: func(t exec.Target, at time.Time) {
-			s.Writer.Add(job.ID, exec.Result{Host: t.ID, Addr: t.Addr, State: exec.StateRunning, ExitCode: -1, StartedAt: at})
-			r.hub.publish(Event{Type: "host", Host: t.ID, State: string(exec.StateRunning), At: at})
+		Start: func(t model.Target, at time.Time) {
+			s.Writer.Add(job.ID, model.Result{Host: t.ID, Addr: t.Addr, State: model.StateRunning, ExitCode: -1, StartedAt: at})
+			r.hub.publish(model.Event{Type: "host", Host: t.ID, State: string(model.StateRunning), At: at})
 		},
-		Output: func(host string, st exec.Stream, p []byte) {
-			r.hub.publish(Event{Type: "output", Host: host, Stream: st.String(), Data: string(p)})
+		Output: func(host string, st model.Stream, p []byte) {
+			r.hub.publish(model.Event{Type: "output", Host: host, Stream: st.String(), Data: string(p)})
 		},
-		Result: func(res exec.Result) {
+		Result: func(res model.Result) {
 			s.Writer.Add(job.ID, res)
-			r.hub.publish(Event{Type: "host", Host: res.Host, State: string(res.State), ExitCode: res.ExitCode,
+			r.hub.publish(model.Event{Type: "host", Host: res.Host, State: string(res.State), ExitCode: res.ExitCode,
 				Signal: res.Signal, Error: res.Error, Files: res.Files, At: res.FinishedAt})
 		},
 	}
 	results := s.Engine.Run(ctx, cmd, targets, opts, hooks)
-	if spec.Push != nil && anyState(results, exec.StateFailed) {
+	if spec.Push != nil && anyState(results, model.StateFailed) {
 		s.verifyContent(job.ID, spec.Push)
 	}
-	job.State, job.FinishedAt = inventory.JobDone, time.Now()
+	job.State, job.FinishedAt = model.JobDone, time.Now()
 	s.mu.Lock()
 	if r.cancelled && anyCancelled(results) {
 		// A cancel that came after every host had finished changed nothing.
-		job.State = inventory.JobCancelled
+		job.State = model.JobCancelled
 	}
 	r.ended = true
 	s.mu.Unlock()
-	if err := s.finish(job, results); err != nil {
+	if err := s.finish(job, spec, results); err != nil {
 		s.Log.Error("finish job", "job", job.ID, "err", err)
 	}
-	r.hub.publish(Event{Type: "job", State: job.State, Total: len(targets)})
+	r.hub.publish(model.Event{Type: "job", State: string(job.State), Total: len(targets)})
 	r.hub.close()
 	s.mu.Lock()
 	delete(s.running, job.ID)
@@ -334,11 +286,9 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec Spec, tar
 }
 
 // finish stores a job's end with its announcements.
-func (s *Service) finish(job inventory.Job, results []exec.Result) error {
+func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.Result) error {
 	var items []inventory.OutboxItem
 	if s.Announcer != nil {
-		var spec Spec
-		json.Unmarshal([]byte(job.Spec), &spec)
 		items = s.Announcer.Announce(job, spec, results)
 	}
 	// A job must not stay "running" for a passing database error (a busy
@@ -361,9 +311,9 @@ func (s *Service) finish(job inventory.Job, results []exec.Result) error {
 	return nil
 }
 
-func anyCancelled(rs []exec.Result) bool { return anyState(rs, exec.StateCancelled) }
+func anyCancelled(rs []model.Result) bool { return anyState(rs, model.StateCancelled) }
 
-func anyState(rs []exec.Result, st exec.State) bool {
+func anyState(rs []model.Result, st model.State) bool {
 	for _, r := range rs {
 		if r.State == st {
 			return true
@@ -420,10 +370,10 @@ func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (invent
 	if err != nil {
 		return inventory.Job{}, err
 	}
-	if old.State == inventory.JobRunning || old.State == inventory.JobQueued {
+	if old.State == model.JobRunning || old.State == model.JobQueued {
 		return inventory.Job{}, fmt.Errorf("rerun job %s: it is still %s: %w", id, old.State, inventory.ErrConflict)
 	}
-	var spec Spec
+	var spec model.JobSpec
 	if err := json.Unmarshal([]byte(old.Spec), &spec); err != nil || spec.CmdLine == "" {
 		return inventory.Job{}, fmt.Errorf("rerun job %s: its request was not kept: %w", id, inventory.ErrConflict)
 	}
@@ -435,7 +385,7 @@ func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (invent
 	if onlyFailed {
 		var hosts []string
 		for _, r := range results {
-			if r.State != exec.StateOK {
+			if r.State != model.StateOK {
 				hosts = append(hosts, r.Host)
 			}
 		}
@@ -445,7 +395,7 @@ func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (invent
 		spec.Targets = hosts
 	}
 	payload := ""
-	if spec.hasPayload() {
+	if spec.HasPayload() {
 		tmp, err := os.CreateTemp(s.PayloadDir, ".rerun-*")
 		if err != nil {
 			return inventory.Job{}, fmt.Errorf("rerun job %s: %w", id, err)
@@ -486,8 +436,13 @@ func (s *Service) Recover(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		job.State, job.FinishedAt = inventory.JobDone, now
-		if err := s.finish(job, results); err != nil {
+		job.State, job.FinishedAt = model.JobDone, now
+		var spec model.JobSpec
+		if err := json.Unmarshal([]byte(job.Spec), &spec); err != nil {
+			// Still end the job; without its request it cannot be announced.
+			s.Log.Error("job left running has an unreadable request; it ends without callback", "job", id, "err", err)
+		}
+		if err := s.finish(job, spec, results); err != nil {
 			return fmt.Errorf("recover job %s: %w", id, err)
 		}
 		s.Log.Warn("job left running by the previous master resolved; unfinished hosts are lost", "job", id)

@@ -21,6 +21,7 @@ import (
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 )
 
 // fakeFingerprint is a stable, well-formed fingerprint for a minion id.
@@ -107,19 +108,19 @@ func newTestStore(t *testing.T) *inventory.Store {
 }
 
 // accepted is the target an accepted test minion resolves to.
-func accepted(id string) exec.Target {
+func accepted(id string) model.Target {
 	for _, m := range testMinions {
 		if m.id == id {
-			return exec.Target{ID: id, Addr: m.addr, Fingerprint: fakeFingerprint(id)}
+			return model.Target{ID: id, Addr: m.addr, Fingerprint: fakeFingerprint(id)}
 		}
 	}
 	panic("no test minion " + id)
 }
 
 // notAccepted is the target a pending or rejected test minion resolves to.
-func notAccepted(id string) exec.Target {
+func notAccepted(id string) model.Target {
 	t := accepted(id)
-	t.Skip = exec.StateNotAccepted
+	t.Skip = model.StateNotAccepted
 	return t
 }
 
@@ -128,39 +129,39 @@ func TestResolve(t *testing.T) {
 	tests := []struct {
 		name     string
 		patterns []string
-		want     []exec.Target
+		want     []model.Target
 		wantErr  error
 	}{
-		{name: "exact id", patterns: []string{"web1"}, want: []exec.Target{accepted("web1")}},
-		{name: "exact id with spaces", patterns: []string{"  web1 "}, want: []exec.Target{accepted("web1")}},
-		{name: "pending id", patterns: []string{"web3"}, want: []exec.Target{notAccepted("web3")}},
-		{name: "rejected id", patterns: []string{"web4"}, want: []exec.Target{notAccepted("web4")}},
-		{name: "unknown id", patterns: []string{"nope"}, want: []exec.Target{{ID: "nope", Skip: exec.StateUnknown}}},
-		{name: "glob takes accepted only", patterns: []string{"web*"}, want: []exec.Target{accepted("web1"), accepted("web2")}},
-		{name: "glob class", patterns: []string{"db[12]"}, want: []exec.Target{accepted("db1"), accepted("db2")}},
-		{name: "glob question mark", patterns: []string{"web?"}, want: []exec.Target{accepted("web1"), accepted("web2")}},
-		{name: "ip of the dial address", patterns: []string{"10.0.0.2"}, want: []exec.Target{accepted("web2")}},
-		{name: "dial address beats reported ip", patterns: []string{"10.0.0.1"}, want: []exec.Target{accepted("web1")}},
-		{name: "ip reported only", patterns: []string{"172.16.0.5"}, want: []exec.Target{accepted("db1")}},
-		{name: "ipv6 dial address", patterns: []string{"fd00::6"}, want: []exec.Target{accepted("v6")}},
-		{name: "ipv6 reported", patterns: []string{"FD00:0::2"}, want: []exec.Target{accepted("web2")}},
-		{name: "ip of a pending minion", patterns: []string{"10.0.0.3"}, want: []exec.Target{notAccepted("web3")}},
-		{name: "ip of nothing", patterns: []string{"10.9.9.9"}, want: []exec.Target{{ID: "10.9.9.9", Addr: "10.9.9.9", Skip: exec.StateUnknown}}},
+		{name: "exact id", patterns: []string{"web1"}, want: []model.Target{accepted("web1")}},
+		{name: "exact id with spaces", patterns: []string{"  web1 "}, want: []model.Target{accepted("web1")}},
+		{name: "pending id", patterns: []string{"web3"}, want: []model.Target{notAccepted("web3")}},
+		{name: "rejected id", patterns: []string{"web4"}, want: []model.Target{notAccepted("web4")}},
+		{name: "unknown id", patterns: []string{"nope"}, want: []model.Target{{ID: "nope", Skip: model.StateUnknown}}},
+		{name: "glob takes accepted only", patterns: []string{"web*"}, want: []model.Target{accepted("web1"), accepted("web2")}},
+		{name: "glob class", patterns: []string{"db[12]"}, want: []model.Target{accepted("db1"), accepted("db2")}},
+		{name: "glob question mark", patterns: []string{"web?"}, want: []model.Target{accepted("web1"), accepted("web2")}},
+		{name: "ip of the dial address", patterns: []string{"10.0.0.2"}, want: []model.Target{accepted("web2")}},
+		{name: "dial address beats reported ip", patterns: []string{"10.0.0.1"}, want: []model.Target{accepted("web1")}},
+		{name: "ip reported only", patterns: []string{"172.16.0.5"}, want: []model.Target{accepted("db1")}},
+		{name: "ipv6 dial address", patterns: []string{"fd00::6"}, want: []model.Target{accepted("v6")}},
+		{name: "ipv6 reported", patterns: []string{"FD00:0::2"}, want: []model.Target{accepted("web2")}},
+		{name: "ip of a pending minion", patterns: []string{"10.0.0.3"}, want: []model.Target{notAccepted("web3")}},
+		{name: "ip of nothing", patterns: []string{"10.9.9.9"}, want: []model.Target{{ID: "10.9.9.9", Addr: "10.9.9.9", Skip: model.StateUnknown}}},
 		{
 			name:     "duplicates deduped",
 			patterns: []string{"web1", "web1", "web*", "10.0.0.1", "192.168.1.1"},
-			want:     []exec.Target{accepted("web1"), accepted("web2")},
+			want:     []model.Target{accepted("web1"), accepted("web2")},
 		},
 		{
 			name:     "sorted by id",
 			patterns: []string{"web2", "zz-unknown", "db1", "web3", "a-unknown", "web1"},
-			want: []exec.Target{{ID: "a-unknown", Skip: exec.StateUnknown}, accepted("db1"), accepted("web1"),
-				accepted("web2"), notAccepted("web3"), {ID: "zz-unknown", Skip: exec.StateUnknown}},
+			want: []model.Target{{ID: "a-unknown", Skip: model.StateUnknown}, accepted("db1"), accepted("web1"),
+				accepted("web2"), notAccepted("web3"), {ID: "zz-unknown", Skip: model.StateUnknown}},
 		},
 		{name: "loopback is never matched by report", patterns: []string{"127.0.0.1"},
-			want: []exec.Target{{ID: "127.0.0.1", Addr: "127.0.0.1", Skip: exec.StateUnknown}}},
+			want: []model.Target{{ID: "127.0.0.1", Addr: "127.0.0.1", Skip: model.StateUnknown}}},
 		{name: "link-local is never matched by report", patterns: []string{"fe80::1"},
-			want: []exec.Target{{ID: "fe80::1", Addr: "fe80::1", Skip: exec.StateUnknown}}},
+			want: []model.Target{{ID: "fe80::1", Addr: "fe80::1", Skip: model.StateUnknown}}},
 		{name: "address reported by several minions", patterns: []string{"172.17.0.1"}, wantErr: ErrBadTarget},
 		{name: "control character", patterns: []string{"web1\nweb2"}, wantErr: ErrBadTarget},
 		{name: "glob matching nothing", patterns: []string{"zzz*"}, wantErr: ErrNoTargets},
@@ -172,27 +173,27 @@ func TestResolve(t *testing.T) {
 		{name: "empty list", patterns: []string{}, wantErr: ErrNoTargets},
 
 		// CIDR ranges: accepted minions dialled at, or reporting, an address inside.
-		{name: "cidr", patterns: []string{"10.0.0.0/30"}, want: []exec.Target{accepted("db2"), accepted("web1"), accepted("web2")}},
-		{name: "cidr of dial addresses only", patterns: []string{"10.0.1.0/24"}, want: []exec.Target{accepted("db1")}},
-		{name: "ipv6 cidr", patterns: []string{"fd00::/64"}, want: []exec.Target{accepted("v6"), accepted("web2")}},
+		{name: "cidr", patterns: []string{"10.0.0.0/30"}, want: []model.Target{accepted("db2"), accepted("web1"), accepted("web2")}},
+		{name: "cidr of dial addresses only", patterns: []string{"10.0.1.0/24"}, want: []model.Target{accepted("db1")}},
+		{name: "ipv6 cidr", patterns: []string{"fd00::/64"}, want: []model.Target{accepted("v6"), accepted("web2")}},
 		{name: "cidr with a pending minion only", patterns: []string{"10.0.0.3/32"}, wantErr: ErrNoTargets},
 		{name: "cidr ignores reported loopback", patterns: []string{"127.0.0.0/8"}, wantErr: ErrNoTargets},
 		{name: "bad cidr", patterns: []string{"10.0.0.0/99"}, wantErr: ErrBadTarget},
 
 		// Filters over labels and facts, ANDed with each other and with the rest.
-		{name: "fact filter alone", patterns: []string{"os=debian"}, want: []exec.Target{accepted("db1"), accepted("db2"), accepted("web1")}},
-		{name: "fact filter by its full name", patterns: []string{"os_name=debian"}, want: []exec.Target{accepted("db1"), accepted("db2"), accepted("web1")}},
-		{name: "fact filter ignores case", patterns: []string{"os=ubuntu"}, want: []exec.Target{accepted("web2")}},
-		{name: "fact filter glob", patterns: []string{"os=deb*"}, want: []exec.Target{accepted("db1"), accepted("db2"), accepted("web1")}},
-		{name: "label filter alone", patterns: []string{"role=web"}, want: []exec.Target{accepted("web1"), accepted("web2")}},
-		{name: "glob and label", patterns: []string{"web*", "role=web"}, want: []exec.Target{accepted("web1"), accepted("web2")}},
-		{name: "glob and fact narrows", patterns: []string{"web*", "os=debian"}, want: []exec.Target{accepted("web1")}},
-		{name: "two filters", patterns: []string{"role=db", "os=debian"}, want: []exec.Target{accepted("db1"), accepted("db2")}},
+		{name: "fact filter alone", patterns: []string{"os=debian"}, want: []model.Target{accepted("db1"), accepted("db2"), accepted("web1")}},
+		{name: "fact filter by its full name", patterns: []string{"os_name=debian"}, want: []model.Target{accepted("db1"), accepted("db2"), accepted("web1")}},
+		{name: "fact filter ignores case", patterns: []string{"os=ubuntu"}, want: []model.Target{accepted("web2")}},
+		{name: "fact filter glob", patterns: []string{"os=deb*"}, want: []model.Target{accepted("db1"), accepted("db2"), accepted("web1")}},
+		{name: "label filter alone", patterns: []string{"role=web"}, want: []model.Target{accepted("web1"), accepted("web2")}},
+		{name: "glob and label", patterns: []string{"web*", "role=web"}, want: []model.Target{accepted("web1"), accepted("web2")}},
+		{name: "glob and fact narrows", patterns: []string{"web*", "os=debian"}, want: []model.Target{accepted("web1")}},
+		{name: "two filters", patterns: []string{"role=db", "os=debian"}, want: []model.Target{accepted("db1"), accepted("db2")}},
 		{name: "filters that never hold together", patterns: []string{"role=web", "os=deb*", "arch=arm64"}, wantErr: ErrNoTargets},
-		{name: "cidr and filter", patterns: []string{"10.0.0.0/30", "role=db"}, want: []exec.Target{accepted("db2")}},
-		{name: "label beats fact of the same key", patterns: []string{"arch=x86_64"}, want: []exec.Target{accepted("db1"), accepted("web1"), accepted("web2")}},
-		{name: "label value matches", patterns: []string{"arch=arm64"}, want: []exec.Target{accepted("db2")}},
-		{name: "filter keeps a matching pending id", patterns: []string{"web3", "os=debian"}, want: []exec.Target{notAccepted("web3")}},
+		{name: "cidr and filter", patterns: []string{"10.0.0.0/30", "role=db"}, want: []model.Target{accepted("db2")}},
+		{name: "label beats fact of the same key", patterns: []string{"arch=x86_64"}, want: []model.Target{accepted("db1"), accepted("web1"), accepted("web2")}},
+		{name: "label value matches", patterns: []string{"arch=arm64"}, want: []model.Target{accepted("db2")}},
+		{name: "filter keeps a matching pending id", patterns: []string{"web3", "os=debian"}, want: []model.Target{notAccepted("web3")}},
 		{name: "glob and filter matching nothing", patterns: []string{"db*", "role=web"}, wantErr: ErrNoTargets},
 		{name: "unknown key", patterns: []string{"zone=eu"}, wantErr: ErrNoTargets},
 		{name: "filter without key", patterns: []string{"=x"}, wantErr: ErrBadTarget},
@@ -236,7 +237,7 @@ func TestResolveEmptyInventory(t *testing.T) {
 		t.Errorf("Resolve(*) on an empty inventory = %v; want ErrNoTargets", err)
 	}
 	got, err := s.Resolve(context.Background(), []string{"web1"})
-	if err != nil || len(got) != 1 || got[0].Skip != exec.StateUnknown {
+	if err != nil || len(got) != 1 || got[0].Skip != model.StateUnknown {
 		t.Errorf("Resolve(web1) on an empty inventory = %+v, %v; want web1 unknown", got, err)
 	}
 }
@@ -272,14 +273,14 @@ func TestResolveNoTargetsSaysWhat(t *testing.T) {
 // call is one Exec of the fake transport.
 type call struct {
 	host    string
-	cmd     exec.Command
+	cmd     model.Command
 	content string // of cmd.File
 }
 
 // fakeTransport is an exec.Transport the test controls: run decides each
 // call's outcome (nil: exit 0 at once).
 type fakeTransport struct {
-	run func(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error)
+	run func(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error)
 
 	inFlight, maxInFlight atomic.Int64
 
@@ -291,7 +292,7 @@ var _ exec.Transport = (*fakeTransport)(nil)
 
 func (f *fakeTransport) Name() string { return "fake" }
 
-func (f *fakeTransport) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func (f *fakeTransport) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	n := f.inFlight.Add(1)
 	defer f.inFlight.Add(-1)
 	for {
@@ -304,12 +305,12 @@ func (f *fakeTransport) Exec(ctx context.Context, t exec.Target, cmd exec.Comman
 	if cmd.File != nil {
 		r, err := cmd.File.Open()
 		if err != nil {
-			return exec.Exit{}, fmt.Errorf("open content: %w", err)
+			return model.Exit{}, fmt.Errorf("open content: %w", err)
 		}
 		b, err := io.ReadAll(r)
 		r.Close()
 		if err != nil {
-			return exec.Exit{}, fmt.Errorf("read content: %w", err)
+			return model.Exit{}, fmt.Errorf("read content: %w", err)
 		}
 		c.content = string(b)
 	}
@@ -317,7 +318,7 @@ func (f *fakeTransport) Exec(ctx context.Context, t exec.Target, cmd exec.Comman
 	f.calls = append(f.calls, c)
 	f.mu.Unlock()
 	if f.run == nil {
-		return exec.Exit{}, nil
+		return model.Exit{}, nil
 	}
 	return f.run(ctx, t, cmd, out)
 }
@@ -349,25 +350,25 @@ func (f *fakeTransport) callsOf(host string) []call {
 // callback per job.
 type fakeAnnouncer struct {
 	mu    sync.Mutex // protects calls
-	calls map[string][]exec.Result
+	calls map[string][]model.Result
 	count map[string]int
 }
 
-func (a *fakeAnnouncer) Announce(job inventory.Job, spec Spec, results []exec.Result) []inventory.OutboxItem {
+func (a *fakeAnnouncer) Announce(job inventory.Job, spec model.JobSpec, results []model.Result) []inventory.OutboxItem {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.calls == nil {
-		a.calls, a.count = map[string][]exec.Result{}, map[string]int{}
+		a.calls, a.count = map[string][]model.Result{}, map[string]int{}
 	}
 	a.calls[job.ID] = results
 	a.count[job.ID]++
 	now := time.Now()
 	return []inventory.OutboxItem{{EventID: "cb-" + job.ID, Kind: inventory.KindCallback, JobID: job.ID,
-		URL: "http://receiver.example/cb", Body: []byte(`{"job_id":"` + job.ID + `","state":"` + job.State + `"}`),
+		URL: "http://receiver.example/cb", Body: []byte(`{"job_id":"` + job.ID + `","state":"` + string(job.State) + `"}`),
 		NextAt: now, CreatedAt: now}}
 }
 
-func (a *fakeAnnouncer) asked(id string) (int, []exec.Result) {
+func (a *fakeAnnouncer) asked(id string) (int, []model.Result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.count[id], a.calls[id]
@@ -393,7 +394,7 @@ func newService(t *testing.T, tr exec.Transport) *Service {
 
 // waitJob waits for a job to end; the deadline only keeps a broken test
 // from hanging.
-func waitJob(t *testing.T, s *Service, id string) (inventory.Job, []exec.Result) {
+func waitJob(t *testing.T, s *Service, id string) (inventory.Job, []model.Result) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -408,7 +409,7 @@ func waitJob(t *testing.T, s *Service, id string) (inventory.Job, []exec.Result)
 }
 
 // states returns the hosts' states as "host=state" in host order.
-func states(rs []exec.Result) string {
+func states(rs []model.Result) string {
 	var b strings.Builder
 	for i, r := range rs {
 		if i > 0 {
@@ -440,24 +441,24 @@ func (g *gate) wait(ctx context.Context, host string) bool {
 
 func TestSubmitWaitDone(t *testing.T) {
 	g := newGate(3)
-	tr := &fakeTransport{run: func(ctx context.Context, tg exec.Target, _ exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+	tr := &fakeTransport{run: func(ctx context.Context, tg model.Target, _ model.Command, out model.OutputFunc) (model.Exit, error) {
 		if !g.wait(ctx, tg.ID) {
-			return exec.Exit{}, ctx.Err()
+			return model.Exit{}, ctx.Err()
 		}
-		out(exec.Stdout, []byte("hello from "+tg.ID))
+		out(model.Stdout, []byte("hello from "+tg.ID))
 		if tg.ID == "db1" {
-			return exec.Exit{Code: 3}, nil
+			return model.Exit{Code: 3}, nil
 		}
-		return exec.Exit{}, nil
+		return model.Exit{}, nil
 	}}
 	s := newService(t, tr)
 	ctx := context.Background()
-	spec := Spec{ClientID: "req-1", CmdType: "line", CmdLine: "hostname", Targets: []string{"web1", "web2", "db1", "nope"}}
+	spec := model.JobSpec{ClientID: "req-1", CmdType: "line", CmdLine: "hostname", Targets: []string{"web1", "web2", "db1", "nope"}}
 	job, err := s.Submit(ctx, spec, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}
-	if job.State != inventory.JobRunning || job.Total != 4 || job.ID == "" {
+	if job.State != model.JobRunning || job.Total != 4 || job.ID == "" {
 		t.Errorf("Submit = %+v; want a running job of 4 hosts", job)
 	}
 
@@ -470,12 +471,12 @@ func TestSubmitWaitDone(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Job(%s) = %v", job.ID, err)
 	}
-	if stored.State != inventory.JobRunning || stored.Total != 4 || stored.ClientID != "req-1" {
+	if stored.State != model.JobRunning || stored.Total != 4 || stored.ClientID != "req-1" {
 		t.Errorf("stored job = %+v; want running, 4 hosts, client id req-1", stored)
 	}
 	for _, r := range rs {
 		// Stored asynchronously: a started host is pending or already running.
-		if r.State != exec.StatePending && r.State != exec.StateRunning && !(r.Host == "nope" && r.State == exec.StateUnknown) {
+		if r.State != model.StatePending && r.State != model.StateRunning && !(r.Host == "nope" && r.State == model.StateUnknown) {
 			t.Errorf("while running: %s is %s; want pending or running", r.Host, r.State)
 		}
 	}
@@ -485,7 +486,7 @@ func TestSubmitWaitDone(t *testing.T) {
 
 	close(g.release)
 	stored, rs = waitJob(t, s, job.ID)
-	if stored.State != inventory.JobDone || stored.FinishedAt.IsZero() {
+	if stored.State != model.JobDone || stored.FinishedAt.IsZero() {
 		t.Errorf("after Wait: job %s finished %v; want done", stored.State, stored.FinishedAt)
 	}
 	if got, want := states(rs), "db1=failed nope=unknown web1=ok web2=ok"; got != want {
@@ -512,13 +513,13 @@ func TestSubmitWaitDone(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	g := newGate(2)
-	tr := &fakeTransport{run: func(ctx context.Context, tg exec.Target, _ exec.Command, _ exec.OutputFunc) (exec.Exit, error) {
+	tr := &fakeTransport{run: func(ctx context.Context, tg model.Target, _ model.Command, _ model.OutputFunc) (model.Exit, error) {
 		g.wait(ctx, tg.ID) // never released: only cancelling ends it
-		return exec.Exit{}, fmt.Errorf("exec on %s: %w", tg.ID, ctx.Err())
+		return model.Exit{}, fmt.Errorf("exec on %s: %w", tg.ID, ctx.Err())
 	}}
 	s := newService(t, tr)
 	ctx := context.Background()
-	job, err := s.Submit(ctx, Spec{CmdType: "line", CmdLine: "sleep 300", Targets: []string{"web*"}}, "")
+	job, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "sleep 300", Targets: []string{"web*"}}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}
@@ -528,7 +529,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("Cancel(running) = %v", err)
 	}
 	stored, rs := waitJob(t, s, job.ID)
-	if stored.State != inventory.JobCancelled {
+	if stored.State != model.JobCancelled {
 		t.Errorf("job state = %s; want cancelled", stored.State)
 	}
 	if got, want := states(rs), "web1=cancelled web2=cancelled"; got != want {
@@ -538,7 +539,7 @@ func TestCancel(t *testing.T) {
 		t.Errorf("Cancel(cancelled job) = %v; want ErrFinished", err)
 	}
 
-	done, err := s.Submit(ctx, Spec{CmdType: "line", CmdLine: "true", Targets: []string{"nope"}}, "")
+	done, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"nope"}}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}
@@ -552,15 +553,15 @@ func TestCancel(t *testing.T) {
 }
 
 func TestRerun(t *testing.T) {
-	tr := &fakeTransport{run: func(_ context.Context, tg exec.Target, _ exec.Command, _ exec.OutputFunc) (exec.Exit, error) {
+	tr := &fakeTransport{run: func(_ context.Context, tg model.Target, _ model.Command, _ model.OutputFunc) (model.Exit, error) {
 		if tg.ID == "web2" {
-			return exec.Exit{Code: 1}, nil
+			return model.Exit{Code: 1}, nil
 		}
-		return exec.Exit{}, nil
+		return model.Exit{}, nil
 	}}
 	s := newService(t, tr)
 	ctx := context.Background()
-	spec := Spec{ClientID: "r", CmdType: "line", CmdLine: "deploy", Env: []string{"A=1"}, Timeout: 7 * time.Second,
+	spec := model.JobSpec{ClientID: "r", CmdType: "line", CmdLine: "deploy", Env: []string{"A=1"}, Timeout: 7 * time.Second,
 		Targets: []string{"web*", "db1"}}
 	first, err := s.Submit(ctx, spec, "")
 	if err != nil {
@@ -602,7 +603,7 @@ func TestRerun(t *testing.T) {
 		t.Errorf("rerun of all hosts ran %s; want db1, web1, web2", states(rs))
 	}
 
-	ok, err := s.Submit(ctx, Spec{CmdType: "line", CmdLine: "true", Targets: []string{"web1"}}, "")
+	ok, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"web1"}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +625,7 @@ func TestRerunScriptSharesPayload(t *testing.T) {
 	if err != nil || n != int64(len(script)) {
 		t.Fatalf("StorePayload = %q, %d, %v; want %d bytes", path, n, err, len(script))
 	}
-	spec := Spec{CmdType: "script", CmdLine: "./run.sh 'arg one' two", FileName: "run.sh", FileSize: n, Targets: []string{"web1"}}
+	spec := model.JobSpec{CmdType: "script", CmdLine: "./run.sh 'arg one' two", FileName: "run.sh", FileSize: n, Targets: []string{"web1"}}
 	first, err := s.Submit(ctx, spec, path)
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
@@ -671,19 +672,19 @@ func TestRecover(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	// A job a killed master left running: web1 ended ok, the rest had not.
-	hosts := []exec.Result{{Host: "web1", State: exec.StatePending}, {Host: "web2", State: exec.StatePending},
-		{Host: "db1", State: exec.StatePending}}
+	hosts := []model.Result{{Host: "web1", State: model.StatePending}, {Host: "web2", State: model.StatePending},
+		{Host: "db1", State: model.StatePending}}
 	left := inventory.Job{ID: NewJobID(now), CmdLine: "true", CmdType: "line", Targets: []string{"web1", "web2", "db1"},
-		State: inventory.JobRunning, Spec: `{"cmd_type":"line","cmd_line":"true"}`, CreatedAt: now}
+		State: model.JobRunning, Spec: `{"cmd_type":"line","cmd_line":"true"}`, CreatedAt: now}
 	if err := s.Store.CreateJob(ctx, left, hosts); err != nil {
 		t.Fatal(err)
 	}
-	over := inventory.Job{ID: NewJobID(now), CmdLine: "true", CmdType: "line", State: inventory.JobDone, CreatedAt: now}
+	over := inventory.Job{ID: NewJobID(now), CmdLine: "true", CmdType: "line", State: model.JobDone, CreatedAt: now}
 	if err := s.Store.CreateJob(ctx, over, nil); err != nil {
 		t.Fatal(err)
 	}
-	s.Writer.Add(left.ID, exec.Result{Host: "web1", State: exec.StateOK, Stdout: []byte("fine"), StartedAt: now, FinishedAt: now})
-	if err := s.Writer.Finish(ctx, over.ID, inventory.JobDone, now); err != nil { // commits web1's result too
+	s.Writer.Add(left.ID, model.Result{Host: "web1", State: model.StateOK, Stdout: []byte("fine"), StartedAt: now, FinishedAt: now})
+	if err := s.Writer.Finish(ctx, over.ID, model.JobDone, now); err != nil { // commits web1's result too
 		t.Fatal(err)
 	}
 
@@ -694,14 +695,14 @@ func TestRecover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if job.State != inventory.JobDone || job.FinishedAt.IsZero() {
+	if job.State != model.JobDone || job.FinishedAt.IsZero() {
 		t.Errorf("recovered job: %s, finished %v; want done", job.State, job.FinishedAt)
 	}
 	if got, want := states(rs), "db1=lost web1=ok web2=lost"; got != want {
 		t.Errorf("recovered hosts %s; want %s", got, want)
 	}
 	for _, r := range rs {
-		if r.State == exec.StateLost && (r.Error == "" || r.ExitCode != -1) {
+		if r.State == model.StateLost && (r.Error == "" || r.ExitCode != -1) {
 			t.Errorf("%s lost with error %q, exit code %d; want a reason and -1", r.Host, r.Error, r.ExitCode)
 		}
 		if r.Host == "web1" && string(r.Stdout) != "fine" {
@@ -730,22 +731,6 @@ func TestRecover(t *testing.T) {
 	}
 }
 
-func TestParseBatch(t *testing.T) {
-	tests := []struct {
-		in string
-		ok bool
-	}{
-		{"", true}, {"1", true}, {"10", true}, {"10%", true}, {"100%", true}, {"1%", true},
-		{"0", false}, {"-1", false}, {"0%", false}, {"101%", false}, {"x", false}, {"5%%", false},
-		{"%", false}, {"1.5", false}, {" 5", false},
-	}
-	for _, tt := range tests {
-		if err := ParseBatch(tt.in); (err == nil) != tt.ok {
-			t.Errorf("ParseBatch(%q) = %v; want ok: %v", tt.in, err, tt.ok)
-		}
-	}
-}
-
 func TestBatchLimit(t *testing.T) {
 	tests := []struct {
 		batch string
@@ -771,14 +756,14 @@ func TestBatchLimit(t *testing.T) {
 func TestBatchOfOne(t *testing.T) {
 	// Each host lingers in the transport, yielding, so that hosts run
 	// without batching would overlap; batched, they never can.
-	tr := &fakeTransport{run: func(context.Context, exec.Target, exec.Command, exec.OutputFunc) (exec.Exit, error) {
+	tr := &fakeTransport{run: func(context.Context, model.Target, model.Command, model.OutputFunc) (model.Exit, error) {
 		for range 1000 {
 			runtime.Gosched()
 		}
-		return exec.Exit{}, nil
+		return model.Exit{}, nil
 	}}
 	s := newService(t, tr)
-	job, err := s.Submit(context.Background(), Spec{CmdType: "line", CmdLine: "true", Targets: []string{"*"}, Batch: "1"}, "")
+	job, err := s.Submit(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"*"}, Batch: "1"}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}
@@ -795,15 +780,15 @@ func TestBatchOfOne(t *testing.T) {
 }
 
 func TestFailThreshold(t *testing.T) {
-	tr := &fakeTransport{run: func(_ context.Context, tg exec.Target, _ exec.Command, _ exec.OutputFunc) (exec.Exit, error) {
+	tr := &fakeTransport{run: func(_ context.Context, tg model.Target, _ model.Command, _ model.OutputFunc) (model.Exit, error) {
 		if tg.ID == "db1" {
-			return exec.Exit{Code: 1}, nil
+			return model.Exit{Code: 1}, nil
 		}
-		return exec.Exit{}, nil
+		return model.Exit{}, nil
 	}}
 	s := newService(t, tr)
 	// Hosts run in id order, one at a time: db1 first.
-	job, err := s.Submit(context.Background(), Spec{CmdType: "line", CmdLine: "true", Targets: []string{"db1", "web*"},
+	job, err := s.Submit(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"db1", "web*"},
 		Batch: "1", FailThreshold: 1}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
@@ -812,7 +797,7 @@ func TestFailThreshold(t *testing.T) {
 	if got, want := states(rs), "db1=failed web1=cancelled web2=cancelled"; got != want {
 		t.Errorf("hosts %s; want %s", got, want)
 	}
-	if stored.State != inventory.JobDone {
+	if stored.State != model.JobDone {
 		t.Errorf("job state = %s; want done", stored.State)
 	}
 	if got := tr.hosts(); !slices.Equal(got, []string{"db1"}) {
@@ -828,24 +813,24 @@ func TestFailThreshold(t *testing.T) {
 // eventLog collects events from a subscriber goroutine.
 type eventLog struct {
 	mu     sync.Mutex // protects events
-	events []Event
+	events []model.Event
 }
 
-func (l *eventLog) add(e Event) {
+func (l *eventLog) add(e model.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.events = append(l.events, e)
 }
 
 // brief renders the events as "type:host:state-or-data" lines.
-func brief(evs []Event) []string {
+func brief(evs []model.Event) []string {
 	var out []string
 	for _, e := range evs {
 		v := e.State
 		if e.Type == "output" {
 			v = e.Stream + "=" + e.Data
 		}
-		out = append(out, e.Type+":"+e.Host+":"+v)
+		out = append(out, string(e.Type)+":"+e.Host+":"+v)
 	}
 	return out
 }
@@ -853,21 +838,21 @@ func brief(evs []Event) []string {
 func TestEvents(t *testing.T) {
 	emitted := make(chan struct{})
 	release := make(chan struct{})
-	tr := &fakeTransport{run: func(ctx context.Context, _ exec.Target, _ exec.Command, out exec.OutputFunc) (exec.Exit, error) {
-		out(exec.Stdout, []byte("step 1\n"))
+	tr := &fakeTransport{run: func(ctx context.Context, _ model.Target, _ model.Command, out model.OutputFunc) (model.Exit, error) {
+		out(model.Stdout, []byte("step 1\n"))
 		close(emitted)
 		select {
 		case <-release:
 		case <-ctx.Done():
-			return exec.Exit{}, ctx.Err()
+			return model.Exit{}, ctx.Err()
 		}
-		out(exec.Stderr, []byte("step 2\n"))
-		return exec.Exit{}, nil
+		out(model.Stderr, []byte("step 2\n"))
+		return model.Exit{}, nil
 	}}
 	s := newService(t, tr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	job, err := s.Submit(ctx, Spec{CmdType: "line", CmdLine: "work", Targets: []string{"web1"}}, "")
+	job, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "work", Targets: []string{"web1"}}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}
@@ -879,7 +864,7 @@ func TestEvents(t *testing.T) {
 	var once sync.Once
 	errc := make(chan error, 1)
 	go func() {
-		errc <- s.Events(ctx, job.ID, func(e Event) error {
+		errc <- s.Events(ctx, job.ID, func(e model.Event) error {
 			live.add(e)
 			if e.Type == "output" {
 				once.Do(func() { close(sawOutput) })
@@ -905,14 +890,14 @@ func TestEvents(t *testing.T) {
 
 	// A subscriber that comes after the end gets the stored outcome.
 	var late eventLog
-	if err := s.Events(ctx, job.ID, func(e Event) error { late.add(e); return nil }); err != nil {
+	if err := s.Events(ctx, job.ID, func(e model.Event) error { late.add(e); return nil }); err != nil {
 		t.Fatalf("Events(late) = %v", err)
 	}
 	want = []string{"job::running", "output:web1:stdout=step 1\n", "output:web1:stderr=step 2\n", "host:web1:ok", "job::done"}
 	if got := brief(late.events); !slices.Equal(got, want) {
 		t.Errorf("late events =\n  %q\nwant\n  %q", got, want)
 	}
-	if err := s.Events(ctx, "no-such-job", func(Event) error { return nil }); !errors.Is(err, inventory.ErrNotFound) {
+	if err := s.Events(ctx, "no-such-job", func(model.Event) error { return nil }); !errors.Is(err, inventory.ErrNotFound) {
 		t.Errorf("Events(unknown) = %v; want inventory.ErrNotFound", err)
 	}
 }
@@ -949,7 +934,7 @@ func TestSubmitBadTargetRemovesPayload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		spec := Spec{CmdType: "script", CmdLine: "./x.sh", FileName: "x.sh", FileSize: n, Targets: tt.targets}
+		spec := model.JobSpec{CmdType: "script", CmdLine: "./x.sh", FileName: "x.sh", FileSize: n, Targets: tt.targets}
 		if _, err := s.Submit(ctx, spec, path); !errors.Is(err, tt.want) {
 			t.Errorf("Submit(%q) = %v; want %v", tt.targets, err, tt.want)
 		}
@@ -968,7 +953,7 @@ func TestSubmitBadTargetRemovesPayload(t *testing.T) {
 func TestDryRun(t *testing.T) {
 	tr := &fakeTransport{}
 	s := newService(t, tr)
-	got, err := s.DryRun(context.Background(), Spec{CmdType: "line", CmdLine: "reboot", Targets: []string{"role=web"}})
+	got, err := s.DryRun(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "reboot", Targets: []string{"role=web"}})
 	if err != nil {
 		t.Fatalf("DryRun = %v", err)
 	}
@@ -986,7 +971,7 @@ func TestCancelWhileFinishing(t *testing.T) {
 	s := newService(t, &fakeTransport{})
 	errc := make(chan error, 1)
 	s.Finished = func(id string) { errc <- s.Cancel(context.Background(), id) } // the job is still running here
-	job, err := s.Submit(context.Background(), Spec{CmdType: "line", CmdLine: "true", Targets: []string{"web1"}}, "")
+	job, err := s.Submit(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"web1"}}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}
@@ -994,7 +979,7 @@ func TestCancelWhileFinishing(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrFinished) {
 		t.Errorf("Cancel while the job finishes = %v; want ErrFinished", err)
 	}
-	if stored.State != inventory.JobDone {
+	if stored.State != model.JobDone {
 		t.Errorf("job state = %s; want done", stored.State)
 	}
 }

@@ -14,8 +14,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 )
 
 // ErrNoTargets is returned when the targets of a request match no host.
@@ -46,7 +46,7 @@ var factAliases = map[string]string{"os": "os_name", "version": "os_version"}
 // unknown, never dropped. A pending or rejected minion is reported
 // not_accepted, unless its id also has SSH settings: then it is a target
 // without a minion (no fingerprint), which auto and ssh mode run over SSH.
-func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target, error) {
+func (s *Service) Resolve(ctx context.Context, patterns []string) ([]model.Target, error) {
 	if len(patterns) == 0 {
 		return nil, fmt.Errorf("%w: no targets given", ErrNoTargets)
 	}
@@ -76,7 +76,7 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
 
-	picked := make(map[string]exec.Target)
+	picked := make(map[string]model.Target)
 	add := func(x *machine) { picked[x.id] = x.target() }
 	var filters [][2]string
 	selectors := 0
@@ -123,7 +123,7 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 				return nil, err
 			}
 			if len(xs) == 0 {
-				picked[p] = exec.Target{ID: p, Addr: p, Skip: exec.StateUnknown, Error: "no minion or host has address " + p}
+				picked[p] = model.Target{ID: p, Addr: p, Skip: model.StateUnknown, Error: "no minion or host has address " + p}
 			}
 			for _, x := range xs {
 				add(x)
@@ -132,7 +132,7 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 			if x, ok := byID[p]; ok {
 				add(x)
 			} else {
-				picked[p] = exec.Target{ID: p, Skip: exec.StateUnknown, Error: "no minion or host with id " + p}
+				picked[p] = model.Target{ID: p, Skip: model.StateUnknown, Error: "no minion or host with id " + p}
 			}
 		}
 		selectors++
@@ -161,7 +161,7 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]exec.Target
 		return nil, fmt.Errorf("%w: targets %s matched none of the %d accepted minions and %d agentless hosts", ErrNoTargets,
 			strings.Join(patterns, ", "), accepted, len(hosts))
 	}
-	out := make([]exec.Target, 0, len(picked))
+	out := make([]model.Target, 0, len(picked))
 	for _, t := range picked {
 		out = append(out, t)
 	}
@@ -185,15 +185,15 @@ func (x *machine) selectable() bool {
 // target is what x runs as. A minion that is not accepted and has no SSH
 // settings is skipped as not_accepted; with SSH settings it runs without
 // its minion.
-func (x *machine) target() exec.Target {
-	t := exec.Target{ID: x.id}
+func (x *machine) target() model.Target {
+	t := model.Target{ID: x.id}
 	if h := x.h; h != nil {
 		port := h.Port
 		if port == 0 {
 			port = 22
 		}
 		t.Addr = net.JoinHostPort(h.Address, strconv.Itoa(port))
-		t.SSH = &exec.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+		t.SSH = &model.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
 	}
 	switch m := x.m; {
 	case m == nil:
@@ -201,7 +201,7 @@ func (x *machine) target() exec.Target {
 		t.Addr, t.Fingerprint = m.Addr, m.Fingerprint
 	case t.SSH == nil:
 		t.Addr, t.Fingerprint = m.Addr, m.Fingerprint
-		t.Skip, t.Error = exec.StateNotAccepted, "minion is "+m.State+"; accept it with: felix keys accept "+m.ID
+		t.Skip, t.Error = model.StateNotAccepted, "minion is "+m.State+"; accept it with: felix keys accept "+m.ID
 	}
 	return t
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/notify"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport"
@@ -108,7 +109,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	}
 	m.writer = inventory.NewResultWriter(store, log)
 	m.notifier, err = notify.New(store, notify.Config{
-		Secret: secret, SlackURL: cfg.Slack.WebhookURL, Allow: cfg.Callbacks.Allow,
+		Secret: secret, SlackURL: cfg.Slack.WebhookURL, Allow: cfg.Callbacks.Allow, CallbackBody: api.CallbackBody,
 		OwnAddrs: func() []net.IP { return ownAddrs(ln.Addr()) },
 		Timeout:  cfg.Callbacks.Timeout.Duration, MaxAge: cfg.Callbacks.MaxAge.Duration,
 	}, log)
@@ -228,7 +229,7 @@ func newSSHPool(cfg Config, log *slog.Logger) *ssh.Pool {
 // the API's (a 400, not a 502).
 type hostKeys struct{ pool *ssh.Pool }
 
-func (h hostKeys) Trust(ctx context.Context, t exec.Target, fingerprint string) error {
+func (h hostKeys) Trust(ctx context.Context, t model.Target, fingerprint string) error {
 	err := h.pool.Trust(ctx, t, fingerprint)
 	if errors.Is(err, ssh.ErrHostKey) {
 		return hostKeyError{err}
@@ -413,7 +414,7 @@ func (m *Master) checkHealth(ctx context.Context) {
 			defer func() { <-sem }()
 			pctx, cancel := context.WithTimeout(ctx, m.cfg.Health.Timeout.Duration)
 			defer cancel()
-			_, err := m.pool.Ping(pctx, exec.Target{ID: mn.ID, Addr: mn.Addr, Fingerprint: mn.Fingerprint})
+			_, err := m.pool.Ping(pctx, model.Target{ID: mn.ID, Addr: mn.Addr, Fingerprint: mn.Fingerprint})
 			u := inventory.HealthUpdate{ID: mn.ID, Health: inventory.HealthOK, Seen: time.Now()}
 			if err != nil {
 				u = inventory.HealthUpdate{ID: mn.ID, Health: inventory.HealthUnreachable}

@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 )
 
@@ -95,7 +95,7 @@ func (c *Config) Validate() error {
 		}
 		c.ID = h
 	}
-	if err := wire.ValidID(c.ID); err != nil {
+	if err := model.ValidID(c.ID); err != nil {
 		return fmt.Errorf("%w (set id or --id)", err)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {

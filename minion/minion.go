@@ -21,8 +21,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/agent"
 	"github.com/felix-ops/felix/version"
@@ -178,7 +178,7 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 		m.log.Warn("gather facts", "err", err)
 	}
 	factsJSON, _ := json.Marshal(f)
-	body, err := json.Marshal(wire.RegisterRequest{
+	body, err := json.Marshal(model.RegisterRequest{
 		ID: m.cfg.ID, Hostname: f.Hostname, IPs: f.IPs, GRPCAddr: m.grpcAddr(ln), Version: version.String(),
 		Facts: factsJSON, CertPEM: string(m.id.CertPEM), JoinToken: m.cfg.JoinToken,
 	})
@@ -214,7 +214,9 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode/100 != 2 {
-		var e wire.Error
+		var e struct {
+			Error string `json:"error"` // the API's error body
+		}
 		json.Unmarshal(data, &e)
 		err := fmt.Errorf("register with %s: %s: %s", m.cfg.Master, resp.Status, e.Error)
 		switch resp.StatusCode {
@@ -223,7 +225,7 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 		}
 		return err
 	}
-	var rr wire.RegisterResponse
+	var rr model.RegisterResponse
 	if err := json.Unmarshal(data, &rr); err != nil {
 		return fmt.Errorf("register with %s: bad answer: %w", m.cfg.Master, err)
 	}

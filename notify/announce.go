@@ -10,32 +10,21 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/felix-ops/felix/api/wire"
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
-	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/model"
 )
 
-var _ jobs.Announcer = (*Notifier)(nil)
-
 // Announce returns the deliveries announcing a finished job: a callback to
-// spec.CallbackURL carrying wire.Callback (the job as GET /api/v1/jobs/{id}
-// shows it, with the requester's id), and a Slack summary when Slack is
-// configured. Event ids are "cb-" and "slack-" and the job id: the same on
-// every retry, so receivers can deduplicate. It satisfies jobs.Announcer.
-func (n *Notifier) Announce(job inventory.Job, spec jobs.Spec, results []exec.Result) []inventory.OutboxItem {
+// spec.CallbackURL whose body Config.CallbackBody renders, and a Slack
+// summary when Slack is configured. Event ids are "cb-" and "slack-" and
+// the job id: the same on every retry, so receivers can deduplicate. It
+// satisfies the job service's Announcer.
+func (n *Notifier) Announce(job inventory.Job, spec model.JobSpec, results []model.Result) []inventory.OutboxItem {
 	now := time.Now()
 	var items []inventory.OutboxItem
 	if spec.CallbackURL != "" {
 		id := "cb-" + job.ID
-		view := jobs.View(job, results)
-		for i := range view.Results {
-			r := &view.Results[i]
-			if len(r.Stdout) > CallbackOutputCap || len(r.Stderr) > CallbackOutputCap {
-				r.Stdout, r.Stderr, r.Truncated = tail(r.Stdout), tail(r.Stderr), true
-			}
-		}
-		body, err := json.Marshal(wire.Callback{EventID: id, Job: view})
+		body, err := n.cfg.CallbackBody(id, job, results)
 		if err != nil {
 			n.log.Error("encode callback", "job", job.ID, "err", err)
 		} else {
@@ -57,19 +46,6 @@ func (n *Notifier) Announce(job inventory.Job, spec jobs.Spec, results []exec.Re
 	return items
 }
 
-// CallbackOutputCap bounds each host's stdout and stderr in a callback: a
-// callback of a thousand hosts must stay small enough to build and send.
-// Longer output keeps its last CallbackOutputCap bytes and sets truncated;
-// GET /api/v1/jobs/{id} has the stored output.
-const CallbackOutputCap = 64 << 10
-
-func tail(s string) string {
-	if len(s) <= CallbackOutputCap {
-		return s
-	}
-	return s[len(s)-CallbackOutputCap:]
-}
-
 // Limits of a Slack summary, in bytes of text.
 const (
 	slackMax       = 3000 // the whole message
@@ -79,18 +55,12 @@ const (
 	slackLine      = 160  // one line of output, an error, the command
 )
 
-// stateOrder orders states in counts and groups: the good news first.
-var stateOrder = map[string]int{"ok": 0, "failed": 1, "timeout": 2, "unreachable": 3, "cancelled": 4, "lost": 5,
-	"not_accepted": 6, "unknown": 7}
-
+// stateLess orders states in counts and groups as model.FinalStates does:
+// the good news first.
 func stateLess(a, b string) bool {
-	ra, oka := stateOrder[a]
-	rb, okb := stateOrder[b]
-	switch {
-	case oka && okb:
+	ra, rb := model.State(a).Rank(), model.State(b).Rank()
+	if ra != rb {
 		return ra < rb
-	case oka != okb:
-		return oka
 	}
 	return a < b
 }
@@ -107,10 +77,10 @@ type group struct {
 // requester's id, state and per-state counts, the command, hosts grouped
 // by identical outcome with an output excerpt, and the failures. It stays
 // under slackMax bytes however many hosts the job had.
-func slackText(job inventory.Job, results []exec.Result) string {
+func slackText(job inventory.Job, results []model.Result) string {
 	counts := map[string]int{}
 	groups := map[string]*group{}
-	var failures []exec.Result
+	var failures []model.Result
 	for _, r := range results {
 		st := string(r.State)
 		counts[st]++
@@ -119,7 +89,7 @@ func slackText(job inventory.Job, results []exec.Result) string {
 		if g == nil {
 			// The telling stream: stdout of a success, stderr of a failure.
 			out, alt := r.Stdout, r.Stderr
-			if r.State != exec.StateOK {
+			if r.State != model.StateOK {
 				out, alt = alt, out
 			}
 			if len(bytes.TrimSpace(out)) == 0 {
@@ -129,7 +99,7 @@ func slackText(job inventory.Job, results []exec.Result) string {
 			groups[key] = g
 		}
 		g.hosts = append(g.hosts, r.Host)
-		if r.State != exec.StateOK {
+		if r.State != model.StateOK {
 			failures = append(failures, r)
 		}
 	}
@@ -139,7 +109,7 @@ func slackText(job inventory.Job, results []exec.Result) string {
 	if job.ClientID != "" {
 		fmt.Fprintf(&b, " (id `%s`)", code(job.ClientID, 80))
 	}
-	fmt.Fprintf(&b, " *%s*: %d %s", esc(job.State), len(results), plural(len(results), "host", "hosts"))
+	fmt.Fprintf(&b, " *%s*: %d %s", esc(string(job.State)), len(results), plural(len(results), "host", "hosts"))
 	states := make([]string, 0, len(counts))
 	for st := range counts {
 		states = append(states, st)
@@ -204,7 +174,7 @@ func groupText(g *group) string {
 		names = append(names, esc(clip(h, 64)))
 	}
 	fmt.Fprintf(&b, "• *%d %s* %s", len(g.hosts), plural(len(g.hosts), "host", "hosts"), esc(g.state))
-	if g.state == string(exec.StateOK) || g.state == string(exec.StateFailed) {
+	if g.state == string(model.StateOK) || g.state == string(model.StateFailed) {
 		fmt.Fprintf(&b, " (exit %d)", g.exit)
 	}
 	b.WriteString(": " + strings.Join(names, ", "))
@@ -218,9 +188,9 @@ func groupText(g *group) string {
 	return b.String()
 }
 
-func failureText(r exec.Result) string {
+func failureText(r model.Result) string {
 	s := "• " + esc(clip(r.Host, 64)) + " — " + esc(string(r.State))
-	if r.State == exec.StateFailed && r.Error == "" {
+	if r.State == model.StateFailed && r.Error == "" {
 		s += fmt.Sprintf(", exit %d", r.ExitCode)
 	}
 	if r.Signal != "" {

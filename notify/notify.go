@@ -45,12 +45,16 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 )
 
 // Config configures a Notifier.
 type Config struct {
 	Secret   string // HMAC key for delivery signatures (the master's callbacks.secret); "" refuses callbacks
 	SlackURL string // incoming-webhook URL; "" disables Slack
+	// CallbackBody renders the body of a job's callback (the master passes
+	// the API's shape of the job); required.
+	CallbackBody func(eventID string, job inventory.Job, results []model.Result) ([]byte, error)
 	// Allow lists callback destinations permitted although they would be
 	// refused: CIDRs ("127.0.0.0/8"), IPs, or a host or host:port
 	// ("localhost:9000") matched exactly against the callback URL.
@@ -97,6 +101,9 @@ func New(store *inventory.Store, cfg Config, log *slog.Logger) (*Notifier, error
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CallbackBody == nil {
+		return nil, errors.New("notify: no callback renderer (Config.CallbackBody)")
 	}
 	if cfg.SlackURL != "" {
 		u, err := url.Parse(cfg.SlackURL)

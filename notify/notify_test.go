@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/api/wire"
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/model"
 )
 
 const secret = "test-secret-0123456789abcdef"
@@ -69,6 +70,9 @@ func (e *env) notifier(cfg Config) *Notifier {
 	if cfg.Secret == "" {
 		cfg.Secret = secret
 	}
+	if cfg.CallbackBody == nil {
+		cfg.CallbackBody = api.CallbackBody
+	}
 	n, err := New(e.store, cfg, testenv.Logger(e.t))
 	if err != nil {
 		e.t.Fatalf("New() = %v", err)
@@ -100,15 +104,15 @@ func (e *env) run(n *Notifier) (stop func()) {
 
 // finish stores a job with results and ends it with n's announcements, as
 // the job service does, and returns the job.
-func (e *env) finish(n *Notifier, clientID string, spec jobs.Spec, results []exec.Result) inventory.Job {
+func (e *env) finish(n *Notifier, clientID string, spec model.JobSpec, results []model.Result) inventory.Job {
 	e.t.Helper()
 	ctx := context.Background()
 	now := time.Now()
 	job := inventory.Job{ID: jobs.NewJobID(now), ClientID: clientID, CmdLine: "uptime", CmdType: "line",
-		Targets: []string{"web*"}, State: inventory.JobRunning, Total: len(results), CreatedAt: now}
-	pending := make([]exec.Result, len(results))
+		Targets: []string{"web*"}, State: model.JobRunning, Total: len(results), CreatedAt: now}
+	pending := make([]model.Result, len(results))
 	for i, r := range results {
-		pending[i] = exec.Result{Host: r.Host, State: exec.StatePending}
+		pending[i] = model.Result{Host: r.Host, State: model.StatePending}
 	}
 	if err := e.store.CreateJob(ctx, job, pending); err != nil {
 		e.t.Fatalf("CreateJob() = %v", err)
@@ -116,7 +120,7 @@ func (e *env) finish(n *Notifier, clientID string, spec jobs.Spec, results []exe
 	for _, r := range results {
 		e.writer.Add(job.ID, r)
 	}
-	job.State, job.FinishedAt = inventory.JobDone, time.Now()
+	job.State, job.FinishedAt = model.JobDone, time.Now()
 	spec.ClientID = clientID
 	items := n.Announce(job, spec, results)
 	if err := e.writer.Finish(ctx, job.ID, job.State, job.FinishedAt, items...); err != nil {
@@ -200,12 +204,12 @@ func (rc *receiver) requests() []request {
 
 func (rc *receiver) count() int { return len(rc.requests()) }
 
-func hostResults() []exec.Result {
+func hostResults() []model.Result {
 	now := time.Now()
-	return []exec.Result{
-		{Host: "web1", Addr: "10.0.0.1", State: exec.StateOK, Stdout: []byte("up 3 days\n"), StartedAt: now, FinishedAt: now},
-		{Host: "web2", Addr: "10.0.0.2", State: exec.StateOK, Stdout: []byte("up 3 days\n"), StartedAt: now, FinishedAt: now},
-		{Host: "web3", Addr: "10.0.0.3", State: exec.StateFailed, ExitCode: 2, Stderr: []byte("boom\n"),
+	return []model.Result{
+		{Host: "web1", Addr: "10.0.0.1", State: model.StateOK, Stdout: []byte("up 3 days\n"), StartedAt: now, FinishedAt: now},
+		{Host: "web2", Addr: "10.0.0.2", State: model.StateOK, Stdout: []byte("up 3 days\n"), StartedAt: now, FinishedAt: now},
+		{Host: "web3", Addr: "10.0.0.3", State: model.StateFailed, ExitCode: 2, Stderr: []byte("boom\n"),
 			StartedAt: now, FinishedAt: now},
 	}
 }
@@ -221,7 +225,7 @@ func TestCallbackDeliveredOnceSigned(t *testing.T) {
 	if err := n.CheckURL(context.Background(), url); err != nil {
 		t.Fatalf("CheckURL(%q) = %v; want nil (allow-listed)", url, err)
 	}
-	job := e.finish(n, "seed-42", jobs.Spec{CallbackURL: url}, hostResults())
+	job := e.finish(n, "seed-42", model.JobSpec{CallbackURL: url}, hostResults())
 	waitFor(t, "callback delivered", func() bool { return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDelivered })
 	for range 3 { // more chances to deliver twice
 		n.Kick()
@@ -247,7 +251,7 @@ func TestCallbackDeliveredOnceSigned(t *testing.T) {
 	if err := json.Unmarshal(r.body, &cb); err != nil {
 		t.Fatalf("callback body %s: %v", r.body, err)
 	}
-	if cb.EventID != "cb-"+job.ID || cb.ID != "seed-42" || cb.JobID != job.ID || cb.State != inventory.JobDone {
+	if cb.EventID != "cb-"+job.ID || cb.ID != "seed-42" || cb.JobID != job.ID || cb.State != model.JobDone {
 		t.Errorf("callback = event %q id %q job %q state %q; want cb-%s, seed-42, %s, done",
 			cb.EventID, cb.ID, cb.JobID, cb.State, job.ID, job.ID)
 	}
@@ -270,7 +274,7 @@ func TestCallbackRetriedUntilReceiverRecovers(t *testing.T) {
 	})
 	n := e.notifier(Config{Allow: loopbackOK})
 	e.run(n)
-	job := e.finish(n, "seed-1", jobs.Spec{CallbackURL: rc.srv.URL}, hostResults())
+	job := e.finish(n, "seed-1", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
 	waitFor(t, "callback delivered", func() bool { return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDelivered })
 	it := e.item(job.ID, inventory.KindCallback)
 	if it.Attempts != 3 {
@@ -297,7 +301,7 @@ func TestCallbackDeadAfterMaxAge(t *testing.T) {
 	})
 	n := e.notifier(Config{Allow: loopbackOK, MaxAge: 200 * time.Millisecond})
 	e.run(n)
-	job := e.finish(n, "", jobs.Spec{CallbackURL: rc.srv.URL}, hostResults())
+	job := e.finish(n, "", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
 	waitFor(t, "callback dead", func() bool { return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDead })
 	dead, err := e.store.Outbox(context.Background(), inventory.OutboxFilter{State: inventory.OutboxDead})
 	if err != nil {
@@ -319,7 +323,7 @@ func TestGoneIsDeadAtOnce(t *testing.T) {
 	rc := newReceiver(t, func(i int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusGone) })
 	n := e.notifier(Config{Allow: loopbackOK})
 	e.run(n)
-	job := e.finish(n, "", jobs.Spec{CallbackURL: rc.srv.URL}, hostResults())
+	job := e.finish(n, "", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
 	waitFor(t, "callback dead", func() bool { return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDead })
 	if it := e.item(job.ID, inventory.KindCallback); it.Attempts != 1 {
 		t.Errorf("attempts = %d; want 1: 410 Gone is final", it.Attempts)
@@ -345,9 +349,9 @@ func TestSlowReceiverDoesNotDelayOthers(t *testing.T) {
 	n := e.notifier(Config{Allow: loopbackOK, Timeout: time.Minute, Parallel: 2})
 	e.run(n)
 
-	e.finish(n, "slow", jobs.Spec{CallbackURL: slow.srv.URL}, hostResults())
+	e.finish(n, "slow", model.JobSpec{CallbackURL: slow.srv.URL}, hostResults())
 	<-entered // the slow receiver holds a delivery
-	job := e.finish(n, "fast", jobs.Spec{CallbackURL: fast.srv.URL}, hostResults())
+	job := e.finish(n, "fast", model.JobSpec{CallbackURL: fast.srv.URL}, hostResults())
 	<-got
 	if slowReturned.Load() {
 		t.Fatal("the slow receiver answered before the fast one got its callback")
@@ -379,7 +383,7 @@ func TestSlackRetryAfterAndSummary(t *testing.T) {
 	// Slack is the operator's URL: not subject to the callback guard.
 	n := e.notifier(Config{SlackURL: rc.srv.URL + "/services/T0/B0/secret"})
 	e.run(n)
-	job := e.finish(n, "seed-7", jobs.Spec{}, hostResults())
+	job := e.finish(n, "seed-7", model.JobSpec{}, hostResults())
 	if its := e.items(job.ID); len(its) != 1 || its[0].Kind != inventory.KindSlack || its[0].EventID != "slack-"+job.ID {
 		t.Fatalf("deliveries = %+v; want one slack-%s", its, job.ID)
 	}
@@ -422,7 +426,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 	})
 	n := e.notifier(Config{Allow: loopbackOK})
 	e.run(n)
-	job := e.finish(n, "", jobs.Spec{CallbackURL: rc.srv.URL}, hostResults())
+	job := e.finish(n, "", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
 	waitFor(t, "a failed try", func() bool { return e.item(job.ID, inventory.KindCallback).Attempts >= 1 })
 	it := e.item(job.ID, inventory.KindCallback)
 	if it.State != inventory.OutboxPending || !strings.Contains(it.LastError, "307") {
@@ -448,7 +452,7 @@ func TestDialTimeGuard(t *testing.T) {
 		t.Fatalf("CheckURL(%q) with a public answer = %v; want nil", url, err)
 	}
 	e.run(n)
-	job := e.finish(n, "", jobs.Spec{CallbackURL: url}, hostResults())
+	job := e.finish(n, "", model.JobSpec{CallbackURL: url}, hostResults())
 	waitFor(t, "a refused try", func() bool { return e.item(job.ID, inventory.KindCallback).Attempts >= 1 })
 	it := e.item(job.ID, inventory.KindCallback)
 	if it.State != inventory.OutboxPending || !strings.Contains(it.LastError, ErrRefused.Error()) {
@@ -465,8 +469,8 @@ func TestDialAllowedByName(t *testing.T) {
 	_, port, _ := net.SplitHostPort(rc.srv.Listener.Addr().String())
 	n := e.notifier(Config{Allow: []string{"localhost:" + port}})
 	e.run(n)
-	byName := e.finish(n, "", jobs.Spec{CallbackURL: "http://localhost:" + port + "/"}, hostResults())
-	byIP := e.finish(n, "", jobs.Spec{CallbackURL: rc.srv.URL}, hostResults()) // 127.0.0.1: not allowed
+	byName := e.finish(n, "", model.JobSpec{CallbackURL: "http://localhost:" + port + "/"}, hostResults())
+	byIP := e.finish(n, "", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults()) // 127.0.0.1: not allowed
 	waitFor(t, "callback by name delivered", func() bool {
 		return e.item(byName.ID, inventory.KindCallback).State == inventory.OutboxDelivered
 	})
@@ -493,7 +497,7 @@ func TestPendingSurvivesRestart(t *testing.T) {
 	})
 	n := e.notifier(Config{Allow: loopbackOK})
 	stop := e.run(n)
-	job := e.finish(n, "seed-r", jobs.Spec{CallbackURL: rc.srv.URL}, hostResults())
+	job := e.finish(n, "seed-r", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
 	waitFor(t, "a failed try", func() bool { return e.item(job.ID, inventory.KindCallback).Attempts >= 1 })
 	stop()
 
@@ -517,13 +521,13 @@ func TestPendingSurvivesRestart(t *testing.T) {
 
 func TestAnnounce(t *testing.T) {
 	e := newEnv(t)
-	job := inventory.Job{ID: "J1", ClientID: "c1", CmdLine: "true", State: inventory.JobDone}
+	job := inventory.Job{ID: "J1", ClientID: "c1", CmdLine: "true", State: model.JobDone}
 	n := e.notifier(Config{})
-	if its := n.Announce(job, jobs.Spec{}, hostResults()); len(its) != 0 {
+	if its := n.Announce(job, model.JobSpec{}, hostResults()); len(its) != 0 {
 		t.Errorf("Announce without callback or Slack = %d items; want 0", len(its))
 	}
 	n = e.notifier(Config{SlackURL: "https://hooks.example.com/x"})
-	its := n.Announce(job, jobs.Spec{CallbackURL: "https://cb.example.com/"}, hostResults())
+	its := n.Announce(job, model.JobSpec{CallbackURL: "https://cb.example.com/"}, hostResults())
 	if len(its) != 2 {
 		t.Fatalf("Announce = %d items; want 2", len(its))
 	}
@@ -573,9 +577,9 @@ func TestSlowBacklogDoesNotDelayOthers(t *testing.T) {
 	n := e.notifier(Config{Allow: loopbackOK, Timeout: time.Minute, Parallel: 4})
 	// The backlog first, all due before the fast receiver's item.
 	for i := range 40 {
-		e.finish(n, fmt.Sprintf("slow%02d", i), jobs.Spec{CallbackURL: slow.srv.URL}, hostResults())
+		e.finish(n, fmt.Sprintf("slow%02d", i), model.JobSpec{CallbackURL: slow.srv.URL}, hostResults())
 	}
-	e.finish(n, "fast", jobs.Spec{CallbackURL: fast.srv.URL}, hostResults())
+	e.finish(n, "fast", model.JobSpec{CallbackURL: fast.srv.URL}, hostResults())
 	e.run(n)
 	select {
 	case <-got:

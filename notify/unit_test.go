@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 )
 
 func signed(secret string, ts int64, body []byte) http.Header {
@@ -206,18 +206,18 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestSlackTextFolds(t *testing.T) {
-	var rs []exec.Result
+	var rs []model.Result
 	for i := range 600 {
-		r := exec.Result{Host: fmt.Sprintf("web%03d", i), State: exec.StateOK, Stdout: []byte("same\n")}
+		r := model.Result{Host: fmt.Sprintf("web%03d", i), State: model.StateOK, Stdout: []byte("same\n")}
 		switch {
 		case i%10 == 0:
-			r.State, r.ExitCode, r.Stderr = exec.StateFailed, 1, []byte(fmt.Sprintf("error on %d <&>\n", i))
+			r.State, r.ExitCode, r.Stderr = model.StateFailed, 1, []byte(fmt.Sprintf("error on %d <&>\n", i))
 		case i%7 == 0:
-			r.State, r.Error = exec.StateUnreachable, "dial tcp: connection refused"
+			r.State, r.Error = model.StateUnreachable, "dial tcp: connection refused"
 		}
 		rs = append(rs, r)
 	}
-	job := inventory.Job{ID: "J", ClientID: "c`1", CmdLine: "echo `x`\n && y", State: inventory.JobDone}
+	job := inventory.Job{ID: "J", ClientID: "c`1", CmdLine: "echo `x`\n && y", State: model.JobDone}
 	text := slackText(job, rs)
 	if len(text) > 3000 {
 		t.Errorf("slack text is %d bytes; want ≤ 3000", len(text))

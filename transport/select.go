@@ -16,7 +16,7 @@
 // error that guarantees nothing was sent. A minion that failed after the
 // command started (a broken stream, a timeout) ends as that failure.
 // Every Exit names the transport that ran, or was last tried, so each
-// host's result records it. File transfers (exec.Command Push and Fetch)
+// host's result records it. File transfers (model.Command Push and Fetch)
 // follow the same selection and fallback through the transports' Put and
 // Get (exec.FileTransport).
 package transport
@@ -28,13 +28,7 @@ import (
 	"sync/atomic"
 
 	"github.com/felix-ops/felix/exec"
-)
-
-// Transport modes a request may ask for (exec.Target.Mode).
-const (
-	ModeAuto  = "auto"
-	ModeAgent = "agent"
-	ModeSSH   = "ssh"
+	"github.com/felix-ops/felix/model"
 )
 
 // Names of the transports as recorded in results. They are the names the
@@ -48,15 +42,6 @@ const (
 // ErrNoSSH marks a host that needs SSH while the master has no SSH transport.
 var ErrNoSSH = errors.New("the master runs without an ssh transport")
 
-// ValidMode reports why m is not a transport mode, or nil; "" means auto.
-func ValidMode(m string) error {
-	switch m {
-	case "", ModeAuto, ModeAgent, ModeSSH:
-		return nil
-	}
-	return fmt.Errorf("transport %q: want auto, agent or ssh", m)
-}
-
 // Select is the selecting transport: it runs each target on Agent or SSH
 // following the target's Mode (see the package comment). SSH may be nil
 // when the master has no SSH transport; hosts that need it then end
@@ -69,22 +54,22 @@ type Select struct {
 var _ exec.Transport = (*Select)(nil)
 
 // Name returns "auto"; each Exit says which transport actually ran.
-func (s *Select) Name() string { return ModeAuto }
+func (s *Select) Name() string { return model.ModeAuto }
 
 // Plan says which transport a target would use first, and which one it
 // falls back to in auto mode when the first cannot reach it ("" for none).
 // It is what Exec does, for dry runs; "" first means the target cannot run.
-func Plan(t exec.Target) (first, fallback string) {
+func Plan(t model.Target) (first, fallback string) {
 	switch t.Mode {
-	case ModeAgent:
+	case model.ModeAgent:
 		if t.Fingerprint != "" {
 			return NameAgent, ""
 		}
-	case ModeSSH:
+	case model.ModeSSH:
 		if t.SSH != nil {
 			return NameSSH, ""
 		}
-	case "", ModeAuto:
+	case "", model.ModeAuto:
 		switch {
 		case t.Fingerprint != "" && t.SSH != nil:
 			return NameAgent, NameSSH
@@ -98,27 +83,27 @@ func Plan(t exec.Target) (first, fallback string) {
 }
 
 // Exec runs cmd on t through the transport its mode selects.
-func (s *Select) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func (s *Select) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	switch t.Mode {
-	case ModeAgent:
+	case model.ModeAgent:
 		if t.Fingerprint == "" {
-			return exec.Exit{Transport: NameAgent}, fmt.Errorf("%s has no accepted minion (transport agent): %w", t.ID, exec.ErrUnreachable)
+			return model.Exit{Transport: NameAgent}, fmt.Errorf("%s has no accepted minion (transport agent): %w", t.ID, exec.ErrUnreachable)
 		}
 		return s.agent(ctx, t, cmd, out)
-	case ModeSSH:
+	case model.ModeSSH:
 		return s.ssh(ctx, t, cmd, out)
-	case "", ModeAuto:
+	case "", model.ModeAuto:
 	default:
-		return exec.Exit{}, fmt.Errorf("run on %s: %w", t.ID, ValidMode(t.Mode))
+		return model.Exit{}, fmt.Errorf("run on %s: %w", t.ID, model.ValidMode(t.Mode))
 	}
 	if t.Fingerprint == "" {
 		if t.SSH == nil {
-			return exec.Exit{}, fmt.Errorf("%s has no accepted minion and no ssh settings (add them with felix hosts add): %w", t.ID, exec.ErrUnreachable)
+			return model.Exit{}, fmt.Errorf("%s has no accepted minion and no ssh settings (add them with felix hosts add): %w", t.ID, exec.ErrUnreachable)
 		}
 		return s.ssh(ctx, t, cmd, out)
 	}
 	var wrote atomic.Bool
-	exit, err := s.agent(ctx, t, cmd, func(st exec.Stream, p []byte) {
+	exit, err := s.agent(ctx, t, cmd, func(st model.Stream, p []byte) {
 		wrote.Store(true)
 		out(st, p)
 	})
@@ -134,9 +119,9 @@ func (s *Select) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out 
 }
 
 // agent runs on the minion and names the agent transport in the Exit.
-func (s *Select) agent(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func (s *Select) agent(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	if s.Agent == nil {
-		return exec.Exit{Transport: NameAgent}, fmt.Errorf("%s: the master has no agent transport: %w", t.ID, exec.ErrUnreachable)
+		return model.Exit{Transport: NameAgent}, fmt.Errorf("%s: the master has no agent transport: %w", t.ID, exec.ErrUnreachable)
 	}
 	exit, err := run(ctx, s.Agent, t, cmd, out)
 	exit.Transport = NameAgent
@@ -144,12 +129,12 @@ func (s *Select) agent(ctx context.Context, t exec.Target, cmd exec.Command, out
 }
 
 // ssh runs over SSH and names the ssh transport in the Exit.
-func (s *Select) ssh(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func (s *Select) ssh(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	if t.SSH == nil {
-		return exec.Exit{Transport: NameSSH}, fmt.Errorf("%s has no ssh settings (add them with felix hosts add): %w", t.ID, exec.ErrUnreachable)
+		return model.Exit{Transport: NameSSH}, fmt.Errorf("%s has no ssh settings (add them with felix hosts add): %w", t.ID, exec.ErrUnreachable)
 	}
 	if s.SSH == nil {
-		return exec.Exit{Transport: NameSSH}, fmt.Errorf("%s: %w (see its log at start): %w", t.ID, ErrNoSSH, exec.ErrUnreachable)
+		return model.Exit{Transport: NameSSH}, fmt.Errorf("%s: %w (see its log at start): %w", t.ID, ErrNoSSH, exec.ErrUnreachable)
 	}
 	exit, err := run(ctx, s.SSH, t, cmd, out)
 	exit.Transport = NameSSH
@@ -158,13 +143,13 @@ func (s *Select) ssh(ctx context.Context, t exec.Target, cmd exec.Command, out e
 
 // run executes cmd on tr: a command through Exec, a file transfer through
 // exec.Transfer over tr's Put and Get.
-func run(ctx context.Context, tr exec.Transport, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func run(ctx context.Context, tr exec.Transport, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	if !cmd.IsTransfer() {
 		return tr.Exec(ctx, t, cmd, out)
 	}
 	ft, ok := tr.(exec.FileTransport)
 	if !ok {
-		return exec.Exit{Code: -1}, fmt.Errorf("%s: the %s transport cannot transfer files: %w", t.ID, tr.Name(), exec.ErrUnreachable)
+		return model.Exit{Code: -1}, fmt.Errorf("%s: the %s transport cannot transfer files: %w", t.ID, tr.Name(), exec.ErrUnreachable)
 	}
 	return exec.Transfer(ctx, ft, t, cmd, out)
 }

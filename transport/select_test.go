@@ -10,11 +10,12 @@ import (
 	"testing"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 // outcome is what a fake transport's Exec does.
 type outcome struct {
-	exit exec.Exit
+	exit model.Exit
 	err  error
 	out  string // written to stdout before returning
 }
@@ -30,12 +31,12 @@ type fake struct {
 
 func (f *fake) Name() string { return f.name }
 
-func (f *fake) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func (f *fake) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	f.mu.Lock()
 	f.calls++
 	f.mu.Unlock()
 	if f.out != "" {
-		out(exec.Stdout, []byte(f.out))
+		out(model.Stdout, []byte(f.out))
 	}
 	return f.exit, f.err
 }
@@ -49,13 +50,13 @@ func (f *fake) n() int {
 var (
 	unreachable = fmt.Errorf("dial minion web1: connection refused: %w", exec.ErrUnreachable)
 	broken      = errors.New("exec on minion web1: stream broke (the minion never confirmed the start; the command may or may not have run)")
-	sshSettings = &exec.SSHTarget{Host: "10.0.0.1", Port: 22}
+	sshSettings = &model.SSHTarget{Host: "10.0.0.1", Port: 22}
 )
 
 func TestSelect(t *testing.T) {
 	tests := []struct {
 		name      string
-		target    exec.Target
+		target    model.Target
 		agent     outcome
 		ssh       outcome
 		noSSH     bool // the master has no ssh transport
@@ -67,78 +68,78 @@ func TestSelect(t *testing.T) {
 		wantCode  int
 	}{
 		{name: "auto: accepted minion runs on the agent",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp"},
-			agent:     outcome{exit: exec.Exit{Code: 3}},
+			target:    model.Target{ID: "web1", Fingerprint: "fp"},
+			agent:     outcome{exit: model.Exit{Code: 3}},
 			wantAgent: 1, wantUsed: NameAgent, wantCode: 3},
 		{name: "auto: minion and ssh settings prefer the agent",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			target:    model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
 			wantAgent: 1, wantUsed: NameAgent},
 		{name: "auto: host without a minion runs over ssh",
-			target:  exec.Target{ID: "web1", SSH: sshSettings},
-			ssh:     outcome{exit: exec.Exit{Code: 4}},
+			target:  model.Target{ID: "web1", SSH: sshSettings},
+			ssh:     outcome{exit: model.Exit{Code: 4}},
 			wantSSH: 1, wantUsed: NameSSH, wantCode: 4},
 		{name: "auto: agent unreachable falls back to ssh, which runs once",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			target:    model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
 			agent:     outcome{err: unreachable},
 			wantAgent: 1, wantSSH: 1, wantUsed: NameSSH},
 		{name: "auto: fallback that fails says both",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			target:    model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
 			agent:     outcome{err: unreachable},
 			ssh:       outcome{err: fmt.Errorf("ssh web1: connection refused: %w", exec.ErrUnreachable)},
 			wantAgent: 1, wantSSH: 1, wantUsed: NameSSH, wantErr: "ssh web1: connection refused", wantUnr: true},
 		{name: "auto: agent failed after the start is never retried",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			target:    model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
 			agent:     outcome{err: broken},
 			wantAgent: 1, wantUsed: NameAgent, wantErr: "stream broke"},
 		{name: "auto: agent unreachable after output is never retried",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			target:    model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
 			agent:     outcome{err: unreachable, out: "partial\n"},
 			wantAgent: 1, wantUsed: NameAgent, wantErr: "connection refused", wantUnr: true},
 		{name: "auto: agent unreachable without ssh settings stays unreachable",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp"},
+			target:    model.Target{ID: "web1", Fingerprint: "fp"},
 			agent:     outcome{err: unreachable},
 			wantAgent: 1, wantUsed: NameAgent, wantErr: "connection refused", wantUnr: true},
 		{name: "auto: agent unreachable and the master has no ssh",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
+			target:    model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings},
 			agent:     outcome{err: unreachable},
 			noSSH:     true,
 			wantAgent: 1, wantUsed: NameAgent, wantErr: "connection refused", wantUnr: true},
 		{name: "auto: neither minion nor ssh settings",
-			target:  exec.Target{ID: "web1"},
+			target:  model.Target{ID: "web1"},
 			wantErr: "no accepted minion and no ssh settings", wantUnr: true},
 		{name: "auto is the empty mode too",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeAuto},
+			target:    model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: model.ModeAuto},
 			agent:     outcome{err: unreachable},
 			wantAgent: 1, wantSSH: 1, wantUsed: NameSSH},
 
 		{name: "agent: runs on the agent",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeAgent},
+			target:    model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: model.ModeAgent},
 			wantAgent: 1, wantUsed: NameAgent},
 		{name: "agent: unreachable never falls back",
-			target:    exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeAgent},
+			target:    model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: model.ModeAgent},
 			agent:     outcome{err: unreachable},
 			wantAgent: 1, wantUsed: NameAgent, wantErr: "connection refused", wantUnr: true},
 		{name: "agent: no accepted minion",
-			target:   exec.Target{ID: "web1", SSH: sshSettings, Mode: ModeAgent},
+			target:   model.Target{ID: "web1", SSH: sshSettings, Mode: model.ModeAgent},
 			wantUsed: NameAgent, wantErr: "no accepted minion", wantUnr: true},
 
 		{name: "ssh: runs over ssh although a minion is accepted",
-			target:  exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeSSH},
+			target:  model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: model.ModeSSH},
 			wantSSH: 1, wantUsed: NameSSH},
 		{name: "ssh: no ssh settings",
-			target:   exec.Target{ID: "web1", Fingerprint: "fp", Mode: ModeSSH},
+			target:   model.Target{ID: "web1", Fingerprint: "fp", Mode: model.ModeSSH},
 			wantUsed: NameSSH, wantErr: "no ssh settings", wantUnr: true},
 		{name: "ssh: the master has no ssh transport",
-			target:   exec.Target{ID: "web1", SSH: sshSettings, Mode: ModeSSH},
+			target:   model.Target{ID: "web1", SSH: sshSettings, Mode: model.ModeSSH},
 			noSSH:    true,
 			wantUsed: NameSSH, wantErr: "without an ssh transport", wantUnr: true},
 		{name: "ssh: failure is not retried on the agent",
-			target:  exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: ModeSSH},
+			target:  model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings, Mode: model.ModeSSH},
 			ssh:     outcome{err: fmt.Errorf("ssh web1: %w", exec.ErrUnreachable)},
 			wantSSH: 1, wantUsed: NameSSH, wantErr: "ssh web1", wantUnr: true},
 
 		{name: "unknown mode",
-			target:  exec.Target{ID: "web1", Fingerprint: "fp", Mode: "carrier-pigeon"},
+			target:  model.Target{ID: "web1", Fingerprint: "fp", Mode: "carrier-pigeon"},
 			wantErr: `transport "carrier-pigeon"`},
 	}
 	for _, tt := range tests {
@@ -150,7 +151,7 @@ func TestSelect(t *testing.T) {
 			}
 			var out strings.Builder
 			var mu sync.Mutex
-			exit, err := s.Exec(context.Background(), tt.target, exec.Command{Line: "true"}, func(_ exec.Stream, p []byte) {
+			exit, err := s.Exec(context.Background(), tt.target, model.Command{Line: "true"}, func(_ model.Stream, p []byte) {
 				mu.Lock()
 				out.Write(p)
 				mu.Unlock()
@@ -187,7 +188,7 @@ func TestSelectCancelledNoFallback(t *testing.T) {
 	cancel()
 	agent, ssh := &fake{name: "a", outcome: outcome{err: unreachable}}, &fake{name: "s"}
 	s := &Select{Agent: agent, SSH: ssh}
-	exit, err := s.Exec(ctx, exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings}, exec.Command{Line: "true"}, func(exec.Stream, []byte) {})
+	exit, err := s.Exec(ctx, model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings}, model.Command{Line: "true"}, func(model.Stream, []byte) {})
 	if ssh.n() != 0 || err == nil || exit.Transport != NameAgent {
 		t.Errorf("Exec on a cancelled context = %+v, %v with %d ssh calls; want the agent's error and no ssh", exit, err, ssh.n())
 	}
@@ -197,7 +198,7 @@ func TestSelectCancelledNoFallback(t *testing.T) {
 func TestSelectInEngine(t *testing.T) {
 	agent, ssh := &fake{name: "a", outcome: outcome{err: unreachable}}, &fake{name: "s"}
 	e := &exec.Engine{Transport: &Select{Agent: agent, SSH: ssh}}
-	rs := e.Run(context.Background(), exec.Command{Line: "true"}, []exec.Target{
+	rs := e.Run(context.Background(), model.Command{Line: "true"}, []model.Target{
 		{ID: "both", Fingerprint: "fp", SSH: sshSettings},
 		{ID: "minion-only", Fingerprint: "fp"},
 		{ID: "host-only", SSH: sshSettings},
@@ -214,17 +215,17 @@ func TestSelectInEngine(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	tests := []struct {
-		t               exec.Target
+		t               model.Target
 		first, fallback string
 	}{
-		{exec.Target{Fingerprint: "fp", SSH: sshSettings}, NameAgent, NameSSH},
-		{exec.Target{Fingerprint: "fp"}, NameAgent, ""},
-		{exec.Target{SSH: sshSettings}, NameSSH, ""},
-		{exec.Target{}, "", ""},
-		{exec.Target{Fingerprint: "fp", SSH: sshSettings, Mode: ModeAgent}, NameAgent, ""},
-		{exec.Target{SSH: sshSettings, Mode: ModeAgent}, "", ""},
-		{exec.Target{Fingerprint: "fp", SSH: sshSettings, Mode: ModeSSH}, NameSSH, ""},
-		{exec.Target{Fingerprint: "fp", Mode: ModeSSH}, "", ""},
+		{model.Target{Fingerprint: "fp", SSH: sshSettings}, NameAgent, NameSSH},
+		{model.Target{Fingerprint: "fp"}, NameAgent, ""},
+		{model.Target{SSH: sshSettings}, NameSSH, ""},
+		{model.Target{}, "", ""},
+		{model.Target{Fingerprint: "fp", SSH: sshSettings, Mode: model.ModeAgent}, NameAgent, ""},
+		{model.Target{SSH: sshSettings, Mode: model.ModeAgent}, "", ""},
+		{model.Target{Fingerprint: "fp", SSH: sshSettings, Mode: model.ModeSSH}, NameSSH, ""},
+		{model.Target{Fingerprint: "fp", Mode: model.ModeSSH}, "", ""},
 	}
 	for _, tt := range tests {
 		first, fallback := Plan(tt.t)
@@ -236,12 +237,12 @@ func TestPlan(t *testing.T) {
 
 func TestValidMode(t *testing.T) {
 	for _, m := range []string{"", "auto", "agent", "ssh"} {
-		if err := ValidMode(m); err != nil {
+		if err := model.ValidMode(m); err != nil {
 			t.Errorf("ValidMode(%q) = %v; want nil", m, err)
 		}
 	}
 	for _, m := range []string{"AUTO", "grpc", "ssh ", "agent,ssh"} {
-		if err := ValidMode(m); err == nil {
+		if err := model.ValidMode(m); err == nil {
 			t.Errorf("ValidMode(%q) = nil; want an error", m)
 		}
 	}
@@ -254,23 +255,23 @@ type fileFake struct {
 	puts   int
 }
 
-func (f *fileFake) Put(ctx context.Context, t exec.Target, p exec.PutFile) (exec.PutResult, error) {
+func (f *fileFake) Put(ctx context.Context, t model.Target, p model.PutFile) (model.PutResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.puts++
-	return exec.PutResult{Changed: true}, f.putErr
+	return model.PutResult{Changed: true}, f.putErr
 }
 
-func (f *fileFake) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
+func (f *fileFake) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Writer) (int64, string, error) {
 	return 0, "", f.putErr
 }
 
 func TestSelectTransfer(t *testing.T) {
-	push := exec.Command{Push: &exec.Push{Dest: "/etc/motd", Entries: []exec.PushEntry{{Rel: ".", SHA256: "aa"}}}}
-	target := exec.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings}
+	push := model.Command{Push: &model.Push{Dest: "/etc/motd", Entries: []model.PushEntry{{Rel: ".", SHA256: "aa"}}}}
+	target := model.Target{ID: "web1", Fingerprint: "fp", SSH: sshSettings}
 
 	agent, ssh := &fileFake{fake: fake{name: NameAgent}, putErr: unreachable}, &fileFake{fake: fake{name: NameSSH}}
-	exit, err := (&Select{Agent: agent, SSH: ssh}).Exec(context.Background(), target, push, func(exec.Stream, []byte) {})
+	exit, err := (&Select{Agent: agent, SSH: ssh}).Exec(context.Background(), target, push, func(model.Stream, []byte) {})
 	if err != nil || exit.Transport != NameSSH || exit.Files == nil || exit.Files.Changed != 1 || agent.puts != 1 || ssh.puts != 1 {
 		t.Fatalf("unreachable minion: exit %+v, %v; puts agent %d ssh %d", exit, err, agent.puts, ssh.puts)
 	}
@@ -279,12 +280,12 @@ func TestSelectTransfer(t *testing.T) {
 	}
 
 	agent, ssh = &fileFake{fake: fake{name: NameAgent}, putErr: broken}, &fileFake{fake: fake{name: NameSSH}}
-	if _, err := (&Select{Agent: agent, SSH: ssh}).Exec(context.Background(), target, push, func(exec.Stream, []byte) {}); err == nil || ssh.puts != 0 {
+	if _, err := (&Select{Agent: agent, SSH: ssh}).Exec(context.Background(), target, push, func(model.Stream, []byte) {}); err == nil || ssh.puts != 0 {
 		t.Fatalf("broken minion: %v, ssh puts %d (must not fall back)", err, ssh.puts)
 	}
 
 	// A transport without Put and Get: the host is unreachable for files.
-	exit, err = (&Select{Agent: &fake{name: NameAgent}}).Exec(context.Background(), exec.Target{ID: "web1", Fingerprint: "fp"}, push, func(exec.Stream, []byte) {})
+	exit, err = (&Select{Agent: &fake{name: NameAgent}}).Exec(context.Background(), model.Target{ID: "web1", Fingerprint: "fp"}, push, func(model.Stream, []byte) {})
 	if !errors.Is(err, exec.ErrUnreachable) || exit.Transport != NameAgent {
 		t.Fatalf("no file transport: %+v, %v", exit, err)
 	}

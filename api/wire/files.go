@@ -1,10 +1,5 @@
 package wire
 
-import (
-	"fmt"
-	"strconv"
-)
-
 // JobOptions are the fields a file job request shares with exec: who runs
 // it, how, and who hears about its end.
 type JobOptions struct {
@@ -17,13 +12,6 @@ type JobOptions struct {
 	DryRun        bool     `json:"dry_run,omitempty"`        // resolve targets only
 	Transport     string   `json:"transport,omitempty"`      // auto, agent or ssh
 }
-
-// Entry kinds of a pushed tree.
-const (
-	KindFile    = "file"
-	KindDir     = "dir"
-	KindSymlink = "symlink"
-)
 
 // PushRequest is the body of POST /api/v1/files (as JSON, or as the
 // "request" part of a multipart body whose "file" part is the content).
@@ -69,33 +57,4 @@ type FetchRequest struct {
 type Blob struct {
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
-}
-
-// FileReport is what a file job did on one host.
-type FileReport struct {
-	Changed   int    `json:"changed"`
-	Unchanged int    `json:"unchanged"`
-	Size      int64  `json:"size"`
-	SHA256    string `json:"sha256,omitempty"`
-}
-
-// ParseMode reads permission bits written in octal ("0644", "644",
-// "4755"); "" is 0, meaning "keep".
-func ParseMode(s string) (uint32, error) {
-	if s == "" {
-		return 0, nil
-	}
-	v, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || v > 0o7777 {
-		return 0, fmt.Errorf("mode %q: want octal permission bits such as 0644", s)
-	}
-	return uint32(v), nil
-}
-
-// FormatMode writes permission bits as ParseMode reads them.
-func FormatMode(m uint32) string {
-	if m == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%04o", m)
 }

@@ -5,60 +5,14 @@ package wire
 
 import (
 	"encoding/json"
-	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
-)
 
-// ValidID reports why id cannot name a minion, or nil. Ids are host-name
-// like: 1–253 bytes of letters, digits, '.', '-' and '_', starting with a
-// letter or digit, with no "..": safe as a file name and a shell word.
-func ValidID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("id is empty")
-	case len(id) > 253:
-		return fmt.Errorf("id is %d bytes; at most 253", len(id))
-	case !utf8.ValidString(id):
-		return fmt.Errorf("id is not valid UTF-8")
-	case strings.Contains(id, ".."):
-		return fmt.Errorf("id %q contains \"..\"", id)
-	}
-	for i, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || (i > 0 && strings.ContainsRune(".-_", r))
-		if !ok {
-			return fmt.Errorf("id %q: character %q at byte %d is not allowed (letters, digits, '.', '-', '_')", id, r, i)
-		}
-	}
-	return nil
-}
+	"github.com/felix-ops/felix/model"
+)
 
 // Error is the body of every error answer.
 type Error struct {
 	Error string `json:"error"`
-}
-
-// RegisterRequest is what a minion sends to POST /api/v1/minions/register.
-// It must be sent over TLS presenting CertPEM as the client certificate,
-// which proves the minion holds its key.
-type RegisterRequest struct {
-	ID        string          `json:"id"`
-	Hostname  string          `json:"hostname"`
-	IPs       []string        `json:"ips"`
-	GRPCAddr  string          `json:"grpc_addr"` // host:port; an empty or unspecified host means "the address you see me at"
-	Version   string          `json:"version"`
-	Facts     json.RawMessage `json:"facts"`
-	CertPEM   string          `json:"cert_pem"`
-	JoinToken string          `json:"join_token"`
-}
-
-// RegisterResponse answers a registration.
-type RegisterResponse struct {
-	ID          string `json:"id"`
-	State       string `json:"state"`
-	Fingerprint string `json:"fingerprint"`
-	Address     string `json:"address"`
 }
 
 // Minion is a minion as the API shows it.
@@ -126,10 +80,10 @@ type ExecRequest struct {
 
 // ExecAccepted answers an exec that runs on in the background (202).
 type ExecAccepted struct {
-	JobID string `json:"job_id"`
-	ID    string `json:"id,omitempty"`
-	State string `json:"state"`
-	Total int    `json:"total"`
+	JobID string         `json:"job_id"`
+	ID    string         `json:"id,omitempty"`
+	State model.JobState `json:"state"`
+	Total int            `json:"total"`
 }
 
 // DryRunHost is one host a request would run on, or why it would not.
@@ -190,21 +144,21 @@ type Callback struct {
 
 // HostResult is one host's result.
 type HostResult struct {
-	Host      string `json:"host"`
-	Address   string `json:"address,omitempty"`
-	State     string `json:"state"`
-	ExitCode  int    `json:"exit_code"`
-	Signal    string `json:"signal,omitempty"`
-	Stdout    string `json:"stdout"`
-	Stderr    string `json:"stderr"`
-	Truncated bool   `json:"truncated"`
-	Error     string `json:"error,omitempty"`
-	Transport string `json:"transport,omitempty"`
+	Host      string      `json:"host"`
+	Address   string      `json:"address,omitempty"`
+	State     model.State `json:"state"`
+	ExitCode  int         `json:"exit_code"`
+	Signal    string      `json:"signal,omitempty"`
+	Stdout    string      `json:"stdout"`
+	Stderr    string      `json:"stderr"`
+	Truncated bool        `json:"truncated"`
+	Error     string      `json:"error,omitempty"`
+	Transport string      `json:"transport,omitempty"`
 	// Files is what a file job (push, fetch) did on the host.
-	Files      *FileReport `json:"files,omitempty"`
-	StartedAt  time.Time   `json:"started_at"`
-	FinishedAt time.Time   `json:"finished_at"`
-	DurationMS int64       `json:"duration_ms"`
+	Files      *model.FileReport `json:"files,omitempty"`
+	StartedAt  time.Time         `json:"started_at"`
+	FinishedAt time.Time         `json:"finished_at"`
+	DurationMS int64             `json:"duration_ms"`
 }
 
 // Job is a job with its per-host results.
@@ -214,7 +168,7 @@ type Job struct {
 	CmdLine    string         `json:"cmd_line"`
 	CmdType    string         `json:"cmd_type"`
 	Targets    []string       `json:"targets"`
-	State      string         `json:"state"`
+	State      model.JobState `json:"state"`
 	CreatedAt  time.Time      `json:"created_at"`
 	FinishedAt *time.Time     `json:"finished_at,omitempty"`
 	Total      int            `json:"total"`

@@ -14,9 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/felix-ops/felix/model"
 	"golang.org/x/sys/unix"
-
-	"github.com/felix-ops/felix/exec"
 )
 
 // killGrace is how long a cancelled process group has between SIGTERM and
@@ -42,7 +41,7 @@ var errDeadline = errors.New("command deadline exceeded")
 //
 // A non-zero exit is reported in Exit, not as an error; an error is returned
 // only if the command could not be started.
-func Run(ctx context.Context, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func Run(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	runCtx := ctx
 	if cmd.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -50,15 +49,15 @@ func Run(ctx context.Context, cmd exec.Command, out exec.OutputFunc) (exec.Exit,
 		defer cancel()
 	}
 	if out == nil {
-		out = func(exec.Stream, []byte) {}
+		out = func(model.Stream, []byte) {}
 	}
 
 	c := osexec.CommandContext(runCtx, "/bin/sh", "-c", cmd.Line)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	c.Env = append(os.Environ(), cmd.Env...)
 	c.Dir = cmd.Dir
-	c.Stdout = streamWriter{exec.Stdout, out}
-	c.Stderr = streamWriter{exec.Stderr, out}
+	c.Stdout = streamWriter{model.Stdout, out}
+	c.Stderr = streamWriter{model.Stderr, out}
 	c.WaitDelay = waitDelay
 
 	var killed atomic.Bool
@@ -79,7 +78,7 @@ func Run(ctx context.Context, cmd exec.Command, out exec.OutputFunc) (exec.Exit,
 
 	start := time.Now()
 	if err := c.Start(); err != nil {
-		return exec.Exit{}, fmt.Errorf("start command: %w", err)
+		return model.Exit{}, fmt.Errorf("start command: %w", err)
 	}
 	// Wait's error only repeats what ProcessState and the context say
 	// (non-zero exit, ErrWaitDelay, ctx.Err()).
@@ -93,7 +92,7 @@ func Run(ctx context.Context, cmd exec.Command, out exec.OutputFunc) (exec.Exit,
 		}
 	}
 
-	ex := exec.Exit{Duration: time.Since(start), Code: c.ProcessState.ExitCode()}
+	ex := model.Exit{Duration: time.Since(start), Code: c.ProcessState.ExitCode()}
 	if ws, ok := c.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		ex.Code = -1
 		ex.Signal = unix.SignalName(ws.Signal())
@@ -113,8 +112,8 @@ func Run(ctx context.Context, cmd exec.Command, out exec.OutputFunc) (exec.Exit,
 
 // streamWriter hands every chunk written to it to an OutputFunc.
 type streamWriter struct {
-	stream exec.Stream
-	out    exec.OutputFunc
+	stream model.Stream
+	out    model.OutputFunc
 }
 
 // Write passes p to the OutputFunc and never fails.

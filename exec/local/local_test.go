@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 func TestMain(m *testing.M) {
@@ -29,13 +29,13 @@ type collector struct {
 	stdout, stderr bytes.Buffer
 }
 
-func (c *collector) out(s exec.Stream, p []byte) {
+func (c *collector) out(s model.Stream, p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch s {
-	case exec.Stdout:
+	case model.Stdout:
 		c.stdout.Write(p)
-	case exec.Stderr:
+	case model.Stderr:
 		c.stderr.Write(p)
 	}
 }
@@ -50,28 +50,28 @@ func TestRun(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name       string
-		cmd        exec.Command
+		cmd        model.Command
 		wantCode   int
 		wantSignal string
 		wantStdout string
 		wantStderr string
 	}{
-		{name: "success", cmd: exec.Command{Line: "true"}},
-		{name: "exit code", cmd: exec.Command{Line: "exit 3"}, wantCode: 3},
+		{name: "success", cmd: model.Command{Line: "true"}},
+		{name: "exit code", cmd: model.Command{Line: "exit 3"}, wantCode: 3},
 		{
 			name:       "streams separated",
-			cmd:        exec.Command{Line: "echo out; echo err >&2"},
+			cmd:        model.Command{Line: "echo out; echo err >&2"},
 			wantStdout: "out\n",
 			wantStderr: "err\n",
 		},
 		{
 			name:       "env passed",
-			cmd:        exec.Command{Line: `printf %s "$FELIX_A-$FELIX_B"`, Env: []string{"FELIX_A=1", "FELIX_B=two words"}},
+			cmd:        model.Command{Line: `printf %s "$FELIX_A-$FELIX_B"`, Env: []string{"FELIX_A=1", "FELIX_B=two words"}},
 			wantStdout: "1-two words",
 		},
-		{name: "dir honoured", cmd: exec.Command{Line: "pwd -P", Dir: dir}, wantStdout: mustEvalSymlinks(t, dir) + "\n"},
-		{name: "stdin is empty", cmd: exec.Command{Line: "wc -c"}, wantStdout: "0\n"},
-		{name: "killed by signal", cmd: exec.Command{Line: "kill -9 $$"}, wantCode: -1, wantSignal: "SIGKILL"},
+		{name: "dir honoured", cmd: model.Command{Line: "pwd -P", Dir: dir}, wantStdout: mustEvalSymlinks(t, dir) + "\n"},
+		{name: "stdin is empty", cmd: model.Command{Line: "wc -c"}, wantStdout: "0\n"},
+		{name: "killed by signal", cmd: model.Command{Line: "kill -9 $$"}, wantCode: -1, wantSignal: "SIGKILL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestRun(t *testing.T) {
 
 func TestRunMissingDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing")
-	_, err := Run(t.Context(), exec.Command{Line: "true", Dir: dir}, nil)
+	_, err := Run(t.Context(), model.Command{Line: "true", Dir: dir}, nil)
 	if err == nil {
 		t.Fatalf("Run in %s: want error", dir)
 	}
@@ -124,7 +124,7 @@ func TestRunTimeoutKillsGroup(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			ex, err := Run(t.Context(), exec.Command{Line: tt.line, Dir: dir, Timeout: 300 * time.Millisecond}, nil)
+			ex, err := Run(t.Context(), model.Command{Line: tt.line, Dir: dir, Timeout: 300 * time.Millisecond}, nil)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -143,7 +143,7 @@ func TestRunTimeoutKillsGroup(t *testing.T) {
 func TestRunCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(200*time.Millisecond, cancel)
-	ex, err := Run(ctx, exec.Command{Line: "sleep 300; true"}, nil)
+	ex, err := Run(ctx, model.Command{Line: "sleep 300; true"}, nil)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -157,15 +157,15 @@ func TestRunCancel(t *testing.T) {
 
 func TestRunStreamsBeforeExit(t *testing.T) {
 	first := make(chan string, 1)
-	out := func(s exec.Stream, p []byte) {
+	out := func(s model.Stream, p []byte) {
 		select {
 		case first <- string(p):
 		default:
 		}
 	}
-	done := make(chan exec.Exit, 1)
+	done := make(chan model.Exit, 1)
 	go func() {
-		ex, err := Run(t.Context(), exec.Command{Line: "echo first; sleep 2; echo second"}, out)
+		ex, err := Run(t.Context(), model.Command{Line: "echo first; sleep 2; echo second"}, out)
 		if err != nil {
 			t.Errorf("Run: %v", err)
 		}
@@ -189,15 +189,15 @@ func TestRunStreamsBeforeExit(t *testing.T) {
 
 func TestRunBackgroundChildHoldsOutput(t *testing.T) {
 	dir := t.TempDir()
-	done := make(chan exec.Exit, 1)
+	done := make(chan model.Exit, 1)
 	go func() {
-		ex, err := Run(t.Context(), exec.Command{Line: "sleep 30 & echo $! > pidfile; echo started", Dir: dir}, nil)
+		ex, err := Run(t.Context(), model.Command{Line: "sleep 30 & echo $! > pidfile; echo started", Dir: dir}, nil)
 		if err != nil {
 			t.Errorf("Run: %v", err)
 		}
 		done <- ex
 	}()
-	var ex exec.Exit
+	var ex model.Exit
 	select {
 	case ex = <-done:
 	case <-time.After(15 * time.Second):

@@ -24,6 +24,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
 )
@@ -77,9 +78,9 @@ type harness struct {
 	master, minion, evil *pki.Identity
 	ln                   *countingListener
 	grpc                 *grpc.Server
-	pool                 *Pool       // presents the master identity
-	target               exec.Target // the minion, pinned correctly
-	tempDir              string      // where the server makes job directories
+	pool                 *Pool        // presents the master identity
+	target               model.Target // the minion, pinned correctly
+	tempDir              string       // where the server makes job directories
 	serverPin            atomic.Value
 	served               chan error
 	stopOnce             sync.Once
@@ -106,7 +107,7 @@ func newHarness(t *testing.T, opts ...func(*Server)) *harness {
 	t.Cleanup(h.stop)
 	h.pool = NewPool(h.master)
 	t.Cleanup(func() { h.pool.Close() })
-	h.target = exec.Target{ID: "m1", Addr: ln.Addr().String(), Fingerprint: h.minion.Fingerprint}
+	h.target = model.Target{ID: "m1", Addr: ln.Addr().String(), Fingerprint: h.minion.Fingerprint}
 	return h
 }
 
@@ -133,10 +134,10 @@ type output struct {
 	stdout, stderr bytes.Buffer
 }
 
-func (o *output) add(s exec.Stream, p []byte) {
+func (o *output) add(s model.Stream, p []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if s == exec.Stderr {
+	if s == model.Stderr {
 		o.stderr.Write(p)
 	} else {
 		o.stdout.Write(p)
@@ -153,21 +154,21 @@ func TestExec(t *testing.T) {
 	h := newHarness(t)
 	tests := []struct {
 		name       string
-		cmd        exec.Command
+		cmd        model.Command
 		wantCode   int
 		wantStdout string
 		wantStderr string
 		wantSignal string
 		wantTimed  bool
 	}{
-		{name: "streams and exit code", cmd: exec.Command{Line: "echo out; echo err >&2; exit 3"},
+		{name: "streams and exit code", cmd: model.Command{Line: "echo out; echo err >&2; exit 3"},
 			wantCode: 3, wantStdout: "out\n", wantStderr: "err\n"},
-		{name: "success", cmd: exec.Command{Line: "printf ok"}, wantStdout: "ok"},
-		{name: "env and dir", cmd: exec.Command{Line: `printf '%s %s' "$FELIX_T" "$(pwd)"`, Env: []string{"FELIX_T=v"}, Dir: "/"},
+		{name: "success", cmd: model.Command{Line: "printf ok"}, wantStdout: "ok"},
+		{name: "env and dir", cmd: model.Command{Line: `printf '%s %s' "$FELIX_T" "$(pwd)"`, Env: []string{"FELIX_T=v"}, Dir: "/"},
 			wantStdout: "v /"},
-		{name: "killed at the timeout", cmd: exec.Command{Line: "sleep 30", Timeout: 300 * time.Millisecond},
+		{name: "killed at the timeout", cmd: model.Command{Line: "sleep 30", Timeout: 300 * time.Millisecond},
 			wantCode: -1, wantSignal: "SIGTERM", wantTimed: true},
-		{name: "killed by a signal", cmd: exec.Command{Line: "kill -KILL $$"}, wantCode: -1, wantSignal: "SIGKILL"},
+		{name: "killed by a signal", cmd: model.Command{Line: "kill -KILL $$"}, wantCode: -1, wantSignal: "SIGKILL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,12 +213,12 @@ func TestEngineOverAgent(t *testing.T) {
 	e := &exec.Engine{Transport: h.pool, Limit: 2}
 	bad := h.target
 	bad.ID, bad.Fingerprint = "m1-wrong-pin", h.evil.Fingerprint
-	targets := []exec.Target{h.target, bad}
-	res := e.Run(testCtx(t), exec.Command{Line: "echo hi; exit 2"}, targets, exec.Options{}, exec.Hooks{})
-	if res[0].State != exec.StateFailed || res[0].ExitCode != 2 || string(res[0].Stdout) != "hi\n" || res[0].Transport != Name {
+	targets := []model.Target{h.target, bad}
+	res := e.Run(testCtx(t), model.Command{Line: "echo hi; exit 2"}, targets, exec.Options{}, exec.Hooks{})
+	if res[0].State != model.StateFailed || res[0].ExitCode != 2 || string(res[0].Stdout) != "hi\n" || res[0].Transport != Name {
 		t.Errorf("m1: %+v; want failed, exit 2, stdout hi, transport agent", res[0])
 	}
-	if res[1].State != exec.StateUnreachable {
+	if res[1].State != model.StateUnreachable {
 		t.Errorf("m1-wrong-pin: state %s (%s); want unreachable", res[1].State, res[1].Error)
 	}
 }
@@ -227,23 +228,23 @@ func TestEngineOverAgent(t *testing.T) {
 func TestRefused(t *testing.T) {
 	tests := []struct {
 		name  string
-		setup func(h *harness) (*Pool, exec.Target)
+		setup func(h *harness) (*Pool, model.Target)
 	}{
 		{
 			name: "client is not the master",
-			setup: func(h *harness) (*Pool, exec.Target) {
+			setup: func(h *harness) (*Pool, model.Target) {
 				return NewPool(h.evil), h.target
 			},
 		},
 		{
 			name: "client presents no certificate",
-			setup: func(h *harness) (*Pool, exec.Target) {
+			setup: func(h *harness) (*Pool, model.Target) {
 				return NewPool(nil), h.target
 			},
 		},
 		{
 			name: "client pins another minion",
-			setup: func(h *harness) (*Pool, exec.Target) {
+			setup: func(h *harness) (*Pool, model.Target) {
 				tg := h.target
 				tg.Fingerprint = h.evil.Fingerprint
 				return NewPool(h.master), tg
@@ -251,7 +252,7 @@ func TestRefused(t *testing.T) {
 		},
 		{
 			name: "client pins its own certificate",
-			setup: func(h *harness) (*Pool, exec.Target) {
+			setup: func(h *harness) (*Pool, model.Target) {
 				// The master pins itself: the minion presents another certificate.
 				tg := h.target
 				tg.Fingerprint = h.master.Fingerprint
@@ -260,21 +261,21 @@ func TestRefused(t *testing.T) {
 		},
 		{
 			name: "minion pins nothing",
-			setup: func(h *harness) (*Pool, exec.Target) {
+			setup: func(h *harness) (*Pool, model.Target) {
 				h.serverPin.Store("")
 				return NewPool(h.master), h.target
 			},
 		},
 		{
 			name: "minion pins another master",
-			setup: func(h *harness) (*Pool, exec.Target) {
+			setup: func(h *harness) (*Pool, model.Target) {
 				h.serverPin.Store(h.evil.Fingerprint)
 				return NewPool(h.master), h.target
 			},
 		},
 		{
 			name: "target has no pin",
-			setup: func(h *harness) (*Pool, exec.Target) {
+			setup: func(h *harness) (*Pool, model.Target) {
 				tg := h.target
 				tg.Fingerprint = ""
 				return NewPool(h.master), tg
@@ -289,7 +290,7 @@ func TestRefused(t *testing.T) {
 			ctx := testCtx(t)
 			marker := filepath.Join(t.TempDir(), "ran")
 
-			exit, err := pool.Exec(ctx, tg, exec.Command{Line: "touch " + marker}, func(exec.Stream, []byte) {
+			exit, err := pool.Exec(ctx, tg, model.Command{Line: "touch " + marker}, func(model.Stream, []byte) {
 				t.Errorf("output arrived from a refused connection")
 			})
 			if err == nil {
@@ -310,7 +311,7 @@ func TestRefused(t *testing.T) {
 			// and once it has, a command from the refused client would have
 			// run long ago if it ever could.
 			h.serverPin.Store(h.master.Fingerprint)
-			if _, err := h.pool.Exec(ctx, h.target, exec.Command{Line: "true"}, func(exec.Stream, []byte) {}); err != nil {
+			if _, err := h.pool.Exec(ctx, h.target, model.Command{Line: "true"}, func(model.Stream, []byte) {}); err != nil {
 				t.Fatalf("master's Exec after the refusal: %v", err)
 			}
 			h.stop() // waits for every handler
@@ -355,7 +356,7 @@ func TestConnectionReuse(t *testing.T) {
 	h := newHarness(t)
 	ctx := testCtx(t)
 	for i := range 3 {
-		if _, err := h.pool.Exec(ctx, h.target, exec.Command{Line: "true"}, func(exec.Stream, []byte) {}); err != nil {
+		if _, err := h.pool.Exec(ctx, h.target, model.Command{Line: "true"}, func(model.Stream, []byte) {}); err != nil {
 			t.Fatalf("Exec %d: %v", i, err)
 		}
 	}
@@ -415,7 +416,7 @@ func TestStoppedServer(t *testing.T) {
 			}
 			tt.stopByHand(h)
 			marker := filepath.Join(t.TempDir(), "ran")
-			_, err := h.pool.Exec(ctx, h.target, exec.Command{Line: "touch " + marker}, func(exec.Stream, []byte) {})
+			_, err := h.pool.Exec(ctx, h.target, model.Command{Line: "touch " + marker}, func(model.Stream, []byte) {})
 			switch {
 			case err == nil:
 				t.Errorf("Exec on a stopped minion succeeded")
@@ -478,9 +479,9 @@ func (g *genReader) Close() error {
 	return nil
 }
 
-// bytesFile is an exec.File of fixed content.
-func bytesFile(name string, b []byte) *exec.File {
-	return &exec.File{Name: name, Size: int64(len(b)), Open: func() (io.ReadCloser, error) {
+// bytesFile is an model.File of fixed content.
+func bytesFile(name string, b []byte) *model.File {
+	return &model.File{Name: name, Size: int64(len(b)), Open: func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(b)), nil
 	}}
 }
@@ -503,7 +504,7 @@ func TestExecFileScript(t *testing.T) {
 	h := newHarness(t)
 	pwdFile := filepath.Join(t.TempDir(), "pwd")
 	script := "#!/bin/sh\nprintf '[%s]' \"$@\"\npwd > " + pwdFile + "\nstat -c %a . \"$0\" >&2\n"
-	cmd := exec.Command{Line: "./deploy.sh 'arg one' two", Dir: "/", File: bytesFile("deploy.sh", []byte(script))}
+	cmd := model.Command{Line: "./deploy.sh 'arg one' two", Dir: "/", File: bytesFile("deploy.sh", []byte(script))}
 	var out output
 	exit, err := h.pool.Exec(testCtx(t), h.target, cmd, out.add)
 	if err != nil {
@@ -540,21 +541,21 @@ func TestExecFileContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var gens []*genReader
-	genFile := &exec.File{Name: "large.bin", Size: large, Open: func() (io.ReadCloser, error) {
+	genFile := &model.File{Name: "large.bin", Size: large, Open: func() (io.ReadCloser, error) {
 		g := newGenReader(2, large)
 		gens = append(gens, g)
 		return g, nil
 	}}
 	tests := []struct {
 		name string
-		cmd  exec.Command
+		cmd  model.Command
 		want string
 	}{
-		{name: "binary", cmd: exec.Command{Line: "sha256sum ./blob", File: bytesFile("blob", blob)},
+		{name: "binary", cmd: model.Command{Line: "sha256sum ./blob", File: bytesFile("blob", blob)},
 			want: fmt.Sprintf("%x  ./blob\n", sha256.Sum256(blob))},
-		{name: "large, generated", cmd: exec.Command{Line: "sha256sum large.bin", File: genFile},
+		{name: "large, generated", cmd: model.Command{Line: "sha256sum large.bin", File: genFile},
 			want: fmt.Sprintf("%x  large.bin\n", sum.Sum(nil))},
-		{name: "empty", cmd: exec.Command{Line: "wc -c < empty", File: bytesFile("empty", nil)}, want: "0\n"},
+		{name: "empty", cmd: model.Command{Line: "wc -c < empty", File: bytesFile("empty", nil)}, want: "0\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -589,29 +590,29 @@ func TestExecFileNotRun(t *testing.T) {
 	content := func() (io.ReadCloser, error) { return newGenReader(3, size), nil }
 	tests := []struct {
 		name    string
-		file    exec.File
+		file    model.File
 		maxSize int64
 		wantErr string
 	}{
-		{name: "reader fails midway", file: exec.File{Name: "f", Size: size, Open: failing}, wantErr: errDiskOnFire.Error()},
-		{name: "content shorter than its size", file: exec.File{Name: "f", Size: size + 1, Open: content}, wantErr: "not its size"},
-		{name: "content longer than its size", file: exec.File{Name: "f", Size: size - 1, Open: content}, wantErr: "longer than its size"},
-		{name: "open fails", file: exec.File{Name: "f", Size: size, Open: func() (io.ReadCloser, error) { return nil, errDiskOnFire }},
+		{name: "reader fails midway", file: model.File{Name: "f", Size: size, Open: failing}, wantErr: errDiskOnFire.Error()},
+		{name: "content shorter than its size", file: model.File{Name: "f", Size: size + 1, Open: content}, wantErr: "not its size"},
+		{name: "content longer than its size", file: model.File{Name: "f", Size: size - 1, Open: content}, wantErr: "longer than its size"},
+		{name: "open fails", file: model.File{Name: "f", Size: size, Open: func() (io.ReadCloser, error) { return nil, errDiskOnFire }},
 			wantErr: errDiskOnFire.Error()},
-		{name: "over the size limit", file: exec.File{Name: "f", Size: size, Open: content}, maxSize: size - 1, wantErr: "limit"},
-		{name: "name with ..", file: exec.File{Name: "../x", Size: size, Open: content}, wantErr: "not a plain base name"},
-		{name: "name with /", file: exec.File{Name: "a/b", Size: size, Open: content}, wantErr: "not a plain base name"},
-		{name: "empty name", file: exec.File{Name: "", Size: size, Open: content}, wantErr: "empty file name"},
-		{name: "name ..", file: exec.File{Name: "..", Size: size, Open: content}, wantErr: "is a directory"},
-		{name: "name with NUL", file: exec.File{Name: "a\x00b", Size: size, Open: content}, wantErr: "not a plain base name"},
-		{name: "name too long", file: exec.File{Name: strings.Repeat("a", 256), Size: size, Open: content}, wantErr: "longer than 255"},
+		{name: "over the size limit", file: model.File{Name: "f", Size: size, Open: content}, maxSize: size - 1, wantErr: "limit"},
+		{name: "name with ..", file: model.File{Name: "../x", Size: size, Open: content}, wantErr: "not a plain base name"},
+		{name: "name with /", file: model.File{Name: "a/b", Size: size, Open: content}, wantErr: "not a plain base name"},
+		{name: "empty name", file: model.File{Name: "", Size: size, Open: content}, wantErr: "empty file name"},
+		{name: "name ..", file: model.File{Name: "..", Size: size, Open: content}, wantErr: "is a directory"},
+		{name: "name with NUL", file: model.File{Name: "a\x00b", Size: size, Open: content}, wantErr: "not a plain base name"},
+		{name: "name too long", file: model.File{Name: strings.Repeat("a", 256), Size: size, Open: content}, wantErr: "longer than 255"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, func(s *Server) { s.MaxFileSize = tt.maxSize })
 			marker := filepath.Join(t.TempDir(), "ran")
 			f := tt.file
-			exit, err := h.pool.Exec(testCtx(t), h.target, exec.Command{Line: "touch " + marker, File: &f}, func(exec.Stream, []byte) {
+			exit, err := h.pool.Exec(testCtx(t), h.target, model.Command{Line: "touch " + marker, File: &f}, func(model.Stream, []byte) {
 				t.Errorf("output arrived from a command that should not run")
 			})
 			if err == nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
 )
@@ -58,7 +59,7 @@ func (p *Pool) Name() string { return Name }
 
 // client returns the minion's connection, dialling it (lazily) on first use
 // and again when its address or pinned certificate changed.
-func (p *Pool) client(t exec.Target) (felixv1.MinionClient, error) {
+func (p *Pool) client(t model.Target) (felixv1.MinionClient, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.conns[t.ID]; ok {
@@ -119,10 +120,10 @@ const chunkSize = 32<<10 - 64
 // Exec runs cmd on the minion and streams its output to out. A command with
 // a File goes through ExecFile: the content is streamed to the minion, which
 // runs the command only once it has all of it.
-func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	cl, err := p.client(t)
 	if err != nil {
-		return exec.Exit{}, err
+		return model.Exit{}, err
 	}
 	req := &felixv1.ExecRequest{CmdLine: cmd.Line, Env: cmd.Env, Cwd: cmd.Dir}
 	if cmd.Timeout > 0 {
@@ -139,7 +140,7 @@ func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out ex
 	// after that may have run the command, so it is never "unreachable".
 	stream, err := cl.Exec(ctx, req)
 	if err != nil {
-		return exec.Exit{}, rpcError("exec on", t, err, true)
+		return model.Exit{}, rpcError("exec on", t, err, true)
 	}
 	return recvEvents(t, stream, out)
 }
@@ -149,13 +150,13 @@ func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out ex
 // buffer, never whole. If it cannot be read completely the stream is
 // cancelled before the client closes its side, so the minion, which runs
 // the command only after that close, runs nothing.
-func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t exec.Target, req *felixv1.ExecRequest, f *exec.File, out exec.OutputFunc) (exec.Exit, error) {
+func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t model.Target, req *felixv1.ExecRequest, f *model.File, out model.OutputFunc) (model.Exit, error) {
 	if f.Open == nil || f.Size < 0 {
-		return exec.Exit{}, fmt.Errorf("exec on minion %s: file %s has no content or a negative size", t.ID, f.Name)
+		return model.Exit{}, fmt.Errorf("exec on minion %s: file %s has no content or a negative size", t.ID, f.Name)
 	}
 	r, err := f.Open()
 	if err != nil {
-		return exec.Exit{}, fmt.Errorf("open file %s for minion %s: %w", f.Name, t.ID, err)
+		return model.Exit{}, fmt.Errorf("open file %s for minion %s: %w", f.Name, t.ID, err)
 	}
 	defer r.Close()
 
@@ -164,22 +165,22 @@ func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t exec.Tar
 	// As for Exec, only a stream that could not be opened is "unreachable".
 	stream, err := cl.ExecFile(ctx)
 	if err != nil {
-		return exec.Exit{}, rpcError("exec on", t, err, true)
+		return model.Exit{}, rpcError("exec on", t, err, true)
 	}
 	sendErr := sendFile(stream, req, f, r)
 	var readErr *fileReadError
 	switch {
 	case sendErr == nil:
 		if err := stream.CloseSend(); err != nil {
-			return exec.Exit{}, rpcError("exec on", t, err, false)
+			return model.Exit{}, rpcError("exec on", t, err, false)
 		}
 	case errors.As(sendErr, &readErr):
 		cancel() // before anything else: the minion must not run the command
-		return exec.Exit{}, fmt.Errorf("exec on minion %s: %w (the command did not run)", t.ID, sendErr)
+		return model.Exit{}, fmt.Errorf("exec on minion %s: %w (the command did not run)", t.ID, sendErr)
 	case sendErr == io.EOF:
 		// The minion ended the stream early; Recv reports why.
 	default:
-		return exec.Exit{}, rpcError("exec on", t, sendErr, false)
+		return model.Exit{}, rpcError("exec on", t, sendErr, false)
 	}
 	return recvEvents(t, stream, out)
 }
@@ -195,7 +196,7 @@ func (e *fileReadError) Unwrap() error { return e.err }
 // f.Size bytes, in chunks of chunkSize. A stream failure is returned as
 // Send returned it (io.EOF when the minion ended the stream); a read
 // failure or a size mismatch as a *fileReadError.
-func sendFile(stream grpc.BidiStreamingClient[felixv1.ExecFileRequest, felixv1.ExecEvent], req *felixv1.ExecRequest, f *exec.File, r io.Reader) error {
+func sendFile(stream grpc.BidiStreamingClient[felixv1.ExecFileRequest, felixv1.ExecEvent], req *felixv1.ExecRequest, f *model.File, r io.Reader) error {
 	err := stream.Send(&felixv1.ExecFileRequest{Msg: &felixv1.ExecFileRequest_Header{
 		Header: &felixv1.ExecFileHeader{Exec: req, FileName: f.Name, Size: f.Size}}})
 	if err != nil {
@@ -236,14 +237,14 @@ func sendFile(stream grpc.BidiStreamingClient[felixv1.ExecFileRequest, felixv1.E
 
 // recvEvents reads an Exec or ExecFile stream to its exit status, passing
 // output to out.
-func recvEvents(t exec.Target, stream interface {
+func recvEvents(t model.Target, stream interface {
 	Recv() (*felixv1.ExecEvent, error)
-}, out exec.OutputFunc) (exec.Exit, error) {
+}, out model.OutputFunc) (model.Exit, error) {
 	started := false
 	for {
 		ev, err := stream.Recv()
 		if err == io.EOF {
-			return exec.Exit{}, fmt.Errorf("exec on minion %s: stream ended without an exit status", t.ID)
+			return model.Exit{}, fmt.Errorf("exec on minion %s: stream ended without an exit status", t.ID)
 		}
 		if err != nil {
 			code := status.Code(err)
@@ -256,20 +257,20 @@ func recvEvents(t exec.Target, stream interface {
 			default:
 				err = fmt.Errorf("%w (the minion never confirmed the start; the command may or may not have run)", err)
 			}
-			return exec.Exit{}, err
+			return model.Exit{}, err
 		}
 		switch e := ev.Event.(type) {
 		case *felixv1.ExecEvent_Started:
 			started = true
 		case *felixv1.ExecEvent_Output:
-			s := exec.Stdout
+			s := model.Stdout
 			if e.Output.Stream == felixv1.Stream_STREAM_STDERR {
-				s = exec.Stderr
+				s = model.Stderr
 			}
 			out(s, e.Output.Data)
 		case *felixv1.ExecEvent_Exit:
 			x := e.Exit
-			exit := exec.Exit{Code: int(x.ExitCode), Signal: x.Signal, Duration: x.Duration.AsDuration(), TimedOut: x.TimedOut}
+			exit := model.Exit{Code: int(x.ExitCode), Signal: x.Signal, Duration: x.Duration.AsDuration(), TimedOut: x.TimedOut}
 			if x.Error != "" {
 				return exit, fmt.Errorf("exec on minion %s: %s", t.ID, x.Error)
 			}
@@ -279,7 +280,7 @@ func recvEvents(t exec.Target, stream interface {
 }
 
 // Ping checks that the minion answers and returns its reported version.
-func (p *Pool) Ping(ctx context.Context, t exec.Target) (string, error) {
+func (p *Pool) Ping(ctx context.Context, t model.Target) (string, error) {
 	cl, err := p.client(t)
 	if err != nil {
 		return "", err
@@ -292,7 +293,7 @@ func (p *Pool) Ping(ctx context.Context, t exec.Target) (string, error) {
 }
 
 // Facts asks the minion for its facts.
-func (p *Pool) Facts(ctx context.Context, t exec.Target) (facts.Facts, error) {
+func (p *Pool) Facts(ctx context.Context, t model.Target) (facts.Facts, error) {
 	cl, err := p.client(t)
 	if err != nil {
 		return facts.Facts{}, err
@@ -309,7 +310,7 @@ func (p *Pool) Facts(ctx context.Context, t exec.Target) (facts.Facts, error) {
 // rpcError names the operation and maps gRPC codes onto exec's sentinels in
 // one place. Unavailable means unreachable only when notSent: the call failed
 // before its request could go out.
-func rpcError(op string, t exec.Target, err error, notSent bool) error {
+func rpcError(op string, t model.Target, err error, notSent bool) error {
 	st, _ := status.FromError(err)
 	if st.Code() == codes.Unavailable && notSent {
 		return fmt.Errorf("%s minion %s at %s: %s: %w", op, t.ID, t.Addr, st.Message(), exec.ErrUnreachable)

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
 )
 
@@ -61,7 +62,7 @@ func (s *Server) PutFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest,
 
 // putSpec is a checked PutFileHeader.
 type putSpec struct {
-	kind     exec.FileKind
+	kind     model.FileKind
 	op       string // "put <kind> <dest>", the prefix of error messages
 	size     int64
 	sha256   string
@@ -71,14 +72,14 @@ type putSpec struct {
 }
 
 // fileKind converts a header's kind; ok is false for an unknown one.
-func fileKind(k felixv1.FileKind) (kind exec.FileKind, ok bool) {
+func fileKind(k felixv1.FileKind) (kind model.FileKind, ok bool) {
 	switch k {
 	case felixv1.FileKind_FILE_KIND_FILE:
-		return exec.KindFile, true
+		return model.KindFile, true
 	case felixv1.FileKind_FILE_KIND_DIR:
-		return exec.KindDir, true
+		return model.KindDir, true
 	case felixv1.FileKind_FILE_KIND_SYMLINK:
-		return exec.KindSymlink, true
+		return model.KindSymlink, true
 	}
 	return 0, false
 }
@@ -99,12 +100,12 @@ func checkPutHeader(h *felixv1.PutFileHeader) (putSpec, error) {
 		return putSpec{}, status.Errorf(codes.InvalidArgument, "put %s: unknown kind %d", h.Dest, h.Kind)
 	}
 	op := "put " + kind.String()
-	if err := exec.CheckPath(h.Dest); err != nil {
+	if err := model.CheckPath(h.Dest); err != nil {
 		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: %v", op, err)
 	}
 	op += " " + h.Dest
 	sp := putSpec{kind: kind, op: op, size: h.Size, sha256: strings.ToLower(h.Sha256), link: h.Link, uid: -1, gid: -1}
-	if kind == exec.KindFile {
+	if kind == model.KindFile {
 		if h.Size < 0 {
 			return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: negative size %d", op, h.Size)
 		}
@@ -115,9 +116,9 @@ func checkPutHeader(h *felixv1.PutFileHeader) (putSpec, error) {
 		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: a %s has no content, but size is %d and sha256 %q", op, kind, h.Size, h.Sha256)
 	}
 	switch {
-	case kind != exec.KindSymlink && h.Link != "":
+	case kind != model.KindSymlink && h.Link != "":
 		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: a link target (%q) is only for a symlink", op, h.Link)
-	case kind == exec.KindSymlink && h.Link == "":
+	case kind == model.KindSymlink && h.Link == "":
 		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: empty link target", op)
 	case strings.ContainsRune(h.Link, 0):
 		return putSpec{}, status.Errorf(codes.InvalidArgument, "%s: link target %q contains NUL", op, h.Link)
@@ -175,27 +176,27 @@ func checkBelowRoot(root, dest, op string) error {
 	return nil
 }
 
-func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], h *felixv1.PutFileHeader, log *slog.Logger) (exec.PutResult, error) {
+func (s *Server) putFile(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], h *felixv1.PutFileHeader, log *slog.Logger) (model.PutResult, error) {
 	sp, err := checkPutHeader(h)
 	if err != nil {
-		return exec.PutResult{}, err
+		return model.PutResult{}, err
 	}
 	d, name, old, err := s.putDest(h, sp)
 	if err != nil {
-		return exec.PutResult{}, err
+		return model.PutResult{}, err
 	}
 	defer d.close()
-	var res exec.PutResult
+	var res model.PutResult
 	switch sp.kind {
-	case exec.KindDir:
+	case model.KindDir:
 		res, err = putDir(d, name, old, sp, log)
-	case exec.KindSymlink:
+	case model.KindSymlink:
 		res, err = s.putSymlink(d, name, old, h.Backup, sp, log)
 	default:
 		return s.putContent(stream, d, name, old, h.Backup, sp, log)
 	}
 	if err != nil {
-		return exec.PutResult{}, err
+		return model.PutResult{}, err
 	}
 	return res, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{
 		Done: &felixv1.PutFileDone{Changed: res.Changed, Backup: res.Backup}}})
@@ -241,7 +242,7 @@ func (s *Server) putDest(h *felixv1.PutFileHeader, sp putSpec) (*destDir, string
 	}
 
 	following := false
-	if dirExists && sp.kind != exec.KindSymlink {
+	if dirExists && sp.kind != model.KindSymlink {
 		if st, err := os.Lstat(dest); err == nil && st.Mode()&fs.ModeSymlink != 0 {
 			if !h.FollowSymlinks {
 				return nil, "", nil, status.Errorf(codes.FailedPrecondition, "%s: the destination is a symlink; refusing to follow it (follow_symlinks not asked)", sp.op)
@@ -274,18 +275,18 @@ func (s *Server) putDest(h *felixv1.PutFileHeader, sp putSpec) (*destDir, string
 	switch {
 	case err != nil:
 		err = status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, err)
-	case old.mode&fs.ModeSymlink != 0 && sp.kind != exec.KindSymlink && !h.FollowSymlinks:
+	case old.mode&fs.ModeSymlink != 0 && sp.kind != model.KindSymlink && !h.FollowSymlinks:
 		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is a symlink; refusing to follow it (follow_symlinks not asked)", sp.op)
-	case old.mode&fs.ModeSymlink != 0 && sp.kind != exec.KindSymlink:
+	case old.mode&fs.ModeSymlink != 0 && sp.kind != model.KindSymlink:
 		// It was no symlink, or was followed to what is none, just above.
 		err = changedError(sp.op, d.join(name))
-	case sp.kind == exec.KindFile && !old.mode.IsRegular():
+	case sp.kind == model.KindFile && !old.mode.IsRegular():
 		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is not a regular file (%s)", sp.op, typeName(old.mode))
-	case sp.kind == exec.KindDir && !old.mode.IsDir():
+	case sp.kind == model.KindDir && !old.mode.IsDir():
 		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is not a directory (%s)", sp.op, typeName(old.mode))
-	case sp.kind == exec.KindSymlink && old.mode.IsDir():
+	case sp.kind == model.KindSymlink && old.mode.IsDir():
 		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is a directory; refusing to replace it", sp.op)
-	case sp.kind == exec.KindSymlink && !old.mode.IsRegular() && old.mode&fs.ModeSymlink == 0:
+	case sp.kind == model.KindSymlink && !old.mode.IsRegular() && old.mode&fs.ModeSymlink == 0:
 		err = status.Errorf(codes.FailedPrecondition, "%s: the destination is neither a symlink nor a regular file (%s)", sp.op, typeName(old.mode))
 	}
 	if err != nil {
@@ -348,32 +349,32 @@ func typeName(m fs.FileMode) string {
 // keepOld), else Send, the content into a temp file in d and a rename
 // over name, backing up the old file when backup asks and the content
 // changes: a file whose content stays is never backed up.
-func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], d *destDir, name string, old *entry, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileRequest, felixv1.PutFileResponse], d *destDir, name string, old *entry, backup bool, sp putSpec, log *slog.Logger) (model.PutResult, error) {
 	fate := replaceOld
 	if old != nil {
 		var err error
 		if fate, err = keepOld(d, name, old, sp); err != nil {
-			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+			return model.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 		}
 		if fate == keptOld || fate == fixedOld {
 			changed := fate == fixedOld
-			return exec.PutResult{Changed: changed}, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{
+			return model.PutResult{Changed: changed}, stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Done{
 				Done: &felixv1.PutFileDone{Changed: changed}}})
 		}
 	}
 	if err := stream.Send(&felixv1.PutFileResponse{Msg: &felixv1.PutFileResponse_Send{Send: &felixv1.PutFileSend{}}}); err != nil {
-		return exec.PutResult{}, err
+		return model.PutResult{}, err
 	}
 
 	tmp := filepath.Base(exec.PutTempName(d.join(name), randomHex()))
 	unjournal, err := s.journal(d.join(tmp))
 	if err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+		return model.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 	}
 	defer unjournal() // after the temp file is gone (defers run in reverse)
 	f, err := d.create(tmp, 0o600)
 	if err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: create temp file: %v", sp.op, err)
+		return model.PutResult{}, status.Errorf(codes.Internal, "%s: create temp file: %v", sp.op, err)
 	}
 	renamed := false
 	defer func() {
@@ -385,16 +386,16 @@ func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileReque
 		}
 	}()
 	if err := receiveContent(stream, f, sp); err != nil {
-		return exec.PutResult{}, err
+		return model.PutResult{}, err
 	}
 	if err := setAttrs(f, old, sp); err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+		return model.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 	}
 	if err := f.Sync(); err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: fsync: %v", sp.op, err)
+		return model.PutResult{}, status.Errorf(codes.Internal, "%s: fsync: %v", sp.op, err)
 	}
 	if err := f.Close(); err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: write: %v", sp.op, err)
+		return model.PutResult{}, status.Errorf(codes.Internal, "%s: write: %v", sp.op, err)
 	}
 	res, err := replace(d, tmp, name, backup && old != nil && fate == replaceOld, sp, log)
 	if err != nil {
@@ -409,12 +410,12 @@ func (s *Server) putContent(stream grpc.BidiStreamingServer[felixv1.PutFileReque
 // putDir makes the directory name in d, where nothing is (old nil), or
 // gives the directory there the mode and owner asked for. A directory it
 // makes but cannot give them is removed again.
-func putDir(d *destDir, name string, old *entry, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+func putDir(d *destDir, name string, old *entry, sp putSpec, log *slog.Logger) (model.PutResult, error) {
 	made := old == nil
 	if made {
 		// Private until it has its mode.
 		if err := unix.Mkdirat(d.fd, name, 0o700); err != nil {
-			return exec.PutResult{}, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, &fs.PathError{Op: "mkdir", Path: d.join(name), Err: err})
+			return model.PutResult{}, status.Errorf(codes.FailedPrecondition, "%s: %v", sp.op, &fs.PathError{Op: "mkdir", Path: d.join(name), Err: err})
 		}
 	}
 	changed, err := setDirAttrs(d, name, made, sp)
@@ -425,16 +426,16 @@ func putDir(d *destDir, name string, old *entry, sp putSpec, log *slog.Logger) (
 			}
 		}
 		if errors.Is(err, errSymlinkAppeared) {
-			return exec.PutResult{}, changedError(sp.op, d.join(name))
+			return model.PutResult{}, changedError(sp.op, d.join(name))
 		}
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+		return model.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 	}
 	if made {
 		if err := d.sync(); err != nil {
 			log.Warn("fsync directory", "dir", d.path, "err", err)
 		}
 	}
-	return exec.PutResult{Changed: made || changed}, nil
+	return model.PutResult{Changed: made || changed}, nil
 }
 
 // setDirAttrs gives the directory name in d (opened without following a
@@ -481,33 +482,33 @@ func setDirAttrs(d *destDir, name string, made bool, sp putSpec) (bool, error) {
 // symlink to that target already (its owner set if asked), else a symlink
 // made at a temp name (journalled) and renamed over name. A replaced
 // regular file is backed up when backup asks.
-func (s *Server) putSymlink(d *destDir, name string, old *entry, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
+func (s *Server) putSymlink(d *destDir, name string, old *entry, backup bool, sp putSpec, log *slog.Logger) (model.PutResult, error) {
 	chown := sp.uid >= 0 || sp.gid >= 0
 	if old != nil && old.mode&fs.ModeSymlink != 0 {
 		cur, err := d.readlink(name)
 		if err != nil {
-			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: read the old link: %v", sp.op, err)
+			return model.PutResult{}, status.Errorf(codes.Internal, "%s: read the old link: %v", sp.op, err)
 		}
 		if cur == sp.link {
 			if !chown || sameOwner(old, sp) {
-				return exec.PutResult{}, nil
+				return model.PutResult{}, nil
 			}
 			if err := d.lchown(name, sp.uid, sp.gid); err != nil {
-				return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+				return model.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 			}
-			return exec.PutResult{Changed: true}, nil
+			return model.PutResult{Changed: true}, nil
 		}
 	}
 
 	tmp := filepath.Base(exec.PutTempName(d.join(name), randomHex()))
 	unjournal, err := s.journal(d.join(tmp))
 	if err != nil {
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+		return model.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 	}
 	defer unjournal() // after the temp symlink is gone (defers run in reverse)
 	if err := unix.Symlinkat(sp.link, d.fd, tmp); err != nil {
 		err = &os.LinkError{Op: "symlink", Old: sp.link, New: d.join(tmp), Err: err}
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: create temp symlink: %v", sp.op, err)
+		return model.PutResult{}, status.Errorf(codes.Internal, "%s: create temp symlink: %v", sp.op, err)
 	}
 	renamed := false
 	defer func() {
@@ -519,7 +520,7 @@ func (s *Server) putSymlink(d *destDir, name string, old *entry, backup bool, sp
 	}()
 	if chown {
 		if err := d.lchown(tmp, sp.uid, sp.gid); err != nil {
-			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
+			return model.PutResult{}, status.Errorf(codes.Internal, "%s: %v", sp.op, err)
 		}
 	}
 	res, err := replace(d, tmp, name, backup && old != nil && old.mode.IsRegular(), sp, log)
@@ -532,17 +533,17 @@ func (s *Server) putSymlink(d *destDir, name string, old *entry, backup bool, sp
 // replace renames the finished temp file (or symlink) tmp over name, both
 // in d, first keeping the old file as a backup when backup is set, and
 // fsyncs d.
-func replace(d *destDir, tmp, name string, backup bool, sp putSpec, log *slog.Logger) (exec.PutResult, error) {
-	res := exec.PutResult{Changed: true}
+func replace(d *destDir, tmp, name string, backup bool, sp putSpec, log *slog.Logger) (model.PutResult, error) {
+	res := model.PutResult{Changed: true}
 	if backup {
 		var err error
 		if res.Backup, err = backupFile(d, name); err != nil {
-			return exec.PutResult{}, status.Errorf(codes.Internal, "%s: backup: %v", sp.op, err)
+			return model.PutResult{}, status.Errorf(codes.Internal, "%s: backup: %v", sp.op, err)
 		}
 	}
 	if err := unix.Renameat(d.fd, tmp, d.fd, name); err != nil {
 		err = &os.LinkError{Op: "rename", Old: d.join(tmp), New: d.join(name), Err: err}
-		return exec.PutResult{}, status.Errorf(codes.Internal, "%s: rename into place: %v", sp.op, err)
+		return model.PutResult{}, status.Errorf(codes.Internal, "%s: rename into place: %v", sp.op, err)
 	}
 	if err := d.sync(); err != nil {
 		// The file is in place; only its durability across a power loss
@@ -738,7 +739,7 @@ func backupFile(d *destDir, name string) (string, error) {
 // resolved target (checked against the FileRoots like any path); the file
 // is opened in its resolved directory, walked to without following any.
 func (s *Server) GetFile(req *felixv1.GetFileRequest, stream grpc.ServerStreamingServer[felixv1.GetFileChunk]) error {
-	if err := exec.CheckPath(req.Path); err != nil {
+	if err := model.CheckPath(req.Path); err != nil {
 		return status.Errorf(codes.InvalidArgument, "get file: %v", err)
 	}
 	target := req.Path
@@ -1175,7 +1176,7 @@ func (s *Server) SweepTemp() error {
 			continue
 		}
 		tmp := strings.TrimSpace(string(b))
-		if exec.CheckPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), exec.PutTempPrefix) {
+		if model.CheckPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), exec.PutTempPrefix) {
 			if err := s.sweepTemp(tmp); err != nil {
 				errs = append(errs, err)
 				continue
@@ -1308,14 +1309,14 @@ func randomHex() string {
 // closes its side, so the minion, which puts the file in place only after
 // that close, changes nothing. A directory or symlink has no content: the
 // minion answers the header at once.
-func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.PutResult, error) {
-	content := f.Kind == exec.KindFile
+func (p *Pool) Put(ctx context.Context, t model.Target, f model.PutFile) (model.PutResult, error) {
+	content := f.Kind == model.KindFile
 	if content && (f.Open == nil || f.Size < 0) {
-		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: no content or a negative size", f.Dest, t.ID)
+		return model.PutResult{}, fmt.Errorf("put %s on minion %s: no content or a negative size", f.Dest, t.ID)
 	}
 	cl, err := p.client(t)
 	if err != nil {
-		return exec.PutResult{}, err
+		return model.PutResult{}, err
 	}
 	op := "put " + f.Dest + " on"
 	ctx, cancel := context.WithCancel(ctx)
@@ -1323,33 +1324,33 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 	// As for Exec, only a stream that could not be opened is "unreachable".
 	stream, err := cl.PutFile(ctx)
 	if err != nil {
-		return exec.PutResult{}, rpcError(op, t, err, true)
+		return model.PutResult{}, rpcError(op, t, err, true)
 	}
 	err = stream.Send(&felixv1.PutFileRequest{Msg: &felixv1.PutFileRequest_Header{Header: &felixv1.PutFileHeader{
 		Dest: f.Dest, Kind: protoKind(f.Kind), Size: f.Size, Sha256: f.SHA256, Mode: f.Mode, Owner: f.Owner,
 		Mkdir: f.Mkdir, Backup: f.Backup, Link: f.Link, Root: f.Root, FollowSymlinks: f.FollowSymlinks}}})
 	if err != nil && err != io.EOF { // on io.EOF the minion ended the stream; Recv says why
-		return exec.PutResult{}, rpcError(op, t, err, false)
+		return model.PutResult{}, rpcError(op, t, err, false)
 	}
 	resp, err := stream.Recv()
 	if err != nil {
-		return exec.PutResult{}, rpcError(op, t, err, false)
+		return model.PutResult{}, rpcError(op, t, err, false)
 	}
 	switch m := resp.Msg.(type) {
 	case *felixv1.PutFileResponse_Done:
-		return exec.PutResult{Changed: m.Done.Changed, Backup: m.Done.Backup}, nil
+		return model.PutResult{Changed: m.Done.Changed, Backup: m.Done.Backup}, nil
 	case *felixv1.PutFileResponse_Send:
 		if !content {
-			return exec.PutResult{}, fmt.Errorf("put %s on minion %s: the minion asked for the content of a %s", f.Dest, t.ID, f.Kind)
+			return model.PutResult{}, fmt.Errorf("put %s on minion %s: the minion asked for the content of a %s", f.Dest, t.ID, f.Kind)
 		}
 	default:
-		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: unexpected answer %T", f.Dest, t.ID, resp.Msg)
+		return model.PutResult{}, fmt.Errorf("put %s on minion %s: unexpected answer %T", f.Dest, t.ID, resp.Msg)
 	}
 
 	r, err := f.Open()
 	if err != nil {
 		cancel()
-		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: open the content: %w (the file was not changed)", f.Dest, t.ID, err)
+		return model.PutResult{}, fmt.Errorf("put %s on minion %s: open the content: %w (the file was not changed)", f.Dest, t.ID, err)
 	}
 	defer r.Close()
 	data := &felixv1.PutFileRequest_Data{}
@@ -1362,36 +1363,36 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 	switch {
 	case sendErr == nil:
 		if err := stream.CloseSend(); err != nil {
-			return exec.PutResult{}, rpcError(op, t, err, false)
+			return model.PutResult{}, rpcError(op, t, err, false)
 		}
 	case errors.As(sendErr, &readErr):
 		cancel() // before anything else: the minion must not put the file in place
-		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: %w (the file was not changed)", f.Dest, t.ID, sendErr)
+		return model.PutResult{}, fmt.Errorf("put %s on minion %s: %w (the file was not changed)", f.Dest, t.ID, sendErr)
 	case sendErr == io.EOF:
 		// The minion ended the stream early; Recv says why.
 	default:
-		return exec.PutResult{}, rpcError(op, t, sendErr, false)
+		return model.PutResult{}, rpcError(op, t, sendErr, false)
 	}
 	resp, err = stream.Recv()
 	if err != nil {
-		return exec.PutResult{}, rpcError(op, t, err, false)
+		return model.PutResult{}, rpcError(op, t, err, false)
 	}
 	done := resp.GetDone()
 	if done == nil {
-		return exec.PutResult{}, fmt.Errorf("put %s on minion %s: unexpected answer %T", f.Dest, t.ID, resp.Msg)
+		return model.PutResult{}, fmt.Errorf("put %s on minion %s: unexpected answer %T", f.Dest, t.ID, resp.Msg)
 	}
-	return exec.PutResult{Changed: done.Changed, Backup: done.Backup}, nil
+	return model.PutResult{Changed: done.Changed, Backup: done.Backup}, nil
 }
 
 // protoKind converts a put's kind for the wire. An unknown kind keeps its
 // number, which the minion refuses.
-func protoKind(k exec.FileKind) felixv1.FileKind {
+func protoKind(k model.FileKind) felixv1.FileKind {
 	switch k {
-	case exec.KindFile:
+	case model.KindFile:
 		return felixv1.FileKind_FILE_KIND_FILE
-	case exec.KindDir:
+	case model.KindDir:
 		return felixv1.FileKind_FILE_KIND_DIR
-	case exec.KindSymlink:
+	case model.KindSymlink:
 		return felixv1.FileKind_FILE_KIND_SYMLINK
 	}
 	return felixv1.FileKind(k)
@@ -1432,7 +1433,7 @@ func sendChunks(r io.Reader, size int64, send func([]byte) error) error {
 // Get streams the file at path on the minion to w and returns its size
 // and sha256 (hex), checked against the minion's trailer. On an error w
 // may have received part of the content.
-func (p *Pool) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
+func (p *Pool) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Writer) (int64, string, error) {
 	path := g.Path
 	cl, err := p.client(t)
 	if err != nil {

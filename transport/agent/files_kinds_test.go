@@ -14,13 +14,14 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
+	"github.com/felix-ops/felix/model"
 )
 
 // putStep is one put of a sequence against the same minion, and what it
 // must answer.
 type putStep struct {
 	name        string
-	f           exec.PutFile
+	f           model.PutFile
 	wantChanged bool
 	wantErr     string // a part of the error; "" for success
 	check       func(t *testing.T)
@@ -142,8 +143,8 @@ func TestPutDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	var opened atomic.Int64
-	mkDir := func(dest string, mode uint32) exec.PutFile {
-		return exec.PutFile{Dest: dest, Kind: exec.KindDir, Mode: mode, Open: func() (io.ReadCloser, error) {
+	mkDir := func(dest string, mode uint32) model.PutFile {
+		return model.PutFile{Dest: dest, Kind: model.KindDir, Mode: mode, Open: func() (io.ReadCloser, error) {
 			opened.Add(1)
 			return nil, errors.New("a directory has no content")
 		}}
@@ -194,8 +195,8 @@ func TestPutSymlink(t *testing.T) {
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	link := func(dest, target string) exec.PutFile {
-		return exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: target}
+	link := func(dest, target string) model.PutFile {
+		return model.PutFile{Dest: dest, Kind: model.KindSymlink, Link: target}
 	}
 	var backup string
 	withBackup := link(file, "file.d/current")
@@ -205,7 +206,7 @@ func TestPutSymlink(t *testing.T) {
 		{name: "create", f: link(l, "../nowhere"), wantChanged: true, check: wantLink(l, "../nowhere")},
 		{name: "again", f: link(l, "../nowhere"), check: wantLink(l, "../nowhere")},
 		{name: "retarget", f: link(l, file), wantChanged: true, check: wantLink(l, file)},
-		{name: "retarget, following not asked for", f: func() exec.PutFile {
+		{name: "retarget, following not asked for", f: func() model.PutFile {
 			f := link(l, sub)
 			f.FollowSymlinks = true // a symlink put replaces the link anyway
 			return f
@@ -281,11 +282,11 @@ func TestPutRoot(t *testing.T) {
 	h := newHarness(t, withFiles(journal, base))
 	ctx := testCtx(t)
 
-	type kindPut func(dest string) exec.PutFile
+	type kindPut func(dest string) model.PutFile
 	kinds := map[string]kindPut{
-		"file":    func(dest string) exec.PutFile { return putBytes(dest, []byte("x"), nil) },
-		"dir":     func(dest string) exec.PutFile { return exec.PutFile{Dest: dest, Kind: exec.KindDir} },
-		"symlink": func(dest string) exec.PutFile { return exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "t"} },
+		"file":    func(dest string) model.PutFile { return putBytes(dest, []byte("x"), nil) },
+		"dir":     func(dest string) model.PutFile { return model.PutFile{Dest: dest, Kind: model.KindDir} },
+		"symlink": func(dest string) model.PutFile { return model.PutFile{Dest: dest, Kind: model.KindSymlink, Link: "t"} },
 	}
 	for kind, put := range kinds {
 		t.Run(kind, func(t *testing.T) {
@@ -360,12 +361,12 @@ func TestPutFollowSymlinks(t *testing.T) {
 	outsideMode := modeOf(t, outside)
 	journal := t.TempDir()
 	h := newHarness(t, withFiles(journal, root))
-	follow := func(f exec.PutFile) exec.PutFile {
+	follow := func(f model.PutFile) model.PutFile {
 		f.FollowSymlinks = true
 		return f
 	}
-	dirPut := func(dest string, mode uint32) exec.PutFile {
-		return exec.PutFile{Dest: dest, Kind: exec.KindDir, Mode: mode}
+	dirPut := func(dest string, mode uint32) model.PutFile {
+		return model.PutFile{Dest: dest, Kind: model.KindDir, Mode: mode}
 	}
 	link := root + "/link"
 	withBackup := follow(putBytes(link, []byte("newer"), nil))
@@ -416,22 +417,22 @@ func TestPutFileBadHeaders(t *testing.T) {
 	dest := filepath.Join(dir, "x")
 	tests := []struct {
 		name string
-		f    exec.PutFile
+		f    model.PutFile
 		want string
 	}{
-		{name: "dir with a size", f: exec.PutFile{Dest: dest, Kind: exec.KindDir, Size: 3}, want: "has no content"},
-		{name: "dir with a sha256", f: exec.PutFile{Dest: dest, Kind: exec.KindDir, SHA256: sha256Hex(nil)}, want: "has no content"},
-		{name: "symlink with a size", f: exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "t", Size: 1}, want: "has no content"},
-		{name: "symlink without a target", f: exec.PutFile{Dest: dest, Kind: exec.KindSymlink}, want: "empty link target"},
-		{name: "symlink target with NUL", f: exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "a\x00b"}, want: "NUL"},
-		{name: "link for a dir", f: exec.PutFile{Dest: dest, Kind: exec.KindDir, Link: "t"}, want: "only for a symlink"},
-		{name: "unknown kind", f: exec.PutFile{Dest: dest, Kind: 7}, want: "unknown kind 7"},
-		{name: "root not an ancestor", f: exec.PutFile{Dest: dest, Kind: exec.KindDir, Root: dir + "/y"}, want: "not an ancestor"},
-		{name: "root a sibling prefix", f: exec.PutFile{Dest: dest, Kind: exec.KindDir, Root: dir[:len(dir)-1]}, want: "not an ancestor"},
-		{name: "root is dest", f: exec.PutFile{Dest: dest, Kind: exec.KindDir, Root: dest}, want: "not an ancestor"},
-		{name: "root relative", f: exec.PutFile{Dest: dest, Kind: exec.KindDir, Root: "tmp"}, want: "not absolute"},
-		{name: "root not clean", f: exec.PutFile{Dest: dest, Kind: exec.KindDir, Root: dir + "/"}, want: "not clean"},
-		{name: "dir mode beyond 07777", f: exec.PutFile{Dest: dest, Kind: exec.KindDir, Mode: 0o10000}, want: "beyond"},
+		{name: "dir with a size", f: model.PutFile{Dest: dest, Kind: model.KindDir, Size: 3}, want: "has no content"},
+		{name: "dir with a sha256", f: model.PutFile{Dest: dest, Kind: model.KindDir, SHA256: sha256Hex(nil)}, want: "has no content"},
+		{name: "symlink with a size", f: model.PutFile{Dest: dest, Kind: model.KindSymlink, Link: "t", Size: 1}, want: "has no content"},
+		{name: "symlink without a target", f: model.PutFile{Dest: dest, Kind: model.KindSymlink}, want: "empty link target"},
+		{name: "symlink target with NUL", f: model.PutFile{Dest: dest, Kind: model.KindSymlink, Link: "a\x00b"}, want: "NUL"},
+		{name: "link for a dir", f: model.PutFile{Dest: dest, Kind: model.KindDir, Link: "t"}, want: "only for a symlink"},
+		{name: "unknown kind", f: model.PutFile{Dest: dest, Kind: 7}, want: "unknown kind 7"},
+		{name: "root not an ancestor", f: model.PutFile{Dest: dest, Kind: model.KindDir, Root: dir + "/y"}, want: "not an ancestor"},
+		{name: "root a sibling prefix", f: model.PutFile{Dest: dest, Kind: model.KindDir, Root: dir[:len(dir)-1]}, want: "not an ancestor"},
+		{name: "root is dest", f: model.PutFile{Dest: dest, Kind: model.KindDir, Root: dest}, want: "not an ancestor"},
+		{name: "root relative", f: model.PutFile{Dest: dest, Kind: model.KindDir, Root: "tmp"}, want: "not absolute"},
+		{name: "root not clean", f: model.PutFile{Dest: dest, Kind: model.KindDir, Root: dir + "/"}, want: "not clean"},
+		{name: "dir mode beyond 07777", f: model.PutFile{Dest: dest, Kind: model.KindDir, Mode: 0o10000}, want: "beyond"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 // setHook sets a test hook for the rest of the test. Call it before
@@ -66,46 +67,46 @@ func TestPutRace(t *testing.T) {
 	tests := []struct {
 		name  string
 		swap  string // the directory of the tree swapped, relative to it
-		f     func(tree string) exec.PutFile
+		f     func(tree string) model.PutFile
 		roots bool // FileRoots is the tree, so the symlink leads out of them
 		// checked swaps after the check below Root, before resolving,
 		// rather than after resolving, before the walk.
 		checked bool
 	}{
-		{name: "file", swap: "a", f: func(tree string) exec.PutFile {
+		{name: "file", swap: "a", f: func(tree string) model.PutFile {
 			return putBytes(tree+"/a/f", []byte("evil"), nil)
 		}},
-		{name: "file over an old one with a backup", swap: "a", f: func(tree string) exec.PutFile {
+		{name: "file over an old one with a backup", swap: "a", f: func(tree string) model.PutFile {
 			f := putBytes(tree+"/a/target", []byte("evil"), nil)
 			f.Backup = true
 			return f
 		}},
-		{name: "dir", swap: "a", f: func(tree string) exec.PutFile {
-			return exec.PutFile{Dest: tree + "/a/d", Kind: exec.KindDir, Mode: 0o777}
+		{name: "dir", swap: "a", f: func(tree string) model.PutFile {
+			return model.PutFile{Dest: tree + "/a/d", Kind: model.KindDir, Mode: 0o777}
 		}},
-		{name: "symlink", swap: "a", f: func(tree string) exec.PutFile {
-			return exec.PutFile{Dest: tree + "/a/l", Kind: exec.KindSymlink, Link: "/etc/shadow"}
+		{name: "symlink", swap: "a", f: func(tree string) model.PutFile {
+			return model.PutFile{Dest: tree + "/a/l", Kind: model.KindSymlink, Link: "/etc/shadow"}
 		}},
-		{name: "file, an ancestor swapped", swap: "a", f: func(tree string) exec.PutFile {
+		{name: "file, an ancestor swapped", swap: "a", f: func(tree string) model.PutFile {
 			return putBytes(tree+"/a/b/f", []byte("evil"), nil)
 		}},
-		{name: "file, a directory to make made a symlink", swap: "new", f: func(tree string) exec.PutFile {
+		{name: "file, a directory to make made a symlink", swap: "new", f: func(tree string) model.PutFile {
 			f := putBytes(tree+"/new/sub/f", []byte("evil"), nil)
 			f.Mkdir = true
 			return f
 		}},
-		{name: "file out of the file_roots", swap: "a", roots: true, f: func(tree string) exec.PutFile {
+		{name: "file out of the file_roots", swap: "a", roots: true, f: func(tree string) model.PutFile {
 			return putBytes(tree+"/a/f", []byte("evil"), nil)
 		}},
-		{name: "dir out of the file_roots", swap: "a", roots: true, f: func(tree string) exec.PutFile {
-			return exec.PutFile{Dest: tree + "/a/b", Kind: exec.KindDir, Mode: 0o777}
+		{name: "dir out of the file_roots", swap: "a", roots: true, f: func(tree string) model.PutFile {
+			return model.PutFile{Dest: tree + "/a/b", Kind: model.KindDir, Mode: 0o777}
 		}},
-		{name: "file through a followed link, out of the file_roots", swap: "real", roots: true, f: func(tree string) exec.PutFile {
+		{name: "file through a followed link, out of the file_roots", swap: "real", roots: true, f: func(tree string) model.PutFile {
 			f := putBytes(tree+"/link", []byte("evil"), nil)
 			f.FollowSymlinks = true
 			return f
 		}},
-		{name: "file below a Root", swap: "a", checked: true, f: func(tree string) exec.PutFile {
+		{name: "file below a Root", swap: "a", checked: true, f: func(tree string) model.PutFile {
 			f := putBytes(tree+"/a/f", []byte("evil"), nil)
 			f.Root = tree
 			return f
@@ -209,7 +210,7 @@ func TestGetFileRace(t *testing.T) {
 	setHook(t, &testHookResolved, hook)
 	h := newHarness(t, withFiles("", tree))
 	var buf bytes.Buffer
-	_, _, err := h.pool.Get(testCtx(t), h.target, exec.GetFile{Path: tree + "/a/f"}, &buf)
+	_, _, err := h.pool.Get(testCtx(t), h.target, model.GetFile{Path: tree + "/a/f"}, &buf)
 	if !fired.Load() {
 		t.Fatalf("Get = %v without the hook swapping the directory", err)
 	}

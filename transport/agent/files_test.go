@@ -17,6 +17,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
+	"github.com/felix-ops/felix/model"
 )
 
 func sha256Hex(b []byte) string {
@@ -25,8 +26,8 @@ func sha256Hex(b []byte) string {
 }
 
 // putBytes is a PutFile of fixed content whose Open calls are counted.
-func putBytes(dest string, b []byte, opened *atomic.Int64) exec.PutFile {
-	return exec.PutFile{Dest: dest, Size: int64(len(b)), SHA256: sha256Hex(b), Open: func() (io.ReadCloser, error) {
+func putBytes(dest string, b []byte, opened *atomic.Int64) model.PutFile {
+	return model.PutFile{Dest: dest, Size: int64(len(b)), SHA256: sha256Hex(b), Open: func() (io.ReadCloser, error) {
 		if opened != nil {
 			opened.Add(1)
 		}
@@ -391,22 +392,22 @@ func TestPutFileRefused(t *testing.T) {
 func TestPutFileFailures(t *testing.T) {
 	tests := []struct {
 		name string
-		f    func(dest string) exec.PutFile
+		f    func(dest string) model.PutFile
 		want string
 	}{
-		{name: "sha256 mismatch", want: "sha256", f: func(dest string) exec.PutFile {
+		{name: "sha256 mismatch", want: "sha256", f: func(dest string) model.PutFile {
 			f := putBytes(dest, []byte("new content"), nil)
 			f.SHA256 = sha256Hex([]byte("what the client claimed"))
 			return f
 		}},
-		{name: "reader fails midway", want: errDiskOnFire.Error(), f: func(dest string) exec.PutFile {
-			return exec.PutFile{Dest: dest, Size: 1 << 20, SHA256: sha256Hex(nil), Open: func() (io.ReadCloser, error) {
+		{name: "reader fails midway", want: errDiskOnFire.Error(), f: func(dest string) model.PutFile {
+			return model.PutFile{Dest: dest, Size: 1 << 20, SHA256: sha256Hex(nil), Open: func() (io.ReadCloser, error) {
 				g := newGenReader(3, 1<<20)
 				g.failAfter = 300 << 10
 				return g, nil
 			}}
 		}},
-		{name: "content shorter than its size", want: "not its size", f: func(dest string) exec.PutFile {
+		{name: "content shorter than its size", want: "not its size", f: func(dest string) model.PutFile {
 			f := putBytes(dest, []byte("short"), nil)
 			f.Size = 100
 			return f
@@ -493,7 +494,7 @@ func TestGetFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	size, sum, err := h.pool.Get(ctx, h.target, exec.GetFile{Path: path}, &buf)
+	size, sum, err := h.pool.Get(ctx, h.target, model.GetFile{Path: path}, &buf)
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
@@ -510,14 +511,14 @@ func TestGetFile(t *testing.T) {
 	for _, p := range []string{root + "/link", root, root + "/missing", root + "/missing/x", "big",
 		outside + "/secret", root + "/../" + filepath.Base(outside) + "/secret"} {
 		var buf bytes.Buffer
-		if _, _, err := h.pool.Get(ctx, h.target, exec.GetFile{Path: p}, &buf); err == nil || buf.Len() != 0 {
+		if _, _, err := h.pool.Get(ctx, h.target, model.GetFile{Path: p}, &buf); err == nil || buf.Len() != 0 {
 			t.Errorf("Get(%q) = %v with %d bytes; want an error and nothing", p, err, buf.Len())
 		}
 	}
 
 	// Asked to, Get follows a symlink, but not out of the file_roots.
 	buf.Reset()
-	if size, sum, err := h.pool.Get(ctx, h.target, exec.GetFile{Path: root + "/link", FollowSymlinks: true}, &buf); err != nil ||
+	if size, sum, err := h.pool.Get(ctx, h.target, model.GetFile{Path: root + "/link", FollowSymlinks: true}, &buf); err != nil ||
 		size != int64(len(content)) || sum != sha256Hex(content) {
 		t.Errorf("Get(link, follow) = %d, %s, %v; want the target's content", size, sum, err)
 	}
@@ -525,7 +526,7 @@ func TestGetFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if _, _, err := h.pool.Get(ctx, h.target, exec.GetFile{Path: root + "/out", FollowSymlinks: true}, &out); err == nil ||
+	if _, _, err := h.pool.Get(ctx, h.target, model.GetFile{Path: root + "/out", FollowSymlinks: true}, &out); err == nil ||
 		!strings.Contains(err.Error(), "file_roots") || out.Len() != 0 {
 		t.Errorf("Get(link out of the roots, follow) = %v with %d bytes; want refused naming file_roots", err, out.Len())
 	}
@@ -541,7 +542,7 @@ func TestPutFileLarge(t *testing.T) {
 	want := hex.EncodeToString(sum.Sum(nil))
 	dest := filepath.Join(t.TempDir(), "big")
 	var g *genReader
-	f := exec.PutFile{Dest: dest, Size: size, SHA256: want, Open: func() (io.ReadCloser, error) {
+	f := model.PutFile{Dest: dest, Size: size, SHA256: want, Open: func() (io.ReadCloser, error) {
 		g = newGenReader(7, size)
 		return g, nil
 	}}

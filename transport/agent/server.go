@@ -20,9 +20,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/exec/local"
 	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
 )
@@ -93,7 +93,7 @@ func (s *Server) Facts(ctx context.Context, _ *felixv1.FactsRequest) (*felixv1.F
 // Exec runs the command in its own process group and streams its output. If
 // the master goes away the stream's context ends and the group is killed.
 func (s *Server) Exec(req *felixv1.ExecRequest, stream grpc.ServerStreamingServer[felixv1.ExecEvent]) error {
-	cmd := exec.Command{Line: req.CmdLine, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout.AsDuration()}
+	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout.AsDuration()}
 	s.Log.Info("exec", "job", req.JobId, "cmd", req.CmdLine)
 	return s.run(stream.Context(), req.JobId, cmd, stream, nil)
 }
@@ -137,7 +137,7 @@ func (s *Server) ExecFile(stream grpc.BidiStreamingServer[felixv1.ExecFileReques
 		return err
 	}
 
-	cmd := exec.Command{Line: req.CmdLine, Env: req.Env, Dir: dir, Timeout: req.Timeout.AsDuration()}
+	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: dir, Timeout: req.Timeout.AsDuration()}
 	log.Info("exec file", "size", h.Size, "dir", dir, "cmd", req.CmdLine)
 	return s.run(stream.Context(), req.JobId, cmd, stream, func() { removeDir(log, dir) })
 }
@@ -221,15 +221,15 @@ func removeDir(log *slog.Logger, dir string) {
 
 // run sends Started, runs cmd streaming its output, calls done (if any)
 // once the command has ended, and sends the exit status.
-func (s *Server) run(ctx context.Context, jobID string, cmd exec.Command, stream grpc.ServerStreamingServer[felixv1.ExecEvent], done func()) error {
+func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, stream grpc.ServerStreamingServer[felixv1.ExecEvent], done func()) error {
 	if err := stream.Send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_Started{Started: &felixv1.Started{}}}); err != nil {
 		return err
 	}
 	var mu sync.Mutex // a stream's Send is not safe for concurrent use
 	var sendErr error
-	out := func(st exec.Stream, p []byte) {
+	out := func(st model.Stream, p []byte) {
 		ps := felixv1.Stream_STREAM_STDOUT
-		if st == exec.Stderr {
+		if st == model.Stderr {
 			ps = felixv1.Stream_STREAM_STDERR
 		}
 		mu.Lock()

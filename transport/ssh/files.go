@@ -16,6 +16,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 // copyBuffer is the chunk size of uploads; pkg/sftp writes each chunk as
@@ -53,34 +54,34 @@ func validFileName(name string) error {
 // execFile runs a script or file command: it makes a private directory
 // with mktemp, uploads the content there over SFTP (mode 0700), runs the
 // command line in it and removes it afterwards, whatever happened.
-func (p *Pool) execFile(ctx context.Context, s hostSpec, r runSpec, f *exec.File, out exec.OutputFunc) (exec.Exit, error) {
+func (p *Pool) execFile(ctx context.Context, s hostSpec, r runSpec, f *model.File, out model.OutputFunc) (model.Exit, error) {
 	if err := validFileName(f.Name); err != nil {
-		return exec.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
+		return model.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
 	}
 	if f.Open == nil || f.Size < 0 {
-		return exec.Exit{}, fmt.Errorf("exec on %s: file %s has no content or a negative size", s.id, f.Name)
+		return model.Exit{}, fmt.Errorf("exec on %s: file %s has no content or a negative size", s.id, f.Name)
 	}
 	stdout, stderr, code, err := p.runPlain(ctx, s, plainCommand(mktempCommand, s.become), false)
 	if err != nil {
-		return exec.Exit{}, err
+		return model.Exit{}, err
 	}
 	if code != 0 {
-		return exec.Exit{}, fmt.Errorf("exec on %s: make a private directory: mktemp exited %d: %s (the command did not run)", s.id, code, firstLine(stderr))
+		return model.Exit{}, fmt.Errorf("exec on %s: make a private directory: mktemp exited %d: %s (the command did not run)", s.id, code, firstLine(stderr))
 	}
 	dir := strings.TrimSpace(string(stdout))
 	if !jobDirPattern.MatchString(dir) {
-		return exec.Exit{}, fmt.Errorf("exec on %s: make a private directory: mktemp printed %q (the command did not run)", s.id, firstLine(stdout))
+		return model.Exit{}, fmt.Errorf("exec on %s: make a private directory: mktemp printed %q (the command did not run)", s.id, firstLine(stdout))
 	}
 	defer p.removeJobDir(s, dir)
 	if err := p.putJobFile(ctx, s, dir, f); err != nil {
-		return exec.Exit{}, err
+		return model.Exit{}, err
 	}
 	r.dir = dir
 	return p.run(ctx, s, r, out)
 }
 
 // putJobFile uploads f into dir as an executable only its owner can use.
-func (p *Pool) putJobFile(ctx context.Context, s hostSpec, dir string, f *exec.File) error {
+func (p *Pool) putJobFile(ctx context.Context, s hostSpec, dir string, f *model.File) error {
 	rc, err := f.Open()
 	if err != nil {
 		return fmt.Errorf("exec on %s: open file %s: %w (the command did not run)", s.id, f.Name, err)
@@ -191,7 +192,7 @@ func (p *Pool) withSFTP(ctx context.Context, s hostSpec, fn func(*sftp.Client) e
 // (0600) while written, gets mode (permission, setuid, setgid and sticky
 // bits) and is renamed over path (posix-rename). With t.SSH.Become the
 // SFTP server runs under sudo.
-func (p *Pool) Upload(ctx context.Context, t exec.Target, path string, r io.Reader, mode uint32) error {
+func (p *Pool) Upload(ctx context.Context, t model.Target, path string, r io.Reader, mode uint32) error {
 	s, err := p.spec(t)
 	if err != nil {
 		return err
@@ -264,7 +265,7 @@ func fileMode(mode uint32) os.FileMode {
 //
 // Files larger than 64 MiB are refused. With t.SSH.Become the SFTP server
 // runs under sudo.
-func (p *Pool) ReadFile(ctx context.Context, t exec.Target, path string) ([]byte, error) {
+func (p *Pool) ReadFile(ctx context.Context, t model.Target, path string) ([]byte, error) {
 	s, err := p.spec(t)
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 // numericID is a uid or gid given as a number.
@@ -44,7 +45,7 @@ echo "$u:$g"`
 // resolveOwner turns "user:group" (either part a name or a number, or
 // empty) into ids, -1 for a part not asked. Numbers are taken as they
 // are; names are looked up on the host with ownerScript, in one command.
-func (p *Pool) resolveOwner(ctx context.Context, t exec.Target, owner string) (uid, gid int, err error) {
+func (p *Pool) resolveOwner(ctx context.Context, t model.Target, owner string) (uid, gid int, err error) {
 	if owner == "" {
 		return -1, -1, nil
 	}
@@ -113,7 +114,7 @@ func randomSuffix() string {
 
 // Put places f on the host over SFTP, mirroring the agent's PutFile.
 //
-// A regular file (exec.KindFile) that the destination already has, with
+// A regular file (model.KindFile) that the destination already has, with
 // the mode and owner asked for, is not sent and f.Open is not called; one
 // it has with another mode or owner is not sent either, but given the
 // owner and then the mode in place (Changed, never a backup). Otherwise
@@ -121,9 +122,9 @@ func randomSuffix() string {
 // beside the destination, is verified against f.Size and
 // f.SHA256 as it is sent, synced when the server has fsync@openssh.com,
 // hashed again on the host, gets its owner and mode and is renamed over
-// the destination. A directory (exec.KindDir) is made, or an
+// the destination. A directory (model.KindDir) is made, or an
 // existing one given the mode and owner asked for. A symlink
-// (exec.KindSymlink) is made at a temp name and renamed over the
+// (model.KindSymlink) is made at a temp name and renamed over the
 // destination, replacing a file or symlink there; its owner is not set
 // (pkg/sftp has no lchown). With f.Backup a replaced regular file is
 // first hard-linked to DEST.felix-bak-<UTC time>. Any failure leaves the
@@ -139,10 +140,10 @@ func randomSuffix() string {
 //
 // f.Owner must be numeric ("uid" or "uid:gid"). With t.SSH.Become the
 // SFTP server runs under sudo.
-func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.PutResult, error) {
-	var res exec.PutResult
+func (p *Pool) Put(ctx context.Context, t model.Target, f model.PutFile) (model.PutResult, error) {
+	var res model.PutResult
 	var putErr error
-	err := p.PutBatch(ctx, t, []exec.PutFile{f}, func(_ int, r exec.PutResult, err error) bool {
+	err := p.PutBatch(ctx, t, []model.PutFile{f}, func(_ int, r model.PutResult, err error) bool {
 		res, putErr = r, err
 		return true
 	})
@@ -157,7 +158,7 @@ func (p *Pool) Put(ctx context.Context, t exec.Target, f exec.PutFile) (exec.Put
 // stops it. It returns an error only when the batch itself failed: the
 // host could not be reached (wrapping exec.ErrUnreachable, before any
 // done call), or ctx ended between files.
-func (p *Pool) PutBatch(ctx context.Context, t exec.Target, files []exec.PutFile, done func(i int, res exec.PutResult, err error) bool) error {
+func (p *Pool) PutBatch(ctx context.Context, t model.Target, files []model.PutFile, done func(i int, res model.PutResult, err error) bool) error {
 	s, err := p.spec(t)
 	if err != nil {
 		return err
@@ -173,7 +174,7 @@ func (p *Pool) PutBatch(ctx context.Context, t exec.Target, files []exec.PutFile
 			return err
 		}
 		if err != nil {
-			done(0, exec.PutResult{}, fmt.Errorf("put %s on %s: %w", f.Dest, s.id, err))
+			done(0, model.PutResult{}, fmt.Errorf("put %s on %s: %w", f.Dest, s.id, err))
 			return nil
 		}
 		owners[f.Owner] = [2]int{uid, gid}
@@ -232,7 +233,7 @@ func (p *Pool) PutBatch(ctx context.Context, t exec.Target, files []exec.PutFile
 
 // newPutOp checks f and prepares its put on the host s; owner holds the
 // resolved uid and gid (-1: keep).
-func (p *Pool) newPutOp(s hostSpec, f exec.PutFile, owner [2]int) (*putOp, error) {
+func (p *Pool) newPutOp(s hostSpec, f model.PutFile, owner [2]int) (*putOp, error) {
 	if err := checkPut(f); err != nil {
 		return nil, err
 	}
@@ -245,13 +246,13 @@ func (p *Pool) newPutOp(s hostSpec, f exec.PutFile, owner [2]int) (*putOp, error
 
 // checkPut validates f before anything is sent: its paths, and the
 // fields its kind has (content for a file, a target for a symlink).
-func checkPut(f exec.PutFile) error {
-	if err := exec.CheckPath(f.Dest); err != nil {
+func checkPut(f model.PutFile) error {
+	if err := model.CheckPath(f.Dest); err != nil {
 		return err
 	}
 	if f.Root != "" {
 		if f.Root != "/" {
-			if err := exec.CheckPath(f.Root); err != nil {
+			if err := model.CheckPath(f.Root); err != nil {
 				return fmt.Errorf("root: %w", err)
 			}
 		}
@@ -263,7 +264,7 @@ func checkPut(f exec.PutFile) error {
 		return fmt.Errorf("mode %#o has bits beyond 07777", f.Mode)
 	}
 	switch f.Kind {
-	case exec.KindFile:
+	case model.KindFile:
 		if b, err := hex.DecodeString(strings.ToLower(f.SHA256)); err != nil || len(b) != sha256.Size {
 			return fmt.Errorf("sha256 %q is not 64 hex digits", f.SHA256)
 		}
@@ -273,7 +274,7 @@ func checkPut(f exec.PutFile) error {
 		if f.Open == nil {
 			return errors.New("no content")
 		}
-	case exec.KindDir, exec.KindSymlink:
+	case model.KindDir, model.KindSymlink:
 		if f.Size != 0 || f.SHA256 != "" {
 			return fmt.Errorf("a %s has no content (size %d, sha256 %q)", f.Kind, f.Size, f.SHA256)
 		}
@@ -281,9 +282,9 @@ func checkPut(f exec.PutFile) error {
 		return fmt.Errorf("unknown kind %d", f.Kind)
 	}
 	switch {
-	case f.Kind != exec.KindSymlink && f.Link != "":
+	case f.Kind != model.KindSymlink && f.Link != "":
 		return fmt.Errorf("a %s has no link target (%q)", f.Kind, f.Link)
-	case f.Kind == exec.KindSymlink && f.Link == "":
+	case f.Kind == model.KindSymlink && f.Link == "":
 		return errors.New("empty link target")
 	case strings.ContainsRune(f.Link, 0):
 		return fmt.Errorf("link target %q contains NUL", f.Link)
@@ -296,7 +297,7 @@ type putOp struct {
 	p        *Pool
 	s        hostSpec
 	c        *sftp.Client
-	f        exec.PutFile
+	f        model.PutFile
 	dest     string      // f.Dest, or where it points once followed
 	want     string      // a file's sha256, lower-case hex
 	mode     fs.FileMode // asked for; 0 keeps an existing entry's
@@ -305,7 +306,7 @@ type putOp struct {
 	tmpDir   string      // a file's private temp directory beside dest
 	created  bool        // tmp may exist and must be removed
 	madeDir  bool        // tmpDir exists and must be removed (after tmp)
-	res      exec.PutResult
+	res      model.PutResult
 }
 
 // testHookPut, when set by a test, is called with the private temp
@@ -330,7 +331,7 @@ func (o *putOp) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if old != nil && old.Mode()&fs.ModeSymlink != 0 && o.f.Kind != exec.KindSymlink {
+	if old != nil && old.Mode()&fs.ModeSymlink != 0 && o.f.Kind != model.KindSymlink {
 		if !o.f.FollowSymlinks {
 			return errors.New("the destination is a symlink; refusing to follow it")
 		}
@@ -339,9 +340,9 @@ func (o *putOp) run(ctx context.Context) error {
 		}
 	}
 	switch o.f.Kind {
-	case exec.KindDir:
+	case model.KindDir:
 		return o.dir(old)
-	case exec.KindSymlink:
+	case model.KindSymlink:
 		return o.symlink(old)
 	}
 	return o.file(ctx, old)
@@ -413,7 +414,7 @@ func (o *putOp) follow() (os.FileInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve the symlink at the destination: %w", err)
 	}
-	if err := exec.CheckPath(real); err != nil {
+	if err := model.CheckPath(real); err != nil {
 		return nil, fmt.Errorf("the destination is a symlink to %q: %w", real, err)
 	}
 	old, err := o.lstat(real)
@@ -766,7 +767,7 @@ func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
 // ever (a host with MaxSessions 1, or every session held by a put doing
 // the same). A host refusing it gets the file read back over SFTP.
 func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c *sftp.Client, file string, size int64) (string, error) {
-	if size > readBackMax && hashablePath.MatchString(file) && exec.CheckPath(file) == nil && p.startNested() {
+	if size > readBackMax && hashablePath.MatchString(file) && model.CheckPath(file) == nil && p.startNested() {
 		stdout, _, code, err := p.runPlain(ctx, s, plainCommand("sha256sum -- "+file, s.become), true)
 		p.endKill()
 		if err == nil && code == 0 && len(stdout) >= 64 {
@@ -823,13 +824,13 @@ func readRemote(c *sftp.Client, file string, w io.Writer) (int64, string, error)
 // unless g.FollowSymlinks (then its target, resolved on the host, is
 // read); other non-regular files are refused. With t.SSH.Become the SFTP
 // server runs under sudo.
-func (p *Pool) Get(ctx context.Context, t exec.Target, g exec.GetFile, w io.Writer) (int64, string, error) {
+func (p *Pool) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Writer) (int64, string, error) {
 	path := g.Path
 	s, err := p.spec(t)
 	if err != nil {
 		return 0, "", err
 	}
-	if err := exec.CheckPath(path); err != nil {
+	if err := model.CheckPath(path); err != nil {
 		return 0, "", fmt.Errorf("get %q on %s: %w", path, s.id, err)
 	}
 	var n int64

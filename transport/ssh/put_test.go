@@ -21,6 +21,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/transport/ssh"
 	"github.com/felix-ops/felix/transport/ssh/sshtest"
 )
@@ -31,8 +32,8 @@ func sum256(b []byte) string {
 }
 
 // putFile returns a PutFile of content whose Open calls are counted.
-func putFile(dest string, content []byte, opens *int) exec.PutFile {
-	return exec.PutFile{
+func putFile(dest string, content []byte, opens *int) model.PutFile {
+	return model.PutFile{
 		Dest:   dest,
 		Size:   int64(len(content)),
 		SHA256: sum256(content),
@@ -222,7 +223,7 @@ func TestPutAttrsInPlace(t *testing.T) {
 	}
 	for _, st := range steps {
 		ok := t.Run(st.name, func(t *testing.T) {
-			f := exec.PutFile{Dest: dest, Size: int64(len(st.content)), SHA256: sum256([]byte(st.content)),
+			f := model.PutFile{Dest: dest, Size: int64(len(st.content)), SHA256: sum256([]byte(st.content)),
 				Mode: st.mode, Backup: true}
 			opened := false
 			f.Open = func() (io.ReadCloser, error) {
@@ -355,7 +356,7 @@ func TestGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	n, sum, err := p.Get(ctx, s.Target(), exec.GetFile{Path: path}, &buf)
+	n, sum, err := p.Get(ctx, s.Target(), model.GetFile{Path: path}, &buf)
 	if err != nil || n != int64(len(data)) || sum != sum256(data) || !bytes.Equal(buf.Bytes(), data) {
 		t.Errorf("Get = %d, %s, %v (%d bytes); want %d, %s", n, sum, err, buf.Len(), len(data), sum256(data))
 	}
@@ -372,13 +373,13 @@ func TestGet(t *testing.T) {
 	}
 	for _, bad := range []string{link, dir, filepath.Join(dir, "missing"), "rel", dir + "/../x"} {
 		buf.Reset()
-		if _, _, err := p.Get(ctx, s.Target(), exec.GetFile{Path: bad}, &buf); err == nil || buf.Len() != 0 {
+		if _, _, err := p.Get(ctx, s.Target(), model.GetFile{Path: bad}, &buf); err == nil || buf.Len() != 0 {
 			t.Errorf("Get(%q) = %v, %d bytes; want an error, nothing", bad, err, buf.Len())
 		}
 	}
 	// Asked to, Get reads what the symlink points to.
 	buf.Reset()
-	if n, sum, err := p.Get(ctx, s.Target(), exec.GetFile{Path: link, FollowSymlinks: true}, &buf); err != nil ||
+	if n, sum, err := p.Get(ctx, s.Target(), model.GetFile{Path: link, FollowSymlinks: true}, &buf); err != nil ||
 		n != int64(len(data)) || sum != sum256(data) {
 		t.Errorf("Get(link, follow) = %d, %s, %v; want the target's content", n, sum, err)
 	}
@@ -414,13 +415,13 @@ func mustNotExist(t *testing.T, path string) {
 // part of the error wanted.
 type putStep struct {
 	name    string
-	f       exec.PutFile
+	f       model.PutFile
 	changed bool
 	err     string
 	check   func(t *testing.T)
 }
 
-func runSteps(t *testing.T, p *ssh.Pool, target exec.Target, steps []putStep) {
+func runSteps(t *testing.T, p *ssh.Pool, target model.Target, steps []putStep) {
 	t.Helper()
 	for _, st := range steps {
 		res, err := p.Put(context.Background(), target, st.f)
@@ -451,30 +452,30 @@ func TestPutDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	deep := filepath.Join(dir, "a", "b", "c")
-	dirAt := func(path string, m exec.PutFile) exec.PutFile {
-		m.Dest, m.Kind = path, exec.KindDir
+	dirAt := func(path string, m model.PutFile) model.PutFile {
+		m.Dest, m.Kind = path, model.KindDir
 		return m
 	}
 	runSteps(t, p, s.Target(), []putStep{
-		{name: "new", f: dirAt(d, exec.PutFile{}), changed: true,
+		{name: "new", f: dirAt(d, model.PutFile{}), changed: true,
 			check: func(t *testing.T) { mustMode(t, d, true, 0o755) }},
-		{name: "same", f: dirAt(d, exec.PutFile{})},
-		{name: "new mode", f: dirAt(d, exec.PutFile{Mode: 0o700}), changed: true,
+		{name: "same", f: dirAt(d, model.PutFile{})},
+		{name: "new mode", f: dirAt(d, model.PutFile{Mode: 0o700}), changed: true,
 			check: func(t *testing.T) { mustMode(t, d, true, 0o700) }},
-		{name: "same mode and owner", f: dirAt(d, exec.PutFile{Mode: 0o700, Owner: own})},
-		{name: "mode 0 keeps it", f: dirAt(d, exec.PutFile{}),
+		{name: "same mode and owner", f: dirAt(d, model.PutFile{Mode: 0o700, Owner: own})},
+		{name: "mode 0 keeps it", f: dirAt(d, model.PutFile{}),
 			check: func(t *testing.T) { mustMode(t, d, true, 0o700) }},
-		{name: "setgid", f: dirAt(d, exec.PutFile{Mode: 0o2750}), changed: true,
+		{name: "setgid", f: dirAt(d, model.PutFile{Mode: 0o2750}), changed: true,
 			check: func(t *testing.T) {
 				if st, err := os.Stat(d); err != nil || st.Mode()&os.ModeSetgid == 0 || st.Mode().Perm() != 0o750 {
 					t.Errorf("mode = %v, %v; want setgid 0750", st.Mode(), err)
 				}
 			}},
-		{name: "over a file", f: dirAt(file, exec.PutFile{}), err: "not a directory (a regular file)",
+		{name: "over a file", f: dirAt(file, model.PutFile{}), err: "not a directory (a regular file)",
 			check: func(t *testing.T) { mustContent(t, file, "file\n") }},
-		{name: "missing parent", f: dirAt(deep, exec.PutFile{Mode: 0o750}), err: "mkdir not asked",
+		{name: "missing parent", f: dirAt(deep, model.PutFile{Mode: 0o750}), err: "mkdir not asked",
 			check: func(t *testing.T) { mustNotExist(t, filepath.Join(dir, "a")) }},
-		{name: "mkdir", f: dirAt(deep, exec.PutFile{Mode: 0o750, Mkdir: true}), changed: true,
+		{name: "mkdir", f: dirAt(deep, model.PutFile{Mode: 0o750, Mkdir: true}), changed: true,
 			check: func(t *testing.T) {
 				mustMode(t, deep, true, 0o750)
 				mustMode(t, filepath.Dir(deep), true, 0o755)
@@ -496,8 +497,8 @@ func TestPutSymlink(t *testing.T) {
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	linkAt := func(path, to string, backup bool) exec.PutFile {
-		return exec.PutFile{Dest: path, Kind: exec.KindSymlink, Link: to, Backup: backup,
+	linkAt := func(path, to string, backup bool) model.PutFile {
+		return model.PutFile{Dest: path, Kind: model.KindSymlink, Link: to, Backup: backup,
 			Owner: strconv.Itoa(os.Getuid())}
 	}
 	var backups []string
@@ -566,13 +567,13 @@ func TestPutRoot(t *testing.T) {
 		{name: "link below root, followed", root: tree, rel: "esc/f", follow: true},
 		{name: "deeper link, followed", root: tree, rel: "a/esc/g", follow: true},
 	} {
-		for _, kind := range []exec.FileKind{exec.KindFile, exec.KindDir, exec.KindSymlink} {
-			f := exec.PutFile{Dest: filepath.Join(tc.root, tc.rel) + "-" + kind.String(), Kind: kind, Root: tc.root, FollowSymlinks: tc.follow}
+		for _, kind := range []model.FileKind{model.KindFile, model.KindDir, model.KindSymlink} {
+			f := model.PutFile{Dest: filepath.Join(tc.root, tc.rel) + "-" + kind.String(), Kind: kind, Root: tc.root, FollowSymlinks: tc.follow}
 			switch kind {
-			case exec.KindFile:
+			case model.KindFile:
 				f = putFile(f.Dest, content, nil)
 				f.Root, f.FollowSymlinks = tc.root, tc.follow
-			case exec.KindSymlink:
+			case model.KindSymlink:
 				f.Link = "to"
 			}
 			written := filepath.Join(outside, filepath.Base(f.Dest))
@@ -588,11 +589,11 @@ func TestPutRoot(t *testing.T) {
 				t.Errorf("%s, %s: Put = %+v, %v; want changed", tc.name, kind, res, err)
 			}
 			switch kind {
-			case exec.KindFile:
+			case model.KindFile:
 				mustContent(t, written, string(content))
-			case exec.KindDir:
+			case model.KindDir:
 				mustMode(t, written, true, 0o755)
-			case exec.KindSymlink:
+			case model.KindSymlink:
 				mustLink(t, written, "to")
 			}
 		}
@@ -641,10 +642,10 @@ func TestPutFollow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	follow := func(f exec.PutFile) exec.PutFile { f.FollowSymlinks = true; return f }
+	follow := func(f model.PutFile) model.PutFile { f.FollowSymlinks = true; return f }
 	newFile := putFile(link, []byte("new\n"), nil)
 	newFile.Backup = true
-	dirAt := exec.PutFile{Dest: dirLink, Kind: exec.KindDir, Mode: 0o700}
+	dirAt := model.PutFile{Dest: dirLink, Kind: model.KindDir, Mode: 0o700}
 	runSteps(t, p, s.Target(), []putStep{
 		{name: "file", f: newFile, err: "the destination is a symlink; refusing to follow it",
 			check: func(t *testing.T) { mustContent(t, target, "target\n") }},
@@ -683,27 +684,27 @@ func TestPutBadInput(t *testing.T) {
 	content := putFile(dest, []byte("x"), nil)
 	for _, tc := range []struct {
 		name string
-		f    exec.PutFile
+		f    model.PutFile
 		err  string
 	}{
-		{"unknown kind", exec.PutFile{Dest: dest, Kind: 9}, "unknown kind 9"},
-		{"dir with a size", exec.PutFile{Dest: dest, Kind: exec.KindDir, Size: 1}, "a dir has no content"},
-		{"dir with a sha256", exec.PutFile{Dest: dest, Kind: exec.KindDir, SHA256: content.SHA256}, "a dir has no content"},
-		{"dir with a link", exec.PutFile{Dest: dest, Kind: exec.KindDir, Link: "y"}, "link target"},
-		{"dir with a bad mode", exec.PutFile{Dest: dest, Kind: exec.KindDir, Mode: 0o10755}, "bits beyond 07777"},
-		{"symlink with content", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "y", Size: 1, SHA256: content.SHA256}, "a symlink has no content"},
-		{"symlink without a target", exec.PutFile{Dest: dest, Kind: exec.KindSymlink}, "empty link target"},
-		{"symlink target with NUL", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "a\x00b"}, "contains NUL"},
-		{"symlink with a bad owner name", exec.PutFile{Dest: dest, Kind: exec.KindSymlink, Link: "y", Owner: "root;id"}, "want user:group names"},
-		{"file with a link", func() exec.PutFile { f := content; f.Link = "y"; return f }(), "link target"},
-		{"file without content", func() exec.PutFile { f := content; f.Open = nil; return f }(), "no content"},
-		{"file without sha256", func() exec.PutFile { f := content; f.SHA256 = ""; return f }(), "not 64 hex digits"},
-		{"relative root", func() exec.PutFile { f := content; f.Root = "tmp"; return f }(), "not absolute"},
-		{"unclean root", func() exec.PutFile { f := content; f.Root = dir + "/"; return f }(), "not clean"},
-		{"root not above", func() exec.PutFile { f := content; f.Root = dir + "/y"; return f }(), "not an ancestor"},
-		{"root a prefix only", func() exec.PutFile { f := content; f.Root = dir[:len(dir)-1]; return f }(), "not an ancestor"},
-		{"root is dest", func() exec.PutFile { f := content; f.Root = dest; return f }(), "not an ancestor"},
-		{"dir at /", exec.PutFile{Dest: "/", Kind: exec.KindDir}, "path /"},
+		{"unknown kind", model.PutFile{Dest: dest, Kind: 9}, "unknown kind 9"},
+		{"dir with a size", model.PutFile{Dest: dest, Kind: model.KindDir, Size: 1}, "a dir has no content"},
+		{"dir with a sha256", model.PutFile{Dest: dest, Kind: model.KindDir, SHA256: content.SHA256}, "a dir has no content"},
+		{"dir with a link", model.PutFile{Dest: dest, Kind: model.KindDir, Link: "y"}, "link target"},
+		{"dir with a bad mode", model.PutFile{Dest: dest, Kind: model.KindDir, Mode: 0o10755}, "bits beyond 07777"},
+		{"symlink with content", model.PutFile{Dest: dest, Kind: model.KindSymlink, Link: "y", Size: 1, SHA256: content.SHA256}, "a symlink has no content"},
+		{"symlink without a target", model.PutFile{Dest: dest, Kind: model.KindSymlink}, "empty link target"},
+		{"symlink target with NUL", model.PutFile{Dest: dest, Kind: model.KindSymlink, Link: "a\x00b"}, "contains NUL"},
+		{"symlink with a bad owner name", model.PutFile{Dest: dest, Kind: model.KindSymlink, Link: "y", Owner: "root;id"}, "want user:group names"},
+		{"file with a link", func() model.PutFile { f := content; f.Link = "y"; return f }(), "link target"},
+		{"file without content", func() model.PutFile { f := content; f.Open = nil; return f }(), "no content"},
+		{"file without sha256", func() model.PutFile { f := content; f.SHA256 = ""; return f }(), "not 64 hex digits"},
+		{"relative root", func() model.PutFile { f := content; f.Root = "tmp"; return f }(), "not absolute"},
+		{"unclean root", func() model.PutFile { f := content; f.Root = dir + "/"; return f }(), "not clean"},
+		{"root not above", func() model.PutFile { f := content; f.Root = dir + "/y"; return f }(), "not an ancestor"},
+		{"root a prefix only", func() model.PutFile { f := content; f.Root = dir[:len(dir)-1]; return f }(), "not an ancestor"},
+		{"root is dest", func() model.PutFile { f := content; f.Root = dest; return f }(), "not an ancestor"},
+		{"dir at /", model.PutFile{Dest: "/", Kind: model.KindDir}, "path /"},
 	} {
 		_, err := p.Put(context.Background(), s.Target(), tc.f)
 		if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.HasPrefix(err.Error(), "put "+tc.f.Dest+" on ") {
@@ -912,16 +913,16 @@ func TestPutBatchOneSession(t *testing.T) {
 	s, p := server(t, "127.0.0.57")
 	dir := t.TempDir()
 	const n = 100
-	files := []exec.PutFile{{Dest: dir + "/tree", Kind: exec.KindDir, Mkdir: true}}
+	files := []model.PutFile{{Dest: dir + "/tree", Kind: model.KindDir, Mkdir: true}}
 	for i := range n {
 		files = append(files, putFile(fmt.Sprintf("%s/tree/f%03d", dir, i), []byte(fmt.Sprintf("file %d\n", i)), nil))
 		files[len(files)-1].Root = dir + "/tree"
 	}
-	files = append(files, exec.PutFile{Dest: dir + "/tree/link", Kind: exec.KindSymlink, Link: "f000", Root: dir + "/tree"})
+	files = append(files, model.PutFile{Dest: dir + "/tree/link", Kind: model.KindSymlink, Link: "f000", Root: dir + "/tree"})
 	before := strings.Count(s.Log(), "subsystem 'sftp'")
 	start := time.Now()
 	changed := 0
-	err := p.PutBatch(context.Background(), s.Target(), files, func(i int, res exec.PutResult, err error) bool {
+	err := p.PutBatch(context.Background(), s.Target(), files, func(i int, res model.PutResult, err error) bool {
 		if err != nil {
 			t.Errorf("entry %d: %v", i, err)
 			return false

@@ -13,9 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/felix-ops/felix/model"
 	"golang.org/x/crypto/ssh"
-
-	"github.com/felix-ops/felix/exec"
 )
 
 // killGrace is how long a process group has between SIGTERM and SIGKILL.
@@ -235,7 +234,7 @@ func (r runSpec) validate() error {
 	}
 	for _, e := range r.env {
 		k, _, ok := strings.Cut(e, "=")
-		if !ok || !exec.ValidEnvName(k) {
+		if !ok || !model.ValidEnvName(k) {
 			return fmt.Errorf("environment entry %q: want NAME=VALUE with a shell variable name", e)
 		}
 		if strings.ContainsRune(e, 0) {
@@ -319,15 +318,15 @@ func newToken() string {
 
 // run runs r through the wrapper on s, streaming output to out. At r's
 // timeout or when ctx ends, the remote process group is killed.
-func (p *Pool) run(ctx context.Context, s hostSpec, r runSpec, out exec.OutputFunc) (exec.Exit, error) {
+func (p *Pool) run(ctx context.Context, s hostSpec, r runSpec, out model.OutputFunc) (model.Exit, error) {
 	token := newToken()
 	ss, err := p.openSession(ctx, s, false)
 	if err != nil {
-		return exec.Exit{}, err
+		return model.Exit{}, err
 	}
 	if err := ss.start(shellCommand(wrapperScript, s.become)); err != nil {
 		ss.ch.Close()
-		return exec.Exit{}, startError(s, err)
+		return model.Exit{}, startError(s, err)
 	}
 	// From here on the command may have run: no error is "unreachable".
 	start := time.Now()
@@ -341,7 +340,7 @@ func (p *Pool) run(ctx context.Context, s hostSpec, r runSpec, out exec.OutputFu
 	// Output is gated so that nothing reaches out after run returns.
 	var outMu sync.Mutex
 	stopped := false
-	emit := func(st exec.Stream, b []byte) {
+	emit := func(st model.Stream, b []byte) {
 		outMu.Lock()
 		defer outMu.Unlock()
 		if !stopped && len(b) > 0 {
@@ -352,12 +351,12 @@ func (p *Pool) run(ctx context.Context, s hostSpec, r runSpec, out exec.OutputFu
 		_, _ = ss.ch.Write(r.payload(token))
 		_ = ss.ch.CloseWrite()
 	}()
-	status := newStatusFilter(token, func(b []byte) { emit(exec.Stderr, b) })
+	status := newStatusFilter(token, func(b []byte) { emit(model.Stderr, b) })
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go func() {
 		defer readers.Done()
-		copyChunks(ss.ch, func(b []byte) { emit(exec.Stdout, b) })
+		copyChunks(ss.ch, func(b []byte) { emit(model.Stdout, b) })
 	}()
 	go func() {
 		defer readers.Done()
@@ -409,7 +408,7 @@ wait:
 	stopped = true
 	outMu.Unlock()
 
-	ex := exec.Exit{Duration: time.Since(start), Code: -1}
+	ex := model.Exit{Duration: time.Since(start), Code: -1}
 	exited := ss.hasExited()
 	if exited {
 		ex.Code, ex.Signal = ss.code, ss.signal
@@ -423,7 +422,7 @@ wait:
 		return ex, nil
 	}
 	if status.cdFailed() {
-		return exec.Exit{}, fmt.Errorf("exec on %s: cannot change to directory %q (the command did not run)", s.id, r.dir)
+		return model.Exit{}, fmt.Errorf("exec on %s: cannot change to directory %q (the command did not run)", s.id, r.dir)
 	}
 	if !exited {
 		return ex, fmt.Errorf("exec on %s: the session ended without an exit status (connection lost?); the command may have run", s.id)

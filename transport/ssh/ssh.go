@@ -55,6 +55,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/model"
 )
 
 // Name is the transport's name in results.
@@ -231,7 +232,7 @@ func (p *Pool) Stats() Stats {
 }
 
 // spec checks t's SSH settings and fills in the defaults.
-func (p *Pool) spec(t exec.Target) (hostSpec, error) {
+func (p *Pool) spec(t model.Target) (hostSpec, error) {
 	if t.SSH == nil {
 		return hostSpec{}, fmt.Errorf("host %s has no SSH settings: %w", t.ID, exec.ErrUnreachable)
 	}
@@ -495,26 +496,26 @@ func (p *Pool) janitor() {
 // commands from a private temporary directory filled over SFTP and removed
 // afterwards; output streamed; at the deadline the remote process group is
 // killed. An error wrapping exec.ErrUnreachable means nothing ran.
-func (p *Pool) Exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	ex, err := p.exec(ctx, t, cmd, out)
 	ex.Transport = Name
 	return ex, err
 }
 
-func (p *Pool) exec(ctx context.Context, t exec.Target, cmd exec.Command, out exec.OutputFunc) (exec.Exit, error) {
+func (p *Pool) exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
 	s, err := p.spec(t)
 	if err != nil {
-		return exec.Exit{}, err
+		return model.Exit{}, err
 	}
 	if out == nil {
-		out = func(exec.Stream, []byte) {}
+		out = func(model.Stream, []byte) {}
 	}
 	if err := ctx.Err(); err != nil {
-		return exec.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
+		return model.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
 	}
 	r := runSpec{line: cmd.Line, env: cmd.Env, dir: cmd.Dir, timeout: cmd.Timeout}
 	if err := r.validate(); err != nil {
-		return exec.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
+		return model.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
 	}
 	if cmd.File != nil {
 		return p.execFile(ctx, s, r, cmd.File, out)
@@ -523,7 +524,7 @@ func (p *Pool) exec(ctx context.Context, t exec.Target, cmd exec.Command, out ex
 }
 
 // Facts probes the host for the same facts a minion reports.
-func (p *Pool) Facts(ctx context.Context, t exec.Target) (facts.Facts, error) {
+func (p *Pool) Facts(ctx context.Context, t model.Target) (facts.Facts, error) {
 	stdout, stderr, code, err := p.Run(ctx, t, facts.ProbeScript())
 	if err != nil {
 		return facts.Facts{}, fmt.Errorf("facts of %s: %w", t.ID, err)
@@ -548,12 +549,12 @@ const maxRunOutput = 16 << 20
 // signal. Background processes it leaves holding its output open are
 // waited for two seconds at most. Each stream keeps at most 16 MiB; more is
 // an error.
-func (p *Pool) Run(ctx context.Context, t exec.Target, script string) (stdout, stderr []byte, code int, err error) {
+func (p *Pool) Run(ctx context.Context, t model.Target, script string) (stdout, stderr []byte, code int, err error) {
 	return p.runCollect(ctx, t, runSpec{line: script})
 }
 
 // runCollect runs r like Run and returns its output and exit code.
-func (p *Pool) runCollect(ctx context.Context, t exec.Target, r runSpec) (stdout, stderr []byte, code int, err error) {
+func (p *Pool) runCollect(ctx context.Context, t model.Target, r runSpec) (stdout, stderr []byte, code int, err error) {
 	s, err := p.spec(t)
 	if err != nil {
 		return nil, nil, -1, err
@@ -564,7 +565,7 @@ func (p *Pool) runCollect(ctx context.Context, t exec.Target, r runSpec) (stdout
 	var mu sync.Mutex
 	var bufs [3][]byte
 	over := false
-	ex, err := p.run(ctx, s, r, func(st exec.Stream, b []byte) {
+	ex, err := p.run(ctx, s, r, func(st model.Stream, b []byte) {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(bufs[st])+len(b) > maxRunOutput {
@@ -575,7 +576,7 @@ func (p *Pool) runCollect(ctx context.Context, t exec.Target, r runSpec) (stdout
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	stdout, stderr = bufs[exec.Stdout], bufs[exec.Stderr]
+	stdout, stderr = bufs[model.Stdout], bufs[model.Stderr]
 	switch {
 	case err != nil:
 		return stdout, stderr, -1, err
@@ -589,7 +590,7 @@ func (p *Pool) runCollect(ctx context.Context, t exec.Target, r runSpec) (stdout
 
 // HostKey returns the host key fingerprint (SHA256:...) a host presents,
 // without authenticating; `felix hosts trust` uses it.
-func (p *Pool) HostKey(ctx context.Context, t exec.Target) (string, error) {
+func (p *Pool) HostKey(ctx context.Context, t model.Target) (string, error) {
 	s, err := p.spec(t)
 	if err != nil {
 		return "", err
@@ -604,7 +605,7 @@ func (p *Pool) HostKey(ctx context.Context, t exec.Target) (string, error) {
 // Trust records the host's current key in the known_hosts file after
 // checking it has the fingerprint the operator confirmed. A key recorded
 // for the same address before (a host that was re-installed) is replaced.
-func (p *Pool) Trust(ctx context.Context, t exec.Target, fingerprint string) error {
+func (p *Pool) Trust(ctx context.Context, t model.Target, fingerprint string) error {
 	s, err := p.spec(t)
 	if err != nil {
 		return err

@@ -27,6 +27,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/transport/ssh"
 	"github.com/felix-ops/felix/transport/ssh/sshtest"
 )
@@ -62,10 +63,10 @@ type output struct {
 	stdout, stderr bytes.Buffer
 }
 
-func (o *output) fn(s exec.Stream, p []byte) {
+func (o *output) fn(s model.Stream, p []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if s == exec.Stderr {
+	if s == model.Stderr {
 		o.stderr.Write(p)
 	} else {
 		o.stdout.Write(p)
@@ -78,7 +79,7 @@ func (o *output) String() string {
 	return fmt.Sprintf("stdout %q, stderr %q", o.stdout.String(), o.stderr.String())
 }
 
-func run(t testing.TB, p *ssh.Pool, target exec.Target, cmd exec.Command) (stdout, stderr string, ex exec.Exit, err error) {
+func run(t testing.TB, p *ssh.Pool, target model.Target, cmd model.Command) (stdout, stderr string, ex model.Exit, err error) {
 	t.Helper()
 	var o output
 	ex, err = p.Exec(context.Background(), target, cmd, o.fn)
@@ -86,7 +87,7 @@ func run(t testing.TB, p *ssh.Pool, target exec.Target, cmd exec.Command) (stdou
 }
 
 // mustRun runs cmd and fails the test unless it ran.
-func mustRun(t testing.TB, p *ssh.Pool, target exec.Target, cmd exec.Command) (stdout, stderr string, ex exec.Exit) {
+func mustRun(t testing.TB, p *ssh.Pool, target model.Target, cmd model.Command) (stdout, stderr string, ex model.Exit) {
 	t.Helper()
 	stdout, stderr, ex, err := run(t, p, target, cmd)
 	if err != nil {
@@ -105,7 +106,7 @@ func server(t *testing.T, host string, opts ...sshtest.Option) (*sshtest.Server,
 func TestExecLine(t *testing.T) {
 	t.Parallel()
 	s, p := server(t, "127.0.0.11")
-	stdout, stderr, ex := mustRun(t, p, s.Target(), exec.Command{Line: "echo out; echo err >&2; exit 3"})
+	stdout, stderr, ex := mustRun(t, p, s.Target(), model.Command{Line: "echo out; echo err >&2; exit 3"})
 	if stdout != "out\n" || stderr != "err\n" {
 		t.Errorf("output = %q, %q; want %q, %q", stdout, stderr, "out\n", "err\n")
 	}
@@ -113,12 +114,12 @@ func TestExecLine(t *testing.T) {
 		t.Errorf("exit = %+v; want code 3 over ssh", ex)
 	}
 
-	stdout, _, ex = mustRun(t, p, s.Target(), exec.Command{Line: "true"})
+	stdout, _, ex = mustRun(t, p, s.Target(), model.Command{Line: "true"})
 	if stdout != "" || ex.Code != 0 {
 		t.Errorf("true: stdout %q, exit %+v", stdout, ex)
 	}
 	// A command line starting with "-" is a command, not an option of sh.
-	_, stderr, ex = mustRun(t, p, s.Target(), exec.Command{Line: "-x"})
+	_, stderr, ex = mustRun(t, p, s.Target(), model.Command{Line: "-x"})
 	if ex.Code != 127 || !strings.Contains(stderr, "not found") {
 		t.Errorf(`"-x": exit %+v, stderr %q; want command not found`, ex, stderr)
 	}
@@ -127,7 +128,7 @@ func TestExecLine(t *testing.T) {
 func TestExecSignal(t *testing.T) {
 	t.Parallel()
 	s, p := server(t, "127.0.0.12")
-	_, _, ex := mustRun(t, p, s.Target(), exec.Command{Line: "echo going; kill -s KILL $$"})
+	_, _, ex := mustRun(t, p, s.Target(), model.Command{Line: "echo going; kill -s KILL $$"})
 	if ex.Code != -1 || ex.Signal != "SIGKILL" {
 		t.Errorf("exit = %+v; want code -1, SIGKILL", ex)
 	}
@@ -152,7 +153,7 @@ func TestExecQuoting(t *testing.T) {
 echo "multi
 line" $((1+2))
 printf 'tail\\n\n'`
-	stdout, stderr, ex := mustRun(t, p, s.Target(), exec.Command{Line: line, Env: env, Dir: dir})
+	stdout, stderr, ex := mustRun(t, p, s.Target(), model.Command{Line: line, Env: env, Dir: dir})
 	want := "[a'b]\n[c\"d]\n[spaces and " + inject + "]\n[two\nlines \\n \\\\ %s %b]\n[]\n[" + dir + "]\nmulti\nline 3\ntail\\n\n"
 	if stdout != want || stderr != "" || ex.Code != 0 {
 		t.Errorf("stdout = %q\nwant     %q\nstderr %q, exit %+v", stdout, want, stderr, ex)
@@ -169,13 +170,13 @@ printf 'tail\\n\n'`
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(filepath.Join(home, "-"+rel))
-	stdout, _, _ = mustRun(t, p, s.Target(), exec.Command{Line: "pwd", Dir: "-" + rel})
+	stdout, _, _ = mustRun(t, p, s.Target(), model.Command{Line: "pwd", Dir: "-" + rel})
 	if strings.TrimSpace(stdout) != filepath.Join(home, "-"+rel) {
 		t.Errorf("pwd in %q = %q", "-"+rel, stdout)
 	}
 
 	// Bad input is refused before anything runs.
-	for _, cmd := range []exec.Command{
+	for _, cmd := range []model.Command{
 		{Line: "true", Env: []string{"NOEQUALS"}},
 		{Line: "true", Env: []string{"BAD-NAME=x"}},
 		{Line: "true", Env: []string{"$(touch " + pwned + ")=x"}},
@@ -191,7 +192,7 @@ printf 'tail\\n\n'`
 	}
 
 	// A directory that does not exist: an error, and nothing ran.
-	_, _, _, err := run(t, p, s.Target(), exec.Command{Line: "touch " + pwned, Dir: filepath.Join(base, "missing")})
+	_, _, _, err := run(t, p, s.Target(), model.Command{Line: "touch " + pwned, Dir: filepath.Join(base, "missing")})
 	if err == nil || errors.Is(err, exec.ErrUnreachable) || !strings.Contains(err.Error(), "did not run") {
 		t.Errorf("Exec in a missing directory: error = %v", err)
 	}
@@ -246,7 +247,7 @@ func TestExecTimeoutKillsGroup(t *testing.T) {
 	t.Parallel()
 	s, p := server(t, "127.0.0.14")
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	_, _, ex, err := run(t, p, s.Target(), exec.Command{
+	_, _, ex, err := run(t, p, s.Target(), model.Command{
 		Line:    "sleep 300 & echo $! > " + pidFile + "; wait",
 		Timeout: time.Second,
 	})
@@ -269,15 +270,15 @@ func TestExecCancelKillsGroup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type result struct {
-		ex  exec.Exit
+		ex  model.Exit
 		err error
 	}
 	res := make(chan result, 1)
 	go func() {
 		// The child ignores SIGTERM: only the SIGKILL that follows ends it.
-		ex, err := p.Exec(ctx, s.Target(), exec.Command{
+		ex, err := p.Exec(ctx, s.Target(), model.Command{
 			Line: "sh -c 'trap \"\" TERM; echo $$ > " + pidFile + "; while :; do sleep 1; done' & wait",
-		}, func(exec.Stream, []byte) {})
+		}, func(model.Stream, []byte) {})
 		res <- result{ex, err}
 	}()
 	pid := readPID(t, pidFile)
@@ -296,7 +297,7 @@ func TestExecBackgroundChildDoesNotHang(t *testing.T) {
 	t.Parallel()
 	s, p := server(t, "127.0.0.16")
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	stdout, _, ex := mustRun(t, p, s.Target(), exec.Command{Line: "sleep 120 & echo $! > " + pidFile + "; echo started"})
+	stdout, _, ex := mustRun(t, p, s.Target(), model.Command{Line: "sleep 120 & echo $! > " + pidFile + "; echo started"})
 	if stdout != "started\n" || ex.Code != 0 || ex.TimedOut {
 		t.Errorf("stdout %q, exit %+v", stdout, ex)
 	}
@@ -308,7 +309,7 @@ func TestExecScript(t *testing.T) {
 	t.Parallel()
 	s, p := server(t, "127.0.0.17")
 	script := "#!/bin/sh\nprintf '<%s>\\n' \"$@\"\npwd\nstat -c '%a %n' . x.sh\n"
-	stdout, stderr, ex := mustRun(t, p, s.Target(), exec.Command{
+	stdout, stderr, ex := mustRun(t, p, s.Target(), model.Command{
 		Line: "./x.sh 'a b' c",
 		File: fileOf("x.sh", []byte(script)),
 	})
@@ -326,7 +327,7 @@ func TestExecScript(t *testing.T) {
 
 	// Removed after a failure too; a content of the wrong size never runs.
 	pwdFile := filepath.Join(t.TempDir(), "pwd")
-	_, _, ex = mustRun(t, p, s.Target(), exec.Command{Line: "pwd > " + pwdFile + "; exit 7", File: fileOf("y", []byte("data"))})
+	_, _, ex = mustRun(t, p, s.Target(), model.Command{Line: "pwd > " + pwdFile + "; exit 7", File: fileOf("y", []byte("data"))})
 	if ex.Code != 7 {
 		t.Errorf("exit %+v; want 7", ex)
 	}
@@ -337,18 +338,18 @@ func TestExecScript(t *testing.T) {
 	}
 	f := fileOf("z", []byte("data"))
 	f.Size = 10
-	if _, _, _, err := run(t, p, s.Target(), exec.Command{Line: "echo ran", File: f}); err == nil || !strings.Contains(err.Error(), "did not run") {
+	if _, _, _, err := run(t, p, s.Target(), model.Command{Line: "echo ran", File: f}); err == nil || !strings.Contains(err.Error(), "did not run") {
 		t.Errorf("short content: error = %v", err)
 	}
 	for _, name := range []string{"", "..", "a/b", "/etc/passwd"} {
-		if _, _, _, err := run(t, p, s.Target(), exec.Command{Line: "true", File: fileOf(name, nil)}); err == nil || errors.Is(err, exec.ErrUnreachable) {
+		if _, _, _, err := run(t, p, s.Target(), model.Command{Line: "true", File: fileOf(name, nil)}); err == nil || errors.Is(err, exec.ErrUnreachable) {
 			t.Errorf("file name %q: error = %v; want a plain error", name, err)
 		}
 	}
 }
 
-func fileOf(name string, content []byte) *exec.File {
-	return &exec.File{Name: name, Size: int64(len(content)), Open: func() (io.ReadCloser, error) {
+func fileOf(name string, content []byte) *model.File {
+	return &model.File{Name: name, Size: int64(len(content)), Open: func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(content)), nil
 	}}
 }
@@ -361,7 +362,7 @@ func TestExecFileBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(content)
-	stdout, stderr, ex := mustRun(t, p, s.Target(), exec.Command{Line: "sha256sum data.bin", File: fileOf("data.bin", content)})
+	stdout, stderr, ex := mustRun(t, p, s.Target(), model.Command{Line: "sha256sum data.bin", File: fileOf("data.bin", content)})
 	want := hex.EncodeToString(sum[:]) + "  data.bin\n"
 	if stdout != want || ex.Code != 0 {
 		t.Errorf("sha256sum = %q (stderr %q); want %q", stdout, stderr, want)
@@ -379,7 +380,7 @@ func TestStrictUnknownHost(t *testing.T) {
 	if fi, err := os.Stat(filepath.Dir(kh)); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("known_hosts dir: %v, mode %v; want created 0700", err, fi)
 	}
-	_, _, _, err := run(t, p, s.Target(), exec.Command{Line: "true"})
+	_, _, _, err := run(t, p, s.Target(), model.Command{Line: "true"})
 	if !errors.Is(err, ssh.ErrHostKey) || !errors.Is(err, exec.ErrUnreachable) {
 		t.Fatalf("error = %v; want ErrHostKey and ErrUnreachable", err)
 	}
@@ -407,13 +408,13 @@ func TestAcceptNew(t *testing.T) {
 	s := sshtest.Start(t, "127.0.0.20")
 	kh := filepath.Join(t.TempDir(), "known_hosts")
 	p := newPool(t, kh, func(c *ssh.Config) { c.Policy = ssh.PolicyAcceptNew })
-	mustRun(t, p, s.Target(), exec.Command{Line: "true"})
+	mustRun(t, p, s.Target(), model.Command{Line: "true"})
 	b, err := os.ReadFile(kh)
 	if err != nil || strings.TrimSpace(string(b)) != s.KnownHostsLine {
 		t.Errorf("known_hosts = %q, %v; want %q", b, err, s.KnownHostsLine)
 	}
 	strict := newPool(t, kh)
-	mustRun(t, strict, s.Target(), exec.Command{Line: "true"})
+	mustRun(t, strict, s.Target(), model.Command{Line: "true"})
 	if b2, _ := os.ReadFile(kh); !bytes.Equal(b, b2) {
 		t.Errorf("known_hosts changed to %q", b2)
 	}
@@ -427,7 +428,7 @@ func TestChangedHostKey(t *testing.T) {
 	s2 := sshtest.Start(t, "127.0.0.21", sshtest.Port(s.Port)) // a new host key
 	for _, policy := range []string{ssh.PolicyStrict, ssh.PolicyAcceptNew} {
 		p := newPool(t, kh, func(c *ssh.Config) { c.Policy = policy })
-		_, _, _, err := run(t, p, s2.Target(), exec.Command{Line: "true"})
+		_, _, _, err := run(t, p, s2.Target(), model.Command{Line: "true"})
 		if !errors.Is(err, ssh.ErrHostKey) || !errors.Is(err, exec.ErrUnreachable) || !strings.Contains(err.Error(), "CHANGED") ||
 			!strings.Contains(err.Error(), s2.HostKeyFingerprint) {
 			t.Errorf("%s: error = %v; want a changed host key", policy, err)
@@ -460,20 +461,20 @@ func TestHostKeyAndTrust(t *testing.T) {
 	if err := p.Trust(ctx, s.Target(), fp); err != nil {
 		t.Fatalf("Trust: %v", err)
 	}
-	mustRun(t, p, s.Target(), exec.Command{Line: "true"})
+	mustRun(t, p, s.Target(), model.Command{Line: "true"})
 
 	// The host is re-installed with a new key: refused until trusted
 	// again, and then only the new key is recorded.
 	s.Stop()
 	s2 := sshtest.Start(t, "127.0.0.22", sshtest.Port(s.Port))
 	p2 := newPool(t, kh)
-	if _, _, _, err := run(t, p2, s2.Target(), exec.Command{Line: "true"}); !errors.Is(err, ssh.ErrHostKey) {
+	if _, _, _, err := run(t, p2, s2.Target(), model.Command{Line: "true"}); !errors.Is(err, ssh.ErrHostKey) {
 		t.Fatalf("changed key: %v", err)
 	}
 	if err := p2.Trust(ctx, s2.Target(), s2.HostKeyFingerprint); err != nil {
 		t.Fatalf("Trust the new key: %v", err)
 	}
-	mustRun(t, p2, s2.Target(), exec.Command{Line: "true"})
+	mustRun(t, p2, s2.Target(), model.Command{Line: "true"})
 	if b, _ := os.ReadFile(kh); strings.TrimSpace(string(b)) != s2.KnownHostsLine {
 		t.Errorf("known_hosts = %q; want only %q", b, s2.KnownHostsLine)
 	}
@@ -485,12 +486,12 @@ func TestWrongKey(t *testing.T) {
 	target := s.Target()
 	target.SSH.KeyPath = filepath.Join(t.TempDir(), "other")
 	sshtest.WriteKey(t, target.SSH.KeyPath, "")
-	_, _, _, err := run(t, p, target, exec.Command{Line: "true"})
+	_, _, _, err := run(t, p, target, model.Command{Line: "true"})
 	if !errors.Is(err, exec.ErrUnreachable) || errors.Is(err, ssh.ErrHostKey) || !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Errorf("error = %v; want unreachable: unable to authenticate", err)
 	}
 	target.SSH.KeyPath = filepath.Join(t.TempDir(), "missing")
-	_, _, _, err = run(t, p, target, exec.Command{Line: "true"})
+	_, _, _, err = run(t, p, target, model.Command{Line: "true"})
 	if !errors.Is(err, exec.ErrUnreachable) || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("missing key: error = %v; want unreachable naming the key", err)
 	}
@@ -501,21 +502,21 @@ func TestSSHDDown(t *testing.T) {
 	s, p := server(t, "127.0.0.24")
 	up := sshtest.Start(t, "127.0.0.25")
 	s.Stop()
-	_, _, _, err := run(t, p, s.Target(), exec.Command{Line: "true"})
+	_, _, _, err := run(t, p, s.Target(), model.Command{Line: "true"})
 	if !errors.Is(err, exec.ErrUnreachable) {
 		t.Errorf("error = %v; want unreachable", err)
 	}
 	p2 := newPool(t, up.KnownHosts(t))
-	mustRun(t, p2, up.Target(), exec.Command{Line: "true"})
+	mustRun(t, p2, up.Target(), model.Command{Line: "true"})
 }
 
 func TestRedialAfterRestart(t *testing.T) {
 	t.Parallel()
 	s, p := server(t, "127.0.0.26")
-	mustRun(t, p, s.Target(), exec.Command{Line: "true"})
+	mustRun(t, p, s.Target(), model.Command{Line: "true"})
 	s.Stop() // the host reboots: the pooled connection dies with it
 	s2 := sshtest.Start(t, "127.0.0.26", sshtest.Port(s.Port), sshtest.HostKeyFile(s.HostKeyFile))
-	stdout, _, _ := mustRun(t, p, s2.Target(), exec.Command{Line: "echo back"})
+	stdout, _, _ := mustRun(t, p, s2.Target(), model.Command{Line: "echo back"})
 	if stdout != "back\n" {
 		t.Errorf("stdout %q", stdout)
 	}
@@ -528,9 +529,9 @@ func TestConnectionReuse(t *testing.T) {
 	t.Parallel()
 	s, p := server(t, "127.0.0.27")
 	for range 3 {
-		mustRun(t, p, s.Target(), exec.Command{Line: "true"})
+		mustRun(t, p, s.Target(), model.Command{Line: "true"})
 	}
-	mustRun(t, p, s.Target(), exec.Command{Line: "true", File: fileOf("f", []byte("x"))})
+	mustRun(t, p, s.Target(), model.Command{Line: "true", File: fileOf("f", []byte("x"))})
 	if st := p.Stats(); st.Dials != 1 || st.Conns != 1 || st.Sessions != 0 {
 		t.Errorf("stats = %+v; want 1 dial, 1 connection, no session open", st)
 	}
@@ -549,9 +550,9 @@ func TestIdleTimeoutAndMaxConns(t *testing.T) {
 	f.Close()
 
 	p := newPool(t, kh, func(c *ssh.Config) { c.MaxConns = 1 })
-	mustRun(t, p, a.Target(), exec.Command{Line: "true"})
-	mustRun(t, p, b.Target(), exec.Command{Line: "true"}) // evicts a's idle connection
-	mustRun(t, p, a.Target(), exec.Command{Line: "true"})
+	mustRun(t, p, a.Target(), model.Command{Line: "true"})
+	mustRun(t, p, b.Target(), model.Command{Line: "true"}) // evicts a's idle connection
+	mustRun(t, p, a.Target(), model.Command{Line: "true"})
 	if st := p.Stats(); st.Conns != 1 || st.Dials != 3 {
 		t.Errorf("stats = %+v; want 1 connection, 3 dials", st)
 	}
@@ -561,7 +562,7 @@ func TestIdleTimeoutAndMaxConns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			mustRun(t, p, s.Target(), exec.Command{Line: "sleep 0.2"})
+			mustRun(t, p, s.Target(), model.Command{Line: "sleep 0.2"})
 		}()
 	}
 	wg.Wait()
@@ -570,7 +571,7 @@ func TestIdleTimeoutAndMaxConns(t *testing.T) {
 	}
 
 	idle := newPool(t, kh, func(c *ssh.Config) { c.IdleTimeout = 100 * time.Millisecond })
-	mustRun(t, idle, a.Target(), exec.Command{Line: "true"})
+	mustRun(t, idle, a.Target(), model.Command{Line: "true"})
 	for i := 0; idle.Stats().Conns != 0; i++ {
 		if i > 200 {
 			t.Fatalf("idle connection not closed: %+v", idle.Stats())
@@ -596,7 +597,7 @@ func TestConcurrentSessions(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					stdout, _, _, err := run(t, p, s.Target(), exec.Command{Line: "sleep 0.3; echo " + strconv.Itoa(i)})
+					stdout, _, _, err := run(t, p, s.Target(), model.Command{Line: "sleep 0.3; echo " + strconv.Itoa(i)})
 					if err != nil || stdout != strconv.Itoa(i)+"\n" {
 						t.Errorf("exec %d: stdout %q, %v", i, stdout, err)
 					}
@@ -722,18 +723,18 @@ func TestBecome(t *testing.T) {
 	s, p := server(t, "127.0.0.34")
 	target := s.Target()
 	target.SSH.Become = true
-	stdout, stderr, ex := mustRun(t, p, target, exec.Command{Line: "id -u; echo $FELIX_X", Env: []string{"FELIX_X=kept"}})
+	stdout, stderr, ex := mustRun(t, p, target, model.Command{Line: "id -u; echo $FELIX_X", Env: []string{"FELIX_X=kept"}})
 	if stdout != "0\nkept\n" || ex.Code != 0 {
 		t.Errorf("stdout %q, stderr %q, exit %+v", stdout, stderr, ex)
 	}
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	_, _, ex, err := run(t, p, target, exec.Command{Line: "sleep 300 & echo $! > " + pidFile + "; wait", Timeout: time.Second})
+	_, _, ex, err := run(t, p, target, model.Command{Line: "sleep 300 & echo $! > " + pidFile + "; wait", Timeout: time.Second})
 	if err != nil || !ex.TimedOut {
 		t.Errorf("exit %+v, %v; want TimedOut", ex, err)
 	}
 	waitGone(t, readPID(t, pidFile))
 
-	stdout, _, ex = mustRun(t, p, target, exec.Command{Line: "./s.sh; stat -c %U .", File: fileOf("s.sh", []byte("#!/bin/sh\nid -u\n"))})
+	stdout, _, ex = mustRun(t, p, target, model.Command{Line: "./s.sh; stat -c %U .", File: fileOf("s.sh", []byte("#!/bin/sh\nid -u\n"))})
 	if stdout != "0\nroot\n" || ex.Code != 0 {
 		t.Errorf("script under sudo: stdout %q, exit %+v", stdout, ex)
 	}
@@ -755,17 +756,17 @@ func TestPasswordFromEnv(t *testing.T) {
 	target := s.Target()
 	target.SSH.KeyPath = ""
 
-	_, _, _, err := run(t, p, target, exec.Command{Line: "true"})
+	_, _, _, err := run(t, p, target, model.Command{Line: "true"})
 	if !errors.Is(err, exec.ErrUnreachable) {
 		t.Errorf("without a password: %v; want unreachable", err)
 	}
 	t.Setenv(ssh.EnvPassword, "wrong")
-	_, _, _, err = run(t, p, target, exec.Command{Line: "true"})
+	_, _, _, err = run(t, p, target, model.Command{Line: "true"})
 	if !errors.Is(err, exec.ErrUnreachable) || !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Errorf("wrong password: %v; want unreachable: unable to authenticate", err)
 	}
 	t.Setenv(ssh.EnvPassword, "correct horse")
-	stdout, _, _ := mustRun(t, p, target, exec.Command{Line: "echo in"})
+	stdout, _, _ := mustRun(t, p, target, model.Command{Line: "echo in"})
 	if stdout != "in\n" || !strings.Contains(s.Log(), "Accepted password") {
 		t.Errorf("stdout %q; want a password login", stdout)
 	}
@@ -780,7 +781,7 @@ func TestPassphraseKey(t *testing.T) {
 
 	t.Setenv(ssh.EnvPassphrase, "")
 	p := newPool(t, s.KnownHosts(t))
-	_, _, _, err := run(t, p, target, exec.Command{Line: "true"})
+	_, _, _, err := run(t, p, target, model.Command{Line: "true"})
 	if !errors.Is(err, exec.ErrUnreachable) || !strings.Contains(err.Error(), ssh.EnvPassphrase) {
 		t.Errorf("without a passphrase: %v; want unreachable naming %s", err, ssh.EnvPassphrase)
 	}
@@ -792,13 +793,13 @@ func TestPassphraseKey(t *testing.T) {
 			return []byte("open sesame"), nil
 		}
 	})
-	mustRun(t, withPrompt, target, exec.Command{Line: "true"})
+	mustRun(t, withPrompt, target, model.Command{Line: "true"})
 	if prompted != 1 {
 		t.Errorf("prompted %d times; want 1", prompted)
 	}
 
 	t.Setenv(ssh.EnvPassphrase, "open sesame")
-	mustRun(t, newPool(t, s.KnownHosts(t)), target, exec.Command{Line: "true"})
+	mustRun(t, newPool(t, s.KnownHosts(t)), target, model.Command{Line: "true"})
 }
 
 func TestAgent(t *testing.T) {
@@ -835,10 +836,10 @@ func TestAgent(t *testing.T) {
 	target := s.Target()
 	target.SSH.KeyPath = ""
 	p := newPool(t, s.KnownHosts(t), func(c *ssh.Config) { c.NoAgent = false; c.KeyFiles = []string{"/nonexistent"} })
-	mustRun(t, p, target, exec.Command{Line: "true"})
+	mustRun(t, p, target, model.Command{Line: "true"})
 
 	off := newPool(t, s.KnownHosts(t), func(c *ssh.Config) { c.KeyFiles = []string{"/nonexistent"} })
-	if _, _, _, err := run(t, off, target, exec.Command{Line: "true"}); !errors.Is(err, exec.ErrUnreachable) {
+	if _, _, _, err := run(t, off, target, model.Command{Line: "true"}); !errors.Is(err, exec.ErrUnreachable) {
 		t.Errorf("with NoAgent: %v; want unreachable", err)
 	}
 }
@@ -857,14 +858,14 @@ func TestNewPoolErrors(t *testing.T) {
 		t.Errorf("no known_hosts accepted")
 	}
 	p := newPool(t, filepath.Join(t.TempDir(), "kh"))
-	for _, target := range []exec.Target{
+	for _, target := range []model.Target{
 		{ID: "none"},
-		{ID: "h", SSH: &exec.SSHTarget{Host: "-oProxyCommand=x"}},
-		{ID: "h", SSH: &exec.SSHTarget{Host: "a b"}},
-		{ID: "h", SSH: &exec.SSHTarget{Host: "h", Port: 70000}},
-		{ID: "h", SSH: &exec.SSHTarget{Host: "h", User: "-l"}},
+		{ID: "h", SSH: &model.SSHTarget{Host: "-oProxyCommand=x"}},
+		{ID: "h", SSH: &model.SSHTarget{Host: "a b"}},
+		{ID: "h", SSH: &model.SSHTarget{Host: "h", Port: 70000}},
+		{ID: "h", SSH: &model.SSHTarget{Host: "h", User: "-l"}},
 	} {
-		if _, err := p.Exec(context.Background(), target, exec.Command{Line: "true"}, nil); err == nil {
+		if _, err := p.Exec(context.Background(), target, model.Command{Line: "true"}, nil); err == nil {
 			t.Errorf("Exec on %+v succeeded", target.SSH)
 		}
 	}
@@ -889,7 +890,7 @@ func BenchmarkExecTrue(b *testing.B) {
 	// by sshd reads for every command) is not what is measured.
 	s := sshtest.Start(b, "0.0.0.0", sshtest.Shell("/bin/sh"))
 	var kh bytes.Buffer
-	targets := make([]exec.Target, n)
+	targets := make([]model.Target, n)
 	for i, h := range hosts {
 		kh.WriteString(strings.Replace(s.KnownHostsLine, "[0.0.0.0]", "["+h+"]", 1) + "\n")
 		targets[i] = s.Target()
@@ -906,7 +907,7 @@ func BenchmarkExecTrue(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ex, err := p.Exec(context.Background(), t, exec.Command{Line: "true"}, nil)
+				ex, err := p.Exec(context.Background(), t, model.Command{Line: "true"}, nil)
 				if err != nil || ex.Code != 0 {
 					b.Errorf("%s: %+v, %v", t.ID, ex, err)
 				}
@@ -943,7 +944,7 @@ func BenchmarkExecTrue(b *testing.B) {
 func TestEnvCannotRewriteTheWrapper(t *testing.T) {
 	t.Parallel()
 	s, p := server(t, "127.0.0.38")
-	stdout, _, ex := mustRun(t, p, s.Target(), exec.Command{Line: "echo ran $c $g",
+	stdout, _, ex := mustRun(t, p, s.Target(), model.Command{Line: "echo ran $c $g",
 		Env: []string{"c=echo hijacked", "x=/bin/false", "g=1", "t=x", "d=/", "n=9"}})
 	if ex.Code != 0 || strings.TrimSpace(stdout) != "ran echo hijacked 1" {
 		t.Errorf("got %q exit %d; want the command itself run, seeing its env", stdout, ex.Code)

@@ -26,8 +26,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
+	"github.com/felix-ops/felix/model"
 )
 
 // SSHD is the sshd binary the servers run.
@@ -323,8 +323,8 @@ func (s *Server) KnownHosts(t testing.TB) string {
 
 // Target returns a target for this server, logging in as User with
 // ClientKey.
-func (s *Server) Target() exec.Target {
-	return exec.Target{ID: s.Host, SSH: &exec.SSHTarget{Host: s.Host, Port: s.Port, User: s.User, KeyPath: s.ClientKey}}
+func (s *Server) Target() model.Target {
+	return model.Target{ID: s.Host, SSH: &model.SSHTarget{Host: s.Host, Port: s.Port, User: s.User, KeyPath: s.ClientKey}}
 }
 
 // AuthorizeKey adds a public key to the server's authorized keys.

@@ -1,4 +1,4 @@
-package wire
+package model
 
 import (
 	"strings"
@@ -113,6 +113,125 @@ func TestValidFingerprint(t *testing.T) {
 		"SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2;", "sha256:" + strings.Repeat("a", 64)} {
 		if _, err := ValidFingerprint(in); err == nil || !strings.Contains(err.Error(), "fingerprint") {
 			t.Errorf("ValidFingerprint(%q) = %v; want an error naming fingerprint", in, err)
+		}
+	}
+}
+
+func TestValidID(t *testing.T) {
+	tests := []struct {
+		id string
+		ok bool
+	}{
+		{"web01", true},
+		{"web01.example.net", true},
+		{"db_2-a", true},
+		{strings.Repeat("a", 253), true},
+		{"", false},
+		{strings.Repeat("a", 254), false},
+		{"a/b", false},
+		{"a..b", false},
+		{"..", false},
+		{"a\x00b", false},
+		{"\xff", false},
+		{"-rf", false},
+		{".hidden", false},
+		{"a b", false},
+		{"a;reboot", false},
+		{"$(id)", false},
+	}
+	for _, tt := range tests {
+		err := ValidID(tt.id)
+		if (err == nil) != tt.ok {
+			t.Errorf("ValidID(%q) = %v; want ok=%v", tt.id, err, tt.ok)
+		}
+	}
+}
+
+func TestCheckPath(t *testing.T) {
+	tests := []struct {
+		path string
+		want string // substring of the error; "" for valid
+	}{
+		{"/etc/x", ""},
+		{"/x", ""},
+		{"/etc/app dir/x.conf", ""},
+		{"/etc/..x", ""},
+		{"/etc/x..", ""},
+		{"/etc/\n", ""}, // odd, but a name; the transports never give it to a shell
+		{"", "empty"},
+		{"etc/x", "not absolute"},
+		{"./x", "not absolute"},
+		{"/etc/../x", "not clean"},
+		{"/..", "not clean"},
+		{"/etc/./x", "not clean"},
+		{"/etc//x", "not clean"},
+		{"//etc", "not clean"},
+		{"/etc/x/", "not clean"},
+		{"/etc/x/.", "not clean"},
+		{"/etc/a\x00b", "NUL"},
+		{"\x00", "NUL"},
+		{"/", "names no file"},
+	}
+	for _, tt := range tests {
+		err := CheckPath(tt.path)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("CheckPath(%q) = %v; want nil", tt.path, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("CheckPath(%q) = %v; want an error containing %q", tt.path, err, tt.want)
+		}
+	}
+}
+
+func TestCheckEntryPath(t *testing.T) {
+	tests := []struct {
+		rel  string
+		want string // substring of the error; "" for valid
+	}{
+		{".", ""},
+		{"a", ""},
+		{"a/b/c.conf", ""},
+		{"..a", ""},
+		{"a..", ""},
+		{"a/..b", ""},
+		{".hidden", ""},
+		{"", "empty or contains NUL"},
+		{"a\x00b", "empty or contains NUL"},
+		{"..", "inside the destination"},
+		{"../x", "inside the destination"},
+		{"a/../../x", "inside the destination"},
+		{"a/../b", "inside the destination"},
+		{"a/..", "inside the destination"},
+		{"./a", "inside the destination"},
+		{"a/./b", "inside the destination"},
+		{"a//b", "inside the destination"},
+		{"a/", "inside the destination"},
+		{"/abs", "inside the destination"},
+		{"/", "inside the destination"},
+	}
+	for _, tt := range tests {
+		err := CheckEntryPath(tt.rel)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("CheckEntryPath(%q) = %v; want nil", tt.rel, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("CheckEntryPath(%q) = %v; want an error containing %q", tt.rel, err, tt.want)
+		}
+	}
+}
+
+func TestParseBatch(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"", true}, {"1", true}, {"10", true}, {"10%", true}, {"100%", true}, {"1%", true},
+		{"0", false}, {"-1", false}, {"0%", false}, {"101%", false}, {"x", false}, {"5%%", false},
+		{"%", false}, {"1.5", false}, {" 5", false},
+	}
+	for _, tt := range tests {
+		if err := ParseBatch(tt.in); (err == nil) != tt.ok {
+			t.Errorf("ParseBatch(%q) = %v; want ok: %v", tt.in, err, tt.ok)
 		}
 	}
 }

@@ -1,0 +1,62 @@
+package model
+
+import "testing"
+
+func TestStates(t *testing.T) {
+	for _, s := range FinalStates {
+		if !s.Final() {
+			t.Errorf("State(%q).Final() = false; want true", s)
+		}
+	}
+	for _, s := range []State{StatePending, StateRunning, "", "bogus"} {
+		if s.Final() {
+			t.Errorf("State(%q).Final() = true; want false", s)
+		}
+	}
+	if StateOK.Rank() != 0 || StateFailed.Rank() >= StateLost.Rank() || State("bogus").Rank() != len(FinalStates) {
+		t.Errorf("Rank: ok %d, failed %d, lost %d, bogus %d; want ok first, failed before lost, bogus last",
+			StateOK.Rank(), StateFailed.Rank(), StateLost.Rank(), State("bogus").Rank())
+	}
+	tests := []struct {
+		s    JobState
+		want bool
+	}{{JobQueued, false}, {JobRunning, false}, {JobDone, true}, {JobCancelled, true}, {"bogus", false}}
+	for _, tt := range tests {
+		if got := tt.s.Final(); got != tt.want {
+			t.Errorf("JobState(%q).Final() = %v; want %v", tt.s, got, tt.want)
+		}
+	}
+}
+
+func TestFileKind(t *testing.T) {
+	for _, k := range []FileKind{KindFile, KindDir, KindSymlink} {
+		got, err := ParseFileKind(k.String())
+		if err != nil || got != k {
+			t.Errorf("ParseFileKind(%q) = %v, %v; want %v", k.String(), got, err, k)
+		}
+	}
+	for _, s := range []string{"", "File", "fifo", "kind(3)"} {
+		if _, err := ParseFileKind(s); err == nil {
+			t.Errorf("ParseFileKind(%q) = nil error; want one", s)
+		}
+	}
+}
+
+func TestValidMode(t *testing.T) {
+	for _, m := range []string{"", ModeAuto, ModeAgent, ModeSSH} {
+		if err := ValidMode(m); err != nil {
+			t.Errorf("ValidMode(%q) = %v; want nil", m, err)
+		}
+	}
+	for _, m := range []string{"AUTO", "grpc", " ssh"} {
+		if err := ValidMode(m); err == nil {
+			t.Errorf("ValidMode(%q) = nil; want an error", m)
+		}
+	}
+}
+
+func TestStream(t *testing.T) {
+	if Stdout.String() != "stdout" || Stderr.String() != "stderr" || Stream(9).String() != "unknown" {
+		t.Errorf("Stream names = %q %q %q; want stdout stderr unknown", Stdout, Stderr, Stream(9))
+	}
+}

@@ -1,0 +1,33 @@
+package model
+
+import "time"
+
+// Result is how one host's run of a job ended.
+type Result struct {
+	Host       string
+	Addr       string
+	State      State
+	ExitCode   int
+	Signal     string
+	Stdout     []byte
+	Stderr     []byte
+	Truncated  bool
+	Error      string
+	Transport  string
+	Files      *FileReport // a file transfer's report
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// FileReport is what a transfer did on one host.
+type FileReport struct {
+	// Changed and Unchanged count the entries a push placed and the ones
+	// the host already had; a fetch leaves them zero.
+	Changed   int `json:"changed"`
+	Unchanged int `json:"unchanged"`
+	// Size is the bytes of content pushed (all file entries, sent or not)
+	// or fetched.
+	Size int64 `json:"size"`
+	// SHA256 is the content's sha256 for a single file pushed or fetched.
+	SHA256 string `json:"sha256,omitempty"`
+}

@@ -1,0 +1,45 @@
+package model
+
+import "fmt"
+
+// Target is one host a job runs on, as resolved from the inventory.
+type Target struct {
+	ID          string
+	Addr        string // what the agent transport dials (host:port of the minion)
+	Fingerprint string // the minion's pinned certificate; "" when the host has no accepted minion
+	// SSH, when set, says how to reach the host agentlessly.
+	SSH *SSHTarget
+	// Mode is the transport the request asked for: ModeAuto (or ""),
+	// ModeAgent or ModeSSH; the selecting transport honours it.
+	Mode string
+	// Skip, when set, is the final state the host gets without running
+	// anything (StateNotAccepted, StateUnknown, StateUnreachable).
+	Skip  State
+	Error string // with Skip: why
+}
+
+// SSHTarget is how a host is reached over SSH. Every field is data, never
+// spliced into a shell.
+type SSHTarget struct {
+	Host    string // name or IP address
+	Port    int    // 0 means DefaultSSHPort
+	User    string // "" means the transport's default (root)
+	KeyPath string // "" means the transport's configured keys and agent
+	Become  bool   // run the command with sudo -n
+}
+
+// Transport modes a request may ask for (Target.Mode).
+const (
+	ModeAuto  = "auto"  // the minion when the host has an accepted one, else SSH; SSH when the minion cannot be reached
+	ModeAgent = "agent" // the minion only
+	ModeSSH   = "ssh"   // SSH only
+)
+
+// ValidMode reports why m is not a transport mode, or nil; "" means auto.
+func ValidMode(m string) error {
+	switch m {
+	case "", ModeAuto, ModeAgent, ModeSSH:
+		return nil
+	}
+	return fmt.Errorf("transport %q: want auto, agent or ssh", m)
+}
