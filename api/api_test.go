@@ -1040,7 +1040,7 @@ func TestExecReportsUnknownAndPending(t *testing.T) {
 	h.addMinion("p1", "127.0.0.7:4510", false, nil)
 
 	var job wire.Job
-	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{ID: "req-1", CmdLine: "hostname", Targets: []string{"ghost", "p1", "10.99.0.1"}},
+	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{JobOptions: wire.JobOptions{ID: "req-1", Targets: []string{"ghost", "p1", "10.99.0.1"}}, CmdLine: "hostname"},
 		&job, http.StatusOK)
 	want := map[string]model.State{"ghost": "unknown", "p1": "not_accepted", "10.99.0.1": "unknown"}
 	if len(job.Results) != len(want) {
@@ -1108,7 +1108,7 @@ func TestHappyPath(t *testing.T) {
 
 	// Not accepted yet: exec reports it, runs nothing.
 	var job wire.Job
-	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{CmdLine: "hostname", Targets: []string{"m1"}}, &job, http.StatusOK)
+	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"m1"}}, CmdLine: "hostname"}, &job, http.StatusOK)
 	if len(job.Results) != 1 || job.Results[0].State != "not_accepted" {
 		t.Errorf("exec on a pending minion = %+v; want one not_accepted result", job.Results)
 	}

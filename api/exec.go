@@ -34,8 +34,8 @@ import (
 func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (model.JobSpec, error) {
 	switch req.CmdType {
 	case "":
-		req.CmdType = "line"
-	case "line", "script", "file":
+		req.CmdType = model.CmdLine
+	case model.CmdLine, model.CmdScript, model.CmdFile:
 	default:
 		return model.JobSpec{}, badRequestf("cmd_type %q: want line, script or file", req.CmdType)
 	}
@@ -45,12 +45,8 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (mode
 	if !utf8.ValidString(req.CmdLine) || strings.ContainsRune(req.CmdLine, 0) {
 		return model.JobSpec{}, badRequestf("cmd_line must be UTF-8 text without NUL")
 	}
-	if len(req.ID) > 256 || !utf8.ValidString(req.ID) {
-		return model.JobSpec{}, badRequestf("id must be UTF-8 of at most 256 bytes")
-	}
-	spec := model.JobSpec{ClientID: req.ID, CmdType: req.CmdType, CmdLine: req.CmdLine, Batch: req.Batch,
-		FailThreshold: req.FailThreshold}
-	if req.CmdType == "line" {
+	spec := model.JobSpec{CmdType: req.CmdType, CmdLine: req.CmdLine}
+	if req.CmdType == model.CmdLine {
 		if req.File != "" || uploaded || req.FileName != "" || req.FileEncoding != "" {
 			return model.JobSpec{}, badRequestf("file, file_name and file_encoding are for cmd_type script or file")
 		}
@@ -78,8 +74,7 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (mode
 		}
 		spec.FileName = name
 	}
-	opts := wire.JobOptions{ID: req.ID, CallbackURL: req.CallbackURL, Targets: req.Targets, Timeout: req.Timeout,
-		Batch: req.Batch, FailThreshold: req.FailThreshold, Transport: req.Transport}
+	opts := req.JobOptions
 	if req.MinionIP != "" {
 		if net.ParseIP(req.MinionIP) == nil {
 			return model.JobSpec{}, badRequestf("minion_ip %q is not an IP address", req.MinionIP)
@@ -236,7 +231,7 @@ func (s *Server) exec(c *gin.Context) {
 	payload := ""
 	if upload != "" {
 		payload, spec.FileSize, upload = upload, uploadSize, ""
-	} else if spec.CmdType != "line" {
+	} else if spec.CmdType != model.CmdLine {
 		var content io.Reader = strings.NewReader(req.File)
 		if req.FileEncoding == "base64" {
 			content = base64.NewDecoder(base64.StdEncoding, strings.NewReader(req.File))

@@ -446,7 +446,7 @@ func TestDryRunTransport(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var dr wire.DryRun
-		h.adminDo("POST", "/api/v1/exec?dry_run=true", wire.ExecRequest{CmdLine: "true", Targets: targets, Transport: tt.mode}, &dr, http.StatusOK)
+		h.adminDo("POST", "/api/v1/exec?dry_run=true", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: targets, Transport: tt.mode}, CmdLine: "true"}, &dr, http.StatusOK)
 		var got []string
 		for _, x := range dr.Hosts {
 			got = append(got, fmt.Sprintf("%s %s %s %s", x.Host, x.State, x.Transport, x.Fallback))
@@ -466,7 +466,7 @@ func TestExecTransportStored(t *testing.T) {
 	h := newHarness(t)
 	h.addMinion("web1", "127.0.0.9:4510", true, nil)
 	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{ID: "web1", Host: "127.0.0.9", User: "deploy"}, nil, http.StatusCreated)
-	id := h.submit(wire.ExecRequest{CmdLine: "true", Targets: []string{"web1"}, Transport: "ssh"})
+	id := h.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}, Transport: "ssh"}, CmdLine: "true"})
 	h.waitJob(id)
 	calls := h.fake.Calls()
 	if len(calls) != 1 || calls[0].Target.Mode != "ssh" || calls[0].Target.SSH == nil || calls[0].Target.SSH.User != "deploy" {
@@ -476,7 +476,7 @@ func TestExecTransportStored(t *testing.T) {
 	if err := h.db.QueryRow(`SELECT spec FROM jobs WHERE id = ?`, id).Scan(&spec); err != nil || !strings.Contains(spec, `"transport":"ssh"`) {
 		t.Errorf("stored spec %s (%v); want transport ssh kept for reruns", spec, err)
 	}
-	id = h.submit(wire.ExecRequest{CmdLine: "true", Targets: []string{"web1"}})
+	id = h.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdLine: "true"})
 	h.waitJob(id)
 	if calls := h.fake.Calls(); len(calls) != 2 || calls[1].Target.Mode != "auto" {
 		t.Errorf("default mode = %q; want auto", calls[len(calls)-1].Target.Mode)

@@ -55,7 +55,7 @@ func wantStates(t *testing.T, what string, j wire.Job, want map[string]string) {
 func TestJobCancel(t *testing.T) {
 	h := threeWebs(t)
 	// Batch 1: web1 runs (and blocks), web2 waits for its turn.
-	id := h.submit(wire.ExecRequest{CmdLine: "sleep", Targets: []string{"web1", "web2"}, Batch: "1"})
+	id := h.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1", "web2"}, Batch: "1"}, CmdLine: "sleep"})
 	eventually(t, "web1 starts", func() bool { return len(h.fake.Calls()) == 1 })
 
 	var running wire.Job
@@ -112,7 +112,7 @@ func TestJobUnknownID(t *testing.T) {
 func TestJobRerun(t *testing.T) {
 	h := threeWebs(t)
 	var first wire.Job
-	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{ID: "r1", CmdLine: "fail-on web2", Targets: []string{"web*"}},
+	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{JobOptions: wire.JobOptions{ID: "r1", Targets: []string{"web*"}}, CmdLine: "fail-on web2"},
 		&first, http.StatusOK)
 	wantStates(t, "first run", first, map[string]string{"web1": "ok", "web2": "failed", "web3": "ok"})
 	if first.Summary["ok"] != 2 || first.Summary["failed"] != 1 {
@@ -149,7 +149,7 @@ func TestJobRerun(t *testing.T) {
 
 	// A job without failures has nothing to rerun.
 	var okJob wire.Job
-	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{CmdLine: "hostname", Targets: []string{"web1"}}, &okJob, http.StatusOK)
+	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdLine: "hostname"}, &okJob, http.StatusOK)
 	before := h.dump()
 	status, body := h.do(h.client(nil), "POST", "/api/v1/jobs/"+okJob.JobID+"/rerun?only=failed", "Bearer "+h.admin, nil)
 	if status != http.StatusNotFound {
@@ -169,7 +169,7 @@ func TestJobRerun(t *testing.T) {
 func TestJobFailThreshold(t *testing.T) {
 	h := threeWebs(t)
 	var job wire.Job
-	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{CmdLine: "fail", Targets: []string{"web*"}, Batch: "1", FailThreshold: 1},
+	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web*"}, Batch: "1", FailThreshold: 1}, CmdLine: "fail"},
 		&job, http.StatusOK)
 	wantStates(t, "fail threshold 1", job, map[string]string{"web1": "failed", "web2": "cancelled", "web3": "cancelled"})
 	if got := hosts(h.fake.Calls()); !slices.Equal(got, []string{"web1"}) {
@@ -194,11 +194,10 @@ func TestDryRun(t *testing.T) {
 		query string
 		req   wire.ExecRequest
 	}{
-		{"query", "?dry_run=true", wire.ExecRequest{CmdLine: "hostname", Targets: []string{"web*", "p1", "ghost"}}},
-		{"body", "", wire.ExecRequest{CmdLine: "hostname", Targets: []string{"web1", "p1", "ghost"}, DryRun: true}},
-		{"query with wait", "?dry_run=1&wait=10s", wire.ExecRequest{CmdLine: "hostname", Targets: []string{"web1", "p1", "ghost"}}},
-		{"script", "", wire.ExecRequest{CmdLine: "./x.sh", CmdType: "script", File: "echo hi",
-			Targets: []string{"web1", "p1", "ghost"}, DryRun: true, CallbackURL: "https://receiver.example/cb"}},
+		{"query", "?dry_run=true", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web*", "p1", "ghost"}}, CmdLine: "hostname"}},
+		{"body", "", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1", "p1", "ghost"}, DryRun: true}, CmdLine: "hostname"}},
+		{"query with wait", "?dry_run=1&wait=10s", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1", "p1", "ghost"}}, CmdLine: "hostname"}},
+		{"script", "", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1", "p1", "ghost"}, DryRun: true, CallbackURL: "https://receiver.example/cb"}, CmdLine: "./x.sh", CmdType: "script", File: "echo hi"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,7 +226,7 @@ func TestDryRun(t *testing.T) {
 		t.Errorf("transport called %d times by dry runs; want 0", len(got))
 	}
 	status, body := h.do(h.client(nil), "POST", "/api/v1/exec?dry_run=true", "Bearer "+h.admin,
-		wire.ExecRequest{CmdLine: "hostname", Targets: []string{"db*"}})
+		wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"db*"}}, CmdLine: "hostname"})
 	if status != http.StatusNotFound {
 		t.Errorf("dry run matching nothing = %d %s; want 404", status, body)
 	}
@@ -249,9 +248,9 @@ func TestListJobs(t *testing.T) {
 	h.addMinion("web1", "127.0.0.9:4510", true, nil)
 	var ids []string // oldest first
 	for _, req := range []wire.ExecRequest{
-		{ID: "abc", CmdLine: "hostname", Targets: []string{"web1"}},
-		{CmdLine: "fail", Targets: []string{"web1", "ghost"}},
-		{CmdLine: "hostname", Targets: []string{"web1"}},
+		{JobOptions: wire.JobOptions{ID: "abc", Targets: []string{"web1"}}, CmdLine: "hostname"},
+		{JobOptions: wire.JobOptions{Targets: []string{"web1", "ghost"}}, CmdLine: "fail"},
+		{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdLine: "hostname"},
 	} {
 		if len(ids) > 0 {
 			nextMillisecond(t, ids[len(ids)-1])
@@ -337,7 +336,7 @@ func TestListJobs(t *testing.T) {
 func TestJobEvents(t *testing.T) {
 	h := newHarness(t)
 	h.addMinion("web1", "127.0.0.9:4510", true, nil)
-	id := h.submit(wire.ExecRequest{CmdLine: "stream", Targets: []string{"web1"}})
+	id := h.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdLine: "stream"})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -545,7 +544,7 @@ func TestLabels(t *testing.T) {
 	for _, targets := range [][]string{{"role=web"}, {"web*", "role=web"}, {"role=web", "os=debian"}, {"127.0.0.0/24", "role=w*"}} {
 		calls := len(h.fake.Calls())
 		var job wire.Job
-		h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{CmdLine: "hostname", Targets: targets}, &job, http.StatusOK)
+		h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: targets}, CmdLine: "hostname"}, &job, http.StatusOK)
 		wantStates(t, strings.Join(targets, " "), job, map[string]string{"web1": "ok"})
 		if got := hosts(h.fake.Calls()[calls:]); !slices.Equal(got, []string{"web1"}) {
 			t.Errorf("targets %q ran on %v; want [web1]", targets, got)
@@ -582,8 +581,7 @@ func TestCallbackDelivery(t *testing.T) {
 	h := newHarness(t)
 	h.addMinion("web1", "127.0.0.9:4510", true, nil)
 	var job wire.Job
-	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{ID: "abc", CmdLine: "hostname", Targets: []string{"web1"},
-		CallbackURL: "https://receiver.example/cb?x=1"}, &job, http.StatusOK)
+	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{JobOptions: wire.JobOptions{ID: "abc", Targets: []string{"web1"}, CallbackURL: "https://receiver.example/cb?x=1"}, CmdLine: "hostname"}, &job, http.StatusOK)
 	if len(job.Deliveries) != 1 {
 		t.Fatalf("job deliveries = %+v; want one callback", job.Deliveries)
 	}

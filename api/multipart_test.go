@@ -56,8 +56,7 @@ func TestExecMultipart(t *testing.T) {
 	h := newHarness(t)
 	h.addMinion("web1", "127.0.0.9:4510", true, nil)
 	content := bytes.Repeat([]byte{0, 1, 2, 255}, 1000)
-	ctype, body := multipartBody(t, wire.ExecRequest{CmdType: "file", CmdLine: "sha256sum blob", FileName: "blob",
-		Targets: []string{"web1"}}, content)
+	ctype, body := multipartBody(t, wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdType: "file", CmdLine: "sha256sum blob", FileName: "blob"}, content)
 	calls := len(h.fake.Calls())
 	status, out := h.postMultipart(ctype, body, "?wait=10s")
 	if status != http.StatusOK {
@@ -78,14 +77,14 @@ func TestExecMultipart(t *testing.T) {
 		want   string
 	}{
 		{"no request part", nil, content, nil, 400, "no request part"},
-		{"unknown part", wire.ExecRequest{CmdType: "file", CmdLine: "x", Targets: []string{"web1"}}, content, []string{"other"}, 400, "unknown part"},
-		{"content twice", wire.ExecRequest{CmdType: "file", CmdLine: "x", File: "y", Targets: []string{"web1"}}, content, nil, 400, "once"},
-		{"file part with a line command", wire.ExecRequest{CmdLine: "x", Targets: []string{"web1"}}, content, nil, 400, "file"},
-		{"script without content", wire.ExecRequest{CmdType: "script", CmdLine: "./x", Targets: []string{"web1"}}, nil, nil, 400, "file is required"},
+		{"unknown part", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdType: "file", CmdLine: "x"}, content, []string{"other"}, 400, "unknown part"},
+		{"content twice", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdType: "file", CmdLine: "x", File: "y"}, content, nil, 400, "once"},
+		{"file part with a line command", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdLine: "x"}, content, nil, 400, "file"},
+		{"script without content", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdType: "script", CmdLine: "./x"}, nil, nil, 400, "file is required"},
 		{"malformed request part", `{"cmd_line": `, content, nil, 400, "malformed JSON"},
-		{"over the limit", wire.ExecRequest{CmdType: "file", CmdLine: "x", Targets: []string{"web1"}},
+		{"over the limit", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdType: "file", CmdLine: "x"},
 			bytes.Repeat([]byte("x"), maxFileSize+1), nil, 413, "limit"},
-		{"targets match nothing", wire.ExecRequest{CmdType: "file", CmdLine: "x", FileName: "x", Targets: []string{"zzz*"}}, content, nil, 404, "zzz*"},
+		{"targets match nothing", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"zzz*"}}, CmdType: "file", CmdLine: "x", FileName: "x"}, content, nil, 404, "zzz*"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -305,8 +305,7 @@ func TestExecAsync(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; want 0, \"j1\\n\", \"\"", code, stdout, stderr)
 	}
 	req, u := f.lastExec()
-	want := wire.ExecRequest{ID: "req-7", CmdLine: "sleep 1", CmdType: "line", Targets: []string{"*"}, Timeout: "5s",
-		Batch: "10%", FailThreshold: 3}
+	want := wire.ExecRequest{JobOptions: wire.JobOptions{ID: "req-7", Targets: []string{"*"}, Timeout: "5s", Batch: "10%", FailThreshold: 3}, CmdLine: "sleep 1", CmdType: "line"}
 	if fmt.Sprint(req) != fmt.Sprint(want) || u != "/api/v1/exec" {
 		t.Errorf("sent %s %+v; want /api/v1/exec %+v", u, req, want)
 	}

@@ -33,8 +33,7 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := wire.ExecRequest{ID: opts.ID, Timeout: opts.Timeout, Batch: opts.Batch, FailThreshold: opts.FailThreshold,
-		Transport: opts.Transport, Targets: opts.Targets, DryRun: opts.DryRun}
+	req := wire.ExecRequest{JobOptions: wire.JobOptions{ID: opts.ID, Timeout: opts.Timeout, Batch: opts.Batch, FailThreshold: opts.FailThreshold, Transport: opts.Transport, Targets: opts.Targets, DryRun: opts.DryRun}}
 	switch {
 	case *script != "" && *file != "":
 		return fmt.Errorf("give --script or --file, not both")
@@ -42,7 +41,7 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := attach(&req, *script); err != nil {
 			return err
 		}
-		req.CmdType = "script"
+		req.CmdType = model.CmdScript
 		words := []string{shellWord("./" + req.FileName)}
 		for _, a := range rest {
 			words = append(words, shellQuote(a))
@@ -55,12 +54,12 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := attach(&req, *file); err != nil {
 			return err
 		}
-		req.CmdType, req.CmdLine = "file", strings.Join(rest, " ")
+		req.CmdType, req.CmdLine = model.CmdFile, strings.Join(rest, " ")
 	default:
 		if len(rest) == 0 {
 			return fmt.Errorf("no command: felix exec -t TARGETS -- COMMAND")
 		}
-		req.CmdType, req.CmdLine = "line", strings.Join(rest, " ")
+		req.CmdType, req.CmdLine = model.CmdLine, strings.Join(rest, " ")
 	}
 	id, err := startJob(ctx, c, "/api/v1/exec", req, *jf.dry, *jf.async, w, o.Output)
 	if err != nil || id == "" {

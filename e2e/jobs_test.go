@@ -202,7 +202,7 @@ func TestCallbacksSlackAndMasterRestart(t *testing.T) {
 	c.joinAll("c1", "c2")
 
 	// A job whose receiver fails twice still gets exactly one good callback.
-	job1 := c.submit(wire.ExecRequest{ID: "req-1", CmdLine: "echo hello", Targets: []string{"c*"}, CallbackURL: rcv.srv.URL + "/hook"})
+	job1 := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{ID: "req-1", Targets: []string{"c*"}, CallbackURL: rcv.srv.URL + "/hook"}, CmdLine: "echo hello"})
 	waitFor(t, "the callback of "+job1, 60*time.Second, func() bool { _, ok := rcv.callback(job1); return ok })
 	cb, _ := rcv.callback(job1)
 	if cb.ID != "req-1" || cb.JobID != job1 || cb.State != "done" || len(cb.Results) != 2 {
@@ -226,7 +226,7 @@ func TestCallbacksSlackAndMasterRestart(t *testing.T) {
 
 	// SIGKILL the master while a job runs; the restarted master resolves the
 	// job (its hosts lost) and delivers its callback exactly once.
-	job2 := c.submit(wire.ExecRequest{ID: "req-2", CmdLine: "sleep 30", Targets: []string{"c*"}, CallbackURL: rcv.srv.URL + "/hook"})
+	job2 := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{ID: "req-2", Targets: []string{"c*"}, CallbackURL: rcv.srv.URL + "/hook"}, CmdLine: "sleep 30"})
 	evs := c.events(job2)
 	running := 0
 	for e := range evs {
@@ -255,7 +255,7 @@ func TestCallbacksSlackAndMasterRestart(t *testing.T) {
 	waitFor(t, "the interrupted job stored as done", 30*time.Second, func() bool { return c.job(job2).State == "done" })
 	// Give a duplicate a chance to show up, then check each event id was
 	// accepted once (job1's must not be redelivered after the restart).
-	job3 := c.submit(wire.ExecRequest{CmdLine: "true", Targets: []string{"c1"}, CallbackURL: rcv.srv.URL + "/hook"})
+	job3 := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"c1"}, CallbackURL: rcv.srv.URL + "/hook"}, CmdLine: "true"})
 	waitFor(t, "a later callback", 60*time.Second, func() bool { _, ok := rcv.callback(job3); return ok })
 	rcv.mu.Lock()
 	for id, n := range rcv.events {
@@ -282,8 +282,7 @@ func TestScriptFileCancelAndEvents(t *testing.T) {
 	// script: quoted arguments reach the script; its private directory is
 	// gone afterwards.
 	var j wire.Job
-	status := c.api("POST", "/api/v1/exec?wait=30s", wire.ExecRequest{CmdType: "script", Targets: []string{"s1"},
-		File: "#!/bin/sh\nprintf '[%s]' \"$@\"; echo; pwd; stat -c %a .\n", CmdLine: "./deploy.sh 'arg one' two"}, &j)
+	status := c.api("POST", "/api/v1/exec?wait=30s", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"s1"}}, CmdType: "script", File: "#!/bin/sh\nprintf '[%s]' \"$@\"; echo; pwd; stat -c %a .\n", CmdLine: "./deploy.sh 'arg one' two"}, &j)
 	if status != http.StatusOK || len(j.Results) != 1 || j.Results[0].State != "ok" {
 		t.Fatalf("script: %d %+v", status, j)
 	}
@@ -300,17 +299,14 @@ func TestScriptFileCancelAndEvents(t *testing.T) {
 	rand.Read(blob)
 	sum := sha256.Sum256(blob)
 	j = wire.Job{}
-	status = c.api("POST", "/api/v1/exec?wait=30s", wire.ExecRequest{CmdType: "file", Targets: []string{"s1"},
-		File: base64.StdEncoding.EncodeToString(blob), FileEncoding: "base64", FileName: "blob.bin",
-		CmdLine: "sha256sum blob.bin"}, &j)
+	status = c.api("POST", "/api/v1/exec?wait=30s", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"s1"}}, CmdType: "file", File: base64.StdEncoding.EncodeToString(blob), FileEncoding: "base64", FileName: "blob.bin", CmdLine: "sha256sum blob.bin"}, &j)
 	if status != http.StatusOK || len(j.Results) != 1 || !strings.HasPrefix(j.Results[0].Stdout, hex.EncodeToString(sum[:])) {
 		t.Errorf("file: %d %+v; want sha256 %x", status, j.Results, sum)
 	}
 
 	// Events: output arrives before the job ends.
 	marker := filepath.Join(c.dir, "release")
-	job := c.submit(wire.ExecRequest{CmdLine: "echo first; while [ ! -e " + marker + " ]; do sleep 0.1; done; echo second",
-		Targets: []string{"s1"}})
+	job := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"s1"}}, CmdLine: "echo first; while [ ! -e " + marker + " ]; do sleep 0.1; done; echo second"})
 	sawFirst := false
 	for e := range c.events(job) {
 		if e["event"] == "output" && strings.Contains(fmt.Sprint(e["data"]), "first") && !sawFirst {
@@ -330,7 +326,7 @@ func TestScriptFileCancelAndEvents(t *testing.T) {
 
 	// Cancel kills the command and its children on the minion.
 	pidFile := filepath.Join(c.dir, "sleep.pid")
-	job = c.submit(wire.ExecRequest{CmdLine: "sleep 300 & echo $! > " + pidFile + "; wait", Targets: []string{"s1"}})
+	job = c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"s1"}}, CmdLine: "sleep 300 & echo $! > " + pidFile + "; wait"})
 	var pid int
 	waitFor(t, "the sleep to start", 30*time.Second, func() bool {
 		b, err := os.ReadFile(pidFile)

@@ -31,10 +31,10 @@ func BenchmarkExecFanout(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("minions=%d", n), func(b *testing.B) {
 			bm := newBench(b, n, "")
-			bm.run(b, "/api/v1/exec?wait=5m", wire.ExecRequest{CmdLine: "true", Targets: []string{"*"}}) // dial every minion
+			bm.run(b, "/api/v1/exec?wait=5m", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"*"}}, CmdLine: "true"}) // dial every minion
 			b.ResetTimer()
 			for range b.N {
-				bm.run(b, "/api/v1/exec?wait=5m", wire.ExecRequest{CmdLine: "true", Targets: []string{"*"}})
+				bm.run(b, "/api/v1/exec?wait=5m", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"*"}}, CmdLine: "true"})
 			}
 		})
 	}
@@ -53,7 +53,7 @@ func BenchmarkJobWithCallback(b *testing.B) {
 	}))
 	defer rcv.Close()
 	bm := newBench(b, n, "127.0.0.0/8")
-	req := wire.ExecRequest{CmdLine: "printf '%01024d' 0", Targets: []string{"*"}, CallbackURL: rcv.URL}
+	req := wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"*"}, CallbackURL: rcv.URL}, CmdLine: "printf '%01024d' 0"}
 	await := func(job wire.Job) {
 		for id := range got {
 			if id == job.JobID {

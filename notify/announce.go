@@ -123,7 +123,7 @@ func slackText(job inventory.Job, results []model.Result) string {
 		fmt.Fprintf(&b, "%s%d %s", sep, counts[st], esc(st))
 	}
 	fmt.Fprintf(&b, "\n`%s`", code(job.CmdLine, slackLine))
-	if job.CmdType != "" && job.CmdType != "line" {
+	if job.CmdType != "" && job.CmdType != model.CmdLine {
 		fmt.Fprintf(&b, " (%s)", esc(job.CmdType))
 	}
 	b.WriteString("\n")

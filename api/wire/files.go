@@ -1,18 +1,5 @@
 package wire
 
-// JobOptions are the fields a file job request shares with exec: who runs
-// it, how, and who hears about its end.
-type JobOptions struct {
-	ID            string   `json:"id,omitempty"`           // the caller's own id, echoed back unchanged
-	CallbackURL   string   `json:"callback_url,omitempty"` // POSTed the results when the job ends
-	Targets       []string `json:"targets"`
-	Timeout       string   `json:"timeout,omitempty"`        // per host, Go duration; default files.timeout
-	Batch         string   `json:"batch,omitempty"`          // hosts at a time: "10" or "10%"
-	FailThreshold int      `json:"fail_threshold,omitempty"` // stop launching after this many failures
-	DryRun        bool     `json:"dry_run,omitempty"`        // resolve targets only
-	Transport     string   `json:"transport,omitempty"`      // auto, agent or ssh
-}
-
 // PushRequest is the body of POST /api/v1/files (as JSON, or as the
 // "request" part of a multipart body whose "file" part is the content).
 // A single file is the "file" part or SHA256, content the master already

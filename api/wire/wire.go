@@ -53,29 +53,35 @@ type JoinTokenResponse struct {
 	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 }
 
-// ExecRequest is the body of POST /api/v1/exec. It keeps the seed's fields
-// (id, callback_url, cmd_line, cmd_type, file, minion_ip) and adds felix's.
-type ExecRequest struct {
-	ID          string `json:"id,omitempty"`           // the caller's own id, echoed back unchanged
-	CallbackURL string `json:"callback_url,omitempty"` // POSTed the results when the job ends
-	CmdLine     string `json:"cmd_line"`
-	CmdType     string `json:"cmd_type,omitempty"` // "line" (default), "script" or "file"
-	// File is the content for script and file types: text, or base64 when
-	// FileEncoding is "base64".
-	File          string            `json:"file,omitempty"`
-	FileEncoding  string            `json:"file_encoding,omitempty"` // "text" (default) or "base64"
-	FileName      string            `json:"file_name,omitempty"`     // default: the first word of cmd_line
-	MinionIP      string            `json:"minion_ip,omitempty"`
-	Targets       []string          `json:"targets,omitempty"`
-	Timeout       string            `json:"timeout,omitempty"` // Go duration, e.g. "30s"
-	Env           map[string]string `json:"env,omitempty"`
-	Cwd           string            `json:"cwd,omitempty"`
-	Batch         string            `json:"batch,omitempty"`          // hosts at a time: "10" or "10%"
-	FailThreshold int               `json:"fail_threshold,omitempty"` // stop launching after this many failures
-	DryRun        bool              `json:"dry_run,omitempty"`        // resolve targets only
+// JobOptions are the fields every job request (exec, push, fetch) has:
+// who runs it, how, and who hears about its end.
+type JobOptions struct {
+	ID            string   `json:"id,omitempty"`             // the caller's own id, echoed back unchanged
+	CallbackURL   string   `json:"callback_url,omitempty"`   // POSTed the results when the job ends
+	Targets       []string `json:"targets,omitempty"`        // ids, globs, IPs, CIDRs, key=value filters
+	Timeout       string   `json:"timeout,omitempty"`        // per host, Go duration ("30s"); default: the master's
+	Batch         string   `json:"batch,omitempty"`          // hosts at a time: "10" or "10%"
+	FailThreshold int      `json:"fail_threshold,omitempty"` // stop launching after this many failures
+	DryRun        bool     `json:"dry_run,omitempty"`        // resolve targets only
 	// Transport is "auto" (default: the minion when accepted, else SSH,
 	// and SSH when the minion cannot be reached), "agent" or "ssh".
 	Transport string `json:"transport,omitempty"`
+}
+
+// ExecRequest is the body of POST /api/v1/exec. It keeps the seed's fields
+// (id, callback_url, cmd_line, cmd_type, file, minion_ip) and adds felix's.
+type ExecRequest struct {
+	JobOptions
+	CmdLine string `json:"cmd_line"`
+	CmdType string `json:"cmd_type,omitempty"` // "line" (default), "script" or "file"
+	// File is the content for script and file types: text, or base64 when
+	// FileEncoding is "base64".
+	File         string            `json:"file,omitempty"`
+	FileEncoding string            `json:"file_encoding,omitempty"` // "text" (default) or "base64"
+	FileName     string            `json:"file_name,omitempty"`     // default: the first word of cmd_line
+	MinionIP     string            `json:"minion_ip,omitempty"`     // the seed's target: one IP address, added to targets
+	Env          map[string]string `json:"env,omitempty"`
+	Cwd          string            `json:"cwd,omitempty"`
 }
 
 // ExecAccepted answers an exec that runs on in the background (202).
