@@ -40,7 +40,7 @@ proto: ## regenerate the protobuf code with protoc and pinned plugins
 check: deps proto ## gofmt, go vet, dependency guard, and fail if regenerated protobuf differs
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
-	$(GO) test -count=1 -run 'TestMinionDeps' ./cmd/minion/
+	$(GO) test -count=1 -run 'TestMinionDeps|TestLayers|TestCheckCatches' ./cmd/minion/ ./internal/layers/
 	@git diff --exit-code -- proto && test -z "$$(git status --porcelain -- proto)" || { git status --short -- proto; echo 'make proto changed the generated code: commit it'; exit 1; }
 
 bench: ## exec fan-out through a real master to 100 and 1000 minions, and a 1000-host job with its callback
