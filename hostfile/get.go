@@ -111,6 +111,7 @@ type hashReader struct {
 	ctxErr error // ctx ended
 }
 
+// Read reads f into p, unless ctx has ended.
 func (r *hashReader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		r.ctxErr = err

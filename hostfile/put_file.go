@@ -115,6 +115,8 @@ type contentWriter struct {
 	err error // the first failure of Write
 }
 
+// Write writes p to the temp file, unless ctx has ended or p goes past
+// the announced size.
 func (w *contentWriter) Write(p []byte) (int, error) {
 	switch {
 	case w.err != nil:
