@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/hostfile"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/agent"
@@ -105,9 +106,8 @@ func (m *Minion) Run(ctx context.Context) error {
 	srv.MaxFileSize = 1 << 30
 	// File distribution: where the master may write, and the journal of
 	// transfers in flight, whose temp files a crash may have left behind.
-	srv.FileRoots = m.cfg.FileRoots
-	srv.JournalDir = filepath.Join(m.cfg.DataDir, "inflight")
-	if err := srv.SweepTemp(); err != nil {
+	srv.Files = &hostfile.Store{Roots: m.cfg.FileRoots, JournalDir: filepath.Join(m.cfg.DataDir, "inflight"), Log: m.log}
+	if err := srv.Files.Sweep(); err != nil {
 		m.log.Warn("sweep the temp files of interrupted transfers", "err", err)
 	}
 	g := agent.NewGRPCServer(m.id, m.MasterFingerprint, srv)

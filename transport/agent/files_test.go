@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,8 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/felix-ops/felix/exec"
-	"github.com/felix-ops/felix/internal/testenv"
+	"github.com/felix-ops/felix/hostfile"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -35,11 +32,11 @@ func putBytes(dest string, b []byte, opened *atomic.Int64) model.PutFile {
 	}}
 }
 
-// withFiles sets the server's journal directory and file roots.
+// withFiles gives the server a Store with the journal directory and file
+// roots given.
 func withFiles(journal string, roots ...string) func(*Server) {
 	return func(s *Server) {
-		s.JournalDir = journal
-		s.FileRoots = roots
+		s.Files = &hostfile.Store{Roots: roots, JournalDir: journal, Log: s.Log}
 	}
 }
 
@@ -172,221 +169,6 @@ func TestPutFile(t *testing.T) {
 	}
 }
 
-// TestPutFileAttrsInPlace puts files whose content the minion already
-// has: another mode or owner is set in place (the same inode), the
-// content is neither asked for nor read and no backup is made; another
-// content is sent and replaces the file as before.
-func TestPutFileAttrsInPlace(t *testing.T) {
-	journal := t.TempDir()
-	h := newHarness(t, withFiles(journal))
-	ctx := testCtx(t)
-	dir := t.TempDir()
-	dest := filepath.Join(dir, "app.conf")
-	alias := filepath.Join(dir, "alias")
-	if err := os.WriteFile(dest, []byte("v1\n"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	steps := []struct {
-		name      string
-		content   string
-		mode      uint32
-		owner     func(t *testing.T) string // nil: none asked
-		setup     func(t *testing.T)
-		changed   bool
-		sent      bool // the content was opened, the file replaced
-		backup    bool
-		wantMode  os.FileMode
-		wantOwner func(t *testing.T) (uint32, uint32) // nil: not checked
-		check     func(t *testing.T)
-	}{
-		{name: "all the same", content: "v1\n", mode: 0o640, wantMode: 0o640},
-		{name: "mode differs", content: "v1\n", mode: 0o600, changed: true, wantMode: 0o600},
-		{name: "mode 0 keeps it", content: "v1\n", wantMode: 0o600},
-		{name: "setuid", content: "v1\n", mode: 0o4755, changed: true, wantMode: os.ModeSetuid | 0o755},
-		{name: "owner differs, the set-id mode kept", content: "v1\n", changed: true,
-			owner: func(t *testing.T) string {
-				uid, gid := nobody(t)
-				return fmt.Sprintf("%d:%d", uid, gid)
-			},
-			wantMode: os.ModeSetuid | 0o755, wantOwner: nobody},
-		{name: "owner and mode differ", content: "v1\n", mode: 0o640, changed: true,
-			owner: func(t *testing.T) string {
-				nobody(t) // root
-				return "0:0"
-			},
-			wantMode: 0o640, wantOwner: func(*testing.T) (uint32, uint32) { return 0, 0 }},
-		{name: "content differs", content: "v2\n", mode: 0o640, changed: true, sent: true, backup: true, wantMode: 0o640,
-			check: func(t *testing.T) {
-				bak, err := filepath.Glob(dest + ".felix-bak-*")
-				if err != nil || len(bak) != 1 {
-					t.Fatalf("backups = %q, %v; want the one of v1", bak, err)
-				}
-				wantContent(bak[0], "v1\n")(t)
-			}},
-		{name: "hard-linked, mode differs: replaced, no backup", content: "v2\n", mode: 0o600, changed: true, sent: true, wantMode: 0o600,
-			setup: func(t *testing.T) {
-				if err := os.Link(dest, alias); err != nil {
-					t.Fatal(err)
-				}
-			},
-			check: func(t *testing.T) {
-				wantMode(alias, 0o640)(t)
-				wantContent(alias, "v2\n")(t)
-			}},
-		{name: "all the same again", content: "v2\n", mode: 0o600, wantMode: 0o600},
-	}
-	for _, st := range steps {
-		ok := t.Run(st.name, func(t *testing.T) {
-			var opened atomic.Int64
-			f := putBytes(dest, []byte(st.content), &opened)
-			f.Mode, f.Backup = st.mode, true
-			if st.owner != nil {
-				f.Owner = st.owner(t)
-			}
-			if st.setup != nil {
-				st.setup(t)
-			}
-			before, err := os.Stat(dest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := h.pool.Put(ctx, h.target, f)
-			if err != nil || res.Changed != st.changed {
-				t.Fatalf("Put = %+v, %v; want changed %v", res, err, st.changed)
-			}
-			if (res.Backup != "") != st.backup {
-				t.Errorf("Put made the backup %q; want one: %v", res.Backup, st.backup)
-			}
-			if n := opened.Load(); n != 0 != st.sent {
-				t.Errorf("the content was opened %d times; want sent %v", n, st.sent)
-			}
-			after, err := os.Stat(dest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if same := os.SameFile(before, after); same == st.sent {
-				t.Errorf("the same file after the put: %v; want %v", same, !st.sent)
-			}
-			wantContent(dest, st.content)(t)
-			wantMode(dest, st.wantMode)(t)
-			if st.wantOwner != nil {
-				wu, wg := st.wantOwner(t)
-				if u, g := ownerOf(t, dest); u != wu || g != wg {
-					t.Errorf("owner = %d:%d; want %d:%d", u, g, wu, wg)
-				}
-			}
-			if st.check != nil {
-				st.check(t)
-			}
-		})
-		if !ok {
-			break // the later steps build on this one
-		}
-	}
-	noTemp(t, dir, journal)
-}
-
-func TestPutFileMkdir(t *testing.T) {
-	h := newHarness(t)
-	ctx := testCtx(t)
-	dir := t.TempDir()
-	dest := filepath.Join(dir, "a", "b", "f")
-	f := putBytes(dest, []byte("x"), nil)
-	if _, err := h.pool.Put(ctx, h.target, f); err == nil || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("Put without mkdir = %v; want a missing directory error", err)
-	}
-	if n := names(t, dir); len(n) != 0 {
-		t.Fatalf("dir holds %v after a refused put", n)
-	}
-	f.Mkdir = true
-	if res, err := h.pool.Put(ctx, h.target, f); err != nil || !res.Changed {
-		t.Fatalf("Put with mkdir = %+v, %v", res, err)
-	}
-	if got := readFile(t, dest); got != "x" {
-		t.Errorf("content = %q", got)
-	}
-	if m := modeOf(t, filepath.Join(dir, "a")); !m.IsDir() || m.Perm()&0o755 != 0o755 {
-		t.Errorf("made directory mode = %v; want drwxr-xr-x", m)
-	}
-}
-
-func TestPutFileRefused(t *testing.T) {
-	root := t.TempDir()
-	outside := t.TempDir()
-	if err := os.Symlink(outside, filepath.Join(root, "escape")); err != nil {
-		t.Fatal(err)
-	}
-	target := filepath.Join(root, "target")
-	if err := os.WriteFile(target, []byte("precious"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(target, filepath.Join(root, "link")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(root, "sub"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	h := newHarness(t, withFiles(t.TempDir(), root))
-	ctx := testCtx(t)
-
-	good := putBytes(filepath.Join(root, "sub", "ok"), []byte("ok"), nil)
-	if res, err := h.pool.Put(ctx, h.target, good); err != nil || !res.Changed {
-		t.Fatalf("Put inside the roots = %+v, %v", res, err)
-	}
-
-	tests := []struct {
-		name, dest, owner, sha, want string
-		mkdir                        bool
-	}{
-		{name: "relative", dest: "sub/rel", want: "not absolute"},
-		{name: "dot dot", dest: root + "/sub/../rel", want: "not clean"},
-		{name: "trailing slash", dest: root + "/sub/", want: "not clean"},
-		{name: "NUL", dest: root + "/sub/a\x00b", want: "NUL"},
-		{name: "root", dest: "/", want: "names no file"},
-		{name: "outside the roots", dest: outside + "/f", want: "outside", mkdir: true},
-		{name: "through a symlink out of the roots", dest: root + "/escape/f", want: "outside"},
-		{name: "symlink destination", dest: root + "/link", want: "symlink"},
-		{name: "directory destination", dest: root + "/sub", want: "not a regular file"},
-		{name: "unknown owner", dest: root + "/sub/o", owner: "no-such-user-felix:root", want: "no-such-user-felix"},
-		{name: "bad sha256", dest: root + "/sub/s", sha: "abc", want: "sha256"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var opened atomic.Int64
-			f := putBytes(tt.dest, []byte("evil"), &opened)
-			f.Owner, f.Mkdir = tt.owner, tt.mkdir
-			if tt.sha != "" {
-				f.SHA256 = tt.sha
-			}
-			_, err := h.pool.Put(ctx, h.target, f)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Put(%q) = %v; want an error with %q", tt.dest, err, tt.want)
-			}
-			if errors.Is(err, exec.ErrUnreachable) {
-				t.Errorf("Put(%q) = %v; must not be unreachable", tt.dest, err)
-			}
-			if n := opened.Load(); n != 0 {
-				t.Errorf("content opened %d times; want 0", n)
-			}
-		})
-	}
-	if got := names(t, outside); len(got) != 0 {
-		t.Errorf("outside holds %v; want nothing", got)
-	}
-	if got := strings.Join(names(t, root), " "); got != "escape link sub target" {
-		t.Errorf("root holds %q; want only what the test made", got)
-	}
-	if got := strings.Join(names(t, filepath.Join(root, "sub")), " "); got != "ok" {
-		t.Errorf("root/sub holds %q; want only ok", got)
-	}
-	if got := readFile(t, target); got != "precious" {
-		t.Errorf("symlink target = %q; want it untouched", got)
-	}
-	if m := modeOf(t, filepath.Join(root, "link")); m&os.ModeSymlink == 0 {
-		t.Errorf("link mode = %v; want still a symlink", m)
-	}
-}
-
 // TestPutFileFailures checks that a transfer that fails leaves the old
 // file intact and no temp file or journal entry behind.
 func TestPutFileFailures(t *testing.T) {
@@ -437,49 +219,6 @@ func TestPutFileFailures(t *testing.T) {
 				t.Errorf("journal holds %v; want nothing", got)
 			}
 		})
-	}
-}
-
-func TestSweepTemp(t *testing.T) {
-	dir, journal := t.TempDir(), t.TempDir()
-	tmp := filepath.Join(dir, ".felix-tmp-f-0123456789abcdef")
-	tmpLink := filepath.Join(dir, ".felix-tmp-l-0123456789abcdef")
-	tmpDir := filepath.Join(dir, ".felix-tmp-d-0123456789abcdef")
-	keep := filepath.Join(dir, "keep")
-	for _, p := range []string{tmp, keep} {
-		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink("keep", tmpLink); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(tmpDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// A transfer that died, a symlink put that died, one whose temp file
-	// is already gone, an entry naming something that is not a temp file,
-	// and one naming a directory (never removed).
-	entries := map[string]string{"a": tmp + "\n", "b": filepath.Join(dir, ".felix-tmp-gone-1") + "\n", "c": keep + "\n",
-		"d": tmpLink + "\n", "e": tmpDir + "\n"}
-	for name, content := range entries {
-		if err := os.WriteFile(filepath.Join(journal, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := NewServer("m1", "test", testenv.Logger(t))
-	s.JournalDir = journal
-	if err := s.SweepTemp(); err != nil {
-		t.Fatalf("SweepTemp: %v", err)
-	}
-	if got, want := strings.Join(names(t, dir), " "), filepath.Base(tmpDir)+" keep"; got != want {
-		t.Errorf("dir holds %q; want %q", got, want)
-	}
-	if got := readFile(t, keep); got != "x" {
-		t.Errorf("keep = %q; want it untouched", got)
-	}
-	if got := names(t, journal); len(got) != 0 {
-		t.Errorf("journal holds %v; want nothing", got)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/felix-ops/felix/exec/local"
 	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/hostfile"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
@@ -39,13 +40,11 @@ type Server struct {
 	// TempDir is where ExecFile makes each job's private directory; empty
 	// means os.TempDir().
 	TempDir string
-	// FileRoots, when not empty, are the directories PutFile and GetFile
-	// may touch (symlinks resolved); empty means any absolute path.
-	FileRoots []string
-	// JournalDir records the temp file of each PutFile in flight, so
-	// SweepTemp can remove what a crash left; empty means no journal.
-	JournalDir string
-	started    time.Time
+	// Files does the work of PutFile and GetFile on the host: its Roots
+	// are where they may touch, its journal what Sweep cleans after a
+	// crash. Nil means a Store with no roots and no journal.
+	Files   *hostfile.Store
+	started time.Time
 }
 
 // NewServer returns the minion service for the minion id.

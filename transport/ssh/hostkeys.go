@@ -3,6 +3,7 @@ package ssh
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha1"
@@ -23,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 )
 
 // hostKeyError is a host-key failure. It is both ErrHostKey and
@@ -390,4 +392,84 @@ func trustArg(addr string) string {
 		return host
 	}
 	return addr
+}
+
+// HostKey returns the host key fingerprint (SHA256:...) a host presents,
+// without authenticating; `felix hosts trust` uses it.
+func (p *Pool) HostKey(ctx context.Context, t model.Target) (string, error) {
+	s, err := p.spec(t)
+	if err != nil {
+		return "", err
+	}
+	key, err := p.presentedKey(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	return ssh.FingerprintSHA256(key), nil
+}
+
+// Trust records the host's current key in the known_hosts file after
+// checking it has the fingerprint the operator confirmed. A key recorded
+// for the same address before (a host that was re-installed) is replaced.
+func (p *Pool) Trust(ctx context.Context, t model.Target, fingerprint string) error {
+	s, err := p.spec(t)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(fingerprint, "SHA256:") {
+		return fmt.Errorf("trust %s: fingerprint %q: want SHA256:...: %w", s.addr, fingerprint, ErrHostKey)
+	}
+	key, err := p.presentedKey(ctx, s)
+	if err != nil {
+		return err
+	}
+	if got := ssh.FingerprintSHA256(key); got != fingerprint {
+		return &hostKeyError{fmt.Sprintf("trust %s: it presents %s %s, not %s; nothing recorded", s.addr, key.Type(), got, fingerprint)}
+	}
+	if err := p.kh.replace(s.addr, key); err != nil {
+		return fmt.Errorf("trust %s: %w", s.addr, err)
+	}
+	return nil
+}
+
+// errGotKey ends a handshake once the host key is known.
+var errGotKey = errors.New("host key received")
+
+// presentedKey dials s and returns its host key, without authenticating.
+func (p *Pool) presentedKey(ctx context.Context, s hostSpec) (ssh.PublicKey, error) {
+	// Ask for the kind of key recorded, like a connection would; failing
+	// that (the host no longer has such a key), for any.
+	algos, known := p.kh.algorithms(s.addr)
+	key, err := p.fetchKey(ctx, s, algos)
+	if err != nil && known && ctx.Err() == nil {
+		key, err = p.fetchKey(ctx, s, defaultHostKeyAlgorithms)
+	}
+	return key, err
+}
+
+func (p *Pool) fetchKey(ctx context.Context, s hostSpec, algos []string) (ssh.PublicKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+	defer cancel()
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, unreachable(s, "get the host key of", err)
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var key ssh.PublicKey
+	cfg := &ssh.ClientConfig{
+		User: s.user,
+		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error {
+			key = k
+			return errGotKey
+		},
+		HostKeyAlgorithms: algos,
+		ClientVersion:     "SSH-2.0-felix",
+	}
+	_, _, _, err = ssh.NewClientConn(nc, s.addr, cfg)
+	if key == nil {
+		return nil, unreachable(s, "get the host key of", err)
+	}
+	return key, nil
 }

@@ -1,7 +1,6 @@
 package ssh
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,8 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,89 +20,7 @@ import (
 	"github.com/felix-ops/felix/model"
 )
 
-// numericID is a uid or gid given as a number.
-var numericID = regexp.MustCompile(`^[0-9]{1,10}$`)
-
-// ownerName is a user or group name Put resolves on the host.
-var ownerName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
-
-// ownerScript prints the uid of the user named in FELIX_OWNER_USER and
-// the gid of the group named in FELIX_OWNER_GROUP as "uid:gid" (either
-// empty when not asked). The names reach it as environment data, never as
-// part of the command line.
-const ownerScript = `u= g=
-if [ -n "$FELIX_OWNER_USER" ]; then u=$(id -u -- "$FELIX_OWNER_USER") || exit 3; fi
-if [ -n "$FELIX_OWNER_GROUP" ]; then
-	g=$(getent group -- "$FELIX_OWNER_GROUP" 2>/dev/null | cut -d: -f3)
-	[ -n "$g" ] || g=$(awk -F: -v n="$FELIX_OWNER_GROUP" '$1 == n { print $3; exit }' /etc/group)
-	[ -n "$g" ] || { echo "no such group: $FELIX_OWNER_GROUP" >&2; exit 4; }
-fi
-echo "$u:$g"`
-
-// resolveOwner turns "user:group" (either part a name or a number, or
-// empty) into ids, -1 for a part not asked. Numbers are taken as they
-// are; names are looked up on the host with ownerScript, in one command.
-func (p *Pool) resolveOwner(ctx context.Context, t model.Target, owner string) (uid, gid int, err error) {
-	if owner == "" {
-		return -1, -1, nil
-	}
-	un, gn, _ := strings.Cut(owner, ":")
-	ids := [2]int{-1, -1}
-	var env []string
-	for i, part := range []string{un, gn} {
-		switch {
-		case part == "":
-		case numericID.MatchString(part):
-			n, err := strconv.ParseUint(part, 10, 32)
-			if err != nil {
-				return -1, -1, fmt.Errorf("owner %q: %w", owner, err)
-			}
-			ids[i] = int(n)
-		case ownerName.MatchString(part):
-			env = append(env, []string{"FELIX_OWNER_USER=", "FELIX_OWNER_GROUP="}[i]+part)
-		default:
-			return -1, -1, fmt.Errorf("owner %q: want user:group names or numeric ids", owner)
-		}
-	}
-	if un == "" && gn == "" {
-		return -1, -1, fmt.Errorf("owner %q names neither user nor group", owner)
-	}
-	if len(env) == 0 {
-		return ids[0], ids[1], nil
-	}
-	stdout, stderr, code, err := p.runCollect(ctx, t, runSpec{line: ownerScript, env: env, timeout: 30 * time.Second})
-	if err != nil {
-		return -1, -1, fmt.Errorf("owner %q: look up on the host: %w", owner, err)
-	}
-	if code != 0 {
-		return -1, -1, fmt.Errorf("owner %q: %s", owner, bytes.TrimSpace(stderr))
-	}
-	u, g, ok := strings.Cut(string(bytes.TrimSpace(stdout)), ":")
-	for i, v := range []string{u, g} {
-		if v == "" || ids[i] >= 0 {
-			continue
-		}
-		n, err := strconv.ParseUint(v, 10, 32)
-		if err != nil || !ok {
-			return -1, -1, fmt.Errorf("owner %q: the host answered %q", owner, stdout)
-		}
-		ids[i] = int(n)
-	}
-	return ids[0], ids[1], nil
-}
-
-// hashablePath is a path that may be passed to sha256sum on a command
-// line as it is; any other path is hashed by reading it over SFTP.
-var hashablePath = regexp.MustCompile(`^/[A-Za-z0-9._/+@-]*$`)
-
-// ownerOf returns the uid and gid of a file described over SFTP.
-func ownerOf(fi os.FileInfo) (int, int, bool) {
-	if st, ok := fi.Sys().(*sftp.FileStat); ok {
-		return int(st.UID), int(st.GID), true
-	}
-	return -1, -1, false
-}
-
+// randomSuffix returns 16 random hex digits, making a temp name unique.
 func randomSuffix() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
@@ -733,20 +648,6 @@ func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMod
 	return nil
 }
 
-// sameRemote reports whether the regular file at dest (described by old)
-// already has the size and sha256 asked for; its mode and owner are
-// sameAttrs's.
-func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c *sftp.Client, dest string, old os.FileInfo, size int64, want string) (bool, error) {
-	if old.Size() != size {
-		return false, nil
-	}
-	got, err := p.remoteSHA256(ctx, s, c, dest, size)
-	if err != nil {
-		return false, err
-	}
-	return got == want, nil
-}
-
 // sameAttrs reports whether an existing entry has the mode (0: any) and
 // owner (-1: any) asked for.
 func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
@@ -755,110 +656,4 @@ func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
 	}
 	ou, og, ok := ownerOf(old)
 	return !ok || (uid < 0 || uid == ou) && (gid < 0 || gid == og)
-}
-
-// remoteSHA256 hashes a file of size bytes on the host: a small one by
-// reading it back over SFTP (cheaper than starting a command; trees are
-// mostly small files), a larger one with sha256sum when the path is plain
-// enough for a fixed command line, else by reading it over SFTP.
-//
-// The caller holds a session, c's, so the sha256sum session is taken
-// beyond the connection's limit: waiting for a free one could wait for
-// ever (a host with MaxSessions 1, or every session held by a put doing
-// the same). A host refusing it gets the file read back over SFTP.
-func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c *sftp.Client, file string, size int64) (string, error) {
-	if size > readBackMax && hashablePath.MatchString(file) && model.CheckPath(file) == nil && p.startNested() {
-		stdout, _, code, err := p.runPlain(ctx, s, plainCommand("sha256sum -- "+file, s.become), true)
-		p.endKill()
-		if err == nil && code == 0 && len(stdout) >= 64 {
-			if b, err := hex.DecodeString(string(stdout[:64])); err == nil && len(b) == sha256.Size {
-				return string(stdout[:64]), nil
-			}
-		}
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
-	}
-	_, sum, err := readRemote(c, file, io.Discard)
-	return sum, err
-}
-
-// readBackMax is the largest file remoteSHA256 hashes by reading it back.
-const readBackMax = 256 << 10
-
-// startNested counts a session taken beyond the limit by an operation
-// holding one as Close counts kills, so Close waits for it and it never
-// dials after Close; false once the pool is closed. endKill ends it.
-func (p *Pool) startNested() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	p.killing++
-	return true
-}
-
-// readRemote streams a regular file into w while hashing it.
-func readRemote(c *sftp.Client, file string, w io.Writer) (int64, string, error) {
-	fh, err := c.Open(file)
-	if err != nil {
-		return 0, "", err
-	}
-	defer fh.Close()
-	if st, err := fh.Stat(); err != nil {
-		return 0, "", err
-	} else if !st.Mode().IsRegular() {
-		return 0, "", fmt.Errorf("not a regular file (%s)", st.Mode().Type())
-	}
-	sum := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(w, sum), struct{ io.Reader }{fh}, make([]byte, copyBuffer))
-	if err != nil {
-		return n, "", fmt.Errorf("read after %d bytes: %w", n, err)
-	}
-	return n, hex.EncodeToString(sum.Sum(nil)), nil
-}
-
-// Get streams the regular file at g.Path on the host into w over SFTP and
-// returns its size and sha256 (lower-case hex). A symlink is refused
-// unless g.FollowSymlinks (then its target, resolved on the host, is
-// read); other non-regular files are refused. With t.SSH.Become the SFTP
-// server runs under sudo.
-func (p *Pool) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Writer) (int64, string, error) {
-	path := g.Path
-	s, err := p.spec(t)
-	if err != nil {
-		return 0, "", err
-	}
-	if err := model.CheckPath(path); err != nil {
-		return 0, "", fmt.Errorf("get %q on %s: %w", path, s.id, err)
-	}
-	var n int64
-	var sum string
-	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
-		src := path
-		st, err := c.Lstat(src)
-		if err == nil && st.Mode()&fs.ModeSymlink != 0 && g.FollowSymlinks {
-			if src, err = c.RealPath(path); err == nil {
-				st, err = c.Lstat(src)
-			}
-		}
-		switch {
-		case err != nil:
-			return err
-		case st.Mode()&fs.ModeSymlink != 0:
-			return errors.New("a symlink; refusing to follow it (follow_symlinks not asked)")
-		case !st.Mode().IsRegular():
-			return fmt.Errorf("not a regular file (%s)", st.Mode().Type())
-		}
-		n, sum, err = readRemote(c, src, w)
-		return err
-	})
-	if err != nil {
-		if errors.Is(err, exec.ErrUnreachable) {
-			return n, "", err
-		}
-		return n, "", fmt.Errorf("get %s on %s: %w", path, s.id, err)
-	}
-	return n, sum, nil
 }

@@ -1,4 +1,4 @@
-package agent
+package hostfile
 
 import (
 	"bytes"
@@ -12,13 +12,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
 )
 
-// setHook sets a test hook for the rest of the test. Call it before
-// newHarness: the server's goroutines start after it is set, and it is
-// cleared only after the harness has stopped (cleanups run last first).
+// setHook sets a test hook for the rest of the test. The hooks are
+// package variables: a test that sets one must not run in parallel.
 func setHook(t *testing.T, hook *func(string), fn func(string)) {
 	t.Helper()
 	*hook = fn
@@ -34,7 +32,6 @@ func swapOnce(t *testing.T, dir, to string) (hook func(string), fired *atomic.Bo
 		if fired.Swap(true) {
 			return
 		}
-		// In the server's goroutine: t.Error, never t.Fatal.
 		if err := os.Rename(dir, dir+".moved"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			t.Error(err)
 		}
@@ -44,23 +41,8 @@ func swapOnce(t *testing.T, dir, to string) (hook func(string), fired *atomic.Bo
 	}, fired
 }
 
-// noTempIn fails if a temp file is anywhere below dir (symlinks are not
-// followed).
-func noTempIn(t *testing.T, dir string) {
-	t.Helper()
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err == nil && strings.HasPrefix(filepath.Base(p), exec.PutTempPrefix) {
-			t.Errorf("temp file %s left", p)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestPutRace swaps a directory of the destination's path for a symlink
-// after the minion checked the path and before it writes: the put must be
+// after the Store checked the path and before it writes: the put must be
 // refused with nothing written where the symlink leads.
 func TestPutRace(t *testing.T) {
 	const want = "changed while being written (a symlink appeared); refusing"
@@ -147,16 +129,15 @@ func TestPutRace(t *testing.T) {
 			if tt.roots {
 				roots = []string{tree}
 			}
-			h := newHarness(t, withFiles(journal, roots...))
+			s := newStore(t, journal, roots...)
 			f := tt.f(tree)
-			_, err := h.pool.Put(testCtx(t), h.target, f)
+			_, err := s.Put(t.Context(), f)
 			if !fired.Load() {
 				t.Fatalf("Put(%s) = %v without the hook swapping %s", f.Dest, err, tt.swap)
 			}
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("Put(%s) with %s swapped for a symlink = %v; want an error with %q", f.Dest, tt.swap, err, want)
 			}
-			h.stop() // waits for the handler
 
 			if got := strings.Join(names(t, other), " "); got != "b target" {
 				t.Errorf("the symlink's target holds %q; want only b and target", got)
@@ -194,9 +175,9 @@ func TestPutRace(t *testing.T) {
 	}
 }
 
-// TestGetFileRace swaps the directory of a file for a symlink after the
+// TestGetRace swaps the directory of a file for a symlink after the
 // minion checked the path and before it opens the file.
-func TestGetFileRace(t *testing.T) {
+func TestGetRace(t *testing.T) {
 	tree, outside := t.TempDir(), t.TempDir()
 	if err := os.Mkdir(tree+"/a", 0o755); err != nil {
 		t.Fatal(err)
@@ -208,9 +189,9 @@ func TestGetFileRace(t *testing.T) {
 	}
 	hook, fired := swapOnce(t, tree+"/a", outside)
 	setHook(t, &testHookResolved, hook)
-	h := newHarness(t, withFiles("", tree))
+	s := newStore(t, "", tree)
 	var buf bytes.Buffer
-	_, _, err := h.pool.Get(testCtx(t), h.target, model.GetFile{Path: tree + "/a/f"}, &buf)
+	_, _, err := s.Get(t.Context(), model.GetFile{Path: tree + "/a/f"}, &buf)
 	if !fired.Load() {
 		t.Fatalf("Get = %v without the hook swapping the directory", err)
 	}
@@ -266,14 +247,14 @@ func TestPutKeepRace(t *testing.T) {
 			var fired atomic.Bool
 			setHook(t, &testHookKeep, func(string) {
 				if !fired.Swap(true) {
-					tt.swap(t, dest, other) // in the server's goroutine: t.Error only
+					tt.swap(t, dest, other)
 				}
 			})
-			h := newHarness(t)
+			s := newStore(t, "")
 			var opened atomic.Int64
 			f := putBytes(dest, []byte(content), &opened)
 			f.Mode = 0o600
-			res, err := h.pool.Put(testCtx(t), h.target, f)
+			res, err := s.Put(t.Context(), f)
 			if !fired.Load() {
 				t.Fatalf("Put = %+v, %v without the hook swapping %s", res, err, dest)
 			}
@@ -286,7 +267,6 @@ func TestPutKeepRace(t *testing.T) {
 				wantMode(dest, 0o600)(t)
 				wantContent(dest, content)(t)
 			}
-			h.stop() // waits for the handler
 			st, err := swapped.Stat()
 			if err != nil {
 				t.Fatal(err)

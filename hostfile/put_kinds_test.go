@@ -1,141 +1,20 @@
-package agent
+package hostfile
 
 import (
 	"errors"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
-	"github.com/felix-ops/felix/exec"
-	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/model"
 )
 
-// putStep is one put of a sequence against the same minion, and what it
-// must answer.
-type putStep struct {
-	name        string
-	f           model.PutFile
-	wantChanged bool
-	wantErr     string // a part of the error; "" for success
-	check       func(t *testing.T)
-}
-
-// runSteps runs steps in order; a failed step fails the test at once, as
-// the later ones build on it.
-func runSteps(t *testing.T, h *harness, steps []putStep) {
-	t.Helper()
-	ctx := testCtx(t)
-	for _, st := range steps {
-		res, err := h.pool.Put(ctx, h.target, st.f)
-		switch {
-		case st.wantErr == "" && err != nil:
-			t.Fatalf("%s: Put = %v; want success", st.name, err)
-		case st.wantErr != "" && (err == nil || !strings.Contains(err.Error(), st.wantErr)):
-			t.Fatalf("%s: Put = %+v, %v; want an error with %q", st.name, res, err, st.wantErr)
-		case errors.Is(err, exec.ErrUnreachable):
-			t.Fatalf("%s: Put = %v; must not be unreachable", st.name, err)
-		case err == nil && res.Changed != st.wantChanged:
-			t.Fatalf("%s: Put changed = %v; want %v", st.name, res.Changed, st.wantChanged)
-		}
-		if st.check != nil {
-			st.check(t)
-		}
-	}
-}
-
-// noTemp fails if dir holds a temp file or journal holds an entry.
-func noTemp(t *testing.T, dir, journal string) {
-	t.Helper()
-	for _, n := range names(t, dir) {
-		if strings.HasPrefix(n, exec.PutTempPrefix) {
-			t.Errorf("temp file %s left in %s", n, dir)
-		}
-	}
-	if journal != "" {
-		if n := names(t, journal); len(n) != 0 {
-			t.Errorf("journal holds %v; want nothing", n)
-		}
-	}
-}
-
-func readlink(t *testing.T, path string) string {
-	t.Helper()
-	l, err := os.Readlink(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-func wantMode(path string, want os.FileMode) func(t *testing.T) {
-	return func(t *testing.T) {
-		t.Helper()
-		if m := modeOf(t, path); m != want {
-			t.Errorf("%s mode = %v; want %v", path, m, want)
-		}
-	}
-}
-
-func wantLink(path, target string) func(t *testing.T) {
-	return func(t *testing.T) {
-		t.Helper()
-		if m := modeOf(t, path); m&os.ModeSymlink == 0 {
-			t.Fatalf("%s mode = %v; want a symlink", path, m)
-		}
-		if got := readlink(t, path); got != target {
-			t.Errorf("%s -> %q; want %q", path, got, target)
-		}
-	}
-}
-
-func wantContent(path, content string) func(t *testing.T) {
-	return func(t *testing.T) {
-		t.Helper()
-		if got := readFile(t, path); got != content {
-			t.Errorf("%s = %q; want %q", path, got, content)
-		}
-	}
-}
-
-// nobody returns the uid and gid of nobody:nogroup, or skips the test.
-func nobody(t *testing.T) (uint32, uint32) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.Missing(t, "changing owners needs root")
-	}
-	u, uerr := user.Lookup("nobody")
-	g, gerr := user.LookupGroup("nogroup")
-	if uerr != nil || gerr != nil {
-		testenv.Missing(t, "no nobody:nogroup here: %v, %v", uerr, gerr)
-	}
-	uid, uerr := strconv.Atoi(u.Uid)
-	gid, gerr := strconv.Atoi(g.Gid)
-	if uerr != nil || gerr != nil {
-		testenv.Missing(t, "nobody:nogroup is %s:%s, not numeric", u.Uid, g.Gid)
-	}
-	return uint32(uid), uint32(gid)
-}
-
-func ownerOf(t *testing.T, path string) (uint32, uint32) {
-	t.Helper()
-	st, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := st.Sys().(*syscall.Stat_t)
-	return s.Uid, s.Gid
-}
-
 func TestPutDir(t *testing.T) {
 	journal := t.TempDir()
-	h := newHarness(t, withFiles(journal))
+	s := newStore(t, journal)
 	dir := t.TempDir()
 	d := filepath.Join(dir, "d")
 	file := filepath.Join(dir, "file")
@@ -152,7 +31,7 @@ func TestPutDir(t *testing.T) {
 	nested := mkDir(filepath.Join(dir, "a", "b"), 0)
 	nestedMkdir := nested
 	nestedMkdir.Mkdir = true
-	runSteps(t, h, []putStep{
+	runSteps(t, s, []putStep{
 		{name: "create", f: mkDir(d, 0), wantChanged: true, check: wantMode(d, os.ModeDir|0o755)},
 		{name: "again", f: mkDir(d, 0), check: wantMode(d, os.ModeDir|0o755)},
 		{name: "same mode", f: mkDir(d, 0o755)},
@@ -172,7 +51,7 @@ func TestPutDir(t *testing.T) {
 		uid, gid := nobody(t)
 		f := mkDir(d, 0)
 		f.Owner = "nobody:nogroup"
-		runSteps(t, h, []putStep{
+		runSteps(t, s, []putStep{
 			{name: "chown", f: f, wantChanged: true, check: wantMode(d, os.ModeDir|0o700)},
 			{name: "chown again", f: f},
 		})
@@ -184,7 +63,7 @@ func TestPutDir(t *testing.T) {
 
 func TestPutSymlink(t *testing.T) {
 	journal := t.TempDir()
-	h := newHarness(t, withFiles(journal))
+	s := newStore(t, journal)
 	dir := t.TempDir()
 	l := filepath.Join(dir, "l")
 	file := filepath.Join(dir, "file")
@@ -201,7 +80,7 @@ func TestPutSymlink(t *testing.T) {
 	var backup string
 	withBackup := link(file, "file.d/current")
 	withBackup.Backup = true
-	runSteps(t, h, []putStep{
+	runSteps(t, s, []putStep{
 		// Targets are stored as is: relative, dangling.
 		{name: "create", f: link(l, "../nowhere"), wantChanged: true, check: wantLink(l, "../nowhere")},
 		{name: "again", f: link(l, "../nowhere"), check: wantLink(l, "../nowhere")},
@@ -240,7 +119,7 @@ func TestPutSymlink(t *testing.T) {
 		uid, gid := nobody(t)
 		f := link(l, sub)
 		f.Owner = "nobody:nogroup"
-		runSteps(t, h, []putStep{
+		runSteps(t, s, []putStep{
 			{name: "lchown in place", f: f, wantChanged: true, check: wantLink(l, sub)},
 			{name: "lchown again", f: f},
 			{name: "retarget, no owner asked", f: link(l, file), wantChanged: true},
@@ -250,7 +129,7 @@ func TestPutSymlink(t *testing.T) {
 		}
 		f = link(filepath.Join(dir, "l2"), file)
 		f.Owner = "nobody:nogroup"
-		runSteps(t, h, []putStep{{name: "new with owner", f: f, wantChanged: true}})
+		runSteps(t, s, []putStep{{name: "new with owner", f: f, wantChanged: true}})
 		if u, g := ownerOf(t, f.Dest); u != uid || g != gid {
 			t.Errorf("owner = %d:%d; want %d:%d", u, g, uid, gid)
 		}
@@ -279,8 +158,8 @@ func TestPutRoot(t *testing.T) {
 		}
 	}
 	journal := t.TempDir()
-	h := newHarness(t, withFiles(journal, base))
-	ctx := testCtx(t)
+	s := newStore(t, journal, base)
+	ctx := t.Context()
 
 	type kindPut func(dest string) model.PutFile
 	kinds := map[string]kindPut{
@@ -293,7 +172,7 @@ func TestPutRoot(t *testing.T) {
 			for _, dest := range []string{tree + "/sub/" + kind, tree + "/real/hop/" + kind, tree + "/sub/new/" + kind} {
 				f := put(dest)
 				f.Root, f.Mkdir = tree, true
-				_, err := h.pool.Put(ctx, h.target, f)
+				_, err := s.Put(ctx, f)
 				if err == nil || !strings.Contains(err.Error(), "is a symlink; refusing to follow it out of the tree") {
 					t.Errorf("Put(%s) under root %s = %v; want a refusal to follow the symlink", dest, tree, err)
 				}
@@ -311,14 +190,14 @@ func TestPutRoot(t *testing.T) {
 			} {
 				f := put(p.dest)
 				f.Root = p.root
-				if res, err := h.pool.Put(ctx, h.target, f); err != nil || !res.Changed {
+				if res, err := s.Put(ctx, f); err != nil || !res.Changed {
 					t.Errorf("Put(%s) under root %s = %+v, %v; want changed", p.dest, p.root, res, err)
 				}
 			}
 
 			f := put(tree + "/sub/" + kind)
 			f.Root, f.FollowSymlinks = tree, true
-			if res, err := h.pool.Put(ctx, h.target, f); err != nil || !res.Changed {
+			if res, err := s.Put(ctx, f); err != nil || !res.Changed {
 				t.Fatalf("Put(%s) following symlinks = %+v, %v; want changed", f.Dest, res, err)
 			}
 			if _, err := os.Lstat(filepath.Join(elsewhere, kind)); err != nil {
@@ -328,7 +207,7 @@ func TestPutRoot(t *testing.T) {
 	}
 	f := putBytes(tree+"/real/x", []byte("x"), nil)
 	f.Root = tree
-	if _, err := h.pool.Put(ctx, h.target, f); err == nil || !strings.Contains(err.Error(), "the destination is a symlink") {
+	if _, err := s.Put(ctx, f); err == nil || !strings.Contains(err.Error(), "the destination is a symlink") {
 		t.Errorf("Put(%s) = %v; want the destination symlink refused", f.Dest, err)
 	}
 	if got := readlink(t, tree+"/real/x"); got != "/nowhere" {
@@ -360,7 +239,7 @@ func TestPutFollowSymlinks(t *testing.T) {
 	}
 	outsideMode := modeOf(t, outside)
 	journal := t.TempDir()
-	h := newHarness(t, withFiles(journal, root))
+	s := newStore(t, journal, root)
 	follow := func(f model.PutFile) model.PutFile {
 		f.FollowSymlinks = true
 		return f
@@ -371,7 +250,7 @@ func TestPutFollowSymlinks(t *testing.T) {
 	link := root + "/link"
 	withBackup := follow(putBytes(link, []byte("newer"), nil))
 	withBackup.Backup = true
-	runSteps(t, h, []putStep{
+	runSteps(t, s, []putStep{
 		{name: "file, not followed", f: putBytes(link, []byte("new"), nil), wantErr: "symlink", check: wantContent(target, "old")},
 		{name: "file, followed", f: follow(putBytes(link, []byte("new"), nil)), wantChanged: true, check: func(t *testing.T) {
 			wantContent(target, "new")(t)
@@ -411,8 +290,8 @@ func TestPutFollowSymlinks(t *testing.T) {
 	noTemp(t, root, journal)
 }
 
-func TestPutFileBadHeaders(t *testing.T) {
-	h := newHarness(t)
+func TestPutBadHeaders(t *testing.T) {
+	s := newStore(t, "")
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "x")
 	tests := []struct {
@@ -436,12 +315,12 @@ func TestPutFileBadHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := h.pool.Put(testCtx(t), h.target, tt.f)
+			_, err := s.Put(t.Context(), tt.f)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Put = %v; want an error with %q", err, tt.want)
 			}
-			if errors.Is(err, exec.ErrUnreachable) {
-				t.Errorf("Put = %v; must not be unreachable", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("Put = %v; want it marked ErrInvalid", err)
 			}
 		})
 	}

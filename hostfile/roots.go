@@ -1,0 +1,65 @@
+package hostfile
+
+import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// resolve resolves the symlinks of a checked path's directory, as far as
+// it exists, and checks the result against the Roots. It returns the
+// resolved path (its last element is never resolved) and whether its
+// directory exists.
+func (s *Store) resolve(p string) (string, bool, error) {
+	d, missing, err := resolvePath(filepath.Dir(p))
+	if err != nil {
+		return "", false, errorf(ErrRefused, "%s: %w", p, err)
+	}
+	resolved := filepath.Join(d, filepath.Base(p))
+	if !s.underRoots(resolved) {
+		return "", false, errorf(ErrOutside, "%s is outside this minion's file_roots", p)
+	}
+	return resolved, missing == 0, nil
+}
+
+// resolvePath resolves the symlinks of the absolute, clean path p as far
+// as it exists and appends the missing rest as it is. It returns the
+// result and how many components are missing.
+func resolvePath(p string) (string, int, error) {
+	d := p
+	var missing []string
+	for {
+		r, err := filepath.EvalSymlinks(d)
+		if err == nil {
+			d = r
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || d == "/" {
+			return "", 0, err
+		}
+		missing = append(missing, filepath.Base(d))
+		d = filepath.Dir(d)
+	}
+	slices.Reverse(missing)
+	return filepath.Join(append([]string{d}, missing...)...), len(missing), nil
+}
+
+// underRoots reports whether the resolved path p is inside one of the
+// Roots (their symlinks resolved too), or there are none.
+func (s *Store) underRoots(p string) bool {
+	if len(s.Roots) == 0 {
+		return true
+	}
+	for _, root := range s.Roots {
+		r, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			r = filepath.Clean(root)
+		}
+		if r == "/" || strings.HasPrefix(p, r+"/") {
+			return true
+		}
+	}
+	return false
+}
