@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/internal/backoff"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/agent"
 	"github.com/felix-ops/felix/version"
@@ -136,11 +136,15 @@ func (m *Minion) Run(ctx context.Context) error {
 	return err
 }
 
-// registerLoop registers until it succeeds, backing off exponentially with
-// full jitter between 1 s and 1 min while the master is unreachable.
+// registerBackoff spaces registration attempts while the master is
+// unreachable: 1 s doubling to 1 min, each wait drawn from half to one and
+// a half times that.
+var registerBackoff = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter: backoff.Spread}
+
+// registerLoop registers until it succeeds or is refused for good, backing
+// off (registerBackoff) while the master is unreachable.
 func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
-	delay := time.Second
-	for {
+	for attempt := 1; ; attempt++ {
 		err := m.Register(ctx, addr)
 		if err == nil || errors.Is(err, ErrPermanent) {
 			return err
@@ -148,14 +152,13 @@ func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait := time.Duration(rand.Int64N(int64(delay))) + delay/2
+		wait := registerBackoff.Duration(attempt)
 		m.log.Warn("register failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
-		delay = min(delay*2, time.Minute)
 	}
 }
 
