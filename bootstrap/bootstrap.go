@@ -88,10 +88,10 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
-	"github.com/felix-ops/felix/minion"
 	"github.com/felix-ops/felix/pki"
 )
 
@@ -128,9 +128,8 @@ const (
 
 // Defaults of a Bootstrapper's zero fields.
 const (
-	DefaultTimeout  = 2 * time.Minute
+	DefaultTimeout  = 2 * time.Minute // the master's bootstrap.timeout default
 	DefaultParallel = 32
-	DefaultPort     = 4510
 	// TokenTTL is how long a bootstrap's join token is valid.
 	TokenTTL = 10 * time.Minute
 )
@@ -160,7 +159,8 @@ type Bootstrapper struct {
 	MinionDir string
 	// Timeout bounds one host, from the probe to the fingerprint check.
 	Timeout time.Duration
-	// Port is the minions' gRPC listen port; 0 means 4510.
+	// Port is the minions' gRPC listen port; 0 means the minion's default
+	// listen (config.Minion, :4510).
 	Port int
 	// Parallel bounds the hosts bootstrapped at once by Many; 0 means 32.
 	Parallel int
@@ -312,13 +312,13 @@ func (b *Bootstrapper) host(ctx context.Context, t exec.Target, hosts map[string
 	r.Arch = arch
 
 	// What felix left on the host before (read only), and the id.
-	var old *minion.Config
+	var old *config.Minion
 	if pr.Config {
 		data, err := b.SSH.ReadFile(ctx, t, p.conf)
 		if err != nil {
 			return fmt.Errorf("read existing %s: %w", p.conf, err)
 		}
-		var c minion.Config
+		var c config.Minion
 		if _, err := toml.Decode(string(data), &c); err == nil {
 			old = &c
 		} else {
@@ -382,8 +382,11 @@ func (b *Bootstrapper) host(ctx context.Context, t exec.Target, hosts map[string
 	}
 
 	// 4. Install what differs.
-	cfg := minion.Config{Master: b.MasterURL, MasterFingerprint: b.MasterFingerprint, ID: r.ID,
-		Listen: ":" + strconv.Itoa(orDefault(b.Port, DefaultPort)), DataDir: p.data, LogLevel: "info"}
+	cfg := config.DefaultMinion()
+	cfg.Master, cfg.MasterFingerprint, cfg.ID, cfg.DataDir = b.MasterURL, b.MasterFingerprint, r.ID, p.data
+	if b.Port != 0 {
+		cfg.Listen = ":" + strconv.Itoa(b.Port)
+	}
 	if old != nil { // what an operator tuned by hand stays
 		cfg.Advertise = old.Advertise
 		cfg.FileRoots = old.FileRoots
@@ -660,7 +663,7 @@ func lastLine(out []byte) string {
 
 // sameConfig compares two minion configs but for the join token, which a
 // registered minion no longer needs.
-func sameConfig(a, b minion.Config) bool {
+func sameConfig(a, b config.Minion) bool {
 	a.JoinToken, b.JoinToken = "", ""
 	if !slices.Equal(a.FileRoots, b.FileRoots) {
 		return false
@@ -669,16 +672,15 @@ func sameConfig(a, b minion.Config) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// renderConfig encodes a minion config as TOML: every value quoted by the
-// encoder.
-func renderConfig(c minion.Config) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteString("# felix minion configuration, written by felix bootstrap; a rerun rewrites it.\n" +
-		"# Flags and FELIX_MINION_* environment variables override what is set here.\n\n")
-	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+// renderConfig encodes a minion config as commented TOML: every value
+// quoted by the encoder.
+func renderConfig(c config.Minion) ([]byte, error) {
+	data, err := config.Render("# felix minion configuration, written by felix bootstrap; a rerun rewrites it.\n"+
+		"# Flags and FELIX_MINION_* environment variables override what is set here.\n", c)
+	if err != nil {
 		return nil, fmt.Errorf("encode minion config: %w", err)
 	}
-	return buf.Bytes(), nil
+	return data, nil
 }
 
 // unitFile is the systemd unit of the minion.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/facts"
 	"github.com/felix-ops/felix/internal/backoff"
 	"github.com/felix-ops/felix/pki"
@@ -42,7 +43,7 @@ var ErrPermanent = errors.New("registration refused")
 
 // Minion is a running minion.
 type Minion struct {
-	cfg Config
+	cfg config.Minion
 	log *slog.Logger
 	id  *pki.Identity
 
@@ -51,7 +52,7 @@ type Minion struct {
 }
 
 // New loads or creates the minion's identity and its pinned master fingerprint.
-func New(cfg Config, log *slog.Logger) (*Minion, error) {
+func New(cfg config.Minion, log *slog.Logger) (*Minion, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
