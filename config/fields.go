@@ -265,7 +265,10 @@ func render(header string, v reflect.Value, asTemplate bool) ([]byte, error) {
 		}
 	}, func(path string, tag reflect.StructTag) {
 		fmt.Fprintf(&buf, "\n[%s]\n", path)
-		writeComment(&buf, tag.Get("doc"))
+		if doc := tag.Get("doc"); doc != "" {
+			writeComment(&buf, doc)
+			buf.WriteString("\n") // the table's comment, apart from its first key's
+		}
 	})
 	return buf.Bytes(), err
 }

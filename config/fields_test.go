@@ -54,6 +54,7 @@ roots = ["/a", "/b"]
 
 [limits]
 # Limits of things.
+
 # At most this many.
 max = 5000
 size = 10737418240
