@@ -16,6 +16,7 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/inventory/hostlist"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -191,7 +192,7 @@ func (s *Server) setHostLabels(c *gin.Context) {
 	s.writeHost(c, id, http.StatusOK)
 }
 
-// importHosts stores the hosts of a text inventory (see parseInventory),
+// importHosts stores the hosts of a text inventory (see hostlist.Parse),
 // all or none: any bad line is a 400 listing every bad line.
 func (s *Server) importHosts(c *gin.Context) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
@@ -203,22 +204,33 @@ func (s *Server) importHosts(c *gin.Context) {
 		s.abort(c, badRequestf("the inventory is not UTF-8 text"))
 		return
 	}
-	hosts, bad := parseInventory(string(body))
-	if len(bad) == 0 && len(hosts) == 0 {
+	parsed, bad := hostlist.Parse(string(body))
+	if len(bad) == 0 && len(parsed) == 0 {
 		s.abort(c, badRequestf("the inventory names no host"))
 		return
 	}
 	if len(bad) > 0 {
+		errs := make([]wire.ImportError, len(bad))
 		msgs := make([]string, 0, 3)
-		for _, e := range bad[:min(3, len(bad))] {
-			msgs = append(msgs, fmt.Sprintf("line %d: %s", e.Line, e.Error))
+		for i, e := range bad {
+			errs[i] = wire.ImportError{Line: e.Line, Error: e.Reason}
+			if i < 3 {
+				msgs = append(msgs, e.Error())
+			}
 		}
 		msg := strings.Join(msgs, "; ")
 		if len(bad) > 3 {
 			msg += fmt.Sprintf("; and %d more bad lines", len(bad)-3)
 		}
-		c.AbortWithStatusJSON(http.StatusBadRequest, wire.ImportResult{Errors: bad, Error: msg + "; nothing imported"})
+		c.AbortWithStatusJSON(http.StatusBadRequest, wire.ImportResult{Errors: errs, Error: msg + "; nothing imported"})
 		return
+	}
+	hosts := make([]inventory.Host, len(parsed))
+	for i, h := range parsed {
+		hosts[i] = inventory.Host{ID: h.ID, Address: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+		if h.Group != "" {
+			hosts[i].Labels = map[string]string{"group": h.Group}
+		}
 	}
 	added, updated, err := s.Store.ImportHosts(c.Request.Context(), hosts, s.now())
 	if err != nil {

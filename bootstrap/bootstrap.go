@@ -65,33 +65,21 @@
 package bootstrap
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
-	"reflect"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/inventory"
-	"github.com/felix-ops/felix/minion"
 	"github.com/felix-ops/felix/model"
-	"github.com/felix-ops/felix/pki"
 )
 
 // SSH is the part of the agentless transport bootstrap uses; satisfied by
@@ -127,9 +115,8 @@ const (
 
 // Defaults of a Bootstrapper's zero fields.
 const (
-	DefaultTimeout  = 2 * time.Minute
+	DefaultTimeout  = 2 * time.Minute // the master's bootstrap.timeout default
 	DefaultParallel = 32
-	DefaultPort     = 4510
 	// TokenTTL is how long a bootstrap's join token is valid.
 	TokenTTL = 10 * time.Minute
 )
@@ -159,7 +146,8 @@ type Bootstrapper struct {
 	MinionDir string
 	// Timeout bounds one host, from the probe to the fingerprint check.
 	Timeout time.Duration
-	// Port is the minions' gRPC listen port; 0 means 4510.
+	// Port is the minions' gRPC listen port; 0 means the minion's default
+	// listen (config.Minion, :4510).
 	Port int
 	// Parallel bounds the hosts bootstrapped at once by Many; 0 means 32.
 	Parallel int
@@ -279,225 +267,6 @@ func (b *Bootstrapper) bootstrap(ctx context.Context, t model.Target, id string,
 	return r
 }
 
-var archRE = regexp.MustCompile(`^[a-z0-9_]{1,16}$`)
-
-// host does Host's work, filling r as it learns; an error fails the host.
-func (b *Bootstrapper) host(ctx context.Context, t model.Target, hosts map[string]inventory.Host, r *Result) error {
-	if b.SSH == nil || b.Store == nil {
-		return errors.New("bootstrap is not configured on this master (no SSH transport or inventory)")
-	}
-	if b.MasterURL == "" || b.MasterFingerprint == "" {
-		return errors.New("bootstrap is not configured on this master (no master URL or fingerprint)")
-	}
-	if err := ValidInstallRoot(b.InstallRoot); err != nil {
-		return err
-	}
-	if t.SSH == nil {
-		return errors.New("no SSH settings for this host")
-	}
-	hostID := ""
-	if h, ok := hosts[t.SSH.Host]; ok {
-		t.SSH = &model.SSHTarget{Host: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
-		hostID = h.ID
-	}
-	p := pathsUnder(b.InstallRoot)
-
-	// 1. Probe.
-	pr, err := b.probe(ctx, t, p)
-	if err != nil {
-		return err
-	}
-	osName, arch := strings.ToLower(pr.OS), goArch(pr.Arch)
-	r.Arch = arch
-
-	// What felix left on the host before (read only), and the id.
-	var old *minion.Config
-	if pr.Config {
-		data, err := b.SSH.ReadFile(ctx, t, p.conf)
-		if err != nil {
-			return fmt.Errorf("read existing %s: %w", p.conf, err)
-		}
-		var c minion.Config
-		if _, err := toml.Decode(string(data), &c); err == nil {
-			old = &c
-		} else {
-			b.log().Warn("bootstrap: existing minion config unreadable; rewriting it", "host", r.Host, "err", err)
-		}
-	}
-	hostFP := ""
-	if pr.Cert {
-		if hostFP, err = b.hostFingerprint(ctx, t, p); err != nil {
-			return err
-		}
-	}
-
-	if r.ID == "" && old != nil {
-		r.ID = old.ID
-	}
-	if r.ID == "" {
-		r.ID = hostID
-	}
-	if r.ID == "" {
-		r.ID = pr.Hostname
-	}
-	if err := model.ValidID(r.ID); err != nil {
-		return fmt.Errorf("minion id: %w (choose one with --id)", err)
-	}
-
-	// 2. The binary for the host: without one, nothing is written.
-	local := filepath.Join(b.MinionDir, "minion-"+osName+"-"+arch)
-	if osName != "linux" || !archRE.MatchString(arch) {
-		return fmt.Errorf("no minion binary for %s/%s: felix minions run on linux/amd64 and linux/arm64", osName, arch)
-	}
-	sum, err := b.sha256(local)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no minion binary for linux/%s in %s (make dist builds linux/amd64 and linux/arm64)", arch, b.MinionDir)
-	}
-	if err != nil {
-		return fmt.Errorf("no usable minion binary for linux/%s: %w", arch, err)
-	}
-
-	// 3. What the inventory knows of the id.
-	known := false
-	m, err := b.Store.Minion(ctx, r.ID)
-	switch {
-	case err == nil:
-		if m.State == inventory.StateRejected {
-			return fmt.Errorf("minion %s is rejected in the inventory; delete it (felix keys delete %s) to bootstrap it again", r.ID, r.ID)
-		}
-		if hostFP == "" {
-			return fmt.Errorf("minion %s is already registered (certificate %s) and this host has no minion key: "+
-				"another host has this id, or this one was re-imaged (felix keys delete %s to re-key it, or choose another --id)",
-				r.ID, m.Fingerprint, r.ID)
-		}
-		if hostFP != m.Fingerprint {
-			return fmt.Errorf("minion %s is registered with certificate %s but the host has %s: "+
-				"delete it (felix keys delete %s) to re-key it", r.ID, m.Fingerprint, hostFP, r.ID)
-		}
-		known = true
-	case errors.Is(err, inventory.ErrNotFound):
-	default:
-		return err
-	}
-
-	// 4. Install what differs.
-	cfg := minion.Config{Master: b.MasterURL, MasterFingerprint: b.MasterFingerprint, ID: r.ID,
-		Listen: ":" + strconv.Itoa(orDefault(b.Port, DefaultPort)), DataDir: p.data, LogLevel: "info"}
-	if old != nil { // what an operator tuned by hand stays
-		cfg.Advertise = old.Advertise
-		cfg.FileRoots = old.FileRoots
-		if old.LogLevel != "" {
-			cfg.LogLevel = old.LogLevel
-		}
-	}
-	binChanged := !pr.Bin || pr.BinSHA256 != sum
-	cfgChanged := old == nil || !sameConfig(*old, cfg) || !known
-	r.Init = InitNohup
-	if pr.Systemd && b.InstallRoot == "" {
-		r.Init = InitSystemd
-	}
-	unit := unitFile(p)
-	unitChanged := r.Init == InitSystemd && pr.UnitSHA256 != sha256Hex([]byte(unit))
-	if binChanged || cfgChanged || unitChanged {
-		if err := b.run(ctx, t, "prepare directories", p.script(markPrepare, prepareBody, "SYSTEMD", flag(r.Init == InitSystemd))); err != nil {
-			return err
-		}
-	}
-	if binChanged {
-		f, err := os.Open(local)
-		if err != nil {
-			return fmt.Errorf("open %s: %w", local, err)
-		}
-		err = b.SSH.Upload(ctx, t, p.bin, f, 0o755)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("upload %s: %w", p.bin, err)
-		}
-	}
-	if cfgChanged {
-		if !known {
-			tok, _, err := b.Store.CreateJoinToken(ctx, inventory.JoinTokenSpec{AutoAccept: false, Uses: 1, TTL: TokenTTL}, time.Now())
-			if err != nil {
-				return err
-			}
-			cfg.JoinToken = tok
-		}
-		data, err := renderConfig(cfg)
-		if err != nil {
-			return err
-		}
-		if err := b.SSH.Upload(ctx, t, p.conf, bytes.NewReader(data), 0o600); err != nil {
-			return fmt.Errorf("upload %s: %w", p.conf, err)
-		}
-	}
-	if unitChanged {
-		if err := b.SSH.Upload(ctx, t, p.unit, strings.NewReader(unit), 0o644); err != nil {
-			return fmt.Errorf("upload %s: %w", p.unit, err)
-		}
-	}
-
-	// 5. Start (or restart) it and make it start at boot.
-	restart := binChanged || cfgChanged || unitChanged
-	body := startDetached
-	if r.Init == InitSystemd {
-		body = startSystemd
-	}
-	since := time.Now().Truncate(time.Millisecond)
-	out, errOut, code, err := b.SSH.Run(ctx, t, p.script(markStart, body, "RESTART", flag(restart),
-		"CRON", flag(pr.Crontab && b.InstallRoot == "")))
-	if err != nil {
-		return fmt.Errorf("start the minion: %w", err)
-	}
-	if code != 0 {
-		return fmt.Errorf("start the minion: exit status %d: %s", code, lastLine(errOut))
-	}
-	started := restart || strings.Contains(string(out), "started=1")
-	booted := strings.Contains(string(out), "boot=1")
-	if !started {
-		since = time.Time{} // the running minion's registration is the one to check
-	}
-
-	// 6. Wait for the registration, then check its certificate is the host's.
-	m, err = b.waitRegistered(ctx, t, p, r, since)
-	if err != nil {
-		return err
-	}
-	fp, err := b.hostFingerprint(ctx, t, p)
-	if err != nil {
-		return err
-	}
-	if fp != m.Fingerprint {
-		if err := b.Store.SetMinionState(context.WithoutCancel(ctx), r.ID, inventory.StateRejected, time.Now()); err != nil {
-			b.log().Error("bootstrap: reject minion with a foreign certificate", "id", r.ID, "err", err)
-		}
-		return fmt.Errorf("fingerprint mismatch: registered %s, host has %s (minion %s rejected)", m.Fingerprint, fp, r.ID)
-	}
-	if m.State == inventory.StatePending {
-		if err := b.Store.SetMinionState(ctx, r.ID, inventory.StateAccepted, time.Now()); err != nil {
-			return fmt.Errorf("accept minion %s: %w", r.ID, err)
-		}
-	}
-	r.Fingerprint = fp
-	switch {
-	case !pr.Bin:
-		r.Action = ActionInstalled
-	case binChanged:
-		r.Action = ActionUpgraded
-	case cfgChanged || unitChanged || started || booted || m.State == inventory.StatePending:
-		r.Action = ActionRepaired
-	default:
-		r.Action = ActionUnchanged
-	}
-	return nil
-}
-
-func flag(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
-}
-
 // hostIndex returns the agentless inventory by id and by address (an id
 // wins over another host's address).
 func (b *Bootstrapper) hostIndex(ctx context.Context) (map[string]inventory.Host, error) {
@@ -518,96 +287,11 @@ func (b *Bootstrapper) hostIndex(ctx context.Context) (map[string]inventory.Host
 	return idx, nil
 }
 
-// probe runs the probe script and checks its answer.
-func (b *Bootstrapper) probe(ctx context.Context, t model.Target, p paths) (probe, error) {
-	out, errOut, code, err := b.SSH.Run(ctx, t, p.script(markProbe, probeBody))
-	if err != nil {
-		return probe{}, fmt.Errorf("probe: %w", err)
-	}
-	if code != 0 {
-		return probe{}, fmt.Errorf("probe: exit status %d: %s", code, lastLine(errOut))
-	}
-	pr := parseProbe(out)
-	if pr.OS == "" || pr.Arch == "" {
-		return pr, fmt.Errorf("probe: no OS or architecture in the answer %q", lastLine(out))
-	}
-	return pr, nil
-}
-
-// run runs a script that must exit 0.
-func (b *Bootstrapper) run(ctx context.Context, t model.Target, what, script string) error {
-	_, errOut, code, err := b.SSH.Run(ctx, t, script)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if code != 0 {
-		return fmt.Errorf("%s: exit status %d: %s", what, code, lastLine(errOut))
-	}
-	return nil
-}
-
-// hostFingerprint reads the minion's certificate on the host.
-func (b *Bootstrapper) hostFingerprint(ctx context.Context, t model.Target, p paths) (string, error) {
-	path := p.data + "/" + certFile
-	data, err := b.SSH.ReadFile(ctx, t, path)
-	if err != nil {
-		return "", fmt.Errorf("read the minion certificate %s: %w", path, err)
-	}
-	_, fp, err := pki.ParseCertPEM(data)
-	if err != nil {
-		return "", fmt.Errorf("the minion certificate %s: %w", path, err)
-	}
-	return fp, nil
-}
-
-// waitRegistered polls the inventory until the minion r.ID is registered
-// (at or after since, when since is set) and not rejected.
-func (b *Bootstrapper) waitRegistered(ctx context.Context, t model.Target, p paths, r *Result, since time.Time) (inventory.Minion, error) {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		m, err := b.Store.Minion(ctx, r.ID)
-		switch {
-		case err == nil && m.State == inventory.StateRejected:
-			return m, fmt.Errorf("minion %s registered but is rejected in the inventory", r.ID)
-		case err == nil && !m.UpdatedAt.Before(since):
-			return m, nil
-		case err != nil && !errors.Is(err, inventory.ErrNotFound) && ctx.Err() == nil:
-			return m, err
-		}
-		select {
-		case <-ctx.Done():
-			return m, fmt.Errorf("minion %s did not register within %s%s", r.ID, b.timeout(), b.logTail(ctx, t, p, r.Init))
-		case <-tick.C:
-		}
-	}
-}
-
 func (b *Bootstrapper) timeout() time.Duration {
 	if b.Timeout > 0 {
 		return b.Timeout
 	}
 	return DefaultTimeout
-}
-
-// logTail returns the minion's last log lines on the host, for a reason.
-func (b *Bootstrapper) logTail(ctx context.Context, t model.Target, p paths, init string) string {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	body := logsDetached
-	if init == InitSystemd {
-		body = logsSystemd
-	}
-	out, _, _, err := b.SSH.Run(ctx, t, p.script(markLogs, body))
-	lines := strings.Fields(strings.Join(strings.Split(strings.TrimSpace(string(out)), "\n"), " | "))
-	if err != nil || len(lines) == 0 {
-		return ""
-	}
-	s := strings.Join(lines, " ")
-	if len(s) > 600 {
-		s = "..." + s[len(s)-600:]
-	}
-	return "; its last log lines: " + s
 }
 
 // sha256 returns the hex sha256 of a local file, cached while its size and
@@ -637,65 +321,4 @@ func (b *Bootstrapper) sha256(path string) (string, error) {
 	b.sums[path] = fileSum{size: fi.Size(), mod: fi.ModTime(), sum: sum}
 	b.mu.Unlock()
 	return sum, nil
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
-// lastLine returns the last non-empty line of out, for an error message.
-func lastLine(out []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	s := strings.TrimSpace(lines[len(lines)-1])
-	if len(s) > 300 {
-		s = s[:300] + "..."
-	}
-	if s == "" {
-		return "(no output)"
-	}
-	return s
-}
-
-// sameConfig compares two minion configs but for the join token, which a
-// registered minion no longer needs.
-func sameConfig(a, b minion.Config) bool {
-	a.JoinToken, b.JoinToken = "", ""
-	if !slices.Equal(a.FileRoots, b.FileRoots) {
-		return false
-	}
-	a.FileRoots, b.FileRoots = nil, nil
-	return reflect.DeepEqual(a, b)
-}
-
-// renderConfig encodes a minion config as TOML: every value quoted by the
-// encoder.
-func renderConfig(c minion.Config) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteString("# felix minion configuration, written by felix bootstrap; a rerun rewrites it.\n" +
-		"# Flags and FELIX_MINION_* environment variables override what is set here.\n\n")
-	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
-		return nil, fmt.Errorf("encode minion config: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
-// unitFile is the systemd unit of the minion.
-func unitFile(p paths) string {
-	return `# felix minion, installed by felix bootstrap; a rerun rewrites it.
-[Unit]
-Description=felix minion
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=` + p.bin + ` start --config ` + p.conf + `
-Restart=always
-RestartSec=5
-KillMode=mixed
-TimeoutStopSec=45
-
-[Install]
-WantedBy=multi-user.target
-`
 }

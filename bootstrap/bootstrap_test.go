@@ -19,9 +19,9 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
-	"github.com/felix-ops/felix/minion"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 )
@@ -162,7 +162,7 @@ func (h *fakeHost) run(ctx context.Context, script string) ([]byte, []byte, int,
 // startLocked plays the minion starting: key on first start, registration
 // with its config's join token.
 func (h *fakeHost) startLocked(ctx context.Context) error {
-	var cfg minion.Config
+	var cfg config.Minion
 	if _, err := toml.Decode(string(h.files[ConfigPath]), &cfg); err != nil {
 		return fmt.Errorf("minion config: %w", err)
 	}
@@ -237,11 +237,11 @@ func target(host string) model.Target {
 	return model.Target{ID: "root@" + host, SSH: &model.SSHTarget{Host: host, User: "root"}}
 }
 
-func (h *fakeHost) config(t *testing.T) minion.Config {
+func (h *fakeHost) config(t *testing.T) config.Minion {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var c minion.Config
+	var c config.Minion
 	md, err := toml.Decode(string(h.files[ConfigPath]), &c)
 	if err != nil {
 		t.Fatalf("uploaded config does not decode: %v\n%s", err, h.files[ConfigPath])
@@ -418,13 +418,13 @@ func TestConfigEncoding(t *testing.T) {
 		"https://m.example/ünïcødé",
 	}
 	for _, url := range weird {
-		in := minion.Config{Master: url, MasterFingerprint: testMasterFP, JoinToken: "fjt_" + url, ID: "web-01", Listen: ":4510",
+		in := config.Minion{Master: url, MasterFingerprint: testMasterFP, JoinToken: "fjt_" + url, ID: "web-01", Listen: ":4510",
 			DataDir: "/var/lib/felix/minion", LogLevel: "info", Advertise: "a]b=c#d"}
 		data, err := renderConfig(in)
 		if err != nil {
 			t.Fatalf("renderConfig(%q): %v", url, err)
 		}
-		var out minion.Config
+		var out config.Minion
 		if _, err := toml.Decode(string(data), &out); err != nil {
 			t.Fatalf("config for %q does not decode: %v\n%s", url, err, data)
 		}

@@ -1,7 +1,28 @@
 // Package config loads felix's TOML configuration files in layers: defaults,
 // then the file, then FELIX_* environment variables, then flags. A missing
 // file is written out first from a commented template, so an operator always
-// has a documented file to edit.
+// has a documented file to edit. It also holds the minion's configuration
+// (Minion), which the minion daemon and bootstrap share.
+//
+// Each configuration is one struct whose field tags say everything about its
+// keys, so that the commented first-run file (Template), the defaults
+// Validate fills in (FillZero) and the environment and flag overrides
+// (AddFlags, Apply) come from one place:
+//
+//	toml:"key"       the key; a field of struct type is a [table]
+//	default:"text"   the default, as Go text for the field's type: "60s" for
+//	                 a Duration, "5000", "true", "a,b" for a list
+//	doc:"text"       the comment above the key in the written file (wrapped;
+//	                 "\n" breaks a line); on a table, the comment under [table]
+//	env:"FELIX_..."  an environment variable that overrides the key
+//	flag:"name"      a flag (AddFlags) that overrides the key and the environment
+//	zero:"error"     an unset value is an error (Validate says why), not the default
+//	zero:"computed"  an unset value is worked out by the component's Validate
+//	                 (from other keys or the machine); default is what the file shows
+//
+// Fields may be string, int, int64, bool, Duration or []string. A malformed
+// tag is a programming error: this package's functions panic on it, and every
+// config's tests call them.
 package config
 
 import (

@@ -24,6 +24,7 @@ import (
 
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/backoff"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/model"
 )
@@ -285,6 +286,12 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 		"took", job.FinishedAt.Sub(job.CreatedAt))
 }
 
+// finishTries and finishBackoff bound how finish retries storing a job's
+// end: 4 tries, 0.5 s, 1 s and 2 s apart (one writer: no jitter needed).
+const finishTries = 4
+
+var finishBackoff = backoff.Policy{Base: 500 * time.Millisecond, Cap: 2 * time.Second, Jitter: backoff.None}
+
 // finish stores a job's end with its announcements.
 func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.Result) error {
 	var items []inventory.OutboxItem
@@ -294,13 +301,13 @@ func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.
 	// A job must not stay "running" for a passing database error (a busy
 	// timeout): try a few times before giving up to the next start's Recover.
 	var err error
-	for try := range 4 {
+	for try := 1; try <= finishTries; try++ {
 		if err = s.Writer.Finish(context.Background(), job.ID, job.State, job.FinishedAt, items...); err == nil ||
-			errors.Is(err, inventory.ErrWriterClosed) {
+			errors.Is(err, inventory.ErrWriterClosed) || try == finishTries {
 			break
 		}
 		s.Log.Warn("store the end of job; retrying", "job", job.ID, "err", err)
-		time.Sleep(time.Duration(try+1) * 500 * time.Millisecond)
+		time.Sleep(finishBackoff.Duration(try))
 	}
 	if err != nil {
 		return err

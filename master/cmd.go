@@ -49,13 +49,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}, args, stdout, stderr)
 }
 
-// load parses the common flags plus any extra ones, then applies the layers.
+// load parses the common flags plus any extra ones, then applies the layers:
+// defaults, the file, FELIX_MASTER_* environment variables, flags (Config's tags).
 func load(name string, args []string, extra func(*pflag.FlagSet)) (Config, *pflag.FlagSet, bool, error) {
 	fs := pflag.NewFlagSet("master "+name, pflag.ContinueOnError)
 	fs.String("config", filepath.Join(config.DefaultDir("config", "master"), "master.toml"), "config file")
-	fs.String("data-dir", "", "data directory")
-	fs.String("listen", "", "API listen address")
-	fs.String("log-level", "", "log level")
+	config.AddFlags(fs, &Config{})
 	if extra != nil {
 		extra(fs)
 	}
@@ -71,9 +70,9 @@ func load(name string, args []string, extra func(*pflag.FlagSet)) (Config, *pfla
 	if err != nil {
 		return cfg, fs, false, err
 	}
-	config.Override(&cfg.DataDir, fs, "data-dir", "FELIX_MASTER_DATA_DIR")
-	config.Override(&cfg.Listen, fs, "listen", "FELIX_MASTER_LISTEN")
-	config.Override(&cfg.LogLevel, fs, "log-level", "FELIX_MASTER_LOG_LEVEL")
+	if err := config.Apply(&cfg, fs); err != nil {
+		return cfg, fs, false, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fs, false, fmt.Errorf("config %s: %w", path, err)
 	}

@@ -10,12 +10,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/pki"
@@ -154,6 +158,41 @@ func TestLoadConfigWritesDefault(t *testing.T) {
 	}
 	if cfg.Listen != "127.0.0.1:9443" {
 		t.Errorf("Listen = %q; want the file's 127.0.0.1:9443", cfg.Listen)
+	}
+}
+
+// TestConfigTemplate: the first-run file documents every key and decodes
+// to the defaults of Config's tags, which Validate keeps.
+func TestConfigTemplate(t *testing.T) {
+	var want Config
+	config.SetDefaults(&want)
+	var got Config
+	md, err := toml.Decode(defaultConfig, &got)
+	if err != nil {
+		t.Fatalf("defaultConfig does not decode: %v", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		t.Errorf("defaultConfig has unknown keys %v", und)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("defaultConfig decodes to\n%+v\nwant the defaults\n%+v", got, want)
+	}
+	lines := strings.Split(defaultConfig, "\n")
+	for i, l := range lines {
+		isKey := l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "[")
+		isKey = isKey || strings.HasPrefix(l, "# ") && strings.HasSuffix(l, " = []")
+		if isKey && (i == 0 || !strings.HasPrefix(lines[i-1], "# ")) {
+			t.Errorf("key %q has no comment", l)
+		}
+	}
+	// Validate fills in only what the machine decides; the rest stays.
+	v := got
+	if err := v.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	v.DataDir, v.SSH.KnownHosts, v.SSH.KeyDirs, v.Bootstrap.MinionDir = "", "", nil, ""
+	if !reflect.DeepEqual(v, want) {
+		t.Errorf("Validate changed the defaults:\n%+v\nwant\n%+v", v, want)
 	}
 }
 

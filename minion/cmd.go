@@ -46,41 +46,29 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}, args, stdout, stderr)
 }
 
-func load(name string, args []string, stdout io.Writer) (Config, error) {
+// load parses the flags and applies the layers: defaults, the file,
+// FELIX_MINION_* environment variables, flags (config.Minion's tags).
+func load(name string, args []string, stdout io.Writer) (config.Minion, error) {
 	fs := pflag.NewFlagSet("minion "+name, pflag.ContinueOnError)
 	fs.String("config", filepath.Join(config.DefaultDir("config", "minion"), "minion.toml"), "config file")
-	flags := []struct{ flag, env string }{
-		{"master", "FELIX_MINION_MASTER"},
-		{"master-fingerprint", "FELIX_MINION_MASTER_FINGERPRINT"},
-		{"join-token", "FELIX_MINION_JOIN_TOKEN"},
-		{"id", "FELIX_MINION_ID"},
-		{"listen", "FELIX_MINION_LISTEN"},
-		{"advertise", "FELIX_MINION_ADVERTISE"},
-		{"data-dir", "FELIX_MINION_DATA_DIR"},
-		{"log-level", "FELIX_MINION_LOG_LEVEL"},
-	}
-	for _, f := range flags {
-		fs.String(f.flag, "", f.flag)
-	}
+	config.AddFlags(fs, &config.Minion{})
 	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+		return config.Minion{}, err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return config.Minion{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	path, _ := fs.GetString("config")
 	config.Override(&path, fs, "config", "FELIX_MINION_CONFIG")
-	cfg, created, err := LoadConfig(path)
+	cfg, created, err := config.LoadMinion(path)
 	if err != nil {
 		return cfg, err
 	}
 	if created && stdout != nil {
 		fmt.Fprintf(stdout, "wrote default config %s\n", path)
 	}
-	dst := []*string{&cfg.Master, &cfg.MasterFingerprint, &cfg.JoinToken, &cfg.ID, &cfg.Listen, &cfg.Advertise,
-		&cfg.DataDir, &cfg.LogLevel}
-	for i, f := range flags {
-		config.Override(dst[i], fs, f.flag, f.env)
+	if err := config.Apply(&cfg, fs); err != nil {
+		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)

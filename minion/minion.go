@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -21,8 +20,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/facts"
 	"github.com/felix-ops/felix/hostfile"
+	"github.com/felix-ops/felix/internal/backoff"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/agent"
@@ -43,7 +44,7 @@ var ErrPermanent = errors.New("registration refused")
 
 // Minion is a running minion.
 type Minion struct {
-	cfg Config
+	cfg config.Minion
 	log *slog.Logger
 	id  *pki.Identity
 
@@ -52,7 +53,7 @@ type Minion struct {
 }
 
 // New loads or creates the minion's identity and its pinned master fingerprint.
-func New(cfg Config, log *slog.Logger) (*Minion, error) {
+func New(cfg config.Minion, log *slog.Logger) (*Minion, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -136,11 +137,15 @@ func (m *Minion) Run(ctx context.Context) error {
 	return err
 }
 
-// registerLoop registers until it succeeds, backing off exponentially with
-// full jitter between 1 s and 1 min while the master is unreachable.
+// registerBackoff spaces registration attempts while the master is
+// unreachable: 1 s doubling to 1 min, each wait drawn from half to one and
+// a half times that.
+var registerBackoff = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter: backoff.Spread}
+
+// registerLoop registers until it succeeds or is refused for good, backing
+// off (registerBackoff) while the master is unreachable.
 func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
-	delay := time.Second
-	for {
+	for attempt := 1; ; attempt++ {
 		err := m.Register(ctx, addr)
 		if err == nil || errors.Is(err, ErrPermanent) {
 			return err
@@ -148,14 +153,13 @@ func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait := time.Duration(rand.Int64N(int64(delay))) + delay/2
+		wait := registerBackoff.Duration(attempt)
 		m.log.Warn("register failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
-		delay = min(delay*2, time.Minute)
 	}
 }
 

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/internal/testenv"
-	"github.com/felix-ops/felix/minion"
-
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/master"
+	"github.com/felix-ops/felix/minion"
 )
 
 // startMaster runs a real master in-process on a free loopback port with its
@@ -63,9 +63,9 @@ func joinToken(t *testing.T, m *master.Master, auto bool) string {
 }
 
 // minionConfig is a valid minion configuration for master m.
-func minionConfig(t *testing.T, m *master.Master, id, token string) minion.Config {
+func minionConfig(t *testing.T, m *master.Master, id, token string) config.Minion {
 	t.Helper()
-	cfg := minion.Config{Master: "https://" + m.Addr().String(), JoinToken: token, ID: id, Listen: "127.0.0.1:0",
+	cfg := config.Minion{Master: "https://" + m.Addr().String(), JoinToken: token, ID: id, Listen: "127.0.0.1:0",
 		DataDir: t.TempDir()}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func minionConfig(t *testing.T, m *master.Master, id, token string) minion.Confi
 	return cfg
 }
 
-func newMinion(t *testing.T, cfg minion.Config) *minion.Minion {
+func newMinion(t *testing.T, cfg config.Minion) *minion.Minion {
 	t.Helper()
 	mn, err := minion.New(cfg, testenv.Logger(t))
 	if err != nil {
@@ -247,7 +247,7 @@ func TestRegisterUnreachable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cfg := minion.Config{Master: "https://" + addr, JoinToken: "fjt_x", ID: "lonely1", Listen: "127.0.0.1:0", DataDir: t.TempDir()}
+	cfg := config.Minion{Master: "https://" + addr, JoinToken: "fjt_x", ID: "lonely1", Listen: "127.0.0.1:0", DataDir: t.TempDir()}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestRunListenError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg := minion.Config{Master: "https://127.0.0.1:1", ID: "busy1", Listen: ln.Addr().String(), DataDir: t.TempDir()}
+	cfg := config.Minion{Master: "https://127.0.0.1:1", ID: "busy1", Listen: ln.Addr().String(), DataDir: t.TempDir()}
 	mn := newMinion(t, cfg)
 	if err := mn.Run(context.Background()); err == nil {
 		t.Errorf("Run on a taken address succeeded")
@@ -353,94 +353,8 @@ func TestNewBadPinFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "master.fingerprint"), []byte("garbage\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := minion.New(minion.Config{ID: "x", Listen: ":0", DataDir: dir}, testenv.Logger(t)); err == nil {
+	if _, err := minion.New(config.Minion{ID: "x", Listen: ":0", DataDir: dir}, testenv.Logger(t)); err == nil {
 		t.Errorf("minion.New with a corrupt %s succeeded", "master.fingerprint")
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	hostname, err := os.Hostname()
-	if err != nil {
-		t.Fatalf("no host name: %v", err) // every machine felix runs on has one
-	}
-	valid := func() minion.Config {
-		return minion.Config{Master: "https://master.example.net:8443", ID: "web1", Listen: ":4510", DataDir: t.TempDir()}
-	}
-	tests := []struct {
-		name   string
-		change func(*minion.Config)
-		want   string // substring of the error; "" for valid
-	}{
-		{"valid", func(*minion.Config) {}, ""},
-		{"no master yet", func(c *minion.Config) { c.Master = "" }, ""},
-		{"http master", func(c *minion.Config) { c.Master = "http://master:8443" }, "master"},
-		{"master without host", func(c *minion.Config) { c.Master = "https://" }, "master"},
-		{"master without scheme", func(c *minion.Config) { c.Master = "master:8443" }, "master"},
-		{"bad fingerprint", func(c *minion.Config) { c.MasterFingerprint = "sha256:1234" }, "fingerprint"},
-		{"fingerprint not hex", func(c *minion.Config) { c.MasterFingerprint = strings.Repeat("zz", 32) }, "fingerprint"},
-		{"listen without port", func(c *minion.Config) { c.Listen = "4510" }, "listen"},
-		{"listen empty", func(c *minion.Config) { c.Listen = "" }, "listen"},
-		{"bad advertise", func(c *minion.Config) { c.Advertise = "host" }, "advertise"},
-		{"advertise", func(c *minion.Config) { c.Advertise = "10.0.0.1:4510" }, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := valid()
-			tt.change(&cfg)
-			err := cfg.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("Validate = %v; want nil", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Errorf("Validate = %v; want an error mentioning %q", err, tt.want)
-			}
-		})
-	}
-
-	t.Run("defaults", func(t *testing.T) {
-		cfg := minion.Config{Listen: ":4510"}
-		if err := cfg.Validate(); err != nil {
-			t.Fatalf("Validate: %v", err)
-		}
-		if cfg.ID != hostname {
-			t.Errorf("ID = %q; want the host name %q", cfg.ID, hostname)
-		}
-		if cfg.DataDir == "" || cfg.LogLevel != "info" {
-			t.Errorf("DataDir = %q, LogLevel = %q; want them filled in", cfg.DataDir, cfg.LogLevel)
-		}
-	})
-	t.Run("fingerprint normalised", func(t *testing.T) {
-		cfg := valid()
-		hex := strings.Repeat("AB", 32)
-		var colons []string
-		for i := 0; i < len(hex); i += 2 {
-			colons = append(colons, hex[i:i+2])
-		}
-		cfg.MasterFingerprint = "SHA256:" + strings.Join(colons, ":")
-		if err := cfg.Validate(); err != nil {
-			t.Fatalf("Validate: %v", err)
-		}
-		if want := "sha256:" + strings.Repeat("ab", 32); cfg.MasterFingerprint != want {
-			t.Errorf("MasterFingerprint = %q; want %q", cfg.MasterFingerprint, want)
-		}
-	})
-}
-
-func TestLoadConfigWritesDefault(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "etc", "minion.toml")
-	cfg, created, err := minion.LoadConfig(path)
-	if err != nil || !created {
-		t.Fatalf("minion.LoadConfig = created %v, %v; want true, nil", created, err)
-	}
-	st, err := os.Stat(path)
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("default config: %v, %v; want a 0600 file", st, err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Errorf("default config does not validate: %v", err)
-	}
-	if cfg.Listen != ":4510" || cfg.Master != "" {
-		t.Errorf("default listen %q master %q; want :4510 and none", cfg.Listen, cfg.Master)
 	}
 }
 

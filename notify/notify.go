@@ -35,7 +35,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -44,9 +43,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/felix-ops/felix/internal/backoff"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/model"
 )
+
+// retryPolicy is the retry policy of the package comment: full jitter over
+// 1 s doubling, at most 10 minutes. A failing receiver is held for the
+// same ceilings without jitter.
+var retryPolicy = backoff.Policy{Base: time.Second, Cap: 10 * time.Minute, Jitter: backoff.Full}
 
 // Config configures a Notifier.
 type Config struct {
@@ -81,10 +86,9 @@ type Notifier struct {
 	kick        chan struct{}
 
 	// Tunables, fixed after New; tests shorten them.
-	lookup     func(ctx context.Context, host string) ([]net.IPAddr, error)
-	base       time.Duration // first backoff
-	maxBackoff time.Duration
-	poll       time.Duration // longest sleep between looks at the outbox
+	lookup func(ctx context.Context, host string) ([]net.IPAddr, error)
+	retry  backoff.Policy // waits between a delivery's attempts, and receiver holds
+	poll   time.Duration  // longest sleep between looks at the outbox
 }
 
 // New returns a Notifier over store's outbox. It fails on a malformed
@@ -116,7 +120,7 @@ func New(store *inventory.Store, cfg Config, log *slog.Logger) (*Notifier, error
 		return nil, err
 	}
 	n := &Notifier{store: store, cfg: cfg, log: log, allow: al, kick: make(chan struct{}, 1),
-		lookup: net.DefaultResolver.LookupIPAddr, base: time.Second, maxBackoff: 10 * time.Minute, poll: time.Second}
+		lookup: net.DefaultResolver.LookupIPAddr, retry: retryPolicy, poll: time.Second}
 	n.plainDialer = &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
 	n.guardDialer = &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second, Control: n.control}
 	n.callbacks = &http.Client{
@@ -314,12 +318,7 @@ func (l *loop) finished(o outcome) {
 		l.hosts[o.host] = hs
 	}
 	hs.streak++
-	hold := l.n.base
-	for i := 1; i < hs.streak && hold < l.n.maxBackoff; i++ {
-		hold *= 2
-	}
-	hold = max(min(hold, l.n.maxBackoff), o.retryAfter)
-	hs.until = time.Now().Add(hold)
+	hs.until = time.Now().Add(max(l.n.retry.Ceiling(hs.streak), o.retryAfter))
 }
 
 // receiverOf names the receiver of a delivery for the per-receiver limits.
@@ -363,7 +362,7 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 	default:
 		delay := retryAfter
 		if delay <= 0 {
-			delay = n.backoff(attempts)
+			delay = n.retry.Duration(attempts)
 		}
 		next = now.Add(delay)
 		if deadline := it.CreatedAt.Add(n.cfg.MaxAge); next.After(deadline) {
@@ -380,17 +379,6 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 		log.Warn("delivery failed; will retry", "next", next, "err", err)
 	}
 	return o
-}
-
-// backoff is the wait after the attempts-th failure: full jitter over an
-// exponential ceiling, base·2^(attempts-1) capped at maxBackoff.
-func (n *Notifier) backoff(attempts int) time.Duration {
-	ceil := n.base
-	for i := 1; i < attempts && ceil < n.maxBackoff; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, n.maxBackoff)
-	return time.Duration(rand.Int64N(int64(ceil))) + 1
 }
 
 // post sends it once. It returns nil when the receiver answered 2xx; else

@@ -77,7 +77,7 @@ func (e *env) notifier(cfg Config) *Notifier {
 	if err != nil {
 		e.t.Fatalf("New() = %v", err)
 	}
-	n.base, n.maxBackoff, n.poll = 10*time.Millisecond, 50*time.Millisecond, 20*time.Millisecond
+	n.retry.Base, n.retry.Cap, n.poll = 10*time.Millisecond, 50*time.Millisecond, 20*time.Millisecond
 	return n
 }
 

@@ -194,11 +194,11 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	n := &Notifier{base: time.Second, maxBackoff: 10 * time.Minute}
+	n := &Notifier{retry: retryPolicy}
 	for attempts := 1; attempts <= 40; attempts++ {
 		ceil := min(time.Second<<min(attempts-1, 20), 10*time.Minute)
 		for range 50 {
-			if d := n.backoff(attempts); d <= 0 || d > ceil {
+			if d := n.retry.Duration(attempts); d <= 0 || d > ceil {
 				t.Fatalf("backoff(%d) = %v; want in (0, %v]", attempts, d, ceil)
 			}
 		}

@@ -1,4 +1,9 @@
-package api
+// Package hostlist parses a list of agentless hosts, as an operator pastes
+// it into felix hosts import: one host a line, an Ansible INI inventory, or
+// both mixed. It is parsing only: it returns host records and every bad
+// line, and the caller (the API) decides what to store. It imports nothing
+// heavier than the standard library and the API's field validators.
+package hostlist
 
 import (
 	"fmt"
@@ -7,19 +12,43 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
-	"github.com/felix-ops/felix/api/wire"
-	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/model"
 )
 
-// maxImportErrors bounds the bad lines an import reports.
-const maxImportErrors = 100
+// MaxErrors bounds the bad lines Parse reports.
+const MaxErrors = 100
+
+// maxLine bounds the length of one line, in bytes.
+const maxLine = 4096
+
+// Host is one host of a list, checked: ID is a valid id, Address a valid
+// host, Port 1-65535 (22 when the list names none).
+type Host struct {
+	ID      string
+	Address string
+	Port    int
+	User    string // "" when the list names none
+	KeyPath string // "" when the list names none
+	Become  bool   // become root with sudo -n
+	Group   string // the first Ansible group the host is listed in; "" for none
+}
+
+// LineError is one bad line of a list.
+type LineError struct {
+	Line   int // from 1
+	Reason string
+}
+
+// Error reads "line N: REASON".
+func (e LineError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Reason) }
 
 // maxRange bounds the hosts one Ansible host range (web[01:50]) expands to.
 const maxRange = 10000
 
-// groupName is an Ansible group name; it becomes the label group=NAME.
+// groupName is an Ansible group name (a host's first is its Group).
 var groupName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$`)
 
 // hostVars are the Ansible variables felix reads, by their felix name;
@@ -44,8 +73,7 @@ type invHost struct {
 	groups []string          // in order of appearance
 }
 
-// parseInventory reads an inventory of agentless hosts. Two forms, which
-// may be mixed:
+// Parse reads a list of agentless hosts. Two forms, which may be mixed:
 //
 //   - one host a line, "[user@]host[:port]" ("[ipv6]:port" with a port);
 //   - an Ansible INI inventory: [group] sections of "name key=value..."
@@ -54,18 +82,19 @@ type invHost struct {
 //     is the id; without ansible_host it is also the address), [group:vars]
 //     and [all:vars] give those variables to a group's hosts, and
 //     [group:children] nests groups. Host ranges (web[01:20].example.com,
-//     db[a:c]) are expanded. A host's first group becomes its label
-//     group=NAME. Other variables are ignored; ones felix cannot honour
+//     db[a:c]) are expanded. A host's first group is its Group. Other
+//     variables are ignored; ones felix cannot honour
 //     (another connection type, becoming a user other than root) are
 //     errors rather than surprises.
 //
 // Blank lines and lines starting with '#' or ';' are comments, as is
 // anything after " #". A host listed twice with the same settings is one
 // host (of both groups); with different settings it is an error. It
-// returns the hosts in order of first appearance, or every bad line.
-func parseInventory(text string) ([]inventory.Host, []wire.ImportError) {
+// returns the hosts in order of first appearance, or the bad lines (at
+// most MaxErrors of them).
+func Parse(text string) ([]Host, []LineError) {
 	var (
-		bad       []wire.ImportError
+		bad       []LineError
 		order     []*invHost
 		byID      = map[string]*invHost{}
 		groupVars = map[string]map[string]string{} // by group: felix names
@@ -74,8 +103,8 @@ func parseInventory(text string) ([]inventory.Host, []wire.ImportError) {
 		kind      = "hosts"                        // hosts, vars or children
 	)
 	fail := func(line int, format string, args ...any) {
-		if len(bad) < maxImportErrors {
-			bad = append(bad, wire.ImportError{Line: line, Error: fmt.Sprintf(format, args...)})
+		if len(bad) < MaxErrors {
+			bad = append(bad, LineError{Line: line, Reason: fmt.Sprintf(format, args...)})
 		}
 	}
 	for i, raw := range strings.Split(text, "\n") {
@@ -90,8 +119,12 @@ func parseInventory(text string) ([]inventory.Host, []wire.ImportError) {
 		if line == "" || line[0] == '#' || line[0] == ';' {
 			continue
 		}
-		if err := printable("line", line, 4096); err != nil {
-			fail(n, "%v", err)
+		if len(line) > maxLine {
+			fail(n, "line is %d bytes; at most %d", len(line), maxLine)
+			continue
+		}
+		if !utf8.ValidString(line) || strings.IndexFunc(line, unicode.IsControl) >= 0 {
+			fail(n, "line must be printable UTF-8 text")
 			continue
 		}
 		if line[0] == '[' && strings.HasSuffix(line, "]") && !isHostSpec(line) {
@@ -178,18 +211,18 @@ func parseInventory(text string) ([]inventory.Host, []wire.ImportError) {
 	if len(bad) > 0 {
 		return nil, bad
 	}
-	out := make([]inventory.Host, 0, len(order))
+	out := make([]Host, 0, len(order))
 	for _, h := range order {
 		vars := effectiveVars(h, groupVars, children)
-		ih, err := inventoryHost(h.id, vars)
+		lh, err := listHost(h.id, vars)
 		if err != nil {
 			fail(h.line, "host %s: %v", h.id, err)
 			continue
 		}
 		if len(h.groups) > 0 {
-			ih.Labels = map[string]string{"group": h.groups[0]}
+			lh.Group = h.groups[0]
 		}
-		out = append(out, ih)
+		out = append(out, lh)
 	}
 	if len(bad) > 0 {
 		return nil, bad
@@ -355,9 +388,9 @@ func effectiveVars(h *invHost, groupVars map[string]map[string]string, children 
 	return out
 }
 
-// inventoryHost builds the host of id from checked variables.
-func inventoryHost(id string, vars map[string]string) (inventory.Host, error) {
-	h := inventory.Host{ID: id, Address: vars["host"], Port: model.DefaultSSHPort, User: vars["user"],
+// listHost builds the host of id from checked variables.
+func listHost(id string, vars map[string]string) (Host, error) {
+	h := Host{ID: id, Address: vars["host"], Port: model.DefaultSSHPort, User: vars["user"],
 		KeyPath: vars["key"], Become: vars["become"] == "true"}
 	if h.Address == "" {
 		h.Address = id

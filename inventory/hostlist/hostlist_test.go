@@ -1,4 +1,4 @@
-package api
+package hostlist
 
 import (
 	"fmt"
@@ -9,18 +9,18 @@ import (
 
 // brief describes parsed hosts in one line each.
 func brief(inv string) ([]string, []string) {
-	hs, bad := parseInventory(inv)
+	hs, bad := Parse(inv)
 	var out, errs []string
 	for _, h := range hs {
-		out = append(out, fmt.Sprintf("%s %s:%d u=%s k=%s b=%v g=%s", h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, h.Labels["group"]))
+		out = append(out, fmt.Sprintf("%s %s:%d u=%s k=%s b=%v g=%s", h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, h.Group))
 	}
 	for _, e := range bad {
-		errs = append(errs, fmt.Sprintf("%d: %s", e.Line, e.Error))
+		errs = append(errs, fmt.Sprintf("%d: %s", e.Line, e.Reason))
 	}
 	return out, errs
 }
 
-func TestParseInventory(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := []struct {
 		name string
 		inv  string
@@ -58,13 +58,13 @@ func TestParseInventory(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, errs := brief(tt.inv)
 			if len(errs) > 0 || !slices.Equal(got, tt.want) {
-				t.Errorf("parseInventory(%q) =\n  %q, errors %q\nwant\n  %q", tt.inv, got, errs, tt.want)
+				t.Errorf("Parse(%q) =\n  %q, errors %q\nwant\n  %q", tt.inv, got, errs, tt.want)
 			}
 		})
 	}
 }
 
-func TestParseInventoryErrors(t *testing.T) {
+func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		inv  string
@@ -87,10 +87,10 @@ func TestParseInventoryErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, errs := brief(tt.inv)
 			if len(got) != 0 {
-				t.Errorf("parseInventory(%q) returned hosts %q along with errors", tt.inv, got)
+				t.Errorf("Parse(%q) returned hosts %q along with errors", tt.inv, got)
 			}
 			if len(errs) != len(tt.want) {
-				t.Fatalf("parseInventory(%q) errors %q; want %d: %q", tt.inv, errs, len(tt.want), tt.want)
+				t.Fatalf("Parse(%q) errors %q; want %d: %q", tt.inv, errs, len(tt.want), tt.want)
 			}
 			for i, w := range tt.want {
 				line, sub, _ := strings.Cut(w, ": ")
@@ -101,8 +101,66 @@ func TestParseInventoryErrors(t *testing.T) {
 		})
 	}
 	// The error list is bounded.
-	_, bad := parseInventory(strings.Repeat("a;b\n", 1000))
-	if len(bad) != maxImportErrors {
-		t.Errorf("%d errors for 1000 bad lines; want %d", len(bad), maxImportErrors)
+	_, bad := Parse(strings.Repeat("a;b\n", 1000))
+	if len(bad) != MaxErrors {
+		t.Errorf("%d errors for 1000 bad lines; want %d", len(bad), MaxErrors)
+	}
+}
+
+// TestParseBadLines: every bad line is reported with its number, and the
+// first ones say what is wrong (as the import's 400 shows them).
+func TestParseBadLines(t *testing.T) {
+	tests := []struct {
+		name  string
+		inv   string
+		lines []int
+		want  []string // substrings of the first three "line N: reason" errors
+	}{
+		{"shell metacharacters", "10.0.0.1\n10.0.0.2;reboot\nroot@$(reboot)\n`id`@h\na|b\na&b\n", []int{2, 3, 4, 5, 6}, []string{"line 2", ";"}},
+		{"a space in the host", "ok.example\nbad host.example ansible_port=22\n", []int{2}, []string{"line 2"}},
+		{"leading dash", "-oProxyCommand=reboot\n", []int{1}, []string{"line 1", "'-'"}},
+		{"bad port", "h1:0\nh2:99999\nh3 ansible_port=x\n", []int{1, 2, 3}, []string{"line 1", "port"}},
+		{"bad user", "Root@h1\nh2 ansible_user=-x\n", []int{1, 2}, []string{"line 1", "user"}},
+		{"bad key", "h1 ansible_ssh_private_key_file=~/.ssh/id_rsa\nh2 ansible_ssh_private_key_file=/k;x\n", []int{1, 2}, []string{"line 1", "key", "~"}},
+		{"bad ansible_host", "[web]\nweb1 ansible_host=$(reboot)\n", []int{2}, []string{"line 2", "host"}},
+		{"bad section", "[web servers]\nweb1\n", []int{1}, []string{"line 1", "section"}},
+		{"conflicting duplicate", "[a]\nh1 ansible_user=x\n[b]\nh1 ansible_user=y\n", []int{4}, []string{"line 4", "line 2"}},
+		{"not key=value", "h1 ansible_user\n", []int{1}, []string{"line 1", "key=value"}},
+		{"unsupported connection", "h1 ansible_connection=local\n", []int{1}, []string{"line 1", "ssh only"}},
+		{"become another user", "h1 ansible_become=yes ansible_become_user=postgres\n", []int{1}, []string{"line 1", "root"}},
+		{"ipv6 needs a name", "[fd00::1]:22\n", []int{1}, []string{"line 1", "ansible_host"}},
+		{"bad range", "web[9:1]\n", []int{1}, []string{"line 1", "range"}},
+		{"control characters", "h1\x1b[2J\n", []int{1}, []string{"line 1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hosts, bad := Parse(tt.inv)
+			if len(hosts) != 0 {
+				t.Errorf("Parse returned %d hosts along with errors", len(hosts))
+			}
+			var lines []int
+			var msgs []string
+			for _, e := range bad {
+				lines = append(lines, e.Line)
+				msgs = append(msgs, e.Error())
+				if e.Reason == "" {
+					t.Errorf("line %d: empty reason", e.Line)
+				}
+			}
+			if !slices.Equal(lines, tt.lines) {
+				t.Errorf("bad lines %v (%q); want %v", lines, msgs, tt.lines)
+			}
+			first := strings.Join(msgs[:min(3, len(msgs))], "; ")
+			for _, w := range tt.want {
+				if !strings.Contains(first, w) {
+					t.Errorf("errors %q; want them to contain %q", first, w)
+				}
+			}
+		})
+	}
+	for _, empty := range []string{"", "# only comments\n\n; and these\n", "[web]\n"} {
+		if hosts, bad := Parse(empty); len(hosts) != 0 || len(bad) != 0 {
+			t.Errorf("Parse(%q) = %v, %v; want no host and no error", empty, hosts, bad)
+		}
 	}
 }

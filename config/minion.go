@@ -1,0 +1,104 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/felix-ops/felix/model"
+	"github.com/felix-ops/felix/pki"
+)
+
+// Minion is the minion's configuration file (TOML): written commented by
+// the minion on its first run (MinionTemplate) and by bootstrap (Render).
+// Computed defaults (Validate): id is the host name, data_dir is
+// /var/lib/felix/minion for root, else ~/.local/share/felix/minion.
+type Minion struct {
+	Master string `toml:"master" env:"FELIX_MINION_MASTER" flag:"master" doc:"URL of the master's API, e.g. \"https://master.example.net:8443\"."`
+
+	MasterFingerprint string `toml:"master_fingerprint" env:"FELIX_MINION_MASTER_FINGERPRINT" flag:"master-fingerprint" doc:"Fingerprint of the master's certificate (\"sha256:...\"; master start prints it). Empty: trust the first master certificate seen and refuse any other later (the one seen is kept in data_dir/master.fingerprint)."`
+
+	JoinToken string `toml:"join_token" env:"FELIX_MINION_JOIN_TOKEN" flag:"join-token" doc:"Join token from \"master token join\"; only needed for the first registration."`
+
+	ID string `toml:"id" env:"FELIX_MINION_ID" flag:"id" zero:"computed" doc:"This minion's id; empty means the host name."`
+
+	Listen string `toml:"listen" default:":4510" zero:"error" env:"FELIX_MINION_LISTEN" flag:"listen" doc:"Address of the gRPC server the master dials (mutual TLS)."`
+
+	Advertise string `toml:"advertise" env:"FELIX_MINION_ADVERTISE" flag:"advertise" doc:"host:port the master should dial, when it differs from listen (NAT, several addresses). Empty: listen's host, or the address the master sees us at."`
+
+	DataDir string `toml:"data_dir" zero:"computed" env:"FELIX_MINION_DATA_DIR" flag:"data-dir" doc:"Where the minion keeps its key and certificate (minion.key, minion.crt), the pinned master fingerprint and its pid file. Empty means /var/lib/felix/minion for root, else ~/.local/share/felix/minion."`
+
+	LogLevel string `toml:"log_level" default:"info" env:"FELIX_MINION_LOG_LEVEL" flag:"log-level" doc:"debug, info, warn or error. Logs go to stderr."`
+
+	// FileRoots are the directories the master may put files in or fetch
+	// them from; empty means any absolute path.
+	FileRoots []string `toml:"file_roots" doc:"Directories the master may put files in (felix cp) or fetch them from, e.g. [\"/etc/nginx\", \"/srv\"]. Symlinks in them are resolved. Empty means any absolute path."`
+}
+
+// MinionHeader heads the minion's first-run file.
+const MinionHeader = "# felix minion configuration.\n# Flags and FELIX_MINION_* environment variables override what is set here.\n"
+
+// MinionTemplate is the commented file a minion writes on its first run.
+var MinionTemplate = Template(MinionHeader, Minion{})
+
+// DefaultMinion returns a minion configuration with every key at its default.
+func DefaultMinion() Minion {
+	var c Minion
+	SetDefaults(&c)
+	return c
+}
+
+// LoadMinion loads the minion's config file, writing MinionTemplate first
+// if there is none.
+func LoadMinion(path string) (Minion, bool, error) {
+	var c Minion
+	created, err := Load(path, MinionTemplate, &c)
+	return c, created, err
+}
+
+// Validate checks the configuration after every layer is applied and fills
+// in defaults: unset keys take their default, id and data_dir are computed.
+func (c *Minion) Validate() error {
+	FillZero(c)
+	if c.ID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("id not set and host name unknown: %w", err)
+		}
+		c.ID = h
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDir("data", "minion")
+	}
+	if c.Master != "" {
+		if u, err := url.Parse(c.Master); err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("master %q: want https://host:port", c.Master)
+		}
+	}
+	if c.MasterFingerprint != "" {
+		fp, err := pki.ParseFingerprint(c.MasterFingerprint)
+		if err != nil {
+			return err
+		}
+		c.MasterFingerprint = fp
+	}
+	if err := model.ValidID(c.ID); err != nil {
+		return fmt.Errorf("%w (set id or --id)", err)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q: want host:port", c.Listen)
+	}
+	if c.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
+			return fmt.Errorf("advertise %q: want host:port", c.Advertise)
+		}
+	}
+	for _, r := range c.FileRoots {
+		if !filepath.IsAbs(r) || filepath.Clean(r) != r {
+			return fmt.Errorf("file_roots: %q is not an absolute, clean path", r)
+		}
+	}
+	return nil
+}
