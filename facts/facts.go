@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/felix-ops/felix/model"
 	"golang.org/x/sys/unix"
 )
 
@@ -145,7 +146,7 @@ func parseOSRelease(r io.Reader) (map[string]string, error) {
 			continue
 		}
 		key, raw, found := strings.Cut(line, "=")
-		if !found || !validKey(key) {
+		if !found || !model.ValidEnvName(key) {
 			continue
 		}
 		if v, ok := unquote(raw); ok {
@@ -156,19 +157,6 @@ func parseOSRelease(r io.Reader) (map[string]string, error) {
 		return nil, fmt.Errorf("read os-release: %w", err)
 	}
 	return vars, nil
-}
-
-// validKey reports whether k is a shell variable name.
-func validKey(k string) bool {
-	if k == "" || (k[0] >= '0' && k[0] <= '9') {
-		return false
-	}
-	for _, c := range k {
-		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // unquote undoes shell quoting of an os-release value: '…' is literal, "…"
