@@ -35,8 +35,8 @@ func (s *Server) putContent(c *gin.Context) {
 		return
 	}
 	s.allowLongUpload(c)
-	want := c.Query("sha256")
-	if want != "" && !content.ValidSHA(want) {
+	want, given := c.GetQuery("sha256")
+	if given && !content.ValidSHA(want) {
 		s.abort(c, badRequestf("sha256 %q: want 64 lower-case hex digits", want))
 		return
 	}
@@ -110,6 +110,10 @@ func (s *Server) abortContent(c *gin.Context, err error) {
 	}
 }
 
+// nullTargets may be null in a file job request: a Go client with no
+// targets sends them so (wire.JobOptions), and gets the 400 "no targets".
+const nullTargets = "targets"
+
 // fileJob answers a file job request like exec: build reads the body
 // into a spec and says whether the body asks for a dry run.
 func (s *Server) fileJob(c *gin.Context, build func() (jobs.Spec, bool, error)) {
@@ -149,7 +153,7 @@ func (s *Server) pushFiles(c *gin.Context) {
 			return s.readPushMultipart(c)
 		}
 		var req wire.PushRequest
-		if err := decode(c, &req); err != nil {
+		if err := decode(c, &req, nullTargets); err != nil {
 			return jobs.Spec{}, false, err
 		}
 		spec, err := s.pushSpec(c, req, "")
@@ -172,7 +176,7 @@ func (s *Server) readPushMultipart(c *gin.Context) (spec jobs.Spec, dry bool, er
 				return badRequestf("multipart body: more than one request part")
 			}
 			haveReq = true
-			return decodePart(part, &req)
+			return decodePart(part, &req, nullTargets)
 		case "file":
 			if sum != "" {
 				return badRequestf("multipart body: more than one file part")
@@ -287,7 +291,7 @@ func checkOwner(owner string) error {
 func (s *Server) fetchFiles(c *gin.Context) {
 	s.fileJob(c, func() (jobs.Spec, bool, error) {
 		var req wire.FetchRequest
-		if err := decode(c, &req); err != nil {
+		if err := decode(c, &req, nullTargets); err != nil {
 			return jobs.Spec{}, false, err
 		}
 		spec := jobs.Spec{CmdType: jobs.TypeFetch, CmdLine: "fetch " + req.Path}

@@ -23,7 +23,8 @@ import (
 
 func (s *Server) register(c *gin.Context) {
 	var req wire.RegisterRequest
-	if err := decode(c, &req); err != nil {
+	// A minion without addresses or facts sends them as null.
+	if err := decode(c, &req, "ips", "facts"); err != nil {
 		s.abort(c, err)
 		return
 	}
@@ -141,7 +142,13 @@ func (s *Server) listMinions(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	if state := c.Query("state"); state != "" {
+	if state, given := c.GetQuery("state"); given {
+		switch state {
+		case inventory.StatePending, inventory.StateAccepted, inventory.StateRejected:
+		default:
+			s.abort(c, badRequestf("state %q: want pending, accepted or rejected", state))
+			return
+		}
 		kept := ms[:0]
 		for _, m := range ms {
 			if m.State == state {
