@@ -6,6 +6,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,13 +77,18 @@ type Config struct {
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	// Paths are taken as they are: no redirect to a path with or without a
+	// trailing slash (a 301 with an HTML body), and an empty segment
+	// ("/api/v1/jobs//cancel", "/api/v1/jobs/") is no route at all — not an
+	// empty parameter — so every such request gets the JSON 404 below.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.RemoveExtraSlash = false
 	r.Use(s.logRequests, gin.CustomRecovery(func(c *gin.Context, err any) {
 		s.Log.Error("panic in handler", "path", c.Request.URL.Path, "panic", err)
 		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
-	}))
-	r.NoRoute(func(c *gin.Context) {
-		c.JSON(http.StatusNotFound, gin.H{"error": "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path})
-	})
+	}), noEmptySegments)
+	r.NoRoute(noRoute)
 	r.HandleMethodNotAllowed = true
 	r.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": "method not allowed: " + c.Request.Method + " " + c.Request.URL.Path})
@@ -120,6 +126,22 @@ func (s *Server) Handler() http.Handler {
 	auth.POST("/fetch", s.fetchFiles)
 	v1.GET("/openapi.yaml", s.openAPI)
 	return r
+}
+
+// noRoute answers a path that names no endpoint.
+func noRoute(c *gin.Context) {
+	c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path})
+}
+
+// noEmptySegments answers a path with an empty segment, a trailing slash
+// included, as no endpoint: Gin would otherwise match an empty parameter
+// (POST /api/v1/jobs//cancel) or, for GET /api/v1/jobs/, try to redirect.
+func noEmptySegments(c *gin.Context) {
+	if p := c.Request.URL.Path; p != "/" && (strings.Contains(p, "//") || strings.HasSuffix(p, "/")) {
+		noRoute(c)
+		return
+	}
+	c.Next()
 }
 
 func (s *Server) now() time.Time {
@@ -187,14 +209,18 @@ func (s *Server) abort(c *gin.Context, err error) {
 	c.AbortWithStatusJSON(status, gin.H{"error": msg})
 }
 
-// decode reads one JSON object strictly: unknown fields, trailing data and
-// oversized bodies are errors that name the problem.
-func decode(c *gin.Context, v any) error { return decodeLimit(c, v, maxBody) }
+// decode reads one JSON object strictly: unknown fields, trailing data,
+// nulls (but in the fields allowNull names) and oversized bodies are errors
+// that name the problem.
+func decode(c *gin.Context, v any, allowNull ...string) error {
+	return decodeLimit(c, v, maxBody, allowNull...)
+}
 
 // decodeLimit is decode with a body limit of its own.
-func decodeLimit(c *gin.Context, v any, limit int64) error {
+func decodeLimit(c *gin.Context, v any, limit int64, allowNull ...string) error {
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
-	dec := json.NewDecoder(body)
+	nulls := &nullScanner{allow: allowNull}
+	dec := json.NewDecoder(io.TeeReader(body, nulls))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
@@ -217,7 +243,95 @@ func decodeLimit(c *gin.Context, v any, limit int64) error {
 	if dec.More() {
 		return badRequestf("malformed JSON: data after the object")
 	}
-	return nil
+	return nulls.err
+}
+
+// nullScanner watches a JSON body stream by, as it is decoded, for a null
+// value: decoded into a Go value it would become the zero value and be
+// taken for the default ({"uses": null} as no uses given), so it is
+// refused instead. Top-level fields named in allow may be null or hold
+// nulls. It holds no more than the current key, whatever the body's size.
+type nullScanner struct {
+	allow      []string
+	depth      int
+	inString   bool
+	escaped    bool
+	expectKey  bool   // at depth 1 in an object: the next string is a key
+	readingKey bool   // the string being read is a top-level key
+	key        []byte // the last top-level key, raw (escapes kept)
+	done       bool   // the first value has ended; what follows is the decoder's business
+	err        error  // the first null refused
+}
+
+// maxKey bounds the bytes of a key kept; no field name is longer.
+const maxKey = 256
+
+func (n *nullScanner) Write(p []byte) (int, error) {
+	for i := 0; i < len(p) && !n.done && n.err == nil; i++ {
+		if n.inString && !n.escaped && !n.readingKey {
+			// Inside a value string only a quote or a backslash matters:
+			// skip to it (a file's content is most of a large body).
+			j := bytes.IndexAny(p[i:], `"\`)
+			if j < 0 {
+				break
+			}
+			i += j
+		}
+		n.step(p[i])
+	}
+	return len(p), nil
+}
+
+func (n *nullScanner) step(b byte) {
+	if n.inString {
+		switch {
+		case n.escaped:
+			n.escaped = false
+		case b == '\\':
+			n.escaped = true
+		case b == '"':
+			n.inString, n.readingKey = false, false
+			return
+		}
+		if n.readingKey && len(n.key) < maxKey {
+			n.key = append(n.key, b)
+		}
+		return
+	}
+	switch b {
+	case '"':
+		n.inString = true
+		if n.depth == 1 && n.expectKey {
+			n.readingKey, n.expectKey, n.key = true, false, n.key[:0]
+		}
+	case '{', '[':
+		n.depth++
+		if n.depth == 1 {
+			n.expectKey = b == '{'
+		}
+	case '}', ']':
+		n.depth--
+		n.done = n.depth <= 0
+	case ',':
+		if n.depth == 1 {
+			n.expectKey = true
+		}
+	case 'n': // outside a string only null starts with n
+		if n.depth == 0 {
+			n.err = badRequestf("malformed JSON: the body is null; want an object")
+			return
+		}
+		var key string
+		if err := json.Unmarshal(append(append([]byte{'"'}, n.key...), '"'), &key); err != nil {
+			key = string(n.key)
+		}
+		for _, a := range n.allow {
+			if strings.EqualFold(a, key) { // as encoding/json matches names
+				return
+			}
+		}
+		n.err = badRequestf("malformed JSON: field %q is or holds null; leave a field out for its default", key)
+	}
 }
 
 // authenticate requires a valid bearer API token.

@@ -180,6 +180,17 @@ func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil, false) }
 // filesMaxSize per blob.
 func newHarnessWith(t *testing.T, tr exec.Transport, withContent bool) *harness {
 	t.Helper()
+	var opts *content.Options
+	if withContent {
+		opts = &content.Options{MaxFileSize: filesMaxSize}
+	}
+	return newHarnessContent(t, tr, opts)
+}
+
+// newHarnessContent is newHarnessWith with a content store of opts (none
+// when nil).
+func newHarnessContent(t *testing.T, tr exec.Transport, contentOpts *content.Options) *harness {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "felix.db")
@@ -213,8 +224,10 @@ func newHarnessWith(t *testing.T, tr exec.Transport, withContent bool) *harness 
 		tr = fake
 	}
 	var cs *content.Store
-	if withContent {
-		if cs, err = content.Open(filepath.Join(dir, "content"), content.Options{MaxFileSize: filesMaxSize, Log: log}); err != nil {
+	if contentOpts != nil {
+		o := *contentOpts
+		o.Log = log
+		if cs, err = content.Open(filepath.Join(dir, "content"), o); err != nil {
 			t.Fatalf("content.Open = %v", err)
 		}
 	}
@@ -233,7 +246,7 @@ func newHarnessWith(t *testing.T, tr exec.Transport, withContent bool) *harness 
 	if cs != nil {
 		s.Content = cs // never a typed nil in the interface
 	}
-	srv := httptest.NewUnstartedServer(s.Handler())
+	srv := httptest.NewUnstartedServer(api.CheckedByOpenAPI(t, s.Handler()))
 	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, Certificates: []tls.Certificate{master.Cert}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close) // first: no handler runs once the jobs, writer and store close
@@ -305,7 +318,12 @@ func (h *harness) do(c *http.Client, method, path, auth string, body any) (int, 
 		h.t.Fatal(err)
 	}
 	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
+		// Bodies are JSON, but for the import's text inventory.
+		ctype := "application/json"
+		if strings.HasSuffix(path, "/hosts/import") {
+			ctype = "text/plain; charset=utf-8"
+		}
+		req.Header.Set("Content-Type", ctype)
 	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)

@@ -3,20 +3,13 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/bootstrap"
-	"github.com/felix-ops/felix/internal/testenv"
-	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -51,33 +44,8 @@ func (f *fakeBootstrapper) seen() ([]model.Target, []string) {
 
 func bootstrapServer(t *testing.T, b api.Bootstrapper) (post func(body string) (int, []byte)) {
 	t.Helper()
-	ctx := context.Background()
-	store, err := inventory.Open(ctx, filepath.Join(t.TempDir(), "felix.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	tok, err := store.CreateAPIToken(ctx, "admin", inventory.RoleAdmin, 0, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &api.Server{Store: store, Log: testenv.Logger(t), Bootstrap: b}
-	srv := httptest.NewTLSServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return func(body string) (int, []byte) {
-		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/bootstrap", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, data
-	}
+	s := bareServer(t, b)
+	return func(body string) (int, []byte) { return s.post("/api/v1/bootstrap", body) }
 }
 
 func TestBootstrap(t *testing.T) {

@@ -153,16 +153,17 @@ func (s *Server) jobOptions(c *gin.Context, o wire.JobOptions, def time.Duration
 }
 
 // jobQuery reads the query parameters of a job request: wait (capped) and
-// dry_run.
+// dry_run. A parameter given empty is refused like any other bad value,
+// not taken for the default.
 func (s *Server) jobQuery(c *gin.Context) (wait time.Duration, dry bool, err error) {
-	if w := c.Query("wait"); w != "" {
+	if w, given := c.GetQuery("wait"); given {
 		d, err := time.ParseDuration(w)
 		if err != nil || d <= 0 {
 			return 0, false, badRequestf("wait %q: want a positive duration such as 30s", w)
 		}
 		wait = min(d, max(s.Config.MaxTimeout, time.Minute))
 	}
-	if d := c.Query("dry_run"); d != "" {
+	if d, given := c.GetQuery("dry_run"); given {
 		// A mistyped dry run must not run the command for real.
 		v, err := strconv.ParseBool(d)
 		if err != nil {
@@ -277,14 +278,16 @@ func readParts(c *gin.Context, fn func(name string, part io.Reader) error) error
 	}
 }
 
-// decodePart decodes the JSON request part of a multipart body strictly.
-func decodePart(part io.Reader, v any) error {
-	dec := json.NewDecoder(io.LimitReader(part, maxBody))
+// decodePart decodes the JSON request part of a multipart body strictly,
+// nulls refused as in decode.
+func decodePart(part io.Reader, v any, allowNull ...string) error {
+	nulls := &nullScanner{allow: allowNull}
+	dec := json.NewDecoder(io.TeeReader(io.LimitReader(part, maxBody), nulls))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return badRequestf("malformed JSON in the request part: %v", err)
 	}
-	return nil
+	return nulls.err
 }
 
 // abortUpload answers a failure to store a command's content.
@@ -386,7 +389,7 @@ func (s *Server) writeJob(c *gin.Context, id string, status int) {
 
 func (s *Server) listJobs(c *gin.Context) {
 	limit := 50
-	if l := c.Query("limit"); l != "" {
+	if l, given := c.GetQuery("limit"); given {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 1000 {
 			s.abort(c, badRequestf("limit %q: want 1 to 1000", l))
@@ -394,11 +397,13 @@ func (s *Server) listJobs(c *gin.Context) {
 		}
 		limit = n
 	}
-	switch st := model.JobState(c.Query("state")); st {
-	case "", model.JobQueued, model.JobRunning, model.JobDone, model.JobCancelled:
-	default:
-		s.abort(c, badRequestf("state %q: want queued, running, done or cancelled", st))
-		return
+	if st, given := c.GetQuery("state"); given {
+		switch model.JobState(st) {
+		case model.JobQueued, model.JobRunning, model.JobDone, model.JobCancelled:
+		default:
+			s.abort(c, badRequestf("state %q: want queued, running, done or cancelled", st))
+			return
+		}
 	}
 	f := inventory.JobFilter{State: model.JobState(c.Query("state")), ClientID: c.Query("id"), Before: c.Query("before"), Limit: limit + 1}
 	list, err := s.Store.Jobs(c.Request.Context(), f)
@@ -433,8 +438,8 @@ func (s *Server) cancelJob(c *gin.Context) {
 }
 
 func (s *Server) rerunJob(c *gin.Context) {
-	only := c.Query("only")
-	if only != "" && only != "failed" {
+	only, given := c.GetQuery("only")
+	if given && only != "failed" {
 		s.abort(c, badRequestf("only %q: want failed, or nothing for every host", only))
 		return
 	}
@@ -502,12 +507,14 @@ func (s *Server) jobEvents(c *gin.Context) {
 }
 
 func (s *Server) listDeliveries(c *gin.Context) {
-	state := c.Query("state")
-	switch state {
-	case "", inventory.OutboxPending, inventory.OutboxDelivered, inventory.OutboxDead:
-	default:
-		s.abort(c, badRequestf("state %q: want pending, delivered or dead", state))
-		return
+	state, given := c.GetQuery("state")
+	if given {
+		switch state {
+		case inventory.OutboxPending, inventory.OutboxDelivered, inventory.OutboxDead:
+		default:
+			s.abort(c, badRequestf("state %q: want pending, delivered or dead", state))
+			return
+		}
 	}
 	items, err := s.Store.Outbox(c.Request.Context(), inventory.OutboxFilter{State: state, JobID: c.Query("job")})
 	if err != nil {

@@ -34,8 +34,8 @@ func (s *Server) putContent(c *gin.Context) {
 		return
 	}
 	s.allowLongUpload(c)
-	want := c.Query("sha256")
-	if want != "" && !content.ValidSHA(want) {
+	want, given := c.GetQuery("sha256")
+	if given && !content.ValidSHA(want) {
 		s.abort(c, badRequestf("sha256 %q: want 64 lower-case hex digits", want))
 		return
 	}
@@ -109,6 +109,10 @@ func (s *Server) abortContent(c *gin.Context, err error) {
 	}
 }
 
+// nullTargets may be null in a file job request: a Go client with no
+// targets sends them so (wire.JobOptions), and gets the 400 "no targets".
+const nullTargets = "targets"
+
 // fileJob answers a file job request like exec: build reads the body
 // into a spec and says whether the body asks for a dry run.
 func (s *Server) fileJob(c *gin.Context, build func() (model.JobSpec, bool, error)) {
@@ -148,7 +152,7 @@ func (s *Server) pushFiles(c *gin.Context) {
 			return s.readPushMultipart(c)
 		}
 		var req wire.PushRequest
-		if err := decode(c, &req); err != nil {
+		if err := decode(c, &req, nullTargets); err != nil {
 			return model.JobSpec{}, false, err
 		}
 		spec, err := s.pushSpec(c, req, "")
@@ -171,7 +175,7 @@ func (s *Server) readPushMultipart(c *gin.Context) (spec model.JobSpec, dry bool
 				return badRequestf("multipart body: more than one request part")
 			}
 			haveReq = true
-			return decodePart(part, &req)
+			return decodePart(part, &req, nullTargets)
 		case "file":
 			if sum != "" {
 				return badRequestf("multipart body: more than one file part")
@@ -279,7 +283,7 @@ func checkOwner(owner string) error {
 func (s *Server) fetchFiles(c *gin.Context) {
 	s.fileJob(c, func() (model.JobSpec, bool, error) {
 		var req wire.FetchRequest
-		if err := decode(c, &req); err != nil {
+		if err := decode(c, &req, nullTargets); err != nil {
 			return model.JobSpec{}, false, err
 		}
 		spec := model.JobSpec{CmdType: model.CmdFetch, CmdLine: "fetch " + req.Path}

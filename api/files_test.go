@@ -794,6 +794,9 @@ func TestFilesWithoutContentStore(t *testing.T) {
 		wantError(t, r.path, out, "no content store")
 		h.wantUnchanged(r.path, before)
 	}
+	if status, out := h.do(h.client(nil), "HEAD", "/api/v1/content/"+sum, "Bearer "+h.admin, nil); status != http.StatusServiceUnavailable {
+		t.Errorf("HEAD /api/v1/content/%s = %d %s; want 503", sum, status, out)
+	}
 	if n := len(h.fake.Calls()); n != 0 {
 		t.Errorf("transport called %d times; want 0", n)
 	}

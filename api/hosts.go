@@ -91,7 +91,7 @@ func (s *Server) addHost(c *gin.Context) {
 		return
 	}
 	replace := false
-	if r := c.Query("replace"); r != "" {
+	if r, given := c.GetQuery("replace"); given {
 		v, err := strconv.ParseBool(r)
 		if err != nil {
 			s.abort(c, badRequestf("replace %q: want true or false", r))
@@ -193,7 +193,9 @@ func (s *Server) setHostLabels(c *gin.Context) {
 }
 
 // importHosts stores the hosts of a text inventory (see hostlist.Parse),
-// all or none: any bad line is a 400 listing every bad line.
+// all or none. Every 400 is an ImportResult: any bad line is listed in
+// Errors (the first few also in Error); a body that is no inventory at all
+// has only Error.
 func (s *Server) importHosts(c *gin.Context) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
 	if err != nil {
@@ -201,12 +203,18 @@ func (s *Server) importHosts(c *gin.Context) {
 		return
 	}
 	if !utf8.Valid(body) {
-		s.abort(c, badRequestf("the inventory is not UTF-8 text"))
+		var bad []wire.ImportError
+		for i, line := range strings.Split(string(body), "\n") {
+			if !utf8.ValidString(line) {
+				bad = append(bad, wire.ImportError{Line: i + 1, Error: "not UTF-8 text"})
+			}
+		}
+		badImport(c, bad, "the inventory is not UTF-8 text")
 		return
 	}
 	parsed, bad := hostlist.Parse(string(body))
 	if len(bad) == 0 && len(parsed) == 0 {
-		s.abort(c, badRequestf("the inventory names no host"))
+		badImport(c, nil, "the inventory names no host")
 		return
 	}
 	if len(bad) > 0 {
@@ -222,7 +230,7 @@ func (s *Server) importHosts(c *gin.Context) {
 		if len(bad) > 3 {
 			msg += fmt.Sprintf("; and %d more bad lines", len(bad)-3)
 		}
-		c.AbortWithStatusJSON(http.StatusBadRequest, wire.ImportResult{Errors: errs, Error: msg + "; nothing imported"})
+		badImport(c, errs, msg)
 		return
 	}
 	hosts := make([]inventory.Host, len(parsed))
@@ -239,6 +247,14 @@ func (s *Server) importHosts(c *gin.Context) {
 	}
 	s.Log.Info("hosts imported", "added", added, "updated", updated, "by", c.GetString("token"))
 	c.JSON(http.StatusOK, wire.ImportResult{Added: added, Updated: updated, Errors: []wire.ImportError{}})
+}
+
+// badImport answers an import that stored nothing: 400 with the bad lines.
+func badImport(c *gin.Context, bad []wire.ImportError, msg string) {
+	if bad == nil {
+		bad = []wire.ImportError{}
+	}
+	c.AbortWithStatusJSON(http.StatusBadRequest, wire.ImportResult{Errors: bad, Error: msg + "; nothing imported"})
 }
 
 // trustHost records the key of a host (by inventory id, or an address not

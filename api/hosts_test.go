@@ -399,16 +399,30 @@ func TestImportHostsAllOrNothing(t *testing.T) {
 			h.wantUnchanged("a bad import", before)
 		})
 	}
-	for _, empty := range []string{"", "# only comments\n\n; and these\n", "[web]\n"} {
-		status, out := h.do(h.client(nil), "POST", "/api/v1/hosts/import", "Bearer "+h.admin, empty)
-		if status != http.StatusBadRequest {
-			t.Errorf("import %q = %d %s; want 400", empty, status, out)
+	// A body that is no inventory at all is a 400 of the same shape.
+	wantImportError := func(what string, status int, out []byte, lines []int, want string) {
+		t.Helper()
+		var res map[string]any
+		if status != http.StatusBadRequest || json.Unmarshal(out, &res) != nil {
+			t.Errorf("import %s = %d %s; want 400 with an ImportResult", what, status, out)
+			return
+		}
+		var got []int
+		for _, e := range res["errors"].([]any) {
+			got = append(got, int(e.(map[string]any)["line"].(float64)))
+		}
+		msg, _ := res["error"].(string)
+		if !slices.Equal(got, lines) || !strings.Contains(msg, want) || !strings.Contains(msg, "nothing imported") ||
+			res["added"] != 0.0 || res["updated"] != 0.0 {
+			t.Errorf("import %s = %s; want bad lines %v and an error about %q", what, out, lines, want)
 		}
 	}
-	status, out := h.do(h.client(nil), "POST", "/api/v1/hosts/import", "Bearer "+h.admin, []byte("h1\n\xff\xfe\n"))
-	if status != http.StatusBadRequest {
-		t.Errorf("import of non-UTF-8 = %d %s; want 400", status, out)
+	for _, empty := range []string{"", "# only comments\n\n; and these\n", "[web]\n"} {
+		status, out := h.do(h.client(nil), "POST", "/api/v1/hosts/import", "Bearer "+h.admin, empty)
+		wantImportError(fmt.Sprintf("%q", empty), status, out, nil, "names no host")
 	}
+	status, out := h.do(h.client(nil), "POST", "/api/v1/hosts/import", "Bearer "+h.admin, []byte("h1\n\xff\xfe\nh2\n"))
+	wantImportError("of non-UTF-8", status, out, []int{2}, "not UTF-8")
 	if n := h.count("hosts"); n != 0 {
 		t.Errorf("%d hosts stored; want 0", n)
 	}

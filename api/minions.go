@@ -24,7 +24,8 @@ import (
 
 func (s *Server) register(c *gin.Context) {
 	var req model.RegisterRequest
-	if err := decode(c, &req); err != nil {
+	// A minion without addresses or facts sends them as null.
+	if err := decode(c, &req, "ips", "facts"); err != nil {
 		s.abort(c, err)
 		return
 	}
@@ -142,7 +143,13 @@ func (s *Server) listMinions(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	if state := c.Query("state"); state != "" {
+	if state, given := c.GetQuery("state"); given {
+		switch state {
+		case inventory.StatePending, inventory.StateAccepted, inventory.StateRejected:
+		default:
+			s.abort(c, badRequestf("state %q: want pending, accepted or rejected", state))
+			return
+		}
 		kept := ms[:0]
 		for _, m := range ms {
 			if m.State == state {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"testing"
 
@@ -12,13 +13,17 @@ import (
 )
 
 // multipartBody builds a multipart exec: a request part (JSON of req, or
-// raw when req is a string) and, if file is not nil, a file part.
+// raw when req is a string; application/json as the document's encoding
+// says) and, if file is not nil, a file part.
 func multipartBody(t *testing.T, req any, file []byte, extra ...string) (string, []byte) {
 	t.Helper()
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	if req != nil {
-		w, _ := mw.CreateFormField("request")
+		w, _ := mw.CreatePart(textproto.MIMEHeader{
+			"Content-Disposition": {`form-data; name="request"`},
+			"Content-Type":        {"application/json"},
+		})
 		if s, ok := req.(string); ok {
 			w.Write([]byte(s))
 		} else {

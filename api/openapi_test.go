@@ -240,9 +240,10 @@ func TestOpenAPISecurity(t *testing.T) {
 	// when the engine is built). No test here runs in parallel.
 	saved := gin.DefaultErrorWriter
 	gin.DefaultErrorWriter = io.Discard
-	h := testServer().Handler()
+	engine := testServer().Handler()
 	gin.DefaultErrorWriter = saved
-	routes := ginRoutes(t, h)
+	routes := ginRoutes(t, engine)
+	h := CheckedByOpenAPI(t, engine)
 	doc := openAPIDocument(t)
 	if global, _ := doc["security"].([]any); len(global) == 0 {
 		t.Error("the document has no global security requirement")
@@ -275,7 +276,7 @@ func TestOpenAPISecurity(t *testing.T) {
 
 // TestOpenAPIServed checks that the document is served, without a token.
 func TestOpenAPIServed(t *testing.T) {
-	h := testServer().Handler()
+	h := CheckedByOpenAPI(t, testServer().Handler())
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/openapi.yaml", nil)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
