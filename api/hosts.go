@@ -175,21 +175,10 @@ func (s *Server) deleteHost(c *gin.Context) {
 }
 
 func (s *Server) setHostLabels(c *gin.Context) {
-	var req wire.Labels
-	if err := decode(c, &req); err != nil {
-		s.abort(c, err)
-		return
-	}
-	if err := checkLabels(req.Set, req.Remove); err != nil {
-		s.abort(c, err)
-		return
-	}
 	id := c.Param("id")
-	if err := s.Store.SetHostLabels(c.Request.Context(), id, req.Set, req.Remove); err != nil {
-		s.abort(c, err)
-		return
+	if s.changeLabels(c, id, s.Store.SetHostLabels) {
+		s.writeHost(c, id, http.StatusOK)
 	}
-	s.writeHost(c, id, http.StatusOK)
 }
 
 // importHosts stores the hosts of a text inventory (see hostlist.Parse),

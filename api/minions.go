@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -276,19 +277,29 @@ func checkLabelSet(set map[string]string) error {
 	return nil
 }
 
-func (s *Server) setLabels(c *gin.Context) {
+// changeLabels reads a label change (wire.Labels), checks it and applies
+// it to id with set; it reports whether it did, having answered otherwise.
+func (s *Server) changeLabels(c *gin.Context, id string,
+	set func(ctx context.Context, id string, set map[string]string, remove []string) error) bool {
 	var req wire.Labels
 	if err := decode(c, &req); err != nil {
 		s.abort(c, err)
-		return
+		return false
 	}
 	if err := checkLabels(req.Set, req.Remove); err != nil {
 		s.abort(c, err)
-		return
+		return false
 	}
-	id := c.Param("id")
-	if err := s.Store.SetLabels(c.Request.Context(), id, req.Set, req.Remove); err != nil {
+	if err := set(c.Request.Context(), id, req.Set, req.Remove); err != nil {
 		s.abort(c, err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) setLabels(c *gin.Context) {
+	id := c.Param("id")
+	if !s.changeLabels(c, id, s.Store.SetLabels) {
 		return
 	}
 	m, err := s.Store.Minion(c.Request.Context(), id)
