@@ -234,7 +234,7 @@ func decodeLimit(c *gin.Context, v any, limit int64, allowNull ...string) error 
 		case errors.As(err, &se):
 			return badRequestf("malformed JSON at byte %d: %v", se.Offset, err)
 		case errors.As(err, &te):
-			return badRequestf("malformed JSON: field %q must be %s, not %s", te.Field, te.Type, te.Value)
+			return badRequestf("malformed JSON: %s", typeError(te))
 		case strings.HasPrefix(err.Error(), "json: unknown field"):
 			return badRequestf("malformed JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
 		}
@@ -353,4 +353,17 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	c.Set("token", t.Name)
 	c.Next()
+}
+
+// typeError says which field of a request has the wrong JSON type, named as
+// the caller wrote it: the names of embedded Go structs (JobOptions) that
+// encoding/json puts in the path are left out.
+func typeError(te *json.UnmarshalTypeError) string {
+	var path []string
+	for _, p := range strings.Split(te.Field, ".") {
+		if p != "" && !(p[0] >= 'A' && p[0] <= 'Z') {
+			path = append(path, p)
+		}
+	}
+	return fmt.Sprintf("field %q must be %s, not %s", strings.Join(path, "."), te.Type, te.Value)
 }

@@ -903,6 +903,35 @@ func TestMalformedJSON(t *testing.T) {
 	}
 }
 
+// A field of the wrong type is named as the caller wrote it, also when it
+// belongs to the job options every job request shares (an embedded struct).
+func TestWrongTypeNamesTheField(t *testing.T) {
+	h := newHarnessWith(t, nil, true)
+	c := h.client(nil)
+	for _, tt := range []struct{ path, body, want string }{
+		{"/api/v1/exec", `{"cmd_line": "true", "timeout": 5}`, `field "timeout" must be string, not number`},
+		{"/api/v1/exec", `{"cmd_line": "true", "targets": "web1"}`, `field "targets" must be []string, not string`},
+		{"/api/v1/files", `{"dest": "/x", "targets": ["a"], "fail_threshold": "2"}`, `field "fail_threshold" must be int, not string`},
+		{"/api/v1/fetch", `{"path": 7, "targets": ["a"]}`, `field "path" must be string, not number`},
+	} {
+		before := h.dump()
+		status, out := h.do(c, "POST", tt.path, "Bearer "+h.admin, tt.body)
+		var e wire.Error
+		json.Unmarshal(out, &e)
+		if status != http.StatusBadRequest || e.Error != "malformed JSON: "+tt.want {
+			t.Errorf("POST %s %s = %d %s; want 400 saying %s", tt.path, tt.body, status, out, tt.want)
+		}
+		h.wantUnchanged("POST "+tt.path, before)
+	}
+	ctype, body := multipartBody(t, `{"cmd_line": "./x.sh", "cmd_type": "script", "targets": ["a"], "batch": 5}`, []byte("true"))
+	status, out := h.postMultipart(ctype, body, "")
+	var e wire.Error
+	json.Unmarshal(out, &e)
+	if want := `malformed JSON in the request part: field "batch" must be string, not number`; status != http.StatusBadRequest || e.Error != want {
+		t.Errorf("multipart exec with a numeric batch = %d %s; want 400 saying %s", status, out, want)
+	}
+}
+
 func TestJoinTokenBadInput(t *testing.T) {
 	h := newHarness(t)
 	tests := []struct {

@@ -285,6 +285,9 @@ func decodePart(part io.Reader, v any, allowNull ...string) error {
 	dec := json.NewDecoder(io.TeeReader(io.LimitReader(part, maxBody), nulls))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) {
+			return badRequestf("malformed JSON in the request part: %s", typeError(te))
+		}
 		return badRequestf("malformed JSON in the request part: %v", err)
 	}
 	return nulls.err

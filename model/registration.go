@@ -24,4 +24,3 @@ type RegisterResponse struct {
 	Fingerprint string `json:"fingerprint"`
 	Address     string `json:"address"`
 }
-
