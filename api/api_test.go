@@ -1140,7 +1140,7 @@ func TestHappyPath(t *testing.T) {
 	if err := json.Unmarshal(body, &reg); err != nil {
 		t.Fatal(err)
 	}
-	want := model.RegisterResponse{ID: "m1", State: inventory.StatePending, Fingerprint: ident.Fingerprint, Address: "127.0.0.9:4510"}
+	want := model.RegisterResponse{ID: "m1", State: model.KeyPending, Fingerprint: ident.Fingerprint, Address: "127.0.0.9:4510"}
 	if reg != want {
 		t.Errorf("register = %+v; want %+v", reg, want)
 	}
@@ -1163,7 +1163,7 @@ func TestHappyPath(t *testing.T) {
 	h.adminDo("POST", "/api/v1/minions/m1/accept", nil, nil, http.StatusOK)
 	var m wire.Minion
 	h.adminDo("GET", "/api/v1/minions/m1", nil, &m, http.StatusOK)
-	if m.State != inventory.StateAccepted || m.Version != "test2" || m.OS != "debian 12" || m.Fingerprint != ident.Fingerprint {
+	if m.State != model.KeyAccepted || m.Version != "test2" || m.OS != "debian 12" || m.Fingerprint != ident.Fingerprint {
 		t.Errorf("minion m1 = %+v; want accepted, version test2, os debian 12, fingerprint %s", m, ident.Fingerprint)
 	}
 	var list wire.MinionList

@@ -510,10 +510,11 @@ func (s *Server) jobEvents(c *gin.Context) {
 }
 
 func (s *Server) listDeliveries(c *gin.Context) {
-	state, given := c.GetQuery("state")
+	q, given := c.GetQuery("state")
+	state := model.DeliveryState(q)
 	if given {
 		switch state {
-		case inventory.OutboxPending, inventory.OutboxDelivered, inventory.OutboxDead:
+		case model.DeliveryPending, model.DeliveryDelivered, model.DeliveryDead:
 		default:
 			s.abort(c, badRequestf("state %q: want pending, delivered or dead", state))
 			return
@@ -534,7 +535,7 @@ func (s *Server) listDeliveries(c *gin.Context) {
 func deliveryView(it inventory.OutboxItem) wire.Delivery {
 	d := wire.Delivery{EventID: it.EventID, Kind: it.Kind, JobID: it.JobID, URL: it.URL, State: it.State,
 		Attempts: it.Attempts, LastError: it.LastError, CreatedAt: it.CreatedAt}
-	if it.State == inventory.OutboxPending {
+	if it.State == model.DeliveryPending {
 		d.NextAt = &it.NextAt
 	}
 	if !it.DeliveredAt.IsZero() {

@@ -70,13 +70,13 @@ func hostFromRequest(req wire.HostRequest) (inventory.Host, error) {
 		Become: req.Become, Labels: req.Labels}, nil
 }
 
-func hostView(h inventory.Host, minionState string) wire.Host {
+func hostView(h inventory.Host, minionState model.KeyState) wire.Host {
 	return wire.Host{ID: h.ID, Host: h.Address, Port: h.Port, User: h.User, Key: h.KeyPath, Become: h.Become,
 		Labels: h.Labels, Minion: minionState, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt}
 }
 
 // minionState returns the state of the minion with id, "" when none.
-func (s *Server) minionState(ctx context.Context, id string) (string, error) {
+func (s *Server) minionState(ctx context.Context, id string) (model.KeyState, error) {
 	m, err := s.Store.Minion(ctx, id)
 	if errors.Is(err, inventory.ErrNotFound) {
 		return "", nil
@@ -149,7 +149,7 @@ func (s *Server) listHosts(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	states := make(map[string]string, len(ms))
+	states := make(map[string]model.KeyState, len(ms))
 	for _, m := range ms {
 		states[m.ID] = m.State
 	}

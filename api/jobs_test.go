@@ -587,7 +587,7 @@ func TestCallbackDelivery(t *testing.T) {
 	}
 	d := job.Deliveries[0]
 	if d.Kind != inventory.KindCallback || d.JobID != job.JobID || d.URL != "https://receiver.example/cb?x=1" ||
-		d.State != inventory.OutboxPending || d.NextAt == nil || d.EventID == "" {
+		d.State != model.DeliveryPending || d.NextAt == nil || d.EventID == "" {
 		t.Errorf("delivery = %+v; want a pending callback to the job's URL", d)
 	}
 

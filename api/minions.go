@@ -144,9 +144,10 @@ func (s *Server) listMinions(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	if state, given := c.GetQuery("state"); given {
+	if q, given := c.GetQuery("state"); given {
+		state := model.KeyState(q)
 		switch state {
-		case inventory.StatePending, inventory.StateAccepted, inventory.StateRejected:
+		case model.KeyPending, model.KeyAccepted, model.KeyRejected:
 		default:
 			s.abort(c, badRequestf("state %q: want pending, accepted or rejected", state))
 			return
@@ -188,17 +189,17 @@ func (s *Server) deleteMinion(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"id": id, "deleted": true})
 }
 
-func (s *Server) setState(state string) gin.HandlerFunc {
+func (s *Server) setState(state model.KeyState) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id := c.Param("id")
 		if err := s.Store.SetMinionState(c.Request.Context(), id, state, s.now()); err != nil {
 			s.abort(c, err)
 			return
 		}
-		if state != inventory.StateAccepted && s.Forget != nil {
+		if state != model.KeyAccepted && s.Forget != nil {
 			s.Forget(id)
 		}
-		s.Log.Info("minion "+state, "id", id, "by", c.GetString("token"))
+		s.Log.Info("minion "+string(state), "id", id, "by", c.GetString("token"))
 		c.JSON(http.StatusOK, gin.H{"id": id, "state": state})
 	}
 }

@@ -228,7 +228,7 @@ func TestDocumentedAnswers(t *testing.T) {
 
 	var st map[string]any
 	h.adminDo("POST", "/api/v1/minions/m1/reject", nil, &st, http.StatusOK)
-	if st["id"] != "m1" || st["state"] != inventory.StateRejected {
+	if st["id"] != "m1" || st["state"] != string(model.KeyRejected) {
 		t.Errorf("reject = %v; want m1 rejected", st)
 	}
 	var list wire.MinionList

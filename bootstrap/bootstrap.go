@@ -123,14 +123,14 @@ const (
 
 // Result is one host's outcome.
 type Result struct {
-	Host        string `json:"host"`
-	ID          string `json:"id"`
-	State       string `json:"state"`
-	Reason      string `json:"reason,omitempty"`
-	Fingerprint string `json:"fingerprint,omitempty"`
-	Arch        string `json:"arch,omitempty"`
-	Init        string `json:"init,omitempty"`
-	Action      string `json:"action,omitempty"`
+	Host        string
+	ID          string
+	State       string
+	Reason      string
+	Fingerprint string
+	Arch        string
+	Init        string
+	Action      string
 }
 
 // Bootstrapper installs minions over SSH. Its fields are set once, before

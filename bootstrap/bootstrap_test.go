@@ -343,7 +343,7 @@ func TestInstallRerunUpgrade(t *testing.T) {
 				t.Errorf("fingerprint %s; want the host's %s", r.Fingerprint, h.key.Fingerprint)
 			}
 			m, err := b.Store.Minion(ctx, "web-01")
-			if err != nil || m.State != inventory.StateAccepted || m.Fingerprint != h.key.Fingerprint {
+			if err != nil || m.State != model.KeyAccepted || m.Fingerprint != h.key.Fingerprint {
 				t.Errorf("registered minion %+v, %v; want accepted with the host's certificate", m, err)
 			}
 			_, uploads := h.snapshot()
@@ -470,7 +470,7 @@ func TestFingerprintMismatch(t *testing.T) {
 	if r.State != StateFailed || !strings.Contains(r.Reason, want) {
 		t.Errorf("result %+v; want failed with %q", r, want)
 	}
-	if m, err := b.Store.Minion(ctx, "web-01"); err != nil || m.State != inventory.StateRejected {
+	if m, err := b.Store.Minion(ctx, "web-01"); err != nil || m.State != model.KeyRejected {
 		t.Errorf("impostor minion %+v, %v; want rejected", m, err)
 	}
 }
@@ -493,7 +493,7 @@ func TestKnownIDOtherHost(t *testing.T) {
 	if scripts, uploads := second.snapshot(); len(uploads) != 0 || !slices.Equal(scripts, []string{markProbe}) {
 		t.Errorf("second host: scripts %q, uploads %q; want the probe only", scripts, uploads)
 	}
-	if m, _ := b.Store.Minion(ctx, "web-01"); m.Fingerprint != first.key.Fingerprint || m.State != inventory.StateAccepted {
+	if m, _ := b.Store.Minion(ctx, "web-01"); m.Fingerprint != first.key.Fingerprint || m.State != model.KeyAccepted {
 		t.Errorf("web-01 is now %+v; want the first host's, accepted", m)
 	}
 }

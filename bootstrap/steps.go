@@ -180,7 +180,7 @@ func (h *hostRun) checkInventory(ctx context.Context) error {
 	m, err := h.b.Store.Minion(ctx, id)
 	switch {
 	case err == nil:
-		if m.State == inventory.StateRejected {
+		if m.State == model.KeyRejected {
 			return fmt.Errorf("minion %s is rejected in the inventory; delete it (felix keys delete %s) to bootstrap it again", id, id)
 		}
 		if h.hostFP == "" {
@@ -301,13 +301,13 @@ func (h *hostRun) verify(ctx context.Context) error {
 		return err
 	}
 	if fp != m.Fingerprint {
-		if err := b.Store.SetMinionState(context.WithoutCancel(ctx), id, inventory.StateRejected, time.Now()); err != nil {
+		if err := b.Store.SetMinionState(context.WithoutCancel(ctx), id, model.KeyRejected, time.Now()); err != nil {
 			b.log().Error("bootstrap: reject minion with a foreign certificate", "id", id, "err", err)
 		}
 		return fmt.Errorf("fingerprint mismatch: registered %s, host has %s (minion %s rejected)", m.Fingerprint, fp, id)
 	}
-	if m.State == inventory.StatePending {
-		if err := b.Store.SetMinionState(ctx, id, inventory.StateAccepted, time.Now()); err != nil {
+	if m.State == model.KeyPending {
+		if err := b.Store.SetMinionState(ctx, id, model.KeyAccepted, time.Now()); err != nil {
 			return fmt.Errorf("accept minion %s: %w", id, err)
 		}
 	}
@@ -322,7 +322,7 @@ func (h *hostRun) action() string {
 		return ActionInstalled
 	case h.binChanged:
 		return ActionUpgraded
-	case h.cfgChanged || h.unitChanged || h.started || h.booted || h.m.State == inventory.StatePending:
+	case h.cfgChanged || h.unitChanged || h.started || h.booted || h.m.State == model.KeyPending:
 		return ActionRepaired
 	}
 	return ActionUnchanged
@@ -363,7 +363,7 @@ func (h *hostRun) waitRegistered(ctx context.Context) (inventory.Minion, error) 
 	for {
 		m, err := h.b.Store.Minion(ctx, id)
 		switch {
-		case err == nil && m.State == inventory.StateRejected:
+		case err == nil && m.State == model.KeyRejected:
 			return m, fmt.Errorf("minion %s registered but is rejected in the inventory", id)
 		case err == nil && !m.UpdatedAt.Before(h.since):
 			return m, nil

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/version"
 )
 
@@ -417,9 +419,8 @@ func cmdKeys(ctx context.Context, args []string, w, ew io.Writer) error {
 		if o.Output == "json" {
 			return printJSON(w, list)
 		}
-		order := map[string]int{"pending": 0, "accepted": 1, "rejected": 2}
 		sort.SliceStable(list.Minions, func(i, j int) bool {
-			return order[list.Minions[i].State] < order[list.Minions[j].State]
+			return slices.Index(model.KeyStates, list.Minions[i].State) < slices.Index(model.KeyStates, list.Minions[j].State)
 		})
 		t := newTable(w, "STATE", "ID", "ADDRESS", "FINGERPRINT")
 		for _, m := range list.Minions {

@@ -150,7 +150,7 @@ func printHosts(w io.Writer, hosts []wire.Host) {
 	for _, h := range hosts {
 		id := h.ID
 		if h.Minion != "" {
-			id += " (minion " + h.Minion + ")"
+			id += " (minion " + string(h.Minion) + ")"
 		}
 		user := h.User
 		if user == "" {

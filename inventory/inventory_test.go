@@ -170,8 +170,8 @@ func TestRegister(t *testing.T) {
 		// run registers and returns the result of the registration under test.
 		run       func(t *testing.T, s *Store) (Minion, error)
 		wantErr   error
-		wantState string   // when wantErr is nil
-		wantIDs   []string // stored minions afterwards
+		wantState model.KeyState // when wantErr is nil
+		wantIDs   []string       // stored minions afterwards
 		check     func(t *testing.T, s *Store)
 	}{
 		{
@@ -223,7 +223,7 @@ func TestRegister(t *testing.T) {
 				tok := joinToken(t, s, JoinTokenSpec{TTL: ttl}, t0)
 				return register(t, s, minion("m1", "fp1"), tok, t0.Add(ttl-time.Millisecond))
 			},
-			wantState: StatePending,
+			wantState: model.KeyPending,
 			wantIDs:   []string{"m1"},
 		},
 		{
@@ -263,7 +263,7 @@ func TestRegister(t *testing.T) {
 				}
 				return register(t, s, minion("m4", "fp-m4"), tok, t0)
 			},
-			wantState: StatePending,
+			wantState: model.KeyPending,
 			wantIDs:   []string{"m1", "m2", "m3", "m4"},
 		},
 		{
@@ -272,7 +272,7 @@ func TestRegister(t *testing.T) {
 				tok := joinToken(t, s, JoinTokenSpec{AutoAccept: true}, t0)
 				return register(t, s, minion("m1", "fp1"), tok, t0)
 			},
-			wantState: StateAccepted,
+			wantState: model.KeyAccepted,
 			wantIDs:   []string{"m1"},
 		},
 		{
@@ -281,7 +281,7 @@ func TestRegister(t *testing.T) {
 				tok := joinToken(t, s, JoinTokenSpec{}, t0)
 				return register(t, s, minion("m1", "fp1"), tok, t0)
 			},
-			wantState: StatePending,
+			wantState: model.KeyPending,
 			wantIDs:   []string{"m1"},
 			check: func(t *testing.T, s *Store) {
 				m, err := s.Minion(ctx, "m1")
@@ -296,8 +296,8 @@ func TestRegister(t *testing.T) {
 				if got, want := strings.Join(m.IPs, ","), strings.Join(want.IPs, ","); got != want {
 					t.Errorf("IPs = %q; want %q", got, want)
 				}
-				if m.Health != HealthUnknown {
-					t.Errorf("Health = %q; want %q", m.Health, HealthUnknown)
+				if m.Health != model.HealthUnknown {
+					t.Errorf("Health = %q; want %q", m.Health, model.HealthUnknown)
 				}
 				if !m.RegisteredAt.Equal(t0) || !m.UpdatedAt.Equal(t0) || !m.LastSeen.IsZero() {
 					t.Errorf("times = %v, %v, %v; want %v, %v, zero", m.RegisteredAt, m.UpdatedAt, m.LastSeen, t0, t0)
@@ -335,32 +335,32 @@ func TestRegister(t *testing.T) {
 				if _, err := register(t, s, minion("m1", "fp1"), tok, t0); err != nil {
 					t.Fatalf("first Register = %v", err)
 				}
-				if err := s.SetMinionState(ctx, "m1", StateAccepted, t0); err != nil {
+				if err := s.SetMinionState(ctx, "m1", model.KeyAccepted, t0); err != nil {
 					t.Fatal(err)
 				}
-				if err := s.UpdateHealth(ctx, []HealthUpdate{{ID: "m1", Health: HealthOK, Seen: t0.Add(time.Minute)}}); err != nil {
+				if err := s.UpdateHealth(ctx, []HealthUpdate{{ID: "m1", Health: model.HealthOK, Seen: t0.Add(time.Minute)}}); err != nil {
 					t.Fatal(err)
 				}
 				again := minion("m1", "fp1")
 				again.Addr, again.Version = "10.0.0.2:4511", "v2"
 				return register(t, s, again, "", t0.Add(time.Hour))
 			},
-			wantState: StateAccepted,
+			wantState: model.KeyAccepted,
 			wantIDs:   []string{"m1"},
 			check: func(t *testing.T, s *Store) {
 				m, err := s.Minion(ctx, "m1")
 				if err != nil {
 					t.Fatal(err)
 				}
-				if m.State != StateAccepted || m.Addr != "10.0.0.2:4511" || m.Version != "v2" {
+				if m.State != model.KeyAccepted || m.Addr != "10.0.0.2:4511" || m.Version != "v2" {
 					t.Errorf("state, addr, version = %q, %q, %q; want %q, %q, %q",
-						m.State, m.Addr, m.Version, StateAccepted, "10.0.0.2:4511", "v2")
+						m.State, m.Addr, m.Version, model.KeyAccepted, "10.0.0.2:4511", "v2")
 				}
 				if !m.RegisteredAt.Equal(t0) || !m.UpdatedAt.Equal(t0.Add(time.Hour)) {
 					t.Errorf("registered, updated = %v, %v; want %v, %v", m.RegisteredAt, m.UpdatedAt, t0, t0.Add(time.Hour))
 				}
-				if m.Health != HealthOK || !m.LastSeen.Equal(t0.Add(time.Minute)) {
-					t.Errorf("health, last seen = %q, %v; want %q, %v kept", m.Health, m.LastSeen, HealthOK, t0.Add(time.Minute))
+				if m.Health != model.HealthOK || !m.LastSeen.Equal(t0.Add(time.Minute)) {
+					t.Errorf("health, last seen = %q, %v; want %q, %v kept", m.Health, m.LastSeen, model.HealthOK, t0.Add(time.Minute))
 				}
 			},
 		},
@@ -371,12 +371,12 @@ func TestRegister(t *testing.T) {
 				if _, err := register(t, s, minion("m1", "fp1"), tok, t0); err != nil {
 					t.Fatalf("first Register = %v", err)
 				}
-				if err := s.SetMinionState(ctx, "m1", StateRejected, t0); err != nil {
+				if err := s.SetMinionState(ctx, "m1", model.KeyRejected, t0); err != nil {
 					t.Fatal(err)
 				}
 				return register(t, s, minion("m1", "fp1"), tok, t0.Add(time.Second))
 			},
-			wantState: StateRejected,
+			wantState: model.KeyRejected,
 			wantIDs:   []string{"m1"},
 		},
 	}
@@ -442,7 +442,7 @@ func TestUnknownMinion(t *testing.T) {
 		name string
 		fn   func() error
 	}{
-		{"SetMinionState", func() error { return s.SetMinionState(ctx, "nope", StateAccepted, t0) }},
+		{"SetMinionState", func() error { return s.SetMinionState(ctx, "nope", model.KeyAccepted, t0) }},
 		{"DeleteMinion", func() error { return s.DeleteMinion(ctx, "nope") }},
 		{"Minion", func() error { _, err := s.Minion(ctx, "nope"); return err }},
 		{"SetLabels", func() error { return s.SetLabels(ctx, "nope", map[string]string{"role": "web"}, nil) }},
@@ -463,7 +463,7 @@ func TestSetStateAndDelete(t *testing.T) {
 	if _, err := register(t, s, minion("m1", "fp1"), tok, t0); err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range []string{StateAccepted, StateRejected, StatePending} {
+	for _, st := range []model.KeyState{model.KeyAccepted, model.KeyRejected, model.KeyPending} {
 		if err := s.SetMinionState(ctx, "m1", st, t0.Add(time.Second)); err != nil {
 			t.Fatalf("SetMinionState(%s) = %v", st, err)
 		}
@@ -721,31 +721,31 @@ func TestUpdateHealth(t *testing.T) {
 	steps := []struct {
 		name       string
 		ups        []HealthUpdate
-		wantHealth map[string]string
+		wantHealth map[string]model.Health
 		wantSeen   map[string]time.Time
 	}{
 		{
 			name:       "both ok",
-			ups:        []HealthUpdate{{ID: "m1", Health: HealthOK, Seen: seen}, {ID: "m2", Health: HealthOK, Seen: seen}},
-			wantHealth: map[string]string{"m1": HealthOK, "m2": HealthOK},
+			ups:        []HealthUpdate{{ID: "m1", Health: model.HealthOK, Seen: seen}, {ID: "m2", Health: model.HealthOK, Seen: seen}},
+			wantHealth: map[string]model.Health{"m1": model.HealthOK, "m2": model.HealthOK},
 			wantSeen:   map[string]time.Time{"m1": seen, "m2": seen},
 		},
 		{
 			name:       "m1 unreachable keeps last seen",
-			ups:        []HealthUpdate{{ID: "m1", Health: HealthUnreachable}, {ID: "m2", Health: HealthOK, Seen: seen.Add(time.Minute)}},
-			wantHealth: map[string]string{"m1": HealthUnreachable, "m2": HealthOK},
+			ups:        []HealthUpdate{{ID: "m1", Health: model.HealthUnreachable}, {ID: "m2", Health: model.HealthOK, Seen: seen.Add(time.Minute)}},
+			wantHealth: map[string]model.Health{"m1": model.HealthUnreachable, "m2": model.HealthOK},
 			wantSeen:   map[string]time.Time{"m1": seen, "m2": seen.Add(time.Minute)},
 		},
 		{
 			name:       "an older sighting does not move last seen back",
-			ups:        []HealthUpdate{{ID: "m1", Health: HealthOK, Seen: t0}},
-			wantHealth: map[string]string{"m1": HealthOK, "m2": HealthOK},
+			ups:        []HealthUpdate{{ID: "m1", Health: model.HealthOK, Seen: t0}},
+			wantHealth: map[string]model.Health{"m1": model.HealthOK, "m2": model.HealthOK},
 			wantSeen:   map[string]time.Time{"m1": seen, "m2": seen.Add(time.Minute)},
 		},
 		{
 			name:       "unknown id and empty batch are no-ops",
-			ups:        []HealthUpdate{{ID: "ghost", Health: HealthOK, Seen: seen}},
-			wantHealth: map[string]string{"m1": HealthOK, "m2": HealthOK},
+			ups:        []HealthUpdate{{ID: "ghost", Health: model.HealthOK, Seen: seen}},
+			wantHealth: map[string]model.Health{"m1": model.HealthOK, "m2": model.HealthOK},
 			wantSeen:   map[string]time.Time{"m1": seen, "m2": seen.Add(time.Minute)},
 		},
 	}
@@ -1069,7 +1069,7 @@ func TestJobsList(t *testing.T) {
 }
 
 // outboxRow inserts an outbox row directly, in any state.
-func outboxRow(t *testing.T, s *Store, eventID, jobID, state string, next time.Time) {
+func outboxRow(t *testing.T, s *Store, eventID, jobID string, state model.DeliveryState, next time.Time) {
 	t.Helper()
 	ctx := context.Background()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -1079,7 +1079,7 @@ func outboxRow(t *testing.T, s *Store, eventID, jobID, state string, next time.T
 	if err != nil {
 		t.Fatalf("enqueue %s: %v", eventID, err)
 	}
-	if state != OutboxPending {
+	if state != model.DeliveryPending {
 		if _, err := s.w.ExecContext(ctx, `UPDATE outbox SET state = ? WHERE event_id = ?`, state, eventID); err != nil {
 			t.Fatal(err)
 		}
@@ -1112,11 +1112,11 @@ func TestPrune(t *testing.T) {
 		createJob(t, s, Job{ID: "a3-old-cancelled", State: model.JobCancelled, CreatedAt: old.Add(time.Hour)}, model.StateCancelled)
 		createJob(t, s, Job{ID: "a4-old-queued", State: model.JobQueued, CreatedAt: old.Add(time.Hour)})
 		createJob(t, s, Job{ID: "a5-new-done", State: model.JobDone, CreatedAt: t0}, model.StateOK)
-		outboxRow(t, s, "old-delivered", "a1-old-done", OutboxDelivered, old)
-		outboxRow(t, s, "old-dead", "a1-old-done", OutboxDead, old)
-		outboxRow(t, s, "old-pending", "a1-old-done", OutboxPending, old)
-		outboxRow(t, s, "cancelled-delivered", "a3-old-cancelled", OutboxDelivered, old)
-		outboxRow(t, s, "new-delivered", "a5-new-done", OutboxDelivered, t0)
+		outboxRow(t, s, "old-delivered", "a1-old-done", model.DeliveryDelivered, old)
+		outboxRow(t, s, "old-dead", "a1-old-done", model.DeliveryDead, old)
+		outboxRow(t, s, "old-pending", "a1-old-done", model.DeliveryPending, old)
+		outboxRow(t, s, "cancelled-delivered", "a3-old-cancelled", model.DeliveryDelivered, old)
+		outboxRow(t, s, "new-delivered", "a5-new-done", model.DeliveryDelivered, t0)
 
 		n, err := s.Prune(ctx, t0.Add(-30*day), 1000)
 		if err != nil || n != 2 {
@@ -1147,7 +1147,7 @@ func TestPrune(t *testing.T) {
 		createJob(t, s, Job{ID: "j1", State: model.JobRunning, CreatedAt: t0}, model.StatePending)
 		for i := 2; i <= 5; i++ {
 			createJob(t, s, Job{ID: fmt.Sprintf("j%d", i), State: model.JobDone, CreatedAt: t0.Add(time.Duration(i) * time.Second)}, model.StateOK)
-			outboxRow(t, s, fmt.Sprintf("e%d", i), fmt.Sprintf("j%d", i), OutboxDelivered, t0)
+			outboxRow(t, s, fmt.Sprintf("e%d", i), fmt.Sprintf("j%d", i), model.DeliveryDelivered, t0)
 		}
 		n, err := s.Prune(ctx, t0.Add(-30*day), 2)
 		if err != nil || n != 2 {
@@ -1193,7 +1193,7 @@ func TestFinishEnqueuesOutbox(t *testing.T) {
 		t.Fatalf("outbox of the finished job: %+v, %v; want 2 items", items, err)
 	}
 	for _, it := range items {
-		if it.State != OutboxPending || it.Attempts != 0 || it.JobID != "ok" || string(it.Body) != `{"id":"`+it.EventID+`"}` ||
+		if it.State != model.DeliveryPending || it.Attempts != 0 || it.JobID != "ok" || string(it.Body) != `{"id":"`+it.EventID+`"}` ||
 			!it.NextAt.Equal(t0) || !it.CreatedAt.Equal(t0) || !it.DeliveredAt.IsZero() {
 			t.Errorf("outbox item = %+v; want it pending as enqueued", it)
 		}
@@ -1206,7 +1206,7 @@ func TestFinishEnqueuesOutbox(t *testing.T) {
 	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "ok"}); len(items) != 2 {
 		t.Errorf("after a duplicate event id: %d items; want 2", len(items))
 	}
-	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "ok", State: OutboxPending}); len(items) != 2 || items[0].URL == "http://other/" || items[1].URL == "http://other/" {
+	if items, _ := s.Outbox(ctx, OutboxFilter{JobID: "ok", State: model.DeliveryPending}); len(items) != 2 || items[0].URL == "http://other/" || items[1].URL == "http://other/" {
 		t.Errorf("after a duplicate event id: %+v; want the first items unchanged", items)
 	}
 
@@ -1239,12 +1239,12 @@ func TestFinishEnqueuesOutbox(t *testing.T) {
 func TestOutboxDueAndDone(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
-	outboxRow(t, s, "later", "j", OutboxPending, t0.Add(time.Minute))
-	outboxRow(t, s, "due-second", "j", OutboxPending, t0.Add(-time.Minute))
-	outboxRow(t, s, "due-now", "j", OutboxPending, t0)
-	outboxRow(t, s, "due-first", "j", OutboxPending, t0.Add(-2*time.Minute))
-	outboxRow(t, s, "delivered", "j", OutboxDelivered, t0.Add(-3*time.Minute))
-	outboxRow(t, s, "dead", "j", OutboxDead, t0.Add(-3*time.Minute))
+	outboxRow(t, s, "later", "j", model.DeliveryPending, t0.Add(time.Minute))
+	outboxRow(t, s, "due-second", "j", model.DeliveryPending, t0.Add(-time.Minute))
+	outboxRow(t, s, "due-now", "j", model.DeliveryPending, t0)
+	outboxRow(t, s, "due-first", "j", model.DeliveryPending, t0.Add(-2*time.Minute))
+	outboxRow(t, s, "delivered", "j", model.DeliveryDelivered, t0.Add(-3*time.Minute))
+	outboxRow(t, s, "dead", "j", model.DeliveryDead, t0.Add(-3*time.Minute))
 
 	due := func(now time.Time, limit int) []string {
 		t.Helper()
@@ -1285,10 +1285,10 @@ func TestOutboxDueAndDone(t *testing.T) {
 	first := byEvent("due-first")
 	// A failed try: pending again, later.
 	retry := t0.Add(5 * time.Minute)
-	if err := s.OutboxDone(ctx, first.ID, OutboxPending, 1, retry, "HTTP 500", t0); err != nil {
+	if err := s.OutboxDone(ctx, first.ID, model.DeliveryPending, 1, retry, "HTTP 500", t0); err != nil {
 		t.Fatal(err)
 	}
-	if it := byEvent("due-first"); it.State != OutboxPending || it.Attempts != 1 || !it.NextAt.Equal(retry) ||
+	if it := byEvent("due-first"); it.State != model.DeliveryPending || it.Attempts != 1 || !it.NextAt.Equal(retry) ||
 		it.LastError != "HTTP 500" || !it.DeliveredAt.IsZero() {
 		t.Errorf("after a failed try: %+v; want pending, 1 attempt, next at %v, the error kept", it, retry)
 	}
@@ -1299,25 +1299,25 @@ func TestOutboxDueAndDone(t *testing.T) {
 		t.Errorf("DueOutbox(retry) = %q; want due-first last (latest next_at)", got)
 	}
 	// Delivered.
-	if err := s.OutboxDone(ctx, first.ID, OutboxDelivered, 2, retry, "", t0.Add(6*time.Minute)); err != nil {
+	if err := s.OutboxDone(ctx, first.ID, model.DeliveryDelivered, 2, retry, "", t0.Add(6*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if it := byEvent("due-first"); it.State != OutboxDelivered || it.Attempts != 2 || it.LastError != "" ||
+	if it := byEvent("due-first"); it.State != model.DeliveryDelivered || it.Attempts != 2 || it.LastError != "" ||
 		!it.DeliveredAt.Equal(t0.Add(6*time.Minute)) {
 		t.Errorf("after delivery: %+v; want delivered at %v", it, t0.Add(6*time.Minute))
 	}
 	// Dead.
 	second := byEvent("due-second")
-	if err := s.OutboxDone(ctx, second.ID, OutboxDead, 30, t0, "gave up after 24h", t0); err != nil {
+	if err := s.OutboxDone(ctx, second.ID, model.DeliveryDead, 30, t0, "gave up after 24h", t0); err != nil {
 		t.Fatal(err)
 	}
-	if it := byEvent("due-second"); it.State != OutboxDead || it.Attempts != 30 || it.LastError != "gave up after 24h" || !it.DeliveredAt.IsZero() {
+	if it := byEvent("due-second"); it.State != model.DeliveryDead || it.Attempts != 30 || it.LastError != "gave up after 24h" || !it.DeliveredAt.IsZero() {
 		t.Errorf("after giving up: %+v; want dead with the reason", it)
 	}
 	if got, want := due(t0.Add(time.Hour), 10), []string{"due-now", "later"}; !slices.Equal(got, want) {
 		t.Errorf("DueOutbox(t0+1h) = %q; want %q", got, want)
 	}
-	if dead, err := s.Outbox(ctx, OutboxFilter{State: OutboxDead}); err != nil || len(dead) != 2 {
+	if dead, err := s.Outbox(ctx, OutboxFilter{State: model.DeliveryDead}); err != nil || len(dead) != 2 {
 		t.Errorf("Outbox(dead) = %d items, %v; want 2", len(dead), err)
 	}
 }
@@ -1369,7 +1369,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 	// The new tables work on a migrated database.
 	createJob(t, s, Job{ID: "new", State: model.JobRunning, CreatedAt: t0}, model.StatePending)
-	outboxRow(t, s, "e1", "new", OutboxPending, t0)
+	outboxRow(t, s, "e1", "new", model.DeliveryPending, t0)
 	if ids, err := s.UnfinishedJobs(ctx); err != nil || !slices.Equal(ids, []string{"new"}) {
 		t.Errorf("UnfinishedJobs() = %q, %v; want [new]", ids, err)
 	}

@@ -190,7 +190,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, e
 			return err
 		}
 		n, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE state != ? AND job_id NOT IN (SELECT id FROM jobs)`, OutboxPending)
+		_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE state != ? AND job_id NOT IN (SELECT id FROM jobs)`, model.DeliveryPending)
 		return err
 	})
 	if err != nil {

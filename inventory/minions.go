@@ -6,40 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"time"
-)
 
-// Minion states.
-const (
-	StatePending  = "pending"
-	StateAccepted = "accepted"
-	StateRejected = "rejected"
-)
-
-// Health values recorded by the master's periodic ping.
-const (
-	HealthUnknown     = "unknown"
-	HealthOK          = "ok"
-	HealthUnreachable = "unreachable"
+	"github.com/felix-ops/felix/model"
 )
 
 // Minion is a registered minion with its pinned certificate.
 type Minion struct {
-	ID           string    `json:"id"`
-	Hostname     string    `json:"hostname"`
-	IPs          []string  `json:"ips"`
-	Addr         string    `json:"address"` // host:port the master dials for gRPC
-	Version      string    `json:"version"`
-	OS           string    `json:"os"`
-	Facts        string    `json:"-"` // JSON object as reported
-	CertPEM      string    `json:"-"`
-	Fingerprint  string    `json:"fingerprint"`
-	State        string    `json:"state"`
-	Health       string    `json:"health"`
-	LastSeen     time.Time `json:"last_seen"`
-	RegisteredAt time.Time `json:"registered_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	ID           string
+	Hostname     string
+	IPs          []string
+	Addr         string // host:port the master dials for gRPC
+	Version      string
+	OS           string
+	Facts        string // JSON object as reported
+	CertPEM      string
+	Fingerprint  string
+	State        model.KeyState
+	Health       model.Health
+	LastSeen     time.Time
+	RegisteredAt time.Time
+	UpdatedAt    time.Time
 	// Labels are set by operators (role=web); filled by Minions and Minion.
-	Labels map[string]string `json:"labels"`
+	Labels map[string]string
 }
 
 const minionCols = `id, hostname, ips, addr, version, os, facts, cert_pem, fingerprint, state, health, last_seen, registered_at, updated_at`
@@ -87,7 +75,7 @@ func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (
 			}
 			return fmt.Errorf("minion %s is registered with certificate %s: %w", reg.ID, old.Fingerprint, ErrConflict)
 		}
-		state := StatePending
+		state := model.KeyPending
 		if known {
 			// The caller proved it holds the pinned key: no token needed.
 			state = old.State
@@ -100,13 +88,13 @@ func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (
 				return err
 			}
 			if auto {
-				state = StateAccepted
+				state = model.KeyAccepted
 			}
 		}
 		m = reg.Minion
 		created = !known
 		m.State = state
-		m.Health = HealthUnknown
+		m.Health = model.HealthUnknown
 		m.RegisteredAt = now
 		if known {
 			m.Health, m.LastSeen, m.RegisteredAt = old.Health, old.LastSeen, old.RegisteredAt
@@ -221,7 +209,7 @@ func (s *Store) Minion(ctx context.Context, id string) (Minion, error) {
 }
 
 // SetMinionState sets a minion's state (accepted, rejected or pending).
-func (s *Store) SetMinionState(ctx context.Context, id, state string, now time.Time) error {
+func (s *Store) SetMinionState(ctx context.Context, id string, state model.KeyState, now time.Time) error {
 	res, err := s.w.ExecContext(ctx, `UPDATE minions SET state = ?, updated_at = ? WHERE id = ?`, state, ms(now), id)
 	return affected(res, err, "minion "+id)
 }
@@ -235,7 +223,7 @@ func (s *Store) DeleteMinion(ctx context.Context, id string) error {
 // HealthUpdate is one minion's health as seen by a ping.
 type HealthUpdate struct {
 	ID     string
-	Health string
+	Health model.Health
 	Seen   time.Time // zero when the ping failed: last_seen is kept
 }
 

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/felix-ops/felix/model"
 )
 
-// Outbox states and kinds.
+// Outbox kinds.
 const (
-	OutboxPending   = "pending"
-	OutboxDelivered = "delivered"
-	OutboxDead      = "dead"
-
 	KindCallback = "callback"
 	KindSlack    = "slack"
 )
@@ -28,7 +26,7 @@ type OutboxItem struct {
 	URL         string
 	Receiver    string // who receives it (scheme://host:port); DueOutbox can leave busy ones out
 	Body        []byte
-	State       string
+	State       model.DeliveryState
 	Attempts    int
 	NextAt      time.Time
 	LastError   string
@@ -39,7 +37,7 @@ type OutboxItem struct {
 func enqueue(ctx context.Context, tx *sql.Tx, it OutboxItem) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, kind, job_id, url, receiver, body, state, next_at, created_at)
 		VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING`, it.EventID, it.Kind, it.JobID, it.URL, it.Receiver,
-		it.Body, OutboxPending, ms(it.NextAt), ms(it.CreatedAt))
+		it.Body, model.DeliveryPending, ms(it.NextAt), ms(it.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("enqueue %s %s: %w", it.Kind, it.EventID, err)
 	}
@@ -69,7 +67,7 @@ func scanOutbox(rows *sql.Rows) ([]OutboxItem, error) {
 // slow receiver's backlog cannot fill the window.
 func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int, skip ...string) ([]OutboxItem, error) {
 	q := `SELECT ` + outboxCols + ` FROM outbox WHERE state = ? AND next_at <= ?`
-	args := []any{OutboxPending, ms(now)}
+	args := []any{model.DeliveryPending, ms(now)}
 	if len(skip) > 0 {
 		q += ` AND receiver NOT IN (?` + strings.Repeat(`,?`, len(skip)-1) + `)`
 		for _, r := range skip {
@@ -87,7 +85,7 @@ func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int, skip ..
 // OutboxFilter selects outbox rows.
 type OutboxFilter struct {
 	JobID string
-	State string
+	State model.DeliveryState
 	Limit int
 }
 
@@ -117,9 +115,9 @@ func (s *Store) Outbox(ctx context.Context, f OutboxFilter) ([]OutboxItem, error
 
 // OutboxDone records a delivery's outcome: delivered, or state pending with
 // the next try at next, or dead.
-func (s *Store) OutboxDone(ctx context.Context, id int64, state string, attempts int, next time.Time, lastErr string, now time.Time) error {
+func (s *Store) OutboxDone(ctx context.Context, id int64, state model.DeliveryState, attempts int, next time.Time, lastErr string, now time.Time) error {
 	var delivered int64
-	if state == OutboxDelivered {
+	if state == model.DeliveryDelivered {
 		delivered = ms(now)
 	}
 	_, err := s.w.ExecContext(ctx, `UPDATE outbox SET state = ?, attempts = ?, next_at = ?, last_error = ?, delivered_at = ?

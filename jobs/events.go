@@ -29,7 +29,7 @@ func newHub() *hub { return &hub{wake: make(chan struct{})} }
 func (h *hub) publish(e model.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if e.Type == "output" {
+	if e.Type == model.EventOutput {
 		if h.output+len(e.Data) > maxHubOutput {
 			if h.dropped {
 				return
@@ -37,7 +37,7 @@ func (h *hub) publish(e model.Event) {
 			// Say so once, in place of the chunks: the stored results
 			// (GET the job) hold each host's capped output.
 			h.dropped = true
-			e = model.Event{Type: "notice", Error: fmt.Sprintf("this job's output passed %d MiB; further output is not streamed, GET the job for each host's stored output", maxHubOutput>>20)}
+			e = model.Event{Type: model.EventNotice, Error: fmt.Sprintf("this job's output passed %d MiB; further output is not streamed, GET the job for each host's stored output", maxHubOutput>>20)}
 		} else {
 			h.output += len(e.Data)
 		}
@@ -106,7 +106,7 @@ func (s *Service) Events(ctx context.Context, id string, fn func(model.Event) er
 		return fn(e)
 	}
 	// The same shape a live subscriber sees: running, the hosts, the end.
-	if err := send(model.Event{Type: "job", State: string(model.JobRunning), Total: job.Total, At: job.CreatedAt}); err != nil {
+	if err := send(model.Event{Type: model.EventJob, State: string(model.JobRunning), Total: job.Total, At: job.CreatedAt}); err != nil {
 		return err
 	}
 	for _, r := range results {
@@ -115,12 +115,12 @@ func (s *Service) Events(ctx context.Context, id string, fn func(model.Event) er
 			b []byte
 		}{{model.Stdout, r.Stdout}, {model.Stderr, r.Stderr}} {
 			if len(o.b) > 0 {
-				if err := send(model.Event{Type: "output", Host: r.Host, Stream: o.s.String(), Data: string(o.b), At: r.FinishedAt}); err != nil {
+				if err := send(model.Event{Type: model.EventOutput, Host: r.Host, Stream: o.s.String(), Data: string(o.b), At: r.FinishedAt}); err != nil {
 					return err
 				}
 			}
 		}
-		if err := send(model.Event{Type: "host", Host: r.Host, State: string(r.State), ExitCode: r.ExitCode, Signal: r.Signal,
+		if err := send(model.Event{Type: model.EventHost, Host: r.Host, State: string(r.State), ExitCode: r.ExitCode, Signal: r.Signal,
 			Error: r.Error, At: r.FinishedAt}); err != nil {
 			return err
 		}
@@ -128,5 +128,5 @@ func (s *Service) Events(ctx context.Context, id string, fn func(model.Event) er
 	if job.State == model.JobRunning || job.State == model.JobQueued {
 		return nil // another master's, or stored before this one started
 	}
-	return send(model.Event{Type: "job", State: string(job.State), Total: job.Total, At: job.FinishedAt})
+	return send(model.Event{Type: model.EventJob, State: string(job.State), Total: job.Total, At: job.FinishedAt})
 }

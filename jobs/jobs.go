@@ -247,18 +247,18 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 		}
 	}
 	opts := exec.Options{Limit: batchLimit(spec.Batch, runnable), FailThreshold: spec.FailThreshold}
-	r.hub.publish(model.Event{Type: "job", State: string(model.JobRunning), Total: len(targets)})
+	r.hub.publish(model.Event{Type: model.EventJob, State: string(model.JobRunning), Total: len(targets)})
 	hooks := exec.Hooks{
 		Start: func(t model.Target, at time.Time) {
 			s.Writer.Add(job.ID, model.Result{Host: t.ID, Addr: t.Addr, State: model.StateRunning, ExitCode: -1, StartedAt: at})
-			r.hub.publish(model.Event{Type: "host", Host: t.ID, State: string(model.StateRunning), At: at})
+			r.hub.publish(model.Event{Type: model.EventHost, Host: t.ID, State: string(model.StateRunning), At: at})
 		},
 		Output: func(host string, st model.Stream, p []byte) {
-			r.hub.publish(model.Event{Type: "output", Host: host, Stream: st.String(), Data: string(p)})
+			r.hub.publish(model.Event{Type: model.EventOutput, Host: host, Stream: st.String(), Data: string(p)})
 		},
 		Result: func(res model.Result) {
 			s.Writer.Add(job.ID, res)
-			r.hub.publish(model.Event{Type: "host", Host: res.Host, State: string(res.State), ExitCode: res.ExitCode,
+			r.hub.publish(model.Event{Type: model.EventHost, Host: res.Host, State: string(res.State), ExitCode: res.ExitCode,
 				Signal: res.Signal, Error: res.Error, Files: res.Files, At: res.FinishedAt})
 		},
 	}
@@ -277,7 +277,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 	if err := s.finish(job, spec, results); err != nil {
 		s.Log.Error("finish job", "job", job.ID, "err", err)
 	}
-	r.hub.publish(model.Event{Type: "job", State: string(job.State), Total: len(targets)})
+	r.hub.publish(model.Event{Type: model.EventJob, State: string(job.State), Total: len(targets)})
 	r.hub.close()
 	s.mu.Lock()
 	delete(s.running, job.ID)

@@ -35,7 +35,7 @@ type testMinion struct {
 	id     string
 	addr   string
 	ips    []string
-	state  string
+	state  model.KeyState
 	facts  string            // JSON, as the minion reports it
 	labels map[string]string // set by an operator
 }
@@ -47,23 +47,23 @@ const (
 
 // The inventory every Resolve test runs against.
 var testMinions = []testMinion{
-	{id: "web1", addr: "10.0.0.1:4506", ips: []string{"10.0.0.1", "192.168.1.1"}, state: inventory.StateAccepted,
+	{id: "web1", addr: "10.0.0.1:4506", ips: []string{"10.0.0.1", "192.168.1.1"}, state: model.KeyAccepted,
 		facts: debianFacts, labels: map[string]string{"role": "web"}},
-	{id: "web2", addr: "10.0.0.2:4506", ips: []string{"10.0.0.2", "fd00::2"}, state: inventory.StateAccepted,
+	{id: "web2", addr: "10.0.0.2:4506", ips: []string{"10.0.0.2", "fd00::2"}, state: model.KeyAccepted,
 		facts: ubuntuFacts, labels: map[string]string{"role": "web"}},
-	{id: "web3", addr: "10.0.0.3:4506", ips: []string{"10.0.0.3"}, state: inventory.StatePending,
+	{id: "web3", addr: "10.0.0.3:4506", ips: []string{"10.0.0.3"}, state: model.KeyPending,
 		facts: debianFacts, labels: map[string]string{"role": "web"}},
-	{id: "web4", addr: "10.0.0.4:4506", ips: []string{"10.0.0.4"}, state: inventory.StateRejected, facts: debianFacts},
-	{id: "db1", addr: "10.0.1.1:4506", ips: []string{"10.0.1.1", "172.16.0.5"}, state: inventory.StateAccepted,
+	{id: "web4", addr: "10.0.0.4:4506", ips: []string{"10.0.0.4"}, state: model.KeyRejected, facts: debianFacts},
+	{id: "db1", addr: "10.0.1.1:4506", ips: []string{"10.0.1.1", "172.16.0.5"}, state: model.KeyAccepted,
 		facts: debianFacts, labels: map[string]string{"role": "db"}},
 	// db2 reports web1's dial address as one of its own: a dial address wins.
 	// Its arch label overrides its arch fact.
-	{id: "db2", addr: "db2.example:4506", ips: []string{"10.0.0.1", "172.16.0.6"}, state: inventory.StateAccepted,
+	{id: "db2", addr: "db2.example:4506", ips: []string{"10.0.0.1", "172.16.0.6"}, state: model.KeyAccepted,
 		facts: debianFacts, labels: map[string]string{"role": "db", "arch": "arm64"}},
-	{id: "v6", addr: "[fd00::6]:4506", state: inventory.StateAccepted},
+	{id: "v6", addr: "[fd00::6]:4506", state: model.KeyAccepted},
 	// Every host reports loopback; docker hosts share 172.17.0.1.
-	{id: "dock1", addr: "10.0.2.1:4506", ips: []string{"127.0.0.1", "fe80::1", "172.17.0.1"}, state: inventory.StateAccepted},
-	{id: "dock2", addr: "10.0.2.2:4506", ips: []string{"127.0.0.1", "fe80::1", "172.17.0.1"}, state: inventory.StateAccepted},
+	{id: "dock1", addr: "10.0.2.1:4506", ips: []string{"127.0.0.1", "fe80::1", "172.17.0.1"}, state: model.KeyAccepted},
+	{id: "dock2", addr: "10.0.2.2:4506", ips: []string{"127.0.0.1", "fe80::1", "172.17.0.1"}, state: model.KeyAccepted},
 }
 
 // newTestStore opens an inventory in t.TempDir() holding testMinions.
@@ -88,12 +88,12 @@ func newTestStore(t *testing.T) *inventory.Store {
 		reg := inventory.Registration{
 			Minion: inventory.Minion{ID: m.id, Hostname: m.id, Addr: m.addr, IPs: m.ips, Facts: m.facts,
 				CertPEM: "not a real certificate", Fingerprint: fakeFingerprint(m.id)},
-			JoinTokenHash: inventory.HashToken(tokens[m.state == inventory.StateAccepted]),
+			JoinTokenHash: inventory.HashToken(tokens[m.state == model.KeyAccepted]),
 		}
 		if _, _, err := store.Register(ctx, reg, now); err != nil {
 			t.Fatalf("register %s: %v", m.id, err)
 		}
-		if m.state == inventory.StateRejected {
+		if m.state == model.KeyRejected {
 			if err := store.SetMinionState(ctx, m.id, m.state, now); err != nil {
 				t.Fatalf("reject %s: %v", m.id, err)
 			}
@@ -718,7 +718,7 @@ func TestRecover(t *testing.T) {
 		t.Errorf("announcer asked %d times about a job that had ended; want 0", n)
 	}
 	items, err := s.Store.Outbox(ctx, inventory.OutboxFilter{JobID: left.ID})
-	if err != nil || len(items) != 1 || items[0].EventID != "cb-"+left.ID || items[0].State != inventory.OutboxPending {
+	if err != nil || len(items) != 1 || items[0].EventID != "cb-"+left.ID || items[0].State != model.DeliveryPending {
 		t.Errorf("outbox of the recovered job = %+v, %v; want its callback pending", items, err)
 	}
 

@@ -154,7 +154,7 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]model.Targe
 	if len(picked) == 0 {
 		accepted := 0
 		for _, m := range minions {
-			if m.State == inventory.StateAccepted {
+			if m.State == model.KeyAccepted {
 				accepted++
 			}
 		}
@@ -179,7 +179,7 @@ type machine struct {
 // selectable reports whether globs, ranges and filters may pick x: it has
 // an accepted minion or SSH settings.
 func (x *machine) selectable() bool {
-	return x.h != nil || x.m.State == inventory.StateAccepted
+	return x.h != nil || x.m.State == model.KeyAccepted
 }
 
 // target is what x runs as. A minion that is not accepted and has no SSH
@@ -197,11 +197,11 @@ func (x *machine) target() model.Target {
 	}
 	switch m := x.m; {
 	case m == nil:
-	case m.State == inventory.StateAccepted:
+	case m.State == model.KeyAccepted:
 		t.Addr, t.Fingerprint = m.Addr, m.Fingerprint
 	case t.SSH == nil:
 		t.Addr, t.Fingerprint = m.Addr, m.Fingerprint
-		t.Skip, t.Error = model.StateNotAccepted, "minion is "+m.State+"; accept it with: felix keys accept "+m.ID
+		t.Skip, t.Error = model.StateNotAccepted, "minion is "+string(m.State)+"; accept it with: felix keys accept "+m.ID
 	}
 	return t
 }

@@ -404,7 +404,7 @@ func (m *Master) checkHealth(ctx context.Context) {
 		sem = make(chan struct{}, 512)
 	)
 	for _, mn := range ms {
-		if mn.State != inventory.StateAccepted {
+		if mn.State != model.KeyAccepted {
 			continue
 		}
 		wg.Add(1)
@@ -415,10 +415,10 @@ func (m *Master) checkHealth(ctx context.Context) {
 			pctx, cancel := context.WithTimeout(ctx, m.cfg.Health.Timeout.Duration)
 			defer cancel()
 			_, err := m.pool.Ping(pctx, model.Target{ID: mn.ID, Addr: mn.Addr, Fingerprint: mn.Fingerprint})
-			u := inventory.HealthUpdate{ID: mn.ID, Health: inventory.HealthOK, Seen: time.Now()}
+			u := inventory.HealthUpdate{ID: mn.ID, Health: model.HealthOK, Seen: time.Now()}
 			if err != nil {
-				u = inventory.HealthUpdate{ID: mn.ID, Health: inventory.HealthUnreachable}
-				if mn.Health != inventory.HealthUnreachable && ctx.Err() == nil {
+				u = inventory.HealthUpdate{ID: mn.ID, Health: model.HealthUnreachable}
+				if mn.Health != model.HealthUnreachable && ctx.Err() == nil {
 					m.log.Warn("minion unreachable", "id", mn.ID, "addr", mn.Addr, "err", err)
 				}
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/agent"
 )
@@ -421,7 +422,7 @@ func TestMainToken(t *testing.T) {
 	mn, created, err := store.Register(ctx, inventory.Registration{JoinTokenHash: inventory.HashToken(join),
 		Minion: inventory.Minion{ID: "web1", Hostname: "web1", Addr: "127.0.0.1:4510", Facts: "{}",
 			CertPEM: string(id.CertPEM), Fingerprint: id.Fingerprint}}, time.Now())
-	if err != nil || !created || mn.State != inventory.StateAccepted {
+	if err != nil || !created || mn.State != model.KeyAccepted {
 		t.Errorf("Register with the join token = %s, created %v, %v; want accepted, true, nil", mn.State, created, err)
 	}
 	// --ttl 1h: expired two hours later.
@@ -604,13 +605,13 @@ func TestHealth(t *testing.T) {
 	}
 	poll(t, "health ok", func() bool {
 		mn := minion()
-		return mn.Health == inventory.HealthOK && !mn.LastSeen.IsZero()
+		return mn.Health == model.HealthOK && !mn.LastSeen.IsZero()
 	})
 	seen := minion().LastSeen
 
 	g.Stop()
 	<-served
-	poll(t, "health unreachable", func() bool { return minion().Health == inventory.HealthUnreachable })
+	poll(t, "health unreachable", func() bool { return minion().Health == model.HealthUnreachable })
 	if mn := minion(); mn.LastSeen.Before(seen) {
 		t.Errorf("LastSeen went back from %v to %v when the minion became unreachable", seen, mn.LastSeen)
 	}
@@ -660,9 +661,9 @@ func TestHealthSkipsPending(t *testing.T) {
 	}
 	poll(t, "accepted1 unreachable", func() bool {
 		mn, err := store.Minion(ctx, "accepted1")
-		return err == nil && mn.Health == inventory.HealthUnreachable
+		return err == nil && mn.Health == model.HealthUnreachable
 	})
-	if mn, err := store.Minion(ctx, "pending1"); err != nil || mn.Health != inventory.HealthUnknown {
-		t.Errorf("pending minion health = %q, %v; want %q (never pinged)", mn.Health, err, inventory.HealthUnknown)
+	if mn, err := store.Minion(ctx, "pending1"); err != nil || mn.Health != model.HealthUnknown {
+		t.Errorf("pending minion health = %q, %v; want %q (never pinged)", mn.Health, err, model.HealthUnknown)
 	}
 }

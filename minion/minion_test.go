@@ -17,6 +17,7 @@ import (
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/master"
 	"github.com/felix-ops/felix/minion"
+	"github.com/felix-ops/felix/model"
 )
 
 // startMaster runs a real master in-process on a free loopback port with its
@@ -135,7 +136,7 @@ func TestTrustOnFirstUse(t *testing.T) {
 	if err != nil {
 		t.Fatalf("minion not in the store: %v", err)
 	}
-	if got.Fingerprint != mn.Fingerprint() || got.State != inventory.StateAccepted || got.Addr != "127.0.0.1:4510" {
+	if got.Fingerprint != mn.Fingerprint() || got.State != model.KeyAccepted || got.Addr != "127.0.0.1:4510" {
 		t.Errorf("stored minion = fingerprint %s state %s addr %s; want %s accepted 127.0.0.1:4510",
 			got.Fingerprint, got.State, got.Addr, mn.Fingerprint())
 	}
@@ -289,14 +290,14 @@ func TestRun(t *testing.T) {
 	if err != nil || host != "127.0.0.1" || port == "0" || port == "" {
 		t.Errorf("registered address %q; want 127.0.0.1 and the port actually listened on", got.Addr)
 	}
-	if got.Fingerprint != mn.Fingerprint() || got.State != inventory.StateAccepted {
+	if got.Fingerprint != mn.Fingerprint() || got.State != model.KeyAccepted {
 		t.Errorf("registered fingerprint %s state %s; want %s accepted", got.Fingerprint, got.State, mn.Fingerprint())
 	}
 	// The master's health check dials that address over mutual TLS: "ok"
 	// proves the port is the real one and each side accepts the other's pin.
 	poll(t, "the master to reach the minion", func() bool {
 		m, err := store.Minion(context.Background(), "run1")
-		return err == nil && m.Health == inventory.HealthOK
+		return err == nil && m.Health == model.HealthOK
 	})
 	if mn.MasterFingerprint() != ma.Fingerprint() {
 		t.Errorf("MasterFingerprint = %q; want %q", mn.MasterFingerprint(), ma.Fingerprint())

@@ -19,8 +19,8 @@ type RegisterRequest struct {
 
 // RegisterResponse answers a registration.
 type RegisterResponse struct {
-	ID          string `json:"id"`
-	State       string `json:"state"`
-	Fingerprint string `json:"fingerprint"`
-	Address     string `json:"address"`
+	ID          string   `json:"id"`
+	State       KeyState `json:"state"`
+	Fingerprint string   `json:"fingerprint"`
+	Address     string   `json:"address"`
 }

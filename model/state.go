@@ -73,3 +73,38 @@ func (s Stream) String() string {
 	}
 	return "unknown"
 }
+
+// KeyState is where a minion's key (its pinned certificate) stands.
+type KeyState string
+
+// Key states: a registered minion waits pending until an operator accepts
+// (or rejects) it; only accepted minions run jobs.
+const (
+	KeyPending  KeyState = "pending"
+	KeyAccepted KeyState = "accepted"
+	KeyRejected KeyState = "rejected"
+)
+
+// KeyStates are the key states in the order listings show them.
+var KeyStates = []KeyState{KeyPending, KeyAccepted, KeyRejected}
+
+// Health is what the master's last ping of a minion found.
+type Health string
+
+// Health values.
+const (
+	HealthUnknown     Health = "unknown"
+	HealthOK          Health = "ok"
+	HealthUnreachable Health = "unreachable"
+)
+
+// DeliveryState is where a job's announcement (a callback, a Slack
+// message) stands in the master's outbox.
+type DeliveryState string
+
+// Delivery states.
+const (
+	DeliveryPending   DeliveryState = "pending"   // not delivered yet; retried
+	DeliveryDelivered DeliveryState = "delivered" // the receiver answered 2xx
+	DeliveryDead      DeliveryState = "dead"      // given up (410, or too old)
+)

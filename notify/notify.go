@@ -292,7 +292,7 @@ func (l *loop) deferItem(ctx context.Context, it inventory.OutboxItem, at, now t
 	if !it.NextAt.Before(at) {
 		return
 	}
-	if err := l.n.store.OutboxDone(ctx, it.ID, inventory.OutboxPending, it.Attempts, at, it.LastError, now); err != nil && ctx.Err() == nil {
+	if err := l.n.store.OutboxDone(ctx, it.ID, model.DeliveryPending, it.Attempts, at, it.LastError, now); err != nil && ctx.Err() == nil {
 		l.n.log.Error("defer delivery", "event", it.EventID, "err", err)
 	}
 }
@@ -346,19 +346,19 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 	log := n.log.With("event", it.EventID, "kind", it.Kind, "job", it.JobID, "attempts", attempts, "url", where(it))
 	if err == nil {
 		o.hostOK = true
-		if err := n.store.OutboxDone(sctx, it.ID, inventory.OutboxDelivered, attempts, time.Time{}, "", now); err != nil {
+		if err := n.store.OutboxDone(sctx, it.ID, model.DeliveryDelivered, attempts, time.Time{}, "", now); err != nil {
 			log.Error("record delivery", "err", err)
 		}
 		log.Debug("delivered")
 		return o
 	}
 	o.hostOK, o.retryAfter = gone, retryAfter
-	state, next := inventory.OutboxPending, time.Time{}
+	state, next := model.DeliveryPending, time.Time{}
 	switch {
 	case gone:
-		state = inventory.OutboxDead
+		state = model.DeliveryDead
 	case now.Sub(it.CreatedAt) >= n.cfg.MaxAge:
-		state = inventory.OutboxDead
+		state = model.DeliveryDead
 	default:
 		delay := retryAfter
 		if delay <= 0 {
@@ -373,7 +373,7 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 	if err := n.store.OutboxDone(sctx, it.ID, state, attempts, next, err.Error(), now); err != nil {
 		log.Error("record failed delivery", "err", err)
 	}
-	if state == inventory.OutboxDead {
+	if state == model.DeliveryDead {
 		log.Error("delivery dead: giving up", "err", err)
 	} else {
 		log.Warn("delivery failed; will retry", "next", next, "err", err)

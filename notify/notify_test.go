@@ -226,7 +226,7 @@ func TestCallbackDeliveredOnceSigned(t *testing.T) {
 		t.Fatalf("CheckURL(%q) = %v; want nil (allow-listed)", url, err)
 	}
 	job := e.finish(n, "seed-42", model.JobSpec{CallbackURL: url}, hostResults())
-	waitFor(t, "callback delivered", func() bool { return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDelivered })
+	waitFor(t, "callback delivered", func() bool { return e.item(job.ID, inventory.KindCallback).State == model.DeliveryDelivered })
 	for range 3 { // more chances to deliver twice
 		n.Kick()
 		time.Sleep(30 * time.Millisecond)
@@ -275,7 +275,7 @@ func TestCallbackRetriedUntilReceiverRecovers(t *testing.T) {
 	n := e.notifier(Config{Allow: loopbackOK})
 	e.run(n)
 	job := e.finish(n, "seed-1", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
-	waitFor(t, "callback delivered", func() bool { return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDelivered })
+	waitFor(t, "callback delivered", func() bool { return e.item(job.ID, inventory.KindCallback).State == model.DeliveryDelivered })
 	it := e.item(job.ID, inventory.KindCallback)
 	if it.Attempts != 3 {
 		t.Errorf("attempts = %d; want 3 (two 500s, then 200)", it.Attempts)
@@ -302,8 +302,8 @@ func TestCallbackDeadAfterMaxAge(t *testing.T) {
 	n := e.notifier(Config{Allow: loopbackOK, MaxAge: 200 * time.Millisecond})
 	e.run(n)
 	job := e.finish(n, "", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
-	waitFor(t, "callback dead", func() bool { return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDead })
-	dead, err := e.store.Outbox(context.Background(), inventory.OutboxFilter{State: inventory.OutboxDead})
+	waitFor(t, "callback dead", func() bool { return e.item(job.ID, inventory.KindCallback).State == model.DeliveryDead })
+	dead, err := e.store.Outbox(context.Background(), inventory.OutboxFilter{State: model.DeliveryDead})
 	if err != nil {
 		t.Fatalf("Outbox(dead) = %v", err)
 	}
@@ -324,7 +324,7 @@ func TestGoneIsDeadAtOnce(t *testing.T) {
 	n := e.notifier(Config{Allow: loopbackOK})
 	e.run(n)
 	job := e.finish(n, "", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
-	waitFor(t, "callback dead", func() bool { return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDead })
+	waitFor(t, "callback dead", func() bool { return e.item(job.ID, inventory.KindCallback).State == model.DeliveryDead })
 	if it := e.item(job.ID, inventory.KindCallback); it.Attempts != 1 {
 		t.Errorf("attempts = %d; want 1: 410 Gone is final", it.Attempts)
 	}
@@ -357,7 +357,7 @@ func TestSlowReceiverDoesNotDelayOthers(t *testing.T) {
 		t.Fatal("the slow receiver answered before the fast one got its callback")
 	}
 	waitFor(t, "fast callback recorded", func() bool {
-		return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDelivered
+		return e.item(job.ID, inventory.KindCallback).State == model.DeliveryDelivered
 	})
 	if slowReturned.Load() {
 		t.Error("the slow receiver's delivery ended before the fast one was recorded")
@@ -391,7 +391,7 @@ func TestSlackRetryAfterAndSummary(t *testing.T) {
 	<-second
 	it := e.item(job.ID, inventory.KindSlack)
 	reqs := rc.requests()
-	if it.State != inventory.OutboxPending || it.Attempts != 1 || !strings.Contains(it.LastError, "429") {
+	if it.State != model.DeliveryPending || it.Attempts != 1 || !strings.Contains(it.LastError, "429") {
 		t.Errorf("after 429 = state %s attempts %d last_error %q; want pending, 1, the 429", it.State, it.Attempts, it.LastError)
 	}
 	if strings.Contains(it.LastError, "secret") {
@@ -404,7 +404,7 @@ func TestSlackRetryAfterAndSummary(t *testing.T) {
 		t.Errorf("second try %v after the 429; want ≥ 1s", gap)
 	}
 	close(checked)
-	waitFor(t, "slack delivered", func() bool { return e.item(job.ID, inventory.KindSlack).State == inventory.OutboxDelivered })
+	waitFor(t, "slack delivered", func() bool { return e.item(job.ID, inventory.KindSlack).State == model.DeliveryDelivered })
 
 	var msg struct{ Text string }
 	if err := json.Unmarshal(reqs[0].body, &msg); err != nil {
@@ -429,7 +429,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 	job := e.finish(n, "", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
 	waitFor(t, "a failed try", func() bool { return e.item(job.ID, inventory.KindCallback).Attempts >= 1 })
 	it := e.item(job.ID, inventory.KindCallback)
-	if it.State != inventory.OutboxPending || !strings.Contains(it.LastError, "307") {
+	if it.State != model.DeliveryPending || !strings.Contains(it.LastError, "307") {
 		t.Errorf("after a redirect = state %s last_error %q; want pending and the 307", it.State, it.LastError)
 	}
 	if target.count() != 0 {
@@ -455,7 +455,7 @@ func TestDialTimeGuard(t *testing.T) {
 	job := e.finish(n, "", model.JobSpec{CallbackURL: url}, hostResults())
 	waitFor(t, "a refused try", func() bool { return e.item(job.ID, inventory.KindCallback).Attempts >= 1 })
 	it := e.item(job.ID, inventory.KindCallback)
-	if it.State != inventory.OutboxPending || !strings.Contains(it.LastError, ErrRefused.Error()) {
+	if it.State != model.DeliveryPending || !strings.Contains(it.LastError, ErrRefused.Error()) {
 		t.Errorf("after a loopback dial = state %s last_error %q; want pending, refused", it.State, it.LastError)
 	}
 	if rc.count() != 0 {
@@ -472,10 +472,10 @@ func TestDialAllowedByName(t *testing.T) {
 	byName := e.finish(n, "", model.JobSpec{CallbackURL: "http://localhost:" + port + "/"}, hostResults())
 	byIP := e.finish(n, "", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults()) // 127.0.0.1: not allowed
 	waitFor(t, "callback by name delivered", func() bool {
-		return e.item(byName.ID, inventory.KindCallback).State == inventory.OutboxDelivered
+		return e.item(byName.ID, inventory.KindCallback).State == model.DeliveryDelivered
 	})
 	waitFor(t, "callback by IP refused", func() bool { return e.item(byIP.ID, inventory.KindCallback).Attempts >= 1 })
-	if it := e.item(byIP.ID, inventory.KindCallback); it.State != inventory.OutboxPending ||
+	if it := e.item(byIP.ID, inventory.KindCallback); it.State != model.DeliveryPending ||
 		!strings.Contains(it.LastError, "loopback") {
 		t.Errorf("callback to %s = state %s last_error %q; want pending, refused as loopback", rc.srv.URL, it.State, it.LastError)
 	}
@@ -506,7 +506,7 @@ func TestPendingSurvivesRestart(t *testing.T) {
 	n2 := e.notifier(Config{Allow: loopbackOK})
 	stop2 := e.run(n2)
 	waitFor(t, "callback delivered after restart", func() bool {
-		return e.item(job.ID, inventory.KindCallback).State == inventory.OutboxDelivered
+		return e.item(job.ID, inventory.KindCallback).State == model.DeliveryDelivered
 	})
 	stop2()
 	if got := delivered.Load(); got != 1 {

@@ -2,6 +2,8 @@ package wire
 
 import (
 	"time"
+
+	"github.com/felix-ops/felix/model"
 )
 
 // HostRequest is the body of POST /api/v1/hosts: an agentless host.
@@ -26,9 +28,9 @@ type Host struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Minion is the state of a minion with the same id ("" when none): the
 	// machine has both, and auto mode prefers the minion.
-	Minion    string    `json:"minion,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Minion    model.KeyState `json:"minion,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
 }
 
 // HostList is the body of GET /api/v1/hosts.

@@ -24,8 +24,8 @@ type Minion struct {
 	Version      string            `json:"version"`
 	OS           string            `json:"os"`
 	Fingerprint  string            `json:"fingerprint"`
-	State        string            `json:"state"`
-	Health       string            `json:"health"`
+	State        model.KeyState    `json:"state"`
+	Health       model.Health      `json:"health"`
 	LastSeen     time.Time         `json:"last_seen"`
 	RegisteredAt time.Time         `json:"registered_at"`
 	UpdatedAt    time.Time         `json:"updated_at"`
@@ -112,16 +112,16 @@ type DryRun struct {
 
 // Delivery is one callback or Slack message of a job.
 type Delivery struct {
-	EventID     string     `json:"event_id"`
-	Kind        string     `json:"kind"`
-	JobID       string     `json:"job_id"`
-	URL         string     `json:"url"`
-	State       string     `json:"state"` // pending, delivered, dead
-	Attempts    int        `json:"attempts"`
-	NextAt      *time.Time `json:"next_at,omitempty"`
-	LastError   string     `json:"last_error,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+	EventID     string              `json:"event_id"`
+	Kind        string              `json:"kind"`
+	JobID       string              `json:"job_id"`
+	URL         string              `json:"url"`
+	State       model.DeliveryState `json:"state"` // pending, delivered, dead
+	Attempts    int                 `json:"attempts"`
+	NextAt      *time.Time          `json:"next_at,omitempty"`
+	LastError   string              `json:"last_error,omitempty"`
+	CreatedAt   time.Time           `json:"created_at"`
+	DeliveredAt *time.Time          `json:"delivered_at,omitempty"`
 }
 
 // DeliveryList is the body of GET /api/v1/deliveries.
