@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -68,8 +67,7 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (mode
 		if req.Cwd != "" {
 			return model.JobSpec{}, badRequestf("cwd: a %s command runs in its own private directory", req.CmdType)
 		}
-		if name == "" || len(name) > 255 || name != filepath.Base(name) || name == "." || name == ".." ||
-			strings.ContainsAny(name, "/\x00") || !utf8.ValidString(name) {
+		if model.CheckFileName(name) != nil {
 			return model.JobSpec{}, badRequestf("file_name %q: want a plain file name (from file_name or the first word of cmd_line)", name)
 		}
 		spec.FileName = name

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -106,11 +104,8 @@ func (s *Server) register(c *gin.Context) {
 // printable refuses text that is too long or could rewrite an operator's
 // terminal when shown in a table.
 func printable(field, v string, maxLen int) error {
-	if len(v) > maxLen {
-		return badRequestf("%s is %d bytes; at most %d", field, len(v), maxLen)
-	}
-	if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
-		return badRequestf("%s must be printable UTF-8 text", field)
+	if err := model.CheckText(field, v, maxLen); err != nil {
+		return badRequest{err.Error()}
 	}
 	return nil
 }

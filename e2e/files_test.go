@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
-	fexec "github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/transport/ssh/sshtest"
 )
 
@@ -241,7 +241,7 @@ func TestFileDistribution(t *testing.T) {
 			}
 			// No temp file is left anywhere.
 			filepath.Walk(base, func(p string, _ os.FileInfo, _ error) error {
-				if strings.Contains(filepath.Base(p), fexec.PutTempPrefix) {
+				if strings.Contains(filepath.Base(p), model.PutTempPrefix) {
 					t.Errorf("temp file left: %s", p)
 				}
 				return nil
@@ -326,7 +326,7 @@ func TestFileDistribution(t *testing.T) {
 			if b, _ := os.ReadFile(dest); string(b) != "old\n" {
 				t.Errorf("%s: the old file became %q", h, b)
 			}
-			if m, _ := filepath.Glob(filepath.Join(filepath.Dir(dest), fexec.PutTempPrefix+"*")); len(m) != 0 {
+			if m, _ := filepath.Glob(filepath.Join(filepath.Dir(dest), model.PutTempPrefix+"*")); len(m) != 0 {
 				t.Errorf("%s: temp files left: %v", h, m)
 			}
 			if h == "fa" {
@@ -373,7 +373,7 @@ func TestFileDistribution(t *testing.T) {
 		}
 		var tmp string
 		waitFor(t, "the temp file to grow", 60*time.Second, func() bool {
-			m, _ := filepath.Glob(filepath.Join(dir, fexec.PutTempPrefix+"*"))
+			m, _ := filepath.Glob(filepath.Join(dir, model.PutTempPrefix+"*"))
 			if len(m) == 1 {
 				if st, err := os.Stat(m[0]); err == nil && st.Size() > 0 {
 					tmp = m[0]

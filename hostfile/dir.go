@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/felix-ops/felix/model"
 	"golang.org/x/sys/unix"
 )
 
@@ -220,7 +221,7 @@ type entry struct {
 
 // entryOf converts a stat result.
 func entryOf(st *unix.Stat_t) *entry {
-	m := fileMode(uint32(st.Mode) & 0o7777)
+	m := model.FileMode(uint32(st.Mode) & 0o7777)
 	switch uint32(st.Mode) & unix.S_IFMT {
 	case unix.S_IFDIR:
 		m |= fs.ModeDir

@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/model"
 )
@@ -147,7 +146,7 @@ func modeOf(t *testing.T, path string) os.FileMode {
 func noTemp(t *testing.T, dir, journal string) {
 	t.Helper()
 	for _, n := range names(t, dir) {
-		if strings.HasPrefix(n, exec.PutTempPrefix) {
+		if strings.HasPrefix(n, model.PutTempPrefix) {
 			t.Errorf("temp file %s left in %s", n, dir)
 		}
 	}
@@ -163,7 +162,7 @@ func noTemp(t *testing.T, dir, journal string) {
 func noTempIn(t *testing.T, dir string) {
 	t.Helper()
 	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err == nil && strings.HasPrefix(filepath.Base(p), exec.PutTempPrefix) {
+		if err == nil && strings.HasPrefix(filepath.Base(p), model.PutTempPrefix) {
 			t.Errorf("temp file %s left", p)
 		}
 		return err

@@ -87,21 +87,6 @@ func randomHex() string {
 	return hex.EncodeToString(b[:])
 }
 
-// fileMode converts Unix permission bits (07777) to an fs.FileMode.
-func fileMode(m uint32) fs.FileMode {
-	fm := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		fm |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		fm |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		fm |= fs.ModeSticky
-	}
-	return fm
-}
-
 // typeName names the type of a file mode: "a directory", "a symlink" ...
 func typeName(m fs.FileMode) string {
 	switch t := m.Type(); {

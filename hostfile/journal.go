@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -73,7 +72,7 @@ func (s *Store) Sweep() error {
 			continue
 		}
 		tmp := strings.TrimSpace(string(b))
-		if model.CheckPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), exec.PutTempPrefix) {
+		if model.CheckPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), model.PutTempPrefix) {
 			if err := s.sweepTemp(tmp); err != nil {
 				errs = append(errs, err)
 				continue

@@ -2,8 +2,6 @@ package hostfile
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -64,66 +62,23 @@ type putSpec struct {
 	uid, gid int         // -1: keep the old one's
 }
 
-// checkPut validates a put and resolves its owner.
+// checkPut validates a put (model.PutFile.Check) and resolves its owner.
 func checkPut(f model.PutFile) (putSpec, error) {
-	kind := f.Kind
-	if kind != model.KindFile && kind != model.KindDir && kind != model.KindSymlink {
-		return putSpec{}, errorf(ErrInvalid, "put %s: unknown kind %d", f.Dest, kind)
-	}
-	op := "put " + kind.String()
-	if err := model.CheckPath(f.Dest); err != nil {
+	op := "put " + f.Kind.String()
+	if err := f.Check(); err != nil {
+		if model.CheckPath(f.Dest) == nil {
+			op += " " + f.Dest
+		}
 		return putSpec{}, errorf(ErrInvalid, "%s: %w", op, err)
 	}
 	op += " " + f.Dest
-	sp := putSpec{kind: kind, op: op, size: f.Size, sha256: strings.ToLower(f.SHA256), link: f.Link, uid: -1, gid: -1}
-	if kind == model.KindFile {
-		if f.Size < 0 {
-			return putSpec{}, errorf(ErrInvalid, "%s: negative size %d", op, f.Size)
-		}
-		if b, err := hex.DecodeString(sp.sha256); err != nil || len(b) != sha256.Size {
-			return putSpec{}, errorf(ErrInvalid, "%s: sha256 %q is not 64 hex digits", op, f.SHA256)
-		}
-	} else if f.Size != 0 || f.SHA256 != "" {
-		return putSpec{}, errorf(ErrInvalid, "%s: a %s has no content, but size is %d and sha256 %q", op, kind, f.Size, f.SHA256)
-	}
-	switch {
-	case kind != model.KindSymlink && f.Link != "":
-		return putSpec{}, errorf(ErrInvalid, "%s: a link target (%q) is only for a symlink", op, f.Link)
-	case kind == model.KindSymlink && f.Link == "":
-		return putSpec{}, errorf(ErrInvalid, "%s: empty link target", op)
-	case strings.ContainsRune(f.Link, 0):
-		return putSpec{}, errorf(ErrInvalid, "%s: link target %q contains NUL", op, f.Link)
-	}
-	if f.Root != "" {
-		if err := checkRoot(f.Root, f.Dest); err != nil {
-			return putSpec{}, errorf(ErrInvalid, "%s: %w", op, err)
-		}
-	}
-	if f.Mode&^0o7777 != 0 {
-		return putSpec{}, errorf(ErrInvalid, "%s: mode %#o has bits beyond 07777", op, f.Mode)
-	}
-	sp.mode = fileMode(f.Mode)
+	sp := putSpec{kind: f.Kind, op: op, size: f.Size, sha256: strings.ToLower(f.SHA256), link: f.Link, uid: -1, gid: -1,
+		mode: model.FileMode(f.Mode)}
 	var err error
 	if sp.uid, sp.gid, err = lookupOwner(f.Owner); err != nil {
 		return putSpec{}, errorf(ErrInvalid, "%s: %w", op, err)
 	}
 	return sp, nil
-}
-
-// checkRoot accepts a root that is an absolute, clean path without NUL
-// and a strict ancestor of the checked path dest.
-func checkRoot(root, dest string) error {
-	switch {
-	case strings.ContainsRune(root, 0):
-		return fmt.Errorf("root %q contains NUL", root)
-	case !filepath.IsAbs(root):
-		return fmt.Errorf("root %q is not absolute", root)
-	case filepath.Clean(root) != root:
-		return fmt.Errorf("root %q is not clean (it has .., . or extra slashes)", root)
-	case root != "/" && !strings.HasPrefix(dest, root+"/"):
-		return fmt.Errorf("root %s is not an ancestor of the destination", root)
-	}
-	return nil
 }
 
 // checkBelowRoot refuses a destination with an existing component strictly

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -58,7 +57,7 @@ func setDirAttrs(d *destDir, name string, made bool, sp putSpec) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	have := st.Mode() & exec.PutModeBits
+	have := st.Mode() & model.PutModeBits
 	mode := sp.mode
 	switch {
 	case mode != 0:

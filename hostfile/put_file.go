@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -45,7 +44,7 @@ func (s *Store) putContent(ctx context.Context, d *destDir, name string, old *en
 	}
 	defer r.Close()
 
-	tmp := filepath.Base(exec.PutTempName(d.join(name), randomHex()))
+	tmp := filepath.Base(model.PutTempName(d.join(name), randomHex()))
 	unjournal, err := s.journal(d.join(tmp))
 	if err != nil {
 		return model.PutResult{}, fmt.Errorf("%s: %w", sp.op, err)
@@ -151,7 +150,7 @@ func setAttrs(f *os.File, old *entry, sp putSpec) error {
 			gid = int(old.gid)
 		}
 		if mode == 0 {
-			mode = old.mode & exec.PutModeBits
+			mode = old.mode & model.PutModeBits
 		}
 	}
 	if mode == 0 {
@@ -211,7 +210,7 @@ func keepOld(d *destDir, name string, old *entry, sp putSpec) (oldFate, error) {
 	if hex.EncodeToString(sum.Sum(nil)) != sp.sha256 {
 		return replaceOld, nil
 	}
-	have := cur.mode & exec.PutModeBits
+	have := cur.mode & model.PutModeBits
 	mode := sp.mode
 	if mode == 0 {
 		mode = have
@@ -243,7 +242,7 @@ func keepOld(d *destDir, name string, old *entry, sp putSpec) (oldFate, error) {
 // hard link where the file system allows one, else a copy with its mode
 // and owner. It returns the backup's path.
 func backupFile(d *destDir, name string) (string, error) {
-	bak := filepath.Base(exec.PutBackupName(d.join(name), time.Now()))
+	bak := filepath.Base(model.PutBackupName(d.join(name), time.Now()))
 	if err := unix.Linkat(d.fd, name, d.fd, bak, 0); err == nil {
 		return d.join(bak), nil
 	}
@@ -263,7 +262,7 @@ func backupFile(d *destDir, name string) (string, error) {
 		if err := dst.Chown(int(st.uid), int(st.gid)); err != nil {
 			return err
 		}
-		if err := dst.Chmod(st.mode & exec.PutModeBits); err != nil {
+		if err := dst.Chmod(st.mode & model.PutModeBits); err != nil {
 			return err
 		}
 		return dst.Sync()

@@ -304,7 +304,7 @@ func TestPutBadHeaders(t *testing.T) {
 		{name: "symlink with a size", f: model.PutFile{Dest: dest, Kind: model.KindSymlink, Link: "t", Size: 1}, want: "has no content"},
 		{name: "symlink without a target", f: model.PutFile{Dest: dest, Kind: model.KindSymlink}, want: "empty link target"},
 		{name: "symlink target with NUL", f: model.PutFile{Dest: dest, Kind: model.KindSymlink, Link: "a\x00b"}, want: "NUL"},
-		{name: "link for a dir", f: model.PutFile{Dest: dest, Kind: model.KindDir, Link: "t"}, want: "only for a symlink"},
+		{name: "link for a dir", f: model.PutFile{Dest: dest, Kind: model.KindDir, Link: "t"}, want: "has no link target"},
 		{name: "unknown kind", f: model.PutFile{Dest: dest, Kind: 7}, want: "unknown kind 7"},
 		{name: "root not an ancestor", f: model.PutFile{Dest: dest, Kind: model.KindDir, Root: dir + "/y"}, want: "not an ancestor"},
 		{name: "root a sibling prefix", f: model.PutFile{Dest: dest, Kind: model.KindDir, Root: dir[:len(dir)-1]}, want: "not an ancestor"},

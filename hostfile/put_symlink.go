@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -36,7 +35,7 @@ func (s *Store) putSymlink(d *destDir, name string, old *entry, backup bool, sp 
 		}
 	}
 
-	tmp := filepath.Base(exec.PutTempName(d.join(name), randomHex()))
+	tmp := filepath.Base(model.PutTempName(d.join(name), randomHex()))
 	unjournal, err := s.journal(d.join(tmp))
 	if err != nil {
 		return model.PutResult{}, fmt.Errorf("%s: %w", sp.op, err)

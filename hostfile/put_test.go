@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -45,7 +44,7 @@ func TestPut(t *testing.T) {
 		t.Fatalf("Put new = %+v, %v; want changed, no backup", res, err)
 	}
 	if len(inFlight) != 1 || filepath.Dir(inFlight[0]) != dir ||
-		!strings.HasPrefix(filepath.Base(inFlight[0]), exec.PutTempPrefix+"app.conf-") || !strings.HasSuffix(inFlight[0], "\n") {
+		!strings.HasPrefix(filepath.Base(inFlight[0]), model.PutTempPrefix+"app.conf-") || !strings.HasSuffix(inFlight[0], "\n") {
 		t.Errorf("the journal named %q while the content was read; want one temp file in %s", inFlight, dir)
 	}
 	wantMode(dest, 0o644)(t)

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -286,6 +287,36 @@ func ParseBatch(b string) error {
 	}
 	if n, err := strconv.Atoi(b); err != nil || n < 1 {
 		return fmt.Errorf("batch %q: want a positive number of hosts or a percentage such as 10%%", b)
+	}
+	return nil
+}
+
+// CheckFileName reports why name cannot name a file inside a directory, or
+// nil: 1–255 bytes of UTF-8, not "." or "..", without '/' or NUL.
+func CheckFileName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty file name")
+	case name == "." || name == "..":
+		return fmt.Errorf("file name %q is a directory", name)
+	case len(name) > 255:
+		return fmt.Errorf("file name of %d bytes is longer than 255", len(name))
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("file name %q is not a plain base name", name)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("file name %q is not UTF-8", name)
+	}
+	return nil
+}
+
+// CheckText reports why v, the value of field, is not printable UTF-8 text
+// of at most max bytes, or nil.
+func CheckText(field, v string, max int) error {
+	if len(v) > max {
+		return fmt.Errorf("%s is %d bytes; at most %d", field, len(v), max)
+	}
+	if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+		return fmt.Errorf("%s must be printable UTF-8 text", field)
 	}
 	return nil
 }

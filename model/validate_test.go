@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -232,6 +233,74 @@ func TestParseBatch(t *testing.T) {
 	for _, tt := range tests {
 		if err := ParseBatch(tt.in); (err == nil) != tt.ok {
 			t.Errorf("ParseBatch(%q) = %v; want ok: %v", tt.in, err, tt.ok)
+		}
+	}
+}
+
+func TestCheckFileName(t *testing.T) {
+	for _, ok := range []string{"deploy.sh", "a", "-x", "with space", strings.Repeat("n", 255), "ünï"} {
+		if err := CheckFileName(ok); err != nil {
+			t.Errorf("CheckFileName(%q) = %v; want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "a/b", "/x", "x\x00", strings.Repeat("n", 256), "\xff"} {
+		if err := CheckFileName(bad); err == nil {
+			t.Errorf("CheckFileName(%q) = nil; want an error", bad)
+		}
+	}
+}
+
+func TestCheckText(t *testing.T) {
+	tests := []struct {
+		v    string
+		want string // "" for ok
+	}{
+		{"web01 tier=1", ""},
+		{"", ""},
+		{"12345", "line is 5 bytes; at most 4"},
+		{"a\x1b", "line must be printable UTF-8 text"},
+		{"a\nb", "line must be printable UTF-8 text"},
+		{"\xff", "line must be printable UTF-8 text"},
+	}
+	for _, tt := range tests {
+		max := 4
+		if tt.want == "" {
+			max = 100
+		}
+		err := CheckText("line", tt.v, max)
+		if got := fmt.Sprint(err); (tt.want == "" && err != nil) || (tt.want != "" && got != tt.want) {
+			t.Errorf("CheckText(%q) = %v; want %q", tt.v, err, tt.want)
+		}
+	}
+}
+
+func TestPutFileCheck(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	tests := []struct {
+		name string
+		f    PutFile
+		want string // "" for ok
+	}{
+		{"file", PutFile{Dest: "/etc/x", Size: 3, SHA256: sum, Mode: 0o4755}, ""},
+		{"dir below root", PutFile{Dest: "/srv/t/d", Kind: KindDir, Root: "/srv/t"}, ""},
+		{"symlink", PutFile{Dest: "/srv/l", Kind: KindSymlink, Link: "../x"}, ""},
+		{"root /", PutFile{Dest: "/srv", Kind: KindDir, Root: "/"}, ""},
+		{"unknown kind", PutFile{Dest: "/x", Kind: 9}, "unknown kind 9"},
+		{"relative dest", PutFile{Dest: "x", Kind: KindDir}, "not absolute"},
+		{"root not above", PutFile{Dest: "/srv/x", Kind: KindDir, Root: "/srv/x"}, "not an ancestor"},
+		{"root unclean", PutFile{Dest: "/srv/x", Kind: KindDir, Root: "/srv/"}, "root: "},
+		{"mode", PutFile{Dest: "/x", Kind: KindDir, Mode: 0o10755}, "bits beyond 07777"},
+		{"bad sha", PutFile{Dest: "/x", SHA256: "abc"}, "not 64 hex digits"},
+		{"negative size", PutFile{Dest: "/x", SHA256: sum, Size: -1}, "negative size"},
+		{"dir with content", PutFile{Dest: "/x", Kind: KindDir, Size: 1}, "a dir has no content"},
+		{"file with a link", PutFile{Dest: "/x", SHA256: sum, Link: "y"}, "a file has no link target"},
+		{"symlink without target", PutFile{Dest: "/x", Kind: KindSymlink}, "empty link target"},
+		{"target with NUL", PutFile{Dest: "/x", Kind: KindSymlink, Link: "a\x00b"}, "contains NUL"},
+	}
+	for _, tt := range tests {
+		err := tt.f.Check()
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: Check() = %v; want %q", tt.name, err, tt.want)
 		}
 	}
 }

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/felix-ops/felix/model"
 )
@@ -119,12 +117,8 @@ func Parse(text string) ([]Host, []LineError) {
 		if line == "" || line[0] == '#' || line[0] == ';' {
 			continue
 		}
-		if len(line) > maxLine {
-			fail(n, "line is %d bytes; at most %d", len(line), maxLine)
-			continue
-		}
-		if !utf8.ValidString(line) || strings.IndexFunc(line, unicode.IsControl) >= 0 {
-			fail(n, "line must be printable UTF-8 text")
+		if err := model.CheckText("line", line, maxLine); err != nil {
+			fail(n, "%v", err)
 			continue
 		}
 		if line[0] == '[' && strings.HasSuffix(line, "]") && !isHostSpec(line) {

@@ -3,13 +3,10 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -113,7 +110,7 @@ func (s *Server) ExecFile(stream grpc.BidiStreamingServer[felixv1.ExecFileReques
 	}
 	req := h.Exec
 	log := s.Log.With("job", req.JobId, "file", h.FileName)
-	if err := checkFileName(h.FileName); err != nil {
+	if err := model.CheckFileName(h.FileName); err != nil {
 		log.Warn("exec file refused", "err", err)
 		return status.Errorf(codes.InvalidArgument, "exec file: %v", err)
 	}
@@ -150,22 +147,6 @@ func (s *Server) maxFileSize() int64 {
 		return s.MaxFileSize
 	}
 	return DefaultMaxFileSize
-}
-
-// checkFileName accepts a plain base name only: the file must land in the
-// job's directory and nowhere else.
-func checkFileName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty file name")
-	case name == "." || name == "..":
-		return fmt.Errorf("file name %q is a directory", name)
-	case len(name) > 255:
-		return fmt.Errorf("file name of %d bytes is longer than 255", len(name))
-	case strings.ContainsAny(name, "/\x00"):
-		return fmt.Errorf("file name %q is not a plain base name", name)
-	}
-	return nil
 }
 
 // receiveFile writes the data messages of stream into a new file at path,

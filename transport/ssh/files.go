@@ -224,7 +224,7 @@ func (p *Pool) Upload(ctx context.Context, t model.Target, path string, r io.Rea
 		if err := fh.Close(); err != nil {
 			return fmt.Errorf("write %s: %w", tmp, err)
 		}
-		if err := c.Chmod(tmp, fileMode(mode)); err != nil {
+		if err := c.Chmod(tmp, model.FileMode(mode)); err != nil {
 			return fmt.Errorf("chmod %s: %w", tmp, err)
 		}
 		if err := c.PosixRename(tmp, path); err != nil {
@@ -244,21 +244,6 @@ func (p *Pool) Upload(ctx context.Context, t model.Target, path string, r io.Rea
 		return fmt.Errorf("upload %s to %s: %w", path, s.id, err)
 	}
 	return nil
-}
-
-// fileMode turns a Unix mode into the os.FileMode pkg/sftp expects.
-func fileMode(mode uint32) os.FileMode {
-	m := os.FileMode(mode & 0o777)
-	if mode&0o4000 != 0 {
-		m |= os.ModeSetuid
-	}
-	if mode&0o2000 != 0 {
-		m |= os.ModeSetgid
-	}
-	if mode&0o1000 != 0 {
-		m |= os.ModeSticky
-	}
-	return m
 }
 
 // ReadFile reads a file from the host over SFTP.

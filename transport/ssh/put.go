@@ -154,55 +154,19 @@ func (p *Pool) newPutOp(s hostSpec, f model.PutFile, owner [2]int) (*putOp, erro
 	}
 	o := &putOp{p: p, s: s, f: f, dest: f.Dest, want: strings.ToLower(f.SHA256), uid: owner[0], gid: owner[1]}
 	if f.Mode != 0 {
-		o.mode = fileMode(f.Mode)
+		o.mode = model.FileMode(f.Mode)
 	}
 	return o, nil
 }
 
-// checkPut validates f before anything is sent: its paths, and the
-// fields its kind has (content for a file, a target for a symlink).
+// checkPut validates f before anything is sent (model.PutFile.Check), and
+// that a file has content to send.
 func checkPut(f model.PutFile) error {
-	if err := model.CheckPath(f.Dest); err != nil {
+	if err := f.Check(); err != nil {
 		return err
 	}
-	if f.Root != "" {
-		if f.Root != "/" {
-			if err := model.CheckPath(f.Root); err != nil {
-				return fmt.Errorf("root: %w", err)
-			}
-		}
-		if !strings.HasPrefix(f.Dest, strings.TrimSuffix(f.Root, "/")+"/") {
-			return fmt.Errorf("root %s is not an ancestor of the destination", f.Root)
-		}
-	}
-	if f.Mode&^0o7777 != 0 {
-		return fmt.Errorf("mode %#o has bits beyond 07777", f.Mode)
-	}
-	switch f.Kind {
-	case model.KindFile:
-		if b, err := hex.DecodeString(strings.ToLower(f.SHA256)); err != nil || len(b) != sha256.Size {
-			return fmt.Errorf("sha256 %q is not 64 hex digits", f.SHA256)
-		}
-		if f.Size < 0 {
-			return fmt.Errorf("negative size %d", f.Size)
-		}
-		if f.Open == nil {
-			return errors.New("no content")
-		}
-	case model.KindDir, model.KindSymlink:
-		if f.Size != 0 || f.SHA256 != "" {
-			return fmt.Errorf("a %s has no content (size %d, sha256 %q)", f.Kind, f.Size, f.SHA256)
-		}
-	default:
-		return fmt.Errorf("unknown kind %d", f.Kind)
-	}
-	switch {
-	case f.Kind != model.KindSymlink && f.Link != "":
-		return fmt.Errorf("a %s has no link target (%q)", f.Kind, f.Link)
-	case f.Kind == model.KindSymlink && f.Link == "":
-		return errors.New("empty link target")
-	case strings.ContainsRune(f.Link, 0):
-		return fmt.Errorf("link target %q contains NUL", f.Link)
+	if f.Kind == model.KindFile && f.Open == nil {
+		return errors.New("no content")
 	}
 	return nil
 }
@@ -385,7 +349,7 @@ func (o *putOp) symlink(old os.FileInfo) error {
 			return fmt.Errorf("the destination is %s, not a file or symlink to replace", describeMode(old.Mode()))
 		}
 	}
-	o.tmp = exec.PutTempName(o.dest, randomSuffix())
+	o.tmp = model.PutTempName(o.dest, randomSuffix())
 	if err := o.c.Symlink(o.f.Link, o.tmp); err != nil {
 		return fmt.Errorf("create temp symlink %s: %w", o.tmp, err)
 	}
@@ -490,7 +454,7 @@ func (o *putOp) send(ctx context.Context, r io.Reader, old os.FileInfo) error {
 // later. It returns the directory as checked: a directory with mode 0700
 // (its owner is compared with the temp file's by fill).
 func (o *putOp) privateDir() (os.FileInfo, error) {
-	dir := exec.PutTempName(o.dest, randomSuffix())
+	dir := model.PutTempName(o.dest, randomSuffix())
 	if err := o.c.Mkdir(dir); err != nil {
 		return nil, fmt.Errorf("create temp directory: %w", err)
 	}
@@ -547,7 +511,7 @@ func (o *putOp) fill(fh *sftp.File, dir os.FileInfo, r io.Reader) error {
 // entry over o.dest.
 func (o *putOp) replace(old os.FileInfo) error {
 	if o.f.Backup && old != nil && old.Mode().IsRegular() {
-		bak := exec.PutBackupName(o.dest, time.Now())
+		bak := model.PutBackupName(o.dest, time.Now())
 		if err := o.c.Link(o.dest, bak); err != nil {
 			return fmt.Errorf("backup to %s: %w", bak, err)
 		}
@@ -615,7 +579,7 @@ func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMod
 			}
 		}
 		if mode == 0 {
-			mode = old.Mode() & exec.PutModeBits
+			mode = old.Mode() & model.PutModeBits
 		}
 	}
 	if mode == 0 {
@@ -651,7 +615,7 @@ func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMod
 // sameAttrs reports whether an existing entry has the mode (0: any) and
 // owner (-1: any) asked for.
 func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
-	if mode != 0 && old.Mode()&exec.PutModeBits != mode {
+	if mode != 0 && old.Mode()&model.PutModeBits != mode {
 		return false
 	}
 	ou, og, ok := ownerOf(old)

@@ -803,8 +803,8 @@ func TestPutPrivateTempDir(t *testing.T) {
 			return
 		}
 		private := filepath.Dir(path)
-		if filepath.Dir(private) != dir || !strings.HasPrefix(filepath.Base(private), exec.PutTempPrefix+"conf-") {
-			t.Errorf("%s: temp file %s; want it in %s/%sconf-*/", stage, path, dir, exec.PutTempPrefix)
+		if filepath.Dir(private) != dir || !strings.HasPrefix(filepath.Base(private), model.PutTempPrefix+"conf-") {
+			t.Errorf("%s: temp file %s; want it in %s/%sconf-*/", stage, path, dir, model.PutTempPrefix)
 		}
 		st, err := os.Lstat(private)
 		if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 || st.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
