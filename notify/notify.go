@@ -91,17 +91,26 @@ type Notifier struct {
 	poll   time.Duration  // longest sleep between looks at the outbox
 }
 
+// Defaults of a Config's zero fields; the first two equal the master's
+// callbacks.timeout and callbacks.max_age defaults (a master test holds
+// them together).
+const (
+	DefaultTimeout  = 10 * time.Second
+	DefaultMaxAge   = 24 * time.Hour
+	DefaultParallel = 32
+)
+
 // New returns a Notifier over store's outbox. It fails on a malformed
 // allow-list or Slack URL.
 func New(store *inventory.Store, cfg Config, log *slog.Logger) (*Notifier, error) {
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.MaxAge <= 0 {
-		cfg.MaxAge = 24 * time.Hour
+		cfg.MaxAge = DefaultMaxAge
 	}
 	if cfg.Parallel <= 0 {
-		cfg.Parallel = 32
+		cfg.Parallel = DefaultParallel
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
