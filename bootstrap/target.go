@@ -14,7 +14,7 @@ var pathRE = regexp.MustCompile(`^/[A-Za-z0-9/._+@,=-]*$`)
 
 // ParseHost parses "[user@]host[:port]" (an IPv6 address in brackets when a
 // port follows) into an SSH target, with the agentless hosts' checks
-// (api/wire): no shell metacharacters, no leading '-', nothing that could
+// (model): no shell metacharacters, no leading '-', nothing that could
 // turn into an option or a command. port is used when s names none (0:
 // 22) and key is the private key file on the master ("" for the
 // configured ones).

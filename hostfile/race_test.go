@@ -50,7 +50,7 @@ func TestPutRace(t *testing.T) {
 		name  string
 		swap  string // the directory of the tree swapped, relative to it
 		f     func(tree string) model.PutFile
-		roots bool // FileRoots is the tree, so the symlink leads out of them
+		roots bool // Roots is the tree, so the symlink leads out of them
 		// checked swaps after the check below Root, before resolving,
 		// rather than after resolving, before the walk.
 		checked bool

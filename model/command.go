@@ -21,7 +21,7 @@ type Command struct {
 	// there: the script and file command types.
 	File *File
 	// Push or Fetch, when set, make the job a file transfer: nothing runs
-	// and Line is empty; transports hand the command to Transfer.
+	// and Line is empty; transports hand the command to exec.Transfer.
 	Push  *Push
 	Fetch *Fetch
 }
@@ -55,7 +55,7 @@ type Exit struct {
 	// Transport, when set, names the transport that ran the command (a
 	// selecting transport sets it, also on errors).
 	Transport string
-	// Files reports what a transfer did (see Transfer).
+	// Files reports what a transfer did (see exec.Transfer).
 	Files *FileReport
 }
 

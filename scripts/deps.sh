@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages felix's tests use, when missing and running as
 # root: openssh-server (sshd, for the agentless tests), protobuf-compiler
-# (make proto / make check), iproute2 (network namespaces for bootstrap) and
+# and libprotobuf-dev (make proto / make check), iproute2 (network namespaces for bootstrap) and
 # sudo (the become option).
 set -euo pipefail
 need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/duration.proto) for make proto.
+[ -f /usr/include/google/protobuf/duration.proto ] || need+=(libprotobuf-dev)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ip >/dev/null || need+=(iproute2)
 command -v sudo >/dev/null || need+=(sudo)

@@ -1,5 +1,7 @@
-// Package wire holds the JSON bodies of felix's REST API. It imports nothing
-// heavier than the standard library, so the minion and the felix CLI can
+// Package wire holds the JSON bodies of felix's REST API: the request and
+// response envelopes, built from package model's types where a thing has a
+// shape of its own (a result's file report, a job event, a registration).
+// It imports only the standard library and model, so the felix CLI can
 // speak the API without linking Gin or SQLite.
 package wire
 

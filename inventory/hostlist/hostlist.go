@@ -2,7 +2,7 @@
 // it into felix hosts import: one host a line, an Ansible INI inventory, or
 // both mixed. It is parsing only: it returns host records and every bad
 // line, and the caller (the API) decides what to store. It imports nothing
-// heavier than the standard library and the API's field validators.
+// heavier than the standard library and model's validators.
 package hostlist
 
 import (

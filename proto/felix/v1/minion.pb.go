@@ -76,7 +76,7 @@ func (Stream) EnumDescriptor() ([]byte, []int) {
 	return file_felix_v1_minion_proto_rawDescGZIP(), []int{0}
 }
 
-// FileKind is what a PutFile places. The values are exec.FileKind's.
+// FileKind is what a PutFile places. The values are model.FileKind's.
 type FileKind int32
 
 const (
