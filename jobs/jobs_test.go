@@ -349,8 +349,9 @@ func (f *fakeTransport) callsOf(host string) []call {
 // fakeAnnouncer records which jobs it was asked about and returns one
 // callback per job.
 type fakeAnnouncer struct {
-	mu    sync.Mutex // protects calls
+	mu    sync.Mutex // protects calls, specs and count
 	calls map[string][]model.Result
+	specs map[string]model.JobSpec
 	count map[string]int
 }
 
@@ -358,9 +359,10 @@ func (a *fakeAnnouncer) Announce(job inventory.Job, spec model.JobSpec, results 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.calls == nil {
-		a.calls, a.count = map[string][]model.Result{}, map[string]int{}
+		a.calls, a.specs, a.count = map[string][]model.Result{}, map[string]model.JobSpec{}, map[string]int{}
 	}
 	a.calls[job.ID] = results
+	a.specs[job.ID] = spec
 	a.count[job.ID]++
 	now := time.Now()
 	return []inventory.OutboxItem{{EventID: "cb-" + job.ID, Kind: inventory.KindCallback, JobID: job.ID,
@@ -372,6 +374,13 @@ func (a *fakeAnnouncer) asked(id string) (int, []model.Result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.count[id], a.calls[id]
+}
+
+// spec is the spec the announcer was given with job id.
+func (a *fakeAnnouncer) spec(id string) model.JobSpec {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.specs[id]
 }
 
 // newService returns a Service over the test inventory whose engine uses tr.
@@ -505,6 +514,9 @@ func TestSubmitWaitDone(t *testing.T) {
 	}
 	if n, _ := s.Announcer.(*fakeAnnouncer).asked(job.ID); n != 1 {
 		t.Errorf("announcer asked %d times about the job; want 1", n)
+	}
+	if sp := s.Announcer.(*fakeAnnouncer).spec(job.ID); sp.ClientID != "req-1" || sp.CmdLine != "hostname" || len(sp.Targets) != 4 {
+		t.Errorf("announcer given spec %+v; want the submitted one (id req-1, hostname, 4 targets)", sp)
 	}
 	if !s.Wait(ctx, job.ID) {
 		t.Errorf("Wait on an ended job = false; want true")
@@ -675,7 +687,8 @@ func TestRecover(t *testing.T) {
 	hosts := []model.Result{{Host: "web1", State: model.StatePending}, {Host: "web2", State: model.StatePending},
 		{Host: "db1", State: model.StatePending}}
 	left := inventory.Job{ID: NewJobID(now), CmdLine: "true", CmdType: "line", Targets: []string{"web1", "web2", "db1"},
-		State: model.JobRunning, Spec: `{"cmd_type":"line","cmd_line":"true"}`, CreatedAt: now}
+		State: model.JobRunning, Spec: `{"id":"seed-7","cmd_type":"line","cmd_line":"true","callback_url":"https://cb.example/x"}`,
+		CreatedAt: now}
 	if err := s.Store.CreateJob(ctx, left, hosts); err != nil {
 		t.Fatal(err)
 	}
@@ -713,6 +726,9 @@ func TestRecover(t *testing.T) {
 	n, told := ann.asked(left.ID)
 	if n != 1 || states(told) != "db1=lost web1=ok web2=lost" {
 		t.Errorf("announcer asked %d times with %s; want once with the recovered results", n, states(told))
+	}
+	if sp := ann.spec(left.ID); sp.CallbackURL != "https://cb.example/x" || sp.ClientID != "seed-7" {
+		t.Errorf("announcer given spec %+v; want the stored request (callback_url, id)", sp)
 	}
 	if n, _ := ann.asked(over.ID); n != 0 {
 		t.Errorf("announcer asked %d times about a job that had ended; want 0", n)
