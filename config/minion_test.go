@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -125,5 +126,17 @@ func TestMinionTemplate(t *testing.T) {
 	var out Minion
 	if _, err := toml.Decode(string(data), &out); err != nil || !reflect.DeepEqual(out, in) {
 		t.Errorf("Render round trip = %+v, %v; want %+v\n%s", out, err, in, data)
+	}
+}
+
+// The file an earlier minion wrote on first run (v0.1,
+// testdata/minion-first-run-0.1.toml) loads to today's defaults.
+func TestEarlierMinionFileLoads(t *testing.T) {
+	old, _, err := LoadMinion(filepath.Join("testdata", "minion-first-run-0.1.toml"))
+	if err != nil {
+		t.Fatalf("LoadMinion(v0.1 first-run file) = %v", err)
+	}
+	if got, want := fmt.Sprintf("%+v", old), fmt.Sprintf("%+v", DefaultMinion()); got != want {
+		t.Errorf("v0.1 first-run file loads as\n%s\nwant today's defaults\n%s", got, want)
 	}
 }

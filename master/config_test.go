@@ -1,6 +1,8 @@
 package master
 
 import (
+	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/felix-ops/felix/bootstrap"
@@ -40,5 +42,27 @@ func TestComponentDefaultsMatchConfig(t *testing.T) {
 		if tt.config != tt.component || tt.config == 0 {
 			t.Errorf("%s: config default %d, component default %d; want them equal and set", tt.key, tt.config, tt.component)
 		}
+	}
+}
+
+// The file an earlier release wrote on first run (master v0.1,
+// testdata/master-first-run-0.1.toml) still loads, and means exactly the
+// defaults of today's: its keys and values are pinned, independently of the
+// struct tags the template is made from now.
+func TestEarlierFirstRunFileLoads(t *testing.T) {
+	old, _, err := LoadConfig(filepath.Join("testdata", "master-first-run-0.1.toml"))
+	if err != nil {
+		t.Fatalf("LoadConfig(v0.1 first-run file) = %v", err)
+	}
+	if err := old.Validate(); err != nil {
+		t.Fatalf("Validate(v0.1 first-run file) = %v", err)
+	}
+	var now Config
+	config.SetDefaults(&now)
+	if err := now.Validate(); err != nil {
+		t.Fatalf("Validate(defaults) = %v", err)
+	}
+	if got, want := fmt.Sprintf("%+v", old), fmt.Sprintf("%+v", now); got != want {
+		t.Errorf("v0.1 first-run file loads as\n%s\nwant today's defaults\n%s", got, want)
 	}
 }
