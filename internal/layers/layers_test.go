@@ -7,6 +7,7 @@ import (
 	osexec "os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -14,7 +15,8 @@ import (
 const module = "github.com/felix-ops/felix/"
 
 // layers lists felix's packages by layer, bottom first. A package may
-// import packages of its own layer and of the layers below, never above:
+// import packages of the layers below, never above, and of its own layer
+// only where sameLayer allows it:
 //
 //	cmd → daemons and CLI → api → services → transport, inventory →
 //	engine and host-side work → model
@@ -34,6 +36,12 @@ var layers = []struct {
 	{"daemons and CLI", []string{"master", "minion", "cli"}},
 	{"mains", []string{"cmd/master", "cmd/minion", "cmd/felix"}},
 	{"end-to-end tests", []string{"e2e"}},
+}
+
+// sameLayer lists the imports allowed between packages of one layer.
+var sameLayer = map[string][]string{
+	"api":    {"api/wire"}, // the handlers build the bodies they answer with
+	"config": {"pki"},      // a minion's master_fingerprint is checked as pki reads it
 }
 
 // forbidden are imports the layers would allow but felix does not: the
@@ -97,8 +105,11 @@ func check(pkgs []goPackage) []string {
 				}
 				continue
 			}
-			if l, ok := layer[dep]; ok && l > own {
+			switch l, ok := layer[dep]; {
+			case ok && l > own:
 				bad = append(bad, fmt.Sprintf("%s (%s) imports %s (%s), a higher layer", name, layers[own].name, dep, layers[l].name))
+			case ok && l == own && !slices.Contains(sameLayer[name], dep):
+				bad = append(bad, fmt.Sprintf("%s imports %s of its own layer (%s); allow it in sameLayer or move one of them", name, dep, layers[own].name))
 			}
 			for _, f := range forbidden[name] {
 				if dep == f {
@@ -131,6 +142,7 @@ func TestCheckCatches(t *testing.T) {
 		{goPackage{module + "model", []string{module + "exec"}}, "model (model: the shared vocabulary (stdlib only)) imports exec"},
 		{goPackage{module + "minion", []string{module + "api/wire"}}, "minion imports api/wire, which it must not"},
 		{goPackage{module + "newpkg", nil}, "newpkg has no layer"},
+		{goPackage{module + "inventory", []string{module + "transport"}}, "inventory imports transport of its own layer"},
 		{goPackage{module + "model", []string{"time", "github.com/google/uuid"}}, "model imports github.com/google/uuid: the model layer"},
 	}
 	for _, tt := range tests {
