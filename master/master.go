@@ -110,8 +110,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	m.writer = inventory.NewResultWriter(store, log)
 	m.notifier, err = notify.New(store, notify.Config{
 		Secret: secret, SlackURL: cfg.Slack.WebhookURL, Allow: cfg.Callbacks.Allow, CallbackBody: api.CallbackBody,
-		OwnAddrs: func() []net.IP { return ownAddrs(ln.Addr()) },
-		Timeout:  cfg.Callbacks.Timeout.Duration, MaxAge: cfg.Callbacks.MaxAge.Duration,
+		SlackBody: api.SlackBody,
+		OwnAddrs:  func() []net.IP { return ownAddrs(ln.Addr()) },
+		Timeout:   cfg.Callbacks.Timeout.Duration, MaxAge: cfg.Callbacks.MaxAge.Duration,
 	}, log)
 	if err != nil {
 		m.closeEarly()

@@ -1,6 +1,7 @@
-// Package notify announces finished jobs: it builds each job's deliveries —
-// a signed callback to the requester's callback_url, a summary for Slack —
-// which the job service stores in the inventory's outbox in the transaction
+// Package notify announces finished jobs: it makes each job's deliveries —
+// a signed callback to the requester's callback_url, a summary for Slack,
+// whose bodies the master's renderers (Config.CallbackBody, SlackBody) make
+// from the API's shapes — which the job service stores in the inventory's outbox in the transaction
 // that ends the job, and it delivers them at least once, with backoff,
 // across restarts of the master, without letting one slow or dead receiver
 // hold up the others. Callback URLs are guarded against reaching the
@@ -60,6 +61,8 @@ type Config struct {
 	// CallbackBody renders the body of a job's callback (the master passes
 	// the API's shape of the job); required.
 	CallbackBody func(eventID string, job inventory.Job, results []model.Result) ([]byte, error)
+	// SlackBody renders a job's Slack message; required with SlackURL.
+	SlackBody func(job inventory.Job, results []model.Result) ([]byte, error)
 	// Allow lists callback destinations permitted although they would be
 	// refused: CIDRs ("127.0.0.0/8"), IPs, or a host or host:port
 	// ("localhost:9000") matched exactly against the callback URL.
@@ -117,6 +120,9 @@ func New(store *inventory.Store, cfg Config, log *slog.Logger) (*Notifier, error
 	}
 	if cfg.CallbackBody == nil {
 		return nil, errors.New("notify: no callback renderer (Config.CallbackBody)")
+	}
+	if cfg.SlackURL != "" && cfg.SlackBody == nil {
+		return nil, errors.New("notify: no Slack renderer (Config.SlackBody)")
 	}
 	if cfg.SlackURL != "" {
 		u, err := url.Parse(cfg.SlackURL)

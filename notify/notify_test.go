@@ -73,6 +73,9 @@ func (e *env) notifier(cfg Config) *Notifier {
 	if cfg.CallbackBody == nil {
 		cfg.CallbackBody = api.CallbackBody
 	}
+	if cfg.SlackBody == nil {
+		cfg.SlackBody = api.SlackBody
+	}
 	n, err := New(e.store, cfg, testenv.Logger(e.t))
 	if err != nil {
 		e.t.Fatalf("New() = %v", err)
@@ -545,16 +548,29 @@ func TestAnnounce(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	e := newEnv(t)
-	for _, cfg := range []Config{
-		{Allow: []string{"http://example.com"}},
-		{Allow: []string{"host:notaport"}},
-		{Allow: []string{"10.0.0.0/33"}},
-		{SlackURL: "ftp://hooks.example.com/"},
-		{SlackURL: "hooks.example.com"},
-	} {
-		if _, err := New(e.store, cfg, nil); err == nil {
-			t.Errorf("New(%+v) = nil error; want one", cfg)
+	render := func(c Config) Config {
+		c.CallbackBody, c.SlackBody = api.CallbackBody, api.SlackBody
+		return c
+	}
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{render(Config{Allow: []string{"http://example.com"}}), "http://example.com"},
+		{render(Config{Allow: []string{"host:notaport"}}), "host:notaport"},
+		{render(Config{Allow: []string{"10.0.0.0/33"}}), "10.0.0.0/33"},
+		{render(Config{SlackURL: "ftp://hooks.example.com/"}), "slack url"},
+		{render(Config{SlackURL: "hooks.example.com"}), "slack url"},
+		{Config{SlackBody: api.SlackBody}, "no callback renderer"},
+		{Config{CallbackBody: api.CallbackBody, SlackURL: "https://hooks.example.com/x"}, "no Slack renderer"},
+	}
+	for _, tt := range tests {
+		if _, err := New(e.store, tt.cfg, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(allow %q, slack %q) = %v; want an error about %q", tt.cfg.Allow, tt.cfg.SlackURL, err, tt.want)
 		}
+	}
+	if _, err := New(e.store, render(Config{Allow: []string{"127.0.0.0/8", "localhost:9000"}, SlackURL: "https://hooks.example.com/x"}), nil); err != nil {
+		t.Errorf("New(good config) = %v; want nil", err)
 	}
 }
 
