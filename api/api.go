@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -60,6 +61,10 @@ type Server struct {
 	// Content stores what pushes send and fetches bring back; nil answers
 	// 503 on the file routes.
 	Content Contents
+	// Degraded, if set, says why the master cannot do its work now (its
+	// data directory nearly full: see DiskCheck), or "" when it can;
+	// /healthz answers 503 "degraded" with the reason.
+	Degraded func() string
 }
 
 // Config is what the API needs from the master's configuration.
@@ -163,7 +168,30 @@ func (s *Server) healthz(c *gin.Context) {
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unhealthy", "error": "database: " + err.Error()})
 		return
 	}
+	if s.Degraded != nil {
+		if why := s.Degraded(); why != "" {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "degraded", "error": why, "version": s.Config.Version})
+			return
+		}
+	}
 	c.JSON(http.StatusOK, gin.H{"status": "ok", "version": s.Config.Version})
+}
+
+// DiskCheck returns a Degraded check that reports the file system of dir
+// when less than minFree bytes are free there: then SQLite and the stores
+// cannot write, and jobs cannot end until space returns.
+func DiskCheck(dir string, minFree uint64) func() string {
+	return func() string {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			return fmt.Sprintf("data directory %s: %v", dir, err)
+		}
+		if free := st.Bavail * uint64(st.Bsize); free < minFree {
+			return fmt.Sprintf("disk nearly full: %d KiB free in %s (want at least %d KiB); jobs cannot be stored or end until space is freed",
+				free>>10, dir, minFree>>10)
+		}
+		return ""
+	}
 }
 
 // badRequest marks an error as the client's fault (400).
@@ -201,6 +229,9 @@ func (s *Server) abort(c *gin.Context, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, jobs.ErrShuttingDown):
 		status = http.StatusServiceUnavailable
+	case inventory.IsFull(err):
+		status, msg = http.StatusInsufficientStorage, "the master's disk is full: nothing was stored; free space in its data directory and try again"
+		s.Log.Error("request refused: disk full", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
 	}
 	if status == http.StatusInternalServerError {
 		s.Log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)

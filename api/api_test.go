@@ -191,8 +191,14 @@ func newHarnessWith(t *testing.T, tr exec.Transport, withContent bool) *harness 
 // when nil).
 func newHarnessContent(t *testing.T, tr exec.Transport, contentOpts *content.Options) *harness {
 	t.Helper()
+	return newHarnessIn(t, t.TempDir(), tr, contentOpts, nil)
+}
+
+// newHarnessIn builds the harness with its database, keys and payloads in
+// dir, and the master's Degraded check (nil for none).
+func newHarnessIn(t *testing.T, dir string, tr exec.Transport, contentOpts *content.Options, degraded func() string) *harness {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "felix.db")
 	store, err := inventory.Open(ctx, dbPath)
 	if err != nil {
@@ -246,6 +252,7 @@ func newHarnessContent(t *testing.T, tr exec.Transport, contentOpts *content.Opt
 	if cs != nil {
 		s.Content = cs // never a typed nil in the interface
 	}
+	s.Degraded = degraded
 	srv := httptest.NewUnstartedServer(api.CheckedByOpenAPI(t, s.Handler()))
 	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, Certificates: []tls.Certificate{master.Cert}}
 	srv.StartTLS()
@@ -1263,5 +1270,61 @@ func TestUnknownRoute(t *testing.T) {
 			t.Errorf("%s %s = %d %s; want %d", tt.method, tt.path, status, body, tt.status)
 		}
 		wantError(t, tt.method+" "+tt.path, body)
+	}
+}
+
+// A full disk: the API answers 507 with a clear error and stores nothing,
+// /healthz reports the master degraded, and both recover once space is
+// freed. The database lives on a small tmpfs, filled for real.
+func TestDiskFull(t *testing.T) {
+	dir := testenv.Tmpfs(t, 8<<20)
+	h := newHarnessIn(t, dir, nil, nil, api.DiskCheck(dir, 1<<20))
+	h.addMinion("web1", "127.0.0.9:4510", true, nil)
+	c := h.client(nil)
+	if status, body := h.do(c, "GET", "/healthz", "", nil); status != http.StatusOK {
+		t.Fatalf("healthz = %d %s; want 200", status, body)
+	}
+	// Empty the write-ahead log, so the next write needs new space.
+	rw, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "felix.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	if _, err := rw.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		t.Fatal(err)
+	}
+	filler := testenv.Fill(t, dir)
+
+	status, body := h.do(c, "GET", "/healthz", "", nil)
+	var health struct{ Status, Error string }
+	json.Unmarshal(body, &health)
+	if status != http.StatusServiceUnavailable || health.Status != "degraded" || !strings.Contains(health.Error, "disk nearly full") {
+		t.Errorf("healthz on a full disk = %d %s; want 503 degraded, disk nearly full", status, body)
+	}
+	before := h.dump()
+	for _, r := range []struct {
+		path string
+		body any
+	}{
+		{"/api/v1/exec", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdLine: "hostname"}},
+		{"/api/v1/tokens/join", wire.JoinTokenRequest{}},
+	} {
+		status, out := h.do(c, "POST", r.path, "Bearer "+h.admin, r.body)
+		if status != http.StatusInsufficientStorage {
+			t.Errorf("POST %s on a full disk = %d %s; want 507", r.path, status, out)
+		}
+		wantError(t, "POST "+r.path, out, "disk is full", "nothing was stored")
+	}
+	os.Remove(filler)
+	h.wantUnchanged("requests on a full disk", before)
+
+	if status, body := h.do(c, "GET", "/healthz", "", nil); status != http.StatusOK {
+		t.Errorf("healthz after freeing space = %d %s; want 200", status, body)
+	}
+	var job wire.Job
+	h.adminDo("POST", "/api/v1/exec?wait=10s", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdLine: "hostname"},
+		&job, http.StatusOK)
+	if job.State != model.JobDone {
+		t.Errorf("exec after freeing space: job %s; want done", job.State)
 	}
 }

@@ -15,10 +15,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/felix-ops/felix/model"
+	"github.com/mattn/go-sqlite3"
 )
 
 // t0 is a fixed, millisecond-aligned clock for tests.
@@ -1372,5 +1374,29 @@ func TestMigrateFromVersion1(t *testing.T) {
 	outboxRow(t, s, "e1", "new", model.DeliveryPending, t0)
 	if ids, err := s.UnfinishedJobs(ctx); err != nil || !slices.Equal(ids, []string{"new"}) {
 		t.Errorf("UnfinishedJobs() = %q, %v; want [new]", ids, err)
+	}
+}
+
+func TestStorageErrorKinds(t *testing.T) {
+	tests := []struct {
+		name            string
+		err             error
+		full, transient bool
+	}{
+		{"sqlite full", fmt.Errorf("store: %w", sqlite3.Error{Code: sqlite3.ErrFull}), true, true},
+		{"ENOSPC", &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}, true, true},
+		{"busy", sqlite3.Error{Code: sqlite3.ErrBusy}, false, true},
+		{"I/O error", sqlite3.Error{Code: sqlite3.ErrIoErr}, false, true},
+		{"too big", sqlite3.Error{Code: sqlite3.ErrTooBig}, false, false},
+		{"constraint", sqlite3.Error{Code: sqlite3.ErrConstraint}, false, false},
+		{"other", errors.New("boom"), false, false},
+	}
+	for _, tt := range tests {
+		if got := IsFull(tt.err); got != tt.full {
+			t.Errorf("%s: IsFull = %v; want %v", tt.name, got, tt.full)
+		}
+		if got := Transient(tt.err); got != tt.transient {
+			t.Errorf("%s: Transient = %v; want %v", tt.name, got, tt.transient)
+		}
 	}
 }

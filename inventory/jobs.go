@@ -331,7 +331,8 @@ func (w *ResultWriter) Close() {
 func (w *ResultWriter) loop() {
 	defer w.wg.Done()
 	batch := make([]writeOp, 0, maxBatch)
-	lost := make(map[string]int) // results that could not be stored, by job; told to Finish
+	lost := make(map[string]int)      // results that could not be stored, by job; told to Finish
+	lostErr := make(map[string]error) // the last reason, by job
 	for op := range w.ops {
 		batch = append(batch[:0], op)
 	drain:
@@ -358,6 +359,7 @@ func (w *ResultWriter) loop() {
 						op.done = nil
 					} else {
 						lost[op.jobID]++
+						lostErr[op.jobID] = err
 					}
 				}
 			}
@@ -368,9 +370,10 @@ func (w *ResultWriter) loop() {
 			}
 			var err error
 			if n := lost[op.jobID]; n > 0 {
-				err = fmt.Errorf("%d results of job %s could not be stored", n, op.jobID)
+				err = fmt.Errorf("%d results of job %s could not be stored: %w", n, op.jobID, lostErr[op.jobID])
 			}
 			delete(lost, op.jobID)
+			delete(lostErr, op.jobID)
 			op.done <- err
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -239,6 +240,33 @@ func fromMS(v int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(v)
+}
+
+// IsFull reports whether err is a write refused for want of space: SQLite's
+// "database or disk is full", or ENOSPC from a file write (payloads, the
+// content store). The API answers it 507 and the job service retries it
+// until space returns.
+func IsFull(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrFull || errors.Is(err, syscall.ENOSPC)
+}
+
+// Transient reports whether err may go away by itself — a full disk that
+// is freed, a busy or locked database, an I/O error — so that the write is
+// worth trying again later rather than given up.
+func Transient(err error) bool {
+	if IsFull(err) {
+		return true
+	}
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrIoErr, sqlite3.ErrCantOpen, sqlite3.ErrProtocol:
+		return true
+	}
+	return false
 }
 
 // isUniqueViolation reports a UNIQUE or PRIMARY KEY constraint failure;

@@ -77,7 +77,17 @@ type Service struct {
 	mu      sync.Mutex
 	running map[string]*run // by job id; protected by mu
 	closing bool            // Shutdown began: no new jobs; protected by mu
+	forced  chan struct{}   // closed when Shutdown's deadline passed; made by forcedLocked; protected by mu
 	wg      sync.WaitGroup  // running jobs
+}
+
+// forcedLocked returns the channel Shutdown closes when its deadline has
+// passed; s.mu must be held.
+func (s *Service) forcedLocked() chan struct{} {
+	if s.forced == nil {
+		s.forced = make(chan struct{})
+	}
+	return s.forced
 }
 
 // run is a job in progress.
@@ -212,7 +222,7 @@ func (s *Service) start(ctx context.Context, spec model.JobSpec, targets []model
 			s.Writer.Add(job.ID, rows[i])
 		}
 		job.State, job.FinishedAt = model.JobCancelled, time.Now()
-		s.finish(job, spec, rows)
+		s.finish(job, spec, rows, false)
 		return job, ErrShuttingDown
 	}
 	if s.running == nil {
@@ -274,7 +284,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 	}
 	r.ended = true
 	s.mu.Unlock()
-	if err := s.finish(job, spec, results); err != nil {
+	if err := s.finish(job, spec, results, true); err != nil {
 		s.Log.Error("finish job", "job", job.ID, "err", err)
 	}
 	r.hub.publish(model.Event{Type: model.EventJob, State: string(job.State), Total: len(targets)})
@@ -286,31 +296,60 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 		"took", job.FinishedAt.Sub(job.CreatedAt))
 }
 
-// finishTries and finishBackoff bound how finish retries storing a job's
-// end: 4 tries, 0.5 s, 1 s and 2 s apart (one writer: no jitter needed).
+// finishTries is how often finish tries to store a job's end after a
+// failure that will not pass by itself, first with its announcements, then
+// once without; finishBackoff spaces all tries (0.5 s doubling to 30 s;
+// one writer: no jitter needed).
 const finishTries = 4
 
-var finishBackoff = backoff.Policy{Base: 500 * time.Millisecond, Cap: 2 * time.Second, Jitter: backoff.None}
+var finishBackoff = backoff.Policy{Base: 500 * time.Millisecond, Cap: 30 * time.Second, Jitter: backoff.None}
 
-// finish stores a job's end with its announcements.
-func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.Result) error {
+// finish stores a job's end with its announcements. A job must end
+// whatever storage does. With patient set, a failure that passes by itself
+// (a full disk, a busy database: inventory.Transient) is retried until it
+// passes — the job stays running meanwhile. Any other failure (every
+// failure, unless patient) is tried finishTries times, then once without
+// the announcements (an announcement that cannot be stored must not keep a
+// job running), then given up to the next start's Recover; so is every
+// failure once Shutdown's deadline has passed. The job's results are queued
+// again before each retry, since a failed batch may have dropped some.
+func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.Result, patient bool) error {
 	var items []inventory.OutboxItem
 	if s.Announcer != nil {
 		items = s.Announcer.Announce(job, spec, results)
 	}
-	// A job must not stay "running" for a passing database error (a busy
-	// timeout): try a few times before giving up to the next start's Recover.
-	var err error
-	for try := 1; try <= finishTries; try++ {
-		if err = s.Writer.Finish(context.Background(), job.ID, job.State, job.FinishedAt, items...); err == nil ||
-			errors.Is(err, inventory.ErrWriterClosed) || try == finishTries {
+	s.mu.Lock()
+	forced := s.forcedLocked()
+	s.mu.Unlock()
+	failures := 0
+	for attempt := 1; ; attempt++ {
+		err := s.Writer.Finish(context.Background(), job.ID, job.State, job.FinishedAt, items...)
+		if err == nil {
 			break
 		}
-		s.Log.Warn("store the end of job; retrying", "job", job.ID, "err", err)
-		time.Sleep(finishBackoff.Duration(try))
-	}
-	if err != nil {
-		return err
+		if errors.Is(err, inventory.ErrWriterClosed) {
+			return err
+		}
+		if !patient || !inventory.Transient(err) {
+			failures++
+			switch {
+			case failures == finishTries && len(items) > 0:
+				s.Log.Error("store the end of job with its announcements; storing it without them", "job", job.ID, "err", err)
+				items = nil
+			case failures >= finishTries:
+				return fmt.Errorf("store the end of job %s: %w", job.ID, err)
+			}
+		}
+		wait := finishBackoff.Duration(attempt)
+		s.Log.Warn("store the end of job; retrying", "job", job.ID, "in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-forced:
+			return fmt.Errorf("store the end of job %s (left to the next start): %w", job.ID, err)
+		}
+		for _, r := range results {
+			s.Writer.Add(job.ID, r)
+		}
 	}
 	if s.Finished != nil {
 		s.Finished(job.ID)
@@ -428,7 +467,9 @@ func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (invent
 // Recover resolves the jobs a previous master left queued or running:
 // their unfinished hosts end lost (the minions' commands were cut off with
 // the master's connections, and felix does not re-attach to them), the job
-// ends done, and its announcements are enqueued like any other job's.
+// ends done, and its announcements are enqueued like any other job's. A job
+// it cannot resolve now is logged and left to the next start; only an
+// unreadable job list is an error.
 func (s *Service) Recover(ctx context.Context) error {
 	ids, err := s.Store.UnfinishedJobs(ctx)
 	if err != nil {
@@ -436,12 +477,16 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	now := time.Now()
 	for _, id := range ids {
+		// A job that cannot be resolved now (a full disk) is logged and
+		// left for the next start: the master starts all the same.
 		if err := s.Store.MarkLost(ctx, id, "the master stopped while this host ran", now); err != nil {
-			return err
+			s.Log.Error("recover job left running by the previous master", "job", id, "err", err)
+			continue
 		}
 		job, results, err := s.Store.Job(ctx, id)
 		if err != nil {
-			return err
+			s.Log.Error("recover job left running by the previous master", "job", id, "err", err)
+			continue
 		}
 		job.State, job.FinishedAt = model.JobDone, now
 		var spec model.JobSpec
@@ -449,8 +494,9 @@ func (s *Service) Recover(ctx context.Context) error {
 			// Still end the job; without its request it cannot be announced.
 			s.Log.Error("job left running has an unreadable request; it ends without callback", "job", id, "err", err)
 		}
-		if err := s.finish(job, spec, results); err != nil {
-			return fmt.Errorf("recover job %s: %w", id, err)
+		if err := s.finish(job, spec, results, false); err != nil {
+			s.Log.Error("recover job left running by the previous master", "job", id, "err", err)
+			continue
 		}
 		s.Log.Warn("job left running by the previous master resolved; unfinished hosts are lost", "job", id)
 	}
@@ -475,6 +521,7 @@ func (s *Service) Shutdown(ctx context.Context) {
 		r.cancelled = true
 		r.cancel()
 	}
+	close(s.forcedLocked())
 	s.mu.Unlock()
 	<-done
 }

@@ -1,8 +1,10 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -67,10 +69,13 @@ var testMinions = []testMinion{
 }
 
 // newTestStore opens an inventory in t.TempDir() holding testMinions.
-func newTestStore(t *testing.T) *inventory.Store {
+func newTestStore(t *testing.T) *inventory.Store { return newTestStoreIn(t, t.TempDir()) }
+
+// newTestStoreIn is newTestStore with the database in dir.
+func newTestStoreIn(t *testing.T, dir string) *inventory.Store {
 	t.Helper()
 	ctx := context.Background()
-	store, err := inventory.Open(ctx, filepath.Join(t.TempDir(), "felix.db"))
+	store, err := inventory.Open(ctx, filepath.Join(dir, "felix.db"))
 	if err != nil {
 		t.Fatalf("open inventory: %v", err)
 	}
@@ -385,9 +390,12 @@ func (a *fakeAnnouncer) spec(id string) model.JobSpec {
 
 // newService returns a Service over the test inventory whose engine uses tr.
 // Cleanups shut it down, then close the writer, then the store.
-func newService(t *testing.T, tr exec.Transport) *Service {
+func newService(t *testing.T, tr exec.Transport) *Service { return newServiceIn(t, t.TempDir(), tr) }
+
+// newServiceIn is newService with the database in dir.
+func newServiceIn(t *testing.T, dir string, tr exec.Transport) *Service {
 	t.Helper()
-	store := newTestStore(t)
+	store := newTestStoreIn(t, dir)
 	log := testenv.Logger(t)
 	w := inventory.NewResultWriter(store, log)
 	t.Cleanup(w.Close)
@@ -997,5 +1005,70 @@ func TestCancelWhileFinishing(t *testing.T) {
 	}
 	if stored.State != model.JobDone {
 		t.Errorf("job state = %s; want done", stored.State)
+	}
+}
+
+// A job whose hosts end while the disk is full cannot store its end; it
+// stays running, retrying, and ends — with every result stored — once
+// space is freed. The database lives on a small tmpfs, filled for real.
+func TestJobEndsAfterDiskFreed(t *testing.T) {
+	dir := testenv.Tmpfs(t, 8<<20)
+	g := newGate(2)
+	out := bytes.Repeat([]byte("x"), 64<<10)
+	tr := &fakeTransport{run: func(ctx context.Context, tg model.Target, _ model.Command, o model.OutputFunc) (model.Exit, error) {
+		if !g.wait(ctx, tg.ID) {
+			return model.Exit{}, ctx.Err()
+		}
+		o(model.Stdout, out)
+		return model.Exit{}, nil
+	}}
+	s := newServiceIn(t, dir, tr)
+	ctx := context.Background()
+	job, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "x", Targets: []string{"web1", "web2"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+	<-g.entered
+	// Empty the write-ahead log, so that storing the results needs new space.
+	rw, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "felix.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	if _, err := rw.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		t.Fatal(err)
+	}
+	filler := testenv.Fill(t, dir)
+	close(g.release)
+
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ended := s.Wait(short, job.ID)
+	cancel()
+	if ended {
+		t.Fatalf("job %s ended while its results could not be stored", job.ID)
+	}
+	if st, err := s.Store.JobState(ctx, job.ID); err != nil || st != model.JobRunning {
+		t.Errorf("stored job state while the disk is full = %s, %v; want running", st, err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	long, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if !s.Wait(long, job.ID) {
+		t.Fatalf("job %s still running a minute after space was freed", job.ID)
+	}
+	stored, rs, err := s.Store.Job(ctx, job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.State != model.JobDone || states(rs) != "web1=ok web2=ok" {
+		t.Errorf("after space returned: job %s, hosts %s; want done, web1=ok web2=ok", stored.State, states(rs))
+	}
+	for _, r := range rs {
+		if len(r.Stdout) != len(out) {
+			t.Errorf("%s: %d bytes of stdout stored; want %d", r.Host, len(r.Stdout), len(out))
+		}
 	}
 }

@@ -37,6 +37,11 @@ import (
 	"github.com/felix-ops/felix/version"
 )
 
+// minFreeDisk is the free space below which /healthz reports the master
+// degraded: SQLite, payloads and the content store need room to write, and
+// a job cannot end without it.
+const minFreeDisk = 16 << 20
+
 // Paths inside the data directory.
 const (
 	certName   = "master" // master.crt, master.key
@@ -143,7 +148,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, err
 	}
 	a := &api.Server{Store: store, Jobs: m.jobs, Log: log, Forget: m.pool.Forget, CheckCallback: m.notifier.CheckURL,
-		Content: m.content,
+		Content: m.content, Degraded: api.DiskCheck(cfg.DataDir, minFreeDisk),
 		Config: api.Config{DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
 			MaxFileSize: cfg.Exec.MaxFileSize, FilesTimeout: cfg.Files.Timeout.Duration, Version: version.String()}}
 	if m.sshPool != nil {
