@@ -43,7 +43,7 @@ func jobView(j inventory.Job, rs []model.Result) wire.Job {
 // output sets the host's truncated flag; GET /api/v1/jobs/{id} has the
 // stored output.
 const (
-	CallbackOutputCap = 64 << 10
+	CallbackOutputCap = model.AnnouncedOutput
 	CallbackMaxOutput = 16 << 20
 )
 

@@ -52,6 +52,12 @@ type Options struct {
 	// FailThreshold, when positive, stops launching hosts once that many
 	// have ended in a state other than ok; the rest end cancelled.
 	FailThreshold int
+	// KeepTail, when positive, bounds the output Run keeps of each host
+	// once the Result hook has had it whole (and stored it): its last
+	// KeepTail bytes of stdout and of stderr, copied, with Truncated set
+	// when that cut it — so a finished job's memory does not grow with
+	// output × hosts.
+	KeepTail int
 }
 
 // Hooks are told about a run's progress; any may be nil. They are called
@@ -82,10 +88,13 @@ func (e *Engine) Run(ctx context.Context, cmd model.Command, targets []model.Tar
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	finish := func(i int, r model.Result) {
-		results[i] = r
 		if h.Result != nil {
 			h.Result(r)
 		}
+		if opts.KeepTail > 0 {
+			r = keepTail(r, opts.KeepTail)
+		}
+		results[i] = r
 	}
 	skip := func(i int, t model.Target, st model.State, why string) {
 		now := time.Now()
@@ -256,3 +265,17 @@ func (b *CappedBuffer) Bytes() []byte {
 
 // Truncated reports whether bytes were dropped.
 func (b *CappedBuffer) Truncated() bool { return b.truncated }
+
+// keepTail returns r with its stdout and stderr cut to copies of their last
+// n bytes, Truncated set when that cut.
+func keepTail(r model.Result, n int) model.Result {
+	cut := func(b []byte) []byte {
+		if len(b) <= n {
+			return b
+		}
+		r.Truncated = true
+		return append([]byte(nil), b[len(b)-n:]...)
+	}
+	r.Stdout, r.Stderr = cut(r.Stdout), cut(r.Stderr)
+	return r
+}

@@ -639,3 +639,36 @@ func TestEngineRunThresholdHostsGetNoStart(t *testing.T) {
 		t.Errorf("Start called for %q; want only a", started)
 	}
 }
+
+// With KeepTail, the Result hook gets a host's whole output and Run keeps
+// only a copy of its tail, marked truncated when that cut.
+func TestEngineRunKeepTail(t *testing.T) {
+	long := bytes.Repeat([]byte("0123456789"), 100) // 1000 bytes
+	tr := &fakeTransport{def: func(_ context.Context, tg model.Target, _ model.Command, out model.OutputFunc) (model.Exit, error) {
+		if tg.ID == "long" {
+			out(model.Stdout, long)
+			out(model.Stderr, long[:50])
+		} else {
+			out(model.Stdout, []byte("short"))
+		}
+		return model.Exit{}, nil
+	}}
+	var mu sync.Mutex // protects hooked
+	hooked := map[string]model.Result{}
+	hooks := Hooks{Result: func(r model.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		hooked[r.Host] = r
+	}}
+	res := (&Engine{Transport: tr}).Run(context.Background(), model.Command{Line: "x"},
+		[]model.Target{{ID: "long"}, {ID: "short"}}, Options{KeepTail: 100}, hooks)
+	if got := hooked["long"]; !bytes.Equal(got.Stdout, long) || got.Truncated {
+		t.Errorf("hook got %d bytes of stdout, truncated %v; want all %d, not truncated", len(got.Stdout), got.Truncated, len(long))
+	}
+	if r := res[0]; !bytes.Equal(r.Stdout, long[900:]) || string(r.Stderr) != string(long[:50]) || !r.Truncated {
+		t.Errorf("kept long = stdout %q, stderr %q, truncated %v; want its last 100 bytes, all of stderr, truncated", r.Stdout, r.Stderr, r.Truncated)
+	}
+	if r := res[1]; string(r.Stdout) != "short" || r.Truncated {
+		t.Errorf("kept short = %q, truncated %v; want all of it, not truncated", r.Stdout, r.Truncated)
+	}
+}

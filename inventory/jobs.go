@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/felix-ops/felix/internal/backoff"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -260,7 +261,14 @@ type ResultWriter struct {
 
 	mu     sync.RWMutex // held for reading while sending on ops, for writing to close it
 	closed bool         // protected by mu
+
+	stop     chan struct{} // closed by Close: stop waiting for storage to come back
+	stopOnce sync.Once
 }
+
+// storageRetry spaces the writer's tries while storage is unavailable (a
+// full disk, a busy database): 0.5 s doubling to 30 s.
+var storageRetry = backoff.Policy{Base: 500 * time.Millisecond, Cap: 30 * time.Second, Jitter: backoff.None}
 
 // ErrWriterClosed is returned by Finish after Close.
 var ErrWriterClosed = errors.New("result writer closed")
@@ -279,7 +287,7 @@ const maxBatch = 2048
 // NewResultWriter starts the writer goroutine; Close stops it. Failed
 // commits are logged to log.
 func NewResultWriter(s *Store, log *slog.Logger) *ResultWriter {
-	w := &ResultWriter{store: s, log: log, ops: make(chan writeOp, maxBatch)}
+	w := &ResultWriter{store: s, log: log, ops: make(chan writeOp, maxBatch), stop: make(chan struct{})}
 	w.wg.Add(1)
 	go w.loop()
 	return w
@@ -319,6 +327,7 @@ func (w *ResultWriter) Finish(ctx context.Context, jobID string, state model.Job
 // Close commits what is queued and stops the writer. Later calls of Add
 // and Finish store nothing.
 func (w *ResultWriter) Close() {
+	w.stopOnce.Do(func() { close(w.stop) })
 	w.mu.Lock()
 	if !w.closed {
 		w.closed = true
@@ -347,7 +356,7 @@ func (w *ResultWriter) loop() {
 				break drain
 			}
 		}
-		if err := w.commit(batch); err != nil {
+		if err := w.commitPatiently(batch); err != nil {
 			// One bad row must not sink the others: store them one by one.
 			w.log.Warn("store job results in a batch; retrying one by one", "ops", len(batch), "err", err)
 			for i := range batch {
@@ -377,6 +386,25 @@ func (w *ResultWriter) loop() {
 			op.done <- err
 		}
 	}
+}
+
+// commitPatiently commits batch, and while it fails for want of storage (a
+// full disk, a busy database: Transient) tries again until storage comes
+// back or Close is called: nothing is dropped for a passing condition, and
+// callers wait (Add blocks once the queue is full) until it passes.
+func (w *ResultWriter) commitPatiently(batch []writeOp) error {
+	err := w.commit(batch)
+	for attempt := 1; err != nil && Transient(err); attempt++ {
+		wait := storageRetry.Duration(attempt)
+		w.log.Warn("store job results: storage unavailable; retrying", "ops", len(batch), "in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-w.stop:
+			return err
+		}
+		err = w.commit(batch)
+	}
+	return err
 }
 
 func (w *ResultWriter) commit(batch []writeOp) error {

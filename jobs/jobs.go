@@ -256,7 +256,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 			runnable++
 		}
 	}
-	opts := exec.Options{Limit: batchLimit(spec.Batch, runnable), FailThreshold: spec.FailThreshold}
+	opts := exec.Options{Limit: batchLimit(spec.Batch, runnable), FailThreshold: spec.FailThreshold, KeepTail: model.AnnouncedOutput}
 	r.hub.publish(model.Event{Type: model.EventJob, State: string(model.JobRunning), Total: len(targets)})
 	hooks := exec.Hooks{
 		Start: func(t model.Target, at time.Time) {
@@ -302,6 +302,9 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 // one writer: no jitter needed).
 const finishTries = 4
 
+// impatientWait bounds how long an impatient finish waits for the writer.
+const impatientWait = 10 * time.Second
+
 var finishBackoff = backoff.Policy{Base: 500 * time.Millisecond, Cap: 30 * time.Second, Jitter: backoff.None}
 
 // finish stores a job's end with its announcements. A job must end
@@ -311,8 +314,8 @@ var finishBackoff = backoff.Policy{Base: 500 * time.Millisecond, Cap: 30 * time.
 // failure, unless patient) is tried finishTries times, then once without
 // the announcements (an announcement that cannot be stored must not keep a
 // job running), then given up to the next start's Recover; so is every
-// failure once Shutdown's deadline has passed. The job's results are queued
-// again before each retry, since a failed batch may have dropped some.
+// failure once Shutdown's deadline has passed. (The result writer itself
+// waits out a full disk, so no result is lost meanwhile.)
 func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.Result, patient bool) error {
 	var items []inventory.OutboxItem
 	if s.Announcer != nil {
@@ -323,12 +326,23 @@ func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.
 	s.mu.Unlock()
 	failures := 0
 	for attempt := 1; ; attempt++ {
-		err := s.Writer.Finish(context.Background(), job.ID, job.State, job.FinishedAt, items...)
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if !patient {
+			// The writer waits out a full disk; an impatient caller (a
+			// starting master) does not: the end stays queued and is
+			// stored when space returns.
+			ctx, cancel = context.WithTimeout(ctx, impatientWait)
+		}
+		err := s.Writer.Finish(ctx, job.ID, job.State, job.FinishedAt, items...)
+		cancel()
 		if err == nil {
 			break
 		}
 		if errors.Is(err, inventory.ErrWriterClosed) {
 			return err
+		}
+		if !patient && errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("store the end of job %s: storage unavailable; it stays queued and is stored when storage returns", job.ID)
 		}
 		if !patient || !inventory.Transient(err) {
 			failures++
@@ -346,9 +360,6 @@ func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.
 		case <-time.After(wait):
 		case <-forced:
 			return fmt.Errorf("store the end of job %s (left to the next start): %w", job.ID, err)
-		}
-		for _, r := range results {
-			s.Writer.Add(job.ID, r)
 		}
 	}
 	if s.Finished != nil {

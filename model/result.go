@@ -31,3 +31,9 @@ type FileReport struct {
 	// SHA256 is the content's sha256 for a single file pushed or fetched.
 	SHA256 string `json:"sha256,omitempty"`
 }
+
+// AnnouncedOutput is the most of one stream of one host that a finished
+// job's announcements carry (a callback's per-host cap). The job service
+// keeps only this tail of each finished host in memory; the stored results
+// have the rest.
+const AnnouncedOutput = 64 << 10
