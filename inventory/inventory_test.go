@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/model"
 	"github.com/mattn/go-sqlite3"
 )
@@ -1397,6 +1398,43 @@ func TestStorageErrorKinds(t *testing.T) {
 		}
 		if got := Transient(tt.err); got != tt.transient {
 			t.Errorf("%s: Transient = %v; want %v", tt.name, got, tt.transient)
+		}
+	}
+}
+
+// The writer's queue holds at most maxQueuedBytes of results: Add waits
+// beyond that until the writer stored what it had, nothing is lost, and
+// every byte is given back.
+func TestResultWriterQueueBounded(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	w := NewResultWriter(s, testenv.Logger(t))
+	defer w.Close()
+	const hosts = 100
+	out := bytes.Repeat([]byte("x"), 1<<20) // 100 MiB in all, over the queue's 64 MiB
+	rows := make([]model.Result, hosts)
+	for i := range rows {
+		rows[i] = model.Result{Host: fmt.Sprintf("h%03d", i), State: model.StatePending}
+	}
+	if err := s.CreateJob(ctx, Job{ID: "big", CmdLine: "x", CmdType: "line", State: model.JobRunning, CreatedAt: t0}, rows); err != nil {
+		t.Fatal(err)
+	}
+	for i := range hosts {
+		w.Add("big", model.Result{Host: fmt.Sprintf("h%03d", i), State: model.StateOK, Stdout: out})
+	}
+	if err := w.Finish(ctx, "big", model.JobDone, t0); err != nil {
+		t.Fatalf("Finish = %v", err)
+	}
+	if !w.queued.TryAcquire(maxQueuedBytes) {
+		t.Error("after Finish the queue still holds bytes; want all given back")
+	}
+	_, rs, err := s.Job(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.State != model.StateOK || len(r.Stdout) != len(out) {
+			t.Fatalf("%s: %s with %d bytes; want ok with %d", r.Host, r.State, len(r.Stdout), len(out))
 		}
 	}
 }

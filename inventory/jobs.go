@@ -14,6 +14,7 @@ import (
 
 	"github.com/felix-ops/felix/internal/backoff"
 	"github.com/felix-ops/felix/model"
+	"golang.org/x/sync/semaphore"
 )
 
 // Job is one request run on many hosts.
@@ -264,7 +265,14 @@ type ResultWriter struct {
 
 	stop     chan struct{} // closed by Close: stop waiting for storage to come back
 	stopOnce sync.Once
+
+	// queued bounds the bytes of the results waiting in ops (maxQueuedBytes):
+	// Add waits beyond it, so the queue never holds output × hosts.
+	queued *semaphore.Weighted
 }
+
+// maxQueuedBytes bounds the output held by results queued for the writer.
+const maxQueuedBytes = 64 << 20
 
 // storageRetry spaces the writer's tries while storage is unavailable (a
 // full disk, a busy database): 0.5 s doubling to 30 s.
@@ -276,6 +284,7 @@ var ErrWriterClosed = errors.New("result writer closed")
 type writeOp struct {
 	jobID    string
 	result   *model.Result
+	size     int64          // a result's bytes held in the queue (see ResultWriter.queued)
 	finish   model.JobState // job state to set when non-empty
 	finished time.Time      // with finish
 	outbox   []OutboxItem   // with finish: deliveries enqueued in the same transaction
@@ -287,7 +296,8 @@ const maxBatch = 2048
 // NewResultWriter starts the writer goroutine; Close stops it. Failed
 // commits are logged to log.
 func NewResultWriter(s *Store, log *slog.Logger) *ResultWriter {
-	w := &ResultWriter{store: s, log: log, ops: make(chan writeOp, maxBatch), stop: make(chan struct{})}
+	w := &ResultWriter{store: s, log: log, ops: make(chan writeOp, maxBatch), stop: make(chan struct{}),
+		queued: semaphore.NewWeighted(maxQueuedBytes)}
 	w.wg.Add(1)
 	go w.loop()
 	return w
@@ -301,7 +311,9 @@ func (w *ResultWriter) Add(jobID string, r model.Result) {
 		w.log.Error("result dropped: writer closed", "job", jobID, "host", r.Host, "state", r.State)
 		return
 	}
-	w.ops <- writeOp{jobID: jobID, result: &r}
+	size := min(int64(len(r.Stdout)+len(r.Stderr)+len(r.Error))+512, maxQueuedBytes)
+	w.queued.Acquire(context.Background(), size) // never fails: no deadline
+	w.ops <- writeOp{jobID: jobID, result: &r, size: size}
 }
 
 // Finish queues the end of a job, with the deliveries (callbacks, Slack)
@@ -374,6 +386,9 @@ func (w *ResultWriter) loop() {
 			}
 		}
 		for _, op := range batch {
+			if op.size > 0 {
+				w.queued.Release(op.size)
+			}
 			if op.done == nil {
 				continue
 			}
