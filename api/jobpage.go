@@ -73,8 +73,10 @@ func jobPage(c *gin.Context) (inventory.ResultPage, error) {
 }
 
 // writeJob answers a page of job id with status. The job and its counts
-// are read first (a 404 or 500 is still possible then); the results are
-// then written one by one as they are read, and the deliveries after them.
+// are read first, together (a 404 or 500 is still possible then); the
+// results are then written one by one as they are read, in short batches
+// (inventory.JobResults), and the deliveries after them — so while a job
+// runs, a host may be further along in its page than in the summary.
 // A failure past that point can only cut the answer short: its JSON stays
 // incomplete, so no client takes it for the whole job, and it is logged.
 func (s *Server) writeJob(c *gin.Context, id string, status int, page inventory.ResultPage) {
