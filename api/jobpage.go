@@ -174,6 +174,18 @@ func (js *jsonStream) value(v any) {
 	js.raw(b)
 }
 
+// resultView converts one host's stored result to the API's shape.
+func resultView(r model.Result) wire.HostResult {
+	hr := wire.HostResult{Host: r.Host, Address: r.Addr, State: r.State,
+		ExitCode: r.ExitCode, Signal: r.Signal, Stdout: string(r.Stdout), Stderr: string(r.Stderr),
+		Truncated: r.Truncated, Error: r.Error, Transport: r.Transport, Files: r.Files,
+		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+	if !r.StartedAt.IsZero() && !r.FinishedAt.IsZero() {
+		hr.DurationMS = r.FinishedAt.Sub(r.StartedAt).Milliseconds()
+	}
+	return hr
+}
+
 // getJobHost answers one host's result in a job with all its stored output.
 func (s *Server) getJobHost(c *gin.Context) {
 	r, err := s.Store.JobResult(c.Request.Context(), c.Param("id"), c.Param("host"))

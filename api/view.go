@@ -28,18 +28,6 @@ func jobView(j inventory.Job, rs []model.Result) wire.Job {
 	return out
 }
 
-// resultView converts one host's stored result to the API's shape.
-func resultView(r model.Result) wire.HostResult {
-	hr := wire.HostResult{Host: r.Host, Address: r.Addr, State: r.State,
-		ExitCode: r.ExitCode, Signal: r.Signal, Stdout: string(r.Stdout), Stderr: string(r.Stderr),
-		Truncated: r.Truncated, Error: r.Error, Transport: r.Transport, Files: r.Files,
-		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
-	if !r.StartedAt.IsZero() && !r.FinishedAt.IsZero() {
-		hr.DurationMS = r.FinishedAt.Sub(r.StartedAt).Milliseconds()
-	}
-	return hr
-}
-
 // CallbackOutputCap bounds each host's stdout and stderr in a callback: a
 // callback of a thousand hosts must stay small enough to build and send.
 // Longer output keeps its last CallbackOutputCap bytes and sets truncated;
