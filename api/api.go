@@ -113,6 +113,8 @@ func (s *Server) Handler() http.Handler {
 	auth.GET("/jobs", s.listJobs)
 	auth.GET("/jobs/:id", s.getJob)
 	auth.GET("/jobs/:id/events", s.jobEvents)
+	auth.GET("/jobs/:id/hosts/:host", s.getJobHost)
+	auth.GET("/jobs/:id/hosts/:host/output", s.getJobHostOutput)
 	auth.POST("/jobs/:id/cancel", s.cancelJob)
 	auth.POST("/jobs/:id/rerun", s.rerunJob)
 	auth.GET("/deliveries", s.listDeliveries)

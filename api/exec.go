@@ -173,13 +173,15 @@ func (s *Server) jobQuery(c *gin.Context) (wait time.Duration, dry bool, err err
 }
 
 // answerJob answers a submitted job: 202 at once, or with a wait the
-// finished job (200), or 202 when it is still running after the wait.
+// finished job (200; its first page of hosts, as GET /api/v1/jobs/{id}
+// answers without parameters), or 202 when it is still running after the
+// wait.
 func (s *Server) answerJob(c *gin.Context, job inventory.Job, wait time.Duration) {
 	if wait > 0 {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
 		defer cancel()
 		if s.Jobs.Wait(ctx, job.ID) {
-			s.writeJob(c, job.ID, http.StatusOK)
+			s.writeJob(c, job.ID, http.StatusOK, firstPage)
 			return
 		}
 		job.State = model.JobRunning // still running: the job goes on
@@ -363,29 +365,6 @@ func (s *Server) dryRun(c *gin.Context, spec model.JobSpec) {
 		out.Hosts = append(out.Hosts, h)
 	}
 	c.JSON(http.StatusOK, out)
-}
-
-func (s *Server) getJob(c *gin.Context) {
-	s.writeJob(c, c.Param("id"), http.StatusOK)
-}
-
-func (s *Server) writeJob(c *gin.Context, id string, status int) {
-	ctx := c.Request.Context()
-	job, results, err := s.Store.Job(ctx, id)
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	out := jobView(job, results)
-	items, err := s.Store.Outbox(ctx, inventory.OutboxFilter{JobID: id})
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	for _, it := range items {
-		out.Deliveries = append(out.Deliveries, deliveryView(it))
-	}
-	c.JSON(status, out)
 }
 
 func (s *Server) listJobs(c *gin.Context) {

@@ -24,14 +24,7 @@ func jobView(j inventory.Job, rs []model.Result) wire.Job {
 	}
 	for _, r := range rs {
 		out.Summary[string(r.State)]++
-		hr := wire.HostResult{Host: r.Host, Address: r.Addr, State: r.State,
-			ExitCode: r.ExitCode, Signal: r.Signal, Stdout: string(r.Stdout), Stderr: string(r.Stderr),
-			Truncated: r.Truncated, Error: r.Error, Transport: r.Transport, Files: r.Files,
-			StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
-		if !r.StartedAt.IsZero() && !r.FinishedAt.IsZero() {
-			hr.DurationMS = r.FinishedAt.Sub(r.StartedAt).Milliseconds()
-		}
-		out.Results = append(out.Results, hr)
+		out.Results = append(out.Results, resultView(r))
 	}
 	return out
 }

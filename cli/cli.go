@@ -59,6 +59,9 @@ Usage:
   felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
                                              list jobs, newest first
   felix job JOB_ID [-o json]                 show a job's results and callbacks
+  felix job output JOB_ID HOST [--stderr]    a host's whole stored output, raw (-o json:
+                                             its result); felix job shows each stream's
+                                             last 64 KiB
   felix job cancel JOB_ID                    cancel a running job
   felix job rerun JOB_ID [--failed] [--async]
                                              run a job again (--failed: its failed hosts)

@@ -10,8 +10,11 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +52,49 @@ var fakeJobs = map[string]wire.Job{
 	"jbroken": {JobID: "jbroken", State: "done", Total: 1, Summary: map[string]int{"ok": 1},
 		Results: []wire.HostResult{{Host: "web01", State: "ok", Stdout: "polled\n"}}},
 	"jhang": {JobID: "jhang", State: "running", Total: 1},
+	"jpaged": {JobID: "jpaged", State: "done", Total: 5, Summary: map[string]int{"ok": 4, "failed": 1}, CmdLine: "paged",
+		Results: []wire.HostResult{
+			{Host: "h1", State: "ok", Stdout: "one\n", Transport: "agent", DurationMS: 12},
+			{Host: "h2", State: "ok", Stdout: "a longer line of output\n", Transport: "ssh", DurationMS: 1500},
+			{Host: "h3", State: "failed", ExitCode: 2, Stderr: "no such file\n", Transport: "agent"},
+			{Host: "h4", State: "ok", Stdout: "<four> & \"4\"\n", Truncated: true, Transport: "agent"},
+			{Host: "h5", State: "ok", Stdout: "five\n", Transport: "agent"}},
+		Deliveries: []wire.Delivery{{Kind: "callback", State: "delivered", Attempts: 1}}},
+	"jloop": {JobID: "jloop", State: "done", Total: 3, Summary: map[string]int{"ok": 3},
+		Results: []wire.HostResult{{Host: "h1", State: "ok"}, {Host: "h2", State: "ok"}, {Host: "h3", State: "ok"}}},
+}
+
+// fakePageSize is the fake master's default hosts_limit: small, so that a
+// job of a few hosts comes in pages.
+const fakePageSize = 2
+
+// pageOf answers GET /api/v1/jobs/ID?q as the master does: the hosts
+// after hosts_after, at most hosts_limit of them, next_host when more
+// follow, no output with output=none. jloop's pages never move on.
+func pageOf(job wire.Job, q url.Values, size int) wire.Job {
+	limit := size
+	if l := q.Get("hosts_limit"); l != "" {
+		limit, _ = strconv.Atoi(l)
+	}
+	after := q.Get("hosts_after")
+	if job.JobID == "jloop" {
+		after = ""
+	}
+	var rs []wire.HostResult
+	for _, r := range job.Results {
+		if r.Host > after {
+			if q.Get("output") == "none" {
+				r.Stdout, r.Stderr = "", ""
+			}
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) > limit {
+		rs = rs[:limit]
+		job.NextHost = rs[limit-1].Host
+	}
+	job.Results = rs
+	return job
 }
 
 func fakeMaster(t *testing.T) *fake {
@@ -90,7 +136,7 @@ func fakeMaster(t *testing.T) *fake {
 				return
 			}
 			id := "j1"
-			for _, j := range []string{"jfail", "jbroken", "jhang"} {
+			for _, j := range []string{"jfail", "jbroken", "jhang", "jpaged"} {
 				if strings.Contains(req.CmdLine, strings.TrimPrefix(j, "j")) {
 					id = j
 				}
@@ -103,6 +149,24 @@ func fakeMaster(t *testing.T) *fake {
 				list.Next = "jfail"
 			}
 			reply(w, 200, list)
+		case strings.HasPrefix(action, "hosts/") && r.Method == "GET":
+			host, rest, _ := strings.Cut(strings.TrimPrefix(action, "hosts/"), "/")
+			i := slices.IndexFunc(fakeJobs[jobID].Results, func(r wire.HostResult) bool { return r.Host == host })
+			if i < 0 {
+				reply(w, 404, wire.Error{Error: "host " + host + " in job " + jobID + ": not found"})
+				return
+			}
+			res := fakeJobs[jobID].Results[i]
+			if rest == "" {
+				reply(w, 200, res)
+				return
+			}
+			w.Header().Set("Content-Type", "application/octet-stream")
+			if r.URL.Query().Get("stream") == "stderr" {
+				io.WriteString(w, res.Stderr)
+			} else {
+				io.WriteString(w, res.Stdout)
+			}
 		case strings.HasPrefix(p, "/api/v1/jobs/") && action == "" && r.Method == "GET":
 			job, ok := fakeJobs[jobID]
 			if !ok {
@@ -115,7 +179,7 @@ func fakeMaster(t *testing.T) *fake {
 				job = wire.Job{JobID: jobID, State: "running", Total: 1}
 			}
 			f.mu.Unlock()
-			reply(w, 200, job)
+			reply(w, 200, pageOf(job, r.URL.Query(), fakePageSize))
 		case action == "events":
 			f.events(w, r, jobID)
 		case action == "cancel":
@@ -263,6 +327,10 @@ func TestMain(t *testing.T) {
 		{"job rerun follows", []string{"job", "rerun", "jfail", "--failed"}, 0, []string{"web01", "1 hosts: 1 ok"}, "", nil},
 		{"job rerun async", []string{"job", "rerun", "--async", "jfail"}, 0, []string{"j1"}, "", nil},
 		{"job flags only for rerun", []string{"job", "--failed", "j1"}, 1, nil, "for felix job rerun", nil},
+		{"job output json", []string{"job", "output", "jpaged", "h4", "-o", "json"}, 0, []string{`"host": "h4"`, `"truncated": true`}, "", nil},
+		{"job output unknown host", []string{"job", "output", "jpaged", "h9"}, 1, nil, "host h9 in job jpaged: not found (HTTP 404)", nil},
+		{"job output without host", []string{"job", "output", "jpaged"}, 1, nil, "felix job output JOB_ID HOST", nil},
+		{"job --stderr only for output", []string{"job", "jpaged", "--stderr"}, 1, nil, "--stderr is for felix job output", nil},
 		{"minions label without labels", []string{"minions", "label", "web01"}, 1, nil, "no labels", nil},
 		{"minions label bad word", []string{"minions", "label", "web01", "role"}, 1, nil, "want key=value", nil},
 		{"exec without targets", []string{"exec", "--", "true"}, 1, nil, "no targets", nil},
@@ -427,11 +495,17 @@ func TestFollowFallsBackToPolling(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "polled") {
 		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
-	f.mu.Lock()
-	polls := f.polls["jbroken"]
-	f.mu.Unlock()
-	if polls != 2 {
-		t.Errorf("GET jobs/jbroken %d times; want 2 (running, then done)", polls)
+	// The first poll finds the job running; then its counts alone are
+	// asked for until it has ended, and then its first page.
+	var polls []string
+	for _, r := range f.sent() {
+		if strings.HasPrefix(r, "GET /api/v1/jobs/jbroken") && !strings.Contains(r, "/events") {
+			polls = append(polls, r)
+		}
+	}
+	want := []string{"GET /api/v1/jobs/jbroken", "GET /api/v1/jobs/jbroken?hosts_limit=1&output=none", "GET /api/v1/jobs/jbroken"}
+	if !slices.Equal(polls, want) {
+		t.Errorf("polls = %q; want %q (running, then done, then the results)", polls, want)
 	}
 }
 

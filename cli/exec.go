@@ -119,7 +119,7 @@ func followJob(ctx context.Context, c *client, jobID string, w, ew io.Writer, fo
 	if err != nil {
 		return err
 	}
-	return printJob(w, format, job)
+	return showJob(ctx, c, job, w, format)
 }
 
 func printDryRun(w io.Writer, format string, dr wire.DryRun) error {
@@ -147,21 +147,31 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("job")
 	failed := fs.Bool("failed", false, "rerun: only the hosts that did not end ok")
 	async := fs.Bool("async", false, "rerun: print the new job id and return at once")
+	stderr := fs.Bool("stderr", false, "output: the host's stderr instead of its stdout")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
 	}
 	sub := "show"
-	if len(rest) > 0 && (rest[0] == "cancel" || rest[0] == "rerun") {
+	if len(rest) > 0 && (rest[0] == "cancel" || rest[0] == "rerun" || rest[0] == "output") {
 		sub, rest = rest[0], rest[1:]
 	}
 	if sub != "rerun" && (fs.Changed("failed") || fs.Changed("async")) {
 		return fmt.Errorf("--failed and --async are for felix job rerun")
 	}
+	if sub != "output" && fs.Changed("stderr") {
+		return fmt.Errorf("--stderr is for felix job output")
+	}
+	if sub == "output" {
+		if len(rest) != 2 {
+			return fmt.Errorf("want a job id and a host: felix job output JOB_ID HOST")
+		}
+		return jobOutput(ctx, c, rest[0], rest[1], *stderr, w, o.Output)
+	}
 	if len(rest) != 1 {
 		return fmt.Errorf("want exactly one job id")
 	}
-	path := "/api/v1/jobs/" + url.PathEscape(rest[0])
+	path := jobPath(rest[0])
 	switch sub {
 	case "cancel":
 		var ans map[string]any
@@ -192,44 +202,31 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err := c.do(ctx, "GET", path, nil, &job); err != nil {
 		return err
 	}
-	return printJob(w, o.Output, job)
+	return showJob(ctx, c, job, w, o.Output)
 }
 
-// printJob prints a job's results and returns errFailed when a host did not
-// end ok.
-func printJob(w io.Writer, format string, job wire.Job) error {
+// jobOutput prints a host's whole stored output in a job as it arrives:
+// its stdout (or stderr) raw, or with -o json its result.
+func jobOutput(ctx context.Context, c *client, jobID, host string, stderr bool, w io.Writer, format string) error {
+	path := jobPath(jobID) + "/hosts/" + url.PathEscape(host)
 	if format == "json" {
-		if err := printJSON(w, job); err != nil {
+		var r wire.HostResult
+		if err := c.do(ctx, "GET", path, nil, &r); err != nil {
 			return err
 		}
-	} else if job.CmdType == "push" || job.CmdType == "fetch" {
-		printFileJob(w, job)
-		fmt.Fprintf(w, "job %s: %s\n", job.JobID, summary(job))
-		for _, d := range job.Deliveries {
-			fmt.Fprintln(w, delivery(d))
-		}
-	} else {
-		t := newTable(w, "HOST", "STATE", "EXIT", "TRANSPORT", "TIME", "OUTPUT")
-		for _, r := range job.Results {
-			exit := fmt.Sprint(r.ExitCode)
-			if r.Signal != "" {
-				exit = r.Signal
-			} else if r.ExitCode < 0 {
-				exit = "-"
-			}
-			t.AppendRow(table.Row{r.Host, r.State, exit, r.Transport, (time.Duration(r.DurationMS) * time.Millisecond).String(), output(r)})
-		}
-		t.SetColumnConfigs([]table.ColumnConfig{{Name: "OUTPUT", WidthMax: 100}})
-		t.Render()
-		fmt.Fprintf(w, "job %s: %s\n", job.JobID, summary(job))
-		for _, d := range job.Deliveries {
-			fmt.Fprintln(w, delivery(d))
-		}
+		return printJSON(w, r)
 	}
-	for _, r := range job.Results {
-		if r.State != model.StateOK {
-			return errFailed
-		}
+	path += "/output"
+	if stderr {
+		path += "?stream=stderr"
+	}
+	body, err := c.stream(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if _, err := io.Copy(w, body); err != nil {
+		return fmt.Errorf("output of %s in job %s: %w", host, jobID, err)
 	}
 	return nil
 }
@@ -283,7 +280,8 @@ func until(t time.Time) string {
 	return "in " + d.String()
 }
 
-func summary(job wire.Job) string {
+// summary says how many hosts were shown and how the job's hosts ended.
+func summary(job wire.Job, hosts int) string {
 	states := make([]string, 0, len(job.Summary))
 	for s := range job.Summary {
 		states = append(states, s)
@@ -293,5 +291,5 @@ func summary(job wire.Job) string {
 	for _, s := range states {
 		parts = append(parts, fmt.Sprintf("%d %s", job.Summary[s], s))
 	}
-	return fmt.Sprintf("%d hosts: %s", len(job.Results), strings.Join(parts, ", "))
+	return fmt.Sprintf("%d hosts: %s", hosts, strings.Join(parts, ", "))
 }

@@ -276,52 +276,76 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil {
 		return err
 	}
-	saved := make(map[string]string, len(job.Results)) // host → local path, or "error: ..."
-	failed := false
-	for _, r := range job.Results {
-		if r.State != model.StateOK || r.Files == nil {
-			continue
-		}
-		p, err := download(ctx, c, r.Host, r.Files.SHA256, outDir, name)
-		if err != nil {
-			failed = true
-			saved[r.Host] = "error: " + err.Error()
-			continue
-		}
-		saved[r.Host] = p
-	}
+	// Page by page: download the page's copies, then print the page.
+	saved := map[string]string{} // host → local path, or "error: ..."
+	failed, hosts := false, 0
+	var js *jobJSON
 	if o.Output == "json" {
-		if err := printJSON(w, struct {
-			wire.Job
-			Saved map[string]string `json:"saved"`
-		}{job, saved}); err != nil {
+		js = &jobJSON{w: w}
+		if err := js.head(job); err != nil {
+			return err
+		}
+	}
+	last, err := eachPage(ctx, c, job, func(page wire.Job) error {
+		hosts += len(page.Results)
+		for _, r := range page.Results {
+			if r.State != model.StateOK {
+				failed = true
+			}
+			if r.State != model.StateOK || r.Files == nil {
+				continue
+			}
+			p, err := download(ctx, c, r.Host, r.Files.SHA256, outDir, name)
+			if err != nil {
+				failed = true
+				saved[r.Host] = "error: " + err.Error()
+				continue
+			}
+			saved[r.Host] = p
+		}
+		if js != nil {
+			for _, r := range page.Results {
+				if err := js.result(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		printFetched(w, page.Results, saved)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if js != nil {
+		if err := js.end(last.Deliveries, jsonField{"saved", saved}); err != nil {
 			return err
 		}
 	} else {
-		t := newTable(w, "HOST", "STATE", "SIZE", "SHA256", "TRANSPORT", "TIME", "SAVED")
-		for _, r := range job.Results {
-			size, sum, note := "-", "-", saved[r.Host]
-			if r.Files != nil && r.State == model.StateOK {
-				size, sum = byteSize(r.Files.Size), r.Files.SHA256
-			}
-			if r.State != model.StateOK {
-				note = r.Error
-			}
-			t.AppendRow(table.Row{r.Host, r.State, size, sum, r.Transport, (time.Duration(r.DurationMS) * time.Millisecond).String(), note})
-		}
-		t.SetColumnConfigs([]table.ColumnConfig{{Name: "SAVED", WidthMax: 80}})
-		t.Render()
-		fmt.Fprintf(w, "job %s: %s\n", job.JobID, summary(job))
-	}
-	for _, r := range job.Results {
-		if r.State != model.StateOK {
-			failed = true
-		}
+		fmt.Fprintf(w, "job %s: %s\n", job.JobID, summary(job, hosts))
 	}
 	if failed {
 		return errFailed
 	}
 	return nil
+}
+
+// printFetched prints a table of fetch results with where each copy was
+// saved (saved: host → local path or "error: ...").
+func printFetched(w io.Writer, results []wire.HostResult, saved map[string]string) {
+	t := newTable(w, "HOST", "STATE", "SIZE", "SHA256", "TRANSPORT", "TIME", "SAVED")
+	for _, r := range results {
+		size, sum, note := "-", "-", saved[r.Host]
+		if r.Files != nil && r.State == model.StateOK {
+			size, sum = byteSize(r.Files.Size), r.Files.SHA256
+		}
+		if r.State != model.StateOK {
+			note = r.Error
+		}
+		t.AppendRow(table.Row{r.Host, r.State, size, sum, r.Transport, (time.Duration(r.DurationMS) * time.Millisecond).String(), note})
+	}
+	t.SetColumnConfigs([]table.ColumnConfig{{Name: "SAVED", WidthMax: 80}})
+	t.Render()
 }
 
 // download saves the master's copy of a host's file as OUTDIR/HOST/NAME,

@@ -33,6 +33,7 @@ type filesFake struct {
 	blobs map[string][]byte // the content the master stores
 	serve map[string][]byte // what GET /api/v1/content/{sha256} sends instead, if set
 	job   wire.Job          // what a started job ends as
+	pages int               // hosts per page of the job (pageOf); 0: one page
 }
 
 func newFilesFake(t *testing.T) *filesFake {
@@ -88,6 +89,10 @@ func newFilesFake(t *testing.T) *filesFake {
 			}
 			reply(w, 202, wire.ExecAccepted{JobID: f.job.JobID, State: "running", Total: f.job.Total})
 		case p == "/api/v1/jobs/"+f.job.JobID && r.Method == "GET":
+			if f.pages > 0 {
+				reply(w, 200, pageOf(f.job, r.URL.Query(), f.pages))
+				return
+			}
 			reply(w, 200, f.job)
 		default: // the event stream too: follow polls instead
 			reply(w, 404, wire.Error{Error: "no such endpoint"})

@@ -107,20 +107,29 @@ func (p *progress) failed() int {
 	return n
 }
 
-// poll GETs the job until it has ended, every pollInterval. It gives up
-// on an error answer at once, and on a broken connection after a while.
+// poll GETs the job until it has ended, every pollInterval, and returns
+// its first page. While the job runs it asks for its counts alone (one
+// host, no output): a page of a large job's output every half second
+// would be wasted. It gives up on an error answer at once, and on a
+// broken connection after a while.
 func (p *progress) poll(ctx context.Context, c *client) (wire.Job, error) {
 	const maxErrors = 20
 	var errs int
+	page := jobPath(p.job)
+	ask := page // usually the job has ended when the events do
 	for {
 		var job wire.Job
-		err := c.do(ctx, "GET", "/api/v1/jobs/"+url.PathEscape(p.job), nil, &job)
+		err := c.do(ctx, "GET", ask, nil, &job)
 		var ae *apiError
 		switch {
-		case err == nil && job.State.Final():
+		case err == nil && job.State.Final() && ask == page:
 			return job, nil
+		case err == nil && job.State.Final():
+			ask = page
+			continue
 		case err == nil:
 			errs = 0
+			ask = page + "?hosts_limit=1&output=none"
 			if job.Total > 0 {
 				p.total = job.Total
 			}

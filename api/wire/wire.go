@@ -169,7 +169,10 @@ type HostResult struct {
 	DurationMS int64             `json:"duration_ms"`
 }
 
-// Job is a job with its per-host results.
+// Job is a job with its per-host results. GET /api/v1/jobs/{id} (and the
+// ?wait answer of a job request) pages the results by host: NextHost, when
+// set, is the value of hosts_after for the next page. Summary always
+// counts every host of the job.
 type Job struct {
 	JobID      string         `json:"job_id"`
 	ID         string         `json:"id"`
@@ -183,4 +186,5 @@ type Job struct {
 	Summary    map[string]int `json:"summary"`
 	Results    []HostResult   `json:"results,omitempty"`
 	Deliveries []Delivery     `json:"deliveries,omitempty"`
+	NextHost   string         `json:"next_host,omitempty"`
 }
