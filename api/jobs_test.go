@@ -602,7 +602,7 @@ func TestCallbackDelivery(t *testing.T) {
 		t.Errorf("delivered deliveries = %+v; want none", list.Deliveries)
 	}
 	var body wire.Callback
-	items, err := h.store.Outbox(context.Background(), inventory.OutboxFilter{JobID: job.JobID})
+	items, err := h.store.Outbox(context.Background(), inventory.OutboxFilter{JobID: job.JobID, WithBody: true})
 	if err != nil || len(items) != 1 {
 		t.Fatalf("outbox of %s = %d items, %v; want 1", job.JobID, len(items), err)
 	}

@@ -1191,7 +1191,7 @@ func TestFinishEnqueuesOutbox(t *testing.T) {
 	if err != nil || j.State != model.JobDone || rs[0].State != model.StateOK {
 		t.Errorf("finished job: %s, %+v (%v); want done, h0 ok", j.State, rs, err)
 	}
-	items, err := s.Outbox(ctx, OutboxFilter{JobID: "ok"})
+	items, err := s.Outbox(ctx, OutboxFilter{JobID: "ok", WithBody: true})
 	if err != nil || len(items) != 2 {
 		t.Fatalf("outbox of the finished job: %+v, %v; want 2 items", items, err)
 	}

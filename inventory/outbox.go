@@ -87,11 +87,18 @@ type OutboxFilter struct {
 	JobID string
 	State model.DeliveryState
 	Limit int
+	// WithBody reads each delivery's body too (up to a callback's bound,
+	// 16 MiB); listings leave it out.
+	WithBody bool
 }
 
 // Outbox lists deliveries, newest first.
 func (s *Store) Outbox(ctx context.Context, f OutboxFilter) ([]OutboxItem, error) {
-	q := `SELECT ` + outboxCols + ` FROM outbox WHERE 1=1`
+	cols := outboxCols
+	if !f.WithBody {
+		cols = strings.Replace(outboxCols, "body,", "x'' AS body,", 1)
+	}
+	q := `SELECT ` + cols + ` FROM outbox WHERE 1=1`
 	var args []any
 	if f.JobID != "" {
 		q += ` AND job_id = ?`

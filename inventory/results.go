@@ -238,3 +238,22 @@ func (s *Store) noHost(ctx context.Context, jobID, host string) error {
 	}
 	return fmt.Errorf("host %s in job %s: %w", host, jobID, ErrNotFound)
 }
+
+// JobHostsNot returns the hosts of job id whose state is not st, in host
+// order, without reading their results (a rerun of the failed hosts).
+func (s *Store) JobHostsNot(ctx context.Context, id string, st model.State) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT host FROM job_hosts WHERE job_id = ? AND state != ? ORDER BY host`, id, string(st))
+	if err != nil {
+		return nil, fmt.Errorf("list hosts of job %s: %w", id, err)
+	}
+	defer rows.Close()
+	var hosts []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, fmt.Errorf("list hosts of job %s: %w", id, err)
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, rows.Err()
+}

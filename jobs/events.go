@@ -3,9 +3,11 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
+	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -95,7 +97,8 @@ func (s *Service) Events(ctx context.Context, id string, fn func(model.Event) er
 			}
 		}
 	}
-	job, results, err := s.Store.Job(ctx, id)
+	// Read host by host, in batches: memory does not grow with the job.
+	job, err := s.Store.JobSummary(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -109,7 +112,8 @@ func (s *Service) Events(ctx context.Context, id string, fn func(model.Event) er
 	if err := send(model.Event{Type: model.EventJob, State: string(model.JobRunning), Total: job.Total, At: job.CreatedAt}); err != nil {
 		return err
 	}
-	for _, r := range results {
+	all := inventory.ResultPage{Limit: math.MaxInt32, Tail: math.MaxInt32} // every host, its whole stored output
+	_, err = s.Store.JobResults(ctx, id, all, func(r model.Result) error {
 		for _, o := range []struct {
 			s model.Stream
 			b []byte
@@ -120,10 +124,11 @@ func (s *Service) Events(ctx context.Context, id string, fn func(model.Event) er
 				}
 			}
 		}
-		if err := send(model.Event{Type: model.EventHost, Host: r.Host, State: string(r.State), ExitCode: r.ExitCode, Signal: r.Signal,
-			Error: r.Error, At: r.FinishedAt}); err != nil {
-			return err
-		}
+		return send(model.Event{Type: model.EventHost, Host: r.Host, State: string(r.State), ExitCode: r.ExitCode, Signal: r.Signal,
+			Error: r.Error, At: r.FinishedAt})
+	})
+	if err != nil {
+		return err
 	}
 	if job.State == model.JobRunning || job.State == model.JobQueued {
 		return nil // another master's, or stored before this one started

@@ -423,7 +423,7 @@ func (s *Service) Cancel(ctx context.Context, id string) error {
 // Rerun starts a new job with the spec of job id, on all of its hosts or,
 // with onlyFailed, on those that did not end ok.
 func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (inventory.Job, error) {
-	old, results, err := s.Store.Job(ctx, id)
+	old, err := s.Store.JobSummary(ctx, id) // the hosts' results are not needed
 	if err != nil {
 		return inventory.Job{}, err
 	}
@@ -440,11 +440,9 @@ func (s *Service) Rerun(ctx context.Context, id string, onlyFailed bool) (invent
 		}
 	}
 	if onlyFailed {
-		var hosts []string
-		for _, r := range results {
-			if r.State != model.StateOK {
-				hosts = append(hosts, r.Host)
-			}
+		hosts, err := s.Store.JobHostsNot(ctx, id, model.StateOK)
+		if err != nil {
+			return inventory.Job{}, err
 		}
 		if len(hosts) == 0 {
 			return inventory.Job{}, fmt.Errorf("%w: job %s has no failed hosts", ErrNoTargets, id)
