@@ -37,7 +37,7 @@ func jobView(j inventory.Job, rs []model.Result) wire.Job {
 // stored output.
 const (
 	CallbackOutputCap = model.AnnouncedOutput
-	CallbackMaxOutput = 16 << 20
+	CallbackMaxOutput = model.AnnouncedTotal
 )
 
 // CallbackBody is the JSON a finished job's callback_url receives: the job

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -256,7 +257,8 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 			runnable++
 		}
 	}
-	opts := exec.Options{Limit: batchLimit(spec.Batch, runnable), FailThreshold: spec.FailThreshold, KeepTail: model.AnnouncedOutput}
+	opts := exec.Options{Limit: batchLimit(spec.Batch, runnable), FailThreshold: spec.FailThreshold,
+		KeepTail: model.AnnouncedTail(len(targets))}
 	r.hub.publish(model.Event{Type: model.EventJob, State: string(model.JobRunning), Total: len(targets)})
 	hooks := exec.Hooks{
 		Start: func(t model.Target, at time.Time) {
@@ -492,7 +494,19 @@ func (s *Service) Recover(ctx context.Context) error {
 			s.Log.Error("recover job left running by the previous master", "job", id, "err", err)
 			continue
 		}
-		job, results, err := s.Store.Job(ctx, id)
+		job, err := s.Store.JobSummary(ctx, id)
+		if err != nil {
+			s.Log.Error("recover job left running by the previous master", "job", id, "err", err)
+			continue
+		}
+		// Each host's result with the tail its announcements need, not
+		// its whole stored output.
+		var results []model.Result
+		page := inventory.ResultPage{Limit: math.MaxInt32, Tail: model.AnnouncedTail(job.Total)}
+		_, err = s.Store.JobResults(ctx, id, page, func(r model.Result) error {
+			results = append(results, r)
+			return nil
+		})
 		if err != nil {
 			s.Log.Error("recover job left running by the previous master", "job", id, "err", err)
 			continue

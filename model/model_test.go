@@ -60,3 +60,18 @@ func TestStream(t *testing.T) {
 		t.Errorf("Stream names = %q %q %q; want stdout stderr unknown", Stdout, Stderr, Stream(9))
 	}
 }
+
+func TestAnnouncedTail(t *testing.T) {
+	for _, tt := range []struct{ hosts, want int }{
+		{0, AnnouncedOutput}, {1, AnnouncedOutput}, {256, AnnouncedOutput}, {2000, 8388}, {100000, 1024},
+	} {
+		if got := AnnouncedTail(tt.hosts); got != tt.want {
+			t.Errorf("AnnouncedTail(%d) = %d; want %d", tt.hosts, got, tt.want)
+		}
+	}
+	for _, n := range []int{10, 1000, 10000, 50000} {
+		if total := 2 * n * AnnouncedTail(n); total > 2*AnnouncedTotal+2*n*1024 {
+			t.Errorf("%d hosts keep %d bytes of tails; want at most twice AnnouncedTotal (+1 KiB floor each)", n, total)
+		}
+	}
+}

@@ -32,8 +32,23 @@ type FileReport struct {
 	SHA256 string `json:"sha256,omitempty"`
 }
 
-// AnnouncedOutput is the most of one stream of one host that a finished
-// job's announcements carry (a callback's per-host cap). The job service
-// keeps only this tail of each finished host in memory; the stored results
-// have the rest.
-const AnnouncedOutput = 64 << 10
+// Bounds of what a finished job's announcements carry: at most
+// AnnouncedOutput of one stream of one host (a callback's per-host cap),
+// and at most AnnouncedTotal of all hosts' output together.
+const (
+	AnnouncedOutput = 64 << 10
+	AnnouncedTotal  = 16 << 20
+)
+
+// AnnouncedTail is how much of each stream of each host a job of hosts
+// hosts keeps in memory for its announcements once the host's result is
+// stored: AnnouncedOutput, less in a big job — twice each stream's fair
+// share of AnnouncedTotal, so the callback can still give hosts with much
+// output the room others leave — but at least 1 KiB. A job's memory for
+// output thus stays near 2 × AnnouncedTotal however many hosts it has.
+func AnnouncedTail(hosts int) int {
+	if hosts < 1 {
+		return AnnouncedOutput
+	}
+	return min(AnnouncedOutput, max(1<<10, 2*AnnouncedTotal/(2*hosts)))
+}
