@@ -99,11 +99,8 @@ func cmdSwarm(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Each minion holds its listener and the master's connection; a
-	// registration in flight holds one more.
-	if need := 2*uint64(cfg.count) + uint64(cfg.registerParallel) + 64; limit < need {
-		return fmt.Errorf("%d minions need about %d file descriptors; RLIMIT_NOFILE allows %d (raise the hard limit: ulimit -Hn, LimitNOFILE=)",
-			cfg.count, need, limit)
+	if err := checkNoFile(cfg, limit, log); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.baseDir, 0o700); err != nil {
 		return fmt.Errorf("create base dir: %w", err)
@@ -341,6 +338,34 @@ func (s *swarm) report(ctx context.Context, stdout io.Writer, start time.Time) {
 // with exit 0 and no output, and starts no process.
 func noopRun(context.Context, model.Command, model.OutputFunc) (model.Exit, error) {
 	return model.Exit{}, nil
+}
+
+// File descriptors a swarm needs: each minion holds its listener and the
+// master's connection, a registration in flight one more; with --exec=fork
+// a running command holds its two output pipes and, while it starts, the
+// pipes' other ends, /dev/null and the start-error pipe.
+const (
+	fdsPerMinion = 2
+	fdsPerFork   = 5
+	fdsSpare     = 64
+)
+
+// checkNoFile refuses a swarm whose minions cannot all hold their sockets
+// with limit file descriptors, and warns when commands on every minion at
+// once (fork mode) could run out: those would fail with EMFILE on the
+// minion, which the master reports as failed hosts.
+func checkNoFile(cfg swarmConfig, limit uint64, log *slog.Logger) error {
+	n := uint64(cfg.count)
+	need := fdsPerMinion*n + uint64(cfg.registerParallel) + fdsSpare
+	if limit < need {
+		return fmt.Errorf("%d minions need about %d file descriptors; RLIMIT_NOFILE allows %d (raise the hard limit: ulimit -Hn as root, LimitNOFILE=)",
+			cfg.count, need, limit)
+	}
+	if cfg.exec == "fork" && limit < need+fdsPerFork*n {
+		log.Warn("RLIMIT_NOFILE may be too low to fork a command on every minion at once; commands beyond it fail with EMFILE",
+			"limit", limit, "want", need+fdsPerFork*n)
+	}
+	return nil
 }
 
 // raiseNoFile raises the soft RLIMIT_NOFILE to the hard limit and returns

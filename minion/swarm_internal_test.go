@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -96,5 +97,19 @@ func TestNoopRun(t *testing.T) {
 	var m Minion
 	if m.hooks.run != nil {
 		t.Errorf("a minion's zero hooks carry a runner")
+	}
+}
+
+func TestCheckNoFile(t *testing.T) {
+	cfg := swarmConfig{count: 1000, registerParallel: 16, exec: "noop"}
+	if err := checkNoFile(cfg, 1000, testenv.Logger(t)); err == nil || !strings.Contains(err.Error(), "RLIMIT_NOFILE") {
+		t.Errorf("1000 minions with 1000 descriptors: %v; want refused", err)
+	}
+	if err := checkNoFile(cfg, 2080, testenv.Logger(t)); err != nil {
+		t.Errorf("1000 minions with 2080 descriptors: %v; want enough", err)
+	}
+	cfg.exec = "fork" // only warned: commands may not all run at once
+	if err := checkNoFile(cfg, 2080, testenv.Logger(t)); err != nil {
+		t.Errorf("1000 forking minions with 2080 descriptors: %v; want a warning only", err)
 	}
 }

@@ -36,12 +36,15 @@ cleanup() { stop "$spid"; stop "$mpid"; [ -n "${KEEP:-}" ] && echo "kept $W" >&2
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Each minion holds a listener and the master's connection, and the master
-# one connection per minion: raise the hard limit of this shell's children
-# when it is too low (root only), the programs raise their soft limit to it.
+# Each minion holds a listener and the master's connection, and with
+# --exec=fork a command's pipes while it runs; the master holds one
+# connection per minion. Raise the hard limit of this shell's children when
+# it is too low (root only); the programs raise their soft limit to it.
 max=0
 for n in $SIZES; do [ "$n" -gt "$max" ] && max=$n; done
-need=$((2 * max + 1024))
+per=2
+case " $EXECS " in *" fork "*) per=8 ;; esac
+need=$((per * max + 1024))
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
 	ulimit -Hn "$need" 2>/dev/null || echo "warning: RLIMIT_NOFILE hard limit $(ulimit -Hn) < $need; large sizes will be refused" >&2
 fi
@@ -99,7 +102,8 @@ CFG
 		--master "https://127.0.0.1:$PORT" --join-token "$join" --master-fingerprint "$fp" --exec "$mode" \
 		>"$D/swarm.out" 2>"$D/swarm.log" &
 	spid=$!
-	local reg="-" healthy="-" cold="-" warm=() ok=0 notok=0 states="" idle="-" cpu_reg="-" cpu_exec="-"
+	local reg="-" healthy="-" cold="-" warm=() ok=0 notok=0 idle="-" cpu_reg="-" cpu_exec="-"
+	: >"$D/states"
 	if until_ok "$deadline" grep -q '^swarm: all' "$D/swarm.out" && until_ok "$deadline" all_accepted; then
 		reg=$(sed -n 's/^swarm: all [0-9]* minions registered in \([0-9.]*\)s$/\1/p' "$D/swarm.out")
 		treg=$(now)
@@ -124,7 +128,7 @@ CFG
 				[ "$r" -eq 1 ] && cold=$wall || warm+=("$wall")
 				ok=$((ok + $(jq '.summary.ok // 0' "$D/run$r.json" 2>/dev/null || echo 0)))
 				notok=$((notok + $(jq '[.summary // {} | to_entries[] | select(.key != "ok") | .value] | add // 0' "$D/run$r.json" 2>/dev/null || echo 0)))
-				states+=$(jq -r '.summary // {} | to_entries[] | select(.key != "ok") | "\(.key) \(.value) "' "$D/run$r.json" 2>/dev/null || true)
+				jq -r '.summary // {} | to_entries[] | select(.key != "ok") | "\(.key) \(.value)"' "$D/run$r.json" >>"$D/states" 2>/dev/null || true
 			done
 			c1=$(cpu_ticks "$mpid")
 			cpu_exec=$(awk -v t="$((c1 - c0))" -v hz="$TICK" 'BEGIN { printf "%.1f", t / hz }')
@@ -136,7 +140,9 @@ CFG
 	srss=$(kib "$(status_kb "$spid" VmRSS)")
 	local perminion="-"
 	[ "$idle" != "-" ] && perminion=$(awk -v r="$idle" -v n="$n" 'BEGIN { printf "%.0f", r * 1024 / n }')
-	[ -n "$states" ] && states=" ($(echo "$states" | xargs))"
+	local states
+	states=$(awk '{ n[$1] += $2 } END { for (s in n) printf "%s%s %d", (i++ ? ", " : ""), s, n[s] }' "$D/states")
+	[ -n "$states" ] && states=" ($states)"
 	local warmcol="-"
 	[ ${#warm[@]} -gt 0 ] && warmcol=$(
 		IFS=,
