@@ -49,6 +49,10 @@ Flags:
                               /var/lib/felix/swarm for root, else
                               ~/.local/share/felix/swarm)
   --first-ip IP               address of the first minion (default 127.1.0.1)
+  --offset K                  run minions K+1 to K+COUNT of the sequence (ids
+                              and addresses as one swarm of K+COUNT has them),
+                              to split a swarm over processes, each with its
+                              own RLIMIT_NOFILE (default 0)
   --port PORT                 gRPC port of every minion (default 4510; 0: any)
   --master URL                master API URL, https://HOST:8443
   --join-token TOKEN          join token (an auto-accept one with --uses COUNT
@@ -67,6 +71,7 @@ Flags:
 // swarmConfig is what one swarm runs.
 type swarmConfig struct {
 	count             int
+	offset            int // minions of the sequence run elsewhere, before these
 	baseDir           string
 	firstIP           netip.Addr
 	port              int
@@ -130,6 +135,7 @@ func parseSwarm(args []string, stdout io.Writer) (cfg swarmConfig, logLevel stri
 	fs.Usage = func() { fmt.Fprint(stdout, swarmUsage) }
 	var firstIP string
 	fs.IntVar(&cfg.count, "count", 100, "")
+	fs.IntVar(&cfg.offset, "offset", 0, "")
 	fs.StringVar(&cfg.baseDir, "base-dir", config.DefaultDir("data", "swarm"), "")
 	fs.StringVar(&firstIP, "first-ip", "127.1.0.1", "")
 	fs.IntVar(&cfg.port, "port", 4510, "")
@@ -157,6 +163,8 @@ func (c swarmConfig) validate() error {
 	switch {
 	case c.count < 1:
 		return fmt.Errorf("--count %d: want at least 1", c.count)
+	case c.offset < 0:
+		return fmt.Errorf("--offset %d: want 0 or more", c.offset)
 	case c.port < 0 || c.port > 65535:
 		return fmt.Errorf("--port %d: want 0 to 65535", c.port)
 	case c.master == "":
@@ -195,10 +203,11 @@ func newSwarm(ctx context.Context, cfg swarmConfig, log *slog.Logger) (*swarm, e
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	addrs, err := swarmAddrs(cfg.firstIP, cfg.count)
+	addrs, err := swarmAddrs(cfg.firstIP, cfg.offset+cfg.count)
 	if err != nil {
 		return nil, err
 	}
+	addrs = addrs[cfg.offset:]
 	if err := os.MkdirAll(cfg.baseDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create base dir: %w", err)
 	}
@@ -212,7 +221,7 @@ func newSwarm(ctx context.Context, cfg swarmConfig, log *slog.Logger) (*swarm, e
 	if cfg.exec == "noop" {
 		run = noopRun
 	}
-	width := max(5, len(strconv.Itoa(cfg.count)))
+	width := max(5, len(strconv.Itoa(cfg.offset+cfg.count)))
 
 	// Key generation is CPU work and writing the files waits on the disk:
 	// a few per core keep both busy.
@@ -252,7 +261,7 @@ func newSwarm(ctx context.Context, cfg swarmConfig, log *slog.Logger) (*swarm, e
 
 // newMinion makes the swarm's i-th minion at addr.
 func (s *swarm) newMinion(i, width int, addr netip.Addr, shared facts.Facts, run agent.Runner, slots chan struct{}) (*Minion, error) {
-	id := fmt.Sprintf("%s%0*d", s.cfg.idPrefix, width, i+1)
+	id := fmt.Sprintf("%s%0*d", s.cfg.idPrefix, width, s.cfg.offset+i+1)
 	cfg := config.Minion{
 		Master: s.cfg.master, MasterFingerprint: s.cfg.masterFingerprint, JoinToken: s.cfg.joinToken, ID: id,
 		Listen: net.JoinHostPort(addr.String(), strconv.Itoa(s.cfg.port)), DataDir: filepath.Join(s.cfg.baseDir, id),

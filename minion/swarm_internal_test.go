@@ -71,6 +71,7 @@ func TestParseSwarm(t *testing.T) {
 	}{
 		{[]string{"--exec", "fake"}, "want fork or noop"},
 		{[]string{"--count", "0"}, "--count"},
+		{[]string{"--offset", "-1"}, "--offset"},
 		{[]string{"--port", "70000"}, "--port"},
 		{[]string{"--first-ip", "nope"}, "--first-ip"},
 		{[]string{"--register-parallel", "0"}, "--register-parallel"},

@@ -15,7 +15,9 @@ import (
 
 // A small swarm against an in-process master: each minion registers with its
 // own certificate and address, and the master's health checks reach each
-// one's gRPC server over mutual TLS. Cancelling stops the swarm with 0.
+// one's gRPC server over mutual TLS. --offset runs a later part of the
+// sequence, with the ids and addresses it has there. Cancelling stops the
+// swarm with 0.
 func TestSwarm(t *testing.T) {
 	ma := startMaster(t, 200*time.Millisecond)
 	dir := t.TempDir()
@@ -23,14 +25,14 @@ func TestSwarm(t *testing.T) {
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- minion.Main(ctx, []string{"swarm", "--count", "3", "--base-dir", dir, "--first-ip", "127.3.0.254",
+		done <- minion.Main(ctx, []string{"swarm", "--count", "3", "--base-dir", dir, "--first-ip", "127.3.0.1", "--offset", "253",
 			"--port", "0", "--master", "https://" + ma.Addr().String(), "--join-token", joinToken(t, ma, false),
 			"--exec", "noop", "--id-prefix", "t-", "--register-parallel", "2"}, &testWriter{t}, &testWriter{t})
 	}()
 	store := ma.Store()
 	fps := map[string]bool{}
 	for i, ip := range []string{"127.3.0.254", "127.3.1.1", "127.3.1.2"} {
-		id := fmt.Sprintf("t-%05d", i+1)
+		id := fmt.Sprintf("t-%05d", 254+i) // the 254th to 256th of the sequence
 		poll(t, id+" to register", func() bool {
 			_, err := store.Minion(context.Background(), id)
 			return err == nil

@@ -23,7 +23,8 @@ TICK=$(getconf CLK_TCK)
 
 make -s build
 W=$(mktemp -d /tmp/felix-bench-scale.XXXXXX)
-mpid= spid=
+mpid=
+spids=()
 stop() { # stop PID: SIGTERM, then SIGKILL after 60 s
 	local p=$1
 	[ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
@@ -32,23 +33,26 @@ stop() { # stop PID: SIGTERM, then SIGKILL after 60 s
 	kill -9 "$p" 2>/dev/null || true
 	wait "$p" 2>/dev/null || true
 }
-cleanup() { stop "$spid"; stop "$mpid"; [ -n "${KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"; }
+cleanup() { for p in "${spids[@]}"; do stop "$p"; done; stop "$mpid"; [ -n "${KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Each minion holds a listener and the master's connection, and with
-# --exec=fork a command's pipes while it runs; the master holds one
-# connection per minion. Raise the hard limit of this shell's children when
-# it is too low (root only); the programs raise their soft limit to it.
+# File descriptors. The master holds one connection per minion; a swarm
+# minion its listener and the master's connection, and with --exec=fork a
+# running command's pipes (about 7 at once while it starts). Raise the hard
+# limit of this shell's children when it is too low and we may (root with
+# CAP_SYS_RESOURCE); the programs raise their soft limit to it. A size the
+# limit cannot hold in one swarm process is split over several (--offset):
+# each process has its own descriptor table, as each host would.
 max=0
 for n in $SIZES; do [ "$n" -gt "$max" ] && max=$n; done
-per=2
-case " $EXECS " in *" fork "*) per=8 ;; esac
-need=$((per * max + 1024))
+need=$((7 * max + 1024))
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
-	ulimit -Hn "$need" 2>/dev/null || echo "warning: RLIMIT_NOFILE hard limit $(ulimit -Hn) < $need; large sizes will be refused" >&2
+	ulimit -Hn "$need" 2>/dev/null || true
 fi
 ulimit -Sn "$(ulimit -Hn)"
+NOFILE=$(ulimit -Hn)
+[ "$NOFILE" = unlimited ] && NOFILE=1048576
 
 now() { date +%s%N; }
 secs() { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
@@ -73,6 +77,7 @@ count() { # count JQ-FILTER over the minions: how many match
 	api GET /api/v1/minions | jq "[.minions[] | select($1)] | length" 2>/dev/null || echo 0
 }
 all_accepted() { [ "$(count '.state == "accepted"')" -eq "$n" ]; }
+all_swarms_registered() { [ "$(cat "$D"/swarm*.out | grep -c '^swarm: all')" -eq "${#spids[@]}" ]; }
 all_healthy() { [ "$(count '.state == "accepted" and .health == "ok"')" -eq "$n" ]; }
 
 rows=()
@@ -96,16 +101,26 @@ CFG
 	local join
 	join=$(api POST /api/v1/tokens/join "{\"auto_accept\":true,\"ttl\":\"2h\",\"uses\":$n}" | jq -r .token)
 
-	local t0 treg thealthy
-	t0=$(now)
-	"$BIN/minion" swarm --count "$n" --base-dir "$D/swarm" --first-ip "$FIRST_IP" --port "$MINION_PORT" \
-		--master "https://127.0.0.1:$PORT" --join-token "$join" --master-fingerprint "$fp" --exec "$mode" \
-		>"$D/swarm.out" 2>"$D/swarm.log" &
-	spid=$!
+	# minions per swarm process: as many as its descriptors hold
+	local chunk=$(((NOFILE - 1024) / 2))
+	[ "$mode" = fork ] && chunk=$(((NOFILE - 1024) / 7))
+	[ "$chunk" -gt "$n" ] && chunk=$n
+	local treg thealthy off=0 k=0
+	spids=()
+	while [ "$off" -lt "$n" ]; do
+		local c=$((n - off < chunk ? n - off : chunk))
+		"$BIN/minion" swarm --count "$c" --offset "$off" --base-dir "$D/swarm$k" --first-ip "$FIRST_IP" --port "$MINION_PORT" \
+			--master "https://127.0.0.1:$PORT" --join-token "$join" --master-fingerprint "$fp" --exec "$mode" \
+			>"$D/swarm$k.out" 2>"$D/swarm$k.log" &
+		spids+=($!)
+		off=$((off + c))
+		k=$((k + 1))
+	done
 	local reg="-" healthy="-" cold="-" warm=() ok=0 notok=0 idle="-" cpu_reg="-" cpu_exec="-"
 	: >"$D/states"
-	if until_ok "$deadline" grep -q '^swarm: all' "$D/swarm.out" && until_ok "$deadline" all_accepted; then
-		reg=$(sed -n 's/^swarm: all [0-9]* minions registered in \([0-9.]*\)s$/\1/p' "$D/swarm.out")
+	if until_ok "$deadline" all_swarms_registered && until_ok "$deadline" all_accepted; then
+		# the swarms start together: the slowest one's time
+		reg=$(sed -n 's/^swarm: all [0-9]* minions registered in \([0-9.]*\)s$/\1/p' "$D"/swarm*.out | sort -n | tail -1)
 		treg=$(now)
 		if until_ok "$deadline" all_healthy; then
 			thealthy=$(now)
@@ -137,7 +152,10 @@ CFG
 	local rss hwm srss
 	rss=$(kib "$(status_kb "$mpid" VmRSS)")
 	hwm=$(kib "$(status_kb "$mpid" VmHWM)")
-	srss=$(kib "$(status_kb "$spid" VmRSS)")
+	local p sk=0
+	for p in "${spids[@]}"; do sk=$((sk + $(status_kb "$p" VmRSS))); done
+	srss=$(kib "$sk")
+	[ ${#spids[@]} -gt 1 ] && srss="$srss MiB in ${#spids[@]} processes" || srss="$srss MiB"
 	local perminion="-"
 	[ "$idle" != "-" ] && perminion=$(awk -v r="$idle" -v n="$n" 'BEGIN { printf "%.0f", r * 1024 / n }')
 	local states
@@ -148,13 +166,13 @@ CFG
 		IFS=,
 		echo "${warm[*]}" | sed 's/,/, /g'
 	)
-	rows+=("| $n | $mode | $reg | $healthy | $cold | $warmcol | $ok / $notok$states | $idle / $rss / $hwm MiB ($perminion KiB/minion idle) | $cpu_reg / $cpu_exec | $srss MiB |")
+	rows+=("| $n | $mode | $reg | $healthy | $cold | $warmcol | $ok / $notok$states | $idle / $rss / $hwm MiB ($perminion KiB/minion idle) | $cpu_reg / $cpu_exec | $srss |")
 	printf '%s\n' "${rows[-1]}" >&2
-	stop "$spid"
-	spid=
+	for p in "${spids[@]}"; do stop "$p"; done
+	spids=()
 	stop "$mpid"
 	mpid=
-	[ -n "${KEEP:-}" ] || rm -rf "$D/swarm"
+	[ -n "${KEEP:-}" ] || rm -rf "$D"/swarm?*/
 }
 
 for n in $SIZES; do
