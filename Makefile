@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTO_TOOLS := $(abspath $(BIN)/tools)
 
-.PHONY: help build test demo proto check bench bench-ssh bench-files dist deps clean
+.PHONY: help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench-ssh: build ## `true` on 200 SSH hosts: felix cold and warm vs parallel-ssh
 
 bench-files: build ## felix cp of a 100 MiB file to 50 minions and 50 SSH hosts vs parallel-scp: MiB/s, master peak RSS
 	@bash scripts/bench-files.sh
+
+bench-scale: build ## a master against a swarm of SIZES minions: registration, exec walls, hosts by state, RSS and CPU
+	@bash scripts/bench-scale.sh
 
 dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, in dist/
 	@mkdir -p dist

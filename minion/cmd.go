@@ -22,6 +22,8 @@ Usage:
   minion start [flags]     run in the foreground (systemd-friendly)
   minion stop [flags]      stop a running minion, letting running commands finish
   minion status [flags]    say whether the minion runs, and its fingerprint
+  minion swarm [flags]     run many minions in one process to load a master
+                           (minion swarm --help)
   minion version           print the version
 
 Flags (each also FELIX_MINION_<NAME>, e.g. FELIX_MINION_JOIN_TOKEN):
@@ -43,6 +45,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"start":  func(a []string) error { return cmdStart(ctx, a, stdout) },
 		"stop":   func(a []string) error { return cmdStop(a, stdout) },
 		"status": func(a []string) error { return cmdStatus(a, stdout) },
+		"swarm":  func(a []string) error { return cmdSwarm(ctx, a, stdout) },
 	}, args, stdout, stderr)
 }
 

@@ -48,8 +48,19 @@ type Minion struct {
 	log *slog.Logger
 	id  *pki.Identity
 
+	hooks hooks
+
 	mu     sync.Mutex
 	pinned string // master fingerprint; protected by mu
+}
+
+// hooks are what a swarm (swarm.go) changes in its minions; the zero value
+// is the minion as it runs on a host.
+type hooks struct {
+	run      agent.Runner                               // nil: local.Run, /bin/sh as the real minion
+	gather   func(context.Context) (facts.Facts, error) // nil: facts.Gather
+	slots    chan struct{}                              // registrations in flight, shared; nil: no bound
+	onJoined func()                                     // called once registration succeeded
 }
 
 // New loads or creates the minion's identity and its pinned master fingerprint.
@@ -95,6 +106,7 @@ func (m *Minion) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
 	}
 	srv := agent.NewServer(m.cfg.ID, version.String(), m.log)
+	srv.Run = m.hooks.run
 	// Scripts run from the data directory: /tmp is often mounted noexec.
 	// What a crash left there is swept first.
 	srv.TempDir = filepath.Join(m.cfg.DataDir, "work")
@@ -146,7 +158,10 @@ var registerBackoff = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter
 // off (registerBackoff) while the master is unreachable.
 func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
 	for attempt := 1; ; attempt++ {
-		err := m.Register(ctx, addr)
+		err := m.registerSlot(ctx, addr)
+		if err == nil && m.hooks.onJoined != nil {
+			m.hooks.onJoined()
+		}
 		if err == nil || errors.Is(err, ErrPermanent) {
 			return err
 		}
@@ -163,6 +178,20 @@ func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
 	}
 }
 
+// registerSlot registers once, within one of hooks.slots when the swarm
+// bounds how many registrations are in flight.
+func (m *Minion) registerSlot(ctx context.Context, addr net.Addr) error {
+	if m.hooks.slots != nil {
+		select {
+		case m.hooks.slots <- struct{}{}:
+			defer func() { <-m.hooks.slots }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return m.Register(ctx, addr)
+}
+
 // grpcAddr is what the minion tells the master to dial.
 func (m *Minion) grpcAddr(ln net.Addr) string {
 	if m.cfg.Advertise != "" {
@@ -177,7 +206,11 @@ func (m *Minion) grpcAddr(ln net.Addr) string {
 // client certificate (proof of possession) and checks the master's against
 // the pin, pinning the first one seen when none is set.
 func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
-	f, err := facts.Gather(ctx)
+	gather := facts.Gather
+	if m.hooks.gather != nil {
+		gather = m.hooks.gather
+	}
+	f, err := gather(ctx)
 	if err != nil {
 		m.log.Warn("gather facts", "err", err)
 	}

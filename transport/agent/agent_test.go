@@ -723,3 +723,43 @@ func TestExecFileProtocol(t *testing.T) {
 		})
 	}
 }
+
+// An injected Runner replaces local.Run for Exec and ExecFile alike: it gets
+// the command (in its private directory for ExecFile) and no shell runs.
+func TestInjectedRunner(t *testing.T) {
+	var mu sync.Mutex
+	var got []model.Command
+	h := newHarness(t, func(s *Server) {
+		s.Run = func(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
+			mu.Lock()
+			got = append(got, cmd)
+			mu.Unlock()
+			out(model.Stdout, []byte("runner"))
+			return model.Exit{Code: 4}, nil
+		}
+	})
+	marker := filepath.Join(t.TempDir(), "ran")
+	cmds := []model.Command{
+		{Line: "touch " + marker, Dir: "/"},
+		{Line: "./s.sh", File: bytesFile("s.sh", []byte("#!/bin/sh\ntouch "+marker+"\n"))},
+	}
+	for _, cmd := range cmds {
+		var out output
+		exit, err := h.pool.Exec(testCtx(t), h.target, cmd, out.add)
+		if err != nil {
+			t.Fatalf("Exec %q: %v", cmd.Line, err)
+		}
+		if stdout, _ := out.strings(); exit.Code != 4 || stdout != "runner" {
+			t.Errorf("Exec %q = exit %d, stdout %q; want the runner's 4 and %q", cmd.Line, exit.Code, stdout, "runner")
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("a shell ran although a runner was injected")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0].Line != cmds[0].Line || got[0].Dir != "/" ||
+		got[1].Line != "./s.sh" || filepath.Dir(got[1].Dir) != h.tempDir {
+		t.Errorf("the runner got %+v; want both commands, the second in a job directory of %s", got, h.tempDir)
+	}
+}

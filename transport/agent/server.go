@@ -40,9 +40,19 @@ type Server struct {
 	// Files does the work of PutFile and GetFile on the host: its Roots
 	// are where they may touch, its journal what Sweep cleans after a
 	// crash. Nil means a Store with no roots and no journal.
-	Files   *hostfile.Store
+	Files *hostfile.Store
+	// Run runs the commands of Exec and ExecFile; nil means local.Run
+	// (/bin/sh -c in its own process group), the minion's only runner.
+	// The swarm injects another to answer without forking (minion swarm
+	// --exec=noop), so a benchmark measures the master alone.
+	Run     Runner
 	started time.Time
 }
+
+// Runner runs one command on the host, streaming its output to out; it has
+// local.Run's contract (a non-zero exit is an Exit, an error means the
+// command could not start).
+type Runner func(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error)
 
 // NewServer returns the minion service for the minion id.
 func NewServer(id, version string, log *slog.Logger) *Server {
@@ -219,7 +229,11 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, strea
 				Output: &felixv1.OutputChunk{Stream: ps, Data: p}}})
 		}
 	}
-	exit, err := local.Run(ctx, cmd, out)
+	run := s.Run
+	if run == nil {
+		run = local.Run
+	}
+	exit, err := run(ctx, cmd, out)
 	if done != nil {
 		done()
 	}
