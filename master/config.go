@@ -23,6 +23,8 @@ type Config struct {
 
 	LogLevel string `toml:"log_level" default:"info" env:"FELIX_MASTER_LOG_LEVEL" flag:"log-level" doc:"debug, info, warn or error. Logs go to stderr."`
 
+	DebugListen string `toml:"debug_listen" env:"FELIX_MASTER_DEBUG_LISTEN" doc:"Address of a profiling listener (Go's net/http/pprof: /debug/pprof/heap, goroutine, profile, ...), on a loopback address only, such as 127.0.0.1:6060. Empty: off."`
+
 	Exec struct {
 		DefaultTimeout config.Duration `toml:"default_timeout" default:"60s" doc:"Deadline of a command when the request names none; the minion kills the command's whole process group when it passes."`
 		MaxTimeout     config.Duration `toml:"max_timeout" default:"24h" doc:"Longest deadline a request may ask for."`
@@ -98,6 +100,12 @@ func (c *Config) Validate() error {
 	c.computeDefaults()
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q: want host:port", c.Listen)
+	}
+	if c.DebugListen != "" {
+		host, _, err := net.SplitHostPort(c.DebugListen)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("debug_listen %q: want a loopback address and port such as 127.0.0.1:6060 (profiles show the master's internals)", c.DebugListen)
+		}
 	}
 	if c.Exec.MaxParallel <= 0 {
 		return fmt.Errorf("exec.max_parallel must be positive")

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,8 @@ type Master struct {
 	writer   *inventory.ResultWriter
 	srv      *http.Server
 	ln       net.Listener
+	debug    *http.Server // the profiling listener (debug_listen); nil when off
+	debugLn  net.Listener
 	jobs     *jobs.Service
 	notifier *notify.Notifier
 	// baseCtx is every request's parent; cancelRequests ends the requests
@@ -106,6 +109,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	m.ln = ln
+	if cfg.DebugListen != "" {
+		if m.debugLn, err = net.Listen("tcp", cfg.DebugListen); err != nil {
+			ln.Close()
+			store.Close()
+			return nil, fmt.Errorf("listen on %s (debug_listen): %w", cfg.DebugListen, err)
+		}
+		m.debug = &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("profiling listener", "addr", m.debugLn.Addr().String())
+	}
 	m.pool = agent.NewPool(id)
 	m.sshPool = newSSHPool(cfg, log)
 	sel := &transport.Select{Agent: m.pool}
@@ -255,6 +267,9 @@ func (m *Master) closeEarly() {
 		m.sshPool.Close()
 	}
 	m.ln.Close()
+	if m.debugLn != nil {
+		m.debugLn.Close()
+	}
 	m.writer.Close()
 	m.store.Close()
 }
@@ -315,6 +330,10 @@ func (m *Master) Run(ctx context.Context) error {
 		defer wg.Done()
 		m.notifier.Run(nctx)
 	}()
+	if m.debug != nil {
+		go m.debug.Serve(m.debugLn)
+		defer m.debug.Close()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.ServeTLS(m.ln, "", "") }()
 	var err error
@@ -458,4 +477,15 @@ func terminalPrompt() func(keyPath string) ([]byte, error) {
 		fmt.Fprintln(os.Stderr)
 		return pw, err
 	}
+}
+
+// pprofMux serves Go's runtime profiles (net/http/pprof) for debug_listen.
+func pprofMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

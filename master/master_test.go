@@ -229,6 +229,11 @@ func TestConfigValidate(t *testing.T) {
 			c.Exec.MaxTimeout.Duration, c.Files.Timeout.Duration = time.Minute, 0
 		}, ""},
 		{"files max_size over max_store_size", func(c *Config) { c.Files.MaxSize, c.Files.MaxStoreSize = 2<<30, 1<<30 }, "files.max_size"},
+		{"debug_listen loopback", func(c *Config) { c.DebugListen = "127.0.0.1:6060" }, ""},
+		{"debug_listen ipv6 loopback", func(c *Config) { c.DebugListen = "[::1]:0" }, ""},
+		{"debug_listen all addresses", func(c *Config) { c.DebugListen = ":6060" }, "debug_listen"},
+		{"debug_listen public", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "debug_listen"},
+		{"debug_listen name", func(c *Config) { c.DebugListen = "localhost:6060" }, "debug_listen"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -665,5 +670,36 @@ func TestHealthSkipsPending(t *testing.T) {
 	})
 	if mn, err := store.Minion(ctx, "pending1"); err != nil || mn.Health != model.HealthUnknown {
 		t.Errorf("pending minion health = %q, %v; want %q (never pinged)", mn.Health, err, model.HealthUnknown)
+	}
+}
+
+// With debug_listen the master serves Go's profiles there, and only there.
+func TestDebugListen(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.DebugListen = "127.0.0.1:0"
+	r := startMaster(t, cfg)
+	base := "http://" + r.m.debugLn.Addr().String()
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap?debug=1"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(body) == 0 {
+			t.Errorf("GET %s = %d (%d bytes); want 200 with a profile", path, resp.StatusCode, len(body))
+		}
+	}
+	if resp, err := http.Get(base + "/api/v1/jobs"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET /api/v1/jobs on the debug listener = %d; want 404 (the API is not served there)", resp.StatusCode)
+		}
+	}
+	if err := r.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if _, err := http.Get(base + "/debug/pprof/"); err == nil {
+		t.Error("the debug listener still answers after the master stopped")
 	}
 }

@@ -57,6 +57,10 @@ func NewPool(id *pki.Identity) *Pool {
 // Name returns "agent".
 func (p *Pool) Name() string { return Name }
 
+// connReadBuffer is each minion connection's read buffer (gRPC's default
+// is 32 KiB, per connection, for as long as it is open).
+const connReadBuffer = 4 << 10
+
 // client returns the minion's connection, dialling it (lazily) on first use
 // and again when its address or pinned certificate changed.
 func (p *Pool) client(t model.Target) (felixv1.MinionClient, error) {
@@ -75,6 +79,10 @@ func (p *Pool) client(t model.Target) (felixv1.MinionClient, error) {
 	cc, err := grpc.NewClient("passthrough:///"+t.Addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientConfig(p.id, t.Fingerprint))),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		// Thousands of mostly idle connections: each gives its write buffer
+		// back after a flush, and reads through a small buffer.
+		grpc.WithSharedWriteBuffer(true),
+		grpc.WithReadBufferSize(connReadBuffer),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
 			MinConnectTimeout: 5 * time.Second,
