@@ -326,9 +326,20 @@ func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.
 	s.mu.Lock()
 	forced := s.forcedLocked()
 	s.mu.Unlock()
+	// Once Shutdown's deadline passes, stop waiting for the writer too (it
+	// may be waiting out a full disk, and closes only after the jobs).
+	base, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		select {
+		case <-forced:
+			stop()
+		case <-base.Done():
+		}
+	}()
 	failures := 0
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		ctx, cancel := base, context.CancelFunc(func() {})
 		if !patient {
 			// The writer waits out a full disk; an impatient caller (a
 			// starting master) does not: the end stays queued and is
@@ -342,6 +353,9 @@ func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.
 		}
 		if errors.Is(err, inventory.ErrWriterClosed) {
 			return err
+		}
+		if base.Err() != nil {
+			return fmt.Errorf("store the end of job %s (left to the next start): the master is stopping", job.ID)
 		}
 		if !patient && errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("store the end of job %s: storage unavailable; it stays queued and is stored when storage returns", job.ID)

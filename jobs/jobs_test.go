@@ -1008,13 +1008,13 @@ func TestCancelWhileFinishing(t *testing.T) {
 	}
 }
 
-// A job whose hosts end while the disk is full cannot store its end; it
-// stays running, retrying, and ends — with every result stored — once
-// space is freed. The database lives on a small tmpfs, filled for real.
-func TestJobEndsAfterDiskFreed(t *testing.T) {
+// fullDiskJob starts a job of two hosts over a database on a small tmpfs
+// and fills the disk while they run; they end once it is full. It returns
+// the service, the job and the filler file (remove it to free the space).
+func fullDiskJob(t *testing.T, out []byte) (*Service, inventory.Job, string) {
+	t.Helper()
 	dir := testenv.Tmpfs(t, 8<<20)
 	g := newGate(2)
-	out := bytes.Repeat([]byte("x"), 64<<10)
 	tr := &fakeTransport{run: func(ctx context.Context, tg model.Target, _ model.Command, o model.OutputFunc) (model.Exit, error) {
 		if !g.wait(ctx, tg.ID) {
 			return model.Exit{}, ctx.Err()
@@ -1023,8 +1023,7 @@ func TestJobEndsAfterDiskFreed(t *testing.T) {
 		return model.Exit{}, nil
 	}}
 	s := newServiceIn(t, dir, tr)
-	ctx := context.Background()
-	job, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "x", Targets: []string{"web1", "web2"}}, "")
+	job, err := s.Submit(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "x", Targets: []string{"web1", "web2"}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1040,14 +1039,23 @@ func TestJobEndsAfterDiskFreed(t *testing.T) {
 		t.Fatal(err)
 	}
 	filler := testenv.Fill(t, dir)
+	t.Cleanup(func() { os.Remove(filler) }) // the cleanups that follow need room
 	close(g.release)
-
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
-	ended := s.Wait(short, job.ID)
-	cancel()
-	if ended {
+	short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if s.Wait(short, job.ID) {
 		t.Fatalf("job %s ended while its results could not be stored", job.ID)
 	}
+	return s, job, filler
+}
+
+// A job whose hosts end while the disk is full cannot store its end; it
+// stays running, retrying, and ends — with every result stored — once
+// space is freed. The database lives on a small tmpfs, filled for real.
+func TestJobEndsAfterDiskFreed(t *testing.T) {
+	out := bytes.Repeat([]byte("x"), 64<<10)
+	s, job, filler := fullDiskJob(t, out)
+	ctx := context.Background()
 	if st, err := s.Store.JobState(ctx, job.ID); err != nil || st != model.JobRunning {
 		t.Errorf("stored job state while the disk is full = %s, %v; want running", st, err)
 	}
@@ -1070,5 +1078,23 @@ func TestJobEndsAfterDiskFreed(t *testing.T) {
 		if len(r.Stdout) != len(out) {
 			t.Errorf("%s: %d bytes of stdout stored; want %d", r.Host, len(r.Stdout), len(out))
 		}
+	}
+}
+
+// Shutdown past its deadline returns although a job's end waits for a
+// full disk: the end is left to the next start's Recover.
+func TestShutdownWhileDiskFull(t *testing.T) {
+	s, _, _ := fullDiskJob(t, bytes.Repeat([]byte("x"), 64<<10))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		s.Shutdown(ctx)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute): // a hang bound, not a timing assertion
+		t.Fatal("Shutdown did not return while the disk is full")
 	}
 }
