@@ -558,7 +558,9 @@ func (s *Service) Shutdown(ctx context.Context) {
 		r.cancelled = true
 		r.cancel()
 	}
-	close(s.forcedLocked())
+	if f := s.forcedLocked(); !isClosed(f) { // a second Shutdown must not close it again
+		close(f)
+	}
 	s.mu.Unlock()
 	<-done
 }
@@ -616,5 +618,15 @@ func (s *Service) PrunePayloads(ctx context.Context) {
 		if _, err := s.Store.JobState(ctx, name); errors.Is(err, inventory.ErrNotFound) {
 			os.Remove(filepath.Join(s.PayloadDir, name))
 		}
+	}
+}
+
+// isClosed reports whether ch is closed (it is only ever closed, never sent on).
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
