@@ -24,6 +24,10 @@ type Command struct {
 	// and Line is empty; transports hand the command to exec.Transfer.
 	Push  *Push
 	Fetch *Fetch
+	// Packages, when set, makes the job a package job: Line is empty and
+	// transports hand the command to the package driver, which runs its
+	// own fixed commands on the host.
+	Packages *PkgSpec
 }
 
 // IsTransfer reports whether c is a file transfer rather than a command.
@@ -57,6 +61,8 @@ type Exit struct {
 	Transport string
 	// Files reports what a transfer did (see exec.Transfer).
 	Files *FileReport
+	// Packages reports what a package job did.
+	Packages *PkgReport
 }
 
 // OutputFunc receives output chunks as they are produced. Implementations

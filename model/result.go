@@ -15,6 +15,7 @@ type Result struct {
 	Error      string
 	Transport  string
 	Files      *FileReport // a file transfer's report
+	Packages   *PkgReport  // a package job's report
 	StartedAt  time.Time
 	FinishedAt time.Time
 }

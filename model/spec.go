@@ -9,6 +9,7 @@ const (
 	CmdFile   = "file"   // like script
 	CmdPush   = "push"   // files placed on the hosts
 	CmdFetch  = "fetch"  // a file read from every host
+	CmdPkg    = "pkg"    // packages installed, removed, upgraded, listed (JobSpec.Packages)
 )
 
 // JobSpec is a validated job request. It is stored with the job as JSON,
@@ -33,6 +34,8 @@ type JobSpec struct {
 	// Push or Fetch make a file job (CmdType push or fetch).
 	Push  *PushSpec  `json:"push,omitempty"`
 	Fetch *FetchSpec `json:"fetch,omitempty"`
+	// Packages makes a package job (CmdType pkg).
+	Packages *PkgSpec `json:"packages,omitempty"`
 }
 
 // IsTransfer reports whether spec is a file job.

@@ -16,6 +16,9 @@ type Target struct {
 	// anything (StateNotAccepted, StateUnknown, StateUnreachable).
 	Skip  State
 	Error string // with Skip: why
+	// PkgManager is the host's pkg_manager label (PkgLabel), if any: the
+	// package manager to use instead of the detected one.
+	PkgManager string
 }
 
 // SSHTarget is how a host is reached over SSH. Every field is data, never
