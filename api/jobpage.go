@@ -20,7 +20,7 @@ import (
 //
 //	hosts_limit  hosts per page, 1 to MaxHostsLimit (default DefaultHostsLimit)
 //	hosts_after  only hosts sorting after this one: next_host of the previous page
-//	output       tail (default): each stream's last JobOutputTail bytes, truncated
+//	output       tail (default): each stream's last PageTail bytes, truncated
 //	             set when cut; none: no output (stdout and stderr empty)
 //
 // and answers the job with its summary over all hosts, a page of results
@@ -37,6 +37,15 @@ const (
 // firstPage is the page a job answer holds when the request names none
 // (the ?wait answer of a job request).
 var firstPage = inventory.ResultPage{Limit: DefaultHostsLimit, Tail: JobOutputTail}
+
+// PageTail is how many bytes of each stream a page of hosts hosts gives
+// each host: model.AnnouncedTotal shared among them, at least
+// JobOutputTail — so a small job's answer holds its output whole (the
+// output cap is far below it) while a page of a thousand hosts stays near
+// 128 MiB at most.
+func PageTail(hosts int) int {
+	return max(JobOutputTail, model.AnnouncedTotal/(2*max(hosts, 1)))
+}
 
 func (s *Server) getJob(c *gin.Context) {
 	page, err := jobPage(c)
@@ -85,6 +94,9 @@ func (s *Server) writeJob(c *gin.Context, id string, status int, page inventory.
 	if err != nil {
 		s.abort(c, err)
 		return
+	}
+	if page.Tail > 0 {
+		page.Tail = PageTail(min(page.Limit, job.Total))
 	}
 	head := jobView(job, nil)
 	head.Summary = job.Summary

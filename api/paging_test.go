@@ -112,8 +112,9 @@ func TestJobPages(t *testing.T) {
 		t.Fatalf("GET jobs/jp = hosts %q, next %q, summary %v, total %d, id %q, deliveries %+v; want all 7 hosts, no next, %v, one delivery",
 			resultHosts(whole), whole.NextHost, whole.Summary, whole.Total, whole.ID, whole.Deliveries, wantSummary)
 	}
-	if r := whole.Results[4]; len(r.Stdout) != api.JobOutputTail || !strings.HasSuffix(string(big), r.Stdout) || r.Stderr != "é" || !r.Truncated {
-		t.Errorf("h5 = %d bytes of stdout, stderr %q, truncated %v; want the last %d bytes, é, true", len(r.Stdout), r.Stderr, r.Truncated, api.JobOutputTail)
+	// A page of 7 hosts gives each stream up to 16 MiB / 14: h5 whole.
+	if r := whole.Results[4]; r.Stdout != string(big) || r.Stderr != "é" || r.Truncated {
+		t.Errorf("h5 = %d bytes of stdout, stderr %q, truncated %v; want its %d bytes whole, é, false", len(r.Stdout), r.Stderr, r.Truncated, len(big))
 	}
 	if r := whole.Results[0]; r.Stdout != "h1 <ok> & \"done\"\n" || r.Truncated || r.DurationMS != 42 || r.Address != "10.0.0.1:4510" {
 		t.Errorf("h1 = %+v; want its output whole, not truncated, 42 ms", r)
@@ -187,8 +188,8 @@ func TestJobPages(t *testing.T) {
 		t.Errorf("output=none: h3 = %+v; want failed, exit 3, its error", j.Results[2])
 	}
 	j = h.getJob("/api/v1/jobs/jp?output=tail&hosts_limit=1&hosts_after=h4")
-	if len(j.Results) != 1 || len(j.Results[0].Stdout) != api.JobOutputTail {
-		t.Errorf("output=tail: %+v; want h5's tail", resultHosts(j))
+	if len(j.Results) != 1 || j.Results[0].Stdout != string(big) {
+		t.Errorf("output=tail: %+v; want h5's output whole", resultHosts(j))
 	}
 }
 
@@ -366,7 +367,7 @@ func TestJobPageMemory(t *testing.T) {
 	srv := httptest.NewServer((&api.Server{Store: store, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}).Handler())
 	t.Cleanup(srv.Close)
 
-	read := func(path string) (n int, sent int64) {
+	read := func(path string, tail int) (n int, sent int64) {
 		req, _ := http.NewRequest("GET", srv.URL+path, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := srv.Client().Do(req)
@@ -382,21 +383,22 @@ func TestJobPageMemory(t *testing.T) {
 		i := 0
 		n = decodeResults(t, cr, func(r wire.HostResult) {
 			want := fmt.Sprintf("host%03d", i)
-			if r.Host != want || len(r.Stdout) != api.JobOutputTail || len(r.Stderr) != api.JobOutputTail || !r.Truncated {
-				t.Fatalf("result %d = %s, %d+%d bytes, truncated %v; want %s, the tails", i, r.Host, len(r.Stdout), len(r.Stderr), r.Truncated, want)
+			wantOut, wantErr := min(tail, stdoutSize), min(tail, stderrSize)
+			if r.Host != want || len(r.Stdout) != wantOut || len(r.Stderr) != wantErr || r.Truncated != (tail < stdoutSize) {
+				t.Fatalf("result %d = %s, %d+%d bytes, truncated %v; want %s, %d+%d bytes", i, r.Host, len(r.Stdout), len(r.Stderr), r.Truncated, want, wantOut, wantErr)
 			}
 			i++
 		})
 		return n, cr.n
 	}
-	read("/api/v1/jobs/big?hosts_limit=1") // warm up: connection, pools, statements
+	read("/api/v1/jobs/big?hosts_limit=1", api.PageTail(1)) // warm up: connection, pools, statements; one host is whole
 
 	defer debug.SetGCPercent(debug.SetGCPercent(10)) // the heap follows what is live
 	runtime.GC()
 	var base runtime.MemStats
 	runtime.ReadMemStats(&base)
 	peak := sampleHeap()
-	n, sent := read("/api/v1/jobs/big")
+	n, sent := read("/api/v1/jobs/big", api.JobOutputTail) // 300 hosts: the tails
 	grew := peak() - base.HeapAlloc
 	var end runtime.MemStats
 	runtime.ReadMemStats(&end)
@@ -492,4 +494,14 @@ func decodeResults(t *testing.T, r io.Reader, fn func(wire.HostResult)) int {
 	}
 	want('}')
 	return n
+}
+
+func TestPageTail(t *testing.T) {
+	for _, tc := range []struct{ hosts, want int }{
+		{0, 8 << 20}, {1, 8 << 20}, {7, (16 << 20) / 14}, {128, 64 << 10}, {1000, api.JobOutputTail}, {10000, api.JobOutputTail},
+	} {
+		if got := api.PageTail(tc.hosts); got != tc.want {
+			t.Errorf("PageTail(%d) = %d, want %d", tc.hosts, got, tc.want)
+		}
+	}
 }
