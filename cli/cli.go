@@ -59,9 +59,10 @@ Usage:
   felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
                                              list jobs, newest first
   felix job JOB_ID [-o json]                 show a job's results and callbacks
-  felix job output JOB_ID HOST [--stderr]    a host's whole stored output, raw (-o json:
-                                             its result); felix job shows each stream's
-                                             last 64 KiB
+  felix job output JOB_ID HOST [--stderr] [--raw]
+                                             a host's whole stored output as stored (on a
+                                             terminal escapes are shown, not acted on, unless
+                                             --raw; -o json: its result)
   felix job cancel JOB_ID                    cancel a running job
   felix job rerun JOB_ID [--failed] [--async]
                                              run a job again (--failed: its failed hosts)
@@ -158,7 +159,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, pflag.ErrHelp):
 		return 0
 	}
-	fmt.Fprintf(stderr, "felix %s: %v\n", name, err)
+	fmt.Fprintf(stderr, "felix %s: %s\n", name, visible(err.Error()))
 	return 1
 }
 
@@ -208,9 +209,12 @@ func parse(fs *pflag.FlagSet, o *options, args []string) (*client, []string, err
 }
 
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(escapeJSON(b), '\n'))
+	return err
 }
 
 func newTable(w io.Writer, header ...any) table.Writer {
@@ -218,7 +222,7 @@ func newTable(w io.Writer, header ...any) table.Writer {
 	t.SetOutputMirror(w)
 	t.SetStyle(table.StyleLight)
 	t.AppendHeader(table.Row(header))
-	return t
+	return safeTable{t}
 }
 
 func ago(t time.Time) string {
@@ -447,7 +451,7 @@ func cmdKeys(ctx context.Context, args []string, w, ew io.Writer) error {
 	failed := false
 	for _, id := range ids {
 		if err := c.do(ctx, method, "/api/v1/minions/"+url.PathEscape(id)+suffix, nil, nil); err != nil {
-			fmt.Fprintf(ew, "felix keys %s %s: %v\n", action, id, err)
+			fmt.Fprintf(ew, "felix keys %s %s: %s\n", action, id, visible(err.Error()))
 			failed = true
 			continue
 		}

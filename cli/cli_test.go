@@ -60,6 +60,10 @@ var fakeJobs = map[string]wire.Job{
 			{Host: "h4", State: "ok", Stdout: "<four> & \"4\"\n", Truncated: true, Transport: "agent"},
 			{Host: "h5", State: "ok", Stdout: "five\n", Transport: "agent"}},
 		Deliveries: []wire.Delivery{{Kind: "callback", State: "delivered", Attempts: 1}}},
+	"jesc": {JobID: "jesc", State: "done", Total: 1, Summary: map[string]int{"failed": 1}, CmdLine: "printf evil",
+		Results: []wire.HostResult{{Host: "web01", State: "failed", ExitCode: 1, Stdout: escOut, Stderr: "bell\a\xff\n",
+			Error: "exit \x1b[31mred", Transport: "agent"}},
+		Deliveries: []wire.Delivery{{Kind: "callback", State: "dead", Attempts: 1, LastError: "HTTP 500: \x1b]0;owned\a"}}},
 	"jloop": {JobID: "jloop", State: "done", Total: 3, Summary: map[string]int{"ok": 3},
 		Results: []wire.HostResult{{Host: "h1", State: "ok"}, {Host: "h2", State: "ok"}, {Host: "h3", State: "ok"}}},
 }
@@ -121,7 +125,8 @@ func fakeMaster(t *testing.T) *fake {
 			reply(w, 200, wire.MinionList{Minions: []wire.Minion{
 				{ID: "web01", Address: "10.0.0.1:4510", State: "accepted", Health: "ok", OS: "debian 12", Fingerprint: "sha256:aa",
 					Labels: map[string]string{"role": "web", "env": "prod"}},
-				{ID: "web02", Address: "10.0.0.2:4510", State: "pending", Health: "unknown", Fingerprint: "sha256:bb"},
+				{ID: "web02", Address: "10.0.0.2:4510", State: "pending", Health: "unknown", Fingerprint: "sha256:bb",
+					OS: "deb\x1b[2J\u009b31m\u202eian"},
 			}})
 		case p == "/api/v1/exec":
 			var req wire.ExecRequest

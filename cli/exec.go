@@ -148,6 +148,7 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 	failed := fs.Bool("failed", false, "rerun: only the hosts that did not end ok")
 	async := fs.Bool("async", false, "rerun: print the new job id and return at once")
 	stderr := fs.Bool("stderr", false, "output: the host's stderr instead of its stdout")
+	raw := fs.Bool("raw", false, "output: the bytes as stored even on a terminal (else escapes are shown, not acted on)")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -166,7 +167,7 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 		if len(rest) != 2 {
 			return fmt.Errorf("want a job id and a host: felix job output JOB_ID HOST")
 		}
-		return jobOutput(ctx, c, rest[0], rest[1], *stderr, w, o.Output)
+		return jobOutput(ctx, c, rest[0], rest[1], *stderr, *raw, w, o.Output)
 	}
 	if len(rest) != 1 {
 		return fmt.Errorf("want exactly one job id")
@@ -206,8 +207,9 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 }
 
 // jobOutput prints a host's whole stored output in a job as it arrives:
-// its stdout (or stderr) raw, or with -o json its result.
-func jobOutput(ctx context.Context, c *client, jobID, host string, stderr bool, w io.Writer, format string) error {
+// its stdout (or stderr) as stored — through visible on a terminal unless
+// raw — or with -o json its result.
+func jobOutput(ctx context.Context, c *client, jobID, host string, stderr, raw bool, w io.Writer, format string) error {
 	path := jobPath(jobID) + "/hosts/" + url.PathEscape(host)
 	if format == "json" {
 		var r wire.HostResult
@@ -225,10 +227,17 @@ func jobOutput(ctx context.Context, c *client, jobID, host string, stderr bool, 
 		return err
 	}
 	defer body.Close()
-	if _, err := io.Copy(w, body); err != nil {
+	if !isTerminal(w) || raw {
+		if _, err := io.Copy(w, body); err != nil {
+			return fmt.Errorf("output of %s in job %s: %w", host, jobID, err)
+		}
+		return nil
+	}
+	vw := &visibleWriter{w: w} // a terminal acts on escapes: show them instead
+	if _, err := io.Copy(vw, body); err != nil {
 		return fmt.Errorf("output of %s in job %s: %w", host, jobID, err)
 	}
-	return nil
+	return vw.Flush()
 }
 
 // output is what the OUTPUT column shows: stdout, then stderr, then any error.

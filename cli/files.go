@@ -215,7 +215,7 @@ func treeEntries(ctx context.Context, c *client, root string, ew io.Writer) ([]w
 				return err
 			}
 		default:
-			fmt.Fprintf(ew, "felix cp: skipping %s: not a file, directory or symlink (%s)\n", p, d.Type())
+			fmt.Fprintf(ew, "felix cp: skipping %s: not a file, directory or symlink (%s)\n", visible(p), d.Type())
 			return nil
 		}
 		entries = append(entries, e)

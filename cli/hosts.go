@@ -109,7 +109,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 		failed := false
 		for _, id := range rest {
 			if err := c.do(ctx, "DELETE", "/api/v1/hosts/"+url.PathEscape(id), nil, nil); err != nil {
-				fmt.Fprintf(ew, "felix hosts rm %s: %v\n", id, err)
+				fmt.Fprintf(ew, "felix hosts rm %s: %s\n", id, visible(err.Error()))
 				failed = true
 				continue
 			}

@@ -86,7 +86,7 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 	} else {
 		fmt.Fprintf(w, "job %s: %s\n", first.JobID, summary(first, hosts))
 		for _, d := range last.Deliveries {
-			fmt.Fprintln(w, delivery(d))
+			fmt.Fprintln(w, visible(delivery(d)))
 		}
 	}
 	if failed {
@@ -125,7 +125,7 @@ func (j *jobJSON) head(job wire.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = j.w.Write(b[:len(b)-len("\n}")])
+	_, err = j.w.Write(escapeJSON(b[:len(b)-len("\n}")]))
 	return err
 }
 
@@ -140,7 +140,7 @@ func (j *jobJSON) result(r wire.HostResult) error {
 		sep = ",\n  \"results\": [\n    "
 	}
 	j.results++
-	_, err = fmt.Fprintf(j.w, "%s%s", sep, b)
+	_, err = fmt.Fprintf(j.w, "%s%s", sep, escapeJSON(b))
 	return err
 }
 
@@ -161,7 +161,7 @@ func (j *jobJSON) end(deliveries []wire.Delivery, after ...jsonField) error {
 			return err
 		}
 		key, _ := json.Marshal(f.name)
-		if _, err := fmt.Fprintf(j.w, ",\n  %s: %s", key, b); err != nil {
+		if _, err := fmt.Fprintf(j.w, ",\n  %s: %s", key, escapeJSON(b)); err != nil {
 			return err
 		}
 	}
