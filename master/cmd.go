@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -45,7 +46,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"start":  func(a []string) error { return cmdStart(ctx, a, stdout) },
 		"stop":   func(a []string) error { return cmdStop(a, stdout) },
 		"status": func(a []string) error { return cmdStatus(a, stdout) },
-		"token":  func(a []string) error { return cmdToken(ctx, a, stdout) },
+		"token":  func(a []string) error { return cmdToken(ctx, a, stdout, stderr) },
 	}, args, stdout, stderr)
 }
 
@@ -139,7 +140,7 @@ func cmdStatus(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
+func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "join" && args[0] != "api") {
 		return fmt.Errorf("want token join or token api")
 	}
@@ -167,8 +168,8 @@ func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
 	if *uses < -1 || *ttl < 0 {
 		return fmt.Errorf("--uses must be -1 (unlimited) or more, --ttl must not be negative")
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := privateDataDir(cfg.DataDir, slog.New(slog.NewTextHandler(stderr, nil))); err != nil {
+		return err
 	}
 	store, err := inventory.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
 	if err != nil {

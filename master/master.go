@@ -26,6 +26,7 @@ import (
 
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/content"
+	"github.com/felix-ops/felix/daemon"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
@@ -76,11 +77,25 @@ type Master struct {
 	cancelRequests context.CancelFunc
 }
 
+// privateDataDir makes the data directory 0700 and its files, the
+// database before SQLite opens it included, 0600 (see daemon.PrivateDir),
+// logging what it had to tighten.
+func privateDataDir(dir string, log *slog.Logger) error {
+	fixed, err := daemon.PrivateDir(dir)
+	for _, f := range fixed {
+		log.Warn("data dir: made private", "path", f)
+	}
+	if err != nil {
+		return err
+	}
+	return daemon.PrivateFile(filepath.Join(dir, dbFile))
+}
+
 // New opens everything the master needs: identity, inventory, listener.
 // Announcements for the operator (fingerprint, first admin token) go to out.
 func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Master, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	if err := privateDataDir(cfg.DataDir, log); err != nil {
+		return nil, err
 	}
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	hostname, _ := os.Hostname()

@@ -703,3 +703,44 @@ func TestDebugListen(t *testing.T) {
 		t.Error("the debug listener still answers after the master stopped")
 	}
 }
+
+// TestDataDirPrivate: a data directory a package made 0755, with a
+// database an older version left 0644, is made 0700 with every file in it
+// 0600 — SQLite's -wal and -shm included — before anything is read.
+func TestDataDirPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "master")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	r := startMaster(t, testConfig(dir))
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(dir, dbFile), 0o644)
+	r = startMaster(t, testConfig(dir))
+	if _, err := r.m.store.SchemaVersion(context.Background()); err != nil { // the WAL is in use
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir: %v, %v; want 0700", err, fi.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(dir)
+	seen := map[string]bool{}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		seen[e.Name()] = true
+		if p := fi.Mode().Perm(); p != 0o600 {
+			t.Errorf("%s is %#o, want 0600", e.Name(), p)
+		}
+	}
+	for _, name := range []string{dbFile, dbFile + "-wal", dbFile + "-shm", tokenFile, certName + ".key"} {
+		if !seen[name] {
+			t.Errorf("no %s in the data dir (have %v)", name, seen)
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/daemon"
 	"github.com/felix-ops/felix/facts"
 	"github.com/felix-ops/felix/hostfile"
 	"github.com/felix-ops/felix/internal/backoff"
@@ -65,8 +66,12 @@ type hooks struct {
 
 // New loads or creates the minion's identity and its pinned master fingerprint.
 func New(cfg config.Minion, log *slog.Logger) (*Minion, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	fixed, err := daemon.PrivateDir(cfg.DataDir)
+	for _, f := range fixed {
+		log.Warn("data dir: made private", "path", f)
+	}
+	if err != nil {
+		return nil, err
 	}
 	hostname, _ := os.Hostname()
 	id, err := pki.LoadOrCreate(cfg.DataDir, certName, cfg.ID, []string{cfg.ID, hostname})
