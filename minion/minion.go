@@ -207,6 +207,21 @@ func (m *Minion) grpcAddr(ln net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
+// joinToken is the token a registration presents: join_token, or what
+// join_token_file holds. A file that is gone (deleted once the minion was
+// accepted, as it may be) means no token: an accepted minion needs none.
+func (m *Minion) joinToken() string {
+	if m.cfg.JoinTokenFile == "" {
+		return m.cfg.JoinToken
+	}
+	b, err := os.ReadFile(m.cfg.JoinTokenFile)
+	if err != nil {
+		m.log.Warn("join token file unreadable: registering without a token", "err", err)
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // Register registers once. It presents the minion's certificate as TLS
 // client certificate (proof of possession) and checks the master's against
 // the pin, pinning the first one seen when none is set.
@@ -222,7 +237,7 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 	factsJSON, _ := json.Marshal(f)
 	body, err := json.Marshal(model.RegisterRequest{
 		ID: m.cfg.ID, Hostname: f.Hostname, IPs: f.IPs, GRPCAddr: m.grpcAddr(ln), Version: version.String(),
-		Facts: factsJSON, CertPEM: string(m.id.CertPEM), JoinToken: m.cfg.JoinToken,
+		Facts: factsJSON, CertPEM: string(m.id.CertPEM), JoinToken: m.joinToken(),
 	})
 	if err != nil {
 		return fmt.Errorf("encode registration: %w", err)
