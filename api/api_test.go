@@ -1055,6 +1055,24 @@ func TestExecBadInput(t *testing.T) {
 		{"NUL in env value", "", req{"cmd_line": "true", "targets": web1, "env": map[string]string{"A": "x\x00"}}, 400,
 			[]string{"env"}},
 		{"relative cwd", "", req{"cmd_line": "true", "targets": web1, "cwd": "tmp"}, 400, []string{"cwd"}},
+		{"cmd_line over the limit", "", req{"cmd_line": strings.Repeat("x", model.MaxCmdLine+1), "targets": web1}, 400,
+			[]string{"cmd_line", "65537 bytes", "at most 65536"}},
+		{"too many env variables", "", req{"cmd_line": "true", "targets": web1, "env": manyEnv(model.MaxEnvVars + 1)}, 400,
+			[]string{"env", "129 variables", "at most 128"}},
+		{"env over the limit", "", req{"cmd_line": "true", "targets": web1, "env": map[string]string{"BIG": strings.Repeat("v", model.MaxEnvBytes)}}, 400,
+			[]string{"env", "131072 bytes"}},
+		{"long cwd", "", req{"cmd_line": "true", "targets": web1, "cwd": "/" + strings.Repeat("d", model.MaxPathLen)}, 400,
+			[]string{"cwd", "at most 4096"}},
+		{"too many targets", "", req{"cmd_line": "true", "targets": make([]string, model.MaxTargets+1)}, 400,
+			[]string{"targets", "20001 entries", "at most 20000"}},
+		{"long target", "", req{"cmd_line": "true", "targets": []string{strings.Repeat("w", model.MaxTargetLen+1)}}, 400,
+			[]string{"targets", "1025 bytes"}},
+		{"long callback_url", "", req{"cmd_line": "true", "targets": web1, "callback_url": "https://h/" + strings.Repeat("p", model.MaxCallbackURL)}, 400,
+			[]string{"callback_url", "at most 2048"}},
+		{"minion_ip naming no host", "", req{"cmd_line": "true", "minion_ip": "10.9.9.9"}, 404,
+			[]string{"10.9.9.9", "matched none"}},
+		{"id naming no host", "", req{"cmd_line": "true", "targets": []string{"nosuch"}}, 404,
+			[]string{"nosuch", "matched none"}},
 		{"minion_ip not an IP", "", req{"cmd_line": "true", "minion_ip": "*"}, 400, []string{"minion_ip"}},
 		{"minion_ip a name", "", req{"cmd_line": "true", "minion_ip": "web1"}, 400, []string{"minion_ip", "web1"}},
 		{"long id", "", req{"cmd_line": "true", "targets": web1, "id": strings.Repeat("x", 257)}, 400, []string{"id"}},
@@ -1327,4 +1345,13 @@ func TestDiskFull(t *testing.T) {
 	if job.State != model.JobDone {
 		t.Errorf("exec after freeing space: job %s; want done", job.State)
 	}
+}
+
+// manyEnv returns n distinct environment variables.
+func manyEnv(n int) map[string]string {
+	env := make(map[string]string, n)
+	for i := range n {
+		env[fmt.Sprintf("V%d", i)] = "x"
+	}
+	return env
 }
