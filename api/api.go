@@ -76,6 +76,10 @@ type Config struct {
 	// FilesTimeout is a file job's per-host timeout when it names none.
 	FilesTimeout time.Duration
 	Version      string
+	// TrustedProxies are the addresses and CIDRs whose forwarding headers
+	// name the client (gin's trusted proxies); none by default, so a
+	// client cannot forge the address logged for it.
+	TrustedProxies []string
 }
 
 // Handler returns the Gin engine with every route.
@@ -86,6 +90,11 @@ func (s *Server) Handler() http.Handler {
 	// trailing slash (a 301 with an HTML body), and an empty segment
 	// ("/api/v1/jobs//cancel", "/api/v1/jobs/") is no route at all — not an
 	// empty parameter — so every such request gets the JSON 404 below.
+	if err := r.SetTrustedProxies(s.Config.TrustedProxies); err != nil {
+		// The master checks them at start; trust none rather than all.
+		s.Log.Error("trusted proxies refused: trusting none", "err", err)
+		_ = r.SetTrustedProxies(nil)
+	}
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.RemoveExtraSlash = false

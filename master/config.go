@@ -23,6 +23,8 @@ type Config struct {
 
 	LogLevel string `toml:"log_level" default:"info" env:"FELIX_MASTER_LOG_LEVEL" flag:"log-level" doc:"debug, info, warn or error. Logs go to stderr."`
 
+	TrustedProxies []string `toml:"trusted_proxies" doc:"Reverse proxies (IP addresses or CIDRs) whose X-Forwarded-For and X-Real-IP name the client in logs and rate limits. Empty: none is trusted, and the connection's own address is the client's."`
+
 	DebugListen string `toml:"debug_listen" env:"FELIX_MASTER_DEBUG_LISTEN" doc:"Address of a profiling listener (Go's net/http/pprof: /debug/pprof/heap, goroutine, profile, ...), on a loopback address only, such as 127.0.0.1:6060. Empty: off."`
 
 	Exec struct {
@@ -112,6 +114,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Exec.OutputCap < 1024 {
 		return fmt.Errorf("exec.output_cap must be at least 1024 bytes")
+	}
+	for _, p := range c.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				return fmt.Errorf("trusted_proxies: %q is neither an IP address nor a CIDR", p)
+			}
+		}
 	}
 	if c.Health.Interval.Duration <= 0 || c.Health.Timeout.Duration <= 0 {
 		return fmt.Errorf("health.interval and health.timeout must be positive")

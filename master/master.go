@@ -177,7 +177,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	a := &api.Server{Store: store, Jobs: m.jobs, Log: log, Forget: m.pool.Forget, CheckCallback: m.notifier.CheckURL,
 		Content: m.content, Degraded: api.DiskCheck(cfg.DataDir, minFreeDisk),
 		Config: api.Config{DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
-			MaxFileSize: cfg.Exec.MaxFileSize, FilesTimeout: cfg.Files.Timeout.Duration, Version: version.String()}}
+			MaxFileSize: cfg.Exec.MaxFileSize, FilesTimeout: cfg.Files.Timeout.Duration, Version: version.String(),
+			TrustedProxies: cfg.TrustedProxies}}
 	if m.sshPool != nil {
 		a.SSH = hostKeys{m.sshPool}
 	}
