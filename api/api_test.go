@@ -682,6 +682,16 @@ func TestRegisterRefusesBadInput(t *testing.T) {
 			r.CertPEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
 		}, ident, tok), []string{"cert_pem"}},
 		{"hostname with NUL", reqBody(func(r *model.RegisterRequest) { r.Hostname = "a\x00b" }, ident, tok), []string{"hostname"}},
+		{"os_name with escapes", reqBody(func(r *model.RegisterRequest) { r.Facts = json.RawMessage(`{"os_name":"deb\u001b[2Jian"}`) }, ident, tok),
+			[]string{"facts: os_name"}},
+		{"long kernel", reqBody(func(r *model.RegisterRequest) {
+			r.Facts = json.RawMessage(`{"kernel":"` + strings.Repeat("k", 257) + `"}`)
+		}, ident, tok), []string{"facts: kernel"}},
+		{"facts over 64 KiB", reqBody(func(r *model.RegisterRequest) {
+			r.Facts = json.RawMessage(`{"os_pretty":"x","pad":"` + strings.Repeat("p", 64<<10) + `"}`)
+		}, ident, tok), []string{"facts", "at most 65536"}},
+		{"facts ip not an ip", reqBody(func(r *model.RegisterRequest) { r.Facts = json.RawMessage(`{"ips":["x"]}`) }, ident, tok),
+			[]string{"facts: ips"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1354,4 +1364,36 @@ func manyEnv(n int) map[string]string {
 		env[fmt.Sprintf("V%d", i)] = "x"
 	}
 	return env
+}
+
+// TestFactsCannotImpersonateLabels: a minion reporting a fact of its own
+// choosing (tier=secret) is not selected by a filter meant for a label set
+// by an operator on another minion; only the facts felix knows are kept.
+func TestFactsCannotImpersonateLabels(t *testing.T) {
+	h := newHarness(t)
+	tok := h.joinToken(inventory.JoinTokenSpec{AutoAccept: true, Uses: 2}, time.Now())
+	for i, id := range []string{"m1", "m2"} {
+		ident := newIdentity(t, id)
+		r := registerReq(id, ident, tok)
+		r.GRPCAddr = fmt.Sprintf("127.0.0.%d:4510", 20+i)
+		if id == "m2" {
+			r.Facts = json.RawMessage(`{"os_name":"debian","tier":"secret"}`)
+		}
+		if status, body := h.do(h.client(ident), "POST", "/api/v1/minions/register", "", r); status != http.StatusCreated {
+			t.Fatalf("register %s = %d %s", id, status, body)
+		}
+	}
+	if err := h.store.SetLabels(context.Background(), "m1", map[string]string{"tier": "secret"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := h.store.Minion(context.Background(), "m2")
+	if err != nil || strings.Contains(m2.Facts, "tier") {
+		t.Errorf("m2's stored facts = %s, %v; want the unknown key dropped", m2.Facts, err)
+	}
+	status, body := h.do(h.client(nil), "POST", "/api/v1/exec?dry_run=true", "Bearer "+h.admin,
+		map[string]any{"cmd_line": "true", "targets": []string{"tier=secret"}})
+	var dr wire.DryRun
+	if status != http.StatusOK || json.Unmarshal(body, &dr) != nil || len(dr.Hosts) != 1 || dr.Hosts[0].Host != "m1" {
+		t.Errorf("dry run of tier=secret = %d %s; want m1 alone", status, body)
+	}
 }

@@ -58,14 +58,16 @@ func (s *Server) register(c *gin.Context) {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
-	var f facts.Facts
-	if len(req.Facts) > 0 && string(req.Facts) != "null" {
-		if err := json.Unmarshal(req.Facts, &f); err != nil {
-			s.abort(c, badRequestf("facts: %v", err))
-			return
-		}
-	} else {
-		req.Facts = json.RawMessage("{}")
+	f, err := checkFacts(req.Facts)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	// Only the facts felix knows are kept: a minion cannot report a key of
+	// its choosing (tier=secret) and so match a filter meant for labels.
+	if req.Facts, err = json.Marshal(f); err != nil {
+		s.abort(c, err)
+		return
 	}
 	_, fp, err := pki.ParseCertPEM([]byte(req.CertPEM))
 	if err != nil {
@@ -99,6 +101,42 @@ func (s *Server) register(c *gin.Context) {
 	}
 	s.Log.Info("minion registered", "id", m.ID, "state", m.State, "addr", m.Addr, "fingerprint", m.Fingerprint)
 	c.JSON(status, model.RegisterResponse{ID: m.ID, State: m.State, Fingerprint: m.Fingerprint, Address: m.Addr})
+}
+
+// maxFacts bounds the facts document a registration may send.
+const maxFacts = 64 << 10
+
+// checkFacts decodes a registration's facts ({} when null or absent) and
+// checks every field: text printable and short, addresses addresses.
+func checkFacts(raw json.RawMessage) (facts.Facts, error) {
+	var f facts.Facts
+	if len(raw) > maxFacts {
+		return f, badRequestf("facts: %d bytes; at most %d", len(raw), maxFacts)
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return f, nil
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return f, badRequestf("facts: %v", err)
+	}
+	for _, t := range []struct{ name, v string }{{"hostname", f.Hostname}, {"os_name", f.OSName},
+		{"os_version", f.OSVersion}, {"os_pretty", f.OSPretty}, {"kernel", f.Kernel}, {"arch", f.Arch}} {
+		if err := printable("facts: "+t.name, t.v, 256); err != nil {
+			return f, err
+		}
+	}
+	if len(f.IPs) > 1024 {
+		return f, badRequestf("facts: ips: %d addresses; at most 1024", len(f.IPs))
+	}
+	for _, ip := range f.IPs {
+		if net.ParseIP(ip) == nil {
+			return f, badRequestf("facts: ips: %q is not an IP address", ip)
+		}
+	}
+	if f.CPUs < 0 || f.UptimeSeconds < 0 {
+		return f, badRequestf("facts: cpus and uptime_seconds must not be negative")
+	}
+	return f, nil
 }
 
 // printable refuses text that is too long or could rewrite an operator's
