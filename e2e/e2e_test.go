@@ -192,13 +192,13 @@ func (c *cluster) startMasterProc() {
 	if c.token != "" {
 		return // a restart: the token was printed by the first start only
 	}
-	waitFor(t, "the master to print its token and fingerprint", 60*time.Second, func() bool {
+	waitFor(t, "the master to write its token and print its fingerprint", 60*time.Second, func() bool {
+		if b, err := os.ReadFile(filepath.Join(c.dir, "master", "admin.token")); err == nil {
+			c.token = strings.TrimSpace(string(b))
+		}
 		sc := bufio.NewScanner(strings.NewReader(m.output()))
 		for sc.Scan() {
 			line := sc.Text()
-			if strings.HasPrefix(line, "fat_") {
-				c.token = line
-			}
 			if fp, ok := strings.CutPrefix(line, "master fingerprint: "); ok {
 				c.fingerprint = fp
 			}

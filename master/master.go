@@ -216,7 +216,8 @@ func (m *Master) Fingerprint() string { return m.id.Fingerprint }
 func (m *Master) Store() *inventory.Store { return m.store }
 
 // ensureAdminToken creates the first admin token when the inventory has
-// none, prints it once and keeps it 0600 in the data directory.
+// none and keeps it 0600 in the data directory, saying where: the token
+// itself is never printed, so it lands in no journal or terminal log.
 func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
 	path := filepath.Join(m.cfg.DataDir, tokenFile)
 	if _, err := os.Stat(path); err == nil {
@@ -232,7 +233,7 @@ func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
 	if err := pki.WriteFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "admin API token (shown once; also kept in %s):\n%s\n", path, tok)
+	fmt.Fprintf(out, "admin API token written to %s (0600): export FELIX_TOKEN=$(cat %s)\n", path, path)
 	return nil
 }
 
