@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -188,6 +189,28 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, tok)
+	fmt.Fprintln(stdout, tok) // alone on stdout, for scripts
+	joinHint(stderr, cfg)
 	return nil
+}
+
+// joinHint tells the operator, on stderr, how a server joins safely: with
+// the master's fingerprint pinned (no trust on first use, so no fake
+// master can take the token) and the token in a 0600 file (not a flag
+// that ps shows).
+func joinHint(w io.Writer, cfg Config) {
+	pem, err := os.ReadFile(filepath.Join(cfg.DataDir, certName+".crt"))
+	if err != nil {
+		return // no certificate yet: the master has not started
+	}
+	_, fp, err := pki.ParseCertPEM(pem)
+	if err != nil {
+		return
+	}
+	host, port, _ := net.SplitHostPort(cfg.Listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "MASTER-HOST"
+	}
+	fmt.Fprintf(w, "on each server, with the token in a 0600 file:\n  minion start --master https://%s --master-fingerprint %s --join-token-file /etc/felix/join-token\n",
+		net.JoinHostPort(host, port), fp)
 }

@@ -744,3 +744,25 @@ func TestDataDirPrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenJoinHint: once the master has its certificate, token join says
+// on stderr how a server joins with the fingerprint pinned and the token
+// in a file; stdout stays the token alone.
+func TestTokenJoinHint(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	r := startMaster(t, testConfig(data))
+	fp := r.m.Fingerprint()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runMain(t, "token", "join", "--config", filepath.Join(dir, "master.toml"), "--data-dir", data,
+		"--listen", "0.0.0.0:8443")
+	if code != 0 || !strings.HasPrefix(out, "fjt_") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("token join = %d %q; want the token alone on stdout", code, out)
+	}
+	want := "minion start --master https://MASTER-HOST:8443 --master-fingerprint " + fp + " --join-token-file "
+	if !strings.Contains(errOut, want) {
+		t.Errorf("token join stderr = %q; want %q", errOut, want)
+	}
+}
