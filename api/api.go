@@ -65,6 +65,8 @@ type Server struct {
 	// data directory nearly full: see DiskCheck), or "" when it can;
 	// /healthz answers 503 "degraded" with the reason.
 	Degraded func() string
+
+	limits *limiters // made by Handler from Config.Limits
 }
 
 // Config is what the API needs from the master's configuration.
@@ -80,11 +82,15 @@ type Config struct {
 	// name the client (gin's trusted proxies); none by default, so a
 	// client cannot forge the address logged for it.
 	TrustedProxies []string
+	// Limits bound failed authentications per source and requests per
+	// token (see Limits); the zero value limits nothing.
+	Limits Limits
 }
 
 // Handler returns the Gin engine with every route.
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
+	s.limits = newLimiters(s.Config.Limits)
 	r := gin.New()
 	// Paths are taken as they are: no redirect to a path with or without a
 	// trailing slash (a 301 with an HTML body), and an empty segment
@@ -378,9 +384,13 @@ func (n *nullScanner) step(b byte) {
 
 // authenticate requires a valid bearer API token.
 func (s *Server) authenticate(c *gin.Context) {
+	if !s.authGuard(c) {
+		return
+	}
 	h := c.GetHeader("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || strings.TrimSpace(tok) == "" {
+		s.authFailed(c)
 		c.Header("WWW-Authenticate", `Bearer realm="felix"`)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "missing bearer token (Authorization: Bearer TOKEN)"})
 		return
@@ -388,9 +398,13 @@ func (s *Server) authenticate(c *gin.Context) {
 	t, err := s.Store.APIToken(c.Request.Context(), inventory.HashToken(strings.TrimSpace(tok)), s.now())
 	if err != nil {
 		if errors.Is(err, inventory.ErrInvalidToken) {
+			s.authFailed(c)
 			err = fmt.Errorf("api token: %w", err)
 		}
 		s.abort(c, err)
+		return
+	}
+	if !s.tokenGuard(c, t.Name) {
 		return
 	}
 	c.Set("token", t.Name)

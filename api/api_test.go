@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/felix-ops/felix/api"
@@ -194,6 +195,10 @@ func newHarnessContent(t *testing.T, tr exec.Transport, contentOpts *content.Opt
 	return newHarnessIn(t, t.TempDir(), tr, contentOpts, nil)
 }
 
+// harnessLimits, when set, are the rate limits newHarnessIn's server gets
+// (none by default); set it only from tests that do not run in parallel.
+var harnessLimits api.Limits
+
 // newHarnessIn builds the harness with its database, keys and payloads in
 // dir, and the master's Degraded check (nil for none).
 func newHarnessIn(t *testing.T, dir string, tr exec.Transport, contentOpts *content.Options, degraded func() string) *harness {
@@ -248,7 +253,7 @@ func newHarnessIn(t *testing.T, dir string, tr exec.Transport, contentOpts *cont
 	keys := &fakeHostKeys{}
 	s := &api.Server{Store: store, Jobs: svc, Log: log, CheckCallback: checkCallback, SSH: keys,
 		Config: api.Config{DefaultTimeout: defaultTimeout, MaxTimeout: time.Minute, MaxFileSize: maxFileSize,
-			FilesTimeout: defaultTimeout, Version: "test"}}
+			FilesTimeout: defaultTimeout, Version: "test", Limits: harnessLimits}}
 	if cs != nil {
 		s.Content = cs // never a typed nil in the interface
 	}
@@ -803,35 +808,7 @@ func TestAuthRequired(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	routes := []struct {
-		method, path string
-		body         string
-	}{
-		{"GET", "/api/v1/minions", ""},
-		{"GET", "/api/v1/minions/x", ""},
-		{"DELETE", "/api/v1/minions/x", ""},
-		{"POST", "/api/v1/minions/x/accept", ""},
-		{"POST", "/api/v1/minions/x/reject", ""},
-		{"POST", "/api/v1/tokens/join", `{"uses": 1}`},
-		{"PUT", "/api/v1/minions/x/labels", `{"set": {"role": "web"}}`},
-		{"POST", "/api/v1/exec", `{"cmd_line": "true", "targets": ["x"]}`},
-		{"POST", "/api/v1/exec?wait=10s", `{"cmd_line": "true", "targets": ["x"]}`},
-		{"POST", "/api/v1/exec?dry_run=true", `{"cmd_line": "true", "targets": ["x"]}`},
-		{"GET", "/api/v1/jobs", ""},
-		{"GET", "/api/v1/jobs/x", ""},
-		{"GET", "/api/v1/jobs/x/events", ""},
-		{"POST", "/api/v1/jobs/x/cancel", ""},
-		{"POST", "/api/v1/jobs/x/rerun", ""},
-		{"POST", "/api/v1/jobs/x/rerun?only=failed", ""},
-		{"GET", "/api/v1/deliveries", ""},
-		{"GET", "/api/v1/hosts", ""},
-		{"POST", "/api/v1/hosts", `{"host": "10.0.0.7"}`},
-		{"POST", "/api/v1/hosts/import", "10.0.0.7\n"},
-		{"GET", "/api/v1/hosts/x", ""},
-		{"DELETE", "/api/v1/hosts/x", ""},
-		{"PUT", "/api/v1/hosts/x/labels", `{"set": {"role": "web"}}`},
-		{"POST", "/api/v1/hosts/x/trust", `{"fingerprint": "` + goodFP + `"}`},
-	}
+	routes := authRoutes
 	if _, err := h.store.AddHost(ctx, inventory.Host{ID: "x", Address: "127.0.0.9"}, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -859,7 +836,9 @@ func TestAuthRequired(t *testing.T) {
 				if status != http.StatusUnauthorized {
 					t.Errorf("%s %s = %d %s; want 401", r.method, r.path, status, out)
 				}
-				wantError(t, r.method+" "+r.path, out)
+				if r.method != "HEAD" { // a HEAD answer has no body
+					wantError(t, r.method+" "+r.path, out)
+				}
 				h.wantUnchanged(r.method+" "+r.path, before)
 			})
 		}
@@ -1395,5 +1374,145 @@ func TestFactsCannotImpersonateLabels(t *testing.T) {
 	var dr wire.DryRun
 	if status != http.StatusOK || json.Unmarshal(body, &dr) != nil || len(dr.Hosts) != 1 || dr.Hosts[0].Host != "m1" {
 		t.Errorf("dry run of tier=secret = %d %s; want m1 alone", status, body)
+	}
+}
+
+// authRoute is a route behind the API token, with a body that would change
+// something (for host x, minion x) if the request got through.
+type authRoute struct {
+	method, path string
+	body         string
+}
+
+// authRoutes are every authenticated route.
+var authRoutes = []authRoute{
+	{"GET", "/api/v1/minions", ""},
+	{"GET", "/api/v1/minions/x", ""},
+	{"DELETE", "/api/v1/minions/x", ""},
+	{"POST", "/api/v1/minions/x/accept", ""},
+	{"POST", "/api/v1/minions/x/reject", ""},
+	{"POST", "/api/v1/tokens/join", `{"uses": 1}`},
+	{"PUT", "/api/v1/minions/x/labels", `{"set": {"role": "web"}}`},
+	{"POST", "/api/v1/exec", `{"cmd_line": "true", "targets": ["x"]}`},
+	{"POST", "/api/v1/exec?wait=10s", `{"cmd_line": "true", "targets": ["x"]}`},
+	{"POST", "/api/v1/exec?dry_run=true", `{"cmd_line": "true", "targets": ["x"]}`},
+	{"GET", "/api/v1/jobs", ""},
+	{"GET", "/api/v1/jobs/x", ""},
+	{"GET", "/api/v1/jobs/x/events", ""},
+	{"POST", "/api/v1/jobs/x/cancel", ""},
+	{"POST", "/api/v1/jobs/x/rerun", ""},
+	{"POST", "/api/v1/jobs/x/rerun?only=failed", ""},
+	{"GET", "/api/v1/deliveries", ""},
+	{"GET", "/api/v1/hosts", ""},
+	{"POST", "/api/v1/hosts", `{"host": "10.0.0.7"}`},
+	{"POST", "/api/v1/hosts/import", "10.0.0.7\n"},
+	{"GET", "/api/v1/hosts/x", ""},
+	{"DELETE", "/api/v1/hosts/x", ""},
+	{"PUT", "/api/v1/hosts/x/labels", `{"set": {"role": "web"}}`},
+	{"POST", "/api/v1/hosts/x/trust", `{"fingerprint": "` + goodFP + `"}`},
+	{"GET", "/api/v1/jobs/x/hosts/h", ""},
+	{"GET", "/api/v1/jobs/x/hosts/h/output", ""},
+	{"POST", "/api/v1/bootstrap", `{"hosts": [{"host": "10.0.0.7"}]}`},
+	{"POST", "/api/v1/content", "content"},
+	{"GET", "/api/v1/content/" + strings.Repeat("a", 64), ""},
+	{"HEAD", "/api/v1/content/" + strings.Repeat("a", 64), ""},
+	{"POST", "/api/v1/files", `{"targets": ["x"], "dest": "/tmp/x", "sha256": "` + strings.Repeat("a", 64) + `"}`},
+	{"POST", "/api/v1/fetch", `{"targets": ["x"], "path": "/etc/hostname"}`},
+}
+
+// TestAuthRoutesComplete: authRoutes names every route behind the token,
+// so the tests that walk it (401, 429) cover a route added later.
+func TestAuthRoutesComplete(t *testing.T) {
+	open := map[string]bool{"GET /healthz": true, "POST /api/v1/minions/register": true, "GET /api/v1/openapi.yaml": true}
+	s := &api.Server{Log: testenv.Logger(t)}
+	for _, r := range s.Handler().(*gin.Engine).Routes() {
+		if open[r.Method+" "+r.Path] {
+			continue
+		}
+		found := false
+		for _, a := range authRoutes {
+			p, _, _ := strings.Cut(a.path, "?")
+			if a.method == r.Method && pathMatches(r.Path, p) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("route %s %s is not in authRoutes", r.Method, r.Path)
+		}
+	}
+}
+
+// pathMatches reports whether path fits the Gin pattern (":name"
+// segments match any one segment).
+func pathMatches(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i := range ps {
+		if !strings.HasPrefix(ps[i], ":") && ps[i] != xs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRateLimits: a source that failed to authenticate AuthFailureBurst
+// times gets 429 with Retry-After on every authenticated route and on
+// register — its token (the admin's, even) is not looked at, nothing is
+// stored; another bucket per API token bounds its requests.
+func TestRateLimits(t *testing.T) {
+	harnessLimits = api.Limits{AuthFailuresPerMinute: 6, AuthFailureBurst: 3, TokenRequestsPerSec: 0.5, TokenBurst: 4}
+	t.Cleanup(func() { harnessLimits = api.Limits{} })
+	h := newHarness(t)
+	c := h.client(nil)
+
+	// The admin's token works, within its own bucket (4, then one every 2 s).
+	for i := range 4 {
+		if status, out := h.do(c, "GET", "/api/v1/minions", "Bearer "+h.admin, nil); status != http.StatusOK {
+			t.Fatalf("request %d with the admin token = %d %s; want 200", i+1, status, out)
+		}
+	}
+	status, out := h.do(c, "GET", "/api/v1/minions", "Bearer "+h.admin, nil)
+	if status != http.StatusTooManyRequests {
+		t.Fatalf("5th request with the admin token = %d %s; want 429", status, out)
+	}
+	wantError(t, "token bucket", out, `API token "admin"`, "retry in 2s")
+
+	for i := range 3 {
+		if status, out := h.do(c, "GET", "/api/v1/jobs", "Bearer fat_guess", nil); status != http.StatusUnauthorized {
+			t.Fatalf("bad token %d = %d %s; want 401", i+1, status, out)
+		}
+	}
+	other, err := h.store.CreateAPIToken(context.Background(), "other", inventory.RoleAdmin, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range authRoutes {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			before := h.dump()
+			var body any
+			if r.body != "" {
+				body = r.body
+			}
+			status, out := h.do(c, r.method, r.path, "Bearer "+other, body)
+			if status != http.StatusTooManyRequests {
+				t.Errorf("%s %s after 3 failures = %d %s; want 429", r.method, r.path, status, out)
+			}
+			if r.method != "HEAD" {
+				wantError(t, r.method+" "+r.path, out, "too many failed authentications from 127.0.0.1", "retry in")
+			}
+			h.wantUnchanged(r.method+" "+r.path, before)
+		})
+	}
+	ident := newIdentity(t, "m1")
+	tok := h.joinToken(inventory.JoinTokenSpec{AutoAccept: true}, time.Now())
+	status, out = h.do(h.client(ident), "POST", "/api/v1/minions/register", "", registerReq("m1", ident, tok))
+	if status != http.StatusTooManyRequests {
+		t.Errorf("register from the blocked source = %d %s; want 429", status, out)
+	}
+	if n := h.count("minions"); n != 0 {
+		t.Errorf("%d minions stored; want 0", n)
 	}
 }

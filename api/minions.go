@@ -22,6 +22,9 @@ import (
 )
 
 func (s *Server) register(c *gin.Context) {
+	if !s.authGuard(c) {
+		return
+	}
 	var req model.RegisterRequest
 	// A minion without addresses or facts sends them as null.
 	if err := decode(c, &req, "ips", "facts"); err != nil {
@@ -77,6 +80,7 @@ func (s *Server) register(c *gin.Context) {
 	// Proof of possession: the TLS client certificate must be the one sent.
 	if c.Request.TLS == nil || len(c.Request.TLS.PeerCertificates) == 0 ||
 		pki.Fingerprint(c.Request.TLS.PeerCertificates[0].Raw) != fp {
+		s.authFailed(c)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "register over TLS presenting the certificate in cert_pem as the client certificate"})
 		return
 	}
@@ -90,6 +94,7 @@ func (s *Server) register(c *gin.Context) {
 	m, created, err := s.Store.Register(c.Request.Context(), reg, s.now())
 	if err != nil {
 		if errors.Is(err, inventory.ErrInvalidToken) {
+			s.authFailed(c)
 			err = fmt.Errorf("join token: %w (issue one with: master token join)", err)
 		}
 		s.abort(c, err)

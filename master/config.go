@@ -51,6 +51,13 @@ type Config struct {
 		WebhookURL string `toml:"webhook_url" doc:"Incoming-webhook URL; one message per finished job. Empty: no Slack."`
 	} `toml:"slack"`
 
+	Limits struct {
+		AuthFailuresPerMinute int `toml:"auth_failures_per_minute" default:"10" zero:"off" doc:"Failed authentications (bad API or join tokens) one source address may make a minute once auth_failure_burst is spent; then it gets 429 with Retry-After before its token is looked at. 0: no limit."`
+		AuthFailureBurst      int `toml:"auth_failure_burst" default:"30" zero:"off" doc:"Failed authentications one source may make at once."`
+		TokenRequestsPerSec   int `toml:"token_requests_per_second" default:"200" zero:"off" doc:"Requests one API token may make a second once token_burst is spent (429 with Retry-After past it). 0: no limit."`
+		TokenBurst            int `toml:"token_burst" default:"1000" zero:"off" doc:"Requests one API token may make at once."`
+	} `toml:"limits"`
+
 	Retention struct {
 		MaxAge  config.Duration `toml:"max_age" default:"720h" doc:"Finished jobs older than this are deleted with their results."`
 		MaxJobs int             `toml:"max_jobs" default:"100000" doc:"At most this many finished jobs are kept (the newest)."`
@@ -114,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Exec.OutputCap < 1024 {
 		return fmt.Errorf("exec.output_cap must be at least 1024 bytes")
+	}
+	if c.Limits.AuthFailuresPerMinute < 0 || c.Limits.AuthFailureBurst < 0 || c.Limits.TokenRequestsPerSec < 0 || c.Limits.TokenBurst < 0 {
+		return fmt.Errorf("limits: want 0 (no limit) or more")
 	}
 	for _, p := range c.TrustedProxies {
 		if net.ParseIP(p) == nil {

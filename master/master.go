@@ -178,7 +178,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		Content: m.content, Degraded: api.DiskCheck(cfg.DataDir, minFreeDisk),
 		Config: api.Config{DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
 			MaxFileSize: cfg.Exec.MaxFileSize, FilesTimeout: cfg.Files.Timeout.Duration, Version: version.String(),
-			TrustedProxies: cfg.TrustedProxies}}
+			TrustedProxies: cfg.TrustedProxies, Limits: api.Limits{
+				AuthFailuresPerMinute: float64(cfg.Limits.AuthFailuresPerMinute), AuthFailureBurst: cfg.Limits.AuthFailureBurst,
+				TokenRequestsPerSec: float64(cfg.Limits.TokenRequestsPerSec), TokenBurst: cfg.Limits.TokenBurst}}}
 	if m.sshPool != nil {
 		a.SSH = hostKeys{m.sshPool}
 	}
