@@ -9,6 +9,7 @@ import (
 
 	"github.com/felix-ops/felix/bootstrap"
 	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/model"
 )
 
 // Config is the master's configuration file (TOML). Its tags give each
@@ -64,14 +65,15 @@ type Config struct {
 	} `toml:"retention"`
 
 	SSH struct {
-		KnownHosts  string          `toml:"known_hosts" zero:"computed" doc:"felix's own known_hosts file; empty means data_dir/known_hosts."`
-		HostKeys    string          `toml:"host_keys" default:"strict" doc:"\"strict\": an unknown host key is an error (accept it with felix hosts trust); \"accept-new\": record a new host's key on first use. A changed key is always an error."`
-		User        string          `toml:"user" default:"root" doc:"Login when a host names none."`
-		KeyFiles    []string        `toml:"key_files" doc:"Private keys to offer; empty means ~/.ssh/id_ed25519, id_ecdsa and id_rsa. Passphrases come from FELIX_SSH_PASSPHRASE; passwords only from FELIX_SSH_PASSWORD."`
-		KeyDirs     []string        `toml:"key_dirs" zero:"computed" doc:"Directories a host's own key file (felix hosts add --key, ansible_ssh_private_key_file) must be in, so an API caller cannot make the master use any file it can read as an identity. Empty means data_dir/keys and ~/.ssh of the user the master runs as."`
-		Agent       bool            `toml:"agent" default:"true" doc:"Offer the keys of the ssh-agent at SSH_AUTH_SOCK."`
-		IdleTimeout config.Duration `toml:"idle_timeout" default:"5m" doc:"Pooled connections unused this long are closed."`
-		MaxConns    int             `toml:"max_conns" default:"1000" doc:"At most this many pooled connections."`
+		KnownHosts    string          `toml:"known_hosts" zero:"computed" doc:"felix's own known_hosts file; empty means data_dir/known_hosts."`
+		HostKeys      string          `toml:"host_keys" default:"strict" doc:"\"strict\": an unknown host key is an error (accept it with felix hosts trust); \"accept-new\": record a new host's key on first use. A changed key is always an error."`
+		User          string          `toml:"user" default:"root" doc:"Login when a host names none."`
+		KeyFiles      []string        `toml:"key_files" doc:"Private keys to offer; empty means ~/.ssh/id_ed25519, id_ecdsa and id_rsa. Passphrases come from FELIX_SSH_PASSPHRASE; passwords only from FELIX_SSH_PASSWORD."`
+		PasswordHosts []string        `toml:"password_hosts" doc:"The only hosts FELIX_SSH_PASSWORD is offered to: host names or IP addresses as the hosts name them, or CIDR ranges (\"10.0.0.0/24\"), matched on the address dialled. Empty: the password goes to no host (any API caller can add a host; it must not be able to collect the password)."`
+		KeyDirs       []string        `toml:"key_dirs" zero:"computed" doc:"Directories a host's own key file (felix hosts add --key, ansible_ssh_private_key_file) must be in, so an API caller cannot make the master use any file it can read as an identity. Empty means data_dir/keys and ~/.ssh of the user the master runs as."`
+		Agent         bool            `toml:"agent" default:"true" doc:"Offer the keys of the ssh-agent at SSH_AUTH_SOCK."`
+		IdleTimeout   config.Duration `toml:"idle_timeout" default:"5m" doc:"Pooled connections unused this long are closed."`
+		MaxConns      int             `toml:"max_conns" default:"1000" doc:"At most this many pooled connections."`
 	} `toml:"ssh" doc:"Agentless hosts and bootstrap."`
 
 	Files struct {
@@ -124,6 +126,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.AuthFailuresPerMinute < 0 || c.Limits.AuthFailureBurst < 0 || c.Limits.TokenRequestsPerSec < 0 || c.Limits.TokenBurst < 0 {
 		return fmt.Errorf("limits: want 0 (no limit) or more")
+	}
+	for _, h := range c.SSH.PasswordHosts {
+		if _, _, err := net.ParseCIDR(h); err != nil && model.ValidHost(h) != nil {
+			return fmt.Errorf("ssh.password_hosts: %q is neither a host name, an IP address nor a CIDR range", h)
+		}
 	}
 	for _, p := range c.TrustedProxies {
 		if net.ParseIP(p) == nil {

@@ -244,9 +244,9 @@ func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
 // end unreachable with a clear error, and the reason is logged here.
 func newSSHPool(cfg Config, log *slog.Logger) *ssh.Pool {
 	p, err := ssh.NewPool(ssh.Config{
-		KnownHosts:  cfg.SSH.KnownHosts,
-		Policy:      cfg.SSH.HostKeys,
-		KeyFiles:    cfg.SSH.KeyFiles,
+		KnownHosts: cfg.SSH.KnownHosts,
+		Policy:     cfg.SSH.HostKeys,
+		KeyFiles:   cfg.SSH.KeyFiles, PasswordHosts: cfg.SSH.PasswordHosts,
 		KeyDirs:     cfg.SSH.KeyDirs,
 		NoAgent:     !cfg.SSH.Agent,
 		User:        cfg.SSH.User,
