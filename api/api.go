@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
@@ -66,7 +67,9 @@ type Server struct {
 	// /healthz answers 503 "degraded" with the reason.
 	Degraded func() string
 
-	limits *limiters // made by Handler from Config.Limits
+	limits    *limiters           // made by Handler from Config.Limits
+	bodies    *semaphore.Weighted // large JSON bodies in flight, BodiesInFlight bytes
+	bodiesMax int64
 }
 
 // Config is what the API needs from the master's configuration.
@@ -85,12 +88,20 @@ type Config struct {
 	// Limits bound failed authentications per source and requests per
 	// token (see Limits); the zero value limits nothing.
 	Limits Limits
+	// BodiesInFlight bounds the bytes of large JSON bodies read at once
+	// (see reserveBody); 0 means DefaultBodiesInFlight.
+	BodiesInFlight int64
 }
 
 // Handler returns the Gin engine with every route.
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	s.limits = newLimiters(s.Config.Limits)
+	s.bodiesMax = s.Config.BodiesInFlight
+	if s.bodiesMax <= 0 {
+		s.bodiesMax = DefaultBodiesInFlight
+	}
+	s.bodies = semaphore.NewWeighted(s.bodiesMax)
 	r := gin.New()
 	// Paths are taken as they are: no redirect to a path with or without a
 	// trailing slash (a 301 with an HTML body), and an empty segment

@@ -195,9 +195,14 @@ func newHarnessContent(t *testing.T, tr exec.Transport, contentOpts *content.Opt
 	return newHarnessIn(t, t.TempDir(), tr, contentOpts, nil)
 }
 
-// harnessLimits, when set, are the rate limits newHarnessIn's server gets
-// (none by default); set it only from tests that do not run in parallel.
-var harnessLimits api.Limits
+// harnessEdit, when set, changes newHarnessIn's server before it serves
+// (rate limits, say); set it only from tests that do not run in parallel.
+var harnessEdit func(*api.Server)
+
+// harnessUnchecked serves newHarnessIn's server without the OpenAPI check,
+// which reads each request body whole before the handler runs; set it
+// only from tests that do not run in parallel.
+var harnessUnchecked bool
 
 // newHarnessIn builds the harness with its database, keys and payloads in
 // dir, and the master's Degraded check (nil for none).
@@ -253,12 +258,19 @@ func newHarnessIn(t *testing.T, dir string, tr exec.Transport, contentOpts *cont
 	keys := &fakeHostKeys{}
 	s := &api.Server{Store: store, Jobs: svc, Log: log, CheckCallback: checkCallback, SSH: keys,
 		Config: api.Config{DefaultTimeout: defaultTimeout, MaxTimeout: time.Minute, MaxFileSize: maxFileSize,
-			FilesTimeout: defaultTimeout, Version: "test", Limits: harnessLimits}}
+			FilesTimeout: defaultTimeout, Version: "test"}}
+	if harnessEdit != nil {
+		harnessEdit(s)
+	}
 	if cs != nil {
 		s.Content = cs // never a typed nil in the interface
 	}
 	s.Degraded = degraded
-	srv := httptest.NewUnstartedServer(api.CheckedByOpenAPI(t, s.Handler()))
+	handler := s.Handler()
+	if !harnessUnchecked {
+		handler = api.CheckedByOpenAPI(t, handler)
+	}
+	srv := httptest.NewUnstartedServer(handler)
 	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, Certificates: []tls.Certificate{master.Cert}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close) // first: no handler runs once the jobs, writer and store close
@@ -1463,8 +1475,10 @@ func pathMatches(pattern, path string) bool {
 // register — its token (the admin's, even) is not looked at, nothing is
 // stored; another bucket per API token bounds its requests.
 func TestRateLimits(t *testing.T) {
-	harnessLimits = api.Limits{AuthFailuresPerMinute: 6, AuthFailureBurst: 3, TokenRequestsPerSec: 0.5, TokenBurst: 4}
-	t.Cleanup(func() { harnessLimits = api.Limits{} })
+	harnessEdit = func(s *api.Server) {
+		s.Config.Limits = api.Limits{AuthFailuresPerMinute: 6, AuthFailureBurst: 3, TokenRequestsPerSec: 0.5, TokenBurst: 4}
+	}
+	t.Cleanup(func() { harnessEdit = nil })
 	h := newHarness(t)
 	c := h.client(nil)
 
@@ -1514,5 +1528,64 @@ func TestRateLimits(t *testing.T) {
 	}
 	if n := h.count("minions"); n != 0 {
 		t.Errorf("%d minions stored; want 0", n)
+	}
+}
+
+// TestLargeBodiesInFlight: large JSON bodies are read and decoded only as
+// many at once as Config.BodiesInFlight allows; past it, 429 with
+// Retry-After, and room comes back when a body is done.
+func TestLargeBodiesInFlight(t *testing.T) {
+	harnessEdit = func(s *api.Server) { s.Config.BodiesInFlight = 6 << 20 }
+	harnessUnchecked = true // the check would read the first body whole before the handler reserves room
+	t.Cleanup(func() { harnessEdit, harnessUnchecked = nil, false })
+	h := newHarness(t)
+	h.addMinion("web1", "127.0.0.9:4510", true, nil)
+	body := append(bytes.Repeat([]byte(" "), 5<<20), `{"cmd_line": "true", "targets": ["web1"]}`...)
+
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest("POST", h.srv.URL+"/api/v1/exec", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+h.admin)
+	first := make(chan int, 1)
+	go func() {
+		resp, err := h.client(nil).Do(req)
+		if err != nil {
+			first <- -1
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	if _, err := pw.Write(body[:1<<20]); err != nil {
+		t.Fatal(err)
+	}
+	// Once the first request's handler runs (socket buffers may hold its
+	// first MiB before), it holds its room until its body is all read; a
+	// second body that came first is simply served.
+	var status int
+	var out []byte
+	for range 100 {
+		if status, out = h.do(h.client(nil), "POST", "/api/v1/exec", "Bearer "+h.admin, body); status == http.StatusTooManyRequests {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if status != http.StatusTooManyRequests {
+		t.Fatalf("a second large body beside the first = %d %.200s; want 429", status, out)
+	}
+	wantError(t, "second body", out, "too many large request bodies in flight", "multipart")
+	if _, err := pw.Write(body[1<<20:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if code := <-first; code != http.StatusAccepted {
+		t.Errorf("the first large body = %d; want 202", code)
+	}
+	if status, out := h.do(h.client(nil), "POST", "/api/v1/exec", "Bearer "+h.admin, body); status != http.StatusAccepted {
+		t.Errorf("a large body once the first is done = %d %.200s; want 202", status, out)
 	}
 }

@@ -223,7 +223,9 @@ func (s *Server) exec(c *gin.Context) {
 	var req wire.ExecRequest
 	upload := "" // content streamed to disk from a multipart request; owned here until Submit
 	var uploadSize int64
+	release := func() {} // the room a large JSON body holds (reserveBody) until its file is on disk
 	defer func() {
+		release()
 		if upload != "" {
 			os.Remove(upload)
 		}
@@ -235,9 +237,15 @@ func (s *Server) exec(c *gin.Context) {
 			s.abortUpload(c, err, "")
 			return
 		}
-	} else if err := decodeLimit(c, &req, s.execBodyLimit()); err != nil {
-		s.abort(c, err)
-		return
+	} else {
+		var ok bool
+		if release, ok = s.reserveBody(c, s.execBodyLimit()); !ok {
+			return
+		}
+		if err := decodeLimit(c, &req, s.execBodyLimit()); err != nil {
+			s.abort(c, err)
+			return
+		}
 	}
 	wait, dry, err := s.jobQuery(c)
 	if err != nil {
@@ -263,6 +271,8 @@ func (s *Server) exec(c *gin.Context) {
 		}
 		req.File = "" // the decoded copy goes to disk; drop the request's
 		path, size, err := s.Jobs.StorePayload(content, s.Config.MaxFileSize)
+		release()
+		release = func() {}
 		if err != nil {
 			s.abortUpload(c, err, req.FileEncoding)
 			return

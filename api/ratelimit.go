@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+
 	"math"
 	"net/http"
 	"strconv"
@@ -183,4 +184,31 @@ func (s *Server) tokenGuard(c *gin.Context, name string) bool {
 		return false
 	}
 	return true
+}
+
+// DefaultBodiesInFlight bounds the bytes of large JSON bodies (over the
+// 4 MiB of an ordinary request: an exec with its script inline, base64)
+// being read and decoded at once. Decoding holds a body and what it
+// decodes to, so each counts twice.
+const DefaultBodiesInFlight = 256 << 20
+
+// reserveBody reserves room for a JSON body of up to limit bytes before it
+// is read. A small body needs none; a large one that does not fit beside
+// those in flight gets 429 with Retry-After (multipart uploads, streamed
+// to disk, need none). It reports whether the request may go on, and the
+// returned func (never nil) gives the room back.
+func (s *Server) reserveBody(c *gin.Context, limit int64) (release func(), ok bool) {
+	n := c.Request.ContentLength
+	if n < 0 || n > limit {
+		n = limit // chunked: as much as it may be
+	}
+	if n <= maxBody || s.bodies == nil {
+		return func() {}, true
+	}
+	w := min(2*n, s.bodiesMax)
+	if !s.bodies.TryAcquire(w) {
+		tooMany(c, time.Second, "too many large request bodies in flight (at most %d MiB together): retry shortly, or send the file as multipart/form-data", s.bodiesMax>>20)
+		return func() {}, false
+	}
+	return func() { s.bodies.Release(w) }, true
 }
