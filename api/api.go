@@ -67,6 +67,7 @@ type Server struct {
 	// /healthz answers 503 "degraded" with the reason.
 	Degraded func() string
 
+	routes    []RouteRole         // the authenticated routes, made by Handler
 	limits    *limiters           // made by Handler from Config.Limits
 	bodies    *semaphore.Weighted // large JSON bodies in flight, BodiesInFlight bytes
 	bodiesMax int64
@@ -126,37 +127,47 @@ func (s *Server) Handler() http.Handler {
 	})
 	r.GET("/healthz", s.healthz)
 	v1 := r.Group("/api/v1")
-	v1.POST("/minions/register", s.register)
-	auth := v1.Group("", s.authenticate)
-	auth.GET("/minions", s.listMinions)
-	auth.GET("/minions/:id", s.getMinion)
-	auth.DELETE("/minions/:id", s.deleteMinion)
-	auth.POST("/minions/:id/accept", s.setState(model.KeyAccepted))
-	auth.POST("/minions/:id/reject", s.setState(model.KeyRejected))
-	auth.POST("/tokens/join", s.createJoinToken)
-	auth.PUT("/minions/:id/labels", s.setLabels)
-	auth.POST("/exec", s.exec)
-	auth.GET("/jobs", s.listJobs)
-	auth.GET("/jobs/:id", s.getJob)
-	auth.GET("/jobs/:id/events", s.jobEvents)
-	auth.GET("/jobs/:id/hosts/:host", s.getJobHost)
-	auth.GET("/jobs/:id/hosts/:host/output", s.getJobHostOutput)
-	auth.POST("/jobs/:id/cancel", s.cancelJob)
-	auth.POST("/jobs/:id/rerun", s.rerunJob)
-	auth.GET("/deliveries", s.listDeliveries)
-	auth.POST("/hosts", s.addHost)
-	auth.POST("/hosts/import", s.importHosts)
-	auth.GET("/hosts", s.listHosts)
-	auth.GET("/hosts/:id", s.getHost)
-	auth.DELETE("/hosts/:id", s.deleteHost)
-	auth.PUT("/hosts/:id/labels", s.setHostLabels)
-	auth.POST("/hosts/:id/trust", s.trustHost)
-	auth.POST("/bootstrap", s.bootstrap)
-	auth.POST("/content", s.putContent)
-	auth.GET("/content/:sha256", s.getContent)
-	auth.HEAD("/content/:sha256", s.getContent)
-	auth.POST("/files", s.pushFiles)
-	auth.POST("/fetch", s.fetchFiles)
+	v1.POST("/minions/register", s.audit, s.register)
+	auth := v1.Group("", s.audit, s.authenticate)
+	s.routes = nil
+	route := func(role, method, path string, h gin.HandlerFunc) {
+		s.routes = append(s.routes, RouteRole{Method: method, Path: "/api/v1" + path, Role: role})
+		auth.Handle(method, path, allow(role), h)
+	}
+	read, operator, admin := model.RoleRead, model.RoleOperator, model.RoleAdmin
+	route(read, "GET", "/minions", s.listMinions)
+	route(read, "GET", "/minions/:id", s.getMinion)
+	route(admin, "DELETE", "/minions/:id", s.deleteMinion)
+	route(admin, "POST", "/minions/:id/accept", s.setState(model.KeyAccepted))
+	route(admin, "POST", "/minions/:id/reject", s.setState(model.KeyRejected))
+	route(admin, "PUT", "/minions/:id/labels", s.setLabels)
+	route(admin, "POST", "/tokens/join", s.createJoinToken)
+	route(admin, "POST", "/tokens", s.createToken)
+	route(admin, "GET", "/tokens", s.listTokens)
+	route(admin, "DELETE", "/tokens/:name", s.revokeToken)
+	route(admin, "GET", "/audit", s.auditLog)
+	route(operator, "POST", "/exec", s.exec)
+	route(read, "GET", "/jobs", s.listJobs)
+	route(read, "GET", "/jobs/:id", s.getJob)
+	route(read, "GET", "/jobs/:id/events", s.jobEvents)
+	route(read, "GET", "/jobs/:id/hosts/:host", s.getJobHost)
+	route(read, "GET", "/jobs/:id/hosts/:host/output", s.getJobHostOutput)
+	route(operator, "POST", "/jobs/:id/cancel", s.cancelJob)
+	route(operator, "POST", "/jobs/:id/rerun", s.rerunJob)
+	route(read, "GET", "/deliveries", s.listDeliveries)
+	route(admin, "POST", "/hosts", s.addHost)
+	route(admin, "POST", "/hosts/import", s.importHosts)
+	route(read, "GET", "/hosts", s.listHosts)
+	route(read, "GET", "/hosts/:id", s.getHost)
+	route(admin, "DELETE", "/hosts/:id", s.deleteHost)
+	route(admin, "PUT", "/hosts/:id/labels", s.setHostLabels)
+	route(admin, "POST", "/hosts/:id/trust", s.trustHost)
+	route(admin, "POST", "/bootstrap", s.bootstrap)
+	route(operator, "POST", "/content", s.putContent)
+	route(read, "GET", "/content/:sha256", s.getContent)
+	route(read, "HEAD", "/content/:sha256", s.getContent)
+	route(operator, "POST", "/files", s.pushFiles)
+	route(operator, "POST", "/fetch", s.fetchFiles)
 	v1.GET("/openapi.yaml", s.openAPI)
 	return r
 }
@@ -415,10 +426,12 @@ func (s *Server) authenticate(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
+	c.Set(ctxToken, t.Name)
+	c.Set(ctxRole, t.Role)
+	c.Request = c.Request.WithContext(jobs.WithRequester(c.Request.Context(), t.Name)) // the jobs it makes name it
 	if !s.tokenGuard(c, t.Name) {
 		return
 	}
-	c.Set("token", t.Name)
 	c.Next()
 }
 

@@ -167,6 +167,7 @@ type harness struct {
 	admin      string        // a valid API token
 	keys       *fakeHostKeys // the SSH host keys the API trusts through
 	content    *content.Store
+	server     *api.Server
 }
 
 const (
@@ -280,7 +281,7 @@ func newHarnessIn(t *testing.T, dir string, tr exec.Transport, contentOpts *cont
 		t.Fatalf("CreateAPIToken = %v", err)
 	}
 	return &harness{t: t, store: store, db: db, srv: srv, master: master, fake: fake, payloadDir: payloadDir, admin: admin,
-		keys: keys, content: cs}
+		keys: keys, content: cs, server: s}
 }
 
 // addMinion registers a minion at addr, accepted or pending, with labels.
@@ -1430,6 +1431,10 @@ var authRoutes = []authRoute{
 	{"HEAD", "/api/v1/content/" + strings.Repeat("a", 64), ""},
 	{"POST", "/api/v1/files", `{"targets": ["x"], "dest": "/tmp/x", "sha256": "` + strings.Repeat("a", 64) + `"}`},
 	{"POST", "/api/v1/fetch", `{"targets": ["x"], "path": "/etc/hostname"}`},
+	{"POST", "/api/v1/tokens", `{"name": "new", "role": "read"}`},
+	{"GET", "/api/v1/tokens", ""},
+	{"DELETE", "/api/v1/tokens/x", ""},
+	{"GET", "/api/v1/audit", ""},
 }
 
 // TestAuthRoutesComplete: authRoutes names every route behind the token,
@@ -1589,3 +1594,6 @@ func TestLargeBodiesInFlight(t *testing.T) {
 		t.Errorf("a large body once the first is done = %d %.200s; want 202", status, out)
 	}
 }
+
+// routeRoles is the server's table of authenticated routes and roles.
+func (h *harness) routeRoles() []api.RouteRole { return h.server.RouteRoles() }

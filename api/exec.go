@@ -201,6 +201,7 @@ func (s *Server) jobQuery(c *gin.Context) (wait time.Duration, dry bool, err err
 // answers without parameters), or 202 when it is still running after the
 // wait.
 func (s *Server) answerJob(c *gin.Context, job inventory.Job, wait time.Duration) {
+	auditJob(c, job)
 	if wait > 0 {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
 		defer cancel()
@@ -462,6 +463,7 @@ func (s *Server) rerunJob(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
+	auditJob(c, job)
 	c.Header("Location", "/api/v1/jobs/"+job.ID)
 	c.JSON(http.StatusAccepted, wire.ExecAccepted{JobID: job.ID, ID: job.ClientID, State: job.State, Total: job.Total})
 }

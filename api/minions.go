@@ -35,6 +35,7 @@ func (s *Server) register(c *gin.Context) {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
+	c.Set(ctxAuditWho, "minion:"+req.ID)
 	if req.Hostname == "" {
 		req.Hostname = req.ID
 	}
@@ -223,7 +224,7 @@ func (s *Server) deleteMinion(c *gin.Context) {
 	if s.Forget != nil {
 		s.Forget(id)
 	}
-	s.Log.Info("minion deleted", "id", id, "by", c.GetString("token"))
+	s.Log.Info("minion deleted", "id", id, "by", c.GetString(ctxToken))
 	c.JSON(http.StatusOK, gin.H{"id": id, "deleted": true})
 }
 
@@ -237,7 +238,7 @@ func (s *Server) setState(state model.KeyState) gin.HandlerFunc {
 		if state != model.KeyAccepted && s.Forget != nil {
 			s.Forget(id)
 		}
-		s.Log.Info("minion "+string(state), "id", id, "by", c.GetString("token"))
+		s.Log.Info("minion "+string(state), "id", id, "by", c.GetString(ctxToken))
 		c.JSON(http.StatusOK, gin.H{"id": id, "state": state})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/daemon"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/version"
 )
@@ -28,8 +29,8 @@ Usage:
   master token join [--auto-accept] [--ttl 24h] [--uses N]
                                 issue a join token for minions (uses: default 1 with
                                 --auto-accept, else unlimited; -1 for unlimited)
-  master token api --name NAME [--ttl D]
-                                issue an admin API token
+  master token api --name NAME [--role admin|operator|read] [--ttl D]
+                                issue an API token (default role admin)
   master version                print the version
 
 Flags of every command:
@@ -149,7 +150,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var auto *bool
 	var ttl *time.Duration
 	var uses *int
-	var name *string
+	var name, role *string
 	cfg, _, _, err := load("token "+kind, args[1:], func(fs *pflag.FlagSet) {
 		auto = fs.Bool("auto-accept", false, "minions joining with this token are accepted at once")
 		def := 24 * time.Hour
@@ -159,6 +160,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ttl = fs.Duration("ttl", def, "how long the token is valid (0: forever)")
 		uses = fs.Int("uses", 0, "how many registrations the token allows (default 1 with --auto-accept, else unlimited; -1: unlimited)")
 		name = fs.String("name", "", "name of the API token")
+		role = fs.String("role", model.RoleAdmin, "role of the API token: read, operator or admin")
 	})
 	if err != nil {
 		return err
@@ -178,7 +180,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer store.Close()
 	if kind == "api" {
-		tok, err := store.CreateAPIToken(ctx, *name, inventory.RoleAdmin, *ttl, time.Now())
+		tok, err := store.CreateAPIToken(ctx, *name, *role, *ttl, time.Now())
 		if err != nil {
 			return err
 		}
