@@ -278,8 +278,10 @@ type ResultWriter struct {
 	mu     sync.RWMutex // held for reading while sending on ops, for writing to close it
 	closed bool         // protected by mu
 
-	stop     chan struct{} // closed by Close: stop waiting for storage to come back
-	stopOnce sync.Once
+	stop       chan struct{}   // closed by Abandon (and Close): stop waiting for storage to come back
+	stopCtx    context.Context // done once stop is closed
+	cancelStop context.CancelFunc
+	stopOnce   sync.Once
 
 	// queued bounds the bytes of the results waiting in ops (maxQueuedBytes):
 	// Add waits beyond it, so the queue never holds output × hosts.
@@ -313,12 +315,15 @@ const maxBatch = 2048
 func NewResultWriter(s *Store, log *slog.Logger) *ResultWriter {
 	w := &ResultWriter{store: s, log: log, ops: make(chan writeOp, maxBatch), stop: make(chan struct{}),
 		queued: semaphore.NewWeighted(maxQueuedBytes)}
+	w.stopCtx, w.cancelStop = context.WithCancel(context.Background())
 	w.wg.Add(1)
 	go w.loop()
 	return w
 }
 
-// Add queues one host result of a job. After Close it only logs.
+// Add queues one host result of a job. After Close or Abandon it only
+// logs: the host stays as stored before (running), and the next start
+// marks it lost (Recover).
 func (w *ResultWriter) Add(jobID string, r model.Result) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
@@ -327,8 +332,16 @@ func (w *ResultWriter) Add(jobID string, r model.Result) {
 		return
 	}
 	size := min(int64(len(r.Stdout)+len(r.Stderr)+len(r.Error))+512, maxQueuedBytes)
-	w.queued.Acquire(context.Background(), size) // never fails: no deadline
-	w.ops <- writeOp{jobID: jobID, result: &r, size: size}
+	if err := w.queued.Acquire(w.stopCtx, size); err != nil {
+		w.log.Error("result dropped: writer abandoned", "job", jobID, "host", r.Host, "state", r.State)
+		return
+	}
+	select {
+	case w.ops <- writeOp{jobID: jobID, result: &r, size: size}:
+	case <-w.stop:
+		w.queued.Release(size)
+		w.log.Error("result dropped: writer abandoned", "job", jobID, "host", r.Host, "state", r.State)
+	}
 }
 
 // Finish queues the end of a job, with the deliveries (callbacks, Slack)
@@ -341,7 +354,12 @@ func (w *ResultWriter) Finish(ctx context.Context, jobID string, state model.Job
 		w.mu.RUnlock()
 		return ErrWriterClosed
 	}
-	w.ops <- writeOp{jobID: jobID, finish: state, finished: at, outbox: outbox, done: done}
+	select {
+	case w.ops <- writeOp{jobID: jobID, finish: state, finished: at, outbox: outbox, done: done}:
+	case <-w.stop:
+		w.mu.RUnlock()
+		return ErrWriterClosed
+	}
 	w.mu.RUnlock()
 	select {
 	case err := <-done:
@@ -351,10 +369,20 @@ func (w *ResultWriter) Finish(ctx context.Context, jobID string, state model.Job
 	}
 }
 
+// Abandon stops waiting for storage: a batch waiting out a full disk is
+// given up (logged), and Add and Finish no longer wait for room in the
+// queue — what cannot be queued is dropped and logged. Results not stored
+// leave their hosts as they were (running), and the next start marks them
+// lost. A master stopping past its deadline calls it, so that no host
+// goroutine stays blocked on a writer that cannot write.
+func (w *ResultWriter) Abandon() {
+	w.stopOnce.Do(func() { close(w.stop); w.cancelStop() })
+}
+
 // Close commits what is queued and stops the writer. Later calls of Add
 // and Finish store nothing.
 func (w *ResultWriter) Close() {
-	w.stopOnce.Do(func() { close(w.stop) })
+	w.Abandon()
 	w.mu.Lock()
 	if !w.closed {
 		w.closed = true
