@@ -1258,8 +1258,18 @@ func TestOutboxDueAndDone(t *testing.T) {
 		var out []string
 		for _, it := range items {
 			out = append(out, it.EventID)
+			// Due rows come without bodies; the deliverer loads one by id.
+			if len(it.Body) != 0 {
+				t.Errorf("DueOutbox: %s has its body (%d bytes); want none", it.EventID, len(it.Body))
+			}
+			if b, err := s.OutboxBody(ctx, it.ID); err != nil || len(b) == 0 {
+				t.Errorf("OutboxBody(%s) = %d bytes, %v; want the body", it.EventID, len(b), err)
+			}
 		}
 		return out
+	}
+	if _, err := s.OutboxBody(ctx, 99999); !errors.Is(err, ErrNotFound) {
+		t.Errorf("OutboxBody of no row = %v; want ErrNotFound", err)
 	}
 	if got, want := due(t0, 10), []string{"due-first", "due-second", "due-now"}; !slices.Equal(got, want) {
 		t.Errorf("DueOutbox(t0) = %q; want %q", got, want)
