@@ -15,6 +15,11 @@ import (
 // was sent: nothing ran on the host.
 var ErrUnreachable = errors.New("host unreachable")
 
+// ErrLost marks a host that stopped answering while its command ran (a
+// hung or cut-off minion): its outcome is unknown, the command may still
+// be running there. The host ends StateLost.
+var ErrLost = errors.New("host lost")
+
 // Transport runs one command on one host. The agent (gRPC) and agentless
 // (SSH) transports satisfy it.
 type Transport interface {
@@ -182,6 +187,8 @@ func (e *Engine) runOne(ctx context.Context, cmd model.Command, t model.Target, 
 	switch {
 	case err != nil && errors.Is(err, ErrUnreachable):
 		r.State, r.ExitCode, r.Error = model.StateUnreachable, -1, err.Error()
+	case err != nil && errors.Is(err, ErrLost) && ctx.Err() == nil:
+		r.State, r.ExitCode, r.Error = model.StateLost, -1, err.Error()
 	case err != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)):
 		r.State, r.ExitCode, r.Error = model.StateTimeout, -1, "no answer from host before the deadline: "+err.Error()
 	case err != nil && (ctx.Err() != nil || errors.Is(err, context.Canceled)):

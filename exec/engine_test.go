@@ -672,3 +672,16 @@ func TestEngineRunKeepTail(t *testing.T) {
 		t.Errorf("kept short = %q, truncated %v; want all of it, not truncated", r.Stdout, r.Truncated)
 	}
 }
+
+// TestLostHost: a transport that lost its host mid-command (exec.ErrLost)
+// ends it lost, not failed; a cancelled run stays cancelled.
+func TestLostHost(t *testing.T) {
+	lost := fmt.Errorf("no word from it: %w", ErrLost)
+	e := &Engine{Transport: &fakeTransport{def: func(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
+		return model.Exit{Code: -1}, lost
+	}}}
+	rs := e.Run(context.Background(), model.Command{Line: "x"}, []model.Target{{ID: "a"}}, Options{}, Hooks{})
+	if rs[0].State != model.StateLost || rs[0].Error != lost.Error() {
+		t.Errorf("result = %s %q; want lost with the transport's reason", rs[0].State, rs[0].Error)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -36,6 +37,11 @@ const Name = "agent"
 // Pool holds one gRPC connection per minion. It satisfies exec.Transport.
 type Pool struct {
 	id *pki.Identity // the master's identity, presented to every minion
+	// Heartbeat is the interval at which minions are asked to show they
+	// are alive while a command runs; a minion silent for LostAfter then
+	// ends its host lost. Minions too old to send heartbeats are not
+	// watched (keepalive still ends a dead connection).
+	Heartbeat, LostAfter time.Duration
 
 	mu    sync.Mutex
 	conns map[string]*conn // by minion id; protected by mu
@@ -51,8 +57,15 @@ type conn struct {
 
 // NewPool returns a pool whose connections present id.
 func NewPool(id *pki.Identity) *Pool {
-	return &Pool{id: id, conns: make(map[string]*conn)}
+	return &Pool{id: id, conns: make(map[string]*conn), Heartbeat: DefaultHeartbeat, LostAfter: DefaultLostAfter}
 }
+
+// Defaults of Pool.Heartbeat and LostAfter: a hung or cut-off minion is
+// found within 8 s of its last word, four heartbeats missed.
+const (
+	DefaultHeartbeat = 2 * time.Second
+	DefaultLostAfter = 8 * time.Second
+)
 
 // Name returns "agent".
 func (p *Pool) Name() string { return Name }
@@ -137,11 +150,19 @@ func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out 
 	if cmd.Timeout > 0 {
 		req.Timeout = durationpb.New(cmd.Timeout)
 	}
+	if p.Heartbeat > 0 && p.LostAfter > 0 {
+		req.Heartbeat = durationpb.New(p.Heartbeat)
+	}
+	// The watchdog ends the stream through this context when the minion
+	// falls silent.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := &watchdog{lostAfter: p.LostAfter, cancel: cancel}
 	if id, ok := JobID(ctx); ok {
 		req.JobId = id
 	}
 	if cmd.File != nil {
-		return p.execFile(ctx, cl, t, req, cmd.File, out)
+		return p.execFile(ctx, cl, t, req, cmd.File, out, w)
 	}
 	// Opening the stream fails fast with Unavailable when no connection to
 	// the minion is ready: then the request was never sent. Any failure
@@ -150,7 +171,10 @@ func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out 
 	if err != nil {
 		return model.Exit{}, rpcError("exec on", t, err, true)
 	}
-	return recvEvents(t, stream, out)
+	if req.Heartbeat != nil {
+		w.arm(0) // Started comes at once from any minion
+	}
+	return recvEvents(t, stream, out, w)
 }
 
 // execFile sends req with f's content over an ExecFile stream and then
@@ -158,7 +182,7 @@ func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out 
 // buffer, never whole. If it cannot be read completely the stream is
 // cancelled before the client closes its side, so the minion, which runs
 // the command only after that close, runs nothing.
-func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t model.Target, req *felixv1.ExecRequest, f *model.File, out model.OutputFunc) (model.Exit, error) {
+func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t model.Target, req *felixv1.ExecRequest, f *model.File, out model.OutputFunc, w *watchdog) (model.Exit, error) {
 	if f.Open == nil || f.Size < 0 {
 		return model.Exit{}, fmt.Errorf("exec on minion %s: file %s has no content or a negative size", t.ID, f.Name)
 	}
@@ -182,6 +206,9 @@ func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t model.Ta
 		if err := stream.CloseSend(); err != nil {
 			return model.Exit{}, rpcError("exec on", t, err, false)
 		}
+		if req.Heartbeat != nil {
+			w.arm(0) // the minion has the content: Started follows once it is on disk
+		}
 	case errors.As(sendErr, &readErr):
 		cancel() // before anything else: the minion must not run the command
 		return model.Exit{}, fmt.Errorf("exec on minion %s: %w (the command did not run)", t.ID, sendErr)
@@ -190,7 +217,7 @@ func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t model.Ta
 	default:
 		return model.Exit{}, rpcError("exec on", t, sendErr, false)
 	}
-	return recvEvents(t, stream, out)
+	return recvEvents(t, stream, out, w)
 }
 
 // fileReadError is a failure to read the content to send, as opposed to a
@@ -243,17 +270,75 @@ func sendFile(stream grpc.BidiStreamingClient[felixv1.ExecFileRequest, felixv1.E
 	return nil
 }
 
+// watchdog ends an Exec stream whose minion falls silent. It is armed
+// when the request is sent (a minion answers Started at once, or once it
+// has a file's content), kept by a Started that promises heartbeats and
+// dropped by one that does not (an older minion: keepalive alone watches
+// it), and fed by every event.
+type watchdog struct {
+	lostAfter time.Duration
+	cancel    context.CancelFunc
+	timer     *time.Timer
+	fired     atomic.Bool
+}
+
+// arm starts watching; a minion that promised heartbeats every beat is
+// given at least three of them.
+func (w *watchdog) arm(beat time.Duration) {
+	if w.lostAfter <= 0 {
+		return
+	}
+	w.lostAfter = max(w.lostAfter, 3*beat)
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.lostAfter, func() { w.fired.Store(true); w.cancel() })
+		return
+	}
+	w.timer.Reset(w.lostAfter)
+}
+
+// disarm stops watching for good: the minion sends no heartbeats.
+func (w *watchdog) disarm() {
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+}
+
+// fed notes a word from the minion.
+func (w *watchdog) fed() {
+	if w.timer != nil {
+		w.timer.Reset(w.lostAfter)
+	}
+}
+
+func (w *watchdog) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
 // recvEvents reads an Exec or ExecFile stream to its exit status, passing
-// output to out.
+// output to out. A minion that promised heartbeats and then says nothing
+// for w.lostAfter is given up: exec.ErrLost.
 func recvEvents(t model.Target, stream interface {
 	Recv() (*felixv1.ExecEvent, error)
-}, out model.OutputFunc) (model.Exit, error) {
+}, out model.OutputFunc, w *watchdog) (model.Exit, error) {
+	defer w.stop()
 	started := false
 	for {
 		ev, err := stream.Recv()
 		if err == io.EOF {
 			return model.Exit{}, fmt.Errorf("exec on minion %s: stream ended without an exit status", t.ID)
 		}
+		if err != nil && w.fired.Load() {
+			if !started {
+				return model.Exit{}, fmt.Errorf("exec on minion %s: no word from it for %s after the request: the minion hangs "+
+					"or cannot be reached; the command may or may not have run: %w", t.ID, w.lostAfter, exec.ErrLost)
+			}
+			return model.Exit{}, fmt.Errorf("exec on minion %s: no word from it for %s although it promised a heartbeat: "+
+				"the minion hangs or cannot be reached; the command may still be running there: %w", t.ID, w.lostAfter, exec.ErrLost)
+		}
+		w.fed()
 		if err != nil {
 			code := status.Code(err)
 			err = rpcError("exec on", t, err, false)
@@ -270,6 +355,11 @@ func recvEvents(t model.Target, stream interface {
 		switch e := ev.Event.(type) {
 		case *felixv1.ExecEvent_Started:
 			started = true
+			if beat := e.Started.GetHeartbeat().AsDuration(); beat > 0 {
+				w.arm(beat)
+			} else {
+				w.disarm()
+			}
 		case *felixv1.ExecEvent_Output:
 			s := model.Stdout
 			if e.Output.Stream == felixv1.Stream_STREAM_STDERR {

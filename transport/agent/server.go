@@ -101,7 +101,7 @@ func (s *Server) Facts(ctx context.Context, _ *felixv1.FactsRequest) (*felixv1.F
 func (s *Server) Exec(req *felixv1.ExecRequest, stream grpc.ServerStreamingServer[felixv1.ExecEvent]) error {
 	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout.AsDuration()}
 	s.Log.Info("exec", "job", req.JobId, "cmd", req.CmdLine)
-	return s.run(stream.Context(), req.JobId, cmd, stream, nil)
+	return s.run(stream.Context(), req.JobId, cmd, req.Heartbeat.AsDuration(), stream, nil)
 }
 
 // ExecFile receives a file into a private directory made for this run,
@@ -145,7 +145,7 @@ func (s *Server) ExecFile(stream grpc.BidiStreamingServer[felixv1.ExecFileReques
 
 	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: dir, Timeout: req.Timeout.AsDuration()}
 	log.Info("exec file", "size", h.Size, "dir", dir, "cmd", req.CmdLine)
-	return s.run(stream.Context(), req.JobId, cmd, stream, func() { removeDir(log, dir) })
+	return s.run(stream.Context(), req.JobId, cmd, req.Heartbeat.AsDuration(), stream, func() { removeDir(log, dir) })
 }
 
 // DefaultMaxFileSize is the largest file ExecFile accepts when the Server's
@@ -209,14 +209,54 @@ func removeDir(log *slog.Logger, dir string) {
 	}
 }
 
+// Bounds of the heartbeat interval a master may ask for.
+const (
+	minHeartbeat = 500 * time.Millisecond
+	maxHeartbeat = time.Minute
+)
+
 // run sends Started, runs cmd streaming its output, calls done (if any)
-// once the command has ended, and sends the exit status.
-func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, stream grpc.ServerStreamingServer[felixv1.ExecEvent], done func()) error {
-	if err := stream.Send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_Started{Started: &felixv1.Started{}}}); err != nil {
+// once the command has ended, and sends the exit status. When the master
+// asked for heartbeats (every heartbeat, bounded), Started says the
+// interval kept and a Heartbeat goes out at it until the exit.
+func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heartbeat time.Duration, stream grpc.ServerStreamingServer[felixv1.ExecEvent], done func()) error {
+	started := &felixv1.Started{}
+	if heartbeat > 0 {
+		heartbeat = min(max(heartbeat, minHeartbeat), maxHeartbeat)
+		started.Heartbeat = durationpb.New(heartbeat)
+	}
+	if err := stream.Send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_Started{Started: started}}); err != nil {
 		return err
 	}
 	var mu sync.Mutex // a stream's Send is not safe for concurrent use
 	var sendErr error
+	stopBeats := func() {}
+	if heartbeat > 0 {
+		stop := make(chan struct{})
+		beats := sync.WaitGroup{}
+		beats.Add(1)
+		var once sync.Once
+		stopBeats = func() { once.Do(func() { close(stop); beats.Wait() }) }
+		defer stopBeats()
+		go func() {
+			defer beats.Done()
+			t := time.NewTicker(heartbeat)
+			defer t.Stop()
+			beat := &felixv1.ExecEvent{Event: &felixv1.ExecEvent_Heartbeat{Heartbeat: &felixv1.Heartbeat{}}}
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+				mu.Lock()
+				if sendErr == nil {
+					sendErr = stream.Send(beat)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
 	out := func(st model.Stream, p []byte) {
 		ps := felixv1.Stream_STREAM_STDOUT
 		if st == model.Stderr {
@@ -234,6 +274,7 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, strea
 		run = local.Run
 	}
 	exit, err := run(ctx, cmd, out)
+	stopBeats() // no beat after the exit status
 	if done != nil {
 		done()
 	}

@@ -239,7 +239,12 @@ type ExecRequest struct {
 	// Working directory; empty for the minion's default.
 	Cwd string `protobuf:"bytes,4,opt,name=cwd,proto3" json:"cwd,omitempty"`
 	// The deadline after which the minion kills the command's process group.
-	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// When set, asks the minion to send a Heartbeat at about this interval
+	// while the command runs, so that the master tells a hung or cut-off
+	// minion from a quiet command within seconds. Minions that do not know
+	// it send none, and say so in Started.
+	Heartbeat     *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +314,13 @@ func (x *ExecRequest) GetTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *ExecRequest) GetHeartbeat() *durationpb.Duration {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
+}
+
 // ExecEvent is one message of an Exec stream: Started, output chunks, then
 // the exit. Started is sent just before the process starts; it tells the
 // client the minion accepted the request (a client that never saw it cannot
@@ -320,6 +332,7 @@ type ExecEvent struct {
 	//	*ExecEvent_Output
 	//	*ExecEvent_Exit
 	//	*ExecEvent_Started
+	//	*ExecEvent_Heartbeat
 	Event         isExecEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -389,6 +402,15 @@ func (x *ExecEvent) GetStarted() *Started {
 	return nil
 }
 
+func (x *ExecEvent) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Event.(*ExecEvent_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
 type isExecEvent_Event interface {
 	isExecEvent_Event()
 }
@@ -405,14 +427,23 @@ type ExecEvent_Started struct {
 	Started *Started `protobuf:"bytes,3,opt,name=started,proto3,oneof"`
 }
 
+type ExecEvent_Heartbeat struct {
+	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
+}
+
 func (*ExecEvent_Output) isExecEvent_Event() {}
 
 func (*ExecEvent_Exit) isExecEvent_Event() {}
 
 func (*ExecEvent_Started) isExecEvent_Event() {}
 
+func (*ExecEvent_Heartbeat) isExecEvent_Event() {}
+
 type Started struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The interval at which the minion sends Heartbeats until the exit;
+	// zero when it sends none (none was asked, or an older minion).
+	Heartbeat     *durationpb.Duration `protobuf:"bytes,1,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -447,6 +478,50 @@ func (*Started) Descriptor() ([]byte, []int) {
 	return file_felix_v1_minion_proto_rawDescGZIP(), []int{4}
 }
 
+func (x *Started) GetHeartbeat() *durationpb.Duration {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
+}
+
+// Heartbeat says the minion is alive and the command still runs.
+type Heartbeat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_felix_v1_minion_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{5}
+}
+
 type OutputChunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Stream        Stream                 `protobuf:"varint,1,opt,name=stream,proto3,enum=felix.v1.Stream" json:"stream,omitempty"`
@@ -457,7 +532,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_felix_v1_minion_proto_msgTypes[5]
+	mi := &file_felix_v1_minion_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +544,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[5]
+	mi := &file_felix_v1_minion_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +557,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{5}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OutputChunk) GetStream() Stream {
@@ -517,7 +592,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_felix_v1_minion_proto_msgTypes[6]
+	mi := &file_felix_v1_minion_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +604,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[6]
+	mi := &file_felix_v1_minion_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +617,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{6}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExitStatus) GetExitCode() int32 {
@@ -595,7 +670,7 @@ type ExecFileRequest struct {
 
 func (x *ExecFileRequest) Reset() {
 	*x = ExecFileRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	mi := &file_felix_v1_minion_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +682,7 @@ func (x *ExecFileRequest) String() string {
 func (*ExecFileRequest) ProtoMessage() {}
 
 func (x *ExecFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	mi := &file_felix_v1_minion_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +695,7 @@ func (x *ExecFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecFileRequest.ProtoReflect.Descriptor instead.
 func (*ExecFileRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{7}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecFileRequest) GetMsg() isExecFileRequest_Msg {
@@ -679,7 +754,7 @@ type ExecFileHeader struct {
 
 func (x *ExecFileHeader) Reset() {
 	*x = ExecFileHeader{}
-	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	mi := &file_felix_v1_minion_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +766,7 @@ func (x *ExecFileHeader) String() string {
 func (*ExecFileHeader) ProtoMessage() {}
 
 func (x *ExecFileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	mi := &file_felix_v1_minion_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +779,7 @@ func (x *ExecFileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecFileHeader.ProtoReflect.Descriptor instead.
 func (*ExecFileHeader) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{8}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecFileHeader) GetExec() *ExecRequest {
@@ -736,7 +811,7 @@ type FactsRequest struct {
 
 func (x *FactsRequest) Reset() {
 	*x = FactsRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[9]
+	mi := &file_felix_v1_minion_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +823,7 @@ func (x *FactsRequest) String() string {
 func (*FactsRequest) ProtoMessage() {}
 
 func (x *FactsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[9]
+	mi := &file_felix_v1_minion_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +836,7 @@ func (x *FactsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactsRequest.ProtoReflect.Descriptor instead.
 func (*FactsRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{9}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{10}
 }
 
 type FactsResponse struct {
@@ -782,7 +857,7 @@ type FactsResponse struct {
 
 func (x *FactsResponse) Reset() {
 	*x = FactsResponse{}
-	mi := &file_felix_v1_minion_proto_msgTypes[10]
+	mi := &file_felix_v1_minion_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +869,7 @@ func (x *FactsResponse) String() string {
 func (*FactsResponse) ProtoMessage() {}
 
 func (x *FactsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[10]
+	mi := &file_felix_v1_minion_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +882,7 @@ func (x *FactsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactsResponse.ProtoReflect.Descriptor instead.
 func (*FactsResponse) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{10}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FactsResponse) GetHostname() string {
@@ -895,7 +970,7 @@ type PutFileRequest struct {
 
 func (x *PutFileRequest) Reset() {
 	*x = PutFileRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[11]
+	mi := &file_felix_v1_minion_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +982,7 @@ func (x *PutFileRequest) String() string {
 func (*PutFileRequest) ProtoMessage() {}
 
 func (x *PutFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[11]
+	mi := &file_felix_v1_minion_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +995,7 @@ func (x *PutFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileRequest.ProtoReflect.Descriptor instead.
 func (*PutFileRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{11}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutFileRequest) GetMsg() isPutFileRequest_Msg {
@@ -1009,7 +1084,7 @@ type PutFileHeader struct {
 
 func (x *PutFileHeader) Reset() {
 	*x = PutFileHeader{}
-	mi := &file_felix_v1_minion_proto_msgTypes[12]
+	mi := &file_felix_v1_minion_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1096,7 @@ func (x *PutFileHeader) String() string {
 func (*PutFileHeader) ProtoMessage() {}
 
 func (x *PutFileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[12]
+	mi := &file_felix_v1_minion_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1109,7 @@ func (x *PutFileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileHeader.ProtoReflect.Descriptor instead.
 func (*PutFileHeader) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{12}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutFileHeader) GetDest() string {
@@ -1128,7 +1203,7 @@ type PutFileResponse struct {
 
 func (x *PutFileResponse) Reset() {
 	*x = PutFileResponse{}
-	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	mi := &file_felix_v1_minion_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1215,7 @@ func (x *PutFileResponse) String() string {
 func (*PutFileResponse) ProtoMessage() {}
 
 func (x *PutFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	mi := &file_felix_v1_minion_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1228,7 @@ func (x *PutFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileResponse.ProtoReflect.Descriptor instead.
 func (*PutFileResponse) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{13}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutFileResponse) GetMsg() isPutFileResponse_Msg {
@@ -1205,7 +1280,7 @@ type PutFileSend struct {
 
 func (x *PutFileSend) Reset() {
 	*x = PutFileSend{}
-	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	mi := &file_felix_v1_minion_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1292,7 @@ func (x *PutFileSend) String() string {
 func (*PutFileSend) ProtoMessage() {}
 
 func (x *PutFileSend) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	mi := &file_felix_v1_minion_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1305,7 @@ func (x *PutFileSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileSend.ProtoReflect.Descriptor instead.
 func (*PutFileSend) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{14}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{15}
 }
 
 type PutFileDone struct {
@@ -1246,7 +1321,7 @@ type PutFileDone struct {
 
 func (x *PutFileDone) Reset() {
 	*x = PutFileDone{}
-	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	mi := &file_felix_v1_minion_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1333,7 @@ func (x *PutFileDone) String() string {
 func (*PutFileDone) ProtoMessage() {}
 
 func (x *PutFileDone) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	mi := &file_felix_v1_minion_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1346,7 @@ func (x *PutFileDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileDone.ProtoReflect.Descriptor instead.
 func (*PutFileDone) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{15}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutFileDone) GetChanged() bool {
@@ -1301,7 +1376,7 @@ type GetFileRequest struct {
 
 func (x *GetFileRequest) Reset() {
 	*x = GetFileRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[16]
+	mi := &file_felix_v1_minion_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1388,7 @@ func (x *GetFileRequest) String() string {
 func (*GetFileRequest) ProtoMessage() {}
 
 func (x *GetFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[16]
+	mi := &file_felix_v1_minion_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1401,7 @@ func (x *GetFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileRequest.ProtoReflect.Descriptor instead.
 func (*GetFileRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{16}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetFileRequest) GetPath() string {
@@ -1358,7 +1433,7 @@ type GetFileChunk struct {
 
 func (x *GetFileChunk) Reset() {
 	*x = GetFileChunk{}
-	mi := &file_felix_v1_minion_proto_msgTypes[17]
+	mi := &file_felix_v1_minion_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1445,7 @@ func (x *GetFileChunk) String() string {
 func (*GetFileChunk) ProtoMessage() {}
 
 func (x *GetFileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[17]
+	mi := &file_felix_v1_minion_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1458,7 @@ func (x *GetFileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileChunk.ProtoReflect.Descriptor instead.
 func (*GetFileChunk) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{17}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetFileChunk) GetMsg() isGetFileChunk_Msg {
@@ -1440,7 +1515,7 @@ type GetFileTrailer struct {
 
 func (x *GetFileTrailer) Reset() {
 	*x = GetFileTrailer{}
-	mi := &file_felix_v1_minion_proto_msgTypes[18]
+	mi := &file_felix_v1_minion_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1527,7 @@ func (x *GetFileTrailer) String() string {
 func (*GetFileTrailer) ProtoMessage() {}
 
 func (x *GetFileTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[18]
+	mi := &file_felix_v1_minion_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1540,7 @@ func (x *GetFileTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileTrailer.ProtoReflect.Descriptor instead.
 func (*GetFileTrailer) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{18}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetFileTrailer) GetSize() int64 {
@@ -1491,19 +1566,23 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\fPingResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x121\n" +
-	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"\x98\x01\n" +
+	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"\xd1\x01\n" +
 	"\vExecRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bcmd_line\x18\x02 \x01(\tR\acmdLine\x12\x10\n" +
 	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
 	"\x03cwd\x18\x04 \x01(\tR\x03cwd\x123\n" +
-	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\xa0\x01\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x127\n" +
+	"\theartbeat\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\theartbeat\"\xd5\x01\n" +
 	"\tExecEvent\x12/\n" +
 	"\x06output\x18\x01 \x01(\v2\x15.felix.v1.OutputChunkH\x00R\x06output\x12*\n" +
 	"\x04exit\x18\x02 \x01(\v2\x14.felix.v1.ExitStatusH\x00R\x04exit\x12-\n" +
-	"\astarted\x18\x03 \x01(\v2\x11.felix.v1.StartedH\x00R\astartedB\a\n" +
-	"\x05event\"\t\n" +
-	"\aStarted\"K\n" +
+	"\astarted\x18\x03 \x01(\v2\x11.felix.v1.StartedH\x00R\astarted\x123\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x13.felix.v1.HeartbeatH\x00R\theartbeatB\a\n" +
+	"\x05event\"B\n" +
+	"\aStarted\x127\n" +
+	"\theartbeat\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\theartbeat\"\v\n" +
+	"\tHeartbeat\"K\n" +
 	"\vOutputChunk\x12(\n" +
 	"\x06stream\x18\x01 \x01(\x0e2\x10.felix.v1.StreamR\x06stream\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\xab\x01\n" +
@@ -1600,7 +1679,7 @@ func file_felix_v1_minion_proto_rawDescGZIP() []byte {
 }
 
 var file_felix_v1_minion_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_felix_v1_minion_proto_goTypes = []any{
 	(Stream)(0),                 // 0: felix.v1.Stream
 	(FileKind)(0),               // 1: felix.v1.FileKind
@@ -1609,54 +1688,58 @@ var file_felix_v1_minion_proto_goTypes = []any{
 	(*ExecRequest)(nil),         // 4: felix.v1.ExecRequest
 	(*ExecEvent)(nil),           // 5: felix.v1.ExecEvent
 	(*Started)(nil),             // 6: felix.v1.Started
-	(*OutputChunk)(nil),         // 7: felix.v1.OutputChunk
-	(*ExitStatus)(nil),          // 8: felix.v1.ExitStatus
-	(*ExecFileRequest)(nil),     // 9: felix.v1.ExecFileRequest
-	(*ExecFileHeader)(nil),      // 10: felix.v1.ExecFileHeader
-	(*FactsRequest)(nil),        // 11: felix.v1.FactsRequest
-	(*FactsResponse)(nil),       // 12: felix.v1.FactsResponse
-	(*PutFileRequest)(nil),      // 13: felix.v1.PutFileRequest
-	(*PutFileHeader)(nil),       // 14: felix.v1.PutFileHeader
-	(*PutFileResponse)(nil),     // 15: felix.v1.PutFileResponse
-	(*PutFileSend)(nil),         // 16: felix.v1.PutFileSend
-	(*PutFileDone)(nil),         // 17: felix.v1.PutFileDone
-	(*GetFileRequest)(nil),      // 18: felix.v1.GetFileRequest
-	(*GetFileChunk)(nil),        // 19: felix.v1.GetFileChunk
-	(*GetFileTrailer)(nil),      // 20: felix.v1.GetFileTrailer
-	(*durationpb.Duration)(nil), // 21: google.protobuf.Duration
+	(*Heartbeat)(nil),           // 7: felix.v1.Heartbeat
+	(*OutputChunk)(nil),         // 8: felix.v1.OutputChunk
+	(*ExitStatus)(nil),          // 9: felix.v1.ExitStatus
+	(*ExecFileRequest)(nil),     // 10: felix.v1.ExecFileRequest
+	(*ExecFileHeader)(nil),      // 11: felix.v1.ExecFileHeader
+	(*FactsRequest)(nil),        // 12: felix.v1.FactsRequest
+	(*FactsResponse)(nil),       // 13: felix.v1.FactsResponse
+	(*PutFileRequest)(nil),      // 14: felix.v1.PutFileRequest
+	(*PutFileHeader)(nil),       // 15: felix.v1.PutFileHeader
+	(*PutFileResponse)(nil),     // 16: felix.v1.PutFileResponse
+	(*PutFileSend)(nil),         // 17: felix.v1.PutFileSend
+	(*PutFileDone)(nil),         // 18: felix.v1.PutFileDone
+	(*GetFileRequest)(nil),      // 19: felix.v1.GetFileRequest
+	(*GetFileChunk)(nil),        // 20: felix.v1.GetFileChunk
+	(*GetFileTrailer)(nil),      // 21: felix.v1.GetFileTrailer
+	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
 }
 var file_felix_v1_minion_proto_depIdxs = []int32{
-	21, // 0: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
-	21, // 1: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	7,  // 2: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
-	8,  // 3: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
-	6,  // 4: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
-	0,  // 5: felix.v1.OutputChunk.stream:type_name -> felix.v1.Stream
-	21, // 6: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
-	10, // 7: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
-	4,  // 8: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
-	14, // 9: felix.v1.PutFileRequest.header:type_name -> felix.v1.PutFileHeader
-	1,  // 10: felix.v1.PutFileHeader.kind:type_name -> felix.v1.FileKind
-	16, // 11: felix.v1.PutFileResponse.send:type_name -> felix.v1.PutFileSend
-	17, // 12: felix.v1.PutFileResponse.done:type_name -> felix.v1.PutFileDone
-	20, // 13: felix.v1.GetFileChunk.trailer:type_name -> felix.v1.GetFileTrailer
-	2,  // 14: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
-	4,  // 15: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
-	11, // 16: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
-	9,  // 17: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
-	13, // 18: felix.v1.Minion.PutFile:input_type -> felix.v1.PutFileRequest
-	18, // 19: felix.v1.Minion.GetFile:input_type -> felix.v1.GetFileRequest
-	3,  // 20: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
-	5,  // 21: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
-	12, // 22: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
-	5,  // 23: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
-	15, // 24: felix.v1.Minion.PutFile:output_type -> felix.v1.PutFileResponse
-	19, // 25: felix.v1.Minion.GetFile:output_type -> felix.v1.GetFileChunk
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	22, // 0: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
+	22, // 1: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	22, // 2: felix.v1.ExecRequest.heartbeat:type_name -> google.protobuf.Duration
+	8,  // 3: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
+	9,  // 4: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
+	6,  // 5: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
+	7,  // 6: felix.v1.ExecEvent.heartbeat:type_name -> felix.v1.Heartbeat
+	22, // 7: felix.v1.Started.heartbeat:type_name -> google.protobuf.Duration
+	0,  // 8: felix.v1.OutputChunk.stream:type_name -> felix.v1.Stream
+	22, // 9: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
+	11, // 10: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
+	4,  // 11: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
+	15, // 12: felix.v1.PutFileRequest.header:type_name -> felix.v1.PutFileHeader
+	1,  // 13: felix.v1.PutFileHeader.kind:type_name -> felix.v1.FileKind
+	17, // 14: felix.v1.PutFileResponse.send:type_name -> felix.v1.PutFileSend
+	18, // 15: felix.v1.PutFileResponse.done:type_name -> felix.v1.PutFileDone
+	21, // 16: felix.v1.GetFileChunk.trailer:type_name -> felix.v1.GetFileTrailer
+	2,  // 17: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
+	4,  // 18: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
+	12, // 19: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
+	10, // 20: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
+	14, // 21: felix.v1.Minion.PutFile:input_type -> felix.v1.PutFileRequest
+	19, // 22: felix.v1.Minion.GetFile:input_type -> felix.v1.GetFileRequest
+	3,  // 23: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
+	5,  // 24: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
+	13, // 25: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
+	5,  // 26: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
+	16, // 27: felix.v1.Minion.PutFile:output_type -> felix.v1.PutFileResponse
+	20, // 28: felix.v1.Minion.GetFile:output_type -> felix.v1.GetFileChunk
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_felix_v1_minion_proto_init() }
@@ -1668,20 +1751,21 @@ func file_felix_v1_minion_proto_init() {
 		(*ExecEvent_Output)(nil),
 		(*ExecEvent_Exit)(nil),
 		(*ExecEvent_Started)(nil),
+		(*ExecEvent_Heartbeat)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[7].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[8].OneofWrappers = []any{
 		(*ExecFileRequest_Header)(nil),
 		(*ExecFileRequest_Data)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[11].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[12].OneofWrappers = []any{
 		(*PutFileRequest_Header)(nil),
 		(*PutFileRequest_Data)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[13].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[14].OneofWrappers = []any{
 		(*PutFileResponse_Send)(nil),
 		(*PutFileResponse_Done)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[17].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[18].OneofWrappers = []any{
 		(*GetFileChunk_Data)(nil),
 		(*GetFileChunk_Trailer)(nil),
 	}
@@ -1691,7 +1775,7 @@ func file_felix_v1_minion_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_felix_v1_minion_proto_rawDesc), len(file_felix_v1_minion_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
