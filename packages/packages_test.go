@@ -208,7 +208,9 @@ func TestRunManagers(t *testing.T) {
 		t.Errorf("apt with an install root: %v", err)
 	}
 	unreachable := errors.New("host unreachable")
-	down := func(context.Context, model.Command, model.OutputFunc) (model.Exit, error) { return model.Exit{}, unreachable }
+	down := func(context.Context, model.Command, model.OutputFunc) (model.Exit, error) {
+		return model.Exit{}, unreachable
+	}
 	if _, err := Run(ctx, down, model.Target{ID: "h"}, spec, nil); !errors.Is(err, unreachable) {
 		t.Errorf("the first command's error = %v; want the transport's, unchanged", err)
 	}
