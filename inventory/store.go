@@ -183,6 +183,10 @@ var migrations = []string{
 	// 4: file transfers: each host's report (model.FileReport as JSON,
 	// '' for commands).
 	`ALTER TABLE job_hosts ADD COLUMN files TEXT NOT NULL DEFAULT '';`,
+
+	// 5: package jobs: each host's report (model.PkgReport as JSON, ''
+	// for other jobs).
+	`ALTER TABLE job_hosts ADD COLUMN packages TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
