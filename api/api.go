@@ -131,6 +131,7 @@ func (s *Server) Handler() http.Handler {
 	auth.HEAD("/content/:sha256", s.getContent)
 	auth.POST("/files", s.pushFiles)
 	auth.POST("/fetch", s.fetchFiles)
+	auth.POST("/packages", s.packages)
 	v1.GET("/openapi.yaml", s.openAPI)
 	return r
 }

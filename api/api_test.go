@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -44,6 +45,9 @@ import (
 //	fail          prints "boom\n" on stderr and exits 1
 //	fail-on H...  fails like fail on the hosts named, else like the default
 //	anything else prints the host's id and exits 0
+//
+// A package job reports each named package installed at 1.0 (or its
+// pinned version).
 type fakeTransport struct {
 	mu    sync.Mutex
 	calls []fakeCall // guarded by mu
@@ -81,6 +85,17 @@ func (f *fakeTransport) Exec(ctx context.Context, t model.Target, cmd model.Comm
 	f.calls = append(f.calls, call)
 	f.mu.Unlock()
 
+	if p := cmd.Packages; p != nil {
+		// Like the package driver: each named package goes from absent to
+		// 1.0 (the manager named by the host's label, else apt).
+		rep := &model.PkgReport{Manager: cmp.Or(t.PkgManager, model.PkgApt), DryRun: p.DryRun}
+		for _, k := range p.Packages {
+			rep.Packages = append(rep.Packages, model.PkgChange{Name: k.Name, After: cmp.Or(k.Version, "1.0"), State: model.PkgChanged})
+		}
+		rep.Count()
+		out(model.Stdout, []byte("Setting up "+t.ID+"\n"))
+		return model.Exit{Packages: rep}, nil
+	}
 	word := strings.Fields(cmd.Line)
 	switch {
 	case cmd.Line == "sleep":
