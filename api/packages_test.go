@@ -77,6 +77,19 @@ func TestPackages(t *testing.T) {
 		t.Errorf("dry run: %q, report %+v; want a dry-run report", done.CmdLine, r.Packages)
 	}
 
+	// The job's events carry each finished host's report.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reports := map[string]*model.PkgReport{}
+	for e := range h.events(ctx, job.JobID) {
+		if ev := e.event(t); ev.Type == model.EventHost && ev.Packages != nil {
+			reports[ev.Host] = ev.Packages
+		}
+	}
+	if !reflect.DeepEqual(reports, map[string]*model.PkgReport{"m1": want(model.PkgApt), "m2": want(model.PkgDnf)}) {
+		t.Errorf("events' reports %+v; want each host's", reports)
+	}
+
 	// Targets that match nothing: 404; no token: 401.
 	before := h.dump()
 	status, body := h.do(h.client(nil), "POST", "/api/v1/packages", "Bearer "+h.admin,
