@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
@@ -65,6 +66,11 @@ type Server struct {
 	// data directory nearly full: see DiskCheck), or "" when it can;
 	// /healthz answers 503 "degraded" with the reason.
 	Degraded func() string
+
+	routes    []RouteRole         // the authenticated routes, made by Handler
+	limits    *limiters           // made by Handler from Config.Limits
+	bodies    *semaphore.Weighted // large JSON bodies in flight, BodiesInFlight bytes
+	bodiesMax int64
 }
 
 // Config is what the API needs from the master's configuration.
@@ -76,16 +82,37 @@ type Config struct {
 	// FilesTimeout is a file job's per-host timeout when it names none.
 	FilesTimeout time.Duration
 	Version      string
+	// TrustedProxies are the addresses and CIDRs whose forwarding headers
+	// name the client (gin's trusted proxies); none by default, so a
+	// client cannot forge the address logged for it.
+	TrustedProxies []string
+	// Limits bound failed authentications per source and requests per
+	// token (see Limits); the zero value limits nothing.
+	Limits Limits
+	// BodiesInFlight bounds the bytes of large JSON bodies read at once
+	// (see reserveBody); 0 means DefaultBodiesInFlight.
+	BodiesInFlight int64
 }
 
 // Handler returns the Gin engine with every route.
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
+	s.limits = newLimiters(s.Config.Limits)
+	s.bodiesMax = s.Config.BodiesInFlight
+	if s.bodiesMax <= 0 {
+		s.bodiesMax = DefaultBodiesInFlight
+	}
+	s.bodies = semaphore.NewWeighted(s.bodiesMax)
 	r := gin.New()
 	// Paths are taken as they are: no redirect to a path with or without a
 	// trailing slash (a 301 with an HTML body), and an empty segment
 	// ("/api/v1/jobs//cancel", "/api/v1/jobs/") is no route at all — not an
 	// empty parameter — so every such request gets the JSON 404 below.
+	if err := r.SetTrustedProxies(s.Config.TrustedProxies); err != nil {
+		// The master checks them at start; trust none rather than all.
+		s.Log.Error("trusted proxies refused: trusting none", "err", err)
+		_ = r.SetTrustedProxies(nil)
+	}
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.RemoveExtraSlash = false
@@ -100,38 +127,48 @@ func (s *Server) Handler() http.Handler {
 	})
 	r.GET("/healthz", s.healthz)
 	v1 := r.Group("/api/v1")
-	v1.POST("/minions/register", s.register)
-	auth := v1.Group("", s.authenticate)
-	auth.GET("/minions", s.listMinions)
-	auth.GET("/minions/:id", s.getMinion)
-	auth.DELETE("/minions/:id", s.deleteMinion)
-	auth.POST("/minions/:id/accept", s.setState(model.KeyAccepted))
-	auth.POST("/minions/:id/reject", s.setState(model.KeyRejected))
-	auth.POST("/tokens/join", s.createJoinToken)
-	auth.PUT("/minions/:id/labels", s.setLabels)
-	auth.POST("/exec", s.exec)
-	auth.GET("/jobs", s.listJobs)
-	auth.GET("/jobs/:id", s.getJob)
-	auth.GET("/jobs/:id/events", s.jobEvents)
-	auth.GET("/jobs/:id/hosts/:host", s.getJobHost)
-	auth.GET("/jobs/:id/hosts/:host/output", s.getJobHostOutput)
-	auth.POST("/jobs/:id/cancel", s.cancelJob)
-	auth.POST("/jobs/:id/rerun", s.rerunJob)
-	auth.GET("/deliveries", s.listDeliveries)
-	auth.POST("/hosts", s.addHost)
-	auth.POST("/hosts/import", s.importHosts)
-	auth.GET("/hosts", s.listHosts)
-	auth.GET("/hosts/:id", s.getHost)
-	auth.DELETE("/hosts/:id", s.deleteHost)
-	auth.PUT("/hosts/:id/labels", s.setHostLabels)
-	auth.POST("/hosts/:id/trust", s.trustHost)
-	auth.POST("/bootstrap", s.bootstrap)
-	auth.POST("/content", s.putContent)
-	auth.GET("/content/:sha256", s.getContent)
-	auth.HEAD("/content/:sha256", s.getContent)
-	auth.POST("/files", s.pushFiles)
-	auth.POST("/fetch", s.fetchFiles)
-	auth.POST("/packages", s.packages)
+	v1.POST("/minions/register", s.audit, s.register)
+	auth := v1.Group("", s.audit, s.authenticate)
+	s.routes = nil
+	route := func(role, method, path string, h gin.HandlerFunc) {
+		s.routes = append(s.routes, RouteRole{Method: method, Path: "/api/v1" + path, Role: role})
+		auth.Handle(method, path, allow(role), h)
+	}
+	read, operator, admin := model.RoleRead, model.RoleOperator, model.RoleAdmin
+	route(read, "GET", "/minions", s.listMinions)
+	route(read, "GET", "/minions/:id", s.getMinion)
+	route(admin, "DELETE", "/minions/:id", s.deleteMinion)
+	route(admin, "POST", "/minions/:id/accept", s.setState(model.KeyAccepted))
+	route(admin, "POST", "/minions/:id/reject", s.setState(model.KeyRejected))
+	route(admin, "PUT", "/minions/:id/labels", s.setLabels)
+	route(admin, "POST", "/tokens/join", s.createJoinToken)
+	route(admin, "POST", "/tokens", s.createToken)
+	route(admin, "GET", "/tokens", s.listTokens)
+	route(admin, "DELETE", "/tokens/:name", s.revokeToken)
+	route(admin, "GET", "/audit", s.auditLog)
+	route(operator, "POST", "/exec", s.exec)
+	route(read, "GET", "/jobs", s.listJobs)
+	route(read, "GET", "/jobs/:id", s.getJob)
+	route(read, "GET", "/jobs/:id/events", s.jobEvents)
+	route(read, "GET", "/jobs/:id/hosts/:host", s.getJobHost)
+	route(read, "GET", "/jobs/:id/hosts/:host/output", s.getJobHostOutput)
+	route(operator, "POST", "/jobs/:id/cancel", s.cancelJob)
+	route(operator, "POST", "/jobs/:id/rerun", s.rerunJob)
+	route(read, "GET", "/deliveries", s.listDeliveries)
+	route(admin, "POST", "/hosts", s.addHost)
+	route(admin, "POST", "/hosts/import", s.importHosts)
+	route(read, "GET", "/hosts", s.listHosts)
+	route(read, "GET", "/hosts/:id", s.getHost)
+	route(admin, "DELETE", "/hosts/:id", s.deleteHost)
+	route(admin, "PUT", "/hosts/:id/labels", s.setHostLabels)
+	route(admin, "POST", "/hosts/:id/trust", s.trustHost)
+	route(admin, "POST", "/bootstrap", s.bootstrap)
+	route(operator, "POST", "/content", s.putContent)
+	route(read, "GET", "/content/:sha256", s.getContent)
+	route(read, "HEAD", "/content/:sha256", s.getContent)
+	route(operator, "POST", "/files", s.pushFiles)
+	route(operator, "POST", "/fetch", s.fetchFiles)
+	route(operator, "POST", "/packages", s.packages)
 	v1.GET("/openapi.yaml", s.openAPI)
 	return r
 }
@@ -370,9 +407,13 @@ func (n *nullScanner) step(b byte) {
 
 // authenticate requires a valid bearer API token.
 func (s *Server) authenticate(c *gin.Context) {
+	if !s.authGuard(c) {
+		return
+	}
 	h := c.GetHeader("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || strings.TrimSpace(tok) == "" {
+		s.authFailed(c)
 		c.Header("WWW-Authenticate", `Bearer realm="felix"`)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "missing bearer token (Authorization: Bearer TOKEN)"})
 		return
@@ -380,12 +421,18 @@ func (s *Server) authenticate(c *gin.Context) {
 	t, err := s.Store.APIToken(c.Request.Context(), inventory.HashToken(strings.TrimSpace(tok)), s.now())
 	if err != nil {
 		if errors.Is(err, inventory.ErrInvalidToken) {
+			s.authFailed(c)
 			err = fmt.Errorf("api token: %w", err)
 		}
 		s.abort(c, err)
 		return
 	}
-	c.Set("token", t.Name)
+	c.Set(ctxToken, t.Name)
+	c.Set(ctxRole, t.Role)
+	c.Request = c.Request.WithContext(jobs.WithRequester(c.Request.Context(), t.Name)) // the jobs it makes name it
+	if !s.tokenGuard(c, t.Name) {
+		return
+	}
 	c.Next()
 }
 

@@ -81,7 +81,7 @@ func (s *Server) bootstrap(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "bootstrap is not available: the master runs without its SSH transport (see its log)"})
 		return
 	}
-	s.Log.Info("bootstrap", "hosts", len(targets), "by", c.GetString("token"))
+	s.Log.Info("bootstrap", "hosts", len(targets), "by", c.GetString(ctxToken))
 	// A client that goes away must not leave hosts half installed: each
 	// host is bounded by bootstrap.timeout instead.
 	results := s.Bootstrap.Many(context.WithoutCancel(c.Request.Context()), targets, ids)

@@ -44,6 +44,9 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (mode
 	if !utf8.ValidString(req.CmdLine) || strings.ContainsRune(req.CmdLine, 0) {
 		return model.JobSpec{}, badRequestf("cmd_line must be UTF-8 text without NUL")
 	}
+	if len(req.CmdLine) > model.MaxCmdLine {
+		return model.JobSpec{}, badRequestf("cmd_line is %d bytes: at most %d (send a longer program as a script)", len(req.CmdLine), model.MaxCmdLine)
+	}
 	spec := model.JobSpec{CmdType: req.CmdType, CmdLine: req.CmdLine}
 	if req.CmdType == model.CmdLine {
 		if req.File != "" || uploaded || req.FileName != "" || req.FileEncoding != "" {
@@ -82,7 +85,14 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (mode
 	if err := s.jobOptions(c, opts, s.Config.DefaultTimeout, &spec); err != nil {
 		return model.JobSpec{}, err
 	}
+	if len(req.Env) > model.MaxEnvVars {
+		return model.JobSpec{}, badRequestf("env has %d variables: at most %d", len(req.Env), model.MaxEnvVars)
+	}
+	envBytes := 0
 	for k, v := range req.Env {
+		if envBytes += len(k) + len(v) + 1; envBytes > model.MaxEnvBytes {
+			return model.JobSpec{}, badRequestf("env: names and values over %d bytes together", model.MaxEnvBytes)
+		}
 		if !model.ValidEnvName(k) {
 			return model.JobSpec{}, badRequestf("env: %q is not a valid variable name", k)
 		}
@@ -92,6 +102,9 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (mode
 		spec.Env = append(spec.Env, k+"="+v)
 	}
 	sort.Strings(spec.Env)
+	if len(req.Cwd) > model.MaxPathLen {
+		return model.JobSpec{}, badRequestf("cwd is %d bytes: at most %d", len(req.Cwd), model.MaxPathLen)
+	}
 	if strings.ContainsRune(req.Cwd, 0) || (req.Cwd != "" && !strings.HasPrefix(req.Cwd, "/")) {
 		return model.JobSpec{}, badRequestf("cwd %q: want an absolute path", req.Cwd)
 	}
@@ -109,6 +122,14 @@ func (s *Server) jobOptions(c *gin.Context, o wire.JobOptions, def time.Duration
 	spec.ClientID, spec.Batch, spec.FailThreshold = o.ID, o.Batch, o.FailThreshold
 	if len(o.Targets) == 0 {
 		return badRequestf("no targets: give targets (ids, globs, IPs, CIDRs, key=value) or minion_ip")
+	}
+	if len(o.Targets) > model.MaxTargets {
+		return badRequestf("targets has %d entries: at most %d (select many hosts with a glob, a CIDR or a label)", len(o.Targets), model.MaxTargets)
+	}
+	for _, t := range o.Targets {
+		if len(t) > model.MaxTargetLen {
+			return badRequestf("targets: an entry of %d bytes (%.32q…): at most %d", len(t), t, model.MaxTargetLen)
+		}
 	}
 	spec.Targets = append([]string(nil), o.Targets...)
 	spec.Timeout = def
@@ -134,6 +155,9 @@ func (s *Server) jobOptions(c *gin.Context, o wire.JobOptions, def time.Duration
 	}
 	if o.FailThreshold < 0 {
 		return badRequestf("fail_threshold must be 0 (none) or more")
+	}
+	if len(o.CallbackURL) > model.MaxCallbackURL {
+		return badRequestf("callback_url is %d bytes: at most %d", len(o.CallbackURL), model.MaxCallbackURL)
 	}
 	if o.CallbackURL != "" {
 		u, err := url.Parse(o.CallbackURL)
@@ -177,6 +201,7 @@ func (s *Server) jobQuery(c *gin.Context) (wait time.Duration, dry bool, err err
 // answers without parameters), or 202 when it is still running after the
 // wait.
 func (s *Server) answerJob(c *gin.Context, job inventory.Job, wait time.Duration) {
+	auditJob(c, job)
 	if wait > 0 {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
 		defer cancel()
@@ -199,7 +224,9 @@ func (s *Server) exec(c *gin.Context) {
 	var req wire.ExecRequest
 	upload := "" // content streamed to disk from a multipart request; owned here until Submit
 	var uploadSize int64
+	release := func() {} // the room a large JSON body holds (reserveBody) until its file is on disk
 	defer func() {
+		release()
 		if upload != "" {
 			os.Remove(upload)
 		}
@@ -211,9 +238,15 @@ func (s *Server) exec(c *gin.Context) {
 			s.abortUpload(c, err, "")
 			return
 		}
-	} else if err := decodeLimit(c, &req, s.execBodyLimit()); err != nil {
-		s.abort(c, err)
-		return
+	} else {
+		var ok bool
+		if release, ok = s.reserveBody(c, s.execBodyLimit()); !ok {
+			return
+		}
+		if err := decodeLimit(c, &req, s.execBodyLimit()); err != nil {
+			s.abort(c, err)
+			return
+		}
 	}
 	wait, dry, err := s.jobQuery(c)
 	if err != nil {
@@ -239,6 +272,8 @@ func (s *Server) exec(c *gin.Context) {
 		}
 		req.File = "" // the decoded copy goes to disk; drop the request's
 		path, size, err := s.Jobs.StorePayload(content, s.Config.MaxFileSize)
+		release()
+		release = func() {}
 		if err != nil {
 			s.abortUpload(c, err, req.FileEncoding)
 			return
@@ -428,6 +463,7 @@ func (s *Server) rerunJob(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
+	auditJob(c, job)
 	c.Header("Location", "/api/v1/jobs/"+job.ID)
 	c.JSON(http.StatusAccepted, wire.ExecAccepted{JobID: job.ID, ID: job.ClientID, State: job.State, Total: job.Total})
 }

@@ -113,7 +113,7 @@ func (s *Server) addHost(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	s.Log.Info("host added", "id", h.ID, "host", h.Address, "port", h.Port, "replaced", !created, "by", c.GetString("token"))
+	s.Log.Info("host added", "id", h.ID, "host", h.Address, "port", h.Port, "replaced", !created, "by", c.GetString(ctxToken))
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -170,7 +170,7 @@ func (s *Server) deleteHost(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	s.Log.Info("host deleted", "id", id, "by", c.GetString("token"))
+	s.Log.Info("host deleted", "id", id, "by", c.GetString(ctxToken))
 	c.JSON(http.StatusOK, gin.H{"id": id, "deleted": true})
 }
 
@@ -234,7 +234,7 @@ func (s *Server) importHosts(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	s.Log.Info("hosts imported", "added", added, "updated", updated, "by", c.GetString("token"))
+	s.Log.Info("hosts imported", "added", added, "updated", updated, "by", c.GetString(ctxToken))
 	c.JSON(http.StatusOK, wire.ImportResult{Added: added, Updated: updated, Errors: []wire.ImportError{}})
 }
 
@@ -301,6 +301,6 @@ func (s *Server) trustHost(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusBadGateway, gin.H{"error": fmt.Sprintf("trust %s: %v", t.Addr, err)})
 		return
 	}
-	s.Log.Info("host key trusted", "id", h.ID, "addr", t.Addr, "fingerprint", fp, "by", c.GetString("token"))
+	s.Log.Info("host key trusted", "id", h.ID, "addr", t.Addr, "fingerprint", fp, "by", c.GetString(ctxToken))
 	c.JSON(http.StatusOK, wire.Trusted{ID: h.ID, Host: h.Address, Port: h.Port, Fingerprint: fp})
 }

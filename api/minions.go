@@ -22,6 +22,9 @@ import (
 )
 
 func (s *Server) register(c *gin.Context) {
+	if !s.authGuard(c) {
+		return
+	}
 	var req model.RegisterRequest
 	// A minion without addresses or facts sends them as null.
 	if err := decode(c, &req, "ips", "facts"); err != nil {
@@ -32,6 +35,7 @@ func (s *Server) register(c *gin.Context) {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
+	c.Set(ctxAuditWho, "minion:"+req.ID)
 	if req.Hostname == "" {
 		req.Hostname = req.ID
 	}
@@ -58,14 +62,16 @@ func (s *Server) register(c *gin.Context) {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
-	var f facts.Facts
-	if len(req.Facts) > 0 && string(req.Facts) != "null" {
-		if err := json.Unmarshal(req.Facts, &f); err != nil {
-			s.abort(c, badRequestf("facts: %v", err))
-			return
-		}
-	} else {
-		req.Facts = json.RawMessage("{}")
+	f, err := checkFacts(req.Facts)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	// Only the facts felix knows are kept: a minion cannot report a key of
+	// its choosing (tier=secret) and so match a filter meant for labels.
+	if req.Facts, err = json.Marshal(f); err != nil {
+		s.abort(c, err)
+		return
 	}
 	_, fp, err := pki.ParseCertPEM([]byte(req.CertPEM))
 	if err != nil {
@@ -75,6 +81,7 @@ func (s *Server) register(c *gin.Context) {
 	// Proof of possession: the TLS client certificate must be the one sent.
 	if c.Request.TLS == nil || len(c.Request.TLS.PeerCertificates) == 0 ||
 		pki.Fingerprint(c.Request.TLS.PeerCertificates[0].Raw) != fp {
+		s.authFailed(c)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "register over TLS presenting the certificate in cert_pem as the client certificate"})
 		return
 	}
@@ -88,6 +95,7 @@ func (s *Server) register(c *gin.Context) {
 	m, created, err := s.Store.Register(c.Request.Context(), reg, s.now())
 	if err != nil {
 		if errors.Is(err, inventory.ErrInvalidToken) {
+			s.authFailed(c)
 			err = fmt.Errorf("join token: %w (issue one with: master token join)", err)
 		}
 		s.abort(c, err)
@@ -99,6 +107,42 @@ func (s *Server) register(c *gin.Context) {
 	}
 	s.Log.Info("minion registered", "id", m.ID, "state", m.State, "addr", m.Addr, "fingerprint", m.Fingerprint)
 	c.JSON(status, model.RegisterResponse{ID: m.ID, State: m.State, Fingerprint: m.Fingerprint, Address: m.Addr})
+}
+
+// maxFacts bounds the facts document a registration may send.
+const maxFacts = 64 << 10
+
+// checkFacts decodes a registration's facts ({} when null or absent) and
+// checks every field: text printable and short, addresses addresses.
+func checkFacts(raw json.RawMessage) (facts.Facts, error) {
+	var f facts.Facts
+	if len(raw) > maxFacts {
+		return f, badRequestf("facts: %d bytes; at most %d", len(raw), maxFacts)
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return f, nil
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return f, badRequestf("facts: %v", err)
+	}
+	for _, t := range []struct{ name, v string }{{"hostname", f.Hostname}, {"os_name", f.OSName},
+		{"os_version", f.OSVersion}, {"os_pretty", f.OSPretty}, {"kernel", f.Kernel}, {"arch", f.Arch}} {
+		if err := printable("facts: "+t.name, t.v, 256); err != nil {
+			return f, err
+		}
+	}
+	if len(f.IPs) > 1024 {
+		return f, badRequestf("facts: ips: %d addresses; at most 1024", len(f.IPs))
+	}
+	for _, ip := range f.IPs {
+		if net.ParseIP(ip) == nil {
+			return f, badRequestf("facts: ips: %q is not an IP address", ip)
+		}
+	}
+	if f.CPUs < 0 || f.UptimeSeconds < 0 {
+		return f, badRequestf("facts: cpus and uptime_seconds must not be negative")
+	}
+	return f, nil
 }
 
 // printable refuses text that is too long or could rewrite an operator's
@@ -180,7 +224,7 @@ func (s *Server) deleteMinion(c *gin.Context) {
 	if s.Forget != nil {
 		s.Forget(id)
 	}
-	s.Log.Info("minion deleted", "id", id, "by", c.GetString("token"))
+	s.Log.Info("minion deleted", "id", id, "by", c.GetString(ctxToken))
 	c.JSON(http.StatusOK, gin.H{"id": id, "deleted": true})
 }
 
@@ -194,7 +238,7 @@ func (s *Server) setState(state model.KeyState) gin.HandlerFunc {
 		if state != model.KeyAccepted && s.Forget != nil {
 			s.Forget(id)
 		}
-		s.Log.Info("minion "+string(state), "id", id, "by", c.GetString("token"))
+		s.Log.Info("minion "+string(state), "id", id, "by", c.GetString(ctxToken))
 		c.JSON(http.StatusOK, gin.H{"id": id, "state": state})
 	}
 }

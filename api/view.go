@@ -14,7 +14,7 @@ import (
 // GET /api/v1/jobs/{id} returns.
 func jobView(j inventory.Job, rs []model.Result) wire.Job {
 	out := wire.Job{JobID: j.ID, ID: j.ClientID, CmdLine: j.CmdLine, CmdType: j.CmdType, Targets: j.Targets,
-		State: j.State, CreatedAt: j.CreatedAt, Total: j.Total, Summary: map[string]int{}}
+		RequestedBy: j.RequestedBy, State: j.State, CreatedAt: j.CreatedAt, Total: j.Total, Summary: map[string]int{}}
 	if !j.FinishedAt.IsZero() {
 		fin := j.FinishedAt
 		out.FinishedAt = &fin

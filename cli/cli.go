@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +75,11 @@ Usage:
                                              install minions over SSH (rerun: repair, upgrade)
   felix token join [--auto-accept] [--ttl 24h] [--uses N]
                                              issue a join token for new minions
+  felix token create NAME --role read|operator|admin [--ttl 720h]
+                                             issue an API token (admin only); printed once
+  felix token list                           API tokens: name, role, created, expires
+  felix token revoke NAME                    revoke an API token at once
+  felix audit [--limit N] [--before ID]      who changed what, newest first (admin only)
   felix version                              print the version
 
 Targets (-t, repeatable, comma-separated): ids, globs over accepted minions
@@ -145,6 +151,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"jobs":    cmdJobs,
 		"job":     cmdJob,
 		"token":   cmdToken,
+		"audit":   cmdAudit,
 
 		"bootstrap": cmdBootstrap,
 	}
@@ -477,23 +484,103 @@ func cmdKeys(ctx context.Context, args []string, w, ew io.Writer) error {
 
 func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("token")
-	auto := fs.Bool("auto-accept", false, "accept minions joining with this token at once")
-	ttl := fs.String("ttl", "24h", "validity (0: forever)")
-	uses := fs.Int("uses", 0, "registrations allowed (default 1 with --auto-accept, else unlimited; -1: unlimited)")
+	auto := fs.Bool("auto-accept", false, "join: accept minions joining with this token at once")
+	ttl := fs.String("ttl", "", "validity (join: default 24h; create: default no expiry; 0: forever)")
+	uses := fs.Int("uses", 0, "join: registrations allowed (default 1 with --auto-accept, else unlimited; -1: unlimited)")
+	role := fs.String("role", "", "create: read, operator or admin")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
 	}
-	if len(rest) != 1 || rest[0] != "join" {
-		return fmt.Errorf("want: felix token join")
+	sub := ""
+	if len(rest) > 0 {
+		sub, rest = rest[0], rest[1:]
 	}
-	var resp wire.JoinTokenResponse
-	if err := c.do(ctx, "POST", "/api/v1/tokens/join", wire.JoinTokenRequest{AutoAccept: *auto, TTL: *ttl, Uses: *uses}, &resp); err != nil {
+	switch {
+	case sub == "join" && len(rest) == 0:
+		if *ttl == "" {
+			*ttl = "24h"
+		}
+		var resp wire.JoinTokenResponse
+		if err := c.do(ctx, "POST", "/api/v1/tokens/join", wire.JoinTokenRequest{AutoAccept: *auto, TTL: *ttl, Uses: *uses}, &resp); err != nil {
+			return err
+		}
+		if o.Output == "json" {
+			return printJSON(w, resp)
+		}
+		fmt.Fprintln(w, resp.Token)
+		return nil
+	case sub == "create" && len(rest) == 1:
+		if *role == "" {
+			return fmt.Errorf("--role is required: read, operator or admin")
+		}
+		var tok wire.Token
+		if err := c.do(ctx, "POST", "/api/v1/tokens", wire.TokenRequest{Name: rest[0], Role: *role, TTL: *ttl}, &tok); err != nil {
+			return err
+		}
+		if o.Output == "json" {
+			return printJSON(w, tok)
+		}
+		fmt.Fprintln(w, tok.Token)
+		return nil
+	case sub == "list" && len(rest) == 0:
+		var list wire.TokenList
+		if err := c.do(ctx, "GET", "/api/v1/tokens", nil, &list); err != nil {
+			return err
+		}
+		if o.Output == "json" {
+			return printJSON(w, list)
+		}
+		t := newTable(w, "NAME", "ROLE", "CREATED", "EXPIRES")
+		for _, tk := range list.Tokens {
+			exp := "never"
+			if tk.ExpiresAt != nil {
+				exp = tk.ExpiresAt.Local().Format(time.DateTime)
+			}
+			t.AppendRow(table.Row{tk.Name, tk.Role, tk.CreatedAt.Local().Format(time.DateTime), exp})
+		}
+		t.Render()
+		return nil
+	case sub == "revoke" && len(rest) == 1:
+		if err := c.do(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(rest[0]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s: revoked\n", rest[0])
+		return nil
+	}
+	return fmt.Errorf("want: felix token join | create NAME --role ROLE | list | revoke NAME")
+}
+
+func cmdAudit(ctx context.Context, args []string, w, ew io.Writer) error {
+	fs, o := flags("audit")
+	limit := fs.Int("limit", 50, "entries, newest first")
+	before := fs.Int64("before", 0, "only entries older than this id (the next of a previous page)")
+	c, rest, err := parse(fs, o, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	q := url.Values{"limit": {strconv.Itoa(*limit)}}
+	if *before > 0 {
+		q.Set("before", strconv.FormatInt(*before, 10))
+	}
+	var log wire.AuditLog
+	if err := c.do(ctx, "GET", "/api/v1/audit?"+q.Encode(), nil, &log); err != nil {
 		return err
 	}
 	if o.Output == "json" {
-		return printJSON(w, resp)
+		return printJSON(w, log)
 	}
-	fmt.Fprintln(w, resp.Token)
+	t := newTable(w, "ID", "TIME", "WHO", "ROLE", "SOURCE", "REQUEST", "STATUS", "TARGETS", "JOB")
+	for _, e := range log.Entries {
+		t.AppendRow(table.Row{e.ID, e.At.Local().Format(time.DateTime), e.Who, e.Role, e.Source, e.Method + " " + e.Path,
+			e.Status, e.Targets, e.JobID})
+	}
+	t.Render()
+	if log.Next != 0 {
+		fmt.Fprintf(w, "more: felix audit --before %d\n", log.Next)
+	}
 	return nil
 }

@@ -144,7 +144,7 @@ func SetDefaults(v any) {
 // or emptied by the environment means what the commented file says. Lists
 // and booleans are left alone (empty and false are values an operator
 // chooses), as are keys tagged zero:"error" or zero:"computed", which
-// Validate handles.
+// Validate handles, and zero:"off", where 0 turns a feature off.
 func FillZero(v any) {
 	walk(reflect.ValueOf(v), "", func(f field) {
 		def, ok := f.def()

@@ -20,7 +20,9 @@ type Minion struct {
 
 	MasterFingerprint string `toml:"master_fingerprint" env:"FELIX_MINION_MASTER_FINGERPRINT" flag:"master-fingerprint" doc:"Fingerprint of the master's certificate (\"sha256:...\"; master start prints it). Empty: trust the first master certificate seen and refuse any other later (the one seen is kept in data_dir/master.fingerprint)."`
 
-	JoinToken string `toml:"join_token" env:"FELIX_MINION_JOIN_TOKEN" flag:"join-token" doc:"Join token from \"master token join\"; only needed for the first registration."`
+	JoinToken string `toml:"join_token" env:"FELIX_MINION_JOIN_TOKEN" flag:"join-token" doc:"Join token from \"master token join\"; only needed for the first registration. A flag is visible to every local user in ps: prefer join_token_file."`
+
+	JoinTokenFile string `toml:"join_token_file" env:"FELIX_MINION_JOIN_TOKEN_FILE" flag:"join-token-file" doc:"A file holding the join token (read at each registration; once the minion is accepted it may be deleted). Not with join_token."`
 
 	ID string `toml:"id" env:"FELIX_MINION_ID" flag:"id" zero:"computed" doc:"This minion's id; empty means the host name."`
 
@@ -71,6 +73,14 @@ func (c *Minion) Validate() error {
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDir("data", "minion")
+	}
+	if c.JoinTokenFile != "" {
+		if c.JoinToken != "" {
+			return fmt.Errorf("join_token and join_token_file are both set: keep one")
+		}
+		if !filepath.IsAbs(c.JoinTokenFile) {
+			return fmt.Errorf("join_token_file %q: want an absolute path", c.JoinTokenFile)
+		}
 	}
 	if c.Master != "" {
 		if u, err := url.Parse(c.Master); err != nil || u.Scheme != "https" || u.Host == "" {

@@ -24,7 +24,7 @@ func WritePID(path string) (remove func(), err error) {
 	if pid, err := ReadPID(path); err == nil && alive(pid) {
 		return nil, fmt.Errorf("already running with pid %d (pid file %s)", pid, path)
 	}
-	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("write pid file: %w", err)
 	}
 	return func() { os.Remove(path) }, nil

@@ -192,13 +192,13 @@ func (c *cluster) startMasterProc() {
 	if c.token != "" {
 		return // a restart: the token was printed by the first start only
 	}
-	waitFor(t, "the master to print its token and fingerprint", 60*time.Second, func() bool {
+	waitFor(t, "the master to write its token and print its fingerprint", 60*time.Second, func() bool {
+		if b, err := os.ReadFile(filepath.Join(c.dir, "master", "admin.token")); err == nil {
+			c.token = strings.TrimSpace(string(b))
+		}
 		sc := bufio.NewScanner(strings.NewReader(m.output()))
 		for sc.Scan() {
 			line := sc.Text()
-			if strings.HasPrefix(line, "fat_") {
-				c.token = line
-			}
 			if fp, ok := strings.CutPrefix(line, "master fingerprint: "); ok {
 				c.fingerprint = fp
 			}
@@ -212,8 +212,20 @@ func (c *cluster) startMasterProc() {
 // felix runs the CLI and returns stdout, stderr and the exit status.
 func (c *cluster) felix(args ...string) (string, string, int) {
 	c.t.Helper()
+	return c.felixEnv(nil, args...)
+}
+
+// felixAs runs the CLI with another API token.
+func (c *cluster) felixAs(token string, args ...string) (string, string, int) {
+	c.t.Helper()
+	return c.felixEnv([]string{"FELIX_TOKEN=" + token}, args...)
+}
+
+// felixEnv runs the CLI with extra environment variables, which win.
+func (c *cluster) felixEnv(extra []string, args ...string) (string, string, int) {
+	c.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "felix"), args...)
-	cmd.Env = append(os.Environ(), c.env...)
+	cmd.Env = append(append(os.Environ(), c.env...), extra...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

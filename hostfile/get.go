@@ -59,7 +59,7 @@ func (s *Store) openGet(g model.GetFile) (*os.File, error) {
 		}
 		target = r
 	}
-	path, dirExists, err := s.resolve(target)
+	path, dirExists, err := s.resolve(target, g.FollowSymlinks)
 	if err != nil {
 		return nil, err
 	}

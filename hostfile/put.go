@@ -121,7 +121,7 @@ func (s *Store) putDest(f model.PutFile, sp putSpec) (*destDir, string, *entry, 
 			testHookChecked(f.Dest)
 		}
 	}
-	dest, dirExists, err := s.resolve(f.Dest)
+	dest, dirExists, err := s.resolve(f.Dest, f.FollowSymlinks)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -132,7 +132,7 @@ func (s *Store) putDest(f model.PutFile, sp putSpec) (*destDir, string, *entry, 
 		// checkBelowRoot looked by path, so a symlink made below Root since
 		// was resolved like any other. Resolved, Dest must still be Root's
 		// resolution and the same names; the walk then holds to them.
-		root, _, err := resolvePath(f.Root)
+		root, _, err := resolvePath(f.Root, false)
 		if err != nil {
 			return nil, "", nil, errorf(ErrRefused, "%s: %w", sp.op, err)
 		}

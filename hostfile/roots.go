@@ -3,6 +3,7 @@ package hostfile
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,9 +12,10 @@ import (
 // resolve resolves the symlinks of a checked path's directory, as far as
 // it exists, and checks the result against the Roots. It returns the
 // resolved path (its last element is never resolved) and whether its
-// directory exists.
-func (s *Store) resolve(p string) (string, bool, error) {
-	d, missing, err := resolvePath(filepath.Dir(p))
+// directory exists. Unless follow, only symlinks root (or this process's
+// user) owns are followed (see ResolveTrusted).
+func (s *Store) resolve(p string, follow bool) (string, bool, error) {
+	d, missing, err := resolvePath(filepath.Dir(p), follow)
 	if err != nil {
 		return "", false, errorf(ErrRefused, "%s: %w", p, err)
 	}
@@ -26,12 +28,18 @@ func (s *Store) resolve(p string) (string, bool, error) {
 
 // resolvePath resolves the symlinks of the absolute, clean path p as far
 // as it exists and appends the missing rest as it is. It returns the
-// result and how many components are missing.
-func resolvePath(p string) (string, int, error) {
+// result and how many components are missing. Unless follow, a symlink
+// that neither root nor this process's user owns is refused.
+func resolvePath(p string, follow bool) (string, int, error) {
 	d := p
 	var missing []string
+	eval := filepath.EvalSymlinks
+	if !follow {
+		trusted := OwnedBy(0, uint32(os.Geteuid()))
+		eval = func(p string) (string, error) { return ResolveTrusted(osLinks{}, p, trusted) }
+	}
 	for {
-		r, err := filepath.EvalSymlinks(d)
+		r, err := eval(d)
 		if err == nil {
 			d = r
 			break
@@ -63,3 +71,9 @@ func (s *Store) underRoots(p string) bool {
 	}
 	return false
 }
+
+// osLinks is the local file system, for ResolveTrusted.
+type osLinks struct{}
+
+func (osLinks) Lstat(p string) (fs.FileInfo, error) { return os.Lstat(p) }
+func (osLinks) ReadLink(p string) (string, error)   { return os.Readlink(p) }

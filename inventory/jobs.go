@@ -19,25 +19,27 @@ import (
 
 // Job is one request run on many hosts.
 type Job struct {
-	ID         string
-	ClientID   string // the requester's own id (the seed's "id"), echoed back
-	CmdLine    string
-	CmdType    string
-	Targets    []string
-	State      model.JobState
-	Spec       string // the validated request as JSON, for reruns; opaque here
-	Total      int    // hosts in the job
-	CreatedAt  time.Time
-	FinishedAt time.Time
-	Summary    map[string]int // hosts by state; filled by Jobs
+	ID       string
+	ClientID string // the requester's own id (the seed's "id"), echoed back
+	CmdLine  string
+	CmdType  string
+	Targets  []string
+	State    model.JobState
+	Spec     string // the validated request as JSON, for reruns; opaque here
+	// RequestedBy is who asked for the job: the API token's name.
+	RequestedBy string
+	Total       int // hosts in the job
+	CreatedAt   time.Time
+	FinishedAt  time.Time
+	Summary     map[string]int // hosts by state; filled by Jobs
 }
 
 // CreateJob stores a new job and one pending row per host, in one transaction.
 func (s *Store) CreateJob(ctx context.Context, j Job, hosts []model.Result) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, client_id, cmd_line, cmd_type, targets, state, spec,
-			hosts_total, created_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?)`, j.ID, j.ClientID, j.CmdLine, j.CmdType,
-			strings.Join(j.Targets, "\n"), j.State, j.Spec, len(hosts), ms(j.CreatedAt), ms(j.FinishedAt))
+			hosts_total, created_at, finished_at, requested_by) VALUES (?,?,?,?,?,?,?,?,?,?,?)`, j.ID, j.ClientID, j.CmdLine, j.CmdType,
+			strings.Join(j.Targets, "\n"), j.State, j.Spec, len(hosts), ms(j.CreatedAt), ms(j.FinishedAt), j.RequestedBy)
 		if err != nil {
 			return err
 		}
@@ -103,7 +105,7 @@ type JobFilter struct {
 
 // Jobs lists jobs newest first, with per-state host counts.
 func (s *Store) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
-	q := `SELECT id, client_id, cmd_line, cmd_type, targets, state, spec, hosts_total, created_at, finished_at FROM jobs WHERE 1=1`
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE 1=1`
 	var args []any
 	if f.State != "" {
 		q += ` AND state = ?`
@@ -167,11 +169,15 @@ func (s *Store) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
 	return out, srows.Err()
 }
 
+// jobColumns are the columns scanJob reads, in its order.
+const jobColumns = `id, client_id, cmd_line, cmd_type, targets, state, spec, hosts_total, created_at, finished_at, requested_by`
+
 func scanJob(row interface{ Scan(...any) error }) (Job, error) {
 	var j Job
 	var targets string
 	var created, finished int64
-	err := row.Scan(&j.ID, &j.ClientID, &j.CmdLine, &j.CmdType, &targets, &j.State, &j.Spec, &j.Total, &created, &finished)
+	err := row.Scan(&j.ID, &j.ClientID, &j.CmdLine, &j.CmdType, &targets, &j.State, &j.Spec, &j.Total, &created, &finished,
+		&j.RequestedBy)
 	j.Targets = strings.Split(targets, "\n")
 	j.CreatedAt, j.FinishedAt = fromMS(created), fromMS(finished)
 	return j, err
@@ -193,6 +199,11 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int64, e
 		}
 		n, _ = res.RowsAffected()
 		_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE state != ? AND job_id NOT IN (SELECT id FROM jobs)`, model.DeliveryPending)
+		if err != nil {
+			return err
+		}
+		// The audit log is kept as long as the jobs it speaks of.
+		_, err = tx.ExecContext(ctx, `DELETE FROM audit WHERE at < ?`, ms(before))
 		return err
 	})
 	if err != nil {
@@ -216,8 +227,7 @@ func (s *Store) JobState(ctx context.Context, id string) (model.JobState, error)
 
 // Job returns a job and its per-host results ordered by host.
 func (s *Store) Job(ctx context.Context, id string) (Job, []model.Result, error) {
-	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT id, client_id, cmd_line, cmd_type, targets, state, spec,
-		hosts_total, created_at, finished_at FROM jobs WHERE id = ?`, id))
+	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return j, nil, fmt.Errorf("job %s: %w", id, ErrNotFound)
 	}

@@ -44,8 +44,7 @@ func (s *Store) JobSummary(ctx context.Context, id string) (Job, error) {
 		return Job{}, fmt.Errorf("get job %s: %w", id, err)
 	}
 	defer tx.Rollback()
-	j, err := scanJob(tx.QueryRowContext(ctx, `SELECT id, client_id, cmd_line, cmd_type, targets, state, spec,
-		hosts_total, created_at, finished_at FROM jobs WHERE id = ?`, id))
+	j, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Job{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
 	}

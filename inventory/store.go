@@ -183,8 +183,24 @@ var migrations = []string{
 	// 4: file transfers: each host's report (model.FileReport as JSON,
 	// '' for commands).
 	`ALTER TABLE job_hosts ADD COLUMN files TEXT NOT NULL DEFAULT '';`,
+	// 5: who asked for each job, and the audit log of state-changing requests.
+	`ALTER TABLE jobs ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';
+	CREATE TABLE audit (
+		id      INTEGER PRIMARY KEY AUTOINCREMENT,
+		at      INTEGER NOT NULL,
+		who     TEXT NOT NULL,            -- the API token's name, "minion:ID", or "-" when unauthenticated
+		role    TEXT NOT NULL DEFAULT '',
+		source  TEXT NOT NULL DEFAULT '', -- the client's address
+		method  TEXT NOT NULL,
+		path    TEXT NOT NULL,
+		status  INTEGER NOT NULL,
+		targets TEXT NOT NULL DEFAULT '',
+		job_id  TEXT NOT NULL DEFAULT '',
+		detail  TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX audit_at ON audit(at);`,
 
-	// 5: package jobs: each host's report (model.PkgReport as JSON, ''
+	// 6: package jobs: each host's report (model.PkgReport as JSON, ''
 	// for other jobs).
 	`ALTER TABLE job_hosts ADD COLUMN packages TEXT NOT NULL DEFAULT '';`,
 }

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/felix-ops/felix/model"
 )
 
 // Token prefixes tell an operator which kind of secret they hold.
@@ -18,10 +20,8 @@ const (
 	apiPrefix  = "fat_"
 )
 
-// API token roles.
-const (
-	RoleAdmin = "admin"
-)
+// RoleAdmin is the role of the first token (model.RoleAdmin).
+const RoleAdmin = model.RoleAdmin
 
 // HashToken is how tokens are stored: only their SHA-256 is kept.
 func HashToken(token string) string {
@@ -114,6 +114,9 @@ type APIToken struct {
 // CreateAPIToken issues an API token named name and returns it; only its
 // hash is kept. A second token with the same name is ErrConflict.
 func (s *Store) CreateAPIToken(ctx context.Context, name, role string, ttl time.Duration, now time.Time) (string, error) {
+	if err := model.ValidRole(role); err != nil {
+		return "", fmt.Errorf("api token %q: %w", name, err)
+	}
 	tok, err := newToken(apiPrefix)
 	if err != nil {
 		return "", err
@@ -150,4 +153,59 @@ func (s *Store) APIToken(ctx context.Context, hash string, now time.Time) (APITo
 		return t, ErrInvalidToken
 	}
 	return t, nil
+}
+
+// APITokens lists the API tokens (never the tokens themselves), by name.
+func (s *Store) APITokens(ctx context.Context) ([]APIToken, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, role, expires_at, created_at FROM api_tokens ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list api tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []APIToken
+	for rows.Next() {
+		var t APIToken
+		var exp, created int64
+		if err := rows.Scan(&t.Name, &t.Role, &exp, &created); err != nil {
+			return nil, fmt.Errorf("list api tokens: %w", err)
+		}
+		t.ExpiresAt, t.CreatedAt = fromMS(exp), fromMS(created)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// ErrLastAdmin refuses to revoke the last admin token that has not
+// expired: nobody could issue tokens or decide on keys any more.
+var ErrLastAdmin = errors.New("the last admin token that has not expired")
+
+// RevokeAPIToken deletes the API token named name: it stops working at
+// once. An unknown name is ErrNotFound; the last unexpired admin token is
+// ErrLastAdmin (create another first).
+func (s *Store) RevokeAPIToken(ctx context.Context, name string, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var role string
+		var exp int64
+		err := tx.QueryRowContext(ctx, `SELECT role, expires_at FROM api_tokens WHERE name = ?`, name).Scan(&role, &exp)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("api token %q: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("revoke api token %q: %w", name, err)
+		}
+		if role == model.RoleAdmin && (exp == 0 || exp > now.UnixMilli()) {
+			var others int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM api_tokens WHERE role = ? AND name != ?
+				AND (expires_at = 0 OR expires_at > ?)`, model.RoleAdmin, name, now.UnixMilli()).Scan(&others); err != nil {
+				return fmt.Errorf("revoke api token %q: %w", name, err)
+			}
+			if others == 0 {
+				return fmt.Errorf("api token %q is %w (create another admin token first): %w", name, ErrLastAdmin, ErrConflict)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM api_tokens WHERE name = ?`, name); err != nil {
+			return fmt.Errorf("revoke api token %q: %w", name, err)
+		}
+		return nil
+	})
 }

@@ -80,7 +80,7 @@ func TestResolveHosts(t *testing.T) {
 		{name: "minion without ssh settings is unchanged", patterns: []string{"web2"}, want: []model.Target{accepted("web2")}},
 		{name: "pending minion with ssh settings runs without its minion", patterns: []string{"web3"}, want: []model.Target{hostOnly("web3")}},
 		{name: "rejected minion without ssh settings stays not accepted", patterns: []string{"web4"}, want: []model.Target{notAccepted("web4")}},
-		{name: "unknown stays unknown", patterns: []string{"ssh9"}, want: []model.Target{{ID: "ssh9", Skip: model.StateUnknown}}},
+		{name: "unknown alone is no target", patterns: []string{"ssh9"}, wantErr: ErrNoTargets},
 		{name: "glob over minions and hosts", patterns: []string{"web*"},
 			want: []model.Target{both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
 		{name: "glob over hosts only", patterns: []string{"ssh?"}, want: []model.Target{hostOnly("ssh1"), hostOnly("ssh2")}},

@@ -157,6 +157,21 @@ func (s *Service) targets(ctx context.Context, spec model.JobSpec) ([]model.Targ
 	return targets, nil
 }
 
+// requesterKey is the context key of WithRequester.
+type requesterKey struct{}
+
+// WithRequester returns ctx naming who asks for the jobs submitted with it
+// (the API token's name): the job keeps it as RequestedBy.
+func WithRequester(ctx context.Context, who string) context.Context {
+	return context.WithValue(ctx, requesterKey{}, who)
+}
+
+// Requester is who ctx says asks (WithRequester), or "".
+func Requester(ctx context.Context) string {
+	who, _ := ctx.Value(requesterKey{}).(string)
+	return who
+}
+
 // Submit resolves spec's targets, stores the job with a pending row per
 // host and starts it in the background. payload, for script and file jobs,
 // is the content already stored by StorePayload under a temporary name; it
@@ -203,7 +218,8 @@ func (s *Service) start(ctx context.Context, spec model.JobSpec, targets []model
 	}
 	now := time.Now()
 	job := inventory.Job{ID: NewJobID(now), ClientID: spec.ClientID, CmdLine: spec.CmdLine, CmdType: spec.CmdType,
-		Targets: spec.Targets, State: model.JobRunning, Spec: string(specJSON), Total: len(targets), CreatedAt: now}
+		Targets: spec.Targets, State: model.JobRunning, Spec: string(specJSON), Total: len(targets), CreatedAt: now,
+		RequestedBy: Requester(ctx)}
 	if payload != "" {
 		if err := os.Rename(payload, s.payloadPath(job.ID)); err != nil {
 			os.Remove(payload)
@@ -242,7 +258,7 @@ func (s *Service) start(ctx context.Context, spec model.JobSpec, targets []model
 	s.running[job.ID] = r
 	s.wg.Add(1)
 	s.mu.Unlock()
-	s.Log.Info("job started", "job", job.ID, "id", spec.ClientID, "hosts", len(targets), "cmd", spec.CmdLine)
+	s.Log.Info("job started", "job", job.ID, "id", spec.ClientID, "by", job.RequestedBy, "hosts", len(targets), "cmd", spec.CmdLine)
 	go s.execute(jctx, job, spec, targets, r, release)
 	return job, nil
 }

@@ -141,7 +141,8 @@ func TestResolve(t *testing.T) {
 		{name: "exact id with spaces", patterns: []string{"  web1 "}, want: []model.Target{accepted("web1")}},
 		{name: "pending id", patterns: []string{"web3"}, want: []model.Target{notAccepted("web3")}},
 		{name: "rejected id", patterns: []string{"web4"}, want: []model.Target{notAccepted("web4")}},
-		{name: "unknown id", patterns: []string{"nope"}, want: []model.Target{{ID: "nope", Skip: model.StateUnknown}}},
+		{name: "unknown id", patterns: []string{"nope"}, wantErr: ErrNoTargets},
+		{name: "unknown id beside a known one", patterns: []string{"nope", "web1"}, want: []model.Target{{ID: "nope", Skip: model.StateUnknown}, accepted("web1")}},
 		{name: "glob takes accepted only", patterns: []string{"web*"}, want: []model.Target{accepted("web1"), accepted("web2")}},
 		{name: "glob class", patterns: []string{"db[12]"}, want: []model.Target{accepted("db1"), accepted("db2")}},
 		{name: "glob question mark", patterns: []string{"web?"}, want: []model.Target{accepted("web1"), accepted("web2")}},
@@ -151,7 +152,7 @@ func TestResolve(t *testing.T) {
 		{name: "ipv6 dial address", patterns: []string{"fd00::6"}, want: []model.Target{accepted("v6")}},
 		{name: "ipv6 reported", patterns: []string{"FD00:0::2"}, want: []model.Target{accepted("web2")}},
 		{name: "ip of a pending minion", patterns: []string{"10.0.0.3"}, want: []model.Target{notAccepted("web3")}},
-		{name: "ip of nothing", patterns: []string{"10.9.9.9"}, want: []model.Target{{ID: "10.9.9.9", Addr: "10.9.9.9", Skip: model.StateUnknown}}},
+		{name: "ip of nothing", patterns: []string{"10.9.9.9"}, wantErr: ErrNoTargets},
 		{
 			name:     "duplicates deduped",
 			patterns: []string{"web1", "web1", "web*", "10.0.0.1", "192.168.1.1"},
@@ -163,10 +164,10 @@ func TestResolve(t *testing.T) {
 			want: []model.Target{{ID: "a-unknown", Skip: model.StateUnknown}, accepted("db1"), accepted("web1"),
 				accepted("web2"), notAccepted("web3"), {ID: "zz-unknown", Skip: model.StateUnknown}},
 		},
-		{name: "loopback is never matched by report", patterns: []string{"127.0.0.1"},
-			want: []model.Target{{ID: "127.0.0.1", Addr: "127.0.0.1", Skip: model.StateUnknown}}},
-		{name: "link-local is never matched by report", patterns: []string{"fe80::1"},
-			want: []model.Target{{ID: "fe80::1", Addr: "fe80::1", Skip: model.StateUnknown}}},
+		{name: "loopback is never matched by report", patterns: []string{"127.0.0.1", "web1"},
+			want: []model.Target{{ID: "127.0.0.1", Addr: "127.0.0.1", Skip: model.StateUnknown}, accepted("web1")}},
+		{name: "link-local is never matched by report", patterns: []string{"fe80::1", "web1"},
+			want: []model.Target{{ID: "fe80::1", Addr: "fe80::1", Skip: model.StateUnknown}, accepted("web1")}},
 		{name: "address reported by several minions", patterns: []string{"172.17.0.1"}, wantErr: ErrBadTarget},
 		{name: "control character", patterns: []string{"web1\nweb2"}, wantErr: ErrBadTarget},
 		{name: "glob matching nothing", patterns: []string{"zzz*"}, wantErr: ErrNoTargets},
@@ -241,9 +242,9 @@ func TestResolveEmptyInventory(t *testing.T) {
 	if _, err := s.Resolve(context.Background(), []string{"*"}); !errors.Is(err, ErrNoTargets) {
 		t.Errorf("Resolve(*) on an empty inventory = %v; want ErrNoTargets", err)
 	}
-	got, err := s.Resolve(context.Background(), []string{"web1"})
-	if err != nil || len(got) != 1 || got[0].Skip != model.StateUnknown {
-		t.Errorf("Resolve(web1) on an empty inventory = %+v, %v; want web1 unknown", got, err)
+	// An id naming no host is refused like a glob matching nothing.
+	if got, err := s.Resolve(context.Background(), []string{"web1"}); !errors.Is(err, ErrNoTargets) {
+		t.Errorf("Resolve(web1) on an empty inventory = %+v, %v; want ErrNoTargets", got, err)
 	}
 }
 
@@ -560,7 +561,7 @@ func TestCancel(t *testing.T) {
 		t.Errorf("Cancel(cancelled job) = %v; want ErrFinished", err)
 	}
 
-	done, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"nope"}}, "")
+	done, err := s.Submit(ctx, model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"nope", "web3"}}, "")
 	if err != nil {
 		t.Fatalf("Submit = %v", err)
 	}

@@ -151,7 +151,16 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]model.Targe
 			}
 		}
 	}
-	if len(picked) == 0 {
+	known := 0
+	for _, t := range picked {
+		if t.Skip != model.StateUnknown {
+			known++
+		}
+	}
+	// Nothing known matched: one rule for a glob that matches nothing and
+	// an id or address naming no host — no job (a job of unknown hosts
+	// alone would only store and announce that nothing ran).
+	if known == 0 {
 		accepted := 0
 		for _, m := range minions {
 			if m.State == model.KeyAccepted {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/daemon"
 	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/version"
 )
@@ -26,8 +29,8 @@ Usage:
   master token join [--auto-accept] [--ttl 24h] [--uses N]
                                 issue a join token for minions (uses: default 1 with
                                 --auto-accept, else unlimited; -1 for unlimited)
-  master token api --name NAME [--ttl D]
-                                issue an admin API token
+  master token api --name NAME [--role admin|operator|read] [--ttl D]
+                                issue an API token (default role admin)
   master version                print the version
 
 Flags of every command:
@@ -45,7 +48,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"start":  func(a []string) error { return cmdStart(ctx, a, stdout) },
 		"stop":   func(a []string) error { return cmdStop(a, stdout) },
 		"status": func(a []string) error { return cmdStatus(a, stdout) },
-		"token":  func(a []string) error { return cmdToken(ctx, a, stdout) },
+		"token":  func(a []string) error { return cmdToken(ctx, a, stdout, stderr) },
 	}, args, stdout, stderr)
 }
 
@@ -139,7 +142,7 @@ func cmdStatus(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
+func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "join" && args[0] != "api") {
 		return fmt.Errorf("want token join or token api")
 	}
@@ -147,7 +150,7 @@ func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
 	var auto *bool
 	var ttl *time.Duration
 	var uses *int
-	var name *string
+	var name, role *string
 	cfg, _, _, err := load("token "+kind, args[1:], func(fs *pflag.FlagSet) {
 		auto = fs.Bool("auto-accept", false, "minions joining with this token are accepted at once")
 		def := 24 * time.Hour
@@ -157,6 +160,7 @@ func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
 		ttl = fs.Duration("ttl", def, "how long the token is valid (0: forever)")
 		uses = fs.Int("uses", 0, "how many registrations the token allows (default 1 with --auto-accept, else unlimited; -1: unlimited)")
 		name = fs.String("name", "", "name of the API token")
+		role = fs.String("role", model.RoleAdmin, "role of the API token: read, operator or admin")
 	})
 	if err != nil {
 		return err
@@ -167,8 +171,8 @@ func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
 	if *uses < -1 || *ttl < 0 {
 		return fmt.Errorf("--uses must be -1 (unlimited) or more, --ttl must not be negative")
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := privateDataDir(cfg.DataDir, slog.New(slog.NewTextHandler(stderr, nil))); err != nil {
+		return err
 	}
 	store, err := inventory.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
 	if err != nil {
@@ -176,7 +180,7 @@ func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer store.Close()
 	if kind == "api" {
-		tok, err := store.CreateAPIToken(ctx, *name, inventory.RoleAdmin, *ttl, time.Now())
+		tok, err := store.CreateAPIToken(ctx, *name, *role, *ttl, time.Now())
 		if err != nil {
 			return err
 		}
@@ -187,6 +191,28 @@ func cmdToken(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, tok)
+	fmt.Fprintln(stdout, tok) // alone on stdout, for scripts
+	joinHint(stderr, cfg)
 	return nil
+}
+
+// joinHint tells the operator, on stderr, how a server joins safely: with
+// the master's fingerprint pinned (no trust on first use, so no fake
+// master can take the token) and the token in a 0600 file (not a flag
+// that ps shows).
+func joinHint(w io.Writer, cfg Config) {
+	pem, err := os.ReadFile(filepath.Join(cfg.DataDir, certName+".crt"))
+	if err != nil {
+		return // no certificate yet: the master has not started
+	}
+	_, fp, err := pki.ParseCertPEM(pem)
+	if err != nil {
+		return
+	}
+	host, port, _ := net.SplitHostPort(cfg.Listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "MASTER-HOST"
+	}
+	fmt.Fprintf(w, "on each server, with the token in a 0600 file:\n  minion start --master https://%s --master-fingerprint %s --join-token-file /etc/felix/join-token\n",
+		net.JoinHostPort(host, port), fp)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/felix-ops/felix/bootstrap"
 	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/model"
 )
 
 // Config is the master's configuration file (TOML). Its tags give each
@@ -22,6 +23,8 @@ type Config struct {
 	CertHosts []string `toml:"cert_hosts" doc:"Extra host names and IP addresses the master's certificate is valid for, besides localhost, 127.0.0.1, ::1, the host name and the listen address. Only read when the certificate is first created."`
 
 	LogLevel string `toml:"log_level" default:"info" env:"FELIX_MASTER_LOG_LEVEL" flag:"log-level" doc:"debug, info, warn or error. Logs go to stderr."`
+
+	TrustedProxies []string `toml:"trusted_proxies" doc:"Reverse proxies (IP addresses or CIDRs) whose X-Forwarded-For and X-Real-IP name the client in logs and rate limits. Empty: none is trusted, and the connection's own address is the client's."`
 
 	DebugListen string `toml:"debug_listen" env:"FELIX_MASTER_DEBUG_LISTEN" doc:"Address of a profiling listener (Go's net/http/pprof: /debug/pprof/heap, goroutine, profile, ...), on a loopback address only, such as 127.0.0.1:6060. Empty: off."`
 
@@ -49,20 +52,28 @@ type Config struct {
 		WebhookURL string `toml:"webhook_url" doc:"Incoming-webhook URL; one message per finished job. Empty: no Slack."`
 	} `toml:"slack"`
 
+	Limits struct {
+		AuthFailuresPerMinute int `toml:"auth_failures_per_minute" default:"10" zero:"off" doc:"Failed authentications (bad API or join tokens) one source address may make a minute once auth_failure_burst is spent; then it gets 429 with Retry-After before its token is looked at. 0: no limit."`
+		AuthFailureBurst      int `toml:"auth_failure_burst" default:"30" zero:"off" doc:"Failed authentications one source may make at once."`
+		TokenRequestsPerSec   int `toml:"token_requests_per_second" default:"200" zero:"off" doc:"Requests one API token may make a second once token_burst is spent (429 with Retry-After past it). 0: no limit."`
+		TokenBurst            int `toml:"token_burst" default:"1000" zero:"off" doc:"Requests one API token may make at once."`
+	} `toml:"limits"`
+
 	Retention struct {
 		MaxAge  config.Duration `toml:"max_age" default:"720h" doc:"Finished jobs older than this are deleted with their results."`
 		MaxJobs int             `toml:"max_jobs" default:"100000" doc:"At most this many finished jobs are kept (the newest)."`
 	} `toml:"retention"`
 
 	SSH struct {
-		KnownHosts  string          `toml:"known_hosts" zero:"computed" doc:"felix's own known_hosts file; empty means data_dir/known_hosts."`
-		HostKeys    string          `toml:"host_keys" default:"strict" doc:"\"strict\": an unknown host key is an error (accept it with felix hosts trust); \"accept-new\": record a new host's key on first use. A changed key is always an error."`
-		User        string          `toml:"user" default:"root" doc:"Login when a host names none."`
-		KeyFiles    []string        `toml:"key_files" doc:"Private keys to offer; empty means ~/.ssh/id_ed25519, id_ecdsa and id_rsa. Passphrases come from FELIX_SSH_PASSPHRASE; passwords only from FELIX_SSH_PASSWORD."`
-		KeyDirs     []string        `toml:"key_dirs" zero:"computed" doc:"Directories a host's own key file (felix hosts add --key, ansible_ssh_private_key_file) must be in, so an API caller cannot make the master use any file it can read as an identity. Empty means data_dir/keys and ~/.ssh of the user the master runs as."`
-		Agent       bool            `toml:"agent" default:"true" doc:"Offer the keys of the ssh-agent at SSH_AUTH_SOCK."`
-		IdleTimeout config.Duration `toml:"idle_timeout" default:"5m" doc:"Pooled connections unused this long are closed."`
-		MaxConns    int             `toml:"max_conns" default:"1000" doc:"At most this many pooled connections."`
+		KnownHosts    string          `toml:"known_hosts" zero:"computed" doc:"felix's own known_hosts file; empty means data_dir/known_hosts."`
+		HostKeys      string          `toml:"host_keys" default:"strict" doc:"\"strict\": an unknown host key is an error (accept it with felix hosts trust); \"accept-new\": record a new host's key on first use. A changed key is always an error."`
+		User          string          `toml:"user" default:"root" doc:"Login when a host names none."`
+		KeyFiles      []string        `toml:"key_files" doc:"Private keys to offer; empty means ~/.ssh/id_ed25519, id_ecdsa and id_rsa. Passphrases come from FELIX_SSH_PASSPHRASE; passwords only from FELIX_SSH_PASSWORD."`
+		PasswordHosts []string        `toml:"password_hosts" doc:"The only hosts FELIX_SSH_PASSWORD is offered to: host names or IP addresses as the hosts name them, or CIDR ranges (\"10.0.0.0/24\"), matched on the address dialled. Empty: the password goes to no host (any API caller can add a host; it must not be able to collect the password)."`
+		KeyDirs       []string        `toml:"key_dirs" zero:"computed" doc:"Directories a host's own key file (felix hosts add --key, ansible_ssh_private_key_file) must be in, so an API caller cannot make the master use any file it can read as an identity. Empty means data_dir/keys and ~/.ssh of the user the master runs as."`
+		Agent         bool            `toml:"agent" default:"true" doc:"Offer the keys of the ssh-agent at SSH_AUTH_SOCK."`
+		IdleTimeout   config.Duration `toml:"idle_timeout" default:"5m" doc:"Pooled connections unused this long are closed."`
+		MaxConns      int             `toml:"max_conns" default:"1000" doc:"At most this many pooled connections."`
 	} `toml:"ssh" doc:"Agentless hosts and bootstrap."`
 
 	Files struct {
@@ -112,6 +123,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Exec.OutputCap < 1024 {
 		return fmt.Errorf("exec.output_cap must be at least 1024 bytes")
+	}
+	if c.Limits.AuthFailuresPerMinute < 0 || c.Limits.AuthFailureBurst < 0 || c.Limits.TokenRequestsPerSec < 0 || c.Limits.TokenBurst < 0 {
+		return fmt.Errorf("limits: want 0 (no limit) or more")
+	}
+	for _, h := range c.SSH.PasswordHosts {
+		if _, _, err := net.ParseCIDR(h); err != nil && model.ValidHost(h) != nil {
+			return fmt.Errorf("ssh.password_hosts: %q is neither a host name, an IP address nor a CIDR range", h)
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				return fmt.Errorf("trusted_proxies: %q is neither an IP address nor a CIDR", p)
+			}
+		}
 	}
 	if c.Health.Interval.Duration <= 0 || c.Health.Timeout.Duration <= 0 {
 		return fmt.Errorf("health.interval and health.timeout must be positive")

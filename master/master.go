@@ -26,6 +26,7 @@ import (
 
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/content"
+	"github.com/felix-ops/felix/daemon"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
@@ -76,11 +77,25 @@ type Master struct {
 	cancelRequests context.CancelFunc
 }
 
+// privateDataDir makes the data directory 0700 and its files, the
+// database before SQLite opens it included, 0600 (see daemon.PrivateDir),
+// logging what it had to tighten.
+func privateDataDir(dir string, log *slog.Logger) error {
+	fixed, err := daemon.PrivateDir(dir)
+	for _, f := range fixed {
+		log.Warn("data dir: made private", "path", f)
+	}
+	if err != nil {
+		return err
+	}
+	return daemon.PrivateFile(filepath.Join(dir, dbFile))
+}
+
 // New opens everything the master needs: identity, inventory, listener.
 // Announcements for the operator (fingerprint, first admin token) go to out.
 func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Master, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	if err := privateDataDir(cfg.DataDir, log); err != nil {
+		return nil, err
 	}
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	hostname, _ := os.Hostname()
@@ -162,7 +177,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	a := &api.Server{Store: store, Jobs: m.jobs, Log: log, Forget: m.pool.Forget, CheckCallback: m.notifier.CheckURL,
 		Content: m.content, Degraded: api.DiskCheck(cfg.DataDir, minFreeDisk),
 		Config: api.Config{DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
-			MaxFileSize: cfg.Exec.MaxFileSize, FilesTimeout: cfg.Files.Timeout.Duration, Version: version.String()}}
+			MaxFileSize: cfg.Exec.MaxFileSize, FilesTimeout: cfg.Files.Timeout.Duration, Version: version.String(),
+			TrustedProxies: cfg.TrustedProxies, Limits: api.Limits{
+				AuthFailuresPerMinute: float64(cfg.Limits.AuthFailuresPerMinute), AuthFailureBurst: cfg.Limits.AuthFailureBurst,
+				TokenRequestsPerSec: float64(cfg.Limits.TokenRequestsPerSec), TokenBurst: cfg.Limits.TokenBurst}}}
 	if m.sshPool != nil {
 		a.SSH = hostKeys{m.sshPool}
 	}
@@ -200,7 +218,8 @@ func (m *Master) Fingerprint() string { return m.id.Fingerprint }
 func (m *Master) Store() *inventory.Store { return m.store }
 
 // ensureAdminToken creates the first admin token when the inventory has
-// none, prints it once and keeps it 0600 in the data directory.
+// none and keeps it 0600 in the data directory, saying where: the token
+// itself is never printed, so it lands in no journal or terminal log.
 func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
 	path := filepath.Join(m.cfg.DataDir, tokenFile)
 	if _, err := os.Stat(path); err == nil {
@@ -216,7 +235,7 @@ func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
 	if err := pki.WriteFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "admin API token (shown once; also kept in %s):\n%s\n", path, tok)
+	fmt.Fprintf(out, "admin API token written to %s (0600): export FELIX_TOKEN=$(cat %s)\n", path, path)
 	return nil
 }
 
@@ -225,9 +244,9 @@ func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
 // end unreachable with a clear error, and the reason is logged here.
 func newSSHPool(cfg Config, log *slog.Logger) *ssh.Pool {
 	p, err := ssh.NewPool(ssh.Config{
-		KnownHosts:  cfg.SSH.KnownHosts,
-		Policy:      cfg.SSH.HostKeys,
-		KeyFiles:    cfg.SSH.KeyFiles,
+		KnownHosts: cfg.SSH.KnownHosts,
+		Policy:     cfg.SSH.HostKeys,
+		KeyFiles:   cfg.SSH.KeyFiles, PasswordHosts: cfg.SSH.PasswordHosts,
 		KeyDirs:     cfg.SSH.KeyDirs,
 		NoAgent:     !cfg.SSH.Agent,
 		User:        cfg.SSH.User,

@@ -280,23 +280,18 @@ func TestMasterRun(t *testing.T) {
 	dir := t.TempDir()
 	r := startMaster(t, testConfig(dir))
 
-	// The first start prints the admin token once and keeps it 0600.
-	if !strings.Contains(r.out, "admin API token") {
-		t.Fatalf("first New did not announce the admin token:\n%s", r.out)
+	// The first start keeps the admin token 0600 and says where, without
+	// printing it.
+	tokPath := filepath.Join(dir, tokenFile)
+	if !strings.Contains(r.out, "admin API token written to "+tokPath) {
+		t.Fatalf("first New did not say where the admin token is:\n%s", r.out)
 	}
 	if !strings.Contains(r.out, r.m.Fingerprint()) {
 		t.Errorf("New did not print the fingerprint %s:\n%s", r.m.Fingerprint(), r.out)
 	}
-	var token string
-	for _, f := range strings.Fields(r.out) {
-		if strings.HasPrefix(f, "fat_") {
-			token = f
-		}
+	if strings.Contains(r.out, "fat_") {
+		t.Errorf("the admin token was printed:\n%s", r.out)
 	}
-	if token == "" {
-		t.Fatalf("no fat_ token in the output:\n%s", r.out)
-	}
-	tokPath := filepath.Join(dir, tokenFile)
 	st, err := os.Stat(tokPath)
 	if err != nil {
 		t.Fatalf("admin token file: %v", err)
@@ -304,8 +299,10 @@ func TestMasterRun(t *testing.T) {
 	if perm := st.Mode().Perm(); perm != 0o600 {
 		t.Errorf("%s mode = %v; want 0600", tokenFile, perm)
 	}
-	if b, _ := os.ReadFile(tokPath); strings.TrimSpace(string(b)) != token {
-		t.Errorf("%s holds %q; want the printed token %q", tokenFile, b, token)
+	b, _ := os.ReadFile(tokPath)
+	token := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(token, "fat_") {
+		t.Fatalf("%s holds %q; want a fat_ token", tokenFile, b)
 	}
 
 	c := pinnedClient(t, r.m.Fingerprint())
@@ -539,10 +536,13 @@ func TestMainStartStatus(t *testing.T) {
 		return err == nil
 	})
 	out := stdout.String()
-	for _, want := range []string{"wrote default config", "master fingerprint: sha256:", "admin API token", "fat_"} {
+	for _, want := range []string{"wrote default config", "master fingerprint: sha256:", "admin API token written to"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("master start output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "fat_") {
+		t.Errorf("master start printed the admin token:\n%s", out)
 	}
 	code, sout, _ := runMain(t, append([]string{"status"}, common...)...)
 	if code != 0 || !strings.Contains(sout, "running") || !strings.Contains(sout, "master fingerprint: sha256:") {
@@ -701,5 +701,68 @@ func TestDebugListen(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/debug/pprof/"); err == nil {
 		t.Error("the debug listener still answers after the master stopped")
+	}
+}
+
+// TestDataDirPrivate: a data directory a package made 0755, with a
+// database an older version left 0644, is made 0700 with every file in it
+// 0600 — SQLite's -wal and -shm included — before anything is read.
+func TestDataDirPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "master")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	r := startMaster(t, testConfig(dir))
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(dir, dbFile), 0o644)
+	r = startMaster(t, testConfig(dir))
+	if _, err := r.m.store.SchemaVersion(context.Background()); err != nil { // the WAL is in use
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir: %v, %v; want 0700", err, fi.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(dir)
+	seen := map[string]bool{}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		seen[e.Name()] = true
+		if p := fi.Mode().Perm(); p != 0o600 {
+			t.Errorf("%s is %#o, want 0600", e.Name(), p)
+		}
+	}
+	for _, name := range []string{dbFile, dbFile + "-wal", dbFile + "-shm", tokenFile, certName + ".key"} {
+		if !seen[name] {
+			t.Errorf("no %s in the data dir (have %v)", name, seen)
+		}
+	}
+}
+
+// TestTokenJoinHint: once the master has its certificate, token join says
+// on stderr how a server joins with the fingerprint pinned and the token
+// in a file; stdout stays the token alone.
+func TestTokenJoinHint(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	r := startMaster(t, testConfig(data))
+	fp := r.m.Fingerprint()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runMain(t, "token", "join", "--config", filepath.Join(dir, "master.toml"), "--data-dir", data,
+		"--listen", "0.0.0.0:8443")
+	if code != 0 || !strings.HasPrefix(out, "fjt_") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("token join = %d %q; want the token alone on stdout", code, out)
+	}
+	want := "minion start --master https://MASTER-HOST:8443 --master-fingerprint " + fp + " --join-token-file "
+	if !strings.Contains(errOut, want) {
+		t.Errorf("token join stderr = %q; want %q", errOut, want)
 	}
 }

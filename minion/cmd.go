@@ -31,7 +31,8 @@ Flags (each also FELIX_MINION_<NAME>, e.g. FELIX_MINION_JOIN_TOKEN):
                               else ~/.config/felix/minion.toml; written on first run)
   --master URL                master API URL, https://HOST:8443
   --master-fingerprint FP     pin the master's certificate (sha256:HEX)
-  --join-token TOKEN          join token for the first registration
+  --join-token TOKEN          join token for the first registration (visible in ps)
+  --join-token-file PATH      read the join token from a file instead
   --id ID                     minion id (default: host name)
   --listen ADDR               gRPC listen address (default :4510)
   --advertise HOST:PORT       address the master should dial

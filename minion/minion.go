@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/daemon"
 	"github.com/felix-ops/felix/facts"
 	"github.com/felix-ops/felix/hostfile"
 	"github.com/felix-ops/felix/internal/backoff"
@@ -65,8 +66,12 @@ type hooks struct {
 
 // New loads or creates the minion's identity and its pinned master fingerprint.
 func New(cfg config.Minion, log *slog.Logger) (*Minion, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	fixed, err := daemon.PrivateDir(cfg.DataDir)
+	for _, f := range fixed {
+		log.Warn("data dir: made private", "path", f)
+	}
+	if err != nil {
+		return nil, err
 	}
 	hostname, _ := os.Hostname()
 	id, err := pki.LoadOrCreate(cfg.DataDir, certName, cfg.ID, []string{cfg.ID, hostname})
@@ -202,6 +207,21 @@ func (m *Minion) grpcAddr(ln net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
+// joinToken is the token a registration presents: join_token, or what
+// join_token_file holds. A file that is gone (deleted once the minion was
+// accepted, as it may be) means no token: an accepted minion needs none.
+func (m *Minion) joinToken() string {
+	if m.cfg.JoinTokenFile == "" {
+		return m.cfg.JoinToken
+	}
+	b, err := os.ReadFile(m.cfg.JoinTokenFile)
+	if err != nil {
+		m.log.Warn("join token file unreadable: registering without a token", "err", err)
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // Register registers once. It presents the minion's certificate as TLS
 // client certificate (proof of possession) and checks the master's against
 // the pin, pinning the first one seen when none is set.
@@ -217,7 +237,7 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 	factsJSON, _ := json.Marshal(f)
 	body, err := json.Marshal(model.RegisterRequest{
 		ID: m.cfg.ID, Hostname: f.Hostname, IPs: f.IPs, GRPCAddr: m.grpcAddr(ln), Version: version.String(),
-		Facts: factsJSON, CertPEM: string(m.id.CertPEM), JoinToken: m.cfg.JoinToken,
+		Facts: factsJSON, CertPEM: string(m.id.CertPEM), JoinToken: m.joinToken(),
 	})
 	if err != nil {
 		return fmt.Errorf("encode registration: %w", err)

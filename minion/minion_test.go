@@ -395,3 +395,42 @@ func TestMainCLI(t *testing.T) {
 		t.Errorf("minion version = %d %q; want 0 and a version", code, out)
 	}
 }
+
+// TestJoinTokenFile: the token can come from a file instead of a flag
+// (visible in ps) or the config; once accepted, the file may go.
+func TestJoinTokenFile(t *testing.T) {
+	ctx := context.Background()
+	ma := startMaster(t, time.Hour)
+	file := filepath.Join(t.TempDir(), "join-token")
+	if err := os.WriteFile(file, []byte(joinToken(t, ma, true)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := minionConfig(t, ma, "tokfile1", "")
+	cfg.JoinTokenFile = file
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	mn := newMinion(t, cfg)
+	if err := mn.Register(ctx, grpcAddr); err != nil {
+		t.Fatalf("Register with the token from a file: %v", err)
+	}
+	got, err := ma.Store().Minion(ctx, "tokfile1")
+	if err != nil || got.State != model.KeyAccepted {
+		t.Fatalf("minion after registering = %+v, %v; want accepted", got, err)
+	}
+	os.Remove(file)
+	if err := mn.Register(ctx, grpcAddr); err != nil {
+		t.Errorf("Register again once accepted, the token file gone: %v", err)
+	}
+
+	bad := cfg
+	bad.JoinToken = "fjt_x"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "both set") {
+		t.Errorf("Validate with join_token and join_token_file = %v; want refused", err)
+	}
+	bad = cfg
+	bad.JoinTokenFile = "relative/token"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "absolute") {
+		t.Errorf("Validate with a relative join_token_file = %v; want refused", err)
+	}
+}

@@ -71,3 +71,16 @@ type FetchSpec struct {
 	Path           string `json:"path"`
 	FollowSymlinks bool   `json:"follow_symlinks,omitempty"`
 }
+
+// Limits of a job request, checked at the door before anything is stored:
+// a command, its environment and its targets travel to every host and are
+// stored with the job and in its callback.
+const (
+	MaxCmdLine     = 64 << 10  // bytes of cmd_line
+	MaxEnvVars     = 128       // variables in env
+	MaxEnvBytes    = 128 << 10 // env's names and values together
+	MaxTargets     = 20000     // entries in targets
+	MaxTargetLen   = 1024      // bytes of one entry of targets
+	MaxCallbackURL = 2048      // bytes of callback_url
+	MaxPathLen     = 4096      // bytes of cwd and other paths on the host
+)

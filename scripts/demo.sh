@@ -22,10 +22,10 @@ step "start the master on https://127.0.0.1:$PORT"
 "$BIN/master" start --config "$DEMO/master.toml" --data-dir "$DEMO/master" --listen "127.0.0.1:$PORT" \
 	>"$DEMO/master.out" 2>"$DEMO/master.log" &
 pids+=($!)
-for _ in $(seq 100); do grep -q '^fat_' "$DEMO/master.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q '^master fingerprint' "$DEMO/master.out" 2>/dev/null && break; sleep 0.1; done
 cat "$DEMO/master.out"
 export FELIX_MASTER=https://127.0.0.1:$PORT
-export FELIX_TOKEN=$(grep '^fat_' "$DEMO/master.out")
+export FELIX_TOKEN=$(cat "$DEMO/master/admin.token")
 export FELIX_MASTER_FINGERPRINT=$(sed -n 's/^master fingerprint: //p' "$DEMO/master.out")
 export FELIX_CONFIG=$DEMO/felix.toml
 

@@ -177,17 +177,63 @@ type HostResult struct {
 // set, is the value of hosts_after for the next page. Summary always
 // counts every host of the job.
 type Job struct {
-	JobID      string         `json:"job_id"`
-	ID         string         `json:"id"`
-	CmdLine    string         `json:"cmd_line"`
-	CmdType    string         `json:"cmd_type"`
-	Targets    []string       `json:"targets"`
-	State      model.JobState `json:"state"`
-	CreatedAt  time.Time      `json:"created_at"`
-	FinishedAt *time.Time     `json:"finished_at,omitempty"`
-	Total      int            `json:"total"`
-	Summary    map[string]int `json:"summary"`
-	Results    []HostResult   `json:"results,omitempty"`
-	Deliveries []Delivery     `json:"deliveries,omitempty"`
-	NextHost   string         `json:"next_host,omitempty"`
+	JobID   string   `json:"job_id"`
+	ID      string   `json:"id"`
+	CmdLine string   `json:"cmd_line"`
+	CmdType string   `json:"cmd_type"`
+	Targets []string `json:"targets"`
+	// RequestedBy names the API token that asked for the job.
+	RequestedBy string         `json:"requested_by,omitempty"`
+	State       model.JobState `json:"state"`
+	CreatedAt   time.Time      `json:"created_at"`
+	FinishedAt  *time.Time     `json:"finished_at,omitempty"`
+	Total       int            `json:"total"`
+	Summary     map[string]int `json:"summary"`
+	Results     []HostResult   `json:"results,omitempty"`
+	Deliveries  []Delivery     `json:"deliveries,omitempty"`
+	NextHost    string         `json:"next_host,omitempty"`
+}
+
+// TokenRequest is the body of POST /api/v1/tokens.
+type TokenRequest struct {
+	Name string `json:"name"`
+	Role string `json:"role"`          // read, operator or admin
+	TTL  string `json:"ttl,omitempty"` // Go duration; empty or "0": no expiry
+}
+
+// Token describes an API token; Token, the secret, only in the answer that
+// created it.
+type Token struct {
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	Token     string     `json:"token,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// TokenList is the body of GET /api/v1/tokens.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// AuditEntry is one state-changing request in the audit log.
+type AuditEntry struct {
+	ID      int64     `json:"id"`
+	At      time.Time `json:"at"`
+	Who     string    `json:"who"` // the API token's name, "minion:ID" for a registration, "-" unauthenticated
+	Role    string    `json:"role,omitempty"`
+	Source  string    `json:"source"`
+	Method  string    `json:"method"`
+	Path    string    `json:"path"`
+	Status  int       `json:"status"`
+	Targets string    `json:"targets,omitempty"`
+	JobID   string    `json:"job_id,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// AuditLog is the body of GET /api/v1/audit; Next, when set, is the value
+// of "before" for the next page.
+type AuditLog struct {
+	Entries []AuditEntry `json:"entries"`
+	Next    int64        `json:"next,omitempty"`
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,6 +30,21 @@ var (
 
 // errDeadline is the cause of the run context when cmd.Timeout fires.
 var errDeadline = errors.New("command deadline exceeded")
+
+// commandEnv is the environment commands start from: the daemon's own,
+// less its FELIX_* settings — a join token, say, is the daemon's secret,
+// not something every command (and so every job's stored output) should
+// see. A request's env may still set FELIX_ names.
+func commandEnv() []string {
+	env := os.Environ()
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "FELIX_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
 
 // Run runs cmd.Line with /bin/sh -c in its own process group, streaming
 // output to out as it is produced. out may be nil to discard output.
@@ -54,7 +70,7 @@ func Run(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Ex
 
 	c := osexec.CommandContext(runCtx, "/bin/sh", "-c", cmd.Line)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.Env = append(os.Environ(), cmd.Env...)
+	c.Env = append(commandEnv(), cmd.Env...)
 	c.Dir = cmd.Dir
 	c.Stdout = streamWriter{model.Stdout, out}
 	c.Stderr = streamWriter{model.Stderr, out}

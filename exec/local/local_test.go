@@ -48,6 +48,8 @@ func (c *collector) strings() (string, string) {
 
 func TestRun(t *testing.T) {
 	dir := t.TempDir()
+	t.Setenv("FELIX_MINION_JOIN_TOKEN", "fjt_secret") // the daemon's own settings
+	t.Setenv("NOT_FELIX", "kept")
 	tests := []struct {
 		name       string
 		cmd        model.Command
@@ -68,6 +70,12 @@ func TestRun(t *testing.T) {
 			name:       "env passed",
 			cmd:        model.Command{Line: `printf %s "$FELIX_A-$FELIX_B"`, Env: []string{"FELIX_A=1", "FELIX_B=two words"}},
 			wantStdout: "1-two words",
+		},
+		{
+			name:       "daemon's FELIX_ settings withheld",
+			cmd:        model.Command{Line: `env | grep -c fjt_secret; printf %s "$NOT_FELIX $FELIX_A"`, Env: []string{"FELIX_A=asked"}},
+			wantCode:   0,
+			wantStdout: "0\nkept asked",
 		},
 		{name: "dir honoured", cmd: model.Command{Line: "pwd -P", Dir: dir}, wantStdout: mustEvalSymlinks(t, dir) + "\n"},
 		{name: "stdin is empty", cmd: model.Command{Line: "wc -c"}, wantStdout: "0\n"},

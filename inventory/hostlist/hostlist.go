@@ -46,6 +46,11 @@ func (e LineError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.
 // maxRange bounds the hosts one Ansible host range (web[01:50]) expands to.
 const maxRange = 10000
 
+// MaxHosts bounds the hosts one text may list, ranges expanded: parsing
+// stops at the line that goes over it, so a few short lines of wide ranges
+// cannot make the master build millions of hosts.
+const MaxHosts = 20000
+
 // groupName is an Ansible group name (a host's first is its Group).
 var groupName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$`)
 
@@ -105,6 +110,8 @@ func Parse(text string) ([]Host, []LineError) {
 			bad = append(bad, LineError{Line: line, Reason: fmt.Sprintf(format, args...)})
 		}
 	}
+	total := 0 // hosts listed so far, ranges expanded
+lines:
 	for i, raw := range strings.Split(text, "\n") {
 		n := i + 1
 		line := strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
@@ -168,6 +175,10 @@ func Parse(text string) ([]Host, []LineError) {
 			if err != nil {
 				fail(n, "%v", err)
 				continue
+			}
+			if total += len(hs); total > MaxHosts {
+				fail(n, "over %d hosts in one import (ranges expanded): split the file", MaxHosts)
+				break lines
 			}
 			for _, h := range hs {
 				h.line = n

@@ -79,6 +79,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad section keeps its lines quiet", "[a b]\nh;1\n[ok]\nh2\n", []string{"1: section"}},
 		{"range with ansible_host", "web[1:3] ansible_host=10.0.0.1\n", []string{"1: same address"}},
 		{"huge range", "h[1:100000]\n", []string{"1: at most"}},
+		// 100 lines of 10,000 hosts each (2 KB of text): refused at the
+		// third line, before the rest is expanded.
+		{"ranges over the import's total", strings.Repeat("amp[0:9]x[0:999].example\n", 100), []string{"3: over 20000 hosts"}},
 		{"become_user without become", "h1 ansible_become_user=root\n", []string{"1: without ansible_become"}},
 		{"bad become", "h1 ansible_become=maybe\n", []string{"1: true or false"}},
 		{"bad name with ansible_host", "root@h1 ansible_host=10.0.0.1\n", []string{"1: host name"}},

@@ -140,7 +140,7 @@ func (p *Pool) authMethods(s hostSpec) (methods []ssh.AuthMethod, closer io.Clos
 	if len(signers) > 0 {
 		methods = append(methods, ssh.PublicKeys(signers...))
 	}
-	if pw := os.Getenv(EnvPassword); pw != "" {
+	if pw := os.Getenv(EnvPassword); pw != "" && p.passwordAllowed(s) {
 		methods = append(methods, ssh.Password(pw),
 			ssh.KeyboardInteractive(func(_, _ string, questions []string, echos []bool) ([]string, error) {
 				answers := make([]string, len(questions))
@@ -153,6 +153,26 @@ func (p *Pool) authMethods(s hostSpec) (methods []ssh.AuthMethod, closer io.Clos
 			}))
 	}
 	return methods, closer, skipped
+}
+
+// passwordAllowed reports whether the password may be offered to s: its
+// address is one of Config.PasswordHosts, or in one of their ranges. Any
+// API caller can add a host, so the password goes only where the
+// master's own config says.
+func (p *Pool) passwordAllowed(s hostSpec) bool {
+	ip := net.ParseIP(s.host)
+	for _, h := range p.cfg.PasswordHosts {
+		if strings.EqualFold(h, s.host) {
+			return true
+		}
+		if _, cidr, err := net.ParseCIDR(h); err == nil && ip != nil && cidr.Contains(ip) {
+			return true
+		}
+		if hip := net.ParseIP(h); hip != nil && ip != nil && hip.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // authHint explains skipped keys after an authentication failure.

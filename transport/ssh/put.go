@@ -17,6 +17,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/hostfile"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -198,6 +199,11 @@ var testHookPut func(stage, path string)
 // run checks the path below f.Root and the parent directory, then puts
 // the entry of f's kind.
 func (o *putOp) run(ctx context.Context) error {
+	if !o.f.FollowSymlinks {
+		if err := trustedPath(o.c, path.Dir(o.dest)); err != nil {
+			return err
+		}
+	}
 	if o.f.Root != "" && !o.f.FollowSymlinks {
 		if err := o.checkBelowRoot(); err != nil {
 			return err
@@ -620,4 +626,24 @@ func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
 	}
 	ou, og, ok := ownerOf(old)
 	return !ok || (uid < 0 || uid == ou) && (gid < 0 || gid == og)
+}
+
+// trustedPath refuses a directory path whose existing part goes through a
+// symlink root does not own (see hostfile.ResolveTrusted): a user who owns
+// a directory on it cannot turn it into a link and redirect a write made
+// with sudo. Over SFTP the login's own uid is not known, so only root's
+// links are followed; follow_symlinks follows any. A missing part is
+// fine: what mkdir makes there is no link.
+func trustedPath(c *sftp.Client, dir string) error {
+	_, err := hostfile.ResolveTrusted(c, dir, func(fi fs.FileInfo) (bool, string) {
+		uid, _, ok := ownerOf(fi)
+		if !ok {
+			return false, "owner unknown"
+		}
+		return uid == 0, fmt.Sprintf("owned by uid %d", uid)
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }

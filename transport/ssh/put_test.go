@@ -954,3 +954,52 @@ func TestPutBatchOneSession(t *testing.T) {
 	}
 	t.Logf("%d entries: one batch (all changed) %v; one Put each (all unchanged) %v", len(files), took, time.Since(start))
 }
+
+// TestPutThroughAnotherUsersLink: a directory on the path that is a
+// symlink owned by another user is not followed (a user who owns it could
+// send a write made with sudo anywhere), for puts and gets; root's links
+// are; follow_symlinks follows any.
+func TestPutThroughAnotherUsersLink(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "making a link of another user needs root")
+	}
+	s, p := server(t, "127.0.0.59")
+	dir := t.TempDir()
+	target := filepath.Join(dir, "etc")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "shadow"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	userLink, rootLink := filepath.Join(dir, "evil"), filepath.Join(dir, "lib")
+	for _, l := range []string{userLink, rootLink} {
+		if err := os.Symlink(target, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Lchown(userLink, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	follow := func(f model.PutFile) model.PutFile { f.FollowSymlinks = true; return f }
+	runSteps(t, p, s.Target(), []putStep{
+		{name: "through another user's link", f: putFile(filepath.Join(userLink, "passwd"), []byte("owned"), nil),
+			err: userLink + " is a symlink not owned by root (owned by uid 65534)",
+			check: func(t *testing.T) {
+				if _, err := os.Stat(filepath.Join(target, "passwd")); err == nil {
+					t.Error("the put wrote through the link")
+				}
+			}},
+		{name: "through root's link", f: putFile(filepath.Join(rootLink, "a"), []byte("a"), nil), changed: true,
+			check: func(t *testing.T) { mustContent(t, filepath.Join(target, "a"), "a") }},
+		{name: "through another user's link, followed", f: follow(putFile(filepath.Join(userLink, "b"), []byte("b"), nil)), changed: true,
+			check: func(t *testing.T) { mustContent(t, filepath.Join(target, "b"), "b") }},
+	})
+	var buf bytes.Buffer
+	_, _, err := p.Get(context.Background(), s.Target(), model.GetFile{Path: filepath.Join(userLink, "shadow")}, &buf)
+	if err == nil || !strings.Contains(err.Error(), "not owned by root") || buf.Len() != 0 {
+		t.Errorf("get through another user's link = %v, %d bytes; want refused", err, buf.Len())
+	}
+	noTemp(t, dir)
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	pathpkg "path"
 	"regexp"
 
 	"github.com/pkg/sftp"
@@ -34,6 +35,11 @@ func (p *Pool) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Wr
 	var n int64
 	var sum string
 	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
+		if !g.FollowSymlinks {
+			if err := trustedPath(c, pathpkg.Dir(path)); err != nil {
+				return err
+			}
+		}
 		src := path
 		st, err := c.Lstat(src)
 		if err == nil && st.Mode()&fs.ModeSymlink != 0 && g.FollowSymlinks {

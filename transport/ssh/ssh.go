@@ -44,6 +44,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,6 +103,11 @@ type Config struct {
 	KeyDirs []string
 	// NoAgent disables ssh-agent (SSH_AUTH_SOCK).
 	NoAgent bool
+	// PasswordHosts are the only hosts FELIX_SSH_PASSWORD is offered to:
+	// host names or IP addresses as hosts name them, or CIDR ranges. Empty
+	// offers it to none. Matched on the address dialled, not the host's
+	// id, which an API caller chooses.
+	PasswordHosts []string
 	// User is the login when a host names none; default "root".
 	User string
 	// ConnectTimeout bounds dialling and the handshake; default 10s.
@@ -196,6 +202,11 @@ func NewPool(cfg Config) (*Pool, error) {
 	if cfg.SessionsPerConn <= 0 {
 		cfg.SessionsPerConn = DefaultSessionsPerConn
 	}
+	for _, h := range cfg.PasswordHosts {
+		if _, _, err := net.ParseCIDR(h); err != nil && model.ValidHost(h) != nil {
+			return nil, fmt.Errorf("ssh password hosts: %q is neither a host name, an IP address nor a CIDR range", h)
+		}
+	}
 	kh, err := openKnownHosts(cfg.KnownHosts)
 	if err != nil {
 		return nil, fmt.Errorf("ssh pool: %w", err)
@@ -203,6 +214,9 @@ func NewPool(cfg Config) (*Pool, error) {
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if os.Getenv(EnvPassword) != "" && len(cfg.PasswordHosts) == 0 {
+		log.Warn(EnvPassword + " is set but no host is allowed to receive it (ssh.password_hosts): it is offered to none")
 	}
 	p := &Pool{cfg: cfg, log: log, kh: kh, conns: make(map[string]*conn), changed: make(chan struct{}), done: make(chan struct{})}
 	p.bg.Add(1)

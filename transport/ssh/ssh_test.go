@@ -752,7 +752,10 @@ func TestBecome(t *testing.T) {
 
 func TestPasswordFromEnv(t *testing.T) {
 	s := sshtest.Start(t, "127.0.0.35", sshtest.Password("correct horse"))
-	p := newPool(t, s.KnownHosts(t), func(c *ssh.Config) { c.KeyFiles = []string{filepath.Join(t.TempDir(), "none")} })
+	p := newPool(t, s.KnownHosts(t), func(c *ssh.Config) {
+		c.KeyFiles = []string{filepath.Join(t.TempDir(), "none")}
+		c.PasswordHosts = []string{"127.0.0.35"}
+	})
 	target := s.Target()
 	target.SSH.KeyPath = ""
 
@@ -769,6 +772,32 @@ func TestPasswordFromEnv(t *testing.T) {
 	stdout, _, _ := mustRun(t, p, target, model.Command{Line: "echo in"})
 	if stdout != "in\n" || !strings.Contains(s.Log(), "Accepted password") {
 		t.Errorf("stdout %q; want a password login", stdout)
+	}
+
+	// Only hosts the master's config names get the password: any API
+	// caller can add a host pointing at a server it runs.
+	for _, allowed := range [][]string{nil, {"127.0.0.36"}, {"10.0.0.0/8"}, {"other.example"}} {
+		none := newPool(t, s.KnownHosts(t), func(c *ssh.Config) {
+			c.KeyFiles = []string{filepath.Join(t.TempDir(), "none")}
+			c.PasswordHosts = allowed
+		})
+		before := strings.Count(s.Log(), "password for")
+		_, _, _, err := run(t, none, target, model.Command{Line: "true"})
+		if !errors.Is(err, exec.ErrUnreachable) {
+			t.Errorf("password hosts %q: %v; want unreachable, no password offered", allowed, err)
+		}
+		if n := strings.Count(s.Log(), "password for"); n != before {
+			t.Errorf("password hosts %q: the server saw a password (%d more)", allowed, n-before)
+		}
+	}
+	for _, allowed := range [][]string{{"127.0.0.35"}, {"127.0.0.0/24"}} {
+		ok := newPool(t, s.KnownHosts(t), func(c *ssh.Config) {
+			c.KeyFiles = []string{filepath.Join(t.TempDir(), "none")}
+			c.PasswordHosts = allowed
+		})
+		if stdout, _, _ := mustRun(t, ok, target, model.Command{Line: "echo in"}); stdout != "in\n" {
+			t.Errorf("password hosts %q: stdout %q; want a password login", allowed, stdout)
+		}
 	}
 }
 

@@ -1,0 +1,194 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/inventory"
+	"github.com/felix-ops/felix/model"
+)
+
+// Roles and the audit log. Every authenticated route is registered with
+// the least role that may use it (route), so a route cannot be added
+// without one; a token below it gets 403 and nothing is done. Every
+// state-changing request — POST, PUT, DELETE, authenticated or not,
+// allowed or not — is written to the audit log and logged.
+
+// RouteRole is an authenticated route and the least role that may use it.
+type RouteRole struct {
+	Method, Path, Role string
+}
+
+// RouteRoles lists the authenticated routes with their roles (filled by
+// Handler).
+func (s *Server) RouteRoles() []RouteRole { return s.routes }
+
+// Context keys the handlers set for the audit log.
+const (
+	ctxToken        = "token"
+	ctxRole         = "role"
+	ctxAuditJob     = "audit.job"
+	ctxAuditTargets = "audit.targets"
+	ctxAuditWho     = "audit.who"
+	ctxAuditDetail  = "audit.detail"
+)
+
+// allow answers 403 unless the request's token has at least role.
+func allow(role string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		have := c.GetString(ctxRole)
+		if model.RoleRank(have) < model.RoleRank(role) {
+			c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": fmt.Sprintf(
+				"token %q (role %s) may not %s %s: it needs the %s role", c.GetString(ctxToken), have, c.Request.Method,
+				c.FullPath(), role)})
+			return
+		}
+		c.Next()
+	}
+}
+
+// audit records a state-changing request once it is answered: in the
+// audit log (a failure to write it is logged, the answer stands) and as a
+// log line.
+func (s *Server) audit(c *gin.Context) {
+	c.Next()
+	switch c.Request.Method {
+	case http.MethodPost, http.MethodPut, http.MethodDelete:
+	default:
+		return
+	}
+	who := c.GetString(ctxToken)
+	if who == "" {
+		who = c.GetString(ctxAuditWho)
+	}
+	if who == "" {
+		who = "-"
+	}
+	e := inventory.AuditEntry{At: s.now(), Who: who, Role: c.GetString(ctxRole), Source: c.ClientIP(),
+		Method: c.Request.Method, Path: c.Request.URL.Path, Status: c.Writer.Status(),
+		Targets: c.GetString(ctxAuditTargets), JobID: c.GetString(ctxAuditJob), Detail: c.GetString(ctxAuditDetail)}
+	s.Log.Info("audit", "who", e.Who, "role", e.Role, "source", e.Source, "method", e.Method, "path", e.Path,
+		"status", e.Status, "targets", e.Targets, "job", e.JobID, "detail", e.Detail)
+	if s.Store == nil {
+		return
+	}
+	if err := s.Store.AddAudit(c.Request.Context(), e); err != nil {
+		s.Log.Error("audit log: entry not stored", "err", err)
+	}
+}
+
+// auditJob tells the audit log the job a request made and its targets.
+func auditJob(c *gin.Context, job inventory.Job) {
+	c.Set(ctxAuditJob, job.ID)
+	c.Set(ctxAuditTargets, strings.Join(job.Targets, ","))
+}
+
+func (s *Server) createToken(c *gin.Context) {
+	var req wire.TokenRequest
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.Set(ctxAuditDetail, "token "+req.Name)
+	if err := model.ValidID(req.Name); err != nil {
+		s.abort(c, badRequestf("name: %v", err))
+		return
+	}
+	if err := model.ValidRole(req.Role); err != nil {
+		s.abort(c, badRequest{err.Error()})
+		return
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d < 0 {
+			s.abort(c, badRequestf("ttl %q: want a duration such as 720h, or 0 for no expiry", req.TTL))
+			return
+		}
+		ttl = d
+	}
+	now := s.now()
+	tok, err := s.Store.CreateAPIToken(c.Request.Context(), req.Name, req.Role, ttl, now)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	out := wire.Token{Name: req.Name, Role: req.Role, Token: tok, CreatedAt: now.UTC().Truncate(time.Millisecond)}
+	if ttl > 0 {
+		exp := out.CreatedAt.Add(ttl)
+		out.ExpiresAt = &exp
+	}
+	c.JSON(http.StatusCreated, out)
+}
+
+func (s *Server) listTokens(c *gin.Context) {
+	list, err := s.Store.APITokens(c.Request.Context())
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	out := wire.TokenList{Tokens: []wire.Token{}}
+	for _, t := range list {
+		v := wire.Token{Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt}
+		if !t.ExpiresAt.IsZero() {
+			exp := t.ExpiresAt
+			v.ExpiresAt = &exp
+		}
+		out.Tokens = append(out.Tokens, v)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) revokeToken(c *gin.Context) {
+	name := c.Param("name")
+	c.Set(ctxAuditDetail, "token "+name)
+	if err := s.Store.RevokeAPIToken(c.Request.Context(), name, s.now()); err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"name": name, "revoked": true})
+}
+
+// Audit log pages.
+const (
+	defaultAuditLimit = 100
+	maxAuditLimit     = 1000
+)
+
+func (s *Server) auditLog(c *gin.Context) {
+	limit := defaultAuditLimit
+	if v, given := c.GetQuery("limit"); given {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxAuditLimit {
+			s.abort(c, badRequestf("limit %q: want 1 to %d", v, maxAuditLimit))
+			return
+		}
+		limit = n
+	}
+	var before int64
+	if v, given := c.GetQuery("before"); given {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			s.abort(c, badRequestf("before %q: want the next of the previous page", v))
+			return
+		}
+		before = n
+	}
+	entries, next, err := s.Store.AuditLog(c.Request.Context(), before, limit)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	out := wire.AuditLog{Entries: []wire.AuditEntry{}, Next: next}
+	for _, e := range entries {
+		out.Entries = append(out.Entries, wire.AuditEntry{ID: e.ID, At: e.At, Who: e.Who, Role: e.Role, Source: e.Source,
+			Method: e.Method, Path: e.Path, Status: e.Status, Targets: e.Targets, JobID: e.JobID, Detail: e.Detail})
+	}
+	c.JSON(http.StatusOK, out)
+}
