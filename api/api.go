@@ -33,6 +33,8 @@ const maxBody = 4 << 20
 type Runner interface {
 	Submit(ctx context.Context, spec model.JobSpec, payload string) (inventory.Job, error)
 	DryRun(ctx context.Context, spec model.JobSpec) ([]model.Target, error)
+	// InScope returns the ids of the hosts the target patterns scope select.
+	InScope(ctx context.Context, scope []string) (map[string]bool, error)
 	Wait(ctx context.Context, id string) bool
 	Cancel(ctx context.Context, id string) error
 	Rerun(ctx context.Context, id string, onlyFailed bool) (inventory.Job, error)
@@ -148,12 +150,12 @@ func (s *Server) Handler() http.Handler {
 	route(admin, "GET", "/audit", s.auditLog)
 	route(operator, "POST", "/exec", s.exec)
 	route(read, "GET", "/jobs", s.listJobs)
-	route(read, "GET", "/jobs/:id", s.getJob)
-	route(read, "GET", "/jobs/:id/events", s.jobEvents)
-	route(read, "GET", "/jobs/:id/hosts/:host", s.getJobHost)
-	route(read, "GET", "/jobs/:id/hosts/:host/output", s.getJobHostOutput)
-	route(operator, "POST", "/jobs/:id/cancel", s.cancelJob)
-	route(operator, "POST", "/jobs/:id/rerun", s.rerunJob)
+	route(read, "GET", "/jobs/:id", s.ownJob(s.getJob))
+	route(read, "GET", "/jobs/:id/events", s.ownJob(s.jobEvents))
+	route(read, "GET", "/jobs/:id/hosts/:host", s.ownJob(s.getJobHost))
+	route(read, "GET", "/jobs/:id/hosts/:host/output", s.ownJob(s.getJobHostOutput))
+	route(operator, "POST", "/jobs/:id/cancel", s.ownJob(s.cancelJob))
+	route(operator, "POST", "/jobs/:id/rerun", s.ownJob(s.rerunJob))
 	route(read, "GET", "/deliveries", s.listDeliveries)
 	route(admin, "POST", "/hosts", s.addHost)
 	route(admin, "POST", "/hosts/import", s.importHosts)
@@ -263,6 +265,8 @@ func (s *Server) abort(c *gin.Context, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, jobs.ErrNoTargets):
 		status = http.StatusNotFound
+	case errors.Is(err, jobs.ErrOutsideScope):
+		status = http.StatusForbidden
 	case errors.Is(err, jobs.ErrTooLarge):
 		status = http.StatusRequestEntityTooLarge
 	case errors.Is(err, jobs.ErrNoContent), errors.Is(err, jobs.ErrInvalid):
@@ -429,7 +433,12 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	c.Set(ctxToken, t.Name)
 	c.Set(ctxRole, t.Role)
-	c.Request = c.Request.WithContext(jobs.WithRequester(c.Request.Context(), t.Name)) // the jobs it makes name it
+	ctx := jobs.WithRequester(c.Request.Context(), t.Name) // the jobs it makes name it
+	if len(t.Scope) > 0 {
+		c.Set(ctxScope, t.Scope)
+		ctx = jobs.WithScope(ctx, t.Scope)
+	}
+	c.Request = c.Request.WithContext(ctx)
 	if !s.tokenGuard(c, t.Name) {
 		return
 	}

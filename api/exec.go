@@ -421,6 +421,9 @@ func (s *Server) listJobs(c *gin.Context) {
 		}
 	}
 	f := inventory.JobFilter{State: model.JobState(c.Query("state")), ClientID: c.Query("id"), Before: c.Query("before"), Limit: limit + 1}
+	if len(scopeOf(c)) > 0 {
+		f.RequestedBy = c.GetString(ctxToken) // a scoped token sees its own jobs
+	}
 	list, err := s.Store.Jobs(c.Request.Context(), f)
 	if err != nil {
 		s.abort(c, err)
@@ -538,8 +541,20 @@ func (s *Server) listDeliveries(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
+	own := map[string]bool{} // a scoped token's view: the deliveries of its own jobs
 	out := wire.DeliveryList{Deliveries: make([]wire.Delivery, 0, len(items))}
 	for _, it := range items {
+		if len(scopeOf(c)) > 0 {
+			mine, seen := own[it.JobID]
+			if !seen {
+				who, err := s.Store.JobRequester(c.Request.Context(), it.JobID)
+				mine = err == nil && who == c.GetString(ctxToken)
+				own[it.JobID] = mine
+			}
+			if !mine {
+				continue
+			}
+		}
 		out.Deliveries = append(out.Deliveries, deliveryView(it))
 	}
 	c.JSON(http.StatusOK, out)

@@ -153,14 +153,24 @@ func (s *Server) listHosts(c *gin.Context) {
 	for _, m := range ms {
 		states[m.ID] = m.State
 	}
+	visible, err := s.visibleHosts(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
 	out := wire.HostList{Hosts: make([]wire.Host, 0, len(hs))}
 	for _, h := range hs {
-		out.Hosts = append(out.Hosts, hostView(h, states[h.ID]))
+		if visible == nil || visible(h.ID) {
+			out.Hosts = append(out.Hosts, hostView(h, states[h.ID]))
+		}
 	}
 	c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) getHost(c *gin.Context) {
+	if s.hostHidden(c, c.Param("id"), "host") {
+		return
+	}
 	s.writeHost(c, c.Param("id"), http.StatusOK)
 }
 

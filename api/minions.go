@@ -199,14 +199,24 @@ func (s *Server) listMinions(c *gin.Context) {
 		}
 		ms = kept
 	}
+	visible, err := s.visibleHosts(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
 	out := wire.MinionList{Minions: make([]wire.Minion, 0, len(ms))}
 	for _, m := range ms {
-		out.Minions = append(out.Minions, minionView(m, false))
+		if visible == nil || visible(m.ID) {
+			out.Minions = append(out.Minions, minionView(m, false))
+		}
 	}
 	c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) getMinion(c *gin.Context) {
+	if s.hostHidden(c, c.Param("id"), "minion") {
+		return
+	}
 	m, err := s.Store.Minion(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		s.abort(c, err)

@@ -33,6 +33,7 @@ func (s *Server) RouteRoles() []RouteRole { return s.routes }
 const (
 	ctxToken        = "token"
 	ctxRole         = "role"
+	ctxScope        = "scope"
 	ctxAuditJob     = "audit.job"
 	ctxAuditTargets = "audit.targets"
 	ctxAuditWho     = "audit.who"
@@ -104,6 +105,26 @@ func (s *Server) createToken(c *gin.Context) {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
+	if len(req.Scope) > 0 {
+		if req.Role == model.RoleAdmin {
+			s.abort(c, badRequestf("scope: an admin token cannot be scoped (it could change labels and hosts); give it role operator or read"))
+			return
+		}
+		if len(req.Scope) > maxScope {
+			s.abort(c, badRequestf("scope: %d patterns; at most %d", len(req.Scope), maxScope))
+			return
+		}
+		for _, p := range req.Scope {
+			if len(p) > model.MaxTargetLen {
+				s.abort(c, badRequestf("scope: a pattern of %d bytes; at most %d", len(p), model.MaxTargetLen))
+				return
+			}
+		}
+		if _, err := s.Jobs.InScope(c.Request.Context(), req.Scope); err != nil {
+			s.abort(c, err) // a bad pattern is a 400
+			return
+		}
+	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
@@ -114,12 +135,12 @@ func (s *Server) createToken(c *gin.Context) {
 		ttl = d
 	}
 	now := s.now()
-	tok, err := s.Store.CreateAPIToken(c.Request.Context(), req.Name, req.Role, ttl, now)
+	tok, err := s.Store.CreateScopedAPIToken(c.Request.Context(), req.Name, req.Role, req.Scope, ttl, now)
 	if err != nil {
 		s.abort(c, err)
 		return
 	}
-	out := wire.Token{Name: req.Name, Role: req.Role, Token: tok, CreatedAt: now.UTC().Truncate(time.Millisecond)}
+	out := wire.Token{Name: req.Name, Role: req.Role, Token: tok, Scope: req.Scope, CreatedAt: now.UTC().Truncate(time.Millisecond)}
 	if ttl > 0 {
 		exp := out.CreatedAt.Add(ttl)
 		out.ExpiresAt = &exp
@@ -135,7 +156,7 @@ func (s *Server) listTokens(c *gin.Context) {
 	}
 	out := wire.TokenList{Tokens: []wire.Token{}}
 	for _, t := range list {
-		v := wire.Token{Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt}
+		v := wire.Token{Name: t.Name, Role: t.Role, Scope: t.Scope, CreatedAt: t.CreatedAt}
 		if !t.ExpiresAt.IsZero() {
 			exp := t.ExpiresAt
 			v.ExpiresAt = &exp
@@ -154,6 +175,9 @@ func (s *Server) revokeToken(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"name": name, "revoked": true})
 }
+
+// maxScope bounds the patterns of a token's scope.
+const maxScope = 64
 
 // Audit log pages.
 const (
@@ -191,4 +215,64 @@ func (s *Server) auditLog(c *gin.Context) {
 			Method: e.Method, Path: e.Path, Status: e.Status, Targets: e.Targets, JobID: e.JobID, Detail: e.Detail})
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// Scoped tokens. A token with a scope sees only the minions and hosts its
+// target patterns select, and only the jobs it asked for (their deliveries
+// too); a job or dry run reaching beyond it is refused (jobs.ErrOutsideScope,
+// 403). What it may not see answers 404, as if it did not exist.
+
+// scopeOf returns the request's token scope, nil for none.
+func scopeOf(c *gin.Context) []string {
+	v, _ := c.Get(ctxScope)
+	scope, _ := v.([]string)
+	return scope
+}
+
+// visibleHosts returns a check of whether a minion or host id is in the
+// request's scope; nil when the token has none.
+func (s *Server) visibleHosts(c *gin.Context) (func(id string) bool, error) {
+	scope := scopeOf(c)
+	if len(scope) == 0 {
+		return nil, nil
+	}
+	in, err := s.Jobs.InScope(c.Request.Context(), scope)
+	if err != nil {
+		return nil, err
+	}
+	return func(id string) bool { return in[id] }, nil
+}
+
+// hostHidden answers 404 and reports true when id is beyond the request's
+// scope.
+func (s *Server) hostHidden(c *gin.Context, id, kind string) bool {
+	visible, err := s.visibleHosts(c)
+	if err != nil {
+		s.abort(c, err)
+		return true
+	}
+	if visible != nil && !visible(id) {
+		s.abort(c, fmt.Errorf("%s %s: %w", kind, id, inventory.ErrNotFound))
+		return true
+	}
+	return false
+}
+
+// ownJob runs h only for a job the request may see: any job, or for a
+// scoped token the jobs it asked for (others are 404).
+func (s *Server) ownJob(h gin.HandlerFunc) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if len(scopeOf(c)) > 0 {
+			id := c.Param("id")
+			who, err := s.Store.JobRequester(c.Request.Context(), id)
+			if err == nil && who != c.GetString(ctxToken) {
+				err = fmt.Errorf("job %s: %w", id, inventory.ErrNotFound)
+			}
+			if err != nil {
+				s.abort(c, err)
+				return
+			}
+		}
+		h(c)
+	}
 }

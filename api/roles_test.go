@@ -186,3 +186,81 @@ func TestAudit(t *testing.T) {
 		t.Errorf("GET audit?limit=1 = %d %s; want one entry and next", status, out)
 	}
 }
+
+// TestScopedToken: an operator token scoped to role=web sees only the
+// web minions and its own jobs, and cannot run on anything else.
+func TestScopedToken(t *testing.T) {
+	h := newHarness(t)
+	h.addMinion("web1", "127.0.0.9:4510", true, map[string]string{"role": "web"})
+	h.addMinion("db1", "127.0.0.10:4510", true, map[string]string{"role": "db"})
+	c := h.client(nil)
+	admin := "Bearer " + h.admin
+	for _, tc := range []struct {
+		body any
+		want string
+	}{
+		{map[string]any{"name": "x", "role": "admin", "scope": []string{"role=web"}}, "cannot be scoped"},
+		{map[string]any{"name": "x", "role": "operator", "scope": []string{"web["}}, "web["},
+	} {
+		if status, out := h.do(c, "POST", "/api/v1/tokens", admin, tc.body); status != http.StatusBadRequest || !strings.Contains(string(out), tc.want) {
+			t.Errorf("POST tokens %v = %d %s; want 400 with %q", tc.body, status, out, tc.want)
+		}
+	}
+	status, out := h.do(c, "POST", "/api/v1/tokens", admin, map[string]any{"name": "webop", "role": "operator", "scope": []string{"role=web"}})
+	var tok wire.Token
+	if status != http.StatusCreated || json.Unmarshal(out, &tok) != nil || len(tok.Scope) != 1 {
+		t.Fatalf("POST tokens = %d %s", status, out)
+	}
+	web := "Bearer " + tok.Token
+
+	status, out = h.do(c, "GET", "/api/v1/minions", web, nil)
+	var ms wire.MinionList
+	if status != http.StatusOK || json.Unmarshal(out, &ms) != nil || len(ms.Minions) != 1 || ms.Minions[0].ID != "web1" {
+		t.Errorf("GET minions as webop = %d %s; want web1 alone", status, out)
+	}
+	if status, _ := h.do(c, "GET", "/api/v1/minions/db1", web, nil); status != http.StatusNotFound {
+		t.Errorf("GET minions/db1 as webop = %d; want 404", status)
+	}
+	if status, _ := h.do(c, "GET", "/api/v1/minions/web1", web, nil); status != http.StatusOK {
+		t.Errorf("GET minions/web1 as webop = %d; want 200", status)
+	}
+
+	for _, targets := range [][]string{{"*"}, {"db1"}, {"web1", "db1"}} {
+		for _, q := range []string{"", "?dry_run=true"} {
+			before := h.dump()
+			status, out := h.do(c, "POST", "/api/v1/exec"+q, web, map[string]any{"cmd_line": "true", "targets": targets})
+			if status != http.StatusForbidden || !strings.Contains(string(out), "beyond") || strings.Contains(string(out), "db1") {
+				t.Errorf("exec%s on %v as webop = %d %s; want 403 that names no host", q, targets, status, out)
+			}
+			h.wantUnchanged("exec beyond the scope", before)
+		}
+	}
+	status, out = h.do(c, "POST", "/api/v1/exec", web, map[string]any{"cmd_line": "true", "targets": []string{"role=web"}})
+	var mine wire.ExecAccepted
+	if status != http.StatusAccepted || json.Unmarshal(out, &mine) != nil {
+		t.Fatalf("exec on role=web as webop = %d %s; want 202", status, out)
+	}
+	status, out = h.do(c, "POST", "/api/v1/exec", admin, map[string]any{"cmd_line": "true", "targets": []string{"db1"}})
+	var theirs wire.ExecAccepted
+	if status != http.StatusAccepted || json.Unmarshal(out, &theirs) != nil {
+		t.Fatalf("exec on db1 as admin = %d %s", status, out)
+	}
+	h.waitJob(mine.JobID)
+	h.waitJob(theirs.JobID)
+	status, out = h.do(c, "GET", "/api/v1/jobs", web, nil)
+	var jl wire.JobList
+	if status != http.StatusOK || json.Unmarshal(out, &jl) != nil || len(jl.Jobs) != 1 || jl.Jobs[0].JobID != mine.JobID {
+		t.Errorf("GET jobs as webop = %d %s; want its own job alone", status, out)
+	}
+	for _, p := range []string{"", "/events", "/hosts/db1", "/hosts/db1/output"} {
+		if status, _ := h.do(c, "GET", "/api/v1/jobs/"+theirs.JobID+p, web, nil); status != http.StatusNotFound {
+			t.Errorf("GET jobs/{admin's}%s as webop = %d; want 404", p, status)
+		}
+	}
+	if status, _ := h.do(c, "POST", "/api/v1/jobs/"+theirs.JobID+"/rerun", web, nil); status != http.StatusNotFound {
+		t.Errorf("rerun of the admin's job as webop = %d; want 404", status)
+	}
+	if status, _ := h.do(c, "GET", "/api/v1/jobs/"+mine.JobID, web, nil); status != http.StatusOK {
+		t.Errorf("GET its own job as webop = %d; want 200", status)
+	}
+}

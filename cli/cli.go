@@ -75,8 +75,9 @@ Usage:
                                              install minions over SSH (rerun: repair, upgrade)
   felix token join [--auto-accept] [--ttl 24h] [--uses N]
                                              issue a join token for new minions
-  felix token create NAME --role read|operator|admin [--ttl 720h]
-                                             issue an API token (admin only); printed once
+  felix token create NAME --role read|operator|admin [--ttl 720h] [--scope role=web,...]
+                                             issue an API token (admin only); printed once;
+                                             --scope limits it to those hosts and its own jobs
   felix token list                           API tokens: name, role, created, expires
   felix token revoke NAME                    revoke an API token at once
   felix audit [--limit N] [--before ID]      who changed what, newest first (admin only)
@@ -488,6 +489,7 @@ func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 	ttl := fs.String("ttl", "", "validity (join: default 24h; create: default no expiry; 0: forever)")
 	uses := fs.Int("uses", 0, "join: registrations allowed (default 1 with --auto-accept, else unlimited; -1: unlimited)")
 	role := fs.String("role", "", "create: read, operator or admin")
+	scope := fs.StringSlice("scope", nil, "create: target patterns the token is limited to (role=web,db*); not for admin")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -515,7 +517,7 @@ func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 			return fmt.Errorf("--role is required: read, operator or admin")
 		}
 		var tok wire.Token
-		if err := c.do(ctx, "POST", "/api/v1/tokens", wire.TokenRequest{Name: rest[0], Role: *role, TTL: *ttl}, &tok); err != nil {
+		if err := c.do(ctx, "POST", "/api/v1/tokens", wire.TokenRequest{Name: rest[0], Role: *role, TTL: *ttl, Scope: *scope}, &tok); err != nil {
 			return err
 		}
 		if o.Output == "json" {
@@ -531,13 +533,17 @@ func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 		if o.Output == "json" {
 			return printJSON(w, list)
 		}
-		t := newTable(w, "NAME", "ROLE", "CREATED", "EXPIRES")
+		t := newTable(w, "NAME", "ROLE", "SCOPE", "CREATED", "EXPIRES")
 		for _, tk := range list.Tokens {
 			exp := "never"
 			if tk.ExpiresAt != nil {
 				exp = tk.ExpiresAt.Local().Format(time.DateTime)
 			}
-			t.AppendRow(table.Row{tk.Name, tk.Role, tk.CreatedAt.Local().Format(time.DateTime), exp})
+			scope := strings.Join(tk.Scope, ",")
+			if scope == "" {
+				scope = "all hosts"
+			}
+			t.AppendRow(table.Row{tk.Name, tk.Role, scope, tk.CreatedAt.Local().Format(time.DateTime), exp})
 		}
 		t.Render()
 		return nil

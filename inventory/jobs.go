@@ -97,10 +97,11 @@ func (s *Store) MarkLost(ctx context.Context, jobID, reason string, now time.Tim
 
 // JobFilter selects jobs for Jobs.
 type JobFilter struct {
-	State    model.JobState
-	ClientID string
-	Before   string // a job id: only older jobs (paging)
-	Limit    int
+	State       model.JobState
+	ClientID    string
+	RequestedBy string // only jobs this token asked for; "" any
+	Before      string // a job id: only older jobs (paging)
+	Limit       int
 }
 
 // Jobs lists jobs newest first, with per-state host counts.
@@ -110,6 +111,10 @@ func (s *Store) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
 	if f.State != "" {
 		q += ` AND state = ?`
 		args = append(args, f.State)
+	}
+	if f.RequestedBy != "" {
+		q += ` AND requested_by = ?`
+		args = append(args, f.RequestedBy)
 	}
 	if f.ClientID != "" {
 		q += ` AND client_id = ?`
@@ -469,4 +474,17 @@ func (w *ResultWriter) commit(batch []writeOp) error {
 		}
 		return nil
 	})
+}
+
+// JobRequester returns who asked for job id (ErrNotFound for no job).
+func (s *Store) JobRequester(ctx context.Context, id string) (string, error) {
+	var who string
+	err := s.r.QueryRowContext(ctx, `SELECT requested_by FROM jobs WHERE id = ?`, id).Scan(&who)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("job %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("get job %s: %w", id, err)
+	}
+	return who, nil
 }

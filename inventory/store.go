@@ -185,6 +185,7 @@ var migrations = []string{
 	`ALTER TABLE job_hosts ADD COLUMN files TEXT NOT NULL DEFAULT '';`,
 	// 5: who asked for each job, and the audit log of state-changing requests.
 	`ALTER TABLE jobs ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';
+	ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT ''; -- target patterns, one a line
 	CREATE TABLE audit (
 		id      INTEGER PRIMARY KEY AUTOINCREMENT,
 		at      INTEGER NOT NULL,

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/felix-ops/felix/model"
@@ -105,8 +106,11 @@ func consumeJoinToken(ctx context.Context, tx *sql.Tx, hash string, now time.Tim
 
 // APIToken is a bearer token for the REST API.
 type APIToken struct {
-	Name      string
-	Role      string
+	Name string
+	Role string
+	// Scope, when set, are the target patterns (as -t takes them) of the
+	// only hosts the token may see and run jobs on.
+	Scope     []string
 	ExpiresAt time.Time
 	CreatedAt time.Time
 }
@@ -114,6 +118,12 @@ type APIToken struct {
 // CreateAPIToken issues an API token named name and returns it; only its
 // hash is kept. A second token with the same name is ErrConflict.
 func (s *Store) CreateAPIToken(ctx context.Context, name, role string, ttl time.Duration, now time.Time) (string, error) {
+	return s.CreateScopedAPIToken(ctx, name, role, nil, ttl, now)
+}
+
+// CreateScopedAPIToken is CreateAPIToken for a token that sees and runs
+// on the hosts scope selects only (none: all hosts).
+func (s *Store) CreateScopedAPIToken(ctx context.Context, name, role string, scope []string, ttl time.Duration, now time.Time) (string, error) {
 	if err := model.ValidRole(role); err != nil {
 		return "", fmt.Errorf("api token %q: %w", name, err)
 	}
@@ -125,8 +135,8 @@ func (s *Store) CreateAPIToken(ctx context.Context, name, role string, ttl time.
 	if ttl > 0 {
 		exp = now.Add(ttl)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO api_tokens (hash, name, role, expires_at, created_at) VALUES (?,?,?,?,?)`,
-		HashToken(tok), name, role, ms(exp), ms(now))
+	_, err = s.w.ExecContext(ctx, `INSERT INTO api_tokens (hash, name, role, expires_at, created_at, scope) VALUES (?,?,?,?,?,?)`,
+		HashToken(tok), name, role, ms(exp), ms(now), strings.Join(scope, "\n"))
 	if isUniqueViolation(err) {
 		return "", fmt.Errorf("api token %q: %w", name, ErrConflict)
 	}
@@ -140,8 +150,10 @@ func (s *Store) CreateAPIToken(ctx context.Context, name, role string, ttl time.
 func (s *Store) APIToken(ctx context.Context, hash string, now time.Time) (APIToken, error) {
 	var t APIToken
 	var exp, created int64
-	err := s.r.QueryRowContext(ctx, `SELECT name, role, expires_at, created_at FROM api_tokens WHERE hash = ?`, hash).
-		Scan(&t.Name, &t.Role, &exp, &created)
+	var scope string
+	err := s.r.QueryRowContext(ctx, `SELECT name, role, expires_at, created_at, scope FROM api_tokens WHERE hash = ?`, hash).
+		Scan(&t.Name, &t.Role, &exp, &created, &scope)
+	t.Scope = splitScope(scope)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, ErrInvalidToken
 	}
@@ -157,7 +169,7 @@ func (s *Store) APIToken(ctx context.Context, hash string, now time.Time) (APITo
 
 // APITokens lists the API tokens (never the tokens themselves), by name.
 func (s *Store) APITokens(ctx context.Context) ([]APIToken, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name, role, expires_at, created_at FROM api_tokens ORDER BY name`)
+	rows, err := s.r.QueryContext(ctx, `SELECT name, role, expires_at, created_at, scope FROM api_tokens ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list api tokens: %w", err)
 	}
@@ -166,9 +178,11 @@ func (s *Store) APITokens(ctx context.Context) ([]APIToken, error) {
 	for rows.Next() {
 		var t APIToken
 		var exp, created int64
-		if err := rows.Scan(&t.Name, &t.Role, &exp, &created); err != nil {
+		var scope string
+		if err := rows.Scan(&t.Name, &t.Role, &exp, &created, &scope); err != nil {
 			return nil, fmt.Errorf("list api tokens: %w", err)
 		}
+		t.Scope = splitScope(scope)
 		t.ExpiresAt, t.CreatedAt = fromMS(exp), fromMS(created)
 		out = append(out, t)
 	}
@@ -208,4 +222,12 @@ func (s *Store) RevokeAPIToken(ctx context.Context, name string, now time.Time) 
 		}
 		return nil
 	})
+}
+
+// splitScope reads the scope column: target patterns, one a line.
+func splitScope(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
 }

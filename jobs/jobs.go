@@ -141,6 +141,9 @@ func (s *Service) targets(ctx context.Context, spec model.JobSpec) ([]model.Targ
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkScope(ctx, targets); err != nil {
+		return nil, err
+	}
 	for i := range targets {
 		t := &targets[i]
 		t.Mode = mode
@@ -155,6 +158,67 @@ func (s *Service) targets(ctx context.Context, spec model.JobSpec) ([]model.Targ
 		}
 	}
 	return targets, nil
+}
+
+// ErrOutsideScope refuses a job (or a dry run) on hosts outside the scope
+// of the token that asks (WithScope): nothing is stored.
+var ErrOutsideScope = errors.New("outside the token's scope")
+
+// scopeKey is the context key of WithScope.
+type scopeKey struct{}
+
+// WithScope returns ctx limiting the jobs submitted with it to the hosts
+// the target patterns scope select (a scoped API token's).
+func WithScope(ctx context.Context, scope []string) context.Context {
+	return context.WithValue(ctx, scopeKey{}, scope)
+}
+
+// Scope is the scope ctx carries (WithScope), or nil: every host.
+func Scope(ctx context.Context) []string {
+	scope, _ := ctx.Value(scopeKey{}).([]string)
+	return scope
+}
+
+// InScope returns the ids of the hosts scope selects.
+func (s *Service) InScope(ctx context.Context, scope []string) (map[string]bool, error) {
+	targets, err := s.Resolve(ctx, scope)
+	if errors.Is(err, ErrNoTargets) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token scope %s: %w", strings.Join(scope, ","), err)
+	}
+	in := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		if t.Skip != model.StateUnknown {
+			in[t.ID] = true
+		}
+	}
+	return in, nil
+}
+
+// checkScope refuses targets that reach a host outside ctx's scope. An
+// unknown id runs nowhere and passes.
+func (s *Service) checkScope(ctx context.Context, targets []model.Target) error {
+	scope := Scope(ctx)
+	if len(scope) == 0 {
+		return nil
+	}
+	in, err := s.InScope(ctx, scope)
+	if err != nil {
+		return err
+	}
+	outside := 0
+	for _, t := range targets {
+		if t.Skip != model.StateUnknown && !in[t.ID] {
+			outside++
+		}
+	}
+	if outside == 0 {
+		return nil
+	}
+	// Counted, not named: the token must not learn of hosts beyond its scope.
+	return fmt.Errorf("%w (%s): the targets select %d hosts beyond it", ErrOutsideScope, strings.Join(scope, ","), outside)
 }
 
 // requesterKey is the context key of WithRequester.

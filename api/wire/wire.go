@@ -199,6 +199,9 @@ type TokenRequest struct {
 	Name string `json:"name"`
 	Role string `json:"role"`          // read, operator or admin
 	TTL  string `json:"ttl,omitempty"` // Go duration; empty or "0": no expiry
+	// Scope, when set, are target patterns (as targets takes them): the
+	// token sees and runs jobs on those hosts only. Not for admin tokens.
+	Scope []string `json:"scope,omitempty"`
 }
 
 // Token describes an API token; Token, the secret, only in the answer that
@@ -207,6 +210,7 @@ type Token struct {
 	Name      string     `json:"name"`
 	Role      string     `json:"role"`
 	Token     string     `json:"token,omitempty"`
+	Scope     []string   `json:"scope,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
