@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/transport/ssh/sshtest"
 )
@@ -130,11 +131,11 @@ func installed(t *testing.T, pkg string) string {
 	if err != nil {
 		return "" // not known to dpkg at all
 	}
-	st, v, _ := strings.Cut(string(out), " ")
-	if !strings.HasPrefix(st, "ii") {
+	f := strings.Fields(string(out)) // "ii 2.0"; "un" without a version when removed
+	if len(f) != 2 || f[0] != "ii" {
 		return ""
 	}
-	return v
+	return f[1]
 }
 
 // dpkgLogLines counts the lines of dpkg's log: it grows whenever dpkg
@@ -297,9 +298,67 @@ func TestPackagesRefused(t *testing.T) {
 	}
 }
 
-// debRepo serves the test packages as a local apt source until the test
-// ends. TEMPORARY: replaced by the testenv helper of the package driver.
+// debRepo builds the test packages — felix-test-dep 1.0, and
+// felix-test-hello 1.0 and 2.0, which depend on it — serves them as a
+// local apt source (a [trusted=yes] file: entry in sources.list.d, its
+// index updated alone), and removes them, the source and its index when
+// the test ends. The machine's own packages are untouched.
 func debRepo(t *testing.T) {
 	t.Helper()
-	t.Skip("needs the local apt repository helper of the package driver")
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "installing packages needs root")
+	}
+	for _, tool := range []string{"dpkg-deb", "dpkg-scanpackages", "apt-get"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Missing(t, "%s (scripts/deps.sh installs it): %v", tool, err)
+		}
+	}
+	// Readable by apt's sandbox user: not below t.TempDir.
+	dir, err := os.MkdirTemp("", "felix-e2e-apt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	list := "/etc/apt/sources.list.d/felix-e2e-test.list"
+	purge := func() {
+		exec.Command("dpkg", "--purge", testPkg, testDep).Run()
+		os.Remove(list)
+		if lists, _ := filepath.Glob("/var/lib/apt/lists/*felix-e2e-apt-*"); len(lists) > 0 {
+			for _, l := range lists {
+				os.Remove(l)
+			}
+		}
+		os.RemoveAll(dir)
+	}
+	t.Cleanup(purge)
+	run := func(name string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	for _, p := range []struct{ name, version, depends string }{
+		{testDep, "1.0", ""}, {testPkg, "1.0", testDep}, {testPkg, "2.0", testDep}} {
+		root := filepath.Join(t.TempDir(), p.name+"_"+p.version)
+		control := "Package: " + p.name + "\nVersion: " + p.version + "\nArchitecture: all\n" +
+			"Maintainer: felix tests <felix@example.invalid>\nDescription: a felix test package\n"
+		if p.depends != "" {
+			control += "Depends: " + p.depends + "\n"
+		}
+		writeFile(t, filepath.Join(root, "DEBIAN", "control"), control, 0o644)
+		writeFile(t, filepath.Join(root, "usr", "share", "doc", p.name, "version"), p.version+"\n", 0o644)
+		run("dpkg-deb", "--root-owner-group", "--build", root, filepath.Join(dir, p.name+"_"+p.version+"_all.deb"))
+	}
+	cmd := exec.Command("dpkg-scanpackages", "--multiversion", ".")
+	cmd.Dir = dir
+	index, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dpkg-scanpackages: %v", err)
+	}
+	writeFile(t, filepath.Join(dir, "Packages"), string(index), 0o644)
+	for _, f := range []string{"felix-test-dep_1.0_all.deb", "felix-test-hello_1.0_all.deb", "felix-test-hello_2.0_all.deb"} {
+		os.Chmod(filepath.Join(dir, f), 0o644)
+	}
+	writeFile(t, list, "deb [trusted=yes] file:"+dir+" ./\n", 0o644)
+	run("apt-get", "update", "-o", "Dir::Etc::sourcelist="+list, "-o", "Dir::Etc::sourceparts=-", "-o", "APT::Get::List-Cleanup=0")
 }
