@@ -863,7 +863,7 @@ func TestUnfinishedAndLost(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	hosts := []model.Result{{Host: "a", State: model.StatePending}, {Host: "b", State: model.StatePending}}
-	for _, j := range []Job{{ID: "run", State: model.JobRunning}, {ID: "done", State: model.JobDone}} {
+	for _, j := range []Job{{ID: "run", State: model.JobRunning}, {ID: "done", State: model.JobDone}, {ID: "other", State: model.JobDone}} {
 		j.CmdLine, j.CmdType, j.CreatedAt = "true", "line", t0
 		if err := s.CreateJob(ctx, j, hosts); err != nil {
 			t.Fatal(err)
@@ -908,12 +908,49 @@ func TestResultWriterIsolatesBadRows(t *testing.T) {
 	if err := w.Finish(ctx, "real", model.JobDone, t0); err != nil {
 		t.Errorf("Finish(real) = %v; want nil", err)
 	}
-	if err := w.Finish(ctx, "ghost", model.JobDone, t0); err == nil {
-		t.Errorf("Finish(ghost) = nil; want an error about lost results")
+	if err := w.Finish(ctx, "ghost", model.JobDone, t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Finish(ghost) = %v; want ErrNotFound", err)
 	}
 	_, rs, err := s.Job(ctx, "real")
 	if err != nil || len(rs) != 50 {
 		t.Errorf("real job has %d results (%v); want 50", len(rs), err)
+	}
+}
+
+// TestResultWriterMarksLostHosts: a host whose result cannot be stored (a
+// trigger makes SQLite refuse that one row) does not keep its job from
+// ending; the job's end marks it lost, with the reason, in the same
+// transaction, so the stored job is whole and consistent.
+func TestResultWriterMarksLostHosts(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	hosts := []model.Result{{Host: "h1", State: model.StatePending}, {Host: "h2", State: model.StatePending}, {Host: "h3", State: model.StatePending}}
+	if err := s.CreateJob(ctx, Job{ID: "j", CmdLine: "true", CmdType: "line", State: model.JobRunning, CreatedAt: t0}, hosts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER refuse_h2 BEFORE INSERT ON job_hosts WHEN NEW.host = 'h2' AND NEW.state = 'ok'
+		BEGIN SELECT RAISE(ABORT, 'injected: h2 cannot be stored'); END`); err != nil {
+		t.Fatal(err)
+	}
+	w := NewResultWriter(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer w.Close()
+	for _, h := range []string{"h1", "h2", "h3"} {
+		w.Add("j", model.Result{Host: h, State: model.StateOK, Stdout: []byte("out " + h)})
+	}
+	if err := w.Finish(ctx, "j", model.JobDone, t0); err != nil {
+		t.Fatalf("Finish = %v; want nil: the job ends, its lost host marked", err)
+	}
+	j, rs, err := s.Job(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]model.Result{}
+	for _, r := range rs {
+		got[r.Host] = r
+	}
+	if j.State != model.JobDone || got["h1"].State != model.StateOK || got["h3"].State != model.StateOK ||
+		got["h2"].State != model.StateLost || !strings.Contains(got["h2"].Error, "injected: h2 cannot be stored") {
+		t.Errorf("job %s, hosts %+v; want done, h1 and h3 ok, h2 lost with the reason", j.State, got)
 	}
 }
 
@@ -1258,8 +1295,18 @@ func TestOutboxDueAndDone(t *testing.T) {
 		var out []string
 		for _, it := range items {
 			out = append(out, it.EventID)
+			// Due rows come without bodies; the deliverer loads one by id.
+			if len(it.Body) != 0 {
+				t.Errorf("DueOutbox: %s has its body (%d bytes); want none", it.EventID, len(it.Body))
+			}
+			if b, err := s.OutboxBody(ctx, it.ID); err != nil || len(b) == 0 {
+				t.Errorf("OutboxBody(%s) = %d bytes, %v; want the body", it.EventID, len(b), err)
+			}
 		}
 		return out
+	}
+	if _, err := s.OutboxBody(ctx, 99999); !errors.Is(err, ErrNotFound) {
+		t.Errorf("OutboxBody of no row = %v; want ErrNotFound", err)
 	}
 	if got, want := due(t0, 10), []string{"due-first", "due-second", "due-now"}; !slices.Equal(got, want) {
 		t.Errorf("DueOutbox(t0) = %q; want %q", got, want)

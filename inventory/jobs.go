@@ -274,8 +274,10 @@ type ResultWriter struct {
 	mu     sync.RWMutex // held for reading while sending on ops, for writing to close it
 	closed bool         // protected by mu
 
-	stop     chan struct{} // closed by Close: stop waiting for storage to come back
-	stopOnce sync.Once
+	stop       chan struct{}   // closed by Abandon (and Close): stop waiting for storage to come back
+	stopCtx    context.Context // done once stop is closed
+	cancelStop context.CancelFunc
+	stopOnce   sync.Once
 
 	// queued bounds the bytes of the results waiting in ops (maxQueuedBytes):
 	// Add waits beyond it, so the queue never holds output × hosts.
@@ -299,6 +301,7 @@ type writeOp struct {
 	finish   model.JobState // job state to set when non-empty
 	finished time.Time      // with finish
 	outbox   []OutboxItem   // with finish: deliveries enqueued in the same transaction
+	lost     []lostResult   // with finish: hosts whose results could not be stored, marked lost with it
 	done     chan error     // with finish: told when committed
 }
 
@@ -309,12 +312,15 @@ const maxBatch = 2048
 func NewResultWriter(s *Store, log *slog.Logger) *ResultWriter {
 	w := &ResultWriter{store: s, log: log, ops: make(chan writeOp, maxBatch), stop: make(chan struct{}),
 		queued: semaphore.NewWeighted(maxQueuedBytes)}
+	w.stopCtx, w.cancelStop = context.WithCancel(context.Background())
 	w.wg.Add(1)
 	go w.loop()
 	return w
 }
 
-// Add queues one host result of a job. After Close it only logs.
+// Add queues one host result of a job. After Close or Abandon it only
+// logs: the host stays as stored before (running), and the next start
+// marks it lost (Recover).
 func (w *ResultWriter) Add(jobID string, r model.Result) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
@@ -323,13 +329,24 @@ func (w *ResultWriter) Add(jobID string, r model.Result) {
 		return
 	}
 	size := min(int64(len(r.Stdout)+len(r.Stderr)+len(r.Error))+512, maxQueuedBytes)
-	w.queued.Acquire(context.Background(), size) // never fails: no deadline
-	w.ops <- writeOp{jobID: jobID, result: &r, size: size}
+	if err := w.queued.Acquire(w.stopCtx, size); err != nil {
+		w.log.Error("result dropped: writer abandoned", "job", jobID, "host", r.Host, "state", r.State)
+		return
+	}
+	select {
+	case w.ops <- writeOp{jobID: jobID, result: &r, size: size}:
+	case <-w.stop:
+		w.queued.Release(size)
+		w.log.Error("result dropped: writer abandoned", "job", jobID, "host", r.Host, "state", r.State)
+	}
 }
 
 // Finish queues the end of a job, with the deliveries (callbacks, Slack)
 // that announce it, and waits until they and every result queued before
 // them are committed together: a finished job always has its deliveries.
+// A host whose result could not be stored (a row SQLite refused) is marked
+// lost, with the reason, in the same transaction. A job that is not stored
+// is ErrNotFound.
 func (w *ResultWriter) Finish(ctx context.Context, jobID string, state model.JobState, at time.Time, outbox ...OutboxItem) error {
 	done := make(chan error, 1)
 	w.mu.RLock()
@@ -337,7 +354,12 @@ func (w *ResultWriter) Finish(ctx context.Context, jobID string, state model.Job
 		w.mu.RUnlock()
 		return ErrWriterClosed
 	}
-	w.ops <- writeOp{jobID: jobID, finish: state, finished: at, outbox: outbox, done: done}
+	select {
+	case w.ops <- writeOp{jobID: jobID, finish: state, finished: at, outbox: outbox, done: done}:
+	case <-w.stop:
+		w.mu.RUnlock()
+		return ErrWriterClosed
+	}
 	w.mu.RUnlock()
 	select {
 	case err := <-done:
@@ -347,10 +369,20 @@ func (w *ResultWriter) Finish(ctx context.Context, jobID string, state model.Job
 	}
 }
 
+// Abandon stops waiting for storage: a batch waiting out a full disk is
+// given up (logged), and Add and Finish no longer wait for room in the
+// queue — what cannot be queued is dropped and logged. Results not stored
+// leave their hosts as they were (running), and the next start marks them
+// lost. A master stopping past its deadline calls it, so that no host
+// goroutine stays blocked on a writer that cannot write.
+func (w *ResultWriter) Abandon() {
+	w.stopOnce.Do(func() { close(w.stop); w.cancelStop() })
+}
+
 // Close commits what is queued and stops the writer. Later calls of Add
 // and Finish store nothing.
 func (w *ResultWriter) Close() {
-	w.stopOnce.Do(func() { close(w.stop) })
+	w.Abandon()
 	w.mu.Lock()
 	if !w.closed {
 		w.closed = true
@@ -363,8 +395,9 @@ func (w *ResultWriter) Close() {
 func (w *ResultWriter) loop() {
 	defer w.wg.Done()
 	batch := make([]writeOp, 0, maxBatch)
-	lost := make(map[string]int)      // results that could not be stored, by job; told to Finish
-	lostErr := make(map[string]error) // the last reason, by job
+	// Results that could not be stored, by job: the job's end, committed
+	// later, marks those hosts lost in its own transaction.
+	lost := make(map[string][]lostResult)
 	for op := range w.ops {
 		batch = append(batch[:0], op)
 	drain:
@@ -379,20 +412,34 @@ func (w *ResultWriter) loop() {
 				break drain
 			}
 		}
-		if err := w.commitPatiently(batch); err != nil {
+		for i := range batch {
+			if batch[i].done != nil {
+				batch[i].lost = lost[batch[i].jobID]
+			}
+		}
+		err := w.commitPatiently(batch)
+		if err != nil {
 			// One bad row must not sink the others: store them one by one.
 			w.log.Warn("store job results in a batch; retrying one by one", "ops", len(batch), "err", err)
 			for i := range batch {
 				op := &batch[i]
-				if err := w.commit(batch[i : i+1]); err != nil {
-					w.log.Error("store job result", "job", op.jobID, "err", err)
-					if op.done != nil {
-						op.done <- err
-						op.done = nil
-					} else {
-						lost[op.jobID]++
-						lostErr[op.jobID] = err
-					}
+				if op.done != nil {
+					op.lost = lost[op.jobID]
+				}
+				err := w.commitPatiently(batch[i : i+1])
+				switch {
+				case err == nil && op.done != nil:
+					delete(lost, op.jobID)
+					op.done <- nil
+					op.done = nil
+				case err == nil:
+				case op.done != nil:
+					w.log.Error("store the end of a job", "job", op.jobID, "err", err)
+					op.done <- err
+					op.done = nil
+				default:
+					w.log.Error("store job result: the host will show lost", "job", op.jobID, "host", op.result.Host, "err", err)
+					lost[op.jobID] = append(lost[op.jobID], lostResult{host: op.result.Host, err: err})
 				}
 			}
 		}
@@ -400,18 +447,19 @@ func (w *ResultWriter) loop() {
 			if op.size > 0 {
 				w.queued.Release(op.size)
 			}
-			if op.done == nil {
-				continue
+			if op.done != nil { // the batch committed
+				delete(lost, op.jobID)
+				op.done <- nil
 			}
-			var err error
-			if n := lost[op.jobID]; n > 0 {
-				err = fmt.Errorf("%d results of job %s could not be stored: %w", n, op.jobID, lostErr[op.jobID])
-			}
-			delete(lost, op.jobID)
-			delete(lostErr, op.jobID)
-			op.done <- err
 		}
+		clear(batch)
 	}
+}
+
+// lostResult is a host whose result could not be stored, and why.
+type lostResult struct {
+	host string
+	err  error
 }
 
 // commitPatiently commits batch, and while it fails for want of storage (a
@@ -462,9 +510,23 @@ func (w *ResultWriter) commit(batch []writeOp) error {
 				}
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, finished_at = ? WHERE id = ?`,
-				op.finish, ms(op.finished), op.jobID); err != nil {
+			res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, finished_at = ? WHERE id = ?`,
+				op.finish, ms(op.finished), op.jobID)
+			if err != nil {
 				return fmt.Errorf("finish job %s: %w", op.jobID, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return fmt.Errorf("finish job %s: %w", op.jobID, ErrNotFound)
+			}
+			for _, l := range op.lost {
+				reason := "the result could not be stored: " + l.err.Error()
+				if len(reason) > 1024 {
+					reason = reason[:1024]
+				}
+				if _, err := tx.ExecContext(ctx, `UPDATE job_hosts SET state = ?, exit_code = -1, error = ? WHERE job_id = ? AND host = ?`,
+					string(model.StateLost), reason, op.jobID, l.host); err != nil {
+					return fmt.Errorf("finish job %s: mark %s lost: %w", op.jobID, l.host, err)
+				}
 			}
 			for _, it := range op.outbox {
 				if err := enqueue(ctx, tx, it); err != nil {

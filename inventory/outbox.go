@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -66,7 +67,9 @@ func scanOutbox(rows *sql.Rows) ([]OutboxItem, error) {
 // first, leaving out those for the receivers in skip (busy ones), so a
 // slow receiver's backlog cannot fill the window.
 func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int, skip ...string) ([]OutboxItem, error) {
-	q := `SELECT ` + outboxCols + ` FROM outbox WHERE state = ? AND next_at <= ?`
+	// Without bodies: a callback's body may reach 16 MiB, and a round reads
+	// many rows; the one delivering loads it (OutboxBody).
+	q := `SELECT ` + strings.Replace(outboxCols, "body,", "x'' AS body,", 1) + ` FROM outbox WHERE state = ? AND next_at <= ?`
 	args := []any{model.DeliveryPending, ms(now)}
 	if len(skip) > 0 {
 		q += ` AND receiver NOT IN (?` + strings.Repeat(`,?`, len(skip)-1) + `)`
@@ -133,4 +136,18 @@ func (s *Store) OutboxDone(ctx context.Context, id int64, state model.DeliverySt
 		return fmt.Errorf("update outbox %d: %w", id, err)
 	}
 	return nil
+}
+
+// OutboxBody reads the body of the delivery id (ErrNotFound when it is
+// gone: pruned, or its job deleted).
+func (s *Store) OutboxBody(ctx context.Context, id int64) ([]byte, error) {
+	var body []byte
+	err := s.r.QueryRowContext(ctx, `SELECT body FROM outbox WHERE id = ?`, id).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("delivery %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read delivery %d: %w", id, err)
+	}
+	return body, nil
 }

@@ -654,6 +654,10 @@ func (s *Service) Shutdown(ctx context.Context) {
 		close(f)
 	}
 	s.mu.Unlock()
+	// A writer waiting out a full disk would keep the hosts' goroutines
+	// blocked on its full queue: give up storing, the next start marks
+	// what was not stored lost.
+	s.Writer.Abandon()
 	<-done
 }
 

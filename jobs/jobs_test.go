@@ -1014,9 +1014,15 @@ func TestCancelWhileFinishing(t *testing.T) {
 // and fills the disk while they run; they end once it is full. It returns
 // the service, the job and the filler file (remove it to free the space).
 func fullDiskJob(t *testing.T, out []byte) (*Service, inventory.Job, string) {
+	return fullDiskJobOn(t, out, 0)
+}
+
+// fullDiskJobOn is fullDiskJob on extra agentless hosts (big0000, ...)
+// besides web1 and web2.
+func fullDiskJobOn(t *testing.T, out []byte, extra int) (*Service, inventory.Job, string) {
 	t.Helper()
 	dir := testenv.Tmpfs(t, 8<<20)
-	g := newGate(2)
+	g := newGate(2 + extra)
 	tr := &fakeTransport{run: func(ctx context.Context, tg model.Target, _ model.Command, o model.OutputFunc) (model.Exit, error) {
 		if !g.wait(ctx, tg.ID) {
 			return model.Exit{}, ctx.Err()
@@ -1025,12 +1031,23 @@ func fullDiskJob(t *testing.T, out []byte) (*Service, inventory.Job, string) {
 		return model.Exit{}, nil
 	}}
 	s := newServiceIn(t, dir, tr)
-	job, err := s.Submit(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "x", Targets: []string{"web1", "web2"}}, "")
+	targets := []string{"web1", "web2"}
+	for i := range extra {
+		id := fmt.Sprintf("big%04d", i)
+		if _, err := s.Store.AddHost(context.Background(), inventory.Host{ID: id, Address: "10.9.0.1"}, false, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			targets = append(targets, "big*")
+		}
+	}
+	job, err := s.Submit(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "x", Targets: targets}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-g.entered
-	<-g.entered
+	for range 2 + extra {
+		<-g.entered
+	}
 	// Empty the write-ahead log, so that storing the results needs new space.
 	rw, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "felix.db"))
 	if err != nil {
@@ -1084,9 +1101,17 @@ func TestJobEndsAfterDiskFreed(t *testing.T) {
 }
 
 // Shutdown past its deadline returns although a job's end waits for a
-// full disk: the end is left to the next start's Recover.
+// full disk: the end is left to the next start's Recover. With 1,500 hosts
+// of 64 KiB each, more than the writer's queue holds, the hosts block in
+// Add until Shutdown abandons the writer.
 func TestShutdownWhileDiskFull(t *testing.T) {
-	s, _, _ := fullDiskJob(t, bytes.Repeat([]byte("x"), 64<<10))
+	for _, extra := range []int{0, 1500} {
+		t.Run(fmt.Sprint(2+extra, " hosts"), func(t *testing.T) { shutdownWhileDiskFull(t, extra) })
+	}
+}
+
+func shutdownWhileDiskFull(t *testing.T, extra int) {
+	s, _, _ := fullDiskJobOn(t, bytes.Repeat([]byte("x"), 64<<10), extra)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	done := make(chan struct{})

@@ -348,6 +348,21 @@ func receiverOf(rawURL string) string {
 // deliver makes one attempt at it and records the outcome.
 func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host string) outcome {
 	o := outcome{id: it.ID, host: host}
+	if len(it.Body) == 0 {
+		// Due rows come without their bodies: one body in memory per
+		// delivery in flight, not per due row.
+		body, err := n.store.OutboxBody(ctx, it.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				o.cancelled = true
+				return o
+			}
+			n.log.Error("read delivery body; trying again later", "event", it.EventID, "err", err)
+			o.cancelled = true // not attempted: it stays due
+			return o
+		}
+		it.Body = body
+	}
 	retryAfter, gone, err := n.post(ctx, it)
 	if err != nil && ctx.Err() != nil {
 		o.cancelled = true
