@@ -170,6 +170,7 @@ func (s *Server) Handler() http.Handler {
 	route(read, "HEAD", "/content/:sha256", s.getContent)
 	route(operator, "POST", "/files", s.pushFiles)
 	route(operator, "POST", "/fetch", s.fetchFiles)
+	route(operator, "POST", "/packages", s.packages)
 	v1.GET("/openapi.yaml", s.openAPI)
 	return r
 }

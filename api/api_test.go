@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -45,6 +46,9 @@ import (
 //	fail          prints "boom\n" on stderr and exits 1
 //	fail-on H...  fails like fail on the hosts named, else like the default
 //	anything else prints the host's id and exits 0
+//
+// A package job reports each named package installed at 1.0 (or its
+// pinned version).
 type fakeTransport struct {
 	mu    sync.Mutex
 	calls []fakeCall // guarded by mu
@@ -82,6 +86,17 @@ func (f *fakeTransport) Exec(ctx context.Context, t model.Target, cmd model.Comm
 	f.calls = append(f.calls, call)
 	f.mu.Unlock()
 
+	if p := cmd.Packages; p != nil {
+		// Like the package driver: each named package goes from absent to
+		// 1.0 (the manager named by the host's label, else apt).
+		rep := &model.PkgReport{Manager: cmp.Or(t.PkgManager, model.PkgApt), DryRun: p.DryRun}
+		for _, k := range p.Packages {
+			rep.Packages = append(rep.Packages, model.PkgChange{Name: k.Name, After: cmp.Or(k.Version, "1.0"), State: model.PkgChanged})
+		}
+		rep.Count()
+		out(model.Stdout, []byte("Setting up "+t.ID+"\n"))
+		return model.Exit{Packages: rep}, nil
+	}
 	word := strings.Fields(cmd.Line)
 	switch {
 	case cmd.Line == "sleep":
@@ -1431,6 +1446,7 @@ var authRoutes = []authRoute{
 	{"HEAD", "/api/v1/content/" + strings.Repeat("a", 64), ""},
 	{"POST", "/api/v1/files", `{"targets": ["x"], "dest": "/tmp/x", "sha256": "` + strings.Repeat("a", 64) + `"}`},
 	{"POST", "/api/v1/fetch", `{"targets": ["x"], "path": "/etc/hostname"}`},
+	{"POST", "/api/v1/packages", `{"targets": ["x"], "action": "install", "packages": ["nginx"]}`},
 	{"POST", "/api/v1/tokens", `{"name": "new", "role": "read"}`},
 	{"GET", "/api/v1/tokens", ""},
 	{"DELETE", "/api/v1/tokens/x", ""},

@@ -134,6 +134,12 @@ func (s *Server) fileJob(c *gin.Context, build func() (model.JobSpec, bool, erro
 		s.dryRun(c, spec)
 		return
 	}
+	s.submit(c, spec, wait)
+}
+
+// submit starts the job of spec (without content of its own) and answers
+// it as answerJob does.
+func (s *Server) submit(c *gin.Context, spec model.JobSpec, wait time.Duration) {
 	job, err := s.Jobs.Submit(c.Request.Context(), spec, "")
 	if err != nil {
 		s.abort(c, err)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -46,6 +47,7 @@ type group struct {
 	state  string
 	exit   int
 	output string // the stream shown: see slackText
+	pkgs   string // a package job's report, shown instead of output
 	hosts  []string
 }
 
@@ -60,7 +62,13 @@ func slackText(job inventory.Job, results []model.Result) string {
 	for _, r := range results {
 		st := string(r.State)
 		counts[st]++
+		pkgs := pkgText(r.Packages)
 		key := st + "\x00" + strconv.Itoa(r.ExitCode) + "\x00" + string(r.Stdout) + "\x00" + string(r.Stderr)
+		if r.Packages != nil {
+			// A package job folds hosts by their reports: the managers'
+			// output differs in timings and download sizes.
+			key = st + "\x00" + strconv.Itoa(r.ExitCode) + "\x00" + pkgs
+		}
 		g := groups[key]
 		if g == nil {
 			// The telling stream: stdout of a success, stderr of a failure.
@@ -71,7 +79,7 @@ func slackText(job inventory.Job, results []model.Result) string {
 			if len(bytes.TrimSpace(out)) == 0 {
 				out = alt
 			}
-			g = &group{state: st, exit: r.ExitCode, output: string(out)}
+			g = &group{state: st, exit: r.ExitCode, output: string(out), pkgs: pkgs}
 			groups[key] = g
 		}
 		g.hosts = append(g.hosts, r.Host)
@@ -158,8 +166,34 @@ func groupText(g *group) string {
 		fmt.Fprintf(&b, ", … (+%d more)", more)
 	}
 	b.WriteString("\n")
-	if ex := excerpt(g.output); ex != "" {
+	if ex := excerpt(g.output); g.pkgs != "" {
+		b.WriteString("```\n" + excerpt(g.pkgs) + "\n```\n")
+	} else if ex != "" {
 		b.WriteString("```\n" + ex + "\n```\n")
+	}
+	return b.String()
+}
+
+// pkgText is a package report, a line per package: "nginx 1.22.1-9 →
+// 1.24.0-1 changed" ("-" for not installed), the manager's reason for a
+// failed one; "" for no report.
+func pkgText(rep *model.PkgReport) string {
+	if rep == nil {
+		return ""
+	}
+	var b strings.Builder
+	if rep.DryRun {
+		b.WriteString("(dry run)\n")
+	}
+	for _, p := range rep.Packages {
+		b.WriteString(p.Name + " " + cmp.Or(p.Before, "-") + " → " + cmp.Or(p.After, "-") + " " + p.State)
+		if p.Error != "" {
+			b.WriteString(": " + oneLine(p.Error))
+		}
+		b.WriteString("\n")
+	}
+	if len(rep.Packages) == 0 {
+		b.WriteString("(no packages)\n")
 	}
 	return b.String()
 }

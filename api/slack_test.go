@@ -40,3 +40,30 @@ func TestSlackTextFolds(t *testing.T) {
 		t.Errorf("slack text has an unclosed code block:\n%s", text)
 	}
 }
+
+// TestSlackTextFoldsPackageReports: hosts with the same report fold into
+// one group whatever their managers printed, and the group shows the
+// report.
+func TestSlackTextFoldsPackageReports(t *testing.T) {
+	report := func(before, after, state string) *model.PkgReport {
+		return &model.PkgReport{Manager: model.PkgApt, Packages: []model.PkgChange{{Name: "nginx", Before: before, After: after, State: state}}}
+	}
+	rs := []model.Result{
+		{Host: "web1", State: model.StateOK, Stdout: []byte("Fetched 1 kB in 1s\n"), Packages: report("", "1.24.0-1", model.PkgChanged)},
+		{Host: "web2", State: model.StateOK, Stdout: []byte("Fetched 1 kB in 2s\n"), Packages: report("", "1.24.0-1", model.PkgChanged)},
+		{Host: "web3", State: model.StateOK, Packages: report("1.24.0-1", "1.24.0-1", model.PkgUnchanged)},
+		{Host: "db1", State: model.StateFailed, ExitCode: -1, Error: "no package manager: apt-get not found"},
+	}
+	job := inventory.Job{ID: "J", CmdLine: "pkg install nginx", CmdType: model.CmdPkg, State: model.JobDone}
+	text := slackText(job, rs)
+	for _, want := range []string{"4 hosts — 3 ok, 1 failed", "`pkg install nginx` (pkg)", "*2 hosts* ok (exit 0): web1, web2",
+		"nginx - → 1.24.0-1 changed", "*1 host* ok (exit 0): web3", "nginx 1.24.0-1 → 1.24.0-1 unchanged",
+		"• db1 — failed: no package manager"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("slack text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "Fetched") {
+		t.Errorf("slack text shows the manager's output instead of the report:\n%s", text)
+	}
+}

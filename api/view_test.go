@@ -104,3 +104,48 @@ func TestCallbackBodyBounded(t *testing.T) {
 		t.Errorf("small callback = %+v; want the whole output, not truncated", cb.Results)
 	}
 }
+
+// TestCallbackBodyBoundsPackages: a list on many hosts keeps each host's
+// fair share of package entries in a callback, with its counts whole; a
+// small report is kept whole and the results given are not changed.
+func TestCallbackBodyBoundsPackages(t *testing.T) {
+	job := inventory.Job{ID: "J1", CmdLine: "pkg list", CmdType: model.CmdPkg, State: model.JobDone}
+	const hosts, installed = 200, 3000
+	big := &model.PkgReport{Manager: model.PkgApt}
+	for i := range installed {
+		big.Packages = append(big.Packages, model.PkgChange{Name: "pkg" + strings.Repeat("x", i%5), After: "1.0", State: model.PkgPresent})
+	}
+	small := &model.PkgReport{Manager: model.PkgDnf, Packages: []model.PkgChange{{Name: "nginx", After: "1.0", State: model.PkgPresent}}}
+	rs := make([]model.Result, hosts)
+	for i := range rs {
+		rs[i] = model.Result{Host: "h" + string(rune('a'+i%26)) + strings.Repeat("x", i/26), State: model.StateOK, Packages: big}
+	}
+	rs[0].Packages = small
+	body, err := CallbackBody("cb-J1", job, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cb wire.Callback
+	if err := json.Unmarshal(body, &cb); err != nil {
+		t.Fatal(err)
+	}
+	entries := 0
+	for i, r := range cb.Results {
+		entries += len(r.Packages.Packages)
+		if i == 0 {
+			if r.Truncated || len(r.Packages.Packages) != 1 {
+				t.Errorf("host %s with one package: %d kept, truncated %v; want it whole", r.Host, len(r.Packages.Packages), r.Truncated)
+			}
+			continue
+		}
+		if want := CallbackMaxPackages / hosts; !r.Truncated || len(r.Packages.Packages) != want || r.Packages.Manager != model.PkgApt {
+			t.Errorf("host %s: %d packages kept, truncated %v; want %d, truncated", r.Host, len(r.Packages.Packages), r.Truncated, want)
+		}
+	}
+	if entries > CallbackMaxPackages {
+		t.Errorf("callback holds %d package entries; want at most %d", entries, CallbackMaxPackages)
+	}
+	if len(big.Packages) != installed || rs[1].Truncated {
+		t.Errorf("CallbackBody changed the results it was given")
+	}
+}

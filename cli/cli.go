@@ -57,6 +57,10 @@ Usage:
                                              hosts that have it already receive nothing
   felix fetch -t TARGETS PATH OUTDIR [--follow-symlinks]
                                              copy PATH from every target to OUTDIR/HOST/
+  felix pkg install|remove|upgrade|list|info -t TARGETS [NAME[=VERSION]...] [--dry-run]
+        [--refresh] [--manager M] [--installroot DIR]
+                                             manage packages through each host's manager;
+                                             one row per package per group of hosts alike
   felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
                                              list jobs, newest first
   felix job JOB_ID [-o json]                 show a job's results and callbacks
@@ -99,7 +103,14 @@ files.timeout). cp stores content on the master once per sha256 and sends
 only what a host lacks; each file is verified on the host and renamed into
 place atomically. A DEST that is a symlink is refused unless
 --follow-symlinks. With -r, modes are kept and symlinks copied as links.
-exec, cp, fetch and job rerun wait for the job, showing progress on stderr when it is a
+pkg takes the same flags (its default timeout is files.timeout too): install
+NAME or NAME=VERSION (that exact version), remove NAME, upgrade [NAME...]
+(none: everything), list [GLOB], info NAME. Packages already as asked are
+left alone (unchanged); the manager is apt, dnf, yum, zypper, apk or pacman
+as the host's pkg_manager label or its facts say, or --manager. --dry-run
+asks each manager what it would do and changes nothing; --refresh updates
+the package index first.
+exec, cp, fetch, pkg and job rerun wait for the job, showing progress on stderr when it is a
 terminal, then print the results; Ctrl-C stops waiting, not the job. They
 exit 1 when any host did not end ok. --script sends FILE (binary content as
 base64) and runs ./FILE with the arguments after --, each quoted.
@@ -137,6 +148,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"exec":    cmdExec,
 		"cp":      cmdCp,
 		"fetch":   cmdFetch,
+		"pkg":     cmdPkg,
 		"jobs":    cmdJobs,
 		"job":     cmdJob,
 		"token":   cmdToken,

@@ -23,7 +23,7 @@ import (
 	"github.com/felix-ops/felix/pki"
 )
 
-// filesFake is a master for cp and fetch: it stores content by sha256,
+// filesFake is a master for cp, fetch and pkg: it stores content by sha256,
 // starts file jobs that end as job, and records every request.
 type filesFake struct {
 	srv *httptest.Server
@@ -78,12 +78,12 @@ func newFilesFake(t *testing.T) *filesFake {
 			}
 			f.blobs[sum] = body
 			reply(w, 201, wire.Blob{SHA256: sum, Size: int64(len(body))})
-		case (p == "/api/v1/files" || p == "/api/v1/fetch") && r.Method == "POST":
+		case (p == "/api/v1/files" || p == "/api/v1/fetch" || p == "/api/v1/packages") && r.Method == "POST":
 			var opts struct {
 				wire.JobOptions
 			}
 			json.Unmarshal(body, &opts)
-			if opts.DryRun || r.URL.Query().Get("dry_run") == "true" {
+			if p != "/api/v1/packages" && (opts.DryRun || r.URL.Query().Get("dry_run") == "true") {
 				reply(w, 200, wire.DryRun{Targets: opts.Targets, Hosts: []wire.DryRunHost{{Host: "web01", State: "would run", Transport: "agent"}}})
 				return
 			}

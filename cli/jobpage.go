@@ -71,6 +71,8 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 			}
 		case page.CmdType == "push" || page.CmdType == "fetch":
 			printFileJob(w, page)
+		case page.CmdType == model.CmdPkg:
+			printPkgJob(w, page)
 		default:
 			printResults(w, page.Results)
 		}

@@ -180,7 +180,7 @@ func (e *Engine) runOne(ctx context.Context, cmd model.Command, t model.Target, 
 	r.Stdout, r.Stderr = stdout.Bytes(), stderr.Bytes()
 	r.Truncated = stdout.Truncated() || stderr.Truncated()
 	mu.Unlock()
-	r.ExitCode, r.Signal, r.Files = exit.Code, exit.Signal, exit.Files
+	r.ExitCode, r.Signal, r.Files, r.Packages = exit.Code, exit.Signal, exit.Files, exit.Packages
 	if exit.Transport != "" {
 		r.Transport = exit.Transport // a selecting transport says which one ran
 	}

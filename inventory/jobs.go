@@ -240,7 +240,7 @@ func (s *Store) Job(ctx context.Context, id string) (Job, []model.Result, error)
 		return j, nil, fmt.Errorf("get job %s: %w", id, err)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT host, addr, state, exit_code, signal, stdout, stderr, truncated, error,
-		transport, started_at, finished_at, files FROM job_hosts WHERE job_id = ? ORDER BY host`, id)
+		transport, started_at, finished_at, files, packages FROM job_hosts WHERE job_id = ? ORDER BY host`, id)
 	if err != nil {
 		return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
 	}
@@ -249,18 +249,14 @@ func (s *Store) Job(ctx context.Context, id string) (Job, []model.Result, error)
 	for rows.Next() {
 		var r model.Result
 		var st, fin int64
-		var files string
+		var files, pkgs string
 		if err := rows.Scan(&r.Host, &r.Addr, &r.State, &r.ExitCode, &r.Signal, &r.Stdout, &r.Stderr, &r.Truncated,
-			&r.Error, &r.Transport, &st, &fin, &files); err != nil {
+			&r.Error, &r.Transport, &st, &fin, &files, &pkgs); err != nil {
 			return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
 		}
-		if files != "" {
-			r.Files = new(model.FileReport)
-			if err := json.Unmarshal([]byte(files), r.Files); err != nil {
-				return j, nil, fmt.Errorf("get results of job %s: file report of %s: %w", id, r.Host, err)
-			}
+		if err := decodeResult(&r, st, fin, files, pkgs); err != nil {
+			return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
 		}
-		r.StartedAt, r.FinishedAt = fromMS(st), fromMS(fin)
 		out = append(out, r)
 	}
 	return j, out, rows.Err()
@@ -489,7 +485,7 @@ func (w *ResultWriter) commit(batch []writeOp) error {
 	ctx := context.Background()
 	return w.store.tx(ctx, func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO job_hosts (job_id, host, addr, state, exit_code, signal,
-			stdout, stderr, truncated, error, transport, started_at, finished_at, files) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+			stdout, stderr, truncated, error, transport, started_at, finished_at, files, packages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 		if err != nil {
 			return err
 		}
@@ -504,8 +500,12 @@ func (w *ResultWriter) commit(batch []writeOp) error {
 					}
 					files = string(b)
 				}
+				pkgs, err := reportJSON(r.Packages)
+				if err != nil {
+					return fmt.Errorf("store result of %s for job %s: %w", r.Host, op.jobID, err)
+				}
 				if _, err := ins.ExecContext(ctx, op.jobID, r.Host, r.Addr, string(r.State), r.ExitCode, r.Signal,
-					r.Stdout, r.Stderr, r.Truncated, r.Error, r.Transport, ms(r.StartedAt), ms(r.FinishedAt), files); err != nil {
+					r.Stdout, r.Stderr, r.Truncated, r.Error, r.Transport, ms(r.StartedAt), ms(r.FinishedAt), files, pkgs); err != nil {
 					return fmt.Errorf("store result of %s for job %s: %w", r.Host, op.jobID, err)
 				}
 				continue

@@ -119,7 +119,7 @@ func (s *Store) resultBatch(ctx context.Context, id, after string, n, tail int) 
 		args = append(args, tail, tail)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT host, addr, state, exit_code, signal, `+out+`, truncated, error,
-		transport, started_at, finished_at, files FROM job_hosts WHERE job_id = ? AND host > ? ORDER BY host LIMIT ?`,
+		transport, started_at, finished_at, files, packages FROM job_hosts WHERE job_id = ? AND host > ? ORDER BY host LIMIT ?`,
 		append(args, id, after, n)...)
 	if err != nil {
 		return nil, false, fmt.Errorf("get results of job %s: %w", id, err)
@@ -130,9 +130,9 @@ func (s *Store) resultBatch(ctx context.Context, id, after string, n, tail int) 
 		var r model.Result
 		var outLen, errLen int
 		var st, fin int64
-		var files string
+		var files, pkgs string
 		if err := rows.Scan(&r.Host, &r.Addr, &r.State, &r.ExitCode, &r.Signal, &r.Stdout, &r.Stderr, &outLen, &errLen,
-			&r.Truncated, &r.Error, &r.Transport, &st, &fin, &files); err != nil {
+			&r.Truncated, &r.Error, &r.Transport, &st, &fin, &files, &pkgs); err != nil {
 			return nil, false, fmt.Errorf("get results of job %s: %w", id, err)
 		}
 		if outLen > len(r.Stdout) {
@@ -141,7 +141,7 @@ func (s *Store) resultBatch(ctx context.Context, id, after string, n, tail int) 
 		if errLen > len(r.Stderr) {
 			r.Stderr, r.Truncated = runeStart(r.Stderr), true
 		}
-		if err := decodeResult(&r, st, fin, files); err != nil {
+		if err := decodeResult(&r, st, fin, files, pkgs); err != nil {
 			return nil, false, fmt.Errorf("get results of job %s: %w", id, err)
 		}
 		batch = append(batch, r)
@@ -169,12 +169,19 @@ func runeStart(b []byte) []byte {
 	return b[:0]
 }
 
-// decodeResult fills a result's times and file report from their columns.
-func decodeResult(r *model.Result, started, finished int64, files string) error {
+// decodeResult fills a result's times, file report and package report
+// from their columns.
+func decodeResult(r *model.Result, started, finished int64, files, pkgs string) error {
 	if files != "" {
 		r.Files = new(model.FileReport)
 		if err := json.Unmarshal([]byte(files), r.Files); err != nil {
 			return fmt.Errorf("file report of %s: %w", r.Host, err)
+		}
+	}
+	if pkgs != "" {
+		r.Packages = new(model.PkgReport)
+		if err := json.Unmarshal([]byte(pkgs), r.Packages); err != nil {
+			return fmt.Errorf("package report of %s: %w", r.Host, err)
 		}
 	}
 	r.StartedAt, r.FinishedAt = fromMS(started), fromMS(finished)
@@ -185,18 +192,18 @@ func decodeResult(r *model.Result, started, finished int64, files string) error 
 func (s *Store) JobResult(ctx context.Context, jobID, host string) (model.Result, error) {
 	var r model.Result
 	var st, fin int64
-	var files string
+	var files, pkgs string
 	err := s.r.QueryRowContext(ctx, `SELECT host, addr, state, exit_code, signal, stdout, stderr, truncated, error,
-		transport, started_at, finished_at, files FROM job_hosts WHERE job_id = ? AND host = ?`, jobID, host).Scan(
+		transport, started_at, finished_at, files, packages FROM job_hosts WHERE job_id = ? AND host = ?`, jobID, host).Scan(
 		&r.Host, &r.Addr, &r.State, &r.ExitCode, &r.Signal, &r.Stdout, &r.Stderr, &r.Truncated, &r.Error,
-		&r.Transport, &st, &fin, &files)
+		&r.Transport, &st, &fin, &files, &pkgs)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, s.noHost(ctx, jobID, host)
 	}
 	if err != nil {
 		return r, fmt.Errorf("get result of %s in job %s: %w", host, jobID, err)
 	}
-	if err := decodeResult(&r, st, fin, files); err != nil {
+	if err := decodeResult(&r, st, fin, files, pkgs); err != nil {
 		return r, fmt.Errorf("get result of %s in job %s: %w", host, jobID, err)
 	}
 	return r, nil
@@ -255,4 +262,17 @@ func (s *Store) JobHostsNot(ctx context.Context, id string, st model.State) ([]s
 		hosts = append(hosts, h)
 	}
 	return hosts, rows.Err()
+}
+
+// reportJSON is a package report as its column stores it: JSON, or ""
+// for a job that is not a package job.
+func reportJSON(rep *model.PkgReport) (string, error) {
+	if rep == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return "", fmt.Errorf("encode package report: %w", err)
+	}
+	return string(b), nil
 }

@@ -200,6 +200,10 @@ var migrations = []string{
 		detail  TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX audit_at ON audit(at);`,
+
+	// 6: package jobs: each host's report (model.PkgReport as JSON, ''
+	// for other jobs).
+	`ALTER TABLE job_hosts ADD COLUMN packages TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -11,9 +11,9 @@ import (
 	"github.com/felix-ops/felix/model"
 )
 
-// ErrInvalid marks a file job the service refuses as malformed; the
-// error's text is the reason alone.
-var ErrInvalid = errors.New("invalid file job")
+// ErrInvalid marks a file or package job the service refuses as
+// malformed; the error's text is the reason alone.
+var ErrInvalid = errors.New("invalid job")
 
 // invalid is a reason wrapped so that errors.Is(err, ErrInvalid) holds.
 type invalid struct{ error }

@@ -173,6 +173,22 @@ func isStored(s *Service, sum string) bool {
 	return err == nil
 }
 
+// refused checks that Submit and DryRun refuse spec with want, and that
+// no job was stored.
+func refused(t *testing.T, s *Service, spec model.JobSpec, want error) {
+	t.Helper()
+	jobs := jobCount(t, s)
+	if _, err := s.Submit(context.Background(), spec, ""); !errors.Is(err, want) {
+		t.Errorf("Submit = %v; want %v", err, want)
+	}
+	if _, err := s.DryRun(context.Background(), spec); !errors.Is(err, want) {
+		t.Errorf("DryRun = %v; want %v", err, want)
+	}
+	if n := jobCount(t, s); n != jobs {
+		t.Errorf("%d jobs stored; want none", n-jobs)
+	}
+}
+
 func jobCount(t *testing.T, s *Service) int {
 	t.Helper()
 	list, err := s.Store.Jobs(context.Background(), inventory.JobFilter{Limit: 1000})
@@ -305,18 +321,7 @@ func TestSubmitFilesRefused(t *testing.T) {
 		{"bad transport", model.JobSpec{Targets: []string{"web1"}, Transport: "rsh", Fetch: &model.FetchSpec{Path: "/etc/x"}}, ErrBadTarget},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			jobs := jobCount(t, s)
-			if _, err := s.Submit(context.Background(), tt.spec, ""); !errors.Is(err, tt.want) {
-				t.Errorf("Submit = %v; want %v", err, tt.want)
-			}
-			if _, err := s.DryRun(context.Background(), tt.spec); !errors.Is(err, tt.want) {
-				t.Errorf("DryRun = %v; want %v", err, tt.want)
-			}
-			if n := jobCount(t, s); n != jobs {
-				t.Errorf("%d jobs stored; want none", n-jobs)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { refused(t, s, tt.spec, tt.want) })
 	}
 	// Nothing was held by the refused jobs: the blob is collectable.
 	if n := collectAll(t, s); n != 1 {

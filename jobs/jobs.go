@@ -112,6 +112,9 @@ func NewJobID(now time.Time) string {
 
 // DryRun resolves spec's targets without running anything.
 func (s *Service) DryRun(ctx context.Context, spec model.JobSpec) ([]model.Target, error) {
+	if err := checkPackages(&spec); err != nil {
+		return nil, err
+	}
 	if spec.IsTransfer() {
 		release, err := s.checkFiles(&spec)
 		if err != nil {
@@ -239,8 +242,15 @@ func Requester(ctx context.Context) string {
 // becomes the job's.
 //
 // A file job (spec.Push or spec.Fetch) is checked here; a push's content
-// must be in the content store, and is held there while the job runs.
+// must be in the content store, and is held there while the job runs. So
+// is a package job (spec.Packages), before anything is stored.
 func (s *Service) Submit(ctx context.Context, spec model.JobSpec, payload string) (inventory.Job, error) {
+	if err := checkPackages(&spec); err != nil {
+		if payload != "" {
+			os.Remove(payload)
+		}
+		return inventory.Job{}, err
+	}
 	release := func() {}
 	if spec.IsTransfer() {
 		var err error
@@ -326,6 +336,8 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 	cmd := model.Command{Line: spec.CmdLine, Env: spec.Env, Dir: spec.Dir, Timeout: spec.Timeout}
 	if spec.IsTransfer() {
 		cmd = s.transferCommand(spec)
+	} else if spec.Packages != nil {
+		cmd = model.Command{Timeout: spec.Timeout, Packages: spec.Packages}
 	} else if spec.HasPayload() {
 		path := s.payloadPath(job.ID)
 		cmd.File = &model.File{Name: spec.FileName, Size: spec.FileSize,
@@ -351,7 +363,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 		Result: func(res model.Result) {
 			s.Writer.Add(job.ID, res)
 			r.hub.publish(model.Event{Type: model.EventHost, Host: res.Host, State: string(res.State), ExitCode: res.ExitCode,
-				Signal: res.Signal, Error: res.Error, Files: res.Files, At: res.FinishedAt})
+				Signal: res.Signal, Error: res.Error, Files: res.Files, Packages: res.Packages, At: res.FinishedAt})
 		},
 	}
 	results := s.Engine.Run(ctx, cmd, targets, opts, hooks)

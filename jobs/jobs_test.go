@@ -279,6 +279,7 @@ func TestResolveNoTargetsSaysWhat(t *testing.T) {
 // call is one Exec of the fake transport.
 type call struct {
 	host    string
+	target  model.Target
 	cmd     model.Command
 	content string // of cmd.File
 }
@@ -307,7 +308,7 @@ func (f *fakeTransport) Exec(ctx context.Context, t model.Target, cmd model.Comm
 			break
 		}
 	}
-	c := call{host: t.ID, cmd: cmd}
+	c := call{host: t.ID, target: t, cmd: cmd}
 	if cmd.File != nil {
 		r, err := cmd.File.Open()
 		if err != nil {

@@ -195,7 +195,7 @@ func (x *machine) selectable() bool {
 // settings is skipped as not_accepted; with SSH settings it runs without
 // its minion.
 func (x *machine) target() model.Target {
-	t := model.Target{ID: x.id}
+	t := model.Target{ID: x.id, PkgManager: x.labels()[model.PkgLabel]}
 	if h := x.h; h != nil {
 		port := h.Port
 		if port == 0 {

@@ -29,5 +29,7 @@ type Event struct {
 	Data     string    `json:"data,omitempty"`   // output: the chunk
 	// Files is a file job's report of a finished host.
 	Files *FileReport `json:"files,omitempty"`
-	At    time.Time   `json:"at"`
+	// Packages is a package job's report of a finished host.
+	Packages *PkgReport `json:"packages,omitempty"`
+	At       time.Time  `json:"at"`
 }

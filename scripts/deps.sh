@@ -12,6 +12,8 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v ip >/dev/null || need+=(iproute2)
 command -v sudo >/dev/null || need+=(sudo)
 command -v setsid >/dev/null || need+=(util-linux)
+# dpkg-deb and dpkg-scanpackages: the package tests' local apt repository.
+command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2

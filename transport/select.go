@@ -18,7 +18,11 @@
 // Every Exit names the transport that ran, or was last tried, so each
 // host's result records it. File transfers (model.Command Push and Fetch)
 // follow the same selection and fallback through the transports' Put and
-// Get (exec.FileTransport).
+// Get (exec.FileTransport). Package jobs (model.Command Packages) too: the
+// package driver (packages.Run) runs its fixed commands one by one through
+// the chosen transport's Exec — a minion, or SSH with the host's become —
+// and falls back only when its very first command could not reach the
+// host (then nothing ran).
 package transport
 
 import (
@@ -89,7 +93,7 @@ func (s *Select) Exec(ctx context.Context, t model.Target, cmd model.Command, ou
 		if t.Fingerprint == "" {
 			return model.Exit{Transport: NameAgent}, fmt.Errorf("%s has no accepted minion (transport agent): %w", t.ID, exec.ErrUnreachable)
 		}
-		return s.agent(ctx, t, cmd, out)
+		return s.agent(ctx, t, cmd, out, nil)
 	case model.ModeSSH:
 		return s.ssh(ctx, t, cmd, out)
 	case "", model.ModeAuto:
@@ -102,13 +106,13 @@ func (s *Select) Exec(ctx context.Context, t model.Target, cmd model.Command, ou
 		}
 		return s.ssh(ctx, t, cmd, out)
 	}
-	var wrote atomic.Bool
+	var wrote, ran atomic.Bool
 	exit, err := s.agent(ctx, t, cmd, func(st model.Stream, p []byte) {
 		wrote.Store(true)
 		out(st, p)
-	})
+	}, &ran)
 	// Only an error that guarantees nothing was sent allows another try.
-	if err == nil || !errors.Is(err, exec.ErrUnreachable) || wrote.Load() || t.SSH == nil || s.SSH == nil || ctx.Err() != nil {
+	if err == nil || !errors.Is(err, exec.ErrUnreachable) || wrote.Load() || ran.Load() || t.SSH == nil || s.SSH == nil || ctx.Err() != nil {
 		return exit, err
 	}
 	exit, sshErr := s.ssh(ctx, t, cmd, out)
@@ -118,12 +122,14 @@ func (s *Select) Exec(ctx context.Context, t model.Target, cmd model.Command, ou
 	return exit, nil
 }
 
-// agent runs on the minion and names the agent transport in the Exit.
-func (s *Select) agent(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
+// agent runs on the minion and names the agent transport in the Exit;
+// ran, if not nil, is set once a command of a package job reached the
+// minion.
+func (s *Select) agent(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc, ran *atomic.Bool) (model.Exit, error) {
 	if s.Agent == nil {
 		return model.Exit{Transport: NameAgent}, fmt.Errorf("%s: the master has no agent transport: %w", t.ID, exec.ErrUnreachable)
 	}
-	exit, err := run(ctx, s.Agent, t, cmd, out)
+	exit, err := run(ctx, s.Agent, t, cmd, out, ran)
 	exit.Transport = NameAgent
 	return exit, err
 }
@@ -136,14 +142,38 @@ func (s *Select) ssh(ctx context.Context, t model.Target, cmd model.Command, out
 	if s.SSH == nil {
 		return model.Exit{Transport: NameSSH}, fmt.Errorf("%s: %w (see its log at start): %w", t.ID, ErrNoSSH, exec.ErrUnreachable)
 	}
-	exit, err := run(ctx, s.SSH, t, cmd, out)
+	exit, err := run(ctx, s.SSH, t, cmd, out, nil)
 	exit.Transport = NameSSH
 	return exit, err
 }
 
+// Runner runs one command line on a host through its transport: how the
+// package driver reaches a host.
+type Runner = func(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error)
+
+// runPackages is the package driver (packages.Run): it runs a package job
+// on a host through run. Tests replace it.
+var runPackages func(ctx context.Context, run Runner, t model.Target, spec *model.PkgSpec, out model.OutputFunc) (model.Exit, error)
+
 // run executes cmd on tr: a command through Exec, a file transfer through
-// exec.Transfer over tr's Put and Get.
-func run(ctx context.Context, tr exec.Transport, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
+// exec.Transfer over tr's Put and Get, a package job through the package
+// driver, whose commands go through tr's Exec. ran, if not nil, is set
+// once one of them reached the host: an answer that is not
+// exec.ErrUnreachable (whatever the driver then returns, the job may have
+// started, so it is not tried elsewhere).
+func run(ctx context.Context, tr exec.Transport, t model.Target, cmd model.Command, out model.OutputFunc, ran *atomic.Bool) (model.Exit, error) {
+	if cmd.Packages != nil {
+		if runPackages == nil {
+			return model.Exit{Code: -1}, fmt.Errorf("%s: this master has no package driver", t.ID)
+		}
+		return runPackages(ctx, func(ctx context.Context, c model.Command, o model.OutputFunc) (model.Exit, error) {
+			exit, err := tr.Exec(ctx, t, c, o)
+			if ran != nil && !errors.Is(err, exec.ErrUnreachable) {
+				ran.Store(true)
+			}
+			return exit, err
+		}, t, cmd.Packages, out)
+	}
 	if !cmd.IsTransfer() {
 		return tr.Exec(ctx, t, cmd, out)
 	}

@@ -55,7 +55,8 @@ type JoinTokenResponse struct {
 	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 }
 
-// JobOptions are the fields every job request (exec, push, fetch) has:
+// JobOptions are the fields every job request (exec, push, fetch,
+// packages) has:
 // who runs it, how, and who hears about its end.
 type JobOptions struct {
 	ID            string   `json:"id,omitempty"`             // the caller's own id, echoed back unchanged
@@ -163,10 +164,12 @@ type HostResult struct {
 	Error     string      `json:"error,omitempty"`
 	Transport string      `json:"transport,omitempty"`
 	// Files is what a file job (push, fetch) did on the host.
-	Files      *model.FileReport `json:"files,omitempty"`
-	StartedAt  time.Time         `json:"started_at"`
-	FinishedAt time.Time         `json:"finished_at"`
-	DurationMS int64             `json:"duration_ms"`
+	Files *model.FileReport `json:"files,omitempty"`
+	// Packages is what a package job did on the host.
+	Packages   *model.PkgReport `json:"packages,omitempty"`
+	StartedAt  time.Time        `json:"started_at"`
+	FinishedAt time.Time        `json:"finished_at"`
+	DurationMS int64            `json:"duration_ms"`
 }
 
 // Job is a job with its per-host results. GET /api/v1/jobs/{id} (and the
