@@ -160,10 +160,6 @@ func TestPackages(t *testing.T) {
 
 	// Install a pinned version on the minion: absent → 1.0.
 	j, code := c.pkg("install", "-t", "pm1", testPkg+"=1.0")
-	if r := resultsByHost(j)["pm1"]; strings.Contains(r.Error, "no package driver") {
-		// TEMPORARY, until the pkgdriver branch is merged and wired in transport.
-		t.Skip("this build has no package driver (transport.runPackages)")
-	}
 	wantChanges(t, "install on the minion", j, change{"pm1", "agent", "ok", testPkg, "", "1.0", model.PkgChanged})
 	if code != 0 || installed(t, testPkg) != "1.0" {
 		t.Errorf("install: exit %d, dpkg has %q; want 0 and 1.0", code, installed(t, testPkg))

@@ -22,7 +22,7 @@ import (
 
 // Runner runs one command line on the host (/bin/sh -c there) and streams
 // its output to out.
-type Runner func(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error)
+type Runner = func(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error)
 
 // MaxListed bounds the packages a list reports per host; more are cut,
 // with a note on stderr.

@@ -33,6 +33,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
+	"github.com/felix-ops/felix/packages"
 )
 
 // Names of the transports as recorded in results. They are the names the
@@ -153,7 +154,7 @@ type Runner = func(ctx context.Context, cmd model.Command, out model.OutputFunc)
 
 // runPackages is the package driver (packages.Run): it runs a package job
 // on a host through run. Tests replace it.
-var runPackages func(ctx context.Context, run Runner, t model.Target, spec *model.PkgSpec, out model.OutputFunc) (model.Exit, error)
+var runPackages = packages.Run
 
 // run executes cmd on tr: a command through Exec, a file transfer through
 // exec.Transfer over tr's Put and Get, a package job through the package
