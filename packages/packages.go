@@ -236,7 +236,7 @@ func (h *host) change(ctx context.Context, m *manager, rep *model.PkgReport) err
 			case !inst && cands[p.Name] == "":
 				// Named alone: apt would refuse the whole transaction.
 				c.State, c.Error = model.PkgFailed, "not available from the host's repositories"
-			case !inst || (p.Version != "" && v != p.Version):
+			case !inst || (p.Version != "" && !versionIs(v, p.Version)):
 				todo = append(todo, p)
 			}
 		case model.PkgRemove:
@@ -291,7 +291,7 @@ func (h *host) change(ctx context.Context, m *manager, rep *model.PkgReport) err
 		done := false
 		switch spec.Action {
 		case model.PkgInstall:
-			done = nowInst && (p.Version == "" || c.After == p.Version)
+			done = nowInst && (p.Version == "" || versionIs(c.After, p.Version))
 		case model.PkgRemove:
 			done = !nowInst
 		default:
@@ -310,6 +310,15 @@ func (h *host) change(ctx context.Context, m *manager, rep *model.PkgReport) err
 		}
 	}
 	return nil
+}
+
+// versionIs reports whether the installed version is the pinned one: the
+// same, or the same with a release (rpm: 1.0 is 1.0-1) or without an
+// epoch of 0.
+func versionIs(installed, pinned string) bool {
+	installed = strings.TrimPrefix(installed, "0:")
+	pinned = strings.TrimPrefix(pinned, "0:")
+	return installed == pinned || strings.HasPrefix(installed, pinned+"-")
 }
 
 func pastTense(action string) string {

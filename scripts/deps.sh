@@ -14,6 +14,10 @@ command -v sudo >/dev/null || need+=(sudo)
 command -v setsid >/dev/null || need+=(util-linux)
 # dpkg-deb and dpkg-scanpackages: the package tests' local apt repository.
 command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
+# dnf, rpm (rpm and rpmbuild) and createrepo-c: the real dnf test in an install root.
+command -v dnf >/dev/null || need+=(dnf)
+command -v rpmbuild >/dev/null || need+=(rpm)
+command -v createrepo_c >/dev/null || need+=(createrepo-c)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2
