@@ -16,6 +16,7 @@ import (
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/transport/ssh/sshtest"
+	"golang.org/x/sys/unix"
 )
 
 // The test packages of the local apt repository (debRepo).
@@ -261,6 +262,32 @@ func TestPackages(t *testing.T) {
 	}
 	if states[model.PkgChanged] != 1 || states[model.PkgUnchanged] != 1 || installed(t, testPkg) != "" {
 		t.Errorf("remove on both, a host at a time: %v, dpkg has %q; want one changed, one unchanged, gone", states, installed(t, testPkg))
+	}
+
+	// dpkg's lock held by someone else (as apt takes it: an fcntl lock on
+	// lock-frontend): the install waits for it instead of failing, and
+	// goes on once it is released.
+	lock, err := os.OpenFile("/var/lib/dpkg/lock-frontend", os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := unix.FcntlFlock(lock.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK}); err != nil {
+		t.Fatalf("take dpkg's lock: %v", err)
+	}
+	held, fd := time.Now(), lock.Fd()
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		time.Sleep(3 * time.Second)
+		unix.FcntlFlock(fd, unix.F_SETLK, &unix.Flock_t{Type: unix.F_UNLCK})
+	}()
+	j, code = c.pkg("install", "-t", "pm1", testPkg)
+	<-released
+	t.Logf("install with dpkg's lock held for 3 s ended after %s", time.Since(held))
+	wantChanges(t, "install while dpkg's lock is held", j, change{"pm1", "agent", "ok", testPkg, "", "2.0", model.PkgChanged})
+	if code != 0 || time.Since(held) < 3*time.Second {
+		t.Errorf("install with the lock held: exit %d after %s; want 0, once the lock was released", code, time.Since(held))
 	}
 }
 
