@@ -1,11 +1,14 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
@@ -111,4 +114,35 @@ func (c *Minion) Validate() error {
 		}
 	}
 	return nil
+}
+
+// joinTokenLine matches a join_token setting with a value in a minion's
+// config file.
+var joinTokenLine = regexp.MustCompile(`(?m)^[ \t]*join_token[ \t]*=[ \t]*"[^"\n]+"[ \t]*(#.*)?$`)
+
+// ScrubJoinToken blanks a join_token set in the minion config file at
+// path, keeping the rest of the file as it is: once the minion is
+// registered its own key is its credential, and the token should not lie
+// around (bootstrap writes it there). It reports whether it changed the
+// file; a missing file is no change.
+func ScrubJoinToken(path string) (bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if !joinTokenLine.Match(b) {
+		return false, nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", path, err)
+	}
+	out := joinTokenLine.ReplaceAll(b, []byte(`join_token = "" # removed once this minion was registered`))
+	if err := pki.WriteFileAtomic(path, out, st.Mode().Perm()); err != nil {
+		return false, fmt.Errorf("remove the join token from %s: %w", path, err)
+	}
+	return true, nil
 }

@@ -140,3 +140,34 @@ func TestEarlierMinionFileLoads(t *testing.T) {
 		t.Errorf("v0.1 first-run file loads as\n%s\nwant today's defaults\n%s", got, want)
 	}
 }
+
+func TestScrubJoinToken(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "minion.toml")
+	body := "# felix minion configuration.\nmaster = \"https://m:8443\"\njoin_token = \"fjt_secret\"\nid = \"web1\"\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := ScrubJoinToken(path)
+	if err != nil || !changed {
+		t.Fatalf("ScrubJoinToken = %v, %v; want a change", changed, err)
+	}
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), "fjt_secret") || !strings.Contains(string(b), `master = "https://m:8443"`) ||
+		!strings.Contains(string(b), `id = "web1"`) {
+		t.Errorf("after scrubbing:\n%s", b)
+	}
+	var c Minion
+	if _, err := Load(path, MinionTemplate, &c); err != nil || c.JoinToken != "" || c.ID != "web1" {
+		t.Errorf("the scrubbed file loads as %+v, %v", c, err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v; want 0600 kept", st.Mode().Perm())
+	}
+	if changed, err := ScrubJoinToken(path); changed || err != nil {
+		t.Errorf("second ScrubJoinToken = %v, %v; want nothing to do", changed, err)
+	}
+	if changed, err := ScrubJoinToken(filepath.Join(dir, "none.toml")); changed || err != nil {
+		t.Errorf("ScrubJoinToken of no file = %v, %v", changed, err)
+	}
+}

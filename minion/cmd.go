@@ -52,36 +52,36 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // load parses the flags and applies the layers: defaults, the file,
 // FELIX_MINION_* environment variables, flags (config.Minion's tags).
-func load(name string, args []string, stdout io.Writer) (config.Minion, error) {
+func load(name string, args []string, stdout io.Writer) (config.Minion, string, error) {
 	fs := pflag.NewFlagSet("minion "+name, pflag.ContinueOnError)
 	fs.String("config", filepath.Join(config.DefaultDir("config", "minion"), "minion.toml"), "config file")
 	config.AddFlags(fs, &config.Minion{})
 	if err := fs.Parse(args); err != nil {
-		return config.Minion{}, err
+		return config.Minion{}, "", err
 	}
 	if fs.NArg() > 0 {
-		return config.Minion{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return config.Minion{}, "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	path, _ := fs.GetString("config")
 	config.Override(&path, fs, "config", "FELIX_MINION_CONFIG")
 	cfg, created, err := config.LoadMinion(path)
 	if err != nil {
-		return cfg, err
+		return cfg, path, err
 	}
 	if created && stdout != nil {
 		fmt.Fprintf(stdout, "wrote default config %s\n", path)
 	}
 	if err := config.Apply(&cfg, fs); err != nil {
-		return cfg, err
+		return cfg, path, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+		return cfg, path, fmt.Errorf("config %s: %w", path, err)
 	}
-	return cfg, nil
+	return cfg, path, nil
 }
 
 func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
-	cfg, err := load("start", args, stdout)
+	cfg, path, err := load("start", args, stdout)
 	if err != nil {
 		return err
 	}
@@ -96,6 +96,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	m.ConfigPath = path
 	removePID, err := daemon.WritePID(filepath.Join(cfg.DataDir, pidFile))
 	if err != nil {
 		return err
@@ -108,7 +109,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func cmdStop(args []string, stdout io.Writer) error {
-	cfg, err := load("stop", args, nil)
+	cfg, _, err := load("stop", args, nil)
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func cmdStop(args []string, stdout io.Writer) error {
 }
 
 func cmdStatus(args []string, stdout io.Writer) error {
-	cfg, err := load("status", args, nil)
+	cfg, _, err := load("status", args, nil)
 	if err != nil {
 		return err
 	}

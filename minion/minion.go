@@ -49,6 +49,10 @@ type Minion struct {
 	log *slog.Logger
 	id  *pki.Identity
 
+	// ConfigPath, when set, is the config file the minion was started
+	// with: once registered, a join token in it is blanked.
+	ConfigPath string
+
 	hooks hooks
 
 	mu     sync.Mutex
@@ -154,6 +158,21 @@ func (m *Minion) Run(ctx context.Context) error {
 	return err
 }
 
+// scrubJoinToken blanks the join token in the config file once the
+// minion is registered: its key is its credential from then on.
+func (m *Minion) scrubJoinToken() {
+	if m.ConfigPath == "" {
+		return
+	}
+	changed, err := config.ScrubJoinToken(m.ConfigPath)
+	switch {
+	case err != nil:
+		m.log.Warn("join token left in the config file", "err", err)
+	case changed:
+		m.log.Info("join token removed from the config file: registered", "config", m.ConfigPath)
+	}
+}
+
 // registerBackoff spaces registration attempts while the master is
 // unreachable: 1 s doubling to 1 min, each wait drawn from half to one and
 // a half times that.
@@ -164,6 +183,9 @@ var registerBackoff = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter
 func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
 	for attempt := 1; ; attempt++ {
 		err := m.registerSlot(ctx, addr)
+		if err == nil {
+			m.scrubJoinToken()
+		}
 		if err == nil && m.hooks.onJoined != nil {
 			m.hooks.onJoined()
 		}
