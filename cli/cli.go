@@ -487,7 +487,7 @@ func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("token")
 	auto := fs.Bool("auto-accept", false, "join: accept minions joining with this token at once")
 	ttl := fs.String("ttl", "", "validity (join: default 24h; create: default no expiry; 0: forever)")
-	uses := fs.Int("uses", 0, "join: registrations allowed (default 1 with --auto-accept, else unlimited; -1: unlimited)")
+	uses := fs.Int("uses", 0, "join: registrations allowed (default 1 with --auto-accept, else 1000; -1: unlimited)")
 	role := fs.String("role", "", "create: read, operator or admin")
 	scope := fs.StringSlice("scope", nil, "create: target patterns the token is limited to (role=web,db*); not for admin")
 	c, rest, err := parse(fs, o, args)

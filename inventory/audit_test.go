@@ -76,3 +76,26 @@ func TestAuditLog(t *testing.T) {
 		t.Errorf("after pruning: %d entries; want 2", len(page))
 	}
 }
+
+func TestJoinTokenDefaultUses(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		spec JoinTokenSpec
+		want int
+	}{
+		{JoinTokenSpec{AutoAccept: true}, 1},
+		{JoinTokenSpec{}, DefaultJoinUses},
+		{JoinTokenSpec{Uses: -1}, -1},
+		{JoinTokenSpec{Uses: 7}, 7},
+	} {
+		tok, _, err := s.CreateJoinToken(ctx, tc.spec, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left int
+		if err := s.r.QueryRowContext(ctx, `SELECT uses_left FROM join_tokens WHERE hash = ?`, HashToken(tok)).Scan(&left); err != nil || left != tc.want {
+			t.Errorf("%+v: uses_left %d, %v; want %d", tc.spec, left, err, tc.want)
+		}
+	}
+}

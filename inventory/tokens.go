@@ -44,9 +44,15 @@ type JoinTokenSpec struct {
 	TTL        time.Duration // 0: never expires
 	// Uses is how many registrations the token allows: N > 0, or -1 for no
 	// limit. 0 means the default: one use for an auto-accept token (it lets
-	// anyone holding it claim a free id), no limit otherwise.
+	// anyone holding it claim a free id), DefaultJoinUses otherwise (each
+	// use adds a pending key someone must decide on: a leaked token must
+	// not flood the list).
 	Uses int
 }
+
+// DefaultJoinUses is how many registrations a join token that does not
+// accept at once allows when its issuer named no number.
+const DefaultJoinUses = 1000
 
 // CreateJoinToken issues a join token and returns it; only its hash is kept.
 func (s *Store) CreateJoinToken(ctx context.Context, spec JoinTokenSpec, now time.Time) (string, time.Time, error) {
@@ -65,7 +71,7 @@ func (s *Store) CreateJoinToken(ctx context.Context, spec JoinTokenSpec, now tim
 	case uses == 0 && spec.AutoAccept:
 		uses = 1
 	case uses == 0:
-		uses = -1
+		uses = DefaultJoinUses
 	}
 	_, err = s.w.ExecContext(ctx, `INSERT INTO join_tokens (hash, auto_accept, uses_left, expires_at, created_at) VALUES (?,?,?,?,?)`,
 		HashToken(tok), spec.AutoAccept, uses, ms(exp), ms(now))

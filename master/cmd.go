@@ -28,7 +28,7 @@ Usage:
   master status [flags]         say whether the master runs, and its fingerprint
   master token join [--auto-accept] [--ttl 24h] [--uses N]
                                 issue a join token for minions (uses: default 1 with
-                                --auto-accept, else unlimited; -1 for unlimited)
+                                --auto-accept, else 1000; -1 for unlimited)
   master token api --name NAME [--role admin|operator|read] [--ttl D]
                                 issue an API token (default role admin)
   master version                print the version
@@ -158,7 +158,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			def = 0
 		}
 		ttl = fs.Duration("ttl", def, "how long the token is valid (0: forever)")
-		uses = fs.Int("uses", 0, "how many registrations the token allows (default 1 with --auto-accept, else unlimited; -1: unlimited)")
+		uses = fs.Int("uses", 0, "how many registrations the token allows (default 1 with --auto-accept, else 1000; -1: unlimited)")
 		name = fs.String("name", "", "name of the API token")
 		role = fs.String("role", model.RoleAdmin, "role of the API token: read, operator or admin")
 	})
