@@ -77,7 +77,7 @@ func TestAuditLog(t *testing.T) {
 	}
 }
 
-func TestJoinTokenDefaultUses(t *testing.T) {
+func TestJoinTokenUsesStored(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	for _, tc := range []struct {

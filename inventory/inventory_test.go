@@ -835,7 +835,7 @@ func TestJoinTokenDefaultUses(t *testing.T) {
 	}{
 		{"auto-accept defaults to one use", JoinTokenSpec{AutoAccept: true}, 1},
 		{"auto-accept unlimited on request", JoinTokenSpec{AutoAccept: true, Uses: -1}, 3},
-		{"pending defaults to unlimited", JoinTokenSpec{}, 3},
+		{"pending defaults to DefaultJoinUses (over 3)", JoinTokenSpec{}, 3},
 		{"explicit two", JoinTokenSpec{Uses: 2}, 2},
 	}
 	for _, tt := range tests {
