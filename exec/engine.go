@@ -47,6 +47,14 @@ type Engine struct {
 	// Grace is added to a command's timeout for the master's own deadline, so
 	// the host's kill (and its report) normally wins over a cut connection.
 	Grace time.Duration
+	// OutputMemory, when positive, bounds the output running hosts hold in
+	// memory, all together; past it a host's output goes to an unlinked
+	// file in SpoolDir (see spool.go). 0: no bound.
+	OutputMemory int64
+	// SpoolDir is where spilled output goes; "" is the system's temp dir.
+	SpoolDir string
+
+	budget budgets
 }
 
 // Options tune one run.
@@ -131,18 +139,19 @@ func (e *Engine) Run(ctx context.Context, cmd model.Command, targets []model.Tar
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			r := e.runOne(ctx, cmd, t, h)
+			r, release := e.runOne(ctx, cmd, t, h)
 			if r.State != model.StateOK {
 				failed.Add(1) // only hosts that ran count towards the threshold
 			}
 			finish(i, r)
+			release() // the hook has the output: its memory may go
 		}()
 	}
 	wg.Wait()
 	return results
 }
 
-func (e *Engine) runOne(ctx context.Context, cmd model.Command, t model.Target, h Hooks) model.Result {
+func (e *Engine) runOne(ctx context.Context, cmd model.Command, t model.Target, h Hooks) (model.Result, func()) {
 	capBytes := e.OutputCap
 	if capBytes <= 0 {
 		capBytes = DefaultOutputCap
@@ -156,7 +165,9 @@ func (e *Engine) runOne(ctx context.Context, cmd model.Command, t model.Target, 
 		ctx, cancel = context.WithTimeout(ctx, cmd.Timeout+grace)
 		defer cancel()
 	}
-	stdout, stderr := NewCappedBuffer(capBytes), NewCappedBuffer(capBytes)
+	b := e.budgets()
+	stdout, stderr := newHostOutput(capBytes, b, e.SpoolDir), newHostOutput(capBytes, b, e.SpoolDir)
+	release := func() { stdout.release(); stderr.release() }
 	var mu sync.Mutex // serialises out: the transport may call it from two goroutines
 	out := func(s model.Stream, p []byte) {
 		if h.Output != nil {
@@ -204,8 +215,11 @@ func (e *Engine) runOne(ctx context.Context, cmd model.Command, t model.Target, 
 	default:
 		r.State = model.StateFailed
 	}
-	return r
+	return r, release
 }
+
+// truncMarker stands between the head and the tail of cut output.
+const truncMarker = "\n[... output truncated by felix ...]\n"
 
 // CappedBuffer keeps at most n bytes of what is written to it: the first n/2
 // and the last n/2, and remembers whether anything in between was dropped.
@@ -264,7 +278,7 @@ func (b *CappedBuffer) Bytes() []byte {
 	out := make([]byte, 0, len(b.head)+len(b.tail)+40)
 	out = append(out, b.head...)
 	if b.truncated {
-		out = append(out, "\n[... output truncated by felix ...]\n"...)
+		out = append(out, truncMarker...)
 	}
 	out = append(out, b.tail[b.tailStart:]...)
 	return append(out, b.tail[:b.tailStart]...)
@@ -272,6 +286,9 @@ func (b *CappedBuffer) Bytes() []byte {
 
 // Truncated reports whether bytes were dropped.
 func (b *CappedBuffer) Truncated() bool { return b.truncated }
+
+// size is the bytes the buffer holds.
+func (b *CappedBuffer) size() int { return len(b.head) + len(b.tail) }
 
 // keepTail returns r with its stdout and stderr cut to copies of their last
 // n bytes, Truncated set when that cut.
@@ -281,7 +298,7 @@ func keepTail(r model.Result, n int) model.Result {
 			return b
 		}
 		r.Truncated = true
-		return append([]byte(nil), b[len(b)-n:]...)
+		return append([]byte(nil), model.RuneStart(b[len(b)-n:])...)
 	}
 	r.Stdout, r.Stderr = cut(r.Stdout), cut(r.Stderr)
 	return r

@@ -343,8 +343,6 @@ func TestEngineRunOutputCap(t *testing.T) {
 	}
 }
 
-const truncMarker = "\n[... output truncated by felix ...]\n"
-
 // capReference is what a CappedBuffer of n holds after data was written.
 func capReference(data []byte, n int) ([]byte, bool) {
 	if len(data) <= n {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/felix-ops/felix/model"
 )
@@ -136,10 +135,10 @@ func (s *Store) resultBatch(ctx context.Context, id, after string, n, tail int) 
 			return nil, false, fmt.Errorf("get results of job %s: %w", id, err)
 		}
 		if outLen > len(r.Stdout) {
-			r.Stdout, r.Truncated = runeStart(r.Stdout), true
+			r.Stdout, r.Truncated = model.RuneStart(r.Stdout), true
 		}
 		if errLen > len(r.Stderr) {
-			r.Stderr, r.Truncated = runeStart(r.Stderr), true
+			r.Stderr, r.Truncated = model.RuneStart(r.Stderr), true
 		}
 		if err := decodeResult(&r, st, fin, files, pkgs); err != nil {
 			return nil, false, fmt.Errorf("get results of job %s: %w", id, err)
@@ -153,20 +152,6 @@ func (s *Store) resultBatch(ctx context.Context, id, after string, n, tail int) 
 		return nil, false, fmt.Errorf("get results of job %s: %w", id, err)
 	}
 	return batch, len(batch) == n, nil
-}
-
-// runeStart drops the bytes a cut left of a UTF-8 sequence at the start
-// of b (at most three).
-func runeStart(b []byte) []byte {
-	for i := 0; i < len(b) && i < utf8.UTFMax-1; i++ {
-		if utf8.RuneStart(b[i]) {
-			return b[i:]
-		}
-	}
-	if len(b) >= utf8.UTFMax-1 {
-		return b[utf8.UTFMax-1:]
-	}
-	return b[:0]
 }
 
 // decodeResult fills a result's times, file report and package report

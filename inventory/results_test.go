@@ -221,21 +221,6 @@ func TestJobResultsTail(t *testing.T) {
 	}
 }
 
-func TestRuneStart(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"", ""},
-		{"abc", "abc"},
-		{"\xa9abc", "abc"},             // the end of é
-		{"\x82\xac€", "€"},             // the end of €
-		{"\x80\x80\x80\x80x", "\x80x"}, // not UTF-8: at most three bytes go
-		{"\x80\x80", ""},
-	} {
-		if got := string(runeStart([]byte(tt.in))); got != tt.want {
-			t.Errorf("runeStart(%q) = %q; want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestJobSummaryResultAndOutput(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)

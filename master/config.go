@@ -33,6 +33,7 @@ type Config struct {
 		MaxTimeout     config.Duration `toml:"max_timeout" default:"24h" doc:"Longest deadline a request may ask for."`
 		MaxParallel    int             `toml:"max_parallel" default:"5000" zero:"error" doc:"How many hosts a job runs on at once."`
 		OutputCap      int             `toml:"output_cap" default:"1048576" zero:"error" doc:"Bytes of stdout and of stderr kept per host (the first and last halves)."`
+		OutputMemory   int64           `toml:"output_memory" default:"67108864" doc:"Bytes of output all running hosts together keep in memory; past it a host's output goes to an unlinked file under data_dir/spool (the same head and tail kept), so memory does not grow with hosts x output."`
 		MaxFileSize    int64           `toml:"max_file_size" default:"67108864" doc:"Largest content of a script or file command, in bytes."`
 	} `toml:"exec"`
 

@@ -156,11 +156,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		m.closeEarly()
 		return nil, err
 	}
+	// Output spilled by running hosts (exec.Engine.OutputMemory): unlinked
+	// files, so the directory is empty whenever the master is not running.
+	spool := filepath.Join(cfg.DataDir, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		m.closeEarly()
+		return nil, fmt.Errorf("create the output spool: %w", err)
+	}
 	m.jobs = &jobs.Service{
-		Content:    m.content,
-		Store:      store,
-		Writer:     m.writer,
-		Engine:     &exec.Engine{Transport: sel, Limit: cfg.Exec.MaxParallel, OutputCap: cfg.Exec.OutputCap},
+		Content: m.content,
+		Store:   store,
+		Writer:  m.writer,
+		Engine: &exec.Engine{Transport: sel, Limit: cfg.Exec.MaxParallel, OutputCap: cfg.Exec.OutputCap,
+			OutputMemory: cfg.Exec.OutputMemory, SpoolDir: spool},
 		Log:        log,
 		PayloadDir: filepath.Join(cfg.DataDir, "payloads"),
 		Announcer:  m.notifier,

@@ -4,6 +4,7 @@ package minion
 // to load a master with thousands of hosts from one machine.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -63,6 +64,9 @@ Flags:
                               (default); noop: answer every exec at once with
                               exit 0 and no output, starting no process, to
                               measure the master alone
+  --noop-output BYTES         with --exec noop, print that many bytes on
+                              stdout (64 KiB chunks) before the exit: output
+                              volume without processes (default 0)
   --id-prefix P               id prefix (default swarm-)
   --register-parallel N       registrations in flight at once (default 16)
   --log-level L               debug, info, warn (default), error
@@ -79,6 +83,7 @@ type swarmConfig struct {
 	joinToken         string
 	masterFingerprint string
 	exec              string // "fork" or "noop"
+	noopOutput        int    // bytes a noop exec prints
 	idPrefix          string
 	registerParallel  int
 }
@@ -143,6 +148,7 @@ func parseSwarm(args []string, stdout io.Writer) (cfg swarmConfig, logLevel stri
 	fs.StringVar(&cfg.joinToken, "join-token", "", "")
 	fs.StringVar(&cfg.masterFingerprint, "master-fingerprint", "", "")
 	fs.StringVar(&cfg.exec, "exec", "fork", "")
+	fs.IntVar(&cfg.noopOutput, "noop-output", 0, "")
 	fs.StringVar(&cfg.idPrefix, "id-prefix", "swarm-", "")
 	fs.IntVar(&cfg.registerParallel, "register-parallel", 16, "")
 	fs.StringVar(&logLevel, "log-level", "warn", "")
@@ -171,6 +177,8 @@ func (c swarmConfig) validate() error {
 		return fmt.Errorf("master URL is not set (--master https://HOST:8443)")
 	case c.exec != "fork" && c.exec != "noop":
 		return fmt.Errorf("--exec %q: want fork or noop", c.exec)
+	case c.noopOutput < 0 || (c.noopOutput > 0 && c.exec != "noop"):
+		return fmt.Errorf("--noop-output %d: want 0 or more bytes, with --exec noop", c.noopOutput)
 	case c.registerParallel < 1:
 		return fmt.Errorf("--register-parallel %d: want at least 1", c.registerParallel)
 	case c.baseDir == "":
@@ -219,7 +227,7 @@ func newSwarm(ctx context.Context, cfg swarmConfig, log *slog.Logger) (*swarm, e
 	slots := make(chan struct{}, cfg.registerParallel)
 	run := agent.Runner(nil) // the real minion's local.Run
 	if cfg.exec == "noop" {
-		run = noopRun
+		run = noopRunner(cfg.noopOutput)
 	}
 	width := max(5, len(strconv.Itoa(cfg.offset+cfg.count)))
 
@@ -343,10 +351,17 @@ func (s *swarm) report(ctx context.Context, stdout io.Writer, start time.Time) {
 	}
 }
 
-// noopRun is the runner of `minion swarm --exec=noop`: it answers at once
-// with exit 0 and no output, and starts no process.
-func noopRun(context.Context, model.Command, model.OutputFunc) (model.Exit, error) {
-	return model.Exit{}, nil
+// noopRunner is the runner of `minion swarm --exec=noop`: it answers at
+// once with exit 0, after printing size bytes of stdout, and starts no
+// process.
+func noopRunner(size int) agent.Runner {
+	chunk := bytes.Repeat([]byte("felix swarm output line, printed by a noop exec to load the master.\n"), 1024)[:64<<10]
+	return func(_ context.Context, _ model.Command, out model.OutputFunc) (model.Exit, error) {
+		for left := size; left > 0; left -= len(chunk) {
+			out(model.Stdout, chunk[:min(left, len(chunk))])
+		}
+		return model.Exit{}, nil
+	}
 }
 
 // File descriptors a swarm needs: each minion holds its listener and the

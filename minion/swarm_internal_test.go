@@ -91,9 +91,18 @@ func TestParseSwarm(t *testing.T) {
 // so it runs local.Run.
 func TestNoopRun(t *testing.T) {
 	called := false
-	exit, err := noopRun(context.Background(), model.Command{Line: "exit 3"}, func(model.Stream, []byte) { called = true })
+	exit, err := noopRunner(0)(context.Background(), model.Command{Line: "exit 3"}, func(model.Stream, []byte) { called = true })
 	if err != nil || exit.Code != 0 || called {
-		t.Errorf("noopRun = %+v, %v, output %v; want exit 0, no error, no output", exit, err, called)
+		t.Errorf("noopRunner(0) = %+v, %v, output %v; want exit 0, no error, no output", exit, err, called)
+	}
+	n := 0
+	exit, err = noopRunner(200<<10+7)(context.Background(), model.Command{}, func(s model.Stream, p []byte) {
+		if s == model.Stdout {
+			n += len(p)
+		}
+	})
+	if err != nil || exit.Code != 0 || n != 200<<10+7 {
+		t.Errorf("noopRunner(200 KiB + 7) = %+v, %v, %d bytes; want exit 0 and every byte", exit, err, n)
 	}
 	var m Minion
 	if m.hooks.run != nil {

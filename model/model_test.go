@@ -75,3 +75,18 @@ func TestAnnouncedTail(t *testing.T) {
 		}
 	}
 }
+
+func TestRuneStart(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", ""},
+		{"abc", "abc"},
+		{"\xa9abc", "abc"},             // the end of é
+		{"\x82\xac€", "€"},             // the end of €
+		{"\x80\x80\x80\x80x", "\x80x"}, // not UTF-8: at most three bytes go
+		{"\x80\x80", ""},
+	} {
+		if got := string(RuneStart([]byte(tt.in))); got != tt.want {
+			t.Errorf("RuneStart(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package model
 
-import "time"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 // Result is how one host's run of a job ended.
 type Result struct {
@@ -52,4 +55,19 @@ func AnnouncedTail(hosts int) int {
 		return AnnouncedOutput
 	}
 	return min(AnnouncedOutput, max(1<<10, 2*AnnouncedTotal/(2*hosts)))
+}
+
+// RuneStart drops the bytes a cut left of a UTF-8 sequence at the start
+// of b (at most three), so that the tail of cut output starts at a
+// character.
+func RuneStart(b []byte) []byte {
+	for i := 0; i < len(b) && i < utf8.UTFMax-1; i++ {
+		if utf8.RuneStart(b[i]) {
+			return b[i:]
+		}
+	}
+	if len(b) >= utf8.UTFMax-1 {
+		return b[utf8.UTFMax-1:]
+	}
+	return b[:0]
 }

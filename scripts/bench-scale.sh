@@ -10,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"1000 2000 5000 10000"}
-EXECS=${EXECS:-noop}              # exec modes of the swarm, each size runs each: noop, fork
+EXECS=${EXECS:-noop}              # exec modes of the swarm, each size runs each: noop, fork, output
+OUTPUT_BYTES=${OUTPUT_BYTES:-1048576} # output mode: bytes of stdout each host prints (a noop exec, no process)
+OUTPUT_MEMORY=${OUTPUT_MEMORY:-}  # the master's exec.output_memory; empty: its default
 RUNS=${RUNS:-3}                   # execs per size: one cold, RUNS-1 warm
 PORT=${PORT:-18743}               # the master's API on 127.0.0.1
 MINION_PORT=${MINION_PORT:-4510}  # every minion's gRPC port, each on its own address
@@ -79,6 +81,10 @@ count() { # count JQ-FILTER over the minions: how many match
 all_accepted() { [ "$(count '.state == "accepted"')" -eq "$n" ]; }
 all_swarms_registered() { [ "$(cat "$D"/swarm*.out | grep -c '^swarm: all')" -eq "${#spids[@]}" ]; }
 all_healthy() { [ "$(count '.state == "accepted" and .health == "ok"')" -eq "$n" ]; }
+job_done() { # job_done ID: the job ended; its page without output is in $D/run$r.json
+	api GET "/api/v1/jobs/$1?output=none&hosts_limit=1" >"$D/run$r.json"
+	[ "$(jq -r .state "$D/run$r.json" 2>/dev/null)" = done ]
+}
 
 rows=()
 run_size() { # run_size N MODE: one table row into rows
@@ -91,6 +97,7 @@ listen = "127.0.0.1:$PORT"
 [health]
 interval = "$HEALTH_INTERVAL"
 CFG
+	[ -n "$OUTPUT_MEMORY" ] && printf '[exec]\noutput_memory = %s\n' "$OUTPUT_MEMORY" >>"$D/master.toml"
 	"$BIN/master" start --config "$D/master.toml" --data-dir "$D/m" >"$D/master.out" 2>"$D/master.log" &
 	mpid=$!
 	for _ in $(seq 300); do grep -q '^master fingerprint' "$D/master.out" 2>/dev/null && break; sleep 0.1; done
@@ -109,8 +116,10 @@ CFG
 	spids=()
 	while [ "$off" -lt "$n" ]; do
 		local c=$((n - off < chunk ? n - off : chunk))
+		local how=(--exec "$mode")
+		[ "$mode" = output ] && how=(--exec noop --noop-output "$OUTPUT_BYTES")
 		"$BIN/minion" swarm --count "$c" --offset "$off" --base-dir "$D/swarm$k" --first-ip "$FIRST_IP" --port "$MINION_PORT" \
-			--master "https://127.0.0.1:$PORT" --join-token "$join" --master-fingerprint "$fp" --exec "$mode" \
+			--master "https://127.0.0.1:$PORT" --join-token "$join" --master-fingerprint "$fp" "${how[@]}" \
 			>"$D/swarm$k.out" 2>"$D/swarm$k.log" &
 		spids+=($!)
 		off=$((off + c))
@@ -133,7 +142,14 @@ CFG
 				[ "$(now)" -lt "$deadline" ] || break
 				local s e
 				s=$(now)
-				api POST "/api/v1/exec?wait=${WAIT}s" '{"cmd_line":"true","targets":["*"]}' >"$D/run$r.json"
+				if [ "$mode" = output ]; then
+					# Megabytes a host: follow the job without its output.
+					local id
+					id=$(api POST /api/v1/exec '{"cmd_line":"true","targets":["*"]}' | jq -r .job_id)
+					until_ok $(($(now) + WAIT * 1000000000)) job_done "$id" || true
+				else
+					api POST "/api/v1/exec?wait=${WAIT}s" '{"cmd_line":"true","targets":["*"]}' >"$D/run$r.json"
+				fi
 				e=$(now)
 				local wall
 				wall=$(secs $((e - s)))
