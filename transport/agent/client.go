@@ -60,11 +60,13 @@ func NewPool(id *pki.Identity) *Pool {
 	return &Pool{id: id, conns: make(map[string]*conn), Heartbeat: DefaultHeartbeat, LostAfter: DefaultLostAfter}
 }
 
-// Defaults of Pool.Heartbeat and LostAfter: a hung or cut-off minion is
-// found within 8 s of its last word, four heartbeats missed.
+// Defaults of Pool.Heartbeat and LostAfter: a minion silent for 6 s
+// (three heartbeats missed) that then does not answer a Ping within
+// probeTimeout is lost — found within 9 s of its last word.
 const (
 	DefaultHeartbeat = 2 * time.Second
-	DefaultLostAfter = 8 * time.Second
+	DefaultLostAfter = 6 * time.Second
+	probeTimeout     = 3 * time.Second
 )
 
 // Name returns "agent".
@@ -157,7 +159,12 @@ func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out 
 	// falls silent.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := &watchdog{lostAfter: p.LostAfter, cancel: cancel}
+	w := &watchdog{lostAfter: p.LostAfter, cancel: cancel, probe: func() bool {
+		pctx, done := context.WithTimeout(context.Background(), probeTimeout)
+		defer done()
+		_, err := cl.Ping(pctx, &felixv1.PingRequest{})
+		return err == nil
+	}}
 	if id, ok := JobID(ctx); ok {
 		req.JobId = id
 	}
@@ -278,8 +285,15 @@ func sendFile(stream grpc.BidiStreamingClient[felixv1.ExecFileRequest, felixv1.E
 type watchdog struct {
 	lostAfter time.Duration
 	cancel    context.CancelFunc
-	timer     *time.Timer
-	fired     atomic.Bool
+	// probe, if set, asks the minion whether it is alive when its stream
+	// fell silent (a Ping on its connection): a busy master may read a
+	// stream late (its flow control then holds the heartbeats back), and a
+	// minion that answers is given more time rather than given up.
+	probe func() bool
+	fired atomic.Bool
+
+	mu    sync.Mutex // protects timer: the probe re-arms it from its own goroutine
+	timer *time.Timer
 }
 
 // arm starts watching; a minion that promised heartbeats every beat is
@@ -288,16 +302,31 @@ func (w *watchdog) arm(beat time.Duration) {
 	if w.lostAfter <= 0 {
 		return
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.lostAfter = max(w.lostAfter, 3*beat)
 	if w.timer == nil {
-		w.timer = time.AfterFunc(w.lostAfter, func() { w.fired.Store(true); w.cancel() })
+		w.timer = time.AfterFunc(w.lostAfter, w.silent)
 		return
 	}
 	w.timer.Reset(w.lostAfter)
 }
 
+// silent runs when the minion said nothing for lostAfter: a minion that
+// still answers a probe gets another lostAfter; else the stream ends.
+func (w *watchdog) silent() {
+	if w.probe != nil && w.probe() {
+		w.fed()
+		return
+	}
+	w.fired.Store(true)
+	w.cancel()
+}
+
 // disarm stops watching for good: the minion sends no heartbeats.
 func (w *watchdog) disarm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.timer != nil {
 		w.timer.Stop()
 		w.timer = nil
@@ -306,16 +335,14 @@ func (w *watchdog) disarm() {
 
 // fed notes a word from the minion.
 func (w *watchdog) fed() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.timer != nil {
 		w.timer.Reset(w.lostAfter)
 	}
 }
 
-func (w *watchdog) stop() {
-	if w.timer != nil {
-		w.timer.Stop()
-	}
-}
+func (w *watchdog) stop() { w.disarm() }
 
 // recvEvents reads an Exec or ExecFile stream to its exit status, passing
 // output to out. A minion that promised heartbeats and then says nothing
@@ -332,10 +359,10 @@ func recvEvents(t model.Target, stream interface {
 		}
 		if err != nil && w.fired.Load() {
 			if !started {
-				return model.Exit{}, fmt.Errorf("exec on minion %s: no word from it for %s after the request: the minion hangs "+
+				return model.Exit{}, fmt.Errorf("exec on minion %s: no word from it for %s after the request, and no answer to a ping: the minion hangs "+
 					"or cannot be reached; the command may or may not have run: %w", t.ID, w.lostAfter, exec.ErrLost)
 			}
-			return model.Exit{}, fmt.Errorf("exec on minion %s: no word from it for %s although it promised a heartbeat: "+
+			return model.Exit{}, fmt.Errorf("exec on minion %s: no word from it for %s although it promised a heartbeat, and no answer to a ping: "+
 				"the minion hangs or cannot be reached; the command may still be running there: %w", t.ID, w.lostAfter, exec.ErrLost)
 		}
 		w.fed()

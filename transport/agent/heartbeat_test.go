@@ -150,10 +150,12 @@ func TestNoWatchdogForOldMinions(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		beat     time.Duration
+		answers  bool // the minion answers the probe (it is alive, the master reads late)
 		wantLost bool
 	}{
-		{"old minion", 0, false},
-		{"new minion gone quiet", 50 * time.Millisecond, true},
+		{"old minion", 0, false, false},
+		{"new minion gone quiet", 50 * time.Millisecond, false, true},
+		{"new minion quiet but answering", 50 * time.Millisecond, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -166,7 +168,7 @@ func TestNoWatchdogForOldMinions(t *testing.T) {
 				release: make(chan struct{}), ctx: ctx}
 			var once sync.Once
 			time.AfterFunc(time.Second, func() { once.Do(func() { close(f.release) }) })
-			w := &watchdog{lostAfter: 100 * time.Millisecond, cancel: cancel}
+			w := &watchdog{lostAfter: 100 * time.Millisecond, cancel: cancel, probe: func() bool { return tc.answers }}
 			w.arm(0) // as Exec does once the request is sent
 			_, err := recvEvents(model.Target{ID: "m"}, f, func(model.Stream, []byte) {}, w)
 			if got := errors.Is(err, exec.ErrLost); got != tc.wantLost {
