@@ -38,8 +38,9 @@ type Config struct {
 	} `toml:"exec"`
 
 	Health struct {
-		Interval config.Duration `toml:"interval" default:"30s" zero:"error" doc:"How often the master pings every accepted minion."`
-		Timeout  config.Duration `toml:"timeout" default:"5s" zero:"error" doc:"How long one ping may take before the minion counts as unreachable."`
+		Interval  config.Duration `toml:"interval" default:"30s" zero:"error" doc:"How often the master pings every accepted minion."`
+		Timeout   config.Duration `toml:"timeout" default:"5s" zero:"error" doc:"How long one ping may take before the minion counts as unreachable."`
+		LostAfter config.Duration `toml:"lost_after" default:"6s" zero:"off" doc:"While a command runs, a minion that sends no heartbeat (asked every third of this, at most 2 s) for this long and then does not answer a ping within 3 s ends its host lost. 0: no heartbeats (keepalive alone, 30-40 s)."`
 	} `toml:"health"`
 
 	Callbacks struct {

@@ -134,6 +134,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		log.Info("profiling listener", "addr", m.debugLn.Addr().String())
 	}
 	m.pool = agent.NewPool(id)
+	m.pool.LostAfter = cfg.Health.LostAfter.Duration
+	m.pool.Heartbeat = min(agent.DefaultHeartbeat, m.pool.LostAfter/3)
 	m.sshPool = newSSHPool(cfg, log)
 	sel := &transport.Select{Agent: m.pool}
 	if m.sshPool != nil {

@@ -13,6 +13,7 @@ SIZES=${SIZES:-"1000 2000 5000 10000"}
 EXECS=${EXECS:-noop}              # exec modes of the swarm, each size runs each: noop, fork, output
 OUTPUT_BYTES=${OUTPUT_BYTES:-1048576} # output mode: bytes of stdout each host prints (a noop exec, no process)
 OUTPUT_MEMORY=${OUTPUT_MEMORY:-}  # the master's exec.output_memory; empty: its default
+LOST_AFTER=${LOST_AFTER:-}        # the master's health.lost_after; empty: its default
 RUNS=${RUNS:-3}                   # execs per size: one cold, RUNS-1 warm
 PORT=${PORT:-18743}               # the master's API on 127.0.0.1
 MINION_PORT=${MINION_PORT:-4510}  # every minion's gRPC port, each on its own address
@@ -97,6 +98,7 @@ listen = "127.0.0.1:$PORT"
 [health]
 interval = "$HEALTH_INTERVAL"
 CFG
+	[ -n "$LOST_AFTER" ] && printf 'lost_after = "%s"\n' "$LOST_AFTER" >>"$D/master.toml"
 	[ -n "$OUTPUT_MEMORY" ] && printf '[exec]\noutput_memory = %s\n' "$OUTPUT_MEMORY" >>"$D/master.toml"
 	"$BIN/master" start --config "$D/master.toml" --data-dir "$D/m" >"$D/master.out" 2>"$D/master.log" &
 	mpid=$!
