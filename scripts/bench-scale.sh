@@ -14,6 +14,7 @@ EXECS=${EXECS:-noop}              # exec modes of the swarm, each size runs each
 OUTPUT_BYTES=${OUTPUT_BYTES:-1048576} # output mode: bytes of stdout each host prints (a noop exec, no process)
 OUTPUT_MEMORY=${OUTPUT_MEMORY:-}  # the master's exec.output_memory; empty: its default
 LOST_AFTER=${LOST_AFTER:-}        # the master's health.lost_after; empty: its default
+DEBUG_LISTEN=${DEBUG_LISTEN:-}    # the master's debug_listen (pprof), e.g. 127.0.0.1:6061; empty: off
 RUNS=${RUNS:-3}                   # execs per size: one cold, RUNS-1 warm
 PORT=${PORT:-18743}               # the master's API on 127.0.0.1
 MINION_PORT=${MINION_PORT:-4510}  # every minion's gRPC port, each on its own address
@@ -95,6 +96,7 @@ run_size() { # run_size N MODE: one table row into rows
 	local deadline=$(($(now) + SIZE_TIMEOUT * 1000000000))
 	cat >"$D/master.toml" <<CFG
 listen = "127.0.0.1:$PORT"
+${DEBUG_LISTEN:+debug_listen = \"$DEBUG_LISTEN\"}
 [health]
 interval = "$HEALTH_INTERVAL"
 CFG
