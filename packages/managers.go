@@ -8,6 +8,10 @@ import (
 	"github.com/felix-ops/felix/model"
 )
 
+// lockWait stands for the seconds a manager may wait for its lock: what
+// is left of the job's time, put in by host.exec.
+const lockWait = "%LOCKWAIT%"
+
 // cmd is one command: fixed env words, then argv (quoted when run).
 type cmd struct {
 	env  []string
@@ -95,7 +99,7 @@ const dpkgFormat = "${db:Status-Abbrev}\t${Package}\t${Version}\n"
 var apt = &manager{
 	name: model.PkgApt, binary: "apt-get",
 	refresh: func(string) cmd {
-		return cmd{env: aptEnv, argv: []string{"apt-get", "-q", "-o", "DPkg::Lock::Timeout=3600", "update"}}
+		return cmd{env: aptEnv, argv: []string{"apt-get", "-q", "-o", "DPkg::Lock::Timeout="+lockWait, "update"}}
 	},
 	query: func(_ string, ns []string) cmd {
 		return cmd{argv: append([]string{"dpkg-query", "-W", "-f", dpkgFormat, "--"}, ns...)}
@@ -131,7 +135,7 @@ var apt = &manager{
 }
 
 func aptGet(args ...string) cmd {
-	return cmd{env: aptEnv, argv: append([]string{"apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=3600",
+	return cmd{env: aptEnv, argv: append([]string{"apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout="+lockWait,
 		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}, args...)}
 }
 
@@ -251,7 +255,7 @@ var zypper = func() *manager {
 		if root != "" {
 			argv = append(argv, "--root", root)
 		}
-		return cmd{env: []string{"ZYPP_LOCK_TIMEOUT=3600"}, argv: append(argv, args...)}
+		return cmd{env: []string{"ZYPP_LOCK_TIMEOUT="+lockWait}, argv: append(argv, args...)}
 	}
 	return &manager{
 		name: model.PkgZypper, binary: "zypper", hasRoot: true,
@@ -371,7 +375,7 @@ func parsePacmanInfo(stdout []byte, _ []string) map[string]string {
 // apk: apk info -v prints NAME-VERSION-rN; --root; NAME=VERSION pins.
 var apk = func() *manager {
 	run := func(root string, args ...string) cmd {
-		argv := []string{"apk", "--no-progress", "--wait", "3600"}
+		argv := []string{"apk", "--no-progress", "--wait", lockWait}
 		if root != "" {
 			argv = append(argv, "--root", root)
 		}

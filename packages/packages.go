@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,11 +93,16 @@ func (h *host) root() string { return h.spec.InstallRoot }
 // exec runs argv (quoted) with env words before it, capturing its output
 // when capture (else streaming it to h.out), and returns what it printed.
 func (h *host) exec(ctx context.Context, env, argv []string, capture bool) (stdout, stderr []byte, code int, err error) {
-	line := quote(env, argv)
 	timeout := time.Hour
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d)-2*time.Second, time.Second)
 	}
+	// A manager waits for its lock (a held dpkg lock, another zypper)
+	// until a little before the job's deadline, then fails with its own
+	// message, which names the holder.
+	wait := strconv.Itoa(int(max(timeout-5*time.Second, time.Second).Seconds()))
+	env, argv = withLockWait(env, wait), withLockWait(argv, wait)
+	line := quote(env, argv)
 	var ob, eb capped
 	out := func(s model.Stream, p []byte) {
 		if s == model.Stderr {
@@ -547,6 +553,15 @@ func lastLines(b []byte, n int) string {
 		s = s[:1024]
 	}
 	return s
+}
+
+// withLockWait returns words with lockWait replaced by seconds.
+func withLockWait(words []string, seconds string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = strings.ReplaceAll(w, lockWait, seconds)
+	}
+	return out
 }
 
 // quote makes the command line: env words (fixed KEY=VALUE), then argv,

@@ -64,15 +64,17 @@ func TestCommandLines(t *testing.T) {
 		c    cmd
 		want string
 	}{
-		{"apt install", apt.install("", pin), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-q' '-y' '-o' 'DPkg::Lock::Timeout=3600' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'install' '--allow-downgrades' '--' 'nginx=1.22-1' 'curl'`},
-		{"apt dry run", apt.simulate(apt.remove("", pin)), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-s' '-q' '-y' '-o' 'DPkg::Lock::Timeout=3600' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'remove' '--' 'nginx' 'curl'`},
-		{"apt upgrade all", apt.upgrade("", nil), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-q' '-y' '-o' 'DPkg::Lock::Timeout=3600' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'upgrade'`},
+		{"apt install", apt.install("", pin), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-q' '-y' '-o' 'DPkg::Lock::Timeout=%LOCKWAIT%' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'install' '--allow-downgrades' '--' 'nginx=1.22-1' 'curl'`},
+		{"apt dry run", apt.simulate(apt.remove("", pin)), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-s' '-q' '-y' '-o' 'DPkg::Lock::Timeout=%LOCKWAIT%' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'remove' '--' 'nginx' 'curl'`},
+		{"apt upgrade all", apt.upgrade("", nil), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-q' '-y' '-o' 'DPkg::Lock::Timeout=%LOCKWAIT%' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'upgrade'`},
 		{"dnf install in a root", managers["dnf"].install("/srv/r", pin), `'dnf' '-y' '-q' '--installroot' '/srv/r' 'install' '--' 'nginx-1.22-1' 'curl'`},
 		{"rpm query in a root", rpmQuery("/srv/r", []string{"nginx"}), `'rpm' '--root' '/srv/r' '-q' '--qf' '` + rpmFormat + `' '--' 'nginx'`},
-		{"zypper install", zypper.install("", pin), `ZYPP_LOCK_TIMEOUT=3600 'zypper' '--non-interactive' '--quiet' 'install' '--' 'nginx=1.22-1' 'curl'`},
-		{"apk add", apk.install("", pin), `'apk' '--no-progress' '--wait' '3600' 'add' '--' 'nginx=1.22-1' 'curl'`},
+		{"zypper install", zypper.install("", pin), `ZYPP_LOCK_TIMEOUT=%LOCKWAIT% 'zypper' '--non-interactive' '--quiet' 'install' '--' 'nginx=1.22-1' 'curl'`},
+		{"apk add", apk.install("", pin), `'apk' '--no-progress' '--wait' '%LOCKWAIT%' 'add' '--' 'nginx=1.22-1' 'curl'`},
 		{"pacman remove", pacman.remove("", pin), `'pacman' '--noconfirm' '-R' '--' 'nginx' 'curl'`},
 		{"a quote in a word", cmd{argv: []string{"echo", "it's"}}, `'echo' 'it'\''s'`},
+		{"the lock wait filled in", cmd{env: withLockWait(zypper.refresh("").env, "42"), argv: withLockWait(apt.refresh("").argv, "42")},
+			`ZYPP_LOCK_TIMEOUT=42 'apt-get' '-q' '-o' 'DPkg::Lock::Timeout=42' 'update'`},
 	} {
 		if got := quote(tc.c.env, tc.c.argv); got != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
