@@ -99,7 +99,7 @@ const dpkgFormat = "${db:Status-Abbrev}\t${Package}\t${Version}\n"
 var apt = &manager{
 	name: model.PkgApt, binary: "apt-get",
 	refresh: func(string) cmd {
-		return cmd{env: aptEnv, argv: []string{"apt-get", "-q", "-o", "DPkg::Lock::Timeout="+lockWait, "update"}}
+		return cmd{env: aptEnv, argv: []string{"apt-get", "-q", "-o", "DPkg::Lock::Timeout=" + lockWait, "update"}}
 	},
 	query: func(_ string, ns []string) cmd {
 		return cmd{argv: append([]string{"dpkg-query", "-W", "-f", dpkgFormat, "--"}, ns...)}
@@ -135,7 +135,7 @@ var apt = &manager{
 }
 
 func aptGet(args ...string) cmd {
-	return cmd{env: aptEnv, argv: append([]string{"apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout="+lockWait,
+	return cmd{env: aptEnv, argv: append([]string{"apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=" + lockWait,
 		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}, args...)}
 }
 
@@ -255,7 +255,7 @@ var zypper = func() *manager {
 		if root != "" {
 			argv = append(argv, "--root", root)
 		}
-		return cmd{env: []string{"ZYPP_LOCK_TIMEOUT="+lockWait}, argv: append(argv, args...)}
+		return cmd{env: []string{"ZYPP_LOCK_TIMEOUT=" + lockWait}, argv: append(argv, args...)}
 	}
 	return &manager{
 		name: model.PkgZypper, binary: "zypper", hasRoot: true,
