@@ -9,9 +9,14 @@ BIN=$PWD/bin
 DEMO=$(mktemp -d /tmp/felix-demo.XXXXXX)
 PORT=${FELIX_DEMO_PORT:-18443}
 pids=()
+APT_LIST=/etc/apt/sources.list.d/felix-demo.list
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	if [ -f "$APT_LIST" ]; then # the demo package and its source go with the demo
+		dpkg --purge felix-demo-hello >/dev/null 2>&1 || true
+		rm -f "$APT_LIST" /var/lib/apt/lists/*felix-demo*
+	fi
 	rm -rf "$DEMO"
 }
 trap cleanup EXIT
@@ -60,3 +65,27 @@ step "felix cp README.md -t minion1 $DEMO/pushed/README.md --mkdir  (twice: the 
 
 step "felix fetch -t '*' /etc/hostname $DEMO/fetched"
 "$BIN/felix" fetch -t '*' /etc/hostname "$DEMO/fetched"
+
+# Packages: a local test package (built here, served as a local apt source)
+# installed on all three minions — all three are this machine, so they share
+# its dpkg database — then asked again: unchanged, apt not run. Only as root
+# on a Debian-like machine with dpkg-dev; otherwise the step says why not.
+if [ "$(id -u)" -eq 0 ] && command -v dpkg-deb >/dev/null && command -v dpkg-scanpackages >/dev/null &&
+	command -v apt-get >/dev/null && ! dpkg -s felix-demo-hello >/dev/null 2>&1; then
+	step "felix pkg install -t '*' felix-demo-hello  (twice: the second finds it installed and runs no apt)"
+	repo=$(mktemp -d /tmp/felix-demo-apt.XXXXXX)
+	chmod 755 "$repo"
+	mkdir -p "$DEMO/deb/DEBIAN" "$DEMO/deb/usr/share/doc/felix-demo-hello"
+	printf 'Package: felix-demo-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: felix demo <felix@example.invalid>\nDescription: the felix demo package\n' \
+		>"$DEMO/deb/DEBIAN/control"
+	echo 1.0 >"$DEMO/deb/usr/share/doc/felix-demo-hello/version"
+	dpkg-deb --root-owner-group --build "$DEMO/deb" "$repo/felix-demo-hello_1.0_all.deb" >/dev/null
+	(cd "$repo" && dpkg-scanpackages . >Packages 2>/dev/null && chmod 644 Packages ./*.deb)
+	echo "deb [trusted=yes] file:$repo ./" >"$APT_LIST"
+	apt-get update -qq -o Dir::Etc::sourcelist="$APT_LIST" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
+	"$BIN/felix" pkg install -t '*' --batch 1 felix-demo-hello
+	"$BIN/felix" pkg install -t '*' felix-demo-hello
+	rm -rf "$repo"
+else
+	step "felix pkg: skipped (needs root, dpkg-deb, dpkg-scanpackages and apt-get, and no felix-demo-hello installed)"
+fi
