@@ -226,9 +226,18 @@ func (h *host) change(ctx context.Context, m *manager, rep *model.PkgReport) err
 	if err != nil {
 		return err
 	}
-	var cands map[string]string
-	if spec.Action != model.PkgRemove {
-		if cands, err = h.candidates(ctx, m, names); err != nil {
+	// What is available matters for upgrades, and for installing what is
+	// not installed yet (a name apt does not know fails alone); a host that
+	// already has everything asked runs two queries and nothing more.
+	var ask []string
+	for _, p := range spec.Packages {
+		if _, inst := before[p.Name]; spec.Action == model.PkgUpgrade || (spec.Action == model.PkgInstall && !inst) {
+			ask = append(ask, p.Name)
+		}
+	}
+	cands := map[string]string{}
+	if len(ask) > 0 {
+		if cands, err = h.candidates(ctx, m, ask); err != nil {
 			return err
 		}
 	}
