@@ -106,10 +106,10 @@ place atomically. A DEST that is a symlink is refused unless
 pkg takes the same flags (its default timeout is files.timeout too): install
 NAME or NAME=VERSION (that exact version), remove NAME, upgrade [NAME...]
 (none: everything), list [GLOB], info NAME. Packages already as asked are
-left alone (unchanged); the manager is apt, dnf, yum, zypper, apk or pacman
-as the host's pkg_manager label or its facts say, or --manager. --dry-run
-asks each manager what it would do and changes nothing; --refresh updates
-the package index first.
+left alone (unchanged); the manager is apt, dnf, yum, zypper, apk or pacman:
+--manager, else the host's pkg_manager label, else the first found on the
+host. --dry-run reports what would change and changes nothing (apt: its own
+simulation); --refresh updates the package index first.
 exec, cp, fetch, pkg and job rerun wait for the job, showing progress on stderr when it is a
 terminal, then print the results; Ctrl-C stops waiting, not the job. They
 exit 1 when any host did not end ok. --script sends FILE (binary content as
