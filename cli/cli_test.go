@@ -310,7 +310,7 @@ func TestMain(t *testing.T) {
 		{"keys accept", []string{"keys", "accept", "web02"}, 0, []string{"web02: accepted"}, "", nil},
 		{"keys accept unknown", []string{"keys", "accept", "nosuch"}, 1, nil, "not found", nil},
 		{"exec ok", []string{"exec", "-t", "web*,db01", "-t", "10.0.0.9", "--", "echo", "hi"}, 0,
-			[]string{"web01", "ok", "hi", "1 hosts: 1 ok", "callback: delivered (2 attempts)"}, "", []string{"web*", "db01", "10.0.0.9"}},
+			[]string{"web01", "ok", "hi", "1 host: 1 ok", "callback: delivered (2 attempts)"}, "", []string{"web*", "db01", "10.0.0.9"}},
 		{"exec with a failed host exits 1", []string{"exec", "-t", "*", "--", "fail"}, 1,
 			[]string{"unreachable", "connection refused", "callback: dead: HTTP 500 from receiver"}, "", []string{"*"}},
 		{"exec dry run", []string{"exec", "-t", "web*", "--dry-run", "--", "rm", "-rf", "/tmp/x"}, 0,
@@ -329,7 +329,7 @@ func TestMain(t *testing.T) {
 		{"job cancel", []string{"job", "cancel", "jhang"}, 0, []string{"job jhang: cancelling"}, "", nil},
 		{"job cancel finished", []string{"job", "cancel", "j1"}, 1, nil, "job j1: already finished (HTTP 409)", nil},
 		{"job cancel unknown", []string{"job", "cancel", "nosuch"}, 1, nil, "(HTTP 404)", nil},
-		{"job rerun follows", []string{"job", "rerun", "jfail", "--failed"}, 0, []string{"web01", "1 hosts: 1 ok"}, "", nil},
+		{"job rerun follows", []string{"job", "rerun", "jfail", "--failed"}, 0, []string{"web01", "1 host: 1 ok"}, "", nil},
 		{"job rerun async", []string{"job", "rerun", "--async", "jfail"}, 0, []string{"j1"}, "", nil},
 		{"job flags only for rerun", []string{"job", "--failed", "j1"}, 1, nil, "for felix job rerun", nil},
 		{"job output json", []string{"job", "output", "jpaged", "h4", "-o", "json"}, 0, []string{`"host": "h4"`, `"truncated": true`}, "", nil},
@@ -422,7 +422,7 @@ func TestExecScript(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"exec", "-t", "*"}, tt.args...)
-			if code, stdout, stderr := f.run(t, context.Background(), args...); code != 0 || !strings.Contains(stdout, "1 hosts: 1 ok") {
+			if code, stdout, stderr := f.run(t, context.Background(), args...); code != 0 || !strings.Contains(stdout, "1 host: 1 ok") {
 				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 			}
 			got, _ := f.lastExec()

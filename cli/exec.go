@@ -300,5 +300,9 @@ func summary(job wire.Job, hosts int) string {
 	for _, s := range states {
 		parts = append(parts, fmt.Sprintf("%d %s", job.Summary[s], s))
 	}
-	return fmt.Sprintf("%d hosts: %s", hosts, strings.Join(parts, ", "))
+	noun := "hosts"
+	if hosts == 1 {
+		noun = "host"
+	}
+	return fmt.Sprintf("%d %s: %s", hosts, noun, strings.Join(parts, ", "))
 }

@@ -222,7 +222,7 @@ func TestCpUploadsOnlyMissingContent(t *testing.T) {
 	writeMode(t, filepath.Join(dir, "fresh"), fresh, 0o644)
 
 	code, stdout, stderr := f.run(t, "cp", filepath.Join(dir, "have"), "-t", "web01", "/etc/app.conf")
-	if code != 0 || !strings.Contains(stdout, "CHANGED") || !strings.Contains(stdout, "job jpush: 1 hosts: 1 ok") {
+	if code != 0 || !strings.Contains(stdout, "CHANGED") || !strings.Contains(stdout, "job jpush: 1 host: 1 ok") {
 		t.Errorf("cp of stored content: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	got := f.take()
