@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/felix-ops/felix/internal/testenv"
 )
 
 func perm(t *testing.T, path string) os.FileMode {
@@ -69,7 +71,7 @@ func TestPrivateDir(t *testing.T) {
 
 func TestPrivateDirOfAnotherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to make a directory of another user")
+		testenv.Missing(t, "making a directory of another user needs root")
 	}
 	dir := filepath.Join(t.TempDir(), "data")
 	os.Mkdir(dir, 0o700)

@@ -223,45 +223,91 @@ const truncMarker = "\n[... output truncated by felix ...]\n"
 
 // CappedBuffer keeps at most n bytes of what is written to it: the first n/2
 // and the last n/2, and remembers whether anything in between was dropped.
+// The bytes live in a region — memory, or a spool file once a running
+// host's output is moved out of memory (see spool.go) — laid out the same
+// way: the head at [0, n/2), the tail as a ring at [n/2, n).
 type CappedBuffer struct {
-	n         int
-	head      []byte
-	tail      []byte // ring of at most n - n/2 bytes
-	tailStart int    // index of the oldest byte in tail once full
-	truncated bool
+	n          int
+	st         region
+	head, tail int // bytes held in each
+	tailStart  int // index in the tail ring of its oldest byte once full
+	truncated  bool
+	err        error // the region's first failure (a spool file's); nothing is written after it
 }
 
-// NewCappedBuffer returns a buffer that keeps at most n bytes.
+// region is where a CappedBuffer keeps its bytes.
+type region interface {
+	WriteAt(p []byte, off int64) (int, error)
+	ReadAt(p []byte, off int64) (int, error)
+}
+
+// memRegion is a region in memory that grows as it is written: a buffer
+// holds only what it was given.
+type memRegion struct{ b []byte }
+
+func (m *memRegion) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(m.b) {
+		m.b = append(m.b, make([]byte, end-len(m.b))...)
+	}
+	return copy(m.b[off:], p), nil
+}
+
+func (m *memRegion) ReadAt(p []byte, off int64) (int, error) { return copy(p, m.b[off:]), nil }
+
+// NewCappedBuffer returns a buffer that keeps at most n bytes in memory.
 func NewCappedBuffer(n int) *CappedBuffer {
-	return &CappedBuffer{n: n}
+	return &CappedBuffer{n: n, st: &memRegion{}}
 }
 
-// Write never fails.
+// Write never fails; a region that fails (a full spool) is remembered in
+// b.err and written no more.
 func (b *CappedBuffer) Write(p []byte) (int, error) {
 	written := len(p)
-	if room := b.n/2 - len(b.head); room > 0 {
+	if b.err == nil {
+		b.err = b.write(p)
+	}
+	return written, nil
+}
+
+func (b *CappedBuffer) write(p []byte) error {
+	at := func(q []byte, off int) error {
+		_, err := b.st.WriteAt(q, int64(off))
+		return err
+	}
+	half := b.n / 2
+	if room := half - b.head; room > 0 {
 		k := min(room, len(p))
-		b.head = append(b.head, p[:k]...)
+		if err := at(p[:k], b.head); err != nil {
+			return err
+		}
+		b.head += k
 		p = p[k:]
 	}
-	tailCap := b.n - b.n/2
+	tailCap := b.n - half
 	for len(p) > 0 && tailCap > 0 {
-		if len(b.tail) < tailCap {
-			k := min(tailCap-len(b.tail), len(p))
-			b.tail = append(b.tail, p[:k]...)
+		if b.tail < tailCap {
+			k := min(tailCap-b.tail, len(p))
+			if err := at(p[:k], half+b.tail); err != nil {
+				return err
+			}
+			b.tail += k
 			p = p[k:]
 			continue
 		}
 		b.truncated = true
 		if len(p) >= tailCap {
 			// Only the last tailCap bytes of p can survive.
-			copy(b.tail, p[len(p)-tailCap:])
 			b.tailStart = 0
-			break
+			return at(p[len(p)-tailCap:], half)
 		}
-		k := copy(b.tail[b.tailStart:], p)
+		k := min(tailCap-b.tailStart, len(p))
+		if err := at(p[:k], half+b.tailStart); err != nil {
+			return err
+		}
 		if k < len(p) {
-			k += copy(b.tail, p[k:])
+			if err := at(p[k:], half); err != nil {
+				return err
+			}
 		}
 		b.tailStart = (b.tailStart + len(p)) % tailCap
 		p = nil
@@ -269,26 +315,40 @@ func (b *CappedBuffer) Write(p []byte) (int, error) {
 	if len(p) > 0 {
 		b.truncated = true
 	}
-	return written, nil
+	return nil
 }
 
 // Bytes returns head and tail joined; when bytes were dropped between them a
-// marker line says so.
+// marker line says so. A region that cannot be read back keeps what was
+// read, with a note.
 func (b *CappedBuffer) Bytes() []byte {
-	out := make([]byte, 0, len(b.head)+len(b.tail)+40)
-	out = append(out, b.head...)
+	half := b.n / 2
+	out := make([]byte, 0, b.head+b.tail+len(truncMarker))
+	read := func(off, n int) {
+		if n <= 0 {
+			return
+		}
+		buf := make([]byte, n)
+		if _, err := b.st.ReadAt(buf, int64(off)); err != nil {
+			out = append(out, "\n[... output lost by felix: read the spool: "+err.Error()+" ...]\n"...)
+			return
+		}
+		out = append(out, buf...)
+	}
+	read(0, b.head)
 	if b.truncated {
 		out = append(out, truncMarker...)
 	}
-	out = append(out, b.tail[b.tailStart:]...)
-	return append(out, b.tail[:b.tailStart]...)
+	read(half+b.tailStart, b.tail-b.tailStart)
+	read(half, b.tailStart)
+	return out
 }
 
 // Truncated reports whether bytes were dropped.
 func (b *CappedBuffer) Truncated() bool { return b.truncated }
 
 // size is the bytes the buffer holds.
-func (b *CappedBuffer) size() int { return len(b.head) + len(b.tail) }
+func (b *CappedBuffer) size() int { return b.head + b.tail }
 
 // keepTail returns r with its stdout and stderr cut to copies of their last
 // n bytes, Truncated set when that cut.

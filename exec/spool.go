@@ -37,75 +37,58 @@ func (e *Engine) budgets() *budgets {
 }
 
 // hostOutput is one stream of a running host: a CappedBuffer in memory,
-// or spilled to a file.
+// or in a spool file once the engine's budget is spent.
 type hostOutput struct {
 	b        *budgets
 	spoolDir string
-	mem      *CappedBuffer
-	held     int64 // bytes of b.run this buffer holds
-	file     *spilled
-	lost     string // why output was dropped (the spool failed), if it was
-	loaded   int64  // bytes of b.load held by Bytes until release
+	buf      *CappedBuffer
+	held     int64    // bytes of b.run this buffer holds
+	file     *os.File // the spool file, once spilled
+	lost     string   // why output was dropped (the spool failed), if it was
+	loaded   int64    // bytes of b.load held by Bytes until release
 }
 
 func newHostOutput(n int, b *budgets, spoolDir string) *hostOutput {
-	return &hostOutput{b: b, spoolDir: spoolDir, mem: NewCappedBuffer(n)}
+	return &hostOutput{b: b, spoolDir: spoolDir, buf: NewCappedBuffer(n)}
 }
 
 // Write never fails and never blocks on a budget.
 func (o *hostOutput) Write(p []byte) {
-	switch {
-	case o.lost != "":
-		return
-	case o.file != nil:
-		if err := o.file.write(p); err != nil {
-			o.lose(err)
-		}
+	if o.lost != "" {
 		return
 	}
-	grow := int64(min(len(p), o.mem.n-o.mem.size()))
-	if grow <= 0 || o.b.run == nil || o.b.run.TryAcquire(grow) {
-		if grow > 0 && o.b.run != nil {
+	if o.file == nil {
+		grow := int64(min(len(p), o.buf.n-o.buf.size()))
+		if grow > 0 && o.b.run != nil && !o.b.run.TryAcquire(grow) {
+			if err := o.spill(); err != nil {
+				o.lost = err.Error()
+				return
+			}
+		} else if grow > 0 && o.b.run != nil {
 			o.held += grow
 		}
-		o.mem.Write(p)
-		return
 	}
-	if err := o.spill(); err != nil {
-		o.lose(err)
-		return
-	}
-	if err := o.file.write(p); err != nil {
-		o.lose(err)
+	o.buf.Write(p)
+	if o.buf.err != nil {
+		o.lost = "spool output: " + o.buf.err.Error()
 	}
 }
 
-// spill moves the memory buffer to an unlinked file in the spool.
+// spill moves the buffer's bytes to an unlinked file in the spool, where
+// the buffer goes on.
 func (o *hostOutput) spill() error {
 	f, err := os.CreateTemp(o.spoolDir, ".out-*")
 	if err != nil {
 		return fmt.Errorf("spool output: %w", err)
 	}
 	os.Remove(f.Name()) // gone with the process, whatever happens
-	s := &spilled{f: f, n: o.mem.n, head: int64(len(o.mem.head)), tail: int64(len(o.mem.tail)),
-		tailStart: int64(o.mem.tailStart), truncated: o.mem.truncated}
-	if _, err := f.WriteAt(o.mem.head, 0); err != nil {
+	if _, err := f.WriteAt(o.buf.st.(*memRegion).b, 0); err != nil {
 		f.Close()
 		return fmt.Errorf("spool output: %w", err)
 	}
-	if _, err := f.WriteAt(o.mem.tail, int64(o.mem.n/2)); err != nil {
-		f.Close()
-		return fmt.Errorf("spool output: %w", err)
-	}
-	o.file, o.mem = s, nil
+	o.buf.st, o.file = f, f
 	o.releaseRun()
 	return nil
-}
-
-// lose stops keeping output: the spool failed (a full disk). What was
-// kept stays; the result says output was lost.
-func (o *hostOutput) lose(err error) {
-	o.lost = err.Error()
 }
 
 func (o *hostOutput) releaseRun() {
@@ -118,15 +101,11 @@ func (o *hostOutput) releaseRun() {
 // Bytes returns the output kept, as CappedBuffer.Bytes does; a spilled
 // buffer is read back under the load budget, held until release.
 func (o *hostOutput) Bytes() []byte {
-	var out []byte
-	if o.file == nil {
-		out = o.mem.Bytes()
-	} else {
-		size := o.file.head + o.file.tail + 64
-		o.loaded = min(size, o.b.max)
+	if o.file != nil {
+		o.loaded = min(int64(o.buf.size()+len(truncMarker)), o.b.max)
 		_ = o.b.load.Acquire(context.Background(), o.loaded) // never fails: no deadline
-		out = o.file.bytes()
 	}
+	out := o.buf.Bytes()
 	if o.lost != "" {
 		out = append(out, "\n[... output lost by felix: "+o.lost+" ...]\n"...)
 	}
@@ -134,15 +113,7 @@ func (o *hostOutput) Bytes() []byte {
 }
 
 // Truncated reports whether bytes were dropped.
-func (o *hostOutput) Truncated() bool {
-	if o.lost != "" {
-		return true
-	}
-	if o.file != nil {
-		return o.file.truncated
-	}
-	return o.mem.Truncated()
-}
+func (o *hostOutput) Truncated() bool { return o.lost != "" || o.buf.Truncated() }
 
 // release gives back what the buffer held: call it once the result has
 // been handed on.
@@ -153,87 +124,6 @@ func (o *hostOutput) release() {
 		o.loaded = 0
 	}
 	if o.file != nil {
-		o.file.f.Close()
+		o.file.Close()
 	}
-}
-
-// spilled is a CappedBuffer in a file: the head at [0, n/2), the tail
-// ring at [n/2, n).
-type spilled struct {
-	f                     *os.File
-	n                     int
-	head, tail, tailStart int64
-	truncated             bool
-}
-
-func (s *spilled) write(p []byte) error {
-	half := int64(s.n / 2)
-	if room := half - s.head; room > 0 {
-		k := min(room, int64(len(p)))
-		if _, err := s.f.WriteAt(p[:k], s.head); err != nil {
-			return err
-		}
-		s.head += k
-		p = p[k:]
-	}
-	tailCap := int64(s.n) - half
-	for len(p) > 0 && tailCap > 0 {
-		if s.tail < tailCap {
-			k := min(tailCap-s.tail, int64(len(p)))
-			if _, err := s.f.WriteAt(p[:k], half+s.tail); err != nil {
-				return err
-			}
-			s.tail += k
-			p = p[k:]
-			continue
-		}
-		s.truncated = true
-		if int64(len(p)) >= tailCap {
-			if _, err := s.f.WriteAt(p[int64(len(p))-tailCap:], half); err != nil {
-				return err
-			}
-			s.tailStart = 0
-			break
-		}
-		k := min(tailCap-s.tailStart, int64(len(p)))
-		if _, err := s.f.WriteAt(p[:k], half+s.tailStart); err != nil {
-			return err
-		}
-		if k < int64(len(p)) {
-			if _, err := s.f.WriteAt(p[k:], half); err != nil {
-				return err
-			}
-		}
-		s.tailStart = (s.tailStart + int64(len(p))) % tailCap
-		p = nil
-	}
-	if len(p) > 0 {
-		s.truncated = true
-	}
-	return nil
-}
-
-// bytes reads head, marker and tail back, as CappedBuffer.Bytes lays
-// them out. A read error keeps what was read, with a note.
-func (s *spilled) bytes() []byte {
-	half := int64(s.n / 2)
-	out := make([]byte, 0, s.head+s.tail+40)
-	read := func(off, n int64) {
-		if n <= 0 {
-			return
-		}
-		buf := make([]byte, n)
-		if _, err := s.f.ReadAt(buf, off); err != nil {
-			out = append(out, "\n[... output lost by felix: read the spool: "+err.Error()+" ...]\n"...)
-			return
-		}
-		out = append(out, buf...)
-	}
-	read(0, s.head)
-	if s.truncated {
-		out = append(out, truncMarker...)
-	}
-	read(half+s.tailStart, s.tail-s.tailStart)
-	read(half, s.tailStart)
-	return out
 }

@@ -313,7 +313,7 @@ func (h *host) change(ctx context.Context, m *manager, rep *model.PkgReport) err
 			done = c.After != c.Before
 		}
 		switch {
-		case done && c.After != c.Before || done && spec.Action == model.PkgRemove:
+		case done && c.After != c.Before: // a removal: Before was a version, After is ""
 			c.State = model.PkgChanged
 		case done:
 			c.State = model.PkgUnchanged
