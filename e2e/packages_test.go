@@ -19,10 +19,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The test packages of the local apt repository (debRepo).
+// The test packages of the local apt repository (debRepo). testSlow's
+// configure step sleeps slowSleep seconds while slowMarker exists.
 const (
-	testPkg = "felix-test-hello"
-	testDep = "felix-test-dep"
+	testPkg    = "felix-test-hello"
+	testDep    = "felix-test-dep"
+	testSlow   = "felix-test-slow"
+	slowMarker = "/run/felix-test-slow"
+	slowSleep  = "sleep 117"
 )
 
 // pkgCluster is a master with a minion (pm1) and two SSH hosts: ps1, and
@@ -289,6 +293,47 @@ func TestPackages(t *testing.T) {
 	if code != 0 || time.Since(held) < 3*time.Second {
 		t.Errorf("install with the lock held: exit %d after %s; want 0, once the lock was released", code, time.Since(held))
 	}
+
+	// Held past the job's deadline: the host ends timed out, apt's message
+	// naming the holder (this test), and nothing was removed.
+	if err := unix.FcntlFlock(fd, unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK}); err != nil {
+		t.Fatalf("take dpkg's lock again: %v", err)
+	}
+	j, code = c.pkg("remove", "-t", "pm1", "--timeout", "8s", testPkg)
+	unix.FcntlFlock(fd, unix.F_SETLK, &unix.Flock_t{Type: unix.F_UNLCK})
+	wantChanges(t, "remove while dpkg's lock is held past the deadline", j,
+		change{"pm1", "agent", "timeout", testPkg, "2.0", "2.0", model.PkgFailed})
+	if r := resultsByHost(j)["pm1"]; code == 0 || !strings.Contains(r.Error, fmt.Sprintf("held by process %d", os.Getpid())) ||
+		installed(t, testPkg) != "2.0" {
+		t.Errorf("lock held past the deadline: exit %d, pm1 %q, dpkg has %q; want the holder (pid %d) named, 2.0 still installed",
+			code, r.Error, installed(t, testPkg), os.Getpid())
+	}
+
+	// Cancelled mid-install (its configure step sleeping): the manager's
+	// whole process group is killed, the host ends cancelled, and the
+	// report says the manager's own recovery is left to it.
+	writeFile(t, slowMarker, "", 0o644)
+	out, errOut, code = c.felix("pkg", "install", "-t", "pm1", "--async", testSlow)
+	jobID := strings.TrimSpace(out)
+	if code != 0 || jobID == "" {
+		t.Fatalf("felix pkg install --async: exit %d: %s%s", code, out, errOut)
+	}
+	waitFor(t, "the slow package's configure step", 60*time.Second, func() bool {
+		return exec.Command("pgrep", "-f", slowSleep).Run() == nil
+	})
+	if out, errOut, code := c.felix("job", "cancel", jobID); code != 0 {
+		t.Fatalf("felix job cancel: exit %d: %s%s", code, out, errOut)
+	}
+	waitFor(t, "the cancelled job to end", 60*time.Second, func() bool { return c.job(jobID).State.Final() })
+	j = c.job(jobID)
+	wantChanges(t, "install cancelled mid-way", j, change{"pm1", "agent", "cancelled", testSlow, "", "", model.PkgFailed})
+	if r := resultsByHost(j)["pm1"]; !strings.Contains(r.Error, "recovery is left to it (dpkg --configure -a") {
+		t.Errorf("cancelled install: pm1 %q; want it to say the manager's recovery is left to it", r.Error)
+	}
+	waitFor(t, "the package manager's processes to end", 10*time.Second, func() bool {
+		return exec.Command("pgrep", "-f", slowSleep).Run() != nil && exec.Command("pgrep", "-x", "apt-get").Run() != nil &&
+			exec.Command("pgrep", "-x", "dpkg").Run() != nil
+	})
 }
 
 // TestPackagesRefused: names and versions a shell or a package manager
@@ -348,7 +393,9 @@ func debRepo(t *testing.T) {
 	os.Chmod(dir, 0o755)
 	list := "/etc/apt/sources.list.d/felix-e2e-test.list"
 	purge := func() {
-		exec.Command("dpkg", "--purge", testPkg, testDep).Run()
+		os.Remove(slowMarker)
+		exec.Command("dpkg", "--configure", "-a").Run() // after a cancelled install
+		exec.Command("dpkg", "--purge", testPkg, testDep, testSlow).Run()
 		os.Remove(list)
 		if lists, _ := filepath.Glob("/var/lib/apt/lists/*felix-e2e-apt-*"); len(lists) > 0 {
 			for _, l := range lists {
@@ -364,8 +411,9 @@ func debRepo(t *testing.T) {
 			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 		}
 	}
-	for _, p := range []struct{ name, version, depends string }{
-		{testDep, "1.0", ""}, {testPkg, "1.0", testDep}, {testPkg, "2.0", testDep}} {
+	for _, p := range []struct{ name, version, depends, postinst string }{
+		{testDep, "1.0", "", ""}, {testPkg, "1.0", testDep, ""}, {testPkg, "2.0", testDep, ""},
+		{testSlow, "1.0", "", "#!/bin/sh\nif [ \"$1\" = configure ] && [ -e " + slowMarker + " ]; then " + slowSleep + "; fi\nexit 0\n"}} {
 		root := filepath.Join(t.TempDir(), p.name+"_"+p.version)
 		control := "Package: " + p.name + "\nVersion: " + p.version + "\nArchitecture: all\n" +
 			"Maintainer: felix tests <felix@example.invalid>\nDescription: a felix test package\n"
@@ -374,6 +422,9 @@ func debRepo(t *testing.T) {
 		}
 		writeFile(t, filepath.Join(root, "DEBIAN", "control"), control, 0o644)
 		writeFile(t, filepath.Join(root, "usr", "share", "doc", p.name, "version"), p.version+"\n", 0o644)
+		if p.postinst != "" {
+			writeFile(t, filepath.Join(root, "DEBIAN", "postinst"), p.postinst, 0o755)
+		}
 		run("dpkg-deb", "--root-owner-group", "--build", root, filepath.Join(dir, p.name+"_"+p.version+"_all.deb"))
 	}
 	cmd := exec.Command("dpkg-scanpackages", "--multiversion", ".")
@@ -383,8 +434,9 @@ func debRepo(t *testing.T) {
 		t.Fatalf("dpkg-scanpackages: %v", err)
 	}
 	writeFile(t, filepath.Join(dir, "Packages"), string(index), 0o644)
-	for _, f := range []string{"felix-test-dep_1.0_all.deb", "felix-test-hello_1.0_all.deb", "felix-test-hello_2.0_all.deb"} {
-		os.Chmod(filepath.Join(dir, f), 0o644)
+	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
+	for _, f := range debs {
+		os.Chmod(f, 0o644)
 	}
 	writeFile(t, list, "deb [trusted=yes] file:"+dir+" ./\n", 0o644)
 	run("apt-get", "update", "-o", "Dir::Etc::sourcelist="+list, "-o", "Dir::Etc::sourceparts=-", "-o", "APT::Get::List-Cleanup=0")

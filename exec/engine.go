@@ -200,6 +200,10 @@ func (e *Engine) runOne(ctx context.Context, cmd model.Command, t model.Target, 
 		r.State, r.ExitCode, r.Error = model.StateUnreachable, -1, err.Error()
 	case err != nil && errors.Is(err, ErrLost) && ctx.Err() == nil:
 		r.State, r.ExitCode, r.Error = model.StateLost, -1, err.Error()
+	case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		// The runner stopped at the deadline and says why (a package
+		// manager still waiting for its lock).
+		r.State, r.ExitCode, r.Error = model.StateTimeout, -1, err.Error()
 	case err != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)):
 		r.State, r.ExitCode, r.Error = model.StateTimeout, -1, "no answer from host before the deadline: "+err.Error()
 	case err != nil && (ctx.Err() != nil || errors.Is(err, context.Canceled)):

@@ -3,6 +3,9 @@ package packages
 import (
 	"bufio"
 	"bytes"
+	"encoding/xml"
+	"fmt"
+	"path"
 	"strings"
 
 	"github.com/felix-ops/felix/model"
@@ -23,6 +26,7 @@ type cmd struct {
 type manager struct {
 	name, binary string
 	hasRoot      bool // takes an install root
+	noPins       bool // installs only the version its repositories have
 
 	refresh    func(root string) cmd
 	query      func(root string, names []string) cmd
@@ -38,9 +42,31 @@ type manager struct {
 	listFails bool
 
 	install, remove, upgrade func(root string, pkgs []model.Pkg) cmd
-	// simulate turns a change into the manager's own simulation; nil when
-	// felix plans a dry run from candidate versions instead.
-	simulate func(c cmd) cmd
+	// simulate turns a change into the manager's own simulation (apt-get
+	// -s, dnf --assumeno, zypper --dry-run, pacman --print, apk
+	// --simulate), and parseSimulation reads what it printed: each package
+	// it would touch with its version after ("" removed). remove says the
+	// change was a removal.
+	simulate        func(c cmd) cmd
+	parseSimulation func(sim output, remove bool) (map[string]string, error)
+
+	// lockHeld is what the manager prints when it gave up waiting for its
+	// lock (another manager holds it).
+	lockHeld []string
+	// recovery is how an operator finishes what the manager left when it
+	// was stopped mid-change.
+	recovery string
+}
+
+// output is what one command printed, and its exit code.
+type output struct {
+	stdout, stderr []byte
+	code           int
+}
+
+// failed reports a simulation that exited non-zero, with its last lines.
+func (o output) failed() error {
+	return fmt.Errorf("exit %d: %s", o.code, lastLines(append(append([]byte{}, o.stdout...), o.stderr...), 3))
 }
 
 var managers = map[string]*manager{
@@ -128,14 +154,41 @@ var apt = &manager{
 		}
 		return aptGet(append([]string{"install", "--only-upgrade", "--"}, names(pkgs)...)...)
 	},
-	simulate: func(c cmd) cmd {
-		argv := append([]string{c.argv[0], "-s"}, c.argv[1:]...)
-		return cmd{env: c.env, argv: argv}
+	simulate: func(c cmd) cmd { return cmd{env: c.env, argv: insert(c.argv, 1, "-s")} },
+	parseSimulation: func(o output, _ bool) (map[string]string, error) {
+		if o.code != 0 {
+			return nil, o.failed()
+		}
+		return parseAptSimulation(o.stdout), nil
 	},
+	lockHeld: []string{"Could not get lock", "Unable to acquire the dpkg frontend lock"},
+	recovery: "dpkg --configure -a, then apt-get -f install",
 }
 
+// insert returns argv with words put in at index i (a new slice).
+func insert(argv []string, i int, words ...string) []string {
+	out := append(append(append([]string{}, argv[:i]...), words...), argv[i:]...)
+	return out
+}
+
+// after returns the index just past the first word of argv that is one
+// of subs (the subcommand), or len(argv).
+func after(argv []string, subs ...string) int {
+	for i, a := range argv {
+		for _, s := range subs {
+			if a == s {
+				return i + 1
+			}
+		}
+	}
+	return len(argv)
+}
+
+// aptGet runs apt-get without a pty for dpkg (Dpkg::Use-Pty=0): with one,
+// dpkg runs in a session of its own, out of reach of the process-group
+// kill that stops a cancelled job.
 func aptGet(args ...string) cmd {
-	return cmd{env: aptEnv, argv: append([]string{"apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=" + lockWait,
+	return cmd{env: aptEnv, argv: append([]string{"apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=" + lockWait, "-o", "Dpkg::Use-Pty=0",
 		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}, args...)}
 }
 
@@ -245,7 +298,60 @@ func rpmFamily(bin string) *manager {
 		upgrade: func(root string, pkgs []model.Pkg) cmd {
 			return run(root, append([]string{"upgrade", "--"}, names(pkgs)...)...)
 		},
+		// --assumeno: resolve, print the transaction, answer no (exit 1,
+		// "Operation aborted."); without -q, which hides the transaction.
+		simulate: func(c cmd) cmd {
+			return cmd{env: c.env, argv: append([]string{c.argv[0], "--assumeno"}, c.argv[3:]...)}
+		},
+		parseSimulation: func(o output, _ bool) (map[string]string, error) {
+			if o.code != 0 && !bytes.Contains(o.stderr, []byte("Operation aborted")) {
+				return nil, o.failed()
+			}
+			return parseDnfTransaction(o.stdout), nil
+		},
+		// dnf and yum wait for their lock without end: the job's deadline
+		// stops them.
+		recovery: bin + " history, rpm -Va",
 	}
+}
+
+// parseDnfTransaction reads the transaction table dnf and yum print
+// before asking: sections "Installing:", "Upgrading:", "Downgrading:",
+// "Reinstalling:", "Removing:" (and their "... dependencies:" kin) with
+// rows "NAME ARCH VERSION REPO SIZE"; a long name stands alone on its
+// row, the rest on the next.
+func parseDnfTransaction(stdout []byte) map[string]string {
+	out := map[string]string{}
+	section, pending := "", ""
+	for _, line := range strings.Split(string(stdout), "\n") {
+		if line == "" || line[0] != ' ' {
+			section, pending = "", ""
+			for _, s := range []string{"Installing", "Upgrading", "Downgrading", "Reinstalling", "Removing"} {
+				if strings.HasPrefix(line, s) && strings.HasSuffix(line, ":") {
+					section = s
+				}
+			}
+			continue
+		}
+		if section == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		if pending != "" {
+			f, pending = append([]string{pending}, f...), ""
+		}
+		switch {
+		case len(f) == 1:
+			pending = f[0]
+		case len(f) >= 4 && f[0] != "replacing":
+			if section == "Removing" {
+				out[f[0]] = ""
+			} else {
+				out[f[0]] = f[2]
+			}
+		}
+	}
+	return out
 }
 
 // zypper: --non-interactive, --root, NAME=VERSION pins.
@@ -263,13 +369,13 @@ var zypper = func() *manager {
 		query:      rpmQuery,
 		parseQuery: parseTabbedQuery,
 		candidates: func(root string, ns []string) cmd {
-			return run(root, append([]string{"--xmlout", "info", "--"}, ns...)...)
+			return run(root, append([]string{"info", "--"}, ns...)...)
 		},
-		parseCandidates: parseZypperInfo,
+		parseCandidates: parseKeyed,
 		list:            rpmList,
 		parseList:       parseTabbedList,
 		install: func(root string, pkgs []model.Pkg) cmd {
-			return run(root, append([]string{"install", "--"}, pinned(pkgs, "=")...)...)
+			return run(root, append([]string{"install", "--oldpackage", "--"}, pinned(pkgs, "=")...)...)
 		},
 		remove: func(root string, pkgs []model.Pkg) cmd {
 			return run(root, append([]string{"remove", "--"}, names(pkgs)...)...)
@@ -277,41 +383,89 @@ var zypper = func() *manager {
 		upgrade: func(root string, pkgs []model.Pkg) cmd {
 			return run(root, append([]string{"update", "--"}, names(pkgs)...)...)
 		},
+		// --dry-run with the summary as XML (--xmlout in place of --quiet).
+		simulate: func(c cmd) cmd {
+			argv := append([]string{}, c.argv...)
+			argv[2] = "--xmlout"
+			return cmd{env: c.env, argv: insert(argv, after(argv, "install", "remove", "update"), "--dry-run")}
+		},
+		parseSimulation: parseZypperSummary,
+		lockHeld:        []string{"System management is locked"},
+		recovery:        "zypper verify",
 	}
 }()
 
-// parseZypperInfo reads "Information for package NAME:" blocks' "Version".
-func parseZypperInfo(stdout []byte, _ []string) map[string]string {
-	out := map[string]string{}
-	name := ""
-	for _, line := range strings.Split(string(stdout), "\n") {
-		line = strings.TrimSpace(line)
-		if n, ok := strings.CutPrefix(line, "Information for package "); ok {
-			name = strings.TrimSuffix(n, ":")
-			continue
+// zypperSummary is what zypper --xmlout prints of a transaction: groups
+// of solvables (to-install, to-upgrade, to-downgrade, to-reinstall,
+// to-remove, ...), and messages.
+type zypperSummary struct {
+	Summary struct {
+		Groups []struct {
+			XMLName   xml.Name
+			Solvables []struct {
+				Name    string `xml:"name,attr"`
+				Edition string `xml:"edition,attr"`
+			} `xml:"solvable"`
+		} `xml:",any"`
+	} `xml:"install-summary"`
+	Messages []struct {
+		Type string `xml:"type,attr"`
+		Text string `xml:",chardata"`
+	} `xml:"message"`
+}
+
+// parseZypperSummary reads zypper --xmlout ... --dry-run.
+func parseZypperSummary(o output, _ bool) (map[string]string, error) {
+	var sum zypperSummary
+	if err := xml.Unmarshal(o.stdout, &sum); err != nil && o.code == 0 {
+		return nil, fmt.Errorf("read zypper's summary: %w", err)
+	}
+	if o.code != 0 {
+		var errs []string
+		for _, m := range sum.Messages {
+			if m.Type == "error" {
+				errs = append(errs, strings.TrimSpace(m.Text))
+			}
 		}
-		if v, ok := strings.CutPrefix(line, "Version"); ok && name != "" {
-			if _, val, ok := strings.Cut(v, ":"); ok {
-				out[name] = strings.TrimSpace(val)
+		if len(errs) > 0 {
+			return nil, fmt.Errorf("exit %d: %s", o.code, lastLines([]byte(strings.Join(errs, "\n")), 3))
+		}
+		return nil, o.failed()
+	}
+	out := map[string]string{}
+	for _, g := range sum.Summary.Groups {
+		for _, sv := range g.Solvables {
+			if g.XMLName.Local == "to-remove" {
+				out[sv.Name] = ""
+			} else {
+				out[sv.Name] = sv.Edition
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // pacman: -Q for what is installed, -Si for candidates, --noconfirm;
-// pacman cannot install a given version from its repositories.
+// pacman cannot install a given version from its repositories. With an
+// install root, pacman reads that system's own pacman.conf. pacman does
+// not wait for its lock (a db.lck file): felix waits for the file to go,
+// up to the job's deadline, before each change.
 var pacman = func() *manager {
-	run := func(root string, args ...string) cmd {
+	args := func(root string, args ...string) []string {
 		argv := []string{"pacman", "--noconfirm"}
 		if root != "" {
-			argv = append(argv, "--root", root)
+			argv = append(argv, "--root", root, "--config", path.Join(root, "etc/pacman.conf"))
 		}
-		return cmd{argv: append(argv, args...)}
+		return append(argv, args...)
+	}
+	run := func(root string, a ...string) cmd { return cmd{argv: args(root, a...)} }
+	change := func(root string, a ...string) cmd {
+		lock := path.Join("/", root, "var/lib/pacman/db.lck")
+		return cmd{argv: append([]string{"sh", "-c", lockWaitScript, "sh", lock, lockWait}, args(root, a...)...)}
 	}
 	return &manager{
-		name: model.PkgPacman, binary: "pacman", hasRoot: true,
-		refresh: func(root string) cmd { return run(root, "-Sy") },
+		name: model.PkgPacman, binary: "pacman", hasRoot: true, noPins: true,
+		refresh: func(root string) cmd { return change(root, "-Sy") },
 		query: func(root string, ns []string) cmd {
 			return run(root, append([]string{"-Q", "--"}, ns...)...)
 		},
@@ -319,23 +473,48 @@ var pacman = func() *manager {
 		candidates: func(root string, ns []string) cmd {
 			return run(root, append([]string{"-Si", "--"}, ns...)...)
 		},
-		parseCandidates: parsePacmanInfo,
+		parseCandidates: parseKeyed,
 		list:            func(root, _ string) cmd { return run(root, "-Q") },
 		parseList:       func(stdout []byte) (map[string]string, error) { return parseSpaced(stdout), nil },
 		install: func(root string, pkgs []model.Pkg) cmd {
-			return run(root, append([]string{"-S", "--needed", "--"}, names(pkgs)...)...)
+			return change(root, append([]string{"-S", "--needed", "--"}, names(pkgs)...)...)
 		},
 		remove: func(root string, pkgs []model.Pkg) cmd {
-			return run(root, append([]string{"-R", "--"}, names(pkgs)...)...)
+			return change(root, append([]string{"-R", "--"}, names(pkgs)...)...)
 		},
 		upgrade: func(root string, pkgs []model.Pkg) cmd {
 			if len(pkgs) == 0 {
-				return run(root, "-Su")
+				return change(root, "-Su")
 			}
-			return run(root, append([]string{"-S", "--"}, names(pkgs)...)...)
+			return change(root, append([]string{"-S", "--"}, names(pkgs)...)...)
 		},
+		// --print lists what the operation would touch, in a format felix
+		// sets, and changes nothing.
+		simulate: func(c cmd) cmd {
+			i := after(c.argv, "-S", "-R", "-Su")
+			return cmd{env: c.env, argv: insert(c.argv[6:], i-6, "--print", "--print-format", "%n %v")}
+		},
+		parseSimulation: func(o output, remove bool) (map[string]string, error) {
+			if o.code != 0 {
+				return nil, o.failed()
+			}
+			out := parseSpaced(o.stdout)
+			if remove {
+				for n := range out {
+					out[n] = ""
+				}
+			}
+			return out, nil
+		},
+		lockHeld: []string{"lock database"},
+		recovery: "remove a stale db.lck, then pacman -Dk",
 	}
 }()
+
+// lockWaitScript waits while the lock file $1 exists, at most $2 seconds,
+// then runs the rest of its arguments: a fixed script, the words as
+// arguments.
+const lockWaitScript = `l=$1 w=$2; shift 2; while [ -e "$l" ] && [ "$w" -gt 0 ]; do sleep 1; w=$((w-1)); done; exec "$@"`
 
 // parseSpaced reads "NAME VERSION" lines (pacman -Q).
 func parseSpaced(stdout []byte) map[string]string {
@@ -349,8 +528,9 @@ func parseSpaced(stdout []byte) map[string]string {
 	return out
 }
 
-// parsePacmanInfo reads pacman -Si: "Name : N" then "Version : V".
-func parsePacmanInfo(stdout []byte, _ []string) map[string]string {
+// parseKeyed reads "Key : Value" blocks (pacman -Si, zypper info): each
+// "Name" with the first "Version" after it.
+func parseKeyed(stdout []byte, _ []string) map[string]string {
 	out := map[string]string{}
 	name := ""
 	for _, line := range strings.Split(string(stdout), "\n") {
@@ -403,8 +583,39 @@ var apk = func() *manager {
 		upgrade: func(root string, pkgs []model.Pkg) cmd {
 			return run(root, append([]string{"upgrade", "--"}, names(pkgs)...)...)
 		},
+		simulate: func(c cmd) cmd { return cmd{env: c.env, argv: insert(c.argv, 1, "--simulate")} },
+		parseSimulation: func(o output, _ bool) (map[string]string, error) {
+			if o.code != 0 {
+				return nil, o.failed()
+			}
+			return parseApkSimulation(o.stdout), nil
+		},
+		lockHeld: []string{"nable to lock database"},
+		recovery: "apk fix",
 	}
 }()
+
+// parseApkSimulation reads apk --simulate: "(1/2) Installing NAME (V)",
+// "Upgrading|Downgrading|Replacing NAME (OLD -> NEW)", "Purging NAME (V)".
+// A name may carry a repository tag (NAME@testing).
+func parseApkSimulation(stdout []byte) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(string(stdout), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "(") {
+			continue
+		}
+		name, _, _ := strings.Cut(f[2], "@")
+		v := strings.Trim(f[len(f)-1], "()")
+		switch f[1] {
+		case "Installing", "Upgrading", "Downgrading", "Replacing", "Reinstalling":
+			out[name] = v
+		case "Purging":
+			out[name] = ""
+		}
+	}
+	return out
+}
 
 // parseApkNamed reads NAME-VERSION lines for known names.
 func parseApkNamed(stdout []byte, ns []string) map[string]string {

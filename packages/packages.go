@@ -11,6 +11,7 @@ package packages
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -124,7 +125,10 @@ func (h *host) exec(ctx context.Context, env, argv []string, capture bool) (stdo
 		return nil, nil, -1, fmt.Errorf("%s: %w", line, err)
 	}
 	if x.TimedOut {
-		return ob.b.Bytes(), eb.b.Bytes(), -1, fmt.Errorf("%s: killed at the job's deadline", line)
+		return ob.b.Bytes(), eb.b.Bytes(), -1, fmt.Errorf("%s: killed at the job's deadline: %w", line, context.DeadlineExceeded)
+	}
+	if x.Cancelled {
+		return ob.b.Bytes(), eb.b.Bytes(), -1, fmt.Errorf("%s: %w", line, context.Canceled)
 	}
 	if x.Signal != "" {
 		return ob.b.Bytes(), eb.b.Bytes(), -1, fmt.Errorf("%s: killed by %s", line, x.Signal)
@@ -138,16 +142,48 @@ func (h *host) query(ctx context.Context, c cmd) ([]byte, []byte, int, error) {
 }
 
 // manage runs the manager itself (its output streamed) and fails on a
-// non-zero exit with the end of its stderr.
+// non-zero exit with the end of its stderr, returned as the reason too.
+// It returns no reason when the manager did not finish on its own: it
+// could not run, or gave up waiting for its lock at the job's deadline
+// (wrapping context.DeadlineExceeded: the host timed out), or the job was
+// cancelled while it ran (wrapping context.Canceled; what it left half
+// done is for the manager's own recovery).
 func (h *host) manage(ctx context.Context, m *manager, c cmd) (string, error) {
-	_, stderr, code, err := h.exec(ctx, c.env, c.argv, false)
-	if err != nil {
+	stdout, stderr, code, err := h.exec(ctx, c.env, c.argv, false)
+	switch {
+	case err != nil && (errors.Is(ctx.Err(), context.Canceled) || errors.Is(err, context.Canceled)):
+		return "", fmt.Errorf("cancelled while %s was running: felix killed its process group; "+
+			"the package manager's own recovery is left to it (%s): %w", m.name, m.recovery, context.Canceled)
+	case err != nil:
 		return "", err
+	case code == 0:
+		return "", nil
 	}
-	if code != 0 {
-		return lastLines(stderr, 3), fmt.Errorf("%s exited %d: %s", m.name, code, lastLines(stderr, 3))
+	reason := lastLines(stderr, 3)
+	for _, l := range m.lockHeld {
+		if strings.Contains(reason, l) {
+			if holder := lastLineWith(stdout, "held by", "locked by"); holder != "" {
+				reason = holder + "; " + reason
+			}
+			return "", fmt.Errorf("%s waited for its lock until the job's deadline, another process holds it: %s: %w: %w",
+				m.name, reason, errLockHeld, context.DeadlineExceeded)
+		}
 	}
-	return "", nil
+	return reason, fmt.Errorf("%s exited %d: %s", m.name, code, reason)
+}
+
+// lastLineWith returns the last line of b holding one of subs, trimmed
+// (apt names a lock's holder in its progress lines on stdout).
+func lastLineWith(b []byte, subs ...string) string {
+	lines := strings.Split(string(b), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		for _, s := range subs {
+			if strings.Contains(lines[i], s) {
+				return strings.TrimSpace(lines[i])
+			}
+		}
+	}
+	return ""
 }
 
 // manager picks the host's package manager and checks it is there.
@@ -248,6 +284,8 @@ func (h *host) change(ctx context.Context, m *manager, rep *model.PkgReport) err
 		switch spec.Action {
 		case model.PkgInstall:
 			switch {
+			case p.Version != "" && m.noPins && !versionIs(v, p.Version):
+				c.State, c.Error = model.PkgFailed, m.name+" installs only the version its repositories have: drop ="+p.Version
 			case !inst && cands[p.Name] == "":
 				// Named alone: apt would refuse the whole transaction.
 				c.State, c.Error = model.PkgFailed, "not available from the host's repositories"
@@ -272,20 +310,23 @@ func (h *host) change(ctx context.Context, m *manager, rep *model.PkgReport) err
 		return nil // everything is as asked: the manager is not run
 	}
 	if spec.DryRun {
-		return h.simulate(ctx, m, rep, todo, cands)
+		return h.simulate(ctx, m, rep, todo)
 	}
-	var argv cmd
-	switch spec.Action {
-	case model.PkgInstall:
-		argv = m.install(h.root(), todo)
-	case model.PkgRemove:
-		argv = m.remove(h.root(), todo)
-	default:
-		argv = m.upgrade(h.root(), todo)
-	}
-	reason, runErr := h.manage(ctx, m, argv)
+	reason, runErr := h.manage(ctx, m, h.changeCmd(m, todo))
 	if runErr != nil && reason == "" {
-		return runErr // the command could not run: the host failed
+		// The manager did not finish: what it changed is not known, unless
+		// it never got its lock.
+		for i := range rep.Packages {
+			c := &rep.Packages[i]
+			switch {
+			case !inTodo(todo, c.Name):
+			case errors.Is(runErr, errLockHeld):
+				c.State, c.Error = model.PkgFailed, "not "+pastTense(spec.Action)+": "+m.name+"'s lock is held by another process"
+			default:
+				c.After, c.State, c.Error = "", model.PkgFailed, "not known: "+m.name+" did not finish"
+			}
+		}
+		return runErr
 	}
 	after, err := h.installed(ctx, m, names)
 	if err != nil {
@@ -347,46 +388,20 @@ func pastTense(action string) string {
 }
 
 // simulate reports what the manager would do with todo, changing
-// nothing: apt through its own simulation (apt-get -s), the others from
-// their candidate versions.
-func (h *host) simulate(ctx context.Context, m *manager, rep *model.PkgReport, todo []model.Pkg, cands map[string]string) error {
-	would := map[string]string{} // name -> version after ("" removed)
-	if m.simulate != nil {
-		var argv cmd
-		switch h.spec.Action {
-		case model.PkgInstall:
-			argv = m.install(h.root(), todo)
-		case model.PkgRemove:
-			argv = m.remove(h.root(), todo)
-		default:
-			argv = m.upgrade(h.root(), todo)
+// nothing: the manager's own simulation of the very command a real run
+// would use.
+func (h *host) simulate(ctx context.Context, m *manager, rep *model.PkgReport, todo []model.Pkg) error {
+	would, err := h.simulation(ctx, m, h.changeCmd(m, todo))
+	if err != nil {
+		if errors.Is(err, errRunFailed) {
+			return err
 		}
-		argv = m.simulate(argv)
-		stdout, stderr, code, err := h.query(ctx, argv)
-		if err != nil {
-			return fmt.Errorf("simulate with %s: %w", m.name, err)
-		}
-		if code != 0 {
-			reason := lastLines(stderr, 3)
-			for i := range rep.Packages {
-				if inTodo(todo, rep.Packages[i].Name) {
-					rep.Packages[i].State, rep.Packages[i].Error = model.PkgFailed, "the simulation failed: "+reason
-				}
-			}
-			return nil
-		}
-		would = parseAptSimulation(stdout)
-	} else {
-		for _, p := range todo {
-			switch {
-			case h.spec.Action == model.PkgRemove:
-				would[p.Name] = ""
-			case p.Version != "":
-				would[p.Name] = p.Version
-			default:
-				would[p.Name] = cands[p.Name]
+		for i := range rep.Packages {
+			if inTodo(todo, rep.Packages[i].Name) {
+				rep.Packages[i].State, rep.Packages[i].Error = model.PkgFailed, err.Error()
 			}
 		}
+		return nil
 	}
 	for i := range rep.Packages {
 		c := &rep.Packages[i]
@@ -406,6 +421,37 @@ func (h *host) simulate(ctx context.Context, m *manager, rep *model.PkgReport, t
 	return nil
 }
 
+// errLockHeld marks a manager that gave up waiting for its lock.
+var errLockHeld = errors.New("lock held")
+
+// errRunFailed marks a simulation that could not run at all (the host
+// failed), as against one the manager refused (its packages failed).
+var errRunFailed = errors.New("the simulation did not run")
+
+// simulation runs the manager's simulation of c and reads it.
+func (h *host) simulation(ctx context.Context, m *manager, c cmd) (map[string]string, error) {
+	stdout, stderr, code, err := h.query(ctx, m.simulate(c))
+	if err != nil {
+		return nil, fmt.Errorf("simulate with %s: %w: %w", m.name, errRunFailed, err)
+	}
+	would, err := m.parseSimulation(output{stdout, stderr, code}, h.spec.Action == model.PkgRemove)
+	if err != nil {
+		return nil, fmt.Errorf("the simulation failed: %w", err)
+	}
+	return would, nil
+}
+
+// changeCmd is the manager's command for spec's action on todo.
+func (h *host) changeCmd(m *manager, todo []model.Pkg) cmd {
+	switch h.spec.Action {
+	case model.PkgInstall:
+		return m.install(h.root(), todo)
+	case model.PkgRemove:
+		return m.remove(h.root(), todo)
+	}
+	return m.upgrade(h.root(), todo)
+}
+
 func inTodo(todo []model.Pkg, name string) bool {
 	for _, p := range todo {
 		if p.Name == name {
@@ -422,14 +468,11 @@ func (h *host) upgradeAll(ctx context.Context, m *manager, rep *model.PkgReport)
 		return err
 	}
 	if h.spec.DryRun {
-		if m.simulate == nil {
-			return fmt.Errorf("a dry run of upgrading everything needs apt's simulation; %s has none here", m.name)
+		would, err := h.simulation(ctx, m, m.upgrade(h.root(), nil))
+		if err != nil {
+			return fmt.Errorf("simulate upgrading everything: %w", err)
 		}
-		stdout, stderr, code, err := h.query(ctx, m.simulate(m.upgrade(h.root(), nil)))
-		if err != nil || code != 0 {
-			return fmt.Errorf("simulate the upgrade with %s: %v %s", m.name, err, lastLines(stderr, 3))
-		}
-		for name, v := range parseAptSimulation(stdout) {
+		for name, v := range would {
 			rep.Packages = append(rep.Packages, model.PkgChange{Name: name, Before: before[name], After: v, State: model.PkgChanged})
 		}
 		sortReport(rep)

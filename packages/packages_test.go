@@ -3,6 +3,7 @@ package packages
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,8 +51,58 @@ func TestParseOthers(t *testing.T) {
 	if got := parseApkList([]byte("musl-1.2.4-r2\nca-certificates-bundle-20230506-r0\n")); got["ca-certificates-bundle"] != "20230506-r0" || got["musl"] != "1.2.4-r2" {
 		t.Errorf("parseApkList = %v", got)
 	}
-	if got := parsePacmanInfo([]byte("Repository      : core\nName            : bash\nVersion         : 5.2.026-2\n"), nil); got["bash"] != "5.2.026-2" {
-		t.Errorf("parsePacmanInfo = %v", got)
+	if got := parseKeyed([]byte("Repository      : core\nName            : bash\nVersion         : 5.2.026-2\n"), nil); got["bash"] != "5.2.026-2" {
+		t.Errorf("parseKeyed = %v", got)
+	}
+}
+
+// TestParseSimulations reads each manager's dry run: dnf, zypper and
+// pacman as captured from the real managers, apk in its own tests' format.
+func TestParseSimulations(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		m      *manager
+		o      output
+		remove bool
+		want   map[string]string
+		err    string
+	}{
+		{"dnf upgrade", managers["dnf"], output{stdout: testdata(t, "dnf-assumeno-upgrade.txt"), stderr: []byte("Operation aborted.\n"), code: 1},
+			false, map[string]string{"felix-test-hello": "2.0-1"}, ""},
+		{"dnf remove", managers["dnf"], output{stdout: testdata(t, "dnf-assumeno-remove.txt"), stderr: []byte("Operation aborted.\n"), code: 1},
+			true, map[string]string{"felix-test-hello": ""}, ""},
+		{"dnf wrapped name, dependencies", managers["yum"], output{stdout: []byte("Installing:\n a-very-long-package-name-that-wraps\n                 x86_64   1:2.3-4.el9   appstream   1.0 M\n" +
+			"Installing dependencies:\n libdep   x86_64   0.5-1.el9   baseos   20 k\n\nTransaction Summary\nInstall  2 Packages\n")},
+			false, map[string]string{"a-very-long-package-name-that-wraps": "1:2.3-4.el9", "libdep": "0.5-1.el9"}, ""},
+		{"dnf error", managers["dnf"], output{stderr: []byte("Error: Unable to find a match: nope\n"), code: 1}, false, nil, "Unable to find a match"},
+		{"zypper update", zypper, output{stdout: testdata(t, "zypper-update-dry-run.xml")}, false, map[string]string{"felix-test-hello": "2.0-1"}, ""},
+		{"zypper missing", zypper, output{stdout: testdata(t, "zypper-install-missing.xml"), code: 104}, false, nil, "No provider of 'nosuchpkg' found."},
+		{"zypper remove", zypper, output{stdout: []byte(`<?xml version='1.0'?><stream><install-summary><to-remove><solvable type="package" name="felix-test-hello" edition="1.0-1"/></to-remove></install-summary></stream>`)},
+			true, map[string]string{"felix-test-hello": ""}, ""},
+		{"pacman install", pacman, output{stdout: testdata(t, "pacman-print.txt")}, false, map[string]string{"felix-test-hello": "2.0-1"}, ""},
+		{"pacman remove", pacman, output{stdout: []byte("felix-test-hello 1.0-1\n")}, true, map[string]string{"felix-test-hello": ""}, ""},
+		{"pacman error", pacman, output{stderr: []byte("error: target not found: nosuch\n"), code: 1}, false, nil, "target not found: nosuch"},
+		{"apk", apk, output{stdout: testdata(t, "apk-simulate.txt")}, false,
+			map[string]string{"oldlib": "", "b": "2", "a": "3", "busybox": "1.36.1-r2"}, ""},
+		{"apt", apt, output{stdout: testdata(t, "apt-get-s-install.txt")}, false, nil, ""},
+	} {
+		got, err := tc.m.parseSimulation(tc.o, tc.remove)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v; want one saying %q", tc.name, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != nil && !maps.Equal(got, tc.want):
+			t.Errorf("%s = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := parseKeyed(testdata(t, "zypper-info.txt"), nil); got["felix-test-hello"] != "2.0-1" || len(got) != 1 {
+		t.Errorf("parseKeyed(zypper info) = %v", got)
+	}
+	if got := parseKeyed(testdata(t, "pacman-si.txt"), nil); got["felix-test-hello"] != "2.0-1" || len(got) != 1 {
+		t.Errorf("parseKeyed(pacman -Si) = %v", got)
 	}
 }
 
@@ -64,14 +115,18 @@ func TestCommandLines(t *testing.T) {
 		c    cmd
 		want string
 	}{
-		{"apt install", apt.install("", pin), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-q' '-y' '-o' 'DPkg::Lock::Timeout=%LOCKWAIT%' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'install' '--allow-downgrades' '--' 'nginx=1.22-1' 'curl'`},
-		{"apt dry run", apt.simulate(apt.remove("", pin)), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-s' '-q' '-y' '-o' 'DPkg::Lock::Timeout=%LOCKWAIT%' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'remove' '--' 'nginx' 'curl'`},
-		{"apt upgrade all", apt.upgrade("", nil), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-q' '-y' '-o' 'DPkg::Lock::Timeout=%LOCKWAIT%' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'upgrade'`},
+		{"apt install", apt.install("", pin), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-q' '-y' '-o' 'DPkg::Lock::Timeout=%LOCKWAIT%' '-o' 'Dpkg::Use-Pty=0' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'install' '--allow-downgrades' '--' 'nginx=1.22-1' 'curl'`},
+		{"apt dry run", apt.simulate(apt.remove("", pin)), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-s' '-q' '-y' '-o' 'DPkg::Lock::Timeout=%LOCKWAIT%' '-o' 'Dpkg::Use-Pty=0' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'remove' '--' 'nginx' 'curl'`},
+		{"apt upgrade all", apt.upgrade("", nil), `DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l 'apt-get' '-q' '-y' '-o' 'DPkg::Lock::Timeout=%LOCKWAIT%' '-o' 'Dpkg::Use-Pty=0' '-o' 'Dpkg::Options::=--force-confdef' '-o' 'Dpkg::Options::=--force-confold' 'upgrade'`},
 		{"dnf install in a root", managers["dnf"].install("/srv/r", pin), `'dnf' '-y' '-q' '--installroot' '/srv/r' 'install' '--' 'nginx-1.22-1' 'curl'`},
 		{"rpm query in a root", rpmQuery("/srv/r", []string{"nginx"}), `'rpm' '--root' '/srv/r' '-q' '--qf' '` + rpmFormat + `' '--' 'nginx'`},
-		{"zypper install", zypper.install("", pin), `ZYPP_LOCK_TIMEOUT=%LOCKWAIT% 'zypper' '--non-interactive' '--quiet' 'install' '--' 'nginx=1.22-1' 'curl'`},
+		{"zypper install", zypper.install("", pin), `ZYPP_LOCK_TIMEOUT=%LOCKWAIT% 'zypper' '--non-interactive' '--quiet' 'install' '--oldpackage' '--' 'nginx=1.22-1' 'curl'`},
 		{"apk add", apk.install("", pin), `'apk' '--no-progress' '--wait' '%LOCKWAIT%' 'add' '--' 'nginx=1.22-1' 'curl'`},
-		{"pacman remove", pacman.remove("", pin), `'pacman' '--noconfirm' '-R' '--' 'nginx' 'curl'`},
+		{"pacman remove, waiting for its lock", pacman.remove("", pin), `'sh' '-c' '` + lockWaitScript + `' 'sh' '/var/lib/pacman/db.lck' '%LOCKWAIT%' 'pacman' '--noconfirm' '-R' '--' 'nginx' 'curl'`},
+		{"pacman dry run in a root", pacman.simulate(pacman.install("/srv/r", pin)), `'pacman' '--noconfirm' '--root' '/srv/r' '--config' '/srv/r/etc/pacman.conf' '-S' '--print' '--print-format' '%n %v' '--needed' '--' 'nginx' 'curl'`},
+		{"dnf dry run", managers["dnf"].simulate(managers["dnf"].remove("/srv/r", pin)), `'dnf' '--assumeno' '--installroot' '/srv/r' 'remove' '--' 'nginx' 'curl'`},
+		{"zypper dry run", zypper.simulate(zypper.upgrade("", pin)), `ZYPP_LOCK_TIMEOUT=%LOCKWAIT% 'zypper' '--non-interactive' '--xmlout' 'update' '--dry-run' '--' 'nginx' 'curl'`},
+		{"apk dry run", apk.simulate(apk.install("", pin)), `'apk' '--simulate' '--no-progress' '--wait' '%LOCKWAIT%' 'add' '--' 'nginx=1.22-1' 'curl'`},
 		{"a quote in a word", cmd{argv: []string{"echo", "it's"}}, `'echo' 'it'\''s'`},
 		{"the lock wait filled in", cmd{env: withLockWait(zypper.refresh("").env, "42"), argv: withLockWait(apt.refresh("").argv, "42")},
 			`ZYPP_LOCK_TIMEOUT=42 'apt-get' '-q' '-o' 'DPkg::Lock::Timeout=42' 'update'`},

@@ -18,6 +18,11 @@ command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
 command -v dnf >/dev/null || need+=(dnf)
 command -v rpmbuild >/dev/null || need+=(rpm)
 command -v createrepo_c >/dev/null || need+=(createrepo-c)
+# zypper, and pacman with repo-add and bsdtar: the real zypper and pacman tests
+# in install roots.
+command -v zypper >/dev/null || need+=(zypper)
+command -v repo-add >/dev/null || need+=(pacman-package-manager)
+command -v bsdtar >/dev/null || need+=(libarchive-tools)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2
