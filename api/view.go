@@ -42,9 +42,10 @@ const (
 
 // CallbackMaxPackages bounds the package entries of all hosts' reports in
 // a callback (a list on thousands of hosts): each host keeps at most its
-// fair share of them, and at least 16; a cut report keeps its counts and
-// sets the host's truncated flag. GET /api/v1/jobs/{id} has them all.
-const CallbackMaxPackages = 100_000
+// fair share of them (model.AnnouncedPackages), and at least 16; a cut
+// report keeps its counts and sets the host's truncated flag.
+// GET /api/v1/jobs/{id} has them all.
+const CallbackMaxPackages = model.AnnouncedPackagesTotal
 
 // CallbackBody is the JSON a finished job's callback_url receives: the job
 // as GET /api/v1/jobs/{id} shows it, with eventID (wire.Callback), each
@@ -54,18 +55,14 @@ func CallbackBody(eventID string, job inventory.Job, results []model.Result) ([]
 	cut := make([]model.Result, len(results))
 	copy(cut, results)
 	limit := callbackStreamCap(results)
-	pkgLimit := max(16, CallbackMaxPackages/max(len(results), 1))
+	pkgLimit := model.AnnouncedPackages(len(results))
 	for i := range cut {
 		r := &cut[i]
 		var cutOut, cutErr bool
 		r.Stdout, cutOut = jsonTail(r.Stdout, limit)
 		r.Stderr, cutErr = jsonTail(r.Stderr, limit)
 		r.Truncated = r.Truncated || cutOut || cutErr
-		if p := r.Packages; p != nil && len(p.Packages) > pkgLimit {
-			short := *p
-			short.Packages = p.Packages[:pkgLimit]
-			r.Packages, r.Truncated = &short, true
-		}
+		r.CutPackages(pkgLimit)
 	}
 	return json.Marshal(wire.Callback{EventID: eventID, Job: jobView(job, cut)})
 }

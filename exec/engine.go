@@ -71,6 +71,9 @@ type Options struct {
 	// when that cut it — so a finished job's memory does not grow with
 	// output × hosts.
 	KeepTail int
+	// KeepPackages, when positive, bounds the same way the entries of a
+	// host's package report Run keeps (model.Result.CutPackages).
+	KeepPackages int
 }
 
 // Hooks are told about a run's progress; any may be nil. They are called
@@ -106,6 +109,9 @@ func (e *Engine) Run(ctx context.Context, cmd model.Command, targets []model.Tar
 		}
 		if opts.KeepTail > 0 {
 			r = keepTail(r, opts.KeepTail)
+		}
+		if opts.KeepPackages > 0 {
+			r.CutPackages(opts.KeepPackages)
 		}
 		results[i] = r
 	}

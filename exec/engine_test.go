@@ -646,10 +646,10 @@ func TestEngineRunKeepTail(t *testing.T) {
 		if tg.ID == "long" {
 			out(model.Stdout, long)
 			out(model.Stderr, long[:50])
-		} else {
-			out(model.Stdout, []byte("short"))
+			return model.Exit{Packages: &model.PkgReport{Packages: make([]model.PkgChange, 40), Changed: 40}}, nil
 		}
-		return model.Exit{}, nil
+		out(model.Stdout, []byte("short"))
+		return model.Exit{Packages: &model.PkgReport{Packages: make([]model.PkgChange, 3)}}, nil
 	}}
 	var mu sync.Mutex // protects hooked
 	hooked := map[string]model.Result{}
@@ -659,9 +659,17 @@ func TestEngineRunKeepTail(t *testing.T) {
 		hooked[r.Host] = r
 	}}
 	res := (&Engine{Transport: tr}).Run(context.Background(), model.Command{Line: "x"},
-		[]model.Target{{ID: "long"}, {ID: "short"}}, Options{KeepTail: 100}, hooks)
-	if got := hooked["long"]; !bytes.Equal(got.Stdout, long) || got.Truncated {
-		t.Errorf("hook got %d bytes of stdout, truncated %v; want all %d, not truncated", len(got.Stdout), got.Truncated, len(long))
+		[]model.Target{{ID: "long"}, {ID: "short"}}, Options{KeepTail: 100, KeepPackages: 16}, hooks)
+	if got := hooked["long"]; !bytes.Equal(got.Stdout, long) || got.Truncated || len(got.Packages.Packages) != 40 {
+		t.Errorf("hook got %d bytes of stdout, %d packages, truncated %v; want all %d and 40, not truncated",
+			len(got.Stdout), len(got.Packages.Packages), got.Truncated, len(long))
+	}
+	if p := res[0].Packages; len(p.Packages) != 16 || p.Changed != 40 || len(hooked["long"].Packages.Packages) != 40 {
+		t.Errorf("kept long's report: %d packages, %d changed (hook's now %d); want 16 kept, the counts whole, the hook's untouched",
+			len(p.Packages), p.Changed, len(hooked["long"].Packages.Packages))
+	}
+	if p := res[1].Packages; len(p.Packages) != 3 {
+		t.Errorf("kept short's report: %d packages; want all 3", len(p.Packages))
 	}
 	if r := res[0]; !bytes.Equal(r.Stdout, long[900:]) || string(r.Stderr) != string(long[:50]) || !r.Truncated {
 		t.Errorf("kept long = stdout %q, stderr %q, truncated %v; want its last 100 bytes, all of stderr, truncated", r.Stdout, r.Stderr, r.Truncated)

@@ -350,7 +350,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 		}
 	}
 	opts := exec.Options{Limit: batchLimit(spec.Batch, runnable), FailThreshold: spec.FailThreshold,
-		KeepTail: model.AnnouncedTail(len(targets))}
+		KeepTail: model.AnnouncedTail(len(targets)), KeepPackages: model.AnnouncedPackages(len(targets))}
 	r.hub.publish(model.Event{Type: model.EventJob, State: string(model.JobRunning), Total: len(targets)})
 	hooks := exec.Hooks{
 		Start: func(t model.Target, at time.Time) {

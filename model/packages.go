@@ -113,6 +113,16 @@ type PkgChange struct {
 	Error     string `json:"error,omitempty"`
 }
 
+// AnnouncedPackagesTotal bounds the package entries of all hosts' reports
+// a finished job keeps in memory and announces (a list on thousands of
+// hosts); AnnouncedPackages is one host's share of it. The stored job
+// has every entry.
+const AnnouncedPackagesTotal = 100_000
+
+// AnnouncedPackages is the most entries of one host's report a finished
+// job of hosts hosts keeps and announces: a fair share, at least 16.
+func AnnouncedPackages(hosts int) int { return max(16, AnnouncedPackagesTotal/max(hosts, 1)) }
+
 // Count sets the report's counts from its packages.
 func (r *PkgReport) Count() {
 	r.Changed, r.Unchanged, r.Failed = 0, 0, 0

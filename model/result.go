@@ -71,3 +71,14 @@ func RuneStart(b []byte) []byte {
 	}
 	return b[:0]
 }
+
+// CutPackages keeps at most n entries of r's package report (a copy when
+// it cuts), setting Truncated when it cuts; the counts stay those of the
+// whole report.
+func (r *Result) CutPackages(n int) {
+	if p := r.Packages; p != nil && len(p.Packages) > n {
+		short := *p
+		short.Packages = p.Packages[:n:n]
+		r.Packages, r.Truncated = &short, true
+	}
+}
