@@ -204,6 +204,20 @@ var migrations = []string{
 	// 6: package jobs: each host's report (model.PkgReport as JSON, ''
 	// for other jobs).
 	`ALTER TABLE job_hosts ADD COLUMN packages TEXT NOT NULL DEFAULT '';`,
+
+	// 7: managed configuration: every revision of every stored state
+	// document, and each host's apply report (model.ApplyReport as JSON,
+	// '' for other jobs).
+	`CREATE TABLE configs (
+		name       TEXT NOT NULL,
+		rev        INTEGER NOT NULL,
+		body       BLOB NOT NULL,
+		sha256     TEXT NOT NULL,
+		created_by TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (name, rev)
+	);
+	ALTER TABLE job_hosts ADD COLUMN apply TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
