@@ -28,6 +28,9 @@ type Command struct {
 	// transports hand the command to the package driver, which runs its
 	// own fixed commands on the host.
 	Packages *PkgSpec
+	// Apply, when set, makes the job an apply job: Line is empty and
+	// transports hand the command to the state driver.
+	Apply *Apply
 }
 
 // IsTransfer reports whether c is a file transfer rather than a command.
@@ -63,6 +66,8 @@ type Exit struct {
 	Files *FileReport
 	// Packages reports what a package job did.
 	Packages *PkgReport
+	// Apply reports what an apply job did.
+	Apply *ApplyReport
 }
 
 // OutputFunc receives output chunks as they are produced. Implementations

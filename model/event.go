@@ -31,5 +31,7 @@ type Event struct {
 	Files *FileReport `json:"files,omitempty"`
 	// Packages is a package job's report of a finished host.
 	Packages *PkgReport `json:"packages,omitempty"`
-	At       time.Time  `json:"at"`
+	// Apply is an apply job's report of a finished host.
+	Apply *ApplyReport `json:"apply,omitempty"`
+	At    time.Time    `json:"at"`
 }

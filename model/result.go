@@ -17,8 +17,9 @@ type Result struct {
 	Truncated  bool
 	Error      string
 	Transport  string
-	Files      *FileReport // a file transfer's report
-	Packages   *PkgReport  // a package job's report
+	Files      *FileReport  // a file transfer's report
+	Packages   *PkgReport   // a package job's report
+	Apply      *ApplyReport // an apply job's report
 	StartedAt  time.Time
 	FinishedAt time.Time
 }

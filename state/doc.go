@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+	"text/template/parse"
 
 	"github.com/felix-ops/felix/model"
 	"github.com/goccy/go-yaml"
@@ -259,6 +260,11 @@ func checkSpec(r *Spec, seen map[string]bool, d *Doc) *specError {
 			if err != nil {
 				return bad("template", "template: %v", err)
 			}
+			for _, v := range varsUsed(t.Tree.Root) {
+				if !d.defines(v) {
+					return bad("template", "template: .Vars.%s is set by no vars block", v)
+				}
+			}
 			d.templates[r.ID] = t
 		}
 	case model.ResSymlink:
@@ -299,6 +305,59 @@ func checkSpec(r *Spec, seen map[string]bool, d *Doc) *specError {
 		}
 	}
 	return nil
+}
+
+// defines reports whether a vars block sets v.
+func (d *Doc) defines(v string) bool {
+	for _, b := range d.Vars {
+		if _, ok := b.Vars[v]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// varsUsed lists the NAMEs of .Vars.NAME a template reads with the
+// document's dot (not inside range or with, where the dot is another).
+func varsUsed(n parse.Node) []string {
+	var out []string
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.FieldNode:
+			if len(n.Ident) >= 2 && n.Ident[0] == "Vars" {
+				out = append(out, n.Ident[1])
+			}
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+		case *parse.WithNode:
+			walk(n.Pipe)
+		}
+	}
+	walk(n)
+	return out
 }
 
 // setKeys lists the type-specific keys r sets.
