@@ -171,6 +171,7 @@ func (s *Server) Handler() http.Handler {
 	route(operator, "POST", "/files", s.pushFiles)
 	route(operator, "POST", "/fetch", s.fetchFiles)
 	route(operator, "POST", "/packages", s.packages)
+	route(operator, "POST", "/apply", s.apply)
 	v1.GET("/openapi.yaml", s.openAPI)
 	return r
 }

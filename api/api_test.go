@@ -97,6 +97,25 @@ func (f *fakeTransport) Exec(ctx context.Context, t model.Target, cmd model.Comm
 		out(model.Stdout, []byte("Setting up "+t.ID+"\n"))
 		return model.Exit{Packages: rep}, nil
 	}
+	if a := cmd.Apply; a != nil {
+		// Renders the host's resources, as the state driver does, and
+		// reports each changed, a file with its rendered content as the
+		// detail.
+		rs, err := a.Render(ctx, t)
+		if err != nil {
+			return model.Exit{Code: -1}, err
+		}
+		rep := &model.ApplyReport{Config: a.Spec.Name(), DryRun: a.Spec.DryRun}
+		for _, r := range rs {
+			res := model.ResourceResult{ID: r.ID, Type: r.Type, State: model.ResChanged}
+			if r.Content != nil {
+				res.Detail = *r.Content
+			}
+			rep.Resources = append(rep.Resources, res)
+		}
+		rep.Count()
+		return model.Exit{Apply: rep}, nil
+	}
 	word := strings.Fields(cmd.Line)
 	switch {
 	case cmd.Line == "sleep":
@@ -1447,6 +1466,7 @@ var authRoutes = []authRoute{
 	{"POST", "/api/v1/files", `{"targets": ["x"], "dest": "/tmp/x", "sha256": "` + strings.Repeat("a", 64) + `"}`},
 	{"POST", "/api/v1/fetch", `{"targets": ["x"], "path": "/etc/hostname"}`},
 	{"POST", "/api/v1/packages", `{"targets": ["x"], "action": "install", "packages": ["nginx"]}`},
+	{"POST", "/api/v1/apply", `{"targets": ["x"], "document": "resources:\n  - {id: a, type: cmd, run: \"true\"}\n"}`},
 	{"POST", "/api/v1/tokens", `{"name": "new", "role": "read"}`},
 	{"GET", "/api/v1/tokens", ""},
 	{"DELETE", "/api/v1/tokens/x", ""},

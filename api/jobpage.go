@@ -190,7 +190,7 @@ func (js *jsonStream) value(v any) {
 func resultView(r model.Result) wire.HostResult {
 	hr := wire.HostResult{Host: r.Host, Address: r.Addr, State: r.State,
 		ExitCode: r.ExitCode, Signal: r.Signal, Stdout: string(r.Stdout), Stderr: string(r.Stderr),
-		Truncated: r.Truncated, Error: r.Error, Transport: r.Transport, Files: r.Files, Packages: r.Packages,
+		Truncated: r.Truncated, Error: r.Error, Transport: r.Transport, Files: r.Files, Packages: r.Packages, Apply: r.Apply,
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
 	if !r.StartedAt.IsZero() && !r.FinishedAt.IsZero() {
 		hr.DurationMS = r.FinishedAt.Sub(r.StartedAt).Milliseconds()

@@ -109,6 +109,9 @@ func (e *Engine) Run(ctx context.Context, cmd model.Command, targets []model.Tar
 		}
 		if opts.KeepTail > 0 {
 			r = keepTail(r, opts.KeepTail)
+			if r.Apply != nil {
+				r.Apply = r.Apply.CutDiffs(opts.KeepTail)
+			}
 		}
 		if opts.KeepPackages > 0 {
 			r.CutPackages(opts.KeepPackages)
@@ -197,7 +200,7 @@ func (e *Engine) runOne(ctx context.Context, cmd model.Command, t model.Target, 
 	r.Stdout, r.Stderr = stdout.Bytes(), stderr.Bytes()
 	r.Truncated = stdout.Truncated() || stderr.Truncated()
 	mu.Unlock()
-	r.ExitCode, r.Signal, r.Files, r.Packages = exit.Code, exit.Signal, exit.Files, exit.Packages
+	r.ExitCode, r.Signal, r.Files, r.Packages, r.Apply = exit.Code, exit.Signal, exit.Files, exit.Packages, exit.Apply
 	if exit.Transport != "" {
 		r.Transport = exit.Transport // a selecting transport says which one ran
 	}

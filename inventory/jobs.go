@@ -240,7 +240,7 @@ func (s *Store) Job(ctx context.Context, id string) (Job, []model.Result, error)
 		return j, nil, fmt.Errorf("get job %s: %w", id, err)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT host, addr, state, exit_code, signal, stdout, stderr, truncated, error,
-		transport, started_at, finished_at, files, packages FROM job_hosts WHERE job_id = ? ORDER BY host`, id)
+		transport, started_at, finished_at, files, packages, apply FROM job_hosts WHERE job_id = ? ORDER BY host`, id)
 	if err != nil {
 		return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
 	}
@@ -249,12 +249,12 @@ func (s *Store) Job(ctx context.Context, id string) (Job, []model.Result, error)
 	for rows.Next() {
 		var r model.Result
 		var st, fin int64
-		var files, pkgs string
+		var files, pkgs, apply string
 		if err := rows.Scan(&r.Host, &r.Addr, &r.State, &r.ExitCode, &r.Signal, &r.Stdout, &r.Stderr, &r.Truncated,
-			&r.Error, &r.Transport, &st, &fin, &files, &pkgs); err != nil {
+			&r.Error, &r.Transport, &st, &fin, &files, &pkgs, &apply); err != nil {
 			return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
 		}
-		if err := decodeResult(&r, st, fin, files, pkgs); err != nil {
+		if err := decodeResult(&r, st, fin, files, pkgs, apply); err != nil {
 			return j, nil, fmt.Errorf("get results of job %s: %w", id, err)
 		}
 		out = append(out, r)
@@ -485,7 +485,7 @@ func (w *ResultWriter) commit(batch []writeOp) error {
 	ctx := context.Background()
 	return w.store.tx(ctx, func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO job_hosts (job_id, host, addr, state, exit_code, signal,
-			stdout, stderr, truncated, error, transport, started_at, finished_at, files, packages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+			stdout, stderr, truncated, error, transport, started_at, finished_at, files, packages, apply) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 		if err != nil {
 			return err
 		}
@@ -504,8 +504,12 @@ func (w *ResultWriter) commit(batch []writeOp) error {
 				if err != nil {
 					return fmt.Errorf("store result of %s for job %s: %w", r.Host, op.jobID, err)
 				}
+				apply, err := reportJSON(r.Apply)
+				if err != nil {
+					return fmt.Errorf("store result of %s for job %s: %w", r.Host, op.jobID, err)
+				}
 				if _, err := ins.ExecContext(ctx, op.jobID, r.Host, r.Addr, string(r.State), r.ExitCode, r.Signal,
-					r.Stdout, r.Stderr, r.Truncated, r.Error, r.Transport, ms(r.StartedAt), ms(r.FinishedAt), files, pkgs); err != nil {
+					r.Stdout, r.Stderr, r.Truncated, r.Error, r.Transport, ms(r.StartedAt), ms(r.FinishedAt), files, pkgs, apply); err != nil {
 					return fmt.Errorf("store result of %s for job %s: %w", r.Host, op.jobID, err)
 				}
 				continue

@@ -118,7 +118,7 @@ func (s *Store) resultBatch(ctx context.Context, id, after string, n, tail int) 
 		args = append(args, tail, tail)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT host, addr, state, exit_code, signal, `+out+`, truncated, error,
-		transport, started_at, finished_at, files, packages FROM job_hosts WHERE job_id = ? AND host > ? ORDER BY host LIMIT ?`,
+		transport, started_at, finished_at, files, packages, apply FROM job_hosts WHERE job_id = ? AND host > ? ORDER BY host LIMIT ?`,
 		append(args, id, after, n)...)
 	if err != nil {
 		return nil, false, fmt.Errorf("get results of job %s: %w", id, err)
@@ -129,9 +129,9 @@ func (s *Store) resultBatch(ctx context.Context, id, after string, n, tail int) 
 		var r model.Result
 		var outLen, errLen int
 		var st, fin int64
-		var files, pkgs string
+		var files, pkgs, apply string
 		if err := rows.Scan(&r.Host, &r.Addr, &r.State, &r.ExitCode, &r.Signal, &r.Stdout, &r.Stderr, &outLen, &errLen,
-			&r.Truncated, &r.Error, &r.Transport, &st, &fin, &files, &pkgs); err != nil {
+			&r.Truncated, &r.Error, &r.Transport, &st, &fin, &files, &pkgs, &apply); err != nil {
 			return nil, false, fmt.Errorf("get results of job %s: %w", id, err)
 		}
 		if outLen > len(r.Stdout) {
@@ -140,7 +140,7 @@ func (s *Store) resultBatch(ctx context.Context, id, after string, n, tail int) 
 		if errLen > len(r.Stderr) {
 			r.Stderr, r.Truncated = model.RuneStart(r.Stderr), true
 		}
-		if err := decodeResult(&r, st, fin, files, pkgs); err != nil {
+		if err := decodeResult(&r, st, fin, files, pkgs, apply); err != nil {
 			return nil, false, fmt.Errorf("get results of job %s: %w", id, err)
 		}
 		batch = append(batch, r)
@@ -156,7 +156,13 @@ func (s *Store) resultBatch(ctx context.Context, id, after string, n, tail int) 
 
 // decodeResult fills a result's times, file report and package report
 // from their columns.
-func decodeResult(r *model.Result, started, finished int64, files, pkgs string) error {
+func decodeResult(r *model.Result, started, finished int64, files, pkgs, apply string) error {
+	if apply != "" {
+		r.Apply = new(model.ApplyReport)
+		if err := json.Unmarshal([]byte(apply), r.Apply); err != nil {
+			return fmt.Errorf("apply report of %s: %w", r.Host, err)
+		}
+	}
 	if files != "" {
 		r.Files = new(model.FileReport)
 		if err := json.Unmarshal([]byte(files), r.Files); err != nil {
@@ -177,18 +183,18 @@ func decodeResult(r *model.Result, started, finished int64, files, pkgs string) 
 func (s *Store) JobResult(ctx context.Context, jobID, host string) (model.Result, error) {
 	var r model.Result
 	var st, fin int64
-	var files, pkgs string
+	var files, pkgs, apply string
 	err := s.r.QueryRowContext(ctx, `SELECT host, addr, state, exit_code, signal, stdout, stderr, truncated, error,
-		transport, started_at, finished_at, files, packages FROM job_hosts WHERE job_id = ? AND host = ?`, jobID, host).Scan(
+		transport, started_at, finished_at, files, packages, apply FROM job_hosts WHERE job_id = ? AND host = ?`, jobID, host).Scan(
 		&r.Host, &r.Addr, &r.State, &r.ExitCode, &r.Signal, &r.Stdout, &r.Stderr, &r.Truncated, &r.Error,
-		&r.Transport, &st, &fin, &files, &pkgs)
+		&r.Transport, &st, &fin, &files, &pkgs, &apply)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, s.noHost(ctx, jobID, host)
 	}
 	if err != nil {
 		return r, fmt.Errorf("get result of %s in job %s: %w", host, jobID, err)
 	}
-	if err := decodeResult(&r, st, fin, files, pkgs); err != nil {
+	if err := decodeResult(&r, st, fin, files, pkgs, apply); err != nil {
 		return r, fmt.Errorf("get result of %s in job %s: %w", host, jobID, err)
 	}
 	return r, nil
@@ -249,15 +255,15 @@ func (s *Store) JobHostsNot(ctx context.Context, id string, st model.State) ([]s
 	return hosts, rows.Err()
 }
 
-// reportJSON is a package report as its column stores it: JSON, or ""
-// for a job that is not a package job.
-func reportJSON(rep *model.PkgReport) (string, error) {
+// reportJSON is a report (a package or apply job's) as its column stores
+// it: JSON, or "" for a job of another kind (rep nil).
+func reportJSON[T any](rep *T) (string, error) {
 	if rep == nil {
 		return "", nil
 	}
 	b, err := json.Marshal(rep)
 	if err != nil {
-		return "", fmt.Errorf("encode package report: %w", err)
+		return "", fmt.Errorf("encode report: %w", err)
 	}
 	return string(b), nil
 }

@@ -125,7 +125,7 @@ func (s *Service) Events(ctx context.Context, id string, fn func(model.Event) er
 			}
 		}
 		return send(model.Event{Type: model.EventHost, Host: r.Host, State: string(r.State), ExitCode: r.ExitCode, Signal: r.Signal,
-			Error: r.Error, Files: r.Files, Packages: r.Packages, At: r.FinishedAt})
+			Error: r.Error, Files: r.Files, Packages: r.Packages, Apply: r.Apply, At: r.FinishedAt})
 	})
 	if err != nil {
 		return err

@@ -115,6 +115,12 @@ func (s *Service) DryRun(ctx context.Context, spec model.JobSpec) ([]model.Targe
 	if err := checkPackages(&spec); err != nil {
 		return nil, err
 	}
+	if err := checkApply(&spec); err != nil {
+		return nil, err
+	}
+	if err := s.checkApplyTargets(ctx, &spec); err != nil {
+		return nil, err
+	}
 	if spec.IsTransfer() {
 		release, err := s.checkFiles(&spec)
 		if err != nil {
@@ -245,7 +251,14 @@ func Requester(ctx context.Context) string {
 // must be in the content store, and is held there while the job runs. So
 // is a package job (spec.Packages), before anything is stored.
 func (s *Service) Submit(ctx context.Context, spec model.JobSpec, payload string) (inventory.Job, error) {
-	if err := checkPackages(&spec); err != nil {
+	err := checkPackages(&spec)
+	if err == nil {
+		err = checkApply(&spec)
+	}
+	if err == nil {
+		err = s.checkApplyTargets(ctx, &spec)
+	}
+	if err != nil {
 		if payload != "" {
 			os.Remove(payload)
 		}
@@ -338,6 +351,13 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 		cmd = s.transferCommand(spec)
 	} else if spec.Packages != nil {
 		cmd = model.Command{Timeout: spec.Timeout, Packages: spec.Packages}
+	} else if spec.Apply != nil {
+		var err error
+		if cmd, err = s.applyCommand(ctx, spec); err != nil {
+			failed := fmt.Errorf("prepare the apply: %w", err)
+			cmd = model.Command{Timeout: spec.Timeout, Apply: &model.Apply{Spec: spec.Apply,
+				Render: func(context.Context, model.Target) ([]model.Resource, error) { return nil, failed }}}
+		}
 	} else if spec.HasPayload() {
 		path := s.payloadPath(job.ID)
 		cmd.File = &model.File{Name: spec.FileName, Size: spec.FileSize,
@@ -363,7 +383,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 		Result: func(res model.Result) {
 			s.Writer.Add(job.ID, res)
 			r.hub.publish(model.Event{Type: model.EventHost, Host: res.Host, State: string(res.State), ExitCode: res.ExitCode,
-				Signal: res.Signal, Error: res.Error, Files: res.Files, Packages: res.Packages, At: res.FinishedAt})
+				Signal: res.Signal, Error: res.Error, Files: res.Files, Packages: res.Packages, Apply: res.Apply, At: res.FinishedAt})
 		},
 	}
 	results := s.Engine.Run(ctx, cmd, targets, opts, hooks)

@@ -142,3 +142,33 @@ func (r *ApplyReport) Count() {
 		}
 	}
 }
+
+// MaxReportDiffs bounds the diffs of one host's report together; past it
+// a resource keeps its state and detail but not its diff.
+const MaxReportDiffs = 1 << 20
+
+// diffOmitted stands in for a diff a bound dropped.
+const diffOmitted = "[diff omitted: the report's diffs are past felix's bound; see the stored job]\n"
+
+// CutDiffs returns r with its diffs kept while they total at most n bytes,
+// the rest replaced by a note: r itself when nothing is cut, else a copy.
+func (r *ApplyReport) CutDiffs(n int) *ApplyReport {
+	total, cut := 0, -1
+	for i, x := range r.Resources {
+		total += len(x.Diff)
+		if total > n && cut < 0 {
+			cut = i
+		}
+	}
+	if cut < 0 {
+		return r
+	}
+	c := *r
+	c.Resources = append([]ResourceResult(nil), r.Resources...)
+	for i := cut; i < len(c.Resources); i++ {
+		if c.Resources[i].Diff != "" {
+			c.Resources[i].Diff = diffOmitted
+		}
+	}
+	return &c
+}

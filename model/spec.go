@@ -10,6 +10,7 @@ const (
 	CmdPush   = "push"   // files placed on the hosts
 	CmdFetch  = "fetch"  // a file read from every host
 	CmdPkg    = "pkg"    // packages installed, removed, upgraded, listed (JobSpec.Packages)
+	// CmdApply (model/apply.go): a state document applied (JobSpec.Apply)
 )
 
 // JobSpec is a validated job request. It is stored with the job as JSON,
@@ -36,6 +37,8 @@ type JobSpec struct {
 	Fetch *FetchSpec `json:"fetch,omitempty"`
 	// Packages makes a package job (CmdType pkg).
 	Packages *PkgSpec `json:"packages,omitempty"`
+	// Apply makes an apply job (CmdType apply).
+	Apply *ApplySpec `json:"apply,omitempty"`
 }
 
 // IsTransfer reports whether spec is a file job.

@@ -67,6 +67,7 @@ func Run(ctx context.Context, run Runner, put Putter, t model.Target, a *model.A
 		h.say("%s %s %s%s\n", res.State, r.Type, r.ID, suffix(res))
 	}
 	rep.Count()
+	exit.Apply = rep.CutDiffs(model.MaxReportDiffs)
 	if ctx.Err() != nil {
 		return exit, ctx.Err()
 	}

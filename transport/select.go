@@ -22,7 +22,9 @@
 // package driver (packages.Run) runs its fixed commands one by one through
 // the chosen transport's Exec — a minion, or SSH with the host's become —
 // and falls back only when its very first command could not reach the
-// host (then nothing ran).
+// host (then nothing ran). Apply jobs (model.Command Apply) the same way
+// through the state driver (state.Run), which also places files through
+// the transport's Put.
 package transport
 
 import (
@@ -34,6 +36,7 @@ import (
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/packages"
+	"github.com/felix-ops/felix/state"
 )
 
 // Names of the transports as recorded in results. They are the names the
@@ -163,6 +166,21 @@ var runPackages = packages.Run
 // exec.ErrUnreachable (whatever the driver then returns, the job may have
 // started, so it is not tried elsewhere).
 func run(ctx context.Context, tr exec.Transport, t model.Target, cmd model.Command, out model.OutputFunc, ran *atomic.Bool) (model.Exit, error) {
+	if cmd.Apply != nil {
+		ft, ok := tr.(exec.FileTransport)
+		if !ok {
+			return model.Exit{Code: -1}, fmt.Errorf("%s: the %s transport cannot place files: %w", t.ID, tr.Name(), exec.ErrUnreachable)
+		}
+		return state.Run(ctx, func(ctx context.Context, c model.Command, o model.OutputFunc) (model.Exit, error) {
+			exit, err := tr.Exec(ctx, t, c, o)
+			if ran != nil && !errors.Is(err, exec.ErrUnreachable) {
+				ran.Store(true)
+			}
+			return exit, err
+		}, func(ctx context.Context, f model.PutFile) (model.PutResult, error) {
+			return ft.Put(ctx, t, f)
+		}, t, cmd.Apply, out)
+	}
 	if cmd.Packages != nil {
 		if runPackages == nil {
 			return model.Exit{Code: -1}, fmt.Errorf("%s: this master has no package driver", t.ID)

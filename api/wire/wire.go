@@ -166,10 +166,12 @@ type HostResult struct {
 	// Files is what a file job (push, fetch) did on the host.
 	Files *model.FileReport `json:"files,omitempty"`
 	// Packages is what a package job did on the host.
-	Packages   *model.PkgReport `json:"packages,omitempty"`
-	StartedAt  time.Time        `json:"started_at"`
-	FinishedAt time.Time        `json:"finished_at"`
-	DurationMS int64            `json:"duration_ms"`
+	Packages *model.PkgReport `json:"packages,omitempty"`
+	// Apply is what an apply job did on the host.
+	Apply      *model.ApplyReport `json:"apply,omitempty"`
+	StartedAt  time.Time          `json:"started_at"`
+	FinishedAt time.Time          `json:"finished_at"`
+	DurationMS int64              `json:"duration_ms"`
 }
 
 // Job is a job with its per-host results. GET /api/v1/jobs/{id} (and the
