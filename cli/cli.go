@@ -61,6 +61,9 @@ Usage:
         [--refresh] [--manager M] [--installroot DIR]
                                              manage packages through each host's manager;
                                              one row per package per group of hosts alike
+  felix apply NAME|FILE -t TARGETS [--dry-run] [--check] [--rev N]
+                                             make hosts as a state document says (a stored
+                                             config, or a file); --check exits 2 on drift
   felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
                                              list jobs, newest first
   felix job JOB_ID [-o json]                 show a job's results and callbacks
@@ -149,6 +152,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"cp":      cmdCp,
 		"fetch":   cmdFetch,
 		"pkg":     cmdPkg,
+		"apply":   cmdApply,
 		"jobs":    cmdJobs,
 		"job":     cmdJob,
 		"token":   cmdToken,
@@ -176,6 +180,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errFailed):
 		return 1
+	case errors.Is(err, errChanged):
+		return 2
 	case errors.Is(err, pflag.ErrHelp):
 		return 0
 	}

@@ -73,6 +73,8 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 			printFileJob(w, page)
 		case page.CmdType == model.CmdPkg:
 			printPkgJob(w, page)
+		case page.CmdType == model.CmdApply:
+			printApplyJob(w, page)
 		default:
 			printResults(w, page.Results)
 		}

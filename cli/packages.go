@@ -77,13 +77,13 @@ type pkgGroup struct {
 	r     wire.HostResult // the first host's
 }
 
-// groupPkgResults folds results with identical outcomes, in the order of
-// each group's first host.
-func groupPkgResults(results []wire.HostResult) []*pkgGroup {
+// groupResults folds results with identical outcomes — state, error and
+// the report that report picks — in the order of each group's first host.
+func groupResults(results []wire.HostResult, report func(wire.HostResult) any) []*pkgGroup {
 	var groups []*pkgGroup
 	byKey := map[string]*pkgGroup{}
 	for _, r := range results {
-		rep, _ := json.Marshal(r.Packages)
+		rep, _ := json.Marshal(report(r))
 		key := string(r.State) + "\x00" + r.Error + "\x00" + string(rep)
 		g := byKey[key]
 		if g == nil {
@@ -109,6 +109,14 @@ func (g *pkgGroup) hostsCell() string {
 	return fmt.Sprintf("%d hosts: %s", len(g.hosts), names)
 }
 
+// label is hostsCell with the group's state when it is not ok.
+func (g *pkgGroup) label() string {
+	if g.r.State != model.StateOK {
+		return g.hostsCell() + " (" + string(g.r.State) + ")"
+	}
+	return g.hostsCell()
+}
+
 // printPkgJob prints a page of a package job: a row per package per group
 // of hosts with identical reports. install, remove and upgrade show
 // PACKAGE BEFORE AFTER STATE; list shows each package's VERSION; info the
@@ -125,14 +133,11 @@ func printPkgJob(w io.Writer, job wire.Job) {
 	}
 	t := newTable(w, header...)
 	dry := false
-	for i, g := range groupPkgResults(job.Results) {
+	for i, g := range groupResults(job.Results, func(r wire.HostResult) any { return r.Packages }) {
 		if i > 0 {
 			t.AppendSeparator()
 		}
-		hosts := g.hostsCell()
-		if g.r.State != model.StateOK {
-			hosts += " (" + string(g.r.State) + ")"
-		}
+		hosts := g.label()
 		rep := g.r.Packages
 		if rep == nil || len(rep.Packages) == 0 {
 			note := g.r.Error

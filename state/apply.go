@@ -318,6 +318,9 @@ func (h *host) file(ctx context.Context, r model.Resource, res *model.ResourceRe
 		return nil
 	}
 	res.State, res.Detail = model.ResChanged, meta
+	if contentChanged {
+		res.Detail = join("content", meta)
+	}
 	if st.kind == "absent" {
 		res.Detail = fmt.Sprintf("created, mode %04o", mode)
 	}

@@ -33,7 +33,8 @@ type Doc struct {
 	Vars      []VarsBlock `yaml:"vars"`
 	Resources []Spec      `yaml:"resources"`
 
-	templates map[string]*template.Template // by resource id
+	templates map[string]*template.Template // content, by resource id
+	paths     map[string]*template.Template // templated paths, by resource id
 }
 
 // VarsBlock sets variables for the hosts Match selects (the target syntax
@@ -163,7 +164,7 @@ func Parse(body []byte) (*Doc, error) {
 		}
 	}
 	seen := map[string]bool{}
-	d.templates = map[string]*template.Template{}
+	d.templates, d.paths = map[string]*template.Template{}, map[string]*template.Template{}
 	for i := range d.Resources {
 		r := &d.Resources[i]
 		at := fmt.Sprintf("$.resources[%d]", i)
@@ -228,7 +229,23 @@ func checkSpec(r *Spec, seen map[string]bool, d *Doc) *specError {
 	}
 	switch r.Type {
 	case model.ResFile, model.ResDir, model.ResSymlink:
-		if err := model.CheckPath(r.Path); err != nil {
+		if strings.Contains(r.Path, "{{") {
+			// A templated path (/srv/{{ .Host.ID }}/app.conf): checked
+			// again once rendered for each host.
+			if !strings.HasPrefix(r.Path, "/") {
+				return bad("path", "path %q is not absolute", r.Path)
+			}
+			t, err := template.New(r.ID + " path").Option("missingkey=error").Funcs(funcs).Parse(r.Path)
+			if err != nil {
+				return bad("path", "path template: %v", err)
+			}
+			for _, v := range varsUsed(t.Tree.Root) {
+				if !d.defines(v) {
+					return bad("path", "path template: .Vars.%s is set by no vars block", v)
+				}
+			}
+			d.paths[r.ID] = t
+		} else if err := model.CheckPath(r.Path); err != nil {
 			return bad("path", "%v", err)
 		}
 		if _, err := model.ParseMode(r.Mode); err != nil {

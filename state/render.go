@@ -104,6 +104,16 @@ func (d *Doc) Render(h Host, vars map[string]any) ([]model.Resource, error) {
 			content := b.String()
 			r.Content = &content
 		}
+		if t := d.paths[s.ID]; t != nil {
+			var b cappedWriter
+			if err := t.Execute(&b, dot); err != nil {
+				return nil, fmt.Errorf("render the path of %s for %s: %w", s.ID, h.ID, err)
+			}
+			if err := model.CheckPath(b.String()); err != nil {
+				return nil, fmt.Errorf("the path of %s for %s: %w", s.ID, h.ID, err)
+			}
+			r.Path = b.String()
+		}
 		out = append(out, r)
 	}
 	return out, nil

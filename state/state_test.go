@@ -82,6 +82,16 @@ func TestRenderHostDataIsData(t *testing.T) {
 	if got, want := *rs[0].Content, "host web1 workers 8 hello\nos {{7*7}} role $(id)\n"; got != want {
 		t.Errorf("rendered %q; want %q", got, want)
 	}
+	tp, err := Parse([]byte("resources:\n  - {id: a, type: dir, path: '/srv/{{ .Host.ID }}/{{ .Labels.app }}'}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := tp.Render(Host{ID: "web1", Labels: map[string]string{"app": "shop"}}, nil); err != nil || rs[0].Path != "/srv/web1/shop" {
+		t.Errorf("templated path = %v, %v; want /srv/web1/shop", rs, err)
+	}
+	if _, err := tp.Render(Host{ID: "web1", Labels: map[string]string{"app": "../../etc"}}, nil); err == nil || !strings.Contains(err.Error(), "not clean") {
+		t.Errorf("a label leading the path out = %v; want refused as not clean", err)
+	}
 	if _, err := d.Render(Host{ID: "db1"}, d.VarsFor(func(i int) bool { return i == 0 })); err == nil ||
 		!strings.Contains(err.Error(), "os_name") {
 		t.Errorf("render without the fact: %v; want an error naming it", err)
