@@ -89,3 +89,32 @@ if [ "$(id -u)" -eq 0 ] && command -v dpkg-deb >/dev/null && command -v dpkg-sca
 else
 	step "felix pkg: skipped (needs root, dpkg-deb, dpkg-scanpackages and apt-get, and no felix-demo-hello installed)"
 fi
+
+# Managed configuration: a small state — a directory and a config file per
+# minion, rendered from its id, facts and a variable, and a command run only
+# when the config changed — applied twice: changed, then all unchanged.
+cat >"$DEMO/demo-state.yaml" <<STATE
+vars:
+  - match: '*'
+    vars: {workers: 4}
+resources:
+  - id: confdir
+    type: dir
+    path: $DEMO/applied/{{ .Host.ID }}
+  - id: conf
+    type: file
+    path: $DEMO/applied/{{ .Host.ID }}/app.conf
+    template: |
+      # {{ .Host.ID }} on {{ .Facts.os_name }}
+      workers = {{ .Vars.workers }}
+    mode: "0640"
+    require: [confdir]
+  - id: reload
+    type: cmd
+    run: echo reloaded >> $DEMO/applied/reloads
+    onchange: [conf]
+STATE
+step "felix apply demo-state.yaml -t '*'  (twice: the second finds everything as the state says)"
+"$BIN/felix" apply "$DEMO/demo-state.yaml" -t '*'
+"$BIN/felix" apply "$DEMO/demo-state.yaml" -t '*'
+
