@@ -71,6 +71,20 @@ func TestApply(t *testing.T) {
 		t.Errorf("events carried %d reports; want 2", reports)
 	}
 
+	// A host whose templates do not render (it has no role label) fails
+	// with the reason; the others are applied.
+	h.addMinion("m3", "127.0.0.11:4510", true, nil)
+	h.adminDo("POST", "/api/v1/apply?wait=10s", wire.ApplyRequest{JobOptions: wire.JobOptions{Targets: []string{"m*"}},
+		Document: applyDoc}, &job, http.StatusOK)
+	for _, r := range job.Results {
+		switch {
+		case r.Host == "m3" && (r.State != model.StateFailed || !strings.Contains(r.Error, `map has no entry for key "role"`)):
+			t.Errorf("m3 without the label: %s %q; want failed, naming the missing key", r.State, r.Error)
+		case r.Host != "m3" && r.State != model.StateOK:
+			t.Errorf("%s: %s %q; want ok beside a host whose template failed", r.Host, r.State, r.Error)
+		}
+	}
+
 	// dry_run in the query: the job runs, its reports say dry run.
 	var acc wire.ExecAccepted
 	h.adminDo("POST", "/api/v1/apply?dry_run=true", wire.ApplyRequest{JobOptions: wire.JobOptions{Targets: []string{"m1"}},

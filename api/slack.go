@@ -63,10 +63,13 @@ func slackText(job inventory.Job, results []model.Result) string {
 		st := string(r.State)
 		counts[st]++
 		pkgs := pkgText(r.Packages)
+		if r.Apply != nil {
+			pkgs = applyText(r.Apply)
+		}
 		key := st + "\x00" + strconv.Itoa(r.ExitCode) + "\x00" + string(r.Stdout) + "\x00" + string(r.Stderr)
-		if r.Packages != nil {
-			// A package job folds hosts by their reports: the managers'
-			// output differs in timings and download sizes.
+		if r.Packages != nil || r.Apply != nil {
+			// Package and apply jobs fold hosts by their reports: the
+			// managers' output differs in timings and download sizes.
 			key = st + "\x00" + strconv.Itoa(r.ExitCode) + "\x00" + pkgs
 		}
 		g := groups[key]
@@ -194,6 +197,27 @@ func pkgText(rep *model.PkgReport) string {
 	}
 	if len(rep.Packages) == 0 {
 		b.WriteString("(no packages)\n")
+	}
+	return b.String()
+}
+
+// applyText is an apply report as a Slack summary shows it: the counts,
+// and each resource that did not stay unchanged.
+func applyText(rep *model.ApplyReport) string {
+	var b strings.Builder
+	if rep.DryRun {
+		b.WriteString("(dry run)\n")
+	}
+	fmt.Fprintf(&b, "%d changed, %d unchanged, %d failed, %d skipped\n", rep.Changed, rep.Unchanged, rep.Failed, rep.Skipped)
+	for _, x := range rep.Resources {
+		if x.State == model.ResUnchanged {
+			continue
+		}
+		b.WriteString(x.Type + " " + x.ID + " " + x.State)
+		if d := cmp.Or(x.Error, x.Detail); d != "" {
+			b.WriteString(": " + oneLine(d))
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }

@@ -67,3 +67,24 @@ func TestSlackTextFoldsPackageReports(t *testing.T) {
 		t.Errorf("slack text shows the manager's output instead of the report:\n%s", text)
 	}
 }
+
+// TestSlackTextFoldsApplyReports: apply jobs fold hosts by their reports
+// too, showing the counts and what did not stay unchanged.
+func TestSlackTextFoldsApplyReports(t *testing.T) {
+	same := &model.ApplyReport{Config: "web@1", Unchanged: 2, Resources: []model.ResourceResult{
+		{ID: "conf", Type: "file", State: "unchanged"}, {ID: "svc", Type: "service", State: "unchanged"}}}
+	changed := &model.ApplyReport{Config: "web@1", Changed: 1, Unchanged: 1, Resources: []model.ResourceResult{
+		{ID: "conf", Type: "file", State: "changed", Detail: "content"}, {ID: "svc", Type: "service", State: "unchanged"}}}
+	rs := []model.Result{
+		{Host: "web1", State: model.StateOK, Stdout: []byte("unchanged file conf\n1s\n"), Apply: same},
+		{Host: "web2", State: model.StateOK, Stdout: []byte("unchanged file conf\n2s\n"), Apply: same},
+		{Host: "web3", State: model.StateOK, Apply: changed},
+	}
+	text := slackText(inventory.Job{ID: "J", CmdLine: "apply web@1", CmdType: model.CmdApply, State: model.JobDone}, rs)
+	for _, want := range []string{"*2 hosts* ok (exit 0): web1, web2", "0 changed, 2 unchanged", "*1 host* ok (exit 0): web3",
+		"file conf changed: content"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("slack text lacks %q:\n%s", want, text)
+		}
+	}
+}

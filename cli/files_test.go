@@ -78,12 +78,12 @@ func newFilesFake(t *testing.T) *filesFake {
 			}
 			f.blobs[sum] = body
 			reply(w, 201, wire.Blob{SHA256: sum, Size: int64(len(body))})
-		case (p == "/api/v1/files" || p == "/api/v1/fetch" || p == "/api/v1/packages") && r.Method == "POST":
+		case (p == "/api/v1/files" || p == "/api/v1/fetch" || p == "/api/v1/packages" || p == "/api/v1/apply") && r.Method == "POST":
 			var opts struct {
 				wire.JobOptions
 			}
 			json.Unmarshal(body, &opts)
-			if p != "/api/v1/packages" && (opts.DryRun || r.URL.Query().Get("dry_run") == "true") {
+			if p != "/api/v1/packages" && p != "/api/v1/apply" && (opts.DryRun || r.URL.Query().Get("dry_run") == "true") {
 				reply(w, 200, wire.DryRun{Targets: opts.Targets, Hosts: []wire.DryRunHost{{Host: "web01", State: "would run", Transport: "agent"}}})
 				return
 			}

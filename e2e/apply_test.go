@@ -209,6 +209,13 @@ resources:
 	if _, err := os.Stat(filepath.Join(dir, "never")); err == nil {
 		t.Error("a resource requiring the failed one ran")
 	}
+	// A rerun of the failed hosts applies the same document again.
+	out, errOut, code = c.felix("job", "rerun", bj.JobID, "--failed", "-o", "json")
+	var again wire.Job
+	if err := json.Unmarshal([]byte(out), &again); err != nil || code != 1 || again.CmdLine != "apply inline" || len(again.Results) != 1 {
+		t.Errorf("rerun --failed: exit %d, %v: %s%s; want pm1 alone, the same apply", code, err, out, errOut)
+	}
+	check("rerun", again, "pm1", want{"fails": "failed", "needs-it": "skipped", "independent": "unchanged"})
 
 	// A bad document: one line on stderr naming the line, no job.
 	bad := filepath.Join(dir, "bad.yaml")
