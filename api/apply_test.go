@@ -99,7 +99,7 @@ func TestApply(t *testing.T) {
 // or the field, a body past the limit a 413; no job is stored and no host
 // is called.
 func TestApplyRefused(t *testing.T) {
-	h := newHarness(t)
+	h := newHarnessWith(t, nil, true)
 	h.addMinion("m1", "127.0.0.9:4510", true, nil)
 	before := h.dump()
 	calls := len(h.fake.Calls())
@@ -117,6 +117,8 @@ func TestApplyRefused(t *testing.T) {
 			Document: "vars:\n  - match: 'web['\n    vars: {a: 1}\nresources:\n  - {id: a, type: cmd, run: 'true'}\n"}, 400, "vars block 1"},
 		{"config and document", wire.ApplyRequest{JobOptions: wire.JobOptions{Targets: []string{"m1"}}, Config: "web",
 			Document: applyDoc}, 400, "not both"},
+		{"a source not in the store", wire.ApplyRequest{JobOptions: wire.JobOptions{Targets: []string{"m1"}},
+			Document: "resources:\n  - {id: a, type: file, path: /etc/a, source: sha256:" + strings.Repeat("c", 64) + "}\n"}, 400, "upload it with POST /api/v1/content"},
 		{"targets matching nothing", wire.ApplyRequest{JobOptions: wire.JobOptions{Targets: []string{"zz*"}}, Document: applyDoc}, 404, "no host matched"},
 		{"neither", wire.ApplyRequest{JobOptions: wire.JobOptions{Targets: []string{"m1"}}}, 400, "give config"},
 		{"a rev without config", wire.ApplyRequest{JobOptions: wire.JobOptions{Targets: []string{"m1"}}, Rev: 2, Document: applyDoc}, 400, "rev is for"},

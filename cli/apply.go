@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/model"
+	"github.com/felix-ops/felix/state"
 )
 
 // errChanged makes Main exit 2: a --check found something to change.
@@ -48,7 +50,9 @@ func cmdApply(ctx context.Context, args []string, w, ew io.Writer) error {
 		if *rev != 0 {
 			return fmt.Errorf("--rev is for a stored config, not the file %s", rest[0])
 		}
-		req.Document = doc
+		if req.Document, err = uploadSources(ctx, c, rest[0], doc); err != nil {
+			return err
+		}
 	} else {
 		req.Config = rest[0]
 	}
@@ -95,6 +99,22 @@ func readDocument(path string) (doc string, ok bool, err error) {
 		return "", false, err
 	}
 	return string(b), true, nil
+}
+
+// uploadSources uploads the local files the document at path names as
+// sources (relative to its directory) to the master's content store and
+// returns the document naming their sha256 instead.
+func uploadSources(ctx context.Context, c *client, path, doc string) (string, error) {
+	out, err := state.ResolveSources([]byte(doc), func(p string) (string, error) {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(path), p)
+		}
+		return upload(ctx, c, p)
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return string(out), nil
 }
 
 // applyChanged counts the hosts of an apply job where something changed

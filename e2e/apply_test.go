@@ -58,6 +58,10 @@ resources:
     template: "workers {{ .Vars.workers }}\nrole {{ .Labels.role }}\n"
     mode: "0640"
     require: [hello]
+  - id: motd
+    type: file
+    path: DIR/{{ .Host.ID }}/motd
+    source: files/motd
   - id: initscript
     type: file
     path: /etc/init.d/felix-test-svc
@@ -104,6 +108,7 @@ func TestApply(t *testing.T) {
 	}
 	doc := filepath.Join(dir, "web.yaml")
 	writeFile(t, doc, applyDocument(dir), 0o644)
+	writeFile(t, filepath.Join(dir, "files", "motd"), "welcome\n", 0o644) // a source: uploaded by the CLI
 	apply := func(args ...string) (wire.Job, int) {
 		t.Helper()
 		out, errOut, code := c.felix(append([]string{"apply", doc, "-t", "pm1,ps1", "--batch", "1", "-o", "json"}, args...)...)
@@ -136,7 +141,7 @@ func TestApply(t *testing.T) {
 	if code != 0 {
 		t.Errorf("first apply: exit %d", code)
 	}
-	check("first apply", j, "pm1", want{"hello": "changed", "conf": "changed", "initscript": "changed", "svc": "changed"})
+	check("first apply", j, "pm1", want{"hello": "changed", "conf": "changed", "motd": "changed", "initscript": "changed", "svc": "changed"})
 	check("first apply", j, "ps1", want{"hello": "unchanged", "conf": "changed", "initscript": "unchanged", "svc": "changed"})
 	if r := resultsByHost(j); r["pm1"].Transport != "agent" || r["ps1"].Transport != "ssh" {
 		t.Errorf("transports: pm1 %s, ps1 %s; want agent and ssh", r["pm1"].Transport, r["ps1"].Transport)
@@ -149,6 +154,9 @@ func TestApply(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "svc.log")); string(b) != "start\nreload\n" {
 		t.Errorf("the service's log = %q; want started by pm1's apply, reloaded by ps1's config change", b)
 	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "ps1", "motd")); string(b) != "welcome\n" {
+		t.Errorf("ps1's motd (a source) = %q", b)
+	}
 	if installed(t, testPkg) == "" {
 		t.Error("the package is not installed")
 	}
@@ -158,7 +166,7 @@ func TestApply(t *testing.T) {
 	before, _ := os.Stat(conf)
 	out, errOut, code := c.felix("apply", doc, "-t", "pm1,ps1")
 	t.Logf("felix apply, again:\n%s", out)
-	if code != 0 || !strings.Contains(out, "2 hosts: pm1,ps1") || !strings.Contains(out, "4 unchanged") || strings.Contains(out, "changed,") {
+	if code != 0 || !strings.Contains(out, "2 hosts: pm1,ps1") || !strings.Contains(out, "5 unchanged") || strings.Contains(out, "changed,") {
 		t.Errorf("second apply: exit %d; want one group of 2 hosts, all unchanged:\n%s%s", code, out, errOut)
 	}
 	after, _ := os.Stat(conf)

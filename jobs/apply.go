@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"strings"
 
+	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/state"
@@ -95,7 +97,54 @@ func (s *Service) applyCommand(ctx context.Context, spec model.JobSpec) (model.C
 		}
 		return d.Render(h, d.VarsFor(func(i int) bool { return sel[i][t.ID] }))
 	}
-	return model.Command{Timeout: spec.Timeout, Apply: &model.Apply{Spec: spec.Apply, Render: render}}, nil
+	return model.Command{Timeout: spec.Timeout, Apply: &model.Apply{Spec: spec.Apply, Render: render, Content: s.openContent}}, nil
+}
+
+// openContent opens stored content for a file's source.
+func (s *Service) openContent(sha string) (io.ReadCloser, int64, error) {
+	if s.Content == nil {
+		return nil, 0, errors.New("the master has no content store")
+	}
+	f, b, err := s.Content.Open(sha)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, b.Size, nil
+}
+
+// holdSources holds the stored content an apply's files name while its job
+// runs: content the store does not have is refused before anything is
+// stored.
+func (s *Service) holdSources(a *model.ApplySpec) (func(), error) {
+	d, err := state.Parse([]byte(a.Document))
+	if err != nil {
+		return nil, invalid{err}
+	}
+	shas := d.Sources()
+	if len(shas) == 0 {
+		return func() {}, nil
+	}
+	if s.Content == nil {
+		return nil, errors.New("the master has no content store")
+	}
+	var releases []func()
+	release := func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	for _, sha := range shas {
+		_, rel, err := s.Content.Hold(sha)
+		if err != nil {
+			release()
+			if errors.Is(err, content.ErrNotFound) {
+				return nil, fmt.Errorf("%w: source sha256:%s (upload it with POST /api/v1/content)", ErrNoContent, sha)
+			}
+			return nil, err
+		}
+		releases = append(releases, rel)
+	}
+	return release, nil
 }
 
 // hostData is what a template knows of t: its minion's facts, its labels

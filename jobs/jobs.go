@@ -265,9 +265,15 @@ func (s *Service) Submit(ctx context.Context, spec model.JobSpec, payload string
 		return inventory.Job{}, err
 	}
 	release := func() {}
-	if spec.IsTransfer() {
+	switch {
+	case spec.IsTransfer():
 		var err error
 		if release, err = s.checkFiles(&spec); err != nil {
+			return inventory.Job{}, err
+		}
+	case spec.Apply != nil:
+		var err error
+		if release, err = s.holdSources(spec.Apply); err != nil {
 			return inventory.Job{}, err
 		}
 	}

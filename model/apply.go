@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"fmt"
+	"io"
 )
 
 // CmdApply is the command type of a job that applies a state document
@@ -64,6 +65,9 @@ func (a *ApplySpec) Name() string {
 type Apply struct {
 	Spec   *ApplySpec
 	Render func(ctx context.Context, t Target) ([]Resource, error)
+	// Content opens stored content by its sha256 (a file's Source), with
+	// its size.
+	Content func(sha string) (io.ReadCloser, int64, error)
 }
 
 // Resource is one rendered resource: what the host is made to hold. Paths
@@ -76,6 +80,7 @@ type Resource struct {
 	// file, dir, symlink
 	Path    string  `json:"path,omitempty"`
 	Content *string `json:"content,omitempty"` // file: the whole content
+	Source  string  `json:"source,omitempty"`  // file: or the sha256 of content in the master's store
 	Target  string  `json:"target,omitempty"`  // symlink: where it points
 	Mode    uint32  `json:"mode,omitempty"`    // 0: keep (0644 / 0755 for new ones)
 	Owner   string  `json:"owner,omitempty"`

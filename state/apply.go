@@ -42,7 +42,7 @@ func Run(ctx context.Context, run Runner, put Putter, t model.Target, a *model.A
 		return exit, err
 	}
 	exit.Apply = rep
-	h := &host{run: run, put: put, t: t, dry: a.Spec.DryRun, out: out}
+	h := &host{run: run, put: put, content: a.Content, t: t, dry: a.Spec.DryRun, out: out}
 	// A first, empty command: its error, if any, is the transport's about
 	// reaching the host, returned as is; after it every failure is a
 	// resource's.
@@ -115,11 +115,12 @@ func triggered(r model.Resource, done map[string]*model.ResourceResult) bool {
 
 // host applies resources on one host.
 type host struct {
-	run Runner
-	put Putter
-	t   model.Target
-	dry bool
-	out model.OutputFunc
+	run     Runner
+	put     Putter
+	content func(sha string) (io.ReadCloser, int64, error)
+	t       model.Target
+	dry     bool
+	out     model.OutputFunc
 }
 
 func (h *host) say(format string, args ...any) {
@@ -278,6 +279,74 @@ func join(parts ...string) string {
 	return strings.Join(out, ", ")
 }
 
+// maxDiffed bounds the files felix reads back to compare byte for byte
+// and diff; larger ones are compared by sha256 on the host.
+const maxDiffed = 256 << 10
+
+// desired is what a file resource should hold.
+type desired struct {
+	sha  string
+	size int64
+	text *string // the content, when it is small enough to diff
+	open func() (io.ReadCloser, error)
+}
+
+func (h *host) desired(r model.Resource) (desired, error) {
+	if r.Content != nil {
+		want := *r.Content
+		sum := sha256.Sum256([]byte(want))
+		return desired{sha: hex.EncodeToString(sum[:]), size: int64(len(want)), text: &want,
+			open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(want)), nil }}, nil
+	}
+	if h.content == nil {
+		return desired{}, errors.New("this master gives no stored content")
+	}
+	open := func() (io.ReadCloser, error) {
+		rc, _, err := h.content(r.Source)
+		return rc, err
+	}
+	rc, size, err := h.content(r.Source)
+	if err != nil {
+		return desired{}, fmt.Errorf("source sha256:%s: %w", r.Source, err)
+	}
+	defer rc.Close()
+	d := desired{sha: r.Source, size: size, open: open}
+	if size <= maxDiffed {
+		b, err := io.ReadAll(io.LimitReader(rc, maxDiffed+1))
+		if err != nil {
+			return desired{}, fmt.Errorf("read source sha256:%s: %w", r.Source, err)
+		}
+		text := string(b)
+		d.text = &text
+	}
+	return d, nil
+}
+
+// current reads what the file at path holds: its text when it and want
+// are small enough to diff, else its sha256.
+func (h *host) current(ctx context.Context, path string, st stat, want desired) (text *string, sha string, err error) {
+	if st.size <= maxDiffed && want.text != nil {
+		stdout, stderr, code, err := h.exec(ctx, script(`cat -- "$1"`, path), false)
+		if err != nil {
+			return nil, "", fmt.Errorf("read %s: %w", path, err)
+		}
+		if code != 0 {
+			return nil, "", fmt.Errorf("read %s: exit %d: %s", path, code, lastLine(stderr))
+		}
+		s := string(stdout)
+		return &s, "", nil
+	}
+	stdout, stderr, code, err := h.exec(ctx, script(`sha256sum -- "$1"`, path), false)
+	if err != nil {
+		return nil, "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	f := strings.Fields(string(stdout))
+	if code != 0 || len(f) == 0 || len(f[0]) != 64 {
+		return nil, "", fmt.Errorf("hash %s: exit %d: %s", path, code, lastLine(stderr))
+	}
+	return nil, f[0], nil
+}
+
 func (h *host) file(ctx context.Context, r model.Resource, res *model.ResourceResult) error {
 	st, err := h.stat(ctx, r.Path)
 	if err != nil {
@@ -289,26 +358,35 @@ func (h *host) file(ctx context.Context, r model.Resource, res *model.ResourceRe
 	if st.kind != "absent" && st.kind != "file" {
 		return fmt.Errorf("%s is a %s, not a file", r.Path, kindName(st.kind))
 	}
-	want := *r.Content
-	old := ""
-	switch {
-	case st.kind == "file" && st.size > MaxRendered:
-		old = fmt.Sprintf("[%d bytes: too large for felix to compare]\n", st.size)
-	case st.kind == "file":
-		stdout, stderr, code, err := h.exec(ctx, script(`cat -- "$1"`, r.Path), false)
+	want, err := h.desired(r)
+	if err != nil {
+		return err
+	}
+	contentChanged, diffText := true, ""
+	if st.kind == "file" {
+		old, sha, err := h.current(ctx, r.Path, st, want)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", r.Path, err)
+			return err
 		}
-		if code != 0 {
-			return fmt.Errorf("read %s: exit %d: %s", r.Path, code, lastLine(stderr))
+		switch {
+		case old != nil:
+			contentChanged = *old != *want.text
+			if contentChanged {
+				diffText = diff(r.Path, *old, *want.text, false)
+			}
+		default:
+			contentChanged = sha != want.sha
+			if contentChanged {
+				diffText = fmt.Sprintf("content sha256 %s (%d bytes) → %s (%d bytes): too large to diff\n", sha, st.size, want.sha, want.size)
+			}
 		}
-		old = string(stdout)
+	} else if want.text != nil {
+		diffText = diff(r.Path, "", *want.text, true)
 	}
 	mode := r.Mode
 	if st.kind == "absent" && mode == 0 {
 		mode = 0o644
 	}
-	contentChanged := st.kind == "absent" || old != want
 	meta := ""
 	if st.kind == "file" {
 		meta = join(modeDiff(r.Mode, st), ownerDiff(r, st))
@@ -317,23 +395,18 @@ func (h *host) file(ctx context.Context, r model.Resource, res *model.ResourceRe
 		res.State = model.ResUnchanged
 		return nil
 	}
-	res.State, res.Detail = model.ResChanged, meta
+	res.State, res.Detail, res.Diff = model.ResChanged, meta, diffText
 	if contentChanged {
 		res.Detail = join("content", meta)
 	}
 	if st.kind == "absent" {
-		res.Detail = fmt.Sprintf("created, mode %04o", mode)
-	}
-	if contentChanged {
-		res.Diff = diff(r.Path, old, want, st.kind == "absent")
+		res.Detail = fmt.Sprintf("created, mode %04o, %d bytes", mode, want.size)
 	}
 	if h.dry {
 		return nil
 	}
-	sum := sha256.Sum256([]byte(want))
-	pr, err := h.put(ctx, model.PutFile{Dest: r.Path, Kind: model.KindFile, Size: int64(len(want)),
-		SHA256: hex.EncodeToString(sum[:]), Mode: r.Mode, Owner: owner(r), Mkdir: true, Backup: r.Backup,
-		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(want)), nil }})
+	pr, err := h.put(ctx, model.PutFile{Dest: r.Path, Kind: model.KindFile, Size: want.size, SHA256: want.sha,
+		Mode: r.Mode, Owner: owner(r), Mkdir: true, Backup: r.Backup, Open: want.open})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", r.Path, err)
 	}
@@ -355,11 +428,15 @@ func kindName(k string) string {
 	return "special file"
 }
 
-// diff is old → new as a unified diff, at most model.MaxConfigDiff bytes.
+// diff is old → new as a unified diff, at most model.MaxConfigDiff bytes;
+// content with NUL bytes is binary and only said to differ.
 func diff(path, old, new string, created bool) string {
 	from := path
 	if created {
 		from = "/dev/null"
+	}
+	if strings.ContainsRune(old, 0) || strings.ContainsRune(new, 0) {
+		return "Binary files " + from + " and " + path + " differ\n"
 	}
 	d := udiff.Unified(from, path, old, new)
 	if len(d) > model.MaxConfigDiff {

@@ -55,11 +55,14 @@ type Spec struct {
 	Path     string  `yaml:"path"`
 	Content  *string `yaml:"content"`
 	Template *string `yaml:"template"`
-	Target   string  `yaml:"target"`
-	Mode     string  `yaml:"mode"`
-	Owner    string  `yaml:"owner"`
-	Group    string  `yaml:"group"`
-	Backup   bool    `yaml:"backup"`
+	// Source is content in the master's store, "sha256:HEX"; the CLI
+	// uploads a local file named here and writes its sha256 in its place.
+	Source string `yaml:"source"`
+	Target string `yaml:"target"`
+	Mode   string `yaml:"mode"`
+	Owner  string `yaml:"owner"`
+	Group  string `yaml:"group"`
+	Backup bool   `yaml:"backup"`
 
 	Names []string `yaml:"names"`
 
@@ -82,7 +85,7 @@ type Spec struct {
 // allowed lists the keys each type takes besides id, type, state,
 // onchange and require.
 var allowed = map[string][]string{
-	model.ResFile:    {"path", "content", "template", "mode", "owner", "group", "backup"},
+	model.ResFile:    {"path", "content", "template", "source", "mode", "owner", "group", "backup"},
 	model.ResDir:     {"path", "mode", "owner", "group"},
 	model.ResSymlink: {"path", "target"},
 	model.ResPkg:     {"names"},
@@ -104,6 +107,8 @@ var (
 	ownerRe = regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10})$`)
 	varRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	svcRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9@._:-]{0,255}$`)
+
+	sourceRe = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 )
 
 // Error is a problem with a document, with the line it is on (0 when it
@@ -261,16 +266,18 @@ func checkSpec(r *Spec, seen map[string]bool, d *Doc) *specError {
 	switch r.Type {
 	case model.ResFile:
 		n := 0
-		for _, set := range []bool{r.Content != nil, r.Template != nil} {
+		for _, set := range []bool{r.Content != nil, r.Template != nil, r.Source != ""} {
 			if set {
 				n++
 			}
 		}
 		switch {
 		case absent && n > 0:
-			return bad("state", "an absent file has no content or template")
+			return bad("state", "an absent file has no content, template or source")
 		case !absent && n != 1:
-			return bad("", "a file needs content or template (one of them)")
+			return bad("", "a file needs content, template or source (one of them)")
+		case r.Source != "" && !sourceRe.MatchString(r.Source):
+			return bad("source", "source %q: want sha256:HEX, content in the master's store (felix apply and felix config put upload a local file named here; POST /api/v1/content stores one)", r.Source)
 		}
 		if r.Template != nil {
 			t, err := template.New(r.ID).Option("missingkey=error").Funcs(funcs).Parse(*r.Template)
@@ -322,6 +329,18 @@ func checkSpec(r *Spec, seen map[string]bool, d *Doc) *specError {
 		}
 	}
 	return nil
+}
+
+// Sources lists the sha256 (hex) of the stored content the document's
+// files name, each once.
+func (d *Doc) Sources() []string {
+	var out []string
+	for _, r := range d.Resources {
+		if sha, ok := strings.CutPrefix(r.Source, "sha256:"); ok && !slices.Contains(out, sha) {
+			out = append(out, sha)
+		}
+	}
+	return out
 }
 
 // defines reports whether a vars block sets v.
@@ -384,7 +403,7 @@ func setKeys(r *Spec) []string {
 		key string
 		set bool
 	}{
-		{"path", r.Path != ""}, {"content", r.Content != nil}, {"template", r.Template != nil},
+		{"path", r.Path != ""}, {"content", r.Content != nil}, {"template", r.Template != nil}, {"source", r.Source != ""},
 		{"target", r.Target != ""}, {"mode", r.Mode != ""}, {"owner", r.Owner != ""}, {"group", r.Group != ""},
 		{"backup", r.Backup}, {"names", r.Names != nil}, {"name", r.Name != ""}, {"enabled", r.Enabled != nil},
 		{"reload", r.Reload}, {"run", r.Run != ""}, {"creates", r.Creates != ""}, {"unless", r.Unless != ""},

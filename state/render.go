@@ -86,7 +86,7 @@ func (d *Doc) Render(h Host, vars map[string]any) ([]model.Resource, error) {
 		r := model.Resource{ID: s.ID, Type: s.Type, Path: s.Path, Target: s.Target, Owner: s.Owner, Group: s.Group,
 			Backup: s.Backup, Absent: s.State == "absent", Name: s.Name, Enabled: s.Enabled, Reload: s.Reload,
 			Run: s.Run, Creates: s.Creates, Unless: s.Unless, OnChange: s.OnChange, Require: s.Require,
-			Latest: s.State == "latest", Content: s.Content}
+			Latest: s.State == "latest", Content: s.Content, Source: strings.TrimPrefix(s.Source, "sha256:")}
 		r.Mode, _ = model.ParseMode(s.Mode) // checked by Parse
 		if s.Type == model.ResService && s.State != "" {
 			running := s.State == "running"

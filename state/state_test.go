@@ -3,7 +3,10 @@ package state
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +41,8 @@ func TestParseRefuses(t *testing.T) {
 		{"a bad service name", "resources:\n  - {id: a, type: service, name: 'x y', state: running}\n", 2, "service name"},
 		{"an unknown type", "resources:\n  - {id: a, type: user, name: bob}\n", 2, `type "user"`},
 		{"an unknown state", "resources:\n  - {id: a, type: service, name: x, state: up}\n", 2, `state "up"`},
-		{"no content", "resources:\n  - {id: a, type: file, path: /etc/a}\n", 2, "needs content or template"},
+		{"no content", "resources:\n  - {id: a, type: file, path: /etc/a}\n", 2, "needs content, template or source"},
+		{"a source that is a path", "resources:\n  - {id: a, type: file, path: /etc/a, source: ./a.conf}\n", 2, "want sha256:HEX"},
 		{"no resources", "vars: []\n", 0, "no resources"},
 		{"not YAML", "resources: [\n", 1, ""},
 		{"10 MiB", "resources:\n  - {id: a, type: file, path: /etc/a, content: '" + strings.Repeat("x", 10<<20) + "'}\n", 0, "at most 1048576"},
@@ -160,17 +164,34 @@ resources:
     type: cmd
     run: touch DIR/independent
     unless: test -e DIR/independent
+  - id: blob
+    type: file
+    path: DIR/blob.bin
+    source: sha256:SHA
 `)
+	blob := []byte("binary\x00content\n")
+	sum := sha256.Sum256(blob)
+	sha := hex.EncodeToString(sum[:])
+	doc = strings.ReplaceAll(doc, "SHA", sha)
 	d, err := Parse([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := d.Sources(); len(got) != 1 || got[0] != sha {
+		t.Errorf("Sources = %q; want the blob's", got)
+	}
+	stored := func(s string) (io.ReadCloser, int64, error) {
+		if s != sha {
+			return nil, 0, os.ErrNotExist
+		}
+		return io.NopCloser(bytes.NewReader(blob)), int64(len(blob)), nil
 	}
 	store := &hostfile.Store{}
 	apply := func(dry bool) *model.ApplyReport {
 		t.Helper()
 		a := &model.Apply{Spec: &model.ApplySpec{Document: doc, DryRun: dry}, Render: func(context.Context, model.Target) ([]model.Resource, error) {
 			return d.Render(Host{ID: "here"}, d.VarsFor(func(int) bool { return true }))
-		}}
+		}, Content: stored}
 		x, err := Run(context.Background(), localRun, store.Put, model.Target{ID: "here"}, a, nil)
 		// broken fails (a dry run only says it would run)
 		if want := map[bool]int{false: 1, true: 0}[dry]; err != nil || x.Apply == nil || x.Code != want {
@@ -186,7 +207,7 @@ resources:
 		return strings.Join(s, " ")
 	}
 	rep := apply(false)
-	if got, want := states(rep), "confdir=changed conf=changed link=changed reload=changed init=changed broken=failed after-broken=skipped independent=changed"; got != want {
+	if got, want := states(rep), "confdir=changed conf=changed link=changed reload=changed init=changed broken=failed after-broken=skipped independent=changed blob=changed"; got != want {
 		t.Fatalf("first apply: %s\nwant %s\n%+v", got, want, rep)
 	}
 	conf := filepath.Join(dir, "etc", "app", "app.conf")
@@ -198,10 +219,13 @@ resources:
 	if _, err := os.Stat(filepath.Join(dir, "never")); err == nil {
 		t.Error("a resource requiring the failed one ran")
 	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "blob.bin")); !bytes.Equal(b, blob) || rep.Resources[8].Diff != "Binary files /dev/null and "+filepath.Join(dir, "blob.bin")+" differ\n" {
+		t.Errorf("blob.bin = %q, diff %q; want the stored content, a binary diff", b, rep.Resources[8].Diff)
+	}
 	before := fi.Sys().(*syscall.Stat_t)
 
 	rep = apply(false)
-	if got, want := states(rep), "confdir=unchanged conf=unchanged link=unchanged reload=unchanged init=unchanged broken=failed after-broken=skipped independent=unchanged"; got != want {
+	if got, want := states(rep), "confdir=unchanged conf=unchanged link=unchanged reload=unchanged init=unchanged broken=failed after-broken=skipped independent=unchanged blob=unchanged"; got != want {
 		t.Errorf("second apply: %s\nwant %s", got, want)
 	}
 	fi, _ = os.Stat(conf)
@@ -220,5 +244,47 @@ resources:
 	}
 	if b, _ := os.ReadFile(conf); string(b) != "listen 9090\nname here\n" {
 		t.Errorf("the dry run wrote app.conf: %q", b)
+	}
+}
+
+// TestResolveSources: local paths named as sources become the sha256 the
+// resolver gives, in block and flow style, plain and quoted, comments and
+// layout kept; content already named by sha256 is left alone.
+func TestResolveSources(t *testing.T) {
+	sha := strings.Repeat("a", 64)
+	doc := `# web state
+resources:
+  - id: a
+    type: file
+    path: /etc/a
+    source: files/a.conf   # the main config
+  - {id: b, type: file, path: /etc/b, source: "files/b c.conf"}
+  - {id: c, type: file, path: /etc/c, source: 'it''s.conf'}
+  - {id: d, type: file, path: /etc/d, source: sha256:` + strings.Repeat("b", 64) + `}
+`
+	var asked []string
+	got, err := ResolveSources([]byte(doc), func(p string) (string, error) {
+		asked = append(asked, p)
+		return sha, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.NewReplacer("files/a.conf", "sha256:"+sha, `"files/b c.conf"`, "sha256:"+sha, `'it''s.conf'`, "sha256:"+sha).Replace(doc)
+	if string(got) != want {
+		t.Errorf("rewritten:\n%s\nwant:\n%s", got, want)
+	}
+	if strings.Join(asked, "|") != "files/a.conf|files/b c.conf|it's.conf" {
+		t.Errorf("resolved %q", asked)
+	}
+	if _, err := Parse(got); err != nil {
+		t.Errorf("the rewritten document does not parse: %v", err)
+	}
+	_, err = ResolveSources([]byte("resources:\n  - {id: a, type: file, path: /etc/a, source: nope}\n"), func(string) (string, error) {
+		return "", os.ErrNotExist
+	})
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Line != 2 {
+		t.Errorf("a missing file: %v; want an error on line 2", err)
 	}
 }
