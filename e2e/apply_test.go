@@ -57,6 +57,8 @@ resources:
     path: DIR/{{ .Host.ID }}/app.conf
     template: "workers {{ .Vars.workers }}\nrole {{ .Labels.role }}\n"
     mode: "0640"
+    owner: root
+    group: daemon
     require: [hello]
   - id: motd
     type: file
@@ -147,8 +149,11 @@ func TestApply(t *testing.T) {
 		t.Errorf("transports: pm1 %s, ps1 %s; want agent and ssh", r["pm1"].Transport, r["ps1"].Transport)
 	}
 	for host, wantConf := range map[string]string{"pm1": "workers 8\nrole web\n", "ps1": "workers 2\nrole db\n"} {
-		if b, _ := os.ReadFile(filepath.Join(dir, host, "app.conf")); string(b) != wantConf {
-			t.Errorf("%s's app.conf = %q; want %q", host, b, wantConf)
+		p := filepath.Join(dir, host, "app.conf")
+		b, _ := os.ReadFile(p)
+		fi, err := os.Stat(p)
+		if string(b) != wantConf || err != nil || fi.Sys().(*syscall.Stat_t).Gid != 1 || fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s's app.conf = %q, %v; want %q, group daemon (1), 0640", host, b, err, wantConf)
 		}
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "svc.log")); string(b) != "start\nreload\n" {

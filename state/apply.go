@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -262,11 +263,30 @@ func modeDiff(want uint32, st stat) string {
 	return ""
 }
 
-func owner(r model.Resource) string {
+// idScript prints the number of user $1 (when set) and of group $2 (when
+// set), each on its line: puts take numbers on every transport.
+const idScript = `if [ -n "$1" ]; then id -u -- "$1" || exit 1; else echo; fi
+if [ -n "$2" ]; then g=$(getent group "$2" | cut -d: -f3); [ -n "$g" ] || { echo "no group $2" >&2; exit 1; }; echo "$g"; else echo; fi`
+
+// owner is r's owner and group as a put takes them, "uid:gid" (either may
+// be empty), names resolved to numbers on the host.
+func (h *host) owner(ctx context.Context, r model.Resource) (string, error) {
 	if r.Owner == "" && r.Group == "" {
-		return ""
+		return "", nil
 	}
-	return r.Owner + ":" + r.Group
+	numeric := func(s string) bool { return s == "" || strings.Trim(s, "0123456789") == "" }
+	if numeric(r.Owner) && numeric(r.Group) {
+		return r.Owner + ":" + r.Group, nil
+	}
+	stdout, stderr, code, err := h.exec(ctx, script(idScript, r.Owner, r.Group), false)
+	if err != nil {
+		return "", fmt.Errorf("look up owner %s:%s: %w", r.Owner, r.Group, err)
+	}
+	lines := strings.Split(string(stdout), "\n")
+	if code != 0 || len(lines) < 2 {
+		return "", fmt.Errorf("look up owner %s:%s: %s", r.Owner, r.Group, cmp.Or(lastLine(stderr), fmt.Sprintf("exit %d", code)))
+	}
+	return strings.TrimSpace(lines[0]) + ":" + strings.TrimSpace(lines[1]), nil
 }
 
 func join(parts ...string) string {
@@ -405,8 +425,12 @@ func (h *host) file(ctx context.Context, r model.Resource, res *model.ResourceRe
 	if h.dry {
 		return nil
 	}
+	own, err := h.owner(ctx, r)
+	if err != nil {
+		return err
+	}
 	pr, err := h.put(ctx, model.PutFile{Dest: r.Path, Kind: model.KindFile, Size: want.size, SHA256: want.sha,
-		Mode: r.Mode, Owner: owner(r), Mkdir: true, Backup: r.Backup, Open: want.open})
+		Mode: r.Mode, Owner: own, Mkdir: true, Backup: r.Backup, Open: want.open})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", r.Path, err)
 	}
@@ -497,7 +521,11 @@ func (h *host) dir(ctx context.Context, r model.Resource, res *model.ResourceRes
 	if h.dry {
 		return nil
 	}
-	if _, err := h.put(ctx, model.PutFile{Dest: r.Path, Kind: model.KindDir, Mode: r.Mode, Owner: owner(r), Mkdir: true}); err != nil {
+	own, err := h.owner(ctx, r)
+	if err != nil {
+		return err
+	}
+	if _, err := h.put(ctx, model.PutFile{Dest: r.Path, Kind: model.KindDir, Mode: r.Mode, Owner: own, Mkdir: true}); err != nil {
 		return fmt.Errorf("make directory %s: %w", r.Path, err)
 	}
 	return nil
