@@ -172,6 +172,11 @@ func (s *Server) Handler() http.Handler {
 	route(operator, "POST", "/fetch", s.fetchFiles)
 	route(operator, "POST", "/packages", s.packages)
 	route(operator, "POST", "/apply", s.apply)
+	route(operator, "POST", "/configs", s.putConfig)
+	route(read, "GET", "/configs", s.listConfigs)
+	route(read, "GET", "/configs/:name", s.getConfig)
+	route(read, "GET", "/configs/:name/history", s.configHistory)
+	route(operator, "DELETE", "/configs/:name", s.deleteConfig)
 	v1.GET("/openapi.yaml", s.openAPI)
 	return r
 }

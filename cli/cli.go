@@ -64,6 +64,8 @@ Usage:
   felix apply NAME|FILE -t TARGETS [--dry-run] [--check] [--rev N]
                                              make hosts as a state document says (a stored
                                              config, or a file); --check exits 2 on drift
+  felix config put NAME FILE | get NAME [--rev N] | list | history NAME | rm NAME
+                                             store state documents, every revision kept
   felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
                                              list jobs, newest first
   felix job JOB_ID [-o json]                 show a job's results and callbacks
@@ -153,6 +155,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"fetch":   cmdFetch,
 		"pkg":     cmdPkg,
 		"apply":   cmdApply,
+		"config":  cmdConfig,
 		"jobs":    cmdJobs,
 		"job":     cmdJob,
 		"token":   cmdToken,

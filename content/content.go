@@ -66,6 +66,10 @@ type Options struct {
 	KeepUnused time.Duration
 	// Log receives warnings (ignored files, failed fsyncs). Nil discards.
 	Log *slog.Logger
+	// Keep, if set, lists blobs no collection may remove, however long
+	// unused (content stored state documents name); it is asked at each
+	// collection.
+	Keep func() ([]string, error)
 }
 
 // Blob describes one stored content.
@@ -82,6 +86,7 @@ type Store struct {
 	maxFile    int64
 	maxTotal   int64
 	keepUnused time.Duration
+	keep       func() ([]string, error)
 	log        *slog.Logger
 	gcMu       sync.Mutex     // serializes GC runs
 	mu         sync.Mutex     // protects total, count and holds, and orders blob renames, removals and touches
@@ -103,6 +108,7 @@ func Open(dir string, o Options) (*Store, error) {
 		maxFile:    o.MaxFileSize,
 		maxTotal:   o.MaxTotalSize,
 		keepUnused: o.KeepUnused,
+		keep:       o.Keep,
 		log:        o.Log,
 		holds:      make(map[string]int),
 	}

@@ -634,3 +634,33 @@ func TestRoomIsMadeFromContentUnusedForAnHour(t *testing.T) {
 	}
 	checkUsage(t, s, 1, 60)
 }
+
+// TestGCKeeps: blobs Keep names stay however old; when Keep fails, nothing
+// is removed.
+func TestGCKeeps(t *testing.T) {
+	const keep = time.Hour
+	var kept []string
+	var keepErr error
+	s := newStore(t, Options{KeepUnused: keep, Keep: func() ([]string, error) { return kept, keepErr }})
+	a, err := s.Put(strings.NewReader("named by a state"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Put(strings.NewReader("unused"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	age(t, s, a.SHA256, 2*keep)
+	age(t, s, b.SHA256, 2*keep)
+	keepErr = errors.New("database locked")
+	if removed, _, err := s.GC(time.Now()); err == nil || removed != 0 {
+		t.Errorf("GC when Keep fails = %d, %v; want nothing removed and the error", removed, err)
+	}
+	kept, keepErr = []string{a.SHA256}, nil
+	if removed, _, err := s.GC(time.Now()); err != nil || removed != 1 {
+		t.Errorf("GC = %d, %v; want the unused blob alone removed", removed, err)
+	}
+	if _, err := s.Stat(a.SHA256); err != nil {
+		t.Errorf("the kept blob: %v", err)
+	}
+}

@@ -59,9 +59,20 @@ func (s *Store) gc(now time.Time, keep time.Duration) (removed int, freed int64,
 	cutoff := now.Add(-keep)
 	var old []string
 	var errs []error
+	kept := map[string]bool{}
+	if s.keep != nil {
+		shas, err := s.keep()
+		if err != nil {
+			// Not knowing what must stay, remove nothing.
+			return 0, 0, fmt.Errorf("gc content store %s: what to keep: %w", s.dir, err)
+		}
+		for _, sha := range shas {
+			kept[sha] = true
+		}
+	}
 	// The scan runs without s.mu; each removal re-checks under it.
 	if err := s.walk(func(sha string, fi fs.FileInfo) {
-		if fi.ModTime().Before(cutoff) {
+		if fi.ModTime().Before(cutoff) && !kept[sha] {
 			old = append(old, sha)
 		}
 	}); err != nil {

@@ -153,7 +153,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, err
 	}
 	m.content, err = content.Open(filepath.Join(cfg.DataDir, "content"), content.Options{
-		MaxFileSize: cfg.Files.MaxSize, MaxTotalSize: cfg.Files.MaxStoreSize, KeepUnused: cfg.Files.KeepUnused.Duration, Log: log})
+		MaxFileSize: cfg.Files.MaxSize, MaxTotalSize: cfg.Files.MaxStoreSize, KeepUnused: cfg.Files.KeepUnused.Duration, Log: log,
+		// The content stored state documents name stays, however long unused.
+		Keep: func() ([]string, error) { return m.store.ConfigSources(context.Background()) }})
 	if err != nil {
 		m.closeEarly()
 		return nil, err

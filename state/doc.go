@@ -174,7 +174,11 @@ func Parse(body []byte) (*Doc, error) {
 		r := &d.Resources[i]
 		at := fmt.Sprintf("$.resources[%d]", i)
 		if err := checkSpec(r, seen, &d); err != nil {
-			return nil, &Error{Line: line(at + err.key), Msg: fmt.Sprintf("resource %s: %s", describe(r, i), err.msg)}
+			l := line(at + err.key)
+			if l == 0 { // a key that is missing: the resource's line
+				l = line(at)
+			}
+			return nil, &Error{Line: l, Msg: fmt.Sprintf("resource %s: %s", describe(r, i), err.msg)}
 		}
 		seen[r.ID] = true
 	}
