@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTO_TOOLS := $(abspath $(BIN)/tools)
 
-.PHONY: bench-pkg help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
+.PHONY: bench-pkg bench-apply help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-scale: build ## a master against a swarm of SIZES minions: registration, e
 
 bench-pkg: build ## felix pkg install on 50 minions twice (the second all unchanged, no apt run) vs felix exec -- apt-get install (root)
 	@bash scripts/bench-pkg.sh
+
+bench-apply: build ## a 20-resource state on 50 minions (first, again all unchanged, dry run) vs ansible-playbook on 50 SSH hosts (root)
+	@bash scripts/bench-apply.sh
 
 dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, in dist/
 	@mkdir -p dist

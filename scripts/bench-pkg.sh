@@ -28,33 +28,13 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT
-now() { date +%s%N; }
-secs() { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
+source scripts/bench-lib.sh
 dpkg_lines() { wc -l </var/log/dpkg.log 2>/dev/null || echo 0; }
 
-# The package and its local source.
-mkdir -p "$W/deb/DEBIAN" "$W/repo"
-printf 'Package: %s\nVersion: 1.0\nArchitecture: all\nMaintainer: felix bench <felix@example.invalid>\nDescription: felix bench package\n' "$PKG" >"$W/deb/DEBIAN/control"
-dpkg-deb --root-owner-group --build "$W/deb" "$W/repo/${PKG}_1.0_all.deb" >/dev/null
-(cd "$W/repo" && dpkg-scanpackages . >Packages 2>/dev/null && chmod 644 Packages ./*.deb && chmod 755 .)
-echo "deb [trusted=yes] file:$W/repo ./" >"$LIST"
-apt-get update -qq -o Dir::Etc::sourcelist="$LIST" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
-
+bench_apt_repo "$PKG" "$LIST"
 # A master and a swarm of HOSTS minions that run commands for real.
-printf 'listen = "127.0.0.1:%s"\n' "$PORT" >"$W/master.toml"
-"$BIN/master" start --config "$W/master.toml" --data-dir "$W/m" >"$W/master.out" 2>"$W/master.log" &
-pids+=($!)
-for _ in $(seq 300); do grep -q '^master fingerprint' "$W/master.out" 2>/dev/null && break; sleep 0.1; done
-export FELIX_MASTER=https://127.0.0.1:$PORT FELIX_TOKEN=$(cat "$W/m/admin.token") FELIX_CONFIG=$W/felix.toml
-export FELIX_MASTER_FINGERPRINT=$(sed -n 's/^master fingerprint: //p' "$W/master.out")
-join=$("$BIN/felix" token join --auto-accept --uses "$HOSTS" --ttl 1h)
-"$BIN/minion" swarm --count "$HOSTS" --base-dir "$W/swarm" --first-ip 127.3.0.1 --port 4510 --master "$FELIX_MASTER" \
-	--join-token "$join" --master-fingerprint "$FELIX_MASTER_FINGERPRINT" --exec fork >"$W/swarm.out" 2>"$W/swarm.log" &
-pids+=($!)
-for _ in $(seq 600); do
-	[ "$("$BIN/felix" minions -o json | jq '[.minions[] | select(.state == "accepted" and .health == "ok")] | length')" -eq "$HOSTS" ] && break
-	sleep 1
-done
+bench_master "$PORT"
+bench_swarm "$HOSTS" 127.3.0.1
 
 run() { # run LABEL CMD...: one table row: wall, hosts ok, dpkg log lines written
 	local label=$1

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# make bench-apply: a 20-resource state (15 templated files, an init script,
+# a directory, a package from a local apt repository, an init.d service and
+# a command run on change) applied with felix to HOSTS minions — first,
+# again (all unchanged) and as a dry run — beside ansible-playbook of the
+# equivalent playbook on the same number of hosts over SSH (one local sshd
+# reached at HOSTS loopback addresses): first, again, --check --diff.
+# Every host is this machine: paths carry the host's name. Root only (it
+# installs a package and an init script; both removed at the end).
+# Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HOSTS=${HOSTS:-50}
+PORT=${PORT:-18746}
+SSH_PORT=${SSH_PORT:-2246}
+[ "$(id -u)" -eq 0 ] || { echo "bench-apply installs a package: run it as root" >&2; exit 1; }
+if ! command -v ansible-playbook >/dev/null; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ansible-core >/dev/null
+fi
+for t in dpkg-deb dpkg-scanpackages apt-get jq ssh-keygen ansible-playbook; do
+	command -v "$t" >/dev/null || { echo "bench-apply needs $t" >&2; exit 1; }
+done
+make -s build
+BIN=$PWD/bin
+W=$(mktemp -d /tmp/felix-bench-apply.XXXXXX)
+chmod 755 "$W"
+LIST=/etc/apt/sources.list.d/felix-bench-apply.list
+PKG=felix-bench-apply
+SVC=felix-bench-svc
+OUT=/tmp/felix-bench-apply-out
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	pkill -f 'sleep 2117' 2>/dev/null || true
+	dpkg --purge "$PKG" >/dev/null 2>&1 || true
+	rm -f "$LIST" /var/lib/apt/lists/*felix-bench-apply* "/etc/init.d/$SVC" "/run/$SVC.pid"
+	rm -rf "$W" "$OUT"
+}
+trap cleanup EXIT
+source scripts/bench-lib.sh
+
+bench_apt_repo "$PKG" "$LIST"
+bench_master "$PORT"
+bench_swarm "$HOSTS" 127.5.0.1
+
+# The init script both tools install: a sleep in a session of its own.
+cat >"$W/svc" <<EOF
+#!/bin/sh
+P=/run/$SVC.pid
+case "\$1" in
+start) setsid sleep 2117 >/dev/null 2>&1 & echo \$! > \$P;;
+stop) [ -f \$P ] && kill "\$(cat \$P)"; rm -f \$P;;
+status) [ -f \$P ] && kill -0 "\$(cat \$P)" 2>/dev/null;;
+reload|restart) [ -f \$P ] && kill -0 "\$(cat \$P)" 2>/dev/null;;
+*) exit 3;;
+esac
+EOF
+
+# The felix state.
+{
+	echo "vars:"
+	echo "  - match: '*'"
+	echo "    vars: {workers: 4, port: 8080}"
+	echo "resources:"
+	echo "  - {id: pkg, type: pkg, names: [$PKG]}"
+	echo "  - {id: dir, type: dir, path: '$OUT/{{ .Host.ID }}', mode: '0755'}"
+	for i in $(seq 15); do
+		echo "  - id: f$i"
+		echo "    type: file"
+		echo "    path: $OUT/{{ .Host.ID }}/f$i.conf"
+		echo "    template: \"# {{ .Host.ID }} file $i\\nworkers = {{ .Vars.workers }}\\nport = {{ .Vars.port }}\\nos = {{ .Facts.os_name }}\\n\""
+		echo "    mode: '0644'"
+		echo "    require: [dir]"
+	done
+	echo "  - id: initscript"
+	echo "    type: file"
+	echo "    path: /etc/init.d/$SVC"
+	echo "    content: $(jq -Rs . <"$W/svc")"
+	echo "    mode: '0755'"
+	echo "  - {id: svc, type: service, name: $SVC, state: running, require: [initscript]}"
+	echo "  - {id: reload, type: cmd, run: 'echo reloaded >> $OUT/{{ .Host.ID }}.reloads', onchange: [f1]}"
+} >"$W/state.yaml"
+# The run line is not templated: the cmd writes one shared file; fine for a benchmark.
+sed -i "s|$OUT/{{ .Host.ID }}.reloads|$OUT/reloads|" "$W/state.yaml"
+
+# The equivalent playbook.
+{
+	echo "- hosts: all"
+	echo "  gather_facts: true"
+	echo "  vars: {workers: 4, port: 8080}"
+	echo "  tasks:"
+	echo "    - {name: pkg, apt: {name: $PKG, state: present}}"
+	echo "    - {name: dir, file: {path: '$OUT/{{ inventory_hostname }}', state: directory, mode: '0755'}}"
+	for i in $(seq 15); do
+		echo "    - name: f$i"
+		echo "      copy:"
+		echo "        dest: '$OUT/{{ inventory_hostname }}/f$i.conf'"
+		echo "        content: \"# {{ inventory_hostname }} file $i\\nworkers = {{ workers }}\\nport = {{ port }}\\nos = {{ ansible_distribution }}\\n\""
+		echo "        mode: '0644'"
+		[ "$i" = 1 ] && echo "      notify: reload"
+	done
+	echo "    - {name: initscript, copy: {src: '$W/svc', dest: /etc/init.d/$SVC, mode: '0755'}}"
+	echo "    - {name: svc, service: {name: $SVC, state: started}}"
+	echo "  handlers:"
+	echo "    - {name: reload, shell: 'echo reloaded >> $OUT/reloads'}"
+} >"$W/play.yml"
+
+# One sshd reached at HOSTS loopback addresses, and ansible's inventory.
+ssh-keygen -q -t ed25519 -N '' -f "$W/hostkey"
+ssh-keygen -q -t ed25519 -N '' -f "$W/client"
+{
+	echo "Port $SSH_PORT"
+	for i in $(seq "$HOSTS"); do echo "ListenAddress 127.6.0.$i"; done
+	echo "HostKey $W/hostkey"
+	echo "AuthorizedKeysFile $W/client.pub"
+	echo "PidFile $W/sshd.pid"
+	echo "PermitRootLogin yes"
+	echo "StrictModes no"
+	echo "UsePAM no"
+	echo "MaxStartups 200"
+	echo "MaxSessions 100"
+} >"$W/sshd_config"
+/usr/sbin/sshd -f "$W/sshd_config" -D -e 2>"$W/sshd.log" &
+pids+=($!)
+{
+	for i in $(seq "$HOSTS"); do echo "[127.6.0.$i]:$SSH_PORT $(cat "$W/hostkey.pub")"; done
+} >"$W/known_hosts"
+{
+	echo "[all]"
+	for i in $(seq "$HOSTS"); do echo "a$i ansible_host=127.6.0.$i"; done
+	echo "[all:vars]"
+	echo "ansible_port=$SSH_PORT"
+	echo "ansible_user=root"
+	echo "ansible_ssh_private_key_file=$W/client"
+	echo "ansible_ssh_common_args='-o UserKnownHostsFile=$W/known_hosts -o StrictHostKeyChecking=yes'"
+	echo "ansible_python_interpreter=/usr/bin/python3"
+} >"$W/inventory"
+export ANSIBLE_PIPELINING=True ANSIBLE_FORKS=$HOSTS ANSIBLE_CONFIG=/dev/null ANSIBLE_LOCAL_TEMP=$W/ansible-tmp \
+	ANSIBLE_REMOTE_TEMP=/tmp/felix-bench-ansible ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=False
+sleep 0.5
+
+felix_run() { # felix_run LABEL ARGS...
+	local label=$1
+	shift
+	local s e out ok changed
+	s=$(now)
+	out=$("$BIN/felix" apply "$W/state.yaml" -t '*' --timeout 10m -o json "$@" 2>/dev/null || true)
+	e=$(now)
+	ok=$(echo "$out" | jq '.summary.ok // 0')
+	changed=$(echo "$out" | jq '[.results[].apply.changed // 0] | add // 0')
+	printf '| felix apply %s | %s | %s / %s | %s |\n' "$label" "$(secs $((e - s)))" "$ok" "$HOSTS" "$changed"
+}
+ansible_run() { # ansible_run LABEL ARGS...
+	local label=$1
+	shift
+	local s e out ok changed
+	s=$(now)
+	out=$(ansible-playbook -i "$W/inventory" "$W/play.yml" "$@" 2>&1 || true)
+	e=$(now)
+	echo "$out" >>"$W/ansible.log"
+	ok=$(echo "$out" | grep -cE '^a[0-9]+ +: ok=[0-9]+ +changed=[0-9]+ +unreachable=0 +failed=0' || true)
+	changed=$(echo "$out" | sed -n 's/^a[0-9]* *: ok=[0-9]* *changed=\([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+	printf '| ansible-playbook %s | %s | %s / %s | %s |\n' "$label" "$(secs $((e - s)))" "$ok" "$HOSTS" "$changed"
+}
+
+echo
+echo "A 20-resource state on $HOSTS hosts of one machine (2 cores), seconds"
+echo
+echo '| run | wall | hosts ok | resources changed |'
+echo '|---|---|---|---|'
+felix_run "(first: installs, writes, starts)"
+felix_run "(again: all unchanged)"
+felix_run "--dry-run" --dry-run
+# The same starting point for ansible: nothing of it in place.
+pkill -f 'sleep 2117' 2>/dev/null || true
+dpkg --purge "$PKG" >/dev/null 2>&1 || true
+rm -rf "$OUT" "/etc/init.d/$SVC" "/run/$SVC.pid"
+ansible_run "(first)"
+ansible_run "(again)"
+ansible_run "--check --diff" --check --diff
