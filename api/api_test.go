@@ -472,7 +472,7 @@ func (h *harness) payloads() []string {
 func (h *harness) dump() string {
 	h.t.Helper()
 	var sb strings.Builder
-	for _, table := range []string{"minions", "labels", "join_tokens", "api_tokens", "jobs", "job_hosts", "outbox", "hosts", "host_labels"} {
+	for _, table := range []string{"minions", "labels", "join_tokens", "api_tokens", "jobs", "job_hosts", "outbox", "hosts", "host_labels", "configs"} {
 		rows, err := h.db.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
 		if err != nil {
 			h.t.Fatalf("dump %s: %v", table, err)
@@ -1362,6 +1362,7 @@ func TestDiskFull(t *testing.T) {
 	}{
 		{"/api/v1/exec", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"web1"}}, CmdLine: "hostname"}},
 		{"/api/v1/tokens/join", wire.JoinTokenRequest{}},
+		{"/api/v1/configs", wire.ConfigPut{Name: "web", Document: "resources:\n  - {id: a, type: cmd, run: \"true\"}\n"}},
 	} {
 		status, out := h.do(c, "POST", r.path, "Bearer "+h.admin, r.body)
 		if status != http.StatusInsufficientStorage {

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,5 +93,35 @@ func TestConfigs(t *testing.T) {
 	h.adminDo("GET", "/api/v1/configs", nil, &list, http.StatusOK)
 	if len(list.Configs) != 0 {
 		t.Errorf("after delete: %+v", list)
+	}
+
+	// Puts and deletes are audited with the config's name, refused ones
+	// too; reads are not.
+	var log wire.AuditLog
+	h.adminDo("GET", "/api/v1/audit?limit=100", nil, &log, http.StatusOK)
+	got := map[string]int{}
+	for _, e := range log.Entries {
+		if strings.HasPrefix(e.Path, "/api/v1/configs") {
+			got[strings.Join([]string{e.Who, e.Method, e.Path, strconv.Itoa(e.Status), e.Detail}, "|")]++
+		}
+	}
+	for _, want := range []struct {
+		entry string
+		n     int
+	}{
+		{"admin|POST|/api/v1/configs|201|config web", 2},
+		{"admin|POST|/api/v1/configs|200|config web", 1},
+		{"admin|POST|/api/v1/configs|400|config ../web", 1},
+		{"admin|DELETE|/api/v1/configs/nope|404|config nope", 1},
+		{"admin|DELETE|/api/v1/configs/web|204|config web", 1},
+	} {
+		if got[want.entry] != want.n {
+			t.Errorf("audit entries %q: %d; want %d (all: %v)", want.entry, got[want.entry], want.n, got)
+		}
+	}
+	for e := range got {
+		if strings.Contains(e, "|GET|") {
+			t.Errorf("a read audited: %q", e)
+		}
 	}
 }

@@ -292,6 +292,17 @@ func (f *fake) run(t *testing.T, ctx context.Context, args ...string) (code int,
 	return code, out.String(), errb.String()
 }
 
+// runAt runs felix against srv with args, the connection flags after the
+// command name.
+func runAt(t *testing.T, srv *httptest.Server, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	conn := []string{"--master", srv.URL, "--token", "good", "--master-fingerprint", pki.Fingerprint(srv.Certificate().Raw),
+		"--config", filepath.Join(t.TempDir(), "none.toml")}
+	var out, errb bytes.Buffer
+	code = Main(context.Background(), append(append([]string{args[0]}, conn...), args[1:]...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
 func TestMain(t *testing.T) {
 	f := fakeMaster(t)
 	conn := f.conn(t)

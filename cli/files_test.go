@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/model"
-	"github.com/felix-ops/felix/pki"
 )
 
 // filesFake is a master for cp, fetch and pkg: it stores content by sha256,
@@ -105,11 +103,7 @@ func newFilesFake(t *testing.T) *filesFake {
 // run runs felix with args, the connection flags after the command name.
 func (f *filesFake) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	conn := []string{"--master", f.srv.URL, "--token", "good", "--master-fingerprint", pki.Fingerprint(f.srv.Certificate().Raw),
-		"--config", filepath.Join(t.TempDir(), "none.toml")}
-	var out, errb bytes.Buffer
-	code = Main(context.Background(), append(append([]string{args[0]}, conn...), args[1:]...), &out, &errb)
-	return code, out.String(), errb.String()
+	return runAt(t, f.srv, args...)
 }
 
 // take returns the requests recorded since the last take.

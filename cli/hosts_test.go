@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/felix-ops/felix/api/wire"
-	"github.com/felix-ops/felix/pki"
 )
 
 // hostsFake answers the agentless-host routes and exec like the master and
@@ -111,11 +108,7 @@ func newHostsFake(t *testing.T) *hostsFake {
 
 func (f *hostsFake) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	conn := []string{"--master", f.srv.URL, "--token", "good", "--master-fingerprint", pki.Fingerprint(f.srv.Certificate().Raw),
-		"--config", filepath.Join(t.TempDir(), "none.toml")}
-	var out, errb bytes.Buffer
-	code = Main(context.Background(), append(append([]string{args[0]}, conn...), args[1:]...), &out, &errb)
-	return code, out.String(), errb.String()
+	return runAt(t, f.srv, args...)
 }
 
 func (f *hostsFake) take() []recorded {

@@ -3,7 +3,9 @@ package inventory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -62,5 +64,68 @@ func TestConfigs(t *testing.T) {
 	}
 	if _, err := s.ConfigHistory(ctx, "web"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("history after delete = %v; want ErrNotFound", err)
+	}
+}
+
+// TestPutConfigConcurrent: puts of one name side by side get distinct,
+// consecutive revisions (max+1 in one write transaction), and the same
+// body put by many at once is stored once — the others are told it is
+// unchanged.
+func TestPutConfigConcurrent(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	const n = 16
+	tests := []struct {
+		name        string
+		body        func(i int) string
+		wantCreated int
+	}{
+		{"distinct bodies", func(i int) string { return fmt.Sprintf("v%d", i) }, n},
+		{"one body", func(int) string { return "same" }, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := strings.ReplaceAll(tt.name, " ", "-")
+			var wg sync.WaitGroup
+			revs := make([]int, n)
+			created := make([]bool, n)
+			errs := make([]error, n)
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var c Config
+					c, created[i], errs[i] = s.PutConfig(ctx, name, []byte(tt.body(i)), "alice", time.Now())
+					revs[i] = c.Rev
+				}()
+			}
+			wg.Wait()
+			nCreated := 0
+			seen := map[int]bool{}
+			for i := range n {
+				if errs[i] != nil {
+					t.Fatalf("put %d: %v", i, errs[i])
+				}
+				if created[i] {
+					nCreated++
+					if seen[revs[i]] {
+						t.Errorf("revision %d handed out twice", revs[i])
+					}
+					seen[revs[i]] = true
+				}
+			}
+			if nCreated != tt.wantCreated {
+				t.Errorf("%d puts created a revision; want %d", nCreated, tt.wantCreated)
+			}
+			hist, err := s.ConfigHistory(ctx, name)
+			if err != nil || len(hist) != tt.wantCreated {
+				t.Fatalf("history = %d revisions, %v; want %d", len(hist), err, tt.wantCreated)
+			}
+			for i, c := range hist {
+				if want := tt.wantCreated - i; c.Rev != want {
+					t.Errorf("history[%d].Rev = %d; want %d (consecutive, newest first)", i, c.Rev, want)
+				}
+			}
+		})
 	}
 }
