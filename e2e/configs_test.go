@@ -38,8 +38,28 @@ func TestConfigStore(t *testing.T) {
 		!strings.Contains(got, "# uploaded") || strings.Contains(got, "files/banner") {
 		t.Errorf("config get --rev 1: exit %d:\n%s\nwant the document with the source's sha256 in place of its path, comments kept", code, got)
 	}
-	if o, _, code := c.felix("config", "list"); code != 0 || !strings.Contains(o, "web") || !strings.Contains(o, "│   2 │         2 │") {
+	// A document without sources is stored as sent: get gives back its
+	// bytes exactly (CRLF, no final newline, a tab and UTF-8 in comments).
+	plain := "# plain — kept as is\r\nresources:\r\n  - {id: a, type: cmd, run: 'true'}\t# x"
+	plainFile := filepath.Join(dir, "plain.yaml")
+	writeFile(t, plainFile, plain, 0o644)
+	if o, e, code := c.felix("config", "put", "plain", plainFile); code != 0 || !strings.HasPrefix(o, "config plain: revision 1 (sha256 ") {
+		t.Fatalf("config put plain: exit %d %q %q", code, o, e)
+	}
+	writeFile(t, plainFile, "resources:\n  - {id: b, type: cmd, run: 'true'}\n", 0o644)
+	if o, e, code := c.felix("config", "put", "plain", plainFile); code != 0 || !strings.HasPrefix(o, "config plain: revision 2 ") {
+		t.Fatalf("config put plain again: exit %d %q %q", code, o, e)
+	}
+	if got, e, code := c.felix("config", "get", "plain", "--rev", "1"); code != 0 || got != plain {
+		t.Errorf("config get plain --rev 1: exit %d %q\n%q\nwant exactly\n%q", code, e, got, plain)
+	}
+
+	if o, _, code := c.felix("config", "list"); code != 0 || !strings.Contains(o, "│ web   │   2 │         2 │") ||
+		!strings.Contains(o, "│ plain │   2 │         2 │") {
 		t.Errorf("config list: exit %d:\n%s", code, o)
+	}
+	if o, _, code := c.felix("config", "list", "-o", "json"); code != 0 || !strings.Contains(o, `"name": "plain"`) || !strings.Contains(o, `"revisions": 2`) {
+		t.Errorf("config list -o json: exit %d:\n%s", code, o)
 	}
 	if o, _, code := c.felix("config", "history", "web"); code != 0 || strings.Count(o, "admin") != 2 {
 		t.Errorf("config history: exit %d:\n%s", code, o)
