@@ -30,34 +30,42 @@ for t in dpkg-deb dpkg-scanpackages apt-get jq ssh-keygen ansible-playbook; do
 done
 make -s build
 BIN=$PWD/bin
-W=$(mktemp -d /tmp/felix-bench-apply.XXXXXX)
+W=$(mktemp -d "/tmp/${NAME:-felix-bench-apply}.XXXXXX")
 chmod 755 "$W"
-LIST=/etc/apt/sources.list.d/felix-bench-apply.list
-PKG=felix-bench-apply
-SVC=felix-bench-svc
-OUT=/tmp/felix-bench-apply-out
+NAME=${NAME:-felix-bench-apply} # names the package, service, apt list and output dir
+LIST=/etc/apt/sources.list.d/$NAME.list
+PKG=$NAME
+SVC=$NAME-svc
+OUT=/tmp/$NAME
 pids=()
+# stop_svc: ends the service's sleeps (hosts racing to start it can start
+# more than one); this run's mark is in their command line (GNU sleep adds
+# its arguments up).
+MARK=0.$$
+stop_svc() { pkill -f "^sleep 2117 $MARK\$" 2>/dev/null || true; }
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	pkill -f 'sleep 2117' 2>/dev/null || true
+	stop_svc
 	dpkg --purge "$PKG" >/dev/null 2>&1 || true
-	rm -f "$LIST" /var/lib/apt/lists/*felix-bench-apply* "/etc/init.d/$SVC" "/run/$SVC.pid"
+	rm -f "$LIST" /var/lib/apt/lists/*"$NAME"* "/etc/init.d/$SVC" "/run/$SVC.pid"
 	rm -rf "$W" "$OUT"
 }
 trap cleanup EXIT
 source scripts/bench-lib.sh
 
 bench_apt_repo "$PKG" "$LIST"
-bench_master "$PORT"
-bench_swarm "$HOSTS" "$SWARM_IP"
+if [[ " $PARTS " == *" felix "* ]]; then
+	bench_master "$PORT"
+	bench_swarm "$HOSTS" "$SWARM_IP"
+fi
 
 # The init script both tools install: a sleep in a session of its own.
 cat >"$W/svc" <<EOF
 #!/bin/sh
 P=/run/$SVC.pid
 case "\$1" in
-start) setsid sleep 2117 >/dev/null 2>&1 & echo \$! > \$P;;
+start) setsid sleep 2117 $MARK >/dev/null 2>&1 & echo \$! > \$P;;
 stop) [ -f \$P ] && kill "\$(cat \$P)"; rm -f \$P;;
 status) [ -f \$P ] && kill -0 "\$(cat \$P)" 2>/dev/null;;
 reload|restart) [ -f \$P ] && kill -0 "\$(cat \$P)" 2>/dev/null;;
@@ -189,7 +197,7 @@ if [[ " $PARTS " == *" felix "* ]]; then
 fi
 [[ " $PARTS " == *" ansible "* ]] || exit 0
 # The same starting point for ansible: nothing of it in place.
-pkill -f 'sleep 2117' 2>/dev/null || true
+stop_svc
 dpkg --purge "$PKG" >/dev/null 2>&1 || true
 rm -rf "$OUT" "/etc/init.d/$SVC" "/run/$SVC.pid"
 ansible_run "(first)"
