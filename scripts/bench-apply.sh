@@ -124,24 +124,29 @@ echo 'DPkg::Lock::Timeout "600";' >"$W/apt.conf"
 	echo "    - {name: reload, shell: 'echo reloaded >> $OUT/reloads'}"
 } >"$W/play.yml"
 
-# One sshd reached at HOSTS loopback addresses, and ansible's inventory.
+# sshds (one per 16 addresses: sshd takes at most 16 ListenAddress lines,
+# and 0.0.0.0 would not be loopback only) reached at HOSTS loopback
+# addresses with one host key, and ansible's inventory.
 ssh-keygen -q -t ed25519 -N '' -f "$W/hostkey"
 ssh-keygen -q -t ed25519 -N '' -f "$W/client"
-{
-	echo "Port $SSH_PORT"
-	for i in $(seq "$HOSTS"); do echo "ListenAddress $SSH_NET.$i"; done
-	echo "HostKey $W/hostkey"
-	echo "AuthorizedKeysFile $W/client.pub"
-	echo "PidFile $W/sshd.pid"
-	echo "PermitRootLogin yes"
-	echo "StrictModes no"
-	echo "UsePAM no"
-	echo "MaxStartups 200"
-	echo "MaxSessions 100"
-	echo "Subsystem sftp internal-sftp" # ansible copies files over sftp
-} >"$W/sshd_config"
-/usr/sbin/sshd -f "$W/sshd_config" -D -e 2>"$W/sshd.log" &
-pids+=($!)
+mkdir -p /run/sshd
+for first in $(seq 1 16 "$HOSTS"); do
+	{
+		echo "Port $SSH_PORT"
+		for i in $(seq "$first" $((first + 15 < HOSTS ? first + 15 : HOSTS))); do echo "ListenAddress $SSH_NET.$i"; done
+		echo "HostKey $W/hostkey"
+		echo "AuthorizedKeysFile $W/client.pub"
+		echo "PidFile $W/sshd$first.pid"
+		echo "PermitRootLogin yes"
+		echo "StrictModes no"
+		echo "UsePAM no"
+		echo "MaxStartups 200"
+		echo "MaxSessions 100"
+		echo "Subsystem sftp internal-sftp" # ansible copies files over sftp
+	} >"$W/sshd$first.conf"
+	/usr/sbin/sshd -f "$W/sshd$first.conf" -D -e 2>"$W/sshd$first.log" &
+	pids+=($!)
+done
 {
 	for i in $(seq "$HOSTS"); do echo "[$SSH_NET.$i]:$SSH_PORT $(cat "$W/hostkey.pub")"; done
 } >"$W/known_hosts"
