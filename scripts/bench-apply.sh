@@ -52,6 +52,7 @@ cleanup() {
 	rm -rf "$W" "$OUT"
 }
 trap cleanup EXIT
+trap "exit 143" TERM INT # so that a timeout or ^C cleans up too
 source scripts/bench-lib.sh
 
 bench_apt_repo "$PKG" "$LIST"
