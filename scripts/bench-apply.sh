@@ -8,7 +8,8 @@
 # Every host is this machine: paths carry the host's name. Root only (it
 # installs a package and an init script; both removed at the end).
 # Loopback only. HOSTS, PORT, SSH_PORT, SWARM_IP, SSH_NET; PARTS="felix" or
-# "ansible" runs one side; ANSIBLE_LOG=FILE keeps ansible-playbook's output.
+# "ansible" runs one side; ANSIBLE_LOG=FILE keeps ansible-playbook's output;
+# FORKS: ansible's forks (default HOSTS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTS=${HOSTS:-50}
@@ -162,7 +163,7 @@ done
 	echo "ansible_python_interpreter=/usr/bin/python3"
 } >"$W/inventory"
 printf '[defaults]\n' >"$W/ansible.cfg"
-export ANSIBLE_PIPELINING=True ANSIBLE_FORKS=$HOSTS ANSIBLE_CONFIG=$W/ansible.cfg ANSIBLE_LOCAL_TEMP=$W/ansible-tmp \
+export ANSIBLE_PIPELINING=True ANSIBLE_FORKS=${FORKS:-$HOSTS} ANSIBLE_CONFIG=$W/ansible.cfg ANSIBLE_LOCAL_TEMP=$W/ansible-tmp \
 	ANSIBLE_REMOTE_TEMP=/tmp/felix-bench-ansible ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=False
 sleep 0.5
 
@@ -182,9 +183,8 @@ ansible_run() { # ansible_run LABEL ARGS...
 	shift
 	local s e out ok changed
 	s=$(now)
-	out=$(ansible-playbook -i "$W/inventory" "$W/play.yml" "$@" 2>&1 || true)
+	out=$(ansible-playbook -i "$W/inventory" "$W/play.yml" "$@" 2>&1 | tee -a "${ANSIBLE_LOG:-/dev/null}" || true)
 	e=$(now)
-	[ -z "$ANSIBLE_LOG" ] || echo "$out" >>"$ANSIBLE_LOG"
 	ok=$(echo "$out" | grep -cE '^a[0-9]+ +: ok=[0-9]+ +changed=[0-9]+ +unreachable=0 +failed=0' || true)
 	[ "$ok" -gt 0 ] || echo "$out" | tail -20 >&2
 	changed=$(echo "$out" | sed -n 's/^a[0-9]* *: ok=[0-9]* *changed=\([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')

@@ -206,39 +206,48 @@ type stat struct {
 	uid, gid     string // numbers
 	size         int64
 	link         string
+	text         *string // a small file's content, when asked for
 }
 
 // statScript prints what is at $1: "absent", "link TARGET", "other", or
-// "file|dir MODE OWNER GROUP UID GID SIZE".
+// "file|dir MODE OWNER GROUP UID GID SIZE"; for a file of at most $2 bytes
+// ($2 -1: none) the content follows that line, so that comparing a small
+// file costs one command.
 const statScript = `p=$1
 if [ -L "$p" ]; then printf 'link %s\n' "$(readlink -- "$p")"
 elif [ -d "$p" ]; then printf 'dir '; stat -c '%a %U %G %u %g %s' -- "$p"
-elif [ -f "$p" ]; then printf 'file '; stat -c '%a %U %G %u %g %s' -- "$p"
+elif [ -f "$p" ]; then s=$(stat -c '%a %U %G %u %g %s' -- "$p") || exit 1; printf 'file %s\n' "$s"
+  if [ "${s##* }" -le "$2" ]; then cat -- "$p" || exit 1; fi
 elif [ -e "$p" ]; then echo other
 else echo absent; fi`
 
-func (h *host) stat(ctx context.Context, path string) (stat, error) {
-	stdout, stderr, code, err := h.exec(ctx, script(statScript, path), false)
+// stat says what is at path, with the content of a file of at most
+// readMax bytes (-1: never) in st.text.
+func (h *host) stat(ctx context.Context, path string, readMax int64) (stat, error) {
+	stdout, stderr, code, err := h.exec(ctx, script(statScript, path, strconv.FormatInt(readMax, 10)), false)
 	if err != nil {
 		return stat{}, fmt.Errorf("look at %s: %w", path, err)
 	}
-	line := strings.TrimRight(string(stdout), "\n")
+	line, rest, _ := strings.Cut(string(stdout), "\n")
 	if code != 0 || line == "" {
 		return stat{}, fmt.Errorf("look at %s: exit %d: %s", path, code, lastLine(stderr))
 	}
-	kind, rest, _ := strings.Cut(line, " ")
+	kind, fields, _ := strings.Cut(line, " ")
 	st := stat{kind: kind}
 	switch kind {
 	case "link":
-		st.link = rest
+		st.link = fields
 	case "file", "dir":
-		f := strings.Fields(rest)
+		f := strings.Fields(fields)
 		if len(f) != 6 {
 			return stat{}, fmt.Errorf("look at %s: unexpected answer %q", path, line)
 		}
 		m, _ := strconv.ParseUint(f[0], 8, 32)
 		st.mode, st.owner, st.group, st.uid, st.gid = uint32(m), f[1], f[2], f[3], f[4]
 		st.size, _ = strconv.ParseInt(f[5], 10, 64)
+		if kind == "file" && st.size <= readMax {
+			st.text = &rest
+		}
 	}
 	return st, nil
 }
@@ -342,19 +351,11 @@ func (h *host) desired(r model.Resource) (desired, error) {
 	return d, nil
 }
 
-// current reads what the file at path holds: its text when it and want
-// are small enough to diff, else its sha256.
-func (h *host) current(ctx context.Context, path string, st stat, want desired) (text *string, sha string, err error) {
-	if st.size <= maxDiffed && want.text != nil {
-		stdout, stderr, code, err := h.exec(ctx, script(`cat -- "$1"`, path), false)
-		if err != nil {
-			return nil, "", fmt.Errorf("read %s: %w", path, err)
-		}
-		if code != 0 {
-			return nil, "", fmt.Errorf("read %s: exit %d: %s", path, code, lastLine(stderr))
-		}
-		s := string(stdout)
-		return &s, "", nil
+// current is what the file at path holds: the text stat read when both
+// it and the wanted content are small enough to diff, else its sha256.
+func (h *host) current(ctx context.Context, path string, st stat) (text *string, sha string, err error) {
+	if st.text != nil {
+		return st.text, "", nil
 	}
 	stdout, stderr, code, err := h.exec(ctx, script(`sha256sum -- "$1"`, path), false)
 	if err != nil {
@@ -368,23 +369,31 @@ func (h *host) current(ctx context.Context, path string, st stat, want desired) 
 }
 
 func (h *host) file(ctx context.Context, r model.Resource, res *model.ResourceResult) error {
-	st, err := h.stat(ctx, r.Path)
-	if err != nil {
-		return err
-	}
 	if r.Absent {
+		st, err := h.stat(ctx, r.Path, -1)
+		if err != nil {
+			return err
+		}
 		return h.remove(ctx, r, st, res)
-	}
-	if st.kind != "absent" && st.kind != "file" {
-		return fmt.Errorf("%s is a %s, not a file", r.Path, kindName(st.kind))
 	}
 	want, err := h.desired(r)
 	if err != nil {
 		return err
 	}
+	readMax := int64(-1)
+	if want.text != nil {
+		readMax = maxDiffed // compared byte for byte and diffed
+	}
+	st, err := h.stat(ctx, r.Path, readMax)
+	if err != nil {
+		return err
+	}
+	if st.kind != "absent" && st.kind != "file" {
+		return fmt.Errorf("%s is a %s, not a file", r.Path, kindName(st.kind))
+	}
 	contentChanged, diffText := true, ""
 	if st.kind == "file" {
-		old, sha, err := h.current(ctx, r.Path, st, want)
+		old, sha, err := h.current(ctx, r.Path, st)
 		if err != nil {
 			return err
 		}
@@ -498,7 +507,7 @@ func (h *host) remove(ctx context.Context, r model.Resource, st stat, res *model
 }
 
 func (h *host) dir(ctx context.Context, r model.Resource, res *model.ResourceResult) error {
-	st, err := h.stat(ctx, r.Path)
+	st, err := h.stat(ctx, r.Path, -1)
 	if err != nil {
 		return err
 	}
@@ -532,7 +541,7 @@ func (h *host) dir(ctx context.Context, r model.Resource, res *model.ResourceRes
 }
 
 func (h *host) symlink(ctx context.Context, r model.Resource, res *model.ResourceResult) error {
-	st, err := h.stat(ctx, r.Path)
+	st, err := h.stat(ctx, r.Path, -1)
 	if err != nil {
 		return err
 	}
