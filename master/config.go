@@ -95,8 +95,7 @@ type Config struct {
 
 // defaultConfig is written on first run: every key at its default, with
 // its comment.
-var defaultConfig = config.Template("# felix master configuration.\n"+
-	"# Flags and FELIX_MASTER_* environment variables override what is set here.\n", Config{})
+var defaultConfig = config.Template(configHeader, Config{})
 
 // LoadConfig loads the master's config file, writing the default first if
 // there is none.
@@ -113,6 +112,9 @@ func (c *Config) Validate() error {
 	c.computeDefaults()
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q: want host:port", c.Listen)
+	}
+	if err := config.ValidLogLevel(c.LogLevel); err != nil {
+		return err
 	}
 	if c.DebugListen != "" {
 		host, _, err := net.SplitHostPort(c.DebugListen)

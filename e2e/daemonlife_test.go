@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/felix-ops/felix/api/wire"
+)
+
+// runToEnd runs a binary to its end and returns its combined output and exit
+// status.
+func runToEnd(t *testing.T, bin string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, bin), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return out.String(), ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s %v: %v", bin, args, err)
+		}
+		return out.String(), 0
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("%s %v did not end: %s", bin, args, out.String())
+		return "", -1
+	}
+}
+
+// TestSecondStartChangesNothing: a second master start on a running
+// master's data directory (another --listen) fails at once with one line
+// and touches nothing: the running job ends ok with its real output and
+// exactly one callback. The same holds for a second minion start.
+func TestSecondStartChangesNothing(t *testing.T) {
+	rcv := newReceiver(t, 0)
+	c := startMasterWith(t, fmt.Sprintf("[callbacks]\nsecret = %q\nallow = [\"127.0.0.0/8\"]\n", e2eSecret))
+	c.joinAll("s1")
+	job := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{ID: "second-start", Targets: []string{"s1"}, CallbackURL: rcv.srv.URL + "/hook"},
+		CmdLine: "sleep 2; echo finished"})
+	waitFor(t, "the job running", 30*time.Second, func() bool { return c.job(job).State == "running" })
+
+	data := filepath.Join(c.dir, "master")
+	out, code := runToEnd(t, "master", "start", "--config", c.config, "--data-dir", data, "--listen", freePort(t, "127.0.0.1"))
+	want := fmt.Sprintf("master start: data dir %s is in use by pid %d\n", data, c.master.cmd.Process.Pid)
+	if code != 1 || out != want {
+		t.Errorf("second master start = %d %q; want 1 %q", code, out, want)
+	}
+	mdir := filepath.Join(c.dir, "s1")
+	out, code = runToEnd(t, "minion", "start", "--config", filepath.Join(mdir, "minion.toml"), "--data-dir", mdir,
+		"--listen", "127.0.0.10:0", "--master", c.url)
+	if code != 1 || !strings.Contains(out, "data dir "+mdir+" is in use by pid ") || strings.Count(out, "\n") != 1 {
+		t.Errorf("second minion start = %d %q; want 1 and one line naming the data dir", code, out)
+	}
+
+	waitFor(t, "the job's callback", 60*time.Second, func() bool { _, ok := rcv.callback(job); return ok })
+	cb, _ := rcv.callback(job)
+	if cb.State != "done" || len(cb.Results) != 1 || cb.Results[0].State != "ok" || cb.Results[0].Stdout != "finished\n" {
+		t.Errorf("callback = %s %+v; want done, s1 ok with its output", cb.State, cb.Results)
+	}
+	if r := resultsByHost(c.job(job))["s1"]; r.State != "ok" || r.Stdout != "finished\n" {
+		t.Errorf("stored result %+v; want ok with its output", r)
+	}
+	// A later job's callback arriving shows the outbox was drained: the
+	// first job's event must still have been accepted exactly once.
+	later := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"s1"}, CallbackURL: rcv.srv.URL + "/hook"}, CmdLine: "true"})
+	waitFor(t, "a later callback", 60*time.Second, func() bool { _, ok := rcv.callback(later); return ok })
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if rcv.tries != 2 || len(rcv.bad) != 0 {
+		t.Errorf("receiver saw %d requests (bad: %v); want 2: one per job", rcv.tries, rcv.bad)
+	}
+	for id, n := range rcv.events {
+		if n != 1 {
+			t.Errorf("event %s accepted %d times", id, n)
+		}
+	}
+}
