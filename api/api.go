@@ -49,8 +49,8 @@ type Server struct {
 	Log    *slog.Logger
 	Now    func() time.Time
 	Config Config
-	// Forget, if set, is called when a minion is rejected or deleted so its
-	// connection is closed.
+	// Forget, if set, is called when a minion is rejected or deleted, and
+	// when it registers (again), so its cached connection is closed.
 	Forget func(id string)
 	// CheckCallback, if set, refuses callback URLs the master must not call
 	// (loopback, link-local, its own addresses) unless allow-listed.

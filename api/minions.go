@@ -101,6 +101,14 @@ func (s *Server) register(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
+	// A registration comes from a minion that (re)started: whatever
+	// connection the master had cached for it (its old address, or the
+	// same one backing off after failed dials) is dropped at once, so
+	// the next call dials the new process instead of answering a stale
+	// "connection refused" for seconds.
+	if s.Forget != nil {
+		s.Forget(m.ID)
+	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated

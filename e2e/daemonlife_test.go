@@ -87,3 +87,45 @@ func TestSecondStartChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestReregistrationReplacesConnection: a minion restarted is reachable
+// as soon as its new registration is in, on another port or on the same
+// one: the master drops the connection it had cached (and that
+// connection's dial backoff) at once, instead of answering a stale
+// "connection refused" for seconds.
+func TestReregistrationReplacesConnection(t *testing.T) {
+	c := startMaster(t)
+	ps := c.joinAll("r1")
+	p := ps["r1"]
+	dir := filepath.Join(c.dir, "r1")
+	for i, tt := range []struct {
+		name     string
+		samePort bool
+	}{{"another port", false}, {"the same port, after the master's dials backed off", true}} {
+		job := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"r1"}}, CmdLine: "true"})
+		waitFor(t, "a job on the running minion", 30*time.Second, func() bool { return c.job(job).State == "done" })
+		old := c.minions()["r1"].Address
+		p.stop(t)
+		listen := "127.0.0.10:0"
+		if tt.samePort {
+			listen = old
+			// The master's health pings fail meanwhile: its connection
+			// to the old process backs off (up to 5 s between dials).
+			waitFor(t, "the minion seen unreachable", 30*time.Second, func() bool { return c.minions()["r1"].Health == "unreachable" })
+			time.Sleep(6 * time.Second)
+		}
+		// Same id, data directory and key.
+		p = start(t, "minion r1", "start", "--config", filepath.Join(dir, "minion.toml"), "--data-dir", dir,
+			"--id", "r1", "--listen", listen, "--master", c.url, "--master-fingerprint", c.fingerprint)
+		waitFor(t, "the minion to register again", 30*time.Second, func() bool { return strings.Contains(p.output(), "msg=registered") })
+		if now := c.minions()["r1"].Address; (now == old) != tt.samePort {
+			t.Fatalf("%s: address %s after %s", tt.name, now, old)
+		}
+		var res wire.Job
+		status := c.api("POST", "/api/v1/exec?wait=30s", wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"r1"}},
+			CmdLine: fmt.Sprintf("echo %d", i)}, &res)
+		if r := resultsByHost(res)["r1"]; status != 200 || r.State != "ok" || r.Stdout != fmt.Sprintf("%d\n", i) {
+			t.Errorf("%s: exec right after re-registration = %d, %s %q %q; want ok", tt.name, status, r.State, r.Stdout, r.Error)
+		}
+	}
+}
