@@ -3,9 +3,11 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,5 +129,60 @@ func TestReregistrationReplacesConnection(t *testing.T) {
 		if r := resultsByHost(res)["r1"]; status != 200 || r.State != "ok" || r.Stdout != fmt.Sprintf("%d\n", i) {
 			t.Errorf("%s: exec right after re-registration = %d, %s %q %q; want ok", tt.name, status, r.State, r.Stdout, r.Error)
 		}
+	}
+}
+
+// TestSighupReload: SIGHUP reloads the master's config without dropping
+// a running job: the new log level (debug lines appear) and a new limit
+// (exec.max_timeout) take effect, a key that needs a restart is named in
+// a warning and kept, and a bad file is refused with the old config kept.
+func TestSighupReload(t *testing.T) {
+	c := startMaster(t)
+	c.joinAll("h1")
+	job := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"h1"}}, CmdLine: "sleep 3; echo survived"})
+	waitFor(t, "the job running", 30*time.Second, func() bool { return c.job(job).State == "running" })
+	long := wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"h1"}, Timeout: "2h"}, CmdLine: "true"}
+	if status := c.api("POST", "/api/v1/exec", long, nil); status != 400 {
+		t.Fatalf("exec with a 2h timeout over max_timeout 1h = %d; want 400", status)
+	}
+	if strings.Contains(c.master.output(), "level=DEBUG") {
+		t.Fatalf("debug lines before the reload")
+	}
+	old, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "log_level = \"debug\"\n" + strings.Replace(strings.Replace(string(old),
+		"max_timeout = \"1h\"", "max_timeout = \"3h\"", 1), "interval = \"500ms\"", "interval = \"700ms\"", 1)
+	if err := os.WriteFile(c.config, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.master.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", 30*time.Second, func() bool { return strings.Contains(c.master.output(), "msg=\"config reloaded\"") })
+	out := c.master.output()
+	if !strings.Contains(out, "changed=log_level,exec.max_timeout") {
+		t.Errorf("reload did not log what changed:\n%s", out)
+	}
+	if !strings.Contains(out, "keys=health.interval") {
+		t.Errorf("reload did not warn about health.interval, which needs a restart:\n%s", out)
+	}
+	if status := c.api("POST", "/api/v1/exec", long, nil); status != 202 {
+		t.Errorf("exec with a 2h timeout after max_timeout became 3h = %d; want 202", status)
+	}
+	waitFor(t, "debug lines", 30*time.Second, func() bool { return strings.Contains(c.master.output(), "level=DEBUG") })
+
+	// A bad file: refused, the running config kept.
+	if err := os.WriteFile(c.config, []byte(text+"[exec\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.master.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refused reload", 30*time.Second, func() bool { return strings.Contains(c.master.output(), "config reload failed") })
+	if status := c.api("POST", "/api/v1/exec", long, nil); status != 202 {
+		t.Errorf("exec with a 2h timeout after a refused reload = %d; want 202 (the running config kept)", status)
+	}
+
+	waitFor(t, "the job to end", 60*time.Second, func() bool { return c.job(job).State == "done" })
+	if r := resultsByHost(c.job(job))["h1"]; r.State != "ok" || r.Stdout != "survived\n" {
+		t.Errorf("the job running across the reloads: %s %q %q; want ok", r.State, r.Stdout, r.Error)
 	}
 }

@@ -115,7 +115,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer unlock()
-	log, err := config.Logger(cfg.LogLevel)
+	log, level, err := config.LevelLogger(cfg.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -132,6 +132,8 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer removePID()
+	m.SetLevelVar(level)
+	daemon.OnHangup(ctx, m.reloader(args))
 	return m.Run(ctx)
 }
 

@@ -108,7 +108,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer unlock()
-	log, err := config.Logger(cfg.LogLevel)
+	log, level, err := config.LevelLogger(cfg.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -125,6 +125,8 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "felix minion %s id %s fingerprint %s\n", version.String(), cfg.ID, m.Fingerprint())
 	ctx, cancel := daemon.SignalContext(ctx)
 	defer cancel()
+	m.level = level
+	daemon.OnHangup(ctx, m.reloader(args, path))
 	return m.Run(ctx)
 }
 

@@ -57,6 +57,12 @@ type Minion struct {
 
 	mu     sync.Mutex
 	pinned string // master fingerprint; protected by mu
+
+	// level is the logger's level, for reloads (nil: fixed); applied is
+	// the configuration in effect as reloads changed it, used by the
+	// reload goroutine only (reload.go).
+	level   *slog.LevelVar
+	applied config.Minion
 }
 
 // hooks are what a swarm (swarm.go) changes in its minions; the zero value
@@ -82,7 +88,7 @@ func New(cfg config.Minion, log *slog.Logger) (*Minion, error) {
 	if err != nil {
 		return nil, fmt.Errorf("minion certificate: %w", err)
 	}
-	m := &Minion{cfg: cfg, log: log, id: id, pinned: cfg.MasterFingerprint}
+	m := &Minion{cfg: cfg, log: log, id: id, pinned: cfg.MasterFingerprint, applied: cfg}
 	if m.pinned == "" {
 		b, err := os.ReadFile(filepath.Join(cfg.DataDir, pinFile))
 		if err == nil {
