@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -185,4 +187,52 @@ func TestSighupReload(t *testing.T) {
 	if r := resultsByHost(c.job(job))["h1"]; r.State != "ok" || r.Stdout != "survived\n" {
 		t.Errorf("the job running across the reloads: %s %q %q; want ok", r.State, r.Stdout, r.Error)
 	}
+}
+
+// TestSystemdNotify runs the master and a minion as systemd would with
+// Type=notify and WatchdogSec (NOTIFY_SOCKET, WATCHDOG_USEC), against a
+// unixgram socket of the test's: READY=1 once serving, WATCHDOG=1 while
+// running, STOPPING=1 when draining.
+func TestSystemdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var mu sync.Mutex
+	var got []string
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			got = append(got, string(buf[:n]))
+			mu.Unlock()
+		}
+	}()
+	seen := func(prefix string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, g := range got {
+			if strings.HasPrefix(g, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "1000000")
+	c := startMaster(t)
+	waitFor(t, "the master's READY=1", 30*time.Second, func() bool { return seen("READY=1\nSTATUS=serving on https://") == 1 })
+	ps := c.joinAll("n1")
+	waitFor(t, "the minion's READY=1", 30*time.Second, func() bool { return seen("READY=1\nSTATUS=serving gRPC on ") == 1 })
+	waitFor(t, "WATCHDOG=1", 30*time.Second, func() bool { return seen("WATCHDOG=1") >= 2 })
+	ps["n1"].stop(t)
+	c.master.stop(t)
+	waitFor(t, "STOPPING=1 from both", 30*time.Second, func() bool { return seen("STOPPING=1") == 2 })
 }

@@ -377,10 +377,19 @@ func (m *Master) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.ServeTLS(m.ln, "", "") }()
+	// Under systemd (Type=notify): ready once serving, the watchdog petted
+	// while the inventory answers (sdnotify.go).
+	m.notifySystemd("READY=1\nSTATUS=serving on https://" + m.ln.Addr().String())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		daemon.Watchdog(hctx, m.log, m.healthy)
+	}()
 	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		m.notifySystemd("STOPPING=1\nSTATUS=draining")
 		m.log.Info("draining", "limit", drainLimit)
 		sctx, cancel := context.WithTimeout(context.Background(), drainLimit)
 		err = m.srv.Shutdown(sctx)

@@ -144,6 +144,8 @@ func (m *Minion) Run(ctx context.Context) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	go func() { errc <- g.Serve(ln) }()
+	m.notifySystemd("READY=1\nSTATUS=serving gRPC on " + ln.Addr().String())
+	go daemon.Watchdog(ctx, m.log, func(context.Context) error { return nil })
 	go func() {
 		if err := m.registerLoop(ctx, ln.Addr()); err != nil {
 			errc <- err
@@ -153,6 +155,7 @@ func (m *Minion) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	m.notifySystemd("STOPPING=1\nSTATUS=draining")
 	m.log.Info("minion stopping", "drain_limit", drainLimit)
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
