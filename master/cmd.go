@@ -33,6 +33,7 @@ Usage:
                                 issue an API token (default role admin)
   master config check [--config PATH]
                                 validate the config file, writing nothing
+  master unit master|minion     print the systemd unit of a daemon (make dist ships them)
   master version                print the version
 
 Flags of every command:
@@ -54,6 +55,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"config": func(a []string) error {
 			return daemon.ConfigCheck("master", masterConfigPath(), a, stdout, CheckConfig)
 		},
+		"unit": func(a []string) error { return cmdUnit(a, stdout) },
 	}, args, stdout, stderr)
 }
 

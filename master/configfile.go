@@ -2,9 +2,11 @@ package master
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
 
 	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/daemon"
 )
 
 // configHeader heads the master's config file.
@@ -39,4 +41,18 @@ func CheckConfig(path string) error {
 // masterConfigPath is the default config file.
 func masterConfigPath() string {
 	return filepath.Join(config.DefaultDir("config", "master"), "master.toml")
+}
+
+// cmdUnit prints the systemd unit of a daemon at the default install
+// paths (master unit master|minion).
+func cmdUnit(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return fmt.Errorf("want: master unit master|minion")
+	}
+	u, err := daemon.DefaultUnit(args[0])
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, u)
+	return err
 }

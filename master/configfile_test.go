@@ -82,3 +82,16 @@ func TestStatusStopWriteNothing(t *testing.T) {
 		t.Errorf("first-run file lacks its header or comments:\n%s", b)
 	}
 }
+
+func TestUnitCommand(t *testing.T) {
+	for _, name := range []string{"master", "minion"} {
+		code, out, _ := runMain(t, "unit", name)
+		if code != 0 || !strings.Contains(out, "ExecStart=/usr/local/bin/felix-"+name+" start --config /etc/felix/"+name+".toml") ||
+			!strings.Contains(out, "Type=notify") {
+			t.Errorf("master unit %s = %d:\n%s", name, code, out)
+		}
+	}
+	if code, _, errOut := runMain(t, "unit", "felix"); code != 1 || !strings.Contains(errOut, "want master or minion") {
+		t.Errorf("master unit felix = %d %q; want 1 and an error", code, errOut)
+	}
+}
