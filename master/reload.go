@@ -25,7 +25,8 @@ func apiConfig(cfg Config) api.Config {
 		MaxFileSize: cfg.Exec.MaxFileSize, FilesTimeout: cfg.Files.Timeout.Duration, Version: version.String(),
 		TrustedProxies: cfg.TrustedProxies, Limits: api.Limits{
 			AuthFailuresPerMinute: float64(cfg.Limits.AuthFailuresPerMinute), AuthFailureBurst: cfg.Limits.AuthFailureBurst,
-			TokenRequestsPerSec: float64(cfg.Limits.TokenRequestsPerSec), TokenBurst: cfg.Limits.TokenBurst}}
+			TokenRequestsPerSec: float64(cfg.Limits.TokenRequestsPerSec), TokenBurst: cfg.Limits.TokenBurst,
+			RegistrationsInFlight: cfg.Limits.RegistrationsInFlight}}
 }
 
 // Reload applies next, a validated configuration read again from the file

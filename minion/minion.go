@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -183,9 +184,10 @@ func (m *Minion) scrubJoinToken() {
 }
 
 // registerBackoff spaces registration attempts while the master is
-// unreachable: 1 s doubling to 1 min, each wait drawn from half to one and
-// a half times that.
-var registerBackoff = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter: backoff.Spread}
+// unreachable: a ceiling of 1 s doubling to 1 min, each wait drawn from
+// zero to it (full jitter), so minions that lost the master together do
+// not come back together.
+var registerBackoff = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter: backoff.Full}
 
 // registerLoop registers until it succeeds or is refused for good, backing
 // off (registerBackoff) while the master is unreachable.
@@ -205,6 +207,10 @@ func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
 			return nil
 		}
 		wait := registerBackoff.Duration(attempt)
+		var busy retryAfterError
+		if errors.As(err, &busy) {
+			wait = busy.wait()
+		}
 		m.log.Warn("register failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -310,6 +316,10 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 		switch resp.StatusCode {
 		case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict:
 			return fmt.Errorf("%w: %w", ErrPermanent, err)
+		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+			if ra, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && ra > 0 {
+				return retryAfterError{err: err, after: time.Duration(ra) * time.Second}
+			}
 		}
 		return err
 	}
