@@ -61,6 +61,12 @@ func TestSecondStartChangesNothing(t *testing.T) {
 	if code != 1 || out != want {
 		t.Errorf("second master start = %d %q; want 1 %q", code, out, want)
 	}
+	// master token opens the inventory beside the running master, without
+	// the lock (SQLite serialises the writes).
+	out, code = runToEnd(t, "master", "token", "join", "--config", c.config, "--data-dir", data)
+	if code != 0 || !strings.HasPrefix(out, "fjt_") {
+		t.Errorf("master token join beside the running master = %d %q; want 0 and a token", code, out)
+	}
 	mdir := filepath.Join(c.dir, "s1")
 	out, code = runToEnd(t, "minion", "start", "--config", filepath.Join(mdir, "minion.toml"), "--data-dir", mdir,
 		"--listen", "127.0.0.10:0", "--master", c.url)
