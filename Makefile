@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTO_TOOLS := $(abspath $(BIN)/tools)
 
-.PHONY: bench-pkg bench-apply help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
+.PHONY: bench-restart bench-pkg bench-apply help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,14 +61,19 @@ bench-pkg: build ## felix pkg install on 50 minions twice (the second all unchan
 bench-apply: build ## a 20-resource state on 50 minions (first, again all unchanged, dry run) vs ansible-playbook on 50 SSH hosts (root)
 	@bash scripts/bench-apply.sh
 
-dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, in dist/
+bench-restart: build ## reconnect storms: a master restarted with N (1000) swarm minions up, and after an outage in which the swarm restarted (OLD=main: before/after)
+	@bash scripts/bench-restart.sh
+
+dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, the systemd units, in dist/
 	@mkdir -p dist
 	for arch in amd64 arm64; do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/minion-linux-$$arch ./cmd/minion || exit 1; \
 	done
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/master ./cmd/master
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/felix ./cmd/felix
-	cd dist && sha256sum minion-* master felix > SHA256SUMS
+	$(GO) run ./cmd/master unit master > dist/felix-master.service
+	$(GO) run ./cmd/master unit minion > dist/felix-minion.service
+	cd dist && sha256sum minion-* master felix *.service > SHA256SUMS
 
 clean: ## remove build output
 	rm -rf $(BIN) dist

@@ -49,8 +49,8 @@ type Server struct {
 	Log    *slog.Logger
 	Now    func() time.Time
 	Config Config
-	// Forget, if set, is called when a minion is rejected or deleted so its
-	// connection is closed.
+	// Forget, if set, is called when a minion is rejected or deleted, and
+	// when it registers (again), so its cached connection is closed.
 	Forget func(id string)
 	// CheckCallback, if set, refuses callback URLs the master must not call
 	// (loopback, link-local, its own addresses) unless allow-listed.
@@ -73,6 +73,7 @@ type Server struct {
 	limits    *limiters           // made by Handler from Config.Limits
 	bodies    *semaphore.Weighted // large JSON bodies in flight, BodiesInFlight bytes
 	bodiesMax int64
+	regSlots  chan struct{} // registrations in flight (Limits.RegistrationsInFlight); nil: no bound
 }
 
 // Config is what the API needs from the master's configuration.
@@ -105,6 +106,10 @@ func (s *Server) Handler() http.Handler {
 		s.bodiesMax = DefaultBodiesInFlight
 	}
 	s.bodies = semaphore.NewWeighted(s.bodiesMax)
+	s.regSlots = nil
+	if n := s.Config.Limits.RegistrationsInFlight; n > 0 {
+		s.regSlots = make(chan struct{}, n)
+	}
 	r := gin.New()
 	// Paths are taken as they are: no redirect to a path with or without a
 	// trailing slash (a 301 with an HTML body), and an empty segment

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
@@ -24,6 +25,18 @@ import (
 func (s *Server) register(c *gin.Context) {
 	if !s.authGuard(c) {
 		return
+	}
+	// The slot is taken before the body is read: a registration in flight
+	// is one whose body is being read, checked or stored.
+	if s.regSlots != nil {
+		select {
+		case s.regSlots <- struct{}{}:
+			defer func() { <-s.regSlots }()
+		default:
+			c.Header("Retry-After", strconv.Itoa(1+rand.IntN(registerRetrySpread)))
+			c.AbortWithStatusJSON(http.StatusTooManyRequests, gin.H{"error": "too many minion registrations in flight; retry after Retry-After seconds"})
+			return
+		}
 	}
 	var req model.RegisterRequest
 	// A minion without addresses or facts sends them as null.
@@ -101,6 +114,14 @@ func (s *Server) register(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
+	// A registration comes from a minion that (re)started: whatever
+	// connection the master had cached for it (its old address, or the
+	// same one backing off after failed dials) is dropped at once, so
+	// the next call dials the new process instead of answering a stale
+	// "connection refused" for seconds.
+	if s.Forget != nil {
+		s.Forget(m.ID)
+	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -108,6 +129,11 @@ func (s *Server) register(c *gin.Context) {
 	s.Log.Info("minion registered", "id", m.ID, "state", m.State, "addr", m.Addr, "fingerprint", m.Fingerprint)
 	c.JSON(status, model.RegisterResponse{ID: m.ID, State: m.State, Fingerprint: m.Fingerprint, Address: m.Addr})
 }
+
+// registerRetrySpread is the largest Retry-After (seconds) a refused
+// registration is told: drawn from 1 to it, so the refused do not all come
+// back in the same second.
+const registerRetrySpread = 5
 
 // maxFacts bounds the facts document a registration may send.
 const maxFacts = 64 << 10

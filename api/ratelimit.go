@@ -27,6 +27,10 @@ type Limits struct {
 	AuthFailureBurst      int     // ... and at once
 	TokenRequestsPerSec   float64 // requests one API token may make, sustained
 	TokenBurst            int     // ... and at once
+	// RegistrationsInFlight bounds the minion registrations handled at
+	// once (0: no bound); past it a registration gets 429 with a jittered
+	// Retry-After, so a fleet that reconnects together is spread out.
+	RegistrationsInFlight int
 }
 
 // DefaultLimits are the master's defaults.

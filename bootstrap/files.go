@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/felix-ops/felix/config"
+	"github.com/felix-ops/felix/daemon"
 )
 
 // sameConfig compares two minion configs but for the join token, which a
@@ -32,24 +33,14 @@ func renderConfig(c config.Minion) ([]byte, error) {
 	return data, nil
 }
 
-// unitFile is the systemd unit of the minion.
+// unitFile is the systemd unit of the minion: the one make dist ships
+// (daemon.Unit), at the install paths.
 func unitFile(p paths) string {
-	return `# felix minion, installed by felix bootstrap; a rerun rewrites it.
-[Unit]
-Description=felix minion
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=` + p.bin + ` start --config ` + p.conf + `
-Restart=always
-RestartSec=5
-KillMode=mixed
-TimeoutStopSec=45
-
-[Install]
-WantedBy=multi-user.target
-`
+	u, err := daemon.Unit("minion", p.bin, p.conf, p.data)
+	if err != nil {
+		panic(err) // the unit is embedded: a build without it is broken
+	}
+	return u
 }
 
 // sha256Hex is the hex sha256 of b, as the probe reports the unit's.

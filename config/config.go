@@ -31,10 +31,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/spf13/pflag"
 )
 
@@ -43,42 +41,14 @@ import (
 // file does not exist it is created (0600, parents 0700) from template, and
 // created is true. Unknown keys are an error naming them.
 func Load(path, template string, v any) (created bool, err error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return false, fmt.Errorf("create config directory: %w", err)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := WriteNew(path, []byte(template)); err != nil {
+			return false, err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return false, fmt.Errorf("write default config %s: %w", path, err)
-		}
-		if _, err := f.WriteString(template); err != nil {
-			f.Close()
-			return false, fmt.Errorf("write default config %s: %w", path, err)
-		}
-		if err := f.Close(); err != nil {
-			return false, fmt.Errorf("write default config %s: %w", path, err)
-		}
-		data, created = []byte(template), true
-	} else if err != nil {
-		return false, fmt.Errorf("read config: %w", err)
+		created = true
 	}
-	// The template's values are the defaults of keys the file leaves out.
-	if _, err := toml.Decode(template, v); err != nil {
-		return created, fmt.Errorf("config template: %w", err)
-	}
-	md, err := toml.Decode(string(data), v)
-	if err != nil {
-		return created, fmt.Errorf("config %s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return created, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
-	}
-	return created, nil
+	_, err = Read(path, template, v)
+	return created, err
 }
 
 // Override sets *dst from the environment variable env when it is set, then

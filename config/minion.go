@@ -103,6 +103,9 @@ func (c *Minion) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q: want host:port", c.Listen)
 	}
+	if err := ValidLogLevel(c.LogLevel); err != nil {
+		return err
+	}
 	if c.Advertise != "" {
 		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
 			return fmt.Errorf("advertise %q: want host:port", c.Advertise)
@@ -145,4 +148,29 @@ func ScrubJoinToken(path string) (bool, error) {
 		return false, fmt.Errorf("remove the join token from %s: %w", path, err)
 	}
 	return true, nil
+}
+
+// ReadMinion reads the minion's config file without writing anything; a
+// missing file gives the defaults and exists false.
+func ReadMinion(path string) (c Minion, exists bool, err error) {
+	exists, err = Read(path, MinionTemplate, &c)
+	return c, exists, err
+}
+
+// CheckMinion reads and validates the minion's config file at path,
+// writing nothing (minion config check).
+func CheckMinion(path string) error {
+	var c Minion
+	return Check(path, MinionTemplate, &c, c.Validate)
+}
+
+// WriteMinionFirstRun writes the minion's first-run file at path: every
+// key commented, at c's values (the defaults with what flags and the
+// environment set).
+func WriteMinionFirstRun(path string, c Minion) error {
+	b, err := Render(MinionHeader, c)
+	if err != nil {
+		return fmt.Errorf("render config: %w", err)
+	}
+	return WriteNew(path, b)
 }

@@ -31,6 +31,9 @@ Usage:
                                 --auto-accept, else 1000; -1 for unlimited)
   master token api --name NAME [--role admin|operator|read] [--ttl D]
                                 issue an API token (default role admin)
+  master config check [--config PATH]
+                                validate the config file, writing nothing
+  master unit master|minion     print the systemd unit of a daemon (make dist ships them)
   master version                print the version
 
 Flags of every command:
@@ -49,6 +52,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"stop":   func(a []string) error { return cmdStop(a, stdout) },
 		"status": func(a []string) error { return cmdStatus(a, stdout) },
 		"token":  func(a []string) error { return cmdToken(ctx, a, stdout, stderr) },
+		"config": func(a []string) error {
+			return daemon.ConfigCheck("master", masterConfigPath(), a, stdout, CheckConfig)
+		},
+		"unit": func(a []string) error { return cmdUnit(a, stdout) },
 	}, args, stdout, stderr)
 }
 
@@ -69,15 +76,26 @@ func load(name string, args []string, extra func(*pflag.FlagSet)) (Config, *pfla
 	}
 	path, _ := fs.GetString("config")
 	config.Override(&path, fs, "config", "FELIX_MASTER_CONFIG")
-	cfg, created, err := LoadConfig(path)
+	// Only start writes a first-run file, with what flags and the
+	// environment set in it: a plain stop or status then finds the same
+	// data directory.
+	cfg, exists, err := ReadConfig(path)
 	if err != nil {
 		return cfg, fs, false, err
 	}
 	if err := config.Apply(&cfg, fs); err != nil {
 		return cfg, fs, false, err
 	}
+	given := cfg // before Validate fills in defaults: what the first-run file shows
 	if err := cfg.Validate(); err != nil {
 		return cfg, fs, false, fmt.Errorf("config %s: %w", path, err)
+	}
+	created := false
+	if !exists && name == "start" {
+		if err := writeFirstRun(path, given); err != nil {
+			return cfg, fs, false, err
+		}
+		created = true
 	}
 	return cfg, fs, created, nil
 }
@@ -92,7 +110,14 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		config.Override(&path, fs, "config", "FELIX_MASTER_CONFIG")
 		fmt.Fprintf(stdout, "wrote default config %s\n", path)
 	}
-	log, err := config.Logger(cfg.LogLevel)
+	// The data directory's lock comes before anything touches it (the
+	// inventory, jobs recovered, keys, the listener).
+	unlock, err := daemon.LockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	log, level, err := config.LevelLogger(cfg.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -109,6 +134,8 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer removePID()
+	m.SetLevelVar(level)
+	daemon.OnHangup(ctx, m.reloader(args))
 	return m.Run(ctx)
 }
 

@@ -59,6 +59,7 @@ type Config struct {
 		AuthFailureBurst      int `toml:"auth_failure_burst" default:"30" zero:"off" doc:"Failed authentications one source may make at once."`
 		TokenRequestsPerSec   int `toml:"token_requests_per_second" default:"200" zero:"off" doc:"Requests one API token may make a second once token_burst is spent (429 with Retry-After past it). 0: no limit."`
 		TokenBurst            int `toml:"token_burst" default:"1000" zero:"off" doc:"Requests one API token may make at once."`
+		RegistrationsInFlight int `toml:"registrations_in_flight" default:"100" zero:"off" doc:"Minion registrations handled at once; past it a registration gets 429 with a Retry-After of 1 to 5 s, which minions honour, so a fleet that reconnects together is spread out. 0: no limit."`
 	} `toml:"limits"`
 
 	Retention struct {
@@ -95,8 +96,7 @@ type Config struct {
 
 // defaultConfig is written on first run: every key at its default, with
 // its comment.
-var defaultConfig = config.Template("# felix master configuration.\n"+
-	"# Flags and FELIX_MASTER_* environment variables override what is set here.\n", Config{})
+var defaultConfig = config.Template(configHeader, Config{})
 
 // LoadConfig loads the master's config file, writing the default first if
 // there is none.
@@ -114,6 +114,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q: want host:port", c.Listen)
 	}
+	if err := config.ValidLogLevel(c.LogLevel); err != nil {
+		return err
+	}
 	if c.DebugListen != "" {
 		host, _, err := net.SplitHostPort(c.DebugListen)
 		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
@@ -126,7 +129,8 @@ func (c *Config) Validate() error {
 	if c.Exec.OutputCap < 1024 {
 		return fmt.Errorf("exec.output_cap must be at least 1024 bytes")
 	}
-	if c.Limits.AuthFailuresPerMinute < 0 || c.Limits.AuthFailureBurst < 0 || c.Limits.TokenRequestsPerSec < 0 || c.Limits.TokenBurst < 0 {
+	if c.Limits.AuthFailuresPerMinute < 0 || c.Limits.AuthFailureBurst < 0 || c.Limits.TokenRequestsPerSec < 0 || c.Limits.TokenBurst < 0 ||
+		c.Limits.RegistrationsInFlight < 0 {
 		return fmt.Errorf("limits: want 0 (no limit) or more")
 	}
 	for _, h := range c.SSH.PasswordHosts {

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/term"
@@ -75,6 +76,17 @@ type Master struct {
 	// cancelled hosts before the store closes.
 	baseCtx        context.Context
 	cancelRequests context.CancelFunc
+
+	// api is the REST API as New built it; a reload serves a copy with
+	// the new settings through handler (reload.go).
+	api     *api.Server
+	handler atomic.Pointer[http.Handler]
+	// level is the logger's level when the logger was made with one
+	// (config.LevelLogger); nil: a reload cannot change it.
+	level *slog.LevelVar
+	// applied is the configuration in effect, as reloads changed it; used
+	// by the reload goroutine only.
+	applied Config
 }
 
 // privateDataDir makes the data directory 0700 and its files, the
@@ -187,12 +199,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, err
 	}
 	a := &api.Server{Store: store, Jobs: m.jobs, Log: log, Forget: m.pool.Forget, CheckCallback: m.notifier.CheckURL,
-		Content: m.content, Degraded: api.DiskCheck(cfg.DataDir, minFreeDisk),
-		Config: api.Config{DefaultTimeout: cfg.Exec.DefaultTimeout.Duration, MaxTimeout: cfg.Exec.MaxTimeout.Duration,
-			MaxFileSize: cfg.Exec.MaxFileSize, FilesTimeout: cfg.Files.Timeout.Duration, Version: version.String(),
-			TrustedProxies: cfg.TrustedProxies, Limits: api.Limits{
-				AuthFailuresPerMinute: float64(cfg.Limits.AuthFailuresPerMinute), AuthFailureBurst: cfg.Limits.AuthFailureBurst,
-				TokenRequestsPerSec: float64(cfg.Limits.TokenRequestsPerSec), TokenBurst: cfg.Limits.TokenBurst}}}
+		Content: m.content, Degraded: api.DiskCheck(cfg.DataDir, minFreeDisk), Config: apiConfig(cfg)}
 	if m.sshPool != nil {
 		a.SSH = hostKeys{m.sshPool}
 	}
@@ -201,8 +208,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		a.Bootstrap = m.bootstrapper(m.sshPool)
 	}
 	m.baseCtx, m.cancelRequests = context.WithCancel(context.Background())
+	m.api, m.applied = a, cfg
+	h := a.Handler()
+	m.handler.Store(&h)
 	m.srv = &http.Server{
-		Handler:     a.Handler(),
+		Handler:     http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*m.handler.Load()).ServeHTTP(w, r) }),
 		BaseContext: func(net.Listener) context.Context { return m.baseCtx },
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
@@ -367,10 +377,19 @@ func (m *Master) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.ServeTLS(m.ln, "", "") }()
+	// Under systemd (Type=notify): ready once serving, the watchdog petted
+	// while the inventory answers (sdnotify.go).
+	m.notifySystemd("READY=1\nSTATUS=serving on https://" + m.ln.Addr().String())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		daemon.Watchdog(hctx, m.log, m.healthy)
+	}()
 	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		m.notifySystemd("STOPPING=1\nSTATUS=draining")
 		m.log.Info("draining", "limit", drainLimit)
 		sctx, cancel := context.WithTimeout(context.Background(), drainLimit)
 		err = m.srv.Shutdown(sctx)

@@ -24,6 +24,8 @@ Usage:
   minion status [flags]    say whether the minion runs, and its fingerprint
   minion swarm [flags]     run many minions in one process to load a master
                            (minion swarm --help)
+  minion config check [--config PATH]
+                           validate the config file, writing nothing
   minion version           print the version
 
 Flags (each also FELIX_MINION_<NAME>, e.g. FELIX_MINION_JOIN_TOKEN):
@@ -47,6 +49,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"stop":   func(a []string) error { return cmdStop(a, stdout) },
 		"status": func(a []string) error { return cmdStatus(a, stdout) },
 		"swarm":  func(a []string) error { return cmdSwarm(ctx, a, stdout) },
+		"config": func(a []string) error {
+			return daemon.ConfigCheck("minion", minionConfigPath(), a, stdout, config.CheckMinion)
+		},
 	}, args, stdout, stderr)
 }
 
@@ -64,18 +69,27 @@ func load(name string, args []string, stdout io.Writer) (config.Minion, string, 
 	}
 	path, _ := fs.GetString("config")
 	config.Override(&path, fs, "config", "FELIX_MINION_CONFIG")
-	cfg, created, err := config.LoadMinion(path)
+	// Only start writes a first-run file, with what flags and the
+	// environment set in it: a plain stop or status then finds the same
+	// data directory.
+	cfg, exists, err := config.ReadMinion(path)
 	if err != nil {
 		return cfg, path, err
-	}
-	if created && stdout != nil {
-		fmt.Fprintf(stdout, "wrote default config %s\n", path)
 	}
 	if err := config.Apply(&cfg, fs); err != nil {
 		return cfg, path, err
 	}
+	given := cfg // before Validate fills in defaults: what the first-run file shows
 	if err := cfg.Validate(); err != nil {
 		return cfg, path, fmt.Errorf("config %s: %w", path, err)
+	}
+	if !exists && name == "start" {
+		if err := config.WriteMinionFirstRun(path, given); err != nil {
+			return cfg, path, err
+		}
+		if stdout != nil {
+			fmt.Fprintf(stdout, "wrote default config %s\n", path)
+		}
 	}
 	return cfg, path, nil
 }
@@ -88,7 +102,13 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if cfg.Master == "" {
 		return fmt.Errorf("master URL is not set (--master https://HOST:8443 or master in the config file)")
 	}
-	log, err := config.Logger(cfg.LogLevel)
+	// The data directory's lock comes before anything touches it.
+	unlock, err := daemon.LockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	log, level, err := config.LevelLogger(cfg.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -105,6 +125,8 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "felix minion %s id %s fingerprint %s\n", version.String(), cfg.ID, m.Fingerprint())
 	ctx, cancel := daemon.SignalContext(ctx)
 	defer cancel()
+	m.level = level
+	daemon.OnHangup(ctx, m.reloader(args, path))
 	return m.Run(ctx)
 }
 

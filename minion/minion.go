@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,12 @@ type Minion struct {
 
 	mu     sync.Mutex
 	pinned string // master fingerprint; protected by mu
+
+	// level is the logger's level, for reloads (nil: fixed); applied is
+	// the configuration in effect as reloads changed it, used by the
+	// reload goroutine only (reload.go).
+	level   *slog.LevelVar
+	applied config.Minion
 }
 
 // hooks are what a swarm (swarm.go) changes in its minions; the zero value
@@ -82,7 +89,7 @@ func New(cfg config.Minion, log *slog.Logger) (*Minion, error) {
 	if err != nil {
 		return nil, fmt.Errorf("minion certificate: %w", err)
 	}
-	m := &Minion{cfg: cfg, log: log, id: id, pinned: cfg.MasterFingerprint}
+	m := &Minion{cfg: cfg, log: log, id: id, pinned: cfg.MasterFingerprint, applied: cfg}
 	if m.pinned == "" {
 		b, err := os.ReadFile(filepath.Join(cfg.DataDir, pinFile))
 		if err == nil {
@@ -138,6 +145,8 @@ func (m *Minion) Run(ctx context.Context) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	go func() { errc <- g.Serve(ln) }()
+	m.notifySystemd("READY=1\nSTATUS=serving gRPC on " + ln.Addr().String())
+	go daemon.Watchdog(ctx, m.log, func(context.Context) error { return nil })
 	go func() {
 		if err := m.registerLoop(ctx, ln.Addr()); err != nil {
 			errc <- err
@@ -147,6 +156,7 @@ func (m *Minion) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	m.notifySystemd("STOPPING=1\nSTATUS=draining")
 	m.log.Info("minion stopping", "drain_limit", drainLimit)
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
@@ -174,9 +184,10 @@ func (m *Minion) scrubJoinToken() {
 }
 
 // registerBackoff spaces registration attempts while the master is
-// unreachable: 1 s doubling to 1 min, each wait drawn from half to one and
-// a half times that.
-var registerBackoff = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter: backoff.Spread}
+// unreachable: a ceiling of 1 s doubling to 1 min, each wait drawn from
+// zero to it (full jitter), so minions that lost the master together do
+// not come back together.
+var registerBackoff = backoff.Policy{Base: time.Second, Cap: time.Minute, Jitter: backoff.Full}
 
 // registerLoop registers until it succeeds or is refused for good, backing
 // off (registerBackoff) while the master is unreachable.
@@ -196,6 +207,10 @@ func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
 			return nil
 		}
 		wait := registerBackoff.Duration(attempt)
+		var busy retryAfterError
+		if errors.As(err, &busy) {
+			wait = busy.wait()
+		}
 		m.log.Warn("register failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -301,6 +316,10 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 		switch resp.StatusCode {
 		case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict:
 			return fmt.Errorf("%w: %w", ErrPermanent, err)
+		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+			if ra, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && ra > 0 {
+				return retryAfterError{err: err, after: time.Duration(ra) * time.Second}
+			}
 		}
 		return err
 	}

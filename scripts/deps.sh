@@ -23,6 +23,9 @@ command -v createrepo_c >/dev/null || need+=(createrepo-c)
 command -v zypper >/dev/null || need+=(zypper)
 command -v repo-add >/dev/null || need+=(pacman-package-manager)
 command -v bsdtar >/dev/null || need+=(libarchive-tools)
+# systemd-analyze verify checks the units make dist ships (the package only
+# installs files in a container: nothing starts it as PID 1).
+command -v systemd-analyze >/dev/null || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2
