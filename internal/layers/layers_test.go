@@ -27,7 +27,7 @@ var layers = []struct {
 	packages []string
 }{
 	{"model: the shared vocabulary (stdlib only)", []string{"model"}},
-	{"engine and host-side work", []string{"exec", "exec/local", "hostfile", "packages", "state", "facts", "content", "pki", "config", "daemon",
+	{"engine and host-side work", []string{"exec", "exec/local", "hostfile", "packages", "state", "facts", "content", "pki", "config", "daemon", "daemon/selfupdate",
 		"version", "proto/felix/v1", "internal/backoff", "internal/testenv", "internal/layers"}},
 	{"transport and inventory", []string{"transport", "transport/agent", "transport/ssh", "transport/ssh/sshtest",
 		"inventory", "inventory/hostlist"}},
