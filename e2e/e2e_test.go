@@ -87,8 +87,14 @@ func (p *proc) output() string {
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startBin(t, name, filepath.Join(binDir, strings.Fields(name)[0]), args...)
+}
+
+// startBin is start with the binary at path bin.
+func startBin(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(binDir, strings.Fields(name)[0]), args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
 	if err := p.cmd.Start(); err != nil {

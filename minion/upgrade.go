@@ -161,6 +161,9 @@ func (m *Minion) HandOver(ctx context.Context) error {
 	if err := selfupdate.Rollback(m.exe); err != nil {
 		reason += "; restoring the old binary failed: " + err.Error()
 	}
+	if len(reason) > 1000 { // the master takes at most 1024 bytes
+		reason = reason[:1000] + "…"
+	}
 	rec.State, rec.Reason = model.UpgradeRolledBack, reason
 	if err := m.writeUpgrade(rec); err != nil {
 		m.log.Warn("hand over: record the rollback", "err", err)

@@ -176,9 +176,9 @@ func TestUpgradeHandover(t *testing.T) {
 				defer stopPID(t, p)
 			}
 			wantVersion := map[string]string{model.UpgradeUpgraded: "vB", model.UpgradeRolledBack: "vA"}[tt.wantState]
-			poll(t, "the minion to register again at "+wantVersion, func() bool {
+			poll(t, "the minion to register again at "+wantVersion+", reporting "+tt.wantState, func() bool {
 				m, err := ma.Store().Minion(ctx, id)
-				return err == nil && m.Version == wantVersion
+				return err == nil && m.Version == wantVersion && strings.Contains(m.LastUpgrade, `"state":"`+tt.wantState+`"`)
 			})
 			m, _ := ma.Store().Minion(ctx, id)
 			if m.Fingerprint != mn.Fingerprint() {
