@@ -40,9 +40,10 @@ var layers = []struct {
 
 // sameLayer lists the imports allowed between packages of one layer.
 var sameLayer = map[string][]string{
-	"api":    {"api/wire"}, // the handlers build the bodies they answer with
-	"config": {"pki"},      // a minion's master_fingerprint is checked as pki reads it
-	"state":  {"packages"}, // a state's pkg resources are package jobs
+	"api":    {"api/wire"},          // the handlers build the bodies they answer with
+	"config": {"pki"},               // a minion's master_fingerprint is checked as pki reads it
+	"daemon": {"daemon/selfupdate"}, // update checks and swaps the binary, then restarts
+	"state":  {"packages"},          // a state's pkg resources are package jobs
 }
 
 // forbidden are imports the layers would allow but felix does not: the
