@@ -71,7 +71,12 @@ func SystemdUnit(pid int) string {
 	if err != nil {
 		return ""
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	return unitOf(string(b))
+}
+
+// unitOf finds the service unit in the text of /proc/PID/cgroup.
+func unitOf(cgroup string) string {
+	for _, line := range strings.Split(strings.TrimSpace(cgroup), "\n") {
 		// "0::/system.slice/felix-minion.service" (v2) or
 		// "1:name=systemd:/system.slice/felix-minion.service" (v1).
 		parts := strings.SplitN(line, ":", 3)

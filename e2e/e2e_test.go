@@ -164,12 +164,20 @@ type cluster struct {
 	token       string
 	fingerprint string
 	env         []string
+	masterBin   string // the master binary; "": binDir's
 }
 
 func startMaster(t *testing.T) *cluster { return startMasterWith(t, "") }
 
 // startMasterWith starts a master whose config ends with extra (TOML tables).
 func startMasterWith(t *testing.T, extra string) *cluster {
+	t.Helper()
+	return startMasterBin(t, "", extra)
+}
+
+// startMasterBin is startMasterWith running the master binary at bin
+// ("": the one built for the tests).
+func startMasterBin(t *testing.T, bin, extra string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	addr := freePort(t, "127.0.0.1")
@@ -179,7 +187,7 @@ func startMasterWith(t *testing.T, extra string) *cluster {
 		"default_timeout = \"30s\"\nmax_timeout = \"1h\"\n[health]\ninterval = \"500ms\"\ntimeout = \"2s\"\n"+extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, dir: dir, url: "https://" + addr, config: cfg}
+	c := &cluster{t: t, dir: dir, url: "https://" + addr, config: cfg, masterBin: bin}
 	c.startMasterProc()
 	return c
 }
@@ -188,7 +196,11 @@ func startMasterWith(t *testing.T, extra string) *cluster {
 func (c *cluster) startMasterProc() {
 	t := c.t
 	t.Helper()
-	m := start(t, "master", "start", "--config", c.config, "--data-dir", filepath.Join(c.dir, "master"))
+	bin := c.masterBin
+	if bin == "" {
+		bin = filepath.Join(binDir, "master")
+	}
+	m := startBin(t, "master", bin, "start", "--config", c.config, "--data-dir", filepath.Join(c.dir, "master"))
 	c.master = m
 	waitFor(t, "the master to listen", 60*time.Second, func() bool {
 		conn, err := net.Dial("tcp", strings.TrimPrefix(c.url, "https://"))

@@ -66,7 +66,9 @@ func TestRestart(t *testing.T) {
 	before := c.minions()["r1"]
 
 	masterPID := c.master.cmd.Process.Pid
+	began := time.Now()
 	out, code = daemonCmd(t, "master", "restart", "--config", c.config, "--data-dir", filepath.Join(c.dir, "master"))
+	t.Logf("master restart took %s: %s", time.Since(began).Round(time.Millisecond), strings.TrimSpace(out))
 	if code != 0 || !strings.Contains(out, "master restarted: pid "+strconv.Itoa(masterPID)) {
 		t.Fatalf("master restart: exit %d\n%s", code, out)
 	}
@@ -79,7 +81,9 @@ func TestRestart(t *testing.T) {
 
 	dir := filepath.Join(c.dir, "r1")
 	minionPID := ps["r1"].cmd.Process.Pid
+	began = time.Now()
 	out, code = daemonCmd(t, "minion", "restart", "--config", filepath.Join(dir, "minion.toml"), "--data-dir", dir)
+	t.Logf("minion restart took %s: %s", time.Since(began).Round(time.Millisecond), strings.TrimSpace(out))
 	if code != 0 || !strings.Contains(out, "minion restarted: pid "+strconv.Itoa(minionPID)) {
 		t.Fatalf("minion restart: exit %d\n%s", code, out)
 	}
@@ -146,7 +150,9 @@ func TestMinionUpdate(t *testing.T) {
 			})
 			before := c.minions()[id]
 			sum, _ := selfupdate.HashFile(tt.file)
+			began := time.Now()
 			out, code := daemonCmd(t, "minion", append([]string{"update", tt.file, "--sha256", sum, "--wait", "10s"}, flags...)...)
+			t.Logf("minion update %s took %s", tt.name, time.Since(began).Round(time.Millisecond))
 			if code != tt.wantCode || !strings.Contains(out, tt.wantOut) {
 				t.Fatalf("minion update %s: exit %d\n%s\nwant exit %d saying %q\n--- minion output ---\n%s", tt.name, code, out, tt.wantCode, tt.wantOut, p.output())
 			}
@@ -178,5 +184,59 @@ func TestMinionUpdate(t *testing.T) {
 	wrong := testenv.Fake(t, "vB", "exit", "GOARCH="+other)
 	if out, code := daemonCmd(t, "minion", "update", wrong, "--data-dir", t.TempDir(), "--config", filepath.Join(t.TempDir(), "m.toml")); code != 1 || !strings.Contains(out, "not an executable for this os/arch") {
 		t.Errorf("minion update with a %s binary: exit %d %s; want 1, refused", other, code, out)
+	}
+}
+
+// master update FILE: A→B in place (same pid, /healthz reports B, the
+// admin token and jobs kept); a B that exits at once is rolled back and A
+// runs again.
+func TestMasterUpdate(t *testing.T) {
+	build := func(v string) string {
+		return testenv.Build(t, "master-"+v, nil, "-ldflags", "-X github.com/felix-ops/felix/version.Version="+v,
+			"github.com/felix-ops/felix/cmd/master")
+	}
+	exe := filepath.Join(t.TempDir(), "bin", "master")
+	os.MkdirAll(filepath.Dir(exe), 0o755)
+	b, err := os.ReadFile(build("vA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(exe, b, 0o755)
+	c := startMasterBin(t, exe, "")
+	flags := []string{"--config", c.config, "--data-dir", filepath.Join(c.dir, "master")}
+	stopPIDFile(t, filepath.Join(c.dir, "master", "master.pid"))
+	health := func() string {
+		var h struct {
+			Version string `json:"version"`
+		}
+		if status := c.api("GET", "/healthz", nil, &h); status != 200 {
+			return ""
+		}
+		return h.Version
+	}
+	if v := health(); v != "vA" {
+		t.Fatalf("/healthz version %q; want vA", v)
+	}
+	pid := c.master.cmd.Process.Pid
+	began := time.Now()
+	out, code := daemonCmd(t, "master", append([]string{"update", build("vB"), "--wait", "60s"}, flags...)...)
+	t.Logf("master update vB took %s:\n%s", time.Since(began).Round(time.Millisecond), out)
+	if code != 0 || !strings.Contains(out, "updated to vB: pid "+strconv.Itoa(pid)+" healthy") {
+		t.Fatalf("master update to vB: exit %d\n%s", code, out)
+	}
+	if v := health(); v != "vB" {
+		t.Errorf("/healthz version after the update %q; want vB", v)
+	}
+	if _, errOut, code := c.felix("minions"); code != 0 {
+		t.Errorf("felix minions after the update (same admin token): exit %d %s", code, errOut)
+	}
+	fake := testenv.Fake(t, "vC", "exit")
+	out, code = daemonCmd(t, "master", append([]string{"update", fake, "--wait", "5s"}, flags...)...)
+	t.Logf("master update to a vC that exits:\n%s", out)
+	if code != 1 || !strings.Contains(out, "rolled back: vB running again") {
+		t.Fatalf("master update to a failing vC: exit %d\n%s", code, out)
+	}
+	if v := health(); v != "vB" {
+		t.Errorf("/healthz version after the rollback %q; want vB", v)
 	}
 }

@@ -310,3 +310,21 @@ func TestInstallFails(t *testing.T) {
 		})
 	}
 }
+
+// Platform reads Mach-O and PE headers too: what the master learns of a
+// darwin or windows binary without running it.
+func TestPlatformOtherOS(t *testing.T) {
+	if runtime.GOOS != "linux" || runtime.GOARCH == "arm64" {
+		t.Skip("the builds below are other platforms than linux/amd64")
+	}
+	for _, p := range []struct{ goos, goarch string }{{"darwin", "arm64"}, {"windows", "amd64"}, {"linux", "arm64"}} {
+		bin := testenv.Fake(t, "v1", "exit", "GOOS="+p.goos, "GOARCH="+p.goarch)
+		goos, goarch, err := Platform(bin)
+		if err != nil || goos != p.goos || goarch != p.goarch {
+			t.Errorf("Platform(a %s/%s build) = %s/%s, %v", p.goos, p.goarch, goos, goarch, err)
+		}
+		if _, err := Check(context.Background(), bin, runtime.GOOS, runtime.GOARCH, ""); !errors.Is(err, ErrNotExecutable) {
+			t.Errorf("Check(a %s/%s build) on %s/%s = %v; want ErrNotExecutable", p.goos, p.goarch, runtime.GOOS, runtime.GOARCH, err)
+		}
+	}
+}
