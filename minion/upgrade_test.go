@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/minion"
 	"github.com/felix-ops/felix/model"
+	"github.com/felix-ops/felix/version"
 )
 
 func TestMain(m *testing.M) {
@@ -206,4 +208,56 @@ func startProc(t *testing.T, exe string, args []string, out *syncBuffer) int {
 	}
 	go p.Wait()
 	return p.Pid
+}
+
+// Upgrade refuses, before swapping anything, a binary for another arch, a
+// script, a sha256 mismatch, and answers ErrSameVersion for the running
+// version; the staged file is removed every time and no handover follows.
+func TestUpgradeRefused(t *testing.T) {
+	ma := startMaster(t, time.Minute)
+	cfg := minionConfig(t, ma, "refuse", joinToken(t, ma, true))
+	mn := newMinion(t, cfg)
+	exe := filepath.Join(t.TempDir(), "minion")
+	copyExe(t, testenv.Fake(t, "vA", "exit"), exe)
+	mn.SetBinary(exe, nil, nil)
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	script := filepath.Join(t.TempDir(), "script")
+	os.WriteFile(script, []byte("#!/bin/sh\necho vB\n"), 0o755)
+	good := testenv.Fake(t, "vB", "exit")
+	tests := []struct {
+		name string
+		file string
+		sha  string // "" the file's
+		want error
+	}{
+		{"wrong arch", testenv.Fake(t, "vB", "exit", "GOARCH="+other), "", selfupdate.ErrNotExecutable},
+		{"script", script, "", selfupdate.ErrNotExecutable},
+		{"sha256 mismatch", good, strings.Repeat("1", 64), selfupdate.ErrChecksum},
+		{"same version", testenv.Fake(t, version.String(), "exit"), "", minion.ErrSameVersion},
+	}
+	before := sha(t, exe)
+	for _, tt := range tests {
+		staged := filepath.Join(cfg.DataDir, "staged")
+		copyExe(t, tt.file, staged)
+		want := tt.sha
+		if want == "" {
+			want = sha(t, tt.file)
+		}
+		v, err := mn.Upgrade(context.Background(), staged, want)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("Upgrade(%s) = %q, %v; want %v", tt.name, v, err, tt.want)
+		}
+		if tt.want == minion.ErrSameVersion && v != version.String() {
+			t.Errorf("Upgrade(%s) = %q; want the running version %s", tt.name, v, version.String())
+		}
+		if _, err := os.Stat(staged); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("Upgrade(%s) left the staged file: %v", tt.name, err)
+		}
+		if sha(t, exe) != before || mn.Handover() {
+			t.Errorf("Upgrade(%s) changed the binary or set up a handover", tt.name)
+		}
+	}
 }
