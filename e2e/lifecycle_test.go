@@ -218,8 +218,9 @@ func TestMasterUpdate(t *testing.T) {
 		t.Fatalf("/healthz version %q; want vA", v)
 	}
 	pid := c.master.cmd.Process.Pid
+	binB := build("vB")
 	began := time.Now()
-	out, code := daemonCmd(t, "master", append([]string{"update", build("vB"), "--wait", "60s"}, flags...)...)
+	out, code := daemonCmd(t, "master", append([]string{"update", binB, "--wait", "60s"}, flags...)...)
 	t.Logf("master update vB took %s:\n%s", time.Since(began).Round(time.Millisecond), out)
 	if code != 0 || !strings.Contains(out, "updated to vB: pid "+strconv.Itoa(pid)+" healthy") {
 		t.Fatalf("master update to vB: exit %d\n%s", code, out)
