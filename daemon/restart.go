@@ -132,7 +132,8 @@ func (r Restart) Do(ctx context.Context) (pid int, version string, err error) {
 		return 0, "", fmt.Errorf("%w (no live process in %s)", ErrNotRunning, r.PIDFile)
 	}
 	before, _ := stampOf(r.PIDFile)
-	if unit := SystemdUnit(old); unit != "" {
+	unit := SystemdUnit(old)
+	if unit != "" {
 		bin := r.Systemctl
 		if bin == "" {
 			bin = "systemctl"
@@ -143,12 +144,15 @@ func (r Restart) Do(ctx context.Context) (pid int, version string, err error) {
 	} else if err := syscall.Kill(old, RestartSignal); err != nil {
 		return 0, "", fmt.Errorf("signal pid %d: %w", old, err)
 	}
-	return r.wait(ctx, old, before)
+	// Re-executed in place, the daemon keeps its pid: once that is gone,
+	// nothing will take its place (systemd starts a new pid instead).
+	return r.wait(ctx, old, before, unit == "")
 }
 
-// Wait waits, as Do does, for the daemon to be back after something else
-// restarted it; before is the pid file as it was then (see Stamp).
-func (r Restart) wait(ctx context.Context, old int, before pidStamp) (int, string, error) {
+// wait waits, as Do does, for the daemon to be back after something else
+// restarted it; before is the pid file as it was then. samePID: the
+// daemon re-executes in place, so its pid ending means it failed.
+func (r Restart) wait(ctx context.Context, old int, before pidStamp, samePID bool) (int, string, error) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	why := "the pid file was not written again"
@@ -163,6 +167,9 @@ func (r Restart) wait(ctx context.Context, old int, before pidStamp) (int, strin
 			}
 		} else if !alive(old) && !ok {
 			why = fmt.Sprintf("pid %d exited and nothing took its place", old)
+		}
+		if samePID && !alive(old) {
+			return 0, "", fmt.Errorf("not back: pid %d exited", old)
 		}
 		select {
 		case <-ctx.Done():

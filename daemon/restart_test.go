@@ -46,7 +46,7 @@ func TestRestartErrors(t *testing.T) {
 	before, _ := stampOf(r.PIDFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if _, _, err := r.wait(ctx, cmd.Process.Pid, before); !errors.Is(err, context.DeadlineExceeded) {
+	if _, _, err := r.wait(ctx, cmd.Process.Pid, before, true); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("wait for a pid file never rewritten = %v; want the deadline", err)
 	}
 }

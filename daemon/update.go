@@ -122,7 +122,7 @@ func (u Update) Do(ctx context.Context) error {
 	if err := selfupdate.Rollback(exe); err != nil {
 		return fmt.Errorf("%s did not come up (%w); and the rollback failed: %w", c.Version, why, err)
 	}
-	fmt.Fprintf(u.Out, "%s did not come up within %s (%v); rolled back to %s\n", c.Version, u.Wait, why, oldVersion)
+	fmt.Fprintf(u.Out, "%s did not come up (%v); rolled back to %s\n", c.Version, why, oldVersion)
 	oldPID, err := u.startOld(ctx, pid, start, oldVersion)
 	if err != nil {
 		return fmt.Errorf("update to %s failed (%w); rolled back to %s but it did not start: %w", c.Version, why, oldVersion, err)
@@ -180,7 +180,7 @@ func (u Update) startOld(ctx context.Context, pid int, start procStart, oldVersi
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }() // reaps it if it fails; else it outlives this process
 	fmt.Fprintf(u.Out, "started %s again (pid %d, output to %s)\n", oldVersion, cmd.Process.Pid, u.LogFile)
-	n, _, err := r.wait(wctx, pid, before)
+	n, _, err := r.wait(wctx, pid, before, false)
 	if err != nil {
 		select {
 		case <-exited:
