@@ -125,7 +125,8 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	case m.Handover():
 		// An upgrade: this process starts the new binary and watches it
 		// (upgrade.go); it exits once the new one reached the master. What
-		// the new process takes at start is released first.
+		// the new process takes at start — the pid file, and the data
+		// directory's lock where there is one — is released first.
 		removePID()
 		err = m.HandOver(ctx)
 		if !errors.Is(err, ErrRolledBack) {

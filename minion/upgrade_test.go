@@ -1,7 +1,6 @@
 package minion_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -58,24 +56,6 @@ func sha(t *testing.T, path string) string {
 	return h
 }
 
-// syncBuffer is a bytes.Buffer safe for a child's two output streams.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // stopPID ends a minion process started by a handover (this test's child,
 // reaped by HandOver's goroutine) and waits until it is gone.
 func stopPID(t *testing.T, pid int) {
@@ -110,14 +90,8 @@ func TestUpgradeHandover(t *testing.T) {
 			copyExe(t, binA, exe)
 			args := []string{"start", "--config", filepath.Join(cfg.DataDir, "minion.toml"), "--data-dir", cfg.DataDir,
 				"--id", id, "--listen", "127.0.0.1:0", "--master", cfg.Master, "--master-fingerprint", ma.Fingerprint()}
-			var out syncBuffer
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("output of the started minions:\n%s", out.String())
-				}
-			})
 			mn := newMinion(t, cfg)
-			mn.SetBinary(exe, args, &out)
+			mn.SetBinary(exe, args, testenv.Writer(t))
 			rctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			done := make(chan error, 1)
@@ -174,7 +148,7 @@ func TestUpgradeHandover(t *testing.T) {
 				}
 				// What cmdStart does next: start the restored binary again
 				// (here as a child, there by exec in place).
-				p := startProc(t, exe, args, &out)
+				p := startProc(t, exe, args)
 				defer stopPID(t, p)
 			}
 			wantVersion := map[string]string{model.UpgradeUpgraded: "vB", model.UpgradeRolledBack: "vA"}[tt.wantState]
@@ -200,7 +174,7 @@ func TestUpgradeHandover(t *testing.T) {
 
 // startProc starts exe as a child and returns its pid; it is reaped in the
 // background.
-func startProc(t *testing.T, exe string, args []string, out *syncBuffer) int {
+func startProc(t *testing.T, exe string, args []string) int {
 	t.Helper()
 	p, err := os.StartProcess(exe, append([]string{exe}, args...), &os.ProcAttr{Files: []*os.File{nil, nil, nil}})
 	if err != nil {
