@@ -742,6 +742,12 @@ func TestRegisterRefusesBadInput(t *testing.T) {
 		{"facts over 64 KiB", reqBody(func(r *model.RegisterRequest) {
 			r.Facts = json.RawMessage(`{"os_pretty":"x","pad":"` + strings.Repeat("p", 64<<10) + `"}`)
 		}, ident, tok), []string{"facts", "at most 65536"}},
+		{"last_upgrade bad state", reqBody(func(r *model.RegisterRequest) {
+			r.LastUpgrade = &model.LastUpgrade{From: "v1", To: "v2", State: "upgrading", At: time.Now()}
+		}, ident, tok), []string{"last_upgrade.state"}},
+		{"last_upgrade reason with escapes", reqBody(func(r *model.RegisterRequest) {
+			r.LastUpgrade = &model.LastUpgrade{From: "v1", To: "v2", State: model.UpgradeRolledBack, Reason: "x\x1b[2J", At: time.Now()}
+		}, ident, tok), []string{"last_upgrade.reason"}},
 		{"facts ip not an ip", reqBody(func(r *model.RegisterRequest) { r.Facts = json.RawMessage(`{"ips":["x"]}`) }, ident, tok),
 			[]string{"facts: ips"}},
 	}

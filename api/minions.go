@@ -70,6 +70,11 @@ func (s *Server) register(c *gin.Context) {
 			return
 		}
 	}
+	lastUpgrade, err := checkLastUpgrade(req.LastUpgrade)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
 	addr, err := grpcAddr(req.GRPCAddr, c.Request.RemoteAddr)
 	if err != nil {
 		s.abort(c, badRequest{err.Error()})
@@ -100,7 +105,7 @@ func (s *Server) register(c *gin.Context) {
 	}
 	reg := inventory.Registration{Minion: inventory.Minion{
 		ID: req.ID, Hostname: req.Hostname, IPs: req.IPs, Addr: addr, Version: req.Version, OS: f.OS(),
-		Facts: string(req.Facts), CertPEM: req.CertPEM, Fingerprint: fp,
+		Facts: string(req.Facts), CertPEM: req.CertPEM, Fingerprint: fp, LastUpgrade: lastUpgrade,
 	}}
 	if req.JoinToken != "" {
 		reg.JoinTokenHash = inventory.HashToken(req.JoinToken)
@@ -134,6 +139,27 @@ func (s *Server) register(c *gin.Context) {
 // registration is told: drawn from 1 to it, so the refused do not all come
 // back in the same second.
 const registerRetrySpread = 5
+
+// checkLastUpgrade checks a registration's last_upgrade and returns it as
+// the inventory keeps it (JSON, "" when absent).
+func checkLastUpgrade(u *model.LastUpgrade) (string, error) {
+	if u == nil {
+		return "", nil
+	}
+	if u.State != model.UpgradeUpgraded && u.State != model.UpgradeRolledBack {
+		return "", badRequestf("last_upgrade.state: %q; want upgraded or rolled_back", u.State)
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"last_upgrade.from", u.From, 64}, {"last_upgrade.to", u.To, 64}, {"last_upgrade.reason", u.Reason, 1024}} {
+		if err := printable(f.name, f.v, f.max); err != nil {
+			return "", err
+		}
+	}
+	b, err := json.Marshal(u)
+	return string(b), err
+}
 
 // maxFacts bounds the facts document a registration may send.
 const maxFacts = 64 << 10
@@ -317,6 +343,12 @@ func minionView(m inventory.Minion, withFacts bool) wire.Minion {
 		RegisteredAt: m.RegisteredAt, UpdatedAt: m.UpdatedAt, Labels: m.Labels}
 	if withFacts {
 		v.Facts = json.RawMessage(m.Facts)
+	}
+	if m.LastUpgrade != "" {
+		var u model.LastUpgrade
+		if json.Unmarshal([]byte(m.LastUpgrade), &u) == nil {
+			v.LastUpgrade = &u
+		}
 	}
 	return v
 }

@@ -19,15 +19,22 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// WritePID writes the process id to path and returns a func that removes it.
+// WritePID writes the process id to path and returns a func that removes
+// it, if it still holds this process's id (after a handover, the new
+// process's file is left alone). A file naming this very process (it
+// re-executed itself in place, see Reexec) is taken over.
 func WritePID(path string) (remove func(), err error) {
-	if pid, err := ReadPID(path); err == nil && alive(pid) {
+	if pid, err := ReadPID(path); err == nil && pid != os.Getpid() && alive(pid) {
 		return nil, fmt.Errorf("already running with pid %d (pid file %s)", pid, path)
 	}
 	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("write pid file: %w", err)
 	}
-	return func() { os.Remove(path) }, nil
+	return func() {
+		if pid, err := ReadPID(path); err == nil && pid == os.Getpid() {
+			os.Remove(path)
+		}
+	}, nil
 }
 
 // ReadPID reads a pid file.

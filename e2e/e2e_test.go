@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/pki"
 	"github.com/felix-ops/felix/transport/agent"
@@ -60,6 +61,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	testenv.CleanBuilds()
 	os.Exit(code)
 }
 
@@ -87,8 +89,14 @@ func (p *proc) output() string {
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startBin(t, name, filepath.Join(binDir, strings.Fields(name)[0]), args...)
+}
+
+// startBin is start with the binary at path bin.
+func startBin(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(binDir, strings.Fields(name)[0]), args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
 	if err := p.cmd.Start(); err != nil {
@@ -156,12 +164,20 @@ type cluster struct {
 	token       string
 	fingerprint string
 	env         []string
+	masterBin   string // the master binary; "": binDir's
 }
 
 func startMaster(t *testing.T) *cluster { return startMasterWith(t, "") }
 
 // startMasterWith starts a master whose config ends with extra (TOML tables).
 func startMasterWith(t *testing.T, extra string) *cluster {
+	t.Helper()
+	return startMasterBin(t, "", extra)
+}
+
+// startMasterBin is startMasterWith running the master binary at bin
+// ("": the one built for the tests).
+func startMasterBin(t *testing.T, bin, extra string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	addr := freePort(t, "127.0.0.1")
@@ -171,7 +187,7 @@ func startMasterWith(t *testing.T, extra string) *cluster {
 		"default_timeout = \"30s\"\nmax_timeout = \"1h\"\n[health]\ninterval = \"500ms\"\ntimeout = \"2s\"\n"+extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, dir: dir, url: "https://" + addr, config: cfg}
+	c := &cluster{t: t, dir: dir, url: "https://" + addr, config: cfg, masterBin: bin}
 	c.startMasterProc()
 	return c
 }
@@ -180,7 +196,11 @@ func startMasterWith(t *testing.T, extra string) *cluster {
 func (c *cluster) startMasterProc() {
 	t := c.t
 	t.Helper()
-	m := start(t, "master", "start", "--config", c.config, "--data-dir", filepath.Join(c.dir, "master"))
+	bin := c.masterBin
+	if bin == "" {
+		bin = filepath.Join(binDir, "master")
+	}
+	m := startBin(t, "master", bin, "start", "--config", c.config, "--data-dir", filepath.Join(c.dir, "master"))
 	c.master = m
 	waitFor(t, "the master to listen", 60*time.Second, func() bool {
 		conn, err := net.Dial("tcp", strings.TrimPrefix(c.url, "https://"))

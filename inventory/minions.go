@@ -28,16 +28,19 @@ type Minion struct {
 	UpdatedAt    time.Time
 	// Labels are set by operators (role=web); filled by Minions and Minion.
 	Labels map[string]string
+	// LastUpgrade is the minion's last self-upgrade (model.LastUpgrade as
+	// JSON), "" if none; a registration without one keeps the stored one.
+	LastUpgrade string
 }
 
-const minionCols = `id, hostname, ips, addr, version, os, facts, cert_pem, fingerprint, state, health, last_seen, registered_at, updated_at`
+const minionCols = `id, hostname, ips, addr, version, os, facts, cert_pem, fingerprint, state, health, last_seen, registered_at, updated_at, last_upgrade`
 
 func scanMinion(row interface{ Scan(...any) error }) (Minion, error) {
 	var m Minion
 	var ips string
 	var seen, reg, upd int64
 	err := row.Scan(&m.ID, &m.Hostname, &ips, &m.Addr, &m.Version, &m.OS, &m.Facts, &m.CertPEM,
-		&m.Fingerprint, &m.State, &m.Health, &seen, &reg, &upd)
+		&m.Fingerprint, &m.State, &m.Health, &seen, &reg, &upd, &m.LastUpgrade)
 	m.IPs = splitList(ips)
 	m.LastSeen, m.RegisteredAt, m.UpdatedAt = fromMS(seen), fromMS(reg), fromMS(upd)
 	return m, err
@@ -100,11 +103,15 @@ func (s *Store) Register(ctx context.Context, reg Registration, now time.Time) (
 			m.Health, m.LastSeen, m.RegisteredAt = old.Health, old.LastSeen, old.RegisteredAt
 		}
 		m.UpdatedAt = now
-		_, err = tx.ExecContext(ctx, `INSERT INTO minions (`+minionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		if m.LastUpgrade == "" && known {
+			m.LastUpgrade = old.LastUpgrade
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO minions (`+minionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 			ON CONFLICT(id) DO UPDATE SET hostname=excluded.hostname, ips=excluded.ips, addr=excluded.addr,
-			version=excluded.version, os=excluded.os, facts=excluded.facts, updated_at=excluded.updated_at`,
+			version=excluded.version, os=excluded.os, facts=excluded.facts, updated_at=excluded.updated_at,
+			last_upgrade=excluded.last_upgrade`,
 			m.ID, m.Hostname, joinList(m.IPs), m.Addr, m.Version, m.OS, m.Facts, m.CertPEM, m.Fingerprint,
-			m.State, m.Health, ms(m.LastSeen), ms(m.RegisteredAt), ms(m.UpdatedAt))
+			m.State, m.Health, ms(m.LastSeen), ms(m.RegisteredAt), ms(m.UpdatedAt), m.LastUpgrade)
 		return err
 	})
 	if err != nil && !errors.Is(err, ErrInvalidToken) && !errors.Is(err, ErrConflict) {

@@ -218,6 +218,10 @@ var migrations = []string{
 		PRIMARY KEY (name, rev)
 	);
 	ALTER TABLE job_hosts ADD COLUMN apply TEXT NOT NULL DEFAULT '';`,
+
+	// 8: a minion's last self-upgrade as it reports it (model.LastUpgrade
+	// as JSON, '' when it never upgraded itself).
+	`ALTER TABLE minions ADD COLUMN last_upgrade TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

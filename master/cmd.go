@@ -26,6 +26,11 @@ Usage:
   master start [flags]          run in the foreground (systemd-friendly)
   master stop [flags]           stop a running master, draining in-flight work
   master status [flags]         say whether the master runs, and its fingerprint
+  master restart [--wait D]     drain and start again (same pid; under systemd:
+                                systemctl restart), wait until /healthz answers
+  master update FILE [--sha256 HEX] [--wait D]
+                                check FILE, install it (the old binary kept as
+                                BINARY.prev), restart, roll back if it is not healthy
   master token join [--auto-accept] [--ttl 24h] [--uses N]
                                 issue a join token for minions (uses: default 1 with
                                 --auto-accept, else 1000; -1 for unlimited)
@@ -48,10 +53,12 @@ Flags of start:
 // Main runs the master command line and returns the exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return daemon.Dispatch("master", usage, version.String(), map[string]daemon.Command{
-		"start":  func(a []string) error { return cmdStart(ctx, a, stdout) },
-		"stop":   func(a []string) error { return cmdStop(a, stdout) },
-		"status": func(a []string) error { return cmdStatus(a, stdout) },
-		"token":  func(a []string) error { return cmdToken(ctx, a, stdout, stderr) },
+		"start":   func(a []string) error { return cmdStart(ctx, a, stdout) },
+		"stop":    func(a []string) error { return cmdStop(a, stdout) },
+		"status":  func(a []string) error { return cmdStatus(a, stdout) },
+		"token":   func(a []string) error { return cmdToken(ctx, a, stdout, stderr) },
+		"restart": func(a []string) error { return cmdRestart(ctx, a, stdout) },
+		"update":  func(a []string) error { return cmdUpdate(ctx, a, stdout) },
 		"config": func(a []string) error {
 			return daemon.ConfigCheck("master", masterConfigPath(), a, stdout, CheckConfig)
 		},
@@ -123,6 +130,11 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := daemon.SignalContext(ctx)
 	defer cancel()
+	ctx, restarting := daemon.RestartContext(ctx)
+	exe, err := daemon.Executable()
+	if err != nil {
+		return err
+	}
 	m, err := New(ctx, cfg, log, stdout)
 	if err != nil {
 		return err
@@ -136,7 +148,12 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	defer removePID()
 	m.SetLevelVar(level)
 	daemon.OnHangup(ctx, m.reloader(args))
-	return m.Run(ctx)
+	if err := m.Run(ctx); err != nil || !restarting() {
+		return err
+	}
+	removePID()
+	log.Info("restarting", "binary", exe)
+	return daemon.Reexec(exe)
 }
 
 func cmdStop(args []string, stdout io.Writer) error {

@@ -2,6 +2,7 @@ package minion
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,12 @@ Usage:
   minion start [flags]     run in the foreground (systemd-friendly)
   minion stop [flags]      stop a running minion, letting running commands finish
   minion status [flags]    say whether the minion runs, and its fingerprint
+  minion restart [flags] [--wait D]
+                           drain and start again (same pid; under systemd:
+                           systemctl restart), wait until it registered again
+  minion update FILE [--sha256 HEX] [--wait D] [flags]
+                           check FILE, install it (the old binary kept as
+                           BINARY.prev), restart, roll back if it does not come back
   minion swarm [flags]     run many minions in one process to load a master
                            (minion swarm --help)
   minion config check [--config PATH]
@@ -45,10 +52,12 @@ Flags (each also FELIX_MINION_<NAME>, e.g. FELIX_MINION_JOIN_TOKEN):
 // Main runs the minion command line and returns the exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return daemon.Dispatch("minion", usage, version.String(), map[string]daemon.Command{
-		"start":  func(a []string) error { return cmdStart(ctx, a, stdout) },
-		"stop":   func(a []string) error { return cmdStop(a, stdout) },
-		"status": func(a []string) error { return cmdStatus(a, stdout) },
-		"swarm":  func(a []string) error { return cmdSwarm(ctx, a, stdout) },
+		"start":   func(a []string) error { return cmdStart(ctx, a, stdout) },
+		"stop":    func(a []string) error { return cmdStop(a, stdout) },
+		"status":  func(a []string) error { return cmdStatus(a, stdout) },
+		"swarm":   func(a []string) error { return cmdSwarm(ctx, a, stdout) },
+		"restart": func(a []string) error { return cmdRestart(ctx, a, stdout) },
+		"update":  func(a []string) error { return cmdUpdate(ctx, a, stdout) },
 		"config": func(a []string) error {
 			return daemon.ConfigCheck("minion", minionConfigPath(), a, stdout, config.CheckMinion)
 		},
@@ -117,6 +126,11 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	m.ConfigPath = path
+	if m.exe, err = daemon.Executable(); err != nil {
+		return err
+	}
+	m.args, m.handoverPipe = os.Args[1:], takeHandoverPipe()
+	os.Remove(filepath.Join(cfg.DataDir, readyFile)) // written again once registered
 	removePID, err := daemon.WritePID(filepath.Join(cfg.DataDir, pidFile))
 	if err != nil {
 		return err
@@ -127,7 +141,28 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	defer cancel()
 	m.level = level
 	daemon.OnHangup(ctx, m.reloader(args, path))
-	return m.Run(ctx)
+	ctx, restarting := daemon.RestartContext(ctx)
+	err = m.Run(ctx)
+	switch {
+	case m.Handover():
+		// An upgrade: this process starts the new binary and watches it
+		// (upgrade.go); it exits once the new one reached the master. What
+		// the new process takes at start — the pid file, and the data
+		// directory's lock where there is one — is released first.
+		removePID()
+		unlock()
+		err = m.HandOver(ctx)
+		if !errors.Is(err, ErrRolledBack) {
+			return err
+		}
+		log.Error("upgrade rolled back: starting the old binary again", "err", err)
+	case err != nil || !restarting():
+		return err
+	default:
+		log.Info("restarting", "binary", m.exe)
+	}
+	removePID()
+	return daemon.Reexec(m.exe)
 }
 
 func cmdStop(args []string, stdout io.Writer) error {

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/felix-ops/felix/config"
@@ -56,14 +57,24 @@ type Minion struct {
 
 	hooks hooks
 
-	mu     sync.Mutex
-	pinned string // master fingerprint; protected by mu
+	// Self-upgrade (upgrade.go): the binary an upgrade replaces and the
+	// arguments the new one is started with; unset in a swarm.
+	exe         string
+	args        []string
+	handoverOut io.Writer   // the new binary's output; nil: this process's stdout/stderr
+	upgrading   atomic.Bool // an Upgrade is in progress or handing over
 
 	// level is the logger's level, for reloads (nil: fixed); applied is
 	// the configuration in effect as reloads changed it, used by the
 	// reload goroutine only (reload.go).
 	level   *slog.LevelVar
 	applied config.Minion
+
+	mu           sync.Mutex
+	pinned       string             // master fingerprint; protected by mu
+	stop         context.CancelFunc // stops Run; protected by mu
+	pending      *handover          // an upgrade installed, to hand over to; protected by mu
+	handoverPipe *os.File           // to the old process that started this one; protected by mu
 }
 
 // hooks are what a swarm (swarm.go) changes in its minions; the zero value
@@ -143,6 +154,9 @@ func (m *Minion) Run(ctx context.Context) error {
 	m.log.Info("minion serving", "id", m.cfg.ID, "grpc", ln.Addr().String(), "fingerprint", m.id.Fingerprint)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	m.mu.Lock()
+	m.stop = cancel
+	m.mu.Unlock()
 	errc := make(chan error, 2)
 	go func() { errc <- g.Serve(ln) }()
 	m.notifySystemd("READY=1\nSTATUS=serving gRPC on " + ln.Addr().String())
@@ -196,6 +210,7 @@ func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
 		err := m.registerSlot(ctx, addr)
 		if err == nil {
 			m.scrubJoinToken()
+			m.reportJoined()
 		}
 		if err == nil && m.hooks.onJoined != nil {
 			m.hooks.onJoined()
@@ -275,6 +290,7 @@ func (m *Minion) Register(ctx context.Context, ln net.Addr) error {
 	body, err := json.Marshal(model.RegisterRequest{
 		ID: m.cfg.ID, Hostname: f.Hostname, IPs: f.IPs, GRPCAddr: m.grpcAddr(ln), Version: version.String(),
 		Facts: factsJSON, CertPEM: string(m.id.CertPEM), JoinToken: m.joinToken(),
+		LastUpgrade: m.lastUpgrade(),
 	})
 	if err != nil {
 		return fmt.Errorf("encode registration: %w", err)

@@ -1,6 +1,9 @@
 package model
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"time"
+)
 
 // RegisterRequest is what a minion sends to the master's
 // POST /api/v1/minions/register: its identity, which the master pins.
@@ -15,6 +18,8 @@ type RegisterRequest struct {
 	Facts     json.RawMessage `json:"facts"`
 	CertPEM   string          `json:"cert_pem"`
 	JoinToken string          `json:"join_token"`
+	// LastUpgrade is the minion's last self-upgrade, nil if it never upgraded itself.
+	LastUpgrade *LastUpgrade `json:"last_upgrade,omitempty"`
 }
 
 // RegisterResponse answers a registration.
@@ -23,4 +28,22 @@ type RegisterResponse struct {
 	State       KeyState `json:"state"`
 	Fingerprint string   `json:"fingerprint"`
 	Address     string   `json:"address"`
+}
+
+// Upgrade states, in LastUpgrade.State.
+const (
+	UpgradeUpgraded   = "upgraded"    // the new binary runs and reached the master
+	UpgradeRolledBack = "rolled_back" // the new binary failed; the old one was restored and runs
+	UpgradeUpgrading  = "upgrading"   // in flight: in the minion's own record only, never reported
+)
+
+// LastUpgrade is the outcome of a minion's last self-upgrade, which it
+// reports with every registration from then on (RegisterRequest) and the
+// master keeps with the minion.
+type LastUpgrade struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	State  string    `json:"state"`            // UpgradeUpgraded or UpgradeRolledBack
+	Reason string    `json:"reason,omitempty"` // why it was rolled back
+	At     time.Time `json:"at"`               // when the new binary was handed over to
 }

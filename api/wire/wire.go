@@ -33,6 +33,8 @@ type Minion struct {
 	UpdatedAt    time.Time         `json:"updated_at"`
 	Labels       map[string]string `json:"labels,omitempty"`
 	Facts        json.RawMessage   `json:"facts,omitempty"`
+	// LastUpgrade is the minion's last self-upgrade, absent if none.
+	LastUpgrade *model.LastUpgrade `json:"last_upgrade,omitempty"`
 }
 
 // MinionList is the body of GET /api/v1/minions.

@@ -27,7 +27,7 @@ var layers = []struct {
 	packages []string
 }{
 	{"model: the shared vocabulary (stdlib only)", []string{"model"}},
-	{"engine and host-side work", []string{"exec", "exec/local", "hostfile", "packages", "state", "facts", "content", "pki", "config", "daemon",
+	{"engine and host-side work", []string{"exec", "exec/local", "hostfile", "packages", "state", "facts", "content", "pki", "config", "daemon", "daemon/selfupdate",
 		"version", "proto/felix/v1", "internal/backoff", "internal/testenv", "internal/layers"}},
 	{"transport and inventory", []string{"transport", "transport/agent", "transport/ssh", "transport/ssh/sshtest",
 		"inventory", "inventory/hostlist"}},
@@ -40,9 +40,10 @@ var layers = []struct {
 
 // sameLayer lists the imports allowed between packages of one layer.
 var sameLayer = map[string][]string{
-	"api":    {"api/wire"}, // the handlers build the bodies they answer with
-	"config": {"pki"},      // a minion's master_fingerprint is checked as pki reads it
-	"state":  {"packages"}, // a state's pkg resources are package jobs
+	"api":    {"api/wire"},          // the handlers build the bodies they answer with
+	"config": {"pki"},               // a minion's master_fingerprint is checked as pki reads it
+	"daemon": {"daemon/selfupdate"}, // update checks and swaps the binary, then restarts
+	"state":  {"packages"},          // a state's pkg resources are package jobs
 }
 
 // forbidden are imports the layers would allow but felix does not: the

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -43,11 +44,18 @@ func (w *logWriter) Write(p []byte) (int, error) {
 
 // Logger returns a debug-level logger writing to t's log until t ends.
 func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(Writer(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Writer returns a writer to t's log (each write a line), safe for
+// concurrent use, that drops what comes after t ended: for the output of
+// processes a test starts.
+func Writer(t testing.TB) io.Writer {
 	w := &logWriter{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.done = true
 	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return w
 }
