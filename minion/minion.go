@@ -132,6 +132,7 @@ func (m *Minion) Run(ctx context.Context) error {
 	if err := srv.Files.Sweep(); err != nil {
 		m.log.Warn("sweep the temp files of interrupted transfers", "err", err)
 	}
+	m.serveUpgrade(srv) // fleet upgrade (upgrade_rpc.go)
 	g := agent.NewGRPCServer(m.id, m.MasterFingerprint, srv)
 	m.log.Info("minion serving", "id", m.cfg.ID, "grpc", ln.Addr().String(), "fingerprint", m.id.Fingerprint)
 	ctx, cancel := context.WithCancel(ctx)

@@ -45,8 +45,18 @@ type Server struct {
 	// (/bin/sh -c in its own process group), the minion's only runner.
 	// The swarm injects another to answer without forking (minion swarm
 	// --exec=noop), so a benchmark measures the master alone.
-	Run     Runner
-	started time.Time
+	Run Runner
+	// SelfUpgrade, StageDir and SameVersion serve the Upgrade RPC
+	// (upgrade.go): the minion's self-upgrade, the directory of its data
+	// directory a received binary is written to, and the error
+	// SelfUpgrade returns for a binary at the running version. Nil or
+	// empty: Upgrade is refused.
+	SelfUpgrade SelfUpgrader
+	StageDir    string
+	SameVersion error
+	// BinarySHA256 is the running binary's sha256, told in Ping.
+	BinarySHA256 string
+	started      time.Time
 }
 
 // Runner runs one command on the host, streaming its output to out; it has
@@ -82,7 +92,8 @@ func NewGRPCServer(id *pki.Identity, masterFingerprint func() string, srv felixv
 
 // Ping answers with the minion's id, version and uptime.
 func (s *Server) Ping(ctx context.Context, _ *felixv1.PingRequest) (*felixv1.PingResponse, error) {
-	return &felixv1.PingResponse{Id: s.ID, Version: s.Version, Uptime: durationpb.New(time.Since(s.started))}, nil
+	return &felixv1.PingResponse{Id: s.ID, Version: s.Version, Uptime: durationpb.New(time.Since(s.started)),
+		BinarySha256: s.BinarySHA256}, nil
 }
 
 // Facts gathers the host's facts.
