@@ -181,6 +181,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		},
 		CheckURL: m.notifier.CheckURL,
 		Finished: func(string) { m.notifier.Kick() },
+		// Fleet upgrades pick minion-<os>-<arch> from the directory
+		// bootstrap installs minions from.
+		Upgrader: m.pool,
+		DistDir:  cfg.Bootstrap.MinionDir,
 	}
 	if err := m.jobs.Recover(ctx); err != nil {
 		m.closeEarly()

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -68,3 +69,38 @@ type MinionInfo struct {
 	// Uptime is how long its process (or service) has been running.
 	Uptime int64 // milliseconds
 }
+
+// elfArch maps ELF machines to GOARCH names, and unameArch uname machines.
+var (
+	elfArch = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_386: "386",
+		elf.EM_ARM: "arm", elf.EM_RISCV: "riscv64", elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x"}
+	unameArch = map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+		"i386": "386", "i686": "386", "armv7l": "arm", "armv6l": "arm", "riscv64": "riscv64",
+		"ppc64le": "ppc64le", "s390x": "s390x"}
+)
+
+// BinaryPlatform reads an executable's header (never running it) and
+// returns the GOOS and GOARCH it is built for. Only Linux ELF executables
+// are minion binaries; anything else is an error.
+func BinaryPlatform(r io.ReaderAt) (goos, goarch string, err error) {
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return "", "", fmt.Errorf("not an ELF executable: %w", err)
+	}
+	defer f.Close()
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return "", "", fmt.Errorf("ELF file of type %s, not an executable", f.Type)
+	}
+	arch, ok := elfArch[f.Machine]
+	if !ok {
+		return "", "", fmt.Errorf("ELF executable for %s, which felix does not build minions for", f.Machine)
+	}
+	if f.OSABI != elf.ELFOSABI_NONE && f.OSABI != elf.ELFOSABI_LINUX {
+		return "", "", fmt.Errorf("ELF executable for %s, not Linux", f.OSABI)
+	}
+	return "linux", arch, nil
+}
+
+// GoArch turns a host's arch fact (uname machine, "x86_64") into its GOARCH
+// name ("amd64"); "" when unknown.
+func GoArch(uname string) string { return unameArch[uname] }
