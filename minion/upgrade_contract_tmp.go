@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -86,6 +87,9 @@ func (m *Minion) Upgrade(ctx context.Context, staged, wantSHA256 string) (string
 		return "", fmt.Errorf("upgrade: swap %s: %w", exe, err)
 	}
 	m.log.Info("upgrade: swapped; re-executing", "from", version.String(), "to", v)
-	time.AfterFunc(500*time.Millisecond, func() { syscall.Exec(exe, os.Args, os.Environ()) })
+	time.AfterFunc(500*time.Millisecond, func() {
+		os.Remove(filepath.Join(m.cfg.DataDir, pidFile)) // the new image writes its own
+		syscall.Exec(exe, os.Args, os.Environ())
+	})
 	return v, nil
 }
