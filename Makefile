@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTO_TOOLS := $(abspath $(BIN)/tools)
 
-.PHONY: bench-pkg bench-apply help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
+.PHONY: bench-upgrade bench-pkg bench-apply help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench-pkg: build ## felix pkg install on 50 minions twice (the second all unchan
 
 bench-apply: build ## a 20-resource state on 50 minions (first, again all unchanged, dry run) vs ansible-playbook on 50 SSH hosts (root)
 	@bash scripts/bench-apply.sh
+
+bench-upgrade: build ## felix minions upgrade --batch 10% of 100 separate minion processes from version A to B: wall time, outcomes
+	@bash scripts/bench-upgrade.sh
 
 dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, in dist/
 	@mkdir -p dist
