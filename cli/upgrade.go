@@ -78,7 +78,8 @@ func printUpgradeJob(w io.Writer, job wire.Job) {
 		if f := strings.Fields(line); len(f) > 0 && f[0] == upgradeOutcome(r) {
 			line = strings.TrimSpace(strings.TrimPrefix(line, f[0]))
 		}
-		if r.Error != "" && !strings.Contains(line, r.Error) {
+		// A rollback's error repeats its reason, on the line already.
+		if r.Error != "" && !strings.Contains(line, r.Error) && upgradeOutcome(r) != model.OutcomeRolledBack {
 			if line != "" {
 				line += "; "
 			}

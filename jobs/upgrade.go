@@ -39,6 +39,9 @@ const DefaultUpgradeTimeout = 3 * time.Minute
 // to come back.
 const upgradePoll = 250 * time.Millisecond
 
+// reasonWait bounds how long a rolled back minion's reason is waited for.
+const reasonWait = 5 * time.Second
+
 // checkUpgrade checks an upgrade job's spec and sets its command line.
 // Other jobs pass unless they carry an upgrade spec.
 func checkUpgrade(spec *model.JobSpec) error {
@@ -203,6 +206,7 @@ func (u *upgrader) Exec(ctx context.Context, t model.Target, _ model.Command, ou
 	// Back: the same pinned certificate (the target, re-read for its new
 	// address, must keep its fingerprint) answering with the new version.
 	var last model.MinionInfo
+	var rolled time.Time // when the minion first answered rolled back
 	answered := false
 	tick := time.NewTicker(upgradePoll)
 	defer tick.Stop()
@@ -236,11 +240,19 @@ func (u *upgrader) Exec(ctx context.Context, t model.Target, _ model.Command, ou
 		// The old version from a process started after the swap: the
 		// minion's watchdog restored the old binary.
 		if info.Version == before.Version && time.Duration(info.Uptime)*time.Millisecond < time.Since(swapped) {
-			reason := "the new binary did not reach the master"
+			if rolled.IsZero() {
+				rolled = time.Now()
+			}
+			reason := ""
 			if u.s.LastUpgrade != nil {
-				if r := u.s.LastUpgrade(ctx, t.ID, v); r != "" {
-					reason = r
+				// The minion reports why with its re-registration, which
+				// may come just after its first answer.
+				if reason = u.s.LastUpgrade(ctx, t.ID, v); reason == "" && time.Since(rolled) < reasonWait {
+					continue
 				}
+			}
+			if reason == "" {
+				reason = "the new binary did not reach the master"
 			}
 			say("%s %s -> %s: %s", model.OutcomeRolledBack, before.Version, v, reason)
 			return model.Exit{Code: 1}, fmt.Errorf("rolled back to %s: %s", before.Version, reason)
