@@ -162,6 +162,26 @@ func TestUpgradeMinions(t *testing.T) {
 		t.Errorf("jobs %d after refused requests; want %d (nothing stored)", len(after), len(before))
 	}
 
+	// A host whose os/arch has no dist binary fails naming the file; the
+	// others go on.
+	tok := h.joinToken(inventory.JoinTokenSpec{AutoAccept: true}, time.Now())
+	if _, _, err := h.store.Register(context.Background(), inventory.Registration{
+		Minion: inventory.Minion{ID: "rv1", Hostname: "rv1", Addr: "127.0.0.9:4510", CertPEM: "x", Fingerprint: "sha256:rv1",
+			Facts: `{"arch":"riscv64"}`},
+		JoinTokenHash: inventory.HashToken(tok)}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.adminDo("POST", "/api/v1/minions/upgrade?wait=20s", wire.UpgradeRequest{JobOptions: wire.JobOptions{
+		Targets: []string{"rv1", "same"}}}, &job, http.StatusOK)
+	for _, r := range job.Results {
+		if r.Host == "rv1" && (r.State != model.StateFailed || !strings.Contains(r.Error, "minion-linux-riscv64")) {
+			t.Errorf("rv1: %s %q; want failed naming minion-linux-riscv64", r.State, r.Error)
+		}
+		if r.Host == "same" && r.State != model.StateOK {
+			t.Errorf("same: %s %q; want ok beside the host without a binary", r.State, r.Error)
+		}
+	}
+
 	// The uploaded binary for this arch goes to every host.
 	f.version["c1"] = ""
 	h.adminDo("POST", "/api/v1/minions/upgrade?wait=20s", wire.UpgradeRequest{JobOptions: wire.JobOptions{
