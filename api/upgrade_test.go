@@ -122,8 +122,26 @@ func TestUpgradeMinions(t *testing.T) {
 		}
 	}
 
-	// Asynchronous: 202, and a dry run resolves the targets only.
+	// Rerun of the failed hosts: the same upgrade on the canary and the
+	// hosts it stopped.
+	f.rollBack["a1"] = false
 	var acc wire.ExecAccepted
+	h.adminDo("POST", "/api/v1/jobs/"+job.JobID+"/rerun?only=failed", nil, &acc, http.StatusAccepted)
+	if re := h.waitJob(acc.JobID); re.CmdType != model.CmdUpgrade || len(re.Results) != 3 || re.Results[0].State != model.StateOK {
+		t.Errorf("rerun of the failed hosts = %+v; want the upgrade on 3 hosts, a1 ok", re)
+	}
+
+	// An agentless host is not a minion: failed, the others go on.
+	if _, err := h.store.AddHost(context.Background(), inventory.Host{ID: "ssh1", Address: "127.0.0.8"}, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.adminDo("POST", "/api/v1/minions/upgrade?wait=20s", wire.UpgradeRequest{JobOptions: wire.JobOptions{
+		Targets: []string{"ssh1"}}}, &job, http.StatusOK)
+	if r := job.Results[0]; r.State != model.StateFailed || !strings.Contains(r.Error, "not a minion") {
+		t.Errorf("agentless host: %s %q; want failed, not a minion", r.State, r.Error)
+	}
+
+	// Asynchronous: 202, and a dry run resolves the targets only.
 	h.adminDo("POST", "/api/v1/minions/upgrade", wire.UpgradeRequest{JobOptions: wire.JobOptions{Targets: []string{"c1"}}}, &acc, http.StatusAccepted)
 	if done := h.waitJob(acc.JobID); done.Results[0].State != model.StateOK {
 		t.Errorf("async upgrade: %+v; want ok", done.Results[0])
