@@ -183,8 +183,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		Finished: func(string) { m.notifier.Kick() },
 		// Fleet upgrades pick minion-<os>-<arch> from the directory
 		// bootstrap installs minions from.
-		Upgrader: m.pool,
-		DistDir:  cfg.Bootstrap.MinionDir,
+		Upgrader:    m.pool,
+		DistDir:     cfg.Bootstrap.MinionDir,
+		LastUpgrade: upgradeReason(store), // master/upgrade_reason.go
 	}
 	if err := m.jobs.Recover(ctx); err != nil {
 		m.closeEarly()
