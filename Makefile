@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTO_TOOLS := $(abspath $(BIN)/tools)
 
-.PHONY: bench-restart bench-pkg bench-apply help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
+.PHONY: bench-restart bench-upgrade bench-pkg bench-apply help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-apply: build ## a 20-resource state on 50 minions (first, again all unchan
 
 bench-restart: build ## reconnect storms: a master restarted with N (1000) swarm minions up, and after an outage in which the swarm restarted (OLD=main: before/after)
 	@bash scripts/bench-restart.sh
+
+bench-upgrade: build ## felix minions upgrade --batch 10% of 100 separate minion processes from version A to B: wall time, outcomes
+	@bash scripts/bench-upgrade.sh
 
 dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, the systemd units, in dist/
 	@mkdir -p dist

@@ -144,6 +144,7 @@ func (s *Server) Handler() http.Handler {
 	read, operator, admin := model.RoleRead, model.RoleOperator, model.RoleAdmin
 	route(read, "GET", "/minions", s.listMinions)
 	route(read, "GET", "/minions/:id", s.getMinion)
+	route(operator, "POST", "/minions/upgrade", s.upgradeMinions)
 	route(admin, "DELETE", "/minions/:id", s.deleteMinion)
 	route(admin, "POST", "/minions/:id/accept", s.setState(model.KeyAccepted))
 	route(admin, "POST", "/minions/:id/reject", s.setState(model.KeyRejected))

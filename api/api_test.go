@@ -1473,6 +1473,7 @@ var authRoutes = []authRoute{
 	{"POST", "/api/v1/files", `{"targets": ["x"], "dest": "/tmp/x", "sha256": "` + strings.Repeat("a", 64) + `"}`},
 	{"POST", "/api/v1/fetch", `{"targets": ["x"], "path": "/etc/hostname"}`},
 	{"POST", "/api/v1/packages", `{"targets": ["x"], "action": "install", "packages": ["nginx"]}`},
+	{"POST", "/api/v1/minions/upgrade", `{"targets": ["x"]}`},
 	{"POST", "/api/v1/configs", `{"name": "web", "document": "resources:\n  - {id: a, type: cmd, run: \"true\"}\n"}`},
 	{"GET", "/api/v1/configs", ""},
 	{"GET", "/api/v1/configs/x", ""},

@@ -33,6 +33,9 @@ Usage:
   felix minions [-o json]                    list minions
   felix minions label ID key=value... -key...
                                              set and remove a minion's labels
+  felix minions upgrade -t TARGETS [--canary N] [--batch N|N%] [--fail-threshold N]
+        [--binary FILE] [--timeout D] [--async] [-o json]
+                                             upgrade minions' binaries (canary first, rollback)
   felix minion ID [-o json]                  show one minion with its facts
   felix keys [-o json]                       minion keys: pending, accepted, rejected
   felix keys accept|reject|delete ID...      decide on minion keys
@@ -273,6 +276,9 @@ func ago(t time.Time) string {
 }
 
 func cmdMinions(ctx context.Context, args []string, w, ew io.Writer) error {
+	if len(args) > 0 && args[0] == "upgrade" {
+		return cmdUpgrade(ctx, args[1:], w, ew) // its own flags (upgrade.go)
+	}
 	args, removals := labelRemovals(args)
 	fs, o := flags("minions")
 	c, rest, err := parse(fs, o, args)

@@ -75,6 +75,8 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 			printPkgJob(w, page)
 		case page.CmdType == model.CmdApply:
 			printApplyJob(w, page)
+		case page.CmdType == model.CmdUpgrade:
+			printUpgradeJob(w, page)
 		default:
 			printResults(w, page.Results)
 		}

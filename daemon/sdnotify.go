@@ -75,3 +75,15 @@ func Watchdog(ctx context.Context, log *slog.Logger, healthy func(context.Contex
 		}
 	}
 }
+
+// Draining is what a daemon tells the service manager as it starts to
+// drain: STOPPING=1 when it is ending, RELOADING=1 when it re-executes
+// itself in place (SIGUSR2, same pid) and will say READY=1 again — after
+// STOPPING=1 systemd would take the drain as the service's end and kill
+// what it started.
+func Draining(restarting bool) string {
+	if restarting {
+		return "RELOADING=1\nSTATUS=restarting"
+	}
+	return "STOPPING=1\nSTATUS=draining"
+}

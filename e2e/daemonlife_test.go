@@ -3,17 +3,16 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/internal/testenv"
 )
 
 // runToEnd runs a binary to its end and returns its combined output and exit
@@ -198,47 +197,27 @@ func TestSighupReload(t *testing.T) {
 // TestSystemdNotify runs the master and a minion as systemd would with
 // Type=notify and WatchdogSec (NOTIFY_SOCKET, WATCHDOG_USEC), against a
 // unixgram socket of the test's: READY=1 once serving, WATCHDOG=1 while
-// running, STOPPING=1 when draining.
+// running, RELOADING=1 then READY=1 again across a restart in place,
+// STOPPING=1 when draining.
 func TestSystemdNotify(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var mu sync.Mutex
-	var got []string
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			got = append(got, string(buf[:n]))
-			mu.Unlock()
-		}
-	}()
-	seen := func(prefix string) int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, g := range got {
-			if strings.HasPrefix(g, prefix) {
-				n++
-			}
-		}
-		return n
-	}
-	t.Setenv("NOTIFY_SOCKET", sock)
+	ns := testenv.NotifySocket(t, false)
 	t.Setenv("WATCHDOG_USEC", "1000000")
 	c := startMaster(t)
-	waitFor(t, "the master's READY=1", 30*time.Second, func() bool { return seen("READY=1\nSTATUS=serving on https://") == 1 })
+	const masterReady = "READY=1\nSTATUS=serving on https://"
+	waitFor(t, "the master's READY=1", 30*time.Second, func() bool { return ns.Count(masterReady) == 1 })
 	ps := c.joinAll("n1")
-	waitFor(t, "the minion's READY=1", 30*time.Second, func() bool { return seen("READY=1\nSTATUS=serving gRPC on ") == 1 })
-	waitFor(t, "WATCHDOG=1", 30*time.Second, func() bool { return seen("WATCHDOG=1") >= 2 })
+	waitFor(t, "the minion's READY=1", 30*time.Second, func() bool { return ns.Count("READY=1\nSTATUS=serving gRPC on ") == 1 })
+	waitFor(t, "WATCHDOG=1", 30*time.Second, func() bool { return ns.Count("WATCHDOG=1") >= 2 })
+	if out, code := daemonCmd(t, "master", "restart", "--config", c.config, "--data-dir", filepath.Join(c.dir, "master")); code != 0 {
+		t.Fatalf("master restart: exit %d\n%s", code, out)
+	}
+	waitFor(t, "RELOADING=1 and READY=1 again from the restarted master", 30*time.Second, func() bool {
+		return ns.Count("RELOADING=1") == 1 && ns.Count(masterReady) == 2
+	})
+	if n := ns.Count("STOPPING=1"); n != 0 {
+		t.Errorf("%d STOPPING=1 before anything stopped (a restart in place is a reload): %q", n, ns.All())
+	}
 	ps["n1"].stop(t)
 	c.master.stop(t)
-	waitFor(t, "STOPPING=1 from both", 30*time.Second, func() bool { return seen("STOPPING=1") == 2 })
+	waitFor(t, "STOPPING=1 from both", 30*time.Second, func() bool { return ns.Count("STOPPING=1") == 2 })
 }

@@ -74,6 +74,13 @@ type Service struct {
 	// stored; the notifier uses it to deliver at once instead of at its
 	// next poll.
 	Finished func(jobID string)
+	// Upgrader, DistDir and LastUpgrade serve fleet upgrade jobs
+	// (upgrade.go): the agent transport's upgrade, the directory of
+	// minion-<os>-<arch> binaries, and, if set, the reason a minion
+	// reported for rolling back an upgrade to version ("" if none).
+	Upgrader    UpgradeAgent
+	DistDir     string
+	LastUpgrade func(ctx context.Context, id, version string) string
 
 	mu      sync.Mutex
 	running map[string]*run // by job id; protected by mu
@@ -113,6 +120,9 @@ func NewJobID(now time.Time) string {
 // DryRun resolves spec's targets without running anything.
 func (s *Service) DryRun(ctx context.Context, spec model.JobSpec) ([]model.Target, error) {
 	if err := checkPackages(&spec); err != nil {
+		return nil, err
+	}
+	if err := checkUpgrade(&spec); err != nil {
 		return nil, err
 	}
 	if err := checkApply(&spec); err != nil {
@@ -253,6 +263,9 @@ func Requester(ctx context.Context) string {
 func (s *Service) Submit(ctx context.Context, spec model.JobSpec, payload string) (inventory.Job, error) {
 	err := checkPackages(&spec)
 	if err == nil {
+		err = checkUpgrade(&spec)
+	}
+	if err == nil {
 		err = checkApply(&spec)
 	}
 	if err == nil {
@@ -274,6 +287,11 @@ func (s *Service) Submit(ctx context.Context, spec model.JobSpec, payload string
 	case spec.Apply != nil:
 		var err error
 		if release, err = s.holdSources(spec.Apply); err != nil {
+			return inventory.Job{}, err
+		}
+	case spec.Upgrade != nil:
+		var err error
+		if release, err = s.holdBinary(spec.Upgrade); err != nil {
 			return inventory.Job{}, err
 		}
 	}
@@ -392,7 +410,12 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 				Signal: res.Signal, Error: res.Error, Files: res.Files, Packages: res.Packages, Apply: res.Apply, At: res.FinishedAt})
 		},
 	}
-	results := s.Engine.Run(ctx, cmd, targets, opts, hooks)
+	var results []model.Result
+	if spec.Upgrade != nil {
+		results = s.runUpgrade(ctx, spec, model.Command{Timeout: spec.Timeout}, targets, opts, hooks)
+	} else {
+		results = s.Engine.Run(ctx, cmd, targets, opts, hooks)
+	}
 	if spec.Push != nil && anyState(results, model.StateFailed) {
 		s.verifyContent(job.ID, spec.Push)
 	}

@@ -148,6 +148,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	defer removePID()
 	m.SetLevelVar(level)
 	daemon.OnHangup(ctx, m.reloader(args))
+	m.restarting = restarting
 	if err := m.Run(ctx); err != nil || !restarting() {
 		return err
 	}

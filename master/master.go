@@ -84,6 +84,11 @@ type Master struct {
 	// level is the logger's level when the logger was made with one
 	// (config.LevelLogger); nil: a reload cannot change it.
 	level *slog.LevelVar
+
+	// restarting says whether Run's context ended for a re-exec in place
+	// (SIGUSR2; nil: never), which systemd is told as a reload.
+	restarting func() bool
+
 	// applied is the configuration in effect, as reloads changed it; used
 	// by the reload goroutine only.
 	applied Config
@@ -193,6 +198,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		},
 		CheckURL: m.notifier.CheckURL,
 		Finished: func(string) { m.notifier.Kick() },
+		// Fleet upgrades pick minion-<os>-<arch> from the directory
+		// bootstrap installs minions from.
+		Upgrader:    m.pool,
+		DistDir:     cfg.Bootstrap.MinionDir,
+		LastUpgrade: upgradeReason(store), // master/upgrade_reason.go
 	}
 	if err := m.jobs.Recover(ctx); err != nil {
 		m.closeEarly()
@@ -389,7 +399,7 @@ func (m *Master) Run(ctx context.Context) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
-		m.notifySystemd("STOPPING=1\nSTATUS=draining")
+		m.notifySystemd(daemon.Draining(m.restarting != nil && m.restarting()))
 		m.log.Info("draining", "limit", drainLimit)
 		sctx, cancel := context.WithTimeout(context.Background(), drainLimit)
 		err = m.srv.Shutdown(sctx)

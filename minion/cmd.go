@@ -142,6 +142,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	m.level = level
 	daemon.OnHangup(ctx, m.reloader(args, path))
 	ctx, restarting := daemon.RestartContext(ctx)
+	m.restarting = restarting
 	err = m.Run(ctx)
 	switch {
 	case m.Handover():

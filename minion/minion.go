@@ -70,6 +70,10 @@ type Minion struct {
 	level   *slog.LevelVar
 	applied config.Minion
 
+	// restarting says whether Run's context ended for a re-exec in place
+	// (SIGUSR2; nil: never), which systemd is told as a reload.
+	restarting func() bool
+
 	mu           sync.Mutex
 	pinned       string             // master fingerprint; protected by mu
 	stop         context.CancelFunc // stops Run; protected by mu
@@ -150,6 +154,7 @@ func (m *Minion) Run(ctx context.Context) error {
 	if err := srv.Files.Sweep(); err != nil {
 		m.log.Warn("sweep the temp files of interrupted transfers", "err", err)
 	}
+	m.serveUpgrade(srv) // fleet upgrade (upgrade_rpc.go)
 	g := agent.NewGRPCServer(m.id, m.MasterFingerprint, srv)
 	m.log.Info("minion serving", "id", m.cfg.ID, "grpc", ln.Addr().String(), "fingerprint", m.id.Fingerprint)
 	ctx, cancel := context.WithCancel(ctx)
@@ -170,7 +175,13 @@ func (m *Minion) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	m.notifySystemd("STOPPING=1\nSTATUS=draining")
+	if m.Handover() {
+		// The old process stays systemd's main process until the new one
+		// reached the master (HandOver); STOPPING=1 would end the service.
+		m.notifySystemd("STATUS=draining: handing over to the new binary")
+	} else {
+		m.notifySystemd(daemon.Draining(m.restarting != nil && m.restarting()))
+	}
 	m.log.Info("minion stopping", "drain_limit", drainLimit)
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()

@@ -180,7 +180,9 @@ func (m *Minion) watchNew(ctx context.Context, deadline time.Duration) string {
 	}
 	defer r.Close()
 	cmd := exec.Command(m.exe, m.args...)
-	cmd.Env = append(withoutEnv(os.Environ(), handoverFDEnv), handoverFDEnv+"=3")
+	// WATCHDOG_PID names this process: without it the new one pets
+	// systemd's watchdog itself (NotifyAccess=all in the unit).
+	cmd.Env = append(withoutEnv(withoutEnv(os.Environ(), handoverFDEnv), "WATCHDOG_PID"), handoverFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, m.childOut(os.Stdout), m.childOut(os.Stderr)
 	err = cmd.Start()
@@ -202,6 +204,10 @@ func (m *Minion) watchNew(ctx context.Context, deadline time.Duration) string {
 	select {
 	case ok := <-okc:
 		if ok {
+			// Under systemd the new process becomes the service's main
+			// process before this one exits, else its exit would end the
+			// service and take the new process with it.
+			m.notifySystemd(fmt.Sprintf("MAINPID=%d\nSTATUS=handed over to the new binary", cmd.Process.Pid))
 			return ""
 		}
 		// The pipe closed without "ok": the new process is exiting.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -84,6 +85,9 @@ func TestUpgradeHandover(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
+			// As under systemd (Type=notify): the old process must not say
+			// STOPPING=1 and must name the new one MAINPID before it exits.
+			ns := testenv.NotifySocket(t, false)
 			id := "up" + string(rune('a'+i))
 			cfg := minionConfig(t, ma, id, joinToken(t, ma, true))
 			exe := filepath.Join(t.TempDir(), "bin", "minion")
@@ -136,6 +140,9 @@ func TestUpgradeHandover(t *testing.T) {
 					t.Fatalf("after the handover the pid file names %d (running %v); want the new process", pid, ok)
 				}
 				defer stopPID(t, pid)
+				poll(t, fmt.Sprintf("systemd to be told MAINPID=%d", pid), func() bool {
+					return ns.Count(fmt.Sprintf("MAINPID=%d\n", pid)) == 1
+				})
 				if sha(t, exe) != sha(t, tt.newBin) {
 					t.Errorf("%s is not the new binary after the handover", exe)
 				}
@@ -150,6 +157,9 @@ func TestUpgradeHandover(t *testing.T) {
 				// (here as a child, there by exec in place).
 				p := startProc(t, exe, args)
 				defer stopPID(t, p)
+			}
+			if n := ns.Count("STOPPING=1"); n != 0 {
+				t.Errorf("systemd was told STOPPING=1 during the handover: %q", ns.All())
 			}
 			wantVersion := map[string]string{model.UpgradeUpgraded: "vB", model.UpgradeRolledBack: "vA"}[tt.wantState]
 			poll(t, "the minion to register again at "+wantVersion+", reporting "+tt.wantState, func() bool {

@@ -39,6 +39,8 @@ type JobSpec struct {
 	Packages *PkgSpec `json:"packages,omitempty"`
 	// Apply makes an apply job (CmdType apply).
 	Apply *ApplySpec `json:"apply,omitempty"`
+	// Upgrade makes a fleet upgrade job (CmdType upgrade).
+	Upgrade *UpgradeSpec `json:"upgrade,omitempty"`
 }
 
 // IsTransfer reports whether spec is a file job.
@@ -87,3 +89,6 @@ const (
 	MaxCallbackURL = 2048      // bytes of callback_url
 	MaxPathLen     = 4096      // bytes of cwd and other paths on the host
 )
+
+// IsUpgrade reports whether spec is a fleet upgrade job (model/upgrade.go).
+func (spec JobSpec) IsUpgrade() bool { return spec.Upgrade != nil }

@@ -23,6 +23,7 @@ bench_apt_repo() {
 bench_master() {
 	local port=$1
 	printf 'listen = "127.0.0.1:%s"\n' "$port" >"$W/master.toml"
+	[ -z "${MASTER_EXTRA:-}" ] || printf '%s\n' "$MASTER_EXTRA" >>"$W/master.toml" # extra TOML tables
 	"$BIN/master" start --config "$W/master.toml" --data-dir "$W/m" >"$W/master.out" 2>"$W/master.log" &
 	pids+=($!)
 	for _ in $(seq 300); do grep -q '^master fingerprint' "$W/master.out" 2>/dev/null && break; sleep 0.1; done

@@ -45,8 +45,18 @@ type Server struct {
 	// (/bin/sh -c in its own process group), the minion's only runner.
 	// The swarm injects another to answer without forking (minion swarm
 	// --exec=noop), so a benchmark measures the master alone.
-	Run     Runner
-	started time.Time
+	Run Runner
+	// SelfUpgrade, StageDir and SameVersion serve the Upgrade RPC
+	// (upgrade.go): the minion's self-upgrade, the directory of its data
+	// directory a received binary is written to, and the error
+	// SelfUpgrade returns for a binary at the running version. Nil or
+	// empty: Upgrade is refused.
+	SelfUpgrade SelfUpgrader
+	StageDir    string
+	SameVersion error
+	// BinarySHA256 is the running binary's sha256, told in Ping.
+	BinarySHA256 string
+	started      time.Time
 }
 
 // Runner runs one command on the host, streaming its output to out; it has
@@ -82,7 +92,8 @@ func NewGRPCServer(id *pki.Identity, masterFingerprint func() string, srv felixv
 
 // Ping answers with the minion's id, version and uptime.
 func (s *Server) Ping(ctx context.Context, _ *felixv1.PingRequest) (*felixv1.PingResponse, error) {
-	return &felixv1.PingResponse{Id: s.ID, Version: s.Version, Uptime: durationpb.New(time.Since(s.started))}, nil
+	return &felixv1.PingResponse{Id: s.ID, Version: s.Version, Uptime: durationpb.New(time.Since(s.started)),
+		BinarySha256: s.BinarySHA256}, nil
 }
 
 // Facts gathers the host's facts.
@@ -168,29 +179,19 @@ func receiveFile(stream grpc.BidiStreamingServer[felixv1.ExecFileRequest, felixv
 		return status.Errorf(codes.Internal, "exec file: create %s: %v", filepath.Base(path), err)
 	}
 	defer f.Close() // after the explicit Close below, on failures only
-	var n int64
-	for {
+	err = receiveChunks(f, size, "exec file", func() ([]byte, bool, error) {
 		m, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
 		if err != nil {
-			return err
+			return nil, false, err
 		}
 		d, ok := m.Msg.(*felixv1.ExecFileRequest_Data)
 		if !ok {
-			return status.Error(codes.InvalidArgument, "exec file: a second header")
+			return nil, false, nil
 		}
-		if n+int64(len(d.Data)) > size {
-			return status.Errorf(codes.InvalidArgument, "exec file: more content than the announced %d bytes", size)
-		}
-		if _, err := f.Write(d.Data); err != nil {
-			return status.Errorf(codes.Internal, "exec file: write %s: %v", filepath.Base(path), err)
-		}
-		n += int64(len(d.Data))
-	}
-	if n != size {
-		return status.Errorf(codes.InvalidArgument, "exec file: got %d bytes of the announced %d", n, size)
+		return d.Data, true, nil
+	})
+	if err != nil {
+		return err
 	}
 	// The umask may have narrowed the mode given to OpenFile.
 	if err := f.Chmod(0o700); err != nil {
@@ -291,4 +292,35 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heart
 		return sendErr
 	}
 	return stream.Send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_Exit{Exit: st}})
+}
+
+// receiveChunks writes the data messages next returns to w until the
+// client closes its side (io.EOF); next says ok=false for a message that
+// is not data. The content must be exactly size bytes; errors are gRPC
+// statuses naming what (the RPC).
+func receiveChunks(w io.Writer, size int64, what string, next func() (data []byte, ok bool, err error)) error {
+	var n int64
+	for {
+		data, ok, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return status.Errorf(codes.InvalidArgument, "%s: a second header", what)
+		}
+		if n+int64(len(data)) > size {
+			return status.Errorf(codes.InvalidArgument, "%s: more content than the announced %d bytes", what, size)
+		}
+		if _, err := w.Write(data); err != nil {
+			return status.Errorf(codes.Internal, "%s: write: %v", what, err)
+		}
+		n += int64(len(data))
+	}
+	if n != size {
+		return status.Errorf(codes.InvalidArgument, "%s: truncated transfer: got %d bytes of the announced %d", what, n, size)
+	}
+	return nil
 }

@@ -129,6 +129,201 @@ func (FileKind) EnumDescriptor() ([]byte, []int) {
 	return file_felix_v1_minion_proto_rawDescGZIP(), []int{1}
 }
 
+// UpgradeRequest is one message of an Upgrade stream: the header first,
+// then data chunks.
+type UpgradeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*UpgradeRequest_Header
+	//	*UpgradeRequest_Data
+	Msg           isUpgradeRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpgradeRequest) Reset() {
+	*x = UpgradeRequest{}
+	mi := &file_felix_v1_minion_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeRequest) ProtoMessage() {}
+
+func (x *UpgradeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeRequest.ProtoReflect.Descriptor instead.
+func (*UpgradeRequest) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UpgradeRequest) GetMsg() isUpgradeRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *UpgradeRequest) GetHeader() *UpgradeHeader {
+	if x != nil {
+		if x, ok := x.Msg.(*UpgradeRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *UpgradeRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*UpgradeRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isUpgradeRequest_Msg interface {
+	isUpgradeRequest_Msg()
+}
+
+type UpgradeRequest_Header struct {
+	Header *UpgradeHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type UpgradeRequest_Data struct {
+	// A piece of the binary, in order; 64 KiB or less.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*UpgradeRequest_Header) isUpgradeRequest_Msg() {}
+
+func (*UpgradeRequest_Data) isUpgradeRequest_Msg() {}
+
+type UpgradeHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The binary's exact length in bytes.
+	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// The binary's sha256, lower-case hex.
+	Sha256        string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpgradeHeader) Reset() {
+	*x = UpgradeHeader{}
+	mi := &file_felix_v1_minion_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeHeader) ProtoMessage() {}
+
+func (x *UpgradeHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeHeader.ProtoReflect.Descriptor instead.
+func (*UpgradeHeader) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpgradeHeader) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *UpgradeHeader) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+type UpgradeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version the minion runs once it has handed over (its current
+	// version when unchanged).
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// True when the binary was already at the running version: nothing
+	// swapped, no restart.
+	Unchanged     bool `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpgradeResponse) Reset() {
+	*x = UpgradeResponse{}
+	mi := &file_felix_v1_minion_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeResponse) ProtoMessage() {}
+
+func (x *UpgradeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeResponse.ProtoReflect.Descriptor instead.
+func (*UpgradeResponse) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpgradeResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *UpgradeResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
+}
+
 type PingRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -137,7 +332,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[0]
+	mi := &file_felix_v1_minion_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +344,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[0]
+	mi := &file_felix_v1_minion_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +357,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{0}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{3}
 }
 
 type PingResponse struct {
@@ -172,14 +367,17 @@ type PingResponse struct {
 	// The minion's version string.
 	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	// How long the minion process has been running.
-	Uptime        *durationpb.Duration `protobuf:"bytes,3,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	Uptime *durationpb.Duration `protobuf:"bytes,3,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	// The sha256 of the running minion binary, lower-case hex; empty when it
+	// could not be read. The master skips an upgrade to the same binary.
+	BinarySha256  string `protobuf:"bytes,4,opt,name=binary_sha256,json=binarySha256,proto3" json:"binary_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_felix_v1_minion_proto_msgTypes[1]
+	mi := &file_felix_v1_minion_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +389,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[1]
+	mi := &file_felix_v1_minion_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +402,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{1}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PingResponse) GetId() string {
@@ -226,6 +424,13 @@ func (x *PingResponse) GetUptime() *durationpb.Duration {
 		return x.Uptime
 	}
 	return nil
+}
+
+func (x *PingResponse) GetBinarySha256() string {
+	if x != nil {
+		return x.BinarySha256
+	}
+	return ""
 }
 
 type ExecRequest struct {
@@ -251,7 +456,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[2]
+	mi := &file_felix_v1_minion_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +468,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[2]
+	mi := &file_felix_v1_minion_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +481,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{2}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExecRequest) GetJobId() string {
@@ -340,7 +545,7 @@ type ExecEvent struct {
 
 func (x *ExecEvent) Reset() {
 	*x = ExecEvent{}
-	mi := &file_felix_v1_minion_proto_msgTypes[3]
+	mi := &file_felix_v1_minion_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +557,7 @@ func (x *ExecEvent) String() string {
 func (*ExecEvent) ProtoMessage() {}
 
 func (x *ExecEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[3]
+	mi := &file_felix_v1_minion_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +570,7 @@ func (x *ExecEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecEvent.ProtoReflect.Descriptor instead.
 func (*ExecEvent) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{3}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecEvent) GetEvent() isExecEvent_Event {
@@ -450,7 +655,7 @@ type Started struct {
 
 func (x *Started) Reset() {
 	*x = Started{}
-	mi := &file_felix_v1_minion_proto_msgTypes[4]
+	mi := &file_felix_v1_minion_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +667,7 @@ func (x *Started) String() string {
 func (*Started) ProtoMessage() {}
 
 func (x *Started) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[4]
+	mi := &file_felix_v1_minion_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +680,7 @@ func (x *Started) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Started.ProtoReflect.Descriptor instead.
 func (*Started) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{4}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Started) GetHeartbeat() *durationpb.Duration {
@@ -494,7 +699,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_felix_v1_minion_proto_msgTypes[5]
+	mi := &file_felix_v1_minion_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +711,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[5]
+	mi := &file_felix_v1_minion_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +724,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{5}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{8}
 }
 
 type OutputChunk struct {
@@ -532,7 +737,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_felix_v1_minion_proto_msgTypes[6]
+	mi := &file_felix_v1_minion_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +749,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[6]
+	mi := &file_felix_v1_minion_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +762,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{6}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OutputChunk) GetStream() Stream {
@@ -592,7 +797,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	mi := &file_felix_v1_minion_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +809,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	mi := &file_felix_v1_minion_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +822,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{7}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExitStatus) GetExitCode() int32 {
@@ -670,7 +875,7 @@ type ExecFileRequest struct {
 
 func (x *ExecFileRequest) Reset() {
 	*x = ExecFileRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	mi := &file_felix_v1_minion_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +887,7 @@ func (x *ExecFileRequest) String() string {
 func (*ExecFileRequest) ProtoMessage() {}
 
 func (x *ExecFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	mi := &file_felix_v1_minion_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +900,7 @@ func (x *ExecFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecFileRequest.ProtoReflect.Descriptor instead.
 func (*ExecFileRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{8}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecFileRequest) GetMsg() isExecFileRequest_Msg {
@@ -754,7 +959,7 @@ type ExecFileHeader struct {
 
 func (x *ExecFileHeader) Reset() {
 	*x = ExecFileHeader{}
-	mi := &file_felix_v1_minion_proto_msgTypes[9]
+	mi := &file_felix_v1_minion_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +971,7 @@ func (x *ExecFileHeader) String() string {
 func (*ExecFileHeader) ProtoMessage() {}
 
 func (x *ExecFileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[9]
+	mi := &file_felix_v1_minion_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +984,7 @@ func (x *ExecFileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecFileHeader.ProtoReflect.Descriptor instead.
 func (*ExecFileHeader) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{9}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecFileHeader) GetExec() *ExecRequest {
@@ -811,7 +1016,7 @@ type FactsRequest struct {
 
 func (x *FactsRequest) Reset() {
 	*x = FactsRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[10]
+	mi := &file_felix_v1_minion_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +1028,7 @@ func (x *FactsRequest) String() string {
 func (*FactsRequest) ProtoMessage() {}
 
 func (x *FactsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[10]
+	mi := &file_felix_v1_minion_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +1041,7 @@ func (x *FactsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactsRequest.ProtoReflect.Descriptor instead.
 func (*FactsRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{10}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{13}
 }
 
 type FactsResponse struct {
@@ -857,7 +1062,7 @@ type FactsResponse struct {
 
 func (x *FactsResponse) Reset() {
 	*x = FactsResponse{}
-	mi := &file_felix_v1_minion_proto_msgTypes[11]
+	mi := &file_felix_v1_minion_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1074,7 @@ func (x *FactsResponse) String() string {
 func (*FactsResponse) ProtoMessage() {}
 
 func (x *FactsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[11]
+	mi := &file_felix_v1_minion_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1087,7 @@ func (x *FactsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactsResponse.ProtoReflect.Descriptor instead.
 func (*FactsResponse) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{11}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FactsResponse) GetHostname() string {
@@ -970,7 +1175,7 @@ type PutFileRequest struct {
 
 func (x *PutFileRequest) Reset() {
 	*x = PutFileRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[12]
+	mi := &file_felix_v1_minion_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1187,7 @@ func (x *PutFileRequest) String() string {
 func (*PutFileRequest) ProtoMessage() {}
 
 func (x *PutFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[12]
+	mi := &file_felix_v1_minion_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1200,7 @@ func (x *PutFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileRequest.ProtoReflect.Descriptor instead.
 func (*PutFileRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{12}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PutFileRequest) GetMsg() isPutFileRequest_Msg {
@@ -1084,7 +1289,7 @@ type PutFileHeader struct {
 
 func (x *PutFileHeader) Reset() {
 	*x = PutFileHeader{}
-	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	mi := &file_felix_v1_minion_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1301,7 @@ func (x *PutFileHeader) String() string {
 func (*PutFileHeader) ProtoMessage() {}
 
 func (x *PutFileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	mi := &file_felix_v1_minion_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1314,7 @@ func (x *PutFileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileHeader.ProtoReflect.Descriptor instead.
 func (*PutFileHeader) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{13}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutFileHeader) GetDest() string {
@@ -1203,7 +1408,7 @@ type PutFileResponse struct {
 
 func (x *PutFileResponse) Reset() {
 	*x = PutFileResponse{}
-	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	mi := &file_felix_v1_minion_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1420,7 @@ func (x *PutFileResponse) String() string {
 func (*PutFileResponse) ProtoMessage() {}
 
 func (x *PutFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	mi := &file_felix_v1_minion_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1433,7 @@ func (x *PutFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileResponse.ProtoReflect.Descriptor instead.
 func (*PutFileResponse) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{14}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutFileResponse) GetMsg() isPutFileResponse_Msg {
@@ -1280,7 +1485,7 @@ type PutFileSend struct {
 
 func (x *PutFileSend) Reset() {
 	*x = PutFileSend{}
-	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	mi := &file_felix_v1_minion_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1497,7 @@ func (x *PutFileSend) String() string {
 func (*PutFileSend) ProtoMessage() {}
 
 func (x *PutFileSend) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	mi := &file_felix_v1_minion_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1510,7 @@ func (x *PutFileSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileSend.ProtoReflect.Descriptor instead.
 func (*PutFileSend) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{15}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{18}
 }
 
 type PutFileDone struct {
@@ -1321,7 +1526,7 @@ type PutFileDone struct {
 
 func (x *PutFileDone) Reset() {
 	*x = PutFileDone{}
-	mi := &file_felix_v1_minion_proto_msgTypes[16]
+	mi := &file_felix_v1_minion_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1538,7 @@ func (x *PutFileDone) String() string {
 func (*PutFileDone) ProtoMessage() {}
 
 func (x *PutFileDone) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[16]
+	mi := &file_felix_v1_minion_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1551,7 @@ func (x *PutFileDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileDone.ProtoReflect.Descriptor instead.
 func (*PutFileDone) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{16}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutFileDone) GetChanged() bool {
@@ -1376,7 +1581,7 @@ type GetFileRequest struct {
 
 func (x *GetFileRequest) Reset() {
 	*x = GetFileRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[17]
+	mi := &file_felix_v1_minion_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1593,7 @@ func (x *GetFileRequest) String() string {
 func (*GetFileRequest) ProtoMessage() {}
 
 func (x *GetFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[17]
+	mi := &file_felix_v1_minion_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1606,7 @@ func (x *GetFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileRequest.ProtoReflect.Descriptor instead.
 func (*GetFileRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{17}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetFileRequest) GetPath() string {
@@ -1433,7 +1638,7 @@ type GetFileChunk struct {
 
 func (x *GetFileChunk) Reset() {
 	*x = GetFileChunk{}
-	mi := &file_felix_v1_minion_proto_msgTypes[18]
+	mi := &file_felix_v1_minion_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1650,7 @@ func (x *GetFileChunk) String() string {
 func (*GetFileChunk) ProtoMessage() {}
 
 func (x *GetFileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[18]
+	mi := &file_felix_v1_minion_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1663,7 @@ func (x *GetFileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileChunk.ProtoReflect.Descriptor instead.
 func (*GetFileChunk) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{18}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetFileChunk) GetMsg() isGetFileChunk_Msg {
@@ -1515,7 +1720,7 @@ type GetFileTrailer struct {
 
 func (x *GetFileTrailer) Reset() {
 	*x = GetFileTrailer{}
-	mi := &file_felix_v1_minion_proto_msgTypes[19]
+	mi := &file_felix_v1_minion_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1732,7 @@ func (x *GetFileTrailer) String() string {
 func (*GetFileTrailer) ProtoMessage() {}
 
 func (x *GetFileTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[19]
+	mi := &file_felix_v1_minion_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1745,7 @@ func (x *GetFileTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileTrailer.ProtoReflect.Descriptor instead.
 func (*GetFileTrailer) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{19}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetFileTrailer) GetSize() int64 {
@@ -1561,12 +1766,23 @@ var File_felix_v1_minion_proto protoreflect.FileDescriptor
 
 const file_felix_v1_minion_proto_rawDesc = "" +
 	"\n" +
-	"\x15felix/v1/minion.proto\x12\bfelix.v1\x1a\x1egoogle/protobuf/duration.proto\"\r\n" +
-	"\vPingRequest\"k\n" +
+	"\x15felix/v1/minion.proto\x12\bfelix.v1\x1a\x1egoogle/protobuf/duration.proto\"`\n" +
+	"\x0eUpgradeRequest\x121\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.felix.v1.UpgradeHeaderH\x00R\x06header\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
+	"\x03msg\";\n" +
+	"\rUpgradeHeader\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"I\n" +
+	"\x0fUpgradeResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"\r\n" +
+	"\vPingRequest\"\x90\x01\n" +
 	"\fPingResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x121\n" +
-	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"\xd1\x01\n" +
+	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12#\n" +
+	"\rbinary_sha256\x18\x04 \x01(\tR\fbinarySha256\"\xd1\x01\n" +
 	"\vExecRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bcmd_line\x18\x02 \x01(\tR\acmdLine\x12\x10\n" +
@@ -1657,14 +1873,15 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\bFileKind\x12\x12\n" +
 	"\x0eFILE_KIND_FILE\x10\x00\x12\x11\n" +
 	"\rFILE_KIND_DIR\x10\x01\x12\x15\n" +
-	"\x11FILE_KIND_SYMLINK\x10\x022\xf2\x02\n" +
+	"\x11FILE_KIND_SYMLINK\x10\x022\xb4\x03\n" +
 	"\x06Minion\x125\n" +
 	"\x04Ping\x12\x15.felix.v1.PingRequest\x1a\x16.felix.v1.PingResponse\x124\n" +
 	"\x04Exec\x12\x15.felix.v1.ExecRequest\x1a\x13.felix.v1.ExecEvent0\x01\x128\n" +
 	"\x05Facts\x12\x16.felix.v1.FactsRequest\x1a\x17.felix.v1.FactsResponse\x12>\n" +
 	"\bExecFile\x12\x19.felix.v1.ExecFileRequest\x1a\x13.felix.v1.ExecEvent(\x010\x01\x12B\n" +
 	"\aPutFile\x12\x18.felix.v1.PutFileRequest\x1a\x19.felix.v1.PutFileResponse(\x010\x01\x12=\n" +
-	"\aGetFile\x12\x18.felix.v1.GetFileRequest\x1a\x16.felix.v1.GetFileChunk0\x01B3Z1github.com/felix-ops/felix/proto/felix/v1;felixv1b\x06proto3"
+	"\aGetFile\x12\x18.felix.v1.GetFileRequest\x1a\x16.felix.v1.GetFileChunk0\x01\x12@\n" +
+	"\aUpgrade\x12\x18.felix.v1.UpgradeRequest\x1a\x19.felix.v1.UpgradeResponse(\x01B3Z1github.com/felix-ops/felix/proto/felix/v1;felixv1b\x06proto3"
 
 var (
 	file_felix_v1_minion_proto_rawDescOnce sync.Once
@@ -1679,67 +1896,73 @@ func file_felix_v1_minion_proto_rawDescGZIP() []byte {
 }
 
 var file_felix_v1_minion_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_felix_v1_minion_proto_goTypes = []any{
 	(Stream)(0),                 // 0: felix.v1.Stream
 	(FileKind)(0),               // 1: felix.v1.FileKind
-	(*PingRequest)(nil),         // 2: felix.v1.PingRequest
-	(*PingResponse)(nil),        // 3: felix.v1.PingResponse
-	(*ExecRequest)(nil),         // 4: felix.v1.ExecRequest
-	(*ExecEvent)(nil),           // 5: felix.v1.ExecEvent
-	(*Started)(nil),             // 6: felix.v1.Started
-	(*Heartbeat)(nil),           // 7: felix.v1.Heartbeat
-	(*OutputChunk)(nil),         // 8: felix.v1.OutputChunk
-	(*ExitStatus)(nil),          // 9: felix.v1.ExitStatus
-	(*ExecFileRequest)(nil),     // 10: felix.v1.ExecFileRequest
-	(*ExecFileHeader)(nil),      // 11: felix.v1.ExecFileHeader
-	(*FactsRequest)(nil),        // 12: felix.v1.FactsRequest
-	(*FactsResponse)(nil),       // 13: felix.v1.FactsResponse
-	(*PutFileRequest)(nil),      // 14: felix.v1.PutFileRequest
-	(*PutFileHeader)(nil),       // 15: felix.v1.PutFileHeader
-	(*PutFileResponse)(nil),     // 16: felix.v1.PutFileResponse
-	(*PutFileSend)(nil),         // 17: felix.v1.PutFileSend
-	(*PutFileDone)(nil),         // 18: felix.v1.PutFileDone
-	(*GetFileRequest)(nil),      // 19: felix.v1.GetFileRequest
-	(*GetFileChunk)(nil),        // 20: felix.v1.GetFileChunk
-	(*GetFileTrailer)(nil),      // 21: felix.v1.GetFileTrailer
-	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
+	(*UpgradeRequest)(nil),      // 2: felix.v1.UpgradeRequest
+	(*UpgradeHeader)(nil),       // 3: felix.v1.UpgradeHeader
+	(*UpgradeResponse)(nil),     // 4: felix.v1.UpgradeResponse
+	(*PingRequest)(nil),         // 5: felix.v1.PingRequest
+	(*PingResponse)(nil),        // 6: felix.v1.PingResponse
+	(*ExecRequest)(nil),         // 7: felix.v1.ExecRequest
+	(*ExecEvent)(nil),           // 8: felix.v1.ExecEvent
+	(*Started)(nil),             // 9: felix.v1.Started
+	(*Heartbeat)(nil),           // 10: felix.v1.Heartbeat
+	(*OutputChunk)(nil),         // 11: felix.v1.OutputChunk
+	(*ExitStatus)(nil),          // 12: felix.v1.ExitStatus
+	(*ExecFileRequest)(nil),     // 13: felix.v1.ExecFileRequest
+	(*ExecFileHeader)(nil),      // 14: felix.v1.ExecFileHeader
+	(*FactsRequest)(nil),        // 15: felix.v1.FactsRequest
+	(*FactsResponse)(nil),       // 16: felix.v1.FactsResponse
+	(*PutFileRequest)(nil),      // 17: felix.v1.PutFileRequest
+	(*PutFileHeader)(nil),       // 18: felix.v1.PutFileHeader
+	(*PutFileResponse)(nil),     // 19: felix.v1.PutFileResponse
+	(*PutFileSend)(nil),         // 20: felix.v1.PutFileSend
+	(*PutFileDone)(nil),         // 21: felix.v1.PutFileDone
+	(*GetFileRequest)(nil),      // 22: felix.v1.GetFileRequest
+	(*GetFileChunk)(nil),        // 23: felix.v1.GetFileChunk
+	(*GetFileTrailer)(nil),      // 24: felix.v1.GetFileTrailer
+	(*durationpb.Duration)(nil), // 25: google.protobuf.Duration
 }
 var file_felix_v1_minion_proto_depIdxs = []int32{
-	22, // 0: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
-	22, // 1: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	22, // 2: felix.v1.ExecRequest.heartbeat:type_name -> google.protobuf.Duration
-	8,  // 3: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
-	9,  // 4: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
-	6,  // 5: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
-	7,  // 6: felix.v1.ExecEvent.heartbeat:type_name -> felix.v1.Heartbeat
-	22, // 7: felix.v1.Started.heartbeat:type_name -> google.protobuf.Duration
-	0,  // 8: felix.v1.OutputChunk.stream:type_name -> felix.v1.Stream
-	22, // 9: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
-	11, // 10: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
-	4,  // 11: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
-	15, // 12: felix.v1.PutFileRequest.header:type_name -> felix.v1.PutFileHeader
-	1,  // 13: felix.v1.PutFileHeader.kind:type_name -> felix.v1.FileKind
-	17, // 14: felix.v1.PutFileResponse.send:type_name -> felix.v1.PutFileSend
-	18, // 15: felix.v1.PutFileResponse.done:type_name -> felix.v1.PutFileDone
-	21, // 16: felix.v1.GetFileChunk.trailer:type_name -> felix.v1.GetFileTrailer
-	2,  // 17: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
-	4,  // 18: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
-	12, // 19: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
-	10, // 20: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
-	14, // 21: felix.v1.Minion.PutFile:input_type -> felix.v1.PutFileRequest
-	19, // 22: felix.v1.Minion.GetFile:input_type -> felix.v1.GetFileRequest
-	3,  // 23: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
-	5,  // 24: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
-	13, // 25: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
-	5,  // 26: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
-	16, // 27: felix.v1.Minion.PutFile:output_type -> felix.v1.PutFileResponse
-	20, // 28: felix.v1.Minion.GetFile:output_type -> felix.v1.GetFileChunk
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	3,  // 0: felix.v1.UpgradeRequest.header:type_name -> felix.v1.UpgradeHeader
+	25, // 1: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
+	25, // 2: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	25, // 3: felix.v1.ExecRequest.heartbeat:type_name -> google.protobuf.Duration
+	11, // 4: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
+	12, // 5: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
+	9,  // 6: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
+	10, // 7: felix.v1.ExecEvent.heartbeat:type_name -> felix.v1.Heartbeat
+	25, // 8: felix.v1.Started.heartbeat:type_name -> google.protobuf.Duration
+	0,  // 9: felix.v1.OutputChunk.stream:type_name -> felix.v1.Stream
+	25, // 10: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
+	14, // 11: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
+	7,  // 12: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
+	18, // 13: felix.v1.PutFileRequest.header:type_name -> felix.v1.PutFileHeader
+	1,  // 14: felix.v1.PutFileHeader.kind:type_name -> felix.v1.FileKind
+	20, // 15: felix.v1.PutFileResponse.send:type_name -> felix.v1.PutFileSend
+	21, // 16: felix.v1.PutFileResponse.done:type_name -> felix.v1.PutFileDone
+	24, // 17: felix.v1.GetFileChunk.trailer:type_name -> felix.v1.GetFileTrailer
+	5,  // 18: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
+	7,  // 19: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
+	15, // 20: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
+	13, // 21: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
+	17, // 22: felix.v1.Minion.PutFile:input_type -> felix.v1.PutFileRequest
+	22, // 23: felix.v1.Minion.GetFile:input_type -> felix.v1.GetFileRequest
+	2,  // 24: felix.v1.Minion.Upgrade:input_type -> felix.v1.UpgradeRequest
+	6,  // 25: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
+	8,  // 26: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
+	16, // 27: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
+	8,  // 28: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
+	19, // 29: felix.v1.Minion.PutFile:output_type -> felix.v1.PutFileResponse
+	23, // 30: felix.v1.Minion.GetFile:output_type -> felix.v1.GetFileChunk
+	4,  // 31: felix.v1.Minion.Upgrade:output_type -> felix.v1.UpgradeResponse
+	25, // [25:32] is the sub-list for method output_type
+	18, // [18:25] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_felix_v1_minion_proto_init() }
@@ -1747,25 +1970,29 @@ func file_felix_v1_minion_proto_init() {
 	if File_felix_v1_minion_proto != nil {
 		return
 	}
-	file_felix_v1_minion_proto_msgTypes[3].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[0].OneofWrappers = []any{
+		(*UpgradeRequest_Header)(nil),
+		(*UpgradeRequest_Data)(nil),
+	}
+	file_felix_v1_minion_proto_msgTypes[6].OneofWrappers = []any{
 		(*ExecEvent_Output)(nil),
 		(*ExecEvent_Exit)(nil),
 		(*ExecEvent_Started)(nil),
 		(*ExecEvent_Heartbeat)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[8].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[11].OneofWrappers = []any{
 		(*ExecFileRequest_Header)(nil),
 		(*ExecFileRequest_Data)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[12].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[15].OneofWrappers = []any{
 		(*PutFileRequest_Header)(nil),
 		(*PutFileRequest_Data)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[14].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[17].OneofWrappers = []any{
 		(*PutFileResponse_Send)(nil),
 		(*PutFileResponse_Done)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[18].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[21].OneofWrappers = []any{
 		(*GetFileChunk_Data)(nil),
 		(*GetFileChunk_Trailer)(nil),
 	}
@@ -1775,7 +2002,7 @@ func file_felix_v1_minion_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_felix_v1_minion_proto_rawDesc), len(file_felix_v1_minion_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

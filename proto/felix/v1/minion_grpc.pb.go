@@ -29,6 +29,7 @@ const (
 	Minion_ExecFile_FullMethodName = "/felix.v1.Minion/ExecFile"
 	Minion_PutFile_FullMethodName  = "/felix.v1.Minion/PutFile"
 	Minion_GetFile_FullMethodName  = "/felix.v1.Minion/GetFile"
+	Minion_Upgrade_FullMethodName  = "/felix.v1.Minion/Upgrade"
 )
 
 // MinionClient is the client API for Minion service.
@@ -63,6 +64,16 @@ type MinionClient interface {
 	// GetFile streams a regular file's content in chunks, then one trailer
 	// with its size and sha256.
 	GetFile(ctx context.Context, in *GetFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetFileChunk], error)
+	// Upgrade replaces the minion's binary. The client sends an
+	// UpgradeHeader, then the new binary in chunks, and closes its side; the
+	// minion writes it into a file of its own data directory (the master
+	// never names a path), checks size and sha256, then hands it to its
+	// self-upgrade (an executable for its os/arch answering `version`), which
+	// swaps the binary keeping the old one as .prev and re-executes shortly
+	// after the answer. A binary at the running version changes nothing and
+	// answers unchanged. Any failed check answers an error with nothing
+	// swapped.
+	Upgrade(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UpgradeRequest, UpgradeResponse], error)
 }
 
 type minionClient struct {
@@ -157,6 +168,19 @@ func (c *minionClient) GetFile(ctx context.Context, in *GetFileRequest, opts ...
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Minion_GetFileClient = grpc.ServerStreamingClient[GetFileChunk]
 
+func (c *minionClient) Upgrade(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UpgradeRequest, UpgradeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[4], Minion_Upgrade_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[UpgradeRequest, UpgradeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_UpgradeClient = grpc.ClientStreamingClient[UpgradeRequest, UpgradeResponse]
+
 // MinionServer is the server API for Minion service.
 // All implementations must embed UnimplementedMinionServer
 // for forward compatibility.
@@ -189,6 +213,16 @@ type MinionServer interface {
 	// GetFile streams a regular file's content in chunks, then one trailer
 	// with its size and sha256.
 	GetFile(*GetFileRequest, grpc.ServerStreamingServer[GetFileChunk]) error
+	// Upgrade replaces the minion's binary. The client sends an
+	// UpgradeHeader, then the new binary in chunks, and closes its side; the
+	// minion writes it into a file of its own data directory (the master
+	// never names a path), checks size and sha256, then hands it to its
+	// self-upgrade (an executable for its os/arch answering `version`), which
+	// swaps the binary keeping the old one as .prev and re-executes shortly
+	// after the answer. A binary at the running version changes nothing and
+	// answers unchanged. Any failed check answers an error with nothing
+	// swapped.
+	Upgrade(grpc.ClientStreamingServer[UpgradeRequest, UpgradeResponse]) error
 	mustEmbedUnimplementedMinionServer()
 }
 
@@ -216,6 +250,9 @@ func (UnimplementedMinionServer) PutFile(grpc.BidiStreamingServer[PutFileRequest
 }
 func (UnimplementedMinionServer) GetFile(*GetFileRequest, grpc.ServerStreamingServer[GetFileChunk]) error {
 	return status.Error(codes.Unimplemented, "method GetFile not implemented")
+}
+func (UnimplementedMinionServer) Upgrade(grpc.ClientStreamingServer[UpgradeRequest, UpgradeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Upgrade not implemented")
 }
 func (UnimplementedMinionServer) mustEmbedUnimplementedMinionServer() {}
 func (UnimplementedMinionServer) testEmbeddedByValue()                {}
@@ -310,6 +347,13 @@ func _Minion_GetFile_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Minion_GetFileServer = grpc.ServerStreamingServer[GetFileChunk]
 
+func _Minion_Upgrade_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MinionServer).Upgrade(&grpc.GenericServerStream[UpgradeRequest, UpgradeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_UpgradeServer = grpc.ClientStreamingServer[UpgradeRequest, UpgradeResponse]
+
 // Minion_ServiceDesc is the grpc.ServiceDesc for Minion service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -348,6 +392,11 @@ var Minion_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "GetFile",
 			Handler:       _Minion_GetFile_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Upgrade",
+			Handler:       _Minion_Upgrade_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "felix/v1/minion.proto",
