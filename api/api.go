@@ -305,10 +305,17 @@ func decode(c *gin.Context, v any, allowNull ...string) error {
 
 // decodeLimit is decode with a body limit of its own.
 func decodeLimit(c *gin.Context, v any, limit int64, allowNull ...string) error {
+	return decodeWith(c, v, limit, true, allowNull...)
+}
+
+// decodeWith is decodeLimit, refusing unknown fields only when strict.
+func decodeWith(c *gin.Context, v any, limit int64, strict bool, allowNull ...string) error {
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	nulls := &nullScanner{allow: allowNull}
 	dec := json.NewDecoder(io.TeeReader(body, nulls))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		var se *json.SyntaxError

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -51,5 +52,25 @@ func TestRegisterLastUpgrade(t *testing.T) {
 	var list wire.MinionList
 	if status != http.StatusOK || json.Unmarshal(body, &list) != nil || len(list.Minions) != 1 || list.Minions[0].LastUpgrade == nil {
 		t.Errorf("GET /api/v1/minions = %d %s; want the minion with its last_upgrade", status, body)
+	}
+}
+
+// A newer minion's fields this master does not know are ignored: the
+// registration goes through and stores only what the master knows.
+func TestRegisterIgnoresUnknownFields(t *testing.T) {
+	h := newHarness(t)
+	ident := newIdentity(t, "m1")
+	tok := h.joinToken(inventory.JoinTokenSpec{AutoAccept: true}, time.Now())
+	b, err := json.Marshal(registerReq("m1", ident, tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b[:len(b)-1], `,"is_admin":true,"from_the_future":{"x":[1,2]}}`...)
+	if status, body := h.do(h.client(ident), "POST", "/api/v1/minions/register", "", b); status != http.StatusCreated {
+		t.Fatalf("register with unknown fields = %d %s; want 201", status, body)
+	}
+	status, body := h.do(h.client(nil), "GET", "/api/v1/minions/m1", "Bearer "+h.admin, nil)
+	if status != http.StatusOK || bytes.Contains(body, []byte("is_admin")) || bytes.Contains(body, []byte("from_the_future")) {
+		t.Errorf("GET minion = %d %s; want it stored without the unknown fields", status, body)
 	}
 }

@@ -39,8 +39,11 @@ func (s *Server) register(c *gin.Context) {
 		}
 	}
 	var req model.RegisterRequest
-	// A minion without addresses or facts sends them as null.
-	if err := decode(c, &req, "ips", "facts"); err != nil {
+	// A minion without addresses or facts sends them as null. Fields this
+	// master does not know are ignored, not refused: a minion may run a
+	// newer version than its master (upgraded first, or rolled out by
+	// hand), and a refused registration would roll its upgrade back.
+	if err := decodeWith(c, &req, maxBody, false, "ips", "facts"); err != nil {
 		s.abort(c, err)
 		return
 	}
