@@ -934,6 +934,9 @@ func TestMalformedJSON(t *testing.T) {
 	c := h.client(ident)
 	for _, r := range routes {
 		for _, b := range bodies {
+			if b.name == "unknown field" && r.path == "/api/v1/minions/register" {
+				continue // ignored there: TestRegisterIgnoresUnknownFields
+			}
 			t.Run(r.method+" "+r.path+"/"+b.name, func(t *testing.T) {
 				before := h.dump()
 				body := b.body
