@@ -9,7 +9,8 @@
 # installs a package and an init script; both removed at the end).
 # Loopback only. HOSTS, PORT, SSH_PORT, SWARM_IP, SSH_NET; PARTS="felix" or
 # "ansible" runs one side; ANSIBLE_LOG=FILE keeps ansible-playbook's output;
-# FORKS: ansible's forks (default HOSTS).
+# FORKS: ansible's forks (default HOSTS); SSH_USER: who ansible logs in as
+# (default a uid-0 user made for the run, shell /bin/sh; "root" for root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTS=${HOSTS:-50}
@@ -39,6 +40,7 @@ PKG=$NAME
 SVC=$NAME-svc
 OUT=/tmp/$NAME
 pids=()
+made_user=
 # stop_svc: ends the service's sleeps (hosts racing to start it can start
 # more than one); this run's mark is in their command line (GNU sleep adds
 # its arguments up).
@@ -50,6 +52,7 @@ cleanup() {
 	stop_svc
 	dpkg --purge "$PKG" >/dev/null 2>&1 || true
 	rm -f "$LIST" /var/lib/apt/lists/*"$NAME"* "/etc/init.d/$SVC" "/run/$SVC.pid"
+	[ -z "$made_user" ] || userdel -f "$SSH_USER" >/dev/null 2>&1 || true
 	rm -rf "$W" "$OUT"
 }
 trap cleanup EXIT
@@ -132,6 +135,15 @@ echo 'DPkg::Lock::Timeout "600";' >"$W/apt.conf"
 ssh-keygen -q -t ed25519 -N '' -f "$W/hostkey"
 ssh-keygen -q -t ed25519 -N '' -f "$W/client"
 mkdir -p /run/sshd
+# ansible logs in as a uid-0 user of the bench's own with /bin/sh and an
+# empty home, as on a fresh server: a root whose .bashrc does work (pyenv
+# init on this machine: seconds per ssh command, several per task) would
+# measure the shell, not ansible.
+SSH_USER=${SSH_USER:-fxbench$$}
+if [ "$SSH_USER" != root ]; then
+	useradd -o -u 0 -g 0 -M -d "$W/home" -s /bin/sh -p '*' "$SSH_USER" # '*': no password, not locked (sshd refuses a locked one)
+	made_user=1
+fi
 for first in $(seq 1 16 "$HOSTS"); do
 	{
 		echo "Port $SSH_PORT"
@@ -157,7 +169,7 @@ done
 	for i in $(seq "$HOSTS"); do echo "a$i ansible_host=$SSH_NET.$i"; done
 	echo "[all:vars]"
 	echo "ansible_port=$SSH_PORT"
-	echo "ansible_user=root"
+	echo "ansible_user=$SSH_USER"
 	echo "ansible_ssh_private_key_file=$W/client"
 	echo "ansible_ssh_common_args='-o UserKnownHostsFile=$W/known_hosts -o StrictHostKeyChecking=yes'"
 	echo "ansible_python_interpreter=/usr/bin/python3"
