@@ -40,6 +40,7 @@ Usage:
                                 validate the config file, writing nothing
   master unit master|minion     print the systemd unit of a daemon (make dist ships them)
   master version                print the version
+  master help                   print this
 
 Flags of every command:
   --config PATH     config file (FELIX_MASTER_CONFIG; default /etc/felix/master.toml

@@ -34,6 +34,7 @@ Usage:
   minion config check [--config PATH]
                            validate the config file, writing nothing
   minion version           print the version
+  minion help              print this
 
 Flags (each also FELIX_MINION_<NAME>, e.g. FELIX_MINION_JOIN_TOKEN):
   --config PATH               config file (default /etc/felix/minion.toml for root,
