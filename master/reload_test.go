@@ -64,7 +64,9 @@ func TestReloadNotifierAndSSH(t *testing.T) {
 		}, nil, func() bool { return slackURL() == "http://127.0.0.1:1/new" && loopbackOK() }},
 		{"an unopenable known_hosts changes nothing", func(c *Config) {
 			c.Slack.WebhookURL, c.Callbacks.Allow, c.SSH.KnownHosts = "http://127.0.0.1:1/third", nil, "/dev/null/known_hosts"
-		}, nil, func() bool { return slackURL() == "http://127.0.0.1:1/new" && loopbackOK() && m.applied.SSH.KnownHosts == newKH }},
+		}, nil, func() bool {
+			return slackURL() == "http://127.0.0.1:1/new" && loopbackOK() && m.applied.SSH.KnownHosts == newKH
+		}},
 		{"health.interval needs a restart", func(c *Config) { c.Health.Interval.Duration = time.Minute }, nil,
 			func() bool { return m.applied.Health.Interval.Duration == time.Hour }},
 	}
