@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/internal/testenv"
+	"github.com/felix-ops/felix/transport/ssh/sshtest"
 )
 
 // runToEnd runs a binary to its end and returns its combined output and exit
@@ -191,6 +194,100 @@ func TestSighupReload(t *testing.T) {
 	waitFor(t, "the job to end", 60*time.Second, func() bool { return c.job(job).State == "done" })
 	if r := resultsByHost(c.job(job))["h1"]; r.State != "ok" || r.Stdout != "survived\n" {
 		t.Errorf("the job running across the reloads: %s %q %q; want ok", r.State, r.Stdout, r.Error)
+	}
+}
+
+// TestSighupReloadNotifyAndSSH: SIGHUP hands callbacks.*, slack.* and
+// ssh.* to the running master. A job running across the reload still ends
+// ok with exactly one callback, and its Slack summary, sent when it ends,
+// goes to the new webhook; the next job's callback may go where only the
+// new callbacks.allow permits; an agentless host whose key only the new
+// ssh.known_hosts holds is reached.
+func TestSighupReloadNotifyAndSSH(t *testing.T) {
+	s := sshtest.Start(t, "127.0.0.53")
+	emptyKH := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(emptyKH, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	oldSlack, newSlack := newSlackReceiver(t), newSlackReceiver(t)
+	rcv1, rcv2 := newReceiver(t, 0), newReceiver(t, 0)
+	tables := func(slackURL, knownHosts string, allow ...string) string {
+		return fmt.Sprintf("[callbacks]\nsecret = %q\nallow = [%s]\n[slack]\nwebhook_url = %q\n"+
+			"[ssh]\nknown_hosts = %q\nkey_files = [%q]\nagent = false\n",
+			e2eSecret, `"`+strings.Join(allow, `", "`)+`"`, slackURL, knownHosts, s.ClientKey)
+	}
+	hostPort := func(r *receiver) string { return strings.TrimPrefix(r.srv.URL, "http://") }
+	before := tables(oldSlack.srv.URL, emptyKH, hostPort(rcv1))
+	c := startMasterWith(t, before)
+	c.joinAll("h1")
+	if out, errOut, code := c.felix("hosts", "add", s.Host, "--id", "hs", "--port", strconv.Itoa(s.Port)); code != 0 {
+		t.Fatalf("felix hosts add hs: exit %d %s%s", code, out, errOut)
+	}
+	sshExec := func() wire.HostResult {
+		t.Helper()
+		out, errOut, _ := c.felix("exec", "-o", "json", "-t", "hs", "--", "echo over ssh")
+		var j wire.Job
+		if err := json.Unmarshal([]byte(out), &j); err != nil {
+			t.Fatalf("felix exec on hs: %v\n%s%s", err, out, errOut)
+		}
+		return resultsByHost(j)["hs"]
+	}
+	if r := sshExec(); r.State == "ok" {
+		t.Fatalf("ssh exec with an empty known_hosts = ok; want its host key refused")
+	}
+	cb2 := wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"h1"}, CallbackURL: rcv2.srv.URL + "/hook"}, CmdLine: "true"}
+	if status := c.api("POST", "/api/v1/exec", cb2, nil); status != 400 {
+		t.Fatalf("exec with a callback to %s, not allow-listed = %d; want 400", rcv2.srv.URL, status)
+	}
+	first := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"h1"}}, CmdLine: "true"})
+	waitFor(t, "the first job's Slack summary", 30*time.Second, func() bool { return oldSlack.count(first) == 1 })
+
+	running := c.submit(wire.ExecRequest{JobOptions: wire.JobOptions{Targets: []string{"h1"}, CallbackURL: rcv1.srv.URL + "/hook"},
+		CmdLine: "sleep 3; echo survived"})
+	waitFor(t, "the job running", 30*time.Second, func() bool { return c.job(running).State == "running" })
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(kh, []byte(s.KnownHostsLine+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := tables(newSlack.srv.URL, kh, hostPort(rcv1), hostPort(rcv2))
+	if err := os.WriteFile(c.config, []byte(strings.Replace(string(old), before, after, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.master.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", 30*time.Second, func() bool { return strings.Contains(c.master.output(), "msg=\"config reloaded\"") })
+	if out := c.master.output(); !strings.Contains(out, "changed=callbacks.allow,slack.webhook_url,ssh.known_hosts") ||
+		strings.Contains(out, "need a restart") {
+		t.Errorf("reload did not apply callbacks.allow, slack.webhook_url and ssh.known_hosts:\n%s", out)
+	}
+	if r := sshExec(); r.State != "ok" || r.Stdout != "over ssh\n" || r.Transport != "ssh" {
+		t.Errorf("ssh exec after the new known_hosts: %s %q %q over %s; want ok", r.State, r.Stdout, r.Error, r.Transport)
+	}
+	next := c.submit(cb2) // 202 now that rcv2 is allow-listed
+	waitFor(t, "the next job's callback", 30*time.Second, func() bool { _, ok := rcv2.callback(next); return ok })
+
+	waitFor(t, "the running job to end", 60*time.Second, func() bool { return c.job(running).State == "done" })
+	if r := resultsByHost(c.job(running))["h1"]; r.State != "ok" || r.Stdout != "survived\n" {
+		t.Errorf("the job running across the reload: %s %q %q; want ok", r.State, r.Stdout, r.Error)
+	}
+	waitFor(t, "its callback", 30*time.Second, func() bool { _, ok := rcv1.callback(running); return ok })
+	waitFor(t, "the Slack summaries at the new webhook", 30*time.Second, func() bool {
+		return newSlack.count(running) == 1 && newSlack.count(next) == 1
+	})
+	time.Sleep(time.Second) // a second delivery would come within this
+	rcv1.mu.Lock()
+	if n := rcv1.events["cb-"+running]; n != 1 || len(rcv1.bad) != 0 {
+		t.Errorf("the running job's callback arrived %d times (signature failures %q); want once", n, rcv1.bad)
+	}
+	rcv1.mu.Unlock()
+	if n := oldSlack.count(running) + oldSlack.count(next); n != 0 {
+		t.Errorf("the old webhook got %d summaries of jobs ending after the reload; want 0", n)
+	}
+	if n := newSlack.count(running) + newSlack.count(next); n != 2 {
+		t.Errorf("the new webhook got %d summaries of the two jobs ending after the reload; want 2", n)
 	}
 }
 

@@ -89,9 +89,11 @@ type Master struct {
 	// (SIGUSR2; nil: never), which systemd is told as a reload.
 	restarting func() bool
 
-	// applied is the configuration in effect, as reloads changed it; used
-	// by the reload goroutine only.
-	applied Config
+	// applied is the configuration in effect, as reloads changed it, and
+	// notifyCfg the notifier's share of it (secret resolved); used by the
+	// reload goroutine only.
+	applied   Config
+	notifyCfg notify.Config
 }
 
 // privateDataDir makes the data directory 0700 and its files, the
@@ -130,7 +132,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		store.Close()
 		return nil, err
 	}
-	secret, err := m.callbackSecret()
+	secret, err := m.callbackSecret(cfg.Callbacks.Secret)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -159,12 +161,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		sel.SSH = m.sshPool // never a typed nil in the interface
 	}
 	m.writer = inventory.NewResultWriter(store, log)
-	m.notifier, err = notify.New(store, notify.Config{
-		Secret: secret, SlackURL: cfg.Slack.WebhookURL, Allow: cfg.Callbacks.Allow, CallbackBody: api.CallbackBody,
-		SlackBody: api.SlackBody,
-		OwnAddrs:  func() []net.IP { return ownAddrs(ln.Addr()) },
-		Timeout:   cfg.Callbacks.Timeout.Duration, MaxAge: cfg.Callbacks.MaxAge.Duration,
-	}, log)
+	m.notifyCfg = m.notifyConfig(cfg, secret)
+	m.notifier, err = notify.New(store, m.notifyCfg, log)
 	if err != nil {
 		m.closeEarly()
 		return nil, err
@@ -271,11 +269,21 @@ func (m *Master) ensureAdminToken(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// newSSHPool builds the agentless transport from the [ssh] config. When it
-// cannot be built the master still runs, without SSH: hosts that need it
-// end unreachable with a clear error, and the reason is logged here.
-func newSSHPool(cfg Config, log *slog.Logger) *ssh.Pool {
-	p, err := ssh.NewPool(ssh.Config{
+// notifyConfig is the notifier's share of cfg, with the callbacks' secret
+// worked out (callbackSecret); Reload hands it to notify.Reconfigure.
+func (m *Master) notifyConfig(cfg Config, secret string) notify.Config {
+	return notify.Config{
+		Secret: secret, SlackURL: cfg.Slack.WebhookURL, Allow: cfg.Callbacks.Allow, CallbackBody: api.CallbackBody,
+		SlackBody: api.SlackBody,
+		OwnAddrs:  func() []net.IP { return ownAddrs(m.ln.Addr()) },
+		Timeout:   cfg.Callbacks.Timeout.Duration, MaxAge: cfg.Callbacks.MaxAge.Duration,
+	}
+}
+
+// sshConfig is the SSH pool's share of cfg (the [ssh] table); Reload hands
+// it to ssh.Pool.Reconfigure.
+func sshConfig(cfg Config) ssh.Config {
+	return ssh.Config{
 		KnownHosts: cfg.SSH.KnownHosts,
 		Policy:     cfg.SSH.HostKeys,
 		KeyFiles:   cfg.SSH.KeyFiles, PasswordHosts: cfg.SSH.PasswordHosts,
@@ -284,9 +292,16 @@ func newSSHPool(cfg Config, log *slog.Logger) *ssh.Pool {
 		User:        cfg.SSH.User,
 		IdleTimeout: cfg.SSH.IdleTimeout.Duration,
 		MaxConns:    cfg.SSH.MaxConns,
-		Prompt:      terminalPrompt(),
-		Log:         log.With("transport", ssh.Name),
-	})
+	}
+}
+
+// newSSHPool builds the agentless transport from the [ssh] config. When it
+// cannot be built the master still runs, without SSH: hosts that need it
+// end unreachable with a clear error, and the reason is logged here.
+func newSSHPool(cfg Config, log *slog.Logger) *ssh.Pool {
+	sc := sshConfig(cfg)
+	sc.Prompt, sc.Log = terminalPrompt(), log.With("transport", ssh.Name)
+	p, err := ssh.NewPool(sc)
 	if err != nil {
 		log.Warn("running without the ssh transport: agentless hosts are unreachable", "err", err)
 		return nil
@@ -327,9 +342,9 @@ func (m *Master) closeEarly() {
 
 // callbackSecret returns the callbacks' HMAC key: the configured one, or
 // one made on first start and kept 0600 in the data directory.
-func (m *Master) callbackSecret() (string, error) {
-	if m.cfg.Callbacks.Secret != "" {
-		return m.cfg.Callbacks.Secret, nil
+func (m *Master) callbackSecret(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
 	}
 	path := filepath.Join(m.cfg.DataDir, secretFile)
 	if b, err := os.ReadFile(path); err == nil {

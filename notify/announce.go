@@ -8,12 +8,12 @@ import (
 )
 
 // Announce returns the deliveries announcing a finished job: a callback to
-// spec.CallbackURL and, when Slack is configured, a Slack summary, their
+// spec.CallbackURL and, when Slack is configured (Reconfigure's latest Slack URL), a Slack summary, their
 // bodies rendered by Config.CallbackBody and Config.SlackBody. Event ids are "cb-" and "slack-" and
 // the job id: the same on every retry, so receivers can deduplicate. It
 // satisfies the job service's Announcer.
 func (n *Notifier) Announce(job inventory.Job, spec model.JobSpec, results []model.Result) []inventory.OutboxItem {
-	now := time.Now()
+	now, st := time.Now(), n.now()
 	var items []inventory.OutboxItem
 	if spec.CallbackURL != "" {
 		id := "cb-" + job.ID
@@ -25,13 +25,13 @@ func (n *Notifier) Announce(job inventory.Job, spec model.JobSpec, results []mod
 				URL: spec.CallbackURL, Receiver: receiverOf(spec.CallbackURL), Body: body, NextAt: now, CreatedAt: now})
 		}
 	}
-	if n.cfg.SlackURL != "" {
+	if st.slackURL != "" {
 		body, err := n.cfg.SlackBody(job, results)
 		if err != nil {
 			n.log.Error("encode slack message", "job", job.ID, "err", err)
 		} else {
 			items = append(items, inventory.OutboxItem{EventID: "slack-" + job.ID, Kind: inventory.KindSlack,
-				JobID: job.ID, URL: n.cfg.SlackURL, Receiver: receiverOf(n.cfg.SlackURL), Body: body, NextAt: now, CreatedAt: now})
+				JobID: job.ID, URL: st.slackURL, Receiver: receiverOf(st.slackURL), Body: body, NextAt: now, CreatedAt: now})
 		}
 	}
 	return items

@@ -86,7 +86,7 @@ func (al allowList) ipAllowed(a netip.Addr) bool {
 // link-local, unspecified or the master's own and not allow-listed.
 func (n *Notifier) checkAddr(a netip.Addr) error {
 	a = a.Unmap().WithZone("")
-	if n.allow.ipAllowed(a) {
+	if n.now().allow.ipAllowed(a) {
 		return nil
 	}
 	var why string
@@ -127,7 +127,8 @@ func (n *Notifier) isOwn(a netip.Addr) bool {
 // is created; delivery checks the address again when it dials, so a name
 // that resolves elsewhere later (DNS rebinding) gains nothing.
 func (n *Notifier) CheckURL(ctx context.Context, rawURL string) error {
-	if n.cfg.Secret == "" {
+	st := n.now()
+	if st.secret == "" {
 		return errors.New("callbacks are disabled: the master has no callbacks.secret to sign them with")
 	}
 	u, err := url.Parse(rawURL)
@@ -144,7 +145,7 @@ func (n *Notifier) CheckURL(ctx context.Context, rawURL string) error {
 	if host == "" {
 		return fmt.Errorf("%q has no host", rawURL)
 	}
-	if n.allow.hostAllowed(host, portOf(u)) {
+	if st.allow.hostAllowed(host, portOf(u)) {
 		return nil
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
@@ -194,7 +195,7 @@ func (n *Notifier) control(network, address string, _ syscall.RawConn) error {
 // any other goes through the guarded dialer, whose Control re-checks every
 // resolved address it connects to.
 func (n *Notifier) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if host, port, err := net.SplitHostPort(addr); err == nil && n.allow.hostAllowed(host, port) {
+	if host, port, err := net.SplitHostPort(addr); err == nil && n.now().allow.hostAllowed(host, port) {
 		return n.plainDialer.DialContext(ctx, network, addr)
 	}
 	return n.guardDialer.DialContext(ctx, network, addr)

@@ -42,6 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/felix-ops/felix/internal/backoff"
@@ -78,9 +79,9 @@ type Config struct {
 // Notifier builds and delivers job announcements; see the package comment.
 type Notifier struct {
 	store *inventory.Store
-	cfg   Config
+	cfg   Config // its renderers, OwnAddrs and Parallel; the rest is in live
 	log   *slog.Logger
-	allow allowList
+	live  atomic.Pointer[settings] // what Reconfigure replaces
 
 	callbacks   *http.Client // guarded: no proxy, no redirects, dial-time address check
 	slack       *http.Client // the operator's own URL: environment proxy allowed
@@ -92,6 +93,14 @@ type Notifier struct {
 	lookup func(ctx context.Context, host string) ([]net.IPAddr, error)
 	retry  backoff.Policy // waits between a delivery's attempts, and receiver holds
 	poll   time.Duration  // longest sleep between looks at the outbox
+}
+
+// settings are the parts of a Config that Reconfigure replaces while the
+// Notifier runs, checked and with their defaults filled in.
+type settings struct {
+	secret, slackURL string
+	allow            allowList
+	timeout, maxAge  time.Duration
 }
 
 // Defaults of a Config's zero fields; the first two equal the master's
@@ -106,12 +115,6 @@ const (
 // New returns a Notifier over store's outbox. It fails on a malformed
 // allow-list or Slack URL.
 func New(store *inventory.Store, cfg Config, log *slog.Logger) (*Notifier, error) {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.MaxAge <= 0 {
-		cfg.MaxAge = DefaultMaxAge
-	}
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = DefaultParallel
 	}
@@ -121,23 +124,15 @@ func New(store *inventory.Store, cfg Config, log *slog.Logger) (*Notifier, error
 	if cfg.CallbackBody == nil {
 		return nil, errors.New("notify: no callback renderer (Config.CallbackBody)")
 	}
-	if cfg.SlackURL != "" && cfg.SlackBody == nil {
-		return nil, errors.New("notify: no Slack renderer (Config.SlackBody)")
-	}
-	if cfg.SlackURL != "" {
-		u, err := url.Parse(cfg.SlackURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("slack url: want an http or https URL") // the URL itself is a secret
-		}
-	}
-	al, err := parseAllow(cfg.Allow)
-	if err != nil {
+	n := &Notifier{store: store, cfg: cfg, log: log, kick: make(chan struct{}, 1),
+		lookup: net.DefaultResolver.LookupIPAddr, retry: retryPolicy, poll: time.Second}
+	if err := n.Reconfigure(cfg); err != nil {
 		return nil, err
 	}
-	n := &Notifier{store: store, cfg: cfg, log: log, allow: al, kick: make(chan struct{}, 1),
-		lookup: net.DefaultResolver.LookupIPAddr, retry: retryPolicy, poll: time.Second}
-	n.plainDialer = &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
-	n.guardDialer = &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second, Control: n.control}
+	// No dial timeout of their own: each attempt's context carries the
+	// timeout in force when it starts (post).
+	n.plainDialer = &net.Dialer{KeepAlive: 30 * time.Second}
+	n.guardDialer = &net.Dialer{KeepAlive: 30 * time.Second, Control: n.control}
 	n.callbacks = &http.Client{
 		Transport: &http.Transport{
 			Proxy:                 nil, // never from the environment: the proxy would dial for us, unguarded
@@ -157,6 +152,42 @@ func New(store *inventory.Store, cfg Config, log *slog.Logger) (*Notifier, error
 	n.slack = &http.Client{Transport: st}
 	return n, nil
 }
+
+// Reconfigure replaces the settings a running Notifier reads when it
+// uses them — Secret, SlackURL, Allow, Timeout and MaxAge of cfg; its other
+// fields are New's and are ignored here — or, when they are invalid, keeps
+// the old ones and returns why. Jobs that end afterwards are announced
+// with the new Slack URL; every delivery attempt that starts afterwards,
+// retries of older deliveries included, is signed with the new secret,
+// dialled under the new allow-list, bounded by the new timeout and given up
+// after the new max age. Deliveries already stored keep their URL and body.
+func (n *Notifier) Reconfigure(cfg Config) error {
+	st := &settings{secret: cfg.Secret, slackURL: cfg.SlackURL, timeout: cfg.Timeout, maxAge: cfg.MaxAge}
+	if st.timeout <= 0 {
+		st.timeout = DefaultTimeout
+	}
+	if st.maxAge <= 0 {
+		st.maxAge = DefaultMaxAge
+	}
+	if st.slackURL != "" {
+		if n.cfg.SlackBody == nil {
+			return errors.New("notify: no Slack renderer (Config.SlackBody)")
+		}
+		u, err := url.Parse(st.slackURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("slack url: want an http or https URL") // the URL itself is a secret
+		}
+	}
+	var err error
+	if st.allow, err = parseAllow(cfg.Allow); err != nil {
+		return err
+	}
+	n.live.Store(st)
+	return nil
+}
+
+// now returns the settings in force.
+func (n *Notifier) now() *settings { return n.live.Load() }
 
 // Kick wakes the delivery loop to look for due deliveries now; it never
 // blocks. The job service calls it when a job's deliveries are stored.
@@ -266,7 +297,7 @@ func (l *loop) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 				deferred++
 			case hs != nil && l.busy[host] > 0:
 				// A probe of a failing receiver is in flight: wait for its word.
-				l.deferItem(ctx, it, now.Add(n.cfg.Timeout), now)
+				l.deferItem(ctx, it, now.Add(n.now().timeout), now)
 				deferred++
 			case l.busy[host] >= l.hostCap:
 				// Busy receiver: a slot frees when one of its deliveries ends.
@@ -363,7 +394,8 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 		}
 		it.Body = body
 	}
-	retryAfter, gone, err := n.post(ctx, it)
+	st := n.now()
+	retryAfter, gone, err := n.post(ctx, st, it)
 	if err != nil && ctx.Err() != nil {
 		o.cancelled = true
 		return o
@@ -387,7 +419,7 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 	switch {
 	case gone:
 		state = model.DeliveryDead
-	case now.Sub(it.CreatedAt) >= n.cfg.MaxAge:
+	case now.Sub(it.CreatedAt) >= st.maxAge:
 		state = model.DeliveryDead
 	default:
 		delay := retryAfter
@@ -395,7 +427,7 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 			delay = n.retry.Duration(attempts)
 		}
 		next = now.Add(delay)
-		if deadline := it.CreatedAt.Add(n.cfg.MaxAge); next.After(deadline) {
+		if deadline := it.CreatedAt.Add(st.maxAge); next.After(deadline) {
 			next = deadline
 		}
 		o.next = next
@@ -411,11 +443,11 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 	return o
 }
 
-// post sends it once. It returns nil when the receiver answered 2xx; else
+// post sends it once under st. It returns nil when the receiver answered 2xx; else
 // the error, the wait the receiver asked for (429 and 503 with
 // Retry-After) and whether it answered 410 Gone.
-func (n *Notifier) post(ctx context.Context, it inventory.OutboxItem) (retryAfter time.Duration, gone bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+func (n *Notifier) post(ctx context.Context, st *settings, it inventory.OutboxItem) (retryAfter time.Duration, gone bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, it.URL, bytes.NewReader(it.Body))
 	if err != nil {
@@ -429,7 +461,7 @@ func (n *Notifier) post(ctx context.Context, it inventory.OutboxItem) (retryAfte
 		ts := time.Now().Unix()
 		req.Header.Set(HeaderEventID, it.EventID)
 		req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-		req.Header.Set(HeaderSignature, Sign(n.cfg.Secret, ts, it.Body))
+		req.Header.Set(HeaderSignature, Sign(st.secret, ts, it.Body))
 		client = n.callbacks
 	}
 	resp, err := client.Do(req)

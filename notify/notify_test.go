@@ -574,6 +574,65 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// Reconfigure takes effect for what is announced and delivered afterwards;
+// a bad config keeps the old settings whole.
+func TestReconfigure(t *testing.T) {
+	e := newEnv(t)
+	n := e.notifier(Config{SlackURL: "https://hooks.example.com/old"})
+	job := inventory.Job{ID: "J1", State: model.JobDone}
+	slackURL := func() string {
+		for _, it := range n.Announce(job, model.JobSpec{}, hostResults()) {
+			if it.Kind == inventory.KindSlack {
+				return it.URL
+			}
+		}
+		return ""
+	}
+	tests := []struct {
+		name      string
+		cfg       Config
+		wantErr   string
+		wantSlack string
+		wantCheck bool // CheckURL of http://127.0.0.1:9/ passes
+	}{
+		{"new slack url and allow-list", Config{Secret: "s2", SlackURL: "https://hooks.example.com/new", Allow: []string{"127.0.0.0/8"}},
+			"", "https://hooks.example.com/new", true},
+		{"bad allow-list keeps all", Config{Secret: "s3", SlackURL: "https://hooks.example.com/other", Allow: []string{"10.0.0.0/33"}},
+			"10.0.0.0/33", "https://hooks.example.com/new", true},
+		{"bad slack url keeps all", Config{Secret: "s3", SlackURL: "hooks.example.com"}, "slack url", "https://hooks.example.com/new", true},
+		{"slack off, allow-list gone", Config{Secret: "s4"}, "", "", false},
+	}
+	for _, tt := range tests {
+		err := n.Reconfigure(tt.cfg)
+		if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("%s: Reconfigure = %v; want error %q", tt.name, err, tt.wantErr)
+		}
+		if got := slackURL(); got != tt.wantSlack {
+			t.Errorf("%s: Slack delivery to %q; want %q", tt.name, got, tt.wantSlack)
+		}
+		if err := n.CheckURL(context.Background(), "http://127.0.0.1:9/"); (err == nil) != tt.wantCheck {
+			t.Errorf("%s: CheckURL(loopback) = %v; want allowed %v", tt.name, err, tt.wantCheck)
+		}
+	}
+
+	// The secret and the timeout in force when an attempt starts are used.
+	rc := newReceiver(t, nil)
+	if err := n.Reconfigure(Config{Secret: "rotated", Allow: loopbackOK, Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	stop := e.run(n)
+	job2 := e.finish(n, "seed-7", model.JobSpec{CallbackURL: rc.srv.URL + "/hook"}, hostResults())
+	waitFor(t, "callback delivered", func() bool { return e.item(job2.ID, inventory.KindCallback).State == model.DeliveryDelivered })
+	stop()
+	reqs := rc.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("receiver got %d requests; want 1", len(reqs))
+	}
+	if err := Verify("rotated", reqs[0].header, reqs[0].body, time.Minute); err != nil {
+		t.Errorf("Verify(rotated secret) = %v; want nil", err)
+	}
+}
+
 // A slow receiver with a backlog must not fill the due window: the fast
 // receiver's callback is delivered while the slow one still holds its share.
 func TestSlowBacklogDoesNotDelayOthers(t *testing.T) {

@@ -132,7 +132,9 @@ func TestCheckURL(t *testing.T) {
 	}
 
 	n = e.notifier(Config{})
-	n.cfg.Secret = ""
+	if err := n.Reconfigure(Config{}); err != nil { // no secret
+		t.Fatal(err)
+	}
 	if err := n.CheckURL(context.Background(), "http://public.example/"); err == nil {
 		t.Error("CheckURL without a secret = nil; want callbacks refused")
 	}

@@ -36,8 +36,8 @@ func (p *Pool) keyFiles(s hostSpec) []string {
 	if s.keyPath != "" {
 		return []string{s.keyPath}
 	}
-	if len(p.cfg.KeyFiles) > 0 {
-		return p.cfg.KeyFiles
+	if len(s.set.KeyFiles) > 0 {
+		return s.set.KeyFiles
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
@@ -85,8 +85,8 @@ func (p *Pool) loadKey(path, passphrase string) (ssh.Signer, error) {
 		return s, nil
 	}
 	pw := []byte(passphrase)
-	if len(pw) == 0 && p.cfg.Prompt != nil {
-		if pw, err = p.cfg.Prompt(path); err != nil {
+	if len(pw) == 0 && p.conf().Prompt != nil {
+		if pw, err = p.conf().Prompt(path); err != nil {
 			return nil, fmt.Errorf("key %s is encrypted: ask for its passphrase: %w", path, err)
 		}
 	}
@@ -108,7 +108,7 @@ func (p *Pool) loadKey(path, passphrase string) (ssh.Signer, error) {
 func (p *Pool) authMethods(s hostSpec) (methods []ssh.AuthMethod, closer io.Closer, skipped []string) {
 	var signers []ssh.Signer
 	closer = io.NopCloser(nil)
-	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" && !p.cfg.NoAgent {
+	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" && !s.set.NoAgent {
 		c, err := net.DialTimeout("unix", sock, 2*time.Second)
 		if err != nil {
 			p.log.Debug("ssh-agent unavailable", "socket", sock, "err", err)
@@ -123,7 +123,7 @@ func (p *Pool) authMethods(s hostSpec) (methods []ssh.AuthMethod, closer io.Clos
 	}
 	for _, path := range p.keyFiles(s) {
 		if s.keyPath != "" {
-			if err := p.keyAllowed(path); err != nil {
+			if err := s.set.keyAllowed(path); err != nil {
 				p.log.Warn("ssh key refused", "host", s.addr, "err", err)
 				skipped = append(skipped, err.Error())
 				continue
@@ -161,7 +161,7 @@ func (p *Pool) authMethods(s hostSpec) (methods []ssh.AuthMethod, closer io.Clos
 // master's own config says.
 func (p *Pool) passwordAllowed(s hostSpec) bool {
 	ip := net.ParseIP(s.host)
-	for _, h := range p.cfg.PasswordHosts {
+	for _, h := range s.set.PasswordHosts {
 		if strings.EqualFold(h, s.host) {
 			return true
 		}
@@ -187,15 +187,15 @@ func authHint(skipped []string) string {
 // caller naming a host's key must not be able to make the master use any
 // file it can read (its TLS key, the machine's SSH host keys) as an
 // identity. Symlinks are resolved first. No KeyDirs means no confinement.
-func (p *Pool) keyAllowed(path string) error {
-	if len(p.cfg.KeyDirs) == 0 {
+func (st *settings) keyAllowed(path string) error {
+	if len(st.KeyDirs) == 0 {
 		return nil
 	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return fmt.Errorf("key %s: %w", path, err)
 	}
-	for _, dir := range p.cfg.KeyDirs {
+	for _, dir := range st.KeyDirs {
 		d, err := filepath.EvalSymlinks(dir)
 		if err != nil {
 			continue
@@ -204,5 +204,5 @@ func (p *Pool) keyAllowed(path string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("key %s is not under ssh.key_dirs (%s)", path, strings.Join(p.cfg.KeyDirs, ", "))
+	return fmt.Errorf("key %s is not under ssh.key_dirs (%s)", path, strings.Join(st.KeyDirs, ", "))
 }

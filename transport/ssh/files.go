@@ -142,7 +142,7 @@ func (p *Pool) removeJobDir(s hostSpec, dir string) {
 	if !jobDirPattern.MatchString(dir) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), p.conf().ConnectTimeout+30*time.Second)
 	defer cancel()
 	_, stderr, code, err := p.runPlain(ctx, s, plainCommand("rm -rf -- "+dir, s.become), false)
 	if err == nil && code != 0 {
@@ -237,7 +237,7 @@ func (p *Pool) Upload(ctx context.Context, t model.Target, path string, r io.Rea
 		if ctx.Err() != nil {
 			// Cancelled: the client was closed before the deferred
 			// removal could run. Remove the partial file on a new one.
-			cctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+10*time.Second)
+			cctx, cancel := context.WithTimeout(context.Background(), p.conf().ConnectTimeout+10*time.Second)
 			_ = p.withSFTP(cctx, s, func(c *sftp.Client) error { return c.Remove(tmp) })
 			cancel()
 		}

@@ -426,7 +426,7 @@ func (p *Pool) Trust(ctx context.Context, t model.Target, fingerprint string) er
 	if got := ssh.FingerprintSHA256(key); got != fingerprint {
 		return &hostKeyError{fmt.Sprintf("trust %s: it presents %s %s, not %s; nothing recorded", s.addr, key.Type(), got, fingerprint)}
 	}
-	if err := p.kh.replace(s.addr, key); err != nil {
+	if err := s.set.kh.replace(s.addr, key); err != nil {
 		return fmt.Errorf("trust %s: %w", s.addr, err)
 	}
 	return nil
@@ -439,7 +439,7 @@ var errGotKey = errors.New("host key received")
 func (p *Pool) presentedKey(ctx context.Context, s hostSpec) (ssh.PublicKey, error) {
 	// Ask for the kind of key recorded, like a connection would; failing
 	// that (the host no longer has such a key), for any.
-	algos, known := p.kh.algorithms(s.addr)
+	algos, known := s.set.kh.algorithms(s.addr)
 	key, err := p.fetchKey(ctx, s, algos)
 	if err != nil && known && ctx.Err() == nil {
 		key, err = p.fetchKey(ctx, s, defaultHostKeyAlgorithms)
@@ -448,7 +448,7 @@ func (p *Pool) presentedKey(ctx context.Context, s hostSpec) (ssh.PublicKey, err
 }
 
 func (p *Pool) fetchKey(ctx context.Context, s hostSpec, algos []string) (ssh.PublicKey, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.set.ConnectTimeout)
 	defer cancel()
 	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
 	if err != nil {

@@ -162,7 +162,7 @@ func TestKeyAllowed(t *testing.T) {
 	if err := os.Symlink(outside, escape); err != nil {
 		t.Fatal(err)
 	}
-	p := &Pool{cfg: Config{KeyDirs: []string{keys}}}
+	p := &settings{Config: Config{KeyDirs: []string{keys}}}
 	tests := []struct {
 		path string
 		ok   bool
@@ -178,7 +178,7 @@ func TestKeyAllowed(t *testing.T) {
 			t.Errorf("keyAllowed(%s) = %v; want ok=%v", tt.path, err, tt.ok)
 		}
 	}
-	if err := (&Pool{}).keyAllowed(outside); err != nil {
+	if err := (&settings{}).keyAllowed(outside); err != nil {
 		t.Errorf("no KeyDirs: keyAllowed = %v; want no confinement", err)
 	}
 }

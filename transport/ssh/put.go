@@ -125,7 +125,7 @@ func (p *Pool) PutBatch(ctx context.Context, t model.Target, files []model.PutFi
 	if len(leftovers) > 0 {
 		// The client was closed (ctx ended) before the temp entries
 		// could be removed: remove them on a new one.
-		cctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+10*time.Second)
+		cctx, cancel := context.WithTimeout(context.Background(), p.conf().ConnectTimeout+10*time.Second)
 		rerr := p.withSFTP(cctx, s, func(c *sftp.Client) error {
 			var errs []error
 			for _, o := range leftovers {

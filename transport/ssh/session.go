@@ -175,7 +175,7 @@ func (p *Pool) openChannel(c *conn) (ssh.Channel, <-chan *ssh.Request, error) {
 		ch, reqs, err := c.client.OpenChannel("session", nil)
 		res <- result{ch, reqs, err}
 	}()
-	timer := time.NewTimer(p.cfg.ConnectTimeout)
+	timer := time.NewTimer(p.conf().ConnectTimeout)
 	defer timer.Stop()
 	select {
 	case r := <-res:
@@ -186,7 +186,7 @@ func (p *Pool) openChannel(c *conn) (ssh.Channel, <-chan *ssh.Request, error) {
 			r.ch.Close()
 			go ssh.DiscardRequests(r.reqs)
 		}
-		return nil, nil, fmt.Errorf("no answer to a session request within %s; connection dropped", p.cfg.ConnectTimeout)
+		return nil, nil, fmt.Errorf("no answer to a session request within %s; connection dropped", p.conf().ConnectTimeout)
 	}
 }
 
@@ -394,7 +394,7 @@ wait:
 			killCause = context.Cause(runCtx)
 			p.startKill()
 			go p.kill(s, status, ss.done)
-			force = time.After(killGrace + waitDelay + p.cfg.ConnectTimeout)
+			force = time.After(killGrace + waitDelay + p.conf().ConnectTimeout)
 		case <-force:
 			break wait
 		}
@@ -562,14 +562,14 @@ func (p *Pool) kill(s hostSpec, status *statusFilter, sessionDone <-chan struct{
 		default:
 			return
 		}
-	case <-time.After(p.cfg.ConnectTimeout):
+	case <-time.After(p.conf().ConnectTimeout):
 		p.log.Warn("ssh command did not report its process group; not killed", "host", s.addr)
 		return
 	}
 	if status.pgid == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout+killGrace+10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), p.conf().ConnectTimeout+killGrace+10*time.Second)
 	defer cancel()
 	cmd := shellCommand(killScript(status.pgid, killGrace), s.become)
 	_, _, _, err := p.runPlain(ctx, s, cmd, true)

@@ -129,9 +129,8 @@ type Config struct {
 
 // Pool holds SSH connections, one per host, and satisfies exec.Transport.
 type Pool struct {
-	cfg  Config
+	set  atomic.Pointer[settings] // the config in force; Reconfigure replaces it
 	log  *slog.Logger
-	kh   *knownHosts
 	keys keyring
 
 	dials atomic.Int64 // connections dialled, for Stats
@@ -148,6 +147,21 @@ type Pool struct {
 }
 
 var _ exec.Transport = (*Pool)(nil)
+
+// settings are a Pool's Config, checked and with its defaults filled in,
+// and the known_hosts file it names. Each Reconfigure makes new settings
+// with the next generation; a connection serves only operations that
+// began under the settings it was dialled with (hostSpec.key has the
+// generation), so what starts after a Reconfigure dials afresh under the
+// new settings while sessions already open go on.
+type settings struct {
+	Config
+	kh  *knownHosts
+	gen uint64
+}
+
+// conf returns the settings in force.
+func (p *Pool) conf() *settings { return p.set.Load() }
 
 // conn is one pooled connection.
 type conn struct {
@@ -171,8 +185,9 @@ type hostSpec struct {
 	user    string
 	keyPath string
 	become  bool
-	addr    string // host:port
-	key     string // the pool's key: one connection per login
+	addr    string    // host:port
+	key     string    // the pool's key: one connection per login and generation of settings
+	set     *settings // in force when the operation began
 }
 
 func (s hostSpec) String() string { return s.user + "@" + s.addr }
@@ -180,6 +195,25 @@ func (s hostSpec) String() string { return s.user + "@" + s.addr }
 // NewPool returns a Pool; it fails on an unreadable known_hosts file or a
 // bad policy.
 func NewPool(cfg Config) (*Pool, error) {
+	set, err := newSettings(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	warnPassword(log, set)
+	p := &Pool{log: log, conns: make(map[string]*conn), changed: make(chan struct{}), done: make(chan struct{})}
+	p.set.Store(set)
+	p.bg.Add(1)
+	go p.janitor()
+	return p, nil
+}
+
+// newSettings checks cfg and fills in its defaults. The known_hosts file
+// of cur (the settings in force, if any) is kept when cfg names the same.
+func newSettings(cfg Config, cur *settings) (*settings, error) {
 	switch cfg.Policy {
 	case "":
 		cfg.Policy = PolicyStrict
@@ -207,21 +241,62 @@ func NewPool(cfg Config) (*Pool, error) {
 			return nil, fmt.Errorf("ssh password hosts: %q is neither a host name, an IP address nor a CIDR range", h)
 		}
 	}
+	set := &settings{Config: cfg}
+	if cur != nil {
+		set.gen = cur.gen + 1
+		if cur.KnownHosts == cfg.KnownHosts {
+			set.kh = cur.kh
+			return set, nil
+		}
+	}
 	kh, err := openKnownHosts(cfg.KnownHosts)
 	if err != nil {
 		return nil, fmt.Errorf("ssh pool: %w", err)
 	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if os.Getenv(EnvPassword) != "" && len(cfg.PasswordHosts) == 0 {
+	set.kh = kh
+	return set, nil
+}
+
+func warnPassword(log *slog.Logger, set *settings) {
+	if os.Getenv(EnvPassword) != "" && len(set.PasswordHosts) == 0 {
 		log.Warn(EnvPassword + " is set but no host is allowed to receive it (ssh.password_hosts): it is offered to none")
 	}
-	p := &Pool{cfg: cfg, log: log, kh: kh, conns: make(map[string]*conn), changed: make(chan struct{}), done: make(chan struct{})}
-	p.bg.Add(1)
-	go p.janitor()
-	return p, nil
+}
+
+// Reconfigure replaces the pool's settings with cfg's, or, when cfg is
+// invalid or its known_hosts file cannot be opened, keeps them and says
+// why. cfg.Log and cfg.Prompt are NewPool's and are ignored here. Every
+// operation that starts afterwards (an exec, a file, a host key) uses the
+// new settings and connections dialled with them; operations already
+// running go on with the old ones over their connections, which are closed
+// once idle. Cached key files are read again.
+func (p *Pool) Reconfigure(cfg Config) error {
+	cur := p.conf()
+	cfg.Log, cfg.Prompt = cur.Log, cur.Prompt
+	set, err := newSettings(cfg, cur)
+	if err != nil {
+		return err
+	}
+	warnPassword(p.log, set)
+	p.keys.mu.Lock()
+	p.keys.cache = nil
+	p.keys.mu.Unlock()
+	p.mu.Lock()
+	p.set.Store(set)
+	var idle []*ssh.Client
+	for k, c := range p.conns {
+		if c.client != nil && c.active == 0 {
+			delete(p.conns, k)
+			c.dead = true
+			idle = append(idle, c.client)
+		}
+	}
+	p.broadcastLocked() // MaxConns may have grown
+	p.mu.Unlock()
+	for _, cl := range idle {
+		cl.Close()
+	}
+	return nil
 }
 
 // Name returns "ssh".
@@ -251,7 +326,7 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 		return hostSpec{}, fmt.Errorf("host %s has no SSH settings: %w", t.ID, exec.ErrUnreachable)
 	}
 	st := t.SSH
-	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become}
+	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become, set: p.conf()}
 	if s.id == "" {
 		s.id = s.host
 	}
@@ -259,7 +334,7 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 		s.port = 22
 	}
 	if s.user == "" {
-		s.user = p.cfg.User
+		s.user = s.set.User
 	}
 	switch {
 	case s.host == "" || strings.IndexFunc(s.host, badHostRune) >= 0 || s.host[0] == '-':
@@ -272,7 +347,7 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 		return hostSpec{}, fmt.Errorf("host %s: bad SSH key path %q", s.id, s.keyPath)
 	}
 	s.addr = net.JoinHostPort(strings.Trim(s.host, "[]"), strconv.Itoa(s.port))
-	s.key = s.user + "@" + s.addr + "\x00" + s.keyPath
+	s.key = s.user + "@" + s.addr + "\x00" + s.keyPath + "\x00" + strconv.FormatUint(s.set.gen, 10)
 	return s, nil
 }
 
@@ -287,7 +362,7 @@ func unreachable(s hostSpec, op string, err error) error {
 // key failures also ErrHostKey.
 func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 	p.dials.Add(1)
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.set.ConnectTimeout)
 	defer cancel()
 	methods, closer, skipped := p.authMethods(s)
 	defer closer.Close()
@@ -299,12 +374,12 @@ func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 		User: s.user,
 		Auth: methods,
 		HostKeyCallback: func(_ string, remote net.Addr, key ssh.PublicKey) error {
-			hostKeyErr = p.kh.check(s.addr, remote, key, p.cfg.Policy)
+			hostKeyErr = s.set.kh.check(s.addr, remote, key, s.set.Policy)
 			return hostKeyErr
 		},
 		ClientVersion: "SSH-2.0-felix",
 	}
-	cfg.HostKeyAlgorithms, _ = p.kh.algorithms(s.addr)
+	cfg.HostKeyAlgorithms, _ = s.set.kh.algorithms(s.addr)
 	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return nil, unreachable(s, "connect to", err)
@@ -342,7 +417,7 @@ func (p *Pool) acquire(ctx context.Context, s hostSpec, bypass bool) (*conn, err
 		}
 		c := p.conns[s.key]
 		if c == nil {
-			if len(p.conns) >= p.cfg.MaxConns {
+			if len(p.conns) >= p.conf().MaxConns {
 				victim := p.evictIdleLocked()
 				if victim == nil {
 					if err := p.waitLocked(ctx); err != nil {
@@ -352,7 +427,7 @@ func (p *Pool) acquire(ctx context.Context, s hostSpec, bypass bool) (*conn, err
 				}
 				go victim.Close()
 			}
-			c = &conn{spec: s, ready: make(chan struct{}), limit: p.cfg.SessionsPerConn}
+			c = &conn{spec: s, ready: make(chan struct{}), limit: s.set.SessionsPerConn}
 			p.conns[s.key] = c
 			p.bg.Add(1)
 			go p.dial(c)
@@ -475,13 +550,15 @@ func (p *Pool) release(c *conn) int {
 	return c.active
 }
 
-// janitor closes connections idle longer than IdleTimeout.
+// janitor closes connections idle longer than IdleTimeout, and idle ones
+// dialled under settings a Reconfigure has replaced.
 func (p *Pool) janitor() {
 	defer p.bg.Done()
-	every := min(max(p.cfg.IdleTimeout/2, 10*time.Millisecond), 30*time.Second)
-	tick := time.NewTicker(every)
+	tick := time.NewTimer(0)
 	defer tick.Stop()
 	for {
+		set := p.conf()
+		tick.Reset(min(max(set.IdleTimeout/2, 10*time.Millisecond), 30*time.Second))
 		select {
 		case <-p.done:
 			return
@@ -489,7 +566,7 @@ func (p *Pool) janitor() {
 			var idle []*ssh.Client
 			p.mu.Lock()
 			for k, c := range p.conns {
-				if c.client != nil && c.active == 0 && now.Sub(c.lastUsed) >= p.cfg.IdleTimeout {
+				if c.client != nil && c.active == 0 && (now.Sub(c.lastUsed) >= set.IdleTimeout || c.spec.set.gen < set.gen) {
 					delete(p.conns, k)
 					c.dead = true
 					idle = append(idle, c.client)

@@ -979,3 +979,57 @@ func TestEnvCannotRewriteTheWrapper(t *testing.T) {
 		t.Errorf("got %q exit %d; want the command itself run, seeing its env", stdout, ex.Code)
 	}
 }
+
+// Reconfigure: operations that start afterwards use the new settings (here
+// the known_hosts file and the host-key policy); a command running across
+// it goes on over its connection; bad settings are refused and the old
+// ones kept.
+func TestReconfigure(t *testing.T) {
+	t.Parallel()
+	s := sshtest.Start(t, "127.0.0.60")
+	cfg := ssh.Config{KnownHosts: s.KnownHosts(t), NoAgent: true, ConnectTimeout: 10 * time.Second, Log: testenv.Logger(t)}
+	p := newPool(t, cfg.KnownHosts)
+	type res struct {
+		stdout string
+		err    error
+	}
+	done := make(chan res, 1)
+	go func() {
+		stdout, _, _, err := run(t, p, s.Target(), model.Command{Line: "sleep 1; echo survived"})
+		done <- res{stdout, err}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().Sessions == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	tests := []struct {
+		name    string
+		change  func(*ssh.Config)
+		wantErr bool  // from Reconfigure
+		want    error // from the next command; nil: it runs
+	}{
+		{"new known_hosts, strict", func(c *ssh.Config) { c.KnownHosts = empty }, false, ssh.ErrHostKey},
+		{"bad policy keeps the old settings", func(c *ssh.Config) { c.KnownHosts, c.Policy = "", "trusting" }, true, ssh.ErrHostKey},
+		{"accept-new", func(c *ssh.Config) { c.KnownHosts, c.Policy = empty, ssh.PolicyAcceptNew }, false, nil},
+	}
+	for _, tt := range tests {
+		c := cfg
+		tt.change(&c)
+		if err := p.Reconfigure(c); (err != nil) != tt.wantErr {
+			t.Errorf("%s: Reconfigure = %v; want error %v", tt.name, err, tt.wantErr)
+		}
+		_, _, _, err := run(t, p, s.Target(), model.Command{Line: "true"})
+		if (tt.want == nil && err != nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
+			t.Errorf("%s: Exec = %v; want %v", tt.name, err, tt.want)
+		}
+	}
+	if b, _ := os.ReadFile(empty); strings.TrimSpace(string(b)) != s.KnownHostsLine {
+		t.Errorf("new known_hosts = %q; want the host accepted into it", b)
+	}
+	r := <-done
+	if r.err != nil || r.stdout != "survived\n" {
+		t.Errorf("command running across Reconfigure = %q, %v; want survived", r.stdout, r.err)
+	}
+}
