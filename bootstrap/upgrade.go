@@ -67,6 +67,9 @@ func (b *Bootstrapper) Upgrade(ctx context.Context, t model.Target, pick func(go
 	}
 	rep.From, rep.To = h.pr.BinVersion, h.pr.BinVersion
 	start := time.Now()
+	if h.pr.BinSHA256 != h.sum {
+		rep.To = "sha256:" + h.sum[:min(12, len(h.sum))] // its version once it is on the host
+	}
 	if h.pr.BinSHA256 == h.sum {
 		// The same binary: the rest of a rerun, which repairs what is off.
 		for _, step := range []func(context.Context) error{h.install, h.start, h.verify} {
@@ -125,13 +128,22 @@ func (h *hostRun) swap(ctx context.Context, rep *model.UpgradeReport) error {
 	return h.verify(wctx)
 }
 
+// minRollback is the least time a rollback gets, past the caller's
+// deadline if need be: a host is not left on a binary that does not come up.
+const minRollback = 30 * time.Second
+
 // rollback puts BIN.prev back after a failed swap (cause), restarts the
-// minion and waits for it to register with the old version, bounded by
-// the bootstrap timeout even when ctx has ended (a host is not left on a
-// binary that does not come up). It returns the host's error.
+// minion and waits for it to register with the old version, within what
+// is left of ctx's deadline but at least minRollback, even when ctx has
+// ended (the bootstrap timeout without a deadline). It returns the host's
+// error.
 func (h *hostRun) rollback(ctx context.Context, rep *model.UpgradeReport, cause error) error {
 	reason := cause.Error()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.b.timeout())
+	d := h.b.timeout()
+	if dl, ok := ctx.Deadline(); ok {
+		d = max(time.Until(dl), minRollback)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
 	defer cancel()
 	h.b.log().Warn("upgrade over ssh failed; rolling back", "host", h.r.Host, "id", h.r.ID, "from", rep.From, "to", rep.To, "reason", reason)
 	if err := h.run(ctx, "restore the old binary", h.p.script(markRestore, restoreBody)); err != nil {
