@@ -131,14 +131,15 @@ func TestUpgradeMinions(t *testing.T) {
 		t.Errorf("rerun of the failed hosts = %+v; want the upgrade on 3 hosts, a1 ok", re)
 	}
 
-	// An agentless host is not a minion: failed, the others go on.
+	// An agentless host is upgraded over SSH; this master has no SSH
+	// transport: unreachable, nothing changed.
 	if _, err := h.store.AddHost(context.Background(), inventory.Host{ID: "ssh1", Address: "127.0.0.8"}, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	h.adminDo("POST", "/api/v1/minions/upgrade?wait=20s", wire.UpgradeRequest{JobOptions: wire.JobOptions{
 		Targets: []string{"ssh1"}}}, &job, http.StatusOK)
-	if r := job.Results[0]; r.State != model.StateFailed || !strings.Contains(r.Error, "not a minion") {
-		t.Errorf("agentless host: %s %q; want failed, not a minion", r.State, r.Error)
+	if r := job.Results[0]; r.State != model.StateUnreachable || r.Transport != "ssh" || !strings.Contains(r.Error, "without an ssh transport") {
+		t.Errorf("agentless host: %s over %s %q; want unreachable over ssh, without an ssh transport", r.State, r.Transport, r.Error)
 	}
 
 	// Asynchronous: 202, and a dry run resolves the targets only.

@@ -57,6 +57,10 @@
 // before), upgraded (a different binary was replaced), repaired (config,
 // unit, boot entry or a stopped minion fixed) or unchanged.
 //
+// Upgrade (upgrade.go) is the same rerun with a binary the caller picks,
+// for the fleet upgrade of a bootstrapped host over SSH: the old binary is
+// kept as BIN.prev and put back when the new one does not register.
+//
 // InstallRoot puts every one of those paths under a directory and never
 // touches systemd or the crontab (the minion is started detached and the
 // boot line goes to ROOT/etc/rc.local). It exists for tests, whose "hosts"

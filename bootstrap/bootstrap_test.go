@@ -125,7 +125,7 @@ func (h *fakeHost) run(ctx context.Context, script string) ([]byte, []byte, int,
 		}
 		if bin, ok := h.files[BinPath]; ok {
 			sum := sha256.Sum256(bin)
-			fmt.Fprintf(&out, "bin=1\nbin_sha256=%s\nbin_version=v-test\n", hex.EncodeToString(sum[:]))
+			fmt.Fprintf(&out, "bin=1\nbin_sha256=%s\nbin_version=%s\n", hex.EncodeToString(sum[:]), binVersion(bin))
 		}
 		if _, ok := h.files[ConfigPath]; ok {
 			out.WriteString("config=1\n")
@@ -140,6 +140,15 @@ func (h *fakeHost) run(ctx context.Context, script string) ([]byte, []byte, int,
 		if h.running {
 			out.WriteString("running=1\nactive=1\n")
 		}
+	case markKeep:
+		h.files[BinPath+".prev"] = h.files[BinPath]
+	case markRestore:
+		prev, ok := h.files[BinPath+".prev"]
+		if !ok {
+			return nil, []byte("no .prev to restore"), 1, nil
+		}
+		h.files[BinPath] = prev
+		delete(h.files, BinPath+".prev")
 	case markPrepare, markLogs:
 		if mark == markLogs {
 			out.WriteString("level=ERROR msg=\"cannot reach the master\"\n")
@@ -181,12 +190,16 @@ func (h *fakeHost) startLocked(ctx context.Context) error {
 	if h.silent {
 		return nil
 	}
+	if strings.Contains(string(h.files[BinPath]), "exits at once") {
+		h.running = false
+		return nil
+	}
 	who := h.key
 	if h.impostor != nil {
 		who = h.impostor
 	}
 	reg := inventory.Registration{Minion: inventory.Minion{ID: cfg.ID, Hostname: h.hostname, Addr: "192.0.2.7:4510",
-		CertPEM: string(who.CertPEM), Fingerprint: who.Fingerprint, Facts: "{}"}}
+		CertPEM: string(who.CertPEM), Fingerprint: who.Fingerprint, Facts: "{}", Version: binVersion(h.files[BinPath])}}
 	if cfg.JoinToken != "" {
 		reg.JoinTokenHash = inventory.HashToken(cfg.JoinToken)
 	}
@@ -197,6 +210,16 @@ func (h *fakeHost) startLocked(ctx context.Context) error {
 		h.t.Logf("fake minion %s: register: %v", cfg.ID, err)
 	}
 	return nil
+}
+
+// binVersion is what a fake minion binary answers to version: the rest
+// of its first line after "version:", else v-test.
+func binVersion(bin []byte) string {
+	line, _, _ := strings.Cut(string(bin), "\n")
+	if v, ok := strings.CutPrefix(line, "version:"); ok {
+		return v
+	}
+	return "v-test"
 }
 
 func (h *fakeHost) snapshot() (scripts, uploads []string) {

@@ -25,6 +25,8 @@ const (
 	markPrepare = "# felix bootstrap: prepare"
 	markStart   = "# felix bootstrap: start"
 	markLogs    = "# felix bootstrap: logs"
+	markKeep    = "# felix bootstrap: keep previous"
+	markRestore = "# felix bootstrap: restore previous"
 )
 
 // paths are the install paths under an install root.
@@ -176,6 +178,20 @@ else
 	fi
 	chmod 755 "$RC"
 fi
+`
+
+// keepBody keeps the installed binary as $BIN.prev before an upgrade
+// replaces it, as a minion's self-update does: a copy renamed over an
+// older .prev, so .prev is always complete.
+const keepBody = `set -e
+cp -p "$BIN" "$BIN.prev.felix-tmp"
+mv -f "$BIN.prev.felix-tmp" "$BIN.prev"
+`
+
+// restoreBody puts $BIN.prev back at $BIN: a rename, atomic.
+const restoreBody = `set -e
+if [ ! -f "$BIN.prev" ]; then echo "no $BIN.prev to restore" >&2; exit 1; fi
+mv -f "$BIN.prev" "$BIN"
 `
 
 // logsSystemd and logsDetached show the minion's last log lines, for the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -38,8 +39,9 @@ type hostRun struct {
 	hostFP string         // the fingerprint of the minion certificate on the host; "" if none
 
 	// 2. binary
-	local string // the minion binary for the host, on the master
-	sum   string // its sha256
+	local string                        // the minion binary for the host, on the master (its name, for messages)
+	sum   string                        // its sha256
+	open  func() (io.ReadCloser, error) // opens it
 
 	// 3. id
 	known bool // the id is registered with the host's certificate
@@ -53,7 +55,9 @@ type hostRun struct {
 	since   time.Time // the registration to wait for is at or after this; zero: any
 
 	// 6. verify
-	m inventory.Minion // the registered minion
+	m      inventory.Minion // the registered minion
+	want   string           // the version to wait for; "": any (an upgrade sets it)
+	window time.Duration    // how long the wait may take, for its error; 0: the bootstrap timeout
 }
 
 // host does Host's work, filling r as it learns; an error fails the host.
@@ -170,6 +174,7 @@ func (h *hostRun) pickBinary(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("no usable minion binary for linux/%s: %w", arch, err)
 	}
+	h.open = func() (io.ReadCloser, error) { return os.Open(h.local) }
 	return nil
 }
 
@@ -230,7 +235,7 @@ func (h *hostRun) install(ctx context.Context) error {
 		}
 	}
 	if h.binChanged {
-		f, err := os.Open(h.local)
+		f, err := h.open()
 		if err != nil {
 			return fmt.Errorf("open %s: %w", h.local, err)
 		}
@@ -365,14 +370,22 @@ func (h *hostRun) waitRegistered(ctx context.Context) (inventory.Minion, error) 
 		switch {
 		case err == nil && m.State == model.KeyRejected:
 			return m, fmt.Errorf("minion %s registered but is rejected in the inventory", id)
-		case err == nil && !m.UpdatedAt.Before(h.since):
+		case err == nil && !m.UpdatedAt.Before(h.since) && (h.want == "" || m.Version == h.want):
 			return m, nil
 		case err != nil && !errors.Is(err, inventory.ErrNotFound) && ctx.Err() == nil:
 			return m, err
 		}
 		select {
 		case <-ctx.Done():
-			return m, fmt.Errorf("minion %s did not register within %s%s", id, h.b.timeout(), h.logTail(ctx))
+			within := h.b.timeout()
+			if h.window > 0 {
+				within = h.window
+			}
+			what := ""
+			if h.want != "" {
+				what = " with version " + h.want
+			}
+			return m, fmt.Errorf("minion %s did not register%s within %s%s", id, what, within, h.logTail(ctx))
 		case <-tick.C:
 		}
 	}

@@ -202,31 +202,37 @@ func (c *cluster) bootstrap(args ...string) (wire.BootstrapResponse, int, string
 	return resp, code, out + errOut
 }
 
-// TestBootstrap installs a minion over SSH into a network namespace: it
-// registers, is accepted, runs commands over gRPC, and its certificate on
-// the host is the registered one; a rerun changes nothing and adds no
-// minion; without a binary for the host's architecture nothing is written.
-func TestBootstrap(t *testing.T) {
+// bootstrapEnv is a master set up to bootstrap minions into a network
+// namespace under an install root, from minionDir. A minion bootstrapped
+// there is stopped when the test ends (its log shown if it failed).
+type bootstrapEnv struct {
+	c                                       *cluster
+	n                                       *netns
+	sshd                                    *nsSSHD
+	dir, knownHosts, root, masterURL, extra string
+}
+
+func newBootstrapEnv(t *testing.T, minionDir string) *bootstrapEnv {
+	t.Helper()
 	if runtime.GOOS != "linux" {
 		testenv.Missing(t, "bootstrap is tested on Linux")
 	}
-	n := newNetns(t)
-	sshd := startNsSSHD(t, n)
-	dir := t.TempDir()
-	knownHosts := filepath.Join(dir, "known_hosts")
-	if err := os.WriteFile(knownHosts, []byte(sshd.hostKeyLine), 0o600); err != nil {
+	e := &bootstrapEnv{n: newNetns(t), dir: t.TempDir()}
+	e.sshd = startNsSSHD(t, e.n)
+	e.knownHosts = filepath.Join(e.dir, "known_hosts")
+	if err := os.WriteFile(e.knownHosts, []byte(e.sshd.hostKeyLine), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	root := filepath.Join(dir, "hostroot")
+	e.root = filepath.Join(e.dir, "hostroot")
 	// The master URL is known once the port is: write it after the start.
-	port := freePort(t, n.local)
+	port := freePort(t, e.n.local)
 	_, p, _ := net.SplitHostPort(port)
-	masterURL := "https://" + net.JoinHostPort(n.local, p)
-	extra := bootstrapConfig(knownHosts, sshd.clientKey, masterURL, distDir, root)
-	c := startMasterAtAddr(t, port, extra)
+	e.masterURL = "https://" + net.JoinHostPort(e.n.local, p)
+	e.extra = bootstrapConfig(e.knownHosts, e.sshd.clientKey, e.masterURL, minionDir, e.root)
+	e.c = startMasterAtAddr(t, port, e.extra)
 
 	// The minion runs in the namespace until the test ends.
-	pidFile := filepath.Join(root, "var/lib/felix/minion/minion.pid")
+	pidFile := filepath.Join(e.root, "var/lib/felix/minion/minion.pid")
 	t.Cleanup(func() {
 		if b, err := os.ReadFile(pidFile); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -239,11 +245,22 @@ func TestBootstrap(t *testing.T) {
 			}
 		}
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(root, "var/log/felix-minion.log")); err == nil {
+			if b, err := os.ReadFile(filepath.Join(e.root, "var/log/felix-minion.log")); err == nil {
 				t.Logf("--- minion log ---\n%s", b)
 			}
 		}
 	})
+	return e
+}
+
+// TestBootstrap installs a minion over SSH into a network namespace: it
+// registers, is accepted, runs commands over gRPC, and its certificate on
+// the host is the registered one; a rerun changes nothing and adds no
+// minion; without a binary for the host's architecture nothing is written.
+func TestBootstrap(t *testing.T) {
+	e := newBootstrapEnv(t, distDir)
+	c, n, sshd, dir, knownHosts, root, masterURL, extra := e.c, e.n, e.sshd, e.dir, e.knownHosts, e.root, e.masterURL, e.extra
+	pidFile := filepath.Join(root, "var/lib/felix/minion/minion.pid")
 
 	// Bad input: refused before any connection.
 	if out, errOut, code := c.felix("bootstrap", "root@"+n.peer+";touch "+filepath.Join(dir, "pwned")); code != 1 ||

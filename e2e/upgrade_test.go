@@ -77,12 +77,29 @@ type upMinion struct {
 // over to, not necessarily the one the test started.
 func (m *upMinion) pid(t *testing.T) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(m.dir, "minion.pid"))
+	return readPid(filepath.Join(m.dir, "minion.pid"))
+}
+
+// readPid reads a pid file; 0 if there is none.
+func readPid(path string) int {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
+}
+
+// copyBin copies the binary from to to, executable.
+func copyBin(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startUpMinion starts minion id from a copy of bin, with a short
@@ -141,16 +158,7 @@ func TestFleetUpgrade(t *testing.T) {
 	u := &upgradeBins
 	dist := t.TempDir()
 	distBin := filepath.Join(dist, "minion-linux-"+runtime.GOARCH)
-	copyFile := func(from, to string) {
-		t.Helper()
-		b, err := os.ReadFile(from)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(to, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copyFile := func(from, to string) { t.Helper(); copyBin(t, from, to) }
 	copyFile(u.b, distBin)
 	c := startMasterWith(t, fmt.Sprintf("[bootstrap]\nminion_dir = %q\n", dist))
 	join, errOut, code := c.felix("token", "join", "--ttl", "10m", "--auto-accept", "--uses", "10")

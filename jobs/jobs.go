@@ -81,6 +81,10 @@ type Service struct {
 	Upgrader    UpgradeAgent
 	DistDir     string
 	LastUpgrade func(ctx context.Context, id, version string) string
+	// SSHUpgrader, if set, upgrades bootstrapped hosts over SSH: those
+	// without an accepted minion, and in auto mode those whose minion
+	// cannot be reached (see upgrader.Exec).
+	SSHUpgrader UpgradeSSH
 
 	mu      sync.Mutex
 	running map[string]*run // by job id; protected by mu

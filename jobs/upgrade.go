@@ -17,6 +17,7 @@ import (
 
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
+	"github.com/felix-ops/felix/transport"
 )
 
 // UpgradeAgent is what a fleet upgrade needs of the agent transport;
@@ -27,6 +28,15 @@ type UpgradeAgent interface {
 	// Upgrade streams bin to the minion, which swaps itself; it returns
 	// the version the minion will run, and unchanged when it already did.
 	Upgrade(ctx context.Context, t model.Target, bin model.UpgradeBinary) (version string, unchanged bool, err error)
+}
+
+// UpgradeSSH is what a fleet upgrade needs to upgrade a bootstrapped host
+// over SSH; satisfied by *bootstrap.Bootstrapper.
+type UpgradeSSH interface {
+	// Upgrade replaces the minion binary on t's host with the one pick
+	// chooses for the host's os/arch, keeping the old one to roll back to.
+	// Its report's Outcome is "" when nothing was replaced.
+	Upgrade(ctx context.Context, t model.Target, pick func(goos, goarch string) (model.UpgradeBinary, error)) (model.UpgradeReport, error)
 }
 
 // DefaultUpgradeTimeout is a fleet upgrade's per-host deadline when the
@@ -169,20 +179,38 @@ type distBinary struct {
 
 func (u *upgrader) Name() string { return "agent" }
 
+// Exec upgrades t over the path the rule of the transports picks
+// (transport.Plan, as for a command): its minion over gRPC when it has an
+// accepted one, else over SSH when it has SSH settings (a bootstrapped
+// host: see bootstrap.Upgrade); in auto mode, a minion that cannot be
+// reached (its ping fails with exec.ErrUnreachable, before anything was
+// sent) on a host with SSH settings is upgraded over SSH instead. Mode
+// agent never uses SSH, mode ssh never the minion.
 func (u *upgrader) Exec(ctx context.Context, t model.Target, _ model.Command, out model.OutputFunc) (model.Exit, error) {
 	say := func(format string, args ...any) { out(model.Stdout, []byte(fmt.Sprintf(format, args...)+"\n")) }
-	if t.Fingerprint == "" {
-		return model.Exit{Code: -1}, fmt.Errorf("%s is not a minion (an agentless host: upgrade it with felix bootstrap)", t.ID)
-	}
-	if u.s.Upgrader == nil {
-		return model.Exit{Code: -1}, errors.New("this master has no agent transport")
-	}
 	// The job's deadline for this host, ended here before the engine's
 	// (which adds a grace) so that a host that did not come back is told
 	// apart from one that answered nothing.
 	wait, cancel := context.WithTimeout(ctx, u.spec.Timeout)
 	defer cancel()
+	first, fallback := transport.Plan(t)
+	switch first {
+	case transport.NameSSH:
+		return u.overSSH(wait, t, say)
+	case "":
+		return model.Exit{Code: -1}, fmt.Errorf("%s has no accepted minion and no ssh settings: %w", t.ID, exec.ErrUnreachable)
+	}
+	if u.s.Upgrader == nil {
+		return model.Exit{Code: -1}, errors.New("this master has no agent transport")
+	}
 	before, err := u.s.Upgrader.Info(wait, t)
+	if err != nil && fallback == transport.NameSSH && errors.Is(err, exec.ErrUnreachable) && wait.Err() == nil {
+		exit, sshErr := u.overSSH(wait, t, say)
+		if sshErr != nil {
+			sshErr = fmt.Errorf("%w (after the minion was unreachable over gRPC: %v)", sshErr, err)
+		}
+		return exit, sshErr
+	}
 	if err != nil {
 		return model.Exit{Code: -1}, fmt.Errorf("%w (nothing changed)", err)
 	}
@@ -260,6 +288,35 @@ func (u *upgrader) Exec(ctx context.Context, t model.Target, _ model.Command, ou
 	}
 }
 
+// overSSH upgrades t's host over SSH and says its outcome as the agent
+// path does, with "over ssh" in the detail.
+func (u *upgrader) overSSH(ctx context.Context, t model.Target, say func(string, ...any)) (model.Exit, error) {
+	failed := model.Exit{Code: -1, Transport: transport.NameSSH}
+	if u.s.SSHUpgrader == nil {
+		return failed, fmt.Errorf("%s: %w: %w", t.ID, transport.ErrNoSSH, exec.ErrUnreachable)
+	}
+	rep, err := u.s.SSHUpgrader.Upgrade(ctx, t, u.pick)
+	switch rep.Outcome {
+	case model.OutcomeUpgraded:
+		say("%s %s -> %s (over ssh)", model.OutcomeUpgraded, rep.From, rep.To)
+		return model.Exit{Transport: transport.NameSSH}, nil
+	case model.OutcomeUnchanged:
+		detail := ""
+		if rep.Detail != "" {
+			detail = "; " + rep.Detail
+		}
+		say("%s %s (over ssh: it has that binary, nothing replaced%s)", model.OutcomeUnchanged, rep.From, detail)
+		return model.Exit{Transport: transport.NameSSH}, nil
+	case model.OutcomeRolledBack:
+		say("%s %s -> %s (over ssh): %s", model.OutcomeRolledBack, rep.From, rep.To, rep.Detail)
+		return model.Exit{Code: 1, Transport: transport.NameSSH}, err
+	}
+	if err == nil {
+		err = errors.New("the upgrade over ssh reported no outcome")
+	}
+	return failed, err
+}
+
 // current re-reads t from the inventory (the minion's address may change
 // when it comes back), refusing a changed certificate.
 func (u *upgrader) current(ctx context.Context, t model.Target) (model.Target, error) {
@@ -274,8 +331,7 @@ func (u *upgrader) current(ctx context.Context, t model.Target) (model.Target, e
 	return t, nil
 }
 
-// binary picks t's binary: the request's, if its os/arch is the host's,
-// else the dist directory's minion-<os>-<arch> for the host's arch fact.
+// binary picks the binary of minion t by its arch fact (see pick).
 func (u *upgrader) binary(ctx context.Context, t model.Target) (model.UpgradeBinary, error) {
 	m, err := u.s.Store.Minion(ctx, t.ID)
 	if err != nil {
@@ -285,13 +341,20 @@ func (u *upgrader) binary(ctx context.Context, t model.Target) (model.UpgradeBin
 		Arch string `json:"arch"`
 	}
 	json.Unmarshal([]byte(m.Facts), &f)
-	goos, goarch := "linux", model.GoArch(f.Arch) // minions run on Linux
+	goarch := model.GoArch(f.Arch)
 	if goarch == "" {
 		return model.UpgradeBinary{}, fmt.Errorf("unknown arch %q in the facts of %s", f.Arch, t.ID)
 	}
+	return u.pick("linux", goarch) // minions run on Linux
+}
+
+// pick is the binary for a host of goos/goarch: the request's, if built
+// for it, else the dist directory's minion-<os>-<arch> (hashed once per
+// job).
+func (u *upgrader) pick(goos, goarch string) (model.UpgradeBinary, error) {
 	if up := u.spec.Upgrade; up.Binary != "" {
 		if up.BinaryOS != goos || up.BinaryArch != goarch {
-			return model.UpgradeBinary{}, fmt.Errorf("the binary is for %s/%s, %s is %s/%s", up.BinaryOS, up.BinaryArch, t.ID, goos, goarch)
+			return model.UpgradeBinary{}, fmt.Errorf("the binary is for %s/%s, the host is %s/%s", up.BinaryOS, up.BinaryArch, goos, goarch)
 		}
 		cs := u.s.Content
 		return model.UpgradeBinary{Name: "sha256:" + up.Binary[:12], Size: up.BinarySize, SHA256: up.Binary,

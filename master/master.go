@@ -26,6 +26,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/felix-ops/felix/api"
+	"github.com/felix-ops/felix/bootstrap"
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/daemon"
 	"github.com/felix-ops/felix/exec"
@@ -202,6 +203,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		DistDir:     cfg.Bootstrap.MinionDir,
 		LastUpgrade: upgradeReason(store), // master/upgrade_reason.go
 	}
+	// Bootstrap installs minions over the same SSH pool (see bootstrap.go),
+	// and upgrades bootstrapped hosts the fleet upgrade reaches over SSH.
+	var bs *bootstrap.Bootstrapper
+	if m.sshPool != nil {
+		bs = m.bootstrapper(m.sshPool)
+		m.jobs.SSHUpgrader = bs // never a typed nil in the interface
+	}
 	if err := m.jobs.Recover(ctx); err != nil {
 		m.closeEarly()
 		return nil, err
@@ -211,9 +219,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	if m.sshPool != nil {
 		a.SSH = hostKeys{m.sshPool}
 	}
-	// Bootstrap installs minions over the same SSH pool (see bootstrap.go).
-	if m.sshPool != nil {
-		a.Bootstrap = m.bootstrapper(m.sshPool)
+	if bs != nil {
+		a.Bootstrap = bs
 	}
 	m.baseCtx, m.cancelRequests = context.WithCancel(context.Background())
 	m.api, m.applied = a, cfg

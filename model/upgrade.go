@@ -61,6 +61,15 @@ type UpgradeBinary struct {
 	Open   func() (io.ReadCloser, error)
 }
 
+// UpgradeReport is what an upgrade over SSH (of a host a bootstrap
+// installed its minion on) did: its outcome, the versions, and a detail
+// for the host's output (a rollback's reason, a repair done on the way).
+type UpgradeReport struct {
+	Outcome  string // Outcome*; "" when it failed before anything was replaced
+	From, To string // the versions before and of the binary sent
+	Detail   string
+}
+
 // MinionInfo is what a minion says of itself when pinged.
 type MinionInfo struct {
 	Version string
