@@ -86,6 +86,10 @@ type Master struct {
 	// (config.LevelLogger); nil: a reload cannot change it.
 	level *slog.LevelVar
 
+	// retention is retention.* in force: read by the prune loop, replaced
+	// by a reload.
+	retention atomic.Pointer[retentionLimits]
+
 	// restarting says whether Run's context ended for a re-exec in place
 	// (SIGUSR2; nil: never), which systemd is told as a reload.
 	restarting func() bool
@@ -129,6 +133,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, err
 	}
 	m := &Master{cfg: cfg, log: log, id: id, store: store}
+	m.retention.Store(&retentionLimits{maxAge: cfg.Retention.MaxAge.Duration, maxJobs: cfg.Retention.MaxJobs})
 	if err := m.ensureAdminToken(ctx, out); err != nil {
 		store.Close()
 		return nil, err
@@ -456,13 +461,21 @@ func ignoreClosed(err error) error {
 	return err
 }
 
+// retentionLimits are retention.*: how long and how many finished jobs
+// are kept.
+type retentionLimits struct {
+	maxAge  time.Duration
+	maxJobs int
+}
+
 // pruneLoop deletes jobs past the retention limits and content unused for
 // files.keep_unused, at start and hourly.
 func (m *Master) pruneLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		n, err := m.store.Prune(ctx, time.Now().Add(-m.cfg.Retention.MaxAge.Duration), m.cfg.Retention.MaxJobs)
+		r := m.retention.Load()
+		n, err := m.store.Prune(ctx, time.Now().Add(-r.maxAge), r.maxJobs)
 		if err != nil && ctx.Err() == nil {
 			m.log.Warn("prune jobs", "err", err)
 		} else if n > 0 {

@@ -18,14 +18,13 @@ import (
 // opened at start), cert_hosts (read when the certificate is made),
 // exec.max_parallel, exec.output_cap and exec.output_memory (the job
 // engine's fan-out and output budget, shared by running jobs), health.*
-// (the health loop and the agent pool's heartbeats), retention.*,
-// files.max_size, files.max_store_size and files.keep_unused (the content
+// (the health loop and the agent pool's heartbeats), files.max_size, files.max_store_size and files.keep_unused (the content
 // store) and bootstrap.* — and a reload that changes them logs a warning
 // naming each and keeps their running values until a restart. ssh.* is
 // among them when the master runs without the SSH transport (it could not
 // be built at start).
 var ReloadableKeys = []string{"log_level", "trusted_proxies", "exec.default_timeout", "exec.max_timeout",
-	"exec.max_file_size", "files.timeout", "limits.*", "callbacks.*", "slack.*", "ssh.*"}
+	"exec.max_file_size", "files.timeout", "limits.*", "callbacks.*", "slack.*", "ssh.*", "retention.*"}
 
 // apiConfig is the REST API's share of the configuration.
 func apiConfig(cfg Config) api.Config {
@@ -60,6 +59,7 @@ func (m *Master) Reload(next Config) []string {
 	eff.Files.Timeout = next.Files.Timeout
 	eff.Limits = next.Limits
 	eff.Callbacks, eff.Slack = next.Callbacks, next.Slack
+	eff.Retention = next.Retention
 	if m.sshPool != nil {
 		eff.SSH = next.SSH
 	}
@@ -82,6 +82,7 @@ func (m *Master) Reload(next Config) []string {
 	a.Config = apiConfig(eff)
 	var h http.Handler = a.Handler()
 	m.handler.Store(&h)
+	m.retention.Store(&retentionLimits{maxAge: eff.Retention.MaxAge.Duration, maxJobs: eff.Retention.MaxJobs})
 	m.applied = eff
 	m.log.Info("config reloaded", "changed", strings.Join(changed, ","))
 	return changed

@@ -67,6 +67,11 @@ func TestReloadNotifierAndSSH(t *testing.T) {
 		}, nil, func() bool {
 			return slackURL() == "http://127.0.0.1:1/new" && loopbackOK() && m.applied.SSH.KnownHosts == newKH
 		}},
+		{"retention.*", func(c *Config) { c.Retention.MaxAge.Duration, c.Retention.MaxJobs = 48*time.Hour, 5 },
+			[]string{"retention.max_age", "retention.max_jobs"}, func() bool {
+				r := m.retention.Load()
+				return r.maxAge == 48*time.Hour && r.maxJobs == 5
+			}},
 		{"health.interval needs a restart", func(c *Config) { c.Health.Interval.Duration = time.Minute }, nil,
 			func() bool { return m.applied.Health.Interval.Duration == time.Hour }},
 	}
