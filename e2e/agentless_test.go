@@ -25,7 +25,7 @@ func TestAgentlessAndFallback(t *testing.T) {
 	if err := os.WriteFile(known, []byte(a.KnownHostsLine+"\n"+b.KnownHostsLine+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cl := startMasterWith(t, fmt.Sprintf("[ssh]\nknown_hosts = %q\nkey_files = [%q, %q, %q]\nagent = false\n",
+	cl := startMasterWith(t, fmt.Sprintf("[ssh]\nknown_hosts = %q\nkey_files = [%q, %q, %q]\nagent = false\nconnect_timeout = \"3s\"\n",
 		known, a.ClientKey, b.ClientKey, c.ClientKey))
 	minions := cl.joinAll("ha")
 
@@ -83,6 +83,19 @@ func TestAgentlessAndFallback(t *testing.T) {
 		t.Errorf("a key outside ssh.key_dirs: %s %q; want unreachable naming ssh.key_dirs", r.State, r.Error)
 	}
 	cl.felix("hosts", "rm", "hz")
+
+	// A server that accepts TCP and never speaks: unreachable once
+	// ssh.connect_timeout (3s here) is spent, and the error says so.
+	silent := sshtest.Silent(t, "127.0.0.33")
+	if out, errOut, code := cl.felix("hosts", "add", "127.0.0.33", "--id", "quiet1",
+		"--port", strconv.Itoa(silent)); code != 0 {
+		t.Fatalf("felix hosts add quiet1: exit %d %s%s", code, out, errOut)
+	}
+	j, _ = run("-t", "quiet1", "--", "true")
+	if r := resultsByHost(j)["quiet1"]; r.State != "unreachable" || !strings.Contains(r.Error, "no SSH handshake within 3s (ssh.connect_timeout)") {
+		t.Errorf("a silent server: %s %q; want unreachable, no SSH handshake within 3s", r.State, r.Error)
+	}
+	cl.felix("hosts", "rm", "quiet1")
 
 	// A script over SSH: quoted arguments; its directory is gone afterwards.
 	script := filepath.Join(t.TempDir(), "deploy.sh")

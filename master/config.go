@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/felix-ops/felix/bootstrap"
 	"github.com/felix-ops/felix/config"
@@ -68,15 +69,16 @@ type Config struct {
 	} `toml:"retention"`
 
 	SSH struct {
-		KnownHosts    string          `toml:"known_hosts" zero:"computed" doc:"felix's own known_hosts file; empty means data_dir/known_hosts."`
-		HostKeys      string          `toml:"host_keys" default:"strict" doc:"\"strict\": an unknown host key is an error (accept it with felix hosts trust); \"accept-new\": record a new host's key on first use. A changed key is always an error."`
-		User          string          `toml:"user" default:"root" doc:"Login when a host names none."`
-		KeyFiles      []string        `toml:"key_files" doc:"Private keys to offer; empty means ~/.ssh/id_ed25519, id_ecdsa and id_rsa. Passphrases come from FELIX_SSH_PASSPHRASE; passwords only from FELIX_SSH_PASSWORD."`
-		PasswordHosts []string        `toml:"password_hosts" doc:"The only hosts FELIX_SSH_PASSWORD is offered to: host names or IP addresses as the hosts name them, or CIDR ranges (\"10.0.0.0/24\"), matched on the address dialled. Empty: the password goes to no host (any API caller can add a host; it must not be able to collect the password)."`
-		KeyDirs       []string        `toml:"key_dirs" zero:"computed" doc:"Directories a host's own key file (felix hosts add --key, ansible_ssh_private_key_file) must be in, so an API caller cannot make the master use any file it can read as an identity. Empty means data_dir/keys and ~/.ssh of the user the master runs as."`
-		Agent         bool            `toml:"agent" default:"true" doc:"Offer the keys of the ssh-agent at SSH_AUTH_SOCK."`
-		IdleTimeout   config.Duration `toml:"idle_timeout" default:"5m" doc:"Pooled connections unused this long are closed."`
-		MaxConns      int             `toml:"max_conns" default:"1000" doc:"At most this many pooled connections."`
+		KnownHosts     string          `toml:"known_hosts" zero:"computed" doc:"felix's own known_hosts file; empty means data_dir/known_hosts."`
+		HostKeys       string          `toml:"host_keys" default:"strict" doc:"\"strict\": an unknown host key is an error (accept it with felix hosts trust); \"accept-new\": record a new host's key on first use. A changed key is always an error."`
+		User           string          `toml:"user" default:"root" doc:"Login when a host names none."`
+		KeyFiles       []string        `toml:"key_files" doc:"Private keys to offer; empty means ~/.ssh/id_ed25519, id_ecdsa and id_rsa. Passphrases come from FELIX_SSH_PASSPHRASE; passwords only from FELIX_SSH_PASSWORD."`
+		PasswordHosts  []string        `toml:"password_hosts" doc:"The only hosts FELIX_SSH_PASSWORD is offered to: host names or IP addresses as the hosts name them, or CIDR ranges (\"10.0.0.0/24\"), matched on the address dialled. Empty: the password goes to no host (any API caller can add a host; it must not be able to collect the password)."`
+		KeyDirs        []string        `toml:"key_dirs" zero:"computed" doc:"Directories a host's own key file (felix hosts add --key, ansible_ssh_private_key_file) must be in, so an API caller cannot make the master use any file it can read as an identity. Empty means data_dir/keys and ~/.ssh of the user the master runs as."`
+		Agent          bool            `toml:"agent" default:"true" doc:"Offer the keys of the ssh-agent at SSH_AUTH_SOCK."`
+		IdleTimeout    config.Duration `toml:"idle_timeout" default:"5m" doc:"Pooled connections unused this long are closed."`
+		MaxConns       int             `toml:"max_conns" default:"1000" doc:"At most this many pooled connections."`
+		ConnectTimeout config.Duration `toml:"connect_timeout" default:"10s" doc:"How long dialling a host and the SSH handshake may take (1s to 5m); also how long a session request may go unanswered before the connection is dropped."`
 	} `toml:"ssh" doc:"Agentless hosts and bootstrap."`
 
 	Files struct {
@@ -158,6 +160,9 @@ func (c *Config) Validate() error {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
 			return fmt.Errorf("slack.webhook_url: want an http(s) URL")
 		}
+	}
+	if d := c.SSH.ConnectTimeout.Duration; d < time.Second || d > 5*time.Minute {
+		return fmt.Errorf("ssh.connect_timeout %s: want 1s to 5m", d)
 	}
 	if c.SSH.HostKeys != "strict" && c.SSH.HostKeys != "accept-new" {
 		return fmt.Errorf("ssh.host_keys %q: want strict or accept-new", c.SSH.HostKeys)

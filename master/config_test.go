@@ -33,6 +33,7 @@ func TestComponentDefaultsMatchConfig(t *testing.T) {
 		{"callbacks.max_age", int64(c.Callbacks.MaxAge.Duration), int64(notify.DefaultMaxAge)},
 		{"ssh.idle_timeout", int64(c.SSH.IdleTimeout.Duration), int64(ssh.DefaultIdleTimeout)},
 		{"ssh.max_conns", int64(c.SSH.MaxConns), ssh.DefaultMaxConns},
+		{"ssh.connect_timeout", int64(c.SSH.ConnectTimeout.Duration), int64(ssh.DefaultConnectTimeout)},
 		{"files.max_size", c.Files.MaxSize, content.DefaultMaxFileSize},
 		{"files.max_store_size", c.Files.MaxStoreSize, content.DefaultMaxTotalSize},
 		{"files.keep_unused", int64(c.Files.KeepUnused.Duration), int64(content.DefaultKeepUnused)},

@@ -304,6 +304,8 @@ func sshConfig(cfg Config) ssh.Config {
 		User:        cfg.SSH.User,
 		IdleTimeout: cfg.SSH.IdleTimeout.Duration,
 		MaxConns:    cfg.SSH.MaxConns,
+
+		ConnectTimeout: cfg.SSH.ConnectTimeout.Duration,
 	}
 }
 

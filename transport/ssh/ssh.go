@@ -362,6 +362,7 @@ func unreachable(s hostSpec, op string, err error) error {
 // key failures also ErrHostKey.
 func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 	p.dials.Add(1)
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.set.ConnectTimeout)
 	defer cancel()
 	methods, closer, skipped := p.authMethods(s)
@@ -380,9 +381,16 @@ func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 		ClientVersion: "SSH-2.0-felix",
 	}
 	cfg.HostKeyAlgorithms, _ = s.set.kh.algorithms(s.addr)
+	// timedOut names the limit when it, not the caller, ended the attempt.
+	timedOut := func(what string, err error) error {
+		if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%s within %s (ssh.connect_timeout): %w", what, s.set.ConnectTimeout, err)
+		}
+		return err
+	}
 	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
 	if err != nil {
-		return nil, unreachable(s, "connect to", err)
+		return nil, unreachable(s, "connect to", timedOut("no TCP connection", err))
 	}
 	// The handshake honours ctx too: its end makes the connection fail.
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
@@ -400,7 +408,7 @@ func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 		if strings.Contains(err.Error(), "unable to authenticate") {
 			hint = authHint(skipped)
 		}
-		return nil, unreachable(s, "connect to", fmt.Errorf("%w%s", err, hint))
+		return nil, unreachable(s, "connect to", fmt.Errorf("%w%s", timedOut("no SSH handshake", err), hint))
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return ssh.NewClient(sc, chans, reqs), nil

@@ -1033,3 +1033,20 @@ func TestReconfigure(t *testing.T) {
 		t.Errorf("command running across Reconfigure = %q, %v; want survived", r.stdout, r.err)
 	}
 }
+
+// A host that accepts TCP and never says anything is unreachable after
+// ConnectTimeout, and the error names the limit.
+func TestConnectTimeout(t *testing.T) {
+	port := sshtest.Silent(t, "127.0.0.1")
+	key := filepath.Join(t.TempDir(), "id")
+	sshtest.WriteKey(t, key, "")
+	p := newPool(t, filepath.Join(t.TempDir(), "known_hosts"), func(c *ssh.Config) {
+		c.ConnectTimeout = 500 * time.Millisecond
+		c.KeyFiles = []string{key}
+	})
+	target := model.Target{ID: "silent", SSH: &model.SSHTarget{Host: "127.0.0.1", Port: port, User: "root"}}
+	_, _, _, err := run(t, p, target, model.Command{Line: "true"})
+	if !errors.Is(err, exec.ErrUnreachable) || !strings.Contains(err.Error(), "no SSH handshake within 500ms (ssh.connect_timeout)") {
+		t.Errorf("Exec on a silent host = %v; want unreachable, no SSH handshake within 500ms", err)
+	}
+}
