@@ -366,7 +366,10 @@ func recvEvents(t model.Target, stream interface {
 	for {
 		ev, err := stream.Recv()
 		if err == io.EOF {
-			return model.Exit{}, fmt.Errorf("exec on minion %s: stream ended without an exit status", t.ID)
+			if started {
+				return model.Exit{}, fmt.Errorf("exec on minion %s: stream ended without an exit status (the command started there; how it ended is unknown)", t.ID)
+			}
+			return model.Exit{}, fmt.Errorf("exec on minion %s: stream ended without an exit status (the minion never confirmed the start; the command may or may not have run)", t.ID)
 		}
 		if err != nil && w.fired.Load() {
 			if !started {
@@ -381,7 +384,10 @@ func recvEvents(t model.Target, stream interface {
 			code := status.Code(err)
 			err = rpcError("exec on", t, err, false)
 			switch {
+			case started && (code == codes.DeadlineExceeded || code == codes.Canceled):
+				// The job's deadline or a cancel: the engine says what it did.
 			case started:
+				err = fmt.Errorf("%w (the connection broke after the command started: it ran, and may still be running there)", err)
 			case code == codes.InvalidArgument || code == codes.ResourceExhausted:
 				// The minion refuses a request so before it starts anything.
 				err = fmt.Errorf("%w (refused by the minion; the command did not run)", err)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/felix-ops/felix/exec"
@@ -173,6 +176,49 @@ func TestNoWatchdogForOldMinions(t *testing.T) {
 			_, err := recvEvents(model.Target{ID: "m"}, f, func(model.Stream, []byte) {}, w)
 			if got := errors.Is(err, exec.ErrLost); got != tc.wantLost {
 				t.Errorf("recvEvents = %v; want lost %v", err, tc.wantLost)
+			}
+		})
+	}
+}
+
+// scriptedStream returns its events, then err.
+type scriptedStream struct {
+	events []*felixv1.ExecEvent
+	err    error
+}
+
+func (s *scriptedStream) Recv() (*felixv1.ExecEvent, error) {
+	if len(s.events) > 0 {
+		ev := s.events[0]
+		s.events = s.events[1:]
+		return ev, nil
+	}
+	return nil, s.err
+}
+
+// A stream that breaks says whether the command can have run: before the
+// minion confirmed the start, it may or may not have; after, it did.
+func TestBrokenStreamSaysWhetherItRan(t *testing.T) {
+	started := []*felixv1.ExecEvent{{Event: &felixv1.ExecEvent_Started{Started: &felixv1.Started{}}}}
+	broken := status.Error(codes.Unavailable, "error reading from server: EOF")
+	for _, tc := range []struct {
+		name   string
+		events []*felixv1.ExecEvent
+		err    error
+		want   string
+	}{
+		{"broken after the start", started, broken, "it ran, and may still be running there"},
+		{"broken before the start", nil, broken, "may or may not have run"},
+		{"ended after the start", started, io.EOF, "the command started there"},
+		{"ended before the start", nil, io.EOF, "may or may not have run"},
+		{"refused", nil, status.Error(codes.InvalidArgument, "bad cwd"), "the command did not run"},
+		{"deadline after the start", started, status.Error(codes.DeadlineExceeded, "deadline"), "context deadline exceeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &watchdog{lostAfter: time.Minute, cancel: func() {}, probe: func() bool { return true }}
+			_, err := recvEvents(model.Target{ID: "m"}, &scriptedStream{events: tc.events, err: tc.err}, func(model.Stream, []byte) {}, w)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("recvEvents = %v; want it to say %q", err, tc.want)
 			}
 		})
 	}
