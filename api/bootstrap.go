@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/bootstrap"
+	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -85,10 +88,37 @@ func (s *Server) bootstrap(c *gin.Context) {
 	// A client that goes away must not leave hosts half installed: each
 	// host is bounded by bootstrap.timeout instead.
 	results := s.Bootstrap.Many(context.WithoutCancel(c.Request.Context()), targets, ids)
+	fallback := req.SSHFallback == nil || *req.SSHFallback
 	out := wire.BootstrapResponse{Results: make([]wire.BootstrapResult, 0, len(results))}
 	for _, r := range results {
-		out.Results = append(out.Results, wire.BootstrapResult{Host: r.Host, ID: r.ID, State: r.State, Action: r.Action,
-			Arch: r.Arch, Init: r.Init, Fingerprint: r.Fingerprint, Reason: r.Reason})
+		w := wire.BootstrapResult{Host: r.Host, ID: r.ID, State: r.State, Action: r.Action,
+			Arch: r.Arch, Init: r.Init, Fingerprint: r.Fingerprint, Reason: r.Reason}
+		if fallback {
+			w.SSHHost, w.Note = s.recordBootstrapped(context.WithoutCancel(c.Request.Context()), r, c.GetString(ctxToken))
+		}
+		out.Results = append(out.Results, w)
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// recordBootstrapped records a host bootstrapped with a login given (not
+// from the agentless inventory) as an SSH host under its minion's id,
+// through felix hosts add's path, so that exec can fall back to SSH when
+// its minion is down. It returns the id recorded ("" when nothing was) and
+// a note saying so or why not. A failed host, or one already in the
+// inventory, is left alone; a known id is never replaced.
+func (s *Server) recordBootstrapped(ctx context.Context, r bootstrap.Result, by string) (id, note string) {
+	if r.State != bootstrap.StateOK || r.Login == nil || r.ID == "" {
+		return "", ""
+	}
+	req := wire.HostRequest{ID: r.ID, Host: r.Login.Host, Port: r.Login.Port, User: r.Login.User,
+		Key: r.Login.KeyPath, Become: r.Login.Become}
+	if _, _, err := s.putHost(ctx, req, false, by); err != nil {
+		s.Log.Warn("bootstrap: host not recorded as an SSH host", "id", r.ID, "host", r.Login.Host, "err", err)
+		if errors.Is(err, inventory.ErrConflict) {
+			return "", fmt.Sprintf("not recorded as SSH host: %s is already an agentless host (left as it is)", r.ID)
+		}
+		return "", fmt.Sprintf("not recorded as SSH host: %v", err)
+	}
+	return r.ID, "recorded as SSH host " + r.ID
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -118,5 +119,115 @@ func TestBootstrapUnavailable(t *testing.T) {
 	post := bootstrapServer(t, nil)
 	if status, body := post(`{"hosts": ["10.0.0.5"]}`); status != http.StatusServiceUnavailable {
 		t.Errorf("status %d %s; want 503", status, body)
+	}
+}
+
+// loginBootstrapper answers like the real one: ok hosts with the login
+// given, except db.example (an inventory host: no login) and 10.0.0.66
+// (failed).
+type loginBootstrapper struct{}
+
+func (loginBootstrapper) Many(ctx context.Context, targets []model.Target, ids []string) []bootstrap.Result {
+	out := make([]bootstrap.Result, len(targets))
+	for i, t := range targets {
+		login := *t.SSH
+		out[i] = bootstrap.Result{Host: t.ID, ID: "m" + t.SSH.Host, State: bootstrap.StateOK, Action: bootstrap.ActionInstalled, Login: &login}
+		if i < len(ids) && ids[i] != "" {
+			out[i].ID = ids[i]
+		}
+		switch t.SSH.Host {
+		case "db.example":
+			out[i].Login = nil
+		case "10.0.0.66":
+			out[i].State, out[i].Action, out[i].Reason = bootstrap.StateFailed, "", "no minion binary for linux/riscv64"
+		}
+	}
+	return out
+}
+
+// TestBootstrapRecordsSSHHost: a host bootstrapped with a login given is
+// recorded as an SSH host under its minion's id (as felix hosts add
+// stores it), unless ssh_fallback is false; a failed host, one already in
+// the inventory and one whose id is another host's are left alone.
+func TestBootstrapRecordsSSHHost(t *testing.T) {
+	// Every case starts with db.example and m10.0.0.9 (at another address)
+	// in the inventory.
+	pre := []string{`{"id": "db", "host": "db.example", "user": "admin"}`, `{"id": "m10.0.0.9", "host": "other.example"}`}
+	for _, tc := range []struct {
+		name  string
+		body  string
+		notes []string             // each result's note
+		want  map[string]wire.Host // the inventory afterwards
+	}{
+		{
+			name:  "recorded with the login",
+			body:  `{"hosts": ["deploy@10.0.0.5:2222", "10.0.0.6"], "key": "/etc/felix/keys/k"}`,
+			notes: []string{"recorded as SSH host m10.0.0.5", "recorded as SSH host m10.0.0.6"},
+			want: map[string]wire.Host{
+				"m10.0.0.5": {ID: "m10.0.0.5", Host: "10.0.0.5", Port: 2222, User: "deploy", Key: "/etc/felix/keys/k"},
+				"m10.0.0.6": {ID: "m10.0.0.6", Host: "10.0.0.6", Port: 22, Key: "/etc/felix/keys/k"},
+			},
+		},
+		{
+			name:  "under the id asked for",
+			body:  `{"hosts": ["root@10.0.0.5"], "id": "web-1", "ssh_fallback": true}`,
+			notes: []string{"recorded as SSH host web-1"},
+			want:  map[string]wire.Host{"web-1": {ID: "web-1", Host: "10.0.0.5", Port: 22, User: "root"}},
+		},
+		{
+			name:  "ssh_fallback false",
+			body:  `{"hosts": ["root@10.0.0.5"], "ssh_fallback": false}`,
+			notes: []string{""},
+		},
+		{
+			name:  "failed and inventory hosts",
+			body:  `{"hosts": ["root@10.0.0.66", "db.example"]}`,
+			notes: []string{"", ""},
+		},
+		{
+			name:  "id of another host",
+			body:  `{"hosts": ["root@10.0.0.9"]}`,
+			notes: []string{"not recorded as SSH host: m10.0.0.9 is already an agentless host (left as it is)"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := bareServer(t, loginBootstrapper{})
+			for _, h := range pre {
+				if status, body := s.post("/api/v1/hosts", h); status != http.StatusCreated {
+					t.Fatalf("add %s: %d %s", h, status, body)
+				}
+			}
+			status, body := s.post("/api/v1/bootstrap", tc.body)
+			var resp wire.BootstrapResponse
+			if err := json.Unmarshal(body, &resp); status != http.StatusOK || err != nil || len(resp.Results) != len(tc.notes) {
+				t.Fatalf("status %d %v: %s", status, err, body)
+			}
+			for i, r := range resp.Results {
+				if r.Note != tc.notes[i] {
+					t.Errorf("result %d note = %q; want %q", i, r.Note, tc.notes[i])
+				}
+				if recorded := strings.HasPrefix(r.Note, "recorded"); (r.SSHHost != "") != recorded || (recorded && r.SSHHost != r.ID) {
+					t.Errorf("result %d ssh_host = %q with note %q", i, r.SSHHost, r.Note)
+				}
+			}
+			_, body = s.get("/api/v1/hosts")
+			var list wire.HostList
+			if err := json.Unmarshal(body, &list); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]wire.Host{}
+			for _, h := range list.Hosts {
+				got[h.ID] = h
+			}
+			if db := got["db"]; db.Host != "db.example" || db.User != "admin" || got["m10.0.0.9"].Host != "other.example" || len(got) != 2+len(tc.want) {
+				t.Errorf("inventory %+v; want the first hosts unchanged and %d more", got, len(tc.want))
+			}
+			for id, w := range tc.want {
+				h := got[id]
+				if h.Host != w.Host || h.Port != w.Port || h.User != w.User || h.Key != w.Key || h.Become != w.Become {
+					t.Errorf("host %s = %+v; want %+v", id, h, w)
+				}
+			}
+		})
 	}
 }

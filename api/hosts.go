@@ -84,6 +84,20 @@ func (s *Server) minionState(ctx context.Context, id string) (model.KeyState, er
 	return m.State, err
 }
 
+// putHost validates and stores one agentless host, as felix hosts add
+// does (bootstrap records its hosts through it too); by names the token
+// for the log. A known id is ErrConflict unless replace.
+func (s *Server) putHost(ctx context.Context, req wire.HostRequest, replace bool, by string) (h inventory.Host, created bool, err error) {
+	if h, err = hostFromRequest(req); err != nil {
+		return h, false, err
+	}
+	if created, err = s.Store.AddHost(ctx, h, replace, s.now()); err != nil {
+		return h, false, err
+	}
+	s.Log.Info("host added", "id", h.ID, "host", h.Address, "port", h.Port, "replaced", !created, "by", by)
+	return h, created, nil
+}
+
 func (s *Server) addHost(c *gin.Context) {
 	var req wire.HostRequest
 	if err := decode(c, &req); err != nil {
@@ -99,13 +113,7 @@ func (s *Server) addHost(c *gin.Context) {
 		}
 		replace = v
 	}
-	h, err := hostFromRequest(req)
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	ctx := c.Request.Context()
-	created, err := s.Store.AddHost(ctx, h, replace, s.now())
+	h, created, err := s.putHost(c.Request.Context(), req, replace, c.GetString(ctxToken))
 	if err != nil {
 		if errors.Is(err, inventory.ErrConflict) {
 			err = fmt.Errorf("%w (replace it with ?replace=true, felix hosts add --replace)", err)
@@ -113,7 +121,6 @@ func (s *Server) addHost(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	s.Log.Info("host added", "id", h.ID, "host", h.Address, "port", h.Port, "replaced", !created, "by", c.GetString(ctxToken))
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated

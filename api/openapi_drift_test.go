@@ -367,12 +367,26 @@ func bareServer(t *testing.T, b api.Bootstrapper) *bare {
 // post sends a JSON body with the admin token.
 func (b *bare) post(path, body string) (int, []byte) {
 	b.t.Helper()
-	req, err := http.NewRequest("POST", b.srv.URL+path, strings.NewReader(body))
+	return b.do("POST", path, strings.NewReader(body))
+}
+
+// get asks for path with the admin token.
+func (b *bare) get(path string) (int, []byte) {
+	b.t.Helper()
+	return b.do("GET", path, nil)
+}
+
+// do sends a request with the admin token (a body as JSON).
+func (b *bare) do(method, path string, body io.Reader) (int, []byte) {
+	b.t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, body)
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+b.token)
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := b.srv.Client().Do(req)
 	if err != nil {
 		b.t.Fatal(err)

@@ -135,6 +135,10 @@ type Result struct {
 	Arch        string
 	Init        string
 	Action      string
+	// Login is the SSH login used for a host that is not in the agentless
+	// inventory (what the caller gave); nil for one that is. The caller may
+	// record it as the host's SSH settings (the fallback of its minion).
+	Login *model.SSHTarget
 }
 
 // Bootstrapper installs minions over SSH. Its fields are set once, before

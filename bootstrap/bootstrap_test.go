@@ -559,6 +559,9 @@ func TestMany(t *testing.T) {
 		if wantOK := i != 3; (r.State == StateOK) != wantOK {
 			t.Errorf("result %d: %+v", i, r)
 		}
+		if r.Login == nil || *r.Login != *targets[i].SSH {
+			t.Errorf("result %d: login %v; want the one given, %+v", i, r.Login, *targets[i].SSH)
+		}
 	}
 	if ms, _ := b.Store.Minions(context.Background()); len(ms) != 4 {
 		t.Errorf("%d minions; want 4", len(ms))
@@ -621,6 +624,9 @@ func TestAgentlessInventory(t *testing.T) {
 	r := b.Host(ctx, target("10.0.0.9"), "")
 	if r.State != StateOK || r.ID != "db1" || r.Arch != "arm64" {
 		t.Errorf("result %+v; want ok, id db1 from the inventory, arm64", r)
+	}
+	if r.Login != nil {
+		t.Errorf("login %+v of an inventory host; want none (nothing for the caller to record)", *r.Login)
 	}
 	want := model.SSHTarget{Host: "10.0.0.9", Port: 2222, User: "admin", KeyPath: "/etc/felix/db.key"}
 	h.mu.Lock()

@@ -101,6 +101,9 @@ func (b *Bootstrapper) newHostRun(t model.Target, hosts map[string]inventory.Hos
 	if ih, ok := hosts[t.SSH.Host]; ok {
 		h.t.SSH = &model.SSHTarget{Host: ih.Address, Port: ih.Port, User: ih.User, KeyPath: ih.KeyPath, Become: ih.Become}
 		h.hostID = ih.ID
+	} else {
+		login := *t.SSH
+		r.Login = &login
 	}
 	return h, nil
 }

@@ -15,13 +15,16 @@ import (
 
 // cmdBootstrap installs minions over SSH through the master: felix
 // bootstrap root@10.0.0.5 [more] [-f hosts.txt] [--port P] [--id ID]
-// [--key PATH]. It exits 1 when any host failed.
+// [--key PATH] [--no-ssh-fallback]. A host not in the agentless inventory
+// is recorded there with the login used (its minion's SSH fallback) unless
+// --no-ssh-fallback. It exits 1 when any host failed.
 func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("bootstrap")
 	file := fs.StringP("file", "f", "", "read hosts from FILE, one [user@]host[:port] a line (- for stdin)")
 	port := fs.Int("port", 0, "SSH port of hosts that name none (default 22)")
 	id := fs.String("id", "", "minion id (a single host only; default: its existing id, else its host name)")
 	key := fs.String("key", "", "private key file on the master (default: the master's configured keys)")
+	noFallback := fs.Bool("no-ssh-fallback", false, "do not record hosts outside the agentless inventory as SSH hosts (their minion's fallback)")
 	c, hosts, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -44,6 +47,9 @@ func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
 	}
 	var resp wire.BootstrapResponse
 	req := wire.BootstrapRequest{Hosts: hosts, ID: *id, Port: *port, Key: *key}
+	if *noFallback {
+		req.SSHFallback = new(bool)
+	}
 	if err := c.do(ctx, "POST", "/api/v1/bootstrap", req, &resp); err != nil {
 		return err
 	}
@@ -58,7 +64,11 @@ func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
 	} else {
 		t := newTable(w, "HOST", "ID", "STATE", "ACTION", "ARCH", "INIT", "REASON")
 		for _, r := range resp.Results {
-			t.AppendRow(table.Row{r.Host, r.ID, r.State, r.Action, r.Arch, r.Init, r.Reason})
+			reason := r.Reason
+			if r.Note != "" {
+				reason = strings.TrimPrefix(reason+"; "+r.Note, "; ")
+			}
+			t.AppendRow(table.Row{r.Host, r.ID, r.State, r.Action, r.Arch, r.Init, reason})
 		}
 		t.Render()
 	}

@@ -94,3 +94,57 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("%d requests sent; want 2", len(got))
 	}
 }
+
+// TestBootstrapSSHFallback: --no-ssh-fallback sends "ssh_fallback": false
+// (nothing else sends it), and a host recorded says so in the table.
+func TestBootstrapSSHFallback(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []map[string]any
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, `{"error":"bad json"}`, http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		bodies = append(bodies, req)
+		mu.Unlock()
+		res := wire.BootstrapResult{Host: "10.0.0.1", ID: "web-1", State: "ok", Action: "installed"}
+		if _, off := req["ssh_fallback"]; !off {
+			res.SSHHost, res.Note = "web-1", "recorded as SSH host web-1"
+		}
+		json.NewEncoder(w).Encode(wire.BootstrapResponse{Results: []wire.BootstrapResult{res}})
+	}))
+	t.Cleanup(srv.Close)
+	conn := []string{"--master", srv.URL, "--token", "good", "--master-fingerprint", pki.Fingerprint(srv.Certificate().Raw),
+		"--config", filepath.Join(t.TempDir(), "none.toml")}
+	for i, tc := range []struct {
+		args       []string
+		wantField  any // the request's ssh_fallback; nil: absent
+		wantNote   bool
+		wantOutput string
+	}{
+		{args: []string{"root@10.0.0.1"}, wantNote: true, wantOutput: "recorded as SSH host web-1"},
+		{args: []string{"root@10.0.0.1", "--no-ssh-fallback"}, wantField: false},
+		{args: []string{"root@10.0.0.1", "--no-ssh-fallback", "-o", "json"}, wantField: false},
+		{args: []string{"root@10.0.0.1", "-o", "json"}, wantNote: true, wantOutput: `"ssh_host": "web-1"`},
+	} {
+		var out, errb bytes.Buffer
+		code := Main(context.Background(), append(append([]string{"bootstrap"}, conn...), tc.args...), &out, &errb)
+		if code != 0 {
+			t.Fatalf("%q: exit %d %s%s", tc.args, code, out.String(), errb.String())
+		}
+		mu.Lock()
+		field, given := bodies[i]["ssh_fallback"]
+		mu.Unlock()
+		if (tc.wantField == nil && given) || (tc.wantField != nil && field != tc.wantField) {
+			t.Errorf("%q: ssh_fallback = %v (given %v); want %v", tc.args, field, given, tc.wantField)
+		}
+		if got := strings.Contains(out.String(), "recorded as SSH host"); got != tc.wantNote {
+			t.Errorf("%q: output says recorded = %v; want %v:\n%s", tc.args, got, tc.wantNote, out.String())
+		}
+		if tc.wantOutput != "" && !strings.Contains(out.String(), tc.wantOutput) {
+			t.Errorf("%q: output lacks %q:\n%s", tc.args, tc.wantOutput, out.String())
+		}
+	}
+}

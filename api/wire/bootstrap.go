@@ -12,6 +12,11 @@ type BootstrapRequest struct {
 	// Key is a private key file on the master for hosts not in the
 	// agentless inventory (default: the master's configured keys and agent).
 	Key string `json:"key,omitempty"`
+	// SSHFallback records each host bootstrapped that is not in the
+	// agentless inventory as an SSH host there, under its minion's id, with
+	// the login used (what felix hosts add stores), so that exec falls back
+	// to SSH when its minion is down. Default true; false records nothing.
+	SSHFallback *bool `json:"ssh_fallback,omitempty"`
 }
 
 // BootstrapResult is one host's outcome.
@@ -24,6 +29,12 @@ type BootstrapResult struct {
 	Init        string `json:"init,omitempty"`   // systemd or nohup
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Reason      string `json:"reason,omitempty"`
+	// SSHHost is the id the host was recorded under in the agentless
+	// inventory by this bootstrap; empty when nothing was recorded.
+	SSHHost string `json:"ssh_host,omitempty"`
+	// Note says what happened besides the bootstrap: "recorded as SSH host
+	// ID", or why the host was not recorded.
+	Note string `json:"note,omitempty"`
 }
 
 // BootstrapResponse answers POST /api/v1/bootstrap, one result per host in
