@@ -268,14 +268,18 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("bootstrap of a host with a ';': exit %d %s%s; want 1 and a 400", code, out, errOut)
 	}
 
-	// First bootstrap: installed, started detached, registered, accepted.
-	resp, code, out := c.bootstrap("root@"+n.peer, "--id", "bs-host")
+	// First bootstrap: installed, started detached, registered, accepted;
+	// with --no-ssh-fallback, not recorded as an agentless host.
+	resp, code, out := c.bootstrap("root@"+n.peer, "--id", "bs-host", "--no-ssh-fallback")
 	if code != 0 || len(resp.Results) != 1 {
 		t.Fatalf("felix bootstrap: exit %d\n%s", code, out)
 	}
 	r := resp.Results[0]
 	if r.State != "ok" || r.ID != "bs-host" || r.Action != "installed" || r.Init != "nohup" || r.Arch != runtime.GOARCH {
 		t.Errorf("first bootstrap: %+v; want ok, bs-host, installed, nohup, %s", r, runtime.GOARCH)
+	}
+	if hs := c.sshHosts(); len(hs) != 0 || r.SSHHost != "" || r.Note != "" {
+		t.Errorf("bootstrap --no-ssh-fallback: hosts %+v, result %+v; want nothing recorded", hs, r)
 	}
 	m, ok := c.minions()["bs-host"]
 	if !ok || m.State != "accepted" || !strings.HasPrefix(m.Address, n.peer+":") {
@@ -318,6 +322,14 @@ func TestBootstrap(t *testing.T) {
 	if ms := c.minions(); len(ms) != 1 || ms["bs-host"].Fingerprint != m.Fingerprint {
 		t.Errorf("minions after the rerun: %+v; want bs-host alone, same key", ms)
 	}
+	// That rerun, by address and without felix hosts add, recorded the
+	// host with the login used: its minion's SSH fallback.
+	if r := resp.Results[0]; r.SSHHost != "bs-host" || r.Note != "recorded as SSH host bs-host" {
+		t.Errorf("rerun: %+v; want recorded as SSH host bs-host", r)
+	}
+	if h, ok := c.sshHosts()["bs-host"]; !ok || h.Host != n.peer || h.Port != 22 || h.User != "root" || h.Key != "" || h.Become {
+		t.Errorf("felix hosts: bs-host %+v (%v); want %s:22 as root", h, ok, n.peer)
+	}
 
 	// The minion stopped: a rerun starts it again with its key (repaired),
 	// and it runs commands again.
@@ -337,6 +349,21 @@ func TestBootstrap(t *testing.T) {
 	}
 	if ms := c.minions(); len(ms) != 1 {
 		t.Errorf("minions after the repair: %+v; want bs-host alone", ms)
+	}
+
+	// Its minion dead, exec falls back to SSH with the recorded login.
+	b, err = os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, "the minion to die", 10*time.Second, func() bool { return gone(pid) })
+	out, errOut, code = c.felix("exec", "-t", "bs-host", "-o", "json", "--", "true")
+	job = wire.Job{}
+	if err := json.Unmarshal([]byte(out), &job); err != nil || code != 0 || len(job.Results) != 1 ||
+		job.Results[0].State != "ok" || job.Results[0].Transport != "ssh" {
+		t.Errorf("exec with the minion dead: exit %d %v\n%s%s; want ok over ssh", code, err, out, errOut)
 	}
 
 	// A master whose minion directory has no binary for the host's
@@ -371,6 +398,21 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("a host name ran as a command")
 	}
 	c.master.stop(t)
+}
+
+// sshHosts is the agentless inventory (felix hosts list) by id.
+func (c *cluster) sshHosts() map[string]wire.Host {
+	c.t.Helper()
+	out, errOut, code := c.felix("hosts", "list", "-o", "json")
+	var list wire.HostList
+	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil {
+		c.t.Fatalf("felix hosts list: exit %d %v\n%s%s", code, err, out, errOut)
+	}
+	hs := make(map[string]wire.Host, len(list.Hosts))
+	for _, h := range list.Hosts {
+		hs[h.ID] = h
+	}
+	return hs
 }
 
 // startMasterAtAddr starts a master listening on addr (host:port) whose
