@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, err
 	}
 	m := &Master{cfg: cfg, log: log, id: id, store: store}
-	m.retention.Store(&retentionLimits{maxAge: cfg.Retention.MaxAge.Duration, maxJobs: cfg.Retention.MaxJobs})
+	m.retention.Store(retentionOf(cfg))
 	if err := m.ensureAdminToken(ctx, out); err != nil {
 		store.Close()
 		return nil, err
@@ -468,6 +468,11 @@ func ignoreClosed(err error) error {
 type retentionLimits struct {
 	maxAge  time.Duration
 	maxJobs int
+}
+
+// retentionOf is cfg's retention.*.
+func retentionOf(cfg Config) *retentionLimits {
+	return &retentionLimits{maxAge: cfg.Retention.MaxAge.Duration, maxJobs: cfg.Retention.MaxJobs}
 }
 
 // pruneLoop deletes jobs past the retention limits and content unused for

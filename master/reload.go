@@ -82,7 +82,7 @@ func (m *Master) Reload(next Config) []string {
 	a.Config = apiConfig(eff)
 	var h http.Handler = a.Handler()
 	m.handler.Store(&h)
-	m.retention.Store(&retentionLimits{maxAge: eff.Retention.MaxAge.Duration, maxJobs: eff.Retention.MaxJobs})
+	m.retention.Store(retentionOf(eff))
 	m.applied = eff
 	m.log.Info("config reloaded", "changed", strings.Join(changed, ","))
 	return changed

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -182,7 +183,7 @@ func (m *Minion) watchNew(ctx context.Context, deadline time.Duration) string {
 	cmd := exec.Command(m.exe, m.args...)
 	// WATCHDOG_PID names this process: without it the new one pets
 	// systemd's watchdog itself (NotifyAccess=all in the unit).
-	cmd.Env = append(withoutEnv(withoutEnv(os.Environ(), handoverFDEnv), "WATCHDOG_PID"), handoverFDEnv+"=3")
+	cmd.Env = append(withoutEnv(os.Environ(), handoverFDEnv, "WATCHDOG_PID"), handoverFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, m.childOut(os.Stdout), m.childOut(os.Stderr)
 	err = cmd.Start()
@@ -239,14 +240,12 @@ func (m *Minion) childOut(f *os.File) io.Writer {
 	return f
 }
 
-func withoutEnv(env []string, name string) []string {
-	out := env[:0:0]
-	for _, e := range env {
-		if !strings.HasPrefix(e, name+"=") {
-			out = append(out, e)
-		}
-	}
-	return out
+// withoutEnv is env without the variables names.
+func withoutEnv(env []string, names ...string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(e string) bool {
+		name, _, _ := strings.Cut(e, "=")
+		return slices.Contains(names, name)
+	})
 }
 
 // takeHandoverPipe picks up the pipe to the old process when this one was
