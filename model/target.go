@@ -29,6 +29,9 @@ type SSHTarget struct {
 	User    string // "" means the transport's default (root)
 	KeyPath string // "" means the transport's configured keys and agent
 	Become  bool   // run the command with sudo -n
+	// RemoteTmp is where script and file commands are staged (ValidRemoteTmp);
+	// "" means the transport's default.
+	RemoteTmp string
 }
 
 // Transport modes a request may ask for (Target.Mode).

@@ -320,3 +320,44 @@ func CheckText(field, v string, max int) error {
 	}
 	return nil
 }
+
+// MaxRemoteTmp bounds a remote_tmp directory's length.
+const MaxRemoteTmp = 200
+
+// ValidRemoteTmp reports why d cannot be the directory where script and
+// file commands are staged on an SSH host (remote_tmp), or nil: an
+// absolute, clean path (no "." or ".." element, no trailing or doubled
+// "/") of letters, digits and "/._-+@,:=%", or the same below the login
+// user's home written "~/DIR", at most MaxRemoteTmp bytes. "" means the
+// default.
+func ValidRemoteTmp(d string) error {
+	if d == "" {
+		return nil
+	}
+	if len(d) > MaxRemoteTmp {
+		return fmt.Errorf("remote_tmp is %d bytes; at most %d", len(d), MaxRemoteTmp)
+	}
+	for i, r := range d {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+@,:=%", r) || r == '~' && i == 0) {
+			return fmt.Errorf("remote_tmp %q: character %q at byte %d is not allowed (letters, digits and /._-+@,:=%%; a leading ~/ for the home directory)", d, r, i)
+		}
+	}
+	rel, home := strings.CutPrefix(d, "~/")
+	switch {
+	case d[0] == '~' && !home:
+		return fmt.Errorf("remote_tmp %q: ~ only as a leading ~/ (the login user's home)", d)
+	case home && rel == "":
+		return fmt.Errorf("remote_tmp %q: want a directory below the home directory, ~/DIR", d)
+	case !home && d[0] != '/':
+		return fmt.Errorf("remote_tmp %q: want an absolute path (or ~/DIR below the login user's home)", d)
+	}
+	for _, e := range strings.Split(strings.TrimPrefix(rel, "/"), "/") {
+		if e == ".." {
+			return fmt.Errorf("remote_tmp %q: a .. element is not allowed", d)
+		}
+	}
+	if want := path.Clean("/" + strings.TrimPrefix(rel, "/")); want != "/"+strings.TrimPrefix(rel, "/") {
+		return fmt.Errorf("remote_tmp %q: want a clean path (no ./, trailing or doubled /)", d)
+	}
+	return nil
+}

@@ -64,6 +64,24 @@ func TestValidKeyPath(t *testing.T) {
 	}
 }
 
+func TestValidRemoteTmp(t *testing.T) {
+	for _, d := range []string{"", "/tmp", "/var/tmp/felix", "/", "~/.felix/tmp", "~/t", "/a-b_c.d+e@f,g:h=i%j"} {
+		if err := ValidRemoteTmp(d); err != nil {
+			t.Errorf("ValidRemoteTmp(%q) = %v; want nil", d, err)
+		}
+	}
+	bad := []string{"../x", "rel/dir", "/tmp/../etc", "/tmp/..", "/tmp/", "/tmp//x", "/tmp/./x", "~", "~/", "~root/x", "/x/~/y", "$HOME/tmp", "~/../x",
+		"/t mp", "/tmp\n", "/tmp\x00", "-o", "/" + strings.Repeat("a", MaxRemoteTmp)}
+	for _, m := range metachars {
+		bad = append(bad, "/k"+m+"x")
+	}
+	for _, d := range bad {
+		if err := ValidRemoteTmp(d); err == nil || !strings.Contains(err.Error(), "remote_tmp") {
+			t.Errorf("ValidRemoteTmp(%q) = %v; want an error naming remote_tmp", d, err)
+		}
+	}
+}
+
 func TestValidPort(t *testing.T) {
 	for _, p := range []int{1, 22, 65535} {
 		if err := ValidPort(p); err != nil {

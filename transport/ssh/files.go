@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -25,14 +24,6 @@ const copyBuffer = 256 << 10
 
 // maxReadFile bounds what ReadFile returns.
 const maxReadFile = 64 << 20
-
-// jobDirPattern is what mktemp makes for a script or file command; only
-// such a path is ever removed.
-var jobDirPattern = regexp.MustCompile(`^/tmp/felix-job-[A-Za-z0-9]{6}$`)
-
-// mktempCommand makes the private (0700) directory of a script or file
-// command.
-const mktempCommand = "mktemp -d /tmp/felix-job-XXXXXX"
 
 // sftpServerScript starts sftp-server under sudo, for Become: the paths
 // where distributions keep it.
@@ -52,8 +43,10 @@ func validFileName(name string) error {
 }
 
 // execFile runs a script or file command: it makes a private directory
-// with mktemp, uploads the content there over SFTP (mode 0700), runs the
-// command line in it and removes it afterwards, whatever happened.
+// in a staging directory that can execute (makeJobDir), uploads the
+// content there over SFTP (mode 0700), runs the command line in it and
+// removes it afterwards, whatever happened. Where nothing can execute, the
+// line runs the file through its interpreter (interpretedLine).
 func (p *Pool) execFile(ctx context.Context, s hostSpec, r runSpec, f *model.File, out model.OutputFunc) (model.Exit, error) {
 	if err := validFileName(f.Name); err != nil {
 		return model.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
@@ -61,22 +54,20 @@ func (p *Pool) execFile(ctx context.Context, s hostSpec, r runSpec, f *model.Fil
 	if f.Open == nil || f.Size < 0 {
 		return model.Exit{}, fmt.Errorf("exec on %s: file %s has no content or a negative size", s.id, f.Name)
 	}
-	stdout, stderr, code, err := p.runPlain(ctx, s, plainCommand(mktempCommand, s.become), false)
+	st, err := p.makeJobDir(ctx, s, out)
 	if err != nil {
 		return model.Exit{}, err
 	}
-	if code != 0 {
-		return model.Exit{}, fmt.Errorf("exec on %s: make a private directory: mktemp exited %d: %s (the command did not run)", s.id, code, firstLine(stderr))
+	defer p.removeJobDir(s, st)
+	if st.noexec {
+		if r.line, err = interpretedLine(s, st, stageCandidates(s), f, r.line); err != nil {
+			return model.Exit{}, err
+		}
 	}
-	dir := strings.TrimSpace(string(stdout))
-	if !jobDirPattern.MatchString(dir) {
-		return model.Exit{}, fmt.Errorf("exec on %s: make a private directory: mktemp printed %q (the command did not run)", s.id, firstLine(stdout))
-	}
-	defer p.removeJobDir(s, dir)
-	if err := p.putJobFile(ctx, s, dir, f); err != nil {
+	if err := p.putJobFile(ctx, s, st.dir, f); err != nil {
 		return model.Exit{}, err
 	}
-	r.dir = dir
+	r.dir = st.dir
 	return p.run(ctx, s, r, out)
 }
 
@@ -138,18 +129,19 @@ func copyExact(w io.Writer, r io.Reader, size int64) error {
 type onlyWriter struct{ io.Writer }
 
 // removeJobDir removes a command's private directory; failures are logged.
-func (p *Pool) removeJobDir(s hostSpec, dir string) {
-	if !jobDirPattern.MatchString(dir) {
+// Only a path of the form makeJobDir makes in st.base is removed.
+func (p *Pool) removeJobDir(s hostSpec, st stage) {
+	if !jobDirPattern(st.base).MatchString(st.dir) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.conf().ConnectTimeout+30*time.Second)
 	defer cancel()
-	_, stderr, code, err := p.runPlain(ctx, s, plainCommand("rm -rf -- "+dir, s.become), false)
+	_, stderr, code, err := p.runPlain(ctx, s, plainCommand("rm -rf -- "+st.dir, s.become), false)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("rm exited %d: %s", code, firstLine(stderr))
 	}
 	if err != nil {
-		p.log.Warn("ssh: remove job directory", "host", s.addr, "dir", dir, "err", err)
+		p.log.Warn("ssh: remove job directory", "host", s.addr, "dir", st.dir, "err", err)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 )
 
 func TestFixedScriptsHaveNoSingleQuote(t *testing.T) {
-	for name, s := range map[string]string{"wrapper": wrapperScript, "sftp-server": sftpServerScript, "kill": killScript("123", killGrace)} {
+	for name, s := range map[string]string{"wrapper": wrapperScript, "sftp-server": sftpServerScript, "kill": killScript("123", killGrace), "stage": stageScript} {
 		if strings.ContainsAny(s, "'\n") {
 			t.Errorf("%s script holds a single quote or a newline; it is single-quoted on one line", name)
 		}

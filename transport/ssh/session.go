@@ -596,6 +596,11 @@ const maxPlainOutput = 1 << 20
 // runPlain runs a fixed command (no wrapper) with no input and returns its
 // output and exit status. When ctx ends the session is closed.
 func (p *Pool) runPlain(ctx context.Context, s hostSpec, command string, bypass bool) (stdout, stderr []byte, code int, err error) {
+	return p.runPlainInput(ctx, s, command, bypass, nil)
+}
+
+// runPlainInput is runPlain with stdin as the command's standard input.
+func (p *Pool) runPlainInput(ctx context.Context, s hostSpec, command string, bypass bool, stdin []byte) (stdout, stderr []byte, code int, err error) {
 	ss, err := p.openSession(ctx, s, bypass)
 	if err != nil {
 		return nil, nil, -1, err
@@ -604,7 +609,12 @@ func (p *Pool) runPlain(ctx context.Context, s hostSpec, command string, bypass 
 	if err := ss.start(command); err != nil {
 		return nil, nil, -1, startError(s, err)
 	}
-	_ = ss.ch.CloseWrite()
+	go func() {
+		if len(stdin) > 0 {
+			_, _ = ss.ch.Write(stdin)
+		}
+		_ = ss.ch.CloseWrite()
+	}()
 	var outBuf, errBuf bytes.Buffer
 	var readers sync.WaitGroup
 	readers.Add(2)

@@ -120,6 +120,11 @@ type Config struct {
 	// default 10, OpenSSH's MaxSessions. It is lowered per connection when
 	// a server refuses sessions earlier.
 	SessionsPerConn int
+	// RemoteTmp is where script and file commands are staged on hosts that
+	// name no remote_tmp of their own (model.ValidRemoteTmp); default /tmp.
+	// When it cannot execute, /var/tmp and ~/.felix/tmp are tried (see
+	// makeJobDir).
+	RemoteTmp string
 	// Prompt, if set, asks for a key's passphrase on a terminal when the
 	// environment has none.
 	Prompt func(keyPath string) ([]byte, error)
@@ -134,6 +139,8 @@ type Pool struct {
 	keys keyring
 
 	dials atomic.Int64 // connections dialled, for Stats
+
+	stages stageCache // which staging directory worked, per login
 
 	mu      sync.Mutex
 	conns   map[string]*conn // by hostSpec.key, dialling or open; protected by mu
@@ -185,9 +192,11 @@ type hostSpec struct {
 	user    string
 	keyPath string
 	become  bool
-	addr    string    // host:port
-	key     string    // the pool's key: one connection per login and generation of settings
-	set     *settings // in force when the operation began
+	// remoteTmp is the host's own staging directory; "" means Config.RemoteTmp.
+	remoteTmp string
+	addr      string    // host:port
+	key       string    // the pool's key: one connection per login and generation of settings
+	set       *settings // in force when the operation began
 }
 
 func (s hostSpec) String() string { return s.user + "@" + s.addr }
@@ -235,6 +244,9 @@ func newSettings(cfg Config, cur *settings) (*settings, error) {
 	}
 	if cfg.SessionsPerConn <= 0 {
 		cfg.SessionsPerConn = DefaultSessionsPerConn
+	}
+	if err := model.ValidRemoteTmp(cfg.RemoteTmp); err != nil {
+		return nil, fmt.Errorf("ssh.%w", err)
 	}
 	for _, h := range cfg.PasswordHosts {
 		if _, _, err := net.ParseCIDR(h); err != nil && model.ValidHost(h) != nil {
@@ -326,7 +338,7 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 		return hostSpec{}, fmt.Errorf("host %s has no SSH settings: %w", t.ID, exec.ErrUnreachable)
 	}
 	st := t.SSH
-	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become, set: p.conf()}
+	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become, remoteTmp: st.RemoteTmp, set: p.conf()}
 	if s.id == "" {
 		s.id = s.host
 	}
@@ -345,6 +357,9 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 		return hostSpec{}, fmt.Errorf("host %s: bad SSH user %q", s.id, s.user)
 	case strings.ContainsRune(s.keyPath, 0):
 		return hostSpec{}, fmt.Errorf("host %s: bad SSH key path %q", s.id, s.keyPath)
+	}
+	if err := model.ValidRemoteTmp(s.remoteTmp); err != nil {
+		return hostSpec{}, fmt.Errorf("host %s: %w", s.id, err)
 	}
 	s.addr = net.JoinHostPort(strings.Trim(s.host, "[]"), strconv.Itoa(s.port))
 	s.key = s.user + "@" + s.addr + "\x00" + s.keyPath + "\x00" + strconv.FormatUint(s.set.gen, 10)
