@@ -62,6 +62,8 @@ type options struct {
 	port        int
 	hostKeyFile string
 	config      []string
+	noexec      []string // paths remounted noexec
+	tmpfs       []string // "path" then "exec" or "noexec", pairs
 }
 
 // Password enables password authentication and gives User this password,
@@ -77,6 +79,27 @@ func Password(pw string) Option { return func(o *options) { o.password = pw } }
 // otherwise be part of every measurement. The test is skipped when mount
 // namespaces are not available.
 func Shell(path string) Option { return func(o *options) { o.shell = path } }
+
+// NoExec makes each path noexec in a private mount namespace of the sshd
+// process only, as a CIS-hardened host mounts /tmp: the path is
+// bind-mounted on itself and remounted noexec, so its content (the test's
+// own files under /tmp) stays visible and nothing there can be executed.
+// The test is skipped when mount namespaces are not available.
+func NoExec(paths ...string) Option {
+	return func(o *options) { o.noexec = append(o.noexec, paths...) }
+}
+
+// Tmpfs mounts an empty tmpfs (mode 0700) over path in a private mount
+// namespace of the sshd process only — e.g. over User's home, so what a
+// test makes there never reaches the machine's — executable or not. The
+// test is skipped when mount namespaces are not available.
+func Tmpfs(path string, noexec bool) Option {
+	flag := "exec"
+	if noexec {
+		flag = "noexec"
+	}
+	return func(o *options) { o.tmpfs = append(o.tmpfs, path, flag) }
+}
 
 // MaxSessions sets sshd's MaxSessions (sessions per connection); the
 // default is OpenSSH's, 10.
@@ -117,9 +140,9 @@ func Start(t testing.TB, host string, opts ...Option) *Server {
 	if os.Geteuid() != 0 {
 		testenv.Missing(t, "sshd tests need root (running as uid %d)", os.Geteuid())
 	}
-	if o.password != "" || o.shell != "" {
+	if o.password != "" || o.shell != "" || len(o.noexec) > 0 || len(o.tmpfs) > 0 {
 		if err := osexec.Command("unshare", "-m", "true").Run(); err != nil {
-			testenv.Missing(t, "sshd with its own password or shell needs mount namespaces (unshare -m): %v", err)
+			testenv.Missing(t, "sshd with its own password, shell or mounts needs mount namespaces (unshare -m): %v", err)
 		}
 	}
 	// sshd's privilege separation directory.
@@ -148,17 +171,24 @@ func Start(t testing.TB, host string, opts ...Option) *Server {
 	clientPub := WriteKey(t, s.ClientKey, "")
 	s.AuthorizeKey(t, clientPub)
 
-	// Files bind-mounted over /etc ones in sshd's mount namespace.
+	// Mounts in sshd's mount namespace, triples of an operation and two
+	// paths: files bind-mounted over /etc ones, noexec paths, tmpfs.
 	var overlays []string
 	if o.password != "" {
 		shadow := filepath.Join(dir, "shadow")
 		writeShadow(t, shadow, s.User, o.password)
-		overlays = append(overlays, shadow, "/etc/shadow")
+		overlays = append(overlays, "bind", shadow, "/etc/shadow")
 	}
 	if o.shell != "" {
 		passwd := filepath.Join(dir, "passwd")
 		writePasswd(t, passwd, s.User, o.shell)
-		overlays = append(overlays, passwd, "/etc/passwd")
+		overlays = append(overlays, "bind", passwd, "/etc/passwd")
+	}
+	for _, p := range o.noexec {
+		overlays = append(overlays, "noexec", p, p)
+	}
+	for i := 0; i+1 < len(o.tmpfs); i += 2 {
+		overlays = append(overlays, "tmpfs", o.tmpfs[i], o.tmpfs[i+1])
 	}
 
 	for attempt := 0; ; attempt++ {
@@ -226,8 +256,13 @@ func (s *Server) start(t testing.TB, o options, overlays []string) error {
 		cmd = osexec.Command(SSHD, "-D", "-e", "-f", cfgPath)
 	} else {
 		// unshare execs (no fork), and so does the script: the process
-		// is sshd. Arguments: sshd, its config, then pairs of files.
-		script := `d=$1 c=$2; shift 2; while [ $# -gt 0 ]; do mount --bind "$1" "$2" || exit 1; shift 2; done; exec "$d" -D -e -f "$c"`
+		// is sshd. Arguments: sshd, its config, then triples of an
+		// operation and two paths.
+		script := `d=$1 c=$2; shift 2; while [ $# -gt 0 ]; do case $1 in ` +
+			`bind) mount --bind "$2" "$3";; ` +
+			`noexec) mount --bind "$2" "$2" && mount -o remount,bind,noexec "$2" "$2";; ` +
+			`tmpfs) mount -t tmpfs -o "mode=700,$3" tmpfs "$2";; ` +
+			`*) false;; esac || exit 1; shift 3; done; exec "$d" -D -e -f "$c"`
 		cmd = osexec.Command("unshare", append([]string{"-m", "--", "/bin/sh", "-c", script, "sh", SSHD, cfgPath}, overlays...)...)
 	}
 	// sshd writes its pid file once it listens.
