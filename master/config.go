@@ -79,6 +79,7 @@ type Config struct {
 		IdleTimeout    config.Duration `toml:"idle_timeout" default:"5m" doc:"Pooled connections unused this long are closed."`
 		MaxConns       int             `toml:"max_conns" default:"1000" doc:"At most this many pooled connections."`
 		ConnectTimeout config.Duration `toml:"connect_timeout" default:"10s" doc:"How long dialling a host and the SSH handshake may take (1s to 5m); also how long a session request may go unanswered before the connection is dropped."`
+		RemoteTmp      string          `toml:"remote_tmp" doc:"Where script and file commands are staged on hosts that name no remote_tmp of their own (like Ansible's remote_tmp): an absolute path, or ~/DIR in the login user's home; made 0700 when missing. Empty means /tmp. When it cannot execute (mounted noexec), /var/tmp and then ~/.felix/tmp are tried."`
 	} `toml:"ssh" doc:"Agentless hosts and bootstrap."`
 
 	Files struct {
@@ -160,6 +161,9 @@ func (c *Config) Validate() error {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
 			return fmt.Errorf("slack.webhook_url: want an http(s) URL")
 		}
+	}
+	if err := model.ValidRemoteTmp(c.SSH.RemoteTmp); err != nil {
+		return fmt.Errorf("ssh.%w", err)
 	}
 	if d := c.SSH.ConnectTimeout.Duration; d < time.Second || d > 5*time.Minute {
 		return fmt.Errorf("ssh.connect_timeout %s: want 1s to 5m", d)

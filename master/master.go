@@ -306,6 +306,7 @@ func sshConfig(cfg Config) ssh.Config {
 		MaxConns:    cfg.SSH.MaxConns,
 
 		ConnectTimeout: cfg.SSH.ConnectTimeout.Duration,
+		RemoteTmp:      cfg.SSH.RemoteTmp,
 	}
 }
 

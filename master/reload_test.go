@@ -59,6 +59,8 @@ func TestReloadNotifierAndSSH(t *testing.T) {
 			func() bool { return exists(newKH) }},
 		{"ssh.user, max_conns", func(c *Config) { c.SSH.User, c.SSH.MaxConns = "deploy", 10 }, []string{"ssh.user", "ssh.max_conns"},
 			func() bool { return m.applied.SSH.User == "deploy" }},
+		{"ssh.remote_tmp", func(c *Config) { c.SSH.RemoteTmp = "~/.felix/stage" }, []string{"ssh.remote_tmp"},
+			func() bool { return m.applied.SSH.RemoteTmp == "~/.felix/stage" }},
 		{"a bad allow-list changes nothing", func(c *Config) {
 			c.Slack.WebhookURL, c.Callbacks.Allow = "http://127.0.0.1:1/third", []string{"http://bad"}
 		}, nil, func() bool { return slackURL() == "http://127.0.0.1:1/new" && loopbackOK() }},
