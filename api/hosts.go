@@ -63,16 +63,19 @@ func hostFromRequest(req wire.HostRequest) (inventory.Host, error) {
 	if err := model.ValidKeyPath(req.Key); err != nil {
 		return inventory.Host{}, badRequest{err.Error()}
 	}
+	if err := model.ValidRemoteTmp(req.RemoteTmp); err != nil {
+		return inventory.Host{}, badRequest{err.Error()}
+	}
 	if err := checkLabelSet(req.Labels); err != nil {
 		return inventory.Host{}, err
 	}
 	return inventory.Host{ID: req.ID, Address: req.Host, Port: req.Port, User: req.User, KeyPath: req.Key,
-		Become: req.Become, Labels: req.Labels}, nil
+		Become: req.Become, Labels: req.Labels, RemoteTmp: req.RemoteTmp}, nil
 }
 
 func hostView(h inventory.Host, minionState model.KeyState) wire.Host {
 	return wire.Host{ID: h.ID, Host: h.Address, Port: h.Port, User: h.User, Key: h.KeyPath, Become: h.Become,
-		Labels: h.Labels, Minion: minionState, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt}
+		Labels: h.Labels, Minion: minionState, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt, RemoteTmp: h.RemoteTmp}
 }
 
 // minionState returns the state of the minion with id, "" when none.
@@ -241,7 +244,8 @@ func (s *Server) importHosts(c *gin.Context) {
 	}
 	hosts := make([]inventory.Host, len(parsed))
 	for i, h := range parsed {
-		hosts[i] = inventory.Host{ID: h.ID, Address: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+		hosts[i] = inventory.Host{ID: h.ID, Address: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath, Become: h.Become,
+			RemoteTmp: h.RemoteTmp}
 		if h.Group != "" {
 			hosts[i].Labels = map[string]string{"group": h.Group}
 		}

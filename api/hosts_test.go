@@ -68,7 +68,10 @@ func TestHostsCRUD(t *testing.T) {
 
 	var got wire.Host
 	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{Host: "10.0.0.7", User: "deploy", Port: 2222,
-		Key: "/etc/felix/keys/id_ed25519", Become: true, Labels: map[string]string{"role": "db"}}, &got, http.StatusCreated)
+		Key: "/etc/felix/keys/id_ed25519", Become: true, Labels: map[string]string{"role": "db"}, RemoteTmp: "~/.ansible/tmp"}, &got, http.StatusCreated)
+	if got.RemoteTmp != "~/.ansible/tmp" {
+		t.Errorf("POST /hosts remote_tmp = %q; want ~/.ansible/tmp", got.RemoteTmp)
+	}
 	if got.ID != "10.0.0.7" || got.Host != "10.0.0.7" || got.Port != 2222 || got.User != "deploy" ||
 		got.Key != "/etc/felix/keys/id_ed25519" || !got.Become || got.Labels["role"] != "db" || got.Minion != "" || got.CreatedAt.IsZero() {
 		t.Errorf("POST /hosts = %+v; want the host with its id defaulting to its address", got)
@@ -195,6 +198,14 @@ func TestHostsBadInput(t *testing.T) {
 		{"key relative", host("key", "keys/id_rsa"), []string{"key", "absolute"}},
 		{"key with NUL", host("key", "/k\x00x"), []string{"key"}},
 		{"key with a newline", host("key", "/k\nx"), []string{"key"}},
+		{"remote_tmp with ..", host("remote_tmp", "../x"), []string{"remote_tmp", "absolute"}},
+		{"remote_tmp relative", host("remote_tmp", "rel/dir"), []string{"remote_tmp", "absolute"}},
+		{"remote_tmp with a .. element", host("remote_tmp", "/tmp/../etc"), []string{"remote_tmp", ".."}},
+		{"remote_tmp with $(", host("remote_tmp", "/tmp/$(reboot)"), []string{"remote_tmp", "$"}},
+		{"remote_tmp with a space", host("remote_tmp", "/tmp/a b"), []string{"remote_tmp", "' '"}},
+		{"remote_tmp with a newline", host("remote_tmp", "/tmp\nx"), []string{"remote_tmp"}},
+		{"remote_tmp ~user", host("remote_tmp", "~root/tmp"), []string{"remote_tmp", "~/"}},
+		{"remote_tmp too long", host("remote_tmp", "/"+strings.Repeat("a", 200)), []string{"remote_tmp", "200"}},
 		{"bad id", host("id", "a b"), []string{"id", "a b"}},
 		{"id with ..", host("id", "a..b"), []string{"id"}},
 		{"id starting with -", host("id", "-x"), []string{"id", "-x"}},
@@ -312,7 +323,7 @@ web9.example   # a comment
 
 [db]
 db1 ansible_host=10.0.1.1 ansible_user=admin ansible_ssh_private_key_file=/etc/felix/keys/db
-db2 ansible_host=10.0.1.2 ansible_port=2200 ansible_become=yes ansible_python_interpreter=/usr/bin/python3
+db2 ansible_host=10.0.1.2 ansible_port=2200 ansible_become=yes ansible_python_interpreter=/usr/bin/python3 ansible_remote_tmp=/var/tmp/felix
 
 [web]
 web[01:03].example
@@ -343,6 +354,11 @@ ansible_user=www
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("imported hosts:\n%v\nwant\n%v", got, want)
+	}
+	for _, x := range list.Hosts {
+		if wantTmp := map[string]string{"db2": "/var/tmp/felix"}[x.ID]; x.RemoteTmp != wantTmp {
+			t.Errorf("imported host %s remote_tmp %q; want %q (ansible_remote_tmp)", x.ID, x.RemoteTmp, wantTmp)
+		}
 	}
 
 	// The same inventory again updates every host.

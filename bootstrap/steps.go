@@ -99,7 +99,8 @@ func (b *Bootstrapper) newHostRun(t model.Target, hosts map[string]inventory.Hos
 	}
 	h := &hostRun{b: b, t: t, p: pathsUnder(b.InstallRoot), r: r}
 	if ih, ok := hosts[t.SSH.Host]; ok {
-		h.t.SSH = &model.SSHTarget{Host: ih.Address, Port: ih.Port, User: ih.User, KeyPath: ih.KeyPath, Become: ih.Become}
+		h.t.SSH = &model.SSHTarget{Host: ih.Address, Port: ih.Port, User: ih.User, KeyPath: ih.KeyPath, Become: ih.Become,
+			RemoteTmp: ih.RemoteTmp}
 		h.hostID = ih.ID
 	} else {
 		login := *t.SSH

@@ -30,7 +30,7 @@ func TestHosts(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
 	web := Host{ID: "web1", Address: "10.0.0.7", Port: 2222, User: "deploy", KeyPath: "/etc/felix/id_web",
-		Become: true, Labels: map[string]string{"role": "web"}}
+		Become: true, RemoteTmp: "~/.felix/stage", Labels: map[string]string{"role": "web"}}
 	created, err := s.AddHost(ctx, web, false, t0)
 	if err != nil || !created {
 		t.Fatalf("AddHost(web1) = %v, %v; want true, nil", created, err)
@@ -42,7 +42,7 @@ func TestHosts(t *testing.T) {
 	want := web
 	want.CreatedAt, want.UpdatedAt = t0, t0
 	if err != nil || got.ID != want.ID || got.Address != want.Address || got.Port != want.Port || got.User != want.User ||
-		got.KeyPath != want.KeyPath || got.Become != want.Become || !maps.Equal(got.Labels, want.Labels) ||
+		got.KeyPath != want.KeyPath || got.Become != want.Become || got.RemoteTmp != want.RemoteTmp || !maps.Equal(got.Labels, want.Labels) ||
 		!got.CreatedAt.Equal(t0) || !got.UpdatedAt.Equal(t0) {
 		t.Errorf("Host(web1) = %+v, %v; want %+v", got, err, want)
 	}
@@ -66,7 +66,7 @@ func TestHosts(t *testing.T) {
 		t.Fatalf("AddHost(web1, replace) = %v, %v; want false, nil", created, err)
 	}
 	h, _ := s.Host(ctx, "web1")
-	if h.Address != "10.0.0.8" || h.Port != 22 || h.User != "" || h.Become || !maps.Equal(h.Labels, map[string]string{"tier": "1"}) ||
+	if h.Address != "10.0.0.8" || h.Port != 22 || h.User != "" || h.Become || h.RemoteTmp != "" || !maps.Equal(h.Labels, map[string]string{"tier": "1"}) ||
 		!h.CreatedAt.Equal(t0) || !h.UpdatedAt.Equal(later) {
 		t.Errorf("replaced web1 = %+v; want the new settings and labels, created at t0, updated later", h)
 	}

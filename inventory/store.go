@@ -222,6 +222,10 @@ var migrations = []string{
 	// 8: a minion's last self-upgrade as it reports it (model.LastUpgrade
 	// as JSON, '' when it never upgraded itself).
 	`ALTER TABLE minions ADD COLUMN last_upgrade TEXT NOT NULL DEFAULT '';`,
+
+	// 9: an agentless host's remote_tmp, where script and file commands
+	// are staged ('' means the SSH transport's default).
+	`ALTER TABLE hosts ADD COLUMN remote_tmp TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

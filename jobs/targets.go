@@ -202,7 +202,8 @@ func (x *machine) target() model.Target {
 			port = 22
 		}
 		t.Addr = net.JoinHostPort(h.Address, strconv.Itoa(port))
-		t.SSH = &model.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+		t.SSH = &model.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become,
+			RemoteTmp: h.RemoteTmp}
 	}
 	switch m := x.m; {
 	case m == nil:

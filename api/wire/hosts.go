@@ -15,6 +15,9 @@ type HostRequest struct {
 	Key    string            `json:"key,omitempty"`  // private key file on the master; default: the configured keys
 	Become bool              `json:"become,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// RemoteTmp is where script and file commands are staged on the host;
+	// default the master's ssh.remote_tmp (model.ValidRemoteTmp).
+	RemoteTmp string `json:"remote_tmp,omitempty"`
 }
 
 // Host is an agentless host as the API shows it.
@@ -26,6 +29,8 @@ type Host struct {
 	Key    string            `json:"key,omitempty"`
 	Become bool              `json:"become"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// RemoteTmp is the host's own staging directory, if it has one.
+	RemoteTmp string `json:"remote_tmp,omitempty"`
 	// Minion is the state of a minion with the same id ("" when none): the
 	// machine has both, and auto mode prefers the minion.
 	Minion    model.KeyState `json:"minion,omitempty"`

@@ -32,6 +32,9 @@ type Host struct {
 	KeyPath string // "" when the list names none
 	Become  bool   // become root with sudo -n
 	Group   string // the first Ansible group the host is listed in; "" for none
+	// RemoteTmp is ansible_remote_tmp, where commands are staged; "" when
+	// the list names none.
+	RemoteTmp string
 }
 
 // LineError is one bad line of a list.
@@ -66,6 +69,7 @@ var hostVars = map[string]string{
 	"ansible_become_user":   "become_user",
 	"ansible_become_method": "become_method",
 	"ansible_connection":    "connection",
+	"ansible_remote_tmp":    "remote_tmp",
 }
 
 // invHost is one host of an inventory being parsed.
@@ -325,6 +329,8 @@ func hostVar(k, v string) (name, value string, err error) {
 		err = model.ValidUser(v)
 	case "key":
 		err = model.ValidKeyPath(v)
+	case "remote_tmp":
+		err = model.ValidRemoteTmp(v)
 	case "become":
 		var b bool
 		b, err = parseAnsibleBool(v)
@@ -396,7 +402,7 @@ func effectiveVars(h *invHost, groupVars map[string]map[string]string, children 
 // listHost builds the host of id from checked variables.
 func listHost(id string, vars map[string]string) (Host, error) {
 	h := Host{ID: id, Address: vars["host"], Port: model.DefaultSSHPort, User: vars["user"],
-		KeyPath: vars["key"], Become: vars["become"] == "true"}
+		KeyPath: vars["key"], Become: vars["become"] == "true", RemoteTmp: vars["remote_tmp"]}
 	if h.Address == "" {
 		h.Address = id
 	}

@@ -167,3 +167,38 @@ func TestParseBadLines(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRemoteTmp: ansible_remote_tmp is a host's remote_tmp, from its
+// line or its groups; a relative one or one with .. is a bad line.
+func TestParseRemoteTmp(t *testing.T) {
+	tests := []struct {
+		name, inv string
+		want      []string // "ID REMOTE_TMP"
+		wantErr   string   // "LINE: substring"
+	}{
+		{"host and group vars", "[web]\nw1 ansible_remote_tmp=/var/tmp/felix\nw2\n[web:vars]\nansible_remote_tmp='~/.ansible/tmp'\n[db]\nd1\n",
+			[]string{"w1 /var/tmp/felix", "w2 ~/.ansible/tmp", "d1 "}, ""},
+		{"relative", "h1 ansible_remote_tmp=rel/dir\n", nil, "1: absolute"},
+		{"dot dot", "h1 ansible_remote_tmp=/tmp/../etc\n", nil, "1: .."},
+		{"metacharacter", "h1 ansible_remote_tmp=/tmp/$(reboot)\n", nil, "1: '$'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs, bad := Parse(tt.inv)
+			var got, errs []string
+			for _, h := range hs {
+				got = append(got, h.ID+" "+h.RemoteTmp)
+			}
+			for _, e := range bad {
+				errs = append(errs, fmt.Sprintf("%d: %s", e.Line, e.Reason))
+			}
+			line, sub, _ := strings.Cut(tt.wantErr, ": ")
+			switch {
+			case tt.wantErr == "" && (len(errs) > 0 || !slices.Equal(got, tt.want)):
+				t.Errorf("Parse(%q) = %q, errors %q; want %q", tt.inv, got, errs, tt.want)
+			case tt.wantErr != "" && (len(got) > 0 || len(errs) != 1 || !strings.HasPrefix(errs[0], line+": ") || !strings.Contains(errs[0], sub)):
+				t.Errorf("Parse(%q) = %q, errors %q; want only the error %q", tt.inv, got, errs, tt.wantErr)
+			}
+		})
+	}
+}
