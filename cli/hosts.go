@@ -29,6 +29,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 	become := fs.Bool("become", false, "add: run commands with sudo -n")
 	labels := fs.StringArray("label", nil, "add: label key=value (repeatable)")
 	replace := fs.Bool("replace", false, "add: replace a host of the same id")
+	remoteTmp := fs.String("remote-tmp", "", "add: where script and file commands are staged on the host: an absolute DIR or ~/DIR (default: the master's ssh.remote_tmp, else /tmp)")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -37,7 +38,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 	if len(rest) > 0 {
 		sub, rest = rest[0], rest[1:]
 	}
-	addFlags := []string{"id", "user", "port", "key", "become", "label", "replace"}
+	addFlags := []string{"id", "user", "port", "key", "become", "label", "replace", "remote-tmp"}
 	if sub != "add" {
 		for _, f := range addFlags {
 			if fs.Changed(f) {
@@ -53,9 +54,13 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 		return listHosts(ctx, c, o.Output, w)
 	case "add":
 		if len(rest) != 1 {
-			return fmt.Errorf("want: felix hosts add HOST [--id ID] [--user U] [--port P] [--key PATH] [--become] [--label k=v]...")
+			return fmt.Errorf("want: felix hosts add HOST [--id ID] [--user U] [--port P] [--key PATH] [--become] [--remote-tmp DIR] [--label k=v]...")
 		}
 		req := wire.HostRequest{ID: *id, User: *user, Port: *port, Key: *key, Become: *become}
+		if err := model.ValidRemoteTmp(*remoteTmp); err != nil {
+			return fmt.Errorf("--remote-tmp: %w", err)
+		}
+		req.RemoteTmp = *remoteTmp
 		// HOST may carry its user and port: root@10.0.0.7:2222.
 		u, h, p, err := model.ParseHostSpec(rest[0])
 		if err != nil {
