@@ -162,3 +162,30 @@ func TestStageRemoteTmp(t *testing.T) {
 		t.Errorf("remote_tmp ../x: error %v; want one naming remote_tmp", err)
 	}
 }
+
+// BenchmarkExecScript runs a script command on one host over a warm pool:
+// staged in /tmp; in /var/tmp with /tmp noexec (the choice remembered); and
+// through its #! interpreter with every candidate noexec.
+func BenchmarkExecScript(b *testing.B) {
+	cases := []struct {
+		name string
+		host string
+		opts []sshtest.Option
+	}{
+		{"tmp", "127.0.0.85", nil},
+		{"tmp-noexec", "127.0.0.86", []sshtest.Option{sshtest.NoExec("/tmp")}},
+		{"every-noexec", "127.0.0.87", []sshtest.Option{sshtest.NoExec("/tmp", "/var/tmp"), sshtest.Tmpfs("/root", true)}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			// The login shell is /bin/sh: ~/.bashrc is not what is measured.
+			s := sshtest.Start(b, c.host, append([]sshtest.Option{sshtest.Shell("/bin/sh")}, c.opts...)...)
+			p := newPool(b, s.KnownHosts(b))
+			cmd := model.Command{Line: "./s.sh", File: fileOf("s.sh", []byte("#!/bin/sh\ntrue\n"))}
+			mustRun(b, p, s.Target(), cmd)
+			for b.Loop() {
+				mustRun(b, p, s.Target(), cmd)
+			}
+		})
+	}
+}
