@@ -68,7 +68,9 @@ func (p *Pool) execFile(ctx context.Context, s hostSpec, r runSpec, f *model.Fil
 		return model.Exit{}, err
 	}
 	r.dir = st.dir
-	return p.run(ctx, s, r, out)
+	ex, err := p.run(ctx, s, r, out)
+	p.checkExit(st, ex)
+	return ex, err
 }
 
 // putJobFile uploads f into dir as an executable only its owner can use.

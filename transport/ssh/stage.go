@@ -9,10 +9,12 @@ import (
 	"io"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -26,7 +28,10 @@ import (
 // tiny probe file in it and, when the probe cannot execute (a noexec
 // mount), removes the directory and goes on. The candidate that worked is
 // remembered per login, settings generation and candidate list, so the
-// next command tries it first.
+// next command goes straight there: its job directory is made without a
+// probe (as cheap as a plain mktemp). Should that fail, or the command
+// exit 126 (cannot execute: the host was remounted), the choice is
+// forgotten and the next command probes again.
 //
 // When no candidate can execute, the directory of the first candidate
 // that could be made is used anyway and a command line that starts by
@@ -44,10 +49,11 @@ const (
 // fallbackRemoteTmp are the candidates tried after the configured one.
 var fallbackRemoteTmp = []string{"/var/tmp", homeRemoteTmp}
 
-// stageScript reads candidate directories from standard input, one a line
-// (validated by model.ValidRemoteTmp: absolute, or "~/DIR" in $HOME), and
-// tries them in order: make the directory (umask 077) if missing, make a
-// private job directory in it with mktemp, run a probe file there. It
+// stageScript reads a mode ("probe" or "trust") and candidate directories
+// from standard input, one a line (validated by model.ValidRemoteTmp:
+// absolute, or "~/DIR" in $HOME), and tries them in order: make the
+// directory (umask 077) if missing, make a private job directory in it
+// with mktemp, run a probe file there (trust: no probe, "ok" at once). It
 // prints "ok N DIR" for the first candidate N (from 0) whose probe ran,
 // else "noexec N DIR" for the first whose job directory could be made
 // (the others are removed), else nothing and exits 1. Each candidate that
@@ -55,11 +61,12 @@ var fallbackRemoteTmp = []string{"/var/tmp", homeRemoteTmp}
 // double quotes.
 //
 // It must not contain single quotes (see shellCommand).
-const stageScript = `umask 077; set -f; i=-1; k=; kn=; ` +
+const stageScript = `umask 077; set -f; i=-1; k=; kn=; IFS= read -r m || exit 1; ` +
 	`while IFS= read -r b; do i=$((i+1)); ` +
 	`case $b in "~/"*) if [ -z "$HOME" ]; then echo "skip $i no-home"; continue; fi; b=${HOME%/}/${b#??};; esac; ` +
 	`if [ ! -d "$b" ] && ! mkdir -p "$b" 2>/dev/null; then echo "skip $i mkdir"; continue; fi; ` +
 	`d=$(mktemp -d "${b%/}/felix-job-XXXXXX" 2>/dev/null) || { echo "skip $i mktemp"; continue; }; ` +
+	`if [ "$m" = trust ]; then echo "ok $i $d"; exit 0; fi; ` +
 	`p=$d/.felix-probe; printf "%s\n" "#!/bin/sh" "exit 0" >"$p" && chmod 700 "$p" && "$p" 2>/dev/null; r=$?; rm -f "$p"; ` +
 	`if [ "$r" -eq 0 ]; then echo "ok $i $d"; [ -z "$k" ] || rm -rf -- "$k"; exit 0; fi; ` +
 	`echo "noexec $i"; if [ -z "$k" ]; then k=$d; kn=$i; else rm -rf -- "$d"; fi; ` +
@@ -109,28 +116,43 @@ const stageCacheMax = 4096
 // which candidate worked (-1: none could execute).
 type stageCache struct {
 	mu sync.Mutex
-	m  map[string]int // protected by mu
+	m  map[string]stageChoice // protected by mu
 }
 
+type stageChoice struct {
+	n     int  // the candidate's index, -1 for none
+	stale bool // to be probed again; n is kept to tell only of changes
+}
+
+// get returns the choice for key, unless there is none or it is stale.
 func (c *stageCache) get(key string) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, ok := c.m[key]
-	return n, ok
+	ch, ok := c.m[key]
+	return ch.n, ok && !ch.stale
 }
 
-// put records n for key and reports whether it changed what was known.
+// forget marks the choice for key stale: the next command probes again.
+func (c *stageCache) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.m[key]; ok {
+		ch.stale = true
+		c.m[key] = ch
+	}
+}
+
+// put records n for key and reports whether it differs from what was
+// known, stale or not.
 func (c *stageCache) put(key string, n int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.m[key]; ok && old == n {
-		return false
+	old, ok := c.m[key]
+	if !ok && (c.m == nil || len(c.m) >= stageCacheMax) {
+		c.m = make(map[string]stageChoice)
 	}
-	if c.m == nil || len(c.m) >= stageCacheMax {
-		c.m = make(map[string]int)
-	}
-	c.m[key] = n
-	return true
+	c.m[key] = stageChoice{n: n}
+	return !ok || old.n != n
 }
 
 // stage is where a command's file was put.
@@ -138,67 +160,38 @@ type stage struct {
 	dir    string // the job directory
 	base   string // the candidate it is in
 	noexec bool   // no candidate could execute: dir is in the first usable one
+	// cacheKey is the stageCache entry the choice came from or went to.
+	cacheKey string
 }
 
 // makeJobDir makes the private directory of a script or file command in
-// the first staging candidate that can execute (see stageScript), trying
-// the one that worked last time first.
+// the first staging candidate that can execute (see stageScript), or
+// straight in the one that worked last time.
 func (p *Pool) makeJobDir(ctx context.Context, s hostSpec, out model.OutputFunc) (stage, error) {
 	cands := stageCandidates(s)
 	key := s.key + "\x00" + strings.Join(cands, "\x00")
-	order := make([]int, 0, len(cands))
-	last, known := p.stages.get(key)
-	if known && last > 0 {
-		order = append(order, last)
-	}
-	for i := range cands {
-		if !known || i != last || last <= 0 {
-			order = append(order, i)
+	if last, known := p.stages.get(key); known {
+		trusted := cands
+		if last >= 0 {
+			trusted = cands[last : last+1]
 		}
+		st, _, err := p.stageIn(ctx, s, "trust", trusted)
+		if err == nil {
+			st.noexec, st.cacheKey = last < 0, key
+			return st, nil
+		}
+		if errors.Is(err, exec.ErrUnreachable) || ctx.Err() != nil {
+			return stage{}, err
+		}
+		p.stages.forget(key)
 	}
-	var in bytes.Buffer
-	for _, i := range order {
-		in.WriteString(cands[i] + "\n")
-	}
-	stdout, stderr, code, err := p.runPlainInput(ctx, s, shellCommand(stageScript, s.become), false, in.Bytes())
+	st, tried, err := p.stageIn(ctx, s, "probe", cands)
 	if err != nil {
 		return stage{}, err
 	}
-	var st stage
-	var tried []string // what failed, for messages
-	found := false
-	sc := bufio.NewScanner(bytes.NewReader(stdout))
-	for sc.Scan() {
-		f := strings.SplitN(sc.Text(), " ", 3)
-		if len(f) < 2 {
-			continue
-		}
-		j, err := strconv.Atoi(f[1])
-		if err != nil || j < 0 || j >= len(order) {
-			continue
-		}
-		c := cands[order[j]]
-		switch {
-		case f[0] == "skip" && len(f) == 3:
-			tried = append(tried, c+" ("+f[2]+" failed)")
-		case f[0] == "noexec" && len(f) == 2:
-			tried = append(tried, c+" (noexec)")
-		case (f[0] == "ok" || f[0] == "noexec") && len(f) == 3 && !found:
-			if !jobDirPattern(c).MatchString(f[2]) {
-				return stage{}, fmt.Errorf("exec on %s: make a private directory in %s: the host printed %q (the command did not run)", s.id, c, f[2])
-			}
-			st = stage{dir: f[2], base: c, noexec: f[0] == "noexec"}
-			found = true
-			if f[0] == "ok" {
-				last = order[j]
-			} else {
-				last = -1
-			}
-		}
-	}
-	if code != 0 || !found {
-		return stage{}, fmt.Errorf("exec on %s: make a private directory: none of %s could be used: %s%s (the command did not run)",
-			s.id, strings.Join(cands, ", "), strings.Join(tried, ", "), exitNote(code, stderr))
+	last := slices.Index(cands, st.base)
+	if st.noexec {
+		last = -1
 	}
 	if p.stages.put(key, last) && (last != 0 || len(tried) > 0) {
 		var msg string
@@ -210,7 +203,62 @@ func (p *Pool) makeJobDir(ctx context.Context, s hostSpec, out model.OutputFunc)
 		p.log.Warn("ssh: "+msg, "host", s.addr, "id", s.id)
 		out(model.Stderr, []byte("felix: "+msg+"\n"))
 	}
+	st.cacheKey = key
 	return st, nil
+}
+
+// stageIn runs stageScript in mode over cands and returns the job
+// directory it made and what failed before it, for messages.
+func (p *Pool) stageIn(ctx context.Context, s hostSpec, mode string, cands []string) (stage, []string, error) {
+	in := mode + "\n" + strings.Join(cands, "\n") + "\n"
+	stdout, stderr, code, err := p.runPlainInput(ctx, s, shellCommand(stageScript, s.become), false, []byte(in))
+	if err != nil {
+		return stage{}, nil, err
+	}
+	var st stage
+	var tried []string
+	found := false
+	sc := bufio.NewScanner(bytes.NewReader(stdout))
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), " ", 3)
+		if len(f) < 2 {
+			continue
+		}
+		j, err := strconv.Atoi(f[1])
+		if err != nil || j < 0 || j >= len(cands) {
+			continue
+		}
+		c := cands[j]
+		switch {
+		case f[0] == "skip" && len(f) == 3:
+			tried = append(tried, c+" ("+f[2]+" failed)")
+		case f[0] == "noexec" && len(f) == 2:
+			tried = append(tried, c+" (noexec)")
+		case (f[0] == "ok" || f[0] == "noexec") && len(f) == 3 && !found:
+			if !jobDirPattern(c).MatchString(f[2]) {
+				return stage{}, nil, fmt.Errorf("exec on %s: make a private directory in %s: the host printed %q (the command did not run)", s.id, c, f[2])
+			}
+			st = stage{dir: f[2], base: c, noexec: f[0] == "noexec"}
+			found = true
+		}
+	}
+	if code != 0 || !found {
+		return stage{}, nil, fmt.Errorf("exec on %s: make a private directory: none of %s could be used: %s%s (the command did not run)",
+			s.id, strings.Join(cands, ", "), strings.Join(tried, ", "), exitNote(code, stderr))
+	}
+	return st, tried, nil
+}
+
+// notExecutable is the exit status of a command its shell could not
+// execute (a noexec mount among other reasons).
+const notExecutable = 126
+
+// checkExit forgets the staging choice behind st when the command could
+// not execute, so the next one probes again.
+func (p *Pool) checkExit(st stage, ex model.Exit) {
+	if ex.Code == notExecutable && st.cacheKey != "" {
+		p.stages.forget(st.cacheKey)
+	}
 }
 
 // exitNote describes a failed fixed command for messages.

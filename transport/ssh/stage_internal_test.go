@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -19,19 +20,21 @@ func TestStageScriptLocally(t *testing.T) {
 	home := t.TempDir()
 	tests := []struct {
 		name   string
+		mode   string
 		cands  []string
 		want   string // the line's first word and candidate index
 		wantIn string // the directory the job directory is in
 	}{
-		{"first works", []string{home + "/a", "/var/tmp"}, "ok 0", home + "/a"},
-		{"home form", []string{"~/.felix/tmp"}, "ok 0", home + "/.felix/tmp"},
-		{"unusable first", []string{"/proc/felix-none", "~/x"}, "ok 1", home + "/x"},
+		{"first works", "probe", []string{home + "/a", "/var/tmp"}, "ok 0", home + "/a"},
+		{"home form", "probe", []string{"~/.felix/tmp"}, "ok 0", home + "/.felix/tmp"},
+		{"unusable first", "probe", []string{"/proc/felix-none", "~/x"}, "ok 1", home + "/x"},
+		{"trusted", "trust", []string{"/proc/felix-none", "~/y"}, "ok 1", home + "/y"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := exec.Command("/bin/sh", "-c", shellCommand(stageScript, false))
 			cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
-			cmd.Stdin = strings.NewReader(strings.Join(tt.cands, "\n") + "\n")
+			cmd.Stdin = strings.NewReader(tt.mode + "\n" + strings.Join(tt.cands, "\n") + "\n")
 			out, err := cmd.Output()
 			if err != nil {
 				t.Fatalf("stage script: %v, stdout %q", err, out)
@@ -194,5 +197,34 @@ func TestInterpretedLine(t *testing.T) {
 		case tt.wantErr == "" && (err != nil || got != tt.want):
 			t.Errorf("interpretedLine(%q, %q) = %q, %v; want %q", tt.content, tt.line, got, err, tt.want)
 		}
+	}
+}
+
+func TestStageCache(t *testing.T) {
+	var c stageCache
+	if _, ok := c.get("k"); ok {
+		t.Fatal("an empty cache knows k")
+	}
+	if !c.put("k", 1) || c.put("k", 1) {
+		t.Error("put(k, 1) twice: want changed, then unchanged")
+	}
+	c.forget("k")
+	if _, ok := c.get("k"); ok {
+		t.Error("a forgotten choice is still used")
+	}
+	if c.put("k", 1) {
+		t.Error("the same choice after forget: want unchanged (the operator was told already)")
+	}
+	if n, ok := c.get("k"); !ok || n != 1 {
+		t.Errorf("get(k) = %d, %v; want 1, true", n, ok)
+	}
+	if !c.put("k", -1) {
+		t.Error("a new choice: want changed")
+	}
+	for i := range stageCacheMax + 10 {
+		c.put(strconv.Itoa(i), 0)
+	}
+	if len(c.m) > stageCacheMax {
+		t.Errorf("cache holds %d entries; want at most %d", len(c.m), stageCacheMax)
 	}
 }
