@@ -222,6 +222,23 @@ var migrations = []string{
 	// 8: a minion's last self-upgrade as it reports it (model.LastUpgrade
 	// as JSON, '' when it never upgraded itself).
 	`ALTER TABLE minions ADD COLUMN last_upgrade TEXT NOT NULL DEFAULT '';`,
+
+	// 9: every inventory group of an agentless host, ancestors included
+	// (pos: the order the inventory gives them), and the facts last
+	// gathered from it over SSH: one row a host, replaced at each gathering.
+	`CREATE TABLE host_groups (
+		host_id TEXT NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,
+		grp     TEXT NOT NULL,
+		pos     INTEGER NOT NULL,
+		PRIMARY KEY (host_id, grp)
+	);
+	CREATE TABLE host_facts (
+		host_id     TEXT PRIMARY KEY REFERENCES hosts(id) ON DELETE CASCADE,
+		facts       TEXT NOT NULL DEFAULT '',  -- facts.Facts as JSON; '' before the first success
+		gathered_at INTEGER NOT NULL DEFAULT 0, -- when facts were gathered
+		error       TEXT NOT NULL DEFAULT '',  -- why the last attempt failed; '' when it succeeded
+		error_at    INTEGER NOT NULL DEFAULT 0
+	);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
