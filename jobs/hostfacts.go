@@ -60,7 +60,8 @@ var factKeys = func() map[string]bool {
 // select them (ssh.facts_ttl); 0 means DefaultFactsTTL.
 func (s *Service) SetFactsTTL(d time.Duration) { s.factsTTL.Store(int64(d)) }
 
-func (s *Service) ttl() time.Duration {
+// FactsTTL is the TTL SetFactsTTL set, or DefaultFactsTTL.
+func (s *Service) FactsTTL() time.Duration {
 	if d := time.Duration(s.factsTTL.Load()); d > 0 {
 		return d
 	}

@@ -159,7 +159,7 @@ func (s *Service) resolve(ctx context.Context, patterns []string) (_ []model.Tar
 			}
 		}
 		gathered := s.freshenFacts(ctx, picked, byID, filters)
-		now, ttl := time.Now(), s.ttl()
+		now, ttl := time.Now(), s.FactsTTL()
 		undecided = map[string]bool{}
 		for id := range picked {
 			x, known := byID[id]
@@ -335,7 +335,7 @@ func filterText(filters [][2]string) string {
 // filter needs and are missing or stale, and updates them in byID. It
 // returns the ids it gathered.
 func (s *Service) freshenFacts(ctx context.Context, picked map[string]model.Target, byID map[string]*machine, filters [][2]string) map[string]bool {
-	now, ttl := time.Now(), s.ttl()
+	now, ttl := time.Now(), s.FactsTTL()
 	var stale []model.Target
 	for id, t := range picked {
 		x, known := byID[id]

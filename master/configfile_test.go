@@ -21,6 +21,7 @@ func TestConfigCheck(t *testing.T) {
 		{"bad value", "listen = \"127.0.0.1:8443\"\n[exec]\nmax_parallel = -1\n", "line 3: exec.max_parallel"},
 		{"bad duration", "[health]\ninterval = \"soon\"\n", "line 2"},
 		{"connect timeout too short", "[ssh]\nconnect_timeout = \"100ms\"\n", "line 2: ssh.connect_timeout"},
+		{"facts ttl too long", "[ssh]\nfacts_ttl = \"1000h\"\n", "line 2: ssh.facts_ttl"},
 		{"bad host keys", "[ssh]\nuser = \"root\"\nhost_keys = \"maybe\"\n", "line 3: ssh.host_keys"},
 		{"bad log level", "log_level = \"loud\"\n", "line 1: log_level"},
 	}
