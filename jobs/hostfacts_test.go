@@ -163,3 +163,46 @@ func TestResolveHostFacts(t *testing.T) {
 		t.Errorf("stored facts of deb1: %+v", h.Facts)
 	}
 }
+
+// TestHostFactsBounded: facts over maxFactsJSON are refused and not
+// stored; stored facts reach templates (hostData) like a minion's.
+func TestHostFactsBounded(t *testing.T) {
+	ctx := context.Background()
+	store, err := inventory.Open(ctx, filepath.Join(t.TempDir(), "felix.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if _, _, err := store.ImportHosts(ctx, []inventory.Host{{ID: "big", Address: "10.0.0.1"}, {ID: "ok", Address: "10.0.0.2"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ips := make([]string, 10000)
+	for i := range ips {
+		ips[i] = "fd00::" + strings.Repeat("1", 4)
+	}
+	g := &fakeFacts{calls: map[string]int{}, facts: map[string]facts.Facts{
+		"big": {OSName: "debian", IPs: ips},
+		"ok":  {OSName: "debian", OSVersion: "12"},
+	}}
+	s := &Service{Store: store, HostFacts: g}
+	res, err := s.RefreshFacts(ctx, []string{"big", "ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		switch r.ID {
+		case "big":
+			if !strings.Contains(r.Error, "at most 65536") || r.Facts.JSON != "" {
+				t.Errorf("big: %+v; want refused as too large, nothing stored", r)
+			}
+		case "ok":
+			if r.Error != "" || r.Facts.JSON == "" {
+				t.Errorf("ok: %+v; want its facts", r)
+			}
+		}
+	}
+	h, err := s.hostData(ctx, model.Target{ID: "ok"})
+	if err != nil || h.Facts["os_name"] != "debian" || h.Facts["os_version"] != "12" {
+		t.Errorf("hostData(ok) = %+v, %v; want its SSH facts", h.Facts, err)
+	}
+}
