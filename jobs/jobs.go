@@ -207,7 +207,8 @@ func Scope(ctx context.Context) []string {
 
 // InScope returns the ids of the hosts scope selects.
 func (s *Service) InScope(ctx context.Context, scope []string) (map[string]bool, error) {
-	targets, undecided, err := s.resolve(ctx, scope)
+	undecided := map[string]bool{}
+	targets, err := s.resolve(ctx, scope, undecided)
 	if errors.Is(err, ErrNoTargets) {
 		return map[string]bool{}, nil
 	}

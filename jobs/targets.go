@@ -53,23 +53,22 @@ var factAliases = map[string]string{"os": "os_name", "version": "os_version"}
 // not_accepted, unless its id also has SSH settings: then it is a target
 // without a minion (no fingerprint), which auto and ssh mode run over SSH.
 func (s *Service) Resolve(ctx context.Context, patterns []string) ([]model.Target, error) {
-	targets, _, err := s.resolve(ctx, patterns)
-	return targets, err
+	return s.resolve(ctx, patterns, nil)
 }
 
-// resolve is Resolve; undecided are the ids of the hosts whose facts a
-// filter needed and that could not be gathered.
-func (s *Service) resolve(ctx context.Context, patterns []string) (_ []model.Target, undecided map[string]bool, _ error) {
+// resolve is Resolve; it adds to undecided, when not nil, the ids of the
+// hosts whose facts a filter needed and could not be gathered.
+func (s *Service) resolve(ctx context.Context, patterns []string, undecided map[string]bool) ([]model.Target, error) {
 	if len(patterns) == 0 {
-		return nil, nil, fmt.Errorf("%w: no targets given", ErrNoTargets)
+		return nil, fmt.Errorf("%w: no targets given", ErrNoTargets)
 	}
 	minions, err := s.Store.Minions(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	hosts, err := s.Store.Hosts(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	byID := make(map[string]*machine, len(minions)+len(hosts))
 	var all []*machine // sorted by id
@@ -97,23 +96,23 @@ func (s *Service) resolve(ctx context.Context, patterns []string) (_ []model.Tar
 		p = strings.TrimSpace(p)
 		switch {
 		case p == "":
-			return nil, nil, fmt.Errorf("%w: empty target", ErrBadTarget)
+			return nil, fmt.Errorf("%w: empty target", ErrBadTarget)
 		case len(p) > 253 || strings.IndexFunc(p, unicode.IsControl) >= 0 || !utf8.ValidString(p):
-			return nil, nil, fmt.Errorf("%w: %q is not an id, glob, address, range or filter", ErrBadTarget, p)
+			return nil, fmt.Errorf("%w: %q is not an id, glob, address, range or filter", ErrBadTarget, p)
 		case strings.Contains(p, "="):
 			k, v, _ := strings.Cut(p, "=")
 			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 			if k == "" || v == "" {
-				return nil, nil, fmt.Errorf("%w: filter %q: want key=value", ErrBadTarget, p)
+				return nil, fmt.Errorf("%w: filter %q: want key=value", ErrBadTarget, p)
 			}
 			if _, err := path.Match(v, ""); err != nil {
-				return nil, nil, fmt.Errorf("%w: filter %q: %v", ErrBadTarget, p, err)
+				return nil, fmt.Errorf("%w: filter %q: %v", ErrBadTarget, p, err)
 			}
 			filters = append(filters, [2]string{k, v})
 			continue
 		case strings.ContainsAny(p, "*?["):
 			if _, err := path.Match(p, ""); err != nil {
-				return nil, nil, fmt.Errorf("%w: %q: %v", ErrBadTarget, p, err)
+				return nil, fmt.Errorf("%w: %q: %v", ErrBadTarget, p, err)
 			}
 			for _, x := range all {
 				if ok, _ := path.Match(p, x.id); ok && x.selectable() {
@@ -123,7 +122,7 @@ func (s *Service) resolve(ctx context.Context, patterns []string) (_ []model.Tar
 		case strings.Contains(p, "/"):
 			_, cidr, err := net.ParseCIDR(p)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%w: %q is not a CIDR range", ErrBadTarget, p)
+				return nil, fmt.Errorf("%w: %q is not a CIDR range", ErrBadTarget, p)
 			}
 			for _, x := range all {
 				if x.selectable() && x.inRange(cidr) {
@@ -133,7 +132,7 @@ func (s *Service) resolve(ctx context.Context, patterns []string) (_ []model.Tar
 		case net.ParseIP(p) != nil:
 			xs, err := matchIP(all, net.ParseIP(p))
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			if len(xs) == 0 {
 				picked[p] = model.Target{ID: p, Addr: p, Skip: model.StateUnknown, Error: "no minion or host has address " + p}
@@ -160,7 +159,6 @@ func (s *Service) resolve(ctx context.Context, patterns []string) (_ []model.Tar
 		}
 		gathered := s.freshenFacts(ctx, picked, byID, filters)
 		now, ttl := time.Now(), s.FactsTTL()
-		undecided = map[string]bool{}
 		for id := range picked {
 			x, known := byID[id]
 			if !known {
@@ -173,7 +171,9 @@ func (s *Service) resolve(ctx context.Context, patterns []string) (_ []model.Tar
 				t := picked[id]
 				t.Skip, t.Error = model.StateUnreachable, why
 				picked[id] = t
-				undecided[id] = true
+				if undecided != nil {
+					undecided[id] = true
+				}
 			case !ok:
 				delete(picked, id)
 			}
@@ -195,7 +195,7 @@ func (s *Service) resolve(ctx context.Context, patterns []string) (_ []model.Tar
 				accepted++
 			}
 		}
-		return nil, nil, fmt.Errorf("%w: targets %s matched none of the %d accepted minions and %d agentless hosts", ErrNoTargets,
+		return nil, fmt.Errorf("%w: targets %s matched none of the %d accepted minions and %d agentless hosts", ErrNoTargets,
 			strings.Join(patterns, ", "), accepted, len(hosts))
 	}
 	out := make([]model.Target, 0, len(picked))
@@ -203,7 +203,7 @@ func (s *Service) resolve(ctx context.Context, patterns []string) (_ []model.Tar
 		out = append(out, t)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, undecided, nil
+	return out, nil
 }
 
 // machine is one id of the inventory: a minion, an agentless host, or both.
