@@ -236,10 +236,19 @@ func finish(order []*invHost, groupVars map[string]map[string]string, children m
 	if bad := groupCycles(children, childLine); len(bad) > 0 {
 		return nil, bad
 	}
+	parents := map[string][]string{} // child group -> parent groups, sorted
+	for p, cs := range children {
+		for _, c := range cs {
+			parents[c] = append(parents[c], p)
+		}
+	}
+	for _, ps := range parents {
+		slices.Sort(ps)
+	}
 	var bad []LineError
 	out := make([]Host, 0, len(order))
 	for _, h := range order {
-		vars := effectiveVars(h, groupVars, children)
+		vars := effectiveVars(h, groupVars, parents)
 		lh, err := listHost(h.id, vars)
 		if err != nil {
 			if len(bad) < MaxErrors {
@@ -250,7 +259,7 @@ func finish(order []*invHost, groupVars map[string]map[string]string, children m
 		if len(h.groups) > 0 {
 			lh.Group = h.groups[0]
 		}
-		lh.Groups = ancestry(h.groups, children)
+		lh.Groups = ancestry(h.groups, parents)
 		out = append(out, lh)
 	}
 	if len(bad) > 0 {
@@ -259,18 +268,10 @@ func finish(order []*invHost, groupVars map[string]map[string]string, children m
 	return out, nil
 }
 
-// ancestry returns groups followed by their ancestors, nearest first, each
-// once; all and ungrouped are left out.
-func ancestry(groups []string, children map[string][]string) []string {
-	parents := map[string][]string{}
-	for p, cs := range children {
-		for _, c := range cs {
-			parents[c] = append(parents[c], p)
-		}
-	}
-	for _, ps := range parents {
-		slices.Sort(ps)
-	}
+// ancestry returns groups followed by their ancestors (parents: child
+// group -> its parent groups), nearest first, each once; all and
+// ungrouped are left out.
+func ancestry(groups []string, parents map[string][]string) []string {
 	var out []string
 	seen := map[string]bool{"all": true, "ungrouped": true}
 	queue := slices.Clone(groups)
@@ -459,9 +460,9 @@ func parseAnsibleBool(v string) (bool, error) {
 // effectiveVars returns h's variables: its own, then those of its groups
 // in the order it was listed in them, then of their parent groups, then
 // [all:vars].
-func effectiveVars(h *invHost, groupVars map[string]map[string]string, children map[string][]string) map[string]string {
+func effectiveVars(h *invHost, groupVars map[string]map[string]string, parents map[string][]string) map[string]string {
 	out := maps.Clone(h.vars)
-	for _, g := range append(ancestry(h.groups, children), "all") {
+	for _, g := range append(ancestry(h.groups, parents), "all") {
 		for k, v := range groupVars[g] {
 			if _, set := out[k]; !set {
 				out[k] = v

@@ -164,3 +164,27 @@ func TestDetect(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkParseYAML parses a YAML inventory of MaxHosts hosts in 200
+// groups, each under one of 20 parents under prod.
+func BenchmarkParseYAML(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("all:\n  children:\n    prod:\n      children:\n")
+	for p := range 20 {
+		fmt.Fprintf(&sb, "        p%d:\n          children:\n", p)
+		for g := range 10 {
+			fmt.Fprintf(&sb, "            g%d_%d:\n              vars: {ansible_user: u%d}\n              hosts:\n", p, g, g)
+			for h := range MaxHosts / 200 {
+				fmt.Fprintf(&sb, "                h%d-%d-%d.example: {ansible_port: %d}\n", p, g, h, 22+h%5)
+			}
+		}
+	}
+	text := sb.String()
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		hs, bad := ParseYAML(text)
+		if len(bad) > 0 || len(hs) != MaxHosts || len(hs[0].Groups) != 3 {
+			b.Fatalf("%d hosts, %d errors %v", len(hs), len(bad), bad[:min(3, len(bad))])
+		}
+	}
+}
