@@ -29,10 +29,13 @@ type FactsGatherer interface {
 const DefaultFactsTTL = time.Hour
 
 // factsTimeout bounds gathering one host's facts; factsParallel, the
-// hosts gathered at once.
+// hosts gathered at once; factsBound, the hosts started by one request
+// (a refresh, or the targets of one job): those not started by then are
+// left as they were, their result saying so.
 const (
 	factsTimeout  = 30 * time.Second
 	factsParallel = 32
+	factsBound    = 5 * time.Minute
 )
 
 // maxFactsJSON bounds the facts kept of one host, as a minion's
@@ -120,15 +123,34 @@ func (s *Service) RefreshFacts(ctx context.Context, patterns []string) ([]HostFa
 
 // gatherFacts gathers the facts of targets (SSH hosts) over SSH, at most
 // factsParallel at once, each within factsTimeout, and records every
-// outcome in the inventory. A failure is a result, never an error.
+// outcome in the inventory. A failure is a result, never an error. Hosts
+// not started within factsBound are not tried: their result says so and
+// nothing is stored for them.
 func (s *Service) gatherFacts(ctx context.Context, targets []model.Target) map[string]HostFactsResult {
 	out := make(map[string]HostFactsResult, len(targets))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, factsParallel)
+	bound := time.NewTimer(factsBound)
+	defer bound.Stop()
+	late := false
 	for _, t := range targets {
+		if !late {
+			select {
+			case sem <- struct{}{}:
+			case <-bound.C:
+				late = true
+			case <-ctx.Done():
+				late = true
+			}
+		}
+		if late {
+			mu.Lock()
+			out[t.ID] = HostFactsResult{ID: t.ID, Error: fmt.Sprintf("not gathered: one request gathers facts for %s at most; name fewer hosts", factsBound)}
+			mu.Unlock()
+			continue
+		}
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
@@ -161,6 +183,11 @@ func (s *Service) gatherOne(ctx context.Context, t model.Target) HostFactsResult
 				err = fmt.Errorf("facts of %s: %d bytes; at most %d", t.ID, len(body), maxFactsJSON)
 			}
 		}
+	}
+	if err != nil && ctx.Err() != nil {
+		// Interrupted: that says nothing about the host, and is not stored.
+		r.Error = "not gathered: the request ended before the host answered"
+		return r
 	}
 	now := time.Now()
 	if err != nil {

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -204,5 +205,62 @@ func TestHostFactsBounded(t *testing.T) {
 	h, err := s.hostData(ctx, model.Target{ID: "ok"})
 	if err != nil || h.Facts["os_name"] != "debian" || h.Facts["os_version"] != "12" {
 		t.Errorf("hostData(ok) = %+v, %v; want its SSH facts", h.Facts, err)
+	}
+}
+
+// blockingFacts blocks every gathering until its context ends, telling
+// started about each.
+type blockingFacts struct{ started chan string }
+
+func (b blockingFacts) Facts(ctx context.Context, t model.Target) (facts.Facts, error) {
+	b.started <- t.ID
+	<-ctx.Done()
+	return facts.Facts{}, ctx.Err()
+}
+
+// TestGatherFactsStops: hosts not started when the request ends are not
+// tried, those interrupted are not failures of theirs; both say so, and
+// nothing is stored for them.
+func TestGatherFactsStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, err := inventory.Open(ctx, filepath.Join(t.TempDir(), "felix.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	var hosts []inventory.Host
+	var targets []model.Target
+	for i := range factsParallel + 3 {
+		id := fmt.Sprintf("h%02d", i)
+		hosts = append(hosts, inventory.Host{ID: id, Address: id})
+		targets = append(targets, model.Target{ID: id, SSH: &model.SSHTarget{Host: id, Port: 22}})
+	}
+	if _, _, err := store.ImportHosts(ctx, hosts, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	b := blockingFacts{started: make(chan string, len(hosts))}
+	s := &Service{Store: store, HostFacts: b}
+	go func() {
+		for range factsParallel {
+			<-b.started
+		}
+		cancel() // every slot is busy: the rest cannot start
+	}()
+	res := s.gatherFacts(ctx, targets)
+	notTried := 0
+	for id, r := range res {
+		if strings.Contains(r.Error, "name fewer hosts") {
+			notTried++
+		}
+		if !strings.HasPrefix(r.Error, "not gathered") {
+			t.Errorf("%s: %+v; want not gathered", id, r)
+		}
+		if h, _ := store.Host(context.Background(), id); h.Facts != (inventory.HostFacts{}) {
+			t.Errorf("%s: interrupted or not tried, but facts stored: %+v", id, h.Facts)
+		}
+	}
+	if len(res) != len(hosts) || notTried != 3 {
+		t.Errorf("%d results, %d not tried; want %d and 3", len(res), notTried, len(hosts))
 	}
 }

@@ -349,7 +349,12 @@ func (s *Service) freshenFacts(ctx context.Context, picked map[string]model.Targ
 	s.logger().Info("gathering facts of SSH hosts for a filter", "hosts", len(stale), "filters", filterText(filters))
 	gathered := make(map[string]bool, len(stale))
 	for id, r := range s.gatherFacts(ctx, stale) {
-		byID[id].h.Facts = r.Facts
+		h := byID[id].h
+		if r.Facts == (inventory.HostFacts{}) {
+			h.Facts.Error = r.Error // not tried: the facts stored stay, unused
+		} else {
+			h.Facts = r.Facts
+		}
 		gathered[id] = true
 	}
 	return gathered
