@@ -16,6 +16,8 @@ import (
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/jobs"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -569,6 +571,19 @@ func TestRefreshHostFacts(t *testing.T) {
 	if !strings.Contains(x.FactsError, "without the ssh transport") || x.Facts != nil || x.FactsGatheredAt != nil {
 		t.Errorf("host w1 = %+v; want its facts error and no facts", x)
 	}
+	// With facts to gather, they are answered and shown with the host.
+	h.server.Jobs.(*jobs.Service).HostFacts = debianFacts{}
+	res = wire.HostFactsList{}
+	h.adminDo("POST", "/api/v1/hosts/facts", wire.HostFactsRequest{Targets: []string{"group=web"}}, &res, http.StatusOK)
+	if len(res.Hosts) != 1 || res.Hosts[0].Error != "" || !strings.Contains(string(res.Hosts[0].Facts), `"os_name":"debian"`) ||
+		res.Hosts[0].GatheredAt == nil {
+		t.Errorf("refresh group=web = %+v; want w1's facts", res)
+	}
+	x = wire.Host{}
+	h.adminDo("GET", "/api/v1/hosts/w1", nil, &x, http.StatusOK)
+	if x.FactsError != "" || !strings.Contains(string(x.Facts), `"os_name":"debian"`) || x.FactsGatheredAt == nil {
+		t.Errorf("host w1 = %+v; want its facts", x)
+	}
 	for _, tt := range []struct {
 		body   any
 		status int
@@ -584,4 +599,11 @@ func TestRefreshHostFacts(t *testing.T) {
 			t.Errorf("refresh %.80v = %d %.200s; want %d", tt.body, status, out, tt.status)
 		}
 	}
+}
+
+// debianFacts answers every host's facts as Debian 12's.
+type debianFacts struct{}
+
+func (debianFacts) Facts(ctx context.Context, t model.Target) (facts.Facts, error) {
+	return facts.Facts{Hostname: t.ID, OSName: "debian", OSVersion: "12", Arch: "x86_64", CPUs: 2}, nil
 }
