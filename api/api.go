@@ -40,6 +40,8 @@ type Runner interface {
 	Rerun(ctx context.Context, id string, onlyFailed bool) (inventory.Job, error)
 	Events(ctx context.Context, id string, fn func(model.Event) error) error
 	StorePayload(content io.Reader, limit int64) (string, int64, error)
+	// RefreshFacts gathers again the facts of the SSH hosts the patterns select.
+	RefreshFacts(ctx context.Context, patterns []string) ([]jobs.HostFactsResult, error)
 }
 
 // Server holds what the handlers use.
@@ -165,6 +167,7 @@ func (s *Server) Handler() http.Handler {
 	route(read, "GET", "/deliveries", s.listDeliveries)
 	route(admin, "POST", "/hosts", s.addHost)
 	route(admin, "POST", "/hosts/import", s.importHosts)
+	route(operator, "POST", "/hosts/facts", s.refreshHostFacts)
 	route(read, "GET", "/hosts", s.listHosts)
 	route(read, "GET", "/hosts/:id", s.getHost)
 	route(admin, "DELETE", "/hosts/:id", s.deleteHost)

@@ -379,7 +379,7 @@ func (h *harness) do(c *http.Client, method, path, auth string, body any) (int, 
 	if rd != nil {
 		// Bodies are JSON, but for the import's text inventory.
 		ctype := "application/json"
-		if strings.HasSuffix(path, "/hosts/import") {
+		if strings.HasSuffix(strings.Split(path, "?")[0], "/hosts/import") {
 			ctype = "text/plain; charset=utf-8"
 		}
 		req.Header.Set("Content-Type", ctype)
@@ -1462,6 +1462,7 @@ var authRoutes = []authRoute{
 	{"GET", "/api/v1/hosts", ""},
 	{"POST", "/api/v1/hosts", `{"host": "10.0.0.7"}`},
 	{"POST", "/api/v1/hosts/import", "10.0.0.7\n"},
+	{"POST", "/api/v1/hosts/facts", `{"targets": ["x"]}`},
 	{"GET", "/api/v1/hosts/x", ""},
 	{"DELETE", "/api/v1/hosts/x", ""},
 	{"PUT", "/api/v1/hosts/x/labels", `{"set": {"role": "web"}}`},

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,8 +75,13 @@ func hostFromRequest(req wire.HostRequest) (inventory.Host, error) {
 }
 
 func hostView(h inventory.Host, minionState model.KeyState) wire.Host {
-	return wire.Host{ID: h.ID, Host: h.Address, Port: h.Port, User: h.User, Key: h.KeyPath, Become: h.Become,
+	v := wire.Host{ID: h.ID, Host: h.Address, Port: h.Port, User: h.User, Key: h.KeyPath, Become: h.Become,
 		Labels: h.Labels, Minion: minionState, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt, RemoteTmp: h.RemoteTmp}
+	v.Groups, v.FactsError = h.Groups, h.Facts.Error
+	if h.Facts.JSON != "" {
+		v.Facts, v.FactsGatheredAt = json.RawMessage(h.Facts.JSON), &h.Facts.GatheredAt
+	}
+	return v
 }
 
 // minionState returns the state of the minion with id, "" when none.
@@ -201,8 +207,9 @@ func (s *Server) setHostLabels(c *gin.Context) {
 	}
 }
 
-// importHosts stores the hosts of a text inventory (see hostlist.Parse),
-// all or none. Every 400 is an ImportResult: any bad line is listed in
+// importHosts stores the hosts of a text inventory (see
+// hostlist.ParseFormat: ?format=ini, yaml or roster, detected when
+// absent), all or none. Every 400 is an ImportResult: any bad line is listed in
 // Errors (the first few also in Error); a body that is no inventory at all
 // has only Error.
 func (s *Server) importHosts(c *gin.Context) {
@@ -221,7 +228,12 @@ func (s *Server) importHosts(c *gin.Context) {
 		badImport(c, bad, "the inventory is not UTF-8 text")
 		return
 	}
-	parsed, bad := hostlist.Parse(string(body))
+	format := c.Query("format")
+	if err := hostlist.ValidFormat(format); err != nil {
+		badImport(c, nil, err.Error())
+		return
+	}
+	parsed, bad := hostlist.ParseFormat(string(body), format)
 	if len(bad) == 0 && len(parsed) == 0 {
 		badImport(c, nil, "the inventory names no host")
 		return
@@ -249,6 +261,7 @@ func (s *Server) importHosts(c *gin.Context) {
 		if h.Group != "" {
 			hosts[i].Labels = map[string]string{"group": h.Group}
 		}
+		hosts[i].Groups = h.Groups
 	}
 	added, updated, err := s.Store.ImportHosts(c.Request.Context(), hosts, s.now())
 	if err != nil {
@@ -324,4 +337,33 @@ func (s *Server) trustHost(c *gin.Context) {
 	}
 	s.Log.Info("host key trusted", "id", h.ID, "addr", t.Addr, "fingerprint", fp, "by", c.GetString(ctxToken))
 	c.JSON(http.StatusOK, wire.Trusted{ID: h.ID, Host: h.Address, Port: h.Port, Fingerprint: fp})
+}
+
+// refreshHostFacts gathers again, over SSH, the facts of the hosts the
+// targets select, and answers each host's facts or why they could not be
+// gathered. It is synchronous: each host is bounded (jobs.RefreshFacts).
+func (s *Server) refreshHostFacts(c *gin.Context) {
+	var req wire.HostFactsRequest
+	if err := decode(c, &req); err != nil {
+		s.abort(c, err)
+		return
+	}
+	if len(req.Targets) == 0 {
+		s.abort(c, badRequestf("targets: name at least one (an id, glob, address or key=value filter)"))
+		return
+	}
+	res, err := s.Jobs.RefreshFacts(c.Request.Context(), req.Targets)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	out := wire.HostFactsList{Hosts: make([]wire.HostFacts, len(res))}
+	for i, r := range res {
+		out.Hosts[i] = wire.HostFacts{ID: r.ID, Error: r.Error}
+		if r.Facts.JSON != "" {
+			out.Hosts[i].Facts, out.Hosts[i].GatheredAt = json.RawMessage(r.Facts.JSON), &r.Facts.GatheredAt
+		}
+	}
+	s.Log.Info("host facts gathered", "targets", strings.Join(req.Targets, ","), "hosts", len(res), "by", c.GetString(ctxToken))
+	c.JSON(http.StatusOK, out)
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/facts"
+	"github.com/felix-ops/felix/jobs"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -499,4 +501,125 @@ func TestExecTransportStored(t *testing.T) {
 	if calls := h.fake.Calls(); len(calls) != 2 || calls[1].Target.Mode != "auto" {
 		t.Errorf("default mode = %q; want auto", calls[len(calls)-1].Target.Mode)
 	}
+}
+
+// TestImportHostsFormats: Ansible YAML inventories and salt-ssh rosters,
+// detected or named by ?format; every group of a host, ancestors included,
+// is shown and targetable.
+func TestImportHostsFormats(t *testing.T) {
+	h := newHarness(t)
+	yamlInv := "all:\n  children:\n    prod:\n      children:\n        web:\n          hosts:\n            w1: {ansible_host: 10.0.0.1, ansible_user: www}\n" +
+		"        db:\n          hosts:\n            d1:\n      vars: {ansible_port: 2200}\n"
+	roster := "r1:\n  host: 10.0.0.9\n  user: salt\n  sudo: true\n"
+	tests := []struct {
+		name, query, body string
+		want              map[string]string // id: "addr:port user groups labels"
+	}{
+		{"yaml detected", "", yamlInv, map[string]string{"w1": "10.0.0.1:2200 www [web prod] map[group:web]", "d1": "d1:2200  [db prod] map[group:db]"}},
+		{"roster named", "?format=roster", roster, map[string]string{"r1": "10.0.0.9:22 salt [] map[]"}},
+		{"ini named", "?format=ini", "[a]\nh1\n[b:children]\na\n", map[string]string{"h1": "h1:22  [a b] map[group:a]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var res wire.ImportResult
+			h.adminDo("POST", "/api/v1/hosts/import"+tt.query, tt.body, &res, http.StatusOK)
+			if res.Added+res.Updated != len(tt.want) {
+				t.Errorf("import = %+v; want %d hosts", res, len(tt.want))
+			}
+			for id, want := range tt.want {
+				var x wire.Host
+				h.adminDo("GET", "/api/v1/hosts/"+id, nil, &x, http.StatusOK)
+				got := fmt.Sprintf("%s:%d %s %v %v", x.Host, x.Port, x.User, x.Groups, x.Labels)
+				if x.Groups == nil {
+					got = fmt.Sprintf("%s:%d %s [] %v", x.Host, x.Port, x.User, x.Labels)
+				}
+				if got != want {
+					t.Errorf("host %s = %q; want %q", id, got, want)
+				}
+			}
+		})
+	}
+	var dry wire.DryRun
+	h.adminDo("POST", "/api/v1/exec", map[string]any{"cmd_line": "true", "targets": []string{"group=prod"}, "dry_run": true}, &dry, http.StatusOK)
+	var ids []string
+	for _, x := range dry.Hosts {
+		ids = append(ids, x.Host)
+	}
+	if !slices.Equal(ids, []string{"d1", "w1"}) {
+		t.Errorf("dry run of group=prod = %q; want d1 and w1 (in web and db under prod)", ids)
+	}
+
+	// Bad YAML, a cycle, a password, an unknown format: 400, nothing stored.
+	before := h.dump()
+	for _, bad := range []struct{ query, body, want string }{
+		{"?format=yaml", "all:\n  children:\n    a:\n      children:\n        a:\n", "line 5: group cycle"},
+		{"", "r1:\n  host: 10.0.0.1\n  passwd: x\n", "line 3: r1: passwd"},
+		{"?format=toml", "h1\n", "format \"toml\""},
+		{"?format=yaml", "all: [\n", "line 1"},
+	} {
+		status, out := h.do(h.client(nil), "POST", "/api/v1/hosts/import"+bad.query, "Bearer "+h.admin, bad.body)
+		var res wire.ImportResult
+		if status != http.StatusBadRequest || json.Unmarshal(out, &res) != nil || !strings.Contains(res.Error, bad.want) ||
+			!strings.Contains(res.Error, "nothing imported") {
+			t.Errorf("import%s %q = %d %s; want 400 saying %q", bad.query, bad.body, status, out, bad.want)
+		}
+	}
+	h.wantUnchanged("bad imports", before)
+}
+
+// TestRefreshHostFacts: POST /api/v1/hosts/facts answers every selected
+// host, with its facts or why it has none; bad requests are refused.
+// (Gathering over real SSH is e2e's TestAgentlessFacts.)
+func TestRefreshHostFacts(t *testing.T) {
+	h := newHarness(t)
+	h.adminDo("POST", "/api/v1/hosts/import", "[web]\nw1 ansible_host=10.0.0.1\n", nil, http.StatusOK)
+	var res wire.HostFactsList
+	h.adminDo("POST", "/api/v1/hosts/facts", wire.HostFactsRequest{Targets: []string{"w1", "nope"}}, &res, http.StatusOK)
+	got := map[string]string{}
+	for _, x := range res.Hosts {
+		got[x.ID] = x.Error
+	}
+	if len(got) != 2 || !strings.Contains(got["w1"], "without the ssh transport") || !strings.Contains(got["nope"], "no minion or host") {
+		t.Errorf("refresh = %+v; want w1 failing (no ssh transport) and nope unknown", res)
+	}
+	var x wire.Host
+	h.adminDo("GET", "/api/v1/hosts/w1", nil, &x, http.StatusOK)
+	if !strings.Contains(x.FactsError, "without the ssh transport") || x.Facts != nil || x.FactsGatheredAt != nil {
+		t.Errorf("host w1 = %+v; want its facts error and no facts", x)
+	}
+	// With facts to gather, they are answered and shown with the host.
+	h.server.Jobs.(*jobs.Service).HostFacts = debianFacts{}
+	res = wire.HostFactsList{}
+	h.adminDo("POST", "/api/v1/hosts/facts", wire.HostFactsRequest{Targets: []string{"group=web"}}, &res, http.StatusOK)
+	if len(res.Hosts) != 1 || res.Hosts[0].Error != "" || !strings.Contains(string(res.Hosts[0].Facts), `"os_name":"debian"`) ||
+		res.Hosts[0].GatheredAt == nil {
+		t.Errorf("refresh group=web = %+v; want w1's facts", res)
+	}
+	x = wire.Host{}
+	h.adminDo("GET", "/api/v1/hosts/w1", nil, &x, http.StatusOK)
+	if x.FactsError != "" || !strings.Contains(string(x.Facts), `"os_name":"debian"`) || x.FactsGatheredAt == nil {
+		t.Errorf("host w1 = %+v; want its facts", x)
+	}
+	for _, tt := range []struct {
+		body   any
+		status int
+	}{
+		{wire.HostFactsRequest{}, http.StatusBadRequest},
+		{wire.HostFactsRequest{Targets: []string{"bad\x00"}}, http.StatusBadRequest},
+		{map[string]any{"targets": []string{"w1"}, "extra": 1}, http.StatusBadRequest},
+		{wire.HostFactsRequest{Targets: []string{"zz*"}}, http.StatusNotFound},
+		{wire.HostFactsRequest{Targets: []string{strings.Repeat("x", 5<<20)}}, http.StatusRequestEntityTooLarge},
+	} {
+		status, out := h.do(h.client(nil), "POST", "/api/v1/hosts/facts", "Bearer "+h.admin, tt.body)
+		if status != tt.status {
+			t.Errorf("refresh %.80v = %d %.200s; want %d", tt.body, status, out, tt.status)
+		}
+	}
+}
+
+// debianFacts answers every host's facts as Debian 12's.
+type debianFacts struct{}
+
+func (debianFacts) Facts(ctx context.Context, t model.Target) (facts.Facts, error) {
+	return facts.Facts{Hostname: t.ID, OSName: "debian", OSVersion: "12", Arch: "x86_64", CPUs: 2}, nil
 }

@@ -43,8 +43,13 @@ Usage:
   felix hosts add [USER@]HOST[:PORT] [--id ID] [--user U] [--port P] [--key PATH]
         [--become] [--remote-tmp DIR] [--label k=v]... [--replace]
                                              add an agentless host
-  felix hosts import FILE                    add hosts from a file ([user@]host[:port] a
-                                             line, or an Ansible INI inventory); all or none
+  felix hosts import FILE [--format ini|yaml|roster]
+                                             add hosts from a file ([user@]host[:port] a
+                                             line, an Ansible INI or YAML inventory, a
+                                             salt-ssh roster; detected by default); all or none
+  felix hosts show ID [-o json]              show one agentless host with its groups and facts
+  felix hosts facts [-t TARGETS] [-o json]   agentless hosts' facts; with -t gather them
+                                             again over SSH first
   felix hosts rm ID...                       forget agentless hosts
   felix hosts label ID key=value... -key...  set and remove a host's labels
   felix hosts trust HOST[:PORT] FINGERPRINT  trust a host's SSH key after checking its
@@ -432,19 +437,27 @@ func cmdMinion(ctx context.Context, args []string, w, ew io.Writer) error {
 		{"labels", formatLabels(m.Labels, ", ")}, {"fingerprint", m.Fingerprint}, {"registered", m.RegisteredAt.Local().Format(time.RFC3339)},
 		{"last seen", ago(m.LastSeen)},
 	})
-	var f map[string]any
-	if json.Unmarshal(m.Facts, &f) == nil {
-		keys := make([]string, 0, len(f))
-		for k := range f {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			t.AppendRow(table.Row{"facts." + k, fmt.Sprint(f[k])})
-		}
-	}
+	t.AppendRows(factRows(m.Facts))
 	t.Render()
 	return nil
+}
+
+// factRows are the rows "facts.KEY | VALUE" of a facts document, by key.
+func factRows(raw json.RawMessage) []table.Row {
+	var f map[string]any
+	if json.Unmarshal(raw, &f) != nil {
+		return nil
+	}
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	rows := make([]table.Row, len(keys))
+	for i, k := range keys {
+		rows[i] = table.Row{"facts." + k, fmt.Sprint(f[k])}
+	}
+	return rows
 }
 
 func cmdKeys(ctx context.Context, args []string, w, ew io.Writer) error {

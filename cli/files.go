@@ -58,17 +58,25 @@ func (f jobFlags) options() (wire.JobOptions, error) {
 	}
 	o := wire.JobOptions{ID: *f.id, Timeout: *f.timeout, Batch: *f.batch, FailThreshold: *f.threshold,
 		Transport: *f.transport, DryRun: *f.dry}
-	for _, t := range *f.targets {
-		for _, p := range strings.Split(t, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				o.Targets = append(o.Targets, p)
-			}
-		}
-	}
+	o.Targets = splitTargets(*f.targets)
 	if len(o.Targets) == 0 {
 		return o, fmt.Errorf("no targets: give -t, e.g. -t '*' or -t web01,web02")
 	}
 	return o, nil
+}
+
+// splitTargets returns the patterns of -t flags (repeatable,
+// comma-separated), without empty ones.
+func splitTargets(flags []string) []string {
+	var out []string
+	for _, t := range flags {
+		for _, p := range strings.Split(t, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // startJob POSTs a job request: a dry run prints the hosts, --async the

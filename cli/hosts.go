@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
@@ -30,6 +32,8 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 	labels := fs.StringArray("label", nil, "add: label key=value (repeatable)")
 	replace := fs.Bool("replace", false, "add: replace a host of the same id")
 	remoteTmp := fs.String("remote-tmp", "", "add: where script and file commands are staged on the host: an absolute DIR or ~/DIR (default: the master's ssh.remote_tmp, else /tmp)")
+	format := fs.String("format", "", "import: ini, yaml or roster (default: detected)")
+	targets := fs.StringArrayP("target", "t", nil, "facts: gather the facts of these hosts again (repeatable, comma-separated)")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -44,6 +48,11 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 			if fs.Changed(f) {
 				return fmt.Errorf("--%s is for felix hosts add", f)
 			}
+		}
+	}
+	for f, want := range map[string]string{"format": "import", "target": "facts"} {
+		if fs.Changed(f) && sub != want {
+			return fmt.Errorf("--%s is for felix hosts %s", f, want)
 		}
 	}
 	switch sub {
@@ -106,7 +115,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 		if len(rest) != 1 {
 			return fmt.Errorf("want: felix hosts import FILE (- for stdin)")
 		}
-		return importHosts(ctx, c, o.Output, rest[0], w)
+		return importHosts(ctx, c, o.Output, rest[0], *format, w)
 	case "rm":
 		if len(rest) == 0 {
 			return fmt.Errorf("hosts rm: name at least one host id")
@@ -131,8 +140,18 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 			return fmt.Errorf("want: felix hosts trust HOST[:PORT] FINGERPRINT")
 		}
 		return trustHost(ctx, c, o.Output, rest[0], rest[1], w)
+	case "show":
+		if len(rest) != 1 {
+			return fmt.Errorf("want: felix hosts show ID")
+		}
+		return showHost(ctx, c, o.Output, rest[0], w)
+	case "facts":
+		if len(rest) > 0 {
+			return fmt.Errorf("unexpected argument %q (name hosts with -t)", rest[0])
+		}
+		return hostFacts(ctx, c, o.Output, splitTargets(*targets), w)
 	}
-	return fmt.Errorf("hosts %q: want list, add, import, rm, label or trust", sub)
+	return fmt.Errorf("hosts %q: want list, add, import, rm, label, trust, show or facts", sub)
 }
 
 func listHosts(ctx context.Context, c *client, format string, w io.Writer) error {
@@ -173,7 +192,7 @@ func printHosts(w io.Writer, hosts []wire.Host) {
 	t.Render()
 }
 
-func importHosts(ctx context.Context, c *client, format, file string, w io.Writer) error {
+func importHosts(ctx context.Context, c *client, format, file, inventoryFormat string, w io.Writer) error {
 	var b []byte
 	var err error
 	if file == "-" {
@@ -185,7 +204,11 @@ func importHosts(ctx context.Context, c *client, format, file string, w io.Write
 		return err
 	}
 	var res wire.ImportResult
-	if err := c.doBody(ctx, "POST", "/api/v1/hosts/import", "text/plain; charset=utf-8", bytes.NewReader(b), &res); err != nil {
+	path := "/api/v1/hosts/import"
+	if inventoryFormat != "" {
+		path += "?format=" + url.QueryEscape(inventoryFormat)
+	}
+	if err := c.doBody(ctx, "POST", path, "text/plain; charset=utf-8", bytes.NewReader(b), &res); err != nil {
 		return err
 	}
 	if format == "json" {
@@ -239,5 +262,89 @@ func trustHost(ctx context.Context, c *client, format, hostPort, fp string, w io
 		return printJSON(w, ans)
 	}
 	fmt.Fprintf(w, "%s: trusted %s\n", net.JoinHostPort(ans.Host, strconv.Itoa(ans.Port)), ans.Fingerprint)
+	return nil
+}
+
+// showHost prints one agentless host: its settings, groups and facts.
+func showHost(ctx context.Context, c *client, format, id string, w io.Writer) error {
+	var h wire.Host
+	if err := c.do(ctx, "GET", "/api/v1/hosts/"+url.PathEscape(id), nil, &h); err != nil {
+		return err
+	}
+	if format == "json" {
+		return printJSON(w, h)
+	}
+	user := h.User
+	if user == "" {
+		user = "(default)"
+	}
+	t := newTable(w, "FIELD", "VALUE")
+	t.AppendRows([]table.Row{
+		{"id", h.ID}, {"address", net.JoinHostPort(h.Host, strconv.Itoa(h.Port))}, {"user", user}, {"key", h.Key},
+		{"become", h.Become}, {"minion", h.Minion}, {"labels", formatLabels(h.Labels, ", ")},
+		{"groups", strings.Join(h.Groups, ", ")}, {"facts gathered", factsAge(h.FactsGatheredAt)},
+	})
+	if h.FactsError != "" {
+		t.AppendRow(table.Row{"facts error", h.FactsError})
+	}
+	t.AppendRows(factRows(h.Facts))
+	t.Render()
+	return nil
+}
+
+// factsAge shows when facts were gathered.
+func factsAge(at *time.Time) string {
+	if at == nil {
+		return "never"
+	}
+	return ago(*at)
+}
+
+// hostFacts prints the facts of agentless hosts: those stored, or with
+// targets those gathered again now. A host whose facts could not be
+// gathered is an error (exit 1) after the table.
+func hostFacts(ctx context.Context, c *client, format string, targets []string, w io.Writer) error {
+	var rows []wire.HostFacts
+	if len(targets) == 0 {
+		var list wire.HostList
+		if err := c.do(ctx, "GET", "/api/v1/hosts", nil, &list); err != nil {
+			return err
+		}
+		for _, h := range list.Hosts {
+			rows = append(rows, wire.HostFacts{ID: h.ID, Facts: h.Facts, GatheredAt: h.FactsGatheredAt, Error: h.FactsError})
+		}
+	} else {
+		var res wire.HostFactsList
+		if err := c.do(ctx, "POST", "/api/v1/hosts/facts", wire.HostFactsRequest{Targets: targets}, &res); err != nil {
+			return err
+		}
+		rows = res.Hosts
+	}
+	if format == "json" {
+		return printJSON(w, wire.HostFactsList{Hosts: rows})
+	}
+	t := newTable(w, "ID", "OS", "KERNEL", "ARCH", "CPUS", "GATHERED", "ERROR")
+	failed := false
+	for _, r := range rows {
+		var f struct {
+			OSName    string `json:"os_name"`
+			OSVersion string `json:"os_version"`
+			Kernel    string `json:"kernel"`
+			Arch      string `json:"arch"`
+			CPUs      int    `json:"cpus"`
+		}
+		cpus := ""
+		if json.Unmarshal(r.Facts, &f) == nil && r.Facts != nil {
+			cpus = strconv.Itoa(f.CPUs)
+		}
+		if r.Error != "" && len(targets) > 0 {
+			failed = true
+		}
+		t.AppendRow(table.Row{r.ID, strings.TrimSpace(f.OSName + " " + f.OSVersion), f.Kernel, f.Arch, cpus, factsAge(r.GatheredAt), r.Error})
+	}
+	t.Render()
+	if failed {
+		return errFailed
+	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/felix-ops/felix/api/wire"
 )
@@ -74,6 +75,15 @@ func newHostsFake(t *testing.T) *hostsFake {
 				return
 			}
 			reply(w, 200, wire.ImportResult{Added: 2, Updated: 1, Errors: []wire.ImportError{}})
+		case p == "/api/v1/hosts/facts":
+			gathered := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+			reply(w, 200, wire.HostFactsList{Hosts: []wire.HostFacts{
+				{ID: "deb1", Facts: json.RawMessage(`{"os_name":"debian","os_version":"12","kernel":"6.1.0","arch":"x86_64","cpus":2}`), GatheredAt: &gathered},
+				{ID: "down", Error: "facts of down: dial tcp 127.0.0.9:22: connection refused"}}})
+		case p == "/api/v1/hosts/w1" && r.Method == "GET":
+			gathered := time.Now().Add(-time.Hour)
+			reply(w, 200, wire.Host{ID: "w1", Host: "10.0.0.1", Port: 22, Groups: []string{"web", "prod"},
+				Facts: json.RawMessage(`{"os_name":"debian","arch":"x86_64"}`), FactsGatheredAt: &gathered, FactsError: "\x1b[2Jlater failure"})
 		case strings.HasSuffix(p, "/trust"):
 			var req wire.TrustRequest
 			json.Unmarshal(body, &req)
@@ -175,6 +185,20 @@ func TestHostsCommands(t *testing.T) {
 			wantReqs: []string{"POST /api/v1/hosts/import"}, wantBody: []string{"[web]\nweb1 ansible_host=10.0.0.1\n"}},
 		{name: "import refused", args: []string{"hosts", "import", bad}, wantCode: 1, wantErr: "line 2:",
 			wantReqs: []string{"POST /api/v1/hosts/import"}},
+		{name: "import yaml", args: []string{"hosts", "import", inv, "--format", "yaml"}, wantOut: []string{"2 hosts added"},
+			wantReqs: []string{"POST /api/v1/hosts/import?format=yaml"}},
+		{name: "format on list", args: []string{"hosts", "list", "--format", "yaml"}, wantCode: 1, wantErr: "--format is for felix hosts import"},
+		{name: "show", args: []string{"hosts", "show", "w1"}, wantOut: []string{"groups", "web, prod", "facts.os_name", "debian", "facts.arch",
+			"facts error", `\x1b[2Jlater failure`, "1h"}, wantReqs: []string{"GET /api/v1/hosts/w1"}},
+		{name: "show without id", args: []string{"hosts", "show"}, wantCode: 1, wantErr: "want: felix hosts show ID"},
+		{name: "facts stored", args: []string{"hosts", "facts"}, wantOut: []string{"ID", "OS", "GATHERED", "web01", "never"},
+			wantReqs: []string{"GET /api/v1/hosts"}},
+		{name: "facts gathered", args: []string{"hosts", "facts", "-t", "deb1,down"}, wantCode: 1,
+			wantOut:  []string{"debian 12", "6.1.0", "x86_64", "connection refused"},
+			wantReqs: []string{"POST /api/v1/hosts/facts"}, wantBody: []string{`{"targets":["deb1","down"]}`}},
+		{name: "facts json", args: []string{"hosts", "facts", "-t", "deb1", "-o", "json"}, wantOut: []string{`"os_name": "debian"`, `"gathered_at"`},
+			wantReqs: []string{"POST /api/v1/hosts/facts"}},
+		{name: "target on list", args: []string{"hosts", "list", "-t", "x"}, wantCode: 1, wantErr: "--target is for felix hosts facts"},
 		{name: "import missing file", args: []string{"hosts", "import", filepath.Join(dir, "nope")}, wantCode: 1, wantErr: "no such file"},
 		{name: "rm", args: []string{"hosts", "rm", "a", "b"}, wantOut: []string{"a: removed", "b: removed"},
 			wantReqs: []string{"DELETE /api/v1/hosts/a", "DELETE /api/v1/hosts/b"}},

@@ -24,6 +24,13 @@ type Host struct {
 	UpdatedAt time.Time
 	// Labels are set by operators (role=db, group=web); filled by Hosts and Host.
 	Labels map[string]string
+	// Groups are the inventory groups an import put the host in, ancestors
+	// included (the selector group=G matches any); filled by Hosts and
+	// Host, stored by ImportHosts only.
+	Groups []string
+	// Facts are what was last gathered over SSH (HostFacts); filled by
+	// Hosts and Host.
+	Facts HostFacts
 }
 
 const hostCols = `id, address, port, user, key_path, become, created_at, updated_at, remote_tmp`
@@ -62,7 +69,8 @@ func (s *Store) AddHost(ctx context.Context, h Host, replace bool, now time.Time
 
 // ImportHosts stores many hosts in one transaction: all or none. Known ids
 // get the new settings and the given labels on top of theirs (an import
-// names groups, not every label). It reports how many hosts were added and
+// names groups, not every label); their groups are replaced by the
+// import's. It reports how many hosts were added and
 // how many updated.
 func (s *Store) ImportHosts(ctx context.Context, hs []Host, now time.Time) (added, updated int, err error) {
 	err = s.tx(ctx, func(tx *sql.Tx) error {
@@ -78,6 +86,9 @@ func (s *Store) ImportHosts(ctx context.Context, hs []Host, now time.Time) (adde
 				added++
 			}
 			if err := setHostLabels(ctx, tx, h.ID, h.Labels, nil); err != nil {
+				return fmt.Errorf("host %s: %w", h.ID, err)
+			}
+			if err := setHostGroups(ctx, tx, h.ID, h.Groups); err != nil {
 				return fmt.Errorf("host %s: %w", h.ID, err)
 			}
 		}
@@ -135,8 +146,13 @@ func (s *Store) Hosts(ctx context.Context) ([]Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	groups, hfacts, err := s.hostGroupsFacts(ctx, "")
+	if err != nil {
+		return nil, err
+	}
 	for i := range out {
 		out[i].Labels = labels[out[i].ID]
+		out[i].Groups, out[i].Facts = groups[out[i].ID], hfacts[out[i].ID]
 	}
 	return out, nil
 }
@@ -151,7 +167,12 @@ func (s *Store) Host(ctx context.Context, id string) (Host, error) {
 		return h, fmt.Errorf("get host %s: %w", id, err)
 	}
 	labels, err := s.hostLabels(ctx, id)
+	if err != nil {
+		return h, err
+	}
 	h.Labels = labels[id]
+	groups, hfacts, err := s.hostGroupsFacts(ctx, id)
+	h.Groups, h.Facts = groups[id], hfacts[id]
 	return h, err
 }
 

@@ -226,6 +226,23 @@ var migrations = []string{
 	// 9: an agentless host's remote_tmp, where script and file commands
 	// are staged ('' means the SSH transport's default).
 	`ALTER TABLE hosts ADD COLUMN remote_tmp TEXT NOT NULL DEFAULT '';`,
+
+	// 10: every inventory group of an agentless host, ancestors included
+	// (pos: the order the inventory gives them), and the facts last
+	// gathered from it over SSH: one row a host, replaced at each gathering.
+	`CREATE TABLE host_groups (
+		host_id TEXT NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,
+		grp     TEXT NOT NULL,
+		pos     INTEGER NOT NULL,
+		PRIMARY KEY (host_id, grp)
+	);
+	CREATE TABLE host_facts (
+		host_id     TEXT PRIMARY KEY REFERENCES hosts(id) ON DELETE CASCADE,
+		facts       TEXT NOT NULL DEFAULT '',  -- facts.Facts as JSON; '' before the first success
+		gathered_at INTEGER NOT NULL DEFAULT 0, -- when facts were gathered
+		error       TEXT NOT NULL DEFAULT '',  -- why the last attempt failed; '' when it succeeded
+		error_at    INTEGER NOT NULL DEFAULT 0
+	);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -147,13 +147,20 @@ func (s *Service) holdSources(a *model.ApplySpec) (func(), error) {
 	return release, nil
 }
 
-// hostData is what a template knows of t: its minion's facts, its labels
+// hostData is what a template knows of t: its minion's facts (or those
+// gathered from its SSH host), its labels
 // (the host's, the minion's over them) and its address.
 func (s *Service) hostData(ctx context.Context, t model.Target) (state.Host, error) {
 	h := state.Host{ID: t.ID, Facts: map[string]any{}, Labels: map[string]string{}}
 	if host, err := s.Store.Host(ctx, t.ID); err == nil {
 		h.Addr = host.Address
 		maps.Copy(h.Labels, host.Labels)
+		// Facts gathered over SSH; a minion's own facts go over them.
+		if host.Facts.JSON != "" {
+			if err := json.Unmarshal([]byte(host.Facts.JSON), &h.Facts); err != nil {
+				return h, fmt.Errorf("read %s's facts: %w", t.ID, err)
+			}
+		}
 	} else if !errors.Is(err, inventory.ErrNotFound) {
 		return h, fmt.Errorf("read host %s: %w", t.ID, err)
 	}

@@ -57,6 +57,14 @@ func hostOnly(id string) model.Target {
 	return model.Target{ID: id, Addr: fmt.Sprintf("%s:%d", s.Host, s.Port), SSH: s}
 }
 
+// factsUnknown is the target of a host whose facts a filter needs and
+// could not be gathered.
+func factsUnknown(id string) model.Target {
+	t := hostOnly(id)
+	t.Skip = model.StateUnreachable // TestResolveHosts compares errors apart; TestResolveHostFacts checks them
+	return t
+}
+
 // both is the target of an accepted minion with SSH settings.
 func both(id string) model.Target {
 	t := accepted(id)
@@ -95,7 +103,9 @@ func TestResolveHosts(t *testing.T) {
 		{name: "minion label beats its host's", patterns: []string{"role=web"},
 			want: []model.Target{both("web1"), accepted("web2"), hostOnly("web3"), hostOnly("web5")}},
 		{name: "host label of a minion", patterns: []string{"via=ssh"}, want: []model.Target{both("web1")}},
-		{name: "hosts have no facts", patterns: []string{"ssh*", "os=debian"}, wantErr: ErrNoTargets},
+		{name: "hosts' facts cannot be gathered without ssh", patterns: []string{"ssh*", "os=debian"},
+			want: []model.Target{factsUnknown("ssh1"), factsUnknown("ssh2")}},
+		{name: "a label filter that fails needs no facts", patterns: []string{"ssh*", "role=web", "os=debian"}, wantErr: ErrNoTargets},
 		{name: "glob and host label", patterns: []string{"ssh*", "role=db"}, want: []model.Target{hostOnly("ssh1")}},
 	}
 	for _, tt := range tests {

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/felix-ops/felix/content"
@@ -85,6 +86,11 @@ type Service struct {
 	// without an accepted minion, and in auto mode those whose minion
 	// cannot be reached (see upgrader.Exec).
 	SSHUpgrader UpgradeSSH
+	// HostFacts, if set, gathers the facts of SSH hosts (hostfacts.go);
+	// nil: a filter over facts cannot select a host without a minion.
+	HostFacts FactsGatherer
+
+	factsTTL atomic.Int64 // SetFactsTTL's duration; 0: DefaultFactsTTL
 
 	mu      sync.Mutex
 	running map[string]*run // by job id; protected by mu
@@ -201,7 +207,8 @@ func Scope(ctx context.Context) []string {
 
 // InScope returns the ids of the hosts scope selects.
 func (s *Service) InScope(ctx context.Context, scope []string) (map[string]bool, error) {
-	targets, err := s.Resolve(ctx, scope)
+	undecided := map[string]bool{}
+	targets, err := s.resolve(ctx, scope, undecided)
 	if errors.Is(err, ErrNoTargets) {
 		return map[string]bool{}, nil
 	}
@@ -210,7 +217,9 @@ func (s *Service) InScope(ctx context.Context, scope []string) (map[string]bool,
 	}
 	in := make(map[string]bool, len(targets))
 	for _, t := range targets {
-		if t.Skip != model.StateUnknown {
+		// A host whose facts could not be gathered is not known to be in
+		// a scope that filters by facts.
+		if t.Skip != model.StateUnknown && !undecided[t.ID] {
 			in[t.ID] = true
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -40,13 +41,24 @@ var factAliases = map[string]string{"os": "os_name", "version": "os_version"}
 // in it; or a filter key=value over labels and facts (role=web, os=debian;
 // the value may be a glob). Patterns other than filters are unioned;
 // filters narrow that union (or, alone, all accepted minions and hosts)
-// and must all hold: AND. Hosts have labels but no facts.
+// and must all hold: AND. The key group matches a group label and any of
+// the inventory groups of a host (ancestors included). A minion's facts
+// are those it reported; an SSH host's are gathered over SSH (see
+// hostfacts.go) when a filter over a fact needs them and they are missing
+// or older than the TTL. A host whose facts cannot be gathered is a target
+// skipped as unreachable, saying why: never silently dropped or included.
 //
 // An id or address that is not in the inventory becomes a host reported
 // unknown, never dropped. A pending or rejected minion is reported
 // not_accepted, unless its id also has SSH settings: then it is a target
 // without a minion (no fingerprint), which auto and ssh mode run over SSH.
 func (s *Service) Resolve(ctx context.Context, patterns []string) ([]model.Target, error) {
+	return s.resolve(ctx, patterns, nil)
+}
+
+// resolve is Resolve; it adds to undecided, when not nil, the ids of the
+// hosts whose facts a filter needed and could not be gathered.
+func (s *Service) resolve(ctx context.Context, patterns []string, undecided map[string]bool) ([]model.Target, error) {
 	if len(patterns) == 0 {
 		return nil, fmt.Errorf("%w: no targets given", ErrNoTargets)
 	}
@@ -145,8 +157,24 @@ func (s *Service) Resolve(ctx context.Context, patterns []string) ([]model.Targe
 				}
 			}
 		}
+		gathered := s.freshenFacts(ctx, picked, byID, filters)
+		now, ttl := time.Now(), s.FactsTTL()
 		for id := range picked {
-			if x, known := byID[id]; known && !x.matches(filters) {
+			x, known := byID[id]
+			if !known {
+				continue
+			}
+			// Facts gathered just now are fresh, whatever the TTL.
+			fresh := gathered[id] && x.h.Facts.Error == "" || x.h != nil && x.h.Facts.Fresh(now, ttl)
+			switch ok, why := x.matches(filters, fresh); {
+			case why != "":
+				t := picked[id]
+				t.Skip, t.Error = model.StateUnreachable, why
+				picked[id] = t
+				if undecided != nil {
+					undecided[id] = true
+				}
+			case !ok:
 				delete(picked, id)
 			}
 		}
@@ -240,22 +268,109 @@ func (x *machine) labels() map[string]string {
 	return out
 }
 
-// matches reports whether every filter holds for x.
-func (x *machine) matches(filters [][2]string) bool {
-	facts := "{}"
-	if x.m != nil {
-		facts = x.m.Facts
+// groups returns the inventory groups of x's SSH host.
+func (x *machine) groups() []string {
+	if x.h == nil {
+		return nil
 	}
-	return matches(x.labels(), facts, filters)
+	return x.h.Groups
 }
 
-// matches reports whether every filter holds: a label of that key, or else
-// a fact (factsJSON, as reported), equal to the value (a glob;
-// case-insensitive).
-func matches(labels map[string]string, factsJSON string, filters [][2]string) bool {
+// hostFacts reports whether x's facts are its SSH host's (gathered over
+// SSH) rather than those its minion reported.
+func (x *machine) hostFacts() bool {
+	return x.h != nil && (x.m == nil || x.m.Facts == "" || x.m.Facts == "{}")
+}
+
+// needsFacts reports whether a filter over a fact must be checked against
+// x's facts: one whose key is a fact and not a label of x, while the
+// filters over labels and groups hold.
+func (x *machine) needsFacts(filters [][2]string) bool {
+	need := false
+	labels := x.labels()
+	for _, f := range filters {
+		if _, isLabel := labels[f[0]]; isLabel || f[0] == "group" || !factKeys[f[0]] {
+			if !matches(labels, x.groups(), "{}", [][2]string{f}) {
+				return false
+			}
+			continue
+		}
+		need = true
+	}
+	return need
+}
+
+// matches reports whether every filter holds for x. When one needs the
+// facts of x's SSH host and they are not fresh (missing, older than the
+// TTL, or their last gathering failed), it holds neither way: why says so.
+func (x *machine) matches(filters [][2]string, fresh bool) (ok bool, why string) {
+	facts := "{}"
+	switch {
+	case x.hostFacts():
+		if x.needsFacts(filters) && !fresh {
+			reason := "never gathered"
+			if x.h.Facts.Error != "" {
+				reason = x.h.Facts.Error
+			}
+			return false, fmt.Sprintf("facts unknown (%s): cannot tell whether it matches %s", reason, filterText(filters))
+		}
+		if x.h.Facts.JSON != "" {
+			facts = x.h.Facts.JSON
+		}
+	case x.m != nil:
+		facts = x.m.Facts
+	}
+	return matches(x.labels(), x.groups(), facts, filters), ""
+}
+
+// filterText shows filters as the request gave them.
+func filterText(filters [][2]string) string {
+	parts := make([]string, len(filters))
+	for i, f := range filters {
+		parts[i] = f[0] + "=" + f[1]
+	}
+	return strings.Join(parts, ",")
+}
+
+// freshenFacts gathers the facts of the picked SSH hosts whose facts a
+// filter needs and are missing or stale, and updates them in byID. It
+// returns the ids it gathered.
+func (s *Service) freshenFacts(ctx context.Context, picked map[string]model.Target, byID map[string]*machine, filters [][2]string) map[string]bool {
+	now, ttl := time.Now(), s.FactsTTL()
+	var stale []model.Target
+	for id, t := range picked {
+		x, known := byID[id]
+		if known && t.Skip == "" && x.hostFacts() && x.needsFacts(filters) && !x.h.Facts.Fresh(now, ttl) {
+			stale = append(stale, t)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	s.logger().Info("gathering facts of SSH hosts for a filter", "hosts", len(stale), "filters", filterText(filters))
+	gathered := make(map[string]bool, len(stale))
+	for id, r := range s.gatherFacts(ctx, stale) {
+		h := byID[id].h
+		if r.Facts == (inventory.HostFacts{}) {
+			h.Facts.Error = r.Error // not tried: the facts stored stay, unused
+		} else {
+			h.Facts = r.Facts
+		}
+		gathered[id] = true
+	}
+	return gathered
+}
+
+// matches reports whether every filter holds: a label of that key, or
+// for the key group one of groups, or else a fact (factsJSON, as
+// reported), equal to the value (a glob; case-insensitive).
+func matches(labels map[string]string, groups []string, factsJSON string, filters [][2]string) bool {
 	var facts map[string]any
 	for _, f := range filters {
 		key, want := f[0], strings.ToLower(f[1])
+		if key == "group" && matchesAny(want, groups) {
+			continue
+		}
 		have, ok := labels[key]
 		if !ok {
 			if facts == nil {
@@ -276,6 +391,16 @@ func matches(labels map[string]string, factsJSON string, filters [][2]string) bo
 		}
 	}
 	return true
+}
+
+// matchesAny reports whether the glob want matches one of vs, ignoring case.
+func matchesAny(want string, vs []string) bool {
+	for _, v := range vs {
+		if ok, _ := path.Match(want, strings.ToLower(v)); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // inRange reports whether m is dialled at, or reports, an address in cidr.

@@ -80,6 +80,7 @@ type Config struct {
 		MaxConns       int             `toml:"max_conns" default:"1000" doc:"At most this many pooled connections."`
 		ConnectTimeout config.Duration `toml:"connect_timeout" default:"10s" doc:"How long dialling a host and the SSH handshake may take (1s to 5m); also how long a session request may go unanswered before the connection is dropped."`
 		RemoteTmp      string          `toml:"remote_tmp" doc:"Where script and file commands are staged on hosts that name no remote_tmp of their own (like Ansible's remote_tmp): an absolute path, or ~/DIR in the login user's home; made 0700 when missing. Empty means /tmp. When it cannot execute (mounted noexec), /var/tmp and then ~/.felix/tmp are tried."`
+		FactsTTL       config.Duration `toml:"facts_ttl" default:"1h" doc:"How long facts gathered from an agentless host select it in key=value targets (os=debian); older or missing facts are gathered again first (felix hosts facts -t ... does it at once). 1s to 720h."`
 	} `toml:"ssh" doc:"Agentless hosts and bootstrap."`
 
 	Files struct {
@@ -167,6 +168,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.SSH.ConnectTimeout.Duration; d < time.Second || d > 5*time.Minute {
 		return fmt.Errorf("ssh.connect_timeout %s: want 1s to 5m", d)
+	}
+	if d := c.SSH.FactsTTL.Duration; d < time.Second || d > 720*time.Hour {
+		return fmt.Errorf("ssh.facts_ttl %s: want 1s to 720h", d)
 	}
 	if c.SSH.HostKeys != "strict" && c.SSH.HostKeys != "accept-new" {
 		return fmt.Errorf("ssh.host_keys %q: want strict or accept-new", c.SSH.HostKeys)

@@ -9,6 +9,7 @@ import (
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/jobs"
 	"github.com/felix-ops/felix/notify"
 	"github.com/felix-ops/felix/transport/agent"
 	"github.com/felix-ops/felix/transport/ssh"
@@ -34,6 +35,7 @@ func TestComponentDefaultsMatchConfig(t *testing.T) {
 		{"ssh.idle_timeout", int64(c.SSH.IdleTimeout.Duration), int64(ssh.DefaultIdleTimeout)},
 		{"ssh.max_conns", int64(c.SSH.MaxConns), ssh.DefaultMaxConns},
 		{"ssh.connect_timeout", int64(c.SSH.ConnectTimeout.Duration), int64(ssh.DefaultConnectTimeout)},
+		{"ssh.facts_ttl", int64(c.SSH.FactsTTL.Duration), int64(jobs.DefaultFactsTTL)},
 		{"files.max_size", c.Files.MaxSize, content.DefaultMaxFileSize},
 		{"files.max_store_size", c.Files.MaxStoreSize, content.DefaultMaxTotalSize},
 		{"files.keep_unused", int64(c.Files.KeepUnused.Duration), int64(content.DefaultKeepUnused)},

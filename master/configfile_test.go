@@ -24,6 +24,7 @@ func TestConfigCheck(t *testing.T) {
 		{"relative remote_tmp", "[ssh]\nremote_tmp = \"rel/dir\"\n", "line 2: ssh.remote_tmp"},
 		{"remote_tmp with ..", "[ssh]\nuser = \"root\"\nremote_tmp = \"/tmp/../etc\"\n", "line 3: ssh.remote_tmp"},
 		{"remote_tmp ok", "[ssh]\nremote_tmp = \"~/.ansible/tmp\"\n", ""},
+		{"facts ttl too long", "[ssh]\nfacts_ttl = \"1000h\"\n", "line 2: ssh.facts_ttl"},
 		{"bad host keys", "[ssh]\nuser = \"root\"\nhost_keys = \"maybe\"\n", "line 3: ssh.host_keys"},
 		{"bad log level", "log_level = \"loud\"\n", "line 1: log_level"},
 	}

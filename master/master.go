@@ -214,7 +214,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	if m.sshPool != nil {
 		bs = m.bootstrapper(m.sshPool)
 		m.jobs.SSHUpgrader = bs // never a typed nil in the interface
+		m.jobs.HostFacts = m.sshPool
 	}
+	m.jobs.SetFactsTTL(cfg.SSH.FactsTTL.Duration)
 	if err := m.jobs.Recover(ctx); err != nil {
 		m.closeEarly()
 		return nil, err

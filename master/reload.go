@@ -83,6 +83,7 @@ func (m *Master) Reload(next Config) []string {
 	var h http.Handler = a.Handler()
 	m.handler.Store(&h)
 	m.retention.Store(retentionOf(eff))
+	m.jobs.SetFactsTTL(eff.SSH.FactsTTL.Duration)
 	m.applied = eff
 	m.log.Info("config reloaded", "changed", strings.Join(changed, ","))
 	return changed

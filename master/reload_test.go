@@ -61,6 +61,8 @@ func TestReloadNotifierAndSSH(t *testing.T) {
 			func() bool { return m.applied.SSH.User == "deploy" }},
 		{"ssh.remote_tmp", func(c *Config) { c.SSH.RemoteTmp = "~/.felix/stage" }, []string{"ssh.remote_tmp"},
 			func() bool { return m.applied.SSH.RemoteTmp == "~/.felix/stage" }},
+		{"ssh.facts_ttl", func(c *Config) { c.SSH.FactsTTL.Duration = 5 * time.Minute }, []string{"ssh.facts_ttl"},
+			func() bool { return m.jobs.FactsTTL() == 5*time.Minute }},
 		{"a bad allow-list changes nothing", func(c *Config) {
 			c.Slack.WebhookURL, c.Callbacks.Allow = "http://127.0.0.1:1/third", []string{"http://bad"}
 		}, nil, func() bool { return slackURL() == "http://127.0.0.1:1/new" && loopbackOK() }},

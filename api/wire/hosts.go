@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/felix-ops/felix/model"
@@ -36,6 +37,34 @@ type Host struct {
 	Minion    model.KeyState `json:"minion,omitempty"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
+	// Groups are the inventory groups an import put the host in,
+	// ancestors included; the target group=G matches any of them.
+	Groups []string `json:"groups,omitempty"`
+	// Facts are those last gathered over SSH (absent before the first
+	// success), gathered at FactsGatheredAt; FactsError says why the last
+	// attempt failed.
+	Facts           json.RawMessage `json:"facts,omitempty"`
+	FactsGatheredAt *time.Time      `json:"facts_gathered_at,omitempty"`
+	FactsError      string          `json:"facts_error,omitempty"`
+}
+
+// HostFactsRequest is the body of POST /api/v1/hosts/facts: the hosts
+// whose facts to gather again.
+type HostFactsRequest struct {
+	Targets []string `json:"targets"`
+}
+
+// HostFacts is one host's answer of POST /api/v1/hosts/facts.
+type HostFacts struct {
+	ID         string          `json:"id"`
+	Facts      json.RawMessage `json:"facts,omitempty"`
+	GatheredAt *time.Time      `json:"gathered_at,omitempty"`
+	Error      string          `json:"error,omitempty"` // why this gathering failed (the facts shown are older)
+}
+
+// HostFactsList answers POST /api/v1/hosts/facts, by host id.
+type HostFactsList struct {
+	Hosts []HostFacts `json:"hosts"`
 }
 
 // HostList is the body of GET /api/v1/hosts.

@@ -1,8 +1,9 @@
 // Package hostlist parses a list of agentless hosts, as an operator pastes
 // it into felix hosts import: one host a line, an Ansible INI inventory, or
-// both mixed. It is parsing only: it returns host records and every bad
-// line, and the caller (the API) decides what to store. It imports nothing
-// heavier than the standard library and model's validators.
+// both mixed; or Ansible's YAML inventory, or a salt-ssh roster (yaml.go).
+// It is parsing only: it returns host records and every bad line, and the
+// caller (the API) decides what to store. It imports nothing heavier than
+// the standard library, model's validators and the YAML parser.
 package hostlist
 
 import (
@@ -35,6 +36,10 @@ type Host struct {
 	// RemoteTmp is ansible_remote_tmp, where commands are staged; "" when
 	// the list names none.
 	RemoteTmp string
+	// Groups are every group the host is in: those it is listed in, in
+	// order of appearance, then their ancestors ([x:children], YAML
+	// children) nearest first; never all or ungrouped.
+	Groups []string
 }
 
 // LineError is one bad line of a list.
@@ -106,6 +111,7 @@ func Parse(text string) ([]Host, []LineError) {
 		byID      = map[string]*invHost{}
 		groupVars = map[string]map[string]string{} // by group: felix names
 		children  = map[string][]string{}          // parent group -> child groups
+		childLine = map[[2]string]int{}            // {parent, child} -> the line nesting them first
 		section   = ""                             // the group of host lines; "" ungrouped
 		kind      = "hosts"                        // hosts, vars or children
 	)
@@ -174,6 +180,9 @@ lines:
 				continue
 			}
 			children[section] = append(children[section], line)
+			if childLine[[2]string{section, line}] == 0 {
+				childLine[[2]string{section, line}] = n
+			}
 		default:
 			hs, err := parseHostLine(line)
 			if err != nil {
@@ -186,33 +195,8 @@ lines:
 			}
 			for _, h := range hs {
 				h.line = n
-				if section != "" && section != "all" && section != "ungrouped" {
-					h.groups = []string{section}
-				}
-				old, dup := byID[h.id]
-				if !dup {
-					byID[h.id] = h
-					order = append(order, h)
-					continue
-				}
-				// Listed again (in another group): settings add up, and
-				// must not contradict each other.
-				conflict := false
-				for k, v := range h.vars {
-					if ov, set := old.vars[k]; set && ov != v {
-						fail(n, "host %s is on line %d with another %s (%s, here %s)", h.id, old.line, k, ov, v)
-						conflict = true
-						break
-					}
-				}
-				if conflict {
-					continue
-				}
-				maps.Copy(old.vars, h.vars)
-				for _, g := range h.groups {
-					if !slices.Contains(old.groups, g) {
-						old.groups = append(old.groups, g)
-					}
+				if err := addHost(byID, &order, h, section); err != nil {
+					fail(n, "%v", err)
 				}
 			}
 		}
@@ -220,23 +204,131 @@ lines:
 	if len(bad) > 0 {
 		return nil, bad
 	}
+	return finish(order, groupVars, children, childLine)
+}
+
+// addHost adds h, listed in group (none when "", all or ungrouped), to
+// the hosts of an inventory. A host listed again (in another group) adds
+// up its settings, which must not contradict each other.
+func addHost(byID map[string]*invHost, order *[]*invHost, h *invHost, group string) error {
+	if group != "" && group != "all" && group != "ungrouped" {
+		h.groups = []string{group}
+	}
+	old, dup := byID[h.id]
+	if !dup {
+		byID[h.id] = h
+		*order = append(*order, h)
+		return nil
+	}
+	for k, v := range h.vars {
+		if ov, set := old.vars[k]; set && ov != v {
+			return fmt.Errorf("host %s is on line %d with another %s (%s, here %s)", h.id, old.line, k, ov, v)
+		}
+	}
+	maps.Copy(old.vars, h.vars)
+	for _, g := range h.groups {
+		if !slices.Contains(old.groups, g) {
+			old.groups = append(old.groups, g)
+		}
+	}
+	return nil
+}
+
+// finish checks the group tree of an inventory (no cycles) and builds its
+// hosts with their effective variables and groups.
+func finish(order []*invHost, groupVars map[string]map[string]string, children map[string][]string, childLine map[[2]string]int) ([]Host, []LineError) {
+	if bad := groupCycles(children, childLine); len(bad) > 0 {
+		return nil, bad
+	}
+	parents := map[string][]string{} // child group -> parent groups, sorted
+	for p, cs := range children {
+		for _, c := range cs {
+			parents[c] = append(parents[c], p)
+		}
+	}
+	for _, ps := range parents {
+		slices.Sort(ps)
+	}
+	var bad []LineError
 	out := make([]Host, 0, len(order))
 	for _, h := range order {
-		vars := effectiveVars(h, groupVars, children)
+		vars := effectiveVars(h, groupVars, parents)
 		lh, err := listHost(h.id, vars)
 		if err != nil {
-			fail(h.line, "host %s: %v", h.id, err)
+			if len(bad) < MaxErrors {
+				bad = append(bad, LineError{Line: h.line, Reason: fmt.Sprintf("host %s: %v", h.id, err)})
+			}
 			continue
 		}
 		if len(h.groups) > 0 {
 			lh.Group = h.groups[0]
 		}
+		lh.Groups = ancestry(h.groups, parents)
 		out = append(out, lh)
 	}
 	if len(bad) > 0 {
 		return nil, bad
 	}
 	return out, nil
+}
+
+// ancestry returns groups followed by their ancestors (parents: child
+// group -> its parent groups), nearest first, each once; all and
+// ungrouped are left out.
+func ancestry(groups []string, parents map[string][]string) []string {
+	var out []string
+	seen := map[string]bool{"all": true, "ungrouped": true}
+	queue := slices.Clone(groups)
+	for len(queue) > 0 {
+		g := queue[0]
+		queue = queue[1:]
+		if seen[g] {
+			continue
+		}
+		seen[g] = true
+		out = append(out, g)
+		queue = append(queue, parents[g]...)
+	}
+	return out
+}
+
+// groupCycles reports each group nested, through its children, in itself:
+// at the line that closes the cycle.
+func groupCycles(children map[string][]string, childLine map[[2]string]int) []LineError {
+	const (
+		unseen = iota
+		open
+		done
+	)
+	state := map[string]int{}
+	var bad []LineError
+	var path []string
+	var visit func(g string)
+	visit = func(g string) {
+		state[g] = open
+		path = append(path, g)
+		for _, c := range children[g] {
+			switch state[c] {
+			case open:
+				i := slices.Index(path, c)
+				cycle := strings.Join(append(slices.Clone(path[i:]), c), " → ")
+				if len(bad) < MaxErrors {
+					bad = append(bad, LineError{Line: childLine[[2]string{g, c}], Reason: fmt.Sprintf("group cycle: %s", cycle)})
+				}
+			case unseen:
+				visit(c)
+			}
+		}
+		path = path[:len(path)-1]
+		state[g] = done
+	}
+	for _, g := range slices.Sorted(maps.Keys(children)) {
+		if state[g] == unseen {
+			visit(g)
+		}
+	}
+	slices.SortFunc(bad, func(a, b LineError) int { return a.Line - b.Line })
+	return bad
 }
 
 // isHostSpec tells "[fd00::1]:22" and "[fd00::1]" (an IPv6 host) from a
@@ -265,6 +357,13 @@ func parseHostLine(line string) ([]*invHost, error) {
 			vars[name] = v
 		}
 	}
+	return newHosts(spec, vars)
+}
+
+// newHosts makes the hosts of SPEC, a host pattern (which may be an
+// Ansible range) with its checked variables (felix names): with
+// ansible_host the pattern is a name (the id), else [user@]host[:port].
+func newHosts(spec string, vars map[string]string) ([]*invHost, error) {
 	specs, err := expandRange(spec)
 	if err != nil {
 		return nil, err
@@ -367,33 +466,13 @@ func parseAnsibleBool(v string) (bool, error) {
 // effectiveVars returns h's variables: its own, then those of its groups
 // in the order it was listed in them, then of their parent groups, then
 // [all:vars].
-func effectiveVars(h *invHost, groupVars map[string]map[string]string, children map[string][]string) map[string]string {
-	parents := map[string][]string{}
-	for p, cs := range children {
-		for _, c := range cs {
-			parents[c] = append(parents[c], p)
-		}
-	}
+func effectiveVars(h *invHost, groupVars map[string]map[string]string, parents map[string][]string) map[string]string {
 	out := maps.Clone(h.vars)
-	seen := map[string]bool{}
-	queue := append([]string(nil), h.groups...)
-	for len(queue) > 0 {
-		g := queue[0]
-		queue = queue[1:]
-		if seen[g] {
-			continue
-		}
-		seen[g] = true
+	for _, g := range append(ancestry(h.groups, parents), "all") {
 		for k, v := range groupVars[g] {
 			if _, set := out[k]; !set {
 				out[k] = v
 			}
-		}
-		queue = append(queue, parents[g]...)
-	}
-	for k, v := range groupVars["all"] {
-		if _, set := out[k]; !set {
-			out[k] = v
 		}
 	}
 	return out
