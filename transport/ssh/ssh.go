@@ -135,6 +135,8 @@ type Pool struct {
 
 	dials atomic.Int64 // connections dialled, for Stats
 
+	noSFTP noSFTPCache // logins without an sftp-server
+
 	mu      sync.Mutex
 	conns   map[string]*conn // by hostSpec.key, dialling or open; protected by mu
 	changed chan struct{}    // closed and replaced when a session or connection is released; protected by mu
