@@ -134,7 +134,7 @@ func (ss *session) request(kind string, payload []byte) error {
 // output) on a connection that still answers was never acted on.
 func classifyStart(kind string, err error, closed, exited, output, alive bool) error {
 	if closed && !exited && !output && alive {
-		return fmt.Errorf("%s request: %w (%v)", kind, errUnanswered, err)
+		return fmt.Errorf("%s request: %w (%w)", kind, errUnanswered, err)
 	}
 	return fmt.Errorf("%s request: %w", kind, err)
 }

@@ -37,7 +37,7 @@ const dropbearSFTPServer = "/usr/lib/sftp-server"
 // login shell is Shell's when given, else /bin/sh. Dropbear 2022.83 has no
 // option naming the authorized keys file. It has its own ed25519 host key
 // made by dropbearkey and is stopped in t.Cleanup. Options other than
-// Shell and Port are ignored. A missing Dropbear, unshare or root skips
+// Shell, Port and SFTPServer are ignored. A missing Dropbear, unshare or root skips
 // the test, or fails it when CI is "true".
 func StartDropbear(t testing.TB, host string, opts ...Option) *Server {
 	t.Helper()
@@ -96,7 +96,7 @@ func StartDropbear(t testing.TB, host string, opts ...Option) *Server {
 	passwd := filepath.Join(dir, "passwd")
 	writePasswd(t, passwd, s.User, shell, home)
 	overlays := []string{passwd, "/etc/passwd"}
-	if real, err := filepath.EvalSymlinks(dropbearSFTPServer); err == nil {
+	if real, err := filepath.EvalSymlinks(dropbearSFTPServer); err == nil && !o.sftpServer {
 		empty := filepath.Join(dir, "empty")
 		hide := filepath.Dir(real)
 		if hide == filepath.Dir(dropbearSFTPServer) {

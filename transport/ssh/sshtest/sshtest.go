@@ -65,6 +65,7 @@ type options struct {
 	hostKeyFile string
 	config      []string
 	noSFTP      bool
+	sftpServer  bool
 }
 
 // Password enables password authentication and gives User this password,
@@ -103,6 +104,10 @@ func Config(lines ...string) Option {
 // sftp-server): OpenSSH then refuses the subsystem request. A Config line
 // "Subsystem sftp PATH" replaces the default one instead.
 func NoSFTP() Option { return func(o *options) { o.noSFTP = true } }
+
+// SFTPServer makes StartDropbear leave the installed sftp-server visible
+// (Dropbear then runs OpenSSH's for the sftp subsystem).
+func SFTPServer() Option { return func(o *options) { o.sftpServer = true } }
 
 // Start starts sshd on host (e.g. "127.0.0.3"; "" means 127.0.0.1) and a
 // free port, and waits until it listens. Host "0.0.0.0" serves every
