@@ -158,26 +158,11 @@ func (f *execFS) run(op, path, script string, args ...string) ([]byte, error) {
 		return nil, err
 	}
 	defer ss.ch.Close()
-	_ = ss.ch.CloseWrite()
-	var stdout, stderr bytes.Buffer
-	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() {
-		defer readers.Done()
-		_, _ = io.Copy(&capWriter{&stdout, maxPlainOutput}, ss.ch)
-	}()
-	go func() {
-		defer readers.Done()
-		_, _ = io.Copy(&capWriter{&stderr, maxPlainOutput}, ss.ch.Stderr())
-	}()
-	select {
-	case <-ss.done:
-	case <-f.ctx.Done():
-		ss.ch.Close()
-		return nil, fmt.Errorf("%s %s: %w", op, path, f.ctx.Err())
+	stdout, stderr, err := ss.collect(f.ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, path, err)
 	}
-	readers.Wait()
-	return stdout.Bytes(), f.result(ss, op, path, stderr.Bytes())
+	return stdout, f.result(ss, op, path, stderr)
 }
 
 // result is the error of a finished script: nil for exit status 0.

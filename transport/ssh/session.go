@@ -726,6 +726,20 @@ func (p *Pool) runPlain(ctx context.Context, s hostSpec, command string, bypass 
 		return nil, nil, -1, err
 	}
 	defer ss.ch.Close()
+	outBuf, errBuf, err := ss.collect(ctx)
+	if err != nil {
+		return nil, nil, -1, fmt.Errorf("run on %s: %w", s.id, err)
+	}
+	if !ss.hasExited() {
+		return outBuf, errBuf, -1, fmt.Errorf("run on %s: the session ended without an exit status", s.id)
+	}
+	return outBuf, errBuf, ss.code, nil
+}
+
+// collect ends the session's input and reads its output (at most
+// maxPlainOutput bytes a stream) until the channel is gone; ending ctx
+// closes it and returns ctx's error.
+func (ss *session) collect(ctx context.Context) (stdout, stderr []byte, err error) {
 	_ = ss.ch.CloseWrite()
 	var outBuf, errBuf bytes.Buffer
 	var readers sync.WaitGroup
@@ -742,13 +756,10 @@ func (p *Pool) runPlain(ctx context.Context, s hostSpec, command string, bypass 
 	case <-ss.done:
 	case <-ctx.Done():
 		ss.ch.Close()
-		return nil, nil, -1, fmt.Errorf("run on %s: %w", s.id, ctx.Err())
+		return nil, nil, ctx.Err()
 	}
 	readers.Wait() // the channel is closed: the readers are at its end
-	if !ss.hasExited() {
-		return outBuf.Bytes(), errBuf.Bytes(), -1, fmt.Errorf("run on %s: the session ended without an exit status", s.id)
-	}
-	return outBuf.Bytes(), errBuf.Bytes(), ss.code, nil
+	return outBuf.Bytes(), errBuf.Bytes(), nil
 }
 
 // capWriter keeps at most n bytes and discards the rest.

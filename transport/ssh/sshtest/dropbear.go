@@ -1,16 +1,13 @@
 package sshtest
 
 import (
-	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/felix-ops/felix/internal/testenv"
 )
@@ -113,35 +110,15 @@ func StartDropbear(t testing.TB, host string, opts ...Option) *Server {
 		overlays = append(overlays, empty, hide)
 	}
 
-	for attempt := 0; ; attempt++ {
-		port := o.port
-		if port == 0 {
-			port = freePort(t, host)
-		}
-		s.Port = port
-		s.Addr = net.JoinHostPort(host, strconv.Itoa(port))
-		pidFile := filepath.Join(dir, "dropbear.pid")
+	pidFile := filepath.Join(dir, "dropbear.pid")
+	s.serve(t, "dropbear", o.port, func() error {
 		// Arguments: pairs of files to bind-mount, "--", then Dropbear's
 		// command line. unshare and the script exec: the process is
 		// Dropbear's.
 		script := `while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 1; shift 2; done; shift; exec "$@"`
 		args := append([]string{"-m", "--", "/bin/sh", "-c", script, "sh"}, overlays...)
 		args = append(args, "--", Dropbear, "-F", "-E", "-s", "-m", "-r", s.HostKeyFile, "-p", s.Addr, "-P", pidFile)
-		err := s.launch(osexec.Command("unshare", args...), pidFile)
-		if err == nil {
-			break
-		}
-		if o.port == 0 && attempt < 4 && strings.Contains(s.Log(), "Address already in use") {
-			continue
-		}
-		t.Fatalf("start dropbear on %s: %v\ndropbear log:\n%s", s.Addr, err, s.Log())
-	}
-	s.KnownHostsLine = knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.HostKey)
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("dropbear %s log:\n%s", s.Addr, s.Log())
-		}
+		return s.launch(osexec.Command("unshare", args...), pidFile)
 	})
 	return s
 }

@@ -175,31 +175,39 @@ func Start(t testing.TB, host string, opts ...Option) *Server {
 		overlays = append(overlays, passwd, "/etc/passwd")
 	}
 
+	s.serve(t, "sshd", o.port, func() error { return s.start(t, o, overlays) })
+	return s
+}
+
+// serve gives s its address on s.Host and port (0: a free one) and calls
+// start, again on another free port when the one picked was taken in
+// between; it fails the test if the server does not start. The server is
+// stopped when the test ends, its log shown if the test failed.
+func (s *Server) serve(t testing.TB, name string, port int, start func() error) {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
-		port := o.port
-		if port == 0 {
-			port = freePort(t, host)
-		}
 		s.Port = port
-		s.Addr = net.JoinHostPort(host, strconv.Itoa(port))
-		err := s.start(t, o, overlays)
+		if port == 0 {
+			s.Port = freePort(t, s.Host)
+		}
+		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+		err := start()
 		if err == nil {
 			break
 		}
 		// Another process may have taken the free port in between.
-		if o.port == 0 && attempt < 4 && strings.Contains(s.Log(), "Address already in use") {
+		if port == 0 && attempt < 4 && strings.Contains(s.Log(), "Address already in use") {
 			continue
 		}
-		t.Fatalf("start sshd on %s: %v\nsshd log:\n%s", s.Addr, err, s.Log())
+		t.Fatalf("start %s on %s: %v\n%s log:\n%s", name, s.Addr, err, name, s.Log())
 	}
 	s.KnownHostsLine = knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.HostKey)
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
-			t.Logf("sshd %s log:\n%s", s.Addr, s.Log())
+			t.Logf("%s %s log:\n%s", name, s.Addr, s.Log())
 		}
 	})
-	return s
 }
 
 // start writes the configuration and starts sshd, waiting until it listens.
