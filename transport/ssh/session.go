@@ -126,7 +126,11 @@ func (ss *session) request(kind string, payload []byte) error {
 	case <-ss.done:
 	case <-time.After(ss.conn.spec.set.ConnectTimeout):
 	}
-	return classifyStart(kind, err, ss.closed(), ss.hasExited(), ss.hadOutput(), ss.connAlive())
+	closed := ss.closed()
+	exited := ss.hasExited()
+	output := closed && ss.hadOutput() // an open channel's Read would block
+	alive := closed && !exited && !output && ss.connAlive()
+	return classifyStart(kind, err, closed, exited, output, alive)
 }
 
 // classifyStart decides what a request that got no reply means: only a
