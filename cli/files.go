@@ -236,19 +236,7 @@ func treeEntries(ctx context.Context, c *client, root string, ew io.Writer) ([]w
 }
 
 // modeBits converts an fs.FileMode to Unix permission bits (07777).
-func modeBits(m fs.FileMode) uint32 {
-	b := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
-}
+func modeBits(m fs.FileMode) uint32 { return model.ModeBits(m) }
 
 func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("fetch")

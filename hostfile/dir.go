@@ -221,20 +221,6 @@ type entry struct {
 
 // entryOf converts a stat result.
 func entryOf(st *unix.Stat_t) *entry {
-	m := model.FileMode(uint32(st.Mode) & 0o7777)
-	switch uint32(st.Mode) & unix.S_IFMT {
-	case unix.S_IFDIR:
-		m |= fs.ModeDir
-	case unix.S_IFLNK:
-		m |= fs.ModeSymlink
-	case unix.S_IFIFO:
-		m |= fs.ModeNamedPipe
-	case unix.S_IFSOCK:
-		m |= fs.ModeSocket
-	case unix.S_IFBLK:
-		m |= fs.ModeDevice
-	case unix.S_IFCHR:
-		m |= fs.ModeDevice | fs.ModeCharDevice
-	}
+	m := model.StatMode(uint32(st.Mode))
 	return &entry{mode: m, size: st.Size, uid: st.Uid, gid: st.Gid, dev: uint64(st.Dev), ino: uint64(st.Ino), nlink: uint64(st.Nlink)}
 }

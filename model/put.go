@@ -40,6 +40,43 @@ func PutBackupName(dest string, now time.Time) string {
 	return dest + putBackupInfix + now.UTC().Format(putBackupFormat)
 }
 
+// StatMode converts a Unix st_mode, type and permission bits, to an
+// fs.FileMode.
+func StatMode(m uint32) fs.FileMode {
+	fm := FileMode(m & 0o7777)
+	switch m & 0o170000 { // S_IFMT
+	case 0o040000:
+		fm |= fs.ModeDir
+	case 0o120000:
+		fm |= fs.ModeSymlink
+	case 0o010000:
+		fm |= fs.ModeNamedPipe
+	case 0o140000:
+		fm |= fs.ModeSocket
+	case 0o060000:
+		fm |= fs.ModeDevice
+	case 0o020000:
+		fm |= fs.ModeDevice | fs.ModeCharDevice
+	}
+	return fm
+}
+
+// ModeBits converts an fs.FileMode's permission, setuid, setgid and
+// sticky bits to Unix bits (0o7777), FileMode's inverse.
+func ModeBits(m fs.FileMode) uint32 {
+	b := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		b |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		b |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		b |= 0o1000
+	}
+	return b
+}
+
 // FileMode converts permission bits as a put carries them (0o4755) to an
 // fs.FileMode with the setuid, setgid and sticky bits in Go's places.
 func FileMode(m uint32) fs.FileMode {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages felix's tests use, when missing and running as
-# root: openssh-server (sshd, for the agentless tests), protobuf-compiler
+# root: openssh-server (sshd, for the agentless tests), dropbear-bin (Dropbear,
+# a server without sftp-server), protobuf-compiler
 # and libprotobuf-dev (make proto / make check), iproute2 (network namespaces for bootstrap) and
 # sudo (the become option).
 set -euo pipefail
@@ -9,6 +10,8 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 # protoc's well-known types (google/protobuf/duration.proto) for make proto.
 [ -f /usr/include/google/protobuf/duration.proto ] || need+=(libprotobuf-dev)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+# dropbear and dropbearkey: the agentless tests' server without sftp-server.
+[ -x /usr/sbin/dropbear ] || need+=(dropbear-bin)
 command -v ip >/dev/null || need+=(iproute2)
 command -v sudo >/dev/null || need+=(sudo)
 command -v setsid >/dev/null || need+=(util-linux)

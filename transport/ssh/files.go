@@ -2,13 +2,13 @@ package ssh
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -81,17 +81,13 @@ func (p *Pool) putJobFile(ctx context.Context, s hostSpec, dir string, f *model.
 	}
 	defer rc.Close()
 	path := dir + "/" + f.Name
-	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
+	err = p.withFS(ctx, s, func(c remoteFS) error {
 		if err := c.Chmod(dir, 0o700); err != nil {
 			return fmt.Errorf("chmod %s: %w", dir, err)
 		}
-		fh, err := c.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		fh, err := c.Create(path)
 		if err != nil {
 			return fmt.Errorf("create %s: %w", path, err)
-		}
-		if err := c.Chmod(path, 0o700); err != nil {
-			fh.Close()
-			return fmt.Errorf("chmod %s: %w", path, err)
 		}
 		if err := copyExact(fh, rc, f.Size); err != nil {
 			fh.Close()
@@ -99,6 +95,11 @@ func (p *Pool) putJobFile(ctx context.Context, s hostSpec, dir string, f *model.
 		}
 		if err := fh.Close(); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
+		}
+		// Made executable once written (no second session while the
+		// file is open: a host may allow one); the directory is private.
+		if err := c.Chmod(path, 0o700); err != nil {
+			return fmt.Errorf("chmod %s: %w", path, err)
 		}
 		return nil
 	})
@@ -147,36 +148,89 @@ func (p *Pool) removeJobDir(s hostSpec, st stage) {
 	}
 }
 
-// withSFTP runs fn with an SFTP client on a session of s's connection (as
-// root through sudo when s.become). Ending ctx closes the client.
-func (p *Pool) withSFTP(ctx context.Context, s hostSpec, fn func(*sftp.Client) error) error {
-	ss, err := p.openSession(ctx, s, false)
+// withFS runs fn with an SFTP client on a session of s's connection (as
+// root through sudo when s.become), or, on a host found to have no
+// sftp-server (see noSFTPError), with execFS. Ending ctx closes the client.
+func (p *Pool) withFS(ctx context.Context, s hostSpec, fn func(remoteFS) error) error {
+	if p.noSFTP.has(s) {
+		return fn(&execFS{p: p, ctx: ctx, s: s})
+	}
+	c, err := p.openSFTP(ctx, s)
+	var ns *noSFTPError
+	if errors.As(err, &ns) {
+		if p.noSFTP.add(s) {
+			p.log.Warn(fmt.Sprintf("no sftp-server on %s: %s; transferring through the exec channel", s, ns.reason), "host", s.addr, "user", s.user)
+		}
+		return fn(&execFS{p: p, ctx: ctx, s: s})
+	}
 	if err != nil {
 		return err
 	}
-	if s.become {
-		err = ss.start(shellCommand(sftpServerScript, true))
-	} else {
-		err = ss.subsystem("sftp")
-	}
-	if err != nil {
-		ss.ch.Close()
-		return fmt.Errorf("start sftp on %s: %w", s, err)
-	}
-	go func() { _, _ = io.Copy(io.Discard, ss.ch.Stderr()) }()
-	c, err := sftp.NewClientPipe(ss.ch, ss.ch, sftp.UseConcurrentWrites(true))
-	if err != nil {
-		ss.ch.Close()
-		return fmt.Errorf("start sftp on %s: %w", s, err)
-	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
-	err = fn(c)
+	err = fn(sftpFS{c})
 	stop()
 	c.Close()
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w (%w)", err, ctx.Err())
 	}
 	return err
+}
+
+// openSFTP starts an SFTP client on a new session. A host without a
+// usable sftp-server gets a *noSFTPError: the subsystem refused (OpenSSH
+// with no Subsystem line), or the session ended with exit status 126 or
+// 127 before the SFTP version packet (Dropbear, or OpenSSH naming a
+// missing sftp-server, run by the shell: "not found"; felix's own search
+// under sudo).
+func (p *Pool) openSFTP(ctx context.Context, s hostSpec) (*sftp.Client, error) {
+	var ss *session
+	var err error
+	if s.become {
+		ss, err = p.startSession(ctx, s, false, "exec", shellCommand(sftpServerScript, true))
+	} else {
+		ss, err = p.startSession(ctx, s, false, "subsystem", "sftp")
+	}
+	if err != nil {
+		if !s.become && errors.Is(err, errRefused) {
+			return nil, &noSFTPError{reason: "the server refused the sftp subsystem"}
+		}
+		return nil, fmt.Errorf("start sftp on %s: %w", s, err)
+	}
+	var stderr bytes.Buffer
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		_, _ = io.Copy(&capWriter{&stderr, 4 << 10}, ss.ch.Stderr())
+	}()
+	c, err := sftp.NewClientPipe(ss.ch, ss.ch, sftp.UseConcurrentWrites(true))
+	if err == nil {
+		return c, nil
+	}
+	ss.ch.Close()
+	select {
+	case <-ss.done:
+	case <-time.After(p.conf().ConnectTimeout):
+	}
+	select {
+	case <-stderrDone:
+	case <-time.After(p.conf().ConnectTimeout):
+		return nil, fmt.Errorf("start sftp on %s: %w", s, err)
+	}
+	if ss.hasExited() && (ss.code == 126 || ss.code == 127) {
+		what := map[int]string{126: "cannot execute", 127: "command not found"}[ss.code]
+		why := fmt.Sprintf("the sftp session exited %d (%s) before its version packet", ss.code, what)
+		if msg := lastLine(stderr.Bytes()); msg != "" {
+			why += ": " + msg
+		}
+		return nil, &noSFTPError{reason: why}
+	}
+	switch msg := lastLine(stderr.Bytes()); {
+	case ss.hasExited():
+		return nil, fmt.Errorf("start sftp on %s: the sftp session exited %d before its version packet: %q (%w)", s, ss.code, msg, err)
+	case msg != "":
+		return nil, fmt.Errorf("start sftp on %s: %q (%w)", s, msg, err)
+	}
+	return nil, fmt.Errorf("start sftp on %s: %w", s, err)
 }
 
 // Upload writes r to path on the host with mode, atomically (a temporary
@@ -197,8 +251,8 @@ func (p *Pool) Upload(ctx context.Context, t model.Target, path string, r io.Rea
 	rnd := make([]byte, 6)
 	_, _ = rand.Read(rnd)
 	tmp := path + ".tmp-" + hex.EncodeToString(rnd)
-	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
-		fh, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	err = p.withFS(ctx, s, func(c remoteFS) error {
+		fh, err := c.Create(tmp)
 		if err != nil {
 			return fmt.Errorf("create %s: %w", tmp, err)
 		}
@@ -232,7 +286,7 @@ func (p *Pool) Upload(ctx context.Context, t model.Target, path string, r io.Rea
 			// Cancelled: the client was closed before the deferred
 			// removal could run. Remove the partial file on a new one.
 			cctx, cancel := context.WithTimeout(context.Background(), p.conf().ConnectTimeout+10*time.Second)
-			_ = p.withSFTP(cctx, s, func(c *sftp.Client) error { return c.Remove(tmp) })
+			_ = p.withFS(cctx, s, func(c remoteFS) error { return c.Remove(tmp) })
 			cancel()
 		}
 		return fmt.Errorf("upload %s to %s: %w", path, s.id, err)
@@ -253,7 +307,7 @@ func (p *Pool) ReadFile(ctx context.Context, t model.Target, path string) ([]byt
 		return nil, fmt.Errorf("read %q on %s: bad path", path, s.id)
 	}
 	var data []byte
-	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
+	err = p.withFS(ctx, s, func(c remoteFS) error {
 		fh, err := c.Open(path)
 		if err != nil {
 			return err

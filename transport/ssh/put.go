@@ -96,7 +96,7 @@ func (p *Pool) PutBatch(ctx context.Context, t model.Target, files []model.PutFi
 		owners[f.Owner] = [2]int{uid, gid}
 	}
 	var leftovers []*putOp
-	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
+	err = p.withFS(ctx, s, func(c remoteFS) error {
 		for i, f := range files {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -126,7 +126,7 @@ func (p *Pool) PutBatch(ctx context.Context, t model.Target, files []model.PutFi
 		// The client was closed (ctx ended) before the temp entries
 		// could be removed: remove them on a new one.
 		cctx, cancel := context.WithTimeout(context.Background(), p.conf().ConnectTimeout+10*time.Second)
-		rerr := p.withSFTP(cctx, s, func(c *sftp.Client) error {
+		rerr := p.withFS(cctx, s, func(c remoteFS) error {
 			var errs []error
 			for _, o := range leftovers {
 				o.c = c
@@ -176,7 +176,7 @@ func checkPut(f model.PutFile) error {
 type putOp struct {
 	p        *Pool
 	s        hostSpec
-	c        *sftp.Client
+	c        remoteFS
 	f        model.PutFile
 	dest     string      // f.Dest, or where it points once followed
 	want     string      // a file's sha256, lower-case hex
@@ -421,7 +421,7 @@ func (o *putOp) send(ctx context.Context, r io.Reader, old os.FileInfo) error {
 		return err
 	}
 	o.tmp = path.Join(o.tmpDir, "data")
-	fh, err := o.c.OpenFile(o.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	fh, err := o.c.Create(o.tmp)
 	if err != nil {
 		return fmt.Errorf("create temp file: %w", err)
 	}
@@ -488,7 +488,7 @@ func (o *putOp) privateDir() (os.FileInfo, error) {
 // then writes the content to the file, verifies it and syncs it to disk
 // when the server can. SFTP does not tell its user, so the owner is
 // checked once the empty file exists, before any content is written.
-func (o *putOp) fill(fh *sftp.File, dir os.FileInfo, r io.Reader) error {
+func (o *putOp) fill(fh remoteFile, dir os.FileInfo, r io.Reader) error {
 	st, err := fh.Stat()
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", o.tmp, err)
@@ -574,7 +574,7 @@ func describeMode(m fs.FileMode) string {
 // setRemoteAttrs gives tmp (a new temp file, a directory, or a file kept
 // in place) its owner (asked, or old's) and then its mode (asked, old's,
 // or 0644); chown clears set-id bits, so it comes first.
-func setRemoteAttrs(c *sftp.Client, tmp string, old os.FileInfo, mode fs.FileMode, uid, gid int) error {
+func setRemoteAttrs(c remoteFS, tmp string, old os.FileInfo, mode fs.FileMode, uid, gid int) error {
 	if old != nil {
 		if ou, og, ok := ownerOf(old); ok {
 			if uid < 0 {
@@ -634,7 +634,7 @@ func sameAttrs(old os.FileInfo, mode fs.FileMode, uid, gid int) bool {
 // with sudo. Over SFTP the login's own uid is not known, so only root's
 // links are followed; follow_symlinks follows any. A missing part is
 // fine: what mkdir makes there is no link.
-func trustedPath(c *sftp.Client, dir string) error {
+func trustedPath(c remoteFS, dir string) error {
 	_, err := hostfile.ResolveTrusted(c, dir, func(fi fs.FileInfo) (bool, string) {
 		uid, _, ok := ownerOf(fi)
 		if !ok {

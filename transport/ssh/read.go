@@ -12,8 +12,6 @@ import (
 	pathpkg "path"
 	"regexp"
 
-	"github.com/pkg/sftp"
-
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/model"
 )
@@ -34,7 +32,7 @@ func (p *Pool) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Wr
 	}
 	var n int64
 	var sum string
-	err = p.withSFTP(ctx, s, func(c *sftp.Client) error {
+	err = p.withFS(ctx, s, func(c remoteFS) error {
 		if !g.FollowSymlinks {
 			if err := trustedPath(c, pathpkg.Dir(path)); err != nil {
 				return err
@@ -56,7 +54,22 @@ func (p *Pool) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Wr
 			return fmt.Errorf("not a regular file (%s)", st.Mode().Type())
 		}
 		n, sum, err = readRemote(c, src, w)
-		return err
+		if err != nil {
+			return err
+		}
+		if x, ok := c.(*execFS); ok {
+			// Read by cat: the host's sha256sum checks it.
+			remote, err := x.sha256(src)
+			switch {
+			case errors.Is(err, errNoSHA256Sum):
+				p.log.Info("ssh: fetched without a sha256 check by the host", "host", s.addr, "path", src, "err", err)
+			case err != nil:
+				return fmt.Errorf("hash on the host: %w", err)
+			case remote != sum:
+				return fmt.Errorf("sha256 on the host is %s, of what was read %s (the file changed while read?)", remote, sum)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		if errors.Is(err, exec.ErrUnreachable) {
@@ -68,7 +81,7 @@ func (p *Pool) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Wr
 }
 
 // readRemote streams a regular file into w while hashing it.
-func readRemote(c *sftp.Client, file string, w io.Writer) (int64, string, error) {
+func readRemote(c remoteFS, file string, w io.Writer) (int64, string, error) {
 	fh, err := c.Open(file)
 	if err != nil {
 		return 0, "", err
@@ -90,7 +103,7 @@ func readRemote(c *sftp.Client, file string, w io.Writer) (int64, string, error)
 // sameRemote reports whether the regular file at dest (described by old)
 // already has the size and sha256 asked for; its mode and owner are
 // sameAttrs's.
-func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c *sftp.Client, dest string, old os.FileInfo, size int64, want string) (bool, error) {
+func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c remoteFS, dest string, old os.FileInfo, size int64, want string) (bool, error) {
 	if old.Size() != size {
 		return false, nil
 	}
@@ -110,7 +123,17 @@ func (p *Pool) sameRemote(ctx context.Context, s hostSpec, c *sftp.Client, dest 
 // beyond the connection's limit: waiting for a free one could wait for
 // ever (a host with MaxSessions 1, or every session held by a put doing
 // the same). A host refusing it gets the file read back over SFTP.
-func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c *sftp.Client, file string, size int64) (string, error) {
+func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c remoteFS, file string, size int64) (string, error) {
+	if x, ok := c.(*execFS); ok {
+		// Any path: it is data on sha256sum's script's standard input.
+		sum, err := x.sha256(file)
+		if !errors.Is(err, errNoSHA256Sum) {
+			return sum, err
+		}
+		p.log.Info("ssh: no sha256sum on the host; verifying by reading the file back", "host", s.addr)
+		_, sum, err = readRemote(c, file, io.Discard)
+		return sum, err
+	}
 	if size > readBackMax && hashablePath.MatchString(file) && model.CheckPath(file) == nil && p.startNested() {
 		stdout, _, code, err := p.runPlain(ctx, s, plainCommand("sha256sum -- "+file, s.become), true)
 		p.endKill()

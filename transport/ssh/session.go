@@ -37,6 +37,7 @@ var errSessionLimit = errors.New("session limit reached")
 // session slot of the connection until the channel is closed on both sides.
 type session struct {
 	ch     ssh.Channel
+	conn   *conn         // the connection it is on
 	done   chan struct{} // closed when the channel is gone and its slot released
 	exited chan struct{} // closed when the exit status arrived
 	code   int           // exit status, -1 for a signal; valid once exited is closed
@@ -89,33 +90,165 @@ func (ss *session) hasExited() bool {
 // not run anything.
 var errRefused = errors.New("refused by the server")
 
+// errUnanswered marks a request the server never answered: it closed the
+// channel without a reply, an exit status or any output while the
+// connection stayed up, so it ran nothing. Dropbear 2022.83 does this now
+// and then to a session opened right after another one closed.
+var errUnanswered = errors.New("the server closed the session without answering the request")
+
 // start asks the server to run command (given to the login shell). An
-// error wrapping errRefused means the server ran nothing; any other error
-// leaves it unknown (the connection failed after the request went out).
+// error wrapping errRefused or errUnanswered means the server ran nothing;
+// any other error leaves it unknown (the connection failed after the
+// request went out).
 func (ss *session) start(command string) error {
-	ok, err := ss.ch.SendRequest("exec", true, ssh.Marshal(struct{ Command string }{command}))
-	if err == nil && !ok {
-		err = fmt.Errorf("run a command: %w", errRefused)
+	return ss.request("exec", ssh.Marshal(struct{ Command string }{command}))
+}
+
+// subsystem asks the server to start a subsystem (sftp); errors as start's.
+func (ss *session) subsystem(name string) error {
+	return ss.request("subsystem", ssh.Marshal(struct{ Name string }{name}))
+}
+
+// request sends an exec or subsystem request and classifies a failure.
+func (ss *session) request(kind string, payload []byte) error {
+	ok, err := ss.ch.SendRequest(kind, true, payload)
+	switch {
+	case err == nil && ok:
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s request: %w", kind, errRefused)
 	}
-	return err
+	// The channel closed before the reply (io.EOF), or the connection
+	// broke. Both OpenSSH and Dropbear reply to an exec request before
+	// they start reading what the command does, and a command that ran
+	// leaves an exit status before the close.
+	select {
+	case <-ss.done:
+	case <-time.After(ss.conn.spec.set.ConnectTimeout):
+	}
+	closed := ss.closed()
+	exited := ss.hasExited()
+	output := closed && ss.hadOutput() // an open channel's Read would block
+	alive := closed && !exited && !output && ss.connAlive()
+	return classifyStart(kind, err, closed, exited, output, alive)
+}
+
+// classifyStart decides what a request that got no reply means: only a
+// channel that is gone with nothing from a command (no exit status, no
+// output) on a connection that still answers was never acted on.
+func classifyStart(kind string, err error, closed, exited, output, alive bool) error {
+	if closed && !exited && !output && alive {
+		return fmt.Errorf("%s request: %w (%w)", kind, errUnanswered, err)
+	}
+	return fmt.Errorf("%s request: %w", kind, err)
+}
+
+// closed reports whether the channel is gone (its requests ended).
+func (ss *session) closed() bool {
+	select {
+	case <-ss.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// hadOutput reports whether the closed channel carried any output; it
+// consumes what there is (the session is not used afterwards).
+func (ss *session) hadOutput() bool {
+	var b [1]byte
+	if n, _ := ss.ch.Read(b[:]); n > 0 {
+		return true
+	}
+	n, _ := ss.ch.Stderr().Read(b[:])
+	return n > 0
+}
+
+// connAlive reports whether the session's connection still answers a
+// global request.
+func (ss *session) connAlive() bool {
+	res := make(chan error, 1)
+	go func() {
+		_, _, err := ss.conn.client.SendRequest("keepalive@openssh.com", true, nil)
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		return err == nil
+	case <-time.After(ss.conn.spec.set.ConnectTimeout):
+		return false
+	}
+}
+
+// startAttempts bounds the sessions opened for one request the server
+// never answered (errUnanswered); startBackoff is the first pause between
+// them, doubled each time. Variables so tests can change them.
+var (
+	startAttempts = 4
+	startBackoff  = 20 * time.Millisecond
+)
+
+// retryStart reports whether a request that failed with err on attempt
+// (1, 2, ...) is tried again on a new session: only one the server
+// surely did not act on, refused (an exec request; a refused subsystem
+// is the server's answer) or unanswered, and only startAttempts times.
+func retryStart(kind string, err error, attempt int) bool {
+	if attempt >= startAttempts {
+		return false
+	}
+	return errors.Is(err, errUnanswered) || kind == "exec" && errors.Is(err, errRefused)
+}
+
+// startSession opens a session on s's connection and sends the request
+// (kind "exec" with command, or "subsystem" with the subsystem's name),
+// opening a new session after a refused or unanswered exec request (see
+// retryStart). The error wraps exec.ErrUnreachable when the server surely
+// ran nothing, errRefused or errUnanswered saying why; otherwise the
+// command may have run, and the error says so.
+func (p *Pool) startSession(ctx context.Context, s hostSpec, bypass bool, kind, arg string) (*session, error) {
+	backoff := startBackoff
+	for attempt := 1; ; attempt++ {
+		ss, err := p.openSession(ctx, s, bypass)
+		if err != nil {
+			return nil, err
+		}
+		if kind == "subsystem" {
+			err = ss.subsystem(arg)
+		} else {
+			err = ss.start(arg)
+		}
+		if err == nil {
+			return ss, nil
+		}
+		ss.ch.Close()
+		if !retryStart(kind, err, attempt) {
+			return nil, startError(s, kind, attempt, err)
+		}
+		p.log.Debug("ssh request not acted on; retrying on a new session", "host", s.addr, "request", kind, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("start a command on %s: %w (after: %w; the command did not run)", s, ctx.Err(), err)
+		}
+		backoff *= 2
+	}
 }
 
 // startError turns a failed start into exec's terms: unreachable only when
 // the server surely ran nothing.
-func startError(s hostSpec, err error) error {
-	if errors.Is(err, errRefused) {
-		return unreachable(s, "start a command on", err)
+func startError(s hostSpec, kind string, attempts int, err error) error {
+	what := "start a command on"
+	if kind == "subsystem" {
+		what = "start a subsystem on"
 	}
-	return fmt.Errorf("start a command on %s: %w (the connection failed: the command may have run)", s, err)
-}
-
-// subsystem asks the server to start a subsystem (sftp).
-func (ss *session) subsystem(name string) error {
-	ok, err := ss.ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{name}))
-	if err == nil && !ok {
-		err = fmt.Errorf("the server refused the %s subsystem", name)
+	tries := ""
+	if attempts > 1 {
+		tries = fmt.Sprintf(" (%d sessions tried)", attempts)
 	}
-	return err
+	if errors.Is(err, errRefused) || errors.Is(err, errUnanswered) {
+		return unreachable(s, what, fmt.Errorf("%w%s; the command did not run", err, tries))
+	}
+	return fmt.Errorf("%s %s: %w (the connection failed after the request was sent: the command may have run)", what, s, err)
 }
 
 // openSession opens a session on s's connection, waiting for a free slot.
@@ -134,7 +267,7 @@ func (p *Pool) openSession(ctx context.Context, s hostSpec, bypass bool) (*sessi
 		}
 		ch, reqs, err := p.openChannel(c)
 		if err == nil {
-			ss := &session{ch: ch, done: make(chan struct{}), exited: make(chan struct{})}
+			ss := &session{ch: ch, conn: c, done: make(chan struct{}), exited: make(chan struct{})}
 			go ss.serve(reqs, func() { p.releaseSession(c) })
 			return ss, nil
 		}
@@ -320,13 +453,9 @@ func newToken() string {
 // timeout or when ctx ends, the remote process group is killed.
 func (p *Pool) run(ctx context.Context, s hostSpec, r runSpec, out model.OutputFunc) (model.Exit, error) {
 	token := newToken()
-	ss, err := p.openSession(ctx, s, false)
+	ss, err := p.startSession(ctx, s, false, "exec", shellCommand(wrapperScript, s.become))
 	if err != nil {
 		return model.Exit{}, err
-	}
-	if err := ss.start(shellCommand(wrapperScript, s.become)); err != nil {
-		ss.ch.Close()
-		return model.Exit{}, startError(s, err)
 	}
 	// From here on the command may have run: no error is "unreachable".
 	start := time.Now()
@@ -601,14 +730,25 @@ func (p *Pool) runPlain(ctx context.Context, s hostSpec, command string, bypass 
 
 // runPlainInput is runPlain with stdin as the command's standard input.
 func (p *Pool) runPlainInput(ctx context.Context, s hostSpec, command string, bypass bool, stdin []byte) (stdout, stderr []byte, code int, err error) {
-	ss, err := p.openSession(ctx, s, bypass)
+	ss, err := p.startSession(ctx, s, bypass, "exec", command)
 	if err != nil {
 		return nil, nil, -1, err
 	}
 	defer ss.ch.Close()
-	if err := ss.start(command); err != nil {
-		return nil, nil, -1, startError(s, err)
+	outBuf, errBuf, err := ss.collect(ctx, stdin)
+	if err != nil {
+		return nil, nil, -1, fmt.Errorf("run on %s: %w", s.id, err)
 	}
+	if !ss.hasExited() {
+		return outBuf, errBuf, -1, fmt.Errorf("run on %s: the session ended without an exit status", s.id)
+	}
+	return outBuf, errBuf, ss.code, nil
+}
+
+// collect writes stdin to the session and ends its input, and reads its
+// output (at most maxPlainOutput bytes a stream) until the channel is
+// gone; ending ctx closes it and returns ctx's error.
+func (ss *session) collect(ctx context.Context, stdin []byte) (stdout, stderr []byte, err error) {
 	go func() {
 		if len(stdin) > 0 {
 			_, _ = ss.ch.Write(stdin)
@@ -630,13 +770,10 @@ func (p *Pool) runPlainInput(ctx context.Context, s hostSpec, command string, by
 	case <-ss.done:
 	case <-ctx.Done():
 		ss.ch.Close()
-		return nil, nil, -1, fmt.Errorf("run on %s: %w", s.id, ctx.Err())
+		return nil, nil, ctx.Err()
 	}
 	readers.Wait() // the channel is closed: the readers are at its end
-	if !ss.hasExited() {
-		return outBuf.Bytes(), errBuf.Bytes(), -1, fmt.Errorf("run on %s: the session ended without an exit status", s.id)
-	}
-	return outBuf.Bytes(), errBuf.Bytes(), ss.code, nil
+	return outBuf.Bytes(), errBuf.Bytes(), nil
 }
 
 // capWriter keeps at most n bytes and discards the rest.

@@ -140,7 +140,8 @@ type Pool struct {
 
 	dials atomic.Int64 // connections dialled, for Stats
 
-	stages stageCache // which staging directory worked, per login
+	stages stageCache  // which staging directory worked, per login
+	noSFTP noSFTPCache // logins without an sftp-server
 
 	mu      sync.Mutex
 	conns   map[string]*conn // by hostSpec.key, dialling or open; protected by mu

@@ -46,6 +46,8 @@ type Server struct {
 	User               string        // the login user: "root"
 	Dir                string        // the temporary directory holding its files
 
+	authorizedKeys string // the authorized_keys file the server reads
+
 	cmd      *osexec.Cmd
 	log      *logBuffer
 	exited   chan struct{} // closed when the sshd process has been waited for
@@ -64,6 +66,8 @@ type options struct {
 	config      []string
 	noexec      []string // paths remounted noexec
 	tmpfs       []string // "path" then "exec" or "noexec", pairs
+	noSFTP      bool
+	sftpServer  bool
 }
 
 // Password enables password authentication and gives User this password,
@@ -119,6 +123,15 @@ func Config(lines ...string) Option {
 	return func(o *options) { o.config = append(o.config, lines...) }
 }
 
+// NoSFTP leaves the sftp subsystem out of sshd_config (a server without
+// sftp-server): OpenSSH then refuses the subsystem request. A Config line
+// "Subsystem sftp PATH" replaces the default one instead.
+func NoSFTP() Option { return func(o *options) { o.noSFTP = true } }
+
+// SFTPServer makes StartDropbear leave the installed sftp-server visible
+// (Dropbear then runs OpenSSH's for the sftp subsystem).
+func SFTPServer() Option { return func(o *options) { o.sftpServer = true } }
+
 // Start starts sshd on host (e.g. "127.0.0.3"; "" means 127.0.0.1) and a
 // free port, and waits until it listens. Host "0.0.0.0" serves every
 // loopback address (127.x.y.z) at once: many "hosts" on one sshd (OpenSSH
@@ -152,6 +165,7 @@ func Start(t testing.TB, host string, opts ...Option) *Server {
 
 	dir := t.TempDir()
 	s := &Server{Host: host, User: "root", Dir: dir}
+	s.authorizedKeys = filepath.Join(dir, "authorized_keys")
 	s.HostKeyFile = o.hostKeyFile
 	if s.HostKeyFile == "" {
 		s.HostKeyFile = filepath.Join(dir, "host_key")
@@ -181,7 +195,7 @@ func Start(t testing.TB, host string, opts ...Option) *Server {
 	}
 	if o.shell != "" {
 		passwd := filepath.Join(dir, "passwd")
-		writePasswd(t, passwd, s.User, o.shell)
+		writePasswd(t, passwd, s.User, o.shell, "")
 		overlays = append(overlays, "bind", passwd, "/etc/passwd")
 	}
 	for _, p := range o.noexec {
@@ -191,31 +205,39 @@ func Start(t testing.TB, host string, opts ...Option) *Server {
 		overlays = append(overlays, "tmpfs", o.tmpfs[i], o.tmpfs[i+1])
 	}
 
+	s.serve(t, "sshd", o.port, func() error { return s.start(t, o, overlays) })
+	return s
+}
+
+// serve gives s its address on s.Host and port (0: a free one) and calls
+// start, again on another free port when the one picked was taken in
+// between; it fails the test if the server does not start. The server is
+// stopped when the test ends, its log shown if the test failed.
+func (s *Server) serve(t testing.TB, name string, port int, start func() error) {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
-		port := o.port
-		if port == 0 {
-			port = freePort(t, host)
-		}
 		s.Port = port
-		s.Addr = net.JoinHostPort(host, strconv.Itoa(port))
-		err := s.start(t, o, overlays)
+		if port == 0 {
+			s.Port = freePort(t, s.Host)
+		}
+		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+		err := start()
 		if err == nil {
 			break
 		}
 		// Another process may have taken the free port in between.
-		if o.port == 0 && attempt < 4 && strings.Contains(s.Log(), "Address already in use") {
+		if port == 0 && attempt < 4 && strings.Contains(s.Log(), "Address already in use") {
 			continue
 		}
-		t.Fatalf("start sshd on %s: %v\nsshd log:\n%s", s.Addr, err, s.Log())
+		t.Fatalf("start %s on %s: %v\n%s log:\n%s", name, s.Addr, err, name, s.Log())
 	}
 	s.KnownHostsLine = knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.HostKey)
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
-			t.Logf("sshd %s log:\n%s", s.Addr, s.Log())
+			t.Logf("%s %s log:\n%s", name, s.Addr, s.Log())
 		}
 	})
-	return s
 }
 
 // start writes the configuration and starts sshd, waiting until it listens.
@@ -244,8 +266,10 @@ func (s *Server) start(t testing.TB, o options, overlays []string) error {
 		"UseDNS no",
 		"PrintMotd no",
 		"LogLevel VERBOSE",
-		"Subsystem sftp internal-sftp",
 	)
+	if !o.noSFTP && !hasKeyword(o.config, "subsystem") {
+		cfg = append(cfg, "Subsystem sftp internal-sftp")
+	}
 	cfgPath := filepath.Join(s.Dir, "sshd_config")
 	if err := os.WriteFile(cfgPath, []byte(strings.Join(cfg, "\n")+"\n"), 0o600); err != nil {
 		t.Fatalf("write sshd_config: %v", err)
@@ -266,7 +290,22 @@ func (s *Server) start(t testing.TB, o options, overlays []string) error {
 		cmd = osexec.Command("unshare", append([]string{"-m", "--", "/bin/sh", "-c", script, "sh", SSHD, cfgPath}, overlays...)...)
 	}
 	// sshd writes its pid file once it listens.
-	pidFile := filepath.Join(s.Dir, "sshd.pid")
+	return s.launch(cmd, filepath.Join(s.Dir, "sshd.pid"))
+}
+
+// hasKeyword reports whether a config line sets keyword (any case).
+func hasKeyword(lines []string, keyword string) bool {
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) > 0 && strings.EqualFold(f[0], keyword) {
+			return true
+		}
+	}
+	return false
+}
+
+// launch starts cmd, a server that writes pidFile once it listens, and
+// waits for that.
+func (s *Server) launch(cmd *osexec.Cmd, pidFile string) error {
 	_ = os.Remove(pidFile)
 	// sshd dies with the test binary, even one killed by a test timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -290,10 +329,10 @@ func (s *Server) start(t testing.TB, o options, overlays []string) error {
 		}
 		select {
 		case <-s.exited:
-			return fmt.Errorf("sshd exited: %v", cmd.ProcessState)
+			return fmt.Errorf("the server exited: %v", cmd.ProcessState)
 		case <-deadline:
 			s.Stop()
-			return errors.New("sshd did not start listening within 15s")
+			return errors.New("the server did not start listening within 15s")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -365,7 +404,7 @@ func (s *Server) Target() model.Target {
 // AuthorizeKey adds a public key to the server's authorized keys.
 func (s *Server) AuthorizeKey(t testing.TB, pub ssh.PublicKey) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(s.Dir, "authorized_keys"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(s.authorizedKeys, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatalf("authorize key: %v", err)
 	}
@@ -445,8 +484,9 @@ func writeShadow(t testing.TB, path, user, pw string) {
 	}
 }
 
-// writePasswd writes a copy of /etc/passwd in which user has shell.
-func writePasswd(t testing.TB, path, user, shell string) {
+// writePasswd writes a copy of /etc/passwd in which user has shell and,
+// when home is not empty, that home directory.
+func writePasswd(t testing.TB, path, user, shell, home string) {
 	t.Helper()
 	old, err := os.ReadFile("/etc/passwd")
 	if err != nil {
@@ -457,6 +497,9 @@ func writePasswd(t testing.TB, path, user, shell string) {
 		f := strings.Split(line, ":")
 		if len(f) == 7 && f[0] == user {
 			f[6] = shell
+			if home != "" {
+				f[5] = home
+			}
 			line = strings.Join(f, ":")
 		}
 		out = append(out, line)
