@@ -29,7 +29,7 @@ func (f *fakeBootstrapper) Many(ctx context.Context, targets []model.Target, ids
 	out := make([]bootstrap.Result, len(targets))
 	for i, t := range targets {
 		out[i] = bootstrap.Result{Host: t.ID, ID: "m" + t.SSH.Host, State: bootstrap.StateOK, Action: bootstrap.ActionInstalled,
-			Arch: "amd64", Init: bootstrap.InitNohup, Fingerprint: "sha256:ab"}
+			Arch: "amd64", Init: bootstrap.InitSupervise, Fingerprint: "sha256:ab"}
 		if t.SSH.Host == "10.0.0.66" {
 			out[i] = bootstrap.Result{Host: t.ID, State: bootstrap.StateFailed, Arch: "riscv64", Reason: "no minion binary for linux/riscv64"}
 		}

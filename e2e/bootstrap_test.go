@@ -231,13 +231,17 @@ func newBootstrapEnv(t *testing.T, minionDir string) *bootstrapEnv {
 	e.extra = bootstrapConfig(e.knownHosts, e.sshd.clientKey, e.masterURL, minionDir, e.root)
 	e.c = startMasterAtAddr(t, port, e.extra)
 
-	// The minion runs in the namespace until the test ends.
-	pidFile := filepath.Join(e.root, "var/lib/felix/minion/minion.pid")
+	// The minion runs in the namespace until the test ends, under its
+	// supervisor, stopped first (it would start the minion again).
 	t.Cleanup(func() {
-		if b, err := os.ReadFile(pidFile); err == nil {
+		for _, name := range []string{"supervisor.pid", "minion.pid"} {
+			b, err := os.ReadFile(filepath.Join(e.root, "var/lib/felix/minion", name))
+			if err != nil {
+				continue
+			}
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 				syscall.Kill(pid, syscall.SIGTERM)
-				deadline := time.Now().Add(40 * time.Second)
+				deadline := time.Now().Add(45 * time.Second)
 				for !gone(pid) && time.Now().Before(deadline) {
 					time.Sleep(100 * time.Millisecond)
 				}
@@ -261,6 +265,7 @@ func TestBootstrap(t *testing.T) {
 	e := newBootstrapEnv(t, distDir)
 	c, n, sshd, dir, knownHosts, root, masterURL, extra := e.c, e.n, e.sshd, e.dir, e.knownHosts, e.root, e.masterURL, e.extra
 	pidFile := filepath.Join(root, "var/lib/felix/minion/minion.pid")
+	supervisorFile := filepath.Join(root, "var/lib/felix/minion/supervisor.pid")
 
 	// Bad input: refused before any connection.
 	if out, errOut, code := c.felix("bootstrap", "root@"+n.peer+";touch "+filepath.Join(dir, "pwned")); code != 1 ||
@@ -275,8 +280,8 @@ func TestBootstrap(t *testing.T) {
 		t.Fatalf("felix bootstrap: exit %d\n%s", code, out)
 	}
 	r := resp.Results[0]
-	if r.State != "ok" || r.ID != "bs-host" || r.Action != "installed" || r.Init != "nohup" || r.Arch != runtime.GOARCH {
-		t.Errorf("first bootstrap: %+v; want ok, bs-host, installed, nohup, %s", r, runtime.GOARCH)
+	if r.State != "ok" || r.ID != "bs-host" || r.Action != "installed" || r.Init != "supervise" || r.Arch != runtime.GOARCH {
+		t.Errorf("first bootstrap: %+v; want ok, bs-host, installed, supervise, %s", r, runtime.GOARCH)
 	}
 	if hs := c.sshHosts(); len(hs) != 0 || r.SSHHost != "" || r.Note != "" {
 		t.Errorf("bootstrap --no-ssh-fallback: hosts %+v, result %+v; want nothing recorded", hs, r)
@@ -298,7 +303,7 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("%s: %v, %v; want mode %o", path, fi.Mode(), err, mode)
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(root, "etc/rc.local")); err != nil || !strings.Contains(string(b), root+"/usr/local/bin/felix-minion start --config") {
+	if b, err := os.ReadFile(filepath.Join(root, "etc/rc.local")); err != nil || !strings.Contains(string(b), root+"/usr/local/bin/felix-minion start --supervise --config") {
 		t.Errorf("rc.local: %q, %v; want the minion's boot line", b, err)
 	}
 
@@ -331,15 +336,24 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("felix hosts: bs-host %+v (%v); want %s:22 as root", h, ok, n.peer)
 	}
 
-	// The minion stopped: a rerun starts it again with its key (repaired),
-	// and it runs commands again.
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
+	// The minion killed: its supervisor starts it again within seconds,
+	// and it registers again (minion.ready names the new process once it
+	// has) and runs commands.
+	pid := killPID(t, pidFile)
+	ready := filepath.Join(root, "var/lib/felix/minion/minion.ready")
+	waitFor(t, "the supervisor to restart the minion and it to register", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(ready)
+		f := strings.Fields(string(b))
+		return len(f) > 0 && f[0] != strconv.Itoa(pid) && f[0] == pidIn(pidFile)
+	})
+	if out, errOut, code := c.felix("exec", "-t", "bs-host", "--transport", "agent", "--", "true"); code != 0 {
+		t.Errorf("exec after the supervisor restarted the minion: exit %d %s%s", code, out, errOut)
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	syscall.Kill(pid, syscall.SIGKILL)
-	waitFor(t, "the minion to die", 10*time.Second, func() bool { return gone(pid) })
+
+	// The minion and its supervisor stopped: a rerun starts them again
+	// with the minion's key (repaired), and it runs commands again.
+	killPID(t, supervisorFile)
+	killPID(t, pidFile)
 	resp, code, out = c.bootstrap("root@" + n.peer)
 	if code != 0 || len(resp.Results) != 1 || resp.Results[0].Action != "repaired" || resp.Results[0].Fingerprint != m.Fingerprint {
 		t.Errorf("rerun with the minion stopped: exit %d %+v\n%s; want ok, repaired, same key", code, resp.Results, out)
@@ -352,13 +366,8 @@ func TestBootstrap(t *testing.T) {
 	}
 
 	// Its minion dead, exec falls back to SSH with the recorded login.
-	b, err = os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-	syscall.Kill(pid, syscall.SIGKILL)
-	waitFor(t, "the minion to die", 10*time.Second, func() bool { return gone(pid) })
+	killPID(t, supervisorFile)
+	killPID(t, pidFile)
 	out, errOut, code = c.felix("exec", "-t", "bs-host", "-o", "json", "--", "true")
 	job = wire.Job{}
 	if err := json.Unmarshal([]byte(out), &job); err != nil || code != 0 || len(job.Results) != 1 ||
@@ -398,6 +407,25 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("a host name ran as a command")
 	}
 	c.master.stop(t)
+}
+
+// pidIn is the pid in a pid file, "" when there is none.
+func pidIn(path string) string {
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}
+
+// killPID kills the process of a pid file with SIGKILL, waits for it to be
+// gone and returns its pid.
+func killPID(t *testing.T, path string) int {
+	t.Helper()
+	pid, err := strconv.Atoi(pidIn(path))
+	if err != nil {
+		t.Fatalf("pid file %s: %v", path, err)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, "pid "+strconv.Itoa(pid)+" to die", 10*time.Second, func() bool { return gone(pid) })
+	return pid
 }
 
 // sshHosts is the agentless inventory (felix hosts list) by id.

@@ -26,7 +26,7 @@ type BootstrapResult struct {
 	State       string `json:"state"`            // ok or failed
 	Action      string `json:"action,omitempty"` // installed, upgraded, repaired or unchanged
 	Arch        string `json:"arch,omitempty"`   // amd64, arm64
-	Init        string `json:"init,omitempty"`   // systemd or nohup
+	Init        string `json:"init,omitempty"`   // systemd, openrc or supervise
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Reason      string `json:"reason,omitempty"`
 	// SSHHost is the id the host was recorded under in the agentless
