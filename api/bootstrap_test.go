@@ -75,6 +75,10 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("target %d: %+v; want %+v", i, *tg.SSH, want[i])
 		}
 	}
+	status, body = post(`{"hosts": ["admin@10.0.0.8"], "become": true}`)
+	if targets, _ := fake.seen(); status != http.StatusOK || len(targets) != 4 || !targets[3].SSH.Become || targets[0].SSH.Become {
+		t.Errorf("with become: status %d %s, targets %+v; want the last one with become, the others without", status, body, targets)
+	}
 	status, body = post(`{"hosts": ["10.0.0.7"], "id": "db-1"}`)
 	if _, ids := fake.seen(); status != http.StatusOK || len(ids) != 1 || ids[0] != "db-1" {
 		t.Errorf("with an id: status %d %s, ids %q", status, body, ids)

@@ -5,7 +5,9 @@
 // A host in the agentless inventory (felix hosts, matched by id or
 // address) is reached with its SSH settings there; any other with the
 // user, port and key given. The login must be able to write the install
-// paths (root): files go over SFTP as that user.
+// paths: root, or (become, felix bootstrap --become) a user with
+// passwordless sudo, every script then run with sudo -n and files written
+// by an SFTP server under sudo; the login recorded keeps become.
 //
 // For each host, over one SSH connection of the agentless transport:
 //

@@ -816,3 +816,23 @@ func TestReachScript(t *testing.T) {
 		}
 	}
 }
+
+// TestBecome: a login with become does everything with it, and the login
+// returned for recording keeps it.
+func TestBecome(t *testing.T) {
+	b, ssh := setup(t, "amd64")
+	h := newFakeHost(t, b.Store, "x86_64")
+	ssh["h1"] = h
+	tg := model.Target{ID: "admin@h1", SSH: &model.SSHTarget{Host: "h1", User: "admin", Become: true}}
+	r := b.Host(context.Background(), tg, "")
+	if r.State != StateOK || r.Login == nil || !r.Login.Become || r.Login.User != "admin" {
+		t.Fatalf("result %+v (login %+v); want ok, the login admin with become", r, r.Login)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, v := range h.via {
+		if !v.Become {
+			t.Errorf("a script ran without become: %+v", v)
+		}
+	}
+}

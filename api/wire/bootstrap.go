@@ -17,6 +17,9 @@ type BootstrapRequest struct {
 	// the login used (what felix hosts add stores), so that exec falls back
 	// to SSH when its minion is down. Default true; false records nothing.
 	SSHFallback *bool `json:"ssh_fallback,omitempty"`
+	// Become runs the installation with sudo -n, for a login that is not
+	// root (hosts not in the agentless inventory; those use their own).
+	Become bool `json:"become,omitempty"`
 }
 
 // BootstrapResult is one host's outcome.
