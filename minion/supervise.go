@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -51,7 +52,7 @@ func cutBool(args []string, name string) ([]string, bool) {
 // after a backoff (superviseBackoff), until SIGTERM, which it passes on to
 // the minion and waits for it to drain. A lock (supervisor.lock in the data
 // directory) keeps a second supervisor from running; its pid is in
-// supervisor.pid. A minion that runs without being its child (one an
+// supervisor.pid; SIGHUP is passed on to the minion. A minion that runs without being its child (one an
 // upgrade handed over to, or one left by a killed supervisor) is watched
 // through minion.pid instead of started a second time.
 func cmdSupervise(ctx context.Context, args []string, stdout io.Writer) error {
@@ -85,6 +86,22 @@ func cmdSupervise(ctx context.Context, args []string, stdout io.Writer) error {
 	defer removePID()
 	ctx, cancel := daemon.SignalContext(ctx)
 	defer cancel()
+	// SIGHUP (reload the config) is the minion's: passed on to it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if pid, ok := daemon.Running(filepath.Join(cfg.DataDir, pidFile)); ok {
+					syscall.Kill(pid, syscall.SIGHUP)
+				}
+			}
+		}
+	}()
 	s := &supervisor{exe: exe, args: append([]string{"start"}, args...), minionPID: filepath.Join(cfg.DataDir, pidFile),
 		log: log.With("component", "supervisor"), stdout: stdout}
 	fmt.Fprintf(stdout, "felix minion supervisor pid %d: running %s %v\n", os.Getpid(), exe, s.args)
