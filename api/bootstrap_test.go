@@ -104,7 +104,8 @@ func TestBootstrapRefusesBadInput(t *testing.T) {
 		{`{"hosts": ["10.0.0.5", "10.0.0.6"], "id": "web"}`, "single host"},
 		{`{"hosts": ["10.0.0.5"], "id": "a b"}`, "id"},
 		{`{"hosts": ["10.0.0.5", "root@10.0.0.5:22"]}`, "same host"},
-		{`{"hosts": ["10.0.0.5"], "become": true}`, "unknown field"},
+		{`{"hosts": ["10.0.0.5"], "sudo": true}`, "unknown field"},
+		{`{"hosts": ["10.0.0.5"], "become": "yes"}`, "become"},
 		{`{"hosts": "10.0.0.5"}`, "hosts"},
 	} {
 		status, body := post(tc.body)

@@ -836,3 +836,32 @@ func TestBecome(t *testing.T) {
 		}
 	}
 }
+
+// TestRCLocal runs the detached start script on an install root whose
+// rc.local has an older felix line (without the supervisor): it is
+// replaced by the supervised one, before "exit 0", the rest kept.
+func TestRCLocal(t *testing.T) {
+	root := t.TempDir()
+	p := pathsUnder(root)
+	if err := os.MkdirAll(filepath.Dir(p.rc), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := p.bin + " start --config " + p.conf + " >>" + p.log + " 2>&1 &"
+	if err := os.WriteFile(p.rc, []byte("#!/bin/sh\necho other\n"+old+"\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/bin/sh")
+	cmd.Stdin = strings.NewReader(p.script(markStart, startDetached, "RESTART", "0", "CRON", "0"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("start script: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(p.rc)
+	want := "#!/bin/sh\necho other\n" + p.bin + " start --supervise --config " + p.conf + " >>" + p.log + " 2>&1 &\nexit 0\n"
+	if err != nil || string(b) != want {
+		t.Errorf("rc.local:\n%s(%v)\nwant\n%s", b, err, want)
+	}
+	if !strings.Contains(string(out), "boot=1") {
+		t.Errorf("the script did not report the boot entry: %s", out)
+	}
+}
