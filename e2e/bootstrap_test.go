@@ -55,6 +55,14 @@ func newNetns(t *testing.T) *netns {
 	tag := hex.EncodeToString(b[:])
 	n := &netns{name: "felix-bs-" + tag}
 	x := 1 + int(b[0])%250 // 10.250.X.0/30
+	// One not in use on this machine (tests, maybe of other checkouts, run
+	// at once): the same subnet on two veths would misroute replies.
+	for i := 0; i < 250; i++ {
+		if out, err := exec.Command("ip", "-4", "-o", "addr", "show", "to", fmt.Sprintf("10.250.%d.0/30", x)).Output(); err == nil && len(bytes.TrimSpace(out)) == 0 {
+			break
+		}
+		x = 1 + x%250
+	}
 	n.local, n.peer = fmt.Sprintf("10.250.%d.1", x), fmt.Sprintf("10.250.%d.2", x)
 	if err := run(t, "ip", "netns", "add", n.name); err != nil {
 		testenv.Missing(t, "network namespaces are not permitted here: %v", err)
@@ -437,10 +445,25 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("exec after the supervisor restarted the minion: exit %d %s%s", code, out, errOut)
 	}
 
-	// The minion and its supervisor stopped: a rerun starts them again
-	// with the minion's key (repaired), and it runs commands again.
-	killPID(t, supervisorFile)
-	killPID(t, pidFile)
+	// A second supervisor is refused: the first holds its lock.
+	bin, conf := filepath.Join(root, "usr/local/bin/felix-minion"), filepath.Join(root, "etc/felix/minion.toml")
+	if b, err := exec.Command(bin, "start", "--supervise", "--config", conf).CombinedOutput(); err == nil ||
+		!strings.Contains(string(b), "in use by pid "+pidIn(supervisorFile)) {
+		t.Errorf("a second supervisor: %v %s; want it refused, the first named", err, b)
+	}
+
+	// minion stop stops the supervisor, and so the minion; a rerun starts
+	// them again with the minion's key (repaired), and it runs commands.
+	superPID, minionPID := pidIn(supervisorFile), pidIn(pidFile)
+	if b, err := exec.Command(bin, "stop", "--config", conf).CombinedOutput(); err != nil {
+		t.Errorf("felix-minion stop: %v %s", err, b)
+	}
+	for _, p := range []string{superPID, minionPID} {
+		pid, _ := strconv.Atoi(p)
+		if !gone(pid) {
+			t.Errorf("pid %d (supervisor %s, minion %s) runs after minion stop", pid, superPID, minionPID)
+		}
+	}
 	resp, code, out = c.bootstrap("root@" + n.peer)
 	if code != 0 || len(resp.Results) != 1 || resp.Results[0].Action != "repaired" || resp.Results[0].Fingerprint != m.Fingerprint {
 		t.Errorf("rerun with the minion stopped: exit %d %+v\n%s; want ok, repaired, same key", code, resp.Results, out)
