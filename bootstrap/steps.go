@@ -170,8 +170,10 @@ var archRE = regexp.MustCompile(`^[a-z0-9_]{1,16}$`)
 // quoted as well).
 var reachHostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.:_-]*$`)
 
-// reachTimeout bounds the reach script on the host (its connect gets 5 s).
-const reachTimeout = 15 * time.Second
+// reachTimeout bounds the reach script on the host: its connect gets 5 s,
+// the rest is for a login shell that is slow to start (killing one in the
+// middle of its own start-up files can leave their locks behind).
+const reachTimeout = 30 * time.Second
 
 // reach settles the master URL for the host (step 1, see the package
 // comment) and checks the host can connect to it, before anything is
