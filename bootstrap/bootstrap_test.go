@@ -811,8 +811,9 @@ func TestReachScript(t *testing.T) {
 		cmd := exec.Command("/bin/sh")
 		cmd.Stdin = strings.NewReader(p.script(markReach, reachBody, "HOST", "127.0.0.1", "PORT", tc.port))
 		out, err := cmd.CombinedOutput()
-		if got := parseReach(out); err != nil || got != tc.want {
-			t.Errorf("reach 127.0.0.1:%s = %q (%v, %s); want %q", tc.port, got, err, out, tc.want)
+		got, why := parseReach(out)
+		if err != nil || got != tc.want || (got == "fail") != strings.Contains(why, "refused") {
+			t.Errorf("reach 127.0.0.1:%s = %q %q (%v, %s); want %q, refused when it fails", tc.port, got, why, err, out, tc.want)
 		}
 	}
 }

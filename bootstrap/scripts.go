@@ -79,28 +79,40 @@ const alive = `alive() {
 `
 
 // reachBody checks the host can open a TCP connection to the master
-// ($HOST $PORT): with bash's /dev/tcp, else nc, each within 5 s where
+// ($HOST $PORT): with bash's /dev/tcp, else nc, each within 10 s where
 // timeout exists; it prints reach=ok, reach=fail or reach=unknown (no tool
-// to check with). It changes nothing.
-const reachBody = `if command -v timeout >/dev/null 2>&1; then T="timeout 5"; else T=; fi
+// to check with), and after a failure reach_error= with what the tool
+// said ("timed out" when timeout stopped it). It changes nothing.
+const reachBody = `if command -v timeout >/dev/null 2>&1; then T="timeout 10"; else T=; fi
 if command -v bash >/dev/null 2>&1; then
-	if $T bash -c 'exec 3<>"/dev/tcp/$1/$2"' felix-reach "$HOST" "$PORT" 2>/dev/null; then echo reach=ok; else echo reach=fail; fi
+	err=$($T bash -c 'exec 3<>"/dev/tcp/$1/$2"' felix-reach "$HOST" "$PORT" 2>&1)
 elif command -v nc >/dev/null 2>&1; then
-	if $T nc -z -w 5 "$HOST" "$PORT" >/dev/null 2>&1; then echo reach=ok; else echo reach=fail; fi
+	err=$($T nc -z -w 10 "$HOST" "$PORT" 2>&1 </dev/null)
 else
 	echo reach=unknown
+	exit 0
 fi
+st=$?
+if [ $st = 0 ]; then echo reach=ok; exit 0; fi
+echo reach=fail
+if [ $st = 124 ]; then err="timed out"; fi
+printf 'reach_error=%s\n' "$(printf '%s\n' "$err" | tail -n 1 | cut -c1-200)"
 exit 0
 `
 
-// parseReach is the reach script's answer: ok, fail or unknown.
-func parseReach(out []byte) string {
+// parseReach is the reach script's answer: ok, fail or unknown, and what
+// the failure said.
+func parseReach(out []byte) (res, why string) {
+	res = "unknown"
 	for _, line := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "reach="); ok {
-			return v
+			res = v
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "reach_error="); ok {
+			why = v
 		}
 	}
-	return "unknown"
+	return res, why
 }
 
 // probeBody reports what the host is and what of felix it already has, as

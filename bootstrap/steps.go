@@ -170,7 +170,7 @@ var archRE = regexp.MustCompile(`^[a-z0-9_]{1,16}$`)
 // quoted as well).
 var reachHostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.:_-]*$`)
 
-// reachTimeout bounds the reach script on the host: its connect gets 5 s,
+// reachTimeout bounds the reach script on the host: its connect gets 10 s,
 // the rest is for a login shell that is slow to start (killing one in the
 // middle of its own start-up files can leave their locks behind).
 const reachTimeout = 30 * time.Second
@@ -209,12 +209,12 @@ func (h *hostRun) reach(ctx context.Context) error {
 	if code != 0 {
 		return fmt.Errorf("check the host reaches the master at %s: exit status %d: %s", h.url, code, lastLine(errOut))
 	}
-	switch res := parseReach(out); res {
+	switch res, why := parseReach(out); res {
 	case "ok":
 		return nil
 	case "fail":
-		return fmt.Errorf("the host cannot reach the master at %s (no TCP connection from it within 5s); "+
-			"nothing installed: set bootstrap.master_url to an address it can reach", h.url)
+		return fmt.Errorf("the host cannot reach the master at %s (no TCP connection from it within 10s: %s); "+
+			"nothing installed: set bootstrap.master_url to an address it can reach", h.url, why)
 	default:
 		h.b.log().Warn("bootstrap: cannot check the host reaches the master (no bash or nc there)", "host", h.r.Host, "master", h.url)
 		return nil

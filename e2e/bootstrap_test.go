@@ -163,10 +163,7 @@ LogLevel VERBOSE
 	os.MkdirAll("/run/sshd", 0o755) // its privilege separation directory
 	var mu sync.Mutex
 	var out bytes.Buffer
-	cmd := exec.Command("ip", "netns", "exec", n.name, "/usr/sbin/sshd", "-D", "-e", "-f", cfg)
-	if withSudoUser {
-		cmd = sudoUserSSHD(t, n, keysDir, cfg)
-	}
+	cmd := nsSSHDCmd(t, n, keysDir, cfg, withSudoUser)
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
@@ -210,35 +207,49 @@ LogLevel VERBOSE
 	return &nsSSHD{hostKeyLine: n.peer + " " + f[0] + " " + f[1] + "\n", clientKey: clientKey}
 }
 
-// sudoUserSSHD is the command that runs sshd in the namespace in a mount
-// namespace of its own where sudoUser exists, with passwordless sudo.
-func sudoUserSSHD(t *testing.T, n *netns, dir, cfg string) *exec.Cmd {
+// nsSSHDCmd is the command that runs sshd in the namespace, in a mount
+// namespace of its own where root's login shell is /bin/sh (root's own
+// shell start-up files, whatever this machine puts there, stay out of
+// every session) and, withSudoUser, sudoUser exists with passwordless sudo.
+// Without mount namespaces: sshd as it is (and no sudoUser: skipped).
+func nsSSHDCmd(t *testing.T, n *netns, dir, cfg string, withSudoUser bool) *exec.Cmd {
 	t.Helper()
-	if _, err := exec.LookPath("sudo"); err != nil {
-		testenv.Missing(t, "sudo is not installed (make deps installs it): %v", err)
-	}
 	if err := exec.Command("unshare", "-m", "true").Run(); err != nil {
-		testenv.Missing(t, "a login of its own needs mount namespaces (unshare -m): %v", err)
+		if withSudoUser {
+			testenv.Missing(t, "a login of its own needs mount namespaces (unshare -m): %v", err)
+		}
+		return exec.Command("ip", "netns", "exec", n.name, "/usr/sbin/sshd", "-D", "-e", "-f", cfg)
 	}
-	home := filepath.Join(dir, "home")
-	if err := os.Mkdir(home, 0o755); err != nil {
-		t.Fatal(err)
+	type overlay struct{ etc, add string }
+	files := []overlay{{"/etc/passwd", ""}}
+	if withSudoUser {
+		if _, err := exec.LookPath("sudo"); err != nil {
+			testenv.Missing(t, "sudo is not installed (make deps installs it): %v", err)
+		}
+		home := filepath.Join(dir, "home")
+		if err := os.Mkdir(home, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(home, 4321, 4321)
+		files = []overlay{
+			{"/etc/passwd", sudoUser + ":x:4321:4321:felix e2e:" + home + ":/bin/sh\n"},
+			{"/etc/group", sudoUser + ":x:4321:\n"},
+			{"/etc/sudoers", sudoUser + " ALL=(ALL) NOPASSWD: ALL\n"},
+			// sudo's PAM account check wants an entry: no password, not locked.
+			{"/etc/shadow", sudoUser + ":*:19000:0:99999:7:::\n"},
+		}
 	}
-	os.Chown(home, 4321, 4321)
 	var overlays []string
-	for _, f := range []struct{ etc, add string }{
-		{"/etc/passwd", sudoUser + ":x:4321:4321:felix e2e:" + home + ":/bin/sh\n"},
-		{"/etc/group", sudoUser + ":x:4321:\n"},
-		{"/etc/sudoers", sudoUser + " ALL=(ALL) NOPASSWD: ALL\n"},
-		// sudo's PAM account check wants an entry: no password, not locked.
-		{"/etc/shadow", sudoUser + ":*:19000:0:99999:7:::\n"},
-	} {
+	for _, f := range files {
 		old, err := os.ReadFile(f.etc)
 		if err != nil {
 			testenv.Missing(t, "read %s: %v", f.etc, err)
 		}
 		if len(old) > 0 && old[len(old)-1] != '\n' {
 			old = append(old, '\n')
+		}
+		if f.etc == "/etc/passwd" {
+			old = rootShell(old, "/bin/sh")
 		}
 		copyPath := filepath.Join(dir, filepath.Base(f.etc))
 		if err := os.WriteFile(copyPath, append(old, f.add...), 0o440); err != nil {
@@ -256,6 +267,18 @@ func sudoUserSSHD(t *testing.T, n *netns, dir, cfg string) *exec.Cmd {
 	}
 	script := `c=$1; shift; while [ $# -gt 0 ]; do mount --bind "$1" "$2" || exit 1; shift 2; done; exec /usr/sbin/sshd -D -e -f "$c"`
 	return exec.Command("ip", append([]string{"netns", "exec", n.name, "unshare", "-m", "--", "/bin/sh", "-c", script, "sh", cfg}, overlays...)...)
+}
+
+// rootShell returns passwd with root's login shell set to shell.
+func rootShell(passwd []byte, shell string) []byte {
+	lines := strings.Split(string(passwd), "\n")
+	for i, l := range lines {
+		if f := strings.Split(l, ":"); len(f) == 7 && f[0] == "root" {
+			f[6] = shell
+			lines[i] = strings.Join(f, ":")
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
 }
 
 type writerFunc func(p []byte) (int, error)
