@@ -72,6 +72,7 @@ func (s *Server) bootstrap(c *gin.Context) {
 			s.abort(c, badRequestf("hosts: %v", err))
 			return
 		}
+		st.Become = req.Become
 		addr := net.JoinHostPort(st.Host, strconv.Itoa(st.Port))
 		if prev, ok := seen[addr]; ok {
 			s.abort(c, badRequestf("hosts: %q and %q are the same host", prev, h))

@@ -29,7 +29,7 @@ func (f *fakeBootstrapper) Many(ctx context.Context, targets []model.Target, ids
 	out := make([]bootstrap.Result, len(targets))
 	for i, t := range targets {
 		out[i] = bootstrap.Result{Host: t.ID, ID: "m" + t.SSH.Host, State: bootstrap.StateOK, Action: bootstrap.ActionInstalled,
-			Arch: "amd64", Init: bootstrap.InitNohup, Fingerprint: "sha256:ab"}
+			Arch: "amd64", Init: bootstrap.InitSupervise, Fingerprint: "sha256:ab"}
 		if t.SSH.Host == "10.0.0.66" {
 			out[i] = bootstrap.Result{Host: t.ID, State: bootstrap.StateFailed, Arch: "riscv64", Reason: "no minion binary for linux/riscv64"}
 		}
@@ -75,6 +75,10 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("target %d: %+v; want %+v", i, *tg.SSH, want[i])
 		}
 	}
+	status, body = post(`{"hosts": ["admin@10.0.0.8"], "become": true}`)
+	if targets, _ := fake.seen(); status != http.StatusOK || len(targets) != 4 || !targets[3].SSH.Become || targets[0].SSH.Become {
+		t.Errorf("with become: status %d %s, targets %+v; want the last one with become, the others without", status, body, targets)
+	}
 	status, body = post(`{"hosts": ["10.0.0.7"], "id": "db-1"}`)
 	if _, ids := fake.seen(); status != http.StatusOK || len(ids) != 1 || ids[0] != "db-1" {
 		t.Errorf("with an id: status %d %s, ids %q", status, body, ids)
@@ -100,7 +104,8 @@ func TestBootstrapRefusesBadInput(t *testing.T) {
 		{`{"hosts": ["10.0.0.5", "10.0.0.6"], "id": "web"}`, "single host"},
 		{`{"hosts": ["10.0.0.5"], "id": "a b"}`, "id"},
 		{`{"hosts": ["10.0.0.5", "root@10.0.0.5:22"]}`, "same host"},
-		{`{"hosts": ["10.0.0.5"], "become": true}`, "unknown field"},
+		{`{"hosts": ["10.0.0.5"], "sudo": true}`, "unknown field"},
+		{`{"hosts": ["10.0.0.5"], "become": "yes"}`, "become"},
 		{`{"hosts": "10.0.0.5"}`, "hosts"},
 	} {
 		status, body := post(tc.body)

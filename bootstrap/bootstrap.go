@@ -5,7 +5,9 @@
 // A host in the agentless inventory (felix hosts, matched by id or
 // address) is reached with its SSH settings there; any other with the
 // user, port and key given. The login must be able to write the install
-// paths (root): files go over SFTP as that user.
+// paths: root, or (become, felix bootstrap --become) a user with
+// passwordless sudo, every script then run with sudo -n and files written
+// by an SFTP server under sudo; the login recorded keeps become.
 //
 // For each host, over one SSH connection of the agentless transport:
 //
@@ -15,6 +17,12 @@
 //     the minion binary's sha256 and version, its config, its certificate,
 //     its systemd unit, whether it runs. The existing config and certificate
 //     are read over SFTP.
+//     The master URL the minion will use is the configured one, else
+//     https://ADDR:PORT with ADDR the local address of this very SSH
+//     connection (the master listens on all addresses: that one is routed
+//     to the host). The host checks it can open a TCP connection to it
+//     (bash's /dev/tcp, else nc; within 10 s); one that cannot fails with
+//     the URL named, before anything is written.
 //  2. Pick the binary minion-linux-ARCH from the master's minion directory
 //     (built by make dist). No binary for the host's OS and architecture:
 //     the host fails with "no minion binary for linux/ARCH" and nothing has
@@ -41,10 +49,16 @@
 //  5. Start it. Where systemd runs: the unit
 //     /etc/systemd/system/felix-minion.service (Restart=always), daemon-reload,
 //     enable, and start, or restart when the binary, config or unit changed.
-//     Elsewhere (a container, a network namespace): the old minion is stopped
-//     through its pid file, the new one started detached with setsid nohup,
-//     logging to /var/log/felix-minion.log, and started at boot by an @reboot
-//     crontab line where crontab exists, else a line in /etc/rc.local.
+//     Where OpenRC runs (/sbin/openrc-run): the service script
+//     /etc/init.d/felix-minion (under OpenRC's supervise-daemon where it has
+//     one, else the minion's own supervisor), rc-update add, and rc-service
+//     start or restart. Elsewhere (a container, a network namespace): the old
+//     minion and its supervisor are stopped through their pid files, and
+//     the minion started under its own supervisor (minion start
+//     --supervise: a child started again whenever it exits, with backoff)
+//     in its own session, logging to /var/log/felix-minion.log, and started
+//     at boot by an @reboot crontab line where crontab exists, else a line
+//     in /etc/rc.local.
 //  6. Wait, up to Timeout for the whole host, until the inventory shows the
 //     minion registered (after the restart, when there was one). Then read the
 //     minion's certificate over the same SSH connection and compare its
@@ -95,6 +109,8 @@ type SSH interface {
 	Upload(ctx context.Context, t model.Target, path string, r io.Reader, mode uint32) error
 	// ReadFile reads a file.
 	ReadFile(ctx context.Context, t model.Target, path string) ([]byte, error)
+	// LocalAddr is this end's address of the SSH connection to t.
+	LocalAddr(ctx context.Context, t model.Target) (net.Addr, error)
 }
 
 // Result states.
@@ -113,8 +129,9 @@ const (
 
 // How the minion is run on the host.
 const (
-	InitSystemd = "systemd"
-	InitNohup   = "nohup"
+	InitSystemd   = "systemd"
+	InitOpenRC    = "openrc"    // OpenRC's service script, /etc/init.d/felix-minion
+	InitSupervise = "supervise" // minion start --supervise, started at boot by crontab or rc.local
 )
 
 // Defaults of a Bootstrapper's zero fields.
@@ -147,8 +164,12 @@ type Bootstrapper struct {
 	SSH   SSH
 	Store *inventory.Store
 	// MasterURL (https://host:port) and MasterFingerprint (sha256:...) go
-	// into the minions' config.
+	// into the minions' config. An empty MasterURL with MasterPort set
+	// means https://ADDR:MasterPort, ADDR the local address of the SSH
+	// connection to each host (the master listens on all addresses, and
+	// that one is routed to the host).
 	MasterURL         string
+	MasterPort        int
 	MasterFingerprint string
 	// MinionDir holds minion-linux-amd64, minion-linux-arm64 (make dist).
 	MinionDir string

@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -39,11 +41,19 @@ type fakeHost struct {
 	os       string // uname -s; "" means Linux
 	hostname string
 	systemd  bool
+	openrc   bool
 	// impostor, when set, registers in the minion's place with its own
 	// certificate (someone racing the token) while the host keeps its own.
 	impostor *pki.Identity
 	// silent minions never register.
 	silent bool
+	// unreachable hosts cannot connect to the master (the reach script
+	// answers fail); local is the master's end of the SSH connection
+	// (default 192.0.2.1:40000).
+	unreachable bool
+	local       net.Addr
+	// keepsToken minions leave the join token in their config.
+	keepsToken bool
 
 	mu      sync.Mutex // protects the fields below
 	files   map[string][]byte
@@ -51,6 +61,7 @@ type fakeHost struct {
 	scripts []string          // marker lines of the scripts run, in order
 	bodies  []string          // the scripts run, in order
 	uploads []string          // paths uploaded, in order
+	token   string            // the join token of the last config uploaded with one
 	via     []model.SSHTarget // the SSH settings of each script run
 	running bool
 	key     *pki.Identity
@@ -92,6 +103,10 @@ func (f fakeSSH) Upload(ctx context.Context, t model.Target, path string, r io.R
 	defer h.mu.Unlock()
 	h.files[path], h.modes[path] = data, mode
 	h.uploads = append(h.uploads, path)
+	var c config.Minion
+	if _, err := toml.Decode(string(data), &c); path == ConfigPath && err == nil && c.JoinToken != "" {
+		h.token = c.JoinToken
+	}
 	return nil
 }
 
@@ -104,6 +119,13 @@ func (f fakeSSH) ReadFile(ctx context.Context, t model.Target, path string) ([]b
 		return nil, fmt.Errorf("open %s: file does not exist", path)
 	}
 	return data, nil
+}
+
+func (f fakeSSH) LocalAddr(ctx context.Context, t model.Target) (net.Addr, error) {
+	if a := f.host(t).local; a != nil {
+		return a, nil
+	}
+	return &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 40000}, nil
 }
 
 func (h *fakeHost) run(ctx context.Context, script string) ([]byte, []byte, int, error) {
@@ -133,6 +155,13 @@ func (h *fakeHost) run(ctx context.Context, script string) ([]byte, []byte, int,
 		if _, ok := h.files[DataDir+"/"+certFile]; ok {
 			out.WriteString("cert=1\n")
 		}
+		if h.openrc {
+			out.WriteString("openrc=1\n")
+		}
+		if initd, ok := h.files[InitdPath]; ok {
+			sum := sha256.Sum256(initd)
+			fmt.Fprintf(&out, "initd_sha256=%s\n", hex.EncodeToString(sum[:]))
+		}
 		if unit, ok := h.files[UnitPath]; ok {
 			sum := sha256.Sum256(unit)
 			fmt.Fprintf(&out, "unit_sha256=%s\n", hex.EncodeToString(sum[:]))
@@ -149,6 +178,12 @@ func (h *fakeHost) run(ctx context.Context, script string) ([]byte, []byte, int,
 		}
 		h.files[BinPath] = prev
 		delete(h.files, BinPath+".prev")
+	case markReach:
+		if h.unreachable {
+			out.WriteString("reach=fail\n")
+		} else {
+			out.WriteString("reach=ok\n")
+		}
 	case markPrepare, markLogs:
 		if mark == markLogs {
 			out.WriteString("level=ERROR msg=\"cannot reach the master\"\n")
@@ -208,6 +243,15 @@ func (h *fakeHost) startLocked(ctx context.Context) error {
 	if _, _, err := h.store.Register(ctx, reg, time.Now()); err != nil {
 		h.running = false
 		h.t.Logf("fake minion %s: register: %v", cfg.ID, err)
+		return nil
+	}
+	if !h.keepsToken { // registered: the token goes, as the real minion scrubs it
+		cfg.JoinToken = ""
+		data, err := renderConfig(cfg)
+		if err != nil {
+			return err
+		}
+		h.files[ConfigPath] = data
 	}
 	return nil
 }
@@ -346,17 +390,14 @@ func TestMissingBinary(t *testing.T) {
 }
 
 func TestInstallRerunUpgrade(t *testing.T) {
-	for _, systemd := range []bool{false, true} {
-		t.Run(fmt.Sprintf("systemd=%v", systemd), func(t *testing.T) {
+	for _, wantInit := range []string{InitSupervise, InitSystemd, InitOpenRC} {
+		t.Run(wantInit, func(t *testing.T) {
 			ctx := context.Background()
 			b, ssh := setup(t, "amd64", "arm64")
 			h := newFakeHost(t, b.Store, "x86_64")
-			h.systemd = systemd
+			systemd := wantInit == InitSystemd
+			h.systemd, h.openrc = systemd, wantInit == InitOpenRC
 			ssh["10.0.0.5"] = h
-			wantInit := InitNohup
-			if systemd {
-				wantInit = InitSystemd
-			}
 
 			r := b.Host(ctx, target("10.0.0.5"), "")
 			if r.State != StateOK || r.Action != ActionInstalled || r.ID != "web-01" || r.Arch != "amd64" || r.Init != wantInit {
@@ -371,8 +412,11 @@ func TestInstallRerunUpgrade(t *testing.T) {
 			}
 			_, uploads := h.snapshot()
 			want := []string{BinPath, ConfigPath}
-			if systemd {
+			switch wantInit {
+			case InitSystemd:
 				want = append(want, UnitPath)
+			case InitOpenRC:
+				want = append(want, InitdPath)
 			}
 			if !slices.Equal(uploads, want) {
 				t.Errorf("uploads %q; want %q", uploads, want)
@@ -385,11 +429,21 @@ func TestInstallRerunUpgrade(t *testing.T) {
 			}
 			c := h.config(t)
 			if c.Master != b.MasterURL || c.MasterFingerprint != testMasterFP || c.ID != "web-01" || c.Listen != ":4510" ||
-				c.DataDir != DataDir || !strings.HasPrefix(c.JoinToken, "fjt_") {
-				t.Errorf("config %+v", c)
+				c.DataDir != DataDir || c.JoinToken != "" || !strings.HasPrefix(h.token, "fjt_") {
+				t.Errorf("config %+v, token uploaded %q; want one uploaded, gone once registered", c, h.token)
 			}
 			if systemd && !strings.Contains(string(h.files[UnitPath]), "ExecStart="+BinPath+" start --config "+ConfigPath+"\n") {
 				t.Errorf("unit:\n%s", h.files[UnitPath])
+			}
+			if wantInit == InitOpenRC && (h.modes[InitdPath] != 0o755 || string(h.files[InitdPath]) != openrcScript(pathsUnder(""))) {
+				t.Errorf("OpenRC script, mode %o:\n%s", h.modes[InitdPath], h.files[InitdPath])
+			}
+			h.mu.Lock()
+			started := strings.Join(h.bodies, "\n")
+			h.mu.Unlock()
+			if wantInit == InitOpenRC && !strings.Contains(started, "rc-update add felix-minion default") ||
+				wantInit == InitSupervise && !strings.Contains(started, `"$BIN" start --supervise --config "$CONF"`) {
+				t.Errorf("%s: the start script does not start the minion that way:\n%s", wantInit, started)
 			}
 
 			// A rerun changes nothing, consumes nothing, duplicates nothing.
@@ -472,7 +526,7 @@ func TestConfigEncoding(t *testing.T) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, s := range h.bodies {
-		if strings.Contains(s, "pwned") || strings.Contains(s, c.JoinToken) || strings.Contains(s, "db-7") {
+		if strings.Contains(s, "pwned") || h.token == "" || strings.Contains(s, h.token) || strings.Contains(s, "db-7") {
 			t.Errorf("a script carries request data:\n%s", s)
 		}
 	}
@@ -577,6 +631,8 @@ func TestScripts(t *testing.T) {
 		"probe": p.script(markProbe, probeBody), "prepare": p.script(markPrepare, prepareBody, "SYSTEMD", "0"),
 		"start systemd":  p.script(markStart, startSystemd, "RESTART", "1", "CRON", "0"),
 		"start detached": p.script(markStart, startDetached, "RESTART", "0", "CRON", "1"),
+		"start openrc":   p.script(markStart, startOpenRC, "RESTART", "1", "CRON", "0"),
+		"openrc service": openrcScript(p),
 		"logs":           p.script(markLogs, logsDetached),
 	} {
 		cmd := exec.Command("/bin/sh", "-n")
@@ -610,6 +666,33 @@ func TestScripts(t *testing.T) {
 	}
 }
 
+// TestOpenRCScript reads the OpenRC service script as openrc-run would
+// (it sources it): the minion's command line with the install paths, and
+// the minion's own supervisor in the background where OpenRC has no
+// supervise-daemon (this machine has no /sbin/supervise-daemon, or the
+// other branch is checked).
+func TestOpenRCScript(t *testing.T) {
+	p := pathsUnder("/srv/root")
+	cmd := exec.Command("/bin/sh", "-c", `. "$1"; depend() { :; }; printf '%s|%s|%s|%s|%s|%s\n' "$command" "$command_args" "$supervisor" "$command_background" "$pidfile" "$output_log"`, "sh", "/dev/stdin")
+	cmd.Stdin = strings.NewReader(openrcScript(p))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("source the OpenRC script: %v\n%s", err, out)
+	}
+	want := "/srv/root/usr/local/bin/felix-minion|start --supervise --config /srv/root/etc/felix/minion.toml|" +
+		"|true|/run/felix-minion.pid|/srv/root/var/log/felix-minion.log\n"
+	if _, err := os.Stat("/sbin/supervise-daemon"); err == nil {
+		want = "/srv/root/usr/local/bin/felix-minion|start --config /srv/root/etc/felix/minion.toml|supervise-daemon|||" +
+			"/srv/root/var/log/felix-minion.log\n"
+	}
+	if string(out) != want {
+		t.Errorf("OpenRC script variables:\n%s want\n%s", out, want)
+	}
+	if first, _, _ := strings.Cut(openrcScript(p), "\n"); first != "#!/sbin/openrc-run" {
+		t.Errorf("first line %q; want the openrc-run interpreter", first)
+	}
+}
+
 func TestAgentlessInventory(t *testing.T) {
 	ctx := context.Background()
 	b, ssh := setup(t, "amd64")
@@ -636,5 +719,150 @@ func TestAgentlessInventory(t *testing.T) {
 			t.Errorf("ran over %+v; want the inventory's %+v", v, want)
 			break
 		}
+	}
+}
+
+// TestMasterURL: the master URL a host's minion gets, and the check that
+// the host reaches it, before anything is written.
+func TestMasterURL(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		configured  string
+		port        int
+		local       net.Addr
+		unreachable bool
+		want        string // the config's master; "" when the host fails
+		reason      string // in the failure's reason
+	}{
+		{name: "configured", configured: "https://master.example:8443", want: "https://master.example:8443"},
+		{name: "derived", port: 9443, local: &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 50123}, want: "https://10.1.2.3:9443"},
+		{name: "derived v6", port: 9443, local: &net.TCPAddr{IP: net.ParseIP("fd00::7"), Port: 50123}, want: "https://[fd00::7]:9443"},
+		{name: "tunnel", port: 9443, local: &net.TCPAddr{IP: net.IPv4zero}, reason: "set bootstrap.master_url"},
+		{name: "unreachable", configured: "https://10.9.9.9:8443", unreachable: true,
+			reason: "the host cannot reach the master at https://10.9.9.9:8443"},
+		{name: "unreachable derived", port: 9443, local: &net.TCPAddr{IP: net.ParseIP("10.1.2.3")}, unreachable: true,
+			reason: "the host cannot reach the master at https://10.1.2.3:9443"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, ssh := setup(t, "amd64")
+			b.MasterURL, b.MasterPort = tc.configured, tc.port
+			h := newFakeHost(t, b.Store, "x86_64")
+			h.local, h.unreachable = tc.local, tc.unreachable
+			ssh["h1"] = h
+			r := b.Host(context.Background(), target("h1"), "")
+			if tc.want == "" {
+				scripts, uploads := h.snapshot()
+				if r.State != StateFailed || !strings.Contains(r.Reason, tc.reason) || len(uploads) != 0 ||
+					slices.Contains(scripts, markPrepare) || slices.Contains(scripts, markStart) {
+					t.Errorf("result %+v, scripts %q, uploads %q; want failed with %q, nothing written", r, scripts, uploads, tc.reason)
+				}
+				return
+			}
+			if r.State != StateOK {
+				t.Fatalf("result %+v", r)
+			}
+			if c := h.config(t); c.Master != tc.want {
+				t.Errorf("config master %q; want %q", c.Master, tc.want)
+			}
+		})
+	}
+}
+
+// TestTokenRemoved: a minion that registered but left the join token in
+// its config gets the config rewritten without it.
+func TestTokenRemoved(t *testing.T) {
+	old := tokenWait
+	tokenWait = 300 * time.Millisecond
+	t.Cleanup(func() { tokenWait = old })
+	b, ssh := setup(t, "amd64")
+	h := newFakeHost(t, b.Store, "x86_64")
+	h.keepsToken = true
+	ssh["h1"] = h
+	if r := b.Host(context.Background(), target("h1"), ""); r.State != StateOK {
+		t.Fatalf("result %+v", r)
+	}
+	if c := h.config(t); c.JoinToken != "" || h.token == "" || c.ID != "web-01" || c.Master != b.MasterURL {
+		t.Errorf("config %+v after the bootstrap (token uploaded %q); want the token gone, the rest kept", c, h.token)
+	}
+	if h.modes[ConfigPath] != 0o600 {
+		t.Errorf("config mode %o; want 600", h.modes[ConfigPath])
+	}
+}
+
+// TestReachScript runs the reach script here: a port that listens is
+// reached, a closed one is not.
+func TestReachScript(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := strconv.Itoa(closed.Addr().(*net.TCPAddr).Port)
+	closed.Close()
+	p := pathsUnder(t.TempDir())
+	for _, tc := range []struct{ port, want string }{
+		{strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), "ok"},
+		{closedPort, "fail"},
+	} {
+		cmd := exec.Command("/bin/sh")
+		cmd.Stdin = strings.NewReader(p.script(markReach, reachBody, "HOST", "127.0.0.1", "PORT", tc.port))
+		out, err := cmd.CombinedOutput()
+		got, why := parseReach(out)
+		if err != nil || got != tc.want || (got == "fail") != strings.Contains(why, "refused") {
+			t.Errorf("reach 127.0.0.1:%s = %q %q (%v, %s); want %q, refused when it fails", tc.port, got, why, err, out, tc.want)
+		}
+	}
+}
+
+// TestBecome: a login with become does everything with it, and the login
+// returned for recording keeps it.
+func TestBecome(t *testing.T) {
+	b, ssh := setup(t, "amd64")
+	h := newFakeHost(t, b.Store, "x86_64")
+	ssh["h1"] = h
+	tg := model.Target{ID: "admin@h1", SSH: &model.SSHTarget{Host: "h1", User: "admin", Become: true}}
+	r := b.Host(context.Background(), tg, "")
+	if r.State != StateOK || r.Login == nil || !r.Login.Become || r.Login.User != "admin" {
+		t.Fatalf("result %+v (login %+v); want ok, the login admin with become", r, r.Login)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, v := range h.via {
+		if !v.Become {
+			t.Errorf("a script ran without become: %+v", v)
+		}
+	}
+}
+
+// TestRCLocal runs the detached start script on an install root whose
+// rc.local has an older felix line (without the supervisor): it is
+// replaced by the supervised one, before "exit 0", the rest kept.
+func TestRCLocal(t *testing.T) {
+	root := t.TempDir()
+	p := pathsUnder(root)
+	if err := os.MkdirAll(filepath.Dir(p.rc), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := p.bin + " start --config " + p.conf + " >>" + p.log + " 2>&1 &"
+	if err := os.WriteFile(p.rc, []byte("#!/bin/sh\necho other\n"+old+"\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/bin/sh")
+	cmd.Stdin = strings.NewReader(p.script(markStart, startDetached, "RESTART", "0", "CRON", "0"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("start script: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(p.rc)
+	want := "#!/bin/sh\necho other\n" + p.bin + " start --supervise --config " + p.conf + " >>" + p.log + " 2>&1 &\nexit 0\n"
+	if err != nil || string(b) != want {
+		t.Errorf("rc.local:\n%s(%v)\nwant\n%s", b, err, want)
+	}
+	if !strings.Contains(string(out), "boot=1") {
+		t.Errorf("the script did not report the boot entry: %s", out)
 	}
 }

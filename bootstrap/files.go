@@ -48,3 +48,36 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// openrcScript is the OpenRC service script of the minion
+// (/etc/init.d/felix-minion). Where OpenRC has its own supervise-daemon it
+// runs the minion and starts it again when it exits; elsewhere the minion's
+// own supervisor (start --supervise) does, started in the background with
+// a pid file. Only the install paths go in: plain by ValidInstallRoot
+// (command_args is split by OpenRC's eval, so they stay unquoted there).
+func openrcScript(p paths) string {
+	return `#!/sbin/openrc-run
+# felix minion, written by felix bootstrap; a rerun rewrites it.
+name="felix-minion"
+description="felix minion: runs what the felix master asks, over gRPC with mutual TLS"
+command=` + shellQuote(p.bin) + `
+output_log=` + shellQuote(p.log) + `
+error_log=` + shellQuote(p.log) + `
+if [ -x /sbin/supervise-daemon ]; then
+	supervisor=supervise-daemon
+	command_args="start --config ` + p.conf + `"
+	respawn_delay=2
+	respawn_max=0
+else
+	command_args="start --supervise --config ` + p.conf + `"
+	command_background=true
+	pidfile=/run/felix-minion.pid
+fi
+retry="TERM/60/KILL/5"
+
+depend() {
+	need net
+	after firewall
+}
+`
+}

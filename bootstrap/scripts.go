@@ -11,6 +11,7 @@ const (
 	ConfigPath = "/etc/felix/minion.toml"
 	DataDir    = "/var/lib/felix/minion"
 	UnitPath   = "/etc/systemd/system/felix-minion.service"
+	InitdPath  = "/etc/init.d/felix-minion" // the OpenRC service script
 	LogPath    = "/var/log/felix-minion.log"
 	RCLocal    = "/etc/rc.local"
 	unitName   = "felix-minion.service"
@@ -25,18 +26,19 @@ const (
 	markPrepare = "# felix bootstrap: prepare"
 	markStart   = "# felix bootstrap: start"
 	markLogs    = "# felix bootstrap: logs"
+	markReach   = "# felix bootstrap: reach"
 	markKeep    = "# felix bootstrap: keep previous"
 	markRestore = "# felix bootstrap: restore previous"
 )
 
 // paths are the install paths under an install root.
 type paths struct {
-	bin, conf, data, unit, log, rc string
+	bin, conf, data, unit, initd, log, rc string
 }
 
 func pathsUnder(root string) paths {
 	return paths{bin: root + BinPath, conf: root + ConfigPath, data: root + DataDir, unit: root + UnitPath,
-		log: root + LogPath, rc: root + RCLocal}
+		initd: root + InitdPath, log: root + LogPath, rc: root + RCLocal}
 }
 
 // shellQuote quotes s as one shell word.
@@ -52,7 +54,7 @@ func (p paths) script(mark, body string, vars ...string) string {
 	var b strings.Builder
 	b.WriteString(mark + "\n{\n")
 	for _, kv := range [][2]string{{"BIN", p.bin}, {"CONF", p.conf}, {"DATA", p.data}, {"UNIT", p.unit},
-		{"LOG", p.log}, {"RC", p.rc}} {
+		{"INITD", p.initd}, {"LOG", p.log}, {"RC", p.rc}} {
 		b.WriteString(kv[0] + "=" + shellQuote(kv[1]) + "\n")
 	}
 	for i := 0; i+1 < len(vars); i += 2 {
@@ -76,12 +78,50 @@ const alive = `alive() {
 }
 `
 
+// reachBody checks the host can open a TCP connection to the master
+// ($HOST $PORT): with bash's /dev/tcp, else nc, each within 10 s where
+// timeout exists; it prints reach=ok, reach=fail or reach=unknown (no tool
+// to check with), and after a failure reach_error= with what the tool
+// said ("timed out" when timeout stopped it). It changes nothing.
+const reachBody = `if command -v timeout >/dev/null 2>&1; then T="timeout 10"; else T=; fi
+if command -v bash >/dev/null 2>&1; then
+	err=$($T bash -c 'exec 3<>"/dev/tcp/$1/$2"' felix-reach "$HOST" "$PORT" 2>&1)
+elif command -v nc >/dev/null 2>&1; then
+	err=$($T nc -z -w 10 "$HOST" "$PORT" 2>&1 </dev/null)
+else
+	echo reach=unknown
+	exit 0
+fi
+st=$?
+if [ $st = 0 ]; then echo reach=ok; exit 0; fi
+echo reach=fail
+if [ $st = 124 ]; then err="timed out"; fi
+printf 'reach_error=%s\n' "$(printf '%s\n' "$err" | tail -n 1 | cut -c1-200)"
+exit 0
+`
+
+// parseReach is the reach script's answer: ok, fail or unknown, and what
+// the failure said.
+func parseReach(out []byte) (res, why string) {
+	res = "unknown"
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "reach="); ok {
+			res = v
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "reach_error="); ok {
+			why = v
+		}
+	}
+	return res, why
+}
+
 // probeBody reports what the host is and what of felix it already has, as
 // key=value lines. It changes nothing.
 const probeBody = alive + `echo "os=$(uname -s)"
 echo "arch=$(uname -m)"
 echo "hostname=$(hostname 2>/dev/null || uname -n)"
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then echo systemd=1; fi
+if [ -x /sbin/openrc-run ] && command -v rc-update >/dev/null 2>&1 && command -v rc-service >/dev/null 2>&1; then echo openrc=1; fi
 if command -v crontab >/dev/null 2>&1; then echo crontab=1; fi
 if [ -f "$BIN" ]; then
 	echo bin=1
@@ -91,7 +131,9 @@ fi
 if [ -f "$CONF" ]; then echo config=1; fi
 if [ -f "$DATA/minion.crt" ]; then echo cert=1; fi
 if [ -f "$UNIT" ]; then echo "unit_sha256=$(sha256sum "$UNIT" 2>/dev/null | cut -d' ' -f1)"; fi
+if [ -f "$INITD" ]; then echo "initd_sha256=$(sha256sum "$INITD" 2>/dev/null | cut -d' ' -f1)"; fi
 if alive "$DATA/minion.pid"; then echo running=1; fi
+if alive "$DATA/supervisor.pid"; then echo supervised=1; fi
 if [ -d /run/systemd/system ] && systemctl is-active --quiet felix-minion.service 2>/dev/null; then echo active=1; fi
 exit 0
 `
@@ -101,6 +143,7 @@ const prepareBody = `set -e
 umask 022
 mkdir -p "$(dirname "$BIN")" "$(dirname "$CONF")" "$(dirname "$LOG")"
 if [ "$SYSTEMD" = 1 ]; then mkdir -p "$(dirname "$UNIT")"; fi
+if [ "$OPENRC" = 1 ]; then mkdir -p "$(dirname "$INITD")"; fi
 mkdir -p "$DATA"
 chmod 700 "$DATA"
 # The config carries a join token: nobody else may even open it while it is
@@ -109,13 +152,19 @@ chmod 700 "$(dirname "$CONF")"
 `
 
 // stopOld stops a minion started detached (by an earlier bootstrap without
-// systemd) through its pid file: SIGTERM, up to 40 s to drain, then SIGKILL.
-const stopOld = alive + `stop_old() {
-	alive "$DATA/minion.pid" || return 0
+// systemd): its supervisor first (which stops the minion; an older
+// bootstrap's nohup minion has none), then the minion, each through its pid
+// file: SIGTERM, up to 40 s to drain, then SIGKILL.
+const stopOld = alive + `stop_pid() {
+	alive "$1" || return 0
 	kill -TERM "$pid" 2>/dev/null || true
 	i=0
-	while alive "$DATA/minion.pid" && [ $i -lt 400 ]; do sleep 0.1; i=$((i+1)); done
-	if alive "$DATA/minion.pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+	while alive "$1" && [ $i -lt 400 ]; do sleep 0.1; i=$((i+1)); done
+	if alive "$1"; then kill -KILL "$pid" 2>/dev/null || true; fi
+}
+stop_old() {
+	stop_pid "$DATA/supervisor.pid"
+	stop_pid "$DATA/minion.pid"
 }
 `
 
@@ -138,43 +187,65 @@ elif ! systemctl is-active --quiet felix-minion.service; then
 fi
 `
 
-// startDetached starts the minion in its own session with nohup, its output
-// appended to $LOG, after stopping the old one; then makes it start at boot:
-// an @reboot crontab line where crontab exists (and $CRON is 1), else a line
-// in rc.local.
+// startOpenRC makes OpenRC start the service script (uploaded) at boot
+// and (re)starts it, as startSystemd does with systemd.
+const startOpenRC = stopOld + `set -e
+if [ ! -e /etc/runlevels/default/felix-minion ]; then
+	rc-update add felix-minion default >/dev/null
+	echo boot=1
+fi
+# A minion an earlier bootstrap started detached would hold the port.
+rc-service felix-minion status >/dev/null 2>&1 || stop_old
+if [ "$RESTART" = 1 ]; then
+	rc-service felix-minion restart >/dev/null
+	echo started=1
+elif ! rc-service felix-minion status >/dev/null 2>&1; then
+	rc-service felix-minion start >/dev/null
+	echo started=1
+fi
+`
+
+// startDetached starts the minion under its supervisor (minion start
+// --supervise, which starts it again whenever it exits) in its own session,
+// its output appended to $LOG, after stopping the old one (a minion
+// running without a supervisor, left by an older bootstrap, is replaced);
+// then makes it start at boot: an @reboot crontab line where crontab exists
+// (and $CRON is 1), else a line in rc.local, replacing older felix lines.
 const startDetached = stopOld + `set -e
-if [ "$RESTART" = 1 ] || ! alive "$DATA/minion.pid"; then
+if [ "$RESTART" = 1 ] || ! alive "$DATA/supervisor.pid"; then
 	stop_old
-	rm -f "$DATA/minion.pid"
+	rm -f "$DATA/minion.pid" "$DATA/supervisor.pid"
 	cd /
 	if command -v setsid >/dev/null 2>&1; then
-		setsid nohup "$BIN" start --config "$CONF" >>"$LOG" 2>&1 </dev/null &
+		setsid "$BIN" start --supervise --config "$CONF" >>"$LOG" 2>&1 </dev/null &
 	else
-		nohup "$BIN" start --config "$CONF" >>"$LOG" 2>&1 </dev/null &
+		nohup "$BIN" start --supervise --config "$CONF" >>"$LOG" 2>&1 </dev/null &
 	fi
 	echo started=1
 fi
 if [ "$CRON" = 1 ]; then
-	line="@reboot $BIN start --config $CONF >>$LOG 2>&1"
+	line="@reboot $BIN start --supervise --config $CONF >>$LOG 2>&1"
 	if ! crontab -l 2>/dev/null | grep -qxF "$line"; then
 		{ crontab -l 2>/dev/null | grep -vF 'felix-minion start' || true; echo "$line"; } | crontab -
 		echo boot=1
 	fi
 else
-	line="$BIN start --config $CONF >>$LOG 2>&1 &"
+	line="$BIN start --supervise --config $CONF >>$LOG 2>&1 &"
 	mkdir -p "$(dirname "$RC")"
 	if [ ! -f "$RC" ]; then
 		printf '#!/bin/sh\n%s\nexit 0\n' "$line" >"$RC"
 		echo boot=1
 	elif ! grep -qxF "$line" "$RC"; then
 		echo boot=1
-		if grep -qx 'exit 0' "$RC"; then
-			awk -v l="$line" '!done && $0 == "exit 0" { print l; done = 1 } { print }' "$RC" >"$RC.felix-tmp"
-			cat "$RC.felix-tmp" >"$RC"
-			rm -f "$RC.felix-tmp"
-		else
-			echo "$line" >>"$RC"
-		fi
+		# Older felix lines (without the supervisor) go; the new one goes
+		# before the first "exit 0", else at the end.
+		awk -v l="$line" -v old="$BIN start " '
+			index($0, old) == 1 { next }
+			!done && $0 == "exit 0" { print l; done = 1 }
+			{ print }
+			END { if (!done) print l }' "$RC" >"$RC.felix-tmp"
+		cat "$RC.felix-tmp" >"$RC"
+		rm -f "$RC.felix-tmp"
 	fi
 	chmod 755 "$RC"
 fi
@@ -210,7 +281,10 @@ type probe struct {
 	BinVersion         string
 	Config, Cert       bool
 	UnitSHA256         string
+	OpenRC             bool
+	InitdSHA256        string
 	Running, Active    bool
+	Supervised         bool // minion start --supervise runs
 }
 
 func parseProbe(out []byte) probe {
@@ -245,6 +319,12 @@ func parseProbe(out []byte) probe {
 			p.Cert = v == "1"
 		case "unit_sha256":
 			p.UnitSHA256 = v
+		case "openrc":
+			p.OpenRC = v == "1"
+		case "initd_sha256":
+			p.InitdSHA256 = v
+		case "supervised":
+			p.Supervised = v == "1"
 		case "running":
 			p.Running = v == "1"
 		case "active":

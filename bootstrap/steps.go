@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,6 +33,7 @@ type hostRun struct {
 	r *Result // filled in as the steps learn (id, arch, init, fingerprint, action)
 
 	hostID string // the host's id in the agentless inventory; "" if not there
+	url    string // the master URL for the host's minion (reach)
 
 	// 1. probe
 	pr     probe
@@ -70,6 +73,7 @@ func (b *Bootstrapper) host(ctx context.Context, t model.Target, hosts map[strin
 		h.probe,          // 1
 		h.pickBinary,     // 2
 		h.checkInventory, // 3
+		h.reach,          // 1's master URL, checked last before anything is written
 		h.install,        // 4
 		h.start,          // 5
 		h.verify,         // 6
@@ -88,7 +92,7 @@ func (b *Bootstrapper) newHostRun(t model.Target, hosts map[string]inventory.Hos
 	if b.SSH == nil || b.Store == nil {
 		return nil, errors.New("bootstrap is not configured on this master (no SSH transport or inventory)")
 	}
-	if b.MasterURL == "" || b.MasterFingerprint == "" {
+	if (b.MasterURL == "" && b.MasterPort == 0) || b.MasterFingerprint == "" {
 		return nil, errors.New("bootstrap is not configured on this master (no master URL or fingerprint)")
 	}
 	if err := ValidInstallRoot(b.InstallRoot); err != nil {
@@ -162,6 +166,62 @@ func (h *hostRun) probe(ctx context.Context) error {
 
 var archRE = regexp.MustCompile(`^[a-z0-9_]{1,16}$`)
 
+// reachHostRE is what a master host may be to go into the reach script:
+// a name or an address, nothing a shell could read otherwise (it is
+// quoted as well).
+var reachHostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.:_-]*$`)
+
+// reachTimeout bounds the reach script on the host: its connect gets 10 s,
+// the rest is for a login shell that is slow to start (killing one in the
+// middle of its own start-up files can leave their locks behind).
+const reachTimeout = 30 * time.Second
+
+// reach settles the master URL for the host (step 1, see the package
+// comment) and checks the host can connect to it, before anything is
+// written there.
+func (h *hostRun) reach(ctx context.Context) error {
+	h.url = h.b.MasterURL
+	if h.url == "" {
+		addr, err := h.b.SSH.LocalAddr(ctx, h.t)
+		if err != nil {
+			return fmt.Errorf("the master URL for this host: %w", err)
+		}
+		ta, ok := addr.(*net.TCPAddr)
+		if !ok || ta.IP == nil || ta.IP.IsUnspecified() {
+			return fmt.Errorf("no master URL for this host: the SSH connection's local address is %v "+
+				"(a tunnel?); set bootstrap.master_url", addr)
+		}
+		h.url = (&url.URL{Scheme: "https", Host: net.JoinHostPort(ta.IP.String(), strconv.Itoa(h.b.MasterPort))}).String()
+	}
+	u, err := url.Parse(h.url)
+	if err != nil || u.Hostname() == "" || !reachHostRE.MatchString(u.Hostname()) {
+		return fmt.Errorf("master URL %q: want https://host:port", h.url)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	defer cancel()
+	out, errOut, code, err := h.b.SSH.Run(ctx, h.t, h.p.script(markReach, reachBody, "HOST", u.Hostname(), "PORT", port))
+	if err != nil {
+		return fmt.Errorf("check the host reaches the master at %s: %w", h.url, err)
+	}
+	if code != 0 {
+		return fmt.Errorf("check the host reaches the master at %s: exit status %d: %s", h.url, code, lastLine(errOut))
+	}
+	switch res, why := parseReach(out); res {
+	case "ok":
+		return nil
+	case "fail":
+		return fmt.Errorf("the host cannot reach the master at %s (no TCP connection from it within 10s: %s); "+
+			"nothing installed: set bootstrap.master_url to an address it can reach", h.url, why)
+	default:
+		h.b.log().Warn("bootstrap: cannot check the host reaches the master (no bash or nc there)", "host", h.r.Host, "master", h.url)
+		return nil
+	}
+}
+
 // pickBinary is step 2: the minion binary for the host's OS and
 // architecture; without one, nothing is written.
 func (h *hostRun) pickBinary(context.Context) error {
@@ -214,7 +274,7 @@ func (h *hostRun) checkInventory(ctx context.Context) error {
 func (h *hostRun) install(ctx context.Context) error {
 	b, t, p := h.b, h.t, h.p
 	cfg := config.DefaultMinion()
-	cfg.Master, cfg.MasterFingerprint, cfg.ID, cfg.DataDir = b.MasterURL, b.MasterFingerprint, h.r.ID, p.data
+	cfg.Master, cfg.MasterFingerprint, cfg.ID, cfg.DataDir = h.url, b.MasterFingerprint, h.r.ID, p.data
 	if b.Port != 0 {
 		cfg.Listen = ":" + strconv.Itoa(b.Port)
 	}
@@ -227,14 +287,22 @@ func (h *hostRun) install(ctx context.Context) error {
 	}
 	h.binChanged = !h.pr.Bin || h.pr.BinSHA256 != h.sum
 	h.cfgChanged = h.old == nil || !sameConfig(*h.old, cfg) || !h.known
-	h.r.Init = InitNohup
-	if h.pr.Systemd && b.InstallRoot == "" {
+	h.r.Init = InitSupervise
+	switch {
+	case h.pr.Systemd && b.InstallRoot == "":
 		h.r.Init = InitSystemd
+	case h.pr.OpenRC && b.InstallRoot == "":
+		h.r.Init = InitOpenRC
 	}
-	unit := unitFile(p)
-	h.unitChanged = h.r.Init == InitSystemd && h.pr.UnitSHA256 != sha256Hex([]byte(unit))
+	// The service file: systemd's unit, or OpenRC's script.
+	unit, unitPath, unitMode, unitSum := unitFile(p), p.unit, uint32(0o644), h.pr.UnitSHA256
+	if h.r.Init == InitOpenRC {
+		unit, unitPath, unitMode, unitSum = openrcScript(p), p.initd, 0o755, h.pr.InitdSHA256
+	}
+	h.unitChanged = h.r.Init != InitSupervise && unitSum != sha256Hex([]byte(unit))
 	if h.binChanged || h.cfgChanged || h.unitChanged {
-		if err := h.run(ctx, "prepare directories", p.script(markPrepare, prepareBody, "SYSTEMD", flag(h.r.Init == InitSystemd))); err != nil {
+		if err := h.run(ctx, "prepare directories", p.script(markPrepare, prepareBody, "SYSTEMD", flag(h.r.Init == InitSystemd),
+			"OPENRC", flag(h.r.Init == InitOpenRC))); err != nil {
 			return err
 		}
 	}
@@ -266,8 +334,8 @@ func (h *hostRun) install(ctx context.Context) error {
 		}
 	}
 	if h.unitChanged {
-		if err := b.SSH.Upload(ctx, t, p.unit, strings.NewReader(unit), 0o644); err != nil {
-			return fmt.Errorf("upload %s: %w", p.unit, err)
+		if err := b.SSH.Upload(ctx, t, unitPath, strings.NewReader(unit), unitMode); err != nil {
+			return fmt.Errorf("upload %s: %w", unitPath, err)
 		}
 	}
 	return nil
@@ -277,8 +345,11 @@ func (h *hostRun) install(ctx context.Context) error {
 func (h *hostRun) start(ctx context.Context) error {
 	restart := h.binChanged || h.cfgChanged || h.unitChanged
 	body := startDetached
-	if h.r.Init == InitSystemd {
+	switch h.r.Init {
+	case InitSystemd:
 		body = startSystemd
+	case InitOpenRC:
+		body = startOpenRC
 	}
 	h.since = time.Now().Truncate(time.Millisecond)
 	out, errOut, code, err := h.b.SSH.Run(ctx, h.t, h.p.script(markStart, body, "RESTART", flag(restart),
@@ -321,7 +392,53 @@ func (h *hostRun) verify(ctx context.Context) error {
 		}
 	}
 	h.m, h.r.Fingerprint = m, fp
-	return nil
+	return h.tokenGone(ctx)
+}
+
+// tokenWait is how long verify waits for a registered minion to remove
+// the join token from its config before bootstrap removes it itself.
+var tokenWait = 10 * time.Second
+
+// tokenGone makes sure the join token written into the host's config is
+// gone once the minion is registered: the minion removes it itself
+// (config.ScrubJoinToken, an atomic rewrite) right after registering; one
+// that has not within tokenWait gets the config rewritten without it (an
+// atomic upload).
+func (h *hostRun) tokenGone(ctx context.Context) error {
+	if !h.cfgChanged || h.known {
+		return nil // no token was written
+	}
+	wait, cancel := context.WithTimeout(ctx, tokenWait)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		data, err := h.b.SSH.ReadFile(wait, h.t, h.p.conf)
+		var c config.Minion
+		if err == nil {
+			if _, err = toml.Decode(string(data), &c); err == nil && c.JoinToken == "" {
+				return nil
+			}
+		}
+		select {
+		case <-tick.C:
+			continue
+		case <-wait.Done():
+		}
+		if err != nil {
+			return fmt.Errorf("read %s to check the join token is gone: %w", h.p.conf, err)
+		}
+		h.b.log().Warn("bootstrap: the minion left its join token in its config; removing it", "host", h.r.Host, "id", h.r.ID)
+		c.JoinToken = ""
+		out, err := renderConfig(c)
+		if err != nil {
+			return err
+		}
+		if err := h.b.SSH.Upload(ctx, h.t, h.p.conf, bytes.NewReader(out), 0o600); err != nil {
+			return fmt.Errorf("remove the join token from %s: %w", h.p.conf, err)
+		}
+		return nil
+	}
 }
 
 // action says what the bootstrap did (see the Action constants).

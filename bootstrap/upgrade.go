@@ -65,6 +65,9 @@ func (b *Bootstrapper) Upgrade(ctx context.Context, t model.Target, pick func(go
 	if err := h.checkInventory(ctx); err != nil {
 		return rep, fmt.Errorf("%w; nothing changed", err)
 	}
+	if err := h.reach(ctx); err != nil {
+		return rep, fmt.Errorf("%w; nothing changed", err)
+	}
 	rep.From, rep.To = h.pr.BinVersion, h.pr.BinVersion
 	start := time.Now()
 	if h.pr.BinSHA256 != h.sum {

@@ -15,7 +15,7 @@ import (
 
 // cmdBootstrap installs minions over SSH through the master: felix
 // bootstrap root@10.0.0.5 [more] [-f hosts.txt] [--port P] [--id ID]
-// [--key PATH] [--no-ssh-fallback]. A host not in the agentless inventory
+// [--key PATH] [--no-ssh-fallback] [--become]. A host not in the agentless inventory
 // is recorded there with the login used (its minion's SSH fallback) unless
 // --no-ssh-fallback. It exits 1 when any host failed.
 func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
@@ -25,6 +25,7 @@ func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
 	id := fs.String("id", "", "minion id (a single host only; default: its existing id, else its host name)")
 	key := fs.String("key", "", "private key file on the master (default: the master's configured keys)")
 	noFallback := fs.Bool("no-ssh-fallback", false, "do not record hosts outside the agentless inventory as SSH hosts (their minion's fallback)")
+	become := fs.Bool("become", false, "the login is not root: install with sudo -n (kept by the recorded SSH host)")
 	c, hosts, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -46,7 +47,7 @@ func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
 		fmt.Fprintf(ew, "bootstrapping %d host(s)...\n", len(hosts))
 	}
 	var resp wire.BootstrapResponse
-	req := wire.BootstrapRequest{Hosts: hosts, ID: *id, Port: *port, Key: *key}
+	req := wire.BootstrapRequest{Hosts: hosts, ID: *id, Port: *port, Key: *key, Become: *become}
 	if *noFallback {
 		req.SSHFallback = new(bool)
 	}

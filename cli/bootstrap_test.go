@@ -121,6 +121,7 @@ func TestBootstrapSSHFallback(t *testing.T) {
 	for i, tc := range []struct {
 		args       []string
 		wantField  any // the request's ssh_fallback; nil: absent
+		wantBecome bool
 		wantNote   bool
 		wantOutput string
 	}{
@@ -128,6 +129,7 @@ func TestBootstrapSSHFallback(t *testing.T) {
 		{args: []string{"root@10.0.0.1", "--no-ssh-fallback"}, wantField: false},
 		{args: []string{"root@10.0.0.1", "--no-ssh-fallback", "-o", "json"}, wantField: false},
 		{args: []string{"root@10.0.0.1", "-o", "json"}, wantNote: true, wantOutput: `"ssh_host": "web-1"`},
+		{args: []string{"admin@10.0.0.1", "--become"}, wantNote: true, wantBecome: true},
 	} {
 		var out, errb bytes.Buffer
 		code := Main(context.Background(), append(append([]string{"bootstrap"}, conn...), tc.args...), &out, &errb)
@@ -136,7 +138,11 @@ func TestBootstrapSSHFallback(t *testing.T) {
 		}
 		mu.Lock()
 		field, given := bodies[i]["ssh_fallback"]
+		become, becomeGiven := bodies[i]["become"]
 		mu.Unlock()
+		if becomeGiven != tc.wantBecome || (becomeGiven && become != true) {
+			t.Errorf("%q: become = %v (given %v); want given %v, true", tc.args, become, becomeGiven, tc.wantBecome)
+		}
 		if (tc.wantField == nil && given) || (tc.wantField != nil && field != tc.wantField) {
 			t.Errorf("%q: ssh_fallback = %v (given %v); want %v", tc.args, field, given, tc.wantField)
 		}

@@ -27,7 +27,13 @@ func LockDataDir(dir string) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, LockFile)
+	return Lock(filepath.Join(dir, LockFile), "data dir "+dir)
+}
+
+// Lock takes an exclusive lock on the file at path (flock, created 0600
+// when missing) and writes the process id into it, as LockDataDir does for
+// a data directory; what names the locked thing in the ErrInUse message.
+func Lock(path, what string) (unlock func(), err error) {
 	fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_CREAT|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
@@ -37,9 +43,9 @@ func LockDataDir(dir string) (unlock func(), err error) {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			if pid := lockHolder(path); pid > 0 {
-				return nil, inUse(fmt.Sprintf("data dir %s is in use by pid %d", dir, pid))
+				return nil, inUse(fmt.Sprintf("%s is in use by pid %d", what, pid))
 			}
-			return nil, inUse(fmt.Sprintf("data dir %s is in use by another process", dir))
+			return nil, inUse(fmt.Sprintf("%s is in use by another process", what))
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

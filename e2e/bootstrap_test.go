@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/pki"
 )
@@ -54,6 +55,14 @@ func newNetns(t *testing.T) *netns {
 	tag := hex.EncodeToString(b[:])
 	n := &netns{name: "felix-bs-" + tag}
 	x := 1 + int(b[0])%250 // 10.250.X.0/30
+	// One not in use on this machine (tests, maybe of other checkouts, run
+	// at once): the same subnet on two veths would misroute replies.
+	for i := 0; i < 250; i++ {
+		if out, err := exec.Command("ip", "-4", "-o", "addr", "show", "to", fmt.Sprintf("10.250.%d.0/30", x)).Output(); err == nil && len(bytes.TrimSpace(out)) == 0 {
+			break
+		}
+		x = 1 + x%250
+	}
 	n.local, n.peer = fmt.Sprintf("10.250.%d.1", x), fmt.Sprintf("10.250.%d.2", x)
 	if err := run(t, "ip", "netns", "add", n.name); err != nil {
 		testenv.Missing(t, "network namespaces are not permitted here: %v", err)
@@ -96,15 +105,32 @@ func newNetns(t *testing.T) *netns {
 }
 
 // nsSSHD is an OpenSSH sshd running inside the namespace on port 22 with
-// its own host key, accepting root with the test's client key.
+// its own host key, accepting root (and sudoUser, when set) with the
+// test's client key.
 type nsSSHD struct {
 	hostKeyLine string // the known_hosts line for the namespace's address
 	clientKey   string // private key file
 }
 
-func startNsSSHD(t *testing.T, n *netns) *nsSSHD {
+// sudoUser is the non-root login with passwordless sudo that
+// startNsSSHDWith(t, n, true) adds: it exists in sshd's own mount
+// namespace only (copies of /etc/passwd, group, shadow and sudoers
+// bind-mounted over the real ones there), and so for everything run through that sshd.
+const sudoUser = "felixbs"
+
+func startNsSSHD(t *testing.T, n *netns) *nsSSHD { return startNsSSHDWith(t, n, false) }
+
+func startNsSSHDWith(t *testing.T, n *netns, withSudoUser bool) *nsSSHD {
 	t.Helper()
 	dir := t.TempDir()
+	// The authorized keys are read as the user logging in: a directory
+	// anyone may enter.
+	keysDir, err := os.MkdirTemp("", "felix-bs-keys-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(keysDir) })
+	os.Chmod(keysDir, 0o755)
 	hostKey, clientKey := filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "client_ed25519")
 	for _, k := range []string{hostKey, clientKey} {
 		if err := run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "felix-e2e", "-f", k); err != nil {
@@ -115,7 +141,7 @@ func startNsSSHD(t *testing.T, n *netns) *nsSSHD {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(keysDir, "authorized_keys"), pub, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "sshd_config")
@@ -131,13 +157,13 @@ UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
-`, n.peer, hostKey, filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"))), 0o600); err != nil {
+`, n.peer, hostKey, filepath.Join(dir, "sshd.pid"), filepath.Join(keysDir, "authorized_keys"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll("/run/sshd", 0o755) // its privilege separation directory
 	var mu sync.Mutex
 	var out bytes.Buffer
-	cmd := exec.Command("ip", "netns", "exec", n.name, "/usr/sbin/sshd", "-D", "-e", "-f", cfg)
+	cmd := nsSSHDCmd(t, n, keysDir, cfg, withSudoUser)
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
@@ -181,6 +207,80 @@ LogLevel VERBOSE
 	return &nsSSHD{hostKeyLine: n.peer + " " + f[0] + " " + f[1] + "\n", clientKey: clientKey}
 }
 
+// nsSSHDCmd is the command that runs sshd in the namespace, in a mount
+// namespace of its own where root's login shell is /bin/sh (root's own
+// shell start-up files, whatever this machine puts there, stay out of
+// every session) and, withSudoUser, sudoUser exists with passwordless sudo.
+// Without mount namespaces: sshd as it is (and no sudoUser: skipped).
+func nsSSHDCmd(t *testing.T, n *netns, dir, cfg string, withSudoUser bool) *exec.Cmd {
+	t.Helper()
+	if err := exec.Command("unshare", "-m", "true").Run(); err != nil {
+		if withSudoUser {
+			testenv.Missing(t, "a login of its own needs mount namespaces (unshare -m): %v", err)
+		}
+		return exec.Command("ip", "netns", "exec", n.name, "/usr/sbin/sshd", "-D", "-e", "-f", cfg)
+	}
+	type overlay struct{ etc, add string }
+	files := []overlay{{"/etc/passwd", ""}}
+	if withSudoUser {
+		if _, err := exec.LookPath("sudo"); err != nil {
+			testenv.Missing(t, "sudo is not installed (make deps installs it): %v", err)
+		}
+		home := filepath.Join(dir, "home")
+		if err := os.Mkdir(home, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(home, 4321, 4321)
+		files = []overlay{
+			{"/etc/passwd", sudoUser + ":x:4321:4321:felix e2e:" + home + ":/bin/sh\n"},
+			{"/etc/group", sudoUser + ":x:4321:\n"},
+			{"/etc/sudoers", sudoUser + " ALL=(ALL) NOPASSWD: ALL\n"},
+			// sudo's PAM account check wants an entry: no password, not locked.
+			{"/etc/shadow", sudoUser + ":*:19000:0:99999:7:::\n"},
+		}
+	}
+	var overlays []string
+	for _, f := range files {
+		old, err := os.ReadFile(f.etc)
+		if err != nil {
+			testenv.Missing(t, "read %s: %v", f.etc, err)
+		}
+		if len(old) > 0 && old[len(old)-1] != '\n' {
+			old = append(old, '\n')
+		}
+		if f.etc == "/etc/passwd" {
+			old = rootShell(old, "/bin/sh")
+		}
+		copyPath := filepath.Join(dir, filepath.Base(f.etc))
+		if err := os.WriteFile(copyPath, append(old, f.add...), 0o440); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o444)
+		switch f.etc {
+		case "/etc/sudoers":
+			mode = 0o440
+		case "/etc/shadow":
+			mode = 0o640
+		}
+		os.Chmod(copyPath, mode)
+		overlays = append(overlays, copyPath, f.etc)
+	}
+	script := `c=$1; shift; while [ $# -gt 0 ]; do mount --bind "$1" "$2" || exit 1; shift 2; done; exec /usr/sbin/sshd -D -e -f "$c"`
+	return exec.Command("ip", append([]string{"netns", "exec", n.name, "unshare", "-m", "--", "/bin/sh", "-c", script, "sh", cfg}, overlays...)...)
+}
+
+// rootShell returns passwd with root's login shell set to shell.
+func rootShell(passwd []byte, shell string) []byte {
+	lines := strings.Split(string(passwd), "\n")
+	for i, l := range lines {
+		if f := strings.Split(l, ":"); len(f) == 7 && f[0] == "root" {
+			f[6] = shell
+			lines[i] = strings.Join(f, ":")
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
+
 type writerFunc func(p []byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
@@ -214,11 +314,25 @@ type bootstrapEnv struct {
 
 func newBootstrapEnv(t *testing.T, minionDir string) *bootstrapEnv {
 	t.Helper()
+	return newBootstrapEnvWith(t, minionDir, bootstrapOpts{})
+}
+
+// bootstrapOpts vary newBootstrapEnvWith's setup.
+type bootstrapOpts struct {
+	// allAddrs: the master listens on 0.0.0.0 with no bootstrap.master_url
+	// (each host gets the address the SSH connection comes from).
+	allAddrs bool
+	// sudoUser: the namespace's sshd also has sudoUser.
+	sudoUser bool
+}
+
+func newBootstrapEnvWith(t *testing.T, minionDir string, o bootstrapOpts) *bootstrapEnv {
+	t.Helper()
 	if runtime.GOOS != "linux" {
 		testenv.Missing(t, "bootstrap is tested on Linux")
 	}
 	e := &bootstrapEnv{n: newNetns(t), dir: t.TempDir()}
-	e.sshd = startNsSSHD(t, e.n)
+	e.sshd = startNsSSHDWith(t, e.n, o.sudoUser)
 	e.knownHosts = filepath.Join(e.dir, "known_hosts")
 	if err := os.WriteFile(e.knownHosts, []byte(e.sshd.hostKeyLine), 0o600); err != nil {
 		t.Fatal(err)
@@ -228,16 +342,24 @@ func newBootstrapEnv(t *testing.T, minionDir string) *bootstrapEnv {
 	port := freePort(t, e.n.local)
 	_, p, _ := net.SplitHostPort(port)
 	e.masterURL = "https://" + net.JoinHostPort(e.n.local, p)
-	e.extra = bootstrapConfig(e.knownHosts, e.sshd.clientKey, e.masterURL, minionDir, e.root)
+	configured := e.masterURL
+	if o.allAddrs {
+		port, configured = net.JoinHostPort("0.0.0.0", p), ""
+	}
+	e.extra = bootstrapConfig(e.knownHosts, e.sshd.clientKey, configured, minionDir, e.root)
 	e.c = startMasterAtAddr(t, port, e.extra)
 
-	// The minion runs in the namespace until the test ends.
-	pidFile := filepath.Join(e.root, "var/lib/felix/minion/minion.pid")
+	// The minion runs in the namespace until the test ends, under its
+	// supervisor, stopped first (it would start the minion again).
 	t.Cleanup(func() {
-		if b, err := os.ReadFile(pidFile); err == nil {
+		for _, name := range []string{"supervisor.pid", "minion.pid"} {
+			b, err := os.ReadFile(filepath.Join(e.root, "var/lib/felix/minion", name))
+			if err != nil {
+				continue
+			}
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 				syscall.Kill(pid, syscall.SIGTERM)
-				deadline := time.Now().Add(40 * time.Second)
+				deadline := time.Now().Add(45 * time.Second)
 				for !gone(pid) && time.Now().Before(deadline) {
 					time.Sleep(100 * time.Millisecond)
 				}
@@ -261,6 +383,7 @@ func TestBootstrap(t *testing.T) {
 	e := newBootstrapEnv(t, distDir)
 	c, n, sshd, dir, knownHosts, root, masterURL, extra := e.c, e.n, e.sshd, e.dir, e.knownHosts, e.root, e.masterURL, e.extra
 	pidFile := filepath.Join(root, "var/lib/felix/minion/minion.pid")
+	supervisorFile := filepath.Join(root, "var/lib/felix/minion/supervisor.pid")
 
 	// Bad input: refused before any connection.
 	if out, errOut, code := c.felix("bootstrap", "root@"+n.peer+";touch "+filepath.Join(dir, "pwned")); code != 1 ||
@@ -275,8 +398,8 @@ func TestBootstrap(t *testing.T) {
 		t.Fatalf("felix bootstrap: exit %d\n%s", code, out)
 	}
 	r := resp.Results[0]
-	if r.State != "ok" || r.ID != "bs-host" || r.Action != "installed" || r.Init != "nohup" || r.Arch != runtime.GOARCH {
-		t.Errorf("first bootstrap: %+v; want ok, bs-host, installed, nohup, %s", r, runtime.GOARCH)
+	if r.State != "ok" || r.ID != "bs-host" || r.Action != "installed" || r.Init != "supervise" || r.Arch != runtime.GOARCH {
+		t.Errorf("first bootstrap: %+v; want ok, bs-host, installed, supervise, %s", r, runtime.GOARCH)
 	}
 	if hs := c.sshHosts(); len(hs) != 0 || r.SSHHost != "" || r.Note != "" {
 		t.Errorf("bootstrap --no-ssh-fallback: hosts %+v, result %+v; want nothing recorded", hs, r)
@@ -298,7 +421,7 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("%s: %v, %v; want mode %o", path, fi.Mode(), err, mode)
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(root, "etc/rc.local")); err != nil || !strings.Contains(string(b), root+"/usr/local/bin/felix-minion start --config") {
+	if b, err := os.ReadFile(filepath.Join(root, "etc/rc.local")); err != nil || !strings.Contains(string(b), root+"/usr/local/bin/felix-minion start --supervise --config") {
 		t.Errorf("rc.local: %q, %v; want the minion's boot line", b, err)
 	}
 
@@ -331,15 +454,39 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("felix hosts: bs-host %+v (%v); want %s:22 as root", h, ok, n.peer)
 	}
 
-	// The minion stopped: a rerun starts it again with its key (repaired),
-	// and it runs commands again.
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
+	// The minion killed: its supervisor starts it again within seconds,
+	// and it registers again (minion.ready names the new process once it
+	// has) and runs commands.
+	pid := killPID(t, pidFile)
+	ready := filepath.Join(root, "var/lib/felix/minion/minion.ready")
+	waitFor(t, "the supervisor to restart the minion and it to register", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(ready)
+		f := strings.Fields(string(b))
+		return len(f) > 0 && f[0] != strconv.Itoa(pid) && f[0] == pidIn(pidFile)
+	})
+	if out, errOut, code := c.felix("exec", "-t", "bs-host", "--transport", "agent", "--", "true"); code != 0 {
+		t.Errorf("exec after the supervisor restarted the minion: exit %d %s%s", code, out, errOut)
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	syscall.Kill(pid, syscall.SIGKILL)
-	waitFor(t, "the minion to die", 10*time.Second, func() bool { return gone(pid) })
+
+	// A second supervisor is refused: the first holds its lock.
+	bin, conf := filepath.Join(root, "usr/local/bin/felix-minion"), filepath.Join(root, "etc/felix/minion.toml")
+	if b, err := exec.Command(bin, "start", "--supervise", "--config", conf).CombinedOutput(); err == nil ||
+		!strings.Contains(string(b), "in use by pid "+pidIn(supervisorFile)) {
+		t.Errorf("a second supervisor: %v %s; want it refused, the first named", err, b)
+	}
+
+	// minion stop stops the supervisor, and so the minion; a rerun starts
+	// them again with the minion's key (repaired), and it runs commands.
+	superPID, minionPID := pidIn(supervisorFile), pidIn(pidFile)
+	if b, err := exec.Command(bin, "stop", "--config", conf).CombinedOutput(); err != nil {
+		t.Errorf("felix-minion stop: %v %s", err, b)
+	}
+	for _, p := range []string{superPID, minionPID} {
+		pid, _ := strconv.Atoi(p)
+		if !gone(pid) {
+			t.Errorf("pid %d (supervisor %s, minion %s) runs after minion stop", pid, superPID, minionPID)
+		}
+	}
 	resp, code, out = c.bootstrap("root@" + n.peer)
 	if code != 0 || len(resp.Results) != 1 || resp.Results[0].Action != "repaired" || resp.Results[0].Fingerprint != m.Fingerprint {
 		t.Errorf("rerun with the minion stopped: exit %d %+v\n%s; want ok, repaired, same key", code, resp.Results, out)
@@ -352,13 +499,8 @@ func TestBootstrap(t *testing.T) {
 	}
 
 	// Its minion dead, exec falls back to SSH with the recorded login.
-	b, err = os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-	syscall.Kill(pid, syscall.SIGKILL)
-	waitFor(t, "the minion to die", 10*time.Second, func() bool { return gone(pid) })
+	killPID(t, supervisorFile)
+	killPID(t, pidFile)
 	out, errOut, code = c.felix("exec", "-t", "bs-host", "-o", "json", "--", "true")
 	job = wire.Job{}
 	if err := json.Unmarshal([]byte(out), &job); err != nil || code != 0 || len(job.Results) != 1 ||
@@ -400,6 +542,25 @@ func TestBootstrap(t *testing.T) {
 	c.master.stop(t)
 }
 
+// pidIn is the pid in a pid file, "" when there is none.
+func pidIn(path string) string {
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}
+
+// killPID kills the process of a pid file with SIGKILL, waits for it to be
+// gone and returns its pid.
+func killPID(t *testing.T, path string) int {
+	t.Helper()
+	pid, err := strconv.Atoi(pidIn(path))
+	if err != nil {
+		t.Fatalf("pid file %s: %v", path, err)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, "pid "+strconv.Itoa(pid)+" to die", 10*time.Second, func() bool { return gone(pid) })
+	return pid
+}
+
 // sshHosts is the agentless inventory (felix hosts list) by id.
 func (c *cluster) sshHosts() map[string]wire.Host {
 	c.t.Helper()
@@ -428,4 +589,64 @@ func startMasterAtAddr(t *testing.T, addr, extra string) *cluster {
 	c := &cluster{t: t, dir: dir, url: "https://" + addr, config: cfg}
 	c.startMasterProc()
 	return c
+}
+
+// TestBootstrapReach: a master listening on all addresses with no
+// bootstrap.master_url gives the host the address its SSH connection came
+// from, which the minion reaches; the login is not root (--become, sudo
+// -n); the join token is gone from the config once the minion registered.
+// A master URL the host cannot reach fails before anything is installed.
+func TestBootstrapReach(t *testing.T) {
+	e := newBootstrapEnvWith(t, distDir, bootstrapOpts{allAddrs: true, sudoUser: true})
+	c, n, root := e.c, e.n, e.root
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(c.url, "https://"))
+	derived := "https://" + net.JoinHostPort(n.local, port)
+
+	resp, code, out := c.bootstrap(sudoUser+"@"+n.peer, "--become", "--id", "bs-become")
+	if code != 0 || len(resp.Results) != 1 {
+		t.Fatalf("felix bootstrap --become: exit %d\n%s", code, out)
+	}
+	if r := resp.Results[0]; r.State != "ok" || r.Action != "installed" || r.Init != "supervise" || r.SSHHost != "bs-become" {
+		t.Errorf("bootstrap: %+v; want ok, installed, supervise, recorded as bs-become", r)
+	}
+	cfg, _, err := config.ReadMinion(filepath.Join(root, "etc/felix/minion.toml"))
+	if err != nil || cfg.Master != derived || cfg.JoinToken != "" {
+		t.Errorf("minion config: master %q, join token %q, %v; want %s and no token", cfg.Master, cfg.JoinToken, err, derived)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "usr/local/bin/felix-minion")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("the minion binary: %v; want it installed as root, through sudo", err)
+	}
+	if m, ok := c.minions()["bs-become"]; !ok || m.State != "accepted" || !strings.HasPrefix(m.Address, n.peer+":") {
+		t.Errorf("minion bs-become: %+v; want accepted at %s", m, n.peer)
+	}
+	if out, errOut, code := c.felix("exec", "-t", "bs-become", "--transport", "agent", "--", "id -u"); code != 0 || !strings.Contains(out, "0") {
+		t.Errorf("exec over the agent: exit %d %s%s", code, out, errOut)
+	}
+	if h := c.sshHosts()["bs-become"]; h.User != sudoUser || !h.Become {
+		t.Errorf("recorded SSH host %+v; want %s with become", h, sudoUser)
+	}
+
+	// A master URL the host cannot reach (its own loopback): the host
+	// fails naming it, and nothing is installed.
+	root2 := filepath.Join(e.dir, "hostroot2")
+	unreachable := "https://" + net.JoinHostPort("127.0.0.1", port)
+	c.master.stop(t)
+	old, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCfg := strings.TrimSuffix(string(old), e.extra) + bootstrapConfig(e.knownHosts, e.sshd.clientKey, unreachable, distDir, root2)
+	if err := os.WriteFile(c.config, []byte(newCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.startMasterProc()
+	resp, code, out = c.bootstrap(sudoUser+"@"+n.peer, "--become", "--id", "bs-other")
+	want := "cannot reach the master at " + unreachable
+	if code != 1 || len(resp.Results) != 1 || resp.Results[0].State != "failed" || !strings.Contains(resp.Results[0].Reason, want) {
+		t.Errorf("bootstrap with an unreachable master URL: exit %d %+v\n%s; want 1, failed with %q", code, resp.Results, out, want)
+	}
+	if _, err := os.Stat(root2); !os.IsNotExist(err) {
+		t.Errorf("the install root %s was written: %v", root2, err)
+	}
+	c.master.stop(t)
 }

@@ -87,8 +87,10 @@ func TestFleetUpgradeOverSSH(t *testing.T) {
 		t.Errorf("minion pid %d after an unchanged upgrade (was %d); want the same process running", p, pid)
 	}
 
-	// The minion down: the default upgrade cannot reach it over gRPC and
-	// goes over SSH, which starts it again (same binary: unchanged).
+	// The minion down (its supervisor first, which would start it again):
+	// the default upgrade cannot reach it over gRPC and goes over SSH,
+	// which starts it again (same binary: unchanged).
+	killPID(t, filepath.Join(e.root, "var/lib/felix/minion/supervisor.pid"))
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitFor(t, "up-host unreachable", 30*time.Second, func() bool { return c.minions()["up-host"].Health == "unreachable" })
 	out, code = upgrade()

@@ -91,7 +91,7 @@ type Config struct {
 	} `toml:"files" doc:"File distribution (felix cp, felix fetch). Content is kept once per sha256 in data_dir/content: what pushes send and what fetches bring back."`
 
 	Bootstrap struct {
-		MasterURL   string          `toml:"master_url" zero:"computed" doc:"The master URL written into bootstrapped minions' config; empty means https://<this host's name>:<listen port>."`
+		MasterURL   string          `toml:"master_url" zero:"computed" doc:"The master URL written into bootstrapped minions' config. Empty: with listen on all addresses, https://<the address the master's SSH connection to the host comes from>:<listen port>, per host; else https://<listen address, or this host's name for loopback>:<listen port>. Either way each host first checks it can connect to it."`
 		MinionDir   string          `toml:"minion_dir" zero:"computed" doc:"Directory holding minion-linux-amd64 and minion-linux-arm64 (make dist); empty means data_dir/dist."`
 		Timeout     config.Duration `toml:"timeout" default:"2m" doc:"How long one host may take to install, start and register."`
 		InstallRoot string          `toml:"install_root" doc:"A test and chroot aid: install under this directory on the hosts (ROOT/usr/local/bin/felix-minion, ROOT/etc/felix/minion.toml, ...) and never touch systemd or the crontab: the minion is started detached and the boot entry goes to ROOT/etc/rc.local. Empty: the real paths."`
@@ -192,7 +192,8 @@ func (c *Config) Validate() error {
 // bootstrap.minion_dir under data_dir, files.timeout its default but at
 // most exec.max_timeout. The other two are worked out when the master
 // starts, from what exists only then: callbacks.secret (callbackSecret)
-// and bootstrap.master_url from the listener (bootstrapURL).
+// and bootstrap.master_url from the listener and, listening on all
+// addresses, from each SSH connection (bootstrapURL).
 func (c *Config) computeDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = config.DefaultDir("data", "master")

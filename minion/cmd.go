@@ -21,6 +21,10 @@ const usage = `minion: the felix minion (runs what the master asks, over gRPC wi
 
 Usage:
   minion start [flags]     run in the foreground (systemd-friendly)
+  minion start --supervise [flags]
+                           run it as a child and start it again whenever it
+                           exits (1 s doubling to 30 s); SIGTERM stops both.
+                           For hosts without systemd (rc.local, OpenRC)
   minion stop [flags]      stop a running minion, letting running commands finish
   minion status [flags]    say whether the minion runs, and its fingerprint
   minion restart [flags] [--wait D]
@@ -105,6 +109,9 @@ func load(name string, args []string, stdout io.Writer) (config.Minion, string, 
 }
 
 func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
+	if rest, ok := cutBool(args, "supervise"); ok {
+		return cmdSupervise(ctx, rest, stdout)
+	}
 	cfg, path, err := load("start", args, stdout)
 	if err != nil {
 		return err
@@ -171,6 +178,15 @@ func cmdStop(args []string, stdout io.Writer) error {
 	cfg, _, err := load("stop", args, nil)
 	if err != nil {
 		return err
+	}
+	// Under the supervisor (start --supervise), stopping the minion alone
+	// would only restart it: the supervisor is stopped, and stops it.
+	if _, ok := daemon.Running(filepath.Join(cfg.DataDir, supervisorPID)); ok {
+		if err := daemon.Stop(filepath.Join(cfg.DataDir, supervisorPID), drainLimit+10*time.Second); err != nil {
+			return fmt.Errorf("stop the supervisor: %w", err)
+		}
+		fmt.Fprintln(stdout, "minion and its supervisor stopped")
+		return nil
 	}
 	if err := daemon.Stop(filepath.Join(cfg.DataDir, pidFile), drainLimit+5*time.Second); err != nil {
 		return err

@@ -17,6 +17,9 @@ type BootstrapRequest struct {
 	// the login used (what felix hosts add stores), so that exec falls back
 	// to SSH when its minion is down. Default true; false records nothing.
 	SSHFallback *bool `json:"ssh_fallback,omitempty"`
+	// Become runs the installation with sudo -n, for a login that is not
+	// root (hosts not in the agentless inventory; those use their own).
+	Become bool `json:"become,omitempty"`
 }
 
 // BootstrapResult is one host's outcome.
@@ -26,7 +29,7 @@ type BootstrapResult struct {
 	State       string `json:"state"`            // ok or failed
 	Action      string `json:"action,omitempty"` // installed, upgraded, repaired or unchanged
 	Arch        string `json:"arch,omitempty"`   // amd64, arm64
-	Init        string `json:"init,omitempty"`   // systemd or nohup
+	Init        string `json:"init,omitempty"`   // systemd, openrc or supervise
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Reason      string `json:"reason,omitempty"`
 	// SSHHost is the id the host was recorded under in the agentless
