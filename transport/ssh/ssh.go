@@ -696,7 +696,11 @@ func (p *Pool) runCollect(ctx context.Context, t model.Target, r runSpec) (stdou
 	case err != nil:
 		return stdout, stderr, -1, err
 	case ex.Cancelled || ex.TimedOut:
-		return stdout, stderr, ex.Code, fmt.Errorf("run on %s: killed: %w", s.id, context.Cause(ctx))
+		cause := context.Cause(ctx)
+		if cause == nil { // the run's own timeout, not the caller's context
+			cause = fmt.Errorf("timed out after %s", r.timeout)
+		}
+		return stdout, stderr, ex.Code, fmt.Errorf("run on %s: killed: %w", s.id, cause)
 	case over:
 		return stdout, stderr, ex.Code, fmt.Errorf("run on %s: output exceeds %d bytes", s.id, maxRunOutput)
 	}
