@@ -29,6 +29,9 @@ type SSHTarget struct {
 	User    string // "" means the transport's default (root)
 	KeyPath string // "" means the transport's configured keys and agent
 	Become  bool   // run the command with sudo -n
+	// Jump are the jump hosts (bastions) to go through, first hop first;
+	// empty means a direct connection.
+	Jump []SSHHop
 }
 
 // Transport modes a request may ask for (Target.Mode).
