@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -249,8 +250,8 @@ func TestHostTrust(t *testing.T) {
 		t.Errorf("trust 10.0.9.9 = %d %s; want 200", status, body)
 	}
 	calls := h.keys.Calls()
-	if len(calls) != 2 || calls[0].SSH != (model.SSHTarget{Host: "10.0.1.1", Port: 2222, User: "admin"}) ||
-		calls[0].Target.ID != "db1" || calls[1].SSH != (model.SSHTarget{Host: "10.0.9.9", Port: 2200}) || calls[1].Fingerprint != goodFP {
+	if len(calls) != 2 || !reflect.DeepEqual(calls[0].SSH, model.SSHTarget{Host: "10.0.1.1", Port: 2222, User: "admin"}) ||
+		calls[0].Target.ID != "db1" || !reflect.DeepEqual(calls[1].SSH, model.SSHTarget{Host: "10.0.9.9", Port: 2200}) || calls[1].Fingerprint != goodFP {
 		t.Errorf("Trust calls = %+v; want db1 at 10.0.1.1:2222 as admin, then 10.0.9.9:2200 with the normalised fingerprint", calls)
 	}
 

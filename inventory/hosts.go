@@ -19,18 +19,19 @@ type Host struct {
 	User      string // "" means the SSH transport's default
 	KeyPath   string // "" means the SSH transport's configured keys
 	Become    bool   // run commands with sudo -n
+	ProxyJump string // jump hosts, model.ParseProxyJump's syntax; "" for none given
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// Labels are set by operators (role=db, group=web); filled by Hosts and Host.
 	Labels map[string]string
 }
 
-const hostCols = `id, address, port, user, key_path, become, created_at, updated_at`
+const hostCols = `id, address, port, user, key_path, become, created_at, updated_at, proxy_jump`
 
 func scanHost(row interface{ Scan(...any) error }) (Host, error) {
 	var h Host
 	var created, updated int64
-	err := row.Scan(&h.ID, &h.Address, &h.Port, &h.User, &h.KeyPath, &h.Become, &created, &updated)
+	err := row.Scan(&h.ID, &h.Address, &h.Port, &h.User, &h.KeyPath, &h.Become, &created, &updated, &h.ProxyJump)
 	h.CreatedAt, h.UpdatedAt = fromMS(created), fromMS(updated)
 	return h, err
 }
@@ -104,10 +105,11 @@ func putHost(ctx context.Context, tx *sql.Tx, h Host, replace bool, now time.Tim
 	if existed && !replace {
 		return true, fmt.Errorf("host %s already exists: %w", h.ID, ErrConflict)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?)
+	_, err = tx.ExecContext(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET address=excluded.address, port=excluded.port, user=excluded.user,
-		key_path=excluded.key_path, become=excluded.become, updated_at=excluded.updated_at`,
-		h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, ms(now), ms(now))
+		key_path=excluded.key_path, become=excluded.become, updated_at=excluded.updated_at,
+		proxy_jump=excluded.proxy_jump`,
+		h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, ms(now), ms(now), h.ProxyJump)
 	return existed, err
 }
 

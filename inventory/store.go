@@ -222,6 +222,10 @@ var migrations = []string{
 	// 8: a minion's last self-upgrade as it reports it (model.LastUpgrade
 	// as JSON, '' when it never upgraded itself).
 	`ALTER TABLE minions ADD COLUMN last_upgrade TEXT NOT NULL DEFAULT '';`,
+
+	// 9: an agentless host's jump hosts, OpenSSH's ProxyJump syntax ('' for
+	// none: its group's, if any; "none" for a direct connection).
+	`ALTER TABLE hosts ADD COLUMN proxy_jump TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

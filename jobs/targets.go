@@ -202,7 +202,12 @@ func (x *machine) target() model.Target {
 			port = 22
 		}
 		t.Addr = net.JoinHostPort(h.Address, strconv.Itoa(port))
-		t.SSH = &model.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+		t.SSH = &model.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become,
+			Labels: x.labels()}
+		var err error
+		if t.SSH.Jump, t.SSH.NoJump, err = model.SSHJump(h.ProxyJump); err != nil {
+			t.Skip, t.Error = model.StateUnreachable, "proxy_jump: "+err.Error()
+		}
 	}
 	switch m := x.m; {
 	case m == nil:

@@ -15,6 +15,9 @@ type HostRequest struct {
 	Key    string            `json:"key,omitempty"`  // private key file on the master; default: the configured keys
 	Become bool              `json:"become,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// ProxyJump are jump hosts, OpenSSH's "[user@]host[:port][,...]";
+	// "none" for a direct connection even when the host's group has some.
+	ProxyJump string `json:"proxy_jump,omitempty"`
 }
 
 // Host is an agentless host as the API shows it.
@@ -26,6 +29,8 @@ type Host struct {
 	Key    string            `json:"key,omitempty"`
 	Become bool              `json:"become"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// ProxyJump as the host was given it; "" when it names none.
+	ProxyJump string `json:"proxy_jump,omitempty"`
 	// Minion is the state of a minion with the same id ("" when none): the
 	// machine has both, and auto mode prefers the minion.
 	Minion    model.KeyState `json:"minion,omitempty"`

@@ -3,6 +3,7 @@ package ssh_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,5 +192,90 @@ func TestJumpBadHop(t *testing.T) {
 		if _, _, _, err := p.Run(context.Background(), tg, "true"); err == nil || !strings.Contains(err.Error(), "jump host") {
 			t.Errorf("Run through %+v = %v; want a jump host error", hop, err)
 		}
+	}
+}
+
+// TestJumpGroupRule: ssh.jump rules send hosts of a group through a
+// bastion; a host's own setting wins; a reconfigured pool drops the rule.
+func TestJumpGroupRule(t *testing.T) {
+	bastion := sshtest.Start(t, "127.0.31.40")
+	target := sshtest.Start(t, "127.0.31.41")
+	kh := knownHostsOf(t, bastion, target)
+	rule := "group=la* " + bastion.Addr
+	p := newPool(t, kh, func(c *ssh.Config) {
+		c.Jump = []string{rule}
+		c.KeyFiles = []string{bastion.ClientKey}
+	})
+	logins := func() int { return strings.Count(bastion.Log(), "Accepted publickey") }
+
+	tests := []struct {
+		name    string
+		labels  map[string]string
+		noJump  bool
+		viaJump bool
+	}{
+		{"other group goes direct", map[string]string{"group": "web"}, false, false},
+		{"matching group goes through the bastion", map[string]string{"group": "lab"}, false, true},
+		{"proxy_jump none wins over the group", map[string]string{"group": "lab"}, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := logins()
+			tg := target.Target()
+			tg.SSH.Labels, tg.SSH.NoJump = tt.labels, tt.noJump
+			serverAddrOf(t, p, tg)
+			if got := logins() > before; got != tt.viaJump {
+				t.Errorf("went through the bastion: %v; want %v", got, tt.viaJump)
+			}
+		})
+	}
+	if err := p.Reconfigure(ssh.Config{KnownHosts: kh, NoAgent: true, Jump: []string{"group=lab"}}); err == nil {
+		t.Errorf("Reconfigure with a rule without jump hosts succeeded")
+	}
+	if err := p.Reconfigure(ssh.Config{KnownHosts: kh, NoAgent: true, Jump: []string{"group=lab -oProxyCommand=id"}}); err == nil {
+		t.Errorf("Reconfigure with an option as jump host succeeded")
+	}
+}
+
+// TestSSHConfigAlias: an inventory host named by an ssh_config alias is
+// reached with the file's HostName, Port, IdentityFile and ProxyJump, the
+// jump host itself an alias; refused entries are left out.
+func TestSSHConfigAlias(t *testing.T) {
+	bastion := sshtest.Start(t, "127.0.31.50")
+	target := sshtest.Start(t, "127.0.31.51")
+	file := filepath.Join(t.TempDir(), "ssh_config")
+	conf := fmt.Sprintf(`# felix test
+Host web1 web2
+    HostName %s
+    Port %d
+    IdentityFile %s
+    ProxyJump jumpbox
+Host jumpbox
+    HostName=%s
+    Port %d
+    IdentityFile %s
+Host web2
+    ProxyCommand nc %%h %%p
+Host evil
+    HostName $(id)
+    ProxyJump -oProxyCommand=id
+Host *
+    User root
+`, target.Host, target.Port, target.ClientKey, bastion.Host, bastion.Port, bastion.ClientKey)
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(t, knownHostsOf(t, bastion, target), func(c *ssh.Config) { c.SSHConfig = file })
+	tg := model.Target{ID: "web1", SSH: &model.SSHTarget{Host: "web1"}}
+	if got := serverAddrOf(t, p, tg); got != target.Host {
+		t.Errorf("web1 arrived at %q; want %q", got, target.Host)
+	}
+	if !strings.Contains(bastion.Log(), "Accepted publickey") {
+		t.Errorf("web1 did not go through jumpbox")
+	}
+	// evil's entries were refused: it is dialled as named, and fails.
+	_, _, _, err := p.Run(context.Background(), model.Target{ID: "evil", SSH: &model.SSHTarget{Host: "evil", Port: 1}}, "true")
+	if err == nil || strings.Contains(err.Error(), "id") && strings.Contains(err.Error(), "$(") {
+		t.Errorf("evil: %v; want a plain connection failure", err)
 	}
 }

@@ -134,6 +134,15 @@ type Config struct {
 	// default 10, OpenSSH's MaxSessions. It is lowered per connection when
 	// a server refuses sessions earlier.
 	SessionsPerConn int
+	// Jump are per-group jump hosts: "LABEL=GLOB JUMPHOSTS" each, e.g.
+	// "group=lab bastion1,ops@bastion2:2222"; a target with a label
+	// matching goes through those hosts unless it names its own (or
+	// NoJump). The first rule that matches wins.
+	Jump []string
+	// SSHConfig, when set, is an OpenSSH client configuration file whose
+	// Host blocks fill in what a target leaves unset: HostName, User, Port,
+	// IdentityFile and ProxyJump (see hostconfig.go).
+	SSHConfig string
 	// Prompt, if set, asks for a key's passphrase on a terminal when the
 	// environment has none.
 	Prompt func(keyPath string) ([]byte, error)
@@ -170,8 +179,10 @@ var _ exec.Transport = (*Pool)(nil)
 // new settings while sessions already open go on.
 type settings struct {
 	Config
-	kh  *knownHosts
-	gen uint64
+	kh        *knownHosts
+	gen       uint64
+	jumpRules []jumpRule // Config.Jump, parsed
+	sshConfig *sshConfig // Config.SSHConfig, read; nil when unset
 }
 
 // conf returns the settings in force.
@@ -212,13 +223,13 @@ func (s hostSpec) String() string { return s.user + "@" + s.addr }
 // NewPool returns a Pool; it fails on an unreadable known_hosts file or a
 // bad policy.
 func NewPool(cfg Config) (*Pool, error) {
-	set, err := newSettings(cfg, nil)
-	if err != nil {
-		return nil, err
-	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	set, err := newSettings(cfg, nil, log)
+	if err != nil {
+		return nil, err
 	}
 	warnPassword(log, set)
 	p := &Pool{log: log, conns: make(map[string]*conn), changed: make(chan struct{}), done: make(chan struct{})}
@@ -230,7 +241,7 @@ func NewPool(cfg Config) (*Pool, error) {
 
 // newSettings checks cfg and fills in its defaults. The known_hosts file
 // of cur (the settings in force, if any) is kept when cfg names the same.
-func newSettings(cfg Config, cur *settings) (*settings, error) {
+func newSettings(cfg Config, cur *settings, log *slog.Logger) (*settings, error) {
 	switch cfg.Policy {
 	case "":
 		cfg.Policy = PolicyStrict
@@ -259,6 +270,15 @@ func newSettings(cfg Config, cur *settings) (*settings, error) {
 		}
 	}
 	set := &settings{Config: cfg}
+	var err error
+	if set.jumpRules, err = parseJumpRules(cfg.Jump); err != nil {
+		return nil, err
+	}
+	if cfg.SSHConfig != "" {
+		if set.sshConfig, err = loadSSHConfig(cfg.SSHConfig, log); err != nil {
+			return nil, err
+		}
+	}
 	if cur != nil {
 		set.gen = cur.gen + 1
 		if cur.KnownHosts == cfg.KnownHosts {
@@ -290,7 +310,7 @@ func warnPassword(log *slog.Logger, set *settings) {
 func (p *Pool) Reconfigure(cfg Config) error {
 	cur := p.conf()
 	cfg.Log, cfg.Prompt = cur.Log, cur.Prompt
-	set, err := newSettings(cfg, cur)
+	set, err := newSettings(cfg, cur, p.log)
 	if err != nil {
 		return err
 	}
@@ -342,8 +362,9 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 	if t.SSH == nil {
 		return hostSpec{}, fmt.Errorf("host %s has no SSH settings: %w", t.ID, exec.ErrUnreachable)
 	}
-	st := t.SSH
-	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become, jump: st.Jump, set: p.conf()}
+	set := p.conf()
+	st := set.applyHostConfig(*t.SSH)
+	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become, jump: st.Jump, set: set}
 	if s.id == "" {
 		s.id = s.host
 	}
