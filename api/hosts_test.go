@@ -69,8 +69,8 @@ func TestHostsCRUD(t *testing.T) {
 
 	var got wire.Host
 	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{Host: "10.0.0.7", User: "deploy", Port: 2222,
-		Key: "/etc/felix/keys/id_ed25519", Become: true, Labels: map[string]string{"role": "db"}}, &got, http.StatusCreated)
-	if got.ID != "10.0.0.7" || got.Host != "10.0.0.7" || got.Port != 2222 || got.User != "deploy" ||
+		Key: "/etc/felix/keys/id_ed25519", Become: true, Labels: map[string]string{"role": "db"}, ProxyJump: "ops@bastion:2222,[fd00::1]"}, &got, http.StatusCreated)
+	if got.ID != "10.0.0.7" || got.Host != "10.0.0.7" || got.Port != 2222 || got.User != "deploy" || got.ProxyJump != "ops@bastion:2222,[fd00::1]" ||
 		got.Key != "/etc/felix/keys/id_ed25519" || !got.Become || got.Labels["role"] != "db" || got.Minion != "" || got.CreatedAt.IsZero() {
 		t.Errorf("POST /hosts = %+v; want the host with its id defaulting to its address", got)
 	}
@@ -196,6 +196,12 @@ func TestHostsBadInput(t *testing.T) {
 		{"key relative", host("key", "keys/id_rsa"), []string{"key", "absolute"}},
 		{"key with NUL", host("key", "/k\x00x"), []string{"key"}},
 		{"key with a newline", host("key", "/k\nx"), []string{"key"}},
+		{"proxy_jump with ;", host("proxy_jump", "bastion;reboot"), []string{"proxy jump", ";"}},
+		{"proxy_jump with an option", host("proxy_jump", "-oProxyCommand=x"), []string{"proxy jump", "'='"}},
+		{"proxy_jump starting with -", host("proxy_jump", "-J"), []string{"proxy jump", "'-'"}},
+		{"proxy_jump with a space", host("proxy_jump", "b1 b2"), []string{"proxy jump", "' '"}},
+		{"proxy_jump with a token", host("proxy_jump", "%h"), []string{"proxy jump", "%"}},
+		{"proxy_jump with an empty hop", host("proxy_jump", "b1,,b2"), []string{"proxy jump", "empty hop"}},
 		{"bad id", host("id", "a b"), []string{"id", "a b"}},
 		{"id with ..", host("id", "a..b"), []string{"id"}},
 		{"id starting with -", host("id", "-x"), []string{"id", "-x"}},

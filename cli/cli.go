@@ -41,7 +41,7 @@ Usage:
   felix keys accept|reject|delete ID...      decide on minion keys
   felix hosts [list] [-o json]               list agentless (SSH) hosts
   felix hosts add [USER@]HOST[:PORT] [--id ID] [--user U] [--port P] [--key PATH]
-        [--become] [--label k=v]... [--replace]
+        [--become] [--proxy-jump [U@]JUMP[:P][,...]] [--label k=v]... [--replace]
                                              add an agentless host
   felix hosts import FILE                    add hosts from a file ([user@]host[:port] a
                                              line, or an Ansible INI inventory); all or none

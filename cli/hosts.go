@@ -29,6 +29,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 	become := fs.Bool("become", false, "add: run commands with sudo -n")
 	labels := fs.StringArray("label", nil, "add: label key=value (repeatable)")
 	replace := fs.Bool("replace", false, "add: replace a host of the same id")
+	proxyJump := fs.String("proxy-jump", "", "add: jump hosts, [user@]host[:port][,...] as ssh -J; \"none\": direct even if its group has some")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -37,7 +38,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 	if len(rest) > 0 {
 		sub, rest = rest[0], rest[1:]
 	}
-	addFlags := []string{"id", "user", "port", "key", "become", "label", "replace"}
+	addFlags := []string{"id", "user", "port", "key", "become", "label", "replace", "proxy-jump"}
 	if sub != "add" {
 		for _, f := range addFlags {
 			if fs.Changed(f) {
@@ -53,9 +54,12 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 		return listHosts(ctx, c, o.Output, w)
 	case "add":
 		if len(rest) != 1 {
-			return fmt.Errorf("want: felix hosts add HOST [--id ID] [--user U] [--port P] [--key PATH] [--become] [--label k=v]...")
+			return fmt.Errorf("want: felix hosts add HOST [--id ID] [--user U] [--port P] [--key PATH] [--become] [--proxy-jump HOSTS] [--label k=v]...")
 		}
-		req := wire.HostRequest{ID: *id, User: *user, Port: *port, Key: *key, Become: *become}
+		req := wire.HostRequest{ID: *id, User: *user, Port: *port, Key: *key, Become: *become, ProxyJump: *proxyJump}
+		if _, err := model.ParseProxyJump(req.ProxyJump); err != nil {
+			return err
+		}
 		// HOST may carry its user and port: root@10.0.0.7:2222.
 		u, h, p, err := model.ParseHostSpec(rest[0])
 		if err != nil {
@@ -144,7 +148,7 @@ func listHosts(ctx context.Context, c *client, format string, w io.Writer) error
 
 // printHosts prints hosts as a table: ID | ADDRESS | USER | KEY | LABELS.
 // A host with become shows "+sudo" after its user; a minion of the same
-// id is noted in the ID column.
+// id is noted in the ID column, jump hosts after the address ("via ...").
 func printHosts(w io.Writer, hosts []wire.Host) {
 	t := newTable(w, "ID", "ADDRESS", "USER", "KEY", "LABELS")
 	for _, h := range hosts {
@@ -163,7 +167,11 @@ func printHosts(w io.Writer, hosts []wire.Host) {
 		if key == "" {
 			key = "(default)"
 		}
-		t.AppendRow(table.Row{id, net.JoinHostPort(h.Host, strconv.Itoa(h.Port)), user, key, formatLabels(h.Labels, ",")})
+		addr := net.JoinHostPort(h.Host, strconv.Itoa(h.Port))
+		if h.ProxyJump != "" {
+			addr += " via " + h.ProxyJump
+		}
+		t.AppendRow(table.Row{id, addr, user, key, formatLabels(h.Labels, ",")})
 	}
 	t.Render()
 }

@@ -67,7 +67,8 @@ func newHostsFake(t *testing.T) *hostsFake {
 			if port == 0 {
 				port = 22
 			}
-			reply(w, 201, wire.Host{ID: id, Host: req.Host, Port: port, User: req.User, Key: req.Key, Become: req.Become, Labels: req.Labels})
+			reply(w, 201, wire.Host{ID: id, Host: req.Host, Port: port, User: req.User, Key: req.Key, Become: req.Become, Labels: req.Labels,
+				ProxyJump: req.ProxyJump})
 		case p == "/api/v1/hosts/import":
 			if strings.Contains(string(body), ";") {
 				reply(w, 400, wire.ImportResult{Errors: []wire.ImportError{{Line: 2, Error: "bad"}}, Error: "line 2: host \"a;b\": character ';' is not allowed; nothing imported"})
@@ -159,6 +160,10 @@ func TestHostsCommands(t *testing.T) {
 		{name: "add replace", args: []string{"hosts", "add", "taken.example", "--replace"}, wantReqs: []string{"POST /api/v1/hosts?replace=true"}},
 		{name: "add conflict", args: []string{"hosts", "add", "taken.example"}, wantCode: 1, wantErr: "already exists: conflict (HTTP 409)",
 			wantReqs: []string{"POST /api/v1/hosts"}},
+		{name: "add through jump hosts", args: []string{"hosts", "add", "10.0.0.9", "--proxy-jump", "ops@bastion:2222,[fd00::1]"},
+			wantOut: []string{"10.0.0.9:22 via ops@bastion:2222,[fd00::1]"}, wantReqs: []string{"POST /api/v1/hosts"},
+			wantBody: []string{`"proxy_jump":"ops@bastion:2222,[fd00::1]"`}},
+		{name: "add bad jump host", args: []string{"hosts", "add", "10.0.0.9", "--proxy-jump", "bastion -oProxyCommand=id"}, wantCode: 1, wantErr: "not allowed"},
 		{name: "add two users", args: []string{"hosts", "add", "root@h1", "--user", "deploy"}, wantCode: 1, wantErr: "user given twice"},
 		{name: "add bad host", args: []string{"hosts", "add", "h1;reboot"}, wantCode: 1, wantErr: "';'"},
 		{name: "add bad label", args: []string{"hosts", "add", "h1", "--label", "role"}, wantCode: 1, wantErr: "want key=value"},

@@ -3,6 +3,7 @@ package ssh
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -51,6 +52,12 @@ func parseJumpRules(rules []string) ([]jumpRule, error) {
 	return out, nil
 }
 
+// CheckJumpRules reports why rules cannot be Config.Jump, or nil.
+func CheckJumpRules(rules []string) error {
+	_, err := parseJumpRules(rules)
+	return err
+}
+
 // groupJump returns the hops of the first rule matching labels, or nil.
 func (set *settings) groupJump(labels map[string]string) []model.SSHHop {
 	for _, r := range set.jumpRules {
@@ -92,6 +99,11 @@ var honoured = map[string]bool{"hostname": true, "user": true, "port": true, "id
 // file and line. Like OpenSSH, the first value found wins.
 func loadSSHConfig(file string, log *slog.Logger) (*sshConfig, error) {
 	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		// As OpenSSH: a missing file says nothing.
+		log.Warn("ssh config file does not exist; nothing read from it", "file", file)
+		return &sshConfig{}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read ssh config: %w", err)
 	}
