@@ -103,6 +103,9 @@ Exec flags:
   --fail-threshold N       launch no more hosts after N failures
   --transport MODE         auto (default: the minion when accepted, else SSH, and
                            SSH when the minion cannot be reached), agent or ssh
+  --user U                 SSH login for this run on hosts reached over SSH
+  --become                 sudo -n for this run on hosts reached over SSH
+                           (minions ignore both; the host's sshd and sudoers decide)
   --dry-run                show the hosts it would run on, and how; run nothing
   --async                  print the job id and return at once
   -o json                  print the results as JSON

@@ -196,6 +196,10 @@ func TestHostsCommands(t *testing.T) {
 			wantReqs: []string{"POST /api/v1/exec?dry_run=true"}, wantBody: []string{`"transport":"ssh"`}},
 		{name: "exec bad transport", args: []string{"exec", "-t", "*", "--transport", "rsh", "--", "true"}, wantCode: 1,
 			wantErr: `--transport "rsh": want auto, agent or ssh`},
+		{name: "exec per-run login and sudo", args: []string{"exec", "-t", "*", "--user", "ops", "--become", "--dry-run", "--", "true"},
+			wantReqs: []string{"POST /api/v1/exec?dry_run=true"}, wantBody: []string{`"ssh_user":"ops"`, `"become":true`}},
+		{name: "exec bad per-run login", args: []string{"exec", "-t", "*", "--user", "root;id", "--", "true"}, wantCode: 1,
+			wantErr: `--user: user "root;id"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
