@@ -448,9 +448,10 @@ func (p *Pool) presentedKey(ctx context.Context, s hostSpec) (ssh.PublicKey, err
 }
 
 func (p *Pool) fetchKey(ctx context.Context, s hostSpec, algos []string) (ssh.PublicKey, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.set.ConnectTimeout)
 	defer cancel()
-	nc, via, err := p.dialTCP(ctx, s, "get the host key of")
+	nc, via, err := p.dialTCP(ctx, parent, s, "get the host key of")
 	if err != nil {
 		if via == nil && len(s.jump) == 0 {
 			err = unreachable(s, "get the host key of", err)

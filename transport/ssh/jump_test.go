@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -277,5 +278,22 @@ Host *
 	_, _, _, err := p.Run(context.Background(), model.Target{ID: "evil", SSH: &model.SSHTarget{Host: "evil", Port: 1}}, "true")
 	if err == nil || strings.Contains(err.Error(), "id") && strings.Contains(err.Error(), "$(") {
 		t.Errorf("evil: %v; want a plain connection failure", err)
+	}
+}
+
+// TestJumpHungBastion: a bastion that never answers ends the attempt at
+// its own connect timeout, and the error names it.
+func TestJumpHungBastion(t *testing.T) {
+	port := sshtest.Silent(t, "127.0.31.60")
+	key := filepath.Join(t.TempDir(), "key")
+	sshtest.WriteKey(t, key, "")
+	p := newPool(t, filepath.Join(t.TempDir(), "known_hosts"), func(c *ssh.Config) {
+		c.ConnectTimeout, c.KeyFiles = time.Second, []string{key}
+	})
+	tg := model.Target{ID: "t", SSH: &model.SSHTarget{Host: "127.0.31.61", Jump: []model.SSHHop{{Host: "127.0.31.60", Port: port}}}}
+	_, _, _, err := p.Run(context.Background(), tg, "true")
+	want := fmt.Sprintf("through jump host root@127.0.31.60:%d", port)
+	if !errors.Is(err, exec.ErrUnreachable) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "ssh.connect_timeout") {
+		t.Errorf("Run through a hung bastion = %v; want unreachable naming %q and ssh.connect_timeout", err, want)
 	}
 }

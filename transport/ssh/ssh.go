@@ -442,14 +442,16 @@ func (s hostSpec) hop() hostSpec {
 // host's connection with a session slot taken, which the caller releases
 // once the stream is done; nil for a direct connection. The error of a
 // direct connection is the dialer's, for the caller to wrap; through jump
-// hosts it says which hop failed and wraps exec.ErrUnreachable.
-func (p *Pool) dialTCP(ctx context.Context, s hostSpec, op string) (nc net.Conn, via *conn, err error) {
+// hosts it says which hop failed and wraps exec.ErrUnreachable. Waiting
+// for the jump host's connection is bounded by hopCtx (the jump host's own
+// dial has its own ssh.connect_timeout), the rest by ctx.
+func (p *Pool) dialTCP(ctx, hopCtx context.Context, s hostSpec, op string) (nc net.Conn, via *conn, err error) {
 	if len(s.jump) == 0 {
 		nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
 		return nc, nil, err
 	}
 	hs := s.hop()
-	via, err = p.acquire(ctx, hs, true)
+	via, err = p.acquire(hopCtx, hs, true)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s: through jump host %s: %w", op, s, hs, err)
 	}
@@ -504,7 +506,7 @@ func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 		}
 		return err
 	}
-	nc, via, err := p.dialTCP(ctx, s, "connect to")
+	nc, via, err := p.dialTCP(ctx, parent, s, "connect to")
 	if err != nil {
 		if len(s.jump) == 0 {
 			err = unreachable(s, "connect to", timedOut("no TCP connection", err))
