@@ -92,6 +92,7 @@ known_hosts = "$W/known_hosts"
 key_files = ["$W/client_key"]
 agent = false
 max_conns = 1000
+connect_timeout = "60s"
 $EXTRA
 CFG
 	"$BIN/master" start --config "$W/master.toml" --data-dir "$W/m" >"$W/master.out" 2>"$W/master.log" &
@@ -117,7 +118,7 @@ felix_cold_warm() {
 		mpid=$!
 		for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18643) 2>/dev/null && break; sleep 0.1; done
 		local s e
-		s=$(now); felix_exec >/dev/null || { echo "felix failed" >&2; return 1; }; e=$(now)
+		s=$(now); felix_exec >"$W/felix.json" || { echo "felix failed:" >&2; grep -o '"error": *"[^"]*"' "$W/felix.json" | sort | uniq -c | head >&2; return 1; }; e=$(now)
 		cold+=("$(secs $((e - s)))")
 	done
 	felix_cold=$(printf '%s\n' "${cold[@]}" | sort -n | sed -n "$(((RUNS + 1) / 2))p")

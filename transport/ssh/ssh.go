@@ -439,8 +439,11 @@ func (s hostSpec) hop() hostSpec {
 // tunnelled through s's last jump host (dialled, or shared, in the pool;
 // each hop's host key checked as any connection's, so a hop that fails
 // stops the chain there and nothing is sent further). via is the jump
-// host's connection with a session slot taken, which the caller releases
-// once the stream is done; nil for a direct connection. The error of a
+// host's connection with the tunnel counted on it, which the caller
+// releases (releaseTunnel) once the stream is done; nil for a direct
+// connection. A jump host that does not answer the channel request (it
+// died without closing the connection) is dropped from the pool, so the
+// next attempt dials it afresh. The error of a
 // direct connection is the dialer's, for the caller to wrap; through jump
 // hosts it says which hop failed and wraps exec.ErrUnreachable. Waiting
 // for the jump host's connection is bounded by hopCtx (the jump host's own
@@ -464,6 +467,10 @@ func (p *Pool) dialTCP(ctx, hopCtx context.Context, s hostSpec, op string) (nc n
 	nc, err = via.client.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		p.releaseTunnel(via)
+		var refused *ssh.OpenChannelError // the jump host answered: it is alive
+		if !errors.As(err, &refused) && !p.alive(via, s.set.ConnectTimeout) {
+			p.drop(via)
+		}
 		return nil, nil, unreachable(s, op, fmt.Errorf("jump host %s could not open a TCP connection to %s: %w", hs, s.addr, err))
 	}
 	return nc, via, nil
@@ -542,7 +549,7 @@ func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 	_ = nc.SetDeadline(time.Time{})
 	client := ssh.NewClient(sc, chans, reqs)
 	if via != nil {
-		// The jump host's slot is held as long as the tunnel lives.
+		// The tunnel is counted on the jump host as long as it lives.
 		p.bg.Add(1)
 		go func() {
 			defer p.bg.Done()
@@ -695,6 +702,21 @@ func (p *Pool) release(c *conn) int {
 	c.lastUsed = time.Now()
 	p.broadcastLocked()
 	return c.active
+}
+
+// alive reports whether c's server answers a keepalive request within d.
+func (p *Pool) alive(c *conn, d time.Duration) bool {
+	answered := make(chan error, 1)
+	go func() { // ends when the request is answered or the connection closed
+		_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		return err == nil
+	case <-time.After(d):
+		return false
+	}
 }
 
 // releaseTunnel gives back a tunnel through jump host c.
