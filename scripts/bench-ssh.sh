@@ -27,7 +27,7 @@ fi
 make -s build
 W=$(mktemp -d /tmp/felix-bench-ssh.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+cleanup() { for p in "${pids[@]}" ${mpid:-}; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 mkdir -p /run/sshd
 ssh-keygen -q -t ed25519 -N '' -f "$W/host_key"
@@ -97,7 +97,7 @@ $EXTRA
 CFG
 	"$BIN/master" start --config "$W/master.toml" --data-dir "$W/m" >"$W/master.out" 2>"$W/master.log" &
 	mpid=$!
-	for _ in $(seq 100); do grep -q '^master fingerprint' "$W/master.out" 2>/dev/null && break; sleep 0.1; done
+	for _ in $(seq 600); do grep -q '^master fingerprint' "$W/master.out" 2>/dev/null && break; sleep 0.1; done
 	export FELIX_MASTER=https://127.0.0.1:18643 FELIX_CONFIG=$W/felix.toml
 	export FELIX_MASTER_FINGERPRINT=$(sed -n 's/^master fingerprint: //p' "$W/master.out")
 	export FELIX_TOKEN=$(cat "$W/m/admin.token")
@@ -116,7 +116,7 @@ felix_cold_warm() {
 		stop_master
 		"$BIN/master" start --config "$W/master.toml" --data-dir "$W/m" >"$W/master.out" 2>>"$W/master.log" &
 		mpid=$!
-		for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18643) 2>/dev/null && break; sleep 0.1; done
+		for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/18643) 2>/dev/null && break; sleep 0.1; done
 		local s e
 		s=$(now); felix_exec >"$W/felix.json" || { echo "felix failed:" >&2; grep -o '"error": *"[^"]*"' "$W/felix.json" | sort | uniq -c | head >&2; return 1; }; e=$(now)
 		cold+=("$(secs $((e - s)))")
