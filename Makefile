@@ -46,7 +46,7 @@ check: deps proto ## gofmt, go vet, dependency guard, and fail if regenerated pr
 bench: ## exec fan-out through a real master to 100 and 1000 minions, and a 1000-host job with its callback
 	$(GO) test -run '^$$' -bench 'BenchmarkExecFanout|BenchmarkJobWithCallback' -benchtime 5x -timeout 20m ./master/
 
-bench-ssh: build ## `true` on 200 SSH hosts: felix cold and warm vs parallel-ssh, pdsh and clush (one local sshd)
+bench-ssh: build ## `true` on 200 SSH hosts: felix cold and warm vs parallel-ssh, pdsh and clush (one local sshd), then through one bastion
 	@bash scripts/bench-ssh.sh
 
 bench-files: build ## felix cp of a 100 MiB file to 50 minions and 50 SSH hosts vs parallel-scp: MiB/s, master peak RSS

@@ -1126,6 +1126,10 @@ func TestExecBadInput(t *testing.T) {
 		{"transport not a string", "", req{"cmd_line": "true", "targets": web1, "transport": 1}, 400, []string{"transport"}},
 		{"unknown transport in a dry run", "?dry_run=true", req{"cmd_line": "true", "targets": web1, "transport": "telnet"}, 400,
 			[]string{"transport", "telnet"}},
+		{"ssh_user with ;", "", req{"cmd_line": "true", "targets": web1, "ssh_user": "root;id"}, 400, []string{"ssh_user", ";"}},
+		{"ssh_user as an option", "?dry_run=true", req{"cmd_line": "true", "targets": web1, "ssh_user": "-oProxyCommand=id"}, 400,
+			[]string{"ssh_user", "'-'"}},
+		{"become not a bool", "", req{"cmd_line": "true", "targets": web1, "become": "yes"}, 400, []string{"become"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

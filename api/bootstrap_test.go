@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -71,7 +72,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	targets, _ := fake.seen()
 	for i, tg := range targets {
-		if *tg.SSH != want[i] {
+		if !reflect.DeepEqual(*tg.SSH, want[i]) {
 			t.Errorf("target %d: %+v; want %+v", i, *tg.SSH, want[i])
 		}
 	}

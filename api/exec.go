@@ -150,6 +150,10 @@ func (s *Server) jobOptions(c *gin.Context, o wire.JobOptions, def time.Duration
 	if spec.Transport == "" {
 		spec.Transport = model.ModeAuto
 	}
+	if err := model.ValidUser(o.SSHUser); err != nil {
+		return badRequestf("ssh_user: %v", err)
+	}
+	spec.SSHUser, spec.Become = o.SSHUser, o.Become
 	if err := model.ParseBatch(o.Batch); err != nil {
 		return badRequest{err.Error()}
 	}

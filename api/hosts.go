@@ -70,13 +70,16 @@ func hostFromRequest(req wire.HostRequest) (inventory.Host, error) {
 	if err := checkLabelSet(req.Labels); err != nil {
 		return inventory.Host{}, err
 	}
+	if _, err := model.ParseProxyJump(req.ProxyJump); err != nil {
+		return inventory.Host{}, badRequest{err.Error()}
+	}
 	return inventory.Host{ID: req.ID, Address: req.Host, Port: req.Port, User: req.User, KeyPath: req.Key,
-		Become: req.Become, Labels: req.Labels, RemoteTmp: req.RemoteTmp}, nil
+		Become: req.Become, Labels: req.Labels, RemoteTmp: req.RemoteTmp, ProxyJump: req.ProxyJump}, nil
 }
 
 func hostView(h inventory.Host, minionState model.KeyState) wire.Host {
 	v := wire.Host{ID: h.ID, Host: h.Address, Port: h.Port, User: h.User, Key: h.KeyPath, Become: h.Become,
-		Labels: h.Labels, Minion: minionState, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt, RemoteTmp: h.RemoteTmp}
+		Labels: h.Labels, Minion: minionState, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt, RemoteTmp: h.RemoteTmp, ProxyJump: h.ProxyJump}
 	v.Groups, v.FactsError = h.Groups, h.Facts.Error
 	if h.Facts.JSON != "" {
 		v.Facts, v.FactsGatheredAt = json.RawMessage(h.Facts.JSON), &h.Facts.GatheredAt
@@ -257,7 +260,7 @@ func (s *Server) importHosts(c *gin.Context) {
 	hosts := make([]inventory.Host, len(parsed))
 	for i, h := range parsed {
 		hosts[i] = inventory.Host{ID: h.ID, Address: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath, Become: h.Become,
-			RemoteTmp: h.RemoteTmp}
+			RemoteTmp: h.RemoteTmp, ProxyJump: h.ProxyJump}
 		if h.Group != "" {
 			hosts[i].Labels = map[string]string{"group": h.Group}
 		}
@@ -324,7 +327,11 @@ func (s *Server) trustHost(c *gin.Context) {
 		return
 	}
 	t := model.Target{ID: h.ID, Addr: net.JoinHostPort(h.Address, strconv.Itoa(h.Port)),
-		SSH: &model.SSHTarget{Host: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath}}
+		SSH: &model.SSHTarget{Host: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath, Labels: h.Labels}}
+	if t.SSH.Jump, t.SSH.NoJump, err = model.SSHJump(h.ProxyJump); err != nil {
+		s.abort(c, fmt.Errorf("host %s: proxy_jump: %w", h.ID, err))
+		return
+	}
 	tctx, cancel := context.WithTimeout(ctx, trustTimeout)
 	defer cancel()
 	if err := s.SSH.Trust(tctx, t, fp); err != nil {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -70,11 +71,11 @@ func TestHostsCRUD(t *testing.T) {
 
 	var got wire.Host
 	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{Host: "10.0.0.7", User: "deploy", Port: 2222,
-		Key: "/etc/felix/keys/id_ed25519", Become: true, Labels: map[string]string{"role": "db"}, RemoteTmp: "~/.ansible/tmp"}, &got, http.StatusCreated)
+		Key: "/etc/felix/keys/id_ed25519", Become: true, Labels: map[string]string{"role": "db"}, RemoteTmp: "~/.ansible/tmp", ProxyJump: "ops@bastion:2222,[fd00::1]"}, &got, http.StatusCreated)
 	if got.RemoteTmp != "~/.ansible/tmp" {
 		t.Errorf("POST /hosts remote_tmp = %q; want ~/.ansible/tmp", got.RemoteTmp)
 	}
-	if got.ID != "10.0.0.7" || got.Host != "10.0.0.7" || got.Port != 2222 || got.User != "deploy" ||
+	if got.ID != "10.0.0.7" || got.Host != "10.0.0.7" || got.Port != 2222 || got.User != "deploy" || got.ProxyJump != "ops@bastion:2222,[fd00::1]" ||
 		got.Key != "/etc/felix/keys/id_ed25519" || !got.Become || got.Labels["role"] != "db" || got.Minion != "" || got.CreatedAt.IsZero() {
 		t.Errorf("POST /hosts = %+v; want the host with its id defaulting to its address", got)
 	}
@@ -208,6 +209,12 @@ func TestHostsBadInput(t *testing.T) {
 		{"remote_tmp with a newline", host("remote_tmp", "/tmp\nx"), []string{"remote_tmp"}},
 		{"remote_tmp ~user", host("remote_tmp", "~root/tmp"), []string{"remote_tmp", "~/"}},
 		{"remote_tmp too long", host("remote_tmp", "/"+strings.Repeat("a", 200)), []string{"remote_tmp", "200"}},
+		{"proxy_jump with ;", host("proxy_jump", "bastion;reboot"), []string{"proxy jump", ";"}},
+		{"proxy_jump with an option", host("proxy_jump", "-oProxyCommand=x"), []string{"proxy jump", "'='"}},
+		{"proxy_jump starting with -", host("proxy_jump", "-J"), []string{"proxy jump", "'-'"}},
+		{"proxy_jump with a space", host("proxy_jump", "b1 b2"), []string{"proxy jump", "' '"}},
+		{"proxy_jump with a token", host("proxy_jump", "%h"), []string{"proxy jump", "%"}},
+		{"proxy_jump with an empty hop", host("proxy_jump", "b1,,b2"), []string{"proxy jump", "empty hop"}},
 		{"bad id", host("id", "a b"), []string{"id", "a b"}},
 		{"id with ..", host("id", "a..b"), []string{"id"}},
 		{"id starting with -", host("id", "-x"), []string{"id", "-x"}},
@@ -262,8 +269,8 @@ func TestHostTrust(t *testing.T) {
 		t.Errorf("trust 10.0.9.9 = %d %s; want 200", status, body)
 	}
 	calls := h.keys.Calls()
-	if len(calls) != 2 || calls[0].SSH != (model.SSHTarget{Host: "10.0.1.1", Port: 2222, User: "admin"}) ||
-		calls[0].Target.ID != "db1" || calls[1].SSH != (model.SSHTarget{Host: "10.0.9.9", Port: 2200}) || calls[1].Fingerprint != goodFP {
+	if len(calls) != 2 || !reflect.DeepEqual(calls[0].SSH, model.SSHTarget{Host: "10.0.1.1", Port: 2222, User: "admin"}) ||
+		calls[0].Target.ID != "db1" || !reflect.DeepEqual(calls[1].SSH, model.SSHTarget{Host: "10.0.9.9", Port: 2200}) || calls[1].Fingerprint != goodFP {
 		t.Errorf("Trust calls = %+v; want db1 at 10.0.1.1:2222 as admin, then 10.0.9.9:2200 with the normalised fingerprint", calls)
 	}
 

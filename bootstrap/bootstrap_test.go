@@ -344,7 +344,7 @@ func TestParseHost(t *testing.T) {
 	}
 	for _, tc := range good {
 		got, err := ParseHost(tc.in, 0, "")
-		if err != nil || got != tc.want {
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("ParseHost(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
 	}
@@ -613,7 +613,7 @@ func TestMany(t *testing.T) {
 		if wantOK := i != 3; (r.State == StateOK) != wantOK {
 			t.Errorf("result %d: %+v", i, r)
 		}
-		if r.Login == nil || *r.Login != *targets[i].SSH {
+		if r.Login == nil || !reflect.DeepEqual(*r.Login, *targets[i].SSH) {
 			t.Errorf("result %d: login %v; want the one given, %+v", i, r.Login, *targets[i].SSH)
 		}
 	}
@@ -715,7 +715,7 @@ func TestAgentlessInventory(t *testing.T) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, v := range h.via {
-		if v != want {
+		if !reflect.DeepEqual(v, want) {
 			t.Errorf("ran over %+v; want the inventory's %+v", v, want)
 			break
 		}

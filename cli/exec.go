@@ -33,7 +33,7 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := wire.ExecRequest{JobOptions: wire.JobOptions{ID: opts.ID, Timeout: opts.Timeout, Batch: opts.Batch, FailThreshold: opts.FailThreshold, Transport: opts.Transport, Targets: opts.Targets, DryRun: opts.DryRun}}
+	req := wire.ExecRequest{JobOptions: opts}
 	switch {
 	case *script != "" && *file != "":
 		return fmt.Errorf("give --script or --file, not both")

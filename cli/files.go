@@ -34,6 +34,8 @@ type jobFlags struct {
 	batch     *string
 	threshold *int
 	transport *string
+	sshUser   *string
+	become    *bool
 }
 
 func addJobFlags(fs *pflag.FlagSet) jobFlags {
@@ -46,6 +48,8 @@ func addJobFlags(fs *pflag.FlagSet) jobFlags {
 		batch:     fs.String("batch", "", "hosts at a time, N or N%, in a rolling window"),
 		threshold: fs.Int("fail-threshold", 0, "launch no more hosts after N failures"),
 		transport: fs.String("transport", "", "auto (default), agent or ssh"),
+		sshUser:   fs.String("user", "", "SSH login for this run on hosts reached over SSH (minions ignore it)"),
+		become:    fs.Bool("become", false, "sudo -n for this run on hosts reached over SSH (minions ignore it)"),
 	}
 }
 
@@ -57,7 +61,10 @@ func (f jobFlags) options() (wire.JobOptions, error) {
 		return wire.JobOptions{}, fmt.Errorf("--transport %q: want auto, agent or ssh", *f.transport)
 	}
 	o := wire.JobOptions{ID: *f.id, Timeout: *f.timeout, Batch: *f.batch, FailThreshold: *f.threshold,
-		Transport: *f.transport, DryRun: *f.dry}
+		Transport: *f.transport, DryRun: *f.dry, SSHUser: *f.sshUser, Become: *f.become}
+	if err := model.ValidUser(o.SSHUser); err != nil {
+		return o, fmt.Errorf("--user: %w", err)
+	}
 	o.Targets = splitTargets(*f.targets)
 	if len(o.Targets) == 0 {
 		return o, fmt.Errorf("no targets: give -t, e.g. -t '*' or -t web01,web02")

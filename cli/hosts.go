@@ -34,6 +34,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 	remoteTmp := fs.String("remote-tmp", "", "add: where script and file commands are staged on the host: an absolute DIR or ~/DIR (default: the master's ssh.remote_tmp, else /tmp)")
 	format := fs.String("format", "", "import: ini, yaml or roster (default: detected)")
 	targets := fs.StringArrayP("target", "t", nil, "facts: gather the facts of these hosts again (repeatable, comma-separated)")
+	proxyJump := fs.String("proxy-jump", "", "add: jump hosts, [user@]host[:port][,...] as ssh -J; \"none\": direct even if its group has some")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -42,7 +43,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 	if len(rest) > 0 {
 		sub, rest = rest[0], rest[1:]
 	}
-	addFlags := []string{"id", "user", "port", "key", "become", "label", "replace", "remote-tmp"}
+	addFlags := []string{"id", "user", "port", "key", "become", "label", "replace", "remote-tmp", "proxy-jump"}
 	if sub != "add" {
 		for _, f := range addFlags {
 			if fs.Changed(f) {
@@ -63,13 +64,16 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 		return listHosts(ctx, c, o.Output, w)
 	case "add":
 		if len(rest) != 1 {
-			return fmt.Errorf("want: felix hosts add HOST [--id ID] [--user U] [--port P] [--key PATH] [--become] [--remote-tmp DIR] [--label k=v]...")
+			return fmt.Errorf("want: felix hosts add HOST [--id ID] [--user U] [--port P] [--key PATH] [--become] [--remote-tmp DIR] [--proxy-jump HOSTS] [--label k=v]...")
 		}
-		req := wire.HostRequest{ID: *id, User: *user, Port: *port, Key: *key, Become: *become}
+		req := wire.HostRequest{ID: *id, User: *user, Port: *port, Key: *key, Become: *become, ProxyJump: *proxyJump}
 		if err := model.ValidRemoteTmp(*remoteTmp); err != nil {
 			return fmt.Errorf("--remote-tmp: %w", err)
 		}
 		req.RemoteTmp = *remoteTmp
+		if _, err := model.ParseProxyJump(req.ProxyJump); err != nil {
+			return err
+		}
 		// HOST may carry its user and port: root@10.0.0.7:2222.
 		u, h, p, err := model.ParseHostSpec(rest[0])
 		if err != nil {
@@ -168,7 +172,7 @@ func listHosts(ctx context.Context, c *client, format string, w io.Writer) error
 
 // printHosts prints hosts as a table: ID | ADDRESS | USER | KEY | LABELS.
 // A host with become shows "+sudo" after its user; a minion of the same
-// id is noted in the ID column.
+// id is noted in the ID column, jump hosts after the address ("via ...").
 func printHosts(w io.Writer, hosts []wire.Host) {
 	t := newTable(w, "ID", "ADDRESS", "USER", "KEY", "LABELS")
 	for _, h := range hosts {
@@ -187,7 +191,11 @@ func printHosts(w io.Writer, hosts []wire.Host) {
 		if key == "" {
 			key = "(default)"
 		}
-		t.AppendRow(table.Row{id, net.JoinHostPort(h.Host, strconv.Itoa(h.Port)), user, key, formatLabels(h.Labels, ",")})
+		addr := net.JoinHostPort(h.Host, strconv.Itoa(h.Port))
+		if h.ProxyJump != "" {
+			addr += " via " + h.ProxyJump
+		}
+		t.AppendRow(table.Row{id, addr, user, key, formatLabels(h.Labels, ",")})
 	}
 	t.Render()
 }

@@ -68,7 +68,8 @@ func newHostsFake(t *testing.T) *hostsFake {
 			if port == 0 {
 				port = 22
 			}
-			reply(w, 201, wire.Host{ID: id, Host: req.Host, Port: port, User: req.User, Key: req.Key, Become: req.Become, Labels: req.Labels})
+			reply(w, 201, wire.Host{ID: id, Host: req.Host, Port: port, User: req.User, Key: req.Key, Become: req.Become, Labels: req.Labels,
+				ProxyJump: req.ProxyJump})
 		case p == "/api/v1/hosts/import":
 			if strings.Contains(string(body), ";") {
 				reply(w, 400, wire.ImportResult{Errors: []wire.ImportError{{Line: 2, Error: "bad"}}, Error: "line 2: host \"a;b\": character ';' is not allowed; nothing imported"})
@@ -176,6 +177,10 @@ func TestHostsCommands(t *testing.T) {
 		{name: "add remote-tmp with ..", args: []string{"hosts", "add", "h1", "--remote-tmp", "/tmp/../x"}, wantCode: 1,
 			wantErr: "a .. element is not allowed"},
 		{name: "remote-tmp on list", args: []string{"hosts", "list", "--remote-tmp", "/x"}, wantCode: 1, wantErr: "--remote-tmp is for felix hosts add"},
+		{name: "add through jump hosts", args: []string{"hosts", "add", "10.0.0.9", "--proxy-jump", "ops@bastion:2222,[fd00::1]"},
+			wantOut: []string{"10.0.0.9:22 via ops@bastion:2222,[fd00::1]"}, wantReqs: []string{"POST /api/v1/hosts"},
+			wantBody: []string{`"proxy_jump":"ops@bastion:2222,[fd00::1]"`}},
+		{name: "add bad jump host", args: []string{"hosts", "add", "10.0.0.9", "--proxy-jump", "bastion -oProxyCommand=id"}, wantCode: 1, wantErr: "not allowed"},
 		{name: "add two users", args: []string{"hosts", "add", "root@h1", "--user", "deploy"}, wantCode: 1, wantErr: "user given twice"},
 		{name: "add bad host", args: []string{"hosts", "add", "h1;reboot"}, wantCode: 1, wantErr: "';'"},
 		{name: "add bad label", args: []string{"hosts", "add", "h1", "--label", "role"}, wantCode: 1, wantErr: "want key=value"},
@@ -222,6 +227,10 @@ func TestHostsCommands(t *testing.T) {
 			wantReqs: []string{"POST /api/v1/exec?dry_run=true"}, wantBody: []string{`"transport":"ssh"`}},
 		{name: "exec bad transport", args: []string{"exec", "-t", "*", "--transport", "rsh", "--", "true"}, wantCode: 1,
 			wantErr: `--transport "rsh": want auto, agent or ssh`},
+		{name: "exec per-run login and sudo", args: []string{"exec", "-t", "*", "--user", "ops", "--become", "--dry-run", "--", "true"},
+			wantReqs: []string{"POST /api/v1/exec?dry_run=true"}, wantBody: []string{`"ssh_user":"ops"`, `"become":true`}},
+		{name: "exec bad per-run login", args: []string{"exec", "-t", "*", "--user", "root;id", "--", "true"}, wantCode: 1,
+			wantErr: `--user: user "root;id"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,8 +29,10 @@ import (
 // is installed into it goes under an install root in a temp directory.
 type netns struct {
 	name  string
-	local string // the root namespace's end, 10.250.X.1
+	local string // the root namespace's end, 10.250.X.1 (newNetnsBehind: the front namespace's end)
 	peer  string // the namespace's end, 10.250.X.2
+	// behind is set by newNetnsBehind: the root namespace cannot reach peer.
+	behind bool
 }
 
 func run(t *testing.T, name string, args ...string) error {
@@ -192,6 +194,10 @@ LogLevel VERBOSE
 			defer mu.Unlock()
 			t.Fatalf("sshd exited: %s", out.String())
 		default:
+		}
+		if n.behind { // not reachable from here: sshd writes its pid file once it listens
+			_, err := os.Stat(filepath.Join(dir, "sshd.pid"))
+			return err == nil
 		}
 		c, err := net.DialTimeout("tcp", net.JoinHostPort(n.peer, "22"), time.Second)
 		if err == nil {

@@ -20,6 +20,7 @@ type Host struct {
 	KeyPath   string // "" means the SSH transport's configured keys
 	Become    bool   // run commands with sudo -n
 	RemoteTmp string // where script and file commands are staged; "" means the SSH transport's default
+	ProxyJump string // jump hosts, model.ParseProxyJump's syntax; "" for none given
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// Labels are set by operators (role=db, group=web); filled by Hosts and Host.
@@ -33,12 +34,12 @@ type Host struct {
 	Facts HostFacts
 }
 
-const hostCols = `id, address, port, user, key_path, become, created_at, updated_at, remote_tmp`
+const hostCols = `id, address, port, user, key_path, become, created_at, updated_at, remote_tmp, proxy_jump`
 
 func scanHost(row interface{ Scan(...any) error }) (Host, error) {
 	var h Host
 	var created, updated int64
-	err := row.Scan(&h.ID, &h.Address, &h.Port, &h.User, &h.KeyPath, &h.Become, &created, &updated, &h.RemoteTmp)
+	err := row.Scan(&h.ID, &h.Address, &h.Port, &h.User, &h.KeyPath, &h.Become, &created, &updated, &h.RemoteTmp, &h.ProxyJump)
 	h.CreatedAt, h.UpdatedAt = fromMS(created), fromMS(updated)
 	return h, err
 }
@@ -116,11 +117,11 @@ func putHost(ctx context.Context, tx *sql.Tx, h Host, replace bool, now time.Tim
 	if existed && !replace {
 		return true, fmt.Errorf("host %s already exists: %w", h.ID, ErrConflict)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?)
+	_, err = tx.ExecContext(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET address=excluded.address, port=excluded.port, user=excluded.user,
 		key_path=excluded.key_path, become=excluded.become, updated_at=excluded.updated_at,
-		remote_tmp=excluded.remote_tmp`,
-		h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, ms(now), ms(now), h.RemoteTmp)
+		remote_tmp=excluded.remote_tmp, proxy_jump=excluded.proxy_jump`,
+		h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, ms(now), ms(now), h.RemoteTmp, h.ProxyJump)
 	return existed, err
 }
 

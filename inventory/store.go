@@ -243,6 +243,10 @@ var migrations = []string{
 		error       TEXT NOT NULL DEFAULT '',  -- why the last attempt failed; '' when it succeeded
 		error_at    INTEGER NOT NULL DEFAULT 0
 	);`,
+
+	// 11: an agentless host's jump hosts, OpenSSH's ProxyJump syntax ('' for
+	// none: its group's, if any; "none" for a direct connection).
+	`ALTER TABLE hosts ADD COLUMN proxy_jump TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -125,6 +125,9 @@ func TestResolveHosts(t *testing.T) {
 					t.Errorf("%s: Skip %q with Error %q; want an error exactly when skipped", got[i].ID, got[i].Skip, got[i].Error)
 				}
 				got[i].Error = ""
+				if got[i].SSH != nil {
+					got[i].SSH.Labels = nil // the machine's labels, which the patterns already checked
+				}
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Resolve(%q) =\n  %s\nwant\n  %s", tt.patterns, show(got), show(tt.want))
@@ -180,6 +183,44 @@ func TestTransportModes(t *testing.T) {
 	}
 	if _, err := s.DryRun(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "true", Targets: targets, Transport: "rsh"}); !errors.Is(err, ErrBadTarget) {
 		t.Errorf("DryRun(transport rsh) = %v; want ErrBadTarget", err)
+	}
+}
+
+// TestRunOverrides: a run's ssh_user and become replace the login and sudo
+// of the hosts it reaches over SSH, for that run only.
+func TestRunOverrides(t *testing.T) {
+	store := newTestStore(t)
+	addTestHosts(t, store)
+	s := &Service{Store: store}
+	tests := []struct {
+		user   string
+		become bool
+		want   string // id=user/become for hosts with SSH settings
+	}{
+		{"", false, "ssh1=/false ssh2=admin/false web1=deploy/false web3=/false web5=/true"},
+		{"ops", false, "ssh1=ops/false ssh2=ops/false web1=ops/false web3=ops/false web5=ops/true"},
+		{"", true, "ssh1=/true ssh2=admin/true web1=deploy/true web3=/true web5=/true"},
+	}
+	for _, tt := range tests {
+		got, err := s.DryRun(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"*"},
+			SSHUser: tt.user, Become: tt.become})
+		if err != nil {
+			t.Fatalf("DryRun: %v", err)
+		}
+		var parts []string
+		for _, tg := range got {
+			if tg.SSH != nil {
+				parts = append(parts, fmt.Sprintf("%s=%s/%v", tg.ID, tg.SSH.User, tg.SSH.Become))
+			}
+		}
+		if g := strings.Join(parts, " "); g != tt.want {
+			t.Errorf("DryRun(ssh_user %q, become %v) = %s; want %s", tt.user, tt.become, g, tt.want)
+		}
+	}
+	// The inventory is unchanged.
+	got, _ := s.DryRun(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"web1"}})
+	if got[0].SSH.User != "deploy" || got[0].SSH.Become {
+		t.Errorf("after overridden runs web1 = %+v; want deploy without sudo", *got[0].SSH)
 	}
 }
 

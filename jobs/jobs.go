@@ -173,6 +173,14 @@ func (s *Service) targets(ctx context.Context, spec model.JobSpec) ([]model.Targ
 	for i := range targets {
 		t := &targets[i]
 		t.Mode = mode
+		if t.SSH != nil && (spec.SSHUser != "" || spec.Become) {
+			st := *t.SSH // per-run overrides (minions ignore them)
+			if spec.SSHUser != "" {
+				st.User = spec.SSHUser
+			}
+			st.Become = st.Become || spec.Become
+			t.SSH = &st
+		}
 		if t.Skip != "" {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/felix-ops/felix/bootstrap"
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/model"
+	"github.com/felix-ops/felix/transport/ssh"
 )
 
 // Config is the master's configuration file (TOML). Its tags give each
@@ -81,6 +82,9 @@ type Config struct {
 		ConnectTimeout config.Duration `toml:"connect_timeout" default:"10s" doc:"How long dialling a host and the SSH handshake may take (1s to 5m); also how long a session request may go unanswered before the connection is dropped."`
 		RemoteTmp      string          `toml:"remote_tmp" doc:"Where script and file commands are staged on hosts that name no remote_tmp of their own (like Ansible's remote_tmp): an absolute path, or ~/DIR in the login user's home; made 0700 when missing. Empty means /tmp. When it cannot execute (mounted noexec), /var/tmp and then ~/.felix/tmp are tried."`
 		FactsTTL       config.Duration `toml:"facts_ttl" default:"1h" doc:"How long facts gathered from an agentless host select it in key=value targets (os=debian); older or missing facts are gathered again first (felix hosts facts -t ... does it at once). 1s to 720h."`
+		Jump           []string        `toml:"jump" doc:"Jump hosts (bastions) per group: \"LABEL=GLOB JUMPHOSTS\" each, JUMPHOSTS in OpenSSH's ProxyJump syntax, e.g. [\"group=lab bastion1,ops@bastion2:2222\"]. The first rule matching a host's labels wins; a host's own proxy_jump (\"none\" for a direct connection) wins over every rule. Each hop's host key must be in known_hosts like any host's."`
+		UseSSHConfig   bool            `toml:"use_ssh_config" doc:"Read an OpenSSH client config (ssh_config) for what hosts leave unset: HostName, User, Port, IdentityFile, ProxyJump. An inventory host's address may be an alias of it. Include, Match and ProxyCommand are not supported."`
+		SSHConfig      string          `toml:"ssh_config" zero:"computed" doc:"The ssh_config file read when use_ssh_config is true; empty means ~/.ssh/config of the user the master runs as."`
 	} `toml:"ssh" doc:"Agentless hosts and bootstrap."`
 
 	Files struct {
@@ -171,6 +175,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.SSH.FactsTTL.Duration; d < time.Second || d > 720*time.Hour {
 		return fmt.Errorf("ssh.facts_ttl %s: want 1s to 720h", d)
+	}
+	if err := ssh.CheckJumpRules(c.SSH.Jump); err != nil {
+		return err
 	}
 	if c.SSH.HostKeys != "strict" && c.SSH.HostKeys != "accept-new" {
 		return fmt.Errorf("ssh.host_keys %q: want strict or accept-new", c.SSH.HostKeys)

@@ -27,6 +27,9 @@ func TestConfigCheck(t *testing.T) {
 		{"facts ttl too long", "[ssh]\nfacts_ttl = \"1000h\"\n", "line 2: ssh.facts_ttl"},
 		{"bad host keys", "[ssh]\nuser = \"root\"\nhost_keys = \"maybe\"\n", "line 3: ssh.host_keys"},
 		{"bad log level", "log_level = \"loud\"\n", "line 1: log_level"},
+		{"jump rule", "[ssh]\njump = [\"group=lab ops@bastion:2222,b2\"]\nuse_ssh_config = true\n", ""},
+		{"jump rule without hosts", "[ssh]\nuser = \"root\"\njump = [\"group=lab\"]\n", "line 3: ssh.jump"},
+		{"jump rule with an option", "[ssh]\njump = [\"group=lab -oProxyCommand=id\"]\n", "line 2: ssh.jump"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

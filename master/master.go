@@ -309,7 +309,25 @@ func sshConfig(cfg Config) ssh.Config {
 
 		ConnectTimeout: cfg.SSH.ConnectTimeout.Duration,
 		RemoteTmp:      cfg.SSH.RemoteTmp,
+
+		Jump:      cfg.SSH.Jump,
+		SSHConfig: sshConfigFile(cfg),
 	}
+}
+
+// sshConfigFile is the ssh_config file the pool reads, "" for none.
+func sshConfigFile(cfg Config) string {
+	if !cfg.SSH.UseSSHConfig {
+		return ""
+	}
+	if cfg.SSH.SSHConfig != "" {
+		return cfg.SSH.SSHConfig
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".ssh", "config")
 }
 
 // newSSHPool builds the agentless transport from the [ssh] config. When it

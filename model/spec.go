@@ -32,6 +32,11 @@ type JobSpec struct {
 	// Transport is the mode every host runs in: ModeAuto ("" too),
 	// ModeAgent or ModeSSH. Kept so a rerun runs the same way.
 	Transport string `json:"transport,omitempty"`
+	// SSHUser and Become, when set, replace the login and sudo setting of
+	// every host the run reaches over SSH; minions ignore them. Sudo is
+	// still decided by the host's sudoers.
+	SSHUser string `json:"ssh_user,omitempty"`
+	Become  bool   `json:"become,omitempty"`
 	// Push or Fetch make a file job (CmdType push or fetch).
 	Push  *PushSpec  `json:"push,omitempty"`
 	Fetch *FetchSpec `json:"fetch,omitempty"`

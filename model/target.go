@@ -32,6 +32,23 @@ type SSHTarget struct {
 	// RemoteTmp is where script and file commands are staged (ValidRemoteTmp);
 	// "" means the transport's default.
 	RemoteTmp string
+	// Jump are the jump hosts (bastions) to go through, first hop first;
+	// empty means a direct connection, or those the transport's per-group
+	// rules (ssh.jump) give the host's Labels.
+	Jump []SSHHop
+	// NoJump asks for a direct connection even where a group rule names
+	// jump hosts (ProxyJump "none").
+	NoJump bool
+	// Labels are the host's labels, which the transport's per-group rules
+	// match.
+	Labels map[string]string
+}
+
+// SSHJump returns the SSHTarget fields for a host's proxy_jump setting
+// (ParseProxyJump's syntax): its hops, or NoJump for "none".
+func SSHJump(proxyJump string) (hops []SSHHop, noJump bool, err error) {
+	hops, err = ParseProxyJump(proxyJump)
+	return hops, proxyJump == ProxyJumpNone, err
 }
 
 // Transport modes a request may ask for (Target.Mode).

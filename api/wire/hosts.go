@@ -19,6 +19,9 @@ type HostRequest struct {
 	// RemoteTmp is where script and file commands are staged on the host;
 	// default the master's ssh.remote_tmp (model.ValidRemoteTmp).
 	RemoteTmp string `json:"remote_tmp,omitempty"`
+	// ProxyJump are jump hosts, OpenSSH's "[user@]host[:port][,...]";
+	// "none" for a direct connection even when the host's group has some.
+	ProxyJump string `json:"proxy_jump,omitempty"`
 }
 
 // Host is an agentless host as the API shows it.
@@ -32,6 +35,8 @@ type Host struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// RemoteTmp is the host's own staging directory, if it has one.
 	RemoteTmp string `json:"remote_tmp,omitempty"`
+	// ProxyJump as the host was given it; "" when it names none.
+	ProxyJump string `json:"proxy_jump,omitempty"`
 	// Minion is the state of a minion with the same id ("" when none): the
 	// machine has both, and auto mode prefers the minion.
 	Minion    model.KeyState `json:"minion,omitempty"`

@@ -71,6 +71,10 @@ type JobOptions struct {
 	// Transport is "auto" (default: the minion when accepted, else SSH,
 	// and SSH when the minion cannot be reached), "agent" or "ssh".
 	Transport string `json:"transport,omitempty"`
+	// SSHUser and Become override, for this run, the login and sudo of
+	// hosts reached over SSH; minions ignore them.
+	SSHUser string `json:"ssh_user,omitempty"`
+	Become  bool   `json:"become,omitempty"`
 }
 
 // ExecRequest is the body of POST /api/v1/exec. It keeps the seed's fields

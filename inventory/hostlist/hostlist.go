@@ -40,6 +40,10 @@ type Host struct {
 	// order of appearance, then their ancestors ([x:children], YAML
 	// children) nearest first; never all or ungrouped.
 	Groups []string
+	// ProxyJump are jump hosts (model.ParseProxyJump's syntax), from
+	// ansible_ssh_common_args or ansible_ssh_extra_args "-J X" or
+	// "-o ProxyJump=X"; "" for none.
+	ProxyJump string
 }
 
 // LineError is one bad line of a list.
@@ -70,11 +74,12 @@ var hostVars = map[string]string{
 	"ansible_port": "port", "ansible_ssh_port": "port",
 	"ansible_user": "user", "ansible_ssh_user": "user",
 	"ansible_ssh_private_key_file": "key", "ansible_private_key_file": "key",
-	"ansible_become":        "become",
-	"ansible_become_user":   "become_user",
-	"ansible_become_method": "become_method",
-	"ansible_connection":    "connection",
-	"ansible_remote_tmp":    "remote_tmp",
+	"ansible_become":          "become",
+	"ansible_become_user":     "become_user",
+	"ansible_become_method":   "become_method",
+	"ansible_connection":      "connection",
+	"ansible_remote_tmp":      "remote_tmp",
+	"ansible_ssh_common_args": "ssh_args", "ansible_ssh_extra_args": "ssh_args",
 }
 
 // invHost is one host of an inventory being parsed.
@@ -341,7 +346,10 @@ func isHostSpec(line string) bool {
 // parseHostLine reads "SPEC [key=value...]": SPEC is [user@]host[:port]
 // (which may be an Ansible range), or with ansible_host a name (the id).
 func parseHostLine(line string) ([]*invHost, error) {
-	fields := strings.Fields(line)
+	fields, err := splitQuoted(line)
+	if err != nil {
+		return nil, err
+	}
 	spec := fields[0]
 	vars := map[string]string{}
 	for _, f := range fields[1:] {
@@ -449,6 +457,8 @@ func hostVar(k, v string) (name, value string, err error) {
 		if v != "ssh" && v != "smart" && v != "paramiko" {
 			err = fmt.Errorf("%s=%s: felix reaches agentless hosts over ssh only", k, v)
 		}
+	case "ssh_args":
+		v, err = proxyJumpArgs(k, v)
 	}
 	return name, v, err
 }
@@ -481,7 +491,7 @@ func effectiveVars(h *invHost, groupVars map[string]map[string]string, parents m
 // listHost builds the host of id from checked variables.
 func listHost(id string, vars map[string]string) (Host, error) {
 	h := Host{ID: id, Address: vars["host"], Port: model.DefaultSSHPort, User: vars["user"],
-		KeyPath: vars["key"], Become: vars["become"] == "true", RemoteTmp: vars["remote_tmp"]}
+		KeyPath: vars["key"], Become: vars["become"] == "true", RemoteTmp: vars["remote_tmp"], ProxyJump: vars["ssh_args"]}
 	if h.Address == "" {
 		h.Address = id
 	}
@@ -546,6 +556,72 @@ func expandRange(spec string) ([]string, error) {
 		if len(out) > maxRange {
 			return nil, fmt.Errorf("host range %s: over %d hosts", spec, maxRange)
 		}
+	}
+	return out, nil
+}
+
+// proxyJumpArgs translates ssh arguments that only name jump hosts ("-J X",
+// "-JX", "-o ProxyJump=X", "-oProxyJump=X") into X, checked; anything
+// else is refused: felix passes no options to ssh.
+func proxyJumpArgs(k, v string) (string, error) {
+	f := strings.Fields(v)
+	var jump string
+	switch {
+	case len(f) == 0:
+		return "", nil
+	case len(f) == 2 && (f[0] == "-J" || f[0] == "-o" && strings.HasPrefix(f[1], "ProxyJump=")):
+		jump = strings.TrimPrefix(f[1], "ProxyJump=")
+	case len(f) == 1 && strings.HasPrefix(f[0], "-J") && len(f[0]) > 2:
+		jump = f[0][2:]
+	case len(f) == 1 && strings.HasPrefix(f[0], "-oProxyJump="):
+		jump = strings.TrimPrefix(f[0], "-oProxyJump=")
+	default:
+		return "", fmt.Errorf("%s=%q: felix translates only \"-J HOSTS\" or \"-o ProxyJump=HOSTS\" and refuses other ssh options", k, v)
+	}
+	if jump == model.ProxyJumpNone {
+		return jump, nil
+	}
+	if _, err := model.ParseProxyJump(jump); err != nil {
+		return "", fmt.Errorf("%s: %w", k, err)
+	}
+	return jump, nil
+}
+
+// splitQuoted splits a host line at blanks, keeping what is inside single
+// or double quotes together (key='a b' is one field, quotes kept for
+// hostVar to strip).
+func splitQuoted(line string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	var quote rune
+	in := false
+	for _, r := range line {
+		switch {
+		case quote != 0:
+			cur.WriteRune(r)
+			if r == quote {
+				quote = 0
+			}
+		case r == '\'' || r == '"':
+			quote = r
+			in = true
+			cur.WriteRune(r)
+		case r == ' ' || r == '\t':
+			if in {
+				out = append(out, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			in = true
+			cur.WriteRune(r)
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated %c quote", quote)
+	}
+	if in {
+		out = append(out, cur.String())
 	}
 	return out, nil
 }

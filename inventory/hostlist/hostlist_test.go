@@ -2,6 +2,7 @@ package hostlist
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -198,6 +199,49 @@ func TestParseRemoteTmp(t *testing.T) {
 				t.Errorf("Parse(%q) = %q, errors %q; want %q", tt.inv, got, errs, tt.want)
 			case tt.wantErr != "" && (len(got) > 0 || len(errs) != 1 || !strings.HasPrefix(errs[0], line+": ") || !strings.Contains(errs[0], sub)):
 				t.Errorf("Parse(%q) = %q, errors %q; want only the error %q", tt.inv, got, errs, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestParseJumpArgs: ansible_ssh_common_args / ansible_ssh_extra_args that
+// only name jump hosts become the host's ProxyJump; anything else in them
+// is a bad line.
+func TestParseJumpArgs(t *testing.T) {
+	tests := []struct {
+		name, inv string
+		want      map[string]string // id -> ProxyJump
+		bad       string            // substring of the only error
+	}{
+		{"-J on the host line", "h1 ansible_ssh_common_args='-J ops@bastion:2222'\n", map[string]string{"h1": "ops@bastion:2222"}, ""},
+		{"-o ProxyJump in group vars", "[lab]\nh1\nh2 ansible_ssh_extra_args=\"-oProxyJump=b1,b2\"\n[lab:vars]\nansible_ssh_common_args=-o ProxyJump=gw\n",
+			map[string]string{"h1": "gw", "h2": "b1,b2"}, ""},
+		{"-Jhost and none", "h1 ansible_ssh_common_args=-Jgw\nh2 ansible_ssh_common_args='-J none'\n", map[string]string{"h1": "gw", "h2": "none"}, ""},
+		{"empty args", "h1 ansible_ssh_common_args=''\n", map[string]string{"h1": ""}, ""},
+		{"other option refused", "h1 ansible_ssh_common_args='-o StrictHostKeyChecking=no'\n", nil, "line 1: ansible_ssh_common_args"},
+		{"ProxyCommand refused", "h1 ansible_ssh_extra_args='-o ProxyCommand=\"ssh -W %h:%p gw\"'\n", nil, "line 1"},
+		{"-J with more refused", "h1 ansible_ssh_common_args='-J gw -v'\n", nil, "refuses other ssh options"},
+		{"bad jump host", "h1 ansible_ssh_common_args='-J gw;id'\n", nil, "line 1: ansible_ssh_common_args: proxy jump"},
+		{"unterminated quote", "h1 ansible_ssh_common_args='-J gw\n", nil, "line 1: unterminated"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hosts, errs := Parse(tt.inv)
+			if tt.bad != "" {
+				if len(errs) != 1 || !strings.Contains(errs[0].Error(), tt.bad) {
+					t.Fatalf("Parse errors %v; want one containing %q", errs, tt.bad)
+				}
+				return
+			}
+			if len(errs) > 0 {
+				t.Fatalf("Parse errors %v", errs)
+			}
+			got := map[string]string{}
+			for _, h := range hosts {
+				got[h.ID] = h.ProxyJump
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("ProxyJump by host %v; want %v", got, tt.want)
 			}
 		})
 	}

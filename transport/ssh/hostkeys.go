@@ -448,14 +448,25 @@ func (p *Pool) presentedKey(ctx context.Context, s hostSpec) (ssh.PublicKey, err
 }
 
 func (p *Pool) fetchKey(ctx context.Context, s hostSpec, algos []string) (ssh.PublicKey, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.set.ConnectTimeout)
 	defer cancel()
-	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
+	nc, via, err := p.dialTCP(ctx, parent, s, "get the host key of")
 	if err != nil {
-		return nil, unreachable(s, "get the host key of", err)
+		if via == nil && len(s.jump) == 0 {
+			err = unreachable(s, "get the host key of", err)
+		}
+		return nil, err
 	}
 	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	if via != nil {
+		defer p.releaseTunnel(via)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		if nc.SetDeadline(time.Unix(1, 0)) != nil {
+			nc.Close()
+		}
+	})
 	defer stop()
 	var key ssh.PublicKey
 	cfg := &ssh.ClientConfig{

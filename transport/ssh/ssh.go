@@ -24,6 +24,20 @@
 // died (the host rebooted) is noticed when it closes or when opening a
 // session on it fails or hangs for ConnectTimeout, and is redialled once.
 //
+// # Jump hosts
+//
+// A target with jump hosts (model.SSHTarget.Jump, OpenSSH's ProxyJump) is
+// dialled through them: its TCP stream is a direct-tcpip channel of the
+// last hop's connection, which is itself dialled through the hops before
+// it. Hop connections are pooled like any other, keyed by their login and
+// the chain before them, so 200 hosts behind one bastion share one
+// connection to it (tunnels do not take its session slots, and it is not
+// idle while a tunnel is open). Each hop's host key is checked against
+// known_hosts under the pool's policy before anything is sent through it:
+// a hop that fails stops the chain there and the error names it. Each hop
+// has its own ConnectTimeout. A bastion that dies takes its tunnels with
+// it; the next operations dial the chain again.
+//
 // # Commands
 //
 // sshd runs every command in a session of its own (it calls setsid), so
@@ -125,6 +139,15 @@ type Config struct {
 	// When it cannot execute, /var/tmp and ~/.felix/tmp are tried (see
 	// makeJobDir).
 	RemoteTmp string
+	// Jump are per-group jump hosts: "LABEL=GLOB JUMPHOSTS" each, e.g.
+	// "group=lab bastion1,ops@bastion2:2222"; a target with a label
+	// matching goes through those hosts unless it names its own (or
+	// NoJump). The first rule that matches wins.
+	Jump []string
+	// SSHConfig, when set, is an OpenSSH client configuration file whose
+	// Host blocks fill in what a target leaves unset: HostName, User, Port,
+	// IdentityFile and ProxyJump (see hostconfig.go).
+	SSHConfig string
 	// Prompt, if set, asks for a key's passphrase on a terminal when the
 	// environment has none.
 	Prompt func(keyPath string) ([]byte, error)
@@ -164,8 +187,10 @@ var _ exec.Transport = (*Pool)(nil)
 // new settings while sessions already open go on.
 type settings struct {
 	Config
-	kh  *knownHosts
-	gen uint64
+	kh        *knownHosts
+	gen       uint64
+	jumpRules []jumpRule // Config.Jump, parsed
+	sshConfig *sshConfig // Config.SSHConfig, read; nil when unset
 }
 
 // conf returns the settings in force.
@@ -180,6 +205,7 @@ type conn struct {
 	client   *ssh.Client
 	err      error
 	active   int       // sessions open
+	tunnels  int       // connections to further hosts tunnelled through this one (a jump host)
 	limit    int       // sessions allowed at once
 	lastUsed time.Time // when a session last started or ended
 	dead     bool      // dropped from the pool
@@ -195,9 +221,11 @@ type hostSpec struct {
 	become  bool
 	// remoteTmp is the host's own staging directory; "" means Config.RemoteTmp.
 	remoteTmp string
-	addr      string    // host:port
-	key       string    // the pool's key: one connection per login and generation of settings
-	set       *settings // in force when the operation began
+	jump      []model.SSHHop // jump hosts to tunnel through, first hop first
+	isHop     bool           // this is a jump host of another connection
+	addr      string         // host:port
+	key       string         // the pool's key: one connection per login and generation of settings
+	set       *settings      // in force when the operation began
 }
 
 func (s hostSpec) String() string { return s.user + "@" + s.addr }
@@ -205,13 +233,13 @@ func (s hostSpec) String() string { return s.user + "@" + s.addr }
 // NewPool returns a Pool; it fails on an unreadable known_hosts file or a
 // bad policy.
 func NewPool(cfg Config) (*Pool, error) {
-	set, err := newSettings(cfg, nil)
-	if err != nil {
-		return nil, err
-	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	set, err := newSettings(cfg, nil, log)
+	if err != nil {
+		return nil, err
 	}
 	warnPassword(log, set)
 	p := &Pool{log: log, conns: make(map[string]*conn), changed: make(chan struct{}), done: make(chan struct{})}
@@ -223,7 +251,7 @@ func NewPool(cfg Config) (*Pool, error) {
 
 // newSettings checks cfg and fills in its defaults. The known_hosts file
 // of cur (the settings in force, if any) is kept when cfg names the same.
-func newSettings(cfg Config, cur *settings) (*settings, error) {
+func newSettings(cfg Config, cur *settings, log *slog.Logger) (*settings, error) {
 	switch cfg.Policy {
 	case "":
 		cfg.Policy = PolicyStrict
@@ -255,6 +283,15 @@ func newSettings(cfg Config, cur *settings) (*settings, error) {
 		}
 	}
 	set := &settings{Config: cfg}
+	var err error
+	if set.jumpRules, err = parseJumpRules(cfg.Jump); err != nil {
+		return nil, err
+	}
+	if cfg.SSHConfig != "" {
+		if set.sshConfig, err = loadSSHConfig(cfg.SSHConfig, log); err != nil {
+			return nil, err
+		}
+	}
 	if cur != nil {
 		set.gen = cur.gen + 1
 		if cur.KnownHosts == cfg.KnownHosts {
@@ -286,7 +323,7 @@ func warnPassword(log *slog.Logger, set *settings) {
 func (p *Pool) Reconfigure(cfg Config) error {
 	cur := p.conf()
 	cfg.Log, cfg.Prompt = cur.Log, cur.Prompt
-	set, err := newSettings(cfg, cur)
+	set, err := newSettings(cfg, cur, p.log)
 	if err != nil {
 		return err
 	}
@@ -298,7 +335,7 @@ func (p *Pool) Reconfigure(cfg Config) error {
 	p.set.Store(set)
 	var idle []*ssh.Client
 	for k, c := range p.conns {
-		if c.client != nil && c.active == 0 {
+		if c.client != nil && c.active == 0 && c.tunnels == 0 {
 			delete(p.conns, k)
 			c.dead = true
 			idle = append(idle, c.client)
@@ -338,8 +375,9 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 	if t.SSH == nil {
 		return hostSpec{}, fmt.Errorf("host %s has no SSH settings: %w", t.ID, exec.ErrUnreachable)
 	}
-	st := t.SSH
-	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become, remoteTmp: st.RemoteTmp, set: p.conf()}
+	set := p.conf()
+	st := set.applyHostConfig(*t.SSH)
+	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become, jump: st.Jump, remoteTmp: st.RemoteTmp, set: set}
 	if s.id == "" {
 		s.id = s.host
 	}
@@ -362,9 +400,96 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 	if err := model.ValidRemoteTmp(s.remoteTmp); err != nil {
 		return hostSpec{}, fmt.Errorf("host %s: %w", s.id, err)
 	}
+	if len(s.jump) > model.MaxJumpHops {
+		return hostSpec{}, fmt.Errorf("host %s: %d jump hosts; at most %d", s.id, len(s.jump), model.MaxJumpHops)
+	}
+	for _, h := range s.jump {
+		if err := validHop(h); err != nil {
+			return hostSpec{}, fmt.Errorf("host %s: jump host %s: %w", s.id, h, err)
+		}
+	}
 	s.addr = net.JoinHostPort(strings.Trim(s.host, "[]"), strconv.Itoa(s.port))
 	s.key = s.user + "@" + s.addr + "\x00" + s.keyPath + "\x00" + strconv.FormatUint(s.set.gen, 10)
+	if len(s.jump) > 0 {
+		s.key += "\x00via " + s.hop().key
+	}
 	return s, nil
+}
+
+// validHop reports why h cannot be a jump host, or nil.
+func validHop(h model.SSHHop) error {
+	if err := model.ValidHost(h.Host); err != nil {
+		return err
+	}
+	if h.Port != 0 {
+		if err := model.ValidPort(h.Port); err != nil {
+			return err
+		}
+	}
+	if err := model.ValidUser(h.User); err != nil {
+		return err
+	}
+	return model.ValidKeyPath(h.KeyPath)
+}
+
+// hop returns the spec of the last jump host of s, through which s is
+// dialled; its own jump hosts are those before it. s must have some.
+func (s hostSpec) hop() hostSpec {
+	h := s.jump[len(s.jump)-1]
+	hs := hostSpec{id: h.Host, host: h.Host, port: h.Port, user: h.User, keyPath: h.KeyPath, jump: s.jump[:len(s.jump)-1], isHop: true, set: s.set}
+	if hs.port == 0 {
+		hs.port = model.DefaultSSHPort
+	}
+	if hs.user == "" {
+		hs.user = s.set.User
+	}
+	hs.addr = net.JoinHostPort(h.Host, strconv.Itoa(hs.port))
+	hs.key = hs.user + "@" + hs.addr + "\x00" + hs.keyPath + "\x00" + strconv.FormatUint(s.set.gen, 10)
+	if len(hs.jump) > 0 {
+		hs.key += "\x00via " + hs.hop().key
+	}
+	return hs
+}
+
+// dialTCP opens a byte stream to s.addr: a TCP connection, or a channel
+// tunnelled through s's last jump host (dialled, or shared, in the pool;
+// each hop's host key checked as any connection's, so a hop that fails
+// stops the chain there and nothing is sent further). via is the jump
+// host's connection with the tunnel counted on it, which the caller
+// releases (releaseTunnel) once the stream is done; nil for a direct
+// connection. A jump host that does not answer the channel request (it
+// died without closing the connection) is dropped from the pool, so the
+// next attempt dials it afresh. The error of a
+// direct connection is the dialer's, for the caller to wrap; through jump
+// hosts it says which hop failed and wraps exec.ErrUnreachable. Waiting
+// for the jump host's connection is bounded by hopCtx (the jump host's own
+// dial has its own ssh.connect_timeout), the rest by ctx.
+func (p *Pool) dialTCP(ctx, hopCtx context.Context, s hostSpec, op string) (nc net.Conn, via *conn, err error) {
+	if len(s.jump) == 0 {
+		nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
+		return nc, nil, err
+	}
+	hs := s.hop()
+	via, err = p.acquire(hopCtx, hs, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: through jump host %s: %w", op, s, hs, err)
+	}
+	// A tunnel is not a session: it holds the jump host open without
+	// taking one of its session slots.
+	p.mu.Lock()
+	via.active--
+	via.tunnels++
+	p.mu.Unlock()
+	nc, err = via.client.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		p.releaseTunnel(via)
+		var refused *ssh.OpenChannelError // the jump host answered: it is alive
+		if !errors.As(err, &refused) && !p.alive(via, s.set.ConnectTimeout) {
+			p.drop(via)
+		}
+		return nil, nil, unreachable(s, op, fmt.Errorf("jump host %s could not open a TCP connection to %s: %w", hs, s.addr, err))
+	}
+	return nc, via, nil
 }
 
 func badHostRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '/' }
@@ -404,12 +529,20 @@ func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 		}
 		return err
 	}
-	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
+	nc, via, err := p.dialTCP(ctx, parent, s, "connect to")
 	if err != nil {
-		return nil, unreachable(s, "connect to", timedOut("no TCP connection", err))
+		if len(s.jump) == 0 {
+			err = unreachable(s, "connect to", timedOut("no TCP connection", err))
+		}
+		return nil, err
 	}
 	// The handshake honours ctx too: its end makes the connection fail.
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	// A tunnelled stream has no deadlines; it is closed instead.
+	stop := context.AfterFunc(ctx, func() {
+		if nc.SetDeadline(time.Unix(1, 0)) != nil {
+			nc.Close()
+		}
+	})
 	sc, chans, reqs, err := ssh.NewClientConn(nc, s.addr, cfg)
 	if !stop() && err == nil {
 		sc.Close()
@@ -417,6 +550,9 @@ func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 	}
 	if err != nil {
 		nc.Close()
+		if via != nil {
+			p.releaseTunnel(via)
+		}
 		if hostKeyErr != nil {
 			return nil, hostKeyErr
 		}
@@ -427,7 +563,17 @@ func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 		return nil, unreachable(s, "connect to", fmt.Errorf("%w%s", timedOut("no SSH handshake", err), hint))
 	}
 	_ = nc.SetDeadline(time.Time{})
-	return ssh.NewClient(sc, chans, reqs), nil
+	client := ssh.NewClient(sc, chans, reqs)
+	if via != nil {
+		// The tunnel is counted on the jump host as long as it lives.
+		p.bg.Add(1)
+		go func() {
+			defer p.bg.Done()
+			_ = client.Wait()
+			p.releaseTunnel(via)
+		}()
+	}
+	return client, nil
 }
 
 // acquire returns s's connection with a session slot taken, dialling it if
@@ -435,13 +581,13 @@ func (p *Pool) connect(ctx context.Context, s hostSpec) (*ssh.Client, error) {
 func (p *Pool) acquire(ctx context.Context, s hostSpec, bypass bool) (*conn, error) {
 	for {
 		p.mu.Lock()
-		if p.closed && !bypass { // a kill may still use an open connection
+		if p.closed && (!bypass || s.isHop) { // a kill may still use an open connection
 			p.mu.Unlock()
 			return nil, unreachable(s, "connect to", ErrClosed)
 		}
 		c := p.conns[s.key]
 		if c == nil {
-			if len(p.conns) >= p.conf().MaxConns {
+			if len(p.conns) >= p.conf().MaxConns && !s.isHop { // a jump host waiting for a free connection could wait for its own tunnels
 				victim := p.evictIdleLocked()
 				if victim == nil {
 					if err := p.waitLocked(ctx); err != nil {
@@ -506,7 +652,7 @@ func (p *Pool) broadcastLocked() {
 func (p *Pool) evictIdleLocked() *ssh.Client {
 	var victim *conn
 	for _, c := range p.conns {
-		if c.client != nil && c.active == 0 && (victim == nil || c.lastUsed.Before(victim.lastUsed)) {
+		if c.client != nil && c.active == 0 && c.tunnels == 0 && (victim == nil || c.lastUsed.Before(victim.lastUsed)) {
 			victim = c
 		}
 	}
@@ -574,6 +720,30 @@ func (p *Pool) release(c *conn) int {
 	return c.active
 }
 
+// alive reports whether c's server answers a keepalive request within d.
+func (p *Pool) alive(c *conn, d time.Duration) bool {
+	answered := make(chan error, 1)
+	go func() { // ends when the request is answered or the connection closed
+		_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		return err == nil
+	case <-time.After(d):
+		return false
+	}
+}
+
+// releaseTunnel gives back a tunnel through jump host c.
+func (p *Pool) releaseTunnel(c *conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.tunnels--
+	c.lastUsed = time.Now()
+	p.broadcastLocked()
+}
+
 // janitor closes connections idle longer than IdleTimeout, and idle ones
 // dialled under settings a Reconfigure has replaced.
 func (p *Pool) janitor() {
@@ -590,7 +760,7 @@ func (p *Pool) janitor() {
 			var idle []*ssh.Client
 			p.mu.Lock()
 			for k, c := range p.conns {
-				if c.client != nil && c.active == 0 && (now.Sub(c.lastUsed) >= set.IdleTimeout || c.spec.set.gen < set.gen) {
+				if c.client != nil && c.active == 0 && c.tunnels == 0 && (now.Sub(c.lastUsed) >= set.IdleTimeout || c.spec.set.gen < set.gen) {
 					delete(p.conns, k)
 					c.dead = true
 					idle = append(idle, c.client)
