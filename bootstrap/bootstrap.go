@@ -21,7 +21,7 @@
 //     https://ADDR:PORT with ADDR the local address of this very SSH
 //     connection (the master listens on all addresses: that one is routed
 //     to the host). The host checks it can open a TCP connection to it
-//     (bash's /dev/tcp, else nc; within 10 s); one that cannot fails with
+//     (bash's /dev/tcp, else nc; 3 attempts of 5 s); one that cannot fails with
 //     the URL named, before anything is written.
 //  2. Pick the binary minion-linux-ARCH from the master's minion directory
 //     (built by make dist). No binary for the host's OS and architecture:

@@ -79,23 +79,29 @@ const alive = `alive() {
 `
 
 // reachBody checks the host can open a TCP connection to the master
-// ($HOST $PORT): with bash's /dev/tcp, else nc, each within 10 s where
-// timeout exists; it prints reach=ok, reach=fail or reach=unknown (no tool
-// to check with), and after a failure reach_error= with what the tool
-// said ("timed out" when timeout stopped it). It changes nothing.
-const reachBody = `if command -v timeout >/dev/null 2>&1; then T="timeout 10"; else T=; fi
-if command -v bash >/dev/null 2>&1; then
-	err=$($T bash -c 'exec 3<>"/dev/tcp/$1/$2"' felix-reach "$HOST" "$PORT" 2>&1)
-elif command -v nc >/dev/null 2>&1; then
-	err=$($T nc -z -w 10 "$HOST" "$PORT" 2>&1 </dev/null)
-else
-	echo reach=unknown
-	exit 0
+// ($HOST $PORT): with bash's /dev/tcp, else nc, each attempt within 5 s
+// where timeout exists, up to 3 attempts a second apart (a loaded host or
+// network has hiccups; a master that is not there fails all three). It
+// prints reach=ok, reach=fail or reach=unknown (no tool to check with),
+// and after a failure reach_error= with what the tool said ("timed out"
+// when timeout stopped it). It changes nothing.
+const reachBody = `if command -v timeout >/dev/null 2>&1; then T="timeout 5"; else T=; fi
+if command -v bash >/dev/null 2>&1; then tool=bash
+elif command -v nc >/dev/null 2>&1; then tool=nc
+else echo reach=unknown; exit 0
 fi
-st=$?
-if [ $st = 0 ]; then echo reach=ok; exit 0; fi
+for i in 1 2 3; do
+	if [ $tool = bash ]; then
+		err=$($T bash -c 'exec 3<>"/dev/tcp/$1/$2"' felix-reach "$HOST" "$PORT" 2>&1)
+	else
+		err=$($T nc -z -w 5 "$HOST" "$PORT" 2>&1 </dev/null)
+	fi
+	st=$?
+	if [ $st = 0 ]; then echo reach=ok; exit 0; fi
+	if [ $st = 124 ]; then err="timed out"; fi
+	[ $i = 3 ] || sleep 1
+done
 echo reach=fail
-if [ $st = 124 ]; then err="timed out"; fi
 printf 'reach_error=%s\n' "$(printf '%s\n' "$err" | tail -n 1 | cut -c1-200)"
 exit 0
 `

@@ -171,7 +171,7 @@ var archRE = regexp.MustCompile(`^[a-z0-9_]{1,16}$`)
 // quoted as well).
 var reachHostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.:_-]*$`)
 
-// reachTimeout bounds the reach script on the host: its connect gets 10 s,
+// reachTimeout bounds the reach script on the host: 3 connects of 5 s,
 // the rest is for a login shell that is slow to start (killing one in the
 // middle of its own start-up files can leave their locks behind).
 const reachTimeout = 30 * time.Second
@@ -214,7 +214,7 @@ func (h *hostRun) reach(ctx context.Context) error {
 	case "ok":
 		return nil
 	case "fail":
-		return fmt.Errorf("the host cannot reach the master at %s (no TCP connection from it within 10s: %s); "+
+		return fmt.Errorf("the host cannot reach the master at %s (no TCP connection from it in 3 attempts of 5s: %s); "+
 			"nothing installed: set bootstrap.master_url to an address it can reach", h.url, why)
 	default:
 		h.b.log().Warn("bootstrap: cannot check the host reaches the master (no bash or nc there)", "host", h.r.Host, "master", h.url)
