@@ -42,6 +42,9 @@ type SSHTarget struct {
 	// Labels are the host's labels, which the transport's per-group rules
 	// match.
 	Labels map[string]string
+	// Groups are the host's inventory groups, ancestors included: a
+	// per-group rule on "group" matches any of them as well as the label.
+	Groups []string
 }
 
 // SSHJump returns the SSHTarget fields for a host's proxy_jump setting

@@ -58,11 +58,20 @@ func CheckJumpRules(rules []string) error {
 	return err
 }
 
-// groupJump returns the hops of the first rule matching labels, or nil.
-func (set *settings) groupJump(labels map[string]string) []model.SSHHop {
+// groupJump returns the hops of the first rule matching labels, or nil; a
+// rule on "group" also matches any of the inventory groups.
+func (set *settings) groupJump(labels map[string]string, groups []string) []model.SSHHop {
 	for _, r := range set.jumpRules {
 		if v, ok := labels[r.key]; ok {
 			if m, _ := path.Match(r.glob, v); m {
+				return r.hops
+			}
+		}
+		if r.key != "group" {
+			continue
+		}
+		for _, g := range groups {
+			if m, _ := path.Match(r.glob, g); m {
 				return r.hops
 			}
 		}
@@ -241,7 +250,7 @@ func hostMatches(patterns []string, host string) bool {
 // ssh_config (see the top of this file).
 func (set *settings) applyHostConfig(st model.SSHTarget) model.SSHTarget {
 	if len(st.Jump) == 0 && !st.NoJump {
-		st.Jump = set.groupJump(st.Labels)
+		st.Jump = set.groupJump(st.Labels, st.Groups)
 	}
 	if set.sshConfig == nil {
 		return st

@@ -92,6 +92,10 @@ func TestApplyHostConfigPrecedence(t *testing.T) {
 			model.SSHTarget{Host: "10.0.0.1", Port: 2200, User: "inv", Jump: []model.SSHHop{{Host: "own"}}}},
 		{"group rule before ssh_config, its hop an alias", model.SSHTarget{Host: "h1", Labels: map[string]string{"group": "lab"}},
 			model.SSHTarget{Host: "10.0.0.1", Port: 2022, User: "cfg", Labels: map[string]string{"group": "lab"}, Jump: []model.SSHHop{{Host: "10.9.9.9", User: "gwuser"}}}},
+		{"group rule matches an inventory group (an ancestor)", model.SSHTarget{Host: "h2", Groups: []string{"web", "lab"}},
+			model.SSHTarget{Host: "h2", Groups: []string{"web", "lab"}, Jump: []model.SSHHop{{Host: "10.9.9.9", User: "gwuser"}}}},
+		{"only the group key matches groups", model.SSHTarget{Host: "h2", Groups: []string{"prod"}},
+			model.SSHTarget{Host: "h2", Groups: []string{"prod"}}},
 		{"none wins over both", model.SSHTarget{Host: "h1", NoJump: true, Labels: map[string]string{"env": "prod"}},
 			model.SSHTarget{Host: "10.0.0.1", Port: 2022, User: "cfg", NoJump: true, Labels: map[string]string{"env": "prod"}}},
 	}
