@@ -20,7 +20,7 @@ import (
 // namespace), is accepted and runs commands; the SSH host recorded keeps
 // the jump host, so once the minion and its supervisor are killed the next
 // exec reaches the host over SSH through the bastion, with no felix hosts
-// add in between.
+// add in between. A rerun by its id goes through the recorded jump hosts.
 func TestBootstrapThroughBastion(t *testing.T) {
 	e := newBootstrapEnvWith(t, distDir, bootstrapOpts{behindBastion: true})
 	c, back, front, root := e.c, e.n, e.front, e.root
@@ -69,6 +69,13 @@ func TestBootstrapThroughBastion(t *testing.T) {
 	}
 	if r := execOn("with its minion", "ip -4 -o addr show"); r.State != "ok" || r.Transport != "agent" || !strings.Contains(r.Stdout, back.peer+"/30") {
 		t.Errorf("exec on bs-jump: %+v; want ok over the agent, inside the namespace", r)
+	}
+
+	// A rerun by its id: the recorded host's jump hosts take it there,
+	// and nothing changes.
+	resp, code, out = c.bootstrap("bs-jump")
+	if code != 0 || len(resp.Results) != 1 || resp.Results[0].State != "ok" || resp.Results[0].Action != "unchanged" {
+		t.Errorf("rerun of bs-jump (the inventory's proxy_jump): exit %d %+v\n%s; want ok, unchanged", code, resp.Results, out)
 	}
 
 	// The minion dead (its supervisor first, which would start it again):
