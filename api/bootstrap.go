@@ -64,6 +64,11 @@ func (s *Server) bootstrap(c *gin.Context) {
 		s.abort(c, badRequest{err.Error()})
 		return
 	}
+	jump, noJump, err := model.SSHJump(req.ProxyJump)
+	if err != nil {
+		s.abort(c, badRequestf("proxy_jump: %v", err))
+		return
+	}
 	targets := make([]model.Target, 0, len(req.Hosts))
 	seen := make(map[string]string, len(req.Hosts))
 	for _, h := range req.Hosts {
@@ -73,6 +78,7 @@ func (s *Server) bootstrap(c *gin.Context) {
 			return
 		}
 		st.Become = req.Become
+		st.Jump, st.NoJump = jump, noJump
 		addr := net.JoinHostPort(st.Host, strconv.Itoa(st.Port))
 		if prev, ok := seen[addr]; ok {
 			s.abort(c, badRequestf("hosts: %q and %q are the same host", prev, h))
@@ -113,7 +119,10 @@ func (s *Server) recordBootstrapped(ctx context.Context, r bootstrap.Result, by 
 		return "", ""
 	}
 	req := wire.HostRequest{ID: r.ID, Host: r.Login.Host, Port: r.Login.Port, User: r.Login.User,
-		Key: r.Login.KeyPath, Become: r.Login.Become}
+		Key: r.Login.KeyPath, Become: r.Login.Become, ProxyJump: model.FormatProxyJump(r.Login.Jump)}
+	if r.Login.NoJump {
+		req.ProxyJump = model.ProxyJumpNone
+	}
 	if _, _, err := s.putHost(ctx, req, false, by); err != nil {
 		s.Log.Warn("bootstrap: host not recorded as an SSH host", "id", r.ID, "host", r.Login.Host, "err", err)
 		if errors.Is(err, inventory.ErrConflict) {

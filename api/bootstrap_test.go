@@ -80,6 +80,12 @@ func TestBootstrap(t *testing.T) {
 	if targets, _ := fake.seen(); status != http.StatusOK || len(targets) != 4 || !targets[3].SSH.Become || targets[0].SSH.Become {
 		t.Errorf("with become: status %d %s, targets %+v; want the last one with become, the others without", status, body, targets)
 	}
+	status, body = post(`{"hosts": ["10.0.0.9"], "proxy_jump": "ops@bastion:2200,10.1.0.1"}`)
+	wantJump := []model.SSHHop{{Host: "bastion", Port: 2200, User: "ops"}, {Host: "10.1.0.1"}}
+	if targets, _ := fake.seen(); status != http.StatusOK || len(targets) != 5 || !reflect.DeepEqual(targets[4].SSH.Jump, wantJump) ||
+		targets[0].SSH.Jump != nil {
+		t.Errorf("with proxy_jump: status %d %s, targets %+v; want the last one through %+v", status, body, targets, wantJump)
+	}
 	status, body = post(`{"hosts": ["10.0.0.7"], "id": "db-1"}`)
 	if _, ids := fake.seen(); status != http.StatusOK || len(ids) != 1 || ids[0] != "db-1" {
 		t.Errorf("with an id: status %d %s, ids %q", status, body, ids)
@@ -108,6 +114,9 @@ func TestBootstrapRefusesBadInput(t *testing.T) {
 		{`{"hosts": ["10.0.0.5"], "sudo": true}`, "unknown field"},
 		{`{"hosts": ["10.0.0.5"], "become": "yes"}`, "become"},
 		{`{"hosts": "10.0.0.5"}`, "hosts"},
+		{`{"hosts": ["10.0.0.5"], "proxy_jump": "root@b;id"}`, "proxy_jump"},
+		{`{"hosts": ["10.0.0.5"], "proxy_jump": "-oProxyCommand=id"}`, "proxy_jump"},
+		{`{"hosts": ["10.0.0.5"], "proxy_jump": "a,,b"}`, "proxy_jump"},
 	} {
 		status, body := post(tc.body)
 		if status != http.StatusBadRequest {
@@ -181,6 +190,18 @@ func TestBootstrapRecordsSSHHost(t *testing.T) {
 			want:  map[string]wire.Host{"web-1": {ID: "web-1", Host: "10.0.0.5", Port: 22, User: "root"}},
 		},
 		{
+			name:  "through jump hosts",
+			body:  `{"hosts": ["root@10.0.0.5"], "id": "web-2", "proxy_jump": "ops@bastion:2200"}`,
+			notes: []string{"recorded as SSH host web-2"},
+			want:  map[string]wire.Host{"web-2": {ID: "web-2", Host: "10.0.0.5", Port: 22, User: "root", ProxyJump: "ops@bastion:2200"}},
+		},
+		{
+			name:  "proxy jump none",
+			body:  `{"hosts": ["root@10.0.0.5"], "id": "web-3", "proxy_jump": "none"}`,
+			notes: []string{"recorded as SSH host web-3"},
+			want:  map[string]wire.Host{"web-3": {ID: "web-3", Host: "10.0.0.5", Port: 22, User: "root", ProxyJump: "none"}},
+		},
+		{
 			name:  "ssh_fallback false",
 			body:  `{"hosts": ["root@10.0.0.5"], "ssh_fallback": false}`,
 			notes: []string{""},
@@ -230,7 +251,7 @@ func TestBootstrapRecordsSSHHost(t *testing.T) {
 			}
 			for id, w := range tc.want {
 				h := got[id]
-				if h.Host != w.Host || h.Port != w.Port || h.User != w.User || h.Key != w.Key || h.Become != w.Become {
+				if h.Host != w.Host || h.Port != w.Port || h.User != w.User || h.Key != w.Key || h.Become != w.Become || h.ProxyJump != w.ProxyJump {
 					t.Errorf("host %s = %+v; want %+v", id, h, w)
 				}
 			}

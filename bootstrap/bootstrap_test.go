@@ -697,7 +697,7 @@ func TestAgentlessInventory(t *testing.T) {
 	ctx := context.Background()
 	b, ssh := setup(t, "amd64")
 	if _, err := b.Store.AddHost(ctx, inventory.Host{ID: "db1", Address: "10.0.0.9", Port: 2222, User: "admin",
-		KeyPath: "/etc/felix/db.key"}, false, time.Now()); err != nil {
+		KeyPath: "/etc/felix/db.key", ProxyJump: "ops@bastion:2200", Labels: map[string]string{"group": "db"}}, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	h := newFakeHost(t, b.Store, "aarch64")
@@ -711,7 +711,10 @@ func TestAgentlessInventory(t *testing.T) {
 	if r.Login != nil {
 		t.Errorf("login %+v of an inventory host; want none (nothing for the caller to record)", *r.Login)
 	}
-	want := model.SSHTarget{Host: "10.0.0.9", Port: 2222, User: "admin", KeyPath: "/etc/felix/db.key"}
+	// Its jump hosts and labels (which the transport's ssh.jump rules
+	// match) go with it.
+	want := model.SSHTarget{Host: "10.0.0.9", Port: 2222, User: "admin", KeyPath: "/etc/felix/db.key",
+		Jump: []model.SSHHop{{Host: "bastion", Port: 2200, User: "ops"}}, Labels: map[string]string{"group": "db"}}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, v := range h.via {
@@ -731,6 +734,7 @@ func TestMasterURL(t *testing.T) {
 		port        int
 		local       net.Addr
 		unreachable bool
+		jump        string // the target's proxy jump
 		want        string // the config's master; "" when the host fails
 		reason      string // in the failure's reason
 	}{
@@ -738,6 +742,9 @@ func TestMasterURL(t *testing.T) {
 		{name: "derived", port: 9443, local: &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 50123}, want: "https://10.1.2.3:9443"},
 		{name: "derived v6", port: 9443, local: &net.TCPAddr{IP: net.ParseIP("fd00::7"), Port: 50123}, want: "https://[fd00::7]:9443"},
 		{name: "tunnel", port: 9443, local: &net.TCPAddr{IP: net.IPv4zero}, reason: "set bootstrap.master_url"},
+		{name: "jump host", port: 9443, jump: "root@10.0.0.1", reason: "no master URL for a host reached through jump hosts (root@10.0.0.1): " +
+			"nothing installed; set bootstrap.master_url"},
+		{name: "jump host configured", configured: "https://10.0.0.1:8443", jump: "root@10.0.0.1", want: "https://10.0.0.1:8443"},
 		{name: "unreachable", configured: "https://10.9.9.9:8443", unreachable: true,
 			reason: "the host cannot reach the master at https://10.9.9.9:8443"},
 		{name: "unreachable derived", port: 9443, local: &net.TCPAddr{IP: net.ParseIP("10.1.2.3")}, unreachable: true,
@@ -749,7 +756,9 @@ func TestMasterURL(t *testing.T) {
 			h := newFakeHost(t, b.Store, "x86_64")
 			h.local, h.unreachable = tc.local, tc.unreachable
 			ssh["h1"] = h
-			r := b.Host(context.Background(), target("h1"), "")
+			tg := target("h1")
+			tg.SSH.Jump, _ = model.ParseProxyJump(tc.jump)
+			r := b.Host(context.Background(), tg, "")
 			if tc.want == "" {
 				scripts, uploads := h.snapshot()
 				if r.State != StateFailed || !strings.Contains(r.Reason, tc.reason) || len(uploads) != 0 ||

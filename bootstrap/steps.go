@@ -104,11 +104,20 @@ func (b *Bootstrapper) newHostRun(t model.Target, hosts map[string]inventory.Hos
 	h := &hostRun{b: b, t: t, p: pathsUnder(b.InstallRoot), r: r}
 	if ih, ok := hosts[t.SSH.Host]; ok {
 		h.t.SSH = &model.SSHTarget{Host: ih.Address, Port: ih.Port, User: ih.User, KeyPath: ih.KeyPath, Become: ih.Become,
-			RemoteTmp: ih.RemoteTmp}
+			RemoteTmp: ih.RemoteTmp, Labels: ih.Labels}
+		var err error
+		if h.t.SSH.Jump, h.t.SSH.NoJump, err = model.SSHJump(ih.ProxyJump); err != nil {
+			return nil, fmt.Errorf("host %s in the agentless inventory: %w", ih.ID, err)
+		}
 		h.hostID = ih.ID
 	} else {
 		login := *t.SSH
 		r.Login = &login
+	}
+	if len(h.t.SSH.Jump) > 0 && b.MasterURL == "" {
+		return nil, fmt.Errorf("no master URL for a host reached through jump hosts (%s): "+
+			"nothing installed; set bootstrap.master_url to an address the host reaches the master at",
+			model.FormatProxyJump(h.t.SSH.Jump))
 	}
 	return h, nil
 }
@@ -189,7 +198,7 @@ func (h *hostRun) reach(ctx context.Context) error {
 		ta, ok := addr.(*net.TCPAddr)
 		if !ok || ta.IP == nil || ta.IP.IsUnspecified() {
 			return fmt.Errorf("no master URL for this host: the SSH connection's local address is %v "+
-				"(a tunnel?); set bootstrap.master_url", addr)
+				"(through a jump host or tunnel?): nothing installed; set bootstrap.master_url to an address the host reaches the master at", addr)
 		}
 		h.url = (&url.URL{Scheme: "https", Host: net.JoinHostPort(ta.IP.String(), strconv.Itoa(h.b.MasterPort))}).String()
 	}

@@ -11,11 +11,12 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/model"
 )
 
 // cmdBootstrap installs minions over SSH through the master: felix
 // bootstrap root@10.0.0.5 [more] [-f hosts.txt] [--port P] [--id ID]
-// [--key PATH] [--no-ssh-fallback] [--become]. A host not in the agentless inventory
+// [--key PATH] [--no-ssh-fallback] [--become] [--proxy-jump HOSTS]. A host not in the agentless inventory
 // is recorded there with the login used (its minion's SSH fallback) unless
 // --no-ssh-fallback. It exits 1 when any host failed.
 func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
@@ -26,6 +27,7 @@ func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
 	key := fs.String("key", "", "private key file on the master (default: the master's configured keys)")
 	noFallback := fs.Bool("no-ssh-fallback", false, "do not record hosts outside the agentless inventory as SSH hosts (their minion's fallback)")
 	become := fs.Bool("become", false, "the login is not root: install with sudo -n (kept by the recorded SSH host)")
+	proxyJump := fs.String("proxy-jump", "", "jump hosts, [user@]host[:port][,...] as ssh -J (needs bootstrap.master_url; kept by the recorded SSH host)")
 	c, hosts, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -43,11 +45,14 @@ func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
 	if *id != "" && len(hosts) != 1 {
 		return fmt.Errorf("--id names the minion of a single host; %d hosts given", len(hosts))
 	}
+	if _, err := model.ParseProxyJump(*proxyJump); err != nil {
+		return err
+	}
 	if isTerminal(ew) {
 		fmt.Fprintf(ew, "bootstrapping %d host(s)...\n", len(hosts))
 	}
 	var resp wire.BootstrapResponse
-	req := wire.BootstrapRequest{Hosts: hosts, ID: *id, Port: *port, Key: *key, Become: *become}
+	req := wire.BootstrapRequest{Hosts: hosts, ID: *id, Port: *port, Key: *key, Become: *become, ProxyJump: *proxyJump}
 	if *noFallback {
 		req.SSHFallback = new(bool)
 	}

@@ -53,7 +53,7 @@ func TestBootstrap(t *testing.T) {
 
 	list := filepath.Join(t.TempDir(), "hosts.txt")
 	os.WriteFile(list, []byte("# web servers\nroot@10.0.0.2\n\n  10.0.0.3:2222  # the odd one\n"), 0o600)
-	code, out, errOut := run("root@10.0.0.1", "-f", list, "--port", "2200", "--key", "/etc/felix/k")
+	code, out, errOut := run("root@10.0.0.1", "-f", list, "--port", "2200", "--key", "/etc/felix/k", "--proxy-jump", "ops@bastion:2200")
 	if code != 0 {
 		t.Fatalf("exit %d: %s%s", code, out, errOut)
 	}
@@ -65,7 +65,8 @@ func TestBootstrap(t *testing.T) {
 	mu.Lock()
 	req := got[0]
 	mu.Unlock()
-	if strings.Join(req.Hosts, " ") != "root@10.0.0.1 root@10.0.0.2 10.0.0.3:2222" || req.Port != 2200 || req.Key != "/etc/felix/k" || req.ID != "" {
+	if strings.Join(req.Hosts, " ") != "root@10.0.0.1 root@10.0.0.2 10.0.0.3:2222" || req.Port != 2200 || req.Key != "/etc/felix/k" || req.ID != "" ||
+		req.ProxyJump != "ops@bastion:2200" {
 		t.Errorf("request %+v", req)
 	}
 
@@ -77,7 +78,8 @@ func TestBootstrap(t *testing.T) {
 	}
 
 	// Bad input stays local: nothing is sent.
-	for _, args := range [][]string{{}, {"h1", "h2", "--id", "x"}, {"-f", filepath.Join(t.TempDir(), "missing")}} {
+	for _, args := range [][]string{{}, {"h1", "h2", "--id", "x"}, {"-f", filepath.Join(t.TempDir(), "missing")},
+		{"h1", "--proxy-jump", "root@b;id"}, {"h1", "--proxy-jump", "-oProxyCommand=id"}} {
 		code, out, errOut := run(args...)
 		if code == 0 || !strings.HasPrefix(errOut, "felix bootstrap: ") {
 			t.Errorf("felix bootstrap %q: exit %d %s%s; want an error", args, code, out, errOut)

@@ -85,6 +85,7 @@ Usage:
   felix job rerun JOB_ID [--failed] [--async]
                                              run a job again (--failed: its failed hosts)
   felix bootstrap [USER@]HOST[:PORT]... [-f FILE] [--port P] [--id ID] [--key PATH] [--no-ssh-fallback] [--become]
+        [--proxy-jump [U@]JUMP[:P][,...]]
                                              install minions over SSH (rerun: repair, upgrade)
   felix token join [--auto-accept] [--ttl 24h] [--uses N]
                                              issue a join token for new minions

@@ -33,6 +33,9 @@ type netns struct {
 	peer  string // the namespace's end, 10.250.X.2
 	// behind is set by newNetnsBehind: the root namespace cannot reach peer.
 	behind bool
+	// sshdOnlyFrom, when set, is the one address startNsSSHD's sshd takes
+	// logins from (newNetnsBehindWith, routed: front's inner address).
+	sshdOnlyFrom string
 }
 
 func run(t *testing.T, name string, args ...string) error {
@@ -159,7 +162,7 @@ UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
-`, n.peer, hostKey, filepath.Join(dir, "sshd.pid"), filepath.Join(keysDir, "authorized_keys"))), 0o600); err != nil {
+%s`, n.peer, hostKey, filepath.Join(dir, "sshd.pid"), filepath.Join(keysDir, "authorized_keys"), onlyFrom(n))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll("/run/sshd", 0o755) // its privilege separation directory
@@ -211,6 +214,14 @@ LogLevel VERBOSE
 	}
 	f := strings.Fields(string(hp))
 	return &nsSSHD{hostKeyLine: n.peer + " " + f[0] + " " + f[1] + "\n", clientKey: clientKey}
+}
+
+// onlyFrom is the sshd_config line keeping logins to n.sshdOnlyFrom, if set.
+func onlyFrom(n *netns) string {
+	if n.sshdOnlyFrom == "" {
+		return ""
+	}
+	return fmt.Sprintf("AllowUsers root@%s %s@%s\n", n.sshdOnlyFrom, sudoUser, n.sshdOnlyFrom)
 }
 
 // nsSSHDCmd is the command that runs sshd in the namespace, in a mount
@@ -293,9 +304,19 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // bootstrapConfig is the master's [ssh] and [bootstrap] config for the test.
 func bootstrapConfig(knownHosts, key, masterURL, minionDir, root string) string {
-	return fmt.Sprintf("[ssh]\nknown_hosts = %q\nkey_files = [%q]\nagent = false\n"+
+	return bootstrapConfigKeys(knownHosts, []string{key}, masterURL, minionDir, root)
+}
+
+// bootstrapConfigKeys is bootstrapConfig with several key files (a
+// bastion's and its target's).
+func bootstrapConfigKeys(knownHosts string, keys []string, masterURL, minionDir, root string) string {
+	quoted := make([]string, len(keys))
+	for i, k := range keys {
+		quoted[i] = strconv.Quote(k)
+	}
+	return fmt.Sprintf("[ssh]\nknown_hosts = %q\nkey_files = [%s]\nagent = false\n"+
 		"[bootstrap]\nmaster_url = %q\nminion_dir = %q\ntimeout = \"60s\"\ninstall_root = %q\n",
-		knownHosts, key, masterURL, minionDir, root)
+		knownHosts, strings.Join(quoted, ", "), masterURL, minionDir, root)
 }
 
 func (c *cluster) bootstrap(args ...string) (wire.BootstrapResponse, int, string) {
@@ -316,6 +337,10 @@ type bootstrapEnv struct {
 	n                                       *netns
 	sshd                                    *nsSSHD
 	dir, knownHosts, root, masterURL, extra string
+	// With bootstrapOpts.behindBastion: n is behind front, whose sshd is
+	// bastion.
+	front   *netns
+	bastion *nsSSHD
 }
 
 func newBootstrapEnv(t *testing.T, minionDir string) *bootstrapEnv {
@@ -330,6 +355,10 @@ type bootstrapOpts struct {
 	allAddrs bool
 	// sudoUser: the namespace's sshd also has sudoUser.
 	sudoUser bool
+	// behindBastion: the namespace is behind another, front
+	// (newNetnsBehindWith, routed), whose sshd is the only one its sshd
+	// takes logins from; the master listens on front's outer link.
+	behindBastion bool
 }
 
 func newBootstrapEnvWith(t *testing.T, minionDir string, o bootstrapOpts) *bootstrapEnv {
@@ -338,21 +367,30 @@ func newBootstrapEnvWith(t *testing.T, minionDir string, o bootstrapOpts) *boots
 		testenv.Missing(t, "bootstrap is tested on Linux")
 	}
 	e := &bootstrapEnv{n: newNetns(t), dir: t.TempDir()}
+	outer := e.n // the namespace on the master's side
+	var hostKeys string
+	keys := []string{}
+	if o.behindBastion {
+		e.front, e.bastion = e.n, startNsSSHD(t, e.n)
+		e.n = newNetnsBehindWith(t, e.front, true)
+		hostKeys, keys = e.bastion.hostKeyLine, append(keys, e.bastion.clientKey)
+	}
 	e.sshd = startNsSSHDWith(t, e.n, o.sudoUser)
+	hostKeys, keys = hostKeys+e.sshd.hostKeyLine, append(keys, e.sshd.clientKey)
 	e.knownHosts = filepath.Join(e.dir, "known_hosts")
-	if err := os.WriteFile(e.knownHosts, []byte(e.sshd.hostKeyLine), 0o600); err != nil {
+	if err := os.WriteFile(e.knownHosts, []byte(hostKeys), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	e.root = filepath.Join(e.dir, "hostroot")
 	// The master URL is known once the port is: write it after the start.
-	port := freePort(t, e.n.local)
+	port := freePort(t, outer.local)
 	_, p, _ := net.SplitHostPort(port)
-	e.masterURL = "https://" + net.JoinHostPort(e.n.local, p)
+	e.masterURL = "https://" + net.JoinHostPort(outer.local, p)
 	configured := e.masterURL
 	if o.allAddrs {
 		port, configured = net.JoinHostPort("0.0.0.0", p), ""
 	}
-	e.extra = bootstrapConfig(e.knownHosts, e.sshd.clientKey, configured, minionDir, e.root)
+	e.extra = bootstrapConfigKeys(e.knownHosts, keys, configured, minionDir, e.root)
 	e.c = startMasterAtAddr(t, port, e.extra)
 
 	// The minion runs in the namespace until the test ends, under its

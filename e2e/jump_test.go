@@ -19,7 +19,14 @@ import (
 // that range in the root namespace, so nothing sent there from here
 // leaves the machine. Its sshd (startNsSSHD) can only be reached through
 // front's.
-func newNetnsBehind(t *testing.T, front *netns) *netns {
+func newNetnsBehind(t *testing.T, front *netns) *netns { return newNetnsBehindWith(t, front, false) }
+
+// newNetnsBehindWith is newNetnsBehind; routed, front forwards between the
+// two links instead of the blackhole: the namespace's default route is
+// front's inner address and the root namespace routes 10.251.Y.0/30 via
+// front, so its minion reaches a master here and the master reaches the
+// minion. Its sshd is then kept to logins from front by sshdOnlyFrom.
+func newNetnsBehindWith(t *testing.T, front *netns, routed bool) *netns {
 	t.Helper()
 	var b [4]byte
 	rand.Read(b[:])
@@ -36,10 +43,12 @@ func newNetnsBehind(t *testing.T, front *netns) *netns {
 			t.Errorf("remove the namespace: %v", err)
 		}
 	})
-	if err := run(t, "ip", "route", "add", "blackhole", subnet); err != nil {
-		t.Fatal(err)
+	if !routed {
+		if err := run(t, "ip", "route", "add", "blackhole", subnet); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { exec.Command("ip", "route", "del", "blackhole", subnet).Run() })
 	}
-	t.Cleanup(func() { exec.Command("ip", "route", "del", "blackhole", subnet).Run() })
 	veth, peer := "fjf"+tag, "fjb"+tag
 	steps := [][]string{
 		{"ip", "link", "add", veth, "type", "veth", "peer", "name", peer},
@@ -50,6 +59,14 @@ func newNetnsBehind(t *testing.T, front *netns) *netns {
 		{"ip", "netns", "exec", n.name, "ip", "addr", "add", n.peer + "/30", "dev", peer},
 		{"ip", "netns", "exec", n.name, "ip", "link", "set", peer, "up"},
 		{"ip", "netns", "exec", n.name, "ip", "link", "set", "lo", "up"},
+	}
+	if routed {
+		n.sshdOnlyFrom = n.local
+		steps = append(steps,
+			[]string{"ip", "netns", "exec", n.name, "ip", "route", "add", "default", "via", n.local},
+			[]string{"ip", "netns", "exec", front.name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
+			[]string{"ip", "route", "add", subnet, "via", front.peer})
+		t.Cleanup(func() { exec.Command("ip", "route", "del", subnet, "via", front.peer).Run() }) // gone with front's veth, normally
 	}
 	for _, s := range steps {
 		if err := run(t, s[0], s[1:]...); err != nil {

@@ -20,6 +20,11 @@ type BootstrapRequest struct {
 	// Become runs the installation with sudo -n, for a login that is not
 	// root (hosts not in the agentless inventory; those use their own).
 	Become bool `json:"become,omitempty"`
+	// ProxyJump are jump hosts for hosts not in the agentless inventory,
+	// OpenSSH's "[user@]host[:port][,...]" as in HostRequest; kept by the
+	// SSH host recorded. Through a jump host the master URL cannot be
+	// derived: bootstrap.master_url must be set.
+	ProxyJump string `json:"proxy_jump,omitempty"`
 }
 
 // BootstrapResult is one host's outcome.
