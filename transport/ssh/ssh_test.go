@@ -773,15 +773,42 @@ func nobodyDir(t *testing.T) string {
 }
 
 // TestBecomeUser runs commands, scripts and file transfers as another
-// user (sudo -n -u nobody, from root, whom sudoers allows anything),
-// kills its command at the deadline, and refuses a user that is no name.
+// user (sudo -n -u nobody), kills its command at the deadline as that
+// user, and refuses a user that is no name; logged in as root, whom
+// sudoers allows anything, and as a user whose sudoers allows nobody only
+// (so nothing may need root).
 func TestBecomeUser(t *testing.T) {
 	t.Parallel()
 	if _, err := osexec.LookPath("sudo"); err != nil {
 		testenv.Missing(t, "sudo is not installed (make deps installs it)")
 	}
-	s, p := server(t, "127.0.0.61")
-	target := s.Target()
+	tests := []struct {
+		name, host, login string
+		opts              []sshtest.Option
+	}{
+		{"root login", "127.0.0.61", "root", nil},
+		{"login allowed nobody only", "127.0.0.62", "felixbu", []sshtest.Option{sshtest.SudoUser("felixbu", "nobody")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, p := server(t, tt.host, tt.opts...)
+			target := s.Target()
+			target.SSH.User = tt.login
+			testBecomeUser(t, s, p, target)
+			if tt.login == "root" {
+				return
+			}
+			// The test means something: this login may not become root.
+			target.SSH.Become, target.SSH.BecomeUser = true, ""
+			if stdout, _, ex, err := run(t, p, target, model.Command{Line: "id -un"}); err == nil && ex.Code == 0 {
+				t.Errorf("become root as %s: stdout %q, exit %+v; want sudo to refuse", tt.login, stdout, ex)
+			}
+		})
+	}
+}
+
+func testBecomeUser(t *testing.T, s *sshtest.Server, p *ssh.Pool, target model.Target) {
 	target.SSH.BecomeUser = "nobody" // implies Become
 	dir := nobodyDir(t)
 	ctx := context.Background()
@@ -824,8 +851,9 @@ func TestBecomeUser(t *testing.T) {
 	}
 
 	for _, user := range []string{"no body", "-u", "x'y", "Root"} {
-		bad := s.Target()
-		bad.SSH.BecomeUser = user
+		st := *target.SSH
+		st.BecomeUser = user
+		bad := model.Target{ID: target.ID, SSH: &st}
 		_, _, _, err := run(t, p, bad, model.Command{Line: "true"})
 		if err == nil || !strings.Contains(err.Error(), "become user") {
 			t.Errorf("become user %q: error = %v; want it refused", user, err)
