@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/felix-ops/felix/api/wire"
@@ -61,6 +62,25 @@ func TestBecomeUser(t *testing.T) {
 				t.Errorf("felix %v: %s, stdout %q (error %q); want %q", args, r.State, r.Stdout, r.Error, tt.want)
 			}
 		})
+	}
+
+	// felix cp as nobody: the file is nobody's.
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := filepath.Join(t.TempDir(), "app.conf")
+	if err := os.WriteFile(src, []byte("x=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(dir, "app.conf")
+	if out, errOut, code := cl.felix("cp", src, "-t", "bu-plain", dest, "--become-user", "nobody"); code != 0 {
+		t.Fatalf("felix cp --become-user nobody: exit %d\n%s%s", code, out, errOut)
+	}
+	if st, err := os.Stat(dest); err != nil || st.Sys().(*syscall.Stat_t).Uid != 65534 {
+		t.Errorf("stat %s = %v, %v; want it owned by nobody", dest, st, err)
 	}
 
 	out, errOut, code := cl.felix("exec", "-t", "bu-plain", "--become-user", "x;id", "--", "true")
