@@ -154,6 +154,10 @@ func (s *Server) jobOptions(c *gin.Context, o wire.JobOptions, def time.Duration
 		return badRequestf("ssh_user: %v", err)
 	}
 	spec.SSHUser, spec.Become = o.SSHUser, o.Become
+	if err := model.ValidUser(o.BecomeUser); err != nil {
+		return badRequestf("become_user: %v", err)
+	}
+	spec.BecomeUser = o.BecomeUser
 	if err := model.ParseBatch(o.Batch); err != nil {
 		return badRequest{err.Error()}
 	}

@@ -61,6 +61,9 @@ func hostFromRequest(req wire.HostRequest) (inventory.Host, error) {
 	if err := model.ValidUser(req.User); err != nil {
 		return inventory.Host{}, badRequest{err.Error()}
 	}
+	if err := model.ValidUser(req.BecomeUser); err != nil {
+		return inventory.Host{}, badRequestf("become_user: %v", err)
+	}
 	if err := model.ValidKeyPath(req.Key); err != nil {
 		return inventory.Host{}, badRequest{err.Error()}
 	}
@@ -74,12 +77,14 @@ func hostFromRequest(req wire.HostRequest) (inventory.Host, error) {
 		return inventory.Host{}, badRequest{err.Error()}
 	}
 	return inventory.Host{ID: req.ID, Address: req.Host, Port: req.Port, User: req.User, KeyPath: req.Key,
-		Become: req.Become, Labels: req.Labels, RemoteTmp: req.RemoteTmp, ProxyJump: req.ProxyJump}, nil
+		Become: req.Become || req.BecomeUser != "", Labels: req.Labels, RemoteTmp: req.RemoteTmp, ProxyJump: req.ProxyJump,
+		BecomeUser: req.BecomeUser}, nil
 }
 
 func hostView(h inventory.Host, minionState model.KeyState) wire.Host {
 	v := wire.Host{ID: h.ID, Host: h.Address, Port: h.Port, User: h.User, Key: h.KeyPath, Become: h.Become,
 		Labels: h.Labels, Minion: minionState, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt, RemoteTmp: h.RemoteTmp, ProxyJump: h.ProxyJump}
+	v.BecomeUser = h.BecomeUser
 	v.Groups, v.FactsError = h.Groups, h.Facts.Error
 	if h.Facts.JSON != "" {
 		v.Facts, v.FactsGatheredAt = json.RawMessage(h.Facts.JSON), &h.Facts.GatheredAt
@@ -260,7 +265,7 @@ func (s *Server) importHosts(c *gin.Context) {
 	hosts := make([]inventory.Host, len(parsed))
 	for i, h := range parsed {
 		hosts[i] = inventory.Host{ID: h.ID, Address: h.Address, Port: h.Port, User: h.User, KeyPath: h.KeyPath, Become: h.Become,
-			RemoteTmp: h.RemoteTmp, ProxyJump: h.ProxyJump}
+			RemoteTmp: h.RemoteTmp, ProxyJump: h.ProxyJump, BecomeUser: h.BecomeUser}
 		if h.Group != "" {
 			hosts[i].Labels = map[string]string{"group": h.Group}
 		}

@@ -187,6 +187,8 @@ func TestHostsBadInput(t *testing.T) {
 		{"user starting with -", host("user", "-oProxyCommand=x"), []string{"user", "'-'"}},
 		{"user in capitals", host("user", "Root"), []string{"user", "Root"}},
 		{"user too long", host("user", strings.Repeat("a", 33)), []string{"user", "32"}},
+		{"become_user with ;", host("become_user", "pg;reboot"), []string{"become_user", ";"}},
+		{"become_user starting with -", host("become_user", "-s"), []string{"become_user", "'-'"}},
 		{"port 0 means default, -1 is bad", host("port", -1), []string{"port", "-1", "1-65535"}},
 		{"port too large", host("port", 65536), []string{"port", "65536"}},
 		{"port as a string", host("port", "22; reboot"), []string{"port"}},
@@ -507,6 +509,43 @@ func TestExecTransportStored(t *testing.T) {
 	h.waitJob(id)
 	if calls := h.fake.Calls(); len(calls) != 2 || calls[1].Target.Mode != "auto" {
 		t.Errorf("default mode = %q; want auto", calls[len(calls)-1].Target.Mode)
+	}
+}
+
+// TestBecomeUser: a host's become_user is stored, shown and reaches the
+// transport (implying become); a run's become_user replaces it for that
+// run only.
+func TestBecomeUser(t *testing.T) {
+	h := newHarness(t)
+	var got wire.Host
+	h.adminDo("POST", "/api/v1/hosts", wire.HostRequest{ID: "db1", Host: "127.0.0.9", User: "deploy", BecomeUser: "postgres"}, &got, http.StatusCreated)
+	if !got.Become || got.BecomeUser != "postgres" {
+		t.Errorf("POST /hosts = %+v; want become as postgres", got)
+	}
+	got = wire.Host{}
+	h.adminDo("GET", "/api/v1/hosts/db1", nil, &got, http.StatusOK)
+	if !got.Become || got.BecomeUser != "postgres" {
+		t.Errorf("GET /hosts/db1 = %+v; want become as postgres", got)
+	}
+	tests := []struct {
+		opts wire.JobOptions
+		want string // user/become/become_user the transport gets
+	}{
+		{wire.JobOptions{}, "deploy/true/postgres"},
+		{wire.JobOptions{BecomeUser: "app"}, "deploy/true/app"},
+		{wire.JobOptions{SSHUser: "ops", Become: true}, "ops/true/postgres"},
+	}
+	for i, tt := range tests {
+		tt.opts.Targets, tt.opts.Transport = []string{"db1"}, "ssh"
+		h.waitJob(h.submit(wire.ExecRequest{JobOptions: tt.opts, CmdLine: "true"}))
+		calls := h.fake.Calls()
+		if len(calls) != i+1 || calls[i].Target.SSH == nil {
+			t.Fatalf("calls = %+v; want %d", calls, i+1)
+		}
+		st := calls[i].Target.SSH
+		if g := fmt.Sprintf("%s/%v/%s", st.User, st.Become, st.BecomeUser); g != tt.want {
+			t.Errorf("run %+v reached the transport as %s; want %s", tt.opts, g, tt.want)
+		}
 	}
 }
 

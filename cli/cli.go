@@ -41,7 +41,7 @@ Usage:
   felix keys accept|reject|delete ID...      decide on minion keys
   felix hosts [list] [-o json]               list agentless (SSH) hosts
   felix hosts add [USER@]HOST[:PORT] [--id ID] [--user U] [--port P] [--key PATH]
-        [--become] [--remote-tmp DIR] [--proxy-jump [U@]JUMP[:P][,...]] [--label k=v]... [--replace]
+        [--become] [--become-user U] [--remote-tmp DIR] [--proxy-jump [U@]JUMP[:P][,...]] [--label k=v]... [--replace]
                                              add an agentless host
   felix hosts import FILE [--format ini|yaml|roster]
                                              add hosts from a file ([user@]host[:port] a
@@ -111,7 +111,8 @@ Exec flags:
                            SSH when the minion cannot be reached), agent or ssh
   --user U                 SSH login for this run on hosts reached over SSH
   --become                 sudo -n for this run on hosts reached over SSH
-                           (minions ignore both; the host's sshd and sudoers decide)
+  --become-user U          sudo -n -u U for this run (implies --become)
+                           (minions ignore these; the host's sshd and sudoers decide)
   --dry-run                show the hosts it would run on, and how; run nothing
   --async                  print the job id and return at once
   -o json                  print the results as JSON

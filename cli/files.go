@@ -36,10 +36,12 @@ type jobFlags struct {
 	transport *string
 	sshUser   *string
 	become    *bool
+	// becomeUser is --become-user, whom sudo runs as; it implies --become.
+	becomeUser *string
 }
 
 func addJobFlags(fs *pflag.FlagSet) jobFlags {
-	return jobFlags{
+	f := jobFlags{
 		targets:   fs.StringArrayP("target", "t", nil, "targets: ids, globs, IPs, CIDRs, key=value labels or facts (repeatable, comma-separated)"),
 		timeout:   fs.String("timeout", "", "deadline per host, e.g. 30s (default: the master's)"),
 		id:        fs.String("id", "", "your own request id, echoed back"),
@@ -51,6 +53,8 @@ func addJobFlags(fs *pflag.FlagSet) jobFlags {
 		sshUser:   fs.String("user", "", "SSH login for this run on hosts reached over SSH (minions ignore it)"),
 		become:    fs.Bool("become", false, "sudo -n for this run on hosts reached over SSH (minions ignore it)"),
 	}
+	f.becomeUser = fs.String("become-user", "", "sudo -n -u USER for this run on hosts reached over SSH; implies --become (minions ignore it)")
+	return f
 }
 
 // options checks the flags and returns them as a request's job options.
@@ -65,6 +69,10 @@ func (f jobFlags) options() (wire.JobOptions, error) {
 	if err := model.ValidUser(o.SSHUser); err != nil {
 		return o, fmt.Errorf("--user: %w", err)
 	}
+	if err := model.ValidUser(*f.becomeUser); err != nil {
+		return o, fmt.Errorf("--become-user: %w", err)
+	}
+	o.BecomeUser = *f.becomeUser
 	o.Targets = splitTargets(*f.targets)
 	if len(o.Targets) == 0 {
 		return o, fmt.Errorf("no targets: give -t, e.g. -t '*' or -t web01,web02")

@@ -29,6 +29,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 	port := fs.Int("port", 0, "add: SSH port (default 22)")
 	key := fs.String("key", "", "add: private key file on the master (default: the master's keys and agent)")
 	become := fs.Bool("become", false, "add: run commands with sudo -n")
+	becomeUser := fs.String("become-user", "", "add: run commands with sudo -n -u USER (implies --become)")
 	labels := fs.StringArray("label", nil, "add: label key=value (repeatable)")
 	replace := fs.Bool("replace", false, "add: replace a host of the same id")
 	remoteTmp := fs.String("remote-tmp", "", "add: where script and file commands are staged on the host: an absolute DIR or ~/DIR (default: the master's ssh.remote_tmp, else /tmp)")
@@ -43,7 +44,7 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 	if len(rest) > 0 {
 		sub, rest = rest[0], rest[1:]
 	}
-	addFlags := []string{"id", "user", "port", "key", "become", "label", "replace", "remote-tmp", "proxy-jump"}
+	addFlags := []string{"id", "user", "port", "key", "become", "label", "replace", "remote-tmp", "proxy-jump", "become-user"}
 	if sub != "add" {
 		for _, f := range addFlags {
 			if fs.Changed(f) {
@@ -64,13 +65,17 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 		return listHosts(ctx, c, o.Output, w)
 	case "add":
 		if len(rest) != 1 {
-			return fmt.Errorf("want: felix hosts add HOST [--id ID] [--user U] [--port P] [--key PATH] [--become] [--remote-tmp DIR] [--proxy-jump HOSTS] [--label k=v]...")
+			return fmt.Errorf("want: felix hosts add HOST [--id ID] [--user U] [--port P] [--key PATH] [--become] [--become-user U] [--remote-tmp DIR] [--proxy-jump HOSTS] [--label k=v]...")
 		}
 		req := wire.HostRequest{ID: *id, User: *user, Port: *port, Key: *key, Become: *become, ProxyJump: *proxyJump}
 		if err := model.ValidRemoteTmp(*remoteTmp); err != nil {
 			return fmt.Errorf("--remote-tmp: %w", err)
 		}
 		req.RemoteTmp = *remoteTmp
+		if err := model.ValidUser(*becomeUser); err != nil {
+			return fmt.Errorf("--become-user: %w", err)
+		}
+		req.BecomeUser = *becomeUser
 		if _, err := model.ParseProxyJump(req.ProxyJump); err != nil {
 			return err
 		}
@@ -171,7 +176,8 @@ func listHosts(ctx context.Context, c *client, format string, w io.Writer) error
 }
 
 // printHosts prints hosts as a table: ID | ADDRESS | USER | KEY | LABELS.
-// A host with become shows "+sudo" after its user; a minion of the same
+// A host with become shows "+sudo" after its user ("+sudo -u U" when it
+// becomes another user than root); a minion of the same
 // id is noted in the ID column, jump hosts after the address ("via ...").
 func printHosts(w io.Writer, hosts []wire.Host) {
 	t := newTable(w, "ID", "ADDRESS", "USER", "KEY", "LABELS")
@@ -186,6 +192,9 @@ func printHosts(w io.Writer, hosts []wire.Host) {
 		}
 		if h.Become {
 			user += " +sudo"
+		}
+		if h.BecomeUser != "" {
+			user += " -u " + h.BecomeUser
 		}
 		key := h.Key
 		if key == "" {
@@ -289,7 +298,7 @@ func showHost(ctx context.Context, c *client, format, id string, w io.Writer) er
 	t := newTable(w, "FIELD", "VALUE")
 	t.AppendRows([]table.Row{
 		{"id", h.ID}, {"address", net.JoinHostPort(h.Host, strconv.Itoa(h.Port))}, {"user", user}, {"key", h.Key},
-		{"become", h.Become}, {"minion", h.Minion}, {"labels", formatLabels(h.Labels, ", ")},
+		{"become", h.Become}, {"become user", h.BecomeUser}, {"minion", h.Minion}, {"labels", formatLabels(h.Labels, ", ")},
 		{"groups", strings.Join(h.Groups, ", ")}, {"facts gathered", factsAge(h.FactsGatheredAt)},
 	})
 	if h.FactsError != "" {

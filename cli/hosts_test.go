@@ -68,7 +68,7 @@ func newHostsFake(t *testing.T) *hostsFake {
 			if port == 0 {
 				port = 22
 			}
-			reply(w, 201, wire.Host{ID: id, Host: req.Host, Port: port, User: req.User, Key: req.Key, Become: req.Become, Labels: req.Labels,
+			reply(w, 201, wire.Host{ID: id, Host: req.Host, Port: port, User: req.User, Key: req.Key, Become: req.Become || req.BecomeUser != "", BecomeUser: req.BecomeUser, Labels: req.Labels,
 				ProxyJump: req.ProxyJump})
 		case p == "/api/v1/hosts/import":
 			if strings.Contains(string(body), ";") {
@@ -163,6 +163,13 @@ func TestHostsCommands(t *testing.T) {
 			"/etc/felix/k", "--become", "--label", "role=db", "--label", "zone=eu", "--id", "db9"},
 			wantOut: []string{"db9", "10.0.0.9:2200", "root +sudo", "role=db,zone=eu"}, wantReqs: []string{"POST /api/v1/hosts"},
 			wantBody: []string{`"id":"db9"`, `"host":"10.0.0.9"`, `"port":2200`, `"user":"root"`, `"key":"/etc/felix/k"`, `"become":true`}},
+		{name: "add become-user", args: []string{"hosts", "add", "db8", "--user", "ops", "--become-user", "postgres"},
+			wantOut: []string{"db8", "ops +sudo -u postgres"}, wantReqs: []string{"POST /api/v1/hosts"},
+			wantBody: []string{`"user":"ops"`, `"become_user":"postgres"`}},
+		{name: "add bad become-user", args: []string{"hosts", "add", "db8", "--become-user", "pg;id"}, wantCode: 1,
+			wantErr: `--become-user: user "pg;id"`},
+		{name: "become-user is for add", args: []string{"hosts", "list", "--become-user", "pg"}, wantCode: 1,
+			wantErr: "--become-user is for felix hosts add"},
 		{name: "add user@host:port", args: []string{"hosts", "add", "deploy@db9.example:2222"}, wantOut: []string{"db9.example:2222", "deploy"},
 			wantReqs: []string{"POST /api/v1/hosts"}, wantBody: []string{`"host":"db9.example"`, `"port":2222`, `"user":"deploy"`}},
 		{name: "add ipv6 with port", args: []string{"hosts", "add", "[fd00::9]:2222", "--id", "v6"}, wantOut: []string{"[fd00::9]:2222"},
@@ -229,6 +236,10 @@ func TestHostsCommands(t *testing.T) {
 			wantErr: `--transport "rsh": want auto, agent or ssh`},
 		{name: "exec per-run login and sudo", args: []string{"exec", "-t", "*", "--user", "ops", "--become", "--dry-run", "--", "true"},
 			wantReqs: []string{"POST /api/v1/exec?dry_run=true"}, wantBody: []string{`"ssh_user":"ops"`, `"become":true`}},
+		{name: "exec per-run become user", args: []string{"exec", "-t", "*", "--become-user", "app", "--dry-run", "--", "id", "-un"},
+			wantReqs: []string{"POST /api/v1/exec?dry_run=true"}, wantBody: []string{`"become_user":"app"`}},
+		{name: "exec bad become user", args: []string{"exec", "-t", "*", "--become-user", "-s", "--", "true"}, wantCode: 1,
+			wantErr: `--become-user: user "-s"`},
 		{name: "exec bad per-run login", args: []string{"exec", "-t", "*", "--user", "root;id", "--", "true"}, wantCode: 1,
 			wantErr: `--user: user "root;id"`},
 	}

@@ -32,14 +32,16 @@ type Host struct {
 	// Facts are what was last gathered over SSH (HostFacts); filled by
 	// Hosts and Host.
 	Facts HostFacts
+	// BecomeUser is whom become runs as (sudo -n -u); "" is root.
+	BecomeUser string
 }
 
-const hostCols = `id, address, port, user, key_path, become, created_at, updated_at, remote_tmp, proxy_jump`
+const hostCols = `id, address, port, user, key_path, become, created_at, updated_at, remote_tmp, proxy_jump, become_user`
 
 func scanHost(row interface{ Scan(...any) error }) (Host, error) {
 	var h Host
 	var created, updated int64
-	err := row.Scan(&h.ID, &h.Address, &h.Port, &h.User, &h.KeyPath, &h.Become, &created, &updated, &h.RemoteTmp, &h.ProxyJump)
+	err := row.Scan(&h.ID, &h.Address, &h.Port, &h.User, &h.KeyPath, &h.Become, &created, &updated, &h.RemoteTmp, &h.ProxyJump, &h.BecomeUser)
 	h.CreatedAt, h.UpdatedAt = fromMS(created), fromMS(updated)
 	return h, err
 }
@@ -117,11 +119,11 @@ func putHost(ctx context.Context, tx *sql.Tx, h Host, replace bool, now time.Tim
 	if existed && !replace {
 		return true, fmt.Errorf("host %s already exists: %w", h.ID, ErrConflict)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)
+	_, err = tx.ExecContext(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET address=excluded.address, port=excluded.port, user=excluded.user,
 		key_path=excluded.key_path, become=excluded.become, updated_at=excluded.updated_at,
-		remote_tmp=excluded.remote_tmp, proxy_jump=excluded.proxy_jump`,
-		h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, ms(now), ms(now), h.RemoteTmp, h.ProxyJump)
+		remote_tmp=excluded.remote_tmp, proxy_jump=excluded.proxy_jump, become_user=excluded.become_user`,
+		h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, ms(now), ms(now), h.RemoteTmp, h.ProxyJump, h.BecomeUser)
 	return existed, err
 }
 

@@ -30,7 +30,7 @@ func TestHosts(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
 	web := Host{ID: "web1", Address: "10.0.0.7", Port: 2222, User: "deploy", KeyPath: "/etc/felix/id_web",
-		Become: true, RemoteTmp: "~/.felix/stage", Labels: map[string]string{"role": "web"}}
+		Become: true, BecomeUser: "www", RemoteTmp: "~/.felix/stage", Labels: map[string]string{"role": "web"}}
 	created, err := s.AddHost(ctx, web, false, t0)
 	if err != nil || !created {
 		t.Fatalf("AddHost(web1) = %v, %v; want true, nil", created, err)
@@ -42,7 +42,7 @@ func TestHosts(t *testing.T) {
 	want := web
 	want.CreatedAt, want.UpdatedAt = t0, t0
 	if err != nil || got.ID != want.ID || got.Address != want.Address || got.Port != want.Port || got.User != want.User ||
-		got.KeyPath != want.KeyPath || got.Become != want.Become || got.RemoteTmp != want.RemoteTmp || !maps.Equal(got.Labels, want.Labels) ||
+		got.KeyPath != want.KeyPath || got.Become != want.Become || got.BecomeUser != want.BecomeUser || got.RemoteTmp != want.RemoteTmp || !maps.Equal(got.Labels, want.Labels) ||
 		!got.CreatedAt.Equal(t0) || !got.UpdatedAt.Equal(t0) {
 		t.Errorf("Host(web1) = %+v, %v; want %+v", got, err, want)
 	}

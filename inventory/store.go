@@ -247,6 +247,9 @@ var migrations = []string{
 	// 11: an agentless host's jump hosts, OpenSSH's ProxyJump syntax ('' for
 	// none: its group's, if any; "none" for a direct connection).
 	`ALTER TABLE hosts ADD COLUMN proxy_jump TEXT NOT NULL DEFAULT '';`,
+
+	// 12: whom an agentless host's become runs as (sudo -n -u), '' for root.
+	`ALTER TABLE hosts ADD COLUMN become_user TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -22,7 +22,7 @@ import (
 var testHosts = []inventory.Host{
 	{ID: "web1", Address: "10.0.0.1", User: "deploy", Labels: map[string]string{"via": "ssh", "role": "ignored"}},
 	{ID: "web3", Address: "10.0.0.3", Port: 2222},
-	{ID: "web5", Address: "10.0.0.5", Become: true, Labels: map[string]string{"role": "web"}},
+	{ID: "web5", Address: "10.0.0.5", Become: true, BecomeUser: "www", Labels: map[string]string{"role": "web"}},
 	{ID: "ssh1", Address: "10.0.5.1", Port: 2222, KeyPath: "/etc/felix/id_ssh1", Labels: map[string]string{"role": "db"}},
 	{ID: "ssh2", Address: "ssh2.example", User: "admin"},
 }
@@ -45,7 +45,7 @@ func sshOf(id string) *model.SSHTarget {
 			if port == 0 {
 				port = 22
 			}
-			return &model.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become}
+			return &model.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become, BecomeUser: h.BecomeUser}
 		}
 	}
 	panic("no test host " + id)
@@ -193,28 +193,34 @@ func TestRunOverrides(t *testing.T) {
 	addTestHosts(t, store)
 	s := &Service{Store: store}
 	tests := []struct {
-		user   string
-		become bool
-		want   string // id=user/become for hosts with SSH settings
+		user       string
+		become     bool
+		becomeUser string
+		want       string // id=user/become[:become user] for hosts with SSH settings
 	}{
-		{"", false, "ssh1=/false ssh2=admin/false web1=deploy/false web3=/false web5=/true"},
-		{"ops", false, "ssh1=ops/false ssh2=ops/false web1=ops/false web3=ops/false web5=ops/true"},
-		{"", true, "ssh1=/true ssh2=admin/true web1=deploy/true web3=/true web5=/true"},
+		{"", false, "", "ssh1=/false ssh2=admin/false web1=deploy/false web3=/false web5=/true:www"},
+		{"ops", false, "", "ssh1=ops/false ssh2=ops/false web1=ops/false web3=ops/false web5=ops/true:www"},
+		{"", true, "", "ssh1=/true ssh2=admin/true web1=deploy/true web3=/true web5=/true:www"},
+		{"", false, "app", "ssh1=/true:app ssh2=admin/true:app web1=deploy/true:app web3=/true:app web5=/true:app"},
 	}
 	for _, tt := range tests {
 		got, err := s.DryRun(context.Background(), model.JobSpec{CmdType: "line", CmdLine: "true", Targets: []string{"*"},
-			SSHUser: tt.user, Become: tt.become})
+			SSHUser: tt.user, Become: tt.become, BecomeUser: tt.becomeUser})
 		if err != nil {
 			t.Fatalf("DryRun: %v", err)
 		}
 		var parts []string
 		for _, tg := range got {
 			if tg.SSH != nil {
-				parts = append(parts, fmt.Sprintf("%s=%s/%v", tg.ID, tg.SSH.User, tg.SSH.Become))
+				b := fmt.Sprint(tg.SSH.Become)
+				if tg.SSH.BecomeUser != "" {
+					b += ":" + tg.SSH.BecomeUser
+				}
+				parts = append(parts, fmt.Sprintf("%s=%s/%s", tg.ID, tg.SSH.User, b))
 			}
 		}
 		if g := strings.Join(parts, " "); g != tt.want {
-			t.Errorf("DryRun(ssh_user %q, become %v) = %s; want %s", tt.user, tt.become, g, tt.want)
+			t.Errorf("DryRun(ssh_user %q, become %v, become_user %q) = %s; want %s", tt.user, tt.become, tt.becomeUser, g, tt.want)
 		}
 	}
 	// The inventory is unchanged.

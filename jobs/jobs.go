@@ -173,12 +173,15 @@ func (s *Service) targets(ctx context.Context, spec model.JobSpec) ([]model.Targ
 	for i := range targets {
 		t := &targets[i]
 		t.Mode = mode
-		if t.SSH != nil && (spec.SSHUser != "" || spec.Become) {
+		if t.SSH != nil && (spec.SSHUser != "" || spec.Become || spec.BecomeUser != "") {
 			st := *t.SSH // per-run overrides (minions ignore them)
 			if spec.SSHUser != "" {
 				st.User = spec.SSHUser
 			}
 			st.Become = st.Become || spec.Become
+			if spec.BecomeUser != "" {
+				st.Become, st.BecomeUser = true, spec.BecomeUser
+			}
 			t.SSH = &st
 		}
 		if t.Skip != "" {

@@ -231,7 +231,7 @@ func (x *machine) target() model.Target {
 		}
 		t.Addr = net.JoinHostPort(h.Address, strconv.Itoa(port))
 		t.SSH = &model.SSHTarget{Host: h.Address, Port: port, User: h.User, KeyPath: h.KeyPath, Become: h.Become,
-			RemoteTmp: h.RemoteTmp, Labels: x.labels(), Groups: x.groups()}
+			RemoteTmp: h.RemoteTmp, Labels: x.labels(), Groups: x.groups(), BecomeUser: h.BecomeUser}
 		var err error
 		if t.SSH.Jump, t.SSH.NoJump, err = model.SSHJump(h.ProxyJump); err != nil {
 			t.Skip, t.Error = model.StateUnreachable, "proxy_jump: "+err.Error()

@@ -37,6 +37,9 @@ type JobSpec struct {
 	// still decided by the host's sudoers.
 	SSHUser string `json:"ssh_user,omitempty"`
 	Become  bool   `json:"become,omitempty"`
+	// BecomeUser, when set, makes become run as this user (sudo -n -u) on
+	// every host the run reaches over SSH; it implies Become.
+	BecomeUser string `json:"become_user,omitempty"`
 	// Push or Fetch make a file job (CmdType push or fetch).
 	Push  *PushSpec  `json:"push,omitempty"`
 	Fetch *FetchSpec `json:"fetch,omitempty"`

@@ -29,6 +29,9 @@ type SSHTarget struct {
 	User    string // "" means the transport's default (root)
 	KeyPath string // "" means the transport's configured keys and agent
 	Become  bool   // run the command with sudo -n
+	// BecomeUser is whom become runs as (sudo -n -u USER), a
+	// ValidUser name; "" is root. Set, it implies Become.
+	BecomeUser string
 	// RemoteTmp is where script and file commands are staged (ValidRemoteTmp);
 	// "" means the transport's default.
 	RemoteTmp string

@@ -16,6 +16,9 @@ type HostRequest struct {
 	Key    string            `json:"key,omitempty"`  // private key file on the master; default: the configured keys
 	Become bool              `json:"become,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// BecomeUser is whom become runs as (sudo -n -u); it implies become.
+	// Default root.
+	BecomeUser string `json:"become_user,omitempty"`
 	// RemoteTmp is where script and file commands are staged on the host;
 	// default the master's ssh.remote_tmp (model.ValidRemoteTmp).
 	RemoteTmp string `json:"remote_tmp,omitempty"`
@@ -33,6 +36,8 @@ type Host struct {
 	Key    string            `json:"key,omitempty"`
 	Become bool              `json:"become"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// BecomeUser is whom become runs as; "" for root.
+	BecomeUser string `json:"become_user,omitempty"`
 	// RemoteTmp is the host's own staging directory, if it has one.
 	RemoteTmp string `json:"remote_tmp,omitempty"`
 	// ProxyJump as the host was given it; "" when it names none.

@@ -75,6 +75,9 @@ type JobOptions struct {
 	// hosts reached over SSH; minions ignore them.
 	SSHUser string `json:"ssh_user,omitempty"`
 	Become  bool   `json:"become,omitempty"`
+	// BecomeUser makes become run as this user (sudo -n -u) for this run;
+	// it implies become.
+	BecomeUser string `json:"become_user,omitempty"`
 }
 
 // ExecRequest is the body of POST /api/v1/exec. It keeps the seed's fields

@@ -31,7 +31,7 @@ type Host struct {
 	Port    int
 	User    string // "" when the list names none
 	KeyPath string // "" when the list names none
-	Become  bool   // become root with sudo -n
+	Become  bool   // become root (or BecomeUser) with sudo -n
 	Group   string // the first Ansible group the host is listed in; "" for none
 	// RemoteTmp is ansible_remote_tmp, where commands are staged; "" when
 	// the list names none.
@@ -44,6 +44,9 @@ type Host struct {
 	// ansible_ssh_common_args or ansible_ssh_extra_args "-J X" or
 	// "-o ProxyJump=X"; "" for none.
 	ProxyJump string
+	// BecomeUser is ansible_become_user (salt-ssh sudo_user) when it is
+	// not root; "" for root.
+	BecomeUser string
 }
 
 // LineError is one bad line of a list.
@@ -95,13 +98,14 @@ type invHost struct {
 //   - one host a line, "[user@]host[:port]" ("[ipv6]:port" with a port);
 //   - an Ansible INI inventory: [group] sections of "name key=value..."
 //     lines, where ansible_host, ansible_port, ansible_user,
-//     ansible_ssh_private_key_file and ansible_become are read (the name
+//     ansible_ssh_private_key_file, ansible_become and ansible_become_user
+//     are read (the name
 //     is the id; without ansible_host it is also the address), [group:vars]
 //     and [all:vars] give those variables to a group's hosts, and
 //     [group:children] nests groups. Host ranges (web[01:20].example.com,
 //     db[a:c]) are expanded. A host's first group is its Group. Other
 //     variables are ignored; ones felix cannot honour
-//     (another connection type, becoming a user other than root) are
+//     (another connection type, another become method) are
 //     errors rather than surprises.
 //
 // Blank lines and lines starting with '#' or ';' are comments, as is
@@ -446,9 +450,7 @@ func hostVar(k, v string) (name, value string, err error) {
 		}
 		v = strconv.FormatBool(b)
 	case "become_user":
-		if v != "root" {
-			err = fmt.Errorf("%s=%s: felix becomes root only (sudo -n)", k, v)
-		}
+		err = model.ValidUser(v)
 	case "become_method":
 		if v != "sudo" {
 			err = fmt.Errorf("%s=%s: felix becomes root with sudo only", k, v)
@@ -501,6 +503,9 @@ func listHost(id string, vars map[string]string) (Host, error) {
 	if vars["become_user"] != "" && !h.Become {
 		// Harmless, but a sign the inventory means something felix does not do.
 		return h, fmt.Errorf("ansible_become_user without ansible_become")
+	}
+	if u := vars["become_user"]; u != "root" {
+		h.BecomeUser = u
 	}
 	return h, nil
 }

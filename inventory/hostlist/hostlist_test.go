@@ -13,12 +13,20 @@ func brief(inv string) ([]string, []string) {
 	hs, bad := Parse(inv)
 	var out, errs []string
 	for _, h := range hs {
-		out = append(out, fmt.Sprintf("%s %s:%d u=%s k=%s b=%v g=%s", h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become, h.Group))
+		out = append(out, fmt.Sprintf("%s %s:%d u=%s k=%s b=%v g=%s", h.ID, h.Address, h.Port, h.User, h.KeyPath, becomeOf(h), h.Group))
 	}
 	for _, e := range bad {
 		errs = append(errs, fmt.Sprintf("%d: %s", e.Line, e.Reason))
 	}
 	return out, errs
+}
+
+// becomeOf is h's become, with ":USER" when it runs as another user.
+func becomeOf(h Host) string {
+	if h.BecomeUser != "" {
+		return fmt.Sprintf("%v:%s", h.Become, h.BecomeUser)
+	}
+	return fmt.Sprint(h.Become)
 }
 
 func TestParse(t *testing.T) {
@@ -38,6 +46,8 @@ func TestParse(t *testing.T) {
 			[]string{"h1 10.0.0.9:2 u=x k=/k b=false g="}},
 		{"group vars, all vars, host vars win", "[all:vars]\nansible_user=base\nansible_port=2022\n[web]\nw1\nw2 ansible_user=own\n[web:vars]\nansible_user = www\n[db]\nd1\n",
 			[]string{"w1 w1:2022 u=www k= b=false g=web", "w2 w2:2022 u=own k= b=false g=web", "d1 d1:2022 u=base k= b=false g=db"}},
+		{"become another user; root is the default", "[db]\nd1 ansible_become_user=postgres\nd2 ansible_become_user=root\n[db:vars]\nansible_become=yes\n",
+			[]string{"d1 d1:22 u= k= b=true:postgres g=db", "d2 d2:22 u= k= b=true g=db"}},
 		{"children inherit vars", "[web]\nw1\n[prod:children]\nweb\n[prod:vars]\nansible_become=yes\nansible_user=ops\n",
 			[]string{"w1 w1:22 u=ops k= b=true g=web"}},
 		{"a host in two groups keeps the first and merges settings", "[web]\nh1\n[prod]\nh1 ansible_user=ops\n[prod:vars]\nansible_port=2200\n",
@@ -131,7 +141,7 @@ func TestParseBadLines(t *testing.T) {
 		{"conflicting duplicate", "[a]\nh1 ansible_user=x\n[b]\nh1 ansible_user=y\n", []int{4}, []string{"line 4", "line 2"}},
 		{"not key=value", "h1 ansible_user\n", []int{1}, []string{"line 1", "key=value"}},
 		{"unsupported connection", "h1 ansible_connection=local\n", []int{1}, []string{"line 1", "ssh only"}},
-		{"become another user", "h1 ansible_become=yes ansible_become_user=postgres\n", []int{1}, []string{"line 1", "root"}},
+		{"become a bad user", "h1 ansible_become=yes ansible_become_user=Post;gres\n", []int{1}, []string{"line 1", "not allowed"}},
 		{"ipv6 needs a name", "[fd00::1]:22\n", []int{1}, []string{"line 1", "ansible_host"}},
 		{"bad range", "web[9:1]\n", []int{1}, []string{"line 1", "range"}},
 		{"control characters", "h1\x1b[2J\n", []int{1}, []string{"line 1"}},

@@ -339,7 +339,7 @@ var rosterVars = map[string]string{
 }
 
 // ParseRoster reads a salt-ssh roster: a mapping of ids, each with host,
-// port, user, priv (a key file) and sudo; sudo_user must be root. A
+// port, user, priv (a key file), sudo and sudo_user (whom sudo runs as). A
 // password (passwd) is refused: felix takes passwords from the
 // environment only. Checks and limits are as in Parse.
 func ParseRoster(text string) ([]Host, []LineError) {

@@ -13,7 +13,7 @@ func briefFormat(inv, format string) ([]string, []string) {
 	hs, bad := ParseFormat(inv, format)
 	var out, errs []string
 	for _, h := range hs {
-		out = append(out, fmt.Sprintf("%s %s:%d u=%s k=%s b=%v g=%s gs=%s", h.ID, h.Address, h.Port, h.User, h.KeyPath, h.Become,
+		out = append(out, fmt.Sprintf("%s %s:%d u=%s k=%s b=%v g=%s gs=%s", h.ID, h.Address, h.Port, h.User, h.KeyPath, becomeOf(h),
 			h.Group, strings.Join(h.Groups, ",")))
 	}
 	for _, e := range bad {
@@ -88,6 +88,10 @@ func TestParseFormats(t *testing.T) {
 				"bare.example bare.example:22 u= k= b=false g= gs="}},
 		{"roster detected", FormatAuto, "web1:\n  host: 10.0.0.1\n  sudo_user: root\n  sudo: yes\n",
 			[]string{"web1 10.0.0.1:22 u= k= b=true g= gs="}},
+		{"roster sudo_user", FormatRoster, "db1:\n  host: 10.0.0.2\n  sudo: true\n  sudo_user: postgres\n",
+			[]string{"db1 10.0.0.2:22 u= k= b=true:postgres g= gs="}},
+		{"yaml become_user", FormatYAML, "all:\n  hosts:\n    h1: {ansible_become: yes, ansible_become_user: app}\n",
+			[]string{"h1 h1:22 u= k= b=true:app g= gs="}},
 		{"host lines stay ini", FormatAuto, "10.0.0.1\nroot@h2:2222\n",
 			[]string{"10.0.0.1 10.0.0.1:22 u= k= b=false g= gs=", "h2 h2:2222 u=root k= b=false g= gs="}},
 	}
@@ -125,8 +129,8 @@ func TestParseFormatErrors(t *testing.T) {
 		{"yaml over MaxHosts", FormatYAML, "all:\n  hosts:\n    h[0:9999]:\n    g[0:9999]:\n    f[0:9]:\n", []string{"5: over 20000 hosts"}},
 		{"yaml two documents", FormatYAML, "all:\n---\nall:\n", []string{"1: one YAML document"}},
 		{"roster password", FormatRoster, "web1:\n  host: 10.0.0.1\n  passwd: secret\n", []string{"3: FELIX_SSH_PASSWORD"}},
-		{"roster bad values", FormatRoster, "a:\n  host: $(reboot)\nb:\n  port: x\nc:\n  sudo_user: postgres\n  sudo: true\nd: 7\n",
-			[]string{"2: host", "4: port", "6: root", "8: want a mapping"}},
+		{"roster bad values", FormatRoster, "a:\n  host: $(reboot)\nb:\n  port: x\nc:\n  sudo_user: Post;gres\n  sudo: true\nd: 7\n",
+			[]string{"2: host", "4: port", "6: not allowed", "8: want a mapping"}},
 		{"unknown format", "toml", "h1\n", []string{"0: format \"toml\""}},
 	}
 	for _, tt := range tests {

@@ -139,7 +139,7 @@ func (p *Pool) removeJobDir(s hostSpec, st stage) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.conf().ConnectTimeout+30*time.Second)
 	defer cancel()
-	_, stderr, code, err := p.runPlain(ctx, s, plainCommand("rm -rf -- "+st.dir, s.become), false)
+	_, stderr, code, err := p.runPlain(ctx, s, plainCommand("rm -rf -- "+st.dir, s.sudo()), false)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("rm exited %d: %s", code, firstLine(stderr))
 	}
@@ -186,7 +186,7 @@ func (p *Pool) openSFTP(ctx context.Context, s hostSpec) (*sftp.Client, error) {
 	var ss *session
 	var err error
 	if s.become {
-		ss, err = p.startSession(ctx, s, false, "exec", shellCommand(sftpServerScript, true))
+		ss, err = p.startSession(ctx, s, false, "exec", shellCommand(sftpServerScript, s.sudo()))
 	} else {
 		ss, err = p.startSession(ctx, s, false, "subsystem", "sftp")
 	}

@@ -39,7 +39,7 @@ func TestWrapperLocally(t *testing.T) {
 		env:  []string{"A=" + inject, "B=x\ny\\n\\\\ %b"},
 		dir:  sub,
 	}
-	cmd := exec.Command("/bin/sh", "-c", shellCommand(wrapperScript, false))
+	cmd := exec.Command("/bin/sh", "-c", shellCommand(wrapperScript, ""))
 	cmd.Stdin = bytes.NewReader(r.payload("tok"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -57,7 +57,7 @@ func TestWrapperLocally(t *testing.T) {
 		t.Errorf("a value was run as code")
 	}
 
-	cmd = exec.Command("/bin/sh", "-c", shellCommand(wrapperScript, false))
+	cmd = exec.Command("/bin/sh", "-c", shellCommand(wrapperScript, ""))
 	cmd.Stdin = bytes.NewReader(runSpec{line: "touch " + pwned, dir: dir + "/missing"}.payload("tok"))
 	out, _ := cmd.CombinedOutput()
 	if string(out) != "tok cd\n" {

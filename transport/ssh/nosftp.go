@@ -21,10 +21,10 @@ type noSFTPCache struct {
 }
 
 // cacheKey is s's login under its settings generation; become runs
-// another sftp-server (under sudo).
+// another sftp-server (under sudo, as root or the become user).
 func (c *noSFTPCache) cacheKey(s hostSpec) string {
 	if s.become {
-		return s.key + "\x00become"
+		return s.key + "\x00become " + s.becomeUser
 	}
 	return s.key
 }

@@ -135,7 +135,7 @@ func (p *Pool) remoteSHA256(ctx context.Context, s hostSpec, c remoteFS, file st
 		return sum, err
 	}
 	if size > readBackMax && hashablePath.MatchString(file) && model.CheckPath(file) == nil && p.startNested() {
-		stdout, _, code, err := p.runPlain(ctx, s, plainCommand("sha256sum -- "+file, s.become), true)
+		stdout, _, code, err := p.runPlain(ctx, s, plainCommand("sha256sum -- "+file, s.sudo()), true)
 		p.endKill()
 		if err == nil && code == 0 && len(stdout) >= 64 {
 			if b, err := hex.DecodeString(string(stdout[:64])); err == nil && len(b) == sha256.Size {

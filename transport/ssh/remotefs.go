@@ -136,7 +136,7 @@ var errNoSHA256Sum = errors.New("sha256sum is not installed on the host")
 
 // start starts script with args sent as values on its standard input.
 func (f *execFS) start(script string, args ...string) (*session, error) {
-	ss, err := f.p.startSession(f.ctx, f.s, false, "exec", shellCommand(fsPrelude+script, f.s.become))
+	ss, err := f.p.startSession(f.ctx, f.s, false, "exec", shellCommand(fsPrelude+script, f.s.sudo()))
 	if err != nil {
 		return nil, err
 	}

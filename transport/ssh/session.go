@@ -402,20 +402,16 @@ const wrapperScript = `set -f; IFS= read -r t || exit 126; IFS= read -r d || exi
 	`if [ -n "$x" ]; then exec "$x" env -- "$@" /bin/sh -c -- "$c" </dev/null; fi; exec env -- "$@" /bin/sh -c -- "$c" </dev/null`
 
 // shellCommand is the command sshd gives the login shell to run script,
-// which is fixed text, with /bin/sh (under sudo -n when become).
-func shellCommand(script string, become bool) string {
-	if become {
-		return "exec sudo -n /bin/sh -c '" + script + "'"
-	}
-	return "exec /bin/sh -c '" + script + "'"
+// which is fixed text, with /bin/sh under sudo, a hostSpec's sudo prefix
+// ("" for none).
+func shellCommand(script, sudo string) string {
+	return "exec " + sudo + "/bin/sh -c '" + script + "'"
 }
 
-// plainCommand is a fixed command line, under sudo -n when become.
-func plainCommand(cmd string, become bool) string {
-	if become {
-		return "exec sudo -n " + cmd
-	}
-	return "exec " + cmd
+// plainCommand is a fixed command line under sudo, a hostSpec's sudo
+// prefix ("" for none).
+func plainCommand(cmd, sudo string) string {
+	return "exec " + sudo + cmd
 }
 
 // payload is what the wrapper reads on its standard input.
@@ -453,7 +449,7 @@ func newToken() string {
 // timeout or when ctx ends, the remote process group is killed.
 func (p *Pool) run(ctx context.Context, s hostSpec, r runSpec, out model.OutputFunc) (model.Exit, error) {
 	token := newToken()
-	ss, err := p.startSession(ctx, s, false, "exec", shellCommand(wrapperScript, s.become))
+	ss, err := p.startSession(ctx, s, false, "exec", shellCommand(wrapperScript, s.sudo()))
 	if err != nil {
 		return model.Exit{}, err
 	}
@@ -700,7 +696,7 @@ func (p *Pool) kill(s hostSpec, status *statusFilter, sessionDone <-chan struct{
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.conf().ConnectTimeout+killGrace+10*time.Second)
 	defer cancel()
-	cmd := shellCommand(killScript(status.pgid, killGrace), s.become)
+	cmd := shellCommand(killScript(status.pgid, killGrace), s.sudo())
 	_, _, _, err := p.runPlain(ctx, s, cmd, true)
 	if errors.Is(err, errSessionLimit) {
 		// The connection is full: kill over a connection of its own.

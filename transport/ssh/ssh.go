@@ -219,6 +219,9 @@ type hostSpec struct {
 	user    string
 	keyPath string
 	become  bool
+	// becomeUser is the user become runs as, through sudo -n -u; "" is
+	// root. Checked by model.ValidUser, so safe to quote into a command.
+	becomeUser string
 	// remoteTmp is the host's own staging directory; "" means Config.RemoteTmp.
 	remoteTmp string
 	jump      []model.SSHHop // jump hosts to tunnel through, first hop first
@@ -229,6 +232,19 @@ type hostSpec struct {
 }
 
 func (s hostSpec) String() string { return s.user + "@" + s.addr }
+
+// sudo is the prefix of a remote command line that runs it under become:
+// "" without become, "sudo -n " as root, "sudo -n -u 'USER' " as the
+// become user (a valid model.ValidUser name, quoted as its own word).
+func (s hostSpec) sudo() string {
+	switch {
+	case !s.become:
+		return ""
+	case s.becomeUser == "":
+		return "sudo -n "
+	}
+	return "sudo -n -u '" + s.becomeUser + "' "
+}
 
 // NewPool returns a Pool; it fails on an unreadable known_hosts file or a
 // bad policy.
@@ -377,7 +393,7 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 	}
 	set := p.conf()
 	st := set.applyHostConfig(*t.SSH)
-	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become, jump: st.Jump, remoteTmp: st.RemoteTmp, set: set}
+	s := hostSpec{id: t.ID, host: st.Host, port: st.Port, user: st.User, keyPath: st.KeyPath, become: st.Become || st.BecomeUser != "", becomeUser: st.BecomeUser, jump: st.Jump, remoteTmp: st.RemoteTmp, set: set}
 	if s.id == "" {
 		s.id = s.host
 	}
@@ -394,6 +410,8 @@ func (p *Pool) spec(t model.Target) (hostSpec, error) {
 		return hostSpec{}, fmt.Errorf("host %s: bad SSH port %d", s.id, s.port)
 	case strings.IndexFunc(s.user, badHostRune) >= 0 || s.user[0] == '-':
 		return hostSpec{}, fmt.Errorf("host %s: bad SSH user %q", s.id, s.user)
+	case model.ValidUser(s.becomeUser) != nil:
+		return hostSpec{}, fmt.Errorf("host %s: become user: %w", s.id, model.ValidUser(s.becomeUser))
 	case strings.ContainsRune(s.keyPath, 0):
 		return hostSpec{}, fmt.Errorf("host %s: bad SSH key path %q", s.id, s.keyPath)
 	}

@@ -752,6 +752,115 @@ func TestBecome(t *testing.T) {
 	}
 }
 
+// nobodyDir returns a directory the user nobody owns, on a path it can
+// reach (the test's temporary directories are opened to all).
+func nobodyDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub := filepath.Join(dir, "nobody")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sub, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
+// TestBecomeUser runs commands, scripts and file transfers as another
+// user (sudo -n -u nobody), kills its command at the deadline as that
+// user, and refuses a user that is no name; logged in as root, whom
+// sudoers allows anything, and as a user whose sudoers allows nobody only
+// (so nothing may need root).
+func TestBecomeUser(t *testing.T) {
+	t.Parallel()
+	if _, err := osexec.LookPath("sudo"); err != nil {
+		testenv.Missing(t, "sudo is not installed (make deps installs it)")
+	}
+	tests := []struct {
+		name, host, login string
+		opts              []sshtest.Option
+	}{
+		{"root login", "127.0.0.61", "root", nil},
+		{"login allowed nobody only", "127.0.0.62", "felixbu", []sshtest.Option{sshtest.SudoUser("felixbu", "nobody")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, p := server(t, tt.host, tt.opts...)
+			target := s.Target()
+			target.SSH.User = tt.login
+			testBecomeUser(t, s, p, target)
+			if tt.login == "root" {
+				return
+			}
+			// The test means something: this login may not become root.
+			target.SSH.Become, target.SSH.BecomeUser = true, ""
+			if stdout, _, ex, err := run(t, p, target, model.Command{Line: "id -un"}); err == nil && ex.Code == 0 {
+				t.Errorf("become root as %s: stdout %q, exit %+v; want sudo to refuse", tt.login, stdout, ex)
+			}
+		})
+	}
+}
+
+func testBecomeUser(t *testing.T, s *sshtest.Server, p *ssh.Pool, target model.Target) {
+	target.SSH.BecomeUser = "nobody" // implies Become
+	dir := nobodyDir(t)
+	ctx := context.Background()
+
+	stdout, stderr, ex := mustRun(t, p, target, model.Command{Line: "id -un; echo $FELIX_X", Env: []string{"FELIX_X=kept"}})
+	if stdout != "nobody\nkept\n" || ex.Code != 0 {
+		t.Errorf("id -un = %q (stderr %q, exit %+v); want nobody", stdout, stderr, ex)
+	}
+	stdout, _, ex = mustRun(t, p, target, model.Command{Line: "./s.sh; stat -c %U .", File: fileOf("s.sh", []byte("#!/bin/sh\nid -un\n"))})
+	if stdout != "nobody\nnobody\n" || ex.Code != 0 {
+		t.Errorf("script as nobody: stdout %q, exit %+v; want it run by nobody in nobody's directory", stdout, ex)
+	}
+
+	pidFile := filepath.Join(dir, "pid")
+	_, _, ex, err := run(t, p, target, model.Command{Line: "sleep 300 & echo $! > " + pidFile + "; wait", Timeout: time.Second})
+	if err != nil || !ex.TimedOut {
+		t.Errorf("exit %+v, %v; want TimedOut", ex, err)
+	}
+	waitGone(t, readPID(t, pidFile))
+
+	up := filepath.Join(dir, "up")
+	if err := p.Upload(ctx, target, up, strings.NewReader("x"), 0o600); err != nil {
+		t.Errorf("Upload as nobody: %v", err)
+	}
+	put := filepath.Join(dir, "put")
+	if res, err := p.Put(ctx, target, putFile(put, []byte("y"), nil)); err != nil || !res.Changed {
+		t.Errorf("Put as nobody = %+v, %v", res, err)
+	}
+	for _, path := range []string{up, put} {
+		if st, err := os.Stat(path); err != nil || st.Sys().(*syscall.Stat_t).Uid != 65534 {
+			t.Errorf("stat %s = %v, %v; want it owned by nobody", path, st, err)
+		}
+	}
+	if b, err := p.ReadFile(ctx, target, up); err != nil || string(b) != "x" {
+		t.Errorf("ReadFile as nobody = %q, %v", b, err)
+	}
+	// nobody cannot write where root alone may.
+	if err := p.Upload(ctx, target, filepath.Join(t.TempDir(), "f"), strings.NewReader("x"), 0o600); err == nil {
+		t.Errorf("Upload as nobody into root's 0700 directory: no error")
+	}
+
+	for _, user := range []string{"no body", "-u", "x'y", "Root"} {
+		st := *target.SSH
+		st.BecomeUser = user
+		bad := model.Target{ID: target.ID, SSH: &st}
+		_, _, _, err := run(t, p, bad, model.Command{Line: "true"})
+		if err == nil || !strings.Contains(err.Error(), "become user") {
+			t.Errorf("become user %q: error = %v; want it refused", user, err)
+		}
+	}
+}
+
 // The tests below set environment variables, so they do not run in
 // parallel with others.
 

@@ -169,7 +169,8 @@ type stage struct {
 // straight in the one that worked last time.
 func (p *Pool) makeJobDir(ctx context.Context, s hostSpec, out model.OutputFunc) (stage, error) {
 	cands := stageCandidates(s)
-	key := s.key + "\x00" + strings.Join(cands, "\x00")
+	// The user the stage script runs as decides what it can make and run.
+	key := s.key + "\x00" + s.sudo() + "\x00" + strings.Join(cands, "\x00")
 	if last, known := p.stages.get(key); known {
 		trusted := cands
 		if last >= 0 {
@@ -211,7 +212,7 @@ func (p *Pool) makeJobDir(ctx context.Context, s hostSpec, out model.OutputFunc)
 // directory it made and what failed before it, for messages.
 func (p *Pool) stageIn(ctx context.Context, s hostSpec, mode string, cands []string) (stage, []string, error) {
 	in := mode + "\n" + strings.Join(cands, "\n") + "\n"
-	stdout, stderr, code, err := p.runPlainInput(ctx, s, shellCommand(stageScript, s.become), false, []byte(in))
+	stdout, stderr, code, err := p.runPlainInput(ctx, s, shellCommand(stageScript, s.sudo()), false, []byte(in))
 	if err != nil {
 		return stage{}, nil, err
 	}

@@ -32,7 +32,7 @@ func TestStageScriptLocally(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command("/bin/sh", "-c", shellCommand(stageScript, false))
+			cmd := exec.Command("/bin/sh", "-c", shellCommand(stageScript, ""))
 			cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
 			cmd.Stdin = strings.NewReader(tt.mode + "\n" + strings.Join(tt.cands, "\n") + "\n")
 			out, err := cmd.Output()

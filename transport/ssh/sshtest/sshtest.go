@@ -68,6 +68,21 @@ type options struct {
 	tmpfs       []string // "path" then "exec" or "noexec", pairs
 	noSFTP      bool
 	sftpServer  bool
+	sudoUser    [2]string // a login and whom it may sudo to
+}
+
+// SudoUserUID is the uid (and gid) of SudoUser's login.
+const SudoUserUID = 4322
+
+// SudoUser adds, in a private mount namespace of the sshd process only
+// (copies of /etc/passwd, group, shadow and sudoers bind-mounted over the
+// real ones), a login user (uid SudoUserUID, shell /bin/sh, a home of its
+// own) that accepts ClientKey and whose sudoers entry lets it run anything
+// as runas and nobody else, without a password: "user ALL=(runas)
+// NOPASSWD: ALL". The test is skipped when mount namespaces or sudo are
+// not available.
+func SudoUser(user, runas string) Option {
+	return func(o *options) { o.sudoUser = [2]string{user, runas} }
 }
 
 // Password enables password authentication and gives User this password,
@@ -153,7 +168,12 @@ func Start(t testing.TB, host string, opts ...Option) *Server {
 	if os.Geteuid() != 0 {
 		testenv.Missing(t, "sshd tests need root (running as uid %d)", os.Geteuid())
 	}
-	if o.password != "" || o.shell != "" || len(o.noexec) > 0 || len(o.tmpfs) > 0 {
+	if o.sudoUser[0] != "" {
+		if _, err := osexec.LookPath("sudo"); err != nil {
+			testenv.Missing(t, "sudo is not installed (make deps installs it): %v", err)
+		}
+	}
+	if o.password != "" || o.shell != "" || len(o.noexec) > 0 || len(o.tmpfs) > 0 || o.sudoUser[0] != "" {
 		if err := osexec.Command("unshare", "-m", "true").Run(); err != nil {
 			testenv.Missing(t, "sshd with its own password, shell or mounts needs mount namespaces (unshare -m): %v", err)
 		}
@@ -188,14 +208,40 @@ func Start(t testing.TB, host string, opts ...Option) *Server {
 	// Mounts in sshd's mount namespace, triples of an operation and two
 	// paths: files bind-mounted over /etc ones, noexec paths, tmpfs.
 	var overlays []string
+	shadow, passwd := filepath.Join(dir, "shadow"), filepath.Join(dir, "passwd")
 	if o.password != "" {
-		shadow := filepath.Join(dir, "shadow")
 		writeShadow(t, shadow, s.User, o.password)
-		overlays = append(overlays, "bind", shadow, "/etc/shadow")
 	}
 	if o.shell != "" {
-		passwd := filepath.Join(dir, "passwd")
 		writePasswd(t, passwd, s.User, o.shell, "")
+	}
+	if u := o.sudoUser[0]; u != "" {
+		home := filepath.Join(dir, "home-"+u)
+		if err := os.Mkdir(home, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(home, SudoUserUID, SudoUserUID); err != nil {
+			t.Fatal(err)
+		}
+		id := strconv.Itoa(SudoUserUID)
+		appendCopy(t, passwd, "/etc/passwd", u+":x:"+id+":"+id+":felix test:"+home+":/bin/sh", 0o644)
+		appendCopy(t, filepath.Join(dir, "group"), "/etc/group", u+":x:"+id+":", 0o644)
+		// sudo's PAM account check wants an entry: no password, not locked.
+		appendCopy(t, shadow, "/etc/shadow", u+":*:19000:0:99999:7:::", 0o640)
+		appendCopy(t, filepath.Join(dir, "sudoers"), "/etc/sudoers", u+" ALL=("+o.sudoUser[1]+") NOPASSWD: ALL", 0o440)
+		// sshd reads the authorized keys as the user: give it the way there
+		// (the private keys in dir stay 0600).
+		for p, mode := range map[string]os.FileMode{filepath.Dir(dir): 0o755, dir: 0o755, s.authorizedKeys: 0o644} {
+			if err := os.Chmod(p, mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		overlays = append(overlays, "bind", filepath.Join(dir, "group"), "/etc/group", "bind", filepath.Join(dir, "sudoers"), "/etc/sudoers")
+	}
+	if o.password != "" || o.sudoUser[0] != "" {
+		overlays = append(overlays, "bind", shadow, "/etc/shadow")
+	}
+	if o.shell != "" || o.sudoUser[0] != "" {
 		overlays = append(overlays, "bind", passwd, "/etc/passwd")
 	}
 	for _, p := range o.noexec {
@@ -506,6 +552,28 @@ func writePasswd(t testing.TB, path, user, shell, home string) {
 	}
 	if err := os.WriteFile(path, []byte(strings.Join(out, "\n")+"\n"), 0o644); err != nil {
 		t.Fatalf("write passwd: %v", err)
+	}
+}
+
+// appendCopy writes to path a copy of itself, if it exists, else of src,
+// with line added at the end, and gives it mode.
+func appendCopy(t testing.TB, path, src, line string, mode os.FileMode) {
+	t.Helper()
+	old, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		old, err = os.ReadFile(src)
+	}
+	if err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+	if len(old) > 0 && old[len(old)-1] != '\n' {
+		old = append(old, '\n')
+	}
+	if err := os.WriteFile(path, append(old, line+"\n"...), mode); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
 	}
 }
 
