@@ -23,6 +23,7 @@ import (
 func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("exec")
 	jf := addJobFlags(fs)
+	v := addViewFlags(fs)
 	script := fs.String("script", "", "run this local script on the targets; args after -- are its arguments")
 	file := fs.String("file", "", "upload this local file and run COMMAND in its directory")
 	c, rest, err := parse(fs, o, args)
@@ -65,7 +66,7 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
-	return followJob(ctx, c, id, w, ew, o.Output)
+	return followJob(ctx, c, id, w, ew, o.Output, *v)
 }
 
 // attach puts the local file at path into req: as text when it is UTF-8
@@ -114,12 +115,12 @@ func printAccepted(w io.Writer, format string, acc wire.ExecAccepted) error {
 }
 
 // followJob waits for a job, showing its progress, and prints its results.
-func followJob(ctx context.Context, c *client, jobID string, w, ew io.Writer, format string) error {
+func followJob(ctx context.Context, c *client, jobID string, w, ew io.Writer, format string, v view) error {
 	job, err := follow(ctx, c, jobID, ew)
 	if err != nil {
 		return err
 	}
-	return showJob(ctx, c, job, w, format)
+	return showJob(ctx, c, job, w, format, v)
 }
 
 func printDryRun(w io.Writer, format string, dr wire.DryRun) error {
@@ -148,6 +149,7 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 	failed := fs.Bool("failed", false, "rerun: only the hosts that did not end ok")
 	async := fs.Bool("async", false, "rerun: print the new job id and return at once")
 	stderr := fs.Bool("stderr", false, "output: the host's stderr instead of its stdout")
+	v := addViewFlags(fs)
 	raw := fs.Bool("raw", false, "output: the bytes as stored even on a terminal (else escapes are shown, not acted on)")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
@@ -197,13 +199,13 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 		if *async {
 			return printAccepted(w, o.Output, acc)
 		}
-		return followJob(ctx, c, acc.JobID, w, ew, o.Output)
+		return followJob(ctx, c, acc.JobID, w, ew, o.Output, *v)
 	}
 	var job wire.Job
 	if err := c.do(ctx, "GET", path, nil, &job); err != nil {
 		return err
 	}
-	return showJob(ctx, c, job, w, o.Output)
+	return showJob(ctx, c, job, w, o.Output, *v)
 }
 
 // jobOutput prints a host's whole stored output in a job as it arrives:

@@ -165,7 +165,7 @@ func cmdCp(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
-	return followJob(ctx, c, id, w, ew, o.Output)
+	return followJob(ctx, c, id, w, ew, o.Output, view{})
 }
 
 // upload makes sure the master stores the content of the local file at

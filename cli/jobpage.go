@@ -48,8 +48,13 @@ func eachPage(ctx context.Context, c *client, first wire.Job, fn func(wire.Job) 
 
 // showJob prints a job from its first page on, page by page, as format
 // says, and returns errFailed when a host did not end ok.
-func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format string) error {
+func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format string, v view) error {
 	failed, hosts := false, 0
+	var unreachable []string
+	var fold *folder
+	if !v.noFold {
+		fold = &folder{}
+	}
 	var js *jobJSON
 	if format == "json" {
 		js = &jobJSON{w: w}
@@ -61,6 +66,9 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 		hosts += len(page.Results)
 		for _, r := range page.Results {
 			failed = failed || r.State != model.StateOK
+			if r.State == model.StateUnreachable {
+				unreachable = append(unreachable, r.Host)
+			}
 		}
 		switch {
 		case js != nil:
@@ -77,6 +85,10 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 			printApplyJob(w, page)
 		case page.CmdType == model.CmdUpgrade:
 			printUpgradeJob(w, page)
+		case fold != nil:
+			for _, r := range page.Results {
+				fold.add(r)
+			}
 		default:
 			printResults(w, page.Results)
 		}
@@ -85,12 +97,21 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 	if err != nil {
 		return err
 	}
+	if fold != nil && js == nil {
+		if err := fold.render(w, first.JobID, v.lines); err != nil {
+			return err
+		}
+	}
 	if js != nil {
 		if err := js.end(last.Deliveries); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(w, "job %s: %s\n", first.JobID, summary(first, hosts))
+		line := summary(first, hosts)
+		if len(unreachable) > 0 {
+			line += "; unreachable: " + hostSet(unreachable)
+		}
+		fmt.Fprintf(w, "job %s: %s\n", visible(first.JobID), visible(line))
 		for _, d := range last.Deliveries {
 			fmt.Fprintln(w, visible(delivery(d)))
 		}
@@ -105,13 +126,7 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 func printResults(w io.Writer, results []wire.HostResult) {
 	t := newTable(w, "HOST", "STATE", "EXIT", "TRANSPORT", "TIME", "OUTPUT")
 	for _, r := range results {
-		exit := fmt.Sprint(r.ExitCode)
-		if r.Signal != "" {
-			exit = r.Signal
-		} else if r.ExitCode < 0 {
-			exit = "-"
-		}
-		t.AppendRow(table.Row{r.Host, r.State, exit, r.Transport, (time.Duration(r.DurationMS) * time.Millisecond).String(), output(r)})
+		t.AppendRow(table.Row{r.Host, r.State, exitText(r), r.Transport, (time.Duration(r.DurationMS) * time.Millisecond).String(), output(r)})
 	}
 	t.SetColumnConfigs([]table.ColumnConfig{{Name: "OUTPUT", WidthMax: 100}})
 	t.Render()

@@ -28,6 +28,7 @@ func TestJobGolden(t *testing.T) {
 		{"exec-fail", []string{"exec", "-t", "*", "--", "fail"}, 1},
 		{"exec-json", []string{"exec", "-t", "*", "-o", "json", "--", "echo", "hi"}, 0},
 		{"job-jpaged", []string{"job", "jpaged"}, 1},
+		{"job-jpaged-no-fold", []string{"job", "jpaged", "--no-fold"}, 1},
 		{"job-jpaged-json", []string{"job", "jpaged", "-o", "json"}, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,9 +91,11 @@ func TestJobPaged(t *testing.T) {
 		args []string
 		json bool
 	}{
-		{"job", []string{"job", "jpaged"}, false},
+		{"job", []string{"job", "jpaged", "--no-fold"}, false},
+		{"job folded", []string{"job", "jpaged"}, false},
 		{"job json", []string{"job", "jpaged", "-o", "json"}, true},
-		{"exec", []string{"exec", "-t", "*", "--", "paged"}, false},
+		{"exec", []string{"exec", "-t", "*", "--no-fold", "--", "paged"}, false},
+		{"exec folded", []string{"exec", "-t", "*", "--", "paged"}, false},
 		{"exec json", []string{"exec", "-t", "*", "-o", "json", "--", "paged"}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,16 +117,21 @@ func TestJobPaged(t *testing.T) {
 				}
 				return
 			}
+			folded := !slices.Contains(tt.args, "--no-fold")
 			last := -1
 			for _, h := range []string{"h1", "h2", "h3", "h4", "h5"} {
-				i := strings.Index(stdout, "│ "+h+" ")
-				if i < last || strings.Count(stdout, "│ "+h+" ") != 1 {
-					t.Errorf("host %s: at %d (after %d), %d times; want once, in order\n%s", h, i, last, strings.Count(stdout, "│ "+h+" "), stdout)
+				row := "│ " + h + " " // a table row
+				if folded {
+					row = h + " (1 host): " // a group's head: no two alike
+				}
+				i := strings.Index(stdout, row)
+				if !folded && i < last || strings.Count(stdout, row) != 1 {
+					t.Errorf("host %s: at %d (after %d), %d times; want once, in order\n%s", h, i, last, strings.Count(stdout, row), stdout)
 				}
 				last = i
 			}
-			if n := strings.Count(stdout, "│ HOST "); n != 3 {
-				t.Errorf("%d tables; want one per page, 3", n)
+			if n, want := strings.Count(stdout, "│ HOST "), map[bool]int{false: 3, true: 0}[folded]; n != want {
+				t.Errorf("%d tables; want %d (one per page unfolded, none folded)", n, want)
 			}
 			if !strings.Contains(stdout, "job jpaged: 5 hosts: 1 failed, 4 ok\ncallback: delivered (1 attempt)\n") {
 				t.Errorf("stdout lacks the summary of all 5 hosts and the delivery:\n%s", stdout)

@@ -372,13 +372,22 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
-	// Exec through the CLI: a table, every host ok.
+	// Exec through the CLI: the same output on every host, folded into
+	// one group, stderr apart; --no-fold: a table row per host.
 	out, errOut, code = c.felix("exec", "-t", "*", "--", "echo hello from $(id -un); echo warn >&2")
 	if code != 0 {
 		t.Fatalf("felix exec: exit %d\n%s%s", code, out, errOut)
 	}
+	if want := "m[1-3] (3 hosts): ok, exit 0\n  | hello from "; strings.Count(out, want) != 1 || strings.Count(out, "hello from") != 1 ||
+		!strings.Contains(out, "\n  ! warn\n") || !strings.Contains(out, "3 hosts: 3 ok") {
+		t.Errorf("exec folded:\n%s", out)
+	}
+	out, errOut, code = c.felix("exec", "-t", "*", "--no-fold", "--", "echo hello from $(id -un); echo warn >&2")
+	if code != 0 {
+		t.Fatalf("felix exec --no-fold: exit %d\n%s%s", code, out, errOut)
+	}
 	for _, id := range ids {
-		if !strings.Contains(out, id) {
+		if !strings.Contains(out, "│ "+id+" ") {
 			t.Errorf("exec table lacks %s:\n%s", id, out)
 		}
 	}

@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/model"
+)
+
+// A command's results print folded by default: hosts whose results are the
+// same (state, exit, stdout, stderr, error) print once, headed by their
+// host set in compact form, the largest group first. stdout lines are
+// marked "|", stderr lines "!"; each stream is cut to --lines lines with a
+// note naming the command that shows it all. --no-fold prints the table
+// of one row per host.
+
+// view is how a job's results print in a table.
+type view struct {
+	noFold bool
+	lines  int // lines of each stream per group; 0: all
+}
+
+// addViewFlags adds --no-fold and --lines to fs.
+func addViewFlags(fs *pflag.FlagSet) *view {
+	v := &view{}
+	fs.BoolVar(&v.noFold, "no-fold", false, "one row per host instead of hosts with the same result folded into one")
+	fs.IntVar(&v.lines, "lines", 10, "lines of stdout and of stderr shown per folded group; 0 for all")
+	return v
+}
+
+// foldKey is what hosts of one group have in common.
+type foldKey struct {
+	state                     model.State
+	exit, stdout, stderr, err string
+	truncated, signal         bool
+}
+
+type foldGroup struct {
+	key   foldKey
+	hosts []string
+}
+
+// folder gathers a job's results, page by page, into groups.
+type folder struct {
+	groups map[foldKey]*foldGroup
+	order  []*foldGroup
+}
+
+func (f *folder) add(r wire.HostResult) {
+	if f.groups == nil {
+		f.groups = map[foldKey]*foldGroup{}
+	}
+	k := foldKey{state: r.State, exit: exitText(r), stdout: r.Stdout, stderr: r.Stderr, err: r.Error, truncated: r.Truncated, signal: r.Signal != ""}
+	g := f.groups[k]
+	if g == nil {
+		g = &foldGroup{key: k}
+		f.groups[k] = g
+		f.order = append(f.order, g)
+	}
+	g.hosts = append(g.hosts, r.Host)
+}
+
+// render prints the groups of job jobID, the largest first (in the order
+// they came when as large), each stream cut to lines lines unless 0.
+func (f *folder) render(w io.Writer, jobID string, lines int) error {
+	groups := append([]*foldGroup(nil), f.order...)
+	sort.SliceStable(groups, func(i, j int) bool { return len(groups[i].hosts) > len(groups[j].hosts) })
+	var b strings.Builder
+	for _, g := range groups {
+		b.Reset()
+		k := g.key
+		b.WriteString(visible(hostSet(g.hosts)))
+		fmt.Fprintf(&b, " (%s): %s", plural(len(g.hosts), "host"), k.state)
+		switch {
+		case k.signal:
+			b.WriteString(", signal " + visible(k.exit))
+		case k.exit != "-":
+			b.WriteString(", exit " + k.exit)
+		}
+		b.WriteByte('\n')
+		host := shellWord(g.hosts[0])
+		empty := true
+		for _, s := range []struct {
+			text, mark, flag string
+		}{{k.stdout, "|", ""}, {k.stderr, "!", " --stderr"}} {
+			text := strings.TrimRight(s.text, "\n")
+			if text == "" {
+				continue
+			}
+			empty = false
+			all := strings.Split(text, "\n")
+			shown := all
+			if lines > 0 && len(all) > lines {
+				shown = all[:lines]
+			}
+			for _, l := range shown {
+				b.WriteString("  " + s.mark + " " + visible(l) + "\n")
+			}
+			if n := len(all) - len(shown); n > 0 {
+				fmt.Fprintf(&b, "  … %d more %s (all: felix job output %s %s%s)\n", n, plural(n, "line")[len(fmt.Sprint(n))+1:], shellWord(jobID), host, s.flag)
+			}
+		}
+		if k.err != "" {
+			empty = false
+			b.WriteString("  error: " + visible(k.err) + "\n")
+		}
+		if k.truncated {
+			b.WriteString("  (output truncated)\n")
+		} else if empty {
+			b.WriteString("  (no output)\n")
+		}
+		if _, err := io.WriteString(w, b.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exitText is a result's exit as shown: its code, its signal, or "-" when
+// it did not run.
+func exitText(r wire.HostResult) string {
+	switch {
+	case r.Signal != "":
+		return r.Signal
+	case r.ExitCode < 0:
+		return "-"
+	}
+	return fmt.Sprint(r.ExitCode)
+}
+
+// plural is "1 host", "2 hosts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
