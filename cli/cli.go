@@ -76,7 +76,8 @@ Usage:
                                              store state documents, every revision kept
   felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
                                              list jobs, newest first
-  felix job JOB_ID [-o json]                 show a job's results and callbacks
+  felix job JOB_ID [--no-fold] [--lines N] [-o json]
+                                             show a job's results and callbacks
   felix job output JOB_ID HOST [--stderr] [--raw]
                                              a host's whole stored output as stored (on a
                                              terminal escapes are shown, not acted on, unless
@@ -115,6 +116,10 @@ Exec flags:
                            (minions ignore these; the host's sshd and sudoers decide)
   --dry-run                show the hosts it would run on, and how; run nothing
   --async                  print the job id and return at once
+  --no-fold                a table row per host (exec, job; default: hosts with
+                           the same result folded into one group under their
+                           host set, web[01-40],db[1-3]; stdout | and stderr !)
+  --lines N                lines of stdout and of stderr per group (default 10; 0: all)
   -o json                  print the results as JSON
 cp and fetch take the same flags (their default timeout is the master's
 files.timeout). cp stores content on the master once per sha256 and sends
