@@ -116,9 +116,10 @@ Exec flags:
                            (minions ignore these; the host's sshd and sudoers decide)
   --dry-run                show the hosts it would run on, and how; run nothing
   --async                  print the job id and return at once
-  --no-fold                a table row per host (exec, job; default: hosts with
-                           the same result folded into one group under their
-                           host set, web[01-40],db[1-3]; stdout | and stderr !)
+  --no-fold                a table row per host (exec, cp, job; default: hosts
+                           with the same result folded into one group under
+                           their host set, web[01-40],db[1-3]; stdout | and
+                           stderr !)
   --lines N                lines of stdout and of stderr per group (default 10; 0: all)
   -o json                  print the results as JSON
 cp and fetch take the same flags (their default timeout is the master's

@@ -117,6 +117,7 @@ func startJob(ctx context.Context, c *client, apiPath string, req any, dry, asyn
 func cmdCp(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("cp")
 	jf := addJobFlags(fs)
+	v := addViewFlags(fs)
 	recursive := fs.BoolP("recursive", "r", false, "copy a directory tree (modes kept, symlinks copied as links)")
 	mode := fs.String("mode", "", "permission bits of the file in octal, e.g. 0644 (default: keep, 0644 for a new file)")
 	owner := fs.String("owner", "", "owner as user:group, names or numeric ids")
@@ -165,7 +166,7 @@ func cmdCp(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
-	return followJob(ctx, c, id, w, ew, o.Output, view{})
+	return followJob(ctx, c, id, w, ew, o.Output, *v)
 }
 
 // upload makes sure the master stores the content of the local file at
@@ -423,17 +424,34 @@ func printFileJob(w io.Writer, job wire.Job) {
 		t = newTable(w, "HOST", "STATE", "SIZE", "SHA256", "TRANSPORT", "TIME", "ERROR")
 	}
 	for _, r := range job.Results {
-		changed, unchanged, size, sum := "-", "-", "-", "-"
-		if f := r.Files; f != nil && (r.State == model.StateOK || !fetch) {
-			changed, unchanged, size, sum = fmt.Sprint(f.Changed), fmt.Sprint(f.Unchanged), byteSize(f.Size), f.SHA256
+		row := table.Row{r.Host}
+		for _, c := range fileCells(r, fetch) {
+			row = append(row, c)
 		}
 		took := (time.Duration(r.DurationMS) * time.Millisecond).String()
-		if fetch {
-			t.AppendRow(table.Row{r.Host, r.State, size, sum, r.Transport, took, r.Error})
-		} else {
-			t.AppendRow(table.Row{r.Host, r.State, changed, unchanged, size, r.Transport, took, r.Error})
-		}
+		t.AppendRow(append(row, r.Transport, took, r.Error))
 	}
 	t.SetColumnConfigs([]table.ColumnConfig{{Name: "ERROR", WidthMax: 80}})
 	t.Render()
+}
+
+// fileHead and fileCells are a file job's columns that hosts can share
+// (all but host, transport, time and error): for a push STATE CHANGED
+// UNCHANGED SIZE, for a fetch STATE SIZE SHA256.
+func fileHead(fetch bool) []string {
+	if fetch {
+		return []string{"STATE", "SIZE", "SHA256", "ERROR"}
+	}
+	return []string{"STATE", "CHANGED", "UNCHANGED", "SIZE", "ERROR"}
+}
+
+func fileCells(r wire.HostResult, fetch bool) []string {
+	changed, unchanged, size, sum := "-", "-", "-", "-"
+	if f := r.Files; f != nil && (r.State == model.StateOK || !fetch) {
+		changed, unchanged, size, sum = fmt.Sprint(f.Changed), fmt.Sprint(f.Unchanged), byteSize(f.Size), f.SHA256
+	}
+	if fetch {
+		return []string{string(r.State), size, sum}
+	}
+	return []string{string(r.State), changed, unchanged, size}
 }

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jedib0t/go-pretty/v6/table"
 	"github.com/spf13/pflag"
 
 	"github.com/felix-ops/felix/api/wire"
@@ -139,4 +140,57 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// rowFolder gathers the rows of a table whose cells other than the host
+// are the same into one row headed by their host set (HOSTS): for the
+// results of a job that has no output of its own, such as a push.
+type rowFolder struct {
+	head   []string
+	groups map[string]*rowGroup
+	order  []*rowGroup
+}
+
+type rowGroup struct {
+	cells []string
+	hosts []string
+}
+
+// add adds host's row, cells without the host.
+func (f *rowFolder) add(host string, cells ...string) {
+	if f.groups == nil {
+		f.groups = map[string]*rowGroup{}
+	}
+	k := strings.Join(cells, "\x00")
+	g := f.groups[k]
+	if g == nil {
+		g = &rowGroup{cells: cells}
+		f.groups[k] = g
+		f.order = append(f.order, g)
+	}
+	g.hosts = append(g.hosts, host)
+}
+
+// render prints the folded table, the largest group first; nothing when
+// no row was added.
+func (f *rowFolder) render(w io.Writer) {
+	if len(f.order) == 0 {
+		return
+	}
+	groups := append([]*rowGroup(nil), f.order...)
+	sort.SliceStable(groups, func(i, j int) bool { return len(groups[i].hosts) > len(groups[j].hosts) })
+	head := table.Row{"HOSTS"}
+	for _, h := range f.head {
+		head = append(head, h)
+	}
+	t := newTable(w, head...)
+	for _, g := range groups {
+		row := table.Row{hostSet(g.hosts) + " (" + plural(len(g.hosts), "host") + ")"}
+		for _, c := range g.cells {
+			row = append(row, c)
+		}
+		t.AppendRow(row)
+	}
+	t.SetColumnConfigs([]table.ColumnConfig{{Name: "HOSTS", WidthMax: 60}, {Name: "ERROR", WidthMax: 80}})
+	t.Render()
 }

@@ -12,7 +12,33 @@ import (
 	"github.com/felix-ops/felix/model"
 )
 
-func init() { fakeJobs["jmany"] = manyJob() }
+func init() {
+	fakeJobs["jmany"] = manyJob()
+	fakeJobs["jpushmany"] = pushManyJob()
+}
+
+// pushManyJob is a push to app[01-20]: most wrote the file, two had it
+// already, one could not write it, one was not reached.
+func pushManyJob() wire.Job {
+	job := wire.Job{JobID: "jpushmany", CmdType: "push", CmdLine: "push /etc/app.conf", State: "done", Summary: map[string]int{}}
+	for i := 1; i <= 20; i++ {
+		r := wire.HostResult{Host: fmt.Sprintf("app%02d", i), State: model.StateOK, Transport: "agent",
+			Files: &model.FileReport{Changed: 1, Size: 2048}}
+		switch i {
+		case 4, 9:
+			r.Files = &model.FileReport{Unchanged: 1, Size: 2048}
+		case 12:
+			r.State, r.Error = model.StateFailed, "put /etc/app.conf: permission denied"
+			r.Files = &model.FileReport{Size: 2048}
+		case 17:
+			r.State, r.Error, r.Files, r.ExitCode = model.StateUnreachable, "dial: connection refused", nil, -1
+		}
+		job.Results = append(job.Results, r)
+		job.Summary[string(r.State)]++
+		job.Total++
+	}
+	return job
+}
 
 // manyJob is a job of 43 hosts, db[1-3] and web[01-40]: most print the
 // same line, a few differ — a long multi-line output with stderr, two
@@ -67,6 +93,8 @@ func TestFoldGolden(t *testing.T) {
 		{"fold-many-lines-3", []string{"job", "jmany", "--lines", "3"}},
 		{"fold-many-lines-all", []string{"job", "jmany", "--lines", "0"}},
 		{"fold-many-no-fold", []string{"job", "jmany", "--no-fold"}},
+		{"fold-push", []string{"job", "jpushmany"}},
+		{"fold-push-no-fold", []string{"job", "jpushmany", "--no-fold"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := f.run(t, context.Background(), tt.args...)

@@ -52,8 +52,10 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 	failed, hosts := false, 0
 	var unreachable []string
 	var fold *folder
+	var rows *rowFolder
 	if !v.noFold {
 		fold = &folder{}
+		rows = &rowFolder{head: fileHead(first.CmdType == "fetch")}
 	}
 	var js *jobJSON
 	if format == "json" {
@@ -77,6 +79,10 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 					return err
 				}
 			}
+		case (page.CmdType == "push" || page.CmdType == "fetch") && rows != nil:
+			for _, r := range page.Results {
+				rows.add(r.Host, append(fileCells(r, page.CmdType == "fetch"), r.Error)...)
+			}
 		case page.CmdType == "push" || page.CmdType == "fetch":
 			printFileJob(w, page)
 		case page.CmdType == model.CmdPkg:
@@ -98,6 +104,7 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 		return err
 	}
 	if fold != nil && js == nil {
+		rows.render(w)
 		if err := fold.render(w, first.JobID, v.lines); err != nil {
 			return err
 		}
