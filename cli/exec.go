@@ -30,6 +30,9 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := v.check(); err != nil {
+		return err
+	}
 	opts, err := jf.options()
 	if err != nil {
 		return err
@@ -161,6 +164,9 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 	}
 	if sub != "rerun" && (fs.Changed("failed") || fs.Changed("async")) {
 		return fmt.Errorf("--failed and --async are for felix job rerun")
+	}
+	if err := v.check(); err != nil {
+		return err
 	}
 	if sub != "output" && fs.Changed("stderr") {
 		return fmt.Errorf("--stderr is for felix job output")

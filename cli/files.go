@@ -128,6 +128,9 @@ func cmdCp(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := v.check(); err != nil {
+		return err
+	}
 	if len(rest) != 2 {
 		return fmt.Errorf("want SRC and DEST: felix cp SRC -t TARGETS DEST")
 	}

@@ -93,6 +93,8 @@ func TestFoldGolden(t *testing.T) {
 		{"fold-many-lines-3", []string{"job", "jmany", "--lines", "3"}},
 		{"fold-many-lines-all", []string{"job", "jmany", "--lines", "0"}},
 		{"fold-many-no-fold", []string{"job", "jmany", "--no-fold"}},
+		{"fold-many-diff", []string{"job", "jmany", "--diff"}},
+		{"fold-many-diff-lines-4", []string{"job", "jmany", "--diff", "--lines", "4"}},
 		{"fold-push", []string{"job", "jpushmany"}},
 		{"fold-push-no-fold", []string{"job", "jpushmany", "--no-fold"}},
 	} {
@@ -153,6 +155,57 @@ func TestFold(t *testing.T) {
 	}
 }
 
+// TestFoldDiff: --diff prints the largest group once and each other as
+// a unified diff of its marked lines against it.
+func TestFoldDiff(t *testing.T) {
+	job := wire.Job{JobID: "j9", Results: []wire.HostResult{
+		{Host: "n1", State: model.StateOK, Stdout: "a\nb\nc\n"},
+		{Host: "n2", State: model.StateOK, Stdout: "a\nb\nc\n"},
+		{Host: "n3", State: model.StateOK, Stdout: "a\nB\nc\n", Stderr: "w\x1b[31m\n"},
+		{Host: "n4", State: model.StateFailed, ExitCode: 1, Stdout: "a\nb\nc\n"},
+	}}
+	var f folder
+	for _, r := range job.Results {
+		f.add(r)
+	}
+	var b strings.Builder
+	if err := f.renderDiff(&b, job.JobID, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := "n[1-2] (2 hosts): ok, exit 0\n  | a\n  | b\n  | c\n" +
+		"n3 (1 host): ok, exit 0\n  --- n[1-2]\n  +++ n3\n  @@ -1,3 +1,4 @@\n     | a\n  -  | b\n  +  | B\n     | c\n  +  ! w\\x1b[31m\n" +
+		"n4 (1 host): failed, exit 1\n  (the same output)\n"
+	if got := b.String(); got != want {
+		t.Errorf("renderDiff =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestViewFlags: flags that do not go together are refused before
+// anything is sent.
+func TestViewFlags(t *testing.T) {
+	f := fakeMaster(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"job", "j1", "--diff", "--no-fold"}, "not with --no-fold"},
+		{[]string{"exec", "-t", "*", "--lines", "-1", "--", "true"}, "--lines -1"},
+		{[]string{"cp", "/etc/hostname", "-t", "*", "--diff", "--no-fold", "/tmp/x"}, "not with --no-fold"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := f.run(t, context.Background(), tt.args...)
+			if code != 1 || stdout != "" || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1 and %q", code, stdout, stderr, tt.want)
+			}
+			for _, r := range f.sent() {
+				if strings.HasPrefix(r, "POST") {
+					t.Errorf("sent %s", r)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkFold renders the folded results of a 10,000-host job: 3
 // distinct outputs over most hosts and 50 outliers of their own.
 func BenchmarkFold(b *testing.B) {
@@ -165,14 +218,22 @@ func BenchmarkFold(b *testing.B) {
 		}
 		results = append(results, r)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		var f folder
-		for _, r := range results {
-			f.add(r)
-		}
-		if err := f.render(io.Discard, "j1", 10); err != nil {
-			b.Fatal(err)
-		}
+	for _, diff := range []bool{false, true} {
+		b.Run(map[bool]string{false: "fold", true: "diff"}[diff], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var f folder
+				for _, r := range results {
+					f.add(r)
+				}
+				render := f.render
+				if diff {
+					render = f.renderDiff
+				}
+				if err := render(io.Discard, "j1", 10); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

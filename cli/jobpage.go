@@ -105,7 +105,11 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 	}
 	if fold != nil && js == nil {
 		rows.render(w)
-		if err := fold.render(w, first.JobID, v.lines); err != nil {
+		render := fold.render
+		if v.diff {
+			render = fold.renderDiff
+		}
+		if err := render(w, first.JobID, v.lines); err != nil {
 			return err
 		}
 	}
