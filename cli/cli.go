@@ -76,7 +76,7 @@ Usage:
                                              store state documents, every revision kept
   felix jobs [--state S] [--id ID] [--limit N] [--before JOB] [-o json]
                                              list jobs, newest first
-  felix job JOB_ID [--no-fold] [--lines N] [-o json]
+  felix job JOB_ID [--no-fold|--diff] [--lines N] [-o json]
                                              show a job's results and callbacks
   felix job output JOB_ID HOST [--stderr] [--raw]
                                              a host's whole stored output as stored (on a
@@ -121,6 +121,7 @@ Exec flags:
                            their host set, web[01-40],db[1-3]; stdout | and
                            stderr !)
   --lines N                lines of stdout and of stderr per group (default 10; 0: all)
+  --diff                   the largest group once, the others as unified diffs against it
   -o json                  print the results as JSON
 cp and fetch take the same flags (their default timeout is the master's
 files.timeout). cp stores content on the master once per sha256 and sends
