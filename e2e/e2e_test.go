@@ -394,6 +394,14 @@ func TestEndToEnd(t *testing.T) {
 	if strings.Count(out, "hello from") != 3 || !strings.Contains(out, "3 hosts: 3 ok") {
 		t.Errorf("exec table:\n%s", out)
 	}
+	// --diff: the one host whose mkdir wins prints a line more, shown as
+	// a diff against the other two.
+	first := filepath.Join(t.TempDir(), "first")
+	out, errOut, code = c.felix("exec", "-t", "*", "--diff", "--", "echo same; mkdir "+first+" 2>/dev/null && echo first; true")
+	if code != 0 || strings.Count(out, " (2 hosts): ok, exit 0\n  | same\n") != 1 || strings.Count(out, " (1 host): ok, exit 0\n  --- m") != 1 ||
+		strings.Count(out, "\n     | same\n  +  | first\n") != 1 {
+		t.Errorf("felix exec --diff: exit %d\n%s%s", code, out, errOut)
+	}
 
 	// A failing command: exit code kept, CLI exits 1.
 	out, _, code = c.felix("exec", "-t", "m1,m2", "-o", "json", "--", "exit 7")
