@@ -56,8 +56,10 @@ step "accept them"
 "$BIN/felix" keys accept minion1 minion2 minion3
 "$BIN/felix" minions
 
-step "felix exec -t '*' -- 'uname -a; id -un'"
+step "felix exec -t '*' -- 'uname -a; id -un'  (folded: hosts with the same output print once)"
 "$BIN/felix" exec -t '*' -- 'uname -a; id -un'
+step "felix exec -t '*' --no-fold -- 'uname -a; id -un'  (the table: a row per host)"
+"$BIN/felix" exec -t '*' --no-fold -- 'uname -a; id -un'
 
 step "felix cp README.md -t minion1 $DEMO/pushed/README.md --mkdir  (twice: the second finds it unchanged)"
 "$BIN/felix" cp README.md -t minion1 "$DEMO/pushed/README.md" --mkdir
