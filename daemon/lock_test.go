@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/felix-ops/felix/internal/testenv"
 )
 
 // TestLockDataDir checks a second lock on the same directory fails naming
@@ -39,7 +41,7 @@ func TestLockDataDir(t *testing.T) {
 func TestLockHeldByOtherProcess(t *testing.T) {
 	flock, err := exec.LookPath("flock")
 	if err != nil {
-		t.Skip("no flock(1)")
+		testenv.Missing(t, "no flock(1) (util-linux): %v", err)
 	}
 	dir := t.TempDir()
 	unlock, err := LockDataDir(dir)
