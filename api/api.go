@@ -70,6 +70,18 @@ type Server struct {
 	// data directory nearly full: see DiskCheck), or "" when it can;
 	// /healthz answers 503 "degraded" with the reason.
 	Degraded func() string
+	// CheckHealth, if set, is called when a minion is accepted and when an
+	// accepted minion registers, so the master checks its health at once
+	// instead of at its next health round.
+	CheckHealth func(id string)
+	// Metrics, if set, serves the master's metrics at GET /metrics to
+	// tokens of any role without a scope (a scoped token sees only its
+	// hosts; metrics are the whole fleet's). Nil: no /metrics route here
+	// (the master serves them on metrics_listen instead, or not at all).
+	Metrics http.Handler
+	// Requests, if set, is told of every request answered, by route
+	// template (felix_api_requests_total).
+	Requests RequestObserver
 
 	routes    []RouteRole         // the authenticated routes, made by Handler
 	limits    *limiters           // made by Handler from Config.Limits
@@ -135,6 +147,9 @@ func (s *Server) Handler() http.Handler {
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": "method not allowed: " + c.Request.Method + " " + c.Request.URL.Path})
 	})
 	r.GET("/healthz", s.healthz)
+	if s.Metrics != nil {
+		r.GET("/metrics", s.authenticate, allow(model.RoleRead), unscoped, gin.WrapH(s.Metrics))
+	}
 	v1 := r.Group("/api/v1")
 	v1.POST("/minions/register", s.audit, s.register)
 	auth := v1.Group("", s.audit, s.authenticate)
@@ -213,9 +228,19 @@ func (s *Server) now() time.Time {
 	return time.Now()
 }
 
+// RequestObserver is told of every request the API answered; satisfied
+// by *metrics.Metrics. route is the route's template ("/api/v1/jobs/:id"),
+// "" when no route matched: never the raw path, whose values are endless.
+type RequestObserver interface {
+	Request(method, route string, status int)
+}
+
 func (s *Server) logRequests(c *gin.Context) {
 	start := time.Now()
 	c.Next()
+	if s.Requests != nil {
+		s.Requests.Request(methodLabel(c.Request.Method), c.FullPath(), c.Writer.Status())
+	}
 	s.Log.Debug("http", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(),
 		"took", time.Since(start), "remote", c.ClientIP())
 }

@@ -134,6 +134,9 @@ func (s *Server) register(c *gin.Context) {
 	if created {
 		status = http.StatusCreated
 	}
+	if m.State == model.KeyAccepted && s.CheckHealth != nil {
+		s.CheckHealth(m.ID) // its gRPC server listens before it registers
+	}
 	s.Log.Info("minion registered", "id", m.ID, "state", m.State, "addr", m.Addr, "fingerprint", m.Fingerprint)
 	c.JSON(status, model.RegisterResponse{ID: m.ID, State: m.State, Fingerprint: m.Fingerprint, Address: m.Addr})
 }
@@ -302,6 +305,9 @@ func (s *Server) setState(state model.KeyState) gin.HandlerFunc {
 		}
 		if state != model.KeyAccepted && s.Forget != nil {
 			s.Forget(id)
+		}
+		if state == model.KeyAccepted && s.CheckHealth != nil {
+			s.CheckHealth(id)
 		}
 		s.Log.Info("minion "+string(state), "id", id, "by", c.GetString(ctxToken))
 		c.JSON(http.StatusOK, gin.H{"id": id, "state": state})

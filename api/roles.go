@@ -276,3 +276,23 @@ func (s *Server) ownJob(h gin.HandlerFunc) gin.HandlerFunc {
 		h(c)
 	}
 }
+
+// unscoped refuses tokens with a scope: what follows shows the whole fleet.
+func unscoped(c *gin.Context) {
+	if _, ok := c.Get(ctxScope); ok {
+		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": fmt.Sprintf(
+			"token %q is limited to some hosts and may not %s %s: it shows the whole fleet", c.GetString(ctxToken), c.Request.Method, c.FullPath())})
+		return
+	}
+	c.Next()
+}
+
+// methodLabel is an HTTP method as a metric label: one of the standard
+// methods, else "other", so a client cannot make up label values.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}

@@ -37,6 +37,8 @@ type Minion struct {
 
 	LogLevel string `toml:"log_level" default:"info" env:"FELIX_MINION_LOG_LEVEL" flag:"log-level" doc:"debug, info, warn or error. Logs go to stderr."`
 
+	LogFormat string `toml:"log_format" default:"text" env:"FELIX_MINION_LOG_FORMAT" flag:"log-format" doc:"text (key=value pairs) or json (one JSON object a line, for a log shipper)."`
+
 	// FileRoots are the directories the master may put files in or fetch
 	// them from; empty means any absolute path.
 	FileRoots []string `toml:"file_roots" doc:"Directories the master may put files in (felix cp) or fetch them from, e.g. [\"/etc/nginx\", \"/srv\"]. Symlinks in them are resolved. Empty means any absolute path."`
@@ -104,6 +106,9 @@ func (c *Minion) Validate() error {
 		return fmt.Errorf("listen %q: want host:port", c.Listen)
 	}
 	if err := ValidLogLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if err := ValidLogFormat(c.LogFormat); err != nil {
 		return err
 	}
 	if c.Advertise != "" {

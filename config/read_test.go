@@ -57,6 +57,7 @@ func TestCheckMinion(t *testing.T) {
 		{"wrong type", "log_level = \"info\"\nfile_roots = \"/etc\"\n", `line 2 (last key "file_roots")`},
 		{"bad value", "master = \"https://m:8443\"\nlog_level = \"info\"\nlisten = \"nope\"\n", "line 3: listen"},
 		{"bad log level", "log_level = \"loud\"\n", "line 1: log_level"},
+		{"bad log format", "log_level = \"info\"\nlog_format = \"xml\"\n", `line 2: log_format "xml": want text or json`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

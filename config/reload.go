@@ -2,20 +2,9 @@ package config
 
 import (
 	"log/slog"
-	"os"
 	"reflect"
 	"strings"
 )
-
-// LevelLogger is Logger whose level can change while the daemon runs (a
-// SIGHUP reload sets the returned LevelVar).
-func LevelLogger(level string) (*slog.Logger, *slog.LevelVar, error) {
-	lv := new(slog.LevelVar)
-	if err := SetLevel(lv, level); err != nil {
-		return nil, nil, err
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})), lv, nil
-}
 
 // SetLevel sets lv to the named level (debug, info, warn, error).
 func SetLevel(lv *slog.LevelVar, level string) error {

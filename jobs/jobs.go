@@ -53,6 +53,12 @@ type Announcer interface {
 	Announce(job inventory.Job, spec model.JobSpec, results []model.Result) []inventory.OutboxItem
 }
 
+// Observer is told of every job that ends, with its hosts' results, once
+// its end is stored; satisfied by *metrics.Metrics.
+type Observer interface {
+	JobEnded(cmdType string, state model.JobState, results []model.Result)
+}
+
 // Service runs jobs.
 type Service struct {
 	Store  *inventory.Store
@@ -75,6 +81,8 @@ type Service struct {
 	// stored; the notifier uses it to deliver at once instead of at its
 	// next poll.
 	Finished func(jobID string)
+	// Observer, if set, is told of every job that ends (metrics).
+	Observer Observer
 	// Upgrader, DistDir and LastUpgrade serve fleet upgrade jobs
 	// (upgrade.go): the agent transport's upgrade, the directory of
 	// minion-<os>-<arch> binaries, and, if set, the reason a minion
@@ -543,10 +551,20 @@ func (s *Service) finish(job inventory.Job, spec model.JobSpec, results []model.
 			return fmt.Errorf("store the end of job %s (left to the next start): %w", job.ID, err)
 		}
 	}
+	if s.Observer != nil {
+		s.Observer.JobEnded(spec.CmdType, job.State, results)
+	}
 	if s.Finished != nil {
 		s.Finished(job.ID)
 	}
 	return nil
+}
+
+// Running is how many jobs run now.
+func (s *Service) Running() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.running)
 }
 
 func anyCancelled(rs []model.Result) bool { return anyState(rs, model.StateCancelled) }

@@ -49,6 +49,7 @@ Flags of every command:
 Flags of start:
   --listen ADDR     API address, host:port (FELIX_MASTER_LISTEN)
   --log-level L     debug, info, warn, error (FELIX_MASTER_LOG_LEVEL)
+  --log-format F    text or json (FELIX_MASTER_LOG_FORMAT)
 `
 
 // Main runs the master command line and returns the exit status.
@@ -125,7 +126,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer unlock()
-	log, level, err := config.LevelLogger(cfg.LogLevel)
+	log, logVar, err := config.DaemonLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
@@ -147,7 +148,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer removePID()
-	m.SetLevelVar(level)
+	m.SetLogVar(logVar)
 	daemon.OnHangup(ctx, m.reloader(args))
 	m.restarting = restarting
 	if err := m.Run(ctx); err != nil || !restarting() {

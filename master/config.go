@@ -26,9 +26,13 @@ type Config struct {
 
 	LogLevel string `toml:"log_level" default:"info" env:"FELIX_MASTER_LOG_LEVEL" flag:"log-level" doc:"debug, info, warn or error. Logs go to stderr."`
 
+	LogFormat string `toml:"log_format" default:"text" env:"FELIX_MASTER_LOG_FORMAT" flag:"log-format" doc:"text (key=value pairs) or json (one JSON object a line, for a log shipper)."`
+
 	TrustedProxies []string `toml:"trusted_proxies" doc:"Reverse proxies (IP addresses or CIDRs) whose X-Forwarded-For and X-Real-IP name the client in logs and rate limits. Empty: none is trusted, and the connection's own address is the client's."`
 
 	DebugListen string `toml:"debug_listen" env:"FELIX_MASTER_DEBUG_LISTEN" doc:"Address of a profiling listener (Go's net/http/pprof: /debug/pprof/heap, goroutine, profile, ...), on a loopback address only, such as 127.0.0.1:6060. Empty: off."`
+
+	MetricsListen string `toml:"metrics_listen" env:"FELIX_MASTER_METRICS_LISTEN" doc:"Address of a plain-HTTP listener serving only /metrics (Prometheus text format) without a token, for a scraper; a bare \":9100\" listens on 127.0.0.1. Empty: /metrics is served on the API's address, to any token without a scope."`
 
 	Exec struct {
 		DefaultTimeout config.Duration `toml:"default_timeout" default:"60s" doc:"Deadline of a command when the request names none; the minion kills the command's whole process group when it passes."`
@@ -125,10 +129,22 @@ func (c *Config) Validate() error {
 	if err := config.ValidLogLevel(c.LogLevel); err != nil {
 		return err
 	}
+	if err := config.ValidLogFormat(c.LogFormat); err != nil {
+		return err
+	}
 	if c.DebugListen != "" {
 		host, _, err := net.SplitHostPort(c.DebugListen)
 		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
 			return fmt.Errorf("debug_listen %q: want a loopback address and port such as 127.0.0.1:6060 (profiles show the master's internals)", c.DebugListen)
+		}
+	}
+	if c.MetricsListen != "" {
+		host, port, err := net.SplitHostPort(c.MetricsListen)
+		if err != nil || port == "" {
+			return fmt.Errorf("metrics_listen %q: want host:port such as 127.0.0.1:9100", c.MetricsListen)
+		}
+		if host == "" {
+			c.MetricsListen = net.JoinHostPort("127.0.0.1", port)
 		}
 	}
 	if c.Exec.MaxParallel <= 0 {

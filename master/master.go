@@ -27,11 +27,13 @@ import (
 
 	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/bootstrap"
+	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/content"
 	"github.com/felix-ops/felix/daemon"
 	"github.com/felix-ops/felix/exec"
 	"github.com/felix-ops/felix/inventory"
 	"github.com/felix-ops/felix/jobs"
+	"github.com/felix-ops/felix/metrics"
 	"github.com/felix-ops/felix/model"
 	"github.com/felix-ops/felix/notify"
 	"github.com/felix-ops/felix/pki"
@@ -82,9 +84,9 @@ type Master struct {
 	// the new settings through handler (reload.go).
 	api     *api.Server
 	handler atomic.Pointer[http.Handler]
-	// level is the logger's level when the logger was made with one
-	// (config.LevelLogger); nil: a reload cannot change it.
-	level *slog.LevelVar
+	// logVar is the logger's level and format when the logger was made
+	// with them (config.DaemonLogger); nil: a reload cannot change them.
+	logVar *config.LogVar
 
 	// retention is retention.* in force: read by the prune loop, replaced
 	// by a reload.
@@ -99,6 +101,13 @@ type Master struct {
 	// reload goroutine only.
 	applied   Config
 	notifyCfg notify.Config
+
+	metrics *metrics.Metrics
+	// metricsSrv serves /metrics alone on metrics_listen; nil when unset
+	// (then the API serves it, behind its tokens).
+	metricsSrv *http.Server
+	metricsLn  net.Listener
+	soon       *healthSoon // minions to check at once (healthsoon.go)
 }
 
 // privateDataDir makes the data directory 0700 and its files, the
@@ -132,7 +141,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	if err != nil {
 		return nil, err
 	}
-	m := &Master{cfg: cfg, log: log, id: id, store: store}
+	m := &Master{cfg: cfg, log: log, id: id, store: store, soon: newHealthSoon()}
 	m.retention.Store(retentionOf(cfg))
 	if err := m.ensureAdminToken(ctx, out); err != nil {
 		store.Close()
@@ -157,6 +166,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		}
 		m.debug = &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
 		log.Info("profiling listener", "addr", m.debugLn.Addr().String())
+	}
+	m.metrics = metrics.New(m.metricsSources(), log)
+	if cfg.MetricsListen != "" {
+		if m.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			ln.Close()
+			if m.debugLn != nil {
+				m.debugLn.Close()
+			}
+			store.Close()
+			return nil, fmt.Errorf("listen on %s (metrics_listen): %w", cfg.MetricsListen, err)
+		}
+		m.metricsSrv = &http.Server{Handler: metricsMux(m.metrics.Handler()), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("metrics listener", "addr", "http://"+m.metricsLn.Addr().String()+"/metrics")
 	}
 	m.pool = agent.NewPool(id)
 	m.pool.LostAfter = cfg.Health.LostAfter.Duration
@@ -202,6 +224,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		},
 		CheckURL: m.notifier.CheckURL,
 		Finished: func(string) { m.notifier.Kick() },
+		Observer: m.metrics,
 		// Fleet upgrades pick minion-<os>-<arch> from the directory
 		// bootstrap installs minions from.
 		Upgrader:    m.pool,
@@ -222,7 +245,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 		return nil, err
 	}
 	a := &api.Server{Store: store, Jobs: m.jobs, Log: log, Forget: m.pool.Forget, CheckCallback: m.notifier.CheckURL,
-		Content: m.content, Degraded: api.DiskCheck(cfg.DataDir, minFreeDisk), Config: apiConfig(cfg)}
+		Content: m.content, Degraded: api.DiskCheck(cfg.DataDir, minFreeDisk), Config: apiConfig(cfg), Requests: m.metrics,
+		CheckHealth: m.checkSoon}
+	if m.metricsSrv == nil {
+		a.Metrics = m.metrics.Handler()
+	}
 	if m.sshPool != nil {
 		a.SSH = hostKeys{m.sshPool}
 	}
@@ -291,6 +318,7 @@ func (m *Master) notifyConfig(cfg Config, secret string) notify.Config {
 		SlackBody: api.SlackBody,
 		OwnAddrs:  func() []net.IP { return ownAddrs(m.ln.Addr()) },
 		Timeout:   cfg.Callbacks.Timeout.Duration, MaxAge: cfg.Callbacks.MaxAge.Duration,
+		Delivered: m.metrics.Delivered,
 	}
 }
 
@@ -371,6 +399,9 @@ func (m *Master) closeEarly() {
 	if m.debugLn != nil {
 		m.debugLn.Close()
 	}
+	if m.metricsLn != nil {
+		m.metricsLn.Close()
+	}
 	m.writer.Close()
 	m.store.Close()
 }
@@ -416,10 +447,14 @@ func ownAddrs(listen net.Addr) []net.IP {
 func (m *Master) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	hctx, stopHealth := context.WithCancel(ctx)
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		m.healthLoop(hctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.healthSoonLoop(hctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -434,6 +469,10 @@ func (m *Master) Run(ctx context.Context) error {
 	if m.debug != nil {
 		go m.debug.Serve(m.debugLn)
 		defer m.debug.Close()
+	}
+	if m.metricsSrv != nil {
+		go m.metricsSrv.Serve(m.metricsLn)
+		defer m.metricsSrv.Close()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.ServeTLS(m.ln, "", "") }()
@@ -600,6 +639,35 @@ func terminalPrompt() func(keyPath string) ([]byte, error) {
 		fmt.Fprintln(os.Stderr)
 		return pw, err
 	}
+}
+
+// metricsSources are what the metrics' gauges read at each scrape. They
+// are called only once the master runs, when every part exists.
+func (m *Master) metricsSources() metrics.Sources {
+	src := metrics.Sources{
+		RunningJobs: func() int { return m.jobs.Running() },
+		Minions:     m.store.MinionCounts,
+		Connected:   func() int { return m.pool.Connected() },
+		Outbox:      m.store.OutboxCounts,
+		Content: func() (int, int64) {
+			return m.content.Usage()
+		},
+		SSHPool: func() (int, int) {
+			if m.sshPool == nil {
+				return 0, 0
+			}
+			st := m.sshPool.Stats()
+			return st.Conns, st.Sessions
+		},
+	}
+	return src
+}
+
+// metricsMux serves the metrics alone, at /metrics (metrics_listen).
+func metricsMux(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	return mux
 }
 
 // pprofMux serves Go's runtime profiles (net/http/pprof) for debug_listen.

@@ -234,6 +234,12 @@ func TestConfigValidate(t *testing.T) {
 		{"debug_listen all addresses", func(c *Config) { c.DebugListen = ":6060" }, "debug_listen"},
 		{"debug_listen public", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "debug_listen"},
 		{"debug_listen name", func(c *Config) { c.DebugListen = "localhost:6060" }, "debug_listen"},
+		{"log_format json", func(c *Config) { c.LogFormat = "json" }, ""},
+		{"log_format unknown", func(c *Config) { c.LogFormat = "logfmt" }, "log_format"},
+		{"metrics_listen loopback", func(c *Config) { c.MetricsListen = "127.0.0.1:9100" }, ""},
+		{"metrics_listen all addresses by name", func(c *Config) { c.MetricsListen = "0.0.0.0:9100" }, ""},
+		{"metrics_listen port only", func(c *Config) { c.MetricsListen = ":9100" }, ""},
+		{"metrics_listen without port", func(c *Config) { c.MetricsListen = "127.0.0.1" }, "metrics_listen"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package master
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 
@@ -23,7 +22,7 @@ import (
 // naming each and keeps their running values until a restart. ssh.* is
 // among them when the master runs without the SSH transport (it could not
 // be built at start).
-var ReloadableKeys = []string{"log_level", "trusted_proxies", "exec.default_timeout", "exec.max_timeout",
+var ReloadableKeys = []string{"log_level", "log_format", "trusted_proxies", "exec.default_timeout", "exec.max_timeout",
 	"exec.max_file_size", "files.timeout", "limits.*", "callbacks.*", "slack.*", "ssh.*", "retention.*"}
 
 // apiConfig is the REST API's share of the configuration.
@@ -52,7 +51,7 @@ func apiConfig(cfg Config) api.Config {
 func (m *Master) Reload(next Config) []string {
 	cur := m.applied
 	eff := cur
-	eff.LogLevel = next.LogLevel
+	eff.LogLevel, eff.LogFormat = next.LogLevel, next.LogFormat
 	eff.TrustedProxies = next.TrustedProxies
 	eff.Exec.DefaultTimeout, eff.Exec.MaxTimeout = next.Exec.DefaultTimeout, next.Exec.MaxTimeout
 	eff.Exec.MaxFileSize = next.Exec.MaxFileSize
@@ -75,8 +74,8 @@ func (m *Master) Reload(next Config) []string {
 		m.log.Error("config reload failed: the running config is kept", "err", err)
 		return nil
 	}
-	if m.level != nil {
-		config.SetLevel(m.level, eff.LogLevel) // validated by next's Validate
+	if m.logVar != nil {
+		m.logVar.Set(eff.LogLevel, eff.LogFormat) // validated by next's Validate
 	}
 	a := *m.api
 	a.Config = apiConfig(eff)
@@ -114,8 +113,9 @@ func (m *Master) reconfigure(cur, eff Config) error {
 	return nil
 }
 
-// SetLevelVar hands the master the level of its logger, for reloads.
-func (m *Master) SetLevelVar(lv *slog.LevelVar) { m.level = lv }
+// SetLogVar hands the master the level and format of its logger, for
+// reloads.
+func (m *Master) SetLogVar(v *config.LogVar) { m.logVar = v }
 
 // reloader returns what a SIGHUP runs: the config file read again with
 // start's flags (and the environment) on top, validated, then applied

@@ -52,6 +52,7 @@ Flags (each also FELIX_MINION_<NAME>, e.g. FELIX_MINION_JOIN_TOKEN):
   --advertise HOST:PORT       address the master should dial
   --data-dir DIR              data directory
   --log-level L               debug, info, warn, error
+  --log-format F              text or json
 `
 
 // Main runs the minion command line and returns the exit status.
@@ -125,7 +126,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer unlock()
-	log, level, err := config.LevelLogger(cfg.LogLevel)
+	log, logVar, err := config.DaemonLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
@@ -147,7 +148,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "felix minion %s id %s fingerprint %s\n", version.String(), cfg.ID, m.Fingerprint())
 	ctx, cancel := daemon.SignalContext(ctx)
 	defer cancel()
-	m.level = level
+	m.logVar = logVar
 	daemon.OnHangup(ctx, m.reloader(args, path))
 	ctx, restarting := daemon.RestartContext(ctx)
 	m.restarting = restarting

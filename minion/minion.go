@@ -64,10 +64,10 @@ type Minion struct {
 	handoverOut io.Writer   // the new binary's output; nil: this process's stdout/stderr
 	upgrading   atomic.Bool // an Upgrade is in progress or handing over
 
-	// level is the logger's level, for reloads (nil: fixed); applied is
-	// the configuration in effect as reloads changed it, used by the
-	// reload goroutine only (reload.go).
-	level   *slog.LevelVar
+	// logVar is the logger's level and format, for reloads (nil: fixed);
+	// applied is the configuration in effect as reloads changed it, used
+	// by the reload goroutine only (reload.go).
+	logVar  *config.LogVar
 	applied config.Minion
 
 	// restarting says whether Run's context ended for a re-exec in place

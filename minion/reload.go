@@ -14,21 +14,21 @@ import (
 // naming each and keeps the running values until a restart. join_token
 // and join_token_file are read at each registration and never warned about
 // (a registered minion blanks its join token in the file).
-var ReloadableKeys = []string{"log_level"}
+var ReloadableKeys = []string{"log_level", "log_format"}
 
 // Reload applies next, the config read again and validated, to the
 // running minion and returns the keys it changed. Called from one
 // goroutine at a time (daemon.OnHangup).
 func (m *Minion) Reload(next config.Minion) []string {
 	eff := m.applied
-	eff.LogLevel = next.LogLevel
+	eff.LogLevel, eff.LogFormat = next.LogLevel, next.LogFormat
 	eff.JoinToken, eff.JoinTokenFile = next.JoinToken, next.JoinTokenFile
 	if kept := config.Diff(eff, next); len(kept) > 0 {
 		m.log.Warn("config reload: these keys need a restart; their running values are kept", "keys", strings.Join(kept, ","))
 	}
 	changed := slices.DeleteFunc(config.Diff(m.applied, eff), func(k string) bool { return !config.Reloadable(k, ReloadableKeys) })
-	if m.level != nil {
-		config.SetLevel(m.level, eff.LogLevel)
+	if m.logVar != nil {
+		m.logVar.Set(eff.LogLevel, eff.LogFormat)
 	}
 	m.applied = eff
 	if len(changed) == 0 {

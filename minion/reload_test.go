@@ -1,6 +1,7 @@
 package minion
 
 import (
+	"io"
 	"log/slog"
 	"slices"
 	"testing"
@@ -18,14 +19,18 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.level = new(slog.LevelVar)
-	next := cfg
-	next.LogLevel, next.Listen, next.JoinToken = "debug", "127.0.0.1:9999", ""
-	if got := m.Reload(next); !slices.Equal(got, []string{"log_level"}) {
-		t.Errorf("Reload changed %v; want [log_level]", got)
+	_, m.logVar, err = config.DaemonLogger(io.Discard, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if m.level.Level() != slog.LevelDebug || m.applied.Listen != cfg.Listen {
-		t.Errorf("after Reload: level %v, listen %q; want debug and the running %q", m.level.Level(), m.applied.Listen, cfg.Listen)
+	next := cfg
+	next.LogLevel, next.LogFormat, next.Listen, next.JoinToken = "debug", "json", "127.0.0.1:9999", ""
+	if got := m.Reload(next); !slices.Equal(got, []string{"log_level", "log_format"}) {
+		t.Errorf("Reload changed %v; want [log_level log_format]", got)
+	}
+	if m.logVar.Level() != slog.LevelDebug || m.logVar.Format() != "json" || m.applied.Listen != cfg.Listen {
+		t.Errorf("after Reload: level %v, format %s, listen %q; want debug, json and the running %q",
+			m.logVar.Level(), m.logVar.Format(), m.applied.Listen, cfg.Listen)
 	}
 	if got := m.Reload(next); len(got) != 0 {
 		t.Errorf("the same reload again changed %v; want nothing", got)

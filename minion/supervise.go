@@ -71,7 +71,7 @@ func cmdSupervise(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer unlock()
-	log, _, err := config.LevelLogger(cfg.LogLevel)
+	log, _, err := config.DaemonLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}

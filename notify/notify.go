@@ -74,6 +74,10 @@ type Config struct {
 	Timeout  time.Duration // per delivery attempt; default 10s
 	MaxAge   time.Duration // give up (dead) after this long; default 24h
 	Parallel int           // deliveries in flight at once; default 32
+	// Delivered, if set, is told of each delivery attempt recorded: the
+	// item's kind and the state it left it in (delivered, pending to be
+	// retried, dead). Fixed at New, like the renderers.
+	Delivered func(kind string, state model.DeliveryState)
 }
 
 // Notifier builds and delivers job announcements; see the package comment.
@@ -411,6 +415,7 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 		if err := n.store.OutboxDone(sctx, it.ID, model.DeliveryDelivered, attempts, time.Time{}, "", now); err != nil {
 			log.Error("record delivery", "err", err)
 		}
+		n.observe(it.Kind, model.DeliveryDelivered)
 		log.Debug("delivered")
 		return o
 	}
@@ -435,6 +440,7 @@ func (n *Notifier) deliver(ctx context.Context, it inventory.OutboxItem, host st
 	if err := n.store.OutboxDone(sctx, it.ID, state, attempts, next, err.Error(), now); err != nil {
 		log.Error("record failed delivery", "err", err)
 	}
+	n.observe(it.Kind, state)
 	if state == model.DeliveryDead {
 		log.Error("delivery dead: giving up", "err", err)
 	} else {
@@ -525,4 +531,11 @@ func where(it inventory.OutboxItem) string {
 		return u.Scheme + "://" + u.Host + "/…"
 	}
 	return u.String()
+}
+
+// observe tells Config.Delivered of a delivery attempt, if it is set.
+func (n *Notifier) observe(kind string, state model.DeliveryState) {
+	if n.cfg.Delivered != nil {
+		n.cfg.Delivered(kind, state)
+	}
 }

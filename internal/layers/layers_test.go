@@ -31,7 +31,7 @@ var layers = []struct {
 		"version", "proto/felix/v1", "internal/backoff", "internal/testenv", "internal/layers"}},
 	{"transport and inventory", []string{"transport", "transport/agent", "transport/ssh", "transport/ssh/sshtest",
 		"inventory", "inventory/hostlist"}},
-	{"services", []string{"jobs", "bootstrap", "notify"}},
+	{"services", []string{"jobs", "bootstrap", "notify", "metrics"}},
 	{"HTTP API", []string{"api", "api/wire"}},
 	{"daemons and CLI", []string{"master", "minion", "cli"}},
 	{"mains", []string{"cmd/master", "cmd/minion", "cmd/felix"}},
