@@ -95,27 +95,7 @@ func start(t *testing.T, name string, args ...string) *proc {
 // startBin is start with the binary at path bin.
 func startBin(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(40 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("--- output of %s ---\n%s", name, p.output())
-		}
-	})
-	return p
+	return startSplit(t, name, nil, bin, args...)
 }
 
 // stop ends p with SIGTERM and checks it drained and exited 0 (and so had

@@ -287,12 +287,17 @@ func TestObservabilityConfig(t *testing.T) {
 	}
 }
 
-// startSplit is startBin with stderr apart, in errOut.
+// startSplit starts the binary at bin, its output kept for the test log,
+// stderr apart in errOut unless that is nil; the process is ended (SIGTERM)
+// when the test ends.
 func startSplit(t *testing.T, name string, errOut io.Writer, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p, errOut
+	if errOut == nil {
+		p.cmd.Stderr = p
+	}
 	p.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -307,7 +312,10 @@ func startSplit(t *testing.T, name string, errOut io.Writer, bin string, args ..
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("--- output of %s ---\n%s\n--- its stderr ---\n%v", name, p.output(), errOut)
+			t.Logf("--- output of %s ---\n%s", name, p.output())
+			if errOut != nil {
+				t.Logf("--- stderr of %s ---\n%v", name, errOut)
+			}
 		}
 	})
 	return p

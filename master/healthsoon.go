@@ -3,15 +3,9 @@ package master
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/felix-ops/felix/inventory"
-	"github.com/felix-ops/felix/model"
 )
-
-// soonParallel bounds the pings of one round of healthSoonLoop: a fleet
-// registering at once is checked a few dozen at a time.
-const soonParallel = 64
 
 // healthSoon is the queue of minions to check at once, outside the health
 // loop's rounds: accepted ones, and accepted ones that registered (again),
@@ -39,8 +33,8 @@ func (m *Master) checkSoon(id string) {
 	}
 }
 
-// healthSoonLoop checks the minions checkSoon queued, in rounds, until ctx
-// ends.
+// healthSoonLoop checks the minions checkSoon queued, in rounds (all those
+// queued meanwhile together), until ctx ends.
 func (m *Master) healthSoonLoop(ctx context.Context) {
 	for {
 		select {
@@ -52,47 +46,12 @@ func (m *Master) healthSoonLoop(ctx context.Context) {
 		ids := m.soon.ids
 		m.soon.ids = map[string]struct{}{}
 		m.soon.mu.Unlock()
-		m.checkNow(ctx, ids)
-	}
-}
-
-// checkNow pings the accepted minions among ids and records their health.
-func (m *Master) checkNow(ctx context.Context, ids map[string]struct{}) {
-	var (
-		mu  sync.Mutex
-		ups []inventory.HealthUpdate
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, soonParallel)
-	)
-	for id := range ids {
-		mn, err := m.store.Minion(ctx, id)
-		if err != nil || mn.State != model.KeyAccepted {
-			continue // deleted or rejected meanwhile
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			pctx, cancel := context.WithTimeout(ctx, m.cfg.Health.Timeout.Duration)
-			defer cancel()
-			u := inventory.HealthUpdate{ID: mn.ID, Health: model.HealthOK, Seen: time.Now()}
-			if _, err := m.pool.Ping(pctx, model.Target{ID: mn.ID, Addr: mn.Addr, Fingerprint: mn.Fingerprint}); err != nil {
-				u = inventory.HealthUpdate{ID: mn.ID, Health: model.HealthUnreachable}
-				if ctx.Err() == nil {
-					m.log.Warn("minion unreachable right after it was accepted or registered", "id", mn.ID, "addr", mn.Addr, "err", err)
-				}
+		var ms []inventory.Minion
+		for id := range ids {
+			if mn, err := m.store.Minion(ctx, id); err == nil {
+				ms = append(ms, mn) // deleted meanwhile: nothing to check
 			}
-			mu.Lock()
-			ups = append(ups, u)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return
-	}
-	if err := m.store.UpdateHealth(ctx, ups); err != nil {
-		m.log.Warn("health check after accept: store", "err", err)
+		}
+		m.pingMinions(ctx, ms) // as the health loop does: accepted ones only
 	}
 }

@@ -584,6 +584,11 @@ func (m *Master) checkHealth(ctx context.Context) {
 		}
 		return
 	}
+	m.pingMinions(ctx, ms)
+}
+
+// pingMinions pings the accepted minions among ms and records their health.
+func (m *Master) pingMinions(ctx context.Context, ms []inventory.Minion) {
 	var (
 		mu  sync.Mutex
 		ups []inventory.HealthUpdate

@@ -13,7 +13,7 @@ import (
 
 // ReloadableKeys are the config keys a SIGHUP applies to the running
 // master ("table.*": every key of the table). The others are built into
-// running parts — listen, debug_listen and data_dir (listeners and files
+// running parts — listen, debug_listen, metrics_listen and data_dir (listeners and files
 // opened at start), cert_hosts (read when the certificate is made),
 // exec.max_parallel, exec.output_cap and exec.output_memory (the job
 // engine's fan-out and output budget, shared by running jobs), health.*
