@@ -256,6 +256,17 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// A bare metrics_listen port listens on loopback; a named address stays.
+func TestMetricsListenDefaultsToLoopback(t *testing.T) {
+	for in, want := range map[string]string{":9100": "127.0.0.1:9100", "0.0.0.0:9100": "0.0.0.0:9100", "[::1]:9100": "[::1]:9100", "": ""} {
+		cfg := testConfig(t.TempDir())
+		cfg.MetricsListen = in
+		if err := cfg.Validate(); err != nil || cfg.MetricsListen != want {
+			t.Errorf("metrics_listen %q: Validate = %v, listening on %q; want %q", in, err, cfg.MetricsListen, want)
+		}
+	}
+}
+
 func TestConfigValidateDefaults(t *testing.T) {
 	var cfg Config
 	cfg.Listen = ":8443"
