@@ -15,6 +15,12 @@ import (
 // registered minion no longer needs.
 func sameConfig(a, b config.Minion) bool {
 	a.JoinToken, b.JoinToken = "", ""
+	// A file an older felix wrote has no log_format: it means the default.
+	for _, c := range []*config.Minion{&a, &b} {
+		if c.LogFormat == "" {
+			c.LogFormat = config.LogText
+		}
+	}
 	if !slices.Equal(a.FileRoots, b.FileRoots) {
 		return false
 	}

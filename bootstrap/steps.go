@@ -293,6 +293,9 @@ func (h *hostRun) install(ctx context.Context) error {
 		if h.old.LogLevel != "" {
 			cfg.LogLevel = h.old.LogLevel
 		}
+		if h.old.LogFormat != "" {
+			cfg.LogFormat = h.old.LogFormat
+		}
 	}
 	h.binChanged = !h.pr.Bin || h.pr.BinSHA256 != h.sum
 	h.cfgChanged = h.old == nil || !sameConfig(*h.old, cfg) || !h.known
