@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -146,25 +145,6 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing and a test
-// reading.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestObservabilityConfig: a master with log_format = "json" logs JSON
 // lines on stderr; metrics_listen serves /metrics there without a token
 // (and the API no longer does); debug_listen answers Go's profiles; with
@@ -181,7 +161,7 @@ func TestObservabilityConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &cluster{t: t, dir: dir, url: "https://" + addr, config: cfg}
-	stderr := &syncBuffer{}
+	stderr := &proc{name: "master's stderr"} // a buffer the process writes and the test reads
 	c.master = startSplit(t, "master", stderr, filepath.Join(binDir, "master"), "start", "--config", cfg, "--data-dir", filepath.Join(dir, "master"))
 	waitFor(t, "the master's token and fingerprint", 60*time.Second, func() bool {
 		if b, err := os.ReadFile(filepath.Join(dir, "master", "admin.token")); err == nil {
@@ -265,7 +245,7 @@ func TestObservabilityConfig(t *testing.T) {
 	c.master.cmd.Process.Signal(syscall.SIGTERM)
 	<-c.master.done
 	lines, msgs := 0, map[string]bool{}
-	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
+	sc := bufio.NewScanner(strings.NewReader(stderr.output()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var rec map[string]any
@@ -313,8 +293,8 @@ func startSplit(t *testing.T, name string, errOut io.Writer, bin string, args ..
 		}
 		if t.Failed() {
 			t.Logf("--- output of %s ---\n%s", name, p.output())
-			if errOut != nil {
-				t.Logf("--- stderr of %s ---\n%v", name, errOut)
+			if e, ok := errOut.(*proc); ok {
+				t.Logf("--- stderr of %s ---\n%s", name, e.output())
 			}
 		}
 	})
