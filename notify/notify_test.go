@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -663,5 +664,36 @@ func TestSlowBacklogDoesNotDelayOthers(t *testing.T) {
 	}
 	if d := slowDone.Load(); d != 0 {
 		t.Errorf("%d slow deliveries ended before the fast one arrived; want 0", d)
+	}
+}
+
+// Config.Delivered is told of every attempt with the state it left the
+// delivery in: two failures (pending, retried), then delivered.
+func TestDeliveredObserved(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, func(i int, w http.ResponseWriter, r *http.Request) {
+		if i < 2 {
+			http.Error(w, "not yet", http.StatusInternalServerError)
+		}
+	})
+	var mu sync.Mutex
+	var seen []string
+	n := e.notifier(Config{Allow: loopbackOK, Delivered: func(kind string, state model.DeliveryState) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, kind+" "+string(state))
+	}})
+	e.run(n)
+	job := e.finish(n, "seed-1", model.JobSpec{CallbackURL: rc.srv.URL}, hostResults())
+	waitFor(t, "callback delivered", func() bool { return e.item(job.ID, inventory.KindCallback).State == model.DeliveryDelivered })
+	waitFor(t, "three attempts observed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) >= 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"callback pending", "callback pending", "callback delivered"}; !slices.Equal(seen, want) {
+		t.Errorf("observed %v; want %v", seen, want)
 	}
 }
