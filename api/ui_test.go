@@ -465,4 +465,3 @@ func TestUIAssets(t *testing.T) {
 	}
 	wantError(t, "GET /ui/nope", b)
 }
-
