@@ -200,6 +200,16 @@ func TestDashboard(t *testing.T) {
 	poll("the job ends, folded", `document.getElementById('live-state').textContent === 'ended' &&
 		document.querySelector('#groups .group-head') !== null &&
 		document.querySelector('#groups .group-head').textContent === 'web[1-2] (2 hosts): ok, exit 0'`)
+	// The picture in the README: the job just ended, its live output
+	// above its folded results.
+	if p := os.Getenv("FELIX_UI_SCREENSHOT"); p != "" {
+		if err := screenshot(ctx, p); err != nil {
+			t.Errorf("FELIX_UI_SCREENSHOT: %v", err)
+		} else {
+			t.Logf("screenshot saved: %s", p)
+		}
+	}
+
 	hash, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash`))
 	if err != nil {
 		t.Fatal(err)
@@ -218,13 +228,6 @@ func TestDashboard(t *testing.T) {
 		document.getElementById('live').hidden && document.querySelectorAll('#groups .group').length === 1 &&
 		document.querySelector('#groups pre.stdout').textContent === 'first-line\nsecond-line\n'`)
 
-	if p := os.Getenv("FELIX_UI_SCREENSHOT"); p != "" {
-		if err := screenshot(ctx, p); err != nil {
-			t.Errorf("FELIX_UI_SCREENSHOT: %v", err)
-		} else {
-			t.Logf("screenshot saved: %s", p)
-		}
-	}
 
 	// Logging out ends the session: the data routes answer 401 again.
 	run("log out", chromedp.Click(chromedp.ID("logout")))
