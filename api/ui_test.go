@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
+	"github.com/felix-ops/felix/api"
 	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/model"
 )
 
@@ -186,6 +190,9 @@ func TestUINoDataWithoutSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	revoked, rl := h.uiLoginAs(opTok)
+	if resp, body := h.ui(uiReq{method: "GET", path: "/ui/api/minions", cookie: revoked}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /ui/api/minions in op's session = %d %s; want 200 before the revocation", resp.StatusCode, body)
+	}
 	if err := h.store.RevokeAPIToken(ctx, "op", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +207,20 @@ func TestUINoDataWithoutSession(t *testing.T) {
 		{method: "GET", path: "/ui/api/jobs/" + job + "/events"},
 		{method: "POST", path: "/ui/api/exec", body: `{"target": "m1", "cmd_line": "echo"}`},
 		{method: "POST", path: "/ui/api/logout", body: `{}`},
+	}
+	// Every dashboard data route is in the list, a route added later too.
+	for _, r := range (&api.Server{Log: testenv.Logger(t)}).Handler().(*gin.Engine).Routes() {
+		if !strings.HasPrefix(r.Path, "/ui/api/") || r.Path == "/ui/api/login" {
+			continue
+		}
+		found := false
+		for _, d := range data {
+			p, _, _ := strings.Cut(d.path, "?")
+			found = found || (d.method == r.Method && pathMatches(r.Path, p))
+		}
+		if !found {
+			t.Errorf("route %s %s is not in this test's list", r.Method, r.Path)
+		}
 	}
 	before := h.count("jobs")
 	for _, r := range data {

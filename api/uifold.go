@@ -3,7 +3,6 @@ package api
 import (
 	"net/http"
 	"sort"
-	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -57,17 +56,6 @@ type uiFoldKey struct {
 	truncated                 bool
 }
 
-// foldExit is a result's exit as the CLI shows it.
-func foldExit(r model.Result) string {
-	switch {
-	case r.Signal != "":
-		return r.Signal
-	case r.ExitCode < 0:
-		return "-"
-	}
-	return strconv.Itoa(r.ExitCode)
-}
-
 func (s *Server) uiJob(c *gin.Context) {
 	ctx := c.Request.Context()
 	id := c.Param("id")
@@ -83,7 +71,7 @@ func (s *Server) uiJob(c *gin.Context) {
 	page := inventory.ResultPage{Limit: uiFoldPage, Tail: uiFoldTail}
 	for {
 		next, err := s.Store.JobResults(ctx, id, page, func(r model.Result) error {
-			k := uiFoldKey{state: r.State, exit: foldExit(r), stdout: string(r.Stdout), stderr: string(r.Stderr), err: r.Error, truncated: r.Truncated}
+			k := uiFoldKey{state: r.State, exit: model.ExitText(r.ExitCode, r.Signal), stdout: string(r.Stdout), stderr: string(r.Stderr), err: r.Error, truncated: r.Truncated}
 			g := groups[k]
 			if g == nil {
 				if len(order) >= uiFoldGroups {
