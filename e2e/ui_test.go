@@ -228,7 +228,6 @@ func TestDashboard(t *testing.T) {
 		document.getElementById('live').hidden && document.querySelectorAll('#groups .group').length === 1 &&
 		document.querySelector('#groups pre.stdout').textContent === 'first-line\nsecond-line\n'`)
 
-
 	// Logging out ends the session: the data routes answer 401 again.
 	run("log out", chromedp.Click(chromedp.ID("logout")))
 	poll("the login form again", `!document.getElementById('login').hidden`)
