@@ -88,6 +88,7 @@ type Server struct {
 	bodies    *semaphore.Weighted // large JSON bodies in flight, BodiesInFlight bytes
 	bodiesMax int64
 	regSlots  chan struct{} // registrations in flight (Limits.RegistrationsInFlight); nil: no bound
+	ui        *uiSessions   // the web dashboard's sessions, made by Handler
 }
 
 // Config is what the API needs from the master's configuration.
@@ -202,6 +203,7 @@ func (s *Server) Handler() http.Handler {
 	route(read, "GET", "/configs/:name/history", s.configHistory)
 	route(operator, "DELETE", "/configs/:name", s.deleteConfig)
 	v1.GET("/openapi.yaml", s.openAPI)
+	s.uiRoutes(r)
 	return r
 }
 
@@ -214,7 +216,7 @@ func noRoute(c *gin.Context) {
 // included, as no endpoint: Gin would otherwise match an empty parameter
 // (POST /api/v1/jobs//cancel) or, for GET /api/v1/jobs/, try to redirect.
 func noEmptySegments(c *gin.Context) {
-	if p := c.Request.URL.Path; p != "/" && (strings.Contains(p, "//") || strings.HasSuffix(p, "/")) {
+	if p := c.Request.URL.Path; p != "/" && p != "/ui/" && (strings.Contains(p, "//") || strings.HasSuffix(p, "/")) {
 		noRoute(c)
 		return
 	}
@@ -478,6 +480,12 @@ func (s *Server) authenticate(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
+	s.actAs(c, t)
+}
+
+// actAs lets the request on as token t: its name, role and scope, its
+// request budget.
+func (s *Server) actAs(c *gin.Context, t inventory.APIToken) {
 	c.Set(ctxToken, t.Name)
 	c.Set(ctxRole, t.Role)
 	ctx := jobs.WithRequester(c.Request.Context(), t.Name) // the jobs it makes name it

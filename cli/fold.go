@@ -202,15 +202,7 @@ func lineWord(n int) string {
 
 // exitText is a result's exit as shown: its code, its signal, or "-" when
 // it did not run.
-func exitText(r wire.HostResult) string {
-	switch {
-	case r.Signal != "":
-		return r.Signal
-	case r.ExitCode < 0:
-		return "-"
-	}
-	return fmt.Sprint(r.ExitCode)
-}
+func exitText(r wire.HostResult) string { return model.ExitText(r.ExitCode, r.Signal) }
 
 // plural is "1 host", "2 hosts".
 func plural(n int, noun string) string {

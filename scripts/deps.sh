@@ -29,6 +29,8 @@ command -v bsdtar >/dev/null || need+=(libarchive-tools)
 # systemd-analyze verify checks the units make dist ships (the package only
 # installs files in a container: nothing starts it as PID 1).
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# chromium: the web dashboard's end-to-end test drives it headless (chromedp).
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2

@@ -28,7 +28,7 @@ var layers = []struct {
 }{
 	{"model: the shared vocabulary (stdlib only)", []string{"model"}},
 	{"engine and host-side work", []string{"exec", "exec/local", "hostfile", "packages", "state", "facts", "content", "pki", "config", "daemon", "daemon/selfupdate",
-		"version", "proto/felix/v1", "internal/backoff", "internal/testenv", "internal/layers"}},
+		"version", "proto/felix/v1", "internal/backoff", "internal/hostset", "internal/testenv", "internal/layers"}},
 	{"transport and inventory", []string{"transport", "transport/agent", "transport/ssh", "transport/ssh/sshtest",
 		"inventory", "inventory/hostlist"}},
 	{"services", []string{"jobs", "bootstrap", "notify", "metrics"}},

@@ -1,11 +1,11 @@
-package cli
+package hostset
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestHostSet(t *testing.T) {
+func TestCompact(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		hosts string
@@ -32,8 +32,8 @@ func TestHostSet(t *testing.T) {
 			if tt.hosts != "" {
 				hosts = strings.Split(tt.hosts, ",")
 			}
-			if got := hostSet(hosts); got != tt.want {
-				t.Errorf("hostSet(%s) = %q; want %q", tt.hosts, got, tt.want)
+			if got := Compact(hosts); got != tt.want {
+				t.Errorf("Compact(%s) = %q; want %q", tt.hosts, got, tt.want)
 			}
 		})
 	}
