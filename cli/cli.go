@@ -24,7 +24,6 @@ import (
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/model"
-	"github.com/felix-ops/felix/version"
 )
 
 const usage = `felix: run commands on many servers through a felix master.
@@ -159,59 +158,6 @@ type options struct {
 // errFailed makes Main exit 1 without printing anything more.
 var errFailed = errors.New("some hosts failed")
 
-// Main runs the felix command line and returns the exit status.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"minions": cmdMinions,
-		"minion":  cmdMinion,
-		"keys":    cmdKeys,
-		"hosts":   cmdHosts,
-		"exec":    cmdExec,
-		"cp":      cmdCp,
-		"fetch":   cmdFetch,
-		"pkg":     cmdPkg,
-		"apply":   cmdApply,
-		"config":  cmdConfig,
-		"jobs":    cmdJobs,
-		"job":     cmdJob,
-		"token":   cmdToken,
-		"audit":   cmdAudit,
-
-		"bootstrap": cmdBootstrap,
-	}
-	name := args[0]
-	switch name {
-	case "version":
-		fmt.Fprintln(stdout, version.String())
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	fn, ok := cmds[name]
-	if !ok {
-		fmt.Fprintf(stderr, "felix: unknown command %q; run felix help\n", name)
-		return 2
-	}
-	err := fn(ctx, args[1:], stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errFailed):
-		return 1
-	case errors.Is(err, errChanged):
-		return 2
-	case errors.Is(err, pflag.ErrHelp):
-		return 0
-	}
-	fmt.Fprintf(stderr, "felix %s: %s\n", name, visible(err.Error()))
-	return 1
-}
-
 // flags returns a flag set with the shared connection flags.
 func flags(name string) (*pflag.FlagSet, *options) {
 	fs := pflag.NewFlagSet("felix "+name, pflag.ContinueOnError)
@@ -246,7 +192,13 @@ func (o *options) resolve(fs *pflag.FlagSet) error {
 }
 
 // parse parses args and returns a connected client and the positional args.
+// With describeArg last it returns the flag set instead (see describe);
+// -h or --help returns pflag.ErrHelp, which shows the command's help.
 func parse(fs *pflag.FlagSet, o *options, args []string) (*client, []string, error) {
+	if n := len(args); n > 0 && args[n-1] == describeArg {
+		return nil, nil, &describeErr{fs: fs, o: o}
+	}
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
