@@ -172,7 +172,7 @@ func commands() []spec {
 // targetsHelp explains -t.
 const targetsHelp = `Targets (-t, repeatable, comma-separated): ids, globs over accepted minions
 and agentless hosts (web*, db[12]), IP addresses, CIDR ranges (10.0.0.0/24)
-— these add up — and filters over labels and facts (role=web, os=debian),
+(these add up) and filters over labels and facts (role=web, os=debian),
 which must all hold: -t 'web*' -t role=web,os=debian.`
 
 // mode is what a run of Main needs from the command tree.
@@ -269,9 +269,13 @@ func build(ctx context.Context, m mode, stdout, stderr io.Writer) *cobra.Command
 			return
 		}
 		t.describe(c)
+		c.InitDefaultHelpFlag() // as when run: felix help X = felix X --help
 		def(c, args)
 	})
 	root.SetUsageTemplate(usageTemplate)
+	if m != modeRun {
+		t.describeAll(root)
+	}
 	return root
 }
 
@@ -284,7 +288,7 @@ func (t *tree) newCommand(s spec, run runFunc) *cobra.Command {
 		// completion lets cobra parse them, to know what to complete.
 		DisableFlagParsing: t.m != modeComplete,
 		Args:               cobra.ArbitraryArgs,
-		Annotations:        map[string]string{},
+		Annotations:        map[string]string{"felix_body": "yes"}, // describeFlags may run it
 		// did you mean: names within two edits, or that start with the word
 		SuggestionsMinimumDistance: 2,
 	}
@@ -316,10 +320,15 @@ func (t *tree) newCommand(s spec, run runFunc) *cobra.Command {
 	for _, sub := range s.subs {
 		cmd.AddCommand(t.newCommand(sub, run))
 	}
-	if t.m != modeRun {
-		t.describe(cmd)
-	}
 	return cmd
+}
+
+// describeAll gives every command under c its flags.
+func (t *tree) describeAll(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		t.describe(sub)
+		t.describeAll(sub)
+	}
 }
 
 // describe gives cmd the flags its body builds, once, and returns them.
@@ -365,7 +374,7 @@ func describeFlags(cmd *cobra.Command) *describeErr {
 		path = append([]string{top.Name()}, path...)
 		top = top.Parent()
 	}
-	if top.RunE == nil {
+	if top.Annotations["felix_body"] == "" {
 		return nil
 	}
 	err := top.RunE(top, append(path, describeArg))
@@ -480,6 +489,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	root := build(ctx, m, stdout, stderr)
+	if args == nil {
+		args = []string{} // not nil: cobra would read os.Args
+	}
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
 	var ue usageError
