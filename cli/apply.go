@@ -70,7 +70,7 @@ func cmdApply(ctx context.Context, args []string, w, ew io.Writer) error {
 	}
 	if changed > 0 {
 		if o.Output != "json" {
-			fmt.Fprintf(w, "check: %d hosts would change\n", changed)
+			fmt.Fprintf(w, "check: %s would change\n", plural(changed, "host"))
 		}
 		return errChanged
 	}

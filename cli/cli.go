@@ -96,6 +96,10 @@ Usage:
   felix token revoke NAME                    revoke an API token at once
   felix audit [--limit N] [--before ID]      who changed what, newest first (admin only)
   felix version                              print the version
+  felix help [COMMAND]...                    a command's synopsis, flags and examples
+                                             (the same as felix COMMAND --help)
+  felix completion bash|zsh|fish             print the shell completion script (commands,
+                                             flags, and ids from the master)
 
 Targets (-t, repeatable, comma-separated): ids, globs over accepted minions
 and agentless hosts (web*, db[12]), IP addresses, CIDR ranges (10.0.0.0/24)
@@ -122,6 +126,8 @@ Exec flags:
   --lines N                lines of stdout and of stderr per group (default 10; 0: all)
   --diff                   the largest group once, the others as unified diffs against it
   -o json                  print the results as JSON
+  -v, --verbose            every notification's state after the results (default:
+                           only the callbacks and Slack messages that failed)
 cp and fetch take the same flags (their default timeout is the master's
 files.timeout). cp stores content on the master once per sha256 and sends
 only what a host lacks; each file is verified on the host and renamed into
@@ -138,6 +144,13 @@ exec, cp, fetch, pkg and job rerun wait for the job, showing progress on stderr 
 terminal, then print the results; Ctrl-C stops waiting, not the job. They
 exit 1 when any host did not end ok. --script sends FILE (binary content as
 base64) and runs ./FILE with the arguments after --, each quoted.
+
+Exit status: 0 when the command did its work (display commands such as job,
+jobs, minions, keys and hosts exit 0 whatever the results they show); 1 when
+it failed, or when exec, cp, fetch, pkg, apply, minions upgrade, job rerun or
+bootstrap had a host that did not end ok; 2 for a command line that names no
+command (felix: unknown command ...; did you mean ...?) and for apply --check
+when something would change.
 
 Connection (flag, environment, or the config file ~/.config/felix/felix.toml):
   --master URL               FELIX_MASTER              master = "https://127.0.0.1:8443"

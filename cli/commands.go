@@ -273,6 +273,8 @@ func build(ctx context.Context, m mode, stdout, stderr io.Writer) *cobra.Command
 		def(c, args)
 	})
 	root.SetUsageTemplate(usageTemplate)
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
 	if m != modeRun {
 		t.describeAll(root)
 	}

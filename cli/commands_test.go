@@ -28,7 +28,6 @@ func runMain(t *testing.T, args ...string) (int, string, string) {
 func allCommands(t *testing.T) [][]string {
 	t.Helper()
 	root := build(context.Background(), modeRun, &bytes.Buffer{}, &bytes.Buffer{})
-	root.InitDefaultCompletionCmd()
 	var paths [][]string
 	var walk func(c *cobra.Command, path []string)
 	walk = func(c *cobra.Command, path []string) {
@@ -121,6 +120,7 @@ func TestDocumentedFlagsExist(t *testing.T) {
 				continue
 			}
 			cmd = c
+			cmd.InitDefaultHelpFlag() // every command's, as when it runs
 		} else if !strings.HasPrefix(line, "        ") {
 			cmd = nil // a command's flags go on its line and the ones indented under it
 		}

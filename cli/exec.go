@@ -146,7 +146,7 @@ func printDryRun(w io.Writer, format string, dr wire.DryRun) error {
 		t.AppendRow(table.Row{h.Host, h.Address, h.State, tr, h.Error})
 	}
 	t.Render()
-	fmt.Fprintf(w, "dry run: %d of %d hosts would run; nothing ran\n", n, len(dr.Hosts))
+	fmt.Fprintf(w, "dry run: %d of %s would run; nothing ran\n", n, plural(len(dr.Hosts), "host"))
 	return nil
 }
 
