@@ -352,7 +352,11 @@ func (t *tree) describe(cmd *cobra.Command) *describeErr {
 			f.Annotations["felix_connection"] = []string{"yes"}
 		}
 	})
-	cmd.Flags().AddFlagSet(d.fs)
+	d.fs.VisitAll(func(f *pflag.Flag) {
+		if !forOther(cmd, f) {
+			cmd.Flags().AddFlag(f)
+		}
+	})
 	if cmd.Flags().Lookup("target") != nil {
 		_ = cmd.RegisterFlagCompletionFunc("target", func(c *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 			return completeTargets(t.complete(c), toComplete)
@@ -362,6 +366,24 @@ func (t *tree) describe(cmd *cobra.Command) *describeErr {
 		_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
 	}
 	return d
+}
+
+// forOther says whether f, from a flag set its command shares with its
+// subcommands, is for another of them: its usage starts with that
+// subcommand's name ("add: SSH port").
+func forOther(cmd *cobra.Command, f *pflag.Flag) bool {
+	name, _, ok := strings.Cut(f.Usage, ": ")
+	if !ok || strings.ContainsAny(name, " ,") || name == cmd.Name() {
+		return false
+	}
+	if _, ok := subcommand(cmd, name); ok {
+		return true // the parent's own run takes none of its subcommands' flags
+	}
+	if !cmd.HasParent() || !cmd.Parent().HasParent() {
+		return false
+	}
+	_, ok = subcommand(cmd.Parent(), name)
+	return ok
 }
 
 // outputFormats complete -o.
