@@ -9,9 +9,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/internal/testenv"
 )
 
@@ -300,5 +302,47 @@ func TestManPages(t *testing.T) {
 	out, err := exec.Command(groff, "-k", "-man", "-Tutf8", "-ww", "-z", filepath.Join(dir, "felix-exec.1")).CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Errorf("groff -man -ww felix-exec.1: %v\n%s", err, out)
+	}
+}
+
+func TestNotificationsAfterRun(t *testing.T) {
+	f := fakeMaster(t)
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string // the notification line, "" for none
+	}{
+		{"delivered: not shown", []string{"exec", "-t", "*", "--", "echo", "hi"}, ""},
+		{"delivered with -v", []string{"exec", "-t", "*", "-v", "--", "echo", "hi"}, "callback: delivered (2 attempts)"},
+		{"delivered with --verbose", []string{"exec", "-t", "*", "--verbose", "--", "echo", "hi"}, "callback: delivered (2 attempts)"},
+		{"dead: shown", []string{"exec", "-t", "*", "--", "fail"}, "callback: dead: HTTP 500 from receiver (12 attempts)"},
+		{"felix job shows every one", []string{"job", "j1"}, "callback: delivered (2 attempts)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stdout, _ := f.run(t, context.Background(), tt.args...)
+			got := ""
+			for _, line := range strings.Split(stdout, "\n") {
+				if strings.HasPrefix(line, "callback: ") {
+					got = line
+				}
+			}
+			if got != tt.want {
+				t.Errorf("felix %s: notification line %q; want %q\n%s", strings.Join(tt.args, " "), got, tt.want, stdout)
+			}
+		})
+	}
+	next := time.Now().Add(100 * time.Second)
+	for _, tt := range []struct {
+		d    wire.Delivery
+		want bool
+	}{
+		{wire.Delivery{Kind: "slack", State: "delivered", Attempts: 1}, false},
+		{wire.Delivery{Kind: "slack", State: "pending", Attempts: 0, NextAt: &next}, false},
+		{wire.Delivery{Kind: "slack", State: "pending", Attempts: 1, LastError: "HTTP 503", NextAt: &next}, true},
+		{wire.Delivery{Kind: "callback", State: "dead", Attempts: 12, LastError: "HTTP 500"}, true},
+	} {
+		if got := deliveryFailed(tt.d); got != tt.want {
+			t.Errorf("deliveryFailed(%+v) = %v; want %v", tt.d, got, tt.want)
+		}
 	}
 }
