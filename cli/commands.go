@@ -29,6 +29,7 @@ type spec struct {
 	// command whose positional arguments are ids has it false).
 	subRequired bool
 	args        completeFunc // completes positional arguments
+	files       bool         // without args: local file names
 	subs        []spec
 }
 
@@ -82,7 +83,7 @@ func commands() []spec {
 				{use: "list", short: "list agentless hosts"},
 				{use: "add [USER@]HOST[:PORT]", short: "add an agentless host",
 					example: "  felix hosts add 10.0.0.5 --id web3 --user deploy --become\n  felix hosts add db1.internal --proxy-jump bastion.example.com"},
-				{use: "import FILE", short: "add hosts from a file, all or none",
+				{use: "import FILE", short: "add hosts from a file, all or none", files: true,
 					long: "Add hosts from a file: [user@]host[:port] a line, an Ansible INI or YAML inventory, or a salt-ssh roster " +
 						"(detected unless --format). Every host is added or none.",
 					example: "  felix hosts import inventory.ini\n  felix hosts import roster --format roster"},
@@ -103,13 +104,13 @@ func commands() []spec {
 				"did not end ok.\n\n" + targetsHelp,
 			example: "  felix exec -t 'web*' -- uptime\n  felix exec -t role=db --batch 25% --timeout 2m -- systemctl restart postgresql\n" +
 				"  felix exec -t web01 --script ./check.sh -- --verbose\n  felix exec -t '*' --dry-run -- reboot"},
-		{use: "cp SRC -t TARGETS DEST", short: "push a file or a tree to the targets", run: cmdCp,
+		{use: "cp SRC -t TARGETS DEST", short: "push a file or a tree to the targets", run: cmdCp, files: true,
 			long: "Push a file (or with -r a tree) to the targets. The master stores content once per sha256 and sends only what " +
 				"a host lacks; each file is verified on the host and renamed into place atomically. A DEST that is a symlink " +
 				"is refused unless --follow-symlinks. Exits 1 when any host did not end ok.\n\n" + targetsHelp,
 			example: "  felix cp nginx.conf -t 'web*' /etc/nginx/nginx.conf --mode 0644 --owner root:root --backup\n" +
 				"  felix cp -r ./site -t role=web /srv/site --mkdir"},
-		{use: "fetch -t TARGETS PATH OUTDIR", short: "copy PATH from every target to OUTDIR/HOST/", run: cmdFetch,
+		{use: "fetch -t TARGETS PATH OUTDIR", short: "copy PATH from every target to OUTDIR/HOST/", run: cmdFetch, files: true,
 			long:    "Copy PATH from every target into OUTDIR/HOST/. Exits 1 when any host did not end ok.\n\n" + targetsHelp,
 			example: "  felix fetch -t 'web*' /var/log/nginx/error.log ./logs"},
 		{use: "pkg", short: "manage packages through each host's manager", run: cmdPkg, subRequired: true,
@@ -124,7 +125,7 @@ func commands() []spec {
 				{use: "list -t TARGETS [GLOB]", short: "list installed packages"},
 				{use: "info -t TARGETS NAME", short: "show a package on each host"},
 			}},
-		{use: "apply NAME|FILE -t TARGETS", short: "make hosts as a state document says", run: cmdApply,
+		{use: "apply NAME|FILE -t TARGETS", short: "make hosts as a state document says", run: cmdApply, files: true,
 			long: "Make hosts as a state document says: a stored config (felix config put) or a local file. --dry-run computes " +
 				"every change and changes nothing; --check does the same and exits 2 when anything would change (drift). " +
 				"Exits 1 when any host did not end ok.\n\n" + targetsHelp,
@@ -132,7 +133,7 @@ func commands() []spec {
 		{use: "config", short: "store state documents, every revision kept", run: cmdConfig, subRequired: true,
 			example: "  felix config put web ./web.toml\n  felix config get web --rev 2\n  felix config history web",
 			subs: []spec{
-				{use: "put NAME FILE", short: "store a new revision of a state document"},
+				{use: "put NAME FILE", short: "store a new revision of a state document", files: true},
 				{use: "get NAME", short: "print a stored state document"},
 				{use: "list", short: "list stored state documents"},
 				{use: "history NAME", short: "list a state document's revisions"},
@@ -145,7 +146,7 @@ func commands() []spec {
 				"results (felix exec exits 1 when a host failed; felix job only displays).",
 			example: "  felix job j-0123\n  felix job j-0123 --no-fold\n  felix job output j-0123 web01",
 			subs: []spec{
-				{use: "output JOB_ID HOST", short: "a host's whole stored output", args: firstArg(idsOf("jobs")),
+				{use: "output JOB_ID HOST", short: "a host's whole stored output", args: jobThenHost,
 					long: "Print a host's whole stored output as stored; on a terminal escapes are shown, not acted on, unless " +
 						"--raw. With -o json: its result.",
 					example: "  felix job output j-0123 web01 --stderr"},
@@ -314,6 +315,9 @@ func (t *tree) newCommand(s spec, run runFunc) *cobra.Command {
 		return run(t.ctx, args, t.stdout, t.stderr)
 	}
 	cmd.ValidArgsFunction = func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		if s.args == nil && s.files {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
 		if s.args == nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

@@ -213,6 +213,7 @@ func TestCompletion(t *testing.T) {
 		{"keys accept: not accepted", with("keys", "accept", ""), []string{"web02\tminion, pending"}},
 		{"minions label id", with("minions", "label", "w"), []string{"web01\tminion, accepted", "web02\tminion, pending"}},
 		{"job ids", with("job", "j"), []string{"j1\tdone: echo hi", "jfail\tdone: for i in 1 2 3; do echo a long command l…"}},
+		{"job output: a job, then its hosts", with("job", "output", "jfail", ""), []string{"web01\tok", "web02\tunreachable"}},
 		{"job cancel ids", with("job", "cancel", "jf"), []string{"jfail\tdone: for i in 1 2 3; do echo a long command l…"}},
 		{"targets", with("exec", "-t", ""), []string{"web01\tminion, accepted"}},
 		{"targets after a comma", with("exec", "-t", "db1,w"), []string{"db1,web01\tminion, accepted"}},
@@ -225,6 +226,13 @@ func TestCompletion(t *testing.T) {
 				t.Errorf("felix __complete %q =\n%s\nwant\n%s", tt.args, strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
+	}
+	// Local files where a command takes one; not where it takes ids.
+	for args, want := range map[string]string{"cp|": ":0", "apply|": ":0", "config|put|web|": ":0", "minion|": ":4", "exec|-t|web01|--|": ":4"} {
+		_, out, _ := runMain(t, append([]string{cobra.ShellCompRequestCmd}, strings.Split(args, "|")...)...)
+		if got := strings.TrimSpace(out); !strings.HasSuffix(got, "\n"+want) && got != want {
+			t.Errorf("felix __complete %s: %q; want the directive %s (0: files, 4: none)", strings.ReplaceAll(args, "|", " "), got, want)
+		}
 	}
 	// An unreachable master: nothing, quietly (the shell shows no error).
 	dead := []string{"minion", "--master", "https://127.0.0.1:1", "--token", "x", ""}

@@ -87,6 +87,28 @@ func eachArg(l lister) completeFunc {
 	}
 }
 
+// jobThenHost completes a job id, then a host of that job.
+func jobThenHost(cl completer, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	switch len(args) {
+	case 0:
+		return matching(cl.list(listIDs("jobs")), toComplete, nil), cobra.ShellCompDirectiveNoFileComp
+	case 1:
+		hosts := cl.list(func(ctx context.Context, c *client) ([]string, error) {
+			var job wire.Job
+			if err := c.do(ctx, "GET", jobPath(args[0]), nil, &job); err != nil {
+				return nil, err
+			}
+			out := make([]string, 0, len(job.Results))
+			for _, r := range job.Results { // the first page's
+				out = append(out, fmt.Sprintf("%s\t%s", r.Host, r.State))
+			}
+			return out, nil
+		})
+		return matching(hosts, toComplete, nil), cobra.ShellCompDirectiveNoFileComp
+	}
+	return nil, cobra.ShellCompDirectiveNoFileComp
+}
+
 // completeTargets completes the last comma-separated word of -t with the
 // ids of accepted minions and agentless hosts.
 func completeTargets(cl completer, toComplete string) ([]string, cobra.ShellCompDirective) {
