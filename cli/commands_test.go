@@ -313,6 +313,18 @@ func TestManPages(t *testing.T) {
 	}
 }
 
+func TestOutputFormats(t *testing.T) {
+	for usage, want := range map[string]string{
+		"output format: table or json":                       "table json",
+		"output format: table, json, yaml, wide or jsonl":    "table json yaml wide jsonl",
+		"output format: table, wide, json, yaml (see -h ok)": "table wide json yaml",
+	} {
+		if got := strings.Join(outputFormats(usage), " "); got != want {
+			t.Errorf("outputFormats(%q) = %q; want %q", usage, got, want)
+		}
+	}
+}
+
 func TestNotificationsAfterRun(t *testing.T) {
 	f := fakeMaster(t)
 	for _, tt := range []struct {
