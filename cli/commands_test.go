@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,6 +239,36 @@ func TestCompletion(t *testing.T) {
 	dead := []string{"minion", "--master", "https://127.0.0.1:1", "--token", "x", ""}
 	if got := complete(t, dead...); len(got) != 0 {
 		t.Errorf("completion with an unreachable master = %q; want nothing", got)
+	}
+	// A master that accepts the connection and never answers: the
+	// completion gives up (completeTimeout) and says nothing.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 16)
+	t.Cleanup(func() {
+		ln.Close()
+		for len(held) > 0 {
+			(<-held).Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case held <- c: // held open, unanswered, until the test ends
+			default:
+				c.Close()
+			}
+		}
+	}()
+	silent := []string{"minion", "--master", "https://" + ln.Addr().String(), "--token", "x", "--config", filepath.Join(t.TempDir(), "none.toml"), ""}
+	if got := complete(t, silent...); len(got) != 0 {
+		t.Errorf("completion with a master that never answers = %q; want nothing", got)
 	}
 	if got := complete(t, "minion", "--config", filepath.Join(t.TempDir(), "none.toml"), ""); len(got) != 0 {
 		t.Errorf("completion with no master configured = %q; want nothing", got)
