@@ -234,6 +234,8 @@ func build(ctx context.Context, m mode, stdout, stderr io.Writer) *cobra.Command
 				return usageError{}
 			case args[0] == "-h" || args[0] == "--help":
 				return pflag.ErrHelp
+			case strings.HasPrefix(args[0], "-"):
+				return usageError{fmt.Sprintf("no command before %s: felix COMMAND [flags]; see felix --help", visible(args[0]))}
 			}
 			return unknownCommand(cmd, args[0])
 		},

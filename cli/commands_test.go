@@ -169,6 +169,7 @@ func TestDidYouMean(t *testing.T) {
 		{[]string{"help", "exce"}, `unknown command "exce" for "felix"; did you mean "exec"?`},
 		{[]string{"help", "hosts", "shwo"}, `unknown command "shwo" for "felix hosts"; did you mean "show"?`},
 		{[]string{"frobnicate"}, `unknown command "frobnicate" for "felix"; see felix --help`},
+		{[]string{"--master", "https://127.0.0.1:1"}, `felix: no command before --master: felix COMMAND [flags]; see felix --help`},
 		{[]string{"pkg", "purge", "-t", "web1", "nginx"}, `unknown command "purge" for "felix pkg"; want info, install, list, remove or upgrade`},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
