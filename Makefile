@@ -67,7 +67,7 @@ bench-restart: build ## reconnect storms: a master restarted with N (1000) swarm
 bench-upgrade: build ## felix minions upgrade --batch 10% of 100 separate minion processes from version A to B: wall time, outcomes
 	@bash scripts/bench-upgrade.sh
 
-dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, the systemd units, in dist/
+dist: ## static minion binaries for linux/amd64 and linux/arm64, master and felix for this platform, the systemd units, felix's man pages (dist/man), in dist/
 	@mkdir -p dist
 	for arch in amd64 arm64; do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/minion-linux-$$arch ./cmd/minion || exit 1; \
@@ -76,6 +76,7 @@ dist: ## static minion binaries for linux/amd64 and linux/arm64, master and feli
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/felix ./cmd/felix
 	$(GO) run ./cmd/master unit master > dist/felix-master.service
 	$(GO) run ./cmd/master unit minion > dist/felix-minion.service
+	rm -rf dist/man && dist/felix __man dist/man
 	cd dist && sha256sum minion-* master felix *.service > SHA256SUMS
 
 clean: ## remove build output

@@ -60,7 +60,7 @@ func cmdApply(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
-	err = followJob(ctx, c, id, w, ew, o.Output, view{})
+	err = followJob(ctx, c, id, w, ew, o.Output, view{verbose: *jf.verbose})
 	if err != nil || !*check {
 		return err
 	}
@@ -70,7 +70,7 @@ func cmdApply(ctx context.Context, args []string, w, ew io.Writer) error {
 	}
 	if changed > 0 {
 		if o.Output != "json" {
-			fmt.Fprintf(w, "check: %d hosts would change\n", changed)
+			fmt.Fprintf(w, "check: %s would change\n", plural(changed, "host"))
 		}
 		return errChanged
 	}

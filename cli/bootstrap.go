@@ -43,13 +43,13 @@ func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
 		return fmt.Errorf("name at least one host: felix bootstrap [USER@]HOST[:PORT]... or -f FILE")
 	}
 	if *id != "" && len(hosts) != 1 {
-		return fmt.Errorf("--id names the minion of a single host; %d hosts given", len(hosts))
+		return fmt.Errorf("--id names the minion of a single host; %s given", plural(len(hosts), "host"))
 	}
 	if _, err := model.ParseProxyJump(*proxyJump); err != nil {
 		return err
 	}
 	if isTerminal(ew) {
-		fmt.Fprintf(ew, "bootstrapping %d host(s)...\n", len(hosts))
+		fmt.Fprintf(ew, "bootstrapping %s...\n", plural(len(hosts), "host"))
 	}
 	var resp wire.BootstrapResponse
 	req := wire.BootstrapRequest{Hosts: hosts, ID: *id, Port: *port, Key: *key, Become: *become, ProxyJump: *proxyJump}

@@ -24,7 +24,6 @@ import (
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/model"
-	"github.com/felix-ops/felix/version"
 )
 
 const usage = `felix: run commands on many servers through a felix master.
@@ -97,6 +96,10 @@ Usage:
   felix token revoke NAME                    revoke an API token at once
   felix audit [--limit N] [--before ID]      who changed what, newest first (admin only)
   felix version                              print the version
+  felix help [COMMAND]...                    a command's synopsis, flags and examples
+                                             (the same as felix COMMAND --help)
+  felix completion bash|zsh|fish             print the shell completion script (commands,
+                                             flags, and ids from the master)
 
 Targets (-t, repeatable, comma-separated): ids, globs over accepted minions
 and agentless hosts (web*, db[12]), IP addresses, CIDR ranges (10.0.0.0/24)
@@ -123,6 +126,8 @@ Exec flags:
   --lines N                lines of stdout and of stderr per group (default 10; 0: all)
   --diff                   the largest group once, the others as unified diffs against it
   -o json                  print the results as JSON
+  -v, --verbose            every notification's state after the results (default:
+                           only the callbacks and Slack messages that failed)
 cp and fetch take the same flags (their default timeout is the master's
 files.timeout). cp stores content on the master once per sha256 and sends
 only what a host lacks; each file is verified on the host and renamed into
@@ -139,6 +144,13 @@ exec, cp, fetch, pkg and job rerun wait for the job, showing progress on stderr 
 terminal, then print the results; Ctrl-C stops waiting, not the job. They
 exit 1 when any host did not end ok. --script sends FILE (binary content as
 base64) and runs ./FILE with the arguments after --, each quoted.
+
+Exit status: 0 when the command did its work (display commands such as job,
+jobs, minions, keys and hosts exit 0 whatever the results they show); 1 when
+it failed, or when exec, cp, fetch, pkg, apply, minions upgrade, job rerun or
+bootstrap had a host that did not end ok; 2 for a command line that names no
+command (felix: unknown command ...; did you mean ...?) and for apply --check
+when something would change.
 
 Connection (flag, environment, or the config file ~/.config/felix/felix.toml):
   --master URL               FELIX_MASTER              master = "https://127.0.0.1:8443"
@@ -158,59 +170,6 @@ type options struct {
 
 // errFailed makes Main exit 1 without printing anything more.
 var errFailed = errors.New("some hosts failed")
-
-// Main runs the felix command line and returns the exit status.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"minions": cmdMinions,
-		"minion":  cmdMinion,
-		"keys":    cmdKeys,
-		"hosts":   cmdHosts,
-		"exec":    cmdExec,
-		"cp":      cmdCp,
-		"fetch":   cmdFetch,
-		"pkg":     cmdPkg,
-		"apply":   cmdApply,
-		"config":  cmdConfig,
-		"jobs":    cmdJobs,
-		"job":     cmdJob,
-		"token":   cmdToken,
-		"audit":   cmdAudit,
-
-		"bootstrap": cmdBootstrap,
-	}
-	name := args[0]
-	switch name {
-	case "version":
-		fmt.Fprintln(stdout, version.String())
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	fn, ok := cmds[name]
-	if !ok {
-		fmt.Fprintf(stderr, "felix: unknown command %q; run felix help\n", name)
-		return 2
-	}
-	err := fn(ctx, args[1:], stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errFailed):
-		return 1
-	case errors.Is(err, errChanged):
-		return 2
-	case errors.Is(err, pflag.ErrHelp):
-		return 0
-	}
-	fmt.Fprintf(stderr, "felix %s: %s\n", name, visible(err.Error()))
-	return 1
-}
 
 // flags returns a flag set with the shared connection flags.
 func flags(name string) (*pflag.FlagSet, *options) {
@@ -246,7 +205,13 @@ func (o *options) resolve(fs *pflag.FlagSet) error {
 }
 
 // parse parses args and returns a connected client and the positional args.
+// With describeArg last it returns the flag set instead (see describe);
+// -h or --help returns pflag.ErrHelp, which shows the command's help.
 func parse(fs *pflag.FlagSet, o *options, args []string) (*client, []string, error) {
+	if n := len(args); n > 0 && args[n-1] == describeArg {
+		return nil, nil, &describeErr{fs: fs, o: o}
+	}
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -69,6 +70,7 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
+	v.verbose = *jf.verbose
 	return followJob(ctx, c, id, w, ew, o.Output, *v)
 }
 
@@ -123,6 +125,7 @@ func followJob(ctx context.Context, c *client, jobID string, w, ew io.Writer, fo
 	if err != nil {
 		return err
 	}
+	v.followed = true
 	return showJob(ctx, c, job, w, format, v)
 }
 
@@ -143,7 +146,7 @@ func printDryRun(w io.Writer, format string, dr wire.DryRun) error {
 		t.AppendRow(table.Row{h.Host, h.Address, h.State, tr, h.Error})
 	}
 	t.Render()
-	fmt.Fprintf(w, "dry run: %d of %d hosts would run; nothing ran\n", n, len(dr.Hosts))
+	fmt.Fprintf(w, "dry run: %d of %s would run; nothing ran\n", n, plural(len(dr.Hosts), "host"))
 	return nil
 }
 
@@ -153,6 +156,7 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 	async := fs.Bool("async", false, "rerun: print the new job id and return at once")
 	stderr := fs.Bool("stderr", false, "output: the host's stderr instead of its stdout")
 	v := addViewFlags(fs)
+	fs.BoolVarP(&v.verbose, "verbose", "v", false, "rerun: every notification's state after the results, not only failed ones")
 	raw := fs.Bool("raw", false, "output: the bytes as stored even on a terminal (else escapes are shown, not acted on)")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
@@ -211,7 +215,11 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err := c.do(ctx, "GET", path, nil, &job); err != nil {
 		return err
 	}
-	return showJob(ctx, c, job, w, o.Output, *v)
+	// A display command: a job whose hosts failed is shown, not a failure.
+	if err := showJob(ctx, c, job, w, o.Output, *v); !errors.Is(err, errFailed) {
+		return err
+	}
+	return nil
 }
 
 // jobOutput prints a host's whole stored output in a job as it arrives:
@@ -264,6 +272,12 @@ func output(r wire.HostResult) string {
 		parts = append(parts, "(output truncated)")
 	}
 	return strings.Join(parts, "\n")
+}
+
+// deliveryFailed is a callback or Slack message that failed: dead, or
+// pending after a failed attempt.
+func deliveryFailed(d wire.Delivery) bool {
+	return d.State == "dead" || (d.State == "pending" && d.LastError != "")
 }
 
 // delivery describes a callback or Slack message of a job in one line.

@@ -38,6 +38,8 @@ type jobFlags struct {
 	become    *bool
 	// becomeUser is --become-user, whom sudo runs as; it implies --become.
 	becomeUser *string
+	// verbose shows every notification's state after the results.
+	verbose *bool
 }
 
 func addJobFlags(fs *pflag.FlagSet) jobFlags {
@@ -54,6 +56,7 @@ func addJobFlags(fs *pflag.FlagSet) jobFlags {
 		become:    fs.Bool("become", false, "sudo -n for this run on hosts reached over SSH (minions ignore it)"),
 	}
 	f.becomeUser = fs.String("become-user", "", "sudo -n -u USER for this run on hosts reached over SSH; implies --become (minions ignore it)")
+	f.verbose = fs.BoolP("verbose", "v", false, "every notification's (callback, Slack) state after the results, not only failed ones")
 	return f
 }
 
@@ -169,6 +172,7 @@ func cmdCp(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
+	v.verbose = *jf.verbose
 	return followJob(ctx, c, id, w, ew, o.Output, *v)
 }
 

@@ -26,6 +26,9 @@ type view struct {
 	noFold bool
 	diff   bool // the largest group, then the others as unified diffs against it
 	lines  int  // lines of each stream per group; 0: all
+	// followed: shown after waiting for a run, when only failed
+	// notifications are worth a line unless verbose.
+	followed, verbose bool
 }
 
 // addViewFlags adds --no-fold and --lines to fs.

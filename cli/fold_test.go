@@ -100,8 +100,8 @@ func TestFoldGolden(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := f.run(t, context.Background(), tt.args...)
-			if code != 1 || stderr != "" {
-				t.Errorf("felix %s: exit %d, stderr %q; want 1 (hosts failed) and nothing", strings.Join(tt.args, " "), code, stderr)
+			if code != 0 || stderr != "" { // felix job displays: 0 though hosts failed
+				t.Errorf("felix %s: exit %d, stderr %q; want 0 and nothing", strings.Join(tt.args, " "), code, stderr)
 			}
 			if strings.ContainsAny(stdout, "\x1b\a\r") || !utf8.ValidString(stdout) {
 				t.Errorf("escapes or bytes that are not UTF-8 reach the terminal raw:\n%q", stdout)

@@ -231,7 +231,7 @@ func importHosts(ctx context.Context, c *client, format, file, inventoryFormat s
 	if format == "json" {
 		return printJSON(w, res)
 	}
-	fmt.Fprintf(w, "%d hosts added, %d updated\n", res.Added, res.Updated)
+	fmt.Fprintf(w, "%s added, %d updated\n", plural(res.Added, "host"), res.Updated)
 	return nil
 }
 

@@ -228,7 +228,7 @@ func TestHostsCommands(t *testing.T) {
 		{name: "trust with user", args: []string{"hosts", "trust", "root@web01", "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"},
 			wantCode: 1, wantErr: "want HOST[:PORT]"},
 		{name: "trust without fingerprint", args: []string{"hosts", "trust", "web01"}, wantCode: 1, wantErr: "want: felix hosts trust"},
-		{name: "unknown sub-command", args: []string{"hosts", "frob"}, wantCode: 1, wantErr: "want list, add"},
+		{name: "unknown sub-command", args: []string{"hosts", "frob"}, wantCode: 2, wantErr: `unknown command "frob" for "felix hosts"; want add, facts,`},
 		{name: "exec transport", args: []string{"exec", "-t", "*", "--transport", "ssh", "--dry-run", "--", "true"},
 			wantOut:  []string{"TRANSPORT", "agent, else ssh", "unreachable", "no ssh settings for web02", "2 of 3 hosts would run"},
 			wantReqs: []string{"POST /api/v1/exec?dry_run=true"}, wantBody: []string{`"transport":"ssh"`}},

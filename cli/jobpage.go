@@ -124,6 +124,9 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 		}
 		fmt.Fprintf(w, "job %s: %s\n", visible(first.JobID), visible(line))
 		for _, d := range last.Deliveries {
+			if v.followed && !v.verbose && !deliveryFailed(d) {
+				continue
+			}
 			fmt.Fprintln(w, visible(delivery(d)))
 		}
 	}

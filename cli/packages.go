@@ -57,7 +57,7 @@ func cmdPkg(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
-	return followJob(ctx, c, id, w, ew, o.Output, view{})
+	return followJob(ctx, c, id, w, ew, o.Output, view{verbose: *jf.verbose})
 }
 
 // pkgAction is the action of a package job, from its command line

@@ -54,7 +54,7 @@ func cmdUpgrade(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
-	return followJob(ctx, c, id, w, ew, o.Output, view{})
+	return followJob(ctx, c, id, w, ew, o.Output, view{verbose: *jf.verbose})
 }
 
 // upgradeOutcome is a host's outcome in an upgrade job: the first word of

@@ -31,6 +31,14 @@ command -v bsdtar >/dev/null || need+=(libarchive-tools)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 # chromium: the web dashboard's end-to-end test drives it headless (chromedp).
 command -v chromium >/dev/null || need+=(chromium)
+# bash, zsh and fish load felix's completion scripts; groff checks the man
+# pages make dist writes (the cli tests).
+command -v bash >/dev/null || need+=(bash)
+# the bash-completion package: the generated bash script needs it, as in a user's shell.
+[ -f /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2
