@@ -116,13 +116,15 @@ Exec flags:
                            (minions ignore these; the host's sshd and sudoers decide)
   --dry-run                show the hosts it would run on, and how; run nothing
   --async                  print the job id and return at once
-  --no-fold                a table row per host (exec, cp, job; default: hosts
-                           with the same result folded into one group under
-                           their host set, web[01-40],db[1-3]; stdout | and
-                           stderr !)
+  --no-fold                a table row per host (exec, cp, fetch, pkg, apply,
+                           minions upgrade, job; default: hosts with the same
+                           result folded into one group under their host set,
+                           web[01-40],db[1-3]; stdout | and stderr !)
   --lines N                lines of stdout and of stderr per group (default 10; 0: all)
   --diff                   the largest group once, the others as unified diffs against it
-  -o json                  print the results as JSON
+  -o FORMAT                table (default), wide (a row per host, every column),
+                           json, yaml, or jsonl (a line per host as it finishes,
+                           then a summary line)
 cp and fetch take the same flags (their default timeout is the master's
 files.timeout). cp stores content on the master once per sha256 and sends
 only what a host lacks; each file is verified on the host and renamed into
