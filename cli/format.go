@@ -9,10 +9,15 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/jedib0t/go-pretty/v6/table"
 	"github.com/spf13/pflag"
+
+	"github.com/felix-ops/felix/api/wire"
+	"github.com/felix-ops/felix/model"
 )
 
 // Every command that prints takes -o FORMAT:
@@ -203,7 +208,7 @@ func writeMapping(b *strings.Builder, n *node, indent int, inline bool) {
 			indentTo(b, indent)
 		}
 		b.WriteString(quoteKey(k) + ":")
-		writeValue(b, n.vals[i], indent)
+		writeValue(b, n.vals[i], indent, false)
 	}
 }
 
@@ -212,25 +217,24 @@ func writeSeq(b *strings.Builder, n *node, indent int) {
 	for _, v := range n.vals {
 		indentTo(b, indent)
 		b.WriteString("-")
-		switch {
-		case v.kind == '{' && len(v.keys) > 0:
-			b.WriteString(" ")
-			writeMapping(b, v, indent+2, true)
-		case v.kind == '[' && len(v.vals) > 0:
-			b.WriteString("\n")
-			writeSeq(b, v, indent+2)
-		default:
-			b.WriteString(" " + scalar(v, indent+2, true) + "\n")
-		}
+		writeValue(b, v, indent, true)
 	}
 }
 
-// writeValue writes what follows "key:" at indent.
-func writeValue(b *strings.Builder, v *node, indent int) {
+// writeValue writes what follows "key:" (or, item, "-") at indent: an
+// item's object starts on the line of its "-", its array on the next
+// line, indented.
+func writeValue(b *strings.Builder, v *node, indent int, item bool) {
 	switch {
+	case v.kind == '{' && len(v.keys) > 0 && item:
+		b.WriteString(" ")
+		writeMapping(b, v, indent+2, true)
 	case v.kind == '{' && len(v.keys) > 0:
 		b.WriteString("\n")
 		writeMapping(b, v, indent+2, false)
+	case v.kind == '[' && len(v.vals) > 0 && item:
+		b.WriteString("\n")
+		writeSeq(b, v, indent+2)
 	case v.kind == '[' && len(v.vals) > 0:
 		b.WriteString("\n")
 		writeSeq(b, v, indent)
@@ -352,3 +356,38 @@ func literal(s string, indent int) string {
 	}
 	return b.String()
 }
+
+// printMinionsWide prints the minions table with every column: hostname,
+// IPs, fingerprint, registration and the exact last contact.
+func printMinionsWide(w io.Writer, minions []wire.Minion) error {
+	t := newTable(w, "ID", "HOSTNAME", "ADDRESS", "IPS", "STATE", "HEALTH", "VERSION", "OS", "LABELS", "FINGERPRINT",
+		"REGISTERED", "LAST SEEN")
+	for _, m := range minions {
+		t.AppendRow(table.Row{m.ID, m.Hostname, m.Address, strings.Join(m.IPs, ","), m.State, m.Health, m.Version, m.OS,
+			formatLabels(m.Labels, ","), m.Fingerprint, stamp(m.RegisteredAt), stamp(m.LastSeen)})
+	}
+	t.Render()
+	return nil
+}
+
+// stamp is a time to the second in local time, "never" when zero.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Local().Format(time.DateTime)
+}
+
+// jobsWideRow is a row of felix jobs -o wide: the whole command, its
+// type, the request id and when the job ended.
+func jobsWideRow(j wire.Job, failed int) table.Row {
+	finished := "-"
+	if j.FinishedAt != nil {
+		finished = stamp(*j.FinishedAt)
+	}
+	return table.Row{j.JobID, j.ID, j.CmdType, j.State, j.Total, j.Summary[string(model.StateOK)], failed, j.CmdLine,
+		j.RequestedBy, stamp(j.CreatedAt), finished}
+}
+
+// jobsWideHead is the header of felix jobs -o wide.
+var jobsWideHead = []any{"JOB", "ID", "TYPE", "STATE", "HOSTS", "OK", "FAILED", "COMMAND", "BY", "CREATED", "FINISHED"}

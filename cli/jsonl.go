@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jedib0t/go-pretty/v6/table"
-
 	"github.com/felix-ops/felix/api/wire"
 	"github.com/felix-ops/felix/model"
 )
@@ -288,38 +286,3 @@ func jobSummaryLine(job wire.Job, hosts int, unreachable []string) string {
 	}
 	return "job " + visible(job.JobID) + ": " + visible(line)
 }
-
-// printMinionsWide prints the minions table with every column: hostname,
-// IPs, fingerprint, registration and the exact last contact.
-func printMinionsWide(w io.Writer, minions []wire.Minion) error {
-	t := newTable(w, "ID", "HOSTNAME", "ADDRESS", "IPS", "STATE", "HEALTH", "VERSION", "OS", "LABELS", "FINGERPRINT",
-		"REGISTERED", "LAST SEEN")
-	for _, m := range minions {
-		t.AppendRow(table.Row{m.ID, m.Hostname, m.Address, strings.Join(m.IPs, ","), m.State, m.Health, m.Version, m.OS,
-			formatLabels(m.Labels, ","), m.Fingerprint, stamp(m.RegisteredAt), stamp(m.LastSeen)})
-	}
-	t.Render()
-	return nil
-}
-
-// stamp is a time to the second in local time, "never" when zero.
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	return t.Local().Format(time.DateTime)
-}
-
-// jobsWideRow is a row of felix jobs -o wide: the whole command, its
-// type, the request id and when the job ended.
-func jobsWideRow(j wire.Job, failed int) table.Row {
-	finished := "-"
-	if j.FinishedAt != nil {
-		finished = stamp(*j.FinishedAt)
-	}
-	return table.Row{j.JobID, j.ID, j.CmdType, j.State, j.Total, j.Summary[string(model.StateOK)], failed, j.CmdLine,
-		j.RequestedBy, stamp(j.CreatedAt), finished}
-}
-
-// jobsWideHead is the header of felix jobs -o wide.
-var jobsWideHead = []any{"JOB", "ID", "TYPE", "STATE", "HOSTS", "OK", "FAILED", "COMMAND", "BY", "CREATED", "FINISHED"}
