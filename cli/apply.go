@@ -25,6 +25,7 @@ var errChanged = errors.New("changes pending")
 func cmdApply(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("apply")
 	jf := addJobFlags(fs)
+	v := addNoFold(fs)
 	fs.Lookup("dry-run").Usage = "compute every change exactly (file diffs, package versions, service states); change nothing"
 	check := fs.Bool("check", false, "a dry run that exits 2 when anything would change (drift detection)")
 	rev := fs.Int("rev", 0, "the stored config's revision (default: the latest)")
@@ -60,7 +61,8 @@ func cmdApply(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
-	err = followJob(ctx, c, id, w, ew, o.Output, view{verbose: *jf.verbose})
+	v.verbose = *jf.verbose
+	err = followJob(ctx, c, id, w, ew, o.Output, *v)
 	if err != nil || !*check {
 		return err
 	}
@@ -69,7 +71,7 @@ func cmdApply(ctx context.Context, args []string, w, ew io.Writer) error {
 		return err
 	}
 	if changed > 0 {
-		if o.Output != "json" {
+		if !structured(o.Output) {
 			fmt.Fprintf(w, "check: %s would change\n", plural(changed, "host"))
 		}
 		return errChanged
@@ -140,13 +142,13 @@ func applyChanged(ctx context.Context, c *client, id string) (int, error) {
 // identical fold into one group — all unchanged is one row, "48 hosts: 20
 // unchanged" — otherwise a row per resource that changed, failed or was
 // skipped; then each distinct diff once, with the hosts it applies to.
-func printApplyJob(w io.Writer, job wire.Job) {
+func printApplyJob(w io.Writer, job wire.Job, noFold bool) {
 	t := newTable(w, "HOSTS", "RESOURCE", "STATE", "DETAIL")
 	type diffKey struct{ id, diff string }
 	var diffs []diffKey
 	diffHosts := map[diffKey][]string{}
 	dry := false
-	for i, g := range groupResults(job.Results, func(r wire.HostResult) any { return r.Apply }) {
+	for i, g := range groupResults(job.Results, func(r wire.HostResult) any { return r.Apply }, noFold) {
 		if i > 0 {
 			t.AppendSeparator()
 		}

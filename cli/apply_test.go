@@ -46,6 +46,8 @@ func TestApplyGolden(t *testing.T) {
 	}{
 		{"apply", false, []string{"apply", "web", "-t", "web*"}},
 		{"apply-dry-run", true, []string{"apply", "web", "-t", "web*", "--dry-run"}},
+		{"apply-no-fold", false, []string{"apply", "web", "-t", "web*", "--no-fold"}},
+		{"apply-jsonl", false, []string{"apply", "web", "-t", "web*", "-o", "jsonl"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFilesFake(t)

@@ -63,8 +63,8 @@ func cmdBootstrap(ctx context.Context, args []string, w, ew io.Writer) error {
 	for _, r := range resp.Results {
 		failed = failed || r.State != "ok"
 	}
-	if o.Output == "json" {
-		if err := printJSON(w, resp); err != nil {
+	if structured(o.Output) {
+		if err := printAs(w, o.Output, resp, resp.Results); err != nil {
 			return err
 		}
 	} else {

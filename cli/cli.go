@@ -119,13 +119,15 @@ Exec flags:
                            (minions ignore these; the host's sshd and sudoers decide)
   --dry-run                show the hosts it would run on, and how; run nothing
   --async                  print the job id and return at once
-  --no-fold                a table row per host (exec, cp, job; default: hosts
-                           with the same result folded into one group under
-                           their host set, web[01-40],db[1-3]; stdout | and
-                           stderr !)
+  --no-fold                a table row per host (exec, cp, fetch, pkg, apply,
+                           minions upgrade, job; default: hosts with the same
+                           result folded into one group under their host set,
+                           web[01-40],db[1-3]; stdout | and stderr !)
   --lines N                lines of stdout and of stderr per group (default 10; 0: all)
   --diff                   the largest group once, the others as unified diffs against it
-  -o json                  print the results as JSON
+  -o FORMAT                table (default), wide (a row per host, every column),
+                           json, yaml, or jsonl (a line per host as it finishes,
+                           then a summary line)
   -v, --verbose            every notification's state after the results (default:
                            only the callbacks and Slack messages that failed)
 cp and fetch take the same flags (their default timeout is the master's
@@ -179,7 +181,7 @@ func flags(name string) (*pflag.FlagSet, *options) {
 	fs.String("master", "", "master URL")
 	fs.String("token", "", "API token")
 	fs.String("master-fingerprint", "", "pinned master certificate fingerprint")
-	fs.StringVarP(&o.Output, "output", "o", "table", "output format: table or json")
+	fs.StringVarP(&o.Output, "output", "o", "table", "output format: table, wide, json, yaml or jsonl")
 	return fs, o
 }
 
@@ -198,10 +200,7 @@ func (o *options) resolve(fs *pflag.FlagSet) error {
 	config.Override(&o.Master, fs, "master", "FELIX_MASTER")
 	config.Override(&o.Token, fs, "token", "FELIX_TOKEN")
 	config.Override(&o.Fingerprint, fs, "master-fingerprint", "FELIX_MASTER_FINGERPRINT")
-	if o.Output != "table" && o.Output != "json" {
-		return fmt.Errorf("-o %q: want table or json", o.Output)
-	}
-	return nil
+	return checkFormat(o.Output)
 }
 
 // parse parses args and returns a connected client and the positional args.
@@ -277,8 +276,11 @@ func cmdMinions(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err := c.do(ctx, "GET", "/api/v1/minions", nil, &list); err != nil {
 		return err
 	}
-	if o.Output == "json" {
-		return printJSON(w, list)
+	if structured(o.Output) {
+		return printAs(w, o.Output, list, list.Minions)
+	}
+	if o.Output == formatWide {
+		return printMinionsWide(w, list.Minions)
 	}
 	t := newTable(w, "ID", "ADDRESS", "STATE", "HEALTH", "VERSION", "OS", "LABELS", "LAST SEEN")
 	for _, m := range list.Minions {
@@ -358,8 +360,8 @@ func labelMinion(ctx context.Context, c *client, format string, args, removals [
 	if err := c.do(ctx, "PUT", "/api/v1/minions/"+url.PathEscape(id)+"/labels", req, &m); err != nil {
 		return err
 	}
-	if format == "json" {
-		return printJSON(w, m)
+	if structured(format) {
+		return printAs(w, format, m, nil)
 	}
 	if len(m.Labels) == 0 {
 		fmt.Fprintf(w, "%s: no labels\n", m.ID)
@@ -404,8 +406,8 @@ func cmdMinion(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err := c.do(ctx, "GET", "/api/v1/minions/"+url.PathEscape(rest[0]), nil, &m); err != nil {
 		return err
 	}
-	if o.Output == "json" {
-		return printJSON(w, m)
+	if structured(o.Output) {
+		return printAs(w, o.Output, m, nil)
 	}
 	t := newTable(w, "FIELD", "VALUE")
 	t.AppendRows([]table.Row{
@@ -448,8 +450,8 @@ func cmdKeys(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.do(ctx, "GET", "/api/v1/minions", nil, &list); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, list)
+		if structured(o.Output) {
+			return printAs(w, o.Output, list, list.Minions)
 		}
 		sort.SliceStable(list.Minions, func(i, j int) bool {
 			return slices.Index(model.KeyStates, list.Minions[i].State) < slices.Index(model.KeyStates, list.Minions[j].State)
@@ -512,8 +514,8 @@ func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.do(ctx, "POST", "/api/v1/tokens/join", wire.JoinTokenRequest{AutoAccept: *auto, TTL: *ttl, Uses: *uses}, &resp); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, resp)
+		if structured(o.Output) {
+			return printAs(w, o.Output, resp, nil)
 		}
 		fmt.Fprintln(w, resp.Token)
 		return nil
@@ -525,8 +527,8 @@ func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.do(ctx, "POST", "/api/v1/tokens", wire.TokenRequest{Name: rest[0], Role: *role, TTL: *ttl, Scope: *scope}, &tok); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, tok)
+		if structured(o.Output) {
+			return printAs(w, o.Output, tok, nil)
 		}
 		fmt.Fprintln(w, tok.Token)
 		return nil
@@ -535,8 +537,8 @@ func cmdToken(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.do(ctx, "GET", "/api/v1/tokens", nil, &list); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, list)
+		if structured(o.Output) {
+			return printAs(w, o.Output, list, list.Tokens)
 		}
 		t := newTable(w, "NAME", "ROLE", "SCOPE", "CREATED", "EXPIRES")
 		for _, tk := range list.Tokens {
@@ -581,8 +583,8 @@ func cmdAudit(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err := c.do(ctx, "GET", "/api/v1/audit?"+q.Encode(), nil, &log); err != nil {
 		return err
 	}
-	if o.Output == "json" {
-		return printJSON(w, log)
+	if structured(o.Output) {
+		return printAs(w, o.Output, log, log.Entries)
 	}
 	t := newTable(w, "ID", "TIME", "WHO", "ROLE", "SOURCE", "REQUEST", "STATUS", "TARGETS", "JOB")
 	for _, e := range log.Entries {

@@ -351,7 +351,8 @@ func TestMain(t *testing.T) {
 		{"minions label bad word", []string{"minions", "label", "web01", "role"}, 1, nil, "want key=value", nil},
 		{"exec without targets", []string{"exec", "--", "true"}, 1, nil, "no targets", nil},
 		{"exec without command", []string{"exec", "-t", "*"}, 1, nil, "no command", nil},
-		{"bad output format", []string{"minions", "-o", "yaml"}, 1, nil, "want table or json", nil},
+		{"bad output format", []string{"minions", "-o", "xml"}, 2, nil, `-o "xml": want table, wide, json, yaml, jsonl`, nil},
+		{"bad output format of a job", []string{"exec", "-t", "*", "-o", "csv", "--", "true"}, 2, nil, `-o "csv": want table`, nil},
 		{"unknown command", []string{"frobnicate"}, 2, nil, "unknown command", nil},
 	}
 	for _, tt := range tests {

@@ -389,8 +389,8 @@ func (t *tree) describe(cmd *cobra.Command) *describeErr {
 			return completeTargets(t.complete(c), toComplete)
 		})
 	}
-	if f := cmd.Flags().Lookup("output"); f != nil {
-		_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats(f.Usage), cobra.ShellCompDirectiveNoFileComp))
+	if cmd.Flags().Lookup("output") != nil {
+		_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
 	}
 	return d
 }
@@ -411,19 +411,6 @@ func forOther(cmd *cobra.Command, f *pflag.Flag) bool {
 	}
 	_, ok = subcommand(cmd.Parent(), name)
 	return ok
-}
-
-// outputFormats are the formats -o's usage names ("output format: table,
-// json or yaml"), which complete -o.
-func outputFormats(usage string) []string {
-	_, list, _ := strings.Cut(usage, ": ")
-	var out []string
-	for _, w := range strings.FieldsFunc(strings.ReplaceAll(list, " or ", ","), func(r rune) bool { return r == ',' || r == ' ' }) {
-		if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyz") == "" {
-			out = append(out, w)
-		}
-	}
-	return out
 }
 
 // describeFlags runs cmd's body in describe mode: it returns the flag set

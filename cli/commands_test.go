@@ -220,7 +220,7 @@ func TestCompletion(t *testing.T) {
 		{"targets", with("exec", "-t", ""), []string{"web01\tminion, accepted"}},
 		{"targets after a comma", with("exec", "-t", "db1,w"), []string{"db1,web01\tminion, accepted"}},
 		{"targets --target=", with("cp", "--target", "we"), []string{"web01\tminion, accepted"}},
-		{"output", with("jobs", "-o", ""), []string{"table", "json"}},
+		{"output", with("jobs", "-o", ""), []string{"table", "wide", "json", "yaml", "jsonl"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := complete(t, tt.args...)
@@ -342,18 +342,6 @@ func TestManPages(t *testing.T) {
 	out, err := exec.Command(groff, "-k", "-man", "-Tutf8", "-ww", "-z", filepath.Join(dir, "felix-exec.1")).CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Errorf("groff -man -ww felix-exec.1: %v\n%s", err, out)
-	}
-}
-
-func TestOutputFormats(t *testing.T) {
-	for usage, want := range map[string]string{
-		"output format: table or json":                       "table json",
-		"output format: table, json, yaml, wide or jsonl":    "table json yaml wide jsonl",
-		"output format: table, wide, json, yaml (see -h ok)": "table wide json yaml",
-	} {
-		if got := strings.Join(outputFormats(usage), " "); got != want {
-			t.Errorf("outputFormats(%q) = %q; want %q", usage, got, want)
-		}
 	}
 }
 

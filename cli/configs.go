@@ -51,8 +51,8 @@ func cmdConfig(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.decodeAnswer(resp, "POST", "/api/v1/configs", &cfg); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, cfg)
+		if structured(o.Output) {
+			return printAs(w, o.Output, cfg, nil)
 		}
 		if created {
 			fmt.Fprintf(w, "config %s: revision %d (sha256 %s)\n", cfg.Name, cfg.Rev, short(cfg.SHA256))
@@ -69,8 +69,8 @@ func cmdConfig(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.do(ctx, "GET", path, nil, &cfg); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, cfg)
+		if structured(o.Output) {
+			return printAs(w, o.Output, cfg, nil)
 		}
 		if cfg.Document != nil {
 			io.WriteString(w, *cfg.Document) // byte for byte: it may be saved and put again
@@ -81,8 +81,8 @@ func cmdConfig(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.do(ctx, "GET", "/api/v1/configs", nil, &list); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, list)
+		if structured(o.Output) {
+			return printAs(w, o.Output, list, list.Configs)
 		}
 		t := newTable(w, "NAME", "REV", "REVISIONS", "SHA256", "BY", "CREATED")
 		for _, cfg := range list.Configs {
@@ -95,8 +95,8 @@ func cmdConfig(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.do(ctx, "GET", "/api/v1/configs/"+url.PathEscape(rest[0])+"/history", nil, &hist); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, hist)
+		if structured(o.Output) {
+			return printAs(w, o.Output, hist, hist.Revisions)
 		}
 		t := newTable(w, "REV", "SHA256", "BY", "CREATED")
 		for _, cfg := range hist.Revisions {

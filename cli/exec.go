@@ -112,8 +112,8 @@ func shellWord(s string) string {
 // printAccepted prints a job started in the background: its id alone, for
 // scripts, or the answer as JSON.
 func printAccepted(w io.Writer, format string, acc wire.ExecAccepted) error {
-	if format == "json" {
-		return printJSON(w, acc)
+	if structured(format) {
+		return printAs(w, format, acc, nil)
 	}
 	fmt.Fprintln(w, acc.JobID)
 	return nil
@@ -121,6 +121,9 @@ func printAccepted(w io.Writer, format string, acc wire.ExecAccepted) error {
 
 // followJob waits for a job, showing its progress, and prints its results.
 func followJob(ctx context.Context, c *client, jobID string, w, ew io.Writer, format string, v view) error {
+	if format == formatJSONL {
+		return streamJob(ctx, c, jobID, w, ew, nil)
+	}
 	job, err := follow(ctx, c, jobID, ew)
 	if err != nil {
 		return err
@@ -130,8 +133,8 @@ func followJob(ctx context.Context, c *client, jobID string, w, ew io.Writer, fo
 }
 
 func printDryRun(w io.Writer, format string, dr wire.DryRun) error {
-	if format == "json" {
-		return printJSON(w, dr)
+	if structured(format) {
+		return printAs(w, format, dr, dr.Hosts)
 	}
 	t := newTable(w, "HOST", "ADDRESS", "WOULD", "TRANSPORT", "NOTE")
 	n := 0
@@ -191,8 +194,8 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.do(ctx, "POST", path+"/cancel", nil, &ans); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, ans)
+		if structured(o.Output) {
+			return printAs(w, o.Output, ans, nil)
 		}
 		fmt.Fprintf(w, "job %s: cancelling\n", rest[0])
 		return nil
@@ -227,12 +230,12 @@ func cmdJob(ctx context.Context, args []string, w, ew io.Writer) error {
 // raw — or with -o json its result.
 func jobOutput(ctx context.Context, c *client, jobID, host string, stderr, raw bool, w io.Writer, format string) error {
 	path := jobPath(jobID) + "/hosts/" + url.PathEscape(host)
-	if format == "json" {
+	if structured(format) {
 		var r wire.HostResult
 		if err := c.do(ctx, "GET", path, nil, &r); err != nil {
 			return err
 		}
-		return printJSON(w, r)
+		return printAs(w, format, r, nil)
 	}
 	path += "/output"
 	if stderr {
@@ -263,7 +266,7 @@ func output(r wire.HostResult) string {
 		parts = append(parts, s)
 	}
 	if s := strings.TrimRight(r.Stderr, "\n"); s != "" {
-		parts = append(parts, s)
+		parts = append(parts, "! "+strings.ReplaceAll(s, "\n", "\n! ")) // stderr, marked as in the folded view
 	}
 	if r.Error != "" {
 		parts = append(parts, r.Error)

@@ -40,7 +40,8 @@ func TestFetchGolden(t *testing.T) {
 }
 
 // TestFetchPaged: fetch downloads the copies of every page's hosts and
-// prints them all, page by page or as one JSON document.
+// prints them all: folded (no saved paths), a row per host with its saved
+// path (wide), or as one JSON document.
 func TestFetchPaged(t *testing.T) {
 	var results []wire.HostResult
 	var contents [][]byte
@@ -49,7 +50,7 @@ func TestFetchPaged(t *testing.T) {
 		contents = append(contents, b)
 		results = append(results, okCopy(fmt.Sprintf("web%02d", i), b))
 	}
-	for _, format := range []string{"table", "json"} {
+	for _, format := range []string{"table", "wide", "json"} {
 		t.Run(format, func(t *testing.T) {
 			f := newFilesFake(t)
 			f.setJob(fetchJob(results...))
@@ -91,6 +92,12 @@ func TestFetchPaged(t *testing.T) {
 				return
 			}
 			for _, p := range saved {
+				if format == "table" {
+					if strings.Contains(stdout, p) {
+						t.Errorf("the folded table names %s: saved paths are for --no-fold and -o wide\n%s", p, stdout)
+					}
+					continue
+				}
 				if strings.Count(stdout, p) != 1 {
 					t.Errorf("stdout names %s %d times; want once\n%s", p, strings.Count(stdout, p), stdout)
 				}

@@ -265,6 +265,7 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("fetch")
 	jf := addJobFlags(fs)
 	followLinks := fs.Bool("follow-symlinks", false, "read the file a symlink at PATH points to (refused otherwise)")
+	v := addNoFold(fs)
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -291,16 +292,39 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
+	if o.Output == formatJSONL {
+		// A host's copy is in the master's store when its result is: save
+		// it as the host finishes.
+		saveFailed := false
+		err := streamJob(ctx, c, id, w, ew, func(l *jsonlResult) {
+			if l.State != model.StateOK || l.Files == nil {
+				return
+			}
+			p, err := download(ctx, c, l.Host, l.Files.SHA256, outDir, name)
+			if err != nil {
+				saveFailed, l.SaveError = true, err.Error()
+				return
+			}
+			l.Saved = p
+		})
+		if err == nil && saveFailed {
+			err = errFailed
+		}
+		return err
+	}
 	job, err := follow(ctx, c, id, ew)
 	if err != nil {
 		return err
 	}
-	// Page by page: download the page's copies, then print the page.
+	// Page by page: download the page's copies, then print the page (one
+	// row per host) or fold its rows (saved paths left out).
 	saved := map[string]string{} // host → local path, or "error: ..."
 	failed, hosts := false, 0
-	var js *jobJSON
-	if o.Output == "json" {
-		js = &jobJSON{w: w}
+	var unreachable []string
+	noFold := v.noFold || o.Output == formatWide
+	rows := &rowFolder{head: fileHead(true)}
+	js := newJobDoc(w, o.Output)
+	if js != nil {
 		if err := js.head(job); err != nil {
 			return err
 		}
@@ -310,6 +334,9 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 		for _, r := range page.Results {
 			if r.State != model.StateOK {
 				failed = true
+			}
+			if r.State == model.StateUnreachable {
+				unreachable = append(unreachable, r.Host)
 			}
 			if r.State != model.StateOK || r.Files == nil {
 				continue
@@ -330,7 +357,17 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 			}
 			return nil
 		}
-		printFetched(w, page.Results, saved)
+		if noFold {
+			printFetched(w, page.Results, saved)
+			return nil
+		}
+		for _, r := range page.Results {
+			note := r.Error
+			if s, ok := strings.CutPrefix(saved[r.Host], "error: "); ok {
+				note = "not saved: " + s
+			}
+			rows.add(r.Host, append(fileCells(r, true), note)...)
+		}
 		return nil
 	})
 	if err != nil {
@@ -341,7 +378,8 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(w, "job %s: %s\n", job.JobID, summary(job, hosts))
+		rows.render(w)
+		fmt.Fprintln(w, jobSummaryLine(job, hosts, unreachable))
 	}
 	if failed {
 		return errFailed

@@ -435,7 +435,7 @@ func TestFetch(t *testing.T) {
 			f.mu.Unlock()
 			top := t.TempDir()
 			out := filepath.Join(top, "out")
-			code, stdout, stderr := f.run(t, "fetch", "-t", "web*", "/etc/hostname", out)
+			code, stdout, stderr := f.run(t, "fetch", "-t", "web*", "/etc/hostname", out, "--no-fold") // saved paths per host
 			if code != tt.code {
 				t.Errorf("exit %d; want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout, stderr)
 			}

@@ -37,9 +37,15 @@ var isTerminal = func(w io.Writer) bool {
 // the user presses Ctrl-C, it says how to find and cancel the job, which
 // runs on, and returns errFailed.
 func follow(ctx context.Context, c *client, jobID string, ew io.Writer) (wire.Job, error) {
+	return followEach(ctx, c, jobID, ew, nil)
+}
+
+// followEach is follow that also hands each event of the stream, output
+// included, to each when each is set.
+func followEach(ctx context.Context, c *client, jobID string, ew io.Writer, each func(model.Event) error) (wire.Job, error) {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	p := &progress{w: ew, job: jobID, tty: isTerminal(ew), done: map[string]model.State{}}
+	p := &progress{w: ew, job: jobID, tty: isTerminal(ew), done: map[string]model.State{}, each: each}
 	defer p.clear()
 	err := p.events(ctx, c)
 	if err == nil || ctx.Err() == nil {
@@ -64,10 +70,11 @@ func follow(ctx context.Context, c *client, jobID string, ew io.Writer) (wire.Jo
 type progress struct {
 	w     io.Writer
 	job   string
-	tty   bool                   // draw the progress line
-	total int                    // hosts in the job; 0 until known
-	done  map[string]model.State // final state by host
-	line  string                 // the line drawn last, "" when none is shown
+	tty   bool                    // draw the progress line
+	total int                     // hosts in the job; 0 until known
+	done  map[string]model.State  // final state by host
+	line  string                  // the line drawn last, "" when none is shown
+	each  func(model.Event) error // when set, sees every event
 }
 
 // events reads the job's event stream until its end event (nil), or until
@@ -79,12 +86,18 @@ func (p *progress) events(ctx context.Context, c *client) error {
 	}
 	defer body.Close()
 	return readSSE(body, func(typ string, data []byte) error {
-		if typ != string(model.EventJob) && typ != string(model.EventHost) {
+		if p.each == nil && typ != string(model.EventJob) && typ != string(model.EventHost) {
 			return nil // output chunks: the final table shows them
 		}
 		var e model.Event
 		if err := json.Unmarshal(data, &e); err != nil {
 			return fmt.Errorf("job events: bad %s event: %w", typ, err)
+		}
+		e.Type = model.EventType(typ)
+		if p.each != nil {
+			if err := p.each(e); err != nil {
+				return err
+			}
 		}
 		switch {
 		case e.Type == model.EventJob && p.total == 0 && e.Total > 0:

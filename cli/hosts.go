@@ -115,8 +115,8 @@ func cmdHosts(ctx context.Context, args []string, w, ew io.Writer) error {
 		if err := c.do(ctx, "POST", path, req, &host); err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return printJSON(w, host)
+		if structured(o.Output) {
+			return printAs(w, o.Output, host, nil)
 		}
 		printHosts(w, []wire.Host{host})
 		return nil
@@ -168,8 +168,8 @@ func listHosts(ctx context.Context, c *client, format string, w io.Writer) error
 	if err := c.do(ctx, "GET", "/api/v1/hosts", nil, &list); err != nil {
 		return err
 	}
-	if format == "json" {
-		return printJSON(w, list)
+	if structured(format) {
+		return printAs(w, format, list, list.Hosts)
 	}
 	printHosts(w, list.Hosts)
 	return nil
@@ -228,8 +228,8 @@ func importHosts(ctx context.Context, c *client, format, file, inventoryFormat s
 	if err := c.doBody(ctx, "POST", path, "text/plain; charset=utf-8", bytes.NewReader(b), &res); err != nil {
 		return err
 	}
-	if format == "json" {
-		return printJSON(w, res)
+	if structured(format) {
+		return printAs(w, format, res, nil)
 	}
 	fmt.Fprintf(w, "%s added, %d updated\n", plural(res.Added, "host"), res.Updated)
 	return nil
@@ -250,8 +250,8 @@ func labelHost(ctx context.Context, c *client, format string, args, removals []s
 	if err := c.do(ctx, "PUT", "/api/v1/hosts/"+url.PathEscape(id)+"/labels", req, &h); err != nil {
 		return err
 	}
-	if format == "json" {
-		return printJSON(w, h)
+	if structured(format) {
+		return printAs(w, format, h, nil)
 	}
 	printHosts(w, []wire.Host{h})
 	return nil
@@ -275,8 +275,8 @@ func trustHost(ctx context.Context, c *client, format, hostPort, fp string, w io
 	if err := c.do(ctx, "POST", "/api/v1/hosts/"+url.PathEscape(host)+"/trust", wire.TrustRequest{Fingerprint: fp, Port: port}, &ans); err != nil {
 		return err
 	}
-	if format == "json" {
-		return printJSON(w, ans)
+	if structured(format) {
+		return printAs(w, format, ans, nil)
 	}
 	fmt.Fprintf(w, "%s: trusted %s\n", net.JoinHostPort(ans.Host, strconv.Itoa(ans.Port)), ans.Fingerprint)
 	return nil
@@ -288,8 +288,8 @@ func showHost(ctx context.Context, c *client, format, id string, w io.Writer) er
 	if err := c.do(ctx, "GET", "/api/v1/hosts/"+url.PathEscape(id), nil, &h); err != nil {
 		return err
 	}
-	if format == "json" {
-		return printJSON(w, h)
+	if structured(format) {
+		return printAs(w, format, h, nil)
 	}
 	user := h.User
 	if user == "" {
@@ -337,8 +337,8 @@ func hostFacts(ctx context.Context, c *client, format string, targets []string, 
 		}
 		rows = res.Hosts
 	}
-	if format == "json" {
-		return printJSON(w, wire.HostFactsList{Hosts: rows})
+	if structured(format) {
+		return printAs(w, format, wire.HostFactsList{Hosts: rows}, rows)
 	}
 	t := newTable(w, "ID", "OS", "KERNEL", "ARCH", "CPUS", "GATHERED", "ERROR")
 	failed := false

@@ -53,13 +53,15 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 	var unreachable []string
 	var fold *folder
 	var rows *rowFolder
+	if format == formatWide {
+		v.noFold = true // every column, a row per host
+	}
 	if !v.noFold {
 		fold = &folder{}
 		rows = &rowFolder{head: fileHead(first.CmdType == "fetch")}
 	}
-	var js *jobJSON
-	if format == "json" {
-		js = &jobJSON{w: w}
+	js := newJobDoc(w, format)
+	if js != nil {
 		if err := js.head(first); err != nil {
 			return err
 		}
@@ -86,11 +88,11 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 		case page.CmdType == "push" || page.CmdType == "fetch":
 			printFileJob(w, page)
 		case page.CmdType == model.CmdPkg:
-			printPkgJob(w, page)
+			printPkgJob(w, page, v.noFold)
 		case page.CmdType == model.CmdApply:
-			printApplyJob(w, page)
+			printApplyJob(w, page, v.noFold)
 		case page.CmdType == model.CmdUpgrade:
-			printUpgradeJob(w, page)
+			printUpgradeJob(w, page, v.noFold)
 		case fold != nil:
 			for _, r := range page.Results {
 				fold.add(r)
@@ -118,11 +120,7 @@ func showJob(ctx context.Context, c *client, first wire.Job, w io.Writer, format
 			return err
 		}
 	} else {
-		line := summary(first, hosts)
-		if len(unreachable) > 0 {
-			line += "; unreachable: " + hostSet(unreachable)
-		}
-		fmt.Fprintf(w, "job %s: %s\n", visible(first.JobID), visible(line))
+		fmt.Fprintln(w, jobSummaryLine(first, hosts, unreachable))
 		for _, d := range last.Deliveries {
 			if v.followed && !v.verbose && !deliveryFailed(d) {
 				continue

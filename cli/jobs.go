@@ -44,16 +44,23 @@ func cmdJobs(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err := c.do(ctx, "GET", path, nil, &list); err != nil {
 		return err
 	}
-	if o.Output == "json" {
-		return printJSON(w, list)
+	if structured(o.Output) {
+		return printAs(w, o.Output, list, list.Jobs)
 	}
 	t := newTable(w, "JOB", "STATE", "HOSTS", "OK", "FAILED", "COMMAND", "CREATED")
+	if o.Output == formatWide {
+		t = newTable(w, jobsWideHead...)
+	}
 	for _, j := range list.Jobs {
 		failed := 0
 		for s, n := range j.Summary {
 			if st := model.State(s); st != model.StateOK && st.Final() {
 				failed += n
 			}
+		}
+		if o.Output == formatWide {
+			t.AppendRow(jobsWideRow(j, failed))
+			continue
 		}
 		t.AppendRow(table.Row{j.JobID, j.State, j.Total, j.Summary[string(model.StateOK)], failed, truncate(j.CmdLine, 40), ago(j.CreatedAt)})
 	}

@@ -21,6 +21,7 @@ import (
 func cmdPkg(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("pkg")
 	jf := addJobFlags(fs)
+	v := addNoFold(fs)
 	fs.Lookup("dry-run").Usage = "ask each host's package manager what it would change; change nothing"
 	refresh := fs.Bool("refresh", false, "update each host's package index first")
 	manager := fs.String("manager", "", "use this manager on every host: apt, dnf, yum, zypper, apk or pacman (default: its pkg_manager label, else detected)")
@@ -57,7 +58,8 @@ func cmdPkg(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
-	return followJob(ctx, c, id, w, ew, o.Output, view{verbose: *jf.verbose})
+	v.verbose = *jf.verbose
+	return followJob(ctx, c, id, w, ew, o.Output, *v)
 }
 
 // pkgAction is the action of a package job, from its command line
@@ -78,13 +80,17 @@ type pkgGroup struct {
 }
 
 // groupResults folds results with identical outcomes — state, error and
-// the report that report picks — in the order of each group's first host.
-func groupResults(results []wire.HostResult, report func(wire.HostResult) any) []*pkgGroup {
+// the report that report picks — in the order of each group's first host;
+// with noFold each host is a group of its own.
+func groupResults(results []wire.HostResult, report func(wire.HostResult) any, noFold bool) []*pkgGroup {
 	var groups []*pkgGroup
 	byKey := map[string]*pkgGroup{}
 	for _, r := range results {
 		rep, _ := json.Marshal(report(r))
 		key := string(r.State) + "\x00" + r.Error + "\x00" + string(rep)
+		if noFold {
+			key = r.Host + "\x00" + key // a group per host
+		}
 		g := byKey[key]
 		if g == nil {
 			g = &pkgGroup{r: r}
@@ -96,17 +102,13 @@ func groupResults(results []wire.HostResult, report func(wire.HostResult) any) [
 	return groups
 }
 
-// hostsCell names a group's hosts: "web1", or "3 hosts: web1,web2,web3"
-// (the first ten names, then how many more).
+// hostsCell names a group's hosts: "web1", or their host set in compact
+// form and how many, "web[1-3],db1 (4 hosts)".
 func (g *pkgGroup) hostsCell() string {
 	if len(g.hosts) == 1 {
 		return g.hosts[0]
 	}
-	names := strings.Join(g.hosts[:min(len(g.hosts), 10)], ",")
-	if more := len(g.hosts) - 10; more > 0 {
-		names += fmt.Sprintf(",… (+%d)", more)
-	}
-	return fmt.Sprintf("%d hosts: %s", len(g.hosts), names)
+	return hostSet(g.hosts) + " (" + plural(len(g.hosts), "host") + ")"
 }
 
 // label is hostsCell with the group's state when it is not ok.
@@ -122,7 +124,7 @@ func (g *pkgGroup) label() string {
 // PACKAGE BEFORE AFTER STATE; list shows each package's VERSION; info the
 // INSTALLED and CANDIDATE versions. A host without a report shows its
 // state and error.
-func printPkgJob(w io.Writer, job wire.Job) {
+func printPkgJob(w io.Writer, job wire.Job, noFold bool) {
 	action := pkgAction(job)
 	header := []any{"HOSTS", "PACKAGE", "BEFORE", "AFTER", "STATE"}
 	switch action {
@@ -133,7 +135,7 @@ func printPkgJob(w io.Writer, job wire.Job) {
 	}
 	t := newTable(w, header...)
 	dry := false
-	for i, g := range groupResults(job.Results, func(r wire.HostResult) any { return r.Packages }) {
+	for i, g := range groupResults(job.Results, func(r wire.HostResult) any { return r.Packages }, noFold) {
 		if i > 0 {
 			t.AppendSeparator()
 		}

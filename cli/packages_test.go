@@ -54,6 +54,8 @@ func TestPkgGolden(t *testing.T) {
 		{"pkg-info", pkgJob("info", info, absent), []string{"pkg", "info", "-t", "web*", "felix-test-hello"}},
 		{"pkg-failed", pkgJob("install", failed), []string{"pkg", "install", "-t", "web*", "nosuch"}},
 		{"job-pkg", pkgJob("install", installed, already), []string{"job", "jpkg"}},
+		{"pkg-install-no-fold", pkgJob("install", installed, already), []string{"pkg", "install", "-t", "web*", "--no-fold", "felix-test-hello"}},
+		{"pkg-install-yaml", pkgJob("install", installed, already), []string{"pkg", "install", "-t", "web*", "-o", "yaml", "felix-test-hello"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

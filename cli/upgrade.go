@@ -21,6 +21,7 @@ import (
 func cmdUpgrade(ctx context.Context, args []string, w, ew io.Writer) error {
 	fs, o := flags("minions upgrade")
 	jf := addJobFlags(fs)
+	v := addNoFold(fs)
 	fs.Lookup("timeout").Usage = "deadline per host for the transfer, the swap and its return (default 3m)"
 	canary := fs.Int("canary", 0, "upgrade N hosts first, as one batch; stop unless they all end ok")
 	binary := fs.String("binary", "", "minion binary to send (default: the master's dist/minion-<os>-<arch>)")
@@ -54,7 +55,8 @@ func cmdUpgrade(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil || id == "" {
 		return err
 	}
-	return followJob(ctx, c, id, w, ew, o.Output, view{verbose: *jf.verbose})
+	v.verbose = *jf.verbose
+	return followJob(ctx, c, id, w, ew, o.Output, *v)
 }
 
 // upgradeOutcome is a host's outcome in an upgrade job: the first word of
@@ -71,7 +73,7 @@ func upgradeOutcome(r wire.HostResult) string {
 
 // printUpgradeJob prints a page of an upgrade job folded: a row per group
 // of hosts with the same outcome and detail.
-func printUpgradeJob(w io.Writer, job wire.Job) {
+func printUpgradeJob(w io.Writer, job wire.Job, noFold bool) {
 	t := newTable(w, "HOSTS", "OUTCOME", "DETAIL")
 	detail := func(r wire.HostResult) string {
 		line := strings.TrimSpace(r.Stdout)
@@ -87,7 +89,7 @@ func printUpgradeJob(w io.Writer, job wire.Job) {
 		}
 		return line
 	}
-	for _, g := range groupResults(job.Results, func(r wire.HostResult) any { return upgradeOutcome(r) + "\x00" + detail(r) }) {
+	for _, g := range groupResults(job.Results, func(r wire.HostResult) any { return upgradeOutcome(r) + "\x00" + detail(r) }, noFold) {
 		t.AppendRow(table.Row{g.hostsCell(), upgradeOutcome(g.r), detail(g.r)})
 	}
 	t.SetColumnConfigs([]table.ColumnConfig{{Name: "HOSTS", WidthMax: 60}, {Name: "DETAIL", WidthMax: 90}})

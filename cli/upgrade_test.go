@@ -20,12 +20,17 @@ func TestPrintUpgradeJob(t *testing.T) {
 		{Host: "m5", State: model.StateUnreachable, Error: "ping minion m5: connection refused (nothing changed)"},
 	}}
 	var b bytes.Buffer
-	printUpgradeJob(&b, job)
+	printUpgradeJob(&b, job, false)
 	out := b.String()
-	for _, want := range []string{"rolled_back", "vA -> vB: exit status 3", "2 hosts: m2,m3", "upgraded", "cancelled", "unreachable"} {
+	for _, want := range []string{"rolled_back", "vA -> vB: exit status 3", "m[2-3] (2 hosts)", "upgraded", "cancelled", "unreachable"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+	b.Reset()
+	printUpgradeJob(&b, job, true)
+	if rows := tableRows(b.String()); len(rows) != 6 || !strings.Contains(b.String(), "│ m2 ") || !strings.Contains(b.String(), "│ m3 ") {
+		t.Errorf("--no-fold: want a row per host (header + 5):\n%s", b.String())
 	}
 	if n := strings.Count(out, "exit status 3"); n != 1 {
 		t.Errorf("the rollback's reason shows %d times; want once:\n%s", n, out)

@@ -171,7 +171,7 @@ func TestApply(t *testing.T) {
 	before, _ := os.Stat(conf)
 	out, errOut, code := c.felix("apply", doc, "-t", "pm1,ps1")
 	t.Logf("felix apply, again:\n%s", out)
-	if code != 0 || !strings.Contains(out, "2 hosts: pm1,ps1") || !strings.Contains(out, "5 unchanged") || strings.Contains(out, "changed,") {
+	if code != 0 || !strings.Contains(out, "pm1,ps1 (2 hosts)") || !strings.Contains(out, "5 unchanged") || strings.Contains(out, "changed,") {
 		t.Errorf("second apply: exit %d; want one group of 2 hosts, all unchanged:\n%s%s", code, out, errOut)
 	}
 	after, _ := os.Stat(conf)

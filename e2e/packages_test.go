@@ -174,7 +174,7 @@ func TestPackages(t *testing.T) {
 	// the two hosts into one group.
 	lines := dpkgLogLines(t)
 	out, errOut, code := c.felix("pkg", "install", "-t", "pm1,ps1", testPkg+"=1.0")
-	if code != 0 || !strings.Contains(out, "2 hosts: pm1,ps1") || strings.Count(out, testPkg) != 1 ||
+	if code != 0 || !strings.Contains(out, "pm1,ps1 (2 hosts)") || strings.Count(out, testPkg) != 1 ||
 		!strings.Contains(out, "unchanged") {
 		t.Errorf("re-install: exit %d; want one group of 2 hosts, unchanged:\n%s%s", code, out, errOut)
 	}
@@ -212,7 +212,7 @@ func TestPackages(t *testing.T) {
 
 	// list with a glob, info: the same on both hosts.
 	out, errOut, code = c.felix("pkg", "list", "-t", "pm1,ps1", "felix-test-*")
-	if code != 0 || !strings.Contains(out, "2 hosts: pm1,ps1") || !strings.Contains(out, testPkg) || !strings.Contains(out, "2.0") {
+	if code != 0 || !strings.Contains(out, "pm1,ps1 (2 hosts)") || !strings.Contains(out, testPkg) || !strings.Contains(out, "2.0") {
 		t.Errorf("list: exit %d; want %s 2.0 in one group of 2 hosts:\n%s%s", code, testPkg, out, errOut)
 	}
 	j, _ = c.pkg("list", "-t", "ps1", "felix-test-h*")

@@ -208,7 +208,7 @@ func TestFleetUpgrade(t *testing.T) {
 
 	// Again: nothing to do, nothing sent.
 	out, errOut, code = c.felix("minions", "upgrade", "-t", "m*")
-	if code != 0 || !strings.Contains(out, "3 hosts: m1,m2,m3") || !strings.Contains(out, "unchanged") {
+	if code != 0 || !strings.Contains(out, "m[1-3] (3 hosts)") || !strings.Contains(out, "unchanged") {
 		t.Fatalf("upgrade B -> B: exit %d; want all unchanged\n%s%s", code, out, errOut)
 	}
 
