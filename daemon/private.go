@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 )
 
 // A daemon's data directory holds its private key, its database (job
@@ -30,8 +29,8 @@ func PrivateDir(dir string) (fixed []string, err error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("data dir %s is not a directory", dir)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return nil, fmt.Errorf("data dir %s belongs to uid %d, not to this process's uid %d: give it to this user (chown) or choose another", dir, st.Uid, os.Geteuid())
+	if err := checkOwner(dir, fi); err != nil {
+		return nil, err
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(dir, 0o700); err != nil {

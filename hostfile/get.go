@@ -1,3 +1,5 @@
+//go:build !windows
+
 package hostfile
 
 import (
@@ -6,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -97,30 +98,4 @@ func (s *Store) openGet(g model.GetFile) (*os.File, error) {
 		return nil, errorf(ErrRefused, "get file %s: %w", g.Path, err)
 	}
 	return f, nil
-}
-
-// hashReader reads a file for Get, hashing and counting what it reads,
-// and ends early when ctx does. It keeps its own failures apart from w's.
-type hashReader struct {
-	ctx    context.Context
-	f      *os.File
-	sum    hash.Hash
-	n      int64 // bytes read
-	err    error // a failure to read f
-	ctxErr error // ctx ended
-}
-
-// Read reads f into p, unless ctx has ended.
-func (r *hashReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		r.ctxErr = err
-		return 0, err
-	}
-	k, err := r.f.Read(p)
-	r.sum.Write(p[:k])
-	r.n += int64(k)
-	if err != nil && err != io.EOF {
-		r.err = err
-	}
-	return k, err
 }
