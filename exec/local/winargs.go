@@ -55,13 +55,22 @@ const cmdSpecials = "()%!^\"<>&|"
 
 // QuoteCmdArg quotes s as one argument that passes through cmd.exe (a
 // .bat or .cmd script's argument, or a program started by cmd /C) to the
-// program unchanged: quoted as QuoteArg does, then every character cmd.exe
+// program unchanged: quoted as QuoteArg does (always when it holds one of
+// cmd.exe's special characters), then every character cmd.exe
 // treats specially — quotes included — escaped with ^, so that cmd sees
 // no quoted region in which an escape would not apply. %VAR% becomes
 // ^%VAR^%: cmd looks for a variable named "VAR^", finds none, and drops
 // the carets, so the text arrives as written.
 func QuoteCmdArg(s string) string {
 	q := QuoteArg(s)
+	if q == s && strings.ContainsAny(s, cmdSpecials) {
+		// Quoted, so that a batch file's %1 keeps "a&b" whole (its own
+		// echo %1 would run b otherwise); %~1 drops the quotes. s has no
+		// quote (QuoteArg would have quoted it): only backslashes before
+		// the closing quote are doubled.
+		trail := len(s) - len(strings.TrimRight(s, `\`))
+		q = `"` + s + strings.Repeat(`\`, trail) + `"`
+	}
 	var b strings.Builder
 	for i := 0; i < len(q); i++ {
 		if strings.IndexByte(cmdSpecials, q[i]) >= 0 {

@@ -28,14 +28,15 @@ func TestQuoteArg(t *testing.T) {
 func TestQuoteCmdArg(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{`plain`, `plain`},
-		{`a&b`, `a^&b`},
-		{`a|b`, `a^|b`},
-		{`a^b`, `a^^b`},
-		{`%PATH%`, `^%PATH^%`},
-		{`!x!`, `^!x^!`},
+		{`a&b`, `^"a^&b^"`},
+		{`a|b`, `^"a^|b^"`},
+		{`a^b`, `^"a^^b^"`},
+		{`%PATH%`, `^"^%PATH^%^"`},
+		{`!x!`, `^"^!x^!^"`},
 		{`<in >out`, `^"^<in ^>out^"`},
 		{`say "hi" & exit`, `^"say \^"hi\^" ^& exit^"`},
-		{`(x)`, `^(x^)`},
+		{`(x)`, `^"^(x^)^"`},
+		{`a&b\\`, `^"a^&b\\\\^"`},
 	}
 	for _, tt := range tests {
 		if got := QuoteCmdArg(tt.in); got != tt.want {
@@ -87,7 +88,7 @@ func TestBuildWinCommand(t *testing.T) {
 			ps + ` -NoProfile -NonInteractive -ExecutionPolicy Bypass -Command "Get-Date; \"a b\""`, ""},
 		{"bad shell", model.Command{Line: `x`, Shell: "bash"}, "", "", `shell "bash"`},
 		{"bat", model.Command{Line: `./run.bat 'a b' 'x&y' '%PATH%'`, FileName: "run.bat"}, cmd,
-			cmd + ` /d /s /c ".\run.bat ^"a b^" x^&y ^%PATH^%"`, ""},
+			cmd + ` /d /s /c ".\run.bat ^"a b^" ^"x^&y^" ^"^%PATH^%^""`, ""},
 		{"cmd upper case", model.Command{Line: `RUN.CMD x`, FileName: "RUN.CMD"}, cmd, cmd + ` /d /s /c ".\RUN.CMD x"`, ""},
 		{"ps1", model.Command{Line: `./s.ps1 'a b' c`, FileName: "s.ps1"}, ps,
 			ps + ` -NoProfile -NonInteractive -ExecutionPolicy Bypass -File .\s.ps1 "a b" c`, ""},

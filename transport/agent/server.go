@@ -154,7 +154,7 @@ func (s *Server) ExecFile(stream grpc.BidiStreamingServer[felixv1.ExecFileReques
 		return err
 	}
 
-	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: dir, Timeout: req.Timeout.AsDuration()}
+	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: dir, Timeout: req.Timeout.AsDuration(), FileName: h.FileName}
 	log.Info("exec file", "size", h.Size, "dir", dir, "cmd", req.CmdLine)
 	return s.run(stream.Context(), req.JobId, cmd, req.Heartbeat.AsDuration(), stream, func() { removeDir(log, dir) })
 }
