@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTO_TOOLS := $(abspath $(BIN)/tools)
 # The packages with Windows code (build-tagged files), vetted for windows by check.
-WINDOWS_PKGS := ./cmd/minion ./cmd/felix ./exec/local ./facts ./daemon ./daemon/selfupdate ./hostfile ./model
+WINDOWS_PKGS := ./cmd/minion ./cmd/felix ./config ./exec/local ./facts ./daemon ./daemon/selfupdate ./hostfile ./model
 
 .PHONY: bench-restart bench-upgrade bench-pkg bench-apply help build test demo proto check bench bench-ssh bench-files bench-scale dist deps clean
 

@@ -74,3 +74,9 @@ func checkOwner(dir string, fi fs.FileInfo) error {
 	}
 	return nil
 }
+
+// modeBitsMatter: PrivateDir and PrivateFile keep modes 0700 and 0600.
+const modeBitsMatter = true
+
+// restrictDir does nothing: PrivateDir's modes are the Unix way.
+func restrictDir(string) error { return nil }
