@@ -187,3 +187,25 @@ func TestWindowsMinionUnderWine(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowsUnitTestsUnderWine cross-compiles the Windows-only unit
+// tests (the Job Object runner, the drive-path file store, the data
+// directory's lock and ACL) and runs them under Wine. TestRestrictDir
+// skips itself there: Wine accepts a DACL without keeping it (it reports
+// the entries it inherited), so the ACL is proved on Windows only.
+func TestWindowsUnitTestsUnderWine(t *testing.T) {
+	startWine(t)
+	dir := t.TempDir()
+	for _, pkg := range []string{"exec/local", "hostfile", "daemon"} {
+		exe := filepath.Join(dir, filepath.Base(pkg)+".test.exe")
+		build := exec.Command("go", "test", "-c", "-o", exe, "../"+pkg)
+		build.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build the windows tests of %s: %v\n%s", pkg, err, out)
+		}
+		out, err := exec.Command("wine", exe, "-test.v", "-test.run", "Windows|RestrictDir").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "\nPASS") || !strings.Contains(string(out), "--- PASS: TestWindows") {
+			t.Errorf("the windows tests of %s under wine: %v\n%s", pkg, err, out)
+		}
+	}
+}
