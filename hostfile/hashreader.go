@@ -2,10 +2,29 @@ package hostfile
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"hash"
 	"io"
 	"os"
 )
+
+// copyHashed copies f to w for Get, returning the bytes copied and the
+// sha256 (lower-case hex) of what was read; path names f in errors.
+func copyHashed(ctx context.Context, f *os.File, w io.Writer, path string) (int64, string, error) {
+	r := &hashReader{ctx: ctx, f: f, sum: sha256.New()}
+	n, err := io.Copy(w, r)
+	switch {
+	case r.ctxErr != nil:
+		return n, "", fmt.Errorf("get file %s: %w", path, r.ctxErr)
+	case r.err != nil:
+		return n, "", fmt.Errorf("get file %s: read after %d bytes: %w", path, r.n, r.err)
+	case err != nil:
+		return n, "", fmt.Errorf("get file %s: write: %w", path, err)
+	}
+	return n, hex.EncodeToString(r.sum.Sum(nil)), nil
+}
 
 // hashReader reads a file for Get, hashing and counting what it reads,
 // and ends early when ctx does. It keeps its own failures apart from w's.

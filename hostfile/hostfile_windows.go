@@ -271,17 +271,7 @@ func (s *Store) Get(ctx context.Context, g model.GetFile, w io.Writer) (int64, s
 		return 0, "", errorf(ErrRefused, "get file %s: %w", g.Path, err)
 	}
 	defer f.Close()
-	r := &hashReader{ctx: ctx, f: f, sum: sha256.New()}
-	n, err := io.Copy(w, r)
-	switch {
-	case r.ctxErr != nil:
-		return n, "", fmt.Errorf("get file %s: %w", g.Path, r.ctxErr)
-	case r.err != nil:
-		return n, "", fmt.Errorf("get file %s: read after %d bytes: %w", g.Path, r.n, r.err)
-	case err != nil:
-		return n, "", fmt.Errorf("get file %s: write: %w", g.Path, err)
-	}
-	return n, hex.EncodeToString(r.sum.Sum(nil)), nil
+	return copyHashed(ctx, f, w, g.Path)
 }
 
 // sweepTemp removes the journalled temp file tmp when it is a regular

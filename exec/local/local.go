@@ -6,8 +6,10 @@
 package local
 
 import (
+	"context"
 	"errors"
 	"os"
+	osexec "os/exec"
 	"strings"
 	"time"
 
@@ -39,6 +41,38 @@ func commandEnv() []string {
 		}
 	}
 	return out
+}
+
+// runContext bounds ctx by timeout when it is positive, with errDeadline
+// as the cause.
+func runContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout > 0 {
+		return context.WithTimeoutCause(ctx, timeout, errDeadline)
+	}
+	return ctx, func() {}
+}
+
+// setup gives c the command's environment and directory, streams its
+// output to out (nil discards it) and bounds the wait for its pipes.
+func setup(c *osexec.Cmd, cmd model.Command, out model.OutputFunc) {
+	if out == nil {
+		out = func(model.Stream, []byte) {}
+	}
+	c.Env = append(commandEnv(), cmd.Env...)
+	c.Dir = cmd.Dir
+	c.Stdout = streamWriter{model.Stdout, out}
+	c.Stderr = streamWriter{model.Stderr, out}
+	c.WaitDelay = waitDelay
+}
+
+// markKilled records why a killed command ended: its deadline (TimedOut)
+// or the caller's cancellation.
+func markKilled(ex *model.Exit, ctx, runCtx context.Context) {
+	if errors.Is(context.Cause(runCtx), errDeadline) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		ex.TimedOut = true
+	} else {
+		ex.Cancelled = true
+	}
 }
 
 // streamWriter hands every chunk written to it to an OutputFunc.

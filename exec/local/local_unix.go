@@ -32,23 +32,12 @@ func Run(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Ex
 	if cmd.Shell != "" {
 		return model.Exit{}, fmt.Errorf("start command: shell %q is for Windows minions; this one runs /bin/sh", cmd.Shell)
 	}
-	runCtx := ctx
-	if cmd.Timeout > 0 {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeoutCause(ctx, cmd.Timeout, errDeadline)
-		defer cancel()
-	}
-	if out == nil {
-		out = func(model.Stream, []byte) {}
-	}
+	runCtx, cancel := runContext(ctx, cmd.Timeout)
+	defer cancel()
 
 	c := osexec.CommandContext(runCtx, "/bin/sh", "-c", cmd.Line)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.Env = append(commandEnv(), cmd.Env...)
-	c.Dir = cmd.Dir
-	c.Stdout = streamWriter{model.Stdout, out}
-	c.Stderr = streamWriter{model.Stderr, out}
-	c.WaitDelay = waitDelay
+	setup(c, cmd, out)
 
 	var killed atomic.Bool
 	var killTimer atomic.Pointer[time.Timer]
@@ -91,11 +80,7 @@ func Run(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Ex
 		}
 	}
 	if killed.Load() {
-		if errors.Is(context.Cause(runCtx), errDeadline) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			ex.TimedOut = true
-		} else {
-			ex.Cancelled = true
-		}
+		markKilled(&ex, ctx, runCtx)
 	}
 	return ex, nil
 }

@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	osexec "os/exec"
@@ -37,15 +36,8 @@ var ntResumeProcess = windows.NewLazySystemDLL("ntdll.dll").NewProc("NtResumePro
 // killed with the job when Run closes it. The exit code is the program's
 // own; a killed job exits with killedExitCode and TimedOut or Cancelled.
 func Run(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
-	runCtx := ctx
-	if cmd.Timeout > 0 {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeoutCause(ctx, cmd.Timeout, errDeadline)
-		defer cancel()
-	}
-	if out == nil {
-		out = func(model.Stream, []byte) {}
-	}
+	runCtx, cancel := runContext(ctx, cmd.Timeout)
+	defer cancel()
 	wc, err := BuildWinCommand(cmd, comspec(), powerShell())
 	if err != nil {
 		return model.Exit{}, fmt.Errorf("start command: %w", err)
@@ -66,11 +58,7 @@ func Run(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Ex
 		CreationFlags: windows.CREATE_SUSPENDED | windows.CREATE_NEW_PROCESS_GROUP,
 		HideWindow:    true,
 	}
-	c.Env = append(commandEnv(), cmd.Env...)
-	c.Dir = cmd.Dir
-	c.Stdout = streamWriter{model.Stdout, out}
-	c.Stderr = streamWriter{model.Stderr, out}
-	c.WaitDelay = waitDelay
+	setup(c, cmd, out)
 
 	var killed atomic.Bool
 	c.Cancel = func() error {
@@ -93,11 +81,7 @@ func Run(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Ex
 	_ = c.Wait() // its error only repeats ProcessState and the context
 	ex := model.Exit{Duration: time.Since(start), Code: c.ProcessState.ExitCode()}
 	if killed.Load() {
-		if errors.Is(context.Cause(runCtx), errDeadline) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			ex.TimedOut = true
-		} else {
-			ex.Cancelled = true
-		}
+		markKilled(&ex, ctx, runCtx)
 	}
 	return ex, nil
 }
