@@ -78,7 +78,8 @@ func wineProcessRunning(marker string) bool {
 // cmd.exe /C lines (exit codes kept), a .bat script whose arguments hold
 // cmd.exe's special characters, a line whose deadline kills the child it
 // started, and receives a pushed file at a drive path (then skips the
-// same push, and refuses a device name as destination).
+// same push, sends the file back to felix fetch, and refuses device, UNC,
+// drive-relative and trailing-dot destinations).
 //
 // Wine emulates neither the service control manager as Windows runs it
 // nor NTFS ACLs, and its cmd.exe expands %VAR% where Windows's leaves
@@ -179,6 +180,13 @@ func TestWindowsMinionUnderWine(t *testing.T) {
 	j, code, _ = c.cp(src, "-t", "win1", `C:\felix-e2e\conf\app.conf`)
 	if code != 0 || len(j.Results) != 1 || j.Results[0].Files == nil || j.Results[0].Files.Changed != 0 {
 		t.Errorf("the same push again: exit %d: %+v; want nothing changed", code, j.Results)
+	}
+	// And back: felix fetch of the drive path.
+	fetched := t.TempDir()
+	if out, errOut, code := c.felix("fetch", "-t", "win1", `C:\felix-e2e\conf\app.conf`, fetched); code != 0 {
+		t.Errorf("felix fetch from windows: exit %d\n%s%s", code, out, errOut)
+	} else if b, err := os.ReadFile(filepath.Join(fetched, "win1", "app.conf")); err != nil || string(b) != "port = 8080\r\n" {
+		t.Errorf("fetched file: %q, %v", b, err)
 	}
 	for _, bad := range []string{`C:\felix-e2e\NUL`, `\\server\share\x`, `C:..\x`, `C:\felix-e2e\x.`} {
 		_, errOut, code := c.felix("cp", src, "-t", "win1", bad)
