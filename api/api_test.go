@@ -1026,6 +1026,7 @@ func TestExecBadInput(t *testing.T) {
 		{"blank cmd_line", "", req{"cmd_line": "  \n", "targets": web1}, 400, []string{"cmd_line"}},
 		{"NUL in cmd_line", "", req{"cmd_line": "echo \x00", "targets": web1}, 400, []string{"cmd_line"}},
 		{"unknown cmd_type", "", req{"cmd_line": "true", "cmd_type": "bogus", "targets": web1}, 400, []string{"cmd_type", "bogus"}},
+		{"unknown shell", "", req{"cmd_line": "true", "shell": "bash", "targets": web1}, 400, []string{"shell", "bash", "powershell"}},
 		{"script without file", "", req{"cmd_line": "./x.sh", "cmd_type": "script", "targets": web1}, 400,
 			[]string{"file is required", "script"}},
 		{"file without file", "", req{"cmd_line": "cat x", "cmd_type": "file", "targets": web1}, 400,

@@ -48,6 +48,12 @@ func (s *Server) spec(c *gin.Context, req wire.ExecRequest, uploaded bool) (mode
 		return model.JobSpec{}, badRequestf("cmd_line is %d bytes: at most %d (send a longer program as a script)", len(req.CmdLine), model.MaxCmdLine)
 	}
 	spec := model.JobSpec{CmdType: req.CmdType, CmdLine: req.CmdLine}
+	switch req.Shell {
+	case "", "cmd", "powershell":
+		spec.Shell = req.Shell
+	default:
+		return model.JobSpec{}, badRequestf("shell %q: want cmd or powershell (Windows minions; others run /bin/sh)", req.Shell)
+	}
 	if req.CmdType == model.CmdLine {
 		if req.File != "" || uploaded || req.FileName != "" || req.FileEncoding != "" {
 			return model.JobSpec{}, badRequestf("file, file_name and file_encoding are for cmd_type script or file")

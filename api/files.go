@@ -220,7 +220,7 @@ func (s *Server) readPushMultipart(c *gin.Context) (spec model.JobSpec, dry bool
 // sha256 of a file part, if there was one.
 func (s *Server) pushSpec(c *gin.Context, req wire.PushRequest, uploaded string) (model.JobSpec, error) {
 	spec := model.JobSpec{CmdType: model.CmdPush}
-	if err := model.CheckPath(req.Dest); err != nil {
+	if err := model.CheckHostPath(req.Dest); err != nil {
 		return spec, badRequestf("dest: %v", err)
 	}
 	if err := checkOwner(req.Owner); err != nil {
@@ -293,7 +293,7 @@ func (s *Server) fetchFiles(c *gin.Context) {
 			return model.JobSpec{}, false, err
 		}
 		spec := model.JobSpec{CmdType: model.CmdFetch, CmdLine: "fetch " + req.Path}
-		if err := model.CheckPath(req.Path); err != nil {
+		if err := model.CheckHostPath(req.Path); err != nil {
 			return spec, false, badRequestf("path: %v", err)
 		}
 		if err := s.jobOptions(c, req.JobOptions, s.Config.FilesTimeout, &spec); err != nil {

@@ -27,6 +27,7 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	v := addViewFlags(fs)
 	script := fs.String("script", "", "run this local script on the targets; args after -- are its arguments")
 	file := fs.String("file", "", "upload this local file and run COMMAND in its directory")
+	shell := fs.String("shell", "", "Windows minions: run COMMAND with cmd (the default) or powershell")
 	c, rest, err := parse(fs, o, args)
 	if err != nil {
 		return err
@@ -38,7 +39,7 @@ func cmdExec(ctx context.Context, args []string, w, ew io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := wire.ExecRequest{JobOptions: opts}
+	req := wire.ExecRequest{JobOptions: opts, Shell: *shell}
 	switch {
 	case *script != "" && *file != "":
 		return fmt.Errorf("give --script or --file, not both")

@@ -279,7 +279,13 @@ func cmdFetch(ctx context.Context, args []string, w, ew io.Writer) error {
 	}
 	remote, outDir := rest[0], rest[1]
 	name := path.Base(remote)
-	if !strings.HasPrefix(remote, "/") || name == "/" || name == "." || name == ".." {
+	if model.LooksWindowsPath(remote) {
+		// A Windows minion's drive path: C:\dir\file.
+		if err := model.CheckWindowsPath(remote); err != nil {
+			return fmt.Errorf("PATH: %w", err)
+		}
+		name = remote[strings.LastIndexByte(remote, '\\')+1:]
+	} else if !strings.HasPrefix(remote, "/") || name == "/" || name == "." || name == ".." {
 		return fmt.Errorf("PATH %q: want the absolute path of a file on the hosts", remote)
 	}
 	if !*jf.dry && !*jf.async {

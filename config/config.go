@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -89,8 +90,21 @@ func Logger(level string) (*slog.Logger, error) {
 }
 
 // DefaultDir returns the directory for kind ("config" or "data") of app:
-// /etc/felix and /var/lib/felix/APP for root, else the XDG directories.
+// /etc/felix and /var/lib/felix/APP for root, else the XDG directories;
+// %ProgramData%\felix and %ProgramData%\felix\APP on Windows.
 func DefaultDir(kind, app string) string {
+	if runtime.GOOS == "windows" {
+		// %ProgramData%\felix (the config) and %ProgramData%\felix\APP:
+		// where a service running as SYSTEM keeps its state.
+		base := os.Getenv("ProgramData")
+		if base == "" {
+			base = `C:\ProgramData`
+		}
+		if kind == "config" {
+			return filepath.Join(base, "felix")
+		}
+		return filepath.Join(base, "felix", app)
+	}
 	if os.Geteuid() == 0 {
 		if kind == "config" {
 			return "/etc/felix"

@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -54,10 +53,7 @@ func ReadPID(path string) (int, error) {
 // reaped) counts as dead: it will never remove its pid file, and where no one
 // reaps orphans (PID 1 in some containers) it stays a zombie for good.
 func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	return !zombie(pid)
+	return processExists(pid) && !zombie(pid)
 }
 
 // zombie reports whether /proc says pid has exited ('Z' or 'X'); false when
@@ -84,13 +80,13 @@ func Running(path string) (int, bool) {
 	return pid, true
 }
 
-// Stop sends SIGTERM to the process in the pid file and waits for it to exit.
+// Stop sends SIGTERM (see terminate) to the process in the pid file and waits for it to exit.
 func Stop(path string, wait time.Duration) error {
 	pid, ok := Running(path)
 	if !ok {
 		return fmt.Errorf("not running (no live process in %s)", path)
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+	if err := terminate(pid); err != nil {
 		return fmt.Errorf("signal pid %d: %w", pid, err)
 	}
 	deadline := time.Now().Add(wait)
@@ -108,7 +104,7 @@ func Stop(path string, wait time.Duration) error {
 func SignalContext(parent context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(parent)
 	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(ch, stopSignals...)
 	go func() {
 		select {
 		case <-ch:

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // LockFile is the lock file inside a data directory.
@@ -34,14 +33,13 @@ func LockDataDir(dir string) (unlock func(), err error) {
 // when missing) and writes the process id into it, as LockDataDir does for
 // a data directory; what names the locked thing in the ErrInUse message.
 func Lock(path, what string) (unlock func(), err error) {
-	fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_CREAT|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
+	f, err := openLockFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
 	}
-	f := os.NewFile(uintptr(fd), path)
-	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockFile(f); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, errLocked) {
 			if pid := lockHolder(path); pid > 0 {
 				return nil, inUse(fmt.Sprintf("%s is in use by pid %d", what, pid))
 			}

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 )
 
 // A daemon's data directory holds its private key, its database (job
@@ -18,7 +17,9 @@ import (
 // directory only its owner can use: mode 0700, and every file directly in
 // it 0600 (group and other bits dropped). It refuses a dir that is not a
 // directory or that belongs to another user, who could change what is in
-// it. fixed names what it had to tighten, for the caller to log.
+// it. fixed names what it had to tighten, for the caller to log. On
+// Windows, where mode bits mean little, the directory instead gets an ACL
+// that lets only SYSTEM and Administrators in (restrictDir).
 func PrivateDir(dir string) (fixed []string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -30,8 +31,14 @@ func PrivateDir(dir string) (fixed []string, err error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("data dir %s is not a directory", dir)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return nil, fmt.Errorf("data dir %s belongs to uid %d, not to this process's uid %d: give it to this user (chown) or choose another", dir, st.Uid, os.Geteuid())
+	if err := checkOwner(dir, fi); err != nil {
+		return nil, err
+	}
+	if err := restrictDir(dir); err != nil {
+		return nil, err
+	}
+	if !modeBitsMatter {
+		return nil, nil
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(dir, 0o700); err != nil {
@@ -70,6 +77,9 @@ func PrivateFile(path string) error {
 	}
 	if !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if !modeBitsMatter {
+		return nil // the directory's ACL, inherited, keeps it private
 	}
 	_, err = private(path)
 	return err

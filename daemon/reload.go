@@ -6,14 +6,16 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"syscall"
 )
 
 // OnHangup calls reload for every SIGHUP until ctx ends, one call at a
 // time. A daemon reloads its config file there.
 func OnHangup(ctx context.Context, reload func()) {
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
+	if len(hangupSignals) == 0 {
+		return // no SIGHUP on Windows: restart the service to reload
+	}
+	signal.Notify(ch, hangupSignals...)
 	go func() {
 		defer signal.Stop(ch)
 		for {

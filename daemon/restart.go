@@ -11,18 +11,17 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
-
-// RestartSignal asks a running daemon to drain and start again (SIGHUP
-// reloads the configuration instead).
-const RestartSignal = syscall.SIGUSR2
 
 // RestartContext returns a context cancelled by RestartSignal, and a func
 // that reports whether that is why it ended. The daemon drains as on
 // SIGTERM, then calls Reexec.
 func RestartContext(parent context.Context) (context.Context, func() bool) {
+	if RestartSignal == nil {
+		// Windows: the service manager restarts the daemon.
+		return parent, func() bool { return false }
+	}
 	ctx, cancel := context.WithCancel(parent)
 	var asked atomic.Bool
 	ch := make(chan os.Signal, 1)
@@ -59,7 +58,7 @@ func Executable() (string, error) {
 // data-directory lock among them — are released by the exec; the new
 // process writes its pid file again. It returns only on failure.
 func Reexec(exe string) error {
-	err := syscall.Exec(exe, os.Args, os.Environ())
+	err := reexec(exe)
 	return fmt.Errorf("re-execute %s: %w", exe, err)
 }
 
@@ -141,7 +140,7 @@ func (r Restart) Do(ctx context.Context) (pid int, version string, err error) {
 		if out, err := exec.CommandContext(ctx, bin, "restart", unit).CombinedOutput(); err != nil {
 			return 0, "", fmt.Errorf("systemctl restart %s: %w: %s", unit, err, strings.TrimSpace(string(out)))
 		}
-	} else if err := syscall.Kill(old, RestartSignal); err != nil {
+	} else if err := signalRestart(old); err != nil {
 		return 0, "", fmt.Errorf("signal pid %d: %w", old, err)
 	}
 	// Re-executed in place, the daemon keeps its pid: once that is gone,

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/felix-ops/felix/daemon/selfupdate"
@@ -151,7 +150,7 @@ func (u Update) startOld(ctx context.Context, pid int, start procStart, oldVersi
 		return n, err
 	}
 	if alive(pid) {
-		syscall.Kill(pid, syscall.SIGKILL)
+		kill(pid)
 		for alive(pid) {
 			select {
 			case <-wctx.Done():
@@ -173,7 +172,7 @@ func (u Update) startOld(ctx context.Context, pid int, start procStart, oldVersi
 	cmd.Args[0] = start.args[0]
 	cmd.Env, cmd.Dir = start.env, start.dir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	newSession(cmd)
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", start.exe, err)
 	}

@@ -18,7 +18,6 @@ import (
 	"strings"
 
 	"github.com/felix-ops/felix/model"
-	"golang.org/x/sys/unix"
 )
 
 // Facts are the grains a host reports about itself.
@@ -71,31 +70,7 @@ func Gather(ctx context.Context) (Facts, error) {
 		}
 		return nil
 	}())
-	try(func() error {
-		rel, err := readOSRelease()
-		if err != nil {
-			return err
-		}
-		f.OSName, f.OSVersion, f.OSPretty = rel["ID"], rel["VERSION_ID"], rel["PRETTY_NAME"]
-		return nil
-	}())
-	try(func() error {
-		var uts unix.Utsname
-		if err := unix.Uname(&uts); err != nil {
-			return fmt.Errorf("uname: %w", err)
-		}
-		f.Kernel = unix.ByteSliceToString(uts.Release[:])
-		f.Arch = unix.ByteSliceToString(uts.Machine[:])
-		return nil
-	}())
-	try(func() (err error) {
-		f.MemoryBytes, err = readFile("/proc/meminfo", parseMemTotal)
-		return err
-	}())
-	try(func() (err error) {
-		f.UptimeSeconds, err = readFile("/proc/uptime", parseUptime)
-		return err
-	}())
+	osFacts(&f, try)
 	try(func() (err error) {
 		f.IPs, err = addresses()
 		return err
@@ -270,4 +245,18 @@ func addresses() ([]string, error) {
 		}
 	}
 	return sortedIPs(addrs), nil
+}
+
+// unameArch names a Go architecture as uname -m does on Linux, for hosts
+// that have no uname.
+func unameArch(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	case "386":
+		return "i686"
+	}
+	return goarch
 }

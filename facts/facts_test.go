@@ -146,3 +146,11 @@ func TestGather(t *testing.T) {
 		}
 	}
 }
+
+func TestUnameArch(t *testing.T) {
+	for goarch, want := range map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "riscv64": "riscv64"} {
+		if got := unameArch(goarch); got != want {
+			t.Errorf("unameArch(%q) = %q; want %q", goarch, got, want)
+		}
+	}
+}

@@ -1,12 +1,10 @@
+//go:build !windows
+
 package hostfile
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -30,17 +28,7 @@ func (s *Store) Get(ctx context.Context, g model.GetFile, w io.Writer) (int64, s
 		return 0, "", err
 	}
 	defer f.Close()
-	r := &hashReader{ctx: ctx, f: f, sum: sha256.New()}
-	n, err := io.Copy(w, r)
-	switch {
-	case r.ctxErr != nil:
-		return n, "", fmt.Errorf("get file %s: %w", g.Path, r.ctxErr)
-	case r.err != nil:
-		return n, "", fmt.Errorf("get file %s: read after %d bytes: %w", g.Path, r.n, r.err)
-	case err != nil:
-		return n, "", fmt.Errorf("get file %s: write: %w", g.Path, err)
-	}
-	return n, hex.EncodeToString(r.sum.Sum(nil)), nil
+	return copyHashed(ctx, f, w, g.Path)
 }
 
 // openGet checks g and opens the regular file it names.
@@ -97,30 +85,4 @@ func (s *Store) openGet(g model.GetFile) (*os.File, error) {
 		return nil, errorf(ErrRefused, "get file %s: %w", g.Path, err)
 	}
 	return f, nil
-}
-
-// hashReader reads a file for Get, hashing and counting what it reads,
-// and ends early when ctx does. It keeps its own failures apart from w's.
-type hashReader struct {
-	ctx    context.Context
-	f      *os.File
-	sum    hash.Hash
-	n      int64 // bytes read
-	err    error // a failure to read f
-	ctxErr error // ctx ended
-}
-
-// Read reads f into p, unless ctx has ended.
-func (r *hashReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		r.ctxErr = err
-		return 0, err
-	}
-	k, err := r.f.Read(p)
-	r.sum.Write(p[:k])
-	r.n += int64(k)
-	if err != nil && err != io.EOF {
-		r.err = err
-	}
-	return k, err
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,7 +71,7 @@ func (s *Store) Sweep() error {
 			continue
 		}
 		tmp := strings.TrimSpace(string(b))
-		if model.CheckPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), model.PutTempPrefix) {
+		if checkLocalPath(tmp) == nil && strings.HasPrefix(filepath.Base(tmp), model.PutTempPrefix) {
 			if err := s.sweepTemp(tmp); err != nil {
 				errs = append(errs, err)
 				continue
@@ -85,39 +84,6 @@ func (s *Store) Sweep() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// sweepTemp removes the journalled temp file or symlink tmp (a symlink
-// itself, never what it points to) through its directory, walked to
-// without following a symlink as it was when tmp was made; anything else
-// is left alone.
-func (s *Store) sweepTemp(tmp string) error {
-	d, err := walkDir(filepath.Dir(tmp), false)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case errors.Is(err, errSymlinkAppeared):
-		s.log().Warn("the directory of a journalled temp file is reached through a symlink now; left alone", "path", tmp)
-		return nil
-	case err != nil:
-		return fmt.Errorf("sweep temp file %s: %w", tmp, err)
-	}
-	defer d.close()
-	name := filepath.Base(tmp)
-	st, err := d.lstat(name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return fmt.Errorf("sweep temp file %s: %w", tmp, err)
-	case !st.mode.IsRegular() && st.mode&fs.ModeSymlink == 0:
-		s.log().Warn("journalled temp file is neither a regular file nor a symlink; left alone", "path", tmp)
-	default:
-		if err := d.remove(name, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("sweep temp file: %w", err)
-		}
-		s.log().Info("removed the temp file of an interrupted transfer", "path", tmp)
-	}
-	return nil
 }
 
 // readSmall reads a file of at most limit bytes.

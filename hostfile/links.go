@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"slices"
 	"strings"
 	"syscall"
 )
@@ -77,16 +76,4 @@ func ResolveTrusted(fsys LinkFS, p string, trusted func(fs.FileInfo) (ok bool, o
 		rest = append(strings.Split(target, "/"), rest...)
 	}
 	return resolved, nil
-}
-
-// OwnedBy returns a trusted func for ResolveTrusted, for the local file
-// system, that takes links owned by one of uids.
-func OwnedBy(uids ...uint32) func(fs.FileInfo) (bool, string) {
-	return func(fi fs.FileInfo) (bool, string) {
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return false, "owner unknown"
-		}
-		return slices.Contains(uids, st.Uid), fmt.Sprintf("owned by uid %d", st.Uid)
-	}
 }

@@ -27,7 +27,7 @@ var ErrNoContent = errors.New("content not in the master's store")
 // checkPush checks a push's shape: the destination, and entries whose
 // parents come before them. The store is not consulted.
 func checkPush(p *model.PushSpec) error {
-	if err := model.CheckPath(p.Dest); err != nil {
+	if err := model.CheckHostPath(p.Dest); err != nil {
 		return fmt.Errorf("dest: %w", err)
 	}
 	if len(p.Entries) == 0 {
@@ -179,7 +179,7 @@ func (s *Service) checkFiles(spec *model.JobSpec) (release func(), err error) {
 		}
 		return s.holdContent(spec.Push)
 	case spec.Fetch != nil && spec.Push == nil:
-		if err := model.CheckPath(spec.Fetch.Path); err != nil {
+		if err := model.CheckHostPath(spec.Fetch.Path); err != nil {
 			return nil, invalid{fmt.Errorf("path: %w", err)}
 		}
 		if s.Content == nil {

@@ -402,7 +402,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 	defer close(r.done)
 	defer r.cancel()
 	defer release()
-	cmd := model.Command{Line: spec.CmdLine, Env: spec.Env, Dir: spec.Dir, Timeout: spec.Timeout}
+	cmd := model.Command{Line: spec.CmdLine, Env: spec.Env, Dir: spec.Dir, Timeout: spec.Timeout, Shell: spec.Shell}
 	if spec.IsTransfer() {
 		cmd = s.transferCommand(spec)
 	} else if spec.Packages != nil {

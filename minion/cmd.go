@@ -113,6 +113,16 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if rest, ok := cutBool(args, "supervise"); ok {
 		return cmdSupervise(ctx, rest, stdout)
 	}
+	// Started by the Windows service control manager: run under it.
+	if handled, err := runService(ctx, func(ctx context.Context) error { return startMinion(ctx, args, stdout) }); handled {
+		return err
+	}
+	return startMinion(ctx, args, stdout)
+}
+
+// startMinion runs the minion in the foreground until ctx ends or a
+// signal stops it (start's work, as a service or not).
+func startMinion(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg, path, err := load("start", args, stdout)
 	if err != nil {
 		return err
@@ -176,6 +186,10 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func cmdStop(args []string, stdout io.Writer) error {
+	// Installed as a Windows service: the service control manager stops it.
+	if handled, err := stopService(stdout); handled {
+		return err
+	}
 	cfg, _, err := load("stop", args, nil)
 	if err != nil {
 		return err

@@ -88,7 +88,7 @@ func cmdSupervise(ctx context.Context, args []string, stdout io.Writer) error {
 	defer cancel()
 	// SIGHUP (reload the config) is the minion's: passed on to it.
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(hup, hangupSignals...)
 	defer signal.Stop(hup)
 	go func() {
 		for {
@@ -97,7 +97,7 @@ func cmdSupervise(ctx context.Context, args []string, stdout io.Writer) error {
 				return
 			case <-hup:
 				if pid, ok := daemon.Running(filepath.Join(cfg.DataDir, pidFile)); ok {
-					syscall.Kill(pid, syscall.SIGHUP)
+					sendHangup(pid)
 				}
 			}
 		}
@@ -187,7 +187,7 @@ func (s *supervisor) watch(ctx context.Context, pid int) {
 		select {
 		case <-ctx.Done():
 			if err := daemon.Stop(s.minionPID, drainLimit+5*time.Second); err != nil {
-				syscall.Kill(pid, syscall.SIGKILL)
+				killPID(pid)
 			}
 			return
 		case <-tick.C:

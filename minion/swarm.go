@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"github.com/felix-ops/felix/config"
 	"github.com/felix-ops/felix/daemon"
@@ -390,21 +389,4 @@ func checkNoFile(cfg swarmConfig, limit uint64, log *slog.Logger) error {
 			"limit", limit, "want", need+fdsPerFork*n)
 	}
 	return nil
-}
-
-// raiseNoFile raises the soft RLIMIT_NOFILE to the hard limit and returns
-// it. (Go's os package does the same at start since Go 1.19; the swarm does
-// it itself so that it can check the result against what it needs.)
-func raiseNoFile() (uint64, error) {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("read RLIMIT_NOFILE: %w", err)
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", lim.Max, err)
-		}
-	}
-	return lim.Cur, nil
 }

@@ -65,6 +65,10 @@ func cmdRestart(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Installed as a Windows service: the service control manager restarts it.
+	if handled, err := restartService(stdout); handled {
+		return err
+	}
 	cfg, _, err := load("restart", args, nil)
 	if err != nil {
 		return err

@@ -260,7 +260,7 @@ func takeHandoverPipe() *os.File {
 	if err != nil || fd < 3 {
 		return nil
 	}
-	syscall.CloseOnExec(fd)
+	closeOnExec(fd)
 	return os.NewFile(uintptr(fd), "handover")
 }
 

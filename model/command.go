@@ -8,8 +8,17 @@ import (
 
 // Command is one command line to run on a host.
 type Command struct {
-	// Line is run with /bin/sh -c. It is the only field ever given to a shell.
+	// Line is run with /bin/sh -c (cmd.exe /C on Windows, see Shell). It
+	// is the only field ever given to a shell.
 	Line string
+	// Shell picks the interpreter of Line on a Windows host: "" or "cmd"
+	// for cmd.exe /C, "powershell" for PowerShell -Command. Other hosts
+	// run /bin/sh and refuse any other value than "".
+	Shell string
+	// FileName is, on the host that runs the command, the name of the
+	// script or file placed in Dir: a Windows runner picks the interpreter
+	// by its extension. Empty for a line.
+	FileName string
 	// Env holds extra KEY=VALUE pairs added to the minion's environment.
 	Env []string
 	// Dir is the working directory; empty means the runner's default.

@@ -29,6 +29,10 @@ type JobSpec struct {
 	CallbackURL   string        `json:"callback_url,omitempty"`
 	FileName      string        `json:"file_name,omitempty"` // script/file: name in the working directory
 	FileSize      int64         `json:"file_size,omitempty"`
+	// Shell is the interpreter on Windows minions ("", "cmd", "powershell",
+	// see Command.Shell); minions on other systems and SSH hosts refuse
+	// any but "".
+	Shell string `json:"shell,omitempty"`
 	// Transport is the mode every host runs in: ModeAuto ("" too),
 	// ModeAgent or ModeSSH. Kept so a rerun runs the same way.
 	Transport string `json:"transport,omitempty"`

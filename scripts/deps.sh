@@ -15,6 +15,9 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v ip >/dev/null || need+=(iproute2)
 command -v sudo >/dev/null || need+=(sudo)
 command -v setsid >/dev/null || need+=(util-linux)
+# The windows/amd64 minion runs under Wine in e2e (TestWindowsMinionUnderWine):
+# wine for the wine command, wine64 for the 64-bit loader.
+{ command -v wine >/dev/null && [ -x /usr/lib/wine/wine64 ]; } || need+=(wine wine64)
 # dpkg-deb and dpkg-scanpackages: the package tests' local apt repository.
 command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
 # dnf, rpm (rpm and rpmbuild) and createrepo-c: the real dnf test in an install root.

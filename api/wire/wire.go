@@ -94,6 +94,9 @@ type ExecRequest struct {
 	MinionIP     string            `json:"minion_ip,omitempty"`     // the seed's target: one IP address, added to targets
 	Env          map[string]string `json:"env,omitempty"`
 	Cwd          string            `json:"cwd,omitempty"`
+	// Shell is the interpreter of a Windows minion: "" or "cmd" (cmd.exe
+	// /C), "powershell". Other hosts run /bin/sh and refuse the others.
+	Shell string `json:"shell,omitempty"`
 }
 
 // ExecAccepted answers an exec that runs on in the background (202).

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package local
 
 import (
@@ -275,4 +277,13 @@ func processGone(pid int) bool {
 	}
 	state := b[i+2]
 	return state == 'Z' || state == 'X'
+}
+
+func TestShellRefusedOffWindows(t *testing.T) {
+	for _, shell := range []string{"cmd", "powershell"} {
+		_, err := Run(context.Background(), model.Command{Line: "echo hi", Shell: shell}, nil)
+		if err == nil || !strings.Contains(err.Error(), "Windows") {
+			t.Errorf("Run with shell %s: %v; want refused for Windows minions only", shell, err)
+		}
+	}
 }

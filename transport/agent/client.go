@@ -159,7 +159,7 @@ func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out 
 	if err != nil {
 		return model.Exit{}, err
 	}
-	req := &felixv1.ExecRequest{CmdLine: cmd.Line, Env: cmd.Env, Cwd: cmd.Dir}
+	req := &felixv1.ExecRequest{CmdLine: cmd.Line, Env: cmd.Env, Cwd: cmd.Dir, Shell: cmd.Shell}
 	if cmd.Timeout > 0 {
 		req.Timeout = durationpb.New(cmd.Timeout)
 	}

@@ -110,7 +110,7 @@ func (s *Server) Facts(ctx context.Context, _ *felixv1.FactsRequest) (*felixv1.F
 // Exec runs the command in its own process group and streams its output. If
 // the master goes away the stream's context ends and the group is killed.
 func (s *Server) Exec(req *felixv1.ExecRequest, stream grpc.ServerStreamingServer[felixv1.ExecEvent]) error {
-	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout.AsDuration()}
+	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout.AsDuration(), Shell: req.Shell}
 	s.Log.Info("exec", "job", req.JobId, "cmd", req.CmdLine)
 	return s.run(stream.Context(), req.JobId, cmd, req.Heartbeat.AsDuration(), stream, nil)
 }
@@ -154,7 +154,7 @@ func (s *Server) ExecFile(stream grpc.BidiStreamingServer[felixv1.ExecFileReques
 		return err
 	}
 
-	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: dir, Timeout: req.Timeout.AsDuration()}
+	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: dir, Timeout: req.Timeout.AsDuration(), FileName: h.FileName, Shell: req.Shell}
 	log.Info("exec file", "size", h.Size, "dir", dir, "cmd", req.CmdLine)
 	return s.run(stream.Context(), req.JobId, cmd, req.Heartbeat.AsDuration(), stream, func() { removeDir(log, dir) })
 }

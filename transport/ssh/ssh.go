@@ -816,6 +816,9 @@ func (p *Pool) exec(ctx context.Context, t model.Target, cmd model.Command, out 
 	if err := ctx.Err(); err != nil {
 		return model.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)
 	}
+	if cmd.Shell != "" {
+		return model.Exit{}, fmt.Errorf("exec on %s: shell %q is for Windows minions; SSH hosts run /bin/sh", s.id, cmd.Shell)
+	}
 	r := runSpec{line: cmd.Line, env: cmd.Env, dir: cmd.Dir, timeout: cmd.Timeout}
 	if err := r.validate(); err != nil {
 		return model.Exit{}, fmt.Errorf("exec on %s: %w", s.id, err)

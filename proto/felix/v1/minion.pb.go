@@ -449,7 +449,11 @@ type ExecRequest struct {
 	// while the command runs, so that the master tells a hung or cut-off
 	// minion from a quiet command within seconds. Minions that do not know
 	// it send none, and say so in Started.
-	Heartbeat     *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	Heartbeat *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	// The interpreter of cmd_line on a Windows minion: "" or "cmd" for
+	// cmd.exe /C, "powershell". A minion on another system refuses any
+	// other value than "" (it runs /bin/sh).
+	Shell         string `protobuf:"bytes,7,opt,name=shell,proto3" json:"shell,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -524,6 +528,13 @@ func (x *ExecRequest) GetHeartbeat() *durationpb.Duration {
 		return x.Heartbeat
 	}
 	return nil
+}
+
+func (x *ExecRequest) GetShell() string {
+	if x != nil {
+		return x.Shell
+	}
+	return ""
 }
 
 // ExecEvent is one message of an Exec stream: Started, output chunks, then
@@ -1782,14 +1793,15 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x121\n" +
 	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12#\n" +
-	"\rbinary_sha256\x18\x04 \x01(\tR\fbinarySha256\"\xd1\x01\n" +
+	"\rbinary_sha256\x18\x04 \x01(\tR\fbinarySha256\"\xe7\x01\n" +
 	"\vExecRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bcmd_line\x18\x02 \x01(\tR\acmdLine\x12\x10\n" +
 	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
 	"\x03cwd\x18\x04 \x01(\tR\x03cwd\x123\n" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x127\n" +
-	"\theartbeat\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\theartbeat\"\xd5\x01\n" +
+	"\theartbeat\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\theartbeat\x12\x14\n" +
+	"\x05shell\x18\a \x01(\tR\x05shell\"\xd5\x01\n" +
 	"\tExecEvent\x12/\n" +
 	"\x06output\x18\x01 \x01(\v2\x15.felix.v1.OutputChunkH\x00R\x06output\x12*\n" +
 	"\x04exit\x18\x02 \x01(\v2\x14.felix.v1.ExitStatusH\x00R\x04exit\x12-\n" +
