@@ -24,6 +24,7 @@ import (
 // Facts are the grains a host reports about itself.
 type Facts struct {
 	Hostname      string   `json:"hostname"`
+	System        string   `json:"system"`     // the OS family as Go names it: linux, freebsd, darwin, windows
 	OSName        string   `json:"os_name"`    // os-release ID, e.g. "debian"
 	OSVersion     string   `json:"os_version"` // os-release VERSION_ID, e.g. "12"
 	OSPretty      string   `json:"os_pretty"`  // os-release PRETTY_NAME
@@ -53,7 +54,7 @@ func Gather(ctx context.Context) (Facts, error) {
 	if err := ctx.Err(); err != nil {
 		return Facts{}, fmt.Errorf("gather facts: %w", err)
 	}
-	f := Facts{CPUs: runtime.NumCPU()}
+	f := Facts{CPUs: runtime.NumCPU(), System: runtime.GOOS}
 	var errs []error
 	ok := 0
 	try := func(err error) {
