@@ -1,7 +1,7 @@
 // Package facts gathers the grains a minion reports about its host: OS
 // release, kernel, architecture, CPUs, memory, addresses and uptime. It reads
-// only /etc, /proc, uname and the network interfaces, so it needs no cgo and
-// the minion stays cross-compilable for any Linux.
+// only /etc, /proc (sysctl on FreeBSD and macOS), uname and the network
+// interfaces, so it needs no cgo and the minion stays cross-compilable.
 package facts
 
 import (
@@ -90,11 +90,11 @@ func Gather(ctx context.Context) (Facts, error) {
 		return nil
 	}())
 	try(func() (err error) {
-		f.MemoryBytes, err = readFile("/proc/meminfo", parseMemTotal)
+		f.MemoryBytes, err = memTotal()
 		return err
 	}())
 	try(func() (err error) {
-		f.UptimeSeconds, err = readFile("/proc/uptime", parseUptime)
+		f.UptimeSeconds, err = uptime()
 		return err
 	}())
 	try(func() (err error) {
