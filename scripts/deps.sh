@@ -29,6 +29,10 @@ command -v bsdtar >/dev/null || need+=(libarchive-tools)
 # systemd-analyze verify checks the units make dist ships (the package only
 # installs files in a container: nothing starts it as PID 1).
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# qemu-aarch64-static and qemu-s390x-static: the e2e test that runs the
+# linux/arm64 and linux/s390x minions (TestForeignArchMinions); make: TestDist.
+command -v qemu-aarch64-static >/dev/null && command -v qemu-s390x-static >/dev/null || need+=(qemu-user-static)
+command -v make >/dev/null || need+=(make)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2
