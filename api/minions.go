@@ -184,7 +184,7 @@ func checkFacts(raw json.RawMessage) (facts.Facts, error) {
 		return f, badRequestf("facts: %v", err)
 	}
 	for _, t := range []struct{ name, v string }{{"hostname", f.Hostname}, {"os_name", f.OSName},
-		{"os_version", f.OSVersion}, {"os_pretty", f.OSPretty}, {"kernel", f.Kernel}, {"arch", f.Arch}} {
+		{"os_version", f.OSVersion}, {"os_pretty", f.OSPretty}, {"kernel", f.Kernel}, {"arch", f.Arch}, {"system", f.System}} {
 		if err := printable("facts: "+t.name, t.v, 256); err != nil {
 			return f, err
 		}

@@ -322,7 +322,8 @@ func (h *fakeHost) config(t *testing.T) config.Minion {
 func TestGoArch(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"x86_64", "amd64"}, {"aarch64", "arm64"}, {"arm64", "arm64"}, {"amd64", "amd64"},
-		{"i686", "386"}, {"armv7l", "arm"}, {"riscv64", "riscv64"}, {" X86_64\n", "amd64"},
+		{"i686", "386"}, {"i386", "386"}, {"armv7l", "arm"}, {"riscv64", "riscv64"}, {" X86_64\n", "amd64"},
+		{"ppc64le", "ppc64le"}, {"s390x", "s390x"}, {"mips", "mips"},
 	} {
 		if got := goArch(tc.in); got != tc.want {
 			t.Errorf("goArch(%q) = %q; want %q", tc.in, got, tc.want)

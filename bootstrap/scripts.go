@@ -3,6 +3,8 @@ package bootstrap
 import (
 	"bufio"
 	"strings"
+
+	"github.com/felix-ops/felix/model"
 )
 
 // The install paths on a host, without an install root.
@@ -340,19 +342,13 @@ func parseProbe(out []byte) probe {
 	return p
 }
 
-// goArch maps `uname -m` to Go's architecture names; an unknown machine
+// goArch maps `uname -m` to Go's architecture names (model.GoArch: x86_64
+// is amd64, aarch64 arm64, i686 386, armv7l arm, ...); an unknown machine
 // is returned as it is (lower case), and has no binary.
 func goArch(machine string) string {
-	switch m := strings.ToLower(strings.TrimSpace(machine)); m {
-	case "x86_64", "amd64":
-		return "amd64"
-	case "aarch64", "arm64":
-		return "arm64"
-	case "i386", "i486", "i586", "i686":
-		return "386"
-	case "armv6l", "armv7l", "armv8l":
-		return "arm"
-	default:
-		return m
+	m := strings.ToLower(strings.TrimSpace(machine))
+	if a := model.GoArch(m); a != "" {
+		return a
 	}
+	return m
 }

@@ -237,12 +237,13 @@ func (h *hostRun) pickBinary(context.Context) error {
 	arch := h.r.Arch
 	h.local = filepath.Join(h.b.MinionDir, "minion-"+h.osName+"-"+arch)
 	if h.osName != "linux" || !archRE.MatchString(arch) {
-		return fmt.Errorf("no minion binary for %s/%s: felix minions run on linux/amd64 and linux/arm64", h.osName, arch)
+		return fmt.Errorf("no minion binary for %s/%s: bootstrap installs minions on Linux hosts (amd64, arm64, 386, arm, ppc64le, s390x, riscv64); "+
+			"install a FreeBSD or macOS minion by hand (README: Platforms)", h.osName, arch)
 	}
 	var err error
 	h.sum, err = h.b.sha256(h.local)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no minion binary for linux/%s in %s (make dist builds linux/amd64 and linux/arm64)", arch, h.b.MinionDir)
+		return fmt.Errorf("no minion binary for linux/%s in %s (make dist builds minion-linux-ARCH for amd64, arm64, 386, arm, ppc64le, s390x and riscv64)", arch, h.b.MinionDir)
 	}
 	if err != nil {
 		return fmt.Errorf("no usable minion binary for linux/%s: %w", arch, err)

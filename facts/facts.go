@@ -1,7 +1,7 @@
 // Package facts gathers the grains a minion reports about its host: OS
 // release, kernel, architecture, CPUs, memory, addresses and uptime. It reads
-// only /etc, /proc, uname and the network interfaces, so it needs no cgo and
-// the minion stays cross-compilable for any Linux.
+// only /etc, /proc (sysctl on FreeBSD and macOS), uname and the network
+// interfaces, so it needs no cgo and the minion stays cross-compilable.
 package facts
 
 import (
@@ -23,6 +23,7 @@ import (
 // Facts are the grains a host reports about itself.
 type Facts struct {
 	Hostname      string   `json:"hostname"`
+	System        string   `json:"system"`     // the OS family as Go names it: linux, freebsd, darwin, windows
 	OSName        string   `json:"os_name"`    // os-release ID, e.g. "debian"
 	OSVersion     string   `json:"os_version"` // os-release VERSION_ID, e.g. "12"
 	OSPretty      string   `json:"os_pretty"`  // os-release PRETTY_NAME
@@ -52,7 +53,7 @@ func Gather(ctx context.Context) (Facts, error) {
 	if err := ctx.Err(); err != nil {
 		return Facts{}, fmt.Errorf("gather facts: %w", err)
 	}
-	f := Facts{CPUs: runtime.NumCPU()}
+	f := Facts{CPUs: runtime.NumCPU(), System: runtime.GOOS}
 	var errs []error
 	ok := 0
 	try := func(err error) {

@@ -2,6 +2,7 @@ package facts
 
 import (
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -133,6 +134,9 @@ func TestGather(t *testing.T) {
 	t.Logf("facts: %+v", f)
 	if f.Hostname == "" || f.Kernel == "" || f.Arch == "" {
 		t.Errorf("Gather: hostname %q kernel %q arch %q; want all non-empty", f.Hostname, f.Kernel, f.Arch)
+	}
+	if f.System != runtime.GOOS {
+		t.Errorf("Gather: system %q; want %q", f.System, runtime.GOOS)
 	}
 	if f.CPUs <= 0 || f.MemoryBytes == 0 {
 		t.Errorf("Gather: cpus %d memory %d; want both > 0", f.CPUs, f.MemoryBytes)

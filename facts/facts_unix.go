@@ -9,7 +9,7 @@ import (
 )
 
 // osFacts reads the OS release, kernel, architecture, memory and uptime
-// from /etc/os-release, uname and /proc, handing each source's error to
+// from /etc/os-release, uname, and /proc or sysctl (sys_*.go), handing each source's error to
 // try.
 func osFacts(f *Facts, try func(error)) {
 	try(func() error {
@@ -30,11 +30,11 @@ func osFacts(f *Facts, try func(error)) {
 		return nil
 	}())
 	try(func() (err error) {
-		f.MemoryBytes, err = readFile("/proc/meminfo", parseMemTotal)
+		f.MemoryBytes, err = memTotal()
 		return err
 	}())
 	try(func() (err error) {
-		f.UptimeSeconds, err = readFile("/proc/uptime", parseUptime)
+		f.UptimeSeconds, err = uptime()
 		return err
 	}())
 }

@@ -23,6 +23,7 @@ const probeMarker = "@@felix-probe "
 const probeScript = `s() { printf '\n` + probeMarker + `%s\n' "$1"; }
 s hostname; uname -n 2>/dev/null || cat /proc/sys/kernel/hostname 2>/dev/null
 s os-release; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
+s system; uname -s 2>/dev/null
 s kernel; uname -r 2>/dev/null
 s arch; uname -m 2>/dev/null
 s cpus; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null
@@ -79,6 +80,14 @@ func FromProbe(out []byte) (Facts, error) {
 			return errors.New("empty")
 		}
 		f.OSName, f.OSVersion, f.OSPretty = rel["ID"], rel["VERSION_ID"], rel["PRETTY_NAME"]
+		return nil
+	})
+	try("system", func(b []byte) error {
+		var sys string
+		if err := oneLine(&sys)(b); err != nil {
+			return err
+		}
+		f.System = strings.ToLower(sys) // "Linux" → "linux", as Go names it
 		return nil
 	})
 	try("kernel", oneLine(&f.Kernel))

@@ -20,6 +20,9 @@ NAME="Debian GNU/Linux"
 VERSION_ID="12"
 ID=debian
 
+@@felix-probe system
+Linux
+
 @@felix-probe kernel
 6.1.0-18-amd64
 
@@ -55,7 +58,7 @@ func TestFromProbe(t *testing.T) {
 		{
 			name: "debian",
 			out:  probeDebian,
-			want: Facts{Hostname: "web-1", OSName: "debian", OSVersion: "12", OSPretty: "Debian GNU/Linux 12 (bookworm)",
+			want: Facts{Hostname: "web-1", System: "linux", OSName: "debian", OSVersion: "12", OSPretty: "Debian GNU/Linux 12 (bookworm)",
 				Kernel: "6.1.0-18-amd64", Arch: "x86_64", CPUs: 8, MemoryBytes: 16318480 * 1024,
 				IPs: []string{"10.0.0.7", "127.0.0.1", "::1", "2001:db8::7"}, UptimeSeconds: 12345},
 		},

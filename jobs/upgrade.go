@@ -331,21 +331,26 @@ func (u *upgrader) current(ctx context.Context, t model.Target) (model.Target, e
 	return t, nil
 }
 
-// binary picks the binary of minion t by its arch fact (see pick).
+// binary picks the binary of minion t by its system and arch facts (see
+// pick); a minion without a system fact runs Linux.
 func (u *upgrader) binary(ctx context.Context, t model.Target) (model.UpgradeBinary, error) {
 	m, err := u.s.Store.Minion(ctx, t.ID)
 	if err != nil {
 		return model.UpgradeBinary{}, fmt.Errorf("read minion %s: %w", t.ID, err)
 	}
 	var f struct {
-		Arch string `json:"arch"`
+		System string `json:"system"`
+		Arch   string `json:"arch"`
 	}
 	json.Unmarshal([]byte(m.Facts), &f)
-	goarch := model.GoArch(f.Arch)
+	goos, goarch := model.GoOS(f.System), model.GoArch(f.Arch)
+	if goos == "" {
+		return model.UpgradeBinary{}, fmt.Errorf("unknown system %q in the facts of %s", f.System, t.ID)
+	}
 	if goarch == "" {
 		return model.UpgradeBinary{}, fmt.Errorf("unknown arch %q in the facts of %s", f.Arch, t.ID)
 	}
-	return u.pick("linux", goarch) // minions run on Linux
+	return u.pick(goos, goarch)
 }
 
 // pick is the binary for a host of goos/goarch: the request's, if built

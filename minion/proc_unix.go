@@ -36,5 +36,5 @@ func raiseNoFile() (uint64, error) {
 			return 0, fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", lim.Max, err)
 		}
 	}
-	return lim.Cur, nil
+	return uint64(lim.Cur), nil // int64 on the BSDs
 }

@@ -2,10 +2,13 @@ package model
 
 import (
 	"debug/elf"
+	"debug/macho"
+	"debug/pe"
 	"errors"
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 )
 
 // CmdUpgrade is the command type of a fleet upgrade job (JobSpec.Upgrade):
@@ -79,19 +82,54 @@ type MinionInfo struct {
 	Uptime int64 // milliseconds
 }
 
-// elfArch maps ELF machines to GOARCH names, and unameArch uname machines.
-var (
-	elfArch = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_386: "386",
-		elf.EM_ARM: "arm", elf.EM_RISCV: "riscv64", elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x"}
-	unameArch = map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-		"i386": "386", "i686": "386", "armv7l": "arm", "armv6l": "arm", "riscv64": "riscv64",
-		"ppc64le": "ppc64le", "s390x": "s390x"}
-)
+// unameArch maps uname machines (the arch fact: Linux's x86_64 and
+// aarch64, the BSDs' amd64, macOS's arm64) to GOARCH names.
+var unameArch = map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+	"i386": "386", "i486": "386", "i586": "386", "i686": "386", "armv7l": "arm", "armv6l": "arm", "armv8l": "arm",
+	"riscv64": "riscv64", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 // BinaryPlatform reads an executable's header (never running it) and
-// returns the GOOS and GOARCH it is built for. Only Linux ELF executables
-// are minion binaries; anything else is an error.
+// returns the GOOS and GOARCH it is built for: an ELF executable is for
+// FreeBSD when its OS ABI says so and for Linux otherwise, a Mach-O one for
+// darwin, a PE one for windows. Anything else is an error.
 func BinaryPlatform(r io.ReaderAt) (goos, goarch string, err error) {
+	var magic [4]byte
+	if _, err := r.ReadAt(magic[:], 0); err != nil {
+		return "", "", fmt.Errorf("read the executable's header: %w", err)
+	}
+	switch {
+	case string(magic[:]) == elf.ELFMAG:
+		return elfPlatform(r)
+	case magic[0] == 'M' && magic[1] == 'Z':
+		f, err := pe.NewFile(r)
+		if err != nil {
+			return "", "", fmt.Errorf("not a PE executable: %w", err)
+		}
+		defer f.Close()
+		if arch, ok := peArch[f.Machine]; ok && f.Characteristics&pe.IMAGE_FILE_EXECUTABLE_IMAGE != 0 {
+			return "windows", arch, nil
+		}
+		return "", "", fmt.Errorf("PE file for machine %#x, not an executable felix builds", f.Machine)
+	default:
+		f, err := macho.NewFile(r)
+		if err != nil {
+			return "", "", errors.New("not an executable: no ELF, Mach-O or PE header")
+		}
+		defer f.Close()
+		if arch, ok := machoArch[f.Cpu]; ok && f.Type == macho.TypeExec {
+			return "darwin", arch, nil
+		}
+		return "", "", fmt.Errorf("Mach-O file of type %v for %v, not an executable felix builds", f.Type, f.Cpu)
+	}
+}
+
+var (
+	peArch    = map[uint16]string{pe.IMAGE_FILE_MACHINE_AMD64: "amd64", pe.IMAGE_FILE_MACHINE_ARM64: "arm64", pe.IMAGE_FILE_MACHINE_I386: "386"}
+	machoArch = map[macho.Cpu]string{macho.CpuAmd64: "amd64", macho.CpuArm64: "arm64"}
+)
+
+// elfPlatform is BinaryPlatform for an ELF file.
+func elfPlatform(r io.ReaderAt) (goos, goarch string, err error) {
 	f, err := elf.NewFile(r)
 	if err != nil {
 		return "", "", fmt.Errorf("not an ELF executable: %w", err)
@@ -100,14 +138,49 @@ func BinaryPlatform(r io.ReaderAt) (goos, goarch string, err error) {
 	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
 		return "", "", fmt.Errorf("ELF file of type %s, not an executable", f.Type)
 	}
-	arch, ok := elfArch[f.Machine]
-	if !ok {
-		return "", "", fmt.Errorf("ELF executable for %s, which felix does not build minions for", f.Machine)
+	is64, le := f.Class == elf.ELFCLASS64, f.Data == elf.ELFDATA2LSB
+	switch m := f.Machine; {
+	case m == elf.EM_X86_64 && is64:
+		goarch = "amd64"
+	case m == elf.EM_AARCH64 && is64:
+		goarch = "arm64"
+	case m == elf.EM_386 && !is64:
+		goarch = "386"
+	case m == elf.EM_ARM && !is64:
+		goarch = "arm"
+	case m == elf.EM_RISCV && is64:
+		goarch = "riscv64"
+	case m == elf.EM_PPC64 && is64 && le:
+		goarch = "ppc64le"
+	case m == elf.EM_S390 && is64 && !le:
+		goarch = "s390x"
+	default:
+		return "", "", fmt.Errorf("ELF executable for %s (%s), which felix does not build minions for", m, f.Class)
 	}
-	if f.OSABI != elf.ELFOSABI_NONE && f.OSABI != elf.ELFOSABI_LINUX {
-		return "", "", fmt.Errorf("ELF executable for %s, not Linux", f.OSABI)
+	switch f.OSABI {
+	case elf.ELFOSABI_NONE, elf.ELFOSABI_LINUX:
+		return "linux", goarch, nil
+	case elf.ELFOSABI_FREEBSD:
+		return "freebsd", goarch, nil
 	}
-	return "linux", arch, nil
+	return "", "", fmt.Errorf("ELF executable for %s, not Linux or FreeBSD", f.OSABI)
+}
+
+// GoOS turns a host's system fact (uname -s, "Linux", "FreeBSD",
+// "Darwin") into its GOOS name; "" when unknown. An empty fact (a minion
+// from before the fact existed) is Linux.
+func GoOS(uname string) string {
+	switch strings.ToLower(uname) {
+	case "", "linux":
+		return "linux"
+	case "freebsd":
+		return "freebsd"
+	case "darwin":
+		return "darwin"
+	case "windows", "windows_nt":
+		return "windows"
+	}
+	return ""
 }
 
 // GoArch turns a host's arch fact (uname machine, "x86_64") into its GOARCH

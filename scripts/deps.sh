@@ -42,6 +42,10 @@ command -v bash >/dev/null || need+=(bash)
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
 command -v groff >/dev/null || need+=(groff-base)
+# qemu-aarch64-static and qemu-s390x-static: the e2e test that runs the
+# linux/arm64 and linux/s390x minions (TestForeignArchMinions); make: TestDist.
+command -v qemu-aarch64-static >/dev/null && command -v qemu-s390x-static >/dev/null || need+=(qemu-user-static)
+command -v make >/dev/null || need+=(make)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2
