@@ -161,6 +161,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	m.pool = agent.NewPool(id)
 	m.pool.LostAfter = cfg.Health.LostAfter.Duration
 	m.pool.Heartbeat = min(agent.DefaultHeartbeat, m.pool.LostAfter/3)
+	m.pool.IdleTimeout = cfg.Exec.IdleTimeout.Duration
 	m.sshPool = newSSHPool(cfg, log)
 	sel := &transport.Select{Agent: m.pool}
 	if m.sshPool != nil {
@@ -523,7 +524,10 @@ func (m *Master) pruneLoop(ctx context.Context) {
 	}
 }
 
-// healthLoop pings every accepted minion each interval and records the result.
+// healthLoop checks every accepted minion each interval and records the
+// result: a ping over its connection when one is open, else a probe that
+// shakes hands and hangs up (agent.Pool.Health), so health keeps no
+// connection open.
 func (m *Master) healthLoop(ctx context.Context) {
 	t := time.NewTicker(m.cfg.Health.Interval.Duration)
 	defer t.Stop()
@@ -562,7 +566,7 @@ func (m *Master) checkHealth(ctx context.Context) {
 			defer func() { <-sem }()
 			pctx, cancel := context.WithTimeout(ctx, m.cfg.Health.Timeout.Duration)
 			defer cancel()
-			_, err := m.pool.Ping(pctx, model.Target{ID: mn.ID, Addr: mn.Addr, Fingerprint: mn.Fingerprint})
+			err := m.pool.Health(pctx, model.Target{ID: mn.ID, Addr: mn.Addr, Fingerprint: mn.Fingerprint})
 			u := inventory.HealthUpdate{ID: mn.ID, Health: model.HealthOK, Seen: time.Now()}
 			if err != nil {
 				u = inventory.HealthUpdate{ID: mn.ID, Health: model.HealthUnreachable}

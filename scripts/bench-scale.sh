@@ -15,6 +15,7 @@ OUTPUT_BYTES=${OUTPUT_BYTES:-1048576} # output mode: bytes of stdout each host p
 OUTPUT_MEMORY=${OUTPUT_MEMORY:-}  # the master's exec.output_memory; empty: its default
 LOST_AFTER=${LOST_AFTER:-}        # the master's health.lost_after; empty: its default
 DEBUG_LISTEN=${DEBUG_LISTEN:-}    # the master's debug_listen (pprof), e.g. 127.0.0.1:6061; empty: off
+PROFILES=${PROFILES:-}            # with DEBUG_LISTEN: a directory for the idle master's heap and goroutine profiles (N-MODE.heap, .goroutine)
 RUNS=${RUNS:-3}                   # execs per size: one cold, RUNS-1 warm
 PORT=${PORT:-18743}               # the master's API on 127.0.0.1
 MINION_PORT=${MINION_PORT:-4510}  # every minion's gRPC port, each on its own address
@@ -139,6 +140,13 @@ CFG
 			thealthy=$(now)
 			healthy=$(secs $((thealthy - treg)))
 			idle=$(kib "$(status_kb "$mpid" VmRSS)")
+			if [ -n "$PROFILES" ] && [ -n "$DEBUG_LISTEN" ]; then
+				mkdir -p "$PROFILES"
+				curl -sS -o "$PROFILES/$n-$mode.heap" "http://$DEBUG_LISTEN/debug/pprof/heap?gc=1" || true
+				curl -sS -o "$PROFILES/$n-$mode.goroutine" "http://$DEBUG_LISTEN/debug/pprof/goroutine" || true
+				curl -sS -o "$PROFILES/$n-$mode.goroutines.txt" "http://$DEBUG_LISTEN/debug/pprof/goroutine?debug=1" || true
+				awk '$1 ~ /^(VmRSS|RssAnon|RssFile|VmHWM):$/' "/proc/$mpid/status" >"$PROFILES/$n-$mode.status" || true
+			fi
 			local c0 c1
 			c0=$(cpu_ticks "$mpid")
 			cpu_reg=$(awk -v t="$c0" -v hz="$TICK" 'BEGIN { printf "%.1f", t / hz }')
