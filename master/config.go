@@ -37,7 +37,7 @@ type Config struct {
 		OutputCap      int             `toml:"output_cap" default:"1048576" zero:"error" doc:"Bytes of stdout and of stderr kept per host (the first and last halves)."`
 		OutputMemory   int64           `toml:"output_memory" default:"67108864" doc:"Bytes of output all running hosts together keep in memory; past it a host's output goes to an unlinked file under data_dir/spool (the same head and tail kept), so memory does not grow with hosts x output."`
 		MaxFileSize    int64           `toml:"max_file_size" default:"67108864" doc:"Largest content of a script or file command, in bytes."`
-		IdleTimeout    config.Duration `toml:"idle_timeout" default:"60s" zero:"off" doc:"A minion's connection no call has used for this long is closed (health probes do not count): an open idle connection costs the master about 100 KiB, a closed one nothing, and the next call dials again (a TLS handshake, before the command is sent). 0: connections stay open."`
+		IdleTimeout    config.Duration `toml:"idle_timeout" default:"60s" zero:"off" env:"FELIX_MASTER_EXEC_IDLE_TIMEOUT" doc:"A minion's connection no call has used for this long is closed (health probes do not count): an open idle connection costs the master about 100 KiB, a closed one nothing, and the next call dials again (a TLS handshake, before the command is sent). 0: connections stay open."`
 	} `toml:"exec"`
 
 	Health struct {
