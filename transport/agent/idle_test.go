@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -158,4 +159,54 @@ func TestHealthWithoutConnection(t *testing.T) {
 	if err := h.pool.Health(ctx, h.target); !errors.Is(err, exec.ErrUnreachable) {
 		t.Errorf("Health of a stopped minion = %v; want it to wrap exec.ErrUnreachable", err)
 	}
+}
+
+// BenchmarkExecColdWarm: `true` on one minion over a connection already
+// open (warm) and over a new one, as after an idle close (cold: TCP, the
+// mutual-TLS handshake and HTTP/2 set-up first).
+func BenchmarkExecColdWarm(b *testing.B) {
+	h := newHarness(b)
+	ctx := context.Background()
+	noOut := func(model.Stream, []byte) {}
+	for _, cold := range []bool{false, true} {
+		name := "warm"
+		if cold {
+			name = "cold"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if cold {
+					h.pool.Forget(h.target.ID)
+				}
+				if _, err := h.pool.Exec(ctx, h.target, model.Command{Line: "true"}, noOut); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHealthProbe: one health check of a minion the pool holds no
+// connection to (dial, mutual-TLS handshake, first HTTP/2 frame, hang up;
+// both sides' CPU in this process), and one over an open connection.
+func BenchmarkHealthProbe(b *testing.B) {
+	h := newHarness(b)
+	ctx := context.Background()
+	b.Run("probe", func(b *testing.B) {
+		for b.Loop() {
+			if err := h.pool.Health(ctx, h.target); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if _, err := h.pool.Ping(ctx, h.target); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("open", func(b *testing.B) {
+		for b.Loop() {
+			if err := h.pool.Health(ctx, h.target); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
