@@ -553,7 +553,7 @@ func (m *Master) checkHealth(ctx context.Context) {
 		mu  sync.Mutex
 		ups []inventory.HealthUpdate
 		wg  sync.WaitGroup
-		sem = make(chan struct{}, 512)
+		sem = make(chan struct{}, 128) // as many as the pool's handshake slots: a wait for one would count towards the timeout
 	)
 	for _, mn := range ms {
 		if mn.State != model.KeyAccepted {

@@ -52,6 +52,13 @@ type Pool struct {
 	// request is sent). Health probes (Health) do not keep it open.
 	IdleTimeout time.Duration
 
+	// handshakes bounds the TLS handshakes (dials and health probes) in
+	// flight at once: a cold exec on thousands of minions queues them
+	// instead of starting all together, where under CPU load each would
+	// take longer than the connection set-up limit and reachable minions
+	// would end unreachable.
+	handshakes chan struct{}
+
 	mu         sync.Mutex
 	conns      map[string]*conn // by minion id; protected by mu
 	stopReaper chan struct{}    // closes to stop the idle reaper; nil when none runs; protected by mu
@@ -69,7 +76,44 @@ type conn struct {
 
 // NewPool returns a pool whose connections present id.
 func NewPool(id *pki.Identity) *Pool {
-	return &Pool{id: id, conns: make(map[string]*conn), Heartbeat: DefaultHeartbeat, LostAfter: DefaultLostAfter}
+	return &Pool{id: id, conns: make(map[string]*conn), Heartbeat: DefaultHeartbeat, LostAfter: DefaultLostAfter,
+		handshakes: make(chan struct{}, maxHandshakes)}
+}
+
+// maxHandshakes is how many TLS handshakes a pool runs at once. A
+// handshake costs the master well under a millisecond of CPU, so 128 at
+// once keep two cores busy and cover LAN round trips; more only make each
+// wait longer.
+const maxHandshakes = 128
+
+// gatedCreds runs each client handshake of its TransportCredentials in
+// one of the gate's slots. Waiting for a slot counts towards the
+// connection's set-up limit, like the handshake.
+type gatedCreds struct {
+	credentials.TransportCredentials
+	gate chan struct{}
+}
+
+func (g gatedCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if err := acquire(ctx, g.gate); err != nil {
+		return nil, nil, err
+	}
+	defer func() { <-g.gate }()
+	return g.TransportCredentials.ClientHandshake(ctx, authority, raw)
+}
+
+func (g gatedCreds) Clone() credentials.TransportCredentials {
+	return gatedCreds{g.TransportCredentials.Clone(), g.gate}
+}
+
+// acquire takes a slot of gate, or fails when ctx ends first.
+func acquire(ctx context.Context, gate chan struct{}) error {
+	select {
+	case gate <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for a handshake slot: %w", ctx.Err())
+	}
 }
 
 // Defaults of Pool.Heartbeat and LostAfter: a minion silent for 6 s
@@ -83,6 +127,11 @@ const (
 
 // Name returns "agent".
 func (p *Pool) Name() string { return Name }
+
+// connectTimeout bounds setting up a minion connection: the dial, the
+// wait for a handshake slot and the TLS handshake. A command fails
+// unreachable (it never ran) past it.
+const connectTimeout = 10 * time.Second
 
 // connReadBuffer is each minion connection's read buffer (gRPC's default
 // is 32 KiB, per connection, for as long as it is open).
@@ -140,7 +189,7 @@ func (p *Pool) connLocked(t model.Target) (*conn, error) {
 		return nil, fmt.Errorf("minion %s has no pinned certificate: %w", t.ID, exec.ErrUnreachable)
 	}
 	cc, err := grpc.NewClient("passthrough:///"+t.Addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientConfig(p.id, t.Fingerprint))),
+		grpc.WithTransportCredentials(gatedCreds{credentials.NewTLS(pki.ClientConfig(p.id, t.Fingerprint)), p.handshakes}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		// Thousands of mostly idle connections: each gives its write buffer
 		// back after a flush, and reads through a small buffer.
@@ -154,8 +203,9 @@ func (p *Pool) connLocked(t model.Target) (*conn, error) {
 		grpc.WithInitialWindowSize(recvWindow),
 		grpc.WithInitialConnWindowSize(recvWindow),
 		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
-			MinConnectTimeout: 5 * time.Second,
+			Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			// Dial, the wait for a handshake slot and the handshake.
+			MinConnectTimeout: connectTimeout,
 		}),
 	)
 	if err != nil {
@@ -617,6 +667,10 @@ func (p *Pool) probe(ctx context.Context, t model.Target) error {
 	if t.Fingerprint == "" {
 		return errors.New("no pinned certificate")
 	}
+	if err := acquire(ctx, p.handshakes); err != nil {
+		return err
+	}
+	defer func() { <-p.handshakes }()
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {

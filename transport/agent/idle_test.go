@@ -210,3 +210,45 @@ func BenchmarkHealthProbe(b *testing.B) {
 		}
 	})
 }
+
+// TestHandshakeSlots: dials and health probes shake hands only in one of
+// the pool's slots; while none is free they wait, and one that cannot get
+// a slot in time fails unreachable without having connected, so nothing
+// ran.
+func TestHandshakeSlots(t *testing.T) {
+	h := newHarness(t)
+	h.pool.handshakes = make(chan struct{}, 1)
+	h.pool.handshakes <- struct{}{} // the only slot, taken
+
+	short, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	if err := h.pool.Health(short, h.target); !errors.Is(err, exec.ErrUnreachable) {
+		t.Errorf("Health without a free slot = %v; want unreachable", err)
+	}
+	marker := filepath.Join(t.TempDir(), "ran")
+	short, cancel = context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	if _, err := h.pool.Exec(short, h.target, model.Command{Line: "touch " + marker}, func(model.Stream, []byte) {}); err == nil {
+		t.Errorf("Exec without a free handshake slot succeeded")
+	}
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the command ran without a handshake: stat = %v", err)
+	}
+	h.pool.Forget(h.target.ID)
+
+	// Freed, the slot serves both, one at a time.
+	<-h.pool.handshakes
+	ctx := testCtx(t)
+	if err := h.pool.Health(ctx, h.target); err != nil {
+		t.Errorf("Health with a free slot: %v", err)
+	}
+	if _, err := h.pool.Exec(ctx, h.target, model.Command{Line: "touch " + marker}, func(model.Stream, []byte) {}); err != nil {
+		t.Errorf("Exec with a free slot: %v", err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the command did not run: %v", err)
+	}
+	if n := len(h.pool.handshakes); n != 0 {
+		t.Errorf("%d handshake slots still taken; want 0", n)
+	}
+}
