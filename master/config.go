@@ -41,11 +41,12 @@ type Config struct {
 		OutputCap      int             `toml:"output_cap" default:"1048576" zero:"error" doc:"Bytes of stdout and of stderr kept per host (the first and last halves)."`
 		OutputMemory   int64           `toml:"output_memory" default:"67108864" doc:"Bytes of output all running hosts together keep in memory; past it a host's output goes to an unlinked file under data_dir/spool (the same head and tail kept), so memory does not grow with hosts x output."`
 		MaxFileSize    int64           `toml:"max_file_size" default:"67108864" doc:"Largest content of a script or file command, in bytes."`
+		IdleTimeout    config.Duration `toml:"idle_timeout" default:"0s" zero:"off" env:"FELIX_MASTER_EXEC_IDLE_TIMEOUT" doc:"When set, a minion's connection no call has used for this long is closed and health checks probe with a handshake instead of holding a connection: an open idle connection costs the master about 100 KiB, a closed one nothing, but the next command dials again (a TLS handshake, before the command is sent), which makes the first command on thousands of idle minions slow. 0 (the default): connections stay open and health keeps them warm."`
 	} `toml:"exec"`
 
 	Health struct {
-		Interval  config.Duration `toml:"interval" default:"30s" zero:"error" doc:"How often the master pings every accepted minion."`
-		Timeout   config.Duration `toml:"timeout" default:"5s" zero:"error" doc:"How long one ping may take before the minion counts as unreachable."`
+		Interval  config.Duration `toml:"interval" default:"30s" zero:"error" doc:"How often the master checks every accepted minion: a ping over its connection when one is open, else a probe that completes the mutual-TLS handshake and hangs up (no connection kept for health)."`
+		Timeout   config.Duration `toml:"timeout" default:"5s" zero:"error" doc:"How long one ping or probe may take before the minion counts as unreachable."`
 		LostAfter config.Duration `toml:"lost_after" default:"6s" zero:"off" doc:"While a command runs, a minion that sends no heartbeat (asked every third of this, at most 2 s) for this long and then does not answer a ping within 3 s ends its host lost. 0: no heartbeats (keepalive alone, 30-40 s)."`
 	} `toml:"health"`
 

@@ -183,6 +183,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	m.pool = agent.NewPool(id)
 	m.pool.LostAfter = cfg.Health.LostAfter.Duration
 	m.pool.Heartbeat = min(agent.DefaultHeartbeat, m.pool.LostAfter/3)
+	m.pool.IdleTimeout = cfg.Exec.IdleTimeout.Duration
 	m.sshPool = newSSHPool(cfg, log)
 	sel := &transport.Select{Agent: m.pool}
 	if m.sshPool != nil {
@@ -562,7 +563,10 @@ func (m *Master) pruneLoop(ctx context.Context) {
 	}
 }
 
-// healthLoop pings every accepted minion each interval and records the result.
+// healthLoop checks every accepted minion each interval and records the
+// result: a ping over its connection when one is open, else a probe that
+// shakes hands and hangs up (agent.Pool.Health), so health keeps no
+// connection open.
 func (m *Master) healthLoop(ctx context.Context) {
 	t := time.NewTicker(m.cfg.Health.Interval.Duration)
 	defer t.Stop()
@@ -593,7 +597,7 @@ func (m *Master) pingMinions(ctx context.Context, ms []inventory.Minion) {
 		mu  sync.Mutex
 		ups []inventory.HealthUpdate
 		wg  sync.WaitGroup
-		sem = make(chan struct{}, 512)
+		sem = make(chan struct{}, 128) // as many as the pool's handshake slots: a wait for one would count towards the timeout
 	)
 	for _, mn := range ms {
 		if mn.State != model.KeyAccepted {
@@ -606,7 +610,7 @@ func (m *Master) pingMinions(ctx context.Context, ms []inventory.Minion) {
 			defer func() { <-sem }()
 			pctx, cancel := context.WithTimeout(ctx, m.cfg.Health.Timeout.Duration)
 			defer cancel()
-			_, err := m.pool.Ping(pctx, model.Target{ID: mn.ID, Addr: mn.Addr, Fingerprint: mn.Fingerprint})
+			err := m.pool.Health(pctx, model.Target{ID: mn.ID, Addr: mn.Addr, Fingerprint: mn.Fingerprint})
 			u := inventory.HealthUpdate{ID: mn.ID, Health: model.HealthOK, Seen: time.Now()}
 			if err != nil {
 				u = inventory.HealthUpdate{ID: mn.ID, Health: model.HealthUnreachable}

@@ -15,6 +15,8 @@ OUTPUT_BYTES=${OUTPUT_BYTES:-1048576} # output mode: bytes of stdout each host p
 OUTPUT_MEMORY=${OUTPUT_MEMORY:-}  # the master's exec.output_memory; empty: its default
 LOST_AFTER=${LOST_AFTER:-}        # the master's health.lost_after; empty: its default
 DEBUG_LISTEN=${DEBUG_LISTEN:-}    # the master's debug_listen (pprof), e.g. 127.0.0.1:6061; empty: off
+IDLE_WAIT=${IDLE_WAIT:-}          # seconds to wait after the execs (past exec.idle_timeout: set FELIX_MASTER_EXEC_IDLE_TIMEOUT=60s to measure idle closing) before reading the master's RSS again: an extra column; empty: none
+PROFILES=${PROFILES:-}            # with DEBUG_LISTEN: a directory for the idle master's heap and goroutine profiles (N-MODE.heap, .goroutine)
 RUNS=${RUNS:-3}                   # execs per size: one cold, RUNS-1 warm
 PORT=${PORT:-18743}               # the master's API on 127.0.0.1
 MINION_PORT=${MINION_PORT:-4510}  # every minion's gRPC port, each on its own address
@@ -139,6 +141,13 @@ CFG
 			thealthy=$(now)
 			healthy=$(secs $((thealthy - treg)))
 			idle=$(kib "$(status_kb "$mpid" VmRSS)")
+			if [ -n "$PROFILES" ] && [ -n "$DEBUG_LISTEN" ]; then
+				mkdir -p "$PROFILES"
+				curl -sS -o "$PROFILES/$n-$mode.heap" "http://$DEBUG_LISTEN/debug/pprof/heap?gc=1" || true
+				curl -sS -o "$PROFILES/$n-$mode.goroutine" "http://$DEBUG_LISTEN/debug/pprof/goroutine" || true
+				curl -sS -o "$PROFILES/$n-$mode.goroutines.txt" "http://$DEBUG_LISTEN/debug/pprof/goroutine?debug=1" || true
+				awk '$1 ~ /^(VmRSS|RssAnon|RssFile|VmHWM):$/' "/proc/$mpid/status" >"$PROFILES/$n-$mode.status" || true
+			fi
 			local c0 c1
 			c0=$(cpu_ticks "$mpid")
 			cpu_reg=$(awk -v t="$c0" -v hz="$TICK" 'BEGIN { printf "%.1f", t / hz }')
@@ -172,6 +181,16 @@ CFG
 	local rss hwm srss
 	rss=$(kib "$(status_kb "$mpid" VmRSS)")
 	hwm=$(kib "$(status_kb "$mpid" VmHWM)")
+	local later=""
+	if [ -n "$IDLE_WAIT" ]; then
+		sleep "$IDLE_WAIT"
+		later=" $(kib "$(status_kb "$mpid" VmRSS)") MiB, $(awk '$1 == "Threads:" { print $2 }' "/proc/$mpid/status") threads"
+		if [ -n "$DEBUG_LISTEN" ]; then
+			later="$later, $(curl -sS "http://$DEBUG_LISTEN/debug/pprof/goroutine?debug=1" | sed -n 's/^goroutine profile: total //p') goroutines"
+			[ -n "$PROFILES" ] && curl -sS -o "$PROFILES/$n-$mode.later.heap" "http://$DEBUG_LISTEN/debug/pprof/heap?gc=1"
+		fi
+		later="$later |"
+	fi
 	local p sk=0
 	for p in "${spids[@]}"; do sk=$((sk + $(status_kb "$p" VmRSS))); done
 	srss=$(kib "$sk")
@@ -186,7 +205,7 @@ CFG
 		IFS=,
 		echo "${warm[*]}" | sed 's/,/, /g'
 	)
-	rows+=("| $n | $mode | $reg | $healthy | $cold | $warmcol | $ok / $notok$states | $idle / $rss / $hwm MiB ($perminion KiB/minion idle) | $cpu_reg / $cpu_exec | $srss |")
+	rows+=("| $n | $mode | $reg | $healthy | $cold | $warmcol | $ok / $notok$states | $idle / $rss / $hwm MiB ($perminion KiB/minion idle) | $cpu_reg / $cpu_exec | $srss |$later")
 	printf '%s\n' "${rows[-1]}" >&2
 	for p in "${spids[@]}"; do stop "$p"; done
 	spids=()
@@ -202,6 +221,11 @@ for n in $SIZES; do
 done
 
 printf '\n`true` on every minion of a swarm, POST /api/v1/exec?wait= (targets ["*"]), %d runs: cold, then warm (seconds)\n\n' "$RUNS"
-echo '| minions | exec | registration | then all healthy | cold | warm | hosts ok / not ok (all runs) | master RSS idle / after / peak (VmHWM) | master CPU s (start to healthy / execs) | swarm RSS |'
-echo '|---|---|---|---|---|---|---|---|---|---|'
+if [ -n "$IDLE_WAIT" ]; then
+	echo "| minions | exec | registration | then all healthy | cold | warm | hosts ok / not ok (all runs) | master RSS idle / after / peak (VmHWM) | master CPU s (start to healthy / execs) | swarm RSS | master $IDLE_WAIT s after the execs |"
+	echo '|---|---|---|---|---|---|---|---|---|---|---|'
+else
+	echo '| minions | exec | registration | then all healthy | cold | warm | hosts ok / not ok (all runs) | master RSS idle / after / peak (VmHWM) | master CPU s (start to healthy / execs) | swarm RSS |'
+	echo '|---|---|---|---|---|---|---|---|---|---|'
+fi
 printf '%s\n' "${rows[@]}"

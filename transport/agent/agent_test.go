@@ -50,7 +50,7 @@ var (
 	idErr                      error
 )
 
-func identities(t *testing.T) (master, minion, evil *pki.Identity) {
+func identities(t testing.TB) (master, minion, evil *pki.Identity) {
 	t.Helper()
 	idOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "agent-test-pki-")
@@ -87,7 +87,7 @@ type harness struct {
 }
 
 // newHarness starts the minion server; opts adjust it before it serves.
-func newHarness(t *testing.T, opts ...func(*Server)) *harness {
+func newHarness(t testing.TB, opts ...func(*Server)) *harness {
 	t.Helper()
 	h := &harness{served: make(chan error, 1), tempDir: t.TempDir()}
 	h.master, h.minion, h.evil = identities(t)
@@ -684,7 +684,7 @@ func TestExecFileProtocol(t *testing.T) {
 			h := newHarness(t, func(s *Server) { s.MaxFileSize = 1024 })
 			ctx := testCtx(t)
 			marker := filepath.Join(t.TempDir(), "ran")
-			cl, err := h.pool.client(h.target)
+			cl, _, err := h.pool.client(h.target)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,10 +8,12 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -42,9 +45,23 @@ type Pool struct {
 	// ends its host lost. Minions too old to send heartbeats are not
 	// watched (keepalive still ends a dead connection).
 	Heartbeat, LostAfter time.Duration
+	// IdleTimeout closes a minion's connection once no call has used it
+	// for this long (0: never). An idle gRPC connection costs the master
+	// about 110 KiB (eight goroutines, TLS and HTTP/2 state); a closed one
+	// nothing, and the next call dials again (a TLS handshake, before any
+	// request is sent). Health probes (Health) do not keep it open.
+	IdleTimeout time.Duration
 
-	mu    sync.Mutex
-	conns map[string]*conn // by minion id; protected by mu
+	// handshakes bounds the TLS handshakes (dials and health probes) in
+	// flight at once: a cold exec on thousands of minions queues them
+	// instead of starting all together, where under CPU load each would
+	// take longer than the connection set-up limit and reachable minions
+	// would end unreachable.
+	handshakes chan struct{}
+
+	mu         sync.Mutex
+	conns      map[string]*conn // by minion id; protected by mu
+	stopReaper chan struct{}    // closes to stop the idle reaper; nil when none runs; protected by mu
 }
 
 var _ exec.Transport = (*Pool)(nil)
@@ -53,11 +70,50 @@ type conn struct {
 	addr, fingerprint string
 	cc                *grpc.ClientConn
 	client            felixv1.MinionClient
+	active            int       // calls in flight; protected by Pool.mu
+	lastUsed          time.Time // when the last call other than a health probe began or ended; protected by Pool.mu
 }
 
 // NewPool returns a pool whose connections present id.
 func NewPool(id *pki.Identity) *Pool {
-	return &Pool{id: id, conns: make(map[string]*conn), Heartbeat: DefaultHeartbeat, LostAfter: DefaultLostAfter}
+	return &Pool{id: id, conns: make(map[string]*conn), Heartbeat: DefaultHeartbeat, LostAfter: DefaultLostAfter,
+		handshakes: make(chan struct{}, maxHandshakes)}
+}
+
+// maxHandshakes is how many TLS handshakes a pool runs at once. A
+// handshake costs the master well under a millisecond of CPU, so 128 at
+// once keep two cores busy and cover LAN round trips; more only make each
+// wait longer.
+const maxHandshakes = 128
+
+// gatedCreds runs each client handshake of its TransportCredentials in
+// one of the gate's slots. Waiting for a slot counts towards the
+// connection's set-up limit, like the handshake.
+type gatedCreds struct {
+	credentials.TransportCredentials
+	gate chan struct{}
+}
+
+func (g gatedCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if err := acquire(ctx, g.gate); err != nil {
+		return nil, nil, err
+	}
+	defer func() { <-g.gate }()
+	return g.TransportCredentials.ClientHandshake(ctx, authority, raw)
+}
+
+func (g gatedCreds) Clone() credentials.TransportCredentials {
+	return gatedCreds{g.TransportCredentials.Clone(), g.gate}
+}
+
+// acquire takes a slot of gate, or fails when ctx ends first.
+func acquire(ctx context.Context, gate chan struct{}) error {
+	select {
+	case gate <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for a handshake slot: %w", ctx.Err())
+	}
 }
 
 // Defaults of Pool.Heartbeat and LostAfter: a minion silent for 6 s
@@ -72,6 +128,11 @@ const (
 // Name returns "agent".
 func (p *Pool) Name() string { return Name }
 
+// connectTimeout bounds setting up a minion connection: the dial, the
+// wait for a handshake slot and the TLS handshake. A command fails
+// unreachable (it never ran) past it.
+const connectTimeout = 10 * time.Second
+
 // connReadBuffer is each minion connection's read buffer (gRPC's default
 // is 32 KiB, per connection, for as long as it is open).
 const connReadBuffer = 4 << 10
@@ -81,13 +142,45 @@ const connReadBuffer = 4 << 10
 const recvWindow = 64 << 10
 
 // client returns the minion's connection, dialling it (lazily) on first use
-// and again when its address or pinned certificate changed.
-func (p *Pool) client(t model.Target) (felixv1.MinionClient, error) {
+// and again when its address or pinned certificate changed, or after it was
+// closed for idleness. The caller must call release once its call ended:
+// until then the connection is not closed for idleness.
+func (p *Pool) client(t model.Target) (cl felixv1.MinionClient, release func(), err error) {
+	return p.use(t, true)
+}
+
+// use is client; touch false (a health probe) leaves the connection's idle
+// time running, so probes alone never keep it open.
+func (p *Pool) use(t model.Target, touch bool) (felixv1.MinionClient, func(), error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	c, err := p.connLocked(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.active++
+	if touch {
+		c.lastUsed = time.Now()
+	}
+	var once sync.Once
+	return c.client, func() {
+		once.Do(func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			c.active--
+			if touch {
+				c.lastUsed = time.Now()
+			}
+		})
+	}, nil
+}
+
+// connLocked returns the minion's connection, dialling it when there is
+// none or it no longer matches t.
+func (p *Pool) connLocked(t model.Target) (*conn, error) {
 	if c, ok := p.conns[t.ID]; ok {
 		if c.addr == t.Addr && c.fingerprint == t.Fingerprint {
-			return c.client, nil
+			return c, nil
 		}
 		c.cc.Close()
 		delete(p.conns, t.ID)
@@ -96,7 +189,7 @@ func (p *Pool) client(t model.Target) (felixv1.MinionClient, error) {
 		return nil, fmt.Errorf("minion %s has no pinned certificate: %w", t.ID, exec.ErrUnreachable)
 	}
 	cc, err := grpc.NewClient("passthrough:///"+t.Addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientConfig(p.id, t.Fingerprint))),
+		grpc.WithTransportCredentials(gatedCreds{credentials.NewTLS(pki.ClientConfig(p.id, t.Fingerprint)), p.handshakes}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		// Thousands of mostly idle connections: each gives its write buffer
 		// back after a flush, and reads through a small buffer.
@@ -110,16 +203,56 @@ func (p *Pool) client(t model.Target) (felixv1.MinionClient, error) {
 		grpc.WithInitialWindowSize(recvWindow),
 		grpc.WithInitialConnWindowSize(recvWindow),
 		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
-			MinConnectTimeout: 5 * time.Second,
+			Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			// Dial, the wait for a handshake slot and the handshake.
+			MinConnectTimeout: connectTimeout,
 		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial minion %s at %s: %w", t.ID, t.Addr, errors.Join(err, exec.ErrUnreachable))
 	}
-	c := &conn{addr: t.Addr, fingerprint: t.Fingerprint, cc: cc, client: felixv1.NewMinionClient(cc)}
+	c := &conn{addr: t.Addr, fingerprint: t.Fingerprint, cc: cc, client: felixv1.NewMinionClient(cc), lastUsed: time.Now()}
 	p.conns[t.ID] = c
-	return c.client, nil
+	if p.IdleTimeout > 0 && p.stopReaper == nil {
+		p.stopReaper = make(chan struct{})
+		go p.reapIdle(p.IdleTimeout, p.stopReaper)
+	}
+	return c, nil
+}
+
+// reapIdle closes, every quarter of idle, the connections no call has used
+// for idle, until stop closes. A connection with a call in flight is never
+// closed, so no request is cut off: the next call on a closed one dials
+// again, and a call that cannot connect fails before its request is sent.
+func (p *Pool) reapIdle(idle time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(max(idle/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		var idleConns []*conn
+		p.mu.Lock()
+		for id, c := range p.conns {
+			if c.active == 0 && time.Since(c.lastUsed) >= idle {
+				idleConns = append(idleConns, c)
+				delete(p.conns, id)
+			}
+		}
+		p.mu.Unlock()
+		for _, c := range idleConns {
+			c.cc.Close()
+		}
+	}
+}
+
+// Conns returns how many minion connections the pool holds open.
+func (p *Pool) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
 }
 
 // Forget closes and drops the connection to a minion (deleted or rejected).
@@ -141,6 +274,10 @@ func (p *Pool) Close() error {
 		errs = append(errs, c.cc.Close())
 		delete(p.conns, id)
 	}
+	if p.stopReaper != nil {
+		close(p.stopReaper)
+		p.stopReaper = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -155,10 +292,11 @@ const chunkSize = 32<<10 - 64
 // a File goes through ExecFile: the content is streamed to the minion, which
 // runs the command only once it has all of it.
 func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
-	cl, err := p.client(t)
+	cl, release, err := p.client(t)
 	if err != nil {
 		return model.Exit{}, err
 	}
+	defer release()
 	req := &felixv1.ExecRequest{CmdLine: cmd.Line, Env: cmd.Env, Cwd: cmd.Dir, Shell: cmd.Shell}
 	if cmd.Timeout > 0 {
 		req.Timeout = durationpb.New(cmd.Timeout)
@@ -423,10 +561,11 @@ func recvEvents(t model.Target, stream interface {
 
 // Ping checks that the minion answers and returns its reported version.
 func (p *Pool) Ping(ctx context.Context, t model.Target) (string, error) {
-	cl, err := p.client(t)
+	cl, release, err := p.client(t)
 	if err != nil {
 		return "", err
 	}
+	defer release()
 	resp, err := cl.Ping(ctx, &felixv1.PingRequest{})
 	if err != nil {
 		return "", rpcError("ping", t, err, true)
@@ -436,10 +575,11 @@ func (p *Pool) Ping(ctx context.Context, t model.Target) (string, error) {
 
 // Facts asks the minion for its facts.
 func (p *Pool) Facts(ctx context.Context, t model.Target) (facts.Facts, error) {
-	cl, err := p.client(t)
+	cl, release, err := p.client(t)
 	if err != nil {
 		return facts.Facts{}, err
 	}
+	defer release()
 	r, err := cl.Facts(ctx, &felixv1.FactsRequest{})
 	if err != nil {
 		return facts.Facts{}, rpcError("facts of", t, err, true)
@@ -477,4 +617,102 @@ func WithJobID(ctx context.Context, id string) context.Context {
 func JobID(ctx context.Context) (string, bool) {
 	id, ok := ctx.Value(jobIDKey{}).(string)
 	return id, ok
+}
+
+// Health tells whether the minion answers. With IdleTimeout 0 (connections
+// stay open) it is Ping, which opens the connection the next command will
+// use. Otherwise it keeps no connection open for the minion: over the
+// pool's connection when one is ready it is a Ping,
+// which does not count as use (probes alone let an idle connection close).
+// Otherwise it is a probe that dials, completes the mutual-TLS handshake
+// (both pins checked), sends the HTTP/2 preface and reads the minion's
+// first frame (its SETTINGS; a refused master certificate is an alert
+// here), then hangs up: no gRPC connection, goroutine or buffer stays
+// behind. Either way the error wraps exec.ErrUnreachable.
+func (p *Pool) Health(ctx context.Context, t model.Target) error {
+	if p.IdleTimeout <= 0 {
+		// Connections stay open: health opens (and so warms) the one the
+		// next command uses, and pings over it.
+		if _, err := p.Ping(ctx, t); err != nil && !errors.Is(err, exec.ErrUnreachable) {
+			return errors.Join(err, exec.ErrUnreachable)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}
+	if cl, release, ok := p.ready(t); ok {
+		defer release()
+		if _, err := cl.Ping(ctx, &felixv1.PingRequest{}); err != nil {
+			st, _ := status.FromError(err)
+			return fmt.Errorf("ping minion %s at %s: %s: %w", t.ID, t.Addr, st.Message(), exec.ErrUnreachable)
+		}
+		return nil
+	}
+	if err := p.probe(ctx, t); err != nil {
+		return fmt.Errorf("probe minion %s at %s: %w", t.ID, t.Addr, errors.Join(err, exec.ErrUnreachable))
+	}
+	return nil
+}
+
+// ready returns the minion's connection when the pool holds one for t that
+// is connected, marked in use without counting as use.
+func (p *Pool) ready(t model.Target) (felixv1.MinionClient, func(), bool) {
+	p.mu.Lock()
+	c, ok := p.conns[t.ID]
+	ok = ok && c.addr == t.Addr && c.fingerprint == t.Fingerprint && c.cc.GetState() == connectivity.Ready
+	p.mu.Unlock()
+	if !ok {
+		return nil, nil, false
+	}
+	cl, release, err := p.use(t, false)
+	return cl, release, err == nil
+}
+
+// h2Hello is an HTTP/2 client's first bytes: the connection preface and an
+// empty SETTINGS frame.
+var h2Hello = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+
+// probe dials t, shakes hands with the pinned mutual-TLS configuration of
+// a connection and reads the server's first HTTP/2 frame, which must be
+// SETTINGS.
+func (p *Pool) probe(ctx context.Context, t model.Target) error {
+	if t.Fingerprint == "" {
+		return errors.New("no pinned certificate")
+	}
+	if err := acquire(ctx, p.handshakes); err != nil {
+		return err
+	}
+	defer func() { <-p.handshakes }()
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", t.Addr)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	// The context bounds the whole exchange, not only the dial.
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	cfg := pki.ClientConfig(p.id, t.Fingerprint)
+	cfg.NextProtos = []string{"h2"}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	if _, err := tc.Write(h2Hello); err != nil {
+		return fmt.Errorf("send the HTTP/2 preface: %w", err)
+	}
+	var hdr [9]byte // length (3), type, flags, stream id (4)
+	if _, err := io.ReadFull(tc, hdr[:]); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("read the first HTTP/2 frame: %w", ctx.Err())
+		}
+		return fmt.Errorf("read the first HTTP/2 frame: %w", err)
+	}
+	if hdr[3] != 0x4 {
+		return fmt.Errorf("the first HTTP/2 frame is of type %d, not SETTINGS", hdr[3])
+	}
+	return nil
 }

@@ -28,10 +28,11 @@ func (p *Pool) Put(ctx context.Context, t model.Target, f model.PutFile) (model.
 	if content && (f.Open == nil || f.Size < 0) {
 		return model.PutResult{}, fmt.Errorf("put %s on minion %s: no content or a negative size", f.Dest, t.ID)
 	}
-	cl, err := p.client(t)
+	cl, release, err := p.client(t)
 	if err != nil {
 		return model.PutResult{}, err
 	}
+	defer release()
 	op := "put " + f.Dest + " on"
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -149,10 +150,11 @@ func sendChunks(r io.Reader, size int64, send func([]byte) error) error {
 // may have received part of the content.
 func (p *Pool) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Writer) (int64, string, error) {
 	path := g.Path
-	cl, err := p.client(t)
+	cl, release, err := p.client(t)
 	if err != nil {
 		return 0, "", err
 	}
+	defer release()
 	op := "get " + path + " from"
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -110,10 +110,11 @@ func receiveBinary(stream grpc.ClientStreamingServer[felixv1.UpgradeRequest, fel
 // unchanged when it already ran that version (nothing swapped). An error
 // wrapping exec.ErrUnreachable means nothing was sent.
 func (p *Pool) Upgrade(ctx context.Context, t model.Target, bin model.UpgradeBinary) (version string, unchanged bool, err error) {
-	cl, err := p.client(t)
+	cl, release, err := p.client(t)
 	if err != nil {
 		return "", false, err
 	}
+	defer release()
 	op := "upgrade"
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -154,10 +155,11 @@ func (p *Pool) Upgrade(ctx context.Context, t model.Target, bin model.UpgradeBin
 
 // Info pings the minion and returns what it says of itself.
 func (p *Pool) Info(ctx context.Context, t model.Target) (model.MinionInfo, error) {
-	cl, err := p.client(t)
+	cl, release, err := p.client(t)
 	if err != nil {
 		return model.MinionInfo{}, err
 	}
+	defer release()
 	resp, err := cl.Ping(ctx, &felixv1.PingRequest{})
 	if err != nil {
 		return model.MinionInfo{}, rpcError("ping", t, err, true)
