@@ -357,6 +357,11 @@ func (u *upgrader) binary(ctx context.Context, t model.Target) (model.UpgradeBin
 // for it, else the dist directory's minion-<os>-<arch> (hashed once per
 // job).
 func (u *upgrader) pick(goos, goarch string) (model.UpgradeBinary, error) {
+	if goos == "windows" {
+		// The hand-over (swap the running binary, watch the new process
+		// register, roll back) is built and tested for Unix minions only.
+		return model.UpgradeBinary{}, errors.New("fleet upgrade of Windows minions is not supported yet: nothing was sent; replace minion.exe and restart the felix-minion service")
+	}
 	if up := u.spec.Upgrade; up.Binary != "" {
 		if up.BinaryOS != goos || up.BinaryArch != goarch {
 			return model.UpgradeBinary{}, fmt.Errorf("the binary is for %s/%s, the host is %s/%s", up.BinaryOS, up.BinaryArch, goos, goarch)

@@ -151,3 +151,14 @@ func TestUpgradeVia(t *testing.T) {
 		})
 	}
 }
+
+// TestPickRefusesWindows: a fleet upgrade sends nothing to a Windows
+// minion (its hand-over is not built), and says what to do instead.
+func TestPickRefusesWindows(t *testing.T) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		_, err := (&upgrader{}).pick("windows", arch)
+		if err == nil || !strings.Contains(err.Error(), "not supported") || !strings.Contains(err.Error(), "nothing was sent") {
+			t.Errorf("pick(windows, %s) = %v; want a refusal saying nothing was sent", arch, err)
+		}
+	}
+}
