@@ -54,6 +54,9 @@ const (
 	// uiMaxSessions bounds the sessions held; logins past it are refused
 	// (503) until some expire or log out.
 	uiMaxSessions = 10000
+	// uiMaxTokenSessions bounds one token's sessions: a login past it ends
+	// that token's oldest session, so one token cannot fill the table.
+	uiMaxTokenSessions = 16
 	// uiLoginBody bounds a login request.
 	uiLoginBody = 4 << 10
 	// uiExecBody bounds a run request from the page: a command line.
@@ -69,13 +72,15 @@ type uiSession struct {
 	tokenHash string // inventory.HashToken of the API token
 	csrf      string
 	expires   time.Time
+	seq       uint64 // the order of logins: the oldest of a token's sessions ends first
 }
 
 // uiSessions are the dashboard's sessions, by the hash of their id (a
 // leaked memory dump does not hand out cookies).
 type uiSessions struct {
-	mu sync.Mutex // guards m
-	m  map[string]uiSession
+	mu  sync.Mutex // guards m and seq
+	m   map[string]uiSession
+	seq uint64
 }
 
 func newUISessions() *uiSessions { return &uiSessions{m: map[string]uiSession{}} }
@@ -106,6 +111,20 @@ func (u *uiSessions) start(tokenHash string, now time.Time) (id string, s uiSess
 	s = uiSession{tokenHash: tokenHash, csrf: csrf, expires: now.Add(uiSessionTTL)}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	var oldest string
+	n := 0
+	for k, v := range u.m {
+		if v.tokenHash != tokenHash {
+			continue
+		}
+		n++
+		if oldest == "" || v.seq < u.m[oldest].seq {
+			oldest = k
+		}
+	}
+	if n >= uiMaxTokenSessions {
+		delete(u.m, oldest)
+	}
 	if len(u.m) >= uiMaxSessions {
 		for k, v := range u.m {
 			if !now.Before(v.expires) {
@@ -116,6 +135,8 @@ func (u *uiSessions) start(tokenHash string, now time.Time) (id string, s uiSess
 			return "", s, false, nil
 		}
 	}
+	u.seq++
+	s.seq = u.seq
 	u.m[sessionKey(id)] = s
 	return id, s, true, nil
 }
@@ -144,7 +165,9 @@ func (u *uiSessions) end(id string) {
 
 // uiRoutes adds the dashboard's routes to r.
 func (s *Server) uiRoutes(r *gin.Engine) {
-	s.ui = newUISessions()
+	if s.ui == nil { // a handler rebuilt on reload keeps the sessions
+		s.ui = newUISessions()
+	}
 	r.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/ui/") })
 	g := r.Group("/ui", uiHeaders)
 	g.GET("/", s.uiAsset("index.html", "text/html; charset=utf-8"))

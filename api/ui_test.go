@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -137,6 +138,42 @@ func TestUILoginCookie(t *testing.T) {
 	}
 	if resp, body = h.ui(uiReq{method: "GET", path: "/ui/api/minions", cookie: id}); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("GET /ui/api/minions after logout = %d %s; want 401", resp.StatusCode, body)
+	}
+}
+
+// TestUISessionsPerToken: one token holds at most 16 sessions; a login past
+// that ends its oldest, so logins with one token cannot fill the table.
+func TestUISessionsPerToken(t *testing.T) {
+	h := uiHarness(t)
+	first, _ := h.uiLoginAs(h.admin)
+	second, _ := h.uiLoginAs(h.admin)
+	var last string
+	for range 15 {
+		last, _ = h.uiLoginAs(h.admin)
+	}
+	for _, tt := range []struct {
+		name, id string
+		want     int
+	}{{"the oldest", first, http.StatusUnauthorized}, {"the second", second, http.StatusOK}, {"the newest", last, http.StatusOK}} {
+		if resp, body := h.ui(uiReq{method: "GET", path: "/ui/api/session", cookie: tt.id}); resp.StatusCode != tt.want {
+			t.Errorf("%s session after 17 logins: GET /ui/api/session = %d %s; want %d", tt.name, resp.StatusCode, body, tt.want)
+		}
+	}
+}
+
+// TestUISessionsSurviveReload: a handler rebuilt from a copy of the
+// server, as the master's config reload does, keeps the sessions.
+func TestUISessionsSurviveReload(t *testing.T) {
+	h := uiHarness(t)
+	id, _ := h.uiLoginAs(h.admin)
+	a := *h.server
+	srv := httptest.NewUnstartedServer(a.Handler())
+	srv.TLS = h.srv.TLS.Clone()
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	h.srv = srv
+	if resp, body := h.ui(uiReq{method: "GET", path: "/ui/api/session", cookie: id}); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /ui/api/session on the rebuilt handler = %d %s; want 200", resp.StatusCode, body)
 	}
 }
 

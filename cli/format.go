@@ -303,15 +303,22 @@ func plainSafe(s string) bool {
 }
 
 // blockSafe reports whether s prints as a literal block: several lines of
-// characters a terminal shows as they are, the first not indented, no line
-// of blanks alone.
+// characters a terminal shows as they are, none a YAML line break, the
+// first that is not empty not indented, no line of blanks alone.
 func blockSafe(s string) bool {
 	if !strings.Contains(s, "\n") || strings.HasPrefix(s, " ") || strings.HasPrefix(s, "\t") {
 		return false
 	}
+	// A block's indentation is taken from its first line that is not empty:
+	// leading empty lines then an indented one would lose its spaces.
+	if first := strings.TrimLeft(s, "\n"); first != s && (strings.HasPrefix(first, " ") || strings.HasPrefix(first, "\t")) {
+		return false
+	}
 	for i := 0; i < len(s); {
 		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == '\t' || unsafeRune(r, n) || r == 0xfeff {
+		// U+0085, U+2028 and U+2029 are line breaks to YAML 1.1 readers: in a
+		// block they would end it and let output add keys to the document.
+		if r == '\t' || unsafeRune(r, n) || r == 0xfeff || r == 0x85 || r == 0x2028 || r == 0x2029 {
 			return false
 		}
 		i += n

@@ -107,11 +107,19 @@ func normal(t *testing.T, v any) any {
 // text, escapes and empty values come back from a YAML parser as they
 // went in.
 func TestJSONToYAML(t *testing.T) {
+	// YAML 1.1 line breaks in a literal block would end it (and add keys);
+	// an indented first line after empty ones would lose its indentation.
+	for _, s := range []string{"a\nb\u2028c: injected\n", "a\n\u2029b\n", "a\n\u0085b\n", "\n  indented\n", "\n\tx\n"} {
+		if blockSafe(s) {
+			t.Errorf("blockSafe(%q) = true; want it double-quoted", s)
+		}
+	}
 	strs := []string{"", "plain", "yes", "No", "null", "~", "1.5", "0x1F", "2026-12-05", "a: b", "a:b", "- x", "#c", "a #b",
 		"trailing ", " lead", "key:", "@x", "!tag", "&a", "*a", "[x]", "{x}", "%x", "'q'", `"q"`, "a,b", "日本語",
 		"multi\nline\n", "no newline\nend", "two\n\n", "three\n\n\n", "\nfirst empty", "  indented\nx", "x\n  indented\n",
 		"tab\there\n", "line\r\n", "\x1b[31mred\n", "\u202eevil\n", "\u009b2J", "bell\a", "bad \ufffd", "a\n \nb",
-		"ends with colon:\n", "web[01-40],db[1-3] (43 hosts)"}
+		"ends with colon:\n", "web[01-40],db[1-3] (43 hosts)",
+		"a\nb\u2028c: injected\n", "a\n\u2029b: x\n", "a\n\u0085b: x\n", "\n  indented\n", "\n\n\tx\ny\n"}
 	objs := make([]map[string]any, 0, len(strs))
 	keys := map[string]any{}
 	for _, s := range strs {
