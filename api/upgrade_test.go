@@ -166,7 +166,7 @@ func TestUpgradeMinions(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"not an executable", wire.UpgradeRequest{JobOptions: wire.JobOptions{Targets: []string{"c1"}}, Binary: text}, http.StatusBadRequest, "not an ELF"},
+		{"not an executable", wire.UpgradeRequest{JobOptions: wire.JobOptions{Targets: []string{"c1"}}, Binary: text}, http.StatusBadRequest, "no ELF, Mach-O or PE header"},
 		{"wrong arch", wire.UpgradeRequest{JobOptions: wire.JobOptions{Targets: []string{"c1"}}, Binary: self, OS: "linux", Arch: other}, http.StatusBadRequest, "built for linux/" + runtime.GOARCH},
 		{"bad canary", wire.UpgradeRequest{JobOptions: wire.JobOptions{Targets: []string{"c1"}}, Canary: -1}, http.StatusBadRequest, "canary"},
 		{"binary not stored", wire.UpgradeRequest{JobOptions: wire.JobOptions{Targets: []string{"c1"}}, Binary: strings.Repeat("ab", 32)}, http.StatusNotFound, "binary"},

@@ -385,6 +385,10 @@ func debRepo(t *testing.T) {
 			testenv.Missing(t, "%s (scripts/deps.sh installs it): %v", tool, err)
 		}
 	}
+	// A run killed before its cleanup leaves the test packages installed:
+	// start from none.
+	exec.Command("dpkg", "--configure", "-a").Run()
+	exec.Command("dpkg", "--purge", testPkg, testDep, testSlow).Run()
 	// Readable by apt's sandbox user: not below t.TempDir.
 	dir, err := os.MkdirTemp("", "felix-e2e-apt-")
 	if err != nil {

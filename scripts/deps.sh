@@ -28,6 +28,9 @@ command -v createrepo_c >/dev/null || need+=(createrepo-c)
 # in install roots.
 command -v zypper >/dev/null || need+=(zypper)
 command -v repo-add >/dev/null || need+=(pacman-package-manager)
+# repo-add sources makepkg's library (a Recommends of pacman, which
+# --no-install-recommends leaves out).
+[ -f /usr/share/makepkg/util/compress.sh ] || need+=(makepkg)
 command -v bsdtar >/dev/null || need+=(libarchive-tools)
 # systemd-analyze verify checks the units make dist ships (the package only
 # installs files in a container: nothing starts it as PID 1).
