@@ -684,7 +684,7 @@ func TestExecFileProtocol(t *testing.T) {
 			h := newHarness(t, func(s *Server) { s.MaxFileSize = 1024 })
 			ctx := testCtx(t)
 			marker := filepath.Join(t.TempDir(), "ran")
-			cl, _, err := h.pool.client(h.target)
+			cl, _, err := h.pool.client(ctx, h.target)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,8 @@
 // Package agent is the agent transport: gRPC with mutual TLS between the
 // master (client) and minions (server). Each side trusts exactly one pinned
 // certificate fingerprint; there is no CA. The client keeps one long-lived
-// connection per minion, reused across jobs, with keepalive.
+// connection per minion, reused across jobs, all of them SubConns of one gRPC
+// channel (channel.go) and watched by the kernel's TCP keepalive (dial.go).
 //
 // Protobuf types stay inside this package: callers see exec and facts types.
 package agent
@@ -19,11 +20,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -43,11 +42,11 @@ type Pool struct {
 	// Heartbeat is the interval at which minions are asked to show they
 	// are alive while a command runs; a minion silent for LostAfter then
 	// ends its host lost. Minions too old to send heartbeats are not
-	// watched (keepalive still ends a dead connection).
+	// watched (TCP keepalive still ends a connection to a vanished host).
 	Heartbeat, LostAfter time.Duration
 	// IdleTimeout closes a minion's connection once no call has used it
 	// for this long (0: never). An idle gRPC connection costs the master
-	// about 110 KiB (eight goroutines, TLS and HTTP/2 state); a closed one
+	// about 60 KiB (two goroutines, TLS and HTTP/2 state); a closed one
 	// nothing, and the next call dials again (a TLS handshake, before any
 	// request is sent). Health probes (Health) do not keep it open.
 	IdleTimeout time.Duration
@@ -60,18 +59,27 @@ type Pool struct {
 	handshakes chan struct{}
 
 	mu         sync.Mutex
+	cc         *grpc.ClientConn // the channel all minion connections share (channel.go); nil until the first; protected by mu
 	conns      map[string]*conn // by minion id; protected by mu
 	stopReaper chan struct{}    // closes to stop the idle reaper; nil when none runs; protected by mu
+
+	bccMu    sync.Mutex
+	bcc      balancer.ClientConn // the channel's balancer side; protected by bccMu
+	attached chan struct{}       // closed once bcc is set
 }
 
 var _ exec.Transport = (*Pool)(nil)
 
+// conn is one minion's connection: a SubConn of the pool's channel.
 type conn struct {
 	addr, fingerprint string
-	cc                *grpc.ClientConn
 	client            felixv1.MinionClient
-	active            int       // calls in flight; protected by Pool.mu
-	lastUsed          time.Time // when the last call other than a health probe began or ended; protected by Pool.mu
+	sc                balancer.SubConn
+	state             connectivity.State // protected by Pool.mu
+	err               error              // the last connection error; protected by Pool.mu
+	changed           chan struct{}      // closed when state changes; protected by Pool.mu
+	active            int                // calls in flight; protected by Pool.mu
+	lastUsed          time.Time          // when the last call other than a health probe began or ended; protected by Pool.mu
 }
 
 // NewPool returns a pool whose connections present id.
@@ -85,26 +93,6 @@ func NewPool(id *pki.Identity) *Pool {
 // once keep two cores busy and cover LAN round trips; more only make each
 // wait longer.
 const maxHandshakes = 128
-
-// gatedCreds runs each client handshake of its TransportCredentials in
-// one of the gate's slots. Waiting for a slot counts towards the
-// connection's set-up limit, like the handshake.
-type gatedCreds struct {
-	credentials.TransportCredentials
-	gate chan struct{}
-}
-
-func (g gatedCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	if err := acquire(ctx, g.gate); err != nil {
-		return nil, nil, err
-	}
-	defer func() { <-g.gate }()
-	return g.TransportCredentials.ClientHandshake(ctx, authority, raw)
-}
-
-func (g gatedCreds) Clone() credentials.TransportCredentials {
-	return gatedCreds{g.TransportCredentials.Clone(), g.gate}
-}
 
 // acquire takes a slot of gate, or fails when ctx ends first.
 func acquire(ctx context.Context, gate chan struct{}) error {
@@ -133,37 +121,36 @@ func (p *Pool) Name() string { return Name }
 // unreachable (it never ran) past it.
 const connectTimeout = 10 * time.Second
 
-// connReadBuffer is each minion connection's read buffer (gRPC's default
-// is 32 KiB, per connection, for as long as it is open).
-const connReadBuffer = 4 << 10
-
 // recvWindow is each minion stream's and connection's flow-control window
 // (gRPC's smallest).
 const recvWindow = 64 << 10
 
-// client returns the minion's connection, dialling it (lazily) on first use
-// and again when its address or pinned certificate changed, or after it was
-// closed for idleness. The caller must call release once its call ended:
-// until then the connection is not closed for idleness.
-func (p *Pool) client(t model.Target) (cl felixv1.MinionClient, release func(), err error) {
-	return p.use(t, true)
+// client returns the minion's connection once it is ready, dialling it
+// (lazily) on first use and again when its address or pinned certificate
+// changed, or after it was closed or broke. A connection that cannot be
+// set up fails with Unavailable: nothing was sent. The caller must call
+// release once its call ended: until then the connection is not closed for
+// idleness.
+func (p *Pool) client(ctx context.Context, t model.Target) (cl felixv1.MinionClient, release func(), err error) {
+	return p.use(ctx, t, true)
 }
 
 // use is client; touch false (a health probe) leaves the connection's idle
 // time running, so probes alone never keep it open.
-func (p *Pool) use(t model.Target, touch bool) (felixv1.MinionClient, func(), error) {
+func (p *Pool) use(ctx context.Context, t model.Target, touch bool) (felixv1.MinionClient, func(), error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	c, err := p.connLocked(t)
 	if err != nil {
+		p.mu.Unlock()
 		return nil, nil, err
 	}
 	c.active++
 	if touch {
 		c.lastUsed = time.Now()
 	}
+	p.mu.Unlock()
 	var once sync.Once
-	return c.client, func() {
+	release := func() {
 		once.Do(func() {
 			p.mu.Lock()
 			defer p.mu.Unlock()
@@ -172,46 +159,39 @@ func (p *Pool) use(t model.Target, touch bool) (felixv1.MinionClient, func(), er
 				c.lastUsed = time.Now()
 			}
 		})
-	}, nil
+	}
+	if err := p.awaitReady(ctx, t.ID, c); err != nil {
+		release()
+		if _, isStatus := status.FromError(err); isStatus {
+			return nil, nil, rpcError("connect to", t, err, true)
+		}
+		return nil, nil, err
+	}
+	return c.client, release, nil
 }
 
-// connLocked returns the minion's connection, dialling it when there is
-// none or it no longer matches t.
+// connLocked returns the minion's connection, making it when there is
+// none or it no longer matches t. The caller holds p.mu.
 func (p *Pool) connLocked(t model.Target) (*conn, error) {
 	if c, ok := p.conns[t.ID]; ok {
-		if c.addr == t.Addr && c.fingerprint == t.Fingerprint {
+		if c.addr == t.Addr && c.fingerprint == t.Fingerprint && c.state != connectivity.Shutdown {
 			return c, nil
 		}
-		c.cc.Close()
+		closeSubConn(c)
 		delete(p.conns, t.ID)
 	}
 	if t.Fingerprint == "" {
 		return nil, fmt.Errorf("minion %s has no pinned certificate: %w", t.ID, exec.ErrUnreachable)
 	}
-	cc, err := grpc.NewClient("passthrough:///"+t.Addr,
-		grpc.WithTransportCredentials(gatedCreds{credentials.NewTLS(pki.ClientConfig(p.id, t.Fingerprint)), p.handshakes}),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		// Thousands of mostly idle connections: each gives its write buffer
-		// back after a flush, and reads through a small buffer.
-		grpc.WithSharedWriteBuffer(true),
-		grpc.WithReadBufferSize(connReadBuffer),
-		// What a minion may send ahead of the master's reading, per stream
-		// and per connection: fixed (gRPC would otherwise grow it up to
-		// 16 MiB by bandwidth estimation), so 2,000 hosts printing at once
-		// buffer about 128 MiB in the master, not gigabytes. 64 KiB a round
-		// trip is 300 MB/s on a LAN, 1.3 MB/s over 50 ms (a fetch's speed).
-		grpc.WithInitialWindowSize(recvWindow),
-		grpc.WithInitialConnWindowSize(recvWindow),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
-			// Dial, the wait for a handshake slot and the handshake.
-			MinConnectTimeout: connectTimeout,
-		}),
-	)
-	if err != nil {
+	if p.cc == nil {
+		if err := p.openChannel(); err != nil {
+			return nil, fmt.Errorf("dial minion %s at %s: %w", t.ID, t.Addr, errors.Join(err, exec.ErrUnreachable))
+		}
+	}
+	c := &conn{addr: t.Addr, fingerprint: t.Fingerprint, client: felixv1.NewMinionClient(minionConn{p.cc, t.ID}), lastUsed: time.Now()}
+	if err := p.newSubConn(c); err != nil {
 		return nil, fmt.Errorf("dial minion %s at %s: %w", t.ID, t.Addr, errors.Join(err, exec.ErrUnreachable))
 	}
-	c := &conn{addr: t.Addr, fingerprint: t.Fingerprint, cc: cc, client: felixv1.NewMinionClient(cc), lastUsed: time.Now()}
 	p.conns[t.ID] = c
 	if p.IdleTimeout > 0 && p.stopReaper == nil {
 		p.stopReaper = make(chan struct{})
@@ -243,7 +223,7 @@ func (p *Pool) reapIdle(idle time.Duration, stop <-chan struct{}) {
 		}
 		p.mu.Unlock()
 		for _, c := range idleConns {
-			c.cc.Close()
+			closeSubConn(c)
 		}
 	}
 }
@@ -258,27 +238,48 @@ func (p *Pool) Conns() int {
 // Forget closes and drops the connection to a minion (deleted or rejected).
 func (p *Pool) Forget(id string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.conns[id]; ok {
-		c.cc.Close()
+	c, ok := p.conns[id]
+	delete(p.conns, id)
+	p.mu.Unlock()
+	if ok {
+		closeSubConn(c)
+	}
+}
+
+// closeUnused closes the minion's connection when no call uses it.
+func (p *Pool) closeUnused(id string) {
+	p.mu.Lock()
+	c, ok := p.conns[id]
+	unused := ok && c.active == 0
+	if unused {
 		delete(p.conns, id)
+	}
+	p.mu.Unlock()
+	if unused {
+		closeSubConn(c)
 	}
 }
 
 // Close closes every connection.
 func (p *Pool) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	var errs []error
-	for id, c := range p.conns {
-		errs = append(errs, c.cc.Close())
-		delete(p.conns, id)
-	}
+	cc := p.cc
+	p.cc = nil
+	clear(p.conns)
 	if p.stopReaper != nil {
 		close(p.stopReaper)
 		p.stopReaper = nil
 	}
-	return errors.Join(errs...)
+	p.mu.Unlock()
+	p.bccMu.Lock()
+	p.bcc = nil
+	p.bccMu.Unlock()
+	if cc == nil {
+		return nil
+	}
+	// Outside p.mu: closing waits for the balancer, whose SubConn updates
+	// take p.mu.
+	return cc.Close()
 }
 
 // chunkSize is the size of the data messages of file streams (ExecFile,
@@ -292,7 +293,7 @@ const chunkSize = 32<<10 - 64
 // a File goes through ExecFile: the content is streamed to the minion, which
 // runs the command only once it has all of it.
 func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
-	cl, release, err := p.client(t)
+	cl, release, err := p.client(ctx, t)
 	if err != nil {
 		return model.Exit{}, err
 	}
@@ -429,7 +430,7 @@ func sendFile(stream grpc.BidiStreamingClient[felixv1.ExecFileRequest, felixv1.E
 // watchdog ends an Exec stream whose minion falls silent. It is armed
 // when the request is sent (a minion answers Started at once, or once it
 // has a file's content), kept by a Started that promises heartbeats and
-// dropped by one that does not (an older minion: keepalive alone watches
+// dropped by one that does not (an older minion: TCP keepalive alone watches
 // it), and fed by every event.
 type watchdog struct {
 	lostAfter time.Duration
@@ -561,7 +562,7 @@ func recvEvents(t model.Target, stream interface {
 
 // Ping checks that the minion answers and returns its reported version.
 func (p *Pool) Ping(ctx context.Context, t model.Target) (string, error) {
-	cl, release, err := p.client(t)
+	cl, release, err := p.client(ctx, t)
 	if err != nil {
 		return "", err
 	}
@@ -575,7 +576,7 @@ func (p *Pool) Ping(ctx context.Context, t model.Target) (string, error) {
 
 // Facts asks the minion for its facts.
 func (p *Pool) Facts(ctx context.Context, t model.Target) (facts.Facts, error) {
-	cl, release, err := p.client(t)
+	cl, release, err := p.client(ctx, t)
 	if err != nil {
 		return facts.Facts{}, err
 	}
@@ -634,13 +635,19 @@ func (p *Pool) Health(ctx context.Context, t model.Target) error {
 		// Connections stay open: health opens (and so warms) the one the
 		// next command uses, and pings over it.
 		if _, err := p.Ping(ctx, t); err != nil && !errors.Is(err, exec.ErrUnreachable) {
+			// The connection is up but the minion did not answer: it
+			// hangs, or the network dropped it without the kernel
+			// noticing yet. Closed when no call uses it, so the next
+			// command dials again and fails cleanly (unreachable, nothing
+			// sent) rather than waiting on a stream that never answers.
+			p.closeUnused(t.ID)
 			return errors.Join(err, exec.ErrUnreachable)
 		} else if err != nil {
 			return err
 		}
 		return nil
 	}
-	if cl, release, ok := p.ready(t); ok {
+	if cl, release, ok := p.ready(ctx, t); ok {
 		defer release()
 		if _, err := cl.Ping(ctx, &felixv1.PingRequest{}); err != nil {
 			st, _ := status.FromError(err)
@@ -656,15 +663,15 @@ func (p *Pool) Health(ctx context.Context, t model.Target) error {
 
 // ready returns the minion's connection when the pool holds one for t that
 // is connected, marked in use without counting as use.
-func (p *Pool) ready(t model.Target) (felixv1.MinionClient, func(), bool) {
+func (p *Pool) ready(ctx context.Context, t model.Target) (felixv1.MinionClient, func(), bool) {
 	p.mu.Lock()
 	c, ok := p.conns[t.ID]
-	ok = ok && c.addr == t.Addr && c.fingerprint == t.Fingerprint && c.cc.GetState() == connectivity.Ready
+	ok = ok && c.addr == t.Addr && c.fingerprint == t.Fingerprint && c.state == connectivity.Ready
 	p.mu.Unlock()
 	if !ok {
 		return nil, nil, false
 	}
-	cl, release, err := p.use(t, false)
+	cl, release, err := p.use(ctx, t, false)
 	return cl, release, err == nil
 }
 

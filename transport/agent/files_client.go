@@ -28,7 +28,7 @@ func (p *Pool) Put(ctx context.Context, t model.Target, f model.PutFile) (model.
 	if content && (f.Open == nil || f.Size < 0) {
 		return model.PutResult{}, fmt.Errorf("put %s on minion %s: no content or a negative size", f.Dest, t.ID)
 	}
-	cl, release, err := p.client(t)
+	cl, release, err := p.client(ctx, t)
 	if err != nil {
 		return model.PutResult{}, err
 	}
@@ -150,7 +150,7 @@ func sendChunks(r io.Reader, size int64, send func([]byte) error) error {
 // may have received part of the content.
 func (p *Pool) Get(ctx context.Context, t model.Target, g model.GetFile, w io.Writer) (int64, string, error) {
 	path := g.Path
-	cl, release, err := p.client(t)
+	cl, release, err := p.client(ctx, t)
 	if err != nil {
 		return 0, "", err
 	}

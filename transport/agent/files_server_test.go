@@ -101,7 +101,7 @@ func TestPutFileRefused(t *testing.T) {
 // error returned.
 func rawPut(t *testing.T, h *harness, wantSend bool, msgs ...*felixv1.PutFileRequest) error {
 	t.Helper()
-	cl, _, err := h.pool.client(h.target)
+	cl, _, err := h.pool.client(testCtx(t), h.target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestFileStatusCodes(t *testing.T) {
 		t.Errorf("root holds %v; want only sub", got)
 	}
 
-	cl, _, err := h.pool.client(h.target)
+	cl, _, err := h.pool.client(testCtx(t), h.target)
 	if err != nil {
 		t.Fatal(err)
 	}

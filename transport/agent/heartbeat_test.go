@@ -223,3 +223,66 @@ func TestBrokenStreamSaysWhetherItRan(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthClosesUnansweredConnection: a health ping that gets no answer
+// over an open connection closes it when no call uses it, so the next
+// command dials again; a connection with a call in flight is left to
+// that call's own watch.
+func TestHealthClosesUnansweredConnection(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	h := newHarness(t, func(s *Server) {
+		s.Run = func(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return model.Exit{}, nil
+		}
+	})
+	proxy := newCutProxy(t, h.target.Addr)
+	target := h.target
+	target.Addr = proxy.ln.Addr().String()
+	h.pool.LostAfter = 0 // the call in flight below is not watched by heartbeats
+	health := func() error {
+		ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+		defer cancel()
+		return h.pool.Health(ctx, target)
+	}
+
+	if err := health(); err != nil {
+		t.Fatalf("Health = %v", err)
+	}
+	proxy.cut.Store(true)
+	if err := health(); !errors.Is(err, exec.ErrUnreachable) {
+		t.Fatalf("Health across a partition = %v; want unreachable", err)
+	}
+	if n := h.pool.Conns(); n != 0 {
+		t.Errorf("after an unanswered ping the pool holds %d connections; want 0", n)
+	}
+	proxy.cut.Store(false)
+	if err := health(); err != nil {
+		t.Fatalf("Health once the network is back = %v; want a new connection", err)
+	}
+
+	// A call in flight keeps its connection.
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.pool.Exec(ctx, target, model.Command{Line: "waits"}, nil)
+		done <- err
+	}()
+	for h.pool.active(target.ID) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	proxy.cut.Store(true)
+	if err := health(); !errors.Is(err, exec.ErrUnreachable) {
+		t.Fatalf("Health across a partition = %v; want unreachable", err)
+	}
+	if n := h.pool.Conns(); n != 1 {
+		t.Errorf("with a call in flight the pool holds %d connections after an unanswered ping; want 1", n)
+	}
+	cancel()
+	<-done
+}

@@ -10,9 +10,19 @@ func (p *Pool) Connected() int {
 	defer p.mu.Unlock()
 	n := 0
 	for _, c := range p.conns {
-		if c.cc.GetState() == connectivity.Ready {
+		if c.state == connectivity.Ready {
 			n++
 		}
 	}
 	return n
+}
+
+// active is how many calls use the minion's connection.
+func (p *Pool) active(id string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[id]; ok {
+		return c.active
+	}
+	return 0
 }

@@ -110,7 +110,7 @@ func receiveBinary(stream grpc.ClientStreamingServer[felixv1.UpgradeRequest, fel
 // unchanged when it already ran that version (nothing swapped). An error
 // wrapping exec.ErrUnreachable means nothing was sent.
 func (p *Pool) Upgrade(ctx context.Context, t model.Target, bin model.UpgradeBinary) (version string, unchanged bool, err error) {
-	cl, release, err := p.client(t)
+	cl, release, err := p.client(ctx, t)
 	if err != nil {
 		return "", false, err
 	}
@@ -155,7 +155,7 @@ func (p *Pool) Upgrade(ctx context.Context, t model.Target, bin model.UpgradeBin
 
 // Info pings the minion and returns what it says of itself.
 func (p *Pool) Info(ctx context.Context, t model.Target) (model.MinionInfo, error) {
-	cl, release, err := p.client(t)
+	cl, release, err := p.client(ctx, t)
 	if err != nil {
 		return model.MinionInfo{}, err
 	}

@@ -1,0 +1,294 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/attributes"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
+
+	"github.com/felix-ops/felix/pki"
+)
+
+// The pool's minions share one gRPC channel (a ClientConn). Each minion is
+// a SubConn of it: one HTTP/2 connection with its reader and writer
+// goroutines, while the channel's resolver, balancer and state machinery
+// exist once. A ClientConn per minion cost three goroutines and ~15 KiB
+// of heap more per minion, for state that is the same for all of them.
+//
+// The channel's balancer (minionBalancer) creates no SubConn by itself:
+// the pool asks it for one when a minion is first used (Pool.connLocked),
+// waits until it is ready or has failed (Pool.use), and only then starts
+// the call, whose context names the minion (minionConn); the picker hands
+// that minion's SubConn to the call, or fails it at once with Unavailable
+// when it is not ready (the request was not sent). Each SubConn dials its
+// minion with that minion's pinned fingerprint, carried in the address's
+// attributes to the handshake (pinnedCreds).
+
+// balancerName names minionBalancer in the channel's service config.
+const balancerName = "felix_minions"
+
+func init() { balancer.Register(minionBalancerBuilder{}) }
+
+// poolKey carries the pool in the resolver state, to the balancer.
+type poolKey struct{}
+
+// fingerprintKey carries a minion's pinned fingerprint in its address.
+type fingerprintKey struct{}
+
+// minionKey carries the minion id of a call in its context, to the picker.
+type minionKey struct{}
+
+// openChannel creates the pool's channel and waits until its balancer is
+// attached to the pool. The caller holds p.mu.
+func (p *Pool) openChannel() error {
+	r := manual.NewBuilderWithScheme("felix-minions")
+	r.InitialState(resolver.State{Attributes: attributes.New(poolKey{}, p)})
+	attached := make(chan struct{})
+	p.attached = attached
+	cc, err := grpc.NewClient("felix-minions:///minions",
+		grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"`+balancerName+`":{}}]}`),
+		// The channel never goes idle as a whole: that would drop every
+		// minion's connection at once. Idle minions are the pool's affair
+		// (Pool.IdleTimeout).
+		grpc.WithIdleTimeout(0),
+		grpc.WithTransportCredentials(pinnedCreds{id: p.id, gate: p.handshakes}),
+		// No gRPC keepalive: the kernel watches the connections (dial.go).
+		grpc.WithContextDialer(dialMinion),
+		// Thousands of mostly idle connections: each gives its write buffer
+		// back after a flush, and reads straight from TLS, which buffers
+		// the records it decrypts anyway.
+		grpc.WithSharedWriteBuffer(true),
+		grpc.WithReadBufferSize(0),
+		// What a minion may send ahead of the master's reading, per stream
+		// and per connection: fixed (gRPC would otherwise grow it up to
+		// 16 MiB by bandwidth estimation), so 2,000 hosts printing at once
+		// buffer about 128 MiB in the master, not gigabytes. 64 KiB a round
+		// trip is 300 MB/s on a LAN, 1.3 MB/s over 50 ms (a fetch's speed).
+		grpc.WithInitialWindowSize(recvWindow),
+		grpc.WithInitialConnWindowSize(recvWindow),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			// Dial, the wait for a handshake slot and the handshake.
+			MinConnectTimeout: connectTimeout,
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("create the minion channel: %w", err)
+	}
+	cc.Connect()
+	select {
+	case <-attached:
+	case <-time.After(connectTimeout):
+		cc.Close()
+		return errors.New("create the minion channel: its balancer did not start")
+	}
+	p.cc = cc
+	return nil
+}
+
+// attach is called by the channel's balancer with the balancer's side of
+// the channel, once.
+func (p *Pool) attach(bcc balancer.ClientConn) {
+	p.bccMu.Lock()
+	defer p.bccMu.Unlock()
+	if p.bcc != nil {
+		return
+	}
+	p.bcc = bcc
+	close(p.attached)
+	bcc.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: picker{p}})
+}
+
+// balancerConn returns the balancer's side of the channel.
+func (p *Pool) balancerConn() balancer.ClientConn {
+	p.bccMu.Lock()
+	defer p.bccMu.Unlock()
+	return p.bcc
+}
+
+// newSubConn creates the minion connection c's SubConn and starts
+// connecting it. The caller holds p.mu.
+func (p *Pool) newSubConn(c *conn) error {
+	host, _, err := net.SplitHostPort(c.addr)
+	if err != nil {
+		host = c.addr
+	}
+	addr := resolver.Address{Addr: c.addr, ServerName: host, Attributes: attributes.New(fingerprintKey{}, c.fingerprint)}
+	sc, err := p.balancerConn().NewSubConn([]resolver.Address{addr}, balancer.NewSubConnOptions{
+		StateListener: func(s balancer.SubConnState) { p.subConnState(c, s) },
+	})
+	if err != nil {
+		return err
+	}
+	c.sc = sc
+	c.state = connectivity.Idle
+	c.changed = make(chan struct{})
+	return nil
+}
+
+// subConnState records a SubConn's new state, wakes the calls waiting for
+// it, and gives the channel a fresh picker so that a call that picked the
+// connection just as it broke picks again (and fails fast).
+func (p *Pool) subConnState(c *conn, s balancer.SubConnState) {
+	p.mu.Lock()
+	c.state = s.ConnectivityState
+	if s.ConnectionError != nil {
+		c.err = s.ConnectionError
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+	p.mu.Unlock()
+	if s.ConnectivityState == connectivity.Ready || s.ConnectivityState == connectivity.Connecting {
+		return // nothing picked it while it was not ready
+	}
+	if bcc := p.balancerConn(); bcc != nil {
+		bcc.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: picker{p}})
+	}
+}
+
+// awaitReady waits until c is ready, starting a connection when it is
+// idle. A connection that failed fails the call at once (the channel
+// retries it after a backoff and then waits for the next call), so a
+// minion that is down costs a call nothing: nothing was sent.
+func (p *Pool) awaitReady(ctx context.Context, id string, c *conn) error {
+	for {
+		p.mu.Lock()
+		state, changed, lastErr := c.state, c.changed, c.err
+		if state == connectivity.Idle && c.sc != nil {
+			c.sc.Connect()
+		}
+		p.mu.Unlock()
+		switch state {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure:
+			if lastErr == nil {
+				lastErr = errors.New("connection failed")
+			}
+			return status.Error(codes.Unavailable, lastErr.Error())
+		case connectivity.Shutdown:
+			return status.Error(codes.Unavailable, "connection closed")
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("connect to minion %s: %w", id, ctx.Err())
+		}
+	}
+}
+
+// minionConn is the channel as one minion's client: every call carries
+// the minion's id to the picker.
+type minionConn struct {
+	cc *grpc.ClientConn
+	id string
+}
+
+func (m minionConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return m.cc.Invoke(context.WithValue(ctx, minionKey{}, m.id), method, args, reply, opts...)
+}
+
+func (m minionConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return m.cc.NewStream(context.WithValue(ctx, minionKey{}, m.id), desc, method, opts...)
+}
+
+// picker gives a call its minion's SubConn when it is ready.
+type picker struct{ p *Pool }
+
+func (pk picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	id, _ := info.Ctx.Value(minionKey{}).(string)
+	pk.p.mu.Lock()
+	c, ok := pk.p.conns[id]
+	ready := ok && c.sc != nil && c.state == connectivity.Ready
+	var sc balancer.SubConn
+	if ready {
+		sc = c.sc
+	}
+	pk.p.mu.Unlock()
+	if !ready {
+		return balancer.PickResult{}, status.Errorf(codes.Unavailable, "no connection to minion %s", id)
+	}
+	return balancer.PickResult{SubConn: sc}, nil
+}
+
+// minionBalancer is the channel's balancer: it hands the pool its side of
+// the channel, and the pool makes the SubConns.
+type minionBalancerBuilder struct{}
+
+func (minionBalancerBuilder) Name() string { return balancerName }
+
+func (minionBalancerBuilder) Build(cc balancer.ClientConn, _ balancer.BuildOptions) balancer.Balancer {
+	return &minionBalancer{cc: cc}
+}
+
+type minionBalancer struct{ cc balancer.ClientConn }
+
+func (b *minionBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
+	p, ok := s.ResolverState.Attributes.Value(poolKey{}).(*Pool)
+	if !ok {
+		return balancer.ErrBadResolverState
+	}
+	p.attach(b.cc)
+	return nil
+}
+
+func (b *minionBalancer) ResolverError(error) {}
+
+func (b *minionBalancer) UpdateSubConnState(balancer.SubConn, balancer.SubConnState) {}
+
+func (b *minionBalancer) Close() {}
+
+func (b *minionBalancer) ExitIdle() {}
+
+// pinnedCreds is TLS with the pin of the minion being dialled, taken from
+// its address, and each client handshake run in one of the gate's slots
+// (waiting for a slot counts towards the connection's set-up limit, like
+// the handshake).
+type pinnedCreds struct {
+	id   *pki.Identity
+	gate chan struct{}
+}
+
+func (c pinnedCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	fp, _ := credentials.ClientHandshakeInfoFromContext(ctx).Attributes.Value(fingerprintKey{}).(string)
+	if fp == "" {
+		return nil, nil, errors.New("no pinned certificate for this address")
+	}
+	if err := acquire(ctx, c.gate); err != nil {
+		return nil, nil, err
+	}
+	defer func() { <-c.gate }()
+	return credentials.NewTLS(pki.ClientConfig(c.id, fp)).ClientHandshake(ctx, authority, raw)
+}
+
+func (c pinnedCreds) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("the minion channel is a client only")
+}
+
+func (c pinnedCreds) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
+}
+
+func (c pinnedCreds) Clone() credentials.TransportCredentials { return c }
+
+func (c pinnedCreds) OverrideServerName(string) error { return nil }
+
+// closeSubConn shuts c's SubConn down (its calls end), outside p.mu.
+func closeSubConn(c *conn) {
+	if c.sc != nil {
+		c.sc.Shutdown()
+	}
+}
