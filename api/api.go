@@ -88,6 +88,7 @@ type Server struct {
 	bodies    *semaphore.Weighted // large JSON bodies in flight, BodiesInFlight bytes
 	bodiesMax int64
 	regSlots  chan struct{} // registrations in flight (Limits.RegistrationsInFlight); nil: no bound
+	regRetry  *retrySpread  // the Retry-After of refused registrations
 	ui        *uiSessions   // the web dashboard's sessions, made by Handler
 }
 
@@ -122,6 +123,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.bodies = semaphore.NewWeighted(s.bodiesMax)
 	s.regSlots = nil
+	s.regRetry = newRetrySpread()
 	if n := s.Config.Limits.RegistrationsInFlight; n > 0 {
 		s.regSlots = make(chan struct{}, n)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
@@ -32,8 +31,9 @@ func (s *Server) register(c *gin.Context) {
 		select {
 		case s.regSlots <- struct{}{}:
 			defer func() { <-s.regSlots }()
+			s.regRetry.admit()
 		default:
-			c.Header("Retry-After", strconv.Itoa(1+rand.IntN(registerRetrySpread)))
+			c.Header("Retry-After", strconv.Itoa(s.regRetry.refuse()))
 			c.AbortWithStatusJSON(http.StatusTooManyRequests, gin.H{"error": "too many minion registrations in flight; retry after Retry-After seconds"})
 			return
 		}
@@ -141,9 +141,10 @@ func (s *Server) register(c *gin.Context) {
 	c.JSON(status, model.RegisterResponse{ID: m.ID, State: m.State, Fingerprint: m.Fingerprint, Address: m.Addr})
 }
 
-// registerRetrySpread is the largest Retry-After (seconds) a refused
-// registration is told: drawn from 1 to it, so the refused do not all come
-// back in the same second.
+// registerRetrySpread is the smallest spread (seconds) of the Retry-After a
+// refused registration is told: drawn from 1 to the spread, so the refused
+// do not all come back in the same second; the spread grows while
+// refusals outnumber registrations (retrySpread).
 const registerRetrySpread = 5
 
 // checkLastUpgrade checks a registration's last_upgrade and returns it as

@@ -232,11 +232,7 @@ func (m *Minion) registerLoop(ctx context.Context, addr net.Addr) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait := registerBackoff.Duration(attempt)
-		var busy retryAfterError
-		if errors.As(err, &busy) {
-			wait = busy.wait()
-		}
+		wait := retryWait(err, attempt)
 		m.log.Warn("register failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():

@@ -60,3 +60,26 @@ func TestRegisterRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryWaitKeepsBackingOff: a refused registration waits at least the
+// master's Retry-After, and its own backoff still grows with the attempts.
+func TestRetryWaitKeepsBackingOff(t *testing.T) {
+	busy := retryAfterError{err: errors.New("429"), after: 3 * time.Second}
+	var longest time.Duration
+	for range 200 {
+		w := retryWait(busy, 10)
+		if w < busy.after {
+			t.Fatalf("wait %s after a Retry-After of %s", w, busy.after)
+		}
+		if w > registerBackoff.Cap+2*busy.after {
+			t.Fatalf("wait %s; want at most the backoff cap %s", w, registerBackoff.Cap)
+		}
+		longest = max(longest, w)
+	}
+	if longest <= 2*busy.after {
+		t.Errorf("at attempt 10 the longest of 200 waits is %s: the backoff did not apply past the Retry-After", longest)
+	}
+	if w := retryWait(errors.New("connection refused"), 1); w > 2*registerBackoff.Base {
+		t.Errorf("first retry after a plain failure waits %s; want the backoff's first step", w)
+	}
+}

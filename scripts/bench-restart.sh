@@ -26,7 +26,7 @@ source scripts/bench-lib.sh
 
 make -s build
 W=$(mktemp -d /tmp/felix-bench-restart.XXXXXX)
-mpid= spid=
+mpid= spids=()
 stop() { # stop PID: SIGTERM, then SIGKILL after 60 s
 	local p=$1
 	[ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
@@ -35,7 +35,7 @@ stop() { # stop PID: SIGTERM, then SIGKILL after 60 s
 	kill -9 "$p" 2>/dev/null || true
 	wait "$p" 2>/dev/null || true
 }
-cleanup() { stop "$spid"; stop "$mpid"; [ -n "${KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"; }
+cleanup() { stop_swarm; stop "$mpid"; [ -n "${KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -Sn "$(ulimit -Hn)"
@@ -53,6 +53,9 @@ wait_healthy() { # seconds from T0 (ns) until every minion is healthy again, or 
 	deadline=$((t0 + TIMEOUT * 1000000000))
 	until healthy "$since"; do
 		[ "$(now)" -lt "$deadline" ] || { echo -; return; }
+		for p in "${spids[@]}"; do
+			kill -0 "$p" 2>/dev/null || { echo "a swarm process ended: $(tail -1 "$D/swarm.log")" >&2; exit 1; }
+		done
 		sleep 0.5
 	done
 	secs $(($(now) - t0))
@@ -62,12 +65,26 @@ start_master() { # start_master BINDIR LOG
 	mpid=$!
 	for _ in $(seq 600); do curl -sk --max-time 1 "https://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 }
+# Minions per swarm process: as many as its descriptors hold (a listener and
+# the master's connection each); a larger N is split over processes
+# (--offset), each with its own descriptor table, as each host would have.
+NOFILE=$(ulimit -Hn)
+[ "$NOFILE" = unlimited ] && NOFILE=1048576
+CHUNK=$(((NOFILE - 1024) / 3))
 start_swarm() { # start_swarm BINDIR
-	"$1/minion" swarm --count "$N" --base-dir "$D/swarm" --first-ip "$FIRST_IP" --port 4510 \
-		--master "https://127.0.0.1:$PORT" --join-token "$JOIN" --master-fingerprint "$FP" --exec noop \
-		--register-parallel "$N" >>"$D/swarm.out" 2>>"$D/swarm.log" &
-	spid=$!
+	local off=0 k=0 c
+	spids=()
+	while [ "$off" -lt "$N" ]; do
+		c=$((N - off < CHUNK ? N - off : CHUNK))
+		"$1/minion" swarm --count "$c" --offset "$off" --base-dir "$D/swarm$k" --first-ip "$FIRST_IP" --port 4510 \
+			--master "https://127.0.0.1:$PORT" --join-token "$JOIN" --master-fingerprint "$FP" --exec noop \
+			--register-parallel "$c" >>"$D/swarm.out" 2>>"$D/swarm.log" &
+		spids+=($!)
+		off=$((off + c))
+		k=$((k + 1))
+	done
 }
+stop_swarm() { for p in "${spids[@]}"; do stop "$p"; done; }
 # peak LOG: the most registrations the master logged in one second; total
 peak() { # an empty log: 0
 	grep -o 'time=[^ ]*Z level=INFO msg="minion registered"' "$1" | cut -c6-24 | uniq -c | sort -n | tail -1 | awk '{print $1} END { if (NR == 0) print 0 }'; }
@@ -99,7 +116,7 @@ run() { # run LABEL BINDIR
 
 	# outage: the master down while the whole swarm restarts.
 	stop "$mpid"
-	stop "$spid"
+	stop_swarm
 	start_swarm "$bin"
 	sleep "$OUTAGE"
 	t0=$(now)
@@ -111,7 +128,7 @@ run() { # run LABEL BINDIR
 	local treg
 	treg=$(secs $(($(now) - t0)))
 	rows+=("| $label | outage ${OUTAGE}s | $N | $t2 | $treg | $(peak "$D/master2.log") | $(total "$D/master2.log") | $(refused "$D/master2.log") |")
-	stop "$spid"
+	stop_swarm
 	stop "$mpid"
 	echo "$label: first join healthy in ${first}s" >&2
 }
