@@ -69,11 +69,6 @@ func NewServer(id, version string, log *slog.Logger) *Server {
 	return &Server{ID: id, Version: version, Log: log, started: time.Now()}
 }
 
-// serverWriteBatch is the minion's gRPC write buffer, and so the largest
-// TLS record it sends: a few more records and writes per megabyte of
-// output, a quarter of the master's TLS read buffer per minion.
-const serverWriteBatch = 4 << 10
-
 // NewGRPCServer returns a gRPC server that presents id and accepts only a
 // client whose certificate fingerprint is what masterFingerprint returns at
 // handshake time. Anyone else is refused during the TLS handshake, before any
@@ -88,12 +83,6 @@ func NewGRPCServer(id *pki.Identity, masterFingerprint func() string, srv felixv
 	}
 	g := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(cfg)),
-		// Writes of at most serverWriteBatch bytes, so TLS records of at
-		// most that: the master reads thousands of minions' output at
-		// once, and crypto/tls keeps, per connection, a read buffer about
-		// twice the largest record it received (~42 KiB after 16 KiB
-		// records, ~10 KiB after 4 KiB ones) for as long as it is open.
-		grpc.WriteBufferSize(serverWriteBatch),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 60 * time.Second, Timeout: 20 * time.Second}),
 	)
