@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -254,18 +256,77 @@ type region interface {
 	ReadAt(p []byte, off int64) (int, error)
 }
 
-// memRegion is a region in memory that grows as it is written: a buffer
-// holds only what it was given.
-type memRegion struct{ b []byte }
+// memRegion is a region in memory that grows as it is written, in pages
+// of regionPage bytes: a buffer holds about what it was given (its first
+// page grows by appending, so a short output takes only its length), and
+// growing never copies what was written before (a growing slice would
+// allocate and copy its whole length at each step: megabytes of garbage
+// per host of large output).
+type memRegion struct{ pages [][]byte }
+
+// regionPage is the page size of a memRegion.
+const regionPage = 64 << 10
 
 func (m *memRegion) WriteAt(p []byte, off int64) (int, error) {
-	if end := int(off) + len(p); end > len(m.b) {
-		m.b = append(m.b, make([]byte, end-len(m.b))...)
+	n := 0
+	for len(p) > 0 {
+		i, o := int(off)/regionPage, int(off)%regionPage
+		for len(m.pages) <= i {
+			m.pages = append(m.pages, nil)
+		}
+		k := min(len(p), regionPage-o)
+		pg := m.pages[i]
+		if end := o + k; end > len(pg) {
+			switch {
+			case end <= cap(pg):
+				pg = pg[:end]
+			case i == 0:
+				pg = append(pg, make([]byte, end-len(pg))...)
+			default:
+				q := make([]byte, end, regionPage)
+				copy(q, pg)
+				pg = q
+			}
+			m.pages[i] = pg
+		}
+		copy(pg[o:], p[:k])
+		p, off, n = p[k:], off+int64(k), n+k
 	}
-	return copy(m.b[off:], p), nil
+	return n, nil
 }
 
-func (m *memRegion) ReadAt(p []byte, off int64) (int, error) { return copy(p, m.b[off:]), nil }
+// ReadAt fills p from off; bytes never written read as zeros.
+func (m *memRegion) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		i, o := int(off)/regionPage, int(off)%regionPage
+		k := min(len(p), regionPage-o)
+		var pg []byte
+		if i < len(m.pages) {
+			pg = m.pages[i]
+		}
+		c := 0
+		if o < len(pg) {
+			c = copy(p[:k], pg[o:])
+		}
+		clear(p[c:k])
+		p, off, n = p[k:], off+int64(k), n+k
+	}
+	return n, nil
+}
+
+// writeTo writes the region's bytes to w at their offsets.
+func (m *memRegion) writeTo(w io.WriterAt) error {
+	for i, pg := range m.pages {
+		if len(pg) == 0 {
+			continue
+		}
+		if _, err := w.WriteAt(pg, int64(i)*regionPage); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // NewCappedBuffer returns a buffer that keeps at most n bytes in memory.
 func NewCappedBuffer(n int) *CappedBuffer {
@@ -337,16 +398,15 @@ func (b *CappedBuffer) write(p []byte) error {
 func (b *CappedBuffer) Bytes() []byte {
 	half := b.n / 2
 	out := make([]byte, 0, b.head+b.tail+len(truncMarker))
-	read := func(off, n int) {
+	read := func(off, n int) { // straight into out: one copy
 		if n <= 0 {
 			return
 		}
-		buf := make([]byte, n)
-		if _, err := b.st.ReadAt(buf, int64(off)); err != nil {
-			out = append(out, "\n[... output lost by felix: read the spool: "+err.Error()+" ...]\n"...)
-			return
+		at := len(out)
+		out = slices.Grow(out, n)[:at+n]
+		if _, err := b.st.ReadAt(out[at:], int64(off)); err != nil {
+			out = append(out[:at], "\n[... output lost by felix: read the spool: "+err.Error()+" ...]\n"...)
 		}
-		out = append(out, buf...)
 	}
 	read(0, b.head)
 	if b.truncated {

@@ -691,3 +691,92 @@ func TestLostHost(t *testing.T) {
 		t.Errorf("result = %s %q; want lost with the transport's reason", rs[0].State, rs[0].Error)
 	}
 }
+
+// TestMemRegion: a paged region reads back what a flat slice written the
+// same way holds, whatever the writes' offsets and lengths (within a page,
+// across pages, past a gap, over written bytes), and keeps its pages near
+// what was written.
+func TestMemRegion(t *testing.T) {
+	type w struct{ off, n int }
+	const P = regionPage
+	tests := []struct {
+		name   string
+		writes []w
+	}{
+		{"small", []w{{0, 10}, {10, 5}}},
+		{"first page by appends", []w{{0, 100}, {100, P - 100}}},
+		{"across a page boundary", []w{{0, P - 3}, {P - 3, 10}}},
+		{"many pages in one write", []w{{0, 3*P + 17}}},
+		{"gap reads as zeros", []w{{0, 5}, {2*P + 1, 9}}},
+		{"overwrite across pages", []w{{0, 3 * P}, {P - 7, P + 14}, {5, 3}}},
+		{"ring-like rewrites", []w{{0, P / 2}, {P / 2, 2 * P}, {P, P / 3}, {P / 2, 7}}},
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var m memRegion
+			var flat []byte
+			for _, wr := range tt.writes {
+				p := make([]byte, wr.n)
+				for i := range p {
+					p[i] = byte(1 + rng.IntN(255))
+				}
+				if n, err := m.WriteAt(p, int64(wr.off)); n != wr.n || err != nil {
+					t.Fatalf("WriteAt(%d bytes, %d) = %d, %v", wr.n, wr.off, n, err)
+				}
+				if end := wr.off + wr.n; end > len(flat) {
+					flat = append(flat, make([]byte, end-len(flat))...)
+				}
+				copy(flat[wr.off:], p)
+			}
+			got := make([]byte, len(flat))
+			if n, err := m.ReadAt(got, 0); n != len(flat) || err != nil {
+				t.Fatalf("ReadAt = %d, %v; want %d, nil", n, err, len(flat))
+			}
+			if !bytes.Equal(got, flat) {
+				t.Errorf("read back differs from what was written")
+			}
+			// A read at an offset within and across pages.
+			if len(flat) > 10 {
+				off := len(flat) / 3
+				part := make([]byte, len(flat)-off)
+				m.ReadAt(part, int64(off))
+				if !bytes.Equal(part, flat[off:]) {
+					t.Errorf("ReadAt(%d) differs", off)
+				}
+			}
+			held := 0
+			for _, pg := range m.pages {
+				held += cap(pg)
+			}
+			if held > len(flat)+2*P {
+				t.Errorf("pages hold %d bytes for %d written; want at most two pages more", held, len(flat))
+			}
+		})
+	}
+}
+
+// TestCappedBufferPages: buffers of several pages keep what capReference
+// computes, however the output is chunked.
+func TestCappedBufferPages(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	data := make([]byte, 5*regionPage+123)
+	for i := range data {
+		data[i] = byte('a' + rng.IntN(26))
+	}
+	for _, n := range []int{regionPage, 2*regionPage + 1, 3*regionPage + 77, 8 * regionPage} {
+		for _, chunk := range []int{1000, 16 << 10, 64 << 10, 100 << 10} {
+			b := NewCappedBuffer(n)
+			for rest := data; len(rest) > 0; {
+				k := min(len(rest), 1+rng.IntN(chunk))
+				b.Write(rest[:k])
+				rest = rest[k:]
+			}
+			want, wantTrunc := capReference(data, n)
+			if got := b.Bytes(); !bytes.Equal(got, want) || b.Truncated() != wantTrunc {
+				t.Errorf("n %d, chunks up to %d: %d bytes (truncated %v); want %d (truncated %v)",
+					n, chunk, len(got), b.Truncated(), len(want), wantTrunc)
+			}
+		}
+	}
+}

@@ -46,6 +46,7 @@ type hostOutput struct {
 	file     *os.File // the spool file, once spilled
 	lost     string   // why output was dropped (the spool failed), if it was
 	loaded   int64    // bytes of b.load held by Bytes until release
+	finished bool     // Bytes was called: nothing more is written
 }
 
 func newHostOutput(n int, b *budgets, spoolDir string) *hostOutput {
@@ -54,7 +55,7 @@ func newHostOutput(n int, b *budgets, spoolDir string) *hostOutput {
 
 // Write never fails and never blocks on a budget.
 func (o *hostOutput) Write(p []byte) {
-	if o.lost != "" {
+	if o.lost != "" || o.finished {
 		return
 	}
 	if o.file == nil {
@@ -82,7 +83,7 @@ func (o *hostOutput) spill() error {
 		return fmt.Errorf("spool output: %w", err)
 	}
 	os.Remove(f.Name()) // gone with the process, whatever happens
-	if _, err := f.WriteAt(o.buf.st.(*memRegion).b, 0); err != nil {
+	if err := o.buf.st.(*memRegion).writeTo(f); err != nil {
 		f.Close()
 		return fmt.Errorf("spool output: %w", err)
 	}
@@ -98,14 +99,21 @@ func (o *hostOutput) releaseRun() {
 	}
 }
 
-// Bytes returns the output kept, as CappedBuffer.Bytes does; a spilled
-// buffer is read back under the load budget, held until release.
+// Bytes returns the output kept, as CappedBuffer.Bytes does, once: the
+// buffer is done with (written no more). A spilled buffer is read back
+// under the load budget, held until release; a buffer in memory lets its
+// region go at once, so its bytes are in memory once (the copy returned),
+// under the run budget it holds until release.
 func (o *hostOutput) Bytes() []byte {
 	if o.file != nil {
 		o.loaded = min(int64(o.buf.size()+len(truncMarker)), o.b.max)
 		_ = o.b.load.Acquire(context.Background(), o.loaded) // never fails: no deadline
 	}
 	out := o.buf.Bytes()
+	if o.file == nil {
+		o.buf.st = &memRegion{}
+	}
+	o.finished = true
 	if o.lost != "" {
 		out = append(out, "\n[... output lost by felix: "+o.lost+" ...]\n"...)
 	}

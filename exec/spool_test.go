@@ -16,12 +16,12 @@ import (
 // keeps exactly what a CappedBuffer keeps, for any n and chunking.
 func TestSpilledMatchesMemory(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	data := make([]byte, 5000)
+	data := make([]byte, 3*regionPage+5000) // pages of the buffer in memory: several
 	for i := range data {
 		data[i] = byte('a' + rng.IntN(26))
 	}
-	for _, n := range []int{0, 1, 5, 64, 1000, 4999, 5000, 8192} {
-		for _, spillAt := range []int{0, 1, 100, 2000, 4000} {
+	for _, n := range []int{0, 1, 5, 64, 1000, 4999, 5000, 8192, 2*regionPage + 3, 4 * regionPage} {
+		for _, spillAt := range []int{0, 1, 100, 2000, 4000, regionPage + 9, 3 * regionPage} {
 			t.Run(fmt.Sprint(n, "/", spillAt), func(t *testing.T) {
 				// A budget of spillAt bytes: the buffer spills once it
 				// would hold more.
@@ -36,6 +36,15 @@ func TestSpilledMatchesMemory(t *testing.T) {
 				if got := o.Bytes(); !bytes.Equal(got, want) || o.Truncated() != wantTrunc {
 					t.Errorf("n %d, spilled %v: %d bytes (truncated %v); want %d (truncated %v)",
 						n, o.file != nil, len(got), o.Truncated(), len(want), wantTrunc)
+				}
+				// Its bytes are handed on: a buffer in memory lets them go
+				// (the copy returned is all there is), and takes no more.
+				if m, ok := o.buf.st.(*memRegion); ok && len(m.pages) != 0 {
+					t.Errorf("n %d: the region still holds %d pages after Bytes", n, len(m.pages))
+				}
+				o.Write([]byte("late"))
+				if m, ok := o.buf.st.(*memRegion); ok && len(m.pages) != 0 {
+					t.Errorf("n %d: a write after Bytes was kept", n)
 				}
 				o.release()
 				if !e.budget.run.TryAcquire(e.OutputMemory) || !e.budget.load.TryAcquire(e.budget.max) {

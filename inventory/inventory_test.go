@@ -1458,7 +1458,7 @@ func TestResultWriterQueueBounded(t *testing.T) {
 	w := NewResultWriter(s, testenv.Logger(t))
 	defer w.Close()
 	const hosts = 100
-	out := bytes.Repeat([]byte("x"), 1<<20) // 100 MiB in all, over the queue's 64 MiB
+	out := bytes.Repeat([]byte("x"), 1<<20) // 100 MiB in all, over the queue's 16 MiB
 	rows := make([]model.Result, hosts)
 	for i := range rows {
 		rows[i] = model.Result{Host: fmt.Sprintf("h%03d", i), State: model.StatePending}

@@ -285,7 +285,7 @@ type ResultWriter struct {
 }
 
 // maxQueuedBytes bounds the output held by results queued for the writer.
-const maxQueuedBytes = 64 << 20
+const maxQueuedBytes = 16 << 20
 
 // storageRetry spaces the writer's tries while storage is unavailable (a
 // full disk, a busy database): 0.5 s doubling to 30 s.

@@ -31,6 +31,21 @@ func newHub() *hub { return &hub{wake: make(chan struct{})} }
 func (h *hub) publish(e model.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.publishLocked(e)
+}
+
+// publishOutput publishes a chunk of a host's output, copied only when it
+// is kept: a job printing gigabytes past maxHubOutput costs no copy of them.
+func (h *hub) publishOutput(host string, st model.Stream, p []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dropped && h.output+len(p) > maxHubOutput {
+		return
+	}
+	h.publishLocked(model.Event{Type: model.EventOutput, Host: host, Stream: st.String(), Data: string(p)})
+}
+
+func (h *hub) publishLocked(e model.Event) {
 	if e.Type == model.EventOutput {
 		if h.output+len(e.Data) > maxHubOutput {
 			if h.dropped {

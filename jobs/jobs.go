@@ -434,7 +434,7 @@ func (s *Service) execute(ctx context.Context, job inventory.Job, spec model.Job
 			r.hub.publish(model.Event{Type: model.EventHost, Host: t.ID, State: string(model.StateRunning), At: at})
 		},
 		Output: func(host string, st model.Stream, p []byte) {
-			r.hub.publish(model.Event{Type: model.EventOutput, Host: host, Stream: st.String(), Data: string(p)})
+			r.hub.publishOutput(host, st, p)
 		},
 		Result: func(res model.Result) {
 			s.Writer.Add(job.ID, res)

@@ -34,6 +34,8 @@ type Config struct {
 
 	MetricsListen string `toml:"metrics_listen" env:"FELIX_MASTER_METRICS_LISTEN" doc:"Address of a plain-HTTP listener serving only /metrics (Prometheus text format) without a token, for a scraper; a bare \":9100\" listens on 127.0.0.1. Empty: /metrics is served on the API's address, to any token without a scope."`
 
+	MemoryLimit int64 `toml:"memory_limit" default:"0" zero:"computed" env:"FELIX_MASTER_MEMORY_LIMIT" doc:"Soft limit of the master's memory, in bytes (Go's runtime/debug.SetMemoryLimit): near it the garbage collector runs sooner and gives freed memory back to the system, so the master's size follows what it holds, not the garbage of a large output (it is not a cap: what is in use stays). 0: GOMEMLIMIT when set in the environment, else 4 x exec.output_memory + 64 MiB (320 MiB by default). The limit the master sets (not GOMEMLIMIT, kept as given) is raised, checked every second, to 1.5 x the live heap plus the goroutine stacks when that is more (a big fleet's connections alone can be), so the collector never runs without end. -1: no limit. A reload (SIGHUP) applies it."`
+
 	Exec struct {
 		DefaultTimeout config.Duration `toml:"default_timeout" default:"60s" doc:"Deadline of a command when the request names none; the minion kills the command's whole process group when it passes."`
 		MaxTimeout     config.Duration `toml:"max_timeout" default:"24h" doc:"Longest deadline a request may ask for."`
@@ -150,6 +152,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Exec.MaxParallel <= 0 {
 		return fmt.Errorf("exec.max_parallel must be positive")
+	}
+	if c.MemoryLimit < -1 {
+		return fmt.Errorf("memory_limit %d: want bytes, 0 (automatic) or -1 (no limit)", c.MemoryLimit)
 	}
 	if c.Exec.OutputCap < 1024 {
 		return fmt.Errorf("exec.output_cap must be at least 1024 bytes")

@@ -107,7 +107,8 @@ type Master struct {
 	// (then the API serves it, behind its tokens).
 	metricsSrv *http.Server
 	metricsLn  net.Listener
-	soon       *healthSoon // minions to check at once (healthsoon.go)
+	soon       *healthSoon   // minions to check at once (healthsoon.go)
+	memLimit   memoryLimiter // memory_limit (memlimit.go)
 }
 
 // privateDataDir makes the data directory 0700 and its files, the
@@ -259,6 +260,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	}
 	m.baseCtx, m.cancelRequests = context.WithCancel(context.Background())
 	m.api, m.applied = a, cfg
+	m.memLimit.log = log
+	m.memLimit.set(cfg.MemoryLimit, cfg.Exec.OutputMemory)
 	h := a.Handler()
 	m.handler.Store(&h)
 	m.srv = &http.Server{
@@ -460,6 +463,11 @@ func (m *Master) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		m.pruneLoop(hctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.memLimit.run(hctx)
 	}()
 	// Deliveries go on while the master drains: jobs that end then are announced.
 	nctx, stopNotifier := context.WithCancel(context.Background())

@@ -22,7 +22,7 @@ import (
 // naming each and keeps their running values until a restart. ssh.* is
 // among them when the master runs without the SSH transport (it could not
 // be built at start).
-var ReloadableKeys = []string{"log_level", "log_format", "trusted_proxies", "exec.default_timeout", "exec.max_timeout",
+var ReloadableKeys = []string{"log_level", "log_format", "memory_limit", "trusted_proxies", "exec.default_timeout", "exec.max_timeout",
 	"exec.max_file_size", "files.timeout", "limits.*", "callbacks.*", "slack.*", "ssh.*", "retention.*"}
 
 // apiConfig is the REST API's share of the configuration.
@@ -53,6 +53,7 @@ func (m *Master) Reload(next Config) []string {
 	eff := cur
 	eff.LogLevel, eff.LogFormat = next.LogLevel, next.LogFormat
 	eff.TrustedProxies = next.TrustedProxies
+	eff.MemoryLimit = next.MemoryLimit
 	eff.Exec.DefaultTimeout, eff.Exec.MaxTimeout = next.Exec.DefaultTimeout, next.Exec.MaxTimeout
 	eff.Exec.MaxFileSize = next.Exec.MaxFileSize
 	eff.Files.Timeout = next.Files.Timeout
@@ -82,6 +83,7 @@ func (m *Master) Reload(next Config) []string {
 	var h http.Handler = a.Handler()
 	m.handler.Store(&h)
 	m.retention.Store(retentionOf(eff))
+	m.memLimit.set(eff.MemoryLimit, eff.Exec.OutputMemory)
 	m.jobs.SetFactsTTL(eff.SSH.FactsTTL.Duration)
 	m.applied = eff
 	m.log.Info("config reloaded", "changed", strings.Join(changed, ","))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"testing"
 	"time"
@@ -76,6 +77,8 @@ func TestReloadNotifierAndSSH(t *testing.T) {
 				r := m.retention.Load()
 				return r.maxAge == 48*time.Hour && r.maxJobs == 5
 			}},
+		{"memory_limit", func(c *Config) { c.MemoryLimit = 3 << 30 }, []string{"memory_limit"},
+			func() bool { return m.memLimit.base.Load() == 3<<30 && debug.SetMemoryLimit(-1) >= 3<<30 }},
 		{"health.interval needs a restart", func(c *Config) { c.Health.Interval.Duration = time.Minute }, nil,
 			func() bool { return m.applied.Health.Interval.Duration == time.Hour }},
 	}
