@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -42,22 +43,33 @@ const balancerName = "felix_minions"
 
 func init() { balancer.Register(minionBalancerBuilder{}) }
 
-// poolKey carries the pool in the resolver state, to the balancer.
-type poolKey struct{}
+// channelKey carries the channel in the resolver state, to its balancer.
+type channelKey struct{}
 
 // fingerprintKey carries a minion's pinned fingerprint in its address.
 type fingerprintKey struct{}
 
-// minionKey carries the minion id of a call in its context, to the picker.
-type minionKey struct{}
+// connKey carries a call's minion connection in its context, to the picker.
+type connKey struct{}
+
+// channel is the pool's gRPC channel and its balancer's side, set once
+// the balancer starts. Each channel the pool opens has its own: a closed
+// one's balancer can never serve a new one.
+type channel struct {
+	p        *Pool
+	cc       *grpc.ClientConn
+	attached chan struct{} // closed once bcc is set
+
+	mu  sync.Mutex
+	bcc balancer.ClientConn // protected by mu
+}
 
 // openChannel creates the pool's channel and waits until its balancer is
-// attached to the pool. The caller holds p.mu.
-func (p *Pool) openChannel() error {
+// attached. The caller holds p.mu.
+func (p *Pool) openChannel() (*channel, error) {
+	ch := &channel{p: p, attached: make(chan struct{})}
 	r := manual.NewBuilderWithScheme("felix-minions")
-	r.InitialState(resolver.State{Attributes: attributes.New(poolKey{}, p)})
-	attached := make(chan struct{})
-	p.attached = attached
+	r.InitialState(resolver.State{Attributes: attributes.New(channelKey{}, ch)})
 	cc, err := grpc.NewClient("felix-minions:///minions",
 		grpc.WithResolvers(r),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"`+balancerName+`":{}}]}`),
@@ -94,49 +106,57 @@ func (p *Pool) openChannel() error {
 		}),
 	)
 	if err != nil {
-		return fmt.Errorf("create the minion channel: %w", err)
+		return nil, fmt.Errorf("create the minion channel: %w", err)
 	}
+	ch.cc = cc
 	cc.Connect()
 	select {
-	case <-attached:
+	case <-ch.attached:
 	case <-time.After(connectTimeout):
 		cc.Close()
-		return errors.New("create the minion channel: its balancer did not start")
+		return nil, errors.New("create the minion channel: its balancer did not start")
 	}
-	p.cc = cc
-	return nil
+	return ch, nil
 }
 
 // attach is called by the channel's balancer with the balancer's side of
-// the channel, once.
-func (p *Pool) attach(bcc balancer.ClientConn) {
-	p.bccMu.Lock()
-	defer p.bccMu.Unlock()
-	if p.bcc != nil {
+// the channel; the first call counts.
+func (ch *channel) attach(bcc balancer.ClientConn) {
+	ch.mu.Lock()
+	if ch.bcc != nil {
+		ch.mu.Unlock()
 		return
 	}
-	p.bcc = bcc
-	close(p.attached)
-	bcc.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: picker{p}})
+	ch.bcc = bcc
+	close(ch.attached)
+	ch.mu.Unlock()
+	ch.publish()
 }
 
-// balancerConn returns the balancer's side of the channel.
-func (p *Pool) balancerConn() balancer.ClientConn {
-	p.bccMu.Lock()
-	defer p.bccMu.Unlock()
-	return p.bcc
+// publish gives the channel a fresh picker: calls that picked a connection
+// just as it broke pick again (and fail fast).
+func (ch *channel) publish() {
+	ch.mu.Lock()
+	bcc := ch.bcc
+	ch.mu.Unlock()
+	if bcc != nil {
+		bcc.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: picker{ch.p}})
+	}
 }
 
-// newSubConn creates the minion connection c's SubConn and starts
-// connecting it. The caller holds p.mu.
-func (p *Pool) newSubConn(c *conn) error {
+// newSubConn creates the minion connection c's SubConn on channel ch.
+// The caller holds p.mu.
+func (p *Pool) newSubConn(ch *channel, c *conn) error {
 	host, _, err := net.SplitHostPort(c.addr)
 	if err != nil {
 		host = c.addr
 	}
 	addr := resolver.Address{Addr: c.addr, ServerName: host, Attributes: attributes.New(fingerprintKey{}, c.fingerprint)}
-	sc, err := p.balancerConn().NewSubConn([]resolver.Address{addr}, balancer.NewSubConnOptions{
-		StateListener: func(s balancer.SubConnState) { p.subConnState(c, s) },
+	ch.mu.Lock()
+	bcc := ch.bcc
+	ch.mu.Unlock()
+	sc, err := bcc.NewSubConn([]resolver.Address{addr}, balancer.NewSubConnOptions{
+		StateListener: func(s balancer.SubConnState) { p.subConnState(ch, c, s) },
 	})
 	if err != nil {
 		return err
@@ -150,8 +170,12 @@ func (p *Pool) newSubConn(c *conn) error {
 // subConnState records a SubConn's new state, wakes the calls waiting for
 // it, and gives the channel a fresh picker so that a call that picked the
 // connection just as it broke picks again (and fails fast).
-func (p *Pool) subConnState(c *conn, s balancer.SubConnState) {
+func (p *Pool) subConnState(ch *channel, c *conn, s balancer.SubConnState) {
 	p.mu.Lock()
+	if c.state == connectivity.Shutdown { // closed by the pool: final
+		p.mu.Unlock()
+		return
+	}
 	c.state = s.ConnectivityState
 	if s.ConnectionError != nil {
 		c.err = s.ConnectionError
@@ -162,9 +186,7 @@ func (p *Pool) subConnState(c *conn, s balancer.SubConnState) {
 	if s.ConnectivityState == connectivity.Ready || s.ConnectivityState == connectivity.Connecting {
 		return // nothing picked it while it was not ready
 	}
-	if bcc := p.balancerConn(); bcc != nil {
-		bcc.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: picker{p}})
-	}
+	ch.publish()
 }
 
 // awaitReady waits until c is ready, starting a connection when it is
@@ -198,38 +220,38 @@ func (p *Pool) awaitReady(ctx context.Context, id string, c *conn) error {
 	}
 }
 
-// minionConn is the channel as one minion's client: every call carries
-// the minion's id to the picker.
+// minionConn is the channel as the client of one minion connection: every
+// call carries that connection to the picker, so it goes out over it — to
+// the address and pin it was made for — or not at all.
 type minionConn struct {
 	cc *grpc.ClientConn
-	id string
+	c  *conn
 }
 
 func (m minionConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	return m.cc.Invoke(context.WithValue(ctx, minionKey{}, m.id), method, args, reply, opts...)
+	return m.cc.Invoke(context.WithValue(ctx, connKey{}, m.c), method, args, reply, opts...)
 }
 
 func (m minionConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return m.cc.NewStream(context.WithValue(ctx, minionKey{}, m.id), desc, method, opts...)
+	return m.cc.NewStream(context.WithValue(ctx, connKey{}, m.c), desc, method, opts...)
 }
 
-// picker gives a call its minion's SubConn when it is ready.
+// picker gives a call its connection's SubConn when that connection is
+// still the pool's for its minion and ready.
 type picker struct{ p *Pool }
 
 func (pk picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
-	id, _ := info.Ctx.Value(minionKey{}).(string)
-	pk.p.mu.Lock()
-	c, ok := pk.p.conns[id]
-	ready := ok && c.sc != nil && c.state == connectivity.Ready
-	var sc balancer.SubConn
-	if ready {
-		sc = c.sc
+	c, _ := info.Ctx.Value(connKey{}).(*conn)
+	if c == nil {
+		return balancer.PickResult{}, status.Error(codes.Unavailable, "a call without a minion connection")
 	}
+	pk.p.mu.Lock()
+	ready := pk.p.conns[c.id] == c && c.sc != nil && c.state == connectivity.Ready
 	pk.p.mu.Unlock()
 	if !ready {
-		return balancer.PickResult{}, status.Errorf(codes.Unavailable, "no connection to minion %s", id)
+		return balancer.PickResult{}, status.Errorf(codes.Unavailable, "no connection to minion %s", c.id)
 	}
-	return balancer.PickResult{SubConn: sc}, nil
+	return balancer.PickResult{SubConn: c.sc}, nil
 }
 
 // minionBalancer is the channel's balancer: it hands the pool its side of
@@ -245,11 +267,11 @@ func (minionBalancerBuilder) Build(cc balancer.ClientConn, _ balancer.BuildOptio
 type minionBalancer struct{ cc balancer.ClientConn }
 
 func (b *minionBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
-	p, ok := s.ResolverState.Attributes.Value(poolKey{}).(*Pool)
+	ch, ok := s.ResolverState.Attributes.Value(channelKey{}).(*channel)
 	if !ok {
 		return balancer.ErrBadResolverState
 	}
-	p.attach(b.cc)
+	ch.attach(b.cc)
 	return nil
 }
 

@@ -59,27 +59,23 @@ type Pool struct {
 	handshakes chan struct{}
 
 	mu         sync.Mutex
-	cc         *grpc.ClientConn // the channel all minion connections share (channel.go); nil until the first; protected by mu
+	ch         *channel         // the channel all minion connections share (channel.go); nil until the first; protected by mu
 	conns      map[string]*conn // by minion id; protected by mu
 	stopReaper chan struct{}    // closes to stop the idle reaper; nil when none runs; protected by mu
-
-	bccMu    sync.Mutex
-	bcc      balancer.ClientConn // the channel's balancer side; protected by bccMu
-	attached chan struct{}       // closed once bcc is set
 }
 
 var _ exec.Transport = (*Pool)(nil)
 
 // conn is one minion's connection: a SubConn of the pool's channel.
 type conn struct {
-	addr, fingerprint string
-	client            felixv1.MinionClient
-	sc                balancer.SubConn
-	state             connectivity.State // protected by Pool.mu
-	err               error              // the last connection error; protected by Pool.mu
-	changed           chan struct{}      // closed when state changes; protected by Pool.mu
-	active            int                // calls in flight; protected by Pool.mu
-	lastUsed          time.Time          // when the last call other than a health probe began or ended; protected by Pool.mu
+	id, addr, fingerprint string
+	client                felixv1.MinionClient
+	sc                    balancer.SubConn
+	state                 connectivity.State // protected by Pool.mu
+	err                   error              // the last connection error; protected by Pool.mu
+	changed               chan struct{}      // closed when state changes; protected by Pool.mu
+	active                int                // calls in flight; protected by Pool.mu
+	lastUsed              time.Time          // when the last call other than a health probe began or ended; protected by Pool.mu
 }
 
 // NewPool returns a pool whose connections present id.
@@ -138,17 +134,30 @@ func (p *Pool) client(ctx context.Context, t model.Target) (cl felixv1.MinionCli
 // use is client; touch false (a health probe) leaves the connection's idle
 // time running, so probes alone never keep it open.
 func (p *Pool) use(ctx context.Context, t model.Target, touch bool) (felixv1.MinionClient, func(), error) {
-	p.mu.Lock()
-	c, err := p.connLocked(t)
+	c, release, err := p.useConn(ctx, t, touch)
 	if err != nil {
-		p.mu.Unlock()
 		return nil, nil, err
 	}
-	c.active++
-	if touch {
-		c.lastUsed = time.Now()
+	return c.client, release, nil
+}
+
+// useConn is use, returning the connection itself.
+func (p *Pool) useConn(ctx context.Context, t model.Target, touch bool) (*conn, func(), error) {
+	p.mu.Lock()
+	c, old, err := p.connLocked(t)
+	if err == nil {
+		c.active++
+		if touch {
+			c.lastUsed = time.Now()
+		}
 	}
 	p.mu.Unlock()
+	if old != nil {
+		closeSubConn(old)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 	var once sync.Once
 	release := func() {
 		once.Do(func() {
@@ -167,37 +176,58 @@ func (p *Pool) use(ctx context.Context, t model.Target, touch bool) (felixv1.Min
 		}
 		return nil, nil, err
 	}
-	return c.client, release, nil
+	return c, release, nil
 }
 
 // connLocked returns the minion's connection, making it when there is
-// none or it no longer matches t. The caller holds p.mu.
-func (p *Pool) connLocked(t model.Target) (*conn, error) {
+// none or it no longer matches t; old is the connection it replaced, for
+// the caller to close once it let go of p.mu. The caller holds p.mu.
+func (p *Pool) connLocked(t model.Target) (c, old *conn, err error) {
 	if c, ok := p.conns[t.ID]; ok {
-		if c.addr == t.Addr && c.fingerprint == t.Fingerprint && c.state != connectivity.Shutdown {
-			return c, nil
+		if c.addr == t.Addr && c.fingerprint == t.Fingerprint {
+			return c, nil, nil
 		}
-		closeSubConn(c)
-		delete(p.conns, t.ID)
+		p.dropLocked(c)
+		old = c
 	}
 	if t.Fingerprint == "" {
-		return nil, fmt.Errorf("minion %s has no pinned certificate: %w", t.ID, exec.ErrUnreachable)
+		return nil, old, fmt.Errorf("minion %s has no pinned certificate: %w", t.ID, exec.ErrUnreachable)
 	}
-	if p.cc == nil {
-		if err := p.openChannel(); err != nil {
-			return nil, fmt.Errorf("dial minion %s at %s: %w", t.ID, t.Addr, errors.Join(err, exec.ErrUnreachable))
+	if p.ch == nil {
+		ch, err := p.openChannel()
+		if err != nil {
+			return nil, old, fmt.Errorf("dial minion %s at %s: %w", t.ID, t.Addr, errors.Join(err, exec.ErrUnreachable))
 		}
+		p.ch = ch
 	}
-	c := &conn{addr: t.Addr, fingerprint: t.Fingerprint, client: felixv1.NewMinionClient(minionConn{p.cc, t.ID}), lastUsed: time.Now()}
-	if err := p.newSubConn(c); err != nil {
-		return nil, fmt.Errorf("dial minion %s at %s: %w", t.ID, t.Addr, errors.Join(err, exec.ErrUnreachable))
+	c = &conn{id: t.ID, addr: t.Addr, fingerprint: t.Fingerprint, lastUsed: time.Now()}
+	c.client = felixv1.NewMinionClient(minionConn{p.ch.cc, c})
+	if err := p.newSubConn(p.ch, c); err != nil {
+		return nil, old, fmt.Errorf("dial minion %s at %s: %w", t.ID, t.Addr, errors.Join(err, exec.ErrUnreachable))
 	}
 	p.conns[t.ID] = c
 	if p.IdleTimeout > 0 && p.stopReaper == nil {
 		p.stopReaper = make(chan struct{})
 		go p.reapIdle(p.IdleTimeout, p.stopReaper)
 	}
-	return c, nil
+	return c, old, nil
+}
+
+// dropLocked takes c out of the pool for good: calls waiting for it to
+// connect fail, new calls get a new connection, and the picker no longer
+// hands it out. The caller holds p.mu, and closes c's SubConn
+// (closeSubConn) after letting go of it.
+func (p *Pool) dropLocked(c *conn) {
+	if p.conns[c.id] == c {
+		delete(p.conns, c.id)
+	}
+	if c.state != connectivity.Shutdown {
+		c.state = connectivity.Shutdown
+		if c.changed != nil {
+			close(c.changed)
+		}
+		c.changed = make(chan struct{})
+	}
 }
 
 // reapIdle closes, every quarter of idle, the connections no call has used
@@ -215,10 +245,10 @@ func (p *Pool) reapIdle(idle time.Duration, stop <-chan struct{}) {
 		}
 		var idleConns []*conn
 		p.mu.Lock()
-		for id, c := range p.conns {
+		for _, c := range p.conns {
 			if c.active == 0 && time.Since(c.lastUsed) >= idle {
 				idleConns = append(idleConns, c)
-				delete(p.conns, id)
+				p.dropLocked(c)
 			}
 		}
 		p.mu.Unlock()
@@ -239,20 +269,21 @@ func (p *Pool) Conns() int {
 func (p *Pool) Forget(id string) {
 	p.mu.Lock()
 	c, ok := p.conns[id]
-	delete(p.conns, id)
+	if ok {
+		p.dropLocked(c)
+	}
 	p.mu.Unlock()
 	if ok {
 		closeSubConn(c)
 	}
 }
 
-// closeUnused closes the minion's connection when no call uses it.
-func (p *Pool) closeUnused(id string) {
+// closeUnused closes c when it is still the pool's and no call uses it.
+func (p *Pool) closeUnused(c *conn) {
 	p.mu.Lock()
-	c, ok := p.conns[id]
-	unused := ok && c.active == 0
+	unused := p.conns[c.id] == c && c.active == 0
 	if unused {
-		delete(p.conns, id)
+		p.dropLocked(c)
 	}
 	p.mu.Unlock()
 	if unused {
@@ -263,23 +294,22 @@ func (p *Pool) closeUnused(id string) {
 // Close closes every connection.
 func (p *Pool) Close() error {
 	p.mu.Lock()
-	cc := p.cc
-	p.cc = nil
-	clear(p.conns)
+	ch := p.ch
+	p.ch = nil
+	for _, c := range p.conns {
+		p.dropLocked(c) // calls waiting for a connection fail now
+	}
 	if p.stopReaper != nil {
 		close(p.stopReaper)
 		p.stopReaper = nil
 	}
 	p.mu.Unlock()
-	p.bccMu.Lock()
-	p.bcc = nil
-	p.bccMu.Unlock()
-	if cc == nil {
+	if ch == nil {
 		return nil
 	}
 	// Outside p.mu: closing waits for the balancer, whose SubConn updates
 	// take p.mu.
-	return cc.Close()
+	return ch.cc.Close()
 }
 
 // chunkSize is the size of the data messages of file streams (ExecFile,
@@ -634,16 +664,25 @@ func (p *Pool) Health(ctx context.Context, t model.Target) error {
 	if p.IdleTimeout <= 0 {
 		// Connections stay open: health opens (and so warms) the one the
 		// next command uses, and pings over it.
-		if _, err := p.Ping(ctx, t); err != nil && !errors.Is(err, exec.ErrUnreachable) {
+		c, release, err := p.useConn(ctx, t, true)
+		if err != nil {
+			// Not connected (yet): a connection still being set up goes
+			// on for the next check and command.
+			if !errors.Is(err, exec.ErrUnreachable) {
+				err = errors.Join(err, exec.ErrUnreachable)
+			}
+			return err
+		}
+		_, err = c.client.Ping(ctx, &felixv1.PingRequest{})
+		release()
+		if err != nil {
 			// The connection is up but the minion did not answer: it
 			// hangs, or the network dropped it without the kernel
 			// noticing yet. Closed when no call uses it, so the next
 			// command dials again and fails cleanly (unreachable, nothing
 			// sent) rather than waiting on a stream that never answers.
-			p.closeUnused(t.ID)
-			return errors.Join(err, exec.ErrUnreachable)
-		} else if err != nil {
-			return err
+			p.closeUnused(c)
+			return errors.Join(rpcError("ping", t, err, true), exec.ErrUnreachable)
 		}
 		return nil
 	}
