@@ -13,20 +13,19 @@ import (
 // registration costs, so refusals that return every few seconds take the
 // CPU the registrations need (measured: 10,000 minions told 1–5 s, 192,511
 // refusals and 3,722 registrations in 10 minutes). The spread adapts each
-// second: refusals outnumbering admissions double it (up to maxSpread),
-// a second without refusals halves it (down to minSpread), so the refused
+// second: refusals outnumbering admissions double it (up to maxRegisterRetrySpread),
+// a second without refusals halves it (down to registerRetrySpread), so the refused
 // come back at about the rate the master admits them.
 type retrySpread struct {
-	mu                   sync.Mutex
-	spread               int // seconds; Retry-After is drawn from 1 to spread
-	refused, admitted    int // in the current second
-	second               time.Time
-	now                  func() time.Time
-	minSpread, maxSpread int
+	mu                sync.Mutex
+	spread            int // seconds; Retry-After is drawn from 1 to spread
+	refused, admitted int // in the current second
+	second            time.Time
+	now               func() time.Time
 }
 
 func newRetrySpread() *retrySpread {
-	return &retrySpread{spread: registerRetrySpread, minSpread: registerRetrySpread, maxSpread: maxRegisterRetrySpread, now: time.Now}
+	return &retrySpread{spread: registerRetrySpread, now: time.Now}
 }
 
 // maxRegisterRetrySpread is the largest spread (seconds) refused
@@ -42,13 +41,13 @@ func (r *retrySpread) tick() {
 	}
 	switch {
 	case r.refused > r.admitted:
-		r.spread = min(2*r.spread, r.maxSpread)
+		r.spread = min(2*r.spread, maxRegisterRetrySpread)
 	case r.refused == 0:
-		r.spread = max(r.spread/2, r.minSpread)
+		r.spread = max(r.spread/2, registerRetrySpread)
 	}
 	// The seconds after it in which nothing came were quiet too.
-	for quiet := now.Sub(r.second)/time.Second - 1; quiet > 0 && r.spread > r.minSpread; quiet-- {
-		r.spread = max(r.spread/2, r.minSpread)
+	for quiet := now.Sub(r.second)/time.Second - 1; quiet > 0 && r.spread > registerRetrySpread; quiet-- {
+		r.spread = max(r.spread/2, registerRetrySpread)
 	}
 	r.refused, r.admitted, r.second = 0, 0, now
 }

@@ -107,3 +107,13 @@ func TestHealthLeavesConnectingAlone(t *testing.T) {
 		t.Errorf("after a health check timed out while connecting the pool holds %d connections; want 1 (still connecting)", n)
 	}
 }
+
+// active is how many calls use the minion's connection.
+func (p *Pool) active(id string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[id]; ok {
+		return c.active
+	}
+	return 0
+}

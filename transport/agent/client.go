@@ -592,16 +592,23 @@ func recvEvents(t model.Target, stream interface {
 
 // Ping checks that the minion answers and returns its reported version.
 func (p *Pool) Ping(ctx context.Context, t model.Target) (string, error) {
-	cl, release, err := p.client(ctx, t)
+	v, _, err := p.ping(ctx, t)
+	return v, err
+}
+
+// ping is Ping; when the connection was up but the ping failed it also
+// returns that connection.
+func (p *Pool) ping(ctx context.Context, t model.Target) (string, *conn, error) {
+	c, release, err := p.useConn(ctx, t, true)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer release()
-	resp, err := cl.Ping(ctx, &felixv1.PingRequest{})
+	resp, err := c.client.Ping(ctx, &felixv1.PingRequest{})
 	if err != nil {
-		return "", rpcError("ping", t, err, true)
+		return "", c, rpcError("ping", t, err, true)
 	}
-	return resp.Version, nil
+	return resp.Version, nil, nil
 }
 
 // Facts asks the minion for its facts.
@@ -664,27 +671,21 @@ func (p *Pool) Health(ctx context.Context, t model.Target) error {
 	if p.IdleTimeout <= 0 {
 		// Connections stay open: health opens (and so warms) the one the
 		// next command uses, and pings over it.
-		c, release, err := p.useConn(ctx, t, true)
-		if err != nil {
-			// Not connected (yet): a connection still being set up goes
-			// on for the next check and command.
-			if !errors.Is(err, exec.ErrUnreachable) {
-				err = errors.Join(err, exec.ErrUnreachable)
-			}
-			return err
-		}
-		_, err = c.client.Ping(ctx, &felixv1.PingRequest{})
-		release()
-		if err != nil {
+		_, c, err := p.ping(ctx, t)
+		if c != nil {
 			// The connection is up but the minion did not answer: it
 			// hangs, or the network dropped it without the kernel
 			// noticing yet. Closed when no call uses it, so the next
 			// command dials again and fails cleanly (unreachable, nothing
 			// sent) rather than waiting on a stream that never answers.
+			// A connection still being set up (no c) goes on for the next
+			// check and command.
 			p.closeUnused(c)
-			return errors.Join(rpcError("ping", t, err, true), exec.ErrUnreachable)
 		}
-		return nil
+		if err != nil && !errors.Is(err, exec.ErrUnreachable) {
+			err = errors.Join(err, exec.ErrUnreachable)
+		}
+		return err
 	}
 	if cl, release, ok := p.ready(ctx, t); ok {
 		defer release()

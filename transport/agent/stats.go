@@ -16,13 +16,3 @@ func (p *Pool) Connected() int {
 	}
 	return n
 }
-
-// active is how many calls use the minion's connection.
-func (p *Pool) active(id string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.conns[id]; ok {
-		return c.active
-	}
-	return 0
-}
