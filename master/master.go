@@ -185,6 +185,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) (*Mas
 	m.pool.LostAfter = cfg.Health.LostAfter.Duration
 	m.pool.Heartbeat = min(agent.DefaultHeartbeat, m.pool.LostAfter/3)
 	m.pool.IdleTimeout = cfg.Exec.IdleTimeout.Duration
+	// What minions may send ahead of the master's reading: a quarter of
+	// what running hosts may keep in memory (16 MiB by default).
+	if cfg.Exec.OutputMemory > 0 {
+		m.pool.OutputInFlight = cfg.Exec.OutputMemory / 4
+	}
 	m.sshPool = newSSHPool(cfg, log)
 	sel := &transport.Select{Agent: m.pool}
 	if m.sshPool != nil {

@@ -89,6 +89,13 @@ type harness struct {
 // newHarness starts the minion server; opts adjust it before it serves.
 func newHarness(t testing.TB, opts ...func(*Server)) *harness {
 	t.Helper()
+	return newHarnessServing(t, nil, opts...)
+}
+
+// newHarnessServing is newHarness serving what wrap makes of the minion
+// server (a minion that differs in some RPC); nil serves it as it is.
+func newHarnessServing(t testing.TB, wrap func(*Server) felixv1.MinionServer, opts ...func(*Server)) *harness {
+	t.Helper()
 	h := &harness{served: make(chan error, 1), tempDir: t.TempDir()}
 	h.master, h.minion, h.evil = identities(t)
 	h.serverPin.Store(h.master.Fingerprint)
@@ -102,7 +109,11 @@ func newHarness(t testing.TB, opts ...func(*Server)) *harness {
 	for _, o := range opts {
 		o(srv)
 	}
-	h.grpc = NewGRPCServer(h.minion, func() string { return h.serverPin.Load().(string) }, srv)
+	var served felixv1.MinionServer = srv
+	if wrap != nil {
+		served = wrap(srv)
+	}
+	h.grpc = NewGRPCServer(h.minion, func() string { return h.serverPin.Load().(string) }, served)
 	go func() { h.served <- h.grpc.Serve(h.ln) }()
 	t.Cleanup(h.stop)
 	h.pool = NewPool(h.master)

@@ -176,6 +176,9 @@ func (p *Pool) subConnState(ch *channel, c *conn, s balancer.SubConnState) {
 		p.mu.Unlock()
 		return
 	}
+	if s.ConnectivityState == connectivity.Ready && c.state != connectivity.Ready {
+		c.noFlow.Store(false) // a new connection: maybe an upgraded minion
+	}
 	c.state = s.ConnectivityState
 	if s.ConnectionError != nil {
 		c.err = s.ConnectionError

@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -62,6 +61,13 @@ type Pool struct {
 	ch         *channel         // the channel all minion connections share (channel.go); nil until the first; protected by mu
 	conns      map[string]*conn // by minion id; protected by mu
 	stopReaper chan struct{}    // closes to stop the idle reaper; nil when none runs; protected by mu
+
+	// OutputInFlight bounds the output all hosts may send ahead of the
+	// master's reading (flow.go), in bytes; 0: DefaultOutputInFlight. Set
+	// it before the first Exec.
+	OutputInFlight int64
+	budgetOnce     sync.Once
+	outBudget      *outputBudget // made once by budget
 }
 
 var _ exec.Transport = (*Pool)(nil)
@@ -76,6 +82,7 @@ type conn struct {
 	changed               chan struct{}      // closed when state changes; protected by Pool.mu
 	active                int                // calls in flight; protected by Pool.mu
 	lastUsed              time.Time          // when the last call other than a health probe began or ended; protected by Pool.mu
+	noFlow                atomic.Bool        // the minion answered ExecFlow Unimplemented since it last connected
 }
 
 // NewPool returns a pool whose connections present id.
@@ -319,15 +326,17 @@ func (p *Pool) Close() error {
 // make bench-files (214 MiB against 66 MiB at 50 targets).
 const chunkSize = 32<<10 - 64
 
-// Exec runs cmd on the minion and streams its output to out. A command with
-// a File goes through ExecFile: the content is streamed to the minion, which
-// runs the command only once it has all of it.
+// Exec runs cmd on the minion and streams its output to out, over ExecFlow
+// (flow.go), or Exec and ExecFile for a minion without it. A command with a
+// File is sent with its content, and the minion runs it only once it has
+// all of it.
 func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
-	cl, release, err := p.client(ctx, t)
+	c, release, err := p.useConn(ctx, t, true)
 	if err != nil {
 		return model.Exit{}, err
 	}
 	defer release()
+	cl := c.client
 	req := &felixv1.ExecRequest{CmdLine: cmd.Line, Env: cmd.Env, Cwd: cmd.Dir, Shell: cmd.Shell}
 	if cmd.Timeout > 0 {
 		req.Timeout = durationpb.New(cmd.Timeout)
@@ -335,19 +344,29 @@ func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out 
 	if p.Heartbeat > 0 && p.LostAfter > 0 {
 		req.Heartbeat = durationpb.New(p.Heartbeat)
 	}
+	if id, ok := JobID(ctx); ok {
+		req.JobId = id
+	}
 	// The watchdog ends the stream through this context when the minion
 	// falls silent.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := &watchdog{lostAfter: p.LostAfter, cancel: cancel, probe: func() bool {
-		pctx, done := context.WithTimeout(context.Background(), probeTimeout)
-		defer done()
-		_, err := cl.Ping(pctx, &felixv1.PingRequest{})
-		return err == nil
-	}}
-	if id, ok := JobID(ctx); ok {
-		req.JobId = id
+	newWatchdog := func() *watchdog {
+		return &watchdog{lostAfter: p.LostAfter, cancel: cancel, probe: func() bool {
+			pctx, done := context.WithTimeout(context.Background(), probeTimeout)
+			defer done()
+			_, err := cl.Ping(pctx, &felixv1.PingRequest{})
+			return err == nil
+		}}
 	}
+	if !c.noFlow.Load() {
+		exit, err := p.execFlow(ctx, cl, t, req, cmd.File, out, newWatchdog())
+		if !errors.Is(err, errNoExecFlow) {
+			return exit, err
+		}
+		c.noFlow.Store(true) // an older minion; nothing ran
+	}
+	w := newWatchdog()
 	if cmd.File != nil {
 		return p.execFile(ctx, cl, t, req, cmd.File, out, w)
 	}
@@ -361,7 +380,19 @@ func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out 
 	if req.Heartbeat != nil {
 		w.arm(0) // Started comes at once from any minion
 	}
-	return recvEvents(t, stream, out, w)
+	return recvEvents(t, stream, out, w, nil)
+}
+
+// openFile opens f's content for sending.
+func openFile(t model.Target, f *model.File) (io.ReadCloser, error) {
+	if f.Open == nil || f.Size < 0 {
+		return nil, fmt.Errorf("exec on minion %s: file %s has no content or a negative size", t.ID, f.Name)
+	}
+	r, err := f.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open file %s for minion %s: %w", f.Name, t.ID, err)
+	}
+	return r, nil
 }
 
 // execFile sends req with f's content over an ExecFile stream and then
@@ -370,12 +401,9 @@ func (p *Pool) Exec(ctx context.Context, t model.Target, cmd model.Command, out 
 // cancelled before the client closes its side, so the minion, which runs
 // the command only after that close, runs nothing.
 func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t model.Target, req *felixv1.ExecRequest, f *model.File, out model.OutputFunc, w *watchdog) (model.Exit, error) {
-	if f.Open == nil || f.Size < 0 {
-		return model.Exit{}, fmt.Errorf("exec on minion %s: file %s has no content or a negative size", t.ID, f.Name)
-	}
-	r, err := f.Open()
+	r, err := openFile(t, f)
 	if err != nil {
-		return model.Exit{}, fmt.Errorf("open file %s for minion %s: %w", f.Name, t.ID, err)
+		return model.Exit{}, err
 	}
 	defer r.Close()
 
@@ -386,25 +414,43 @@ func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t model.Ta
 	if err != nil {
 		return model.Exit{}, rpcError("exec on", t, err, true)
 	}
-	sendErr := sendFile(stream, req, f, r)
+	sendErr := stream.Send(&felixv1.ExecFileRequest{Msg: &felixv1.ExecFileRequest_Header{
+		Header: &felixv1.ExecFileHeader{Exec: req, FileName: f.Name, Size: f.Size}}})
+	if sendErr == nil {
+		data := &felixv1.ExecFileRequest_Data{}
+		msg := &felixv1.ExecFileRequest{Msg: data}
+		sendErr = sendContent(f, r, func(b []byte) error {
+			data.Data = b
+			return stream.Send(msg)
+		})
+	}
+	if sendErr == nil {
+		sendErr = stream.CloseSend()
+	}
+	if err := sentFile(t, sendErr, cancel); err != nil {
+		return model.Exit{}, err
+	}
+	if sendErr == nil && req.Heartbeat != nil {
+		w.arm(0) // the minion has the content: Started follows once it is on disk
+	}
+	return recvEvents(t, stream, out, w, nil)
+}
+
+// sentFile judges the outcome of sending a file's content: a read failure
+// cancels the stream (cancel) before the minion can run anything, and is
+// returned, as is a broken stream; io.EOF (the minion ended the stream
+// early) and success return nil, and the events say what happened.
+func sentFile(t model.Target, sendErr error, cancel context.CancelFunc) error {
 	var readErr *fileReadError
 	switch {
-	case sendErr == nil:
-		if err := stream.CloseSend(); err != nil {
-			return model.Exit{}, rpcError("exec on", t, err, false)
-		}
-		if req.Heartbeat != nil {
-			w.arm(0) // the minion has the content: Started follows once it is on disk
-		}
+	case sendErr == nil, sendErr == io.EOF:
+		return nil
 	case errors.As(sendErr, &readErr):
 		cancel() // before anything else: the minion must not run the command
-		return model.Exit{}, fmt.Errorf("exec on minion %s: %w (the command did not run)", t.ID, sendErr)
-	case sendErr == io.EOF:
-		// The minion ended the stream early; Recv reports why.
+		return fmt.Errorf("exec on minion %s: %w (the command did not run)", t.ID, sendErr)
 	default:
-		return model.Exit{}, rpcError("exec on", t, sendErr, false)
+		return rpcError("exec on", t, sendErr, false)
 	}
-	return recvEvents(t, stream, out, w)
 }
 
 // fileReadError is a failure to read the content to send, as opposed to a
@@ -414,19 +460,13 @@ type fileReadError struct{ err error }
 func (e *fileReadError) Error() string { return e.err.Error() }
 func (e *fileReadError) Unwrap() error { return e.err }
 
-// sendFile sends the header and then r's content, which must be exactly
-// f.Size bytes, in chunks of chunkSize. A stream failure is returned as
-// Send returned it (io.EOF when the minion ended the stream); a read
-// failure or a size mismatch as a *fileReadError.
-func sendFile(stream grpc.BidiStreamingClient[felixv1.ExecFileRequest, felixv1.ExecEvent], req *felixv1.ExecRequest, f *model.File, r io.Reader) error {
-	err := stream.Send(&felixv1.ExecFileRequest{Msg: &felixv1.ExecFileRequest_Header{
-		Header: &felixv1.ExecFileHeader{Exec: req, FileName: f.Name, Size: f.Size}}})
-	if err != nil {
-		return err
-	}
+// sendContent sends r's content, which must be exactly f.Size bytes, in
+// chunks of chunkSize through send, which must be done with the chunk when
+// it returns. A stream failure is returned as send returned it (io.EOF when
+// the minion ended the stream); a read failure or a size mismatch as a
+// *fileReadError.
+func sendContent(f *model.File, r io.Reader, send func([]byte) error) error {
 	buf := make([]byte, chunkSize)
-	data := &felixv1.ExecFileRequest_Data{}
-	msg := &felixv1.ExecFileRequest{Msg: data}
 	// One byte more than announced is read to notice a longer content.
 	lr := io.LimitReader(r, min(f.Size, math.MaxInt64-1)+1)
 	var sent int64
@@ -438,8 +478,7 @@ func sendFile(stream grpc.BidiStreamingClient[felixv1.ExecFileRequest, felixv1.E
 			}
 			// Send marshals the message before it returns, so buf is free
 			// for the next chunk.
-			data.Data = buf[:n]
-			if err := stream.Send(msg); err != nil {
+			if err := send(buf[:n]); err != nil {
 				return err
 			}
 			sent += int64(n)
@@ -524,12 +563,13 @@ func (w *watchdog) fed() {
 
 func (w *watchdog) stop() { w.disarm() }
 
-// recvEvents reads an Exec or ExecFile stream to its exit status, passing
-// output to out. A minion that promised heartbeats and then says nothing
-// for w.lostAfter is given up: exec.ErrLost.
+// recvEvents reads an Exec, ExecFile or ExecFlow stream to its exit
+// status, passing output to out. A minion that promised heartbeats and
+// then says nothing for w.lostAfter is given up: exec.ErrLost. fl is the
+// flow control of an ExecFlow stream, nil for the others.
 func recvEvents(t model.Target, stream interface {
 	Recv() (*felixv1.ExecEvent, error)
-}, out model.OutputFunc, w *watchdog) (model.Exit, error) {
+}, out model.OutputFunc, w *watchdog, fl *flowControl) (model.Exit, error) {
 	defer w.stop()
 	started := false
 	for {
@@ -547,6 +587,9 @@ func recvEvents(t model.Target, stream interface {
 			}
 			return model.Exit{}, fmt.Errorf("exec on minion %s: no word from it for %s although it promised a heartbeat, and no answer to a ping: "+
 				"the minion hangs or cannot be reached; the command may still be running there: %w", t.ID, w.lostAfter, exec.ErrLost)
+		}
+		if err != nil && fl != nil && !started && status.Code(err) == codes.Unimplemented {
+			return model.Exit{}, errNoExecFlow
 		}
 		w.fed()
 		if err != nil {
@@ -578,7 +621,17 @@ func recvEvents(t model.Target, stream interface {
 			if e.Output.Stream == felixv1.Stream_STREAM_STDERR {
 				s = model.Stderr
 			}
+			if fl != nil {
+				if err := fl.credit.used(len(e.Output.Data)); err != nil {
+					return model.Exit{}, fmt.Errorf("exec on minion %s: %w; the command started there and may still be running", t.ID, err)
+				}
+			}
 			out(s, e.Output.Data)
+		case *felixv1.ExecEvent_CreditWanted:
+			if fl != nil {
+				fl.grant(e.CreditWanted.Bytes)
+				w.fed() // the wait for room was the master's
+			}
 		case *felixv1.ExecEvent_Exit:
 			x := e.Exit
 			exit := model.Exit{Code: int(x.ExitCode), Signal: x.Signal, Duration: x.Duration.AsDuration(), TimedOut: x.TimedOut}

@@ -173,7 +173,7 @@ func TestNoWatchdogForOldMinions(t *testing.T) {
 			time.AfterFunc(time.Second, func() { once.Do(func() { close(f.release) }) })
 			w := &watchdog{lostAfter: 100 * time.Millisecond, cancel: cancel, probe: func() bool { return tc.answers }}
 			w.arm(0) // as Exec does once the request is sent
-			_, err := recvEvents(model.Target{ID: "m"}, f, func(model.Stream, []byte) {}, w)
+			_, err := recvEvents(model.Target{ID: "m"}, f, func(model.Stream, []byte) {}, w, nil)
 			if got := errors.Is(err, exec.ErrLost); got != tc.wantLost {
 				t.Errorf("recvEvents = %v; want lost %v", err, tc.wantLost)
 			}
@@ -216,7 +216,7 @@ func TestBrokenStreamSaysWhetherItRan(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &watchdog{lostAfter: time.Minute, cancel: func() {}, probe: func() bool { return true }}
-			_, err := recvEvents(model.Target{ID: "m"}, &scriptedStream{events: tc.events, err: tc.err}, func(model.Stream, []byte) {}, w)
+			_, err := recvEvents(model.Target{ID: "m"}, &scriptedStream{events: tc.events, err: tc.err}, func(model.Stream, []byte) {}, w, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("recvEvents = %v; want it to say %q", err, tc.want)
 			}

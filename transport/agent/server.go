@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -85,10 +86,19 @@ func NewGRPCServer(id *pki.Identity, masterFingerprint func() string, srv felixv
 		grpc.Creds(credentials.NewTLS(cfg)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 60 * time.Second, Timeout: 20 * time.Second}),
+		// Writes of at most 4 KiB, so TLS records of at most 4 KiB: the
+		// master keeps a buffer of its largest record per connection
+		// (crypto/tls), 16 KiB records from thousands of minions printing
+		// at once cost it ~40 KiB each for good.
+		grpc.WriteBufferSize(recordSize),
 	)
 	felixv1.RegisterMinionServer(g, srv)
 	return g
 }
+
+// recordSize is the size of the minion's writes, and so of its TLS
+// records.
+const recordSize = 4 << 10
 
 // Ping answers with the minion's id, version and uptime.
 func (s *Server) Ping(ctx context.Context, _ *felixv1.PingRequest) (*felixv1.PingResponse, error) {
@@ -110,9 +120,13 @@ func (s *Server) Facts(ctx context.Context, _ *felixv1.FactsRequest) (*felixv1.F
 // Exec runs the command in its own process group and streams its output. If
 // the master goes away the stream's context ends and the group is killed.
 func (s *Server) Exec(req *felixv1.ExecRequest, stream grpc.ServerStreamingServer[felixv1.ExecEvent]) error {
-	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout.AsDuration(), Shell: req.Shell}
 	s.Log.Info("exec", "job", req.JobId, "cmd", req.CmdLine)
-	return s.run(stream.Context(), req.JobId, cmd, req.Heartbeat.AsDuration(), stream, nil)
+	return s.run(stream.Context(), req.JobId, newCommand(req), req.Heartbeat.AsDuration(), stream, nil, nil)
+}
+
+// newCommand is the command an Exec request asks for.
+func newCommand(req *felixv1.ExecRequest) model.Command {
+	return model.Command{Line: req.CmdLine, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout.AsDuration(), Shell: req.Shell}
 }
 
 // ExecFile receives a file into a private directory made for this run,
@@ -126,6 +140,22 @@ func (s *Server) ExecFile(stream grpc.BidiStreamingServer[felixv1.ExecFileReques
 		return err
 	}
 	h := first.GetHeader()
+	return s.execFile(stream.Context(), h, stream, nil, func() ([]byte, bool, error) {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil, false, err
+		}
+		d, ok := m.Msg.(*felixv1.ExecFileRequest_Data)
+		if !ok {
+			return nil, false, nil
+		}
+		return d.Data, true, nil
+	})
+}
+
+// execFile checks h, receives the file from next into a private directory
+// made for this run and runs h's command there (see ExecFile).
+func (s *Server) execFile(ctx context.Context, h *felixv1.ExecFileHeader, stream execEvents, credit *outputCredit, next func() ([]byte, bool, error)) error {
 	if h == nil || h.Exec == nil {
 		return status.Error(codes.InvalidArgument, "exec file: the first message must be a header with the command")
 	}
@@ -149,14 +179,14 @@ func (s *Server) ExecFile(stream grpc.BidiStreamingServer[felixv1.ExecFileReques
 		return status.Errorf(codes.Internal, "exec file: make working directory: %v", err)
 	}
 	defer removeDir(log, dir)
-	if err := receiveFile(stream, filepath.Join(dir, h.FileName), h.Size); err != nil {
+	if err := receiveFile(next, filepath.Join(dir, h.FileName), h.Size); err != nil {
 		log.Warn("exec file not run: receiving the file failed", "err", err)
 		return err
 	}
 
 	cmd := model.Command{Line: req.CmdLine, Env: req.Env, Dir: dir, Timeout: req.Timeout.AsDuration(), FileName: h.FileName, Shell: req.Shell}
 	log.Info("exec file", "size", h.Size, "dir", dir, "cmd", req.CmdLine)
-	return s.run(stream.Context(), req.JobId, cmd, req.Heartbeat.AsDuration(), stream, func() { removeDir(log, dir) })
+	return s.run(ctx, req.JobId, cmd, req.Heartbeat.AsDuration(), stream, credit, func() { removeDir(log, dir) })
 }
 
 // DefaultMaxFileSize is the largest file ExecFile accepts when the Server's
@@ -170,27 +200,16 @@ func (s *Server) maxFileSize() int64 {
 	return DefaultMaxFileSize
 }
 
-// receiveFile writes the data messages of stream into a new file at path,
-// executable by its owner only, until the client closes its side. The
+// receiveFile writes the content next returns into a new file at path,
+// executable by its owner only, until next reports its end (io.EOF). The
 // content must be exactly size bytes.
-func receiveFile(stream grpc.BidiStreamingServer[felixv1.ExecFileRequest, felixv1.ExecEvent], path string, size int64) error {
+func receiveFile(next func() (data []byte, ok bool, err error), path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
 	if err != nil {
 		return status.Errorf(codes.Internal, "exec file: create %s: %v", filepath.Base(path), err)
 	}
 	defer f.Close() // after the explicit Close below, on failures only
-	err = receiveChunks(f, size, "exec file", func() ([]byte, bool, error) {
-		m, err := stream.Recv()
-		if err != nil {
-			return nil, false, err
-		}
-		d, ok := m.Msg.(*felixv1.ExecFileRequest_Data)
-		if !ok {
-			return nil, false, nil
-		}
-		return d.Data, true, nil
-	})
-	if err != nil {
+	if err := receiveChunks(f, size, "exec file", next); err != nil {
 		return err
 	}
 	// The umask may have narrowed the mode given to OpenFile.
@@ -220,7 +239,7 @@ const (
 // once the command has ended, and sends the exit status. When the master
 // asked for heartbeats (every heartbeat, bounded), Started says the
 // interval kept and a Heartbeat goes out at it until the exit.
-func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heartbeat time.Duration, stream grpc.ServerStreamingServer[felixv1.ExecEvent], done func()) error {
+func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heartbeat time.Duration, stream execEvents, credit *outputCredit, done func()) error {
 	started := &felixv1.Started{}
 	if heartbeat > 0 {
 		heartbeat = min(max(heartbeat, minHeartbeat), maxHeartbeat)
@@ -263,11 +282,30 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heart
 		if st == model.Stderr {
 			ps = felixv1.Stream_STREAM_STDERR
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if sendErr == nil {
-			sendErr = stream.Send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_Output{
-				Output: &felixv1.OutputChunk{Stream: ps, Data: p}}})
+		send := func(ev *felixv1.ExecEvent) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if sendErr == nil {
+				sendErr = stream.Send(ev)
+			}
+			return sendErr == nil
+		}
+		for len(p) > 0 {
+			n := len(p)
+			if credit != nil {
+				// Without credit (the stream ended) the rest is dropped:
+				// nobody reads it.
+				if n = credit.take(ctx, len(p), func(want int) bool {
+					return send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_CreditWanted{
+						CreditWanted: &felixv1.CreditWanted{Bytes: uint32(min(want, math.MaxUint32))}}})
+				}); n == 0 {
+					return
+				}
+			}
+			if !send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_Output{Output: &felixv1.OutputChunk{Stream: ps, Data: p[:n]}}}) {
+				return
+			}
+			p = p[n:]
 		}
 	}
 	run := s.Run

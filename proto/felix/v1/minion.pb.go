@@ -453,7 +453,10 @@ type ExecRequest struct {
 	// The interpreter of cmd_line on a Windows minion: "" or "cmd" for
 	// cmd.exe /C, "powershell". A minion on another system refuses any
 	// other value than "" (it runs /bin/sh).
-	Shell         string `protobuf:"bytes,7,opt,name=shell,proto3" json:"shell,omitempty"`
+	Shell string `protobuf:"bytes,7,opt,name=shell,proto3" json:"shell,omitempty"`
+	// ExecFlow only: the output bytes the minion may send before the first
+	// Credit.
+	OutputCredit  uint32 `protobuf:"varint,8,opt,name=output_credit,json=outputCredit,proto3" json:"output_credit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -537,6 +540,13 @@ func (x *ExecRequest) GetShell() string {
 	return ""
 }
 
+func (x *ExecRequest) GetOutputCredit() uint32 {
+	if x != nil {
+		return x.OutputCredit
+	}
+	return 0
+}
+
 // ExecEvent is one message of an Exec stream: Started, output chunks, then
 // the exit. Started is sent just before the process starts; it tells the
 // client the minion accepted the request (a client that never saw it cannot
@@ -549,6 +559,7 @@ type ExecEvent struct {
 	//	*ExecEvent_Exit
 	//	*ExecEvent_Started
 	//	*ExecEvent_Heartbeat
+	//	*ExecEvent_CreditWanted
 	Event         isExecEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -627,6 +638,15 @@ func (x *ExecEvent) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *ExecEvent) GetCreditWanted() *CreditWanted {
+	if x != nil {
+		if x, ok := x.Event.(*ExecEvent_CreditWanted); ok {
+			return x.CreditWanted
+		}
+	}
+	return nil
+}
+
 type isExecEvent_Event interface {
 	isExecEvent_Event()
 }
@@ -647,6 +667,11 @@ type ExecEvent_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
 }
 
+type ExecEvent_CreditWanted struct {
+	// ExecFlow only: output is waiting beyond the credit granted.
+	CreditWanted *CreditWanted `protobuf:"bytes,5,opt,name=credit_wanted,json=creditWanted,proto3,oneof"`
+}
+
 func (*ExecEvent_Output) isExecEvent_Event() {}
 
 func (*ExecEvent_Exit) isExecEvent_Event() {}
@@ -654,6 +679,54 @@ func (*ExecEvent_Exit) isExecEvent_Event() {}
 func (*ExecEvent_Started) isExecEvent_Event() {}
 
 func (*ExecEvent_Heartbeat) isExecEvent_Event() {}
+
+func (*ExecEvent_CreditWanted) isExecEvent_Event() {}
+
+// CreditWanted asks for more output credit.
+type CreditWanted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The output bytes waiting to be sent.
+	Bytes         uint32 `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreditWanted) Reset() {
+	*x = CreditWanted{}
+	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreditWanted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreditWanted) ProtoMessage() {}
+
+func (x *CreditWanted) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreditWanted.ProtoReflect.Descriptor instead.
+func (*CreditWanted) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreditWanted) GetBytes() uint32 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
 
 type Started struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -666,7 +739,7 @@ type Started struct {
 
 func (x *Started) Reset() {
 	*x = Started{}
-	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	mi := &file_felix_v1_minion_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +751,7 @@ func (x *Started) String() string {
 func (*Started) ProtoMessage() {}
 
 func (x *Started) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[7]
+	mi := &file_felix_v1_minion_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +764,7 @@ func (x *Started) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Started.ProtoReflect.Descriptor instead.
 func (*Started) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{7}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Started) GetHeartbeat() *durationpb.Duration {
@@ -710,7 +783,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	mi := &file_felix_v1_minion_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +795,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[8]
+	mi := &file_felix_v1_minion_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +808,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{8}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{9}
 }
 
 type OutputChunk struct {
@@ -748,7 +821,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_felix_v1_minion_proto_msgTypes[9]
+	mi := &file_felix_v1_minion_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +833,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[9]
+	mi := &file_felix_v1_minion_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +846,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{9}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OutputChunk) GetStream() Stream {
@@ -808,7 +881,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_felix_v1_minion_proto_msgTypes[10]
+	mi := &file_felix_v1_minion_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +893,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[10]
+	mi := &file_felix_v1_minion_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +906,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{10}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExitStatus) GetExitCode() int32 {
@@ -886,7 +959,7 @@ type ExecFileRequest struct {
 
 func (x *ExecFileRequest) Reset() {
 	*x = ExecFileRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[11]
+	mi := &file_felix_v1_minion_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +971,7 @@ func (x *ExecFileRequest) String() string {
 func (*ExecFileRequest) ProtoMessage() {}
 
 func (x *ExecFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[11]
+	mi := &file_felix_v1_minion_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +984,7 @@ func (x *ExecFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecFileRequest.ProtoReflect.Descriptor instead.
 func (*ExecFileRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{11}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecFileRequest) GetMsg() isExecFileRequest_Msg {
@@ -956,6 +1029,222 @@ func (*ExecFileRequest_Header) isExecFileRequest_Msg() {}
 
 func (*ExecFileRequest_Data) isExecFileRequest_Msg() {}
 
+// ExecFlowRequest is one message of an ExecFlow stream: exec, or file then
+// data chunks then file_end; then Credits.
+type ExecFlowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecFlowRequest_Exec
+	//	*ExecFlowRequest_File
+	//	*ExecFlowRequest_Data
+	//	*ExecFlowRequest_FileEnd
+	//	*ExecFlowRequest_Credit
+	Msg           isExecFlowRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecFlowRequest) Reset() {
+	*x = ExecFlowRequest{}
+	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecFlowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecFlowRequest) ProtoMessage() {}
+
+func (x *ExecFlowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecFlowRequest.ProtoReflect.Descriptor instead.
+func (*ExecFlowRequest) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ExecFlowRequest) GetMsg() isExecFlowRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecFlowRequest) GetExec() *ExecRequest {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecFlowRequest_Exec); ok {
+			return x.Exec
+		}
+	}
+	return nil
+}
+
+func (x *ExecFlowRequest) GetFile() *ExecFileHeader {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecFlowRequest_File); ok {
+			return x.File
+		}
+	}
+	return nil
+}
+
+func (x *ExecFlowRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecFlowRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *ExecFlowRequest) GetFileEnd() *FileEnd {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecFlowRequest_FileEnd); ok {
+			return x.FileEnd
+		}
+	}
+	return nil
+}
+
+func (x *ExecFlowRequest) GetCredit() *Credit {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecFlowRequest_Credit); ok {
+			return x.Credit
+		}
+	}
+	return nil
+}
+
+type isExecFlowRequest_Msg interface {
+	isExecFlowRequest_Msg()
+}
+
+type ExecFlowRequest_Exec struct {
+	Exec *ExecRequest `protobuf:"bytes,1,opt,name=exec,proto3,oneof"`
+}
+
+type ExecFlowRequest_File struct {
+	File *ExecFileHeader `protobuf:"bytes,2,opt,name=file,proto3,oneof"`
+}
+
+type ExecFlowRequest_Data struct {
+	// A piece of the file's content, in order; 64 KiB or less.
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3,oneof"`
+}
+
+type ExecFlowRequest_FileEnd struct {
+	// The file's content is complete: the command may run.
+	FileEnd *FileEnd `protobuf:"bytes,4,opt,name=file_end,json=fileEnd,proto3,oneof"`
+}
+
+type ExecFlowRequest_Credit struct {
+	// More output the minion may send.
+	Credit *Credit `protobuf:"bytes,5,opt,name=credit,proto3,oneof"`
+}
+
+func (*ExecFlowRequest_Exec) isExecFlowRequest_Msg() {}
+
+func (*ExecFlowRequest_File) isExecFlowRequest_Msg() {}
+
+func (*ExecFlowRequest_Data) isExecFlowRequest_Msg() {}
+
+func (*ExecFlowRequest_FileEnd) isExecFlowRequest_Msg() {}
+
+func (*ExecFlowRequest_Credit) isExecFlowRequest_Msg() {}
+
+type FileEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileEnd) Reset() {
+	*x = FileEnd{}
+	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileEnd) ProtoMessage() {}
+
+func (x *FileEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileEnd.ProtoReflect.Descriptor instead.
+func (*FileEnd) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{14}
+}
+
+// Credit grants output bytes.
+type Credit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bytes         uint32                 `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Credit) Reset() {
+	*x = Credit{}
+	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credit) ProtoMessage() {}
+
+func (x *Credit) ProtoReflect() protoreflect.Message {
+	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credit.ProtoReflect.Descriptor instead.
+func (*Credit) Descriptor() ([]byte, []int) {
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Credit) GetBytes() uint32 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
 type ExecFileHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The command; its cwd is ignored: it runs in the file's directory.
@@ -970,7 +1259,7 @@ type ExecFileHeader struct {
 
 func (x *ExecFileHeader) Reset() {
 	*x = ExecFileHeader{}
-	mi := &file_felix_v1_minion_proto_msgTypes[12]
+	mi := &file_felix_v1_minion_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1271,7 @@ func (x *ExecFileHeader) String() string {
 func (*ExecFileHeader) ProtoMessage() {}
 
 func (x *ExecFileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[12]
+	mi := &file_felix_v1_minion_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1284,7 @@ func (x *ExecFileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecFileHeader.ProtoReflect.Descriptor instead.
 func (*ExecFileHeader) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{12}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExecFileHeader) GetExec() *ExecRequest {
@@ -1027,7 +1316,7 @@ type FactsRequest struct {
 
 func (x *FactsRequest) Reset() {
 	*x = FactsRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	mi := &file_felix_v1_minion_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1328,7 @@ func (x *FactsRequest) String() string {
 func (*FactsRequest) ProtoMessage() {}
 
 func (x *FactsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[13]
+	mi := &file_felix_v1_minion_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1341,7 @@ func (x *FactsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactsRequest.ProtoReflect.Descriptor instead.
 func (*FactsRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{13}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{17}
 }
 
 type FactsResponse struct {
@@ -1073,7 +1362,7 @@ type FactsResponse struct {
 
 func (x *FactsResponse) Reset() {
 	*x = FactsResponse{}
-	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	mi := &file_felix_v1_minion_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1374,7 @@ func (x *FactsResponse) String() string {
 func (*FactsResponse) ProtoMessage() {}
 
 func (x *FactsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[14]
+	mi := &file_felix_v1_minion_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1387,7 @@ func (x *FactsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactsResponse.ProtoReflect.Descriptor instead.
 func (*FactsResponse) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{14}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FactsResponse) GetHostname() string {
@@ -1186,7 +1475,7 @@ type PutFileRequest struct {
 
 func (x *PutFileRequest) Reset() {
 	*x = PutFileRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	mi := &file_felix_v1_minion_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1487,7 @@ func (x *PutFileRequest) String() string {
 func (*PutFileRequest) ProtoMessage() {}
 
 func (x *PutFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[15]
+	mi := &file_felix_v1_minion_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1500,7 @@ func (x *PutFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileRequest.ProtoReflect.Descriptor instead.
 func (*PutFileRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{15}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutFileRequest) GetMsg() isPutFileRequest_Msg {
@@ -1300,7 +1589,7 @@ type PutFileHeader struct {
 
 func (x *PutFileHeader) Reset() {
 	*x = PutFileHeader{}
-	mi := &file_felix_v1_minion_proto_msgTypes[16]
+	mi := &file_felix_v1_minion_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1601,7 @@ func (x *PutFileHeader) String() string {
 func (*PutFileHeader) ProtoMessage() {}
 
 func (x *PutFileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[16]
+	mi := &file_felix_v1_minion_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1614,7 @@ func (x *PutFileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileHeader.ProtoReflect.Descriptor instead.
 func (*PutFileHeader) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{16}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PutFileHeader) GetDest() string {
@@ -1419,7 +1708,7 @@ type PutFileResponse struct {
 
 func (x *PutFileResponse) Reset() {
 	*x = PutFileResponse{}
-	mi := &file_felix_v1_minion_proto_msgTypes[17]
+	mi := &file_felix_v1_minion_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1720,7 @@ func (x *PutFileResponse) String() string {
 func (*PutFileResponse) ProtoMessage() {}
 
 func (x *PutFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[17]
+	mi := &file_felix_v1_minion_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1733,7 @@ func (x *PutFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileResponse.ProtoReflect.Descriptor instead.
 func (*PutFileResponse) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{17}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PutFileResponse) GetMsg() isPutFileResponse_Msg {
@@ -1496,7 +1785,7 @@ type PutFileSend struct {
 
 func (x *PutFileSend) Reset() {
 	*x = PutFileSend{}
-	mi := &file_felix_v1_minion_proto_msgTypes[18]
+	mi := &file_felix_v1_minion_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1797,7 @@ func (x *PutFileSend) String() string {
 func (*PutFileSend) ProtoMessage() {}
 
 func (x *PutFileSend) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[18]
+	mi := &file_felix_v1_minion_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1810,7 @@ func (x *PutFileSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileSend.ProtoReflect.Descriptor instead.
 func (*PutFileSend) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{18}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{22}
 }
 
 type PutFileDone struct {
@@ -1537,7 +1826,7 @@ type PutFileDone struct {
 
 func (x *PutFileDone) Reset() {
 	*x = PutFileDone{}
-	mi := &file_felix_v1_minion_proto_msgTypes[19]
+	mi := &file_felix_v1_minion_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1838,7 @@ func (x *PutFileDone) String() string {
 func (*PutFileDone) ProtoMessage() {}
 
 func (x *PutFileDone) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[19]
+	mi := &file_felix_v1_minion_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1851,7 @@ func (x *PutFileDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileDone.ProtoReflect.Descriptor instead.
 func (*PutFileDone) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{19}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PutFileDone) GetChanged() bool {
@@ -1592,7 +1881,7 @@ type GetFileRequest struct {
 
 func (x *GetFileRequest) Reset() {
 	*x = GetFileRequest{}
-	mi := &file_felix_v1_minion_proto_msgTypes[20]
+	mi := &file_felix_v1_minion_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1893,7 @@ func (x *GetFileRequest) String() string {
 func (*GetFileRequest) ProtoMessage() {}
 
 func (x *GetFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[20]
+	mi := &file_felix_v1_minion_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1906,7 @@ func (x *GetFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileRequest.ProtoReflect.Descriptor instead.
 func (*GetFileRequest) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{20}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetFileRequest) GetPath() string {
@@ -1649,7 +1938,7 @@ type GetFileChunk struct {
 
 func (x *GetFileChunk) Reset() {
 	*x = GetFileChunk{}
-	mi := &file_felix_v1_minion_proto_msgTypes[21]
+	mi := &file_felix_v1_minion_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1950,7 @@ func (x *GetFileChunk) String() string {
 func (*GetFileChunk) ProtoMessage() {}
 
 func (x *GetFileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[21]
+	mi := &file_felix_v1_minion_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1963,7 @@ func (x *GetFileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileChunk.ProtoReflect.Descriptor instead.
 func (*GetFileChunk) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{21}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetFileChunk) GetMsg() isGetFileChunk_Msg {
@@ -1731,7 +2020,7 @@ type GetFileTrailer struct {
 
 func (x *GetFileTrailer) Reset() {
 	*x = GetFileTrailer{}
-	mi := &file_felix_v1_minion_proto_msgTypes[22]
+	mi := &file_felix_v1_minion_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2032,7 @@ func (x *GetFileTrailer) String() string {
 func (*GetFileTrailer) ProtoMessage() {}
 
 func (x *GetFileTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_felix_v1_minion_proto_msgTypes[22]
+	mi := &file_felix_v1_minion_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2045,7 @@ func (x *GetFileTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileTrailer.ProtoReflect.Descriptor instead.
 func (*GetFileTrailer) Descriptor() ([]byte, []int) {
-	return file_felix_v1_minion_proto_rawDescGZIP(), []int{22}
+	return file_felix_v1_minion_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetFileTrailer) GetSize() int64 {
@@ -1793,7 +2082,7 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x121\n" +
 	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12#\n" +
-	"\rbinary_sha256\x18\x04 \x01(\tR\fbinarySha256\"\xe7\x01\n" +
+	"\rbinary_sha256\x18\x04 \x01(\tR\fbinarySha256\"\x8c\x02\n" +
 	"\vExecRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bcmd_line\x18\x02 \x01(\tR\acmdLine\x12\x10\n" +
@@ -1801,13 +2090,17 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\x03cwd\x18\x04 \x01(\tR\x03cwd\x123\n" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x127\n" +
 	"\theartbeat\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\theartbeat\x12\x14\n" +
-	"\x05shell\x18\a \x01(\tR\x05shell\"\xd5\x01\n" +
+	"\x05shell\x18\a \x01(\tR\x05shell\x12#\n" +
+	"\routput_credit\x18\b \x01(\rR\foutputCredit\"\x94\x02\n" +
 	"\tExecEvent\x12/\n" +
 	"\x06output\x18\x01 \x01(\v2\x15.felix.v1.OutputChunkH\x00R\x06output\x12*\n" +
 	"\x04exit\x18\x02 \x01(\v2\x14.felix.v1.ExitStatusH\x00R\x04exit\x12-\n" +
 	"\astarted\x18\x03 \x01(\v2\x11.felix.v1.StartedH\x00R\astarted\x123\n" +
-	"\theartbeat\x18\x04 \x01(\v2\x13.felix.v1.HeartbeatH\x00R\theartbeatB\a\n" +
-	"\x05event\"B\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x13.felix.v1.HeartbeatH\x00R\theartbeat\x12=\n" +
+	"\rcredit_wanted\x18\x05 \x01(\v2\x16.felix.v1.CreditWantedH\x00R\fcreditWantedB\a\n" +
+	"\x05event\"$\n" +
+	"\fCreditWanted\x12\x14\n" +
+	"\x05bytes\x18\x01 \x01(\rR\x05bytes\"B\n" +
 	"\aStarted\x127\n" +
 	"\theartbeat\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\theartbeat\"\v\n" +
 	"\tHeartbeat\"K\n" +
@@ -1824,7 +2117,17 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\x0fExecFileRequest\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.felix.v1.ExecFileHeaderH\x00R\x06header\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
-	"\x03msg\"l\n" +
+	"\x03msg\"\xe7\x01\n" +
+	"\x0fExecFlowRequest\x12+\n" +
+	"\x04exec\x18\x01 \x01(\v2\x15.felix.v1.ExecRequestH\x00R\x04exec\x12.\n" +
+	"\x04file\x18\x02 \x01(\v2\x18.felix.v1.ExecFileHeaderH\x00R\x04file\x12\x14\n" +
+	"\x04data\x18\x03 \x01(\fH\x00R\x04data\x12.\n" +
+	"\bfile_end\x18\x04 \x01(\v2\x11.felix.v1.FileEndH\x00R\afileEnd\x12*\n" +
+	"\x06credit\x18\x05 \x01(\v2\x10.felix.v1.CreditH\x00R\x06creditB\x05\n" +
+	"\x03msg\"\t\n" +
+	"\aFileEnd\"\x1e\n" +
+	"\x06Credit\x12\x14\n" +
+	"\x05bytes\x18\x01 \x01(\rR\x05bytes\"l\n" +
 	"\x0eExecFileHeader\x12)\n" +
 	"\x04exec\x18\x01 \x01(\v2\x15.felix.v1.ExecRequestR\x04exec\x12\x1b\n" +
 	"\tfile_name\x18\x02 \x01(\tR\bfileName\x12\x12\n" +
@@ -1885,12 +2188,13 @@ const file_felix_v1_minion_proto_rawDesc = "" +
 	"\bFileKind\x12\x12\n" +
 	"\x0eFILE_KIND_FILE\x10\x00\x12\x11\n" +
 	"\rFILE_KIND_DIR\x10\x01\x12\x15\n" +
-	"\x11FILE_KIND_SYMLINK\x10\x022\xb4\x03\n" +
+	"\x11FILE_KIND_SYMLINK\x10\x022\xf4\x03\n" +
 	"\x06Minion\x125\n" +
 	"\x04Ping\x12\x15.felix.v1.PingRequest\x1a\x16.felix.v1.PingResponse\x124\n" +
 	"\x04Exec\x12\x15.felix.v1.ExecRequest\x1a\x13.felix.v1.ExecEvent0\x01\x128\n" +
 	"\x05Facts\x12\x16.felix.v1.FactsRequest\x1a\x17.felix.v1.FactsResponse\x12>\n" +
-	"\bExecFile\x12\x19.felix.v1.ExecFileRequest\x1a\x13.felix.v1.ExecEvent(\x010\x01\x12B\n" +
+	"\bExecFile\x12\x19.felix.v1.ExecFileRequest\x1a\x13.felix.v1.ExecEvent(\x010\x01\x12>\n" +
+	"\bExecFlow\x12\x19.felix.v1.ExecFlowRequest\x1a\x13.felix.v1.ExecEvent(\x010\x01\x12B\n" +
 	"\aPutFile\x12\x18.felix.v1.PutFileRequest\x1a\x19.felix.v1.PutFileResponse(\x010\x01\x12=\n" +
 	"\aGetFile\x12\x18.felix.v1.GetFileRequest\x1a\x16.felix.v1.GetFileChunk0\x01\x12@\n" +
 	"\aUpgrade\x12\x18.felix.v1.UpgradeRequest\x1a\x19.felix.v1.UpgradeResponse(\x01B3Z1github.com/felix-ops/felix/proto/felix/v1;felixv1b\x06proto3"
@@ -1908,7 +2212,7 @@ func file_felix_v1_minion_proto_rawDescGZIP() []byte {
 }
 
 var file_felix_v1_minion_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_felix_v1_minion_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_felix_v1_minion_proto_goTypes = []any{
 	(Stream)(0),                 // 0: felix.v1.Stream
 	(FileKind)(0),               // 1: felix.v1.FileKind
@@ -1919,62 +2223,73 @@ var file_felix_v1_minion_proto_goTypes = []any{
 	(*PingResponse)(nil),        // 6: felix.v1.PingResponse
 	(*ExecRequest)(nil),         // 7: felix.v1.ExecRequest
 	(*ExecEvent)(nil),           // 8: felix.v1.ExecEvent
-	(*Started)(nil),             // 9: felix.v1.Started
-	(*Heartbeat)(nil),           // 10: felix.v1.Heartbeat
-	(*OutputChunk)(nil),         // 11: felix.v1.OutputChunk
-	(*ExitStatus)(nil),          // 12: felix.v1.ExitStatus
-	(*ExecFileRequest)(nil),     // 13: felix.v1.ExecFileRequest
-	(*ExecFileHeader)(nil),      // 14: felix.v1.ExecFileHeader
-	(*FactsRequest)(nil),        // 15: felix.v1.FactsRequest
-	(*FactsResponse)(nil),       // 16: felix.v1.FactsResponse
-	(*PutFileRequest)(nil),      // 17: felix.v1.PutFileRequest
-	(*PutFileHeader)(nil),       // 18: felix.v1.PutFileHeader
-	(*PutFileResponse)(nil),     // 19: felix.v1.PutFileResponse
-	(*PutFileSend)(nil),         // 20: felix.v1.PutFileSend
-	(*PutFileDone)(nil),         // 21: felix.v1.PutFileDone
-	(*GetFileRequest)(nil),      // 22: felix.v1.GetFileRequest
-	(*GetFileChunk)(nil),        // 23: felix.v1.GetFileChunk
-	(*GetFileTrailer)(nil),      // 24: felix.v1.GetFileTrailer
-	(*durationpb.Duration)(nil), // 25: google.protobuf.Duration
+	(*CreditWanted)(nil),        // 9: felix.v1.CreditWanted
+	(*Started)(nil),             // 10: felix.v1.Started
+	(*Heartbeat)(nil),           // 11: felix.v1.Heartbeat
+	(*OutputChunk)(nil),         // 12: felix.v1.OutputChunk
+	(*ExitStatus)(nil),          // 13: felix.v1.ExitStatus
+	(*ExecFileRequest)(nil),     // 14: felix.v1.ExecFileRequest
+	(*ExecFlowRequest)(nil),     // 15: felix.v1.ExecFlowRequest
+	(*FileEnd)(nil),             // 16: felix.v1.FileEnd
+	(*Credit)(nil),              // 17: felix.v1.Credit
+	(*ExecFileHeader)(nil),      // 18: felix.v1.ExecFileHeader
+	(*FactsRequest)(nil),        // 19: felix.v1.FactsRequest
+	(*FactsResponse)(nil),       // 20: felix.v1.FactsResponse
+	(*PutFileRequest)(nil),      // 21: felix.v1.PutFileRequest
+	(*PutFileHeader)(nil),       // 22: felix.v1.PutFileHeader
+	(*PutFileResponse)(nil),     // 23: felix.v1.PutFileResponse
+	(*PutFileSend)(nil),         // 24: felix.v1.PutFileSend
+	(*PutFileDone)(nil),         // 25: felix.v1.PutFileDone
+	(*GetFileRequest)(nil),      // 26: felix.v1.GetFileRequest
+	(*GetFileChunk)(nil),        // 27: felix.v1.GetFileChunk
+	(*GetFileTrailer)(nil),      // 28: felix.v1.GetFileTrailer
+	(*durationpb.Duration)(nil), // 29: google.protobuf.Duration
 }
 var file_felix_v1_minion_proto_depIdxs = []int32{
 	3,  // 0: felix.v1.UpgradeRequest.header:type_name -> felix.v1.UpgradeHeader
-	25, // 1: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
-	25, // 2: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	25, // 3: felix.v1.ExecRequest.heartbeat:type_name -> google.protobuf.Duration
-	11, // 4: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
-	12, // 5: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
-	9,  // 6: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
-	10, // 7: felix.v1.ExecEvent.heartbeat:type_name -> felix.v1.Heartbeat
-	25, // 8: felix.v1.Started.heartbeat:type_name -> google.protobuf.Duration
-	0,  // 9: felix.v1.OutputChunk.stream:type_name -> felix.v1.Stream
-	25, // 10: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
-	14, // 11: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
-	7,  // 12: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
-	18, // 13: felix.v1.PutFileRequest.header:type_name -> felix.v1.PutFileHeader
-	1,  // 14: felix.v1.PutFileHeader.kind:type_name -> felix.v1.FileKind
-	20, // 15: felix.v1.PutFileResponse.send:type_name -> felix.v1.PutFileSend
-	21, // 16: felix.v1.PutFileResponse.done:type_name -> felix.v1.PutFileDone
-	24, // 17: felix.v1.GetFileChunk.trailer:type_name -> felix.v1.GetFileTrailer
-	5,  // 18: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
-	7,  // 19: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
-	15, // 20: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
-	13, // 21: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
-	17, // 22: felix.v1.Minion.PutFile:input_type -> felix.v1.PutFileRequest
-	22, // 23: felix.v1.Minion.GetFile:input_type -> felix.v1.GetFileRequest
-	2,  // 24: felix.v1.Minion.Upgrade:input_type -> felix.v1.UpgradeRequest
-	6,  // 25: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
-	8,  // 26: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
-	16, // 27: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
-	8,  // 28: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
-	19, // 29: felix.v1.Minion.PutFile:output_type -> felix.v1.PutFileResponse
-	23, // 30: felix.v1.Minion.GetFile:output_type -> felix.v1.GetFileChunk
-	4,  // 31: felix.v1.Minion.Upgrade:output_type -> felix.v1.UpgradeResponse
-	25, // [25:32] is the sub-list for method output_type
-	18, // [18:25] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	29, // 1: felix.v1.PingResponse.uptime:type_name -> google.protobuf.Duration
+	29, // 2: felix.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	29, // 3: felix.v1.ExecRequest.heartbeat:type_name -> google.protobuf.Duration
+	12, // 4: felix.v1.ExecEvent.output:type_name -> felix.v1.OutputChunk
+	13, // 5: felix.v1.ExecEvent.exit:type_name -> felix.v1.ExitStatus
+	10, // 6: felix.v1.ExecEvent.started:type_name -> felix.v1.Started
+	11, // 7: felix.v1.ExecEvent.heartbeat:type_name -> felix.v1.Heartbeat
+	9,  // 8: felix.v1.ExecEvent.credit_wanted:type_name -> felix.v1.CreditWanted
+	29, // 9: felix.v1.Started.heartbeat:type_name -> google.protobuf.Duration
+	0,  // 10: felix.v1.OutputChunk.stream:type_name -> felix.v1.Stream
+	29, // 11: felix.v1.ExitStatus.duration:type_name -> google.protobuf.Duration
+	18, // 12: felix.v1.ExecFileRequest.header:type_name -> felix.v1.ExecFileHeader
+	7,  // 13: felix.v1.ExecFlowRequest.exec:type_name -> felix.v1.ExecRequest
+	18, // 14: felix.v1.ExecFlowRequest.file:type_name -> felix.v1.ExecFileHeader
+	16, // 15: felix.v1.ExecFlowRequest.file_end:type_name -> felix.v1.FileEnd
+	17, // 16: felix.v1.ExecFlowRequest.credit:type_name -> felix.v1.Credit
+	7,  // 17: felix.v1.ExecFileHeader.exec:type_name -> felix.v1.ExecRequest
+	22, // 18: felix.v1.PutFileRequest.header:type_name -> felix.v1.PutFileHeader
+	1,  // 19: felix.v1.PutFileHeader.kind:type_name -> felix.v1.FileKind
+	24, // 20: felix.v1.PutFileResponse.send:type_name -> felix.v1.PutFileSend
+	25, // 21: felix.v1.PutFileResponse.done:type_name -> felix.v1.PutFileDone
+	28, // 22: felix.v1.GetFileChunk.trailer:type_name -> felix.v1.GetFileTrailer
+	5,  // 23: felix.v1.Minion.Ping:input_type -> felix.v1.PingRequest
+	7,  // 24: felix.v1.Minion.Exec:input_type -> felix.v1.ExecRequest
+	19, // 25: felix.v1.Minion.Facts:input_type -> felix.v1.FactsRequest
+	14, // 26: felix.v1.Minion.ExecFile:input_type -> felix.v1.ExecFileRequest
+	15, // 27: felix.v1.Minion.ExecFlow:input_type -> felix.v1.ExecFlowRequest
+	21, // 28: felix.v1.Minion.PutFile:input_type -> felix.v1.PutFileRequest
+	26, // 29: felix.v1.Minion.GetFile:input_type -> felix.v1.GetFileRequest
+	2,  // 30: felix.v1.Minion.Upgrade:input_type -> felix.v1.UpgradeRequest
+	6,  // 31: felix.v1.Minion.Ping:output_type -> felix.v1.PingResponse
+	8,  // 32: felix.v1.Minion.Exec:output_type -> felix.v1.ExecEvent
+	20, // 33: felix.v1.Minion.Facts:output_type -> felix.v1.FactsResponse
+	8,  // 34: felix.v1.Minion.ExecFile:output_type -> felix.v1.ExecEvent
+	8,  // 35: felix.v1.Minion.ExecFlow:output_type -> felix.v1.ExecEvent
+	23, // 36: felix.v1.Minion.PutFile:output_type -> felix.v1.PutFileResponse
+	27, // 37: felix.v1.Minion.GetFile:output_type -> felix.v1.GetFileChunk
+	4,  // 38: felix.v1.Minion.Upgrade:output_type -> felix.v1.UpgradeResponse
+	31, // [31:39] is the sub-list for method output_type
+	23, // [23:31] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_felix_v1_minion_proto_init() }
@@ -1991,20 +2306,28 @@ func file_felix_v1_minion_proto_init() {
 		(*ExecEvent_Exit)(nil),
 		(*ExecEvent_Started)(nil),
 		(*ExecEvent_Heartbeat)(nil),
+		(*ExecEvent_CreditWanted)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[11].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[12].OneofWrappers = []any{
 		(*ExecFileRequest_Header)(nil),
 		(*ExecFileRequest_Data)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[15].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[13].OneofWrappers = []any{
+		(*ExecFlowRequest_Exec)(nil),
+		(*ExecFlowRequest_File)(nil),
+		(*ExecFlowRequest_Data)(nil),
+		(*ExecFlowRequest_FileEnd)(nil),
+		(*ExecFlowRequest_Credit)(nil),
+	}
+	file_felix_v1_minion_proto_msgTypes[19].OneofWrappers = []any{
 		(*PutFileRequest_Header)(nil),
 		(*PutFileRequest_Data)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[17].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[21].OneofWrappers = []any{
 		(*PutFileResponse_Send)(nil),
 		(*PutFileResponse_Done)(nil),
 	}
-	file_felix_v1_minion_proto_msgTypes[21].OneofWrappers = []any{
+	file_felix_v1_minion_proto_msgTypes[25].OneofWrappers = []any{
 		(*GetFileChunk_Data)(nil),
 		(*GetFileChunk_Trailer)(nil),
 	}
@@ -2014,7 +2337,7 @@ func file_felix_v1_minion_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_felix_v1_minion_proto_rawDesc), len(file_felix_v1_minion_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	Minion_Exec_FullMethodName     = "/felix.v1.Minion/Exec"
 	Minion_Facts_FullMethodName    = "/felix.v1.Minion/Facts"
 	Minion_ExecFile_FullMethodName = "/felix.v1.Minion/ExecFile"
+	Minion_ExecFlow_FullMethodName = "/felix.v1.Minion/ExecFlow"
 	Minion_PutFile_FullMethodName  = "/felix.v1.Minion/PutFile"
 	Minion_GetFile_FullMethodName  = "/felix.v1.Minion/GetFile"
 	Minion_Upgrade_FullMethodName  = "/felix.v1.Minion/Upgrade"
@@ -51,6 +52,18 @@ type MinionClient interface {
 	// content, exactly the announced size. The answer is as for Exec, and the
 	// directory is removed before the exit status is sent.
 	ExecFile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecFileRequest, ExecEvent], error)
+	// ExecFlow is Exec and ExecFile with flow control of the output, so a
+	// master reading thousands of hosts at once bounds what they send ahead
+	// of its reading. The first message is the command (exec, as Exec) or a
+	// file header (file, as ExecFile) followed by the content in data chunks
+	// and file_end. The minion sends at most the output bytes granted:
+	// output_credit of the ExecRequest, then each Credit. With output waiting
+	// beyond that, it sends one CreditWanted and waits for a Credit (the
+	// command's pipe fills and it blocks, as at a slow terminal); heartbeats
+	// and the exit status need no credit. The answer is otherwise as for
+	// Exec and ExecFile. A minion without it answers Unimplemented before
+	// anything runs, and the master falls back to Exec and ExecFile.
+	ExecFlow(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecFlowRequest, ExecEvent], error)
 	// PutFile places a file, directory or symlink at an absolute path,
 	// atomically. The client sends a PutFileHeader. For a file the minion
 	// answers Done (unchanged: the destination already has that content, mode
@@ -136,9 +149,22 @@ func (c *minionClient) ExecFile(ctx context.Context, opts ...grpc.CallOption) (g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Minion_ExecFileClient = grpc.BidiStreamingClient[ExecFileRequest, ExecEvent]
 
+func (c *minionClient) ExecFlow(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecFlowRequest, ExecEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[2], Minion_ExecFlow_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecFlowRequest, ExecEvent]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_ExecFlowClient = grpc.BidiStreamingClient[ExecFlowRequest, ExecEvent]
+
 func (c *minionClient) PutFile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PutFileRequest, PutFileResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[2], Minion_PutFile_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[3], Minion_PutFile_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +177,7 @@ type Minion_PutFileClient = grpc.BidiStreamingClient[PutFileRequest, PutFileResp
 
 func (c *minionClient) GetFile(ctx context.Context, in *GetFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetFileChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[3], Minion_GetFile_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[4], Minion_GetFile_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +196,7 @@ type Minion_GetFileClient = grpc.ServerStreamingClient[GetFileChunk]
 
 func (c *minionClient) Upgrade(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UpgradeRequest, UpgradeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[4], Minion_Upgrade_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Minion_ServiceDesc.Streams[5], Minion_Upgrade_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +226,18 @@ type MinionServer interface {
 	// content, exactly the announced size. The answer is as for Exec, and the
 	// directory is removed before the exit status is sent.
 	ExecFile(grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]) error
+	// ExecFlow is Exec and ExecFile with flow control of the output, so a
+	// master reading thousands of hosts at once bounds what they send ahead
+	// of its reading. The first message is the command (exec, as Exec) or a
+	// file header (file, as ExecFile) followed by the content in data chunks
+	// and file_end. The minion sends at most the output bytes granted:
+	// output_credit of the ExecRequest, then each Credit. With output waiting
+	// beyond that, it sends one CreditWanted and waits for a Credit (the
+	// command's pipe fills and it blocks, as at a slow terminal); heartbeats
+	// and the exit status need no credit. The answer is otherwise as for
+	// Exec and ExecFile. A minion without it answers Unimplemented before
+	// anything runs, and the master falls back to Exec and ExecFile.
+	ExecFlow(grpc.BidiStreamingServer[ExecFlowRequest, ExecEvent]) error
 	// PutFile places a file, directory or symlink at an absolute path,
 	// atomically. The client sends a PutFileHeader. For a file the minion
 	// answers Done (unchanged: the destination already has that content, mode
@@ -244,6 +282,9 @@ func (UnimplementedMinionServer) Facts(context.Context, *FactsRequest) (*FactsRe
 }
 func (UnimplementedMinionServer) ExecFile(grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]) error {
 	return status.Error(codes.Unimplemented, "method ExecFile not implemented")
+}
+func (UnimplementedMinionServer) ExecFlow(grpc.BidiStreamingServer[ExecFlowRequest, ExecEvent]) error {
+	return status.Error(codes.Unimplemented, "method ExecFlow not implemented")
 }
 func (UnimplementedMinionServer) PutFile(grpc.BidiStreamingServer[PutFileRequest, PutFileResponse]) error {
 	return status.Error(codes.Unimplemented, "method PutFile not implemented")
@@ -329,6 +370,13 @@ func _Minion_ExecFile_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Minion_ExecFileServer = grpc.BidiStreamingServer[ExecFileRequest, ExecEvent]
 
+func _Minion_ExecFlow_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MinionServer).ExecFlow(&grpc.GenericServerStream[ExecFlowRequest, ExecEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Minion_ExecFlowServer = grpc.BidiStreamingServer[ExecFlowRequest, ExecEvent]
+
 func _Minion_PutFile_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(MinionServer).PutFile(&grpc.GenericServerStream[PutFileRequest, PutFileResponse]{ServerStream: stream})
 }
@@ -379,6 +427,12 @@ var Minion_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ExecFile",
 			Handler:       _Minion_ExecFile_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ExecFlow",
+			Handler:       _Minion_ExecFlow_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
