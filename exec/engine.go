@@ -262,7 +262,10 @@ type region interface {
 // growing never copies what was written before (a growing slice would
 // allocate and copy its whole length at each step: megabytes of garbage
 // per host of large output).
-type memRegion struct{ pages [][]byte }
+type memRegion struct {
+	pages [][]byte
+	alloc int64 // bytes of the pages' capacity: what the region costs
+}
 
 // regionPage is the page size of a memRegion.
 const regionPage = 64 << 10
@@ -280,11 +283,16 @@ func (m *memRegion) WriteAt(p []byte, off int64) (int, error) {
 			switch {
 			case end <= cap(pg):
 				pg = pg[:end]
-			case i == 0:
-				pg = append(pg, make([]byte, end-len(pg))...)
 			default:
-				q := make([]byte, end, regionPage)
+				// The first page doubles up to a page; the others are
+				// whole pages at once.
+				c := regionPage
+				if i == 0 {
+					c = min(max(2*cap(pg), end), regionPage)
+				}
+				q := make([]byte, end, c)
 				copy(q, pg)
+				m.alloc += int64(c - cap(pg))
 				pg = q
 			}
 			m.pages[i] = pg

@@ -58,20 +58,22 @@ func (o *hostOutput) Write(p []byte) {
 	if o.lost != "" || o.finished {
 		return
 	}
-	if o.file == nil {
-		grow := int64(min(len(p), o.buf.n-o.buf.size()))
-		if grow > 0 && o.b.run != nil && !o.b.run.TryAcquire(grow) {
-			if err := o.spill(); err != nil {
-				o.lost = err.Error()
-				return
-			}
-		} else if grow > 0 && o.b.run != nil {
-			o.held += grow
-		}
-	}
 	o.buf.Write(p)
 	if o.buf.err != nil {
 		o.lost = "spool output: " + o.buf.err.Error()
+		return
+	}
+	// The budget counts the memory the buffer's pages take (allocated by
+	// this write), not the bytes written: a partly filled page costs a
+	// page. Past the budget, the buffer moves to the spool.
+	if o.file == nil && o.b.run != nil {
+		if alloc := o.buf.st.(*memRegion).alloc; alloc > o.held {
+			if o.b.run.TryAcquire(alloc - o.held) {
+				o.held = alloc
+			} else if err := o.spill(); err != nil {
+				o.lost = err.Error()
+			}
+		}
 	}
 }
 

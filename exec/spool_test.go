@@ -55,6 +55,41 @@ func TestSpilledMatchesMemory(t *testing.T) {
 	}
 }
 
+// TestBudgetCountsPages: many hosts each a little past a page boundary
+// hold whole pages; the memory of all buffers left in memory stays within
+// the run budget (counting bytes written let it reach twice that).
+func TestBudgetCountsPages(t *testing.T) {
+	const budget = 16 * regionPage
+	e := &Engine{OutputMemory: budget, SpoolDir: t.TempDir()}
+	chunk := bytes.Repeat([]byte("x"), 1000)
+	var outs []*hostOutput
+	for range 40 {
+		o := newHostOutput(4*regionPage, e.budgets(), e.SpoolDir)
+		for written := 0; written < regionPage+1000; written += len(chunk) {
+			o.Write(chunk)
+		}
+		outs = append(outs, o)
+	}
+	var inMemory, spilled int64
+	for _, o := range outs {
+		if m, ok := o.buf.st.(*memRegion); ok {
+			inMemory += m.alloc
+		} else {
+			spilled++
+		}
+	}
+	if inMemory > budget || spilled == 0 {
+		t.Errorf("buffers in memory take %d bytes (%d spilled); want at most the budget %d, the rest spilled", inMemory, spilled, budget)
+	}
+	for _, o := range outs {
+		o.Bytes()
+		o.release()
+	}
+	if !e.budget.run.TryAcquire(budget) {
+		t.Errorf("the run budget is not whole again after release")
+	}
+}
+
 // TestEngineOutputBudget: 40 hosts printing 96 KiB each at once within a
 // 256 KiB budget: every result is whole and right, the budgets are whole
 // again after the run, and nothing is left in the spool.

@@ -96,6 +96,12 @@ func NewGRPCServer(id *pki.Identity, masterFingerprint func() string, srv felixv
 	return g
 }
 
+// outputChunk is the most output one message carries: with its framing it
+// fits one HTTP/2 frame (16 KiB), which the master decodes in place; a
+// message spread over frames is first copied into one buffer of gRPC's
+// pool, a whole MiB for anything over 32 KiB.
+const outputChunk = 16<<10 - 64
+
 // recordSize is the size of the minion's writes, and so of its TLS
 // records.
 const recordSize = 4 << 10
@@ -291,11 +297,11 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heart
 			return sendErr == nil
 		}
 		for len(p) > 0 {
-			n := len(p)
+			n := min(len(p), outputChunk)
 			if credit != nil {
 				// Without credit (the stream ended) the rest is dropped:
 				// nobody reads it.
-				if n = credit.take(ctx, len(p), func(want int) bool {
+				if n = credit.take(ctx, n, func(want int) bool {
 					return send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_CreditWanted{
 						CreditWanted: &felixv1.CreditWanted{Bytes: uint32(min(want, math.MaxUint32))}}})
 				}); n == 0 {
