@@ -622,7 +622,7 @@ func recvEvents(t model.Target, stream interface {
 				s = model.Stderr
 			}
 			if fl != nil {
-				if err := fl.credit.used(len(e.Output.Data)); err != nil {
+				if err := fl.used(len(e.Output.Data)); err != nil {
 					return model.Exit{}, fmt.Errorf("exec on minion %s: %w; the command started there and may still be running", t.ID, err)
 				}
 			}

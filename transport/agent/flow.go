@@ -231,6 +231,19 @@ func (s *streamCredit) grant(ctx context.Context, want uint32) (uint32, error) {
 	return uint32(n), nil
 }
 
+// topUp returns a grant to send unasked, or 0: a stream that used its
+// initial credit (a large output) and has less than half a grant left is
+// given a whole one while the budget is more than half free, so that the
+// minion does not stop at every grant for a round trip to ask.
+func (s *streamCredit) topUp() uint32 {
+	if s.initial > 0 || s.held >= maxGrant/2 || s.b.held.Load()+maxGrant > s.b.size/2 || !s.b.sem.TryAcquire(maxGrant) {
+		return 0
+	}
+	s.b.held.Add(maxGrant)
+	s.held += maxGrant
+	return maxGrant
+}
+
 // close gives back what the stream still holds.
 func (s *streamCredit) close() {
 	s.b.give(s.held)
@@ -263,6 +276,24 @@ func (fl *flowControl) grant(want uint32) {
 	if err != nil {
 		return
 	}
+	fl.sendCredit(n)
+}
+
+// used accounts for n bytes of output received and tops the stream's
+// credit up when it should be (streamCredit.topUp).
+func (fl *flowControl) used(n int) error {
+	if err := fl.credit.used(n); err != nil {
+		return err
+	}
+	if g := fl.credit.topUp(); g > 0 {
+		fl.sendCredit(g)
+	}
+	return nil
+}
+
+// sendCredit sends a grant; a failure is the stream's, which its next
+// Recv reports.
+func (fl *flowControl) sendCredit(n uint32) {
 	_ = fl.send(&felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_Credit{Credit: &felixv1.Credit{Bytes: n}}})
 }
 
