@@ -693,45 +693,67 @@ func TestExecFileProtocol(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, func(s *Server) { s.MaxFileSize = 1024 })
-			ctx := testCtx(t)
 			marker := filepath.Join(t.TempDir(), "ran")
-			cl, _, err := h.pool.client(ctx, h.target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stream, err := cl.ExecFile(ctx)
-			if err != nil {
-				t.Fatalf("open ExecFile: %v", err)
-			}
-			for _, m := range tt.msgs("test \"$(cat f)\" = abc && touch " + marker) {
-				if err := stream.Send(m); err != nil {
-					break // the minion gave up; Recv says why
-				}
-			}
-			stream.CloseSend()
-			var code codes.Code
-			for {
-				_, err := stream.Recv()
-				if err != nil {
-					if err != io.EOF {
-						code = status.Code(err)
-					}
-					t.Logf("stream ended: %v", err)
-					break
-				}
-			}
-			if code != tt.want {
-				t.Errorf("status = %v; want %v", code, tt.want)
-			}
-			h.stop()
-			_, err = os.Stat(marker)
-			if ran := err == nil; ran != (tt.want == codes.OK) {
-				t.Errorf("command ran: %v; want %v", ran, tt.want == codes.OK)
-			}
+			sendRaw(t, h, func(ctx context.Context, cl felixv1.MinionClient) (rawStream[*felixv1.ExecFileRequest], error) {
+				return cl.ExecFile(ctx)
+			}, tt.msgs("test \"$(cat f)\" = abc && touch "+marker), marker, tt.want)
 			if d := jobDirs(t, h); len(d) != 0 {
 				t.Errorf("left in the server's temporary directory: %q", d)
 			}
 		})
+	}
+}
+
+// rawStream is the master's side of an ExecFile or ExecFlow stream.
+type rawStream[M any] interface {
+	Send(M) error
+	CloseSend() error
+	Recv() (*felixv1.ExecEvent, error)
+}
+
+// sendRaw opens a stream to h's minion with open, sends msgs (a command
+// that creates marker) and closes its side; then checks that the stream
+// ends with want (OK: an exit status), and, once the server stopped,
+// that the command ran if and only if want is OK.
+func sendRaw[M any](t *testing.T, h *harness, open func(context.Context, felixv1.MinionClient) (rawStream[M], error), msgs []M, marker string, want codes.Code) {
+	t.Helper()
+	ctx := testCtx(t)
+	cl, release, err := h.pool.client(ctx, h.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	stream, err := open(ctx, cl)
+	if err != nil {
+		t.Fatalf("open the stream: %v", err)
+	}
+	for _, m := range msgs {
+		if err := stream.Send(m); err != nil {
+			break // the minion gave up; Recv says why
+		}
+	}
+	stream.CloseSend()
+	code := codes.OK
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			if err != io.EOF {
+				code = status.Code(err)
+			}
+			t.Logf("stream ended: %v", err)
+			break
+		}
+		if ev.GetExit() != nil {
+			break
+		}
+	}
+	if code != want {
+		t.Errorf("status = %v; want %v", code, want)
+	}
+	h.stop()
+	_, err = os.Stat(marker)
+	if ran := err == nil; ran != (want == codes.OK) {
+		t.Errorf("command ran: %v; want %v", ran, want == codes.OK)
 	}
 }
 

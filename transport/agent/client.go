@@ -414,42 +414,49 @@ func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t model.Ta
 	if err != nil {
 		return model.Exit{}, rpcError("exec on", t, err, true)
 	}
-	sendErr := stream.Send(&felixv1.ExecFileRequest{Msg: &felixv1.ExecFileRequest_Header{
-		Header: &felixv1.ExecFileHeader{Exec: req, FileName: f.Name, Size: f.Size}}})
-	if sendErr == nil {
-		data := &felixv1.ExecFileRequest_Data{}
-		msg := &felixv1.ExecFileRequest{Msg: data}
-		sendErr = sendContent(f, r, func(b []byte) error {
-			data.Data = b
-			return stream.Send(msg)
-		})
-	}
-	if sendErr == nil {
-		sendErr = stream.CloseSend()
-	}
-	if err := sentFile(t, sendErr, cancel); err != nil {
+	data := &felixv1.ExecFileRequest_Data{}
+	msg := &felixv1.ExecFileRequest{Msg: data}
+	sent, err := sendFile(t, f, r, cancel,
+		func() error {
+			return stream.Send(&felixv1.ExecFileRequest{Msg: &felixv1.ExecFileRequest_Header{
+				Header: &felixv1.ExecFileHeader{Exec: req, FileName: f.Name, Size: f.Size}}})
+		},
+		func(b []byte) error { data.Data = b; return stream.Send(msg) },
+		stream.CloseSend)
+	if err != nil {
 		return model.Exit{}, err
 	}
-	if sendErr == nil && req.Heartbeat != nil {
+	if sent && req.Heartbeat != nil {
 		w.arm(0) // the minion has the content: Started follows once it is on disk
 	}
 	return recvEvents(t, stream, out, w, nil)
 }
 
-// sentFile judges the outcome of sending a file's content: a read failure
-// cancels the stream (cancel) before the minion can run anything, and is
-// returned, as is a broken stream; io.EOF (the minion ended the stream
-// early) and success return nil, and the events say what happened.
-func sentFile(t model.Target, sendErr error, cancel context.CancelFunc) error {
+// sendFile sends a file command over a stream: its header, f's content
+// from r in chunks of chunkSize through data (done with a chunk when it
+// returns), then end. A read failure cancels the stream (cancel) before the
+// minion can run anything, and is returned, as is a broken stream; sent
+// says whether all of it went out. io.EOF (the minion ended the stream
+// early) is neither: the stream's events say what happened.
+func sendFile(t model.Target, f *model.File, r io.Reader, cancel context.CancelFunc, header func() error, data func([]byte) error, end func() error) (sent bool, err error) {
+	sendErr := header()
+	if sendErr == nil {
+		sendErr = sendContent(f, r, data)
+	}
+	if sendErr == nil {
+		sendErr = end()
+	}
 	var readErr *fileReadError
 	switch {
-	case sendErr == nil, sendErr == io.EOF:
-		return nil
+	case sendErr == nil:
+		return true, nil
+	case sendErr == io.EOF:
+		return false, nil
 	case errors.As(sendErr, &readErr):
 		cancel() // before anything else: the minion must not run the command
-		return fmt.Errorf("exec on minion %s: %w (the command did not run)", t.ID, sendErr)
+		return false, fmt.Errorf("exec on minion %s: %w (the command did not run)", t.ID, sendErr)
 	default:
-		return rpcError("exec on", t, sendErr, false)
+		return false, rpcError("exec on", t, sendErr, false)
 	}
 }
 

@@ -329,31 +329,29 @@ func (p *Pool) execFlow(ctx context.Context, cl felixv1.MinionClient, t model.Ta
 	}
 	req = proto.CloneOf(req)
 	req.OutputCredit = initialCredit
-	var sendErr error
+	sent := true
 	if f == nil {
-		sendErr = stream.Send(&felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_Exec{Exec: req}})
+		if err := stream.Send(&felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_Exec{Exec: req}}); err == io.EOF {
+			sent = false // the minion ended the stream: Recv says why
+		} else if err != nil {
+			return model.Exit{}, rpcError("exec on", t, err, false)
+		}
 	} else {
-		sendErr = stream.Send(&felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_File{
-			File: &felixv1.ExecFileHeader{Exec: req, FileName: f.Name, Size: f.Size}}})
-		if sendErr == nil {
-			data := &felixv1.ExecFlowRequest_Data{}
-			msg := &felixv1.ExecFlowRequest{Msg: data}
-			sendErr = sendContent(f, r, func(b []byte) error {
-				data.Data = b
-				return stream.Send(msg)
-			})
-		}
-		if sendErr == nil {
-			sendErr = stream.Send(&felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_FileEnd{FileEnd: &felixv1.FileEnd{}}})
-		}
-		if err := sentFile(t, sendErr, cancel); err != nil {
+		data := &felixv1.ExecFlowRequest_Data{}
+		msg := &felixv1.ExecFlowRequest{Msg: data}
+		if sent, err = sendFile(t, f, r, cancel,
+			func() error {
+				return stream.Send(&felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_File{
+					File: &felixv1.ExecFileHeader{Exec: req, FileName: f.Name, Size: f.Size}}})
+			},
+			func(b []byte) error { data.Data = b; return stream.Send(msg) },
+			func() error {
+				return stream.Send(&felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_FileEnd{FileEnd: &felixv1.FileEnd{}}})
+			}); err != nil {
 			return model.Exit{}, err
 		}
 	}
-	if sendErr != nil && sendErr != io.EOF {
-		return model.Exit{}, rpcError("exec on", t, sendErr, false)
-	}
-	if sendErr == nil && req.Heartbeat != nil {
+	if sent && req.Heartbeat != nil {
 		w.arm(0) // Started comes at once, or once a file's content is on disk
 	}
 	credit := p.budget().stream()

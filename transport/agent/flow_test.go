@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -329,46 +328,10 @@ func TestExecFlowProtocol(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t)
-			ctx := testCtx(t)
 			marker := t.TempDir() + "/ran"
-			cl, release, err := h.pool.client(ctx, h.target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer release()
-			stream, err := cl.ExecFlow(ctx)
-			if err != nil {
-				t.Fatalf("open ExecFlow: %v", err)
-			}
-			for _, m := range tt.msgs("touch " + marker) {
-				if err := stream.Send(m); err != nil {
-					break // the minion gave up; Recv says why
-				}
-			}
-			stream.CloseSend()
-			var code codes.Code
-			for {
-				ev, err := stream.Recv()
-				if err != nil {
-					if err != io.EOF {
-						code = status.Code(err)
-					}
-					t.Logf("stream ended: %v", err)
-					break
-				}
-				if ev.GetExit() != nil {
-					break
-				}
-			}
-			if code != tt.want {
-				t.Errorf("status = %v; want %v", code, tt.want)
-			}
-			h.stop()
-			_, err = os.Stat(marker)
-			if ran := err == nil; ran != (tt.want == codes.OK) {
-				t.Errorf("command ran: %v; want %v", ran, tt.want == codes.OK)
-			}
+			sendRaw(t, newHarness(t), func(ctx context.Context, cl felixv1.MinionClient) (rawStream[*felixv1.ExecFlowRequest], error) {
+				return cl.ExecFlow(ctx)
+			}, tt.msgs("touch "+marker), marker, tt.want)
 		})
 	}
 }
