@@ -696,7 +696,7 @@ func TestExecFileProtocol(t *testing.T) {
 			marker := filepath.Join(t.TempDir(), "ran")
 			sendRaw(t, h, func(ctx context.Context, cl felixv1.MinionClient) (rawStream[*felixv1.ExecFileRequest], error) {
 				return cl.ExecFile(ctx)
-			}, tt.msgs("test \"$(cat f)\" = abc && touch "+marker), marker, tt.want)
+			}, tt.msgs("test \"$(cat f)\" = abc && touch "+marker), true, marker, tt.want)
 			if d := jobDirs(t, h); len(d) != 0 {
 				t.Errorf("left in the server's temporary directory: %q", d)
 			}
@@ -712,10 +712,11 @@ type rawStream[M any] interface {
 }
 
 // sendRaw opens a stream to h's minion with open, sends msgs (a command
-// that creates marker) and closes its side; then checks that the stream
+// that creates marker) and, with closeSend, closes its side; then checks
+// that the stream
 // ends with want (OK: an exit status), and, once the server stopped,
 // that the command ran if and only if want is OK.
-func sendRaw[M any](t *testing.T, h *harness, open func(context.Context, felixv1.MinionClient) (rawStream[M], error), msgs []M, marker string, want codes.Code) {
+func sendRaw[M any](t *testing.T, h *harness, open func(context.Context, felixv1.MinionClient) (rawStream[M], error), msgs []M, closeSend bool, marker string, want codes.Code) {
 	t.Helper()
 	ctx := testCtx(t)
 	cl, release, err := h.pool.client(ctx, h.target)
@@ -732,7 +733,9 @@ func sendRaw[M any](t *testing.T, h *harness, open func(context.Context, felixv1
 			break // the minion gave up; Recv says why
 		}
 	}
-	stream.CloseSend()
+	if closeSend {
+		stream.CloseSend()
+	}
 	code := codes.OK
 	for {
 		ev, err := stream.Recv()

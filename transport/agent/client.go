@@ -630,7 +630,7 @@ func recvEvents(t model.Target, stream interface {
 			}
 			if fl != nil {
 				if err := fl.used(len(e.Output.Data)); err != nil {
-					return model.Exit{}, fmt.Errorf("exec on minion %s: %w; the command started there and may still be running", t.ID, err)
+					return model.Exit{}, fmt.Errorf("exec on minion %s: %w; the command started there, and ending the stream kills it", t.ID, err)
 				}
 			}
 			out(s, e.Output.Data)

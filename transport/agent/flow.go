@@ -46,26 +46,33 @@ type execEvents interface {
 }
 
 // ExecFlow runs an Exec or ExecFile request whose output is sent only as
-// far as the master grants credit (see the proto).
+// far as the master grants credit (see the proto). Once the request is
+// complete, Credits are all the master may send until the exit: anything
+// else, or closing its side, ends the stream with InvalidArgument and the
+// command is killed (its output could not be sent).
 func (s *Server) ExecFlow(stream felixv1.Minion_ExecFlowServer) error {
 	first, err := stream.Recv()
 	if err != nil {
 		return err
 	}
-	ctx := stream.Context()
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
 	var credit *outputCredit
-	// Once the request is complete, credits are all the master sends.
 	readCredits := func() {
 		go func() {
 			defer credit.end()
 			for {
 				m, err := stream.Recv()
-				if err != nil {
+				if err == io.EOF {
+					cancel(status.Error(codes.InvalidArgument, "exec flow: the master closed its side while the command ran"))
 					return
+				}
+				if err != nil {
+					return // the stream ended
 				}
 				c := m.GetCredit()
 				if c == nil {
-					s.Log.Warn("exec flow: a message other than credit after the request; output stops")
+					cancel(status.Error(codes.InvalidArgument, "exec flow: a message other than credit after the request"))
 					return
 				}
 				credit.add(c.Bytes)
@@ -77,12 +84,10 @@ func (s *Server) ExecFlow(stream felixv1.Minion_ExecFlowServer) error {
 		req := m.Exec
 		credit = newOutputCredit(req.OutputCredit)
 		readCredits()
-		cmd := newCommand(req)
 		s.Log.Info("exec", "job", req.JobId, "cmd", req.CmdLine)
-		return s.run(ctx, req.JobId, cmd, req.Heartbeat.AsDuration(), stream, credit, nil)
+		return s.run(ctx, req.JobId, newCommand(req), req.Heartbeat.AsDuration(), stream, credit, nil)
 	case *felixv1.ExecFlowRequest_File:
 		credit = newOutputCredit(m.File.GetExec().GetOutputCredit())
-		started := false
 		return s.execFile(ctx, m.File, stream, credit, func() ([]byte, bool, error) {
 			m, err := stream.Recv()
 			if err == io.EOF {
@@ -95,10 +100,7 @@ func (s *Server) ExecFlow(stream felixv1.Minion_ExecFlowServer) error {
 			case *felixv1.ExecFlowRequest_Data:
 				return m.Data, true, nil
 			case *felixv1.ExecFlowRequest_FileEnd:
-				if !started {
-					started = true
-					readCredits()
-				}
+				readCredits() // next is not called again
 				return nil, false, io.EOF
 			}
 			return nil, false, status.Error(codes.InvalidArgument, "exec flow: a message other than data or file_end within the file")
@@ -109,21 +111,26 @@ func (s *Server) ExecFlow(stream felixv1.Minion_ExecFlowServer) error {
 }
 
 // outputCredit is the output an ExecFlow stream's minion may still send.
+// Its one user at a time (the stream's output is sent under one lock, so
+// that all output granted goes out before the next CreditWanted) takes
+// from it; the stream's reader adds the master's grants.
 type outputCredit struct {
-	mu    sync.Mutex
-	n     int64 // protected by mu
-	ended bool  // the master sends no more credit; protected by mu
-	more  chan struct{}
+	mu     sync.Mutex
+	n      int64 // protected by mu
+	asking bool  // a CreditWanted is unanswered: no Credit came since; protected by mu
+	ended  bool  // the master sends no more credit; protected by mu
+	more   chan struct{}
 }
 
 func newOutputCredit(initial uint32) *outputCredit {
 	return &outputCredit{n: int64(initial), more: make(chan struct{}, 1)}
 }
 
-// add grants n more bytes.
+// add grants n more bytes, answering a CreditWanted if one is out.
 func (c *outputCredit) add(n uint32) {
 	c.mu.Lock()
 	c.n += int64(n)
+	c.asking = false
 	c.mu.Unlock()
 	c.wake()
 }
@@ -144,11 +151,11 @@ func (c *outputCredit) wake() {
 }
 
 // take returns how many of want bytes may be sent now (1 to want), taking
-// them from the credit. Without credit it calls ask once (which says
-// whether the request went out) and waits for a grant; it returns 0 when
-// none can come: the stream or ctx ended, or ask failed.
+// them from the credit. Without credit it asks for more (ask, which says
+// whether the request went out) unless a request is still unanswered, and
+// waits; it returns 0 when no credit can come: the stream or ctx ended,
+// or ask failed. One caller at a time.
 func (c *outputCredit) take(ctx context.Context, want int, ask func(want int) bool) int {
-	asked := false
 	for {
 		c.mu.Lock()
 		if c.n > 0 {
@@ -157,16 +164,14 @@ func (c *outputCredit) take(ctx context.Context, want int, ask func(want int) bo
 			c.mu.Unlock()
 			return int(n)
 		}
-		ended := c.ended
+		ended, asking := c.ended, c.asking
+		c.asking = true
 		c.mu.Unlock()
 		if ended {
 			return 0
 		}
-		if !asked {
-			if !ask(want) {
-				return 0
-			}
-			asked = true
+		if !asking && !ask(want) {
+			return 0
 		}
 		select {
 		case <-c.more:
@@ -182,11 +187,26 @@ type outputBudget struct {
 	size int64
 	sem  *semaphore.Weighted
 	held atomic.Int64 // granted and not yet given back
+	// generous serialises the check and taking of whole grants, so that
+	// they never take the budget past half.
+	generous sync.Mutex
 }
 
 func newOutputBudget(size int64) *outputBudget {
 	size = max(size, maxGrant)
 	return &outputBudget{size: size, sem: semaphore.NewWeighted(size)}
+}
+
+// tryWhole takes a whole grant (maxGrant) if the budget stays at most half
+// held with it.
+func (b *outputBudget) tryWhole() bool {
+	b.generous.Lock()
+	defer b.generous.Unlock()
+	if b.held.Load()+maxGrant > b.size/2 || !b.sem.TryAcquire(maxGrant) {
+		return false
+	}
+	b.held.Add(maxGrant)
+	return true
 }
 
 // streamCredit is the master's account of one ExecFlow stream's credit.
@@ -215,18 +235,26 @@ func (s *streamCredit) used(n int) error {
 	return nil
 }
 
-// grant waits until the budget has room for a grant to a stream with want
-// bytes waiting and returns its size: maxGrant while the budget is more
-// than half free, else exactly what is waiting (up to maxGrant), so that
-// streams that fall silent never hold much of a busy budget.
+// grant answers a CreditWanted for want bytes: 0 when it is stale — the
+// stream still holds a grant, sent after the minion asked (a top-up), which
+// answers it —, else, once the budget has room, the size of the grant:
+// maxGrant while the budget is more than half free, else exactly what is
+// waiting (up to maxGrant), so that streams that fall silent never hold
+// much of a busy budget. Holding nothing, a stream waiting here has no
+// output of its own behind its request: the wait cannot hold up the
+// budget it waits for.
 func (s *streamCredit) grant(ctx context.Context, want uint32) (uint32, error) {
+	if s.held > 0 {
+		return 0, nil
+	}
 	n := min(max(int64(want), 1), maxGrant)
-	if s.b.held.Load()+maxGrant <= s.b.size/2 && s.b.sem.TryAcquire(maxGrant) {
+	if s.b.tryWhole() {
 		n = maxGrant
 	} else if err := s.b.sem.Acquire(ctx, n); err != nil {
 		return 0, err
+	} else {
+		s.b.held.Add(n)
 	}
-	s.b.held.Add(n)
 	s.held += n
 	return uint32(n), nil
 }
@@ -236,10 +264,9 @@ func (s *streamCredit) grant(ctx context.Context, want uint32) (uint32, error) {
 // given a whole one while the budget is more than half free, so that the
 // minion does not stop at every grant for a round trip to ask.
 func (s *streamCredit) topUp() uint32 {
-	if s.initial > 0 || s.held >= maxGrant/2 || s.b.held.Load()+maxGrant > s.b.size/2 || !s.b.sem.TryAcquire(maxGrant) {
+	if s.initial > 0 || s.held >= maxGrant/2 || !s.b.tryWhole() {
 		return 0
 	}
-	s.b.held.Add(maxGrant)
 	s.held += maxGrant
 	return maxGrant
 }
@@ -273,7 +300,7 @@ type flowControl struct {
 // stream's next Recv reports it.
 func (fl *flowControl) grant(want uint32) {
 	n, err := fl.credit.grant(fl.ctx, want)
-	if err != nil {
+	if err != nil || n == 0 {
 		return
 	}
 	fl.sendCredit(n)

@@ -3,8 +3,10 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/felix-ops/felix/exec"
+	"github.com/felix-ops/felix/internal/testenv"
 	"github.com/felix-ops/felix/model"
 	felixv1 "github.com/felix-ops/felix/proto/felix/v1"
 )
@@ -78,15 +82,21 @@ func TestStreamCredit(t *testing.T) {
 	if got := b.held.Load(); got != maxGrant {
 		t.Fatalf("held = %d; want %d", got, maxGrant)
 	}
-	// Past half of it, exactly what is waiting.
+	// A stream holding a grant asks stale: the grant answers it.
+	if n, err := s.grant(ctx, 1); err != nil || n != 0 {
+		t.Fatalf("grant to a stream holding one = %d, %v; want 0 (stale)", n, err)
+	}
+	// Up to half of it, whole grants; past half, exactly what is waiting.
 	s2 := b.stream()
 	if n, _ := s2.grant(ctx, 1000); n != maxGrant {
 		t.Fatalf("second grant = %d; want %d (still half free)", n, maxGrant)
 	}
-	if n, _ := s2.grant(ctx, 1000); n != 1000 {
+	s3 := b.stream()
+	if n, _ := s3.grant(ctx, 1000); n != 1000 {
 		t.Fatalf("grant past half = %d; want the 1000 waiting", n)
 	}
-	if n, _ := s2.grant(ctx, 1<<30); n != maxGrant {
+	s4 := b.stream()
+	if n, _ := s4.grant(ctx, 1<<30); n != maxGrant {
 		t.Fatalf("grant for a huge wait = %d; want at most %d", n, maxGrant)
 	}
 	// Used output gives its grant back; close gives back the rest.
@@ -96,36 +106,37 @@ func TestStreamCredit(t *testing.T) {
 	if got := b.held.Load(); got != 2*maxGrant+1000 {
 		t.Fatalf("held after use = %d; want %d", got, 2*maxGrant+1000)
 	}
-	s2.close()
-	s.close()
+	for _, st := range []*streamCredit{s, s2, s3, s4} {
+		st.close()
+	}
 	if got := b.held.Load(); got != 0 {
 		t.Fatalf("held after close = %d; want 0", got)
 	}
 	// A stream past its initial credit is topped up unasked while the
 	// budget is more than half free, and only then.
-	s3 := b.stream()
-	if g := s3.topUp(); g != 0 {
+	t3 := b.stream()
+	if g := t3.topUp(); g != 0 {
 		t.Fatalf("top-up of a stream with initial credit left = %d; want 0", g)
 	}
-	s3.used(initialCredit)
-	if g := s3.topUp(); g != maxGrant {
+	t3.used(initialCredit)
+	if g := t3.topUp(); g != maxGrant {
 		t.Fatalf("top-up past the initial credit = %d; want %d", g, maxGrant)
 	}
-	if g := s3.topUp(); g != 0 {
+	if g := t3.topUp(); g != 0 {
 		t.Fatalf("top-up of a stream holding a grant = %d; want 0", g)
 	}
-	s4 := b.stream()
-	s4.used(initialCredit)
-	if g := s4.topUp(); g != maxGrant {
+	t4 := b.stream()
+	t4.used(initialCredit)
+	if g := t4.topUp(); g != maxGrant {
 		t.Fatalf("second top-up = %d; want %d (half free)", g, maxGrant)
 	}
-	s5 := b.stream()
-	s5.used(initialCredit)
-	if g := s5.topUp(); g != 0 {
+	t5 := b.stream()
+	t5.used(initialCredit)
+	if g := t5.topUp(); g != 0 {
 		t.Fatalf("top-up of a half-used budget = %d; want 0", g)
 	}
-	s3.close()
-	s4.close()
+	t3.close()
+	t4.close()
 	// A full budget makes a grant wait for room, and gives up with ctx.
 	full := newOutputBudget(maxGrant)
 	hog := full.stream()
@@ -148,80 +159,102 @@ func TestStreamCredit(t *testing.T) {
 	}
 }
 
-// Many hosts printing at once to a slow master: what they sent and the
+// Many hosts printing on stdout and stderr at once (two goroutines, as
+// os/exec copies the pipes) to a slow master: what they sent and the
 // master did not yet read stays within the pool's budget plus each
-// stream's initial credit (and one pipe read per stream counted early),
-// far below gRPC's own 64 KiB per stream; and every byte arrives in order.
+// stream's initial credit (and one pipe read per writer counted early),
+// every byte of both streams arrives in order, and the budget is whole
+// again at the end — with a budget so tight that every grant is exact,
+// and with one large enough for whole grants and top-ups.
 func TestExecFlowBoundsInFlight(t *testing.T) {
 	const (
-		streams = 8
-		size    = 512 << 10
-		chunk   = 4 << 10
-		budget  = maxGrant
+		size  = 256 << 10 // per output stream
+		chunk = 4 << 10
 	)
-	var sent, received, peak atomic.Int64
-	note := func() {
-		for d := sent.Load() - received.Load(); ; {
-			p := peak.Load()
-			if d <= p || peak.CompareAndSwap(p, d) {
-				return
-			}
-		}
-	}
-	h := newHarness(t, func(s *Server) {
-		s.Run = func(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
-			seed := cmd.Line[0]
-			g := newGenReader(seed, size)
-			buf := make([]byte, chunk)
-			for {
-				n, err := g.Read(buf)
-				if n > 0 {
-					sent.Add(int64(n)) // counted before it is sent: an over-estimate
-					note()
-					out(model.Stdout, buf[:n])
+	for _, tc := range []struct {
+		name            string
+		streams, budget int
+	}{
+		{"exact grants", 8, maxGrant},
+		{"whole grants and top-ups", 16, 16 * maxGrant},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sent, received, peak atomic.Int64
+			note := func() {
+				for d := sent.Load() - received.Load(); ; {
+					p := peak.Load()
+					if d <= p || peak.CompareAndSwap(p, d) {
+						return
+					}
 				}
-				if err != nil {
+			}
+			h := newHarness(t, func(s *Server) {
+				s.Run = func(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
+					var wg sync.WaitGroup
+					for i, st := range []model.Stream{model.Stdout, model.Stderr} {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							g := newGenReader(cmd.Line[0]+byte(i), size)
+							buf := make([]byte, chunk)
+							for {
+								n, err := g.Read(buf)
+								if n > 0 {
+									sent.Add(int64(n)) // counted before it is sent: an over-estimate
+									note()
+									out(st, buf[:n])
+								}
+								if err != nil {
+									return
+								}
+							}
+						}()
+					}
+					wg.Wait()
 					return model.Exit{}, nil
 				}
-			}
-		}
-	})
-	h.pool.OutputInFlight = budget
-	var wg sync.WaitGroup
-	errs := make(chan error, streams)
-	for i := range streams {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			seed := byte('a' + i)
-			var got bytes.Buffer
-			_, err := h.pool.Exec(testCtx(t), h.target, model.Command{Line: string(seed)}, func(_ model.Stream, p []byte) {
-				time.Sleep(200 * time.Microsecond) // a busy master
-				got.Write(p)
-				received.Add(int64(len(p)))
 			})
-			if err != nil {
-				errs <- err
-				return
+			h.pool.OutputInFlight = int64(tc.budget)
+			var wg sync.WaitGroup
+			errs := make(chan error, tc.streams)
+			for i := range tc.streams {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					seed := byte('a' + 2*i)
+					var got output
+					_, err := h.pool.Exec(testCtx(t), h.target, model.Command{Line: string(seed)}, func(st model.Stream, p []byte) {
+						time.Sleep(100 * time.Microsecond) // a busy master
+						got.add(st, p)
+						received.Add(int64(len(p)))
+					})
+					if err != nil {
+						errs <- err
+						return
+					}
+					stdout, stderr := got.strings()
+					for i, s := range []string{stdout, stderr} {
+						want, _ := io.ReadAll(newGenReader(seed+byte(i), size))
+						if s != string(want) {
+							errs <- fmt.Errorf("host %c, stream %d: got %d bytes, not the %d printed", seed, i+1, len(s), len(want))
+						}
+					}
+				}()
 			}
-			want, _ := io.ReadAll(newGenReader(seed, size))
-			if !bytes.Equal(got.Bytes(), want) {
-				errs <- fmt.Errorf("stream %c: got %d bytes, not the %d printed", seed, got.Len(), len(want))
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	bound := int64(budget + streams*(initialCredit+chunk))
-	t.Logf("peak in flight %d bytes; bound %d; gRPC alone allows %d", peak.Load(), bound, streams*recvWindow)
-	if peak.Load() > bound {
-		t.Errorf("in flight at peak: %d bytes; want at most %d", peak.Load(), bound)
-	}
-	if held := h.pool.budget().held.Load(); held != 0 {
-		t.Errorf("budget held after all streams ended: %d", held)
+			bound := int64(tc.budget + tc.streams*(initialCredit+2*chunk))
+			t.Logf("peak in flight %d bytes; bound %d; gRPC alone allows %d", peak.Load(), bound, tc.streams*recvWindow)
+			if peak.Load() > bound {
+				t.Errorf("in flight at peak: %d bytes; want at most %d", peak.Load(), bound)
+			}
+			if held := h.pool.budget().held.Load(); held != 0 {
+				t.Errorf("budget held after all streams ended: %d", held)
+			}
+		})
 	}
 }
 
@@ -266,6 +299,49 @@ func TestExecFlowFallback(t *testing.T) {
 	if n := old.flows.Load(); n != 1 {
 		t.Errorf("ExecFlow asked %d times; want once per connection", n)
 	}
+
+	// The minion is upgraded: the same address, a new process that knows
+	// ExecFlow. Its new connection is asked again.
+	h.stop()
+	ln, err := net.Listen("tcp", h.target.Addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", h.target.Addr, err)
+	}
+	srv := NewServer("m1", "new", testenv.Logger(t))
+	srv.Run = func(ctx context.Context, cmd model.Command, out model.OutputFunc) (model.Exit, error) {
+		out(model.Stdout, []byte(strings.Repeat("y", 3*initialCredit)))
+		return model.Exit{Code: 4}, nil
+	}
+	upgraded := &flowCounter{Server: srv}
+	g := NewGRPCServer(h.minion, func() string { return h.master.Fingerprint }, upgraded)
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	for try := 0; ; try++ {
+		var out output
+		exit, err := pool.Exec(testCtx(t), target, model.Command{Line: "c"}, out.add)
+		if errors.Is(err, exec.ErrUnreachable) && try < 200 {
+			time.Sleep(50 * time.Millisecond) // the old connection's end is not seen yet
+			continue
+		}
+		if stdout, _ := out.strings(); err != nil || exit.Code != 4 || len(stdout) != 3*initialCredit {
+			t.Fatalf("Exec on the upgraded minion = exit %d, %d bytes, %v; want exit 4, %d bytes", exit.Code, len(stdout), err, 3*initialCredit)
+		}
+		break
+	}
+	if n := upgraded.flows.Load(); n != 1 {
+		t.Errorf("the upgraded minion got %d ExecFlow calls; want 1", n)
+	}
+}
+
+// flowCounter counts ExecFlow calls.
+type flowCounter struct {
+	*Server
+	flows atomic.Int32
+}
+
+func (s *flowCounter) ExecFlow(stream felixv1.Minion_ExecFlowServer) error {
+	s.flows.Add(1)
+	return s.Server.ExecFlow(stream)
 }
 
 // greedyServer sends more output than it was granted.
@@ -309,29 +385,37 @@ func TestExecFlowProtocol(t *testing.T) {
 	data := &felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_Data{Data: []byte("abc")}}
 	end := &felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_FileEnd{FileEnd: &felixv1.FileEnd{}}}
 	credit := &felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_Credit{Credit: &felixv1.Credit{Bytes: 10}}}
+	exec := func(l string) *felixv1.ExecFlowRequest {
+		return &felixv1.ExecFlowRequest{Msg: &felixv1.ExecFlowRequest_Exec{Exec: execReq(l)}}
+	}
 	tests := []struct {
-		name string
-		msgs func(line string) []*felixv1.ExecFlowRequest
-		want codes.Code
+		name  string
+		msgs  func(line string) []*felixv1.ExecFlowRequest
+		close bool // the master closes its side after the messages
+		want  codes.Code
 	}{
-		{"credit first", func(string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{credit} }, codes.InvalidArgument},
-		{"data first", func(string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{data} }, codes.InvalidArgument},
-		{"file without end", func(l string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{file(l, 3), data} }, codes.InvalidArgument},
+		{"credit first", func(string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{credit} }, false, codes.InvalidArgument},
+		{"data first", func(string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{data} }, false, codes.InvalidArgument},
+		{"file closed without end", func(l string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{file(l, 3), data} }, true, codes.InvalidArgument},
 		{"credit within the file", func(l string) []*felixv1.ExecFlowRequest {
 			return []*felixv1.ExecFlowRequest{file(l, 3), credit, data, end}
-		}, codes.InvalidArgument},
-		{"short file", func(l string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{file(l, 4), data, end} }, codes.InvalidArgument},
-		{"file", func(l string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{file(l, 3), data, end} }, codes.OK},
-		{"exec", func(l string) []*felixv1.ExecFlowRequest {
-			return []*felixv1.ExecFlowRequest{{Msg: &felixv1.ExecFlowRequest_Exec{Exec: execReq(l)}}}
-		}, codes.OK},
+		}, false, codes.InvalidArgument},
+		{"short file", func(l string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{file(l, 4), data, end} }, false, codes.InvalidArgument},
+		{"file", func(l string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{file(l, 3), data, end} }, false, codes.OK},
+		{"exec", func(l string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{exec(l)} }, false, codes.OK},
+		// Once it runs, the master may send credit only, and keeps its
+		// side open: else the command is killed (its output could not go).
+		{"closed while it runs", func(l string) []*felixv1.ExecFlowRequest { return []*felixv1.ExecFlowRequest{exec("sleep 3; " + l)} }, true, codes.InvalidArgument},
+		{"data while it runs", func(l string) []*felixv1.ExecFlowRequest {
+			return []*felixv1.ExecFlowRequest{exec("sleep 3; " + l), credit, data}
+		}, false, codes.InvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			marker := t.TempDir() + "/ran"
 			sendRaw(t, newHarness(t), func(ctx context.Context, cl felixv1.MinionClient) (rawStream[*felixv1.ExecFlowRequest], error) {
 				return cl.ExecFlow(ctx)
-			}, tt.msgs("touch "+marker), marker, tt.want)
+			}, tt.msgs("touch "+marker), tt.close, marker, tt.want)
 		})
 	}
 }

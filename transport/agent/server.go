@@ -283,7 +283,13 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heart
 			}
 		}()
 	}
+	// Output is sent one chunk at a time (stdout and stderr come from two
+	// goroutines): with credit, all output granted then goes out before
+	// the next CreditWanted, and one caller at a time waits for credit.
+	var outMu sync.Mutex
 	out := func(st model.Stream, p []byte) {
+		outMu.Lock()
+		defer outMu.Unlock()
 		ps := felixv1.Stream_STREAM_STDOUT
 		if st == model.Stderr {
 			ps = felixv1.Stream_STREAM_STDERR
@@ -330,6 +336,13 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heart
 	}
 	s.Log.Info("exec done", "job", jobID, "exit", exit.Code, "signal", exit.Signal, "timed_out", exit.TimedOut,
 		"duration", exit.Duration)
+	// A run ended for breaking the protocol (ExecFlow) ends with that
+	// error, not an exit status.
+	if cause := context.Cause(ctx); ctx.Err() != nil {
+		if _, isStatus := status.FromError(cause); isStatus {
+			return cause
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if sendErr != nil {

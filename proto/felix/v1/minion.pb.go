@@ -685,7 +685,8 @@ func (*ExecEvent_CreditWanted) isExecEvent_Event() {}
 // CreditWanted asks for more output credit.
 type CreditWanted struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The output bytes waiting to be sent.
+	// The output bytes waiting to be sent in the next message (at most one
+	// message's worth).
 	Bytes         uint32 `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -59,10 +59,16 @@ type MinionClient interface {
 	// and file_end. The minion sends at most the output bytes granted:
 	// output_credit of the ExecRequest, then each Credit. With output waiting
 	// beyond that, it sends one CreditWanted and waits for a Credit (the
-	// command's pipe fills and it blocks, as at a slow terminal); heartbeats
-	// and the exit status need no credit. The answer is otherwise as for
-	// Exec and ExecFile. A minion without it answers Unimplemented before
-	// anything runs, and the master falls back to Exec and ExecFile.
+	// command's pipe fills and it blocks, as at a slow terminal); it asks
+	// again only after a Credit came. The master may send Credit unasked,
+	// and leaves a CreditWanted unanswered when a Credit it sent since
+	// answers it. Heartbeats and the exit status need no credit. Once the
+	// request is complete the master sends only Credits and keeps its side
+	// open until the exit: anything else, or closing its side, ends the
+	// stream with InvalidArgument and the command is killed. The answer is
+	// otherwise as for Exec and ExecFile. A minion without ExecFlow answers
+	// Unimplemented before anything runs, and the master falls back to Exec
+	// and ExecFile.
 	ExecFlow(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecFlowRequest, ExecEvent], error)
 	// PutFile places a file, directory or symlink at an absolute path,
 	// atomically. The client sends a PutFileHeader. For a file the minion
@@ -233,10 +239,16 @@ type MinionServer interface {
 	// and file_end. The minion sends at most the output bytes granted:
 	// output_credit of the ExecRequest, then each Credit. With output waiting
 	// beyond that, it sends one CreditWanted and waits for a Credit (the
-	// command's pipe fills and it blocks, as at a slow terminal); heartbeats
-	// and the exit status need no credit. The answer is otherwise as for
-	// Exec and ExecFile. A minion without it answers Unimplemented before
-	// anything runs, and the master falls back to Exec and ExecFile.
+	// command's pipe fills and it blocks, as at a slow terminal); it asks
+	// again only after a Credit came. The master may send Credit unasked,
+	// and leaves a CreditWanted unanswered when a Credit it sent since
+	// answers it. Heartbeats and the exit status need no credit. Once the
+	// request is complete the master sends only Credits and keeps its side
+	// open until the exit: anything else, or closing its side, ends the
+	// stream with InvalidArgument and the command is killed. The answer is
+	// otherwise as for Exec and ExecFile. A minion without ExecFlow answers
+	// Unimplemented before anything runs, and the master falls back to Exec
+	// and ExecFile.
 	ExecFlow(grpc.BidiStreamingServer[ExecFlowRequest, ExecEvent]) error
 	// PutFile places a file, directory or symlink at an absolute path,
 	// atomically. The client sends a PutFileHeader. For a file the minion
