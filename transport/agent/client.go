@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -441,7 +440,7 @@ func (p *Pool) execFile(ctx context.Context, cl felixv1.MinionClient, t model.Ta
 func sendFile(t model.Target, f *model.File, r io.Reader, cancel context.CancelFunc, header func() error, data func([]byte) error, end func() error) (sent bool, err error) {
 	sendErr := header()
 	if sendErr == nil {
-		sendErr = sendContent(f, r, data)
+		sendErr = sendChunks(r, f.Size, data) // Send marshals a message before it returns: the chunk is free again
 	}
 	if sendErr == nil {
 		sendErr = end()
@@ -454,7 +453,7 @@ func sendFile(t model.Target, f *model.File, r io.Reader, cancel context.CancelF
 		return false, nil
 	case errors.As(sendErr, &readErr):
 		cancel() // before anything else: the minion must not run the command
-		return false, fmt.Errorf("exec on minion %s: %w (the command did not run)", t.ID, sendErr)
+		return false, fmt.Errorf("exec on minion %s: read file %s: %w (the command did not run)", t.ID, f.Name, sendErr)
 	default:
 		return false, rpcError("exec on", t, sendErr, false)
 	}
@@ -466,42 +465,6 @@ type fileReadError struct{ err error }
 
 func (e *fileReadError) Error() string { return e.err.Error() }
 func (e *fileReadError) Unwrap() error { return e.err }
-
-// sendContent sends r's content, which must be exactly f.Size bytes, in
-// chunks of chunkSize through send, which must be done with the chunk when
-// it returns. A stream failure is returned as send returned it (io.EOF when
-// the minion ended the stream); a read failure or a size mismatch as a
-// *fileReadError.
-func sendContent(f *model.File, r io.Reader, send func([]byte) error) error {
-	buf := make([]byte, chunkSize)
-	// One byte more than announced is read to notice a longer content.
-	lr := io.LimitReader(r, min(f.Size, math.MaxInt64-1)+1)
-	var sent int64
-	for {
-		n, err := io.ReadFull(lr, buf)
-		if n > 0 {
-			if sent+int64(n) > f.Size {
-				return &fileReadError{fmt.Errorf("read file %s: content is longer than its size %d", f.Name, f.Size)}
-			}
-			// Send marshals the message before it returns, so buf is free
-			// for the next chunk.
-			if err := send(buf[:n]); err != nil {
-				return err
-			}
-			sent += int64(n)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			return &fileReadError{fmt.Errorf("read file %s after %d bytes: %w", f.Name, sent, err)}
-		}
-	}
-	if sent != f.Size {
-		return &fileReadError{fmt.Errorf("read file %s: content has %d bytes, not its size %d", f.Name, sent, f.Size)}
-	}
-	return nil
-}
 
 // watchdog ends an Exec stream whose minion falls silent. It is armed
 // when the request is sent (a minion answers Started at once, or once it

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -256,6 +255,16 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heart
 	}
 	var mu sync.Mutex // a stream's Send is not safe for concurrent use
 	var sendErr error
+	// send sends ev unless a send failed before; it says whether the
+	// stream is still good.
+	send := func(ev *felixv1.ExecEvent) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if sendErr == nil {
+			sendErr = stream.Send(ev)
+		}
+		return sendErr == nil
+	}
 	stopBeats := func() {}
 	if heartbeat > 0 {
 		stop := make(chan struct{})
@@ -275,11 +284,7 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heart
 					return
 				case <-t.C:
 				}
-				mu.Lock()
-				if sendErr == nil {
-					sendErr = stream.Send(beat)
-				}
-				mu.Unlock()
+				send(beat)
 			}
 		}()
 	}
@@ -287,6 +292,9 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heart
 	// goroutines): with credit, all output granted then goes out before
 	// the next CreditWanted, and one caller at a time waits for credit.
 	var outMu sync.Mutex
+	askCredit := func(want int) bool { // want is at most outputChunk
+		return send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_CreditWanted{CreditWanted: &felixv1.CreditWanted{Bytes: uint32(want)}}})
+	}
 	out := func(st model.Stream, p []byte) {
 		outMu.Lock()
 		defer outMu.Unlock()
@@ -294,23 +302,12 @@ func (s *Server) run(ctx context.Context, jobID string, cmd model.Command, heart
 		if st == model.Stderr {
 			ps = felixv1.Stream_STREAM_STDERR
 		}
-		send := func(ev *felixv1.ExecEvent) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			if sendErr == nil {
-				sendErr = stream.Send(ev)
-			}
-			return sendErr == nil
-		}
 		for len(p) > 0 {
 			n := min(len(p), outputChunk)
 			if credit != nil {
 				// Without credit (the stream ended) the rest is dropped:
 				// nobody reads it.
-				if n = credit.take(ctx, n, func(want int) bool {
-					return send(&felixv1.ExecEvent{Event: &felixv1.ExecEvent_CreditWanted{
-						CreditWanted: &felixv1.CreditWanted{Bytes: uint32(min(want, math.MaxUint32))}}})
-				}); n == 0 {
+				if n = credit.take(ctx, n, askCredit); n == 0 {
 					return
 				}
 			}
